@@ -1,0 +1,72 @@
+# Finds every third-party dependency through CMake. A missing one stops
+# configuration naming the Debian package that provides it (scripts/setup
+# installs them all).
+function(myriad_missing what package)
+  message(FATAL_ERROR "${what} not found: install the Debian package(s) '${package}' (scripts/setup installs everything)")
+endfunction()
+
+find_package(Threads REQUIRED)
+
+find_package(nlohmann_json 3 CONFIG QUIET)
+if(NOT nlohmann_json_FOUND)
+  myriad_missing("nlohmann-json" "nlohmann-json3-dev")
+endif()
+
+find_package(GTest QUIET)
+if(NOT GTest_FOUND)
+  myriad_missing("GoogleTest" "libgtest-dev")
+endif()
+include(GoogleTest)
+
+find_path(ONIG_INCLUDE_DIR oniguruma.h)
+find_library(ONIG_LIBRARY onig)
+if(NOT ONIG_INCLUDE_DIR OR NOT ONIG_LIBRARY)
+  myriad_missing("Oniguruma" "libonig-dev")
+endif()
+add_library(myriad::onig INTERFACE IMPORTED)
+target_include_directories(myriad::onig SYSTEM INTERFACE ${ONIG_INCLUDE_DIR})
+target_link_libraries(myriad::onig INTERFACE ${ONIG_LIBRARY})
+
+find_path(UTF8PROC_INCLUDE_DIR utf8proc.h)
+find_library(UTF8PROC_LIBRARY utf8proc)
+if(NOT UTF8PROC_INCLUDE_DIR OR NOT UTF8PROC_LIBRARY)
+  myriad_missing("utf8proc" "libutf8proc-dev")
+endif()
+add_library(myriad::utf8proc INTERFACE IMPORTED)
+target_include_directories(myriad::utf8proc SYSTEM INTERFACE ${UTF8PROC_INCLUDE_DIR})
+target_link_libraries(myriad::utf8proc INTERFACE ${UTF8PROC_LIBRARY})
+
+if(MYRIAD_GPU_ONLY)
+  return()
+endif()
+
+# CAF 0.17 ships no CMake config and no .pc file.
+find_path(CAF_INCLUDE_DIR caf/all.hpp)
+find_library(CAF_CORE_LIBRARY caf_core)
+find_library(CAF_IO_LIBRARY caf_io)
+if(NOT CAF_INCLUDE_DIR OR NOT CAF_CORE_LIBRARY OR NOT CAF_IO_LIBRARY)
+  myriad_missing("CAF 0.17 (C++ Actor Framework)" "libcaf-dev")
+endif()
+add_library(myriad::caf INTERFACE IMPORTED)
+target_include_directories(myriad::caf SYSTEM INTERFACE ${CAF_INCLUDE_DIR})
+target_link_libraries(myriad::caf INTERFACE ${CAF_IO_LIBRARY} ${CAF_CORE_LIBRARY} Threads::Threads)
+
+find_package(CapnProto CONFIG QUIET)
+if(NOT CapnProto_FOUND)
+  myriad_missing("Cap'n Proto" "capnproto libcapnp-dev")
+endif()
+
+find_package(FlatBuffers CONFIG QUIET)
+if(NOT FlatBuffers_FOUND)
+  myriad_missing("FlatBuffers" "libflatbuffers-dev flatbuffers-compiler")
+endif()
+
+find_package(Boost 1.74 CONFIG QUIET)
+if(NOT Boost_FOUND)
+  myriad_missing("Boost (Asio, Beast)" "libboost-dev")
+endif()
+
+find_package(SQLite3 QUIET)
+if(NOT SQLite3_FOUND)
+  myriad_missing("SQLite" "libsqlite3-dev")
+endif()

@@ -1,0 +1,75 @@
+// A memory-mapped .safetensors file: a validated header and zero-copy views
+// of each tensor's bytes. The mapping lives as long as the SafetensorsFile.
+// Thread-safe for concurrent reads once opened.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/dtype.h"
+#include "runtime/result.h"
+
+namespace myriad {
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const std::byte* data = nullptr;  // into the mapping; little-endian, row-major
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+  float at(size_t i) const;  // element i converted to f32 (for tests and loaders)
+};
+
+// Largest header we accept; real headers are well under this.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
+
+class SafetensorsFile {
+ public:
+  // Opens and validates: header length within the file and the limit, JSON
+  // well formed, known dtypes, shapes matching byte ranges, offsets in range,
+  // no overlapping tensors. Errors name the file and the tensor.
+  static Result<std::shared_ptr<SafetensorsFile>> open(const std::string& path);
+  // Parses an in-memory image (the fuzz target and tests use this).
+  static Result<std::shared_ptr<SafetensorsFile>> from_bytes(std::vector<std::byte> bytes, const std::string& name);
+
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView* find(std::string_view name) const;
+  const std::unordered_map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  Status parse(const std::byte* base, size_t size);
+
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::vector<std::byte> owned_;  // from_bytes
+  std::vector<TensorView> tensors_;
+  std::unordered_map<std::string, size_t> index_;
+  std::unordered_map<std::string, std::string> metadata_;
+};
+
+// Writes a safetensors file atomically (temp file, fsync, rename).
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> data;
+};
+Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                         const std::unordered_map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+}  // namespace myriad

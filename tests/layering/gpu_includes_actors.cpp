@@ -1,0 +1,2 @@
+// Must NOT compile: gpu/ may use runtime/ only.
+#include "actors/ping_actor.h"

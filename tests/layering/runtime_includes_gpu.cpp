@@ -1,0 +1,2 @@
+// Must NOT compile: runtime/ may use nothing internal (ARCHITECTURE.md).
+#include "gpu/cpu/kernels.h"
