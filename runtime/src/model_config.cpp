@@ -2,7 +2,9 @@
 // error names the file, the field and the offending value.
 #include "runtime/model_config.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -154,6 +156,14 @@ Result<std::optional<RopeScaling>> parse_rope_scaling(const json& j, const std::
   return std::optional<RopeScaling>{s};
 }
 
+// The shortest decimal that reads back to `f` (1e-5f prints as 1e-05, not
+// 9.999999747378752e-06).
+double shortest(float f) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, f);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
 }  // namespace
 
 Result<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source) {
@@ -276,17 +286,17 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["intermediate_size"] = c.intermediate_size;
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.max_position_embeddings;
-  j["rope_theta"] = double(c.rope_theta);
+  j["rope_theta"] = shortest(c.rope_theta);
   if (c.rope_scaling) {
     j["rope_scaling"] = {{"rope_type", c.rope_scaling->type},
-                         {"factor", double(c.rope_scaling->factor)},
-                         {"low_freq_factor", double(c.rope_scaling->low_freq_factor)},
-                         {"high_freq_factor", double(c.rope_scaling->high_freq_factor)},
+                         {"factor", shortest(c.rope_scaling->factor)},
+                         {"low_freq_factor", shortest(c.rope_scaling->low_freq_factor)},
+                         {"high_freq_factor", shortest(c.rope_scaling->high_freq_factor)},
                          {"original_max_position_embeddings", c.rope_scaling->original_max_position_embeddings}};
   } else {
     j["rope_scaling"] = nullptr;
   }
-  j["rms_norm_eps"] = double(c.rms_norm_eps);
+  j["rms_norm_eps"] = shortest(c.rms_norm_eps);
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   if (c.arch == ModelArch::kLlama) {
     j["attention_bias"] = c.attention_bias;

@@ -38,16 +38,19 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
       const int64_t t = item / s.kv_heads, kvh = item % s.kv_heads;
       const AttentionRow& r = rows[size_t(row_of_token[size_t(t)])];
       const int64_t pos = r.start_pos + (t - r.token_begin);
-      const int64_t ctx = pos + 1;
+      const int64_t lo = s.window > 0 && pos - s.window > 0 ? pos - s.window : 0;
+      const int64_t ctx = pos + 1 - lo;  // attended positions [lo, pos]
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.
-      for (int64_t p0 = 0; p0 < ctx; p0 += bs) {
-        const float* kb = cache.k_block(layer, r.blocks[p0 / bs]);
-        const int64_t n = ctx - p0 < bs ? ctx - p0 : bs;
+      for (int64_t p = lo; p <= pos;) {
+        const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
+        const float* kb = cache.k_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           const float* qh = q + t * q_dim + (kvh * group + g) * hd;
-          for (int64_t j = 0; j < n; ++j) scores[size_t(g * ctx + p0 + j)] = dot(qh, kb + j * kv_dim + kvh * hd, hd) * scale;
+          float* sc = scores.data() + g * ctx + (p - lo);
+          for (int64_t j = 0; j < n; ++j) sc[j] = dot(qh, kb + j * kv_dim, hd) * scale;
         }
+        p += n;
       }
       for (int64_t g = 0; g < group; ++g) {
         float* sc = scores.data() + g * ctx;
@@ -63,18 +66,19 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
         float* o = out + t * q_dim + (kvh * group + g) * hd;
         for (int64_t d = 0; d < hd; ++d) o[d] = 0;
       }
-      for (int64_t p0 = 0; p0 < ctx; p0 += bs) {
-        const float* vb = cache.v_block(layer, r.blocks[p0 / bs]);
-        const int64_t n = ctx - p0 < bs ? ctx - p0 : bs;
+      for (int64_t p = lo; p <= pos;) {
+        const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
+        const float* vb = cache.v_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           float* o = out + t * q_dim + (kvh * group + g) * hd;
-          const float* sc = scores.data() + g * ctx + p0;
+          const float* sc = scores.data() + g * ctx + (p - lo);
           for (int64_t j = 0; j < n; ++j) {
-            const float* vj = vb + j * kv_dim + kvh * hd;
+            const float* vj = vb + j * kv_dim;
             const float w = sc[j];
             for (int64_t d = 0; d < hd; ++d) o[d] += w * vj[d];
           }
         }
+        p += n;
       }
     }
   });

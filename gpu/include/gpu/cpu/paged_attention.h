@@ -24,6 +24,9 @@ struct AttentionRow {
 
 struct AttentionShape {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  // Sliding window W > 0: position i attends to [i - W, i] (transformers
+  // 4.44 eager mask); 0 = full causal.
+  int64_t window = 0;
 };
 
 // q, out: [T, heads * head_dim]. The K/V of every new token must already be
@@ -32,7 +35,7 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
                      std::span<const AttentionRow> rows, const float* q, float* out);
 
 // Reference for one query token over contiguous K/V [ctx, kv_heads * head_dim]
-// (double math): out [heads * head_dim].
+// (double math, full causal: all ctx positions): out [heads * head_dim].
 void attention_reference(const AttentionShape& s, const float* q, const float* k, const float* v, int64_t ctx,
                          float* out);
 
