@@ -13,7 +13,11 @@ endif()
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "")
 endif()
-set(CMAKE_CUDA_STANDARD 20)
+# CMake 3.25 knows no CUDA20 dialect flag for nvcc (configure fails with
+# "requires the language dialect CUDA20"), so .cu files are C++17; they
+# include only plain headers (gpu/include/gpu/cuda/*.h, runtime/ value types).
+set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_CUDA_EXTENSIONS OFF)
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
