@@ -43,7 +43,7 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
   __shared__ float scratch[33];
   const int seg = blockIdx.x, r = blockIdx.y;
   const int slot = view.slot(seg);
-  if (slot < 0 || slot >= w.num_slots || r >= w.ranks[slot]) return;  // uniform per block
+  if (slot < 0 || slot >= w.num_slots || r >= w.ranks[int64_t(slot) * w.meta_stride]) return;  // uniform per block
   const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
   const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
   if (n <= 0) return;
@@ -74,7 +74,7 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
   const int seg = blockIdx.x;
   const int slot = view.slot(seg);
   if (slot < 0 || slot >= w.num_slots) return;
-  const int rank = w.ranks[slot];
+  const int rank = w.ranks[int64_t(slot) * w.meta_stride];
   if (rank <= 0) return;
   const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
   const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
@@ -85,7 +85,7 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
   const int64_t o = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (o >= w.out) return;
   const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * w.max_rank;
-  const float scale = w.scales[slot];
+  const float scale = w.scales[int64_t(slot) * w.meta_stride];
   for (int e = 0; e < n; ++e) {
     float d = 0.0f;
     for (int r = 0; r < rank; ++r) d += to_f32(b[r]) * vs[e * w.max_rank + r];
@@ -95,7 +95,7 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
 }
 
 Status check_slots(const char* k, const LoraModuleSlots& w) {
-  if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0)
+  if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0 || w.meta_stride <= 0)
     return make_error(ErrorCode::kInvalidArgument,
                       std::string(k) + ": bad slots max_rank=" + std::to_string(w.max_rank) + " in=" +
                           std::to_string(w.in) + " out=" + std::to_string(w.out) + " slots=" +

@@ -177,7 +177,7 @@ __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, c
     }
   float total;
   const float excl = block_exclusive_scan(local, scratch, &total);
-  const float target = sampling_uniform(p.seed, p.output_index) * total;
+  const float target = float(sampling_uniform(p.seed, p.output_index) * double(total));
   if (threadIdx.x == 0) chosen = -1;
   __syncthreads();
   if (local > 0.0f && excl <= target && target < excl + local) {

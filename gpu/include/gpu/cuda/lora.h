@@ -29,8 +29,9 @@ namespace myriad::gpu::cuda {
 struct LoraModuleSlots {
   const void* a = nullptr;          // [num_slots, max_rank, in]
   const void* b = nullptr;          // [num_slots, out, max_rank]
-  const int32_t* ranks = nullptr;   // [num_slots]; 0 => no contribution
-  const float* scales = nullptr;    // [num_slots] alpha / r (or alpha / sqrt(r))
+  const int32_t* ranks = nullptr;   // ranks[slot * meta_stride]; 0 => no contribution
+  const float* scales = nullptr;    // scales[slot * meta_stride]: alpha / r (or alpha / sqrt(r))
+  int32_t meta_stride = 1;          // lets ranks/scales be a column of a [slots, modules] table
   int32_t num_slots = 0;
   int32_t max_rank = 0;             // <= kMaxLoraRank
   int64_t in = 0, out = 0;

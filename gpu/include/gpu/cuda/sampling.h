@@ -27,17 +27,19 @@
 
 namespace myriad::gpu::cuda {
 
-// SplitMix64's finalizer over (seed, index): the counter-based random source.
-// The CPU executor must use the same function to draw the same tokens.
-MYRIAD_HOST_DEVICE inline uint64_t sampling_hash(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+// The counter-based random source, bit-identical to gpu/cpu's
+// counter_uniform (sampler.cpp) so both backends draw the same u:
+// splitmix64(splitmix64(seed) ^ (index * 0xd1b54a32d192ed03 + 1)), top 53 bits.
+MYRIAD_HOST_DEVICE inline uint64_t sampling_splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
 }
-// Uniform in [0, 1) with 24 random bits (exact in float32).
-MYRIAD_HOST_DEVICE inline float sampling_uniform(uint64_t seed, uint32_t output_index) {
-  return float(sampling_hash(seed, output_index) >> 40) * (1.0f / 16777216.0f);
+// Uniform in [0, 1) (53 bits).
+MYRIAD_HOST_DEVICE inline double sampling_uniform(uint64_t seed, uint32_t output_index) {
+  const uint64_t h = sampling_splitmix64(sampling_splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));
+  return double(h >> 11) * (1.0 / 9007199254740992.0);
 }
 
 struct SampleRow {  // plain data, uploaded per step
