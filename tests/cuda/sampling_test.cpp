@@ -8,6 +8,7 @@
 #include <map>
 
 #include "cuda_test_util.h"
+#include "gpu/cpu/sampler.h"
 #include "gpu/cuda/sampling.h"
 
 namespace myriad::cuda_test {
@@ -140,6 +141,12 @@ SampleRow row(float t, int k, float p, uint64_t seed, uint32_t idx) {
   r.seed = seed;
   r.output_index = idx;
   return r;
+}
+
+TEST(Sampling, UniformIsBitIdenticalToTheCpuBackend) {
+  // Host-side check (no device needed): both backends draw the same u.
+  for (uint64_t seed : {0ull, 1ull, 12345ull, ~0ull})
+    for (uint32_t i : {0u, 1u, 7u, 1000000u}) EXPECT_EQ(gpu::cuda::sampling_uniform(seed, i), gpu::cpu::counter_uniform(seed, i));
 }
 
 class SamplingTest : public ::testing::TestWithParam<int> {};

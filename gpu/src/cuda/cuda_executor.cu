@@ -820,6 +820,28 @@ Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
   return ok_status();
 }
 
+Status CudaExecutor::clone_adapter_slot(int32_t src, int32_t dst) {
+  Impl& m = *impl_;
+  if (src < 0 || src >= m.slots || dst < 0 || dst >= m.slots || src == dst || !adapter_ready(src) ||
+      m.slot_state[size_t(dst)] != Impl::SlotState::kEmpty)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "clone_adapter_slot: bad slots " + std::to_string(src) + " -> " + std::to_string(dst));
+  cudaStream_t us = m.upload.get();
+  const size_t L7 = size_t(m.L) * kNumLinearModules;
+  for (size_t idx = 0; idx < L7; ++idx) {
+    const LoraDev& d = m.lora[idx];
+    const size_t a = size_t(m.R) * d.in * m.esz, b = size_t(d.out) * m.R * m.esz;
+    MYRIAD_TRY(copy_d2d(static_cast<char*>(d.a.data()) + dst * a, static_cast<char*>(d.a.data()) + src * a, a, us));
+    MYRIAD_TRY(copy_d2d(static_cast<char*>(d.b.data()) + dst * b, static_cast<char*>(d.b.data()) + src * b, b, us));
+  }
+  MYRIAD_TRY(copy_d2d(m.lora_scales.as<float>() + dst * L7, m.lora_scales.as<float>() + src * L7, L7 * 4, us));
+  MYRIAD_TRY(copy_d2d(m.lora_ranks.as<int32_t>() + dst * L7, m.lora_ranks.as<int32_t>() + src * L7, L7 * 4, us));
+  MYRIAD_TRY(m.slot_event[size_t(dst)].record(us));
+  m.slot_state[size_t(dst)] = Impl::SlotState::kLoading;
+  m.slot_bytes[size_t(dst)] = m.slot_bytes[size_t(src)];
+  return ok_status();
+}
+
 bool CudaExecutor::adapter_ready(int32_t slot) {
   Impl& m = *impl_;
   if (slot < 0 || slot >= m.slots) return false;

@@ -70,6 +70,9 @@ class CudaExecutor final : public Executor {
   size_t kv_bytes_per_token() const;      // K+V, all layers
   size_t adapter_bytes(int32_t slot) const;  // A and B bytes actually used by the slot's ranks
   int graphs_captured() const;
+  // Benchmarks: makes `dst` (empty) a device-side copy of the ready slot
+  // `src` (D2D on the upload stream; ready once uploads are waited for).
+  Status clone_adapter_slot(int32_t src, int32_t dst);
   // Waits for the upload stream (tests and benches).
   Status wait_for_uploads();
 
