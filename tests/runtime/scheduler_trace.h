@@ -97,6 +97,10 @@ class Trace {
       sep();
       s += "preempt(" + std::to_string(o.num_preempted) + ")";
     }
+    if (o.num_paused) {
+      sep();
+      s += "pause(" + std::to_string(o.num_paused) + ")";
+    }
     for (const auto& w : o.waiting) {
       sep();
       s += "wait " + (w.adapter ? w.adapter->name : std::string("-")) + ":" + wait_reason_name(w.reason) + "(" +

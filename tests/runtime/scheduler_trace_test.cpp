@@ -125,7 +125,7 @@ TEST(SchedulerTrace, SwapAtTheQuantumDrainsThenLoadsTheLongestWaiting) {
   t.expect_tokens_consistent();
 }
 
-TEST(SchedulerTrace, SwapOutWithPauseFreesTheSlotAtOnceAndRecomputesLater) {
+TEST(SchedulerTrace, SwapOutWithPauseFreesTheSlotAtOnceAndResumesLater) {
   SchedulerConfig c = small_config();
   c.num_slots = 1;
   c.max_running_seqs = 2;
@@ -139,14 +139,16 @@ TEST(SchedulerTrace, SwapOutWithPauseFreesTheSlotAtOnceAndRecomputesLater) {
   EXPECT_EQ(t.step(), "run 1:a:0+2* 2:a:0+2*; wait a:max_running(1); wait b:no_slot(1)");
   EXPECT_EQ(t.step(), "run 1:a:2+1* 2:a:2+1*; wait a:max_running(1); wait b:no_slot(1)");
   EXPECT_EQ(t.step(), "run 1:a:3+1* 2:a:3+1*; wait a:max_running(1); wait b:no_slot(1)");
-  EXPECT_EQ(t.step(), "evict a@0; load b>0; preempt(2); wait a:no_slot(3); wait b:loading(1)");
+  // Quantum: a's two running requests pause (keeping their KV); the slot is free at once.
+  EXPECT_EQ(t.step(), "evict a@0; load b>0; pause(2); wait a:no_slot(3); wait b:loading(1)");
+  EXPECT_EQ(t.engine().scheduler().num_paused(), 2u);
   EXPECT_EQ(t.step(), "run 4:b:0+2*; wait a:no_slot(3)");
   EXPECT_EQ(t.step(), "run 4:b:2+1*; wait a:no_slot(3); done 4:length");  // early release drains, never pauses
   EXPECT_EQ(t.step(), "evict b@0; load a>0; wait a:loading(3)");
-  // Recompute: prompt + 3 generated tokens, then the remaining budget for request 2.
-  EXPECT_EQ(t.step(), "run 1:a:0+5* 2:a:0+3; wait a:max_running(1)");
-  EXPECT_EQ(t.step(), "run 1:a:5+1* 2:a:3+2*; wait a:max_running(1); done 1:length");
-  EXPECT_EQ(t.step(), "run 2:a:5+1* 3:a:0+2*; done 2:length 3:length");
+  // The paused requests resume where they stopped (4 positions cached), before the queued one.
+  EXPECT_EQ(t.step(), "run 1:a:4+1* 2:a:4+1*; wait a:max_running(1)");
+  EXPECT_EQ(t.step(), "run 1:a:5+1* 2:a:5+1*; wait a:max_running(1); done 1:length 2:length");
+  EXPECT_EQ(t.step(), "run 3:a:0+2*; done 3:length");
   EXPECT_EQ(t.step(), "evict a@0");
   t.expect_tokens_consistent();  // paused requests give the same tokens
 }

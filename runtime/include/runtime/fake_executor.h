@@ -66,6 +66,7 @@ class FakeExecutor final : public Executor {
     int32_t cached = 0;            // positions in the KV cache; -1 after its blocks were taken
     uint32_t sampled = 0;          // tokens sampled so far
     std::vector<int32_t> tokens;   // every token fed or sampled, by position
+    std::vector<int32_t> table;    // block table of its last row
     std::string adapter;           // adapter name of its first row
     bool has_adapter = false;
   };

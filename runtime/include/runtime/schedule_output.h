@@ -29,7 +29,7 @@ struct AdapterEviction {
 enum class WaitReason : uint8_t {
   kNoSlot,       // adapter not active: waiting for a slot (policy order)
   kLoading,      // adapter's slot is loading
-  kSwappedOut,   // adapter swapped out; its slot drains its running requests
+  kSwappedOut,   // adapter swapped out; its slot drains its running requests (queued counts paused ones)
   kMaxRunning,   // active, but the batch has max_running_seqs rows
   kTokenBudget,  // active, but this step's max_tokens_per_step is spent
   kKvBlocks,     // active, but not enough free KV blocks for its next chunk
@@ -57,13 +57,14 @@ struct ScheduleOutput {
   uint32_t num_admitted = 0;             // requests that entered the running batch
   uint32_t num_preempted = 0;            // running requests whose KV was freed (recompute later)
   uint32_t num_swapped_out = 0;          // adapters swapped out at the quantum
+  uint32_t num_paused = 0;               // running requests paused by a swap-out (pause_on_swap_out)
 
   void clear() {
     plan.clear();
     evictions.clear();
     loads.clear();
     waiting.clear();
-    num_prefill_rows = num_decode_rows = num_admitted = num_preempted = num_swapped_out = 0;
+    num_prefill_rows = num_decode_rows = num_admitted = num_preempted = num_swapped_out = num_paused = 0;
   }
 };
 

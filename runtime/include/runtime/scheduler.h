@@ -34,8 +34,12 @@
 //                                └──────────────── (5) nothing queued or running ─────┘
 //                                                  (slot evicted at once)
 //  In Draining the adapter's running requests finish (or, with
-//  pause_on_swap_out, are preempted at (4) so (6) follows at once); its new
-//  requests queue and it waits for a slot again.
+//  pause_on_swap_out, are paused at (4), keeping their KV blocks, so (6)
+//  follows at once; they resume first when the adapter is active again. A
+//  request is paused at most once (the next swap-out lets it finish), and a
+//  paused request's KV is the first reclaimed when blocks run out, so
+//  pausing can neither deadlock the KV pool nor livelock a request); its
+//  new requests queue and it waits for a slot again.
 //
 // Starvation bound (kTimeslice). Let A = number of distinct adapters that
 // have queued requests, N = num_slots, Q = quantum_ms, Δ = the longest time
@@ -126,7 +130,10 @@ class Scheduler {
   const SchedulerStats& stats() const { return stats_; }
   size_t num_queued() const { return num_queued_; }
   size_t num_running() const { return running_.size(); }
-  bool has_work() const { return num_queued_ > 0 || !running_.empty() || !loading_slots_.empty(); }
+  size_t num_paused() const { return num_paused_; }
+  bool has_work() const {
+    return num_queued_ > 0 || num_paused_ > 0 || !running_.empty() || !loading_slots_.empty();
+  }
   int32_t num_free_kv_blocks() const { return kv_.num_free(); }
   // Introspection for tests: the adapter in a slot (null if free) and its phase.
   std::shared_ptr<const AdapterVersion> slot_adapter(int32_t slot) const;
@@ -161,6 +168,7 @@ class Scheduler {
   void write_row(Sequence& s, uint32_t chunk);
   void forget_unused();
   void preempt(Sequence& s);
+  bool reclaim_paused(const Sequence* keep);
 
   void finish(Sequence& s, FinishReason reason, double now_ms);  // removes from queue, not from running_
   void fail(Sequence& s, const Error& error, double now_ms);
@@ -192,6 +200,7 @@ class Scheduler {
   std::vector<Sequence*> step_seqs_;    // [plan.rows]
   std::vector<uint32_t> reserve_;       // scratch: suffix sums of guaranteed tokens
   size_t num_queued_ = 0;
+  size_t num_paused_ = 0;
   int32_t budget_left_ = 0;
   double now_ms_ = 0.0;  // of the schedule() in progress
   WaitReason admit_block_ = WaitReason::kTokenBudget;

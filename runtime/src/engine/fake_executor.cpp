@@ -1,5 +1,6 @@
 #include "runtime/fake_executor.h"
 
+#include <algorithm>
 #include <string>
 
 #include "runtime/kv_block_allocator.h"
@@ -72,11 +73,16 @@ Status FakeExecutor::validate(const StepPlan& plan) {
       step_mark_[size_t(id)] = stamp;
       const SeqId owner = block_owner_[size_t(id)];
       if (owner != 0 && owner != r.seq) {
+        // The block is in another sequence's current table: its KV is gone,
+        // it may only recompute from position 0.
         auto it = seqs_.find(owner);
-        if (it != seqs_.end()) it->second.cached = -1;  // its KV is gone: it may only recompute
+        if (it != seqs_.end() &&
+            std::find(it->second.table.begin(), it->second.table.end(), id) != it->second.table.end())
+          it->second.cached = -1;
       }
       block_owner_[size_t(id)] = r.seq;
     }
+    t.table.assign(plan.block_ids.begin() + r.block_offset, plan.block_ids.begin() + r.block_offset + r.num_blocks);
     // The same tokens at the same positions, whatever was preempted.
     for (uint32_t k = 0; k < r.num_tokens; ++k) {
       const size_t pos = size_t(r.start_pos) + k;

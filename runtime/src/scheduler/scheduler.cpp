@@ -7,7 +7,7 @@
 namespace myriad {
 
 namespace {
-enum class SeqState : uint8_t { kQueued, kRunning, kDone };
+enum class SeqState : uint8_t { kQueued, kRunning, kPaused, kDone };
 }  // namespace
 
 struct Scheduler::Sequence {
@@ -26,19 +26,30 @@ struct Scheduler::Sequence {
   uint64_t order = 0;  // submission order (FIFO across adapters)
   SeqState state = SeqState::kDone;
   bool in_running = false;  // present in running_ (removed by compaction or pop)
+  bool was_paused = false;  // paused once already: a later swap-out lets it finish (progress)
 };
 
 struct Scheduler::AdapterState {
   std::shared_ptr<const AdapterVersion> version;  // null => base model
   std::string key;
   std::deque<Sequence*> queue;
+  std::vector<Sequence*> paused;  // swapped out with pause_on_swap_out: KV kept; by submission order
   int32_t pins = 0;  // running sequences
   AdapterPhase phase = AdapterPhase::kIdle;
   int32_t slot = -1;
   double active_since_ms = 0.0;
+  uint64_t active_steps = 0;  // schedule() calls it was Active in: >= 1 before a swap-out (progress when Q = 0)
   double waiting_since_ms = 0.0;
   uint64_t ticket = 0;  // != 0 while waiting for a slot: strict FIFO order
   bool is_base() const { return version == nullptr; }
+  bool has_pending() const { return !queue.empty() || !paused.empty(); }
+  // The submission order of its oldest queued or paused request.
+  uint64_t oldest_order() const {
+    uint64_t o = UINT64_MAX;
+    if (!queue.empty()) o = queue.front()->order;
+    if (!paused.empty()) o = std::min(o, paused.front()->order);
+    return o;
+  }
 };
 
 double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32_t max_prompt_plus_output,
@@ -109,7 +120,7 @@ Scheduler::AdapterState* Scheduler::adapter_for(std::shared_ptr<const AdapterVer
 }
 
 void Scheduler::mark_waiting(AdapterState& a, double now_ms) {
-  if (a.is_base() || a.ticket != 0 || a.queue.empty()) return;
+  if (a.is_base() || a.ticket != 0 || !a.has_pending()) return;
   if (a.phase != AdapterPhase::kIdle && a.phase != AdapterPhase::kDraining) return;
   a.ticket = next_ticket_++;
   a.waiting_since_ms = now_ms;
@@ -174,6 +185,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->order = next_order_++;
   s->state = SeqState::kQueued;
   s->in_running = false;
+  s->was_paused = false;
   by_id_.emplace(s->id, s);
   a->queue.push_back(s);
   ++num_queued_;
@@ -205,6 +217,11 @@ void Scheduler::retire(Sequence& s) {
   } else if (s.state == SeqState::kRunning) {
     kv_.release(s.blocks);
     --s.adapter->pins;
+  } else if (s.state == SeqState::kPaused) {
+    auto& p = s.adapter->paused;
+    p.erase(std::find(p.begin(), p.end(), &s));
+    kv_.release(s.blocks);
+    --num_paused_;
   }
   by_id_.erase(s.id);
   s.state = SeqState::kDone;
@@ -288,18 +305,56 @@ void Scheduler::preempt(Sequence& s) {
   s.num_computed = 0;
   s.state = SeqState::kQueued;
   --s.adapter->pins;
-  s.adapter->queue.push_front(&s);  // keeps its place: first of its adapter again
+  // Back into its adapter's queue at its submission place (usually the front).
+  auto& q = s.adapter->queue;
+  q.insert(std::upper_bound(q.begin(), q.end(), &s,
+                            [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
+           &s);
   ++num_queued_;
   ++stats_.preemptions;
   ++out_.num_preempted;
 }
 
+bool Scheduler::reclaim_paused(const Sequence* keep) {
+  // The youngest paused request loses its KV and queues for a recompute:
+  // paused requests must never hold KV that running work needs.
+  Sequence* victim = nullptr;
+  for (AdapterState* a : live_)
+    for (Sequence* p : a->paused)
+      if (p != keep && (victim == nullptr || p->order > victim->order)) victim = p;
+  if (victim == nullptr) return false;
+  AdapterState& a = *victim->adapter;
+  a.paused.erase(std::find(a.paused.begin(), a.paused.end(), victim));
+  --num_paused_;
+  kv_.release(victim->blocks);
+  victim->num_computed = 0;
+  victim->state = SeqState::kQueued;
+  auto& q = a.queue;
+  q.insert(std::upper_bound(q.begin(), q.end(), victim,
+                            [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
+           victim);
+  ++num_queued_;
+  ++stats_.preemptions;
+  ++out_.num_preempted;
+  return true;
+}
+
 void Scheduler::swap_out(AdapterState& a, double now_ms, bool pause) {
   a.phase = AdapterPhase::kDraining;
   if (pause && a.pins > 0) {
-    // Preempt from the youngest so the queue front keeps admission order.
-    for (size_t i = running_.size(); i-- > 0;)
-      if (running_[i]->state == SeqState::kRunning && running_[i]->adapter == &a) preempt(*running_[i]);
+    // Its running requests stop, keeping their KV, and resume (before its
+    // queued ones) when the adapter is active again.
+    for (Sequence* s : running_) {
+      if (s->state != SeqState::kRunning || s->adapter != &a || s->was_paused) continue;
+      s->state = SeqState::kPaused;
+      s->was_paused = true;
+      --a.pins;
+      auto at = std::upper_bound(a.paused.begin(), a.paused.end(), s,
+                                 [](const Sequence* x, const Sequence* y) { return x->order < y->order; });
+      a.paused.insert(at, s);
+      ++num_paused_;
+      ++out_.num_paused;
+    }
     compact_running();
   }
   mark_waiting(a, now_ms);
@@ -308,20 +363,20 @@ void Scheduler::swap_out(AdapterState& a, double now_ms, bool pause) {
 void Scheduler::release_idle_and_drained() {
   for (AdapterState* a : live_) {
     if (a->pins != 0) continue;
-    if ((a->phase == AdapterPhase::kActive && a->queue.empty()) || a->phase == AdapterPhase::kDraining) evict(*a);
+    if ((a->phase == AdapterPhase::kActive && !a->has_pending()) || a->phase == AdapterPhase::kDraining) evict(*a);
   }
 }
 
 void Scheduler::collect_waiters(bool by_ticket) {
   waiters_.clear();
   for (AdapterState* a : live_)
-    if (a->phase == AdapterPhase::kIdle && !a->queue.empty()) waiters_.push_back(a);
+    if (a->phase == AdapterPhase::kIdle && a->has_pending()) waiters_.push_back(a);
   if (by_ticket) {
     std::sort(waiters_.begin(), waiters_.end(),
               [](const AdapterState* x, const AdapterState* y) { return x->ticket < y->ticket; });
   } else {
     std::sort(waiters_.begin(), waiters_.end(), [](const AdapterState* x, const AdapterState* y) {
-      return x->queue.front()->order < y->queue.front()->order;
+      return x->oldest_order() < y->oldest_order();
     });
   }
 }
@@ -342,14 +397,15 @@ void Scheduler::plan_timeslice(double now_ms) {
   // drain now rather than hold the slot for a quantum.
   for (AdapterState* a : live_) {
     if (need == 0) break;
-    if (a->phase == AdapterPhase::kActive && a->queue.empty()) {
+    if (a->phase == AdapterPhase::kActive && !a->has_pending()) {
       swap_out(*a, now_ms, /*pause=*/false);
       --need;
     }
   }
   scratch_.clear();
   for (AdapterState* a : live_)
-    if (a->phase == AdapterPhase::kActive && now_ms - a->active_since_ms >= config_.quantum_ms) scratch_.push_back(a);
+    if (a->phase == AdapterPhase::kActive && a->active_steps > 0 && now_ms - a->active_since_ms >= config_.quantum_ms)
+      scratch_.push_back(a);
   std::sort(scratch_.begin(), scratch_.end(), [](const AdapterState* x, const AdapterState* y) {
     return x->active_since_ms != y->active_since_ms ? x->active_since_ms < y->active_since_ms : x->slot < y->slot;
   });
@@ -399,6 +455,7 @@ void Scheduler::on_adapter_ready(int32_t slot, double now_ms) {
   AdapterState& a = *slots_[size_t(slot)];
   a.phase = AdapterPhase::kActive;
   a.active_since_ms = now_ms;
+  a.active_steps = 0;
   loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
 }
 
@@ -414,6 +471,7 @@ void Scheduler::on_load_failed(int32_t slot, const Error& error, double now_ms) 
   ++stats_.load_failures;
   const Error e = make_error(error.code, "loading adapter " + a.key + " into slot " + std::to_string(slot) + ": " +
                                              error.message);
+  while (!a.paused.empty()) fail(*a.paused.front(), e, now_ms);
   while (!a.queue.empty()) fail(*a.queue.front(), e, now_ms);
 }
 
@@ -479,6 +537,7 @@ void Scheduler::plan_running() {
         KvBlockAllocator::blocks_for(int32_t(s.num_computed + chunk), bs) - int32_t(s.blocks.size());
     bool self_preempted = false;
     while (kv_.num_free() < need) {
+      if (reclaim_paused(nullptr)) continue;
       // Out of KV blocks: free the youngest sequence (recompute it later).
       Sequence* victim = running_.back();
       preempt(*victim);
@@ -511,20 +570,24 @@ void Scheduler::plan_admissions() {
       admit_block_ = WaitReason::kTokenBudget;
       return;
     }
-    // The oldest queued request among the adapters that can run now.
+    // The oldest queued or paused request among the adapters that can run now.
     AdapterState* best = base_->queue.empty() ? nullptr : base_.get();
     for (AdapterState* a : slots_) {
-      if (a == nullptr || a->phase != AdapterPhase::kActive || a->queue.empty()) continue;
-      if (best == nullptr || a->queue.front()->order < best->queue.front()->order) best = a;
+      if (a == nullptr || a->phase != AdapterPhase::kActive || !a->has_pending()) continue;
+      if (best == nullptr || a->oldest_order() < best->oldest_order()) best = a;
     }
     if (best == nullptr) return;
-    Sequence& s = *best->queue.front();
+    const bool resume = !best->paused.empty() && best->paused.front()->order == best->oldest_order();
+    Sequence& s = resume ? *best->paused.front() : *best->queue.front();
     const uint32_t remaining = uint32_t(s.tokens.size()) - s.num_computed;
     int64_t chunk = std::min<int64_t>(remaining, budget_left_);
     if (config_.max_prefill_chunk > 0) chunk = std::min<int64_t>(chunk, config_.max_prefill_chunk);
-    // New work never preempts: take only what the free blocks hold.
-    const int64_t fits = int64_t(s.blocks.size() + size_t(kv_.num_free())) * bs - s.num_computed;
-    chunk = std::min(chunk, fits);
+    // New work never preempts running work (only paused requests' KV is
+    // reclaimed): take what the free blocks hold.
+    auto fits = [&] { return int64_t(s.blocks.size() + size_t(kv_.num_free())) * bs - s.num_computed; };
+    while (fits() < chunk && reclaim_paused(&s)) {
+    }
+    chunk = std::min(chunk, fits());
     if (chunk <= 0) {
       admit_block_ = WaitReason::kKvBlocks;
       return;
@@ -532,13 +595,22 @@ void Scheduler::plan_admissions() {
     const int32_t need =
         KvBlockAllocator::blocks_for(int32_t(s.num_computed + chunk), bs) - int32_t(s.blocks.size());
     if (need > 0) MYRIAD_CHECK(kv_.allocate(need, s.blocks), "KV allocation failed for an admission that fits");
-    best->queue.pop_front();
-    --num_queued_;
+    if (resume) {
+      best->paused.erase(best->paused.begin());
+      --num_paused_;
+    } else {
+      best->queue.pop_front();
+      --num_queued_;
+    }
     s.state = SeqState::kRunning;
     s.in_running = true;
     ++best->pins;
     if (s.first_admit_ms < 0) s.first_admit_ms = now_ms_;
-    running_.push_back(&s);
+    // running_ stays in submission order: the youngest is preempted first,
+    // the oldest always progresses.
+    auto at = std::upper_bound(running_.begin(), running_.end(), &s,
+                               [](const Sequence* x, const Sequence* y) { return x->order < y->order; });
+    running_.insert(at, &s);
     ++out_.num_admitted;
     write_row(s, uint32_t(chunk));
   }
@@ -546,17 +618,22 @@ void Scheduler::plan_admissions() {
 
 void Scheduler::plan_waiting() {
   auto add = [&](AdapterState& a) {
-    if (a.queue.empty()) return;
+    if (!a.has_pending()) return;
     WaitingAdapter& w = out_.waiting.emplace_back();
     w.adapter = a.version;
-    w.queued = uint32_t(a.queue.size());
+    w.queued = uint32_t(a.queue.size() + a.paused.size());
     switch (a.phase) {
       case AdapterPhase::kIdle: w.reason = WaitReason::kNoSlot; break;
       case AdapterPhase::kLoading: w.reason = WaitReason::kLoading; break;
       case AdapterPhase::kDraining: w.reason = WaitReason::kSwappedOut; break;
       case AdapterPhase::kActive: w.reason = admit_block_; break;
     }
-    w.since_ms = a.phase == AdapterPhase::kActive ? a.queue.front()->submit_ms : a.waiting_since_ms;
+    if (a.phase != AdapterPhase::kActive) {
+      w.since_ms = a.waiting_since_ms;
+    } else {
+      w.since_ms = a.queue.empty() ? a.paused.front()->submit_ms : a.queue.front()->submit_ms;
+      if (!a.paused.empty()) w.since_ms = std::min(w.since_ms, a.paused.front()->submit_ms);
+    }
   };
   add(*base_);
   for (AdapterState* a : live_) add(*a);
@@ -566,8 +643,8 @@ void Scheduler::forget_unused() {
   size_t j = 0;
   for (AdapterState* a : live_) {
     const bool waiting_phase = a->phase == AdapterPhase::kIdle || a->phase == AdapterPhase::kDraining;
-    if (waiting_phase && a->queue.empty()) a->ticket = 0;
-    if (a->phase == AdapterPhase::kIdle && a->queue.empty() && a->pins == 0) {
+    if (waiting_phase && !a->has_pending()) a->ticket = 0;
+    if (a->phase == AdapterPhase::kIdle && !a->has_pending() && a->pins == 0) {
       adapters_.erase(a->key);  // destroys *a
       continue;
     }
@@ -585,6 +662,8 @@ const ScheduleOutput& Scheduler::schedule(double now_ms) {
   // Safety net: an adapter that lost its slot with work queued waits in order.
   for (AdapterState* a : live_) mark_waiting(*a, now_ms);
   plan_adapters(now_ms);
+  for (AdapterState* a : slots_)
+    if (a != nullptr && a->phase == AdapterPhase::kActive) ++a->active_steps;
   budget_left_ = config_.max_tokens_per_step;
   plan_running();
   plan_admissions();
