@@ -2,18 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace myriad {
 
-namespace {
-const double kLogGrowth = std::log(LatencyHistogram::kGrowth);
-
-int bucket_of(double ms) {
-  if (!(ms >= LatencyHistogram::kMinMs)) return 0;  // also NaN
-  const double b = std::floor(std::log(ms / LatencyHistogram::kMinMs) / kLogGrowth) + 1.0;
-  return b >= LatencyHistogram::kBuckets ? LatencyHistogram::kBuckets : int(b);
+int LatencyHistogram::bucket_of(double ms) {
+  const double x = ms / kMinMs;
+  if (!(x >= 1.0)) return 0;  // also NaN
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const int e = int((bits >> 52) & 0x7ff) - 1023;       // floor(log2 x) >= 0
+  const int sub = int((bits >> (52 - 4)) & 0xf);        // top 4 mantissa bits
+  const int b = 1 + e * kSubBuckets + sub;
+  return b > kBuckets ? kBuckets : b;
 }
-}  // namespace
 
 void LatencyHistogram::record(double ms) {
   ++counts_[size_t(bucket_of(ms))];
@@ -44,8 +46,10 @@ double LatencyHistogram::quantile_ms(double q) const {
       if (i == 0) {
         v = min_;
       } else {
-        const double lo = kMinMs * std::pow(kGrowth, double(i) - 1.0);
-        v = lo * std::sqrt(kGrowth);
+        const int e = int(i - 1) / kSubBuckets, sub = int(i - 1) % kSubBuckets;
+        const double lo = std::ldexp(kMinMs * (1.0 + sub / double(kSubBuckets)), e);
+        const double hi = std::ldexp(kMinMs * (1.0 + (sub + 1) / double(kSubBuckets)), e);
+        v = std::sqrt(lo * hi);
       }
       return std::clamp(v, min_, max_);
     }

@@ -78,6 +78,12 @@ Scheduler::Scheduler(const SchedulerConfig& config, AdapterResolver& resolver)
   base_->key = "";
   slots_.assign(size_t(config_.num_slots), nullptr);
   running_.reserve(size_t(config_.max_running_seqs));
+  // The plan's arrays at their largest, so no step allocates: rows' block
+  // tables are disjoint, so all of them hold at most the whole pool.
+  out_.plan.rows.reserve(size_t(config_.max_running_seqs));
+  out_.plan.tokens.reserve(size_t(config_.max_tokens_per_step));
+  out_.plan.block_ids.reserve(size_t(config_.num_kv_blocks));
+  events_.reserve(2 * size_t(config_.max_running_seqs));
   step_seqs_.reserve(size_t(config_.max_running_seqs));
   reserve_.reserve(size_t(config_.max_running_seqs) + 1);
 }
