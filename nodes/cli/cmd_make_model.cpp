@@ -1,8 +1,91 @@
-// PLACEHOLDER (first session): replaced by the commit that implements it.
+// `myriad make-model`: writes a random-weight Hugging Face model folder
+// (runtime/model_factory.h) and prints a JSON summary. Uses runtime/ only.
+#include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
+#include "args.h"
 #include "commands.h"
+#include "runtime/checkpoint.h"
+#include "runtime/model_factory.h"
 
 namespace myriad::cli {
-int cmd_make_model(int, char**) { std::fprintf(stderr, "myriad: cmd_make_model is not built yet\n"); return 2; }
+
+namespace {
+
+Result<MakeModelOptions> options_from(const Args& a) {
+  MakeModelOptions o;
+  auto shape = a.require("shape");
+  if (!shape.ok()) return shape.error();
+  o.shape = *shape;
+  if (auto s = model_shape(o.shape); !s.ok()) return s.error();
+  auto seed = a.require("seed");
+  if (!seed.ok()) return seed.error();
+  auto seed_n = a.get_int("seed", 0);
+  if (!seed_n.ok()) return seed_n.error();
+  if (*seed_n < 0) return make_error(ErrorCode::kInvalidArgument, "--seed must be non-negative, got " + *seed);
+  o.seed = uint64_t(*seed_n);
+  auto dtype = a.require("dtype");
+  if (!dtype.ok()) return dtype.error();
+  if (*dtype == "bf16") {
+    o.dtype = DType::kBF16;
+  } else if (*dtype == "f32") {
+    o.dtype = DType::kF32;
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "--dtype must be bf16 or f32, got '" + *dtype + "'");
+  }
+  auto out = a.require("out");
+  if (!out.ok()) return out.error();
+  o.out_dir = *out;
+  o.tokenizer_dir = a.get("tokenizer").value_or("");
+  auto threads = a.get_int("threads", 0);
+  if (!threads.ok()) return threads.error();
+  if (*threads < 0 || *threads > 1024)
+    return make_error(ErrorCode::kInvalidArgument, "--threads must be in [0, 1024], got " + std::to_string(*threads));
+  o.threads = int(*threads);
+  return o;
+}
+
+}  // namespace
+
+int cmd_make_model(int argc, char** argv) {
+  auto args = Args::parse(argc, argv, {"shape", "seed", "dtype", "out", "tokenizer", "threads"}, {});
+  if (!args) {
+    std::fprintf(stderr, "make-model: %s\n", args.error().message.c_str());
+    return 2;
+  }
+  auto opts = options_from(*args);
+  if (!opts) {
+    std::fprintf(stderr, "make-model: %s\n", opts.error().message.c_str());
+    return 2;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (auto st = make_model(*opts); !st.ok()) {
+    std::fprintf(stderr, "make-model: %s\n", st.error().to_string().c_str());
+    return 1;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto cfg = load_model_config(opts->out_dir);
+  if (!cfg) {
+    std::fprintf(stderr, "make-model: %s\n", cfg.error().to_string().c_str());
+    return 1;
+  }
+  int64_t params = 0;
+  for (const auto& e : expected_tensors(*cfg)) {
+    int64_t n = 1;
+    for (int64_t d : e.shape) n *= d;
+    params += n;
+  }
+  nlohmann::json j = {{"out", opts->out_dir},
+                      {"shape", opts->shape},
+                      {"seed", opts->seed},
+                      {"dtype", dtype_name(opts->dtype)},
+                      {"vocab_size", cfg->vocab_size},
+                      {"parameters", params},
+                      {"bytes", params * int64_t(dtype_size(opts->dtype))},
+                      {"seconds", seconds}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
 }  // namespace myriad::cli

@@ -7,6 +7,9 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/generation_config.h"
@@ -22,7 +25,8 @@ const char* linear_module_name(LinearModule m);  // "q_proj", ..., "down_proj"
 // [out_features, in_features] of module m in the given model.
 std::pair<int64_t, int64_t> linear_module_shape(const ModelConfig& c, LinearModule m);
 
-// Tensor names and shapes a checkpoint of this config must hold.
+// Tensor names and shapes a checkpoint of this config must hold, in file
+// order: embed, then per layer (norms, attention, MLP), final norm, lm_head.
 struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;
@@ -33,13 +37,20 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c);
 struct LayerWeights {
   TensorView input_norm, post_attn_norm;             // [hidden]
   TensorView q, k, v, o;                             // [out, in]
-  TensorView q_bias, k_bias, v_bias;                 // [out] (qwen2), else empty
+  TensorView q_bias, k_bias, v_bias;                 // [out] (qwen2, llama attention_bias), else empty
+  TensorView o_bias;                                 // [hidden] (llama attention_bias only), else empty
   TensorView gate, up, down;                         // [out, in]
   const TensorView& linear(LinearModule m) const;
 };
 
 class Checkpoint {
  public:
+  // Reads config.json, generation_config.json (optional) and either
+  // model.safetensors or the shards named by model.safetensors.index.json.
+  // Errors (kBadFile, kNotFound, kUnsupported) name the file and the tensor
+  // or field: a missing/unexpected/misshaped tensor, linear weights of mixed
+  // dtypes, an index naming a shard outside the folder, and every
+  // safetensors-level problem SafetensorsFile::open reports.
   static Result<std::shared_ptr<const Checkpoint>> load(const std::string& model_dir);
 
   const std::string& dir() const { return dir_; }
@@ -51,6 +62,8 @@ class Checkpoint {
   const TensorView& lm_head() const { return lm_head_; }      // [vocab, hidden]; embed when tied
   const std::vector<LayerWeights>& layers() const { return layers_; }
   const TensorView* find(std::string_view name) const;
+  // The mapped files, in load order (one, or the index's shards sorted).
+  const std::vector<std::shared_ptr<SafetensorsFile>>& shards() const { return shards_; }
 
  private:
   std::string dir_;
@@ -60,6 +73,7 @@ class Checkpoint {
   std::vector<std::shared_ptr<SafetensorsFile>> shards_;
   TensorView embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
+  std::unordered_map<std::string, const TensorView*> by_name_;  // into shards_
   friend class CheckpointLoader;
 };
 

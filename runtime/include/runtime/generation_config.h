@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/result.h"
@@ -18,6 +19,8 @@ struct GenerationConfig {
   std::optional<int64_t> bos_token_id;
 };
 
+// Parses generation_config.json text; `source` names the file in errors.
+Result<GenerationConfig> parse_generation_config(std::string_view json_text, const std::string& source);
 // A missing file gives an empty config (all defaults), not an error.
 Result<GenerationConfig> load_generation_config(const std::string& model_dir);
 

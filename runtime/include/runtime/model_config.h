@@ -38,9 +38,10 @@ struct ModelConfig {
   std::optional<RopeScaling> rope_scaling;
   float rms_norm_eps = 1e-6f;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;      // q/k/v biases (qwen2 always)
+  bool attention_bias = false;      // q/k/v biases (qwen2 always; llama's attention_bias)
+  bool o_proj_bias = false;         // o_proj bias too (llama attention_bias only; never qwen2)
   std::optional<int64_t> sliding_window;  // noted; only honoured if use_sliding_window
-  bool use_sliding_window = false;
+  bool use_sliding_window = false;  // qwen2: as written; mistral: sliding_window is set
   std::string torch_dtype;          // "float32" / "bfloat16" / "float16" as written
   std::vector<int64_t> bos_token_ids;
   std::vector<int64_t> eos_token_ids;
@@ -51,6 +52,9 @@ struct ModelConfig {
 
 // Parses and validates config.json text; `source` names the file in errors.
 Result<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source);
+// Reads <model_dir>/config.json.
 Result<ModelConfig> load_model_config(const std::string& model_dir);
+// A config.json that parse_model_config reads back to an equal config.
+std::string model_config_to_json(const ModelConfig& c);
 
 }  // namespace myriad

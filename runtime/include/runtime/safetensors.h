@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,6 +18,9 @@
 
 namespace myriad {
 
+// A tensor inside a mapped file. `data` is not necessarily aligned to the
+// element size (it is when the file was written by write_safetensors and the
+// writer kept offsets aligned); read elements with memcpy or at().
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
@@ -69,7 +73,30 @@ struct TensorToWrite {
   std::vector<int64_t> shape;
   std::span<const std::byte> data;
 };
+// The data buffer starts 8-byte aligned (the header is padded with spaces);
+// tensors are laid out in the given order.
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::unordered_map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// Streaming writer for tensors too large to hold in memory at once.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+};
+uint64_t tensor_spec_nbytes(const TensorSpec& t);
+// The header JSON (padded so that 8 + size is a multiple of 8) for tensors
+// laid out in order; errors on duplicate/empty names or negative dims.
+Result<std::string> safetensors_header(const std::vector<TensorSpec>& tensors,
+                                       const std::unordered_map<std::string, std::string>& metadata);
+// Same atomic protocol as write_safetensors; `write_tensor(i, fd, offset)`
+// must write exactly tensor_spec_nbytes(tensors[i]) bytes at file offset
+// `offset` (e.g. with write_at, from several threads if it likes). Tensors
+// are requested in order.
+Status write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& tensors,
+                                  const std::unordered_map<std::string, std::string>& metadata,
+                                  const std::function<Status(size_t index, int fd, uint64_t file_offset)>& write_tensor);
+// pwrite() until done; errors name `path`.
+Status write_at(int fd, const void* data, size_t nbytes, uint64_t file_offset, const std::string& path);
 
 }  // namespace myriad

@@ -1,0 +1,108 @@
+// The Llama-family forward pass on the CPU (llama, mistral, qwen2): an
+// Executor over a memory-mapped Checkpoint and a paged KV cache.
+//
+// One step() runs every row of the plan together (prefill chunks and
+// decodes mixed): each weight matrix is read once for all tokens of all
+// rows; attention reads each row's K/V through its block table. Logits are
+// computed only for positions that need them (a sampled row's last token,
+// LogitsRequest kLast/kAll); sampling happens here (sampler.h). All compute
+// is float32; weights stay in the checkpoint's dtype and are converted on
+// the fly.
+//
+// Not thread-safe (one engine thread drives it); it owns a ThreadPool sized
+// to the machine (or options.threads). Adapters come through a CpuLoraHook
+// (lora_hook.h); until one is installed, adapter loads are kUnsupported.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "gpu/cpu/kv_cache.h"
+#include "gpu/cpu/lora_hook.h"
+#include "gpu/cpu/lora_slots.h"
+#include "gpu/cpu/matmul.h"
+#include "gpu/cpu/paged_attention.h"
+#include "gpu/cpu/sampler.h"
+#include "gpu/cpu/thread_pool.h"
+#include "runtime/checkpoint.h"
+#include "runtime/executor.h"
+
+namespace myriad::gpu::cpu {
+
+struct CpuExecutorOptions {
+  int32_t kv_num_blocks = 256;
+  int32_t kv_block_size = 16;
+  int threads = 0;  // 0 => the machine's hardware threads
+  int32_t num_adapter_slots = 0;
+  int32_t max_adapter_rank = 0;
+};
+
+class CpuExecutor final : public Executor {
+ public:
+  // Errors: options out of range, or a model shape this backend cannot run
+  // (odd head_dim, heads not a multiple of kv heads).
+  static Result<std::unique_ptr<CpuExecutor>> create(std::shared_ptr<const Checkpoint> ckpt,
+                                                     const CpuExecutorOptions& options);
+
+  const ExecutorInfo& info() const override { return info_; }
+  // Validates the whole plan first (token ids, block tables covering every
+  // position, block ids in range, history slices); an invalid plan changes
+  // nothing and returns kInvalidArgument naming the row and field.
+  // out.logits holds, in row order, kAll rows' every position and kLast rows'
+  // last one; out.logits_rows has one entry per logits position: its row.
+  Status step(const StepPlan& plan, StepResult& out) override;
+
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
+  bool adapter_ready(int32_t slot) override;
+  void unload_adapter(int32_t slot) override;
+
+  // Installs the LoRA hook (not owned; must outlive its use; null removes it).
+  void set_lora_hook(CpuLoraHook* hook) { lora_ = hook; }
+  // The adapter slots (num_adapter_slots > 0; installed as the hook), else null.
+  CpuLoraSlots* lora_slots() { return slots_.get(); }
+  ThreadPool& pool() { return pool_; }
+  const Checkpoint& checkpoint() const { return *ckpt_; }
+  const CpuExecutorOptions& options() const { return options_; }
+  KvCache& kv_cache() { return kv_; }
+
+ private:
+  CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecutorOptions& options);
+  Status validate(const StepPlan& plan) const;
+  void forward_layer(int layer, const StepPlan& plan, int64_t T);
+  void lora(int layer, LinearModule m, const float* x, float* y);
+
+  std::shared_ptr<const Checkpoint> ckpt_;
+  CpuExecutorOptions options_;
+  ExecutorInfo info_;
+  ThreadPool pool_;
+  KvCache kv_;
+  CpuLoraHook* lora_ = nullptr;
+  std::unique_ptr<CpuLoraSlots> slots_;  // after pool_: destroyed first
+
+  struct Layer {
+    std::vector<float> input_norm, post_attn_norm;  // [hidden]
+    std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty when absent
+    WeightView q, k, v, o, gate, up, down;
+  };
+  std::vector<Layer> layers_;
+  std::vector<float> final_norm_;
+  WeightView embed_, lm_head_;
+  std::vector<float> inv_freq_;  // [head_dim / 2]
+  int64_t window_ = 0;           // sliding window (0 = full causal)
+
+  // Per-step scratch, reused across steps.
+  std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_;  // [T, *]
+  std::vector<float> cos_, sin_;  // [T, head_dim / 2]
+  std::vector<int64_t> pos_;      // [T] position of each token
+  std::vector<int32_t> row_of_;   // [T] row of each token
+  std::vector<int32_t> tokens_;   // [T] token ids in step order
+  std::vector<AttentionRow> attn_rows_;
+  std::vector<AdapterMix> mix_;   // [T] when adapters are in use
+  bool any_adapter_ = false;
+  std::vector<int64_t> logit_tokens_;  // tokens whose logits are computed
+  std::vector<float> lh_, logits_;     // [P, hidden], [P, vocab]
+  std::vector<float> sample_buf_;      // [vocab]
+  Sampler sampler_;
+};
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,53 @@
+// Token selection on the CPU backend: penalties, greedy / temperature /
+// top-k / top-p sampling and the chosen token's logprob.
+//
+// Order (as vLLM): repetition penalty (HF semantics, over prompt + output),
+// presence and frequency penalties (OpenAI semantics, over output tokens
+// only, i.e. history[prompt_len:]), then temperature, then top-k, then top-p.
+// Randomness is one uniform draw u = counter_uniform(seed, output_index), so
+// a sequence samples the same token whatever it is batched with.
+//
+// Sampling walks the kept tokens in id order and picks the first whose
+// cumulative probability exceeds u * (sum of kept probabilities); that
+// definition is independent of how the kept set was found.
+//
+// logprob: log-softmax of the chosen token under the penalized,
+// temperature-scaled distribution before top-k/top-p truncation (greedy:
+// under the penalized logits, no temperature).
+//
+// A Sampler holds scratch buffers: one per thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/sampling_params.h"
+
+namespace myriad::gpu::cpu {
+
+struct Sampled {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+// Uniform in [0, 1) from a counter-based hash of (seed, output_index).
+double counter_uniform(uint64_t seed, uint32_t output_index);
+
+// Applies the three penalties in place. history: prompt then outputs.
+void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std::span<const int32_t> history,
+                     uint32_t prompt_len, std::vector<int32_t>& count_scratch);
+
+class Sampler {
+ public:
+  // `logits` [vocab] is modified (penalties, scaling).
+  Sampled sample(float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+                 std::span<const int32_t> history, uint32_t prompt_len);
+
+ private:
+  std::vector<int32_t> counts_;
+  std::vector<int32_t> order_;
+  std::vector<double> probs_;
+};
+
+}  // namespace myriad::gpu::cpu

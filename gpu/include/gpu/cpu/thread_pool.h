@@ -1,0 +1,78 @@
+// A fork/join thread pool for the CPU backend: `parallel_for` splits [0, n)
+// into chunks that the calling thread and the pool's workers claim from a
+// shared counter (dynamic, so a descheduled worker on a busy machine does
+// not stall the step), and returns when every chunk has run.
+//
+// Built for ~100 parallel regions per decoded token: workers spin briefly
+// (spin_us) after a region before sleeping on a condition variable, so back
+// to back regions cost a few atomics, not a wake-up each.
+//
+// Owned by one executor (one pool per process in practice: size it to the
+// machine). parallel_for may be called by one thread at a time and must not
+// be nested (a chunk must not call parallel_for on the same pool).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace myriad::gpu::cpu {
+
+class ThreadPool {
+ public:
+  // `threads` participants including the caller; <= 0 => the machine's
+  // hardware threads. `spin_us`: how long an idle worker spins before sleeping.
+  explicit ThreadPool(int threads = 0, int spin_us = 200);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return int(workers_.size()) + 1; }
+
+  // Calls fn(begin, end, worker) for disjoint chunks covering [0, n), each of
+  // `grain` items (the last may be shorter); worker is in [0, size()).
+  // Runs inline when there is a single chunk or a single thread.
+  template <class F>
+  void parallel_for(int64_t n, int64_t grain, F&& fn) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (workers_.empty() || n <= grain) {
+      fn(int64_t(0), n, 0);
+      return;
+    }
+    using Fn = std::remove_reference_t<F>;
+    run(n, grain, [](void* ctx, int64_t b, int64_t e, int w) { (*static_cast<Fn*>(ctx))(b, e, w); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
+  // A chunk size giving each participant about `chunks_per_thread` chunks of
+  // [0, n), rounded up to a multiple of `multiple`.
+  int64_t grain_for(int64_t n, int chunks_per_thread = 4, int64_t multiple = 1) const;
+
+ private:
+  using Trampoline = void (*)(void*, int64_t, int64_t, int);
+  void run(int64_t n, int64_t grain, Trampoline fn, void* ctx);
+  void work(int worker);  // claims and runs chunks of the current job
+  void worker_loop(int worker);
+
+  // The current job; written by the caller before epoch_ is bumped and read
+  // by workers only between seeing the new epoch and checking out.
+  Trampoline job_fn_ = nullptr;
+  void* job_ctx_ = nullptr;
+  int64_t job_n_ = 0;
+  int64_t job_grain_ = 1;
+  alignas(64) std::atomic<int64_t> next_{0};     // next unclaimed item
+  alignas(64) std::atomic<int> pending_{0};      // workers yet to check out of the job
+  alignas(64) std::atomic<uint64_t> epoch_{0};   // bumped once per job
+  alignas(64) std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  int spin_us_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,317 @@
+#include "gpu/cpu/cpu_executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "gpu/cpu/ops.h"
+#include "gpu/cpu/paged_attention.h"
+#include "gpu/devices.h"
+
+namespace myriad::gpu::cpu {
+namespace {
+
+WeightView view(const TensorView& t) {
+  return {t.dtype, t.data, t.shape.empty() ? 0 : t.shape[0], t.shape.size() < 2 ? 1 : t.shape[1]};
+}
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> v(size_t(t.nbytes / dtype_size(t.dtype)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = t.at(i);
+  return v;
+}
+
+std::string row_name(size_t i) { return "plan row " + std::to_string(i); }
+
+}  // namespace
+
+Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const Checkpoint> ckpt,
+                                                         const CpuExecutorOptions& o) {
+  if (!ckpt) return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: no checkpoint");
+  if (o.kv_num_blocks <= 0 || o.kv_block_size <= 0)
+    return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: kv_num_blocks (" + std::to_string(o.kv_num_blocks) +
+                                                       ") and kv_block_size (" + std::to_string(o.kv_block_size) +
+                                                       ") must be positive");
+  if (o.num_adapter_slots < 0 || o.max_adapter_rank < 0)
+    return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: negative adapter slots or rank");
+  if (o.num_adapter_slots > 0 && o.max_adapter_rank <= 0)
+    return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: num_adapter_slots " + std::to_string(o.num_adapter_slots) +
+                                                       " needs a positive max_adapter_rank");
+  const auto& c = ckpt->config();
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    return make_error(ErrorCode::kUnsupported, ckpt->dir() + ": head_dim " + std::to_string(c.head_dim) + " is not even");
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    return make_error(ErrorCode::kUnsupported, ckpt->dir() + ": num_attention_heads " + std::to_string(c.num_heads) +
+                                                   " is not a multiple of num_key_value_heads " +
+                                                   std::to_string(c.num_kv_heads));
+  const size_t kv_bytes = 2 * size_t(c.num_layers) * size_t(o.kv_num_blocks) * size_t(o.kv_block_size) *
+                          size_t(c.kv_dim()) * sizeof(float);
+  if (kv_bytes > (size_t(1) << 40))
+    return make_error(ErrorCode::kResourceExhausted, "CpuExecutor: KV cache of " + std::to_string(kv_bytes) + " bytes");
+  return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o));
+}
+
+CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecutorOptions& o)
+    : ckpt_(std::move(ckpt)),
+      options_(o),
+      pool_(o.threads),
+      kv_(ckpt_->config().num_layers, o.kv_num_blocks, o.kv_block_size, ckpt_->config().kv_dim()) {
+  const auto& c = ckpt_->config();
+  info_.device = "cpu (" + std::to_string(pool_.size()) + " threads, " + matmul_kernel_name() + ")";
+  info_.vocab_size = int32_t(c.vocab_size);
+  info_.kv_block_size = o.kv_block_size;
+  info_.kv_num_blocks = o.kv_num_blocks;
+  info_.num_adapter_slots = o.num_adapter_slots;
+  info_.max_adapter_rank = o.max_adapter_rank;
+  for (const auto& lw : ckpt_->layers()) {
+    Layer l;
+    l.input_norm = to_f32(lw.input_norm);
+    l.post_attn_norm = to_f32(lw.post_attn_norm);
+    if (lw.q_bias.data) l.q_bias = to_f32(lw.q_bias);
+    if (lw.k_bias.data) l.k_bias = to_f32(lw.k_bias);
+    if (lw.v_bias.data) l.v_bias = to_f32(lw.v_bias);
+    if (lw.o_bias.data) l.o_bias = to_f32(lw.o_bias);
+    l.q = view(lw.q);
+    l.k = view(lw.k);
+    l.v = view(lw.v);
+    l.o = view(lw.o);
+    l.gate = view(lw.gate);
+    l.up = view(lw.up);
+    l.down = view(lw.down);
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = to_f32(ckpt_->final_norm());
+  embed_ = view(ckpt_->embed_tokens());
+  lm_head_ = view(ckpt_->lm_head());
+  inv_freq_ = rope_inv_freq(c);
+  if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
+  if (o.num_adapter_slots > 0) {
+    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_);
+    lora_ = slots_.get();
+  }
+}
+
+Status CpuExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) {
+  if (!slots_) {
+    return make_error(ErrorCode::kUnsupported, "CpuExecutor: no adapter slots (num_adapter_slots is 0); cannot load "
+                                               "into slot " + std::to_string(slot));
+  }
+  return slots_->begin_load(slot, std::move(weights));
+}
+bool CpuExecutor::adapter_ready(int32_t slot) { return slots_ && slots_->ready(slot); }
+void CpuExecutor::unload_adapter(int32_t slot) {
+  if (slots_) slots_->unload(slot);
+}
+
+Status CpuExecutor::validate(const StepPlan& plan) const {
+  const auto& c = ckpt_->config();
+  const int64_t bs = options_.kv_block_size;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    const SeqRow& r = plan.rows[i];
+    auto bad = [&](const std::string& what) {
+      return make_error(ErrorCode::kInvalidArgument, row_name(i) + " (seq " + std::to_string(r.seq) + "): " + what);
+    };
+    if (r.num_tokens == 0) return bad("num_tokens is 0");
+    if (size_t(r.token_offset) + r.num_tokens > plan.tokens.size())
+      return bad("tokens [" + std::to_string(r.token_offset) + ", +" + std::to_string(r.num_tokens) +
+                 ") past plan.tokens (" + std::to_string(plan.tokens.size()) + ")");
+    for (uint32_t j = 0; j < r.num_tokens; ++j) {
+      const int32_t id = plan.tokens[r.token_offset + j];
+      if (id < 0 || id >= c.vocab_size)
+        return bad("token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    }
+    if (r.start_pos < 0) return bad("start_pos " + std::to_string(r.start_pos) + " is negative");
+    const int64_t end = int64_t(r.start_pos) + r.num_tokens;
+    if (size_t(r.block_offset) + r.num_blocks > plan.block_ids.size())
+      return bad("block table past plan.block_ids");
+    if (int64_t(r.num_blocks) * bs < end)
+      return bad(std::to_string(r.num_blocks) + " blocks of " + std::to_string(bs) + " do not cover positions [0, " +
+                 std::to_string(end) + ")");
+    for (uint32_t j = 0; j < r.num_blocks; ++j) {
+      const int32_t b = plan.block_ids[r.block_offset + j];
+      if (b < 0 || b >= options_.kv_num_blocks)
+        return bad("block id " + std::to_string(b) + " outside the pool [0, " + std::to_string(options_.kv_num_blocks) + ")");
+    }
+    if (size_t(r.history_offset) + r.history_len > plan.history.size()) return bad("history slice past plan.history");
+    if (r.prompt_len > r.history_len) return bad("prompt_len exceeds history_len");
+    if (r.sample && (r.sampling.temperature < 0 || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) ||
+                     r.sampling.top_k < 0 || r.sampling.repetition_penalty <= 0))
+      return bad("sampling parameters out of range");
+    for (uint8_t a = 0; a < r.adapters.count && a < kMaxAdaptersPerRow; ++a) {
+      const int32_t s = r.adapters.refs[a].slot;
+      if (!lora_) return bad("uses adapter slot " + std::to_string(s) + " but no adapters are loaded");
+      if (s < 0 || s >= options_.num_adapter_slots) return bad("adapter slot " + std::to_string(s) + " out of range");
+      if (lora_ == slots_.get() && !slots_->ready(s)) return bad("adapter slot " + std::to_string(s) + " is not ready (loading or empty)");
+    }
+  }
+  return ok_status();
+}
+
+void CpuExecutor::lora(int layer, LinearModule m, const float* x, float* y) {
+  if (lora_ && any_adapter_) lora_->apply(layer, m, x, y, mix_);
+}
+
+void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
+  const auto& c = ckpt_->config();
+  const Layer& L = layers_[size_t(li)];
+  const int64_t H = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), I = c.intermediate_size, hd = c.head_dim;
+  const int64_t half = hd / 2;
+  const float eps = c.rms_norm_eps;
+  const int64_t tok_grain = 16;  // small per-token ops run inline for decode-sized steps
+
+  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    rmsnorm(x_.data() + b * H, L.input_norm.data(), e - b, H, eps, h_.data() + b * H);
+  });
+  const MatmulTarget qkv[] = {{L.q, q_.data()}, {L.k, k_.data()}, {L.v, v_.data()}};
+  matmul_many(pool_, h_.data(), T, qkv);
+  if (!L.q_bias.empty()) add_bias(q_.data(), L.q_bias.data(), T, qd);
+  if (!L.k_bias.empty()) add_bias(k_.data(), L.k_bias.data(), T, kvd);
+  if (!L.v_bias.empty()) add_bias(v_.data(), L.v_bias.data(), T, kvd);
+  lora(li, LinearModule::kQ, h_.data(), q_.data());
+  lora(li, LinearModule::kK, h_.data(), k_.data());
+  lora(li, LinearModule::kV, h_.data(), v_.data());
+
+  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* cs = cos_.data() + t * half;
+      const float* sn = sin_.data() + t * half;
+      rope_apply(q_.data() + t * qd, c.num_heads, hd, cs, sn);
+      rope_apply(k_.data() + t * kvd, c.num_kv_heads, hd, cs, sn);
+      const SeqRow& r = plan.rows[size_t(row_of_[size_t(t)])];
+      kv_.write(li, plan.block_ids.data() + r.block_offset, pos_[size_t(t)], k_.data() + t * kvd, v_.data() + t * kvd);
+    }
+  });
+
+  attn_rows_.clear();
+  int64_t t0 = 0;
+  for (const SeqRow& r : plan.rows) {
+    attn_rows_.push_back({t0, int32_t(r.num_tokens), r.start_pos, plan.block_ids.data() + r.block_offset});
+    t0 += r.num_tokens;
+  }
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, hd, window_};
+  paged_attention(pool_, kv_, li, shape, attn_rows_, q_.data(), attn_.data());
+
+  matmul(pool_, attn_.data(), T, L.o, o_.data());
+  if (!L.o_bias.empty()) add_bias(o_.data(), L.o_bias.data(), T, H);
+  lora(li, LinearModule::kO, attn_.data(), o_.data());
+  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
+    rmsnorm(x_.data() + b * H, L.post_attn_norm.data(), e - b, H, eps, h_.data() + b * H);
+  });
+
+  const MatmulTarget gu[] = {{L.gate, gate_.data()}, {L.up, up_.data()}};
+  matmul_many(pool_, h_.data(), T, gu);
+  lora(li, LinearModule::kGate, h_.data(), gate_.data());
+  lora(li, LinearModule::kUp, h_.data(), up_.data());
+  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    silu_mul(gate_.data() + b * I, up_.data() + b * I, (e - b) * I, gate_.data() + b * I);
+  });
+  matmul(pool_, gate_.data(), T, L.down, o_.data());
+  lora(li, LinearModule::kDown, gate_.data(), o_.data());
+  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
+  });
+}
+
+Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
+  out.clear();
+  MYRIAD_TRY(validate(plan));
+  const auto& c = ckpt_->config();
+  const int64_t H = c.hidden_size, V = c.vocab_size, half = c.head_dim / 2;
+  int64_t T = 0;
+  for (const SeqRow& r : plan.rows) T += r.num_tokens;
+  if (T == 0) return ok_status();
+
+  auto grow = [](std::vector<float>& v, int64_t n) {
+    if (v.size() < size_t(n)) v.resize(size_t(n));
+  };
+  grow(x_, T * H);
+  grow(h_, T * H);
+  grow(o_, T * H);
+  grow(q_, T * c.q_dim());
+  grow(attn_, T * c.q_dim());
+  grow(k_, T * c.kv_dim());
+  grow(v_, T * c.kv_dim());
+  grow(gate_, T * c.intermediate_size);
+  grow(up_, T * c.intermediate_size);
+  grow(cos_, T * half);
+  grow(sin_, T * half);
+  pos_.resize(size_t(T));
+  row_of_.resize(size_t(T));
+  tokens_.resize(size_t(T));
+  mix_.clear();
+  any_adapter_ = false;
+  {
+    int64_t t = 0;
+    for (size_t i = 0; i < plan.rows.size(); ++i) {
+      const SeqRow& r = plan.rows[i];
+      any_adapter_ |= r.adapters.count > 0;
+      for (uint32_t j = 0; j < r.num_tokens; ++j, ++t) {
+        pos_[size_t(t)] = int64_t(r.start_pos) + j;
+        row_of_[size_t(t)] = int32_t(i);
+        tokens_[size_t(t)] = plan.tokens[r.token_offset + j];
+      }
+    }
+  }
+  if (lora_ && any_adapter_) {
+    for (int64_t t = 0; t < T; ++t) mix_.push_back(plan.rows[size_t(row_of_[size_t(t)])].adapters);
+  }
+  for (int64_t t = 0; t < T; ++t)
+    rope_cos_sin(pos_[size_t(t)], inv_freq_.data(), half, cos_.data() + t * half, sin_.data() + t * half);
+  embedding(embed_, tokens_.data(), T, x_.data());
+
+  for (int li = 0; li < int(layers_.size()); ++li) forward_layer(li, plan, T);
+
+  // Positions whose logits are needed: kAll rows' every token, else the last
+  // token of rows that sample or ask for kLast.
+  logit_tokens_.clear();
+  {
+    int64_t t = 0;
+    for (const SeqRow& r : plan.rows) {
+      if (r.logits == LogitsRequest::kAll) {
+        for (uint32_t j = 0; j < r.num_tokens; ++j) logit_tokens_.push_back(t + j);
+      } else if (r.logits == LogitsRequest::kLast || r.sample) {
+        logit_tokens_.push_back(t + r.num_tokens - 1);
+      }
+      t += r.num_tokens;
+    }
+  }
+  const int64_t P = int64_t(logit_tokens_.size());
+  if (P == 0) return ok_status();
+  grow(lh_, P * H);
+  grow(logits_, P * V);
+  for (int64_t p = 0; p < P; ++p)
+    std::memcpy(lh_.data() + p * H, x_.data() + logit_tokens_[size_t(p)] * H, size_t(H) * sizeof(float));
+  rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
+  matmul(pool_, lh_.data(), P, lm_head_, logits_.data());
+
+  // Hand out logits and sample, in row order.
+  int64_t p = 0;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    const SeqRow& r = plan.rows[i];
+    int64_t n = 0;
+    if (r.logits == LogitsRequest::kAll) {
+      n = r.num_tokens;
+    } else if (r.logits == LogitsRequest::kLast || r.sample) {
+      n = 1;
+    }
+    if (n == 0) continue;
+    if (r.logits != LogitsRequest::kNone) {
+      const int64_t first = r.logits == LogitsRequest::kAll ? p : p + n - 1;
+      const int64_t count = r.logits == LogitsRequest::kAll ? n : 1;
+      out.logits.insert(out.logits.end(), logits_.begin() + first * V, logits_.begin() + (first + count) * V);
+      for (int64_t j = 0; j < count; ++j) out.logits_rows.push_back(uint32_t(i));
+    }
+    if (r.sample) {
+      const float* last = logits_.data() + (p + n - 1) * V;
+      sample_buf_.assign(last, last + V);
+      const std::span<const int32_t> hist(plan.history.data() + r.history_offset, r.history_len);
+      const Sampled s = sampler_.sample(sample_buf_.data(), V, r.sampling, r.output_index, hist, r.prompt_len);
+      out.sampled.push_back({r.seq, s.token, s.logprob});
+    }
+    p += n;
+  }
+  return ok_status();
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,159 @@
+#include "gpu/cpu/matmul.h"
+
+#include <atomic>
+#include <vector>
+
+#include "gpu/devices.h"
+#include "matmul_kernels.h"
+#include "runtime/result.h"
+
+namespace myriad::gpu::cpu {
+namespace detail {
+
+void permute_x_for_bf16(const float* x, int64_t T, int64_t in, float* out) {
+  const int64_t k16 = in / 16 * 16;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* src = x + t * in;
+    float* dst = out + t * in;
+    for (int64_t k = 0; k < k16; k += 16) {
+      for (int i = 0; i < 8; ++i) {
+        dst[k + i] = src[k + 2 * i];
+        dst[k + 8 + i] = src[k + 2 * i + 1];
+      }
+    }
+    for (int64_t k = k16; k < in; ++k) dst[k] = src[k];
+  }
+}
+
+namespace {
+
+// One weight row as float into `buf` (portable loop only).
+void row_to_f32(const WeightView& w, int64_t r, float* buf) {
+  const int64_t in = w.cols;
+  switch (w.dtype) {
+    case DType::kF32: {
+      const float* p = static_cast<const float*>(w.data) + r * in;
+      for (int64_t k = 0; k < in; ++k) buf[k] = p[k];
+      break;
+    }
+    case DType::kBF16: {
+      const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * in;
+      for (int64_t k = 0; k < in; ++k) buf[k] = bf16_to_f32(p[k]);
+      break;
+    }
+    case DType::kF16: {
+      const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * in;
+      for (int64_t k = 0; k < in; ++k) buf[k] = f16_to_f32(p[k]);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy) {
+  const int64_t in = w.cols;
+  thread_local std::vector<float> row;
+  row.resize(size_t(in));
+  for (int64_t r = r0; r < r1; ++r) {
+    row_to_f32(w, r, row.data());
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * in;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // 8 partial sums: vectorizable without reassociation
+      int64_t k = 0;
+      for (; k + 8 <= in; k += 8)
+        for (int i = 0; i < 8; ++i) acc[i] += row[size_t(k + i)] * xt[k + i];
+      float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (; k < in; ++k) s += row[size_t(k)] * xt[k];
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+std::atomic<bool> g_force_portable{false};
+
+bool use_avx2() {
+  static const bool avx2 = cpu_info().avx2_fma;
+  return avx2 && !g_force_portable.load(std::memory_order_relaxed);
+}
+
+constexpr int64_t kTokenBlock = 64;  // tokens whose x stays in cache while a row chunk streams
+constexpr int64_t kRowMultiple = 12;  // the AVX2 loop's row group
+
+}  // namespace
+
+const char* matmul_kernel_name() { return use_avx2() ? "avx2+fma" : "portable"; }
+void matmul_force_portable(bool on) { g_force_portable.store(on); }
+
+float weight_at(const WeightView& w, int64_t i) {
+  switch (w.dtype) {
+    case DType::kF32: return static_cast<const float*>(w.data)[i];
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+  }
+  return 0.0f;
+}
+
+void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const MatmulTarget> targets) {
+  if (targets.empty() || T <= 0) return;
+  const int64_t in = targets[0].w.cols;
+  int64_t total_rows = 0;
+  bool any_bf16 = false;
+  for (const auto& t : targets) {
+    MYRIAD_CHECK(t.w.cols == in, "matmul_many: targets differ in input width");
+    total_rows += t.w.rows;
+    any_bf16 |= t.w.dtype == DType::kBF16;
+  }
+  const bool avx2 = use_avx2();
+  const float* x_bf16 = x;
+  thread_local std::vector<float> permuted;
+  if (avx2 && any_bf16) {
+    permuted.resize(size_t(T * in));
+    detail::permute_x_for_bf16(x, T, in, permuted.data());
+    x_bf16 = permuted.data();
+  }
+  const int64_t grain = pool.grain_for(total_rows, 4, kRowMultiple);
+  pool.parallel_for(total_rows, grain, [&](int64_t b, int64_t e, int) {
+    // Map the chunk of the concatenated row space onto each target it covers.
+    int64_t base = 0;
+    for (const auto& tg : targets) {
+      const int64_t lo = b > base ? b - base : 0;
+      const int64_t hi = e - base < tg.w.rows ? e - base : tg.w.rows;
+      if (lo < hi) {
+        const float* xs = avx2 && tg.w.dtype == DType::kBF16 ? x_bf16 : x;
+        for (int64_t t0 = 0; t0 < T; t0 += kTokenBlock) {
+          const int64_t tn = T - t0 < kTokenBlock ? T - t0 : kTokenBlock;
+          if (avx2) {
+            detail::matmul_rows_avx2(xs + t0 * in, tn, tg.w, lo, hi, tg.y + t0 * tg.w.rows, tg.w.rows);
+          } else {
+            detail::matmul_rows_portable(xs + t0 * in, tn, tg.w, lo, hi, tg.y + t0 * tg.w.rows, tg.w.rows);
+          }
+        }
+      }
+      base += tg.w.rows;
+      if (base >= e) break;
+    }
+  });
+}
+
+void matmul(ThreadPool& pool, const float* x, int64_t T, const WeightView& w, float* y) {
+  const MatmulTarget t{w, y};
+  matmul_many(pool, x, T, std::span<const MatmulTarget>(&t, 1));
+}
+
+void matmul_reference(const float* x, int64_t T, const WeightView& w, float* y) {
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double s = 0;
+      for (int64_t k = 0; k < w.cols; ++k) s += double(weight_at(w, r * w.cols + k)) * double(x[t * w.cols + k]);
+      y[t * w.rows + r] = float(s);
+    }
+  }
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,120 @@
+// AVX2/FMA inner loops of matmul (see matmul_kernels.h). A microkernel keeps
+// R rows x TT tokens of 8-wide accumulators in registers and walks `in` 16
+// weights at a time; bf16 weights are widened by a 32-bit shift (even
+// elements) and mask (odd elements), so x comes pre-permuted to match.
+#include <immintrin.h>
+
+#include "matmul_kernels.h"
+
+namespace myriad::gpu::cpu::detail {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <DType D>
+struct Weights;
+
+template <>
+struct Weights<DType::kBF16> {
+  using T = uint16_t;
+  static inline void load16(const T* p, __m256& a, __m256& b) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    a = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    b = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
+  }
+  static inline float one(const T* p) { return bf16_to_f32(*p); }
+};
+
+template <>
+struct Weights<DType::kF16> {
+  using T = uint16_t;
+  static inline void load16(const T* p, __m256& a, __m256& b) {
+    a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+  }
+  static inline float one(const T* p) { return _cvtsh_ss(*p); }
+};
+
+template <>
+struct Weights<DType::kF32> {
+  using T = float;
+  static inline void load16(const T* p, __m256& a, __m256& b) {
+    a = _mm256_loadu_ps(p);
+    b = _mm256_loadu_ps(p + 8);
+  }
+  static inline float one(const T* p) { return *p; }
+};
+
+// y[t * ldy + r0 + i] for i < R, t < TT.
+template <DType D, int R, int TT>
+inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, float* y, int64_t ldy) {
+  using W = Weights<D>;
+  const int64_t k16 = in / 16 * 16;
+  __m256 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_setzero_ps();
+  const typename W::T* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = w + (r0 + r) * in;
+  for (int64_t k = 0; k < k16; k += 16) {
+    for (int r = 0; r < R; ++r) {
+      __m256 a, b;
+      W::load16(wr[r] + k, a, b);
+      for (int t = 0; t < TT; ++t) {
+        acc[r][t] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + t * in + k), acc[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(b, _mm256_loadu_ps(x + t * in + k + 8), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < TT; ++t) {
+      float s = hsum(acc[r][t]);
+      for (int64_t k = k16; k < in; ++k) s += W::one(wr[r] + k) * x[t * in + k];
+      y[t * ldy + r0 + r] = s;
+    }
+  }
+}
+
+template <DType D, int R, int TT>
+inline void rows_tile(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) micro<D, R, TT>(x, in, w, r, y, ldy);
+  for (; r < r1; ++r) micro<D, 1, TT>(x, in, w, r, y, ldy);
+}
+
+template <DType D>
+void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const auto* w = static_cast<const typename Weights<D>::T*>(wv.data);
+  const int64_t in = wv.cols;
+  // A group of rows stays in L1 while every token tile of the block uses it.
+  constexpr int64_t kRowGroup = 12;
+  for (int64_t g = r0; g < r1; g += kRowGroup) {
+    const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) rows_tile<D, 3, 4>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
+    switch (T - t) {
+      case 3: rows_tile<D, 3, 3>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
+      case 2: rows_tile<D, 4, 2>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
+      case 1: rows_tile<D, 4, 1>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_rows_avx2(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy) {
+  switch (w.dtype) {
+    case DType::kBF16: rows<DType::kBF16>(x, T, w, r0, r1, y, ldy); break;
+    case DType::kF16: rows<DType::kF16>(x, T, w, r0, r1, y, ldy); break;
+    case DType::kF32: rows<DType::kF32>(x, T, w, r0, r1, y, ldy); break;
+  }
+}
+
+}  // namespace myriad::gpu::cpu::detail

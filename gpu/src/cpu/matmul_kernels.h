@@ -1,0 +1,24 @@
+// Private to gpu/src/cpu: the inner loops behind matmul(), one portable and
+// one AVX2 (matmul_avx2.cpp, compiled with -mavx2 -mfma -mf16c and chosen at
+// run time). Each computes y[t * ldy + r] for rows [r0, r1) of w and tokens
+// [0, T) of x.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/cpu/matmul.h"
+
+namespace myriad::gpu::cpu::detail {
+
+// x as the AVX2 bf16 loop wants it: each full 16-element chunk of a row is
+// stored as its 8 even then its 8 odd elements (the order a 32-bit lane
+// shift/mask of 16 bf16 values yields); the tail (in % 16) stays in order.
+void permute_x_for_bf16(const float* x, int64_t T, int64_t in, float* out);
+
+void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy);
+// `x` permuted by permute_x_for_bf16 when w.dtype is bf16, in order otherwise.
+void matmul_rows_avx2(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy);
+
+}  // namespace myriad::gpu::cpu::detail

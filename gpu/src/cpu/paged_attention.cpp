@@ -1,0 +1,110 @@
+#include "gpu/cpu/paged_attention.h"
+
+#include <cmath>
+#include <vector>
+
+namespace myriad::gpu::cpu {
+namespace {
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+}  // namespace
+
+void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, const AttentionShape& s,
+                     std::span<const AttentionRow> rows, const float* q, float* out) {
+  const int64_t hd = s.head_dim, group = s.heads / s.kv_heads, kv_dim = s.kv_heads * hd, q_dim = s.heads * hd;
+  const int64_t bs = cache.block_size();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  // Work items: (token, kv head); each serves the kv head's `group` query heads,
+  // so a K/V block is read once per group.
+  std::vector<int64_t> row_of_token;  // small: one entry per token
+  int64_t T = 0;
+  for (const auto& r : rows) T += r.num_tokens;
+  row_of_token.resize(size_t(T));
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int32_t j = 0; j < rows[i].num_tokens; ++j) row_of_token[size_t(rows[i].token_begin + j)] = int64_t(i);
+
+  pool.parallel_for(T * s.kv_heads, 1, [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> scores;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t t = item / s.kv_heads, kvh = item % s.kv_heads;
+      const AttentionRow& r = rows[size_t(row_of_token[size_t(t)])];
+      const int64_t pos = r.start_pos + (t - r.token_begin);
+      const int64_t lo = s.window > 0 && pos - s.window > 0 ? pos - s.window : 0;
+      const int64_t ctx = pos + 1 - lo;  // attended positions [lo, pos]
+      scores.resize(size_t(group * ctx));
+      // Scores for each query head of the group, block by block.
+      for (int64_t p = lo; p <= pos;) {
+        const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
+        const float* kb = cache.k_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
+        for (int64_t g = 0; g < group; ++g) {
+          const float* qh = q + t * q_dim + (kvh * group + g) * hd;
+          float* sc = scores.data() + g * ctx + (p - lo);
+          for (int64_t j = 0; j < n; ++j) sc[j] = dot(qh, kb + j * kv_dim, hd) * scale;
+        }
+        p += n;
+      }
+      for (int64_t g = 0; g < group; ++g) {
+        float* sc = scores.data() + g * ctx;
+        float m = sc[0];
+        for (int64_t j = 1; j < ctx; ++j) m = sc[j] > m ? sc[j] : m;
+        float sum = 0;
+        for (int64_t j = 0; j < ctx; ++j) {
+          sc[j] = std::exp(sc[j] - m);
+          sum += sc[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < ctx; ++j) sc[j] *= inv;
+        float* o = out + t * q_dim + (kvh * group + g) * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] = 0;
+      }
+      for (int64_t p = lo; p <= pos;) {
+        const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
+        const float* vb = cache.v_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
+        for (int64_t g = 0; g < group; ++g) {
+          float* o = out + t * q_dim + (kvh * group + g) * hd;
+          const float* sc = scores.data() + g * ctx + (p - lo);
+          for (int64_t j = 0; j < n; ++j) {
+            const float* vj = vb + j * kv_dim;
+            const float w = sc[j];
+            for (int64_t d = 0; d < hd; ++d) o[d] += w * vj[d];
+          }
+        }
+        p += n;
+      }
+    }
+  });
+}
+
+void attention_reference(const AttentionShape& s, const float* q, const float* k, const float* v, int64_t ctx,
+                         float* out) {
+  const int64_t hd = s.head_dim, group = s.heads / s.kv_heads, kv_dim = s.kv_heads * hd;
+  std::vector<double> p(static_cast<size_t>(ctx));
+  for (int64_t h = 0; h < s.heads; ++h) {
+    const int64_t kvh = h / group;
+    double m = -1e300;
+    for (int64_t j = 0; j < ctx; ++j) {
+      double d = 0;
+      for (int64_t i = 0; i < hd; ++i) d += double(q[h * hd + i]) * k[j * kv_dim + kvh * hd + i];
+      p[size_t(j)] = d / std::sqrt(double(hd));
+      m = std::max(m, p[size_t(j)]);
+    }
+    double sum = 0;
+    for (auto& x : p) sum += (x = std::exp(x - m));
+    for (int64_t i = 0; i < hd; ++i) {
+      double o = 0;
+      for (int64_t j = 0; j < ctx; ++j) o += p[size_t(j)] / sum * v[j * kv_dim + kvh * hd + i];
+      out[h * hd + i] = float(o);
+    }
+  }
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,129 @@
+#include "gpu/cpu/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gpu/cpu/ops.h"
+
+namespace myriad::gpu::cpu {
+namespace {
+
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// log(sum(exp(z))) in double.
+double log_sum_exp(const float* z, int64_t n) {
+  double m = z[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, double(z[i]));
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(double(z[i]) - m);
+  return m + std::log(s);
+}
+
+}  // namespace
+
+double counter_uniform(uint64_t seed, uint32_t output_index) {
+  const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));
+  return double(h >> 11) * (1.0 / 9007199254740992.0);  // 53 bits
+}
+
+void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std::span<const int32_t> history,
+                     uint32_t prompt_len, std::vector<int32_t>& counts) {
+  if (!p.needs_history() || history.empty()) return;
+  if (p.repetition_penalty != 1.0f) {
+    counts.assign(size_t(vocab), 0);
+    for (int32_t id : history) {
+      if (id < 0 || id >= vocab || counts[size_t(id)]) continue;
+      counts[size_t(id)] = 1;  // once per distinct token
+      float& l = logits[id];
+      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    }
+  }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    counts.assign(size_t(vocab), 0);
+    const size_t start = std::min<size_t>(prompt_len, history.size());
+    for (size_t i = start; i < history.size(); ++i)
+      if (history[i] >= 0 && history[i] < vocab) ++counts[size_t(history[i])];
+    for (size_t i = start; i < history.size(); ++i) {
+      const int32_t id = history[i];
+      if (id < 0 || id >= vocab || counts[size_t(id)] == 0) continue;
+      logits[id] -= p.frequency_penalty * float(counts[size_t(id)]) + p.presence_penalty;
+      counts[size_t(id)] = 0;  // each distinct token once
+    }
+  }
+}
+
+Sampled Sampler::sample(float* z, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+                        std::span<const int32_t> history, uint32_t prompt_len) {
+  apply_penalties(z, vocab, p, history, prompt_len, counts_);
+  if (p.temperature <= 0.0f) {
+    const int32_t tok = int32_t(argmax(z, vocab));
+    return {tok, float(double(z[tok]) - log_sum_exp(z, vocab))};
+  }
+  const float inv_t = 1.0f / p.temperature;
+  for (int64_t i = 0; i < vocab; ++i) z[i] *= inv_t;
+  const double lse = log_sum_exp(z, vocab);
+  const double u = counter_uniform(p.seed, output_index);
+
+  const bool top_k = p.top_k > 0 && p.top_k < vocab;
+  const bool top_p = p.top_p < 1.0f;
+  probs_.resize(size_t(vocab));
+  for (int64_t i = 0; i < vocab; ++i) probs_[size_t(i)] = std::exp(double(z[i]) - lse);
+
+  if (!top_k && !top_p) {
+    double target = u, c = 0;  // probabilities sum to 1 (up to rounding)
+    double total = 0;
+    for (int64_t i = 0; i < vocab; ++i) total += probs_[size_t(i)];
+    target = u * total;
+    for (int64_t i = 0; i < vocab; ++i) {
+      c += probs_[size_t(i)];
+      if (c > target) return {int32_t(i), float(double(z[i]) - lse)};
+    }
+    int64_t last = vocab - 1;  // rounding: the last token with nonzero probability
+    while (last > 0 && probs_[size_t(last)] == 0) --last;
+    return {int32_t(last), float(double(z[last]) - lse)};
+  }
+
+  // Kept set: the best tokens by (logit desc, id asc).
+  order_.resize(size_t(vocab));
+  for (int64_t i = 0; i < vocab; ++i) order_[size_t(i)] = int32_t(i);
+  auto better = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  int64_t kept = vocab;
+  if (top_k) {
+    std::partial_sort(order_.begin(), order_.begin() + p.top_k, order_.end(), better);
+    kept = p.top_k;
+  } else {
+    std::sort(order_.begin(), order_.end(), better);
+  }
+  if (top_p) {
+    double mass = 0;
+    for (int64_t i = 0; i < kept; ++i) mass += probs_[size_t(order_[size_t(i)])];
+    // Smallest prefix whose probability (renormalized over the top-k set) reaches top_p.
+    double c = 0;
+    int64_t n = 0;
+    while (n < kept) {
+      c += probs_[size_t(order_[size_t(n)])] / mass;
+      ++n;
+      if (c >= double(p.top_p)) break;
+    }
+    kept = n;
+  }
+  std::sort(order_.begin(), order_.begin() + kept);  // walk in id order
+  double total = 0;
+  for (int64_t i = 0; i < kept; ++i) total += probs_[size_t(order_[size_t(i)])];
+  const double target = u * total;
+  double c = 0;
+  for (int64_t i = 0; i < kept; ++i) {
+    const int32_t id = order_[size_t(i)];
+    c += probs_[size_t(id)];
+    if (c > target) return {id, float(double(z[id]) - lse)};
+  }
+  const int32_t id = order_[size_t(kept - 1)];
+  return {id, float(double(z[id]) - lse)};
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,229 @@
+// Every CPU kernel against its naive reference on fresh random inputs.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gpu/cpu/kv_cache.h"
+#include "gpu/cpu/matmul.h"
+#include "gpu/cpu/ops.h"
+#include "gpu/cpu/paged_attention.h"
+#include "gpu/cpu/thread_pool.h"
+#include "runtime/kv_block_allocator.h"
+
+namespace myriad::gpu::cpu {
+namespace {
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(CpuThreadPool, CoversEveryIndexOnceAcrossManyRegions) {
+  ThreadPool pool(3);
+  ASSERT_EQ(pool.size(), 3);
+  std::vector<std::atomic<int>> hits(1000);
+  for (int round = 0; round < 2000; ++round) {
+    const int64_t n = 1 + round % 997, grain = 1 + round % 13;
+    pool.parallel_for(n, grain, [&](int64_t b, int64_t e, int w) {
+      ASSERT_GE(w, 0);
+      ASSERT_LT(w, 3);
+      ASSERT_LE(e - b, grain);
+      for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1, std::memory_order_relaxed);
+    });
+    for (int64_t i = 0; i < 1000; ++i) {
+      ASSERT_EQ(hits[size_t(i)].load(), i < n ? 1 : 0) << "round " << round << " index " << i;
+      hits[size_t(i)].store(0);
+    }
+  }
+}
+
+TEST(CpuThreadPool, WakesAfterSleeping) {
+  ThreadPool pool(2, /*spin_us=*/0);  // workers go to sleep at once
+  for (int round = 0; round < 50; ++round) {
+    std::atomic<int64_t> sum{0};
+    pool.parallel_for(100, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) sum += i;
+    });
+    ASSERT_EQ(sum.load(), 4950);
+    if (round % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+struct MatmulCase {
+  DType dtype;
+  int64_t T, in, out;
+};
+
+void check_matmul(ThreadPool& pool, const MatmulCase& c, std::mt19937& rng) {
+  const auto wf = randn(size_t(c.out * c.in), rng, 0.1f);
+  std::vector<uint16_t> w16(wf.size());
+  const void* data = wf.data();
+  if (c.dtype == DType::kBF16) {
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_bf16(wf[i]);
+    data = w16.data();
+  } else if (c.dtype == DType::kF16) {
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_f16(wf[i]);
+    data = w16.data();
+  }
+  const WeightView w{c.dtype, data, c.out, c.in};
+  const auto x = randn(size_t(c.T * c.in), rng);
+  std::vector<float> y(size_t(c.T * c.out), NAN), ref(y.size());
+  matmul(pool, x.data(), c.T, w, y.data());
+  matmul_reference(x.data(), c.T, w, ref.data());
+  for (int64_t t = 0; t < c.T; ++t) {
+    for (int64_t r = 0; r < c.out; ++r) {
+      // float32 accumulation of `in` products: error well below 1e-5 of sum |w x|.
+      double mag = 0;
+      for (int64_t k = 0; k < c.in; ++k) mag += std::fabs(double(weight_at(w, r * c.in + k)) * x[size_t(t * c.in + k)]);
+      const size_t i = size_t(t * c.out + r);
+      ASSERT_NEAR(y[i], ref[i], 1e-5 * mag + 1e-6)
+          << dtype_name(c.dtype) << " T=" << c.T << " in=" << c.in << " out=" << c.out << " t=" << t << " r=" << r;
+    }
+  }
+}
+
+class CpuMatmul : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CpuMatmul, MatchesReferenceForEveryDtypeAndShape) {
+  matmul_force_portable(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(std::random_device{}());
+  for (DType d : {DType::kF32, DType::kBF16, DType::kF16})
+    for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 70})
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{64, 96}, {176, 37}, {50, 13}, {768, 25}, {16, 1}, {7, 5}})
+        check_matmul(pool, {d, T, in, out}, rng);
+  matmul_force_portable(false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuMatmul, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "portable" : "native"; });
+
+TEST(CpuMatmul, ManyTargetsEqualSeparateCalls) {
+  ThreadPool pool(2);
+  std::mt19937 rng(std::random_device{}());
+  const int64_t T = 6, in = 96;
+  const auto x = randn(size_t(T * in), rng);
+  const auto a = randn(size_t(40 * in), rng), b = randn(size_t(24 * in), rng), c = randn(size_t(7 * in), rng);
+  const WeightView wa{DType::kF32, a.data(), 40, in}, wb{DType::kF32, b.data(), 24, in}, wc{DType::kF32, c.data(), 7, in};
+  std::vector<float> ya(size_t(T * 40)), yb(size_t(T * 24)), yc(size_t(T * 7));
+  const MatmulTarget ts[] = {{wa, ya.data()}, {wb, yb.data()}, {wc, yc.data()}};
+  matmul_many(pool, x.data(), T, ts);
+  for (const auto& [w, y] : {std::pair{wa, &ya}, {wb, &yb}, {wc, &yc}}) {
+    std::vector<float> ref(y->size());
+    matmul(pool, x.data(), T, w, ref.data());
+    EXPECT_EQ(*y, ref);  // same loop, same order: bit-identical
+  }
+}
+
+TEST(CpuOps, RmsNormMatchesReference) {
+  std::mt19937 rng(std::random_device{}());
+  for (int64_t n : {64, 67, 768}) {
+    const auto x = randn(size_t(3 * n), rng, 2.0f), w = randn(size_t(n), rng);
+    std::vector<float> y(x.size()), ref(x.size());
+    rmsnorm(x.data(), w.data(), 3, n, 1e-6f, y.data());
+    rmsnorm_reference(x.data(), w.data(), 3, n, 1e-6f, ref.data());
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-5 * (1 + std::fabs(ref[i])));
+  }
+}
+
+TEST(CpuOps, RopeMatchesReferenceWithAndWithoutLlama3Scaling) {
+  std::mt19937 rng(std::random_device{}());
+  ModelConfig c;
+  c.head_dim = 64;
+  c.rope_theta = 500000.0f;
+  for (int scaled = 0; scaled < 2; ++scaled) {
+    if (scaled) c.rope_scaling = RopeScaling{"llama3", 8.0f, 1.0f, 4.0f, 8192};
+    const auto inv = rope_inv_freq(c);
+    std::vector<float> cs(32), sn(32);
+    for (int64_t pos : {0, 1, 5, 17, 255, 1000}) {
+      auto x = randn(size_t(3 * 64), rng);
+      auto ref = x;
+      rope_cos_sin(pos, inv.data(), 32, cs.data(), sn.data());
+      rope_apply(x.data(), 3, 64, cs.data(), sn.data());
+      rope_reference(ref.data(), 3, 64, pos, c);
+      // float32 angles: pos * f carries ~pos * 2^-24 rad of error.
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], ref[i], 2e-6 * (1 + double(pos)) * 4) << pos;
+    }
+  }
+  // Scaling changes the low frequencies and keeps the highest one.
+  ModelConfig plain = c;
+  plain.rope_scaling.reset();
+  const auto a = rope_inv_freq(plain), b = rope_inv_freq(c);
+  EXPECT_EQ(a[0], b[0]);
+  EXPECT_NEAR(b[31], a[31] / 8.0f, 1e-12);
+}
+
+TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
+  std::mt19937 rng(std::random_device{}());
+  const auto g = randn(300, rng, 3.0f), u = randn(300, rng);
+  std::vector<float> y(300), ref(300);
+  silu_mul(g.data(), u.data(), 300, y.data());
+  silu_mul_reference(g.data(), u.data(), 300, ref.data());
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-6 * (1 + std::fabs(ref[i])));
+
+  auto s = randn(1000, rng, 5.0f);
+  std::vector<double> sref(s.size());
+  softmax_reference(s.data(), 1000, sref.data());
+  softmax(s.data(), 1000);
+  for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 1e-6 * sref[i] + 1e-9);
+
+  const float ties[] = {1, 3, 2, 3, -1};
+  EXPECT_EQ(argmax(ties, 5), 1);
+
+  const auto table = randn(10 * 8, rng);
+  std::vector<uint16_t> tb(table.size());
+  for (size_t i = 0; i < table.size(); ++i) tb[i] = f32_to_bf16(table[i]);
+  const int32_t ids[] = {7, 0, 7, 9};
+  std::vector<float> e(4 * 8);
+  embedding({DType::kBF16, tb.data(), 10, 8}, ids, 4, e.data());
+  for (int t = 0; t < 4; ++t)
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(e[size_t(t * 8 + i)], bf16_to_f32(tb[size_t(ids[t] * 8 + i)]));
+}
+
+TEST(CpuAttention, PagedMatchesContiguousReferenceWithShuffledBlocks) {
+  std::mt19937 rng(std::random_device{}());
+  const AttentionShape s{4, 2, 16};
+  const int64_t kv_dim = s.kv_heads * s.head_dim, q_dim = s.heads * s.head_dim;
+  const int32_t bs = 4;
+  KvCache cache(2, 64, bs, kv_dim);
+  KvBlockAllocator alloc(64, /*shuffle_seed=*/rng() | 1);
+  // Three sequences: a prefill from 0, a chunk continuing at 5, a decode at 13.
+  struct Seq {
+    int64_t start, n;
+    std::vector<int32_t> table;
+    std::vector<float> k, v;
+  };
+  std::vector<Seq> seqs = {{0, 6, {}, {}, {}}, {5, 3, {}, {}, {}}, {13, 1, {}, {}, {}}};
+  const int64_t layer = 1;
+  std::vector<AttentionRow> rows;
+  int64_t T = 0;
+  for (auto& sq : seqs) {
+    const int64_t len = sq.start + sq.n;
+    ASSERT_TRUE(alloc.allocate(KvBlockAllocator::blocks_for(int32_t(len), bs), sq.table));
+    sq.k = randn(size_t(len * kv_dim), rng);
+    sq.v = randn(size_t(len * kv_dim), rng);
+    for (int64_t p = 0; p < len; ++p)
+      cache.write(layer, sq.table.data(), p, sq.k.data() + p * kv_dim, sq.v.data() + p * kv_dim);
+    rows.push_back({T, int32_t(sq.n), sq.start, sq.table.data()});
+    T += sq.n;
+  }
+  const auto q = randn(size_t(T * q_dim), rng);
+  std::vector<float> out(size_t(T * q_dim), NAN), ref(static_cast<size_t>(q_dim));
+  ThreadPool pool(2);
+  paged_attention(pool, cache, layer, s, rows, q.data(), out.data());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (int64_t j = 0; j < seqs[i].n; ++j) {
+      const int64_t t = rows[i].token_begin + j, ctx = seqs[i].start + j + 1;
+      attention_reference(s, q.data() + t * q_dim, seqs[i].k.data(), seqs[i].v.data(), ctx, ref.data());
+      for (int64_t d = 0; d < q_dim; ++d) ASSERT_NEAR(out[size_t(t * q_dim + d)], ref[size_t(d)], 2e-5) << i << " " << j;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace myriad::gpu::cpu
