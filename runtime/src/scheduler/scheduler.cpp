@@ -511,9 +511,10 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
   row.output_index = s.generated;
   row.history_offset = uint32_t(plan.history.size());
   row.history_len = 0;
-  row.prompt_len = s.prompt_len;
+  row.prompt_len = 0;  // of the history, which only penalties need
   if (row.sample && s.sampling.needs_history()) {
     row.history_len = uint32_t(s.tokens.size());
+    row.prompt_len = s.prompt_len;
     plan.history.insert(plan.history.end(), s.tokens.begin(), s.tokens.end());
   }
   step_seqs_.push_back(&s);
