@@ -294,6 +294,18 @@ TEST(JinjaTest, JsonValuesMapToPythonValues) {
   EXPECT_EQ(r.value(), "True -5 0.25 None True [1, 'two', None] 1 {\"k\": {\"n\": 1}}");
 }
 
+TEST(JinjaTest, OrderedJsonKeepsKeyOrderLikePythonDicts) {
+  auto t = ChatTemplate::compile("{{ d | tojson }} {% for k in d %}{{ k }}{% endfor %} {{ d }}");
+  ASSERT_TRUE(t.ok());
+  auto ordered = nlohmann::ordered_json::parse(R"({"d": {"z": 1, "a": {"y": 2, "b": 3}}})");
+  auto r = t->render_ordered(ordered);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r.value(), R"({"z": 1, "a": {"y": 2, "b": 3}} za {'z': 1, 'a': {'y': 2, 'b': 3}})");
+  auto sorted = t->render(nlohmann::json::parse(R"({"d": {"z": 1, "a": {"y": 2, "b": 3}}})"));
+  ASSERT_TRUE(sorted.ok());
+  EXPECT_EQ(sorted.value(), R"({"a": {"b": 3, "y": 2}, "z": 1} az {'a': {'b': 3, 'y': 2}, 'z': 1})");
+}
+
 TEST(JinjaTest, CompiledTemplateRendersConcurrently) {
   auto t = ChatTemplate::compile(
       "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{{ m }}{% endfor %}={{ ns.n }}");
@@ -359,8 +371,9 @@ TEST(JinjaTest, RunawayWorkIsStopped) {
       "{{ [1] * 10000000000 }}",
       "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",  // 100 MB of output
   };
-  ChatTemplateLimits limits;
+  ChatTemplateLimits limits;  // smaller than the defaults to keep the test fast
   limits.max_output_bytes = 16u << 20;
+  limits.max_loop_iterations = 200'000;
   for (const char* src : hostile) {
     SCOPED_TRACE(src);
     auto t = ChatTemplate::compile(src, limits);

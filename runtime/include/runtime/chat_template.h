@@ -44,6 +44,10 @@ class ChatTemplate {
   // Renders with `context` (a JSON object) as the template's variables.
   // raise_exception('msg') in the template becomes an Error carrying 'msg'.
   Result<std::string> render(const nlohmann::json& context) const;
+  // The same from an ordered_json, whose objects keep their key order: Python
+  // dicts do, so `tools | tojson` only prints keys in the request's order when
+  // the request was parsed as ordered_json (nlohmann::json sorts keys).
+  Result<std::string> render_ordered(const nlohmann::ordered_json& context) const;
 
  private:
   explicit ChatTemplate(std::shared_ptr<const jinja::Program> program) : program_(std::move(program)) {}

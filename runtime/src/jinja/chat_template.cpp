@@ -16,6 +16,11 @@ Result<std::string> ChatTemplate::render(const nlohmann::json& context) const {
   return renderer.render(context);
 }
 
+Result<std::string> ChatTemplate::render_ordered(const nlohmann::ordered_json& context) const {
+  jinja::Renderer renderer(*program_);
+  return renderer.render(context);
+}
+
 namespace {
 
 // A special token in tokenizer_config.json: "text" or {"content": "text", ...}.

@@ -92,7 +92,11 @@ Status Renderer::count_bytes(std::size_t bytes) {
   return ok_status();
 }
 
-Result<std::string> Renderer::render(const nlohmann::json& context) {
+Result<std::string> Renderer::render(const nlohmann::json& context) { return render_json(context); }
+Result<std::string> Renderer::render(const nlohmann::ordered_json& context) { return render_json(context); }
+
+template <class Json>
+Result<std::string> Renderer::render_json(const Json& context) {
   if (!context.is_object()) {
     return make_error(ErrorCode::kInvalidArgument, "chat template context must be a JSON object");
   }

@@ -216,33 +216,41 @@ std::string Value::to_output() const {
   return "";
 }
 
-Value Value::from_json(const nlohmann::json& j) {
+namespace {
+
+template <class Json>
+Value value_from_json(const Json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
-    case nlohmann::json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::json::value_t::number_integer: return Value(j.get<std::int64_t>());
+    case nlohmann::json::value_t::boolean: return Value(j.template get<bool>());
+    case nlohmann::json::value_t::number_integer: return Value(j.template get<std::int64_t>());
     case nlohmann::json::value_t::number_unsigned: {
-      auto u = j.get<std::uint64_t>();
+      auto u = j.template get<std::uint64_t>();
       if (u <= static_cast<std::uint64_t>(INT64_MAX)) return Value(static_cast<std::int64_t>(u));
       return Value(static_cast<double>(u));
     }
-    case nlohmann::json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::json::value_t::number_float: return Value(j.template get<double>());
+    case nlohmann::json::value_t::string: return Value(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       Array a;
       a.reserve(j.size());
-      for (const auto& e : j) a.push_back(from_json(e));
+      for (const auto& e : j) a.push_back(value_from_json(e));
       return Value(std::move(a));
     }
     case nlohmann::json::value_t::object: {
       Object o;
       o.items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) o.items.emplace_back(it.key(), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) o.items.emplace_back(it.key(), value_from_json(it.value()));
       return Value(std::move(o));
     }
     default: return Value();
   }
 }
+
+}  // namespace
+
+Value Value::from_json(const nlohmann::json& j) { return value_from_json(j); }
+Value Value::from_json(const nlohmann::ordered_json& j) { return value_from_json(j); }
 
 bool values_equal(const Value& a, const Value& b) {
   using K = Value::Kind;

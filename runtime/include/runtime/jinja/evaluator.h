@@ -67,6 +67,7 @@ class Renderer {
   explicit Renderer(const Program& program) : program_(program) {}
 
   Result<std::string> render(const nlohmann::json& context);
+  Result<std::string> render(const nlohmann::ordered_json& context);
 
   // ---- used by filters, tests, methods and globals ----
   Result<Value> call(const Value& callee, CallArgs& args);
@@ -77,6 +78,8 @@ class Renderer {
   const ChatTemplateLimits& limits() const { return program_.limits; }
 
  private:
+  template <class Json>
+  Result<std::string> render_json(const Json& context);
   Result<Flow> exec(const Body& body, const FramePtr& frame, std::string& out);
   Result<Flow> exec_node(const Node& node, const FramePtr& frame, std::string& out);
   Result<Flow> exec_for(const Node& node, const FramePtr& frame, std::string& out);

@@ -118,6 +118,7 @@ class Value {
   const char* type_name() const;
 
   static Value from_json(const nlohmann::json& j);
+  static Value from_json(const nlohmann::ordered_json& j);  // keeps key order
 
  private:
   std::variant<Undefined, None, bool, std::int64_t, double, std::shared_ptr<const std::string>,
