@@ -228,7 +228,8 @@ Result<Value> percent_format(Renderer& r, const std::string& fmt, const Value& a
     }
     MYRIAD_TRY(r.count_bytes(out.size()));
   }
-  if (next < items.size() && !args.is_object()) {  // a mapping argument may go unused
+  // Python skips this check for any non-tuple argument with __getitem__ (dict, list).
+  if (next < items.size() && !args.is_object() && !(args.is_array() && !args.is_tuple())) {
     return type_error("not all arguments converted during string formatting");
   }
   return Value(std::move(out));
