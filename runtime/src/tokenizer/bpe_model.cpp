@@ -83,7 +83,7 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
   if (!vocab || !vocab->is_object()) return make_error(ErrorCode::kBadFile, what + ": 'vocab' must be an object");
   m->vocab_.reserve(vocab->size());
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_unsigned() || it.value().get<uint64_t>() > uint64_t(INT32_MAX))
+    if (!tok::is_index(it.value()) || it.value().get<uint64_t>() > uint64_t(INT32_MAX))
       return make_error(ErrorCode::kBadFile, what + ": vocab entry '" + it.key() + "' has no valid id");
     const auto id = it.value().get<int32_t>();
     m->vocab_[it.key()] = id;
