@@ -128,7 +128,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
   impl->special.assign(size, 0);
   for (size_t i = 0; i < vocab.size(); ++i) {
     impl->id_to_token[i] = vocab[i];
-    impl->has_token[i] = impl->model->token_to_id(vocab[i]) == int32_t(i);
+    impl->has_token[i] = impl->model->has_id(i);
   }
   std::vector<const tok::AddedToken*> raw, normalized;
   for (const auto& t : impl->added) {
