@@ -34,6 +34,9 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
                                                        ") must be positive");
   if (o.num_adapter_slots < 0 || o.max_adapter_rank < 0)
     return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: negative adapter slots or rank");
+  if (o.num_adapter_slots > 0 && o.max_adapter_rank <= 0)
+    return make_error(ErrorCode::kInvalidArgument, "CpuExecutor: num_adapter_slots " + std::to_string(o.num_adapter_slots) +
+                                                       " needs a positive max_adapter_rank");
   const auto& c = ckpt->config();
   if (c.head_dim <= 0 || c.head_dim % 2 != 0)
     return make_error(ErrorCode::kUnsupported, ckpt->dir() + ": head_dim " + std::to_string(c.head_dim) + " is not even");
@@ -82,14 +85,23 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   lm_head_ = view(ckpt_->lm_head());
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
+  if (o.num_adapter_slots > 0) {
+    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_);
+    lora_ = slots_.get();
+  }
 }
 
-Status CpuExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights>) {
-  return make_error(ErrorCode::kUnsupported,
-                    "CpuExecutor: adapters are not wired in yet (slot " + std::to_string(slot) + ")");
+Status CpuExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) {
+  if (!slots_) {
+    return make_error(ErrorCode::kUnsupported, "CpuExecutor: no adapter slots (num_adapter_slots is 0); cannot load "
+                                               "into slot " + std::to_string(slot));
+  }
+  return slots_->begin_load(slot, std::move(weights));
 }
-bool CpuExecutor::adapter_ready(int32_t) { return false; }
-void CpuExecutor::unload_adapter(int32_t) {}
+bool CpuExecutor::adapter_ready(int32_t slot) { return slots_ && slots_->ready(slot); }
+void CpuExecutor::unload_adapter(int32_t slot) {
+  if (slots_) slots_->unload(slot);
+}
 
 Status CpuExecutor::validate(const StepPlan& plan) const {
   const auto& c = ckpt_->config();
@@ -129,6 +141,7 @@ Status CpuExecutor::validate(const StepPlan& plan) const {
       const int32_t s = r.adapters.refs[a].slot;
       if (!lora_) return bad("uses adapter slot " + std::to_string(s) + " but no adapters are loaded");
       if (s < 0 || s >= options_.num_adapter_slots) return bad("adapter slot " + std::to_string(s) + " out of range");
+      if (lora_ == slots_.get() && !slots_->ready(s)) return bad("adapter slot " + std::to_string(s) + " is not ready (loading or empty)");
     }
   }
   return ok_status();

@@ -19,6 +19,7 @@
 
 #include "gpu/cpu/kv_cache.h"
 #include "gpu/cpu/lora_hook.h"
+#include "gpu/cpu/lora_slots.h"
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/paged_attention.h"
 #include "gpu/cpu/sampler.h"
@@ -57,6 +58,8 @@ class CpuExecutor final : public Executor {
 
   // Installs the LoRA hook (not owned; must outlive its use; null removes it).
   void set_lora_hook(CpuLoraHook* hook) { lora_ = hook; }
+  // The adapter slots (num_adapter_slots > 0; installed as the hook), else null.
+  CpuLoraSlots* lora_slots() { return slots_.get(); }
   ThreadPool& pool() { return pool_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
   const CpuExecutorOptions& options() const { return options_; }
@@ -74,6 +77,7 @@ class CpuExecutor final : public Executor {
   ThreadPool pool_;
   KvCache kv_;
   CpuLoraHook* lora_ = nullptr;
+  std::unique_ptr<CpuLoraSlots> slots_;  // after pool_: destroyed first
 
   struct Layer {
     std::vector<float> input_norm, post_attn_norm;  // [hidden]

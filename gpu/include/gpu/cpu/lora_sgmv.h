@@ -1,0 +1,87 @@
+// Batched multi-LoRA on the CPU: the segmented gather matmul ("SGMV") that
+// adds every row's low-rank delta after the one base GEMM of a linear module.
+//
+//   y[t, :] += sum over (slot s, weight w) in row t's AdapterMix of
+//              w * scale_s * (x[t, :] · A_sᵀ) · B_sᵀ
+//
+// Rows are grouped by slot once per step (LoraBatchPlan); then, per module,
+// one shrink pass (x·Aᵀ for all rows of all slots, each slot at its TRUE
+// rank) and one expand pass (·Bᵀ, scaled, accumulated into y). Rows with no
+// adapter are not touched. A row with several slots (a mixture) adds each
+// weighted delta in slot order. Nothing is merged into the base weights.
+//
+// Invariant: a row's result depends only on that row's x, mixture and slot
+// weights, never on the other rows of the batch (same arithmetic order).
+// Thread-safety: the functions are pure; a LoraScratch belongs to one caller.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "runtime/step_plan.h"
+
+namespace myriad::gpu::cpu {
+
+// One slot's weights for one (layer, module) as the kernels read them.
+struct LoraModuleView {
+  const float* a = nullptr;   // [rank, in]
+  const float* bt = nullptr;  // [rank, out]: B transposed, so expand reads along out
+  int32_t rank = 0;           // 0 => this slot's adapter does not target the module
+  float scale = 0.0f;         // alpha / r (or alpha / sqrt(r) with rslora)
+};
+
+// The rows of one step grouped by slot. Built once per step, shared by every
+// layer and module.
+struct LoraSegment {
+  int32_t slot = -1;
+  uint32_t begin = 0, end = 0;  // range in LoraBatchPlan::rows / weights
+};
+
+struct LoraBatchPlan {
+  std::vector<uint32_t> rows;         // token row index, grouped by slot (ascending rows within a slot)
+  std::vector<float> weights;         // mixture weight of that row for that slot
+  std::vector<LoraSegment> segments;  // ascending slot
+  uint32_t num_rows = 0;              // T, rows of the step (with or without adapters)
+
+  // Rebuilds from one AdapterMix per token row. Refs with slot < 0 or weight
+  // 0 are skipped. Reuses capacity.
+  void build(std::span<const AdapterMix> per_token);
+  bool empty() const { return segments.empty(); }
+  size_t num_distinct_slots() const { return segments.size(); }
+};
+
+// Runs body(begin, end) over a partition of [0, n); may run chunks on several
+// threads and returns when all are done. Empty => serial.
+using LoraParallelFor = std::function<void(int64_t n, const std::function<void(int64_t, int64_t)>& body)>;
+
+struct LoraScratch {
+  std::vector<float> h;              // [sum over plan entries of their slot's rank]
+  std::vector<uint32_t> h_offset;    // per segment: start of its block in h
+};
+
+// The fast kernel (AVX2+FMA when the CPU has it, else portable loops).
+// `slots[s]` is slot s's view of this (layer, module).
+// x: [T, in] row-major, y: [T, out] row-major (accumulated into).
+void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,
+               float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel = {});
+
+// Same contract, portable loops only (the fallback; also tested on AVX2 hosts).
+void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
+                        int64_t in, float* y, int64_t out, LoraScratch& scratch,
+                        const LoraParallelFor& parallel = {});
+
+// The plain reference: per row, per ref, h = A x, y += w * scale * B h, in
+// double, straight from the AdapterMix (no plan, no grouping).
+void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraModuleView> slots, const float* x,
+                    int64_t in, float* y, int64_t out);
+
+namespace detail {
+// AVX2 variants (lora_sgmv_avx2.cpp, compiled with -mavx2 -mfma).
+void lora_shrink_avx2(const float* a, int32_t rank, const float* x, int64_t in, float* h);
+void lora_expand_avx2(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
+                      int64_t out);
+}  // namespace detail
+
+}  // namespace myriad::gpu::cpu

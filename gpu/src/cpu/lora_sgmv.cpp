@@ -1,0 +1,180 @@
+// Segmented multi-LoRA kernels for the CPU (see gpu/cpu/lora_sgmv.h).
+#include "gpu/cpu/lora_sgmv.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "gpu/devices.h"
+#include "runtime/result.h"
+
+namespace myriad::gpu::cpu {
+
+void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
+  rows.clear();
+  weights.clear();
+  segments.clear();
+  num_rows = uint32_t(per_token.size());
+  // Counting sort by slot: entries of slot s are contiguous, rows ascending.
+  int32_t max_slot = -1;
+  for (const AdapterMix& m : per_token) {
+    for (uint8_t i = 0; i < m.count; ++i) max_slot = std::max(max_slot, m.refs[i].slot);
+  }
+  if (max_slot < 0) return;
+  std::vector<uint32_t> count(size_t(max_slot) + 2, 0);  // small (slots), allocated per step only
+  for (const AdapterMix& m : per_token) {
+    for (uint8_t i = 0; i < m.count; ++i) {
+      const AdapterRef& r = m.refs[i];
+      if (r.slot >= 0 && r.weight != 0.0f) ++count[size_t(r.slot) + 1];
+    }
+  }
+  std::partial_sum(count.begin(), count.end(), count.begin());
+  const uint32_t total = count.back();
+  rows.resize(total);
+  weights.resize(total);
+  std::vector<uint32_t> fill(count.begin(), count.end() - 1);
+  for (uint32_t t = 0; t < per_token.size(); ++t) {
+    const AdapterMix& m = per_token[t];
+    for (uint8_t i = 0; i < m.count; ++i) {
+      const AdapterRef& r = m.refs[i];
+      if (r.slot < 0 || r.weight == 0.0f) continue;
+      const uint32_t at = fill[size_t(r.slot)]++;
+      rows[at] = t;
+      weights[at] = r.weight;
+    }
+  }
+  for (int32_t s = 0; s <= max_slot; ++s) {
+    if (count[size_t(s) + 1] > count[size_t(s)]) segments.push_back({s, count[size_t(s)], count[size_t(s) + 1]});
+  }
+}
+
+namespace {
+
+void run_parallel(const LoraParallelFor& parallel, int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+  if (n <= 0) return;
+  if (parallel && n > 1) {
+    parallel(n, body);
+  } else {
+    body(0, n);
+  }
+}
+
+void shrink_portable(const float* a, int32_t rank, const float* x, int64_t in, float* h) {
+  for (int32_t k = 0; k < rank; ++k) {
+    const float* ak = a + int64_t(k) * in;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < in; ++i) acc += ak[i] * x[i];
+    h[k] = acc;
+  }
+}
+
+void expand_portable(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
+                     int64_t out) {
+  for (int32_t k = 0; k < rank; ++k) {
+    const float hk = h[k];
+    const float* b = bt + int64_t(k) * out;
+    for (int64_t o = o_begin; o < o_end; ++o) y[o] += hk * b[o];
+  }
+}
+
+using ShrinkFn = void (*)(const float*, int32_t, const float*, int64_t, float*);
+using ExpandFn = void (*)(const float*, int32_t, const float*, float*, int64_t, int64_t, int64_t);
+
+// Output columns per expand work item: a multiple of 8 (one AVX2 vector).
+constexpr int64_t kExpandChunk = 128;
+
+void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
+          const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
+  if (plan.empty()) return;
+  // Offsets of each segment's block of h ([entries, rank]) at true rank.
+  scratch.h_offset.resize(plan.segments.size() + 1);
+  uint32_t total = 0;
+  for (size_t s = 0; s < plan.segments.size(); ++s) {
+    const LoraSegment& seg = plan.segments[s];
+    MYRIAD_CHECK(seg.slot >= 0 && size_t(seg.slot) < slots.size(),
+                 "LoRA plan uses slot " + std::to_string(seg.slot) + " of " + std::to_string(slots.size()));
+    scratch.h_offset[s] = total;
+    total += (seg.end - seg.begin) * uint32_t(slots[size_t(seg.slot)].rank);
+  }
+  scratch.h_offset.back() = total;
+  if (total == 0) return;  // no slot targets this module
+  if (scratch.h.size() < total) scratch.h.resize(total);
+  float* h = scratch.h.data();
+
+  // Phase 1, shrink: one work item per segment (a slot's rows share its A).
+  const int64_t num_segments = int64_t(plan.segments.size());
+  run_parallel(parallel, num_segments, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const LoraSegment& seg = plan.segments[size_t(s)];
+      const LoraModuleView& v = slots[size_t(seg.slot)];
+      if (v.rank == 0) continue;
+      float* hs = h + scratch.h_offset[size_t(s)];
+      for (uint32_t e = seg.begin; e < seg.end; ++e, hs += v.rank) {
+        shrink(v.a, v.rank, x + int64_t(plan.rows[e]) * in, in, hs);
+        const float f = v.scale * plan.weights[e];
+        for (int32_t k = 0; k < v.rank; ++k) hs[k] *= f;
+      }
+    }
+  });
+
+  // Phase 2, expand: one work item per chunk of output columns, all segments
+  // in slot order inside it, so mixture rows never race and sum in one order.
+  const int64_t num_chunks = (out + kExpandChunk - 1) / kExpandChunk;
+  run_parallel(parallel, num_chunks, [&](int64_t c0, int64_t c1) {
+    const int64_t o_begin = c0 * kExpandChunk;
+    const int64_t o_end = std::min(out, c1 * kExpandChunk);
+    for (size_t s = 0; s < plan.segments.size(); ++s) {
+      const LoraSegment& seg = plan.segments[s];
+      const LoraModuleView& v = slots[size_t(seg.slot)];
+      if (v.rank == 0) continue;
+      const float* hs = h + scratch.h_offset[s];
+      for (uint32_t e = seg.begin; e < seg.end; ++e, hs += v.rank) {
+        expand(v.bt, v.rank, hs, y + int64_t(plan.rows[e]) * out, o_begin, o_end, out);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
+                        int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
+  sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
+}
+
+void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,
+               float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
+  static const bool avx2 = cpu_info().avx2_fma;
+  if (avx2) {
+    sgmv(detail::lora_shrink_avx2, detail::lora_expand_avx2, plan, slots, x, in, y, out, scratch, parallel);
+  } else {
+    sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
+  }
+}
+
+void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraModuleView> slots, const float* x,
+                    int64_t in, float* y, int64_t out) {
+  std::vector<double> h;
+  for (size_t t = 0; t < per_token.size(); ++t) {
+    const AdapterMix& m = per_token[t];
+    const float* xt = x + int64_t(t) * in;
+    float* yt = y + int64_t(t) * out;
+    std::vector<double> delta(size_t(out), 0.0);
+    for (uint8_t i = 0; i < m.count; ++i) {
+      const AdapterRef& r = m.refs[i];
+      if (r.slot < 0) continue;
+      const LoraModuleView& v = slots[size_t(r.slot)];
+      h.assign(size_t(v.rank), 0.0);
+      for (int32_t k = 0; k < v.rank; ++k) {
+        for (int64_t j = 0; j < in; ++j) h[size_t(k)] += double(v.a[int64_t(k) * in + j]) * double(xt[j]);
+      }
+      for (int64_t o = 0; o < out; ++o) {
+        double acc = 0.0;
+        for (int32_t k = 0; k < v.rank; ++k) acc += double(v.bt[int64_t(k) * out + o]) * h[size_t(k)];
+        delta[size_t(o)] += double(r.weight) * double(v.scale) * acc;
+      }
+    }
+    for (int64_t o = 0; o < out; ++o) yt[o] = float(double(yt[o]) + delta[size_t(o)]);
+  }
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,188 @@
+// Adapter slots for the CPU executor (see gpu/cpu/lora_slots.h).
+#include "gpu/cpu/lora_slots.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace myriad::gpu::cpu {
+
+namespace {
+// Field-wise (AdapterMix has padding bytes, so no memcmp).
+bool same_mixes(std::span<const AdapterMix> a, const std::vector<AdapterMix>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t t = 0; t < a.size(); ++t) {
+    if (a[t].count != b[t].count) return false;
+    for (uint8_t i = 0; i < a[t].count; ++i) {
+      if (a[t].refs[i].slot != b[t].refs[i].slot || a[t].refs[i].weight != b[t].refs[i].weight) return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+CpuLoraSlots::CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t max_rank, ThreadPool* pool)
+    : config_(config), num_slots_(num_slots), max_rank_(max_rank), pool_(pool) {
+  const size_t n = size_t(config.num_layers) * kNumLinearModules;
+  module_offset_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto [out, in] = linear_module_shape(config, LinearModule(i % kNumLinearModules));
+    module_offset_[i] = slot_floats_;
+    slot_floats_ += size_t(max_rank) * size_t(in + out);  // A [r, in] then Bᵀ [r, out]
+  }
+  buffers_.resize(size_t(num_slots));
+  views_.assign(n, std::vector<LoraModuleView>(size_t(num_slots)));
+  state_ = std::make_unique<std::atomic<int>[]>(size_t(num_slots));
+  for (int32_t s = 0; s < num_slots; ++s) state_[size_t(s)].store(kEmpty);
+  if (pool_) {
+    parallel_ = [this](int64_t n_items, const std::function<void(int64_t, int64_t)>& body) {
+      pool_->parallel_for(n_items, 1, [&](int64_t b, int64_t e, int) { body(b, e); });
+    };
+  }
+  loader_ = std::thread([this] { loader_loop(); });
+}
+
+CpuLoraSlots::~CpuLoraSlots() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  loader_.join();
+}
+
+void CpuLoraSlots::set_load_hook(std::function<void(int32_t)> hook) {
+  std::lock_guard lock(mu_);
+  load_hook_ = std::move(hook);
+}
+
+Status CpuLoraSlots::begin_load(int32_t slot, std::shared_ptr<const LoraWeights> w) {
+  if (slot < 0 || slot >= num_slots_) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "adapter slot " + std::to_string(slot) + " out of range [0, " + std::to_string(num_slots_) + ")");
+  }
+  if (!w) return make_error(ErrorCode::kInvalidArgument, "no adapter weights for slot " + std::to_string(slot));
+  if (state_[size_t(slot)].load(std::memory_order_acquire) != kEmpty) {
+    return make_error(ErrorCode::kInvalidArgument, "adapter slot " + std::to_string(slot) + " is busy (" +
+                                                       (ready(slot) ? "holds an adapter" : "loading") +
+                                                       "); unload it first");
+  }
+  const std::string who = "adapter '" + w->name + "'";
+  if (w->num_layers != config_.num_layers || w->modules.size() != size_t(config_.num_layers) * kNumLinearModules) {
+    return make_error(ErrorCode::kInvalidArgument, who + " has " + std::to_string(w->num_layers) +
+                                                       " layers; the base model has " +
+                                                       std::to_string(config_.num_layers));
+  }
+  for (size_t i = 0; i < w->modules.size(); ++i) {
+    const LoraModuleWeights& mw = w->modules[i];
+    const auto [out, in] = linear_module_shape(config_, LinearModule(i % kNumLinearModules));
+    const std::string where = " at layer " + std::to_string(i / kNumLinearModules) + " " +
+                              linear_module_name(LinearModule(i % kNumLinearModules));
+    if (mw.rank < 0 || mw.rank > max_rank_) {
+      return make_error(ErrorCode::kUnsupported, who + " has rank " + std::to_string(mw.rank) + where +
+                                                     ", above the slots' maximum rank " + std::to_string(max_rank_));
+    }
+    if (mw.a.size() != size_t(mw.rank * in) || mw.b.size() != size_t(mw.rank * out)) {
+      return make_error(ErrorCode::kInvalidArgument, who + where + ": A/B sizes do not match rank " +
+                                                         std::to_string(mw.rank) + " and shape [" +
+                                                         std::to_string(out) + ", " + std::to_string(in) + "]");
+    }
+  }
+  state_[size_t(slot)].store(kLoading, std::memory_order_release);
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back({slot, std::move(w)});
+  }
+  cv_.notify_all();
+  return ok_status();
+}
+
+bool CpuLoraSlots::ready(int32_t slot) const {
+  return slot >= 0 && slot < num_slots_ && state_[size_t(slot)].load(std::memory_order_acquire) == kReady;
+}
+
+void CpuLoraSlots::unload(int32_t slot) {
+  if (slot < 0 || slot >= num_slots_) return;
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return state_[size_t(slot)].load(std::memory_order_acquire) != kLoading; });
+  for (auto& v : views_) v[size_t(slot)] = LoraModuleView{};
+  state_[size_t(slot)].store(kEmpty, std::memory_order_release);
+}
+
+Status CpuLoraSlots::validate(std::span<const AdapterMix> per_token) const {
+  for (size_t t = 0; t < per_token.size(); ++t) {
+    const AdapterMix& m = per_token[t];
+    if (m.count > kMaxAdaptersPerRow) {
+      return make_error(ErrorCode::kInvalidArgument, "token " + std::to_string(t) + ": adapter mix of " +
+                                                         std::to_string(m.count) + " slots (max " +
+                                                         std::to_string(kMaxAdaptersPerRow) + ")");
+    }
+    for (uint8_t i = 0; i < m.count; ++i) {
+      const AdapterRef& r = m.refs[i];
+      if (r.slot < 0) continue;
+      if (!ready(r.slot)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "token " + std::to_string(t) + " uses adapter slot " + std::to_string(r.slot) +
+                              (r.slot >= num_slots_ ? ", out of range" : ", which is not loaded (adapter_ready false)"));
+      }
+      if (!std::isfinite(r.weight)) {
+        return make_error(ErrorCode::kInvalidArgument, "token " + std::to_string(t) + ": adapter weight is not finite");
+      }
+    }
+  }
+  return ok_status();
+}
+
+void CpuLoraSlots::loader_loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    copying_ = job.slot;
+    auto hook = load_hook_;
+    lock.unlock();
+    if (hook) hook(job.slot);
+    copy_into(job.slot, *job.weights);
+    job.weights.reset();  // the host cache may free it now
+    lock.lock();
+    copying_ = -1;
+    state_[size_t(job.slot)].store(kReady, std::memory_order_release);
+    cv_.notify_all();
+  }
+}
+
+void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
+  auto& buf = buffers_[size_t(slot)];
+  if (!buf) buf = std::make_unique<float[]>(slot_floats_);
+  for (size_t i = 0; i < w.modules.size(); ++i) {
+    const LoraModuleWeights& mw = w.modules[i];
+    LoraModuleView& v = views_[i][size_t(slot)];
+    if (mw.rank == 0) {
+      v = LoraModuleView{};
+      continue;
+    }
+    const auto [out, in] = linear_module_shape(config_, LinearModule(i % kNumLinearModules));
+    float* a = buf.get() + module_offset_[i];
+    float* bt = a + size_t(max_rank_) * size_t(in);
+    std::memcpy(a, mw.a.data(), mw.a.size() * sizeof(float));
+    for (int64_t o = 0; o < out; ++o) {  // B [out, r] -> Bᵀ [r, out]: expand reads along out
+      for (int32_t k = 0; k < mw.rank; ++k) bt[int64_t(k) * out + o] = mw.b[size_t(o * mw.rank + k)];
+    }
+    v = LoraModuleView{a, bt, mw.rank, mw.scale};
+  }
+}
+
+void CpuLoraSlots::apply(int layer, LinearModule m, const float* x, float* y, std::span<const AdapterMix> per_token) {
+  // The same mixes reach all 7 * layers calls of a step: group once.
+  if (!same_mixes(per_token, plan_mixes_)) {
+    plan_mixes_.assign(per_token.begin(), per_token.end());
+    plan_.build(per_token);
+  }
+  if (plan_.empty()) return;
+  const auto [out, in] = linear_module_shape(config_, m);
+  const auto& views = views_[size_t(layer) * kNumLinearModules + size_t(m)];
+  lora_sgmv(plan_, views, x, in, y, out, scratch_, parallel_);
+}
+
+}  // namespace myriad::gpu::cpu

@@ -1,0 +1,101 @@
+// The host-memory tier of adapters: a registry of every known adapter
+// (name@version -> how to load it from disk) and an LRU cache of loaded,
+// validated LoraWeights under a byte budget.
+//
+//   registered (on disk) --get/pin--> loading --ok--> cached --evict/unload--> registered
+//                                        \--error--> registered (nothing kept)
+//
+// Invariants: registration is not capped by the budget or by device slots;
+// bytes_used() <= budget_bytes() unless pinned adapters alone exceed it;
+// a pinned adapter is never evicted; an adapter whose load fails, or that
+// cannot fit even after evicting every unpinned one, is not kept (get()
+// still returns it to the caller, who holds it by shared_ptr). Dropping an
+// entry frees its memory as soon as no in-flight slot load still holds it.
+//
+// Thread-safe: every method may be called from any thread. A loader runs
+// outside the lock; concurrent get()s of one adapter share one load.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "runtime/lora_weights.h"
+#include "runtime/result.h"
+
+namespace myriad {
+
+// One immutable version of one adapter.
+struct AdapterKey {
+  std::string name;      // e.g. "tenant/name" or a folder path
+  uint32_t version = 0;  // published version (0 for a plain folder)
+
+  bool operator==(const AdapterKey&) const = default;
+  std::string to_string() const { return name + "@" + std::to_string(version); }
+};
+struct AdapterKeyHash {
+  size_t operator()(const AdapterKey& k) const {
+    return std::hash<std::string>()(k.name) ^ (size_t(k.version) * 0x9e3779b97f4a7c15ull);
+  }
+};
+
+// Reads and validates an adapter (e.g. load_peft_adapter on its folder).
+using AdapterLoader = std::function<Result<std::shared_ptr<const LoraWeights>>()>;
+
+class AdapterCache {
+ public:
+  struct Stats {
+    uint64_t hits = 0, misses = 0, evictions = 0, load_failures = 0, uncached = 0;
+  };
+
+  explicit AdapterCache(size_t budget_bytes) : budget_(budget_bytes) {}
+
+  // Registers an adapter without loading it. kInvalidArgument if already registered.
+  Status add(const AdapterKey& key, AdapterLoader loader);
+  // Forgets an adapter and drops its host copy. kNotFound if unknown.
+  Status remove(const AdapterKey& key);
+
+  // The adapter's weights: from the cache, else loaded (and cached if it fits).
+  Result<std::shared_ptr<const LoraWeights>> get(const AdapterKey& key);
+
+  // Loads if needed and keeps it cached until unpin(). kNotFound if unknown.
+  Status pin(const AdapterKey& key);
+  void unpin(const AdapterKey& key);
+  // Drops the host copy now (the registration stays). kInvalidArgument if pinned.
+  Status unload(const AdapterKey& key);
+
+  bool registered(const AdapterKey& key) const;
+  bool cached(const AdapterKey& key) const;
+  size_t num_registered() const;
+  size_t num_cached() const;
+  size_t bytes_used() const;
+  size_t budget_bytes() const { return budget_; }
+  Stats stats() const;
+
+ private:
+  struct Entry {
+    AdapterLoader loader;
+    std::shared_ptr<const LoraWeights> weights;  // null unless cached
+    size_t bytes = 0;
+    bool pinned = false;
+    bool loading = false;
+    uint64_t last_use = 0;
+  };
+  // Evicts least recently used unpinned entries until `need` more bytes fit.
+  // Returns whether they fit. Caller holds mu_.
+  bool make_room(size_t need);
+
+  const size_t budget_;
+  mutable std::mutex mu_;
+  std::condition_variable loaded_;
+  std::unordered_map<AdapterKey, Entry, AdapterKeyHash> entries_;
+  size_t used_ = 0;
+  uint64_t clock_ = 0;
+  Stats stats_;
+};
+
+}  // namespace myriad
