@@ -20,34 +20,47 @@ inline float hsum(__m256 v) {
 }
 }  // namespace
 
-// h[k] = A[k, :] · x for k < rank. Two A rows at a time share each load of x.
-void lora_shrink_avx2(const float* a, int32_t rank, const float* x, int64_t in, float* h) {
+// h[r, k] = A[k, :] · xs[r]: every A row is loaded once for up to 4 rows,
+// each (row, k) pair one FMA chain (same order whatever the grouping).
+// KB rows of A at a time too, so even one row has KB independent chains.
+template <int N, int KB>
+void shrink_block(const float* a, int32_t k, int64_t in, int64_t n8, int32_t rank, const float* const* xs, float* h) {
+  __m256 s[N][KB];
+  for (int r = 0; r < N; ++r)
+    for (int j = 0; j < KB; ++j) s[r][j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n8; i += 8) {
+    __m256 xv[N];
+    for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
+    for (int j = 0; j < KB; ++j) {
+      const __m256 av = _mm256_loadu_ps(a + int64_t(k + j) * in + i);
+      for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
+    }
+  }
+  for (int r = 0; r < N; ++r) {
+    for (int j = 0; j < KB; ++j) {
+      const float* ak = a + int64_t(k + j) * in;
+      float acc = hsum(s[r][j]);
+      for (int64_t i = n8; i < in; ++i) acc = std::fma(ak[i], xs[r][i], acc);
+      h[r * rank + k + j] = acc;
+    }
+  }
+}
+
+template <int N>
+void shrink_rows(const float* a, int32_t rank, const float* const* xs, int64_t in, float* h) {
+  constexpr int KB = N == 1 ? 4 : 2;
   const int64_t n8 = in & ~int64_t(7);
   int32_t k = 0;
-  for (; k + 1 < rank; k += 2) {
-    const float* a0 = a + int64_t(k) * in;
-    const float* a1 = a0 + in;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n8; i += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + i);
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xv, s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xv, s1);
-    }
-    float r0 = hsum(s0), r1 = hsum(s1);
-    for (int64_t i = n8; i < in; ++i) {
-      r0 = std::fma(a0[i], x[i], r0);
-      r1 = std::fma(a1[i], x[i], r1);
-    }
-    h[k] = r0;
-    h[k + 1] = r1;
-  }
-  for (; k < rank; ++k) {
-    const float* a0 = a + int64_t(k) * in;
-    __m256 s0 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n8; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), _mm256_loadu_ps(x + i), s0);
-    float r0 = hsum(s0);
-    for (int64_t i = n8; i < in; ++i) r0 = std::fma(a0[i], x[i], r0);
-    h[k] = r0;
+  for (; k + KB <= rank; k += KB) shrink_block<N, KB>(a, k, in, n8, rank, xs, h);
+  for (; k < rank; ++k) shrink_block<N, 1>(a, k, in, n8, rank, xs, h);
+}
+
+void lora_shrink_avx2(const float* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+  switch (nrows) {
+    case 4: shrink_rows<4>(a, rank, xs, in, h); break;
+    case 3: shrink_rows<3>(a, rank, xs, in, h); break;
+    case 2: shrink_rows<2>(a, rank, xs, in, h); break;
+    default: shrink_rows<1>(a, rank, xs, in, h); break;
   }
 }
 

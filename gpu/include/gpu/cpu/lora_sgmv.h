@@ -43,6 +43,7 @@ struct LoraBatchPlan {
   std::vector<uint32_t> rows;         // token row index, grouped by slot (ascending rows within a slot)
   std::vector<float> weights;         // mixture weight of that row for that slot
   std::vector<LoraSegment> segments;  // ascending slot
+  std::vector<uint32_t> segment_of;   // per entry: index into segments
   uint32_t num_rows = 0;              // T, rows of the step (with or without adapters)
 
   // Rebuilds from one AdapterMix per token row. Refs with slot < 0 or weight
@@ -79,7 +80,11 @@ void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraM
 
 namespace detail {
 // AVX2 variants (lora_sgmv_avx2.cpp, compiled with -mavx2 -mfma).
-void lora_shrink_avx2(const float* a, int32_t rank, const float* x, int64_t in, float* h);
+// Up to kShrinkRows rows sharing one A: h[r, k] = A[k, :] · xs[r]. Each
+// (row, k) is one FMA chain in a fixed order, so grouping never changes a
+// row's result.
+inline constexpr int kShrinkRows = 4;
+void lora_shrink_avx2(const float* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h);
 void lora_expand_avx2(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
                       int64_t out);
 }  // namespace detail
