@@ -170,7 +170,8 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
   std::vector<double> sref(s.size());
   softmax_reference(s.data(), 1000, sref.data());
   softmax(s.data(), 1000);
-  for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 1e-6 * sref[i] + 1e-9);
+  // float32 exp and a 1000-term float sum: a few 1e-6 relative at worst.
+  for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 2e-5 * sref[i] + 1e-9);
 
   const float ties[] = {1, 3, 2, 3, -1};
   EXPECT_EQ(argmax(ties, 5), 1);
