@@ -14,7 +14,7 @@
 // and what bounds it (extra bytes of adapter weights read per step vs the
 // base weights).
 //
-// usage: multilora [--model DIR] [--dtype bf16|f32] [--steps N] [--repeats R] [--threads N] [--batches 32,64] [--json]
+// usage: multilora [--model DIR] [--dtype bf16|f32] [--adapter-dtype f32|bf16] [--steps N] [--repeats R] [--threads N] [--batches 32,64] [--json]
 #include <unistd.h>
 
 #include <chrono>
@@ -125,7 +125,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, dtype = "bf16";
+  std::string model, dtype = "bf16", adapter_dtype = "f32";
   bool json = false;
   int steps = 16, threads = 0, repeats = 3;
   std::vector<int> batches = {32, 64};
@@ -139,6 +139,8 @@ int main(int argc, char** argv) {
       dtype = argv[++i];
     } else if (a == "--steps" && i + 1 < argc) {
       steps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--adapter-dtype" && i + 1 < argc) {
+      adapter_dtype = argv[++i];
     } else if (a == "--repeats" && i + 1 < argc) {
       repeats = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--threads" && i + 1 < argc) {
@@ -148,7 +150,7 @@ int main(int argc, char** argv) {
       std::stringstream ss(argv[++i]);
       for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::max(1, std::atoi(b.c_str())));
     } else {
-      std::fprintf(stderr, "usage: multilora [--model DIR] [--dtype bf16|f32] [--steps N] [--repeats R] [--threads N] [--batches 32,64] [--json]\n");
+      std::fprintf(stderr, "usage: multilora [--model DIR] [--dtype bf16|f32] [--adapter-dtype f32|bf16] [--steps N] [--repeats R] [--threads N] [--batches 32,64] [--json]\n");
       return 2;
     }
   }
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
   o.threads = threads;
   o.num_adapter_slots = max_batch + 1;  // +1: the load-timing slot
   o.max_adapter_rank = kRank;
+  o.adapter_dtype = adapter_dtype == "bf16" ? DType::kBF16 : DType::kF32;
   auto exr = CpuExecutor::create(*ck, o);
   if (!exr.ok()) {
     std::fprintf(stderr, "multilora: %s\n", exr.error().to_string().c_str());
@@ -197,7 +200,8 @@ int main(int argc, char** argv) {
   // Adapters: one per slot, loaded through the executor (host cache -> slot).
   std::vector<std::shared_ptr<const LoraWeights>> adapters;
   for (int i = 0; i < max_batch; ++i) adapters.push_back(random_adapter(c, i));
-  const size_t adapter_bytes = adapters[0]->bytes();
+  // Bytes one adapter occupies in a slot (what a step reads per distinct adapter).
+  const size_t adapter_bytes = adapters[0]->bytes() / (o.adapter_dtype == DType::kBF16 ? 2 : 1);
   for (int i = 0; i < max_batch; ++i) {
     if (Status st = ex.begin_load_adapter(i, adapters[size_t(i)]); !st.ok()) {
       std::fprintf(stderr, "multilora: load: %s\n", st.error().to_string().c_str());
@@ -277,6 +281,30 @@ int main(int argc, char** argv) {
   }
   std::filesystem::remove_all(tmp);
 
+  // The LoRA part alone: the hook over every (layer, module) of one decode
+  // step with one adapter per row, timed without the base model, and the
+  // adapter bytes it reads per second.
+  struct KernelRow {
+    int batch = 0;
+    double ms = 0, gb_s = 0;
+  };
+  std::vector<KernelRow> kernel_rows;
+  for (int batch : batches) {
+    std::vector<AdapterMix> mixes(static_cast<size_t>(batch));
+    for (int r = 0; r < batch; ++r) mixes[size_t(r)] = AdapterMix::single(r);
+    const int64_t widest = std::max(c.hidden_size, c.intermediate_size);
+    std::vector<float> x(size_t(batch * widest), 0.01f), y(size_t(batch * widest), 0.0f);
+    double best = 1e30;
+    for (int rep = 0; rep < 5 * repeats; ++rep) {
+      const double t0 = now_s();
+      for (int l = 0; l < int(c.num_layers); ++l)
+        for (int m = 0; m < kNumLinearModules; ++m)
+          ex.lora_slots()->apply(l, LinearModule(m), x.data(), y.data(), mixes);
+      best = std::min(best, now_s() - t0);
+    }
+    kernel_rows.push_back({batch, best * 1e3, double(batch) * double(adapter_bytes) / best / 1e9});
+  }
+
   auto base_of = [&](int batch) {
     for (const auto& r : rows)
       if (r.batch == batch && r.distinct == 0) return r.tok_s;
@@ -300,10 +328,10 @@ int main(int argc, char** argv) {
   base_macs = base_macs * double(c.num_layers) + double(c.hidden_size) * double(c.vocab_size);
 
   if (json) {
-    std::printf("{\"model\": \"llama-110m\", \"dtype\": \"%s\", \"threads\": %d, \"steps\": %d, \"rank\": %d, "
+    std::printf("{\"model\": \"llama-110m\", \"dtype\": \"%s\", \"adapter_dtype\": \"%s\", \"threads\": %d, \"steps\": %d, \"rank\": %d, "
                 "\"repeats\": %d, \"adapter_bytes\": %zu, \"base_weight_bytes\": %.0f, \"load_ms\": {\"disk_to_slot\": %.4g, "
                 "\"disk_read_validate\": %.4g, \"host_cache_to_slot\": %.4g}, \"results\": [",
-                dtype_name((*ck)->dtype()), ex.pool().size(), steps, kRank, repeats, adapter_bytes, base_bytes, disk_ms,
+                dtype_name((*ck)->dtype()), dtype_name(o.adapter_dtype), ex.pool().size(), steps, kRank, repeats, adapter_bytes, base_bytes, disk_ms,
                 disk_read_ms, host_ms);
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
@@ -312,14 +340,18 @@ int main(int argc, char** argv) {
                   i ? ", " : "", r.batch, r.distinct, r.distinct_in_step, r.tok_s, r.tok_s / base_of(r.batch),
                   r.lora_mb_per_step);
     }
+    std::printf("], \"lora_only_one_per_row\": [");
+    for (size_t i = 0; i < kernel_rows.size(); ++i)
+      std::printf("%s{\"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g}", i ? ", " : "",
+                  kernel_rows[i].batch, kernel_rows[i].ms, kernel_rows[i].gb_s);
     std::printf("], \"one_adapter_per_row_vs_base\": {\"batch\": %d, \"ratio\": %.4g, \"target\": 0.8}}\n",
                 headline_batch, headline);
     return 0;
   }
   std::printf("model: llama-110m (%s weights, %.0f MB read per step), %d threads, %d timed decode steps\n",
               dtype_name((*ck)->dtype()), base_bytes / 1e6, ex.pool().size(), steps);
-  std::printf("adapters: rank %d on all 7 modules x %lld layers, f32, %.2f MB each\n\n", kRank,
-              static_cast<long long>(c.num_layers), double(adapter_bytes) / 1e6);
+  std::printf("adapters: rank %d on all 7 modules x %lld layers, %s in slots, %.2f MB each\n\n", kRank,
+              static_cast<long long>(c.num_layers), dtype_name(o.adapter_dtype), double(adapter_bytes) / 1e6);
   std::printf("| batch | distinct adapters | in step | decode tok/s | vs base only | adapter MB read/step |\n");
   std::printf("|---|---|---|---|---|---|\n");
   for (const auto& r : rows) {
@@ -329,9 +361,13 @@ int main(int argc, char** argv) {
   }
   std::printf("\nadapter load: disk -> slot %.2f ms (read+validate+convert %.2f ms), host cache -> slot %.2f ms\n",
               disk_ms, disk_read_ms, host_ms);
+  for (const auto& k : kernel_rows) {
+    std::printf("LoRA part alone, one adapter per row, batch %d: %.2f ms per decode step (%.1f GB/s of adapter weights)\n",
+                k.batch, k.ms, k.gb_s);
+  }
   std::printf("\none adapter per row at batch %d: %.1f%% of base-only throughput (target >= 80%%)\n", headline_batch,
               100.0 * headline);
-  std::printf("bound: each distinct adapter adds %.2f MB of f32 A/B read per step (vs %.0f MB of base weights read once "
+  std::printf("bound: each distinct adapter adds %.2f MB of A/B read per step (vs %.0f MB of base weights read once "
               "for all rows) and %.2f%% extra MACs per row; with one adapter per row the adapter bytes grow with the "
               "batch while the base bytes do not.\n",
               double(adapter_bytes) / 1e6, base_bytes / 1e6, 100.0 * lora_macs / base_macs);
