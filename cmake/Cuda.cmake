@@ -13,7 +13,12 @@ endif()
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "")
 endif()
-set(CMAKE_CUDA_STANDARD 20)
-set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 enable_language(CUDA)
+# CMake 3.25 does not know nvcc 13's C++20 dialect flag, and CUDA targets
+# inherit CXX_STANDARD 20, so teach it the flag (.cu files include runtime/
+# headers, which are C++20).
+set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+set(CMAKE_CUDA_STANDARD 20)
 find_package(CUDAToolkit REQUIRED)

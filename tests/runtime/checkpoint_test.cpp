@@ -231,5 +231,215 @@ TEST(Checkpoint, LoadsTwoShardCopyOfTinyLlama) {
   EXPECT_EQ(std::memcmp((*ck)->lm_head().data, (*orig)->lm_head().data, (*orig)->lm_head().nbytes), 0);
 }
 
+// An editable copy of a fixture's tensors, written out as a model folder.
+struct EditableModel {
+  struct T {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<std::byte> bytes;
+  };
+  std::vector<T> tensors;
+  std::string config_text;
+
+  static EditableModel of(const std::string& fixture) {
+    EditableModel m;
+    const std::string dir = fixtures() + "/" + fixture;
+    auto f = SafetensorsFile::open(dir + "/model.safetensors");
+    EXPECT_TRUE(f.ok());
+    for (const TensorView& t : (*f)->tensors())
+      m.tensors.push_back({t.name, t.dtype, t.shape, std::vector<std::byte>(t.data, t.data + t.nbytes)});
+    m.config_text = read_bytes(dir + "/config.json");
+    return m;
+  }
+  T* find(const std::string& name) {
+    for (auto& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+  void erase(const std::string& name) {
+    std::erase_if(tensors, [&](const T& t) { return t.name == name; });
+  }
+  void write(const std::string& dir) const {
+    std::vector<TensorToWrite> w;
+    for (const auto& t : tensors) w.push_back({t.name, t.dtype, t.shape, t.bytes});
+    auto st = write_safetensors(dir + "/model.safetensors", w);
+    EXPECT_TRUE(st.ok()) << st.error().to_string();
+    write_text(dir + "/config.json", config_text);
+  }
+};
+
+void expect_load_error(const std::string& dir, ErrorCode code, std::initializer_list<std::string> needles) {
+  auto ck = Checkpoint::load(dir);
+  ASSERT_FALSE(ck.ok()) << "expected an error mentioning " << *needles.begin();
+  EXPECT_EQ(ck.error().code, code) << ck.error().to_string();
+  for (const auto& n : needles) EXPECT_NE(ck.error().message.find(n), std::string::npos) << ck.error().message;
+}
+
+TEST(CheckpointHostile, MissingTensor) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  m.erase("model.layers.1.mlp.up_proj.weight");
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile,
+                    {tmp.str(), "'model.layers.1.mlp.up_proj.weight'", "[176, 64]", "missing"});
+}
+
+TEST(CheckpointHostile, WrongShape) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  m.find("model.layers.0.self_attn.k_proj.weight")->shape = {64, 32};  // transposed
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile,
+                    {tmp.str() + "/model.safetensors", "'model.layers.0.self_attn.k_proj.weight'", "[64, 32]", "[32, 64]"});
+}
+
+TEST(CheckpointHostile, ConfigDisagreesWithWeights) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  json c = json::parse(m.config_text);
+  c["vocab_size"] = 1024;
+  m.config_text = c.dump();
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {"'model.embed_tokens.weight'", "[512, 64]", "[1024, 64]"});
+}
+
+TEST(CheckpointHostile, UnexpectedTensorButInvFreqIgnored) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  m.tensors.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq", DType::kF32, {8}, std::vector<std::byte>(32)});
+  m.write(tmp.str());
+  ASSERT_TRUE(Checkpoint::load(tmp.str()).ok());
+  m.tensors.push_back({"model.layers.0.self_attn.q_proj.bias", DType::kF32, {64}, std::vector<std::byte>(256)});
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile,
+                    {tmp.str() + "/model.safetensors", "unexpected tensor 'model.layers.0.self_attn.q_proj.bias'"});
+}
+
+TEST(CheckpointHostile, MixedLinearDtypes) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  auto* t = m.find("model.layers.1.mlp.down_proj.weight");
+  t->dtype = DType::kBF16;
+  t->bytes.resize(t->bytes.size() / 2);
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {"'model.layers.1.mlp.down_proj.weight'", "BF16", "F32"});
+}
+
+TEST(CheckpointHostile, NormsMayUseAnotherDtype) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  auto* t = m.find("model.norm.weight");
+  std::vector<std::byte> bf(t->bytes.size() / 2);
+  for (size_t i = 0; i < bf.size() / 2; ++i) {
+    float f;
+    std::memcpy(&f, t->bytes.data() + 4 * i, 4);
+    const uint16_t h = f32_to_bf16(f);
+    std::memcpy(bf.data() + 2 * i, &h, 2);
+  }
+  t->dtype = DType::kBF16;
+  t->bytes = bf;
+  m.write(tmp.str());
+  auto ck = Checkpoint::load(tmp.str());
+  ASSERT_TRUE(ck.ok()) << ck.error().to_string();
+  EXPECT_EQ((*ck)->dtype(), DType::kF32);
+  EXPECT_EQ((*ck)->final_norm().dtype, DType::kBF16);
+}
+
+TEST(CheckpointHostile, TiedModelWithLmHeadCopy) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-qwen2");
+  auto embed = *m.find("model.embed_tokens.weight");
+  m.tensors.push_back({"lm_head.weight", embed.dtype, embed.shape, embed.bytes});
+  m.write(tmp.str());
+  ASSERT_TRUE(Checkpoint::load(tmp.str()).ok());  // an identical copy is harmless
+  m.find("lm_head.weight")->bytes[5] ^= std::byte{1};
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {"'lm_head.weight'", "tie_word_embeddings"});
+}
+
+TEST(CheckpointHostile, Qwen2WithoutBiases) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-qwen2");
+  m.erase("model.layers.0.self_attn.v_proj.bias");
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {"'model.layers.0.self_attn.v_proj.bias'", "missing"});
+}
+
+TEST(CheckpointHostile, NoWeightsOrNoConfig) {
+  TempDir tmp;
+  expect_load_error(tmp.str(), ErrorCode::kNotFound, {tmp.str() + "/config.json"});
+  fs::copy_file(fixtures() + "/tiny-llama/config.json", tmp.str() + "/config.json");
+  expect_load_error(tmp.str(), ErrorCode::kNotFound, {"model.safetensors"});
+}
+
+TEST(CheckpointHostile, TruncatedShard) {
+  TempDir tmp;
+  EditableModel::of("tiny-llama").write(tmp.str());
+  fs::resize_file(tmp.str() + "/model.safetensors", fs::file_size(tmp.str() + "/model.safetensors") - 100);
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {tmp.str() + "/model.safetensors", "tensor 'model.norm.weight'", "truncated"});
+}
+
+TEST(CheckpointHostile, BadConfigIsReportedByField) {
+  TempDir tmp;
+  auto m = EditableModel::of("tiny-llama");
+  json c = json::parse(m.config_text);
+  c["num_key_value_heads"] = 3;
+  m.config_text = c.dump();
+  m.write(tmp.str());
+  expect_load_error(tmp.str(), ErrorCode::kBadFile, {tmp.str() + "/config.json", "num_key_value_heads", "3"});
+}
+
+class ShardedHostile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ck = Checkpoint::load(fixtures() + "/tiny-llama");
+    ASSERT_TRUE(ck.ok());
+    index_ = write_shards(**ck, tmp_.str(), 2, [](size_t i) { return int(i % 2); });
+  }
+  void rewrite_index() { write_text(tmp_.str() + "/model.safetensors.index.json", index_.dump()); }
+  TempDir tmp_;
+  json index_;
+};
+
+TEST_F(ShardedHostile, ShardOutsideTheFolder) {
+  index_["weight_map"]["model.norm.weight"] = "../model-00001-of-00002.safetensors";
+  rewrite_index();
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"model.safetensors.index.json", "'model.norm.weight'", "'../"});
+  index_["weight_map"]["model.norm.weight"] = "/etc/passwd";
+  rewrite_index();
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"'/etc/passwd'"});
+}
+
+TEST_F(ShardedHostile, IndexPointsAtTheWrongShard) {
+  const std::string name = "model.layers.0.mlp.gate_proj.weight";
+  const std::string was = index_["weight_map"][name];
+  index_["weight_map"][name] = was == "model-00001-of-00002.safetensors" ? "model-00002-of-00002.safetensors"
+                                                                         : "model-00001-of-00002.safetensors";
+  rewrite_index();
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"'" + name + "'", was});
+}
+
+TEST_F(ShardedHostile, TensorNotListedOrListedButAbsent) {
+  index_["weight_map"].erase("model.norm.weight");
+  rewrite_index();
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"'model.norm.weight'", "not listed"});
+  index_["weight_map"]["model.norm.weight"] = "model-00001-of-00002.safetensors";
+  index_["weight_map"]["model.extra.weight"] = "model-00001-of-00002.safetensors";
+  rewrite_index();
+  // model.norm.weight may be in either shard; the extra one is in none.
+  auto ck = Checkpoint::load(tmp_.str());
+  ASSERT_FALSE(ck.ok());
+}
+
+TEST_F(ShardedHostile, MissingShardAndBadIndex) {
+  fs::remove(tmp_.str() + "/model-00002-of-00002.safetensors");
+  expect_load_error(tmp_.str(), ErrorCode::kNotFound, {"model-00002-of-00002.safetensors"});
+  write_text(tmp_.str() + "/model.safetensors.index.json", "{\"weight_map\": 3}");
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"model.safetensors.index.json", "weight_map"});
+  write_text(tmp_.str() + "/model.safetensors.index.json", "not json");
+  expect_load_error(tmp_.str(), ErrorCode::kBadFile, {"model.safetensors.index.json"});
+}
+
 }  // namespace
 }  // namespace myriad

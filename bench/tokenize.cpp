@@ -1,0 +1,103 @@
+// bench/tokenize: encode/decode throughput of the fixture tokenizers on a
+// ~1 MB text made of the golden texts (repeated, with a counter so that the
+// words are not all cache hits). Prints a table; --json prints JSON.
+//   ./build/bench/tokenize [--json] [--fixtures DIR] [--mb N]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/tokenizer.h"
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string corpus(const std::string& fixtures, size_t bytes) {
+  std::vector<std::string> texts;
+  for (const char* name : {"mistral", "llama3", "qwen3"}) {
+    std::ifstream f(fixtures + "/tokenizers/" + name + "/golden.json");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const auto g = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (g.is_discarded()) continue;
+    for (const auto& c : g["cases"]) texts.push_back(c["text"].get<std::string>());
+  }
+  std::string out;
+  for (size_t i = 0; out.size() < bytes && !texts.empty(); ++i) {
+    out += texts[i % texts.size()];
+    out += " (" + std::to_string(i) + ")\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json_out = false;
+  std::string fixtures = std::getenv("MYRIAD_FIXTURES") ? std::getenv("MYRIAD_FIXTURES") : "";
+  double mb = 1.0;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json")) json_out = true;
+    else if (!std::strcmp(argv[i], "--fixtures") && i + 1 < argc) fixtures = argv[++i];
+    else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) mb = std::atof(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: tokenize [--json] [--fixtures DIR] [--mb N]\n");
+      return 2;
+    }
+  }
+  if (fixtures.empty()) fixtures = "../shared/fixtures";
+  const std::string text = corpus(fixtures, size_t(mb * 1e6));
+  if (text.empty()) {
+    std::fprintf(stderr, "tokenize: no golden texts under %s/tokenizers\n", fixtures.c_str());
+    return 1;
+  }
+  nlohmann::json results = nlohmann::json::array();
+  if (!json_out)
+    std::printf("%-8s %8s %9s %9s %12s %12s %12s\n", "name", "load_s", "text_MB", "tokens", "encode_MB/s",
+                "warm_MB/s", "decode_MB/s");
+  for (const char* name : {"mistral", "llama3", "qwen3"}) {
+    double t0 = now_s();
+    auto tok = myriad::Tokenizer::load(fixtures + "/tokenizers/" + name);
+    const double load_s = now_s() - t0;
+    if (!tok.ok()) {
+      std::fprintf(stderr, "tokenize: %s\n", tok.error().to_string().c_str());
+      return 1;
+    }
+    t0 = now_s();
+    const auto ids = tok.value()->encode(text, false);
+    const double cold_s = now_s() - t0;  // empty word cache
+    t0 = now_s();
+    const auto ids2 = tok.value()->encode(text, false);
+    const double warm_s = now_s() - t0;  // cache filled by the first pass
+    t0 = now_s();
+    const std::string back = tok.value()->decode(ids);
+    const double dec_s = now_s() - t0;
+    if (ids != ids2) {
+      std::fprintf(stderr, "tokenize: %s: second encode differs\n", name);
+      return 1;
+    }
+    const double mbytes = double(text.size()) / 1e6;
+    results.push_back({{"tokenizer", name},
+                       {"load_s", load_s},
+                       {"text_bytes", text.size()},
+                       {"tokens", ids.size()},
+                       {"encode_s", cold_s},
+                       {"encode_mb_per_s", mbytes / cold_s},
+                       {"encode_warm_mb_per_s", mbytes / warm_s},
+                       {"decode_mb_per_s", double(back.size()) / 1e6 / dec_s}});
+    if (!json_out)
+      std::printf("%-8s %8.2f %9.2f %9zu %12.1f %12.1f %12.1f\n", name, load_s, mbytes, ids.size(), mbytes / cold_s,
+                  mbytes / warm_s, double(back.size()) / 1e6 / dec_s);
+  }
+  if (json_out) std::printf("%s\n", nlohmann::json{{"bench", "tokenize"}, {"results", results}}.dump(2).c_str());
+  return 0;
+}
