@@ -29,23 +29,33 @@ class TokenizerGolden : public ::testing::TestWithParam<std::string> {
     ASSERT_FALSE(golden_.is_discarded());
     ASSERT_EQ(golden_["cases"].size(), 64u);
   }
+  // One check per golden field; all run in one test per tokenizer so that
+  // each ctest process loads the (10 MB) tokenizer once.
+  void EncodeWithSpecialTokens();
+  void EncodeWithoutSpecialTokens();
+  void TokenStrings();
+  void Decode();
+  void IncrementalDecoderMatchesDecode();
+  void IncrementalDecoderStreamsDecodedText();
+  void ChatRenderedIds();
+  void VocabularyAndSpecialTokens();
   std::shared_ptr<const Tokenizer> tok_;
   json golden_;
 };
 
-TEST_P(TokenizerGolden, EncodeWithSpecialTokens) {
+void TokenizerGolden::EncodeWithSpecialTokens() {
   for (const auto& c : golden_["cases"]) {
     EXPECT_EQ(tok_->encode(c["text"].get<std::string>()), ids_of(c["ids"])) << "case " << c["id"];
   }
 }
 
-TEST_P(TokenizerGolden, EncodeWithoutSpecialTokens) {
+void TokenizerGolden::EncodeWithoutSpecialTokens() {
   for (const auto& c : golden_["cases"]) {
     EXPECT_EQ(tok_->encode(c["text"].get<std::string>(), false), ids_of(c["ids_no_special"])) << "case " << c["id"];
   }
 }
 
-TEST_P(TokenizerGolden, TokenStrings) {
+void TokenizerGolden::TokenStrings() {
   for (const auto& c : golden_["cases"]) {
     std::vector<std::string> got;
     for (int32_t id : ids_of(c["ids_no_special"])) got.push_back(tok_->id_to_token(id).value_or("<none>"));
@@ -55,7 +65,7 @@ TEST_P(TokenizerGolden, TokenStrings) {
   }
 }
 
-TEST_P(TokenizerGolden, Decode) {
+void TokenizerGolden::Decode() {
   ASSERT_TRUE(golden_["decode_options"]["skip_special_tokens"].get<bool>());
   EXPECT_EQ(tok_->config().clean_up_tokenization_spaces,
             golden_["decode_options"]["clean_up_tokenization_spaces"].get<bool>());
@@ -80,7 +90,7 @@ void check_incremental(const std::shared_ptr<const Tokenizer>& tok, const std::v
   EXPECT_EQ(all, tok->decode(ids, skip)) << what;
 }
 
-TEST_P(TokenizerGolden, IncrementalDecoderMatchesDecode) {
+void TokenizerGolden::IncrementalDecoderMatchesDecode() {
   for (const auto& c : golden_["cases"]) {
     const std::string id = c["id"];
     check_incremental(tok_, ids_of(c["ids"]), true, id + " (skip special)");
@@ -92,7 +102,7 @@ TEST_P(TokenizerGolden, IncrementalDecoderMatchesDecode) {
   }
 }
 
-TEST_P(TokenizerGolden, IncrementalDecoderStreamsDecodedText) {
+void TokenizerGolden::IncrementalDecoderStreamsDecodedText() {
   // Without a final flush the streamed text is the golden decode minus a
   // held-back tail that only the space clean-up can cause (it starts with a
   // space); the golden texts are complete UTF-8.
@@ -108,13 +118,13 @@ TEST_P(TokenizerGolden, IncrementalDecoderStreamsDecodedText) {
   }
 }
 
-TEST_P(TokenizerGolden, ChatRenderedIds) {
+void TokenizerGolden::ChatRenderedIds() {
   for (const auto& c : golden_["chat"]["cases"]) {
     EXPECT_EQ(tok_->encode(c["rendered"].get<std::string>(), false), ids_of(c["ids"])) << "chat " << c["name"];
   }
 }
 
-TEST_P(TokenizerGolden, VocabularyAndSpecialTokens) {
+void TokenizerGolden::VocabularyAndSpecialTokens() {
   const std::string name = GetParam();
   const json tj = read_json(tokenizer_dir(name) + "/tokenizer.json");
   size_t max_id = 0;
@@ -142,6 +152,41 @@ TEST_P(TokenizerGolden, VocabularyAndSpecialTokens) {
   }
   EXPECT_FALSE(tok_->id_to_token(-1).has_value());
   EXPECT_FALSE(tok_->id_to_token(int32_t(tok_->vocab_size())).has_value());
+}
+
+TEST_P(TokenizerGolden, MatchesEveryGolden) {
+  {
+    SCOPED_TRACE("EncodeWithSpecialTokens");
+    EncodeWithSpecialTokens();
+  }
+  {
+    SCOPED_TRACE("EncodeWithoutSpecialTokens");
+    EncodeWithoutSpecialTokens();
+  }
+  {
+    SCOPED_TRACE("TokenStrings");
+    TokenStrings();
+  }
+  {
+    SCOPED_TRACE("Decode");
+    Decode();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderMatchesDecode");
+    IncrementalDecoderMatchesDecode();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderStreamsDecodedText");
+    IncrementalDecoderStreamsDecodedText();
+  }
+  {
+    SCOPED_TRACE("ChatRenderedIds");
+    ChatRenderedIds();
+  }
+  {
+    SCOPED_TRACE("VocabularyAndSpecialTokens");
+    VocabularyAndSpecialTokens();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, TokenizerGolden, ::testing::Values("mistral", "llama3", "qwen3"),
