@@ -1,6 +1,7 @@
 // Golden tests: every case of tokenizers/{mistral,llama3,qwen3}/golden.json
 // (made by transformers.js, cross-checked with HF tokenizers): ids,
 // ids_no_special, tokens, decoded, chat ids, and the incremental decoder.
+#include <random>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ class TokenizerGolden : public ::testing::TestWithParam<std::string> {
   void Decode();
   void IncrementalDecoderMatchesDecode();
   void IncrementalDecoderStreamsDecodedText();
+  void IncrementalDecoderRandomIds();
   void ChatRenderedIds();
   void VocabularyAndSpecialTokens();
   std::shared_ptr<const Tokenizer> tok_;
@@ -99,6 +101,28 @@ void TokenizerGolden::IncrementalDecoderMatchesDecode() {
   for (const auto& c : golden_["chat"]["cases"]) {
     check_incremental(tok_, ids_of(c["ids"]), true, c["name"].get<std::string>() + " (chat)");
     check_incremental(tok_, ids_of(c["ids"]), false, c["name"].get<std::string>() + " (chat, keep special)");
+  }
+}
+
+// Random id sequences (fresh seed each run, printed on failure), biased to
+// byte tokens (broken UTF-8) and added tokens, through the streaming decoder.
+void TokenizerGolden::IncrementalDecoderRandomIds() {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const auto vocab = int32_t(tok_->vocab_size());
+  const std::vector<int32_t> cleanup = tok_->encode(" , . ! ? ' n't 's 're x", false);
+  auto pick = [&]() -> int32_t {
+    const int kind = int(rng() % 10);
+    if (kind < 4) return int32_t(rng() % 300);                    // byte-ish tokens
+    if (kind < 5) return vocab - 1 - int32_t(rng() % 300);        // added / special tokens
+    if (kind < 6) return cleanup[rng() % cleanup.size()];          // clean-up material
+    return int32_t(rng() % uint32_t(vocab));
+  };
+  for (int round = 0; round < 200; ++round) {
+    std::vector<int32_t> ids(rng() % 24);
+    for (auto& id : ids) id = pick();
+    check_incremental(tok_, ids, round % 2 == 0, "random round " + std::to_string(round));
   }
 }
 
@@ -174,6 +198,10 @@ TEST_P(TokenizerGolden, MatchesEveryGolden) {
   {
     SCOPED_TRACE("IncrementalDecoderMatchesDecode");
     IncrementalDecoderMatchesDecode();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderRandomIds");
+    IncrementalDecoderRandomIds();
   }
   {
     SCOPED_TRACE("IncrementalDecoderStreamsDecodedText");
