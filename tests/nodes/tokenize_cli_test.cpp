@@ -105,9 +105,11 @@ TEST_P(TokenizeCli, TextIdsMatchGolden) {
       if (c["id"] != id) continue;
       const auto with = parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"]}));
       EXPECT_EQ(with["ids"], c["ids"]) << id;
-      const auto without =
-          parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"], "--no-special"}));
-      EXPECT_EQ(without["ids"], c["ids_no_special"]) << id;
+      if (GetParam() == "mistral") {  // the only one whose post_processor adds a token
+        const auto without =
+            parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"], "--no-special"}));
+        EXPECT_EQ(without["ids"], c["ids_no_special"]) << id;
+      }
       std::string ids;
       for (const auto& i : c["ids"]) {
         if (!ids.empty()) ids += ',';

@@ -130,7 +130,7 @@ TEST(TokenizerPipeline, AddedTokenOptions) {
 }
 
 TEST(TokenizerPipeline, InvalidUtf8InputIsReplaced) {
-  auto t = shared_tokenizer("qwen3");
+  auto t = shared_tokenizer("mistral");
   ASSERT_TRUE(t);
   EXPECT_EQ(t->encode("a\xFF" "b\xE4\xBD", false), t->encode("a\xEF\xBF\xBD" "b\xEF\xBF\xBD", false));
   EXPECT_EQ(t->decode(Ids{-5, 1 << 30}), "");  // unknown ids are skipped
@@ -157,7 +157,7 @@ TEST(TokenizerPipeline, IncrementalCleanUpAcrossTokens) {
 }
 
 TEST(TokenizerPipeline, ConcurrentEncodeIsConsistent) {
-  auto t = shared_tokenizer("llama3");
+  auto t = shared_tokenizer("mistral");
   ASSERT_TRUE(t);
   std::string text;
   for (int i = 0; i < 300; ++i) text += "word" + std::to_string(i * 7919) + " caf\xC3\xA9 ";
@@ -270,6 +270,50 @@ TEST_F(TokenizerFiles, ConfigIsOptionalButMustBeValid) {
   r = Tokenizer::load(dir_.string());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("bos_token"), std::string::npos);
+}
+
+// load() streams model.vocab / model.merges out of the file (SAX); it must
+// agree with from_json() on the same document and report the same errors.
+TEST_F(TokenizerFiles, StreamedFileMatchesDom) {
+  json j = tiny(split("-", "Isolated"));
+  json pairs = json::array();
+  for (const auto& m : j["model"]["merges"]) {
+    const std::string s = m;
+    pairs.push_back({s.substr(0, s.find(' ')), s.substr(s.find(' ') + 1)});
+  }
+  j["model"]["merges"] = pairs;  // ["a", "b"] form
+  j["extra"] = {{"model", {{"vocab", {{"zz", 1}}}}}};  // a nested "model.vocab" elsewhere is not the vocab
+  write("tokenizer.json", j.dump());
+  auto from_file = Tokenizer::load(dir_.string());
+  ASSERT_TRUE(from_file.ok()) << from_file.error().to_string();
+  auto from_dom = make(j);
+  for (const std::string text : {"ab-ab", "\xE4\xBD\xA0" "ab", "<s>ba-"})
+    EXPECT_EQ(from_file.value()->encode(text), from_dom->encode(text)) << text;
+  EXPECT_EQ(from_file.value()->vocab_size(), from_dom->vocab_size());
+  EXPECT_FALSE(from_file.value()->token_to_id("zz").has_value());
+
+  auto expect_bad = [&](json bad, const std::string& needle) {
+    write("tokenizer.json", bad.dump());
+    auto r = Tokenizer::load(dir_.string());
+    ASSERT_FALSE(r.ok()) << needle;
+    EXPECT_EQ(r.error().code, ErrorCode::kBadFile) << r.error().to_string();
+    EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().to_string();
+  };
+  json bad = tiny();
+  bad["model"]["merges"].push_back(5);
+  expect_bad(bad, "merge #3");
+  bad = tiny();
+  bad["model"]["merges"].push_back(json::array({"a"}));
+  expect_bad(bad, "merge #3");
+  bad = tiny();
+  bad["model"]["merges"].push_back(json::array({"a", 2}));
+  expect_bad(bad, "merge #3");
+  bad = tiny();
+  bad["model"]["vocab"]["q"] = "seven";
+  expect_bad(bad, "'q'");
+  bad = tiny();
+  bad["model"]["vocab"]["q"] = {{"nested", 1}};
+  expect_bad(bad, "model.vocab");
 }
 
 TEST(TokenizerConfigParse, FieldShapes) {

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/result.h"
+#include "tokenizer_file.h"
 
 namespace myriad::tok {
 
@@ -65,9 +66,11 @@ class MergeTable {
 
 class BpeModel {
  public:
-  // `j` is tokenizer.json's "model"; `byte_level`: the pre-tokenizer chain
-  // ends with ByteLevel.
-  static Result<std::unique_ptr<BpeModel>> load(const nlohmann::json& j, bool byte_level, const std::string& source);
+  // `j` is tokenizer.json's "model" (its vocab and merges given separately,
+  // nullptr when absent); `byte_level`: the pre-tokenizer chain ends with ByteLevel.
+  static Result<std::unique_ptr<BpeModel>> load(const nlohmann::json& j, const std::vector<VocabEntry>* vocab,
+                                                const std::vector<MergeEntry>* merges, bool byte_level,
+                                                const std::string& source);
 
   // Appends the ids of one pre-tokenized word.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
