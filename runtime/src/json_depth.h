@@ -1,6 +1,8 @@
 // Internal: a nesting-depth pre-check for JSON from untrusted files.
 // nlohmann parses iteratively, but dump() and comparisons recurse, so a
-// 300k-deep "[[[[...]]]]" would overflow the stack (found by fuzzing).
+// 300k-deep "[[[[...]]]]" would overflow the stack (found by a hand-made
+// input run through the fuzz target; libFuzzer's length limit kept it from
+// generating one itself).
 // Every parser of an untrusted file rejects text nested deeper than this
 // before parsing it.
 #pragma once

@@ -199,7 +199,8 @@ TEST(ModelConfigHostile, ErrorsNameFieldAndValue) {
       {"vocab_size", 0, ErrorCode::kBadFile, {"vocab_size", "= 0"}},
       {"vocab_size", 1e30, ErrorCode::kBadFile, {"vocab_size"}},
       {"intermediate_size", nullptr, ErrorCode::kBadFile, {"intermediate_size", "missing"}},
-      {"rms_norm_eps", 0, ErrorCode::kBadFile, {"rms_norm_eps", "(0, 1)"}},
+      {"rms_norm_eps", 0, ErrorCode::kBadFile, {"rms_norm_eps", "[1e-30, 1)"}},
+      {"rms_norm_eps", 1e-50, ErrorCode::kBadFile, {"rms_norm_eps"}},  // would be 0 as a float
       {"rms_norm_eps", -1e-6, ErrorCode::kBadFile, {"rms_norm_eps"}},
       {"rope_theta", 0, ErrorCode::kBadFile, {"rope_theta"}},
       {"rope_scaling", "llama3", ErrorCode::kBadFile, {"rope_scaling", "not an object"}},

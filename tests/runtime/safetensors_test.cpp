@@ -269,8 +269,7 @@ TEST(SafetensorsHostile, MalformedHeaders) {
 }
 
 TEST(SafetensorsHostile, DeeplyNestedHeader) {
-  // Found by fuzzing: dumping a 300k-deep value for an error message
-  // overflowed the stack.
+  // Dumping a 300k-deep value for an error message overflowed the stack.
   TempDir dir;
   const std::string deep = "{\"a\":" + std::string(300000, '[') + std::string(300000, ']') + "}";
   expect_error(open_image(dir, image(deep, 0)), ErrorCode::kBadFile, {"nested deeper than 64"});
