@@ -308,6 +308,7 @@ TEST(SchedulerTrace, BadRequestsAreRejectedWithErrorsNamingTheProblem) {
   EXPECT_NE(t.submit("a@1", 2, 1), 0u);  // the current version, pinned
   EXPECT_EQ(t.step(), "load a>0; wait a:loading(1)");
   EXPECT_EQ(t.engine().metrics().overall.rejected, 8u);
+  EXPECT_EQ(t.engine().metrics().per_adapter.count("nope"), 0u);  // junk names leave no entry
   EXPECT_TRUE(t.sink().all.empty());  // rejected requests get no events
 }
 
