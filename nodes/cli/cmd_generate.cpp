@@ -1,8 +1,253 @@
-// PLACEHOLDER (first session): replaced by the commit that implements it.
+// `myriad generate`: autoregressive generation on the CPU backend.
+//   myriad generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-tokens N]
+//       [--temperature T] [--top-p P] [--top-k K] [--seed S]
+//       [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]
+//       [--chat] [--ignore-eos] [--json] [--stop STR]... [--threads N]
+// Streams the generated text to stdout (without a tokenizer in the model
+// folder: the generated ids, space separated). --json prints instead
+//   {"ids": [generated ids only], "text": "..."}   (text "" without a tokenizer)
+//
+// --prompt is encoded with the tokenizer's special tokens (BOS); --chat wraps
+// it as one user message through the chat template (add_generation_prompt)
+// and encodes that without adding special tokens. Sampling defaults come
+// from generation_config.json (temperature, else 1.0; top_p; top_k;
+// repetition_penalty); temperature 0 is greedy. Generation stops at an eos id
+// (generation_config.json's and config.json's; kept in "ids", not in the
+// text) unless --ignore-eos, at a stop string (the text ends before it; the
+// token that completed it is the last id), at --max-tokens (default 16), or
+// at max_position_embeddings.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "args.h"
 #include "commands.h"
+#include "gpu/cpu/cpu_executor.h"
+#include "runtime/chat_template.h"
+#include "runtime/checkpoint.h"
+#include "runtime/incremental_decoder.h"
+#include "runtime/kv_block_allocator.h"
+#include "runtime/tokenizer.h"
 
 namespace myriad::cli {
-int cmd_generate(int, char**) { std::fprintf(stderr, "myriad: cmd_generate is not built yet\n"); return 2; }
+namespace {
+
+using nlohmann::json;
+
+int fail(const Error& e, int code = 1) {
+  std::fprintf(stderr, "myriad generate: %s\n", e.to_string().c_str());
+  return code;
+}
+
+Error bad(const std::string& msg) { return make_error(ErrorCode::kInvalidArgument, msg); }
+
+// tokenizer_config.json as a chat template sees it (special tokens as strings).
+json template_context(const TokenizerConfig& config) {
+  json ctx = config.raw.is_object() ? config.raw : json::object();
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) ctx.erase(key);
+  ctx.update(config.template_variables());
+  return ctx;
+}
+
+// Text released so far and the stop-string search over what is held back.
+class StopScanner {
+ public:
+  explicit StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {
+    for (const auto& s : stops_) hold_ = std::max(hold_, s.size() > 0 ? s.size() - 1 : 0);
+  }
+  // Appends decoded text; returns what may be released now. Sets stopped()
+  // when a stop string appears (the text is cut before it).
+  std::string push(const std::string& piece) {
+    text_ += piece;
+    size_t cut = std::string::npos;
+    for (const auto& s : stops_) {
+      if (s.empty()) continue;
+      const size_t from = released_ > s.size() ? released_ - s.size() : 0;
+      const size_t at = text_.find(s, from);
+      if (at != std::string::npos && (cut == std::string::npos || at < cut)) cut = at;
+    }
+    if (cut != std::string::npos) {
+      stopped_ = true;
+      text_.resize(std::max(cut, released_));
+      return release(text_.size());
+    }
+    return release(text_.size() > hold_ ? text_.size() - hold_ : 0);
+  }
+  std::string finish() { return release(text_.size()); }
+  bool stopped() const { return stopped_; }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string release(size_t upto) {
+    if (upto <= released_) return {};
+    std::string out = text_.substr(released_, upto - released_);
+    released_ = upto;
+    return out;
+  }
+  std::vector<std::string> stops_;
+  size_t hold_ = 0;
+  std::string text_;
+  size_t released_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  auto args = Args::parse(argc, argv,
+                          {"model", "prompt", "ids", "max-tokens", "temperature", "top-p", "top-k", "seed",
+                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads"},
+                          {"chat", "ignore-eos", "json"});
+  if (!args.ok()) return fail(args.error(), 2);
+  auto model = args->require("model");
+  if (!model.ok()) return fail(model.error(), 2);
+  const bool has_prompt = args->has("prompt"), has_ids = args->has("ids");
+  if (has_prompt == has_ids) return fail(bad("give exactly one of --prompt and --ids"), 2);
+  if (args->has("chat") && !has_prompt) return fail(bad("--chat needs --prompt"), 2);
+
+  auto ckpt = Checkpoint::load(model.value());
+  if (!ckpt.ok()) return fail(ckpt.error());
+  const auto& cfg = (*ckpt)->config();
+  const auto& gen = (*ckpt)->generation_config();
+
+  std::shared_ptr<const Tokenizer> tok;
+  if (std::filesystem::exists(model.value() + "/tokenizer.json")) {
+    auto t = Tokenizer::load(model.value());
+    if (!t.ok()) return fail(t.error());
+    tok = t.value();
+  }
+  const auto stops = args->get_all("stop");
+  if (!tok && (has_prompt || !stops.empty()))
+    return fail(make_error(ErrorCode::kNotFound, model.value() + " has no tokenizer.json (needed for --prompt/--stop)"), 2);
+
+  // Prompt ids.
+  std::vector<int32_t> prompt;
+  if (has_ids) {
+    auto ids = parse_id_list(*args->get("ids"));
+    if (!ids.ok()) return fail(ids.error(), 2);
+    prompt = ids.value();
+  } else if (args->has("chat")) {
+    auto tmpl = chat_template_from_config(tok->config().raw);
+    if (!tmpl.ok()) return fail(tmpl.error());
+    const json messages = json::array({json{{"role", "user"}, {"content", *args->get("prompt")}}});
+    auto text = render_chat_template(tmpl.value(), messages, /*add_generation_prompt=*/true, template_context(tok->config()));
+    if (!text.ok()) return fail(text.error());
+    prompt = tok->encode(text.value(), /*add_special_tokens=*/false);
+  } else {
+    prompt = tok->encode(*args->get("prompt"), /*add_special_tokens=*/true);
+  }
+  if (prompt.empty()) return fail(bad("the prompt is empty"), 2);
+
+  // Sampling.
+  SamplingParams sp;
+  auto temperature = args->get_double("temperature", gen.temperature.value_or(1.0f));
+  auto top_p = args->get_double("top-p", gen.top_p.value_or(1.0f));
+  auto top_k = args->get_int("top-k", gen.top_k.value_or(0));
+  auto seed = args->get_int("seed", 0);
+  auto rep = args->get_double("repetition-penalty", gen.repetition_penalty.value_or(1.0f));
+  auto presence = args->get_double("presence-penalty", 0.0);
+  auto frequency = args->get_double("frequency-penalty", 0.0);
+  auto max_tokens = args->get_int("max-tokens", 16);
+  auto threads = args->get_int("threads", 0);
+  for (const auto* r : {&temperature, &top_p, &rep, &presence, &frequency})
+    if (!r->ok()) return fail(r->error(), 2);
+  for (const auto* r : {&top_k, &seed, &max_tokens, &threads})
+    if (!r->ok()) return fail(r->error(), 2);
+  if (temperature.value() < 0) return fail(bad("--temperature must be >= 0"), 2);
+  if (!(top_p.value() > 0 && top_p.value() <= 1)) return fail(bad("--top-p must be in (0, 1]"), 2);
+  if (top_k.value() < 0) return fail(bad("--top-k must be >= 0"), 2);
+  if (rep.value() <= 0) return fail(bad("--repetition-penalty must be > 0"), 2);
+  if (max_tokens.value() < 0) return fail(bad("--max-tokens must be >= 0"), 2);
+  sp.temperature = float(temperature.value());
+  sp.top_p = float(top_p.value());
+  sp.top_k = int32_t(top_k.value());
+  sp.seed = uint64_t(seed.value());
+  sp.repetition_penalty = float(rep.value());
+  sp.presence_penalty = float(presence.value());
+  sp.frequency_penalty = float(frequency.value());
+
+  std::vector<int64_t> eos = gen.eos_token_ids;
+  eos.insert(eos.end(), cfg.eos_token_ids.begin(), cfg.eos_token_ids.end());
+  const bool ignore_eos = args->has("ignore-eos");
+
+  int64_t total = int64_t(prompt.size()) + max_tokens.value();
+  if (cfg.max_position_embeddings > 0) {
+    if (int64_t(prompt.size()) > cfg.max_position_embeddings)
+      return fail(bad(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings " +
+                      std::to_string(cfg.max_position_embeddings)), 2);
+    total = std::min(total, cfg.max_position_embeddings);
+  }
+  gpu::cpu::CpuExecutorOptions opt;
+  opt.kv_block_size = 16;
+  opt.kv_num_blocks = std::max(1, KvBlockAllocator::blocks_for(int32_t(total), opt.kv_block_size));
+  opt.threads = int(threads.value());
+  auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
+  if (!ex.ok()) return fail(ex.error());
+
+  const bool as_json = args->has("json");
+  std::unique_ptr<IncrementalDecoder> decoder;
+  if (tok) decoder = std::make_unique<IncrementalDecoder>(tok, /*skip_special_tokens=*/true);
+  StopScanner scanner(stops);
+  auto emit = [&](const std::string& s) {
+    if (!as_json && !s.empty()) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+
+  std::vector<int32_t> seq = prompt, out_ids;
+  StepPlan plan;
+  StepResult res;
+  int32_t cached = 0;
+  // Each step feeds seq[cached:] (the whole prompt first), which must fit in
+  // the `total` positions of the cache.
+  while (int64_t(out_ids.size()) < max_tokens.value() && int64_t(seq.size()) <= total) {
+    plan.clear();
+    SeqRow r;
+    r.start_pos = cached;
+    r.num_tokens = uint32_t(int32_t(seq.size()) - cached);
+    plan.tokens.assign(seq.begin() + cached, seq.end());
+    r.num_blocks = uint32_t(KvBlockAllocator::blocks_for(int32_t(seq.size()), opt.kv_block_size));
+    for (uint32_t b = 0; b < r.num_blocks; ++b) plan.block_ids.push_back(int32_t(b));
+    r.sample = true;
+    r.sampling = sp;
+    r.output_index = uint32_t(out_ids.size());
+    if (sp.needs_history()) {
+      plan.history = seq;
+      r.history_len = uint32_t(seq.size());
+      r.prompt_len = uint32_t(prompt.size());
+    }
+    plan.rows.push_back(r);
+    const Status st = (*ex)->step(plan, res);
+    if (!st.ok()) return fail(st.error());
+    cached = int32_t(seq.size());
+    const int32_t id = res.sampled.at(0).token;
+    out_ids.push_back(id);
+    seq.push_back(id);
+    const bool is_eos = std::find(eos.begin(), eos.end(), int64_t(id)) != eos.end();
+    if (is_eos && !ignore_eos) break;
+    if (decoder) {
+      emit(scanner.push(decoder->push(id)));
+      if (scanner.stopped()) break;
+    } else if (!as_json) {
+      emit((out_ids.size() > 1 ? " " : "") + std::to_string(id));
+    }
+  }
+  if (decoder && !scanner.stopped()) emit(scanner.push(decoder->flush()));
+  if (decoder) emit(scanner.finish());
+
+  if (as_json) {
+    const json j = {{"ids", out_ids}, {"text", decoder ? scanner.text() : std::string()}};
+    std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace myriad::cli

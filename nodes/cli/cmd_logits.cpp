@@ -1,8 +1,80 @@
-// PLACEHOLDER (first session): replaced by the commit that implements it.
+// `myriad logits`: one forward pass on the CPU backend, printing logits.
+//   myriad logits --model DIR --ids 1,2,3 [--all-positions] [--threads N]
+//     -> {"logits": [[...vocab floats...], ...]}
+// One row per position: only the last position by default, every position
+// with --all-positions. Floats are printed with %.9g (round-trip exact).
 #include <cstdio>
+#include <string>
 
+#include "args.h"
 #include "commands.h"
+#include "gpu/cpu/cpu_executor.h"
+#include "runtime/checkpoint.h"
+#include "runtime/kv_block_allocator.h"
 
 namespace myriad::cli {
-int cmd_logits(int, char**) { std::fprintf(stderr, "myriad: cmd_logits is not built yet\n"); return 2; }
+namespace {
+
+int fail(const Error& e, int code = 1) {
+  std::fprintf(stderr, "myriad logits: %s\n", e.to_string().c_str());
+  return code;
+}
+
+}  // namespace
+
+int cmd_logits(int argc, char** argv) {
+  auto args = Args::parse(argc, argv, {"model", "ids", "threads"}, {"all-positions"});
+  if (!args.ok()) return fail(args.error(), 2);
+  auto model = args->require("model");
+  if (!model.ok()) return fail(model.error(), 2);
+  auto ids_arg = args->require("ids");
+  if (!ids_arg.ok()) return fail(ids_arg.error(), 2);
+  auto ids = parse_id_list(ids_arg.value());
+  if (!ids.ok()) return fail(ids.error(), 2);
+  if (ids->empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is empty"), 2);
+  auto threads = args->get_int("threads", 0);
+  if (!threads.ok()) return fail(threads.error(), 2);
+
+  auto ckpt = Checkpoint::load(model.value());
+  if (!ckpt.ok()) return fail(ckpt.error());
+  const auto& cfg = (*ckpt)->config();
+  const int64_t n = int64_t(ids->size());
+  if (cfg.max_position_embeddings > 0 && n > cfg.max_position_embeddings)
+    return fail(make_error(ErrorCode::kInvalidArgument, std::to_string(n) + " ids exceed max_position_embeddings " +
+                                                            std::to_string(cfg.max_position_embeddings)), 2);
+  gpu::cpu::CpuExecutorOptions opt;
+  opt.kv_block_size = 16;
+  opt.kv_num_blocks = KvBlockAllocator::blocks_for(int32_t(n), opt.kv_block_size);
+  opt.threads = int(threads.value());
+  auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
+  if (!ex.ok()) return fail(ex.error());
+
+  StepPlan plan;
+  SeqRow row;
+  row.num_tokens = uint32_t(n);
+  row.num_blocks = uint32_t(opt.kv_num_blocks);
+  row.logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
+  plan.rows.push_back(row);
+  plan.tokens = ids.value();
+  for (int32_t b = 0; b < opt.kv_num_blocks; ++b) plan.block_ids.push_back(b);
+  StepResult res;
+  const Status st = (*ex)->step(plan, res);
+  if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+
+  const size_t V = size_t(cfg.vocab_size);
+  std::string out = "{\"logits\": [";
+  char buf[32];
+  for (size_t p = 0; p < res.logits.size() / V; ++p) {
+    out += p ? ", [" : "[";
+    for (size_t i = 0; i < V; ++i) {
+      std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(res.logits[p * V + i]));
+      out += buf;
+    }
+    out += "]";
+  }
+  out += "]}\n";
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
 }  // namespace myriad::cli

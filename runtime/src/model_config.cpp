@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "json_depth.h"
+
 namespace myriad {
 
 namespace {
@@ -167,6 +169,8 @@ double shortest(float f) {
 }  // namespace
 
 Result<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source) {
+  if (json_too_deep(json_text))
+    return make_error(ErrorCode::kBadFile, source + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return make_error(ErrorCode::kBadFile, source + ": not valid JSON");
   if (!j.is_object()) return make_error(ErrorCode::kBadFile, source + ": not a JSON object");

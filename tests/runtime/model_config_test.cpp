@@ -229,6 +229,11 @@ TEST(ModelConfigHostile, NotJsonOrNotAnObject) {
   expect_error(parse_model_config("{\"model_type\": ", "/m/config.json"), ErrorCode::kBadFile, {"not valid JSON"});
   expect_error(parse_model_config("[1]", "/m/config.json"), ErrorCode::kBadFile, {"not a JSON object"});
   expect_error(parse_model_config("{}", "/m/config.json"), ErrorCode::kBadFile, {"model_type", "missing"});
+  const std::string deep = "{\"model_type\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_error(parse_model_config(deep, "/m/config.json"), ErrorCode::kBadFile, {"nested deeper than 64"});
+  auto g = parse_generation_config(deep, "/m/generation_config.json");
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.error().message.find("nested"), std::string::npos);
 }
 
 TEST(GenerationConfig, ParsesAndValidates) {

@@ -8,7 +8,16 @@
 #include "runtime/result.h"
 
 namespace myriad::gpu::cpu {
+namespace {
+std::atomic<bool> g_force_portable{false};
+}  // namespace
+
 namespace detail {
+
+bool use_avx2() {
+  static const bool avx2 = cpu_info().avx2_fma;
+  return avx2 && !g_force_portable.load(std::memory_order_relaxed);
+}
 
 void permute_x_for_bf16(const float* x, int64_t T, int64_t in, float* out) {
   const int64_t k16 = in / 16 * 16;
@@ -75,19 +84,12 @@ void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_
 
 namespace {
 
-std::atomic<bool> g_force_portable{false};
-
-bool use_avx2() {
-  static const bool avx2 = cpu_info().avx2_fma;
-  return avx2 && !g_force_portable.load(std::memory_order_relaxed);
-}
-
 constexpr int64_t kTokenBlock = 64;  // tokens whose x stays in cache while a row chunk streams
-constexpr int64_t kRowMultiple = 12;  // the AVX2 loop's row group
+constexpr int64_t kRowMultiple = 16;  // the AVX2 loop's row group
 
 }  // namespace
 
-const char* matmul_kernel_name() { return use_avx2() ? "avx2+fma" : "portable"; }
+const char* matmul_kernel_name() { return detail::use_avx2() ? "avx2+fma" : "portable"; }
 void matmul_force_portable(bool on) { g_force_portable.store(on); }
 
 float weight_at(const WeightView& w, int64_t i) {
@@ -109,7 +111,7 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
     total_rows += t.w.rows;
     any_bf16 |= t.w.dtype == DType::kBF16;
   }
-  const bool avx2 = use_avx2();
+  const bool avx2 = detail::use_avx2();
   const float* x_bf16 = x;
   thread_local std::vector<float> permuted;
   if (avx2 && any_bf16) {

@@ -1,5 +1,5 @@
 // AVX2/FMA inner loops of matmul (see matmul_kernels.h). A microkernel keeps
-// R rows x TT tokens of 8-wide accumulators in registers and walks `in` 16
+// R rows x TT tokens of 8-wide accumulators (and TT tokens of x) in registers and walks `in` 16
 // weights at a time; bf16 weights are widened by a 32-bit shift (even
 // elements) and mask (odd elements), so x comes pre-permuted to match.
 #include <immintrin.h>
@@ -61,12 +61,23 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
   const typename W::T* wr[R];
   for (int r = 0; r < R; ++r) wr[r] = w + (r0 + r) * in;
   for (int64_t k = 0; k < k16; k += 16) {
+    // x in registers for the whole row group: per 16 columns, TT * 2 loads
+    // of x and R of weights feed R * TT * 2 FMAs.
+    __m256 x0[TT], x1[TT];
+    for (int t = 0; t < TT; ++t) {
+      x0[t] = _mm256_loadu_ps(x + t * in + k);
+      x1[t] = _mm256_loadu_ps(x + t * in + k + 8);
+    }
     for (int r = 0; r < R; ++r) {
+      // The same columns R rows on: the next group's rows stream in while
+      // this group computes (rows are short, so the hardware prefetcher
+      // alone restarts cold at every group).
+      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + R * in + k), _MM_HINT_T0);
       __m256 a, b;
       W::load16(wr[r] + k, a, b);
       for (int t = 0; t < TT; ++t) {
-        acc[r][t] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + t * in + k), acc[r][t]);
-        acc[r][t] = _mm256_fmadd_ps(b, _mm256_loadu_ps(x + t * in + k + 8), acc[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(a, x0[t], acc[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(b, x1[t], acc[r][t]);
       }
     }
   }
@@ -92,17 +103,15 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
   const auto* w = static_cast<const typename Weights<D>::T*>(wv.data);
   const int64_t in = wv.cols;
   // A group of rows stays in L1 while every token tile of the block uses it.
-  constexpr int64_t kRowGroup = 12;
+  constexpr int64_t kRowGroup = 16;
   for (int64_t g = r0; g < r1; g += kRowGroup) {
     const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
+    // Tiles of 2 tokens x 4 rows (measured best on Zen 4 among 2x4, 3x3,
+    // 4x3, 4x2, 2x6: 91 GFLOP/s a core at T = 8 for bf16, since x stays in
+    // registers), then a 1-token tile.
     int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rows_tile<D, 3, 4>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
-    switch (T - t) {
-      case 3: rows_tile<D, 3, 3>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
-      case 2: rows_tile<D, 4, 2>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
-      case 1: rows_tile<D, 4, 1>(x + t * in, in, w, g, g1, y + t * ldy, ldy); break;
-      default: break;
-    }
+    for (; t + 2 <= T; t += 2) rows_tile<D, 4, 2>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
+    if (t < T) rows_tile<D, 4, 1>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
   }
 }
 

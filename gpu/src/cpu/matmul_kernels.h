@@ -10,6 +10,9 @@
 
 namespace myriad::gpu::cpu::detail {
 
+// AVX2/FMA/F16C present and not switched off by matmul_force_portable().
+bool use_avx2();
+
 // x as the AVX2 bf16 loop wants it: each full 16-element chunk of a row is
 // stored as its 8 even then its 8 odd elements (the order a 32-bit lane
 // shift/mask of 16 bf16 values yields); the tail (in % 16) stays in order.

@@ -3,6 +3,9 @@
 #include <cmath>
 #include <vector>
 
+#include "attention_kernels.h"
+#include "matmul_kernels.h"
+
 namespace myriad::gpu::cpu {
 namespace {
 
@@ -18,11 +21,28 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
+namespace detail {
+
+void block_scores_portable(const float* q, const float* k, int64_t n, int64_t stride, int64_t hd, float scale,
+                           float* scores) {
+  for (int64_t j = 0; j < n; ++j) scores[j] = dot(q, k + j * stride, hd) * scale;
+}
+
+void block_accumulate_portable(const float* p, const float* v, int64_t n, int64_t stride, int64_t hd, float* o) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) o[d] += p[j] * v[j * stride + d];
+}
+
+}  // namespace detail
+
 void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, const AttentionShape& s,
                      std::span<const AttentionRow> rows, const float* q, float* out) {
   const int64_t hd = s.head_dim, group = s.heads / s.kv_heads, kv_dim = s.kv_heads * hd, q_dim = s.heads * hd;
   const int64_t bs = cache.block_size();
   const float scale = 1.0f / std::sqrt(float(hd));
+  const bool avx2 = detail::use_avx2();
+  auto* block_scores = avx2 ? detail::block_scores_avx2 : detail::block_scores_portable;
+  auto* block_accumulate = avx2 ? detail::block_accumulate_avx2 : detail::block_accumulate_portable;
   // Work items: (token, kv head); each serves the kv head's `group` query heads,
   // so a K/V block is read once per group.
   std::vector<int64_t> row_of_token;  // small: one entry per token
@@ -47,8 +67,7 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
         const float* kb = cache.k_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           const float* qh = q + t * q_dim + (kvh * group + g) * hd;
-          float* sc = scores.data() + g * ctx + (p - lo);
-          for (int64_t j = 0; j < n; ++j) sc[j] = dot(qh, kb + j * kv_dim, hd) * scale;
+          block_scores(qh, kb, n, kv_dim, hd, scale, scores.data() + g * ctx + (p - lo));
         }
         p += n;
       }
@@ -71,12 +90,7 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
         const float* vb = cache.v_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           float* o = out + t * q_dim + (kvh * group + g) * hd;
-          const float* sc = scores.data() + g * ctx + (p - lo);
-          for (int64_t j = 0; j < n; ++j) {
-            const float* vj = vb + j * kv_dim;
-            const float w = sc[j];
-            for (int64_t d = 0; d < hd; ++d) o[d] += w * vj[d];
-          }
+          block_accumulate(scores.data() + g * ctx + (p - lo), vb, n, kv_dim, hd, o);
         }
         p += n;
       }

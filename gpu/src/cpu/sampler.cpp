@@ -15,13 +15,14 @@ inline uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// log(sum(exp(z))) in double.
+// log(sum(exp(z))): float exponentials (a 32k vocabulary in ~0.1 ms),
+// double sum.
 double log_sum_exp(const float* z, int64_t n) {
-  double m = z[0];
-  for (int64_t i = 1; i < n; ++i) m = std::max(m, double(z[i]));
+  float m = z[0];
+  for (int64_t i = 1; i < n; ++i) m = z[i] > m ? z[i] : m;
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp(double(z[i]) - m);
-  return m + std::log(s);
+  for (int64_t i = 0; i < n; ++i) s += double(std::exp(z[i] - m));
+  return double(m) + std::log(s);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "gpu/devices.h"
+#include "runtime/result.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -12,6 +13,10 @@
 #endif
 
 namespace myriad::gpu::cpu {
+namespace {
+constexpr uint64_t kStopEpoch = 0xffffffffu;
+inline uint32_t epoch_of(uint64_t c) { return uint32_t(c >> 32); }
+}  // namespace
 
 ThreadPool::ThreadPool(int threads, int spin_us) : spin_us_(spin_us) {
   if (threads <= 0) threads = cpu_info().threads;
@@ -23,7 +28,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_.store(true);
-    epoch_.fetch_add(1);
+    claim_.store(kStopEpoch << 32);
   }
   cv_.notify_all();
   for (auto& t : workers_) t.join();
@@ -36,61 +41,75 @@ int64_t ThreadPool::grain_for(int64_t n, int chunks_per_thread, int64_t multiple
   return g < 1 ? 1 : g;
 }
 
-void ThreadPool::work(int worker) {
+void ThreadPool::work(uint32_t epoch, int worker) {
+  Job& job = jobs_[epoch & 1];
+  // Read after seeing `epoch` (acquire); if the slot has since been reused for
+  // a later job, the CAS below fails because claim_ moved on.
+  const int64_t n = job.n.load(std::memory_order_relaxed);
+  const int64_t grain = job.grain.load(std::memory_order_relaxed);
+  uint64_t cur = claim_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t b = next_.fetch_add(job_grain_, std::memory_order_relaxed);
-    if (b >= job_n_) return;
-    const int64_t e = b + job_grain_ < job_n_ ? b + job_grain_ : job_n_;
-    job_fn_(job_ctx_, b, e, worker);
+    if (epoch_of(cur) != epoch) return;
+    const int64_t b = int64_t(uint32_t(cur));
+    if (b >= n) return;
+    const int64_t e = b + grain < n ? b + grain : n;
+    if (!claim_.compare_exchange_weak(cur, (uint64_t(epoch) << 32) | uint64_t(e), std::memory_order_acq_rel,
+                                      std::memory_order_acquire))
+      continue;
+    // The chunk is ours and the job cannot complete without it: its fields are stable.
+    job.fn.load(std::memory_order_relaxed)(job.ctx.load(std::memory_order_relaxed), b, e, worker);
+    done_.fetch_add(e - b, std::memory_order_acq_rel);
+    cur = claim_.load(std::memory_order_acquire);
   }
 }
 
 void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
-  job_fn_ = fn;
-  job_ctx_ = ctx;
-  job_n_ = n;
-  job_grain_ = grain;
-  next_.store(0, std::memory_order_relaxed);
-  pending_.store(int(workers_.size()), std::memory_order_relaxed);
-  epoch_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  MYRIAD_CHECK(n < (int64_t(1) << 31), "parallel_for: too many items");
+  epoch_ = (epoch_ + 1) % uint32_t(kStopEpoch);
+  Job& job = jobs_[epoch_ & 1];
+  job.fn.store(fn, std::memory_order_relaxed);
+  job.ctx.store(ctx, std::memory_order_relaxed);
+  job.n.store(n, std::memory_order_relaxed);
+  job.grain.store(grain, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store(uint64_t(epoch_) << 32, std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    std::lock_guard<std::mutex> lock(mu_);  // a sleeper checks epoch_ under mu_
+    std::lock_guard<std::mutex> lock(mu_);  // a sleeper checks claim_ under mu_
     cv_.notify_all();
   }
-  work(0);
-  // Workers must check out before the job's fields may be rewritten.
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 4096) {
+  work(epoch_, 0);
+  // Wait for chunks other workers claimed.
+  for (int spins = 0; done_.load(std::memory_order_acquire) != n; ++spins) {
+    if (spins < 2048) {
       MYRIAD_PAUSE();
     } else {
-      std::this_thread::yield();  // a worker was descheduled: give it the core
+      std::this_thread::yield();  // its worker was descheduled: give it the core
     }
   }
 }
 
 void ThreadPool::worker_loop(int worker) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t cur = epoch_.load(std::memory_order_acquire);
+    uint32_t cur = epoch_of(claim_.load(std::memory_order_acquire));
     if (cur == seen) {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
       int spins = 0;
-      while ((cur = epoch_.load(std::memory_order_acquire)) == seen) {
+      while ((cur = epoch_of(claim_.load(std::memory_order_acquire))) == seen) {
         MYRIAD_PAUSE();
         if (++spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) break;
       }
       if (cur == seen) {
         std::unique_lock<std::mutex> lock(mu_);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        cv_.wait(lock, [&] { return epoch_.load(std::memory_order_seq_cst) != seen; });
+        cv_.wait(lock, [&] { return epoch_of(claim_.load(std::memory_order_seq_cst)) != seen; });
         sleepers_.fetch_sub(1, std::memory_order_relaxed);
-        cur = epoch_.load(std::memory_order_acquire);
+        cur = epoch_of(claim_.load(std::memory_order_acquire));
       }
     }
     seen = cur;
     if (stop_.load()) return;
-    work(worker);
-    pending_.fetch_sub(1, std::memory_order_release);
+    work(cur, worker);
   }
 }
 

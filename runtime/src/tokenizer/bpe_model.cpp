@@ -83,12 +83,16 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
   if (!vocab || !vocab->is_object()) return make_error(ErrorCode::kBadFile, what + ": 'vocab' must be an object");
   m->vocab_.reserve(vocab->size());
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_unsigned() || it.value().get<uint64_t>() > uint64_t(INT32_MAX))
+    if (!tok::is_index(it.value()) || it.value().get<uint64_t>() > uint64_t(INT32_MAX))
       return make_error(ErrorCode::kBadFile, what + ": vocab entry '" + it.key() + "' has no valid id");
     const auto id = it.value().get<int32_t>();
     m->vocab_[it.key()] = id;
-    if (size_t(id) >= m->id_to_token_.size()) m->id_to_token_.resize(size_t(id) + 1);
+    if (size_t(id) >= m->id_to_token_.size()) {
+      m->id_to_token_.resize(size_t(id) + 1);
+      m->has_id_.resize(size_t(id) + 1, 0);
+    }
     m->id_to_token_[size_t(id)] = it.key();
+    m->has_id_[size_t(id)] = 1;
   }
   if (const auto unk = json_string(j, "unk_token")) {
     auto it = m->vocab_.find(*unk);
@@ -106,7 +110,7 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
     auto jt = m->vocab_.find(ch);
     m->byte_ids_[size_t(b)] = jt == m->vocab_.end() ? -1 : jt->second;
   }
-  if (byte_level) {
+  if (byte_level && m->ignore_merges_) {  // only whole-word lookups need it
     m->byte_vocab_.reserve(m->vocab_.size());
     for (const auto& [tok, id] : m->vocab_) {
       std::string bytes;

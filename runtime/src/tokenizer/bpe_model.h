@@ -74,6 +74,7 @@ class BpeModel {
 
   std::optional<int32_t> token_to_id(std::string_view token) const;
   const std::vector<std::string>& vocab_by_id() const { return id_to_token_; }  // "" where no token
+  bool has_id(size_t id) const { return id < has_id_.size() && has_id_[id]; }
 
  private:
   BpeModel() = default;
@@ -83,6 +84,7 @@ class BpeModel {
   StringMap<int32_t> vocab_;
   StringMap<int32_t> byte_vocab_;  // byte-level only: decoded bytes -> id
   std::vector<std::string> id_to_token_;
+  std::vector<uint8_t> has_id_;
   MergeTable merges_;
   std::array<int32_t, 256> byte_ids_{};      // byte-level: initial symbol of each byte, -1 if absent
   std::array<int32_t, 256> fallback_ids_{};  // id of "<0xNN>", -1 if absent

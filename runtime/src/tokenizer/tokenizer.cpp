@@ -105,7 +105,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
     for (const auto& a : added) {
       const json* id = tok::json_field(a, "id");
       const auto content = tok::json_string(a, "content");
-      if (!id || !id->is_number_unsigned() || id->get<uint64_t>() > uint64_t(INT32_MAX) || !content)
+      if (!id || !tok::is_index(*id) || id->get<uint64_t>() > uint64_t(INT32_MAX) || !content)
         return make_error(ErrorCode::kBadFile, source + ": added token " + a.dump() + " needs an integer 'id' and a 'content'");
       tok::AddedToken t;
       t.id = id->get<int32_t>();
@@ -128,7 +128,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
   impl->special.assign(size, 0);
   for (size_t i = 0; i < vocab.size(); ++i) {
     impl->id_to_token[i] = vocab[i];
-    impl->has_token[i] = impl->model->token_to_id(vocab[i]) == int32_t(i);
+    impl->has_token[i] = impl->model->has_id(i);
   }
   std::vector<const tok::AddedToken*> raw, normalized;
   for (const auto& t : impl->added) {

@@ -35,6 +35,7 @@ struct CpuExecutorOptions {
   int threads = 0;  // 0 => the machine's hardware threads
   int32_t num_adapter_slots = 0;
   int32_t max_adapter_rank = 0;
+  DType adapter_dtype = DType::kF32;  // slot storage: kF32 (exact) or kBF16 (half the bytes)
 };
 
 class CpuExecutor final : public Executor {
@@ -101,8 +102,15 @@ class CpuExecutor final : public Executor {
   bool any_adapter_ = false;
   std::vector<int64_t> logit_tokens_;  // tokens whose logits are computed
   std::vector<float> lh_, logits_;     // [P, hidden], [P, vocab]
-  std::vector<float> sample_buf_;      // [vocab]
-  Sampler sampler_;
+  // Rows that sample are sampled in parallel, one Sampler and buffer per worker.
+  std::vector<std::vector<float>> sample_bufs_;  // [workers][vocab]
+  std::vector<Sampler> samplers_;                // [workers]
+  struct SampleJob {
+    uint32_t row;
+    int64_t logits_pos;  // index into logits_ of the row's last position
+  };
+  std::vector<SampleJob> sample_jobs_;
+  std::vector<Sampled> sampled_;
 };
 
 }  // namespace myriad::gpu::cpu

@@ -40,8 +40,8 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
 // Naive reference (double accumulation, one thread) for tests.
 void matmul_reference(const float* x, int64_t T, const WeightView& w, float* y);
 
-// Which inner loop matmul uses on this machine ("avx2+fma" or "portable"),
-// and a switch for tests to force the portable loop.
+// Which inner loops matmul and attention use on this machine ("avx2+fma" or
+// "portable"), and a switch for tests to force the portable loops.
 const char* matmul_kernel_name();
 void matmul_force_portable(bool on);
 

@@ -5,7 +5,9 @@
 //
 // Built for ~100 parallel regions per decoded token: workers spin briefly
 // (spin_us) after a region before sleeping on a condition variable, so back
-// to back regions cost a few atomics, not a wake-up each.
+// to back regions cost a few atomics, not a wake-up each. A region waits only
+// for chunks already claimed, never for a worker that has not woken (on a
+// busy shared machine the caller then simply runs more chunks itself).
 //
 // Owned by one executor (one pool per process in practice: size it to the
 // machine). parallel_for may be called by one thread at a time and must not
@@ -55,19 +57,27 @@ class ThreadPool {
  private:
   using Trampoline = void (*)(void*, int64_t, int64_t, int);
   void run(int64_t n, int64_t grain, Trampoline fn, void* ctx);
-  void work(int worker);  // claims and runs chunks of the current job
+  // Claims and runs chunks of job `epoch` until none is left or it is superseded.
+  void work(uint32_t epoch, int worker);
   void worker_loop(int worker);
 
-  // The current job; written by the caller before epoch_ is bumped and read
-  // by workers only between seeing the new epoch and checking out.
-  Trampoline job_fn_ = nullptr;
-  void* job_ctx_ = nullptr;
-  int64_t job_n_ = 0;
-  int64_t job_grain_ = 1;
-  alignas(64) std::atomic<int64_t> next_{0};     // next unclaimed item
-  alignas(64) std::atomic<int> pending_{0};      // workers yet to check out of the job
-  alignas(64) std::atomic<uint64_t> epoch_{0};   // bumped once per job
+  // Jobs alternate between two slots; a job's fields are written before its
+  // epoch is published in claim_ and stay put until all its items are done.
+  // claim_ packs (epoch << 32 | next unclaimed item): a worker claims a chunk
+  // by CAS, which fails if the job it read has been superseded, so a worker
+  // that wakes late never blocks or corrupts a later job, and completion
+  // waits only for chunks actually claimed (not for every worker to wake).
+  struct Job {
+    std::atomic<Trampoline> fn{nullptr};
+    std::atomic<void*> ctx{nullptr};
+    std::atomic<int64_t> n{0};
+    std::atomic<int64_t> grain{1};
+  };
+  Job jobs_[2];
+  alignas(64) std::atomic<uint64_t> claim_{0};
+  alignas(64) std::atomic<int64_t> done_{0};     // items of the current job finished
   alignas(64) std::atomic<int> sleepers_{0};
+  uint32_t epoch_ = 0;                           // caller's copy of the current epoch
   std::atomic<bool> stop_{false};
   int spin_us_;
   std::mutex mu_;

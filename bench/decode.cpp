@@ -1,0 +1,269 @@
+// decode: CPU backend throughput against the machine's memory bandwidth.
+//
+// In one run: (1) the memory read bandwidth (a multi-threaded streaming read
+// of a buffer far larger than the caches, best of several passes); (2) for
+// llama-110m (made with make_model into a temp folder unless --model is
+// given) at bf16 and f32: prefill tokens/s of one 256-token prompt, and
+// decode tokens/s at batch 1 and 8, each as a percentage of its bandwidth
+// floor = (bytes of weights + KV read per step) / bandwidth.
+//
+// usage: decode [--model DIR] [--steps N] [--threads N] [--json]
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpu/cpu/cpu_executor.h"
+#include "runtime/checkpoint.h"
+#include "runtime/kv_block_allocator.h"
+#include "runtime/model_factory.h"
+
+using namespace myriad;
+using gpu::cpu::CpuExecutor;
+using gpu::cpu::CpuExecutorOptions;
+using gpu::cpu::ThreadPool;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Streaming read of `bytes` over all threads; returns the best GB/s of `passes`.
+double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  const size_t n = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+  pool.parallel_for(int64_t(n), int64_t(n / 64 + 1), [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+  });
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int p = 0; p < passes; ++p) {
+    std::vector<uint64_t> partial(size_t(pool.size()), 0);
+    const double t0 = now_s();
+    pool.parallel_for(int64_t(n), int64_t(1) << 20, [&](int64_t b, int64_t e, int w) {
+      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (int64_t i = b; i + 4 <= e; i += 4) {
+        a0 += buf[size_t(i)];
+        a1 += buf[size_t(i + 1)];
+        a2 += buf[size_t(i + 2)];
+        a3 += buf[size_t(i + 3)];
+      }
+      partial[size_t(w)] += a0 ^ a1 ^ a2 ^ a3;
+    });
+    const double dt = now_s() - t0;
+    for (auto x : partial) sink = sink + x;
+    best = std::max(best, double(bytes) / dt / 1e9);
+  }
+  return best;
+}
+
+struct Seq {
+  std::vector<int32_t> ids;
+  int32_t cached = 0;
+  std::vector<int32_t> blocks;
+};
+
+// One step: every seq feeds its uncached tokens and samples greedily.
+bool step(CpuExecutor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc, StepPlan& plan, StepResult& res) {
+  plan.clear();
+  const int32_t bs = ex.info().kv_block_size;
+  for (auto& s : seqs) {
+    SeqRow r;
+    r.start_pos = s.cached;
+    r.num_tokens = uint32_t(int32_t(s.ids.size()) - s.cached);
+    r.token_offset = uint32_t(plan.tokens.size());
+    plan.tokens.insert(plan.tokens.end(), s.ids.begin() + s.cached, s.ids.end());
+    const int32_t need = KvBlockAllocator::blocks_for(int32_t(s.ids.size()), bs) - int32_t(s.blocks.size());
+    if (need > 0 && !alloc.allocate(need, s.blocks)) return false;
+    r.block_offset = uint32_t(plan.block_ids.size());
+    r.num_blocks = uint32_t(s.blocks.size());
+    plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
+    r.sample = true;
+    r.sampling.temperature = 0.0f;
+    plan.rows.push_back(r);
+  }
+  const Status st = ex.step(plan, res);
+  if (!st.ok()) {
+    std::fprintf(stderr, "decode: step failed: %s\n", st.error().to_string().c_str());
+    return false;
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    seqs[i].cached = int32_t(seqs[i].ids.size());
+    seqs[i].ids.push_back(res.sampled[i].token);
+  }
+  return true;
+}
+
+struct DecodeFigures {
+  int batch = 0;
+  double tok_s = 0, floor_tok_s = 0, bytes_per_step = 0;
+};
+
+struct ModelFigures {
+  std::string dtype;
+  double weight_bytes = 0;
+  double prefill_tok_s = 0;
+  std::vector<DecodeFigures> decode;
+};
+
+std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) p[size_t(i)] = int32_t((i * 7919 + salt * 104729 + 13) % vocab);
+  return p;
+}
+
+bool bench_model(const std::string& dir, int steps, int threads, double gbps, ModelFigures& out) {
+  auto ck = Checkpoint::load(dir);
+  if (!ck.ok()) {
+    std::fprintf(stderr, "decode: %s\n", ck.error().to_string().c_str());
+    return false;
+  }
+  const auto& c = (*ck)->config();
+  CpuExecutorOptions o;
+  o.kv_block_size = 16;
+  o.kv_num_blocks = 8 * ((256 + steps + 32) / 16 + 2) + 64;
+  o.threads = threads;
+  auto exr = CpuExecutor::create(*ck, o);
+  if (!exr.ok()) return false;
+  CpuExecutor& ex = **exr;
+  out.dtype = dtype_name((*ck)->dtype());
+  // Weights read per decode step: every linear of every layer plus lm_head
+  // (the embedding lookup reads one row per token: negligible).
+  double w = double((*ck)->lm_head().nbytes);
+  for (const auto& l : (*ck)->layers())
+    for (int m = 0; m < kNumLinearModules; ++m) w += double(l.linear(LinearModule(m)).nbytes);
+  out.weight_bytes = w;
+  StepPlan plan;
+  StepResult res;
+
+  {  // Prefill: one 256-token prompt (after a warm-up on another sequence).
+    KvBlockAllocator alloc(o.kv_num_blocks, 1);
+    std::vector<Seq> warm(1);
+    warm[0].ids = prompt(32, 99, c.vocab_size);
+    if (!step(ex, warm, alloc, plan, res)) return false;
+    std::vector<Seq> s(1);
+    s[0].ids = prompt(256, 1, c.vocab_size);
+    const double t0 = now_s();
+    if (!step(ex, s, alloc, plan, res)) return false;
+    out.prefill_tok_s = 256.0 / (now_s() - t0);
+  }
+  for (int batch : {1, 8}) {
+    KvBlockAllocator alloc(o.kv_num_blocks, 2);
+    std::vector<Seq> s(static_cast<size_t>(batch));
+    for (int i = 0; i < batch; ++i) s[size_t(i)].ids = prompt(16, i + 2, c.vocab_size);
+    if (!step(ex, s, alloc, plan, res)) return false;  // prefill (untimed)
+    for (int i = 0; i < 3; ++i)
+      if (!step(ex, s, alloc, plan, res)) return false;  // warm-up decodes
+    const double ctx0 = double(s[0].ids.size());
+    const double t0 = now_s();
+    for (int i = 0; i < steps; ++i)
+      if (!step(ex, s, alloc, plan, res)) return false;
+    const double dt = now_s() - t0;
+    // KV read per step: every attended position's K and V in every layer, per sequence.
+    const double mean_ctx = ctx0 + (steps - 1) / 2.0;
+    const double kv = double(batch) * mean_ctx * double(c.num_layers) * double(c.kv_dim()) * 4.0 * 2.0;
+    DecodeFigures d;
+    d.batch = batch;
+    d.tok_s = double(batch) * steps / dt;
+    d.bytes_per_step = w + kv;
+    d.floor_tok_s = double(batch) * gbps * 1e9 / d.bytes_per_step;
+    out.decode.push_back(d);
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model;
+  bool json = false;
+  int steps = 64, threads = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--model" && i + 1 < argc) {
+      model = argv[++i];
+    } else if (a == "--steps" && i + 1 < argc) {
+      steps = std::atoi(argv[++i]);
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--threads N] [--json]\n");
+      return 2;
+    }
+  }
+  if (steps < 1) steps = 1;
+  ThreadPool pool(threads);
+  const double gbps = measure_bandwidth(pool, size_t(1) << 30, 5);
+
+  std::vector<std::string> dirs;
+  std::string tmp;
+  if (!model.empty()) {
+    dirs.push_back(model);
+  } else {
+    char tmpl[] = "/tmp/myriad-decode-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+      std::perror("decode: mkdtemp");
+      return 1;
+    }
+    tmp = tmpl;
+    for (DType d : {DType::kBF16, DType::kF32}) {
+      MakeModelOptions mo;
+      mo.shape = "llama-110m";
+      mo.seed = 1;
+      mo.dtype = d;
+      mo.out_dir = tmp + "/" + dtype_name(d);
+      const Status st = make_model(mo);
+      if (!st.ok()) {
+        std::fprintf(stderr, "decode: make_model: %s\n", st.error().to_string().c_str());
+        return 1;
+      }
+      dirs.push_back(mo.out_dir);
+    }
+  }
+  std::vector<ModelFigures> figs;
+  for (const auto& d : dirs) {
+    ModelFigures f;
+    if (!bench_model(d, steps, threads, gbps, f)) return 1;
+    figs.push_back(f);
+  }
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
+
+  const char* name = model.empty() ? "llama-110m" : model.c_str();
+  if (json) {
+    std::printf("{\"bandwidth_gb_s\": %.4g, \"threads\": %d, \"model\": \"%s\", \"steps\": %d, \"results\": [", gbps,
+                pool.size(), name, steps);
+    for (size_t i = 0; i < figs.size(); ++i) {
+      const auto& f = figs[i];
+      std::printf("%s{\"dtype\": \"%s\", \"weight_bytes\": %.0f, \"prefill_tok_s\": %.4g, \"decode\": [", i ? ", " : "",
+                  f.dtype.c_str(), f.weight_bytes, f.prefill_tok_s);
+      for (size_t j = 0; j < f.decode.size(); ++j) {
+        const auto& d = f.decode[j];
+        std::printf("%s{\"batch\": %d, \"tok_s\": %.4g, \"floor_tok_s\": %.4g, \"pct_of_floor\": %.4g, \"bytes_per_step\": %.0f}",
+                    j ? ", " : "", d.batch, d.tok_s, d.floor_tok_s, 100.0 * d.tok_s / d.floor_tok_s, d.bytes_per_step);
+      }
+      std::printf("]}");
+    }
+    std::printf("]}\n");
+    return 0;
+  }
+  std::printf("memory read bandwidth: %.2f GB/s (%d threads)\nmodel: %s, %d timed decode steps\n\n", gbps, pool.size(),
+              name, steps);
+  std::printf("| dtype | weights MB | prefill tok/s | batch | decode tok/s | floor tok/s | %% of floor | vs batch 1 |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const auto& f : figs) {
+    for (const auto& d : f.decode) {
+      std::printf("| %s | %.1f | %.1f | %d | %.1f | %.1f | %.1f%% | %.2fx |\n", f.dtype.c_str(), f.weight_bytes / 1e6,
+                  f.prefill_tok_s, d.batch, d.tok_s, d.floor_tok_s, 100.0 * d.tok_s / d.floor_tok_s,
+                  d.tok_s / f.decode[0].tok_s);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,78 @@
+#include "runtime/chat_template.h"
+
+#include "runtime/jinja/evaluator.h"
+#include "runtime/jinja/parser.h"
+
+namespace myriad {
+
+Result<ChatTemplate> ChatTemplate::compile(std::string_view source, ChatTemplateLimits limits) {
+  std::unique_ptr<jinja::Program> program;
+  JINJA_ASSIGN_OR_RETURN(program, jinja::parse_template(source, limits));
+  return ChatTemplate(std::shared_ptr<const jinja::Program>(std::move(program)));
+}
+
+Result<std::string> ChatTemplate::render(const nlohmann::json& context) const {
+  jinja::Renderer renderer(*program_);
+  return renderer.render(context);
+}
+
+Result<std::string> ChatTemplate::render_ordered(const nlohmann::ordered_json& context) const {
+  jinja::Renderer renderer(*program_);
+  return renderer.render(context);
+}
+
+namespace {
+
+// A special token in tokenizer_config.json: "text" or {"content": "text", ...}.
+const nlohmann::json* token_text(const nlohmann::json& config, const char* key) {
+  auto it = config.find(key);
+  if (it == config.end()) return nullptr;
+  if (it->is_string()) return &*it;
+  if (it->is_object()) {
+    auto c = it->find("content");
+    if (c != it->end() && c->is_string()) return &*c;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::string> render_chat_template(const std::string& template_source, const nlohmann::json& messages,
+                                         bool add_generation_prompt, const nlohmann::json& tokenizer_config) {
+  if (!messages.is_array()) return make_error(ErrorCode::kInvalidArgument, "chat messages must be a JSON array");
+  if (!tokenizer_config.is_object() && !tokenizer_config.is_null()) {
+    return make_error(ErrorCode::kInvalidArgument, "tokenizer_config must be a JSON object");
+  }
+  auto compiled = ChatTemplate::compile(template_source);
+  if (!compiled.ok()) return compiled.error();
+  nlohmann::json context = nlohmann::json::object();
+  context["messages"] = messages;
+  context["add_generation_prompt"] = add_generation_prompt;
+  if (tokenizer_config.is_object()) {
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+      if (const nlohmann::json* t = token_text(tokenizer_config, key)) context[key] = *t;
+    }
+  }
+  return compiled.value().render(context);
+}
+
+Result<std::string> chat_template_from_config(const nlohmann::json& tokenizer_config, std::string_view name) {
+  if (!tokenizer_config.is_object()) return make_error(ErrorCode::kInvalidArgument, "tokenizer_config must be a JSON object");
+  auto it = tokenizer_config.find("chat_template");
+  if (it == tokenizer_config.end() || it->is_null()) {
+    return make_error(ErrorCode::kNotFound, "tokenizer_config.json has no chat_template");
+  }
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array()) {
+    for (const auto& entry : *it) {
+      if (entry.is_object() && entry.value("name", "") == name && entry.contains("template") &&
+          entry["template"].is_string()) {
+        return entry["template"].get<std::string>();
+      }
+    }
+    return make_error(ErrorCode::kNotFound, "tokenizer_config.json has no chat_template named '" + std::string(name) + "'");
+  }
+  return make_error(ErrorCode::kBadFile, "tokenizer_config.json chat_template must be a string or a list of {name, template}");
+}
+
+}  // namespace myriad
