@@ -308,6 +308,7 @@ TEST(SchedulerTrace, BadRequestsAreRejectedWithErrorsNamingTheProblem) {
   EXPECT_NE(t.submit("a@1", 2, 1), 0u);  // the current version, pinned
   EXPECT_EQ(t.step(), "load a>0; wait a:loading(1)");
   EXPECT_EQ(t.engine().metrics().overall.rejected, 8u);
+  EXPECT_EQ(t.engine().metrics().per_adapter.count("nope"), 0u);  // junk names leave no entry
   EXPECT_TRUE(t.sink().all.empty());  // rejected requests get no events
 }
 
@@ -322,6 +323,16 @@ TEST(SchedulerTrace, RequestsPinTheVersionCurrentAtAdmission) {
   EXPECT_EQ(t.step(), "run 1:a:0+2* 2:a-v2:0+2*; done 1:length 2:length");
 }
 
+TEST(SchedulerTrace, NoSlotsServesTheBaseModelOnly) {
+  SchedulerConfig c = small_config();
+  c.num_slots = 0;
+  Trace t(c);
+  EXPECT_EQ(t.submit("a", 2, 1), 0u);
+  EXPECT_EQ(t.last_error.code, ErrorCode::kUnsupported);
+  t.submit("", 2, 1);  // rejected requests take no id
+  EXPECT_EQ(t.step(), "run 1:-:0+2*; done 1:length");
+}
+
 TEST(SchedulerConfigTest, ValidationNamesTheField) {
   SchedulerConfig c;
   c.max_running_seqs = 1000;
@@ -330,7 +341,7 @@ TEST(SchedulerConfigTest, ValidationNamesTheField) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("max_running_seqs"), std::string::npos);
   c = SchedulerConfig{};
-  c.num_slots = 0;
+  c.num_slots = -1;
   EXPECT_FALSE(validate_scheduler_config(c).ok());
   EXPECT_TRUE(parse_scheduler_policy("one-at-a-time").ok());
   EXPECT_FALSE(parse_scheduler_policy("lottery").ok());

@@ -29,7 +29,7 @@ Result<SchedulerPolicy> parse_scheduler_policy(std::string_view s);
 
 struct SchedulerConfig {
   SchedulerPolicy policy = SchedulerPolicy::kTimeslice;
-  int32_t num_slots = 4;              // N: adapters whose weights may be in device slots (loading, active or draining)
+  int32_t num_slots = 4;              // N: adapters whose weights may be in device slots (loading, active or draining); 0 = base model only
   double quantum_ms = 50.0;           // timeslice: an active adapter is swapped out only after this long active
   int32_t max_tokens_per_step = 512;  // T: new tokens (prefill chunks + decode rows) in one step
   int32_t max_running_seqs = 64;      // R: sequences in the running batch; R <= T so every row progresses

@@ -46,13 +46,15 @@ std::string adapter_metrics_name(const std::string& adapter) {
 
 Result<RequestId> Engine::submit(Request request) {
   const double now = clock_.now_ms();
-  RequestMetrics& am = metrics_.per_adapter[adapter_metrics_name(request.adapter)];
+  std::string name = adapter_metrics_name(request.adapter);
   auto id = scheduler_->submit(std::move(request), now);
   if (!id.ok()) {
-    ++am.rejected;
+    // Per-adapter entries only for adapters that exist: junk names must not grow the map.
+    if (auto it = metrics_.per_adapter.find(name); it != metrics_.per_adapter.end()) ++it->second.rejected;
     ++metrics_.overall.rejected;
     return id;
   }
+  RequestMetrics& am = metrics_.per_adapter[std::move(name)];
   ++am.submitted;
   ++metrics_.overall.submitted;
   tracks_[id.value()] = Track{now, now, &am};

@@ -59,7 +59,7 @@ double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32
   g = std::max(g, 1);
   const double s = std::ceil(double(max_prompt_plus_output) / g) + max_output;
   const double cycle = c.quantum_ms + (s + load_steps + 3) * step_ms;
-  const double rounds = std::ceil(double(std::max(num_adapters, 1)) / c.num_slots);
+  const double rounds = std::ceil(double(std::max(num_adapters, 1)) / std::max(c.num_slots, 1));
   return rounds * cycle + (load_steps + 1) * step_ms;
 }
 
@@ -168,6 +168,8 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
                       ") needs " + std::to_string(blocks) + " KV blocks; the pool has " +
                       std::to_string(config_.num_kv_blocks));
   AdapterState* a = base_.get();
+  if (!request.adapter.empty() && config_.num_slots == 0)
+    return reject(ErrorCode::kUnsupported, "adapter '" + request.adapter + "' requested but this engine has no adapter slots (base model only)");
   if (!request.adapter.empty()) {
     auto v = resolver_.resolve(request.adapter);
     if (!v.ok()) return reject(v.error().code, v.error().message);

@@ -25,7 +25,7 @@ Status validate_scheduler_config(const SchedulerConfig& c) {
   auto bad = [](const std::string& field, const std::string& value, const std::string& want) {
     return make_error(ErrorCode::kInvalidArgument, "scheduler config: " + field + " = " + value + ": " + want);
   };
-  if (c.num_slots < 1) return bad("num_slots", std::to_string(c.num_slots), "need at least 1 adapter slot");
+  if (c.num_slots < 0) return bad("num_slots", std::to_string(c.num_slots), "must be >= 0 (0: base model only)");
   if (!(c.quantum_ms >= 0.0)) return bad("quantum_ms", std::to_string(c.quantum_ms), "must be >= 0");
   if (c.max_tokens_per_step < 1) return bad("max_tokens_per_step", std::to_string(c.max_tokens_per_step), "must be >= 1");
   if (c.max_running_seqs < 1) return bad("max_running_seqs", std::to_string(c.max_running_seqs), "must be >= 1");
