@@ -49,8 +49,20 @@ Result<std::string> render_chat_template(const std::string& template_source, con
   context["messages"] = messages;
   context["add_generation_prompt"] = add_generation_prompt;
   if (tokenizer_config.is_object()) {
-    for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+    // transformers passes its special_tokens_map: the set tokens and the
+    // additional_special_tokens list.
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token",
+                            "mask_token"}) {
       if (const nlohmann::json* t = token_text(tokenizer_config, key)) context[key] = *t;
+    }
+    auto extra = tokenizer_config.find("additional_special_tokens");
+    if (extra != tokenizer_config.end() && extra->is_array() && !extra->empty()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& t : *extra) {
+        if (t.is_string()) list.push_back(t);
+        else if (t.is_object() && t.contains("content") && t["content"].is_string()) list.push_back(t["content"]);
+      }
+      context["additional_special_tokens"] = std::move(list);
     }
   }
   return compiled.value().render(context);
