@@ -289,6 +289,22 @@ TEST(JinjaTest, MalformedTemplatesFailToCompileWithPosition) {
   }
 }
 
+TEST(JinjaTest, ErrorsAndOutputAreValidUtf8EvenForMalformedBytes) {
+  // A stray byte of a multi-byte character inside a tag, and invalid UTF-8 text.
+  auto bad = ChatTemplate::compile("{{ \xC3 }}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NO_THROW((void)nlohmann::json(bad.error().message).dump());
+  EXPECT_NE(bad.error().message.find("unexpected character 0xc3"), std::string::npos) << bad.error().message;
+  auto t = ChatTemplate::compile("a\xFF{{ raise_exception('b\xFE') }}");
+  ASSERT_TRUE(t.ok());
+  auto r = t->render(nlohmann::json::object());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NO_THROW((void)nlohmann::json(r.error().message).dump());
+  auto text = ChatTemplate::compile("a\xFF" "b");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->render(nlohmann::json::object()).value(), "a\xEF\xBF\xBD" "b");  // U+FFFD
+}
+
 TEST(JinjaTest, ContextMustBeAnObject) {
   auto t = ChatTemplate::compile("x");
   ASSERT_TRUE(t.ok());

@@ -2,23 +2,35 @@
 
 #include "runtime/jinja/evaluator.h"
 #include "runtime/jinja/parser.h"
+#include "runtime/jinja/text.h"
 
 namespace myriad {
 
+namespace {
+
+// Errors and output may carry bytes of a malformed template; keep them valid
+// UTF-8 so a server can always put them into a JSON response.
+Result<std::string> checked(Result<std::string> r) {
+  if (!r.ok()) return make_error(r.error().code, jinja::valid_utf8(r.error().message));
+  return jinja::valid_utf8(std::move(r).value());
+}
+
+}  // namespace
+
 Result<ChatTemplate> ChatTemplate::compile(std::string_view source, ChatTemplateLimits limits) {
-  std::unique_ptr<jinja::Program> program;
-  JINJA_ASSIGN_OR_RETURN(program, jinja::parse_template(source, limits));
-  return ChatTemplate(std::shared_ptr<const jinja::Program>(std::move(program)));
+  auto program = jinja::parse_template(source, limits);
+  if (!program.ok()) return make_error(program.error().code, jinja::valid_utf8(program.error().message));
+  return ChatTemplate(std::shared_ptr<const jinja::Program>(std::move(program).value()));
 }
 
 Result<std::string> ChatTemplate::render(const nlohmann::json& context) const {
   jinja::Renderer renderer(*program_);
-  return renderer.render(context);
+  return checked(renderer.render(context));
 }
 
 Result<std::string> ChatTemplate::render_ordered(const nlohmann::ordered_json& context) const {
   jinja::Renderer renderer(*program_);
-  return renderer.render(context);
+  return checked(renderer.render(context));
 }
 
 namespace {
