@@ -436,9 +436,9 @@ TEST(JinjaTest, CyclesAndDeepValuesAreSafe) {
   // without recursion.
   const char* chains[] = {
       "{% set ns = namespace(x=none) %}{% for i in range(1000000) %}{% set ns.x = [ns.x] %}{% endfor %}",
-      "{% set ns = namespace(h=none) %}{% for i in range(300000) %}{% set n = namespace(next=ns.h) %}"
+      "{% set ns = namespace(h=none) %}{% for i in range(100000) %}{% set n = namespace(next=ns.h) %}"
       "{% set ns.h = n %}{% endfor %}{{ ns.h.next.next is defined }}",
-      "{% set ns = namespace(h=none) %}{% for i in range(300000) %}{% set n = namespace() %}{% set n.next = ns.h %}"
+      "{% set ns = namespace(h=none) %}{% for i in range(100000) %}{% set n = namespace() %}{% set n.next = ns.h %}"
       "{% set ns.h = [n] %}{% endfor %}{{ ns.h | length }}",
   };
   for (const char* src : chains) {
