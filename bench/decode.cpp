@@ -48,23 +48,8 @@ double cpu_s() {
   return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
 }
 
-// Streaming read of `bytes` over the pool's threads; the best GB/s of `passes`.
-double measure_bandwidth_with(ThreadPool& pool, size_t bytes, int passes);
-
-// The machine's read bandwidth: the better of all threads and one thread (a
-// descheduled worker on a busy machine can make the multi-threaded figure
-// lower than what one core streams).
-double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  ThreadPool one(1);
-  return std::max(measure_bandwidth_with(pool, bytes, passes), measure_bandwidth_with(one, bytes, passes));
-}
-
-double measure_bandwidth_with(ThreadPool& pool, size_t bytes, int passes) {
-  const size_t n = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
-  pool.parallel_for(int64_t(n), int64_t(n / 64 + 1), [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
-  });
+// Streaming read of buf[0, n) over the pool's threads; the best GB/s of `passes`.
+double read_bandwidth(ThreadPool& pool, const uint64_t* buf, size_t n, int passes) {
   double best = 0;
   volatile uint64_t sink = 0;
   for (int p = 0; p < passes; ++p) {
@@ -82,9 +67,22 @@ double measure_bandwidth_with(ThreadPool& pool, size_t bytes, int passes) {
     });
     const double dt = now_s() - t0;
     for (auto x : partial) sink = sink + x;
-    best = std::max(best, double(bytes) / dt / 1e9);
+    best = std::max(best, double(n * sizeof(uint64_t)) / dt / 1e9);
   }
   return best;
+}
+
+// The machine's read bandwidth over a `bytes` buffer: the better of all
+// threads and one thread (a descheduled worker on a busy machine can make
+// the multi-threaded figure lower than what one core streams).
+double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  const size_t n = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+  pool.parallel_for(int64_t(n), int64_t(n / 64 + 1), [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+  });
+  ThreadPool one(1);
+  return std::max(read_bandwidth(pool, buf.get(), n, passes), read_bandwidth(one, buf.get(), n, passes));
 }
 
 struct Seq {
