@@ -23,8 +23,13 @@ std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
   return v;
 }
 
-TEST(CpuThreadPool, CoversEveryIndexOnceAcrossManyRegions) {
-  ThreadPool pool(3);
+// More threads than this machine's cores, and workers that sleep between
+// regions (spin 0): late and descheduled workers must neither miss nor
+// repeat a chunk, nor run a chunk of a region that has moved on.
+class CpuThreadPool : public ::testing::TestWithParam<int> {};
+
+TEST_P(CpuThreadPool, CoversEveryIndexOnceAcrossManyRegions) {
+  ThreadPool pool(3, GetParam());
   ASSERT_EQ(pool.size(), 3);
   std::vector<std::atomic<int>> hits(1000);
   for (int round = 0; round < 2000; ++round) {
@@ -42,7 +47,9 @@ TEST(CpuThreadPool, CoversEveryIndexOnceAcrossManyRegions) {
   }
 }
 
-TEST(CpuThreadPool, WakesAfterSleeping) {
+INSTANTIATE_TEST_SUITE_P(Spin, CpuThreadPool, ::testing::Values(0, 200));
+
+TEST(CpuThreadPoolSleep, WakesAfterSleeping) {
   ThreadPool pool(2, /*spin_us=*/0);  // workers go to sleep at once
   for (int round = 0; round < 50; ++round) {
     std::atomic<int64_t> sum{0};
