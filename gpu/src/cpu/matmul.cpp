@@ -85,7 +85,7 @@ void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_
 namespace {
 
 constexpr int64_t kTokenBlock = 64;  // tokens whose x stays in cache while a row chunk streams
-constexpr int64_t kRowMultiple = 16;  // the AVX2 loop's row group
+constexpr int64_t kRowMultiple = 16;  // a multiple of the AVX2 loop's 4-row tiles
 
 }  // namespace
 
