@@ -8,8 +8,8 @@
 // floor = (bytes of weights + KV read per step) / bandwidth.
 //
 // Every figure is the best of --reps runs (default 3), the bandwidth the best
-// of 5 passes before and 5 after the model runs: these machines are shared,
-// and the best run is the least disturbed one. The "cpu util" column (process
+// of passes over a 512 MiB buffer taken before, between and after the model
+// runs: these machines are shared, and the best run is the least disturbed. The "cpu util" column (process
 // CPU time / (wall time x threads)) shows how much of the cores we had.
 //
 // usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--json]
@@ -72,18 +72,31 @@ double read_bandwidth(ThreadPool& pool, const uint64_t* buf, size_t n, int passe
   return best;
 }
 
-// The machine's read bandwidth over a `bytes` buffer: the better of all
-// threads and one thread (a descheduled worker on a busy machine can make
-// the multi-threaded figure lower than what one core streams).
-double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  const size_t n = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
-  pool.parallel_for(int64_t(n), int64_t(n / 64 + 1), [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
-  });
-  ThreadPool one(1);
-  return std::max(read_bandwidth(pool, buf.get(), n, passes), read_bandwidth(one, buf.get(), n, passes));
-}
+// The machine's read bandwidth, sampled repeatedly through the run (before
+// every timed rep) over one buffer far larger than the caches; best() is the
+// largest figure seen, from all threads or one thread (a descheduled worker
+// on a busy machine can make the multi-threaded figure lower than what one
+// core streams).
+class Bandwidth {
+ public:
+  Bandwidth(ThreadPool& pool, size_t bytes) : pool_(pool), one_(1), n_(bytes / sizeof(uint64_t)), buf_(new uint64_t[n_]) {
+    pool.parallel_for(int64_t(n_), int64_t(n_ / 64 + 1), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) buf_[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+    });
+  }
+  void sample(int passes) {
+    best_ = std::max(best_, read_bandwidth(pool_, buf_.get(), n_, passes));
+    best_ = std::max(best_, read_bandwidth(one_, buf_.get(), n_, passes));
+  }
+  double best() const { return best_; }
+
+ private:
+  ThreadPool& pool_;
+  ThreadPool one_;
+  size_t n_;
+  std::unique_ptr<uint64_t[]> buf_;
+  double best_ = 0;
+};
 
 struct Seq {
   std::vector<int32_t> ids;
@@ -141,7 +154,7 @@ std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
   return p;
 }
 
-bool bench_model(const std::string& dir, int steps, int reps, int threads, double gbps, ModelFigures& out) {
+bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandwidth& bw, ModelFigures& out) {
   auto ck = Checkpoint::load(dir);
   if (!ck.ok()) {
     std::fprintf(stderr, "decode: %s\n", ck.error().to_string().c_str());
@@ -182,6 +195,7 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, doubl
     DecodeFigures d;
     d.batch = batch;
     for (int rep = 0; rep < reps; ++rep) {
+      bw.sample(2);
       KvBlockAllocator alloc(o.kv_num_blocks, 2);
       std::vector<Seq> s(static_cast<size_t>(batch));
       for (int i = 0; i < batch; ++i) s[size_t(i)].ids = prompt(16, i + 2, c.vocab_size);
@@ -201,7 +215,6 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, doubl
       d.tok_s = tok_s;
       d.cpu_util = dc / (dt * ex.pool().size());
       d.bytes_per_step = w + kv;
-      d.floor_tok_s = double(batch) * gbps * 1e9 / d.bytes_per_step;
     }
     out.decode.push_back(d);
   }
@@ -233,7 +246,8 @@ int main(int argc, char** argv) {
   }
   if (steps < 1) steps = 1;
   ThreadPool pool(threads);
-  double gbps = measure_bandwidth(pool, size_t(1) << 30, 5);
+  Bandwidth bw(pool, size_t(512) << 20);
+  bw.sample(3);
 
   std::vector<std::string> dirs;
   std::string tmp;
@@ -263,17 +277,14 @@ int main(int argc, char** argv) {
   std::vector<ModelFigures> figs;
   for (const auto& d : dirs) {
     ModelFigures f;
-    if (!bench_model(d, steps, reps, threads, gbps, f)) return 1;
+    if (!bench_model(d, steps, reps, threads, bw, f)) return 1;
     figs.push_back(f);
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
-  // The floor uses the best bandwidth seen: re-measure after the runs.
-  const double gbps_after = measure_bandwidth(pool, size_t(1) << 30, 5);
-  if (gbps_after > gbps) {
-    for (auto& f : figs)
-      for (auto& d : f.decode) d.floor_tok_s *= gbps_after / gbps;
-    gbps = gbps_after;
-  }
+  bw.sample(3);
+  const double gbps = bw.best();
+  for (auto& f : figs)
+    for (auto& d : f.decode) d.floor_tok_s = double(d.batch) * gbps * 1e9 / d.bytes_per_step;
 
   const char* name = model.empty() ? "llama-110m" : model.c_str();
   if (json) {
