@@ -27,7 +27,12 @@ struct Weights<DType::kBF16> {
     a = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
     b = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
   }
-  static inline float one(const T* p) { return bf16_to_f32(*p); }
+  static inline float one(const T* p) {  // not dtype.h's inline: no AVX2 copy of it may reach the link
+    const uint32_t u = uint32_t(*p) << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+  }
 };
 
 template <>
