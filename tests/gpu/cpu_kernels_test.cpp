@@ -228,7 +228,7 @@ void check_attention(const AttentionShape& s, int32_t bs, std::mt19937& rng) {
     for (int64_t j = 0; j < seqs[i].n; ++j) {
       const int64_t t = rows[i].token_begin + j, pos = seqs[i].start + j;
       // The reference sees exactly the attended positions, contiguous.
-      const int64_t lo = s.window > 0 && pos - s.window > 0 ? pos - s.window : 0;
+      const int64_t lo = s.window > 0 && pos - s.window + 1 > 0 ? pos - s.window + 1 : 0;  // (pos - W, pos]
       attention_reference(s, q.data() + t * q_dim, seqs[i].k.data() + lo * kv_dim, seqs[i].v.data() + lo * kv_dim,
                           pos + 1 - lo, ref.data());
       for (int64_t d = 0; d < q_dim; ++d)
