@@ -15,10 +15,12 @@ namespace {
 
 struct SlotData {
   std::vector<float> a, bt;
+  std::vector<uint16_t> a16, bt16;  // bf16 copies
   LoraModuleView view;
 };
 
-std::vector<SlotData> make_slots(std::mt19937& rng, int n, int64_t in, int64_t out, const std::vector<int>& ranks) {
+std::vector<SlotData> make_slots(std::mt19937& rng, int n, int64_t in, int64_t out, const std::vector<int>& ranks,
+                                 DType dtype = DType::kF32) {
   std::normal_distribution<float> nd(0.0f, 0.05f);
   std::vector<SlotData> s(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
@@ -30,7 +32,13 @@ std::vector<SlotData> make_slots(std::mt19937& rng, int n, int64_t in, int64_t o
   }
   for (int i = 0; i < n; ++i) {
     const int r = ranks[size_t(i) % ranks.size()];
-    s[size_t(i)].view = {s[size_t(i)].a.data(), s[size_t(i)].bt.data(), r, 16.0f / float(r)};
+    SlotData& d = s[size_t(i)];
+    d.view = {d.a.data(), d.bt.data(), r, 16.0f / float(r)};
+    if (dtype == DType::kBF16) {
+      for (float v : d.a) d.a16.push_back(f32_to_bf16(v));
+      for (float v : d.bt) d.bt16.push_back(f32_to_bf16(v));
+      d.view = {d.a16.data(), d.bt16.data(), r, 16.0f / float(r), DType::kBF16};
+    }
   }
   return s;
 }
@@ -85,10 +93,11 @@ void run_grid(Kernel kernel, const char* name) {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t in = 72, out = 200;  // not multiples of 32: exercises every tail
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
   for (int64_t t : {1, 3, 16, 33}) {
     for (int adapters : {1, 4, 16}) {
       for (const std::vector<int>& ranks : std::vector<std::vector<int>>{{4}, {8, 16}, {1, 5, 16, 64}}) {
-        auto slots = make_slots(rng, adapters, in, out, ranks);
+        auto slots = make_slots(rng, adapters, in, out, ranks, dtype);
         auto v = views(slots);
         auto mixes = make_mixes(rng, t, adapters);
         std::vector<float> x(size_t(t * in)), y(size_t(t * out));
@@ -102,7 +111,7 @@ void run_grid(Kernel kernel, const char* name) {
         for (int threads : {1, 3}) {
           std::vector<float> got = y;
           kernel(plan, v, x.data(), in, got.data(), out, scratch, threads == 1 ? LoraParallelFor{} : thread_parallel(threads));
-          const std::string what = std::string(name) + " T=" + std::to_string(t) + " adapters=" +
+          const std::string what = std::string(name) + " " + dtype_name(dtype) + " T=" + std::to_string(t) + " adapters=" +
                                    std::to_string(adapters) + " ranks[0]=" + std::to_string(ranks[0]) +
                                    " threads=" + std::to_string(threads);
           expect_close(got, ref, what);
@@ -114,6 +123,7 @@ void run_grid(Kernel kernel, const char* name) {
         }
       }
     }
+  }
   }
 }
 

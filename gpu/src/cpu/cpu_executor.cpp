@@ -86,7 +86,7 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
   if (o.num_adapter_slots > 0) {
-    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_);
+    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_, o.adapter_dtype);
     lora_ = slots_.get();
   }
 }

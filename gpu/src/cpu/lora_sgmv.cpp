@@ -9,10 +9,18 @@
 
 namespace myriad::gpu::cpu {
 
+float LoraModuleView::a_at(int64_t i) const {
+  return dtype == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(a)[i]) : static_cast<const float*>(a)[i];
+}
+float LoraModuleView::bt_at(int64_t i) const {
+  return dtype == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(bt)[i]) : static_cast<const float*>(bt)[i];
+}
+
 void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
   rows.clear();
   weights.clear();
   segments.clear();
+  segment_of.clear();
   num_rows = uint32_t(per_token.size());
   // Counting sort by slot: entries of slot s are contiguous, rows ascending.
   int32_t max_slot = -1;
@@ -45,6 +53,10 @@ void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
   for (int32_t s = 0; s <= max_slot; ++s) {
     if (count[size_t(s) + 1] > count[size_t(s)]) segments.push_back({s, count[size_t(s)], count[size_t(s) + 1]});
   }
+  segment_of.resize(total);
+  for (size_t g = 0; g < segments.size(); ++g) {
+    for (uint32_t e = segments[g].begin; e < segments[g].end; ++e) segment_of[e] = uint32_t(g);
+  }
 }
 
 namespace {
@@ -58,26 +70,49 @@ void run_parallel(const LoraParallelFor& parallel, int64_t n, const std::functio
   }
 }
 
-void shrink_portable(const float* a, int32_t rank, const float* x, int64_t in, float* h) {
-  for (int32_t k = 0; k < rank; ++k) {
-    const float* ak = a + int64_t(k) * in;
-    float acc = 0.0f;
-    for (int64_t i = 0; i < in; ++i) acc += ak[i] * x[i];
-    h[k] = acc;
+inline float w_at(const float* p, int64_t i) { return p[i]; }
+inline float w_at(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
+
+template <class W>
+void shrink_t(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+  for (int r = 0; r < nrows; ++r) {
+    for (int32_t k = 0; k < rank; ++k) {
+      const W* ak = a + int64_t(k) * in;
+      float acc = 0.0f;
+      for (int64_t i = 0; i < in; ++i) acc += w_at(ak, i) * xs[r][i];
+      h[r * rank + k] = acc;
+    }
   }
 }
 
-void expand_portable(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
-                     int64_t out) {
+template <class W>
+void expand_t(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out) {
   for (int32_t k = 0; k < rank; ++k) {
     const float hk = h[k];
-    const float* b = bt + int64_t(k) * out;
-    for (int64_t o = o_begin; o < o_end; ++o) y[o] += hk * b[o];
+    const W* b = bt + int64_t(k) * out;
+    for (int64_t o = o_begin; o < o_end; ++o) y[o] += hk * w_at(b, o);
   }
 }
 
-using ShrinkFn = void (*)(const float*, int32_t, const float*, int64_t, float*);
-using ExpandFn = void (*)(const float*, int32_t, const float*, float*, int64_t, int64_t, int64_t);
+void shrink_portable(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+  if (dt == DType::kBF16) {
+    shrink_t(static_cast<const uint16_t*>(a), rank, xs, nrows, in, h);
+  } else {
+    shrink_t(static_cast<const float*>(a), rank, xs, nrows, in, h);
+  }
+}
+
+void expand_portable(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
+                     int64_t out) {
+  if (dt == DType::kBF16) {
+    expand_t(static_cast<const uint16_t*>(bt), rank, h, y, o_begin, o_end, out);
+  } else {
+    expand_t(static_cast<const float*>(bt), rank, h, y, o_begin, o_end, out);
+  }
+}
+
+using ShrinkFn = void (*)(const void*, DType, int32_t, const float* const*, int, int64_t, float*);
+using ExpandFn = void (*)(const void*, DType, int32_t, const float*, float*, int64_t, int64_t, int64_t);
 
 // Output columns per expand work item: a multiple of 8 (one AVX2 vector).
 constexpr int64_t kExpandChunk = 128;
@@ -100,18 +135,31 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
   if (scratch.h.size() < total) scratch.h.resize(total);
   float* h = scratch.h.data();
 
-  // Phase 1, shrink: one work item per segment (a slot's rows share its A).
-  const int64_t num_segments = int64_t(plan.segments.size());
-  run_parallel(parallel, num_segments, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const LoraSegment& seg = plan.segments[size_t(s)];
+  // Phase 1, shrink: work items are plan entries (rows of all slots), so one
+  // slot with many rows still spreads over threads; consecutive rows of one
+  // slot go through in blocks that share each load of A.
+  const int64_t num_entries = int64_t(plan.rows.size());
+  run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1;) {
+      const uint32_t g = plan.segment_of[size_t(e)];
+      const LoraSegment& seg = plan.segments[g];
       const LoraModuleView& v = slots[size_t(seg.slot)];
-      if (v.rank == 0) continue;
-      float* hs = h + scratch.h_offset[size_t(s)];
-      for (uint32_t e = seg.begin; e < seg.end; ++e, hs += v.rank) {
-        shrink(v.a, v.rank, x + int64_t(plan.rows[e]) * in, in, hs);
-        const float f = v.scale * plan.weights[e];
-        for (int32_t k = 0; k < v.rank; ++k) hs[k] *= f;
+      const int64_t end = std::min<int64_t>(e1, seg.end);
+      if (v.rank == 0) {
+        e = end;
+        continue;
+      }
+      for (; e < end;) {
+        const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
+        const float* xs[detail::kShrinkRows];
+        for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
+        float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
+        shrink(v.a, v.dtype, v.rank, xs, n, in, hs);
+        for (int r = 0; r < n; ++r) {
+          const float f = v.scale * plan.weights[size_t(e + r)];
+          for (int32_t k = 0; k < v.rank; ++k) hs[r * v.rank + k] *= f;
+        }
+        e += n;
       }
     }
   });
@@ -128,7 +176,7 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
       if (v.rank == 0) continue;
       const float* hs = h + scratch.h_offset[s];
       for (uint32_t e = seg.begin; e < seg.end; ++e, hs += v.rank) {
-        expand(v.bt, v.rank, hs, y + int64_t(plan.rows[e]) * out, o_begin, o_end, out);
+        expand(v.bt, v.dtype, v.rank, hs, y + int64_t(plan.rows[e]) * out, o_begin, o_end, out);
       }
     }
   });
@@ -165,11 +213,11 @@ void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraM
       const LoraModuleView& v = slots[size_t(r.slot)];
       h.assign(size_t(v.rank), 0.0);
       for (int32_t k = 0; k < v.rank; ++k) {
-        for (int64_t j = 0; j < in; ++j) h[size_t(k)] += double(v.a[int64_t(k) * in + j]) * double(xt[j]);
+        for (int64_t j = 0; j < in; ++j) h[size_t(k)] += double(v.a_at(int64_t(k) * in + j)) * double(xt[j]);
       }
       for (int64_t o = 0; o < out; ++o) {
         double acc = 0.0;
-        for (int32_t k = 0; k < v.rank; ++k) acc += double(v.bt[int64_t(k) * out + o]) * h[size_t(k)];
+        for (int32_t k = 0; k < v.rank; ++k) acc += double(v.bt_at(int64_t(k) * out + o)) * h[size_t(k)];
         delta[size_t(o)] += double(r.weight) * double(v.scale) * acc;
       }
     }

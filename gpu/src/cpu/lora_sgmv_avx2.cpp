@@ -1,15 +1,20 @@
 // AVX2+FMA shrink/expand for the multi-LoRA kernel (compiled with -mavx2
-// -mfma; called only when cpu_info().avx2_fma). The arithmetic order of one
-// row never depends on other rows, so a row's result is batch-invariant.
+// -mfma; called only when cpu_info().avx2_fma), for f32 and bf16 slot
+// weights (bf16 -> f32 is a 16-bit shift; accumulation is f32). The
+// arithmetic order of one row never depends on other rows, so a row's
+// result is batch-invariant.
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "gpu/cpu/lora_sgmv.h"
+#include "runtime/dtype.h"
 
 namespace myriad::gpu::cpu::detail {
 
 namespace {
+
 inline float hsum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v);
   __m128 hi = _mm256_extractf128_ps(v, 1);
@@ -18,70 +23,105 @@ inline float hsum(__m256 v) {
   lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
   return _mm_cvtss_f32(lo);
 }
-}  // namespace
 
-// h[k] = A[k, :] · x for k < rank. Two A rows at a time share each load of x.
-void lora_shrink_avx2(const float* a, int32_t rank, const float* x, int64_t in, float* h) {
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }
+
+// h[r, k] = A[k, :] · xs[r] for KB rows of A and N rows of x at once: each
+// (row, k) pair is one FMA chain in a fixed order, whatever the grouping.
+template <class W, int N, int KB>
+void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, const float* const* xs, float* h) {
+  __m256 s[N][KB];
+  for (int r = 0; r < N; ++r)
+    for (int j = 0; j < KB; ++j) s[r][j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n8; i += 8) {
+    __m256 xv[N];
+    for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
+    for (int j = 0; j < KB; ++j) {
+      const __m256 av = load8(a + int64_t(k + j) * in + i);
+      for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
+    }
+  }
+  for (int r = 0; r < N; ++r) {
+    for (int j = 0; j < KB; ++j) {
+      const W* ak = a + int64_t(k + j) * in;
+      float acc = hsum(s[r][j]);
+      for (int64_t i = n8; i < in; ++i) acc = std::fma(load1(ak + i), xs[r][i], acc);
+      h[r * rank + k + j] = acc;
+    }
+  }
+}
+
+template <class W, int N>
+void shrink_rows(const W* a, int32_t rank, const float* const* xs, int64_t in, float* h) {
+  constexpr int KB = N == 1 ? 8 : (N == 2 ? 4 : 2);  // >= 8 independent chains hide FMA latency
   const int64_t n8 = in & ~int64_t(7);
   int32_t k = 0;
-  for (; k + 1 < rank; k += 2) {
-    const float* a0 = a + int64_t(k) * in;
-    const float* a1 = a0 + in;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n8; i += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + i);
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xv, s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xv, s1);
-    }
-    float r0 = hsum(s0), r1 = hsum(s1);
-    for (int64_t i = n8; i < in; ++i) {
-      r0 = std::fma(a0[i], x[i], r0);
-      r1 = std::fma(a1[i], x[i], r1);
-    }
-    h[k] = r0;
-    h[k + 1] = r1;
+  for (; k + KB <= rank; k += KB) shrink_block<W, N, KB>(a, k, in, n8, rank, xs, h);
+  if constexpr (KB > 2) {
+    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2>(a, k, in, n8, rank, xs, h);
   }
-  for (; k < rank; ++k) {
-    const float* a0 = a + int64_t(k) * in;
-    __m256 s0 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n8; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), _mm256_loadu_ps(x + i), s0);
-    float r0 = hsum(s0);
-    for (int64_t i = n8; i < in; ++i) r0 = std::fma(a0[i], x[i], r0);
-    h[k] = r0;
+  for (; k < rank; ++k) shrink_block<W, N, 1>(a, k, in, n8, rank, xs, h);
+}
+
+template <class W>
+void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+  switch (nrows) {
+    case 4: shrink_rows<W, 4>(a, rank, xs, in, h); break;
+    case 3: shrink_rows<W, 3>(a, rank, xs, in, h); break;
+    case 2: shrink_rows<W, 2>(a, rank, xs, in, h); break;
+    default: shrink_rows<W, 1>(a, rank, xs, in, h); break;
   }
 }
 
 // y[o] += sum_k h[k] * Bt[k, o] for o in [o_begin, o_end), k ascending.
-void lora_expand_avx2(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
-                      int64_t out) {
+template <class W>
+void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out) {
   int64_t o = o_begin;
-  for (; o + 32 <= o_end; o += 32) {
-    __m256 y0 = _mm256_loadu_ps(y + o), y1 = _mm256_loadu_ps(y + o + 8);
-    __m256 y2 = _mm256_loadu_ps(y + o + 16), y3 = _mm256_loadu_ps(y + o + 24);
+  // 64 columns at a time: 8 independent accumulator chains.
+  for (; o + 64 <= o_end; o += 64) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_loadu_ps(y + o + 8 * j);
     for (int32_t k = 0; k < rank; ++k) {
       const __m256 hk = _mm256_set1_ps(h[k]);
-      const float* b = bt + int64_t(k) * out + o;
-      y0 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b), y0);
-      y1 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 8), y1);
-      y2 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 16), y2);
-      y3 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 24), y3);
+      const W* b = bt + int64_t(k) * out + o;
+      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(hk, load8(b + 8 * j), acc[j]);
     }
-    _mm256_storeu_ps(y + o, y0);
-    _mm256_storeu_ps(y + o + 8, y1);
-    _mm256_storeu_ps(y + o + 16, y2);
-    _mm256_storeu_ps(y + o + 24, y3);
+    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(y + o + 8 * j, acc[j]);
   }
   for (; o + 8 <= o_end; o += 8) {
     __m256 y0 = _mm256_loadu_ps(y + o);
-    for (int32_t k = 0; k < rank; ++k) {
-      y0 = _mm256_fmadd_ps(_mm256_set1_ps(h[k]), _mm256_loadu_ps(bt + int64_t(k) * out + o), y0);
-    }
+    for (int32_t k = 0; k < rank; ++k) y0 = _mm256_fmadd_ps(_mm256_set1_ps(h[k]), load8(bt + int64_t(k) * out + o), y0);
     _mm256_storeu_ps(y + o, y0);
   }
   for (; o < o_end; ++o) {
     float acc = y[o];
-    for (int32_t k = 0; k < rank; ++k) acc = std::fma(h[k], bt[int64_t(k) * out + o], acc);
+    for (int32_t k = 0; k < rank; ++k) acc = std::fma(h[k], load1(bt + int64_t(k) * out + o), acc);
     y[o] = acc;
+  }
+}
+
+}  // namespace
+
+void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+  if (dt == DType::kBF16) {
+    shrink_any(static_cast<const uint16_t*>(a), rank, xs, nrows, in, h);
+  } else {
+    shrink_any(static_cast<const float*>(a), rank, xs, nrows, in, h);
+  }
+}
+
+void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
+                      int64_t out) {
+  if (dt == DType::kBF16) {
+    expand_any(static_cast<const uint16_t*>(bt), rank, h, y, o_begin, o_end, out);
+  } else {
+    expand_any(static_cast<const float*>(bt), rank, h, y, o_begin, o_end, out);
   }
 }
 

@@ -20,14 +20,19 @@ bool same_mixes(std::span<const AdapterMix> a, const std::vector<AdapterMix>& b)
 }
 }  // namespace
 
-CpuLoraSlots::CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t max_rank, ThreadPool* pool)
-    : config_(config), num_slots_(num_slots), max_rank_(max_rank), pool_(pool) {
+CpuLoraSlots::CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t max_rank, ThreadPool* pool,
+                           DType storage)
+    : config_(config),
+      num_slots_(num_slots),
+      max_rank_(max_rank),
+      pool_(pool),
+      storage_(storage == DType::kBF16 ? DType::kBF16 : DType::kF32) {
   const size_t n = size_t(config.num_layers) * kNumLinearModules;
   module_offset_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const auto [out, in] = linear_module_shape(config, LinearModule(i % kNumLinearModules));
-    module_offset_[i] = slot_floats_;
-    slot_floats_ += size_t(max_rank) * size_t(in + out);  // A [r, in] then Bᵀ [r, out]
+    module_offset_[i] = slot_elems_;
+    slot_elems_ += size_t(max_rank) * size_t(in + out);  // A [r, in] then Bᵀ [r, out]
   }
   buffers_.resize(size_t(num_slots));
   views_.assign(n, std::vector<LoraModuleView>(size_t(num_slots)));
@@ -152,9 +157,23 @@ void CpuLoraSlots::loader_loop() {
   }
 }
 
+namespace {
+// Copies A [r, in] as is and B [out, r] transposed to Bᵀ [r, out] (expand
+// reads along out), converting to the storage type.
+template <class W, class Conv>
+void copy_module(const LoraModuleWeights& mw, int64_t in, int64_t out, W* a, W* bt, Conv conv) {
+  for (size_t i = 0; i < mw.a.size(); ++i) a[i] = conv(mw.a[i]);
+  for (int64_t o = 0; o < out; ++o) {
+    for (int32_t k = 0; k < mw.rank; ++k) bt[int64_t(k) * out + o] = conv(mw.b[size_t(o * mw.rank + k)]);
+  }
+  (void)in;
+}
+}  // namespace
+
 void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
   auto& buf = buffers_[size_t(slot)];
-  if (!buf) buf = std::make_unique<float[]>(slot_floats_);
+  const size_t esize = dtype_size(storage_);
+  if (!buf) buf = std::make_unique<std::byte[]>(slot_elems_ * esize);
   for (size_t i = 0; i < w.modules.size(); ++i) {
     const LoraModuleWeights& mw = w.modules[i];
     LoraModuleView& v = views_[i][size_t(slot)];
@@ -163,13 +182,14 @@ void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
       continue;
     }
     const auto [out, in] = linear_module_shape(config_, LinearModule(i % kNumLinearModules));
-    float* a = buf.get() + module_offset_[i];
-    float* bt = a + size_t(max_rank_) * size_t(in);
-    std::memcpy(a, mw.a.data(), mw.a.size() * sizeof(float));
-    for (int64_t o = 0; o < out; ++o) {  // B [out, r] -> Bᵀ [r, out]: expand reads along out
-      for (int32_t k = 0; k < mw.rank; ++k) bt[int64_t(k) * out + o] = mw.b[size_t(o * mw.rank + k)];
+    std::byte* a = buf.get() + module_offset_[i] * esize;
+    std::byte* bt = a + size_t(max_rank_) * size_t(in) * esize;
+    if (storage_ == DType::kBF16) {
+      copy_module(mw, in, out, reinterpret_cast<uint16_t*>(a), reinterpret_cast<uint16_t*>(bt), f32_to_bf16);
+    } else {
+      copy_module(mw, in, out, reinterpret_cast<float*>(a), reinterpret_cast<float*>(bt), [](float f) { return f; });
     }
-    v = LoraModuleView{a, bt, mw.rank, mw.scale};
+    v = LoraModuleView{a, bt, mw.rank, mw.scale, storage_};
   }
 }
 

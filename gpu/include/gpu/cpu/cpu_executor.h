@@ -36,6 +36,7 @@ struct CpuExecutorOptions {
   int threads = 0;  // 0 => the machine's hardware threads
   int32_t num_adapter_slots = 0;
   int32_t max_adapter_rank = 0;
+  DType adapter_dtype = DType::kF32;  // slot storage: kF32 (exact) or kBF16 (half the bytes)
 };
 
 class CpuExecutor final : public Executor {

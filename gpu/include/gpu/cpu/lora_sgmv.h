@@ -20,16 +20,23 @@
 #include <span>
 #include <vector>
 
+#include "runtime/dtype.h"
 #include "runtime/step_plan.h"
 
 namespace myriad::gpu::cpu {
 
 // One slot's weights for one (layer, module) as the kernels read them.
+// Weights are f32 (exact: the default) or bf16 (half the bytes to read, for
+// serving next to a bf16 base model); compute is f32 either way.
 struct LoraModuleView {
-  const float* a = nullptr;   // [rank, in]
-  const float* bt = nullptr;  // [rank, out]: B transposed, so expand reads along out
+  const void* a = nullptr;    // [rank, in] of `dtype`
+  const void* bt = nullptr;   // [rank, out] of `dtype`: B transposed, so expand reads along out
   int32_t rank = 0;           // 0 => this slot's adapter does not target the module
   float scale = 0.0f;         // alpha / r (or alpha / sqrt(r) with rslora)
+  DType dtype = DType::kF32;  // kF32 or kBF16
+
+  float a_at(int64_t i) const;   // element i of A as f32
+  float bt_at(int64_t i) const;  // element i of Bᵀ as f32
 };
 
 // The rows of one step grouped by slot. Built once per step, shared by every
@@ -43,6 +50,7 @@ struct LoraBatchPlan {
   std::vector<uint32_t> rows;         // token row index, grouped by slot (ascending rows within a slot)
   std::vector<float> weights;         // mixture weight of that row for that slot
   std::vector<LoraSegment> segments;  // ascending slot
+  std::vector<uint32_t> segment_of;   // per entry: index into segments
   uint32_t num_rows = 0;              // T, rows of the step (with or without adapters)
 
   // Rebuilds from one AdapterMix per token row. Refs with slot < 0 or weight
@@ -73,14 +81,19 @@ void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleVie
                         const LoraParallelFor& parallel = {});
 
 // The plain reference: per row, per ref, h = A x, y += w * scale * B h, in
-// double, straight from the AdapterMix (no plan, no grouping).
+// double, straight from the AdapterMix (no plan, no grouping); weights read
+// through a_at / bt_at (so bf16 views are compared on the same rounded values).
 void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraModuleView> slots, const float* x,
                     int64_t in, float* y, int64_t out);
 
 namespace detail {
 // AVX2 variants (lora_sgmv_avx2.cpp, compiled with -mavx2 -mfma).
-void lora_shrink_avx2(const float* a, int32_t rank, const float* x, int64_t in, float* h);
-void lora_expand_avx2(const float* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
+// Up to kShrinkRows rows sharing one A: h[r, k] = A[k, :] · xs[r]. Each
+// (row, k) is one FMA chain in a fixed order, so grouping never changes a
+// row's result.
+inline constexpr int kShrinkRows = 4;
+void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h);
+void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
                       int64_t out);
 }  // namespace detail
 

@@ -39,7 +39,10 @@ namespace myriad::gpu::cpu {
 class CpuLoraSlots final : public CpuLoraHook {
  public:
   // `pool` (not owned, may be null => serial) runs the kernels' parallel loops.
-  CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t max_rank, ThreadPool* pool);
+  // `storage`: kF32 (exact) or kBF16 (half the bytes per step; rounds A and B
+  // to bf16, the precision of a bf16 base model's own weights).
+  CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t max_rank, ThreadPool* pool,
+               DType storage = DType::kF32);
   ~CpuLoraSlots() override;
   CpuLoraSlots(const CpuLoraSlots&) = delete;
   CpuLoraSlots& operator=(const CpuLoraSlots&) = delete;
@@ -60,6 +63,7 @@ class CpuLoraSlots final : public CpuLoraHook {
 
   int32_t num_slots() const { return num_slots_; }
   int32_t max_rank() const { return max_rank_; }
+  DType storage() const { return storage_; }
   // Distinct slots the current step's rows use (after the first apply of a step).
   size_t distinct_slots_in_step() const { return plan_.num_distinct_slots(); }
   // Tests: runs on the loader thread before each copy (e.g. to make loads slow).
@@ -78,10 +82,11 @@ class CpuLoraSlots final : public CpuLoraHook {
   const int32_t num_slots_;
   const int32_t max_rank_;
   ThreadPool* pool_;
-  std::vector<size_t> module_offset_;  // [layer * 7 + m] floats into a slot's buffer (capacity max_rank)
-  size_t slot_floats_ = 0;
+  const DType storage_;
+  std::vector<size_t> module_offset_;  // [layer * 7 + m] elements into a slot's buffer (capacity max_rank)
+  size_t slot_elems_ = 0;
 
-  std::vector<std::unique_ptr<float[]>> buffers_;    // [slot], allocated on first load (loader thread)
+  std::vector<std::unique_ptr<std::byte[]>> buffers_;  // [slot], allocated on first load (loader thread)
   std::vector<std::vector<LoraModuleView>> views_;   // [layer * 7 + m][slot]
   std::unique_ptr<std::atomic<int>[]> state_;        // [slot]
 
