@@ -28,6 +28,7 @@
 #include "args.h"
 #include "commands.h"
 #include "gpu/cpu/cpu_executor.h"
+#include "lora_cli.h"
 #include "runtime/chat_template.h"
 #include "runtime/checkpoint.h"
 #include "runtime/incremental_decoder.h"
@@ -101,7 +102,7 @@ class StopScanner {
 int cmd_generate(int argc, char** argv) {
   auto args = Args::parse(argc, argv,
                           {"model", "prompt", "ids", "max-tokens", "temperature", "top-p", "top-k", "seed",
-                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads"},
+                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads", "adapter"},
                           {"chat", "ignore-eos", "json"});
   if (!args.ok()) return fail(args.error(), 2);
   auto model = args->require("model");
@@ -186,8 +187,11 @@ int cmd_generate(int argc, char** argv) {
   opt.kv_block_size = 16;
   opt.kv_num_blocks = std::max(1, KvBlockAllocator::blocks_for(int32_t(total), opt.kv_block_size));
   opt.threads = int(threads.value());
+  auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);  // --adapter DIR[:w], repeatable
+  if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
   if (!ex.ok()) return fail(ex.error());
+  if (Status st = adapters->adapters.load_into(**ex); !st.ok()) return fail(st.error());
 
   const bool as_json = args->has("json");
   std::unique_ptr<IncrementalDecoder> decoder;
@@ -216,6 +220,7 @@ int cmd_generate(int argc, char** argv) {
     for (uint32_t b = 0; b < r.num_blocks; ++b) plan.block_ids.push_back(int32_t(b));
     r.sample = true;
     r.sampling = sp;
+    r.adapters = adapters->mix;
     r.output_index = uint32_t(out_ids.size());
     if (sp.needs_history()) {
       plan.history = seq;

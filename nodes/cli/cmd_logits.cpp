@@ -1,6 +1,7 @@
 // `myriad logits`: one forward pass on the CPU backend, printing logits.
-//   myriad logits --model DIR --ids 1,2,3 [--all-positions] [--threads N]
+//   myriad logits --model DIR --ids 1,2,3 [--all-positions] [--threads N] [--adapter DIR[:w]]...
 //     -> {"logits": [[...vocab floats...], ...]}
+//   myriad logits --model DIR --batch FILE.json  (rows with their own adapters, one step; lora_cli.h)
 // One row per position: only the last position by default, every position
 // with --all-positions. Floats are printed with %.9g (round-trip exact).
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "gpu/cpu/cpu_executor.h"
+#include "lora_cli.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
 
@@ -23,10 +25,17 @@ int fail(const Error& e, int code = 1) {
 }  // namespace
 
 int cmd_logits(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"model", "ids", "threads"}, {"all-positions"});
+  auto args = Args::parse(argc, argv, {"model", "ids", "threads", "adapter", "batch"}, {"all-positions"});
   if (!args.ok()) return fail(args.error(), 2);
   auto model = args->require("model");
   if (!model.ok()) return fail(model.error(), 2);
+  if (auto batch = args->get("batch")) {
+    auto t = args->get_int("threads", 0);
+    if (!t.ok()) return fail(t.error(), 2);
+    if (args->has("ids") || args->has("adapter") || args->has("all-positions"))
+      return fail(make_error(ErrorCode::kInvalidArgument, "--batch takes ids and adapters from the file"), 2);
+    return run_logits_batch(model.value(), *batch, int(t.value()));
+  }
   auto ids_arg = args->require("ids");
   if (!ids_arg.ok()) return fail(ids_arg.error(), 2);
   auto ids = parse_id_list(ids_arg.value());
@@ -46,14 +55,18 @@ int cmd_logits(int argc, char** argv) {
   opt.kv_block_size = 16;
   opt.kv_num_blocks = KvBlockAllocator::blocks_for(int32_t(n), opt.kv_block_size);
   opt.threads = int(threads.value());
+  auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);
+  if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
   if (!ex.ok()) return fail(ex.error());
+  if (Status st = adapters->adapters.load_into(**ex); !st.ok()) return fail(st.error());
 
   StepPlan plan;
   SeqRow row;
   row.num_tokens = uint32_t(n);
   row.num_blocks = uint32_t(opt.kv_num_blocks);
   row.logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
+  row.adapters = adapters->mix;
   plan.rows.push_back(row);
   plan.tokens = ids.value();
   for (int32_t b = 0; b < opt.kv_num_blocks; ++b) plan.block_ids.push_back(b);

@@ -88,6 +88,22 @@ Result<AdapterMix> CliAdapters::mix(const std::vector<AdapterSpec>& specs) const
   return m;
 }
 
+Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, const ModelConfig& base,
+                                         gpu::cpu::CpuExecutorOptions& opt) {
+  CliAdapterSet set;
+  auto specs = parse_adapter_specs(flags);
+  if (!specs.ok()) return specs.error();
+  auto read = CliAdapters::read(*specs, base);
+  if (!read.ok()) return read.error();
+  set.adapters = std::move(read.value());
+  auto mix = set.adapters.mix(*specs);
+  if (!mix.ok()) return mix.error();
+  set.mix = *mix;
+  opt.num_adapter_slots = set.adapters.num_slots();
+  opt.max_adapter_rank = set.adapters.max_rank();
+  return set;
+}
+
 namespace {
 
 int fail(const Error& e) {

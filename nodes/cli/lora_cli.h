@@ -45,6 +45,16 @@ class CliAdapters {
   std::vector<std::shared_ptr<const LoraWeights>> weights_;
 };
 
+// `--adapter DIR[:weight]` flags of a single-sequence command: reads and
+// validates the folders, sizes `opt` (slots, max rank) to hold them, and
+// gives the row's mixture. Call adapters.load_into(executor) after create().
+struct CliAdapterSet {
+  CliAdapters adapters;
+  AdapterMix mix;  // none() when no --adapter was given
+};
+Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, const ModelConfig& base,
+                                         gpu::cpu::CpuExecutorOptions& opt);
+
 // `myriad logits --model DIR --batch FILE.json`: prints
 // {"rows": [{"logits": [...]}, ...]} (last position of each row), every row
 // in one forward step. Returns the process exit code.

@@ -315,7 +315,7 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
     ref[i].id = i + 1;
     ref[i].prompt = g["prompts"][i ? "p33" : "p7"].get<std::vector<int32_t>>();
     ref[i].mix = i ? AdapterMix::none() : AdapterMix::single(0);
-    ref[i].max_new = 110;  // with the 2 ms pacing below: long enough for three 120 ms loads
+    ref[i].max_new = 160;  // with the 5 ms pacing below, three 120 ms loads need < 80 steps
   }
   run(*solo, ref);
 
@@ -373,7 +373,7 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
     if (loading >= 0) {
       // Pace steps like a bigger model would (a tiny-model step is ~0.5 ms),
       // so the loads finish within the sequences' lifetime.
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
       ++steps_during_loads;
       ++steps_per_load.back();
       if (ex->adapter_ready(loading)) {

@@ -59,10 +59,13 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
 
 template <class W, int N>
 void shrink_rows(const W* a, int32_t rank, const float* const* xs, int64_t in, float* h) {
-  constexpr int KB = N == 1 ? 4 : 2;  // enough independent chains to hide FMA latency
+  constexpr int KB = N == 1 ? 8 : (N == 2 ? 4 : 2);  // >= 8 independent chains hide FMA latency
   const int64_t n8 = in & ~int64_t(7);
   int32_t k = 0;
   for (; k + KB <= rank; k += KB) shrink_block<W, N, KB>(a, k, in, n8, rank, xs, h);
+  if constexpr (KB > 2) {
+    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2>(a, k, in, n8, rank, xs, h);
+  }
   for (; k < rank; ++k) shrink_block<W, N, 1>(a, k, in, n8, rank, xs, h);
 }
 
@@ -80,21 +83,16 @@ void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int
 template <class W>
 void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out) {
   int64_t o = o_begin;
-  for (; o + 32 <= o_end; o += 32) {
-    __m256 y0 = _mm256_loadu_ps(y + o), y1 = _mm256_loadu_ps(y + o + 8);
-    __m256 y2 = _mm256_loadu_ps(y + o + 16), y3 = _mm256_loadu_ps(y + o + 24);
+  // 64 columns at a time: 8 independent accumulator chains.
+  for (; o + 64 <= o_end; o += 64) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_loadu_ps(y + o + 8 * j);
     for (int32_t k = 0; k < rank; ++k) {
       const __m256 hk = _mm256_set1_ps(h[k]);
       const W* b = bt + int64_t(k) * out + o;
-      y0 = _mm256_fmadd_ps(hk, load8(b), y0);
-      y1 = _mm256_fmadd_ps(hk, load8(b + 8), y1);
-      y2 = _mm256_fmadd_ps(hk, load8(b + 16), y2);
-      y3 = _mm256_fmadd_ps(hk, load8(b + 24), y3);
+      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(hk, load8(b + 8 * j), acc[j]);
     }
-    _mm256_storeu_ps(y + o, y0);
-    _mm256_storeu_ps(y + o + 8, y1);
-    _mm256_storeu_ps(y + o + 16, y2);
-    _mm256_storeu_ps(y + o + 24, y3);
+    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(y + o + 8 * j, acc[j]);
   }
   for (; o + 8 <= o_end; o += 8) {
     __m256 y0 = _mm256_loadu_ps(y + o);
