@@ -17,10 +17,7 @@
 
 #include "args.h"
 #include "commands.h"
-#if __has_include("runtime/chat_template.h")  // until branch h-chat is merged
 #include "runtime/chat_template.h"
-#define MYRIAD_HAVE_CHAT_TEMPLATE 1
-#endif
 #include "runtime/tokenizer.h"
 
 namespace myriad::cli {
@@ -107,13 +104,8 @@ int cmd_tokenize(int argc, char** argv) {
                                                                  "/tokenizer_config.json has no chat_template; "
                                                                  "pass --chat-template FILE"));
   }
-#ifdef MYRIAD_HAVE_CHAT_TEMPLATE
   auto rendered = render_chat_template(tmpl, messages.value(), /*add_generation_prompt=*/true,
                                        template_context(tok.value()->config()));
-#else
-  Result<std::string> rendered = make_error(ErrorCode::kUnsupported, "chat templates are not built into this binary");
-  (void)template_context;
-#endif
   if (!rendered.ok()) return fail("tokenize", rendered.error());
   const auto ids = tok.value()->encode(rendered.value(), /*add_special_tokens=*/false);
   print_json(json{{"ids", ids}, {"text", rendered.value()}});

@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "json_depth.h"
+
 namespace myriad {
 
 namespace {
@@ -158,6 +160,8 @@ class CheckpointLoader {
     std::ostringstream ss;
     ss << in.rdbuf();
     const std::string text = ss.str();
+    if (text.size() > (64u << 20)) return make_error(ErrorCode::kBadFile, index_path + ": larger than 64 MiB");
+    if (json_too_deep(text)) return make_error(ErrorCode::kBadFile, index_path + ": JSON nested too deeply");
     json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return make_error(ErrorCode::kBadFile, index_path + ": not a JSON object");
     auto wm = j.find("weight_map");

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "json_depth.h"
+
 namespace myriad {
 
 namespace {
@@ -28,6 +30,8 @@ bool as_id(const json& v, int64_t* out) {
 }  // namespace
 
 Result<GenerationConfig> parse_generation_config(std::string_view text, const std::string& source) {
+  if (json_too_deep(text))
+    return make_error(ErrorCode::kBadFile, source + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return make_error(ErrorCode::kBadFile, source + ": not valid JSON");
   if (!j.is_object()) return make_error(ErrorCode::kBadFile, source + ": not a JSON object");

@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "json_depth.h"
+
 namespace myriad {
 
 namespace {
@@ -144,8 +146,7 @@ Result<std::optional<RopeScaling>> parse_rope_scaling(const json& j, const std::
   MYRIAD_ASSIGN(high, r.number_field("high_freq_factor", NAN));
   for (auto [name, val] : {std::pair{"factor", factor}, {"low_freq_factor", low}, {"high_freq_factor", high}}) {
     if (std::isnan(val)) return r.bad(name, "is missing");
-    if (!(val > 0) || !std::isfinite(val) || val > 1e6)
-      return r.bad(name, "= " + std::to_string(val) + " must be in (0, 1e6]");
+    if (!(val >= 1e-6) || val > 1e6) return r.bad(name, "= " + std::to_string(val) + " must be in [1e-6, 1e6]");
   }
   if (!(high > low))
     return r.bad("high_freq_factor", "= " + std::to_string(high) + " must exceed low_freq_factor = " + std::to_string(low));
@@ -167,6 +168,8 @@ double shortest(float f) {
 }  // namespace
 
 Result<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source) {
+  if (json_too_deep(json_text))
+    return make_error(ErrorCode::kBadFile, source + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return make_error(ErrorCode::kBadFile, source + ": not valid JSON");
   if (!j.is_object()) return make_error(ErrorCode::kBadFile, source + ": not a JSON object");
@@ -220,7 +223,8 @@ Result<ModelConfig> parse_model_config(std::string_view json_text, const std::st
     return r.bad("rope_theta", "= " + std::to_string(theta) + " must be in (1, 1e12]");
   c.rope_theta = float(theta);
   MYRIAD_ASSIGN(eps, r.number_field("rms_norm_eps", 1e-6));
-  if (!(eps > 0) || !(eps < 1)) return r.bad("rms_norm_eps", "= " + std::to_string(eps) + " must be in (0, 1)");
+  // Checked as stored (float): 1e-50 would round to 0 (found by fuzzing).
+  if (!(eps >= 1e-30) || !(eps < 1)) return r.bad("rms_norm_eps", "= " + std::to_string(eps) + " must be in [1e-30, 1)");
   c.rms_norm_eps = float(eps);
   MYRIAD_ASSIGN(c.rope_scaling, parse_rope_scaling(j, source));
   if (const json* prf = r.get("partial_rotary_factor"); prf && !(prf->is_number() && prf->get<double>() == 1.0))

@@ -21,6 +21,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/safetensors.h"
+#include "json_depth.h"
 
 namespace myriad {
 
@@ -145,6 +146,7 @@ Result<TokenizerInfo> tokenizer_info(const std::string& path) {
   Status st;
   const std::string text = read_text(path, &st);
   if (!st.ok()) return st.error();
+  if (json_too_deep(text)) return make_error(ErrorCode::kBadFile, path + ": JSON nested too deeply");
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return make_error(ErrorCode::kBadFile, path + ": not a JSON object");
   TokenizerInfo info;
@@ -388,7 +390,7 @@ Status make_model(const MakeModelOptions& o) {
     auto info = tokenizer_info(o.tokenizer_dir + "/tokenizer.json");
     if (!info.ok()) return info.error();
     c.vocab_size = info->vocab;
-    json cfg = json::parse(tok_cfg, nullptr, false);
+    json cfg = json_too_deep(tok_cfg) ? json(json::value_t::discarded) : json::parse(tok_cfg, nullptr, false);
     if (cfg.is_discarded() || !cfg.is_object())
       return make_error(ErrorCode::kBadFile, o.tokenizer_dir + "/tokenizer_config.json: not a JSON object");
     c.bos_token_ids.clear();

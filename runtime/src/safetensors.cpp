@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "json_depth.h"
+
 namespace myriad {
 
 namespace {
@@ -169,6 +171,8 @@ Status SafetensorsFile::parse(const std::byte* base, size_t size) {
   if (header_len < 2) return bad(file, "header length " + std::to_string(header_len) + " is too small for a JSON object");
   const char* hdr = reinterpret_cast<const char*>(base + 8);
   if (hdr[0] != '{') return bad(file, "header does not start with '{'");
+  if (json_too_deep(std::string_view(hdr, header_len)))
+    return bad(file, "header JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
 
   // Collect top-level keys while parsing: nlohmann keeps only the last of
   // duplicate keys, and a duplicate tensor name must be an error.

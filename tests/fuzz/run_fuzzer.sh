@@ -20,7 +20,12 @@ mkdir "$corpus/in" "$corpus/out" && mv "$corpus"/*_* "$corpus/in/" 2>/dev/null
   -dict="$dict" -artifact_prefix="$corpus/out/" "$corpus/in" > "$corpus/log" 2>&1
 rc=$?
 tail -40 "$corpus/log"
+# Keep crash/leak/timeout inputs for reproduction: $build/fuzz-artifacts/.
 for a in "$corpus"/out/*; do
-  [ -f "$a" ] && { echo "artifact: $a"; od -c "$a" | head -20; }
+  if [ -f "$a" ]; then
+    mkdir -p "$build/fuzz-artifacts" && cp "$a" "$build/fuzz-artifacts/${target}-$(basename "$a")"
+    echo "artifact kept: $build/fuzz-artifacts/${target}-$(basename "$a") (rerun: $binary FILE)"
+    od -c "$a" | head -100
+  fi
 done
 exit $rc

@@ -100,14 +100,16 @@ TEST_P(TokenizeCli, TextIdsMatchGolden) {
   const json g = golden(GetParam());
   // A spread of cases (every CLI run loads the tokenizer; the library tests
   // cover all cases).
-  for (const char* id : {"special_mixed_literals", "combining_vs_precomposed"}) {
+  for (const char* id : {"special_mixed_literals"}) {
     for (const auto& c : g["cases"]) {
       if (c["id"] != id) continue;
       const auto with = parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"]}));
       EXPECT_EQ(with["ids"], c["ids"]) << id;
-      const auto without =
-          parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"], "--no-special"}));
-      EXPECT_EQ(without["ids"], c["ids_no_special"]) << id;
+      if (GetParam() == "mistral") {  // the only one whose post_processor adds a token
+        const auto without =
+            parse_out(run_cli({"tokenize", "--tokenizer", tok_dir(GetParam()), "--text", c["text"], "--no-special"}));
+        EXPECT_EQ(without["ids"], c["ids_no_special"]) << id;
+      }
       std::string ids;
       for (const auto& i : c["ids"]) {
         if (!ids.empty()) ids += ',';

@@ -197,6 +197,15 @@ d)"},
     {"PercentFormat",
      R"({{ '%s and %s' % ('a', 1) }} {{ '%d%%' % 50 }} {{ '%05.2f' % 3.14159 }} {{ '%r' % 'q' }})",
      R"(a and 1 50% 03.14 'q')"},
+    {"IteratorsAreAlwaysTruthy",
+     R"({% if messages | selectattr('role', 'equalto', 'nobody') %}T{% else %}F{% endif %}{% if messages | selectattr('role', 'equalto', 'nobody') | list %}T{% else %}F{% endif %}{% if [] | map('upper') %}T{% endif %}{% if xs | reverse %}R{% endif %})",
+     R"(TFTR)"},
+    {"TupleArithmetic",
+     R"({{ (1, 2) * 2 }} {{ (1,) + (2,) }} {{ [0] * 3 }})",
+     R"((1, 2, 1, 2) (1, 2) [0, 0, 0])"},
+    {"UndefinedIsASequence",
+     R"({{ nope is sequence }} {{ nope is iterable }} {{ nope is mapping }})",
+     R"(True True False)"},
 };
 
 struct ErrorCase {

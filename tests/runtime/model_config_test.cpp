@@ -199,7 +199,8 @@ TEST(ModelConfigHostile, ErrorsNameFieldAndValue) {
       {"vocab_size", 0, ErrorCode::kBadFile, {"vocab_size", "= 0"}},
       {"vocab_size", 1e30, ErrorCode::kBadFile, {"vocab_size"}},
       {"intermediate_size", nullptr, ErrorCode::kBadFile, {"intermediate_size", "missing"}},
-      {"rms_norm_eps", 0, ErrorCode::kBadFile, {"rms_norm_eps", "(0, 1)"}},
+      {"rms_norm_eps", 0, ErrorCode::kBadFile, {"rms_norm_eps", "[1e-30, 1)"}},
+      {"rms_norm_eps", 1e-50, ErrorCode::kBadFile, {"rms_norm_eps"}},  // would be 0 as a float
       {"rms_norm_eps", -1e-6, ErrorCode::kBadFile, {"rms_norm_eps"}},
       {"rope_theta", 0, ErrorCode::kBadFile, {"rope_theta"}},
       {"rope_scaling", "llama3", ErrorCode::kBadFile, {"rope_scaling", "not an object"}},
@@ -229,6 +230,11 @@ TEST(ModelConfigHostile, NotJsonOrNotAnObject) {
   expect_error(parse_model_config("{\"model_type\": ", "/m/config.json"), ErrorCode::kBadFile, {"not valid JSON"});
   expect_error(parse_model_config("[1]", "/m/config.json"), ErrorCode::kBadFile, {"not a JSON object"});
   expect_error(parse_model_config("{}", "/m/config.json"), ErrorCode::kBadFile, {"model_type", "missing"});
+  const std::string deep = "{\"model_type\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_error(parse_model_config(deep, "/m/config.json"), ErrorCode::kBadFile, {"nested deeper than 64"});
+  auto g = parse_generation_config(deep, "/m/generation_config.json");
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.error().message.find("nested"), std::string::npos);
 }
 
 TEST(GenerationConfig, ParsesAndValidates) {

@@ -263,6 +263,15 @@ TEST(ModelFactory, CopiesAGivenTokenizerAndTakesItsVocab) {
   o.seed = 1;
   o.out_dir = tmp.sub("m");
   o.tokenizer_dir = fixtures() + "/tokenizers/llama3";
+  // A narrow model keeps the 128256-row embedding cheap to generate.
+  ModelConfig narrow = *model_shape("tiny");
+  narrow.hidden_size = 8;
+  narrow.head_dim = 4;
+  narrow.num_heads = 2;
+  narrow.num_kv_heads = 1;
+  narrow.num_layers = 1;
+  narrow.intermediate_size = 8;
+  o.config = narrow;
   ASSERT_TRUE(make_model(o).ok());
   EXPECT_EQ(slurp(tmp.sub("m/tokenizer.json")), slurp(o.tokenizer_dir + "/tokenizer.json"));
   EXPECT_EQ(slurp(tmp.sub("m/tokenizer_config.json")), slurp(o.tokenizer_dir + "/tokenizer_config.json"));

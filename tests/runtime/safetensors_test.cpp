@@ -268,6 +268,16 @@ TEST(SafetensorsHostile, MalformedHeaders) {
                ErrorCode::kBadFile, {"empty name"});
 }
 
+TEST(SafetensorsHostile, DeeplyNestedHeader) {
+  // Dumping a 300k-deep value for an error message overflowed the stack.
+  TempDir dir;
+  const std::string deep = "{\"a\":" + std::string(300000, '[') + std::string(300000, ']') + "}";
+  expect_error(open_image(dir, image(deep, 0)), ErrorCode::kBadFile, {"nested deeper than 64"});
+  // Brackets inside strings do not count.
+  const std::string in_name = "{\"" + std::string(100, '[') + "\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+  EXPECT_TRUE(open_image(dir, image(in_name, 4)).ok());
+}
+
 TEST(SafetensorsHostile, HeaderPaddedWithSpacesIsFine) {
   TempDir dir;
   auto f = open_image(dir, image(std::string(kGood) + "      ", 32));

@@ -1,6 +1,7 @@
 // Golden tests: every case of tokenizers/{mistral,llama3,qwen3}/golden.json
 // (made by transformers.js, cross-checked with HF tokenizers): ids,
 // ids_no_special, tokens, decoded, chat ids, and the incremental decoder.
+#include <random>
 #include <string>
 #include <vector>
 
@@ -29,23 +30,34 @@ class TokenizerGolden : public ::testing::TestWithParam<std::string> {
     ASSERT_FALSE(golden_.is_discarded());
     ASSERT_EQ(golden_["cases"].size(), 64u);
   }
+  // One check per golden field; all run in one test per tokenizer so that
+  // each ctest process loads the (10 MB) tokenizer once.
+  void EncodeWithSpecialTokens();
+  void EncodeWithoutSpecialTokens();
+  void TokenStrings();
+  void Decode();
+  void IncrementalDecoderMatchesDecode();
+  void IncrementalDecoderStreamsDecodedText();
+  void IncrementalDecoderRandomIds();
+  void ChatRenderedIds();
+  void VocabularyAndSpecialTokens();
   std::shared_ptr<const Tokenizer> tok_;
   json golden_;
 };
 
-TEST_P(TokenizerGolden, EncodeWithSpecialTokens) {
+void TokenizerGolden::EncodeWithSpecialTokens() {
   for (const auto& c : golden_["cases"]) {
     EXPECT_EQ(tok_->encode(c["text"].get<std::string>()), ids_of(c["ids"])) << "case " << c["id"];
   }
 }
 
-TEST_P(TokenizerGolden, EncodeWithoutSpecialTokens) {
+void TokenizerGolden::EncodeWithoutSpecialTokens() {
   for (const auto& c : golden_["cases"]) {
     EXPECT_EQ(tok_->encode(c["text"].get<std::string>(), false), ids_of(c["ids_no_special"])) << "case " << c["id"];
   }
 }
 
-TEST_P(TokenizerGolden, TokenStrings) {
+void TokenizerGolden::TokenStrings() {
   for (const auto& c : golden_["cases"]) {
     std::vector<std::string> got;
     for (int32_t id : ids_of(c["ids_no_special"])) got.push_back(tok_->id_to_token(id).value_or("<none>"));
@@ -55,7 +67,7 @@ TEST_P(TokenizerGolden, TokenStrings) {
   }
 }
 
-TEST_P(TokenizerGolden, Decode) {
+void TokenizerGolden::Decode() {
   ASSERT_TRUE(golden_["decode_options"]["skip_special_tokens"].get<bool>());
   EXPECT_EQ(tok_->config().clean_up_tokenization_spaces,
             golden_["decode_options"]["clean_up_tokenization_spaces"].get<bool>());
@@ -80,7 +92,7 @@ void check_incremental(const std::shared_ptr<const Tokenizer>& tok, const std::v
   EXPECT_EQ(all, tok->decode(ids, skip)) << what;
 }
 
-TEST_P(TokenizerGolden, IncrementalDecoderMatchesDecode) {
+void TokenizerGolden::IncrementalDecoderMatchesDecode() {
   for (const auto& c : golden_["cases"]) {
     const std::string id = c["id"];
     check_incremental(tok_, ids_of(c["ids"]), true, id + " (skip special)");
@@ -92,7 +104,29 @@ TEST_P(TokenizerGolden, IncrementalDecoderMatchesDecode) {
   }
 }
 
-TEST_P(TokenizerGolden, IncrementalDecoderStreamsDecodedText) {
+// Random id sequences (fresh seed each run, printed on failure), biased to
+// byte tokens (broken UTF-8) and added tokens, through the streaming decoder.
+void TokenizerGolden::IncrementalDecoderRandomIds() {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const auto vocab = int32_t(tok_->vocab_size());
+  const std::vector<int32_t> cleanup = tok_->encode(" , . ! ? ' n't 's 're x", false);
+  auto pick = [&]() -> int32_t {
+    const int kind = int(rng() % 10);
+    if (kind < 4) return int32_t(rng() % 300);                    // byte-ish tokens
+    if (kind < 5) return vocab - 1 - int32_t(rng() % 300);        // added / special tokens
+    if (kind < 6) return cleanup[rng() % cleanup.size()];          // clean-up material
+    return int32_t(rng() % uint32_t(vocab));
+  };
+  for (int round = 0; round < 200; ++round) {
+    std::vector<int32_t> ids(rng() % 24);
+    for (auto& id : ids) id = pick();
+    check_incremental(tok_, ids, round % 2 == 0, "random round " + std::to_string(round));
+  }
+}
+
+void TokenizerGolden::IncrementalDecoderStreamsDecodedText() {
   // Without a final flush the streamed text is the golden decode minus a
   // held-back tail that only the space clean-up can cause (it starts with a
   // space); the golden texts are complete UTF-8.
@@ -108,13 +142,13 @@ TEST_P(TokenizerGolden, IncrementalDecoderStreamsDecodedText) {
   }
 }
 
-TEST_P(TokenizerGolden, ChatRenderedIds) {
+void TokenizerGolden::ChatRenderedIds() {
   for (const auto& c : golden_["chat"]["cases"]) {
     EXPECT_EQ(tok_->encode(c["rendered"].get<std::string>(), false), ids_of(c["ids"])) << "chat " << c["name"];
   }
 }
 
-TEST_P(TokenizerGolden, VocabularyAndSpecialTokens) {
+void TokenizerGolden::VocabularyAndSpecialTokens() {
   const std::string name = GetParam();
   const json tj = read_json(tokenizer_dir(name) + "/tokenizer.json");
   size_t max_id = 0;
@@ -142,6 +176,45 @@ TEST_P(TokenizerGolden, VocabularyAndSpecialTokens) {
   }
   EXPECT_FALSE(tok_->id_to_token(-1).has_value());
   EXPECT_FALSE(tok_->id_to_token(int32_t(tok_->vocab_size())).has_value());
+}
+
+TEST_P(TokenizerGolden, MatchesEveryGolden) {
+  {
+    SCOPED_TRACE("EncodeWithSpecialTokens");
+    EncodeWithSpecialTokens();
+  }
+  {
+    SCOPED_TRACE("EncodeWithoutSpecialTokens");
+    EncodeWithoutSpecialTokens();
+  }
+  {
+    SCOPED_TRACE("TokenStrings");
+    TokenStrings();
+  }
+  {
+    SCOPED_TRACE("Decode");
+    Decode();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderMatchesDecode");
+    IncrementalDecoderMatchesDecode();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderRandomIds");
+    IncrementalDecoderRandomIds();
+  }
+  {
+    SCOPED_TRACE("IncrementalDecoderStreamsDecodedText");
+    IncrementalDecoderStreamsDecodedText();
+  }
+  {
+    SCOPED_TRACE("ChatRenderedIds");
+    ChatRenderedIds();
+  }
+  {
+    SCOPED_TRACE("VocabularyAndSpecialTokens");
+    VocabularyAndSpecialTokens();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, TokenizerGolden, ::testing::Values("mistral", "llama3", "qwen3"),

@@ -285,7 +285,8 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
   matmul(pool_, lh_.data(), P, lm_head_, logits_.data());
 
-  // Hand out logits and sample, in row order.
+  // Hand out logits in row order and collect the rows to sample.
+  sample_jobs_.clear();
   int64_t p = 0;
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const SeqRow& r = plan.rows[i];
@@ -302,14 +303,28 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
       out.logits.insert(out.logits.end(), logits_.begin() + first * V, logits_.begin() + (first + count) * V);
       for (int64_t j = 0; j < count; ++j) out.logits_rows.push_back(uint32_t(i));
     }
-    if (r.sample) {
-      const float* last = logits_.data() + (p + n - 1) * V;
-      sample_buf_.assign(last, last + V);
-      const std::span<const int32_t> hist(plan.history.data() + r.history_offset, r.history_len);
-      const Sampled s = sampler_.sample(sample_buf_.data(), V, r.sampling, r.output_index, hist, r.prompt_len);
-      out.sampled.push_back({r.seq, s.token, s.logprob});
-    }
+    if (r.sample) sample_jobs_.push_back({uint32_t(i), p + n - 1});
     p += n;
+  }
+  // Sampling (a vocabulary-wide pass or sort per row) in parallel over rows.
+  if (!sample_jobs_.empty()) {
+    if (samplers_.size() < size_t(pool_.size())) {
+      samplers_.resize(size_t(pool_.size()));
+      sample_bufs_.resize(size_t(pool_.size()));
+    }
+    sampled_.resize(sample_jobs_.size());
+    pool_.parallel_for(int64_t(sample_jobs_.size()), 1, [&](int64_t b, int64_t e, int w) {
+      auto& buf = sample_bufs_[size_t(w)];
+      for (int64_t j = b; j < e; ++j) {
+        const SeqRow& r = plan.rows[sample_jobs_[size_t(j)].row];
+        const float* last = logits_.data() + sample_jobs_[size_t(j)].logits_pos * V;
+        buf.assign(last, last + V);  // penalties and scaling work on a copy
+        const std::span<const int32_t> hist(plan.history.data() + r.history_offset, r.history_len);
+        sampled_[size_t(j)] = samplers_[size_t(w)].sample(buf.data(), V, r.sampling, r.output_index, hist, r.prompt_len);
+      }
+    });
+    for (size_t j = 0; j < sample_jobs_.size(); ++j)
+      out.sampled.push_back({plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob});
   }
   return ok_status();
 }

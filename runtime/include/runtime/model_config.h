@@ -50,7 +50,12 @@ struct ModelConfig {
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
 };
 
-// Parses and validates config.json text; `source` names the file in errors.
+// Parses and validates config.json text; `source` names the file in errors,
+// which also name the field and value. Checks: known model_type (else
+// kUnsupported), positive dims within sane upper limits, heads divisible by
+// kv heads, hidden == heads * head_dim unless head_dim is given, even
+// head_dim, eps in (0, 1), rope_scaling null/"default"/"llama3" (other types
+// kUnsupported), silu only, bos/eos ids in [0, vocab). See docs/checkpoints.md.
 Result<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source);
 // Reads <model_dir>/config.json.
 Result<ModelConfig> load_model_config(const std::string& model_dir);

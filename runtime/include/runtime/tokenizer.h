@@ -20,6 +20,10 @@
 
 namespace myriad {
 
+namespace tok {
+struct TokenizerFile;
+}
+
 class Tokenizer {
  public:
   // `dir` holds tokenizer.json and (optionally) tokenizer_config.json.
@@ -59,6 +63,8 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  static Result<std::shared_ptr<const Tokenizer>> build(const tok::TokenizerFile& file, TokenizerConfig config,
+                                                        const std::string& source);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -151,6 +151,7 @@ std::vector<std::string> splitlines(const std::string& s) {
 // ---- the filters ----
 
 Result<Value> f_abs(Renderer&, const Value& v, CallArgs& a) {
+  if (v.is_undefined()) return undefined_error(v);  // Undefined.__abs__ raises
   MYRIAD_TRY(a.bind("abs", {}));
   if (v.is_float()) return Value(std::fabs(v.as_float()));
   if (v.is_int()) {
@@ -238,6 +239,7 @@ Result<Value> f_last(Renderer&, const Value& v, CallArgs& a) {
 }
 
 Result<Value> f_float(Renderer&, const Value& v, CallArgs& a) {
+  if (v.is_undefined()) return undefined_error(v);  // Undefined.__float__ raises
   MYRIAD_TRY(a.bind("float", {"default"}));
   Value dflt = a.has(0) ? a.arg(0) : Value(0.0);
   if (v.is_number()) return Value(v.as_double());
@@ -247,6 +249,7 @@ Result<Value> f_float(Renderer&, const Value& v, CallArgs& a) {
 }
 
 Result<Value> f_int(Renderer&, const Value& v, CallArgs& a) {
+  if (v.is_undefined()) return undefined_error(v);  // Undefined.__int__ raises
   MYRIAD_TRY(a.bind("int", {"default", "base"}));
   Value dflt = a.has(0) ? a.arg(0) : Value(0);
   std::int64_t base;
@@ -270,6 +273,7 @@ Result<Value> f_int(Renderer&, const Value& v, CallArgs& a) {
 }
 
 Result<Value> f_indent(Renderer& r, const Value& v, CallArgs& a) {
+  if (v.is_undefined()) return undefined_error(v);  // Jinja does `s += "\n"` on it
   MYRIAD_TRY(a.bind("indent", {"width", "first", "blank"}));
   std::string indention;
   if (a.arg(0).is_string()) {
@@ -304,11 +308,11 @@ Result<Value> f_indent(Renderer& r, const Value& v, CallArgs& a) {
 
 Result<Value> f_items(Renderer&, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("items", {}));
-  if (v.is_undefined()) return Value(Array{});
+  if (v.is_undefined()) return Value::iterator(Array{});
   if (!v.is_object()) return type_error("items filter expects a dict, got '" + std::string(v.type_name()) + "'");
   Array out;
   for (const auto& [k, val] : v.as_object().items) out.push_back(Value::tuple(Array{Value(k), val}));
-  return Value(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Result<Value> f_join(Renderer& r, const Value& v, CallArgs& a) {
@@ -373,7 +377,7 @@ Result<Value> f_map(Renderer& r, const Value& v, CallArgs& a) {
       Value x = attribute_path(item, str_of(*attribute));
       out.push_back(x.is_undefined() && dflt != nullptr ? *dflt : x);
     }
-    return Value(std::move(out));
+    return Value::iterator(std::move(out));
   }
   if (a.positional.empty()) return type_error("map requires a filter name or attribute=");
   std::string filter = str_of(a.positional[0]);
@@ -385,7 +389,7 @@ Result<Value> f_map(Renderer& r, const Value& v, CallArgs& a) {
     JINJA_ASSIGN_OR_RETURN(x, apply_filter(r, filter, item, inner));
     out.push_back(std::move(x));
   }
-  return Value(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Result<Value> min_max(Renderer&, const Value& v, CallArgs& a, bool want_max) {
@@ -437,7 +441,7 @@ Result<Value> select_impl(Renderer& r, const Value& v, CallArgs& a, bool with_at
     }
     if (pass == keep_if) out.push_back(item);
   }
-  return Value(std::move(out));
+  return Value::iterator(std::move(out));
 }
 Result<Value> f_select(Renderer& r, const Value& v, CallArgs& a) { return select_impl(r, v, a, false, true); }
 Result<Value> f_reject(Renderer& r, const Value& v, CallArgs& a) { return select_impl(r, v, a, false, false); }
@@ -468,10 +472,11 @@ Result<Value> f_reverse(Renderer& r, const Value& v, CallArgs& a) {
   JINJA_ASSIGN_OR_RETURN(items, iterate(v));
   MYRIAD_TRY(r.count_iterations(items.size()));
   std::reverse(items.begin(), items.end());
-  return Value(std::move(items));
+  return Value::iterator(std::move(items));  // Python's reversed()
 }
 
 Result<Value> f_round(Renderer&, const Value& v, CallArgs& a) {
+  if (v.is_undefined()) return undefined_error(v);  // Undefined.__round__ raises
   MYRIAD_TRY(a.bind("round", {"precision", "method"}));
   std::int64_t precision;
   JINJA_ASSIGN_OR_RETURN(precision, as_int_arg(a.arg(0), 0, "round precision"));
@@ -578,7 +583,7 @@ Result<Value> f_unique(Renderer& r, const Value& v, CallArgs& a) {
     seen.push_back(std::move(k));
     out.push_back(item);
   }
-  return Value(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Result<Value> f_wordcount(Renderer&, const Value& v, CallArgs& a) {

@@ -162,12 +162,12 @@ class Lexer {
       } else if (c == '\'' || c == '"') {
         MYRIAD_TRY(lex_string(&p, at));
       } else {
-        static const char* kOps2[] = {"//", "**", "==", "!=", "<=", ">="};
+        char c2 = p + 1 < src_.size() ? src_[p + 1] : '\0';
         std::string op;
-        for (const char* o : kOps2) {
-          if (src_.compare(p, 2, o) == 0) op = o;
-        }
-        if (op.empty()) {
+        if ((c == '/' && c2 == '/') || (c == '*' && c2 == '*') ||
+            (c2 == '=' && (c == '=' || c == '!' || c == '<' || c == '>'))) {
+          op = {c, c2};
+        } else {
           if (std::string_view("+-*/%~<>=()[]{},.:|").find(c) == std::string_view::npos) {
             return template_error(ErrorCode::kBadFile, at, std::string("unexpected character '") + c + "'");
           }

@@ -161,7 +161,7 @@ Result<Value> repeat(Renderer& r, const Value& seq, std::int64_t n) {
   MYRIAD_TRY(r.count_iterations(static_cast<std::uint64_t>(n) * std::max<std::size_t>(a.size(), 1)));
   Array out;
   for (std::int64_t i = 0; i < n; ++i) out.insert(out.end(), a.begin(), a.end());
-  return Value(std::move(out));
+  return seq.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
 }
 
 // Python's printf-style `fmt % args` for %s %r %d %i %f %e %g %x %o %c %%,
@@ -228,7 +228,10 @@ Result<Value> percent_format(Renderer& r, const std::string& fmt, const Value& a
     }
     MYRIAD_TRY(r.count_bytes(out.size()));
   }
-  if (next < items.size()) return type_error("not all arguments converted during string formatting");
+  // Python skips this check for any non-tuple argument with __getitem__ (dict, list).
+  if (next < items.size() && !args.is_object() && !(args.is_array() && !args.is_tuple())) {
+    return type_error("not all arguments converted during string formatting");
+  }
   return Value(std::move(out));
 }
 
@@ -268,9 +271,13 @@ Result<Value> binary_op(Renderer& r, std::string_view op, const Value& a, const 
     }
     if (a.is_array() && b.is_array()) {
       MYRIAD_TRY(r.count_iterations(a.as_array().size() + b.as_array().size()));
+      if (a.is_tuple() != b.is_tuple()) {
+        return type_error(std::string("can only concatenate ") + (a.is_tuple() ? "tuple" : "list") + " (not \"" +
+                          (b.is_tuple() ? "tuple" : "list") + "\") to " + (a.is_tuple() ? "tuple" : "list"));
+      }
       Array out = a.as_array();
       out.insert(out.end(), b.as_array().begin(), b.as_array().end());
-      return Value(std::move(out));
+      return a.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
     }
     if (a.is_string() || b.is_string()) {
       return type_error(std::string("can only concatenate str (not \"") + (a.is_string() ? b : a).type_name() +

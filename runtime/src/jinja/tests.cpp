@@ -25,7 +25,8 @@ Result<bool> t_iterable(Renderer&, const Value& v, CallArgs&) {
   return v.is_string() || v.is_array() || v.is_object() || v.is_undefined();
 }
 Result<bool> t_sequence(Renderer&, const Value& v, CallArgs&) {
-  return v.is_string() || v.is_array() || v.is_object();
+  // Jinja checks len() and __getitem__, which Undefined has too.
+  return v.is_string() || v.is_array() || v.is_object() || v.is_undefined();
 }
 Result<bool> t_callable(Renderer&, const Value& v, CallArgs&) { return v.is_callable(); }
 Result<bool> t_escaped(Renderer&, const Value&, CallArgs&) { return false; }
@@ -87,42 +88,39 @@ Result<bool> t_sameas(Renderer&, const Value& v, CallArgs& a) {
   return values_equal(v, o) && v.kind() == o.kind();
 }
 
-Result<std::int64_t> int_operand(const Value& v, const char* test) {
-  if (v.is_int()) return v.as_int();
-  if (v.is_bool()) return static_cast<std::int64_t>(v.as_bool());
-  return type_error(std::string("'") + test + "' test needs an integer, got '" + v.type_name() + "'");
+// `value % num == 0` with Python's % (floats allowed).
+Result<bool> divisible(Renderer& r, const Value& v, const Value& num) {
+  Value m;
+  JINJA_ASSIGN_OR_RETURN(m, binary_op(r, "%", v, num));
+  if (!m.is_number()) return type_error(std::string("unsupported operand for %: '") + v.type_name() + "'");
+  return m.as_double() == 0.0;
 }
 
-Result<bool> t_odd(Renderer&, const Value& v, CallArgs& a) {
+Result<bool> t_odd(Renderer& r, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("odd", {}));
-  std::int64_t i;
-  JINJA_ASSIGN_OR_RETURN(i, int_operand(v, "odd"));
-  return i % 2 != 0;
+  Value m;
+  JINJA_ASSIGN_OR_RETURN(m, binary_op(r, "%", v, Value(2)));
+  if (!m.is_number()) return type_error(std::string("unsupported operand for %: '") + v.type_name() + "'");
+  return m.as_double() == 1.0;
 }
-Result<bool> t_even(Renderer&, const Value& v, CallArgs& a) {
+Result<bool> t_even(Renderer& r, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("even", {}));
-  std::int64_t i;
-  JINJA_ASSIGN_OR_RETURN(i, int_operand(v, "even"));
-  return i % 2 == 0;
+  return divisible(r, v, Value(2));
 }
-Result<bool> t_divisibleby(Renderer&, const Value& v, CallArgs& a) {
+Result<bool> t_divisibleby(Renderer& r, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("divisibleby", {"num"}));
-  std::int64_t i, d;
-  JINJA_ASSIGN_OR_RETURN(i, int_operand(v, "divisibleby"));
-  JINJA_ASSIGN_OR_RETURN(d, int_operand(a.arg(0), "divisibleby"));
-  if (d == 0) return type_error("integer modulo by zero");
-  if (d == -1) return true;
-  return i % d == 0;
+  return divisible(r, v, a.arg(0));
 }
+// str.islower()/isupper(): no character of the other case and at least one cased.
 Result<bool> t_lower(Renderer&, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("lower", {}));
   std::string s = v.to_output();
-  return str_lower(s) == s;
+  return str_lower(s) == s && str_upper(s) != s;
 }
 Result<bool> t_upper(Renderer&, const Value& v, CallArgs& a) {
   MYRIAD_TRY(a.bind("upper", {}));
   std::string s = v.to_output();
-  return str_upper(s) == s;
+  return str_upper(s) == s && str_lower(s) != s;
 }
 
 struct TestEntry {

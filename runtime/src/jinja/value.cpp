@@ -57,7 +57,7 @@ bool Value::truthy() const {
     case Kind::kInt: return as_int() != 0;
     case Kind::kFloat: return as_float() != 0.0;
     case Kind::kString: return !as_string().empty();
-    case Kind::kArray: return !as_array().empty();
+    case Kind::kArray: return is_iterator() || !as_array().empty();
     case Kind::kObject: return !as_object().items.empty();
     case Kind::kNamespace:
     case Kind::kCallable: return true;
@@ -172,6 +172,8 @@ std::string Value::repr() const {
   switch (kind()) {
     case Kind::kString: return python_str_repr(as_string());
     case Kind::kArray: {
+      if (is_iterator()) return "<generator object>";
+      const bool tuple_ = is_tuple();
       std::string out = tuple_ ? "(" : "[";
       bool first = true;
       for (const Value& v : as_array()) {

@@ -39,34 +39,17 @@ void MergeTable::insert_or_assign(int32_t a, int32_t b, int32_t rank, int32_t ne
 
 namespace {
 
-Status parse_merge(const json& m, size_t index, std::string& a, std::string& b, const std::string& what) {
-  if (m.is_string()) {
-    const std::string& s = m.get_ref<const std::string&>();
-    const size_t sp = s.find(' ');
-    if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-      return make_error(ErrorCode::kBadFile, what + ": merge #" + std::to_string(index) + " '" + s +
-                                                 "' is not two tokens separated by one space");
-    a = s.substr(0, sp);
-    b = s.substr(sp + 1);
-    return ok_status();
-  }
-  if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-    a = m[0].get<std::string>();
-    b = m[1].get<std::string>();
-    return ok_status();
-  }
-  return make_error(ErrorCode::kBadFile, what + ": merge #" + std::to_string(index) + " is neither \"a b\" nor [\"a\", \"b\"]");
-}
-
 }  // namespace
 
-Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level, const std::string& source) {
+Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, const std::vector<VocabEntry>* vocab,
+                                                  const std::vector<MergeEntry>* merges, bool byte_level,
+                                                  const std::string& source) {
   const std::string what = source + ": model";
   if (!j.is_object()) return make_error(ErrorCode::kBadFile, what + " must be an object");
   const auto type = json_string(j, "type");
   if (type && *type != "BPE")
     return make_error(ErrorCode::kUnsupported, source + ": unsupported model type '" + *type + "' (supported: BPE)");
-  if (!type && !json_field(j, "merges"))
+  if (!type && !merges)
     return make_error(ErrorCode::kUnsupported, source + ": model has no 'type' and no 'merges' (only BPE is supported)");
   if (const json* d = json_field(j, "dropout"); d && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
     return make_error(ErrorCode::kUnsupported, what + ": BPE dropout is not supported");
@@ -79,16 +62,20 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
   m->prefix_ = json_string(j, "continuing_subword_prefix").value_or("");
   m->suffix_ = json_string(j, "end_of_word_suffix").value_or("");
 
-  const json* vocab = json_field(j, "vocab");
-  if (!vocab || !vocab->is_object()) return make_error(ErrorCode::kBadFile, what + ": 'vocab' must be an object");
+  if (!vocab) return make_error(ErrorCode::kBadFile, what + ": 'vocab' must be an object");
   m->vocab_.reserve(vocab->size());
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_unsigned() || it.value().get<uint64_t>() > uint64_t(INT32_MAX))
-      return make_error(ErrorCode::kBadFile, what + ": vocab entry '" + it.key() + "' has no valid id");
-    const auto id = it.value().get<int32_t>();
-    m->vocab_[it.key()] = id;
-    if (size_t(id) >= m->id_to_token_.size()) m->id_to_token_.resize(size_t(id) + 1);
-    m->id_to_token_[size_t(id)] = it.key();
+  int64_t max_id = -1;
+  for (const auto& e : *vocab) {
+    if (e.id < 0) return make_error(ErrorCode::kBadFile, what + ": vocab entry '" + e.token + "' has no valid id");
+    max_id = std::max(max_id, e.id);
+  }
+  m->id_to_token_.resize(size_t(max_id + 1));
+  m->has_id_.resize(size_t(max_id + 1), 0);
+  for (const auto& e : *vocab) {
+    const auto id = int32_t(e.id);
+    m->vocab_[e.token] = id;
+    m->id_to_token_[size_t(id)] = e.token;
+    m->has_id_[size_t(id)] = 1;
   }
   if (const auto unk = json_string(j, "unk_token")) {
     auto it = m->vocab_.find(*unk);
@@ -106,7 +93,7 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
     auto jt = m->vocab_.find(ch);
     m->byte_ids_[size_t(b)] = jt == m->vocab_.end() ? -1 : jt->second;
   }
-  if (byte_level) {
+  if (byte_level && m->ignore_merges_) {  // only whole-word lookups need it
     m->byte_vocab_.reserve(m->vocab_.size());
     for (const auto& [tok, id] : m->vocab_) {
       std::string bytes;
@@ -122,12 +109,16 @@ Result<std::unique_ptr<BpeModel>> BpeModel::load(const json& j, bool byte_level,
     }
   }
 
-  const json* merges = json_field(j, "merges");
-  if (!merges || !merges->is_array()) return make_error(ErrorCode::kBadFile, what + ": 'merges' must be a list");
+  if (!merges) return make_error(ErrorCode::kBadFile, what + ": 'merges' must be a list");
   m->merges_.reserve(merges->size());
-  std::string a, b, merged;
+  std::string merged;
   for (size_t i = 0; i < merges->size(); ++i) {
-    MYRIAD_TRY(parse_merge((*merges)[i], i, a, b, what));
+    const MergeEntry& me = (*merges)[i];
+    if (!me.ok)
+      return make_error(ErrorCode::kBadFile, what + ": merge #" + std::to_string(i) + " (" + me.raw +
+                                                 ") is neither \"a b\" (two tokens, one space) nor [\"a\", \"b\"]");
+    const std::string& a = me.a;
+    const std::string& b = me.b;
     std::string_view b_rest = b;
     if (!m->prefix_.empty() && b_rest.substr(0, m->prefix_.size()) == m->prefix_) b_rest.remove_prefix(m->prefix_.size());
     merged = a;

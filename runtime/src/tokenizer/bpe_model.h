@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/result.h"
+#include "tokenizer_file.h"
 
 namespace myriad::tok {
 
@@ -65,15 +66,18 @@ class MergeTable {
 
 class BpeModel {
  public:
-  // `j` is tokenizer.json's "model"; `byte_level`: the pre-tokenizer chain
-  // ends with ByteLevel.
-  static Result<std::unique_ptr<BpeModel>> load(const nlohmann::json& j, bool byte_level, const std::string& source);
+  // `j` is tokenizer.json's "model" (its vocab and merges given separately,
+  // nullptr when absent); `byte_level`: the pre-tokenizer chain ends with ByteLevel.
+  static Result<std::unique_ptr<BpeModel>> load(const nlohmann::json& j, const std::vector<VocabEntry>* vocab,
+                                                const std::vector<MergeEntry>* merges, bool byte_level,
+                                                const std::string& source);
 
   // Appends the ids of one pre-tokenized word.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
 
   std::optional<int32_t> token_to_id(std::string_view token) const;
   const std::vector<std::string>& vocab_by_id() const { return id_to_token_; }  // "" where no token
+  bool has_id(size_t id) const { return id < has_id_.size() && has_id_[id]; }
 
  private:
   BpeModel() = default;
@@ -83,6 +87,7 @@ class BpeModel {
   StringMap<int32_t> vocab_;
   StringMap<int32_t> byte_vocab_;  // byte-level only: decoded bytes -> id
   std::vector<std::string> id_to_token_;
+  std::vector<uint8_t> has_id_;
   MergeTable merges_;
   std::array<int32_t, 256> byte_ids_{};      // byte-level: initial symbol of each byte, -1 if absent
   std::array<int32_t, 256> fallback_ids_{};  // id of "<0xNN>", -1 if absent

@@ -159,7 +159,7 @@ class SequenceDec final : public Decoder {
 Result<size_t> size_field(const json& j, const char* key, const std::string& what) {
   const json* f = json_field(j, key);
   if (!f) return size_t{0};
-  if (!f->is_number_unsigned()) return make_error(ErrorCode::kBadFile, what + ": '" + key + "' must be a non-negative integer");
+  if (!tok::is_index(*f)) return make_error(ErrorCode::kBadFile, what + ": '" + key + "' must be a non-negative integer");
   return f->get<size_t>();
 }
 
@@ -260,7 +260,7 @@ Status add_post_processor(const json& j, const std::string& source, PostProcesso
         return make_error(ErrorCode::kBadFile, what + ": special token '" + *name + "' has no 'ids' in special_tokens");
       std::vector<int32_t> v;
       for (const auto& id : *ids) {
-        if (!id.is_number_unsigned()) return make_error(ErrorCode::kBadFile, what + ": bad id for '" + *name + "'");
+        if (!tok::is_index(id)) return make_error(ErrorCode::kBadFile, what + ": bad id for '" + *name + "'");
         v.push_back(id.get<int32_t>());
       }
       pp.single.push_back(std::move(v));
@@ -273,7 +273,7 @@ Status add_post_processor(const json& j, const std::string& source, PostProcesso
     const json* cls = json_field(j, "cls");
     const json* sep = json_field(j, "sep");
     auto id_of = [](const json* p) -> std::optional<int32_t> {
-      if (!p || !p->is_array() || p->size() != 2 || !(*p)[1].is_number_unsigned()) return std::nullopt;
+      if (!p || !p->is_array() || p->size() != 2 || !tok::is_index((*p)[1])) return std::nullopt;
       return (*p)[1].get<int32_t>();
     };
     const auto c = id_of(cls), s = id_of(sep);

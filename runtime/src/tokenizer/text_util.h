@@ -44,6 +44,10 @@ std::string lowercase_unicode(std::string_view s);                   // simple c
 const nlohmann::json* json_field(const nlohmann::json& j, const char* key);
 std::optional<std::string> json_string(const nlohmann::json& j, const char* key);
 bool json_bool(const nlohmann::json& j, const char* key, bool fallback);
+// A non-negative integer (parsed JSON has them unsigned, built JSON signed).
+inline bool is_index(const nlohmann::json& v) {
+  return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+}
 
 // Reads and parses a JSON file; errors name the file (and the parse position).
 Result<nlohmann::json> load_json_file(const std::string& path);

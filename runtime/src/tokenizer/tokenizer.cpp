@@ -6,6 +6,7 @@
 #include "added_vocab.h"
 #include "bpe_model.h"
 #include "pipeline.h"
+#include "tokenizer_file.h"
 #include "text_util.h"
 
 namespace myriad {
@@ -60,7 +61,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::load(const std::string& dir)
   const std::string tj_path = (fs::path(dir) / "tokenizer.json").string();
   const std::string cfg_path = (fs::path(dir) / "tokenizer_config.json").string();
   if (!fs::exists(tj_path, ec)) return make_error(ErrorCode::kNotFound, tj_path + " does not exist");
-  auto tj = tok::load_json_file(tj_path);
+  auto tj = tok::load_tokenizer_file(tj_path);
   if (!tj.ok()) return tj.error();
   TokenizerConfig config;
   if (fs::exists(cfg_path, ec)) {  // optional: defaults without it
@@ -68,11 +69,17 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::load(const std::string& dir)
     if (!c.ok()) return c.error();
     config = std::move(c.value());
   }
-  return from_json(tj.value(), std::move(config), tj_path);
+  return build(tj.value(), std::move(config), tj_path);
 }
 
 Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, TokenizerConfig config,
                                                               const std::string& source) {
+  return build(tok::tokenizer_file_from_json(j), std::move(config), source);
+}
+
+Result<std::shared_ptr<const Tokenizer>> Tokenizer::build(const tok::TokenizerFile& file, TokenizerConfig config,
+                                                          const std::string& source) {
+  const json& j = file.json;
   if (!j.is_object()) return make_error(ErrorCode::kBadFile, source + ": top level must be a JSON object");
   auto impl = std::make_unique<Impl>();
   impl->config = std::move(config);
@@ -89,7 +96,8 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
   impl->pre_tokenizer = std::move(pre.value());
   const json* model_json = tok::json_field(j, "model");
   if (!model_json) return make_error(ErrorCode::kBadFile, source + ": no 'model'");
-  auto model = tok::BpeModel::load(*model_json, impl->pre_tokenizer.byte_level, source);
+  auto model = tok::BpeModel::load(*model_json, file.vocab ? &*file.vocab : nullptr,
+                                   file.merges ? &*file.merges : nullptr, impl->pre_tokenizer.byte_level, source);
   if (!model.ok()) return model.error();
   impl->model = std::move(model.value());
   auto post = tok::make_post_processor(field("post_processor"), source);
@@ -105,7 +113,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
     for (const auto& a : added) {
       const json* id = tok::json_field(a, "id");
       const auto content = tok::json_string(a, "content");
-      if (!id || !id->is_number_unsigned() || id->get<uint64_t>() > uint64_t(INT32_MAX) || !content)
+      if (!id || !tok::is_index(*id) || id->get<uint64_t>() > uint64_t(INT32_MAX) || !content)
         return make_error(ErrorCode::kBadFile, source + ": added token " + a.dump() + " needs an integer 'id' and a 'content'");
       tok::AddedToken t;
       t.id = id->get<int32_t>();
@@ -128,7 +136,7 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(const json& j, Tok
   impl->special.assign(size, 0);
   for (size_t i = 0; i < vocab.size(); ++i) {
     impl->id_to_token[i] = vocab[i];
-    impl->has_token[i] = impl->model->token_to_id(vocab[i]) == int32_t(i);
+    impl->has_token[i] = impl->model->has_id(i);
   }
   std::vector<const tok::AddedToken*> raw, normalized;
   for (const auto& t : impl->added) {

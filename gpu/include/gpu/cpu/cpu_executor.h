@@ -102,8 +102,15 @@ class CpuExecutor final : public Executor {
   bool any_adapter_ = false;
   std::vector<int64_t> logit_tokens_;  // tokens whose logits are computed
   std::vector<float> lh_, logits_;     // [P, hidden], [P, vocab]
-  std::vector<float> sample_buf_;      // [vocab]
-  Sampler sampler_;
+  // Rows that sample are sampled in parallel, one Sampler and buffer per worker.
+  std::vector<std::vector<float>> sample_bufs_;  // [workers][vocab]
+  std::vector<Sampler> samplers_;                // [workers]
+  struct SampleJob {
+    uint32_t row;
+    int64_t logits_pos;  // index into logits_ of the row's last position
+  };
+  std::vector<SampleJob> sample_jobs_;
+  std::vector<Sampled> sampled_;
 };
 
 }  // namespace myriad::gpu::cpu

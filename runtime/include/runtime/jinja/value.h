@@ -66,10 +66,18 @@ class Value {
   // A Python tuple: a list that prints as (a, b) (tuple literals, dict.items()).
   static Value tuple(Array a) {
     Value v(std::move(a));
-    v.tuple_ = true;
+    v.flavor_ = Flavor::kTuple;
     return v;
   }
-  bool is_tuple() const { return tuple_; }
+  bool is_tuple() const { return flavor_ == Flavor::kTuple; }
+  // A Python iterator/generator (what map, select, unique... return in Jinja):
+  // always truthy, even when empty, and printed as <generator object>.
+  static Value iterator(Array a) {
+    Value v(std::move(a));
+    v.flavor_ = Flavor::kIterator;
+    return v;
+  }
+  bool is_iterator() const { return flavor_ == Flavor::kIterator; }
   Value(bool b) : v_(b) {}                                // NOLINT
   Value(std::int64_t i) : v_(i) {}                        // NOLINT
   Value(int i) : v_(static_cast<std::int64_t>(i)) {}      // NOLINT
@@ -125,7 +133,8 @@ class Value {
                std::shared_ptr<const Array>, std::shared_ptr<const Object>, Namespace,
                std::shared_ptr<const Callable>>
       v_;
-  bool tuple_ = false;  // only meaningful for kArray
+  enum class Flavor : std::uint8_t { kList, kTuple, kIterator };
+  Flavor flavor_ = Flavor::kList;  // only meaningful for kArray
 };
 
 // Python ==, with 1 == 1.0 == True; lists and dicts compare deeply.

@@ -1,0 +1,316 @@
+// Decode step time on one CUDA device vs its memory-bandwidth floor, and
+// multi-LoRA decode vs its own floor. Random bf16 weights made on the device
+// (CudaExecutor::create_random with runtime/model_factory shapes), so 8B
+// models need no disk round trip.
+//
+//   cuda_decode [--json] [--models llama-110m,tinyllama-1.1b,llama3-8b]
+//               [--ctx 512] [--steps 20] [--adapters 1000] [--no-lora]
+//
+// floor = (weight bytes + KV bytes read) / bandwidth, where bandwidth is a
+// device-to-device copy measured in the same run (read + write bytes / time).
+// Multi-LoRA: tinyllama-1.1b, --adapters resident rank-16 adapters on all
+// seven modules, batch 64, 1/8/32/64 distinct adapters per step and
+// Zipf(1.0) over all of them; floor adds the distinct adapters' bytes.
+// Adapter upload: one adapter from pinned memory vs bytes / measured H2D rate.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpu/cuda/cuda_executor.h"
+#include "gpu/cuda/device_memory.h"
+#include "runtime/model_factory.h"
+
+using namespace myriad;
+using namespace myriad::gpu::cuda;
+
+namespace {
+
+struct Row {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> kv;
+  void add(const std::string& k, double v, int prec = 3) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    kv.emplace_back(k, b);
+  }
+  void add(const std::string& k, const std::string& v) { kv.emplace_back(k, "\"" + v + "\""); }
+};
+std::vector<Row> g_rows;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "cuda_decode: %s\n", what.c_str());
+  std::exit(1);
+}
+template <class T>
+T must(Result<T> r, const char* what) {
+  if (!r.ok()) die(std::string(what) + ": " + r.error().to_string());
+  return std::move(r.value());
+}
+void must(const Status& s, const char* what) {
+  if (!s.ok()) die(std::string(what) + ": " + s.error().to_string());
+}
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// GB/s of a D2D copy (read + write) and of a pinned H2D copy.
+std::pair<double, double> measure_bandwidth() {
+  const size_t n = size_t(1) << 30;
+  auto a = must(DeviceBuffer::alloc(n), "alloc"), b = must(DeviceBuffer::alloc(n), "alloc");
+  auto e0 = must(Event::create(true), "event"), e1 = must(Event::create(true), "event");
+  must(copy_d2d(b.data(), a.data(), n), "warm");
+  must(e0.record(nullptr), "rec");
+  for (int i = 0; i < 5; ++i) must(copy_d2d(b.data(), a.data(), n), "copy");
+  must(e1.record(nullptr), "rec");
+  must(e1.synchronize(), "sync");
+  const double d2d = 2.0 * 5 * n / (must(elapsed_ms(e0, e1), "ms") * 1e6);
+  const size_t hn = size_t(256) << 20;
+  auto h = must(PinnedBuffer::alloc(hn), "pinned");
+  std::memset(h.data(), 1, hn);
+  must(copy_h2d(a.data(), h.data(), hn), "warm");
+  must(e0.record(nullptr), "rec");
+  for (int i = 0; i < 5; ++i) must(copy_h2d(a.data(), h.data(), hn), "h2d");
+  must(e1.record(nullptr), "rec");
+  must(e1.synchronize(), "sync");
+  const double h2d = 5.0 * hn / (must(elapsed_ms(e0, e1), "ms") * 1e6);
+  return {d2d, h2d};
+}
+
+// A decode batch: rows at position ctx + i after i steps, blocks laid out
+// contiguously per row (content is whatever the pool holds: timing only).
+struct DecodeBatch {
+  StepPlan plan;
+  int32_t bs = 16;
+  void build(int batch, int ctx, int steps, const std::vector<int32_t>& slots) {
+    plan.clear();
+    const int per_row = (ctx + steps + bs - 1) / bs;
+    for (int r = 0; r < batch; ++r) {
+      SeqRow row;
+      row.seq = SeqId(r + 1);
+      row.token_offset = uint32_t(r);
+      row.num_tokens = 1;
+      row.start_pos = ctx;
+      row.block_offset = uint32_t(plan.block_ids.size());
+      row.num_blocks = uint32_t(per_row);
+      for (int b = 0; b < per_row; ++b) plan.block_ids.push_back(r * per_row + b);
+      row.sample = true;
+      row.sampling.temperature = 0.0f;
+      row.adapters = AdapterMix::single(slots.empty() ? -1 : slots[size_t(r)]);
+      plan.rows.push_back(row);
+      plan.tokens.push_back(int32_t(r % 100 + 1));
+    }
+  }
+  void advance() {
+    for (auto& r : plan.rows) {
+      r.start_pos += 1;
+      r.output_index += 1;
+    }
+  }
+};
+
+double time_steps(CudaExecutor& ex, DecodeBatch& b, int steps) {
+  StepResult res;
+  for (int i = 0; i < 3; ++i) {  // warm up (graph capture happens here)
+    must(ex.step(b.plan, res), "step");
+    b.advance();
+  }
+  const double t0 = now_ms();
+  for (int i = 0; i < steps; ++i) {
+    must(ex.step(b.plan, res), "step");
+    b.advance();
+  }
+  return (now_ms() - t0) / steps;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) v.push_back(x);
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json = false, lora = true;
+  std::string models = "llama-110m,tinyllama-1.1b,llama3-8b";
+  int ctx = 512, steps = 20, num_adapters = 1000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json") json = true;
+    else if (a == "--no-lora") lora = false;
+    else if (a == "--models") models = argv[++i];
+    else if (a == "--ctx") ctx = std::stoi(argv[++i]);
+    else if (a == "--steps") steps = std::stoi(argv[++i]);
+    else if (a == "--adapters") num_adapters = std::stoi(argv[++i]);
+    else die("unknown argument " + a);
+  }
+  if (auto why = device_unavailable_reason()) {
+    std::fprintf(stderr, "cuda_decode: no CUDA device: %s\n", why->c_str());
+    if (json) std::printf("{\"rows\":[{\"case\":\"skipped\",\"reason\":\"no CUDA device\"}]}\n");
+    return 0;
+  }
+  const auto props = must(device_props(), "props");
+  const auto [bw, h2d] = measure_bandwidth();
+  {
+    Row r;
+    r.name = "bandwidth";
+    r.add("device", props.name);
+    r.add("d2d_GBps", bw, 0);
+    r.add("h2d_pinned_GBps", h2d, 1);
+    g_rows.push_back(r);
+  }
+  const int batches[] = {1, 16, 64};
+  for (const auto& name : split(models)) {
+    const ModelConfig cfg = must(model_shape(name), "model_shape");
+    for (bool graphs : {false, true}) {
+      CudaExecutorOptions o;
+      o.compute = DType::kBF16;
+      o.kv_block_size = 16;
+      o.kv_num_blocks = 64 * ((ctx + steps + 8 + 15) / 16) + 16;
+      o.max_tokens_per_step = 64;
+      o.max_rows = 64;
+      o.max_logits_rows = 0;
+      o.max_history = 1;
+      o.cuda_graphs = graphs;
+      auto ex = must(CudaExecutor::create_random(cfg, o, 1), "create_random");
+      for (int batch : batches) {
+        DecodeBatch b;
+        b.build(batch, ctx, steps + 8, {});
+        const double ms = time_steps(*ex, b, steps);
+        const double bytes = double(ex->weight_bytes()) + double(batch) * (ctx + steps / 2.0) * ex->kv_bytes_per_token();
+        const double floor_ms = bytes / (bw * 1e6);
+        Row r;
+        r.name = name + " b" + std::to_string(batch) + (graphs ? " graph" : "");
+        r.add("step_ms", ms);
+        r.add("floor_ms", floor_ms);
+        r.add("floor_frac", floor_ms / ms);
+        r.add("tok_per_s", batch * 1000.0 / ms, 0);
+        g_rows.push_back(r);
+      }
+    }
+  }
+
+  if (lora) {
+    const ModelConfig cfg = must(model_shape("tinyllama-1.1b"), "model_shape");
+    CudaExecutorOptions o;
+    o.compute = DType::kBF16;
+    o.kv_num_blocks = 64 * ((ctx + steps * 6 + 40 + 15) / 16) + 16;
+    o.max_tokens_per_step = 64;
+    o.max_rows = 64;
+    o.max_logits_rows = 0;
+    o.max_history = 1;
+    o.num_adapter_slots = num_adapters;
+    o.max_adapter_rank = 16;
+    o.cuda_graphs = true;
+    auto ex = must(CudaExecutor::create_random(cfg, o, 2), "create_random lora");
+    auto w = std::make_shared<LoraWeights>();
+    w->name = "random-r16";
+    w->num_layers = int32_t(cfg.num_layers);
+    w->modules.resize(size_t(cfg.num_layers) * kNumLinearModules);
+    std::mt19937 g(3);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    for (int l = 0; l < w->num_layers; ++l)
+      for (int m = 0; m < kNumLinearModules; ++m) {
+        auto [out, in] = linear_module_shape(cfg, LinearModule(m));
+        auto& mw = w->at(l, LinearModule(m));
+        mw.rank = 16;
+        mw.scale = 2.0f;
+        mw.a.resize(size_t(16 * in));
+        mw.b.resize(size_t(out * 16));
+        for (auto& x : mw.a) x = nd(g);
+        for (auto& x : mw.b) x = nd(g);
+      }
+    // Upload time of one adapter (pinned staging -> device) vs the H2D floor.
+    double t0 = now_ms();
+    must(ex->begin_load_adapter(0, w), "load");
+    const double issue_ms = now_ms() - t0;
+    must(ex->wait_for_uploads(), "wait");
+    const double upload_ms = now_ms() - t0;
+    {
+      Row r;
+      r.name = "adapter upload r16 x7 tinyllama";
+      r.add("MB", ex->adapter_bytes(0) / 1e6, 1);
+      r.add("upload_ms", upload_ms);
+      r.add("host_convert_ms", issue_ms);
+      r.add("pcie_floor_ms", ex->adapter_bytes(0) / (h2d * 1e6));
+      g_rows.push_back(r);
+    }
+    for (int s = 1; s < num_adapters; ++s) must(ex->clone_adapter_slot(0, s), "clone");
+    must(ex->wait_for_uploads(), "wait");
+    for (int s = 0; s < num_adapters; ++s)
+      if (!ex->adapter_ready(s)) die("slot not ready");
+
+    const int batch = 64;
+    DecodeBatch base;
+    base.build(batch, ctx, steps * 6 + 40, {});
+    const double base_ms = time_steps(*ex, base, steps);
+    std::mt19937_64 rng(7);
+    auto run_case = [&](const std::string& label, std::vector<int32_t> slots) {
+      std::set<int32_t> distinct(slots.begin(), slots.end());
+      DecodeBatch b;
+      b.build(batch, ctx, steps * 6 + 40, slots);
+      const double ms = time_steps(*ex, b, steps);
+      double bytes = double(ex->weight_bytes()) + double(batch) * (ctx + steps / 2.0) * ex->kv_bytes_per_token();
+      for (int32_t s : distinct) bytes += double(ex->adapter_bytes(s));
+      const double floor_ms = bytes / (bw * 1e6);
+      Row r;
+      r.name = "multilora b64 " + label;
+      r.add("distinct", double(distinct.size()), 0);
+      r.add("step_ms", ms);
+      r.add("floor_ms", floor_ms);
+      r.add("floor_frac", floor_ms / ms);
+      r.add("tok_per_s_vs_base", base_ms / ms);
+      g_rows.push_back(r);
+    };
+    {
+      Row r;
+      r.name = "multilora b64 base-only";
+      r.add("step_ms", base_ms);
+      g_rows.push_back(r);
+    }
+    for (int d : {1, 8, 32, 64}) {
+      std::vector<int32_t> pick;
+      for (int i = 0; i < d; ++i) pick.push_back(int32_t(rng() % uint64_t(num_adapters)));
+      std::vector<int32_t> slots(batch);
+      for (int i = 0; i < batch; ++i) slots[size_t(i)] = pick[size_t(i % d)];
+      run_case(std::to_string(d) + " distinct", slots);
+    }
+    {  // Zipf(1.0) over all adapters
+      std::vector<double> cdf(static_cast<size_t>(num_adapters));
+      double z = 0;
+      for (int k = 0; k < num_adapters; ++k) cdf[size_t(k)] = (z += 1.0 / (k + 1));
+      std::uniform_real_distribution<double> u(0, z);
+      std::vector<int32_t> slots(batch);
+      for (auto& s : slots) s = int32_t(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin());
+      run_case("zipf1.0", slots);
+    }
+  }
+
+  if (json) {
+    std::printf("{\"rows\":[");
+    for (size_t i = 0; i < g_rows.size(); ++i) {
+      std::printf("%s{\"case\":\"%s\"", i ? "," : "", g_rows[i].name.c_str());
+      for (auto& [k, v] : g_rows[i].kv) std::printf(",\"%s\":%s", k.c_str(), v.c_str());
+      std::printf("}");
+    }
+    std::printf("]}\n");
+  } else {
+    for (auto& r : g_rows) {
+      std::printf("%-34s", r.name.c_str());
+      for (auto& [k, v] : r.kv) std::printf("  %s=%s", k.c_str(), v.c_str());
+      std::printf("\n");
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,112 @@
+// Achieved bandwidth of the SGMV and BGMV LoRA kernels (shrink + expand of
+// one module) on tinyllama-1.1b shapes, bf16, rank 16, batch 64, with 1, 8 and
+// 64 distinct adapters: bytes = distinct adapters' A and B + x read + y read
+// and written, over the kernels' time (CUDA events, 50 repetitions).
+//
+//   cuda_lora_ops [--json]
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/lora.h"
+
+using namespace myriad;
+using namespace myriad::gpu::cuda;
+
+namespace {
+[[noreturn]] void die(const std::string& w) {
+  std::fprintf(stderr, "cuda_lora_ops: %s\n", w.c_str());
+  std::exit(1);
+}
+template <class T>
+T must(Result<T> r) {
+  if (!r.ok()) die(r.error().to_string());
+  return std::move(r.value());
+}
+void must(const Status& s) {
+  if (!s.ok()) die(s.error().to_string());
+}
+template <class T>
+DeviceBuffer up(const std::vector<T>& v) {
+  auto b = must(DeviceBuffer::alloc(v.size() * sizeof(T)));
+  must(copy_h2d(b.data(), v.data(), v.size() * sizeof(T)));
+  return b;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool json = argc > 1 && std::string(argv[1]) == "--json";
+  if (auto why = device_unavailable_reason()) {
+    std::fprintf(stderr, "cuda_lora_ops: no CUDA device: %s\n", why->c_str());
+    if (json) std::printf("{\"rows\":[{\"case\":\"skipped\",\"reason\":\"no CUDA device\"}]}\n");
+    return 0;
+  }
+  const int slots = 64, R = 16, T = 64, reps = 50;
+  struct Shape {
+    const char* name;
+    int in, out;
+  };
+  const Shape shapes[] = {{"q_proj 2048x2048", 2048, 2048}, {"gate_proj 2048->5632", 2048, 5632},
+                          {"down_proj 5632->2048", 5632, 2048}};
+  std::vector<std::string> rows;
+  for (const Shape& sh : shapes) {
+    auto a = must(DeviceBuffer::alloc(size_t(slots) * R * sh.in * 2));
+    auto b = must(DeviceBuffer::alloc(size_t(slots) * sh.out * R * 2));
+    must(fill_bytes(a.data(), 0, a.bytes()));
+    must(fill_bytes(b.data(), 0, b.bytes()));
+    auto ranks = up(std::vector<int32_t>(slots, R));
+    auto scales = up(std::vector<float>(slots, 1.0f));
+    auto x = must(DeviceBuffer::alloc(size_t(T) * sh.in * 2));
+    auto y = must(DeviceBuffer::alloc(size_t(T) * sh.out * 2));
+    must(fill_bytes(x.data(), 0, x.bytes()));
+    must(fill_bytes(y.data(), 0, y.bytes()));
+    auto v = must(DeviceBuffer::alloc(size_t(T) * R * 4));
+    LoraModuleSlots w{a.data(), b.data(), ranks.as<int32_t>(), scales.as<float>(), 1, slots, R, sh.in, sh.out};
+    for (int distinct : {1, 8, 64}) {
+      std::vector<int32_t> token_slot(T), seg_slot, seg_start, entry_token;
+      std::vector<float> entry_weight(T, 1.0f);
+      for (int t = 0; t < T; ++t) token_slot[size_t(t)] = t % distinct;
+      for (int s = 0; s < distinct; ++s) {
+        seg_slot.push_back(s);
+        seg_start.push_back(int32_t(entry_token.size()));
+        for (int t = s; t < T; t += distinct) entry_token.push_back(t);
+      }
+      seg_start.push_back(T);
+      auto dts = up(token_slot), dss = up(seg_slot), dst = up(seg_start), det = up(entry_token), dew = up(entry_weight);
+      SgmvBatch sb{dss.as<int32_t>(), dst.as<int32_t>(), det.as<int32_t>(), dew.as<float>(), distinct, T / distinct};
+      const double bytes = double(distinct) * R * (sh.in + sh.out) * 2 + double(T) * sh.in * 2 + 2.0 * T * sh.out * 2;
+      for (int form = 0; form < 2; ++form) {
+        auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
+        auto launch = [&] {
+          if (form == 0) {
+            must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
+            must(bgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, dts.as<int32_t>(), T, nullptr));
+          } else {
+            must(sgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, sb, nullptr));
+            must(sgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, sb, nullptr));
+          }
+        };
+        launch();
+        must(e0.record(nullptr));
+        for (int i = 0; i < reps; ++i) launch();
+        must(e1.record(nullptr));
+        must(e1.synchronize());
+        const double us = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+        char buf[256];
+        std::snprintf(buf, sizeof buf,
+                      "{\"case\":\"%s %s b64 %d distinct\",\"us\":%.1f,\"GBps\":%.0f,\"MB\":%.2f}",
+                      form == 0 ? "bgmv" : "sgmv", sh.name, distinct, us, bytes / (us * 1e3), bytes / 1e6);
+        rows.push_back(buf);
+      }
+    }
+  }
+  if (json) {
+    std::printf("{\"rows\":[");
+    for (size_t i = 0; i < rows.size(); ++i) std::printf("%s%s", i ? "," : "", rows[i].c_str());
+    std::printf("]}\n");
+  } else {
+    for (auto& r : rows) std::printf("%s\n", r.c_str());
+  }
+  return 0;
+}

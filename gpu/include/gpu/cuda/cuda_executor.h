@@ -1,0 +1,86 @@
+// The Llama-family forward pass (llama, mistral, qwen2) on one CUDA device:
+// an Executor over a Checkpoint (or random weights made on the device, for
+// benchmarks), with a paged KV cache and multi-LoRA adapter slots.
+//
+// Everything is allocated once in create(): weights (q|k|v and gate|up fused
+// into one matrix each), the KV pool, adapter slots, per-step scratch sized by
+// the options, pinned host staging. step() never allocates. Compute dtype is
+// BF16 (serving; float32 accumulation) or F32 (TF32 off: the fixtures' goldens).
+//
+// Adapters: begin_load_adapter converts into a pinned staging buffer and
+// copies on a separate upload stream, recording an event; adapter_ready(slot)
+// is that event's completion. A step waits (on the device) for the events of
+// the slots it uses. One staging buffer: a second load waits on the host for
+// the previous copy to finish.
+//
+// Decode steps (every row 1 token, sampling, no logits requested) may be
+// replayed from CUDA graphs keyed by (tokens, LoRA on/off) when
+// options.cuda_graphs is set.
+//
+// Not thread-safe: one engine thread drives it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/checkpoint.h"
+#include "runtime/dtype.h"
+#include "runtime/executor.h"
+#include "runtime/model_config.h"
+
+namespace myriad::gpu::cuda {
+
+struct CudaExecutorOptions {
+  DType compute = DType::kBF16;      // kBF16 or kF32
+  int32_t kv_num_blocks = 1024;
+  int32_t kv_block_size = 16;
+  int32_t max_tokens_per_step = 2048;  // scratch capacity (sum of rows' new tokens)
+  int32_t max_rows = 256;
+  int32_t max_logits_rows = 256;       // logits positions returned per step (kLast/kAll)
+  int32_t max_history = 1 << 20;       // penalty history ids per step
+  int32_t num_adapter_slots = 0;
+  int32_t max_adapter_rank = 0;        // <= 128
+  bool cuda_graphs = false;
+};
+
+class CudaExecutor final : public Executor {
+ public:
+  // Errors: no usable device (kUnsupported, with the CUDA reason), options
+  // out of range, unsupported model shape, out of device memory.
+  static Result<std::unique_ptr<CudaExecutor>> create(std::shared_ptr<const Checkpoint> ckpt,
+                                                      const CudaExecutorOptions& options);
+  // Random weights generated on the device (uniform, small), norms 1: for
+  // benchmarks of models too large to write and read back.
+  static Result<std::unique_ptr<CudaExecutor>> create_random(const ModelConfig& config,
+                                                             const CudaExecutorOptions& options, uint64_t seed);
+  ~CudaExecutor() override;
+
+  const ExecutorInfo& info() const override;
+  // Validates the plan first (as CpuExecutor); an invalid plan changes nothing.
+  // out.logits: kAll rows' every position and kLast rows' last one, row
+  // order; out.logits_rows: the row of each logits position.
+  Status step(const StepPlan& plan, StepResult& out) override;
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
+  bool adapter_ready(int32_t slot) override;
+  void unload_adapter(int32_t slot) override;
+
+  // Figures for benchmarks.
+  size_t weight_bytes() const;            // base weights resident on the device
+  size_t kv_bytes_per_token() const;      // K+V, all layers
+  size_t adapter_bytes(int32_t slot) const;  // A and B bytes actually used by the slot's ranks
+  int graphs_captured() const;
+  // Benchmarks: makes `dst` (empty) a device-side copy of the ready slot
+  // `src` (D2D on the upload stream; ready once uploads are waited for).
+  Status clone_adapter_slot(int32_t src, int32_t dst);
+  // Waits for the upload stream (tests and benches).
+  Status wait_for_uploads();
+
+  struct Impl;
+
+ private:
+  explicit CudaExecutor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace myriad::gpu::cuda

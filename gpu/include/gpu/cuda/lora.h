@@ -1,0 +1,61 @@
+// Multi-LoRA shrink/expand on the device, for rows that each use their own
+// adapter slot (Punica / S-LoRA): the base GEMM runs once for all rows, then
+//
+//   shrink: v[e, 0:r] = x[token_e] . A_slot^T               (A_slot [r, in])
+//   expand: y[token_e] += weight_e * scale_slot * (B_slot . v[e, 0:r])   (B_slot [out, r])
+//
+// with r = rank of the slot in this (layer, module): ranks may differ between
+// slots in the same launch, and rank 0 (module not targeted, or empty slot)
+// contributes nothing. Two forms of the batch:
+//   SGMV (segmented): entries grouped by slot into segments (prefill, mixed
+//     steps; an entry is one (token, slot, weight), so a mixture-of-adapters
+//     token has one entry per adapter: launch expand once per mixture level so
+//     no token appears twice in one launch). Rows without adapter have no entry.
+//   BGMV (gathered): one entry per token with token_slot[t] (-1 = no adapter,
+//     skipped), weight 1 (decode).
+// v is float32 [entries, max_rank]; y is the module's output (a column slice
+// of a fused buffer is fine: ldy). Stateless; thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/cuda/device_memory.h"
+#include "runtime/dtype.h"
+#include "runtime/result.h"
+
+namespace myriad::gpu::cuda {
+
+// All slots' weights of one (layer, module), device memory, dtype of the call.
+struct LoraModuleSlots {
+  const void* a = nullptr;          // [num_slots, max_rank, in]
+  const void* b = nullptr;          // [num_slots, out, max_rank]
+  const int32_t* ranks = nullptr;   // ranks[slot * meta_stride]; 0 => no contribution
+  const float* scales = nullptr;    // scales[slot * meta_stride]: alpha / r (or alpha / sqrt(r))
+  int32_t meta_stride = 1;          // lets ranks/scales be a column of a [slots, modules] table
+  int32_t num_slots = 0;
+  int32_t max_rank = 0;             // <= kMaxLoraRank
+  int64_t in = 0, out = 0;
+};
+inline constexpr int32_t kMaxLoraRank = 128;
+
+struct SgmvBatch {  // device arrays except the two counts
+  const int32_t* seg_slot = nullptr;      // [num_segments] slot of each segment (>= 0)
+  const int32_t* seg_start = nullptr;     // [num_segments + 1] entry offsets
+  const int32_t* entry_token = nullptr;   // [entries] row of x and y
+  const float* entry_weight = nullptr;    // [entries] mixing weight
+  int32_t num_segments = 0;
+  int32_t max_segment_len = 0;            // longest segment (sizes the grid)
+};
+
+Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
+                   const SgmvBatch& batch, StreamHandle stream);
+Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
+                   const SgmvBatch& batch, StreamHandle stream);
+
+// token_slot: [tokens] (device); v: [tokens, max_rank].
+Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+
+}  // namespace myriad::gpu::cuda

@@ -1,0 +1,29 @@
+// Rotary position embedding on the device, Hugging Face "rotate_half" layout:
+// dimension i pairs with i + head_dim/2, angle = position * inv_freq[i]
+// (float32, as HF computes it), applied in place to q and k.
+// Stateless; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "gpu/cuda/device_memory.h"
+#include "runtime/dtype.h"
+#include "runtime/model_config.h"
+#include "runtime/result.h"
+
+namespace myriad::gpu::cuda {
+
+// inv_freq[i] = rope_theta^(-2i/head_dim) in float32, then Llama 3 frequency
+// scaling when config.rope_scaling is "llama3" (HF _compute_llama3_parameters).
+std::vector<float> rope_inv_freq(const ModelConfig& config);  // [head_dim / 2]
+
+// q: [tokens, q_stride] holding num_heads heads of head_dim at column 0;
+// k: [tokens, k_stride] holding num_kv_heads heads (strides let q and k be
+// slices of one fused qkv buffer). positions: [tokens] (device, int32);
+// inv_freq: [head_dim/2] (device, float32). head_dim must be even.
+Status rope(DType dtype, void* q, int64_t q_stride, void* k, int64_t k_stride, const int32_t* positions,
+            const float* inv_freq, int64_t tokens, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+            StreamHandle stream);
+
+}  // namespace myriad::gpu::cuda

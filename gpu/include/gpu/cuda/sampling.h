@@ -1,0 +1,65 @@
+// Token sampling on the device, one block per row, from float32 logits:
+//   1. penalties over the row's history (HF repetition penalty over prompt +
+//      outputs; OpenAI presence/frequency over outputs only), in place;
+//   2. temperature 0 => greedy: argmax, ties to the lowest id;
+//   3. else x = logits / T; top-k keeps x >= the k-th largest value (ties at
+//      the boundary kept, as HF/vLLM do); top-p keeps, among those, tokens
+//      whose strictly-more-probable mass is < top_p of the kept mass;
+//   4. the draw: u = sampling_uniform(seed, output_index); walk the kept
+//      tokens in ascending id order, accumulating probability, and take the
+//      first whose cumulative mass exceeds u * (kept mass).
+// The draw depends only on (seed, output_index) and the row's own logits, so a
+// sequence samples the same token whatever it is batched with. logprob is the
+// chosen token's log-softmax under the penalized, temperature-scaled (T = 1
+// for greedy), untruncated distribution. Stateless; thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/cuda/device_memory.h"
+#include "runtime/result.h"
+
+#if defined(__CUDACC__)
+#define MYRIAD_HOST_DEVICE __host__ __device__
+#else
+#define MYRIAD_HOST_DEVICE
+#endif
+
+namespace myriad::gpu::cuda {
+
+// The counter-based random source, bit-identical to gpu/cpu's
+// counter_uniform (sampler.cpp) so both backends draw the same u:
+// splitmix64(splitmix64(seed) ^ (index * 0xd1b54a32d192ed03 + 1)), top 53 bits.
+MYRIAD_HOST_DEVICE inline uint64_t sampling_splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+// Uniform in [0, 1) (53 bits).
+MYRIAD_HOST_DEVICE inline double sampling_uniform(uint64_t seed, uint32_t output_index) {
+  const uint64_t h = sampling_splitmix64(sampling_splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));
+  return double(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+struct SampleRow {  // plain data, uploaded per step
+  float temperature = 1.0f;   // 0 => greedy
+  int32_t top_k = 0;          // 0 => off
+  float top_p = 1.0f;         // 1 => off
+  uint32_t output_index = 0;
+  uint64_t seed = 0;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  uint32_t history_offset = 0;  // into the history array
+  uint32_t history_len = 0;
+  uint32_t prompt_len = 0;      // first prompt_len history ids are the prompt
+};
+
+// logits: [rows, ldl] float32, penalized in place; work: [rows, vocab] float32
+// scratch; params: [rows] SampleRow; history: ids for penalties (may be null
+// when no row has penalties). Writes tokens[rows] and logprobs[rows].
+Status sample(float* logits, int64_t ldl, float* work, const SampleRow* params, const int32_t* history,
+              int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream);
+
+}  // namespace myriad::gpu::cuda

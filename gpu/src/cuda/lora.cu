@@ -1,0 +1,158 @@
+// SGMV and BGMV share their kernels through a "batch view" that maps a grid
+// segment to (slot, first entry, entries) and an entry to (token, weight).
+//
+// shrink: block = (segment, rank row r, tile of kEntries entries). Threads
+//   stride over `in`, one A_slot[r] element against kEntries x rows, then a
+//   fixed-order block reduction per entry (deterministic).
+// expand: block = (segment, 256 output features, tile of kEntries entries).
+//   The tile's v rows sit in shared memory; thread o reads B_slot[o, 0:r]
+//   once per entry (L1) and updates y[token, o] (each (token, o) has one writer
+//   per launch, so no atomics).
+#include "cuda_check.cuh"
+#include "gpu/cuda/lora.h"
+#include "kernel_common.cuh"
+
+namespace myriad::gpu::cuda {
+namespace {
+
+constexpr int kEntries = 8;
+constexpr int kShrinkThreads = 256;
+constexpr int kExpandThreads = 256;
+
+struct SegmentedView {
+  SgmvBatch b;
+  __device__ int slot(int seg) const { return b.seg_slot[seg]; }
+  __device__ int start(int seg) const { return b.seg_start[seg]; }
+  __device__ int len(int seg) const { return b.seg_start[seg + 1] - b.seg_start[seg]; }
+  __device__ int token(int e) const { return b.entry_token[e]; }
+  __device__ float weight(int e) const { return b.entry_weight[e]; }
+};
+
+struct GatheredView {
+  const int32_t* token_slot;
+  __device__ int slot(int seg) const { return token_slot[seg]; }
+  __device__ int start(int seg) const { return seg; }
+  __device__ int len(int) const { return 1; }
+  __device__ int token(int e) const { return e; }
+  __device__ float weight(int) const { return 1.0f; }
+};
+
+template <class T, class View>
+__global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, int64_t ldx, LoraModuleSlots w,
+                              View view) {
+  __shared__ float scratch[33];
+  const int seg = blockIdx.x, r = blockIdx.y;
+  const int slot = view.slot(seg);
+  if (slot < 0 || slot >= w.num_slots || r >= w.ranks[int64_t(slot) * w.meta_stride]) return;  // uniform per block
+  const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
+  const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
+  if (n <= 0) return;
+  const T* a = static_cast<const T*>(w.a) + (int64_t(slot) * w.max_rank + r) * w.in;
+  int tok[kEntries];
+#pragma unroll
+  for (int e = 0; e < kEntries; ++e) tok[e] = e < n ? view.token(e0 + e) : 0;
+  float acc[kEntries];
+#pragma unroll
+  for (int e = 0; e < kEntries; ++e) acc[e] = 0.0f;
+  for (int64_t k = threadIdx.x; k < w.in; k += blockDim.x) {
+    const float ak = to_f32(a[k]);
+#pragma unroll
+    for (int e = 0; e < kEntries; ++e)
+      if (e < n) acc[e] += ak * to_f32(x[int64_t(tok[e]) * ldx + k]);
+  }
+#pragma unroll
+  for (int e = 0; e < kEntries; ++e) {
+    if (e >= n) break;  // n is uniform across the block
+    const float s = block_sum(acc[e], scratch);
+    if (threadIdx.x == 0) v[int64_t(e0 + e) * w.max_rank + r] = s;
+  }
+}
+
+template <class T, class View>
+__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraModuleSlots w, View view) {
+  extern __shared__ float vs[];  // [kEntries, max_rank]
+  const int seg = blockIdx.x;
+  const int slot = view.slot(seg);
+  if (slot < 0 || slot >= w.num_slots) return;
+  const int rank = w.ranks[int64_t(slot) * w.meta_stride];
+  if (rank <= 0) return;
+  const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
+  const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
+  if (n <= 0) return;
+  for (int i = threadIdx.x; i < n * rank; i += blockDim.x)
+    vs[(i / rank) * w.max_rank + i % rank] = v[int64_t(e0 + i / rank) * w.max_rank + i % rank];
+  __syncthreads();
+  const int64_t o = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (o >= w.out) return;
+  const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * w.max_rank;
+  const float scale = w.scales[int64_t(slot) * w.meta_stride];
+  for (int e = 0; e < n; ++e) {
+    float d = 0.0f;
+    for (int r = 0; r < rank; ++r) d += to_f32(b[r]) * vs[e * w.max_rank + r];
+    T* yp = y + int64_t(view.token(e0 + e)) * ldy + o;
+    *yp = from_f32<T>(to_f32(*yp) + view.weight(e0 + e) * scale * d);
+  }
+}
+
+Status check_slots(const char* k, const LoraModuleSlots& w) {
+  if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0 || w.meta_stride <= 0)
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(k) + ": bad slots max_rank=" + std::to_string(w.max_rank) + " in=" +
+                          std::to_string(w.in) + " out=" + std::to_string(w.out) + " slots=" +
+                          std::to_string(w.num_slots));
+  return ok_status();
+}
+
+template <class View>
+Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w, View view, int64_t segs,
+              int64_t max_len, StreamHandle stream) {
+  MYRIAD_TRY(check_slots("lora shrink", w));
+  if (ldx < w.in) return make_error(ErrorCode::kInvalidArgument, "lora shrink: ldx < in");
+  if (segs == 0 || max_len == 0) return ok_status();
+  if (segs < 0 || segs > INT32_MAX || max_len < 0)
+    return make_error(ErrorCode::kInvalidArgument, "lora shrink: bad segment count " + std::to_string(segs));
+  const dim3 grid(unsigned(segs), unsigned(w.max_rank), ceil_div(max_len, kEntries));
+  return MYRIAD_DISPATCH_DTYPE(dtype, "lora shrink", {
+    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, w, view);
+    MYRIAD_CUDA_TRY_LAUNCH();
+    return ok_status();
+  });
+}
+
+template <class View>
+Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w, View view, int64_t segs,
+              int64_t max_len, StreamHandle stream) {
+  MYRIAD_TRY(check_slots("lora expand", w));
+  if (ldy < w.out) return make_error(ErrorCode::kInvalidArgument, "lora expand: ldy < out");
+  if (segs == 0 || max_len == 0) return ok_status();
+  if (segs < 0 || segs > INT32_MAX || max_len < 0)
+    return make_error(ErrorCode::kInvalidArgument, "lora expand: bad segment count " + std::to_string(segs));
+  const dim3 grid(unsigned(segs), ceil_div(w.out, kExpandThreads), ceil_div(max_len, kEntries));
+  const size_t smem = sizeof(float) * kEntries * size_t(w.max_rank);
+  return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
+    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, w, view);
+    MYRIAD_CUDA_TRY_LAUNCH();
+    return ok_status();
+  });
+}
+
+}  // namespace
+
+Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
+                   const SgmvBatch& batch, StreamHandle stream) {
+  return shrink(dtype, v, x, ldx, w, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+}
+Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
+                   const SgmvBatch& batch, StreamHandle stream) {
+  return expand(dtype, y, ldy, v, w, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+}
+Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
+  return shrink(dtype, v, x, ldx, w, GatheredView{token_slot}, tokens, 1, stream);
+}
+Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
+  return expand(dtype, y, ldy, v, w, GatheredView{token_slot}, tokens, 1, stream);
+}
+
+}  // namespace myriad::gpu::cuda

@@ -1,0 +1,80 @@
+// One block per token; one thread per (head, pair). Each pair (i, i + d/2) is
+// read and written by the same thread, so in-place is race-free.
+#include <cmath>
+
+#include "cuda_check.cuh"
+#include "gpu/cuda/rope.h"
+#include "kernel_common.cuh"
+
+namespace myriad::gpu::cuda {
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(size_t(std::max<int64_t>(half, 0)));
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = float(2 * i) / float(c.head_dim);
+    inv[size_t(i)] = 1.0f / std::pow(c.rope_theta, e);
+  }
+  if (c.rope_scaling && c.rope_scaling->type == "llama3") {
+    const auto& s = *c.rope_scaling;
+    const float old_len = float(s.original_max_position_embeddings);
+    const float low_wavelen = old_len / s.low_freq_factor;
+    const float high_wavelen = old_len / s.high_freq_factor;
+    for (auto& f : inv) {
+      const float wavelen = 2.0f * float(M_PI) / f;
+      float scaled = wavelen > low_wavelen ? f / s.factor : f;
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      if (medium) {
+        const float smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        scaled = (1.0f - smooth) * scaled / s.factor + smooth * scaled;
+      }
+      f = scaled;
+    }
+  }
+  return inv;
+}
+
+namespace {
+
+template <class T>
+__global__ void rope_kernel(T* q, int64_t q_stride, T* k, int64_t k_stride, const int32_t* __restrict__ positions,
+                            const float* __restrict__ inv_freq, int num_heads, int num_kv_heads, int head_dim) {
+  const int t = blockIdx.x;
+  const int half = head_dim / 2;
+  const float pos = float(positions[t]);
+  const int pairs = (num_heads + num_kv_heads) * half;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int head = p / half, i = p % half;
+    T* base = head < num_heads ? q + size_t(t) * q_stride + size_t(head) * head_dim
+                               : k + size_t(t) * k_stride + size_t(head - num_heads) * head_dim;
+    float s, c;
+    sincosf(pos * inv_freq[i], &s, &c);
+    const float x1 = to_f32(base[i]), x2 = to_f32(base[i + half]);
+    base[i] = from_f32<T>(x1 * c - x2 * s);
+    base[i + half] = from_f32<T>(x2 * c + x1 * s);
+  }
+}
+
+}  // namespace
+
+Status rope(DType dtype, void* q, int64_t q_stride, void* k, int64_t k_stride, const int32_t* positions,
+            const float* inv_freq, int64_t tokens, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+            StreamHandle stream) {
+  if (tokens == 0) return ok_status();
+  if (tokens < 0 || tokens > INT32_MAX || head_dim <= 0 || head_dim % 2 != 0 || num_heads <= 0 ||
+      num_kv_heads < 0 || q_stride < num_heads * head_dim || (num_kv_heads > 0 && k_stride < num_kv_heads * head_dim))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "rope: bad shape tokens=" + std::to_string(tokens) + " heads=" + std::to_string(num_heads) +
+                          " kv_heads=" + std::to_string(num_kv_heads) + " head_dim=" + std::to_string(head_dim));
+  const int64_t pairs = (num_heads + num_kv_heads) * head_dim / 2;
+  const int threads = pairs >= 256 ? 256 : int((pairs + 31) / 32 * 32);
+  return MYRIAD_DISPATCH_DTYPE(dtype, "rope", {
+    rope_kernel<T><<<unsigned(tokens), threads, 0, stream>>>(static_cast<T*>(q), q_stride, static_cast<T*>(k),
+                                                             k_stride, positions, inv_freq, int(num_heads),
+                                                             int(num_kv_heads), int(head_dim));
+    MYRIAD_CUDA_TRY_LAUNCH();
+    return ok_status();
+  });
+}
+
+}  // namespace myriad::gpu::cuda

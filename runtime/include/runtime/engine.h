@@ -1,0 +1,95 @@
+// The engine loop: each step() asks the scheduler for a plan, executes the
+// adapter evictions and loads it names, runs the executor (which samples),
+// feeds the sampled tokens back to the scheduler and emits per-request
+// events to the EventSink, recording metrics on the way. Time comes from
+// an injected Clock, so tests and the simulator control it; the executor
+// may be real (gpu/cpu, gpu/cuda) or simulated.
+//
+// Owns the scheduler; borrows the executor, resolver, clock and sink (they
+// must outlive it). Not thread-safe: one thread calls submit/cancel/step
+// (an actor serializes them). A steady decode step allocates nothing: the
+// plan, the result and the event buffer are reused.
+//
+// Request lifecycle (every accepted request ends in exactly one final
+// event: Finished or Failed):
+//
+//            submit()
+//   ─────────────────────┬──(1) invalid / unknown adapter ──> rejected (Error returned, no events)
+//                        │(2) accepted, adapter version pinned
+//                        v
+//                     QUEUED ──(3) cancel / deadline ─────────────────────────────> FINISHED (cancelled | deadline)
+//                      │  ^  └─(4) its adapter's load failed ──────────────────────> FAILED
+//   (5) adapter active,│  │
+//   fits batch, tokens │  │(6) KV blocks ran out (youngest first) or adapter
+//   and KV blocks      │  │    swapped out with pause_on_swap_out: KV freed,
+//                      v  │    recomputed (prompt + tokens so far) when readmitted
+//                     RUNNING ──(7) prefill chunk / decode step, a Token event per sampled token ──┐
+//                      │  │  ^────────────────────────────────────────────────────────────────────┘
+//                      │  └──(8) stop token | max_tokens | cancel | deadline ──────> FINISHED (stop | length | cancelled | deadline)
+//                      └─────(9) executor step failed ─────────────────────────────> FAILED
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/adapter_resolver.h"
+#include "runtime/clock.h"
+#include "runtime/engine_events.h"
+#include "runtime/engine_metrics.h"
+#include "runtime/executor.h"
+#include "runtime/request.h"
+#include "runtime/result.h"
+#include "runtime/scheduler.h"
+#include "runtime/scheduler_config.h"
+
+namespace myriad {
+
+class Engine {
+ public:
+  // Checks the config against the executor (slots, KV pool, block size)
+  // and takes the executor's vocabulary size when config.vocab_size is 0.
+  static Result<std::unique_ptr<Engine>> create(const SchedulerConfig& config, Executor& executor,
+                                                AdapterResolver& resolver, const Clock& clock, EventSink& sink);
+
+  // Error => rejected (no events follow). Otherwise its events follow.
+  Result<RequestId> submit(Request request);
+  // Emits the Finished(cancelled) event before returning true.
+  bool cancel(RequestId id);
+  // One iteration. Requests hurt by an executor failure get Failed events;
+  // the engine keeps going. Returns the executor's error for information.
+  Status step();
+  bool has_work() const { return scheduler_->has_work(); }
+  // Steps until no work is left; kDeadlineExceeded if max_steps ran out.
+  Status run_until_idle(uint64_t max_steps);
+
+  const EngineMetrics& metrics() const { return metrics_; }
+  const Scheduler& scheduler() const { return *scheduler_; }
+  const ScheduleOutput& last_schedule() const { return *last_; }
+
+ private:
+  struct Track {
+    double submit_ms = 0.0;
+    double last_token_ms = 0.0;
+    RequestMetrics* adapter = nullptr;
+  };
+
+  Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink);
+  void dispatch_events();
+  void record(const RequestEvent& e);
+
+  std::unique_ptr<Scheduler> scheduler_;
+  Executor& executor_;
+  const Clock& clock_;
+  EventSink& sink_;
+  StepResult result_;
+  const ScheduleOutput* last_ = nullptr;
+  ScheduleOutput empty_;
+  std::vector<double> load_start_ms_;  // [slot]
+  std::unordered_map<RequestId, Track> tracks_;
+  EngineMetrics metrics_;
+};
+
+}  // namespace myriad

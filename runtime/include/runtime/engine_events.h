@@ -1,0 +1,41 @@
+// What the engine tells the owner of a request: each sampled token, then
+// exactly one final event (finished with a reason, or failed with an
+// error). Delivered in order per request, on the engine thread, through an
+// EventSink the engine's owner implements (an actor forwards them as
+// messages; tests record them).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/request.h"
+#include "runtime/result.h"
+
+namespace myriad {
+
+enum class EventKind : uint8_t { kToken, kFinished, kFailed };
+
+struct RequestEvent {
+  RequestId id = 0;
+  EventKind kind = EventKind::kToken;
+  double time_ms = 0.0;          // engine clock
+  // kToken
+  int32_t token = -1;
+  float logprob = 0.0f;
+  uint32_t index = 0;            // output index of this token (0 = first)
+  // kFinished / kFailed
+  FinishReason reason = FinishReason::kStop;  // kFinished only
+  uint32_t num_output_tokens = 0;  // tokens emitted before this event
+  double queue_ms = -1.0;          // submit -> first admission into the batch; -1 if never admitted
+  Error error;                     // kFailed only
+
+  bool is_final() const { return kind != EventKind::kToken; }
+};
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Must not call back into the engine (submit/cancel/step).
+  virtual void on_event(const RequestEvent& e) = 0;
+};
+
+}  // namespace myriad

@@ -1,0 +1,90 @@
+// A deterministic executor that computes nothing: each sampled token is a
+// hash of (sequence, output index, adapter name), so a row run on the
+// wrong adapter or with a wrong output index gives a different token. It
+// checks every plan against what the engine promised (KV continuity and
+// block ownership, tokens re-fed identically after a recompute, only ready
+// slots used, a sequence never changes adapter) and records violations.
+// Loads take `load_polls` calls of adapter_ready(). With a ManualClock it
+// advances time per step, a one-line cost model. For tests, the
+// engine_events bench and as a template for the simulator's executor.
+// Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/clock.h"
+#include "runtime/executor.h"
+
+namespace myriad {
+
+struct FakeExecutorOptions {
+  int32_t vocab_size = 1000;
+  int32_t kv_block_size = 16;
+  int32_t kv_num_blocks = 1024;
+  int32_t num_adapter_slots = 4;
+  int32_t load_polls = 0;       // adapter_ready() answers false this many times after a load begins
+  bool validate = true;         // false: the fastest path (benchmarks), no checks
+  ManualClock* clock = nullptr; // advanced by step_ms + per_token_ms * tokens per step
+  double step_ms = 0.0;
+  double per_token_ms = 0.0;
+  double load_ms = 0.0;         // advanced once per begin_load_adapter
+};
+
+class FakeExecutor final : public Executor {
+ public:
+  explicit FakeExecutor(const FakeExecutorOptions& options);
+
+  static int32_t token_for(SeqId seq, uint32_t output_index, std::string_view adapter, int32_t vocab_size);
+
+  const ExecutorInfo& info() const override { return info_; }
+  Status step(const StepPlan& plan, StepResult& out) override;
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
+  bool adapter_ready(int32_t slot) override;
+  void unload_adapter(int32_t slot) override;
+
+  // Fault injection.
+  void fail_next_step(Error e) { fail_step_ = std::move(e); fail_step_armed_ = true; }
+  void fail_loads_of(std::string adapter_name) { fail_loads_of_ = std::move(adapter_name); }
+
+  const std::vector<std::string>& violations() const { return violations_; }
+  uint64_t steps() const { return steps_; }
+  uint64_t loads() const { return loads_; }
+  // Name of the adapter each slot holds ("" = free or base).
+  std::string slot_name(int32_t slot) const;
+
+ private:
+  struct Slot {
+    enum class State : uint8_t { kFree, kLoading, kReady } state = State::kFree;
+    int32_t polls_left = 0;
+    std::string name;
+  };
+  struct SeqTrack {
+    int32_t cached = 0;            // positions in the KV cache; -1 after its blocks were taken
+    uint32_t sampled = 0;          // tokens sampled so far
+    std::vector<int32_t> tokens;   // every token fed or sampled, by position
+    std::vector<int32_t> table;    // block table of its last row
+    std::string adapter;           // adapter name of its first row
+    bool has_adapter = false;
+  };
+  void violation(std::string what);
+  Status validate(const StepPlan& plan);
+
+  FakeExecutorOptions opt_;
+  ExecutorInfo info_;
+  std::vector<Slot> slots_;
+  std::unordered_map<SeqId, SeqTrack> seqs_;
+  std::vector<SeqId> block_owner_;  // [block]; 0 = none
+  std::vector<uint32_t> step_mark_;  // [block] step stamp, for duplicates within one step
+  std::vector<std::string> violations_;
+  bool fail_step_armed_ = false;
+  Error fail_step_;
+  std::string fail_loads_of_;
+  uint64_t steps_ = 0;
+  uint64_t loads_ = 0;
+};
+
+}  // namespace myriad

@@ -1,0 +1,41 @@
+// A generation request as the engine accepts it: which adapter, the prompt
+// ids, how to sample and when to stop. A value type; validated at
+// admission (Scheduler::submit), where its adapter is pinned to a version.
+// Owned by the caller until submitted, then by the scheduler.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "runtime/sampling_params.h"
+#include "runtime/step_plan.h"
+
+namespace myriad {
+
+// Assigned by the scheduler at admission, unique for its lifetime, never 0.
+// Also the request's sequence id in step plans (one sequence per request).
+using RequestId = SeqId;
+
+inline constexpr double kNoDeadline = std::numeric_limits<double>::infinity();
+
+struct Request {
+  std::string adapter;               // adapter name ("tenant/name" or "tenant/name@N"); "" = base model
+  std::vector<int32_t> prompt;       // token ids, at least one
+  SamplingParams sampling;
+  uint32_t max_tokens = 16;          // output tokens at most (>= 1)
+  std::vector<int32_t> stop_token_ids;  // sampling one ends the request (reason kStop); the token is emitted
+  double deadline_ms = kNoDeadline;  // absolute, on the engine's clock: unfinished by then => kDeadline
+};
+
+// Why a request finished normally (failures are Errors, not reasons).
+enum class FinishReason : uint8_t {
+  kStop,       // sampled one of stop_token_ids
+  kLength,     // produced max_tokens
+  kCancelled,  // cancel() before it finished
+  kDeadline,   // deadline_ms passed before it finished
+};
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "deadline"
+
+}  // namespace myriad

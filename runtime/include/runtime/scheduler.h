@@ -1,0 +1,216 @@
+// The continuous-batching scheduler with a time-sliced active adapter set.
+// Pure logic: no threads, no I/O, time passed in. The engine and the
+// simulator drive the same object:
+//
+//   submit(request, now)        -> RequestId, or an Error answered to that request (never throws)
+//   schedule(now)               -> ScheduleOutput: evict, load, run these rows, this is waiting and why
+//   [executor runs the step]
+//   update(step_result, now)    -> per-request events (tokens, finished) in events()
+//   on_adapter_ready / on_load_failed / fail_step / cancel  as things happen
+//
+// Owns the per-adapter FIFO queues, the running batch, the KV block
+// accounting and the slot assignment. Invariants (checked by the tests):
+//  * every submitted request ends in exactly one final event;
+//  * a row only uses a slot whose adapter is loaded (on_adapter_ready);
+//  * a slot is evicted only when no running sequence pins its adapter;
+//  * each running row gets >= min(g, its remaining tokens) new tokens per
+//    step, g = min(floor(T / R), max_prefill_chunk or T) (T = max tokens
+//    per step, R = max running sequences), unless it is preempted;
+//  * KV blocks in use == blocks held by running sequences.
+// Not thread-safe: one engine thread.
+//
+// Adapter states (per pinned adapter version; the base model is always
+// Active and needs no slot):
+//
+//        (1) queued, no slot          (2) slot assigned        (3) executor says ready
+//   Gone ─────────────────────> Idle ─────────────────> Loading ─────────────────> Active
+//    ^                           ^  ^                      │                        │ │
+//    │ (8) nothing queued,       │  └──(7) load failed ────┘   (4) quantum passed & │ │
+//    │     nothing running       │      (its queue fails)        others wait, or   │ │
+//    └───────────────────────────┤                               nothing queued    │ │
+//                                │                               while others wait │ │
+//                                │  (6) no running sequence pins it:             v │
+//                                └──────────────── slot evicted ───────────  Draining │
+//                                └──────────────── (5) nothing queued or running ─────┘
+//                                                  (slot evicted at once)
+//  In Draining the adapter's running requests finish (or, with
+//  pause_on_swap_out, are paused at (4), keeping their KV blocks, so (6)
+//  follows at once; they resume first when the adapter is active again. A
+//  request is paused at most once (the next swap-out lets it finish), and a
+//  paused request's KV is the first reclaimed when blocks run out, so
+//  pausing can neither deadlock the KV pool nor livelock a request); its
+//  new requests queue and it waits for a slot again.
+//
+// Starvation bound (kTimeslice). Let A = number of distinct adapters that
+// have queued requests, N = num_slots, Q = quantum_ms, Δ = the longest time
+// between two schedule() calls, L = the most schedule() calls a load takes
+// to be reported ready, and S = ceil(P / g) + M steps, where P is the
+// longest prompt + output, M the largest max_tokens (S bounds how long a
+// running request takes to finish, since each row progresses >= g tokens a
+// step; preemption only shortens a drain). Every slot is freed at least
+// once per C = Q + (S + L + 3)·Δ while adapters wait, and a freed slot goes
+// to the adapter that has waited longest (strict FIFO by wait ticket), so
+// an adapter that starts waiting for a slot at t has one assigned by
+// t + ceil(A / N)·C and is Active (loaded) by
+//      t + ceil(A / N) · (Q + (S + L + 3)·Δ) + (L + 1)·Δ.
+// starvation_bound_ms() computes it; the property test asserts it at every
+// step for every adapter waiting for a slot.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/adapter_resolver.h"
+#include "runtime/engine_events.h"
+#include "runtime/kv_block_allocator.h"
+#include "runtime/request.h"
+#include "runtime/result.h"
+#include "runtime/schedule_output.h"
+#include "runtime/scheduler_config.h"
+#include "runtime/step_plan.h"
+
+namespace myriad {
+
+// The formula above. `max_prompt_plus_output` = P, `max_output` = M,
+// `step_ms` = Δ, `load_steps` = L.
+double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32_t max_prompt_plus_output,
+                           int32_t max_output, double step_ms, int32_t load_steps);
+
+enum class AdapterPhase : uint8_t { kIdle, kLoading, kActive, kDraining };
+const char* adapter_phase_name(AdapterPhase p);
+
+struct SchedulerStats {
+  uint64_t submitted = 0, rejected = 0;
+  uint64_t loads = 0, load_failures = 0, evictions = 0;
+  uint64_t swaps = 0;        // adapters swapped out at the quantum (kTimeslice)
+  uint64_t preemptions = 0;  // sequences whose KV was freed for recompute
+  uint64_t steps = 0;        // schedule() calls that produced rows
+};
+
+class Scheduler {
+ public:
+  // Fails naming the bad setting. `resolver` must outlive the scheduler.
+  static Result<std::unique_ptr<Scheduler>> create(const SchedulerConfig& config, AdapterResolver& resolver);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Validates the request and resolves its adapter. An Error means it was
+  // not accepted (no events will follow); otherwise it is queued.
+  Result<RequestId> submit(Request request, double now_ms);
+  // Ends a queued or running request with kCancelled (event at once). False
+  // if the id is unknown or already finished.
+  bool cancel(RequestId id, double now_ms);
+
+  // Plans the next step. Expires deadlines first (events), then decides
+  // adapter evictions/loads per the policy, then the rows.
+  const ScheduleOutput& schedule(double now_ms);
+  // Applies the executor's result for the plan last returned by schedule().
+  void update(const StepResult& result, double now_ms);
+  // The executor failed the last plan: its rows' requests fail with `error`.
+  void fail_step(const Error& error, double now_ms);
+
+  // Slots with a load in flight; the engine polls Executor::adapter_ready.
+  const std::vector<int32_t>& loading_slots() const { return loading_slots_; }
+  void on_adapter_ready(int32_t slot, double now_ms);
+  // begin_load_adapter failed: the slot frees, the adapter's queued
+  // requests fail with `error`.
+  void on_load_failed(int32_t slot, const Error& error, double now_ms);
+
+  // Events produced by the calls above, in order. The caller consumes them
+  // and clears the vector (its capacity is kept).
+  std::vector<RequestEvent>& events() { return events_; }
+
+  const SchedulerConfig& config() const { return config_; }
+  const SchedulerStats& stats() const { return stats_; }
+  size_t num_queued() const { return num_queued_; }
+  size_t num_running() const { return running_.size(); }
+  size_t num_paused() const { return num_paused_; }
+  bool has_work() const {
+    return num_queued_ > 0 || num_paused_ > 0 || !running_.empty() || !loading_slots_.empty();
+  }
+  int32_t num_free_kv_blocks() const { return kv_.num_free(); }
+  // Introspection for tests: the adapter in a slot (null if free) and its phase.
+  std::shared_ptr<const AdapterVersion> slot_adapter(int32_t slot) const;
+  AdapterPhase slot_phase(int32_t slot) const;
+
+ private:
+  struct Sequence;
+  struct AdapterState;
+
+  Scheduler(const SchedulerConfig& config, AdapterResolver& resolver);
+
+  Sequence* new_sequence();
+  void recycle(Sequence* s);
+  AdapterState* adapter_for(std::shared_ptr<const AdapterVersion> v);
+  void mark_waiting(AdapterState& a, double now_ms);
+
+  void expire_deadlines(double now_ms);
+  void plan_adapters(double now_ms);
+  void plan_timeslice(double now_ms);
+  void plan_fcfs();
+  void plan_one_at_a_time();
+  void release_idle_and_drained();
+  void evict(AdapterState& a);
+  void assign_slot(AdapterState& a, int32_t slot);
+  void swap_out(AdapterState& a, double now_ms, bool pause);
+  void collect_waiters(bool by_ticket);
+  int32_t free_slot() const;
+
+  void plan_running();
+  void plan_admissions();
+  void plan_waiting();
+  void write_row(Sequence& s, uint32_t chunk);
+  void forget_unused();
+  void preempt(Sequence& s);
+  bool reclaim_paused(const Sequence* keep);
+
+  void finish(Sequence& s, FinishReason reason, double now_ms);  // removes from queue, not from running_
+  void fail(Sequence& s, const Error& error, double now_ms);
+  void retire(Sequence& s);  // frees blocks, unpins, unindexes, recycles
+  void remove_from_queue(Sequence& s);
+  void compact_running();
+
+  SchedulerConfig config_;
+  AdapterResolver& resolver_;
+  KvBlockAllocator kv_;
+  int32_t g_;  // guaranteed tokens per running row per step
+
+  RequestId next_id_ = 1;
+  uint64_t next_ticket_ = 1;
+  uint64_t next_order_ = 1;
+  std::unordered_map<RequestId, Sequence*> by_id_;
+  std::vector<std::unique_ptr<Sequence>> seq_storage_;
+  std::vector<Sequence*> seq_free_;
+
+  std::unordered_map<std::string, std::unique_ptr<AdapterState>> adapters_;  // by AdapterVersion::key()
+  std::unique_ptr<AdapterState> base_;
+  std::vector<AdapterState*> live_;     // non-base adapters with queued/running requests or a slot
+  std::vector<AdapterState*> slots_;    // [num_slots]: the adapter holding each slot, or null
+  std::vector<int32_t> loading_slots_;
+  std::vector<AdapterState*> waiters_;  // scratch
+  std::vector<AdapterState*> scratch_;  // scratch
+
+  std::vector<Sequence*> running_;      // admission order, oldest first
+  std::vector<Sequence*> step_seqs_;    // [plan.rows]
+  std::vector<uint32_t> reserve_;       // scratch: suffix sums of guaranteed tokens
+  size_t num_queued_ = 0;
+  size_t num_paused_ = 0;
+  int32_t budget_left_ = 0;
+  double now_ms_ = 0.0;  // of the schedule() in progress
+  WaitReason admit_block_ = WaitReason::kTokenBudget;
+
+  using DeadlineEntry = std::pair<double, RequestId>;
+  std::priority_queue<DeadlineEntry, std::vector<DeadlineEntry>, std::greater<>> deadlines_;
+
+  ScheduleOutput out_;
+  std::vector<RequestEvent> events_;
+  SchedulerStats stats_;
+};
+
+}  // namespace myriad

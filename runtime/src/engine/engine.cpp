@@ -1,0 +1,180 @@
+#include "runtime/engine.h"
+
+#include <string>
+
+namespace myriad {
+
+Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Executor& executor,
+                                               AdapterResolver& resolver, const Clock& clock, EventSink& sink) {
+  const ExecutorInfo& info = executor.info();
+  SchedulerConfig c = config;
+  auto bad = [&](const std::string& what) {
+    return make_error(ErrorCode::kInvalidArgument, "engine config does not fit executor '" + info.device + "': " + what);
+  };
+  if (c.num_slots > info.num_adapter_slots)
+    return bad("num_slots = " + std::to_string(c.num_slots) + " but the executor has " +
+               std::to_string(info.num_adapter_slots) + " adapter slots");
+  if (c.kv_block_size != info.kv_block_size)
+    return bad("kv_block_size = " + std::to_string(c.kv_block_size) + " but the executor's is " +
+               std::to_string(info.kv_block_size));
+  if (c.num_kv_blocks > info.kv_num_blocks)
+    return bad("num_kv_blocks = " + std::to_string(c.num_kv_blocks) + " but the executor's pool has " +
+               std::to_string(info.kv_num_blocks));
+  if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
+  auto s = Scheduler::create(c, resolver);
+  if (!s.ok()) return s.error();
+  return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink));
+}
+
+Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink)
+    : scheduler_(std::move(scheduler)), executor_(executor), clock_(clock), sink_(sink) {
+  last_ = &empty_;
+  const SchedulerConfig& c = scheduler_->config();
+  load_start_ms_.assign(size_t(c.num_slots), 0.0);
+  metrics_.max_running_seqs = c.max_running_seqs;
+  metrics_.max_tokens_per_step = c.max_tokens_per_step;
+  result_.sampled.reserve(size_t(c.max_running_seqs));
+  tracks_.reserve(size_t(c.max_running_seqs) * 4);
+}
+
+namespace {
+std::string adapter_metrics_name(const std::string& adapter) {
+  const size_t at = adapter.rfind('@');
+  return at == std::string::npos ? adapter : adapter.substr(0, at);
+}
+}  // namespace
+
+Result<RequestId> Engine::submit(Request request) {
+  const double now = clock_.now_ms();
+  std::string name = adapter_metrics_name(request.adapter);
+  auto id = scheduler_->submit(std::move(request), now);
+  if (!id.ok()) {
+    // Per-adapter entries only for adapters that exist: junk names must not grow the map.
+    if (auto it = metrics_.per_adapter.find(name); it != metrics_.per_adapter.end()) ++it->second.rejected;
+    ++metrics_.overall.rejected;
+    return id;
+  }
+  RequestMetrics& am = metrics_.per_adapter[std::move(name)];
+  ++am.submitted;
+  ++metrics_.overall.submitted;
+  tracks_[id.value()] = Track{now, now, &am};
+  return id;
+}
+
+bool Engine::cancel(RequestId id) {
+  const bool found = scheduler_->cancel(id, clock_.now_ms());
+  dispatch_events();
+  return found;
+}
+
+void Engine::record(const RequestEvent& e) {
+  auto it = tracks_.find(e.id);
+  MYRIAD_CHECK(it != tracks_.end(), "event for request " + std::to_string(e.id) + " that is not in flight");
+  Track& t = it->second;
+  RequestMetrics& a = *t.adapter;
+  RequestMetrics& o = metrics_.overall;
+  if (e.kind == EventKind::kToken) {
+    if (e.index == 0) {
+      a.ttft_ms.record(e.time_ms - t.submit_ms);
+      o.ttft_ms.record(e.time_ms - t.submit_ms);
+    } else {
+      a.itl_ms.record(e.time_ms - t.last_token_ms);
+      o.itl_ms.record(e.time_ms - t.last_token_ms);
+    }
+    t.last_token_ms = e.time_ms;
+    ++a.output_tokens;
+    ++o.output_tokens;
+    return;
+  }
+  if (e.queue_ms >= 0) {
+    a.queue_ms.record(e.queue_ms);
+    o.queue_ms.record(e.queue_ms);
+  }
+  a.e2e_ms.record(e.time_ms - t.submit_ms);
+  o.e2e_ms.record(e.time_ms - t.submit_ms);
+  uint64_t RequestMetrics::*counter = &RequestMetrics::failed;
+  if (e.kind == EventKind::kFinished) {
+    switch (e.reason) {
+      case FinishReason::kStop:
+      case FinishReason::kLength: counter = &RequestMetrics::finished; break;
+      case FinishReason::kCancelled: counter = &RequestMetrics::cancelled; break;
+      case FinishReason::kDeadline: counter = &RequestMetrics::deadline; break;
+    }
+  }
+  ++(a.*counter);
+  ++(o.*counter);
+  tracks_.erase(it);
+}
+
+void Engine::dispatch_events() {
+  auto& events = scheduler_->events();
+  for (const RequestEvent& e : events) {
+    record(e);
+    sink_.on_event(e);
+  }
+  events.clear();
+}
+
+Status Engine::step() {
+  const double now = clock_.now_ms();
+  // Loads in flight: those the executor has finished become Active.
+  const auto& loading = scheduler_->loading_slots();
+  for (size_t i = 0; i < loading.size();) {
+    const int32_t slot = loading[i];
+    if (executor_.adapter_ready(slot)) {
+      metrics_.slot_load_ms.record(now - load_start_ms_[size_t(slot)]);
+      scheduler_->on_adapter_ready(slot, now);  // removes it from `loading`
+    } else {
+      ++i;
+    }
+  }
+
+  const SchedulerStats before = scheduler_->stats();
+  const ScheduleOutput& out = scheduler_->schedule(now);
+  last_ = &out;
+  for (const AdapterEviction& ev : out.evictions) executor_.unload_adapter(ev.slot);
+  for (const AdapterLoad& ld : out.loads) {
+    Status st = executor_.begin_load_adapter(ld.slot, ld.adapter->weights);
+    if (st.ok()) {
+      load_start_ms_[size_t(ld.slot)] = now;
+    } else {
+      scheduler_->on_load_failed(ld.slot, st.error(), now);
+    }
+  }
+
+  Status result = ok_status();
+  if (!out.plan.rows.empty()) {
+    Status st = executor_.step(out.plan, result_);
+    const double t = clock_.now_ms();
+    ++metrics_.steps;
+    metrics_.rows_sum += out.plan.rows.size();
+    metrics_.tokens_sum += out.plan.num_tokens();
+    if (st.ok()) {
+      scheduler_->update(result_, t);
+    } else {
+      ++metrics_.step_failures;
+      scheduler_->fail_step(st.error(), t);
+      result = st;
+    }
+  }
+  const SchedulerStats& after = scheduler_->stats();
+  metrics_.swaps += after.swaps - before.swaps;
+  metrics_.slot_loads += after.loads - before.loads;
+  metrics_.load_failures += after.load_failures - before.load_failures;
+  metrics_.evictions += after.evictions - before.evictions;
+  metrics_.preemptions += after.preemptions - before.preemptions;
+  dispatch_events();
+  return result;
+}
+
+Status Engine::run_until_idle(uint64_t max_steps) {
+  for (uint64_t i = 0; i < max_steps && has_work(); ++i) (void)step();
+  if (has_work())
+    return make_error(ErrorCode::kDeadlineExceeded, "engine still has work after " + std::to_string(max_steps) +
+                                                        " steps (" + std::to_string(scheduler_->num_queued()) +
+                                                        " queued, " + std::to_string(scheduler_->num_running()) +
+                                                        " running)");
+  return ok_status();
+}
+
+}  // namespace myriad

@@ -1,0 +1,195 @@
+#include "runtime/fake_executor.h"
+
+#include <algorithm>
+#include <string>
+
+#include "runtime/kv_block_allocator.h"
+
+namespace myriad {
+
+namespace {
+uint64_t mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+uint64_t hash_name(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : s) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+FakeExecutor::FakeExecutor(const FakeExecutorOptions& options) : opt_(options) {
+  info_.device = "fake";
+  info_.vocab_size = opt_.vocab_size;
+  info_.kv_block_size = opt_.kv_block_size;
+  info_.kv_num_blocks = opt_.kv_num_blocks;
+  info_.num_adapter_slots = opt_.num_adapter_slots;
+  info_.max_adapter_rank = 64;
+  slots_.resize(size_t(opt_.num_adapter_slots));
+  block_owner_.assign(size_t(opt_.kv_num_blocks), 0);
+  step_mark_.assign(size_t(opt_.kv_num_blocks), 0);
+}
+
+int32_t FakeExecutor::token_for(SeqId seq, uint32_t output_index, std::string_view adapter, int32_t vocab_size) {
+  return int32_t(mix(mix(seq) ^ (uint64_t(output_index) << 1) ^ hash_name(adapter)) % uint64_t(vocab_size));
+}
+
+std::string FakeExecutor::slot_name(int32_t slot) const {
+  if (slot < 0 || size_t(slot) >= slots_.size()) return "";
+  return slots_[size_t(slot)].name;
+}
+
+void FakeExecutor::violation(std::string what) { violations_.push_back(std::move(what)); }
+
+Status FakeExecutor::validate(const StepPlan& plan) {
+  const size_t before = violations_.size();
+  const int32_t bs = opt_.kv_block_size;
+  const uint32_t stamp = uint32_t(steps_ + 1);
+  for (const SeqRow& r : plan.rows) {
+    const std::string who = "step " + std::to_string(steps_) + " seq " + std::to_string(r.seq) + ": ";
+    if (r.num_tokens == 0 || size_t(r.token_offset) + r.num_tokens > plan.tokens.size() ||
+        size_t(r.block_offset) + r.num_blocks > plan.block_ids.size()) {
+      violation(who + "row ranges out of the plan's arrays");
+      continue;
+    }
+    const int32_t end = r.start_pos + int32_t(r.num_tokens);
+    if (int32_t(r.num_blocks) != KvBlockAllocator::blocks_for(end, bs))
+      violation(who + std::to_string(r.num_blocks) + " blocks for " + std::to_string(end) + " positions");
+    SeqTrack& t = seqs_[r.seq];
+    // KV continuity: continue where the cache ends, or recompute from 0.
+    if (r.start_pos != 0 && r.start_pos != t.cached)
+      violation(who + "start_pos " + std::to_string(r.start_pos) + " but " + std::to_string(t.cached) +
+                " positions are cached");
+    for (uint32_t b = 0; b < r.num_blocks; ++b) {
+      const int32_t id = plan.block_ids[r.block_offset + b];
+      if (id < 0 || id >= opt_.kv_num_blocks) {
+        violation(who + "block id " + std::to_string(id) + " out of range");
+        continue;
+      }
+      if (step_mark_[size_t(id)] == stamp) violation(who + "block " + std::to_string(id) + " used twice in one step");
+      step_mark_[size_t(id)] = stamp;
+      const SeqId owner = block_owner_[size_t(id)];
+      if (owner != 0 && owner != r.seq) {
+        // The block is in another sequence's current table: its KV is gone,
+        // it may only recompute from position 0.
+        auto it = seqs_.find(owner);
+        if (it != seqs_.end() &&
+            std::find(it->second.table.begin(), it->second.table.end(), id) != it->second.table.end())
+          it->second.cached = -1;
+      }
+      block_owner_[size_t(id)] = r.seq;
+    }
+    t.table.assign(plan.block_ids.begin() + r.block_offset, plan.block_ids.begin() + r.block_offset + r.num_blocks);
+    // The same tokens at the same positions, whatever was preempted.
+    for (uint32_t k = 0; k < r.num_tokens; ++k) {
+      const size_t pos = size_t(r.start_pos) + k;
+      const int32_t tok = plan.tokens[r.token_offset + k];
+      if (pos < t.tokens.size()) {
+        if (t.tokens[pos] != tok)
+          violation(who + "position " + std::to_string(pos) + " fed " + std::to_string(tok) + ", earlier " +
+                    std::to_string(t.tokens[pos]));
+      } else if (pos == t.tokens.size()) {
+        t.tokens.push_back(tok);
+      } else {
+        violation(who + "position " + std::to_string(pos) + " skips ahead of " + std::to_string(t.tokens.size()));
+      }
+    }
+    // Adapter: a ready slot, and the same adapter for the whole life.
+    std::string name;
+    for (uint8_t k = 0; k < r.adapters.count; ++k) {
+      const int32_t s = r.adapters.refs[k].slot;
+      if (s < 0 || size_t(s) >= slots_.size() || slots_[size_t(s)].state != Slot::State::kReady) {
+        violation(who + "uses slot " + std::to_string(s) + " which is not ready");
+      } else {
+        name = slots_[size_t(s)].name;
+      }
+    }
+    if (!t.has_adapter) {
+      t.adapter = name;
+      t.has_adapter = true;
+    } else if (t.adapter != name) {
+      violation(who + "ran on adapter '" + name + "', earlier on '" + t.adapter + "'");
+    }
+    if (r.sample && r.output_index != t.sampled)
+      violation(who + "output_index " + std::to_string(r.output_index) + " after " + std::to_string(t.sampled) +
+                " sampled tokens");
+    if (r.sample && size_t(end) != t.tokens.size())
+      violation(who + "samples with " + std::to_string(t.tokens.size() - size_t(end)) + " known tokens not fed");
+  }
+  if (violations_.size() == before) return ok_status();
+  return make_error(ErrorCode::kInternal, "fake executor: " + violations_[before]);
+}
+
+Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
+  out.clear();
+  if (fail_step_armed_) {
+    fail_step_armed_ = false;
+    ++steps_;
+    return fail_step_;
+  }
+  if (opt_.validate) MYRIAD_TRY(validate(plan));
+  for (const SeqRow& r : plan.rows) {
+    if (opt_.validate) {
+      SeqTrack& t = seqs_[r.seq];
+      t.cached = r.start_pos + int32_t(r.num_tokens);
+    }
+    if (!r.sample) continue;
+    const int32_t slot = r.adapters.count ? r.adapters.refs[0].slot : -1;
+    const std::string& name = slot >= 0 ? slots_[size_t(slot)].name : std::string();
+    const int32_t tok = token_for(r.seq, r.output_index, name, opt_.vocab_size);
+    out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8)});
+    if (opt_.validate) {
+      SeqTrack& t = seqs_[r.seq];
+      t.tokens.push_back(tok);
+      ++t.sampled;
+    }
+  }
+  ++steps_;
+  if (opt_.clock) opt_.clock->advance(opt_.step_ms + opt_.per_token_ms * double(plan.num_tokens()));
+  return ok_status();
+}
+
+Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) {
+  if (slot < 0 || size_t(slot) >= slots_.size())
+    return make_error(ErrorCode::kInvalidArgument, "slot " + std::to_string(slot) + " out of range");
+  Slot& s = slots_[size_t(slot)];
+  if (s.state != Slot::State::kFree) {
+    violation("begin_load_adapter into busy slot " + std::to_string(slot));
+    return make_error(ErrorCode::kResourceExhausted, "slot " + std::to_string(slot) + " is busy");
+  }
+  const std::string name = weights ? weights->name : std::string();
+  if (!fail_loads_of_.empty() && name == fail_loads_of_)
+    return make_error(ErrorCode::kBadFile, "injected load failure for adapter '" + name + "'");
+  s.state = Slot::State::kLoading;
+  s.polls_left = opt_.load_polls;
+  s.name = name;
+  ++loads_;
+  if (opt_.clock) opt_.clock->advance(opt_.load_ms);
+  return ok_status();
+}
+
+bool FakeExecutor::adapter_ready(int32_t slot) {
+  if (slot < 0 || size_t(slot) >= slots_.size()) return false;
+  Slot& s = slots_[size_t(slot)];
+  if (s.state == Slot::State::kLoading) {
+    if (s.polls_left > 0) {
+      --s.polls_left;
+      return false;
+    }
+    s.state = Slot::State::kReady;
+  }
+  return s.state == Slot::State::kReady;
+}
+
+void FakeExecutor::unload_adapter(int32_t slot) {
+  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)].state != Slot::State::kReady) {
+    violation("unload_adapter(" + std::to_string(slot) + ") of a slot that is not loaded");
+    return;
+  }
+  slots_[size_t(slot)] = Slot{};
+}
+
+}  // namespace myriad

@@ -1,0 +1,741 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace myriad {
+
+namespace {
+enum class SeqState : uint8_t { kQueued, kRunning, kPaused, kDone };
+}  // namespace
+
+struct Scheduler::Sequence {
+  RequestId id = 0;
+  AdapterState* adapter = nullptr;
+  std::vector<int32_t> tokens;  // prompt + generated; [num_computed, size) not yet in the KV cache
+  std::vector<int32_t> stop;
+  std::vector<int32_t> blocks;  // KV block table
+  SamplingParams sampling;
+  uint32_t prompt_len = 0;
+  uint32_t max_tokens = 0;
+  uint32_t generated = 0;
+  uint32_t num_computed = 0;
+  double submit_ms = 0.0;
+  double first_admit_ms = -1.0;
+  uint64_t order = 0;  // submission order (FIFO across adapters)
+  SeqState state = SeqState::kDone;
+  bool in_running = false;  // present in running_ (removed by compaction or pop)
+  bool was_paused = false;  // paused once already: a later swap-out lets it finish (progress)
+};
+
+struct Scheduler::AdapterState {
+  std::shared_ptr<const AdapterVersion> version;  // null => base model
+  std::string key;
+  std::deque<Sequence*> queue;
+  std::vector<Sequence*> paused;  // swapped out with pause_on_swap_out: KV kept; by submission order
+  int32_t pins = 0;  // running sequences
+  AdapterPhase phase = AdapterPhase::kIdle;
+  int32_t slot = -1;
+  double active_since_ms = 0.0;
+  uint64_t active_steps = 0;  // schedule() calls it was Active in: >= 1 before a swap-out (progress when Q = 0)
+  double waiting_since_ms = 0.0;
+  uint64_t ticket = 0;  // != 0 while waiting for a slot: strict FIFO order
+  bool is_base() const { return version == nullptr; }
+  bool has_pending() const { return !queue.empty() || !paused.empty(); }
+  // The submission order of its oldest queued or paused request.
+  uint64_t oldest_order() const {
+    uint64_t o = UINT64_MAX;
+    if (!queue.empty()) o = queue.front()->order;
+    if (!paused.empty()) o = std::min(o, paused.front()->order);
+    return o;
+  }
+};
+
+double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32_t max_prompt_plus_output,
+                           int32_t max_output, double step_ms, int32_t load_steps) {
+  int32_t g = c.max_tokens_per_step / c.max_running_seqs;
+  if (c.max_prefill_chunk > 0) g = std::min(g, c.max_prefill_chunk);
+  g = std::max(g, 1);
+  const double s = std::ceil(double(max_prompt_plus_output) / g) + max_output;
+  const double cycle = c.quantum_ms + (s + load_steps + 3) * step_ms;
+  const double rounds = std::ceil(double(std::max(num_adapters, 1)) / std::max(c.num_slots, 1));
+  return rounds * cycle + (load_steps + 1) * step_ms;
+}
+
+Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedulerConfig& config, AdapterResolver& resolver) {
+  MYRIAD_TRY(validate_scheduler_config(config));
+  return std::unique_ptr<Scheduler>(new Scheduler(config, resolver));
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config, AdapterResolver& resolver)
+    : config_(config), resolver_(resolver), kv_(config.num_kv_blocks, config.kv_shuffle_seed) {
+  g_ = config_.max_tokens_per_step / config_.max_running_seqs;
+  if (config_.max_prefill_chunk > 0) g_ = std::min(g_, config_.max_prefill_chunk);
+  g_ = std::max(g_, 1);
+  base_ = std::make_unique<AdapterState>();
+  base_->phase = AdapterPhase::kActive;
+  base_->key = "";
+  slots_.assign(size_t(config_.num_slots), nullptr);
+  running_.reserve(size_t(config_.max_running_seqs));
+  // The plan's arrays at their largest, so no step allocates: rows' block
+  // tables are disjoint, so all of them hold at most the whole pool.
+  out_.plan.rows.reserve(size_t(config_.max_running_seqs));
+  out_.plan.tokens.reserve(size_t(config_.max_tokens_per_step));
+  out_.plan.block_ids.reserve(size_t(config_.num_kv_blocks));
+  events_.reserve(2 * size_t(config_.max_running_seqs));
+  step_seqs_.reserve(size_t(config_.max_running_seqs));
+  reserve_.reserve(size_t(config_.max_running_seqs) + 1);
+}
+
+Scheduler::~Scheduler() = default;
+
+// ---------------------------------------------------------------- requests
+
+Scheduler::Sequence* Scheduler::new_sequence() {
+  if (!seq_free_.empty()) {
+    Sequence* s = seq_free_.back();
+    seq_free_.pop_back();
+    return s;
+  }
+  seq_storage_.push_back(std::make_unique<Sequence>());
+  return seq_storage_.back().get();
+}
+
+void Scheduler::recycle(Sequence* s) {
+  s->tokens.clear();  // capacities kept: a recycled sequence allocates nothing
+  s->stop.clear();
+  s->blocks.clear();
+  s->adapter = nullptr;
+  s->state = SeqState::kDone;
+  s->in_running = false;
+  seq_free_.push_back(s);
+}
+
+Scheduler::AdapterState* Scheduler::adapter_for(std::shared_ptr<const AdapterVersion> v) {
+  std::string key = v->key();
+  auto it = adapters_.find(key);
+  if (it != adapters_.end()) return it->second.get();
+  auto a = std::make_unique<AdapterState>();
+  a->version = std::move(v);
+  a->key = key;
+  AdapterState* p = a.get();
+  adapters_.emplace(std::move(key), std::move(a));
+  live_.push_back(p);
+  return p;
+}
+
+void Scheduler::mark_waiting(AdapterState& a, double now_ms) {
+  if (a.is_base() || a.ticket != 0 || !a.has_pending()) return;
+  if (a.phase != AdapterPhase::kIdle && a.phase != AdapterPhase::kDraining) return;
+  a.ticket = next_ticket_++;
+  a.waiting_since_ms = now_ms;
+}
+
+Result<RequestId> Scheduler::submit(Request request, double now_ms) {
+  auto reject = [&](ErrorCode code, std::string msg) -> Error {
+    ++stats_.rejected;
+    return make_error(code, std::move(msg));
+  };
+  const size_t prompt_len = request.prompt.size();
+  if (prompt_len == 0) return reject(ErrorCode::kInvalidArgument, "request has an empty prompt");
+  if (request.max_tokens < 1) return reject(ErrorCode::kInvalidArgument, "max_tokens = 0: must be >= 1");
+  for (size_t i = 0; i < prompt_len; ++i) {
+    const int32_t t = request.prompt[i];
+    if (t < 0 || (config_.vocab_size > 0 && t >= config_.vocab_size))
+      return reject(ErrorCode::kInvalidArgument, "prompt token " + std::to_string(i) + " = " + std::to_string(t) +
+                                                     " is outside the vocabulary [0, " +
+                                                     std::to_string(config_.vocab_size) + ")");
+  }
+  const SamplingParams& sp = request.sampling;
+  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
+    return reject(ErrorCode::kInvalidArgument, "temperature = " + std::to_string(sp.temperature) + ": must be >= 0");
+  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f))
+    return reject(ErrorCode::kInvalidArgument, "top_p = " + std::to_string(sp.top_p) + ": must be in (0, 1]");
+  if (sp.top_k < 0) return reject(ErrorCode::kInvalidArgument, "top_k = " + std::to_string(sp.top_k) + ": must be >= 0");
+  if (!(sp.repetition_penalty > 0.0f))
+    return reject(ErrorCode::kInvalidArgument,
+                  "repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
+  const int64_t total = int64_t(prompt_len) + request.max_tokens;
+  if (config_.max_seq_len > 0 && total > config_.max_seq_len)
+    return reject(ErrorCode::kInvalidArgument, "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" +
+                                                   std::to_string(request.max_tokens) + ") exceeds max_seq_len " +
+                                                   std::to_string(config_.max_seq_len));
+  const int64_t blocks = (total + config_.kv_block_size - 1) / config_.kv_block_size;
+  if (blocks > config_.num_kv_blocks)
+    return reject(ErrorCode::kResourceExhausted,
+                  "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +
+                      ") needs " + std::to_string(blocks) + " KV blocks; the pool has " +
+                      std::to_string(config_.num_kv_blocks));
+  AdapterState* a = base_.get();
+  if (!request.adapter.empty() && config_.num_slots == 0)
+    return reject(ErrorCode::kUnsupported, "adapter '" + request.adapter + "' requested but this engine has no adapter slots (base model only)");
+  if (!request.adapter.empty()) {
+    auto v = resolver_.resolve(request.adapter);
+    if (!v.ok()) return reject(v.error().code, v.error().message);
+    a = adapter_for(std::move(v.value()));
+  }
+
+  Sequence* s = new_sequence();
+  s->id = next_id_++;
+  s->adapter = a;
+  s->tokens.reserve(size_t(total));
+  s->tokens.assign(request.prompt.begin(), request.prompt.end());
+  s->stop.assign(request.stop_token_ids.begin(), request.stop_token_ids.end());
+  s->blocks.reserve(size_t(blocks));
+  s->sampling = sp;
+  s->prompt_len = uint32_t(prompt_len);
+  s->max_tokens = request.max_tokens;
+  s->generated = 0;
+  s->num_computed = 0;
+  s->submit_ms = now_ms;
+  s->first_admit_ms = -1.0;
+  s->order = next_order_++;
+  s->state = SeqState::kQueued;
+  s->in_running = false;
+  s->was_paused = false;
+  by_id_.emplace(s->id, s);
+  a->queue.push_back(s);
+  ++num_queued_;
+  mark_waiting(*a, now_ms);
+  if (request.deadline_ms != kNoDeadline) deadlines_.emplace(request.deadline_ms, s->id);
+  ++stats_.submitted;
+  return s->id;
+}
+
+bool Scheduler::cancel(RequestId id, double now_ms) {
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return false;
+  finish(*it->second, FinishReason::kCancelled, now_ms);
+  compact_running();
+  return true;
+}
+
+void Scheduler::remove_from_queue(Sequence& s) {
+  auto& q = s.adapter->queue;
+  auto it = std::find(q.begin(), q.end(), &s);
+  MYRIAD_CHECK(it != q.end(), "queued request " + std::to_string(s.id) + " missing from its adapter queue");
+  q.erase(it);
+  --num_queued_;
+}
+
+void Scheduler::retire(Sequence& s) {
+  if (s.state == SeqState::kQueued) {
+    remove_from_queue(s);
+  } else if (s.state == SeqState::kRunning) {
+    kv_.release(s.blocks);
+    --s.adapter->pins;
+  } else if (s.state == SeqState::kPaused) {
+    auto& p = s.adapter->paused;
+    p.erase(std::find(p.begin(), p.end(), &s));
+    kv_.release(s.blocks);
+    --num_paused_;
+  }
+  by_id_.erase(s.id);
+  s.state = SeqState::kDone;
+  if (!s.in_running) recycle(&s);  // else compact_running() recycles it
+}
+
+void Scheduler::finish(Sequence& s, FinishReason reason, double now_ms) {
+  RequestEvent& e = events_.emplace_back();
+  e.id = s.id;
+  e.kind = EventKind::kFinished;
+  e.time_ms = now_ms;
+  e.reason = reason;
+  e.num_output_tokens = s.generated;
+  e.queue_ms = s.first_admit_ms < 0 ? -1.0 : s.first_admit_ms - s.submit_ms;
+  retire(s);
+}
+
+void Scheduler::fail(Sequence& s, const Error& error, double now_ms) {
+  RequestEvent& e = events_.emplace_back();
+  e.id = s.id;
+  e.kind = EventKind::kFailed;
+  e.time_ms = now_ms;
+  e.num_output_tokens = s.generated;
+  e.queue_ms = s.first_admit_ms < 0 ? -1.0 : s.first_admit_ms - s.submit_ms;
+  e.error = error;
+  retire(s);
+}
+
+void Scheduler::compact_running() {
+  size_t j = 0;
+  for (Sequence* s : running_) {
+    if (s->state == SeqState::kRunning) {
+      running_[j++] = s;
+    } else {
+      s->in_running = false;
+      if (s->state == SeqState::kDone) recycle(s);
+    }
+  }
+  running_.resize(j);
+}
+
+void Scheduler::expire_deadlines(double now_ms) {
+  while (!deadlines_.empty() && deadlines_.top().first <= now_ms) {
+    const RequestId id = deadlines_.top().second;
+    deadlines_.pop();
+    auto it = by_id_.find(id);
+    if (it != by_id_.end()) finish(*it->second, FinishReason::kDeadline, now_ms);
+  }
+  compact_running();
+}
+
+// ---------------------------------------------------------------- adapters
+
+int32_t Scheduler::free_slot() const {
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i] == nullptr) return int32_t(i);
+  return -1;
+}
+
+void Scheduler::evict(AdapterState& a) {
+  MYRIAD_CHECK(a.pins == 0, "evicting adapter " + a.key + " pinned by " + std::to_string(a.pins) + " sequences");
+  out_.evictions.push_back({a.slot, a.version});
+  slots_[size_t(a.slot)] = nullptr;
+  a.slot = -1;
+  a.phase = AdapterPhase::kIdle;
+  ++stats_.evictions;
+}
+
+void Scheduler::assign_slot(AdapterState& a, int32_t slot) {
+  a.phase = AdapterPhase::kLoading;
+  a.slot = slot;
+  a.ticket = 0;  // waiting_since_ms kept: the wait lasts until it is Active
+  slots_[size_t(slot)] = &a;
+  loading_slots_.push_back(slot);
+  out_.loads.push_back({slot, a.version});
+  ++stats_.loads;
+}
+
+void Scheduler::preempt(Sequence& s) {
+  kv_.release(s.blocks);
+  s.num_computed = 0;
+  s.state = SeqState::kQueued;
+  --s.adapter->pins;
+  // Back into its adapter's queue at its submission place (usually the front).
+  auto& q = s.adapter->queue;
+  q.insert(std::upper_bound(q.begin(), q.end(), &s,
+                            [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
+           &s);
+  ++num_queued_;
+  ++stats_.preemptions;
+  ++out_.num_preempted;
+}
+
+bool Scheduler::reclaim_paused(const Sequence* keep) {
+  // The youngest paused request loses its KV and queues for a recompute:
+  // paused requests must never hold KV that running work needs.
+  Sequence* victim = nullptr;
+  for (AdapterState* a : live_)
+    for (Sequence* p : a->paused)
+      if (p != keep && (victim == nullptr || p->order > victim->order)) victim = p;
+  if (victim == nullptr) return false;
+  AdapterState& a = *victim->adapter;
+  a.paused.erase(std::find(a.paused.begin(), a.paused.end(), victim));
+  --num_paused_;
+  kv_.release(victim->blocks);
+  victim->num_computed = 0;
+  victim->state = SeqState::kQueued;
+  auto& q = a.queue;
+  q.insert(std::upper_bound(q.begin(), q.end(), victim,
+                            [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
+           victim);
+  ++num_queued_;
+  ++stats_.preemptions;
+  ++out_.num_preempted;
+  return true;
+}
+
+void Scheduler::swap_out(AdapterState& a, double now_ms, bool pause) {
+  a.phase = AdapterPhase::kDraining;
+  if (pause && a.pins > 0) {
+    // Its running requests stop, keeping their KV, and resume (before its
+    // queued ones) when the adapter is active again.
+    for (Sequence* s : running_) {
+      if (s->state != SeqState::kRunning || s->adapter != &a || s->was_paused) continue;
+      s->state = SeqState::kPaused;
+      s->was_paused = true;
+      --a.pins;
+      auto at = std::upper_bound(a.paused.begin(), a.paused.end(), s,
+                                 [](const Sequence* x, const Sequence* y) { return x->order < y->order; });
+      a.paused.insert(at, s);
+      ++num_paused_;
+      ++out_.num_paused;
+    }
+    compact_running();
+  }
+  mark_waiting(a, now_ms);
+}
+
+void Scheduler::release_idle_and_drained() {
+  for (AdapterState* a : live_) {
+    if (a->pins != 0) continue;
+    if ((a->phase == AdapterPhase::kActive && !a->has_pending()) || a->phase == AdapterPhase::kDraining) evict(*a);
+  }
+}
+
+void Scheduler::collect_waiters(bool by_ticket) {
+  waiters_.clear();
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kIdle && a->has_pending()) waiters_.push_back(a);
+  if (by_ticket) {
+    std::sort(waiters_.begin(), waiters_.end(),
+              [](const AdapterState* x, const AdapterState* y) { return x->ticket < y->ticket; });
+  } else {
+    std::sort(waiters_.begin(), waiters_.end(), [](const AdapterState* x, const AdapterState* y) {
+      return x->oldest_order() < y->oldest_order();
+    });
+  }
+}
+
+void Scheduler::plan_timeslice(double now_ms) {
+  release_idle_and_drained();
+  collect_waiters(/*by_ticket=*/true);
+  size_t w = 0;
+  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
+    assign_slot(*waiters_[w++], slot);
+  const size_t remaining = waiters_.size() - w;
+  if (remaining == 0) return;
+  size_t draining = 0;
+  for (AdapterState* a : live_) draining += a->phase == AdapterPhase::kDraining;
+  if (remaining <= draining) return;  // slots already on their way to the waiters
+  size_t need = remaining - draining;
+  // An active adapter with nothing queued only finishes what runs: let it
+  // drain now rather than hold the slot for a quantum.
+  for (AdapterState* a : live_) {
+    if (need == 0) break;
+    if (a->phase == AdapterPhase::kActive && !a->has_pending()) {
+      swap_out(*a, now_ms, /*pause=*/false);
+      --need;
+    }
+  }
+  scratch_.clear();
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kActive && a->active_steps > 0 && now_ms - a->active_since_ms >= config_.quantum_ms)
+      scratch_.push_back(a);
+  std::sort(scratch_.begin(), scratch_.end(), [](const AdapterState* x, const AdapterState* y) {
+    return x->active_since_ms != y->active_since_ms ? x->active_since_ms < y->active_since_ms : x->slot < y->slot;
+  });
+  for (AdapterState* a : scratch_) {
+    if (need == 0) break;
+    swap_out(*a, now_ms, config_.pause_on_swap_out);
+    ++stats_.swaps;
+    ++out_.num_swapped_out;
+    --need;
+  }
+  // Paused (or empty) swapped-out adapters free their slots at once.
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kDraining && a->pins == 0) evict(*a);
+  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
+    assign_slot(*waiters_[w++], slot);
+}
+
+void Scheduler::plan_fcfs() {
+  release_idle_and_drained();
+  collect_waiters(/*by_ticket=*/false);
+  size_t w = 0;
+  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
+    assign_slot(*waiters_[w++], slot);
+}
+
+void Scheduler::plan_one_at_a_time() {
+  release_idle_and_drained();
+  for (AdapterState* a : live_)
+    if (a->phase != AdapterPhase::kIdle) return;  // the current one is still serving (or loading)
+  collect_waiters(/*by_ticket=*/false);
+  const int32_t slot = free_slot();
+  if (!waiters_.empty() && slot >= 0) assign_slot(*waiters_.front(), slot);
+}
+
+void Scheduler::plan_adapters(double now_ms) {
+  switch (config_.policy) {
+    case SchedulerPolicy::kTimeslice: plan_timeslice(now_ms); break;
+    case SchedulerPolicy::kFcfs: plan_fcfs(); break;
+    case SchedulerPolicy::kOneAtATime: plan_one_at_a_time(); break;
+  }
+}
+
+void Scheduler::on_adapter_ready(int32_t slot, double now_ms) {
+  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
+                   slots_[size_t(slot)]->phase == AdapterPhase::kLoading,
+               "on_adapter_ready(" + std::to_string(slot) + ") for a slot that is not loading");
+  AdapterState& a = *slots_[size_t(slot)];
+  a.phase = AdapterPhase::kActive;
+  a.active_since_ms = now_ms;
+  a.active_steps = 0;
+  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
+}
+
+void Scheduler::on_load_failed(int32_t slot, const Error& error, double now_ms) {
+  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
+                   slots_[size_t(slot)]->phase == AdapterPhase::kLoading,
+               "on_load_failed(" + std::to_string(slot) + ") for a slot that is not loading");
+  AdapterState& a = *slots_[size_t(slot)];
+  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
+  slots_[size_t(slot)] = nullptr;
+  a.slot = -1;
+  a.phase = AdapterPhase::kIdle;
+  ++stats_.load_failures;
+  const Error e = make_error(error.code, "loading adapter " + a.key + " into slot " + std::to_string(slot) + ": " +
+                                             error.message);
+  while (!a.paused.empty()) fail(*a.paused.front(), e, now_ms);
+  while (!a.queue.empty()) fail(*a.queue.front(), e, now_ms);
+}
+
+std::shared_ptr<const AdapterVersion> Scheduler::slot_adapter(int32_t slot) const {
+  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)] == nullptr) return nullptr;
+  return slots_[size_t(slot)]->version;
+}
+
+AdapterPhase Scheduler::slot_phase(int32_t slot) const {
+  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)] == nullptr) return AdapterPhase::kIdle;
+  return slots_[size_t(slot)]->phase;
+}
+
+// ---------------------------------------------------------------- the batch
+
+void Scheduler::write_row(Sequence& s, uint32_t chunk) {
+  StepPlan& plan = out_.plan;
+  SeqRow& row = plan.rows.emplace_back();
+  row.seq = s.id;
+  row.token_offset = uint32_t(plan.tokens.size());
+  row.num_tokens = chunk;
+  row.start_pos = int32_t(s.num_computed);
+  plan.tokens.insert(plan.tokens.end(), s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+  row.block_offset = uint32_t(plan.block_ids.size());
+  row.num_blocks = uint32_t(s.blocks.size());
+  plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
+  row.adapters = AdapterMix::single(s.adapter->slot);
+  row.sample = s.num_computed + chunk == s.tokens.size();
+  row.logits = LogitsRequest::kNone;
+  row.sampling = s.sampling;
+  row.output_index = s.generated;
+  row.history_offset = uint32_t(plan.history.size());
+  row.history_len = 0;
+  row.prompt_len = 0;  // of the history, which only penalties need
+  if (row.sample && s.sampling.needs_history()) {
+    row.history_len = uint32_t(s.tokens.size());
+    row.prompt_len = s.prompt_len;
+    plan.history.insert(plan.history.end(), s.tokens.begin(), s.tokens.end());
+  }
+  step_seqs_.push_back(&s);
+  budget_left_ -= int32_t(chunk);
+  const bool decode = chunk == 1 && s.generated > 0 && s.num_computed + 1 == s.tokens.size();
+  ++(decode ? out_.num_decode_rows : out_.num_prefill_rows);
+}
+
+void Scheduler::plan_running() {
+  const size_t n = running_.size();
+  reserve_.resize(n + 1);
+  reserve_[n] = 0;
+  for (size_t i = n; i-- > 0;) {
+    const Sequence& s = *running_[i];
+    reserve_[i] = reserve_[i + 1] + std::min<uint32_t>(uint32_t(g_), uint32_t(s.tokens.size()) - s.num_computed);
+  }
+  const int32_t bs = config_.kv_block_size;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Sequence& s = *running_[i];
+    const uint32_t remaining = uint32_t(s.tokens.size()) - s.num_computed;
+    // Leave the rows after this one their guaranteed share (invariant:
+    // budget_left_ >= reserve_[i], as T >= g * R).
+    uint32_t chunk = std::min<uint32_t>(remaining, uint32_t(budget_left_) - reserve_[i + 1]);
+    if (config_.max_prefill_chunk > 0) chunk = std::min<uint32_t>(chunk, uint32_t(config_.max_prefill_chunk));
+    MYRIAD_CHECK(chunk >= 1, "running request " + std::to_string(s.id) + " got no tokens this step");
+    const int32_t need =
+        KvBlockAllocator::blocks_for(int32_t(s.num_computed + chunk), bs) - int32_t(s.blocks.size());
+    bool self_preempted = false;
+    while (kv_.num_free() < need) {
+      if (reclaim_paused(nullptr)) continue;
+      // Out of KV blocks: free the youngest sequence (recompute it later).
+      Sequence* victim = running_.back();
+      preempt(*victim);
+      victim->in_running = false;
+      running_.pop_back();
+      if (victim == &s) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;
+    if (need > 0) MYRIAD_CHECK(kv_.allocate(need, s.blocks), "KV allocation failed after preemption");
+    write_row(s, chunk);
+  }
+}
+
+void Scheduler::plan_admissions() {
+  const int32_t bs = config_.kv_block_size;
+  admit_block_ = WaitReason::kTokenBudget;
+  if (out_.num_preempted > 0) {  // KV is short: readmitting now would only thrash
+    admit_block_ = WaitReason::kKvBlocks;
+    return;
+  }
+  for (;;) {
+    if (running_.size() >= size_t(config_.max_running_seqs)) {
+      admit_block_ = WaitReason::kMaxRunning;
+      return;
+    }
+    if (budget_left_ <= 0) {
+      admit_block_ = WaitReason::kTokenBudget;
+      return;
+    }
+    // The oldest queued or paused request among the adapters that can run now.
+    AdapterState* best = base_->queue.empty() ? nullptr : base_.get();
+    for (AdapterState* a : slots_) {
+      if (a == nullptr || a->phase != AdapterPhase::kActive || !a->has_pending()) continue;
+      if (best == nullptr || a->oldest_order() < best->oldest_order()) best = a;
+    }
+    if (best == nullptr) return;
+    const bool resume = !best->paused.empty() && best->paused.front()->order == best->oldest_order();
+    Sequence& s = resume ? *best->paused.front() : *best->queue.front();
+    const uint32_t remaining = uint32_t(s.tokens.size()) - s.num_computed;
+    int64_t chunk = std::min<int64_t>(remaining, budget_left_);
+    if (config_.max_prefill_chunk > 0) chunk = std::min<int64_t>(chunk, config_.max_prefill_chunk);
+    // New work never preempts running work (only paused requests' KV is
+    // reclaimed): take what the free blocks hold.
+    auto fits = [&] { return int64_t(s.blocks.size() + size_t(kv_.num_free())) * bs - s.num_computed; };
+    while (fits() < chunk && reclaim_paused(&s)) {
+    }
+    chunk = std::min(chunk, fits());
+    if (chunk <= 0) {
+      admit_block_ = WaitReason::kKvBlocks;
+      return;
+    }
+    const int32_t need =
+        KvBlockAllocator::blocks_for(int32_t(s.num_computed + chunk), bs) - int32_t(s.blocks.size());
+    if (need > 0) MYRIAD_CHECK(kv_.allocate(need, s.blocks), "KV allocation failed for an admission that fits");
+    if (resume) {
+      best->paused.erase(best->paused.begin());
+      --num_paused_;
+    } else {
+      best->queue.pop_front();
+      --num_queued_;
+    }
+    s.state = SeqState::kRunning;
+    s.in_running = true;
+    ++best->pins;
+    if (s.first_admit_ms < 0) s.first_admit_ms = now_ms_;
+    // running_ stays in submission order: the youngest is preempted first,
+    // the oldest always progresses.
+    auto at = std::upper_bound(running_.begin(), running_.end(), &s,
+                               [](const Sequence* x, const Sequence* y) { return x->order < y->order; });
+    running_.insert(at, &s);
+    ++out_.num_admitted;
+    write_row(s, uint32_t(chunk));
+  }
+}
+
+void Scheduler::plan_waiting() {
+  auto add = [&](AdapterState& a) {
+    if (!a.has_pending()) return;
+    WaitingAdapter& w = out_.waiting.emplace_back();
+    w.adapter = a.version;
+    w.queued = uint32_t(a.queue.size() + a.paused.size());
+    switch (a.phase) {
+      case AdapterPhase::kIdle: w.reason = WaitReason::kNoSlot; break;
+      case AdapterPhase::kLoading: w.reason = WaitReason::kLoading; break;
+      case AdapterPhase::kDraining: w.reason = WaitReason::kSwappedOut; break;
+      case AdapterPhase::kActive: w.reason = admit_block_; break;
+    }
+    if (a.phase != AdapterPhase::kActive) {
+      w.since_ms = a.waiting_since_ms;
+    } else {
+      w.since_ms = a.queue.empty() ? a.paused.front()->submit_ms : a.queue.front()->submit_ms;
+      if (!a.paused.empty()) w.since_ms = std::min(w.since_ms, a.paused.front()->submit_ms);
+    }
+  };
+  add(*base_);
+  for (AdapterState* a : live_) add(*a);
+}
+
+void Scheduler::forget_unused() {
+  size_t j = 0;
+  for (AdapterState* a : live_) {
+    const bool waiting_phase = a->phase == AdapterPhase::kIdle || a->phase == AdapterPhase::kDraining;
+    if (waiting_phase && !a->has_pending()) a->ticket = 0;
+    if (a->phase == AdapterPhase::kIdle && !a->has_pending() && a->pins == 0) {
+      adapters_.erase(a->key);  // destroys *a
+      continue;
+    }
+    live_[j++] = a;
+  }
+  live_.resize(j);
+}
+
+const ScheduleOutput& Scheduler::schedule(double now_ms) {
+  now_ms_ = now_ms;
+  out_.clear();
+  step_seqs_.clear();
+  compact_running();
+  expire_deadlines(now_ms);
+  // Safety net: an adapter that lost its slot with work queued waits in order.
+  for (AdapterState* a : live_) mark_waiting(*a, now_ms);
+  plan_adapters(now_ms);
+  for (AdapterState* a : slots_)
+    if (a != nullptr && a->phase == AdapterPhase::kActive) ++a->active_steps;
+  budget_left_ = config_.max_tokens_per_step;
+  plan_running();
+  plan_admissions();
+  plan_waiting();
+  forget_unused();
+  if (!out_.plan.rows.empty()) ++stats_.steps;
+  return out_;
+}
+
+// ---------------------------------------------------------------- results
+
+void Scheduler::update(const StepResult& result, double now_ms) {
+  const StepPlan& plan = out_.plan;
+  size_t sample_rows = 0;
+  for (const SeqRow& r : plan.rows) sample_rows += r.sample;
+  if (result.sampled.size() != sample_rows) {
+    fail_step(make_error(ErrorCode::kInternal, "executor returned " + std::to_string(result.sampled.size()) +
+                                                   " sampled tokens for " + std::to_string(sample_rows) +
+                                                   " sampling rows"),
+              now_ms);
+    return;
+  }
+  size_t si = 0;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    const SeqRow& row = plan.rows[i];
+    Sequence& s = *step_seqs_[i];
+    const SampledToken* t = row.sample ? &result.sampled[si++] : nullptr;
+    if (s.state != SeqState::kRunning || s.id != row.seq) continue;  // cancelled since schedule()
+    s.num_computed += row.num_tokens;
+    if (t == nullptr) continue;
+    if (t->seq != row.seq) {
+      fail(s, make_error(ErrorCode::kInternal, "executor returned a token for sequence " + std::to_string(t->seq) +
+                                                   " in the row of sequence " + std::to_string(row.seq)),
+           now_ms);
+      continue;
+    }
+    s.tokens.push_back(t->token);
+    ++s.generated;
+    RequestEvent& e = events_.emplace_back();
+    e.id = s.id;
+    e.kind = EventKind::kToken;
+    e.time_ms = now_ms;
+    e.token = t->token;
+    e.logprob = t->logprob;
+    e.index = s.generated - 1;
+    if (std::find(s.stop.begin(), s.stop.end(), t->token) != s.stop.end()) {
+      finish(s, FinishReason::kStop, now_ms);
+    } else if (s.generated >= s.max_tokens) {
+      finish(s, FinishReason::kLength, now_ms);
+    }
+  }
+  step_seqs_.clear();
+  compact_running();
+}
+
+void Scheduler::fail_step(const Error& error, double now_ms) {
+  const StepPlan& plan = out_.plan;
+  for (size_t i = 0; i < step_seqs_.size(); ++i) {
+    Sequence& s = *step_seqs_[i];
+    if (s.state == SeqState::kRunning && s.id == plan.rows[i].seq) fail(s, error, now_ms);
+  }
+  step_seqs_.clear();
+  compact_running();
+}
+
+}  // namespace myriad

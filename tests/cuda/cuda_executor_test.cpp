@@ -1,0 +1,303 @@
+// CudaExecutor end to end on the tiny fixtures: Hugging Face goldens through
+// the F32 path (TF32 off; 1e-4 absolute, greedy tokens exact) for the base
+// model and all three PEFT adapters loaded into slots; all 16 (prompt,
+// variant) rows in one mixed batch with chunked prefills equal their goldens;
+// the BF16 serving path within bf16 tolerance; decode through CUDA graphs
+// equals decode without. Blocks come from a shuffled KvBlockAllocator.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "gpu/cuda/cuda_executor.h"
+#include "runtime/kv_block_allocator.h"
+#include "runtime/safetensors.h"
+
+namespace myriad::cuda_test {
+namespace {
+
+using gpu::cuda::CudaExecutor;
+using gpu::cuda::CudaExecutorOptions;
+
+std::string fixtures() {
+  const char* env = std::getenv("MYRIAD_FIXTURES");
+  return env && *env ? env : MYRIAD_FIXTURES;
+}
+nlohmann::json golden(const std::string& model) {
+  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  return nlohmann::json::parse(f);
+}
+
+// A minimal PEFT reader for the fixtures' adapters (the real loader lives in
+// runtime/ on another branch): rank from lora_A's shape, scale from r, alpha,
+// use_rslora.
+std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, const std::string& dir) {
+  std::ifstream f(dir + "/adapter_config.json");
+  const auto cfg = nlohmann::json::parse(f);
+  const float r = cfg["r"].get<float>(), alpha = cfg["lora_alpha"].get<float>();
+  const float scale = cfg.value("use_rslora", false) ? alpha / std::sqrt(r) : alpha / r;
+  auto st = SafetensorsFile::open(dir + "/adapter_model.safetensors");
+  EXPECT_TRUE(st.ok());
+  if (!st.ok()) return nullptr;
+  auto w = std::make_shared<LoraWeights>();
+  w->name = dir;
+  w->num_layers = int32_t(ck.config().num_layers);
+  w->modules.resize(size_t(w->num_layers) * kNumLinearModules);
+  for (int l = 0; l < w->num_layers; ++l)
+    for (int m = 0; m < kNumLinearModules; ++m) {
+      const auto mod = LinearModule(m);
+      const std::string part = (m <= int(LinearModule::kO) ? "self_attn." : "mlp.") + std::string(linear_module_name(mod));
+      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + part;
+      const TensorView* a = (*st)->find(base + ".lora_A.weight");
+      const TensorView* b = (*st)->find(base + ".lora_B.weight");
+      if (!a || !b) continue;
+      auto& mw = w->at(l, mod);
+      mw.rank = int32_t(a->shape[0]);
+      mw.scale = scale;
+      mw.a.resize(size_t(a->numel()));
+      mw.b.resize(size_t(b->numel()));
+      for (size_t i = 0; i < mw.a.size(); ++i) mw.a[i] = a->at(i);
+      for (size_t i = 0; i < mw.b.size(); ++i) mw.b[i] = b->at(i);
+    }
+  return w;
+}
+
+std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false) {
+  auto ck = Checkpoint::load(fixtures() + "/" + model);
+  EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
+  if (!ck.ok()) return nullptr;
+  CudaExecutorOptions o;
+  o.compute = dt;
+  o.kv_num_blocks = 512;
+  o.kv_block_size = 4;
+  o.max_tokens_per_step = 1024;
+  o.max_rows = 32;
+  o.max_logits_rows = 128;
+  o.num_adapter_slots = 4;
+  o.max_adapter_rank = 16;
+  o.cuda_graphs = graphs;
+  auto ex = CudaExecutor::create(*ck, o);
+  EXPECT_TRUE(ex.ok()) << (ex.ok() ? "" : ex.error().to_string());
+  if (!ex.ok()) return nullptr;
+  // Slots 0..2: the three adapters, in golden.json's variant order.
+  const char* names[] = {"r4-qv", "r8-all", "r16-rslora-o-down"};
+  for (int s = 0; s < 3; ++s) {
+    auto w = load_fixture_adapter(**ck, fixtures() + "/" + model + "/adapters/" + names[s]);
+    if (!w) return nullptr;
+    auto st = (*ex)->begin_load_adapter(s, w);
+    EXPECT_TRUE(st.ok()) << st.error().to_string();
+  }
+  EXPECT_TRUE((*ex)->wait_for_uploads().ok());
+  for (int s = 0; s < 3; ++s) EXPECT_TRUE((*ex)->adapter_ready(s));
+  return std::move(*ex);
+}
+
+int slot_of(const std::string& variant) {
+  if (variant == "r4-qv") return 0;
+  if (variant == "r8-all") return 1;
+  if (variant == "r16-rslora-o-down") return 2;
+  return -1;
+}
+
+struct Seq {
+  SeqId id = 0;
+  std::vector<int32_t> prompt;
+  std::vector<int> chunks;
+  int slot = -1;
+  int max_new = 24;
+  std::vector<int32_t> ids, blocks, outputs;
+  int32_t cached = 0;
+  size_t next_chunk = 0;
+  std::vector<std::vector<float>> logits;
+  bool done() const { return int(outputs.size()) >= max_new; }
+};
+
+void run(Executor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc) {
+  const int32_t bs = ex.info().kv_block_size;
+  const int64_t V = ex.info().vocab_size;
+  for (auto& s : seqs) {
+    s.ids = s.prompt;
+    if (s.chunks.empty()) s.chunks = {int(s.prompt.size())};
+  }
+  StepPlan plan;
+  StepResult res;
+  for (int step = 0; step < 1000; ++step) {
+    plan.clear();
+    std::vector<Seq*> in_step;
+    for (auto& s : seqs) {
+      if (s.done()) continue;
+      SeqRow r;
+      r.seq = s.id;
+      r.start_pos = s.cached;
+      r.num_tokens = s.next_chunk < s.chunks.size() ? uint32_t(s.chunks[s.next_chunk]) : 1;
+      r.token_offset = uint32_t(plan.tokens.size());
+      for (uint32_t j = 0; j < r.num_tokens; ++j) plan.tokens.push_back(s.ids[size_t(s.cached) + j]);
+      const int32_t need = KvBlockAllocator::blocks_for(s.cached + int32_t(r.num_tokens), bs);
+      ASSERT_TRUE(alloc.allocate(need - int32_t(s.blocks.size()), s.blocks));
+      r.block_offset = uint32_t(plan.block_ids.size());
+      r.num_blocks = uint32_t(s.blocks.size());
+      plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
+      r.sample = s.cached + int32_t(r.num_tokens) == int32_t(s.ids.size());
+      r.logits = r.sample ? LogitsRequest::kLast : LogitsRequest::kNone;
+      r.sampling.temperature = 0.0f;
+      r.output_index = uint32_t(s.outputs.size());
+      r.adapters = AdapterMix::single(s.slot);
+      plan.rows.push_back(r);
+      in_step.push_back(&s);
+    }
+    if (in_step.empty()) return;
+    const Status st = ex.step(plan, res);
+    ASSERT_TRUE(st.ok()) << st.error().to_string();
+    size_t sampled = 0, lp = 0;
+    for (size_t i = 0; i < in_step.size(); ++i) {
+      Seq& s = *in_step[i];
+      const SeqRow& r = plan.rows[i];
+      s.cached += int32_t(r.num_tokens);
+      if (s.next_chunk < s.chunks.size()) ++s.next_chunk;
+      if (!r.sample) continue;
+      ASSERT_LT(sampled, res.sampled.size());
+      ASSERT_EQ(res.sampled[sampled].seq, s.id);
+      ASSERT_EQ(res.logits_rows[lp], uint32_t(i));
+      s.logits.emplace_back(res.logits.begin() + long(lp * V), res.logits.begin() + long((lp + 1) * V));
+      s.outputs.push_back(res.sampled[sampled].token);
+      s.ids.push_back(res.sampled[sampled].token);
+      ++sampled;
+      ++lp;
+    }
+    ASSERT_EQ(sampled, res.sampled.size());
+  }
+  FAIL() << "did not finish";
+}
+
+::testing::AssertionResult logits_close(const std::vector<float>& got, const nlohmann::json& want, Tol tol,
+                                        const std::string& what) {
+  return all_close(got, want.get<std::vector<float>>(), tol, what);
+}
+
+class CudaGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ex = make_executor(model, DType::kF32);
+  ASSERT_TRUE(ex);
+  const auto g = golden(model);
+  for (const auto& [variant, results] : g["results"].items())
+    for (const auto& [name, prompt] : g["prompts"].items()) {
+      KvBlockAllocator alloc(ex->info().kv_num_blocks, 0x5eed + name.size());
+      std::vector<Seq> seqs(1);
+      seqs[0].id = 1;
+      seqs[0].prompt = prompt.get<std::vector<int32_t>>();
+      seqs[0].slot = slot_of(variant);
+      run(*ex, seqs, alloc);
+      const auto& want = results[name];
+      const std::string what = model + " " + variant + " " + name;
+      EXPECT_EQ(seqs[0].outputs, want["greedy_tokens"].get<std::vector<int32_t>>()) << what;
+      EXPECT_TRUE(logits_close(seqs[0].logits[0], want["last_logits"], Tol{1e-4f, 0}, what + " last_logits"));
+      if (want.contains("greedy_step_logits")) {
+        for (size_t k = 0; k < seqs[0].logits.size(); ++k) {
+          EXPECT_TRUE(logits_close(seqs[0].logits[k], want["greedy_step_logits"][k], Tol{1e-4f, 0},
+                                   what + " step " + std::to_string(k)));
+        }
+      }
+    }
+}
+
+TEST_P(CudaGolden, MixedBatchOfAllVariantsWithChunkedPrefillsMatchesGoldens) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ex = make_executor(model, DType::kF32);
+  ASSERT_TRUE(ex);
+  const auto g = golden(model);
+  std::vector<Seq> seqs;
+  std::vector<nlohmann::json> want;
+  for (const auto& [variant, results] : g["results"].items())
+    for (const auto& [name, prompt] : g["prompts"].items()) {
+      Seq s;
+      s.id = seqs.size() + 1;
+      s.prompt = prompt.get<std::vector<int32_t>>();
+      s.slot = slot_of(variant);
+      if (s.prompt.size() > 8) s.chunks = {5, int(s.prompt.size()) - 5};  // prefill chunk beside others' decodes
+      seqs.push_back(s);
+      want.push_back(results[name]);
+    }
+  KvBlockAllocator alloc(ex->info().kv_num_blocks, 4242);
+  run(*ex, seqs, alloc);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    EXPECT_EQ(seqs[i].outputs, want[i]["greedy_tokens"].get<std::vector<int32_t>>()) << "row " << i;
+    EXPECT_TRUE(logits_close(seqs[i].logits[0], want[i]["last_logits"], Tol{1e-4f, 0}, "row " + std::to_string(i)));
+  }
+}
+
+TEST_P(CudaGolden, Bf16ServingPathWithinBf16Tolerance) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ex = make_executor(model, DType::kBF16);
+  ASSERT_TRUE(ex);
+  const auto g = golden(model);
+  for (const auto& [variant, results] : g["results"].items())
+    for (const auto& [name, prompt] : g["prompts"].items()) {
+      KvBlockAllocator alloc(ex->info().kv_num_blocks, 7);
+      std::vector<Seq> seqs(1);
+      seqs[0].prompt = prompt.get<std::vector<int32_t>>();
+      seqs[0].slot = slot_of(variant);
+      run(*ex, seqs, alloc);
+      const auto& want = results[name];
+      const auto tokens = want["greedy_tokens"].get<std::vector<int32_t>>();
+      const auto margins = want["greedy_margins"].get<std::vector<float>>();
+      for (size_t k = 0; k < tokens.size() && margins[k] >= 0.05f; ++k)
+        ASSERT_EQ(seqs[0].outputs[k], tokens[k]) << model << " " << variant << " " << name << " step " << k;
+      EXPECT_TRUE(logits_close(seqs[0].logits[0], want["last_logits"], Tol{5e-2f, 2e-2f},
+                               model + " " + variant + " " + name + " bf16 last_logits"));
+    }
+}
+
+TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto plain = make_executor(model, DType::kF32, false);
+  auto graphs = make_executor(model, DType::kF32, true);
+  ASSERT_TRUE(plain && graphs);
+  const auto g = golden(model);
+  auto make = [&] {
+    std::vector<Seq> seqs;
+    for (const auto& [variant, results] : g["results"].items()) {
+      Seq s;
+      s.id = seqs.size() + 1;
+      s.prompt = g["prompts"]["p7"].get<std::vector<int32_t>>();
+      s.slot = slot_of(variant);
+      seqs.push_back(s);
+    }
+    return seqs;
+  };
+  auto a = make(), b = make();
+  KvBlockAllocator al(plain->info().kv_num_blocks, 1), bl(graphs->info().kv_num_blocks, 2);
+  run(*plain, a, al);
+  run(*graphs, b, bl);
+  EXPECT_GT(graphs->graphs_captured(), 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
+    for (size_t k = 0; k < a[i].logits.size(); ++k)
+      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-5f, 0}, "graph vs plain"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::Values("tiny-llama", "tiny-qwen2"),
+                         [](const auto& info) { return info.param == "tiny-llama" ? "llama" : "qwen2"; });
+
+TEST(CudaExecutor, CreateFailsCleanlyWithoutDevice) {
+  if (!gpu::cuda::device_unavailable_reason()) GTEST_SKIP() << "a device is present";
+  auto ck = Checkpoint::load(fixtures() + "/tiny-llama");
+  ASSERT_TRUE(ck.ok());
+  auto ex = CudaExecutor::create(*ck, {});
+  ASSERT_FALSE(ex.ok());
+  EXPECT_EQ(ex.error().code, ErrorCode::kUnsupported) << ex.error().to_string();
+}
+
+}  // namespace
+}  // namespace myriad::cuda_test

@@ -1,0 +1,99 @@
+// cuBLAS GEMM wrapper (y = alpha * x . W^T + beta * y) vs a double-precision
+// CPU reference: F32 (TF32 off) and BF16 in, same-dtype or F32 out, odd shapes,
+// column slices (ldx/ldy wider than the matrix) and beta = 1 accumulation.
+#include <cmath>
+
+#include "cuda_test_util.h"
+#include "gpu/cuda/gemm.h"
+
+namespace myriad::cuda_test {
+namespace {
+
+// y[m, n] = alpha * sum_k x[m*ldx + k] * w[n*K + k] + beta * y[m*ldy + n]
+void gemm_ref(const std::vector<float>& x, int ldx, const std::vector<float>& w, std::vector<float>& y, int ldy,
+              int M, int N, int K, float alpha, float beta, DType out) {
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += double(x[size_t(m) * ldx + k]) * w[size_t(n) * K + k];
+      float& d = y[size_t(m) * ldy + n];
+      d = round_to(out, float(alpha * s + (beta != 0.0f ? double(beta) * d : 0.0)));
+    }
+}
+
+struct Case {
+  DType in, out;
+  int M, N, K;
+  int x_pad, y_pad;  // extra columns in x's and y's rows
+  float beta;
+};
+
+class GemmTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GemmTest, MatchesCpuReference) {
+  MYRIAD_REQUIRE_CUDA();
+  const Case c = GetParam();
+  const int ldx = c.K + c.x_pad, ldy = c.N + c.y_pad;
+  const float scale = 1.0f / std::sqrt(float(c.K));  // keeps outputs O(1) so atol means something
+  auto x = randn(size_t(c.M) * ldx, c.in);
+  auto w = randn(size_t(c.N) * c.K, c.in, scale);
+  auto dx = upload(x, c.in), dw = upload(w, c.in);
+  auto bt = gpu::cuda::Blas::create(nullptr);
+  MYRIAD_ASSERT_OK(bt);
+  std::vector<float> y;
+  DeviceBuffer dy;
+  if (c.beta != 0.0f) {
+    y = randn(size_t(c.M) * ldy, c.out);
+    dy = upload(y, c.out);
+  } else {
+    y.assign(size_t(c.M) * ldy, std::nanf(""));  // padding must stay NaN; the matrix must be written
+    dy = poisoned(y.size(), c.out);
+  }
+  MYRIAD_ASSERT_OK(bt->gemm(c.in, c.out, dx.data(), ldx, dw.data(), dy.data(), ldy, c.M, c.N, c.K, 1.0f, c.beta));
+  gemm_ref(x, ldx, w, y, ldy, c.M, c.N, c.K, 1.0f, c.beta, c.out);
+  auto got = download(dy, y.size(), c.out);
+  std::vector<float> g, r;  // compare the matrix part; check the padding was not touched
+  for (int m = 0; m < c.M; ++m)
+    for (int n = 0; n < ldy; ++n) {
+      const size_t i = size_t(m) * ldy + n;
+      if (n < c.N) {
+        g.push_back(got[i]);
+        r.push_back(y[i]);
+      } else if (c.beta == 0.0f) {
+        EXPECT_TRUE(std::isnan(got[i])) << "padding written at row " << m << " col " << n;
+      }
+    }
+  const Tol tol = c.out == DType::kF32 && c.in == DType::kF32 ? Tol{1e-4f, 1e-4f}
+                  : c.out == DType::kF32                      ? Tol{1e-3f, 1e-3f}  // bf16 inputs exact, f32 sums
+                                                              : tol_for(DType::kBF16);
+  EXPECT_TRUE(all_close(g, r, tol, "y"));
+}
+
+TEST(Gemm, RejectsBadArguments) {
+  gpu::cuda::Blas none;  // no handle: argument errors must not touch CUDA
+  EXPECT_FALSE(none.gemm(DType::kF32, DType::kF32, nullptr, 4, nullptr, nullptr, 4, 1, 4, 4).ok());
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  const std::pair<DType, DType> types[] = {
+      {DType::kF32, DType::kF32}, {DType::kBF16, DType::kBF16}, {DType::kBF16, DType::kF32}};
+  for (auto [in, out] : types) {
+      v.push_back({in, out, 1, 64, 64, 0, 0, 0.0f});
+      v.push_back({in, out, 7, 176, 64, 0, 0, 0.0f});
+      v.push_back({in, out, 33, 512, 64, 5, 0, 0.0f});
+      v.push_back({in, out, 64, 2048, 2048, 0, 0, 0.0f});
+      v.push_back({in, out, 5, 96, 2048, 0, 32, 0.0f});  // column slice of a wider buffer
+      v.push_back({in, out, 16, 256, 128, 0, 0, 1.0f});  // accumulate
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, GemmTest, ::testing::ValuesIn(cases()), [](const auto& info) {
+  const Case& c = info.param;
+  return std::string(dtype_name(c.in)) + "_to_" + dtype_name(c.out) + "_" + std::to_string(c.M) + "x" +
+         std::to_string(c.N) + "x" + std::to_string(c.K) + (c.y_pad ? "_slice" : "") + (c.beta != 0 ? "_acc" : "");
+});
+
+}  // namespace
+}  // namespace myriad::cuda_test

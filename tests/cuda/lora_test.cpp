@@ -1,0 +1,197 @@
+// SGMV and BGMV LoRA shrink/expand vs a plain CPU reference over a grid of
+// tokens x slots x max rank x dtype (like vLLM's test_lora_ops): ranks differ
+// between slots in one launch (some 0 = module not targeted), some rows have
+// no adapter (-1) and must come out unchanged, SGMV rows carry mixing weights
+// and some rows mix two adapters (expand launched once per mixture level).
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "cuda_test_util.h"
+#include "gpu/cuda/lora.h"
+
+namespace myriad::cuda_test {
+namespace {
+
+struct Case {
+  DType dtype;
+  int tokens, slots, max_rank;
+  int in, out;
+};
+
+struct Slots {
+  std::vector<float> a, b, scales;  // [S, R, in], [S, out, R]
+  std::vector<int32_t> ranks;
+};
+
+Slots make_slots(const Case& c) {
+  Slots s;
+  s.a = randn(size_t(c.slots) * c.max_rank * c.in, c.dtype, 1.0f / std::sqrt(float(c.in)));
+  s.b = randn(size_t(c.slots) * c.out * c.max_rank, c.dtype, 1.0f / std::sqrt(float(c.max_rank)));
+  for (int i = 0; i < c.slots; ++i) {
+    const int choices[] = {c.max_rank, c.max_rank / 2, 1, 0, c.max_rank};
+    s.ranks.push_back(std::max(0, choices[rng()() % 5]));
+    s.scales.push_back(0.5f + float(rng()() % 8));
+  }
+  s.ranks[0] = c.max_rank;  // at least one full-rank slot
+  return s;
+}
+
+// y[tok] += w * scale * B (A x); returns v[0:rank] too.
+void lora_ref(const Case& c, const Slots& s, const std::vector<float>& x, int tok, int slot, float w,
+              std::vector<float>& y, std::vector<double>* v_out) {
+  const int r = s.ranks[slot];
+  std::vector<double> v(r);
+  for (int k = 0; k < r; ++k) {
+    double acc = 0;
+    for (int i = 0; i < c.in; ++i) acc += double(x[size_t(tok) * c.in + i]) * s.a[(size_t(slot) * c.max_rank + k) * c.in + i];
+    v[k] = acc;
+  }
+  for (int o = 0; o < c.out; ++o) {
+    double d = 0;
+    for (int k = 0; k < r; ++k) d += double(s.b[(size_t(slot) * c.out + o) * c.max_rank + k]) * float(v[k]);
+    y[size_t(tok) * c.out + o] = round_to(c.dtype, float(y[size_t(tok) * c.out + o] + w * s.scales[slot] * d));
+  }
+  if (v_out) *v_out = v;
+}
+
+struct Device {
+  DeviceBuffer a, b, ranks, scales;
+  gpu::cuda::LoraModuleSlots view(const Case& c) const {
+    return {a.data(), b.data(), ranks.as<int32_t>(), scales.as<float>(), c.slots, c.max_rank, c.in, c.out};
+  }
+};
+Device upload_slots(const Case& c, const Slots& s) {
+  return {upload(s.a, c.dtype), upload(s.b, c.dtype), upload_raw(s.ranks), upload(s.scales, DType::kF32)};
+}
+
+Tol lora_tol(DType t) { return t == DType::kF32 ? Tol{2e-4f, 2e-4f} : Tol{3e-2f, 2e-2f}; }
+
+class LoraTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LoraTest, BgmvMatchesReference) {
+  MYRIAD_REQUIRE_CUDA();
+  const Case c = GetParam();
+  const Slots s = make_slots(c);
+  auto x = randn(size_t(c.tokens) * c.in, c.dtype);
+  auto y = randn(size_t(c.tokens) * c.out, c.dtype);
+  std::vector<int32_t> slot(c.tokens);
+  for (auto& v : slot) v = int32_t(rng()() % (c.slots + 1)) - 1;  // -1 .. slots-1
+  slot[0] = -1;
+  if (c.tokens > 1) slot[1] = 0;
+  auto dev = upload_slots(c, s);
+  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype), dslot = upload_raw(slot);
+  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
+  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c), dslot.as<int32_t>(),
+                                          c.tokens, nullptr));
+  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c),
+                                          dslot.as<int32_t>(), c.tokens, nullptr));
+  std::vector<float> ref = y, vgot = download(dv, size_t(c.tokens) * c.max_rank, DType::kF32);
+  std::vector<float> vg, vr;
+  for (int t = 0; t < c.tokens; ++t) {
+    if (slot[t] < 0) continue;
+    std::vector<double> v;
+    lora_ref(c, s, x, t, slot[t], 1.0f, ref, &v);
+    for (size_t k = 0; k < v.size(); ++k) {
+      vg.push_back(vgot[size_t(t) * c.max_rank + k]);
+      vr.push_back(float(v[k]));
+    }
+  }
+  EXPECT_TRUE(all_close(vg, vr, Tol{1e-4f, 1e-4f}, "v (shrink)"));
+  const auto got = download(dy, y.size(), c.dtype);
+  EXPECT_TRUE(all_close(got, ref, lora_tol(c.dtype), "y"));
+  for (int t = 0; t < c.tokens; ++t)
+    if (slot[t] < 0 || s.ranks[slot[t]] == 0) {
+      for (int o = 0; o < c.out; ++o) ASSERT_EQ(got[size_t(t) * c.out + o], y[size_t(t) * c.out + o]) << "row " << t;
+    }
+}
+
+TEST_P(LoraTest, SgmvMatchesReference) {
+  MYRIAD_REQUIRE_CUDA();
+  const Case c = GetParam();
+  const Slots s = make_slots(c);
+  auto x = randn(size_t(c.tokens) * c.in, c.dtype);
+  auto y = randn(size_t(c.tokens) * c.out, c.dtype);
+  // Each token: no adapter, one, or (every 5th) a mixture of two distinct slots.
+  struct Ref { int tok, slot; float w; int level; };
+  std::vector<Ref> refs;
+  std::vector<int> adapters_of(c.tokens, 0);
+  for (int t = 0; t < c.tokens; ++t) {
+    const int s0 = int(rng()() % (c.slots + 1)) - 1;
+    if (s0 < 0) continue;
+    const bool mix = t % 5 == 4 && c.slots > 1;
+    const float w0 = mix ? 0.25f + 0.5f * float(rng()() % 100) / 100.0f : 1.0f;
+    refs.push_back({t, s0, w0, 0});
+    if (mix) refs.push_back({t, (s0 + 1) % c.slots, 1.0f - w0, 1});
+  }
+  auto dev = upload_slots(c, s);
+  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype);
+  std::vector<float> ref = y;
+  for (int level = 0; level < 2; ++level) {
+    // Segments of this level's entries, grouped by slot (a stable sort keeps token order inside a segment).
+    std::vector<Ref> lv;
+    for (auto& r : refs) if (r.level == level) lv.push_back(r);
+    std::stable_sort(lv.begin(), lv.end(), [](const Ref& a, const Ref& b) { return a.slot < b.slot; });
+    std::vector<int32_t> seg_slot, seg_start, entry_token;
+    std::vector<float> entry_weight;
+    int max_len = 0;
+    for (size_t i = 0; i < lv.size(); ++i) {
+      if (i == 0 || lv[i].slot != lv[i - 1].slot) {
+        seg_slot.push_back(lv[i].slot);
+        seg_start.push_back(int32_t(i));
+      }
+      entry_token.push_back(lv[i].tok);
+      entry_weight.push_back(lv[i].w);
+    }
+    seg_start.push_back(int32_t(lv.size()));
+    for (size_t g = 0; g + 1 < seg_start.size(); ++g) max_len = std::max(max_len, seg_start[g + 1] - seg_start[g]);
+    auto ds = upload_raw(seg_slot), dst = upload_raw(seg_start), dt = upload_raw(entry_token);
+    auto dw = upload(entry_weight, DType::kF32);
+    auto dv = poisoned(std::max<size_t>(1, lv.size()) * c.max_rank, DType::kF32);
+    gpu::cuda::SgmvBatch b{ds.as<int32_t>(), dst.as<int32_t>(), dt.as<int32_t>(), dw.as<float>(),
+                           int32_t(seg_slot.size()), max_len};
+    MYRIAD_ASSERT_OK(gpu::cuda::sgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c), b, nullptr));
+    MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c), b, nullptr));
+    const auto vgot = download(dv, lv.size() * c.max_rank, DType::kF32);
+    std::vector<float> vg, vr;
+    for (size_t e = 0; e < lv.size(); ++e) {
+      std::vector<double> v;
+      lora_ref(c, s, x, lv[e].tok, lv[e].slot, lv[e].w, ref, &v);
+      for (size_t k = 0; k < v.size(); ++k) {
+        vg.push_back(vgot[e * c.max_rank + k]);
+        vr.push_back(float(v[k]));
+      }
+    }
+    EXPECT_TRUE(all_close(vg, vr, Tol{1e-4f, 1e-4f}, "v (shrink), level " + std::to_string(level)));
+  }
+  const auto got = download(dy, y.size(), c.dtype);
+  EXPECT_TRUE(all_close(got, ref, lora_tol(c.dtype), "y"));
+  std::vector<bool> touched(c.tokens, false);
+  for (auto& r : refs) touched[r.tok] = touched[r.tok] || s.ranks[r.slot] > 0;
+  for (int t = 0; t < c.tokens; ++t)
+    if (!touched[t]) {
+      for (int o = 0; o < c.out; ++o) ASSERT_EQ(got[size_t(t) * c.out + o], y[size_t(t) * c.out + o]) << "row " << t;
+    }
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (DType t : {DType::kF32, DType::kBF16})
+    for (int tokens : {1, 4, 37})
+      for (int slots : {1, 4, 16})
+        for (int rank : {8, 16, 64}) v.push_back({t, tokens, slots, rank, rank == 64 ? 512 : 2048, 256});
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    v.push_back({t, 64, 32, 16, 2048, 5632});  // tinyllama gate/up at batch 64
+    v.push_back({t, 9, 3, 16, 5632, 2048});    // down_proj
+    v.push_back({t, 5, 2, 4, 64, 16});         // the fixtures' shapes
+  }
+  return v;
+}
+INSTANTIATE_TEST_SUITE_P(Grid, LoraTest, ::testing::ValuesIn(cases()), [](const auto& info) {
+  const Case& c = info.param;
+  return std::string(dtype_name(c.dtype)) + "_t" + std::to_string(c.tokens) + "_s" + std::to_string(c.slots) + "_r" +
+         std::to_string(c.max_rank) + "_" + std::to_string(c.in) + "x" + std::to_string(c.out);
+});
+
+}  // namespace
+}  // namespace myriad::cuda_test

@@ -1,0 +1,133 @@
+// Engine loop: metrics from an injected clock, config checks against the
+// executor, the latency histogram's accuracy.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "scheduler_trace.h"
+
+namespace myriad::testing {
+namespace {
+
+TEST(LatencyHistogramTest, QuantilesWithinThreePercentOfExact) {
+  std::mt19937_64 rng(7);
+  std::lognormal_distribution<double> dist(0.0, 2.5);  // spans µs .. seconds
+  LatencyHistogram h;
+  std::vector<double> v;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = dist(rng);
+    v.push_back(x);
+    h.record(x);
+  }
+  std::sort(v.begin(), v.end());
+  for (double q : {0.01, 0.1, 0.5, 0.9, 0.99, 0.999}) {
+    const double exact = v[size_t(std::ceil(q * double(v.size()))) - 1];  // nearest rank
+    EXPECT_NEAR(h.quantile_ms(q), exact, 0.032 * exact + 1e-3) << "q=" << q;
+  }
+  EXPECT_EQ(h.count(), 20000u);
+  EXPECT_DOUBLE_EQ(h.min_ms(), v.front());
+  EXPECT_DOUBLE_EQ(h.max_ms(), v.back());
+  EXPECT_DOUBLE_EQ(h.quantile_ms(1.0), v.back());
+  LatencyHistogram empty;
+  EXPECT_EQ(empty.quantile_ms(0.5), 0.0);
+  LatencyHistogram m;
+  m.merge(h);
+  m.merge(h);
+  EXPECT_EQ(m.count(), 40000u);
+  EXPECT_DOUBLE_EQ(m.quantile_ms(0.5), h.quantile_ms(0.5));
+}
+
+TEST(EngineLoop, MetricsFollowTheInjectedClock) {
+  SchedulerConfig c;
+  c.num_slots = 1;
+  c.max_tokens_per_step = 16;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 4;
+  ManualClock clock;
+  // Each step costs 10 ms; a load costs 5 ms and is ready at the next poll.
+  FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000,
+                                        .kv_block_size = 4,
+                                        .kv_num_blocks = 32,
+                                        .num_adapter_slots = 1,
+                                        .clock = &clock,
+                                        .step_ms = 10.0,
+                                        .load_ms = 5.0});
+  StaticAdapterResolver resolver;
+  resolver.put("a", 1, named_weights("a"));
+  RecordingSink sink;
+  auto e = Engine::create(c, exec, resolver, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  Engine& engine = *e.value();
+  Request r;
+  r.adapter = "a";
+  r.prompt = {1, 2, 3};
+  r.max_tokens = 3;
+  ASSERT_TRUE(engine.submit(r).ok());  // t = 0
+  ASSERT_TRUE(engine.run_until_idle(100).ok());
+  // t=0 load (clock -> 5); t=5 ready, prefill + first token (-> 15); two decode steps (-> 25, 35).
+  const EngineMetrics& m = engine.metrics();
+  const RequestMetrics& a = m.per_adapter.at("a");
+  EXPECT_EQ(a.finished, 1u);
+  EXPECT_EQ(a.output_tokens, 3u);
+  EXPECT_DOUBLE_EQ(a.ttft_ms.min_ms(), 15.0);
+  EXPECT_DOUBLE_EQ(a.itl_ms.min_ms(), 10.0);
+  EXPECT_DOUBLE_EQ(a.itl_ms.max_ms(), 10.0);
+  EXPECT_DOUBLE_EQ(a.queue_ms.min_ms(), 5.0);
+  EXPECT_DOUBLE_EQ(a.e2e_ms.max_ms(), 35.0);
+  EXPECT_DOUBLE_EQ(m.slot_load_ms.max_ms(), 5.0);
+  EXPECT_EQ(m.slot_loads, 1u);
+  EXPECT_EQ(m.steps, 3u);
+  EXPECT_DOUBLE_EQ(m.batch_occupancy(), 0.25);  // 1 row of 4
+  EXPECT_EQ(m.overall.output_tokens, 3u);
+  const std::string json = m.to_json();
+  EXPECT_NE(json.find("\"ttft_ms\""), std::string::npos);
+  EXPECT_NE(json.find("\"swaps\""), std::string::npos);
+  // Events carry the clock: the final one at 35 ms.
+  ASSERT_FALSE(sink.all.empty());
+  EXPECT_TRUE(sink.all.back().is_final());
+  EXPECT_DOUBLE_EQ(sink.all.back().time_ms, 35.0);
+}
+
+TEST(EngineLoop, ConfigMustFitTheExecutor) {
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 100, .num_adapter_slots = 2});
+  StaticAdapterResolver resolver;
+  ManualClock clock;
+  RecordingSink sink;
+  SchedulerConfig c;
+  c.kv_block_size = 16;
+  c.num_kv_blocks = 100;
+  c.num_slots = 3;
+  auto e = Engine::create(c, exec, resolver, clock, sink);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("num_slots"), std::string::npos) << e.error().message;
+  c.num_slots = 2;
+  c.kv_block_size = 8;
+  EXPECT_FALSE(Engine::create(c, exec, resolver, clock, sink).ok());
+  c.kv_block_size = 16;
+  c.num_kv_blocks = 101;
+  EXPECT_FALSE(Engine::create(c, exec, resolver, clock, sink).ok());
+  c.num_kv_blocks = 100;
+  EXPECT_TRUE(Engine::create(c, exec, resolver, clock, sink).ok());
+}
+
+TEST(EngineLoop, RunUntilIdleReportsWorkLeft) {
+  SchedulerConfig c;
+  c.num_slots = 1;
+  c.max_tokens_per_step = 4;
+  c.max_running_seqs = 1;
+  c.num_kv_blocks = 16;
+  c.kv_block_size = 4;
+  Trace t(c);
+  t.submit("", 2, 10);
+  Status s = t.engine().run_until_idle(3);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_TRUE(t.engine().run_until_idle(100).ok());
+  t.expect_tokens_consistent();
+}
+
+}  // namespace
+}  // namespace myriad::testing
