@@ -100,7 +100,6 @@ namespace {
 
 constexpr int64_t kTokenBlock = 64;  // tokens whose x stays in cache while a row chunk streams
 constexpr int64_t kRowMultiple = 16;  // a multiple of the AVX2 loop's 4-row tiles
-constexpr int64_t kStreamingTokens = 8;  // up to this many tokens a step is weight-bandwidth bound
 
 }  // namespace
 
@@ -140,12 +139,7 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
     detail::permute_x_for_bf16(x, T, in, isa == MatmulIsa::kAvx512 ? 32 : 16, permuted.data());
     x_bf16 = permuted.data();
   }
-  // Decode-sized steps stream weights: one contiguous row range per thread
-  // (claimed dynamically, so a late worker still only costs its own share)
-  // streams faster than 4 chunks each, which restart the prefetch cold at
-  // every chunk (microbenchmark of the llama-110m decode sequence, 2 threads:
-  // 2-5% less time). Compute-bound prefill keeps 4 chunks a thread for balance.
-  const int64_t grain = pool.grain_for(total_rows, T <= kStreamingTokens ? 1 : 4, kRowMultiple);
+  const int64_t grain = pool.grain_for(total_rows, 4, kRowMultiple);
   pool.parallel_for(total_rows, grain, [&](int64_t b, int64_t e, int) {
     // Map the chunk of the concatenated row space onto each target it covers.
     int64_t base = 0;

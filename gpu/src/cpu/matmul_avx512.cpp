@@ -76,8 +76,6 @@ struct Weights<DType::kF32> {
   static inline float one(const T* p) { return *p; }
 };
 
-constexpr int64_t kPrefetchGroups = 2;
-
 template <DType D, int R, int TT>
 inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, float* y, int64_t ldy) {
   using W = Weights<D>;
@@ -94,11 +92,9 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
       x1[t] = _mm512_loadu_ps(x + t * in + k + 16);
     }
     for (int r = 0; r < R; ++r) {
-      // The same columns two row groups on (see matmul_avx2.cpp): 12 KB
-      // ahead for llama-110m's bf16 rows of 768, which streamed faster at
-      // batch 1 than one group (6 KB) ahead; without prefetch it is far slower.
+      // The next row group's same columns (see matmul_avx2.cpp).
       for (int l = 0; l < W::kLinesPer32; ++l)
-        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + kPrefetchGroups * R * in + k + l * 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + R * in + k + l * 16), _MM_HINT_T0);
       __m512 a, b;
       W::load32(wr[r] + k, a, b);
       for (int t = 0; t < TT; ++t) {
