@@ -7,10 +7,16 @@
 // decode tokens/s at batch 1 and 8, each as a percentage of its bandwidth
 // floor = (bytes of weights + KV read per step) / bandwidth.
 //
-// usage: decode [--model DIR] [--steps N] [--threads N] [--json]
+// Every figure is the best of --reps runs (default 3), the bandwidth the best
+// of passes over a 512 MiB buffer taken before, between and after the model
+// runs: these machines are shared, and the best run is the least disturbed. The "cpu util" column (process
+// CPU time / (wall time x threads)) shows how much of the cores we had.
+//
+// usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--json]
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -34,13 +40,16 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Streaming read of `bytes` over all threads; returns the best GB/s of `passes`.
-double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  const size_t n = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
-  pool.parallel_for(int64_t(n), int64_t(n / 64 + 1), [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
-  });
+// CPU time of the whole process: cpu / (wall * threads) shows whether the
+// machine gave us our cores (these machines are shared).
+double cpu_s() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+// Streaming read of buf[0, n) over the pool's threads; the best GB/s of `passes`.
+double read_bandwidth(ThreadPool& pool, const uint64_t* buf, size_t n, int passes) {
   double best = 0;
   volatile uint64_t sink = 0;
   for (int p = 0; p < passes; ++p) {
@@ -58,10 +67,36 @@ double measure_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
     });
     const double dt = now_s() - t0;
     for (auto x : partial) sink = sink + x;
-    best = std::max(best, double(bytes) / dt / 1e9);
+    best = std::max(best, double(n * sizeof(uint64_t)) / dt / 1e9);
   }
   return best;
 }
+
+// The machine's read bandwidth, sampled repeatedly through the run (before
+// every timed rep) over one buffer far larger than the caches; best() is the
+// largest figure seen, from all threads or one thread (a descheduled worker
+// on a busy machine can make the multi-threaded figure lower than what one
+// core streams).
+class Bandwidth {
+ public:
+  Bandwidth(ThreadPool& pool, size_t bytes) : pool_(pool), one_(1), n_(bytes / sizeof(uint64_t)), buf_(new uint64_t[n_]) {
+    pool.parallel_for(int64_t(n_), int64_t(n_ / 64 + 1), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) buf_[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+    });
+  }
+  void sample(int passes) {
+    best_ = std::max(best_, read_bandwidth(pool_, buf_.get(), n_, passes));
+    best_ = std::max(best_, read_bandwidth(one_, buf_.get(), n_, passes));
+  }
+  double best() const { return best_; }
+
+ private:
+  ThreadPool& pool_;
+  ThreadPool one_;
+  size_t n_;
+  std::unique_ptr<uint64_t[]> buf_;
+  double best_ = 0;
+};
 
 struct Seq {
   std::vector<int32_t> ids;
@@ -103,6 +138,7 @@ bool step(CpuExecutor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc, Step
 struct DecodeFigures {
   int batch = 0;
   double tok_s = 0, floor_tok_s = 0, bytes_per_step = 0;
+  double cpu_util = 0;  // process CPU time / (wall time x threads) while timed
 };
 
 struct ModelFigures {
@@ -118,7 +154,7 @@ std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
   return p;
 }
 
-bool bench_model(const std::string& dir, int steps, int threads, double gbps, ModelFigures& out) {
+bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandwidth& bw, ModelFigures& out) {
   auto ck = Checkpoint::load(dir);
   if (!ck.ok()) {
     std::fprintf(stderr, "decode: %s\n", ck.error().to_string().c_str());
@@ -142,7 +178,9 @@ bool bench_model(const std::string& dir, int steps, int threads, double gbps, Mo
   StepPlan plan;
   StepResult res;
 
-  {  // Prefill: one 256-token prompt (after a warm-up on another sequence).
+  // Each figure is the best of `reps` runs: on a shared machine the best run
+  // is the one least disturbed by other processes.
+  for (int rep = 0; rep < reps; ++rep) {  // Prefill: one 256-token prompt (after a warm-up).
     KvBlockAllocator alloc(o.kv_num_blocks, 1);
     std::vector<Seq> warm(1);
     warm[0].ids = prompt(32, 99, c.vocab_size);
@@ -151,28 +189,33 @@ bool bench_model(const std::string& dir, int steps, int threads, double gbps, Mo
     s[0].ids = prompt(256, 1, c.vocab_size);
     const double t0 = now_s();
     if (!step(ex, s, alloc, plan, res)) return false;
-    out.prefill_tok_s = 256.0 / (now_s() - t0);
+    out.prefill_tok_s = std::max(out.prefill_tok_s, 256.0 / (now_s() - t0));
   }
   for (int batch : {1, 8}) {
-    KvBlockAllocator alloc(o.kv_num_blocks, 2);
-    std::vector<Seq> s(static_cast<size_t>(batch));
-    for (int i = 0; i < batch; ++i) s[size_t(i)].ids = prompt(16, i + 2, c.vocab_size);
-    if (!step(ex, s, alloc, plan, res)) return false;  // prefill (untimed)
-    for (int i = 0; i < 3; ++i)
-      if (!step(ex, s, alloc, plan, res)) return false;  // warm-up decodes
-    const double ctx0 = double(s[0].ids.size());
-    const double t0 = now_s();
-    for (int i = 0; i < steps; ++i)
-      if (!step(ex, s, alloc, plan, res)) return false;
-    const double dt = now_s() - t0;
-    // KV read per step: every attended position's K and V in every layer, per sequence.
-    const double mean_ctx = ctx0 + (steps - 1) / 2.0;
-    const double kv = double(batch) * mean_ctx * double(c.num_layers) * double(c.kv_dim()) * 4.0 * 2.0;
     DecodeFigures d;
     d.batch = batch;
-    d.tok_s = double(batch) * steps / dt;
-    d.bytes_per_step = w + kv;
-    d.floor_tok_s = double(batch) * gbps * 1e9 / d.bytes_per_step;
+    for (int rep = 0; rep < reps; ++rep) {
+      bw.sample(2);
+      KvBlockAllocator alloc(o.kv_num_blocks, 2);
+      std::vector<Seq> s(static_cast<size_t>(batch));
+      for (int i = 0; i < batch; ++i) s[size_t(i)].ids = prompt(16, i + 2, c.vocab_size);
+      if (!step(ex, s, alloc, plan, res)) return false;  // prefill (untimed)
+      for (int i = 0; i < 3; ++i)
+        if (!step(ex, s, alloc, plan, res)) return false;  // warm-up decodes
+      const double ctx0 = double(s[0].ids.size());
+      const double t0 = now_s(), c0 = cpu_s();
+      for (int i = 0; i < steps; ++i)
+        if (!step(ex, s, alloc, plan, res)) return false;
+      const double dt = now_s() - t0, dc = cpu_s() - c0;
+      const double tok_s = double(batch) * steps / dt;
+      if (tok_s <= d.tok_s) continue;
+      // KV read per step: every attended position's K and V in every layer, per sequence.
+      const double mean_ctx = ctx0 + (steps - 1) / 2.0;
+      const double kv = double(batch) * mean_ctx * double(c.num_layers) * double(c.kv_dim()) * 4.0 * 2.0;
+      d.tok_s = tok_s;
+      d.cpu_util = dc / (dt * ex.pool().size());
+      d.bytes_per_step = w + kv;
+    }
     out.decode.push_back(d);
   }
   return true;
@@ -183,7 +226,7 @@ bool bench_model(const std::string& dir, int steps, int threads, double gbps, Mo
 int main(int argc, char** argv) {
   std::string model;
   bool json = false;
-  int steps = 64, threads = 0;
+  int steps = 64, threads = 0, reps = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") {
@@ -192,16 +235,19 @@ int main(int argc, char** argv) {
       model = argv[++i];
     } else if (a == "--steps" && i + 1 < argc) {
       steps = std::atoi(argv[++i]);
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--threads N] [--json]\n");
+      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--json]\n");
       return 2;
     }
   }
   if (steps < 1) steps = 1;
   ThreadPool pool(threads);
-  const double gbps = measure_bandwidth(pool, size_t(1) << 30, 5);
+  Bandwidth bw(pool, size_t(512) << 20);
+  bw.sample(3);
 
   std::vector<std::string> dirs;
   std::string tmp;
@@ -231,10 +277,14 @@ int main(int argc, char** argv) {
   std::vector<ModelFigures> figs;
   for (const auto& d : dirs) {
     ModelFigures f;
-    if (!bench_model(d, steps, threads, gbps, f)) return 1;
+    if (!bench_model(d, steps, reps, threads, bw, f)) return 1;
     figs.push_back(f);
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
+  bw.sample(3);
+  const double gbps = bw.best();
+  for (auto& f : figs)
+    for (auto& d : f.decode) d.floor_tok_s = double(d.batch) * gbps * 1e9 / d.bytes_per_step;
 
   const char* name = model.empty() ? "llama-110m" : model.c_str();
   if (json) {
@@ -246,8 +296,8 @@ int main(int argc, char** argv) {
                   f.dtype.c_str(), f.weight_bytes, f.prefill_tok_s);
       for (size_t j = 0; j < f.decode.size(); ++j) {
         const auto& d = f.decode[j];
-        std::printf("%s{\"batch\": %d, \"tok_s\": %.4g, \"floor_tok_s\": %.4g, \"pct_of_floor\": %.4g, \"bytes_per_step\": %.0f}",
-                    j ? ", " : "", d.batch, d.tok_s, d.floor_tok_s, 100.0 * d.tok_s / d.floor_tok_s, d.bytes_per_step);
+        std::printf("%s{\"batch\": %d, \"tok_s\": %.4g, \"floor_tok_s\": %.4g, \"pct_of_floor\": %.4g, \"bytes_per_step\": %.0f, \"cpu_util\": %.3g}",
+                    j ? ", " : "", d.batch, d.tok_s, d.floor_tok_s, 100.0 * d.tok_s / d.floor_tok_s, d.bytes_per_step, d.cpu_util);
       }
       std::printf("]}");
     }
@@ -256,13 +306,13 @@ int main(int argc, char** argv) {
   }
   std::printf("memory read bandwidth: %.2f GB/s (%d threads)\nmodel: %s, %d timed decode steps\n\n", gbps, pool.size(),
               name, steps);
-  std::printf("| dtype | weights MB | prefill tok/s | batch | decode tok/s | floor tok/s | %% of floor | vs batch 1 |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| dtype | weights MB | prefill tok/s | batch | decode tok/s | floor tok/s | %% of floor | vs batch 1 | cpu util |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& f : figs) {
     for (const auto& d : f.decode) {
-      std::printf("| %s | %.1f | %.1f | %d | %.1f | %.1f | %.1f%% | %.2fx |\n", f.dtype.c_str(), f.weight_bytes / 1e6,
+      std::printf("| %s | %.1f | %.1f | %d | %.1f | %.1f | %.1f%% | %.2fx | %.0f%% |\n", f.dtype.c_str(), f.weight_bytes / 1e6,
                   f.prefill_tok_s, d.batch, d.tok_s, d.floor_tok_s, 100.0 * d.tok_s / d.floor_tok_s,
-                  d.tok_s / f.decode[0].tok_s);
+                  d.tok_s / f.decode[0].tok_s, 100.0 * d.cpu_util);
     }
   }
   return 0;

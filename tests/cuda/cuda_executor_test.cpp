@@ -16,6 +16,7 @@
 #include "cuda_test_util.h"
 #include "gpu/cuda/cuda_executor.h"
 #include "runtime/kv_block_allocator.h"
+#include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
 
 namespace myriad::cuda_test {
@@ -33,38 +34,11 @@ nlohmann::json golden(const std::string& model) {
   return nlohmann::json::parse(f);
 }
 
-// A minimal PEFT reader for the fixtures' adapters (the real loader lives in
-// runtime/ on another branch): rank from lora_A's shape, scale from r, alpha,
-// use_rslora.
+// The fixtures' PEFT adapters through the real loader (runtime/peft_adapter.h).
 std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, const std::string& dir) {
-  std::ifstream f(dir + "/adapter_config.json");
-  const auto cfg = nlohmann::json::parse(f);
-  const float r = cfg["r"].get<float>(), alpha = cfg["lora_alpha"].get<float>();
-  const float scale = cfg.value("use_rslora", false) ? alpha / std::sqrt(r) : alpha / r;
-  auto st = SafetensorsFile::open(dir + "/adapter_model.safetensors");
-  EXPECT_TRUE(st.ok());
-  if (!st.ok()) return nullptr;
-  auto w = std::make_shared<LoraWeights>();
-  w->name = dir;
-  w->num_layers = int32_t(ck.config().num_layers);
-  w->modules.resize(size_t(w->num_layers) * kNumLinearModules);
-  for (int l = 0; l < w->num_layers; ++l)
-    for (int m = 0; m < kNumLinearModules; ++m) {
-      const auto mod = LinearModule(m);
-      const std::string part = (m <= int(LinearModule::kO) ? "self_attn." : "mlp.") + std::string(linear_module_name(mod));
-      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + part;
-      const TensorView* a = (*st)->find(base + ".lora_A.weight");
-      const TensorView* b = (*st)->find(base + ".lora_B.weight");
-      if (!a || !b) continue;
-      auto& mw = w->at(l, mod);
-      mw.rank = int32_t(a->shape[0]);
-      mw.scale = scale;
-      mw.a.resize(size_t(a->numel()));
-      mw.b.resize(size_t(b->numel()));
-      for (size_t i = 0; i < mw.a.size(); ++i) mw.a[i] = a->at(i);
-      for (size_t i = 0; i < mw.b.size(); ++i) mw.b[i] = b->at(i);
-    }
-  return w;
+  auto w = load_peft_adapter(dir, ck.config());
+  EXPECT_TRUE(w.ok()) << (w.ok() ? "" : w.error().to_string());
+  return w.ok() ? *w : nullptr;
 }
 
 std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false) {

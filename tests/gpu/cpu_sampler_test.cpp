@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "gpu/cpu/matmul.h"
 #include "gpu/cpu/sampler.h"
 
 namespace myriad::gpu::cpu {
@@ -105,6 +106,26 @@ TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
     ASSERT_NEAR(got.logprob, want.logprob, 1e-4 * (1 + std::fabs(want.logprob))) << "trial " << trial;
   }
   EXPECT_LE(mismatches, 1);
+}
+
+TEST(CpuSampler, LogSumExpMatchesDoubleReferenceOnEveryIsa) {
+  std::mt19937 rng(std::random_device{}());
+  for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
+    matmul_limit_isa(isa);
+    for (int n : {1, 7, 8, 9, 100, 1023, 1025, 32000, 40001}) {
+      std::normal_distribution<float> nd(0.0f, 1.0f + float(rng() % 20));
+      std::vector<float> z(static_cast<size_t>(n));
+      for (auto& x : z) x = nd(rng);
+      if (n > 10) z[3] = -1e30f, z[5] = -200.0f;  // underflow to 0
+      double m = -1e300, s = 0;
+      for (float x : z) m = std::max(m, double(x));
+      for (float x : z) s += std::exp(double(x) - m);
+      const double want = m + std::log(s);
+      // float exponentials (~2e-7 relative each) summed in double.
+      ASSERT_NEAR(log_sum_exp(z.data(), n), want, 1e-6 * (1 + std::fabs(want))) << "n " << n << " isa " << int(isa);
+    }
+  }
+  matmul_limit_isa(MatmulIsa::kAvx512);
 }
 
 TEST(CpuSampler, GreedyTiesGoToTheLowestIdAndTopKOneIsGreedy) {

@@ -96,12 +96,13 @@ TEST(ChatTemplateTest, Llama2TemplateRejectsNonAlternatingRoles) {
 TEST(ChatTemplateTest, SpecialTokensMayBeStringsOrContentObjectsAndNullIsUndefined) {
   nlohmann::json config = {{"bos_token", {{"content", "<B>"}, {"lstrip", false}}},
                            {"eos_token", "<E>"},
-                           {"unk_token", nullptr}};
+                           {"unk_token", nullptr},
+                           {"additional_special_tokens", {"<x>", {{"content", "<y>"}}}}};
   auto r = render_chat_template("{{ bos_token }}|{{ eos_token }}|{{ unk_token is defined }}|{{ pad_token is defined }}|"
-                                "{{ add_generation_prompt }}|{{ messages | length }}",
+                                "{{ add_generation_prompt }}|{{ messages | length }}|{{ additional_special_tokens }}",
                                 nlohmann::json::array({{{"role", "user"}, {"content", "x"}}}), false, config);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(r.value(), "<B>|<E>|False|False|False|1");
+  EXPECT_EQ(r.value(), "<B>|<E>|False|False|False|1|['<x>', '<y>']");
 }
 
 TEST(ChatTemplateTest, TemplateFromConfig) {

@@ -289,6 +289,22 @@ TEST(JinjaTest, MalformedTemplatesFailToCompileWithPosition) {
   }
 }
 
+TEST(JinjaTest, ErrorsAndOutputAreValidUtf8EvenForMalformedBytes) {
+  // A stray byte of a multi-byte character inside a tag, and invalid UTF-8 text.
+  auto bad = ChatTemplate::compile("{{ \xC3 }}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NO_THROW((void)nlohmann::json(bad.error().message).dump());
+  EXPECT_NE(bad.error().message.find("unexpected character 0xc3"), std::string::npos) << bad.error().message;
+  auto t = ChatTemplate::compile("a\xFF{{ raise_exception('b\xFE') }}");
+  ASSERT_TRUE(t.ok());
+  auto r = t->render(nlohmann::json::object());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NO_THROW((void)nlohmann::json(r.error().message).dump());
+  auto text = ChatTemplate::compile("a\xFF" "b");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->render(nlohmann::json::object()).value(), "a\xEF\xBF\xBD" "b");  // U+FFFD
+}
+
 TEST(JinjaTest, ContextMustBeAnObject) {
   auto t = ChatTemplate::compile("x");
   ASSERT_TRUE(t.ok());
@@ -391,6 +407,54 @@ TEST(JinjaTest, RunawayWorkIsStopped) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted) << r.error().to_string();
   }
+}
+
+TEST(JinjaTest, CyclesAndDeepValuesAreSafe) {
+  // A namespace that contains itself prints with "..." and is freed after the
+  // render (ASan's leak checker would report the cycle otherwise).
+  // (Expected text from Jinja2.)
+  auto cyc = render("{% set ns = namespace(a=1) %}{% set ns.me = ns %}{% set ns.l = [ns] %}{{ ns.me.me.a }}"
+                    "{{ ns | string }}|{{ ns }}",
+                    nlohmann::json::object());
+  ASSERT_TRUE(cyc.ok()) << cyc.error().to_string();
+  EXPECT_EQ(cyc.value(),
+            "1<Namespace {'a': 1, 'me': <Namespace {...}>, 'l': [<Namespace {...}>]}>|"
+            "<Namespace {'a': 1, 'me': <Namespace {...}>, 'l': [<Namespace {...}>]}>");
+  // Shared sub-values: 2^200 to print, refused when stored.
+  auto dag = render("{% set ns = namespace(x=1) %}{% for i in range(200) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}"
+                    "{{ ns.x }}",
+                    nlohmann::json::object());
+  ASSERT_FALSE(dag.ok());
+  EXPECT_EQ(dag.error().code, ErrorCode::kResourceExhausted) << dag.error().to_string();
+  // Printing a long namespace chain stops instead of recursing without bound.
+  auto chain = render("{% set ns = namespace(h=none) %}{% for i in range(5000) %}{% set n = namespace(next=ns.h) %}"
+                      "{% set ns.h = n %}{% endfor %}{{ '...' in (ns.h | string) }}",
+                      nlohmann::json::object());
+  ASSERT_TRUE(chain.ok()) << chain.error().to_string();
+  EXPECT_EQ(chain.value(), "True");
+  // Chains a million long, built across loop iterations, are refused or freed
+  // without recursion.
+  const char* chains[] = {
+      "{% set ns = namespace(x=none) %}{% for i in range(1000000) %}{% set ns.x = [ns.x] %}{% endfor %}",
+      "{% set ns = namespace(h=none) %}{% for i in range(100000) %}{% set n = namespace(next=ns.h) %}"
+      "{% set ns.h = n %}{% endfor %}{{ ns.h.next.next is defined }}",
+      "{% set ns = namespace(h=none) %}{% for i in range(100000) %}{% set n = namespace() %}{% set n.next = ns.h %}"
+      "{% set ns.h = [n] %}{% endfor %}{{ ns.h | length }}",
+  };
+  for (const char* src : chains) {
+    SCOPED_TRACE(src);
+    auto r = render(src, nlohmann::json::object());
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted) << r.error().to_string();
+    }
+  }
+  std::string deep_json(100000, '[');
+  deep_json += std::string(100000, ']');
+  auto t = ChatTemplate::compile("{{ x }}");
+  ASSERT_TRUE(t.ok());
+  auto r = t->render({{"x", nlohmann::json::parse(deep_json)}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("nested deeper"), std::string::npos) << r.error().message;
 }
 
 TEST(JinjaTest, IntegerOverflowIsAnErrorNotUndefinedBehaviour) {

@@ -1,5 +1,6 @@
 #include "gpu/cpu/matmul.h"
 
+#include <algorithm>
 #include <atomic>
 #include <vector>
 
@@ -9,28 +10,41 @@
 
 namespace myriad::gpu::cpu {
 namespace {
-std::atomic<bool> g_force_portable{false};
+
+std::atomic<MatmulIsa> g_isa_limit{MatmulIsa::kAvx512};
+
+MatmulIsa best_isa() {
+  static const MatmulIsa best = [] {
+    if (!cpu_info().avx2_fma) return MatmulIsa::kPortable;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return MatmulIsa::kAvx512;
+#endif
+    return MatmulIsa::kAvx2;
+  }();
+  return best;
+}
+
 }  // namespace
+
+MatmulIsa matmul_isa() { return std::min(best_isa(), g_isa_limit.load(std::memory_order_relaxed)); }
+void matmul_limit_isa(MatmulIsa max) { g_isa_limit.store(max); }
 
 namespace detail {
 
-bool use_avx2() {
-  static const bool avx2 = cpu_info().avx2_fma;
-  return avx2 && !g_force_portable.load(std::memory_order_relaxed);
-}
+bool use_avx2() { return matmul_isa() >= MatmulIsa::kAvx2; }
 
-void permute_x_for_bf16(const float* x, int64_t T, int64_t in, float* out) {
-  const int64_t k16 = in / 16 * 16;
+void permute_x_for_bf16(const float* x, int64_t T, int64_t in, int chunk, float* out) {
+  const int64_t kc = in / chunk * chunk, half = chunk / 2;
   for (int64_t t = 0; t < T; ++t) {
     const float* src = x + t * in;
     float* dst = out + t * in;
-    for (int64_t k = 0; k < k16; k += 16) {
-      for (int i = 0; i < 8; ++i) {
+    for (int64_t k = 0; k < kc; k += chunk) {
+      for (int64_t i = 0; i < half; ++i) {
         dst[k + i] = src[k + 2 * i];
-        dst[k + 8 + i] = src[k + 2 * i + 1];
+        dst[k + half + i] = src[k + 2 * i + 1];
       }
     }
-    for (int64_t k = k16; k < in; ++k) dst[k] = src[k];
+    for (int64_t k = kc; k < in; ++k) dst[k] = src[k];
   }
 }
 
@@ -85,12 +99,18 @@ void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_
 namespace {
 
 constexpr int64_t kTokenBlock = 64;  // tokens whose x stays in cache while a row chunk streams
-constexpr int64_t kRowMultiple = 16;  // the AVX2 loop's row group
+constexpr int64_t kRowMultiple = 16;  // a multiple of the AVX2 loop's 4-row tiles
 
 }  // namespace
 
-const char* matmul_kernel_name() { return detail::use_avx2() ? "avx2+fma" : "portable"; }
-void matmul_force_portable(bool on) { g_force_portable.store(on); }
+const char* matmul_kernel_name() {
+  switch (matmul_isa()) {
+    case MatmulIsa::kAvx512: return "avx512";
+    case MatmulIsa::kAvx2: return "avx2+fma";
+    case MatmulIsa::kPortable: break;
+  }
+  return "portable";
+}
 
 float weight_at(const WeightView& w, int64_t i) {
   switch (w.dtype) {
@@ -111,12 +131,12 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
     total_rows += t.w.rows;
     any_bf16 |= t.w.dtype == DType::kBF16;
   }
-  const bool avx2 = detail::use_avx2();
+  const MatmulIsa isa = matmul_isa();
   const float* x_bf16 = x;
   thread_local std::vector<float> permuted;
-  if (avx2 && any_bf16) {
+  if (isa != MatmulIsa::kPortable && any_bf16) {
     permuted.resize(size_t(T * in));
-    detail::permute_x_for_bf16(x, T, in, permuted.data());
+    detail::permute_x_for_bf16(x, T, in, isa == MatmulIsa::kAvx512 ? 32 : 16, permuted.data());
     x_bf16 = permuted.data();
   }
   const int64_t grain = pool.grain_for(total_rows, 4, kRowMultiple);
@@ -127,13 +147,14 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
       const int64_t lo = b > base ? b - base : 0;
       const int64_t hi = e - base < tg.w.rows ? e - base : tg.w.rows;
       if (lo < hi) {
-        const float* xs = avx2 && tg.w.dtype == DType::kBF16 ? x_bf16 : x;
+        const float* xs = tg.w.dtype == DType::kBF16 ? x_bf16 : x;
         for (int64_t t0 = 0; t0 < T; t0 += kTokenBlock) {
           const int64_t tn = T - t0 < kTokenBlock ? T - t0 : kTokenBlock;
-          if (avx2) {
-            detail::matmul_rows_avx2(xs + t0 * in, tn, tg.w, lo, hi, tg.y + t0 * tg.w.rows, tg.w.rows);
-          } else {
-            detail::matmul_rows_portable(xs + t0 * in, tn, tg.w, lo, hi, tg.y + t0 * tg.w.rows, tg.w.rows);
+          float* yb = tg.y + t0 * tg.w.rows;
+          switch (isa) {
+            case MatmulIsa::kAvx512: detail::matmul_rows_avx512(xs + t0 * in, tn, tg.w, lo, hi, yb, tg.w.rows); break;
+            case MatmulIsa::kAvx2: detail::matmul_rows_avx2(xs + t0 * in, tn, tg.w, lo, hi, yb, tg.w.rows); break;
+            case MatmulIsa::kPortable: detail::matmul_rows_portable(xs + t0 * in, tn, tg.w, lo, hi, yb, tg.w.rows); break;
           }
         }
       }

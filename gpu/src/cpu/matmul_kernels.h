@@ -10,18 +10,22 @@
 
 namespace myriad::gpu::cpu::detail {
 
-// AVX2/FMA/F16C present and not switched off by matmul_force_portable().
+// AVX2/FMA/F16C present and not switched off by matmul_limit_isa().
 bool use_avx2();
 
-// x as the AVX2 bf16 loop wants it: each full 16-element chunk of a row is
-// stored as its 8 even then its 8 odd elements (the order a 32-bit lane
-// shift/mask of 16 bf16 values yields); the tail (in % 16) stays in order.
-void permute_x_for_bf16(const float* x, int64_t T, int64_t in, float* out);
+// x as the SIMD bf16 loops want it: each full `chunk`-element chunk of a row
+// (16 for AVX2, 32 for AVX-512) is stored as its even then its odd elements
+// (the order a 32-bit lane shift/mask of bf16 pairs yields); the tail
+// (in % chunk) stays in order.
+void permute_x_for_bf16(const float* x, int64_t T, int64_t in, int chunk, float* out);
 
 void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                           int64_t ldy);
 // `x` permuted by permute_x_for_bf16 when w.dtype is bf16, in order otherwise.
 void matmul_rows_avx2(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                       int64_t ldy);
+// Same, x permuted with chunk 32 for bf16.
+void matmul_rows_avx512(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
+                        int64_t ldy);
 
 }  // namespace myriad::gpu::cpu::detail

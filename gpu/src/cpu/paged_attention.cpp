@@ -58,7 +58,7 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
       const int64_t t = item / s.kv_heads, kvh = item % s.kv_heads;
       const AttentionRow& r = rows[size_t(row_of_token[size_t(t)])];
       const int64_t pos = r.start_pos + (t - r.token_begin);
-      const int64_t lo = s.window > 0 && pos - s.window > 0 ? pos - s.window : 0;
+      const int64_t lo = s.window > 0 && pos - s.window + 1 > 0 ? pos - s.window + 1 : 0;
       const int64_t ctx = pos + 1 - lo;  // attended positions [lo, pos]
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.

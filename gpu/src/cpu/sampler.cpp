@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "gpu/cpu/ops.h"
+#include "matmul_kernels.h"
+#include "sampler_kernels.h"
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -15,17 +17,23 @@ inline uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// log(sum(exp(z))): float exponentials (a 32k vocabulary in ~0.1 ms),
-// double sum.
+
+}  // namespace
+
+namespace detail {
+double sum_exp_portable(const float* z, int64_t n, float m) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += double(std::exp(z[i] - m));
+  return s;
+}
+}  // namespace detail
+
 double log_sum_exp(const float* z, int64_t n) {
   float m = z[0];
   for (int64_t i = 1; i < n; ++i) m = z[i] > m ? z[i] : m;
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(std::exp(z[i] - m));
+  const double s = detail::use_avx2() ? detail::sum_exp_avx2(z, n, m) : detail::sum_exp_portable(z, n, m);
   return double(m) + std::log(s);
 }
-
-}  // namespace
 
 double counter_uniform(uint64_t seed, uint32_t output_index) {
   const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));

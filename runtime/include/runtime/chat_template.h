@@ -58,7 +58,8 @@ class ChatTemplate {
 // the tokenizer_config.json variables (bos_token, eos_token, unk_token,
 // pad_token as strings: they may appear in the config as strings or
 // {"content": ...} objects; null or absent ones stay undefined, as in
-// transformers' special_tokens_map).
+// transformers' special_tokens_map). sep_token, cls_token, mask_token and the
+// additional_special_tokens list are passed too, as transformers does.
 Result<std::string> render_chat_template(const std::string& template_source,
                                          const nlohmann::json& messages, bool add_generation_prompt,
                                          const nlohmann::json& tokenizer_config);

@@ -11,6 +11,9 @@
 
 namespace myriad {
 
+struct Error;
+[[noreturn]] void assertion_failed(const char* file, int line, const char* cond, const std::string& msg);
+
 enum class ErrorCode {
   kInvalidArgument,  // a request or CLI argument out of range
   kBadFile,          // malformed / hostile / truncated file
@@ -43,9 +46,19 @@ class [[nodiscard]] Result {
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
+  // Reading the value of an error is our bug: abort naming the error.
+  T& value() & {
+    check_ok();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    check_ok();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    check_ok();
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
@@ -54,6 +67,9 @@ class [[nodiscard]] Result {
   const Error& error() const { return std::get<1>(v_); }
 
  private:
+  void check_ok() const {
+    if (!ok()) assertion_failed(__FILE__, __LINE__, "Result::ok()", "value() of an error: " + error().to_string());
+  }
   std::variant<T, Error> v_;
 };
 

@@ -2,23 +2,35 @@
 
 #include "runtime/jinja/evaluator.h"
 #include "runtime/jinja/parser.h"
+#include "runtime/jinja/text.h"
 
 namespace myriad {
 
+namespace {
+
+// Errors and output may carry bytes of a malformed template; keep them valid
+// UTF-8 so a server can always put them into a JSON response.
+Result<std::string> checked(Result<std::string> r) {
+  if (!r.ok()) return make_error(r.error().code, jinja::valid_utf8(r.error().message));
+  return jinja::valid_utf8(std::move(r).value());
+}
+
+}  // namespace
+
 Result<ChatTemplate> ChatTemplate::compile(std::string_view source, ChatTemplateLimits limits) {
-  std::unique_ptr<jinja::Program> program;
-  JINJA_ASSIGN_OR_RETURN(program, jinja::parse_template(source, limits));
-  return ChatTemplate(std::shared_ptr<const jinja::Program>(std::move(program)));
+  auto program = jinja::parse_template(source, limits);
+  if (!program.ok()) return make_error(program.error().code, jinja::valid_utf8(program.error().message));
+  return ChatTemplate(std::shared_ptr<const jinja::Program>(std::move(program).value()));
 }
 
 Result<std::string> ChatTemplate::render(const nlohmann::json& context) const {
   jinja::Renderer renderer(*program_);
-  return renderer.render(context);
+  return checked(renderer.render(context));
 }
 
 Result<std::string> ChatTemplate::render_ordered(const nlohmann::ordered_json& context) const {
   jinja::Renderer renderer(*program_);
-  return renderer.render(context);
+  return checked(renderer.render(context));
 }
 
 namespace {
@@ -49,8 +61,20 @@ Result<std::string> render_chat_template(const std::string& template_source, con
   context["messages"] = messages;
   context["add_generation_prompt"] = add_generation_prompt;
   if (tokenizer_config.is_object()) {
-    for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+    // transformers passes its special_tokens_map: the set tokens and the
+    // additional_special_tokens list.
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token",
+                            "mask_token"}) {
       if (const nlohmann::json* t = token_text(tokenizer_config, key)) context[key] = *t;
+    }
+    auto extra = tokenizer_config.find("additional_special_tokens");
+    if (extra != tokenizer_config.end() && extra->is_array() && !extra->empty()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& t : *extra) {
+        if (t.is_string()) list.push_back(t);
+        else if (t.is_object() && t.contains("content") && t["content"].is_string()) list.push_back(t["content"]);
+      }
+      context["additional_special_tokens"] = std::move(list);
     }
   }
   return compiled.value().render(context);

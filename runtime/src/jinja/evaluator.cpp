@@ -92,6 +92,18 @@ Status Renderer::count_bytes(std::size_t bytes) {
   return ok_status();
 }
 
+Status Renderer::check_depth(const Value& v) const {
+  if (v.depth() > kMaxValueDepth) {
+    return make_error(ErrorCode::kResourceExhausted,
+                      "value nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
+  }
+  if (v.nodes() > kMaxValueNodes) {
+    return make_error(ErrorCode::kResourceExhausted,
+                      "value of more than " + std::to_string(kMaxValueNodes) + " items (counting shared ones)");
+  }
+  return ok_status();
+}
+
 Result<std::string> Renderer::render(const nlohmann::json& context) { return render_json(context); }
 Result<std::string> Renderer::render(const nlohmann::ordered_json& context) { return render_json(context); }
 
@@ -101,10 +113,21 @@ Result<std::string> Renderer::render_json(const Json& context) {
     return make_error(ErrorCode::kInvalidArgument, "chat template context must be a JSON object");
   }
   root_ = std::make_shared<Frame>();
-  for (auto it = context.begin(); it != context.end(); ++it) root_->set(it.key(), Value::from_json(it.value()));
+  bool too_deep = false;
+  for (auto it = context.begin(); it != context.end(); ++it) {
+    root_->set(it.key(), Value::from_json(it.value(), &too_deep));
+  }
+  if (too_deep) {
+    return make_error(ErrorCode::kInvalidArgument, "chat template context nested deeper than " +
+                                                       std::to_string(Value::kMaxJsonDepth) + " levels");
+  }
   std::string out;
   auto flow = exec(program_.body, root_, out);
   root_.reset();
+  // The tracker holds every namespace, so clearing one never frees another
+  // from inside its destructor: no recursion, whatever they point to.
+  for (auto& ns : namespaces_) ns->items.clear();
+  namespaces_.clear();
   if (!flow.ok()) return flow.error();
   return out;
 }
@@ -127,7 +150,7 @@ Result<Flow> Renderer::exec_node(const Node& node, const FramePtr& frame, std::s
       Value v;
       JINJA_ASSIGN_OR_RETURN(v, eval(*node.expr, frame));
       if (v.is_string()) out += v.as_string();
-      else out += v.to_output();
+      else out += v.to_output(program_.limits.max_output_bytes);
       break;
     }
     case NodeKind::kIf: {
@@ -280,6 +303,7 @@ Result<Flow> Renderer::exec_for(const Node& node, const FramePtr& frame, std::st
 Status Renderer::exec_set(const Node& node, const FramePtr& frame) {
   Value v;
   JINJA_ASSIGN_OR_RETURN(v, eval(*node.expr, frame));
+  if (auto d = check_depth(v); !d.ok()) return at(node.pos, d.error());
   if (!node.text.empty()) {  // {% set ns.attr = v %}
     const Value* target = frame->lookup(node.targets[0]);
     if (target == nullptr || !target->is_namespace()) {

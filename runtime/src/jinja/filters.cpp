@@ -554,6 +554,7 @@ Result<Value> f_tojson(Renderer& r, const Value& v, CallArgs& a) {
     }
   }
   o.sort_keys = as_bool_arg(a.arg(3), false);
+  o.max_bytes = r.limits().max_output_bytes;
   std::string s;
   JINJA_ASSIGN_OR_RETURN(s, dump_json(v, o));
   MYRIAD_TRY(r.count_bytes(s.size()));

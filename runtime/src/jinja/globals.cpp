@@ -62,10 +62,13 @@ Result<Object> kwargs_object(CallArgs& a, const char* what) {
   return o;
 }
 
-Result<Value> g_namespace(Renderer&, CallArgs& a) {
+Result<Value> g_namespace(Renderer& r, CallArgs& a) {
   Object o;
   JINJA_ASSIGN_OR_RETURN(o, kwargs_object(a, "namespace"));
-  return Value(Namespace{std::make_shared<Object>(std::move(o))});
+  for (const auto& kv : o.items) MYRIAD_TRY(r.check_depth(kv.second));
+  auto attrs = std::make_shared<Object>(std::move(o));
+  r.track_namespace(attrs);
+  return Value(Namespace{std::move(attrs)});
 }
 
 Result<Value> g_dict(Renderer&, CallArgs& a) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 
 #include "runtime/jinja/text.h"
@@ -169,7 +170,10 @@ class Lexer {
           op = {c, c2};
         } else {
           if (std::string_view("+-*/%~<>=()[]{},.:|").find(c) == std::string_view::npos) {
-            return template_error(ErrorCode::kBadFile, at, std::string("unexpected character '") + c + "'");
+            char hex[8];
+            std::snprintf(hex, sizeof(hex), "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+            return template_error(ErrorCode::kBadFile, at, std::string("unexpected character ") +
+                                                               (c >= 0x20 && c < 0x7f ? std::string("'") + c + "'" : hex));
           }
           op = std::string(1, c);
           if (c == '(' || c == '[' || c == '{') ++depth;

@@ -56,6 +56,24 @@ bool is_ascii(std::string_view s) {
   return true;
 }
 
+std::string valid_utf8(std::string s) {
+  if (is_ascii(s)) return s;
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
+  bool valid = true;
+  while (left > 0 && valid) {
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+    if (n <= 0) valid = false;
+    else {
+      p += n;
+      left -= n;
+    }
+  }
+  if (valid) return s;
+  return utf8_encode(utf8_decode(s));  // decode maps each invalid byte to U+FFFD
+}
+
 std::size_t utf8_length(std::string_view s) {
   std::size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // count lead bytes

@@ -34,6 +34,34 @@ void Object::set(std::string key, Value value) {
   }
 }
 
+namespace {
+template <class It, class Depth>
+std::uint16_t depth_over(It begin, It end, Depth depth_of) {
+  int d = 0;
+  for (It it = begin; it != end; ++it) d = std::max(d, depth_of(*it));
+  return static_cast<std::uint16_t>(std::min(d + 1, 60000));
+}
+}  // namespace
+
+template <class It, class Nodes>
+std::uint32_t nodes_over(It begin, It end, Nodes nodes_of) {
+  std::uint64_t n = 1;
+  for (It it = begin; it != end; ++it) n = std::min<std::uint64_t>(n + nodes_of(*it), UINT32_MAX);
+  return static_cast<std::uint32_t>(n);
+}
+
+Value::Value(Array a)
+    : depth_(depth_over(a.begin(), a.end(), [](const Value& v) { return v.depth(); })),
+      nodes_(nodes_over(a.begin(), a.end(), [](const Value& v) { return v.nodes(); })) {
+  v_ = std::make_shared<const Array>(std::move(a));
+}
+
+Value::Value(Object o)
+    : depth_(depth_over(o.items.begin(), o.items.end(), [](const auto& kv) { return kv.second.depth(); })),
+      nodes_(nodes_over(o.items.begin(), o.items.end(), [](const auto& kv) { return kv.second.nodes(); })) {
+  v_ = std::make_shared<const Object>(std::move(o));
+}
+
 double Value::as_double() const {
   switch (kind()) {
     case Kind::kBool: return as_bool() ? 1.0 : 0.0;
@@ -168,60 +196,122 @@ std::string python_str_repr(const std::string& s) {
 
 }  // namespace
 
-std::string Value::repr() const {
-  switch (kind()) {
-    case Kind::kString: return python_str_repr(as_string());
-    case Kind::kArray: {
-      if (is_iterator()) return "<generator object>";
-      const bool tuple_ = is_tuple();
-      std::string out = tuple_ ? "(" : "[";
-      bool first = true;
-      for (const Value& v : as_array()) {
-        if (!first) out += ", ";
-        first = false;
-        out += v.repr();
-      }
-      if (tuple_ && as_array().size() == 1) out += ",";
-      return out + (tuple_ ? ")" : "]");
+namespace {
+
+// Python's repr with its recursion guard (a namespace that contains itself
+// prints as <Namespace {...}>, like Py_ReprEnter) and a cap on the text:
+// shared sub-values can make a small value print exponentially long, so
+// printing stops once `cap` bytes are written (the caller's output limit
+// then fails the render).
+struct Printer {
+  std::string& out;
+  std::size_t cap;
+  std::vector<const Object*> active;  // namespaces being printed
+  int level = 0;                      // namespaces can chain arbitrarily deep
+
+  bool full() const { return out.size() > cap; }
+
+  void print(const Value& v, bool quoted) {
+    if (full()) return;
+    if (level > 1000) {  // where Python would raise RecursionError
+      out += "...";
+      return;
     }
-    case Kind::kObject: {
-      std::string out = "{";
-      bool first = true;
-      for (const auto& [k, v] : as_object().items) {
-        if (!first) out += ", ";
-        first = false;
-        out += python_str_repr(k) + ": " + v.repr();
-      }
-      return out + "}";
-    }
-    case Kind::kUndefined: return "Undefined";
-    default: return to_output();
+    ++level;
+    print_value(v, quoted);
+    --level;
   }
+
+  void print_value(const Value& v, bool quoted) {
+    using K = Value::Kind;
+    switch (v.kind()) {
+      case K::kString:
+        if (quoted) out += python_str_repr(v.as_string());
+        else out += v.as_string();
+        return;
+      case K::kArray: {
+        if (v.is_iterator()) {
+          out += "<generator object>";
+          return;
+        }
+        const bool tuple = v.is_tuple();
+        out += tuple ? '(' : '[';
+        bool first = true;
+        for (const Value& item : v.as_array()) {
+          if (full()) return;
+          if (!first) out += ", ";
+          first = false;
+          print(item, true);
+        }
+        if (tuple && v.as_array().size() == 1) out += ',';
+        out += tuple ? ')' : ']';
+        return;
+      }
+      case K::kObject:
+        print_dict(v.as_object());
+        return;
+      case K::kNamespace: {
+        const Object* attrs = v.as_namespace().attrs.get();
+        out += "<Namespace ";
+        if (std::find(active.begin(), active.end(), attrs) != active.end()) {
+          out += "{...}";
+        } else {
+          active.push_back(attrs);
+          print_dict(*attrs);
+          active.pop_back();
+        }
+        out += '>';
+        return;
+      }
+      case K::kUndefined:
+        if (quoted) out += "Undefined";
+        return;
+      case K::kNone: out += "None"; return;
+      case K::kBool: out += v.as_bool() ? "True" : "False"; return;
+      case K::kInt: out += std::to_string(v.as_int()); return;
+      case K::kFloat: out += python_float_repr(v.as_float()); return;
+      case K::kCallable: out += "<function " + v.as_callable().name + ">"; return;
+    }
+  }
+
+  void print_dict(const Object& o) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, item] : o.items) {
+      if (full()) return;
+      if (!first) out += ", ";
+      first = false;
+      out += python_str_repr(k);
+      out += ": ";
+      print(item, true);
+    }
+    out += '}';
+  }
+};
+
+}  // namespace
+
+std::string Value::repr(std::size_t cap) const {
+  std::string out;
+  Printer{out, cap, {}}.print(*this, true);
+  return out;
 }
 
-std::string Value::to_output() const {
-  switch (kind()) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return as_bool() ? "True" : "False";
-    case Kind::kInt: return std::to_string(as_int());
-    case Kind::kFloat: return python_float_repr(as_float());
-    case Kind::kString: return as_string();
-    case Kind::kArray:
-    case Kind::kObject: return repr();
-    case Kind::kNamespace: {
-      Value attrs(*as_namespace().attrs);
-      return "<Namespace " + attrs.repr() + ">";
-    }
-    case Kind::kCallable: return "<function " + as_callable().name + ">";
-  }
-  return "";
+std::string Value::to_output(std::size_t cap) const {
+  if (is_string()) return as_string();
+  std::string out;
+  Printer{out, cap, {}}.print(*this, false);
+  return out;
 }
 
 namespace {
 
 template <class Json>
-Value value_from_json(const Json& j) {
+Value value_from_json(const Json& j, int level, bool* too_deep) {
+  if (level > Value::kMaxJsonDepth) {
+    if (too_deep != nullptr) *too_deep = true;
+    return Value::none();
+  }
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
     case nlohmann::json::value_t::boolean: return Value(j.template get<bool>());
@@ -236,13 +326,13 @@ Value value_from_json(const Json& j) {
     case nlohmann::json::value_t::array: {
       Array a;
       a.reserve(j.size());
-      for (const auto& e : j) a.push_back(value_from_json(e));
+      for (const auto& e : j) a.push_back(value_from_json(e, level + 1, too_deep));
       return Value(std::move(a));
     }
     case nlohmann::json::value_t::object: {
       Object o;
       o.items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) o.items.emplace_back(it.key(), value_from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) o.items.emplace_back(it.key(), value_from_json(it.value(), level + 1, too_deep));
       return Value(std::move(o));
     }
     default: return Value();
@@ -251,8 +341,10 @@ Value value_from_json(const Json& j) {
 
 }  // namespace
 
-Value Value::from_json(const nlohmann::json& j) { return value_from_json(j); }
-Value Value::from_json(const nlohmann::ordered_json& j) { return value_from_json(j); }
+Value Value::from_json(const nlohmann::json& j, bool* too_deep) { return value_from_json(j, 0, too_deep); }
+Value Value::from_json(const nlohmann::ordered_json& j, bool* too_deep) {
+  return value_from_json(j, 0, too_deep);
+}
 
 bool values_equal(const Value& a, const Value& b) {
   using K = Value::Kind;
@@ -361,6 +453,7 @@ void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
 
 Status dump(std::string& out, const Value& v, const JsonDumpOptions& o, const std::string& item_sep,
             const std::string& key_sep, int level) {
+  if (out.size() > o.max_bytes) return make_error(ErrorCode::kResourceExhausted, "tojson: text exceeds the output limit");
   using K = Value::Kind;
   auto newline = [&](int lvl) {
     if (o.indent < 0) return;

@@ -11,7 +11,8 @@
 //
 // Not thread-safe (one engine thread drives it); it owns a ThreadPool sized
 // to the machine (or options.threads). Adapters come through a CpuLoraHook
-// (lora_hook.h); until one is installed, adapter loads are kUnsupported.
+// (lora_hook.h): with num_adapter_slots > 0 the executor's CpuLoraSlots is
+// installed as the hook; with none, adapter loads are kUnsupported.
 #pragma once
 
 #include <memory>

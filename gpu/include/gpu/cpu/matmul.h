@@ -40,10 +40,14 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
 // Naive reference (double accumulation, one thread) for tests.
 void matmul_reference(const float* x, int64_t T, const WeightView& w, float* y);
 
-// Which inner loops matmul and attention use on this machine ("avx2+fma" or
-// "portable"), and a switch for tests to force the portable loops.
-const char* matmul_kernel_name();
-void matmul_force_portable(bool on);
+// Instruction sets of the inner loops. The best one the CPU has is used
+// (AVX-512F for matmul, AVX2 for attention); tests lower the limit to
+// exercise the others. Process-wide, not meant to change during a step.
+enum class MatmulIsa : uint8_t { kPortable, kAvx2, kAvx512 };
+MatmulIsa matmul_isa();                  // in use now
+void matmul_limit_isa(MatmulIsa max);    // kAvx512 = no limit
+const char* matmul_kernel_name();        // "avx512", "avx2+fma" or "portable"
+inline void matmul_force_portable(bool on) { matmul_limit_isa(on ? MatmulIsa::kPortable : MatmulIsa::kAvx512); }
 
 // Element i of a weight as float.
 float weight_at(const WeightView& w, int64_t i);

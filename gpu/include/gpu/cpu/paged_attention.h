@@ -24,8 +24,8 @@ struct AttentionRow {
 
 struct AttentionShape {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
-  // Sliding window W > 0: position i attends to [i - W, i] (transformers
-  // 4.44 eager mask); 0 = full causal.
+  // Sliding window W > 0: position i attends to (i - W, i], W positions
+  // (transformers' Mistral/Qwen2 mask: j <= i - W is excluded); 0 = full causal.
   int64_t window = 0;
 };
 

@@ -31,6 +31,10 @@ struct Sampled {
   float logprob = 0.0f;
 };
 
+// log(sum_i exp(z[i])) of n >= 1 values: float exponentials (vectorized
+// where AVX2 is in use; see matmul_limit_isa), double sum; ~1e-7 relative.
+double log_sum_exp(const float* z, int64_t n);
+
 // Uniform in [0, 1) from a counter-based hash of (seed, output_index).
 double counter_uniform(uint64_t seed, uint32_t output_index);
 

@@ -76,6 +76,16 @@ class Renderer {
   // Accounts a string of `bytes` being built; Err past the limits.
   Status count_bytes(std::size_t bytes);
   const ChatTemplateLimits& limits() const { return program_.limits; }
+  // A namespace() made in this render: cleared when the render ends, which
+  // breaks reference cycles (`{% set ns.me = ns %}`) and long chains.
+  void track_namespace(std::shared_ptr<Object> attrs) { namespaces_.push_back(std::move(attrs)); }
+  // Values kept in variables may not nest deeper than this (a loop could
+  // otherwise build `[[[...]]]` a million deep, and freeing it would recurse).
+  static constexpr int kMaxValueDepth = 256;
+  // ...nor hold more than this many values counting shared ones repeatedly
+  // (`[x, x]` a hundred times over would be 2^100 to print or compare).
+  static constexpr std::uint32_t kMaxValueNodes = 1u << 24;
+  Status check_depth(const Value& v) const;
 
  private:
   template <class Json>
@@ -96,6 +106,7 @@ class Renderer {
   int call_depth_ = 0;
   std::uint64_t iterations_ = 0;
   std::uint64_t bytes_built_ = 0;
+  std::vector<std::shared_ptr<Object>> namespaces_;
 };
 
 // ---- built-ins (each file holds one family) ----

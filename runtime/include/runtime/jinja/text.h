@@ -17,6 +17,9 @@ std::u32string utf8_decode(std::string_view s);
 std::string utf8_encode(std::u32string_view s);
 void utf8_append(std::string& out, char32_t cp);
 bool is_ascii(std::string_view s);
+// `s` if it is valid UTF-8, else a copy with each invalid byte replaced by
+// U+FFFD (so errors and output can always go into JSON).
+std::string valid_utf8(std::string s);
 std::size_t utf8_length(std::string_view s);  // in code points
 
 bool is_python_space(char32_t c);  // str.isspace()

@@ -84,9 +84,9 @@ class Value {
   Value(double d) : v_(d) {}                              // NOLINT
   Value(std::string s) : v_(std::make_shared<const std::string>(std::move(s))) {}  // NOLINT
   Value(const char* s) : Value(std::string(s)) {}         // NOLINT
-  Value(Array a) : v_(std::make_shared<const Array>(std::move(a))) {}  // NOLINT
-  Value(Object o) : v_(std::make_shared<const Object>(std::move(o))) {}  // NOLINT
-  Value(Namespace n) : v_(std::move(n)) {}                // NOLINT
+  Value(Array a);   // NOLINT
+  Value(Object o);  // NOLINT
+  Value(Namespace n) : v_(std::move(n)), depth_(1) {}     // NOLINT
   Value(Callable c) : v_(std::make_shared<const Callable>(std::move(c))) {}  // NOLINT
   Value(Undefined u) : v_(std::move(u)) {}                // NOLINT
   Value(None n) : v_(n) {}                                // NOLINT
@@ -119,14 +119,26 @@ class Value {
   bool truthy() const;
   // Jinja's `{{ x }}`: str(x) in Python (None -> "None", True -> "True",
   // lists and dicts as Python repr), undefined -> "".
-  std::string to_output() const;
+  // Stops early (leaving a truncated text) once more than `cap` bytes are
+  // written: sharing can make a small value print exponentially long.
+  static constexpr std::size_t kDefaultPrintCap = std::size_t{64} << 20;
+  std::string to_output(std::size_t cap = kDefaultPrintCap) const;
   // Python repr(x) (strings quoted), used inside lists and dicts.
-  std::string repr() const;
+  std::string repr(std::size_t cap = kDefaultPrintCap) const;
+  // Nesting depth of lists/dicts (0 for scalars; a namespace counts 1, since
+  // it may change). Lists and dicts are immutable, so this is exact for them.
+  int depth() const { return depth_; }
+  // Number of values in the tree, a shared sub-value counted every time it
+  // appears, so it is what printing or comparing walks (saturates at 2^32-1).
+  std::uint32_t nodes() const { return nodes_; }
   // Python's type name, for error messages ("str", "int", "list", "dict"...).
   const char* type_name() const;
 
-  static Value from_json(const nlohmann::json& j);
-  static Value from_json(const nlohmann::ordered_json& j);  // keeps key order
+  // JSON deeper than kMaxJsonDepth converts to None below that depth and sets
+  // *too_deep (when given): callers report it, nothing recurses unboundedly.
+  static constexpr int kMaxJsonDepth = 512;
+  static Value from_json(const nlohmann::json& j, bool* too_deep = nullptr);
+  static Value from_json(const nlohmann::ordered_json& j, bool* too_deep = nullptr);  // keeps key order
 
  private:
   std::variant<Undefined, None, bool, std::int64_t, double, std::shared_ptr<const std::string>,
@@ -135,6 +147,8 @@ class Value {
       v_;
   enum class Flavor : std::uint8_t { kList, kTuple, kIterator };
   Flavor flavor_ = Flavor::kList;  // only meaningful for kArray
+  std::uint16_t depth_ = 0;
+  std::uint32_t nodes_ = 1;  // tree size, counting shared sub-values each time (saturating)
 };
 
 // Python ==, with 1 == 1.0 == True; lists and dicts compare deeply.
@@ -151,6 +165,7 @@ struct JsonDumpOptions {
   std::string item_separator;  // "" = Python's default for the indent
   std::string key_separator;   // "" = ": "
   bool sort_keys = false;
+  std::size_t max_bytes = std::size_t{64} << 20;  // stop (with an Error) past this
 };
 Result<std::string> dump_json(const Value& v, const JsonDumpOptions& options);
 

@@ -62,3 +62,16 @@ TEST(DType, SafetensorsNames) {
 
 }  // namespace
 }  // namespace myriad
+
+#include "runtime/result.h"
+
+namespace myriad {
+namespace {
+
+TEST(ResultDeathTest, ValueOfAnErrorAbortsNamingTheError) {
+  Result<int> r = make_error(ErrorCode::kNotFound, "adapter 'x' is not registered");
+  EXPECT_DEATH((void)r.value(), "adapter 'x' is not registered");
+}
+
+}  // namespace
+}  // namespace myriad
