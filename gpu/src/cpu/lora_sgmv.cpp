@@ -21,6 +21,7 @@ void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
   weights.clear();
   segments.clear();
   segment_of.clear();
+  has_mixture = false;
   num_rows = uint32_t(per_token.size());
   // Counting sort by slot: entries of slot s are contiguous, rows ascending.
   int32_t max_slot = -1;
@@ -45,6 +46,7 @@ void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
     for (uint8_t i = 0; i < m.count; ++i) {
       const AdapterRef& r = m.refs[i];
       if (r.slot < 0 || r.weight == 0.0f) continue;
+      has_mixture |= i > 0;
       const uint32_t at = fill[size_t(r.slot)]++;
       rows[at] = t;
       weights[at] = r.weight;
@@ -115,7 +117,7 @@ using ShrinkFn = void (*)(const void*, DType, int32_t, const float* const*, int,
 using ExpandFn = void (*)(const void*, DType, int32_t, const float*, float*, int64_t, int64_t, int64_t);
 
 // Output columns per expand work item: a multiple of 8 (one AVX2 vector).
-constexpr int64_t kExpandChunk = 128;
+constexpr int64_t kExpandChunk = 256;
 
 void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
           const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
@@ -164,8 +166,26 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
     }
   });
 
-  // Phase 2, expand: one work item per chunk of output columns, all segments
-  // in slot order inside it, so mixture rows never race and sum in one order.
+  // Phase 2, expand. Without mixtures every entry owns its row of y: work
+  // items are entries, each over all columns, so a slot's Bᵀ streams through
+  // in order. With mixtures, two entries may share a row: work items are
+  // wide column chunks with all segments in slot order inside, so those rows
+  // never race and always sum in one order. Per element the arithmetic is
+  // the same either way (FMAs over k in order), so results do not depend on
+  // the partition.
+  if (!plan.has_mixture) {
+    run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        const uint32_t g = plan.segment_of[size_t(e)];
+        const LoraSegment& seg = plan.segments[g];
+        const LoraModuleView& v = slots[size_t(seg.slot)];
+        if (v.rank == 0) continue;
+        const float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
+        expand(v.bt, v.dtype, v.rank, hs, y + int64_t(plan.rows[size_t(e)]) * out, 0, out, out);
+      }
+    });
+    return;
+  }
   const int64_t num_chunks = (out + kExpandChunk - 1) / kExpandChunk;
   run_parallel(parallel, num_chunks, [&](int64_t c0, int64_t c1) {
     const int64_t o_begin = c0 * kExpandChunk;

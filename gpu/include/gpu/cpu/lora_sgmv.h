@@ -51,6 +51,7 @@ struct LoraBatchPlan {
   std::vector<float> weights;         // mixture weight of that row for that slot
   std::vector<LoraSegment> segments;  // ascending slot
   std::vector<uint32_t> segment_of;   // per entry: index into segments
+  bool has_mixture = false;           // some row appears in several segments
   uint32_t num_rows = 0;              // T, rows of the step (with or without adapters)
 
   // Rebuilds from one AdapterMix per token row. Refs with slot < 0 or weight
