@@ -69,6 +69,11 @@ namespace myriad {
 namespace {
 
 TEST(ResultDeathTest, ValueOfAnErrorAbortsNamingTheError) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Under ASan the parent deadlocks in glibc regexec (via ASan's interceptor)
+  // while matching the child's output. The normal build runs this test.
+  GTEST_SKIP() << "death test skipped under AddressSanitizer (regexec deadlock); runs in the normal build";
+#endif
   Result<int> r = make_error(ErrorCode::kNotFound, "adapter 'x' is not registered");
   EXPECT_DEATH((void)r.value(), "adapter 'x' is not registered");
 }

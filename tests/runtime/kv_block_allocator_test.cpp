@@ -44,6 +44,11 @@ TEST(KvBlockAllocator, ShuffledOrderIsNotContiguous) {
 }
 
 TEST(KvBlockAllocatorDeathTest, DoubleReleaseIsABug) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Under ASan the parent deadlocks in glibc regexec (via ASan's interceptor)
+  // while matching the child's output. The normal build runs this test.
+  GTEST_SKIP() << "death test skipped under AddressSanitizer (regexec deadlock); runs in the normal build";
+#endif
   KvBlockAllocator alloc(2);
   const int32_t b = *alloc.allocate();
   alloc.release(b);
