@@ -2,6 +2,8 @@
 // (eos not special: --ignore-eos), streamed text == --json text, stop
 // strings, --chat, seeded sampling reproducible, bad arguments.
 #include <gtest/gtest.h>
+
+#include "nodes/cli_run.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -18,27 +20,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun run_cli(const std::string& args, bool with_stderr = false) {
-  const std::string cmd = std::string(MYRIAD_CLI) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 1 << 16> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
+using testing_cli::CliRun;
+using testing_cli::fixtures;
+using testing_cli::run_cli;
 
 std::string id_list(const nlohmann::json& ids) {
   std::string s;

@@ -1,6 +1,8 @@
 // `myriad logits` end to end against the Hugging Face goldens of the tiny
 // fixtures: last position by default, every position with --all-positions.
 #include <gtest/gtest.h>
+
+#include "nodes/cli_run.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -14,27 +16,9 @@
 namespace myriad {
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun run_cli(const std::string& args, bool with_stderr = false) {
-  const std::string cmd = std::string(MYRIAD_CLI) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 1 << 16> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
+using testing_cli::CliRun;
+using testing_cli::fixtures;
+using testing_cli::run_cli;
 
 nlohmann::json golden(const std::string& model) {
   std::ifstream f(fixtures() + "/" + model + "/golden.json");

@@ -1,0 +1,37 @@
+// Runs the built `myriad` binary (path in MYRIAD_CLI) for end-to-end CLI
+// tests, capturing stdout (and stderr when asked) and the exit code.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace myriad::testing_cli {
+
+struct CliRun {
+  int code;
+  std::string out;
+};
+
+inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
+  const std::string cmd = std::string(MYRIAD_CLI) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 1 << 16> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+inline std::string fixtures() {
+  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
+  return MYRIAD_FIXTURES;
+}
+
+}  // namespace myriad::testing_cli
