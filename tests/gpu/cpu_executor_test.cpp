@@ -24,7 +24,8 @@ std::string fixtures() {
   return env && *env ? env : MYRIAD_FIXTURES;
 }
 
-std::unique_ptr<CpuExecutor> make_executor(const std::string& model, int32_t blocks = 128, int32_t bs = 4) {
+std::unique_ptr<CpuExecutor> make_executor(const std::string& model, int32_t blocks = 128, int32_t bs = 4,
+                                           WeightPlacement placement = WeightPlacement::kAuto) {
   auto ck = Checkpoint::load(fixtures() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
@@ -32,6 +33,7 @@ std::unique_ptr<CpuExecutor> make_executor(const std::string& model, int32_t blo
   o.kv_num_blocks = blocks;
   o.kv_block_size = bs;
   o.threads = 2;
+  o.weight_placement = placement;
   auto ex = CpuExecutor::create(*ck, o);
   EXPECT_TRUE(ex.ok());
   return ex.ok() ? std::move(*ex) : nullptr;
@@ -279,6 +281,26 @@ TEST(CpuExecutor, MixedBatchOfPrefillsAndDecodesEqualsEachAlone) {
         EXPECT_NEAR(batch[i].logprobs[k], one[0].logprobs[k], 1e-5);
       }
     }
+  }
+}
+
+TEST(CpuExecutor, CopiedWeightsGiveTheSameLogitsAsMapped) {
+  for (const char* model : {"tiny-llama", "tiny-qwen2"}) {
+    auto mapped = make_executor(model, 128, 8, WeightPlacement::kMapped);
+    auto copied = make_executor(model, 128, 8, WeightPlacement::kCopy);
+    ASSERT_TRUE(mapped && copied);
+    EXPECT_FALSE(mapped->weights_copied());
+    EXPECT_TRUE(copied->weights_copied());
+    EXPECT_NE(copied->info().device.find("weights copied"), std::string::npos) << copied->info().device;
+    const auto prompt = golden(model)["prompts"]["p33"].get<std::vector<int32_t>>();
+    std::vector<Seq> a(1), b(1);
+    a[0].prompt = b[0].prompt = prompt;
+    KvBlockAllocator al(128, 5), bl(128, 6);
+    run(*mapped, a, al);
+    run(*copied, b, bl);
+    EXPECT_EQ(a[0].outputs, b[0].outputs) << model;
+    ASSERT_EQ(a[0].logits.size(), b[0].logits.size());
+    for (size_t k = 0; k < a[0].logits.size(); ++k) EXPECT_EQ(a[0].logits[k], b[0].logits[k]) << model << " step " << k;
   }
 }
 

@@ -170,24 +170,59 @@ TEST(CpuOps, RopeMatchesReferenceWithAndWithoutLlama3Scaling) {
 
 TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
   std::mt19937 rng(std::random_device{}());
-  const auto g = randn(300, rng, 3.0f), u = randn(300, rng);
-  std::vector<float> y(300), ref(300);
-  silu_mul(g.data(), u.data(), 300, y.data());
-  silu_mul_reference(g.data(), u.data(), 300, ref.data());
-  // float32 g * sigmoid(g) * u: an exp (a few ulp in the vector kernel) and
-  // three roundings of ~6e-8 each; 4e-6 relative leaves room without hiding
-  // a wrong formula (which is off by O(1)). 1e-6 was flaky at ~1.5e-8 past it.
-  for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-6 + 4e-6 * std::fabs(ref[i]));
+  // Every ISA (the AVX2 loop uses the vector exp), widths with and without a
+  // tail, and gates far out on both sides (exp(-g) would overflow float).
+  for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
+    matmul_limit_isa(isa);
+    for (int n : {1, 7, 8, 300, 2051}) {
+      auto g = randn(size_t(n), rng, 3.0f);
+      const auto u = randn(size_t(n), rng);
+      if (n > 7) g[1] = 120.0f, g[2] = -120.0f, g[3] = 0.0f, g[4] = -1e-20f, g[5] = 88.5f, g[6] = -88.5f;
+      std::vector<float> y(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
+      silu_mul(g.data(), u.data(), n, y.data());
+      silu_mul_reference(g.data(), u.data(), n, ref.data());
+      // float32 g * sigmoid(g) * u: an exp (~2e-7 relative in the vector
+      // kernel), a division and two products of ~6e-8 each; 4e-6 relative
+      // leaves room without hiding a wrong formula (off by O(1)).
+      for (size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(y[i], ref[i], 1e-6 + 4e-6 * std::fabs(ref[i])) << "isa " << int(isa) << " n " << n << " i " << i;
+    }
+  }
+  matmul_limit_isa(MatmulIsa::kAvx512);
 
-  auto s = randn(1000, rng, 5.0f);
-  std::vector<double> sref(s.size());
-  softmax_reference(s.data(), 1000, sref.data());
-  softmax(s.data(), 1000);
-  // float32 exp and a 1000-term float sum: a few 1e-6 relative at worst.
-  for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 2e-5 * sref[i] + 1e-9);
+  for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
+    matmul_limit_isa(isa);
+    for (int n : {1, 5, 8, 1000, 1003}) {
+      auto s = randn(size_t(n), rng, 5.0f);
+      if (n > 4) s[2] = -200.0f;  // underflows
+      std::vector<double> sref(s.size());
+      softmax_reference(s.data(), n, sref.data());
+      softmax(s.data(), n);
+      // float32 exp and an n-term float sum: a few 1e-6 relative at worst.
+      for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 2e-5 * sref[i] + 1e-9) << "isa " << int(isa);
+    }
+  }
+  matmul_limit_isa(MatmulIsa::kAvx512);
 
   const float ties[] = {1, 3, 2, 3, -1};
   EXPECT_EQ(argmax(ties, 5), 1);
+  // The vector path: the first of several maxima, anywhere (tails included),
+  // and NaNs falling back to the scalar scan.
+  for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
+    matmul_limit_isa(isa);
+    for (int n : {9, 64, 1000, 32001}) {
+      auto v = randn(size_t(n), rng);
+      const int64_t first = int64_t(rng() % uint32_t(n));
+      v[size_t(first)] = 50.0f;
+      for (int64_t i = first + 1; i < n; i += 7) v[size_t(i)] = 50.0f;
+      ASSERT_EQ(argmax(v.data(), n), first) << "isa " << int(isa) << " n " << n;
+    }
+    std::vector<float> nan_first = {std::nanf(""), 1.0f, 4.0f, 2.0f, 4.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(argmax(nan_first.data(), 9), 0) << "isa " << int(isa);  // as the scalar scan: NaN at 0 wins
+    std::vector<float> nan_mid = {1.0f, 4.0f, std::nanf(""), 2.0f, 4.5f, 0.0f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(argmax(nan_mid.data(), 9), 4) << "isa " << int(isa);
+  }
+  matmul_limit_isa(MatmulIsa::kAvx512);
 
   const auto table = randn(10 * 8, rng);
   std::vector<uint16_t> tb(table.size());

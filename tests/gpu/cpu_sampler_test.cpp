@@ -146,21 +146,50 @@ TEST(CpuSampler, GreedyTiesGoToTheLowestIdAndTopKOneIsGreedy) {
 
 TEST(CpuSampler, RepetitionPenaltyCoversPromptButPresenceOnlyOutputs) {
   Sampler s;
+  std::vector<int32_t> counts;
   SamplingParams p;
   p.temperature = 0;
   p.presence_penalty = 10.0f;  // token 0 is in the prompt only: not penalized
-  std::vector<float> z = {1.0f, 0.9f, 0.0f};
+  const std::vector<float> z = {1.0f, 0.9f, 0.0f};
   const std::vector<int32_t> hist = {0, 1};  // prompt {0}, output {1}
   auto w = z;
-  EXPECT_EQ(s.sample(w.data(), 3, p, 0, hist, 1).token, 0);
+  apply_penalties(w.data(), 3, p, hist, 1, counts);
+  EXPECT_FLOAT_EQ(w[0], 1.0f);
   EXPECT_FLOAT_EQ(w[1], 0.9f - 10.0f);
+  EXPECT_EQ(s.sample(z.data(), 3, p, 0, hist, 1).token, 0);
   SamplingParams r;
   r.temperature = 0;
   r.repetition_penalty = 2.0f;  // the prompt token is penalized too
   w = z;
-  EXPECT_EQ(s.sample(w.data(), 3, r, 0, hist, 1).token, 0);
+  apply_penalties(w.data(), 3, r, hist, 1, counts);
   EXPECT_FLOAT_EQ(w[0], 0.5f);
   EXPECT_FLOAT_EQ(w[1], 0.45f);
+  EXPECT_EQ(s.sample(z.data(), 3, r, 0, hist, 1).token, 0);
+  // The logprob is under the penalized logits.
+  const Sampled got = s.sample(z.data(), 3, r, 0, hist, 1);
+  EXPECT_NEAR(got.logprob, 0.5 - std::log(std::exp(0.5) + std::exp(0.45) + 1.0), 1e-6);
+}
+
+TEST(CpuSampler, LeavesTheLogitsUnchanged) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> z(5000);
+  for (auto& x : z) x = nd(rng);
+  const auto before = z;
+  Sampler s;
+  const std::vector<int32_t> hist = {1, 2, 3, 3, 4000};
+  for (float temp : {0.0f, 0.7f}) {
+    for (float rep : {1.0f, 1.3f}) {
+      SamplingParams p;
+      p.temperature = temp;
+      p.repetition_penalty = rep;
+      p.frequency_penalty = rep == 1.0f ? 0.0f : 0.5f;
+      p.top_k = temp > 0 ? 50 : 0;
+      p.top_p = temp > 0 ? 0.9f : 1.0f;
+      (void)s.sample(z.data(), int64_t(z.size()), p, 3, hist, 2);
+      ASSERT_EQ(z, before) << "temperature " << temp << " repetition " << rep;
+    }
+  }
 }
 
 TEST(CpuSampler, CounterRngIsDeterministicAndSpread) {

@@ -48,16 +48,68 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
                           size_t(c.kv_dim()) * sizeof(float);
   if (kv_bytes > (size_t(1) << 40))
     return make_error(ErrorCode::kResourceExhausted, "CpuExecutor: KV cache of " + std::to_string(kv_bytes) + " bytes");
-  return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o));
+  HugePageBuffer copy;
+  if (o.weight_placement != WeightPlacement::kMapped) {
+    const size_t bytes = linear_weight_bytes(*ckpt);
+    if (o.weight_placement == WeightPlacement::kCopy || bytes <= mem_available_bytes() / 2) {
+      auto buf = HugePageBuffer::allocate(bytes);
+      if (buf.ok()) {
+        copy = std::move(*buf);
+      } else if (o.weight_placement == WeightPlacement::kCopy) {
+        return buf.error();
+      }  // kAuto: read the mapping in place
+    }
+  }
+  return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o, std::move(copy)));
 }
 
-CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecutorOptions& o)
+size_t CpuExecutor::linear_weight_bytes(const Checkpoint& ck) {
+  auto line = [](size_t n) { return (n + 63) / 64 * 64; };
+  size_t total = line(ck.lm_head().nbytes);
+  for (const auto& l : ck.layers())
+    for (int m = 0; m < kNumLinearModules; ++m) total += line(l.linear(LinearModule(m)).nbytes);
+  return total;
+}
+
+void CpuExecutor::copy_linear_weights() {
+  std::vector<WeightView*> views;
+  for (Layer& l : layers_)
+    for (WeightView* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) views.push_back(w);
+  views.push_back(&lm_head_);
+  std::vector<size_t> offsets;
+  size_t off = 0;
+  for (const WeightView* w : views) {
+    offsets.push_back(off);
+    off += (w->bytes() + 63) / 64 * 64;
+  }
+  MYRIAD_CHECK(off <= weight_copy_.size(), "weight copy buffer too small");
+  auto* base = static_cast<std::byte*>(weight_copy_.data());
+  // In 1 MiB pieces over the pool: first touch faults the huge pages in.
+  constexpr size_t kPiece = size_t(1) << 20;
+  struct Piece {
+    const std::byte* src;
+    std::byte* dst;
+    size_t n;
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const auto* src = static_cast<const std::byte*>(views[i]->data);
+    const size_t n = views[i]->bytes();
+    for (size_t p = 0; p < n; p += kPiece) pieces.push_back({src + p, base + offsets[i] + p, n - p < kPiece ? n - p : kPiece});
+  }
+  pool_.parallel_for(int64_t(pieces.size()), 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) std::memcpy(pieces[size_t(i)].dst, pieces[size_t(i)].src, pieces[size_t(i)].n);
+  });
+  for (size_t i = 0; i < views.size(); ++i) views[i]->data = base + offsets[i];
+}
+
+CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecutorOptions& o,
+                         HugePageBuffer weight_copy)
     : ckpt_(std::move(ckpt)),
       options_(o),
       pool_(o.threads),
       kv_(ckpt_->config().num_layers, o.kv_num_blocks, o.kv_block_size, ckpt_->config().kv_dim()) {
   const auto& c = ckpt_->config();
-  info_.device = "cpu (" + std::to_string(pool_.size()) + " threads, " + matmul_kernel_name() + ")";
   info_.vocab_size = int32_t(c.vocab_size);
   info_.kv_block_size = o.kv_block_size;
   info_.kv_num_blocks = o.kv_num_blocks;
@@ -83,6 +135,13 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   final_norm_ = to_f32(ckpt_->final_norm());
   embed_ = view(ckpt_->embed_tokens());
   lm_head_ = view(ckpt_->lm_head());
+  weight_copy_ = std::move(weight_copy);
+  if (weight_copy_.data()) copy_linear_weights();
+  {
+    const size_t huge = weights_copied() ? weight_copy_.huge_pages_granted() : 0;
+    info_.device = "cpu (" + std::to_string(pool_.size()) + " threads, " + matmul_kernel_name() + ", weights " +
+                   (weights_copied() ? "copied, " + std::to_string(huge >> 20) + " MiB in huge pages" : "mapped") + ")";
+  }
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
   if (o.num_adapter_slots > 0) {
@@ -310,17 +369,14 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   if (!sample_jobs_.empty()) {
     if (samplers_.size() < size_t(pool_.size())) {
       samplers_.resize(size_t(pool_.size()));
-      sample_bufs_.resize(size_t(pool_.size()));
     }
     sampled_.resize(sample_jobs_.size());
     pool_.parallel_for(int64_t(sample_jobs_.size()), 1, [&](int64_t b, int64_t e, int w) {
-      auto& buf = sample_bufs_[size_t(w)];
       for (int64_t j = b; j < e; ++j) {
         const SeqRow& r = plan.rows[sample_jobs_[size_t(j)].row];
         const float* last = logits_.data() + sample_jobs_[size_t(j)].logits_pos * V;
-        buf.assign(last, last + V);  // penalties and scaling work on a copy
         const std::span<const int32_t> hist(plan.history.data() + r.history_offset, r.history_len);
-        sampled_[size_t(j)] = samplers_[size_t(w)].sample(buf.data(), V, r.sampling, r.output_index, hist, r.prompt_len);
+        sampled_[size_t(j)] = samplers_[size_t(w)].sample(last, V, r.sampling, r.output_index, hist, r.prompt_len);
       }
     });
     for (size_t j = 0; j < sample_jobs_.size(); ++j)

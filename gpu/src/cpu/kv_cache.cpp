@@ -1,6 +1,7 @@
 #include "gpu/cpu/kv_cache.h"
 
 #include <cstring>
+#include <utility>
 
 namespace myriad::gpu::cpu {
 
@@ -9,9 +10,12 @@ KvCache::KvCache(int64_t num_layers, int32_t num_blocks, int32_t block_size, int
       num_blocks_(num_blocks),
       block_size_(block_size),
       kv_dim_(kv_dim),
-      elems_(num_layers * int64_t(num_blocks) * block_size * kv_dim),
-      k_(new float[size_t(elems_)]),
-      v_(new float[size_t(elems_)]) {}
+      elems_(num_layers * int64_t(num_blocks) * block_size * kv_dim) {
+  k_buf_ = std::move(HugePageBuffer::allocate(size_t(elems_) * sizeof(float)).value());
+  v_buf_ = std::move(HugePageBuffer::allocate(size_t(elems_) * sizeof(float)).value());
+  k_ = static_cast<float*>(k_buf_.data());
+  v_ = static_cast<float*>(v_buf_.data());
+}
 
 void KvCache::write(int64_t layer, const int32_t* blocks, int64_t pos, const float* k, const float* v) {
   const int32_t block = blocks[pos / block_size_];

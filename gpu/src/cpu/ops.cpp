@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "matmul_kernels.h"
+#include "ops_kernels.h"
+
 namespace myriad::gpu::cpu {
 
 void rmsnorm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y) {
@@ -100,6 +103,10 @@ void rope_reference(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, co
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  if (detail::use_avx2()) {
+    detail::silu_mul_avx2(gate, up, n, out);
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -136,6 +143,10 @@ void embedding(const WeightView& table, const int32_t* ids, int64_t T, float* ou
 }
 
 void softmax(float* x, int64_t n) {
+  if (detail::use_avx2()) {
+    detail::softmax_avx2(x, n);
+    return;
+  }
   float m = x[0];
   for (int64_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
   float s = 0;
@@ -156,6 +167,11 @@ void softmax_reference(const float* x, int64_t n, double* out) {
 }
 
 int64_t argmax(const float* x, int64_t n) {
+  if (detail::use_avx2()) {
+    const int64_t i = detail::argmax_avx2(x, n);  // ties to the lowest index too
+    if (i >= 0) return i;
+    // -1: NaNs among the values; the scalar scan below decides.
+  }
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
     if (x[i] > x[best]) best = i;

@@ -5,6 +5,7 @@
 
 #include "gpu/cpu/ops.h"
 #include "matmul_kernels.h"
+#include "ops_kernels.h"
 #include "sampler_kernels.h"
 
 namespace myriad::gpu::cpu {
@@ -29,10 +30,13 @@ double sum_exp_portable(const float* z, int64_t n, float m) {
 }  // namespace detail
 
 double log_sum_exp(const float* z, int64_t n) {
+  if (detail::use_avx2()) {
+    const float m = detail::max_avx2(z, n);
+    return double(m) + std::log(detail::sum_exp_avx2(z, n, m));
+  }
   float m = z[0];
   for (int64_t i = 1; i < n; ++i) m = z[i] > m ? z[i] : m;
-  const double s = detail::use_avx2() ? detail::sum_exp_avx2(z, n, m) : detail::sum_exp_portable(z, n, m);
-  return double(m) + std::log(s);
+  return double(m) + std::log(detail::sum_exp_portable(z, n, m));
 }
 
 double counter_uniform(uint64_t seed, uint32_t output_index) {
@@ -66,8 +70,15 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std:
   }
 }
 
-Sampled Sampler::sample(float* z, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
                         std::span<const int32_t> history, uint32_t prompt_len) {
+  const bool penalize = p.needs_history() && !history.empty();
+  if (p.temperature <= 0.0f && !penalize) {  // plain greedy reads the logits in place
+    const int32_t tok = int32_t(argmax(logits, vocab));
+    return {tok, float(double(logits[tok]) - log_sum_exp(logits, vocab))};
+  }
+  work_.assign(logits, logits + vocab);  // penalties and scaling change a copy
+  float* z = work_.data();
   apply_penalties(z, vocab, p, history, prompt_len, counts_);
   if (p.temperature <= 0.0f) {
     const int32_t tok = int32_t(argmax(z, vocab));

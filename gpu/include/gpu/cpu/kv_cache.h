@@ -11,10 +11,13 @@
 #include <cstdint>
 #include <memory>
 
+#include "gpu/cpu/huge_page_buffer.h"
+
 namespace myriad::gpu::cpu {
 
 class KvCache {
  public:
+  // Aborts if the pools cannot be mapped (CpuExecutor::create checks the size first).
   KvCache(int64_t num_layers, int32_t num_blocks, int32_t block_size, int64_t kv_dim);
 
   int32_t num_blocks() const { return num_blocks_; }
@@ -23,10 +26,10 @@ class KvCache {
   size_t bytes() const { return 2 * size_t(elems_) * sizeof(float); }
 
   // Start of one block of one layer: [block_size, kv_dim].
-  float* k_block(int64_t layer, int32_t block) { return k_.get() + offset(layer, block); }
-  float* v_block(int64_t layer, int32_t block) { return v_.get() + offset(layer, block); }
-  const float* k_block(int64_t layer, int32_t block) const { return k_.get() + offset(layer, block); }
-  const float* v_block(int64_t layer, int32_t block) const { return v_.get() + offset(layer, block); }
+  float* k_block(int64_t layer, int32_t block) { return k_ + offset(layer, block); }
+  float* v_block(int64_t layer, int32_t block) { return v_ + offset(layer, block); }
+  const float* k_block(int64_t layer, int32_t block) const { return k_ + offset(layer, block); }
+  const float* v_block(int64_t layer, int32_t block) const { return v_ + offset(layer, block); }
 
   // Stores one token's k and v [kv_dim] at position `pos` of the sequence
   // whose block table is `blocks` (pos / block_size indexes it).
@@ -40,7 +43,12 @@ class KvCache {
   int32_t num_blocks_, block_size_;
   int64_t kv_dim_;
   int64_t elems_;
-  std::unique_ptr<float[]> k_, v_;  // left uninitialized: pages are touched on first write
+  // Huge pages: attention reads a head's slice of each position, kv_dim
+  // floats apart, so with 4 KiB pages nearly every read is a TLB miss.
+  // Untouched until written (the kernel zero-fills on first write).
+  HugePageBuffer k_buf_, v_buf_;
+  float* k_ = nullptr;
+  float* v_ = nullptr;
 };
 
 }  // namespace myriad::gpu::cpu

@@ -44,11 +44,13 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std:
 
 class Sampler {
  public:
-  // `logits` [vocab] is modified (penalties, scaling).
-  Sampled sample(float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+  // `logits` [vocab] is left as it is: penalties and temperature apply to a
+  // copy, which plain greedy (no penalties) does not need.
+  Sampled sample(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
                  std::span<const int32_t> history, uint32_t prompt_len);
 
  private:
+  std::vector<float> work_;
   std::vector<int32_t> counts_;
   std::vector<int32_t> order_;
   std::vector<double> probs_;
