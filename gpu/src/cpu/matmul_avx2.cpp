@@ -103,10 +103,57 @@ inline void rows_tile(const float* x, int64_t in, const typename Weights<D>::T* 
   for (; r < r1; ++r) micro<D, 1, TT>(x, in, w, r, y, ldy);
 }
 
+// T = 1: one sequential stream, 64 weights a step into 8 accumulators,
+// prefetching 2 KiB ahead (see gemv in matmul_avx512.cpp for why not the
+// 4-row tile).
+template <DType D>
+void gemv(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, int64_t r1, float* y) {
+  using W = Weights<D>;
+  constexpr int kPrefetchBytes = 2048;
+  constexpr int kStepBytes = 64 * int(sizeof(typename W::T));
+  const int64_t k64 = in / 64 * 64, k16 = in / 16 * 16;
+  for (int64_t r = r0; r < r1; ++r) {
+    const typename W::T* wr = w + r * in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    int64_t k = 0;
+    for (; k < k64; k += 64) {
+      const char* ahead = reinterpret_cast<const char*>(wr + k) + kPrefetchBytes;
+      for (int l = 0; l < kStepBytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+      __m256 w0, w1, w2, w3, w4, w5, w6, w7;
+      W::load16(wr + k, w0, w1);
+      W::load16(wr + k + 16, w2, w3);
+      W::load16(wr + k + 32, w4, w5);
+      W::load16(wr + k + 48, w6, w7);
+      a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k + 8), a1);
+      a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + k + 16), a2);
+      a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + k + 24), a3);
+      a4 = _mm256_fmadd_ps(w4, _mm256_loadu_ps(x + k + 32), a4);
+      a5 = _mm256_fmadd_ps(w5, _mm256_loadu_ps(x + k + 40), a5);
+      a6 = _mm256_fmadd_ps(w6, _mm256_loadu_ps(x + k + 48), a6);
+      a7 = _mm256_fmadd_ps(w7, _mm256_loadu_ps(x + k + 56), a7);
+    }
+    for (; k < k16; k += 16) {
+      __m256 wa, wb;
+      W::load16(wr + k, wa, wb);
+      a0 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x + k + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))));
+    for (; k < in; ++k) s += W::one(wr + k) * x[k];
+    y[r] = s;
+  }
+}
+
 template <DType D>
 void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* w = static_cast<const typename Weights<D>::T*>(wv.data);
   const int64_t in = wv.cols;
+  if (T == 1) {
+    gemv<D>(x, in, w, r0, r1, y);
+    return;
+  }
   // A group of rows stays in L1 while every token tile of the block uses it
   // (4 rows: f32 rows of 16 did not fit L1 with x, 46 -> 54 GFLOP/s at T = 8).
   constexpr int64_t kRowGroup = 4;
