@@ -104,12 +104,12 @@ inline void rows_tile(const float* x, int64_t in, const typename Weights<D>::T* 
 }
 
 // T = 1: one sequential stream, 64 weights a step into 8 accumulators,
-// prefetching 2 KiB ahead (see gemv in matmul_avx512.cpp for why not the
+// prefetching 12 KiB ahead (see gemv in matmul_avx512.cpp for why not the
 // 4-row tile).
 template <DType D>
 void gemv(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, int64_t r1, float* y) {
   using W = Weights<D>;
-  constexpr int kPrefetchBytes = 2048;
+  constexpr int kPrefetchBytes = 12288;
   constexpr int kStepBytes = 64 * int(sizeof(typename W::T));
   const int64_t k64 = in / 64 * 64, k16 = in / 16 * 16;
   for (int64_t r = r0; r < r1; ++r) {
