@@ -30,7 +30,7 @@ __global__ void kv_write_kernel(T* __restrict__ k_cache, T* __restrict__ v_cache
   }
 }
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
 
 template <class T, int DPL>
@@ -50,7 +50,8 @@ template <class T, int DPL>  // DPL: output dims per lane = ceil(head_dim / 32)
 __global__ void __launch_bounds__(kWarps * 32)
     paged_attention_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
                            const T* __restrict__ k_cache, const T* __restrict__ v_cache, AttentionBatch b,
-                           int num_heads, int num_kv_heads, int head_dim, int block_size, float scale) {
+                           int num_heads, int num_kv_heads, int head_dim, int block_size, float scale,
+                           bool vec) {  // vec: head_dim % kVec<T> == 0 and 16-byte aligned caches
   __shared__ float qs[kMaxHeadDim];
   __shared__ float part_m[kWarps], part_l[kWarps];
   __shared__ float part_acc[kWarps][kMaxHeadDim];
@@ -80,8 +81,19 @@ __global__ void __launch_bounds__(kWarps * 32)
       off = (int64_t(table[key / block_size]) * block_size + key % block_size) * kv_row;
       const T* kp = kbase + off;
       float dot = 0.0f;
+      if (vec) {  // 16-byte loads, several in flight
+        constexpr int V = kVec<T>;
 #pragma unroll 8
-      for (int d = 0; d < head_dim; ++d) dot += qs[d] * to_f32(kp[d]);
+        for (int c = 0; c < head_dim; c += V) {
+          float kf[V];
+          load16(kp + c, kf);
+#pragma unroll
+          for (int i = 0; i < V; ++i) dot += qs[c + i] * kf[i];
+        }
+      } else {
+#pragma unroll 8
+        for (int d = 0; d < head_dim; ++d) dot += qs[d] * to_f32(kp[d]);
+      }
       s = dot;
     }
     const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 <= pos
@@ -93,7 +105,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     m = m_new;
     const int n = min(32, pos - t0 + 1);
     if (n == 32) {
-#pragma unroll 8
+#pragma unroll 16
       for (int kk = 0; kk < 32; ++kk) accumulate_v<T, DPL>(acc, vbase, p, off, kk, lane, head_dim);
     } else {
       for (int kk = 0; kk < n; ++kk) accumulate_v<T, DPL>(acc, vbase, p, off, kk, lane, head_dim);
@@ -134,8 +146,9 @@ template <class T, int DPL>
 void launch_attention(T* out, int64_t out_stride, const T* q, int64_t q_stride, const T* k, const T* v,
                       const AttentionBatch& b, int tokens, int heads, int kv_heads, int head_dim, int block_size,
                       float scale, cudaStream_t s) {
+  const bool vec = head_dim % kVec<T> == 0 && aligned16(k);
   paged_attention_kernel<T, DPL><<<unsigned(int64_t(tokens) * heads), 32 * kWarps, 0, s>>>(
-      out, out_stride, q, q_stride, k, v, b, heads, kv_heads, head_dim, block_size, scale);
+      out, out_stride, q, q_stride, k, v, b, heads, kv_heads, head_dim, block_size, scale, vec);
 }
 
 }  // namespace
