@@ -4,7 +4,7 @@
 // models need no disk round trip.
 //
 //   cuda_decode [--json] [--models llama-110m,tinyllama-1.1b,llama3-8b]
-//               [--ctx 512] [--steps 20] [--adapters 1000] [--no-lora]
+//               [--batches 1,16,64] [--ctx 512] [--steps 20] [--adapters 1000] [--no-lora]
 //
 // floor = (weight bytes + KV bytes read) / bandwidth, where bandwidth is a
 // device-to-device copy measured in the same run (read + write bytes / time).
@@ -143,13 +143,14 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   bool json = false, lora = true;
-  std::string models = "llama-110m,tinyllama-1.1b,llama3-8b";
+  std::string models = "llama-110m,tinyllama-1.1b,llama3-8b", batch_list = "1,16,64";
   int ctx = 512, steps = 20, num_adapters = 1000;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") json = true;
     else if (a == "--no-lora") lora = false;
     else if (a == "--models") models = argv[++i];
+    else if (a == "--batches") batch_list = argv[++i];
     else if (a == "--ctx") ctx = std::stoi(argv[++i]);
     else if (a == "--steps") steps = std::stoi(argv[++i]);
     else if (a == "--adapters") num_adapters = std::stoi(argv[++i]);
@@ -170,7 +171,10 @@ int main(int argc, char** argv) {
     r.add("h2d_pinned_GBps", h2d, 1);
     g_rows.push_back(r);
   }
-  const int batches[] = {1, 16, 64};
+  std::vector<int> batches;
+  for (const auto& b : split(batch_list)) batches.push_back(std::stoi(b));
+  for (int b : batches)
+    if (b < 1 || b > 64) die("--batches: each batch must be in [1, 64]");
   for (const auto& name : split(models)) {
     const ModelConfig cfg = must(model_shape(name), "model_shape");
     for (bool graphs : {false, true}) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/lora.h"
 
 using namespace myriad;
@@ -53,14 +54,15 @@ int main(int argc, char** argv) {
   for (const Shape& sh : shapes) {
     auto a = must(DeviceBuffer::alloc(size_t(slots) * R * sh.in * 2));
     auto b = must(DeviceBuffer::alloc(size_t(slots) * sh.out * R * 2));
-    must(fill_bytes(a.data(), 0, a.bytes()));
-    must(fill_bytes(b.data(), 0, b.bytes()));
+    // Random data, never zeros (zeros can hide wrong indexing and time faster).
+    must(fill_random(DType::kBF16, a.data(), int64_t(a.bytes() / 2), 0.05f, 11, nullptr));
+    must(fill_random(DType::kBF16, b.data(), int64_t(b.bytes() / 2), 0.05f, 12, nullptr));
     auto ranks = up(std::vector<int32_t>(slots, R));
     auto scales = up(std::vector<float>(slots, 1.0f));
     auto x = must(DeviceBuffer::alloc(size_t(T) * sh.in * 2));
     auto y = must(DeviceBuffer::alloc(size_t(T) * sh.out * 2));
-    must(fill_bytes(x.data(), 0, x.bytes()));
-    must(fill_bytes(y.data(), 0, y.bytes()));
+    must(fill_random(DType::kBF16, x.data(), int64_t(x.bytes() / 2), 1.0f, 13, nullptr));
+    must(fill_random(DType::kBF16, y.data(), int64_t(y.bytes() / 2), 1.0f, 14, nullptr));
     auto v = must(DeviceBuffer::alloc(size_t(T) * R * 4));
     LoraModuleSlots w{a.data(), b.data(), ranks.as<int32_t>(), scales.as<float>(), 1, slots, R, sh.in, sh.out};
     for (int distinct : {1, 8, 64}) {

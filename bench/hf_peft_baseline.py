@@ -49,6 +49,7 @@ def main():
     for i in range(1, args.adapters):
         model.add_adapter(f"a{i}", lcfg)
     model.to(device="cuda", dtype=torch.bfloat16)
+    model.eval()  # add_adapter leaves the model in training mode, where PEFT refuses adapter_names
     names = [f"a{i % args.adapters}" for i in range(args.batch)]
     ids = torch.randint(1, cfg.vocab_size, (args.batch, args.ctx), device="cuda")
     mask = torch.ones_like(ids)

@@ -58,7 +58,8 @@ void lora_ref(const Case& c, const Slots& s, const std::vector<float>& x, int to
 struct Device {
   DeviceBuffer a, b, ranks, scales;
   gpu::cuda::LoraModuleSlots view(const Case& c) const {
-    return {a.data(), b.data(), ranks.as<int32_t>(), scales.as<float>(), c.slots, c.max_rank, c.in, c.out};
+    return {.a = a.data(), .b = b.data(), .ranks = ranks.as<int32_t>(), .scales = scales.as<float>(),
+            .meta_stride = 1, .num_slots = c.slots, .max_rank = c.max_rank, .in = c.in, .out = c.out};
   }
 };
 Device upload_slots(const Case& c, const Slots& s) {

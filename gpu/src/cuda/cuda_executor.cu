@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "cuda_check.cuh"
@@ -114,8 +115,8 @@ struct CudaExecutor::Impl {
   // Results
   PinnedBuffer out_h;  // tokens [Rmax] i32, logprobs [Rmax] f32, logits [max_logits_rows, V] f32
 
-  // Graphs keyed by (tokens, lora on)
-  std::map<std::pair<int64_t, bool>, cudaGraphExec_t> graphs;
+  // Graphs keyed by (tokens, sampled rows, logits rows, lora on)
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, cudaGraphExec_t> graphs;
 
   ~Impl() {
     for (auto& [k, g] : graphs) (void)cudaGraphExecDestroy(g);
@@ -339,7 +340,7 @@ Status CudaExecutor::Impl::alloc_runtime() {
     MYRIAD_ASSIGN(lora_scales, alloc_dev(size_t(slots) * L7 * sizeof(float), ignore));
     MYRIAD_TRY(fill_bytes(lora_ranks.data(), 0, lora_ranks.bytes(), compute.get()));
     MYRIAD_TRY(fill_bytes(lora_scales.data(), 0, lora_scales.bytes(), compute.get()));
-    MYRIAD_ASSIGN(staging, PinnedBuffer::alloc(stage + L7 * (sizeof(int32_t) + sizeof(float))));
+    MYRIAD_ASSIGN(staging, PinnedBuffer::alloc(stage + 16 + L7 * (sizeof(int32_t) + sizeof(float))));  // 16: alignment of the rank table
     MYRIAD_ASSIGN(staging_event, Event::create());
     MYRIAD_ASSIGN(compute_mark, Event::create());
     slot_state.assign(size_t(slots), SlotState::kEmpty);
@@ -577,14 +578,13 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
 
   // Token-level metadata.
   int64_t T = 0;
-  bool any_adapter = false, mixture = false, all_decode = true, all_sample = true;
+  bool any_adapter = false, mixture = false, all_decode = true;
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const SeqRow& r = plan.rows[i];
     m.row_block_off.host[i] = int32_t(r.block_offset);
     any_adapter |= r.adapters.count > 0;
     mixture |= r.adapters.count > 1 || (r.adapters.count == 1 && r.adapters.refs[0].weight != 1.0f);
     all_decode &= r.num_tokens == 1;
-    all_sample &= r.sample;
     for (uint32_t j = 0; j < r.num_tokens; ++j, ++T) {
       const int32_t p = r.start_pos + int32_t(j);
       m.tokens.host[T] = plan.tokens[r.token_offset + j];
@@ -693,9 +693,11 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
 
   // Forward: replayed from a graph for plain decode steps when enabled.
   cudaStream_t s = m.compute.get();
-  const bool graphable = m.opt.cuda_graphs && all_decode && all_sample && Qn == 0 && mode != kSgmv;
+  // Every kernel argument that changes between such steps lives in the fixed
+  // device metadata arrays; the launch shapes depend only on the key.
+  const bool graphable = m.opt.cuda_graphs && all_decode && mode != kSgmv;
   if (graphable) {
-    const auto key = std::make_pair(T, mode == kBgmv);
+    const auto key = std::make_tuple(T, S, Qn, mode == kBgmv);
     auto it = m.graphs.find(key);
     if (it == m.graphs.end()) {
       MYRIAD_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));

@@ -2,12 +2,14 @@
 // segment to (slot, first entry, entries) and an entry to (token, weight).
 //
 // shrink: block = (segment, rank row r, tile of kEntries entries). Threads
-//   stride over `in`, one A_slot[r] element against kEntries x rows, then a
-//   fixed-order block reduction per entry (deterministic).
+//   stride over `in` in 16-byte chunks (scalar when rows are not aligned), one
+//   A_slot[r] chunk against kEntries x rows, then a fixed-order block
+//   reduction per entry (deterministic).
 // expand: block = (segment, 256 output features, tile of kEntries entries).
 //   The tile's v rows sit in shared memory; thread o reads B_slot[o, 0:r]
-//   once per entry (L1) and updates y[token, o] (each (token, o) has one writer
-//   per launch, so no atomics).
+//   once (16-byte chunks when max_rank allows) for all the tile's entries and
+//   updates y[token, o] (each (token, o) has one writer per launch, so no
+//   atomics).
 #include "cuda_check.cuh"
 #include "gpu/cuda/lora.h"
 #include "kernel_common.cuh"
@@ -39,7 +41,7 @@ struct GatheredView {
 
 template <class T, class View>
 __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, int64_t ldx, LoraModuleSlots w,
-                              View view) {
+                              View view, bool vec) {  // vec: 16-byte loads of A and x rows are aligned
   __shared__ float scratch[33];
   const int seg = blockIdx.x, r = blockIdx.y;
   const int slot = view.slot(seg);
@@ -54,11 +56,27 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
   float acc[kEntries];
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) acc[e] = 0.0f;
-  for (int64_t k = threadIdx.x; k < w.in; k += blockDim.x) {
-    const float ak = to_f32(a[k]);
+  if (vec) {  // one 16-byte chunk of A and of each x row per thread and step: all loads in flight
+    constexpr int V = kVec<T>;
+    for (int64_t k = int64_t(threadIdx.x) * V; k < w.in; k += int64_t(blockDim.x) * V) {
+      float af[V];
+      load16(a + k, af);
 #pragma unroll
-    for (int e = 0; e < kEntries; ++e)
-      if (e < n) acc[e] += ak * to_f32(x[int64_t(tok[e]) * ldx + k]);
+      for (int e = 0; e < kEntries; ++e)
+        if (e < n) {
+          float xf[V];
+          load16(x + int64_t(tok[e]) * ldx + k, xf);
+#pragma unroll
+          for (int i = 0; i < V; ++i) acc[e] += af[i] * xf[i];
+        }
+    }
+  } else {
+    for (int64_t k = threadIdx.x; k < w.in; k += blockDim.x) {
+      const float ak = to_f32(a[k]);
+#pragma unroll
+      for (int e = 0; e < kEntries; ++e)
+        if (e < n) acc[e] += ak * to_f32(x[int64_t(tok[e]) * ldx + k]);
+    }
   }
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) {
@@ -69,7 +87,8 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
 }
 
 template <class T, class View>
-__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraModuleSlots w, View view) {
+__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraModuleSlots w, View view,
+                              bool vec) {  // vec: 16-byte loads of B rows are aligned
   extern __shared__ float vs[];  // [kEntries, max_rank]
   const int seg = blockIdx.x;
   const int slot = view.slot(seg);
@@ -86,11 +105,38 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
   if (o >= w.out) return;
   const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * w.max_rank;
   const float scale = w.scales[int64_t(slot) * w.meta_stride];
-  for (int e = 0; e < n; ++e) {
-    float d = 0.0f;
-    for (int r = 0; r < rank; ++r) d += to_f32(b[r]) * vs[e * w.max_rank + r];
+  // B_slot[o, 0:rank] is read once (16-byte chunks when vec) and used for every
+  // entry of the tile; d[e] sums over r in ascending order either way.
+  float d[kEntries];
+#pragma unroll
+  for (int e = 0; e < kEntries; ++e) d[e] = 0.0f;
+  if (vec) {
+    constexpr int V = kVec<T>;
+#pragma unroll 4
+    for (int c = 0; c < rank; c += V) {
+      float bf[V];
+      load16(b + c, bf);
+#pragma unroll
+      for (int e = 0; e < kEntries; ++e)
+        if (e < n) {
+#pragma unroll
+          for (int i = 0; i < V; ++i)
+            if (c + i < rank) d[e] += bf[i] * vs[e * w.max_rank + c + i];
+        }
+    }
+  } else {
+    for (int r = 0; r < rank; ++r) {
+      const float br = to_f32(b[r]);
+#pragma unroll
+      for (int e = 0; e < kEntries; ++e)
+        if (e < n) d[e] += br * vs[e * w.max_rank + r];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < kEntries; ++e) {
+    if (e >= n) break;
     T* yp = y + int64_t(view.token(e0 + e)) * ldy + o;
-    *yp = from_f32<T>(to_f32(*yp) + view.weight(e0 + e) * scale * d);
+    *yp = from_f32<T>(to_f32(*yp) + view.weight(e0 + e) * scale * d[e]);
   }
 }
 
@@ -113,7 +159,8 @@ Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModul
     return make_error(ErrorCode::kInvalidArgument, "lora shrink: bad segment count " + std::to_string(segs));
   const dim3 grid(unsigned(segs), unsigned(w.max_rank), ceil_div(max_len, kEntries));
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora shrink", {
-    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, w, view);
+    const bool vec = w.in % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x) && aligned16(w.a);
+    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, w, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
@@ -130,7 +177,8 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModul
   const dim3 grid(unsigned(segs), ceil_div(w.out, kExpandThreads), ceil_div(max_len, kEntries));
   const size_t smem = sizeof(float) * kEntries * size_t(w.max_rank);
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
-    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, w, view);
+    const bool vec = w.max_rank % kVec<T> == 0 && aligned16(w.b);
+    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, w, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

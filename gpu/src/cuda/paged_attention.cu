@@ -1,12 +1,15 @@
-// Attention: one block per (query token, kv head); its warps take the query
-// heads of that kv head's group (GQA: the group shares K/V reads through L1).
-// A warp streams the keys in tiles of 32, one key per lane for the scores,
-// with an online softmax (running max and sum), then all lanes accumulate V
-// for the tile, each lane owning head_dim/32 output dimensions.
+// Attention: one block per (query token, query head), flattened as
+// blockIdx.x = token * num_heads + head so that the heads of one GQA group run
+// next to each other and share K/V reads through L2. The block's kWarps warps
+// split the key range (warp w takes tiles of 32 keys w, w + kWarps, ...), each
+// with its own online softmax (running max and sum); the partial results are
+// combined through shared memory at the end. Inside a tile, one key per lane
+// for the scores; the lane also computes its key's cache offset once and
+// broadcasts it with the probability for the V pass, so the table lookup is
+// off the serial chain and the unrolled V loop keeps several loads in flight.
 //
-// Deliberately simple: no split over the key range (flash-decoding), so a
-// long context at batch 1 uses only tokens x kv_heads blocks. See
-// docs/cuda-backend.md for what that costs.
+// No split over blocks (flash-decoding): a long context at batch 1 uses only
+// num_heads blocks of kWarps warps. See docs/cuda-backend.md.
 #include "cuda_check.cuh"
 #include "gpu/cuda/paged_attention.h"
 #include "kernel_common.cuh"
@@ -27,79 +30,270 @@ __global__ void kv_write_kernel(T* __restrict__ k_cache, T* __restrict__ v_cache
   }
 }
 
-constexpr int kMaxWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
 
+template <class T, int DPL>
+__device__ __forceinline__ void accumulate_v(float (&acc)[DPL], const T* __restrict__ vbase, float p, int64_t off,
+                                             int kk, int lane, int head_dim) {
+  const float pk = __shfl_sync(0xffffffffu, p, kk);
+  const int64_t o = __shfl_sync(0xffffffffu, off, kk);
+  const T* vp = vbase + o;
+#pragma unroll
+  for (int j = 0; j < DPL; ++j) {
+    const int d = lane + 32 * j;
+    if (d < head_dim) acc[j] += pk * to_f32(vp[d]);
+  }
+}
+
 template <class T, int DPL>  // DPL: output dims per lane = ceil(head_dim / 32)
-__global__ void paged_attention_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q,
-                                       int64_t q_stride, const T* __restrict__ k_cache,
-                                       const T* __restrict__ v_cache, AttentionBatch b, int num_heads,
-                                       int num_kv_heads, int head_dim, int block_size, float scale) {
-  __shared__ float qs[kMaxWarps][kMaxHeadDim];
-  const int t = blockIdx.x, kvh = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  const int group = num_heads / num_kv_heads;
+__global__ void __launch_bounds__(kWarps * 32)
+    paged_attention_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
+                           const T* __restrict__ k_cache, const T* __restrict__ v_cache, AttentionBatch b,
+                           int num_heads, int num_kv_heads, int head_dim, int block_size, float scale,
+                           bool vec) {  // vec: head_dim % kVec<T> == 0 and 16-byte aligned caches
+  __shared__ float qs[kMaxHeadDim];
+  __shared__ float part_m[kWarps], part_l[kWarps];
+  __shared__ float part_acc[kWarps][kMaxHeadDim];
+  const int t = int(blockIdx.x / unsigned(num_heads)), h = int(blockIdx.x % unsigned(num_heads));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kvh = h / (num_heads / num_kv_heads);
   const int pos = b.token_pos[t];
   const int32_t* table = b.block_ids + b.row_block_offset[b.token_row[t]];
   const int64_t kv_row = int64_t(num_kv_heads) * head_dim;  // elements per cache position
+  const T* kbase = k_cache + int64_t(kvh) * head_dim;
+  const T* vbase = v_cache + int64_t(kvh) * head_dim;
 
-  for (int g = warp; g < group; g += nwarps) {
-    const int h = kvh * group + g;
-    for (int d = lane; d < head_dim; d += 32) qs[warp][d] = to_f32(q[int64_t(t) * q_stride + int64_t(h) * head_dim + d]) * scale;
-    __syncwarp();
-    float m = -INFINITY, l = 0.0f;
-    float acc[DPL];
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    qs[d] = to_f32(q[int64_t(t) * q_stride + int64_t(h) * head_dim + d]) * scale;
+  __syncthreads();
+
+  float m = -INFINITY, l = 0.0f;
+  float acc[DPL];
 #pragma unroll
-    for (int j = 0; j < DPL; ++j) acc[j] = 0.0f;
+  for (int j = 0; j < DPL; ++j) acc[j] = 0.0f;
 
-    for (int t0 = 0; t0 <= pos; t0 += 32) {
-      const int key = t0 + lane;
-      float s = -INFINITY;
-      if (key <= pos) {
-        const int64_t slot = int64_t(table[key / block_size]) * block_size + key % block_size;
-        const T* kp = k_cache + slot * kv_row + int64_t(kvh) * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += qs[warp][d] * to_f32(kp[d]);
-        s = dot;
+  for (int t0 = warp * 32; t0 <= pos; t0 += kWarps * 32) {
+    const int key = t0 + lane;
+    float s = -INFINITY;
+    int64_t off = 0;
+    if (key <= pos) {
+      off = (int64_t(table[key / block_size]) * block_size + key % block_size) * kv_row;
+      const T* kp = kbase + off;
+      float dot = 0.0f;
+      if (vec) {  // 16-byte loads, several in flight
+        constexpr int V = kVec<T>;
+#pragma unroll 8
+        for (int c = 0; c < head_dim; c += V) {
+          float kf[V];
+          load16(kp + c, kf);
+#pragma unroll
+          for (int i = 0; i < V; ++i) dot += qs[c + i] * kf[i];
+        }
+      } else {
+#pragma unroll 8
+        for (int d = 0; d < head_dim; ++d) dot += qs[d] * to_f32(kp[d]);
       }
-      const float m_new = fmaxf(m, warp_max(s));
-      const float corr = expf(m - m_new);  // 0 on the first tile (m = -inf)
-      const float p = key <= pos ? expf(s - m_new) : 0.0f;
-      l = l * corr + warp_sum(p);
+      s = dot;
+    }
+    const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 <= pos
+    const float corr = expf(m - m_new);          // 0 on the warp's first tile (m = -inf)
+    const float p = key <= pos ? expf(s - m_new) : 0.0f;
+    l = l * corr + warp_sum(p);
 #pragma unroll
-      for (int j = 0; j < DPL; ++j) acc[j] *= corr;
-      m = m_new;
-      const int n = min(32, pos - t0 + 1);
-      for (int kk = 0; kk < n; ++kk) {
-        const float pk = __shfl_sync(0xffffffffu, p, kk);
-        const int kkey = t0 + kk;
-        const int64_t slot = int64_t(table[kkey / block_size]) * block_size + kkey % block_size;
-        const T* vp = v_cache + slot * kv_row + int64_t(kvh) * head_dim;
+    for (int j = 0; j < DPL; ++j) acc[j] *= corr;
+    m = m_new;
+    const int n = min(32, pos - t0 + 1);
+    if (n == 32) {
+#pragma unroll 16
+      for (int kk = 0; kk < 32; ++kk) accumulate_v<T, DPL>(acc, vbase, p, off, kk, lane, head_dim);
+    } else {
+      for (int kk = 0; kk < n; ++kk) accumulate_v<T, DPL>(acc, vbase, p, off, kk, lane, head_dim);
+    }
+  }
+
+  // Combine the warps' partial softmaxes. A warp without keys has m = -inf,
+  // l = 0 and acc = 0, so it adds nothing; warp 0 always has key 0.
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_l[warp] = l;
+  }
 #pragma unroll
-        for (int j = 0; j < DPL; ++j) {
-          const int d = lane + 32 * j;
-          if (d < head_dim) acc[j] += pk * to_f32(vp[d]);
+  for (int j = 0; j < DPL; ++j) {
+    const int d = lane + 32 * j;
+    if (d < head_dim) part_acc[warp][d] = acc[j];
+  }
+  __syncthreads();
+  float mt = part_m[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
+  float f[kWarps], lt = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    f[w] = expf(part_m[w] - mt);
+    lt += part_l[w] * f[w];
+  }
+  const float inv = 1.0f / lt;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) a += part_acc[w][d] * f[w];
+    out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(a * inv);
+  }
+}
+
+// GQA form for batches with many (token, kv head) pairs: one block per
+// (token, kv head) computes all G query heads of the group, so each K row and
+// V row is loaded once per block instead of once per query head (and the
+// cache offset shuffles are shared). Per-head softmax state lives in registers
+// (G and DPL are compile-time); the warps' partials are combined head by head.
+template <class T, int DPL, int G>
+__global__ void __launch_bounds__(kWarps * 32)
+    paged_attention_gqa_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
+                               const T* __restrict__ k_cache, const T* __restrict__ v_cache, AttentionBatch b,
+                               int num_kv_heads, int head_dim, int block_size, float scale, bool vec) {
+  __shared__ float qs[G][DPL * 32];
+  __shared__ float part_m[kWarps], part_l[kWarps];
+  __shared__ float part_acc[kWarps][DPL * 32];
+  const int t = int(blockIdx.x / unsigned(num_kv_heads)), kvh = int(blockIdx.x % unsigned(num_kv_heads));
+  const int h0 = kvh * G;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int pos = b.token_pos[t];
+  const int32_t* table = b.block_ids + b.row_block_offset[b.token_row[t]];
+  const int64_t kv_row = int64_t(num_kv_heads) * head_dim;
+  const T* kbase = k_cache + int64_t(kvh) * head_dim;
+  const T* vbase = v_cache + int64_t(kvh) * head_dim;
+
+  for (int i = threadIdx.x; i < G * head_dim; i += blockDim.x)
+    qs[i / head_dim][i % head_dim] = to_f32(q[int64_t(t) * q_stride + int64_t(h0) * head_dim + i]) * scale;
+  __syncthreads();
+
+  float m[G], l[G], acc[G][DPL];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) acc[g][j] = 0.0f;
+  }
+
+  for (int t0 = warp * 32; t0 <= pos; t0 += kWarps * 32) {
+    const int key = t0 + lane;
+    const bool valid = key <= pos;
+    int sp = 0;  // cache position (block * block_size + offset); the pool has < 2^31 positions
+    float s[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) s[g] = 0.0f;
+    if (valid) {
+      sp = table[key / block_size] * block_size + key % block_size;
+      const T* kp = kbase + int64_t(sp) * kv_row;
+      if (vec) {
+        constexpr int V = kVec<T>;
+#pragma unroll 4
+        for (int c = 0; c < head_dim; c += V) {
+          float kf[V];
+          load16(kp + c, kf);
+#pragma unroll
+          for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int i = 0; i < V; ++i) s[g] += qs[g][c + i] * kf[i];
+        }
+      } else {
+        for (int d = 0; d < head_dim; ++d) {
+          const float kd = to_f32(kp[d]);
+#pragma unroll
+          for (int g = 0; g < G; ++g) s[g] += qs[g][d] * kd;
         }
       }
     }
-    const float inv = 1.0f / l;
+    float p[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float sg = valid ? s[g] : -INFINITY;
+      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: key t0 <= pos
+      const float corr = expf(m[g] - m_new);           // 0 on the warp's first tile
+      p[g] = valid ? expf(sg - m_new) : 0.0f;
+      l[g] = l[g] * corr + warp_sum(p[g]);
+#pragma unroll
+      for (int j = 0; j < DPL; ++j) acc[g][j] *= corr;
+      m[g] = m_new;
+    }
+    const int n = min(32, pos - t0 + 1);
+#pragma unroll 8
+    for (int kk = 0; kk < 32; ++kk) {
+      if (kk >= n) break;  // uniform
+      const int spk = __shfl_sync(0xffffffffu, sp, kk);
+      const T* vp = vbase + int64_t(spk) * kv_row;
+      float vv[DPL];
+#pragma unroll
+      for (int j = 0; j < DPL; ++j) {
+        const int d = lane + 32 * j;
+        vv[j] = d < head_dim ? to_f32(vp[d]) : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float pk = __shfl_sync(0xffffffffu, p[g], kk);
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) acc[g][j] += pk * vv[j];
+      }
+    }
+  }
+
+  // Combine the warps' partials, one head at a time (see paged_attention_kernel).
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (lane == 0) {
+      part_m[warp] = m[g];
+      part_l[warp] = l[g];
+    }
 #pragma unroll
     for (int j = 0; j < DPL; ++j) {
       const int d = lane + 32 * j;
-      if (d < head_dim) out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(acc[j] * inv);
+      if (d < head_dim) part_acc[warp][d] = acc[g][j];
     }
-    __syncwarp();  // qs[warp] is rewritten for the next head
+    __syncthreads();
+    float mt = part_m[0];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
+    float f[kWarps], lt = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      f[w] = expf(part_m[w] - mt);
+      lt += part_l[w] * f[w];
+    }
+    const float inv = 1.0f / lt;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      float a = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) a += part_acc[w][d] * f[w];
+      out[int64_t(t) * out_stride + int64_t(h0 + g) * head_dim + d] = from_f32<T>(a * inv);
+    }
+    __syncthreads();  // the next head reuses part_*
   }
 }
+
+// Below this many (token, kv head) blocks the GQA form leaves the GPU too
+// empty (batch-1 decode), so per-head blocks are used.
+constexpr int64_t kGqaMinBlocks = 128;
 
 template <class T, int DPL>
 void launch_attention(T* out, int64_t out_stride, const T* q, int64_t q_stride, const T* k, const T* v,
                       const AttentionBatch& b, int tokens, int heads, int kv_heads, int head_dim, int block_size,
                       float scale, cudaStream_t s) {
+  const bool vec = head_dim % kVec<T> == 0 && aligned16(k);
   const int group = heads / kv_heads;
-  const int warps = group < kMaxWarps ? group : kMaxWarps;
-  paged_attention_kernel<T, DPL><<<dim3(unsigned(tokens), unsigned(kv_heads)), 32 * warps, 0, s>>>(
-      out, out_stride, q, q_stride, k, v, b, heads, kv_heads, head_dim, block_size, scale);
+  const unsigned kv_blocks = unsigned(int64_t(tokens) * kv_heads);
+  if (int64_t(kv_blocks) >= kGqaMinBlocks && (group == 4 || group == 8)) {
+    if (group == 4)
+      paged_attention_gqa_kernel<T, DPL, 4><<<kv_blocks, 32 * kWarps, 0, s>>>(
+          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec);
+    else
+      paged_attention_gqa_kernel<T, DPL, 8><<<kv_blocks, 32 * kWarps, 0, s>>>(
+          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec);
+    return;
+  }
+  paged_attention_kernel<T, DPL><<<unsigned(int64_t(tokens) * heads), 32 * kWarps, 0, s>>>(
+      out, out_stride, q, q_stride, k, v, b, heads, kv_heads, head_dim, block_size, scale, vec);
 }
 
 }  // namespace
@@ -127,7 +321,7 @@ Status paged_attention(DType dtype, void* out, int64_t out_stride, const void* q
                        int64_t num_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_size, float scale,
                        StreamHandle stream) {
   if (tokens < 0 || tokens > INT32_MAX || num_kv_heads <= 0 || num_heads <= 0 || num_heads % num_kv_heads != 0 ||
-      head_dim <= 0 || head_dim > kMaxHeadDim || block_size <= 0 || num_kv_heads > 65535 ||
+      head_dim <= 0 || head_dim > kMaxHeadDim || block_size <= 0 || tokens * num_heads > INT32_MAX ||
       q_stride < num_heads * head_dim || out_stride < num_heads * head_dim)
     return make_error(ErrorCode::kInvalidArgument,
                       "paged_attention: bad shape tokens=" + std::to_string(tokens) + " heads=" +

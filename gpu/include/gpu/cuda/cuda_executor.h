@@ -13,8 +13,8 @@
 // the slots it uses. One staging buffer: a second load waits on the host for
 // the previous copy to finish.
 //
-// Decode steps (every row 1 token, sampling, no logits requested) may be
-// replayed from CUDA graphs keyed by (tokens, LoRA on/off) when
+// Decode steps (every row 1 token, LoRA by BGMV or none) may be replayed from
+// CUDA graphs keyed by (tokens, sampled rows, logits rows, LoRA on/off) when
 // options.cuda_graphs is set.
 //
 // Not thread-safe: one engine thread drives it.
