@@ -47,6 +47,51 @@ TEST_P(CpuThreadPool, CoversEveryIndexOnceAcrossManyRegions) {
   }
 }
 
+TEST_P(CpuThreadPool, SharesCoverEveryIndexOnceAndStealFromTheBack) {
+  // 5 participants on a 2-core machine: some are descheduled or asleep, so
+  // their shares are taken from the back by the others. Shares jobs and
+  // plain jobs alternate, so a late worker meets a job of the other kind.
+  ThreadPool pool(5, GetParam());
+  std::vector<std::atomic<int>> hits(5000);
+  int64_t stolen_pieces = 0;
+  for (int round = 0; round < 1500; ++round) {
+    const int64_t n = 1 + (round * 37) % 4999, piece = 1 + round % 17;
+    const int own = 1 + round % 5;
+    std::atomic<int64_t> out_of_share{0};
+    auto body = [&](int64_t b, int64_t e, int w) {
+      ASSERT_GE(w, 0);
+      ASSERT_LT(w, 5);
+      ASSERT_LE(e - b, piece * own);
+      ASSERT_EQ(b % piece, 0);  // pieces start on piece boundaries
+      // Participant w's own share is pieces [P*w/5, P*(w+1)/5).
+      const int64_t pieces = (n + piece - 1) / piece, p0 = b / piece;
+      if (p0 < pieces * w / 5 || p0 >= pieces * (w + 1) / 5) out_of_share.fetch_add(1);
+      for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1, std::memory_order_relaxed);
+    };
+    if (round % 3 == 2) {
+      pool.parallel_for(n, piece, body);
+    } else {
+      pool.parallel_for_shares(n, piece, own, body);
+      stolen_pieces += out_of_share.load();
+    }
+    for (int64_t i = 0; i < 5000; ++i) {
+      ASSERT_EQ(hits[size_t(i)].load(), i < n ? 1 : 0) << "round " << round << " index " << i;
+      hits[size_t(i)].store(0);
+    }
+  }
+  EXPECT_GT(stolen_pieces, 0);  // 5 threads on 2 cores: someone always finishes first
+}
+
+TEST(CpuThreadPoolShares, FallsBackAbove65535Pieces) {
+  ThreadPool pool(2);
+  const int64_t n = 200000;
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+  pool.parallel_for_shares(n, 1, 4, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+  });
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Spin, CpuThreadPool, ::testing::Values(0, 200));
 
 TEST(CpuThreadPoolSleep, WakesAfterSleeping) {

@@ -20,6 +20,7 @@ inline uint32_t epoch_of(uint64_t c) { return uint32_t(c >> 32); }
 
 ThreadPool::ThreadPool(int threads, int spin_us) : spin_us_(spin_us) {
   if (threads <= 0) threads = cpu_info().threads;
+  shares_.reset(new Share[size_t(threads)]);
   workers_.reserve(size_t(threads - 1));
   for (int w = 1; w < threads; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
 }
@@ -41,8 +42,63 @@ int64_t ThreadPool::grain_for(int64_t n, int chunks_per_thread, int64_t multiple
   return g < 1 ? 1 : g;
 }
 
+namespace {
+inline uint64_t share_word(uint32_t epoch, int64_t front, int64_t back) {
+  return uint64_t(epoch) << 32 | uint64_t(front) << 16 | uint64_t(back);
+}
+inline int64_t share_front(uint64_t w) { return int64_t((w >> 16) & 0xffff); }
+inline int64_t share_back(uint64_t w) { return int64_t(w & 0xffff); }
+}  // namespace
+
+void ThreadPool::work_shares(uint32_t epoch, int worker) {
+  Job& job = jobs_[epoch & 1];
+  const int64_t n = job.n.load(std::memory_order_relaxed);
+  const int64_t piece = job.grain.load(std::memory_order_relaxed);
+  const int own = job.own_pieces.load(std::memory_order_relaxed);
+  auto run_pieces = [&](int64_t p0, int64_t p1) {
+    // The pieces are ours and the job cannot complete without them: its fields are stable.
+    const int64_t e = p1 * piece < n ? p1 * piece : n;
+    job.fn.load(std::memory_order_relaxed)(job.ctx.load(std::memory_order_relaxed), p0 * piece, e, worker);
+    done_.fetch_add(p1 - p0, std::memory_order_acq_rel);
+  };
+  // Own share, from the front.
+  std::atomic<uint64_t>& mine = shares_[size_t(worker)].word;
+  uint64_t cur = mine.load(std::memory_order_acquire);
+  for (;;) {
+    if (epoch_of(cur) != epoch) return;  // superseded: a later job owns the slot
+    const int64_t f = share_front(cur), b = share_back(cur);
+    if (f >= b) break;
+    const int64_t f1 = f + own < b ? f + own : b;
+    if (!mine.compare_exchange_weak(cur, share_word(epoch, f1, b), std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;
+    run_pieces(f, f1);
+    cur = mine.load(std::memory_order_acquire);
+  }
+  // Then single pieces from the back of the largest share left.
+  for (;;) {
+    int victim = -1;
+    int64_t most = 0;
+    uint64_t vw = 0;
+    for (int i = 0; i < size(); ++i) {
+      const uint64_t w = shares_[size_t(i)].word.load(std::memory_order_acquire);
+      if (epoch_of(w) != epoch) return;
+      if (share_back(w) - share_front(w) > most) most = share_back(w) - share_front(w), victim = i, vw = w;
+    }
+    if (victim < 0) return;
+    const int64_t f = share_front(vw), b = share_back(vw);
+    if (!shares_[size_t(victim)].word.compare_exchange_weak(vw, share_word(epoch, f, b - 1), std::memory_order_acq_rel,
+                                                            std::memory_order_acquire))
+      continue;
+    run_pieces(b - 1, b);
+  }
+}
+
 void ThreadPool::work(uint32_t epoch, int worker) {
   Job& job = jobs_[epoch & 1];
+  if (job.own_pieces.load(std::memory_order_relaxed) > 0) {
+    work_shares(epoch, worker);
+    return;
+  }
   // Read after seeing `epoch` (acquire); if the slot has since been reused for
   // a later job, the CAS below fails because claim_ moved on.
   const int64_t n = job.n.load(std::memory_order_relaxed);
@@ -71,6 +127,7 @@ void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
   job.ctx.store(ctx, std::memory_order_relaxed);
   job.n.store(n, std::memory_order_relaxed);
   job.grain.store(grain, std::memory_order_relaxed);
+  job.own_pieces.store(0, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   claim_.store(uint64_t(epoch_) << 32, std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
@@ -84,6 +141,33 @@ void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
       MYRIAD_PAUSE();
     } else {
       std::this_thread::yield();  // its worker was descheduled: give it the core
+    }
+  }
+}
+
+void ThreadPool::run_shares(int64_t n, int64_t piece, int own_pieces, Trampoline fn, void* ctx) {
+  epoch_ = (epoch_ + 1) % uint32_t(kStopEpoch);
+  Job& job = jobs_[epoch_ & 1];
+  job.fn.store(fn, std::memory_order_relaxed);
+  job.ctx.store(ctx, std::memory_order_relaxed);
+  job.n.store(n, std::memory_order_relaxed);
+  job.grain.store(piece, std::memory_order_relaxed);
+  job.own_pieces.store(own_pieces, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  const int64_t pieces = (n + piece - 1) / piece, p = size();
+  for (int i = 0; i < p; ++i)
+    shares_[size_t(i)].word.store(share_word(epoch_, pieces * i / p, pieces * (i + 1) / p), std::memory_order_relaxed);
+  claim_.store(uint64_t(epoch_) << 32, std::memory_order_seq_cst);  // publishes the job
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
+  work_shares(epoch_, 0);
+  for (int spins = 0; done_.load(std::memory_order_acquire) != pieces; ++spins) {
+    if (spins < 2048) {
+      MYRIAD_PAUSE();
+    } else {
+      std::this_thread::yield();
     }
   }
 }

@@ -17,6 +17,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -50,15 +52,43 @@ class ThreadPool {
         const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
+  // Calls fn(begin, end, worker) for pieces covering [0, n) where each
+  // participant owns a contiguous share (n / size()) and takes `own_pieces`
+  // pieces of `piece` items at a time from its front; one that has finished
+  // its share takes single pieces from the back of the largest share left.
+  // For streaming work (a weight matrix read once): each thread reads one
+  // long contiguous run (the hardware prefetcher stays trained), and the
+  // region still ends within one piece of balanced, also when a worker is
+  // descheduled or never wakes (its share is taken from the back). Falls
+  // back to parallel_for above 65535 pieces.
+  template <class F>
+  void parallel_for_shares(int64_t n, int64_t piece, int own_pieces, F&& fn) {
+    if (n <= 0) return;
+    if (piece < 1) piece = 1;
+    if (own_pieces < 1) own_pieces = 1;
+    const int64_t pieces = (n + piece - 1) / piece;
+    if (workers_.empty() || pieces <= 1 || pieces > kMaxSharePieces) {
+      parallel_for(n, piece * own_pieces, std::forward<F>(fn));
+      return;
+    }
+    using Fn = std::remove_reference_t<F>;
+    run_shares(n, piece, own_pieces,
+               [](void* ctx, int64_t b, int64_t e, int w) { (*static_cast<Fn*>(ctx))(b, e, w); },
+               const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
   // A chunk size giving each participant about `chunks_per_thread` chunks of
   // [0, n), rounded up to a multiple of `multiple`.
   int64_t grain_for(int64_t n, int chunks_per_thread = 4, int64_t multiple = 1) const;
 
  private:
+  static constexpr int64_t kMaxSharePieces = 0xffff;
   using Trampoline = void (*)(void*, int64_t, int64_t, int);
   void run(int64_t n, int64_t grain, Trampoline fn, void* ctx);
+  void run_shares(int64_t n, int64_t piece, int own_pieces, Trampoline fn, void* ctx);
   // Claims and runs chunks of job `epoch` until none is left or it is superseded.
   void work(uint32_t epoch, int worker);
+  void work_shares(uint32_t epoch, int worker);
   void worker_loop(int worker);
 
   // Jobs alternate between two slots; a job's fields are written before its
@@ -71,9 +101,17 @@ class ThreadPool {
     std::atomic<Trampoline> fn{nullptr};
     std::atomic<void*> ctx{nullptr};
     std::atomic<int64_t> n{0};
-    std::atomic<int64_t> grain{1};
+    std::atomic<int64_t> grain{1};       // items a chunk (parallel_for) or a piece (shares)
+    std::atomic<int> own_pieces{0};      // 0: parallel_for; else a shares job
   };
   Job jobs_[2];
+  // Shares jobs: participant i's remaining pieces [front, back), packed as
+  // (epoch << 32 | front << 16 | back) so that a claim by a worker still on an
+  // older job fails its CAS. A job's done_ counts pieces, not items.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> word{0};
+  };
+  std::unique_ptr<Share[]> shares_;
   alignas(64) std::atomic<uint64_t> claim_{0};
   alignas(64) std::atomic<int64_t> done_{0};     // items of the current job finished
   alignas(64) std::atomic<int> sleepers_{0};
