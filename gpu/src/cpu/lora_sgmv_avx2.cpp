@@ -39,9 +39,14 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
   __m256 s[N][KB];
   for (int r = 0; r < N; ++r)
     for (int j = 0; j < KB; ++j) s[r][j] = _mm256_setzero_ps();
+  // The same columns of the next KB rows (contiguous after these): KB
+  // interleaved row streams get no help from the hardware prefetcher.
+  const W* next = a + int64_t(k + KB) * in;
   for (int64_t i = 0; i < n8; i += 8) {
     __m256 xv[N];
     for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
+    if ((i * int64_t(sizeof(W))) % 64 == 0)
+      for (int j = 0; j < KB; ++j) _mm_prefetch(reinterpret_cast<const char*>(next + int64_t(j) * in + i), _MM_HINT_T0);
     for (int j = 0; j < KB; ++j) {
       const __m256 av = load8(a + int64_t(k + j) * in + i);
       for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
@@ -90,6 +95,9 @@ void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
     for (int32_t k = 0; k < rank; ++k) {
       const __m256 hk = _mm256_set1_ps(h[k]);
       const W* b = bt + int64_t(k) * out + o;
+      // rank row streams, `out` apart: prefetch this row's columns two blocks on.
+      for (int l = 0; l < 64 * int(sizeof(W)); l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(b + 128) + l, _MM_HINT_T0);
       for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(hk, load8(b + 8 * j), acc[j]);
     }
     for (int j = 0; j < 8; ++j) _mm256_storeu_ps(y + o + 8 * j, acc[j]);

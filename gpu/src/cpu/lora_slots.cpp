@@ -1,6 +1,9 @@
 // Adapter slots for the CPU executor (see gpu/cpu/lora_slots.h).
 #include "gpu/cpu/lora_slots.h"
 
+#include <new>
+#include <utility>
+
 #include <cmath>
 #include <cstring>
 
@@ -173,7 +176,11 @@ void copy_module(const LoraModuleWeights& mw, int64_t in, int64_t out, W* a, W* 
 void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
   auto& buf = buffers_[size_t(slot)];
   const size_t esize = dtype_size(storage_);
-  if (!buf) buf = std::make_unique<std::byte[]>(slot_elems_ * esize);
+  if (!buf.data()) {
+    auto r = HugePageBuffer::allocate(slot_elems_ * esize);
+    if (!r.ok()) throw std::bad_alloc();  // as the plain allocation it replaces
+    buf = std::move(*r);
+  }
   for (size_t i = 0; i < w.modules.size(); ++i) {
     const LoraModuleWeights& mw = w.modules[i];
     LoraModuleView& v = views_[i][size_t(slot)];
@@ -182,7 +189,7 @@ void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
       continue;
     }
     const auto [out, in] = linear_module_shape(config_, LinearModule(i % kNumLinearModules));
-    std::byte* a = buf.get() + module_offset_[i] * esize;
+    std::byte* a = static_cast<std::byte*>(buf.data()) + module_offset_[i] * esize;
     std::byte* bt = a + size_t(max_rank_) * size_t(in) * esize;
     if (storage_ == DType::kBF16) {
       copy_module(mw, in, out, reinterpret_cast<uint16_t*>(a), reinterpret_cast<uint16_t*>(bt), f32_to_bf16);

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "gpu/cpu/huge_page_buffer.h"
 #include "gpu/cpu/lora_hook.h"
 #include "gpu/cpu/lora_sgmv.h"
 #include "gpu/cpu/thread_pool.h"
@@ -86,7 +87,9 @@ class CpuLoraSlots final : public CpuLoraHook {
   std::vector<size_t> module_offset_;  // [layer * 7 + m] elements into a slot's buffer (capacity max_rank)
   size_t slot_elems_ = 0;
 
-  std::vector<std::unique_ptr<std::byte[]>> buffers_;  // [slot], allocated on first load (loader thread)
+  // [slot], allocated on first load (loader thread); huge pages, as every
+  // step of a batch with one adapter per row streams the slots like weights.
+  std::vector<HugePageBuffer> buffers_;
   std::vector<std::vector<LoraModuleView>> views_;   // [layer * 7 + m][slot]
   std::unique_ptr<std::atomic<int>[]> state_;        // [slot]
 
