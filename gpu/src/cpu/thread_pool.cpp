@@ -119,16 +119,19 @@ void ThreadPool::work(uint32_t epoch, int worker) {
   }
 }
 
-void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
-  MYRIAD_CHECK(n < (int64_t(1) << 31), "parallel_for: too many items");
+ThreadPool::Job& ThreadPool::next_job(Trampoline fn, void* ctx, int64_t n, int64_t grain, int own_pieces) {
   epoch_ = (epoch_ + 1) % uint32_t(kStopEpoch);
   Job& job = jobs_[epoch_ & 1];
   job.fn.store(fn, std::memory_order_relaxed);
   job.ctx.store(ctx, std::memory_order_relaxed);
   job.n.store(n, std::memory_order_relaxed);
   job.grain.store(grain, std::memory_order_relaxed);
-  job.own_pieces.store(0, std::memory_order_relaxed);
+  job.own_pieces.store(own_pieces, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
+  return job;
+}
+
+void ThreadPool::publish_and_join(int64_t done_when) {
   claim_.store(uint64_t(epoch_) << 32, std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);  // a sleeper checks claim_ under mu_
@@ -136,7 +139,7 @@ void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
   }
   work(epoch_, 0);
   // Wait for chunks other workers claimed.
-  for (int spins = 0; done_.load(std::memory_order_acquire) != n; ++spins) {
+  for (int spins = 0; done_.load(std::memory_order_acquire) != done_when; ++spins) {
     if (spins < 2048) {
       MYRIAD_PAUSE();
     } else {
@@ -145,31 +148,18 @@ void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
   }
 }
 
+void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
+  MYRIAD_CHECK(n < (int64_t(1) << 31), "parallel_for: too many items");
+  next_job(fn, ctx, n, grain, 0);
+  publish_and_join(n);
+}
+
 void ThreadPool::run_shares(int64_t n, int64_t piece, int own_pieces, Trampoline fn, void* ctx) {
-  epoch_ = (epoch_ + 1) % uint32_t(kStopEpoch);
-  Job& job = jobs_[epoch_ & 1];
-  job.fn.store(fn, std::memory_order_relaxed);
-  job.ctx.store(ctx, std::memory_order_relaxed);
-  job.n.store(n, std::memory_order_relaxed);
-  job.grain.store(piece, std::memory_order_relaxed);
-  job.own_pieces.store(own_pieces, std::memory_order_relaxed);
-  done_.store(0, std::memory_order_relaxed);
+  next_job(fn, ctx, n, piece, own_pieces);
   const int64_t pieces = (n + piece - 1) / piece, p = size();
   for (int i = 0; i < p; ++i)
     shares_[size_t(i)].word.store(share_word(epoch_, pieces * i / p, pieces * (i + 1) / p), std::memory_order_relaxed);
-  claim_.store(uint64_t(epoch_) << 32, std::memory_order_seq_cst);  // publishes the job
-  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_all();
-  }
-  work_shares(epoch_, 0);
-  for (int spins = 0; done_.load(std::memory_order_acquire) != pieces; ++spins) {
-    if (spins < 2048) {
-      MYRIAD_PAUSE();
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  publish_and_join(pieces);  // done_ counts pieces in a shares job
 }
 
 void ThreadPool::worker_loop(int worker) {

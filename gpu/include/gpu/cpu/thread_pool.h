@@ -86,6 +86,11 @@ class ThreadPool {
   using Trampoline = void (*)(void*, int64_t, int64_t, int);
   void run(int64_t n, int64_t grain, Trampoline fn, void* ctx);
   void run_shares(int64_t n, int64_t piece, int own_pieces, Trampoline fn, void* ctx);
+  struct Job;
+  // Fills the next job slot (a new epoch), not yet visible to workers.
+  Job& next_job(Trampoline fn, void* ctx, int64_t n, int64_t grain, int own_pieces);
+  // Publishes it, runs chunks on the caller, waits until done_ reaches done_when.
+  void publish_and_join(int64_t done_when);
   // Claims and runs chunks of job `epoch` until none is left or it is superseded.
   void work(uint32_t epoch, int worker);
   void work_shares(uint32_t epoch, int worker);
