@@ -172,8 +172,9 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
     // against 57 (median 53-54) for 8 dynamic chunks.
     pool.parallel_for_shares(total_rows, kRowMultiple, kOwnPieces, body);
   } else {
-    // Compute-bound tiles: 4 dynamic chunks a thread were ~10% faster than
-    // shares at T = 8 (1420-1460 vs 1290-1310 tokens/s over the same matmuls).
+    // Compute-bound tiles keep 4 dynamic chunks a thread: at T = 8 one A/B
+    // run had them ~10% ahead of shares and a later one had shares 1-3%
+    // ahead, so there is no case for changing them.
     pool.parallel_for(total_rows, pool.grain_for(total_rows, 4, kRowMultiple), body);
   }
 }
