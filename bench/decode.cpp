@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "gpu/cpu/cpu_executor.h"
+#include "greedy_decode.h"
 #include "gpu/cpu/huge_page_buffer.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
@@ -50,10 +51,6 @@ using gpu::cpu::HugePageBuffer;
 using gpu::cpu::ThreadPool;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // CPU time of the whole process: cpu / (wall * threads) shows whether the
 // machine gave us our cores (these machines are shared).
@@ -135,10 +132,10 @@ double read_bandwidth(ThreadPool& pool, const uint64_t* buf, size_t n, int passe
   for (int p = 0; p < passes; ++p) {
     for (SumFn sum : loops) {
       std::vector<uint64_t> partial(size_t(pool.size()), 0);
-      const double t0 = now_s();
+      const double t0 = bench::now_s();
       pool.parallel_for(int64_t(n), int64_t(1) << 20,
                         [&](int64_t b, int64_t e, int w) { partial[size_t(w)] += sum(buf, b, e); });
-      const double dt = now_s() - t0;
+      const double dt = bench::now_s() - t0;
       for (auto x : partial) sink = sink + x;
       const double gbps = double(n * sizeof(uint64_t)) / dt / 1e9;
       best = std::max(best, gbps);
@@ -187,43 +184,6 @@ class Bandwidth {
   double portable_best_ = 0;
 };
 
-struct Seq {
-  std::vector<int32_t> ids;
-  int32_t cached = 0;
-  std::vector<int32_t> blocks;
-};
-
-// One step: every seq feeds its uncached tokens and samples greedily.
-bool step(CpuExecutor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc, StepPlan& plan, StepResult& res) {
-  plan.clear();
-  const int32_t bs = ex.info().kv_block_size;
-  for (auto& s : seqs) {
-    SeqRow r;
-    r.start_pos = s.cached;
-    r.num_tokens = uint32_t(int32_t(s.ids.size()) - s.cached);
-    r.token_offset = uint32_t(plan.tokens.size());
-    plan.tokens.insert(plan.tokens.end(), s.ids.begin() + s.cached, s.ids.end());
-    const int32_t need = KvBlockAllocator::blocks_for(int32_t(s.ids.size()), bs) - int32_t(s.blocks.size());
-    if (need > 0 && !alloc.allocate(need, s.blocks)) return false;
-    r.block_offset = uint32_t(plan.block_ids.size());
-    r.num_blocks = uint32_t(s.blocks.size());
-    plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
-    r.sample = true;
-    r.sampling.temperature = 0.0f;
-    plan.rows.push_back(r);
-  }
-  const Status st = ex.step(plan, res);
-  if (!st.ok()) {
-    std::fprintf(stderr, "decode: step failed: %s\n", st.error().to_string().c_str());
-    return false;
-  }
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    seqs[i].cached = int32_t(seqs[i].ids.size());
-    seqs[i].ids.push_back(res.sampled[i].token);
-  }
-  return true;
-}
-
 struct DecodeFigures {
   int batch = 0;
   double tok_s = 0, floor_tok_s = 0, bytes_per_step = 0;
@@ -241,12 +201,6 @@ struct ModelFigures {
   double prefill_tok_s = 0;
   std::vector<DecodeFigures> decode;
 };
-
-std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
-  std::vector<int32_t> p(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) p[size_t(i)] = int32_t((i * 7919 + salt * 104729 + 13) % vocab);
-  return p;
-}
 
 bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandwidth& bw, ModelFigures& out) {
   auto ck = Checkpoint::load(dir);
@@ -277,14 +231,14 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandw
   // is the one least disturbed by other processes.
   for (int rep = 0; rep < reps; ++rep) {  // Prefill: one 256-token prompt (after a warm-up).
     KvBlockAllocator alloc(o.kv_num_blocks, 1);
-    std::vector<Seq> warm(1);
-    warm[0].ids = prompt(32, 99, c.vocab_size);
-    if (!step(ex, warm, alloc, plan, res)) return false;
-    std::vector<Seq> s(1);
-    s[0].ids = prompt(256, 1, c.vocab_size);
-    const double t0 = now_s();
-    if (!step(ex, s, alloc, plan, res)) return false;
-    out.prefill_tok_s = std::max(out.prefill_tok_s, 256.0 / (now_s() - t0));
+    std::vector<bench::DecodeSeq> warm(1);
+    warm[0].ids = bench::prompt(32, 99, c.vocab_size);
+    if (!bench::greedy_step(ex, warm, alloc, plan, res, "decode")) return false;
+    std::vector<bench::DecodeSeq> s(1);
+    s[0].ids = bench::prompt(256, 1, c.vocab_size);
+    const double t0 = bench::now_s();
+    if (!bench::greedy_step(ex, s, alloc, plan, res, "decode")) return false;
+    out.prefill_tok_s = std::max(out.prefill_tok_s, 256.0 / (bench::now_s() - t0));
   }
   for (int batch : {1, 8}) {
     DecodeFigures d;
@@ -292,17 +246,17 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandw
     std::vector<double> adjacent_pct;
     for (int rep = 0; rep < reps; ++rep) {
       KvBlockAllocator alloc(o.kv_num_blocks, 2);
-      std::vector<Seq> s(static_cast<size_t>(batch));
-      for (int i = 0; i < batch; ++i) s[size_t(i)].ids = prompt(16, i + 2, c.vocab_size);
-      if (!step(ex, s, alloc, plan, res)) return false;  // prefill (untimed)
+      std::vector<bench::DecodeSeq> s(static_cast<size_t>(batch));
+      for (int i = 0; i < batch; ++i) s[size_t(i)].ids = bench::prompt(16, i + 2, c.vocab_size);
+      if (!bench::greedy_step(ex, s, alloc, plan, res, "decode")) return false;  // prefill (untimed)
       for (int i = 0; i < 3; ++i)
-        if (!step(ex, s, alloc, plan, res)) return false;  // warm-up decodes
+        if (!bench::greedy_step(ex, s, alloc, plan, res, "decode")) return false;  // warm-up decodes
       const double bw_before = bw.sample(1);
       const double ctx0 = double(s[0].ids.size());
-      const double t0 = now_s(), c0 = cpu_s();
+      const double t0 = bench::now_s(), c0 = cpu_s();
       for (int i = 0; i < steps; ++i)
-        if (!step(ex, s, alloc, plan, res)) return false;
-      const double dt = now_s() - t0, dc = cpu_s() - c0;
+        if (!bench::greedy_step(ex, s, alloc, plan, res, "decode")) return false;
+      const double dt = bench::now_s() - t0, dc = cpu_s() - c0;
       const double bw_after = bw.sample(1);
       const double tok_s = double(batch) * steps / dt;
       // KV read per step: every attended position's K and V in every layer, per sequence.

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "gpu/cpu/cpu_executor.h"
+#include "greedy_decode.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/model_factory.h"
@@ -43,10 +44,6 @@ using gpu::cpu::CpuExecutorOptions;
 namespace {
 
 constexpr int kRank = 16;
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::shared_ptr<const LoraWeights> random_adapter(const ModelConfig& c, int seed) {
   auto w = std::make_shared<LoraWeights>();
@@ -66,51 +63,6 @@ std::shared_ptr<const LoraWeights> random_adapter(const ModelConfig& c, int seed
     for (auto& v : m.b) v = nd(rng);
   }
   return w;
-}
-
-struct Seq {
-  std::vector<int32_t> ids;
-  int32_t cached = 0;
-  std::vector<int32_t> blocks;
-  AdapterMix mix;
-};
-
-// Same prompts as bench/decode.
-std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
-  std::vector<int32_t> p(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) p[size_t(i)] = int32_t((i * 7919 + salt * 104729 + 13) % vocab);
-  return p;
-}
-
-bool step(CpuExecutor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc, StepPlan& plan, StepResult& res) {
-  plan.clear();
-  const int32_t bs = ex.info().kv_block_size;
-  for (auto& s : seqs) {
-    SeqRow r;
-    r.start_pos = s.cached;
-    r.num_tokens = uint32_t(int32_t(s.ids.size()) - s.cached);
-    r.token_offset = uint32_t(plan.tokens.size());
-    plan.tokens.insert(plan.tokens.end(), s.ids.begin() + s.cached, s.ids.end());
-    const int32_t need = KvBlockAllocator::blocks_for(int32_t(s.ids.size()), bs) - int32_t(s.blocks.size());
-    if (need > 0 && !alloc.allocate(need, s.blocks)) return false;
-    r.block_offset = uint32_t(plan.block_ids.size());
-    r.num_blocks = uint32_t(s.blocks.size());
-    plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
-    r.adapters = s.mix;
-    r.sample = true;
-    r.sampling.temperature = 0.0f;
-    plan.rows.push_back(r);
-  }
-  const Status st = ex.step(plan, res);
-  if (!st.ok()) {
-    std::fprintf(stderr, "multilora: step failed: %s\n", st.error().to_string().c_str());
-    return false;
-  }
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    seqs[i].cached = int32_t(seqs[i].ids.size());
-    seqs[i].ids.push_back(res.sampled[i].token);
-  }
-  return true;
 }
 
 bool wait_ready(CpuExecutor& ex, int32_t slot) {
@@ -224,11 +176,11 @@ int main(int argc, char** argv) {
   const int reps = 5;
   double host_ms = 0, disk_ms = 0, disk_read_ms = 0;
   for (int r = 0; r < reps; ++r) {
-    double t0 = now_s();
+    double t0 = bench::now_s();
     if (!ex.begin_load_adapter(spare, adapters[size_t(r % max_batch)]).ok() || !wait_ready(ex, spare)) return 1;
-    host_ms += (now_s() - t0) * 1e3 / reps;
+    host_ms += (bench::now_s() - t0) * 1e3 / reps;
     ex.unload_adapter(spare);
-    t0 = now_s();
+    t0 = bench::now_s();
     PeftLoadOptions po;
     po.max_rank = kRank;
     auto w = load_peft_adapter(adir, c, po);
@@ -236,9 +188,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "multilora: %s\n", w.error().to_string().c_str());
       return 1;
     }
-    disk_read_ms += (now_s() - t0) * 1e3 / reps;
+    disk_read_ms += (bench::now_s() - t0) * 1e3 / reps;
     if (!ex.begin_load_adapter(spare, *w).ok() || !wait_ready(ex, spare)) return 1;
-    disk_ms += (now_s() - t0) * 1e3 / reps;
+    disk_ms += (bench::now_s() - t0) * 1e3 / reps;
     ex.unload_adapter(spare);
   }
 
@@ -253,17 +205,17 @@ int main(int argc, char** argv) {
   // then `steps` timed decodes; returns seconds (< 0 on error).
   auto window = [&](int batch, int d, size_t* distinct) -> double {
     KvBlockAllocator alloc(o.kv_num_blocks, 2);
-    std::vector<Seq> s(static_cast<size_t>(batch));
+    std::vector<bench::DecodeSeq> s(static_cast<size_t>(batch));
     for (int r = 0; r < batch; ++r) {
-      s[size_t(r)].ids = prompt(16, r + 2, c.vocab_size);
+      s[size_t(r)].ids = bench::prompt(16, r + 2, c.vocab_size);
       s[size_t(r)].mix = d == 0 ? AdapterMix::none() : AdapterMix::single(r % d);
     }
     for (int k = 0; k < 4; ++k)
-      if (!step(ex, s, alloc, plan, res)) return -1;
-    const double t0 = now_s();
+      if (!bench::greedy_step(ex, s, alloc, plan, res, "multilora")) return -1;
+    const double t0 = bench::now_s();
     for (int k = 0; k < steps; ++k)
-      if (!step(ex, s, alloc, plan, res)) return -1;
-    const double dt = now_s() - t0;
+      if (!bench::greedy_step(ex, s, alloc, plan, res, "multilora")) return -1;
+    const double dt = bench::now_s() - t0;
     *distinct = d == 0 ? 0 : ex.lora_slots()->distinct_slots_in_step();
     return dt;
   };
@@ -310,11 +262,11 @@ int main(int argc, char** argv) {
     std::vector<float> x(size_t(batch * widest), 0.01f), y(size_t(batch * widest), 0.0f);
     double best = 1e30;
     for (int rep = 0; rep < 5 * repeats; ++rep) {
-      const double t0 = now_s();
+      const double t0 = bench::now_s();
       for (int l = 0; l < int(c.num_layers); ++l)
         for (int m = 0; m < kNumLinearModules; ++m)
           ex.lora_slots()->apply(l, LinearModule(m), x.data(), y.data(), mixes);
-      best = std::min(best, now_s() - t0);
+      best = std::min(best, bench::now_s() - t0);
     }
     kernel_rows.push_back({batch, best * 1e3, double(batch) * double(adapter_bytes) / best / 1e9, 0.0});
   }

@@ -23,6 +23,9 @@ std::vector<float> to_f32(const TensorView& t) {
 
 std::string row_name(size_t i) { return "plan row " + std::to_string(i); }
 
+// Each copied weight starts on a cache line.
+size_t line_bytes(size_t n) { return (n + 63) / 64 * 64; }
+
 }  // namespace
 
 Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const Checkpoint> ckpt,
@@ -64,10 +67,9 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
 }
 
 size_t CpuExecutor::linear_weight_bytes(const Checkpoint& ck) {
-  auto line = [](size_t n) { return (n + 63) / 64 * 64; };
-  size_t total = line(ck.lm_head().nbytes);
+  size_t total = line_bytes(ck.lm_head().nbytes);
   for (const auto& l : ck.layers())
-    for (int m = 0; m < kNumLinearModules; ++m) total += line(l.linear(LinearModule(m)).nbytes);
+    for (int m = 0; m < kNumLinearModules; ++m) total += line_bytes(l.linear(LinearModule(m)).nbytes);
   return total;
 }
 
@@ -80,7 +82,7 @@ void CpuExecutor::copy_linear_weights() {
   size_t off = 0;
   for (const WeightView* w : views) {
     offsets.push_back(off);
-    off += (w->bytes() + 63) / 64 * 64;
+    off += line_bytes(w->bytes());
   }
   MYRIAD_CHECK(off <= weight_copy_.size(), "weight copy buffer too small");
   auto* base = static_cast<std::byte*>(weight_copy_.data());

@@ -13,8 +13,6 @@ KvCache::KvCache(int64_t num_layers, int32_t num_blocks, int32_t block_size, int
       elems_(num_layers * int64_t(num_blocks) * block_size * kv_dim) {
   k_buf_ = std::move(HugePageBuffer::allocate(size_t(elems_) * sizeof(float)).value());
   v_buf_ = std::move(HugePageBuffer::allocate(size_t(elems_) * sizeof(float)).value());
-  k_ = static_cast<float*>(k_buf_.data());
-  v_ = static_cast<float*>(v_buf_.data());
 }
 
 void KvCache::write(int64_t layer, const int32_t* blocks, int64_t pos, const float* k, const float* v) {

@@ -62,14 +62,12 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
   // llama-110m step.
   constexpr int64_t kAhead = 48;
   const int64_t lines_per_row = (hd * int64_t(sizeof(float)) + 63) / 64;
-  struct Prefetcher {
-    int64_t next = 0;  // next position of the virtual sequence K[lo..pos], V[lo..pos] to prefetch
-  };
-  auto prefetch_to = [&](Prefetcher& pf, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx, int64_t upto) {
+  // `next`: the next position of the sequence K[lo..pos], V[lo..pos] to prefetch.
+  auto prefetch_to = [&](int64_t& next, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx, int64_t upto) {
     upto = upto < 2 * ctx ? upto : 2 * ctx;
-    for (; pf.next < upto; ++pf.next) {
-      const bool is_v = pf.next >= ctx;
-      const int64_t p = lo + (is_v ? pf.next - ctx : pf.next);
+    for (; next < upto; ++next) {
+      const bool is_v = next >= ctx;
+      const int64_t p = lo + (is_v ? next - ctx : next);
       const int32_t blk = r.blocks[p / bs];
       const float* row = (is_v ? cache.v_block(layer, blk) : cache.k_block(layer, blk)) + (p % bs) * kv_dim + kvh * hd;
       for (int64_t l = 0; l < lines_per_row; ++l) __builtin_prefetch(row + l * 16, 0, 3);
@@ -86,10 +84,10 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
       const int64_t ctx = pos + 1 - lo;  // attended positions [lo, pos]
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.
-      Prefetcher pf;
+      int64_t next = 0;  // prefetch cursor
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to(pf, r, kvh, lo, ctx, p - lo + n + kAhead);
+        prefetch_to(next, r, kvh, lo, ctx, p - lo + n + kAhead);
         const float* kb = cache.k_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           const float* qh = q + t * q_dim + (kvh * group + g) * hd;
@@ -104,7 +102,7 @@ void paged_attention(ThreadPool& pool, const KvCache& cache, int64_t layer, cons
       }
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to(pf, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
+        prefetch_to(next, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
         const float* vb = cache.v_block(layer, r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           float* o = out + t * q_dim + (kvh * group + g) * hd;

@@ -29,14 +29,22 @@ double sum_exp_portable(const float* z, int64_t n, float m) {
 }
 }  // namespace detail
 
+namespace {
+// m + log(sum_i exp(z[i] - m)) for m = max(z).
+double log_sum_exp_given_max(const float* z, int64_t n, float m) {
+  const double s = detail::use_avx2() ? detail::sum_exp_avx2(z, n, m) : detail::sum_exp_portable(z, n, m);
+  return double(m) + std::log(s);
+}
+}  // namespace
+
 double log_sum_exp(const float* z, int64_t n) {
-  if (detail::use_avx2()) {
-    const float m = detail::max_avx2(z, n);
-    return double(m) + std::log(detail::sum_exp_avx2(z, n, m));
-  }
   float m = z[0];
-  for (int64_t i = 1; i < n; ++i) m = z[i] > m ? z[i] : m;
-  return double(m) + std::log(detail::sum_exp_portable(z, n, m));
+  if (detail::use_avx2()) {
+    m = detail::max_avx2(z, n);
+  } else {
+    for (int64_t i = 1; i < n; ++i) m = z[i] > m ? z[i] : m;
+  }
+  return log_sum_exp_given_max(z, n, m);
 }
 
 double counter_uniform(uint64_t seed, uint32_t output_index) {
@@ -74,8 +82,8 @@ Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams
                         std::span<const int32_t> history, uint32_t prompt_len) {
   const bool penalize = p.needs_history() && !history.empty();
   if (p.temperature <= 0.0f && !penalize) {  // plain greedy reads the logits in place
-    const int32_t tok = int32_t(argmax(logits, vocab));
-    return {tok, float(double(logits[tok]) - log_sum_exp(logits, vocab))};
+    const int32_t tok = int32_t(argmax(logits, vocab));  // its logit is the max: no second max pass
+    return {tok, float(double(logits[tok]) - log_sum_exp_given_max(logits, vocab, logits[tok]))};
   }
   work_.assign(logits, logits + vocab);  // penalties and scaling change a copy
   float* z = work_.data();

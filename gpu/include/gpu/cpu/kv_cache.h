@@ -26,16 +26,17 @@ class KvCache {
   size_t bytes() const { return 2 * size_t(elems_) * sizeof(float); }
 
   // Start of one block of one layer: [block_size, kv_dim].
-  float* k_block(int64_t layer, int32_t block) { return k_ + offset(layer, block); }
-  float* v_block(int64_t layer, int32_t block) { return v_ + offset(layer, block); }
-  const float* k_block(int64_t layer, int32_t block) const { return k_ + offset(layer, block); }
-  const float* v_block(int64_t layer, int32_t block) const { return v_ + offset(layer, block); }
+  float* k_block(int64_t layer, int32_t block) { return pool(k_buf_) + offset(layer, block); }
+  float* v_block(int64_t layer, int32_t block) { return pool(v_buf_) + offset(layer, block); }
+  const float* k_block(int64_t layer, int32_t block) const { return pool(k_buf_) + offset(layer, block); }
+  const float* v_block(int64_t layer, int32_t block) const { return pool(v_buf_) + offset(layer, block); }
 
   // Stores one token's k and v [kv_dim] at position `pos` of the sequence
   // whose block table is `blocks` (pos / block_size indexes it).
   void write(int64_t layer, const int32_t* blocks, int64_t pos, const float* k, const float* v);
 
  private:
+  static float* pool(const HugePageBuffer& b) { return static_cast<float*>(b.data()); }
   int64_t offset(int64_t layer, int32_t block) const {
     return (layer * num_blocks_ + block) * int64_t(block_size_) * kv_dim_;
   }
@@ -47,8 +48,6 @@ class KvCache {
   // floats apart, so with 4 KiB pages nearly every read is a TLB miss.
   // Untouched until written (the kernel zero-fills on first write).
   HugePageBuffer k_buf_, v_buf_;
-  float* k_ = nullptr;
-  float* v_ = nullptr;
 };
 
 }  // namespace myriad::gpu::cpu
