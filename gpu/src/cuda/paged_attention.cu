@@ -46,6 +46,43 @@ __device__ __forceinline__ void accumulate_v(float (&acc)[DPL], const T* __restr
   }
 }
 
+// Combines a block's per-warp partial softmaxes for one head (running max m,
+// sum l, unnormalized acc over this lane's dims) into out_row[0, head_dim):
+// every warp publishes its partials in shared memory, then the block rescales
+// them to the common max. A warp without keys has m = -inf, l = 0 and acc = 0,
+// so it adds nothing; warp 0 always has key 0. part_acc is [kWarps][stride].
+// The caller must barrier before reusing part_* for another head.
+template <class T, int DPL>
+__device__ __forceinline__ void combine_warp_partials(float m, float l, const float (&acc)[DPL], int warp, int lane, int head_dim,
+                                      float* part_m, float* part_l, float* part_acc, int stride, T* out_row) {
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_l[warp] = l;
+  }
+#pragma unroll
+  for (int j = 0; j < DPL; ++j) {
+    const int d = lane + 32 * j;
+    if (d < head_dim) part_acc[warp * stride + d] = acc[j];
+  }
+  __syncthreads();
+  float mt = part_m[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
+  float f[kWarps], lt = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    f[w] = expf(part_m[w] - mt);
+    lt += part_l[w] * f[w];
+  }
+  const float inv = 1.0f / lt;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) a += part_acc[w * stride + d] * f[w];
+    out_row[d] = from_f32<T>(a * inv);
+  }
+}
+
 template <class T, int DPL>  // DPL: output dims per lane = ceil(head_dim / 32)
 __global__ void __launch_bounds__(kWarps * 32)
     paged_attention_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
@@ -112,34 +149,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-  // Combine the warps' partial softmaxes. A warp without keys has m = -inf,
-  // l = 0 and acc = 0, so it adds nothing; warp 0 always has key 0.
-  if (lane == 0) {
-    part_m[warp] = m;
-    part_l[warp] = l;
-  }
-#pragma unroll
-  for (int j = 0; j < DPL; ++j) {
-    const int d = lane + 32 * j;
-    if (d < head_dim) part_acc[warp][d] = acc[j];
-  }
-  __syncthreads();
-  float mt = part_m[0];
-#pragma unroll
-  for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
-  float f[kWarps], lt = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
-    f[w] = expf(part_m[w] - mt);
-    lt += part_l[w] * f[w];
-  }
-  const float inv = 1.0f / lt;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float a = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) a += part_acc[w][d] * f[w];
-    out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(a * inv);
-  }
+  combine_warp_partials<T, DPL>(m, l, acc, warp, lane, head_dim, part_m, part_l, &part_acc[0][0], kMaxHeadDim,
+                                out + int64_t(t) * out_stride + int64_t(h) * head_dim);
 }
 
 // GQA form for batches with many (token, kv head) pairs: one block per
@@ -239,35 +250,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-  // Combine the warps' partials, one head at a time (see paged_attention_kernel).
+  // Combine the warps' partials, one head at a time.
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    if (lane == 0) {
-      part_m[warp] = m[g];
-      part_l[warp] = l[g];
-    }
-#pragma unroll
-    for (int j = 0; j < DPL; ++j) {
-      const int d = lane + 32 * j;
-      if (d < head_dim) part_acc[warp][d] = acc[g][j];
-    }
-    __syncthreads();
-    float mt = part_m[0];
-#pragma unroll
-    for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
-    float f[kWarps], lt = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      f[w] = expf(part_m[w] - mt);
-      lt += part_l[w] * f[w];
-    }
-    const float inv = 1.0f / lt;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-      float a = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) a += part_acc[w][d] * f[w];
-      out[int64_t(t) * out_stride + int64_t(h0 + g) * head_dim + d] = from_f32<T>(a * inv);
-    }
+    combine_warp_partials<T, DPL>(m[g], l[g], acc[g], warp, lane, head_dim, part_m, part_l, &part_acc[0][0], DPL * 32,
+                                  out + int64_t(t) * out_stride + int64_t(h0 + g) * head_dim);
     __syncthreads();  // the next head reuses part_*
   }
 }
