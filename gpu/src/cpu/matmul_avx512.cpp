@@ -39,6 +39,28 @@ inline float hsum(__m512 v) {
   return _mm_cvtss_f32(s);
 }
 
+// The 16 sums of a 4x4 tile's accumulators in one vector, z[4t + r] =
+// sum(acc[r][t]): three levels of lane shuffles and adds (~45 ops) where 16
+// separate horizontal sums take ~130, which at 768 columns were ~15% of the
+// tile's vector ops. The additions pair lanes exactly as hsum does.
+inline __m512 reduce_4x4(const __m512 (&acc)[4][4]) {
+  __m512 u[8], w[4];
+  for (int j = 0; j < 8; ++j) {  // u[j] lanes 0-1: half sums of source 2j; lanes 2-3: of 2j + 1
+    const __m512 a = acc[j / 2][2 * (j % 2)], b = acc[j / 2][2 * (j % 2) + 1];
+    u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  for (int m = 0; m < 4; ++m) {  // w[m] lane L: 4 partial sums of source 4m + L (= acc[m][L])
+    const __m512 c = u[2 * m], d = u[2 * m + 1];
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  const __m512 x01 = _mm512_add_ps(_mm512_unpacklo_ps(w[0], w[1]), _mm512_unpackhi_ps(w[0], w[1]));
+  const __m512 x23 = _mm512_add_ps(_mm512_unpacklo_ps(w[2], w[3]), _mm512_unpackhi_ps(w[2], w[3]));
+  return _mm512_add_ps(_mm512_shuffle_ps(x01, x23, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_ps(x01, x23, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
 template <DType D>
 struct Weights;
 
@@ -92,7 +114,9 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
       x1[t] = _mm512_loadu_ps(x + t * in + k + 16);
     }
     for (int r = 0; r < R; ++r) {
-      // The next row group's same columns (see matmul_avx2.cpp).
+      // The next row group's same columns (see matmul_avx2.cpp). Two groups
+      // ahead streamed faster alone (203 against 189 GFLOP/s a thread) but
+      // made whole batch-8 steps ~7% slower in an interleaved A/B.
       for (int l = 0; l < W::kLinesPer32; ++l)
         _mm_prefetch(reinterpret_cast<const char*>(wr[r] + R * in + k + l * 16), _MM_HINT_T0);
       __m512 a, b;
@@ -101,6 +125,16 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
         acc[r][t] = _mm512_fmadd_ps(a, x0[t], acc[r][t]);
         acc[r][t] = _mm512_fmadd_ps(b, x1[t], acc[r][t]);
       }
+    }
+  }
+  if constexpr (R == 4 && TT == 4) {
+    if (k32 == in) {
+      const __m512 z = reduce_4x4(acc);
+      _mm_storeu_ps(y + r0, _mm512_extractf32x4_ps(z, 0));
+      _mm_storeu_ps(y + ldy + r0, _mm512_extractf32x4_ps(z, 1));
+      _mm_storeu_ps(y + 2 * ldy + r0, _mm512_extractf32x4_ps(z, 2));
+      _mm_storeu_ps(y + 3 * ldy + r0, _mm512_extractf32x4_ps(z, 3));
+      return;
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -184,9 +218,10 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
   constexpr int64_t kRowGroup = 4;  // these rows stay in L1 across the token tiles
   for (int64_t g = r0; g < r1; g += kRowGroup) {
     const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
-    // 4 rows x 4 tokens (16 accumulators + 8 of x in the 32 registers):
-    // 110-123 GFLOP/s a core at T = 8 for bf16 on Zen 5, against 91 for the
-    // AVX2 loop; 4x2, 8x2 (row group 8), 4x6, 3x4 and 6x4 measured lower.
+    // 4 rows x 4 tokens (16 accumulators + 8 of x in the 32 registers): at
+    // T = 8 for bf16 on Zen 5, 234 GFLOP/s a core with the weights in L2
+    // (peak: 260) and 211 streamed from memory; 4x2, 8x2 (row group 8), 4x6,
+    // 3x4, 6x4 and 2x8 measured lower.
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rows_tile<D, 4, 4>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
     if (T - t >= 2) {
