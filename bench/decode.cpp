@@ -21,7 +21,10 @@
 // The "cpu util" column (process CPU time / (wall time x threads)) shows how
 // much of the cores we had.
 //
-// usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--json]
+// The KV cache holds the model's dtype (the executor's default; the KV
+// bytes of the floor count that) unless --kv-dtype says f32, bf16 or f16.
+//
+// usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-dtype D] [--json]
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -34,6 +37,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -202,7 +206,8 @@ struct ModelFigures {
   std::vector<DecodeFigures> decode;
 };
 
-bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandwidth& bw, ModelFigures& out) {
+bool bench_model(const std::string& dir, int steps, int reps, int threads, std::optional<DType> kv_dtype, Bandwidth& bw,
+                 ModelFigures& out) {
   auto ck = Checkpoint::load(dir);
   if (!ck.ok()) {
     std::fprintf(stderr, "decode: %s\n", ck.error().to_string().c_str());
@@ -213,6 +218,7 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandw
   o.kv_block_size = 16;
   o.kv_num_blocks = 8 * ((256 + steps + 32) / 16 + 2) + 64;
   o.threads = threads;
+  o.kv_dtype = kv_dtype;
   auto exr = CpuExecutor::create(*ck, o);
   if (!exr.ok()) return false;
   CpuExecutor& ex = **exr;
@@ -261,7 +267,8 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, Bandw
       const double tok_s = double(batch) * steps / dt;
       // KV read per step: every attended position's K and V in every layer, per sequence.
       const double mean_ctx = ctx0 + (steps - 1) / 2.0;
-      const double kv = double(batch) * mean_ctx * double(c.num_layers) * double(c.kv_dim()) * 4.0 * 2.0;
+      const double kv = double(batch) * mean_ctx *
+                        double(gpu::cpu::KvCache::bytes_per_token(c.num_layers, c.kv_dim(), ex.kv_cache().dtype()));
       const double adjacent_floor = double(batch) * std::max(bw_before, bw_after) * 1e9 / (w + kv);
       adjacent_pct.push_back(100.0 * tok_s / adjacent_floor);
       if (tok_s <= d.tok_s) continue;
@@ -283,6 +290,7 @@ int main(int argc, char** argv) {
   std::string model;
   bool json = false;
   int steps = 64, threads = 0, reps = 5;
+  std::optional<DType> kv_dtype;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") {
@@ -295,8 +303,20 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
+    } else if (a == "--kv-dtype" && i + 1 < argc) {
+      const std::string d = argv[++i];
+      if (d == "f32") {
+        kv_dtype = DType::kF32;
+      } else if (d == "bf16") {
+        kv_dtype = DType::kBF16;
+      } else if (d == "f16") {
+        kv_dtype = DType::kF16;
+      } else if (d != "auto") {
+        std::fprintf(stderr, "decode: --kv-dtype must be auto, f32, bf16 or f16 (got %s)\n", d.c_str());
+        return 2;
+      }
     } else {
-      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--json]\n");
+      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-dtype D] [--json]\n");
       return 2;
     }
   }
@@ -333,7 +353,7 @@ int main(int argc, char** argv) {
   std::vector<ModelFigures> figs;
   for (const auto& d : dirs) {
     ModelFigures f;
-    if (!bench_model(d, steps, reps, threads, bw, f)) return 1;
+    if (!bench_model(d, steps, reps, threads, kv_dtype, bw, f)) return 1;
     figs.push_back(f);
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);

@@ -279,9 +279,19 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
     for (int i = 0; i < 8; ++i) ASSERT_EQ(e[size_t(t * 8 + i)], bf16_to_f32(tb[size_t(ids[t] * 8 + i)]));
 }
 
-void check_attention(const AttentionShape& s, int32_t bs, std::mt19937& rng) {
+// What a cache of `dtype` stores for x: rounded to nearest even.
+float stored_as(DType dtype, float x) {
+  switch (dtype) {
+    case DType::kBF16: return bf16_to_f32(f32_to_bf16(x));
+    case DType::kF16: return f16_to_f32(f32_to_f16(x));
+    case DType::kF32: break;
+  }
+  return x;
+}
+
+void check_attention(const AttentionShape& s, int32_t bs, DType kv_dtype, std::mt19937& rng) {
   const int64_t kv_dim = s.kv_heads * s.head_dim, q_dim = s.heads * s.head_dim;
-  KvCache cache(2, 64, bs, kv_dim);
+  KvCache cache(2, 64, bs, kv_dim, kv_dtype);
   KvBlockAllocator alloc(64, /*shuffle_seed=*/rng() | 1);
   // Three sequences: a prefill from 0, a chunk continuing at 5, a decode at 13.
   struct Seq {
@@ -300,6 +310,10 @@ void check_attention(const AttentionShape& s, int32_t bs, std::mt19937& rng) {
     sq.v = randn(size_t(len * kv_dim), rng);
     for (int64_t p = 0; p < len; ++p)
       cache.write(layer, sq.table.data(), p, sq.k.data() + p * kv_dim, sq.v.data() + p * kv_dim);
+    // The reference reads what the cache holds: the kernels must be exact
+    // on those values, so one float32 tolerance serves every cache dtype.
+    for (float& x : sq.k) x = stored_as(kv_dtype, x);
+    for (float& x : sq.v) x = stored_as(kv_dtype, x);
     rows.push_back({T, int32_t(sq.n), sq.start, sq.table.data()});
     T += sq.n;
   }
@@ -316,7 +330,8 @@ void check_attention(const AttentionShape& s, int32_t bs, std::mt19937& rng) {
                           pos + 1 - lo, ref.data());
       for (int64_t d = 0; d < q_dim; ++d)
         ASSERT_NEAR(out[size_t(t * q_dim + d)], ref[size_t(d)], 2e-5)
-            << "heads " << s.heads << "/" << s.kv_heads << " hd " << s.head_dim << " window " << s.window << " seq " << i << " token " << j;
+            << "heads " << s.heads << "/" << s.kv_heads << " hd " << s.head_dim << " window " << s.window << " seq " << i
+            << " token " << j << " kv " << dtype_name(kv_dtype);
     }
   }
 }
@@ -326,10 +341,11 @@ TEST(CpuAttention, PagedMatchesContiguousReferenceWithShuffledBlocks) {
   for (const AttentionShape& s : {AttentionShape{4, 2, 16, 0}, AttentionShape{12, 12, 64, 0}, AttentionShape{8, 2, 80, 0},
                                   AttentionShape{4, 1, 20, 0}, AttentionShape{4, 2, 16, 4}, AttentionShape{6, 3, 128, 0}})
     for (int32_t bs : {1, 4, 16})
-      for (bool portable : {false, true}) {
-        matmul_force_portable(portable);
-        check_attention(s, bs, rng);
-      }
+      for (DType kv_dtype : {DType::kF32, DType::kBF16, DType::kF16})
+        for (bool portable : {false, true}) {
+          matmul_force_portable(portable);
+          check_attention(s, bs, kv_dtype, rng);
+        }
   matmul_force_portable(false);
 }
 

@@ -47,8 +47,8 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
     return make_error(ErrorCode::kUnsupported, ckpt->dir() + ": num_attention_heads " + std::to_string(c.num_heads) +
                                                    " is not a multiple of num_key_value_heads " +
                                                    std::to_string(c.num_kv_heads));
-  const size_t kv_bytes = 2 * size_t(c.num_layers) * size_t(o.kv_num_blocks) * size_t(o.kv_block_size) *
-                          size_t(c.kv_dim()) * sizeof(float);
+  const size_t kv_bytes = size_t(o.kv_num_blocks) * size_t(o.kv_block_size) *
+                          KvCache::bytes_per_token(c.num_layers, c.kv_dim(), kv_dtype_for(*ckpt, o));
   if (kv_bytes > (size_t(1) << 40))
     return make_error(ErrorCode::kResourceExhausted, "CpuExecutor: KV cache of " + std::to_string(kv_bytes) + " bytes");
   HugePageBuffer copy;
@@ -64,6 +64,11 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
     }
   }
   return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o, std::move(copy)));
+}
+
+DType CpuExecutor::kv_dtype_for(const Checkpoint& ck, const CpuExecutorOptions& o) {
+  if (o.kv_dtype) return *o.kv_dtype;
+  return ck.layers().empty() ? DType::kF32 : ck.layers()[0].q.dtype;
 }
 
 size_t CpuExecutor::linear_weight_bytes(const Checkpoint& ck) {
@@ -110,7 +115,8 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
     : ckpt_(std::move(ckpt)),
       options_(o),
       pool_(o.threads),
-      kv_(ckpt_->config().num_layers, o.kv_num_blocks, o.kv_block_size, ckpt_->config().kv_dim()) {
+      kv_(ckpt_->config().num_layers, o.kv_num_blocks, o.kv_block_size, ckpt_->config().kv_dim(),
+          kv_dtype_for(*ckpt_, o)) {
   const auto& c = ckpt_->config();
   info_.vocab_size = int32_t(c.vocab_size);
   info_.kv_block_size = o.kv_block_size;
@@ -142,7 +148,8 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   {
     const size_t huge = weights_copied() ? weight_copy_.huge_pages_granted() : 0;
     info_.device = "cpu (" + std::to_string(pool_.size()) + " threads, " + matmul_kernel_name() + ", weights " +
-                   (weights_copied() ? "copied, " + std::to_string(huge >> 20) + " MiB in huge pages" : "mapped") + ")";
+                   (weights_copied() ? "copied, " + std::to_string(huge >> 20) + " MiB in huge pages" : "mapped") +
+                   ", KV " + dtype_name(kv_.dtype()) + ")";
   }
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;

@@ -7,7 +7,8 @@
 // computed only for positions that need them (a sampled row's last token,
 // LogitsRequest kLast/kAll); sampling happens here (sampler.h). All compute
 // is float32; weights stay in the checkpoint's dtype and are converted on
-// the fly.
+// the fly; the KV cache holds K and V in the weights' dtype unless
+// options.kv_dtype says otherwise (bf16 halves what attention reads).
 //
 // Not thread-safe (one engine thread drives it); it owns a ThreadPool sized
 // to the machine (or options.threads). Adapters come through a CpuLoraHook
@@ -16,6 +17,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "gpu/cpu/huge_page_buffer.h"
@@ -49,6 +51,9 @@ struct CpuExecutorOptions {
   int32_t max_adapter_rank = 0;
   DType adapter_dtype = DType::kF32;  // slot storage: kF32 (exact) or kBF16 (half the bytes)
   WeightPlacement weight_placement = WeightPlacement::kAuto;
+  // Element type of the KV cache; unset: the linear weights' dtype (vLLM's
+  // kv_cache_dtype "auto"). kF32 keeps K and V exact.
+  std::optional<DType> kv_dtype;
 };
 
 class CpuExecutor final : public Executor {
@@ -85,6 +90,7 @@ class CpuExecutor final : public Executor {
   CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecutorOptions& options, HugePageBuffer weight_copy);
   // Bytes of the linear weights and lm_head, each rounded up to a cache line.
   static size_t linear_weight_bytes(const Checkpoint& ckpt);
+  static DType kv_dtype_for(const Checkpoint& ckpt, const CpuExecutorOptions& options);
   // Copies them into weight_copy_ (in parallel) and points the views there.
   void copy_linear_weights();
   Status validate(const StepPlan& plan) const;
