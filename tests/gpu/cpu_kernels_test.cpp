@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -211,6 +213,26 @@ TEST(CpuOps, RopeMatchesReferenceWithAndWithoutLlama3Scaling) {
   const auto a = rope_inv_freq(plain), b = rope_inv_freq(c);
   EXPECT_EQ(a[0], b[0]);
   EXPECT_NEAR(b[31], a[31] / 8.0f, 1e-12);
+}
+
+TEST(CpuOps, ToBf16IsBitExactRoundToNearestEven) {
+  std::mt19937 rng(std::random_device{}());
+  std::vector<float> x = randn(1037, rng, 10.0f);
+  // Ties both ways, the largest finite values, infinities, NaNs (a payload
+  // whose top bits are zero must stay a NaN), denormals, signed zeros.
+  const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x7f7fffffu, 0xff7fffffu, 0x7f800000u,
+                              0xff800000u, 0x7fc00000u, 0x7f800001u, 0xff800001u, 0x00000001u, 0x807fffffu,
+                              0x00008000u, 0x00000000u, 0x80000000u, 0x3f7fffffu};
+  for (size_t i = 0; i < std::size(special); ++i) std::memcpy(&x[i * 7], &special[i], 4);
+  for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
+    matmul_limit_isa(isa);
+    for (size_t n : {size_t(1), size_t(7), size_t(8), x.size()}) {
+      std::vector<uint16_t> got(n);
+      to_bf16(x.data(), int64_t(n), got.data());
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], f32_to_bf16(x[i])) << "isa " << int(isa) << " i " << i;
+    }
+  }
+  matmul_limit_isa(MatmulIsa::kAvx512);
 }
 
 TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {

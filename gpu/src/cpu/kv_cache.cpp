@@ -3,17 +3,15 @@
 #include <cstring>
 #include <utility>
 
+#include "gpu/cpu/ops.h"
+
 namespace myriad::gpu::cpu {
 namespace {
 
 void store(DType dtype, const float* src, int64_t n, std::byte* dst) {
   switch (dtype) {
     case DType::kF32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
-    case DType::kBF16: {
-      auto* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
-      return;
-    }
+    case DType::kBF16: to_bf16(src, n, reinterpret_cast<uint16_t*>(dst)); return;
     case DType::kF16: {
       auto* d = reinterpret_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);

@@ -33,21 +33,6 @@ namespace detail {
 
 bool use_avx2() { return matmul_isa() >= MatmulIsa::kAvx2; }
 
-void permute_x_for_bf16(const float* x, int64_t T, int64_t in, int chunk, float* out) {
-  const int64_t kc = in / chunk * chunk, half = chunk / 2;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* src = x + t * in;
-    float* dst = out + t * in;
-    for (int64_t k = 0; k < kc; k += chunk) {
-      for (int64_t i = 0; i < half; ++i) {
-        dst[k + i] = src[k + 2 * i];
-        dst[k + half + i] = src[k + 2 * i + 1];
-      }
-    }
-    for (int64_t k = kc; k < in; ++k) dst[k] = src[k];
-  }
-}
-
 namespace {
 
 // One weight row as float into `buf` (portable loop only).
@@ -137,7 +122,11 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
   thread_local std::vector<float> permuted;
   if (isa != MatmulIsa::kPortable && any_bf16) {
     permuted.resize(size_t(T * in));
-    detail::permute_x_for_bf16(x, T, in, isa == MatmulIsa::kAvx512 ? 32 : 16, permuted.data());
+    if (isa == MatmulIsa::kAvx512) {
+      detail::permute_x_for_bf16_avx512(x, T, in, permuted.data());
+    } else {
+      detail::permute_x_for_bf16_avx2(x, T, in, permuted.data());
+    }
     x_bf16 = permuted.data();
   }
   auto body = [&](int64_t b, int64_t e, int) {

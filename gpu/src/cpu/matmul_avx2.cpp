@@ -170,6 +170,23 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
 
 }  // namespace
 
+void permute_x_for_bf16_avx2(const float* x, int64_t T, int64_t in, float* out) {
+  const int64_t kc = in / 16 * 16;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* src = x + t * in;
+    float* dst = out + t * in;
+    for (int64_t k = 0; k < kc; k += 16) {
+      const __m256 a = _mm256_loadu_ps(src + k), b = _mm256_loadu_ps(src + k + 8);
+      // Within 128-bit lanes, then the lanes' 64-bit halves into order.
+      const __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+      _mm256_storeu_ps(dst + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+      _mm256_storeu_ps(dst + k + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+    }
+    for (int64_t k = kc; k < in; ++k) dst[k] = src[k];
+  }
+}
+
 void matmul_rows_avx2(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                       int64_t ldy) {
   switch (w.dtype) {

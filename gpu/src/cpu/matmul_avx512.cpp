@@ -234,6 +234,22 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
 
 }  // namespace
 
+void permute_x_for_bf16_avx512(const float* x, int64_t T, int64_t in, float* out) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int64_t kc = in / 32 * 32;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* src = x + t * in;
+    float* dst = out + t * in;
+    for (int64_t k = 0; k < kc; k += 32) {
+      const __m512 a = _mm512_loadu_ps(src + k), b = _mm512_loadu_ps(src + k + 16);
+      _mm512_storeu_ps(dst + k, _mm512_permutex2var_ps(a, even, b));
+      _mm512_storeu_ps(dst + k + 16, _mm512_permutex2var_ps(a, odd, b));
+    }
+    for (int64_t k = kc; k < in; ++k) dst[k] = src[k];
+  }
+}
+
 void matmul_rows_avx512(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                         int64_t ldy) {
   switch (w.dtype) {

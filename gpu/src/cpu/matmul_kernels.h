@@ -13,15 +13,16 @@ namespace myriad::gpu::cpu::detail {
 // AVX2/FMA/F16C present and not switched off by matmul_limit_isa().
 bool use_avx2();
 
-// x as the SIMD bf16 loops want it: each full `chunk`-element chunk of a row
-// (16 for AVX2, 32 for AVX-512) is stored as its even then its odd elements
-// (the order a 32-bit lane shift/mask of bf16 pairs yields); the tail
-// (in % chunk) stays in order.
-void permute_x_for_bf16(const float* x, int64_t T, int64_t in, int chunk, float* out);
+// x as the SIMD bf16 loops want it: each full chunk of a row (16 elements
+// for AVX2, 32 for AVX-512) stored as its even then its odd elements (the
+// order a 32-bit lane shift/mask of bf16 pairs yields); the tail (in % chunk)
+// stays in order. Runs on the calling thread before every bf16 matmul.
+void permute_x_for_bf16_avx2(const float* x, int64_t T, int64_t in, float* out);
+void permute_x_for_bf16_avx512(const float* x, int64_t T, int64_t in, float* out);
 
 void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                           int64_t ldy);
-// `x` permuted by permute_x_for_bf16 when w.dtype is bf16, in order otherwise.
+// `x` permuted by permute_x_for_bf16_avx2 when w.dtype is bf16, in order otherwise.
 void matmul_rows_avx2(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                       int64_t ldy);
 // Same, x permuted with chunk 32 for bf16.

@@ -102,6 +102,14 @@ void rope_reference(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, co
   }
 }
 
+void to_bf16(const float* x, int64_t n, uint16_t* out) {
+  if (detail::use_avx2()) {
+    detail::f32_to_bf16_avx2(x, n, out);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
+
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   if (detail::use_avx2()) {
     detail::silu_mul_avx2(gate, up, n, out);

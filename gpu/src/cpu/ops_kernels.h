@@ -14,5 +14,8 @@ void softmax_avx2(float* x, int64_t n);
 float max_avx2(const float* x, int64_t n);
 // First index of the largest value, or -1 when NaNs hide it.
 int64_t argmax_avx2(const float* x, int64_t n);
+// out[i] = bf16 of x[i], rounded to nearest even, NaN kept quiet: bit for
+// bit what f32_to_bf16 gives (the KV cache's writes).
+void f32_to_bf16_avx2(const float* x, int64_t n, uint16_t* out);
 
 }  // namespace myriad::gpu::cpu::detail

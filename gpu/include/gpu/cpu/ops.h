@@ -40,6 +40,9 @@ void softmax_reference(const float* x, int64_t n, double* out);
 // Index of the largest value; ties go to the lowest index.
 int64_t argmax(const float* x, int64_t n);
 
+// out[i] = f32_to_bf16(x[i]) (round to nearest even), vectorized.
+void to_bf16(const float* x, int64_t n, uint16_t* out);
+
 // y[t] += b for T rows of width n.
 void add_bias(float* y, const float* b, int64_t T, int64_t n);
 
