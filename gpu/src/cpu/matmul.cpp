@@ -151,21 +151,18 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
       if (base >= e) break;
     }
   };
-  if (T == 1) {
-    // Memory-bound GEMV: each thread streams its own contiguous share of the
-    // rows (claimed 256 rows at a time), then helps with the back of the
-    // others' 16 rows at a time: one long prefetch-friendly stream a thread,
-    // and a region that still ends balanced within a few microseconds. In an
-    // interleaved A/B of the llama-110m decode matmuls this streamed 61-62
-    // GB/s (median 57-58, as a plain read of the same bytes in one region)
-    // against 57 (median 53-54) for 8 dynamic chunks.
-    pool.parallel_for_shares(total_rows, kRowMultiple, kOwnPieces, body);
-  } else {
-    // Compute-bound tiles keep 4 dynamic chunks a thread: at T = 8 one A/B
-    // run had them ~10% ahead of shares and a later one had shares 1-3%
-    // ahead, so there is no case for changing them.
-    pool.parallel_for(total_rows, pool.grain_for(total_rows, 4, kRowMultiple), body);
-  }
+  // Each thread streams its own contiguous share of the rows (claimed 256
+  // rows at a time), then helps with the back of the others' 16 rows at a
+  // time: one long prefetch-friendly stream a thread, and a region that
+  // still ends balanced within a piece.
+  // - T = 1 (memory-bound GEMV): in an interleaved A/B of the llama-110m
+  //   decode matmuls this streamed 61-62 GB/s (median 57-58, as a plain read
+  //   of the same bytes in one region) against 57 (median 53-54) for 8
+  //   dynamic chunks.
+  // - T = 8 (batch-8 decode): whole steps 2-3% faster than with 4 dynamic
+  //   chunks a thread (best and median of 12 interleaved passes), whose last
+  //   chunk (up to ~17 us of a q|k|v region) left one thread waiting.
+  pool.parallel_for_shares(total_rows, kRowMultiple, kOwnPieces, body);
 }
 
 void matmul(ThreadPool& pool, const float* x, int64_t T, const WeightView& w, float* y) {
