@@ -114,11 +114,16 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
       x1[t] = _mm512_loadu_ps(x + t * in + k + 16);
     }
     for (int r = 0; r < R; ++r) {
-      // The next row group's same columns (see matmul_avx2.cpp). Two groups
-      // ahead streamed faster alone (203 against 189 GFLOP/s a thread) but
-      // made whole batch-8 steps ~7% slower in an interleaved A/B.
-      for (int l = 0; l < W::kLinesPer32; ++l)
+      // The next row group's same columns into L1 (see matmul_avx2.cpp),
+      // and three groups on into L2. Interleaved A/B at T = 8 over a 245 MB
+      // bf16 matrix: the L2 prefetch streamed 297 -> 322 GFLOP/s on 2
+      // threads (187 -> 203 on one); whole llama-110m batch-8 steps did not
+      // change measurably (two A/Bs: +1.6% and -2%, medians equal).
+      // Two groups ahead into L1 instead made those steps ~7% slower.
+      for (int l = 0; l < W::kLinesPer32; ++l) {
         _mm_prefetch(reinterpret_cast<const char*>(wr[r] + R * in + k + l * 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + 3 * R * in + k + l * 16), _MM_HINT_T1);
+      }
       __m512 a, b;
       W::load32(wr[r] + k, a, b);
       for (int t = 0; t < TT; ++t) {
@@ -220,8 +225,8 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
     const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
     // 4 rows x 4 tokens (16 accumulators + 8 of x in the 32 registers): at
     // T = 8 for bf16 on Zen 5, 234 GFLOP/s a core with the weights in L2
-    // (peak: 260) and 211 streamed from memory; 4x2, 8x2 (row group 8), 4x6,
-    // 3x4, 6x4 and 2x8 measured lower.
+    // (peak: 260) and ~200 streamed from memory; 4x2, 8x2 (row group 8),
+    // 4x6, 3x4, 6x4, 3x8, 2x8 and 1x8 measured lower.
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rows_tile<D, 4, 4>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
     if (T - t >= 2) {
