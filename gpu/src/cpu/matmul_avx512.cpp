@@ -98,10 +98,13 @@ struct Weights<DType::kF32> {
   static inline float one(const T* p) { return *p; }
 };
 
-template <DType D, int R, int TT>
-inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, float* y, int64_t ldy) {
+// Rows [r0, r0 + R) x tokens [0, TT) over `len` columns; x and w rows are
+// `in` apart. ACC adds to y (a later column chunk) instead of storing.
+template <DType D, int R, int TT, bool ACC>
+inline void micro(const float* x, int64_t in, int64_t len, const typename Weights<D>::T* w, int64_t r0, float* y,
+                  int64_t ldy) {
   using W = Weights<D>;
-  const int64_t k32 = in / 32 * 32;
+  const int64_t k32 = len / 32 * 32;
   __m512 acc[R][TT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -133,30 +136,43 @@ inline void micro(const float* x, int64_t in, const typename Weights<D>::T* w, i
     }
   }
   if constexpr (R == 4 && TT == 4) {
-    if (k32 == in) {
+    if (k32 == len) {
       const __m512 z = reduce_4x4(acc);
-      _mm_storeu_ps(y + r0, _mm512_extractf32x4_ps(z, 0));
-      _mm_storeu_ps(y + ldy + r0, _mm512_extractf32x4_ps(z, 1));
-      _mm_storeu_ps(y + 2 * ldy + r0, _mm512_extractf32x4_ps(z, 2));
-      _mm_storeu_ps(y + 3 * ldy + r0, _mm512_extractf32x4_ps(z, 3));
+      float* yt[4] = {y + r0, y + ldy + r0, y + 2 * ldy + r0, y + 3 * ldy + r0};
+      __m128 s[4] = {_mm512_extractf32x4_ps(z, 0), _mm512_extractf32x4_ps(z, 1), _mm512_extractf32x4_ps(z, 2),
+                     _mm512_extractf32x4_ps(z, 3)};
+      for (int t = 0; t < 4; ++t) _mm_storeu_ps(yt[t], ACC ? _mm_add_ps(_mm_loadu_ps(yt[t]), s[t]) : s[t]);
       return;
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < TT; ++t) {
       float s = hsum(acc[r][t]);
-      for (int64_t k = k32; k < in; ++k) s += W::one(wr[r] + k) * x[t * in + k];
-      y[t * ldy + r0 + r] = s;
+      for (int64_t k = k32; k < len; ++k) s += W::one(wr[r] + k) * x[t * in + k];
+      y[t * ldy + r0 + r] = ACC ? y[t * ldy + r0 + r] + s : s;
     }
   }
 }
 
-template <DType D, int R, int TT>
-inline void rows_tile(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r0, int64_t r1, float* y,
-                      int64_t ldy) {
+template <DType D, int R, int TT, bool ACC>
+inline void rows_tile(const float* x, int64_t in, int64_t len, const typename Weights<D>::T* w, int64_t r0, int64_t r1,
+                      float* y, int64_t ldy) {
   int64_t r = r0;
-  for (; r + R <= r1; r += R) micro<D, R, TT>(x, in, w, r, y, ldy);
-  for (; r < r1; ++r) micro<D, 1, TT>(x, in, w, r, y, ldy);
+  for (; r + R <= r1; r += R) micro<D, R, TT, ACC>(x, in, len, w, r, y, ldy);
+  for (; r < r1; ++r) micro<D, 1, TT, ACC>(x, in, len, w, r, y, ldy);
+}
+
+// All token tiles of T tokens over rows [g, g1), columns [c0, c0 + len).
+template <DType D, bool ACC>
+inline void token_tiles(const float* x, int64_t T, int64_t in, int64_t c0, int64_t len,
+                        const typename Weights<D>::T* w, int64_t g, int64_t g1, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) rows_tile<D, 4, 4, ACC>(x + t * in + c0, in, len, w + c0, g, g1, y + t * ldy, ldy);
+  if (T - t >= 2) {
+    rows_tile<D, 4, 2, ACC>(x + t * in + c0, in, len, w + c0, g, g1, y + t * ldy, ldy);
+    t += 2;
+  }
+  if (t < T) rows_tile<D, 4, 1, ACC>(x + t * in + c0, in, len, w + c0, g, g1, y + t * ldy, ldy);
 }
 
 // T = 1 (batch-1 decode): a GEMV bound by memory. Rows are walked one after
@@ -212,6 +228,11 @@ void gemv(const float* x, int64_t in, const typename Weights<D>::T* w, int64_t r
   }
 }
 
+// x bytes (all T tokens) that share the 48 KB L1 with a 4-row group of
+// weights; and the narrowest column chunk worth a pass of its own.
+constexpr int64_t kL1XBytes = 32 << 10;
+constexpr int64_t kMinColumnChunk = 256;
+
 template <DType D>
 void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* w = static_cast<const typename Weights<D>::T*>(wv.data);
@@ -220,20 +241,32 @@ void rows(const float* x, int64_t T, const WeightView& wv, int64_t r0, int64_t r
     gemv<D>(x, in, w, r0, r1, y);
     return;
   }
-  constexpr int64_t kRowGroup = 4;  // these rows stay in L1 across the token tiles
-  for (int64_t g = r0; g < r1; g += kRowGroup) {
-    const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
-    // 4 rows x 4 tokens (16 accumulators + 8 of x in the 32 registers): at
-    // T = 8 for bf16 on Zen 5, 234 GFLOP/s a core with the weights in L2
-    // (peak: 260) and ~200 streamed from memory; 4x2, 8x2 (row group 8),
-    // 4x6, 3x4, 6x4, 3x8, 2x8 and 1x8 measured lower.
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rows_tile<D, 4, 4>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
-    if (T - t >= 2) {
-      rows_tile<D, 4, 2>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
-      t += 2;
+  // 4 rows x 4 tokens (16 accumulators + 8 of x in the 32 registers): at
+  // T = 8 for bf16 on Zen 5, 234 GFLOP/s a core with the weights in L2
+  // (peak: 260) and ~200 streamed from memory; 4x2, 8x2 (row group 8), 4x6,
+  // 3x4, 6x4, 3x8, 2x8 and 1x8 measured lower. The token tiles of a 4-row
+  // group run back to back, so its rows stay in L1 across them, as long as
+  // the tokens' x fits in L1 beside them. Where it does not (down_proj's
+  // 2048 columns at T = 8: 64 KB of x), the columns are split into chunks
+  // whose x does fit, each a pass over all the rows adding into y: T = 8
+  // down_proj streamed at 135 GFLOP/s a core unsplit, against 181 for
+  // gate_proj's 768 columns.
+  constexpr int64_t kRowGroup = 4;
+  int64_t chunk = in;
+  if (T * in * int64_t(sizeof(float)) > kL1XBytes) {
+    chunk = kL1XBytes / (T * int64_t(sizeof(float))) / 32 * 32;
+    if (chunk < kMinColumnChunk) chunk = in;  // prefill-sized T: x is in L2 either way
+  }
+  for (int64_t c0 = 0; c0 < in; c0 += chunk) {
+    const int64_t len = in - c0 < chunk ? in - c0 : chunk;
+    for (int64_t g = r0; g < r1; g += kRowGroup) {
+      const int64_t g1 = g + kRowGroup < r1 ? g + kRowGroup : r1;
+      if (c0 == 0) {
+        token_tiles<D, false>(x, T, in, c0, len, w, g, g1, y, ldy);
+      } else {
+        token_tiles<D, true>(x, T, in, c0, len, w, g, g1, y, ldy);
+      }
     }
-    if (t < T) rows_tile<D, 4, 1>(x + t * in, in, w, g, g1, y + t * ldy, ldy);
   }
 }
 
