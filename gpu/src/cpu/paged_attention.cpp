@@ -123,14 +123,33 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
     }
   };
 
-  pool.parallel_for(T * s.kv_heads, 1, [&](int64_t b, int64_t e, int) {
+  // An item's token, kv head, row and attended positions [lo, pos].
+  struct Item {
+    int64_t t, kvh;
+    const AttentionRow* r;
+    int64_t pos, lo, ctx;
+  };
+  auto item_at = [&](int64_t item) {
+    Item it;
+    it.t = item / s.kv_heads;
+    it.kvh = item % s.kv_heads;
+    it.r = &rows[size_t(row_of_token[size_t(it.t)])];
+    it.pos = it.r->start_pos + (it.t - it.r->token_begin);
+    it.lo = s.window > 0 && it.pos - s.window + 1 > 0 ? it.pos - s.window + 1 : 0;
+    it.ctx = it.pos + 1 - it.lo;
+    return it;
+  };
+
+  // Items are claimed 4 at a time so that an item can prefetch the first K
+  // rows of the next one (its own cursor would start cold): 8 decode tokens
+  // at 52 positions, 12 layers, bf16 K/V evicted from the caches: 685 ->
+  // 600-660 us.
+  pool.parallel_for(T * s.kv_heads, 4, [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> scores;
     for (int64_t item = b; item < e; ++item) {
-      const int64_t t = item / s.kv_heads, kvh = item % s.kv_heads;
-      const AttentionRow& r = rows[size_t(row_of_token[size_t(t)])];
-      const int64_t pos = r.start_pos + (t - r.token_begin);
-      const int64_t lo = s.window > 0 && pos - s.window + 1 > 0 ? pos - s.window + 1 : 0;
-      const int64_t ctx = pos + 1 - lo;  // attended positions [lo, pos]
+      const Item it = item_at(item);
+      const int64_t t = it.t, kvh = it.kvh, pos = it.pos, lo = it.lo, ctx = it.ctx;
+      const AttentionRow& r = *it.r;
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.
       int64_t next = 0;  // prefetch cursor
@@ -143,6 +162,11 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
           block_scores(qh, kb, n, kv_dim, hd, scale, scores.data() + g * ctx + (p - lo));
         }
         p += n;
+      }
+      if (item + 1 < e) {  // the next item's first K rows, while this one's V rows arrive
+        const Item nx = item_at(item + 1);
+        int64_t nx_next = 0;
+        prefetch_to(nx_next, *nx.r, nx.kvh, nx.lo, nx.ctx, kAhead);
       }
       for (int64_t g = 0; g < group; ++g) {
         softmax(scores.data() + g * ctx, ctx);
