@@ -99,14 +99,17 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
   // follow, so each item walks a prefetch cursor kAhead positions ahead of
   // its reads over the sequence (K rows of [lo, pos], then V rows). Without
   // it decode attention waited ~100 ns per block and took ~4% of a
-  // llama-110m step.
-  constexpr int64_t kAhead = 48;
+  // llama-110m step. Two cursors: kAhead positions ahead into L2, kNear into
+  // L1 (one cursor into L1 at 48: ~7% slower with the K/V evicted, ~12%
+  // with them in L3; the L1's miss slots are the scarcer).
+  constexpr int64_t kAhead = 48, kNear = 16;
   const int64_t lines_per_row = (hd * int64_t(sizeof(Elem)) + 63) / 64;
   // `next`: the next position of the sequence K[lo..pos], V[lo..pos] to
   // prefetch. One block-table lookup (and division) per run of positions in
   // one block, not per position: per position they were ~40% of the time of
   // a batch-8 decode's attention.
-  auto prefetch_to = [&](int64_t& next, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx, int64_t upto) {
+  auto prefetch_to = [&]<int kLocality>(int64_t& next, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx,
+                                         int64_t upto) {
     upto = upto < 2 * ctx ? upto : 2 * ctx;
     while (next < upto) {
       const bool is_v = next >= ctx;
@@ -118,7 +121,7 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       const int32_t blk = r.blocks[p / bs];
       const Elem* row = (is_v ? v_block(blk) : k_block(blk)) + off * kv_dim + kvh * hd;
       for (int64_t i = 0; i < run; ++i, row += kv_dim)
-        for (int64_t l = 0; l < lines_per_row; ++l) __builtin_prefetch(row + l * (64 / int64_t(sizeof(Elem))), 0, 3);
+        for (int64_t l = 0; l < lines_per_row; ++l) __builtin_prefetch(row + l * (64 / int64_t(sizeof(Elem))), 0, kLocality);
       next += run;
     }
   };
@@ -152,10 +155,11 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       const AttentionRow& r = *it.r;
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.
-      int64_t next = 0;  // prefetch cursor
+      int64_t next = 0, near = 0;  // prefetch cursors: into L2 far ahead, into L1 near
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to(next, r, kvh, lo, ctx, p - lo + n + kAhead);
+        prefetch_to.template operator()<2>(next, r, kvh, lo, ctx, p - lo + n + kAhead);
+        prefetch_to.template operator()<3>(near, r, kvh, lo, ctx, p - lo + n + kNear);
         const Elem* kb = k_block(r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           const float* qh = q + t * q_dim + (kvh * group + g) * hd;
@@ -166,7 +170,7 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       if (item + 1 < e) {  // the next item's first K rows, while this one's V rows arrive
         const Item nx = item_at(item + 1);
         int64_t nx_next = 0;
-        prefetch_to(nx_next, *nx.r, nx.kvh, nx.lo, nx.ctx, kAhead);
+        prefetch_to.template operator()<2>(nx_next, *nx.r, nx.kvh, nx.lo, nx.ctx, kAhead);
       }
       for (int64_t g = 0; g < group; ++g) {
         softmax(scores.data() + g * ctx, ctx);
@@ -175,7 +179,8 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       }
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to(next, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
+        prefetch_to.template operator()<2>(next, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
+        prefetch_to.template operator()<3>(near, r, kvh, lo, ctx, ctx + (p - lo) + n + kNear);
         const Elem* vb = v_block(r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           float* o = out + t * q_dim + (kvh * group + g) * hd;
