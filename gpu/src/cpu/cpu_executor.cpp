@@ -233,7 +233,11 @@ void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
   // decode's 2k, 4 chunks a thread of a prefill's.
   const int64_t silu_grain = std::max<int64_t>(8192, pool_.grain_for(T * I, 4, 16));
 
+  // The previous layer's MLP residual (its down_proj output in o_) is added
+  // here, in the same region as this layer's norm.
   pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+    if (li > 0)
+      for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
     rmsnorm(x_.data() + b * H, L.input_norm.data(), e - b, H, eps, h_.data() + b * H);
   });
   const MatmulTarget qkv[] = {{L.q, q_.data()}, {L.k, k_.data()}, {L.v, v_.data()}};
@@ -282,9 +286,8 @@ void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
   });
   matmul(pool_, gate_.data(), T, L.down, o_.data());
   lora(li, LinearModule::kDown, gate_.data(), o_.data());
-  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
-  });
+  // The residual x += o_ is left to the next layer's first region, or for
+  // the last layer to the rows that need logits (step()).
 }
 
 Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
@@ -354,8 +357,11 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   if (P == 0) return ok_status();
   grow(lh_, P * H);
   grow(logits_, P * V);
-  for (int64_t p = 0; p < P; ++p)
-    std::memcpy(lh_.data() + p * H, x_.data() + logit_tokens_[size_t(p)] * H, size_t(H) * sizeof(float));
+  for (int64_t p = 0; p < P; ++p) {  // the last layer's MLP residual, for these rows only
+    const float* xr = x_.data() + logit_tokens_[size_t(p)] * H;
+    const float* orow = o_.data() + logit_tokens_[size_t(p)] * H;
+    for (int64_t i = 0; i < H; ++i) lh_[size_t(p * H + i)] = layers_.empty() ? xr[i] : xr[i] + orow[i];
+  }
   rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
   matmul(pool_, lh_.data(), P, lm_head_, logits_.data());
 
