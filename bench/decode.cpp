@@ -22,9 +22,9 @@
 // much of the cores we had.
 //
 // The KV cache holds the model's dtype (the executor's default; the KV
-// bytes of the floor count that) unless --kv-dtype says f32, bf16 or f16.
+// bytes of the floor count that) unless --kv-cache-dtype says f32, bf16 or f16.
 //
-// usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-dtype D] [--json]
+// usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-cache-dtype D] [--json]
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
-    } else if (a == "--kv-dtype" && i + 1 < argc) {
+    } else if (a == "--kv-cache-dtype" && i + 1 < argc) {
       const std::string d = argv[++i];
       if (d == "f32") {
         kv_dtype = DType::kF32;
@@ -312,11 +312,11 @@ int main(int argc, char** argv) {
       } else if (d == "f16") {
         kv_dtype = DType::kF16;
       } else if (d != "auto") {
-        std::fprintf(stderr, "decode: --kv-dtype must be auto, f32, bf16 or f16 (got %s)\n", d.c_str());
+        std::fprintf(stderr, "decode: --kv-cache-dtype must be auto, f32, bf16 or f16 (got %s)\n", d.c_str());
         return 2;
       }
     } else {
-      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-dtype D] [--json]\n");
+      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-cache-dtype D] [--json]\n");
       return 2;
     }
   }

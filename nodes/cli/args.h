@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dtype.h"
 #include "runtime/result.h"
 
 namespace myriad::cli {
@@ -32,5 +33,9 @@ class Args {
 
 // "1,2,3" -> {1, 2, 3}; errors name the bad element.
 Result<std::vector<int32_t>> parse_id_list(const std::string& s);
+
+// --kv-cache-dtype (vLLM's flag): absent or "auto" -> nullopt (the model's
+// weight dtype); "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16".
+Result<std::optional<DType>> kv_cache_dtype(const Args& args);
 
 }  // namespace myriad::cli

@@ -3,6 +3,7 @@
 //       [--temperature T] [--top-p P] [--top-k K] [--seed S]
 //       [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]
 //       [--chat] [--ignore-eos] [--json] [--stop STR]... [--threads N]
+//       [--kv-cache-dtype auto|f32|bf16|f16]   (auto: the model's dtype)
 // Streams the generated text to stdout (without a tokenizer in the model
 // folder: the generated ids, space separated). --json prints instead
 //   {"ids": [generated ids only], "text": "..."}   (text "" without a tokenizer)
@@ -102,7 +103,8 @@ class StopScanner {
 int cmd_generate(int argc, char** argv) {
   auto args = Args::parse(argc, argv,
                           {"model", "prompt", "ids", "max-tokens", "temperature", "top-p", "top-k", "seed",
-                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads", "adapter"},
+                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads", "adapter",
+                           "kv-cache-dtype"},
                           {"chat", "ignore-eos", "json"});
   if (!args.ok()) return fail(args.error(), 2);
   auto model = args->require("model");
@@ -155,6 +157,8 @@ int cmd_generate(int argc, char** argv) {
   auto frequency = args->get_double("frequency-penalty", 0.0);
   auto max_tokens = args->get_int("max-tokens", 16);
   auto threads = args->get_int("threads", 0);
+  auto kv_dtype = kv_cache_dtype(*args);
+  if (!kv_dtype.ok()) return fail(kv_dtype.error(), 2);
   for (const auto* r : {&temperature, &top_p, &rep, &presence, &frequency})
     if (!r->ok()) return fail(r->error(), 2);
   for (const auto* r : {&top_k, &seed, &max_tokens, &threads})
@@ -187,6 +191,7 @@ int cmd_generate(int argc, char** argv) {
   opt.kv_block_size = 16;
   opt.kv_num_blocks = std::max(1, KvBlockAllocator::blocks_for(int32_t(total), opt.kv_block_size));
   opt.threads = int(threads.value());
+  opt.kv_dtype = kv_dtype.value();
   auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);  // --adapter DIR[:w], repeatable
   if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);

@@ -1,5 +1,6 @@
 // `myriad logits`: one forward pass on the CPU backend, printing logits.
 //   myriad logits --model DIR --ids 1,2,3 [--all-positions] [--threads N] [--adapter DIR[:w]]...
+//                 [--kv-cache-dtype auto|f32|bf16|f16]
 //     -> {"logits": [[...vocab floats...], ...]}
 //   myriad logits --model DIR --batch FILE.json  (rows with their own adapters, one step; lora_cli.h)
 // One row per position: only the last position by default, every position
@@ -25,16 +26,18 @@ int fail(const Error& e, int code = 1) {
 }  // namespace
 
 int cmd_logits(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"model", "ids", "threads", "adapter", "batch"}, {"all-positions"});
+  auto args = Args::parse(argc, argv, {"model", "ids", "threads", "adapter", "batch", "kv-cache-dtype"}, {"all-positions"});
   if (!args.ok()) return fail(args.error(), 2);
   auto model = args->require("model");
   if (!model.ok()) return fail(model.error(), 2);
+  auto kv_dtype = kv_cache_dtype(*args);
+  if (!kv_dtype.ok()) return fail(kv_dtype.error(), 2);
   if (auto batch = args->get("batch")) {
     auto t = args->get_int("threads", 0);
     if (!t.ok()) return fail(t.error(), 2);
     if (args->has("ids") || args->has("adapter") || args->has("all-positions"))
       return fail(make_error(ErrorCode::kInvalidArgument, "--batch takes ids and adapters from the file"), 2);
-    return run_logits_batch(model.value(), *batch, int(t.value()));
+    return run_logits_batch(model.value(), *batch, int(t.value()), kv_dtype.value());
   }
   auto ids_arg = args->require("ids");
   if (!ids_arg.ok()) return fail(ids_arg.error(), 2);
@@ -55,6 +58,7 @@ int cmd_logits(int argc, char** argv) {
   opt.kv_block_size = 16;
   opt.kv_num_blocks = KvBlockAllocator::blocks_for(int32_t(n), opt.kv_block_size);
   opt.threads = int(threads.value());
+  opt.kv_dtype = kv_dtype.value();
   auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);
   if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);

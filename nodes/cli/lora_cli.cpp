@@ -169,7 +169,8 @@ Result<std::vector<BatchRow>> parse_batch(const std::string& path, int64_t vocab
 
 }  // namespace
 
-int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads) {
+int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads,
+                     std::optional<DType> kv_dtype) {
   auto ck = Checkpoint::load(model_dir);
   if (!ck.ok()) return fail(ck.error());
   const ModelConfig& c = (*ck)->config();
@@ -183,6 +184,7 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
   gpu::cpu::CpuExecutorOptions o;
   o.kv_block_size = 16;
   o.threads = threads;
+  o.kv_dtype = kv_dtype;
   int32_t blocks = 0;
   for (const auto& r : *rows) blocks += (int32_t(r.ids.size()) + 15) / 16;
   o.kv_num_blocks = blocks;

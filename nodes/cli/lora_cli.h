@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,7 @@ Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, 
 // `myriad logits --model DIR --batch FILE.json`: prints
 // {"rows": [{"logits": [...]}, ...]} (last position of each row), every row
 // in one forward step. Returns the process exit code.
-int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads);
+int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads,
+                     std::optional<DType> kv_dtype);
 
 }  // namespace myriad::cli

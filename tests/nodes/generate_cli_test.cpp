@@ -6,7 +6,9 @@
 #include "nodes/cli_run.h"
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -142,6 +144,33 @@ TEST_F(GenerateTextCli, ChatWrapsThePromptInTheTemplate) {
   EXPECT_EQ(nlohmann::json::parse(a.out)["ids"], nlohmann::json::parse(b.out)["ids"]);
 }
 
+// The bf16 model's KV cache is bf16 unless --kv-cache-dtype says otherwise:
+// the default and "bf16" agree exactly, f32 K/V move the logits a little
+// (bf16 rounding of K and V: ~1e-3 where logits reach ~0.5), never a lot.
+TEST_F(GenerateTextCli, KvCacheDtypeFlag) {
+  const std::string base = "logits --model " + dir_.string() + " --ids 5,17,99,3,42,7,250,11 --all-positions";
+  auto run = [&](const std::string& extra) {
+    const auto r = run_cli(base + extra);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return nlohmann::json::parse(r.out)["logits"].get<std::vector<std::vector<double>>>();
+  };
+  const auto dflt = run(""), bf16 = run(" --kv-cache-dtype bf16"), f32 = run(" --kv-cache-dtype f32"),
+             f16 = run(" --kv-cache-dtype f16");
+  EXPECT_EQ(dflt, bf16);
+  ASSERT_EQ(dflt.size(), f32.size());
+  double diff = 0, diff16 = 0, mag = 0;
+  for (size_t p = 0; p < dflt.size(); ++p)
+    for (size_t i = 0; i < dflt[p].size(); ++i) {
+      diff = std::max(diff, std::fabs(dflt[p][i] - f32[p][i]));
+      diff16 = std::max(diff16, std::fabs(f16[p][i] - f32[p][i]));
+      mag = std::max(mag, std::fabs(f32[p][i]));
+    }
+  EXPECT_GT(diff, 0.0) << "a bf16 cache rounds K and V";
+  EXPECT_LT(diff, 0.02 * mag + 1e-3) << "largest |logit| " << mag;
+  EXPECT_LT(diff16, diff) << "f16 keeps 3 more mantissa bits than bf16";
+  std::printf("[ info  ] KV bf16 vs f32: max |dlogit| %.3g, f16 vs f32 %.3g, largest |logit| %.3g\n", diff, diff16, mag);
+}
+
 TEST_F(GenerateTextCli, BadArgumentsNameTheFlag) {
   auto r = run_cli(gen("--prompt x --temperature -1"), true);
   EXPECT_EQ(r.code, 2);
@@ -150,6 +179,9 @@ TEST_F(GenerateTextCli, BadArgumentsNameTheFlag) {
   EXPECT_EQ(r.code, 2);
   r = run_cli(gen("--prompt x --top-p 0"), true);
   EXPECT_NE(r.out.find("--top-p"), std::string::npos) << r.out;
+  r = run_cli(gen("--prompt x --kv-cache-dtype int4"), true);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--kv-cache-dtype"), std::string::npos) << r.out;
   r = run_cli("generate --model " + fixtures() + "/tiny-llama --prompt hello", true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("tokenizer"), std::string::npos) << r.out;

@@ -75,6 +75,9 @@ TEST(LogitsCli, BadArgumentsNameTheProblem) {
   r = run_cli("logits --model " + m + " --ids 1,x", true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("'x'"), std::string::npos) << r.out;
+  r = run_cli("logits --model " + m + " --ids 1 --kv-cache-dtype fp8", true);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--kv-cache-dtype"), std::string::npos) << r.out;
   r = run_cli("logits --model /nonexistent --ids 1", true);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("/nonexistent"), std::string::npos) << r.out;
