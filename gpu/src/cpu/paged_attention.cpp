@@ -101,7 +101,7 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
   // it decode attention waited ~100 ns per block and took ~4% of a
   // llama-110m step. Two cursors: kAhead positions ahead into L2, kNear into
   // L1 (one cursor into L1 at 48: ~7% slower with the K/V evicted, ~12%
-  // with them in L3; the L1's miss slots are the scarcer).
+  // with them in L3: the L1 has fewer miss slots than the L2).
   constexpr int64_t kAhead = 48, kNear = 16;
   const int64_t lines_per_row = (hd * int64_t(sizeof(Elem)) + 63) / 64;
   // `next`: the next position of the sequence K[lo..pos], V[lo..pos] to
