@@ -305,13 +305,8 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (a == "--kv-cache-dtype" && i + 1 < argc) {
       const std::string d = argv[++i];
-      if (d == "f32") {
-        kv_dtype = DType::kF32;
-      } else if (d == "bf16") {
-        kv_dtype = DType::kBF16;
-      } else if (d == "f16") {
-        kv_dtype = DType::kF16;
-      } else if (d != "auto") {
+      kv_dtype = dtype_from_name(d);
+      if (!kv_dtype && d != "auto") {
         std::fprintf(stderr, "decode: --kv-cache-dtype must be auto, f32, bf16 or f16 (got %s)\n", d.c_str());
         return 2;
       }

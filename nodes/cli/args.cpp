@@ -93,9 +93,7 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& s) {
 Result<std::optional<DType>> kv_cache_dtype(const Args& args) {
   const auto v = args.get("kv-cache-dtype");
   if (!v || *v == "auto") return std::optional<DType>();
-  if (*v == "f32" || *v == "float32") return std::optional<DType>(DType::kF32);
-  if (*v == "bf16" || *v == "bfloat16") return std::optional<DType>(DType::kBF16);
-  if (*v == "f16" || *v == "float16") return std::optional<DType>(DType::kF16);
+  if (const auto d = dtype_from_name(*v)) return d;
   return make_error(ErrorCode::kInvalidArgument,
                     "--kv-cache-dtype: '" + *v + "' is not one of auto, f32, bf16, f16");
 }

@@ -13,6 +13,22 @@ const char* dtype_name(DType t) {
   return "?";
 }
 
+std::optional<DType> dtype_from_name(std::string_view s) {
+  if (s == "f32" || s == "float32") return DType::kF32;
+  if (s == "bf16" || s == "bfloat16") return DType::kBF16;
+  if (s == "f16" || s == "float16") return DType::kF16;
+  return std::nullopt;
+}
+
+float round_to_dtype(DType t, float x) {
+  switch (t) {
+    case DType::kBF16: return bf16_to_f32(f32_to_bf16(x));
+    case DType::kF16: return f16_to_f32(f32_to_f16(x));
+    case DType::kF32: break;
+  }
+  return x;
+}
+
 std::optional<DType> dtype_from_safetensors(std::string_view s) {
   if (s == "F32") return DType::kF32;
   if (s == "F16") return DType::kF16;

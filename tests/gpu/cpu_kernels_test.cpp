@@ -304,16 +304,6 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
     for (int i = 0; i < 8; ++i) ASSERT_EQ(e[size_t(t * 8 + i)], bf16_to_f32(tb[size_t(ids[t] * 8 + i)]));
 }
 
-// What a cache of `dtype` stores for x: rounded to nearest even.
-float stored_as(DType dtype, float x) {
-  switch (dtype) {
-    case DType::kBF16: return bf16_to_f32(f32_to_bf16(x));
-    case DType::kF16: return f16_to_f32(f32_to_f16(x));
-    case DType::kF32: break;
-  }
-  return x;
-}
-
 void check_attention(const AttentionShape& s, int32_t bs, DType kv_dtype, std::mt19937& rng) {
   const int64_t kv_dim = s.kv_heads * s.head_dim, q_dim = s.heads * s.head_dim;
   KvCache cache(2, 64, bs, kv_dim, kv_dtype);
@@ -337,8 +327,8 @@ void check_attention(const AttentionShape& s, int32_t bs, DType kv_dtype, std::m
       cache.write(layer, sq.table.data(), p, sq.k.data() + p * kv_dim, sq.v.data() + p * kv_dim);
     // The reference reads what the cache holds: the kernels must be exact
     // on those values, so one float32 tolerance serves every cache dtype.
-    for (float& x : sq.k) x = stored_as(kv_dtype, x);
-    for (float& x : sq.v) x = stored_as(kv_dtype, x);
+    for (float& x : sq.k) x = round_to_dtype(kv_dtype, x);
+    for (float& x : sq.v) x = round_to_dtype(kv_dtype, x);
     rows.push_back({T, int32_t(sq.n), sq.start, sq.table.data()});
     T += sq.n;
   }

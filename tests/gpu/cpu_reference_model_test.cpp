@@ -81,16 +81,6 @@ void rope(Mat& v, int64_t heads, const ModelConfig& c, int64_t pos) {
     }
 }
 
-// x as a KV cache of `dtype` stores it (rounded to nearest even).
-double stored_as(DType dtype, double x) {
-  switch (dtype) {
-    case DType::kBF16: return bf16_to_f32(f32_to_bf16(float(x)));
-    case DType::kF16: return f16_to_f32(f32_to_f16(float(x)));
-    case DType::kF32: break;
-  }
-  return x;
-}
-
 // Logits [n][vocab] of every position of `ids`, with K and V rounded as a
 // KV cache of `kv_dtype` holds them (kF32: exact).
 std::vector<Mat> reference_forward(const Checkpoint& ck, const std::vector<int32_t>& ids, DType kv_dtype) {
@@ -109,8 +99,8 @@ std::vector<Mat> reference_forward(const Checkpoint& ck, const std::vector<int32
       rope(q[t], nh, c, int64_t(t));
       rope(k[t], nkv, c, int64_t(t));
       if (kv_dtype != DType::kF32) {
-        for (double& e : k[t]) e = stored_as(kv_dtype, e);
-        for (double& e : v[t]) e = stored_as(kv_dtype, e);
+        for (double& e : k[t]) e = round_to_dtype(kv_dtype, float(e));
+        for (double& e : v[t]) e = round_to_dtype(kv_dtype, float(e));
       }
     }
     std::vector<Mat> attn(n, Mat(size_t(nh * hd), 0.0));

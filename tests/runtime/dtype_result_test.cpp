@@ -60,6 +60,19 @@ TEST(DType, SafetensorsNames) {
   EXPECT_EQ(dtype_size(DType::kBF16), 2u);
 }
 
+TEST(DType, CommandLineNamesAndRounding) {
+  EXPECT_EQ(dtype_from_name("bf16"), DType::kBF16);
+  EXPECT_EQ(dtype_from_name("bfloat16"), DType::kBF16);
+  EXPECT_EQ(dtype_from_name("f16"), DType::kF16);
+  EXPECT_EQ(dtype_from_name("float32"), DType::kF32);
+  EXPECT_FALSE(dtype_from_name("BF16").has_value());
+  EXPECT_FALSE(dtype_from_name("fp8").has_value());
+  const float x = 1.0f + 3.0f / 1024;  // between bf16 neighbours 1 and 1 + 1/128; exact in f16
+  EXPECT_EQ(round_to_dtype(DType::kBF16, x), 1.0f);
+  EXPECT_EQ(round_to_dtype(DType::kF16, x), x);
+  EXPECT_EQ(round_to_dtype(DType::kF32, x), x);
+}
+
 }  // namespace
 }  // namespace myriad
 

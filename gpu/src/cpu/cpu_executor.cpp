@@ -360,7 +360,12 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   for (int64_t p = 0; p < P; ++p) {  // the last layer's MLP residual, for these rows only
     const float* xr = x_.data() + logit_tokens_[size_t(p)] * H;
     const float* orow = o_.data() + logit_tokens_[size_t(p)] * H;
-    for (int64_t i = 0; i < H; ++i) lh_[size_t(p * H + i)] = layers_.empty() ? xr[i] : xr[i] + orow[i];
+    float* dst = lh_.data() + p * H;
+    if (layers_.empty()) {
+      std::memcpy(dst, xr, size_t(H) * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < H; ++i) dst[i] = xr[i] + orow[i];
+    }
   }
   rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
   matmul(pool_, lh_.data(), P, lm_head_, logits_.data());

@@ -108,8 +108,8 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
   // prefetch. One block-table lookup (and division) per run of positions in
   // one block, not per position: per position they were ~40% of the time of
   // a batch-8 decode's attention.
-  auto prefetch_to = [&]<int kLocality>(int64_t& next, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx,
-                                         int64_t upto) {
+  auto prefetch_to = [&](bool into_l1, int64_t& next, const AttentionRow& r, int64_t kvh, int64_t lo, int64_t ctx,
+                         int64_t upto) {
     upto = upto < 2 * ctx ? upto : 2 * ctx;
     while (next < upto) {
       const bool is_v = next >= ctx;
@@ -121,7 +121,14 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       const int32_t blk = r.blocks[p / bs];
       const Elem* row = (is_v ? v_block(blk) : k_block(blk)) + off * kv_dim + kvh * hd;
       for (int64_t i = 0; i < run; ++i, row += kv_dim)
-        for (int64_t l = 0; l < lines_per_row; ++l) __builtin_prefetch(row + l * (64 / int64_t(sizeof(Elem))), 0, kLocality);
+        for (int64_t l = 0; l < lines_per_row; ++l) {
+          const Elem* line = row + l * (64 / int64_t(sizeof(Elem)));
+          if (into_l1) {
+            __builtin_prefetch(line, 0, 3);
+          } else {
+            __builtin_prefetch(line, 0, 2);
+          }
+        }
       next += run;
     }
   };
@@ -149,17 +156,19 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
   // 600-660 us.
   pool.parallel_for(T * s.kv_heads, 4, [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> scores;
+    int64_t primed = 0;  // how far the previous item already ran this item's L2 cursor
     for (int64_t item = b; item < e; ++item) {
       const Item it = item_at(item);
       const int64_t t = it.t, kvh = it.kvh, pos = it.pos, lo = it.lo, ctx = it.ctx;
       const AttentionRow& r = *it.r;
       scores.resize(size_t(group * ctx));
       // Scores for each query head of the group, block by block.
-      int64_t next = 0, near = 0;  // prefetch cursors: into L2 far ahead, into L1 near
+      int64_t next = primed, near = 0;  // prefetch cursors: into L2 far ahead, into L1 near
+      primed = 0;
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to.template operator()<2>(next, r, kvh, lo, ctx, p - lo + n + kAhead);
-        prefetch_to.template operator()<3>(near, r, kvh, lo, ctx, p - lo + n + kNear);
+        prefetch_to(false, next, r, kvh, lo, ctx, p - lo + n + kAhead);
+        prefetch_to(true, near, r, kvh, lo, ctx, p - lo + n + kNear);
         const Elem* kb = k_block(r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           const float* qh = q + t * q_dim + (kvh * group + g) * hd;
@@ -169,8 +178,7 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       }
       if (item + 1 < e) {  // the next item's first K rows, while this one's V rows arrive
         const Item nx = item_at(item + 1);
-        int64_t nx_next = 0;
-        prefetch_to.template operator()<2>(nx_next, *nx.r, nx.kvh, nx.lo, nx.ctx, kAhead);
+        prefetch_to(false, primed, *nx.r, nx.kvh, nx.lo, nx.ctx, kAhead);
       }
       for (int64_t g = 0; g < group; ++g) {
         softmax(scores.data() + g * ctx, ctx);
@@ -179,8 +187,8 @@ void paged_attention_as(ThreadPool& pool, const KvCache& cache, int64_t layer, c
       }
       for (int64_t p = lo; p <= pos;) {
         const int64_t off = p % bs, n = bs - off < pos + 1 - p ? bs - off : pos + 1 - p;
-        prefetch_to.template operator()<2>(next, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
-        prefetch_to.template operator()<3>(near, r, kvh, lo, ctx, ctx + (p - lo) + n + kNear);
+        prefetch_to(false, next, r, kvh, lo, ctx, ctx + (p - lo) + n + kAhead);
+        prefetch_to(true, near, r, kvh, lo, ctx, ctx + (p - lo) + n + kNear);
         const Elem* vb = v_block(r.blocks[p / bs]) + off * kv_dim + kvh * hd;
         for (int64_t g = 0; g < group; ++g) {
           float* o = out + t * q_dim + (kvh * group + g) * hd;
