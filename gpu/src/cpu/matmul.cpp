@@ -33,6 +33,15 @@ namespace detail {
 
 bool use_avx2() { return matmul_isa() >= MatmulIsa::kAvx2; }
 
+bool gemv_prefetch_into_l2() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 // One weight row as float into `buf` (portable loop only).

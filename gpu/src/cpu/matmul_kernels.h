@@ -13,6 +13,10 @@ namespace myriad::gpu::cpu::detail {
 // AVX2/FMA/F16C present and not switched off by matmul_limit_isa().
 bool use_avx2();
 
+// Whether the T = 1 GEMV prefetches into L2 (Intel cores) rather than L1
+// (what measured best on Zen 5); see gemv in matmul_avx512.cpp.
+bool gemv_prefetch_into_l2();
+
 // x as the SIMD bf16 loops want it: each full chunk of a row (16 elements
 // for AVX2, 32 for AVX-512) stored as its even then its odd elements (the
 // order a 32-bit lane shift/mask of bf16 pairs yields); the tail (in % chunk)
