@@ -149,19 +149,59 @@ TEST_P(CpuMatmul, MatchesReferenceForEveryDtypeAndShape) {
   ThreadPool pool(2);
   std::mt19937 rng(std::random_device{}());
   for (DType d : {DType::kF32, DType::kBF16, DType::kF16})
-    for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 70})
+    for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 70})
       // Wide inputs (1100, 2000, 2048) at T >= 5 take the AVX-512 path that
       // splits the columns into chunks whose x fits in L1 (tails included).
+      // With AMX, bf16 weights whose `in` is a multiple of 32 (64, 768, 2048)
+      // run in tiles: pairs of 16-row blocks (96, 80), a single block (80,
+      // 25), rows past the last block (25, 12), token blocks of 16 with and
+      // without a partial one (T = 17, 70).
       for (auto [in, out] : {std::pair<int64_t, int64_t>{64, 96}, {176, 37}, {50, 13}, {768, 25}, {16, 1}, {7, 5}, {40, 9},
-                             {2048, 12}, {1100, 9}, {2000, 6}})
+                             {2048, 12}, {1100, 9}, {2000, 6}, {256, 80}})
         check_matmul(pool, {d, T, in, out}, rng);
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, CpuMatmul, ::testing::Values(MatmulIsa::kPortable, MatmulIsa::kAvx2, MatmulIsa::kAvx512),
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuMatmul,
+                         ::testing::Values(MatmulIsa::kPortable, MatmulIsa::kAvx2, MatmulIsa::kAvx512, MatmulIsa::kAmx),
                          [](const auto& info) {
-                           return info.param == MatmulIsa::kPortable ? "portable" : info.param == MatmulIsa::kAvx2 ? "avx2" : "avx512";
+                           switch (info.param) {
+                             case MatmulIsa::kPortable: return "portable";
+                             case MatmulIsa::kAvx2: return "avx2";
+                             case MatmulIsa::kAvx512: return "avx512";
+                             case MatmulIsa::kAmx: return "amx";
+                           }
+                           return "unknown";
                          });
+
+// One nonzero weight a row (a power of two, exact in bf16): every product is
+// exact, so y must equal x * w bit for bit. With AMX this checks that x
+// enters as hi + mid + lo exactly (dropping any term changes the low bits),
+// over pairs of 16-row blocks, a single block, rows past the last block and
+// partial token blocks.
+TEST(CpuMatmul, ExactProductsGiveExactSums) {
+  ThreadPool pool(2);
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  const int64_t in = 64, out = 53;
+  std::vector<uint16_t> w(size_t(out * in), 0);
+  const float scale[] = {1.0f, -2.0f, 0.5f, 4.0f};
+  for (int64_t r = 0; r < out; ++r) w[size_t(r * in + (r * 7) % in)] = f32_to_bf16(scale[r % 4]);
+  const WeightView wv{DType::kBF16, w.data(), out, in};
+  for (MatmulIsa isa : {MatmulIsa::kAvx512, MatmulIsa::kAmx}) {
+    matmul_limit_isa(isa);
+    for (int64_t T : {5, 6, 8, 16, 21}) {  // AMX: one narrow B tile, two, a wide token block, a partial one
+      std::vector<float> x(size_t(T * in)), y(size_t(T * out));
+      for (auto& v : x) v = u(rng);  // full 24-bit significands
+      matmul(pool, x.data(), T, wv, y.data());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t r = 0; r < out; ++r)
+          ASSERT_EQ(y[size_t(t * out + r)], x[size_t(t * in + (r * 7) % in)] * scale[r % 4])
+              << matmul_kernel_name() << " T=" << T << " t=" << t << " r=" << r;
+    }
+  }
+  matmul_limit_isa(MatmulIsa::kAmx);
+}
 
 TEST(CpuMatmul, ManyTargetsEqualSeparateCalls) {
   ThreadPool pool(2);
@@ -235,7 +275,7 @@ TEST(CpuOps, ToBf16IsBitExactRoundToNearestEven) {
       for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], f32_to_bf16(x[i])) << "isa " << int(isa) << " i " << i;
     }
   }
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 }
 
 TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
@@ -258,7 +298,7 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
         ASSERT_NEAR(y[i], ref[i], 1e-6 + 4e-6 * std::fabs(ref[i])) << "isa " << int(isa) << " n " << n << " i " << i;
     }
   }
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 
   for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
     matmul_limit_isa(isa);
@@ -272,7 +312,7 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
       for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(s[i], sref[i], 2e-5 * sref[i] + 1e-9) << "isa " << int(isa);
     }
   }
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 
   const float ties[] = {1, 3, 2, 3, -1};
   EXPECT_EQ(argmax(ties, 5), 1);
@@ -292,7 +332,7 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
     std::vector<float> nan_mid = {1.0f, 4.0f, std::nanf(""), 2.0f, 4.5f, 0.0f, 0.0f, 0.0f, 0.0f};
     EXPECT_EQ(argmax(nan_mid.data(), 9), 4) << "isa " << int(isa);
   }
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 
   const auto table = randn(10 * 8, rng);
   std::vector<uint16_t> tb(table.size());

@@ -125,7 +125,7 @@ TEST(CpuSampler, LogSumExpMatchesDoubleReferenceOnEveryIsa) {
       ASSERT_NEAR(log_sum_exp(z.data(), n), want, 1e-6 * (1 + std::fabs(want))) << "n " << n << " isa " << int(isa);
     }
   }
-  matmul_limit_isa(MatmulIsa::kAvx512);
+  matmul_limit_isa(MatmulIsa::kAmx);
 }
 
 TEST(CpuSampler, GreedyTiesGoToTheLowestIdAndTopKOneIsGreedy) {

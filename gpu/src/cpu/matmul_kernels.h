@@ -24,6 +24,16 @@ bool gemv_prefetch_into_l2();
 void permute_x_for_bf16_avx2(const float* x, int64_t T, int64_t in, float* out);
 void permute_x_for_bf16_avx512(const float* x, int64_t T, int64_t in, float* out);
 
+// AMX (matmul_amx.cpp): bf16 weights, T > 1, `in` a multiple of 32. x goes
+// in as three bf16 terms (hi + mid + lo == x exactly) packed as the tile
+// unit's B operand by pack_x_for_amx into amx_packed_x_elems(T, in)
+// uint16s; the rows are computed from that, and any last < 16 rows from x.
+bool amx_usable();  // AMX-BF16 + AVX512-BF16, and the OS granted tile data
+int64_t amx_packed_x_elems(int64_t T, int64_t in);
+void pack_x_for_amx(const float* x, int64_t T, int64_t in, uint16_t* out);
+void matmul_rows_amx(const float* x, const uint16_t* xp, int64_t T, const WeightView& w, int64_t r0, int64_t r1,
+                     float* y, int64_t ldy);
+
 void matmul_rows_portable(const float* x, int64_t T, const WeightView& w, int64_t r0, int64_t r1, float* y,
                           int64_t ldy);
 // `x` permuted by permute_x_for_bf16_avx2 when w.dtype is bf16, in order otherwise.

@@ -3,8 +3,8 @@
 //
 // For T = 1 (decode) this is a GEMV bound by memory bandwidth; for T > 1 a
 // pass over a few rows of W serves every token (tiles of up to 4 tokens in
-// registers, token blocks of 64 in cache), so a batched decode step reads
-// each weight once from DRAM. Several matrices sharing one input (q/k/v,
+// registers, token blocks of 64 in cache; with AMX, 32 rows x 16 tokens in
+// tiles), so a batched decode step reads each weight once from DRAM. Several matrices sharing one input (q/k/v,
 // gate/up) run in one parallel region.
 //
 // Stateless apart from a per-thread scratch buffer; thread-safe.
@@ -41,13 +41,14 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
 void matmul_reference(const float* x, int64_t T, const WeightView& w, float* y);
 
 // Instruction sets of the inner loops. The best one the CPU has is used
-// (AVX-512F for matmul, AVX2 for attention); tests lower the limit to
-// exercise the others. Process-wide, not meant to change during a step.
-enum class MatmulIsa : uint8_t { kPortable, kAvx2, kAvx512 };
+// (AMX-BF16 for bf16 weights at T > 1 where present, else AVX-512F for
+// matmul; AVX2 for attention); tests lower the limit to exercise the others.
+// Process-wide, not meant to change during a step.
+enum class MatmulIsa : uint8_t { kPortable, kAvx2, kAvx512, kAmx };
 MatmulIsa matmul_isa();                  // in use now
-void matmul_limit_isa(MatmulIsa max);    // kAvx512 = no limit
-const char* matmul_kernel_name();        // "avx512", "avx2+fma" or "portable"
-inline void matmul_force_portable(bool on) { matmul_limit_isa(on ? MatmulIsa::kPortable : MatmulIsa::kAvx512); }
+void matmul_limit_isa(MatmulIsa max);    // kAmx = no limit
+const char* matmul_kernel_name();        // "avx512+amx", "avx512", "avx2+fma" or "portable"
+inline void matmul_force_portable(bool on) { matmul_limit_isa(on ? MatmulIsa::kPortable : MatmulIsa::kAmx); }
 
 // Element i of a weight as float.
 float weight_at(const WeightView& w, int64_t i);
