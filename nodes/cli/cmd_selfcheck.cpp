@@ -1,7 +1,10 @@
 // `myriad selfcheck`: what compute backends this machine offers, and a
-// numerical check of each: the CPU's fast RMSNorm against its naive
-// reference, and, where a CUDA device exists, the CUDA twin against the CPU.
+// numerical check of each: the CPU's fast RMSNorm and bf16 matmul (the
+// kernel this CPU runs: AVX2, AVX-512 or AMX tiles; T = 1 and T = 8) against
+// their naive references, and, where a CUDA device exists, the CUDA twin
+// against the CPU.
 // Exit code 0 when every present backend agrees, 1 otherwise.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -9,7 +12,10 @@
 
 #include "args.h"
 #include "commands.h"
+#include "gpu/cpu/matmul.h"
 #include "gpu/cpu/ops.h"
+#include "gpu/cpu/thread_pool.h"
+#include "runtime/dtype.h"
 #include "gpu/devices.h"
 #ifdef MYRIAD_HAVE_CUDA
 #include "gpu/cuda/device_memory.h"
@@ -30,6 +36,36 @@ double worst_ratio(const std::vector<float>& got, const std::vector<float>& ref)
     const double tol = 1e-6 + 1e-5 * std::fabs(ref[i]);
     const double r = std::isfinite(got[i]) ? std::fabs(double(got[i]) - ref[i]) / tol : INFINITY;
     if (r > worst) worst = r;
+  }
+  return worst;
+}
+
+// The fast bf16 matmul at T = 1 (the GEMV) and T = 8 (the batched tiles)
+// against the double-precision reference: largest |got - ref| / (1e-6 +
+// 1e-5 sum |w x|), the bound of a float32 sum of `in` products.
+double matmul_worst_ratio(std::mt19937& rng) {
+  constexpr int64_t kOut = 80, kIn = 1024, kT = 8;
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<uint16_t> w(size_t(kOut * kIn));
+  for (auto& v : w) v = f32_to_bf16(0.05f * dist(rng));
+  std::vector<float> x(size_t(kT * kIn));
+  for (auto& v : x) v = dist(rng);
+  const gpu::cpu::WeightView wv{DType::kBF16, w.data(), kOut, kIn};
+  gpu::cpu::ThreadPool pool;
+  double worst = 0;
+  for (const int64_t T : {int64_t(1), kT}) {
+    std::vector<float> got(size_t(T * kOut)), ref(got.size());
+    gpu::cpu::matmul(pool, x.data(), T, wv, got.data());
+    gpu::cpu::matmul_reference(x.data(), T, wv, ref.data());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t r = 0; r < kOut; ++r) {
+        double mag = 0;
+        for (int64_t k = 0; k < kIn; ++k) mag += std::fabs(double(bf16_to_f32(w[size_t(r * kIn + k)])) * x[size_t(t * kIn + k)]);
+        const size_t i = size_t(t * kOut + r);
+        const double err = std::isfinite(got[i]) ? std::fabs(double(got[i]) - ref[i]) : INFINITY;
+        worst = std::max(worst, err / (1e-6 + 1e-5 * mag));
+      }
+    }
   }
   return worst;
 }
@@ -78,6 +114,10 @@ int cmd_selfcheck(int argc, char** argv) {
   ok &= cpu_ratio <= 1.0;
   std::printf("cpu:  %d threads, SIMD %s; rmsnorm vs reference: %s (worst error %.3f of tolerance)\n", info.threads,
               info.simd().c_str(), cpu_ratio <= 1.0 ? "ok" : "MISMATCH", cpu_ratio);
+  const double mm_ratio = matmul_worst_ratio(rng);
+  ok &= mm_ratio <= 1.0;
+  std::printf("cpu:  matmul kernel %s; bf16 matmul (T = 1, 8) vs reference: %s (worst error %.3f of tolerance)\n",
+              gpu::cpu::matmul_kernel_name(), mm_ratio <= 1.0 ? "ok" : "MISMATCH", mm_ratio);
 
   const auto cuda = gpu::probe_cuda();
   std::printf("cuda: %s; %s\n", cuda.compiled ? "compiled in" : "not compiled", cuda.status.c_str());
