@@ -167,6 +167,24 @@ inline void store_transposed(const float* c, int64_t ld, int64_t n, float* y, in
   for (int64_t t = 0; t < n; ++t) _mm512_storeu_si512(y + t * ldy + r, v[t]);
 }
 
+// Two 16-row blocks of W (rows r, r + 16; `in` columns) and the L2 prefetch
+// of the two blocks after them (32 contiguous rows), spread over the pair's
+// 32-column steps so that the misses stay in flight while the tiles work.
+struct RowPair {
+  const char* a0;
+  const char* a1;
+  const char* next;
+  int64_t ahead_per_step;
+  RowPair(const uint16_t* w, int64_t r, int64_t in)
+      : a0(reinterpret_cast<const char*>(w + r * in)),
+        a1(a0 + kRows * in * 2),
+        next(a0 + 2 * kRows * in * 2),
+        ahead_per_step(2 * kRows * in * 2 / (in / kK)) {}
+  void prefetch_next(int64_t step) const {
+    for (int64_t l = 0; l < ahead_per_step; l += 64) _mm_prefetch(next + step * ahead_per_step + l, _MM_HINT_T1);
+  }
+};
+
 // Float dot products for the last < 16 rows of a range.
 void tail_rows(const float* x, int64_t T, const uint16_t* w, int64_t in, int64_t r, int64_t r1, float* y, int64_t ldy) {
   for (; r < r1; ++r) {
@@ -216,12 +234,7 @@ void rows_narrow(const float* x, const uint16_t* xp, int64_t T, const uint16_t* 
   };
   int64_t r = r0;
   for (; r + 2 * kRows <= r1; r += 2 * kRows) {
-    const char* a0 = reinterpret_cast<const char*>(w + r * in);
-    const char* a1 = a0 + kRows * stride;
-    // The next two row blocks (contiguous: 32 rows) into L2, spread over
-    // this pair's steps so the misses stay in flight while the tiles work.
-    const char* next = a0 + 2 * kRows * stride;
-    const int64_t ahead_per_step = 2 * kRows * stride / steps;
+    const RowPair p(w, r, in);
     const uint16_t* b = xp;
     _tile_zero(0);
     _tile_zero(2);
@@ -230,11 +243,11 @@ void rows_narrow(const float* x, const uint16_t* xp, int64_t T, const uint16_t* 
       _tile_zero(3);
     }
     for (int64_t s = 0; s < steps; ++s, b += step_elems) {
-      for (int64_t l = 0; l < ahead_per_step; l += 64) _mm_prefetch(next + s * ahead_per_step + l, _MM_HINT_T1);
-      _tile_loadd(4, a0 + s * kK * 2, stride);
+      p.prefetch_next(s);
+      _tile_loadd(4, p.a0 + s * kK * 2, stride);
       _tile_loadd(6, b, g.w0 * 4);
       _tile_dpbf16ps(0, 4, 6);
-      _tile_loadd(5, a1 + s * kK * 2, stride);
+      _tile_loadd(5, p.a1 + s * kK * 2, stride);
       _tile_dpbf16ps(2, 5, 6);
       if (g.w1 > 0) {
         _tile_loadd(7, b + b0, g.w1 * 4);
@@ -272,20 +285,16 @@ void rows_wide(const float* x, const uint16_t* xp, int64_t T, const uint16_t* w,
   alignas(64) float c[2][kRows * kTokens];
   int64_t r = r0;
   for (; r + 2 * kRows <= r1; r += 2 * kRows) {
-    const char* a0 = reinterpret_cast<const char*>(w + r * in);
-    const char* a1 = a0 + kRows * stride;
-    const char* next = a0 + 2 * kRows * stride;
-    const int64_t ahead_per_step = 2 * kRows * stride / steps;
+    const RowPair p(w, r, in);
     for (int64_t t0 = 0; t0 < T; t0 += kTokens) {
       const int64_t n = T - t0 < N ? T - t0 : N;
       const uint16_t* b = xp + (t0 / kTokens) * steps * 3 * tile;
       _tile_zero(0);
       _tile_zero(1);
       for (int64_t s = 0; s < steps; ++s, b += 3 * tile) {
-        if (t0 == 0)
-          for (int64_t l = 0; l < ahead_per_step; l += 64) _mm_prefetch(next + s * ahead_per_step + l, _MM_HINT_T1);
-        _tile_loadd(2, a0 + s * kK * 2, stride);
-        _tile_loadd(3, a1 + s * kK * 2, stride);
+        if (t0 == 0) p.prefetch_next(s);
+        _tile_loadd(2, p.a0 + s * kK * 2, stride);
+        _tile_loadd(3, p.a1 + s * kK * 2, stride);
         _tile_loadd(4, b, N * 4);
         _tile_loadd(5, b + tile, N * 4);
         _tile_loadd(6, b + 2 * tile, N * 4);
