@@ -15,8 +15,8 @@
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/ops.h"
 #include "gpu/cpu/thread_pool.h"
-#include "runtime/dtype.h"
 #include "gpu/devices.h"
+#include "runtime/dtype.h"
 #ifdef MYRIAD_HAVE_CUDA
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/rmsnorm.h"

@@ -42,7 +42,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "matmul_kernels.h"
 
@@ -76,8 +75,9 @@ struct Narrow {
   explicit Narrow(int64_t T) : w0(3 * T < 16 ? 3 * T : 16), w1(3 * T - w0) {}
 };
 
-// Loads the configuration for a T unless this thread has it already (a tile
-// configuration is per-thread state, kept across context switches).
+// Loads this thread's tile configuration for T tokens. Every call configures
+// and ends with tilerelease (matmul_rows_amx): tile state left live made the
+// next batch-1 decode slower (docs/cpu-backend.md).
 void configure_tiles(int64_t T) {
   TileConfig c;
   for (int t = 0; t < 8; ++t) c.rows[t] = kRows;

@@ -24,7 +24,8 @@ bool gemv_prefetch_into_l2();
 void permute_x_for_bf16_avx2(const float* x, int64_t T, int64_t in, float* out);
 void permute_x_for_bf16_avx512(const float* x, int64_t T, int64_t in, float* out);
 
-// AMX (matmul_amx.cpp): bf16 weights, T > 1, `in` a multiple of 32. x goes
+// AMX (matmul_amx.cpp): bf16 weights, T >= kAmxMinTokens (matmul.cpp), `in`
+// a multiple of 32. x goes
 // in as three bf16 terms (hi + mid + lo == x exactly) packed as the tile
 // unit's B operand by pack_x_for_amx into amx_packed_x_elems(T, in)
 // uint16s; the rows are computed from that, and any last < 16 rows from x.

@@ -3,9 +3,10 @@
 //
 // For T = 1 (decode) this is a GEMV bound by memory bandwidth; for T > 1 a
 // pass over a few rows of W serves every token (tiles of up to 4 tokens in
-// registers, token blocks of 64 in cache; with AMX, 32 rows x 16 tokens in
-// tiles), so a batched decode step reads each weight once from DRAM. Several matrices sharing one input (q/k/v,
-// gate/up) run in one parallel region.
+// registers, token blocks of 64 in cache; with AMX, 32 rows x up to 16
+// tokens in tiles), so a batched decode step reads each weight once from
+// DRAM. Several matrices sharing one input (q/k/v, gate/up) run in one
+// parallel region.
 //
 // Stateless apart from a per-thread scratch buffer; thread-safe.
 #pragma once
@@ -41,7 +42,7 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t T, std::span<const Ma
 void matmul_reference(const float* x, int64_t T, const WeightView& w, float* y);
 
 // Instruction sets of the inner loops. The best one the CPU has is used
-// (AMX-BF16 for bf16 weights at T > 1 where present, else AVX-512F for
+// (AMX-BF16 for bf16 weights from 5 tokens where present, else AVX-512F for
 // matmul; AVX2 for attention); tests lower the limit to exercise the others.
 // Process-wide, not meant to change during a step.
 enum class MatmulIsa : uint8_t { kPortable, kAvx2, kAvx512, kAmx };
