@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (fixtures.empty()) fixtures = "../shared/fixtures";
+  if (fixtures.empty()) fixtures = "tests/fixtures";  // run from the repository root
   const std::string text = corpus(fixtures, size_t(mb * 1e6));
   if (text.empty()) {
     std::fprintf(stderr, "tokenize: no golden texts under %s/tokenizers\n", fixtures.c_str());

@@ -1,14 +1,39 @@
-# gpu/cuda. CMake finds nvcc only on PATH, so look in the toolkit's standard
-# prefix too. With MYRIAD_CUDA=ON (the default) a missing nvcc is an error:
-# CI must fail rather than silently skip the CUDA code.
-if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX})
-  find_program(MYRIAD_NVCC nvcc HINTS /usr/local/cuda/bin /usr/local/cuda-13.0/bin /usr/local/cuda-13/bin)
-  if(NOT MYRIAD_NVCC)
-    message(FATAL_ERROR "nvcc not found on PATH or in /usr/local/cuda/bin: install the CUDA 13 toolkit, "
-                        "or configure with -DMYRIAD_CUDA=OFF to build without gpu/cuda")
-  endif()
-  set(CMAKE_CUDA_COMPILER ${MYRIAD_NVCC} CACHE FILEPATH "" FORCE)
+# gpu/cuda, when a CUDA toolkit is there. MYRIAD_CUDA:
+#   AUTO (default) - build gpu/cuda if nvcc is found, else a CPU-only build
+#                    (one line says so);
+#   ON             - nvcc is required: CI sets this, so the CUDA code cannot
+#                    silently drop out of its build;
+#   OFF            - CPU-only.
+# CMake finds nvcc only on PATH, so also look in the toolkit's standard prefix.
+# Sets MYRIAD_WITH_CUDA (ON/OFF), which the rest of the build tests.
+set(MYRIAD_WITH_CUDA OFF)
+string(TOUPPER "${MYRIAD_CUDA}" myriad_cuda_mode)
+if(myriad_cuda_mode STREQUAL "OFF")
+  message(NOTICE "Myriad: CPU-only build (MYRIAD_CUDA=OFF): gpu/cuda is not compiled")
+  return()
+elseif(NOT myriad_cuda_mode MATCHES "^(AUTO|ON)$")
+  message(FATAL_ERROR "MYRIAD_CUDA must be AUTO, ON or OFF, not '${MYRIAD_CUDA}'")
 endif()
+
+if(NOT CMAKE_CUDA_COMPILER)
+  if(DEFINED ENV{CUDACXX} AND NOT "$ENV{CUDACXX}" STREQUAL "")
+    set(myriad_nvcc "$ENV{CUDACXX}")
+  else()
+    find_program(myriad_nvcc nvcc HINTS /usr/local/cuda/bin /usr/local/cuda-13.0/bin /usr/local/cuda-13/bin
+                 NO_CACHE)
+  endif()
+  if(NOT myriad_nvcc OR NOT EXISTS "${myriad_nvcc}")
+    if(myriad_cuda_mode STREQUAL "ON")
+      message(FATAL_ERROR "MYRIAD_CUDA=ON but nvcc was not found (not on PATH, not in /usr/local/cuda/bin, CUDACXX "
+                          "unset): install the CUDA 13 toolkit, or configure with -DMYRIAD_CUDA=AUTO for a CPU-only build")
+    endif()
+    message(NOTICE "Myriad: CPU-only build: no CUDA toolkit found (nvcc not on PATH or in /usr/local/cuda/bin), "
+                   "gpu/cuda is not compiled")
+    return()
+  endif()
+  set(CMAKE_CUDA_COMPILER "${myriad_nvcc}" CACHE FILEPATH "" FORCE)
+endif()
+
 # Production: Ampere and Hopper. CI may pass one architecture to save time.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "")
@@ -22,3 +47,5 @@ set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
 list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
 set(CMAKE_CUDA_STANDARD 20)
 find_package(CUDAToolkit REQUIRED)
+set(MYRIAD_WITH_CUDA ON)
+message(STATUS "Myriad: CUDA build with ${CMAKE_CUDA_COMPILER} for architectures ${CMAKE_CUDA_ARCHITECTURES}")

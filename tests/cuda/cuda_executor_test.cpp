@@ -18,6 +18,9 @@
 #include "runtime/kv_block_allocator.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad::cuda_test {
 namespace {
@@ -25,12 +28,8 @@ namespace {
 using gpu::cuda::CudaExecutor;
 using gpu::cuda::CudaExecutorOptions;
 
-std::string fixtures() {
-  const char* env = std::getenv("MYRIAD_FIXTURES");
-  return env && *env ? env : MYRIAD_FIXTURES;
-}
 nlohmann::json golden(const std::string& model) {
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   return nlohmann::json::parse(f);
 }
 
@@ -42,7 +41,7 @@ std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, co
 }
 
 std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false) {
-  auto ck = Checkpoint::load(fixtures() + "/" + model);
+  auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
   CudaExecutorOptions o;
@@ -61,7 +60,7 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   // Slots 0..2: the three adapters, in golden.json's variant order.
   const char* names[] = {"r4-qv", "r8-all", "r16-rslora-o-down"};
   for (int s = 0; s < 3; ++s) {
-    auto w = load_fixture_adapter(**ck, fixtures() + "/" + model + "/adapters/" + names[s]);
+    auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/" + names[s]);
     if (!w) return nullptr;
     auto st = (*ex)->begin_load_adapter(s, w);
     EXPECT_TRUE(st.ok()) << st.error().to_string();
@@ -266,7 +265,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::Values("tiny-llama", "
 
 TEST(CudaExecutor, CreateFailsCleanlyWithoutDevice) {
   if (!gpu::cuda::device_unavailable_reason()) GTEST_SKIP() << "a device is present";
-  auto ck = Checkpoint::load(fixtures() + "/tiny-llama");
+  auto ck = Checkpoint::load(fixtures_dir() + "/tiny-llama");
   ASSERT_TRUE(ck.ok());
   auto ex = CudaExecutor::create(*ck, {});
   ASSERT_FALSE(ex.ok());

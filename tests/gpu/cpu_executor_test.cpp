@@ -15,18 +15,17 @@
 
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/kv_block_allocator.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad::gpu::cpu {
 namespace {
 
-std::string fixtures() {
-  const char* env = std::getenv("MYRIAD_FIXTURES");
-  return env && *env ? env : MYRIAD_FIXTURES;
-}
 
 std::unique_ptr<CpuExecutor> make_executor(const std::string& model, int32_t blocks = 128, int32_t bs = 4,
                                            WeightPlacement placement = WeightPlacement::kAuto) {
-  auto ck = Checkpoint::load(fixtures() + "/" + model);
+  auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
   CpuExecutorOptions o;
@@ -40,7 +39,7 @@ std::unique_ptr<CpuExecutor> make_executor(const std::string& model, int32_t blo
 }
 
 nlohmann::json golden(const std::string& model) {
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   return nlohmann::json::parse(f);
 }
 

@@ -21,14 +21,13 @@
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/engine.h"
 #include "runtime/peft_adapter.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
 
-std::string fixtures() {
-  const char* env = std::getenv("MYRIAD_FIXTURES");
-  return env && *env ? env : MYRIAD_FIXTURES;
-}
 
 class TokenSink final : public EventSink {
  public:
@@ -53,7 +52,7 @@ struct Fixture {
 Fixture& fixture() {
   static Fixture* f = [] {
     auto* fx = new Fixture;
-    const std::string dir = fixtures() + "/tiny-llama";
+    const std::string dir = fixtures_dir() + "/tiny-llama";
     auto ck = Checkpoint::load(dir);
     EXPECT_TRUE(ck.ok()) << ck.error().to_string();
     if (!ck.ok()) return fx;

@@ -22,6 +22,9 @@
 #include "runtime/kv_block_allocator.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/slot_pool.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -30,10 +33,6 @@ namespace fs = std::filesystem;
 const char* kVariants[] = {"base", "r4-qv", "r8-all", "r16-rslora-o-down"};
 const char* kPrompts[] = {"p1", "p7", "p33", "p100"};
 
-std::string fixtures() {
-  const char* env = std::getenv("MYRIAD_FIXTURES");
-  return env && *env ? env : MYRIAD_FIXTURES;
-}
 
 std::unique_ptr<CpuExecutor> make_executor(const std::string& dir, int32_t slots = 4, int32_t max_rank = 16,
                                            DType adapter_dtype = DType::kF32) {
@@ -53,9 +52,9 @@ std::unique_ptr<CpuExecutor> make_executor(const std::string& dir, int32_t slots
 }
 
 std::shared_ptr<const LoraWeights> adapter(const std::string& model, const std::string& name) {
-  auto c = load_model_config(fixtures() + "/" + model);
+  auto c = load_model_config(fixtures_dir() + "/" + model);
   EXPECT_TRUE(c.ok());
-  auto w = load_peft_adapter(fixtures() + "/" + model + "/adapters/" + name, *c);
+  auto w = load_peft_adapter(fixtures_dir() + "/" + model + "/adapters/" + name, *c);
   EXPECT_TRUE(w.ok()) << (w.ok() ? "" : w.error().to_string());
   return w.ok() ? *w : nullptr;
 }
@@ -148,10 +147,10 @@ class LoraGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(LoraGolden, MixedBatchMatchesPeftGoldensAndSoloRuns) {
   const std::string model = GetParam();
-  auto ex = make_executor(fixtures() + "/" + model);
+  auto ex = make_executor(fixtures_dir() + "/" + model);
   ASSERT_TRUE(ex);
   for (int v = 1; v <= 3; ++v) load_and_wait(*ex, v - 1, adapter(model, kVariants[v]));
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   const auto g = nlohmann::json::parse(f);
 
   std::vector<Seq> batch;
@@ -204,7 +203,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LoraGolden, ::testing::Values("tiny-llama", "
 std::string write_merged(const std::string& model,
                          const std::vector<std::pair<std::shared_ptr<const LoraWeights>, float>>& parts,
                          const std::string& tag) {
-  const std::string src = fixtures() + "/" + model;
+  const std::string src = fixtures_dir() + "/" + model;
   const std::string dir = (fs::temp_directory_path() / ("myriad_merged_" + std::to_string(::getpid()) + "_" + tag)).string();
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -248,13 +247,13 @@ std::string write_merged(const std::string& model,
 
 TEST(LoraExecutor, AdapterRowsEqualMergedWeightsAndMixtureEqualsMergedWeightedSum) {
   const std::string model = "tiny-llama";
-  auto ex = make_executor(fixtures() + "/" + model);
+  auto ex = make_executor(fixtures_dir() + "/" + model);
   ASSERT_TRUE(ex);
   auto r8 = adapter(model, "r8-all"), r4 = adapter(model, "r4-qv"), r16 = adapter(model, "r16-rslora-o-down");
   load_and_wait(*ex, 0, r8);
   load_and_wait(*ex, 1, r4);
   load_and_wait(*ex, 2, r16);
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   const auto g = nlohmann::json::parse(f);
   AdapterMix mix;
   mix.refs[0] = {0, 0.6f};
@@ -302,12 +301,12 @@ TEST(LoraExecutor, AdapterRowsEqualMergedWeightsAndMixtureEqualsMergedWeightedSu
 
 TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
   const std::string model = "tiny-llama";
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   const auto g = nlohmann::json::parse(f);
   const std::vector<std::string> names = {"r8-all", "r4-qv", "r16-rslora-o-down"};
 
   // Reference: the running sequences decoding with nothing else going on.
-  auto solo = make_executor(fixtures() + "/" + model, 2);
+  auto solo = make_executor(fixtures_dir() + "/" + model, 2);
   ASSERT_TRUE(solo);
   load_and_wait(*solo, 0, adapter(model, "r8-all"));
   std::vector<Seq> ref(2);
@@ -322,7 +321,7 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
   // Engine-like loop: 2 slots managed by a SlotPool. The running adapter
   // sequence pins its slot; new adapters load slowly (>= 100 ms each) into
   // the other slot, one after another, while the two sequences decode.
-  auto ex = make_executor(fixtures() + "/" + model, 2);
+  auto ex = make_executor(fixtures_dir() + "/" + model, 2);
   ASSERT_TRUE(ex);
   ex->lora_slots()->set_load_hook([](int32_t) { std::this_thread::sleep_for(std::chrono::milliseconds(120)); });
   SlotPool pool(2);
@@ -401,9 +400,9 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
 TEST(LoraExecutor, Bf16SlotsStayWithinBf16Tolerance) {
   // bf16 slot storage rounds A and B; the fixtures' bf16 tolerance applies.
   const std::string model = "tiny-llama";
-  auto ex = make_executor(fixtures() + "/" + model, 3, 16, DType::kBF16);
+  auto ex = make_executor(fixtures_dir() + "/" + model, 3, 16, DType::kBF16);
   ASSERT_TRUE(ex);
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   const auto g = nlohmann::json::parse(f);
   std::vector<Seq> batch;
   for (int v = 1; v <= 3; ++v) {
@@ -429,7 +428,7 @@ TEST(LoraExecutor, Bf16SlotsStayWithinBf16Tolerance) {
 }
 
 TEST(LoraExecutor, UnreadySlotAndBadLoadsAreRefused) {
-  auto ex = make_executor(fixtures() + "/tiny-llama", 2, 8);
+  auto ex = make_executor(fixtures_dir() + "/tiny-llama", 2, 8);
   ASSERT_TRUE(ex);
   auto r16 = adapter("tiny-llama", "r16-rslora-o-down");
   auto bad = ex->begin_load_adapter(0, r16);
@@ -447,7 +446,7 @@ TEST(LoraExecutor, UnreadySlotAndBadLoadsAreRefused) {
   auto st = ex->step(plan, res);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("not ready"), std::string::npos);
-  auto none = make_executor(fixtures() + "/tiny-llama", 0, 0);
+  auto none = make_executor(fixtures_dir() + "/tiny-llama", 0, 0);
   ASSERT_TRUE(none);
   EXPECT_EQ(none->begin_load_adapter(0, r16).error().code, ErrorCode::kUnsupported);
 }

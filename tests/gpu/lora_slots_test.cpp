@@ -11,24 +11,23 @@
 
 #include "gpu/cpu/lora_slots.h"
 #include "runtime/peft_adapter.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad::gpu::cpu {
 namespace {
 
-std::string fixtures() {
-  const char* e = std::getenv("MYRIAD_FIXTURES");
-  return e && *e ? e : MYRIAD_FIXTURES;
-}
 
 struct Fixture {
   ModelConfig config;
   std::vector<std::shared_ptr<const LoraWeights>> adapters;  // r4-qv, r8-all, r16-rslora-o-down
   Fixture() {
-    auto c = load_model_config(fixtures() + "/tiny-llama");
+    auto c = load_model_config(fixtures_dir() + "/tiny-llama");
     EXPECT_TRUE(c.ok());
     config = c.value();
     for (const char* n : {"r4-qv", "r8-all", "r16-rslora-o-down"}) {
-      auto w = load_peft_adapter(fixtures() + "/tiny-llama/adapters/" + n, config);
+      auto w = load_peft_adapter(fixtures_dir() + "/tiny-llama/adapters/" + n, config);
       EXPECT_TRUE(w.ok()) << w.error().to_string();
       adapters.push_back(w.value());
     }

@@ -11,16 +11,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string fixtures() {
-  const char* e = std::getenv("MYRIAD_FIXTURES");
-  return e && *e ? e : MYRIAD_FIXTURES;
-}
 
 struct CliRun {
   int code = -1;
@@ -58,7 +57,7 @@ double max_diff(const json& a, const json& b) {
 }
 
 TEST(AdapterCli, BatchRowsWithOwnAdaptersMatchPeftGoldensInOneStep) {
-  const std::string model = fixtures() + "/tiny-llama";
+  const std::string model = fixtures_dir() + "/tiny-llama";
   std::ifstream gf(model + "/golden.json");
   const json g = json::parse(gf);
   const std::string ad = model + "/adapters/";
@@ -96,7 +95,7 @@ TEST(AdapterCli, BatchRowsWithOwnAdaptersMatchPeftGoldensInOneStep) {
 }
 
 TEST(AdapterCli, HostileAdapterIsRefusedWithAClearMessage) {
-  const std::string model = fixtures() + "/tiny-llama";
+  const std::string model = fixtures_dir() + "/tiny-llama";
   const std::string dir = (fs::temp_directory_path() / ("myriad_dora_" + std::to_string(::getpid()))).string();
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -116,7 +115,7 @@ TEST(AdapterCli, HostileAdapterIsRefusedWithAClearMessage) {
 }
 
 TEST(AdapterCli, AdapterFlagMatchesGolden) {
-  const std::string model = fixtures() + "/tiny-llama";
+  const std::string model = fixtures_dir() + "/tiny-llama";
   std::ifstream gf(model + "/golden.json");
   const json g = json::parse(gf);
   std::string ids;
@@ -138,7 +137,7 @@ TEST(AdapterCli, AdapterFlagMatchesGolden) {
 }
 
 TEST(AdapterCli, GenerateWithAdapterMatchesGreedyGolden) {
-  const std::string model = fixtures() + "/tiny-llama";
+  const std::string model = fixtures_dir() + "/tiny-llama";
   std::ifstream gf(model + "/golden.json");
   const json g = json::parse(gf);
   std::string ids;

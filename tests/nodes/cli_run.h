@@ -10,7 +10,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "test_fixtures.h"
+
 namespace myriad::testing_cli {
+
+using myriad::testing::fixtures_dir;
 
 struct CliRun {
   int code;
@@ -27,11 +31,6 @@ inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
   while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
   const int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-inline std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
 }
 
 }  // namespace myriad::testing_cli

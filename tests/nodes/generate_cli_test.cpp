@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 using testing_cli::CliRun;
-using testing_cli::fixtures;
+using testing_cli::fixtures_dir;
 using testing_cli::run_cli;
 
 std::string id_list(const nlohmann::json& ids) {
@@ -52,10 +52,10 @@ std::string q(const std::string& s) {
 
 TEST(GenerateCli, GreedyTokensMatchGoldensWithIgnoreEos) {
   for (const char* model : {"tiny-llama", "tiny-qwen2"}) {
-    std::ifstream f(fixtures() + "/" + model + "/golden.json");
+    std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
     const auto g = nlohmann::json::parse(f);
     for (const auto& [name, prompt] : g["prompts"].items()) {
-      const auto r = run_cli("generate --model " + fixtures() + "/" + model + " --ids " + id_list(prompt) +
+      const auto r = run_cli("generate --model " + fixtures_dir() + "/" + model + " --ids " + id_list(prompt) +
                              " --max-tokens 24 --temperature 0 --ignore-eos --json");
       ASSERT_EQ(r.code, 0) << r.out;
       const auto j = nlohmann::json::parse(r.out);
@@ -67,12 +67,12 @@ TEST(GenerateCli, GreedyTokensMatchGoldensWithIgnoreEos) {
 
 TEST(GenerateCli, StopsAtEosUnlessIgnored) {
   // tiny-llama p100 greedily emits eos (id 2) within its 24 goldens.
-  std::ifstream f(fixtures() + "/tiny-llama/golden.json");
+  std::ifstream f(fixtures_dir() + "/tiny-llama/golden.json");
   const auto g = nlohmann::json::parse(f);
   const auto want = g["results"]["base"]["p100"]["greedy_tokens"].get<std::vector<int>>();
   const auto eos_at = std::find(want.begin(), want.end(), 2);
   ASSERT_NE(eos_at, want.end());
-  const auto r = run_cli("generate --model " + fixtures() + "/tiny-llama --ids " + id_list(g["prompts"]["p100"]) +
+  const auto r = run_cli("generate --model " + fixtures_dir() + "/tiny-llama --ids " + id_list(g["prompts"]["p100"]) +
                          " --max-tokens 24 --temperature 0 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const std::vector<int> expect(want.begin(), eos_at + 1);  // eos kept as the last id
@@ -182,7 +182,7 @@ TEST_F(GenerateTextCli, BadArgumentsNameTheFlag) {
   r = run_cli(gen("--prompt x --kv-cache-dtype int4"), true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("--kv-cache-dtype"), std::string::npos) << r.out;
-  r = run_cli("generate --model " + fixtures() + "/tiny-llama --prompt hello", true);
+  r = run_cli("generate --model " + fixtures_dir() + "/tiny-llama --prompt hello", true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("tokenizer"), std::string::npos) << r.out;
 }

@@ -17,11 +17,11 @@ namespace myriad {
 namespace {
 
 using testing_cli::CliRun;
-using testing_cli::fixtures;
+using testing_cli::fixtures_dir;
 using testing_cli::run_cli;
 
 nlohmann::json golden(const std::string& model) {
-  std::ifstream f(fixtures() + "/" + model + "/golden.json");
+  std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   return nlohmann::json::parse(f);
 }
 
@@ -46,7 +46,7 @@ TEST(LogitsCli, LastPositionMatchesGoldenForEveryPrompt) {
   for (const char* model : {"tiny-llama", "tiny-qwen2"}) {
     const auto g = golden(model);
     for (const auto& [name, prompt] : g["prompts"].items()) {
-      const auto r = run_cli("logits --model " + fixtures() + "/" + model + " --ids " + id_list(prompt));
+      const auto r = run_cli("logits --model " + fixtures_dir() + "/" + model + " --ids " + id_list(prompt));
       ASSERT_EQ(r.code, 0) << r.out;
       const auto j = nlohmann::json::parse(r.out);
       ASSERT_EQ(j["logits"].size(), 1u);
@@ -58,7 +58,7 @@ TEST(LogitsCli, LastPositionMatchesGoldenForEveryPrompt) {
 TEST(LogitsCli, AllPositionsMatchGolden) {
   for (const char* model : {"tiny-llama", "tiny-qwen2"}) {
     const auto g = golden(model);
-    const auto r = run_cli("logits --model " + fixtures() + "/" + model + " --all-positions --ids " + id_list(g["prompts"]["p7"]));
+    const auto r = run_cli("logits --model " + fixtures_dir() + "/" + model + " --all-positions --ids " + id_list(g["prompts"]["p7"]));
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     const auto& want = g["results"]["base"]["p7"]["all_logits"];
@@ -68,7 +68,7 @@ TEST(LogitsCli, AllPositionsMatchGolden) {
 }
 
 TEST(LogitsCli, BadArgumentsNameTheProblem) {
-  const std::string m = fixtures() + "/tiny-llama";
+  const std::string m = fixtures_dir() + "/tiny-llama";
   auto r = run_cli("logits --model " + m + " --ids 1,512", true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("token id 512"), std::string::npos) << r.out;

@@ -14,6 +14,9 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/model_factory.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
@@ -37,10 +40,6 @@ CliRun run_cli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -87,7 +86,7 @@ TEST_F(MakeModelCli, TinyBf16LoadsAndIsDeterministic) {
 }
 
 TEST_F(MakeModelCli, F32WithAGivenTokenizer) {
-  CliRun r = run_cli("--shape tiny --seed 1 --dtype f32 --out " + sub("m") + " --tokenizer " + fixtures() +
+  CliRun r = run_cli("--shape tiny --seed 1 --dtype f32 --out " + sub("m") + " --tokenizer " + fixtures_dir() +
                   "/tokenizers/mistral");
   ASSERT_EQ(r.code, 0) << r.out;
   auto ck = Checkpoint::load(sub("m"));
@@ -96,7 +95,7 @@ TEST_F(MakeModelCli, F32WithAGivenTokenizer) {
   EXPECT_EQ((*ck)->config().vocab_size, 32000);
   EXPECT_EQ((*ck)->config().bos_token_ids, std::vector<int64_t>{1});
   EXPECT_EQ((*ck)->config().eos_token_ids, std::vector<int64_t>{2});
-  EXPECT_EQ(slurp(sub("m/tokenizer.json")), slurp(fixtures() + "/tokenizers/mistral/tokenizer.json"));
+  EXPECT_EQ(slurp(sub("m/tokenizer.json")), slurp(fixtures_dir() + "/tokenizers/mistral/tokenizer.json"));
 }
 
 TEST_F(MakeModelCli, BadArgumentsNameTheFlag) {

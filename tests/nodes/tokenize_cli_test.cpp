@@ -15,6 +15,9 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 extern char** environ;
 
@@ -73,12 +76,8 @@ Run run_cli(const std::vector<std::string>& args) {
   return r;
 }
 
-std::string fixtures() {
-  if (const char* env = std::getenv("MYRIAD_FIXTURES")) return env;
-  return MYRIAD_FIXTURES;
-}
 
-std::string tok_dir(const std::string& name) { return fixtures() + "/tokenizers/" + name; }
+std::string tok_dir(const std::string& name) { return fixtures_dir() + "/tokenizers/" + name; }
 
 json golden(const std::string& name) {
   std::ifstream f(tok_dir(name) + "/golden.json");

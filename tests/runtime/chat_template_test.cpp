@@ -19,14 +19,13 @@
 #include <string>
 
 #include "runtime/chat_template.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
 
-std::string fixtures_dir() {
-  if (const char* env = std::getenv("MYRIAD_FIXTURES"); env != nullptr && *env != '\0') return env;
-  return MYRIAD_FIXTURES;
-}
 
 nlohmann::json load_json(const std::string& path) {
   std::ifstream in(path);

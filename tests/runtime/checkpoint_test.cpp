@@ -12,6 +12,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
@@ -19,10 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -72,7 +71,7 @@ class TempDir {
 };
 
 void check_fixture(const std::string& name, bool tied, bool biases) {
-  const std::string dir = fixtures() + "/" + name;
+  const std::string dir = fixtures_dir() + "/" + name;
   auto ck = Checkpoint::load(dir);
   ASSERT_TRUE(ck.ok()) << ck.error().to_string();
   const Checkpoint& c = **ck;
@@ -169,7 +168,7 @@ TEST(Checkpoint, LoadsTinyLlama) { check_fixture("tiny-llama", /*tied=*/false, /
 TEST(Checkpoint, LoadsTinyQwen2) { check_fixture("tiny-qwen2", /*tied=*/true, /*biases=*/true); }
 
 TEST(Checkpoint, ExpectedTensorsOfTinyLlama) {
-  auto cfg = load_model_config(fixtures() + "/tiny-llama");
+  auto cfg = load_model_config(fixtures_dir() + "/tiny-llama");
   ASSERT_TRUE(cfg.ok()) << cfg.error().to_string();
   const auto e = expected_tensors(*cfg);
   ASSERT_EQ(e.size(), 1u + 2u * 9u + 1u + 1u);
@@ -210,7 +209,7 @@ json write_shards(const Checkpoint& src, const std::string& dir, int num_shards,
 }
 
 TEST(Checkpoint, LoadsTwoShardCopyOfTinyLlama) {
-  auto orig = Checkpoint::load(fixtures() + "/tiny-llama");
+  auto orig = Checkpoint::load(fixtures_dir() + "/tiny-llama");
   ASSERT_TRUE(orig.ok()) << orig.error().to_string();
   TempDir tmp;
   write_shards(**orig, tmp.str(), 2, [](size_t i) { return int(i % 2); });
@@ -244,7 +243,7 @@ struct EditableModel {
 
   static EditableModel of(const std::string& fixture) {
     EditableModel m;
-    const std::string dir = fixtures() + "/" + fixture;
+    const std::string dir = fixtures_dir() + "/" + fixture;
     auto f = SafetensorsFile::open(dir + "/model.safetensors");
     EXPECT_TRUE(f.ok());
     for (const TensorView& t : (*f)->tensors())
@@ -369,7 +368,7 @@ TEST(CheckpointHostile, Qwen2WithoutBiases) {
 TEST(CheckpointHostile, NoWeightsOrNoConfig) {
   TempDir tmp;
   expect_load_error(tmp.str(), ErrorCode::kNotFound, {tmp.str() + "/config.json"});
-  fs::copy_file(fixtures() + "/tiny-llama/config.json", tmp.str() + "/config.json");
+  fs::copy_file(fixtures_dir() + "/tiny-llama/config.json", tmp.str() + "/config.json");
   expect_load_error(tmp.str(), ErrorCode::kNotFound, {"model.safetensors"});
 }
 
@@ -393,7 +392,7 @@ TEST(CheckpointHostile, BadConfigIsReportedByField) {
 class ShardedHostile : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ck = Checkpoint::load(fixtures() + "/tiny-llama");
+    auto ck = Checkpoint::load(fixtures_dir() + "/tiny-llama");
     ASSERT_TRUE(ck.ok());
     index_ = write_shards(**ck, tmp_.str(), 2, [](size_t i) { return int(i % 2); });
   }

@@ -8,16 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/generation_config.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
 
 using json = nlohmann::json;
 
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
 
 json base_llama() {
   return json::parse(R"({
@@ -100,11 +99,11 @@ TEST(ModelConfig, Llama3ScalingFieldsValidated) {
 }
 
 TEST(ModelConfig, FixturesParse) {
-  auto l = load_model_config(fixtures() + "/tiny-llama");
+  auto l = load_model_config(fixtures_dir() + "/tiny-llama");
   ASSERT_TRUE(l.ok()) << l.error().to_string();
   EXPECT_EQ(l->arch, ModelArch::kLlama);
   EXPECT_FALSE(l->attention_bias);
-  auto q = load_model_config(fixtures() + "/tiny-qwen2");
+  auto q = load_model_config(fixtures_dir() + "/tiny-qwen2");
   ASSERT_TRUE(q.ok()) << q.error().to_string();
   EXPECT_EQ(q->arch, ModelArch::kQwen2);
   EXPECT_TRUE(q->attention_bias);
@@ -112,7 +111,7 @@ TEST(ModelConfig, FixturesParse) {
   EXPECT_TRUE(q->tie_word_embeddings);
   EXPECT_FALSE(q->use_sliding_window);
   EXPECT_FALSE(q->sliding_window.has_value());
-  auto missing = load_model_config(fixtures() + "/no-such-model");
+  auto missing = load_model_config(fixtures_dir() + "/no-such-model");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
   EXPECT_NE(missing.error().message.find("no-such-model/config.json"), std::string::npos);
@@ -255,7 +254,7 @@ TEST(GenerationConfig, ParsesAndValidates) {
   bad = parse_generation_config(R"({"eos_token_id": ["a"]})", "/m/generation_config.json");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("eos_token_id"), std::string::npos);
-  auto none = load_generation_config(fixtures() + "/no-such-model");
+  auto none = load_generation_config(fixtures_dir() + "/no-such-model");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->eos_token_ids.empty());
 }

@@ -12,6 +12,9 @@
 #include <random>
 
 #include "runtime/checkpoint.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
@@ -19,10 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string fixtures() {
-  if (const char* e = std::getenv("MYRIAD_FIXTURES")) return e;
-  return MYRIAD_FIXTURES;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -238,7 +237,7 @@ TEST(ModelFactory, ShardsWithAnIndexWhenOverTheLimit) {
 
 TEST(ModelFactory, CustomQwen2ConfigWithBiasesAndTies) {
   TempDir tmp;
-  auto text = slurp(fixtures() + "/tiny-qwen2/config.json");
+  auto text = slurp(fixtures_dir() + "/tiny-qwen2/config.json");
   auto cfg = parse_model_config(text, "tiny-qwen2/config.json");
   ASSERT_TRUE(cfg.ok()) << cfg.error().to_string();
   MakeModelOptions o;
@@ -262,7 +261,7 @@ TEST(ModelFactory, CopiesAGivenTokenizerAndTakesItsVocab) {
   MakeModelOptions o;
   o.seed = 1;
   o.out_dir = tmp.sub("m");
-  o.tokenizer_dir = fixtures() + "/tokenizers/llama3";
+  o.tokenizer_dir = fixtures_dir() + "/tokenizers/llama3";
   // A narrow model keeps the 128256-row embedding cheap to generate.
   ModelConfig narrow = *model_shape("tiny");
   narrow.hidden_size = 8;

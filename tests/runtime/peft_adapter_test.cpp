@@ -14,6 +14,9 @@
 
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
+#include "test_fixtures.h"
+
+using myriad::testing::fixtures_dir;
 
 namespace myriad {
 namespace {
@@ -21,13 +24,9 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-std::string fixtures() {
-  const char* e = std::getenv("MYRIAD_FIXTURES");
-  return e && *e ? e : MYRIAD_FIXTURES;
-}
 
 ModelConfig llama_config() {
-  auto c = load_model_config(fixtures() + "/tiny-llama");
+  auto c = load_model_config(fixtures_dir() + "/tiny-llama");
   EXPECT_TRUE(c.ok()) << c.error().to_string();
   return c.value();
 }
@@ -40,7 +39,7 @@ class AdapterDir {
     path_ = (fs::temp_directory_path() / ("myriad_peft_" + std::to_string(::getpid()) + "_" + std::to_string(n++))).string();
     fs::remove_all(path_);
     fs::create_directories(path_);
-    const std::string src = fixtures() + "/tiny-llama/adapters/" + fixture;
+    const std::string src = fixtures_dir() + "/tiny-llama/adapters/" + fixture;
     fs::copy_file(src + "/adapter_config.json", path_ + "/adapter_config.json");
     fs::copy_file(src + "/adapter_model.safetensors", path_ + "/adapter_model.safetensors");
   }
@@ -121,7 +120,7 @@ TEST(PeftAdapter, FixturesLoadWithPeftRanksAndScales) {
       {"r16-rslora-o-down", 16, 4.0f, {LinearModule::kO, LinearModule::kDown}},
   };
   for (const auto& k : cases) {
-    const std::string dir = fixtures() + "/tiny-llama/adapters/" + k.name;
+    const std::string dir = fixtures_dir() + "/tiny-llama/adapters/" + k.name;
     auto w = load_peft_adapter(dir, c);
     ASSERT_TRUE(w.ok()) << w.error().to_string();
     EXPECT_EQ((*w)->num_layers, 2);
@@ -218,7 +217,7 @@ TEST(PeftAdapter, RegexTargetsLayersToTransformAndPatterns) {
 
 TEST(PeftAdapter, SaveLoadsBackUnchanged) {
   const ModelConfig c = llama_config();
-  auto w = load_peft_adapter(fixtures() + "/tiny-llama/adapters/r16-rslora-o-down", c);
+  auto w = load_peft_adapter(fixtures_dir() + "/tiny-llama/adapters/r16-rslora-o-down", c);
   ASSERT_TRUE(w.ok());
   AdapterDir d("r4-qv");
   ASSERT_TRUE(save_peft_adapter(d.path(), **w, "tiny-llama").ok());
@@ -264,7 +263,7 @@ TEST(PeftHostile, TargetOutsideTheSevenLinears) {
 TEST(PeftHostile, RankAboveConfiguredMaximum) {
   PeftLoadOptions o;
   o.max_rank = 8;
-  expect_rejected(load_peft_adapter(fixtures() + "/tiny-llama/adapters/r16-rslora-o-down", llama_config(), o),
+  expect_rejected(load_peft_adapter(fixtures_dir() + "/tiny-llama/adapters/r16-rslora-o-down", llama_config(), o),
                   ErrorCode::kUnsupported, {"rank 16", "maximum adapter rank 8"});
 }
 

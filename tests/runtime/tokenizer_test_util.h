@@ -13,13 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/tokenizer.h"
+#include "test_fixtures.h"
 
 namespace myriad::testing {
-
-inline std::string fixtures_dir() {
-  if (const char* env = std::getenv("MYRIAD_FIXTURES")) return env;
-  return MYRIAD_FIXTURES;
-}
 
 inline std::string tokenizer_dir(const std::string& name) { return fixtures_dir() + "/tokenizers/" + name; }
 

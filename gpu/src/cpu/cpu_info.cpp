@@ -19,7 +19,7 @@ CpuInfo cpu_info() {
 #ifndef MYRIAD_HAVE_CUDA
 CudaProbe probe_cuda() {
   CudaProbe p;
-  p.status = "built without gpu/cuda (MYRIAD_CUDA=OFF)";
+  p.status = "built without gpu/cuda (no CUDA toolkit at configure time, or MYRIAD_CUDA=OFF)";
   return p;
 }
 #endif
