@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -206,8 +207,9 @@ class CheckpointLoader {
 
   Status validate(Checkpoint& ck) {
     const ModelConfig& c = ck.config_;
+    const std::vector<ExpectedTensor> wanted = expected_tensors(c);
     std::set<std::string> expected;
-    for (const ExpectedTensor& e : expected_tensors(c)) {
+    for (const ExpectedTensor& e : wanted) {
       expected.insert(e.name);
       const TensorView* t = ck.find(e.name);
       if (!t)
@@ -243,6 +245,14 @@ class CheckpointLoader {
                                                      " but '" + first + "' is " + dtype_name(ck.dtype_) +
                                                      " (linear weights must share one dtype)");
       }
+    }
+    // A NaN or infinity in any weight would be served silently as garbage.
+    for (const ExpectedTensor& e : wanted) {
+      const TensorView* t = ck.find(e.name);
+      if (const int64_t i = first_non_finite(*t); i >= 0)
+        return make_error(ErrorCode::kBadFile, file_of_[e.name] + ": tensor '" + e.name + "' element " +
+                                                   std::to_string(i) + " is " +
+                                                   (std::isnan(t->at(size_t(i))) ? "NaN" : "infinite"));
     }
     return ok_status();
   }

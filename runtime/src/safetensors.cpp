@@ -81,6 +81,39 @@ int64_t TensorView::numel() const {
   return n;
 }
 
+namespace {
+
+// Scans `n` elements of type U for an exponent field that is all ones (NaN or
+// infinity) a block at a time: the block's OR-reduction vectorizes; only a
+// block that has one is searched element by element.
+template <class U>
+int64_t first_with_exponent(const std::byte* data, size_t n, U exponent_mask) {
+  constexpr size_t kBlock = 1024;
+  U block[kBlock];
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t len = std::min(kBlock, n - begin);
+    std::memcpy(block, data + begin * sizeof(U), len * sizeof(U));  // `data` may be unaligned
+    bool any = false;
+    for (size_t i = 0; i < len; ++i) any |= (block[i] & exponent_mask) == exponent_mask;
+    if (!any) continue;
+    for (size_t i = 0; i < len; ++i)
+      if ((block[i] & exponent_mask) == exponent_mask) return int64_t(begin + i);
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t first_non_finite(const TensorView& t) {
+  const size_t n = size_t(t.numel());
+  switch (t.dtype) {
+    case DType::kF32: return first_with_exponent<uint32_t>(t.data, n, 0x7f800000u);
+    case DType::kF16: return first_with_exponent<uint16_t>(t.data, n, uint16_t(0x7c00));
+    case DType::kBF16: return first_with_exponent<uint16_t>(t.data, n, uint16_t(0x7f80));
+  }
+  return -1;
+}
+
 float TensorView::at(size_t i) const {
   MYRIAD_CHECK(i < size_t(numel()), "TensorView::at: index " + std::to_string(i) + " out of range for " + name);
   const std::byte* p = data + i * dtype_size(dtype);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -323,6 +324,39 @@ TEST(CheckpointHostile, MixedLinearDtypes) {
   t->bytes.resize(t->bytes.size() / 2);
   m.write(tmp.str());
   expect_load_error(tmp.str(), ErrorCode::kBadFile, {"'model.layers.1.mlp.down_proj.weight'", "BF16", "F32"});
+}
+
+// A poisoned weight is refused at load, naming the file, the tensor, the
+// element and what it is; a checkpoint otherwise valid, so nothing else is
+// at fault. Covers a linear weight (f32) and a norm stored as bf16.
+TEST(CheckpointHostile, NanOrInfinityInAnyWeight) {
+  {
+    TempDir tmp;
+    auto m = EditableModel::of("tiny-llama");
+    const float inf = -std::numeric_limits<float>::infinity();
+    std::memcpy(m.find("model.layers.1.self_attn.o_proj.weight")->bytes.data() + 4 * 77, &inf, 4);
+    m.write(tmp.str());
+    expect_load_error(tmp.str(), ErrorCode::kBadFile,
+                      {tmp.str() + "/model.safetensors", "'model.layers.1.self_attn.o_proj.weight'", "element 77",
+                       "infinite"});
+  }
+  {
+    TempDir tmp;
+    auto m = EditableModel::of("tiny-qwen2");
+    auto* t = m.find("model.layers.0.input_layernorm.weight");
+    std::vector<std::byte> bf(t->bytes.size() / 2);
+    for (size_t i = 0; i < bf.size() / 2; ++i) {
+      float f;
+      std::memcpy(&f, t->bytes.data() + 4 * i, 4);
+      const uint16_t h = f32_to_bf16(i == 9 ? std::numeric_limits<float>::quiet_NaN() : f);
+      std::memcpy(bf.data() + 2 * i, &h, 2);
+    }
+    t->dtype = DType::kBF16;
+    t->bytes = bf;
+    m.write(tmp.str());
+    expect_load_error(tmp.str(), ErrorCode::kBadFile,
+                      {"'model.layers.0.input_layernorm.weight'", "element 9", "NaN"});
+  }
 }
 
 TEST(CheckpointHostile, NormsMayUseAnotherDtype) {

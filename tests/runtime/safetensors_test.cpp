@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -129,6 +130,49 @@ TEST(Safetensors, WriteThenReadRoundTripsAllDtypes) {
   uint64_t n = 0;
   in.read(reinterpret_cast<char*>(&n), 8);
   EXPECT_EQ((8 + n) % 8, 0u);
+}
+
+// first_non_finite tests bits: every NaN/infinity pattern of each dtype is
+// found at its index (in a block past the first, at an unaligned address),
+// and the largest finite values, denormals and negative zero are not.
+TEST(Safetensors, FirstNonFiniteFindsEveryNanAndInfinityPattern) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> finite = {0.0f, -0.0f, 1.0f, -2.5f, 1e-39f /* an f32 denormal */, 3.0f};
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const size_t es = dtype_size(dt);
+    auto encode = [&](float x, std::byte* p) {
+      if (dt == DType::kF32) {
+        std::memcpy(p, &x, 4);
+      } else {
+        const uint16_t h = dt == DType::kBF16 ? f32_to_bf16(x) : f32_to_f16(x);
+        std::memcpy(p, &h, 2);
+      }
+    };
+    const size_t n = 3000;  // three scan blocks
+    std::vector<std::byte> buf(1 + n * es);  // +1: the view starts unaligned
+    for (size_t i = 0; i < n; ++i) encode(finite[i % finite.size()], buf.data() + 1 + i * es);
+    // The dtype's largest finite value (by its bits), twice, with either sign.
+    const uint32_t max_bits = dt == DType::kF32 ? 0x7f7fffffu : dt == DType::kBF16 ? 0x7f7fu : 0x7bffu;
+    const uint32_t sign_bit = dt == DType::kF32 ? 0x80000000u : 0x8000u;
+    const uint32_t neg_max_bits = max_bits | sign_bit;
+    std::memcpy(buf.data() + 1 + 5 * es, &max_bits, es);  // little-endian: the low bytes
+    std::memcpy(buf.data() + 1 + 11 * es, &neg_max_bits, es);
+    TensorView t{"w", dt, {int64_t(n)}, buf.data() + 1, n * es};
+    EXPECT_EQ(first_non_finite(t), -1) << dtype_name(dt);
+    for (float bad : {inf, -inf, nan, -nan}) {
+      std::vector<std::byte> copy = buf;
+      TensorView u = t;
+      u.data = copy.data() + 1;
+      encode(bad, copy.data() + 1 + 2100 * es);
+      encode(bad, copy.data() + 1 + 2900 * es);
+      EXPECT_EQ(first_non_finite(u), 2100) << dtype_name(dt) << " " << bad;
+    }
+  }
+  // A NaN with another payload than the quiet one (signalling, f32 bits).
+  const uint32_t snan = 0x7f800001u;
+  TensorView s{"s", DType::kF32, {1}, reinterpret_cast<const std::byte*>(&snan), 4};
+  EXPECT_EQ(first_non_finite(s), 0);
 }
 
 TEST(Safetensors, WriterRejectsBadInput) {

@@ -49,8 +49,9 @@ class Checkpoint {
   // model.safetensors or the shards named by model.safetensors.index.json.
   // Errors (kBadFile, kNotFound, kUnsupported) name the file and the tensor
   // or field: a missing/unexpected/misshaped tensor, linear weights of mixed
-  // dtypes, an index naming a shard outside the folder, and every
-  // safetensors-level problem SafetensorsFile::open reports.
+  // dtypes, a NaN or infinite element in any weight, an index naming a shard
+  // outside the folder, and every safetensors-level problem
+  // SafetensorsFile::open reports.
   static Result<std::shared_ptr<const Checkpoint>> load(const std::string& model_dir);
 
   const std::string& dir() const { return dir_; }

@@ -32,6 +32,11 @@ struct TensorView {
   float at(size_t i) const;  // element i converted to f32 (for tests and loaders)
 };
 
+// Index of the first NaN or infinite element of `t`, or -1 when every element
+// is finite. Tests the stored bits (an all-ones exponent) in one pass, with no
+// conversion; loaders call it so a poisoned file is refused, not served.
+int64_t first_non_finite(const TensorView& t);
+
 // Largest header we accept; real headers are well under this.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
 

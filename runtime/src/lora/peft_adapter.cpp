@@ -416,16 +416,13 @@ Result<std::shared_ptr<const LoraWeights>> load_peft_adapter(const std::string& 
     LoraModuleWeights& mw = w->modules[idx];
     mw.rank = t.rank;
     mw.scale = cfg->use_rslora ? t.alpha / std::sqrt(float(t.rank)) : t.alpha / float(t.rank);
+    if (const int64_t i = first_non_finite(*tv); i >= 0) {
+      return bad(st_path, "tensor '" + name + "' element " + std::to_string(i) + " is " +
+                              (std::isnan(tv->at(size_t(i))) ? "NaN" : "infinite"));
+    }
     std::vector<float>& dst = is_b ? mw.b : mw.a;
     dst.resize(size_t(tv->numel()));
-    for (size_t i = 0; i < dst.size(); ++i) {
-      const float v = tv->at(i);
-      if (!std::isfinite(v)) {
-        return bad(st_path, "tensor '" + name + "' element " + std::to_string(i) + " is " +
-                                (std::isnan(v) ? "NaN" : "infinite"));
-      }
-      dst[i] = v;
-    }
+    for (size_t i = 0; i < dst.size(); ++i) dst[i] = tv->at(i);
   }
   return std::shared_ptr<const LoraWeights>(std::move(w));
 }
