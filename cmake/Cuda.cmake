@@ -22,12 +22,22 @@ if(NOT CMAKE_CUDA_COMPILER)
     find_program(myriad_nvcc nvcc HINTS /usr/local/cuda/bin /usr/local/cuda-13.0/bin /usr/local/cuda-13/bin
                  NO_CACHE)
   endif()
-  if(NOT myriad_nvcc OR NOT EXISTS "${myriad_nvcc}")
-    if(myriad_cuda_mode STREQUAL "ON")
-      message(FATAL_ERROR "MYRIAD_CUDA=ON but nvcc was not found (not on PATH, not in /usr/local/cuda/bin, CUDACXX "
-                          "unset): install the CUDA 13 toolkit, or configure with -DMYRIAD_CUDA=AUTO for a CPU-only build")
+  # An nvcc that does not run (e.g. a wrapper script left on PATH after the
+  # toolkit went) counts as none.
+  set(myriad_nvcc_runs FALSE)
+  if(myriad_nvcc AND EXISTS "${myriad_nvcc}")
+    execute_process(COMMAND "${myriad_nvcc}" --version RESULT_VARIABLE myriad_nvcc_rc OUTPUT_QUIET ERROR_QUIET)
+    if(myriad_nvcc_rc EQUAL 0)
+      set(myriad_nvcc_runs TRUE)
     endif()
-    message(NOTICE "Myriad: CPU-only build: no CUDA toolkit found (nvcc not on PATH or in /usr/local/cuda/bin), "
+  endif()
+  if(NOT myriad_nvcc_runs)
+    if(myriad_cuda_mode STREQUAL "ON")
+      message(FATAL_ERROR "MYRIAD_CUDA=ON but no working nvcc was found (not on PATH, not in /usr/local/cuda/bin, "
+                          "CUDACXX unset): install the CUDA 13 toolkit, or configure with -DMYRIAD_CUDA=AUTO for a "
+                          "CPU-only build")
+    endif()
+    message(NOTICE "Myriad: CPU-only build: no CUDA toolkit found (no working nvcc on PATH or in /usr/local/cuda/bin), "
                    "gpu/cuda is not compiled")
     return()
   endif()
