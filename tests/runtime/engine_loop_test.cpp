@@ -113,6 +113,45 @@ TEST(EngineLoop, ConfigMustFitTheExecutor) {
   EXPECT_TRUE(Engine::create(c, exec, resolver, clock, sink).ok());
 }
 
+// A device's step capacity is part of its info: a configuration that could
+// plan a step the device refuses is rejected at create, naming the field,
+// instead of failing requests at run time.
+TEST(EngineLoop, ConfigMustFitTheExecutorsStepCapacity) {
+  FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 100, .num_adapter_slots = 2, .max_tokens_per_step = 256,
+                                        .max_rows = 32});
+  StaticAdapterResolver resolver;
+  ManualClock clock;
+  RecordingSink sink;
+  SchedulerConfig c;
+  c.num_kv_blocks = 100;
+  c.num_slots = 2;
+  c.max_tokens_per_step = 512;
+  c.max_running_seqs = 16;
+  auto e = Engine::create(c, exec, resolver, clock, sink);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(e.error().message.find("max_tokens_per_step = 512"), std::string::npos) << e.error().message;
+  EXPECT_NE(e.error().message.find("256"), std::string::npos) << e.error().message;
+  c.max_tokens_per_step = 256;
+  c.max_running_seqs = 64;
+  e = Engine::create(c, exec, resolver, clock, sink);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("max_running_seqs = 64"), std::string::npos) << e.error().message;
+  c.max_running_seqs = 32;
+  e = Engine::create(c, exec, resolver, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  // At the limits, a full load runs: every plan fits the device.
+  for (int i = 0; i < 40; ++i) {
+    Request r;
+    r.prompt.assign(100, 7);
+    r.max_tokens = 4;
+    ASSERT_TRUE((*e)->submit(r).ok());
+  }
+  ASSERT_TRUE((*e)->run_until_idle(10000).ok());
+  for (const auto& ev : sink.all) EXPECT_NE(ev.kind, EventKind::kFailed) << ev.error.to_string();
+  EXPECT_TRUE(exec.violations().empty());
+}
+
 TEST(EngineLoop, RunUntilIdleReportsWorkLeft) {
   SchedulerConfig c;
   c.num_slots = 1;

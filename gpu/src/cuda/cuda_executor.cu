@@ -190,6 +190,9 @@ Status CudaExecutor::Impl::init_common(const ModelConfig& c, const CudaExecutorO
   info.kv_num_blocks = o.kv_num_blocks;
   info.num_adapter_slots = o.num_adapter_slots;
   info.max_adapter_rank = o.max_adapter_rank;
+  info.max_tokens_per_step = o.max_tokens_per_step;
+  info.max_rows = o.max_rows;
+  info.max_logits_rows = o.max_logits_rows;
   return ok_status();
 }
 

@@ -24,6 +24,11 @@ struct ExecutorInfo {
   int32_t kv_num_blocks = 0;     // blocks in the preallocated pool
   int32_t num_adapter_slots = 0;
   int32_t max_adapter_rank = 0;
+  // Capacity of one step (0 = no limit): a plan beyond them is refused by
+  // step(), so Engine::create refuses a configuration that could plan one.
+  int32_t max_tokens_per_step = 0;  // sum of the rows' new tokens
+  int32_t max_rows = 0;             // rows (sequences) in one plan
+  int32_t max_logits_rows = 0;      // logits positions returned (kLast: 1 a row, kAll: its tokens)
 };
 
 class Executor {

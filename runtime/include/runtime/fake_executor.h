@@ -26,6 +26,8 @@ struct FakeExecutorOptions {
   int32_t kv_block_size = 16;
   int32_t kv_num_blocks = 1024;
   int32_t num_adapter_slots = 4;
+  int32_t max_tokens_per_step = 0;  // ExecutorInfo's capacity (0 = no limit); step() refuses larger plans
+  int32_t max_rows = 0;
   int32_t load_polls = 0;       // adapter_ready() answers false this many times after a load begins
   bool validate = true;         // false: the fastest path (benchmarks), no checks
   ManualClock* clock = nullptr; // advanced by step_ms + per_token_ms * tokens per step

@@ -20,6 +20,14 @@ Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Ex
   if (c.num_kv_blocks > info.kv_num_blocks)
     return bad("num_kv_blocks = " + std::to_string(c.num_kv_blocks) + " but the executor's pool has " +
                std::to_string(info.kv_num_blocks));
+  // The scheduler plans up to max_tokens_per_step tokens over up to
+  // max_running_seqs rows (it asks for no logits); the device must take that.
+  if (info.max_tokens_per_step > 0 && c.max_tokens_per_step > info.max_tokens_per_step)
+    return bad("max_tokens_per_step = " + std::to_string(c.max_tokens_per_step) + " but the executor takes at most " +
+               std::to_string(info.max_tokens_per_step) + " tokens a step");
+  if (info.max_rows > 0 && c.max_running_seqs > info.max_rows)
+    return bad("max_running_seqs = " + std::to_string(c.max_running_seqs) + " but the executor takes at most " +
+               std::to_string(info.max_rows) + " rows a step");
   if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
   auto s = Scheduler::create(c, resolver);
   if (!s.ok()) return s.error();

@@ -28,6 +28,8 @@ FakeExecutor::FakeExecutor(const FakeExecutorOptions& options) : opt_(options) {
   info_.kv_num_blocks = opt_.kv_num_blocks;
   info_.num_adapter_slots = opt_.num_adapter_slots;
   info_.max_adapter_rank = 64;
+  info_.max_tokens_per_step = opt_.max_tokens_per_step;
+  info_.max_rows = opt_.max_rows;
   slots_.resize(size_t(opt_.num_adapter_slots));
   block_owner_.assign(size_t(opt_.kv_num_blocks), 0);
   step_mark_.assign(size_t(opt_.kv_num_blocks), 0);
@@ -131,6 +133,12 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
     return fail_step_;
   }
   if (opt_.validate) MYRIAD_TRY(validate(plan));
+  // Refuse what a device with these limits would refuse (as the CUDA executor does).
+  if ((opt_.max_rows > 0 && plan.rows.size() > size_t(opt_.max_rows)) ||
+      (opt_.max_tokens_per_step > 0 && plan.num_tokens() > size_t(opt_.max_tokens_per_step)))
+    return make_error(ErrorCode::kInvalidArgument, "fake executor: plan of " + std::to_string(plan.rows.size()) +
+                                                       " rows, " + std::to_string(plan.num_tokens()) +
+                                                       " tokens exceeds its capacity");
   for (const SeqRow& r : plan.rows) {
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
