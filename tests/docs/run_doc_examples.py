@@ -150,7 +150,7 @@ def main():
     if not os.path.isdir(build):
         print(f"run_doc_examples: build folder {build} does not exist (run scripts/build)", file=sys.stderr)
         return 1
-    if not runnable:
+    if not runnable and not a.files:
         problems.append("no runnable (```sh) blocks found")
 
     cwd = root if build == os.path.realpath(os.path.join(root, "build")) else overlay(root, build)
