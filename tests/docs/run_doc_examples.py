@@ -85,20 +85,36 @@ def parse(path, rel):
     return blocks, problems
 
 
+def strip_code(text):
+    """The text without fenced blocks and inline code (links there are not links)."""
+    text = re.sub(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1\s*$", "", text)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchors(path):
+    """GitHub's anchors for the headings of a Markdown file."""
+    seen, out = {}, set()
+    text = re.sub(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1\s*$", "", open(path, encoding="utf-8").read())
+    for m in re.finditer(r"(?m)^#{1,6}\s+(.*?)\s*#*\s*$", text):
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
 def check_links(path, rel, root):
     problems = []
-    text = open(path, encoding="utf-8").read()
-    # Links inside code blocks and inline code are not links.
-    text = re.sub(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1\s*$", "", text)
-    text = re.sub(r"`[^`\n]*`", "", text)
-    for m in LINK.finditer(text):
+    for m in LINK.finditer(strip_code(open(path, encoding="utf-8").read())):
         target = m.group(1)
-        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"^[a-z]+:", target):
             continue
-        target = target.split("#")[0]
-        full = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        file, _, anchor = target.partition("#")
+        full = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
         if not full.startswith(os.path.normpath(root)) or not os.path.exists(full):
-            problems.append(f"{rel}: link to {m.group(1)}: no such file")
+            problems.append(f"{rel}: link to {target}: no such file")
+        elif anchor and full.endswith(".md") and anchor not in anchors(full):
+            problems.append(f"{rel}: link to {target}: no heading with that anchor")
     return problems
 
 
