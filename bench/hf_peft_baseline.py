@@ -6,7 +6,7 @@ all seven modules), using PEFT's mixed-adapter batch inference
 (`generate(..., adapter_names=[...])`).
 
 Prints decode tokens/s (and --json a {"rows": [...]} object like the C++
-benches). Runs on the lent GPU machine (torch/transformers/peft present);
+benches). Runs on a GPU machine (torch/transformers/peft present);
 nothing is downloaded: the model is built from a config with random weights.
 
     python3 bench/hf_peft_baseline.py [--json] [--batch 64] [--adapters 64]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-7 comparison: bench/serve on llama-110m (bf16, random weights)
+# The serving comparison of docs/results/2026-11-23-serve-sweep.md: bench/serve on llama-110m (bf16, random weights)
 # with 64 random rank-16 adapters, Zipf(1.0) popularity, Poisson arrivals:
 # the three policies at one quantum, then a quantum sweep of the time slice.
 # Prints one markdown table; each run's JSON goes to $OUT_DIR.
