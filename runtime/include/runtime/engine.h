@@ -1,7 +1,9 @@
 // The engine loop: each step() asks the scheduler for a plan, executes the
 // adapter evictions and loads it names, runs the executor (which samples),
 // feeds the sampled tokens back to the scheduler and emits per-request
-// events to the EventSink, recording metrics on the way. Time comes from
+// events to the EventSink, recording metrics on the way. With a tokenizer,
+// an OutputProcessor per request turns its tokens into text deltas on the
+// events and ends it at a stop string. Time comes from
 // an injected Clock, so tests and the simulator control it; the executor
 // may be real (gpu/cpu, gpu/cuda) or simulated.
 //
@@ -40,19 +42,24 @@
 #include "runtime/engine_events.h"
 #include "runtime/engine_metrics.h"
 #include "runtime/executor.h"
+#include "runtime/output_processor.h"
 #include "runtime/request.h"
 #include "runtime/result.h"
 #include "runtime/scheduler.h"
 #include "runtime/scheduler_config.h"
+#include "runtime/tokenizer.h"
 
 namespace myriad {
 
 class Engine {
  public:
-  // Checks the config against the executor (slots, KV pool, block size)
-  // and takes the executor's vocabulary size when config.vocab_size is 0.
+  // Checks the config against the executor (slots, KV pool, block size,
+  // step capacity) and takes the executor's vocabulary size when
+  // config.vocab_size is 0. `tokenizer` (optional) gives events their text
+  // and requests their stop strings.
   static Result<std::unique_ptr<Engine>> create(const SchedulerConfig& config, Executor& executor,
-                                                AdapterResolver& resolver, const Clock& clock, EventSink& sink);
+                                                AdapterResolver& resolver, const Clock& clock, EventSink& sink,
+                                                std::shared_ptr<const Tokenizer> tokenizer = nullptr);
 
   // Error => rejected (no events follow). Otherwise its events follow.
   Result<RequestId> submit(Request request);
@@ -74,16 +81,22 @@ class Engine {
     double submit_ms = 0.0;
     double last_token_ms = 0.0;
     RequestMetrics* adapter = nullptr;
+    std::unique_ptr<OutputProcessor> output;  // with a tokenizer
+    std::vector<int32_t> stop_token_ids;      // their text is not shown
   };
 
-  Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink);
+  Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink,
+         std::shared_ptr<const Tokenizer> tokenizer);
   void dispatch_events();
-  void record(const RequestEvent& e);
+  void add_text(RequestEvent& e, Track& t);
+  void record(const RequestEvent& e, Track& t);
 
   std::unique_ptr<Scheduler> scheduler_;
   Executor& executor_;
   const Clock& clock_;
   EventSink& sink_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::vector<RequestId> stopped_;  // scratch: matched a stop string, not yet finished
   StepResult result_;
   const ScheduleOutput* last_ = nullptr;
   ScheduleOutput empty_;

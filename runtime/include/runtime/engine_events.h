@@ -1,11 +1,12 @@
-// What the engine tells the owner of a request: each sampled token, then
-// exactly one final event (finished with a reason, or failed with an
-// error). Delivered in order per request, on the engine thread, through an
+// What the engine tells the owner of a request: each sampled token (with
+// its text, when the engine has a tokenizer), then exactly one final event
+// (finished with a reason, or failed with an error). Delivered in order per request, on the engine thread, through an
 // EventSink the engine's owner implements (an actor forwards them as
 // messages; tests record them).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "runtime/request.h"
 #include "runtime/result.h"
@@ -22,6 +23,10 @@ struct RequestEvent {
   int32_t token = -1;
   float logprob = 0.0f;
   uint32_t index = 0;            // output index of this token (0 = first)
+  // kToken and kFinished, from an engine with a tokenizer: the text this
+  // token released (the output processor holds back partial characters and
+  // what may become a stop string); on kFinished, whatever was held back.
+  std::string text;
   // kFinished / kFailed
   FinishReason reason = FinishReason::kStop;  // kFinished only
   uint32_t num_output_tokens = 0;  // tokens emitted before this event

@@ -26,6 +26,9 @@ struct Request {
   SamplingParams sampling;
   uint32_t max_tokens = 16;          // output tokens at most (>= 1)
   std::vector<int32_t> stop_token_ids;  // sampling one ends the request (reason kStop); the token is emitted
+  // Stop strings (needs an engine with a tokenizer): the request ends (reason
+  // kStop) at the token whose text completes one; the text ends before it.
+  std::vector<std::string> stop;
   double deadline_ms = kNoDeadline;  // absolute, on the engine's clock: unfinished by then => kDeadline
 };
 

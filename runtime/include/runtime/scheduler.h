@@ -106,6 +106,9 @@ class Scheduler {
   // Ends a queued or running request with kCancelled (event at once). False
   // if the id is unknown or already finished.
   bool cancel(RequestId id, double now_ms);
+  // Ends a request for a reason found outside the scheduler (a stop string
+  // its output processor matched): one Finished event with `reason`.
+  bool end(RequestId id, FinishReason reason, double now_ms);
 
   // Plans the next step. Expires deadlines first (events), then decides
   // adapter evictions/loads per the policy, then the rows.

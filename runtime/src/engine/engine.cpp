@@ -1,11 +1,13 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <string>
 
 namespace myriad {
 
 Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Executor& executor,
-                                               AdapterResolver& resolver, const Clock& clock, EventSink& sink) {
+                                               AdapterResolver& resolver, const Clock& clock, EventSink& sink,
+                                               std::shared_ptr<const Tokenizer> tokenizer) {
   const ExecutorInfo& info = executor.info();
   SchedulerConfig c = config;
   auto bad = [&](const std::string& what) {
@@ -31,11 +33,12 @@ Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Ex
   if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
   auto s = Scheduler::create(c, resolver);
   if (!s.ok()) return s.error();
-  return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink));
+  return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink, std::move(tokenizer)));
 }
 
-Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink)
-    : scheduler_(std::move(scheduler)), executor_(executor), clock_(clock), sink_(sink) {
+Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink,
+               std::shared_ptr<const Tokenizer> tokenizer)
+    : scheduler_(std::move(scheduler)), executor_(executor), clock_(clock), sink_(sink), tokenizer_(std::move(tokenizer)) {
   last_ = &empty_;
   const SchedulerConfig& c = scheduler_->config();
   load_start_ms_.assign(size_t(c.num_slots), 0.0);
@@ -55,6 +58,12 @@ std::string adapter_metrics_name(const std::string& adapter) {
 Result<RequestId> Engine::submit(Request request) {
   const double now = clock_.now_ms();
   std::string name = adapter_metrics_name(request.adapter);
+  if (!request.stop.empty() && !tokenizer_) {
+    ++metrics_.overall.rejected;
+    return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
+  }
+  Track track{now, now, nullptr, nullptr, request.stop_token_ids};
+  if (tokenizer_) track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{std::move(request.stop)});
   auto id = scheduler_->submit(std::move(request), now);
   if (!id.ok()) {
     // Per-adapter entries only for adapters that exist: junk names must not grow the map.
@@ -65,7 +74,8 @@ Result<RequestId> Engine::submit(Request request) {
   RequestMetrics& am = metrics_.per_adapter[std::move(name)];
   ++am.submitted;
   ++metrics_.overall.submitted;
-  tracks_[id.value()] = Track{now, now, &am};
+  track.adapter = &am;
+  tracks_[id.value()] = std::move(track);
   return id;
 }
 
@@ -75,10 +85,24 @@ bool Engine::cancel(RequestId id) {
   return found;
 }
 
-void Engine::record(const RequestEvent& e) {
-  auto it = tracks_.find(e.id);
-  MYRIAD_CHECK(it != tracks_.end(), "event for request " + std::to_string(e.id) + " that is not in flight");
-  Track& t = it->second;
+// Text for the event from the request's output processor. A token whose text
+// completes a stop string ends the request: its Finished event (if the
+// scheduler has not already queued one this step) comes with reason kStop.
+void Engine::add_text(RequestEvent& e, Track& t) {
+  if (!t.output) return;
+  if (e.kind == EventKind::kToken) {
+    const bool stop_token = std::find(t.stop_token_ids.begin(), t.stop_token_ids.end(), e.token) != t.stop_token_ids.end();
+    if (!stop_token && !t.output->stopped()) {
+      e.text = t.output->push(e.token);
+      if (t.output->stopped()) stopped_.push_back(e.id);
+    }
+  } else if (e.kind == EventKind::kFinished) {
+    if (t.output->stopped()) e.reason = FinishReason::kStop;  // a stop string beats length
+    e.text = t.output->finish();
+  }
+}
+
+void Engine::record(const RequestEvent& e, Track& t) {
   RequestMetrics& a = *t.adapter;
   RequestMetrics& o = metrics_.overall;
   if (e.kind == EventKind::kToken) {
@@ -111,16 +135,27 @@ void Engine::record(const RequestEvent& e) {
   }
   ++(a.*counter);
   ++(o.*counter);
-  tracks_.erase(it);
 }
 
 void Engine::dispatch_events() {
   auto& events = scheduler_->events();
-  for (const RequestEvent& e : events) {
-    record(e);
-    sink_.on_event(e);
+  while (!events.empty()) {
+    for (RequestEvent& e : events) {
+      auto it = tracks_.find(e.id);
+      MYRIAD_CHECK(it != tracks_.end(), "event for request " + std::to_string(e.id) + " that is not in flight");
+      add_text(e, it->second);
+      record(e, it->second);
+      sink_.on_event(e);
+      if (e.is_final()) tracks_.erase(it);
+    }
+    events.clear();
+    // Requests that matched a stop string and are still in flight end now;
+    // their Finished events go round once more.
+    const double now = clock_.now_ms();
+    for (RequestId id : stopped_)
+      if (tracks_.count(id)) scheduler_->end(id, FinishReason::kStop, now);
+    stopped_.clear();
   }
-  events.clear();
 }
 
 Status Engine::step() {

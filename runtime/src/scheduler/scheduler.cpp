@@ -203,10 +203,12 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   return s->id;
 }
 
-bool Scheduler::cancel(RequestId id, double now_ms) {
+bool Scheduler::cancel(RequestId id, double now_ms) { return end(id, FinishReason::kCancelled, now_ms); }
+
+bool Scheduler::end(RequestId id, FinishReason reason, double now_ms) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return false;
-  finish(*it->second, FinishReason::kCancelled, now_ms);
+  finish(*it->second, reason, now_ms);
   compact_running();
   return true;
 }
