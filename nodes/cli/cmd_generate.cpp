@@ -1,4 +1,5 @@
-// `myriad generate`: autoregressive generation on the CPU backend.
+// `myriad generate`: one request on the Engine over the CPU executor (the
+// engine's output processor streams the text and applies stop strings).
 //   myriad generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-tokens N]
 //       [--temperature T] [--top-p P] [--top-k K] [--seed S]
 //       [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]
@@ -16,12 +17,15 @@
 // (generation_config.json's and config.json's; kept in "ids", not in the
 // text) unless --ignore-eos, at a stop string (the text ends before it; the
 // token that completed it is the last id), at --max-tokens (default 16), or
-// at max_position_embeddings.
+// at max_position_embeddings. Several --adapter DIR:W flags are one adapter,
+// their weighted mixture (mix_lora).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,7 +36,9 @@
 #include "lora_cli.h"
 #include "runtime/chat_template.h"
 #include "runtime/checkpoint.h"
-#include "runtime/incremental_decoder.h"
+#include "runtime/adapter_resolver.h"
+#include "runtime/clock.h"
+#include "runtime/engine.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/tokenizer.h"
 
@@ -56,46 +62,30 @@ json template_context(const TokenizerConfig& config) {
   return ctx;
 }
 
-// Text released so far and the stop-string search over what is held back.
-class StopScanner {
+// Prints each text delta as it comes (unless --json) and keeps the ids.
+class CliSink final : public EventSink {
  public:
-  explicit StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {
-    for (const auto& s : stops_) hold_ = std::max(hold_, s.size() > 0 ? s.size() - 1 : 0);
-  }
-  // Appends decoded text; returns what may be released now. Sets stopped()
-  // when a stop string appears (the text is cut before it).
-  std::string push(const std::string& piece) {
-    text_ += piece;
-    size_t cut = std::string::npos;
-    for (const auto& s : stops_) {
-      if (s.empty()) continue;
-      const size_t from = released_ > s.size() ? released_ - s.size() : 0;
-      const size_t at = text_.find(s, from);
-      if (at != std::string::npos && (cut == std::string::npos || at < cut)) cut = at;
+  CliSink(bool stream_text, bool stream_ids) : stream_text_(stream_text), stream_ids_(stream_ids) {}
+  void on_event(const RequestEvent& e) override {
+    if (e.kind == EventKind::kToken) {
+      ids.push_back(e.token);
+      if (stream_ids_) print((ids.size() > 1 ? " " : "") + std::to_string(e.token));
     }
-    if (cut != std::string::npos) {
-      stopped_ = true;
-      text_.resize(std::max(cut, released_));
-      return release(text_.size());
-    }
-    return release(text_.size() > hold_ ? text_.size() - hold_ : 0);
+    text += e.text;
+    if (stream_text_) print(e.text);
+    if (e.kind == EventKind::kFailed) error = e.error;
   }
-  std::string finish() { return release(text_.size()); }
-  bool stopped() const { return stopped_; }
-  const std::string& text() const { return text_; }
+  std::vector<int32_t> ids;
+  std::string text;
+  std::optional<Error> error;
 
  private:
-  std::string release(size_t upto) {
-    if (upto <= released_) return {};
-    std::string out = text_.substr(released_, upto - released_);
-    released_ = upto;
-    return out;
+  static void print(const std::string& s) {
+    if (s.empty()) return;
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
   }
-  std::vector<std::string> stops_;
-  size_t hold_ = 0;
-  std::string text_;
-  size_t released_ = 0;
-  bool stopped_ = false;
+  bool stream_text_, stream_ids_;
 };
 
 }  // namespace
@@ -180,79 +170,66 @@ int cmd_generate(int argc, char** argv) {
   eos.insert(eos.end(), cfg.eos_token_ids.begin(), cfg.eos_token_ids.end());
   const bool ignore_eos = args->has("ignore-eos");
 
-  int64_t total = int64_t(prompt.size()) + max_tokens.value();
-  if (cfg.max_position_embeddings > 0) {
-    if (int64_t(prompt.size()) > cfg.max_position_embeddings)
-      return fail(bad(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings " +
-                      std::to_string(cfg.max_position_embeddings)), 2);
-    total = std::min(total, cfg.max_position_embeddings);
-  }
-  gpu::cpu::CpuExecutorOptions opt;
-  opt.kv_block_size = 16;
-  opt.kv_num_blocks = std::max(1, KvBlockAllocator::blocks_for(int32_t(total), opt.kv_block_size));
-  opt.threads = int(threads.value());
-  opt.kv_dtype = kv_dtype.value();
-  auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);  // --adapter DIR[:w], repeatable
-  if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
-  auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
-  if (!ex.ok()) return fail(ex.error());
-  if (Status st = adapters->adapters.load_into(**ex); !st.ok()) return fail(st.error());
+  if (cfg.max_position_embeddings > 0 && int64_t(prompt.size()) > cfg.max_position_embeddings)
+    return fail(bad(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings " +
+                    std::to_string(cfg.max_position_embeddings)), 2);
+  // The last sampled token is never fed back, so it may sit one past the
+  // context: at most max_position_embeddings - prompt + 1 new tokens.
+  int64_t new_tokens = max_tokens.value();
+  if (cfg.max_position_embeddings > 0)
+    new_tokens = std::min(new_tokens, cfg.max_position_embeddings - int64_t(prompt.size()) + 1);
+  auto adapter = read_adapter_mixture(args->get_all("adapter"), cfg);  // --adapter DIR[:w], repeatable
+  if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
 
   const bool as_json = args->has("json");
-  std::unique_ptr<IncrementalDecoder> decoder;
-  if (tok) decoder = std::make_unique<IncrementalDecoder>(tok, /*skip_special_tokens=*/true);
-  StopScanner scanner(stops);
-  auto emit = [&](const std::string& s) {
-    if (!as_json && !s.empty()) {
-      std::fwrite(s.data(), 1, s.size(), stdout);
-      std::fflush(stdout);
-    }
-  };
+  CliSink sink(/*stream_text=*/!as_json && tok != nullptr, /*stream_ids=*/!as_json && tok == nullptr);
+  if (new_tokens > 0) {
+    // One request on the engine, sized to it: one KV pool of its positions,
+    // the whole prompt in one step, one adapter slot if it names an adapter.
+    const int32_t positions = int32_t(prompt.size() + size_t(new_tokens));
+    gpu::cpu::CpuExecutorOptions opt;
+    opt.kv_block_size = 16;
+    opt.kv_num_blocks = KvBlockAllocator::blocks_for(positions, opt.kv_block_size);
+    opt.threads = int(threads.value());
+    opt.kv_dtype = kv_dtype.value();
+    opt.num_adapter_slots = *adapter ? 1 : 0;
+    opt.max_adapter_rank = *adapter ? (*adapter)->max_rank() : 0;
+    auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
+    if (!ex.ok()) return fail(ex.error());
 
-  std::vector<int32_t> seq = prompt, out_ids;
-  StepPlan plan;
-  StepResult res;
-  int32_t cached = 0;
-  // Each step feeds seq[cached:] (the whole prompt first), which must fit in
-  // the `total` positions of the cache.
-  while (int64_t(out_ids.size()) < max_tokens.value() && int64_t(seq.size()) <= total) {
-    plan.clear();
-    SeqRow r;
-    r.start_pos = cached;
-    r.num_tokens = uint32_t(int32_t(seq.size()) - cached);
-    plan.tokens.assign(seq.begin() + cached, seq.end());
-    r.num_blocks = uint32_t(KvBlockAllocator::blocks_for(int32_t(seq.size()), opt.kv_block_size));
-    for (uint32_t b = 0; b < r.num_blocks; ++b) plan.block_ids.push_back(int32_t(b));
-    r.sample = true;
-    r.sampling = sp;
-    r.adapters = adapters->mix;
-    r.output_index = uint32_t(out_ids.size());
-    if (sp.needs_history()) {
-      plan.history = seq;
-      r.history_len = uint32_t(seq.size());
-      r.prompt_len = uint32_t(prompt.size());
+    SchedulerConfig sc;
+    sc.num_slots = opt.num_adapter_slots;
+    sc.kv_block_size = opt.kv_block_size;
+    sc.num_kv_blocks = opt.kv_num_blocks;
+    sc.max_running_seqs = 1;
+    sc.max_tokens_per_step = int32_t(prompt.size());
+    StaticAdapterResolver resolver;
+    Request req;
+    if (*adapter) {
+      req.adapter = "cli";
+      resolver.put(req.adapter, 1, *adapter);
     }
-    plan.rows.push_back(r);
-    const Status st = (*ex)->step(plan, res);
-    if (!st.ok()) return fail(st.error());
-    cached = int32_t(seq.size());
-    const int32_t id = res.sampled.at(0).token;
-    out_ids.push_back(id);
-    seq.push_back(id);
-    const bool is_eos = std::find(eos.begin(), eos.end(), int64_t(id)) != eos.end();
-    if (is_eos && !ignore_eos) break;
-    if (decoder) {
-      emit(scanner.push(decoder->push(id)));
-      if (scanner.stopped()) break;
-    } else if (!as_json) {
-      emit((out_ids.size() > 1 ? " " : "") + std::to_string(id));
+    req.prompt = prompt;
+    req.sampling = sp;
+    req.max_tokens = uint32_t(new_tokens);
+    if (!ignore_eos)
+      for (int64_t id : eos) req.stop_token_ids.push_back(int32_t(id));
+    req.stop = stops;
+    SteadyClock clock;
+    auto engine = Engine::create(sc, **ex, resolver, clock, sink, tok);
+    if (!engine.ok()) return fail(engine.error());
+    auto id = (*engine)->submit(std::move(req));
+    if (!id.ok()) return fail(id.error(), id.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+    // A load finishes in the background; a step that has nothing to run yet
+    // (the adapter still loading) returns at once, so yield between polls.
+    while ((*engine)->has_work()) {
+      if ((*engine)->step().ok() && (*engine)->last_schedule().plan.rows.empty()) std::this_thread::yield();
     }
+    if (sink.error) return fail(*sink.error);
   }
-  if (decoder && !scanner.stopped()) emit(scanner.push(decoder->flush()));
-  if (decoder) emit(scanner.finish());
 
   if (as_json) {
-    const json j = {{"ids", out_ids}, {"text", decoder ? scanner.text() : std::string()}};
+    const json j = {{"ids", sink.ids}, {"text", sink.text}};
     std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");

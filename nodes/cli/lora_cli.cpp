@@ -66,6 +66,11 @@ int32_t CliAdapters::max_rank() const {
   return r;
 }
 
+std::shared_ptr<const LoraWeights> CliAdapters::weights_of(const std::string& dir) const {
+  const auto it = std::find(dirs_.begin(), dirs_.end(), dir);
+  return it == dirs_.end() ? nullptr : weights_[size_t(it - dirs_.begin())];
+}
+
 Status CliAdapters::load_into(gpu::cpu::CpuExecutor& ex) const {
   for (size_t i = 0; i < weights_.size(); ++i) MYRIAD_TRY(ex.begin_load_adapter(int32_t(i), weights_[i]));
   for (size_t i = 0; i < weights_.size(); ++i) {
@@ -102,6 +107,23 @@ Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, 
   opt.num_adapter_slots = set.adapters.num_slots();
   opt.max_adapter_rank = set.adapters.max_rank();
   return set;
+}
+
+Result<std::shared_ptr<const LoraWeights>> read_adapter_mixture(const std::vector<std::string>& flags,
+                                                                const ModelConfig& base) {
+  auto specs = parse_adapter_specs(flags);
+  if (!specs.ok()) return specs.error();
+  if (specs->empty()) return std::shared_ptr<const LoraWeights>();
+  auto read = CliAdapters::read(*specs, base);
+  if (!read.ok()) return read.error();
+  std::vector<LoraMixPart> parts;
+  std::string name;
+  for (const AdapterSpec& sp : *specs) {
+    parts.push_back({read->weights_of(sp.dir), sp.weight});
+    name += (name.empty() ? "" : "+") + sp.dir + ":" + std::to_string(sp.weight);
+  }
+  if (parts.size() == 1 && parts[0].weight == 1.0f) return parts[0].weights;
+  return std::shared_ptr<const LoraWeights>(std::make_shared<LoraWeights>(mix_lora(parts, name)));
 }
 
 namespace {

@@ -38,6 +38,8 @@ class CliAdapters {
   int32_t max_rank() const;
   // Copies every adapter into its slot of `ex` and waits.
   Status load_into(gpu::cpu::CpuExecutor& ex) const;
+  // The weights read from `dir` (null if it was not read).
+  std::shared_ptr<const LoraWeights> weights_of(const std::string& dir) const;
   // The AdapterMix for a set of specs (each folder must have been read).
   Result<AdapterMix> mix(const std::vector<AdapterSpec>& specs) const;
 
@@ -55,6 +57,13 @@ struct CliAdapterSet {
 };
 Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, const ModelConfig& base,
                                          gpu::cpu::CpuExecutorOptions& opt);
+
+// `--adapter DIR[:weight]` flags of a command that goes through the engine:
+// reads and validates the folders and gives the one adapter a request names,
+// the weighted mixture made one adapter (mix_lora) unless it is a single
+// folder of weight 1. Null when no --adapter was given.
+Result<std::shared_ptr<const LoraWeights>> read_adapter_mixture(const std::vector<std::string>& flags,
+                                                                const ModelConfig& base);
 
 // `myriad logits --model DIR --batch FILE.json`: prints
 // {"rows": [{"logits": [...]}, ...]} (last position of each row), every row

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,18 @@ struct LoraWeights {
   int32_t max_rank() const;
   size_t bytes() const;  // host bytes of A and B
 };
+
+// One part of a weighted mixture of adapters over the same base.
+struct LoraMixPart {
+  std::shared_ptr<const LoraWeights> weights;
+  float weight = 1.0f;
+};
+
+// The mixture sum_i w_i s_i B_i A_i as one adapter: per module, A' stacks
+// the parts' A_i ([sum r_i, in]) and B' puts their B_i side by side
+// ([out, sum r_i]), each scaled by w_i s_i; scale 1. Equal to the mixture in
+// real arithmetic (float sums may be ordered differently), at the price of
+// the ranks' sum. The parts must share num_layers.
+LoraWeights mix_lora(const std::vector<LoraMixPart>& parts, std::string name);
 
 }  // namespace myriad
