@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "runtime/request.h"
@@ -13,7 +14,12 @@
 
 namespace myriad {
 
-enum class EventKind : uint8_t { kToken, kFinished, kFailed };
+enum class EventKind : uint8_t {
+  kToken,     // a sampled token
+  kLogits,    // logits of prompt positions (a request with prompt_logits)
+  kFinished,  // final
+  kFailed,    // final
+};
 
 struct RequestEvent {
   RequestId id = 0;
@@ -27,13 +33,18 @@ struct RequestEvent {
   // token released (the output processor holds back partial characters and
   // what may become a stop string); on kFinished, whatever was held back.
   std::string text;
+  // kLogits: prompt positions [logits_start, logits_start + logits_count),
+  // row-major [logits_count, vocab]; the span is valid during on_event only.
+  uint32_t logits_start = 0;
+  uint32_t logits_count = 0;
+  std::span<const float> logits;
   // kFinished / kFailed
   FinishReason reason = FinishReason::kStop;  // kFinished only
   uint32_t num_output_tokens = 0;  // tokens emitted before this event
   double queue_ms = -1.0;          // submit -> first admission into the batch; -1 if never admitted
   Error error;                     // kFailed only
 
-  bool is_final() const { return kind != EventKind::kToken; }
+  bool is_final() const { return kind == EventKind::kFinished || kind == EventKind::kFailed; }
 };
 
 class EventSink {

@@ -41,6 +41,9 @@ class FakeExecutor final : public Executor {
   explicit FakeExecutor(const FakeExecutorOptions& options);
 
   static int32_t token_for(SeqId seq, uint32_t output_index, std::string_view adapter, int32_t vocab_size);
+  // The logit it returns for vocabulary entry v at a position whose input
+  // token is `token`, so a test can tell which positions it was given.
+  static float logit_for(int32_t token, int32_t position, int32_t v);
 
   const ExecutorInfo& info() const override { return info_; }
   Status step(const StepPlan& plan, StepResult& out) override;

@@ -24,7 +24,10 @@ struct Request {
   std::string adapter;               // adapter name ("tenant/name" or "tenant/name@N"); "" = base model
   std::vector<int32_t> prompt;       // token ids, at least one
   SamplingParams sampling;
-  uint32_t max_tokens = 16;          // output tokens at most (>= 1)
+  uint32_t max_tokens = 16;          // output tokens at most (>= 1; 0 with prompt_logits: score the prompt only)
+  // Logits of the prompt's last position (kLast) or of every prompt position
+  // (kAll), as kLogits events while the prompt is computed.
+  LogitsRequest prompt_logits = LogitsRequest::kNone;
   std::vector<int32_t> stop_token_ids;  // sampling one ends the request (reason kStop); the token is emitted
   // Stop strings (needs an engine with a tokenizer): the request ends (reason
   // kStop) at the token whose text completes one; the text ends before it.

@@ -169,6 +169,8 @@ class Scheduler {
   void plan_admissions();
   void plan_waiting();
   void write_row(Sequence& s, uint32_t chunk);
+  void report_logits(Sequence& s, const SeqRow& row, const StepResult& result, size_t first_pos, size_t vocab,
+                     double now_ms);
   void forget_unused();
   void preempt(Sequence& s);
   bool reclaim_paused(const Sequence* keep);

@@ -103,6 +103,7 @@ void Engine::add_text(RequestEvent& e, Track& t) {
 }
 
 void Engine::record(const RequestEvent& e, Track& t) {
+  if (e.kind == EventKind::kLogits) return;
   RequestMetrics& a = *t.adapter;
   RequestMetrics& o = metrics_.overall;
   if (e.kind == EventKind::kToken) {

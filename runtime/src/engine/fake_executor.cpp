@@ -39,6 +39,11 @@ int32_t FakeExecutor::token_for(SeqId seq, uint32_t output_index, std::string_vi
   return int32_t(mix(mix(seq) ^ (uint64_t(output_index) << 1) ^ hash_name(adapter)) % uint64_t(vocab_size));
 }
 
+float FakeExecutor::logit_for(int32_t token, int32_t position, int32_t v) {
+  return float(mix(mix(uint64_t(uint32_t(token))) ^ (uint64_t(uint32_t(position)) << 20) ^ uint64_t(uint32_t(v))) % 2048) /
+         256.0f;
+}
+
 std::string FakeExecutor::slot_name(int32_t slot) const {
   if (slot < 0 || size_t(slot) >= slots_.size()) return "";
   return slots_[size_t(slot)].name;
@@ -139,10 +144,18 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
     return make_error(ErrorCode::kInvalidArgument, "fake executor: plan of " + std::to_string(plan.rows.size()) +
                                                        " rows, " + std::to_string(plan.num_tokens()) +
                                                        " tokens exceeds its capacity");
-  for (const SeqRow& r : plan.rows) {
+  for (size_t ri = 0; ri < plan.rows.size(); ++ri) {
+    const SeqRow& r = plan.rows[ri];
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
       t.cached = r.start_pos + int32_t(r.num_tokens);
+    }
+    if (r.logits != LogitsRequest::kNone) {
+      out.logits_rows.push_back(uint32_t(ri));
+      const uint32_t first = r.logits == LogitsRequest::kAll ? 0 : r.num_tokens - 1;
+      for (uint32_t i = first; i < r.num_tokens; ++i)
+        for (int32_t v = 0; v < opt_.vocab_size; ++v)
+          out.logits.push_back(logit_for(plan.tokens[r.token_offset + i], r.start_pos + int32_t(i), v));
     }
     if (!r.sample) continue;
     const int32_t slot = r.adapters.count ? r.adapters.refs[0].slot : -1;

@@ -21,6 +21,8 @@ struct Scheduler::Sequence {
   uint32_t max_tokens = 0;
   uint32_t generated = 0;
   uint32_t num_computed = 0;
+  LogitsRequest prompt_logits = LogitsRequest::kNone;
+  uint32_t logits_reported = 0;  // prompt positions whose logits went out (a recompute does not repeat them)
   double submit_ms = 0.0;
   double first_admit_ms = -1.0;
   uint64_t order = 0;  // submission order (FIFO across adapters)
@@ -139,7 +141,10 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   };
   const size_t prompt_len = request.prompt.size();
   if (prompt_len == 0) return reject(ErrorCode::kInvalidArgument, "request has an empty prompt");
-  if (request.max_tokens < 1) return reject(ErrorCode::kInvalidArgument, "max_tokens = 0: must be >= 1");
+  if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
+    return reject(ErrorCode::kInvalidArgument, "max_tokens = 0: must be >= 1 (or ask for prompt_logits)");
+  if (request.prompt_logits != LogitsRequest::kNone && config_.vocab_size <= 0)
+    return reject(ErrorCode::kInvalidArgument, "prompt_logits needs the scheduler's vocab_size");
   for (size_t i = 0; i < prompt_len; ++i) {
     const int32_t t = request.prompt[i];
     if (t < 0 || (config_.vocab_size > 0 && t >= config_.vocab_size))
@@ -188,6 +193,8 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->max_tokens = request.max_tokens;
   s->generated = 0;
   s->num_computed = 0;
+  s->prompt_logits = request.prompt_logits;
+  s->logits_reported = request.prompt_logits == LogitsRequest::kLast ? uint32_t(prompt_len) - 1 : 0;
   s->submit_ms = now_ms;
   s->first_admit_ms = -1.0;
   s->order = next_order_++;
@@ -509,8 +516,15 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
   row.num_blocks = uint32_t(s.blocks.size());
   plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
   row.adapters = AdapterMix::single(s.adapter->slot);
-  row.sample = s.num_computed + chunk == s.tokens.size();
+  row.sample = s.num_computed + chunk == s.tokens.size() && s.max_tokens > 0;
   row.logits = LogitsRequest::kNone;
+  if (s.prompt_logits != LogitsRequest::kNone && s.num_computed + chunk > s.logits_reported &&
+      s.logits_reported < s.prompt_len) {
+    // Prompt positions not reported yet: the last one alone when the chunk
+    // ends on it (the usual kLast), else every position of the chunk.
+    const bool last_only = s.logits_reported + 1 == s.prompt_len && s.num_computed + chunk == s.prompt_len;
+    row.logits = last_only ? LogitsRequest::kLast : LogitsRequest::kAll;
+  }
   row.sampling = s.sampling;
   row.output_index = s.generated;
   row.history_offset = uint32_t(plan.history.size());
@@ -698,12 +712,21 @@ void Scheduler::update(const StepResult& result, double now_ms) {
     return;
   }
   size_t si = 0;
+  size_t logits_pos = 0;  // into result.logits, in positions
+  const size_t vocab = config_.vocab_size > 0 ? size_t(config_.vocab_size) : 0;
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const SeqRow& row = plan.rows[i];
     Sequence& s = *step_seqs_[i];
     const SampledToken* t = row.sample ? &result.sampled[si++] : nullptr;
+    const size_t row_logits_pos = logits_pos;
+    logits_pos += row.logits == LogitsRequest::kAll ? row.num_tokens : row.logits == LogitsRequest::kLast ? 1 : 0;
     if (s.state != SeqState::kRunning || s.id != row.seq) continue;  // cancelled since schedule()
+    if (row.logits != LogitsRequest::kNone) report_logits(s, row, result, row_logits_pos, vocab, now_ms);
     s.num_computed += row.num_tokens;
+    if (s.max_tokens == 0 && s.num_computed >= s.prompt_len) {
+      finish(s, FinishReason::kLength, now_ms);  // scored the prompt; nothing to generate
+      continue;
+    }
     if (t == nullptr) continue;
     if (t->seq != row.seq) {
       fail(s, make_error(ErrorCode::kInternal, "executor returned a token for sequence " + std::to_string(t->seq) +
@@ -728,6 +751,29 @@ void Scheduler::update(const StepResult& result, double now_ms) {
   }
   step_seqs_.clear();
   compact_running();
+}
+
+// A kLogits event for the prompt positions of `row` not reported before
+// (positions past the prompt, recomputed after a preemption, are not).
+void Scheduler::report_logits(Sequence& s, const SeqRow& row, const StepResult& result, size_t first_pos,
+                              size_t vocab, double now_ms) {
+  const uint32_t row_start = uint32_t(row.start_pos);
+  const uint32_t row_end = row_start + (row.logits == LogitsRequest::kAll ? row.num_tokens : 1);
+  const uint32_t first = row.logits == LogitsRequest::kAll ? row_start : row_start + row.num_tokens - 1;
+  const uint32_t from = std::max(first, s.logits_reported);
+  const uint32_t to = std::min(row.logits == LogitsRequest::kAll ? row_end : first + 1, s.prompt_len);
+  if (from >= to || vocab == 0) return;
+  const size_t offset = (first_pos + (from - first)) * vocab;
+  MYRIAD_CHECK(offset + size_t(to - from) * vocab <= result.logits.size(),
+               "executor returned " + std::to_string(result.logits.size()) + " logits, fewer than the plan asked");
+  RequestEvent& e = events_.emplace_back();
+  e.id = s.id;
+  e.kind = EventKind::kLogits;
+  e.time_ms = now_ms;
+  e.logits_start = from;
+  e.logits_count = to - from;
+  e.logits = std::span<const float>(result.logits.data() + offset, size_t(to - from) * vocab);
+  s.logits_reported = to;
 }
 
 void Scheduler::fail_step(const Error& error, double now_ms) {
