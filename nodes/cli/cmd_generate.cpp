@@ -25,21 +25,17 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "commands.h"
-#include "gpu/cpu/cpu_executor.h"
+#include "engine_run.h"
 #include "lora_cli.h"
 #include "runtime/chat_template.h"
 #include "runtime/checkpoint.h"
-#include "runtime/adapter_resolver.h"
-#include "runtime/clock.h"
-#include "runtime/engine.h"
-#include "runtime/kv_block_allocator.h"
+#include "runtime/engine_events.h"
 #include "runtime/tokenizer.h"
 
 namespace myriad::cli {
@@ -69,7 +65,10 @@ class CliSink final : public EventSink {
   void on_event(const RequestEvent& e) override {
     if (e.kind == EventKind::kToken) {
       ids.push_back(e.token);
-      if (stream_ids_) print((ids.size() > 1 ? " " : "") + std::to_string(e.token));
+      if (stream_ids_) {
+        if (ids.size() > 1) print(" ");
+        print(std::to_string(e.token));
+      }
     }
     text += e.text;
     if (stream_text_) print(e.text);
@@ -80,7 +79,7 @@ class CliSink final : public EventSink {
   std::optional<Error> error;
 
  private:
-  static void print(const std::string& s) {
+  static void print(std::string_view s) {
     if (s.empty()) return;
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
@@ -184,47 +183,18 @@ int cmd_generate(int argc, char** argv) {
   const bool as_json = args->has("json");
   CliSink sink(/*stream_text=*/!as_json && tok != nullptr, /*stream_ids=*/!as_json && tok == nullptr);
   if (new_tokens > 0) {
-    // One request on the engine, sized to it: one KV pool of its positions,
-    // the whole prompt in one step, one adapter slot if it names an adapter.
-    const int32_t positions = int32_t(prompt.size() + size_t(new_tokens));
-    gpu::cpu::CpuExecutorOptions opt;
-    opt.kv_block_size = 16;
-    opt.kv_num_blocks = KvBlockAllocator::blocks_for(positions, opt.kv_block_size);
-    opt.threads = int(threads.value());
-    opt.kv_dtype = kv_dtype.value();
-    opt.num_adapter_slots = *adapter ? 1 : 0;
-    opt.max_adapter_rank = *adapter ? (*adapter)->max_rank() : 0;
-    auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
-    if (!ex.ok()) return fail(ex.error());
-
-    SchedulerConfig sc;
-    sc.num_slots = opt.num_adapter_slots;
-    sc.kv_block_size = opt.kv_block_size;
-    sc.num_kv_blocks = opt.kv_num_blocks;
-    sc.max_running_seqs = 1;
-    sc.max_tokens_per_step = int32_t(prompt.size());
-    StaticAdapterResolver resolver;
-    Request req;
-    if (*adapter) {
-      req.adapter = "cli";
-      resolver.put(req.adapter, 1, *adapter);
-    }
-    req.prompt = prompt;
-    req.sampling = sp;
-    req.max_tokens = uint32_t(new_tokens);
+    CliRequest r;
+    r.adapter = *adapter;
+    r.request.prompt = prompt;
+    r.request.sampling = sp;
+    r.request.max_tokens = uint32_t(new_tokens);
     if (!ignore_eos)
-      for (int64_t id : eos) req.stop_token_ids.push_back(int32_t(id));
-    req.stop = stops;
-    SteadyClock clock;
-    auto engine = Engine::create(sc, **ex, resolver, clock, sink, tok);
-    if (!engine.ok()) return fail(engine.error());
-    auto id = (*engine)->submit(std::move(req));
-    if (!id.ok()) return fail(id.error(), id.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
-    // A load finishes in the background; a step that has nothing to run yet
-    // (the adapter still loading) returns at once, so yield between polls.
-    while ((*engine)->has_work()) {
-      if ((*engine)->step().ok() && (*engine)->last_schedule().plan.rows.empty()) std::this_thread::yield();
-    }
+      for (int64_t id : eos) r.request.stop_token_ids.push_back(int32_t(id));
+    r.request.stop = stops;
+    std::vector<CliRequest> one;
+    one.push_back(std::move(r));
+    const Status st = run_on_engine(ckpt.value(), std::move(one), {int(threads.value()), kv_dtype.value(), tok}, sink);
+    if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
     if (sink.error) return fail(*sink.error);
   }
 

@@ -1,8 +1,9 @@
-// `myriad logits`: one forward pass on the CPU backend, printing logits.
+// `myriad logits`: scores a prompt on the Engine over the CPU executor
+// (a request with prompt_logits and no output tokens), printing logits.
 //   myriad logits --model DIR --ids 1,2,3 [--all-positions] [--threads N] [--adapter DIR[:w]]...
 //                 [--kv-cache-dtype auto|f32|bf16|f16]
 //     -> {"logits": [[...vocab floats...], ...]}
-//   myriad logits --model DIR --batch FILE.json  (rows with their own adapters, one step; lora_cli.h)
+//   myriad logits --model DIR --batch FILE.json  (rows with their own adapters, batched; lora_cli.h)
 // One row per position: only the last position by default, every position
 // with --all-positions. Floats are printed with %.9g (round-trip exact).
 #include <cstdio>
@@ -10,10 +11,9 @@
 
 #include "args.h"
 #include "commands.h"
-#include "gpu/cpu/cpu_executor.h"
+#include "engine_run.h"
 #include "lora_cli.h"
 #include "runtime/checkpoint.h"
-#include "runtime/kv_block_allocator.h"
 
 namespace myriad::cli {
 namespace {
@@ -54,42 +54,19 @@ int cmd_logits(int argc, char** argv) {
   if (cfg.max_position_embeddings > 0 && n > cfg.max_position_embeddings)
     return fail(make_error(ErrorCode::kInvalidArgument, std::to_string(n) + " ids exceed max_position_embeddings " +
                                                             std::to_string(cfg.max_position_embeddings)), 2);
-  gpu::cpu::CpuExecutorOptions opt;
-  opt.kv_block_size = 16;
-  opt.kv_num_blocks = KvBlockAllocator::blocks_for(int32_t(n), opt.kv_block_size);
-  opt.threads = int(threads.value());
-  opt.kv_dtype = kv_dtype.value();
-  auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);
-  if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
-  auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
-  if (!ex.ok()) return fail(ex.error());
-  if (Status st = adapters->adapters.load_into(**ex); !st.ok()) return fail(st.error());
+  auto adapter = read_adapter_mixture(args->get_all("adapter"), cfg);
+  if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
 
-  StepPlan plan;
-  SeqRow row;
-  row.num_tokens = uint32_t(n);
-  row.num_blocks = uint32_t(opt.kv_num_blocks);
-  row.logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
-  row.adapters = adapters->mix;
-  plan.rows.push_back(row);
-  plan.tokens = ids.value();
-  for (int32_t b = 0; b < opt.kv_num_blocks; ++b) plan.block_ids.push_back(b);
-  StepResult res;
-  const Status st = (*ex)->step(plan, res);
+  std::vector<CliRequest> one(1);
+  one[0].adapter = *adapter;
+  one[0].request.prompt = ids.value();
+  one[0].request.max_tokens = 0;  // score the prompt only
+  one[0].request.prompt_logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
+  LogitsCollector sink;
+  const Status st = run_on_engine(ckpt.value(), std::move(one), {int(threads.value()), kv_dtype.value(), nullptr}, sink);
   if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
-
-  const size_t V = size_t(cfg.vocab_size);
-  std::string out = "{\"logits\": [";
-  char buf[32];
-  for (size_t p = 0; p < res.logits.size() / V; ++p) {
-    out += p ? ", [" : "[";
-    for (size_t i = 0; i < V; ++i) {
-      std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(res.logits[p * V + i]));
-      out += buf;
-    }
-    out += "]";
-  }
-  out += "]}\n";
+  if (sink.error) return fail(*sink.error);
+  std::string out = "{\"logits\": [" + logits_rows_json(sink.logits[1], size_t(cfg.vocab_size)) + "]}\n";
   std::fputs(out.c_str(), stdout);
   return 0;
 }

@@ -2,15 +2,15 @@
 #include "lora_cli.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 
+#include "engine_run.h"
 #include "runtime/peft_adapter.h"
 
 namespace myriad::cli {
@@ -60,53 +60,21 @@ Result<CliAdapters> CliAdapters::read(const std::vector<AdapterSpec>& specs, con
   return a;
 }
 
-int32_t CliAdapters::max_rank() const {
-  int32_t r = 0;
-  for (const auto& w : weights_) r = std::max(r, w->max_rank());
-  return r;
-}
-
 std::shared_ptr<const LoraWeights> CliAdapters::weights_of(const std::string& dir) const {
   const auto it = std::find(dirs_.begin(), dirs_.end(), dir);
   return it == dirs_.end() ? nullptr : weights_[size_t(it - dirs_.begin())];
 }
 
-Status CliAdapters::load_into(gpu::cpu::CpuExecutor& ex) const {
-  for (size_t i = 0; i < weights_.size(); ++i) MYRIAD_TRY(ex.begin_load_adapter(int32_t(i), weights_[i]));
-  for (size_t i = 0; i < weights_.size(); ++i) {
-    while (!ex.adapter_ready(int32_t(i))) std::this_thread::sleep_for(std::chrono::microseconds(200));
+std::shared_ptr<const LoraWeights> CliAdapters::mixture(const std::vector<AdapterSpec>& specs) const {
+  if (specs.size() == 1 && specs[0].weight == 1.0f) return weights_of(specs[0].dir);
+  std::vector<LoraMixPart> parts;
+  std::string name;
+  for (const AdapterSpec& sp : specs) {
+    parts.push_back({weights_of(sp.dir), sp.weight});
+    if (!name.empty()) name += "+";
+    name += sp.dir + ":" + std::to_string(sp.weight);
   }
-  return ok_status();
-}
-
-Result<AdapterMix> CliAdapters::mix(const std::vector<AdapterSpec>& specs) const {
-  AdapterMix m;
-  if (specs.size() > size_t(kMaxAdaptersPerRow)) {
-    return make_error(ErrorCode::kInvalidArgument, std::to_string(specs.size()) + " adapters on one row; at most " +
-                                                       std::to_string(kMaxAdaptersPerRow));
-  }
-  for (const auto& s : specs) {
-    auto it = std::find(dirs_.begin(), dirs_.end(), s.dir);
-    if (it == dirs_.end()) return make_error(ErrorCode::kInternal, "adapter " + s.dir + " was not read");
-    m.refs[m.count++] = {int32_t(it - dirs_.begin()), s.weight};
-  }
-  return m;
-}
-
-Result<CliAdapterSet> read_adapter_flags(const std::vector<std::string>& flags, const ModelConfig& base,
-                                         gpu::cpu::CpuExecutorOptions& opt) {
-  CliAdapterSet set;
-  auto specs = parse_adapter_specs(flags);
-  if (!specs.ok()) return specs.error();
-  auto read = CliAdapters::read(*specs, base);
-  if (!read.ok()) return read.error();
-  set.adapters = std::move(read.value());
-  auto mix = set.adapters.mix(*specs);
-  if (!mix.ok()) return mix.error();
-  set.mix = *mix;
-  opt.num_adapter_slots = set.adapters.num_slots();
-  opt.max_adapter_rank = set.adapters.max_rank();
-  return set;
+  return std::make_shared<const LoraWeights>(mix_lora(parts, std::move(name)));
 }
 
 Result<std::shared_ptr<const LoraWeights>> read_adapter_mixture(const std::vector<std::string>& flags,
@@ -116,14 +84,7 @@ Result<std::shared_ptr<const LoraWeights>> read_adapter_mixture(const std::vecto
   if (specs->empty()) return std::shared_ptr<const LoraWeights>();
   auto read = CliAdapters::read(*specs, base);
   if (!read.ok()) return read.error();
-  std::vector<LoraMixPart> parts;
-  std::string name;
-  for (const AdapterSpec& sp : *specs) {
-    parts.push_back({read->weights_of(sp.dir), sp.weight});
-    name += (name.empty() ? "" : "+") + sp.dir + ":" + std::to_string(sp.weight);
-  }
-  if (parts.size() == 1 && parts[0].weight == 1.0f) return parts[0].weights;
-  return std::shared_ptr<const LoraWeights>(std::make_shared<LoraWeights>(mix_lora(parts, name)));
+  return read->mixture(*specs);
 }
 
 namespace {
@@ -203,50 +164,30 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
   auto adapters = CliAdapters::read(all, c);
   if (!adapters.ok()) return fail(adapters.error());
 
-  gpu::cpu::CpuExecutorOptions o;
-  o.kv_block_size = 16;
-  o.threads = threads;
-  o.kv_dtype = kv_dtype;
-  int32_t blocks = 0;
-  for (const auto& r : *rows) blocks += (int32_t(r.ids.size()) + 15) / 16;
-  o.kv_num_blocks = blocks;
-  o.num_adapter_slots = adapters->num_slots();
-  o.max_adapter_rank = adapters->max_rank();
-  auto ex = gpu::cpu::CpuExecutor::create(*ck, o);
-  if (!ex.ok()) return fail(ex.error());
-  if (Status st = adapters->load_into(**ex); !st.ok()) return fail(st.error());
-
-  // Every row in ONE step: each its whole prompt, logits at its last position.
-  StepPlan plan;
-  int32_t next_block = 0;
+  // Every row a scoring request; rows naming the same adapters share one
+  // adapter (a mixture is merged, mix_lora). The engine batches them: rows
+  // whose adapters are loaded run together.
+  std::map<std::string, std::shared_ptr<const LoraWeights>> by_specs;
+  std::vector<CliRequest> requests(rows->size());
   for (size_t i = 0; i < rows->size(); ++i) {
     const BatchRow& r = (*rows)[i];
-    SeqRow row;
-    row.seq = i;
-    row.token_offset = uint32_t(plan.tokens.size());
-    row.num_tokens = uint32_t(r.ids.size());
-    plan.tokens.insert(plan.tokens.end(), r.ids.begin(), r.ids.end());
-    row.block_offset = uint32_t(plan.block_ids.size());
-    row.num_blocks = uint32_t((r.ids.size() + 15) / 16);
-    for (uint32_t b = 0; b < row.num_blocks; ++b) plan.block_ids.push_back(next_block++);
-    auto mix = adapters->mix(r.adapters);
-    if (!mix.ok()) return fail(mix.error());
-    row.adapters = *mix;
-    row.logits = LogitsRequest::kLast;
-    plan.rows.push_back(row);
+    std::string key;
+    for (const AdapterSpec& sp : r.adapters) key += sp.dir + "\n" + std::to_string(sp.weight) + "\n";
+    auto [it, fresh] = by_specs.try_emplace(key);
+    if (fresh && !r.adapters.empty()) it->second = adapters->mixture(r.adapters);
+    requests[i].adapter = it->second;
+    requests[i].request.prompt = r.ids;
+    requests[i].request.max_tokens = 0;
+    requests[i].request.prompt_logits = LogitsRequest::kLast;
   }
-  StepResult res;
-  if (Status st = (*ex)->step(plan, res); !st.ok()) return fail(st.error());
-  const size_t V = size_t(c.vocab_size);
+  LogitsCollector sink;
+  const Status st = run_on_engine(*ck, std::move(requests), {threads, kv_dtype, nullptr}, sink);
+  if (!st.ok()) return fail(st.error());
+  if (sink.error) return fail(*sink.error);
   std::string out = "{\"rows\": [";
-  char buf[32];
   for (size_t i = 0; i < rows->size(); ++i) {
-    out += i ? ", {\"logits\": [" : "{\"logits\": [";
-    for (size_t v = 0; v < V; ++v) {
-      std::snprintf(buf, sizeof buf, v ? ", %.9g" : "%.9g", double(res.logits[i * V + v]));
-      out += buf;
-    }
-    out += "]}";
+    out += i ? ", {\"logits\": " : "{\"logits\": ";
+    out += logits_rows_json(sink.logits[RequestId(i + 1)], size_t(c.vocab_size)) + "}";
   }
   out += "]}\n";
   std::fputs(out.c_str(), stdout);

@@ -34,7 +34,18 @@ CASES = [
     " --adapter {FIXTURES}/tiny-llama/adapters/r8-all:0.5 --adapter {FIXTURES}/tiny-llama/adapters/r4-qv:0.5",
     "generate --model {FIXTURES}/tiny-qwen2 --ids 1,2,3,4 --max-tokens 16 --temperature 0 --ignore-eos --json"
     " --adapter {FIXTURES}/tiny-qwen2/adapters/r16-rslora-o-down",
+    # logits: last and all positions, base, adapter, mixture (mixtures within a float tolerance), a batch
+    "logits --model {FIXTURES}/tiny-llama --ids 129,498,372,12,97,231,388",
+    "logits --model {TINY} --ids 5,6,7,8,9 --all-positions",
+    "logits --model {FIXTURES}/tiny-qwen2 --ids 9,8,7 --all-positions --adapter {FIXTURES}/tiny-qwen2/adapters/r4-qv"
+    " --kv-cache-dtype bf16",
+    "logits --model {FIXTURES}/tiny-llama --ids 3,1,4,1,5 --adapter {FIXTURES}/tiny-llama/adapters/r8-all:0.5"
+    " --adapter {FIXTURES}/tiny-llama/adapters/r4-qv:-0.25",
+    "logits --model {FIXTURES}/tiny-llama --batch tests/nodes/cli_outputs_batch.json",
 ]
+# Cases whose floats may move within this tolerance (|got - ref| <= atol, the
+# weighted mixtures' sums reordered); the rest must match byte for byte.
+TOLERANT = {"--adapter {FIXTURES}/tiny-llama/adapters/r4-qv:-0.25": 1e-5, "cli_outputs_batch.json": 1e-5}
 
 
 def main():
@@ -49,7 +60,11 @@ def main():
             r = subprocess.run([myriad] + args, capture_output=True)
             if r.returncode != 0:
                 sys.exit(f"{case}: exit {r.returncode}: {r.stderr.decode(errors='replace')}")
-            out.append({"args": case, "stdout": r.stdout.decode("utf-8", errors="surrogateescape")})
+            entry = {"args": case, "stdout": r.stdout.decode("utf-8", errors="surrogateescape")}
+            for key, atol in TOLERANT.items():
+                if key in case:
+                    entry["atol"] = atol
+            out.append(entry)
     json.dump({"recorded_from": sys.argv[2] if len(sys.argv) > 2 else "", "cases": out}, sys.stdout, indent=1,
               ensure_ascii=True)
     print()

@@ -148,7 +148,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   for (size_t i = 0; i < prompt_len; ++i) {
     const int32_t t = request.prompt[i];
     if (t < 0 || (config_.vocab_size > 0 && t >= config_.vocab_size))
-      return reject(ErrorCode::kInvalidArgument, "prompt token " + std::to_string(i) + " = " + std::to_string(t) +
+      return reject(ErrorCode::kInvalidArgument, "prompt token " + std::to_string(i) + ": token id " + std::to_string(t) +
                                                      " is outside the vocabulary [0, " +
                                                      std::to_string(config_.vocab_size) + ")");
   }
