@@ -154,8 +154,10 @@ int main(int argc, char** argv) {
   // Adapters: one per slot, loaded through the executor (host cache -> slot).
   std::vector<std::shared_ptr<const LoraWeights>> adapters;
   for (int i = 0; i < max_batch; ++i) adapters.push_back(random_adapter(c, i));
-  // Bytes one adapter occupies in a slot (what a step reads per distinct adapter).
-  const size_t adapter_bytes = adapters[0]->bytes() / (o.adapter_dtype == DType::kBF16 ? 2 : 1);
+  // Bytes one adapter occupies in a slot (what a step reads per distinct
+  // adapter), in the dtype the slots really store, not the one requested.
+  const DType slot_dtype = ex.lora_slots()->storage();
+  const size_t adapter_bytes = adapters[0]->bytes() / sizeof(float) * dtype_size(slot_dtype);
   for (int i = 0; i < max_batch; ++i) {
     if (Status st = ex.begin_load_adapter(i, adapters[size_t(i)]); !st.ok()) {
       std::fprintf(stderr, "multilora: load: %s\n", st.error().to_string().c_str());
@@ -301,7 +303,7 @@ int main(int argc, char** argv) {
     std::printf("{\"model\": \"llama-110m\", \"dtype\": \"%s\", \"adapter_dtype\": \"%s\", \"threads\": %d, \"steps\": %d, \"rank\": %d, "
                 "\"repeats\": %d, \"adapter_bytes\": %zu, \"base_weight_bytes\": %.0f, \"load_ms\": {\"disk_to_slot\": %.4g, "
                 "\"disk_read_validate\": %.4g, \"host_cache_to_slot\": %.4g}, \"results\": [",
-                dtype_name((*ck)->dtype()), dtype_name(o.adapter_dtype), ex.pool().size(), steps, kRank, repeats, adapter_bytes, base_bytes, disk_ms,
+                dtype_name((*ck)->dtype()), dtype_name(slot_dtype), ex.pool().size(), steps, kRank, repeats, adapter_bytes, base_bytes, disk_ms,
                 disk_read_ms, host_ms);
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
@@ -321,7 +323,7 @@ int main(int argc, char** argv) {
   std::printf("model: llama-110m (%s weights, %.0f MB read per step), %d threads, %d timed decode steps\n",
               dtype_name((*ck)->dtype()), base_bytes / 1e6, ex.pool().size(), steps);
   std::printf("adapters: rank %d on all 7 modules x %lld layers, %s in slots, %.2f MB each\n\n", kRank,
-              static_cast<long long>(c.num_layers), dtype_name(o.adapter_dtype), double(adapter_bytes) / 1e6);
+              static_cast<long long>(c.num_layers), dtype_name(slot_dtype), double(adapter_bytes) / 1e6);
   std::printf("| batch | distinct adapters | in step | decode tok/s | vs base only | adapter MB read/step |\n");
   std::printf("|---|---|---|---|---|---|\n");
   for (const auto& r : rows) {

@@ -15,6 +15,7 @@
 
 #include "gpu/cuda/device_memory.h"
 #include "runtime/dtype.h"
+#include "test_seed.h"
 
 #define MYRIAD_REQUIRE_CUDA()                                                       \
   do {                                                                              \
@@ -33,10 +34,30 @@ namespace myriad::cuda_test {
 
 using gpu::cuda::DeviceBuffer;
 
-inline std::mt19937_64& rng() {
-  static std::mt19937_64 g(std::random_device{}());  // fresh inputs every run
-  return g;
+// The random source of the CUDA tests: fresh inputs every run, reproducible.
+// A test that draws from it starts with MYRIAD_CUDA_TEST_SEED(), which
+// reseeds it (MYRIAD_TEST_SEED or a fresh seed, printed; see test_seed.h) and
+// names the seed in every failure of the test. A draw before any reseed
+// seeds it the same way, so no input is ever drawn from an unprinted seed.
+struct SeededRng {
+  std::mt19937_64 gen;
+  bool seeded = false;
+};
+inline SeededRng& rng_state() {
+  static SeededRng s;
+  return s;
 }
+inline std::string reseed_rng() {
+  const uint64_t seed = ::myriad::testing::test_seed();
+  rng_state().gen.seed(seed);
+  rng_state().seeded = true;
+  return ::myriad::testing::seed_note(seed);
+}
+inline std::mt19937_64& rng() {
+  if (!rng_state().seeded) (void)reseed_rng();
+  return rng_state().gen;
+}
+#define MYRIAD_CUDA_TEST_SEED() SCOPED_TRACE(::myriad::cuda_test::reseed_rng())
 
 inline float round_to(DType t, float v) { return t == DType::kBF16 ? bf16_to_f32(f32_to_bf16(v)) : v; }
 

@@ -47,6 +47,7 @@ class RopeTest : public ::testing::TestWithParam<RopeCase> {};
 
 TEST_P(RopeTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const RopeCase c = GetParam();
   const int qw = c.heads * c.head_dim, kw = c.kv_heads * c.head_dim, stride = qw + 2 * kw;  // fused qkv rows
   auto qkv = randn(size_t(c.tokens) * stride, c.dtype);
@@ -95,6 +96,7 @@ class ElementwiseTest : public ::testing::TestWithParam<DType> {};
 
 TEST_P(ElementwiseTest, SiluMul) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const DType t = GetParam();
   for (auto [tokens, inter] : {std::pair{1, 176}, std::pair{13, 5632}, std::pair{64, 100}}) {
     auto gu = randn(size_t(tokens) * 2 * inter, t, 3.0f);
@@ -113,6 +115,7 @@ TEST_P(ElementwiseTest, SiluMul) {
 
 TEST_P(ElementwiseTest, EmbeddingAndBias) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const DType t = GetParam();
   const int vocab = 512, hidden = 96, tokens = 37;
   auto table = randn(size_t(vocab) * hidden, t);
@@ -140,6 +143,7 @@ TEST_P(ElementwiseTest, EmbeddingAndBias) {
 
 TEST_P(ElementwiseTest, ConvertAndFillRandom) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const DType t = GetParam();
   auto src = randn(1000, DType::kF32);
   auto ds = upload(src, DType::kF32);

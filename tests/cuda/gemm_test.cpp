@@ -32,6 +32,7 @@ class GemmTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GemmTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const Case c = GetParam();
   const int ldx = c.K + c.x_pad, ldy = c.N + c.y_pad;
   const float scale = 1.0f / std::sqrt(float(c.K));  // keeps outputs O(1) so atol means something

@@ -72,6 +72,7 @@ class LoraTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LoraTest, BgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const Case c = GetParam();
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);
@@ -109,6 +110,7 @@ TEST_P(LoraTest, BgmvMatchesReference) {
 
 TEST_P(LoraTest, SgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const Case c = GetParam();
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);

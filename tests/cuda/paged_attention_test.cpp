@@ -25,6 +25,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PagedAttentionTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const Case c = GetParam();
   const DType t = c.dtype;
   const std::vector<Row> rows = {{0, 1}, {40, 1}, {0, 33}, {20, 13}, {130, 1}, {7, 1}, {0, 5}};

@@ -40,6 +40,7 @@ class RmsNormTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(RmsNormTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const Case c = GetParam();
   const float eps = 1e-6f;
   const size_t n = size_t(c.rows) * c.hidden;
@@ -62,6 +63,7 @@ TEST_P(RmsNormTest, MatchesCpuReference) {
 
 TEST(RmsNorm, InPlaceWithoutResidual) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const int rows = 3, hidden = 64;
   auto x = randn(size_t(rows) * hidden, DType::kF32);
   auto w = randn(hidden, DType::kF32);

@@ -153,6 +153,7 @@ class SamplingTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(SamplingTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const int V = GetParam();
   Batch b;
   std::vector<SampleRow> kinds = {row(0, 0, 1, 0, 0),      row(1.0f, 0, 1, 0, 0),   row(0.7f, 0, 1, 0, 0),
@@ -203,6 +204,7 @@ INSTANTIATE_TEST_SUITE_P(Vocab, SamplingTest, ::testing::Values(512, 32000, 1282
 
 TEST(Sampling, TokenIndependentOfBatch) {
   MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
   const int V = 1000;
   Batch a, b;
   auto l = randn(V, DType::kF32, 1.0f);

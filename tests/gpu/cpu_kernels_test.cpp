@@ -8,22 +8,14 @@
 #include <random>
 #include <vector>
 
-#include "gpu/cpu/kv_cache.h"
+#include "cpu_kernel_checks.h"
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/ops.h"
-#include "gpu/cpu/paged_attention.h"
 #include "gpu/cpu/thread_pool.h"
-#include "runtime/kv_block_allocator.h"
+#include "test_seed.h"
 
 namespace myriad::gpu::cpu {
 namespace {
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // More threads than this machine's cores, and workers that sleep between
 // regions (spin 0): late and descheduled workers must neither miss nor
@@ -108,46 +100,15 @@ TEST(CpuThreadPoolSleep, WakesAfterSleeping) {
   }
 }
 
-struct MatmulCase {
-  DType dtype;
-  int64_t T, in, out;
-};
-
-void check_matmul(ThreadPool& pool, const MatmulCase& c, std::mt19937& rng) {
-  const auto wf = randn(size_t(c.out * c.in), rng, 0.1f);
-  std::vector<uint16_t> w16(wf.size());
-  const void* data = wf.data();
-  if (c.dtype == DType::kBF16) {
-    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_bf16(wf[i]);
-    data = w16.data();
-  } else if (c.dtype == DType::kF16) {
-    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_f16(wf[i]);
-    data = w16.data();
-  }
-  const WeightView w{c.dtype, data, c.out, c.in};
-  const auto x = randn(size_t(c.T * c.in), rng);
-  std::vector<float> y(size_t(c.T * c.out), NAN), ref(y.size());
-  matmul(pool, x.data(), c.T, w, y.data());
-  matmul_reference(x.data(), c.T, w, ref.data());
-  for (int64_t t = 0; t < c.T; ++t) {
-    for (int64_t r = 0; r < c.out; ++r) {
-      // float32 accumulation of `in` products: error well below 1e-5 of sum |w x|.
-      double mag = 0;
-      for (int64_t k = 0; k < c.in; ++k) mag += std::fabs(double(weight_at(w, r * c.in + k)) * x[size_t(t * c.in + k)]);
-      const size_t i = size_t(t * c.out + r);
-      ASSERT_NEAR(y[i], ref[i], 1e-5 * mag + 1e-6)
-          << dtype_name(c.dtype) << " T=" << c.T << " in=" << c.in << " out=" << c.out << " t=" << t << " r=" << r;
-    }
-  }
-}
-
 class CpuMatmul : public ::testing::TestWithParam<MatmulIsa> {};
 
 TEST_P(CpuMatmul, MatchesReferenceForEveryDtypeAndShape) {
   matmul_limit_isa(GetParam());
   if (matmul_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks " << int(GetParam());
   ThreadPool pool(2);
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   for (DType d : {DType::kF32, DType::kBF16, DType::kF16})
     for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 70})
       // Wide inputs (1100, 2000, 2048) at T >= 5 take the AVX-512 path that
@@ -181,7 +142,9 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CpuMatmul,
 // partial token blocks.
 TEST(CpuMatmul, ExactProductsGiveExactSums) {
   ThreadPool pool(2);
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   std::uniform_real_distribution<float> u(-3.0f, 3.0f);
   const int64_t in = 64, out = 53;
   std::vector<uint16_t> w(size_t(out * in), 0);
@@ -205,7 +168,9 @@ TEST(CpuMatmul, ExactProductsGiveExactSums) {
 
 TEST(CpuMatmul, ManyTargetsEqualSeparateCalls) {
   ThreadPool pool(2);
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   const int64_t T = 6, in = 96;
   const auto x = randn(size_t(T * in), rng);
   const auto a = randn(size_t(40 * in), rng), b = randn(size_t(24 * in), rng), c = randn(size_t(7 * in), rng);
@@ -221,7 +186,9 @@ TEST(CpuMatmul, ManyTargetsEqualSeparateCalls) {
 }
 
 TEST(CpuOps, RmsNormMatchesReference) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   for (int64_t n : {64, 67, 768}) {
     const auto x = randn(size_t(3 * n), rng, 2.0f), w = randn(size_t(n), rng);
     std::vector<float> y(x.size()), ref(x.size());
@@ -232,7 +199,9 @@ TEST(CpuOps, RmsNormMatchesReference) {
 }
 
 TEST(CpuOps, RopeMatchesReferenceWithAndWithoutLlama3Scaling) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   ModelConfig c;
   c.head_dim = 64;
   c.rope_theta = 500000.0f;
@@ -259,7 +228,9 @@ TEST(CpuOps, RopeMatchesReferenceWithAndWithoutLlama3Scaling) {
 }
 
 TEST(CpuOps, ToBf16IsBitExactRoundToNearestEven) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   std::vector<float> x = randn(1037, rng, 10.0f);
   // Ties both ways, the largest finite values, infinities, NaNs (a payload
   // whose top bits are zero must stay a NaN), denormals, signed zeros.
@@ -279,7 +250,9 @@ TEST(CpuOps, ToBf16IsBitExactRoundToNearestEven) {
 }
 
 TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   // Every ISA (the AVX2 loop uses the vector exp), widths with and without a
   // tail, and gates far out on both sides (exp(-g) would overflow float).
   for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
@@ -344,55 +317,10 @@ TEST(CpuOps, SiluMulSoftmaxArgmaxEmbedding) {
     for (int i = 0; i < 8; ++i) ASSERT_EQ(e[size_t(t * 8 + i)], bf16_to_f32(tb[size_t(ids[t] * 8 + i)]));
 }
 
-void check_attention(const AttentionShape& s, int32_t bs, DType kv_dtype, std::mt19937& rng) {
-  const int64_t kv_dim = s.kv_heads * s.head_dim, q_dim = s.heads * s.head_dim;
-  KvCache cache(2, 64, bs, kv_dim, kv_dtype);
-  KvBlockAllocator alloc(64, /*shuffle_seed=*/rng() | 1);
-  // Three sequences: a prefill from 0, a chunk continuing at 5, a decode at 13.
-  struct Seq {
-    int64_t start, n;
-    std::vector<int32_t> table;
-    std::vector<float> k, v;
-  };
-  std::vector<Seq> seqs = {{0, 6, {}, {}, {}}, {5, 3, {}, {}, {}}, {13, 1, {}, {}, {}}};
-  const int64_t layer = 1;
-  std::vector<AttentionRow> rows;
-  int64_t T = 0;
-  for (auto& sq : seqs) {
-    const int64_t len = sq.start + sq.n;
-    ASSERT_TRUE(alloc.allocate(KvBlockAllocator::blocks_for(int32_t(len), bs), sq.table));
-    sq.k = randn(size_t(len * kv_dim), rng);
-    sq.v = randn(size_t(len * kv_dim), rng);
-    for (int64_t p = 0; p < len; ++p)
-      cache.write(layer, sq.table.data(), p, sq.k.data() + p * kv_dim, sq.v.data() + p * kv_dim);
-    // The reference reads what the cache holds: the kernels must be exact
-    // on those values, so one float32 tolerance serves every cache dtype.
-    for (float& x : sq.k) x = round_to_dtype(kv_dtype, x);
-    for (float& x : sq.v) x = round_to_dtype(kv_dtype, x);
-    rows.push_back({T, int32_t(sq.n), sq.start, sq.table.data()});
-    T += sq.n;
-  }
-  const auto q = randn(size_t(T * q_dim), rng);
-  std::vector<float> out(size_t(T * q_dim), NAN), ref(static_cast<size_t>(q_dim));
-  ThreadPool pool(2);
-  paged_attention(pool, cache, layer, s, rows, q.data(), out.data());
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    for (int64_t j = 0; j < seqs[i].n; ++j) {
-      const int64_t t = rows[i].token_begin + j, pos = seqs[i].start + j;
-      // The reference sees exactly the attended positions, contiguous.
-      const int64_t lo = s.window > 0 && pos - s.window + 1 > 0 ? pos - s.window + 1 : 0;  // (pos - W, pos]
-      attention_reference(s, q.data() + t * q_dim, seqs[i].k.data() + lo * kv_dim, seqs[i].v.data() + lo * kv_dim,
-                          pos + 1 - lo, ref.data());
-      for (int64_t d = 0; d < q_dim; ++d)
-        ASSERT_NEAR(out[size_t(t * q_dim + d)], ref[size_t(d)], 2e-5)
-            << "heads " << s.heads << "/" << s.kv_heads << " hd " << s.head_dim << " window " << s.window << " seq " << i
-            << " token " << j << " kv " << dtype_name(kv_dtype);
-    }
-  }
-}
-
 TEST(CpuAttention, PagedMatchesContiguousReferenceWithShuffledBlocks) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   for (const AttentionShape& s : {AttentionShape{4, 2, 16, 0}, AttentionShape{12, 12, 64, 0}, AttentionShape{8, 2, 80, 0},
                                   AttentionShape{4, 1, 20, 0}, AttentionShape{4, 2, 16, 4}, AttentionShape{6, 3, 128, 0}})
     for (int32_t bs : {1, 4, 16})

@@ -14,6 +14,7 @@
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/model_factory.h"
+#include "test_seed.h"
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -179,7 +180,9 @@ std::vector<Case> cases() {
 TEST(CpuReferenceModel, ExecutorMatchesDoubleForwardPass) {
   std::random_device rd;
   const fs::path root = fs::temp_directory_path() / ("myriad_refmodel_" + std::to_string(rd()) + std::to_string(rd()));
-  std::mt19937 rng(rd());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   for (const Case& cs : cases()) {
     MakeModelOptions mo;
     mo.config = cs.config;

@@ -11,6 +11,7 @@
 
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/sampler.h"
+#include "test_seed.h"
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -74,7 +75,9 @@ Sampled reference(const std::vector<float>& logits, const SamplingParams& p, uin
 }
 
 TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   Sampler s;
   int mismatches = 0;
   for (int trial = 0; trial < 600; ++trial) {
@@ -109,7 +112,9 @@ TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
 }
 
 TEST(CpuSampler, LogSumExpMatchesDoubleReferenceOnEveryIsa) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   for (MatmulIsa isa : {MatmulIsa::kPortable, MatmulIsa::kAvx2}) {
     matmul_limit_isa(isa);
     for (int n : {1, 7, 8, 9, 100, 1023, 1025, 32000, 40001}) {
@@ -171,7 +176,9 @@ TEST(CpuSampler, RepetitionPenaltyCoversPromptButPresenceOnlyOutputs) {
 }
 
 TEST(CpuSampler, LeavesTheLogitsUnchanged) {
-  std::mt19937 rng(std::random_device{}());
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::vector<float> z(5000);
   for (auto& x : z) x = nd(rng);

@@ -153,6 +153,71 @@ TEST(SchedulerTrace, SwapOutWithPauseFreesTheSlotAtOnceAndResumesLater) {
   t.expect_tokens_consistent();  // paused requests give the same tokens
 }
 
+// Paused requests keep their KV only while nobody needs it: new work (an
+// admission) and running rows take it back, the youngest paused request
+// first, which then recomputes from position 0 when its adapter returns
+// while the older one resumes where it stopped.
+TEST(SchedulerTrace, PausedKvIsReclaimedYoungestFirst) {
+  SchedulerConfig c = small_config();
+  c.num_slots = 1;
+  c.max_running_seqs = 2;
+  c.pause_on_swap_out = true;
+  c.kv_block_size = 2;
+  c.num_kv_blocks = 6;  // 12 positions
+  {
+    // An admission reclaims: b's 6-token prompt needs 3 blocks, 2 are free.
+    Trace t(c);
+    t.submit("a", 2, 5);  // 1
+    t.submit("a", 2, 5);  // 2
+    t.submit("a", 2, 1);  // 3
+    t.submit("b", 6, 3);  // 4
+    EXPECT_EQ(t.step(), "load a>0; wait a:loading(3); wait b:no_slot(1)");
+    EXPECT_EQ(t.step(), "run 1:a:0+2* 2:a:0+2*; wait a:max_running(1); wait b:no_slot(1)");
+    EXPECT_EQ(t.step(), "run 1:a:2+1* 2:a:2+1*; wait a:max_running(1); wait b:no_slot(1)");
+    EXPECT_EQ(t.step(), "run 1:a:3+1* 2:a:3+1*; wait a:max_running(1); wait b:no_slot(1)");
+    // 1 and 2 pause with 2 blocks each (4 positions cached): 2 blocks free.
+    EXPECT_EQ(t.step(), "evict a@0; load b>0; pause(2); wait a:no_slot(3); wait b:loading(1)");
+    EXPECT_EQ(t.engine().scheduler().num_free_kv_blocks(), 2);
+    // Request 2 (the younger) loses its 2 blocks to b's prompt.
+    EXPECT_EQ(t.step(), "run 4:b:0+6*; preempt(1); wait a:no_slot(3)");
+    EXPECT_EQ(t.engine().scheduler().num_paused(), 1u);
+    EXPECT_EQ(t.step(), "run 4:b:6+1*; wait a:no_slot(3)");  // b's 4th block: the last free one
+    EXPECT_EQ(t.engine().scheduler().num_free_kv_blocks(), 0);
+    EXPECT_EQ(t.step(), "run 4:b:7+1*; wait a:no_slot(3); done 4:length");
+    EXPECT_EQ(t.step(), "evict b@0; load a>0; wait a:loading(3)");
+    // 1 resumes at position 4; 2 recomputes its 5 known tokens and samples its 4th.
+    EXPECT_EQ(t.step(), "run 1:a:4+1* 2:a:0+5*; wait a:max_running(1)");
+    EXPECT_EQ(t.step(), "run 1:a:5+1* 2:a:5+1*; wait a:max_running(1); done 1:length 2:length");
+    EXPECT_EQ(t.step(), "run 3:a:0+2*; done 3:length");
+    EXPECT_EQ(t.step(), "evict a@0");
+    EXPECT_EQ(t.engine().metrics().preemptions, 1u);
+    EXPECT_EQ(t.engine().scheduler().num_free_kv_blocks(), 6);
+    t.expect_tokens_consistent();  // the recomputed request's tokens are unchanged
+  }
+  {
+    // A running row reclaims: b's 4-token prompt takes the last 2 blocks;
+    // its first decode needs a 3rd, taken from paused request 2 rather than
+    // preempting b itself.
+    Trace t(c);
+    t.submit("a", 2, 5);  // 1
+    t.submit("a", 2, 5);  // 2
+    t.submit("a", 2, 1);  // 3
+    t.submit("b", 4, 2);  // 4
+    for (int i = 0; i < 4; ++i) t.step();  // as above: 1 and 2 at position 4
+    EXPECT_EQ(t.step(), "evict a@0; load b>0; pause(2); wait a:no_slot(3); wait b:loading(1)");
+    EXPECT_EQ(t.step(), "run 4:b:0+4*; wait a:no_slot(3)");
+    EXPECT_EQ(t.engine().scheduler().num_free_kv_blocks(), 0);
+    EXPECT_EQ(t.step(), "run 4:b:4+1*; preempt(1); wait a:no_slot(3); done 4:length");
+    EXPECT_EQ(t.engine().scheduler().num_paused(), 1u);
+    EXPECT_EQ(t.step(), "evict b@0; load a>0; wait a:loading(3)");
+    EXPECT_EQ(t.step(), "run 1:a:4+1* 2:a:0+5*; wait a:max_running(1)");
+    EXPECT_EQ(t.step(), "run 1:a:5+1* 2:a:5+1*; wait a:max_running(1); done 1:length 2:length");
+    EXPECT_EQ(t.step(), "run 3:a:0+2*; done 3:length");
+    EXPECT_EQ(t.engine().metrics().preemptions, 1u);
+    t.expect_tokens_consistent();
+  }
+}
+
 TEST(SchedulerTrace, EarlyReleaseWhenNothingQueuedOrRunning) {
   SchedulerConfig c = small_config();
   c.num_slots = 1;
