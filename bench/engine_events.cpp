@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < args.requests; ++i) {
     Request r;
+    r.id = RequestId(i + 1);
     if (args.adapters > 0 && i % (args.adapters + 1) != 0) r.adapter = "ad" + std::to_string(i % (args.adapters + 1) - 1);
     r.prompt.assign(8, 1 + i % 100);
     r.max_tokens = uint32_t(args.max_tokens);

@@ -383,6 +383,7 @@ int main(int argc, char** argv) {
     while (next < work.size() && work[next].arrival_ms <= now) {
       const Arrival& a = work[next];
       Request r;
+      r.id = RequestId(next + 1);
       if (a.adapter >= 0) r.adapter = "adapter-" + std::to_string(a.adapter);
       r.prompt.resize(size_t(a.prompt_len));
       for (int32_t& t : r.prompt) t = tok(rng);

@@ -111,6 +111,7 @@ inline std::vector<std::vector<int32_t>> run(const std::vector<Job>& jobs, const
     while (next < jobs.size() && (credit >= 1.0 || arrive_per_step <= 0.0)) {
       credit -= 1.0;
       Request r;
+      r.id = RequestId(next + 1);
       r.adapter = jobs[next].variant;
       r.prompt = fx.prompts.at(jobs[next].prompt);
       r.max_tokens = 24;

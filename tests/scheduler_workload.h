@@ -162,6 +162,8 @@ inline void run_random_workload(uint64_t seed, SchedulerPolicy policy, WorkloadS
   std::vector<RequestId> live;
   bool bound_exceeded = false;  // recorded once per workload (kUntilPreemption)
   const int arrival_steps = uni(20, 200);
+  // Caller-assigned ids: sparse and starting anywhere, as a gateway's are.
+  RequestId next_id = (rng() >> 16) + 1;
   const double rate = std::uniform_real_distribution<double>(0.2, 3.0)(rng);
 
   for (int step = 0; step < 200000; ++step) {
@@ -169,6 +171,8 @@ inline void run_random_workload(uint64_t seed, SchedulerPolicy policy, WorkloadS
       const int n = std::poisson_distribution<int>(rate)(rng);
       for (int k = 0; k < n; ++k) {
         Request r;
+        r.id = next_id;
+        next_id += RequestId(uni(1, 1000));
         // Skewed popularity: adapter i with weight 1/(i+1); 15% base model.
         if (!chance(0.15)) {
           std::vector<double> wts;
@@ -179,8 +183,12 @@ inline void run_random_workload(uint64_t seed, SchedulerPolicy policy, WorkloadS
         for (int i = 0; i < plen; ++i) r.prompt.push_back(uni(0, 499));
         r.max_tokens = uint32_t(uni(1, w.max_output));
         if (chance(0.2)) r.stop_token_ids = {uni(0, 499), uni(0, 499)};
-        if (chance(0.1)) r.deadline_ms = clock.now_ms() + uni(1, 60);
+        if (chance(0.1)) r.timeout_ms = uni(1, 60);
         if (chance(0.05)) r.max_tokens = 0;  // invalid: rejected, no events
+        if (!live.empty() && chance(0.03)) {    // an id still in flight: rejected, no events
+          r.id = live[size_t(uni(0, int(live.size()) - 1))];
+          r.max_tokens = 0;
+        }
         const auto max_tokens = r.max_tokens;
         auto stops = r.stop_token_ids;
         const std::string adapter = r.adapter;

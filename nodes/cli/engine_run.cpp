@@ -73,7 +73,9 @@ Status run_on_engine(std::shared_ptr<const Checkpoint> checkpoint, std::vector<C
   SteadyClock clock;
   auto engine = Engine::create(sc, **ex, resolver, clock, sink, options.tokenizer);
   if (!engine.ok()) return engine.error();
+  RequestId next_id = 1;
   for (CliRequest& r : requests) {
+    r.request.id = next_id++;
     auto id = (*engine)->submit(std::move(r.request));
     if (!id.ok()) return id.error();
   }

@@ -81,14 +81,17 @@ TEST(EngineLogits, AllPromptPositionsOnceEachAcrossChunks) {
   std::vector<int32_t> prompt(40);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(3 + 7 * i) % kVocab;
   Request score;  // every position (3 chunks of <= 16), nothing generated
+  score.id = 1;
   score.prompt = prompt;
   score.max_tokens = 0;
   score.prompt_logits = LogitsRequest::kAll;
   Request all = score;  // every position, then 3 tokens, on an adapter
+  all.id = 2;
   all.prompt_logits = LogitsRequest::kAll;
   all.max_tokens = 3;
   all.adapter = "a";
   Request plain;  // no logits: rejected with max_tokens = 0, fine with tokens
+  plain.id = 3;
   plain.prompt = {1, 2, 3};
   plain.max_tokens = 0;
   EXPECT_FALSE((*engine)->submit(plain).ok());
@@ -139,6 +142,7 @@ TEST(EngineLogits, LastPositionComesOnceWithItsValues) {
   ASSERT_TRUE(engine.ok());
   for (size_t n : {1u, 15u, 16u, 17u, 40u}) {
     Request r;
+    r.id = n;
     for (size_t i = 0; i < n; ++i) r.prompt.push_back(int32_t(i * 11 + n) % kVocab);
     r.max_tokens = n % 2 ? 0 : 2;
     r.prompt_logits = LogitsRequest::kLast;
@@ -168,6 +172,7 @@ TEST(EngineLogits, PreemptionNeverRepeatsOrLosesAPosition) {
     std::map<RequestId, Request> sent;
     for (int i = 0; i < 10; ++i) {
       Request r;
+      r.id = RequestId(100 + i);
       const size_t n = 1 + rng() % 30;
       for (size_t k = 0; k < n; ++k) r.prompt.push_back(int32_t(rng() % kVocab));
       r.prompt_logits = rng() % 3 == 0 ? LogitsRequest::kNone : LogitsRequest::kAll;

@@ -62,6 +62,7 @@ TEST(EngineLoop, MetricsFollowTheInjectedClock) {
   ASSERT_TRUE(e.ok()) << e.error().to_string();
   Engine& engine = *e.value();
   Request r;
+  r.id = 1;
   r.adapter = "a";
   r.prompt = {1, 2, 3};
   r.max_tokens = 3;
@@ -143,6 +144,7 @@ TEST(EngineLoop, ConfigMustFitTheExecutorsStepCapacity) {
   // At the limits, a full load runs: every plan fits the device.
   for (int i = 0; i < 40; ++i) {
     Request r;
+    r.id = RequestId(i + 1);
     r.prompt.assign(100, 7);
     r.max_tokens = 4;
     ASSERT_TRUE((*e)->submit(r).ok());
@@ -166,6 +168,69 @@ TEST(EngineLoop, RunUntilIdleReportsWorkLeft) {
   EXPECT_EQ(s.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_TRUE(t.engine().run_until_idle(100).ok());
   t.expect_tokens_consistent();
+}
+
+}  // namespace
+}  // namespace myriad::testing
+
+namespace myriad::testing {
+namespace {
+
+// plan_step / complete_step, driven by the caller around its own executor
+// call, give exactly the events step() gives; a failed device step reported
+// through complete_step fails the rows that ran, and the engine goes on.
+TEST(EngineLoop, PlanAndCompleteStepEqualStep) {
+  auto run = [](bool split, bool fail_third_step) {
+    SchedulerConfig c;
+    c.num_slots = 2;
+    c.num_kv_blocks = 64;
+    c.max_tokens_per_step = 8;
+    c.max_running_seqs = 4;
+    ManualClock clock;
+    FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 64, .num_adapter_slots = 2, .load_polls = 1,
+                                          .clock = &clock, .step_ms = 1.0});
+    StaticAdapterResolver resolver;
+    resolver.put("a", 1, named_weights("a"));
+    resolver.put("b", 1, named_weights("b"));
+    RecordingSink sink;
+    auto e = Engine::create(c, exec, resolver, clock, sink);
+    EXPECT_TRUE(e.ok());
+    for (RequestId id = 1; id <= 6; ++id) {
+      Request r;
+      r.id = id * 1000;
+      r.adapter = id % 3 == 0 ? "" : id % 3 == 1 ? "a" : "b";
+      r.prompt.assign(size_t(3 + id), int32_t(id));
+      r.max_tokens = uint32_t(2 + id);
+      EXPECT_TRUE((*e)->submit(r).ok());
+    }
+    StepResult result;
+    for (int step = 0; step < 200 && (*e)->has_work(); ++step) {
+      if (fail_third_step && step == 2) exec.fail_next_step(make_error(ErrorCode::kInternal, "device lost"));
+      if (!split) {
+        (void)(*e)->step();
+        continue;
+      }
+      const StepPlan& plan = (*e)->plan_step(clock.now_ms());
+      const Status st = plan.rows.empty() ? ok_status() : exec.step(plan, result);
+      if (plan.rows.empty()) result.clear();
+      (void)(*e)->complete_step(st, result, clock.now_ms());
+    }
+    EXPECT_FALSE((*e)->has_work());
+    std::vector<std::string> out;
+    for (const RequestEvent& ev : sink.all)
+      out.push_back(std::to_string(ev.id) + ":" + std::to_string(int(ev.kind)) + ":" + std::to_string(ev.token) + "@" +
+                    std::to_string(ev.time_ms));
+    return out;
+  };
+  for (bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "with a failed step" : "no failure");
+    const auto a = run(false, fail), b = run(true, fail);
+    EXPECT_EQ(a, b);
+    EXPECT_FALSE(a.empty());
+  }
+  const auto failed = run(true, true);
+  EXPECT_NE(std::find_if(failed.begin(), failed.end(), [](const std::string& s) { return s.find(":3:") != std::string::npos; }),
+            failed.end()) << "the failed step's rows get Failed events";
 }
 
 }  // namespace

@@ -36,7 +36,11 @@ std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::s
   RecordingSink sink;
   auto engine = Engine::create(c, exec, resolver, clock, sink, tok);
   EXPECT_TRUE(engine.ok()) << engine.error().to_string();
-  for (const Request& r : requests) EXPECT_TRUE((*engine)->submit(r).ok());
+  RequestId next_id = 1;
+  for (Request r : requests) {
+    r.id = next_id++;
+    EXPECT_TRUE((*engine)->submit(r).ok());
+  }
   EXPECT_TRUE((*engine)->run_until_idle(10000).ok());
   EXPECT_TRUE(exec.violations().empty());
   std::map<RequestId, Output> out;
@@ -133,6 +137,7 @@ TEST(EngineOutput, StopStringsWithoutATokenizerAreRefused) {
   auto engine = Engine::create(c, exec, resolver, clock, sink);
   ASSERT_TRUE(engine.ok());
   Request r = make_request("", 4);
+  r.id = 1;
   r.stop = {"x"};
   auto id = (*engine)->submit(r);
   ASSERT_FALSE(id.ok());

@@ -47,14 +47,16 @@ class Trace {
     engine_ = std::move(e.value());
   }
 
-  // Prompt ids are 1..prompt_len; returns the id (0 when rejected).
+  // Prompt ids are 1..prompt_len; request ids 1, 2, ... in submission
+  // order; returns the id (0 when rejected).
   RequestId submit(const std::string& adapter, int prompt_len, uint32_t max_tokens,
-                   double deadline_ms = kNoDeadline, std::vector<int32_t> stop = {}) {
+                   double timeout_ms = kNoDeadline, std::vector<int32_t> stop = {}) {
     Request r;
+    r.id = next_id_++;
     r.adapter = adapter;
     for (int i = 0; i < prompt_len; ++i) r.prompt.push_back(i + 1);
     r.max_tokens = max_tokens;
-    r.deadline_ms = deadline_ms;
+    r.timeout_ms = timeout_ms;
     r.stop_token_ids = std::move(stop);
     auto id = engine_->submit(std::move(r));
     if (!id.ok()) {
@@ -143,6 +145,7 @@ class Trace {
 
  private:
   double step_ms_;
+  RequestId next_id_ = 1;
   ManualClock clock_;
   StaticAdapterResolver resolver_;
   RecordingSink sink_;

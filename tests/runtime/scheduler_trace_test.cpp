@@ -252,11 +252,43 @@ TEST(SchedulerTrace, PreemptionFreesTheYoungestAndRecomputesIdentically) {
   EXPECT_EQ(t.engine().scheduler().num_free_kv_blocks(), 4);
 }
 
+// Ids are the caller's: any non-zero value, refused while in flight; a
+// timeout counts from submission, not from the clock's zero.
+TEST(SchedulerTrace, CallersIdsAndRelativeTimeouts) {
+  Trace t(small_config());
+  auto submit = [&](RequestId id, double timeout_ms, uint32_t max_tokens) {
+    Request r;
+    r.id = id;
+    r.prompt = {1, 2};
+    r.max_tokens = max_tokens;
+    r.timeout_ms = timeout_ms;
+    return t.engine().submit(std::move(r));
+  };
+  auto refused = submit(0, kNoDeadline, 4);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("request id 0"), std::string::npos);
+  EXPECT_FALSE(submit(7, -1.0, 4).ok());
+  ASSERT_TRUE(submit(0xFFFF'FFFF'0000'0001ull, kNoDeadline, 2).ok());
+  ASSERT_TRUE(submit(42, /*timeout_ms=*/100.0, 2).ok());  // at t=0: expires at t=100
+  auto dup = submit(42, kNoDeadline, 2);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().message.find("request id 42 is already in flight"), std::string::npos);
+  EXPECT_EQ(t.step(), "run 18446744069414584321:-:0+2* 42:-:0+2*");
+  EXPECT_EQ(t.step(), "run 18446744069414584321:-:2+1* 42:-:2+1*; done 18446744069414584321:length 42:length");
+  for (int i = 0; i < 3; ++i) t.step();  // idle steps: t = 5
+  ASSERT_TRUE(submit(43, /*timeout_ms=*/2.5, 200).ok());  // expires at t = 7.5, not 2.5
+  EXPECT_EQ(t.step(), "run 43:-:0+2*");    // t=5
+  EXPECT_EQ(t.step(), "run 43:-:2+1*");    // t=6
+  EXPECT_EQ(t.step(), "run 43:-:3+1*");    // t=7
+  EXPECT_EQ(t.step(), "done 43:deadline");  // t=8 >= 7.5
+  EXPECT_EQ(t.sink().all.back().reason, FinishReason::kDeadline);
+}
+
 TEST(SchedulerTrace, CancellationAndDeadlines) {
   Trace t(small_config());
   const RequestId r1 = t.submit("", 2, 10);
   const RequestId r2 = t.submit("", 2, 10);
-  const RequestId r3 = t.submit("", 2, 10, /*deadline_ms=*/2.5);
+  const RequestId r3 = t.submit("", 2, 10, /*timeout_ms=*/2.5);
   EXPECT_EQ(t.step(), "run 1:-:0+2* 2:-:0+2* 3:-:0+2*");
   EXPECT_TRUE(t.engine().cancel(r2));  // running: answered at once
   ASSERT_FALSE(t.sink().all.empty());
@@ -394,8 +426,8 @@ TEST(SchedulerTrace, NoSlotsServesTheBaseModelOnly) {
   Trace t(c);
   EXPECT_EQ(t.submit("a", 2, 1), 0u);
   EXPECT_EQ(t.last_error.code, ErrorCode::kUnsupported);
-  t.submit("", 2, 1);  // rejected requests take no id
-  EXPECT_EQ(t.step(), "run 1:-:0+2*; done 1:length");
+  t.submit("", 2, 1);  // the trace numbers requests 1, 2, ...: the rejected one was 1
+  EXPECT_EQ(t.step(), "run 2:-:0+2*; done 2:length");
 }
 
 TEST(SchedulerConfigTest, ValidationNamesTheField) {

@@ -65,8 +65,19 @@ class Engine {
   Result<RequestId> submit(Request request);
   // Emits the Finished(cancelled) event before returning true.
   bool cancel(RequestId id);
-  // One iteration. Requests hurt by an executor failure get Failed events;
-  // the engine keeps going. Returns the executor's error for information.
+  // One iteration in two halves, for a caller that runs the device step
+  // itself (a worker overlapping the next plan with the device, a simulator
+  // on a virtual clock): plan_step(now) applies finished adapter loads,
+  // schedules, issues evictions and loads, and returns the plan (it may have
+  // no rows); the caller runs Executor::step(plan, result) and then calls
+  // complete_step(status, result, now), which applies the sampled tokens
+  // (or the failure) and delivers the events. `result` must stay alive
+  // until complete_step returns (logits events point into it).
+  const StepPlan& plan_step(double now_ms);
+  Status complete_step(const Status& status, const StepResult& result, double now_ms);
+  // Both halves around the executor, on the engine's clock. Requests hurt by
+  // an executor failure get Failed events; the engine keeps going. Returns
+  // the executor's error for information.
   Status step();
   bool has_work() const { return scheduler_->has_work(); }
   // Steps until no work is left; kDeadlineExceeded if max_steps ran out.
@@ -97,6 +108,8 @@ class Engine {
   EventSink& sink_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::vector<RequestId> stopped_;  // scratch: matched a stop string, not yet finished
+  bool step_in_flight_ = false;     // between plan_step and complete_step
+  SchedulerStats stats_before_;     // at plan_step, for the metrics' deltas
   StepResult result_;
   const ScheduleOutput* last_ = nullptr;
   ScheduleOutput empty_;

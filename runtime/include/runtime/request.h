@@ -14,13 +14,15 @@
 
 namespace myriad {
 
-// Assigned by the scheduler at admission, unique for its lifetime, never 0.
-// Also the request's sequence id in step plans (one sequence per request).
+// Assigned by the caller, never 0: a gateway makes them unique across its
+// workers and restarts; an engine refuses one already in flight. Also the
+// request's sequence id in step plans (one sequence per request).
 using RequestId = SeqId;
 
 inline constexpr double kNoDeadline = std::numeric_limits<double>::infinity();
 
 struct Request {
+  RequestId id = 0;                  // the caller's (see RequestId); 0 is refused
   std::string adapter;               // adapter name ("tenant/name" or "tenant/name@N"); "" = base model
   std::vector<int32_t> prompt;       // token ids, at least one
   SamplingParams sampling;
@@ -32,7 +34,9 @@ struct Request {
   // Stop strings (needs an engine with a tokenizer): the request ends (reason
   // kStop) at the token whose text completes one; the text ends before it.
   std::vector<std::string> stop;
-  double deadline_ms = kNoDeadline;  // absolute, on the engine's clock: unfinished by then => kDeadline
+  // Relative to submission, so it means the same on every machine's clock:
+  // unfinished this long after submit() => kDeadline.
+  double timeout_ms = kNoDeadline;
 };
 
 // Why a request finished normally (failures are Errors, not reasons).
@@ -40,7 +44,7 @@ enum class FinishReason : uint8_t {
   kStop,       // sampled one of stop_token_ids
   kLength,     // produced max_tokens
   kCancelled,  // cancel() before it finished
-  kDeadline,   // deadline_ms passed before it finished
+  kDeadline,   // timeout_ms passed before it finished
 };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "deadline"
 

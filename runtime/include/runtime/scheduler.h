@@ -186,7 +186,6 @@ class Scheduler {
   KvBlockAllocator kv_;
   int32_t g_;  // guaranteed tokens per running row per step
 
-  RequestId next_id_ = 1;
   uint64_t next_ticket_ = 1;
   uint64_t next_order_ = 1;
   std::unordered_map<RequestId, Sequence*> by_id_;
@@ -210,7 +209,12 @@ class Scheduler {
   double now_ms_ = 0.0;  // of the schedule() in progress
   WaitReason admit_block_ = WaitReason::kTokenBudget;
 
-  using DeadlineEntry = std::pair<double, RequestId>;
+  struct DeadlineEntry {
+    double at_ms;
+    RequestId id;
+    uint64_t order;  // the submission it belongs to (ids may be reused)
+    bool operator>(const DeadlineEntry& o) const { return at_ms > o.at_ms; }
+  };
   std::priority_queue<DeadlineEntry, std::vector<DeadlineEntry>, std::greater<>> deadlines_;
 
   ScheduleOutput out_;

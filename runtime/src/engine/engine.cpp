@@ -159,56 +159,70 @@ void Engine::dispatch_events() {
   }
 }
 
-Status Engine::step() {
-  const double now = clock_.now_ms();
+const StepPlan& Engine::plan_step(double now_ms) {
+  MYRIAD_CHECK(!step_in_flight_, "plan_step() called again before complete_step()");
   // Loads in flight: those the executor has finished become Active.
   const auto& loading = scheduler_->loading_slots();
   for (size_t i = 0; i < loading.size();) {
     const int32_t slot = loading[i];
     if (executor_.adapter_ready(slot)) {
-      metrics_.slot_load_ms.record(now - load_start_ms_[size_t(slot)]);
-      scheduler_->on_adapter_ready(slot, now);  // removes it from `loading`
+      metrics_.slot_load_ms.record(now_ms - load_start_ms_[size_t(slot)]);
+      scheduler_->on_adapter_ready(slot, now_ms);  // removes it from `loading`
     } else {
       ++i;
     }
   }
 
-  const SchedulerStats before = scheduler_->stats();
-  const ScheduleOutput& out = scheduler_->schedule(now);
+  stats_before_ = scheduler_->stats();
+  const ScheduleOutput& out = scheduler_->schedule(now_ms);
   last_ = &out;
   for (const AdapterEviction& ev : out.evictions) executor_.unload_adapter(ev.slot);
   for (const AdapterLoad& ld : out.loads) {
     Status st = executor_.begin_load_adapter(ld.slot, ld.adapter->weights);
     if (st.ok()) {
-      load_start_ms_[size_t(ld.slot)] = now;
+      load_start_ms_[size_t(ld.slot)] = now_ms;
     } else {
-      scheduler_->on_load_failed(ld.slot, st.error(), now);
+      scheduler_->on_load_failed(ld.slot, st.error(), now_ms);
     }
   }
+  dispatch_events();  // deadlines and failed loads found while planning
+  step_in_flight_ = true;
+  return out.plan;
+}
 
-  Status result = ok_status();
-  if (!out.plan.rows.empty()) {
-    Status st = executor_.step(out.plan, result_);
-    const double t = clock_.now_ms();
+Status Engine::complete_step(const Status& status, const StepResult& result, double now_ms) {
+  MYRIAD_CHECK(step_in_flight_, "complete_step() without plan_step()");
+  step_in_flight_ = false;
+  const StepPlan& plan = last_->plan;
+  if (!plan.rows.empty()) {
     ++metrics_.steps;
-    metrics_.rows_sum += out.plan.rows.size();
-    metrics_.tokens_sum += out.plan.num_tokens();
-    if (st.ok()) {
-      scheduler_->update(result_, t);
+    metrics_.rows_sum += plan.rows.size();
+    metrics_.tokens_sum += plan.num_tokens();
+    if (status.ok()) {
+      scheduler_->update(result, now_ms);
     } else {
       ++metrics_.step_failures;
-      scheduler_->fail_step(st.error(), t);
-      result = st;
+      scheduler_->fail_step(status.error(), now_ms);
     }
   }
   const SchedulerStats& after = scheduler_->stats();
-  metrics_.swaps += after.swaps - before.swaps;
-  metrics_.slot_loads += after.loads - before.loads;
-  metrics_.load_failures += after.load_failures - before.load_failures;
-  metrics_.evictions += after.evictions - before.evictions;
-  metrics_.preemptions += after.preemptions - before.preemptions;
+  metrics_.swaps += after.swaps - stats_before_.swaps;
+  metrics_.slot_loads += after.loads - stats_before_.loads;
+  metrics_.load_failures += after.load_failures - stats_before_.load_failures;
+  metrics_.evictions += after.evictions - stats_before_.evictions;
+  metrics_.preemptions += after.preemptions - stats_before_.preemptions;
   dispatch_events();
-  return result;
+  return status;
+}
+
+Status Engine::step() {
+  const StepPlan& plan = plan_step(clock_.now_ms());
+  if (plan.rows.empty()) {
+    result_.clear();
+    return complete_step(ok_status(), result_, clock_.now_ms());
+  }
+  const Status st = executor_.step(plan, result_);
+  return complete_step(st, result_, clock_.now_ms());
 }
 
 Status Engine::run_until_idle(uint64_t max_steps) {

@@ -139,6 +139,11 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
     ++stats_.rejected;
     return make_error(code, std::move(msg));
   };
+  if (request.id == 0) return reject(ErrorCode::kInvalidArgument, "request id 0: the caller assigns ids, never 0");
+  if (by_id_.count(request.id))
+    return reject(ErrorCode::kInvalidArgument, "request id " + std::to_string(request.id) + " is already in flight");
+  if (!(request.timeout_ms >= 0.0))
+    return reject(ErrorCode::kInvalidArgument, "timeout_ms = " + std::to_string(request.timeout_ms) + ": must be >= 0");
   const size_t prompt_len = request.prompt.size();
   if (prompt_len == 0) return reject(ErrorCode::kInvalidArgument, "request has an empty prompt");
   if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
@@ -182,7 +187,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   }
 
   Sequence* s = new_sequence();
-  s->id = next_id_++;
+  s->id = request.id;
   s->adapter = a;
   s->tokens.reserve(size_t(total));
   s->tokens.assign(request.prompt.begin(), request.prompt.end());
@@ -205,7 +210,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   a->queue.push_back(s);
   ++num_queued_;
   mark_waiting(*a, now_ms);
-  if (request.deadline_ms != kNoDeadline) deadlines_.emplace(request.deadline_ms, s->id);
+  if (request.timeout_ms != kNoDeadline) deadlines_.push({now_ms + request.timeout_ms, s->id, s->order});
   ++stats_.submitted;
   return s->id;
 }
@@ -281,11 +286,13 @@ void Scheduler::compact_running() {
 }
 
 void Scheduler::expire_deadlines(double now_ms) {
-  while (!deadlines_.empty() && deadlines_.top().first <= now_ms) {
-    const RequestId id = deadlines_.top().second;
+  while (!deadlines_.empty() && deadlines_.top().at_ms <= now_ms) {
+    const DeadlineEntry d = deadlines_.top();
     deadlines_.pop();
-    auto it = by_id_.find(id);
-    if (it != by_id_.end()) finish(*it->second, FinishReason::kDeadline, now_ms);
+    // An id may be reused once its request has ended: only the submission
+    // the entry was made for expires.
+    auto it = by_id_.find(d.id);
+    if (it != by_id_.end() && it->second->order == d.order) finish(*it->second, FinishReason::kDeadline, now_ms);
   }
   compact_running();
 }
