@@ -23,6 +23,22 @@ struct Output {
   int finals = 0;
 };
 
+// Collects outputs as the events come: an event's text views the engine's
+// buffer and is valid during on_event only.
+class OutputSink final : public EventSink {
+ public:
+  void on_event(const RequestEvent& e) override {
+    Output& o = out[e.id];
+    o.text += e.text;
+    if (e.kind == EventKind::kToken) o.ids.push_back(e.token);
+    if (e.is_final()) {
+      ++o.finals;
+      o.reason = e.reason;
+    }
+  }
+  std::map<RequestId, Output> out;
+};
+
 // Runs `requests` to completion on a fresh engine; outputs by request id.
 std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::shared_ptr<const Tokenizer> tok) {
   SchedulerConfig c;
@@ -33,7 +49,7 @@ std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::s
                                         .num_adapter_slots = 2, .clock = &clock, .step_ms = 1.0});
   StaticAdapterResolver resolver;
   resolver.put("a", 1, named_weights("a"));
-  RecordingSink sink;
+  OutputSink sink;
   auto engine = Engine::create(c, exec, resolver, clock, sink, tok);
   EXPECT_TRUE(engine.ok()) << engine.error().to_string();
   RequestId next_id = 1;
@@ -43,17 +59,7 @@ std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::s
   }
   EXPECT_TRUE((*engine)->run_until_idle(10000).ok());
   EXPECT_TRUE(exec.violations().empty());
-  std::map<RequestId, Output> out;
-  for (const RequestEvent& e : sink.all) {
-    Output& o = out[e.id];
-    o.text += e.text;
-    if (e.kind == EventKind::kToken) o.ids.push_back(e.token);
-    if (e.is_final()) {
-      ++o.finals;
-      o.reason = e.reason;
-    }
-  }
-  return out;
+  return sink.out;
 }
 
 Request make_request(std::string adapter, uint32_t max_tokens) {

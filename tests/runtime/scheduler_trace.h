@@ -22,6 +22,8 @@ inline std::shared_ptr<const LoraWeights> named_weights(const std::string& name)
   return w;
 }
 
+// Keeps every event (their text and logits views are not valid afterwards:
+// sinks that need them read them in on_event).
 class RecordingSink final : public EventSink {
  public:
   void on_event(const RequestEvent& e) override {

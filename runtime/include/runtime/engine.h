@@ -93,6 +93,7 @@ class Engine {
     double last_token_ms = 0.0;
     RequestMetrics* adapter = nullptr;
     std::unique_ptr<OutputProcessor> output;  // with a tokenizer
+    std::string text;                         // the delta the current event views
     std::vector<int32_t> stop_token_ids;      // their text is not shown
   };
 

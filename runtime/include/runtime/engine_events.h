@@ -7,7 +7,7 @@
 
 #include <cstdint>
 #include <span>
-#include <string>
+#include <string_view>
 
 #include "runtime/request.h"
 #include "runtime/result.h"
@@ -32,7 +32,8 @@ struct RequestEvent {
   // kToken and kFinished, from an engine with a tokenizer: the text this
   // token released (the output processor holds back partial characters and
   // what may become a stop string); on kFinished, whatever was held back.
-  std::string text;
+  // Valid during on_event only (it views the engine's buffer).
+  std::string_view text;
   // kLogits: prompt positions [logits_start, logits_start + logits_count),
   // row-major [logits_count, vocab]; the span is valid during on_event only.
   uint32_t logits_start = 0;

@@ -62,7 +62,7 @@ Result<RequestId> Engine::submit(Request request) {
     ++metrics_.overall.rejected;
     return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
   }
-  Track track{now, now, nullptr, nullptr, request.stop_token_ids};
+  Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids};
   if (tokenizer_) track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{std::move(request.stop)});
   auto id = scheduler_->submit(std::move(request), now);
   if (!id.ok()) {
@@ -93,12 +93,14 @@ void Engine::add_text(RequestEvent& e, Track& t) {
   if (e.kind == EventKind::kToken) {
     const bool stop_token = std::find(t.stop_token_ids.begin(), t.stop_token_ids.end(), e.token) != t.stop_token_ids.end();
     if (!stop_token && !t.output->stopped()) {
-      e.text = t.output->push(e.token);
+      t.text = t.output->push(e.token);
+      e.text = t.text;
       if (t.output->stopped()) stopped_.push_back(e.id);
     }
   } else if (e.kind == EventKind::kFinished) {
     if (t.output->stopped()) e.reason = FinishReason::kStop;  // a stop string beats length
-    e.text = t.output->finish();
+    t.text = t.output->finish();
+    e.text = t.text;
   }
 }
 
