@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "runtime/log.h"
+#include "runtime/scheduler_config.h"
+
 namespace myriad {
 
 Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Executor& executor,
@@ -31,6 +34,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Ex
   if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
   auto s = Scheduler::create(c, resolver);
   if (!s.ok()) return s.error();
+  log_info("engine: policy {}, {} adapter slots, quantum {} ms, up to {} running sequences, {} tokens a step, "
+           "{} KV blocks of {} tokens, over '{}'",
+           scheduler_policy_name(c.policy), c.num_slots, c.quantum_ms, c.max_running_seqs, c.max_tokens_per_step,
+           c.num_kv_blocks, c.kv_block_size, info.device);
   return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink));
 }
 
@@ -131,6 +138,7 @@ Status Engine::step() {
     const int32_t slot = loading[i];
     if (executor_.adapter_ready(slot)) {
       metrics_.slot_load_ms.record(now - load_start_ms_[size_t(slot)]);
+      log_debug("engine: slot {} ready after {:.1f} ms", slot, now - load_start_ms_[size_t(slot)]);
       scheduler_->on_adapter_ready(slot, now);  // removes it from `loading`
     } else {
       ++i;
@@ -140,12 +148,17 @@ Status Engine::step() {
   const SchedulerStats before = scheduler_->stats();
   const ScheduleOutput& out = scheduler_->schedule(now);
   last_ = &out;
-  for (const AdapterEviction& ev : out.evictions) executor_.unload_adapter(ev.slot);
+  for (const AdapterEviction& ev : out.evictions) {
+    log_debug("engine: slot {}: evicting adapter {}", ev.slot, ev.adapter ? ev.adapter->key() : std::string("?"));
+    executor_.unload_adapter(ev.slot);
+  }
   for (const AdapterLoad& ld : out.loads) {
+    log_debug("engine: slot {}: loading adapter {}", ld.slot, ld.adapter->key());
     Status st = executor_.begin_load_adapter(ld.slot, ld.adapter->weights);
     if (st.ok()) {
       load_start_ms_[size_t(ld.slot)] = now;
     } else {
+      log_warn("engine: slot {}: loading adapter {} failed: {}", ld.slot, ld.adapter->key(), st.error().to_string());
       scheduler_->on_load_failed(ld.slot, st.error(), now);
     }
   }
