@@ -25,29 +25,21 @@ int fail(const Error& e, int code = 1) {
 
 }  // namespace
 
-int cmd_logits(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"model", "ids", "threads", "adapter", "batch", "kv-cache-dtype"}, {"all-positions"});
-  if (!args.ok()) return fail(args.error(), 2);
-  auto model = args->require("model");
-  if (!model.ok()) return fail(model.error(), 2);
-  auto kv_dtype = kv_cache_dtype(*args);
+int cmd_logits(const LogitsArgs& args) {
+  const std::string& model = args.model;
+  auto kv_dtype = kv_cache_dtype(args.kv_cache_dtype);
   if (!kv_dtype.ok()) return fail(kv_dtype.error(), 2);
-  if (auto batch = args->get("batch")) {
-    auto t = args->get_int("threads", 0);
-    if (!t.ok()) return fail(t.error(), 2);
-    if (args->has("ids") || args->has("adapter") || args->has("all-positions"))
+  if (args.batch) {
+    if (args.ids || !args.adapter.empty() || args.all_positions)
       return fail(make_error(ErrorCode::kInvalidArgument, "--batch takes ids and adapters from the file"), 2);
-    return run_logits_batch(model.value(), *batch, int(t.value()), kv_dtype.value());
+    return run_logits_batch(model, *args.batch, int(args.threads), kv_dtype.value());
   }
-  auto ids_arg = args->require("ids");
-  if (!ids_arg.ok()) return fail(ids_arg.error(), 2);
-  auto ids = parse_id_list(ids_arg.value());
+  if (!args.ids) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is required"), 2);
+  auto ids = parse_id_list(*args.ids);
   if (!ids.ok()) return fail(ids.error(), 2);
   if (ids->empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is empty"), 2);
-  auto threads = args->get_int("threads", 0);
-  if (!threads.ok()) return fail(threads.error(), 2);
 
-  auto ckpt = Checkpoint::load(model.value());
+  auto ckpt = Checkpoint::load(model);
   if (!ckpt.ok()) return fail(ckpt.error());
   const auto& cfg = (*ckpt)->config();
   const int64_t n = int64_t(ids->size());
@@ -57,9 +49,9 @@ int cmd_logits(int argc, char** argv) {
   gpu::cpu::CpuExecutorOptions opt;
   opt.kv_block_size = 16;
   opt.kv_num_blocks = KvBlockAllocator::blocks_for(int32_t(n), opt.kv_block_size);
-  opt.threads = int(threads.value());
+  opt.threads = int(args.threads);
   opt.kv_dtype = kv_dtype.value();
-  auto adapters = read_adapter_flags(args->get_all("adapter"), cfg, opt);
+  auto adapters = read_adapter_flags(args.adapter, cfg, opt);
   if (!adapters.ok()) return fail(adapters.error(), adapters.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   auto ex = gpu::cpu::CpuExecutor::create(ckpt.value(), opt);
   if (!ex.ok()) return fail(ex.error());
@@ -69,7 +61,7 @@ int cmd_logits(int argc, char** argv) {
   SeqRow row;
   row.num_tokens = uint32_t(n);
   row.num_blocks = uint32_t(opt.kv_num_blocks);
-  row.logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
+  row.logits = args.all_positions ? LogitsRequest::kAll : LogitsRequest::kLast;
   row.adapters = adapters->mix;
   plan.rows.push_back(row);
   plan.tokens = ids.value();
