@@ -26,6 +26,7 @@
 
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
+#include "nodes/cli_app.h"
 #include "runtime/model_factory.h"
 
 using namespace myriad;
@@ -142,20 +143,26 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json = false, lora = true;
+  bool json = false, no_lora = false;
   std::string models = "llama-110m,tinyllama-1.1b,llama3-8b", batch_list = "1,16,64";
   int ctx = 512, steps = 20, num_adapters = 1000;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--json") json = true;
-    else if (a == "--no-lora") lora = false;
-    else if (a == "--models") models = argv[++i];
-    else if (a == "--batches") batch_list = argv[++i];
-    else if (a == "--ctx") ctx = std::stoi(argv[++i]);
-    else if (a == "--steps") steps = std::stoi(argv[++i]);
-    else if (a == "--adapters") num_adapters = std::stoi(argv[++i]);
-    else die("unknown argument " + a);
-  }
+  LogLevel log_level = LogLevel::kWarn;
+  CLI::App app("CUDA decode step time against its memory-bandwidth floor; multi-LoRA decode; adapter upload.",
+               "cuda_decode");
+  cli::set_conventions(app);
+  app.add_flag("--json", json, "print JSON rows instead of the table");
+  app.add_option("--models", models, "model shapes, comma-separated (default llama-110m,tinyllama-1.1b,llama3-8b)")
+      ->option_text("A,B");
+  app.add_option("--batches", batch_list, "batch sizes, comma-separated, each in [1, 64] (default 1,16,64)")
+      ->option_text("1,16,64");
+  app.add_option("--ctx", ctx, "context length of every row (default 512)")->option_text("N");
+  app.add_option("--steps", steps, "timed decode steps (default 20)")->option_text("N");
+  app.add_option("--adapters", num_adapters, "resident adapters of the multi-LoRA cases (default 1000)")
+      ->option_text("N");
+  app.add_flag("--no-lora", no_lora, "skip the multi-LoRA cases");
+  cli::add_log_level(app, log_level);
+  if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
+  const bool lora = !no_lora;
   if (auto why = device_unavailable_reason()) {
     std::fprintf(stderr, "cuda_decode: no CUDA device: %s\n", why->c_str());
     if (json) std::printf("{\"rows\":[{\"case\":\"skipped\",\"reason\":\"no CUDA device\"}]}\n");

@@ -44,6 +44,7 @@
 #include "gpu/cpu/cpu_executor.h"
 #include "greedy_decode.h"
 #include "gpu/cpu/huge_page_buffer.h"
+#include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/model_factory.h"
@@ -287,34 +288,28 @@ bool bench_model(const std::string& dir, int steps, int reps, int threads, std::
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model;
+  std::string model, kv_cache_dtype = "auto";
   bool json = false;
   int steps = 64, threads = 0, reps = 5;
-  std::optional<DType> kv_dtype;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--model" && i + 1 < argc) {
-      model = argv[++i];
-    } else if (a == "--steps" && i + 1 < argc) {
-      steps = std::atoi(argv[++i]);
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::max(1, std::atoi(argv[++i]));
-    } else if (a == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--kv-cache-dtype" && i + 1 < argc) {
-      const std::string d = argv[++i];
-      kv_dtype = dtype_from_name(d);
-      if (!kv_dtype && d != "auto") {
-        std::fprintf(stderr, "decode: --kv-cache-dtype must be auto, f32, bf16 or f16 (got %s)\n", d.c_str());
-        return 2;
-      }
-    } else {
-      std::fprintf(stderr, "usage: decode [--model DIR] [--steps N] [--reps N] [--threads N] [--kv-cache-dtype D] [--json]\n");
-      return 2;
-    }
+  LogLevel log_level = LogLevel::kWarn;
+  CLI::App app("CPU backend prefill and decode throughput against the machine's memory bandwidth floor.", "decode");
+  cli::set_conventions(app);
+  app.add_option("--model", model, "model folder (default: llama-110m at bf16 and f32, made in a temp folder)")
+      ->option_text("DIR");
+  app.add_option("--steps", steps, "timed decode steps per rep, at least 1 (default 64)")->option_text("N");
+  app.add_option("--reps", reps, "runs of each figure, the best kept; at least 1 (default 5)")->option_text("N");
+  app.add_option("--threads", threads, "CPU threads (default: all cores)")->option_text("N");
+  app.add_option("--kv-cache-dtype", kv_cache_dtype, "auto | f32 | bf16 | f16 (default auto: the model's dtype)")
+      ->option_text("D");
+  app.add_flag("--json", json, "print JSON instead of the table");
+  cli::add_log_level(app, log_level);
+  if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
+  std::optional<DType> kv_dtype = dtype_from_name(kv_cache_dtype);
+  if (!kv_dtype && kv_cache_dtype != "auto") {
+    std::fprintf(stderr, "decode: --kv-cache-dtype must be auto, f32, bf16 or f16 (got %s)\n", kv_cache_dtype.c_str());
+    return 2;
   }
+  reps = std::max(1, reps);
   if (steps < 1) steps = 1;
   ThreadPool pool(threads);
   Bandwidth bw(pool, size_t(512) << 20);

@@ -32,6 +32,7 @@
 
 #include "gpu/cpu/cpu_executor.h"
 #include "greedy_decode.h"
+#include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/model_factory.h"
@@ -79,34 +80,30 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, dtype = "bf16", adapter_dtype = "f32";
+  std::string model, dtype = "bf16", adapter_dtype = "f32", batch_list = "32,64";
   bool json = false;
   int steps = 16, threads = 0, repeats = 3;
-  std::vector<int> batches = {32, 64};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--model" && i + 1 < argc) {
-      model = argv[++i];
-    } else if (a == "--dtype" && i + 1 < argc) {
-      dtype = argv[++i];
-    } else if (a == "--steps" && i + 1 < argc) {
-      steps = std::max(1, std::atoi(argv[++i]));
-    } else if (a == "--adapter-dtype" && i + 1 < argc) {
-      adapter_dtype = argv[++i];
-    } else if (a == "--repeats" && i + 1 < argc) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else if (a == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--batches" && i + 1 < argc) {
-      batches.clear();
-      std::stringstream ss(argv[++i]);
-      for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::max(1, std::atoi(b.c_str())));
-    } else {
-      std::fprintf(stderr, "usage: multilora [--model DIR] [--dtype bf16|f32] [--adapter-dtype f32|bf16] [--steps N] [--repeats R] [--threads N] [--batches 32,64] [--json]\n");
-      return 2;
-    }
+  LogLevel log_level = LogLevel::kWarn;
+  CLI::App app("CPU decode throughput with D distinct LoRA adapters per step; adapter load times.", "multilora");
+  cli::set_conventions(app);
+  app.add_option("--model", model, "model folder (default: llama-110m, made in a temp folder)")->option_text("DIR");
+  app.add_option("--dtype", dtype, "weights of the made model: bf16 | f32 (default bf16)")->option_text("D");
+  app.add_option("--adapter-dtype", adapter_dtype, "adapter weights in the slots: f32 | bf16 (default f32)")
+      ->option_text("D");
+  app.add_option("--steps", steps, "timed decode steps per window, at least 1 (default 16)")->option_text("N");
+  app.add_option("--repeats", repeats, "windows per D, the best kept; at least 1 (default 3)")->option_text("R");
+  app.add_option("--threads", threads, "CPU threads (default: all cores)")->option_text("N");
+  app.add_option("--batches", batch_list, "batch sizes, comma-separated, each at least 1 (default 32,64)")
+      ->option_text("32,64");
+  app.add_flag("--json", json, "print JSON instead of the table");
+  cli::add_log_level(app, log_level);
+  if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
+  steps = std::max(1, steps);
+  repeats = std::max(1, repeats);
+  std::vector<int> batches;
+  {
+    std::stringstream ss(batch_list);
+    for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::max(1, std::atoi(b.c_str())));
   }
   std::string tmp;
   {

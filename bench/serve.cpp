@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "gpu/cpu/cpu_executor.h"
+#include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
 
@@ -65,105 +66,52 @@ struct Args {
   double slo_itl_ms = 200.0;
 };
 
-void usage() {
-  std::fprintf(stderr,
-               "usage: serve --model DIR [--adapters N] [--rank R] [--policy timeslice|fcfs|one-at-a-time] "
-               "[--slots N] [--quantum-ms Q] [--rate REQ_PER_S] [--requests N] [--zipf A] [--prompt-len MEAN] "
-               "[--output-len MEAN] [--trace FILE] [--seed S] [--json] [--threads T] [--max-running R] "
-               "[--max-tokens-per-step T] [--pause] [--slo-ttft-ms X] [--slo-itl-ms Y]\n");
-}
-
-bool parse_args(int argc, char** argv, Args& a, std::string& err) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto val = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        err = k + " needs a value";
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    auto num = [&](double& out, double lo) {
-      const char* v = val();
-      if (!v) return false;
-      char* end = nullptr;
-      out = std::strtod(v, &end);
-      if (end == v || *end != '\0' || !(out >= lo)) {
-        err = k + " = '" + v + "': expected a number >= " + std::to_string(lo);
-        return false;
-      }
-      return true;
-    };
-    auto integer = [&](int& out, int lo) {
-      double d;
-      if (!num(d, lo)) return false;
-      if (d != std::floor(d) || d > 1e9) {
-        err = k + ": expected an integer";
-        return false;
-      }
-      out = int(d);
-      return true;
-    };
-    bool ok = true;
-    double d = 0;
-    if (k == "--model") {
-      const char* v = val();
-      ok = v != nullptr;
-      if (ok) a.model = v;
-    } else if (k == "--trace") {
-      const char* v = val();
-      ok = v != nullptr;
-      if (ok) a.trace = v;
-    } else if (k == "--policy") {
-      const char* v = val();
-      ok = v != nullptr;
-      if (ok) a.policy = v;
-    } else if (k == "--adapters") {
-      ok = integer(a.adapters, 0);
-    } else if (k == "--rank") {
-      ok = integer(a.rank, 1);
-    } else if (k == "--slots") {
-      ok = integer(a.slots, 1);
-    } else if (k == "--quantum-ms") {
-      ok = num(a.quantum_ms, 0);
-    } else if (k == "--rate") {
-      ok = num(a.rate, 0);
-    } else if (k == "--requests") {
-      ok = integer(a.requests, 1);
-    } else if (k == "--zipf") {
-      ok = num(a.zipf, 0);
-    } else if (k == "--prompt-len") {
-      ok = integer(a.prompt_len, 1);
-    } else if (k == "--output-len") {
-      ok = integer(a.output_len, 1);
-    } else if (k == "--seed") {
-      ok = num(d, 0);
-      a.seed = uint64_t(d);
-    } else if (k == "--threads") {
-      ok = integer(a.threads, 0);
-    } else if (k == "--max-running") {
-      ok = integer(a.max_running, 1);
-    } else if (k == "--max-tokens-per-step") {
-      ok = integer(a.max_tokens_per_step, 1);
-    } else if (k == "--slo-ttft-ms") {
-      ok = num(a.slo_ttft_ms, 0);
-    } else if (k == "--slo-itl-ms") {
-      ok = num(a.slo_itl_ms, 0);
-    } else if (k == "--json") {
-      a.json = true;
-    } else if (k == "--pause") {
-      a.pause = true;
-    } else {
-      err = "unknown argument '" + k + "'";
-      return false;
-    }
-    if (!ok) return false;
-  }
-  if (a.model.empty()) {
-    err = "--model DIR is required";
-    return false;
-  }
-  return true;
+// Declares every flag on `app`, bound to `a` (whose fields hold the defaults).
+void add_flags(CLI::App& app, Args& a) {
+  using cli::at_least;
+  const CLI::Validator non_negative = at_least(0);
+  app.add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
+  app.add_option("--adapters", a.adapters, "random adapters N (default 8)")->option_text("N")->check(at_least(0));
+  app.add_option("--rank", a.rank, "their rank, on all seven modules (default 8)")->option_text("R")->check(at_least(1));
+  app.add_option("--policy", a.policy, "scheduler policy: timeslice | fcfs | one-at-a-time (default timeslice)")
+      ->option_text("P");
+  app.add_option("--slots", a.slots, "device adapter slots (default 4)")->option_text("N")->check(at_least(1));
+  app.add_option("--quantum-ms", a.quantum_ms, "time slice of an adapter in its slot (default 50)")
+      ->option_text("Q")
+      ->check(non_negative);
+  app.add_option("--rate", a.rate, "Poisson arrivals, requests per second; 0 = all at once (default 20)")
+      ->option_text("REQ_PER_S")
+      ->check(non_negative);
+  app.add_option("--requests", a.requests, "requests (default 200)")->option_text("N")->check(at_least(1));
+  app.add_option("--zipf", a.zipf, "adapter k drawn with probability ∝ 1/(k+1)^A (default 1.0)")
+      ->option_text("A")
+      ->check(non_negative);
+  app.add_option("--prompt-len", a.prompt_len, "mean prompt length, uniform in [mean/2, 3·mean/2] (default 64)")
+      ->option_text("MEAN")
+      ->check(at_least(1));
+  app.add_option("--output-len", a.output_len, "mean output length, likewise (default 32)")
+      ->option_text("MEAN")
+      ->check(at_least(1));
+  app.add_option("--trace", a.trace, "replay JSONL {\"arrival_ms\",\"adapter\",\"prompt_len\",\"output_len\"} instead")
+      ->option_text("FILE");
+  app.add_option("--seed", a.seed, "workload, prompt and adapter-weight seed (default 0)")
+      ->option_text("S")
+      ->check(non_negative);
+  app.add_flag("--json", a.json, "print one JSON object instead of the lines");
+  app.add_option("--threads", a.threads, "executor threads (default: all cores)")->option_text("T")->check(at_least(0));
+  app.add_option("--max-running", a.max_running, "sequences in the running batch at most (default 16)")
+      ->option_text("R")
+      ->check(at_least(1));
+  app.add_option("--max-tokens-per-step", a.max_tokens_per_step, "tokens in one step at most (default 256)")
+      ->option_text("T")
+      ->check(at_least(1));
+  app.add_flag("--pause", a.pause, "pause a swapped-out adapter's sequences (pause_on_swap_out)");
+  app.add_option("--slo-ttft-ms", a.slo_ttft_ms, "SLO: time to first token at most (default 2000)")
+      ->option_text("X")
+      ->check(non_negative);
+  app.add_option("--slo-itl-ms", a.slo_itl_ms, "SLO: mean inter-token latency at most (default 200)")
+      ->option_text("Y")
+      ->check(non_negative);
 }
 
 // A random rank-R adapter on every linear module of every layer:
@@ -299,15 +247,16 @@ class ServeSink final : public EventSink {
 
 int main(int argc, char** argv) {
   Args args;
-  std::string err;
-  if (!parse_args(argc, argv, args, err)) {
-    std::fprintf(stderr, "serve: %s\n", err.c_str());
-    usage();
-    return 2;
-  }
+  LogLevel log_level = LogLevel::kWarn;
+  CLI::App app("A multi-adapter workload through the real scheduler, engine and CPU executor, in real time.",
+               "serve");
+  cli::set_conventions(app);
+  add_flags(app, args);
+  cli::add_log_level(app, log_level);
+  if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
   auto policy = parse_scheduler_policy(args.policy);
   if (!policy.ok()) {
-    std::fprintf(stderr, "serve: %s\n", policy.error().to_string().c_str());
+    std::fprintf(stderr, "serve: --policy: %s\n", policy.error().message.c_str());
     return 2;
   }
   auto ck = Checkpoint::load(args.model);

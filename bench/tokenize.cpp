@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nodes/cli_app.h"
 #include "runtime/tokenizer.h"
 
 namespace {
@@ -54,15 +55,15 @@ int main(int argc, char** argv) {
   bool json_out = false;
   std::string fixtures = std::getenv("MYRIAD_FIXTURES") ? std::getenv("MYRIAD_FIXTURES") : "";
   double mb = 1.0;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--json")) json_out = true;
-    else if (!std::strcmp(argv[i], "--fixtures") && i + 1 < argc) fixtures = argv[++i];
-    else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) mb = std::atof(argv[++i]);
-    else {
-      std::fprintf(stderr, "usage: tokenize [--json] [--fixtures DIR] [--mb N]\n");
-      return 2;
-    }
-  }
+  myriad::LogLevel log_level = myriad::LogLevel::kWarn;
+  CLI::App app("Encode/decode throughput of the fixture tokenizers on a text made of their golden texts.", "tokenize");
+  myriad::cli::set_conventions(app);
+  app.add_flag("--json", json_out, "print JSON instead of the table");
+  app.add_option("--fixtures", fixtures, "fixtures folder (default: $MYRIAD_FIXTURES, else tests/fixtures)")
+      ->option_text("DIR");
+  app.add_option("--mb", mb, "megabytes of text (default 1)")->option_text("N");
+  myriad::cli::add_log_level(app, log_level);
+  if (const auto exit_code = myriad::cli::parse(app, argc, argv, log_level)) return *exit_code;
   if (fixtures.empty()) fixtures = "tests/fixtures";  // run from the repository root
   const std::string text = corpus(fixtures, size_t(mb * 1e6));
   if (text.empty()) {

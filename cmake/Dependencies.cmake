@@ -36,6 +36,23 @@ add_library(myriad::utf8proc INTERFACE IMPORTED)
 target_include_directories(myriad::utf8proc SYSTEM INTERFACE ${UTF8PROC_INCLUDE_DIR})
 target_link_libraries(myriad::utf8proc INTERFACE ${UTF8PROC_LIBRARY})
 
+# Every binary's command line (header-only; CMake config in /usr/share/cmake).
+find_package(CLI11 2 CONFIG QUIET)
+if(NOT CLI11_FOUND)
+  myriad_missing("CLI11" "libcli11-dev")
+endif()
+
+# Logging (runtime/log.h): spdlog, built by Debian against the system {fmt}
+# (SPDLOG_FMT_EXTERNAL), so fmt is found first and is a dependency of its own.
+find_package(fmt CONFIG QUIET)
+if(NOT fmt_FOUND)
+  myriad_missing("{fmt}" "libfmt-dev")
+endif()
+find_package(spdlog CONFIG QUIET)
+if(NOT spdlog_FOUND)
+  myriad_missing("spdlog" "libspdlog-dev")
+endif()
+
 if(MYRIAD_GPU_ONLY)
   return()
 endif()

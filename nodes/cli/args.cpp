@@ -1,75 +1,10 @@
 #include "args.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 
 namespace myriad::cli {
-
-Result<Args> Args::parse(int argc, char** argv, const std::set<std::string>& valued,
-                         const std::set<std::string>& switches) {
-  Args a;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) return make_error(ErrorCode::kInvalidArgument, "unexpected argument '" + arg + "'");
-    std::string flag = arg.substr(2);
-    std::optional<std::string> inline_value;
-    if (auto eq = flag.find('='); eq != std::string::npos) {
-      inline_value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    if (valued.count(flag)) {
-      if (inline_value) {
-        a.values_[flag].push_back(*inline_value);
-      } else {
-        if (i + 1 >= argc) return make_error(ErrorCode::kInvalidArgument, "--" + flag + " needs a value");
-        a.values_[flag].push_back(argv[++i]);
-      }
-    } else if (switches.count(flag) && !inline_value) {
-      a.switches_.insert(flag);
-    } else {
-      return make_error(ErrorCode::kInvalidArgument, "unknown flag --" + flag);
-    }
-  }
-  return a;
-}
-
-std::optional<std::string> Args::get(const std::string& flag) const {
-  auto it = values_.find(flag);
-  if (it == values_.end() || it->second.empty()) return std::nullopt;
-  return it->second.back();
-}
-
-std::vector<std::string> Args::get_all(const std::string& flag) const {
-  auto it = values_.find(flag);
-  return it == values_.end() ? std::vector<std::string>{} : it->second;
-}
-
-Result<std::string> Args::require(const std::string& flag) const {
-  if (auto v = get(flag)) return *v;
-  return make_error(ErrorCode::kInvalidArgument, "--" + flag + " is required");
-}
-
-Result<double> Args::get_double(const std::string& flag, double fallback) const {
-  auto v = get(flag);
-  if (!v) return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const double d = std::strtod(v->c_str(), &end);
-  if (errno != 0 || end == v->c_str() || *end != '\0')
-    return make_error(ErrorCode::kInvalidArgument, "--" + flag + ": '" + *v + "' is not a number");
-  return d;
-}
-
-Result<long long> Args::get_int(const std::string& flag, long long fallback) const {
-  auto v = get(flag);
-  if (!v) return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const long long n = std::strtoll(v->c_str(), &end, 10);
-  if (errno != 0 || end == v->c_str() || *end != '\0')
-    return make_error(ErrorCode::kInvalidArgument, "--" + flag + ": '" + *v + "' is not an integer");
-  return n;
-}
 
 Result<std::vector<int32_t>> parse_id_list(const std::string& s) {
   std::vector<int32_t> ids;
@@ -90,12 +25,11 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& s) {
   return ids;
 }
 
-Result<std::optional<DType>> kv_cache_dtype(const Args& args) {
-  const auto v = args.get("kv-cache-dtype");
-  if (!v || *v == "auto") return std::optional<DType>();
-  if (const auto d = dtype_from_name(*v)) return d;
+Result<std::optional<DType>> kv_cache_dtype(const std::string& name) {
+  if (name == "auto") return std::optional<DType>();
+  if (const auto d = dtype_from_name(name)) return d;
   return make_error(ErrorCode::kInvalidArgument,
-                    "--kv-cache-dtype: '" + *v + "' is not one of auto, f32, bf16, f16");
+                    "--kv-cache-dtype: '" + name + "' is not one of auto, f32, bf16, f16");
 }
 
 }  // namespace myriad::cli

@@ -1,10 +1,14 @@
-// Minimal `--flag value` / `--flag` / repeated-flag parser for the CLI.
-// Unknown flags are errors that name the flag.
+// The `myriad` commands' flags as plain values, filled by the command line
+// (main.cpp declares every flag with CLI11, its help text and default) and
+// read by the commands (commands.h). A field per flag, named after it; an
+// std::optional is a flag whose absence matters (or whose default comes from
+// the model); a vector is a repeatable flag. Values are checked for form
+// while parsing (a number is a number) and for range by the commands, whose
+// messages name the flag. Also the parsers of values the commands share.
 #pragma once
 
-#include <map>
+#include <cstdint>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -13,29 +17,64 @@
 
 namespace myriad::cli {
 
-class Args {
- public:
-  // `valued`: flags that take a value; `switches`: flags that do not.
-  static Result<Args> parse(int argc, char** argv, const std::set<std::string>& valued,
-                            const std::set<std::string>& switches);
+struct TokenizeArgs {
+  std::string tokenizer;                     // --tokenizer DIR (required)
+  std::optional<std::string> text;           // --text T
+  std::optional<std::string> chat;           // --chat FILE.json
+  std::optional<std::string> chat_template;  // --chat-template FILE
+  bool no_special = false;                   // --no-special
+};
 
-  bool has(const std::string& flag) const { return values_.count(flag) || switches_.count(flag); }
-  std::optional<std::string> get(const std::string& flag) const;
-  std::vector<std::string> get_all(const std::string& flag) const;
-  Result<std::string> require(const std::string& flag) const;
-  Result<double> get_double(const std::string& flag, double fallback) const;
-  Result<long long> get_int(const std::string& flag, long long fallback) const;
+struct DetokenizeArgs {
+  std::string tokenizer;  // --tokenizer DIR (required)
+  std::string ids;        // --ids 1,2,3 (required)
+  bool skip_special = false;
+};
 
- private:
-  std::map<std::string, std::vector<std::string>> values_;
-  std::set<std::string> switches_;
+struct MakeModelArgs {
+  std::string shape;      // --shape (required)
+  int64_t seed = 0;       // --seed (required, >= 0)
+  std::string dtype;      // --dtype bf16|f32 (required)
+  std::string out;        // --out DIR (required)
+  std::string tokenizer;  // --tokenizer DIR; empty: the built-in byte-level one
+  int64_t threads = 0;    // --threads N, in [0, 1024]; 0 = all cores
+};
+
+struct LogitsArgs {
+  std::string model;                  // --model DIR (required)
+  std::optional<std::string> ids;     // --ids 1,2,3
+  std::optional<std::string> batch;   // --batch FILE.json
+  bool all_positions = false;         // --all-positions
+  std::vector<std::string> adapter;   // --adapter DIR[:W], repeatable
+  std::string kv_cache_dtype = "auto";
+  int64_t threads = 0;                // 0 = all cores
+};
+
+struct GenerateArgs {
+  std::string model;                 // --model DIR (required)
+  std::optional<std::string> prompt;  // --prompt T
+  std::optional<std::string> ids;     // --ids 1,2,3
+  bool chat = false;
+  int64_t max_tokens = 16;
+  // Absent: generation_config.json's value, else 1 / 1 / 0 / 1.
+  std::optional<double> temperature, top_p;
+  std::optional<int64_t> top_k;
+  std::optional<double> repetition_penalty;
+  int64_t seed = 0;
+  double presence_penalty = 0, frequency_penalty = 0;
+  std::vector<std::string> stop;     // --stop S, repeatable
+  bool ignore_eos = false, json = false;
+  std::vector<std::string> adapter;  // --adapter DIR[:W], repeatable
+  std::string kv_cache_dtype = "auto";
+  int64_t threads = 0;               // 0 = all cores
 };
 
 // "1,2,3" -> {1, 2, 3}; errors name the bad element.
 Result<std::vector<int32_t>> parse_id_list(const std::string& s);
 
-// --kv-cache-dtype (vLLM's flag): absent or "auto" -> nullopt (the model's
-// weight dtype); "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16".
-Result<std::optional<DType>> kv_cache_dtype(const Args& args);
+// --kv-cache-dtype (vLLM's flag): "auto" -> nullopt (the model's weight
+// dtype); "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16"; anything else
+// is an error naming the flag.
+Result<std::optional<DType>> kv_cache_dtype(const std::string& name);
 
 }  // namespace myriad::cli

@@ -89,98 +89,83 @@ class CliSink final : public EventSink {
 
 }  // namespace
 
-int cmd_generate(int argc, char** argv) {
-  auto args = Args::parse(argc, argv,
-                          {"model", "prompt", "ids", "max-tokens", "temperature", "top-p", "top-k", "seed",
-                           "repetition-penalty", "presence-penalty", "frequency-penalty", "stop", "threads", "adapter",
-                           "kv-cache-dtype"},
-                          {"chat", "ignore-eos", "json"});
-  if (!args.ok()) return fail(args.error(), 2);
-  auto model = args->require("model");
-  if (!model.ok()) return fail(model.error(), 2);
-  const bool has_prompt = args->has("prompt"), has_ids = args->has("ids");
+int cmd_generate(const GenerateArgs& args) {
+  const std::string& model = args.model;
+  const bool has_prompt = args.prompt.has_value(), has_ids = args.ids.has_value();
   if (has_prompt == has_ids) return fail(bad("give exactly one of --prompt and --ids"), 2);
-  if (args->has("chat") && !has_prompt) return fail(bad("--chat needs --prompt"), 2);
+  if (args.chat && !has_prompt) return fail(bad("--chat needs --prompt"), 2);
 
-  auto ckpt = Checkpoint::load(model.value());
+  auto ckpt = Checkpoint::load(model);
   if (!ckpt.ok()) return fail(ckpt.error());
   const auto& cfg = (*ckpt)->config();
   const auto& gen = (*ckpt)->generation_config();
 
   std::shared_ptr<const Tokenizer> tok;
-  if (std::filesystem::exists(model.value() + "/tokenizer.json")) {
-    auto t = Tokenizer::load(model.value());
+  if (std::filesystem::exists(model + "/tokenizer.json")) {
+    auto t = Tokenizer::load(model);
     if (!t.ok()) return fail(t.error());
     tok = t.value();
   }
-  const auto stops = args->get_all("stop");
+  const auto& stops = args.stop;
   if (!tok && (has_prompt || !stops.empty()))
-    return fail(make_error(ErrorCode::kNotFound, model.value() + " has no tokenizer.json (needed for --prompt/--stop)"), 2);
+    return fail(make_error(ErrorCode::kNotFound, model + " has no tokenizer.json (needed for --prompt/--stop)"), 2);
 
   // Prompt ids.
   std::vector<int32_t> prompt;
   if (has_ids) {
-    auto ids = parse_id_list(*args->get("ids"));
+    auto ids = parse_id_list(*args.ids);
     if (!ids.ok()) return fail(ids.error(), 2);
     prompt = ids.value();
-  } else if (args->has("chat")) {
+  } else if (args.chat) {
     auto tmpl = chat_template_from_config(tok->config().raw);
     if (!tmpl.ok()) return fail(tmpl.error());
-    const json messages = json::array({json{{"role", "user"}, {"content", *args->get("prompt")}}});
+    const json messages = json::array({json{{"role", "user"}, {"content", *args.prompt}}});
     auto text = render_chat_template(tmpl.value(), messages, /*add_generation_prompt=*/true, template_context(tok->config()));
     if (!text.ok()) return fail(text.error());
     prompt = tok->encode(text.value(), /*add_special_tokens=*/false);
   } else {
-    prompt = tok->encode(*args->get("prompt"), /*add_special_tokens=*/true);
+    prompt = tok->encode(*args.prompt, /*add_special_tokens=*/true);
   }
   if (prompt.empty()) return fail(bad("the prompt is empty"), 2);
 
   // Sampling.
   SamplingParams sp;
-  auto temperature = args->get_double("temperature", gen.temperature.value_or(1.0f));
-  auto top_p = args->get_double("top-p", gen.top_p.value_or(1.0f));
-  auto top_k = args->get_int("top-k", gen.top_k.value_or(0));
-  auto seed = args->get_int("seed", 0);
-  auto rep = args->get_double("repetition-penalty", gen.repetition_penalty.value_or(1.0f));
-  auto presence = args->get_double("presence-penalty", 0.0);
-  auto frequency = args->get_double("frequency-penalty", 0.0);
-  auto max_tokens = args->get_int("max-tokens", 16);
-  auto threads = args->get_int("threads", 0);
-  auto kv_dtype = kv_cache_dtype(*args);
+  const double temperature = args.temperature.value_or(gen.temperature.value_or(1.0f));
+  const double top_p = args.top_p.value_or(gen.top_p.value_or(1.0f));
+  const int64_t top_k = args.top_k.value_or(gen.top_k.value_or(0));
+  const double rep = args.repetition_penalty.value_or(gen.repetition_penalty.value_or(1.0f));
+  const int64_t max_tokens = args.max_tokens;
+  auto kv_dtype = kv_cache_dtype(args.kv_cache_dtype);
   if (!kv_dtype.ok()) return fail(kv_dtype.error(), 2);
-  for (const auto* r : {&temperature, &top_p, &rep, &presence, &frequency})
-    if (!r->ok()) return fail(r->error(), 2);
-  for (const auto* r : {&top_k, &seed, &max_tokens, &threads})
-    if (!r->ok()) return fail(r->error(), 2);
-  if (temperature.value() < 0) return fail(bad("--temperature must be >= 0"), 2);
-  if (!(top_p.value() > 0 && top_p.value() <= 1)) return fail(bad("--top-p must be in (0, 1]"), 2);
-  if (top_k.value() < 0) return fail(bad("--top-k must be >= 0"), 2);
-  if (rep.value() <= 0) return fail(bad("--repetition-penalty must be > 0"), 2);
-  if (max_tokens.value() < 0) return fail(bad("--max-tokens must be >= 0"), 2);
-  sp.temperature = float(temperature.value());
-  sp.top_p = float(top_p.value());
-  sp.top_k = int32_t(top_k.value());
-  sp.seed = uint64_t(seed.value());
-  sp.repetition_penalty = float(rep.value());
-  sp.presence_penalty = float(presence.value());
-  sp.frequency_penalty = float(frequency.value());
+  if (temperature < 0) return fail(bad("--temperature must be >= 0"), 2);
+  if (!(top_p > 0 && top_p <= 1)) return fail(bad("--top-p must be in (0, 1]"), 2);
+  if (top_k < 0) return fail(bad("--top-k must be >= 0"), 2);
+  if (rep <= 0) return fail(bad("--repetition-penalty must be > 0"), 2);
+  if (max_tokens < 0) return fail(bad("--max-tokens must be >= 0"), 2);
+  sp.temperature = float(temperature);
+  sp.top_p = float(top_p);
+  sp.top_k = int32_t(top_k);
+  sp.seed = uint64_t(args.seed);
+  sp.repetition_penalty = float(rep);
+  sp.presence_penalty = float(args.presence_penalty);
+  sp.frequency_penalty = float(args.frequency_penalty);
 
   std::vector<int64_t> eos = gen.eos_token_ids;
   eos.insert(eos.end(), cfg.eos_token_ids.begin(), cfg.eos_token_ids.end());
-  const bool ignore_eos = args->has("ignore-eos");
+  const bool ignore_eos = args.ignore_eos;
 
   if (cfg.max_position_embeddings > 0 && int64_t(prompt.size()) > cfg.max_position_embeddings)
     return fail(bad(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings " +
                     std::to_string(cfg.max_position_embeddings)), 2);
   // The last sampled token is never fed back, so it may sit one past the
   // context: at most max_position_embeddings - prompt + 1 new tokens.
-  int64_t new_tokens = max_tokens.value();
+  int64_t new_tokens = max_tokens;
   if (cfg.max_position_embeddings > 0)
     new_tokens = std::min(new_tokens, cfg.max_position_embeddings - int64_t(prompt.size()) + 1);
-  auto adapter = read_adapter_mixture(args->get_all("adapter"), cfg);  // --adapter DIR[:w], repeatable
+  auto adapter = read_adapter_mixture(args.adapter, cfg);  // --adapter DIR[:w], repeatable
   if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
 
-  const bool as_json = args->has("json");
+  const bool as_json = args.json;
   CliSink sink(/*stream_text=*/!as_json && tok != nullptr, /*stream_ids=*/!as_json && tok == nullptr);
   if (new_tokens > 0) {
     CliRequest r;
@@ -193,7 +178,7 @@ int cmd_generate(int argc, char** argv) {
     r.request.stop = stops;
     std::vector<CliRequest> one;
     one.push_back(std::move(r));
-    const Status st = run_on_engine(ckpt.value(), std::move(one), {int(threads.value()), kv_dtype.value(), tok}, sink);
+    const Status st = run_on_engine(ckpt.value(), std::move(one), {int(args.threads), kv_dtype.value(), tok}, sink);
     if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
     if (sink.error) return fail(*sink.error);
   }

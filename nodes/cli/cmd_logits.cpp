@@ -25,45 +25,37 @@ int fail(const Error& e, int code = 1) {
 
 }  // namespace
 
-int cmd_logits(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"model", "ids", "threads", "adapter", "batch", "kv-cache-dtype"}, {"all-positions"});
-  if (!args.ok()) return fail(args.error(), 2);
-  auto model = args->require("model");
-  if (!model.ok()) return fail(model.error(), 2);
-  auto kv_dtype = kv_cache_dtype(*args);
+int cmd_logits(const LogitsArgs& args) {
+  const std::string& model = args.model;
+  auto kv_dtype = kv_cache_dtype(args.kv_cache_dtype);
   if (!kv_dtype.ok()) return fail(kv_dtype.error(), 2);
-  if (auto batch = args->get("batch")) {
-    auto t = args->get_int("threads", 0);
-    if (!t.ok()) return fail(t.error(), 2);
-    if (args->has("ids") || args->has("adapter") || args->has("all-positions"))
+  if (args.batch) {
+    if (args.ids || !args.adapter.empty() || args.all_positions)
       return fail(make_error(ErrorCode::kInvalidArgument, "--batch takes ids and adapters from the file"), 2);
-    return run_logits_batch(model.value(), *batch, int(t.value()), kv_dtype.value());
+    return run_logits_batch(model, *args.batch, int(args.threads), kv_dtype.value());
   }
-  auto ids_arg = args->require("ids");
-  if (!ids_arg.ok()) return fail(ids_arg.error(), 2);
-  auto ids = parse_id_list(ids_arg.value());
+  if (!args.ids) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is required"), 2);
+  auto ids = parse_id_list(*args.ids);
   if (!ids.ok()) return fail(ids.error(), 2);
   if (ids->empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is empty"), 2);
-  auto threads = args->get_int("threads", 0);
-  if (!threads.ok()) return fail(threads.error(), 2);
 
-  auto ckpt = Checkpoint::load(model.value());
+  auto ckpt = Checkpoint::load(model);
   if (!ckpt.ok()) return fail(ckpt.error());
   const auto& cfg = (*ckpt)->config();
   const int64_t n = int64_t(ids->size());
   if (cfg.max_position_embeddings > 0 && n > cfg.max_position_embeddings)
     return fail(make_error(ErrorCode::kInvalidArgument, std::to_string(n) + " ids exceed max_position_embeddings " +
                                                             std::to_string(cfg.max_position_embeddings)), 2);
-  auto adapter = read_adapter_mixture(args->get_all("adapter"), cfg);
+  auto adapter = read_adapter_mixture(args.adapter, cfg);
   if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
 
   std::vector<CliRequest> one(1);
   one[0].adapter = *adapter;
   one[0].request.prompt = ids.value();
   one[0].request.max_tokens = 0;  // score the prompt only
-  one[0].request.prompt_logits = args->has("all-positions") ? LogitsRequest::kAll : LogitsRequest::kLast;
+  one[0].request.prompt_logits = args.all_positions ? LogitsRequest::kAll : LogitsRequest::kLast;
   LogitsCollector sink;
-  const Status st = run_on_engine(ckpt.value(), std::move(one), {int(threads.value()), kv_dtype.value(), nullptr}, sink);
+  const Status st = run_on_engine(ckpt.value(), std::move(one), {int(args.threads), kv_dtype.value(), nullptr}, sink);
   if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   if (sink.error) return fail(*sink.error);
   std::string out = "{\"logits\": [" + logits_rows_json(sink.logits[1], size_t(cfg.vocab_size)) + "]}\n";

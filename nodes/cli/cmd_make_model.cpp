@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "args.h"
 #include "commands.h"
@@ -13,48 +14,32 @@ namespace myriad::cli {
 
 namespace {
 
-Result<MakeModelOptions> options_from(const Args& a) {
+// Range checks of the parsed flags (their form was checked while parsing).
+Result<MakeModelOptions> options_from(const MakeModelArgs& a) {
   MakeModelOptions o;
-  auto shape = a.require("shape");
-  if (!shape.ok()) return shape.error();
-  o.shape = *shape;
+  o.shape = a.shape;
   if (auto s = model_shape(o.shape); !s.ok()) return s.error();
-  auto seed = a.require("seed");
-  if (!seed.ok()) return seed.error();
-  auto seed_n = a.get_int("seed", 0);
-  if (!seed_n.ok()) return seed_n.error();
-  if (*seed_n < 0) return make_error(ErrorCode::kInvalidArgument, "--seed must be non-negative, got " + *seed);
-  o.seed = uint64_t(*seed_n);
-  auto dtype = a.require("dtype");
-  if (!dtype.ok()) return dtype.error();
-  if (*dtype == "bf16") {
+  if (a.seed < 0) return make_error(ErrorCode::kInvalidArgument, "--seed must be non-negative, got " + std::to_string(a.seed));
+  o.seed = uint64_t(a.seed);
+  if (a.dtype == "bf16") {
     o.dtype = DType::kBF16;
-  } else if (*dtype == "f32") {
+  } else if (a.dtype == "f32") {
     o.dtype = DType::kF32;
   } else {
-    return make_error(ErrorCode::kInvalidArgument, "--dtype must be bf16 or f32, got '" + *dtype + "'");
+    return make_error(ErrorCode::kInvalidArgument, "--dtype must be bf16 or f32, got '" + a.dtype + "'");
   }
-  auto out = a.require("out");
-  if (!out.ok()) return out.error();
-  o.out_dir = *out;
-  o.tokenizer_dir = a.get("tokenizer").value_or("");
-  auto threads = a.get_int("threads", 0);
-  if (!threads.ok()) return threads.error();
-  if (*threads < 0 || *threads > 1024)
-    return make_error(ErrorCode::kInvalidArgument, "--threads must be in [0, 1024], got " + std::to_string(*threads));
-  o.threads = int(*threads);
+  o.out_dir = a.out;
+  o.tokenizer_dir = a.tokenizer;
+  if (a.threads < 0 || a.threads > 1024)
+    return make_error(ErrorCode::kInvalidArgument, "--threads must be in [0, 1024], got " + std::to_string(a.threads));
+  o.threads = int(a.threads);
   return o;
 }
 
 }  // namespace
 
-int cmd_make_model(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"shape", "seed", "dtype", "out", "tokenizer", "threads"}, {});
-  if (!args) {
-    std::fprintf(stderr, "make-model: %s\n", args.error().message.c_str());
-    return 2;
-  }
-  auto opts = options_from(*args);
+int cmd_make_model(const MakeModelArgs& args) {
+  auto opts = options_from(args);
   if (!opts) {
     std::fprintf(stderr, "make-model: %s\n", opts.error().message.c_str());
     return 2;

@@ -72,35 +72,32 @@ json template_context(const TokenizerConfig& config) {
 
 }  // namespace
 
-int cmd_tokenize(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"tokenizer", "text", "chat", "chat-template"}, {"no-special"});
-  if (!args.ok()) return fail("tokenize", args.error(), 2);
-  auto dir = args->require("tokenizer");
-  if (!dir.ok()) return fail("tokenize", dir.error(), 2);
-  const bool has_text = args->has("text"), has_chat = args->has("chat");
+int cmd_tokenize(const TokenizeArgs& args) {
+  const bool has_text = args.text.has_value(), has_chat = args.chat.has_value();
   if (has_text == has_chat)
     return fail("tokenize", make_error(ErrorCode::kInvalidArgument, "give exactly one of --text and --chat"), 2);
-  if (args->has("chat-template") && !has_chat)
+  if (args.chat_template && !has_chat)
     return fail("tokenize", make_error(ErrorCode::kInvalidArgument, "--chat-template needs --chat"), 2);
-  auto tok = Tokenizer::load(dir.value());
+  const std::string& dir = args.tokenizer;
+  auto tok = Tokenizer::load(dir);
   if (!tok.ok()) return fail("tokenize", tok.error());
 
   if (has_text) {
-    const auto ids = tok.value()->encode(*args->get("text"), !args->has("no-special"));
+    const auto ids = tok.value()->encode(*args.text, !args.no_special);
     print_json(json{{"ids", ids}});
     return 0;
   }
-  auto messages = read_messages(*args->get("chat"));
+  auto messages = read_messages(*args.chat);
   if (!messages.ok()) return fail("tokenize", messages.error());
   std::string tmpl;
-  if (auto path = args->get("chat-template")) {
-    auto t = read_file(*path, "chat template");
+  if (args.chat_template) {
+    auto t = read_file(*args.chat_template, "chat template");
     if (!t.ok()) return fail("tokenize", t.error());
     tmpl = std::move(t.value());
   } else if (tok.value()->config().chat_template) {
     tmpl = *tok.value()->config().chat_template;
   } else {
-    return fail("tokenize", make_error(ErrorCode::kNotFound, dir.value() +
+    return fail("tokenize", make_error(ErrorCode::kNotFound, dir +
                                                                  "/tokenizer_config.json has no chat_template; "
                                                                  "pass --chat-template FILE"));
   }
@@ -112,18 +109,12 @@ int cmd_tokenize(int argc, char** argv) {
   return 0;
 }
 
-int cmd_detokenize(int argc, char** argv) {
-  auto args = Args::parse(argc, argv, {"tokenizer", "ids"}, {"skip-special"});
-  if (!args.ok()) return fail("detokenize", args.error(), 2);
-  auto dir = args->require("tokenizer");
-  if (!dir.ok()) return fail("detokenize", dir.error(), 2);
-  auto id_text = args->require("ids");
-  if (!id_text.ok()) return fail("detokenize", id_text.error(), 2);
-  auto ids = parse_id_list(id_text.value());
+int cmd_detokenize(const DetokenizeArgs& args) {
+  auto ids = parse_id_list(args.ids);
   if (!ids.ok()) return fail("detokenize", ids.error(), 2);
-  auto tok = Tokenizer::load(dir.value());
+  auto tok = Tokenizer::load(args.tokenizer);
   if (!tok.ok()) return fail("detokenize", tok.error());
-  print_json(json{{"text", tok.value()->decode(ids.value(), args->has("skip-special"))}});
+  print_json(json{{"text", tok.value()->decode(ids.value(), args.skip_special)}});
   return 0;
 }
 

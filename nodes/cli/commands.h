@@ -1,15 +1,18 @@
-// The `myriad` CLI's subcommands. Each takes the arguments after its name,
-// prints its result (JSON where the issue names fields) and returns the
-// process exit code; errors go to stderr naming what is wrong.
+// The `myriad` CLI's subcommands. Each takes its flags as parsed by main.cpp
+// (args.h), prints its result (JSON where the issue names fields) and returns
+// the process exit code: 0, 2 for a bad argument, 1 for any other failure;
+// errors go to stderr naming what is wrong.
 #pragma once
+
+#include "args.h"
 
 namespace myriad::cli {
 
-int cmd_selfcheck(int argc, char** argv);
-int cmd_tokenize(int argc, char** argv);
-int cmd_detokenize(int argc, char** argv);
-int cmd_make_model(int argc, char** argv);
-int cmd_logits(int argc, char** argv);
-int cmd_generate(int argc, char** argv);
+int cmd_selfcheck();
+int cmd_tokenize(const TokenizeArgs& args);
+int cmd_detokenize(const DetokenizeArgs& args);
+int cmd_make_model(const MakeModelArgs& args);
+int cmd_logits(const LogitsArgs& args);
+int cmd_generate(const GenerateArgs& args);
 
 }  // namespace myriad::cli

@@ -1,99 +1,148 @@
-// `myriad`: the command-line entry point. main() only dispatches; each
-// command's usage text lives here so that `myriad <command> --help` prints
-// it (to stdout, exit 0) before the command parses anything.
+// `myriad`: the command-line entry point. Declares every command and its
+// flags (CLI11 subcommands, with the help texts and defaults; conventions in
+// nodes/cli_app.h), parses, sets the log level and runs the chosen command
+// (commands.h). The only translation unit of the CLI that includes CLI11.
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
+#include <functional>
+#include <string>
 
 #include "commands.h"
+#include "nodes/cli_app.h"
 
 namespace {
 
-struct Command {
-  const char* name;
-  int (*run)(int, char**);
-  const char* summary;
-  const char* usage;  // the flags, one a line
-};
+using namespace myriad::cli;
 
-const Command kCommands[] = {
-    {"selfcheck", myriad::cli::cmd_selfcheck, "report the compute backends found and check them numerically",
-     "(no flags)\n"
-     "exit 0 when every backend present agrees with its reference, 1 otherwise\n"},
-    {"tokenize", myriad::cli::cmd_tokenize, "text or a chat to token ids (JSON)",
-     "  --tokenizer DIR        folder with tokenizer.json (and tokenizer_config.json)\n"
-     "  --text T               text to encode, or\n"
-     "  --chat FILE.json       messages [{\"role\", \"content\"}...] rendered by the chat template\n"
-     "  --chat-template FILE   a Jinja chat template instead of tokenizer_config.json's\n"
-     "  --no-special           do not add BOS/EOS (text only)\n"},
-    {"detokenize", myriad::cli::cmd_detokenize, "token ids to text",
-     "  --tokenizer DIR        folder with tokenizer.json\n"
-     "  --ids 1,2,3            ids to decode\n"
-     "  --skip-special         drop special tokens from the text\n"},
-    {"make-model", myriad::cli::cmd_make_model, "write a random-weight Llama checkpoint in Hugging Face format",
-     "  --shape S              tiny | llama-110m | tinyllama-1.1b | llama3-8b\n"
-     "  --seed S               weight seed (same seed, same bytes)\n"
-     "  --dtype D              bf16 | f32\n"
-     "  --out DIR              folder to write (config.json, model.safetensors, ...)\n"
-     "  --tokenizer DIR        copy this tokenizer into the model folder\n"
-     "  --threads N            threads that draw the weights (default: all cores)\n"},
-    {"logits", myriad::cli::cmd_logits, "logits of a prompt (JSON), optionally through LoRA adapters",
-     "  --model DIR            Hugging Face model folder\n"
-     "  --ids 1,2,3            prompt token ids, or\n"
-     "  --batch FILE.json      rows with their own ids and adapters, run in one batched step\n"
-     "  --all-positions        logits of every position, not only the last\n"
-     "  --adapter DIR[:W]      PEFT adapter (repeatable: a weighted mixture)\n"
-     "  --kv-cache-dtype D     auto | f32 | bf16 | f16 (auto: the model's dtype)\n"
-     "  --threads N            CPU threads (default: all cores)\n"},
-    {"generate", myriad::cli::cmd_generate, "generate text or ids from a prompt",
-     "  --model DIR            Hugging Face model folder\n"
-     "  --prompt T             prompt text (needs tokenizer.json in the model folder), or\n"
-     "  --ids 1,2,3            prompt token ids\n"
-     "  --chat                 wrap --prompt as one user message in the model's chat template\n"
-     "  --max-tokens N         new tokens at most (default 16)\n"
-     "  --temperature T        0 = greedy (default: generation_config.json, else 1)\n"
-     "  --top-p P              nucleus sampling, (0, 1] (default: generation_config.json, else 1)\n"
-     "  --top-k K              0 = off (default: generation_config.json, else 0)\n"
-     "  --seed S               sampling seed (default 0)\n"
-     "  --repetition-penalty R  > 0 (default: generation_config.json, else 1)\n"
-     "  --presence-penalty P   OpenAI's presence penalty (default 0)\n"
-     "  --frequency-penalty F  OpenAI's frequency penalty (default 0)\n"
-     "  --stop S               stop string (repeatable; not part of the output)\n"
-     "  --ignore-eos           keep going past EOS\n"
-     "  --adapter DIR[:W]      PEFT adapter (repeatable: a weighted mixture)\n"
-     "  --kv-cache-dtype D     auto | f32 | bf16 | f16 (auto: the model's dtype)\n"
-     "  --threads N            CPU threads (default: all cores)\n"
-     "  --json                 print {\"ids\": [generated ids], \"text\": \"...\"}\n"},
-};
-
-void print_commands(FILE* out) {
-  std::fprintf(out, "usage: myriad <command> [flags]    (myriad <command> --help for its flags)\n\ncommands:\n");
-  for (const auto& c : kCommands) std::fprintf(out, "  %-11s %s\n", c.name, c.summary);
+// --threads N of make-model, logits and generate.
+void add_threads(CLI::App& cmd, int64_t& threads, const char* what) {
+  cmd.add_option("--threads", threads, std::string(what) + " (default: all cores)")->option_text("N");
 }
 
-bool is_help(const char* a) { return !std::strcmp(a, "--help") || !std::strcmp(a, "-h"); }
+void add_adapter_flags(CLI::App& cmd, std::vector<std::string>& adapter, std::string& kv_cache_dtype) {
+  repeatable(cmd.add_option("--adapter", adapter, "PEFT adapter (repeatable: a weighted mixture)"))
+      ->option_text("DIR[:W]");
+  cmd.add_option("--kv-cache-dtype", kv_cache_dtype, "auto | f32 | bf16 | f16 (default auto: the model's dtype)")
+      ->option_text("D");
+}
+
+void add_tokenize(CLI::App& app, TokenizeArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "tokenize", "text or a chat to token ids (JSON)");
+  c->add_option("--tokenizer", a.tokenizer, "folder with tokenizer.json (and tokenizer_config.json)")
+      ->option_text("DIR")
+      ->required();
+  c->add_option("--text", a.text, "text to encode, or")->option_text("T");
+  c->add_option("--chat", a.chat, "messages [{\"role\", \"content\"}...] rendered by the chat template")
+      ->option_text("FILE.json");
+  c->add_option("--chat-template", a.chat_template,
+                "a Jinja chat template instead of tokenizer_config.json's")
+      ->option_text("FILE");
+  c->add_flag("--no-special", a.no_special, "do not add BOS/EOS (text only)");
+  c->callback([&] { run = [&] { return cmd_tokenize(a); }; });
+}
+
+void add_detokenize(CLI::App& app, DetokenizeArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "detokenize", "token ids to text");
+  c->add_option("--tokenizer", a.tokenizer, "folder with tokenizer.json")->option_text("DIR")->required();
+  c->add_option("--ids", a.ids, "ids to decode")->option_text("1,2,3")->required();
+  c->add_flag("--skip-special", a.skip_special, "drop special tokens from the text");
+  c->callback([&] { run = [&] { return cmd_detokenize(a); }; });
+}
+
+void add_make_model(CLI::App& app, MakeModelArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "make-model", "write a random-weight Llama checkpoint in Hugging Face format");
+  c->add_option("--shape", a.shape, "tiny | llama-110m | tinyllama-1.1b | llama3-8b")->option_text("S")->required();
+  c->add_option("--seed", a.seed, "weight seed, >= 0 (same seed, same bytes)")->option_text("S")->required();
+  c->add_option("--dtype", a.dtype, "bf16 | f32")->option_text("D")->required();
+  c->add_option("--out", a.out, "folder to write (config.json, model.safetensors, ...)")
+      ->option_text("DIR")
+      ->required();
+  c->add_option("--tokenizer", a.tokenizer,
+                "copy this tokenizer into the model folder (default: a byte-level tokenizer of its own)")
+      ->option_text("DIR");
+  add_threads(*c, a.threads, "threads that draw the weights");
+  c->callback([&] { run = [&] { return cmd_make_model(a); }; });
+}
+
+void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "logits", "logits of a prompt (JSON), optionally through LoRA adapters");
+  c->add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
+  c->add_option("--ids", a.ids, "prompt token ids, or")->option_text("1,2,3");
+  c->add_option("--batch", a.batch, "rows with their own ids and adapters, run in one batched step")
+      ->option_text("FILE.json");
+  c->add_flag("--all-positions", a.all_positions, "logits of every position, not only the last");
+  add_adapter_flags(*c, a.adapter, a.kv_cache_dtype);
+  add_threads(*c, a.threads, "CPU threads");
+  c->callback([&] { run = [&] { return cmd_logits(a); }; });
+}
+
+void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "generate", "generate text or ids from a prompt");
+  c->add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
+  c->add_option("--prompt", a.prompt, "prompt text (needs tokenizer.json in the model folder), or")->option_text("T");
+  c->add_option("--ids", a.ids, "prompt token ids")->option_text("1,2,3");
+  c->add_flag("--chat", a.chat, "wrap --prompt as one user message in the model's chat template");
+  c->add_option("--max-tokens", a.max_tokens, "new tokens at most, >= 0 (default 16)")->option_text("N");
+  c->add_option("--temperature", a.temperature, ">= 0; 0 = greedy (default: generation_config.json, else 1)")
+      ->option_text("T");
+  c->add_option("--top-p", a.top_p, "nucleus sampling, (0, 1] (default: generation_config.json, else 1)")
+      ->option_text("P");
+  c->add_option("--top-k", a.top_k, ">= 0; 0 = off (default: generation_config.json, else 0)")->option_text("K");
+  c->add_option("--seed", a.seed, "sampling seed (default 0)")->option_text("S");
+  c->add_option("--repetition-penalty", a.repetition_penalty, "> 0 (default: generation_config.json, else 1)")
+      ->option_text("R");
+  c->add_option("--presence-penalty", a.presence_penalty, "OpenAI's presence penalty (default 0)")->option_text("P");
+  c->add_option("--frequency-penalty", a.frequency_penalty, "OpenAI's frequency penalty (default 0)")
+      ->option_text("F");
+  repeatable(c->add_option("--stop", a.stop, "stop string (repeatable; not part of the output)"))->option_text("S");
+  c->add_flag("--ignore-eos", a.ignore_eos, "keep going past EOS");
+  add_adapter_flags(*c, a.adapter, a.kv_cache_dtype);
+  add_threads(*c, a.threads, "CPU threads");
+  c->add_flag("--json", a.json, "print {\"ids\": [generated ids], \"text\": \"...\"}");
+  c->callback([&] { run = [&] { return cmd_generate(a); }; });
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app("Myriad: serve many LoRA adapters over one base model. Every command computes on the CPU.", "myriad");
+  set_conventions(app);
+  app.require_subcommand(1);
+  app.footer("myriad <command> --help prints that command's flags");
+
+  myriad::LogLevel log_level = myriad::LogLevel::kWarn;
+  std::function<int()> run;
+  TokenizeArgs tokenize;
+  DetokenizeArgs detokenize;
+  MakeModelArgs make_model;
+  LogitsArgs logits;
+  GenerateArgs generate;
+
+  auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
+  selfcheck->footer(
+      "no flags of its own\n"
+      "exit 0 when every backend present agrees with its reference, 1 otherwise");
+  selfcheck->callback([&] { run = myriad::cli::cmd_selfcheck; });
+  add_tokenize(app, tokenize, run);
+  add_detokenize(app, detokenize, run);
+  add_make_model(app, make_model, run);
+  add_logits(app, logits, run);
+  add_generate(app, generate, run);
+  for (CLI::App* cmd : app.get_subcommands({})) add_log_level(*cmd, log_level);
+
   if (argc < 2) {
-    print_commands(stderr);
-    return 2;
+    std::fputs(app.help().c_str(), stderr);
+    return kExitUsage;
   }
-  if (is_help(argv[1])) {
-    print_commands(stdout);
-    return 0;
+  // A first word that is neither a flag nor a command: say so, not "a
+  // command is required".
+  const auto subcommands = app.get_subcommands({});
+  const bool known = std::any_of(subcommands.begin(), subcommands.end(),
+                                 [&](const CLI::App* cmd) { return cmd->check_name(argv[1]); });
+  if (argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "myriad: unknown command '%s'\n\n%s", argv[1], app.help().c_str());
+    return kExitUsage;
   }
-  for (const auto& c : kCommands) {
-    if (std::strcmp(argv[1], c.name) != 0) continue;
-    for (int i = 2; i < argc; ++i) {
-      if (is_help(argv[i])) {
-        std::printf("usage: myriad %s [flags]\n%s\n\n%s", c.name, c.summary, c.usage);
-        return 0;
-      }
-    }
-    return c.run(argc - 2, argv + 2);
-  }
-  std::fprintf(stderr, "myriad: unknown command '%s'\n", argv[1]);
-  print_commands(stderr);
-  return 2;
+  if (const auto exit_code = parse(app, argc, argv, log_level)) return *exit_code;
+  return run();
 }

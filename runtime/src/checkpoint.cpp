@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "json_depth.h"
+#include "runtime/log.h"
 
 namespace myriad {
 
@@ -295,7 +297,15 @@ class CheckpointLoader {
 Result<std::shared_ptr<const Checkpoint>> Checkpoint::load(const std::string& model_dir) {
   std::string dir = model_dir;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return CheckpointLoader(std::move(dir)).run();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ck = CheckpointLoader(dir).run();
+  if (ck.ok()) {
+    const ModelConfig& c = (*ck)->config();
+    log_info("model {}: {} weights, {} layers, hidden {}, vocab {}, {} shard(s), loaded in {:.3f} s", dir,
+             dtype_name((*ck)->dtype()), c.num_layers, c.hidden_size, c.vocab_size, (*ck)->shards().size(),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return ck;
 }
 
 }  // namespace myriad

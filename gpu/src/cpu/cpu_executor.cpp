@@ -1,12 +1,14 @@
 #include "gpu/cpu/cpu_executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 
 #include "gpu/cpu/ops.h"
 #include "gpu/cpu/paged_attention.h"
 #include "gpu/devices.h"
+#include "runtime/log.h"
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -63,7 +65,17 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
       }  // kAuto: read the mapping in place
     }
   }
-  return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o, std::move(copy)));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ex = std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(ckpt), o, std::move(copy)));
+  const ExecutorInfo& info = ex->info();
+  const std::string slots = info.num_adapter_slots == 0
+                                ? std::string("no adapter slots")
+                                : fmt::format("{} adapter slots up to rank {} ({})", info.num_adapter_slots,
+                                              info.max_adapter_rank, dtype_name(o.adapter_dtype));
+  log_info("executor: {}; {} KV blocks of {} tokens ({:.2f} MiB); {}; ready in {:.3f} s", info.device,
+           info.kv_num_blocks, info.kv_block_size, double(kv_bytes) / double(1 << 20), slots,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return ex;
 }
 
 DType CpuExecutor::kv_dtype_for(const Checkpoint& ck, const CpuExecutorOptions& o) {

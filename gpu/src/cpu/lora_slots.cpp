@@ -1,6 +1,9 @@
 // Adapter slots for the CPU executor (see gpu/cpu/lora_slots.h).
 #include "gpu/cpu/lora_slots.h"
 
+#include "runtime/log.h"
+
+#include <chrono>
 #include <new>
 #include <utility>
 
@@ -151,7 +154,11 @@ void CpuLoraSlots::loader_loop() {
     auto hook = load_hook_;
     lock.unlock();
     if (hook) hook(job.slot);
+    const auto t0 = std::chrono::steady_clock::now();
     copy_into(job.slot, *job.weights);
+    log_debug("adapter slot {}: '{}' loaded ({:.1f} MB as {}) in {:.2f} ms", job.slot, job.weights->name,
+              double(job.weights->bytes()) / 1e6, dtype_name(storage_),
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     job.weights.reset();  // the host cache may free it now
     lock.lock();
     copying_ = -1;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <string>
 
+#include "runtime/log.h"
+#include "runtime/scheduler_config.h"
+
 namespace myriad {
 
 Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Executor& executor,
@@ -33,6 +36,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Ex
   if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
   auto s = Scheduler::create(c, resolver);
   if (!s.ok()) return s.error();
+  log_info("engine: policy {}, {} adapter slots, quantum {} ms, up to {} running sequences, {} tokens a step, "
+           "{} KV blocks of {} tokens, over '{}'",
+           scheduler_policy_name(c.policy), c.num_slots, c.quantum_ms, c.max_running_seqs, c.max_tokens_per_step,
+           c.num_kv_blocks, c.kv_block_size, info.device);
   return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink, std::move(tokenizer)));
 }
 
@@ -169,6 +176,7 @@ const StepPlan& Engine::plan_step(double now_ms) {
     const int32_t slot = loading[i];
     if (executor_.adapter_ready(slot)) {
       metrics_.slot_load_ms.record(now_ms - load_start_ms_[size_t(slot)]);
+      log_debug("engine: slot {} ready after {:.1f} ms", slot, now_ms - load_start_ms_[size_t(slot)]);
       scheduler_->on_adapter_ready(slot, now_ms);  // removes it from `loading`
     } else {
       ++i;
@@ -178,12 +186,17 @@ const StepPlan& Engine::plan_step(double now_ms) {
   stats_before_ = scheduler_->stats();
   const ScheduleOutput& out = scheduler_->schedule(now_ms);
   last_ = &out;
-  for (const AdapterEviction& ev : out.evictions) executor_.unload_adapter(ev.slot);
+  for (const AdapterEviction& ev : out.evictions) {
+    log_debug("engine: slot {}: evicting adapter {}", ev.slot, ev.adapter ? ev.adapter->key() : std::string("?"));
+    executor_.unload_adapter(ev.slot);
+  }
   for (const AdapterLoad& ld : out.loads) {
+    log_debug("engine: slot {}: loading adapter {}", ld.slot, ld.adapter->key());
     Status st = executor_.begin_load_adapter(ld.slot, ld.adapter->weights);
     if (st.ok()) {
       load_start_ms_[size_t(ld.slot)] = now_ms;
     } else {
+      log_warn("engine: slot {}: loading adapter {} failed: {}", ld.slot, ld.adapter->key(), st.error().to_string());
       scheduler_->on_load_failed(ld.slot, st.error(), now_ms);
     }
   }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "runtime/checkpoint.h"
+#include "runtime/log.h"
 #include "runtime/safetensors.h"
 
 namespace myriad {
@@ -424,6 +425,8 @@ Result<std::shared_ptr<const LoraWeights>> load_peft_adapter(const std::string& 
     dst.resize(size_t(tv->numel()));
     for (size_t i = 0; i < dst.size(); ++i) dst[i] = tv->at(i);
   }
+  log_debug("adapter {}: {} modules, rank up to {}, {:.1f} MB (f32)", dir, expected.size() / 2, w->max_rank(),
+            double(w->bytes()) / 1e6);
   return std::shared_ptr<const LoraWeights>(std::move(w));
 }
 
