@@ -90,7 +90,7 @@ enum class BoundCheck {
   // bound is only recorded. The bound's proof (runtime/scheduler.h) assumes
   // every running row progresses each step ("preemption only shortens a
   // drain"), and the soak finds KV-starved workloads, about 1 in 20000, whose
-  // adapters wait past it after preemptions (e.g. seed 22295: 51 ms vs 38).
+  // adapters wait past it after preemptions (e.g. seed 2931757505: 60 ms vs 52).
   // Until the scheduler or its bound covers that, the soak reports them.
   kUntilPreemption,
 };
