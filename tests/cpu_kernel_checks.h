@@ -206,6 +206,30 @@ inline void expect_lora_close(const std::vector<float>& got, const std::vector<f
   }
 }
 
+// The random inputs of one LoRA case: `adapters` slots whose ranks cycle
+// through `ranks`, `t` rows of mixtures (some with no adapter), x [t, in]
+// and the y [t, out] the deltas are added to.
+struct LoraCase {
+  std::vector<SlotData> slots;
+  std::vector<LoraModuleView> v;  // views of `slots`
+  std::vector<AdapterMix> mixes;
+  std::vector<float> x, y;
+};
+
+inline LoraCase make_lora_case(std::mt19937& rng, DType dtype, int64_t t, int adapters, const std::vector<int>& ranks,
+                               int64_t in, int64_t out) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  LoraCase c;
+  c.slots = make_slots(rng, adapters, in, out, ranks, dtype);
+  c.v = views(c.slots);
+  c.mixes = make_mixes(rng, t, adapters);
+  c.x.resize(size_t(t * in));
+  c.y.resize(size_t(t * out));
+  for (auto& e : c.x) e = nd(rng);
+  for (auto& e : c.y) e = nd(rng);
+  return c;
+}
+
 using LoraKernel = void (*)(const LoraBatchPlan&, std::span<const LoraModuleView>, const float*, int64_t,
                             float*, int64_t, LoraScratch&, const LoraParallelFor&);
 
@@ -214,13 +238,8 @@ using LoraKernel = void (*)(const LoraBatchPlan&, std::span<const LoraModuleView
 // adapter), serial and split over 3 threads.
 inline void check_lora(LoraKernel kernel, const char* name, DType dtype, int64_t t, int adapters,
                        const std::vector<int>& ranks, int64_t in, int64_t out, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  auto slots = make_slots(rng, adapters, in, out, ranks, dtype);
-  auto v = views(slots);
-  auto mixes = make_mixes(rng, t, adapters);
-  std::vector<float> x(size_t(t * in)), y(size_t(t * out));
-  for (auto& e : x) e = nd(rng);
-  for (auto& e : y) e = nd(rng);
+  const LoraCase c = make_lora_case(rng, dtype, t, adapters, ranks, in, out);
+  const auto& [slots, v, mixes, x, y] = c;
   std::vector<float> ref = y;
   lora_reference(mixes, v, x.data(), in, ref.data(), out);
   LoraBatchPlan plan;
@@ -250,13 +269,8 @@ inline void check_lora(LoraKernel kernel, const char* name, DType dtype, int64_t
 inline void check_lora_batch_invariance(LoraKernel kernel, const char* name, DType dtype, int64_t t,
                                         int adapters, const std::vector<int>& ranks, int64_t in, int64_t out,
                                         std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  auto slots = make_slots(rng, adapters, in, out, ranks, dtype);
-  auto v = views(slots);
-  auto mixes = make_mixes(rng, t, adapters);
-  std::vector<float> x(size_t(t * in)), y(size_t(t * out));
-  for (auto& e : x) e = nd(rng);
-  for (auto& e : y) e = nd(rng);
+  const LoraCase c = make_lora_case(rng, dtype, t, adapters, ranks, in, out);
+  const auto& [slots, v, mixes, x, y] = c;
   std::vector<float> batch = y;
   LoraBatchPlan plan;
   LoraScratch scratch;
