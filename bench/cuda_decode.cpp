@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
       }
     // Upload time of one adapter (pinned staging -> device) vs the H2D floor.
     double t0 = now_ms();
-    must(ex->begin_load_adapter(0, w), "load");
+    must(ex->begin_load_adapter(0, w, nullptr), "load");
     const double issue_ms = now_ms() - t0;
     must(ex->wait_for_uploads(), "wait");
     const double upload_ms = now_ms() - t0;

@@ -100,15 +100,15 @@ int main(int argc, char** argv) {
                                         .kv_num_blocks = c.num_kv_blocks,
                                         .num_adapter_slots = args.slots,
                                         .validate = false});
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   for (int i = 0; i < args.adapters; ++i) {
     auto w = std::make_shared<LoraWeights>();
     w->name = "ad" + std::to_string(i);
-    resolver.put(w->name, 1, w);
+    source.put(AdapterId{"bench", w->name, 1}, w);
   }
   SteadyClock clock;
   CountingSink sink;
-  auto er = Engine::create(c, exec, resolver, clock, sink);
+  auto er = Engine::create(c, exec, source, clock, sink);
   if (!er.ok()) {
     std::fprintf(stderr, "engine: %s\n", er.error().to_string().c_str());
     return 1;
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < args.requests; ++i) {
     Request r;
     r.id = RequestId(i + 1);
-    if (args.adapters > 0 && i % (args.adapters + 1) != 0) r.adapter = "ad" + std::to_string(i % (args.adapters + 1) - 1);
+    if (args.adapters > 0 && i % (args.adapters + 1) != 0) r.adapters = {AdapterUse{AdapterId{"bench", "ad" + std::to_string(i % (args.adapters + 1) - 1), 1}}};
     r.prompt.assign(8, 1 + i % 100);
     r.max_tokens = uint32_t(args.max_tokens);
     r.sampling.temperature = 0.0f;

@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
   const DType slot_dtype = ex.lora_slots()->storage();
   const size_t adapter_bytes = adapters[0]->bytes() / sizeof(float) * dtype_size(slot_dtype);
   for (int i = 0; i < max_batch; ++i) {
-    if (Status st = ex.begin_load_adapter(i, adapters[size_t(i)]); !st.ok()) {
+    if (Status st = ex.begin_load_adapter(i, adapters[size_t(i)], nullptr); !st.ok()) {
       std::fprintf(stderr, "multilora: load: %s\n", st.error().to_string().c_str());
       return 1;
     }
@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
   double host_ms = 0, disk_ms = 0, disk_read_ms = 0;
   for (int r = 0; r < reps; ++r) {
     double t0 = bench::now_s();
-    if (!ex.begin_load_adapter(spare, adapters[size_t(r % max_batch)]).ok() || !wait_ready(ex, spare)) return 1;
+    if (!ex.begin_load_adapter(spare, adapters[size_t(r % max_batch)], nullptr).ok() || !wait_ready(ex, spare)) return 1;
     host_ms += (bench::now_s() - t0) * 1e3 / reps;
     ex.unload_adapter(spare);
     t0 = bench::now_s();
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     disk_read_ms += (bench::now_s() - t0) * 1e3 / reps;
-    if (!ex.begin_load_adapter(spare, *w).ok() || !wait_ready(ex, spare)) return 1;
+    if (!ex.begin_load_adapter(spare, *w, nullptr).ok() || !wait_ready(ex, spare)) return 1;
     disk_ms += (bench::now_s() - t0) * 1e3 / reps;
     ex.unload_adapter(spare);
   }

@@ -308,14 +308,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "serve: %s\n", ex.error().to_string().c_str());
     return 1;
   }
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   for (int k = 0; k < args.adapters; ++k) {
     auto w = random_adapter(mc, args.rank, args.seed, k);
-    resolver.put(w->name, 1, w);
+    source.put(AdapterId{"bench", w->name, 1}, w);
   }
   SteadyClock clock;
   ServeSink sink;
-  auto en = Engine::create(sc, *ex.value(), resolver, clock, sink);
+  auto en = Engine::create(sc, *ex.value(), source, clock, sink);
   if (!en.ok()) {
     std::fprintf(stderr, "serve: %s\n", en.error().to_string().c_str());
     return 1;
@@ -333,7 +333,7 @@ int main(int argc, char** argv) {
       const Arrival& a = work[next];
       Request r;
       r.id = RequestId(next + 1);
-      if (a.adapter >= 0) r.adapter = "adapter-" + std::to_string(a.adapter);
+      if (a.adapter >= 0) r.adapters = {AdapterUse{AdapterId{"bench", "adapter-" + std::to_string(a.adapter), 1}}};
       r.prompt.resize(size_t(a.prompt_len));
       for (int32_t& t : r.prompt) t = tok(rng);
       r.max_tokens = uint32_t(a.output_len);

@@ -24,6 +24,7 @@
 #include "runtime/engine.h"
 #include "runtime/peft_adapter.h"
 #include "test_fixtures.h"
+#include "test_adapters.h"
 
 namespace myriad::engine_cpu {
 
@@ -43,7 +44,7 @@ class TokenSink final : public EventSink {
 
 struct Fixture {
   std::shared_ptr<const Checkpoint> ckpt;
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   std::vector<std::string> variants = {"", "r4-qv", "r8-all", "r16-rslora-o-down"};
   std::map<std::string, std::vector<int32_t>> prompts;
   nlohmann::json golden;
@@ -62,7 +63,7 @@ inline Fixture& fixture() {
       o.name = fx->variants[i];
       auto w = load_peft_adapter(dir + "/adapters/" + fx->variants[i], fx->ckpt->config(), o);
       EXPECT_TRUE(w.ok()) << w.error().to_string();
-      if (w.ok()) fx->resolver.put(fx->variants[i], 1, w.value());
+      if (w.ok()) fx->source.put(testing::test_adapter(fx->variants[i]), w.value());
     }
     std::ifstream in(dir + "/golden.json");
     fx->golden = nlohmann::json::parse(in);
@@ -99,7 +100,7 @@ inline std::vector<std::vector<int32_t>> run(const std::vector<Job>& jobs, const
   EXPECT_TRUE(ex.ok()) << ex.error().to_string();
   ManualClock clock;
   TokenSink sink;
-  auto en = Engine::create(cfg, *ex.value(), fx.resolver, clock, sink);
+  auto en = Engine::create(cfg, *ex.value(), fx.source, clock, sink);
   EXPECT_TRUE(en.ok()) << en.error().to_string();
   Engine& engine = *en.value();
   std::mt19937_64 rng(seed);
@@ -112,7 +113,7 @@ inline std::vector<std::vector<int32_t>> run(const std::vector<Job>& jobs, const
       credit -= 1.0;
       Request r;
       r.id = RequestId(next + 1);
-      r.adapter = jobs[next].variant;
+      r.adapters = testing::adapter_use(jobs[next].variant);
       r.prompt = fx.prompts.at(jobs[next].prompt);
       r.max_tokens = 24;
       r.sampling.temperature = 0.0f;  // greedy; eos is not special (goldens ignore it)

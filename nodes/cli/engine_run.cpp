@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "gpu/cpu/cpu_executor.h"
-#include "runtime/adapter_resolver.h"
+#include "runtime/adapter_source.h"
 #include "runtime/clock.h"
 #include "runtime/engine.h"
 #include "runtime/kv_block_allocator.h"
@@ -44,7 +44,7 @@ Status run_on_engine(std::shared_ptr<const Checkpoint> checkpoint, std::vector<C
   opt.kv_dtype = options.kv_dtype;
   int32_t blocks = 0, prompt_tokens = 0;
   // One slot per distinct adapter, named by its first request.
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   std::vector<const LoraWeights*> distinct;
   for (size_t i = 0; i < requests.size(); ++i) {
     CliRequest& r = requests[i];
@@ -52,10 +52,11 @@ Status run_on_engine(std::shared_ptr<const Checkpoint> checkpoint, std::vector<C
     prompt_tokens += int32_t(r.request.prompt.size());
     if (!r.adapter) continue;
     auto it = std::find(distinct.begin(), distinct.end(), r.adapter.get());
-    r.request.adapter = "cli-adapter-" + std::to_string(it - distinct.begin());
+    const AdapterId id{"cli", "adapter-" + std::to_string(it - distinct.begin()), 1};
+    r.request.adapters = {AdapterUse{id, 1.0f}};
     if (it == distinct.end()) {
       distinct.push_back(r.adapter.get());
-      resolver.put(r.request.adapter, 1, r.adapter);
+      source.put(id, r.adapter);
       opt.max_adapter_rank = std::max(opt.max_adapter_rank, r.adapter->max_rank());
     }
   }
@@ -71,7 +72,7 @@ Status run_on_engine(std::shared_ptr<const Checkpoint> checkpoint, std::vector<C
   sc.max_running_seqs = std::max<int32_t>(int32_t(requests.size()), 1);
   sc.max_tokens_per_step = std::max(prompt_tokens, sc.max_running_seqs);
   SteadyClock clock;
-  auto engine = Engine::create(sc, **ex, resolver, clock, sink, options.tokenizer);
+  auto engine = Engine::create(sc, **ex, source, clock, sink, options.tokenizer);
   if (!engine.ok()) return engine.error();
   RequestId next_id = 1;
   for (CliRequest& r : requests) {

@@ -22,7 +22,7 @@
 namespace myriad::cli {
 
 struct CliRequest {
-  Request request;                               // its `adapter` is set here
+  Request request;                               // its `adapters` are set here
   std::shared_ptr<const LoraWeights> adapter;    // null: the base model
 };
 

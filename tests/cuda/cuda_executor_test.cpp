@@ -62,7 +62,7 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   for (int s = 0; s < 3; ++s) {
     auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/" + names[s]);
     if (!w) return nullptr;
-    auto st = (*ex)->begin_load_adapter(s, w);
+    auto st = (*ex)->begin_load_adapter(s, w, nullptr);
     EXPECT_TRUE(st.ok()) << st.error().to_string();
   }
   EXPECT_TRUE((*ex)->wait_for_uploads().ok());

@@ -352,7 +352,7 @@ TEST(CpuExecutor, InvalidPlansAreRejectedNamingTheField) {
   plan.rows[0].adapters = AdapterMix::single(0);
   st = ex->step(plan, res);
   ASSERT_FALSE(st.ok());
-  EXPECT_EQ(ex->begin_load_adapter(0, nullptr).error().code, ErrorCode::kUnsupported);
+  EXPECT_EQ(ex->begin_load_adapter(0, nullptr, nullptr).error().code, ErrorCode::kUnsupported);
 }
 
 }  // namespace

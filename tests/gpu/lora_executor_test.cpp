@@ -10,6 +10,7 @@
 //    are unchanged, and a slot pinned by a running sequence is never reused.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -21,7 +22,6 @@
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/peft_adapter.h"
-#include "runtime/slot_pool.h"
 #include "test_fixtures.h"
 
 using myriad::testing::fixtures_dir;
@@ -59,10 +59,16 @@ std::shared_ptr<const LoraWeights> adapter(const std::string& model, const std::
   return w.ok() ? *w : nullptr;
 }
 
+// Loads and waits for the executor to report the load done (LoadDone).
 void load_and_wait(CpuExecutor& ex, int32_t slot, std::shared_ptr<const LoraWeights> w) {
-  ASSERT_TRUE(ex.begin_load_adapter(slot, std::move(w)).ok());
-  for (int i = 0; i < 5000 && !ex.adapter_ready(slot); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_TRUE(ex.adapter_ready(slot));
+  std::atomic<int> reports{0};
+  ASSERT_TRUE(ex.begin_load_adapter(slot, std::move(w), [&](Status st) {
+                  EXPECT_TRUE(st.ok());
+                  ++reports;
+                }).ok());
+  for (int i = 0; i < 5000 && reports.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(reports.load(), 1);
+  ASSERT_TRUE(ex.adapter_ready(slot));  // reported only once the slot is usable
 }
 
 // A greedy sequence; `mix` is its adapter mixture (slots).
@@ -318,18 +324,16 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
   }
   run(*solo, ref);
 
-  // Engine-like loop: 2 slots managed by a SlotPool. The running adapter
-  // sequence pins its slot; new adapters load slowly (>= 100 ms each) into
-  // the other slot, one after another, while the two sequences decode.
+  // Engine-like loop over 2 slots: the running adapter sequence's slot 0
+  // stays; new adapters load slowly (>= 100 ms each) into slot 1, one after
+  // another (each evicting the last), while the two sequences decode. A load
+  // is over when the executor reports it.
   auto ex = make_executor(fixtures_dir() + "/" + model, 2);
   ASSERT_TRUE(ex);
   ex->lora_slots()->set_load_hook([](int32_t) { std::this_thread::sleep_for(std::chrono::milliseconds(120)); });
-  SlotPool pool(2);
-  auto first = pool.acquire({"r8-all", 1});
-  ASSERT_TRUE(first.ok());
-  load_and_wait(*ex, first->slot, adapter(model, "r8-all"));
-  pool.mark_ready(first->slot);
-  const int32_t pinned_slot = first->slot;
+  const int32_t pinned_slot = 0, spare_slot = 1;
+  load_and_wait(*ex, pinned_slot, adapter(model, "r8-all"));
+  std::atomic<int> reported{0};
 
   std::vector<Seq> run_seqs = ref;
   for (auto& s : run_seqs) {
@@ -347,17 +351,17 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
   for (int step = 0; step < 1000; ++step) {
     // Start the next load when none is in flight.
     if (loading < 0 && next_adapter <= names.size()) {
-      const AdapterKey key = next_adapter < names.size() ? AdapterKey{names[next_adapter], 1} : AdapterKey{"r8-all", 2};
-      auto grant = pool.acquire(key);
-      ASSERT_TRUE(grant.ok()) << grant.error().message;
-      EXPECT_NE(grant->slot, pinned_slot) << "a slot pinned by a running sequence was reused";
-      if (grant->evicted) ex->unload_adapter(grant->slot);
+      if (next_adapter > 1) ex->unload_adapter(spare_slot);
+      auto w = adapter(model, names[next_adapter % names.size()]);
       const auto t0 = std::chrono::steady_clock::now();
-      ASSERT_TRUE(ex->begin_load_adapter(grant->slot, adapter(model, names[next_adapter % names.size()])).ok());
+      ASSERT_TRUE(ex->begin_load_adapter(spare_slot, std::move(w), [&](Status st) {
+                      EXPECT_TRUE(st.ok());
+                      ++reported;
+                    }).ok());
       EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50)) << "begin_load blocked";
-      // No third slot: another acquire must fail rather than take the pinned one.
-      EXPECT_FALSE(pool.acquire({"other", 1}).ok());
-      loading = grant->slot;
+      // The pinned slot is busy: a load into it is refused, not queued.
+      EXPECT_FALSE(ex->begin_load_adapter(pinned_slot, adapter(model, "r4-qv"), nullptr).ok());
+      loading = spare_slot;
       steps_per_load.push_back(0);
       ++next_adapter;
     }
@@ -375,9 +379,8 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       ++steps_during_loads;
       ++steps_per_load.back();
-      if (ex->adapter_ready(loading)) {
-        pool.mark_ready(loading);
-        pool.release(loading);  // nobody runs on it in this test
+      if (reported.load() == loads_done + 1) {
+        EXPECT_TRUE(ex->adapter_ready(loading));
         loading = -1;
         ++loads_done;
       }
@@ -394,7 +397,7 @@ TEST(LoraExecutor, SlowLoadsWhileOthersDecodeAndPinnedSlotsAreNeverReused) {
       ASSERT_EQ(run_seqs[i].logits[k], ref[i].logits[k]) << "seq " << i << " step " << k;
     }
   }
-  EXPECT_EQ(pool.occupant(pinned_slot), (AdapterKey{"r8-all", 1}));
+  EXPECT_EQ(reported.load(), 3);
 }
 
 TEST(LoraExecutor, Bf16SlotsStayWithinBf16Tolerance) {
@@ -438,7 +441,7 @@ TEST(LoraExecutor, UnreadySlotAndBadLoadsAreRefused) {
   auto ex = make_executor(fixtures_dir() + "/tiny-llama", 2, 8);
   ASSERT_TRUE(ex);
   auto r16 = adapter("tiny-llama", "r16-rslora-o-down");
-  auto bad = ex->begin_load_adapter(0, r16);
+  auto bad = ex->begin_load_adapter(0, r16, nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("rank 16"), std::string::npos);
   StepPlan plan;
@@ -455,7 +458,7 @@ TEST(LoraExecutor, UnreadySlotAndBadLoadsAreRefused) {
   EXPECT_NE(st.error().message.find("not ready"), std::string::npos);
   auto none = make_executor(fixtures_dir() + "/tiny-llama", 0, 0);
   ASSERT_TRUE(none);
-  EXPECT_EQ(none->begin_load_adapter(0, r16).error().code, ErrorCode::kUnsupported);
+  EXPECT_EQ(none->begin_load_adapter(0, r16, nullptr).error().code, ErrorCode::kUnsupported);
 }
 
 }  // namespace

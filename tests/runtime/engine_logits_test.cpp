@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "scheduler_trace.h"
+#include "test_adapters.h"
 
 namespace myriad::testing {
 namespace {
@@ -73,10 +74,10 @@ TEST(EngineLogits, AllPromptPositionsOnceEachAcrossChunks) {
   Rig st = small_setup(64, 16);
   ManualClock clock;
   FakeExecutor exec(st.options);
-  StaticAdapterResolver resolver;
-  resolver.put("a", 1, named_weights("a"));
+  StaticAdapterSource source;
+  source.put(testing::test_adapter("a"), named_weights("a"));
   LogitsSink sink;
-  auto engine = Engine::create(st.config, exec, resolver, clock, sink);
+  auto engine = Engine::create(st.config, exec, source, clock, sink);
   ASSERT_TRUE(engine.ok()) << engine.error().to_string();
   std::vector<int32_t> prompt(40);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(3 + 7 * i) % kVocab;
@@ -89,7 +90,7 @@ TEST(EngineLogits, AllPromptPositionsOnceEachAcrossChunks) {
   all.id = 2;
   all.prompt_logits = LogitsRequest::kAll;
   all.max_tokens = 3;
-  all.adapter = "a";
+  all.adapters = testing::adapter_use("a");
   Request plain;  // no logits: rejected with max_tokens = 0, fine with tokens
   plain.id = 3;
   plain.prompt = {1, 2, 3};
@@ -136,9 +137,9 @@ TEST(EngineLogits, LastPositionComesOnceWithItsValues) {
   Rig st = small_setup(64, 16);
   ManualClock clock;
   FakeExecutor exec(st.options);
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   LastSink sink;
-  auto engine = Engine::create(st.config, exec, resolver, clock, sink);
+  auto engine = Engine::create(st.config, exec, source, clock, sink);
   ASSERT_TRUE(engine.ok());
   for (size_t n : {1u, 15u, 16u, 17u, 40u}) {
     Request r;
@@ -165,9 +166,9 @@ TEST(EngineLogits, PreemptionNeverRepeatsOrLosesAPosition) {
     Rig st = small_setup(16, 12);  // 64 positions, four requests running
     ManualClock clock;
     FakeExecutor exec(st.options);
-    StaticAdapterResolver resolver;
+    StaticAdapterSource source;
     LogitsSink sink;
-    auto engine = Engine::create(st.config, exec, resolver, clock, sink);
+    auto engine = Engine::create(st.config, exec, source, clock, sink);
     ASSERT_TRUE(engine.ok());
     std::map<RequestId, Request> sent;
     for (int i = 0; i < 10; ++i) {

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "scheduler_trace.h"
+#include "test_adapters.h"
 
 namespace myriad::testing {
 namespace {
@@ -55,22 +56,22 @@ TEST(EngineLoop, MetricsFollowTheInjectedClock) {
                                         .clock = &clock,
                                         .step_ms = 10.0,
                                         .load_ms = 5.0});
-  StaticAdapterResolver resolver;
-  resolver.put("a", 1, named_weights("a"));
+  StaticAdapterSource source;
+  source.put(testing::test_adapter("a"), named_weights("a"));
   RecordingSink sink;
-  auto e = Engine::create(c, exec, resolver, clock, sink);
+  auto e = Engine::create(c, exec, source, clock, sink);
   ASSERT_TRUE(e.ok()) << e.error().to_string();
   Engine& engine = *e.value();
   Request r;
   r.id = 1;
-  r.adapter = "a";
+  r.adapters = testing::adapter_use("a");
   r.prompt = {1, 2, 3};
   r.max_tokens = 3;
   ASSERT_TRUE(engine.submit(r).ok());  // t = 0
   ASSERT_TRUE(engine.run_until_idle(100).ok());
   // t=0 load (clock -> 5); t=5 ready, prefill + first token (-> 15); two decode steps (-> 25, 35).
   const EngineMetrics& m = engine.metrics();
-  const RequestMetrics& a = m.per_adapter.at("a");
+  const RequestMetrics& a = m.per_adapter.at("t/a");  // by tenant/name
   EXPECT_EQ(a.finished, 1u);
   EXPECT_EQ(a.output_tokens, 3u);
   EXPECT_DOUBLE_EQ(a.ttft_ms.min_ms(), 15.0);
@@ -94,24 +95,24 @@ TEST(EngineLoop, MetricsFollowTheInjectedClock) {
 
 TEST(EngineLoop, ConfigMustFitTheExecutor) {
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 100, .num_adapter_slots = 2});
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   ManualClock clock;
   RecordingSink sink;
   SchedulerConfig c;
   c.kv_block_size = 16;
   c.num_kv_blocks = 100;
   c.num_slots = 3;
-  auto e = Engine::create(c, exec, resolver, clock, sink);
+  auto e = Engine::create(c, exec, source, clock, sink);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.error().message.find("num_slots"), std::string::npos) << e.error().message;
   c.num_slots = 2;
   c.kv_block_size = 8;
-  EXPECT_FALSE(Engine::create(c, exec, resolver, clock, sink).ok());
+  EXPECT_FALSE(Engine::create(c, exec, source, clock, sink).ok());
   c.kv_block_size = 16;
   c.num_kv_blocks = 101;
-  EXPECT_FALSE(Engine::create(c, exec, resolver, clock, sink).ok());
+  EXPECT_FALSE(Engine::create(c, exec, source, clock, sink).ok());
   c.num_kv_blocks = 100;
-  EXPECT_TRUE(Engine::create(c, exec, resolver, clock, sink).ok());
+  EXPECT_TRUE(Engine::create(c, exec, source, clock, sink).ok());
 }
 
 // A device's step capacity is part of its info: a configuration that could
@@ -120,7 +121,7 @@ TEST(EngineLoop, ConfigMustFitTheExecutor) {
 TEST(EngineLoop, ConfigMustFitTheExecutorsStepCapacity) {
   FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 100, .num_adapter_slots = 2, .max_tokens_per_step = 256,
                                         .max_rows = 32});
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   ManualClock clock;
   RecordingSink sink;
   SchedulerConfig c;
@@ -128,18 +129,18 @@ TEST(EngineLoop, ConfigMustFitTheExecutorsStepCapacity) {
   c.num_slots = 2;
   c.max_tokens_per_step = 512;
   c.max_running_seqs = 16;
-  auto e = Engine::create(c, exec, resolver, clock, sink);
+  auto e = Engine::create(c, exec, source, clock, sink);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(e.error().message.find("max_tokens_per_step = 512"), std::string::npos) << e.error().message;
   EXPECT_NE(e.error().message.find("256"), std::string::npos) << e.error().message;
   c.max_tokens_per_step = 256;
   c.max_running_seqs = 64;
-  e = Engine::create(c, exec, resolver, clock, sink);
+  e = Engine::create(c, exec, source, clock, sink);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.error().message.find("max_running_seqs = 64"), std::string::npos) << e.error().message;
   c.max_running_seqs = 32;
-  e = Engine::create(c, exec, resolver, clock, sink);
+  e = Engine::create(c, exec, source, clock, sink);
   ASSERT_TRUE(e.ok()) << e.error().to_string();
   // At the limits, a full load runs: every plan fits the device.
   for (int i = 0; i < 40; ++i) {
@@ -187,18 +188,18 @@ TEST(EngineLoop, PlanAndCompleteStepEqualStep) {
     c.max_tokens_per_step = 8;
     c.max_running_seqs = 4;
     ManualClock clock;
-    FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 64, .num_adapter_slots = 2, .load_polls = 1,
+    FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 64, .num_adapter_slots = 2, .load_steps = 1,
                                           .clock = &clock, .step_ms = 1.0});
-    StaticAdapterResolver resolver;
-    resolver.put("a", 1, named_weights("a"));
-    resolver.put("b", 1, named_weights("b"));
+    StaticAdapterSource source;
+    source.put(testing::test_adapter("a"), named_weights("a"));
+    source.put(testing::test_adapter("b"), named_weights("b"));
     RecordingSink sink;
-    auto e = Engine::create(c, exec, resolver, clock, sink);
+    auto e = Engine::create(c, exec, source, clock, sink);
     EXPECT_TRUE(e.ok());
     for (RequestId id = 1; id <= 6; ++id) {
       Request r;
       r.id = id * 1000;
-      r.adapter = id % 3 == 0 ? "" : id % 3 == 1 ? "a" : "b";
+      r.adapters = testing::adapter_use(id % 3 == 0 ? "" : id % 3 == 1 ? "a" : "b");
       r.prompt.assign(size_t(3 + id), int32_t(id));
       r.max_tokens = uint32_t(2 + id);
       EXPECT_TRUE((*e)->submit(r).ok());

@@ -12,6 +12,7 @@
 
 #include "scheduler_trace.h"
 #include "tokenizer_test_util.h"
+#include "test_adapters.h"
 
 namespace myriad::testing {
 namespace {
@@ -47,10 +48,10 @@ std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::s
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.vocab_size = int32_t(tok->vocab_size()), .kv_num_blocks = 256,
                                         .num_adapter_slots = 2, .clock = &clock, .step_ms = 1.0});
-  StaticAdapterResolver resolver;
-  resolver.put("a", 1, named_weights("a"));
+  StaticAdapterSource source;
+  source.put(testing::test_adapter("a"), named_weights("a"));
   OutputSink sink;
-  auto engine = Engine::create(c, exec, resolver, clock, sink, tok);
+  auto engine = Engine::create(c, exec, source, clock, sink, tok);
   EXPECT_TRUE(engine.ok()) << engine.error().to_string();
   RequestId next_id = 1;
   for (Request r : requests) {
@@ -64,7 +65,7 @@ std::map<RequestId, Output> run_all(const std::vector<Request>& requests, std::s
 
 Request make_request(std::string adapter, uint32_t max_tokens) {
   Request r;
-  r.adapter = std::move(adapter);
+  r.adapters = testing::adapter_use(std::move(adapter));
   r.prompt = {1, 2, 3, 4, 5};
   r.max_tokens = max_tokens;
   return r;
@@ -138,9 +139,9 @@ TEST(EngineOutput, StopStringsWithoutATokenizerAreRefused) {
   c.num_kv_blocks = 64;
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.kv_num_blocks = 64, .num_adapter_slots = 0});
-  StaticAdapterResolver resolver;
+  StaticAdapterSource source;
   RecordingSink sink;
-  auto engine = Engine::create(c, exec, resolver, clock, sink);
+  auto engine = Engine::create(c, exec, source, clock, sink);
   ASSERT_TRUE(engine.ok());
   Request r = make_request("", 4);
   r.id = 1;

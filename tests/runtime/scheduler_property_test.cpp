@@ -34,6 +34,17 @@ TEST(SchedulerProperty, OneAtATimeRandomWorkloads) {
   }
 }
 
+// Mixtures of two adapters among single-adapter requests: every request ends
+// exactly once with the tokens of its adapter set, slots are shared and all
+// freed at the end (the starvation bound is stated for single adapters).
+TEST(SchedulerProperty, MixtureRandomWorkloads) {
+  for (uint64_t seed = 3001; seed < 3001 + iterations(80); ++seed) {
+    run_random_workload(seed, seed % 2 ? SchedulerPolicy::kTimeslice : SchedulerPolicy::kFcfs, nullptr,
+                        BoundCheck::kNone, /*mixtures=*/true);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
 // The bound is tight enough to mean something: a crafted worst case (every
 // adapter busy, one slot) comes within a small factor of it.
 TEST(SchedulerProperty, StarvationBoundFormula) {

@@ -361,7 +361,7 @@ TEST(SchedulerTrace, LoadFailureFailsThatAdaptersQueueOnly) {
   const RequestId ra = t.submit("a", 2, 1);
   EXPECT_EQ(t.step(), "load c>0; load a>1; wait c:loading(1); wait a:loading(1); done 1:failed");
   EXPECT_EQ(t.sink().all.back().error.code, ErrorCode::kBadFile);
-  EXPECT_NE(t.sink().all.back().error.message.find("adapter c@1"), std::string::npos) << t.sink().all.back().error.message;
+  EXPECT_NE(t.sink().all.back().error.message.find("adapter t/c@1"), std::string::npos) << t.sink().all.back().error.message;
   EXPECT_EQ(t.step(), "run 2:a:0+2*; done 2:length");
   EXPECT_EQ(finals_of(t.sink(), rc), 1u);
   EXPECT_EQ(finals_of(t.sink(), ra), 1u);
@@ -404,7 +404,8 @@ TEST(SchedulerTrace, BadRequestsAreRejectedWithErrorsNamingTheProblem) {
   EXPECT_FALSE(t.engine().submit(r).ok());
   EXPECT_NE(t.submit("a@1", 2, 1), 0u);  // the current version, pinned
   EXPECT_EQ(t.step(), "load a>0; wait a:loading(1)");
-  EXPECT_EQ(t.engine().metrics().overall.rejected, 8u);
+  // "nope", "a@2" and "a@x" never reach the engine (resolved before submit).
+  EXPECT_EQ(t.engine().metrics().overall.rejected, 5u);
   EXPECT_EQ(t.engine().metrics().per_adapter.count("nope"), 0u);  // junk names leave no entry
   EXPECT_TRUE(t.sink().all.empty());  // rejected requests get no events
 }
@@ -413,7 +414,7 @@ TEST(SchedulerTrace, RequestsPinTheVersionCurrentAtAdmission) {
   SchedulerConfig c = small_config();
   Trace t(c);
   t.submit("a", 2, 1);
-  t.resolver().put("a", 2, named_weights("a-v2"));  // a new version is published
+  t.publish("a", 2, named_weights("a-v2"));  // a new version is published
   t.submit("a", 2, 1);
   // Two versions, two slots; each request runs on the version it pinned.
   EXPECT_EQ(t.step(), "load a>0; load a>1; wait a:loading(1); wait a:loading(1)");
@@ -442,6 +443,93 @@ TEST(SchedulerConfigTest, ValidationNamesTheField) {
   EXPECT_FALSE(validate_scheduler_config(c).ok());
   EXPECT_TRUE(parse_scheduler_policy("one-at-a-time").ok());
   EXPECT_FALSE(parse_scheduler_policy("lottery").ok());
+}
+
+TEST(SchedulerTrace, AdapterWaitsForItsFetchWhileOthersRun) {
+  Trace t(small_config());
+  t.source().hold(true);  // the store is slow to answer
+  t.submit("a", 2, 2);
+  t.submit("", 2, 1);
+  EXPECT_EQ(t.source().num_held(), 1u);
+  EXPECT_EQ(t.step(), "run 2:-:0+2*; wait a:fetching(1); done 2:length");
+  EXPECT_EQ(t.step(), "wait a:fetching(1)");
+  t.submit("a", 2, 1);  // the same version: no second fetch
+  EXPECT_EQ(t.source().fetches, 1);
+  t.source().release();
+  EXPECT_EQ(t.step(), "load a>0; wait a:loading(2)");
+  EXPECT_EQ(t.step(), "run 1:a:0+2* 3:a:0+2*; done 3:length");
+  EXPECT_EQ(t.step(), "run 1:a:2+1*; done 1:length");
+  t.expect_tokens_consistent();
+}
+
+TEST(SchedulerTrace, FailedFetchFailsItsRequestsAndIsRetriedLater) {
+  Trace t(small_config());
+  t.source().hold(true);
+  t.publish("gone", 1, named_weights("gone"));
+  const RequestId r1 = t.submit("gone", 2, 1);
+  const RequestId r2 = t.submit("gone", 3, 1);
+  t.source().table.remove(AdapterId{"t", "gone", 1});  // deleted from the store meanwhile
+  t.source().release();
+  EXPECT_EQ(t.step(), "done 1:failed 2:failed");
+  EXPECT_EQ(t.sink().all.back().error.code, ErrorCode::kNotFound);
+  EXPECT_NE(t.sink().all.back().error.message.find("fetching adapter t/gone@1"), std::string::npos)
+      << t.sink().all.back().error.message;
+  EXPECT_EQ(finals_of(t.sink(), r1), 1u);
+  EXPECT_EQ(finals_of(t.sink(), r2), 1u);
+  EXPECT_EQ(t.engine().scheduler().num_known_adapters(), 0u);  // forgotten: a new request fetches again
+  t.source().hold(false);
+  t.publish("gone", 1, named_weights("gone"));
+  t.submit("gone", 2, 1);
+  EXPECT_EQ(t.source().fetches, 2);
+  EXPECT_EQ(t.step(), "load gone>0; wait gone:loading(1)");
+  EXPECT_EQ(t.step(), "run 3:gone:0+2*; done 3:length");
+}
+
+TEST(SchedulerTrace, MixtureLoadsItsAdaptersTogetherAndSharesSlots) {
+  SchedulerConfig c = small_config();
+  c.num_slots = 3;
+  Trace t(c);
+  t.submit("a", 2, 3);
+  t.submit_mix({"a", "b"}, {0.75f, 0.25f}, 2, 2);
+  // The mixture's two adapters load together; it shares a's slot.
+  EXPECT_EQ(t.step(), "load a>0; load b>1; wait a:loading(1); wait a+b:loading(1)");
+  EXPECT_EQ(t.step(), "run 1:a:0+2* 2:a+b:0+2*");
+  const SeqRow& mixed = t.engine().last_schedule().plan.rows[1];
+  ASSERT_EQ(mixed.adapters.count, 2);
+  EXPECT_EQ(mixed.adapters.refs[0].slot, 0);
+  EXPECT_FLOAT_EQ(mixed.adapters.refs[0].weight, 0.75f);
+  EXPECT_EQ(mixed.adapters.refs[1].slot, 1);
+  EXPECT_FLOAT_EQ(mixed.adapters.refs[1].weight, 0.25f);
+  EXPECT_EQ(t.step(), "run 1:a:2+1* 2:a+b:2+1*; done 2:length");
+  // a's slot stays while request 1 runs; b's frees once the mixture is done.
+  EXPECT_EQ(t.step(), "evict b@1; run 1:a:3+1*; done 1:length");
+  EXPECT_EQ(t.step(), "evict a@0");
+  t.expect_tokens_consistent();
+}
+
+TEST(SchedulerTrace, MixtureWaitsUntilEnoughSlotsAreFree) {
+  Trace t(small_config());  // 2 slots
+  t.submit("c", 2, 4);
+  t.submit_mix({"a", "b"}, {0.5f, 0.5f}, 2, 1);
+  // One slot left: the mixture needs two, so it waits; c, with nothing
+  // queued, drains at once (its running request finishes), then both load.
+  EXPECT_EQ(t.step(), "load c>0; wait c:loading(1); wait a+b:no_slot(1)");
+  EXPECT_EQ(t.step(), "run 1:c:0+2*; wait a+b:no_slot(1)");
+  EXPECT_EQ(t.step(), "run 1:c:2+1*; wait a+b:no_slot(1)");
+  EXPECT_EQ(t.step(), "run 1:c:3+1*; wait a+b:no_slot(1)");
+  EXPECT_EQ(t.step(), "run 1:c:4+1*; wait a+b:no_slot(1); done 1:length");
+  EXPECT_EQ(t.step(), "evict c@0; load a>0; load b>1; wait a+b:loading(1)");
+  EXPECT_EQ(t.step(), "run 2:a+b:0+2*; done 2:length");
+  t.expect_tokens_consistent();
+}
+
+TEST(SchedulerTrace, MixtureLargerThanTheSlotsIsRejected) {
+  Trace t(small_config());  // 2 slots
+  EXPECT_EQ(t.submit_mix({"a", "b", "c"}, {0.3f, 0.3f, 0.4f}, 2, 1), 0u);
+  EXPECT_EQ(t.last_error.code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(t.last_error.message.find("needs as many slots"), std::string::npos) << t.last_error.message;
+  EXPECT_EQ(t.submit_mix({"a", "a"}, {0.5f, 0.5f}, 2, 1), 0u);
+  EXPECT_NE(t.last_error.message.find("listed twice"), std::string::npos) << t.last_error.message;
 }
 
 }  // namespace

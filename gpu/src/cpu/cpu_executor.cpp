@@ -171,14 +171,14 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   }
 }
 
-Status CpuExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) {
+Status CpuExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) {
   if (!slots_) {
     return make_error(ErrorCode::kUnsupported, "CpuExecutor: no adapter slots (num_adapter_slots is 0); cannot load "
                                                "into slot " + std::to_string(slot));
   }
-  return slots_->begin_load(slot, std::move(weights));
+  return slots_->begin_load(slot, std::move(weights), std::move(done));
 }
-bool CpuExecutor::adapter_ready(int32_t slot) { return slots_ && slots_->ready(slot); }
+bool CpuExecutor::adapter_ready(int32_t slot) const { return slots_ && slots_->ready(slot); }
 void CpuExecutor::unload_adapter(int32_t slot) {
   if (slots_) slots_->unload(slot);
 }
@@ -303,6 +303,7 @@ void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
 }
 
 Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
+  const auto t0 = std::chrono::steady_clock::now();  // the CPU is the device: its step time is wall time
   out.clear();
   MYRIAD_TRY(validate(plan));
   const auto& c = ckpt_->config();
@@ -366,7 +367,10 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
     }
   }
   const int64_t P = int64_t(logit_tokens_.size());
-  if (P == 0) return ok_status();
+  if (P == 0) {
+    out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return ok_status();
+  }
   grow(lh_, P * H);
   grow(logits_, P * V);
   for (int64_t p = 0; p < P; ++p) {  // the last layer's MLP residual, for these rows only
@@ -420,6 +424,7 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
     for (size_t j = 0; j < sample_jobs_.size(); ++j)
       out.sampled.push_back({plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob});
   }
+  out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return ok_status();
 }
 

@@ -66,7 +66,8 @@ void CpuLoraSlots::set_load_hook(std::function<void(int32_t)> hook) {
   load_hook_ = std::move(hook);
 }
 
-Status CpuLoraSlots::begin_load(int32_t slot, std::shared_ptr<const LoraWeights> w) {
+Status CpuLoraSlots::begin_load(int32_t slot, std::shared_ptr<const LoraWeights> w,
+                                std::function<void(Status)> done) {
   if (slot < 0 || slot >= num_slots_) {
     return make_error(ErrorCode::kInvalidArgument,
                       "adapter slot " + std::to_string(slot) + " out of range [0, " + std::to_string(num_slots_) + ")");
@@ -101,7 +102,7 @@ Status CpuLoraSlots::begin_load(int32_t slot, std::shared_ptr<const LoraWeights>
   state_[size_t(slot)].store(kLoading, std::memory_order_release);
   {
     std::lock_guard lock(mu_);
-    queue_.push_back({slot, std::move(w)});
+    queue_.push_back({slot, std::move(w), std::move(done)});
   }
   cv_.notify_all();
   return ok_status();
@@ -164,6 +165,11 @@ void CpuLoraSlots::loader_loop() {
     copying_ = -1;
     state_[size_t(job.slot)].store(kReady, std::memory_order_release);
     cv_.notify_all();
+    if (job.done) {
+      lock.unlock();  // the callback may take the engine inbox's lock
+      job.done(ok_status());
+      lock.lock();
+    }
   }
 }
 

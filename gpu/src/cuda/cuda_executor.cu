@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -574,6 +575,8 @@ Status CudaExecutor::wait_for_uploads() { return sync_stream(impl_->upload.get()
 Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   Impl& m = *impl_;
   out.clear();
+  if (plan.rows.empty()) return ok_status();
+  const auto t0 = std::chrono::steady_clock::now();
   for (const SeqRow& r : plan.rows)  // promote finished loads (validate requires ready slots)
     for (uint8_t a = 0; a < r.adapters.count && a < kMaxAdaptersPerRow; ++a) (void)adapter_ready(r.adapters.refs[a].slot);
   MYRIAD_TRY(m.validate(plan));
@@ -734,6 +737,8 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   }
   if (Qn > 0) MYRIAD_TRY(copy_d2h(logits_h, m.logits.as<float>() + size_t(S) * m.V, size_t(Qn) * m.V * 4, s));
   MYRIAD_TRY(sync_stream(s));
+  // Host launch overhead included: the step ends when its results are back.
+  out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
   int64_t si = 0, qi = 0;
   for (size_t i = 0; i < plan.rows.size(); ++i) {
@@ -752,7 +757,16 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   return ok_status();
 }
 
-Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> w) {
+namespace {
+// Runs on a CUDA callback thread once the upload stream reaches it: it may
+// not call CUDA, only report.
+void CUDART_CB report_load(void* user) {
+  std::unique_ptr<LoadDone> done(static_cast<LoadDone*>(user));
+  (*done)(ok_status());
+}
+}  // namespace
+
+Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> w, LoadDone done) {
   Impl& m = *impl_;
   if (slot < 0 || slot >= m.slots)
     return make_error(ErrorCode::kInvalidArgument,
@@ -822,6 +836,16 @@ Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
   m.staging_used = true;
   m.slot_state[size_t(slot)] = Impl::SlotState::kLoading;
   m.slot_bytes[size_t(slot)] = bytes;
+  if (done) {
+    auto* user = new LoadDone(std::move(done));
+    if (cudaLaunchHostFunc(us, report_load, user) != cudaSuccess) {
+      // Report it from here once the copies are done, rather than never.
+      (void)cudaGetLastError();
+      std::unique_ptr<LoadDone> d(user);
+      MYRIAD_TRY(m.slot_event[size_t(slot)].synchronize());
+      (*d)(ok_status());
+    }
+  }
   return ok_status();
 }
 

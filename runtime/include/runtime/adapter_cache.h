@@ -1,5 +1,5 @@
 // The host-memory tier of adapters: a registry of every known adapter
-// (name@version -> how to load it from disk) and an LRU cache of loaded,
+// (AdapterId -> how to load it: from the store, a folder) and an LRU cache of loaded,
 // validated LoraWeights under a byte budget.
 //
 //   registered (on disk) --get/pin--> loading --ok--> cached --evict/unload--> registered
@@ -24,24 +24,11 @@
 #include <string>
 #include <unordered_map>
 
+#include "runtime/adapter_id.h"
 #include "runtime/lora_weights.h"
 #include "runtime/result.h"
 
 namespace myriad {
-
-// One immutable version of one adapter.
-struct AdapterKey {
-  std::string name;      // e.g. "tenant/name" or a folder path
-  uint32_t version = 0;  // published version (0 for a plain folder)
-
-  bool operator==(const AdapterKey&) const = default;
-  std::string to_string() const { return name + "@" + std::to_string(version); }
-};
-struct AdapterKeyHash {
-  size_t operator()(const AdapterKey& k) const {
-    return std::hash<std::string>()(k.name) ^ (size_t(k.version) * 0x9e3779b97f4a7c15ull);
-  }
-};
 
 // Reads and validates an adapter (e.g. load_peft_adapter on its folder).
 using AdapterLoader = std::function<Result<std::shared_ptr<const LoraWeights>>()>;
@@ -55,21 +42,21 @@ class AdapterCache {
   explicit AdapterCache(size_t budget_bytes) : budget_(budget_bytes) {}
 
   // Registers an adapter without loading it. kInvalidArgument if already registered.
-  Status add(const AdapterKey& key, AdapterLoader loader);
+  Status add(const AdapterId& key, AdapterLoader loader);
   // Forgets an adapter and drops its host copy. kNotFound if unknown.
-  Status remove(const AdapterKey& key);
+  Status remove(const AdapterId& key);
 
   // The adapter's weights: from the cache, else loaded (and cached if it fits).
-  Result<std::shared_ptr<const LoraWeights>> get(const AdapterKey& key);
+  Result<std::shared_ptr<const LoraWeights>> get(const AdapterId& key);
 
   // Loads if needed and keeps it cached until unpin(). kNotFound if unknown.
-  Status pin(const AdapterKey& key);
-  void unpin(const AdapterKey& key);
+  Status pin(const AdapterId& key);
+  void unpin(const AdapterId& key);
   // Drops the host copy now (the registration stays). kInvalidArgument if pinned.
-  Status unload(const AdapterKey& key);
+  Status unload(const AdapterId& key);
 
-  bool registered(const AdapterKey& key) const;
-  bool cached(const AdapterKey& key) const;
+  bool registered(const AdapterId& key) const;
+  bool cached(const AdapterId& key) const;
   size_t num_registered() const;
   size_t num_cached() const;
   size_t bytes_used() const;
@@ -92,7 +79,7 @@ class AdapterCache {
   const size_t budget_;
   mutable std::mutex mu_;
   std::condition_variable loaded_;
-  std::unordered_map<AdapterKey, Entry, AdapterKeyHash> entries_;
+  std::unordered_map<AdapterId, Entry, AdapterIdHash> entries_;
   size_t used_ = 0;
   uint64_t clock_ = 0;
   Stats stats_;

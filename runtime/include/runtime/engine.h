@@ -1,5 +1,8 @@
-// The engine loop: each step() asks the scheduler for a plan, executes the
-// adapter evictions and loads it names, runs the executor (which samples),
+// The engine loop: each step() applies the completions reported since the
+// last one (adapter fetches from the AdapterSource, slot loads from the
+// executor; both arrive through the engine's inbox from any thread), asks
+// the scheduler for a plan, executes the adapter evictions and loads it
+// names, runs the executor (which samples),
 // feeds the sampled tokens back to the scheduler and emits per-request
 // events to the EventSink, recording metrics on the way. With a tokenizer,
 // an OutputProcessor per request turns its tokens into text deltas on the
@@ -7,20 +10,21 @@
 // an injected Clock, so tests and the simulator control it; the executor
 // may be real (gpu/cpu, gpu/cuda) or simulated.
 //
-// Owns the scheduler; borrows the executor, resolver, clock and sink (they
-// must outlive it). Not thread-safe: one thread calls submit/cancel/step
-// (an actor serializes them). A steady decode step allocates nothing: the
+// Owns the scheduler and the inbox; borrows the executor, adapter source,
+// clock and sink (they must outlive it). Not thread-safe: one thread calls
+// submit/cancel/step (an actor serializes them); only the inbox is posted to
+// from other threads. A steady decode step allocates nothing: the
 // plan, the result and the event buffer are reused.
 //
 // Request lifecycle (every accepted request ends in exactly one final
 // event: Finished or Failed):
 //
 //            submit()
-//   ─────────────────────┬──(1) invalid / unknown adapter ──> rejected (Error returned, no events)
-//                        │(2) accepted, adapter version pinned
+//   ─────────────────────┬──(1) invalid (validate_request) ──> rejected (Error returned, no events)
+//                        │(2) accepted; versions not in host memory are fetched
 //                        v
 //                     QUEUED ──(3) cancel / deadline ─────────────────────────────> FINISHED (cancelled | deadline)
-//                      │  ^  └─(4) its adapter's load failed ──────────────────────> FAILED
+//                      │  ^  └─(4) an adapter's fetch or load failed ──────────────> FAILED
 //   (5) adapter active,│  │
 //   fits batch, tokens │  │(6) KV blocks ran out (youngest first) or adapter
 //   and KV blocks      │  │    swapped out with pause_on_swap_out: KV freed,
@@ -37,9 +41,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/adapter_resolver.h"
+#include "runtime/adapter_source.h"
 #include "runtime/clock.h"
 #include "runtime/engine_events.h"
+#include "runtime/engine_inbox.h"
 #include "runtime/engine_metrics.h"
 #include "runtime/executor.h"
 #include "runtime/output_processor.h"
@@ -58,18 +63,19 @@ class Engine {
   // config.vocab_size is 0. `tokenizer` (optional) gives events their text
   // and requests their stop strings.
   static Result<std::unique_ptr<Engine>> create(const SchedulerConfig& config, Executor& executor,
-                                                AdapterResolver& resolver, const Clock& clock, EventSink& sink,
+                                                AdapterSource& adapters, const Clock& clock, EventSink& sink,
                                                 std::shared_ptr<const Tokenizer> tokenizer = nullptr);
 
   // Error => rejected (no events follow). Otherwise its events follow.
+  // The request's adapters are AdapterIds, resolved by the caller.
   Result<RequestId> submit(Request request);
   // Emits the Finished(cancelled) event before returning true.
   bool cancel(RequestId id);
   // One iteration in two halves, for a caller that runs the device step
   // itself (a worker overlapping the next plan with the device, a simulator
-  // on a virtual clock): plan_step(now) applies finished adapter loads,
-  // schedules, issues evictions and loads, and returns the plan (it may have
-  // no rows); the caller runs Executor::step(plan, result) and then calls
+  // on a virtual clock): plan_step(now) applies the completions in the
+  // inbox, schedules, issues evictions and loads, and returns the plan (it
+  // may have no rows); the caller runs Executor::step(plan, result) and then calls
   // complete_step(status, result, now), which applies the sampled tokens
   // (or the failure) and delivers the events. `result` must stay alive
   // until complete_step returns (logits events point into it).
@@ -80,6 +86,9 @@ class Engine {
   // the executor's error for information.
   Status step();
   bool has_work() const { return scheduler_->has_work(); }
+  // Called (on the posting thread) whenever a completion arrives: a worker
+  // waiting for one with nothing to run wakes up and steps.
+  void set_wakeup(std::function<void()> wakeup) { inbox_->set_wakeup(std::move(wakeup)); }
   // Steps until no work is left; kDeadlineExceeded if max_steps ran out.
   Status run_until_idle(uint64_t max_steps);
 
@@ -97,14 +106,20 @@ class Engine {
     std::vector<int32_t> stop_token_ids;      // their text is not shown
   };
 
-  Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink,
-         std::shared_ptr<const Tokenizer> tokenizer);
+  Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, AdapterSource& adapters, const Clock& clock,
+         EventSink& sink, std::shared_ptr<const Tokenizer> tokenizer);
+  void start_fetches();
+  void apply_completions(double now_ms);
   void dispatch_events();
   void add_text(RequestEvent& e, Track& t);
   void record(const RequestEvent& e, Track& t);
 
   std::unique_ptr<Scheduler> scheduler_;
   Executor& executor_;
+  AdapterSource& adapters_;
+  // Shared with the fetch and load callbacks, which may outlive the engine.
+  std::shared_ptr<EngineInbox> inbox_ = std::make_shared<EngineInbox>();
+  std::vector<Completion> completions_;  // scratch
   const Clock& clock_;
   EventSink& sink_;
   std::shared_ptr<const Tokenizer> tokenizer_;

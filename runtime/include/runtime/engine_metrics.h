@@ -30,7 +30,7 @@ struct RequestMetrics {
 
 struct EngineMetrics {
   RequestMetrics overall;
-  std::map<std::string, RequestMetrics> per_adapter;  // by adapter name without "@N"; "" = base model
+  std::map<std::string, RequestMetrics> per_adapter;  // by "tenant/name" (all versions; a mixture "a+b"); "" = base model
 
   uint64_t steps = 0;             // executor steps run
   uint64_t step_failures = 0;     // executor steps that returned an error
@@ -39,7 +39,8 @@ struct EngineMetrics {
   uint64_t load_failures = 0;
   uint64_t evictions = 0;
   uint64_t preemptions = 0;       // sequences whose KV was freed for recompute
-  LatencyHistogram slot_load_ms;  // begin_load_adapter -> adapter_ready observed
+  LatencyHistogram slot_load_ms;  // begin_load_adapter -> its completion applied
+  LatencyHistogram step_device_ms;  // device time of a step, as the executor measured it
   uint64_t rows_sum = 0;          // rows over all steps
   uint64_t tokens_sum = 0;        // new tokens over all steps
   int32_t max_running_seqs = 0;   // for occupancy

@@ -3,11 +3,13 @@
 // tokens; load this adapter into slot s".
 //
 // Not thread-safe: one engine thread drives one executor. An adapter load
-// may complete in the background; a slot's rows may run only once
-// adapter_ready(slot) is true.
+// completes in the background and the executor reports it (the engine is
+// never asked to poll): a slot's rows may run only after its LoadDone said
+// ok.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +33,12 @@ struct ExecutorInfo {
   int32_t max_logits_rows = 0;      // logits positions returned (kLast: 1 a row, kAll: its tokens)
 };
 
+// Called exactly once per accepted load, from any thread (the executor's
+// loader thread, a CUDA callback thread, or inline): ok once every byte is
+// in the slot, else why it failed. Must be cheap and must not call back
+// into the executor (the engine posts it to its inbox).
+using LoadDone = std::function<void(Status)>;
+
 class Executor {
  public:
   virtual ~Executor() = default;
@@ -39,14 +47,17 @@ class Executor {
 
   // Runs one forward step over all rows and samples where rows ask.
   // `out` is cleared and refilled (its capacity is reused across steps).
+  // An empty plan computes nothing and returns at once; the engine issues
+  // one while it waits for loads, so a synchronous executor (the fake, a
+  // simulator) can make progress.
   virtual Status step(const StepPlan& plan, StepResult& out) = 0;
 
-  // Starts copying `weights` into `slot`; returns at once. Fails (changing
-  // nothing) if the slot is out of range, busy, or the adapter does not fit.
-  virtual Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) = 0;
-  // True once the load into `slot` has finished (successfully).
-  virtual bool adapter_ready(int32_t slot) = 0;
-  // Frees the slot's contents. The caller guarantees no row uses it.
+  // Starts copying `weights` into `slot`; returns at once and reports the
+  // end through `done`. An error returned here (slot out of range or busy,
+  // the adapter does not fit) changes nothing and `done` is not called.
+  virtual Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) = 0;
+  // Frees the slot's contents (waiting for a load in flight into it). The
+  // caller guarantees no row uses it.
   virtual void unload_adapter(int32_t slot) = 0;
 };
 

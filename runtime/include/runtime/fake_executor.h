@@ -4,7 +4,9 @@
 // checks every plan against what the engine promised (KV continuity and
 // block ownership, tokens re-fed identically after a recompute, only ready
 // slots used, a sequence never changes adapter) and records violations.
-// Loads take `load_polls` calls of adapter_ready(). With a ManualClock it
+// A load is reported done (LoadDone, inline) at the start of the
+// (load_steps + 1)-th step() after it began, counting the empty steps the
+// engine issues while it waits; so it is deterministic. With a ManualClock it
 // advances time per step, a one-line cost model. For tests, the
 // engine_events bench and as a template for the simulator's executor.
 // Not thread-safe.
@@ -28,7 +30,7 @@ struct FakeExecutorOptions {
   int32_t num_adapter_slots = 4;
   int32_t max_tokens_per_step = 0;  // ExecutorInfo's capacity (0 = no limit); step() refuses larger plans
   int32_t max_rows = 0;
-  int32_t load_polls = 0;       // adapter_ready() answers false this many times after a load begins
+  int32_t load_steps = 0;       // step() calls a load waits before it is reported done
   bool validate = true;         // false: the fastest path (benchmarks), no checks
   ManualClock* clock = nullptr; // advanced by step_ms + per_token_ms * tokens per step
   double step_ms = 0.0;
@@ -47,8 +49,7 @@ class FakeExecutor final : public Executor {
 
   const ExecutorInfo& info() const override { return info_; }
   Status step(const StepPlan& plan, StepResult& out) override;
-  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
-  bool adapter_ready(int32_t slot) override;
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override;
   void unload_adapter(int32_t slot) override;
 
   // Fault injection.
@@ -64,8 +65,9 @@ class FakeExecutor final : public Executor {
  private:
   struct Slot {
     enum class State : uint8_t { kFree, kLoading, kReady } state = State::kFree;
-    int32_t polls_left = 0;
+    int32_t steps_left = 0;
     std::string name;
+    LoadDone done;
   };
   struct SeqTrack {
     int32_t cached = 0;            // positions in the KV cache; -1 after its blocks were taken
@@ -76,6 +78,9 @@ class FakeExecutor final : public Executor {
     bool has_adapter = false;
   };
   void violation(std::string what);
+  void finish_loads();
+  // The adapter names of a row's slots, "+"-joined ("" = base model).
+  std::string row_adapter(const SeqRow& r) const;
   Status validate(const StepPlan& plan);
 
   FakeExecutorOptions opt_;

@@ -1,7 +1,9 @@
-// A generation request as the engine accepts it: which adapter, the prompt
-// ids, how to sample and when to stop. A value type; validated at
-// admission (Scheduler::submit), where its adapter is pinned to a version.
-// Owned by the caller until submitted, then by the scheduler.
+// A generation request as the engine accepts it: which adapter versions (a
+// weighted list, already resolved to AdapterIds by the caller), the prompt
+// ids, how to sample and when to stop. A value type; validated by
+// validate_request (request_validation.h) at Scheduler::submit, and by a
+// gateway before it places the request. Owned by the caller until
+// submitted, then by the scheduler.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/adapter_id.h"
 #include "runtime/sampling_params.h"
 #include "runtime/step_plan.h"
 
@@ -21,9 +24,19 @@ using RequestId = SeqId;
 
 inline constexpr double kNoDeadline = std::numeric_limits<double>::infinity();
 
+// One adapter of a request and its weight in the mixture (1 for a plain
+// adapter request). The output adds weight * scale * B A x per adapter.
+struct AdapterUse {
+  AdapterId id;
+  float weight = 1.0f;
+};
+
 struct Request {
   RequestId id = 0;                  // the caller's (see RequestId); 0 is refused
-  std::string adapter;               // adapter name ("tenant/name" or "tenant/name@N"); "" = base model
+  // Empty = the base model. Otherwise 1..kMaxAdaptersPerRow distinct
+  // published versions, made resident in slots together before the request
+  // runs (a mixture of experts names several).
+  std::vector<AdapterUse> adapters;
   std::vector<int32_t> prompt;       // token ids, at least one
   SamplingParams sampling;
   uint32_t max_tokens = 16;          // output tokens at most (>= 1; 0 with prompt_logits: score the prompt only)

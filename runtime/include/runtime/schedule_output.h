@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
-#include "runtime/adapter_resolver.h"
+#include "runtime/adapter_id.h"
+#include "runtime/lora_weights.h"
 #include "runtime/step_plan.h"
 
 namespace myriad {
@@ -19,14 +21,16 @@ namespace myriad {
 // loading slot.
 struct AdapterLoad {
   int32_t slot = -1;
-  std::shared_ptr<const AdapterVersion> adapter;
+  AdapterId adapter;
+  std::shared_ptr<const LoraWeights> weights;  // fetched (may be null for a simulated executor)
 };
 struct AdapterEviction {
   int32_t slot = -1;
-  std::shared_ptr<const AdapterVersion> adapter;
+  AdapterId adapter;
 };
 
 enum class WaitReason : uint8_t {
+  kFetching,     // an adapter's weights are being fetched into host memory
   kNoSlot,       // adapter not active: waiting for a slot (policy order)
   kLoading,      // adapter's slot is loading
   kSwappedOut,   // adapter swapped out; its slot drains its running requests (queued counts paused ones)
@@ -36,13 +40,14 @@ enum class WaitReason : uint8_t {
 };
 const char* wait_reason_name(WaitReason r);
 
-// One adapter with queued requests that got none admitted this step.
+// One adapter set (a plain adapter, or the experts of a mixture) with
+// queued requests that got none admitted this step.
 struct WaitingAdapter {
-  std::shared_ptr<const AdapterVersion> adapter;  // null => base model
+  std::span<const AdapterId> adapters;  // empty => base model; views the scheduler's state until its next call
   uint32_t queued = 0;
   WaitReason reason = WaitReason::kNoSlot;
-  // kNoSlot/kLoading/kSwappedOut: when the adapter started waiting for a
-  // slot (the starvation bound is about now - since_ms); else the
+  // kFetching/kNoSlot/kLoading/kSwappedOut: when the set started waiting
+  // for slots (the starvation bound is about now - since_ms); else the
   // submission time of its oldest queued request.
   double since_ms = 0.0;
 };

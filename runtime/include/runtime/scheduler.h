@@ -2,14 +2,20 @@
 // Pure logic: no threads, no I/O, time passed in. The engine and the
 // simulator drive the same object:
 //
-//   submit(request, now)        -> RequestId, or an Error answered to that request (never throws)
+//   submit(request, now)        -> RequestId, or an Error answered to that request (never throws);
+//                                  adapter versions it has not seen go to fetches()
+//   on_adapter_fetched / on_fetch_failed                  as fetches end
 //   schedule(now)               -> ScheduleOutput: evict, load, run these rows, this is waiting and why
 //   [executor runs the step]
 //   update(step_result, now)    -> per-request events (tokens, finished) in events()
 //   on_adapter_ready / on_load_failed / fail_step / cancel  as things happen
 //
-// Owns the per-adapter FIFO queues, the running batch, the KV block
-// accounting and the slot assignment. Invariants (checked by the tests):
+// Owns the FIFO queues per adapter set, the running batch, the KV block
+// accounting and the slot books. An adapter set is what a request names: one
+// adapter, or the experts of a mixture, scheduled as one unit whose members
+// are resident together; sets that share an adapter share its slot
+// (reference-counted). A plain adapter is a set of one, and everything below
+// reads "adapter" for "adapter set". Invariants (checked by the tests):
 //  * every submitted request ends in exactly one final event;
 //  * a row only uses a slot whose adapter is loaded (on_adapter_ready);
 //  * a slot is evicted only when no running sequence pins its adapter;
@@ -19,10 +25,18 @@
 //  * KV blocks in use == blocks held by running sequences.
 // Not thread-safe: one engine thread.
 //
-// Adapter states (per pinned adapter version; the base model is always
-// Active and needs no slot):
+// Residency of one adapter version (a member of sets):
 //
-//        (1) queued, no slot          (2) slot assigned        (3) executor says ready
+//   (new) ──fetch──> Fetching ──fetched──> InHost ──slot assigned──> Loading ──ready──> InSlot
+//                        │ fetch failed: the sets' queues fail     ^   │ load failed         │ no set holds it:
+//                        v                                          │   v (its sets fail)     │ evicted
+//                     forgotten                                     └── InHost <──────────────┘
+//   forgotten once no live set names it and it holds no slot.
+//
+// Adapter set states (the base model is always Active and needs no slot; a
+// set waits in Idle until every member is InHost):
+//
+//        (1) queued, no slot          (2) slots assigned       (3) every member ready
 //   Gone ─────────────────────> Idle ─────────────────> Loading ─────────────────> Active
 //    ^                           ^  ^                      │                        │ │
 //    │ (8) nothing queued,       │  └──(7) load failed ────┘   (4) quantum passed & │ │
@@ -54,7 +68,8 @@
 // t + ceil(A / N)·C and is Active (loaded) by
 //      t + ceil(A / N) · (Q + (S + L + 3)·Δ) + (L + 1)·Δ.
 // starvation_bound_ms() computes it; the property test asserts it at every
-// step for every adapter waiting for a slot.
+// step for every adapter waiting for a slot. The wait counts from the end of
+// the adapter's fetch; a mixture of k adapters counts as k waiting adapters.
 #pragma once
 
 #include <cstdint>
@@ -65,10 +80,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/adapter_resolver.h"
+#include "runtime/adapter_id.h"
 #include "runtime/engine_events.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/request.h"
+#include "runtime/request_validation.h"
 #include "runtime/result.h"
 #include "runtime/schedule_output.h"
 #include "runtime/scheduler_config.h"
@@ -86,6 +102,7 @@ const char* adapter_phase_name(AdapterPhase p);
 
 struct SchedulerStats {
   uint64_t submitted = 0, rejected = 0;
+  uint64_t fetches = 0, fetch_failures = 0;
   uint64_t loads = 0, load_failures = 0, evictions = 0;
   uint64_t swaps = 0;        // adapters swapped out at the quantum (kTimeslice)
   uint64_t preemptions = 0;  // sequences whose KV was freed for recompute
@@ -94,15 +111,23 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Fails naming the bad setting. `resolver` must outlive the scheduler.
-  static Result<std::unique_ptr<Scheduler>> create(const SchedulerConfig& config, AdapterResolver& resolver);
+  // Fails naming the bad setting.
+  static Result<std::unique_ptr<Scheduler>> create(const SchedulerConfig& config);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Validates the request and resolves its adapter. An Error means it was
-  // not accepted (no events will follow); otherwise it is queued.
+  // Validates the request (validate_request, plus its id is not in flight).
+  // An Error means it was not accepted (no events will follow); otherwise it
+  // is queued, and versions not in host memory are added to fetches().
   Result<RequestId> submit(Request request, double now_ms);
+  // Versions the caller must fetch (AdapterSource) and report with
+  // on_adapter_fetched / on_fetch_failed. The caller clears it.
+  std::vector<AdapterId>& fetches() { return fetches_; }
+  // Ids not being fetched are ignored (a late answer for a forgotten one).
+  void on_adapter_fetched(const AdapterId& id, std::shared_ptr<const LoraWeights> weights, double now_ms);
+  // The queued requests of every set naming `id` fail with `error`.
+  void on_fetch_failed(const AdapterId& id, const Error& error, double now_ms);
   // Ends a queued or running request with kCancelled (event at once). False
   // if the id is unknown or already finished.
   bool cancel(RequestId id, double now_ms);
@@ -118,11 +143,11 @@ class Scheduler {
   // The executor failed the last plan: its rows' requests fail with `error`.
   void fail_step(const Error& error, double now_ms);
 
-  // Slots with a load in flight; the engine polls Executor::adapter_ready.
+  // Slots with a load in flight (the executor reports each one's end).
   const std::vector<int32_t>& loading_slots() const { return loading_slots_; }
   void on_adapter_ready(int32_t slot, double now_ms);
-  // begin_load_adapter failed: the slot frees, the adapter's queued
-  // requests fail with `error`.
+  // The load failed: the slot frees, the queued requests of the sets that
+  // wanted it fail with `error`.
   void on_load_failed(int32_t slot, const Error& error, double now_ms);
 
   // Events produced by the calls above, in order. The caller consumes them
@@ -138,32 +163,43 @@ class Scheduler {
     return num_queued_ > 0 || num_paused_ > 0 || !running_.empty() || !loading_slots_.empty();
   }
   int32_t num_free_kv_blocks() const { return kv_.num_free(); }
-  // Introspection for tests: the adapter in a slot (null if free) and its phase.
-  std::shared_ptr<const AdapterVersion> slot_adapter(int32_t slot) const;
-  AdapterPhase slot_phase(int32_t slot) const;
+  // Introspection for tests: the adapter in a slot (null if free).
+  const AdapterId* slot_adapter(int32_t slot) const;
+  size_t num_known_adapters() const { return members_.size(); }
 
  private:
   struct Sequence;
+  struct Member;
   struct AdapterState;
 
-  Scheduler(const SchedulerConfig& config, AdapterResolver& resolver);
+  explicit Scheduler(const SchedulerConfig& config);
 
   Sequence* new_sequence();
   void recycle(Sequence* s);
-  AdapterState* adapter_for(std::shared_ptr<const AdapterVersion> v);
+  AdapterState* set_for(const std::vector<AdapterUse>& adapters, Sequence& s);
+  Member* member_for(const AdapterId& id, double now_ms);
+  void forget_if_unused(Member& m);
   void mark_waiting(AdapterState& a, double now_ms);
+  void activate(AdapterState& a, double now_ms);
+  void fail_pending(AdapterState& a, const Error& e, double now_ms);
 
   void expire_deadlines(double now_ms);
   void plan_adapters(double now_ms);
   void plan_timeslice(double now_ms);
-  void plan_fcfs();
-  void plan_one_at_a_time();
+  void plan_fcfs(double now_ms);
+  void plan_one_at_a_time(double now_ms);
   void release_idle_and_drained();
   void evict(AdapterState& a);
-  void assign_slot(AdapterState& a, int32_t slot);
+  void release_unheld_slots();
+  void free_member_slot(Member& m);
+  void assign_slots(AdapterState& a, double now_ms);
+  size_t assign_waiters(size_t from, double now_ms);
+  size_t slots_needed(const AdapterState& a) const;
+  size_t slots_freed_by(const AdapterState& a) const;
   void swap_out(AdapterState& a, double now_ms, bool pause);
   void collect_waiters(bool by_ticket);
   int32_t free_slot() const;
+  size_t num_free_slots() const;
 
   void plan_running();
   void plan_admissions();
@@ -182,7 +218,7 @@ class Scheduler {
   void compact_running();
 
   SchedulerConfig config_;
-  AdapterResolver& resolver_;
+  RequestLimits limits_;
   KvBlockAllocator kv_;
   int32_t g_;  // guaranteed tokens per running row per step
 
@@ -192,11 +228,14 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> seq_storage_;
   std::vector<Sequence*> seq_free_;
 
-  std::unordered_map<std::string, std::unique_ptr<AdapterState>> adapters_;  // by AdapterVersion::key()
+  std::unordered_map<AdapterId, std::unique_ptr<Member>, AdapterIdHash> members_;
+  std::unordered_map<std::string, std::unique_ptr<AdapterState>> adapters_;  // sets, by their key
   std::unique_ptr<AdapterState> base_;
-  std::vector<AdapterState*> live_;     // non-base adapters with queued/running requests or a slot
-  std::vector<AdapterState*> slots_;    // [num_slots]: the adapter holding each slot, or null
+  std::vector<AdapterState*> live_;     // non-base sets with queued/running requests or slots
+  std::vector<AdapterState*> active_;   // scratch: the Active sets of this schedule()
+  std::vector<Member*> slots_;          // [num_slots]: the adapter in each slot, or null
   std::vector<int32_t> loading_slots_;
+  std::vector<AdapterId> fetches_;
   std::vector<AdapterState*> waiters_;  // scratch
   std::vector<AdapterState*> scratch_;  // scratch
 

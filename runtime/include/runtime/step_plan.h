@@ -82,8 +82,12 @@ struct StepResult {
   // Logits of rows that asked, in row order: kLast gives 1 row, kAll gives num_tokens rows.
   std::vector<float> logits;          // [sum of positions, vocab]
   std::vector<uint32_t> logits_rows;  // index into plan.rows for each logits position block start
+  // What the step took on the device, as the executor measured it (-1 =
+  // not measured); the engine records it in its metrics.
+  double device_ms = -1.0;
 
   void clear() {
+    device_ms = -1.0;
     sampled.clear();
     logits.clear();
     logits_rows.clear();

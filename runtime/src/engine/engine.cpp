@@ -9,7 +9,7 @@
 namespace myriad {
 
 Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Executor& executor,
-                                               AdapterResolver& resolver, const Clock& clock, EventSink& sink,
+                                               AdapterSource& adapters, const Clock& clock, EventSink& sink,
                                                std::shared_ptr<const Tokenizer> tokenizer) {
   const ExecutorInfo& info = executor.info();
   SchedulerConfig c = config;
@@ -34,18 +34,24 @@ Result<std::unique_ptr<Engine>> Engine::create(const SchedulerConfig& config, Ex
     return bad("max_running_seqs = " + std::to_string(c.max_running_seqs) + " but the executor takes at most " +
                std::to_string(info.max_rows) + " rows a step");
   if (c.vocab_size == 0) c.vocab_size = info.vocab_size;
-  auto s = Scheduler::create(c, resolver);
+  auto s = Scheduler::create(c);
   if (!s.ok()) return s.error();
   log_info("engine: policy {}, {} adapter slots, quantum {} ms, up to {} running sequences, {} tokens a step, "
            "{} KV blocks of {} tokens, over '{}'",
            scheduler_policy_name(c.policy), c.num_slots, c.quantum_ms, c.max_running_seqs, c.max_tokens_per_step,
            c.num_kv_blocks, c.kv_block_size, info.device);
-  return std::unique_ptr<Engine>(new Engine(std::move(s.value()), executor, clock, sink, std::move(tokenizer)));
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(s.value()), executor, adapters, clock, sink, std::move(tokenizer)));
 }
 
-Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const Clock& clock, EventSink& sink,
-               std::shared_ptr<const Tokenizer> tokenizer)
-    : scheduler_(std::move(scheduler)), executor_(executor), clock_(clock), sink_(sink), tokenizer_(std::move(tokenizer)) {
+Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, AdapterSource& adapters, const Clock& clock,
+               EventSink& sink, std::shared_ptr<const Tokenizer> tokenizer)
+    : scheduler_(std::move(scheduler)),
+      executor_(executor),
+      adapters_(adapters),
+      clock_(clock),
+      sink_(sink),
+      tokenizer_(std::move(tokenizer)) {
   last_ = &empty_;
   const SchedulerConfig& c = scheduler_->config();
   load_start_ms_.assign(size_t(c.num_slots), 0.0);
@@ -56,15 +62,20 @@ Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, const C
 }
 
 namespace {
-std::string adapter_metrics_name(const std::string& adapter) {
-  const size_t at = adapter.rfind('@');
-  return at == std::string::npos ? adapter : adapter.substr(0, at);
+// Metrics are per adapter name across versions; a mixture by its experts.
+std::string adapter_metrics_name(const std::vector<AdapterUse>& adapters) {
+  std::string name;
+  for (const AdapterUse& a : adapters) {
+    if (!name.empty()) name += '+';
+    name += a.id.qualified_name();
+  }
+  return name;
 }
 }  // namespace
 
 Result<RequestId> Engine::submit(Request request) {
   const double now = clock_.now_ms();
-  std::string name = adapter_metrics_name(request.adapter);
+  std::string name = adapter_metrics_name(request.adapters);
   if (!request.stop.empty() && !tokenizer_) {
     ++metrics_.overall.rejected;
     return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
@@ -83,7 +94,54 @@ Result<RequestId> Engine::submit(Request request) {
   ++metrics_.overall.submitted;
   track.adapter = &am;
   tracks_[id.value()] = std::move(track);
+  start_fetches();
+  // A source answering at once (weights already in memory) makes the
+  // adapter wait for a slot from now, as if it had never been away.
+  apply_completions(now);
   return id;
+}
+
+void Engine::start_fetches() {
+  for (const AdapterId& id : scheduler_->fetches()) {
+    log_debug("engine: fetching adapter {}", id.to_string());
+    std::shared_ptr<EngineInbox> inbox = inbox_;
+    adapters_.fetch(id, [inbox, id](Result<std::shared_ptr<const LoraWeights>> r) {
+      Completion c;
+      c.kind = Completion::Kind::kFetched;
+      c.adapter = id;
+      if (r.ok()) {
+        c.weights = std::move(r.value());
+      } else {
+        c.status = r.error();
+      }
+      inbox->post(std::move(c));
+    });
+  }
+  scheduler_->fetches().clear();
+}
+
+void Engine::apply_completions(double now_ms) {
+  inbox_->drain(completions_);
+  if (completions_.empty()) return;
+  for (Completion& c : completions_) {
+    if (c.kind == Completion::Kind::kFetched) {
+      if (c.status.ok()) {
+        scheduler_->on_adapter_fetched(c.adapter, std::move(c.weights), now_ms);
+      } else {
+        log_warn("engine: fetching adapter {} failed: {}", c.adapter.to_string(), c.status.error().to_string());
+        scheduler_->on_fetch_failed(c.adapter, c.status.error(), now_ms);
+      }
+    } else if (c.status.ok()) {
+      metrics_.slot_load_ms.record(now_ms - load_start_ms_[size_t(c.slot)]);
+      log_debug("engine: slot {} ready after {:.1f} ms", c.slot, now_ms - load_start_ms_[size_t(c.slot)]);
+      scheduler_->on_adapter_ready(c.slot, now_ms);
+    } else {
+      log_warn("engine: slot {}: load failed: {}", c.slot, c.status.error().to_string());
+      scheduler_->on_load_failed(c.slot, c.status.error(), now_ms);
+    }
+  }
+  completions_.clear();
+  dispatch_events();  // requests failed by a fetch or a load
 }
 
 bool Engine::cancel(RequestId id) {
@@ -170,33 +228,29 @@ void Engine::dispatch_events() {
 
 const StepPlan& Engine::plan_step(double now_ms) {
   MYRIAD_CHECK(!step_in_flight_, "plan_step() called again before complete_step()");
-  // Loads in flight: those the executor has finished become Active.
-  const auto& loading = scheduler_->loading_slots();
-  for (size_t i = 0; i < loading.size();) {
-    const int32_t slot = loading[i];
-    if (executor_.adapter_ready(slot)) {
-      metrics_.slot_load_ms.record(now_ms - load_start_ms_[size_t(slot)]);
-      log_debug("engine: slot {} ready after {:.1f} ms", slot, now_ms - load_start_ms_[size_t(slot)]);
-      scheduler_->on_adapter_ready(slot, now_ms);  // removes it from `loading`
-    } else {
-      ++i;
-    }
-  }
+  apply_completions(now_ms);
 
   stats_before_ = scheduler_->stats();
   const ScheduleOutput& out = scheduler_->schedule(now_ms);
   last_ = &out;
   for (const AdapterEviction& ev : out.evictions) {
-    log_debug("engine: slot {}: evicting adapter {}", ev.slot, ev.adapter ? ev.adapter->key() : std::string("?"));
+    log_debug("engine: slot {}: evicting adapter {}", ev.slot, ev.adapter.to_string());
     executor_.unload_adapter(ev.slot);
   }
   for (const AdapterLoad& ld : out.loads) {
-    log_debug("engine: slot {}: loading adapter {}", ld.slot, ld.adapter->key());
-    Status st = executor_.begin_load_adapter(ld.slot, ld.adapter->weights);
-    if (st.ok()) {
-      load_start_ms_[size_t(ld.slot)] = now_ms;
-    } else {
-      log_warn("engine: slot {}: loading adapter {} failed: {}", ld.slot, ld.adapter->key(), st.error().to_string());
+    log_debug("engine: slot {}: loading adapter {}", ld.slot, ld.adapter.to_string());
+    load_start_ms_[size_t(ld.slot)] = now_ms;
+    std::shared_ptr<EngineInbox> inbox = inbox_;
+    const int32_t slot = ld.slot;
+    Status st = executor_.begin_load_adapter(ld.slot, ld.weights, [inbox, slot](Status done) {
+      Completion c;
+      c.kind = Completion::Kind::kLoaded;
+      c.slot = slot;
+      c.status = std::move(done);
+      inbox->post(std::move(c));
+    });
+    if (!st.ok()) {
+      log_warn("engine: slot {}: loading adapter {} failed: {}", ld.slot, ld.adapter.to_string(), st.error().to_string());
       scheduler_->on_load_failed(ld.slot, st.error(), now_ms);
     }
   }
@@ -213,6 +267,7 @@ Status Engine::complete_step(const Status& status, const StepResult& result, dou
     ++metrics_.steps;
     metrics_.rows_sum += plan.rows.size();
     metrics_.tokens_sum += plan.num_tokens();
+    if (result.device_ms >= 0) metrics_.step_device_ms.record(result.device_ms);
     if (status.ok()) {
       scheduler_->update(result, now_ms);
     } else {
@@ -234,7 +289,10 @@ Status Engine::step() {
   const StepPlan& plan = plan_step(clock_.now_ms());
   if (plan.rows.empty()) {
     result_.clear();
-    return complete_step(ok_status(), result_, clock_.now_ms());
+    // Nothing runs while loads are in flight: an empty step lets an
+    // executor that reports from its step (the fake, a simulator) progress.
+    const Status st = scheduler_->loading_slots().empty() ? ok_status() : executor_.step(plan, result_);
+    return complete_step(st, result_, clock_.now_ms());
   }
   const Status st = executor_.step(plan, result_);
   return complete_step(st, result_, clock_.now_ms());

@@ -35,6 +35,7 @@ std::string EngineMetrics::to_json() const {
   j["evictions"] = evictions;
   j["preemptions"] = preemptions;
   j["slot_load_ms"] = hist_json(slot_load_ms);
+  j["step_device_ms"] = hist_json(step_device_ms);
   j["batch_occupancy"] = batch_occupancy();
   j["token_occupancy"] = token_occupancy();
   return j.dump();

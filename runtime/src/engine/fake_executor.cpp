@@ -104,16 +104,13 @@ Status FakeExecutor::validate(const StepPlan& plan) {
         violation(who + "position " + std::to_string(pos) + " skips ahead of " + std::to_string(t.tokens.size()));
       }
     }
-    // Adapter: a ready slot, and the same adapter for the whole life.
-    std::string name;
+    // Adapter: ready slots, and the same adapters for the whole life.
     for (uint8_t k = 0; k < r.adapters.count; ++k) {
       const int32_t s = r.adapters.refs[k].slot;
-      if (s < 0 || size_t(s) >= slots_.size() || slots_[size_t(s)].state != Slot::State::kReady) {
+      if (s < 0 || size_t(s) >= slots_.size() || slots_[size_t(s)].state != Slot::State::kReady)
         violation(who + "uses slot " + std::to_string(s) + " which is not ready");
-      } else {
-        name = slots_[size_t(s)].name;
-      }
     }
+    const std::string name = row_adapter(r);
     if (!t.has_adapter) {
       t.adapter = name;
       t.has_adapter = true;
@@ -130,8 +127,34 @@ Status FakeExecutor::validate(const StepPlan& plan) {
   return make_error(ErrorCode::kInternal, "fake executor: " + violations_[before]);
 }
 
+std::string FakeExecutor::row_adapter(const SeqRow& r) const {
+  std::string name;
+  for (uint8_t k = 0; k < r.adapters.count; ++k) {
+    const int32_t s = r.adapters.refs[k].slot;
+    if (k) name += '+';
+    if (s >= 0 && size_t(s) < slots_.size()) name += slots_[size_t(s)].name;
+  }
+  return name;
+}
+
+void FakeExecutor::finish_loads() {
+  for (Slot& s : slots_) {
+    if (s.state != Slot::State::kLoading) continue;
+    if (s.steps_left > 0) {
+      --s.steps_left;
+      continue;
+    }
+    s.state = Slot::State::kReady;
+    LoadDone done = std::move(s.done);
+    s.done = nullptr;
+    done(ok_status());
+  }
+}
+
 Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
   out.clear();
+  finish_loads();
+  if (plan.rows.empty()) return ok_status();  // an idle step: time does not pass
   if (fail_step_armed_) {
     fail_step_armed_ = false;
     ++steps_;
@@ -158,9 +181,7 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
           out.logits.push_back(logit_for(plan.tokens[r.token_offset + i], r.start_pos + int32_t(i), v));
     }
     if (!r.sample) continue;
-    const int32_t slot = r.adapters.count ? r.adapters.refs[0].slot : -1;
-    const std::string& name = slot >= 0 ? slots_[size_t(slot)].name : std::string();
-    const int32_t tok = token_for(r.seq, r.output_index, name, opt_.vocab_size);
+    const int32_t tok = token_for(r.seq, r.output_index, row_adapter(r), opt_.vocab_size);
     out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8)});
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
@@ -173,7 +194,7 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
   return ok_status();
 }
 
-Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) {
+Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) {
   if (slot < 0 || size_t(slot) >= slots_.size())
     return make_error(ErrorCode::kInvalidArgument, "slot " + std::to_string(slot) + " out of range");
   Slot& s = slots_[size_t(slot)];
@@ -185,29 +206,17 @@ Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
   if (!fail_loads_of_.empty() && name == fail_loads_of_)
     return make_error(ErrorCode::kBadFile, "injected load failure for adapter '" + name + "'");
   s.state = Slot::State::kLoading;
-  s.polls_left = opt_.load_polls;
+  s.steps_left = opt_.load_steps;
   s.name = name;
+  s.done = std::move(done);
   ++loads_;
   if (opt_.clock) opt_.clock->advance(opt_.load_ms);
   return ok_status();
 }
 
-bool FakeExecutor::adapter_ready(int32_t slot) {
-  if (slot < 0 || size_t(slot) >= slots_.size()) return false;
-  Slot& s = slots_[size_t(slot)];
-  if (s.state == Slot::State::kLoading) {
-    if (s.polls_left > 0) {
-      --s.polls_left;
-      return false;
-    }
-    s.state = Slot::State::kReady;
-  }
-  return s.state == Slot::State::kReady;
-}
-
 void FakeExecutor::unload_adapter(int32_t slot) {
   if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)].state != Slot::State::kReady) {
-    violation("unload_adapter(" + std::to_string(slot) + ") of a slot that is not loaded");
+    violation("unload_adapter(" + std::to_string(slot) + ") of a slot that is not loaded (or still loading)");
     return;
   }
   slots_[size_t(slot)] = Slot{};

@@ -3,14 +3,14 @@
 
 namespace myriad {
 
-Status AdapterCache::add(const AdapterKey& key, AdapterLoader loader) {
+Status AdapterCache::add(const AdapterId& key, AdapterLoader loader) {
   std::lock_guard lock(mu_);
   if (entries_.count(key)) return make_error(ErrorCode::kInvalidArgument, "adapter " + key.to_string() + " is already registered");
   entries_[key].loader = std::move(loader);
   return ok_status();
 }
 
-Status AdapterCache::remove(const AdapterKey& key) {
+Status AdapterCache::remove(const AdapterId& key) {
   std::unique_lock lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return make_error(ErrorCode::kNotFound, "adapter " + key.to_string() + " is not registered");
@@ -37,7 +37,7 @@ bool AdapterCache::make_room(size_t need) {
   return true;
 }
 
-Result<std::shared_ptr<const LoraWeights>> AdapterCache::get(const AdapterKey& key) {
+Result<std::shared_ptr<const LoraWeights>> AdapterCache::get(const AdapterId& key) {
   std::unique_lock lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return make_error(ErrorCode::kNotFound, "adapter " + key.to_string() + " is not registered");
@@ -75,7 +75,7 @@ Result<std::shared_ptr<const LoraWeights>> AdapterCache::get(const AdapterKey& k
   return r;
 }
 
-Status AdapterCache::pin(const AdapterKey& key) {
+Status AdapterCache::pin(const AdapterId& key) {
   {
     std::lock_guard lock(mu_);
     auto it = entries_.find(key);
@@ -90,7 +90,7 @@ Status AdapterCache::pin(const AdapterKey& key) {
   return ok_status();
 }
 
-void AdapterCache::unpin(const AdapterKey& key) {
+void AdapterCache::unpin(const AdapterId& key) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
@@ -98,7 +98,7 @@ void AdapterCache::unpin(const AdapterKey& key) {
   make_room(0);  // pinned bytes may have held the cache above budget
 }
 
-Status AdapterCache::unload(const AdapterKey& key) {
+Status AdapterCache::unload(const AdapterId& key) {
   std::unique_lock lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return make_error(ErrorCode::kNotFound, "adapter " + key.to_string() + " is not registered");
@@ -111,11 +111,11 @@ Status AdapterCache::unload(const AdapterKey& key) {
   return ok_status();
 }
 
-bool AdapterCache::registered(const AdapterKey& key) const {
+bool AdapterCache::registered(const AdapterId& key) const {
   std::lock_guard lock(mu_);
   return entries_.count(key) > 0;
 }
-bool AdapterCache::cached(const AdapterKey& key) const {
+bool AdapterCache::cached(const AdapterId& key) const {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   return it != entries_.end() && it->second.weights != nullptr;

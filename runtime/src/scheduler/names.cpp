@@ -16,6 +16,7 @@ const char* finish_reason_name(FinishReason r) {
 
 const char* wait_reason_name(WaitReason r) {
   switch (r) {
+    case WaitReason::kFetching: return "fetching";
     case WaitReason::kNoSlot: return "no_slot";
     case WaitReason::kLoading: return "loading";
     case WaitReason::kSwappedOut: return "swapped_out";

@@ -1,8 +1,11 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
+
+#include "runtime/request_validation.h"
 
 namespace myriad {
 
@@ -16,6 +19,7 @@ struct Scheduler::Sequence {
   std::vector<int32_t> tokens;  // prompt + generated; [num_computed, size) not yet in the KV cache
   std::vector<int32_t> stop;
   std::vector<int32_t> blocks;  // KV block table
+  std::array<float, kMaxAdaptersPerRow> weights{};  // mixing weight per member of its set
   SamplingParams sampling;
   uint32_t prompt_len = 0;
   uint32_t max_tokens = 0;
@@ -31,19 +35,42 @@ struct Scheduler::Sequence {
   bool was_paused = false;  // paused once already: a later swap-out lets it finish (progress)
 };
 
+struct Scheduler::Member {
+  enum class State : uint8_t { kFetching, kInHost, kLoading, kInSlot };
+  AdapterId id;
+  std::shared_ptr<const LoraWeights> weights;  // once fetched
+  State state = State::kFetching;
+  int32_t slot = -1;
+  int32_t sets = 0;     // live sets naming it
+  int32_t holders = 0;  // sets holding its slot (phase != Idle)
+  double fetch_since_ms = 0.0;
+};
+
 struct Scheduler::AdapterState {
-  std::shared_ptr<const AdapterVersion> version;  // null => base model
-  std::string key;
+  std::vector<Member*> members;  // sorted by id; empty => base model
+  std::vector<AdapterId> ids;    // the members' ids, for WaitingAdapter
+  std::string key;               // "t/a@1+t/b@2"
   std::deque<Sequence*> queue;
   std::vector<Sequence*> paused;  // swapped out with pause_on_swap_out: KV kept; by submission order
   int32_t pins = 0;  // running sequences
   AdapterPhase phase = AdapterPhase::kIdle;
-  int32_t slot = -1;
   double active_since_ms = 0.0;
   uint64_t active_steps = 0;  // schedule() calls it was Active in: >= 1 before a swap-out (progress when Q = 0)
   double waiting_since_ms = 0.0;
   uint64_t ticket = 0;  // != 0 while waiting for a slot: strict FIFO order
-  bool is_base() const { return version == nullptr; }
+  bool is_base() const { return members.empty(); }
+  bool fetched() const {
+    for (const Member* m : members)
+      if (m->state == Member::State::kFetching) return false;
+    return true;
+  }
+  bool all_in_slot() const {
+    for (const Member* m : members)
+      if (m->state != Member::State::kInSlot) return false;
+    return true;
+  }
+  bool has(const Member* m) const { return std::find(members.begin(), members.end(), m) != members.end(); }
+  int32_t first_slot() const { return members.empty() ? -1 : members.front()->slot; }
   bool has_pending() const { return !queue.empty() || !paused.empty(); }
   // The submission order of its oldest queued or paused request.
   uint64_t oldest_order() const {
@@ -65,13 +92,13 @@ double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32
   return rounds * cycle + (load_steps + 1) * step_ms;
 }
 
-Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedulerConfig& config, AdapterResolver& resolver) {
+Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedulerConfig& config) {
   MYRIAD_TRY(validate_scheduler_config(config));
-  return std::unique_ptr<Scheduler>(new Scheduler(config, resolver));
+  return std::unique_ptr<Scheduler>(new Scheduler(config));
 }
 
-Scheduler::Scheduler(const SchedulerConfig& config, AdapterResolver& resolver)
-    : config_(config), resolver_(resolver), kv_(config.num_kv_blocks, config.kv_shuffle_seed) {
+Scheduler::Scheduler(const SchedulerConfig& config)
+    : config_(config), limits_(request_limits(config)), kv_(config.num_kv_blocks, config.kv_shuffle_seed) {
   g_ = config_.max_tokens_per_step / config_.max_running_seqs;
   if (config_.max_prefill_chunk > 0) g_ = std::min(g_, config_.max_prefill_chunk);
   g_ = std::max(g_, 1);
@@ -114,12 +141,45 @@ void Scheduler::recycle(Sequence* s) {
   seq_free_.push_back(s);
 }
 
-Scheduler::AdapterState* Scheduler::adapter_for(std::shared_ptr<const AdapterVersion> v) {
-  std::string key = v->key();
+Scheduler::Member* Scheduler::member_for(const AdapterId& id, double now_ms) {
+  auto it = members_.find(id);
+  if (it != members_.end()) return it->second.get();
+  auto m = std::make_unique<Member>();
+  m->id = id;
+  m->fetch_since_ms = now_ms;
+  Member* p = m.get();
+  members_.emplace(id, std::move(m));
+  fetches_.push_back(id);
+  ++stats_.fetches;
+  return p;
+}
+
+void Scheduler::forget_if_unused(Member& m) {
+  if (m.sets == 0 && m.holders == 0 && m.slot < 0) members_.erase(m.id);  // destroys m
+}
+
+// The set of the request's adapters (created on first use), with `s`'s
+// mixing weights in the set's member order.
+Scheduler::AdapterState* Scheduler::set_for(const std::vector<AdapterUse>& adapters, Sequence& s) {
+  std::array<const AdapterUse*, kMaxAdaptersPerRow> sorted{};
+  const size_t n = adapters.size();
+  for (size_t i = 0; i < n; ++i) sorted[i] = &adapters[i];
+  std::sort(sorted.begin(), sorted.begin() + long(n), [](const AdapterUse* x, const AdapterUse* y) { return x->id < y->id; });
+  std::string key;
+  for (size_t i = 0; i < n; ++i) {
+    if (i) key += '+';
+    key += sorted[i]->id.to_string();
+    s.weights[i] = sorted[i]->weight;
+  }
   auto it = adapters_.find(key);
   if (it != adapters_.end()) return it->second.get();
   auto a = std::make_unique<AdapterState>();
-  a->version = std::move(v);
+  for (size_t i = 0; i < n; ++i) {
+    Member* m = member_for(sorted[i]->id, now_ms_);
+    ++m->sets;
+    a->members.push_back(m);
+    a->ids.push_back(m->id);
+  }
   a->key = key;
   AdapterState* p = a.get();
   adapters_.emplace(std::move(key), std::move(a));
@@ -128,7 +188,7 @@ Scheduler::AdapterState* Scheduler::adapter_for(std::shared_ptr<const AdapterVer
 }
 
 void Scheduler::mark_waiting(AdapterState& a, double now_ms) {
-  if (a.is_base() || a.ticket != 0 || !a.has_pending()) return;
+  if (a.is_base() || a.ticket != 0 || !a.has_pending() || !a.fetched()) return;
   if (a.phase != AdapterPhase::kIdle && a.phase != AdapterPhase::kDraining) return;
   a.ticket = next_ticket_++;
   a.waiting_since_ms = now_ms;
@@ -139,54 +199,17 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
     ++stats_.rejected;
     return make_error(code, std::move(msg));
   };
-  if (request.id == 0) return reject(ErrorCode::kInvalidArgument, "request id 0: the caller assigns ids, never 0");
+  if (Status v = validate_request(request, limits_); !v.ok()) return reject(v.error().code, v.error().message);
   if (by_id_.count(request.id))
     return reject(ErrorCode::kInvalidArgument, "request id " + std::to_string(request.id) + " is already in flight");
-  if (!(request.timeout_ms >= 0.0))
-    return reject(ErrorCode::kInvalidArgument, "timeout_ms = " + std::to_string(request.timeout_ms) + ": must be >= 0");
   const size_t prompt_len = request.prompt.size();
-  if (prompt_len == 0) return reject(ErrorCode::kInvalidArgument, "request has an empty prompt");
-  if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
-    return reject(ErrorCode::kInvalidArgument, "max_tokens = 0: must be >= 1 (or ask for prompt_logits)");
-  if (request.prompt_logits != LogitsRequest::kNone && config_.vocab_size <= 0)
-    return reject(ErrorCode::kInvalidArgument, "prompt_logits needs the scheduler's vocab_size");
-  for (size_t i = 0; i < prompt_len; ++i) {
-    const int32_t t = request.prompt[i];
-    if (t < 0 || (config_.vocab_size > 0 && t >= config_.vocab_size))
-      return reject(ErrorCode::kInvalidArgument, "prompt token " + std::to_string(i) + ": token id " + std::to_string(t) +
-                                                     " is outside the vocabulary [0, " +
-                                                     std::to_string(config_.vocab_size) + ")");
-  }
-  const SamplingParams& sp = request.sampling;
-  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
-    return reject(ErrorCode::kInvalidArgument, "temperature = " + std::to_string(sp.temperature) + ": must be >= 0");
-  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f))
-    return reject(ErrorCode::kInvalidArgument, "top_p = " + std::to_string(sp.top_p) + ": must be in (0, 1]");
-  if (sp.top_k < 0) return reject(ErrorCode::kInvalidArgument, "top_k = " + std::to_string(sp.top_k) + ": must be >= 0");
-  if (!(sp.repetition_penalty > 0.0f))
-    return reject(ErrorCode::kInvalidArgument,
-                  "repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
   const int64_t total = int64_t(prompt_len) + request.max_tokens;
-  if (config_.max_seq_len > 0 && total > config_.max_seq_len)
-    return reject(ErrorCode::kInvalidArgument, "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" +
-                                                   std::to_string(request.max_tokens) + ") exceeds max_seq_len " +
-                                                   std::to_string(config_.max_seq_len));
   const int64_t blocks = (total + config_.kv_block_size - 1) / config_.kv_block_size;
-  if (blocks > config_.num_kv_blocks)
-    return reject(ErrorCode::kResourceExhausted,
-                  "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +
-                      ") needs " + std::to_string(blocks) + " KV blocks; the pool has " +
-                      std::to_string(config_.num_kv_blocks));
-  AdapterState* a = base_.get();
-  if (!request.adapter.empty() && config_.num_slots == 0)
-    return reject(ErrorCode::kUnsupported, "adapter '" + request.adapter + "' requested but this engine has no adapter slots (base model only)");
-  if (!request.adapter.empty()) {
-    auto v = resolver_.resolve(request.adapter);
-    if (!v.ok()) return reject(v.error().code, v.error().message);
-    a = adapter_for(std::move(v.value()));
-  }
+  const SamplingParams& sp = request.sampling;
 
   Sequence* s = new_sequence();
+  now_ms_ = now_ms;
+  AdapterState* a = request.adapters.empty() ? base_.get() : set_for(request.adapters, *s);
   s->id = request.id;
   s->adapter = a;
   s->tokens.reserve(size_t(total));
@@ -305,23 +328,76 @@ int32_t Scheduler::free_slot() const {
   return -1;
 }
 
-void Scheduler::evict(AdapterState& a) {
-  MYRIAD_CHECK(a.pins == 0, "evicting adapter " + a.key + " pinned by " + std::to_string(a.pins) + " sequences");
-  out_.evictions.push_back({a.slot, a.version});
-  slots_[size_t(a.slot)] = nullptr;
-  a.slot = -1;
-  a.phase = AdapterPhase::kIdle;
+size_t Scheduler::num_free_slots() const { return size_t(std::count(slots_.begin(), slots_.end(), nullptr)); }
+
+size_t Scheduler::slots_needed(const AdapterState& a) const {
+  size_t n = 0;
+  for (const Member* m : a.members) n += m->slot < 0;
+  return n;
+}
+
+// Slots that evicting `a` would free: members no other set holds.
+size_t Scheduler::slots_freed_by(const AdapterState& a) const {
+  size_t n = 0;
+  for (const Member* m : a.members) n += m->holders == 1;
+  return n;
+}
+
+void Scheduler::free_member_slot(Member& m) {
+  out_.evictions.push_back({m.slot, m.id});
+  slots_[size_t(m.slot)] = nullptr;
+  m.slot = -1;
+  m.state = Member::State::kInHost;
   ++stats_.evictions;
 }
 
-void Scheduler::assign_slot(AdapterState& a, int32_t slot) {
+// Slots no set holds any more are evicted; a slot still loading waits for
+// its load to end (the executor reports it), so a load is never torn.
+void Scheduler::release_unheld_slots() {
+  for (Member* m : slots_) {
+    if (m == nullptr || m->holders > 0 || m->state != Member::State::kInSlot) continue;
+    free_member_slot(*m);
+    forget_if_unused(*m);
+  }
+}
+
+void Scheduler::evict(AdapterState& a) {
+  MYRIAD_CHECK(a.pins == 0, "evicting adapter " + a.key + " pinned by " + std::to_string(a.pins) + " sequences");
+  for (Member* m : a.members) --m->holders;
+  a.phase = AdapterPhase::kIdle;
+  release_unheld_slots();
+}
+
+void Scheduler::activate(AdapterState& a, double now_ms) {
+  a.phase = AdapterPhase::kActive;
+  a.active_since_ms = now_ms;
+  a.active_steps = 0;
+}
+
+void Scheduler::assign_slots(AdapterState& a, double now_ms) {
   a.phase = AdapterPhase::kLoading;
-  a.slot = slot;
   a.ticket = 0;  // waiting_since_ms kept: the wait lasts until it is Active
-  slots_[size_t(slot)] = &a;
-  loading_slots_.push_back(slot);
-  out_.loads.push_back({slot, a.version});
-  ++stats_.loads;
+  for (Member* m : a.members) {
+    ++m->holders;
+    if (m->slot >= 0) continue;  // resident for another set: shared
+    const int32_t slot = free_slot();
+    MYRIAD_CHECK(slot >= 0, "assigning slots to " + a.key + " without a free slot");
+    m->slot = slot;
+    m->state = Member::State::kLoading;
+    slots_[size_t(slot)] = m;
+    loading_slots_.push_back(slot);
+    out_.loads.push_back({slot, m->id, m->weights});
+    ++stats_.loads;
+  }
+  if (a.all_in_slot()) activate(a, now_ms);
+}
+
+// Assigns slots to waiters_[from...] in order while the next one fits;
+// returns the first not assigned.
+size_t Scheduler::assign_waiters(size_t from, double now_ms) {
+  size_t w = from;
+  while (w < waiters_.size() && slots_needed(*waiters_[w]) <= num_free_slots()) assign_slots(*waiters_[w++], now_ms);
+  return w;
 }
 
 void Scheduler::preempt(Sequence& s) {
@@ -394,7 +470,7 @@ void Scheduler::release_idle_and_drained() {
 void Scheduler::collect_waiters(bool by_ticket) {
   waiters_.clear();
   for (AdapterState* a : live_)
-    if (a->phase == AdapterPhase::kIdle && a->has_pending()) waiters_.push_back(a);
+    if (a->phase == AdapterPhase::kIdle && a->has_pending() && a->fetched()) waiters_.push_back(a);
   if (by_ticket) {
     std::sort(waiters_.begin(), waiters_.end(),
               [](const AdapterState* x, const AdapterState* y) { return x->ticket < y->ticket; });
@@ -408,105 +484,136 @@ void Scheduler::collect_waiters(bool by_ticket) {
 void Scheduler::plan_timeslice(double now_ms) {
   release_idle_and_drained();
   collect_waiters(/*by_ticket=*/true);
-  size_t w = 0;
-  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
-    assign_slot(*waiters_[w++], slot);
-  const size_t remaining = waiters_.size() - w;
-  if (remaining == 0) return;
-  size_t draining = 0;
-  for (AdapterState* a : live_) draining += a->phase == AdapterPhase::kDraining;
-  if (remaining <= draining) return;  // slots already on their way to the waiters
-  size_t need = remaining - draining;
+  size_t w = assign_waiters(0, now_ms);
+  if (w == waiters_.size()) return;
+  size_t wanted = 0;
+  for (size_t i = w; i < waiters_.size(); ++i) wanted += slots_needed(*waiters_[i]);
+  size_t coming = num_free_slots();  // slots free now or on their way to the waiters
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kDraining) coming += slots_freed_by(*a);
+  if (wanted <= coming) return;
+  size_t need = wanted - coming;
   // An active adapter with nothing queued only finishes what runs: let it
   // drain now rather than hold the slot for a quantum.
   for (AdapterState* a : live_) {
     if (need == 0) break;
-    if (a->phase == AdapterPhase::kActive && !a->has_pending()) {
+    const size_t frees = slots_freed_by(*a);
+    if (a->phase == AdapterPhase::kActive && !a->has_pending() && frees > 0) {
       swap_out(*a, now_ms, /*pause=*/false);
-      --need;
+      need -= std::min(need, frees);
     }
   }
   scratch_.clear();
   for (AdapterState* a : live_)
-    if (a->phase == AdapterPhase::kActive && a->active_steps > 0 && now_ms - a->active_since_ms >= config_.quantum_ms)
+    if (a->phase == AdapterPhase::kActive && a->active_steps > 0 && now_ms - a->active_since_ms >= config_.quantum_ms &&
+        slots_freed_by(*a) > 0)
       scratch_.push_back(a);
   std::sort(scratch_.begin(), scratch_.end(), [](const AdapterState* x, const AdapterState* y) {
-    return x->active_since_ms != y->active_since_ms ? x->active_since_ms < y->active_since_ms : x->slot < y->slot;
+    return x->active_since_ms != y->active_since_ms ? x->active_since_ms < y->active_since_ms
+                                                    : x->first_slot() < y->first_slot();
   });
   for (AdapterState* a : scratch_) {
     if (need == 0) break;
+    const size_t frees = slots_freed_by(*a);
     swap_out(*a, now_ms, config_.pause_on_swap_out);
     ++stats_.swaps;
     ++out_.num_swapped_out;
-    --need;
+    need -= std::min(need, frees);
   }
   // Paused (or empty) swapped-out adapters free their slots at once.
   for (AdapterState* a : live_)
     if (a->phase == AdapterPhase::kDraining && a->pins == 0) evict(*a);
-  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
-    assign_slot(*waiters_[w++], slot);
+  assign_waiters(w, now_ms);
 }
 
-void Scheduler::plan_fcfs() {
+void Scheduler::plan_fcfs(double now_ms) {
   release_idle_and_drained();
   collect_waiters(/*by_ticket=*/false);
-  size_t w = 0;
-  for (int32_t slot = free_slot(); slot >= 0 && w < waiters_.size(); slot = free_slot())
-    assign_slot(*waiters_[w++], slot);
+  assign_waiters(0, now_ms);
 }
 
-void Scheduler::plan_one_at_a_time() {
+void Scheduler::plan_one_at_a_time(double now_ms) {
   release_idle_and_drained();
   for (AdapterState* a : live_)
     if (a->phase != AdapterPhase::kIdle) return;  // the current one is still serving (or loading)
   collect_waiters(/*by_ticket=*/false);
-  const int32_t slot = free_slot();
-  if (!waiters_.empty() && slot >= 0) assign_slot(*waiters_.front(), slot);
+  if (!waiters_.empty() && slots_needed(*waiters_.front()) <= num_free_slots()) assign_slots(*waiters_.front(), now_ms);
 }
 
 void Scheduler::plan_adapters(double now_ms) {
   switch (config_.policy) {
     case SchedulerPolicy::kTimeslice: plan_timeslice(now_ms); break;
-    case SchedulerPolicy::kFcfs: plan_fcfs(); break;
-    case SchedulerPolicy::kOneAtATime: plan_one_at_a_time(); break;
+    case SchedulerPolicy::kFcfs: plan_fcfs(now_ms); break;
+    case SchedulerPolicy::kOneAtATime: plan_one_at_a_time(now_ms); break;
   }
 }
 
-void Scheduler::on_adapter_ready(int32_t slot, double now_ms) {
-  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
-                   slots_[size_t(slot)]->phase == AdapterPhase::kLoading,
-               "on_adapter_ready(" + std::to_string(slot) + ") for a slot that is not loading");
-  AdapterState& a = *slots_[size_t(slot)];
-  a.phase = AdapterPhase::kActive;
-  a.active_since_ms = now_ms;
-  a.active_steps = 0;
-  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
+void Scheduler::on_adapter_fetched(const AdapterId& id, std::shared_ptr<const LoraWeights> weights, double now_ms) {
+  auto it = members_.find(id);
+  if (it == members_.end() || it->second->state != Member::State::kFetching) return;
+  Member& m = *it->second;
+  m.weights = std::move(weights);
+  m.state = Member::State::kInHost;
+  for (AdapterState* a : live_)
+    if (a->has(&m)) mark_waiting(*a, now_ms);
 }
 
-void Scheduler::on_load_failed(int32_t slot, const Error& error, double now_ms) {
-  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
-                   slots_[size_t(slot)]->phase == AdapterPhase::kLoading,
-               "on_load_failed(" + std::to_string(slot) + ") for a slot that is not loading");
-  AdapterState& a = *slots_[size_t(slot)];
-  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
-  slots_[size_t(slot)] = nullptr;
-  a.slot = -1;
-  a.phase = AdapterPhase::kIdle;
-  ++stats_.load_failures;
-  const Error e = make_error(error.code, "loading adapter " + a.key + " into slot " + std::to_string(slot) + ": " +
-                                             error.message);
+void Scheduler::fail_pending(AdapterState& a, const Error& e, double now_ms) {
   while (!a.paused.empty()) fail(*a.paused.front(), e, now_ms);
   while (!a.queue.empty()) fail(*a.queue.front(), e, now_ms);
 }
 
-std::shared_ptr<const AdapterVersion> Scheduler::slot_adapter(int32_t slot) const {
-  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)] == nullptr) return nullptr;
-  return slots_[size_t(slot)]->version;
+void Scheduler::on_fetch_failed(const AdapterId& id, const Error& error, double now_ms) {
+  auto it = members_.find(id);
+  if (it == members_.end() || it->second->state != Member::State::kFetching) return;
+  Member* m = it->second.get();
+  ++stats_.fetch_failures;
+  const Error e = make_error(error.code, "fetching adapter " + id.to_string() + ": " + error.message);
+  // Its sets have never run (a set runs only once fetched): failing their
+  // queues leaves them empty, and forgetting them forgets the member, so a
+  // later request fetches it afresh.
+  for (AdapterState* a : live_)
+    if (a->has(m)) fail_pending(*a, e, now_ms);
+  forget_unused();
 }
 
-AdapterPhase Scheduler::slot_phase(int32_t slot) const {
-  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)] == nullptr) return AdapterPhase::kIdle;
-  return slots_[size_t(slot)]->phase;
+void Scheduler::on_adapter_ready(int32_t slot, double now_ms) {
+  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
+                   slots_[size_t(slot)]->state == Member::State::kLoading,
+               "on_adapter_ready(" + std::to_string(slot) + ") for a slot that is not loading");
+  Member& m = *slots_[size_t(slot)];
+  m.state = Member::State::kInSlot;
+  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kLoading && a->has(&m) && a->all_in_slot()) activate(*a, now_ms);
+}
+
+void Scheduler::on_load_failed(int32_t slot, const Error& error, double now_ms) {
+  MYRIAD_CHECK(slot >= 0 && size_t(slot) < slots_.size() && slots_[size_t(slot)] != nullptr &&
+                   slots_[size_t(slot)]->state == Member::State::kLoading,
+               "on_load_failed(" + std::to_string(slot) + ") for a slot that is not loading");
+  Member& m = *slots_[size_t(slot)];
+  loading_slots_.erase(std::find(loading_slots_.begin(), loading_slots_.end(), slot));
+  slots_[size_t(slot)] = nullptr;
+  m.slot = -1;
+  m.state = Member::State::kInHost;
+  ++stats_.load_failures;
+  const Error e = make_error(error.code, "loading adapter " + m.id.to_string() + " into slot " + std::to_string(slot) +
+                                             ": " + error.message);
+  // The sets that were loading it give up their other slots (evicted by the
+  // next schedule() once no set holds them) and fail their queues.
+  for (AdapterState* a : live_) {
+    if (a->phase != AdapterPhase::kLoading || !a->has(&m)) continue;
+    for (Member* o : a->members) --o->holders;
+    a->phase = AdapterPhase::kIdle;
+    fail_pending(*a, e, now_ms);
+  }
+  MYRIAD_CHECK(m.holders == 0, "adapter " + m.id.to_string() + " still held after its load failed");
+}
+
+const AdapterId* Scheduler::slot_adapter(int32_t slot) const {
+  if (slot < 0 || size_t(slot) >= slots_.size() || slots_[size_t(slot)] == nullptr) return nullptr;
+  return &slots_[size_t(slot)]->id;
 }
 
 // ---------------------------------------------------------------- the batch
@@ -522,7 +629,10 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
   row.block_offset = uint32_t(plan.block_ids.size());
   row.num_blocks = uint32_t(s.blocks.size());
   plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
-  row.adapters = AdapterMix::single(s.adapter->slot);
+  row.adapters = AdapterMix::none();
+  const auto& members = s.adapter->members;
+  for (size_t i = 0; i < members.size(); ++i) row.adapters.refs[i] = {members[i]->slot, s.weights[i]};
+  row.adapters.count = uint8_t(members.size());
   row.sample = s.num_computed + chunk == s.tokens.size() && s.max_tokens > 0;
   row.logits = LogitsRequest::kNone;
   if (s.prompt_logits != LogitsRequest::kNone && s.num_computed + chunk > s.logits_reported &&
@@ -603,9 +713,9 @@ void Scheduler::plan_admissions() {
       return;
     }
     // The oldest queued or paused request among the adapters that can run now.
-    AdapterState* best = base_->queue.empty() ? nullptr : base_.get();
-    for (AdapterState* a : slots_) {
-      if (a == nullptr || a->phase != AdapterPhase::kActive || !a->has_pending()) continue;
+    AdapterState* best = base_->has_pending() ? base_.get() : nullptr;
+    for (AdapterState* a : active_) {
+      if (a->phase != AdapterPhase::kActive || !a->has_pending()) continue;
       if (best == nullptr || a->oldest_order() < best->oldest_order()) best = a;
     }
     if (best == nullptr) return;
@@ -652,8 +762,13 @@ void Scheduler::plan_waiting() {
   auto add = [&](AdapterState& a) {
     if (!a.has_pending()) return;
     WaitingAdapter& w = out_.waiting.emplace_back();
-    w.adapter = a.version;
+    w.adapters = a.ids;
     w.queued = uint32_t(a.queue.size() + a.paused.size());
+    if (!a.fetched()) {
+      w.reason = WaitReason::kFetching;
+      w.since_ms = a.queue.empty() ? a.paused.front()->submit_ms : a.queue.front()->submit_ms;
+      return;
+    }
     switch (a.phase) {
       case AdapterPhase::kIdle: w.reason = WaitReason::kNoSlot; break;
       case AdapterPhase::kLoading: w.reason = WaitReason::kLoading; break;
@@ -677,6 +792,8 @@ void Scheduler::forget_unused() {
     const bool waiting_phase = a->phase == AdapterPhase::kIdle || a->phase == AdapterPhase::kDraining;
     if (waiting_phase && !a->has_pending()) a->ticket = 0;
     if (a->phase == AdapterPhase::kIdle && !a->has_pending() && a->pins == 0) {
+      for (Member* m : a->members) --m->sets;
+      for (Member* m : a->members) forget_if_unused(*m);
       adapters_.erase(a->key);  // destroys *a
       continue;
     }
@@ -691,11 +808,16 @@ const ScheduleOutput& Scheduler::schedule(double now_ms) {
   step_seqs_.clear();
   compact_running();
   expire_deadlines(now_ms);
+  release_unheld_slots();  // held by sets that failed since the last call
   // Safety net: an adapter that lost its slot with work queued waits in order.
   for (AdapterState* a : live_) mark_waiting(*a, now_ms);
   plan_adapters(now_ms);
-  for (AdapterState* a : slots_)
-    if (a != nullptr && a->phase == AdapterPhase::kActive) ++a->active_steps;
+  active_.clear();
+  for (AdapterState* a : live_)
+    if (a->phase == AdapterPhase::kActive) {
+      ++a->active_steps;
+      active_.push_back(a);
+    }
   budget_left_ = config_.max_tokens_per_step;
   plan_running();
   plan_admissions();

@@ -71,9 +71,10 @@ class CpuExecutor final : public Executor {
   // last one; out.logits_rows has one entry per logits position: its row.
   Status step(const StepPlan& plan, StepResult& out) override;
 
-  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
-  bool adapter_ready(int32_t slot) override;
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override;
   void unload_adapter(int32_t slot) override;
+  // Whether the load into `slot` has finished (tests; the engine is told by LoadDone).
+  bool adapter_ready(int32_t slot) const;
 
   // Installs the LoRA hook (not owned; must outlive its use; null removes it).
   void set_lora_hook(CpuLoraHook* hook) { lora_ = hook; }

@@ -50,8 +50,9 @@ class CpuLoraSlots final : public CpuLoraHook {
 
   // Queues a copy of `w` into `slot`. kInvalidArgument: slot out of range or
   // not empty; kUnsupported/kInvalidArgument: the adapter does not fit (layer
-  // count, a module's shape, a rank above max_rank).
-  Status begin_load(int32_t slot, std::shared_ptr<const LoraWeights> w);
+  // count, a module's shape, a rank above max_rank). `done` (optional) is
+  // called on the loader thread once the slot is ready.
+  Status begin_load(int32_t slot, std::shared_ptr<const LoraWeights> w, std::function<void(Status)> done = nullptr);
   bool ready(int32_t slot) const;
   // Waits for a load in flight into `slot`, then empties it. The caller
   // guarantees no row uses it.
@@ -75,6 +76,7 @@ class CpuLoraSlots final : public CpuLoraHook {
   struct Job {
     int32_t slot;
     std::shared_ptr<const LoraWeights> weights;
+    std::function<void(Status)> done;
   };
   void loader_loop();
   void copy_into(int32_t slot, const LoraWeights& w);

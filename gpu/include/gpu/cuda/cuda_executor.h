@@ -8,8 +8,10 @@
 // BF16 (serving; float32 accumulation) or F32 (TF32 off: the fixtures' goldens).
 //
 // Adapters: begin_load_adapter converts into a pinned staging buffer and
-// copies on a separate upload stream, recording an event; adapter_ready(slot)
-// is that event's completion. A step waits (on the device) for the events of
+// copies on a separate upload stream, recording an event, then queues a host
+// callback on that stream which reports the load (LoadDone) once the copies
+// have landed; adapter_ready(slot) is the event's completion. A step waits
+// (on the device) for the events of
 // the slots it uses. One staging buffer: a second load waits on the host for
 // the previous copy to finish.
 //
@@ -61,9 +63,10 @@ class CudaExecutor final : public Executor {
   // out.logits: kAll rows' every position and kLast rows' last one, row
   // order; out.logits_rows: the row of each logits position.
   Status step(const StepPlan& plan, StepResult& out) override;
-  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights) override;
-  bool adapter_ready(int32_t slot) override;
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override;
   void unload_adapter(int32_t slot) override;
+  // Whether the copies into `slot` have landed (tests, clone_adapter_slot).
+  bool adapter_ready(int32_t slot);
 
   // Figures for benchmarks.
   size_t weight_bytes() const;            // base weights resident on the device

@@ -1,0 +1,31 @@
+// Whether a request can ever run on an engine of a given shape, as a free
+// function: the scheduler calls it at submit, and a gateway calls it before
+// placing a request so a client hears about a bad one at once (with the
+// same message). Pure; thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/request.h"
+#include "runtime/result.h"
+#include "runtime/scheduler_config.h"
+
+namespace myriad {
+
+struct RequestLimits {
+  int32_t vocab_size = 0;      // 0 = token ids are not range-checked
+  int32_t max_seq_len = 0;     // prompt + max_tokens at most (0 = no limit)
+  int32_t kv_block_size = 16;
+  int32_t num_kv_blocks = 0;   // the whole pool: one request must fit in it
+  int32_t num_slots = 0;       // adapters of one request must fit at once
+};
+
+RequestLimits request_limits(const SchedulerConfig& config);
+
+// kInvalidArgument (a field out of range, named with its value),
+// kResourceExhausted (it could never fit the KV pool), kUnsupported (adapters
+// on an engine without slots). Does not check id uniqueness or whether the
+// adapters exist: those are the scheduler's and the registry's.
+Status validate_request(const Request& request, const RequestLimits& limits);
+
+}  // namespace myriad

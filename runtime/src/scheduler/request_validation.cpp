@@ -1,0 +1,84 @@
+#include "runtime/request_validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "runtime/step_plan.h"
+
+namespace myriad {
+
+RequestLimits request_limits(const SchedulerConfig& c) {
+  return RequestLimits{c.vocab_size, c.max_seq_len, c.kv_block_size, c.num_kv_blocks, c.num_slots};
+}
+
+namespace {
+
+Status check_adapters(const Request& request, const RequestLimits& limits) {
+  const auto& ads = request.adapters;
+  if (ads.empty()) return ok_status();
+  if (limits.num_slots == 0)
+    return make_error(ErrorCode::kUnsupported, "adapter " + ads[0].id.to_string() +
+                                                   " requested but this engine has no adapter slots (base model only)");
+  if (ads.size() > size_t(kMaxAdaptersPerRow))
+    return make_error(ErrorCode::kInvalidArgument, "a mixture of " + std::to_string(ads.size()) +
+                                                       " adapters; at most " + std::to_string(kMaxAdaptersPerRow));
+  if (ads.size() > size_t(limits.num_slots))
+    return make_error(ErrorCode::kInvalidArgument, "a mixture of " + std::to_string(ads.size()) +
+                                                       " adapters needs as many slots; this engine has " +
+                                                       std::to_string(limits.num_slots));
+  for (size_t i = 0; i < ads.size(); ++i) {
+    const AdapterUse& a = ads[i];
+    MYRIAD_TRY(check_tenant(a.id.tenant));
+    MYRIAD_TRY(check_adapter_name(a.id.name));
+    if (a.id.version == 0)
+      return make_error(ErrorCode::kInvalidArgument, "adapter " + a.id.qualified_name() +
+                                                         " has no version: resolve it before submitting");
+    if (!std::isfinite(a.weight))
+      return make_error(ErrorCode::kInvalidArgument, "adapter " + a.id.to_string() + ": weight is not finite");
+    for (size_t j = 0; j < i; ++j)
+      if (ads[j].id == a.id)
+        return make_error(ErrorCode::kInvalidArgument, "adapter " + a.id.to_string() + " is listed twice");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status validate_request(const Request& request, const RequestLimits& limits) {
+  auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, std::move(msg)); };
+  if (request.id == 0) return bad("request id 0: the caller assigns ids, never 0");
+  if (!(request.timeout_ms >= 0.0)) return bad("timeout_ms = " + std::to_string(request.timeout_ms) + ": must be >= 0");
+  const size_t prompt_len = request.prompt.size();
+  if (prompt_len == 0) return bad("request has an empty prompt");
+  if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
+    return bad("max_tokens = 0: must be >= 1 (or ask for prompt_logits)");
+  if (request.prompt_logits != LogitsRequest::kNone && limits.vocab_size <= 0)
+    return bad("prompt_logits needs the scheduler's vocab_size");
+  for (size_t i = 0; i < prompt_len; ++i) {
+    const int32_t t = request.prompt[i];
+    if (t < 0 || (limits.vocab_size > 0 && t >= limits.vocab_size))
+      return bad("prompt token " + std::to_string(i) + ": token id " + std::to_string(t) +
+                 " is outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
+  }
+  const SamplingParams& sp = request.sampling;
+  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
+    return bad("temperature = " + std::to_string(sp.temperature) + ": must be >= 0");
+  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) return bad("top_p = " + std::to_string(sp.top_p) + ": must be in (0, 1]");
+  if (sp.top_k < 0) return bad("top_k = " + std::to_string(sp.top_k) + ": must be >= 0");
+  if (!(sp.repetition_penalty > 0.0f))
+    return bad("repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
+  const int64_t total = int64_t(prompt_len) + request.max_tokens;
+  if (limits.max_seq_len > 0 && total > limits.max_seq_len)
+    return bad("prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +
+               ") exceeds max_seq_len " + std::to_string(limits.max_seq_len));
+  const int64_t blocks = (total + limits.kv_block_size - 1) / limits.kv_block_size;
+  if (blocks > limits.num_kv_blocks)
+    return make_error(ErrorCode::kResourceExhausted,
+                      "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +
+                          ") needs " + std::to_string(blocks) + " KV blocks; the pool has " +
+                          std::to_string(limits.num_kv_blocks));
+  return check_adapters(request, limits);
+}
+
+}  // namespace myriad
