@@ -6,11 +6,15 @@
 // equals decode without. Blocks come from a shuffled KvBlockAllocator.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -58,14 +62,21 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   EXPECT_TRUE(ex.ok()) << (ex.ok() ? "" : ex.error().to_string());
   if (!ex.ok()) return nullptr;
   // Slots 0..2: the three adapters, in golden.json's variant order.
+  // Each load is reported once, from CUDA's callback thread, after its copies.
   const char* names[] = {"r4-qv", "r8-all", "r16-rslora-o-down"};
+  auto reports = std::make_shared<std::atomic<int>>(0);
   for (int s = 0; s < 3; ++s) {
     auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/" + names[s]);
     if (!w) return nullptr;
-    auto st = (*ex)->begin_load_adapter(s, w, nullptr);
+    auto st = (*ex)->begin_load_adapter(s, w, [reports](Status done) {
+      EXPECT_TRUE(done.ok());
+      ++*reports;
+    });
     EXPECT_TRUE(st.ok()) << st.error().to_string();
   }
   EXPECT_TRUE((*ex)->wait_for_uploads().ok());
+  for (int i = 0; i < 5000 && reports->load() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(reports->load(), 3);
   for (int s = 0; s < 3; ++s) EXPECT_TRUE((*ex)->adapter_ready(s));
   return std::move(*ex);
 }
