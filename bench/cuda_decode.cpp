@@ -27,6 +27,7 @@
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
 #include "nodes/cli_app.h"
+#include "runtime/bench_plans.h"
 #include "runtime/model_factory.h"
 
 using namespace myriad;
@@ -86,36 +87,14 @@ std::pair<double, double> measure_bandwidth() {
   return {d2d, h2d};
 }
 
-// A decode batch: rows at position ctx + i after i steps, blocks laid out
-// contiguously per row (content is whatever the pool holds: timing only).
+// A decode batch: rows at position ctx + i after i steps (runtime/bench_plans.h).
 struct DecodeBatch {
   StepPlan plan;
   int32_t bs = 16;
   void build(int batch, int ctx, int steps, const std::vector<int32_t>& slots) {
-    plan.clear();
-    const int per_row = (ctx + steps + bs - 1) / bs;
-    for (int r = 0; r < batch; ++r) {
-      SeqRow row;
-      row.seq = SeqId(r + 1);
-      row.token_offset = uint32_t(r);
-      row.num_tokens = 1;
-      row.start_pos = ctx;
-      row.block_offset = uint32_t(plan.block_ids.size());
-      row.num_blocks = uint32_t(per_row);
-      for (int b = 0; b < per_row; ++b) plan.block_ids.push_back(r * per_row + b);
-      row.sample = true;
-      row.sampling.temperature = 0.0f;
-      row.adapters = AdapterMix::single(slots.empty() ? -1 : slots[size_t(r)]);
-      plan.rows.push_back(row);
-      plan.tokens.push_back(int32_t(r % 100 + 1));
-    }
+    plan_decode_batch(batch, ctx, steps, bs, slots, plan);
   }
-  void advance() {
-    for (auto& r : plan.rows) {
-      r.start_pos += 1;
-      r.output_index += 1;
-    }
-  }
+  void advance() { advance_decode_batch(plan); }
 };
 
 double time_steps(CudaExecutor& ex, DecodeBatch& b, int steps) {
