@@ -9,6 +9,7 @@
 #include "gpu/cpu/paged_attention.h"
 #include "gpu/devices.h"
 #include "runtime/log.h"
+#include "runtime/plan_validation.h"
 
 namespace myriad::gpu::cpu {
 namespace {
@@ -23,7 +24,6 @@ std::vector<float> to_f32(const TensorView& t) {
   return v;
 }
 
-std::string row_name(size_t i) { return "plan row " + std::to_string(i); }
 
 // Each copied weight starts on a cache line.
 size_t line_bytes(size_t n) { return (n + 63) / 64 * 64; }
@@ -184,47 +184,8 @@ void CpuExecutor::unload_adapter(int32_t slot) {
 }
 
 Status CpuExecutor::validate(const StepPlan& plan) const {
-  const auto& c = ckpt_->config();
-  const int64_t bs = options_.kv_block_size;
-  for (size_t i = 0; i < plan.rows.size(); ++i) {
-    const SeqRow& r = plan.rows[i];
-    auto bad = [&](const std::string& what) {
-      return make_error(ErrorCode::kInvalidArgument, row_name(i) + " (seq " + std::to_string(r.seq) + "): " + what);
-    };
-    if (r.num_tokens == 0) return bad("num_tokens is 0");
-    if (size_t(r.token_offset) + r.num_tokens > plan.tokens.size())
-      return bad("tokens [" + std::to_string(r.token_offset) + ", +" + std::to_string(r.num_tokens) +
-                 ") past plan.tokens (" + std::to_string(plan.tokens.size()) + ")");
-    for (uint32_t j = 0; j < r.num_tokens; ++j) {
-      const int32_t id = plan.tokens[r.token_offset + j];
-      if (id < 0 || id >= c.vocab_size)
-        return bad("token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
-    }
-    if (r.start_pos < 0) return bad("start_pos " + std::to_string(r.start_pos) + " is negative");
-    const int64_t end = int64_t(r.start_pos) + r.num_tokens;
-    if (size_t(r.block_offset) + r.num_blocks > plan.block_ids.size())
-      return bad("block table past plan.block_ids");
-    if (int64_t(r.num_blocks) * bs < end)
-      return bad(std::to_string(r.num_blocks) + " blocks of " + std::to_string(bs) + " do not cover positions [0, " +
-                 std::to_string(end) + ")");
-    for (uint32_t j = 0; j < r.num_blocks; ++j) {
-      const int32_t b = plan.block_ids[r.block_offset + j];
-      if (b < 0 || b >= options_.kv_num_blocks)
-        return bad("block id " + std::to_string(b) + " outside the pool [0, " + std::to_string(options_.kv_num_blocks) + ")");
-    }
-    if (size_t(r.history_offset) + r.history_len > plan.history.size()) return bad("history slice past plan.history");
-    if (r.prompt_len > r.history_len) return bad("prompt_len exceeds history_len");
-    if (r.sample && (r.sampling.temperature < 0 || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) ||
-                     r.sampling.top_k < 0 || r.sampling.repetition_penalty <= 0))
-      return bad("sampling parameters out of range");
-    for (uint8_t a = 0; a < r.adapters.count && a < kMaxAdaptersPerRow; ++a) {
-      const int32_t s = r.adapters.refs[a].slot;
-      if (!lora_) return bad("uses adapter slot " + std::to_string(s) + " but no adapters are loaded");
-      if (s < 0 || s >= options_.num_adapter_slots) return bad("adapter slot " + std::to_string(s) + " out of range");
-      if (lora_ == slots_.get() && !slots_->ready(s)) return bad("adapter slot " + std::to_string(s) + " is not ready (loading or empty)");
-    }
-  }
-  return ok_status();
+  // A test's own LoRA hook takes any slot in range; the slots need a finished load.
+  return validate_plan(plan, info(), [this](int32_t s) { return lora_ && (lora_ != slots_.get() || slots_->ready(s)); });
 }
 
 void CpuExecutor::lora(int layer, LinearModule m, const float* x, float* y) {
@@ -354,18 +315,7 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
 
   // Positions whose logits are needed: kAll rows' every token, else the last
   // token of rows that sample or ask for kLast.
-  logit_tokens_.clear();
-  {
-    int64_t t = 0;
-    for (const SeqRow& r : plan.rows) {
-      if (r.logits == LogitsRequest::kAll) {
-        for (uint32_t j = 0; j < r.num_tokens; ++j) logit_tokens_.push_back(t + j);
-      } else if (r.logits == LogitsRequest::kLast || r.sample) {
-        logit_tokens_.push_back(t + r.num_tokens - 1);
-      }
-      t += r.num_tokens;
-    }
-  }
+  logits_positions(plan, logit_tokens_);
   const int64_t P = int64_t(logit_tokens_.size());
   if (P == 0) {
     out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

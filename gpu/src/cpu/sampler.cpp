@@ -6,20 +6,10 @@
 #include "gpu/cpu/ops.h"
 #include "matmul_kernels.h"
 #include "ops_kernels.h"
+#include "runtime/counter_rng.h"
 #include "sampler_kernels.h"
 
 namespace myriad::gpu::cpu {
-namespace {
-
-inline uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-
-}  // namespace
 
 namespace detail {
 double sum_exp_portable(const float* z, int64_t n, float m) {
@@ -47,10 +37,7 @@ double log_sum_exp(const float* z, int64_t n) {
   return log_sum_exp_given_max(z, n, m);
 }
 
-double counter_uniform(uint64_t seed, uint32_t output_index) {
-  const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));
-  return double(h >> 11) * (1.0 / 9007199254740992.0);  // 53 bits
-}
+double counter_uniform(uint64_t seed, uint32_t output_index) { return myriad::counter_uniform(seed, output_index); }
 
 void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std::span<const int32_t> history,
                      uint32_t prompt_len, std::vector<int32_t>& counts) {

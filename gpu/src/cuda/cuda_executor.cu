@@ -26,6 +26,7 @@
 #include "gpu/cuda/rmsnorm.h"
 #include "gpu/cuda/rope.h"
 #include "gpu/cuda/sampling.h"
+#include "runtime/plan_validation.h"
 
 namespace myriad::gpu::cuda {
 namespace {
@@ -399,58 +400,7 @@ Status CudaExecutor::Impl::alloc_runtime() {
 // ---------------------------------------------------------------------------
 
 Status CudaExecutor::Impl::validate(const StepPlan& plan) const {
-  const int64_t bs = opt.kv_block_size;
-  if (plan.rows.size() > size_t(opt.max_rows))
-    return make_error(ErrorCode::kResourceExhausted, "step has " + std::to_string(plan.rows.size()) +
-                                                         " rows; max_rows is " + std::to_string(opt.max_rows));
-  size_t T = 0, Qn = 0;
-  for (size_t i = 0; i < plan.rows.size(); ++i) {
-    const SeqRow& r = plan.rows[i];
-    auto bad = [&](const std::string& what) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "plan row " + std::to_string(i) + " (seq " + std::to_string(r.seq) + "): " + what);
-    };
-    if (r.num_tokens == 0) return bad("num_tokens is 0");
-    if (size_t(r.token_offset) + r.num_tokens > plan.tokens.size()) return bad("tokens past plan.tokens");
-    for (uint32_t j = 0; j < r.num_tokens; ++j) {
-      const int32_t id = plan.tokens[r.token_offset + j];
-      if (id < 0 || id >= V)
-        return bad("token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(V) + ")");
-    }
-    if (r.start_pos < 0) return bad("start_pos " + std::to_string(r.start_pos) + " is negative");
-    const int64_t end = int64_t(r.start_pos) + r.num_tokens;
-    if (size_t(r.block_offset) + r.num_blocks > plan.block_ids.size()) return bad("block table past plan.block_ids");
-    if (int64_t(r.num_blocks) * bs < end)
-      return bad(std::to_string(r.num_blocks) + " blocks of " + std::to_string(bs) + " do not cover positions [0, " +
-                 std::to_string(end) + ")");
-    for (uint32_t j = 0; j < r.num_blocks; ++j) {
-      const int32_t b = plan.block_ids[r.block_offset + j];
-      if (b < 0 || b >= opt.kv_num_blocks)
-        return bad("block id " + std::to_string(b) + " outside the pool [0, " + std::to_string(opt.kv_num_blocks) + ")");
-    }
-    if (size_t(r.history_offset) + r.history_len > plan.history.size()) return bad("history slice past plan.history");
-    if (r.prompt_len > r.history_len) return bad("prompt_len exceeds history_len");
-    if (r.sample && (r.sampling.temperature < 0 || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) ||
-                     r.sampling.top_k < 0 || r.sampling.repetition_penalty <= 0))
-      return bad("sampling parameters out of range");
-    if (r.adapters.count > kMaxAdaptersPerRow) return bad("more than 4 adapters");
-    for (uint8_t a = 0; a < r.adapters.count; ++a) {
-      const int32_t s = r.adapters.refs[a].slot;
-      if (s < 0 || s >= slots) return bad("adapter slot " + std::to_string(s) + " out of range");
-      if (slot_state[size_t(s)] != SlotState::kReady) return bad("adapter slot " + std::to_string(s) + " is not ready");
-    }
-    T += r.num_tokens;
-    if (r.logits == LogitsRequest::kAll) Qn += r.num_tokens;
-    if (r.logits == LogitsRequest::kLast) Qn += 1;
-  }
-  if (T > size_t(opt.max_tokens_per_step))
-    return make_error(ErrorCode::kResourceExhausted, "step has " + std::to_string(T) +
-                                                         " tokens; max_tokens_per_step is " +
-                                                         std::to_string(opt.max_tokens_per_step));
-  if (Qn > size_t(opt.max_logits_rows))
-    return make_error(ErrorCode::kResourceExhausted, "step asks for " + std::to_string(Qn) +
-                                                         " logits rows; max_logits_rows is " +
-                                                         std::to_string(opt.max_logits_rows));
+  MYRIAD_TRY(validate_plan(plan, info, [this](int32_t s) { return slot_state[size_t(s)] == SlotState::kReady; }));
   if (plan.block_ids.size() > block_ids.capacity || plan.history.size() > history.capacity)
     return make_error(ErrorCode::kResourceExhausted, "step's block tables or penalty history exceed capacity");
   return ok_status();

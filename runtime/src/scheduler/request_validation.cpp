@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/plan_validation.h"
 #include "runtime/step_plan.h"
 
 namespace myriad {
@@ -61,13 +62,7 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
       return bad("prompt token " + std::to_string(i) + ": token id " + std::to_string(t) +
                  " is outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
   }
-  const SamplingParams& sp = request.sampling;
-  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
-    return bad("temperature = " + std::to_string(sp.temperature) + ": must be >= 0");
-  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) return bad("top_p = " + std::to_string(sp.top_p) + ": must be in (0, 1]");
-  if (sp.top_k < 0) return bad("top_k = " + std::to_string(sp.top_k) + ": must be >= 0");
-  if (!(sp.repetition_penalty > 0.0f))
-    return bad("repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
+  MYRIAD_TRY(check_sampling_params(request.sampling));
   const int64_t total = int64_t(prompt_len) + request.max_tokens;
   if (limits.max_seq_len > 0 && total > limits.max_seq_len)
     return bad("prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +

@@ -17,29 +17,14 @@
 #include <cstdint>
 
 #include "gpu/cuda/device_memory.h"
+#include "runtime/counter_rng.h"
 #include "runtime/result.h"
-
-#if defined(__CUDACC__)
-#define MYRIAD_HOST_DEVICE __host__ __device__
-#else
-#define MYRIAD_HOST_DEVICE
-#endif
 
 namespace myriad::gpu::cuda {
 
-// The counter-based random source, bit-identical to gpu/cpu's
-// counter_uniform (sampler.cpp) so both backends draw the same u:
-// splitmix64(splitmix64(seed) ^ (index * 0xd1b54a32d192ed03 + 1)), top 53 bits.
-MYRIAD_HOST_DEVICE inline uint64_t sampling_splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-// Uniform in [0, 1) (53 bits).
+// The counter-based random source shared with the CPU (runtime/counter_rng.h).
 MYRIAD_HOST_DEVICE inline double sampling_uniform(uint64_t seed, uint32_t output_index) {
-  const uint64_t h = sampling_splitmix64(sampling_splitmix64(seed) ^ (uint64_t(output_index) * 0xd1b54a32d192ed03ull + 1));
-  return double(h >> 11) * (1.0 / 9007199254740992.0);
+  return myriad::counter_uniform(seed, output_index);
 }
 
 struct SampleRow {  // plain data, uploaded per step

@@ -1,0 +1,105 @@
+#include "runtime/plan_validation.h"
+
+#include <cmath>
+#include <string>
+
+namespace myriad {
+
+Status check_sampling_params(const SamplingParams& sp) {
+  auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, std::move(msg)); };
+  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
+    return bad("temperature = " + std::to_string(sp.temperature) + ": must be >= 0");
+  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) return bad("top_p = " + std::to_string(sp.top_p) + ": must be in (0, 1]");
+  if (sp.top_k < 0) return bad("top_k = " + std::to_string(sp.top_k) + ": must be >= 0");
+  if (!(sp.repetition_penalty > 0.0f) || !std::isfinite(sp.repetition_penalty))
+    return bad("repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
+  if (!std::isfinite(sp.presence_penalty)) return bad("presence_penalty is not finite");
+  if (!std::isfinite(sp.frequency_penalty)) return bad("frequency_penalty is not finite");
+  return ok_status();
+}
+
+Status validate_plan(const StepPlan& plan, const ExecutorInfo& info, const std::function<bool(int32_t)>& slot_ready) {
+  const int64_t bs = info.kv_block_size;
+  if (info.max_rows > 0 && plan.rows.size() > size_t(info.max_rows))
+    return make_error(ErrorCode::kResourceExhausted, "step has " + std::to_string(plan.rows.size()) +
+                                                         " rows; max_rows is " + std::to_string(info.max_rows));
+  size_t tokens = 0;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    const SeqRow& r = plan.rows[i];
+    auto bad = [&](const std::string& what) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "plan row " + std::to_string(i) + " (seq " + std::to_string(r.seq) + "): " + what);
+    };
+    if (r.num_tokens == 0) return bad("num_tokens is 0");
+    if (size_t(r.token_offset) + r.num_tokens > plan.tokens.size())
+      return bad("tokens [" + std::to_string(r.token_offset) + ", +" + std::to_string(r.num_tokens) +
+                 ") past plan.tokens (" + std::to_string(plan.tokens.size()) + ")");
+    for (uint32_t j = 0; j < r.num_tokens; ++j) {
+      const int32_t id = plan.tokens[r.token_offset + j];
+      if (id < 0 || id >= info.vocab_size)
+        return bad("token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                   std::to_string(info.vocab_size) + ")");
+    }
+    if (r.start_pos < 0) return bad("start_pos " + std::to_string(r.start_pos) + " is negative");
+    const int64_t end = int64_t(r.start_pos) + r.num_tokens;
+    if (size_t(r.block_offset) + r.num_blocks > plan.block_ids.size()) return bad("block table past plan.block_ids");
+    if (int64_t(r.num_blocks) * bs < end)
+      return bad(std::to_string(r.num_blocks) + " blocks of " + std::to_string(bs) + " do not cover positions [0, " +
+                 std::to_string(end) + ")");
+    for (uint32_t j = 0; j < r.num_blocks; ++j) {
+      const int32_t b = plan.block_ids[r.block_offset + j];
+      if (b < 0 || b >= info.kv_num_blocks)
+        return bad("block id " + std::to_string(b) + " outside the pool [0, " + std::to_string(info.kv_num_blocks) +
+                   ")");
+    }
+    if (size_t(r.history_offset) + r.history_len > plan.history.size()) return bad("history slice past plan.history");
+    if (r.prompt_len > r.history_len) return bad("prompt_len exceeds history_len");
+    if (r.sample) {
+      if (Status st = check_sampling_params(r.sampling); !st.ok()) return bad("sampling: " + st.error().message);
+    }
+    if (r.adapters.count > kMaxAdaptersPerRow)
+      return bad(std::to_string(r.adapters.count) + " adapters (at most " + std::to_string(kMaxAdaptersPerRow) + ")");
+    for (uint8_t a = 0; a < r.adapters.count; ++a) {
+      const AdapterRef& ref = r.adapters.refs[a];
+      if (info.num_adapter_slots == 0)
+        return bad("uses adapter slot " + std::to_string(ref.slot) + " but the executor has no adapter slots");
+      if (ref.slot < 0 || ref.slot >= info.num_adapter_slots)
+        return bad("adapter slot " + std::to_string(ref.slot) + " out of range [0, " +
+                   std::to_string(info.num_adapter_slots) + ")");
+      if (!std::isfinite(ref.weight)) return bad("adapter slot " + std::to_string(ref.slot) + ": weight is not finite");
+      if (!slot_ready(ref.slot)) return bad("adapter slot " + std::to_string(ref.slot) + " is not ready (loading or empty)");
+    }
+    tokens += r.num_tokens;
+  }
+  if (info.max_tokens_per_step > 0 && tokens > size_t(info.max_tokens_per_step))
+    return make_error(ErrorCode::kResourceExhausted, "step has " + std::to_string(tokens) +
+                                                         " tokens; max_tokens_per_step is " +
+                                                         std::to_string(info.max_tokens_per_step));
+  const size_t logits_rows = returned_logits_rows(plan);
+  if (info.max_logits_rows > 0 && logits_rows > size_t(info.max_logits_rows))
+    return make_error(ErrorCode::kResourceExhausted, "step asks for " + std::to_string(logits_rows) +
+                                                         " logits rows; max_logits_rows is " +
+                                                         std::to_string(info.max_logits_rows));
+  return ok_status();
+}
+
+void logits_positions(const StepPlan& plan, std::vector<int64_t>& out) {
+  out.clear();
+  int64_t t = 0;
+  for (const SeqRow& r : plan.rows) {
+    if (r.logits == LogitsRequest::kAll) {
+      for (uint32_t j = 0; j < r.num_tokens; ++j) out.push_back(t + j);
+    } else if (r.logits == LogitsRequest::kLast || r.sample) {
+      out.push_back(t + r.num_tokens - 1);
+    }
+    t += r.num_tokens;
+  }
+}
+
+size_t returned_logits_rows(const StepPlan& plan) {
+  size_t n = 0;
+  for (const SeqRow& r : plan.rows) n += r.logits == LogitsRequest::kAll ? r.num_tokens : r.logits == LogitsRequest::kLast ? 1 : 0;
+  return n;
+}
+
+}  // namespace myriad
