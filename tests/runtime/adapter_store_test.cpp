@@ -3,8 +3,10 @@
 // kept apart, a restart, a damaged stored file never served, hostile
 // adapters refused with the store unchanged, recovery on open, concurrent
 // publishes, and kill -9 at random points of publishing (real processes).
-#include <gtest/gtest.h>
+#include "runtime/adapter_store.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,7 +25,6 @@
 #include <sstream>
 #include <thread>
 
-#include "runtime/adapter_store.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
 #include "runtime/sha256.h"
@@ -87,7 +88,8 @@ AdapterBytes fixture(const std::string& name) {
 // The fixture's tensors rewritten: `edit(name, shape, values)` may change any.
 template <class F>
 std::string edited_weights(const std::string& fixture_name, const std::string& scratch, F&& edit) {
-  auto st = SafetensorsFile::open(fixtures_dir() + "/tiny-llama/adapters/" + fixture_name + "/adapter_model.safetensors");
+  auto st = SafetensorsFile::open(fixtures_dir() + "/tiny-llama/adapters/" + fixture_name +
+                                  "/adapter_model.safetensors");
   EXPECT_TRUE(st.ok());
   std::vector<std::string> names;
   std::vector<std::vector<int64_t>> shapes;
@@ -165,13 +167,15 @@ void expect_same_records(const std::vector<AdapterRecord>& a, const std::vector<
 void expect_error(const Status& s, ErrorCode code, const std::string& fragment) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, code) << s.error().to_string();
-  EXPECT_NE(s.error().message.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << s.error().message;
+  EXPECT_NE(s.error().message.find(fragment), std::string::npos)
+      << "'" << fragment << "' not in: " << s.error().message;
 }
 template <class T>
 void expect_error(const Result<T>& r, ErrorCode code, const std::string& fragment) {
   ASSERT_FALSE(r.ok()) << "expected " << error_code_name(code) << " with '" << fragment << "'";
   EXPECT_EQ(r.error().code, code) << r.error().to_string();
-  EXPECT_NE(r.error().message.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << r.error().message;
+  EXPECT_NE(r.error().message.find(fragment), std::string::npos)
+      << "'" << fragment << "' not in: " << r.error().message;
 }
 
 TEST(AdapterStore, PublishResolveListVersions) {
@@ -207,7 +211,8 @@ TEST(AdapterStore, PublishResolveListVersions) {
   auto pinned = store->resolve(name_of("alpha/chat@1"));
   ASSERT_TRUE(pinned.ok());
   EXPECT_EQ(pinned->sha256, v1.sha256);
-  expect_error(store->resolve(name_of("alpha/chat@3")), ErrorCode::kNotFound, "alpha/chat@3 not found (newest is @2)");
+  expect_error(store->resolve(name_of("alpha/chat@3")), ErrorCode::kNotFound,
+               "alpha/chat@3 not found (newest is @2)");
   expect_error(store->resolve(name_of("alpha/other")), ErrorCode::kNotFound, "adapter alpha/other not found");
 
   auto vs = store->versions("alpha", "chat");
@@ -229,7 +234,8 @@ TEST(AdapterStore, PublishFolderReadsThePeftFiles) {
   ScratchDir d;
   auto store = open_store(d.data());
   ASSERT_TRUE(store);
-  auto r = store->publish_folder(name_of("alpha/rs"), fixtures_dir() + "/tiny-llama/adapters/r16-rslora-o-down");
+  auto r =
+      store->publish_folder(name_of("alpha/rs"), fixtures_dir() + "/tiny-llama/adapters/r16-rslora-o-down");
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r->rank, 16);
   EXPECT_EQ(r->target_modules, (std::vector<std::string>{"o_proj", "down_proj"}));
@@ -362,9 +368,10 @@ TEST(AdapterStore, DamagedStoredFileIsNeverServed) {
   bad[bad.size() - 3] ^= 0x01;
   write_bytes(blob + "/adapter_model.safetensors", bad);
   auto w = store->load(rec.id);
-  expect_error(w, ErrorCode::kBadFile,
-               "stored adapter alpha/chat@1: adapter_model.safetensors no longer matches its sha256 (stored " +
-                   sha256_hex(r4.weights) + ", now " + sha256_hex(bad) + ")");
+  expect_error(
+      w, ErrorCode::kBadFile,
+      "stored adapter alpha/chat@1: adapter_model.safetensors no longer matches its sha256 (stored " +
+          sha256_hex(r4.weights) + ", now " + sha256_hex(bad) + ")");
 
   write_bytes(blob + "/adapter_model.safetensors", r4.weights);
   write_bytes(blob + "/adapter_config.json", r4.config + " ");
@@ -392,21 +399,21 @@ TEST(AdapterStore, HostileAdaptersAreRefusedWithTheStoreUnchanged) {
   const auto records = store->list("").value();
   const auto files = tree(d.data());
 
-  const std::string shape_mismatch =
-      edited_weights("r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>& shape, std::vector<float>& v) {
+  const std::string shape_mismatch = edited_weights(
+      "r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>& shape, std::vector<float>& v) {
         if (n == "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") {
           shape = {4, 32};  // the base's hidden size is 64
           v.resize(4 * 32);
         }
       });
-  const std::string nan =
-      edited_weights("r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
+  const std::string nan = edited_weights(
+      "r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
         if (n == "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight") {
           v[5] = std::numeric_limits<float>::quiet_NaN();
         }
       });
-  const std::string inf =
-      edited_weights("r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
+  const std::string inf = edited_weights(
+      "r4-qv", d.path(), [](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
         if (n == "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight") {
           v[0] = std::numeric_limits<float>::infinity();
         }
@@ -421,7 +428,8 @@ TEST(AdapterStore, HostileAdaptersAreRefusedWithTheStoreUnchanged) {
     std::string fragment;
   };
   const std::vector<Case> cases = {
-      {"bad JSON", "alpha/chat", "{\"r\": 4, ", r4.weights, ErrorCode::kBadFile, "adapter_config.json: not valid JSON"},
+      {"bad JSON", "alpha/chat", "{\"r\": 4, ", r4.weights, ErrorCode::kBadFile,
+       "adapter_config.json: not valid JSON"},
       {"truncated safetensors", "alpha/chat", r4.config, r4.weights.substr(0, r4.weights.size() / 2),
        ErrorCode::kBadFile, "adapter_model.safetensors"},
       {"empty safetensors", "alpha/chat", r4.config, "", ErrorCode::kBadFile, "adapter_model.safetensors"},
@@ -431,9 +439,10 @@ TEST(AdapterStore, HostileAdaptersAreRefusedWithTheStoreUnchanged) {
       {"infinity", "alpha/chat", r4.config, inf, ErrorCode::kBadFile, "infinite"},
       {"rank over the slot capacity", "alpha/chat", r16.config, r16.weights, ErrorCode::kUnsupported,
        "rank 16, above the maximum adapter rank 8"},
-      {"over the size limit", "alpha/chat", r4.config, std::string(1 << 20, '\0'), ErrorCode::kInvalidArgument,
-       "exceed the store's limit"},
-      {"tenant that is a path", "../alpha/chat", r4.config, r4.weights, ErrorCode::kInvalidArgument, "tenant"},
+      {"over the size limit", "alpha/chat", r4.config, std::string(1 << 20, '\0'),
+       ErrorCode::kInvalidArgument, "exceed the store's limit"},
+      {"tenant that is a path", "../alpha/chat", r4.config, r4.weights, ErrorCode::kInvalidArgument,
+       "tenant"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -475,8 +484,8 @@ TEST(AdapterStore, OpenDeletesTemporaryAndUnreferencedFiles) {
   auto store = open_store(d.data());
   ASSERT_TRUE(store);
   EXPECT_TRUE(tree(d.data() + "/tmp").empty());
-  EXPECT_EQ(tree(d.data() + "/blobs"),
-            (std::vector<std::string>{kept, kept + "/adapter_config.json", kept + "/adapter_model.safetensors"}));
+  EXPECT_EQ(tree(d.data() + "/blobs"), (std::vector<std::string>{kept, kept + "/adapter_config.json",
+                                                                 kept + "/adapter_model.safetensors"}));
   EXPECT_TRUE(store->load(AdapterId{"alpha", "chat", 1}).ok());
 }
 
@@ -507,7 +516,8 @@ TEST(AdapterStore, ConcurrentPublishesGetDistinctVersions) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        auto r = store->publish(name_of("alpha/chat"), t % 2 ? r4.config : r8.config, t % 2 ? r4.weights : r8.weights);
+        auto r = store->publish(name_of("alpha/chat"), t % 2 ? r4.config : r8.config,
+                                t % 2 ? r4.weights : r8.weights);
         if (r.ok()) got[size_t(t)].push_back(r->id.version);
         (void)store->list("alpha");  // readers interleave with writers
       }
@@ -676,8 +686,9 @@ TEST(AdapterStoreCrash, KillDuringPublishLeavesAConsistentStore) {
   }
   uint64_t total = 0;
   for (const auto& [name, k] : newest) total += k;
-  std::printf("[ info     ] %llu versions published across %d killed children; %d kills left a publish half done\n",
-              (unsigned long long)total, kRounds, interrupted);
+  std::printf(
+      "[ info     ] %llu versions published across %d killed children; %d kills left a publish half done\n",
+      (unsigned long long)total, kRounds, interrupted);
   // The numbering continues after the last crash.
   auto store = open_store(d.data());
   ASSERT_TRUE(store);

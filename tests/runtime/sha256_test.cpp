@@ -1,11 +1,11 @@
 // SHA-256 against the FIPS 180-2 example messages, and streaming in pieces
 // equal to hashing at once (every split of a message that crosses blocks).
+#include "runtime/sha256.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
-
-#include "runtime/sha256.h"
 
 namespace myriad {
 namespace {

@@ -79,7 +79,7 @@ struct AdapterRecord {
 };
 
 struct AdapterStoreOptions {
-  int32_t max_rank = 64;                            // the executor's slot capacity; larger ranks are refused
+  int32_t max_rank = 64;                           // the executor's slot capacity; larger ranks are refused
   uint64_t max_adapter_bytes = uint64_t(4) << 30;  // both files together; larger uploads are refused
 };
 
@@ -91,7 +91,8 @@ class AdapterStore {
   // a crash left: empties tmp/ and deletes blob folders no row references.
   // kIo when the directory cannot be made or another store holds it.
   static Result<std::unique_ptr<AdapterStore>> open(const std::string& data_dir, const ModelConfig& base,
-                                                    std::string base_fingerprint, AdapterStoreOptions options = {});
+                                                    std::string base_fingerprint,
+                                                    AdapterStoreOptions options = {});
   ~AdapterStore();
   AdapterStore(const AdapterStore&) = delete;
   AdapterStore& operator=(const AdapterStore&) = delete;

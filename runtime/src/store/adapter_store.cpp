@@ -34,7 +34,7 @@ struct AdapterStore::Impl {
   AdapterStoreOptions options;
   int lock_fd = -1;
   std::unique_ptr<Catalog> catalog;
-  mutable std::mutex mu;             // the catalog and blobs/; publish writes its own tmp folder unlocked
+  mutable std::mutex mu;              // the catalog and blobs/; publish writes its own tmp folder unlocked
   std::atomic<uint64_t> next_tmp{0};  // tmp/ names: unique while this store holds the lock
 
   ~Impl() {
@@ -52,7 +52,8 @@ struct AdapterStore::Impl {
 namespace {
 
 int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -106,10 +107,13 @@ const std::string& AdapterStore::data_dir() const { return impl_->dir; }
 const std::string& AdapterStore::base_fingerprint() const { return impl_->fingerprint; }
 
 Result<std::unique_ptr<AdapterStore>> AdapterStore::open(const std::string& data_dir, const ModelConfig& base,
-                                                         std::string base_fingerprint, AdapterStoreOptions options) {
-  if (data_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "adapter store: the data directory is empty");
+                                                         std::string base_fingerprint,
+                                                         AdapterStoreOptions options) {
+  if (data_dir.empty())
+    return make_error(ErrorCode::kInvalidArgument, "adapter store: the data directory is empty");
   if (base_fingerprint.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "adapter store " + data_dir + ": the base fingerprint is empty");
+    return make_error(ErrorCode::kInvalidArgument,
+                      "adapter store " + data_dir + ": the base fingerprint is empty");
   }
   auto impl = std::make_unique<Impl>();
   impl->dir = data_dir;
@@ -160,13 +164,15 @@ Status AdapterStore::Impl::recover() {
   if (!leftovers->empty() || orphans > 0) {
     MYRIAD_TRY(store::fsync_dir(tmp_dir));
     MYRIAD_TRY(store::fsync_dir(blobs_dir));
-    log_info("adapter store {}: recovered from an interrupted run: deleted {} temporary and {} unreferenced blob "
-             "folder(s)",
-             dir, leftovers->size(), orphans);
+    log_info(
+        "adapter store {}: recovered from an interrupted run: deleted {} temporary and {} unreferenced blob "
+        "folder(s)",
+        dir, leftovers->size(), orphans);
   }
   const std::set<std::string> on_disk(present->begin(), present->end());
   for (const auto& n : referenced) {
-    if (on_disk.count(n) == 0) log_warn("adapter store {}: blob {} is in the catalog but its folder is missing", dir, n);
+    if (on_disk.count(n) == 0)
+      log_warn("adapter store {}: blob {} is in the catalog but its folder is missing", dir, n);
   }
   return ok_status();
 }
@@ -182,7 +188,8 @@ Status AdapterStore::Impl::discard_blob_dir(const std::string& sha) {
 }
 
 Result<bool> AdapterStore::Impl::blob_intact(const std::string& folder, const BlobRow& blob) const {
-  for (const auto& [file, want] : {std::pair{kConfigFile, &blob.config_sha256}, std::pair{kWeightsFile, &blob.weights_sha256}}) {
+  for (const auto& [file, want] :
+       {std::pair{kConfigFile, &blob.config_sha256}, std::pair{kWeightsFile, &blob.weights_sha256}}) {
     auto h = store::hash_file(folder + "/" + file);
     if (!h.ok()) {
       if (h.error().code == ErrorCode::kNotFound) return false;
@@ -200,7 +207,8 @@ Result<AdapterRecord> AdapterStore::publish(const AdapterName& name, std::string
   const uint64_t size = uint64_t(adapter_config_json.size()) + safetensors_bytes.size();
   if (size > s.options.max_adapter_bytes) {
     return make_error(ErrorCode::kInvalidArgument, "publish " + qualified(name.tenant, name.name) + ": " +
-                                                       std::to_string(size) + " bytes exceed the store's limit of " +
+                                                       std::to_string(size) +
+                                                       " bytes exceed the store's limit of " +
                                                        std::to_string(s.options.max_adapter_bytes));
   }
 
@@ -300,7 +308,8 @@ Result<AdapterRecord> AdapterStore::resolve(const AdapterName& name) const {
   std::string m = "adapter " + name.to_string() + " not found";
   if (name.version != 0) {
     auto newest = impl_->catalog->find(name.tenant, name.name, 0);
-    if (newest.ok() && newest->has_value()) m += " (newest is @" + std::to_string((*newest)->id.version) + ")";
+    if (newest.ok() && newest->has_value())
+      m += " (newest is @" + std::to_string((*newest)->id.version) + ")";
   }
   return make_error(ErrorCode::kNotFound, std::move(m));
 }
@@ -311,30 +320,34 @@ Result<std::vector<AdapterRecord>> AdapterStore::list(std::string_view tenant) c
   return impl_->catalog->list(tenant, "");
 }
 
-Result<std::vector<AdapterRecord>> AdapterStore::versions(std::string_view tenant, std::string_view name) const {
+Result<std::vector<AdapterRecord>> AdapterStore::versions(std::string_view tenant,
+                                                          std::string_view name) const {
   MYRIAD_TRY(check_name(tenant, name));
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto all = impl_->catalog->list(tenant, name);
   if (!all.ok()) return all.error();
-  if (all->empty()) return make_error(ErrorCode::kNotFound, "adapter " + qualified(tenant, name) + " not found");
+  if (all->empty())
+    return make_error(ErrorCode::kNotFound, "adapter " + qualified(tenant, name) + " not found");
   return all;
 }
 
 Status AdapterStore::remove(const AdapterId& id) {
   MYRIAD_TRY(check_name(id.tenant, id.name));
   if (id.version == 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "remove " + qualified(id.tenant, id.name) + ": name a version (remove_all_versions removes all)");
+    return make_error(ErrorCode::kInvalidArgument, "remove " + qualified(id.tenant, id.name) +
+                                                       ": name a version (remove_all_versions removes all)");
   }
   Impl& s = *impl_;
   std::lock_guard<std::mutex> lock(s.mu);
   auto removed = s.catalog->remove(id.tenant, id.name, id.version);
   if (!removed.ok()) return removed.error();
-  if (removed->versions == 0) return make_error(ErrorCode::kNotFound, "adapter " + id.to_string() + " not found");
+  if (removed->versions == 0)
+    return make_error(ErrorCode::kNotFound, "adapter " + id.to_string() + " not found");
   for (const auto& sha : removed->freed_blobs) {
     // The catalog no longer names it: a failure here leaves an orphan that
     // the next open() deletes, not a broken version.
-    if (auto st = s.discard_blob_dir(sha); !st.ok()) log_warn("adapter store {}: {}", s.dir, st.error().to_string());
+    if (auto st = s.discard_blob_dir(sha); !st.ok())
+      log_warn("adapter store {}: {}", s.dir, st.error().to_string());
   }
   log_info("adapter store {}: removed {}", s.dir, id.to_string());
   return ok_status();
@@ -346,11 +359,14 @@ Status AdapterStore::remove_all_versions(std::string_view tenant, std::string_vi
   std::lock_guard<std::mutex> lock(s.mu);
   auto removed = s.catalog->remove(tenant, name, 0);
   if (!removed.ok()) return removed.error();
-  if (removed->versions == 0) return make_error(ErrorCode::kNotFound, "adapter " + qualified(tenant, name) + " not found");
+  if (removed->versions == 0)
+    return make_error(ErrorCode::kNotFound, "adapter " + qualified(tenant, name) + " not found");
   for (const auto& sha : removed->freed_blobs) {
-    if (auto st = s.discard_blob_dir(sha); !st.ok()) log_warn("adapter store {}: {}", s.dir, st.error().to_string());
+    if (auto st = s.discard_blob_dir(sha); !st.ok())
+      log_warn("adapter store {}: {}", s.dir, st.error().to_string());
   }
-  log_info("adapter store {}: removed {} version(s) of {}", s.dir, removed->versions, qualified(tenant, name));
+  log_info("adapter store {}: removed {} version(s) of {}", s.dir, removed->versions,
+           qualified(tenant, name));
   return ok_status();
 }
 
@@ -371,7 +387,8 @@ Result<std::shared_ptr<const LoraWeights>> AdapterStore::load(const AdapterId& i
   }
   auto blob = s.catalog->blob(r.sha256);
   if (!blob.ok()) return blob.error();
-  if (!blob->has_value()) return make_error(ErrorCode::kInternal, what + ": its blob " + r.sha256 + " has no row");
+  if (!blob->has_value())
+    return make_error(ErrorCode::kInternal, what + ": its blob " + r.sha256 + " has no row");
   const std::string folder = s.blob_dir(r.sha256);
   for (const auto& [file, want] :
        {std::pair{kConfigFile, &(*blob)->config_sha256}, std::pair{kWeightsFile, &(*blob)->weights_sha256}}) {
@@ -380,7 +397,8 @@ Result<std::shared_ptr<const LoraWeights>> AdapterStore::load(const AdapterId& i
       std::string m = what;
       m += ": ";
       m += file;
-      m += h.error().code == ErrorCode::kNotFound ? " is missing from " + folder : " cannot be read: " + h.error().message;
+      m += h.error().code == ErrorCode::kNotFound ? " is missing from " + folder
+                                                  : " cannot be read: " + h.error().message;
       return make_error(ErrorCode::kBadFile, std::move(m));
     }
     if (*h != *want) {

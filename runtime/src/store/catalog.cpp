@@ -223,7 +223,8 @@ Result<AdapterRecord> Catalog::insert_next_version(AdapterRecord rec, const Blob
   rec.id.version = *last + 1;
   {
     Stmt s(db_, path_,
-           "INSERT OR IGNORE INTO blobs(sha256, config_sha256, weights_sha256, size_bytes) VALUES (?1, ?2, ?3, ?4)");
+           "INSERT OR IGNORE INTO blobs(sha256, config_sha256, weights_sha256, size_bytes) VALUES (?1, ?2, "
+           "?3, ?4)");
     MYRIAD_TRY(s.bind(1, blob.sha256)
                    .bind(2, blob.config_sha256)
                    .bind(3, blob.weights_sha256)
@@ -231,9 +232,10 @@ Result<AdapterRecord> Catalog::insert_next_version(AdapterRecord rec, const Blob
                    .run());
   }
   {
-    Stmt s(db_, path_,
-           "INSERT INTO adapters(tenant, name, version, sha256, base_fingerprint, rank, alpha, target_modules, "
-           "created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    Stmt s(
+        db_, path_,
+        "INSERT INTO adapters(tenant, name, version, sha256, base_fingerprint, rank, alpha, target_modules, "
+        "created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     MYRIAD_TRY(s.bind(1, rec.id.tenant)
                    .bind(2, rec.id.name)
                    .bind(3, int64_t(rec.id.version))
@@ -323,7 +325,8 @@ Result<Catalog::Removed> Catalog::remove(std::string_view tenant, std::string_vi
     MYRIAD_TRY(s.bind(1, tenant).bind(2, name).bind(3, int64_t(version)).run());
     removed.versions = uint64_t(sqlite3_changes(db_));
   }
-  constexpr const char* kUnreferenced = "SELECT sha256 FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM adapters)";
+  constexpr const char* kUnreferenced =
+      "SELECT sha256 FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM adapters)";
   {
     Stmt s(db_, path_, kUnreferenced);
     for (;;) {

@@ -166,8 +166,8 @@ Result<int> lock_dir(const std::string& dir) {
     const int err = errno;
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return make_error(ErrorCode::kIo, dir + ": another adapter store has this data directory open (" + path +
-                                            " is locked)");
+      return make_error(ErrorCode::kIo, dir + ": another adapter store has this data directory open (" +
+                                            path + " is locked)");
     }
     return io_error(path, "flock", err);
   }
