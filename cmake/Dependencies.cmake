@@ -53,6 +53,12 @@ if(NOT spdlog_FOUND)
   myriad_missing("spdlog" "libspdlog-dev")
 endif()
 
+# The adapter store's catalog (runtime/adapter_store.h).
+find_package(SQLite3 QUIET)
+if(NOT SQLite3_FOUND)
+  myriad_missing("SQLite 3" "libsqlite3-dev")
+endif()
+
 if(MYRIAD_GPU_ONLY)
   return()
 endif()
