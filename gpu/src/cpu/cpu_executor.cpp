@@ -192,37 +192,51 @@ void CpuExecutor::lora(int layer, LinearModule m, const float* x, float* y) {
   if (lora_ && any_adapter_) lora_->apply(layer, m, x, y, mix_);
 }
 
-void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
-  const auto& c = ckpt_->config();
-  const Layer& L = layers_[size_t(li)];
-  const int64_t H = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), I = c.intermediate_size, hd = c.head_dim;
-  const int64_t half = hd / 2;
-  const float eps = c.rms_norm_eps;
-  // Per-token ops (norms, RoPE + K/V writes, residuals): split over the
-  // threads from 4 tokens on (at batch 8 they were ~5% of a step with the
-  // other thread idle), in chunks of at most 16 tokens; inline below that.
-  const int64_t tok_grain = T < 4 ? T : std::min<int64_t>(16, (T + pool_.size() - 1) / pool_.size());
-  // SiLU-mul by elements: two halves of a batch-8 step's 16k, none of a
-  // decode's 2k, 4 chunks a thread of a prefill's.
-  const int64_t silu_grain = std::max<int64_t>(8192, pool_.grain_for(T * I, 4, 16));
+// Per-token ops (norms, RoPE + K/V writes, residuals): split over the
+// threads from 4 tokens on (at batch 8 they were ~5% of a step with the
+// other thread idle), in chunks of at most 16 tokens; inline below that.
+int64_t CpuExecutor::token_grain() const {
+  return T_ < 4 ? T_ : std::min<int64_t>(16, (T_ + pool_.size() - 1) / pool_.size());
+}
 
+Status CpuExecutor::embed() {
+  embedding(embed_, tokens_.data(), T_, x_.data());
+  return ok_status();
+}
+
+Status CpuExecutor::attn_norm(int li) {
+  const auto& c = ckpt_->config();
+  const int64_t H = c.hidden_size;
+  const Layer& L = layers_[size_t(li)];
   // The previous layer's MLP residual (its down_proj output in o_) is added
   // here, in the same region as this layer's norm.
-  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+  pool_.parallel_for(T_, token_grain(), [&](int64_t b, int64_t e, int) {
     if (li > 0)
       for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
-    rmsnorm(x_.data() + b * H, L.input_norm.data(), e - b, H, eps, h_.data() + b * H);
+    rmsnorm(x_.data() + b * H, L.input_norm.data(), e - b, H, c.rms_norm_eps, h_.data() + b * H);
   });
+  return ok_status();
+}
+
+Status CpuExecutor::qkv(int li) {
+  const auto& c = ckpt_->config();
+  const Layer& L = layers_[size_t(li)];
   const MatmulTarget qkv[] = {{L.q, q_.data()}, {L.k, k_.data()}, {L.v, v_.data()}};
-  matmul_many(pool_, h_.data(), T, qkv);
-  if (!L.q_bias.empty()) add_bias(q_.data(), L.q_bias.data(), T, qd);
-  if (!L.k_bias.empty()) add_bias(k_.data(), L.k_bias.data(), T, kvd);
-  if (!L.v_bias.empty()) add_bias(v_.data(), L.v_bias.data(), T, kvd);
+  matmul_many(pool_, h_.data(), T_, qkv);
+  if (!L.q_bias.empty()) add_bias(q_.data(), L.q_bias.data(), T_, c.q_dim());
+  if (!L.k_bias.empty()) add_bias(k_.data(), L.k_bias.data(), T_, c.kv_dim());
+  if (!L.v_bias.empty()) add_bias(v_.data(), L.v_bias.data(), T_, c.kv_dim());
   lora(li, LinearModule::kQ, h_.data(), q_.data());
   lora(li, LinearModule::kK, h_.data(), k_.data());
   lora(li, LinearModule::kV, h_.data(), v_.data());
+  return ok_status();
+}
 
-  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
+Status CpuExecutor::rope_and_cache(int li) {
+  const auto& c = ckpt_->config();
+  const int64_t qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, half = hd / 2;
+  const StepPlan& plan = *plan_;
+  pool_.parallel_for(T_, token_grain(), [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       const float* cs = cos_.data() + t * half;
       const float* sn = sin_.data() + t * half;
@@ -232,35 +246,86 @@ void CpuExecutor::forward_layer(int li, const StepPlan& plan, int64_t T) {
       kv_.write(li, plan.block_ids.data() + r.block_offset, pos_[size_t(t)], k_.data() + t * kvd, v_.data() + t * kvd);
     }
   });
+  return ok_status();
+}
 
-  attn_rows_.clear();
-  int64_t t0 = 0;
-  for (const SeqRow& r : plan.rows) {
-    attn_rows_.push_back({t0, int32_t(r.num_tokens), r.start_pos, plan.block_ids.data() + r.block_offset});
-    t0 += r.num_tokens;
-  }
-  const AttentionShape shape{c.num_heads, c.num_kv_heads, hd, window_};
+Status CpuExecutor::attention(int li) {
+  const auto& c = ckpt_->config();
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, window_};
   paged_attention(pool_, kv_, li, shape, attn_rows_, q_.data(), attn_.data());
+  return ok_status();
+}
 
-  matmul(pool_, attn_.data(), T, L.o, o_.data());
-  if (!L.o_bias.empty()) add_bias(o_.data(), L.o_bias.data(), T, H);
+Status CpuExecutor::out_proj(int li) {
+  const Layer& L = layers_[size_t(li)];
+  matmul(pool_, attn_.data(), T_, L.o, o_.data());
+  if (!L.o_bias.empty()) add_bias(o_.data(), L.o_bias.data(), T_, ckpt_->config().hidden_size);
   lora(li, LinearModule::kO, attn_.data(), o_.data());
-  pool_.parallel_for(T, tok_grain, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
-    rmsnorm(x_.data() + b * H, L.post_attn_norm.data(), e - b, H, eps, h_.data() + b * H);
-  });
+  return ok_status();
+}
 
+Status CpuExecutor::mlp_norm(int li) {
+  const auto& c = ckpt_->config();
+  const int64_t H = c.hidden_size;
+  const Layer& L = layers_[size_t(li)];
+  pool_.parallel_for(T_, token_grain(), [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b * H; i < e * H; ++i) x_[size_t(i)] += o_[size_t(i)];
+    rmsnorm(x_.data() + b * H, L.post_attn_norm.data(), e - b, H, c.rms_norm_eps, h_.data() + b * H);
+  });
+  return ok_status();
+}
+
+Status CpuExecutor::gate_up(int li) {
+  const Layer& L = layers_[size_t(li)];
   const MatmulTarget gu[] = {{L.gate, gate_.data()}, {L.up, up_.data()}};
-  matmul_many(pool_, h_.data(), T, gu);
+  matmul_many(pool_, h_.data(), T_, gu);
   lora(li, LinearModule::kGate, h_.data(), gate_.data());
   lora(li, LinearModule::kUp, h_.data(), up_.data());
-  pool_.parallel_for(T * I, silu_grain, [&](int64_t b, int64_t e, int) {
+  return ok_status();
+}
+
+Status CpuExecutor::act(int /*layer*/) {
+  const int64_t I = ckpt_->config().intermediate_size;
+  // SiLU-mul by elements: two halves of a batch-8 step's 16k, none of a
+  // decode's 2k, 4 chunks a thread of a prefill's.
+  const int64_t silu_grain = std::max<int64_t>(8192, pool_.grain_for(T_ * I, 4, 16));
+  pool_.parallel_for(T_ * I, silu_grain, [&](int64_t b, int64_t e, int) {
     silu_mul(gate_.data() + b, up_.data() + b, e - b, gate_.data() + b);
   });
-  matmul(pool_, gate_.data(), T, L.down, o_.data());
+  return ok_status();
+}
+
+Status CpuExecutor::down(int li) {
+  matmul(pool_, gate_.data(), T_, layers_[size_t(li)].down, o_.data());
   lora(li, LinearModule::kDown, gate_.data(), o_.data());
-  // The residual x += o_ is left to the next layer's first region, or for
-  // the last layer to the rows that need logits (step()).
+  // The residual x += o_ is left to the next layer's attn_norm, or for the
+  // last layer to head(), for the rows that need logits only.
+  return ok_status();
+}
+
+// Logits at the positions logits_positions() names (the last layer's MLP
+// residual is added for those rows only).
+Status CpuExecutor::head() {
+  const auto& c = ckpt_->config();
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  logits_positions(*plan_, logit_tokens_);
+  const int64_t P = int64_t(logit_tokens_.size());
+  if (P == 0) return ok_status();
+  if (lh_.size() < size_t(P * H)) lh_.resize(size_t(P * H));
+  if (logits_.size() < size_t(P * V)) logits_.resize(size_t(P * V));
+  for (int64_t p = 0; p < P; ++p) {
+    const float* xr = x_.data() + logit_tokens_[size_t(p)] * H;
+    const float* orow = o_.data() + logit_tokens_[size_t(p)] * H;
+    float* dst = lh_.data() + p * H;
+    if (layers_.empty()) {
+      std::memcpy(dst, xr, size_t(H) * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < H; ++i) dst[i] = xr[i] + orow[i];
+    }
+  }
+  rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
+  matmul(pool_, lh_.data(), P, lm_head_, logits_.data());
+  return ok_status();
 }
 
 Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
@@ -309,32 +374,24 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   }
   for (int64_t t = 0; t < T; ++t)
     rope_cos_sin(pos_[size_t(t)], inv_freq_.data(), half, cos_.data() + t * half, sin_.data() + t * half);
-  embedding(embed_, tokens_.data(), T, x_.data());
-
-  for (int li = 0; li < int(layers_.size()); ++li) forward_layer(li, plan, T);
-
-  // Positions whose logits are needed: kAll rows' every token, else the last
-  // token of rows that sample or ask for kLast.
-  logits_positions(plan, logit_tokens_);
+  attn_rows_.clear();
+  {
+    int64_t first = 0;
+    for (const SeqRow& r : plan.rows) {
+      attn_rows_.push_back({first, int32_t(r.num_tokens), r.start_pos, plan.block_ids.data() + r.block_offset});
+      first += r.num_tokens;
+    }
+  }
+  plan_ = &plan;
+  T_ = T;
+  const Status forward = run_llama_forward(*this, int(layers_.size()));
+  plan_ = nullptr;
+  MYRIAD_TRY(forward);
   const int64_t P = int64_t(logit_tokens_.size());
   if (P == 0) {
     out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return ok_status();
   }
-  grow(lh_, P * H);
-  grow(logits_, P * V);
-  for (int64_t p = 0; p < P; ++p) {  // the last layer's MLP residual, for these rows only
-    const float* xr = x_.data() + logit_tokens_[size_t(p)] * H;
-    const float* orow = o_.data() + logit_tokens_[size_t(p)] * H;
-    float* dst = lh_.data() + p * H;
-    if (layers_.empty()) {
-      std::memcpy(dst, xr, size_t(H) * sizeof(float));
-    } else {
-      for (int64_t i = 0; i < H; ++i) dst[i] = xr[i] + orow[i];
-    }
-  }
-  rmsnorm(lh_.data(), final_norm_.data(), P, H, c.rms_norm_eps, lh_.data());
-  matmul(pool_, lh_.data(), P, lm_head_, logits_.data());
 
   // Hand out logits in row order and collect the rows to sample.
   sample_jobs_.clear();

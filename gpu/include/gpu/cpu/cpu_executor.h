@@ -28,6 +28,7 @@
 #include "gpu/cpu/paged_attention.h"
 #include "gpu/cpu/sampler.h"
 #include "gpu/cpu/thread_pool.h"
+#include "gpu/llama_graph.h"
 #include "runtime/checkpoint.h"
 #include "runtime/executor.h"
 
@@ -56,7 +57,9 @@ struct CpuExecutorOptions {
   std::optional<DType> kv_dtype;
 };
 
-class CpuExecutor final : public Executor {
+// The Llama graph (gpu/llama_graph.h) runs over its LlamaOps, privately:
+// callers see an Executor.
+class CpuExecutor final : public Executor, private LlamaOps {
  public:
   // Errors: options out of range, or a model shape this backend cannot run
   // (odd head_dim, heads not a multiple of kv heads).
@@ -95,8 +98,20 @@ class CpuExecutor final : public Executor {
   // Copies them into weight_copy_ (in parallel) and points the views there.
   void copy_linear_weights();
   Status validate(const StepPlan& plan) const;
-  void forward_layer(int layer, const StepPlan& plan, int64_t T);
   void lora(int layer, LinearModule m, const float* x, float* y);
+  // LlamaOps over this step's plan_ and T_ tokens (x_, h_, q_/k_/v_, attn_, o_, gate_/up_).
+  Status embed() override;
+  Status attn_norm(int layer) override;
+  Status qkv(int layer) override;
+  Status rope_and_cache(int layer) override;
+  Status attention(int layer) override;
+  Status out_proj(int layer) override;
+  Status mlp_norm(int layer) override;
+  Status gate_up(int layer) override;
+  Status act(int layer) override;
+  Status down(int layer) override;
+  Status head() override;
+  int64_t token_grain() const;
 
   std::shared_ptr<const Checkpoint> ckpt_;
   CpuExecutorOptions options_;
@@ -119,6 +134,8 @@ class CpuExecutor final : public Executor {
   int64_t window_ = 0;           // sliding window (0 = full causal)
 
   // Per-step scratch, reused across steps.
+  const StepPlan* plan_ = nullptr;  // the step being run
+  int64_t T_ = 0;                   // its new tokens
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_;  // [T, *]
   std::vector<float> cos_, sin_;  // [T, head_dim / 2]
   std::vector<int64_t> pos_;      // [T] position of each token
