@@ -26,6 +26,7 @@
 #include "gpu/cuda/rmsnorm.h"
 #include "gpu/cuda/rope.h"
 #include "gpu/cuda/sampling.h"
+#include "gpu/llama_graph.h"
 #include "runtime/plan_validation.h"
 
 namespace myriad::gpu::cuda {
@@ -70,7 +71,8 @@ Result<DeviceBuffer> alloc_dev(size_t bytes, size_t& total) {
 
 }  // namespace
 
-struct CudaExecutor::Impl {
+// Runs the shared Llama graph (gpu/llama_graph.h) over its LlamaOps.
+struct CudaExecutor::Impl final : LlamaOps {
   ModelConfig cfg;
   CudaExecutorOptions opt;
   ExecutorInfo info;
@@ -83,7 +85,7 @@ struct CudaExecutor::Impl {
   Blas blas;
   size_t weight_bytes = 0;
   std::vector<LayerDev> layers;
-  DeviceBuffer embed, lm_head_own, final_norm, inv_freq;
+  DeviceBuffer embed_w, lm_head_own, final_norm, inv_freq;
   const void* lm_head = nullptr;
   std::vector<DeviceBuffer> k_cache, v_cache;
 
@@ -101,7 +103,7 @@ struct CudaExecutor::Impl {
   bool staging_used = false;
 
   // Scratch
-  DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up, act, lh, logits, sample_work, lora_v;
+  DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
   DeviceBuffer sample_out;  // tokens [max_rows] i32, then logprobs [max_rows] f32
 
   // Metadata
@@ -134,7 +136,21 @@ struct CudaExecutor::Impl {
 
   // ---- step ----
   Status validate(const StepPlan& plan) const;
+  // The graph over this step's T tokens, P logits rows (S of them sampled).
   Status forward(int64_t T, int64_t P, int64_t S, int lora_mode);
+  int64_t step_T = 0, step_P = 0;
+  int step_mode = 0;
+  Status embed() override;
+  Status attn_norm(int layer) override;
+  Status qkv(int layer) override;
+  Status rope_and_cache(int layer) override;
+  Status attention(int layer) override;
+  Status out_proj(int layer) override;
+  Status mlp_norm(int layer) override;
+  Status gate_up(int layer) override;
+  Status act(int layer) override;
+  Status down(int layer) override;
+  Status head() override;
   Status apply_lora(int layer, LinearModule m, const void* x, int64_t ldx, void* y, int64_t ldy, int64_t T,
                     int lora_mode);
   template <class T>
@@ -212,10 +228,10 @@ Status CudaExecutor::Impl::alloc_weights() {
     MYRIAD_ASSIGN(l.gate_up, alloc_dev(size_t(2 * I) * H * esz, t));
     MYRIAD_ASSIGN(l.down, alloc_dev(size_t(H) * I * esz, t));
   }
-  MYRIAD_ASSIGN(embed, alloc_dev(size_t(V) * H * esz, t));
+  MYRIAD_ASSIGN(embed_w, alloc_dev(size_t(V) * H * esz, t));
   MYRIAD_ASSIGN(final_norm, alloc_dev(size_t(H) * esz, t));
   if (cfg.tie_word_embeddings) {
-    lm_head = embed.data();
+    lm_head = embed_w.data();
   } else {
     MYRIAD_ASSIGN(lm_head_own, alloc_dev(size_t(V) * H * esz, t));
     lm_head = lm_head_own.data();
@@ -271,7 +287,7 @@ Status CudaExecutor::Impl::load_checkpoint() {
     MYRIAD_TRY(upload_tensor(at(d.gate_up, I * H), w.up));
     MYRIAD_TRY(upload_tensor(d.down.data(), w.down));
   }
-  MYRIAD_TRY(upload_tensor(embed.data(), ckpt->embed_tokens()));
+  MYRIAD_TRY(upload_tensor(embed_w.data(), ckpt->embed_tokens()));
   MYRIAD_TRY(upload_tensor(final_norm.data(), ckpt->final_norm()));
   if (lm_head_own.data()) MYRIAD_TRY(upload_tensor(lm_head_own.data(), ckpt->lm_head()));
   return ok_status();
@@ -296,7 +312,7 @@ Status CudaExecutor::Impl::random_weights(uint64_t seed) {
     MYRIAD_TRY(fill(d.gate_up, 2 * I * H));
     MYRIAD_TRY(fill(d.down, H * I));
   }
-  MYRIAD_TRY(fill(embed, V * H));
+  MYRIAD_TRY(fill(embed_w, V * H));
   MYRIAD_TRY(one(final_norm, H));
   if (lm_head_own.data()) MYRIAD_TRY(fill(lm_head_own, V * H));
   return sync_stream(compute.get());
@@ -319,8 +335,8 @@ Status CudaExecutor::Impl::alloc_runtime() {
   MYRIAD_ASSIGN(proj, alloc_dev(T * H * esz, ignore));
   MYRIAD_ASSIGN(qkvbuf, alloc_dev(T * QKV * esz, ignore));
   MYRIAD_ASSIGN(attn, alloc_dev(T * Q * esz, ignore));
-  MYRIAD_ASSIGN(gate_up, alloc_dev(T * 2 * I * esz, ignore));
-  MYRIAD_ASSIGN(act, alloc_dev(T * I * esz, ignore));
+  MYRIAD_ASSIGN(gate_up_buf, alloc_dev(T * 2 * I * esz, ignore));
+  MYRIAD_ASSIGN(act_buf, alloc_dev(T * I * esz, ignore));
   MYRIAD_ASSIGN(lh, alloc_dev(P * H * esz, ignore));
   MYRIAD_ASSIGN(logits, alloc_dev(P * V * sizeof(float), ignore));
   MYRIAD_ASSIGN(sample_work, alloc_dev(size_t(opt.max_rows) * V * sizeof(float), ignore));
@@ -436,49 +452,86 @@ Status CudaExecutor::Impl::apply_lora(int layer, LinearModule m, const void* x, 
 }
 
 Status CudaExecutor::Impl::forward(int64_t T, int64_t P, int64_t S, int mode) {
-  cudaStream_t s = compute.get();
-  char* qkv = static_cast<char*>(qkvbuf.data());
-  const float eps = cfg.rms_norm_eps;
-  MYRIAD_TRY(embedding(dt, res.data(), embed.data(), tokens.dev, T, H, V, s));
-  const AttentionBatch ab{pos.dev, tok_row.dev, row_block_off.dev, block_ids.dev};
-  for (int li = 0; li < int(L); ++li) {
-    const LayerDev& w = layers[size_t(li)];
-    if (li == 0) {
-      MYRIAD_TRY(rmsnorm(dt, hbuf.data(), nullptr, res.data(), w.in_norm.data(), T, H, eps, s));
-    } else {  // res += previous layer's MLP output
-      MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), w.in_norm.data(), T, H, eps, s));
-    }
-    MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w.qkv.data(), qkv, QKV, T, QKV, H));
-    if (w.qkv_bias.data()) MYRIAD_TRY(add_bias(dt, qkv, QKV, w.qkv_bias.data(), T, QKV, s));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kQ, hbuf.data(), H, qkv, QKV, T, mode));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kK, hbuf.data(), H, qkv + Q * esz, QKV, T, mode));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kV, hbuf.data(), H, qkv + (Q + KV) * esz, QKV, T, mode));
-    MYRIAD_TRY(rope(dt, qkv, QKV, qkv + Q * esz, QKV, pos.dev, inv_freq.as<float>(), T, cfg.num_heads,
-                    cfg.num_kv_heads, D, s));
-    MYRIAD_TRY(kv_cache_write(dt, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(), qkv + Q * esz, QKV,
-                              qkv + (Q + KV) * esz, QKV, slot_map.dev, T, cfg.num_kv_heads, D, s));
-    MYRIAD_TRY(paged_attention(dt, attn.data(), Q, qkv, QKV, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(),
-                               ab, T, cfg.num_heads, cfg.num_kv_heads, D, opt.kv_block_size,
-                               1.0f / std::sqrt(float(D)), s));
-    MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), proj.data(), H, T, H, Q));
-    if (w.o_bias.data()) MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), T, H, s));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kO, attn.data(), Q, proj.data(), H, T, mode));
-    MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), w.post_norm.data(), T, H, eps, s));
-    char* gu = static_cast<char*>(gate_up.data());
-    MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w.gate_up.data(), gu, 2 * I, T, 2 * I, H));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kGate, hbuf.data(), H, gu, 2 * I, T, mode));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kUp, hbuf.data(), H, gu + I * esz, 2 * I, T, mode));
-    MYRIAD_TRY(silu_mul(dt, act.data(), gu, T, I, s));
-    MYRIAD_TRY(blas.gemm(dt, dt, act.data(), I, w.down.data(), proj.data(), H, T, H, I));
-    MYRIAD_TRY(apply_lora(li, LinearModule::kDown, act.data(), I, proj.data(), H, T, mode));
-  }
-  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), final_norm.data(), T, H, eps, s));
-  if (P == 0) return ok_status();
-  MYRIAD_TRY(embedding(dt, lh.data(), hbuf.data(), logit_idx.dev, P, H, T, s));  // gather rows
-  MYRIAD_TRY(blas.gemm(dt, DType::kF32, lh.data(), H, lm_head, logits.data(), V, P, V, H));
-  if (S == 0) return ok_status();
+  step_T = T;
+  step_P = P;
+  step_mode = mode;
+  MYRIAD_TRY(run_llama_forward(*this, int(L)));
+  if (P == 0 || S == 0) return ok_status();
   return sample(logits.as<float>(), V, sample_work.as<float>(), sample_rows.dev, history.dev, S, V,
-                sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, s);
+                sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get());
+}
+
+Status CudaExecutor::Impl::embed() {
+  return embedding(dt, res.data(), embed_w.data(), tokens.dev, step_T, H, V, compute.get());
+}
+
+Status CudaExecutor::Impl::attn_norm(int li) {
+  const LayerDev& w = layers[size_t(li)];
+  // Layer 0 normalizes the embeddings; later layers first add the previous MLP output (proj).
+  return rmsnorm(dt, hbuf.data(), li == 0 ? nullptr : res.data(), li == 0 ? res.data() : proj.data(),
+                 w.in_norm.data(), step_T, H, cfg.rms_norm_eps, compute.get());
+}
+
+Status CudaExecutor::Impl::qkv(int li) {
+  const LayerDev& w = layers[size_t(li)];
+  char* q = static_cast<char*>(qkvbuf.data());
+  MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w.qkv.data(), q, QKV, step_T, QKV, H));
+  if (w.qkv_bias.data()) MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
+  MYRIAD_TRY(apply_lora(li, LinearModule::kQ, hbuf.data(), H, q, QKV, step_T, step_mode));
+  MYRIAD_TRY(apply_lora(li, LinearModule::kK, hbuf.data(), H, q + Q * esz, QKV, step_T, step_mode));
+  return apply_lora(li, LinearModule::kV, hbuf.data(), H, q + (Q + KV) * esz, QKV, step_T, step_mode);
+}
+
+Status CudaExecutor::Impl::rope_and_cache(int li) {
+  char* q = static_cast<char*>(qkvbuf.data());
+  cudaStream_t s = compute.get();
+  MYRIAD_TRY(rope(dt, q, QKV, q + Q * esz, QKV, pos.dev, inv_freq.as<float>(), step_T, cfg.num_heads,
+                  cfg.num_kv_heads, D, s));
+  return kv_cache_write(dt, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(), q + Q * esz, QKV,
+                        q + (Q + KV) * esz, QKV, slot_map.dev, step_T, cfg.num_kv_heads, D, s);
+}
+
+Status CudaExecutor::Impl::attention(int li) {
+  const AttentionBatch ab{pos.dev, tok_row.dev, row_block_off.dev, block_ids.dev};
+  return paged_attention(dt, attn.data(), Q, qkvbuf.data(), QKV, k_cache[size_t(li)].data(),
+                         v_cache[size_t(li)].data(), ab, step_T, cfg.num_heads, cfg.num_kv_heads, D,
+                         opt.kv_block_size, 1.0f / std::sqrt(float(D)), compute.get());
+}
+
+Status CudaExecutor::Impl::out_proj(int li) {
+  const LayerDev& w = layers[size_t(li)];
+  MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), proj.data(), H, step_T, H, Q));
+  if (w.o_bias.data()) MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), step_T, H, compute.get()));
+  return apply_lora(li, LinearModule::kO, attn.data(), Q, proj.data(), H, step_T, step_mode);
+}
+
+Status CudaExecutor::Impl::mlp_norm(int li) {
+  return rmsnorm(dt, hbuf.data(), res.data(), proj.data(), layers[size_t(li)].post_norm.data(), step_T, H,
+                 cfg.rms_norm_eps, compute.get());
+}
+
+Status CudaExecutor::Impl::gate_up(int li) {
+  char* gu = static_cast<char*>(gate_up_buf.data());
+  MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, layers[size_t(li)].gate_up.data(), gu, 2 * I, step_T, 2 * I, H));
+  MYRIAD_TRY(apply_lora(li, LinearModule::kGate, hbuf.data(), H, gu, 2 * I, step_T, step_mode));
+  return apply_lora(li, LinearModule::kUp, hbuf.data(), H, gu + I * esz, 2 * I, step_T, step_mode);
+}
+
+Status CudaExecutor::Impl::act(int /*layer*/) { return silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get()); }
+
+Status CudaExecutor::Impl::down(int li) {
+  MYRIAD_TRY(blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), proj.data(), H, step_T, H, I));
+  return apply_lora(li, LinearModule::kDown, act_buf.data(), I, proj.data(), H, step_T, step_mode);
+}
+
+// Final norm over every token (with the last MLP residual), then lm_head on
+// the gathered logits rows only.
+Status CudaExecutor::Impl::head() {
+  cudaStream_t s = compute.get();
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), final_norm.data(), step_T, H, cfg.rms_norm_eps, s));
+  if (step_P == 0) return ok_status();
+  MYRIAD_TRY(embedding(dt, lh.data(), hbuf.data(), logit_idx.dev, step_P, H, step_T, s));  // gather rows
+  return blas.gemm(dt, DType::kF32, lh.data(), H, lm_head, logits.data(), V, step_P, V, H);
 }
 
 // ---------------------------------------------------------------------------
