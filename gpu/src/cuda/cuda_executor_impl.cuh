@@ -1,0 +1,149 @@
+// CudaExecutor's insides, shared by its translation units (one job each):
+//   cuda_executor.cu       create, validate, step: per-step metadata, LoRA segments, graph replay, results
+//   cuda_weights.cu        base weights: device layout, checkpoint upload or random init
+//   cuda_step_buffers.cu   the per-step scratch and the fixed metadata arena (pinned host + device)
+//   cuda_forward.cu        the shared Llama graph's operations (LlamaOps) and LoRA application
+//   cuda_adapter_slots.cu  adapter slots: staged uploads, load reports, clone, unload
+//   cuda_graph_cache.cu    captured decode-step CUDA graphs
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cuda_check.cuh"
+#include "cuda_graph_cache.cuh"
+#include "gpu/cuda/cuda_executor.h"
+#include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/gemm.h"
+#include "gpu/cuda/lora.h"
+#include "gpu/cuda/sampling.h"
+#include "gpu/llama_graph.h"
+
+namespace myriad::gpu::cuda {
+
+inline constexpr int kLevels = kMaxAdaptersPerRow;  // SGMV mixture levels
+
+struct LayerDev {
+  DeviceBuffer in_norm, post_norm;  // [H]
+  DeviceBuffer qkv;                 // [Q + 2KV, H]
+  DeviceBuffer qkv_bias;            // [Q + 2KV] or empty
+  DeviceBuffer o;                   // [H, Q]
+  DeviceBuffer o_bias;              // [H] or empty
+  DeviceBuffer gate_up;             // [2I, H]
+  DeviceBuffer down;                // [H, I]
+};
+
+struct LoraDev {  // one (layer, module), all slots
+  DeviceBuffer a, b;  // [slots, R, in], [slots, out, R]
+  int64_t in = 0, out = 0;
+};
+
+// A typed array at a fixed offset of the pinned host / device metadata areas.
+template <class T>
+struct MetaArray {
+  size_t offset = 0, capacity = 0;
+  T* host = nullptr;
+  T* dev = nullptr;
+};
+
+inline Result<DeviceBuffer> alloc_dev(size_t bytes, size_t& total) {
+  total += bytes;
+  return DeviceBuffer::alloc(bytes);
+}
+
+#define MYRIAD_ASSIGN(lhs, expr)           \
+  do {                                     \
+    auto myriad_r_ = (expr);               \
+    if (!myriad_r_.ok()) return myriad_r_.error(); \
+    lhs = std::move(myriad_r_.value());    \
+  } while (0)
+
+// lora_mode
+inline constexpr int kNoLora = 0, kBgmv = 1, kSgmv = 2;
+
+struct CudaExecutor::Impl final : LlamaOps {
+  ModelConfig cfg;
+  CudaExecutorOptions opt;
+  ExecutorInfo info;
+  DType dt = DType::kBF16;
+  size_t esz = 2;
+  std::shared_ptr<const Checkpoint> ckpt;
+  int64_t H = 0, Q = 0, KV = 0, I = 0, V = 0, L = 0, D = 0, QKV = 0;
+
+  Stream compute, upload;
+  Blas blas;
+  size_t weight_bytes = 0;
+  std::vector<LayerDev> layers;
+  DeviceBuffer embed_w, lm_head_own, final_norm, inv_freq;
+  const void* lm_head = nullptr;
+  std::vector<DeviceBuffer> k_cache, v_cache;
+
+  // LoRA slots
+  int32_t slots = 0, R = 0;
+  std::vector<LoraDev> lora;               // [L * 7]
+  DeviceBuffer lora_ranks, lora_scales;    // [slots, L * 7]
+  enum class SlotState : uint8_t { kEmpty, kLoading, kReady };
+  std::vector<SlotState> slot_state;
+  std::vector<Event> slot_event;
+  std::vector<size_t> slot_bytes;
+  PinnedBuffer staging;
+  Event staging_event;
+  Event compute_mark;  // uploads wait for work queued on compute (e.g. an unload's rank reset)
+  bool staging_used = false;
+
+  // Scratch
+  DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
+  DeviceBuffer sample_out;  // tokens [max_rows] i32, then logprobs [max_rows] f32
+
+  // Metadata
+  PinnedBuffer meta_h;
+  DeviceBuffer meta_d;
+  MetaArray<int32_t> tokens, pos, tok_row, slot_map, row_block_off, block_ids, logit_idx, history, token_slot;
+  MetaArray<SampleRow> sample_rows;
+  MetaArray<int32_t> seg_slot[kLevels], seg_start[kLevels], entry_token[kLevels];
+  MetaArray<float> entry_weight[kLevels];
+  int32_t num_segments[kLevels] = {}, max_seg_len[kLevels] = {};
+  int levels = 0;
+
+  // Results
+  PinnedBuffer out_h;  // tokens [Rmax] i32, logprobs [Rmax] f32, logits [max_logits_rows, V] f32
+
+  GraphCache graphs;  // decode steps' captured graphs
+
+  // ---- setup ----
+  Status init_common(const ModelConfig& c, const CudaExecutorOptions& o);
+  Status alloc_weights();
+  Status load_checkpoint();
+  Status random_weights(uint64_t seed);
+  Status upload_tensor(void* dst, const TensorView& t);
+  Status alloc_runtime();
+
+  // ---- step ----
+  Status validate(const StepPlan& plan) const;
+  // The graph over this step's T tokens, P logits rows (S of them sampled).
+  Status forward(int64_t T, int64_t P, int64_t S, int lora_mode);
+  int64_t step_T = 0, step_P = 0;
+  int step_mode = 0;
+  Status embed() override;
+  Status attn_norm(int layer) override;
+  Status qkv(int layer) override;
+  Status rope_and_cache(int layer) override;
+  Status attention(int layer) override;
+  Status out_proj(int layer) override;
+  Status mlp_norm(int layer) override;
+  Status gate_up(int layer) override;
+  Status act(int layer) override;
+  Status down(int layer) override;
+  Status head() override;
+  Status apply_lora(int layer, LinearModule m, const void* x, int64_t ldx, void* y, int64_t ldy, int64_t T,
+                    int lora_mode);
+  template <class T>
+  Status upload_meta(const MetaArray<T>& a, size_t n) {
+    return copy_h2d(a.dev, a.host, n * sizeof(T), compute.get());
+  }
+};
+
+}  // namespace myriad::gpu::cuda

@@ -1,0 +1,105 @@
+// CudaExecutor's per-step scratch and its metadata arena: every per-step
+// array at a fixed offset of one pinned host block and one device block, so
+// device pointers never change (CUDA graphs replay them).
+#include <cuda_runtime.h>
+
+#include "cuda_executor_impl.cuh"
+
+namespace myriad::gpu::cuda {
+
+Status CudaExecutor::Impl::alloc_runtime() {
+  size_t ignore = 0;
+  const size_t kv_layer = size_t(opt.kv_num_blocks) * opt.kv_block_size * size_t(KV) * esz;
+  for (int64_t li = 0; li < L; ++li) {
+    DeviceBuffer k, v;
+    MYRIAD_ASSIGN(k, alloc_dev(kv_layer, ignore));
+    MYRIAD_ASSIGN(v, alloc_dev(kv_layer, ignore));
+    k_cache.push_back(std::move(k));
+    v_cache.push_back(std::move(v));
+  }
+  const size_t T = size_t(opt.max_tokens_per_step);
+  const size_t P = size_t(opt.max_rows) + size_t(opt.max_logits_rows);
+  MYRIAD_ASSIGN(res, alloc_dev(T * H * esz, ignore));
+  MYRIAD_ASSIGN(hbuf, alloc_dev(T * H * esz, ignore));
+  MYRIAD_ASSIGN(proj, alloc_dev(T * H * esz, ignore));
+  MYRIAD_ASSIGN(qkvbuf, alloc_dev(T * QKV * esz, ignore));
+  MYRIAD_ASSIGN(attn, alloc_dev(T * Q * esz, ignore));
+  MYRIAD_ASSIGN(gate_up_buf, alloc_dev(T * 2 * I * esz, ignore));
+  MYRIAD_ASSIGN(act_buf, alloc_dev(T * I * esz, ignore));
+  MYRIAD_ASSIGN(lh, alloc_dev(P * H * esz, ignore));
+  MYRIAD_ASSIGN(logits, alloc_dev(P * V * sizeof(float), ignore));
+  MYRIAD_ASSIGN(sample_work, alloc_dev(size_t(opt.max_rows) * V * sizeof(float), ignore));
+  MYRIAD_ASSIGN(sample_out, alloc_dev(size_t(opt.max_rows) * 8, ignore));
+
+  // LoRA slots.
+  if (slots > 0) {
+    lora.resize(size_t(L) * kNumLinearModules);
+    size_t stage = 0;
+    for (int64_t li = 0; li < L; ++li)
+      for (int m = 0; m < kNumLinearModules; ++m) {
+        auto [out, in] = linear_module_shape(cfg, LinearModule(m));
+        LoraDev& d = lora[size_t(li) * kNumLinearModules + m];
+        d.in = in;
+        d.out = out;
+        MYRIAD_ASSIGN(d.a, alloc_dev(size_t(slots) * R * in * esz, ignore));
+        MYRIAD_ASSIGN(d.b, alloc_dev(size_t(slots) * out * R * esz, ignore));
+        stage += size_t(R) * (in + out) * esz;
+      }
+    const size_t L7 = size_t(L) * kNumLinearModules;
+    MYRIAD_ASSIGN(lora_ranks, alloc_dev(size_t(slots) * L7 * sizeof(int32_t), ignore));
+    MYRIAD_ASSIGN(lora_scales, alloc_dev(size_t(slots) * L7 * sizeof(float), ignore));
+    MYRIAD_TRY(fill_bytes(lora_ranks.data(), 0, lora_ranks.bytes(), compute.get()));
+    MYRIAD_TRY(fill_bytes(lora_scales.data(), 0, lora_scales.bytes(), compute.get()));
+    MYRIAD_ASSIGN(staging, PinnedBuffer::alloc(stage + 16 + L7 * (sizeof(int32_t) + sizeof(float))));  // 16: alignment of the rank table
+    MYRIAD_ASSIGN(staging_event, Event::create());
+    MYRIAD_ASSIGN(compute_mark, Event::create());
+    slot_state.assign(size_t(slots), SlotState::kEmpty);
+    slot_bytes.assign(size_t(slots), 0);
+    for (int32_t s = 0; s < slots; ++s) {
+      Event e;
+      MYRIAD_ASSIGN(e, Event::create());
+      slot_event.push_back(std::move(e));
+    }
+    MYRIAD_ASSIGN(lora_v, alloc_dev(T * R * sizeof(float), ignore));
+  }
+
+  // Metadata layout (fixed offsets, 16-byte aligned).
+  size_t off = 0;
+  auto place = [&](auto& a, size_t cap) {
+    a.offset = off;
+    a.capacity = cap;
+    off += (cap * sizeof(*a.host) + 15) / 16 * 16;
+  };
+  const size_t rows = size_t(opt.max_rows);
+  const size_t blocks = size_t(opt.kv_num_blocks) + rows;  // each row's table, plus sharing slack
+  place(tokens, T);
+  place(pos, T);
+  place(tok_row, T);
+  place(slot_map, T);
+  place(row_block_off, rows);
+  place(block_ids, std::max(blocks, 2 * size_t(opt.kv_num_blocks)));
+  place(logit_idx, P);
+  place(sample_rows, rows);
+  place(token_slot, T);
+  for (int l = 0; l < kLevels; ++l) {
+    place(seg_slot[l], T);
+    place(seg_start[l], T + 1);
+    place(entry_token[l], T);
+    place(entry_weight[l], T);
+  }
+  place(history, std::max<size_t>(1, size_t(opt.max_history)));
+  MYRIAD_ASSIGN(meta_h, PinnedBuffer::alloc(off));
+  MYRIAD_ASSIGN(meta_d, alloc_dev(off, ignore));
+  auto bind = [&](auto& a) {
+    using E = std::remove_pointer_t<decltype(a.host)>;
+    a.host = reinterpret_cast<E*>(static_cast<char*>(meta_h.data()) + a.offset);
+    a.dev = reinterpret_cast<E*>(static_cast<char*>(meta_d.data()) + a.offset);
+  };
+  bind(tokens), bind(pos), bind(tok_row), bind(slot_map), bind(row_block_off), bind(block_ids), bind(logit_idx);
+  bind(sample_rows), bind(token_slot), bind(history);
+  for (int l = 0; l < kLevels; ++l) bind(seg_slot[l]), bind(seg_start[l]), bind(entry_token[l]), bind(entry_weight[l]);
+  MYRIAD_ASSIGN(out_h, PinnedBuffer::alloc(rows * 8 + size_t(opt.max_logits_rows) * V * sizeof(float) + 16));
+  return sync_stream(compute.get());
+}
+
+}  // namespace myriad::gpu::cuda
