@@ -1,0 +1,196 @@
+#include "runtime/engine_worker.h"
+
+#include <chrono>
+#include <future>
+#include <vector>
+
+#include "runtime/log.h"
+
+namespace myriad {
+
+Result<std::unique_ptr<EngineWorker>> EngineWorker::start(const SchedulerConfig& config, Executor& executor,
+                                                          AdapterSource& adapters, EventSink& sink,
+                                                          std::shared_ptr<const Tokenizer> tokenizer) {
+  std::unique_ptr<EngineWorker> w(new EngineWorker(config, sink));
+  auto engine = Engine::create(config, executor, adapters, w->clock_, w->tracking_, std::move(tokenizer));
+  if (!engine.ok()) return engine.error();
+  w->engine_ = std::move(engine.value());
+  // The scheduler's view (vocab size taken from the executor when unset).
+  w->limits_ = request_limits(w->engine_->scheduler().config());
+  EngineWorker* self = w.get();
+  w->engine_->set_wakeup([self] { self->wake(); });
+  w->thread_ = std::thread([self] { self->run(); });
+  return w;
+}
+
+EngineWorker::EngineWorker(const SchedulerConfig& config, EventSink& sink)
+    : config_(config), limits_(request_limits(config)), sink_(sink), tracking_(sink, *this) {}
+
+EngineWorker::~EngineWorker() { stop(StopMode::kCancel); }
+
+void EngineWorker::TrackingSink::on_event(const RequestEvent& e) {
+  if (e.is_final()) {
+    std::lock_guard lock(owner_.mu_);
+    owner_.in_flight_.erase(e.id);
+  }
+  inner_.on_event(e);
+}
+
+void EngineWorker::wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
+Status EngineWorker::submit(Request request) {
+  MYRIAD_TRY(validate_request(request, limits_));
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return make_error(ErrorCode::kCancelled, "the worker is stopping; request not accepted");
+    if (!in_flight_.insert(request.id).second)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "request id " + std::to_string(request.id) + " is already in flight");
+    Command c;
+    c.kind = Command::Kind::kSubmit;
+    c.request = std::move(request);
+    commands_.push_back(std::move(c));
+    woken_ = true;
+  }
+  cv_.notify_one();
+  return ok_status();
+}
+
+void EngineWorker::cancel(RequestId id) {
+  {
+    std::lock_guard lock(mu_);
+    Command c;
+    c.kind = Command::Kind::kCancel;
+    c.id = id;
+    commands_.push_back(std::move(c));
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
+std::string EngineWorker::metrics_json() {
+  auto promise = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> answer = promise->get_future();
+  {
+    std::unique_lock lock(mu_);
+    if (!running_) {
+      lock.unlock();
+      return engine_->metrics().to_json();  // the loop has ended: nothing else touches the engine
+    }
+    Command c;
+    c.kind = Command::Kind::kMetrics;
+    c.metrics_reply = [promise](std::string json) { promise->set_value(std::move(json)); };
+    commands_.push_back(std::move(c));
+    woken_ = true;
+  }
+  cv_.notify_one();
+  return answer.get();
+}
+
+EngineWorkerStats EngineWorker::stats() const {
+  std::lock_guard lock(mu_);
+  EngineWorkerStats s = stats_;
+  s.in_flight = in_flight_.size();
+  s.stopping = stopping_;
+  return s;
+}
+
+void EngineWorker::stop(StopMode mode) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ || mode == StopMode::kCancel) stop_mode_ = mode;  // a cancel may hurry a drain
+    stopping_ = true;
+    woken_ = true;
+  }
+  cv_.notify_one();
+  std::lock_guard join(join_mu_);
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+// Applies queued commands on the worker thread; returns false when the loop
+// should end (stopping, and nothing left in flight).
+bool EngineWorker::apply_commands() {
+  std::deque<Command> todo;
+  bool stopping = false;
+  StopMode mode = StopMode::kDrain;
+  {
+    std::lock_guard lock(mu_);
+    todo.swap(commands_);
+    stopping = stopping_;
+    mode = stop_mode_;
+  }
+  for (Command& c : todo) {
+    switch (c.kind) {
+      case Command::Kind::kSubmit: {
+        const RequestId id = c.request.id;
+        auto r = engine_->submit(std::move(c.request));
+        if (!r.ok()) {
+          // Accepted by submit() but refused by the engine: answered as a failure, once.
+          RequestEvent e;
+          e.id = id;
+          e.kind = EventKind::kFailed;
+          e.time_ms = clock_.now_ms();
+          e.error = r.error();
+          tracking_.on_event(e);
+        }
+        break;
+      }
+      case Command::Kind::kCancel: (void)engine_->cancel(c.id); break;
+      case Command::Kind::kMetrics: c.metrics_reply(engine_->metrics().to_json()); break;
+    }
+  }
+  if (stopping && mode == StopMode::kCancel) {
+    std::vector<RequestId> ids;
+    {
+      std::lock_guard lock(mu_);
+      ids.assign(in_flight_.begin(), in_flight_.end());
+    }
+    for (RequestId id : ids) (void)engine_->cancel(id);
+  }
+  return !(stopping && !engine_->has_work());
+}
+
+void EngineWorker::run() {
+  for (;;) {
+    if (!apply_commands()) break;
+    if (engine_->has_work()) {
+      const Status st = engine_->step();
+      if (!st.ok()) log_warn("worker: step failed: {}", st.error().to_string());
+      const bool ran = !engine_->last_schedule().plan.rows.empty();
+      {
+        std::lock_guard lock(mu_);
+        stats_.steps += ran;
+        stats_.queued = engine_->scheduler().num_queued();
+        stats_.running = engine_->scheduler().num_running();
+      }
+      if (ran) continue;
+      // Nothing could run (adapters fetching or loading): wait for their
+      // report or a command, with a short bound in case an executor reports
+      // from its step only.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return woken_; });
+      woken_ = false;
+      continue;
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return woken_; });
+    woken_ = false;
+  }
+  // Commands that raced the end are answered: metrics from the final state.
+  std::deque<Command> left;
+  {
+    std::lock_guard lock(mu_);
+    running_ = false;
+    left.swap(commands_);
+  }
+  for (Command& c : left)
+    if (c.kind == Command::Kind::kMetrics) c.metrics_reply(engine_->metrics().to_json());
+}
+
+}  // namespace myriad

@@ -1,0 +1,178 @@
+// The engine on its own thread: submits and cancels from other threads,
+// every accepted request answered once, idle sleeping, wakeups from fetches,
+// draining and cancelling stops.
+#include "runtime/engine_worker.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "runtime/fake_executor.h"
+#include "scheduler_trace.h"
+#include "test_adapters.h"
+
+namespace myriad::testing {
+namespace {
+
+class LockedSink final : public EventSink {
+ public:
+  void on_event(const RequestEvent& e) override {
+    std::lock_guard lock(mu);
+    if (e.kind == EventKind::kToken) tokens[e.id].push_back(e.token);
+    if (e.is_final()) {
+      ++finals[e.id];
+      last[e.id] = e;
+    }
+  }
+  size_t num_final() {
+    std::lock_guard lock(mu);
+    return finals.size();
+  }
+  std::mutex mu;
+  std::map<RequestId, std::vector<int32_t>> tokens;
+  std::map<RequestId, int> finals;
+  std::map<RequestId, RequestEvent> last;
+};
+
+SchedulerConfig config() {
+  SchedulerConfig c;
+  c.num_slots = 2;
+  c.num_kv_blocks = 512;
+  c.kv_block_size = 4;
+  c.max_running_seqs = 16;
+  c.max_tokens_per_step = 64;
+  return c;
+}
+
+Request request(RequestId id, const std::string& adapter, uint32_t max_tokens) {
+  Request r;
+  r.id = id;
+  r.adapters = adapter_use(adapter);
+  r.prompt = {1, 2, 3};
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  return r;
+}
+
+bool wait_for(const std::function<bool()>& done, int ms = 10000) {
+  for (int i = 0; i < ms && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return done();
+}
+
+TEST(EngineWorker, RequestsFromManyThreadsAreAnsweredOnceEach) {
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 4, .kv_num_blocks = 512, .num_adapter_slots = 2,
+                                        .load_steps = 1});
+  StaticAdapterSource source;
+  for (const char* n : {"a", "b", "c"}) source.put(test_adapter(n), named_weights(n));
+  LockedSink sink;
+  auto w = EngineWorker::start(config(), exec, source, sink);
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  constexpr int kThreads = 4, kEach = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        const RequestId id = RequestId(t * 1000 + i + 1);
+        const char* names[] = {"", "a", "b", "c"};
+        if (!(*w)->submit(request(id, names[(t + i) % 4], uint32_t(1 + i % 7))).ok()) ++refused;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(refused.load(), 0);
+  ASSERT_TRUE(wait_for([&] { return sink.num_final() == size_t(kThreads * kEach); }));
+  (*w)->stop(EngineWorker::StopMode::kDrain);
+  std::lock_guard lock(sink.mu);
+  for (const auto& [id, n] : sink.finals) {
+    EXPECT_EQ(n, 1) << "request " << id;
+    const RequestEvent& f = sink.last[id];
+    EXPECT_EQ(f.kind, EventKind::kFinished) << f.error.to_string();
+    const int t = int((id - 1) / 1000), i = int((id - 1) % 1000);
+    const char* names[] = {"", "a", "b", "c"};
+    const auto& toks = sink.tokens[id];
+    EXPECT_EQ(toks.size(), size_t(1 + i % 7));
+    for (size_t k = 0; k < toks.size(); ++k)
+      EXPECT_EQ(toks[k], FakeExecutor::token_for(id, uint32_t(k), names[(t + i) % 4], 1000)) << id;
+  }
+  EXPECT_TRUE(exec.violations().empty());
+  EXPECT_EQ((*w)->stats().in_flight, 0u);
+}
+
+TEST(EngineWorker, BadRequestsAreRefusedAtOnceAndDuplicatesToo) {
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 4, .kv_num_blocks = 512, .num_adapter_slots = 2});
+  StaticAdapterSource source;
+  LockedSink sink;
+  auto w = EngineWorker::start(config(), exec, source, sink);
+  ASSERT_TRUE(w.ok());
+  Request bad = request(1, "", 4);
+  bad.prompt.clear();
+  Status st = (*w)->submit(bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("empty prompt"), std::string::npos);
+  ASSERT_TRUE((*w)->submit(request(2, "", 200)).ok());
+  st = (*w)->submit(request(2, "", 4));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("already in flight"), std::string::npos);
+  (*w)->stop(EngineWorker::StopMode::kDrain);
+  EXPECT_EQ(sink.finals.size(), 1u);  // only request 2, which ran to its length
+  EXPECT_EQ(sink.last[2].reason, FinishReason::kLength);
+}
+
+TEST(EngineWorker, CancelFromAnotherThreadAndCancellingStop) {
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 4, .kv_num_blocks = 512, .num_adapter_slots = 2});
+  TraceSource source;  // request 2's adapter is never fetched: it cannot finish before the cancel
+  source.table.put(test_adapter("a"), named_weights("a"));
+  source.hold(true);
+  LockedSink sink;
+  SchedulerConfig c = config();
+  auto w = EngineWorker::start(c, exec, source, sink);
+  ASSERT_TRUE(w.ok());
+  for (RequestId id = 1; id <= 4; ++id) ASSERT_TRUE((*w)->submit(request(id, id == 2 ? "a" : "", 400)).ok());
+  std::thread canceller([&] { (*w)->cancel(2); });
+  canceller.join();
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(sink.mu);
+    return sink.finals.count(2) > 0;
+  }));
+  (*w)->stop(EngineWorker::StopMode::kCancel);
+  EXPECT_FALSE((*w)->submit(request(9, "", 4)).ok());  // stopped: refused
+  std::lock_guard lock(sink.mu);
+  ASSERT_EQ(sink.finals.size(), 4u);
+  for (const auto& [id, n] : sink.finals) EXPECT_EQ(n, 1) << id;
+  EXPECT_EQ(sink.last[2].reason, FinishReason::kCancelled);
+  EXPECT_EQ((*w)->stats().in_flight, 0u);
+}
+
+TEST(EngineWorker, SleepsWhenIdleAndWakesForAFetchedAdapter) {
+  AdapterCache cache(1 << 20);
+  ASSERT_TRUE(cache.add(test_adapter("slow"), []() -> Result<std::shared_ptr<const LoraWeights>> {
+                     std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the store is slow
+                     return std::shared_ptr<const LoraWeights>(named_weights("slow"));
+                   }).ok());
+  CachedAdapterSource source(cache);
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 4, .kv_num_blocks = 512, .num_adapter_slots = 2});
+  LockedSink sink;
+  auto w = EngineWorker::start(config(), exec, source, sink);
+  ASSERT_TRUE(w.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ((*w)->stats().steps, 0u);  // idle: no steps
+  ASSERT_TRUE((*w)->submit(request(5, "slow", 3)).ok());
+  ASSERT_TRUE(wait_for([&] { return sink.num_final() == 1; }));
+  EXPECT_EQ(sink.last[5].kind, EventKind::kFinished);
+  EXPECT_EQ(sink.tokens[5].size(), 3u);
+  const uint64_t steps = (*w)->stats().steps;
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ((*w)->stats().steps, steps);  // idle again
+  const std::string m = (*w)->metrics_json();
+  EXPECT_NE(m.find("\"ttft_ms\""), std::string::npos);
+  (*w)->stop(EngineWorker::StopMode::kDrain);
+  EXPECT_NE((*w)->metrics_json().find("\"steps\""), std::string::npos);  // also once stopped
+}
+
+}  // namespace
+}  // namespace myriad::testing
