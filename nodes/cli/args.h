@@ -40,6 +40,15 @@ struct MakeModelArgs {
   int64_t threads = 0;    // --threads N, in [0, 1024]; 0 = all cores
 };
 
+struct MakeAdapterArgs {
+  std::string model;      // --model DIR (required): the base it fits
+  int64_t rank = 8;       // --rank R, in [1, 256]
+  double alpha = 16.0;    // --alpha A (scale = alpha / rank)
+  double std = 0.1;       // --std: A, B ~ N(0, std^2); large enough that outputs visibly differ
+  int64_t seed = 0;       // --seed S (required, >= 0)
+  std::string out;        // --out DIR (required)
+};
+
 struct LogitsArgs {
   std::string model;                  // --model DIR (required)
   std::optional<std::string> ids;     // --ids 1,2,3

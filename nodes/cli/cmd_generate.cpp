@@ -50,13 +50,6 @@ int fail(const Error& e, int code = 1) {
 
 Error bad(const std::string& msg) { return make_error(ErrorCode::kInvalidArgument, msg); }
 
-// tokenizer_config.json as a chat template sees it (special tokens as strings).
-json template_context(const TokenizerConfig& config) {
-  json ctx = config.raw.is_object() ? config.raw : json::object();
-  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) ctx.erase(key);
-  ctx.update(config.template_variables());
-  return ctx;
-}
 
 // Prints each text delta as it comes (unless --json) and keeps the ids.
 class CliSink final : public EventSink {
@@ -120,7 +113,7 @@ int cmd_generate(const GenerateArgs& args) {
     auto tmpl = chat_template_from_config(tok->config().raw);
     if (!tmpl.ok()) return fail(tmpl.error());
     const json messages = json::array({json{{"role", "user"}, {"content", *args.prompt}}});
-    auto text = render_chat_template(tmpl.value(), messages, /*add_generation_prompt=*/true, template_context(tok->config()));
+    auto text = render_chat_template(tmpl.value(), messages, /*add_generation_prompt=*/true, chat_template_context(tok->config()));
     if (!text.ok()) return fail(text.error());
     prompt = tok->encode(text.value(), /*add_special_tokens=*/false);
   } else {

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "runtime/checkpoint.h"
 #include "runtime/model_factory.h"
+#include "runtime/peft_adapter.h"
 
 namespace myriad::cli {
 
@@ -69,6 +70,28 @@ int cmd_make_model(const MakeModelArgs& args) {
                       {"parameters", params},
                       {"bytes", params * int64_t(dtype_size(opts->dtype))},
                       {"seconds", seconds}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+int cmd_make_adapter(const MakeAdapterArgs& a) {
+  auto fail = [](const Error& e, int code) {
+    std::fprintf(stderr, "make-adapter: %s\n", e.to_string().c_str());
+    return code;
+  };
+  if (a.rank < 1 || a.rank > 256)
+    return fail(make_error(ErrorCode::kInvalidArgument, "--rank must be in [1, 256], got " + std::to_string(a.rank)), 2);
+  if (a.seed < 0)
+    return fail(make_error(ErrorCode::kInvalidArgument, "--seed must be non-negative, got " + std::to_string(a.seed)), 2);
+  if (!(a.alpha > 0))
+    return fail(make_error(ErrorCode::kInvalidArgument, "--alpha must be > 0"), 2);
+  auto cfg = load_model_config(a.model);
+  if (!cfg.ok()) return fail(cfg.error(), 1);
+  if (!(a.std > 0)) return fail(make_error(ErrorCode::kInvalidArgument, "--std must be > 0"), 2);
+  auto w = random_lora(cfg.value(), int32_t(a.rank), float(a.alpha), uint64_t(a.seed), a.out, float(a.std));
+  if (Status st = save_peft_adapter(a.out, *w, a.model); !st.ok()) return fail(st.error(), 1);
+  const nlohmann::json j = {{"out", a.out}, {"rank", a.rank}, {"alpha", a.alpha}, {"seed", a.seed},
+                            {"bytes", w->bytes()}};
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }

@@ -61,14 +61,6 @@ Result<json> read_messages(const std::string& path) {
   return j;
 }
 
-// tokenizer_config.json as the template sees it: special tokens as strings
-// even where the file has {"content": ...} objects.
-json template_context(const TokenizerConfig& config) {
-  json ctx = config.raw.is_object() ? config.raw : json::object();
-  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) ctx.erase(key);
-  ctx.update(config.template_variables());
-  return ctx;
-}
 
 }  // namespace
 
@@ -102,7 +94,7 @@ int cmd_tokenize(const TokenizeArgs& args) {
                                                                  "pass --chat-template FILE"));
   }
   auto rendered = render_chat_template(tmpl, messages.value(), /*add_generation_prompt=*/true,
-                                       template_context(tok.value()->config()));
+                                       chat_template_context(tok.value()->config()));
   if (!rendered.ok()) return fail("tokenize", rendered.error());
   const auto ids = tok.value()->encode(rendered.value(), /*add_special_tokens=*/false);
   print_json(json{{"ids", ids}, {"text", rendered.value()}});

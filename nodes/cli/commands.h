@@ -12,6 +12,7 @@ int cmd_selfcheck();
 int cmd_tokenize(const TokenizeArgs& args);
 int cmd_detokenize(const DetokenizeArgs& args);
 int cmd_make_model(const MakeModelArgs& args);
+int cmd_make_adapter(const MakeAdapterArgs& args);
 int cmd_logits(const LogitsArgs& args);
 int cmd_generate(const GenerateArgs& args);
 

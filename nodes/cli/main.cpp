@@ -64,6 +64,19 @@ void add_make_model(CLI::App& app, MakeModelArgs& a, std::function<int()>& run) 
   c->callback([&] { run = [&] { return cmd_make_model(a); }; });
 }
 
+void add_make_adapter(CLI::App& app, MakeAdapterArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "make-adapter", "write a random LoRA adapter for a model, as a PEFT folder");
+  c->add_option("--model", a.model, "the base model folder it fits")->option_text("DIR")->required();
+  c->add_option("--rank", a.rank, "rank of every linear module (default 8)")->option_text("R");
+  c->add_option("--alpha", a.alpha, "LoRA alpha; scale = alpha / rank (default 16)")->option_text("A");
+  c->add_option("--std", a.std, "standard deviation of the A and B entries (default 0.1)")->option_text("X");
+  c->add_option("--seed", a.seed, "weight seed, >= 0 (same seed, same bytes)")->option_text("S")->required();
+  c->add_option("--out", a.out, "folder to write (adapter_config.json, adapter_model.safetensors)")
+      ->option_text("DIR")
+      ->required();
+  c->callback([&] { run = [&] { return cmd_make_adapter(a); }; });
+}
+
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
   auto* c = add_command(app, "logits", "logits of a prompt (JSON), optionally through LoRA adapters");
   c->add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
@@ -115,6 +128,7 @@ int main(int argc, char** argv) {
   TokenizeArgs tokenize;
   DetokenizeArgs detokenize;
   MakeModelArgs make_model;
+  MakeAdapterArgs make_adapter;
   LogitsArgs logits;
   GenerateArgs generate;
 
@@ -126,6 +140,7 @@ int main(int argc, char** argv) {
   add_tokenize(app, tokenize, run);
   add_detokenize(app, detokenize, run);
   add_make_model(app, make_model, run);
+  add_make_adapter(app, make_adapter, run);
   add_logits(app, logits, run);
   add_generate(app, generate, run);
   for (CLI::App* cmd : app.get_subcommands({})) add_log_level(*cmd, log_level);

@@ -463,4 +463,26 @@ Status make_model(const MakeModelOptions& o) {
   return write_text_atomic(o.out_dir + "/config.json", config_text);
 }
 
+std::shared_ptr<LoraWeights> random_lora(const ModelConfig& base, int32_t rank, float alpha, uint64_t seed,
+                                         std::string name, float std) {
+  auto w = std::make_shared<LoraWeights>();
+  w->name = std::move(name);
+  w->num_layers = int32_t(base.num_layers);
+  w->modules.resize(size_t(base.num_layers) * kNumLinearModules);
+  for (int64_t l = 0; l < base.num_layers; ++l) {
+    for (int m = 0; m < kNumLinearModules; ++m) {
+      const auto [out, in] = linear_module_shape(base, LinearModule(m));
+      LoraModuleWeights& mw = w->at(int(l), LinearModule(m));
+      const std::string key = std::to_string(l) + "." + linear_module_name(LinearModule(m));
+      mw.rank = rank;
+      mw.scale = alpha / float(rank);
+      mw.a.resize(size_t(rank) * size_t(in));
+      mw.b.resize(size_t(out) * size_t(rank));
+      for (size_t i = 0; i < mw.a.size(); ++i) mw.a[i] = random_weight(seed, key + ".A", i, std);
+      for (size_t i = 0; i < mw.b.size(); ++i) mw.b[i] = random_weight(seed, key + ".B", i, std);
+    }
+  }
+  return w;
+}
+
 }  // namespace myriad

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/result.h"
+#include "runtime/tokenizer_config.h"
 
 namespace myriad {
 
@@ -63,6 +64,11 @@ class ChatTemplate {
 Result<std::string> render_chat_template(const std::string& template_source,
                                          const nlohmann::json& messages, bool add_generation_prompt,
                                          const nlohmann::json& tokenizer_config);
+
+// tokenizer_config.json as a chat template sees it (special tokens as
+// strings even where the file has {"content": ...} objects): the context for
+// render_chat_template.
+nlohmann::json chat_template_context(const TokenizerConfig& config);
 
 // The template source of a tokenizer_config.json: "chat_template" as a string,
 // or the entry named `name` of a list of {"name", "template"} objects

@@ -7,10 +7,12 @@
 
 #include <cstdint>
 #include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "runtime/dtype.h"
+#include "runtime/lora_weights.h"
 #include "runtime/model_config.h"
 #include "runtime/result.h"
 
@@ -43,6 +45,12 @@ Status make_model(const MakeModelOptions& options);
 // Element `index` of tensor `tensor_name` (before rounding to the dtype):
 // splitmix64 counter stream keyed by (seed, FNV-1a of the name) + Box-Muller.
 float random_weight(uint64_t seed, std::string_view tensor_name, uint64_t index, float std);
+
+// A random LoRA adapter over `base`: every linear module of every layer at
+// `rank`, A and B ~ N(0, std^2) from a splitmix stream of `seed`, scale
+// alpha / rank. For demos, benches and tests (save_peft_adapter writes it).
+std::shared_ptr<LoraWeights> random_lora(const ModelConfig& base, int32_t rank, float alpha, uint64_t seed,
+                                         std::string name, float std = 0.02f);
 
 // The built-in tokenizer: 256 byte tokens (GPT-2 byte-to-unicode strings, id
 // = byte value), no merges, ByteLevel pre-tokenizer/decoder, then the

@@ -99,4 +99,11 @@ Result<std::string> chat_template_from_config(const nlohmann::json& tokenizer_co
   return make_error(ErrorCode::kBadFile, "tokenizer_config.json chat_template must be a string or a list of {name, template}");
 }
 
+nlohmann::json chat_template_context(const TokenizerConfig& config) {
+  nlohmann::json ctx = config.raw.is_object() ? config.raw : nlohmann::json::object();
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) ctx.erase(key);
+  ctx.update(config.template_variables());
+  return ctx;
+}
+
 }  // namespace myriad

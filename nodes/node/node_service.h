@@ -1,0 +1,138 @@
+// One node's serving core, under every front end (the OpenAI HTTP API now;
+// the Cap'n Proto RPC API and the CLI client later): the base model and its
+// tokenizer, the adapter store, the host cache in front of it, and one
+// EngineWorker stepping a CPU or CUDA executor. Front ends resolve a model
+// name for a caller's tenant, turn text into token ids, submit, and receive
+// the request's events through a callback.
+//
+// Tenancy: a caller resolves only its own tenant's adapters (an admin any);
+// another tenant's adapter answers kNotFound exactly like a missing one.
+//
+// The actor layer of the design (gateway, registry, worker, adapter actors)
+// is not built yet: this class plays the gateway's and the registry's parts
+// in-process, and the worker is an EngineWorker.
+//
+// Thread-safe: every method may be called from any thread; event callbacks
+// run on the worker thread and must only hand the event on (copy it, post it
+// to a connection's executor).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/adapter_cache.h"
+#include "runtime/adapter_id.h"
+#include "runtime/adapter_source.h"
+#include "runtime/adapter_store.h"
+#include "runtime/checkpoint.h"
+#include "runtime/engine_worker.h"
+#include "runtime/executor.h"
+#include "runtime/tokenizer.h"
+#include "tenants.h"
+
+namespace myriad::node {
+
+struct NodeOptions {
+  std::string model_dir;
+  std::string model_name;        // "" = the model folder's name
+  std::string data_dir;          // the adapter store (created if missing)
+  std::string device = "cpu";    // cpu | cuda
+  int32_t slots = 8;             // adapter slots on the device
+  int32_t max_adapter_rank = 64;
+  int32_t kv_blocks = 0;         // 0 = enough for max_running requests of the full context, capped
+  int32_t max_running = 32;      // sequences in the batch
+  int32_t max_tokens_per_step = 512;
+  double quantum_ms = 50.0;
+  int threads = 0;               // CPU threads, 0 = every core
+  size_t host_cache_bytes = size_t(2) << 30;
+};
+
+// What a request names: the base model or one published adapter version.
+struct ModelRef {
+  bool base = true;
+  AdapterRecord adapter;  // when !base
+  std::string name() const { return base ? std::string() : adapter.id.to_string(); }
+};
+
+struct GenerateCall {
+  ModelRef model;
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  uint32_t max_tokens = 16;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  double timeout_ms = kNoDeadline;
+};
+
+class NodeService {
+ public:
+  using EventCallback = std::function<void(const RequestEvent&)>;
+
+  static Result<std::unique_ptr<NodeService>> start(const NodeOptions& options);
+  ~NodeService();
+
+  const std::string& model_name() const { return model_name_; }
+  const ModelConfig& model_config() const { return checkpoint_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const AdapterStore& store() const { return *store_; }
+  int64_t context_length() const { return checkpoint_->config().max_position_embeddings; }
+
+  // "base-name", "tenant/name", "tenant/name@N", "tenant/name@latest", or a
+  // bare "name" of the caller's tenant. kNotFound names the model.
+  Result<ModelRef> resolve(std::string_view model, const Caller& caller) const;
+  // The base model and the adapters the caller may use.
+  Result<std::vector<ModelRef>> models(const Caller& caller) const;
+
+  Result<std::vector<int32_t>> encode_prompt(std::string_view text) const;
+  // Renders the model's chat template over OpenAI-style messages (with the
+  // generation prompt) and encodes it.
+  Result<std::vector<int32_t>> encode_chat(const nlohmann::json& messages) const;
+
+  // Accepted: its id; events follow through `on_event`, ending with exactly
+  // one final event. An Error: refused (no events).
+  Result<RequestId> generate(GenerateCall call, EventCallback on_event);
+  void cancel(RequestId id);
+
+  // Adapter management for a caller's tenant (admins may name any tenant).
+  Result<AdapterRecord> add_adapter_from_path(const Caller& caller, std::string_view name, const std::string& path);
+  Result<AdapterRecord> add_adapter_bytes(const Caller& caller, std::string_view name, std::string_view config_json,
+                                          std::string_view safetensors);
+  // Every version when `name` has none; kNotFound like resolve().
+  Status remove_adapter(const Caller& caller, std::string_view name);
+
+  // Stops accepting and finishes what is in flight.
+  void drain();
+  bool draining() const { return draining_.load(); }
+  EngineWorkerStats stats() const { return worker_->stats(); }
+  std::string metrics_json() { return worker_->metrics_json(); }
+
+ private:
+  class Dispatch;  // the worker's EventSink: routes events to their callbacks
+  NodeService() = default;
+  Result<AdapterName> name_for(const Caller& caller, std::string_view name) const;
+  void ensure_registered(const AdapterId& id);
+
+  std::string model_name_;
+  std::shared_ptr<const Checkpoint> checkpoint_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::string chat_template_;
+  std::vector<int32_t> eos_ids_;
+  std::unique_ptr<AdapterStore> store_;
+  std::unique_ptr<AdapterCache> cache_;
+  std::unique_ptr<CachedAdapterSource> source_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<Dispatch> dispatch_;
+  std::unique_ptr<EngineWorker> worker_;
+  std::atomic<uint64_t> next_id_{0};
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace myriad::node
