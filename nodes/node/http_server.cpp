@@ -1,0 +1,545 @@
+#include "http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "nodes/openai/api_error.h"
+#include "nodes/openai/requests.h"
+#include "nodes/openai/responses.h"
+#include "prometheus.h"
+#include "runtime/log.h"
+
+namespace myriad::node {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+using Request = http::request<http::string_body>;
+
+namespace {
+
+// Whether events may still be posted to the server's io_context: the
+// engine's callbacks check it, so none reaches a stopped one.
+struct Gate {
+  std::mutex mu;
+  bool open = true;
+  net::io_context* io = nullptr;
+};
+
+// One request's events, handed from the worker thread to its session.
+struct Ev {
+  EventKind kind = EventKind::kToken;
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::string text;
+  FinishReason reason = FinishReason::kStop;
+  uint32_t num_output_tokens = 0;
+  Error error;
+};
+struct Relay {
+  explicit Relay(net::any_io_executor ex) : timer(ex) {}
+  std::deque<Ev> events;
+  net::steady_timer timer;  // cancelled when an event arrives
+};
+
+int status_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kUnsupported:
+    case ErrorCode::kBadFile:
+    case ErrorCode::kResourceExhausted: return 400;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kCancelled: return 503;
+    default: return 500;
+  }
+}
+
+openai::ApiError api_error_of(const Error& e) {
+  const int status = status_for(e.code);
+  if (status == 503) return openai::overloaded(e.message);
+  if (status == 500) return openai::internal_error(e.message);
+  openai::ApiError a = openai::invalid_request(e.message);
+  a.status = status;
+  return a;
+}
+
+uint32_t code_points(std::string_view s) {
+  uint32_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      const std::string hex(s.substr(i + 1, 2));
+      char* end = nullptr;
+      const long v = std::strtol(hex.c_str(), &end, 16);
+      if (end == hex.c_str() + 2) {
+        out += char(v);
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+json adapter_json(const AdapterRecord& r) {
+  return {{"id", r.id.to_string()},       {"tenant", r.id.tenant},        {"name", r.id.name},
+          {"version", r.id.version},      {"rank", r.rank},               {"alpha", r.alpha},
+          {"target_modules", r.target_modules}, {"sha256", r.sha256},     {"size_bytes", r.size_bytes},
+          {"created", r.created_unix_ms / 1000}};
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(NodeService& s, const Tenants& t, const HttpOptions& o) : service(s), tenants(t), opts(o) {
+    gate->io = &io;
+  }
+  NodeService& service;
+  const Tenants& tenants;
+  HttpOptions opts;
+  net::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+  std::thread thread;
+  // Touched on the io thread only.
+  std::map<std::string, int> in_flight;  // per tenant
+  std::set<beast::tcp_stream*> open_streams;
+  std::mt19937_64 seeds{std::random_device{}()};
+  uint16_t bound_port = 0;
+
+  net::awaitable<void> listen();
+  net::awaitable<void> session(tcp::socket socket);
+  net::awaitable<bool> handle(beast::tcp_stream& stream, Request& req);
+  net::awaitable<bool> reply(beast::tcp_stream& stream, const Request& req, int status, std::string body,
+                             const char* content_type = "application/json", int retry_after_s = 0);
+  net::awaitable<bool> reply_error(beast::tcp_stream& stream, const Request& req, const openai::ApiError& e,
+                                   int retry_after_s = 0) {
+    co_return co_await reply(stream, req, e.status, openai::to_json(e), "application/json", retry_after_s);
+  }
+  net::awaitable<bool> generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                openai::Endpoint endpoint);
+  net::awaitable<bool> models(beast::tcp_stream& stream, const Request& req, const Caller& caller);
+  net::awaitable<bool> adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                std::string_view path);
+};
+
+net::awaitable<bool> HttpServer::Impl::reply(beast::tcp_stream& stream, const Request& req, int status,
+                                             std::string body, const char* content_type, int retry_after_s) {
+  http::response<http::string_body> res{http::status(unsigned(status)), req.version()};
+  res.set(http::field::server, "myriad");
+  res.set(http::field::content_type, content_type);
+  if (retry_after_s > 0) res.set(http::field::retry_after, std::to_string(retry_after_s));
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  beast::error_code ec;
+  co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+  co_return !ec;
+}
+
+net::awaitable<void> HttpServer::Impl::listen() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      continue;
+    }
+    net::co_spawn(io, session(std::move(socket)), net::detached);
+  }
+}
+
+net::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  open_streams.insert(&stream);
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(opts.max_body_bytes);
+    stream.expires_after(std::chrono::seconds(300));
+    beast::error_code ec;
+    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    if (ec == http::error::body_limit) {
+      Request head;
+      head.version(11);
+      (void)co_await reply_error(stream, head, openai::body_too_large(size_t(parser.content_length().value_or(0)),
+                                                                     opts.max_body_bytes));
+      break;
+    }
+    if (ec) break;  // closed, timed out or malformed: nothing to answer on
+    Request req = parser.release();
+    stream.expires_never();
+    const bool ok = co_await handle(stream, req);
+    if (!ok || !req.keep_alive()) break;
+  }
+  open_streams.erase(&stream);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  if (const size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  const auto method = req.method();
+  if (target == "/health" && method == http::verb::get) {
+    if (service.draining()) co_return co_await reply(stream, req, 503, R"({"status":"draining"})");
+    co_return co_await reply(stream, req, 200, json{{"status", "ok"}, {"model", service.model_name()}}.dump());
+  }
+  if (target == "/metrics" && method == http::verb::get) {
+    // The engine's figures are read between steps: this waits at most one step.
+    co_return co_await reply(stream, req, 200,
+                             prometheus_text(service.metrics_json(), service.stats(), service.draining()),
+                             "text/plain; version=0.0.4");
+  }
+  // Everything else needs a key (when the node has keys).
+  std::optional<std::string_view> key;
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    std::string_view v(it->value().data(), it->value().size());
+    if (v.rfind("Bearer ", 0) == 0) key = v.substr(7);
+  }
+  auto caller = tenants.authenticate(key);
+  if (!caller.ok()) co_return co_await reply_error(stream, req, openai::invalid_api_key(caller.error().message));
+
+  if (target == "/v1/completions" && method == http::verb::post)
+    co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kCompletions);
+  if (target == "/v1/chat/completions" && method == http::verb::post)
+    co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kChatCompletions);
+  if (target == "/v1/models" && method == http::verb::get) co_return co_await models(stream, req, caller.value());
+  if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||
+      target == "/v1/unload_lora_adapter")
+    co_return co_await adapters(stream, req, caller.value(), target);
+  co_return co_await reply_error(stream, req,
+                                 openai::not_found_route(std::string(http::to_string(method)), target));
+}
+
+net::awaitable<bool> HttpServer::Impl::models(beast::tcp_stream& stream, const Request& req, const Caller& caller) {
+  auto list = service.models(caller);
+  if (!list.ok()) co_return co_await reply_error(stream, req, api_error_of(list.error()));
+  json data = json::array();
+  for (const ModelRef& m : list.value()) {
+    if (m.base) {
+      data.push_back({{"id", service.model_name()}, {"object", "model"}, {"created", 0}, {"owned_by", "myriad"}});
+    } else {
+      data.push_back({{"id", m.adapter.id.qualified_name()},
+                      {"object", "model"},
+                      {"created", m.adapter.created_unix_ms / 1000},
+                      {"owned_by", m.adapter.id.tenant},
+                      {"parent", service.model_name()},
+                      {"version", m.adapter.id.version}});
+    }
+  }
+  co_return co_await reply(stream, req, 200, json{{"object", "list"}, {"data", data}}.dump());
+}
+
+net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                                std::string_view path) {
+  const json body = req.body().empty() ? json::object() : json::parse(req.body(), nullptr, false);
+  auto text = [&](const char* field) -> std::optional<std::string> {
+    if (body.is_object() && body.contains(field) && body[field].is_string()) return body[field].get<std::string>();
+    return std::nullopt;
+  };
+  if (req.method() == http::verb::post && (path == "/v1/adapters" || path == "/v1/load_lora_adapter")) {
+    const bool vllm = path == "/v1/load_lora_adapter";
+    auto ct = req.find(http::field::content_type);
+    if (ct != req.end() && std::string_view(ct->value().data(), ct->value().size()).rfind("multipart/", 0) == 0)
+      co_return co_await reply_error(
+          stream, req, openai::invalid_request("multipart adapter uploads are not supported yet; send "
+                                               "{\"name\", \"path\"} naming a folder on the node"));
+    if (body.is_discarded() || !body.is_object())
+      co_return co_await reply_error(stream, req, openai::invalid_request("the body must be a JSON object"));
+    const auto name = text(vllm ? "lora_name" : "name");
+    const auto dir = text(vllm ? "lora_path" : "path");
+    if (!name || !dir)
+      co_return co_await reply_error(
+          stream, req,
+          openai::invalid_request(vllm ? "lora_name and lora_path (strings) are required"
+                                       : "name and path (strings) are required",
+                                  vllm ? "lora_name" : "name", "missing_required_parameter"));
+    auto rec = service.add_adapter_from_path(caller, *name, *dir);
+    if (!rec.ok()) {
+      openai::ApiError e = openai::invalid_request(rec.error().message);
+      if (rec.error().code == ErrorCode::kIo) e = openai::internal_error(rec.error().message);
+      co_return co_await reply_error(stream, req, e);
+    }
+    if (vllm)
+      co_return co_await reply(stream, req, 200, "Success: LoRA adapter '" + *name + "' added successfully.",
+                               "text/plain");
+    co_return co_await reply(stream, req, 200, adapter_json(rec.value()).dump());
+  }
+  std::string name;
+  if (req.method() == http::verb::delete_ && path.rfind("/v1/adapters/", 0) == 0) {
+    name = percent_decode(path.substr(std::string_view("/v1/adapters/").size()));
+  } else if (req.method() == http::verb::post && path == "/v1/unload_lora_adapter") {
+    const auto n = text("lora_name");
+    if (!n)
+      co_return co_await reply_error(stream, req,
+                                     openai::invalid_request("lora_name (a string) is required", "lora_name",
+                                                             "missing_required_parameter"));
+    name = *n;
+  } else {
+    co_return co_await reply_error(stream, req,
+                                   openai::not_found_route(std::string(http::to_string(req.method())), path));
+  }
+  if (Status st = service.remove_adapter(caller, name); !st.ok())
+    co_return co_await reply_error(stream, req,
+                                   st.error().code == ErrorCode::kNotFound || st.error().code == ErrorCode::kInvalidArgument
+                                       ? openai::model_not_found(name)
+                                       : api_error_of(st.error()));
+  if (path == "/v1/unload_lora_adapter")
+    co_return co_await reply(stream, req, 200, "Success: LoRA adapter '" + name + "' removed successfully.",
+                             "text/plain");
+  co_return co_await reply(stream, req, 200, json{{"id", name}, {"object", "adapter"}, {"deleted", true}}.dump());
+}
+
+net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                                openai::Endpoint endpoint) {
+  const bool chat = endpoint == openai::Endpoint::kChatCompletions;
+  openai::ProtocolLimits limits;
+  limits.max_body_bytes = opts.max_body_bytes;
+  std::string model;
+  openai::GenerationOptions options;
+  std::vector<int32_t> prompt;
+  if (chat) {
+    auto call = openai::parse_chat_request(req.body(), limits);
+    if (!call.ok()) co_return co_await reply_error(stream, req, call.error());
+    model = call.value().model;
+    options = call.value().options;
+    auto ids = service.encode_chat(openai::template_messages(call.value().messages));
+    if (!ids.ok()) co_return co_await reply_error(stream, req, openai::invalid_request(ids.error().message, "messages"));
+    prompt = std::move(ids.value());
+  } else {
+    auto call = openai::parse_completion_request(req.body(), limits);
+    if (!call.ok()) co_return co_await reply_error(stream, req, call.error());
+    model = call.value().model;
+    options = call.value().options;
+    if (const auto* text = std::get_if<std::string>(&call.value().prompt)) {
+      auto ids = service.encode_prompt(*text);
+      if (!ids.ok()) co_return co_await reply_error(stream, req, api_error_of(ids.error()));
+      prompt = std::move(ids.value());
+    } else {
+      prompt = std::get<std::vector<int32_t>>(call.value().prompt);
+      const int64_t vocab = service.model_config().vocab_size;
+      for (size_t i = 0; i < prompt.size(); ++i)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+          co_return co_await reply_error(
+              stream, req,
+              openai::invalid_request("prompt token " + std::to_string(i) + " is " + std::to_string(prompt[i]) +
+                                          ", outside the vocabulary [0, " + std::to_string(vocab) + ")",
+                                      "prompt", "invalid_value"));
+    }
+  }
+  auto ref = service.resolve(model, caller);
+  if (!ref.ok()) co_return co_await reply_error(stream, req, openai::model_not_found(model));
+  if (prompt.empty()) co_return co_await reply_error(stream, req, openai::invalid_request("the prompt is empty", "prompt"));
+  const int64_t context = service.context_length() > 0 ? service.context_length() : int64_t(1) << 30;
+  const int64_t prompt_len = int64_t(prompt.size());
+  if (prompt_len >= context)
+    co_return co_await reply_error(stream, req,
+                                   openai::invalid_request("the prompt has " + std::to_string(prompt_len) +
+                                                           " tokens; the model's context is " + std::to_string(context),
+                                                           chat ? "messages" : "prompt"));
+  const int64_t left = context - prompt_len;
+  const int64_t max_tokens = options.max_tokens ? int64_t(*options.max_tokens) : (chat ? left : 16);
+  if (max_tokens > left)
+    co_return co_await reply_error(
+        stream, req,
+        openai::invalid_request("max_tokens " + std::to_string(max_tokens) + " exceeds the context left, " +
+                                    std::to_string(left) + " (the prompt has " + std::to_string(prompt_len) +
+                                    " of the model's " + std::to_string(context) + " tokens)",
+                                chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
+  int& open = in_flight[caller.tenant];
+  if (open >= opts.max_in_flight_per_tenant)
+    co_return co_await reply_error(stream, req,
+                                   openai::rate_limited("tenant '" + caller.tenant + "' has " + std::to_string(open) +
+                                                        " requests open, the most it may; retry shortly"),
+                                   1);
+
+  GenerateCall call;
+  call.model = ref.value();
+  call.prompt = std::move(prompt);
+  call.sampling = options.sampling;
+  if (!options.has_seed) call.sampling.seed = seeds();
+  call.max_tokens = uint32_t(max_tokens);
+  call.stop = options.stop;
+  auto relay = std::make_shared<Relay>(stream.get_executor());
+  std::shared_ptr<Gate> g = gate;
+  auto id = service.generate(std::move(call), [g, relay](const RequestEvent& e) {
+    Ev ev;
+    ev.kind = e.kind;
+    ev.token = e.token;
+    ev.logprob = e.logprob;
+    ev.text = std::string(e.text);
+    ev.reason = e.reason;
+    ev.num_output_tokens = e.num_output_tokens;
+    ev.error = e.error;
+    std::lock_guard lock(g->mu);
+    if (!g->open) return;
+    net::post(*g->io, [relay, ev = std::move(ev)]() mutable {
+      relay->events.push_back(std::move(ev));
+      relay->timer.cancel();
+    });
+  });
+  if (!id.ok()) co_return co_await reply_error(stream, req, api_error_of(id.error()));
+  ++in_flight[caller.tenant];
+  struct Release {
+    std::map<std::string, int>& counts;
+    std::string tenant;
+    ~Release() { --counts[tenant]; }
+  } release{in_flight, caller.tenant};
+
+  openai::ResponseMeta meta;
+  meta.id = openai::response_id(endpoint, id.value());
+  meta.created = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  meta.model = model;
+  meta.logprobs = options.logprobs;
+  meta.include_usage = options.include_usage;
+  const openai::Usage usage0{uint32_t(prompt_len), 0};
+
+  auto next_event = [&]() -> net::awaitable<Ev> {
+    while (relay->events.empty()) {
+      relay->timer.expires_at(net::steady_timer::time_point::max());
+      beast::error_code ec;
+      co_await relay->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    Ev ev = std::move(relay->events.front());
+    relay->events.pop_front();
+    co_return ev;
+  };
+
+  if (!options.stream) {
+    openai::Choice choice;
+    for (;;) {
+      Ev ev = co_await next_event();
+      if (ev.kind == EventKind::kToken) {
+        choice.text += ev.text;
+        if (options.logprobs) choice.logprobs.push_back({ev.text, ev.logprob, {}});
+      } else if (ev.kind == EventKind::kFinished) {
+        choice.text += ev.text;
+        choice.finish_reason = ev.reason;
+        openai::Usage u = usage0;
+        u.completion_tokens = ev.num_output_tokens;
+        co_return co_await reply(stream, req, 200,
+                                 chat ? openai::chat_completion_response(meta, choice, u)
+                                      : openai::completion_response(meta, choice, u));
+      } else if (ev.kind == EventKind::kFailed) {
+        co_return co_await reply_error(stream, req, api_error_of(ev.error));
+      }
+    }
+  }
+
+  // Streamed: server-sent events in one chunked response.
+  http::response<http::empty_body> head{http::status::ok, req.version()};
+  head.set(http::field::server, "myriad");
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-cache");
+  head.keep_alive(req.keep_alive());
+  head.chunked(true);
+  http::response_serializer<http::empty_body> sr{head};
+  beast::error_code ec;
+  co_await http::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
+  auto send = [&](std::string_view data) -> net::awaitable<bool> {
+    beast::error_code wec;
+    co_await net::async_write(stream, http::make_chunk(net::buffer(data.data(), data.size())),
+                              net::redirect_error(net::use_awaitable, wec));
+    co_return !wec;
+  };
+  bool alive = !ec;
+  if (alive && chat) alive = co_await send(openai::sse_event(openai::chat_role_chunk(meta)));
+  uint32_t offset = 0;
+  while (alive) {
+    Ev ev = co_await next_event();
+    if (ev.kind == EventKind::kLogits) continue;
+    if (ev.kind == EventKind::kFailed) {
+      alive = co_await send(openai::sse_event(openai::to_json(api_error_of(ev.error))));
+      if (alive) alive = co_await send(openai::sse_done());
+      break;
+    }
+    std::vector<openai::TokenLogprob> lp;
+    if (options.logprobs && ev.kind == EventKind::kToken) lp.push_back({ev.text, ev.logprob, {}});
+    openai::Delta d;
+    d.text = ev.text;
+    d.logprobs = lp;
+    d.text_offset = offset;
+    if (ev.kind == EventKind::kFinished) d.finish_reason = ev.reason;
+    if (ev.kind == EventKind::kToken && ev.text.empty() && !options.logprobs) continue;  // held back: nothing to say yet
+    alive = co_await send(openai::sse_event(chat ? openai::chat_chunk(meta, d) : openai::completion_chunk(meta, d)));
+    offset += code_points(ev.text);
+    if (ev.kind == EventKind::kFinished) {
+      if (alive && options.include_usage) {
+        openai::Usage u = usage0;
+        u.completion_tokens = ev.num_output_tokens;
+        alive = co_await send(openai::sse_event(openai::usage_chunk(endpoint, meta, u)));
+      }
+      if (alive) alive = co_await send(openai::sse_done());
+      break;
+    }
+  }
+  if (!alive) {
+    service.cancel(id.value());  // the client is gone: free its KV and its place in the batch
+    co_return false;
+  }
+  co_await net::async_write(stream, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
+  co_return !ec;
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(NodeService& service, const Tenants& tenants,
+                                                      const HttpOptions& options) {
+  auto impl = std::make_unique<Impl>(service, tenants, options);
+  beast::error_code ec;
+  const auto address = net::ip::make_address(options.host, ec);
+  if (ec) return make_error(ErrorCode::kInvalidArgument, "--http " + options.host + ": not an IP address");
+  const tcp::endpoint ep{address, options.port};
+  impl->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(ep, ec);
+  if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error(ErrorCode::kIo, "cannot listen on " + options.host + ":" + std::to_string(options.port) + ": " +
+                                          ec.message());
+  Impl* p = impl.get();
+  p->bound_port = p->acceptor.local_endpoint(ec).port();
+  net::co_spawn(p->io, p->listen(), net::detached);
+  p->thread = std::thread([p] { p->io.run(); });
+  log_info("http: listening on {}:{}", options.host, p->bound_port);
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() { stop(); }
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  {
+    std::lock_guard lock(impl_->gate->mu);
+    impl_->gate->open = false;
+  }
+  net::post(impl_->io, [p = impl_.get()] {
+    beast::error_code ec;
+    p->acceptor.close(ec);
+    for (beast::tcp_stream* s : p->open_streams) s->socket().close(ec);
+    p->io.stop();
+  });
+  impl_->thread.join();
+}
+
+}  // namespace myriad::node

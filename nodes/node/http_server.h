@@ -1,0 +1,50 @@
+// The OpenAI-compatible HTTP API of a node (Boost.Beast, one thread running
+// an io_context; the engine steps on its own thread, so a slow client never
+// stalls it): POST /v1/completions and /v1/chat/completions (streamed as
+// server-sent events or not), GET /v1/models, adapter management
+// (POST /v1/adapters {"name","path"}, DELETE /v1/adapters/{name}, vLLM's
+// POST /v1/load_lora_adapter and /v1/unload_lora_adapter), and, without a
+// key, GET /health and GET /metrics (Prometheus text). Requests parse and
+// answer through the protocol layer (nodes/openai), errors in OpenAI's shape.
+// docs/api.md lists every field.
+//
+// Bounded: bodies over max_body_bytes get 413; a tenant with
+// max_in_flight_per_tenant requests open gets 429 with Retry-After; a
+// client that disconnects mid-stream has its request cancelled.
+// Thread-safe: start/stop from any one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "node_service.h"
+#include "runtime/result.h"
+#include "tenants.h"
+
+namespace myriad::node {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8000;  // 0: any free port (port() says which)
+  size_t max_body_bytes = size_t(8) << 20;
+  int max_in_flight_per_tenant = 256;
+};
+
+class HttpServer {
+ public:
+  // Binds and starts serving; kIo naming the address when it cannot bind.
+  static Result<std::unique_ptr<HttpServer>> start(NodeService& service, const Tenants& tenants,
+                                                   const HttpOptions& options);
+  ~HttpServer();  // stop()
+  uint16_t port() const;
+  // Stops accepting connections, ends open ones, joins the thread.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace myriad::node

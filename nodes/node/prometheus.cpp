@@ -1,0 +1,112 @@
+#include "prometheus.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "runtime/adapter_id.h"
+
+namespace myriad::node {
+
+namespace {
+
+using nlohmann::json;
+
+// Label values: backslash, quote and newline escaped, as the format asks.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+double num(const json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0; }
+
+void metric(std::string& out, const std::string& name, const char* type, const char* help) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+void sample(std::string& out, const std::string& name, const std::string& labels, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  out += name;
+  if (!labels.empty()) out += "{" + labels + "}";
+  out += ' ';
+  out += buf;
+  out += '\n';
+}
+
+}  // namespace
+
+std::string prometheus_text(const std::string& metrics_json, const EngineWorkerStats& live, bool draining) {
+  const json m = json::parse(metrics_json, nullptr, /*allow_exceptions=*/false);
+  std::string out;
+  if (m.is_discarded() || !m.is_object()) return out;
+  // Per tenant: the engine keys per-adapter figures by "tenant/name"; the
+  // base model's requests are the tenant-less "(base)".
+  const json& per = m.contains("per_adapter") ? m["per_adapter"] : json::object();
+
+  metric(out, "myriad_requests_total", "counter", "Requests by tenant and outcome.");
+  for (auto it = per.begin(); it != per.end(); ++it) {
+    const std::string key = it.key();
+    const size_t slash = key.find('/');
+    const std::string tenant = slash == std::string::npos ? "" : key.substr(0, slash);
+    const std::string adapter = key == "(base)" ? "" : key;
+    for (const char* outcome : {"submitted", "rejected", "finished", "cancelled", "deadline", "failed"})
+      sample(out, "myriad_requests_total",
+             "tenant=\"" + label(tenant) + "\",adapter=\"" + label(adapter) + "\",outcome=\"" + outcome + "\"",
+             num(it.value(), outcome));
+  }
+  metric(out, "myriad_output_tokens_total", "counter", "Tokens generated, by tenant and adapter.");
+  for (auto it = per.begin(); it != per.end(); ++it) {
+    const std::string key = it.key();
+    const size_t slash = key.find('/');
+    sample(out, "myriad_output_tokens_total",
+           "tenant=\"" + label(slash == std::string::npos ? "" : key.substr(0, slash)) + "\",adapter=\"" +
+               label(key == "(base)" ? "" : key) + "\"",
+           num(it.value(), "output_tokens"));
+  }
+  const json& overall = m.contains("overall") ? m["overall"] : json::object();
+  for (const char* h : {"ttft_ms", "itl_ms", "queue_ms", "e2e_ms"}) {
+    const std::string name = std::string("myriad_") + h;
+    metric(out, name, "summary", "Latency in milliseconds (quantiles over the node's lifetime).");
+    const json& hj = overall.contains(h) ? overall[h] : json::object();
+    for (const auto& [q, key] : {std::pair{"0.5", "p50"}, std::pair{"0.9", "p90"}, std::pair{"0.99", "p99"}})
+      sample(out, name, std::string("quantile=\"") + q + "\"", num(hj, key));
+    sample(out, name + "_count", "", num(hj, "count"));
+    sample(out, name + "_sum", "", num(hj, "count") * num(hj, "mean"));
+  }
+  for (const auto& [key, help] : {std::pair{"steps", "Engine steps that ran rows."},
+                                  std::pair{"swaps", "Adapters swapped out at the end of their quantum."},
+                                  std::pair{"slot_loads", "Adapter loads into device slots begun."},
+                                  std::pair{"load_failures", "Adapter loads that failed."},
+                                  std::pair{"evictions", "Adapters evicted from device slots."},
+                                  std::pair{"preemptions", "Sequences whose KV blocks were freed for recompute."}}) {
+    const std::string name = std::string("myriad_") + key + "_total";
+    metric(out, name, "counter", help);
+    sample(out, name, "", num(m, key));
+  }
+  metric(out, "myriad_slot_load_ms", "summary", "Adapter load into a slot, milliseconds.");
+  const json& sl = m.contains("slot_load_ms") ? m["slot_load_ms"] : json::object();
+  sample(out, "myriad_slot_load_ms", "quantile=\"0.5\"", num(sl, "p50"));
+  sample(out, "myriad_slot_load_ms", "quantile=\"0.99\"", num(sl, "p99"));
+  sample(out, "myriad_slot_load_ms_count", "", num(sl, "count"));
+  metric(out, "myriad_batch_occupancy", "gauge", "Mean rows per step over the batch capacity.");
+  sample(out, "myriad_batch_occupancy", "", num(m, "batch_occupancy"));
+  metric(out, "myriad_requests_queued", "gauge", "Requests waiting in the scheduler's queues.");
+  sample(out, "myriad_requests_queued", "", double(live.queued));
+  metric(out, "myriad_requests_running", "gauge", "Requests in the running batch.");
+  sample(out, "myriad_requests_running", "", double(live.running));
+  metric(out, "myriad_requests_in_flight", "gauge", "Requests accepted and not yet answered.");
+  sample(out, "myriad_requests_in_flight", "", double(live.in_flight));
+  metric(out, "myriad_draining", "gauge", "1 while the node drains for shutdown.");
+  sample(out, "myriad_draining", "", draining ? 1.0 : 0.0);
+  return out;
+}
+
+}  // namespace myriad::node
