@@ -104,6 +104,104 @@ json adapter_json(const AdapterRecord& r) {
           {"created", r.created_unix_ms / 1000}};
 }
 
+using Response = http::response<http::string_body>;
+
+// Responses are built by plain functions and sent by one coroutine: GCC 12
+// miscompiles string literals inside co_await expressions ("array used as
+// initializer"), so no co_await line carries one.
+Response make_response(const Request& req, int status, std::string body, std::string_view content_type = "application/json",
+                       int retry_after_s = 0) {
+  Response res{http::status(unsigned(status)), req.version()};
+  res.set(http::field::server, "myriad");
+  res.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+  if (retry_after_s > 0) res.set(http::field::retry_after, std::to_string(retry_after_s));
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+Response error_response(const Request& req, const openai::ApiError& e, int retry_after_s = 0) {
+  return make_response(req, e.status, openai::to_json(e), "application/json", retry_after_s);
+}
+
+net::awaitable<bool> send(beast::tcp_stream& stream, Response res) {
+  beast::error_code ec;
+  co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+  co_return !ec;
+}
+
+// Waits until the worker has posted an event for the request. Returns
+// nothing and the caller pops the event: GCC 12 destroys a non-trivial value
+// returned through co_await in a loop twice (it crashed here), and it
+// mishandles lambda coroutines, so this is a plain function.
+net::awaitable<void> wait_for_event(std::shared_ptr<Relay> relay) {
+  while (relay->events.empty()) {
+    relay->timer.expires_at(net::steady_timer::time_point::max());
+    beast::error_code ec;
+    co_await relay->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
+Ev pop_event(Relay& relay) {
+  Ev ev = std::move(relay.events.front());
+  relay.events.pop_front();
+  return ev;
+}
+
+// One server-sent event as one HTTP chunk; false once the client is gone.
+net::awaitable<bool> send_chunk(beast::tcp_stream& stream, std::string data) {
+  beast::error_code ec;
+  co_await net::async_write(stream, http::make_chunk(net::buffer(data)), net::redirect_error(net::use_awaitable, ec));
+  co_return !ec;
+}
+
+// What one request's stream has said so far, and what an event adds to it.
+struct StreamState {
+  bool chat = false;
+  openai::Endpoint endpoint = openai::Endpoint::kCompletions;
+  openai::ResponseMeta meta;
+  bool logprobs = false;
+  bool include_usage = false;
+  openai::Usage usage;
+  uint32_t offset = 0;  // code points of text sent
+};
+
+// The SSE chunks an event becomes (none for a token whose text is held
+// back); `done` after the final one. A plain function: the coroutine that
+// sends them keeps no locals across its awaits but the chunk list (GCC 12
+// miscompiles `continue` past locals in coroutine loops).
+std::vector<std::string> stream_chunks(StreamState& st, const Ev& ev, bool& done) {
+  std::vector<std::string> out;
+  if (ev.kind == EventKind::kLogits) return out;
+  if (ev.kind == EventKind::kFailed) {
+    out.push_back(openai::sse_event(openai::to_json(api_error_of(ev.error))));
+    out.emplace_back(openai::sse_done());
+    done = true;
+    return out;
+  }
+  if (ev.kind == EventKind::kToken && ev.text.empty() && !st.logprobs) return out;
+  std::vector<openai::TokenLogprob> lp;
+  if (st.logprobs && ev.kind == EventKind::kToken) lp.push_back({ev.text, ev.logprob, {}});
+  openai::Delta d;
+  d.text = ev.text;
+  d.logprobs = lp;
+  d.text_offset = st.offset;
+  if (ev.kind == EventKind::kFinished) d.finish_reason = ev.reason;
+  out.push_back(openai::sse_event(st.chat ? openai::chat_chunk(st.meta, d) : openai::completion_chunk(st.meta, d)));
+  st.offset += code_points(ev.text);
+  if (ev.kind == EventKind::kFinished) {
+    if (st.include_usage) {
+      openai::Usage u = st.usage;
+      u.completion_tokens = ev.num_output_tokens;
+      out.push_back(openai::sse_event(openai::usage_chunk(st.endpoint, st.meta, u)));
+    }
+    out.emplace_back(openai::sse_done());
+    done = true;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -126,32 +224,12 @@ struct HttpServer::Impl {
   net::awaitable<void> listen();
   net::awaitable<void> session(tcp::socket socket);
   net::awaitable<bool> handle(beast::tcp_stream& stream, Request& req);
-  net::awaitable<bool> reply(beast::tcp_stream& stream, const Request& req, int status, std::string body,
-                             const char* content_type = "application/json", int retry_after_s = 0);
-  net::awaitable<bool> reply_error(beast::tcp_stream& stream, const Request& req, const openai::ApiError& e,
-                                   int retry_after_s = 0) {
-    co_return co_await reply(stream, req, e.status, openai::to_json(e), "application/json", retry_after_s);
-  }
   net::awaitable<bool> generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 openai::Endpoint endpoint);
   net::awaitable<bool> models(beast::tcp_stream& stream, const Request& req, const Caller& caller);
   net::awaitable<bool> adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 std::string_view path);
 };
-
-net::awaitable<bool> HttpServer::Impl::reply(beast::tcp_stream& stream, const Request& req, int status,
-                                             std::string body, const char* content_type, int retry_after_s) {
-  http::response<http::string_body> res{http::status(unsigned(status)), req.version()};
-  res.set(http::field::server, "myriad");
-  res.set(http::field::content_type, content_type);
-  if (retry_after_s > 0) res.set(http::field::retry_after, std::to_string(retry_after_s));
-  res.keep_alive(req.keep_alive());
-  res.body() = std::move(body);
-  res.prepare_payload();
-  beast::error_code ec;
-  co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
-  co_return !ec;
-}
 
 net::awaitable<void> HttpServer::Impl::listen() {
   for (;;) {
@@ -178,8 +256,11 @@ net::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     if (ec == http::error::body_limit) {
       Request head;
       head.version(11);
-      (void)co_await reply_error(stream, head, openai::body_too_large(size_t(parser.content_length().value_or(0)),
+      {
+      auto res_ = error_response(head, openai::body_too_large(size_t(parser.content_length().value_or(0)),
                                                                      opts.max_body_bytes));
+      (void)co_await send(stream, std::move(res_));
+    }
       break;
     }
     if (ec) break;  // closed, timed out or malformed: nothing to answer on
@@ -198,14 +279,23 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (const size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   const auto method = req.method();
   if (target == "/health" && method == http::verb::get) {
-    if (service.draining()) co_return co_await reply(stream, req, 503, R"({"status":"draining"})");
-    co_return co_await reply(stream, req, 200, json{{"status", "ok"}, {"model", service.model_name()}}.dump());
+    if (service.draining()) {
+      auto res_ = make_response(req, 503, R"({"status":"draining"})");
+      co_return co_await send(stream, std::move(res_));
+    }
+    {
+      auto res_ = make_response(req, 200, json{{"status", "ok"}, {"model", service.model_name()}}.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
   }
   if (target == "/metrics" && method == http::verb::get) {
     // The engine's figures are read between steps: this waits at most one step.
-    co_return co_await reply(stream, req, 200,
+    {
+      auto res_ = make_response(req, 200,
                              prometheus_text(service.metrics_json(), service.stats(), service.draining()),
                              "text/plain; version=0.0.4");
+      co_return co_await send(stream, std::move(res_));
+    }
   }
   // Everything else needs a key (when the node has keys).
   std::optional<std::string_view> key;
@@ -214,7 +304,10 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
     if (v.rfind("Bearer ", 0) == 0) key = v.substr(7);
   }
   auto caller = tenants.authenticate(key);
-  if (!caller.ok()) co_return co_await reply_error(stream, req, openai::invalid_api_key(caller.error().message));
+  if (!caller.ok()) {
+      auto res_ = error_response(req, openai::invalid_api_key(caller.error().message));
+      co_return co_await send(stream, std::move(res_));
+    }
 
   if (target == "/v1/completions" && method == http::verb::post)
     co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kCompletions);
@@ -224,13 +317,19 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||
       target == "/v1/unload_lora_adapter")
     co_return co_await adapters(stream, req, caller.value(), target);
-  co_return co_await reply_error(stream, req,
+  {
+      auto res_ = error_response(req,
                                  openai::not_found_route(std::string(http::to_string(method)), target));
+      co_return co_await send(stream, std::move(res_));
+    }
 }
 
 net::awaitable<bool> HttpServer::Impl::models(beast::tcp_stream& stream, const Request& req, const Caller& caller) {
   auto list = service.models(caller);
-  if (!list.ok()) co_return co_await reply_error(stream, req, api_error_of(list.error()));
+  if (!list.ok()) {
+      auto res_ = error_response(req, api_error_of(list.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
   json data = json::array();
   for (const ModelRef& m : list.value()) {
     if (m.base) {
@@ -244,7 +343,10 @@ net::awaitable<bool> HttpServer::Impl::models(beast::tcp_stream& stream, const R
                       {"version", m.adapter.id.version}});
     }
   }
-  co_return co_await reply(stream, req, 200, json{{"object", "list"}, {"data", data}}.dump());
+  {
+      auto res_ = make_response(req, 200, json{{"object", "list"}, {"data", data}}.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
 }
 
 net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
@@ -258,29 +360,45 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
     const bool vllm = path == "/v1/load_lora_adapter";
     auto ct = req.find(http::field::content_type);
     if (ct != req.end() && std::string_view(ct->value().data(), ct->value().size()).rfind("multipart/", 0) == 0)
-      co_return co_await reply_error(
-          stream, req, openai::invalid_request("multipart adapter uploads are not supported yet; send "
+      {
+      auto res_ = error_response(req, openai::invalid_request("multipart adapter uploads are not supported yet; send "
                                                "{\"name\", \"path\"} naming a folder on the node"));
+      co_return co_await send(stream, std::move(res_));
+    }
     if (body.is_discarded() || !body.is_object())
-      co_return co_await reply_error(stream, req, openai::invalid_request("the body must be a JSON object"));
+      {
+      auto res_ = error_response(req, openai::invalid_request("the body must be a JSON object"));
+      co_return co_await send(stream, std::move(res_));
+    }
     const auto name = text(vllm ? "lora_name" : "name");
     const auto dir = text(vllm ? "lora_path" : "path");
     if (!name || !dir)
-      co_return co_await reply_error(
-          stream, req,
+      {
+      auto res_ = error_response(req,
           openai::invalid_request(vllm ? "lora_name and lora_path (strings) are required"
                                        : "name and path (strings) are required",
                                   vllm ? "lora_name" : "name", "missing_required_parameter"));
+      co_return co_await send(stream, std::move(res_));
+    }
     auto rec = service.add_adapter_from_path(caller, *name, *dir);
     if (!rec.ok()) {
       openai::ApiError e = openai::invalid_request(rec.error().message);
       if (rec.error().code == ErrorCode::kIo) e = openai::internal_error(rec.error().message);
-      co_return co_await reply_error(stream, req, e);
+      {
+      auto res_ = error_response(req, e);
+      co_return co_await send(stream, std::move(res_));
+    }
     }
     if (vllm)
-      co_return co_await reply(stream, req, 200, "Success: LoRA adapter '" + *name + "' added successfully.",
+      {
+      auto res_ = make_response(req, 200, "Success: LoRA adapter '" + *name + "' added successfully.",
                                "text/plain");
-    co_return co_await reply(stream, req, 200, adapter_json(rec.value()).dump());
+      co_return co_await send(stream, std::move(res_));
+    }
+    {
+      auto res_ = make_response(req, 200, adapter_json(rec.value()).dump());
+      co_return co_await send(stream, std::move(res_));
+    }
   }
   std::string name;
   if (req.method() == http::verb::delete_ && path.rfind("/v1/adapters/", 0) == 0) {
@@ -288,23 +406,38 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
   } else if (req.method() == http::verb::post && path == "/v1/unload_lora_adapter") {
     const auto n = text("lora_name");
     if (!n)
-      co_return co_await reply_error(stream, req,
+      {
+      auto res_ = error_response(req,
                                      openai::invalid_request("lora_name (a string) is required", "lora_name",
                                                              "missing_required_parameter"));
+      co_return co_await send(stream, std::move(res_));
+    }
     name = *n;
   } else {
-    co_return co_await reply_error(stream, req,
+    {
+      auto res_ = error_response(req,
                                    openai::not_found_route(std::string(http::to_string(req.method())), path));
+      co_return co_await send(stream, std::move(res_));
+    }
   }
   if (Status st = service.remove_adapter(caller, name); !st.ok())
-    co_return co_await reply_error(stream, req,
+    {
+      auto res_ = error_response(req,
                                    st.error().code == ErrorCode::kNotFound || st.error().code == ErrorCode::kInvalidArgument
                                        ? openai::model_not_found(name)
                                        : api_error_of(st.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
   if (path == "/v1/unload_lora_adapter")
-    co_return co_await reply(stream, req, 200, "Success: LoRA adapter '" + name + "' removed successfully.",
+    {
+      auto res_ = make_response(req, 200, "Success: LoRA adapter '" + name + "' removed successfully.",
                              "text/plain");
-  co_return co_await reply(stream, req, 200, json{{"id", name}, {"object", "adapter"}, {"deleted", true}}.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
+  {
+      auto res_ = make_response(req, 200, json{{"id", name}, {"object", "adapter"}, {"deleted", true}}.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
 }
 
 net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
@@ -317,58 +450,86 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   std::vector<int32_t> prompt;
   if (chat) {
     auto call = openai::parse_chat_request(req.body(), limits);
-    if (!call.ok()) co_return co_await reply_error(stream, req, call.error());
+    if (!call.ok()) {
+      auto res_ = error_response(req, call.error());
+      co_return co_await send(stream, std::move(res_));
+    }
     model = call.value().model;
     options = call.value().options;
     auto ids = service.encode_chat(openai::template_messages(call.value().messages));
-    if (!ids.ok()) co_return co_await reply_error(stream, req, openai::invalid_request(ids.error().message, "messages"));
+    if (!ids.ok()) {
+      auto res_ = error_response(req, openai::invalid_request(ids.error().message, "messages"));
+      co_return co_await send(stream, std::move(res_));
+    }
     prompt = std::move(ids.value());
   } else {
     auto call = openai::parse_completion_request(req.body(), limits);
-    if (!call.ok()) co_return co_await reply_error(stream, req, call.error());
+    if (!call.ok()) {
+      auto res_ = error_response(req, call.error());
+      co_return co_await send(stream, std::move(res_));
+    }
     model = call.value().model;
     options = call.value().options;
     if (const auto* text = std::get_if<std::string>(&call.value().prompt)) {
       auto ids = service.encode_prompt(*text);
-      if (!ids.ok()) co_return co_await reply_error(stream, req, api_error_of(ids.error()));
+      if (!ids.ok()) {
+      auto res_ = error_response(req, api_error_of(ids.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
       prompt = std::move(ids.value());
     } else {
       prompt = std::get<std::vector<int32_t>>(call.value().prompt);
       const int64_t vocab = service.model_config().vocab_size;
       for (size_t i = 0; i < prompt.size(); ++i)
         if (prompt[i] < 0 || prompt[i] >= vocab)
-          co_return co_await reply_error(
-              stream, req,
+          {
+      auto res_ = error_response(req,
               openai::invalid_request("prompt token " + std::to_string(i) + " is " + std::to_string(prompt[i]) +
                                           ", outside the vocabulary [0, " + std::to_string(vocab) + ")",
                                       "prompt", "invalid_value"));
+      co_return co_await send(stream, std::move(res_));
+    }
     }
   }
   auto ref = service.resolve(model, caller);
-  if (!ref.ok()) co_return co_await reply_error(stream, req, openai::model_not_found(model));
-  if (prompt.empty()) co_return co_await reply_error(stream, req, openai::invalid_request("the prompt is empty", "prompt"));
+  if (!ref.ok()) {
+      auto res_ = error_response(req, openai::model_not_found(model));
+      co_return co_await send(stream, std::move(res_));
+    }
+  if (prompt.empty()) {
+      auto res_ = error_response(req, openai::invalid_request("the prompt is empty", "prompt"));
+      co_return co_await send(stream, std::move(res_));
+    }
   const int64_t context = service.context_length() > 0 ? service.context_length() : int64_t(1) << 30;
   const int64_t prompt_len = int64_t(prompt.size());
   if (prompt_len >= context)
-    co_return co_await reply_error(stream, req,
+    {
+      auto res_ = error_response(req,
                                    openai::invalid_request("the prompt has " + std::to_string(prompt_len) +
                                                            " tokens; the model's context is " + std::to_string(context),
                                                            chat ? "messages" : "prompt"));
+      co_return co_await send(stream, std::move(res_));
+    }
   const int64_t left = context - prompt_len;
   const int64_t max_tokens = options.max_tokens ? int64_t(*options.max_tokens) : (chat ? left : 16);
   if (max_tokens > left)
-    co_return co_await reply_error(
-        stream, req,
+    {
+      auto res_ = error_response(req,
         openai::invalid_request("max_tokens " + std::to_string(max_tokens) + " exceeds the context left, " +
                                     std::to_string(left) + " (the prompt has " + std::to_string(prompt_len) +
                                     " of the model's " + std::to_string(context) + " tokens)",
                                 chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
+      co_return co_await send(stream, std::move(res_));
+    }
   int& open = in_flight[caller.tenant];
   if (open >= opts.max_in_flight_per_tenant)
-    co_return co_await reply_error(stream, req,
+    {
+      auto res_ = error_response(req,
                                    openai::rate_limited("tenant '" + caller.tenant + "' has " + std::to_string(open) +
                                                         " requests open, the most it may; retry shortly"),
                                    1);
+      co_return co_await send(stream, std::move(res_));
+    }
 
   GenerateCall call;
   call.model = ref.value();
@@ -395,7 +556,10 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
       relay->timer.cancel();
     });
   });
-  if (!id.ok()) co_return co_await reply_error(stream, req, api_error_of(id.error()));
+  if (!id.ok()) {
+      auto res_ = error_response(req, api_error_of(id.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
   ++in_flight[caller.tenant];
   struct Release {
     std::map<std::string, int>& counts;
@@ -413,21 +577,11 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   meta.include_usage = options.include_usage;
   const openai::Usage usage0{uint32_t(prompt_len), 0};
 
-  auto next_event = [&]() -> net::awaitable<Ev> {
-    while (relay->events.empty()) {
-      relay->timer.expires_at(net::steady_timer::time_point::max());
-      beast::error_code ec;
-      co_await relay->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
-    }
-    Ev ev = std::move(relay->events.front());
-    relay->events.pop_front();
-    co_return ev;
-  };
-
   if (!options.stream) {
     openai::Choice choice;
     for (;;) {
-      Ev ev = co_await next_event();
+      co_await wait_for_event(relay);
+      Ev ev = pop_event(*relay);
       if (ev.kind == EventKind::kToken) {
         choice.text += ev.text;
         if (options.logprobs) choice.logprobs.push_back({ev.text, ev.logprob, {}});
@@ -436,11 +590,17 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
         choice.finish_reason = ev.reason;
         openai::Usage u = usage0;
         u.completion_tokens = ev.num_output_tokens;
-        co_return co_await reply(stream, req, 200,
+        {
+      auto res_ = make_response(req, 200,
                                  chat ? openai::chat_completion_response(meta, choice, u)
                                       : openai::completion_response(meta, choice, u));
+      co_return co_await send(stream, std::move(res_));
+    }
       } else if (ev.kind == EventKind::kFailed) {
-        co_return co_await reply_error(stream, req, api_error_of(ev.error));
+        {
+      auto res_ = error_response(req, api_error_of(ev.error));
+      co_return co_await send(stream, std::move(res_));
+    }
       }
     }
   }
@@ -455,42 +615,14 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   http::response_serializer<http::empty_body> sr{head};
   beast::error_code ec;
   co_await http::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
-  auto send = [&](std::string_view data) -> net::awaitable<bool> {
-    beast::error_code wec;
-    co_await net::async_write(stream, http::make_chunk(net::buffer(data.data(), data.size())),
-                              net::redirect_error(net::use_awaitable, wec));
-    co_return !wec;
-  };
   bool alive = !ec;
-  if (alive && chat) alive = co_await send(openai::sse_event(openai::chat_role_chunk(meta)));
-  uint32_t offset = 0;
-  while (alive) {
-    Ev ev = co_await next_event();
-    if (ev.kind == EventKind::kLogits) continue;
-    if (ev.kind == EventKind::kFailed) {
-      alive = co_await send(openai::sse_event(openai::to_json(api_error_of(ev.error))));
-      if (alive) alive = co_await send(openai::sse_done());
-      break;
-    }
-    std::vector<openai::TokenLogprob> lp;
-    if (options.logprobs && ev.kind == EventKind::kToken) lp.push_back({ev.text, ev.logprob, {}});
-    openai::Delta d;
-    d.text = ev.text;
-    d.logprobs = lp;
-    d.text_offset = offset;
-    if (ev.kind == EventKind::kFinished) d.finish_reason = ev.reason;
-    if (ev.kind == EventKind::kToken && ev.text.empty() && !options.logprobs) continue;  // held back: nothing to say yet
-    alive = co_await send(openai::sse_event(chat ? openai::chat_chunk(meta, d) : openai::completion_chunk(meta, d)));
-    offset += code_points(ev.text);
-    if (ev.kind == EventKind::kFinished) {
-      if (alive && options.include_usage) {
-        openai::Usage u = usage0;
-        u.completion_tokens = ev.num_output_tokens;
-        alive = co_await send(openai::sse_event(openai::usage_chunk(endpoint, meta, u)));
-      }
-      if (alive) alive = co_await send(openai::sse_done());
-      break;
-    }
+  if (alive && chat) alive = co_await send_chunk(stream, openai::sse_event(openai::chat_role_chunk(meta)));
+  StreamState st{chat, endpoint, meta, options.logprobs, options.include_usage, usage0};
+  bool done = false;
+  while (alive && !done) {
+    co_await wait_for_event(relay);
+    const std::vector<std::string> chunks = stream_chunks(st, pop_event(*relay), done);
+    for (size_t i = 0; alive && i < chunks.size(); ++i) alive = co_await send_chunk(stream, chunks[i]);
   }
   if (!alive) {
     service.cancel(id.value());  // the client is gone: free its KV and its place in the batch
