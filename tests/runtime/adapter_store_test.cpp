@@ -292,6 +292,8 @@ TEST(AdapterStore, ListKeepsTenantsApart) {
   auto all = store->list("");
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 4u);
+  // A default string_view (a null pointer) means all tenants too, not SQL NULL.
+  EXPECT_EQ(store->list(std::string_view())->size(), 4u);
   EXPECT_EQ((*all)[0].id.tenant, "alpha");
   EXPECT_EQ((*all)[3].id.tenant, "beta");
   expect_error(store->list("../etc"), ErrorCode::kInvalidArgument, "tenant");

@@ -69,7 +69,7 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
 
   Stmt& bind(int i, std::string_view v) {
-    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_text(s_, i, v.data() ? v.data() : "", int(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
   Stmt& bind(int i, int64_t v) {

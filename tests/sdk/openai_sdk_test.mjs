@@ -1,0 +1,135 @@
+// The official OpenAI Node SDK as a client of a real myriad-node on
+// 127.0.0.1: completions and chat, streamed and not, /v1/models, two tenants
+// whose same-named adapters are different models, and a 401 and a 404 that
+// surface as the SDK's typed errors. Run by ctest (sdk.openai) with
+// MYRIAD_CLI and MYRIAD_NODE pointing at the built binaries.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+
+const cli = process.env.MYRIAD_CLI;
+const nodeBin = process.env.MYRIAD_NODE;
+assert.ok(cli && nodeBin, 'MYRIAD_CLI and MYRIAD_NODE must name the built binaries');
+
+const dir = mkdtempSync(join(tmpdir(), 'myriad-sdk-'));
+let server;
+let baseURL;
+let exited;
+
+function client(apiKey) {
+  return new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: 60_000 });
+}
+
+before(async () => {
+  execFileSync(cli, ['make-model', '--shape', 'tiny', '--seed', '1', '--dtype', 'f32', '--out', join(dir, 'tiny')]);
+  execFileSync(cli, ['make-adapter', '--model', join(dir, 'tiny'), '--rank', '8', '--seed', '3', '--out', join(dir, 'a')]);
+  execFileSync(cli, ['make-adapter', '--model', join(dir, 'tiny'), '--rank', '8', '--seed', '4', '--out', join(dir, 'b')]);
+  writeFileSync(join(dir, 'keys.json'), JSON.stringify({
+    'alpha-key': 'alpha', 'beta-key': 'beta', 'ops-key': { tenant: 'ops', admin: true },
+  }));
+  server = spawn(nodeBin, ['--model', join(dir, 'tiny'), '--data', join(dir, 'data'), '--http', '127.0.0.1:0',
+    '--api-keys', join(dir, 'keys.json'), '--slots', '2', '--threads', '1', '--log-level', 'warn'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
+  let out = '';
+  baseURL = await new Promise((resolve, reject) => {
+    server.stdout.on('data', (d) => {
+      out += d.toString();
+      const m = out.match(/on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) resolve(`${m[1]}/v1`);
+    });
+    server.on('exit', () => reject(new Error(`myriad-node exited early: ${out}`)));
+  });
+  for (const [key, path] of [['alpha-key', 'a'], ['beta-key', 'b']]) {
+    const r = await fetch(`${baseURL}/adapters`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'chat', path: join(dir, path) }),
+    });
+    assert.equal(r.status, 200, await r.text());
+  }
+});
+
+after(async () => {
+  if (server && server.exitCode === null) server.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('completions, streamed and not, give the same text', async () => {
+  const alpha = client('alpha-key');
+  const full = await alpha.completions.create({ model: 'chat', prompt: 'Hello', max_tokens: 8, temperature: 0 });
+  assert.equal(full.object, 'text_completion');
+  assert.equal(full.choices[0].finish_reason, 'length');
+  assert.equal(full.usage.completion_tokens, 8);
+  assert.equal(full.usage.prompt_tokens + 8, full.usage.total_tokens);
+  let streamed = '';
+  const stream = await alpha.completions.create({ model: 'chat', prompt: 'Hello', max_tokens: 8, temperature: 0, stream: true });
+  for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? '';
+  assert.equal(streamed, full.choices[0].text);
+});
+
+test('chat, streamed with usage and not, gives the same message', async () => {
+  const alpha = client('alpha-key');
+  const messages = [{ role: 'user', content: 'Hi there' }];
+  const full = await alpha.chat.completions.create({ model: 'alpha/chat', messages, max_tokens: 6, temperature: 0 });
+  assert.equal(full.object, 'chat.completion');
+  assert.equal(full.choices[0].message.role, 'assistant');
+  let text = '';
+  let usage = null;
+  let role = null;
+  const stream = await alpha.chat.completions.create({
+    model: 'alpha/chat@1', messages, max_tokens: 6, temperature: 0, stream: true, stream_options: { include_usage: true },
+  });
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    const delta = chunk.choices[0]?.delta;
+    if (delta?.role) role = delta.role;
+    text += delta?.content ?? '';
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(text, full.choices[0].message.content);
+  assert.equal(usage.completion_tokens, 6);
+});
+
+test('two tenants: the same name is two adapters, and neither sees the other', async () => {
+  const alpha = client('alpha-key');
+  const beta = client('beta-key');
+  const req = { prompt: 'Hello', max_tokens: 8, temperature: 0 };
+  const a = await alpha.completions.create({ model: 'chat', ...req });
+  const b = await beta.completions.create({ model: 'chat', ...req });
+  const base = await beta.completions.create({ model: 'tiny', ...req });
+  assert.notEqual(a.choices[0].text, b.choices[0].text);
+  assert.notEqual(a.choices[0].text, base.choices[0].text);
+  const ids = (await alpha.models.list()).data.map((m) => m.id).sort();
+  assert.deepEqual(ids, ['alpha/chat', 'tiny']);
+  await assert.rejects(beta.completions.create({ model: 'alpha/chat', ...req }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, `expected NotFoundError, got ${e}`);
+    assert.equal(e.status, 404);
+    return true;
+  });
+  const ops = (await client('ops-key').models.list()).data.map((m) => m.id).sort();
+  assert.deepEqual(ops, ['alpha/chat', 'beta/chat', 'tiny']);
+});
+
+test('a wrong key is a 401 and a bad value a 400, as the SDK types them', async () => {
+  await assert.rejects(client('nope').models.list(), (e) => {
+    assert.ok(e instanceof OpenAI.AuthenticationError, `expected AuthenticationError, got ${e}`);
+    assert.equal(e.status, 401);
+    return true;
+  });
+  await assert.rejects(client('alpha-key').completions.create({ model: 'chat', prompt: 'x', temperature: 5 }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, `expected BadRequestError, got ${e}`);
+    assert.match(e.message, /temperature/);
+    return true;
+  });
+});
+
+test('SIGTERM drains and exits 0', async () => {
+  server.kill('SIGTERM');
+  const { code } = await exited;
+  assert.equal(code, 0);
+});
