@@ -1,0 +1,30 @@
+// Registers every TypedWire message kind (messages.h) with CAF 0.17.6: one
+// type-ID block, names taken from the aliases, so two actor systems (two
+// processes, two hosts) that both call register_message_types agree on every
+// name. A kind left out still compiles, then fails at run time with
+// "unexpected_message" (DEPENDENCIES.md): add each new kind here, once.
+//
+// Include only where an actor_system_config is built (CAF headers are heavy).
+#pragma once
+
+#include <caf/actor_system_config.hpp>
+#include <caf/type_id.hpp>
+
+#include "actors/messages.h"
+
+CAF_BEGIN_TYPE_ID_BLOCK(myriad_actors, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::SubmitWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::CancelWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::EventWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::ResidencyWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::WorkerLoadWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterInfoWire))
+CAF_END_TYPE_ID_BLOCK(myriad_actors)
+
+namespace myriad::actors {
+
+inline caf::actor_system_config& register_message_types(caf::actor_system_config& cfg) {
+  return cfg.add_message_types<caf::id_block::myriad_actors>();
+}
+
+}  // namespace myriad::actors

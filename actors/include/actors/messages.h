@@ -1,0 +1,20 @@
+// The message kinds actors exchange (schema/messages.capnp), each as its own
+// TypedWire type, so CAF dispatches on the kind and decode() checks it again.
+// Registered with CAF by message_types.h; converters from and to the
+// runtime's types: request_wire.h, event_wire.h, adapter_info_wire.h.
+#pragma once
+
+#include "actors/typed_wire.h"
+#include "schema/api.capnp.h"
+#include "schema/messages.capnp.h"
+
+namespace myriad::actors {
+
+using SubmitWire = TypedWire<schema::SubmitRequest>;         // gateway -> scheduler: admit a request
+using CancelWire = TypedWire<schema::CancelRequest>;         // gateway -> scheduler: stop a request
+using EventWire = TypedWire<schema::RequestEvent>;           // worker -> gateway: a token, logits or the final event
+using ResidencyWire = TypedWire<schema::AdapterResidency>;   // worker -> adapter actor, gateway: where a version is
+using WorkerLoadWire = TypedWire<schema::WorkerLoad>;        // worker -> gateway: load, for placement
+using AdapterInfoWire = TypedWire<schema::api::AdapterInfo>; // registry -> gateway: one published version
+
+}  // namespace myriad::actors

@@ -1,0 +1,75 @@
+#include "actors/request_wire.h"
+
+#include <string>
+
+#include "actors/common_wire.h"
+
+namespace myriad::actors {
+namespace {
+
+schema::LogitsRequest to_schema(LogitsRequest logits) {
+  switch (logits) {
+    case LogitsRequest::kNone: return schema::LogitsRequest::NONE;
+    case LogitsRequest::kLast: return schema::LogitsRequest::LAST;
+    case LogitsRequest::kAll: return schema::LogitsRequest::ALL;
+  }
+  assertion_failed(__FILE__, __LINE__, "known enumerant", "unknown LogitsRequest " + std::to_string(int(logits)));
+}
+
+Result<LogitsRequest> from_schema(schema::LogitsRequest logits) {
+  switch (logits) {
+    case schema::LogitsRequest::NONE: return LogitsRequest::kNone;
+    case schema::LogitsRequest::LAST: return LogitsRequest::kLast;
+    case schema::LogitsRequest::ALL: return LogitsRequest::kAll;
+  }
+  return make_error(ErrorCode::kInvalidArgument, "SubmitRequest.promptLogits: unknown value " + std::to_string(unsigned(logits)));
+}
+
+}  // namespace
+
+void write_submit(const Request& request, uint32_t attempt, schema::SubmitRequest::Builder out) {
+  out.setRequestId(request.id);
+  auto adapters = out.initAdapters(static_cast<unsigned>(request.adapters.size()));
+  for (unsigned i = 0; i < adapters.size(); ++i) {
+    write_adapter_id(request.adapters[i].id, adapters[i].initId());
+    adapters[i].setWeight(request.adapters[i].weight);
+  }
+  auto prompt = out.initPrompt(static_cast<unsigned>(request.prompt.size()));
+  for (unsigned i = 0; i < prompt.size(); ++i) prompt.set(i, request.prompt[i]);
+  write_sampling(request.sampling, out.initSampling());
+  out.setMaxTokens(request.max_tokens);
+  auto stop_ids = out.initStopTokenIds(static_cast<unsigned>(request.stop_token_ids.size()));
+  for (unsigned i = 0; i < stop_ids.size(); ++i) stop_ids.set(i, request.stop_token_ids[i]);
+  auto stop = out.initStop(static_cast<unsigned>(request.stop.size()));
+  for (unsigned i = 0; i < stop.size(); ++i) stop.set(i, request.stop[i]);
+  out.setTimeoutMs(request.timeout_ms);
+  out.setPromptLogits(to_schema(request.prompt_logits));
+  out.setAttempt(attempt);
+}
+
+Result<Request> read_submit(schema::SubmitRequest::Reader in) {
+  Request r;
+  r.id = in.getRequestId();
+  // Each list getter is called once: every call counts against the reader's traversal limit.
+  auto adapters = in.getAdapters();
+  r.adapters.reserve(adapters.size());
+  for (auto a : adapters) r.adapters.push_back(AdapterUse{read_adapter_id(a.getId()), a.getWeight()});
+  r.prompt = to_vector<int32_t>(in.getPrompt());
+  r.sampling = read_sampling(in.getSampling());
+  r.max_tokens = in.getMaxTokens();
+  r.stop_token_ids = to_vector<int32_t>(in.getStopTokenIds());
+  auto stop = in.getStop();
+  r.stop.reserve(stop.size());
+  for (auto s : stop) r.stop.push_back(as_string(s));
+  r.timeout_ms = in.getTimeoutMs();
+  auto logits = from_schema(in.getPromptLogits());
+  if (!logits) return logits.error();
+  r.prompt_logits = *logits;
+  return r;
+}
+
+SubmitWire encode_submit(const Request& request, uint32_t attempt) {
+  return SubmitWire::from([&](schema::SubmitRequest::Builder out) { write_submit(request, attempt, out); });
+}
+
+}  // namespace myriad::actors

@@ -1,0 +1,344 @@
+// The typed wire (actors/typed_wire.h) and the converters between runtime
+// types and schema messages: every field round-trips; a message of another
+// kind, truncated bytes, garbage and pointers that do not fit the schema are
+// Errors, never a throw or a crash. No CAF here (typed_wire_actor_test.cpp
+// sends them through actors).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "actors/adapter_info_wire.h"
+#include "actors/common_wire.h"
+#include "actors/event_wire.h"
+#include "actors/request_wire.h"
+
+namespace myriad::actors {
+namespace {
+
+Request full_request() {
+  Request r;
+  r.id = 0x1234'5678'9abcULL;
+  r.adapters = {AdapterUse{AdapterId{"alpha", "chat", 3}, 0.75f}, AdapterUse{AdapterId{"beta", "code.v2", 11}, 0.25f}};
+  r.prompt = {1, 15043, 29892, -7, 32000};
+  r.sampling.temperature = 0.7f;
+  r.sampling.top_k = 40;
+  r.sampling.top_p = 0.9f;
+  r.sampling.seed = 0xdead'beef'cafeULL;
+  r.sampling.repetition_penalty = 1.1f;
+  r.sampling.presence_penalty = 0.5f;
+  r.sampling.frequency_penalty = -0.25f;
+  r.max_tokens = 123;
+  r.prompt_logits = LogitsRequest::kAll;
+  r.stop_token_ids = {2, 32001};
+  r.stop = {"\n\n", "</s>", ""};
+  r.timeout_ms = 2500.5;
+  return r;
+}
+
+void expect_same_request(const Request& a, const Request& b) {
+  EXPECT_EQ(a.id, b.id);
+  ASSERT_EQ(a.adapters.size(), b.adapters.size());
+  for (size_t i = 0; i < a.adapters.size(); ++i) {
+    EXPECT_EQ(a.adapters[i].id, b.adapters[i].id) << i;
+    EXPECT_EQ(a.adapters[i].weight, b.adapters[i].weight) << i;
+  }
+  EXPECT_EQ(a.prompt, b.prompt);
+  EXPECT_EQ(a.sampling.temperature, b.sampling.temperature);
+  EXPECT_EQ(a.sampling.top_k, b.sampling.top_k);
+  EXPECT_EQ(a.sampling.top_p, b.sampling.top_p);
+  EXPECT_EQ(a.sampling.seed, b.sampling.seed);
+  EXPECT_EQ(a.sampling.repetition_penalty, b.sampling.repetition_penalty);
+  EXPECT_EQ(a.sampling.presence_penalty, b.sampling.presence_penalty);
+  EXPECT_EQ(a.sampling.frequency_penalty, b.sampling.frequency_penalty);
+  EXPECT_EQ(a.max_tokens, b.max_tokens);
+  EXPECT_EQ(a.prompt_logits, b.prompt_logits);
+  EXPECT_EQ(a.stop_token_ids, b.stop_token_ids);
+  EXPECT_EQ(a.stop, b.stop);
+  EXPECT_EQ(a.timeout_ms, b.timeout_ms);
+}
+
+Request round_trip(const Request& in, uint32_t attempt, uint32_t* attempt_out = nullptr) {
+  SubmitWire wire = encode_submit(in, attempt);
+  auto decoded = wire.decode();
+  EXPECT_TRUE(decoded.ok()) << decoded.error().message;
+  if (attempt_out) *attempt_out = decoded->get().getAttempt();
+  auto out = read_submit(decoded->get());
+  EXPECT_TRUE(out.ok()) << out.error().message;
+  return *out;
+}
+
+TEST(SubmitWire, EveryFieldRoundTrips) {
+  const Request in = full_request();
+  uint32_t attempt = 0;
+  expect_same_request(in, round_trip(in, 4, &attempt));
+  EXPECT_EQ(attempt, 4u);
+}
+
+TEST(SubmitWire, DefaultsRoundTripIncludingNoDeadline) {
+  Request in;  // the base model, no deadline, default sampling
+  in.id = 1;
+  in.prompt = {5};
+  const Request out = round_trip(in, 0);
+  expect_same_request(in, out);
+  EXPECT_TRUE(std::isinf(out.timeout_ms));
+}
+
+TEST(SubmitWire, AnUnsetSchemaStructMeansTheRuntimeDefaults) {
+  // A sender that leaves sampling, maxTokens and timeoutMs unset (e.g. an
+  // older one) gets exactly the runtime's defaults, as the schema promises.
+  auto wire = SubmitWire::from([](schema::SubmitRequest::Builder b) { b.setRequestId(9); });
+  auto decoded = wire.decode();
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  auto out = read_submit(decoded->get());
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  Request defaults;
+  defaults.id = 9;
+  expect_same_request(defaults, *out);
+}
+
+TEST(SubmitWire, AnUnknownPromptLogitsValueIsAnError) {
+  auto wire = SubmitWire::from([](schema::SubmitRequest::Builder b) {
+    b.setRequestId(9);
+    b.setPromptLogits(static_cast<schema::LogitsRequest>(7));  // as a newer sender might
+  });
+  auto decoded = wire.decode();
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  auto out = read_submit(decoded->get());
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(out.error().message.find("promptLogits: unknown value 7"), std::string::npos) << out.error().message;
+}
+
+OwnedEvent event_round_trip(const RequestEvent& in, uint32_t attempt) {
+  EventWire wire = encode_event(in, attempt);
+  auto decoded = wire.decode();
+  EXPECT_TRUE(decoded.ok()) << decoded.error().message;
+  auto out = read_event(decoded->get());
+  EXPECT_TRUE(out.ok()) << out.error().message;
+  return std::move(out).value();
+}
+
+TEST(EventWire, TokenRoundTrips) {
+  RequestEvent in;
+  in.id = 77;
+  in.kind = EventKind::kToken;
+  in.time_ms = 12.25;
+  in.token = 29871;
+  in.logprob = -0.125f;
+  in.index = 41;
+  in.text = "h\xc3\xa9llo";
+  const OwnedEvent owned = event_round_trip(in, 2);
+  const RequestEvent out = owned.view();
+  EXPECT_EQ(owned.attempt(), 2u);
+  EXPECT_EQ(out.id, in.id);
+  EXPECT_EQ(out.kind, EventKind::kToken);
+  EXPECT_EQ(out.time_ms, in.time_ms);
+  EXPECT_EQ(out.token, in.token);
+  EXPECT_EQ(out.logprob, in.logprob);
+  EXPECT_EQ(out.index, in.index);
+  EXPECT_EQ(out.text, in.text);
+  EXPECT_FALSE(out.is_final());
+}
+
+TEST(EventWire, LogitsRoundTrip) {
+  const std::vector<float> values = {0.5f, -1.0f, 3.25f, 0.0f, -0.0f, 1e-30f};  // [2 positions, vocab 3]
+  RequestEvent in;
+  in.id = 5;
+  in.kind = EventKind::kLogits;
+  in.time_ms = 1.5;
+  in.logits_start = 8;
+  in.logits_count = 2;
+  in.logits = values;
+  const OwnedEvent owned = event_round_trip(in, 0);
+  const RequestEvent out = owned.view();
+  EXPECT_EQ(out.kind, EventKind::kLogits);
+  EXPECT_EQ(out.id, 5u);
+  EXPECT_EQ(out.time_ms, 1.5);
+  EXPECT_EQ(out.logits_start, 8u);
+  EXPECT_EQ(out.logits_count, 2u);
+  ASSERT_EQ(out.logits.size(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(std::memcmp(&out.logits[i], &values[i], sizeof(float)), 0) << i;
+}
+
+TEST(EventWire, FinishedRoundTripsEveryReason) {
+  for (FinishReason reason : {FinishReason::kStop, FinishReason::kLength, FinishReason::kCancelled, FinishReason::kDeadline}) {
+    RequestEvent in;
+    in.id = 9;
+    in.kind = EventKind::kFinished;
+    in.time_ms = 99.0;
+    in.reason = reason;
+    in.text = "tail";
+    in.num_output_tokens = 17;
+    in.queue_ms = 3.5;
+    const OwnedEvent owned = event_round_trip(in, 1);
+    const RequestEvent out = owned.view();
+    EXPECT_EQ(out.kind, EventKind::kFinished);
+    EXPECT_EQ(out.reason, reason) << finish_reason_name(reason);
+    EXPECT_EQ(out.text, "tail");
+    EXPECT_EQ(out.num_output_tokens, 17u);
+    EXPECT_EQ(out.queue_ms, 3.5);
+    EXPECT_EQ(out.time_ms, 99.0);
+    EXPECT_EQ(owned.attempt(), 1u);
+    EXPECT_TRUE(out.is_final());
+  }
+}
+
+TEST(EventWire, FailedRoundTripsEveryRuntimeErrorCode) {
+  for (ErrorCode code : {ErrorCode::kInvalidArgument, ErrorCode::kBadFile, ErrorCode::kNotFound, ErrorCode::kUnsupported,
+                         ErrorCode::kResourceExhausted, ErrorCode::kIo, ErrorCode::kCancelled,
+                         ErrorCode::kDeadlineExceeded, ErrorCode::kInternal}) {
+    RequestEvent in;
+    in.id = 10;
+    in.kind = EventKind::kFailed;
+    in.error = make_error(code, "max_tokens 9000 exceeds the context left, 1536");
+    in.num_output_tokens = 0;
+    in.queue_ms = -1.0;
+    const RequestEvent out = event_round_trip(in, 0).view();
+    EXPECT_EQ(out.kind, EventKind::kFailed);
+    EXPECT_EQ(out.error.code, code) << error_code_name(code);
+    EXPECT_EQ(out.error.message, in.error.message);
+    EXPECT_EQ(out.num_output_tokens, 0u);
+    EXPECT_EQ(out.queue_ms, -1.0);
+  }
+}
+
+TEST(EventWire, AnUnknownFinishReasonOrRaggedLogitsAreErrors) {
+  auto reason = EventWire::from([](schema::RequestEvent::Builder b) {
+    b.initFinished().setReason(static_cast<schema::FinishReason>(42));
+  });
+  auto d1 = reason.decode();
+  ASSERT_TRUE(d1.ok()) << d1.error().message;
+  auto e1 = read_event(d1->get());
+  ASSERT_FALSE(e1.ok());
+  EXPECT_NE(e1.error().message.find("unknown finish reason 42"), std::string::npos) << e1.error().message;
+
+  auto ragged = EventWire::from([](schema::RequestEvent::Builder b) {
+    auto l = b.initLogits();
+    l.setCount(2);
+    l.initValues(5);
+  });
+  auto d2 = ragged.decode();
+  ASSERT_TRUE(d2.ok()) << d2.error().message;
+  auto e2 = read_event(d2->get());
+  ASSERT_FALSE(e2.ok());
+  EXPECT_NE(e2.error().message.find("not a whole number of rows"), std::string::npos) << e2.error().message;
+}
+
+TEST(ErrorWire, ServiceOnlyAndUnknownCodesBecomeInternalKeepingTheirName) {
+  capnp::MallocMessageBuilder message;
+  auto e = message.initRoot<schema::Error>();
+  e.setMessage("no valid API key");
+  e.setCode(schema::ErrorCode::UNAUTHENTICATED);
+  Error out = read_error(e.asReader());
+  EXPECT_EQ(out.code, ErrorCode::kInternal);
+  EXPECT_EQ(out.message, "unauthenticated: no valid API key");
+  e.setCode(schema::ErrorCode::UNAVAILABLE);
+  EXPECT_EQ(read_error(e.asReader()).message, "unavailable: no valid API key");
+  e.setCode(static_cast<schema::ErrorCode>(200));
+  out = read_error(e.asReader());
+  EXPECT_EQ(out.code, ErrorCode::kInternal);
+  EXPECT_EQ(out.message, "error code 200: no valid API key");
+}
+
+TEST(AdapterInfoWire, EveryFieldRoundTrips) {
+  AdapterRecord in;
+  in.id = AdapterId{"alpha", "chat", 12};
+  in.base_fingerprint = "llama-tiny-2f9c";
+  in.rank = 16;
+  in.alpha = 32.0f;
+  in.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  in.sha256 = std::string(64, 'a');
+  in.size_bytes = 123'456'789;
+  in.created_unix_ms = 1'790'000'000'123;
+  AdapterInfoWire wire = encode_adapter_info(in);
+  auto decoded = wire.decode();
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  const AdapterRecord out = read_adapter_info(decoded->get());
+  EXPECT_EQ(out.id, in.id);
+  EXPECT_EQ(out.base_fingerprint, in.base_fingerprint);
+  EXPECT_EQ(out.rank, in.rank);
+  EXPECT_EQ(out.alpha, in.alpha);
+  EXPECT_EQ(out.target_modules, in.target_modules);
+  EXPECT_EQ(out.sha256, in.sha256);
+  EXPECT_EQ(out.size_bytes, in.size_bytes);
+  EXPECT_EQ(out.created_unix_ms, in.created_unix_ms);
+}
+
+TEST(TypedWire, AnotherKindIsRefusedWithAClearError) {
+  SubmitWire submit = encode_submit(full_request());
+  EXPECT_EQ(submit.kind(), capnp::typeId<schema::SubmitRequest>());
+  // The same bytes presented as a CancelRequest (as a confused or hostile peer might).
+  CancelWire as_cancel = CancelWire::adopt(submit.kind(), submit.bytes());
+  auto decoded = as_cancel.decode();
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(decoded.error().message.find("expected a CancelRequest message"), std::string::npos) << decoded.error().message;
+  EXPECT_NE(decoded.error().message.find("got kind 0x"), std::string::npos) << decoded.error().message;
+  // Relabelled with the right tag, the bytes still decode: the tag, not the bytes, was wrong.
+  EXPECT_TRUE(SubmitWire::adopt(submit.kind(), submit.bytes()).decode().ok());
+}
+
+TEST(TypedWire, AnEmptyValueIsRefused) {
+  auto decoded = SubmitWire{}.decode();
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.error().message.find("got an empty TypedWire"), std::string::npos) << decoded.error().message;
+}
+
+TEST(TypedWire, EveryTruncationIsRefused) {
+  const SubmitWire submit = encode_submit(full_request());
+  const WireBytes& bytes = submit.bytes();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto cut = SubmitWire::adopt(submit.kind(), WireBytes(bytes.begin(), bytes.begin() + long(n)));
+    auto decoded = cut.decode();
+    EXPECT_FALSE(decoded.ok()) << "a prefix of " << n << " of " << bytes.size() << " bytes decoded";
+  }
+}
+
+TEST(TypedWire, GarbageBytesAreRefused) {
+  std::mt19937_64 rng(16);
+  for (int trial = 0; trial < 200; ++trial) {
+    WireBytes garbage(8 * (1 + rng() % 64));
+    for (char& c : garbage) c = static_cast<char>(rng());
+    auto decoded = SubmitWire::adopt(capnp::typeId<schema::SubmitRequest>(), garbage).decode();
+    EXPECT_FALSE(decoded.ok()) << "trial " << trial;
+  }
+}
+
+// A well-framed message whose root is a SubmitRequest but whose `stop` field
+// (a List(Text)) holds a struct pointer: Cap'n Proto would throw when `stop`
+// is read; decode() reads every field first and answers an Error instead.
+TEST(TypedWire, APointerThatDoesNotFitTheSchemaIsRefusedUpFront) {
+  const SubmitWire submit = encode_submit(full_request());
+  WireBytes bytes = submit.bytes();
+  const auto node = capnp::Schema::from<schema::SubmitRequest>().getProto();
+  const unsigned data_words = node.getStruct().getDataWordCount();
+  const unsigned stop_ptr = capnp::Schema::from<schema::SubmitRequest>().getFieldByName("stop").getProto().getSlot().getOffset();
+  // One segment: [segment table word][root pointer][root struct: data words, then pointers].
+  const size_t word = 1 + 1 + data_words + stop_ptr;
+  ASSERT_LT((word + 1) * 8, bytes.size());
+  const uint64_t struct_ptr = uint64_t(1) << 32;  // struct, offset 0, one data word, no pointers
+  std::memcpy(bytes.data() + 8 * word, &struct_ptr, sizeof struct_ptr);
+  auto decoded = SubmitWire::adopt(submit.kind(), bytes).decode();
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.error().message.find("malformed SubmitRequest message"), std::string::npos) << decoded.error().message;
+}
+
+TEST(TypedWire, ALargeMessageStaysReadableAfterTheFullCheck) {
+  // 12M prompt ids = 48 MB: past the 8M-word traversal default once checked
+  // and read, which the reader's size-proportional limit allows.
+  Request big;
+  big.id = 3;
+  big.prompt.assign(12'000'000, 7);
+  auto decoded = encode_submit(big).decode();
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  auto out = read_submit(decoded->get());
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->prompt.size(), big.prompt.size());
+}
+
+}  // namespace
+}  // namespace myriad::actors
