@@ -1,0 +1,391 @@
+// The service under load: C concurrent streaming HTTP clients over A adapters
+// of T tenants against a real myriad-node core (NodeService + HttpServer on
+// 127.0.0.1 in this process), and the same workload submitted to the same
+// NodeService directly (no HTTP, no protocol layer), interleaved round by
+// round. Every request must end with its tokens or a clear error, exactly
+// once; none may hang. Prints throughput, TTFT and ITL p50/p99 of both and
+// their ratios: what the HTTP layers cost. (Both include the engine's worker
+// thread; bench/serve drives an Engine on the calling thread instead.)
+#include <algorithm>
+#include <utility>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "http_server.h"
+#include "node_service.h"
+#include "nodes/cli_app.h"
+#include "runtime/model_factory.h"
+#include "runtime/peft_adapter.h"
+
+using namespace myriad;
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace fs = std::filesystem;
+using WallClock = std::chrono::steady_clock;
+
+namespace {
+
+struct Args {
+  std::string model;  // "" = a tiny random model in a temp folder
+  int adapters = 32;
+  int tenants = 2;
+  int clients = 200;
+  int requests_per_client = 2;
+  int prompt_len = 32;
+  int output_len = 16;
+  int slots = 8;
+  int rounds = 2;
+  int threads = 0;
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+struct Job {
+  int adapter = 0;                 // index; its tenant is adapter % tenants
+  std::vector<int32_t> prompt;
+};
+
+struct Outcome {
+  double ttft_ms = -1;
+  std::vector<double> itl_ms;
+  int tokens = 0;
+  int finals = 0;  // final answers seen: must be 1
+  std::string error;
+};
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+struct Figures {
+  double tok_s = 0, ttft_p50 = 0, ttft_p99 = 0, itl_p50 = 0, itl_p99 = 0, seconds = 0;
+  int ok = 0, failed = 0, double_answered = 0;
+};
+
+Figures summarize(const std::vector<Outcome>& out, double seconds) {
+  Figures f;
+  std::vector<double> ttft, itl;
+  long tokens = 0;
+  for (const Outcome& o : out) {
+    if (o.finals != 1) ++f.double_answered;
+    if (!o.error.empty() || o.finals == 0) {
+      ++f.failed;
+      continue;
+    }
+    ++f.ok;
+    tokens += o.tokens;
+    if (o.ttft_ms >= 0) ttft.push_back(o.ttft_ms);
+    itl.insert(itl.end(), o.itl_ms.begin(), o.itl_ms.end());
+  }
+  f.seconds = seconds;
+  f.tok_s = seconds > 0 ? double(tokens) / seconds : 0;
+  f.ttft_p50 = quantile(ttft, 0.5);
+  f.ttft_p99 = quantile(ttft, 0.99);
+  f.itl_p50 = quantile(itl, 0.5);
+  f.itl_p99 = quantile(itl, 0.99);
+  return f;
+}
+
+std::string adapter_model(const Args& a, int k) {
+  return "t" + std::to_string(k % a.tenants) + "/a" + std::to_string(k);
+}
+
+// One client's requests over one keep-alive connection, reading each stream
+// chunk by chunk as it arrives.
+void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std::vector<Outcome>& out) {
+  net::io_context io;
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    Outcome& o = out[j];
+    if (ec) {
+      o.error = "connect: " + ec.message();
+      continue;
+    }
+    const Job& job = jobs[j];
+    nlohmann::json body = {{"model", adapter_model(a, job.adapter)}, {"prompt", job.prompt},
+                           {"max_tokens", a.output_len}, {"temperature", 0}, {"stream", true},
+                           {"stream_options", {{"include_usage", true}}}};
+    http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, "Bearer key-" + std::to_string(job.adapter % a.tenants));
+    req.set(http::field::content_type, "application/json");
+    req.body() = body.dump();
+    req.prepare_payload();
+    const auto t0 = WallClock::now();
+    auto last = t0;
+    http::write(stream, req, ec);
+    if (ec) {
+      o.error = "write: " + ec.message();
+      continue;
+    }
+    beast::flat_buffer buf;
+    http::response_parser<http::empty_body> head;
+    http::read_header(stream, buf, head, ec);
+    if (ec || head.get().result() != http::status::ok) {
+      o.error = ec ? "read: " + ec.message() : "HTTP " + std::to_string(head.get().result_int());
+      o.finals = 1;
+      continue;
+    }
+    http::response_parser<http::string_body> p{std::move(head)};
+    std::string pending;
+    auto on_chunk = [&](std::uint64_t, beast::string_view data, beast::error_code&) -> std::size_t {
+      pending.append(data.data(), data.size());
+      for (size_t nl; (nl = pending.find("\n\n")) != std::string::npos;) {
+        const std::string event = pending.substr(0, nl);
+        pending.erase(0, nl + 2);
+        if (event.rfind("data: ", 0) != 0) continue;
+        const std::string_view payload = std::string_view(event).substr(6);
+        if (payload == "[DONE]") {
+          ++o.finals;
+          continue;
+        }
+        const auto j = nlohmann::json::parse(payload, nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.contains("error")) o.error = j["error"].value("message", "error");
+        if (j.contains("usage") && j["usage"].is_object()) o.tokens = j["usage"].value("completion_tokens", 0);
+        if (j.contains("choices") && !j["choices"].empty() && !j["choices"][0]["text"].get<std::string>().empty()) {
+          const auto now = WallClock::now();
+          if (o.ttft_ms < 0) {
+            o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+          } else {
+            o.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+          }
+          last = now;
+        }
+      }
+      return data.size();
+    };
+    p.on_chunk_body(on_chunk);
+    while (!p.is_done() && !ec) http::read_some(stream, buf, p, ec);
+    if (ec) o.error = "read: " + ec.message();
+  }
+}
+
+// The same requests through NodeService::generate directly.
+void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& jobs, std::vector<Outcome>& out) {
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    Outcome& o = out[j];
+    const Job& job = jobs[j];
+    auto ref = s.resolve(adapter_model(a, job.adapter), node::Caller{"t" + std::to_string(job.adapter % a.tenants), false});
+    if (!ref.ok()) {
+      o.error = ref.error().message;
+      continue;
+    }
+    node::GenerateCall call;
+    call.model = ref.value();
+    call.prompt = job.prompt;
+    call.max_tokens = uint32_t(a.output_len);
+    call.sampling.temperature = 0;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    const auto t0 = WallClock::now();
+    auto last = t0;
+    auto id = s.generate(std::move(call), [&](const RequestEvent& e) {
+      std::lock_guard lock(mu);
+      const auto now = WallClock::now();
+      if (e.kind == EventKind::kToken && !e.text.empty()) {
+        if (o.ttft_ms < 0) {
+          o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+        } else {
+          o.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+        }
+        last = now;
+      }
+      if (e.is_final()) {
+        ++o.finals;
+        o.tokens = int(e.num_output_tokens);
+        if (e.kind == EventKind::kFailed) o.error = e.error.message;
+        done = true;
+        cv.notify_all();
+      }
+    });
+    if (!id.ok()) {
+      o.error = id.error().message;
+      o.finals = 1;
+      continue;
+    }
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+}
+
+template <class Fn>
+Figures run_round(const Args& a, const std::vector<std::vector<Job>>& jobs, Fn client) {
+  std::vector<std::vector<Outcome>> out(jobs.size());
+  for (size_t c = 0; c < jobs.size(); ++c) out[c].resize(jobs[c].size());
+  const auto t0 = WallClock::now();
+  std::vector<std::thread> threads;
+  for (size_t c = 0; c < jobs.size(); ++c) threads.emplace_back([&, c] { client(jobs[c], out[c]); });
+  for (auto& t : threads) t.join();
+  const double seconds = std::chrono::duration<double>(WallClock::now() - t0).count();
+  std::vector<Outcome> all;
+  for (auto& v : out) all.insert(all.end(), v.begin(), v.end());
+  (void)a;
+  return summarize(all, seconds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  LogLevel log_level = LogLevel::kWarn;
+  CLI::App app("The service under load: concurrent streaming HTTP clients vs the same requests in-process.",
+               "service_load");
+  cli::set_conventions(app);
+  app.add_option("--model", a.model, "model folder (default: a tiny random model in a temp folder)")->option_text("DIR");
+  app.add_option("--adapters", a.adapters, "random adapters, spread over the tenants (default 32)")->check(cli::at_least(1));
+  app.add_option("--tenants", a.tenants, "tenants (default 2)")->check(cli::at_least(1));
+  app.add_option("--clients", a.clients, "concurrent clients (default 200)")->check(cli::at_least(1));
+  app.add_option("--requests-per-client", a.requests_per_client, "requests each client sends in turn (default 2)")
+      ->check(cli::at_least(1));
+  app.add_option("--prompt-len", a.prompt_len, "prompt tokens (default 32)")->check(cli::at_least(1));
+  app.add_option("--output-len", a.output_len, "max tokens per request (default 16)")->check(cli::at_least(1));
+  app.add_option("--slots", a.slots, "adapter slots (default 8)")->check(cli::at_least(1));
+  app.add_option("--rounds", a.rounds, "rounds of each mode, interleaved (default 2)")->check(cli::at_least(1));
+  app.add_option("--threads", a.threads, "CPU threads of the executor (default: every core)");
+  app.add_option("--seed", a.seed, "workload seed (default 1)");
+  app.add_flag("--json", a.json, "print JSON instead of the table");
+  cli::add_log_level(app, log_level);
+  if (const auto code = cli::parse(app, argc, argv, log_level)) return *code;
+
+  const fs::path work = fs::temp_directory_path() / ("myriad-service-load-" + std::to_string(::getpid()));
+  fs::remove_all(work);
+  fs::create_directories(work);
+  auto fail = [&](const Error& e) {
+    std::fprintf(stderr, "service_load: %s\n", e.to_string().c_str());
+    fs::remove_all(work);
+    return 1;
+  };
+  std::string model = a.model;
+  if (model.empty()) {
+    model = (work / "tiny").string();
+    MakeModelOptions mo;
+    mo.shape = "tiny";
+    mo.seed = 1;
+    mo.dtype = DType::kF32;
+    mo.out_dir = model;
+    if (Status st = make_model(mo); !st.ok()) return fail(st.error());
+  }
+  auto cfg = load_model_config(model);
+  if (!cfg.ok()) return fail(cfg.error());
+  node::NodeOptions no;
+  no.model_dir = model;
+  no.model_name = "base";
+  no.data_dir = (work / "data").string();
+  no.slots = a.slots;
+  no.threads = a.threads;
+  no.max_running = 64;
+  no.quantum_ms = 20;
+  auto service = node::NodeService::start(no);
+  if (!service.ok()) return fail(service.error());
+  nlohmann::json keys = nlohmann::json::object();
+  for (int t = 0; t < a.tenants; ++t) keys["key-" + std::to_string(t)] = "t" + std::to_string(t);
+  auto tenants = node::Tenants::parse(keys.dump(), "generated keys");
+  if (!tenants.ok()) return fail(tenants.error());
+  for (int k = 0; k < a.adapters; ++k) {
+    const std::string dir = (work / ("adapter-" + std::to_string(k))).string();
+    auto w = random_lora(cfg.value(), 8, 16.0f, a.seed * 1000 + uint64_t(k), "a" + std::to_string(k), 0.1f);
+    if (Status st = save_peft_adapter(dir, *w, model); !st.ok()) return fail(st.error());
+    auto rec = (*service)->add_adapter_from_path(node::Caller{"t" + std::to_string(k % a.tenants), false},
+                                                 "a" + std::to_string(k), dir);
+    if (!rec.ok()) return fail(rec.error());
+  }
+  node::HttpOptions ho;
+  ho.port = 0;
+  ho.max_in_flight_per_tenant = a.clients;
+  auto server = node::HttpServer::start(**service, tenants.value(), ho);
+  if (!server.ok()) return fail(server.error());
+  const uint16_t port = (*server)->port();
+
+  std::mt19937_64 rng(a.seed);
+  std::vector<std::vector<Job>> jobs(size_t(a.clients));
+  for (auto& js : jobs)
+    for (int r = 0; r < a.requests_per_client; ++r) {
+      Job j;
+      j.adapter = int(rng() % uint64_t(a.adapters));
+      for (int i = 0; i < a.prompt_len; ++i) j.prompt.push_back(int32_t(rng() % 256));  // byte tokens
+      js.push_back(std::move(j));
+    }
+
+  std::vector<Figures> direct, over_http;
+  // A warm-up round (not counted): the adapters' first fetches from the store
+  // and the first slot loads would otherwise land on whichever mode runs first.
+  (void)run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+    direct_client(**service, a, js, out);
+  });
+  for (int round = 0; round < a.rounds; ++round) {
+    direct.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+      direct_client(**service, a, js, out);
+    }));
+    over_http.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+      http_client(port, a, js, out);
+    }));
+  }
+  (*server)->stop();
+  (*service)->drain();
+  fs::remove_all(work);
+
+  auto median = [](std::vector<Figures> v, double Figures::*f) {
+    std::sort(v.begin(), v.end(), [&](const Figures& x, const Figures& y) { return x.*f < y.*f; });
+    return v[v.size() / 2].*f;
+  };
+  int bad = 0;
+  for (const auto* set : {&direct, &over_http})
+    for (const Figures& f : *set) bad += f.failed + f.double_answered;
+  const int total = a.clients * a.requests_per_client;
+  if (a.json) {
+    nlohmann::json j;
+    j["clients"] = a.clients;
+    j["requests"] = total;
+    j["adapters"] = a.adapters;
+    j["tenants"] = a.tenants;
+    auto fig = [&](const std::vector<Figures>& v) {
+      return nlohmann::json{{"tok_s", median(v, &Figures::tok_s)},
+                            {"ttft_ms_p50", median(v, &Figures::ttft_p50)},
+                            {"ttft_ms_p99", median(v, &Figures::ttft_p99)},
+                            {"itl_ms_p50", median(v, &Figures::itl_p50)},
+                            {"itl_ms_p99", median(v, &Figures::itl_p99)},
+                            {"ok", v.back().ok},
+                            {"failed", v.back().failed},
+                            {"double_answered", v.back().double_answered}};
+    };
+    j["direct"] = fig(direct);
+    j["http"] = fig(over_http);
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("service_load: %d clients x %d requests (%d), %d adapters of %d tenants, prompt %d, output %d, "
+                "%d slots, %d rounds each after a warm-up, interleaved (medians)\n",
+                a.clients, a.requests_per_client, total, a.adapters, a.tenants, a.prompt_len, a.output_len, a.slots,
+                a.rounds);
+    std::printf("  %-28s %12s %12s %8s\n", "", "in-process", "HTTP", "ratio");
+    auto row = [&](const char* name, double Figures::*f, bool higher_better) {
+      const double d = median(direct, f), h = median(over_http, f);
+      std::printf("  %-28s %12.2f %12.2f %8.3f%s\n", name, d, h, d > 0 ? h / d : 0.0, higher_better ? "" : "");
+    };
+    row("throughput (tok/s)", &Figures::tok_s, true);
+    row("TTFT ms p50", &Figures::ttft_p50, false);
+    row("TTFT ms p99", &Figures::ttft_p99, false);
+    row("ITL ms p50", &Figures::itl_p50, false);
+    row("ITL ms p99", &Figures::itl_p99, false);
+    std::printf("  %-28s %12d %12d\n", "answered ok (last round)", direct.back().ok, over_http.back().ok);
+    std::printf("  %-28s %12d %12d\n", "failed / not once", direct.back().failed + direct.back().double_answered,
+                over_http.back().failed + over_http.back().double_answered);
+  }
+  return bad == 0 ? 0 : 1;
+}
