@@ -14,6 +14,7 @@
 #include "nodes/openai/api_error.h"
 #include "nodes/openai/requests.h"
 #include "nodes/openai/responses.h"
+#include "multipart.h"
 #include "prometheus.h"
 #include "runtime/log.h"
 
@@ -359,11 +360,43 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
   if (req.method() == http::verb::post && (path == "/v1/adapters" || path == "/v1/load_lora_adapter")) {
     const bool vllm = path == "/v1/load_lora_adapter";
     auto ct = req.find(http::field::content_type);
-    if (ct != req.end() && std::string_view(ct->value().data(), ct->value().size()).rfind("multipart/", 0) == 0)
+    const std::string_view content_type =
+        ct == req.end() ? std::string_view() : std::string_view(ct->value().data(), ct->value().size());
+    if (!vllm && content_type.rfind("multipart/", 0) == 0) {
+      // An upload from the client's host: a "name" field and the two PEFT files.
+      auto parts = parse_multipart(content_type, req.body());
+      std::string_view name, config, weights;
+      if (parts.ok()) {
+        for (const FormPart& p : parts.value()) {
+          if (p.name == "name") name = p.data;
+          if (p.filename == "adapter_config.json" || p.name == "adapter_config.json") config = p.data;
+          if (p.filename == "adapter_model.safetensors" || p.name == "adapter_model.safetensors") weights = p.data;
+        }
+      }
+      openai::ApiError e;
+      bool ok = parts.ok() && !name.empty() && !config.empty() && !weights.empty();
+      if (!parts.ok()) e = openai::invalid_request(parts.error().message);
+      else if (!ok) e = openai::invalid_request("an upload needs a 'name' field and the files adapter_config.json and "
+                                               "adapter_model.safetensors", "name", "missing_required_parameter");
+      std::optional<AdapterRecord> added;
+      if (ok) {
+        auto rec = service.add_adapter_bytes(caller, name, config, weights);
+        if (rec.ok()) {
+          added = rec.value();
+        } else {
+          e = rec.error().code == ErrorCode::kIo ? openai::internal_error(rec.error().message)
+                                                 : openai::invalid_request(rec.error().message);
+          ok = false;
+        }
+      }
+      if (!ok) {
+        auto res_ = error_response(req, e);
+        co_return co_await send(stream, std::move(res_));
+      }
       {
-      auto res_ = error_response(req, openai::invalid_request("multipart adapter uploads are not supported yet; send "
-                                               "{\"name\", \"path\"} naming a folder on the node"));
-      co_return co_await send(stream, std::move(res_));
+        auto res_ = make_response(req, 200, adapter_json(*added).dump());
+        co_return co_await send(stream, std::move(res_));
+      }
     }
     if (body.is_discarded() || !body.is_object())
       {
@@ -538,6 +571,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   if (!options.has_seed) call.sampling.seed = seeds();
   call.max_tokens = uint32_t(max_tokens);
   call.stop = options.stop;
+  call.ignore_eos = options.ignore_eos;
   auto relay = std::make_shared<Relay>(stream.get_executor());
   std::shared_ptr<Gate> g = gate;
   auto id = service.generate(std::move(call), [g, relay](const RequestEvent& e) {

@@ -271,6 +271,7 @@ Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptio
                                  " is not supported yet: only n = 1 (one choice per request); send several "
                                  "requests instead");
   MYRIAD_API_TRY(read_bool(o, "stream", opt.stream));
+  MYRIAD_API_TRY(read_bool(o, "ignore_eos", opt.ignore_eos));  // vLLM's extension
   if (const json* so = field(o, "stream_options")) {
     if (!so->is_object()) return wrong_type("stream_options", "an object", *so);
     if (!opt.stream)

@@ -58,6 +58,7 @@ struct GenerationOptions {
   uint32_t top_logprobs = 0;      // and this many alternatives per token
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  bool ignore_eos = false;     // vLLM's extension: generate max_tokens even past the end-of-sequence token
 };
 
 struct CompletionCall {
