@@ -205,6 +205,8 @@ std::vector<std::string> stream_chunks(StreamState& st, const Ev& ev, bool& done
 
 }  // namespace
 
+using WallClock = std::chrono::steady_clock;
+
 struct HttpServer::Impl {
   Impl(NodeService& s, const Tenants& t, const HttpOptions& o) : service(s), tenants(t), opts(o) {
     gate->io = &io;
@@ -218,6 +220,8 @@ struct HttpServer::Impl {
   std::thread thread;
   // Touched on the io thread only.
   std::map<std::string, int> in_flight;  // per tenant
+  // Per tenant: (when, tokens) of the last minute's admissions.
+  std::map<std::string, std::deque<std::pair<WallClock::time_point, int64_t>>> token_log;
   std::set<beast::tcp_stream*> open_streams;
   std::mt19937_64 seeds{std::random_device{}()};
   uint16_t bound_port = 0;
@@ -563,6 +567,31 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
                                    1);
       co_return co_await send(stream, std::move(res_));
     }
+
+  if (opts.tokens_per_minute_per_tenant > 0) {
+    auto& log = token_log[caller.tenant];
+    const auto now = WallClock::now();
+    while (!log.empty() && now - log.front().first >= std::chrono::minutes(1)) log.pop_front();
+    int64_t used = 0;
+    for (const auto& [when, n] : log) used += n;
+    const int64_t cost = prompt_len + max_tokens;
+    if (used + cost > opts.tokens_per_minute_per_tenant) {
+      const int retry_s = log.empty() ? 60
+                                      : int(std::chrono::duration_cast<std::chrono::seconds>(
+                                                log.front().first + std::chrono::minutes(1) - now)
+                                                .count()) +
+                                            1;
+      auto res_ = error_response(
+          req,
+          openai::rate_limited("tenant '" + caller.tenant + "' asked for " + std::to_string(used) +
+                               " tokens in the last minute; this request's " + std::to_string(cost) +
+                               " (prompt + max_tokens) would pass its limit of " +
+                               std::to_string(opts.tokens_per_minute_per_tenant)),
+          retry_s);
+      co_return co_await send(stream, std::move(res_));
+    }
+    log.emplace_back(now, cost);
+  }
 
   GenerateCall call;
   call.model = ref.value();

@@ -9,7 +9,8 @@
 // docs/api.md lists every field.
 //
 // Bounded: bodies over max_body_bytes get 413; a tenant with
-// max_in_flight_per_tenant requests open gets 429 with Retry-After; a
+// max_in_flight_per_tenant requests open, or past its tokens per minute,
+// gets 429 with Retry-After; a
 // client that disconnects mid-stream has its request cancelled.
 // Thread-safe: start/stop from any one thread.
 #pragma once
@@ -29,6 +30,9 @@ struct HttpOptions {
   uint16_t port = 8000;  // 0: any free port (port() says which)
   size_t max_body_bytes = size_t(8) << 20;
   int max_in_flight_per_tenant = 256;
+  // Tokens a tenant may ask for per minute (prompt + max_tokens, counted at
+  // admission, as OpenAI's limits count them); 0 = no limit. Over it: 429.
+  int64_t tokens_per_minute_per_tenant = 0;
 };
 
 class HttpServer {

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   std::string role = "all", http = "127.0.0.1:8000", rpc = "127.0.0.1:8001", api_keys;
   size_t max_body = size_t(8) << 20;
   int max_open = 256;
+  int64_t tokens_per_minute = 0;
   LogLevel log_level = LogLevel::kInfo;
   CLI::App app("Serves a base model and its LoRA adapters through the OpenAI-compatible HTTP API.", "myriad-node");
   cli::set_conventions(app);
@@ -73,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-open-per-tenant", max_open, "requests a tenant may have open (default 256; more: 429)")
       ->option_text("N")
       ->check(cli::at_least(1));
+  app.add_option("--tokens-per-minute-per-tenant", tokens_per_minute,
+                 "prompt + max_tokens a tenant may ask for per minute (default 0: no limit; more: 429)")
+      ->option_text("N")
+      ->check(cli::at_least(0));
   cli::add_log_level(app, log_level);
   if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
 
@@ -100,6 +105,7 @@ int main(int argc, char** argv) {
   ho.port = http_addr.value().second;
   ho.max_body_bytes = max_body;
   ho.max_in_flight_per_tenant = max_open;
+  ho.tokens_per_minute_per_tenant = tokens_per_minute;
   auto server = node::HttpServer::start(**service, tenants.value(), ho);
   if (!server.ok()) return fail(server.error());
   std::printf("myriad-node: serving %s on http://%s:%u\n", (*service)->model_name().c_str(), ho.host.c_str(),

@@ -162,6 +162,17 @@ TEST(NodeHttp, ATenantOverItsOpenLimitGets429WithRetryAfter) {
   EXPECT_NE(r.find("rate_limit_exceeded"), std::string::npos) << r;
 }
 
+TEST(NodeHttp, ATenantPastItsTokensPerMinuteGets429) {
+  Node node({"--tokens-per-minute-per-tenant", "100"});
+  const std::string body = R"({"model": "tiny", "prompt": "hi", "max_tokens": 40})";  // ~42 tokens each
+  EXPECT_NE(node.post("/v1/completions", body).find("HTTP200"), std::string::npos);
+  EXPECT_NE(node.post("/v1/completions", body).find("HTTP200"), std::string::npos);
+  const std::string r = node.post("/v1/completions", body, "-i");
+  EXPECT_NE(r.find("HTTP429"), std::string::npos) << r;
+  EXPECT_NE(r.find("would pass its limit of 100"), std::string::npos) << r;
+  EXPECT_NE(r.find("Retry-After: "), std::string::npos) << r;
+}
+
 TEST(NodeHttp, AClientThatHangsUpIsCancelledAndSigtermDrains) {
   Node node({"--max-running", "1"});
   // One request at a time, and 20 long ones queued first: the stream below
