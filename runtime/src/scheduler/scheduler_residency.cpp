@@ -28,7 +28,10 @@ Scheduler::AdapterState* Scheduler::set_for(const std::vector<AdapterUse>& adapt
   std::array<const AdapterUse*, kMaxAdaptersPerRow> sorted{};
   const size_t n = adapters.size();
   for (size_t i = 0; i < n; ++i) sorted[i] = &adapters[i];
-  std::sort(sorted.begin(), sorted.begin() + long(n), [](const AdapterUse* x, const AdapterUse* y) { return x->id < y->id; });
+  // Insertion sort of at most kMaxAdaptersPerRow entries (std::sort over a
+  // prefix of the array trips GCC 12's -Warray-bounds in the ASan build).
+  for (size_t i = 1; i < n; ++i)
+    for (size_t j = i; j > 0 && sorted[j]->id < sorted[j - 1]->id; --j) std::swap(sorted[j], sorted[j - 1]);
   std::string key;
   for (size_t i = 0; i < n; ++i) {
     if (i) key += '+';
