@@ -38,6 +38,7 @@
 #include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
+#include "runtime/model_factory.h"
 
 namespace {
 
@@ -116,26 +117,10 @@ void add_flags(CLI::App& app, Args& a) {
 
 // A random rank-R adapter on every linear module of every layer:
 // A, B ~ N(0, 0.02^2), scale 2 (alpha = 2R), deterministic in (seed, k).
+// Adapter k of the run: random, every module at `rank`, scale 2 (as before
+// runtime's random_lora existed; the values do not change the timing).
 std::shared_ptr<const LoraWeights> random_adapter(const ModelConfig& c, int rank, uint64_t seed, int k) {
-  auto w = std::make_shared<LoraWeights>();
-  w->name = "adapter-" + std::to_string(k);
-  w->num_layers = int32_t(c.num_layers);
-  w->modules.resize(size_t(c.num_layers) * kNumLinearModules);
-  std::mt19937_64 rng(seed * 1000003ull + uint64_t(k) + 1);
-  std::normal_distribution<float> n(0.0f, 0.02f);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    for (int m = 0; m < kNumLinearModules; ++m) {
-      const auto [out, in] = linear_module_shape(c, LinearModule(m));
-      LoraModuleWeights& mw = w->at(int(l), LinearModule(m));
-      mw.rank = rank;
-      mw.scale = 2.0f;
-      mw.a.resize(size_t(rank) * size_t(in));
-      mw.b.resize(size_t(out) * size_t(rank));
-      for (float& x : mw.a) x = n(rng);
-      for (float& x : mw.b) x = n(rng);
-    }
-  }
-  return w;
+  return random_lora(c, rank, 2.0f * float(rank), seed * 1000003ull + uint64_t(k) + 1, "adapter-" + std::to_string(k));
 }
 
 struct Arrival {

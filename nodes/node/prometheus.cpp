@@ -41,6 +41,14 @@ void sample(std::string& out, const std::string& name, const std::string& labels
   out += '\n';
 }
 
+// tenant="...",adapter="..." of an engine metrics key: "tenant/name", or
+// "(base)" for the base model (no tenant, no adapter).
+std::string adapter_labels(const std::string& key) {
+  const size_t slash = key.find('/');
+  const std::string tenant = slash == std::string::npos ? "" : key.substr(0, slash);
+  return "tenant=\"" + label(tenant) + "\",adapter=\"" + label(key == "(base)" ? "" : key) + "\"";
+}
+
 }  // namespace
 
 std::string prometheus_text(const std::string& metrics_json, const EngineWorkerStats& live, bool draining) {
@@ -52,25 +60,13 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   const json& per = m.contains("per_adapter") ? m["per_adapter"] : json::object();
 
   metric(out, "myriad_requests_total", "counter", "Requests by tenant and outcome.");
-  for (auto it = per.begin(); it != per.end(); ++it) {
-    const std::string key = it.key();
-    const size_t slash = key.find('/');
-    const std::string tenant = slash == std::string::npos ? "" : key.substr(0, slash);
-    const std::string adapter = key == "(base)" ? "" : key;
+  for (auto it = per.begin(); it != per.end(); ++it)
     for (const char* outcome : {"submitted", "rejected", "finished", "cancelled", "deadline", "failed"})
-      sample(out, "myriad_requests_total",
-             "tenant=\"" + label(tenant) + "\",adapter=\"" + label(adapter) + "\",outcome=\"" + outcome + "\"",
+      sample(out, "myriad_requests_total", adapter_labels(it.key()) + ",outcome=\"" + outcome + "\"",
              num(it.value(), outcome));
-  }
   metric(out, "myriad_output_tokens_total", "counter", "Tokens generated, by tenant and adapter.");
-  for (auto it = per.begin(); it != per.end(); ++it) {
-    const std::string key = it.key();
-    const size_t slash = key.find('/');
-    sample(out, "myriad_output_tokens_total",
-           "tenant=\"" + label(slash == std::string::npos ? "" : key.substr(0, slash)) + "\",adapter=\"" +
-               label(key == "(base)" ? "" : key) + "\"",
-           num(it.value(), "output_tokens"));
-  }
+  for (auto it = per.begin(); it != per.end(); ++it)
+    sample(out, "myriad_output_tokens_total", adapter_labels(it.key()), num(it.value(), "output_tokens"));
   const json& overall = m.contains("overall") ? m["overall"] : json::object();
   for (const char* h : {"ttft_ms", "itl_ms", "queue_ms", "e2e_ms"}) {
     const std::string name = std::string("myriad_") + h;

@@ -79,8 +79,9 @@ class FakeExecutor final : public Executor {
   };
   void violation(std::string what);
   void finish_loads();
-  // The adapter names of a row's slots, "+"-joined ("" = base model).
-  std::string row_adapter(const SeqRow& r) const;
+  // The adapter names of a row's slots, "+"-joined ("" = base model); a
+  // mixture's are joined into `scratch`, a single adapter's is viewed as is.
+  std::string_view row_adapter(const SeqRow& r, std::string& scratch) const;
   Status validate(const StepPlan& plan);
 
   FakeExecutorOptions opt_;
@@ -95,6 +96,7 @@ class FakeExecutor final : public Executor {
   std::string fail_loads_of_;
   uint64_t steps_ = 0;
   uint64_t loads_ = 0;
+  std::string name_scratch_;  // row_adapter's join of a mixture's names
 };
 
 }  // namespace myriad

@@ -110,7 +110,7 @@ Status FakeExecutor::validate(const StepPlan& plan) {
       if (s < 0 || size_t(s) >= slots_.size() || slots_[size_t(s)].state != Slot::State::kReady)
         violation(who + "uses slot " + std::to_string(s) + " which is not ready");
     }
-    const std::string name = row_adapter(r);
+    const std::string name(row_adapter(r, name_scratch_));
     if (!t.has_adapter) {
       t.adapter = name;
       t.has_adapter = true;
@@ -127,14 +127,19 @@ Status FakeExecutor::validate(const StepPlan& plan) {
   return make_error(ErrorCode::kInternal, "fake executor: " + violations_[before]);
 }
 
-std::string FakeExecutor::row_adapter(const SeqRow& r) const {
-  std::string name;
-  for (uint8_t k = 0; k < r.adapters.count; ++k) {
+std::string_view FakeExecutor::row_adapter(const SeqRow& r, std::string& scratch) const {
+  auto name_of = [&](uint8_t k) -> std::string_view {
     const int32_t s = r.adapters.refs[k].slot;
-    if (k) name += '+';
-    if (s >= 0 && size_t(s) < slots_.size()) name += slots_[size_t(s)].name;
+    return s >= 0 && size_t(s) < slots_.size() ? std::string_view(slots_[size_t(s)].name) : std::string_view();
+  };
+  if (r.adapters.count == 0) return {};
+  if (r.adapters.count == 1) return name_of(0);  // no copy: the steady path of single-adapter rows
+  scratch.clear();
+  for (uint8_t k = 0; k < r.adapters.count; ++k) {
+    if (k) scratch += '+';
+    scratch += name_of(k);
   }
-  return name;
+  return scratch;
 }
 
 void FakeExecutor::finish_loads() {
@@ -181,7 +186,7 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
           out.logits.push_back(logit_for(plan.tokens[r.token_offset + i], r.start_pos + int32_t(i), v));
     }
     if (!r.sample) continue;
-    const int32_t tok = token_for(r.seq, r.output_index, row_adapter(r), opt_.vocab_size);
+    const int32_t tok = token_for(r.seq, r.output_index, row_adapter(r, name_scratch_), opt_.vocab_size);
     out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8)});
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
