@@ -33,6 +33,7 @@ enum ErrorCode {
   internal @8;           # Myriad's own bug or an unexpected state (HTTP 500)
   unauthenticated @9;    # no valid API key for this call (HTTP 401); service only
   unavailable @10;       # the node is draining or not ready (HTTP 503); service only
+  overloaded @11;        # a bounded queue is full: retry shortly (HTTP 429 with Retry-After)
 }
 
 # An expected failure as a value; mirrors runtime Error.

@@ -18,6 +18,7 @@
 $import "/capnp/c++.capnp".namespace("myriad::schema");
 
 using Common = import "common.capnp";
+using Api = import "api.capnp";
 
 # One adapter of a request and its weight in the mixture; mirrors runtime
 # AdapterUse (request.h).
@@ -137,4 +138,98 @@ struct WorkerLoad {
   activeAdapters @9 :List(Common.AdapterId);   # versions resident in slots now
   stepMs @10 :Float32;                         # mean device time of recent steps (ms)
   draining @11 :Bool;                          # refusing new requests (shutting down): place elsewhere
+  slots @12 :List(SlotContent);                # the occupied device slots (residency, for placement by affinity)
+}
+
+# ---- Appended with the service's actors (gateway, registry, adapter,
+# scheduler, worker). ----
+
+# What one device slot of a worker holds; WorkerLoad.slots lists the
+# occupied ones.
+struct SlotContent {
+  slot @0 :UInt32;               # the device slot
+  adapter @1 :Common.AdapterId;  # the version in it
+  loading @2 :Bool;              # being copied in (not yet usable by requests)
+}
+
+# A front end (HTTP or RPC server) asks the gateway to run one request of an
+# authenticated caller. The gateway resolves `model`, pins the version,
+# places the request on a worker and answers Accepted.
+struct Generate {
+  tenant @0 :Text;           # the caller's tenant (authenticated by the front end)
+  admin @1 :Bool;            # an operator key: may name any tenant's adapter
+  model @2 :Text;            # as GenerateRequest.model (api.capnp): base, tenant/name[@N], bare name
+  request @3 :SubmitRequest; # the request; requestId and adapters are left for the gateway to fill
+}
+
+# The gateway's (or a scheduler's) answer to a Generate (a SubmitRequest):
+# accepted with its id (events follow to the sink named with it, ending
+# in exactly one final event), or refused (no events follow).
+struct Accepted {
+  union {
+    requestId @0 :UInt64;     # accepted: the id its events carry
+    error @1 :Common.Error;   # refused: notFound, invalidArgument (naming the limit), overloaded, unavailable
+  }
+  model @2 :Text;             # what will run: "tenant/name@N" or the base model's name
+}
+
+# A caller's request to the registry: resolve a model name, publish a folder,
+# remove versions, list adapters. Which one is the message kind the
+# registry's handler names; the fields a kind does not use stay empty.
+struct RegistryCall {
+  tenant @0 :Text;      # the caller's tenant
+  admin @1 :Bool;       # an operator: may name any tenant
+  name @2 :Text;        # a model or adapter name as the API takes it
+  path @3 :Text;        # publish: the PEFT folder on the registry's host
+  pinRequest @4 :UInt64;  # resolve: pin the version for this request (0 = only resolve)
+  configJson @5 :Text;    # publish without a path: adapter_config.json's text
+  safetensors @6 :Data;   # publish without a path: adapter_model.safetensors' bytes
+}
+
+# The registry's answer about one model name.
+struct AdapterAnswer {
+  union {
+    base @0 :Void;                     # the name is the base model
+    adapter @1 :Api.AdapterInfo;       # the version it names (pinned, when asked)
+    error @2 :Common.Error;            # notFound (also: another tenant's, or being deleted), badFile, ...
+  }
+}
+
+# The registry's answer listing versions (list, remove).
+struct AdapterList {
+  union {
+    adapters @0 :List(Api.AdapterInfo);  # by tenant, name, version
+    error @1 :Common.Error;              # notFound, invalidArgument
+  }
+}
+
+# One request starts (pin) or stops (unpin: its final event was relayed)
+# using a version; registry -> adapter actor.
+struct Pin {
+  adapter @0 :Common.AdapterId;  # the version
+  requestId @1 :UInt64;          # the request
+}
+
+# Retire versions of one adapter before the registry deletes them: no new
+# request may pin them; the adapter actor answers once none is pinned.
+struct Retire {
+  tenant @0 :Text;
+  name @1 :Text;
+  versions @2 :List(UInt64);  # the versions to retire
+}
+
+# What an adapter actor knows of one adapter (tenant/name): per version, the
+# requests pinning it, whether a delete waits for them, and where it is on
+# each worker (the latest residency report per worker).
+struct AdapterStatus {
+  tenant @0 :Text;
+  name @1 :Text;
+  versions @2 :List(VersionStatus);
+}
+
+struct VersionStatus {
+  version @0 :UInt64;                      # >= 1
+  pins @1 :UInt32;                         # requests running on it now
+  deleting @2 :Bool;                       # a delete waits for the pins to end; no new request resolves it
+  residency @3 :List(AdapterResidency);    # one per worker that reported it
 }

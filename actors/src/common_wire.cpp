@@ -33,6 +33,8 @@ schema::ErrorCode to_schema(ErrorCode code) {
     case ErrorCode::kCancelled: return schema::ErrorCode::CANCELLED;
     case ErrorCode::kDeadlineExceeded: return schema::ErrorCode::DEADLINE_EXCEEDED;
     case ErrorCode::kInternal: return schema::ErrorCode::INTERNAL;
+    case ErrorCode::kOverloaded: return schema::ErrorCode::OVERLOADED;
+    case ErrorCode::kUnavailable: return schema::ErrorCode::UNAVAILABLE;
   }
   assertion_failed(__FILE__, __LINE__, "known enumerant", "unknown ErrorCode " + std::to_string(int(code)));
 }
@@ -55,7 +57,8 @@ Error read_error(schema::Error::Reader in) {
     case schema::ErrorCode::DEADLINE_EXCEEDED: return make_error(ErrorCode::kDeadlineExceeded, std::move(message));
     case schema::ErrorCode::INTERNAL: return make_error(ErrorCode::kInternal, std::move(message));
     case schema::ErrorCode::UNAUTHENTICATED: return make_error(ErrorCode::kInternal, "unauthenticated: " + message);
-    case schema::ErrorCode::UNAVAILABLE: return make_error(ErrorCode::kInternal, "unavailable: " + message);
+    case schema::ErrorCode::UNAVAILABLE: return make_error(ErrorCode::kUnavailable, std::move(message));
+    case schema::ErrorCode::OVERLOADED: return make_error(ErrorCode::kOverloaded, std::move(message));
   }
   return make_error(ErrorCode::kInternal, "error code " + std::to_string(unsigned(in.getCode())) + ": " + message);
 }

@@ -60,13 +60,16 @@ int status_for(ErrorCode code) {
     case ErrorCode::kBadFile:
     case ErrorCode::kResourceExhausted: return 400;
     case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kCancelled: return 503;
+    case ErrorCode::kCancelled:
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kOverloaded: return 429;
     default: return 500;
   }
 }
 
 openai::ApiError api_error_of(const Error& e) {
   const int status = status_for(e.code);
+  if (status == 429) return openai::rate_limited(e.message);
   if (status == 503) return openai::overloaded(e.message);
   if (status == 500) return openai::internal_error(e.message);
   openai::ApiError a = openai::invalid_request(e.message);
@@ -620,7 +623,8 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     });
   });
   if (!id.ok()) {
-      auto res_ = error_response(req, api_error_of(id.error()));
+      // A full worker queue (overloaded) asks the client to retry in a second.
+      auto res_ = error_response(req, api_error_of(id.error()), id.error().code == ErrorCode::kOverloaded ? 1 : 0);
       co_return co_await send(stream, std::move(res_));
     }
   ++in_flight[caller.tenant];

@@ -1,10 +1,19 @@
 #include "node_service.h"
 
+#include <caf/all.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "actors/event_wire.h"
+#include "actors/gateway_actor.h"
+#include "actors/message_types.h"
+#include "actors/registry_actor.h"
+#include "actors/scheduler_actor.h"
+#include "actors/service_wire.h"
+#include "actors/worker_actor.h"
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/chat_template.h"
 #include "runtime/log.h"
@@ -15,9 +24,10 @@
 
 namespace myriad::node {
 
-// Routes the worker's events to the callback each request was submitted
-// with (on the worker thread); forgets it after the final event.
-class NodeService::Dispatch final : public EventSink {
+// Routes events to the callback each request was submitted with (on the
+// relay actor's thread); forgets it after the final event. drain() waits
+// here until every callback has had its final event.
+class NodeService::Dispatch {
  public:
   void add(RequestId id, EventCallback cb) {
     std::lock_guard lock(mu_);
@@ -26,8 +36,9 @@ class NodeService::Dispatch final : public EventSink {
   void remove(RequestId id) {
     std::lock_guard lock(mu_);
     callbacks_.erase(id);
+    if (callbacks_.empty()) idle_.notify_all();
   }
-  void on_event(const RequestEvent& e) override {
+  void on_event(const RequestEvent& e) {
     EventCallback cb;
     {
       std::lock_guard lock(mu_);
@@ -37,14 +48,92 @@ class NodeService::Dispatch final : public EventSink {
       if (e.is_final()) callbacks_.erase(it);
     }
     cb(e);
+    if (e.is_final()) {
+      std::lock_guard lock(mu_);
+      if (callbacks_.empty()) idle_.notify_all();
+    }
+  }
+  size_t open() {
+    std::lock_guard lock(mu_);
+    return callbacks_.size();
+  }
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return callbacks_.empty(); });
   }
 
  private:
   std::mutex mu_;
+  std::condition_variable idle_;
   std::unordered_map<RequestId, EventCallback> callbacks_;
 };
 
 namespace {
+
+using namespace myriad::actors;
+
+caf::actor_system_config& service_config(caf::actor_system_config& cfg) {
+  register_message_types(cfg);
+  cfg.set("scheduler.max-threads", 2);
+  cfg.set("logger.file-verbosity", caf::atom("quiet"));
+  cfg.set("logger.console-verbosity", caf::atom("quiet"));
+  return cfg;
+}
+
+// The front ends' event sink: decodes each event and hands it to Dispatch.
+event_sink_actor::behavior_type relay_behavior(std::shared_ptr<NodeService::Dispatch> dispatch);
+
+}  // namespace
+
+struct NodeService::Actors {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  registry_actor registry;
+  gateway_actor gateway;
+  scheduler_actor scheduler;
+  worker_actor worker;
+  event_sink_actor relay;
+
+  // One request to an actor, answered on this thread.
+  template <class Reply, class Handle, class... Ts>
+  Result<Reply> ask(const Handle& to, Ts&&... xs) {
+    caf::scoped_actor self{*system};
+    Result<Reply> out = make_error(ErrorCode::kInternal, "no answer");
+    self->request(to, caf::infinite, std::forward<Ts>(xs)...)
+        .receive([&](Reply& reply) { out = std::move(reply); },
+                 [&](caf::error& err) { out = make_error(ErrorCode::kUnavailable, system->render(err)); });
+    return out;
+  }
+
+  ~Actors() {
+    if (!system) return;
+    for (const auto& h : {caf::actor_cast<caf::actor>(gateway), caf::actor_cast<caf::actor>(scheduler),
+                          caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(registry),
+                          caf::actor_cast<caf::actor>(relay)})
+      if (h) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    // Drop every strong handle first: a detached actor's thread ends only
+    // once nothing references the actor, and the system waits for it.
+    gateway = nullptr;
+    scheduler = nullptr;
+    worker = nullptr;
+    registry = nullptr;
+    relay = nullptr;
+    system.reset();  // waits for every actor to quit
+  }
+};
+
+namespace {
+
+event_sink_actor::behavior_type relay_behavior(std::shared_ptr<NodeService::Dispatch> dispatch) {
+  return {
+      [dispatch](event_atom, const EventWire& wire) {
+        auto d = wire.decode();
+        if (!d) return;
+        auto event = read_event(d->get());
+        if (event) dispatch->on_event(event->view());
+      },
+  };
+}
 
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -65,8 +154,10 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   if (!tok.ok()) return tok.error();
   s->tokenizer_ = tok.value();
   if (auto t = chat_template_from_config(s->tokenizer_->config().raw); t.ok()) s->chat_template_ = t.value();
-  s->model_name_ = o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
-  if (s->model_name_.empty()) s->model_name_ = std::filesystem::path(o.model_dir).parent_path().filename().string();
+  s->model_name_ =
+      o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
+  if (s->model_name_.empty())
+    s->model_name_ = std::filesystem::path(o.model_dir).parent_path().filename().string();
   const ModelConfig& cfg = s->checkpoint_->config();
   for (int64_t id : s->checkpoint_->generation_config().eos_token_ids) s->eos_ids_.push_back(int32_t(id));
   for (int64_t id : cfg.eos_token_ids) s->eos_ids_.push_back(int32_t(id));
@@ -80,18 +171,18 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   if (ec) return make_error(ErrorCode::kIo, "cannot create --data " + o.data_dir + ": " + ec.message());
   AdapterStoreOptions so;
   so.max_rank = o.max_adapter_rank;
-  auto store = AdapterStore::open(o.data_dir, cfg, sha256_hex(config_json.value()), so);
-  if (!store.ok()) return store.error();
-  s->store_ = std::move(store.value());
-  s->cache_ = std::make_unique<AdapterCache>(o.host_cache_bytes);
-  s->source_ = std::make_unique<CachedAdapterSource>(*s->cache_);
+  auto opened = AdapterStore::open(o.data_dir, cfg, sha256_hex(config_json.value()), so);
+  if (!opened.ok()) return opened.error();
+  std::shared_ptr<AdapterStore> store = std::move(opened.value());
 
   // The executor and its KV pool: enough for max_running requests of the
   // whole context when that is small, else a pool of 64k positions.
   const int32_t block = 16;
   int64_t ctx = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 2048;
   int32_t kv_blocks = o.kv_blocks;
-  if (kv_blocks <= 0) kv_blocks = int32_t(std::min<int64_t>((ctx + block - 1) / block * o.max_running, 65536 / block));
+  if (kv_blocks <= 0)
+    kv_blocks = int32_t(std::min<int64_t>((ctx + block - 1) / block * o.max_running, 65536 / block));
+  auto setup = std::make_shared<WorkerSetup>();
   if (o.device == "cpu") {
     gpu::cpu::CpuExecutorOptions eo;
     eo.kv_block_size = block;
@@ -101,7 +192,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     eo.max_adapter_rank = o.max_adapter_rank;
     auto ex = gpu::cpu::CpuExecutor::create(s->checkpoint_, eo);
     if (!ex.ok()) return ex.error();
-    s->executor_ = std::move(ex.value());
+    setup->executor = std::move(ex.value());
   } else if (o.device == "cuda") {
 #ifdef MYRIAD_HAVE_CUDA
     gpu::cuda::CudaExecutorOptions eo;
@@ -114,13 +205,15 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     eo.cuda_graphs = true;
     auto ex = gpu::cuda::CudaExecutor::create(s->checkpoint_, eo);
     if (!ex.ok()) return ex.error();
-    s->executor_ = std::move(ex.value());
+    setup->executor = std::move(ex.value());
 #else
-    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA (no toolkit at build time)");
+    return make_error(ErrorCode::kUnsupported,
+                      "--device cuda: this build has no CUDA (no toolkit at build time)");
 #endif
   } else {
     return make_error(ErrorCode::kInvalidArgument, "--device " + o.device + ": expected cpu or cuda");
   }
+  const std::string device = setup->executor->info().device;
 
   SchedulerConfig sc;
   sc.num_slots = o.slots;
@@ -130,60 +223,81 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   sc.kv_block_size = block;
   sc.num_kv_blocks = kv_blocks;
   sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
-  s->dispatch_ = std::make_unique<Dispatch>();
-  auto worker = EngineWorker::start(sc, *s->executor_, *s->source_, *s->dispatch_, s->tokenizer_);
+
+  // The actors: registry (detached: the store blocks on disk), gateway, and
+  // for the one device a worker (detached: it waits for its step thread)
+  // behind its scheduler.
+  auto actors = std::make_unique<Actors>();
+  actors->system = std::make_unique<caf::actor_system>(service_config(actors->config));
+  caf::actor_system& sys = *actors->system;
+  actors->registry = sys.spawn<caf::detached>(registry_behavior, store, s->model_name_);
+  GatewayOptions go;
+  go.base_model = s->model_name_;
+  actors->gateway = sys.spawn(gateway_behavior, actors->registry, go);
+  setup->worker_id = "local/" + o.device + "0";
+  setup->config = sc;
+  setup->tokenizer = s->tokenizer_;
+  setup->host_cache_bytes = o.host_cache_bytes;
+  setup->load_adapter = [store](const AdapterId& id) { return store->load(id); };
+  setup->registry = actors->registry;
+  auto worker = spawn_worker(sys, setup);
   if (!worker.ok()) return worker.error();
-  s->worker_ = std::move(worker.value());
+  actors->worker = worker.value();
+  SchedulerActorOptions so2;
+  so2.worker_id = setup->worker_id;
+  so2.limits = request_limits(sc);
+  so2.limits.vocab_size = int32_t(cfg.vocab_size);
+  so2.max_in_worker = uint32_t(std::max(o.max_running * 4, 64));
+  so2.max_waiting = uint32_t(o.max_waiting);
+  actors->scheduler =
+      sys.spawn(scheduler_behavior, actors->worker, caf::actor_cast<load_sink_actor>(actors->gateway), so2);
+  caf::anon_send(actors->worker, attach_atom::value, actors->scheduler);
+  caf::anon_send(actors->gateway, add_worker_atom::value, setup->worker_id, actors->scheduler);
+  s->dispatch_ = std::make_shared<Dispatch>();
+  actors->relay = sys.spawn(relay_behavior, s->dispatch_);
+  s->actors_ = std::move(actors);
+
   // Ids unique across restarts: milliseconds since the epoch in the high bits.
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   s->next_id_ = (uint64_t(now_ms) << 16) + 1;
-  log_info("node: model {} ({}), {} adapter slots, {} KV blocks, device {}", s->model_name_, o.model_dir, o.slots,
-           kv_blocks, s->executor_->info().device);
+  log_info("node: model {} ({}), {} adapter slots, {} KV blocks, device {}", s->model_name_, o.model_dir,
+           o.slots, kv_blocks, device);
   return s;
 }
 
-NodeService::~NodeService() {
-  if (worker_) worker_->stop(EngineWorker::StopMode::kCancel);
-}
-
-Result<AdapterName> NodeService::name_for(const Caller& caller, std::string_view name) const {
-  auto n = parse_adapter_name(name, caller.tenant);
-  if (!n.ok()) return n.error();
-  if (!caller.admin && n.value().tenant != caller.tenant)
-    return make_error(ErrorCode::kNotFound, "model '" + std::string(name) + "' does not exist");
-  return n.value();
-}
+NodeService::~NodeService() = default;  // Actors: every actor exits, the worker cancels what is in flight
 
 Result<ModelRef> NodeService::resolve(std::string_view model, const Caller& caller) const {
-  if (model == model_name_) return ModelRef{};
-  auto n = name_for(caller, model);
-  if (!n.ok()) {
-    if (n.error().code == ErrorCode::kNotFound) return n.error();
-    return make_error(ErrorCode::kNotFound, "model '" + std::string(model) + "' does not exist");
-  }
-  auto r = store_->resolve(n.value());
-  if (!r.ok()) return make_error(ErrorCode::kNotFound, "model '" + std::string(model) + "' does not exist");
+  auto answer = actors_->ask<AdapterAnswerWire>(
+      actors_->registry, resolve_atom::value, registry_call(caller.tenant, caller.admin, std::string(model)));
+  if (!answer) return answer.error();
+  auto resolved = read_answer(answer.value());
+  if (!resolved) return resolved.error();
+  if (!resolved.value()) return ModelRef{};
   ModelRef m;
   m.base = false;
-  m.adapter = r.value();
+  m.adapter = *resolved.value();
   return m;
 }
 
 Result<std::vector<ModelRef>> NodeService::models(const Caller& caller) const {
-  std::vector<ModelRef> out(1);  // the base first
-  auto list = store_->list(caller.admin ? std::string_view() : std::string_view(caller.tenant));
-  if (!list.ok()) return list.error();
-  // The newest version of each name (what "tenant/name" resolves to).
+  auto answer = actors_->ask<AdapterListWire>(actors_->registry, list_atom::value,
+                                              registry_call(caller.tenant, caller.admin, ""));
+  if (!answer) return answer.error();
+  auto list = read_list(answer.value());
+  if (!list) return list.error();
+  // The base first, then the newest version of each name (what "tenant/name"
+  // resolves to); the list comes ordered by tenant, name, version.
+  std::vector<ModelRef> out(1);
   for (const AdapterRecord& r : list.value()) {
-    bool replaced = false;
-    for (ModelRef& m : out)
-      if (!m.base && m.adapter.id.tenant == r.id.tenant && m.adapter.id.name == r.id.name) {
-        if (r.id.version > m.adapter.id.version) m.adapter = r;
-        replaced = true;
-      }
-    if (!replaced) out.push_back(ModelRef{false, r});
+    ModelRef& last = out.back();
+    if (!last.base && last.adapter.id.tenant == r.id.tenant && last.adapter.id.name == r.id.name) {
+      if (r.id.version > last.adapter.id.version) last.adapter = r;
+      continue;
+    }
+    out.push_back(ModelRef{false, r});
   }
   return out;
 }
@@ -194,28 +308,18 @@ Result<std::vector<int32_t>> NodeService::encode_prompt(std::string_view text) c
 
 Result<std::vector<int32_t>> NodeService::encode_chat(const nlohmann::json& messages) const {
   if (chat_template_.empty())
-    return make_error(ErrorCode::kUnsupported, "model '" + model_name_ + "' has no chat template; use /v1/completions");
+    return make_error(ErrorCode::kUnsupported,
+                      "model '" + model_name_ + "' has no chat template; use /v1/completions");
   auto text = render_chat_template(chat_template_, messages, /*add_generation_prompt=*/true,
                                    chat_template_context(tokenizer_->config()));
   if (!text.ok()) return text.error();
   return tokenizer_->encode(text.value(), /*add_special_tokens=*/false);
 }
 
-void NodeService::ensure_registered(const AdapterId& id) {
-  if (cache_->registered(id)) return;
-  const AdapterStore* store = store_.get();
-  // A concurrent registration of the same id loses harmlessly.
-  (void)cache_->add(id, [store, id] { return store->load(id); });
-}
-
 Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_event) {
-  if (draining_) return make_error(ErrorCode::kCancelled, "the node is shutting down");
+  if (draining_) return make_error(ErrorCode::kUnavailable, "the node is shutting down");
   Request r;
   r.id = next_id_.fetch_add(1);
-  if (!call.model.base) {
-    ensure_registered(call.model.adapter.id);
-    r.adapters = {AdapterUse{call.model.adapter.id, 1.0f}};
-  }
   r.prompt = std::move(call.prompt);
   r.sampling = call.sampling;
   r.max_tokens = call.max_tokens;
@@ -223,41 +327,93 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;
   r.timeout_ms = call.timeout_ms;
   const RequestId id = r.id;
+  // The model was resolved for the caller; its pinned name resolves again
+  // (and is pinned) in the gateway, within the adapter's own tenant.
+  const std::string tenant = call.model.base ? std::string() : call.model.adapter.id.tenant;
+  const std::string model = call.model.base ? model_name_ : call.model.adapter.id.to_string();
   dispatch_->add(id, std::move(on_event));
-  if (Status st = worker_->submit(std::move(r)); !st.ok()) {
+  auto answer = actors_->ask<AcceptedWire>(actors_->gateway, generate_atom::value,
+                                           generate_wire(tenant, false, model, r), actors_->relay);
+  auto accepted_id = answer ? read_accepted(answer.value()) : Result<uint64_t>(answer.error());
+  if (!accepted_id.ok()) {
     dispatch_->remove(id);
-    return st.error();
+    return accepted_id.error();
   }
-  return id;
+  return RequestId(accepted_id.value());
 }
 
-void NodeService::cancel(RequestId id) { worker_->cancel(id); }
+void NodeService::cancel(RequestId id) {
+  caf::anon_send(actors_->gateway, cancel_atom::value,
+                 CancelWire::from([&](schema::CancelRequest::Builder c) {
+                   c.setRequestId(id);
+                   c.setReason("cancelled by the client");
+                 }));
+}
 
 Result<AdapterRecord> NodeService::add_adapter_from_path(const Caller& caller, std::string_view name,
-                                                          const std::string& path) {
-  auto n = name_for(caller, name);
-  if (!n.ok()) return make_error(ErrorCode::kInvalidArgument, n.error().message);
-  return store_->publish_folder(n.value(), path);
+                                                         const std::string& path) {
+  auto answer =
+      actors_->ask<AdapterAnswerWire>(actors_->registry, publish_atom::value,
+                                      registry_call(caller.tenant, caller.admin, std::string(name), path));
+  if (!answer) return answer.error();
+  auto record = read_answer(answer.value());
+  if (!record) return record.error();
+  if (!record.value()) return make_error(ErrorCode::kInternal, "the registry published no adapter");
+  return *record.value();
 }
 
 Result<AdapterRecord> NodeService::add_adapter_bytes(const Caller& caller, std::string_view name,
-                                                      std::string_view config_json, std::string_view safetensors) {
-  auto n = name_for(caller, name);
-  if (!n.ok()) return make_error(ErrorCode::kInvalidArgument, n.error().message);
-  return store_->publish(n.value(), config_json, safetensors);
+                                                     std::string_view config_json,
+                                                     std::string_view safetensors) {
+  RegistryCallWire call = RegistryCallWire::from([&](schema::RegistryCall::Builder c) {
+    c.setTenant(caller.tenant);
+    c.setAdmin(caller.admin);
+    c.setName(std::string(name));
+    c.setConfigJson(std::string(config_json));
+    c.setSafetensors(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(safetensors.data()), safetensors.size()));
+  });
+  auto answer = actors_->ask<AdapterAnswerWire>(actors_->registry, publish_atom::value, call);
+  if (!answer) return answer.error();
+  auto record = read_answer(answer.value());
+  if (!record) return record.error();
+  if (!record.value()) return make_error(ErrorCode::kInternal, "the registry published no adapter");
+  return *record.value();
 }
 
 Status NodeService::remove_adapter(const Caller& caller, std::string_view name) {
-  auto n = name_for(caller, name);
-  if (!n.ok()) return n.error();
-  // Requests already running keep their host copy (shared_ptr) until they end.
-  if (n.value().version != 0) return store_->remove(n.value().pinned(n.value().version));
-  return store_->remove_all_versions(n.value().tenant, n.value().name);
+  // Waits for running requests that pinned a version being deleted.
+  auto answer = actors_->ask<AdapterListWire>(actors_->registry, remove_atom::value,
+                                              registry_call(caller.tenant, caller.admin, std::string(name)));
+  if (!answer) return answer.error();
+  auto removed = read_list(answer.value());
+  if (!removed) return removed.error();
+  return {};
 }
 
 void NodeService::drain() {
   draining_ = true;
-  worker_->stop(EngineWorker::StopMode::kDrain);
+  (void)actors_->ask<bool>(actors_->gateway, drain_atom::value);
+  dispatch_->wait_idle();  // the final events of what ran have reached their callbacks
+}
+
+EngineWorkerStats NodeService::stats() {
+  EngineWorkerStats out;
+  auto json = nlohmann::json::parse(metrics_json(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_object() && json.contains("live")) {
+    const auto& live = json["live"];
+    out.steps = live.value("steps", uint64_t(0));
+    out.queued = live.value("queued", uint64_t(0));
+    out.running = live.value("running", uint64_t(0));
+  }
+  out.in_flight = dispatch_->open();
+  out.stopping = draining_;
+  return out;
+}
+
+std::string NodeService::metrics_json() {
+  auto json = actors_->ask<std::string>(actors_->worker, metrics_atom::value);
+  return json ? json.value() : std::string("{}");
 }
 
 }  // namespace myriad::node

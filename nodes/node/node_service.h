@@ -8,9 +8,13 @@
 // Tenancy: a caller resolves only its own tenant's adapters (an admin any);
 // another tenant's adapter answers kNotFound exactly like a missing one.
 //
-// The actor layer of the design (gateway, registry, worker, adapter actors)
-// is not built yet: this class plays the gateway's and the registry's parts
-// in-process, and the worker is an EngineWorker.
+// Underneath it is the service's actor system (actors/service_actors.h): a
+// registry actor over the store (with one adapter actor per adapter), a
+// gateway actor, and per device a scheduler actor and a worker actor owning
+// the executor and its engine. This class is the front ends' synchronous
+// face of it: each call is one request to an actor (resolve, publish,
+// generate), answered on the caller's thread; events come back through a
+// relay actor to the request's callback. CAF stays out of this header.
 //
 // Thread-safe: every method may be called from any thread; event callbacks
 // run on the worker thread and must only hand the event on (copy it, post it
@@ -28,13 +32,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/adapter_cache.h"
 #include "runtime/adapter_id.h"
-#include "runtime/adapter_source.h"
 #include "runtime/adapter_store.h"
 #include "runtime/checkpoint.h"
+#include "runtime/engine_events.h"
 #include "runtime/engine_worker.h"
-#include "runtime/executor.h"
+#include "runtime/sampling_params.h"
 #include "runtime/tokenizer.h"
 #include "tenants.h"
 
@@ -42,16 +45,17 @@ namespace myriad::node {
 
 struct NodeOptions {
   std::string model_dir;
-  std::string model_name;        // "" = the model folder's name
-  std::string data_dir;          // the adapter store (created if missing)
-  std::string device = "cpu";    // cpu | cuda
-  int32_t slots = 8;             // adapter slots on the device
+  std::string model_name;      // "" = the model folder's name
+  std::string data_dir;        // the adapter store (created if missing)
+  std::string device = "cpu";  // cpu | cuda
+  int32_t slots = 8;           // adapter slots on the device
   int32_t max_adapter_rank = 64;
-  int32_t kv_blocks = 0;         // 0 = enough for max_running requests of the full context, capped
-  int32_t max_running = 32;      // sequences in the batch
+  int32_t kv_blocks = 0;       // 0 = enough for max_running requests of the full context, capped
+  int32_t max_running = 32;    // sequences in the batch
+  int32_t max_waiting = 1024;  // requests queued ahead of the worker; more are refused (overloaded, 429)
   int32_t max_tokens_per_step = 512;
   double quantum_ms = 50.0;
-  int threads = 0;               // CPU threads, 0 = every core
+  int threads = 0;  // CPU threads, 0 = every core
   size_t host_cache_bytes = size_t(2) << 30;
 };
 
@@ -75,6 +79,8 @@ struct GenerateCall {
 class NodeService {
  public:
   using EventCallback = std::function<void(const RequestEvent&)>;
+  class Dispatch;  // (opaque) routes events to the callback each request was submitted with
+  struct Actors;   // (opaque) the actor system and the service's actors
 
   static Result<std::unique_ptr<NodeService>> start(const NodeOptions& options);
   ~NodeService();
@@ -82,7 +88,6 @@ class NodeService {
   const std::string& model_name() const { return model_name_; }
   const ModelConfig& model_config() const { return checkpoint_->config(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const AdapterStore& store() const { return *store_; }
   int64_t context_length() const { return checkpoint_->config().max_position_embeddings; }
 
   // "base-name", "tenant/name", "tenant/name@N", "tenant/name@latest", or a
@@ -102,35 +107,32 @@ class NodeService {
   void cancel(RequestId id);
 
   // Adapter management for a caller's tenant (admins may name any tenant).
-  Result<AdapterRecord> add_adapter_from_path(const Caller& caller, std::string_view name, const std::string& path);
-  Result<AdapterRecord> add_adapter_bytes(const Caller& caller, std::string_view name, std::string_view config_json,
-                                          std::string_view safetensors);
+  Result<AdapterRecord> add_adapter_from_path(const Caller& caller, std::string_view name,
+                                              const std::string& path);
+  Result<AdapterRecord> add_adapter_bytes(const Caller& caller, std::string_view name,
+                                          std::string_view config_json, std::string_view safetensors);
   // Every version when `name` has none; kNotFound like resolve().
   Status remove_adapter(const Caller& caller, std::string_view name);
 
-  // Stops accepting and finishes what is in flight.
+  // Stops accepting and finishes what is in flight: returns once every
+  // accepted request's final event has reached its callback.
   void drain();
   bool draining() const { return draining_.load(); }
-  EngineWorkerStats stats() const { return worker_->stats(); }
-  std::string metrics_json() { return worker_->metrics_json(); }
+  // Live counts of the worker (steps, in flight, queued, running).
+  EngineWorkerStats stats();
+  // The engine's metrics (EngineMetrics::to_json) of the worker.
+  std::string metrics_json();
 
  private:
-  class Dispatch;  // the worker's EventSink: routes events to their callbacks
   NodeService() = default;
-  Result<AdapterName> name_for(const Caller& caller, std::string_view name) const;
-  void ensure_registered(const AdapterId& id);
 
   std::string model_name_;
   std::shared_ptr<const Checkpoint> checkpoint_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::string chat_template_;
   std::vector<int32_t> eos_ids_;
-  std::unique_ptr<AdapterStore> store_;
-  std::unique_ptr<AdapterCache> cache_;
-  std::unique_ptr<CachedAdapterSource> source_;
-  std::unique_ptr<Executor> executor_;
-  std::unique_ptr<Dispatch> dispatch_;
-  std::unique_ptr<EngineWorker> worker_;
+  std::shared_ptr<Dispatch> dispatch_;
+  std::unique_ptr<Actors> actors_;
   std::atomic<uint64_t> next_id_{0};
   std::atomic<bool> draining_{false};
 };

@@ -10,7 +10,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/type_id.hpp>
 
-#include "actors/messages.h"
+#include "actors/service_actors.h"
 
 CAF_BEGIN_TYPE_ID_BLOCK(myriad_actors, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::SubmitWire))
@@ -19,6 +19,16 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::EventWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::ResidencyWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::WorkerLoadWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterInfoWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::GenerateWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AcceptedWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::RegistryCallWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterAnswerWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterListWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::PinWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::RetireWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterStatusWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::event_sink_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::scheduler_actor))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

@@ -68,14 +68,18 @@ class EngineWorker {
   EngineWorkerStats stats() const;
   // The engine's metrics as JSON, taken on the worker thread between steps.
   std::string metrics_json();
+  // Runs `fn` on the worker thread between steps (at once on the caller's
+  // thread when the loop has ended), without waiting for it: for a worker
+  // actor's periodic load and residency reports. `fn` must be quick.
+  void inspect(std::function<void(const Engine&)> fn);
   const RequestLimits& limits() const { return limits_; }
 
  private:
   struct Command {
-    enum class Kind : uint8_t { kSubmit, kCancel, kMetrics } kind = Kind::kSubmit;
+    enum class Kind : uint8_t { kSubmit, kCancel, kInspect } kind = Kind::kSubmit;
     Request request;
     RequestId id = 0;
-    std::function<void(std::string)> metrics_reply;
+    std::function<void(const Engine&)> inspect;
   };
   // Tracks accepted ids so a cancel-stop can end them and stats can count them.
   class TrackingSink final : public EventSink {

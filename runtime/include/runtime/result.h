@@ -24,6 +24,8 @@ enum class ErrorCode {
   kCancelled,
   kDeadlineExceeded,
   kInternal,
+  kOverloaded,   // a bounded queue is full: retry shortly (HTTP 429)
+  kUnavailable,  // shutting down or not ready: try another node (HTTP 503)
 };
 
 const char* error_code_name(ErrorCode code);

@@ -77,20 +77,25 @@ void EngineWorker::cancel(RequestId id) {
 std::string EngineWorker::metrics_json() {
   auto promise = std::make_shared<std::promise<std::string>>();
   std::future<std::string> answer = promise->get_future();
+  inspect([promise](const Engine& engine) { promise->set_value(engine.metrics().to_json()); });
+  return answer.get();
+}
+
+void EngineWorker::inspect(std::function<void(const Engine&)> fn) {
   {
     std::unique_lock lock(mu_);
-    if (!running_) {
+    if (running_) {
+      Command c;
+      c.kind = Command::Kind::kInspect;
+      c.inspect = std::move(fn);
+      commands_.push_back(std::move(c));
+      woken_ = true;
       lock.unlock();
-      return engine_->metrics().to_json();  // the loop has ended: nothing else touches the engine
+      cv_.notify_one();
+      return;
     }
-    Command c;
-    c.kind = Command::Kind::kMetrics;
-    c.metrics_reply = [promise](std::string json) { promise->set_value(std::move(json)); };
-    commands_.push_back(std::move(c));
-    woken_ = true;
   }
-  cv_.notify_one();
-  return answer.get();
+  fn(*engine_);  // the loop has ended: nothing else touches the engine
 }
 
 EngineWorkerStats EngineWorker::stats() const {
@@ -142,7 +147,7 @@ bool EngineWorker::apply_commands() {
         break;
       }
       case Command::Kind::kCancel: (void)engine_->cancel(c.id); break;
-      case Command::Kind::kMetrics: c.metrics_reply(engine_->metrics().to_json()); break;
+      case Command::Kind::kInspect: c.inspect(*engine_); break;
     }
   }
   if (stopping && mode == StopMode::kCancel) {
@@ -182,7 +187,7 @@ void EngineWorker::run() {
     cv_.wait(lock, [&] { return woken_; });
     woken_ = false;
   }
-  // Commands that raced the end are answered: metrics from the final state.
+  // Commands that raced the end are answered: inspections see the final state.
   std::deque<Command> left;
   {
     std::lock_guard lock(mu_);
@@ -190,7 +195,7 @@ void EngineWorker::run() {
     left.swap(commands_);
   }
   for (Command& c : left)
-    if (c.kind == Command::Kind::kMetrics) c.metrics_reply(engine_->metrics().to_json());
+    if (c.kind == Command::Kind::kInspect) c.inspect(*engine_);
 }
 
 }  // namespace myriad

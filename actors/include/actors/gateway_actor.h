@@ -1,0 +1,62 @@
+// The gateway actor: the front door of the service. For each Generate of an
+// authenticated caller (the front ends check keys) it asks the registry to
+// resolve the model and pin the version for this request, places the request
+// on a worker (runtime/placement.h: adapter affinity, then least loaded, over
+// the workers' latest load reports), and submits it to that worker's
+// scheduler actor; the answer (accepted with its id, or refused: notFound,
+// invalidArgument, overloaded, unavailable) goes back to the front end. It
+// relays the request's events from the worker to the front end's sink, and
+// after the final event unpins the version (a delete may be waiting).
+//
+//   generate ─ draining ─────────────────────────────> refused: unavailable
+//            ─ resolve+pin ─ refused ─────────────────> refused (notFound ...)
+//                          ─ place ─ no worker ───────> unpin, refused: unavailable
+//                                  ─ scheduler refuses > unpin, refused (invalidArgument, overloaded)
+//                                  ─ accepted ────────> ROUTED ─ event ... final event ─> unpin, forgotten
+//   cancel(id) ─ ROUTED ─> the scheduler of its worker (its final event follows)
+//   drain: refuse new generates; drain every scheduler; answer when all have.
+//
+// Request ids: the front end's when it gives one (unique: the node makes them
+// from its clock), else the gateway's own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/service_actors.h"
+#include "runtime/placement.h"
+
+namespace myriad::actors {
+
+struct GatewayOptions {
+  std::string base_model;  // the name of the served base model
+  PlacementOptions placement;
+};
+
+struct GatewayState {
+  struct Worker {
+    WorkerView view;
+    uint64_t last_seq = 0;
+    scheduler_actor scheduler;
+  };
+  struct Route {
+    event_sink_actor client;
+    size_t worker = 0;
+    std::optional<AdapterId> adapter;  // pinned; unpinned after the final event
+    uint32_t attempt = 0;
+  };
+  GatewayOptions options;
+  registry_actor registry;
+  std::vector<Worker> workers;
+  std::unordered_map<uint64_t, Route> routes;
+  uint64_t next_id = 1;
+  bool draining = false;
+};
+
+gateway_actor::behavior_type gateway_behavior(gateway_actor::stateful_pointer<GatewayState> self,
+                                              registry_actor registry, GatewayOptions options);
+
+}  // namespace myriad::actors

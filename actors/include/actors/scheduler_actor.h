@@ -1,0 +1,57 @@
+// The scheduler actor: admission for one worker. It checks each request
+// against the worker's limits (validate_request: the answer names the
+// field and the limit), keeps at most `max_in_worker` requests inside the
+// worker's engine (whose runtime Scheduler time-slices the adapters among
+// them) and at most `max_waiting` more in its own FIFO; beyond that a
+// submit is refused as overloaded (HTTP 429), so memory stays bounded and a
+// burst never reaches the device as an unbounded queue. A request cancelled
+// while it waits here never reaches the worker: its sink gets the final
+// event from here. Load reports from the worker pass through, with the
+// waiting count added, to the gateway.
+//
+//   submit ─ invalid ──────────────────────────> refused (no events)
+//          ─ worker has room ──> IN WORKER ──> final event (released) ──> gone; admit the oldest waiting
+//          ─ else, room here ──> WAITING ──> room in the worker ──> IN WORKER
+//          ─ else ─────────────────────────────> refused: overloaded
+//   drain: refuse new submits; once nothing waits or runs here, drain the worker, then answer.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "actors/service_actors.h"
+#include "runtime/request_validation.h"
+
+namespace myriad::actors {
+
+struct SchedulerActorOptions {
+  std::string worker_id;        // e.g. "node1/cpu0"
+  RequestLimits limits;         // the worker's engine limits
+  uint32_t max_in_worker = 64;  // requests inside the worker's engine at once
+  uint32_t max_waiting = 1024;  // requests waiting here; more are refused (overloaded)
+};
+
+struct SchedulerActorState {
+  struct Waiting {
+    uint64_t id = 0;
+    uint32_t attempt = 0;
+    SubmitWire submit;
+    event_sink_actor sink;
+  };
+  SchedulerActorOptions options;
+  worker_actor worker;
+  load_sink_actor load_sink;
+  std::unordered_set<uint64_t> in_worker;
+  std::deque<Waiting> waiting;
+  bool draining = false;
+  std::vector<caf::typed_response_promise<bool>> drains;
+};
+
+scheduler_actor::behavior_type scheduler_behavior(scheduler_actor::stateful_pointer<SchedulerActorState> self,
+                                                  worker_actor worker, load_sink_actor load_sink,
+                                                  SchedulerActorOptions options);
+
+}  // namespace myriad::actors

@@ -1,0 +1,107 @@
+// The service's actors and the messages between them (CAF 0.17 typed
+// interfaces; every payload a TypedWire of schema/messages.capnp, so a single
+// node and a cluster run the same code). Who owns what, and every flow, is
+// drawn in docs/architecture.md ("The service's actors"):
+//
+//   front end ──generate──> gateway ──resolve(+pin)──> registry ──pin──> adapter actor
+//                              │ place (runtime/placement.h)
+//                              └──submit──> scheduler ──submit──> worker (Engine + Executor, own thread)
+//   worker ──event──> gateway ──event──> front end's sink      (tokens, then exactly one final event)
+//   worker ──released──> scheduler (a final event: admit the next waiting request)
+//   worker ──load──> scheduler ──load──> gateway               (periodic: queue depths, slots)
+//   worker ──residency──> registry ──residency──> adapter actor (a version entered or left a slot)
+//   gateway ──unpin──> registry ──unpin──> adapter actor       (after a request's final event)
+//
+// One header for every interface because they name each other's handles.
+// Include only in actor and wiring translation units (CAF is heavy).
+#pragma once
+
+#include <caf/all.hpp>
+#include <string>
+
+#include "actors/messages.h"
+
+namespace myriad::actors {
+
+using GenerateWire = TypedWire<schema::Generate>;            // front end -> gateway
+using AcceptedWire = TypedWire<schema::Accepted>;            // gateway -> front end, scheduler -> gateway
+using RegistryCallWire = TypedWire<schema::RegistryCall>;    // anyone -> registry
+using AdapterAnswerWire = TypedWire<schema::AdapterAnswer>;  // registry -> caller
+using AdapterListWire = TypedWire<schema::AdapterList>;      // registry -> caller
+using PinWire = TypedWire<schema::Pin>;                      // registry -> adapter actor
+using RetireWire = TypedWire<schema::Retire>;                // registry -> adapter actor
+using AdapterStatusWire = TypedWire<schema::AdapterStatus>;  // adapter actor -> whoever asks
+
+using event_atom = caf::atom_constant<caf::atom("event")>;
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using generate_atom = caf::atom_constant<caf::atom("generate")>;
+using resolve_atom = caf::atom_constant<caf::atom("resolve")>;
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+using remove_atom = caf::atom_constant<caf::atom("remove")>;
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using pin_atom = caf::atom_constant<caf::atom("pin")>;
+using unpin_atom = caf::atom_constant<caf::atom("unpin")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
+using residency_atom = caf::atom_constant<caf::atom("residency")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+using released_atom = caf::atom_constant<caf::atom("released")>;
+using add_worker_atom = caf::atom_constant<caf::atom("addworker")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+
+// Receives one request's events: a front end's relay, or the gateway.
+using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>;
+
+// Receives a worker's load reports (its scheduler, then the gateway).
+using load_sink_actor = caf::typed_actor<caf::reacts_to<load_atom, WorkerLoadWire>>;
+
+// Admission for one worker: checks a request against the worker's limits,
+// bounds what waits (overloaded beyond), feeds the worker.
+using scheduler_actor =
+    caf::typed_actor<caf::replies_to<submit_atom, SubmitWire, event_sink_actor>::with<AcceptedWire>,
+                     caf::reacts_to<cancel_atom, CancelWire>,
+                     caf::reacts_to<released_atom, EventWire>,  // the worker sent a request's final event
+                     caf::reacts_to<load_atom, WorkerLoadWire>, caf::replies_to<drain_atom>::with<bool>>;
+
+// One device: the Engine (with the runtime Scheduler's time-sliced active
+// set) and the Executor, stepped on the worker's own thread.
+using worker_actor = caf::typed_actor<
+    caf::reacts_to<submit_atom, SubmitWire, event_sink_actor>,  // run it; events go to the sink
+    caf::reacts_to<cancel_atom, CancelWire>,                    // stop it (its final event says cancelled)
+    caf::reacts_to<tick_atom>,                                  // report load and residency now
+    caf::reacts_to<attach_atom, scheduler_actor>,       // wiring: where final events and load reports go
+    caf::replies_to<drain_atom>::with<bool>,            // finish what is in flight, then stop
+    caf::replies_to<metrics_atom>::with<std::string>>;  // the engine's metrics (JSON)
+
+// One adapter (tenant/name): its versions' pins, deletes waiting for them,
+// and where each version is on each worker.
+using adapter_actor = caf::typed_actor<
+    caf::replies_to<pin_atom, AdapterInfoWire, PinWire>::with<AdapterAnswerWire>,  // pin, or notFound if
+                                                                                   // retired
+    caf::reacts_to<unpin_atom, PinWire>,
+    caf::replies_to<retire_atom, RetireWire>::with<bool>,  // answered once the versions are unpinned
+    caf::reacts_to<residency_atom, ResidencyWire>, caf::replies_to<status_atom>::with<AdapterStatusWire>>;
+
+// The adapter store's owner: names resolve here, and adapter actors live here.
+using registry_actor =
+    caf::typed_actor<caf::replies_to<resolve_atom, RegistryCallWire>::with<AdapterAnswerWire>,
+                     caf::replies_to<publish_atom, RegistryCallWire>::with<AdapterAnswerWire>,
+                     caf::replies_to<remove_atom, RegistryCallWire>::with<AdapterListWire>,
+                     caf::replies_to<list_atom, RegistryCallWire>::with<AdapterListWire>,
+                     caf::reacts_to<unpin_atom, PinWire>, caf::reacts_to<residency_atom, ResidencyWire>,
+                     caf::replies_to<status_atom, RegistryCallWire>::with<AdapterStatusWire>>;
+
+// The front door: resolves, pins, places, relays events, cancels, drains.
+using gateway_actor =
+    caf::typed_actor<caf::replies_to<generate_atom, GenerateWire, event_sink_actor>::with<AcceptedWire>,
+                     caf::reacts_to<cancel_atom, CancelWire>, caf::reacts_to<event_atom, EventWire>,
+                     caf::reacts_to<load_atom, WorkerLoadWire>,
+                     caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,  // wiring: a worker's id
+                                                                                     // and its scheduler
+                     caf::replies_to<drain_atom>::with<bool>>;
+
+}  // namespace myriad::actors

@@ -1,0 +1,258 @@
+#include "actors/worker_actor.h"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "actors/common_wire.h"
+#include "actors/event_wire.h"
+#include "actors/request_wire.h"
+#include "actors/service_wire.h"
+#include "runtime/adapter_source.h"
+#include "runtime/engine_worker.h"
+#include "runtime/log.h"
+
+namespace myriad::actors {
+
+namespace {
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Where the engine's events go: the sink each request named, and its
+// scheduler for final events. Called on the step thread; submitters add
+// routes from the actor's thread.
+class Routes final : public EventSink {
+ public:
+  void attach(scheduler_actor scheduler) {
+    std::lock_guard lock(mu_);
+    scheduler_ = std::move(scheduler);
+  }
+  void add(uint64_t id, event_sink_actor sink, uint32_t attempt) {
+    std::lock_guard lock(mu_);
+    routes_[id] = Route{std::move(sink), attempt};
+  }
+  scheduler_actor scheduler() {
+    std::lock_guard lock(mu_);
+    return scheduler_;
+  }
+  void on_event(const RequestEvent& e) override {
+    Route route;
+    scheduler_actor scheduler;
+    {
+      std::lock_guard lock(mu_);
+      auto it = routes_.find(e.id);
+      if (it == routes_.end()) return;
+      route = it->second;
+      if (e.is_final()) routes_.erase(it);
+      scheduler = scheduler_;
+    }
+    EventWire wire = encode_event(e, route.attempt);
+    caf::anon_send(route.sink, event_atom::value, wire);
+    if (e.is_final() && scheduler) caf::anon_send(scheduler, released_atom::value, std::move(wire));
+  }
+
+ private:
+  struct Route {
+    event_sink_actor sink;
+    uint32_t attempt = 0;
+  };
+  std::mutex mu_;
+  std::unordered_map<uint64_t, Route> routes_;
+  scheduler_actor scheduler_;
+};
+
+// What the last report said each slot held (step thread only).
+struct SlotReport {
+  AdapterId id;
+  bool loading = false;
+  bool operator==(const SlotReport&) const = default;
+};
+
+}  // namespace
+
+struct WorkerActorState {
+  std::shared_ptr<WorkerSetup> setup;
+  std::unique_ptr<AdapterCache> cache;
+  std::unique_ptr<CachedAdapterSource> source;
+  std::shared_ptr<Routes> routes;
+  std::unique_ptr<EngineWorker> engine;  // destroyed first (declared last): it stops before the executor goes
+  // Read and written only inside inspect() callbacks, which run one at a time.
+  std::shared_ptr<std::map<int32_t, SlotReport>> slots = std::make_shared<std::map<int32_t, SlotReport>>();
+  std::shared_ptr<uint64_t> seq = std::make_shared<uint64_t>(0);
+};
+
+// What spawn_worker builds before the actor exists (it moves into the state).
+struct WorkerParts {
+  std::shared_ptr<WorkerSetup> setup;
+  std::unique_ptr<AdapterCache> cache;
+  std::unique_ptr<CachedAdapterSource> source;
+  std::shared_ptr<Routes> routes;
+  std::unique_ptr<EngineWorker> engine;
+};
+
+namespace {
+
+using Self = worker_actor::stateful_pointer<WorkerActorState>;
+
+// `now`: where the version is (its slot, loading or resident); null: it left
+// every slot (swapped out; its host copy stays cached until evicted).
+ResidencyWire residency(const std::string& worker, uint64_t seq, const AdapterId& id, int32_t slot,
+                        const SlotReport* now) {
+  return ResidencyWire::from([&](schema::AdapterResidency::Builder r) {
+    write_adapter_id(id, r.initAdapter());
+    r.setWorker(worker);
+    r.setSeq(seq);
+    r.setAtUnixMs(unix_ms());
+    if (!now)
+      r.getWhere().setHostCache();
+    else if (now->loading)
+      r.getWhere().setLoading(uint32_t(slot));
+    else
+      r.getWhere().setSlot(uint32_t(slot));
+  });
+}
+
+// On the step thread: the load report and the residency changes since the last one.
+void report(Self self) {
+  WorkerActorState& s = self->state;
+  auto setup = s.setup;
+  auto slots = s.slots;
+  auto seq = s.seq;
+  auto routes = s.routes;
+  s.engine->inspect([setup, slots, seq, routes](const Engine& engine) {
+    const Scheduler& sched = engine.scheduler();
+    std::map<int32_t, SlotReport> now;
+    for (int32_t slot = 0; slot < sched.config().num_slots; ++slot)
+      if (const AdapterId* id = sched.slot_adapter(slot)) now[slot] = SlotReport{*id, false};
+    for (int32_t slot : sched.loading_slots())
+      if (auto it = now.find(slot); it != now.end()) it->second.loading = true;
+
+    // A version whose slot state changed: where it is now; one that left every slot: swapped out.
+    for (const auto& [slot, r] : now) {
+      auto before = slots->find(slot);
+      if (before != slots->end() && before->second == r) continue;
+      caf::anon_send(setup->registry, residency_atom::value,
+                     residency(setup->worker_id, ++*seq, r.id, slot, &r));
+    }
+    for (const auto& [slot, r] : *slots) {
+      bool still = false;
+      for (const auto& [s2, r2] : now) still = still || r2.id == r.id;
+      if (!still)
+        caf::anon_send(setup->registry, residency_atom::value,
+                       residency(setup->worker_id, ++*seq, r.id, slot, nullptr));
+    }
+    *slots = now;
+
+    const auto scheduler = routes->scheduler();
+    if (!scheduler) return;
+    WorkerLoadWire load = WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
+      w.setWorker(setup->worker_id);
+      w.setSeq(++*seq);
+      w.setAtUnixMs(unix_ms());
+      w.setQueued(uint32_t(sched.num_queued()));
+      w.setRunning(uint32_t(sched.num_running()));
+      w.setFreeKvBlocks(uint32_t(sched.num_free_kv_blocks()));
+      w.setTotalKvBlocks(uint32_t(sched.config().num_kv_blocks));
+      w.setTotalSlots(uint32_t(sched.config().num_slots));
+      w.setFreeSlots(uint32_t(sched.config().num_slots) - uint32_t(now.size()));
+      auto active = w.initActiveAdapters(uint32_t(now.size()));
+      auto list = w.initSlots(uint32_t(now.size()));
+      uint32_t i = 0;
+      for (const auto& [slot, r] : now) {
+        write_adapter_id(r.id, active[i]);
+        list[i].setSlot(uint32_t(slot));
+        write_adapter_id(r.id, list[i].initAdapter());
+        list[i].setLoading(r.loading);
+        ++i;
+      }
+      const auto& steps = engine.metrics().step_device_ms;
+      w.setStepMs(float(steps.mean_ms()));
+    });
+    caf::anon_send(scheduler, load_atom::value, std::move(load));
+  });
+}
+
+}  // namespace
+
+worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerParts> parts) {
+  WorkerActorState& s = self->state;
+  s.setup = parts->setup;
+  s.cache = std::move(parts->cache);
+  s.source = std::move(parts->source);
+  s.routes = parts->routes;
+  s.engine = std::move(parts->engine);
+  self->send(self, tick_atom::value);
+  return {
+      [self](submit_atom, const SubmitWire& wire, const event_sink_actor& sink) {
+        WorkerActorState& st = self->state;
+        auto d = wire.decode();
+        Result<Request> request = d ? read_submit(d->get()) : Result<Request>(d.error());
+        const uint32_t attempt = d ? d->get().getAttempt() : 0;
+        const uint64_t id = d ? d->get().getRequestId() : 0;
+        Status accepted = request ? Status() : Status(request.error());
+        if (accepted.ok()) {
+          for (const AdapterUse& use : request->adapters)
+            if (!st.cache->registered(use.id)) {
+              auto load = st.setup->load_adapter;
+              (void)st.cache->add(use.id, [load, id = use.id] { return load(id); });
+            }
+          st.routes->add(id, sink, attempt);
+          accepted = st.engine->submit(std::move(request).value());
+        }
+        if (!accepted.ok()) {
+          // Never reached the engine: answered here, once, as a failure.
+          EventWire failed = final_event(id, attempt, &accepted.error());
+          self->send(sink, event_atom::value, failed);
+          if (auto sched = st.routes->scheduler()) self->send(sched, released_atom::value, failed);
+        }
+      },
+      [self](cancel_atom, const CancelWire& wire) {
+        if (auto d = wire.decode()) self->state.engine->cancel(d->get().getRequestId());
+      },
+      [self](tick_atom) {
+        report(self);
+        self->delayed_send(self,
+                           std::chrono::microseconds(int64_t(self->state.setup->report_interval_ms * 1000)),
+                           tick_atom::value);
+      },
+      [self](attach_atom, const scheduler_actor& scheduler) { self->state.routes->attach(scheduler); },
+      [self](drain_atom) {
+        self->state.engine->stop(EngineWorker::StopMode::kDrain);
+        report(self);
+        return true;
+      },
+      [self](metrics_atom) {
+        // The engine's metrics, plus the live counts a load report has.
+        auto json =
+            nlohmann::json::parse(self->state.engine->metrics_json(), nullptr, /*allow_exceptions=*/false);
+        if (!json.is_object()) json = nlohmann::json::object();
+        const EngineWorkerStats st = self->state.engine->stats();
+        json["live"] = {
+            {"steps", st.steps}, {"queued", st.queued}, {"running", st.running}, {"in_flight", st.in_flight}};
+        return json.dump();
+      },
+  };
+}
+
+Result<worker_actor> spawn_worker(caf::actor_system& system, std::shared_ptr<WorkerSetup> setup) {
+  // The engine starts here, on the caller's thread, so that a configuration
+  // it refuses is an Error for the caller rather than an actor that quits.
+  auto parts = std::make_shared<WorkerParts>();
+  parts->setup = setup;
+  parts->cache = std::make_unique<AdapterCache>(setup->host_cache_bytes);
+  parts->source = std::make_unique<CachedAdapterSource>(*parts->cache);
+  parts->routes = std::make_shared<Routes>();
+  auto engine =
+      EngineWorker::start(setup->config, *setup->executor, *parts->source, *parts->routes, setup->tokenizer);
+  if (!engine) return engine.error();
+  parts->engine = std::move(engine.value());
+  return system.spawn<caf::detached>(worker_behavior, std::move(parts));
+}
+
+}  // namespace myriad::actors
