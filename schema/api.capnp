@@ -93,6 +93,7 @@ struct GenerateRequest {
   logprobs @8 :Bool;                # fill TokenEvent.logprob (else 0)
   timeoutMs @9 :UInt32;             # unfinished this long after the node accepted it => finishReason deadline; 0 = none
   requestId @10 :Text;              # optional client-chosen id: echoed in the result, used by `cancel` and in the node's logs
+  ignoreEos @11 :Bool;              # keep going past the model's end-of-sequence ids (HTTP's ignore_eos)
 }
 
 # One token as streamed to the client.
@@ -270,6 +271,7 @@ struct Stats {
   itlMsP50 @9 :Float64;            # inter-token latency, median (ms)
   itlMsP99 @10 :Float64;           # inter-token latency, 99th percentile (ms)
   workers @11 :List(WorkerStats);  # per worker
+  requestsCancelled @12 :UInt64;   # ended cancelled (by a client, a dropped call or a disconnect) since start
 }
 
 struct LoginResult {

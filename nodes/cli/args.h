@@ -78,6 +78,45 @@ struct GenerateArgs {
   int64_t threads = 0;               // 0 = all cores
 };
 
+// The client commands (full build only): a node's RPC API at --server.
+struct ServerArgs {
+  std::string server;   // --server HOST:PORT (required)
+  std::string api_key;  // --api-key K (default $MYRIAD_API_KEY); "" = the node's open tenant
+};
+
+// `myriad chat` and `myriad complete`: one generate call, streamed.
+struct RemoteGenerateArgs : ServerArgs {
+  bool chat = false;                  // which command (not a flag)
+  std::string model;                  // --model tenant/name[@N] or the base's name (required)
+  std::optional<std::string> prompt;  // --prompt T (complete) or the positional text (chat); else stdin
+  std::optional<std::string> ids;     // --ids 1,2,3 (complete)
+  std::optional<std::string> system;  // --system T (chat): a system message first
+  int64_t max_tokens = 16;
+  // Any of these set: sampling is sent, the others at the runtime's
+  // defaults (temperature 1, seed 0, ...). None: the node's defaults with a
+  // fresh seed.
+  std::optional<double> temperature, top_p, repetition_penalty, presence_penalty, frequency_penalty;
+  std::optional<int64_t> top_k, seed;
+  std::vector<std::string> stop;      // --stop S, repeatable
+  bool ignore_eos = false, logprobs = false, json = false;
+  int64_t timeout_ms = 0;
+  std::string request_id;
+};
+
+struct AdaptersAddArgs : ServerArgs {
+  std::string name;  // --name [tenant/]name (required)
+  std::string path;  // --path DIR (required): a PEFT folder on this host
+  bool json = false;
+};
+
+struct AdaptersListArgs : ServerArgs {
+  bool json = false;
+};
+
+struct AdaptersRemoveArgs : ServerArgs {
+  std::string name;  // --name [tenant/]name[@N] (required)
+};
+
 // "1,2,3" -> {1, 2, 3}; errors name the bad element.
 Result<std::vector<int32_t>> parse_id_list(const std::string& s);
 

@@ -15,5 +15,13 @@ int cmd_make_model(const MakeModelArgs& args);
 int cmd_make_adapter(const MakeAdapterArgs& args);
 int cmd_logits(const LogitsArgs& args);
 int cmd_generate(const GenerateArgs& args);
+#ifdef MYRIAD_CLI_FULL
+// Clients of a node's RPC API (cmd_client.cpp); node errors print the
+// node's message and the error code, and exit 1.
+int cmd_remote_generate(const RemoteGenerateArgs& args);
+int cmd_adapters_add(const AdaptersAddArgs& args);
+int cmd_adapters_list(const AdaptersListArgs& args);
+int cmd_adapters_remove(const AdaptersRemoveArgs& args);
+#endif
 
 }  // namespace myriad::cli

@@ -115,10 +115,83 @@ void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& run) {
   c->callback([&] { run = [&] { return cmd_generate(a); }; });
 }
 
+#ifdef MYRIAD_CLI_FULL
+// --server and --api-key of every client command.
+void add_server_flags(CLI::App& cmd, ServerArgs& a) {
+  cmd.add_option("--server", a.server, "the node's RPC address (myriad-node --rpc)")->option_text("HOST:PORT")->required();
+  cmd.add_option("--api-key", a.api_key, "log in with this key (default: $MYRIAD_API_KEY; none: the open tenant)")
+      ->option_text("K")
+      ->envname("MYRIAD_API_KEY");
+}
+
+void add_remote_generate(CLI::App& app, RemoteGenerateArgs& a, bool chat, std::function<int()>& run) {
+  a.chat = chat;
+  auto* c = add_command(app, chat ? "chat" : "complete",
+                        chat ? "chat with a model on a node (RPC), streaming the reply"
+                             : "complete a prompt on a node (RPC), streaming the text");
+  add_server_flags(*c, a);
+  c->add_option("--model", a.model, "tenant/name[@N], a name of the key's tenant, or the base model's name")
+      ->option_text("M")
+      ->required();
+  if (chat) {
+    c->add_option("text", a.prompt, "the user message (default: stdin)")->option_text("TEXT");
+    c->add_option("--system", a.system, "a system message before it")->option_text("T");
+  } else {
+    c->add_option("--prompt", a.prompt, "prompt text (default: stdin), or")->option_text("T");
+    c->add_option("--ids", a.ids, "prompt token ids")->option_text("1,2,3");
+  }
+  c->add_option("--max-tokens", a.max_tokens, "new tokens at most, >= 1 (default 16)")->option_text("N");
+  c->add_option("--temperature", a.temperature, ">= 0; 0 = greedy (default 1)")->option_text("T");
+  c->add_option("--top-p", a.top_p, "nucleus sampling, (0, 1] (default 1)")->option_text("P");
+  c->add_option("--top-k", a.top_k, ">= 0; 0 = off (default 0)")->option_text("K");
+  c->add_option("--seed", a.seed, "sampling seed (default: the node draws one unless a sampling flag is given, then 0)")
+      ->option_text("S");
+  c->add_option("--repetition-penalty", a.repetition_penalty, "> 0 (default 1)")->option_text("R");
+  c->add_option("--presence-penalty", a.presence_penalty, "OpenAI's presence penalty (default 0)")->option_text("P");
+  c->add_option("--frequency-penalty", a.frequency_penalty, "OpenAI's frequency penalty (default 0)")->option_text("F");
+  repeatable(c->add_option("--stop", a.stop, "stop string (repeatable; not part of the output)"))->option_text("S");
+  c->add_flag("--ignore-eos", a.ignore_eos, "keep going past EOS");
+  c->add_flag("--logprobs", a.logprobs, "ask for each token's log-probability (shown with --json)");
+  c->add_option("--timeout-ms", a.timeout_ms, "finish with reason deadline after this long (default 0: none)")
+      ->option_text("MS");
+  c->add_option("--request-id", a.request_id, "an id for the node's logs and for cancel (default none)")
+      ->option_text("ID");
+  c->add_flag("--json", a.json,
+              "print {\"ids\", \"text\", \"finish_reason\", \"model\", ...} at the end instead of streaming");
+  c->callback([&] { run = [&] { return cmd_remote_generate(a); }; });
+}
+
+void add_adapters(CLI::App& app, AdaptersAddArgs& add, AdaptersListArgs& ls, AdaptersRemoveArgs& rm,
+                  std::function<int()>& run, myriad::LogLevel& log_level) {
+  auto* c = add_command(app, "adapters", "manage a node's adapters over RPC: add, ls, rm");
+  c->require_subcommand(1);
+  c->footer("myriad adapters <add|ls|rm> --help prints that command's flags");
+  auto* a = add_command(*c, "add", "upload a PEFT folder from this host to the node as a new version");
+  add_server_flags(*a, add);
+  a->add_option("--name", add.name, "[tenant/]name (the key's tenant unless an operator key)")
+      ->option_text("NAME")
+      ->required();
+  a->add_option("--path", add.path, "folder with adapter_config.json and adapter_model.safetensors")
+      ->option_text("DIR")
+      ->required();
+  a->add_flag("--json", add.json, "print the published version as JSON");
+  a->callback([&] { run = [&] { return cmd_adapters_add(add); }; });
+  auto* l = add_command(*c, "ls", "list the adapters the key's tenant may use: name, version, rank, targets, size, created");
+  add_server_flags(*l, ls);
+  l->add_flag("--json", ls.json, "print a JSON array instead of a table");
+  l->callback([&] { run = [&] { return cmd_adapters_list(ls); }; });
+  auto* r = add_command(*c, "rm", "delete an adapter's versions (every one, or the one @N names)");
+  add_server_flags(*r, rm);
+  r->add_option("--name", rm.name, "[tenant/]name or [tenant/]name@N")->option_text("NAME")->required();
+  r->callback([&] { run = [&] { return cmd_adapters_remove(rm); }; });
+  for (CLI::App* sub : {a, l, r}) add_log_level(*sub, log_level);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("Myriad: serve many LoRA adapters over one base model. Every command computes on the CPU.", "myriad");
+  CLI::App app("Myriad: serve many LoRA adapters over one base model. The local commands compute on the CPU; chat, complete and adapters call a node (myriad-node --rpc).", "myriad");
   set_conventions(app);
   app.require_subcommand(1);
   app.footer("myriad <command> --help prints that command's flags");
@@ -143,6 +216,15 @@ int main(int argc, char** argv) {
   add_make_adapter(app, make_adapter, run);
   add_logits(app, logits, run);
   add_generate(app, generate, run);
+#ifdef MYRIAD_CLI_FULL
+  RemoteGenerateArgs chat, complete;
+  AdaptersAddArgs adapters_add;
+  AdaptersListArgs adapters_ls;
+  AdaptersRemoveArgs adapters_rm;
+  add_remote_generate(app, chat, /*chat=*/true, run);
+  add_remote_generate(app, complete, /*chat=*/false, run);
+  add_adapters(app, adapters_add, adapters_ls, adapters_rm, run, log_level);
+#endif
   for (CLI::App* cmd : app.get_subcommands({})) add_log_level(*cmd, log_level);
 
   if (argc < 2) {

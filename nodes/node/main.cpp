@@ -1,8 +1,9 @@
 // myriad-node: one node of the service. `--role all` (the only role so far)
-// serves the OpenAI-compatible HTTP API over one engine: the base model of
+// serves the OpenAI-compatible HTTP API (--http) and the Cap'n Proto RPC API
+// (--rpc, schema/api.capnp) over one engine: the base model of
 // --model, the adapters published in the store under --data, on the CPU or
-// a CUDA device. SIGTERM or SIGINT drains: new requests get 503, running
-// ones finish, then the process exits 0. Settings: flags, or a config file
+// a CUDA device. SIGTERM or SIGINT drains: new requests get 503 (RPC:
+// `unavailable`), running ones finish, then the process exits 0. Settings: flags, or a config file
 // (--config FILE, the same names as TOML/INI keys; flags win).
 #include <csignal>
 #include <cstdio>
@@ -10,6 +11,7 @@
 
 #include "http_server.h"
 #include "node_service.h"
+#include "rpc_server.h"
 #include "nodes/cli_app.h"
 #include "runtime/log.h"
 #include "tenants.h"
@@ -39,7 +41,7 @@ int main(int argc, char** argv) {
   int max_open = 256;
   int64_t tokens_per_minute = 0;
   LogLevel log_level = LogLevel::kInfo;
-  CLI::App app("Serves a base model and its LoRA adapters through the OpenAI-compatible HTTP API.", "myriad-node");
+  CLI::App app("Serves a base model and its LoRA adapters through the OpenAI-compatible HTTP API and Cap'n Proto RPC.", "myriad-node");
   cli::set_conventions(app);
   app.set_config("--config", "", "settings file (TOML or INI, keys named as the flags); flags override it");
   app.add_option("--role", role, "all: the whole service in this process (gateway and worker roles come later)")
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
   app.add_option("--data", o.data_dir, "the adapter store's folder, created if missing")->option_text("DIR")->required();
   app.add_option("--http", http, "HTTP address (default 127.0.0.1:8000; port 0 picks a free one)")
       ->option_text("HOST:PORT");
-  app.add_option("--rpc", rpc, "Cap'n Proto RPC address (default 127.0.0.1:8001; not served yet)")
+  app.add_option("--rpc", rpc, "Cap'n Proto RPC address (schema/api.capnp; default 127.0.0.1:8001; port 0 picks a free one)")
       ->option_text("HOST:PORT");
   app.add_option("--api-keys", api_keys, "JSON {\"KEY\": \"tenant\", ...}; without it one open tenant, 'default'")
       ->option_text("FILE");
@@ -70,7 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--kv-blocks", o.kv_blocks, "KV blocks of 16 tokens (default: sized from the context)")
       ->option_text("N")
       ->check(cli::at_least(0));
-  app.add_option("--max-body-bytes", max_body, "largest request body (default 8 MiB; larger: 413)")->option_text("N");
+  app.add_option("--max-body-bytes", max_body, "largest request body and RPC adapter upload (default 8 MiB; larger: 413 / resourceExhausted)")->option_text("N");
   app.add_option("--max-open-per-tenant", max_open, "requests a tenant may have open (default 256; more: 429)")
       ->option_text("N")
       ->check(cli::at_least(1));
@@ -87,7 +89,8 @@ int main(int argc, char** argv) {
   };
   auto http_addr = host_port("--http", http);
   if (!http_addr.ok()) return fail(http_addr.error(), 2);
-  if (app.count("--rpc") > 0) log_warn("myriad-node: the RPC API is not built yet; --rpc {} is not served", rpc);
+  auto rpc_addr = host_port("--rpc", rpc);
+  if (!rpc_addr.ok()) return fail(rpc_addr.error(), 2);
   auto tenants = api_keys.empty() ? Result<node::Tenants>(node::Tenants::open_access()) : node::Tenants::load(api_keys);
   if (!tenants.ok()) return fail(tenants.error(), 2);
 
@@ -108,8 +111,18 @@ int main(int argc, char** argv) {
   ho.tokens_per_minute_per_tenant = tokens_per_minute;
   auto server = node::HttpServer::start(**service, tenants.value(), ho);
   if (!server.ok()) return fail(server.error());
+  node::RpcOptions ro;
+  ro.host = rpc_addr.value().first;
+  ro.port = rpc_addr.value().second;
+  ro.max_in_flight_per_tenant = max_open;
+  ro.tokens_per_minute_per_tenant = tokens_per_minute;
+  ro.max_upload_bytes = max_body;
+  auto rpc_server = node::RpcServer::start(**service, tenants.value(), ro);
+  if (!rpc_server.ok()) return fail(rpc_server.error());
   std::printf("myriad-node: serving %s on http://%s:%u\n", (*service)->model_name().c_str(), ho.host.c_str(),
               unsigned((*server)->port()));
+  std::printf("myriad-node: serving %s on rpc://%s:%u\n", (*service)->model_name().c_str(), ro.host.c_str(),
+              unsigned((*rpc_server)->port()));
   std::fflush(stdout);
 
   int sig = 0;
@@ -118,6 +131,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   (*service)->drain();  // new requests now get 503; running ones finish and are answered
   (*server)->stop();
+  (*rpc_server)->stop();
   std::printf("myriad-node: stopped\n");
   return 0;
 }

@@ -325,6 +325,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   r.max_tokens = call.max_tokens;
   r.stop = std::move(call.stop);
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;
+  r.stop_token_ids.insert(r.stop_token_ids.end(), call.stop_token_ids.begin(), call.stop_token_ids.end());
   r.timeout_ms = call.timeout_ms;
   const RequestId id = r.id;
   // The model was resolved for the caller; its pinned name resolves again

@@ -72,6 +72,7 @@ struct GenerateCall {
   SamplingParams sampling;
   uint32_t max_tokens = 16;
   std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids (those only without ignore_eos)
   bool ignore_eos = false;
   double timeout_ms = kNoDeadline;
 };

@@ -25,6 +25,30 @@ TEST(HelpCli, EveryCommandPrintsItsUsageAndExitsZero) {
   }
 }
 
+#ifdef MYRIAD_NODE
+// The full build's client commands (a node's RPC API) follow the same
+// conventions, nested ones (`adapters add`) included.
+TEST(HelpCli, ClientCommandsPrintTheirUsageAndNeedAServer) {
+  const std::pair<const char*, const char*> commands[] = {
+      {"complete", "--server HOST:PORT (required)"}, {"chat", "--api-key K"}, {"adapters", "add"},
+      {"adapters add", "--path DIR (required)"},       {"adapters ls", "--json"}, {"adapters rm", "--name NAME (required)"},
+  };
+  for (const auto& [cmd, flag] : commands) {
+    const auto r = run_cli(std::string(cmd) + " --model /nonexistent --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find(std::string("usage: myriad ") + cmd), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(flag), std::string::npos) << cmd << ": " << r.out;
+    EXPECT_NE(r.out.find("--log-level LEVEL"), std::string::npos) << cmd << ": " << r.out;
+  }
+  for (const char* cmd : {"adapters ls", "complete --model tiny --prompt hi"}) {
+    const auto r = run_cli(cmd, /*with_stderr=*/true);
+    EXPECT_EQ(r.code, 2) << cmd;
+    EXPECT_NE(r.out.find("--server is required"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(run_cli("adapters").code, 2);  // a subcommand is required
+}
+#endif
+
 TEST(HelpCli, TopLevelHelpListsCommandsAndNoCommandIsAUsageError) {
   const auto r = run_cli("--help");
   EXPECT_EQ(r.code, 0);
