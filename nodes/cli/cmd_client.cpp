@@ -55,6 +55,7 @@ const char* code_name(schema::ErrorCode code) {
     case schema::ErrorCode::INTERNAL: return "internal";
     case schema::ErrorCode::UNAUTHENTICATED: return "unauthenticated";
     case schema::ErrorCode::UNAVAILABLE: return "unavailable";
+    case schema::ErrorCode::OVERLOADED: return "overloaded";
   }
   return "unknown";
 }

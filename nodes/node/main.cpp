@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-running", o.max_running, "sequences in the batch (default 32)")
       ->option_text("N")
       ->check(cli::at_least(1));
+  app.add_option("--max-waiting", o.max_waiting,
+                 "requests queued ahead of the worker's engine (default 1024; more: 429 overloaded)")
+      ->option_text("N")
+      ->check(cli::at_least(1));
   app.add_option("--max-tokens-per-step", o.max_tokens_per_step, "tokens in one step (default 512)")
       ->option_text("N")
       ->check(cli::at_least(1));

@@ -174,6 +174,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   auto opened = AdapterStore::open(o.data_dir, cfg, sha256_hex(config_json.value()), so);
   if (!opened.ok()) return opened.error();
   std::shared_ptr<AdapterStore> store = std::move(opened.value());
+  s->base_fingerprint_ = store->base_fingerprint();
 
   // The executor and its KV pool: enough for max_running requests of the
   // whole context when that is small, else a pool of 64k positions.
@@ -382,14 +383,32 @@ Result<AdapterRecord> NodeService::add_adapter_bytes(const Caller& caller, std::
   return *record.value();
 }
 
-Status NodeService::remove_adapter(const Caller& caller, std::string_view name) {
-  // Waits for running requests that pinned a version being deleted.
+Result<std::vector<AdapterRecord>> NodeService::delete_adapter(const Caller& caller, std::string_view name) {
   auto answer = actors_->ask<AdapterListWire>(actors_->registry, remove_atom::value,
                                               registry_call(caller.tenant, caller.admin, std::string(name)));
   if (!answer) return answer.error();
-  auto removed = read_list(answer.value());
-  if (!removed) return removed.error();
-  return {};
+  return read_list(answer.value());
+}
+
+Result<std::vector<AdapterRecord>> NodeService::list_adapters(const Caller& caller) const {
+  auto answer = actors_->ask<AdapterListWire>(actors_->registry, list_atom::value,
+                                              registry_call(caller.tenant, caller.admin, ""));
+  if (!answer) return answer.error();
+  return read_list(answer.value());
+}
+
+Result<std::vector<AdapterRecord>> NodeService::adapter_versions(const Caller& caller,
+                                                                 std::string_view name) const {
+  auto n = parse_adapter_name(name, caller.tenant);
+  const auto missing = make_error(ErrorCode::kNotFound, "adapter '" + std::string(name) + "' does not exist");
+  if (!n.ok() || (!caller.admin && n.value().tenant != caller.tenant)) return missing;
+  auto all = list_adapters(Caller{n.value().tenant, false});
+  if (!all.ok()) return all.error();
+  std::vector<AdapterRecord> out;
+  for (const AdapterRecord& r : all.value())
+    if (r.id.name == n.value().name) out.push_back(r);
+  if (out.empty()) return missing;
+  return out;
 }
 
 void NodeService::drain() {

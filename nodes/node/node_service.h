@@ -112,8 +112,19 @@ class NodeService {
                                               const std::string& path);
   Result<AdapterRecord> add_adapter_bytes(const Caller& caller, std::string_view name,
                                           std::string_view config_json, std::string_view safetensors);
-  // Every version when `name` has none; kNotFound like resolve().
-  Status remove_adapter(const Caller& caller, std::string_view name);
+  // Every version when `name` has none; kNotFound like resolve(). Waits for
+  // running requests that pinned a deleted version. Answers what it deleted.
+  Result<std::vector<AdapterRecord>> delete_adapter(const Caller& caller, std::string_view name);
+  Status remove_adapter(const Caller& caller, std::string_view name) {
+    auto removed = delete_adapter(caller, name);
+    return removed.ok() ? Status() : Status(removed.error());
+  }
+  // Every version of every adapter the caller may use, by tenant, name, version.
+  Result<std::vector<AdapterRecord>> list_adapters(const Caller& caller) const;
+  // Every version of `name` (a version in the name is ignored), oldest first; kNotFound when none.
+  Result<std::vector<AdapterRecord>> adapter_versions(const Caller& caller, std::string_view name) const;
+  // The served base's fingerprint, which every stored adapter records.
+  const std::string& base_fingerprint() const { return base_fingerprint_; }
 
   // Stops accepting and finishes what is in flight: returns once every
   // accepted request's final event has reached its callback.
@@ -131,6 +142,7 @@ class NodeService {
   std::shared_ptr<const Checkpoint> checkpoint_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::string chat_template_;
+  std::string base_fingerprint_;
   std::vector<int32_t> eos_ids_;
   std::shared_ptr<Dispatch> dispatch_;
   std::unique_ptr<Actors> actors_;

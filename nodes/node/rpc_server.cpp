@@ -439,7 +439,7 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
 
   kj::Promise<void> list(ListContext context) override {
     auto r = context.getResults().initResult();
-    auto all = s_.service.store().list(caller_.admin ? std::string_view() : std::string_view(caller_.tenant));
+    auto all = s_.service.list_adapters(caller_);
     if (!all.ok()) {
       set_error(r, code_of(all.error()), all.error().message);
       return kj::READY_NOW;
@@ -456,12 +456,12 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
       set_error(r, code_of(n.error()), n.error().message);
       return kj::READY_NOW;
     }
-    auto rec = s_.service.store().resolve(n.value());
-    if (!rec.ok()) {
+    auto rec = s_.service.resolve(n.value().to_string(), caller_);
+    if (!rec.ok() || rec.value().base) {
       set_error(r, SCode::NOT_FOUND, "adapter '" + name + "' does not exist");
       return kj::READY_NOW;
     }
-    actors::write_adapter_info(rec.value(), r.initAdapter());
+    actors::write_adapter_info(rec.value().adapter, r.initAdapter());
     return kj::READY_NOW;
   }
 
@@ -483,22 +483,16 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
       }
       target.version = p.getVersion();
     }
-    auto versions = s_.service.store().versions(target.tenant, target.name);
-    std::vector<AdapterRecord> doomed;
-    if (versions.ok())
-      for (const AdapterRecord& v : versions.value())
-        if (target.version == 0 || v.id.version == target.version) doomed.push_back(v);
-    if (doomed.empty()) {
-      set_error(r, SCode::NOT_FOUND, "adapter '" + target.to_string() + "' does not exist");
-      return kj::READY_NOW;
-    }
     const std::string qualified =
         target.tenant + "/" + target.name + (target.version ? "@" + std::to_string(target.version) : "");
-    if (Status st = s_.service.remove_adapter(caller_, qualified); !st.ok()) {
-      set_error(r, code_of(st.error()), st.error().message);
+    auto doomed = s_.service.delete_adapter(caller_, qualified);
+    if (!doomed.ok()) {
+      set_error(r, code_of(doomed.error()),
+                doomed.error().code == ErrorCode::kNotFound ? "adapter '" + target.to_string() + "' does not exist"
+                                                            : doomed.error().message);
       return kj::READY_NOW;
     }
-    write_list(doomed, r);
+    write_list(doomed.value(), r);
     return kj::READY_NOW;
   }
 
@@ -510,7 +504,7 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
       set_error(r, code_of(n.error()), n.error().message);
       return kj::READY_NOW;
     }
-    auto all = s_.service.store().versions(n.value().tenant, n.value().name);
+    auto all = s_.service.adapter_versions(caller_, n.value().to_string());
     if (!all.ok() || all.value().empty()) {
       set_error(r, SCode::NOT_FOUND, "adapter '" + name + "' does not exist");
       return kj::READY_NOW;
@@ -568,7 +562,7 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
         o.setOwnedBy("myriad");
         o.setCreatedUnixMs(s_.started_unix_ms);
         auto b = o.initBase();
-        b.setFingerprint(s_.service.store().base_fingerprint());
+        b.setFingerprint(s_.service.base_fingerprint());
         b.setArchitecture(arch_name(s_.service.model_config().arch));
         b.setContextLength(uint32_t(std::max<int64_t>(0, s_.service.context_length())));
         b.setVocabSize(uint32_t(s_.service.model_config().vocab_size));
@@ -746,7 +740,7 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
                                              std::to_string(left) + " (the prompt has " + std::to_string(prompt_len) +
                                              " of the model's " + std::to_string(context_len) + " tokens)");
   if (auto over = s_.over_limit(caller_->tenant, prompt_len + max_tokens))
-    return fail(SCode::RESOURCE_EXHAUSTED, *over);
+    return fail(SCode::OVERLOADED, *over);
 
   GenerateCall call;
   call.model = ref.value();
