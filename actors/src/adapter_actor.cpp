@@ -27,7 +27,13 @@ void settle_retires(Self self) {
       ++i;
       continue;
     }
-    for (uint64_t v : retires[i].versions) self->state.versions.erase(v);
+    // Retired versions stay known (and refused): a pin the registry resolved
+    // just before its store delete may still arrive.
+    for (uint64_t v : retires[i].versions) {
+      auto& version = self->state.versions[v];
+      version.retired = true;
+      version.where.clear();
+    }
     retires[i].promise.deliver(true);
     retires.erase(retires.begin() + std::ptrdiff_t(i));
   }
@@ -94,9 +100,12 @@ adapter_actor::behavior_type adapter_behavior(Self self, std::string tenant, std
         return AdapterStatusWire::from([&](schema::AdapterStatus::Builder s) {
           s.setTenant(self->state.tenant);
           s.setName(self->state.name);
-          auto list = s.initVersions(uint32_t(self->state.versions.size()));
+          uint32_t shown = 0;
+          for (const auto& [version, v] : self->state.versions) shown += !v.retired;
+          auto list = s.initVersions(shown);
           uint32_t i = 0;
           for (const auto& [version, v] : self->state.versions) {
+            if (v.retired) continue;
             auto out = list[i++];
             out.setVersion(version);
             out.setPins(uint32_t(v.pins.size()));

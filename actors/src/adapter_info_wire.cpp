@@ -32,7 +32,8 @@ AdapterRecord read_adapter_info(schema::api::AdapterInfo::Reader in) {
 }
 
 AdapterInfoWire encode_adapter_info(const AdapterRecord& record) {
-  return AdapterInfoWire::from([&](schema::api::AdapterInfo::Builder out) { write_adapter_info(record, out); });
+  return AdapterInfoWire::from(
+      [&](schema::api::AdapterInfo::Builder out) { write_adapter_info(record, out); });
 }
 
 }  // namespace myriad::actors

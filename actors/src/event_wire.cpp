@@ -71,9 +71,10 @@ Result<OwnedEvent> read_event(schema::RequestEvent::Reader in) {
       e.logits_count = l.getCount();
       auto values = l.getValues();
       if (e.logits_count == 0 ? values.size() != 0 : values.size() % e.logits_count != 0)
-        return make_error(ErrorCode::kInvalidArgument, "RequestEvent.logits: " + std::to_string(values.size()) +
-                                                           " values are not a whole number of rows for " +
-                                                           std::to_string(e.logits_count) + " positions");
+        return make_error(ErrorCode::kInvalidArgument,
+                          "RequestEvent.logits: " + std::to_string(values.size()) +
+                              " values are not a whole number of rows for " + std::to_string(e.logits_count) +
+                              " positions");
       o.logits_ = to_vector<float>(values);
       return o;
     }
@@ -97,7 +98,8 @@ Result<OwnedEvent> read_event(schema::RequestEvent::Reader in) {
       return o;
     }
   }
-  return make_error(ErrorCode::kInvalidArgument, "RequestEvent: unknown kind " + std::to_string(unsigned(in.which())));
+  return make_error(ErrorCode::kInvalidArgument,
+                    "RequestEvent: unknown kind " + std::to_string(unsigned(in.which())));
 }
 
 }  // namespace myriad::actors

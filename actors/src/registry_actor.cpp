@@ -15,7 +15,7 @@ adapter_actor adapter_for(Self self, const std::string& tenant, const std::strin
   auto key = std::make_pair(tenant, name);
   auto it = self->state.adapters.find(key);
   if (it != self->state.adapters.end()) return it->second;
-  auto actor = self->spawn(adapter_behavior, tenant, name);
+  auto actor = self->spawn<caf::linked>(adapter_behavior, tenant, name);  // they end with the registry
   self->state.adapters.emplace(key, actor);
   return actor;
 }

@@ -9,20 +9,28 @@ namespace {
 
 schema::LogitsRequest to_schema(LogitsRequest logits) {
   switch (logits) {
-    case LogitsRequest::kNone: return schema::LogitsRequest::NONE;
-    case LogitsRequest::kLast: return schema::LogitsRequest::LAST;
-    case LogitsRequest::kAll: return schema::LogitsRequest::ALL;
+    case LogitsRequest::kNone:
+      return schema::LogitsRequest::NONE;
+    case LogitsRequest::kLast:
+      return schema::LogitsRequest::LAST;
+    case LogitsRequest::kAll:
+      return schema::LogitsRequest::ALL;
   }
-  assertion_failed(__FILE__, __LINE__, "known enumerant", "unknown LogitsRequest " + std::to_string(int(logits)));
+  assertion_failed(__FILE__, __LINE__, "known enumerant",
+                   "unknown LogitsRequest " + std::to_string(int(logits)));
 }
 
 Result<LogitsRequest> from_schema(schema::LogitsRequest logits) {
   switch (logits) {
-    case schema::LogitsRequest::NONE: return LogitsRequest::kNone;
-    case schema::LogitsRequest::LAST: return LogitsRequest::kLast;
-    case schema::LogitsRequest::ALL: return LogitsRequest::kAll;
+    case schema::LogitsRequest::NONE:
+      return LogitsRequest::kNone;
+    case schema::LogitsRequest::LAST:
+      return LogitsRequest::kLast;
+    case schema::LogitsRequest::ALL:
+      return LogitsRequest::kAll;
   }
-  return make_error(ErrorCode::kInvalidArgument, "SubmitRequest.promptLogits: unknown value " + std::to_string(unsigned(logits)));
+  return make_error(ErrorCode::kInvalidArgument,
+                    "SubmitRequest.promptLogits: unknown value " + std::to_string(unsigned(logits)));
 }
 
 }  // namespace

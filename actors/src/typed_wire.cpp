@@ -13,7 +13,9 @@ void check_struct(const capnp::DynamicStruct::Reader& s) {
   for (auto field : s.getSchema().getNonUnionFields()) check_value(s.get(field));
   // Only the active member of a union is meaningful; an unknown one (a newer
   // sender) is skipped here and refused by the converter that reads it.
-  KJ_IF_MAYBE(field, s.which()) { check_value(s.get(*field)); }
+  KJ_IF_MAYBE (field, s.which()) {
+    check_value(s.get(*field));
+  }
 }
 
 void check_value(const capnp::DynamicValue::Reader& value) {
@@ -50,11 +52,12 @@ void check_every_pointer(capnp::DynamicStruct::Reader root) { check_struct(root)
 std::string kind_mismatch(uint64_t expected, const char* expected_name, uint64_t got) {
   char buf[160];
   if (got == 0)
-    std::snprintf(buf, sizeof buf, "expected a %s message (kind 0x%016llx), got an empty TypedWire", expected_name,
-                  static_cast<unsigned long long>(expected));
+    std::snprintf(buf, sizeof buf, "expected a %s message (kind 0x%016llx), got an empty TypedWire",
+                  expected_name, static_cast<unsigned long long>(expected));
   else
-    std::snprintf(buf, sizeof buf, "expected a %s message (kind 0x%016llx), got kind 0x%016llx", expected_name,
-                  static_cast<unsigned long long>(expected), static_cast<unsigned long long>(got));
+    std::snprintf(buf, sizeof buf, "expected a %s message (kind 0x%016llx), got kind 0x%016llx",
+                  expected_name, static_cast<unsigned long long>(expected),
+                  static_cast<unsigned long long>(got));
   return buf;
 }
 

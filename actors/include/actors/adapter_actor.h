@@ -24,8 +24,9 @@ namespace myriad::actors {
 
 struct AdapterActorState {
   struct Version {
-    std::set<uint64_t> pins;  // request ids
-    bool retiring = false;
+    std::set<uint64_t> pins;                     // request ids
+    bool retiring = false;                       // no new pin; a delete waits for the pins to end
+    bool retired = false;                        // deleted: not shown, pins still refused
     std::map<std::string, ResidencyWire> where;  // worker id -> its latest report
     std::map<std::string, uint64_t> seq;         // worker id -> that report's seq
   };

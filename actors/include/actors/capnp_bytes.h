@@ -10,7 +10,6 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-
 #include <kj/function.h>
 
 #include <cstring>
@@ -42,7 +41,9 @@ class WireReader {
   // readable while a small one is bounded as before.
   static Result<WireReader> parse(const WireBytes& bytes);
   template <class T>
-  typename T::Reader root() { return reader_->getRoot<T>(); }
+  typename T::Reader root() {
+    return reader_->getRoot<T>();
+  }
 
   WireReader(WireReader&&) = default;
   WireReader& operator=(WireReader&&) = default;

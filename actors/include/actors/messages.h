@@ -10,11 +10,12 @@
 
 namespace myriad::actors {
 
-using SubmitWire = TypedWire<schema::SubmitRequest>;         // gateway -> scheduler: admit a request
-using CancelWire = TypedWire<schema::CancelRequest>;         // gateway -> scheduler: stop a request
-using EventWire = TypedWire<schema::RequestEvent>;           // worker -> gateway: a token, logits or the final event
-using ResidencyWire = TypedWire<schema::AdapterResidency>;   // worker -> adapter actor, gateway: where a version is
-using WorkerLoadWire = TypedWire<schema::WorkerLoad>;        // worker -> gateway: load, for placement
-using AdapterInfoWire = TypedWire<schema::api::AdapterInfo>; // registry -> gateway: one published version
+using SubmitWire = TypedWire<schema::SubmitRequest>;  // gateway -> scheduler: admit a request
+using CancelWire = TypedWire<schema::CancelRequest>;  // gateway -> scheduler: stop a request
+using EventWire = TypedWire<schema::RequestEvent>;    // worker -> gateway: a token, logits or the final event
+using ResidencyWire =
+    TypedWire<schema::AdapterResidency>;               // worker -> adapter actor, gateway: where a version is
+using WorkerLoadWire = TypedWire<schema::WorkerLoad>;  // worker -> gateway: load, for placement
+using AdapterInfoWire = TypedWire<schema::api::AdapterInfo>;  // registry -> gateway: one published version
 
 }  // namespace myriad::actors

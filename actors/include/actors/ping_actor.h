@@ -9,7 +9,6 @@
 #pragma once
 
 #include <caf/all.hpp>
-
 #include <string>
 
 #include "actors/capnp_bytes.h"

@@ -16,10 +16,10 @@
 // value decodes to an Error). Not thread-safe to mutate, safe to share const.
 #pragma once
 
-#include <caf/meta/type_name.hpp>
 #include <capnp/dynamic.h>
 #include <capnp/message.h>
 
+#include <caf/meta/type_name.hpp>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -78,7 +78,8 @@ class TypedWire {
   // The message, or kInvalidArgument: another kind, an empty value, bytes
   // that are not a whole message, or a pointer that does not fit T's schema.
   Result<Decoded<T>> decode() const {
-    if (kind_ != kKind) return make_error(ErrorCode::kInvalidArgument, detail::kind_mismatch(kKind, kind_name(), kind_));
+    if (kind_ != kKind)
+      return make_error(ErrorCode::kInvalidArgument, detail::kind_mismatch(kKind, kind_name(), kind_));
     auto reader = WireReader::parse(bytes_);
     if (!reader) return reader.error();
     typename T::Reader root;

@@ -1,0 +1,452 @@
+// The service's actors on CAF's deterministic test coordinator: every message
+// runs when the test says (sched().run()), so each case is one exact
+// interleaving. Real registry (over a real SQLite store), gateway and
+// scheduler actors; the worker and its scheduler are played by recording
+// stand-ins where a case needs to control what a device does.
+//
+// Cases: placement by adapter affinity and load; a delete that waits for the
+// request pinning its version; residency transitions (stale reports
+// ignored); backpressure and cancel in the scheduler actor; events relayed
+// exactly once, cancel routed to the worker, stale events dropped; drain.
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "actors/adapter_info_wire.h"
+#include "actors/common_wire.h"
+#include "actors/event_wire.h"
+#include "actors/gateway_actor.h"
+#include "actors/message_types.h"
+#include "actors/registry_actor.h"
+#include "actors/request_wire.h"
+#include "actors/scheduler_actor.h"
+#include "actors/service_wire.h"
+#include "runtime/model_factory.h"
+#include "runtime/peft_adapter.h"
+
+namespace myriad::actors {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What a stand-in worker or scheduler was sent.
+struct Log {
+  std::vector<uint64_t> submitted;
+  std::vector<uint64_t> cancelled;
+  std::vector<event_sink_actor> sinks;
+  int drains = 0;
+};
+
+worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
+  return {
+      [log](submit_atom, const SubmitWire& wire, const event_sink_actor& sink) {
+        log->submitted.push_back(wire.decode()->get().getRequestId());
+        log->sinks.push_back(sink);
+      },
+      [log](cancel_atom, const CancelWire& wire) {
+        log->cancelled.push_back(wire.decode()->get().getRequestId());
+      },
+      [](tick_atom) {},
+      [](attach_atom, const scheduler_actor&) {},
+      [log](drain_atom) {
+        ++log->drains;
+        return true;
+      },
+      [](metrics_atom) { return std::string("{}"); },
+  };
+}
+
+// A scheduler that accepts everything and remembers what it got.
+scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
+  return {
+      [log](submit_atom, const SubmitWire& wire, const event_sink_actor& sink) {
+        const uint64_t id = wire.decode()->get().getRequestId();
+        log->submitted.push_back(id);
+        log->sinks.push_back(sink);
+        return accepted(id, {});
+      },
+      [log](cancel_atom, const CancelWire& wire) {
+        log->cancelled.push_back(wire.decode()->get().getRequestId());
+      },
+      [](released_atom, const EventWire&) {},
+      [](load_atom, const WorkerLoadWire&) {},
+      [log](drain_atom) {
+        ++log->drains;
+        return true;
+      },
+  };
+}
+
+// A front end's sink: every event it was sent, decoded.
+struct Seen {
+  std::vector<RequestEvent> events;
+  std::vector<std::string> texts;
+};
+event_sink_actor::behavior_type recording_sink(std::shared_ptr<Seen> seen) {
+  return {
+      [seen](event_atom, const EventWire& wire) {
+        auto d = wire.decode();
+        auto e = read_event(d->get());
+        seen->events.push_back(e->view());
+        seen->texts.emplace_back(e->view().text);
+        seen->events.back().text = {};
+      },
+  };
+}
+
+class ServiceActors : public ::testing::Test {
+ protected:
+  ServiceActors() {
+    register_message_types(cfg_);
+    cfg_.set("scheduler.policy", caf::atom("testing"));
+    cfg_.set("logger.file-verbosity", caf::atom("quiet"));
+    cfg_.set("logger.console-verbosity", caf::atom("quiet"));
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    self_ = std::make_unique<caf::scoped_actor>(*sys_, true);
+    dir_ = (fs::temp_directory_path() / ("myriad-actors-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    base_ = model_shape("tiny").value();
+  }
+  ~ServiceActors() override {
+    sched().run();
+    self_.reset();
+    for (const auto& a : spawned_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched().run();
+    spawned_.clear();
+    sys_->await_actors_before_shutdown(false);  // a failed case may leave a request pending: do not hang on it
+    sys_.reset();
+    fs::remove_all(dir_);
+  }
+
+  caf::scheduler::test_coordinator& sched() {
+    return dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
+  }
+  caf::scoped_actor& self() { return *self_; }
+
+  template <class Handle>
+  Handle keep(Handle h) {
+    spawned_.push_back(caf::actor_cast<caf::actor>(h));
+    return h;
+  }
+
+  registry_actor registry() {
+    if (!registry_) {
+      auto store = AdapterStore::open(dir_ + "/data", base_, "fingerprint");
+      EXPECT_TRUE(store.ok()) << store.error().to_string();
+      registry_ = keep(sys_->spawn(registry_behavior, std::shared_ptr<AdapterStore>(std::move(store.value())),
+                                   std::string("tiny")));
+    }
+    return registry_;
+  }
+
+  // Publishes a random adapter as tenant/name through the registry.
+  AdapterRecord publish(const std::string& tenant, const std::string& name, uint64_t seed) {
+    const std::string folder = dir_ + "/src-" + name + "-" + std::to_string(seed);
+    EXPECT_TRUE(save_peft_adapter(folder, *random_lora(base_, 4, 8.0f, seed, name), "tiny").ok());
+    self()->send(registry(), publish_atom::value, registry_call(tenant, false, name, folder));
+    sched().run();
+    auto answer = next<AdapterAnswerWire>();
+    auto record = read_answer(answer);
+    EXPECT_TRUE(record.ok() && record.value()) << (record.ok() ? "base" : record.error().to_string());
+    return record.ok() && record.value() ? *record.value() : AdapterRecord{};
+  }
+
+  // The next message in the test's own mailbox (a reply), which must be a T.
+  template <class T>
+  T next() {
+    T out;
+    bool got = false;
+    self()->receive(
+        [&](T& x) {
+          out = std::move(x);
+          got = true;
+        },
+        caf::after(std::chrono::seconds(0)) >> [] {});
+    EXPECT_TRUE(got) << "no " << typeid(T).name() << " in the mailbox";
+    return out;
+  }
+  bool mailbox_empty() {
+    bool empty = true;
+    self()->receive([&](caf::message&) { empty = false; }, caf::after(std::chrono::seconds(0)) >> [] {});
+    return empty;
+  }
+
+  Request request(uint32_t max_tokens = 8) {
+    Request r;
+    r.prompt = {1, 2, 3};
+    r.max_tokens = max_tokens;
+    return r;
+  }
+
+  // Sends a Generate to the gateway and runs the system; the answer.
+  Result<uint64_t> generate(const gateway_actor& gw, const std::string& tenant, const std::string& model,
+                            const event_sink_actor& client, uint64_t id = 0) {
+    Request r = request();
+    r.id = id;
+    self()->send(gw, generate_atom::value, generate_wire(tenant, false, model, r), client);
+    sched().run();
+    return read_accepted(next<AcceptedWire>());
+  }
+
+  static WorkerLoadWire load(const std::string& worker, uint64_t seq, uint32_t running,
+                             const std::vector<AdapterId>& resident) {
+    return WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
+      w.setWorker(worker);
+      w.setSeq(seq);
+      w.setRunning(running);
+      auto slots = w.initSlots(uint32_t(resident.size()));
+      for (uint32_t i = 0; i < resident.size(); ++i) {
+        slots[i].setSlot(i);
+        write_adapter_id(resident[i], slots[i].initAdapter());
+      }
+    });
+  }
+
+  static EventWire token(uint64_t id, uint32_t index, const std::string& text, uint32_t attempt = 0) {
+    RequestEvent e;
+    e.id = id;
+    e.kind = EventKind::kToken;
+    e.token = 7;
+    e.index = index;
+    e.text = text;
+    return encode_event(e, attempt);
+  }
+  static EventWire finished(uint64_t id, uint32_t n) {
+    RequestEvent e;
+    e.id = id;
+    e.kind = EventKind::kFinished;
+    e.reason = FinishReason::kLength;
+    e.num_output_tokens = n;
+    return encode_event(e, 0);
+  }
+
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::unique_ptr<caf::scoped_actor> self_;
+  std::vector<caf::actor> spawned_;
+  std::string dir_;
+  ModelConfig base_;
+  registry_actor registry_;
+};
+
+TEST_F(ServiceActors, PlacementPrefersTheWorkerHoldingTheAdapterUntilItIsTooBusy) {
+  const AdapterRecord a = publish("alpha", "a", 1);
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
+  self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
+  self()->send(gw, load_atom::value, load("w0", 1, 5, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 20, {a.id}));
+  sched().run();
+  auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
+
+  ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());  // warm w1: 20 <= 5 + 32
+  EXPECT_EQ(w1->submitted.size(), 1u);
+  ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());  // the base: least loaded
+  EXPECT_EQ(w0->submitted.size(), 1u);
+  self()->send(gw, load_atom::value, load("w1", 2, 60, {a.id}));  // too busy now
+  self()->send(gw, load_atom::value, load("w1", 1, 0, {}));       // a stale report: ignored
+  sched().run();
+  ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());
+  EXPECT_EQ(w0->submitted.size(), 2u);
+  EXPECT_EQ(w1->submitted.size(), 1u);
+  // Another tenant's adapter is not found, exactly like a missing one.
+  auto other = generate(gw, "beta", "alpha/a", client);
+  auto missing = generate(gw, "beta", "alpha/nope", client);
+  ASSERT_FALSE(other.ok());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(other.error().message, "model 'alpha/a' does not exist");
+  EXPECT_EQ(missing.error().message, "model 'alpha/nope' does not exist");
+}
+
+TEST_F(ServiceActors, ADeleteWaitsForTheRequestPinningItsVersion) {
+  const AdapterRecord a = publish("alpha", "a", 1);
+  auto w = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w)));
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto id = generate(gw, "alpha", "alpha/a@1", client);
+  ASSERT_TRUE(id.ok()) << id.error().to_string();
+
+  self()->send(registry(), remove_atom::value, registry_call("alpha", false, "a"));
+  sched().run();
+  EXPECT_TRUE(mailbox_empty()) << "the delete answered while a request pinned the version";
+  auto refused = generate(gw, "alpha", "alpha/a", client);  // retiring: new requests no longer resolve it
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+
+  self()->send(registry(), status_atom::value, registry_call("alpha", false, "a"));
+  sched().run();
+  auto status = next<AdapterStatusWire>();
+  auto st = status.decode();
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->get().getVersions().size(), 1u);
+  EXPECT_EQ(st->get().getVersions()[0].getPins(), 1u);
+  EXPECT_TRUE(st->get().getVersions()[0].getDeleting());
+
+  // The worker finishes the request: the gateway relays it, unpins, and the delete goes through.
+  caf::anon_send(w->sinks.at(0), event_atom::value, finished(id.value(), 8));
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 1u);
+  auto removed = read_list(next<AdapterListWire>());
+  ASSERT_TRUE(removed.ok()) << removed.error().to_string();
+  ASSERT_EQ(removed->size(), 1u);
+  EXPECT_EQ(removed->at(0).id, a.id);
+  self()->send(registry(), resolve_atom::value, registry_call("alpha", false, "alpha/a"));
+  sched().run();
+  EXPECT_FALSE(read_answer(next<AdapterAnswerWire>()).ok());
+}
+
+TEST_F(ServiceActors, ResidencyMovesThroughLoadingSlotAndSwapOutIgnoringStaleReports) {
+  const AdapterRecord a = publish("alpha", "a", 1);
+  auto report = [&](uint64_t seq, int where, uint32_t slot) {
+    self()->send(registry(), residency_atom::value,
+                 ResidencyWire::from([&](schema::AdapterResidency::Builder r) {
+                   write_adapter_id(a.id, r.initAdapter());
+                   r.setWorker("w0");
+                   r.setSeq(seq);
+                   if (where == 0) r.getWhere().setLoading(slot);
+                   if (where == 1) r.getWhere().setSlot(slot);
+                   if (where == 2) r.getWhere().setHostCache();
+                 }));
+    sched().run();
+  };
+  auto where = [&]() -> std::string {
+    self()->send(registry(), status_atom::value, registry_call("alpha", false, "a"));
+    sched().run();
+    auto s = next<AdapterStatusWire>();
+    auto d = s.decode();
+    if (!d || d->get().getVersions().size() != 1 || d->get().getVersions()[0].getResidency().size() != 1)
+      return "none";
+    auto r = d->get().getVersions()[0].getResidency()[0];
+    switch (r.getWhere().which()) {
+      case schema::AdapterResidency::Where::LOADING:
+        return "loading " + std::to_string(r.getWhere().getLoading());
+      case schema::AdapterResidency::Where::SLOT:
+        return "slot " + std::to_string(r.getWhere().getSlot());
+      case schema::AdapterResidency::Where::HOST_CACHE:
+        return "hostCache";
+      default:
+        return "other";
+    }
+  };
+  EXPECT_EQ(where(), "none");
+  report(1, 0, 3);
+  EXPECT_EQ(where(), "loading 3");
+  report(2, 1, 3);
+  EXPECT_EQ(where(), "slot 3");
+  report(1, 2, 0);  // older than the last report: ignored
+  EXPECT_EQ(where(), "slot 3");
+  report(5, 2, 0);
+  EXPECT_EQ(where(), "hostCache");
+}
+
+TEST_F(ServiceActors, TheSchedulerBoundsWhatWaitsAndCancelsAWaiterItself) {
+  auto w = std::make_shared<Log>();
+  auto worker = keep(sys_->spawn(recording_worker, w));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.max_seq_len = 64;
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  o.max_in_worker = 1;
+  o.max_waiting = 1;
+  auto loads = keep(sys_->spawn(
+      []() -> load_sink_actor::behavior_type { return {[](load_atom, const WorkerLoadWire&) {}}; }));
+  auto sched_actor = keep(sys_->spawn(scheduler_behavior, worker, loads, o));
+  auto seen = std::make_shared<Seen>();
+  auto sink = keep(sys_->spawn(recording_sink, seen));
+  auto submit = [&](uint64_t id, uint32_t max_tokens = 8) {
+    Request r = request(max_tokens);
+    r.id = id;
+    self()->send(sched_actor, submit_atom::value, encode_submit(r), sink);
+    sched().run();
+    return read_accepted(next<AcceptedWire>());
+  };
+  auto cancel = [&](uint64_t id) {
+    self()->send(sched_actor, cancel_atom::value,
+                 CancelWire::from([&](schema::CancelRequest::Builder c) { c.setRequestId(id); }));
+    sched().run();
+  };
+
+  auto too_long = submit(9, 100);
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_EQ(too_long.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(too_long.error().message.find("64"), std::string::npos) << too_long.error().message;
+
+  ASSERT_TRUE(submit(1).ok());  // into the worker
+  ASSERT_TRUE(submit(2).ok());  // waits here
+  auto over = submit(3);        // nothing more may wait
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, ErrorCode::kOverloaded);
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1}));
+
+  cancel(2);  // waiting: answered here, the worker never sees it
+  ASSERT_EQ(seen->events.size(), 1u);
+  EXPECT_EQ(seen->events[0].id, 2u);
+  EXPECT_EQ(seen->events[0].reason, FinishReason::kCancelled);
+  EXPECT_TRUE(w->cancelled.empty());
+
+  ASSERT_TRUE(submit(4).ok());  // waits behind 1
+  self()->send(sched_actor, released_atom::value, finished(1, 8));
+  sched().run();
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 4}));  // 1 released: 4 admitted
+  cancel(4);                                               // in the worker: the worker cancels it
+  EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{4}));
+}
+
+TEST_F(ServiceActors, EventsAreRelayedOnceCancelReachesTheWorkerAndDrainWaits) {
+  auto w = std::make_shared<Log>();
+  auto worker = keep(sys_->spawn(recording_worker, w));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  auto sa = keep(sys_->spawn(scheduler_behavior, worker, caf::actor_cast<load_sink_actor>(gw), o));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), sa);
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto id = generate(gw, "default", "tiny", client, 77);
+  ASSERT_TRUE(id.ok()) << id.error().to_string();
+  EXPECT_EQ(id.value(), 77u);  // the front end's id is kept
+  ASSERT_EQ(w->submitted, (std::vector<uint64_t>{77}));
+
+  caf::anon_send(w->sinks[0], event_atom::value, token(77, 0, "he"));
+  caf::anon_send(w->sinks[0], event_atom::value,
+                 token(77, 1, "llo", /*attempt=*/3));  // another attempt's: stale
+  sched().run();
+  self()->send(gw, cancel_atom::value,
+               CancelWire::from([](schema::CancelRequest::Builder c) { c.setRequestId(77); }));
+  sched().run();
+  EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{77}));
+  caf::anon_send(w->sinks[0], event_atom::value, finished(77, 1));
+  caf::anon_send(w->sinks[0], event_atom::value, finished(77, 1));  // after the final one: dropped
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 2u);
+  EXPECT_EQ(seen->texts[0], "he");
+  EXPECT_TRUE(seen->events[1].is_final());
+
+  // Drain: the gateway refuses new work at once, and answers once the
+  // scheduler has drained its worker (nothing runs there any more).
+  self()->send(sa, released_atom::value, finished(77, 1));
+  self()->send(gw, drain_atom::value);
+  sched().run();
+  EXPECT_TRUE(next<bool>());
+  EXPECT_EQ(w->drains, 1);
+  auto refused = generate(gw, "default", "tiny", client);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace myriad::actors
