@@ -2,12 +2,14 @@
 // of T tenants against a real myriad-node core (NodeService + HttpServer on
 // 127.0.0.1 in this process), and the same workload submitted to the same
 // NodeService directly (no HTTP, no protocol layer), interleaved round by
-// round. Every request must end with its tokens or a clear error, exactly
-// once; none may hang. Prints throughput, TTFT and ITL p50/p99 of both and
-// their ratios: what the HTTP layers cost. (Both include the engine's worker
-// thread; bench/serve drives an Engine on the calling thread instead.)
+// round, and the same workload again on a bare EngineWorker (the engine on
+// its own thread over its own CPU executor, no actors, no HTTP). Every
+// request must end with its tokens or a clear error, exactly once; none may
+// hang. Prints throughput, TTFT and ITL p50/p99 of the three and the ratios
+// to the bare engine: what the service layers (actors; actors + HTTP) cost.
+#include <utility>  // before Boost 1.74's asio/awaitable.hpp, which uses std::exchange without it
+
 #include <algorithm>
-#include <utility>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -15,15 +17,21 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
+#include "gpu/cpu/cpu_executor.h"
 #include "http_server.h"
 #include "node_service.h"
 #include "nodes/cli_app.h"
+#include "runtime/adapter_source.h"
+#include "runtime/checkpoint.h"
+#include "runtime/engine_worker.h"
 #include "runtime/model_factory.h"
 #include "runtime/peft_adapter.h"
 
@@ -52,7 +60,7 @@ struct Args {
 };
 
 struct Job {
-  int adapter = 0;                 // index; its tenant is adapter % tenants
+  int adapter = 0;  // index; its tenant is adapter % tenants
   std::vector<int32_t> prompt;
 };
 
@@ -117,8 +125,11 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
       continue;
     }
     const Job& job = jobs[j];
-    nlohmann::json body = {{"model", adapter_model(a, job.adapter)}, {"prompt", job.prompt},
-                           {"max_tokens", a.output_len}, {"temperature", 0}, {"stream", true},
+    nlohmann::json body = {{"model", adapter_model(a, job.adapter)},
+                           {"prompt", job.prompt},
+                           {"max_tokens", a.output_len},
+                           {"temperature", 0},
+                           {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
     http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
     req.set(http::field::host, "127.0.0.1");
@@ -157,8 +168,10 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
         const auto j = nlohmann::json::parse(payload, nullptr, false);
         if (j.is_discarded()) continue;
         if (j.contains("error")) o.error = j["error"].value("message", "error");
-        if (j.contains("usage") && j["usage"].is_object()) o.tokens = j["usage"].value("completion_tokens", 0);
-        if (j.contains("choices") && !j["choices"].empty() && !j["choices"][0]["text"].get<std::string>().empty()) {
+        if (j.contains("usage") && j["usage"].is_object())
+          o.tokens = j["usage"].value("completion_tokens", 0);
+        if (j.contains("choices") && !j["choices"].empty() &&
+            !j["choices"][0]["text"].get<std::string>().empty()) {
           const auto now = WallClock::now();
           if (o.ttft_ms < 0) {
             o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
@@ -177,11 +190,13 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
 }
 
 // The same requests through NodeService::generate directly.
-void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& jobs, std::vector<Outcome>& out) {
+void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& jobs,
+                   std::vector<Outcome>& out) {
   for (size_t j = 0; j < jobs.size(); ++j) {
     Outcome& o = out[j];
     const Job& job = jobs[j];
-    auto ref = s.resolve(adapter_model(a, job.adapter), node::Caller{"t" + std::to_string(job.adapter % a.tenants), false});
+    auto ref = s.resolve(adapter_model(a, job.adapter),
+                         node::Caller{"t" + std::to_string(job.adapter % a.tenants), false});
     if (!ref.ok()) {
       o.error = ref.error().message;
       continue;
@@ -225,6 +240,83 @@ void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& 
   }
 }
 
+// The bare engine: an EngineWorker whose events go to per-request callbacks.
+class EngineArm final : public EventSink {
+ public:
+  using Callback = std::function<void(const RequestEvent&)>;
+  void add(RequestId id, Callback cb) {
+    std::lock_guard lock(mu_);
+    callbacks_[id] = std::move(cb);
+  }
+  void on_event(const RequestEvent& e) override {
+    Callback cb;
+    {
+      std::lock_guard lock(mu_);
+      auto it = callbacks_.find(e.id);
+      if (it == callbacks_.end()) return;
+      cb = it->second;
+      if (e.is_final()) callbacks_.erase(it);
+    }
+    cb(e);
+  }
+  std::unique_ptr<Executor> executor;
+  StaticAdapterSource adapters;
+  std::unique_ptr<EngineWorker> worker;
+  std::vector<int32_t> eos;
+  std::atomic<RequestId> next_id{1};
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<RequestId, Callback> callbacks_;
+};
+
+void engine_client(EngineArm& e, const Args& a, const std::vector<Job>& jobs, std::vector<Outcome>& out) {
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    Outcome& o = out[j];
+    const Job& job = jobs[j];
+    Request r;
+    r.id = e.next_id.fetch_add(1);
+    r.adapters = {AdapterUse{
+        AdapterId{"t" + std::to_string(job.adapter % a.tenants), "a" + std::to_string(job.adapter), 1},
+        1.0f}};
+    r.prompt = job.prompt;
+    r.max_tokens = uint32_t(a.output_len);
+    r.sampling.temperature = 0;
+    r.stop_token_ids = e.eos;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    const auto t0 = WallClock::now();
+    auto last = t0;
+    e.add(r.id, [&](const RequestEvent& ev) {
+      std::lock_guard lock(mu);
+      const auto now = WallClock::now();
+      if (ev.kind == EventKind::kToken && !ev.text.empty()) {
+        if (o.ttft_ms < 0) {
+          o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+        } else {
+          o.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+        }
+        last = now;
+      }
+      if (ev.is_final()) {
+        ++o.finals;
+        o.tokens = int(ev.num_output_tokens);
+        if (ev.kind == EventKind::kFailed) o.error = ev.error.message;
+        done = true;
+        cv.notify_all();
+      }
+    });
+    if (Status st = e.worker->submit(std::move(r)); !st.ok()) {
+      o.error = st.error().message;
+      o.finals = 1;
+      continue;
+    }
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+}
+
 template <class Fn>
 Figures run_round(const Args& a, const std::vector<std::vector<Job>>& jobs, Fn client) {
   std::vector<std::vector<Outcome>> out(jobs.size());
@@ -248,16 +340,21 @@ int main(int argc, char** argv) {
   CLI::App app("The service under load: concurrent streaming HTTP clients vs the same requests in-process.",
                "service_load");
   cli::set_conventions(app);
-  app.add_option("--model", a.model, "model folder (default: a tiny random model in a temp folder)")->option_text("DIR");
-  app.add_option("--adapters", a.adapters, "random adapters, spread over the tenants (default 32)")->check(cli::at_least(1));
+  app.add_option("--model", a.model, "model folder (default: a tiny random model in a temp folder)")
+      ->option_text("DIR");
+  app.add_option("--adapters", a.adapters, "random adapters, spread over the tenants (default 32)")
+      ->check(cli::at_least(1));
   app.add_option("--tenants", a.tenants, "tenants (default 2)")->check(cli::at_least(1));
   app.add_option("--clients", a.clients, "concurrent clients (default 200)")->check(cli::at_least(1));
-  app.add_option("--requests-per-client", a.requests_per_client, "requests each client sends in turn (default 2)")
+  app.add_option("--requests-per-client", a.requests_per_client,
+                 "requests each client sends in turn (default 2)")
       ->check(cli::at_least(1));
   app.add_option("--prompt-len", a.prompt_len, "prompt tokens (default 32)")->check(cli::at_least(1));
-  app.add_option("--output-len", a.output_len, "max tokens per request (default 16)")->check(cli::at_least(1));
+  app.add_option("--output-len", a.output_len, "max tokens per request (default 16)")
+      ->check(cli::at_least(1));
   app.add_option("--slots", a.slots, "adapter slots (default 8)")->check(cli::at_least(1));
-  app.add_option("--rounds", a.rounds, "rounds of each mode, interleaved (default 2)")->check(cli::at_least(1));
+  app.add_option("--rounds", a.rounds, "rounds of each mode, interleaved (default 2)")
+      ->check(cli::at_least(1));
   app.add_option("--threads", a.threads, "CPU threads of the executor (default: every core)");
   app.add_option("--seed", a.seed, "workload seed (default 1)");
   app.add_flag("--json", a.json, "print JSON instead of the table");
@@ -306,6 +403,46 @@ int main(int argc, char** argv) {
                                                  "a" + std::to_string(k), dir);
     if (!rec.ok()) return fail(rec.error());
   }
+  // The bare engine arm: the same model, adapters, executor options and
+  // scheduler configuration as the node's worker (node_service.cpp).
+  EngineArm engine;
+  {
+    auto ck = Checkpoint::load(model);
+    if (!ck.ok()) return fail(ck.error());
+    auto tok = Tokenizer::load(model);
+    if (!tok.ok()) return fail(tok.error());
+    for (int64_t id : ck.value()->generation_config().eos_token_ids) engine.eos.push_back(int32_t(id));
+    for (int64_t id : cfg.value().eos_token_ids) engine.eos.push_back(int32_t(id));
+    const int32_t block = 16;
+    const int64_t ctx = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings : 2048;
+    const int32_t kv_blocks =
+        int32_t(std::min<int64_t>((ctx + block - 1) / block * no.max_running, 65536 / block));
+    gpu::cpu::CpuExecutorOptions eo;
+    eo.kv_block_size = block;
+    eo.kv_num_blocks = kv_blocks;
+    eo.threads = a.threads;
+    eo.num_adapter_slots = a.slots;
+    eo.max_adapter_rank = no.max_adapter_rank;
+    auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
+    if (!ex.ok()) return fail(ex.error());
+    engine.executor = std::move(ex.value());
+    SchedulerConfig sc;
+    sc.num_slots = a.slots;
+    sc.quantum_ms = no.quantum_ms;
+    sc.max_running_seqs = no.max_running;
+    sc.max_tokens_per_step = no.max_tokens_per_step;
+    sc.kv_block_size = block;
+    sc.num_kv_blocks = kv_blocks;
+    sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
+    for (int k = 0; k < a.adapters; ++k)
+      engine.adapters.put(
+          AdapterId{"t" + std::to_string(k % a.tenants), "a" + std::to_string(k), 1},
+          random_lora(cfg.value(), 8, 16.0f, a.seed * 1000 + uint64_t(k), "a" + std::to_string(k), 0.1f));
+    auto w = EngineWorker::start(sc, *engine.executor, engine.adapters, engine, tok.value());
+    if (!w.ok()) return fail(w.error());
+    engine.worker = std::move(w.value());
+  }
+
   node::HttpOptions ho;
   ho.port = 0;
   ho.max_in_flight_per_tenant = a.clients;
@@ -323,13 +460,19 @@ int main(int argc, char** argv) {
       js.push_back(std::move(j));
     }
 
-  std::vector<Figures> direct, over_http;
+  std::vector<Figures> bare, direct, over_http;
   // A warm-up round (not counted): the adapters' first fetches from the store
   // and the first slot loads would otherwise land on whichever mode runs first.
   (void)run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
     direct_client(**service, a, js, out);
   });
+  (void)run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+    engine_client(engine, a, js, out);
+  });
   for (int round = 0; round < a.rounds; ++round) {
+    bare.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+      engine_client(engine, a, js, out);
+    }));
     direct.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
       direct_client(**service, a, js, out);
     }));
@@ -339,6 +482,7 @@ int main(int argc, char** argv) {
   }
   (*server)->stop();
   (*service)->drain();
+  engine.worker->stop(EngineWorker::StopMode::kDrain);
   fs::remove_all(work);
 
   auto median = [](std::vector<Figures> v, double Figures::*f) {
@@ -346,7 +490,7 @@ int main(int argc, char** argv) {
     return v[v.size() / 2].*f;
   };
   int bad = 0;
-  for (const auto* set : {&direct, &over_http})
+  for (const auto* set : {&bare, &direct, &over_http})
     for (const Figures& f : *set) bad += f.failed + f.double_answered;
   const int total = a.clients * a.requests_per_client;
   if (a.json) {
@@ -365,26 +509,33 @@ int main(int argc, char** argv) {
                             {"failed", v.back().failed},
                             {"double_answered", v.back().double_answered}};
     };
+    j["engine"] = fig(bare);
     j["direct"] = fig(direct);
     j["http"] = fig(over_http);
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("service_load: %d clients x %d requests (%d), %d adapters of %d tenants, prompt %d, output %d, "
-                "%d slots, %d rounds each after a warm-up, interleaved (medians)\n",
-                a.clients, a.requests_per_client, total, a.adapters, a.tenants, a.prompt_len, a.output_len, a.slots,
-                a.rounds);
-    std::printf("  %-28s %12s %12s %8s\n", "", "in-process", "HTTP", "ratio");
-    auto row = [&](const char* name, double Figures::*f, bool higher_better) {
-      const double d = median(direct, f), h = median(over_http, f);
-      std::printf("  %-28s %12.2f %12.2f %8.3f%s\n", name, d, h, d > 0 ? h / d : 0.0, higher_better ? "" : "");
+    std::printf(
+        "service_load: %d clients x %d requests (%d), %d adapters of %d tenants, prompt %d, output %d, "
+        "%d slots, %d rounds each after a warm-up, interleaved (medians)\n",
+        a.clients, a.requests_per_client, total, a.adapters, a.tenants, a.prompt_len, a.output_len, a.slots,
+        a.rounds);
+    std::printf("  %-24s %11s %11s %11s %11s %11s\n", "", "engine", "actors", "actors+HTTP", "actors/eng",
+                "HTTP/eng");
+    auto row = [&](const char* name, double Figures::*f) {
+      const double e = median(bare, f), d = median(direct, f), h = median(over_http, f);
+      std::printf("  %-24s %11.2f %11.2f %11.2f %11.3f %11.3f\n", name, e, d, h, e > 0 ? d / e : 0.0,
+                  e > 0 ? h / e : 0.0);
     };
-    row("throughput (tok/s)", &Figures::tok_s, true);
-    row("TTFT ms p50", &Figures::ttft_p50, false);
-    row("TTFT ms p99", &Figures::ttft_p99, false);
-    row("ITL ms p50", &Figures::itl_p50, false);
-    row("ITL ms p99", &Figures::itl_p99, false);
-    std::printf("  %-28s %12d %12d\n", "answered ok (last round)", direct.back().ok, over_http.back().ok);
-    std::printf("  %-28s %12d %12d\n", "failed / not once", direct.back().failed + direct.back().double_answered,
+    row("throughput (tok/s)", &Figures::tok_s);
+    row("TTFT ms p50", &Figures::ttft_p50);
+    row("TTFT ms p99", &Figures::ttft_p99);
+    row("ITL ms p50", &Figures::itl_p50);
+    row("ITL ms p99", &Figures::itl_p99);
+    std::printf("  %-24s %11d %11d %11d\n", "answered ok (last round)", bare.back().ok, direct.back().ok,
+                over_http.back().ok);
+    std::printf("  %-24s %11d %11d %11d\n", "failed / not once",
+                bare.back().failed + bare.back().double_answered,
+                direct.back().failed + direct.back().double_answered,
                 over_http.back().failed + over_http.back().double_answered);
   }
   return bad == 0 ? 0 : 1;
