@@ -38,8 +38,9 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   // Routed before the submit: the worker's first event may overtake the scheduler's answer.
   s.routes[id] = GatewayState::Route{client, w, pinned, 0};
   ++s.workers[w].view.placed_since_report;
-  self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(request, 0),
-                caf::actor_cast<event_sink_actor>(self))
+  // Events go from the worker straight to the client (one hop per token);
+  // the final one also comes here, through the scheduler (released).
+  self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(request, 0), client)
       .then(
           [self, rp, id, pinned, model](const AcceptedWire& answer) mutable {
             auto ok = read_accepted(answer);
@@ -126,6 +127,14 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           unpin(self, it->second.adapter, e.getRequestId());
           self->state.routes.erase(it);
         }
+      },
+      [self](released_atom, const EventWire& wire) {
+        auto d = wire.decode();
+        if (!d) return;
+        auto it = self->state.routes.find(d->get().getRequestId());
+        if (it == self->state.routes.end() || it->second.attempt != d->get().getAttempt()) return;
+        unpin(self, it->second.adapter, it->first);
+        self->state.routes.erase(it);
       },
       [self](load_atom, const WorkerLoadWire& wire) {
         auto d = wire.decode();

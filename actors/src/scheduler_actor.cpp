@@ -78,7 +78,9 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         auto& waiting = self->state.waiting;
         for (auto it = waiting.begin(); it != waiting.end(); ++it) {
           if (it->id != id) continue;
-          self->send(it->sink, event_atom::value, final_event(id, it->attempt, nullptr));
+          EventWire cancelled = final_event(id, it->attempt, nullptr);
+          self->send(it->sink, event_atom::value, cancelled);
+          self->send(self->state.load_sink, released_atom::value, std::move(cancelled));
           waiting.erase(it);
           settle_drain(self);
           return;
@@ -89,6 +91,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         auto d = final_event.decode();
         if (!d) return;
         self->state.in_worker.erase(d->get().getRequestId());
+        self->send(self->state.load_sink, released_atom::value, final_event);
         admit_waiting(self);
         settle_drain(self);
       },

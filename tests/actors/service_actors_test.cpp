@@ -7,7 +7,8 @@
 // Cases: placement by adapter affinity and load; a delete that waits for the
 // request pinning its version; residency transitions (stale reports
 // ignored); backpressure and cancel in the scheduler actor; events relayed
-// exactly once, cancel routed to the worker, stale events dropped; drain.
+// straight to the client, cancel routed to the worker, stale events dropped;
+// drain.
 #include <gtest/gtest.h>
 
 #include <caf/all.hpp>
@@ -120,7 +121,8 @@ class ServiceActors : public ::testing::Test {
     for (const auto& a : spawned_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sched().run();
     spawned_.clear();
-    sys_->await_actors_before_shutdown(false);  // a failed case may leave a request pending: do not hang on it
+    sys_->await_actors_before_shutdown(
+        false);  // a failed case may leave a request pending: do not hang on it
     sys_.reset();
     fs::remove_all(dir_);
   }
@@ -293,8 +295,11 @@ TEST_F(ServiceActors, ADeleteWaitsForTheRequestPinningItsVersion) {
   EXPECT_EQ(st->get().getVersions()[0].getPins(), 1u);
   EXPECT_TRUE(st->get().getVersions()[0].getDeleting());
 
-  // The worker finishes the request: the gateway relays it, unpins, and the delete goes through.
+  // The worker finishes the request: the client gets the final event, the
+  // gateway hears of it through the scheduler (released), unpins, and the
+  // delete goes through.
   caf::anon_send(w->sinks.at(0), event_atom::value, finished(id.value(), 8));
+  caf::anon_send(gw, released_atom::value, finished(id.value(), 8));
   sched().run();
   ASSERT_EQ(seen->events.size(), 1u);
   auto removed = read_list(next<AdapterListWire>());
@@ -360,8 +365,9 @@ TEST_F(ServiceActors, TheSchedulerBoundsWhatWaitsAndCancelsAWaiterItself) {
   o.limits.num_kv_blocks = 16;
   o.max_in_worker = 1;
   o.max_waiting = 1;
-  auto loads = keep(sys_->spawn(
-      []() -> load_sink_actor::behavior_type { return {[](load_atom, const WorkerLoadWire&) {}}; }));
+  auto loads = keep(sys_->spawn([]() -> load_sink_actor::behavior_type {
+    return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {}};
+  }));
   auto sched_actor = keep(sys_->spawn(scheduler_behavior, worker, loads, o));
   auto seen = std::make_shared<Seen>();
   auto sink = keep(sys_->spawn(recording_sink, seen));
@@ -404,7 +410,7 @@ TEST_F(ServiceActors, TheSchedulerBoundsWhatWaitsAndCancelsAWaiterItself) {
   EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{4}));
 }
 
-TEST_F(ServiceActors, EventsAreRelayedOnceCancelReachesTheWorkerAndDrainWaits) {
+TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainWaits) {
   auto w = std::make_shared<Log>();
   auto worker = keep(sys_->spawn(recording_worker, w));
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
@@ -421,16 +427,22 @@ TEST_F(ServiceActors, EventsAreRelayedOnceCancelReachesTheWorkerAndDrainWaits) {
   EXPECT_EQ(id.value(), 77u);  // the front end's id is kept
   ASSERT_EQ(w->submitted, (std::vector<uint64_t>{77}));
 
-  caf::anon_send(w->sinks[0], event_atom::value, token(77, 0, "he"));
-  caf::anon_send(w->sinks[0], event_atom::value,
-                 token(77, 1, "llo", /*attempt=*/3));  // another attempt's: stale
+  EXPECT_EQ(w->sinks[0], client);  // the worker sends events straight to the client
+  // Events sent to the gateway are relayed to the route's client, except
+  // another attempt's (stale).
+  self()->send(gw, event_atom::value, token(77, 0, "he"));
+  self()->send(gw, event_atom::value, token(77, 1, "llo", /*attempt=*/3));
   sched().run();
   self()->send(gw, cancel_atom::value,
                CancelWire::from([](schema::CancelRequest::Builder c) { c.setRequestId(77); }));
   sched().run();
-  EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{77}));
+  EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{77}));  // gateway -> scheduler -> worker
+  // The worker ends it: the final event to the client, released to the
+  // scheduler, which tells the gateway; the route is gone after that.
   caf::anon_send(w->sinks[0], event_atom::value, finished(77, 1));
-  caf::anon_send(w->sinks[0], event_atom::value, finished(77, 1));  // after the final one: dropped
+  self()->send(sa, released_atom::value, finished(77, 1));
+  sched().run();
+  self()->send(gw, event_atom::value, token(77, 2, "late"));  // no route any more: dropped
   sched().run();
   ASSERT_EQ(seen->events.size(), 2u);
   EXPECT_EQ(seen->texts[0], "he");
@@ -438,7 +450,6 @@ TEST_F(ServiceActors, EventsAreRelayedOnceCancelReachesTheWorkerAndDrainWaits) {
 
   // Drain: the gateway refuses new work at once, and answers once the
   // scheduler has drained its worker (nothing runs there any more).
-  self()->send(sa, released_atom::value, finished(77, 1));
   self()->send(gw, drain_atom::value);
   sched().run();
   EXPECT_TRUE(next<bool>());

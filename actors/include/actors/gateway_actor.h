@@ -5,14 +5,17 @@
 // the workers' latest load reports), and submits it to that worker's
 // scheduler actor; the answer (accepted with its id, or refused: notFound,
 // invalidArgument, overloaded, unavailable) goes back to the front end. It
-// relays the request's events from the worker to the front end's sink, and
-// after the final event unpins the version (a delete may be waiting).
+// names the front end's sink in the submit, so the worker sends each event
+// straight there (one hop per token), and when the request's final event
+// comes back through the scheduler (released) unpins the version (a delete
+// may be waiting) and forgets the route. Events sent to the gateway itself
+// (event_atom) are relayed to the route's client the same way.
 //
 //   generate ─ draining ─────────────────────────────> refused: unavailable
 //            ─ resolve+pin ─ refused ─────────────────> refused (notFound ...)
 //                          ─ place ─ no worker ───────> unpin, refused: unavailable
 //                                  ─ scheduler refuses > unpin, refused (invalidArgument, overloaded)
-//                                  ─ accepted ────────> ROUTED ─ event ... final event ─> unpin, forgotten
+//                                  ─ accepted ────────> ROUTED ─ released (final event) ─> unpin, forgotten
 //   cancel(id) ─ ROUTED ─> the scheduler of its worker (its final event follows)
 //   drain: refuse new generates; drain every scheduler; answer when all have.
 //

@@ -6,9 +6,9 @@
 //   front end ──generate──> gateway ──resolve(+pin)──> registry ──pin──> adapter actor
 //                              │ place (runtime/placement.h)
 //                              └──submit──> scheduler ──submit──> worker (Engine + Executor, own thread)
-//   worker ──event──> gateway ──event──> front end's sink      (tokens, then exactly one final event)
-//   worker ──released──> scheduler (a final event: admit the next waiting request)
-//   worker ──load──> scheduler ──load──> gateway               (periodic: queue depths, slots)
+//   worker ──event──> front end's sink                        (tokens, then exactly one final event: one hop)
+//   worker ──released──> scheduler ──released──> gateway       (a final event: admit the next; unpin, forget
+//   the route) worker ──load──> scheduler ──load──> gateway               (periodic: queue depths, slots)
 //   worker ──residency──> registry ──residency──> adapter actor (a version entered or left a slot)
 //   gateway ──unpin──> registry ──unpin──> adapter actor       (after a request's final event)
 //
@@ -56,8 +56,11 @@ using attach_atom = caf::atom_constant<caf::atom("attach")>;
 // Receives one request's events: a front end's relay, or the gateway.
 using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>;
 
-// Receives a worker's load reports (its scheduler, then the gateway).
-using load_sink_actor = caf::typed_actor<caf::reacts_to<load_atom, WorkerLoadWire>>;
+// What a scheduler tells the gateway: its worker's load reports (for
+// placement) and each request's final event (to unpin its version and forget
+// its route).
+using load_sink_actor =
+    caf::typed_actor<caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>>;
 
 // Admission for one worker: checks a request against the worker's limits,
 // bounds what waits (overloaded beyond), feeds the worker.
@@ -99,9 +102,9 @@ using registry_actor =
 using gateway_actor =
     caf::typed_actor<caf::replies_to<generate_atom, GenerateWire, event_sink_actor>::with<AcceptedWire>,
                      caf::reacts_to<cancel_atom, CancelWire>, caf::reacts_to<event_atom, EventWire>,
-                     caf::reacts_to<load_atom, WorkerLoadWire>,
-                     caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,  // wiring: a worker's id
-                                                                                     // and its scheduler
+                     caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>,
+                     // wiring: a worker's id and its scheduler
+                     caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,
                      caf::replies_to<drain_atom>::with<bool>>;
 
 }  // namespace myriad::actors
