@@ -55,7 +55,7 @@ class Node {
       freopen(out.c_str(), "w", stdout);
       freopen((dir_ + "/node.err").c_str(), "w", stderr);
       std::vector<std::string> args = {MYRIAD_NODE, "--model", dir_ + "/tiny", "--data", dir_ + "/data",
-                                       "--http", "127.0.0.1:0", "--threads", "1", "--log-level", "warn"};
+                                       "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--threads", "1", "--log-level", "warn"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());

@@ -31,7 +31,7 @@ before(async () => {
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({
     'alpha-key': 'alpha', 'beta-key': 'beta', 'ops-key': { tenant: 'ops', admin: true },
   }));
-  server = spawn(nodeBin, ['--model', join(dir, 'tiny'), '--data', join(dir, 'data'), '--http', '127.0.0.1:0',
+  server = spawn(nodeBin, ['--model', join(dir, 'tiny'), '--data', join(dir, 'data'), '--http', '127.0.0.1:0', '--rpc', '127.0.0.1:0',
     '--api-keys', join(dir, 'keys.json'), '--slots', '2', '--threads', '1', '--log-level', 'warn'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
