@@ -7,8 +7,9 @@
 // request must end with its tokens or a clear error, exactly once; none may
 // hang. Prints throughput, TTFT and ITL p50/p99 of the three and the ratios
 // to the bare engine: what the service layers (actors; actors + HTTP) cost.
+// clang-format off
 #include <utility>  // before Boost 1.74's asio/awaitable.hpp, which uses std::exchange without it
-
+// clang-format on
 #include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
@@ -29,6 +30,7 @@
 #include "http_server.h"
 #include "node_service.h"
 #include "nodes/cli_app.h"
+#include "runtime/adapter_cache.h"
 #include "runtime/adapter_source.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine_worker.h"
@@ -260,7 +262,10 @@ class EngineArm final : public EventSink {
     cb(e);
   }
   std::unique_ptr<Executor> executor;
-  StaticAdapterSource adapters;
+  // The node's fetch path (a host cache with its own fetch thread), loading
+  // from memory instead of the store: the arms differ by the service layers only.
+  std::unique_ptr<AdapterCache> cache;
+  std::unique_ptr<CachedAdapterSource> adapters;
   std::unique_ptr<EngineWorker> worker;
   std::vector<int32_t> eos;
   std::atomic<RequestId> next_id{1};
@@ -434,11 +439,15 @@ int main(int argc, char** argv) {
     sc.kv_block_size = block;
     sc.num_kv_blocks = kv_blocks;
     sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
-    for (int k = 0; k < a.adapters; ++k)
-      engine.adapters.put(
-          AdapterId{"t" + std::to_string(k % a.tenants), "a" + std::to_string(k), 1},
-          random_lora(cfg.value(), 8, 16.0f, a.seed * 1000 + uint64_t(k), "a" + std::to_string(k), 0.1f));
-    auto w = EngineWorker::start(sc, *engine.executor, engine.adapters, engine, tok.value());
+    engine.cache = std::make_unique<AdapterCache>(no.host_cache_bytes);
+    engine.adapters = std::make_unique<CachedAdapterSource>(*engine.cache);
+    for (int k = 0; k < a.adapters; ++k) {
+      std::shared_ptr<const LoraWeights> w =
+          random_lora(cfg.value(), 8, 16.0f, a.seed * 1000 + uint64_t(k), "a" + std::to_string(k), 0.1f);
+      (void)engine.cache->add(AdapterId{"t" + std::to_string(k % a.tenants), "a" + std::to_string(k), 1},
+                              [w] { return Result<std::shared_ptr<const LoraWeights>>(w); });
+    }
+    auto w = EngineWorker::start(sc, *engine.executor, *engine.adapters, engine, tok.value());
     if (!w.ok()) return fail(w.error());
     engine.worker = std::move(w.value());
   }
