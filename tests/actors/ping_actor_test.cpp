@@ -1,13 +1,14 @@
 // The ping actor answers Cap'n Proto Pings locally and across two actor
 // systems connected through CAF's middleman on 127.0.0.1.
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
+#include "actors/ping_actor.h"
+
 #include <gtest/gtest.h>
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <chrono>
 #include <string>
 
-#include "actors/ping_actor.h"
 #include "schema/ping.capnp.h"
 
 namespace myriad::actors {
@@ -20,10 +21,12 @@ caf::actor_system_config& with_middleman(caf::actor_system_config& cfg) {
 }
 
 // Sends one ping from `sys` to `target` and returns the decoded pong.
-Result<PongView> ping_once(caf::actor_system& sys, const ping_actor& target, uint64_t seq, const std::string& payload) {
+Result<PongView> ping_once(caf::actor_system& sys, const ping_actor& target, uint64_t seq,
+                           const std::string& payload) {
   caf::scoped_actor self{sys};
   Result<PongView> out = make_error(ErrorCode::kInternal, "no reply");
-  self->request(target, std::chrono::seconds(10), ping_atom::value, make_ping(seq, payload, 42 + int64_t(seq)))
+  self->request(target, std::chrono::seconds(10), ping_atom::value,
+                make_ping(seq, payload, 42 + int64_t(seq)))
       .receive([&](const WireBytes& reply) { out = read_pong(reply); },
                [&](caf::error& err) { out = make_error(ErrorCode::kInternal, sys.render(err)); });
   return out;
@@ -95,7 +98,8 @@ TEST(CapnpWire, RoundTripsAndRejectsTruncation) {
   bytes.resize(8);  // a segment table promising more words than present
   auto bad = WireReader::parse(bytes);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().message.find("malformed Cap'n Proto message"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("malformed Cap'n Proto message"), std::string::npos)
+      << bad.error().message;
 }
 
 }  // namespace

@@ -2,10 +2,10 @@
 // systems connected by the middleman on 127.0.0.1, which works only when both
 // registered the kinds (register_message_types). CAF also refuses a kind the
 // receiver's interface does not name, before any of our code runs.
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
 #include <gtest/gtest.h>
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <chrono>
 #include <string>
 
@@ -21,7 +21,9 @@ namespace {
 // attempt. Malformed input gets a caf::error naming the problem.
 using submit_actor = caf::typed_actor<caf::replies_to<SubmitWire>::with<EventWire>>;
 
-submit_actor::behavior_type fake_worker() {
+// (The name argument exists because CAF 0.17 spawns an argument-less
+// function through a null pointer, which UBSan reports.)
+submit_actor::behavior_type fake_worker(std::string /*name*/) {
   return {
       [](const SubmitWire& wire) -> caf::result<EventWire> {
         auto decoded = wire.decode();
@@ -79,7 +81,7 @@ Request make_request(size_t prompt_len) {
 TEST(TypedWireActor, SubmitAnsweredLocally) {
   caf::actor_system_config cfg;
   caf::actor_system sys{configure(cfg)};
-  auto worker = sys.spawn(fake_worker);
+  auto worker = sys.spawn(fake_worker, std::string("worker"));
   auto event = submit_once(sys, worker, encode_submit(make_request(5), 3));
   ASSERT_TRUE(event.ok()) << event.error().message;
   const RequestEvent e = event->view();
@@ -95,7 +97,7 @@ TEST(TypedWireActor, SubmitAnsweredLocally) {
 TEST(TypedWireActor, AnotherKindIsRefusedByCafAndAMislabelledOneByDecode) {
   caf::actor_system_config cfg;
   caf::actor_system sys{configure(cfg)};
-  auto worker = sys.spawn(fake_worker);
+  auto worker = sys.spawn(fake_worker, std::string("worker"));
   {
     // A CancelWire is not in the worker's interface: a typed handle does not
     // compile with it, and through an untyped handle CAF refuses it.
@@ -112,7 +114,8 @@ TEST(TypedWireActor, AnotherKindIsRefusedByCafAndAMislabelledOneByDecode) {
   const CancelWire cancel = CancelWire::from([](schema::CancelRequest::Builder b) { b.setRequestId(1); });
   auto event = submit_once(sys, worker, SubmitWire::adopt(cancel.kind(), cancel.bytes()));
   ASSERT_FALSE(event.ok());
-  EXPECT_NE(event.error().message.find("expected a SubmitRequest message"), std::string::npos) << event.error().message;
+  EXPECT_NE(event.error().message.find("expected a SubmitRequest message"), std::string::npos)
+      << event.error().message;
   // The worker lives on.
   EXPECT_TRUE(submit_once(sys, worker, encode_submit(make_request(1))).ok());
   caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
@@ -121,7 +124,7 @@ TEST(TypedWireActor, AnotherKindIsRefusedByCafAndAMislabelledOneByDecode) {
 TEST(TypedWireActor, SubmitAnsweredAcrossTwoActorSystemsThroughTheMiddleman) {
   caf::actor_system_config server_cfg;
   caf::actor_system server{configure(server_cfg)};
-  auto worker = server.spawn(fake_worker);
+  auto worker = server.spawn(fake_worker, std::string("worker"));
   auto port = server.middleman().publish(worker, 0, "127.0.0.1");
   ASSERT_TRUE(port) << server.render(port.error());
   {

@@ -22,7 +22,8 @@ namespace {
 Request full_request() {
   Request r;
   r.id = 0x1234'5678'9abcULL;
-  r.adapters = {AdapterUse{AdapterId{"alpha", "chat", 3}, 0.75f}, AdapterUse{AdapterId{"beta", "code.v2", 11}, 0.25f}};
+  r.adapters = {AdapterUse{AdapterId{"alpha", "chat", 3}, 0.75f},
+                AdapterUse{AdapterId{"beta", "code.v2", 11}, 0.25f}};
   r.prompt = {1, 15043, 29892, -7, 32000};
   r.sampling.temperature = 0.7f;
   r.sampling.top_k = 40;
@@ -110,7 +111,8 @@ TEST(SubmitWire, AnUnknownPromptLogitsValueIsAnError) {
   auto out = read_submit(decoded->get());
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.error().code, ErrorCode::kInvalidArgument);
-  EXPECT_NE(out.error().message.find("promptLogits: unknown value 7"), std::string::npos) << out.error().message;
+  EXPECT_NE(out.error().message.find("promptLogits: unknown value 7"), std::string::npos)
+      << out.error().message;
 }
 
 OwnedEvent event_round_trip(const RequestEvent& in, uint32_t attempt) {
@@ -161,11 +163,13 @@ TEST(EventWire, LogitsRoundTrip) {
   EXPECT_EQ(out.logits_start, 8u);
   EXPECT_EQ(out.logits_count, 2u);
   ASSERT_EQ(out.logits.size(), values.size());
-  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(std::memcmp(&out.logits[i], &values[i], sizeof(float)), 0) << i;
+  for (size_t i = 0; i < values.size(); ++i)
+    EXPECT_EQ(std::memcmp(&out.logits[i], &values[i], sizeof(float)), 0) << i;
 }
 
 TEST(EventWire, FinishedRoundTripsEveryReason) {
-  for (FinishReason reason : {FinishReason::kStop, FinishReason::kLength, FinishReason::kCancelled, FinishReason::kDeadline}) {
+  for (FinishReason reason :
+       {FinishReason::kStop, FinishReason::kLength, FinishReason::kCancelled, FinishReason::kDeadline}) {
     RequestEvent in;
     in.id = 9;
     in.kind = EventKind::kFinished;
@@ -188,9 +192,9 @@ TEST(EventWire, FinishedRoundTripsEveryReason) {
 }
 
 TEST(EventWire, FailedRoundTripsEveryRuntimeErrorCode) {
-  for (ErrorCode code : {ErrorCode::kInvalidArgument, ErrorCode::kBadFile, ErrorCode::kNotFound, ErrorCode::kUnsupported,
-                         ErrorCode::kResourceExhausted, ErrorCode::kIo, ErrorCode::kCancelled,
-                         ErrorCode::kDeadlineExceeded, ErrorCode::kInternal}) {
+  for (ErrorCode code : {ErrorCode::kInvalidArgument, ErrorCode::kBadFile, ErrorCode::kNotFound,
+                         ErrorCode::kUnsupported, ErrorCode::kResourceExhausted, ErrorCode::kIo,
+                         ErrorCode::kCancelled, ErrorCode::kDeadlineExceeded, ErrorCode::kInternal}) {
     RequestEvent in;
     in.id = 10;
     in.kind = EventKind::kFailed;
@@ -278,7 +282,8 @@ TEST(TypedWire, AnotherKindIsRefusedWithAClearError) {
   auto decoded = as_cancel.decode();
   ASSERT_FALSE(decoded.ok());
   EXPECT_EQ(decoded.error().code, ErrorCode::kInvalidArgument);
-  EXPECT_NE(decoded.error().message.find("expected a CancelRequest message"), std::string::npos) << decoded.error().message;
+  EXPECT_NE(decoded.error().message.find("expected a CancelRequest message"), std::string::npos)
+      << decoded.error().message;
   EXPECT_NE(decoded.error().message.find("got kind 0x"), std::string::npos) << decoded.error().message;
   // Relabelled with the right tag, the bytes still decode: the tag, not the bytes, was wrong.
   EXPECT_TRUE(SubmitWire::adopt(submit.kind(), submit.bytes()).decode().ok());
@@ -287,7 +292,8 @@ TEST(TypedWire, AnotherKindIsRefusedWithAClearError) {
 TEST(TypedWire, AnEmptyValueIsRefused) {
   auto decoded = SubmitWire{}.decode();
   ASSERT_FALSE(decoded.ok());
-  EXPECT_NE(decoded.error().message.find("got an empty TypedWire"), std::string::npos) << decoded.error().message;
+  EXPECT_NE(decoded.error().message.find("got an empty TypedWire"), std::string::npos)
+      << decoded.error().message;
 }
 
 TEST(TypedWire, EveryTruncationIsRefused) {
@@ -318,7 +324,8 @@ TEST(TypedWire, APointerThatDoesNotFitTheSchemaIsRefusedUpFront) {
   WireBytes bytes = submit.bytes();
   const auto node = capnp::Schema::from<schema::SubmitRequest>().getProto();
   const unsigned data_words = node.getStruct().getDataWordCount();
-  const unsigned stop_ptr = capnp::Schema::from<schema::SubmitRequest>().getFieldByName("stop").getProto().getSlot().getOffset();
+  const unsigned stop_ptr =
+      capnp::Schema::from<schema::SubmitRequest>().getFieldByName("stop").getProto().getSlot().getOffset();
   // One segment: [segment table word][root pointer][root struct: data words, then pointers].
   const size_t word = 1 + 1 + data_words + stop_ptr;
   ASSERT_LT((word + 1) * 8, bytes.size());
@@ -326,7 +333,8 @@ TEST(TypedWire, APointerThatDoesNotFitTheSchemaIsRefusedUpFront) {
   std::memcpy(bytes.data() + 8 * word, &struct_ptr, sizeof struct_ptr);
   auto decoded = SubmitWire::adopt(submit.kind(), bytes).decode();
   ASSERT_FALSE(decoded.ok());
-  EXPECT_NE(decoded.error().message.find("malformed SubmitRequest message"), std::string::npos) << decoded.error().message;
+  EXPECT_NE(decoded.error().message.find("malformed SubmitRequest message"), std::string::npos)
+      << decoded.error().message;
 }
 
 TEST(TypedWire, ALargeMessageStaysReadableAfterTheFullCheck) {
