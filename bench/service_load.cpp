@@ -418,7 +418,7 @@ int main(int argc, char** argv) {
     if (!rec.ok()) return fail(rec.error());
   }
   // The bare engine arm: the same model, adapters, executor options and
-  // scheduler configuration as the node's worker (node_service.cpp).
+  // scheduler configuration (worker_scheduler_config) as the node's worker.
   EngineArm engine;
   {
     auto ck = Checkpoint::load(model);
@@ -427,27 +427,16 @@ int main(int argc, char** argv) {
     if (!tok.ok()) return fail(tok.error());
     for (int64_t id : ck.value()->generation_config().eos_token_ids) engine.eos.push_back(int32_t(id));
     for (int64_t id : cfg.value().eos_token_ids) engine.eos.push_back(int32_t(id));
-    const int32_t block = 16;
-    const int64_t ctx = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings : 2048;
-    const int32_t kv_blocks =
-        int32_t(std::min<int64_t>((ctx + block - 1) / block * no.max_running, 65536 / block));
+    const SchedulerConfig sc = node::worker_scheduler_config(no, cfg.value());
     gpu::cpu::CpuExecutorOptions eo;
-    eo.kv_block_size = block;
-    eo.kv_num_blocks = kv_blocks;
+    eo.kv_block_size = sc.kv_block_size;
+    eo.kv_num_blocks = sc.num_kv_blocks;
     eo.threads = a.threads;
     eo.num_adapter_slots = a.slots;
     eo.max_adapter_rank = no.max_adapter_rank;
     auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
     if (!ex.ok()) return fail(ex.error());
     engine.executor = std::move(ex.value());
-    SchedulerConfig sc;
-    sc.num_slots = a.slots;
-    sc.quantum_ms = no.quantum_ms;
-    sc.max_running_seqs = no.max_running;
-    sc.max_tokens_per_step = no.max_tokens_per_step;
-    sc.kv_block_size = block;
-    sc.num_kv_blocks = kv_blocks;
-    sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
     engine.cache = std::make_unique<AdapterCache>(no.host_cache_bytes);
     engine.adapters = std::make_unique<CachedAdapterSource>(*engine.cache);
     for (int k = 0; k < a.adapters; ++k) {

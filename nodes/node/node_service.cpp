@@ -150,6 +150,23 @@ Result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
+SchedulerConfig worker_scheduler_config(const NodeOptions& o, const ModelConfig& model) {
+  const int32_t block = 16;
+  const int64_t ctx = model.max_position_embeddings > 0 ? model.max_position_embeddings : 2048;
+  int32_t kv_blocks = o.kv_blocks;
+  if (kv_blocks <= 0)
+    kv_blocks = int32_t(std::min<int64_t>((ctx + block - 1) / block * o.max_running, 65536 / block));
+  SchedulerConfig sc;
+  sc.num_slots = o.slots;
+  sc.quantum_ms = o.quantum_ms;
+  sc.max_running_seqs = o.max_running;
+  sc.max_tokens_per_step = o.max_tokens_per_step;
+  sc.kv_block_size = block;
+  sc.num_kv_blocks = kv_blocks;
+  sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
+  return sc;
+}
+
 Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   std::unique_ptr<NodeService> s(new NodeService());
   auto ck = Checkpoint::load(o.model_dir);
@@ -181,13 +198,10 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   std::shared_ptr<AdapterStore> store = std::move(opened.value());
   s->base_fingerprint_ = store->base_fingerprint();
 
-  // The executor and its KV pool: enough for max_running requests of the
-  // whole context when that is small, else a pool of 64k positions.
-  const int32_t block = 16;
-  int64_t ctx = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 2048;
-  int32_t kv_blocks = o.kv_blocks;
-  if (kv_blocks <= 0)
-    kv_blocks = int32_t(std::min<int64_t>((ctx + block - 1) / block * o.max_running, 65536 / block));
+  // The engine configuration, and the executor with the same KV pool and slots.
+  const SchedulerConfig sc = worker_scheduler_config(o, cfg);
+  const int32_t block = sc.kv_block_size;
+  const int32_t kv_blocks = sc.num_kv_blocks;
   auto setup = std::make_shared<WorkerSetup>();
   if (o.device == "cpu") {
     gpu::cpu::CpuExecutorOptions eo;
@@ -220,15 +234,6 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     return make_error(ErrorCode::kInvalidArgument, "--device " + o.device + ": expected cpu or cuda");
   }
   const std::string device = setup->executor->info().device;
-
-  SchedulerConfig sc;
-  sc.num_slots = o.slots;
-  sc.quantum_ms = o.quantum_ms;
-  sc.max_running_seqs = o.max_running;
-  sc.max_tokens_per_step = o.max_tokens_per_step;
-  sc.kv_block_size = block;
-  sc.num_kv_blocks = kv_blocks;
-  sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
 
   // The actors: registry (detached: the store blocks on disk), gateway, and
   // for the one device a worker (detached: it waits for its step thread)
@@ -357,16 +362,25 @@ void NodeService::cancel(RequestId id) {
                  }));
 }
 
-Result<AdapterRecord> NodeService::add_adapter_from_path(const Caller& caller, std::string_view name,
-                                                         const std::string& path) {
-  auto answer =
-      actors_->ask<AdapterAnswerWire>(actors_->registry, publish_atom::value,
-                                      registry_call(caller.tenant, caller.admin, std::string(name), path));
+namespace {
+
+// The registry's answer to a publish: the version it published, or why not.
+Result<AdapterRecord> published(const Result<AdapterAnswerWire>& answer) {
   if (!answer) return answer.error();
   auto record = read_answer(answer.value());
   if (!record) return record.error();
   if (!record.value()) return make_error(ErrorCode::kInternal, "the registry published no adapter");
   return *record.value();
+}
+
+}  // namespace
+
+Result<AdapterRecord> NodeService::add_adapter_from_path(const Caller& caller, std::string_view name,
+                                                         const std::string& path) {
+  auto answer =
+      actors_->ask<AdapterAnswerWire>(actors_->registry, publish_atom::value,
+                                      registry_call(caller.tenant, caller.admin, std::string(name), path));
+  return published(answer);
 }
 
 Result<AdapterRecord> NodeService::add_adapter_bytes(const Caller& caller, std::string_view name,
@@ -381,11 +395,7 @@ Result<AdapterRecord> NodeService::add_adapter_bytes(const Caller& caller, std::
         capnp::Data::Reader(reinterpret_cast<const kj::byte*>(safetensors.data()), safetensors.size()));
   });
   auto answer = actors_->ask<AdapterAnswerWire>(actors_->registry, publish_atom::value, call);
-  if (!answer) return answer.error();
-  auto record = read_answer(answer.value());
-  if (!record) return record.error();
-  if (!record.value()) return make_error(ErrorCode::kInternal, "the registry published no adapter");
-  return *record.value();
+  return published(answer);
 }
 
 Result<std::vector<AdapterRecord>> NodeService::delete_adapter(const Caller& caller, std::string_view name) {

@@ -38,6 +38,7 @@
 #include "runtime/engine_events.h"
 #include "runtime/engine_worker.h"
 #include "runtime/sampling_params.h"
+#include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
 #include "tenants.h"
 
@@ -58,6 +59,12 @@ struct NodeOptions {
   int threads = 0;  // CPU threads, 0 = every core
   size_t host_cache_bytes = size_t(2) << 30;
 };
+
+// The worker's engine configuration for these options over this model: the
+// KV pool (enough for max_running requests of the whole context when that is
+// small, else 64k positions) and the scheduler's limits. NodeService and
+// bench/service_load's bare-engine arm both size the engine with it.
+SchedulerConfig worker_scheduler_config(const NodeOptions& options, const ModelConfig& model);
 
 // What a request names: the base model or one published adapter version.
 struct ModelRef {
