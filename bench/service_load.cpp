@@ -7,6 +7,10 @@
 // request must end with its tokens or a clear error, exactly once; none may
 // hang. Prints throughput, TTFT and ITL p50/p99 of the three and the ratios
 // to the bare engine: what the service layers (actors; actors + HTTP) cost.
+// TTFT is to the first token event (HTTP asks for logprobs 0, so a token
+// whose text is held back still streams), and beside it the engine's own
+// TTFT of the same requests, so what the layers add is read apart from the
+// queue's order, which moves a saturated run's p50 by hundreds of ms.
 // clang-format off
 #include <utility>  // before Boost 1.74's asio/awaitable.hpp, which uses std::exchange without it
 // clang-format on
@@ -71,6 +75,7 @@ struct Outcome {
   double submit_ms =
       -1;  // the submitting call itself (resolve + generate; EngineWorker::submit), not over HTTP
   std::vector<double> itl_ms;
+  double egress_ms = -1;  // the first token: engine event -> client (not over HTTP: its events carry no engine time)
   int tokens = 0;
   int finals = 0;  // final answers seen: must be 1
   std::string error;
@@ -84,12 +89,56 @@ double quantile(std::vector<double> v, double q) {
 
 struct Figures {
   double tok_s = 0, ttft_p50 = 0, ttft_p99 = 0, itl_p50 = 0, itl_p99 = 0, submit_p50 = 0, seconds = 0;
+  double ttft_mean = 0;         // as the clients saw it
+  double engine_ttft_mean = 0;  // the engine's own (Engine::submit -> first token event), same requests
+  double step_host_ms = 0;      // mean host time of a step around the executor (plan + apply)
+  double step_device_ms = 0;    // mean device time of a step
+  // What the layers between the client and Engine::submit add to TTFT, per
+  // request on average (mean(client) - mean(engine's own)): the figure the
+  // queue's order cannot move, where the p50 of a saturated run can.
+  double service_ttft = 0;
+  double egress_mean = 0;  // of that, the first token's way back (engine event -> client)
   int ok = 0, failed = 0, double_answered = 0;
 };
 
+// Sums and counts of the engine's histograms (mean x count is exact where
+// its quantiles are bucketed), so a round's figures are the difference of
+// two snapshots.
+struct EngineTotals {
+  double ttft_sum = 0, plan_sum = 0, complete_sum = 0, device_sum = 0;
+  double ttft_count = 0, steps = 0, device_count = 0;
+
+  static EngineTotals read(const std::string& metrics_json) {
+    EngineTotals t;
+    const auto j = nlohmann::json::parse(metrics_json, nullptr, false);
+    if (!j.is_object()) return t;
+    const nlohmann::json& m = j;  // the engine's metrics (the node's add "live" beside them)
+    auto sum = [&](const nlohmann::json& h, double& total, double& count) {
+      if (!h.is_object()) return;
+      count = h.value("count", 0.0);
+      total = h.value("mean", 0.0) * count;
+    };
+    double unused = 0;
+    if (m.contains("overall")) sum(m["overall"]["ttft_ms"], t.ttft_sum, t.ttft_count);
+    if (m.contains("step_plan_ms")) sum(m["step_plan_ms"], t.plan_sum, t.steps);
+    if (m.contains("step_complete_ms")) sum(m["step_complete_ms"], t.complete_sum, unused);
+    if (m.contains("step_device_ms")) sum(m["step_device_ms"], t.device_sum, t.device_count);
+    return t;
+  }
+};
+
+void add_engine_figures(Figures& f, const EngineTotals& before, const EngineTotals& after) {
+  auto mean = [](double sum, double count) { return count > 0 ? sum / count : 0.0; };
+  f.engine_ttft_mean = mean(after.ttft_sum - before.ttft_sum, after.ttft_count - before.ttft_count);
+  const double steps = after.steps - before.steps;
+  f.step_host_ms = mean(after.plan_sum - before.plan_sum + after.complete_sum - before.complete_sum, steps);
+  f.step_device_ms = mean(after.device_sum - before.device_sum, after.device_count - before.device_count);
+  f.service_ttft = f.ttft_mean - f.engine_ttft_mean;
+}
+
 Figures summarize(const std::vector<Outcome>& out, double seconds) {
   Figures f;
-  std::vector<double> ttft, itl, submit;
+  std::vector<double> ttft, itl, submit, egress;
   long tokens = 0;
   for (const Outcome& o : out) {
     if (o.finals != 1) ++f.double_answered;
@@ -101,11 +150,18 @@ Figures summarize(const std::vector<Outcome>& out, double seconds) {
     tokens += o.tokens;
     if (o.ttft_ms >= 0) ttft.push_back(o.ttft_ms);
     if (o.submit_ms >= 0) submit.push_back(o.submit_ms);
+    if (o.egress_ms >= 0) egress.push_back(o.egress_ms);
     itl.insert(itl.end(), o.itl_ms.begin(), o.itl_ms.end());
   }
   f.seconds = seconds;
   f.tok_s = seconds > 0 ? double(tokens) / seconds : 0;
   f.ttft_p50 = quantile(ttft, 0.5);
+  double ttft_sum = 0;
+  for (double v : ttft) ttft_sum += v;
+  f.ttft_mean = ttft.empty() ? 0 : ttft_sum / double(ttft.size());
+  double egress_sum = 0;
+  for (double v : egress) egress_sum += v;
+  f.egress_mean = egress.empty() ? 0 : egress_sum / double(egress.size());
   f.ttft_p99 = quantile(ttft, 0.99);
   f.itl_p50 = quantile(itl, 0.5);
   f.itl_p99 = quantile(itl, 0.99);
@@ -136,6 +192,7 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
                            {"max_tokens", a.output_len},
                            {"temperature", 0},
                            {"stream", true},
+                           {"logprobs", 0},  // so a token whose text is held back (part of a character) still streams
                            {"stream_options", {{"include_usage", true}}}};
     http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
     req.set(http::field::host, "127.0.0.1");
@@ -176,8 +233,8 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
         if (j.contains("error")) o.error = j["error"].value("message", "error");
         if (j.contains("usage") && j["usage"].is_object())
           o.tokens = j["usage"].value("completion_tokens", 0);
-        if (j.contains("choices") && !j["choices"].empty() &&
-            !j["choices"][0]["text"].get<std::string>().empty()) {
+        if (j.contains("choices") && !j["choices"].empty() && j["choices"][0]["logprobs"].is_object() &&
+            !j["choices"][0]["logprobs"]["tokens"].empty()) {
           const auto now = WallClock::now();
           if (o.ttft_ms < 0) {
             o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
@@ -221,9 +278,11 @@ void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& 
     auto id = s.generate(std::move(call), [&](const RequestEvent& e) {
       std::lock_guard lock(mu);
       const auto now = WallClock::now();
-      if (e.kind == EventKind::kToken && !e.text.empty()) {
+      if (e.kind == EventKind::kToken) {
         if (o.ttft_ms < 0) {
           o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+          // The engine's clock is steady_clock's milliseconds, as WallClock is.
+          o.egress_ms = std::chrono::duration<double, std::milli>(now.time_since_epoch()).count() - e.time_ms;
         } else {
           o.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
         }
@@ -302,9 +361,11 @@ void engine_client(EngineArm& e, const Args& a, const std::vector<Job>& jobs, st
     e.add(r.id, [&](const RequestEvent& ev) {
       std::lock_guard lock(mu);
       const auto now = WallClock::now();
-      if (ev.kind == EventKind::kToken && !ev.text.empty()) {
+      if (ev.kind == EventKind::kToken) {
         if (o.ttft_ms < 0) {
           o.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+          // The engine's clock is steady_clock's milliseconds, as WallClock is.
+          o.egress_ms = std::chrono::duration<double, std::milli>(now.time_since_epoch()).count() - ev.time_ms;
         } else {
           o.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
         }
@@ -332,7 +393,9 @@ void engine_client(EngineArm& e, const Args& a, const std::vector<Job>& jobs, st
 }
 
 template <class Fn>
-Figures run_round(const Args& a, const std::vector<std::vector<Job>>& jobs, Fn client) {
+Figures run_round(const Args& a, const std::vector<std::vector<Job>>& jobs,
+                  const std::function<std::string()>& engine_metrics, Fn client) {
+  const EngineTotals before = EngineTotals::read(engine_metrics());
   std::vector<std::vector<Outcome>> out(jobs.size());
   for (size_t c = 0; c < jobs.size(); ++c) out[c].resize(jobs[c].size());
   const auto t0 = WallClock::now();
@@ -343,7 +406,9 @@ Figures run_round(const Args& a, const std::vector<std::vector<Job>>& jobs, Fn c
   std::vector<Outcome> all;
   for (auto& v : out) all.insert(all.end(), v.begin(), v.end());
   (void)a;
-  return summarize(all, seconds);
+  Figures f = summarize(all, seconds);
+  add_engine_figures(f, before, EngineTotals::read(engine_metrics()));
+  return f;
 }
 
 }  // namespace
@@ -470,20 +535,22 @@ int main(int argc, char** argv) {
   std::vector<Figures> bare, direct, over_http;
   // A warm-up round (not counted): the adapters' first fetches from the store
   // and the first slot loads would otherwise land on whichever mode runs first.
-  (void)run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+  const std::function<std::string()> node_metrics = [&] { return (*service)->metrics_json(); };
+  const std::function<std::string()> engine_metrics = [&] { return engine.worker->metrics_json(); };
+  (void)run_round(a, jobs, node_metrics, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
     direct_client(**service, a, js, out);
   });
-  (void)run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+  (void)run_round(a, jobs, engine_metrics, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
     engine_client(engine, a, js, out);
   });
   for (int round = 0; round < a.rounds; ++round) {
-    bare.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+    bare.push_back(run_round(a, jobs, engine_metrics, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
       engine_client(engine, a, js, out);
     }));
-    direct.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+    direct.push_back(run_round(a, jobs, node_metrics, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
       direct_client(**service, a, js, out);
     }));
-    over_http.push_back(run_round(a, jobs, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
+    over_http.push_back(run_round(a, jobs, node_metrics, [&](const std::vector<Job>& js, std::vector<Outcome>& out) {
       http_client(port, a, js, out);
     }));
   }
@@ -513,6 +580,12 @@ int main(int argc, char** argv) {
                             {"itl_ms_p50", median(v, &Figures::itl_p50)},
                             {"itl_ms_p99", median(v, &Figures::itl_p99)},
                             {"submit_ms_p50", median(v, &Figures::submit_p50)},
+                            {"ttft_ms_mean", median(v, &Figures::ttft_mean)},
+                            {"engine_ttft_ms_mean", median(v, &Figures::engine_ttft_mean)},
+                            {"service_ttft_ms_mean", median(v, &Figures::service_ttft)},
+                            {"first_token_egress_ms_mean", median(v, &Figures::egress_mean)},
+                            {"step_host_ms_mean", median(v, &Figures::step_host_ms)},
+                            {"step_device_ms_mean", median(v, &Figures::step_device_ms)},
                             {"ok", v.back().ok},
                             {"failed", v.back().failed},
                             {"double_answered", v.back().double_answered}};
@@ -531,8 +604,10 @@ int main(int argc, char** argv) {
                 "HTTP/eng");
     auto row = [&](const char* name, double Figures::*f) {
       const double e = median(bare, f), d = median(direct, f), h = median(over_http, f);
-      std::printf("  %-24s %11.2f %11.2f %11.2f %11.3f %11.3f\n", name, e, d, h, e > 0 ? d / e : 0.0,
-                  e > 0 ? h / e : 0.0);
+      if (e > 0.01)
+        std::printf("  %-24s %11.2f %11.2f %11.2f %11.3f %11.3f\n", name, e, d, h, d / e, h / e);
+      else
+        std::printf("  %-24s %11.2f %11.2f %11.2f %11s %11s\n", name, e, d, h, "-", "-");
     };
     row("throughput (tok/s)", &Figures::tok_s);
     row("TTFT ms p50", &Figures::ttft_p50);
@@ -540,6 +615,12 @@ int main(int argc, char** argv) {
     row("ITL ms p50", &Figures::itl_p50);
     row("ITL ms p99", &Figures::itl_p99);
     row("submit call ms p50", &Figures::submit_p50);  // HTTP: not timed apart (0)
+    row("TTFT ms mean", &Figures::ttft_mean);
+    row("  engine's own, mean", &Figures::engine_ttft_mean);
+    row("  the rest (client-eng)", &Figures::service_ttft);
+    row("    of it, way back", &Figures::egress_mean);  // HTTP: not measured (0)
+    row("step host ms mean", &Figures::step_host_ms);
+    row("step device ms mean", &Figures::step_device_ms);
     std::printf("  %-24s %11d %11d %11d\n", "answered ok (last round)", bare.back().ok, direct.back().ok,
                 over_http.back().ok);
     std::printf("  %-24s %11d %11d %11d\n", "failed / not once",

@@ -4,6 +4,7 @@
 #include "actors/adapter_info_wire.h"
 #include "actors/common_wire.h"
 #include "actors/service_wire.h"
+#include "runtime/log.h"
 
 namespace myriad::actors {
 
@@ -39,8 +40,14 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
                                                 std::string base_model) {
   self->state.store = std::move(store);
   self->state.base_model = std::move(base_model);
-  if (auto all = self->state.store->list(""); all.ok())
-    for (const AdapterRecord& r : all.value()) (void)adapter_for(self, r.id.tenant, r.id.name);
+  if (auto all = self->state.store->list(""); all.ok()) {
+    for (const AdapterRecord& r : all.value()) {
+      self->state.index.add(r);
+      (void)adapter_for(self, r.id.tenant, r.id.name);
+    }
+  } else {
+    log_error("registry: the adapter catalog could not be read: {}", all.error().to_string());
+  }
   return {
       [self](resolve_atom, const RegistryCallWire& wire) -> caf::typed_response_promise<AdapterAnswerWire> {
         auto rp = self->make_response_promise<AdapterAnswerWire>();
@@ -58,7 +65,7 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
           rp.deliver(answer_error(no_such_model(call->name)));
           return rp;
         }
-        auto record = self->state.store->resolve(name.value());
+        std::optional<AdapterRecord> record = self->state.index.resolve(name.value());
         if (!record) {
           rp.deliver(answer_error(no_such_model(call->name)));
           return rp;
@@ -92,6 +99,7 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
                                        c.getSafetensors().size()))
                 : self->state.store->publish_folder(name.value(), call->path);
         if (!record) return answer_error(record.error());
+        self->state.index.add(record.value());
         (void)adapter_for(self, record->id.tenant, record->id.name);
         return answer_adapter(record.value());
       },
@@ -109,19 +117,13 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
         }
         std::vector<AdapterRecord> doomed;
         if (name->version != 0) {
-          auto r = self->state.store->resolve(name.value());
-          if (!r) {
-            rp.deliver(list_error(no_such_model(call->name)));
-            return rp;
-          }
-          doomed.push_back(r.value());
+          if (auto r = self->state.index.resolve(name.value())) doomed.push_back(*r);
         } else {
-          auto all = self->state.store->versions(name->tenant, name->name);
-          if (!all || all->empty()) {
-            rp.deliver(list_error(no_such_model(call->name)));
-            return rp;
-          }
-          doomed = all.value();
+          doomed = self->state.index.versions(name->tenant, name->name);
+        }
+        if (doomed.empty()) {
+          rp.deliver(list_error(no_such_model(call->name)));
+          return rp;
         }
         std::vector<uint64_t> versions;
         for (const AdapterRecord& r : doomed) versions.push_back(r.id.version);
@@ -130,11 +132,13 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
                       retire_wire(name->tenant, name->name, versions))
             .then(
                 [self, rp, doomed](bool) mutable {
-                  for (const AdapterRecord& r : doomed)
+                  for (const AdapterRecord& r : doomed) {
                     if (Status st = self->state.store->remove(r.id); !st.ok()) {
                       rp.deliver(list_error(st.error()));
                       return;
                     }
+                    self->state.index.remove(r.id);
+                  }
                   rp.deliver(list_answer(doomed));
                 },
                 [rp](caf::error&) mutable {
@@ -146,10 +150,7 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
       [self](list_atom, const RegistryCallWire& wire) -> AdapterListWire {
         auto call = read_registry_call(wire);
         if (!call) return list_error(call.error());
-        auto list =
-            self->state.store->list(call->admin ? std::string_view() : std::string_view(call->tenant));
-        if (!list) return list_error(list.error());
-        return list_answer(list.value());
+        return list_answer(self->state.index.list(call->admin ? std::string() : call->tenant));
       },
       [self](unpin_atom, const PinWire& pin) {
         auto p = pin.decode();

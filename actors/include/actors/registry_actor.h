@@ -7,8 +7,9 @@
 // their adapter actor (answered once no running request pins them), then
 // removes them from the store, then answers.
 //
-// Store calls block on disk I/O (fsync, hashing): spawn it detached (its own
-// thread) outside tests.
+// Names resolve from an in-memory index of the catalog (registry_index.h);
+// publishes and deletes write the store first. Store calls block on disk
+// I/O (fsync, hashing): spawn it detached (its own thread) outside tests.
 #pragma once
 
 #include <map>
@@ -16,6 +17,7 @@
 #include <string>
 #include <utility>
 
+#include "actors/registry_index.h"
 #include "actors/service_actors.h"
 #include "runtime/adapter_store.h"
 
@@ -24,6 +26,7 @@ namespace myriad::actors {
 struct RegistryState {
   std::shared_ptr<AdapterStore> store;
   std::string base_model;  // the name that resolves to the base
+  RegistryIndex index;     // the catalog in memory; the store stays the record
   std::map<std::pair<std::string, std::string>, adapter_actor> adapters;  // (tenant, name) -> its actor
 };
 

@@ -41,6 +41,12 @@ struct EngineMetrics {
   uint64_t preemptions = 0;       // sequences whose KV was freed for recompute
   LatencyHistogram slot_load_ms;  // begin_load_adapter -> its completion applied
   LatencyHistogram step_device_ms;  // device time of a step, as the executor measured it
+  // Host time of Engine::step around the executor, for steps that ran rows:
+  // planning (scheduling, loads begun) and applying the result (sampling
+  // bookkeeping, events to the sinks). What overlapping the next plan with
+  // the device's step could hide at most.
+  LatencyHistogram step_plan_ms;
+  LatencyHistogram step_complete_ms;
   uint64_t rows_sum = 0;          // rows over all steps
   uint64_t tokens_sum = 0;        // new tokens over all steps
   int32_t max_running_seqs = 0;   // for occupancy

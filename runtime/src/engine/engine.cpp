@@ -1,6 +1,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "runtime/log.h"
@@ -286,6 +287,9 @@ Status Engine::complete_step(const Status& status, const StepResult& result, dou
 }
 
 Status Engine::step() {
+  using Host = std::chrono::steady_clock;  // host cost, whatever clock_ is (a simulator's is virtual)
+  auto ms_since = [](Host::time_point t) { return std::chrono::duration<double, std::milli>(Host::now() - t).count(); };
+  const auto started = Host::now();
   const StepPlan& plan = plan_step(clock_.now_ms());
   if (plan.rows.empty()) {
     result_.clear();
@@ -294,8 +298,12 @@ Status Engine::step() {
     const Status st = scheduler_->loading_slots().empty() ? ok_status() : executor_.step(plan, result_);
     return complete_step(st, result_, clock_.now_ms());
   }
+  metrics_.step_plan_ms.record(ms_since(started));
   const Status st = executor_.step(plan, result_);
-  return complete_step(st, result_, clock_.now_ms());
+  const auto stepped = Host::now();
+  const Status done = complete_step(st, result_, clock_.now_ms());
+  metrics_.step_complete_ms.record(ms_since(stepped));
+  return done;
 }
 
 Status Engine::run_until_idle(uint64_t max_steps) {

@@ -36,6 +36,8 @@ std::string EngineMetrics::to_json() const {
   j["preemptions"] = preemptions;
   j["slot_load_ms"] = hist_json(slot_load_ms);
   j["step_device_ms"] = hist_json(step_device_ms);
+  j["step_plan_ms"] = hist_json(step_plan_ms);
+  j["step_complete_ms"] = hist_json(step_complete_ms);
   j["batch_occupancy"] = batch_occupancy();
   j["token_occupancy"] = token_occupancy();
   return j.dump();
