@@ -517,7 +517,7 @@ int main(int argc, char** argv) {
 
   node::HttpOptions ho;
   ho.port = 0;
-  ho.max_in_flight_per_tenant = a.clients;
+  ho.limits = node::TenantLimits::create({a.clients, 0});
   auto server = node::HttpServer::start(**service, tenants.value(), ho);
   if (!server.ok()) return fail(server.error());
   const uint16_t port = (*server)->port();

@@ -212,6 +212,7 @@ using WallClock = std::chrono::steady_clock;
 
 struct HttpServer::Impl {
   Impl(NodeService& s, const Tenants& t, const HttpOptions& o) : service(s), tenants(t), opts(o) {
+    if (!opts.limits) opts.limits = TenantLimits::create({});
     gate->io = &io;
   }
   NodeService& service;
@@ -222,9 +223,6 @@ struct HttpServer::Impl {
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
   std::thread thread;
   // Touched on the io thread only.
-  std::map<std::string, int> in_flight;  // per tenant
-  // Per tenant: (when, tokens) of the last minute's admissions.
-  std::map<std::string, std::deque<std::pair<WallClock::time_point, int64_t>>> token_log;
   std::set<beast::tcp_stream*> open_streams;
   std::mt19937_64 seeds{std::random_device{}()};
   uint16_t bound_port = 0;
@@ -561,39 +559,10 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
                                 chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
       co_return co_await send(stream, std::move(res_));
     }
-  int& open = in_flight[caller.tenant];
-  if (open >= opts.max_in_flight_per_tenant)
-    {
-      auto res_ = error_response(req,
-                                   openai::rate_limited("tenant '" + caller.tenant + "' has " + std::to_string(open) +
-                                                        " requests open, the most it may; retry shortly"),
-                                   1);
-      co_return co_await send(stream, std::move(res_));
-    }
-
-  if (opts.tokens_per_minute_per_tenant > 0) {
-    auto& log = token_log[caller.tenant];
-    const auto now = WallClock::now();
-    while (!log.empty() && now - log.front().first >= std::chrono::minutes(1)) log.pop_front();
-    int64_t used = 0;
-    for (const auto& [when, n] : log) used += n;
-    const int64_t cost = prompt_len + max_tokens;
-    if (used + cost > opts.tokens_per_minute_per_tenant) {
-      const int retry_s = log.empty() ? 60
-                                      : int(std::chrono::duration_cast<std::chrono::seconds>(
-                                                log.front().first + std::chrono::minutes(1) - now)
-                                                .count()) +
-                                            1;
-      auto res_ = error_response(
-          req,
-          openai::rate_limited("tenant '" + caller.tenant + "' asked for " + std::to_string(used) +
-                               " tokens in the last minute; this request's " + std::to_string(cost) +
-                               " (prompt + max_tokens) would pass its limit of " +
-                               std::to_string(opts.tokens_per_minute_per_tenant)),
-          retry_s);
-      co_return co_await send(stream, std::move(res_));
-    }
-    log.emplace_back(now, cost);
+  auto [ticket, refused] = opts.limits->admit(caller.tenant, prompt_len + max_tokens);
+  if (refused) {
+    auto res_ = error_response(req, openai::rate_limited(refused->message), refused->retry_after_s);
+    co_return co_await send(stream, std::move(res_));
   }
 
   GenerateCall call;
@@ -627,12 +596,6 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
       auto res_ = error_response(req, api_error_of(id.error()), id.error().code == ErrorCode::kOverloaded ? 1 : 0);
       co_return co_await send(stream, std::move(res_));
     }
-  ++in_flight[caller.tenant];
-  struct Release {
-    std::map<std::string, int>& counts;
-    std::string tenant;
-    ~Release() { --counts[tenant]; }
-  } release{in_flight, caller.tenant};
 
   openai::ResponseMeta meta;
   meta.id = openai::response_id(endpoint, id.value());

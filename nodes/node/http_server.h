@@ -8,9 +8,9 @@
 // answer through the protocol layer (nodes/openai), errors in OpenAI's shape.
 // docs/api.md lists every field.
 //
-// Bounded: bodies over max_body_bytes get 413; a tenant with
-// max_in_flight_per_tenant requests open, or past its tokens per minute,
-// gets 429 with Retry-After; a
+// Bounded: bodies over max_body_bytes get 413; a tenant over its limits
+// (tenant_limits.h: open requests, tokens per minute) gets 429 with
+// Retry-After; a
 // client that disconnects mid-stream has its request cancelled.
 // Thread-safe: start/stop from any one thread.
 #pragma once
@@ -21,6 +21,7 @@
 
 #include "node_service.h"
 #include "runtime/result.h"
+#include "tenant_limits.h"
 #include "tenants.h"
 
 namespace myriad::node {
@@ -29,10 +30,9 @@ struct HttpOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8000;  // 0: any free port (port() says which)
   size_t max_body_bytes = size_t(8) << 20;
-  int max_in_flight_per_tenant = 256;
-  // Tokens a tenant may ask for per minute (prompt + max_tokens, counted at
-  // admission, as OpenAI's limits count them); 0 = no limit. Over it: 429.
-  int64_t tokens_per_minute_per_tenant = 0;
+  // Per-tenant limits (open requests, tokens per minute; over them: 429),
+  // shared with the RPC server; null = the server's own, by default values.
+  std::shared_ptr<TenantLimits> limits;
 };
 
 class HttpServer {

@@ -107,19 +107,19 @@ int main(int argc, char** argv) {
 
   auto service = node::NodeService::start(o);
   if (!service.ok()) return fail(service.error());
+  // One book of per-tenant limits for both front ends.
+  auto limits = node::TenantLimits::create({max_open, tokens_per_minute});
   node::HttpOptions ho;
   ho.host = http_addr.value().first;
   ho.port = http_addr.value().second;
   ho.max_body_bytes = max_body;
-  ho.max_in_flight_per_tenant = max_open;
-  ho.tokens_per_minute_per_tenant = tokens_per_minute;
+  ho.limits = limits;
   auto server = node::HttpServer::start(**service, tenants.value(), ho);
   if (!server.ok()) return fail(server.error());
   node::RpcOptions ro;
   ro.host = rpc_addr.value().first;
   ro.port = rpc_addr.value().second;
-  ro.max_in_flight_per_tenant = max_open;
-  ro.tokens_per_minute_per_tenant = tokens_per_minute;
+  ro.limits = limits;
   ro.max_upload_bytes = max_body;
   auto rpc_server = node::RpcServer::start(**service, tenants.value(), ro);
   if (!rpc_server.ok()) return fail(rpc_server.error());

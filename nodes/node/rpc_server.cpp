@@ -122,7 +122,9 @@ struct RpcServer::Impl {
   class UploadImpl;
   class GenerateOp;
 
-  Impl(NodeService& s, const Tenants& t, const RpcOptions& o) : service(s), tenants(t), opts(o) {}
+  Impl(NodeService& s, const Tenants& t, const RpcOptions& o) : service(s), tenants(t), opts(o) {
+    if (!opts.limits) opts.limits = TenantLimits::create({});
+  }
   void run(std::promise<Result<uint16_t>>& ready);
 
   NodeService& service;
@@ -136,37 +138,13 @@ struct RpcServer::Impl {
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_fulfiller;  // reset on the loop thread
 
   // The loop thread's own state.
-  std::map<std::string, int> in_flight;  // open generate calls per tenant
-  std::map<std::string, std::deque<std::pair<Clock::time_point, int64_t>>> token_log;
   std::set<GenerateOp*> ops;
   std::mt19937_64 seeds{std::random_device{}()};
 
-  // An admission check of HTTP's (http_server.cpp) for a request of
-  // `cost` tokens; records it when admitted.
-  std::optional<std::string> over_limit(const std::string& tenant, int64_t cost);
   // "name", "tenant/name[@N]" of the caller's tenant (any for an admin);
   // another tenant's name answers notFound exactly like a missing one.
   Result<AdapterName> own_name(const Caller& caller, std::string_view text) const;
 };
-
-std::optional<std::string> RpcServer::Impl::over_limit(const std::string& tenant, int64_t cost) {
-  const int open = in_flight[tenant];
-  if (open >= opts.max_in_flight_per_tenant)
-    return "tenant '" + tenant + "' has " + std::to_string(open) + " requests open, the most it may; retry shortly";
-  if (opts.tokens_per_minute_per_tenant > 0) {
-    auto& log = token_log[tenant];
-    const auto now = Clock::now();
-    while (!log.empty() && now - log.front().first >= std::chrono::minutes(1)) log.pop_front();
-    int64_t used = 0;
-    for (const auto& [when, n] : log) used += n;
-    if (used + cost > opts.tokens_per_minute_per_tenant)
-      return "tenant '" + tenant + "' asked for " + std::to_string(used) + " tokens in the last minute; this request's " +
-             std::to_string(cost) + " (prompt + maxTokens) would pass its limit of " +
-             std::to_string(opts.tokens_per_minute_per_tenant);
-    log.emplace_back(now, cost);
-  }
-  return std::nullopt;
-}
 
 Result<AdapterName> RpcServer::Impl::own_name(const Caller& caller, std::string_view text) const {
   auto n = parse_adapter_name(text, caller.tenant);
@@ -198,16 +176,15 @@ class RpcServer::Impl::GenerateOp {
     }
     if (registered_) {
       if (!final_) s_.service.cancel(id_);  // dropped call or connection: free its KV
-      --s_.in_flight[tenant_];
       s_.ops.erase(this);
     }
   }
 
   std::shared_ptr<Mailbox> mailbox() const { return mailbox_; }
-  void accepted(RequestId id) {
+  void accepted(RequestId id, TenantLimits::Ticket ticket) {
     id_ = id;
     registered_ = true;
-    ++s_.in_flight[tenant_];
+    ticket_ = std::move(ticket);
     s_.ops.insert(this);
   }
   const std::string& tenant() const { return tenant_; }
@@ -316,6 +293,7 @@ class RpcServer::Impl::GenerateOp {
   std::optional<api::TokenSink::Client> sink_;
   std::shared_ptr<Mailbox> mailbox_;
   kj::Promise<void> overflow_ = nullptr;
+  TenantLimits::Ticket ticket_;  // the request counts as open for its tenant while the op lives
   RequestId id_ = 0;
   bool registered_ = false, overflowed_ = false, logprobs_ = false;
   const Clock::time_point accepted_at_ = Clock::now();
@@ -739,8 +717,8 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
     return fail(SCode::INVALID_ARGUMENT, "maxTokens " + std::to_string(max_tokens) + " exceeds the context left, " +
                                              std::to_string(left) + " (the prompt has " + std::to_string(prompt_len) +
                                              " of the model's " + std::to_string(context_len) + " tokens)");
-  if (auto over = s_.over_limit(caller_->tenant, prompt_len + max_tokens))
-    return fail(SCode::OVERLOADED, *over);
+  auto [ticket, refused] = s_.opts.limits->admit(caller_->tenant, prompt_len + max_tokens);
+  if (refused) return fail(SCode::OVERLOADED, refused->message);
 
   GenerateCall call;
   call.model = ref.value();
@@ -768,7 +746,7 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
     if (id.error().code == ErrorCode::kCancelled) return fail(SCode::UNAVAILABLE, id.error().message);
     return fail(code_of(id.error()), id.error().message);
   }
-  op->accepted(id.value());
+  op->accepted(id.value(), std::move(*ticket));
   // The client may drop the call: its promise (and the op) is then
   // destroyed, which cancels the request.
   context.allowCancellation();

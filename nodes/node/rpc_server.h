@@ -5,8 +5,8 @@
 // through a per-request mailbox woken by a cross-thread fulfiller, so the
 // engine never waits for a client.
 //
-// Bounded like HTTP: a tenant with max_in_flight_per_tenant generate calls
-// open, or past its tokens per minute, gets resourceExhausted; an upload
+// Bounded like HTTP, by the same per-tenant book (tenant_limits.h): a tenant
+// over its open requests or tokens per minute gets `overloaded`; an upload
 // larger than max_upload_bytes gets resourceExhausted before a byte is sent;
 // a client that stops acknowledging its token stream until
 // max_buffered_events events of one request wait in its mailbox gets that
@@ -23,6 +23,7 @@
 
 #include "node_service.h"
 #include "runtime/result.h"
+#include "tenant_limits.h"
 #include "tenants.h"
 
 namespace myriad::node {
@@ -30,10 +31,9 @@ namespace myriad::node {
 struct RpcOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8001;  // 0: any free port (port() says which)
-  int max_in_flight_per_tenant = 256;
-  // Tokens a tenant may ask for per minute (prompt + maxTokens, counted at
-  // admission); 0 = no limit. Counted apart from HTTP's, with the same limit.
-  int64_t tokens_per_minute_per_tenant = 0;
+  // Per-tenant limits (open requests, tokens per minute), shared with the
+  // HTTP server; null = the server's own, by default values.
+  std::shared_ptr<TenantLimits> limits;
   size_t max_upload_bytes = size_t(8) << 20;  // adapter_model.safetensors of one upload
   size_t max_buffered_events = 4096;          // per request, waiting for the client to acknowledge
 };

@@ -97,6 +97,7 @@ class RpcNode {
   }
   bool alive() const { return kill(pid_, 0) == 0; }
   const std::string& rpc() const { return rpc_; }
+  const std::string& http() const { return http_; }
   const std::string& dir() const { return dir_; }
   std::string model() const { return dir_ + "/tiny"; }
   // A random adapter of the tiny model in dir()/NAME.
@@ -113,6 +114,17 @@ class RpcNode {
   std::string dir_, rpc_, http_;
   pid_t pid_ = -1;
 };
+
+// curl's output (status line and body) for a POST of `body` to the node's HTTP API.
+std::string http_post(const std::string& url, const std::string& body) {
+  FILE* p = popen(("curl -s -i -H 'Content-Type: application/json' -d '" + body + "' " + url).c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
 
 json parse_json(const CliRun& r) {
   const json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
@@ -367,6 +379,67 @@ TEST(NodeRpc, ADroppedCallIsCancelledAndTheNodeKeepsServing) {
   EXPECT_TRUE(node.alive());
 }
 
+// A sink that takes the first token and never acknowledges one: its client
+// stops reading its stream.
+class StallingSink final : public api::TokenSink::Server {
+ public:
+  explicit StallingSink(int& n) : n_(n) {}
+  kj::Promise<void> token(TokenContext) override {
+    ++n_;
+    return kj::NEVER_DONE;
+  }
+
+ private:
+  int& n_;
+};
+
+double output_tokens(const std::string& metrics) {
+  double total = 0;
+  std::istringstream in(metrics);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("myriad_output_tokens_total{", 0) == 0) total += std::stod(line.substr(line.rfind(' ') + 1));
+  return total;
+}
+
+TEST(NodeRpc, AClientThatStopsReadingNeverStallsTheStepLoop) {
+  RpcNode node({"--max-running", "4"});
+  capnp::EzRpcClient client(node.rpc());
+  auto& ws = client.getWaitScope();
+  auto root = client.getMain<api::Myriad>();
+  int got = 0;
+  auto req = root.generateRequest();
+  auto g = req.initRequest();
+  g.setModel("tiny");
+  g.getPrompt().setText("hi");
+  g.setMaxTokens(400);
+  g.setIgnoreEos(true);
+  req.setSink(kj::heap<StallingSink>(got));
+  auto stalled = req.send();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (got == 0 && std::chrono::steady_clock::now() < deadline) ws.poll();
+  ASSERT_GT(got, 0);
+  // From here this client acknowledges nothing, and while curl runs below it
+  // does not even read its socket (its event loop is not polled).
+  const std::string other = http_post(
+      node.http() + "/v1/completions", R"({"model": "tiny", "prompt": "hi", "max_tokens": 20, "ignore_eos": true})");
+  EXPECT_NE(other.find("HTTP/1.1 200"), std::string::npos) << other;
+  EXPECT_NE(other.find("\"completion_tokens\":20"), std::string::npos) << other;
+  // The engine went on with the stalled request as well: its 400 tokens were
+  // generated whether or not its client takes them.
+  double tokens = 0;
+  for (int i = 0; i < 200 && tokens < 420; ++i) {
+    tokens = output_tokens(node.metrics());
+    if (tokens < 420) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GE(tokens, 420) << node.metrics();
+  EXPECT_LE(got, 400);
+  // Dropping the stalled call frees it; the node keeps serving.
+  { auto dropped = kj::mv(stalled); }
+  const CliRun after = node.client("complete", "--model tiny --prompt hi --max-tokens 4 --ignore-eos --json", true);
+  EXPECT_EQ(after.code, 0) << after.out;
+  EXPECT_TRUE(node.alive());
+}
+
 TEST(NodeRpc, AHostileUploadIsRejectedAndChangesNothing) {
   RpcNode node({"--max-body-bytes", "200000"});
   const std::string good = node.make_adapter("good", 11);
@@ -401,6 +474,18 @@ TEST(NodeRpc, HealthAndModelsDescribeTheNode) {
   ASSERT_FALSE(m.getResult().isError());
   ASSERT_GE(m.getResult().getModels().size(), 1u);
   EXPECT_EQ(m.getResult().getModels()[0].getBase().getContextLength(), 512u);
+}
+
+TEST(NodeRpc, HttpAndRpcCountAgainstOneTokensPerMinuteLimit) {
+  // 100 tokens a minute: two HTTP requests of ~42 (prompt + max_tokens)
+  // leave too little for a third of the same size over RPC.
+  RpcNode node({"--tokens-per-minute-per-tenant", "100"});
+  const std::string body = R"({"model": "tiny", "prompt": "hi", "max_tokens": 40})";
+  EXPECT_NE(http_post(node.http() + "/v1/completions", body).find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_NE(http_post(node.http() + "/v1/completions", body).find("HTTP/1.1 200"), std::string::npos);
+  const CliRun r = node.client("complete", "--model tiny --prompt hi --max-tokens 40", true);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("would pass its limit of 100"), std::string::npos) << r.out;
 }
 
 }  // namespace
