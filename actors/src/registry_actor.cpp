@@ -28,10 +28,9 @@ Error no_such_model(const std::string& model) {
 // The caller's view of a name: its own tenant's, or any for an admin;
 // another tenant's is notFound, like a missing one.
 Result<AdapterName> name_for(const RegistryCallView& call) {
-  auto n = parse_adapter_name(call.name, call.tenant);
-  if (!n) return n.error();
-  if (!call.admin && n->tenant != call.tenant) return no_such_model(call.name);
-  return n.value();
+  auto n = parse_adapter_name_for(call.name, call.tenant, call.admin);
+  if (!n && n.error().code == ErrorCode::kNotFound) return no_such_model(call.name);
+  return n;
 }
 
 }  // namespace

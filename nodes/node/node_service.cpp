@@ -414,9 +414,9 @@ Result<std::vector<AdapterRecord>> NodeService::list_adapters(const Caller& call
 
 Result<std::vector<AdapterRecord>> NodeService::adapter_versions(const Caller& caller,
                                                                  std::string_view name) const {
-  auto n = parse_adapter_name(name, caller.tenant);
+  auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
   const auto missing = make_error(ErrorCode::kNotFound, "adapter '" + std::string(name) + "' does not exist");
-  if (!n.ok() || (!caller.admin && n.value().tenant != caller.tenant)) return missing;
+  if (!n.ok()) return missing;
   auto all = list_adapters(Caller{n.value().tenant, false});
   if (!all.ok()) return all.error();
   std::vector<AdapterRecord> out;

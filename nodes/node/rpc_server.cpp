@@ -147,11 +147,9 @@ struct RpcServer::Impl {
 };
 
 Result<AdapterName> RpcServer::Impl::own_name(const Caller& caller, std::string_view text) const {
-  auto n = parse_adapter_name(text, caller.tenant);
-  if (!n.ok()) return make_error(ErrorCode::kInvalidArgument, n.error().message);
-  if (!caller.admin && n.value().tenant != caller.tenant)
-    return make_error(ErrorCode::kNotFound, "adapter '" + std::string(text) + "' does not exist");
-  return n.value();
+  auto n = parse_adapter_name_for(text, caller.tenant, caller.admin);
+  if (!n.ok() && n.error().code != ErrorCode::kNotFound) return make_error(ErrorCode::kInvalidArgument, n.error().message);
+  return n;
 }
 
 // One accepted generate call, from submit to its final event. Owned by the
@@ -378,13 +376,10 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
     const std::string name = as_string(p.getName());
     // The name is checked before any byte is sent: its form, then its
     // tenant (another tenant's name is refused as the HTTP API refuses it).
-    auto n = parse_adapter_name(name, caller_.tenant);
+    auto n = parse_adapter_name_for(name, caller_.tenant, caller_.admin);
     if (!n.ok()) {
-      set_error(r, SCode::INVALID_ARGUMENT, n.error().message);
-      return kj::READY_NOW;
-    }
-    if (!caller_.admin && n.value().tenant != caller_.tenant) {
-      set_error(r, SCode::INVALID_ARGUMENT, "model '" + name + "' does not exist");
+      set_error(r, SCode::INVALID_ARGUMENT,
+                n.error().code == ErrorCode::kNotFound ? "model '" + name + "' does not exist" : n.error().message);
       return kj::READY_NOW;
     }
     if (n.value().version != 0) {

@@ -56,6 +56,23 @@ TEST(AdapterId, RoundTripsThroughItsText) {
   EXPECT_FALSE(parse_adapter_id("beta/sql@latest").ok());  // not a pinned id
 }
 
+TEST(AdapterId, ACallerNamesOnlyItsOwnTenantsAdaptersUnlessAdmin) {
+  auto own = parse_adapter_name_for("sql@2", "beta", false);
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own.value().to_string(), "beta/sql@2");
+  EXPECT_TRUE(parse_adapter_name_for("beta/sql", "beta", false).ok());
+  auto other = parse_adapter_name_for("alpha/sql", "beta", false);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(other.error().message, "adapter 'alpha/sql' does not exist");  // as a missing one answers
+  auto admin = parse_adapter_name_for("alpha/sql", "ops", true);
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(admin.value().tenant, "alpha");
+  auto bad = parse_adapter_name_for("beta/sql@x", "beta", false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST(AdapterId, HashAndOrderSeparateEveryField) {
   std::unordered_set<AdapterId, AdapterIdHash> set{{"a", "x", 1}, {"a", "x", 2}, {"b", "x", 1}, {"a", "y", 1}};
   EXPECT_EQ(set.size(), 4u);

@@ -58,6 +58,13 @@ Status check_adapter_name(std::string_view name);
 // Parses "tenant/name", "tenant/name@N", "tenant/name@latest", or a bare
 // "name[@...]" which belongs to `default_tenant`.
 Result<AdapterName> parse_adapter_name(std::string_view text, std::string_view default_tenant);
+
+// `text` as a caller of `caller_tenant` names an adapter (parse_adapter_name;
+// a bare name is the caller's). The one tenant rule of every front end:
+// another tenant's adapter is kNotFound ("adapter 'TEXT' does not exist"),
+// exactly as a missing one answers, unless the caller is an admin, who sees
+// every tenant.
+Result<AdapterName> parse_adapter_name_for(std::string_view text, std::string_view caller_tenant, bool admin);
 // Parses "tenant/name@N" exactly (N >= 1), as AdapterId::to_string writes it.
 Result<AdapterId> parse_adapter_id(std::string_view text);
 

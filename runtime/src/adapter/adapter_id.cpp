@@ -83,6 +83,14 @@ Result<AdapterName> parse_adapter_name(std::string_view text, std::string_view d
   return out;
 }
 
+Result<AdapterName> parse_adapter_name_for(std::string_view text, std::string_view caller_tenant, bool admin) {
+  auto n = parse_adapter_name(text, caller_tenant);
+  if (!n.ok()) return n.error();
+  if (!admin && n.value().tenant != caller_tenant)
+    return make_error(ErrorCode::kNotFound, "adapter '" + std::string(text) + "' does not exist");
+  return n;
+}
+
 Result<AdapterId> parse_adapter_id(std::string_view text) {
   const size_t at = text.rfind('@');
   if (at == std::string_view::npos)
