@@ -61,6 +61,7 @@ struct Args {
   int slots = 8;
   int rounds = 2;
   int threads = 0;
+  double think_ms = 0;
   uint64_t seed = 1;
   bool json = false;
 };
@@ -68,7 +69,12 @@ struct Args {
 struct Job {
   int adapter = 0;  // index; its tenant is adapter % tenants
   std::vector<int32_t> prompt;
+  double think_ms = 0;  // the client waits this long before sending it (the same in every arm)
 };
+
+void think(const Job& job) {
+  if (job.think_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(job.think_ms));
+}
 
 struct Outcome {
   double ttft_ms = -1;
@@ -180,7 +186,9 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
   beast::tcp_stream stream(io);
   beast::error_code ec;
   stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  if (!ec) stream.socket().set_option(net::ip::tcp::no_delay(true), ec);  // as curl and the OpenAI SDK do
   for (size_t j = 0; j < jobs.size(); ++j) {
+    think(jobs[j]);
     Outcome& o = out[j];
     if (ec) {
       o.error = "connect: " + ec.message();
@@ -256,6 +264,7 @@ void http_client(uint16_t port, const Args& a, const std::vector<Job>& jobs, std
 void direct_client(node::NodeService& s, const Args& a, const std::vector<Job>& jobs,
                    std::vector<Outcome>& out) {
   for (size_t j = 0; j < jobs.size(); ++j) {
+    think(jobs[j]);
     Outcome& o = out[j];
     const Job& job = jobs[j];
     const auto s0 = WallClock::now();
@@ -342,6 +351,7 @@ class EngineArm final : public EventSink {
 
 void engine_client(EngineArm& e, const Args& a, const std::vector<Job>& jobs, std::vector<Outcome>& out) {
   for (size_t j = 0; j < jobs.size(); ++j) {
+    think(jobs[j]);
     Outcome& o = out[j];
     const Job& job = jobs[j];
     Request r;
@@ -435,6 +445,10 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", a.rounds, "rounds of each mode, interleaved (default 2)")
       ->check(cli::at_least(1));
   app.add_option("--threads", a.threads, "CPU threads of the executor (default: every core)");
+  app.add_option("--think-ms", a.think_ms,
+                 "mean of a random (exponential) pause of each client before each request (default 0: none); "
+                 "arrivals then fall anywhere in an engine step rather than just after one ended")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", a.seed, "workload seed (default 1)");
   app.add_flag("--json", a.json, "print JSON instead of the table");
   cli::add_log_level(app, log_level);
@@ -529,6 +543,7 @@ int main(int argc, char** argv) {
       Job j;
       j.adapter = int(rng() % uint64_t(a.adapters));
       for (int i = 0; i < a.prompt_len; ++i) j.prompt.push_back(int32_t(rng() % 256));  // byte tokens
+      if (a.think_ms > 0) j.think_ms = std::exponential_distribution<double>(1.0 / a.think_ms)(rng);
       js.push_back(std::move(j));
     }
 
@@ -597,9 +612,9 @@ int main(int argc, char** argv) {
   } else {
     std::printf(
         "service_load: %d clients x %d requests (%d), %d adapters of %d tenants, prompt %d, output %d, "
-        "%d slots, %d rounds each after a warm-up, interleaved (medians)\n",
+        "%d slots, think %.0f ms, %d rounds each after a warm-up, interleaved (medians)\n",
         a.clients, a.requests_per_client, total, a.adapters, a.tenants, a.prompt_len, a.output_len, a.slots,
-        a.rounds);
+        a.think_ms, a.rounds);
     std::printf("  %-24s %11s %11s %11s %11s %11s\n", "", "engine", "actors", "actors+HTTP", "actors/eng",
                 "HTTP/eng");
     auto row = [&](const char* name, double Figures::*f) {

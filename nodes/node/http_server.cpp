@@ -250,6 +250,10 @@ net::awaitable<void> HttpServer::Impl::listen() {
 }
 
 net::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
+  // Each token goes out as its own small write: without NODELAY, Nagle holds
+  // one back until the client's (delayed, up to 40 ms) ACK of the last.
+  beast::error_code nodelay_ec;
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
   beast::tcp_stream stream(std::move(socket));
   open_streams.insert(&stream);
   beast::flat_buffer buffer;
