@@ -139,6 +139,8 @@ struct WorkerLoad {
   stepMs @10 :Float32;                         # mean device time of recent steps (ms)
   draining @11 :Bool;                          # refusing new requests (shutting down): place elsewhere
   slots @12 :List(SlotContent);                # the occupied device slots (residency, for placement by affinity)
+  pendingTokens @13 :UInt64;                   # tokens to compute for queued and running requests (prompt left to prefill + output to come): load for placement
+  hostCached @14 :List(Common.AdapterId);      # versions in the worker's host memory: a slot load from there needs no fetch
 }
 
 # ---- Appended with the service's actors (gateway, registry, adapter,

@@ -27,7 +27,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   std::vector<WorkerView> views;
   views.reserve(s.workers.size());
   for (const auto& w : s.workers) views.push_back(w.view);
-  auto where = place(views, request.adapters, s.options.placement);
+  auto where = place(views, request.adapters, s.options.placement, s.draws());
   if (!where) {
     unpin(self, pinned, id);
     rp.deliver(refused(where.error()));
@@ -38,6 +38,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   // Routed before the submit: the worker's first event may overtake the scheduler's answer.
   s.routes[id] = GatewayState::Route{client, w, pinned, 0};
   ++s.workers[w].view.placed_since_report;
+  s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
   // Events go from the worker straight to the client (one hop per token);
   // the final one also comes here, through the scheduler (released).
   self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(request, 0), client)
@@ -65,6 +66,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
 gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry, GatewayOptions options) {
   self->state.registry = std::move(registry);
   self->state.options = std::move(options);
+  self->state.draws.seed(self->state.options.placement_seed);
   // Ids unique across restarts: milliseconds since the epoch in the high bits.
   self->state.next_id = (uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
@@ -147,9 +149,13 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           w.view.queued = load.getQueued();
           w.view.running = load.getRunning();
           w.view.draining = load.getDraining();
+          w.view.pending_tokens = load.getPendingTokens();
           w.view.placed_since_report = 0;
+          w.view.placed_tokens_since_report = 0;
           w.view.resident.clear();
           for (auto slot : load.getSlots()) w.view.resident.push_back(read_adapter_id(slot.getAdapter()));
+          w.view.host_cached.clear();
+          for (auto id : load.getHostCached()) w.view.host_cached.push_back(read_adapter_id(id));
         }
       },
       [self](add_worker_atom, const std::string& id, const scheduler_actor& scheduler) {

@@ -125,7 +125,8 @@ void report(Self self) {
   auto slots = s.slots;
   auto seq = s.seq;
   auto routes = s.routes;
-  s.engine->inspect([setup, slots, seq, routes](const Engine& engine) {
+  const AdapterCache* cache = s.cache.get();  // outlives the engine's loop (state order)
+  s.engine->inspect([setup, slots, seq, routes, cache](const Engine& engine) {
     const Scheduler& sched = engine.scheduler();
     std::map<int32_t, SlotReport> now;
     for (int32_t slot = 0; slot < sched.config().num_slots; ++slot)
@@ -173,6 +174,10 @@ void report(Self self) {
       }
       const auto& steps = engine.metrics().step_device_ms;
       w.setStepMs(float(steps.mean_ms()));
+      w.setPendingTokens(sched.pending_tokens());
+      const std::vector<AdapterId> cached = cache->cached_ids();
+      auto host = w.initHostCached(uint32_t(cached.size()));
+      for (uint32_t i = 0; i < cached.size(); ++i) write_adapter_id(cached[i], host[i]);
     });
     caf::anon_send(scheduler, load_atom::value, std::move(load));
   });

@@ -204,17 +204,19 @@ class ServiceActors : public ::testing::Test {
     return read_accepted(next<AcceptedWire>());
   }
 
-  static WorkerLoadWire load(const std::string& worker, uint64_t seq, uint32_t running,
-                             const std::vector<AdapterId>& resident) {
+  static WorkerLoadWire load(const std::string& worker, uint64_t seq, uint64_t pending_tokens,
+                             const std::vector<AdapterId>& resident, const std::vector<AdapterId>& cached = {}) {
     return WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
       w.setWorker(worker);
       w.setSeq(seq);
-      w.setRunning(running);
+      w.setPendingTokens(pending_tokens);
       auto slots = w.initSlots(uint32_t(resident.size()));
       for (uint32_t i = 0; i < resident.size(); ++i) {
         slots[i].setSlot(i);
         write_adapter_id(resident[i], slots[i].initAdapter());
       }
+      auto host = w.initHostCached(uint32_t(cached.size()));
+      for (uint32_t i = 0; i < cached.size(); ++i) write_adapter_id(cached[i], host[i]);
     });
   }
 
@@ -251,21 +253,30 @@ TEST_F(ServiceActors, PlacementPrefersTheWorkerHoldingTheAdapterUntilItIsTooBusy
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
   self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
   self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
-  self()->send(gw, load_atom::value, load("w0", 1, 5, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 20, {a.id}));
+  self()->send(gw, load_atom::value, load("w0", 1, 500, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 2000, {a.id}));
   sched().run();
   auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
 
-  ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());  // warm w1: 20 <= 5 + 32
+  ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());  // warm w1: 2000 <= 500 + 4096 tokens
   EXPECT_EQ(w1->submitted.size(), 1u);
-  ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());  // the base: least loaded
+  ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());  // the base: the less loaded
   EXPECT_EQ(w0->submitted.size(), 1u);
-  self()->send(gw, load_atom::value, load("w1", 2, 60, {a.id}));  // too busy now
-  self()->send(gw, load_atom::value, load("w1", 1, 0, {}));       // a stale report: ignored
+  self()->send(gw, load_atom::value, load("w1", 2, 6000, {a.id}));  // too busy now: a copy goes to w0
+  self()->send(gw, load_atom::value, load("w1", 1, 0, {}));         // a stale report: ignored
   sched().run();
   ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());
   EXPECT_EQ(w0->submitted.size(), 2u);
   EXPECT_EQ(w1->submitted.size(), 1u);
+  // Host memory is warmer than nothing: w1 (lighter, nothing there) loses to
+  // w0, which has the adapter in RAM.
+  self()->send(gw, load_atom::value, load("w0", 2, 900, {}, {a.id}));
+  self()->send(gw, load_atom::value, load("w1", 3, 100, {}));
+  sched().run();
+  ASSERT_TRUE(generate(gw, "alpha", "alpha/a", client).ok());
+  EXPECT_EQ(w0->submitted.size(), 3u);
+  ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());  // the base: no affinity, the lighter
+  EXPECT_EQ(w1->submitted.size(), 2u);
   // Another tenant's adapter is not found, exactly like a missing one.
   auto other = generate(gw, "beta", "alpha/a", client);
   auto missing = generate(gw, "beta", "alpha/nope", client);

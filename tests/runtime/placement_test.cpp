@@ -1,8 +1,11 @@
-// Placement (runtime/placement.h): adapter affinity within a slack, else the
-// least loaded worker; draining workers never chosen; deterministic ties.
+// Placement (runtime/placement.h): affinity tiers (slot, then host memory),
+// replication past a bound, power of two choices by load in tokens;
+// draining workers never chosen; deterministic for a given draw.
 #include "runtime/placement.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
 
 namespace myriad {
 namespace {
@@ -10,11 +13,13 @@ namespace {
 const AdapterId kA{"alpha", "a", 1};
 const AdapterId kB{"beta", "b", 2};
 
-WorkerView worker(std::string id, uint32_t load, std::vector<AdapterId> resident = {}) {
+WorkerView worker(std::string id, uint64_t tokens, std::vector<AdapterId> resident = {},
+                  std::vector<AdapterId> cached = {}) {
   WorkerView w;
   w.id = std::move(id);
-  w.running = load;
+  w.pending_tokens = tokens;
   w.resident = std::move(resident);
+  w.host_cached = std::move(cached);
   return w;
 }
 
@@ -24,29 +29,70 @@ std::vector<AdapterUse> uses(std::initializer_list<AdapterId> ids) {
   return out;
 }
 
-TEST(Placement, TheWarmWorkerWinsWithinTheSlack) {
-  std::vector<WorkerView> w = {worker("w0", 5), worker("w1", 20, {kA})};
-  EXPECT_EQ(place(w, uses({kA})).value(), 1u);  // 20 <= 5 + 32
+PlacementOptions least_loaded() {
+  PlacementOptions o;
+  o.power_of_two = false;
+  return o;
+}
+
+TEST(Placement, ASlotBeatsHostMemoryBeatsNothingWithinTheBound) {
+  std::vector<WorkerView> w = {worker("w0", 100), worker("w1", 900, {}, {kA}), worker("w2", 2000, {kA})};
+  EXPECT_EQ(affinity_tier(w[0], uses({kA})), 0);
+  EXPECT_EQ(affinity_tier(w[1], uses({kA})), 1);
+  EXPECT_EQ(affinity_tier(w[2], uses({kA})), 2);
+  EXPECT_EQ(place(w, uses({kA})).value(), 2u);  // 2000 <= 100 + 4096
+  w[2].resident.clear();
+  EXPECT_EQ(place(w, uses({kA})).value(), 1u);  // in host memory: no fetch
   EXPECT_EQ(place(w, uses({kB})).value(), 0u);  // nobody holds b: least loaded
   EXPECT_EQ(place(w, {}).value(), 0u);          // the base model: least loaded
-  w[1].running = 40;                            // 40 > 5 + 32: a second copy is cheaper
-  EXPECT_EQ(place(w, uses({kA})).value(), 0u);
+}
+
+TEST(Placement, AHotAdapterIsReplicatedPastTheBound) {
+  std::vector<WorkerView> w = {worker("w0", 100), worker("w1", 5000, {kA})};
+  EXPECT_EQ(place(w, uses({kA})).value(), 0u);  // 5000 > 100 + 4096: a second copy on w0
   PlacementOptions wide;
-  wide.affinity_slack = 100;
+  wide.replicate_above_tokens = 10000;
   EXPECT_EQ(place(w, uses({kA}), wide).value(), 1u);
+  // The warm worker past the bound falls back a tier, to host memory, before nothing.
+  w.push_back(worker("w2", 3000, {}, {kA}));
+  EXPECT_EQ(place(w, uses({kA})).value(), 2u);
 }
 
 TEST(Placement, AMixtureNeedsEveryAdapterOnTheWorker) {
-  std::vector<WorkerView> w = {worker("w0", 3, {kA}), worker("w1", 9, {kA, kB})};
-  EXPECT_EQ(place(w, uses({kA, kB})).value(), 1u);
-  EXPECT_EQ(place(w, uses({kA})).value(), 0u);  // both warm: the less loaded
+  std::vector<WorkerView> w = {worker("w0", 30, {kA}), worker("w1", 90, {kA, kB}), worker("w2", 10, {}, {kB})};
+  EXPECT_EQ(place(w, uses({kA, kB}), least_loaded()).value(), 1u);
+  EXPECT_EQ(place(w, uses({kA}), least_loaded()).value(), 0u);  // both warm: the less loaded
+  w[1].resident = {kB};
+  w[1].host_cached = {kA};
+  EXPECT_EQ(place(w, uses({kA, kB}), least_loaded()).value(), 1u);  // one in a slot, one in memory: tier 1
 }
 
-TEST(Placement, LoadCountsWhatWasPlacedSinceTheReport) {
-  std::vector<WorkerView> w = {worker("w0", 2), worker("w1", 3)};
-  EXPECT_EQ(place(w, {}).value(), 0u);
-  w[0].placed_since_report = 2;  // 4 > 3
-  EXPECT_EQ(place(w, {}).value(), 1u);
+TEST(Placement, LoadCountsTokensPlacedSinceTheReport) {
+  std::vector<WorkerView> w = {worker("w0", 200), worker("w1", 300)};
+  EXPECT_EQ(place(w, {}, least_loaded()).value(), 0u);
+  w[0].placed_tokens_since_report = 150;  // 350 > 300
+  EXPECT_EQ(place(w, {}, least_loaded()).value(), 1u);
+  // Tokens, not requests: one long request outweighs three short ones.
+  std::vector<WorkerView> v = {worker("long", 2048), worker("short", 3 * 48)};
+  EXPECT_EQ(place(v, {}, least_loaded()).value(), 1u);
+}
+
+TEST(Placement, PowerOfTwoTakesTheLighterOfTwoDrawnAndSpreadsABurst) {
+  std::vector<WorkerView> w = {worker("w0", 0), worker("w1", 0), worker("w2", 0), worker("w3", 50)};
+  // Every draw pairs two distinct workers and takes the lighter, so w3 (the
+  // heaviest) is never chosen: whoever it is paired with is lighter.
+  std::map<size_t, int> chosen;
+  for (uint64_t draw = 0; draw < 4 * 3; ++draw) {
+    const size_t i = place(w, {}, {}, draw).value();
+    ++chosen[i];
+    EXPECT_NE(i, 3u) << "draw " << draw << ": w3 is heavier than any worker it can be paired with";
+  }
+  // Equal reports: the draws spread the requests over the three light
+  // workers (always-least-loaded would send every one to w0 until a report).
+  EXPECT_EQ(chosen.size(), 3u);
+  EXPECT_EQ(place(w, {}, least_loaded(), 7).value(), 0u);
+  // The same draw, the same answer.
+  EXPECT_EQ(place(w, {}, {}, 5).value(), place(w, {}, {}, 5).value());
 }
 
 TEST(Placement, DrainingWorkersAreSkippedAndTiesGoToTheFirst) {

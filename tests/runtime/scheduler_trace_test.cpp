@@ -55,6 +55,25 @@ TEST(SchedulerTrace, AdmissionStopsAtMaxRunningAndTokenBudget) {
   EXPECT_EQ(u.step(), "run 2:-:0+2*; done 2:length");
 }
 
+TEST(SchedulerTrace, QueuedTokensCountPromptAndOutputUntilAdmittedOrCancelled) {
+  SchedulerConfig c = small_config();
+  c.max_running_seqs = 1;
+  Trace t(c);
+  const Scheduler& s = t.engine().scheduler();
+  t.submit("", 3, 2);
+  const RequestId second = t.submit("", 5, 4);
+  t.submit("", 1, 1);
+  EXPECT_EQ(s.queued_tokens(), 5u + 9u + 2u);
+  EXPECT_EQ(t.step(), "run 1:-:0+3*; wait -:max_running(2)");
+  EXPECT_EQ(s.queued_tokens(), 9u + 2u);  // admitted: no longer waiting
+  EXPECT_TRUE(t.engine().cancel(second));
+  EXPECT_EQ(s.queued_tokens(), 2u);
+  while (t.step() != "idle") {
+  }
+  EXPECT_EQ(s.queued_tokens(), 0u);
+  EXPECT_EQ(s.num_queued(), 0u);
+}
+
 TEST(SchedulerTrace, AdmissionWaitsForKvBlocksAndTakesWhatFits) {
   SchedulerConfig c = small_config();
   c.num_kv_blocks = 4;  // 16 token positions

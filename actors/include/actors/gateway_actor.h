@@ -1,7 +1,8 @@
 // The gateway actor: the front door of the service. For each Generate of an
 // authenticated caller (the front ends check keys) it asks the registry to
 // resolve the model and pin the version for this request, places the request
-// on a worker (runtime/placement.h: adapter affinity, then least loaded, over
+// on a worker (runtime/placement.h: adapter affinity by slot then host memory,
+// replication past a bound, power of two choices by load in tokens, over
 // the workers' latest load reports), and submits it to that worker's
 // scheduler actor; the answer (accepted with its id, or refused: notFound,
 // invalidArgument, overloaded, unavailable) goes back to the front end. It
@@ -25,6 +26,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -37,6 +39,7 @@ namespace myriad::actors {
 struct GatewayOptions {
   std::string base_model;  // the name of the served base model
   PlacementOptions placement;
+  uint64_t placement_seed = 1;  // the draws of power of two choices (fixed: tests replay)
 };
 
 struct GatewayState {
@@ -57,6 +60,7 @@ struct GatewayState {
   std::unordered_map<uint64_t, Route> routes;
   uint64_t next_id = 1;
   bool draining = false;
+  std::mt19937_64 draws{1};  // seeded from options.placement_seed
 };
 
 gateway_actor::behavior_type gateway_behavior(gateway_actor::stateful_pointer<GatewayState> self,

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/adapter_id.h"
 #include "runtime/lora_weights.h"
@@ -57,6 +58,7 @@ class AdapterCache {
 
   bool registered(const AdapterId& key) const;
   bool cached(const AdapterId& key) const;
+  std::vector<AdapterId> cached_ids() const;  // in host memory now, in no particular order
   size_t num_registered() const;
   size_t num_cached() const;
   size_t bytes_used() const;

@@ -157,6 +157,13 @@ class Scheduler {
   const SchedulerConfig& config() const { return config_; }
   const SchedulerStats& stats() const { return stats_; }
   size_t num_queued() const { return num_queued_; }
+  // Work waiting in the queues, in tokens: each queued request's prompt (and
+  // tokens generated before a preemption) to prefill plus the tokens it may
+  // still generate. What placement balances (a request count hides sizes).
+  uint64_t queued_tokens() const { return queued_tokens_; }
+  // queued_tokens() plus the running requests' prompt left to prefill and
+  // output still to come: the worker's whole backlog, for a load report.
+  uint64_t pending_tokens() const;
   size_t num_running() const { return running_.size(); }
   size_t num_paused() const { return num_paused_; }
   bool has_work() const {
@@ -243,6 +250,9 @@ class Scheduler {
   std::vector<Sequence*> step_seqs_;    // [plan.rows]
   std::vector<uint32_t> reserve_;       // scratch: suffix sums of guaranteed tokens
   size_t num_queued_ = 0;
+  uint64_t queued_tokens_ = 0;
+  void count_queued(Sequence& s);    // s joins a queue
+  void uncount_queued(Sequence& s);  // s leaves it
   size_t num_paused_ = 0;
   int32_t budget_left_ = 0;
   double now_ms_ = 0.0;  // of the schedule() in progress

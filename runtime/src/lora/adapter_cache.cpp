@@ -115,6 +115,14 @@ bool AdapterCache::registered(const AdapterId& key) const {
   std::lock_guard lock(mu_);
   return entries_.count(key) > 0;
 }
+std::vector<AdapterId> AdapterCache::cached_ids() const {
+  std::lock_guard lock(mu_);
+  std::vector<AdapterId> out;
+  for (const auto& [id, e] : entries_)
+    if (e.weights) out.push_back(id);
+  return out;
+}
+
 bool AdapterCache::cached(const AdapterId& key) const {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);

@@ -107,7 +107,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->was_paused = false;
   by_id_.emplace(s->id, s);
   a->queue.push_back(s);
-  ++num_queued_;
+  count_queued(*s);
   mark_waiting(*a, now_ms);
   if (request.timeout_ms != kNoDeadline) deadlines_.push({now_ms + request.timeout_ms, s->id, s->order});
   ++stats_.submitted;
@@ -129,7 +129,28 @@ void Scheduler::remove_from_queue(Sequence& s) {
   auto it = std::find(q.begin(), q.end(), &s);
   MYRIAD_CHECK(it != q.end(), "queued request " + std::to_string(s.id) + " missing from its adapter queue");
   q.erase(it);
+  uncount_queued(s);
+}
+
+uint64_t Scheduler::pending_tokens() const {
+  uint64_t total = queued_tokens_;
+  for (const Sequence* s : running_) {
+    if (s->state != SeqState::kRunning) continue;  // ended, not yet compacted away
+    total += s->tokens.size() - s->num_computed + (s->max_tokens > s->generated ? s->max_tokens - s->generated : 0);
+  }
+  return total;
+}
+
+void Scheduler::count_queued(Sequence& s) {
+  ++num_queued_;
+  s.queued_work = s.tokens.size() + (s.max_tokens > s.generated ? s.max_tokens - s.generated : 0);
+  queued_tokens_ += s.queued_work;
+}
+
+void Scheduler::uncount_queued(Sequence& s) {
   --num_queued_;
+  queued_tokens_ -= s.queued_work;
+  s.queued_work = 0;
 }
 
 void Scheduler::retire(Sequence& s) {

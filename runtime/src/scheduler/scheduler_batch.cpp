@@ -15,7 +15,7 @@ void Scheduler::preempt(Sequence& s) {
   q.insert(std::upper_bound(q.begin(), q.end(), &s,
                             [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
            &s);
-  ++num_queued_;
+  count_queued(s);
   ++stats_.preemptions;
   ++out_.num_preempted;
 }
@@ -38,7 +38,7 @@ bool Scheduler::reclaim_paused(const Sequence* keep) {
   q.insert(std::upper_bound(q.begin(), q.end(), victim,
                             [](const Sequence* x, const Sequence* y) { return x->order < y->order; }),
            victim);
-  ++num_queued_;
+  count_queued(*victim);
   ++stats_.preemptions;
   ++out_.num_preempted;
   return true;
@@ -170,7 +170,7 @@ void Scheduler::plan_admissions() {
       --num_paused_;
     } else {
       best->queue.pop_front();
-      --num_queued_;
+      uncount_queued(s);
     }
     s.state = SeqState::kRunning;
     s.in_running = true;

@@ -40,6 +40,7 @@ struct Scheduler::Sequence {
   double submit_ms = 0.0;
   double first_admit_ms = -1.0;
   uint64_t order = 0;  // submission order (FIFO across adapters)
+  uint64_t queued_work = 0;  // tokens it added to queued_tokens_ when it last queued (taken off as it leaves)
   SeqState state = SeqState::kDone;
   bool in_running = false;  // present in running_ (removed by compaction or pop)
   bool was_paused = false;  // paused once already: a later swap-out lets it finish (progress)
