@@ -1,5 +1,6 @@
 #include "actors/gateway_actor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -36,7 +37,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   const size_t w = where.value();
   const std::string model = adapter ? adapter->id.to_string() : s.options.base_model;
   // Routed before the submit: the worker's first event may overtake the scheduler's answer.
-  s.routes[id] = GatewayState::Route{client, w, pinned, 0};
+  s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
   ++s.workers[w].view.placed_since_report;
   s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
   // Events go from the worker straight to the client (one hop per token);
@@ -61,12 +62,79 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
           });
 }
 
+// Ends a request the gateway can no longer run: one final (failed) event to
+// its client, from an attempt newer than any it has seen.
+void fail_route(Self self, uint64_t id, const Error& error) {
+  auto it = self->state.routes.find(id);
+  if (it == self->state.routes.end()) return;
+  self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt + 1, &error));
+  unpin(self, it->second.adapter, id);
+  self->state.routes.erase(it);
+}
+
+// A request whose worker was lost goes to another worker as attempt + 1,
+// from its prompt with the same seed (the front end's AttemptFilter passes
+// each token index to the client once); with no worker left, it fails.
+void place_again(Self self, uint64_t id) {
+  GatewayState& s = self->state;
+  auto it = s.routes.find(id);
+  if (it == s.routes.end()) return;
+  GatewayState::Route& route = it->second;
+  const std::string lost = s.workers[route.worker].view.id;
+  std::vector<WorkerView> views;
+  for (const auto& w : s.workers) views.push_back(w.view);
+  auto where = place(views, route.request.adapters, s.options.placement, s.draws());
+  if (!where) {
+    fail_route(self, id,
+               make_error(ErrorCode::kUnavailable,
+                          "worker " + lost + " was lost and no other worker can take the request: " +
+                              where.error().message));
+    return;
+  }
+  const size_t w = where.value();
+  const uint32_t attempt = ++route.attempt;
+  route.worker = w;
+  ++s.workers[w].view.placed_since_report;
+  s.workers[w].view.placed_tokens_since_report += route.request.prompt.size() + route.request.max_tokens;
+  self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(route.request, attempt),
+                route.client)
+      .then(
+          [self, id, attempt](const AcceptedWire& answer) {
+            auto ok = read_accepted(answer);
+            auto r = self->state.routes.find(id);
+            if (ok || r == self->state.routes.end() || r->second.attempt != attempt) return;
+            fail_route(self, id, ok.error());
+          },
+          [self, id, attempt](caf::error& err) {
+            auto r = self->state.routes.find(id);
+            if (r == self->state.routes.end() || r->second.attempt != attempt) return;
+            fail_route(self, id,
+                       make_error(ErrorCode::kUnavailable, "the worker did not answer: " + to_string(err)));
+          });
+}
+
+void worker_lost(Self self, const caf::actor_addr& who) {
+  GatewayState& s = self->state;
+  for (size_t w = 0; w < s.workers.size(); ++w) {
+    GatewayState::Worker& worker = s.workers[w];
+    if (worker.lost || caf::actor_cast<caf::actor_addr>(worker.scheduler) != who) continue;
+    worker.lost = true;
+    worker.view.draining = true;  // placement skips it
+    std::vector<uint64_t> orphans;
+    for (const auto& [id, route] : s.routes)
+      if (route.worker == w) orphans.push_back(id);
+    std::sort(orphans.begin(), orphans.end());  // a deterministic order
+    for (uint64_t id : orphans) place_again(self, id);
+  }
+}
+
 }  // namespace
 
 gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry, GatewayOptions options) {
   self->state.registry = std::move(registry);
   self->state.options = std::move(options);
   self->state.draws.seed(self->state.options.placement_seed);
+  self->set_down_handler([self](caf::down_msg& down) { worker_lost(self, down.source); });
   // Ids unique across restarts: milliseconds since the epoch in the high bits.
   self->state.next_id = (uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
@@ -162,6 +230,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         GatewayState::Worker w;
         w.view.id = id;
         w.scheduler = scheduler;
+        self->monitor(scheduler);  // its down message re-places what ran there
         self->state.workers.push_back(std::move(w));
       },
       [self](drain_atom) -> caf::typed_response_promise<bool> {

@@ -40,6 +40,9 @@ void settle_drain(Self self) {
 scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker, load_sink_actor load_sink,
                                                   SchedulerActorOptions options) {
   self->state.worker = std::move(worker);
+  // A scheduler lives and dies with its worker: the gateway, which monitors
+  // the scheduler, then places the worker's requests elsewhere.
+  if (self->state.worker) self->link_to(self->state.worker);
   self->state.load_sink = std::move(load_sink);
   self->state.options = std::move(options);
   return {

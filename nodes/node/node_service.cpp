@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "actors/attempt_filter.h"
 #include "actors/event_wire.h"
 #include "actors/gateway_actor.h"
 #include "actors/message_types.h"
@@ -130,12 +131,16 @@ struct NodeService::Actors {
 namespace {
 
 event_sink_actor::behavior_type relay_behavior(std::shared_ptr<NodeService::Dispatch> dispatch) {
+  auto filter = std::make_shared<AttemptFilter>();  // this actor's alone: a re-placed request's tokens reach the callback once
   return {
-      [dispatch](event_atom, const EventWire& wire) {
+      [dispatch, filter](event_atom, const EventWire& wire) {
         auto d = wire.decode();
         if (!d) return;
         auto event = read_event(d->get());
-        if (event) dispatch->on_event(event->view());
+        if (!event) return;
+        const RequestEvent& e = event->view();
+        if (filter->pass(e.id, d->get().getAttempt(), e.is_final(), e.kind == EventKind::kToken, e.index))
+          dispatch->on_event(e);
       },
   };
 }

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "actors/attempt_filter.h"
 #include "actors/adapter_info_wire.h"
 #include "actors/common_wire.h"
 #include "actors/event_wire.h"
@@ -37,6 +38,7 @@ namespace fs = std::filesystem;
 // What a stand-in worker or scheduler was sent.
 struct Log {
   std::vector<uint64_t> submitted;
+  std::vector<uint32_t> attempts;  // of each submit
   std::vector<uint64_t> cancelled;
   std::vector<event_sink_actor> sinks;
   int drains = 0;
@@ -67,6 +69,7 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
       [log](submit_atom, const SubmitWire& wire, const event_sink_actor& sink) {
         const uint64_t id = wire.decode()->get().getRequestId();
         log->submitted.push_back(id);
+        log->attempts.push_back(wire.decode()->get().getAttempt());
         log->sinks.push_back(sink);
         return accepted(id, {});
       },
@@ -473,6 +476,62 @@ TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainW
   auto refused = generate(gw, "default", "tiny", client);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+}
+
+TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenFailWhenNoneIsLeft) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto s0 = keep(sys_->spawn(recording_scheduler, w0));
+  auto s1 = keep(sys_->spawn(recording_scheduler, w1));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
+  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
+  self()->send(gw, load_atom::value, load("w0", 1, 100, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 3000, {}));
+  sched().run();
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto a = generate(gw, "alpha", "tiny", client);
+  auto b = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(w0->submitted.size(), 2u);
+
+  caf::anon_send_exit(s0, caf::exit_reason::kill);  // the worker's process died
+  sched().run();
+  ASSERT_EQ(w1->submitted, (std::vector<uint64_t>{std::min(a.value(), b.value()), std::max(a.value(), b.value())}));
+  EXPECT_EQ(w1->attempts, (std::vector<uint32_t>{1, 1}));  // the same ids, a newer attempt
+  EXPECT_TRUE(seen->events.empty()) << "placed again invisibly: the client was told nothing";
+  auto c = generate(gw, "alpha", "tiny", client);  // new requests skip the lost worker
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(w1->submitted.size(), 3u);
+  EXPECT_EQ(w0->submitted.size(), 2u);
+
+  caf::anon_send_exit(s1, caf::exit_reason::kill);  // no worker left
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 3u);  // one final each
+  for (const RequestEvent& e : seen->events) {
+    EXPECT_EQ(e.kind, EventKind::kFailed);
+    EXPECT_EQ(e.error.code, ErrorCode::kUnavailable);
+    EXPECT_NE(e.error.message.find("no other worker can take the request"), std::string::npos) << e.error.message;
+  }
+  auto refused = generate(gw, "alpha", "tiny", client);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {
+  AttemptFilter f;
+  EXPECT_TRUE(f.pass(7, 0, false, true, 0));
+  EXPECT_TRUE(f.pass(7, 0, false, true, 1));
+  // The worker is lost; attempt 1 starts again from the prompt.
+  EXPECT_FALSE(f.pass(7, 1, false, true, 0));  // the client has it
+  EXPECT_FALSE(f.pass(7, 1, false, true, 1));
+  EXPECT_FALSE(f.pass(7, 0, false, true, 2));  // a late event of the lost attempt
+  EXPECT_TRUE(f.pass(7, 1, false, true, 2));   // new to the client
+  EXPECT_FALSE(f.pass(7, 0, true, false, 0));  // the lost attempt's final: ignored
+  EXPECT_TRUE(f.pass(7, 1, true, false, 0));   // the one final answer
+  EXPECT_EQ(f.tracked(), 0u);
+  EXPECT_TRUE(f.pass(8, 0, false, false, 0));  // not a token (prompt logits): passes
+  EXPECT_EQ(f.tracked(), 1u);
 }
 
 }  // namespace

@@ -47,12 +47,14 @@ struct GatewayState {
     WorkerView view;
     uint64_t last_seq = 0;
     scheduler_actor scheduler;
+    bool lost = false;  // its scheduler went down: never placed on again
   };
   struct Route {
     event_sink_actor client;
     size_t worker = 0;
     std::optional<AdapterId> adapter;  // pinned; unpinned after the final event
     uint32_t attempt = 0;
+    Request request;  // as submitted, to place it again if its worker is lost
   };
   GatewayOptions options;
   registry_actor registry;
