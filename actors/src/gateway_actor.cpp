@@ -18,6 +18,8 @@ void unpin(Self self, const std::optional<AdapterId>& adapter, uint64_t id) {
   if (adapter) self->send(self->state.registry, unpin_atom::value, pin_wire(*adapter, id));
 }
 
+bool hold(Self self, uint64_t id);
+
 // Places a resolved request and submits it to its worker's scheduler.
 void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, Request request,
                       event_sink_actor client, std::optional<AdapterRecord> adapter) {
@@ -29,13 +31,20 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   views.reserve(s.workers.size());
   for (const auto& w : s.workers) views.push_back(w.view);
   auto where = place(views, request.adapters, s.options.placement, s.draws());
+  const std::string model = adapter ? adapter->id.to_string() : s.options.base_model;
   if (!where) {
+    // No worker up (none joined yet, or all lost): wait for one.
+    s.routes[id] = GatewayState::Route{client, GatewayState::kHeld, pinned, 0, request};
+    if (where.error().code == ErrorCode::kUnavailable && hold(self, id)) {
+      rp.deliver(accepted(id, model));
+      return;
+    }
+    s.routes.erase(id);
     unpin(self, pinned, id);
     rp.deliver(refused(where.error()));
     return;
   }
   const size_t w = where.value();
-  const std::string model = adapter ? adapter->id.to_string() : s.options.base_model;
   // Routed before the submit: the worker's first event may overtake the scheduler's answer.
   s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
   ++s.workers[w].view.placed_since_report;
@@ -72,27 +81,12 @@ void fail_route(Self self, uint64_t id, const Error& error) {
   self->state.routes.erase(it);
 }
 
-// A request whose worker was lost goes to another worker as attempt + 1,
-// from its prompt with the same seed (the front end's AttemptFilter passes
-// each token index to the client once); with no worker left, it fails.
-void place_again(Self self, uint64_t id) {
+// Sends route `id` to worker `w` as its current attempt; a refusal or no
+// answer fails it (the client already holds an accepted id).
+void submit_route(Self self, uint64_t id, size_t w) {
   GatewayState& s = self->state;
-  auto it = s.routes.find(id);
-  if (it == s.routes.end()) return;
-  GatewayState::Route& route = it->second;
-  const std::string lost = s.workers[route.worker].view.id;
-  std::vector<WorkerView> views;
-  for (const auto& w : s.workers) views.push_back(w.view);
-  auto where = place(views, route.request.adapters, s.options.placement, s.draws());
-  if (!where) {
-    fail_route(self, id,
-               make_error(ErrorCode::kUnavailable,
-                          "worker " + lost + " was lost and no other worker can take the request: " +
-                              where.error().message));
-    return;
-  }
-  const size_t w = where.value();
-  const uint32_t attempt = ++route.attempt;
+  GatewayState::Route& route = s.routes.at(id);
+  const uint32_t attempt = route.attempt;
   route.worker = w;
   ++s.workers[w].view.placed_since_report;
   s.workers[w].view.placed_tokens_since_report += route.request.prompt.size() + route.request.max_tokens;
@@ -111,6 +105,73 @@ void place_again(Self self, uint64_t id) {
             fail_route(self, id,
                        make_error(ErrorCode::kUnavailable, "the worker did not answer: " + to_string(err)));
           });
+}
+
+// No worker can take route `id` now: it waits for one to join, up to its
+// deadline (or the gateway's bound). False when the gateway drains or holds
+// too many already.
+bool hold(Self self, uint64_t id) {
+  GatewayState& s = self->state;
+  if (s.draining || s.held.size() >= s.options.max_held) return false;
+  GatewayState::Route& route = s.routes.at(id);
+  route.worker = GatewayState::kHeld;
+  route.held_at = std::chrono::steady_clock::now();
+  s.held.push_back(id);
+  double wait_ms = s.options.max_wait_for_worker_ms;
+  if (route.request.timeout_ms != kNoDeadline) wait_ms = std::min(wait_ms, route.request.timeout_ms);
+  self->delayed_send(self, std::chrono::microseconds(int64_t(wait_ms * 1000.0)), tick_atom::value, id);
+  return true;
+}
+
+// A worker joined: the held requests go to workers, oldest first, while
+// placement finds one.
+void release_held(Self self) {
+  GatewayState& s = self->state;
+  while (!s.held.empty()) {
+    const uint64_t id = s.held.front();
+    auto it = s.routes.find(id);
+    if (it == s.routes.end() || it->second.worker != GatewayState::kHeld) {
+      s.held.pop_front();  // ended while it waited
+      continue;
+    }
+    std::vector<WorkerView> views;
+    for (const auto& w : s.workers) views.push_back(w.view);
+    auto where = place(views, it->second.request.adapters, s.options.placement, s.draws());
+    if (!where) return;
+    s.held.pop_front();
+    Request& r = it->second.request;
+    if (r.timeout_ms != kNoDeadline) {  // the wait counts against its deadline
+      const double waited =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second.held_at).count();
+      r.timeout_ms = std::max(1.0, r.timeout_ms - waited);
+    }
+    submit_route(self, id, where.value());
+  }
+}
+
+// A request whose worker was lost goes to another worker as attempt + 1,
+// from its prompt with the same seed (the front end's AttemptFilter passes
+// each token index to the client once); with no worker up, it waits for
+// one like a new request.
+void place_again(Self self, uint64_t id) {
+  GatewayState& s = self->state;
+  auto it = s.routes.find(id);
+  if (it == s.routes.end()) return;
+  GatewayState::Route& route = it->second;
+  const std::string lost = s.workers[route.worker].view.id;
+  ++route.attempt;
+  std::vector<WorkerView> views;
+  for (const auto& w : s.workers) views.push_back(w.view);
+  auto where = place(views, route.request.adapters, s.options.placement, s.draws());
+  if (where) {
+    submit_route(self, id, where.value());
+    return;
+  }
+  if (hold(self, id)) return;
+  fail_route(self, id,
+             make_error(ErrorCode::kUnavailable,
+                        "worker " + lost + " was lost and no other worker can take the request: " +
+                            where.error().message));
 }
 
 void worker_lost(Self self, const caf::actor_addr& who) {
@@ -182,8 +243,15 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
       [self](cancel_atom, const CancelWire& wire) {
         auto d = wire.decode();
         if (!d) return;
-        auto it = self->state.routes.find(d->get().getRequestId());
+        const uint64_t id = d->get().getRequestId();
+        auto it = self->state.routes.find(id);
         if (it == self->state.routes.end()) return;
+        if (it->second.worker == GatewayState::kHeld) {  // never reached a worker: ended here
+          self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt, nullptr));
+          unpin(self, it->second.adapter, id);
+          self->state.routes.erase(it);
+          return;
+        }
         self->send(self->state.workers[it->second.worker].scheduler, cancel_atom::value, wire);
       },
       [self](event_atom, const EventWire& wire) {
@@ -216,7 +284,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           w.last_seq = load.getSeq();
           w.view.queued = load.getQueued();
           w.view.running = load.getRunning();
-          w.view.draining = load.getDraining();
+          w.view.draining = load.getDraining() || w.lost;  // a lost worker stays out of placement
           w.view.pending_tokens = load.getPendingTokens();
           w.view.placed_since_report = 0;
           w.view.placed_tokens_since_report = 0;
@@ -232,15 +300,33 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         w.scheduler = scheduler;
         self->monitor(scheduler);  // its down message re-places what ran there
         self->state.workers.push_back(std::move(w));
+        release_held(self);
+      },
+      [self](tick_atom, uint64_t id) {
+        auto it = self->state.routes.find(id);
+        if (it == self->state.routes.end() || it->second.worker != GatewayState::kHeld) return;
+        const double waited =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second.held_at).count();
+        fail_route(self, id,
+                   make_error(ErrorCode::kUnavailable, "no worker could take the request within " +
+                                                           std::to_string(int64_t(waited)) + " ms (none is up)"));
       },
       [self](drain_atom) -> caf::typed_response_promise<bool> {
         auto rp = self->make_response_promise<bool>();
-        self->state.draining = true;
-        auto left = std::make_shared<size_t>(self->state.workers.size());
+        GatewayState& s = self->state;
+        s.draining = true;
+        for (uint64_t id : std::deque<uint64_t>(s.held))  // no worker will come for them now
+          if (auto it = s.routes.find(id); it != s.routes.end() && it->second.worker == GatewayState::kHeld)
+            fail_route(self, id, make_error(ErrorCode::kUnavailable, "the node is shutting down"));
+        s.held.clear();
+        size_t live = 0;
+        for (const auto& w : s.workers) live += !w.lost;
+        auto left = std::make_shared<size_t>(live);
         auto all_ok = std::make_shared<bool>(true);
         if (*left == 0) rp.deliver(true);
-        for (auto& w : self->state.workers)
-          self->request(w.scheduler, caf::infinite, drain_atom::value)
+        for (auto& w : s.workers)
+          if (!w.lost)
+            self->request(w.scheduler, caf::infinite, drain_atom::value)
               .then(
                   [rp, left, all_ok](bool ok) mutable {
                     *all_ok = *all_ok && ok;

@@ -478,7 +478,7 @@ TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainW
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
 }
 
-TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenFailWhenNoneIsLeft) {
+TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenWaitForOne) {
   auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
   auto s0 = keep(sys_->spawn(recording_scheduler, w0));
@@ -505,17 +505,66 @@ TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenFailWhenNoneIsLeft)
   EXPECT_EQ(w1->submitted.size(), 3u);
   EXPECT_EQ(w0->submitted.size(), 2u);
 
-  caf::anon_send_exit(s1, caf::exit_reason::kill);  // no worker left
+  caf::anon_send_exit(s1, caf::exit_reason::kill);  // no worker left: they wait for one
+  sched().run();
+  EXPECT_TRUE(seen->events.empty());
+  sched().trigger_timeouts();  // none joins in time
   sched().run();
   ASSERT_EQ(seen->events.size(), 3u);  // one final each
   for (const RequestEvent& e : seen->events) {
     EXPECT_EQ(e.kind, EventKind::kFailed);
     EXPECT_EQ(e.error.code, ErrorCode::kUnavailable);
-    EXPECT_NE(e.error.message.find("no other worker can take the request"), std::string::npos) << e.error.message;
+    EXPECT_NE(e.error.message.find("no worker could take the request"), std::string::npos) << e.error.message;
   }
-  auto refused = generate(gw, "alpha", "tiny", client);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+}
+
+TEST_F(ServiceActors, WithNoWorkerUpRequestsWaitForOneUntilTheirDeadline) {
+  auto w0 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  // No worker has joined: accepted, held.
+  auto a = generate(gw, "alpha", "tiny", client);
+  auto b = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(seen->events.empty());
+  self()->send(gw, cancel_atom::value, CancelWire::from([&](schema::CancelRequest::Builder c) {
+                 c.setRequestId(b.value());
+               }));
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 1u);  // a held request cancelled ends there, once
+  EXPECT_EQ(seen->events[0].id, b.value());
+  EXPECT_EQ(seen->events[0].reason, FinishReason::kCancelled);
+  // A worker joins: the held request goes to it.
+  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
+  sched().run();
+  EXPECT_EQ(w0->submitted, std::vector<uint64_t>{a.value()});
+  EXPECT_EQ(sched().trigger_timeouts(), 2u);  // their waits end: nothing left to fail
+  sched().run();
+  EXPECT_EQ(seen->events.size(), 1u);
+}
+
+TEST_F(ServiceActors, AHeldRequestFailsOnceItsWaitEnds) {
+  GatewayOptions options{"tiny", {}};
+  options.max_wait_for_worker_ms = 500;
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), options));
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto a = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok());
+  sched().run();
+  EXPECT_TRUE(seen->events.empty());
+  EXPECT_EQ(sched().trigger_timeouts(), 1u);
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 1u);
+  EXPECT_EQ(seen->events[0].kind, EventKind::kFailed);
+  EXPECT_EQ(seen->events[0].error.code, ErrorCode::kUnavailable);
+  EXPECT_NE(seen->events[0].error.message.find("no worker could take the request"), std::string::npos);
+  // A worker joining later gets nothing: the request ended.
+  auto w0 = std::make_shared<Log>();
+  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
+  sched().run();
+  EXPECT_TRUE(w0->submitted.empty());
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

@@ -24,7 +24,9 @@
 // from its clock), else the gateway's own.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <random>
 #include <string>
@@ -40,6 +42,11 @@ struct GatewayOptions {
   std::string base_model;  // the name of the served base model
   PlacementOptions placement;
   uint64_t placement_seed = 1;  // the draws of power of two choices (fixed: tests replay)
+  // While no worker can take a request (none joined yet, all lost), it is
+  // held here, up to this long (or its own deadline), then fails as
+  // unavailable; at most max_held at once, beyond that refused at once.
+  double max_wait_for_worker_ms = 30000;
+  uint32_t max_held = 1024;
 };
 
 struct GatewayState {
@@ -55,7 +62,9 @@ struct GatewayState {
     std::optional<AdapterId> adapter;  // pinned; unpinned after the final event
     uint32_t attempt = 0;
     Request request;  // as submitted, to place it again if its worker is lost
+    std::chrono::steady_clock::time_point held_at{};  // when it began to wait for a worker (worker == kHeld)
   };
+  static constexpr size_t kHeld = ~size_t(0);  // Route::worker of a request waiting for a worker
   GatewayOptions options;
   registry_actor registry;
   std::vector<Worker> workers;
@@ -63,6 +72,7 @@ struct GatewayState {
   uint64_t next_id = 1;
   bool draining = false;
   std::mt19937_64 draws{1};  // seeded from options.placement_seed
+  std::deque<uint64_t> held;  // ids waiting for a worker, oldest first (cancelled ones linger until reached)
 };
 
 gateway_actor::behavior_type gateway_behavior(gateway_actor::stateful_pointer<GatewayState> self,

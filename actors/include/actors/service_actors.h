@@ -105,6 +105,8 @@ using gateway_actor =
                      caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>,
                      // wiring: a worker's id and its scheduler
                      caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,
-                     caf::replies_to<drain_atom>::with<bool>>;
+                     caf::replies_to<drain_atom>::with<bool>,
+                     // its own timer: the wait of a request held for want of a worker ends
+                     caf::reacts_to<tick_atom, uint64_t>>;
 
 }  // namespace myriad::actors
