@@ -7,6 +7,7 @@
 #include "actors/common_wire.h"
 #include "actors/request_wire.h"
 #include "actors/service_wire.h"
+#include "runtime/log.h"
 
 namespace myriad::actors {
 
@@ -19,6 +20,8 @@ void unpin(Self self, const std::optional<AdapterId>& adapter, uint64_t id) {
 }
 
 bool hold(Self self, uint64_t id);
+
+caf::timespan ms(double v) { return std::chrono::microseconds(int64_t(v * 1000.0)); }
 
 // Places a resolved request and submits it to its worker's scheduler.
 void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, Request request,
@@ -119,7 +122,7 @@ bool hold(Self self, uint64_t id) {
   s.held.push_back(id);
   double wait_ms = s.options.max_wait_for_worker_ms;
   if (route.request.timeout_ms != kNoDeadline) wait_ms = std::min(wait_ms, route.request.timeout_ms);
-  self->delayed_send(self, std::chrono::microseconds(int64_t(wait_ms * 1000.0)), tick_atom::value, id);
+  self->delayed_send(self, ms(wait_ms), tick_atom::value, id);
   return true;
 }
 
@@ -174,19 +177,24 @@ void place_again(Self self, uint64_t id) {
                             where.error().message));
 }
 
+void lose_worker(Self self, size_t w, const std::string& why) {
+  GatewayState& s = self->state;
+  GatewayState::Worker& worker = s.workers[w];
+  if (worker.lost) return;
+  log_warn("gateway: worker {} lost ({}); placing its requests again", worker.view.id, why);
+  worker.lost = true;
+  worker.view.draining = true;  // placement skips it
+  std::vector<uint64_t> orphans;
+  for (const auto& [id, route] : s.routes)
+    if (route.worker == w) orphans.push_back(id);
+  std::sort(orphans.begin(), orphans.end());  // a deterministic order
+  for (uint64_t id : orphans) place_again(self, id);
+}
+
 void worker_lost(Self self, const caf::actor_addr& who) {
   GatewayState& s = self->state;
-  for (size_t w = 0; w < s.workers.size(); ++w) {
-    GatewayState::Worker& worker = s.workers[w];
-    if (worker.lost || caf::actor_cast<caf::actor_addr>(worker.scheduler) != who) continue;
-    worker.lost = true;
-    worker.view.draining = true;  // placement skips it
-    std::vector<uint64_t> orphans;
-    for (const auto& [id, route] : s.routes)
-      if (route.worker == w) orphans.push_back(id);
-    std::sort(orphans.begin(), orphans.end());  // a deterministic order
-    for (uint64_t id : orphans) place_again(self, id);
-  }
+  for (size_t w = 0; w < s.workers.size(); ++w)
+    if (caf::actor_cast<caf::actor_addr>(s.workers[w].scheduler) == who) lose_worker(self, w, "it went down");
 }
 
 }  // namespace
@@ -196,6 +204,8 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
   self->state.options = std::move(options);
   self->state.draws.seed(self->state.options.placement_seed);
   self->set_down_handler([self](caf::down_msg& down) { worker_lost(self, down.source); });
+  if (self->state.options.heartbeat_timeout_ms > 0)
+    self->delayed_send(self, ms(self->state.options.heartbeat_timeout_ms / 2), tick_atom::value);
   // Ids unique across restarts: milliseconds since the epoch in the high bits.
   self->state.next_id = (uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
@@ -282,6 +292,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         for (auto& w : self->state.workers) {
           if (w.view.id != id || load.getSeq() <= w.last_seq) continue;
           w.last_seq = load.getSeq();
+          w.last_heard = self->clock().now();
           w.view.queued = load.getQueued();
           w.view.running = load.getRunning();
           w.view.draining = load.getDraining() || w.lost;  // a lost worker stays out of placement
@@ -298,9 +309,24 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         GatewayState::Worker w;
         w.view.id = id;
         w.scheduler = scheduler;
+        w.last_heard = self->clock().now();
         self->monitor(scheduler);  // its down message re-places what ran there
         self->state.workers.push_back(std::move(w));
         release_held(self);
+      },
+      [self](tick_atom) {
+        GatewayState& s = self->state;
+        const auto now = self->clock().now();
+        const auto timeout = ms(s.options.heartbeat_timeout_ms);
+        for (size_t w = 0; w < s.workers.size(); ++w)
+          if (!s.workers[w].lost && now - s.workers[w].last_heard > timeout)
+            lose_worker(self, w,
+                        "no load report for " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               now - s.workers[w].last_heard)
+                                               .count()) +
+                            " ms");
+        self->delayed_send(self, timeout / 2, tick_atom::value);
       },
       [self](tick_atom, uint64_t id) {
         auto it = self->state.routes.find(id);

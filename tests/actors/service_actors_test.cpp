@@ -111,6 +111,15 @@ event_sink_actor::behavior_type recording_sink(std::shared_ptr<Seen> seen) {
 
 class ServiceActors : public ::testing::Test {
  protected:
+  // The served base is "tiny"; no heartbeat timer unless a test is about it
+  // (the held requests' timers move the test clock by seconds).
+  static GatewayOptions gateway_options(double heartbeat_timeout_ms = 0) {
+    GatewayOptions o;
+    o.base_model = "tiny";
+    o.heartbeat_timeout_ms = heartbeat_timeout_ms;
+    return o;
+  }
+
   ServiceActors() {
     register_message_types(cfg_);
     cfg_.set("scheduler.policy", caf::atom("testing"));
@@ -253,7 +262,7 @@ class ServiceActors : public ::testing::Test {
 TEST_F(ServiceActors, PlacementPrefersTheWorkerHoldingTheAdapterUntilItIsTooBusy) {
   const AdapterRecord a = publish("alpha", "a", 1);
   auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
-  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
   self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
   self()->send(gw, load_atom::value, load("w0", 1, 500, {}));
@@ -293,7 +302,7 @@ TEST_F(ServiceActors, PlacementPrefersTheWorkerHoldingTheAdapterUntilItIsTooBusy
 TEST_F(ServiceActors, ADeleteWaitsForTheRequestPinningItsVersion) {
   const AdapterRecord a = publish("alpha", "a", 1);
   auto w = std::make_shared<Log>();
-  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w)));
   auto seen = std::make_shared<Seen>();
   auto client = keep(sys_->spawn(recording_sink, seen));
@@ -432,7 +441,7 @@ TEST_F(ServiceActors, TheSchedulerBoundsWhatWaitsAndCancelsAWaiterItself) {
 TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainWaits) {
   auto w = std::make_shared<Log>();
   auto worker = keep(sys_->spawn(recording_worker, w));
-  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   SchedulerActorOptions o;
   o.worker_id = "w0";
   o.limits.vocab_size = 260;
@@ -480,7 +489,7 @@ TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainW
 
 TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenWaitForOne) {
   auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
-  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   auto s0 = keep(sys_->spawn(recording_scheduler, w0));
   auto s1 = keep(sys_->spawn(recording_scheduler, w1));
   self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
@@ -520,7 +529,7 @@ TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenWaitForOne) {
 
 TEST_F(ServiceActors, WithNoWorkerUpRequestsWaitForOneUntilTheirDeadline) {
   auto w0 = std::make_shared<Log>();
-  auto gw = keep(sys_->spawn(gateway_behavior, registry(), GatewayOptions{"tiny", {}}));
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   auto seen = std::make_shared<Seen>();
   auto client = keep(sys_->spawn(recording_sink, seen));
   // No worker has joined: accepted, held.
@@ -545,7 +554,7 @@ TEST_F(ServiceActors, WithNoWorkerUpRequestsWaitForOneUntilTheirDeadline) {
 }
 
 TEST_F(ServiceActors, AHeldRequestFailsOnceItsWaitEnds) {
-  GatewayOptions options{"tiny", {}};
+  GatewayOptions options = gateway_options();
   options.max_wait_for_worker_ms = 500;
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), options));
   auto seen = std::make_shared<Seen>();
@@ -565,6 +574,38 @@ TEST_F(ServiceActors, AHeldRequestFailsOnceItsWaitEnds) {
   self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
   sched().run();
   EXPECT_TRUE(w0->submitted.empty());
+}
+
+TEST_F(ServiceActors, AWorkerWhoseHeartbeatsStopIsLostAndItsRequestsMove) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options(1000)));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
+  self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
+  self()->send(gw, load_atom::value, load("w0", 1, 100, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 3000, {}));
+  sched().run();
+  auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
+  auto a = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(w0->submitted.size(), 1u);
+  // w1 keeps reporting every 300 ms; w0 (alive, but its step loop hung, say) stops.
+  for (uint64_t k = 1; k <= 3; ++k) {
+    sched().advance_time(std::chrono::milliseconds(300));
+    sched().run();
+    self()->send(gw, load_atom::value, load("w1", 1 + k, 3000, {}));
+    sched().run();
+    EXPECT_TRUE(w1->submitted.empty()) << "at " << 300 * k << " ms w0 is not yet past the 1000 ms timeout";
+  }
+  sched().advance_time(std::chrono::milliseconds(300));  // 1200 ms: the next check finds w0 silent too long
+  sched().run();
+  EXPECT_EQ(w1->submitted, std::vector<uint64_t>{a.value()});
+  EXPECT_EQ(w1->attempts, std::vector<uint32_t>{1});
+  // A late report from the lost worker does not bring it back.
+  self()->send(gw, load_atom::value, load("w0", 2, 0, {}));
+  sched().run();
+  ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());
+  EXPECT_EQ(w0->submitted.size(), 1u);
+  EXPECT_EQ(w1->submitted.size(), 2u);
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

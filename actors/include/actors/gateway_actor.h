@@ -47,6 +47,14 @@ struct GatewayOptions {
   // unavailable; at most max_held at once, beyond that refused at once.
   double max_wait_for_worker_ms = 30000;
   uint32_t max_held = 1024;
+  // A worker whose load reports (every 100 ms: its heartbeat) stop for this
+  // long is lost, as if its process had died (a hung device, a cut link);
+  // checked every half of it; 0 = never. Off by default: a worker reports
+  // between steps, so one step longer than the timeout (a long prefill of a
+  // large model on a CPU) would look like a death; and a node's only
+  // worker, once lost, is not replaced. For clusters, set it above the
+  // longest step.
+  double heartbeat_timeout_ms = 0;
 };
 
 struct GatewayState {
@@ -54,7 +62,8 @@ struct GatewayState {
     WorkerView view;
     uint64_t last_seq = 0;
     scheduler_actor scheduler;
-    bool lost = false;  // its scheduler went down: never placed on again
+    bool lost = false;  // its scheduler went down or its heartbeats stopped: never placed on again
+    caf::actor_clock::time_point last_heard{};  // its join or its latest load report
   };
   struct Route {
     event_sink_actor client;

@@ -106,7 +106,8 @@ using gateway_actor =
                      // wiring: a worker's id and its scheduler
                      caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,
                      caf::replies_to<drain_atom>::with<bool>,
-                     // its own timer: the wait of a request held for want of a worker ends
-                     caf::reacts_to<tick_atom, uint64_t>>;
+                     // its own timers: the wait of a request held for want of a worker ends;
+                     // the periodic check for workers whose load reports (heartbeats) stopped
+                     caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<tick_atom>>;
 
 }  // namespace myriad::actors
