@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "actors/common_wire.h"
 #include "actors/request_wire.h"
@@ -327,6 +328,26 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                                                .count()) +
                             " ms");
         self->delayed_send(self, timeout / 2, tick_atom::value);
+      },
+      [self](metrics_atom) {
+        const GatewayState& s = self->state;
+        const auto now = self->clock().now();
+        nlohmann::json workers = nlohmann::json::array();
+        for (const auto& w : s.workers)
+          workers.push_back(
+              {{"id", w.view.id},
+               {"up", !w.lost},
+               {"draining", w.view.draining && !w.lost},
+               {"pending_tokens", w.view.pending_tokens},
+               {"placed_tokens_since_report", w.view.placed_tokens_since_report},
+               {"queued", w.view.queued},
+               {"running", w.view.running},
+               {"resident", w.view.resident.size()},
+               {"host_cached", w.view.host_cached.size()},
+               {"report_age_ms", std::chrono::duration<double, std::milli>(now - w.last_heard).count()}});
+        size_t held = 0;
+        for (const auto& [id, route] : s.routes) held += route.worker == GatewayState::kHeld;
+        return nlohmann::json{{"workers", workers}, {"held", held}, {"routes", s.routes.size()}}.dump();
       },
       [self](tick_atom, uint64_t id) {
         auto it = self->state.routes.find(id);

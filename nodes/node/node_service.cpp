@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "actors/attempt_filter.h"
@@ -452,8 +453,15 @@ EngineWorkerStats NodeService::stats() {
 }
 
 std::string NodeService::metrics_json() {
-  auto json = actors_->ask<std::string>(actors_->worker, metrics_atom::value);
-  return json ? json.value() : std::string("{}");
+  auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);
+  auto json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, false);
+  if (!json.is_object()) json = nlohmann::json::object();
+  // The gateway's view beside the engine's: the workers as placement sees them.
+  if (auto gateway = actors_->ask<std::string>(actors_->gateway, metrics_atom::value)) {
+    auto g = nlohmann::json::parse(gateway.value(), nullptr, false);
+    if (g.is_object()) json["gateway"] = std::move(g);
+  }
+  return json.dump();
 }
 
 }  // namespace myriad::node

@@ -1,6 +1,7 @@
 #include "prometheus.h"
 
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "runtime/adapter_id.h"
@@ -92,6 +93,18 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   sample(out, "myriad_slot_load_ms", "quantile=\"0.5\"", num(sl, "p50"));
   sample(out, "myriad_slot_load_ms", "quantile=\"0.99\"", num(sl, "p99"));
   sample(out, "myriad_slot_load_ms_count", "", num(sl, "count"));
+  for (const auto& [key, help] :
+       {std::pair{"step_device_ms", "Device time of a step, milliseconds."},
+        std::pair{"step_plan_ms", "Host time planning a step (scheduling, loads begun), milliseconds."},
+        std::pair{"step_complete_ms", "Host time applying a step's results (events to clients), milliseconds."}}) {
+    const std::string name = std::string("myriad_") + key;
+    metric(out, name, "summary", help);
+    const json& hj = m.contains(key) ? m[key] : json::object();
+    sample(out, name, "quantile=\"0.5\"", num(hj, "p50"));
+    sample(out, name, "quantile=\"0.99\"", num(hj, "p99"));
+    sample(out, name + "_count", "", num(hj, "count"));
+    sample(out, name + "_sum", "", num(hj, "count") * num(hj, "mean"));
+  }
   metric(out, "myriad_batch_occupancy", "gauge", "Mean rows per step over the batch capacity.");
   sample(out, "myriad_batch_occupancy", "", num(m, "batch_occupancy"));
   metric(out, "myriad_requests_queued", "gauge", "Requests waiting in the scheduler's queues.");
@@ -102,6 +115,29 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   sample(out, "myriad_requests_in_flight", "", double(live.in_flight));
   metric(out, "myriad_draining", "gauge", "1 while the node drains for shutdown.");
   sample(out, "myriad_draining", "", draining ? 1.0 : 0.0);
+  // The gateway's view of each worker (what placement reads).
+  const json& g = m.contains("gateway") && m["gateway"].is_object() ? m["gateway"] : json::object();
+  const json& workers = g.contains("workers") && g["workers"].is_array() ? g["workers"] : json::array();
+  for (const auto& [key, type, help] :
+       {std::tuple{"up", "gauge", "1 while the worker is live, 0 once lost (down, or its load reports stopped)."},
+        std::tuple{"pending_tokens", "gauge", "Tokens to compute for the worker's queued and running requests, as last reported."},
+        std::tuple{"queued", "gauge", "Requests waiting in the worker's engine, as last reported."},
+        std::tuple{"running", "gauge", "Requests in the worker's running batch, as last reported."},
+        std::tuple{"resident", "gauge", "Adapter versions in the worker's slots, as last reported."},
+        std::tuple{"host_cached", "gauge", "Adapter versions in the worker's host memory, as last reported."}}) {
+    const std::string name = std::string("myriad_worker_") + key;
+    metric(out, name, type, help);
+    for (const json& w : workers) {
+      const double v = w.contains(key) && w[key].is_boolean() ? (w[key].get<bool>() ? 1.0 : 0.0) : num(w, key);
+      sample(out, name, "worker=\"" + label(w.value("id", "")) + "\"", v);
+    }
+  }
+  metric(out, "myriad_worker_report_age_seconds", "gauge", "Time since the worker's latest load report (its heartbeat).");
+  for (const json& w : workers)
+    sample(out, "myriad_worker_report_age_seconds", "worker=\"" + label(w.value("id", "")) + "\"",
+           num(w, "report_age_ms") / 1000.0);
+  metric(out, "myriad_gateway_held_requests", "gauge", "Requests the gateway holds while no worker can take them.");
+  sample(out, "myriad_gateway_held_requests", "", num(g, "held"));
   return out;
 }
 

@@ -192,6 +192,12 @@ TEST(NodeHttp, AClientThatHangsUpIsCancelledAndSigtermDrains) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(metrics.find("outcome=\"cancelled\"} 1"), std::string::npos) << metrics;
+  // The gateway's view of its worker, and the step's device and host times.
+  EXPECT_NE(metrics.find("myriad_worker_up{worker=\"local/cpu0\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("myriad_worker_pending_tokens{worker=\"local/cpu0\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("myriad_gateway_held_requests 0"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("myriad_step_device_ms_count"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("myriad_step_plan_ms{quantile=\"0.5\"}"), std::string::npos) << metrics;
   // SIGTERM during a running request: it finishes; then the process exits 0.
   std::string running;
   std::thread t([&] {

@@ -108,6 +108,8 @@ using gateway_actor =
                      caf::replies_to<drain_atom>::with<bool>,
                      // its own timers: the wait of a request held for want of a worker ends;
                      // the periodic check for workers whose load reports (heartbeats) stopped
-                     caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<tick_atom>>;
+                     caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<tick_atom>,
+                     // its view of the workers (placement's load, liveness) and what it holds, as JSON
+                     caf::replies_to<metrics_atom>::with<std::string>>;
 
 }  // namespace myriad::actors
