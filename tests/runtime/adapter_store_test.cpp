@@ -389,6 +389,34 @@ TEST(AdapterStore, DamagedStoredFileIsNeverServed) {
   EXPECT_TRUE(tree(d.data() + "/tmp").empty());
 }
 
+TEST(AdapterStore, ReadFilesGivesTheVerifiedBytesForAnotherHost) {
+  ScratchDir d;
+  auto store = open_store(d.data());
+  ASSERT_TRUE(store);
+  const AdapterBytes r4 = fixture("r4-qv");
+  const AdapterRecord rec = publish_ok(*store, "alpha/chat", r4);
+  auto files = store->read_files(rec.id);
+  ASSERT_TRUE(files.ok()) << files.error().to_string();
+  EXPECT_EQ(files->record.id, rec.id);
+  EXPECT_EQ(files->record.sha256, rec.sha256);
+  EXPECT_EQ(files->config_json, r4.config);
+  EXPECT_EQ(files->safetensors, r4.weights);
+  EXPECT_EQ(files->config_sha256, sha256_hex(r4.config));
+  EXPECT_EQ(files->weights_sha256, sha256_hex(r4.weights));
+  expect_error(store->read_files(AdapterId{"alpha", "chat", 2}), ErrorCode::kNotFound, "adapter alpha/chat@2 not found");
+
+  // A damaged file is refused, naming it, as load() refuses it.
+  const std::string blob = d.data() + "/blobs/" + rec.sha256;
+  std::string bad = r4.weights;
+  bad[bad.size() - 3] ^= 0x01;
+  write_bytes(blob + "/adapter_model.safetensors", bad);
+  expect_error(store->read_files(rec.id), ErrorCode::kBadFile,
+               "stored adapter alpha/chat@1: adapter_model.safetensors no longer matches its sha256 (stored " +
+                   sha256_hex(r4.weights) + ", now " + sha256_hex(bad) + ")");
+  fs::remove(blob + "/adapter_config.json");
+  expect_error(store->read_files(rec.id), ErrorCode::kBadFile, "adapter_config.json cannot be read");
+}
+
 TEST(AdapterStore, HostileAdaptersAreRefusedWithTheStoreUnchanged) {
   ScratchDir d;
   AdapterStoreOptions options;

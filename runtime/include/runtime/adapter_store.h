@@ -78,6 +78,16 @@ struct AdapterRecord {
   int64_t created_unix_ms = 0;              // when the version was published
 };
 
+// A stored version's two files, as another host receives them: it checks
+// each against its sha256 again before it loads them.
+struct AdapterFiles {
+  AdapterRecord record;
+  std::string config_json;     // adapter_config.json
+  std::string safetensors;     // adapter_model.safetensors
+  std::string config_sha256;   // of config_json, as stored
+  std::string weights_sha256;  // of safetensors, as stored
+};
+
 struct AdapterStoreOptions {
   int32_t max_rank = 64;                           // the executor's slot capacity; larger ranks are refused
   uint64_t max_adapter_bytes = uint64_t(4) << 30;  // both files together; larger uploads are refused
@@ -127,6 +137,9 @@ class AdapterStore {
   // matches its hash is kBadFile ("stored adapter t/n@N: <file> no longer
   // matches its sha256 (stored <x>, now <y>)") and is never served.
   Result<std::shared_ptr<const LoraWeights>> load(const AdapterId& id) const;
+  // The version's files as bytes, re-hashed the same way (kBadFile when one
+  // no longer matches): what a worker on another host fetches.
+  Result<AdapterFiles> read_files(const AdapterId& id) const;
 
   const std::string& data_dir() const;
   const std::string& base_fingerprint() const;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "catalog.h"
@@ -370,55 +371,89 @@ Status AdapterStore::remove_all_versions(std::string_view tenant, std::string_vi
   return ok_status();
 }
 
-Result<std::shared_ptr<const LoraWeights>> AdapterStore::load(const AdapterId& id) const {
+namespace {
+
+// A stored version's record and blob row, checked against the served base.
+struct Located {
+  AdapterRecord record;
+  store::BlobRow blob;
+  std::string folder;
+  std::string what;  // "stored adapter t/n@N", for messages
+};
+
+std::string mismatch(const std::string& what, const char* file, const std::string& want, const std::string& now) {
+  return what + ": " + file + " no longer matches its sha256 (stored " + want + ", now " + now + ")";
+}
+
+// `Impl` is AdapterStore's (private) state; call with its mutex held.
+template <class Impl>
+Result<Located> locate(const Impl& s, const AdapterId& id) {
   MYRIAD_TRY(check_name(id.tenant, id.name));
-  const Impl& s = *impl_;
-  std::lock_guard<std::mutex> lock(s.mu);  // a concurrent remove must not delete the folder mid-read
   auto rec = s.catalog->find(id.tenant, id.name, id.version);
   if (!rec.ok()) return rec.error();
-  if (id.version == 0 || !rec->has_value()) {
-    return make_error(ErrorCode::kNotFound, "adapter " + id.to_string() + " not found");
-  }
-  const AdapterRecord& r = **rec;
-  const std::string what = "stored adapter " + id.to_string();
-  if (r.base_fingerprint != s.fingerprint) {
-    return make_error(ErrorCode::kInvalidArgument, what + " was published for base '" + r.base_fingerprint +
+  if (id.version == 0 || !rec->has_value()) return make_error(ErrorCode::kNotFound, "adapter " + id.to_string() + " not found");
+  Located l;
+  l.record = **rec;
+  l.what = "stored adapter " + id.to_string();
+  if (l.record.base_fingerprint != s.fingerprint) {
+    return make_error(ErrorCode::kInvalidArgument, l.what + " was published for base '" + l.record.base_fingerprint +
                                                        "'; this store serves base '" + s.fingerprint + "'");
   }
-  auto blob = s.catalog->blob(r.sha256);
+  auto blob = s.catalog->blob(l.record.sha256);
   if (!blob.ok()) return blob.error();
-  if (!blob->has_value())
-    return make_error(ErrorCode::kInternal, what + ": its blob " + r.sha256 + " has no row");
-  const std::string folder = s.blob_dir(r.sha256);
-  for (const auto& [file, want] :
-       {std::pair{kConfigFile, &(*blob)->config_sha256}, std::pair{kWeightsFile, &(*blob)->weights_sha256}}) {
-    auto h = store::hash_file(folder + "/" + file);
+  if (!blob->has_value()) return make_error(ErrorCode::kInternal, l.what + ": its blob " + l.record.sha256 + " has no row");
+  l.blob = **blob;
+  l.folder = s.blob_dir(l.record.sha256);
+  return l;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const LoraWeights>> AdapterStore::load(const AdapterId& id) const {
+  const Impl& s = *impl_;
+  std::lock_guard<std::mutex> lock(s.mu);  // a concurrent remove must not delete the folder mid-read
+  auto at = locate(s, id);
+  if (!at.ok()) return at.error();
+  const Located& l = at.value();
+  for (const auto& [file, want] : {std::pair{kConfigFile, &l.blob.config_sha256}, std::pair{kWeightsFile, &l.blob.weights_sha256}}) {
+    auto h = store::hash_file(l.folder + "/" + file);
     if (!h.ok()) {
-      std::string m = what;
+      std::string m = l.what;
       m += ": ";
       m += file;
-      m += h.error().code == ErrorCode::kNotFound ? " is missing from " + folder
+      m += h.error().code == ErrorCode::kNotFound ? " is missing from " + l.folder
                                                   : " cannot be read: " + h.error().message;
       return make_error(ErrorCode::kBadFile, std::move(m));
     }
-    if (*h != *want) {
-      std::string m = what;
-      m += ": ";
-      m += file;
-      m += " no longer matches its sha256 (stored ";
-      m += *want;
-      m += ", now ";
-      m += *h;
-      m += ")";
-      return make_error(ErrorCode::kBadFile, std::move(m));
-    }
+    if (*h != *want) return make_error(ErrorCode::kBadFile, mismatch(l.what, file, *want, *h));
   }
   PeftLoadOptions load_options;
   load_options.max_rank = s.options.max_rank;
   load_options.name = id.to_string();
-  auto w = load_peft_adapter(folder, s.base, load_options);
-  if (!w.ok()) return make_error(w.error().code, what + ": " + w.error().message);
+  auto w = load_peft_adapter(l.folder, s.base, load_options);
+  if (!w.ok()) return make_error(w.error().code, l.what + ": " + w.error().message);
   return w;
+}
+
+Result<AdapterFiles> AdapterStore::read_files(const AdapterId& id) const {
+  const Impl& s = *impl_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto at = locate(s, id);
+  if (!at.ok()) return at.error();
+  const Located& l = at.value();
+  AdapterFiles out;
+  out.record = l.record;
+  out.config_sha256 = l.blob.config_sha256;
+  out.weights_sha256 = l.blob.weights_sha256;
+  for (const auto& [file, want, bytes] : {std::tuple{kConfigFile, &l.blob.config_sha256, &out.config_json},
+                                          std::tuple{kWeightsFile, &l.blob.weights_sha256, &out.safetensors}}) {
+    auto read = store::read_file(l.folder + "/" + file, s.options.max_adapter_bytes);
+    if (!read.ok()) return make_error(ErrorCode::kBadFile, l.what + ": " + file + " cannot be read: " + read.error().message);
+    const std::string now = sha256_hex(read.value());
+    if (now != *want) return make_error(ErrorCode::kBadFile, mismatch(l.what, file, *want, now));
+    *bytes = std::move(read.value());
+  }
+  return out;
 }
 
 }  // namespace myriad
