@@ -235,3 +235,21 @@ struct VersionStatus {
   deleting @2 :Bool;                       # a delete waits for the pins to end; no new request resolves it
   residency @3 :List(AdapterResidency);    # one per worker that reported it
 }
+
+# An adapter version's two files, fetched from the registry by a worker on
+# another host (no shared filesystem is assumed): the worker checks both
+# hashes again before it loads them. Under the 64 MiB message limit (the
+# store refuses larger uploads by default: --max-body-bytes).
+struct AdapterFiles {
+  union {
+    files :group {
+      adapter @0 :Common.AdapterId;  # the version
+      sha256 @1 :Text;               # the blob's content address (AdapterInfo's sha256)
+      configSha256 @2 :Text;         # of configJson
+      weightsSha256 @3 :Text;        # of safetensors
+      configJson @4 :Text;           # adapter_config.json
+      safetensors @5 :Data;          # adapter_model.safetensors
+    }
+    error @6 :Common.Error;          # notFound (no such version), badFile (a stored file no longer matches its hash)
+  }
+}

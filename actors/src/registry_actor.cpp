@@ -164,6 +164,25 @@ registry_actor::behavior_type registry_behavior(Self self, std::shared_ptr<Adapt
         const AdapterId id = read_adapter_id(r->get().getAdapter());
         self->send(adapter_for(self, id.tenant, id.name), residency_atom::value, report);
       },
+      [self](fetch_atom, const RegistryCallWire& wire) -> AdapterFilesWire {
+        auto call = read_registry_call(wire);
+        Result<AdapterId> id = call ? parse_adapter_id(call->name) : Result<AdapterId>(call.error());
+        Result<AdapterFiles> files = id ? self->state.store->read_files(id.value()) : Result<AdapterFiles>(id.error());
+        return AdapterFilesWire::from([&](schema::AdapterFiles::Builder out) {
+          if (!files) {
+            write_error(files.error(), out.initError());
+            return;
+          }
+          auto f = out.initFiles();
+          write_adapter_id(files->record.id, f.initAdapter());
+          f.setSha256(files->record.sha256);
+          f.setConfigSha256(files->config_sha256);
+          f.setWeightsSha256(files->weights_sha256);
+          f.setConfigJson(files->config_json);
+          f.setSafetensors(kj::arrayPtr(reinterpret_cast<const kj::byte*>(files->safetensors.data()),
+                                        files->safetensors.size()));
+        });
+      },
       [self](status_atom, const RegistryCallWire& wire) -> caf::typed_response_promise<AdapterStatusWire> {
         auto rp = self->make_response_promise<AdapterStatusWire>();
         auto call = read_registry_call(wire);

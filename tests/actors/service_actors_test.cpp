@@ -29,6 +29,7 @@
 #include "actors/service_wire.h"
 #include "runtime/model_factory.h"
 #include "runtime/peft_adapter.h"
+#include "runtime/sha256.h"
 
 namespace myriad::actors {
 namespace {
@@ -606,6 +607,31 @@ TEST_F(ServiceActors, AWorkerWhoseHeartbeatsStopIsLostAndItsRequestsMove) {
   ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());
   EXPECT_EQ(w0->submitted.size(), 1u);
   EXPECT_EQ(w1->submitted.size(), 2u);
+}
+
+TEST_F(ServiceActors, AWorkerFetchesAVersionsFilesFromTheRegistryByItsId) {
+  const AdapterRecord a = publish("alpha", "a", 1);
+  self()->send(registry(), fetch_atom::value, registry_call("", true, a.id.to_string()));
+  sched().run();
+  auto files = next<AdapterFilesWire>();
+  auto d = files.decode();
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(d->get().isFiles());
+  auto f = d->get().getFiles();
+  EXPECT_EQ(read_adapter_id(f.getAdapter()), a.id);
+  EXPECT_EQ(std::string(f.getSha256().cStr()), a.sha256);
+  const std::string config(f.getConfigJson().cStr(), f.getConfigJson().size());
+  const std::string weights(reinterpret_cast<const char*>(f.getSafetensors().begin()), f.getSafetensors().size());
+  EXPECT_EQ(sha256_hex(config), std::string(f.getConfigSha256().cStr()));
+  EXPECT_EQ(sha256_hex(weights), std::string(f.getWeightsSha256().cStr()));
+  EXPECT_EQ(config.size() + weights.size(), a.size_bytes);
+
+  self()->send(registry(), fetch_atom::value, registry_call("", true, "alpha/a@9"));
+  sched().run();
+  auto missing = next<AdapterFilesWire>().decode();
+  ASSERT_TRUE(missing.ok());
+  ASSERT_TRUE(missing->get().isError());
+  EXPECT_EQ(read_error(missing->get().getError()).code, ErrorCode::kNotFound);
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

@@ -29,6 +29,7 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::RetireWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterStatusWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::event_sink_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::scheduler_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterFilesWire))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

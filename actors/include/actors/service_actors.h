@@ -31,6 +31,7 @@ using AdapterListWire = TypedWire<schema::AdapterList>;      // registry -> call
 using PinWire = TypedWire<schema::Pin>;                      // registry -> adapter actor
 using RetireWire = TypedWire<schema::Retire>;                // registry -> adapter actor
 using AdapterStatusWire = TypedWire<schema::AdapterStatus>;  // adapter actor -> whoever asks
+using AdapterFilesWire = TypedWire<schema::AdapterFiles>;    // registry -> a worker fetching an adapter
 
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
@@ -52,6 +53,7 @@ using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
 using released_atom = caf::atom_constant<caf::atom("released")>;
 using add_worker_atom = caf::atom_constant<caf::atom("addworker")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
 
 // Receives one request's events: a front end's relay, or the gateway.
 using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>;
@@ -96,7 +98,9 @@ using registry_actor =
                      caf::replies_to<remove_atom, RegistryCallWire>::with<AdapterListWire>,
                      caf::replies_to<list_atom, RegistryCallWire>::with<AdapterListWire>,
                      caf::reacts_to<unpin_atom, PinWire>, caf::reacts_to<residency_atom, ResidencyWire>,
-                     caf::replies_to<status_atom, RegistryCallWire>::with<AdapterStatusWire>>;
+                     caf::replies_to<status_atom, RegistryCallWire>::with<AdapterStatusWire>,
+                     // a version's files by id ("tenant/name@N" in the call's name), for a worker
+                     caf::replies_to<fetch_atom, RegistryCallWire>::with<AdapterFilesWire>>;
 
 // The front door: resolves, pins, places, relays events, cancels, drains.
 using gateway_actor =
