@@ -24,6 +24,25 @@ bool hold(Self self, uint64_t id);
 
 caf::timespan ms(double v) { return std::chrono::microseconds(int64_t(v * 1000.0)); }
 
+// The worker for these adapters by the latest reports, or why none.
+Result<size_t> place_now(Self self, const std::vector<AdapterUse>& adapters) {
+  GatewayState& s = self->state;
+  std::vector<WorkerView> views;
+  views.reserve(s.workers.size());
+  for (const auto& w : s.workers) views.push_back(w.view);
+  return place(views, adapters, s.options.placement, s.draws());
+}
+
+// Placement's view of worker w counts the request until w's next report.
+void count_placed(GatewayState& s, size_t w, const Request& request) {
+  ++s.workers[w].view.placed_since_report;
+  s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
+}
+
+double held_ms(const GatewayState::Route& route) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - route.held_at).count();
+}
+
 // Places a resolved request and submits it to its worker's scheduler.
 void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, Request request,
                       event_sink_actor client, std::optional<AdapterRecord> adapter) {
@@ -31,10 +50,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   const uint64_t id = request.id;
   std::optional<AdapterId> pinned;
   if (adapter) pinned = adapter->id;
-  std::vector<WorkerView> views;
-  views.reserve(s.workers.size());
-  for (const auto& w : s.workers) views.push_back(w.view);
-  auto where = place(views, request.adapters, s.options.placement, s.draws());
+  auto where = place_now(self, request.adapters);
   const std::string model = adapter ? adapter->id.to_string() : s.options.base_model;
   if (!where) {
     // No worker up (none joined yet, or all lost): wait for one.
@@ -51,8 +67,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   const size_t w = where.value();
   // Routed before the submit: the worker's first event may overtake the scheduler's answer.
   s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
-  ++s.workers[w].view.placed_since_report;
-  s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
+  count_placed(s, w, request);
   // Events go from the worker straight to the client (one hop per token);
   // the final one also comes here, through the scheduler (released).
   self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(request, 0), client)
@@ -75,15 +90,17 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
           });
 }
 
-// Ends a request the gateway can no longer run: one final (failed) event to
-// its client, from an attempt newer than any it has seen.
-void fail_route(Self self, uint64_t id, const Error& error) {
+// Ends a request here, not on a worker: one final event to its client (failed
+// with `error`, else cancelled), from an attempt newer than any it has seen.
+void end_route(Self self, uint64_t id, const Error* error) {
   auto it = self->state.routes.find(id);
   if (it == self->state.routes.end()) return;
-  self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt + 1, &error));
+  self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt + 1, error));
   unpin(self, it->second.adapter, id);
   self->state.routes.erase(it);
 }
+
+void fail_route(Self self, uint64_t id, const Error& error) { end_route(self, id, &error); }
 
 // Sends route `id` to worker `w` as its current attempt; a refusal or no
 // answer fails it (the client already holds an accepted id).
@@ -92,8 +109,7 @@ void submit_route(Self self, uint64_t id, size_t w) {
   GatewayState::Route& route = s.routes.at(id);
   const uint32_t attempt = route.attempt;
   route.worker = w;
-  ++s.workers[w].view.placed_since_report;
-  s.workers[w].view.placed_tokens_since_report += route.request.prompt.size() + route.request.max_tokens;
+  count_placed(s, w, route.request);
   self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(route.request, attempt),
                 route.client)
       .then(
@@ -138,17 +154,11 @@ void release_held(Self self) {
       s.held.pop_front();  // ended while it waited
       continue;
     }
-    std::vector<WorkerView> views;
-    for (const auto& w : s.workers) views.push_back(w.view);
-    auto where = place(views, it->second.request.adapters, s.options.placement, s.draws());
+    auto where = place_now(self, it->second.request.adapters);
     if (!where) return;
     s.held.pop_front();
     Request& r = it->second.request;
-    if (r.timeout_ms != kNoDeadline) {  // the wait counts against its deadline
-      const double waited =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second.held_at).count();
-      r.timeout_ms = std::max(1.0, r.timeout_ms - waited);
-    }
+    if (r.timeout_ms != kNoDeadline) r.timeout_ms = std::max(1.0, r.timeout_ms - held_ms(it->second));  // the wait counts
     submit_route(self, id, where.value());
   }
 }
@@ -164,9 +174,7 @@ void place_again(Self self, uint64_t id) {
   GatewayState::Route& route = it->second;
   const std::string lost = s.workers[route.worker].view.id;
   ++route.attempt;
-  std::vector<WorkerView> views;
-  for (const auto& w : s.workers) views.push_back(w.view);
-  auto where = place(views, route.request.adapters, s.options.placement, s.draws());
+  auto where = place_now(self, route.request.adapters);
   if (where) {
     submit_route(self, id, where.value());
     return;
@@ -258,9 +266,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         auto it = self->state.routes.find(id);
         if (it == self->state.routes.end()) return;
         if (it->second.worker == GatewayState::kHeld) {  // never reached a worker: ended here
-          self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt, nullptr));
-          unpin(self, it->second.adapter, id);
-          self->state.routes.erase(it);
+          end_route(self, id, nullptr);
           return;
         }
         self->send(self->state.workers[it->second.worker].scheduler, cancel_atom::value, wire);
@@ -352,11 +358,10 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
       [self](tick_atom, uint64_t id) {
         auto it = self->state.routes.find(id);
         if (it == self->state.routes.end() || it->second.worker != GatewayState::kHeld) return;
-        const double waited =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second.held_at).count();
         fail_route(self, id,
                    make_error(ErrorCode::kUnavailable, "no worker could take the request within " +
-                                                           std::to_string(int64_t(waited)) + " ms (none is up)"));
+                                                           std::to_string(int64_t(held_ms(it->second))) +
+                                                           " ms (none is up)"));
       },
       [self](drain_atom) -> caf::typed_response_promise<bool> {
         auto rp = self->make_response_promise<bool>();

@@ -440,7 +440,8 @@ void NodeService::drain() {
 
 EngineWorkerStats NodeService::stats() {
   EngineWorkerStats out;
-  auto json = nlohmann::json::parse(metrics_json(), nullptr, /*allow_exceptions=*/false);
+  auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);  // the gateway's view is not needed here
+  auto json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, /*allow_exceptions=*/false);
   if (json.is_object() && json.contains("live")) {
     const auto& live = json["live"];
     out.steps = live.value("steps", uint64_t(0));

@@ -29,17 +29,6 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// Runs a shell command, returns its stdout.
-std::string sh(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
-
 class Node {
  public:
   explicit Node(const std::vector<std::string>& extra) {

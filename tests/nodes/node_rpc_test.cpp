@@ -86,15 +86,7 @@ class RpcNode {
   CliRun client(const std::string& cmd, const std::string& rest, bool with_stderr = false) const {
     return run_cli(cmd + " --server " + rpc_ + " " + rest, with_stderr);
   }
-  std::string metrics() const {
-    FILE* p = popen(("curl -s " + http_ + "/metrics").c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-    return out;
-  }
+  std::string metrics() const { return sh("curl -s " + http_ + "/metrics"); }
   bool alive() const { return kill(pid_, 0) == 0; }
   const std::string& rpc() const { return rpc_; }
   const std::string& http() const { return http_; }
@@ -117,13 +109,7 @@ class RpcNode {
 
 // curl's output (status line and body) for a POST of `body` to the node's HTTP API.
 std::string http_post(const std::string& url, const std::string& body) {
-  FILE* p = popen(("curl -s -i -H 'Content-Type: application/json' -d '" + body + "' " + url).c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  return sh("curl -s -i -H 'Content-Type: application/json' -d '" + body + "' " + url);
 }
 
 json parse_json(const CliRun& r) {
@@ -302,17 +288,20 @@ TEST(NodeRpc, KeysScopeSessionsToTheirTenant) {
   fs::remove(keys);
 }
 
-// Counts the sink's tokens; the test drops the call after the first.
+// Counts the sink's tokens. A stalling one never acknowledges a token: its
+// client has stopped reading its stream.
 class CountingSink final : public api::TokenSink::Server {
  public:
-  explicit CountingSink(int& n) : n_(n) {}
+  explicit CountingSink(int& n, bool stall = false) : n_(n), stall_(stall) {}
   kj::Promise<void> token(TokenContext) override {
     ++n_;
+    if (stall_) return kj::NEVER_DONE;
     return kj::READY_NOW;
   }
 
  private:
   int& n_;
+  bool stall_;
 };
 
 TEST(NodeRpc, ADroppedCallIsCancelledAndTheNodeKeepsServing) {
@@ -379,20 +368,6 @@ TEST(NodeRpc, ADroppedCallIsCancelledAndTheNodeKeepsServing) {
   EXPECT_TRUE(node.alive());
 }
 
-// A sink that takes the first token and never acknowledges one: its client
-// stops reading its stream.
-class StallingSink final : public api::TokenSink::Server {
- public:
-  explicit StallingSink(int& n) : n_(n) {}
-  kj::Promise<void> token(TokenContext) override {
-    ++n_;
-    return kj::NEVER_DONE;
-  }
-
- private:
-  int& n_;
-};
-
 double output_tokens(const std::string& metrics) {
   double total = 0;
   std::istringstream in(metrics);
@@ -413,7 +388,7 @@ TEST(NodeRpc, AClientThatStopsReadingNeverStallsTheStepLoop) {
   g.getPrompt().setText("hi");
   g.setMaxTokens(400);
   g.setIgnoreEos(true);
-  req.setSink(kj::heap<StallingSink>(got));
+  req.setSink(kj::heap<CountingSink>(got, /*stall=*/true));
   auto stalled = req.send();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (got == 0 && std::chrono::steady_clock::now() < deadline) ws.poll();
