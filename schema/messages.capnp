@@ -253,3 +253,26 @@ struct AdapterFiles {
     error @6 :Common.Error;          # notFound (no such version), badFile (a stored file no longer matches its hash)
   }
 }
+
+# ---- Appended with the cluster (a gateway and workers on other hosts). ----
+
+# A worker asks to join a gateway's cluster (the gateway's door actor,
+# published on --cluster). The door checks the proof and the base model's
+# fingerprint before the worker's scheduler gets any request.
+struct Join {
+  worker @0 :Text;           # the worker's id, unique in the cluster (default: host/pid)
+  baseFingerprint @1 :Text;  # sha256 of the worker's base config.json: must equal the gateway's
+  device @2 :Text;           # e.g. "cpu", "cuda:0 (NVIDIA H100 ...)"
+  slots @3 :UInt32;          # adapter slots on its device
+  nonce @4 :Text;            # the challenge the door gave this connection (hello)
+  proof @5 :Text;            # hex sha256("myriad-join:" secret ":" nonce ":" worker); empty without a secret
+}
+
+# The door's answer to a Join.
+struct JoinAnswer {
+  union {
+    accepted @0 :Void;       # the worker's scheduler now takes requests
+    error @1 :Common.Error;  # invalidArgument: no or a wrong proof of the secret, another base model, an id in use
+  }
+  baseModel @2 :Text;        # the gateway's name of the base model
+}

@@ -21,6 +21,7 @@ void unpin(Self self, const std::optional<AdapterId>& adapter, uint64_t id) {
 }
 
 bool hold(Self self, uint64_t id);
+void place_again(Self self, uint64_t id);
 
 caf::timespan ms(double v) { return std::chrono::microseconds(int64_t(v * 1000.0)); }
 
@@ -39,8 +40,23 @@ void count_placed(GatewayState& s, size_t w, const Request& request) {
   s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
 }
 
+std::vector<std::string> names(const std::vector<AdapterId>& ids) {
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const AdapterId& id : ids) out.push_back(id.to_string());
+  return out;
+}
+
 double held_ms(const GatewayState::Route& route) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - route.held_at).count();
+}
+
+// A drain that leaves the workers running (a cluster's gateway) answers once no route is left.
+void settle_drain(Self self) {
+  GatewayState& s = self->state;
+  if (!s.draining || !s.routes.empty()) return;
+  for (auto& rp : s.drains) rp.deliver(true);
+  s.drains.clear();
 }
 
 // Places a resolved request and submits it to its worker's scheduler.
@@ -65,29 +81,46 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
     return;
   }
   const size_t w = where.value();
-  // Routed before the submit: the worker's first event may overtake the scheduler's answer.
-  s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
+  // Routed before the submit: the worker's first event may overtake the
+  // scheduler's answer. The front end's answer waits in the route: if the
+  // worker is lost before it answers (its answer never comes), the request
+  // is placed again and the front end told it was accepted then.
+  GatewayState::Route& route = s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
+  route.answer = rp;
+  route.model = model;
   count_placed(s, w, request);
   // Events go from the worker straight to the client (one hop per token);
   // the final one also comes here, through the scheduler (released).
+  auto first_answer = [self, id, pinned, adapter](const Result<uint64_t>& ok, const AcceptedWire* refusal) {
+    auto route = self->state.routes.find(id);
+    if (route == self->state.routes.end() || route->second.attempt != 0 || !route->second.answer)
+      return;  // already placed again (its worker was lost) and answered then
+    auto rp = *route->second.answer;
+    route->second.answer.reset();
+    if (ok) {
+      rp.deliver(accepted(id, route->second.model));
+      return;
+    }
+    if (ok.error().code == ErrorCode::kUnavailable) {
+      // That worker is leaving (it refuses as draining) or did not answer: another one.
+      self->state.workers[route->second.worker].view.draining = true;
+      Request again = std::move(route->second.request);
+      event_sink_actor to = route->second.client;
+      self->state.routes.erase(route);
+      place_and_submit(self, rp, std::move(again), std::move(to), adapter);
+      return;
+    }
+    self->state.routes.erase(route);
+    unpin(self, pinned, id);
+    rp.deliver(refusal ? *refusal : refused(ok.error()));
+    settle_drain(self);
+  };
   self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(request, 0), client)
-      .then(
-          [self, rp, id, pinned, model](const AcceptedWire& answer) mutable {
-            auto ok = read_accepted(answer);
-            if (ok) {
-              rp.deliver(accepted(id, model));
-              return;
-            }
-            self->state.routes.erase(id);
-            unpin(self, pinned, id);
-            rp.deliver(answer);
-          },
-          [self, rp, id, pinned](caf::error& err) mutable {
-            self->state.routes.erase(id);
-            unpin(self, pinned, id);
-            rp.deliver(
-                refused(make_error(ErrorCode::kUnavailable, "the worker did not answer: " + to_string(err))));
-          });
+      .then([first_answer](const AcceptedWire& answer) { first_answer(read_accepted(answer), &answer); },
+            [first_answer](caf::error& err) {
+              first_answer(make_error(ErrorCode::kUnavailable, "the worker did not answer: " + to_string(err)),
+                           nullptr);
+            });
 }
 
 // Ends a request here, not on a worker: one final event to its client (failed
@@ -95,9 +128,14 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
 void end_route(Self self, uint64_t id, const Error* error) {
   auto it = self->state.routes.find(id);
   if (it == self->state.routes.end()) return;
+  if (it->second.answer) {  // the front end still waits for its answer: accepted, then this final event
+    it->second.answer->deliver(accepted(id, it->second.model));
+    it->second.answer.reset();
+  }
   self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt + 1, error));
   unpin(self, it->second.adapter, id);
   self->state.routes.erase(it);
+  settle_drain(self);
 }
 
 void fail_route(Self self, uint64_t id, const Error& error) { end_route(self, id, &error); }
@@ -117,6 +155,11 @@ void submit_route(Self self, uint64_t id, size_t w) {
             auto ok = read_accepted(answer);
             auto r = self->state.routes.find(id);
             if (ok || r == self->state.routes.end() || r->second.attempt != attempt) return;
+            if (ok.error().code == ErrorCode::kUnavailable) {  // that worker is leaving: another one
+              self->state.workers[r->second.worker].view.draining = true;
+              place_again(self, id);
+              return;
+            }
             fail_route(self, id, ok.error());
           },
           [self, id, attempt](caf::error& err) {
@@ -174,6 +217,11 @@ void place_again(Self self, uint64_t id) {
   GatewayState::Route& route = it->second;
   const std::string lost = s.workers[route.worker].view.id;
   ++route.attempt;
+  ++s.placed_again;
+  if (route.answer) {  // its first worker never answered: the front end hears it is accepted now
+    route.answer->deliver(accepted(id, route.model));
+    route.answer.reset();
+  }
   auto where = place_now(self, route.request.adapters);
   if (where) {
     submit_route(self, id, where.value());
@@ -281,6 +329,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         if (e.isFinished() || e.isFailed()) {
           unpin(self, it->second.adapter, e.getRequestId());
           self->state.routes.erase(it);
+          settle_drain(self);
         }
       },
       [self](released_atom, const EventWire& wire) {
@@ -290,6 +339,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         if (it == self->state.routes.end() || it->second.attempt != d->get().getAttempt()) return;
         unpin(self, it->second.adapter, it->first);
         self->state.routes.erase(it);
+        settle_drain(self);
       },
       [self](load_atom, const WorkerLoadWire& wire) {
         auto d = wire.decode();
@@ -304,6 +354,8 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           w.view.running = load.getRunning();
           w.view.draining = load.getDraining() || w.lost;  // a lost worker stays out of placement
           w.view.pending_tokens = load.getPendingTokens();
+          w.total_slots = load.getTotalSlots();
+          w.step_ms = load.getStepMs();
           w.view.placed_since_report = 0;
           w.view.placed_tokens_since_report = 0;
           w.view.resident.clear();
@@ -312,7 +364,32 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           for (auto id : load.getHostCached()) w.view.host_cached.push_back(read_adapter_id(id));
         }
       },
+      [self](requeue_atom, uint64_t id, uint32_t attempt) {
+        // A leaving worker's scheduler hands back a request that never reached its engine.
+        auto it = self->state.routes.find(id);
+        if (it == self->state.routes.end() || it->second.attempt != attempt ||
+            it->second.worker == GatewayState::kHeld)
+          return;
+        self->state.workers[it->second.worker].view.draining = true;
+        place_again(self, id);
+      },
+      [self](drain_atom, const std::string& worker) {
+        for (auto& w : self->state.workers) {
+          if (w.lost || w.view.id != worker) continue;
+          w.view.draining = true;
+          // Its answer (all finished) is only logged: the worker stays, drained, until stopped.
+          self->request(w.scheduler, caf::infinite, leave_atom::value)
+              .then([worker](bool) { log_info("gateway: worker {} is drained", worker); }, [](caf::error&) {});
+          log_info("gateway: worker {} drains: its waiting requests move, its running ones finish", worker);
+          return true;
+        }
+        return false;
+      },
       [self](add_worker_atom, const std::string& id, const scheduler_actor& scheduler) {
+        // The same id again (a restarted worker whose old connection is not yet seen down): the old one is lost.
+        for (size_t w = 0; w < self->state.workers.size(); ++w)
+          if (self->state.workers[w].view.id == id && !self->state.workers[w].lost)
+            lose_worker(self, w, "a worker joined again with its id");
         GatewayState::Worker w;
         w.view.id = id;
         w.scheduler = scheduler;
@@ -350,10 +427,16 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                {"running", w.view.running},
                {"resident", w.view.resident.size()},
                {"host_cached", w.view.host_cached.size()},
+               {"resident_adapters", names(w.view.resident)},
+               {"host_cached_adapters", names(w.view.host_cached)},
+               {"slots", w.total_slots},
+               {"step_ms", w.step_ms},
                {"report_age_ms", std::chrono::duration<double, std::milli>(now - w.last_heard).count()}});
         size_t held = 0;
         for (const auto& [id, route] : s.routes) held += route.worker == GatewayState::kHeld;
-        return nlohmann::json{{"workers", workers}, {"held", held}, {"routes", s.routes.size()}}.dump();
+        return nlohmann::json{
+            {"workers", workers}, {"held", held}, {"routes", s.routes.size()}, {"placed_again", s.placed_again}}
+            .dump();
       },
       [self](tick_atom, uint64_t id) {
         auto it = self->state.routes.find(id);
@@ -371,6 +454,11 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           if (auto it = s.routes.find(id); it != s.routes.end() && it->second.worker == GatewayState::kHeld)
             fail_route(self, id, make_error(ErrorCode::kUnavailable, "the node is shutting down"));
         s.held.clear();
+        if (!s.options.drain_workers) {  // the workers serve on (another gateway); wait for our routes
+          s.drains.push_back(rp);
+          settle_drain(self);
+          return rp;
+        }
         size_t live = 0;
         for (const auto& w : s.workers) live += !w.lost;
         auto left = std::make_shared<size_t>(live);

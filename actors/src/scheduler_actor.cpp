@@ -115,6 +115,19 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         settle_drain(self);
         return rp;
       },
+      [self](leave_atom) -> caf::typed_response_promise<bool> {
+        // What waits here goes back to the gateway to run elsewhere; what
+        // runs in the worker finishes here.
+        auto& s = self->state;
+        for (const auto& w : s.waiting) self->send(s.load_sink, requeue_atom::value, w.id, w.attempt);
+        s.waiting.clear();
+        auto rp = self->make_response_promise<bool>();
+        s.draining = true;
+        s.drains.push_back(rp);
+        settle_drain(self);
+        return rp;
+      },
+      [self](attach_atom, const load_sink_actor& sink) { self->state.load_sink = sink; },
   };
 }
 

@@ -136,4 +136,21 @@ EventWire final_event(uint64_t request_id, uint32_t attempt, const Error* error)
   return encode_event(e, attempt);
 }
 
+Result<AdapterFiles> read_adapter_files(const AdapterFilesWire& wire) {
+  auto d = wire.decode();
+  if (!d) return d.error();
+  auto in = d->get();
+  if (in.isError()) return read_error(in.getError());
+  auto f = in.getFiles();
+  AdapterFiles out;
+  out.record.id = read_adapter_id(f.getAdapter());
+  out.record.sha256 = as_string(f.getSha256());
+  out.config_sha256 = as_string(f.getConfigSha256());
+  out.weights_sha256 = as_string(f.getWeightsSha256());
+  out.config_json = as_string(f.getConfigJson());
+  auto bytes = f.getSafetensors();
+  out.safetensors.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  return out;
+}
+
 }  // namespace myriad::actors

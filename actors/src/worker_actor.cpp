@@ -33,6 +33,14 @@ class Routes final : public EventSink {
     std::lock_guard lock(mu_);
     scheduler_ = std::move(scheduler);
   }
+  void attach(worker_registry_actor registry) {
+    std::lock_guard lock(mu_);
+    registry_ = std::move(registry);
+  }
+  worker_registry_actor registry() {
+    std::lock_guard lock(mu_);
+    return registry_;
+  }
   void add(uint64_t id, event_sink_actor sink, uint32_t attempt) {
     std::lock_guard lock(mu_);
     routes_[id] = Route{std::move(sink), attempt};
@@ -65,6 +73,7 @@ class Routes final : public EventSink {
   std::mutex mu_;
   std::unordered_map<uint64_t, Route> routes_;
   scheduler_actor scheduler_;
+  worker_registry_actor registry_;
 };
 
 // What the last report said each slot held (step thread only).
@@ -135,17 +144,18 @@ void report(Self self) {
       if (auto it = now.find(slot); it != now.end()) it->second.loading = true;
 
     // A version whose slot state changed: where it is now; one that left every slot: swapped out.
+    const worker_registry_actor registry = routes->registry();
     for (const auto& [slot, r] : now) {
       auto before = slots->find(slot);
       if (before != slots->end() && before->second == r) continue;
-      caf::anon_send(setup->registry, residency_atom::value,
-                     residency(setup->worker_id, ++*seq, r.id, slot, &r));
+      if (registry)
+        caf::anon_send(registry, residency_atom::value, residency(setup->worker_id, ++*seq, r.id, slot, &r));
     }
     for (const auto& [slot, r] : *slots) {
       bool still = false;
       for (const auto& [s2, r2] : now) still = still || r2.id == r.id;
-      if (!still)
-        caf::anon_send(setup->registry, residency_atom::value,
+      if (!still && registry)
+        caf::anon_send(registry, residency_atom::value,
                        residency(setup->worker_id, ++*seq, r.id, slot, nullptr));
     }
     *slots = now;
@@ -227,6 +237,7 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
                            tick_atom::value);
       },
       [self](attach_atom, const scheduler_actor& scheduler) { self->state.routes->attach(scheduler); },
+      [self](attach_atom, const worker_registry_actor& registry) { self->state.routes->attach(registry); },
       [self](drain_atom) {
         self->state.engine->stop(EngineWorker::StopMode::kDrain);
         report(self);
@@ -253,6 +264,7 @@ Result<worker_actor> spawn_worker(caf::actor_system& system, std::shared_ptr<Wor
   parts->cache = std::make_unique<AdapterCache>(setup->host_cache_bytes);
   parts->source = std::make_unique<CachedAdapterSource>(*parts->cache);
   parts->routes = std::make_shared<Routes>();
+  parts->routes->attach(setup->registry);
   auto engine =
       EngineWorker::start(setup->config, *setup->executor, *parts->source, *parts->routes, setup->tokenizer);
   if (!engine) return engine.error();

@@ -319,6 +319,36 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
       co_return co_await send(stream, std::move(res_));
     }
 
+  // Operators only (an admin key; any caller of a node without keys).
+  if (target == "/admin/cluster" || target == "/admin/drain") {
+    if (tenants.requires_key() && !caller.value().admin) {
+      auto res_ = error_response(req, openai::ApiError{403, "this needs an admin key", "permission_error", "", "forbidden"});
+      co_return co_await send(stream, std::move(res_));
+    }
+    if (target == "/admin/cluster" && method == http::verb::get) {
+      // The gateway's view of every worker: what `myriad cluster ls` prints.
+      auto metrics = json::parse(service.metrics_json(), nullptr, false);
+      json workers = metrics.is_object() && metrics.contains("gateway") ? metrics["gateway"] : json::object();
+      auto res_ = make_response(req, 200, workers.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
+    if (target == "/admin/drain" && method == http::verb::post) {
+      std::string_view query(req.target().data(), req.target().size());
+      const size_t q = query.find("?worker=");
+      if (q == std::string_view::npos || q + 8 == query.size()) {
+        auto res_ = error_response(req, openai::invalid_request("expected /admin/drain?worker=ID", "worker",
+                                                                "missing_required_parameter"));
+        co_return co_await send(stream, std::move(res_));
+      }
+      const std::string worker = percent_decode(query.substr(q + 8));
+      if (Status st = service.drain_worker(worker); !st.ok()) {
+        auto res_ = error_response(req, api_error_of(st.error()));
+        co_return co_await send(stream, std::move(res_));
+      }
+      auto res_ = make_response(req, 200, json{{"worker", worker}, {"draining", true}}.dump());
+      co_return co_await send(stream, std::move(res_));
+    }
+  }
   if (target == "/v1/completions" && method == http::verb::post)
     co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kCompletions);
   if (target == "/v1/chat/completions" && method == http::verb::post)

@@ -1,14 +1,21 @@
-// myriad-node: one node of the service. `--role all` (the only role so far)
-// serves the OpenAI-compatible HTTP API (--http) and the Cap'n Proto RPC API
-// (--rpc, schema/api.capnp) over one engine: the base model of
-// --model, the adapters published in the store under --data, on the CPU or
-// a CUDA device. SIGTERM or SIGINT drains: new requests get 503 (RPC:
-// `unavailable`), running ones finish, then the process exits 0. Settings: flags, or a config file
+// myriad-node: one node of the service.
+//   --role all (default): the OpenAI-compatible HTTP API (--http) and the
+//     Cap'n Proto RPC API (--rpc, schema/api.capnp) over one engine: the base
+//     model of --model, the adapters published in the store under --data, on
+//     the CPU or a CUDA device.
+//   --role gateway: the same front ends and store, no engine; workers join on
+//     --cluster HOST:PORT and requests are placed on them.
+//   --role worker: one engine that joins a gateway (--join HOST:PORT); no
+//     HTTP or RPC listener; adapters are fetched from the gateway.
+// SIGTERM or SIGINT drains: new requests get 503 (RPC: `unavailable`),
+// running ones finish, then the process exits 0 (a worker: its waiting
+// requests move to other workers first). Settings: flags, or a config file
 // (--config FILE, the same names as TOML/INI keys; flags win).
 #include <csignal>
 #include <cstdio>
 #include <string>
 
+#include "cluster_worker.h"
 #include "http_server.h"
 #include "node_service.h"
 #include "rpc_server.h"
@@ -32,11 +39,37 @@ Result<std::pair<std::string, uint16_t>> host_port(const std::string& flag, cons
   return std::pair{value.substr(0, colon), uint16_t(p)};
 }
 
+Result<std::string> read_secret(const std::string& path) {
+  if (path.empty()) return std::string();
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return make_error(ErrorCode::kNotFound, "--cluster-secret " + path + ": cannot open it");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() < (1u << 16)) out.append(buf, n);
+  std::fclose(f);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();  // `echo secret > file`
+  if (out.size() < 16)
+    return make_error(ErrorCode::kInvalidArgument, "--cluster-secret " + path + ": use at least 16 bytes");
+  return out;
+}
+
+sigset_t block_stop_signals() {
+  // Signals are taken by sigwait: block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   node::NodeOptions o;
   std::string role = "all", http = "127.0.0.1:8000", rpc = "127.0.0.1:8001", api_keys;
+  std::string cluster = "127.0.0.1:7700", join, secret_file, worker_id;
   size_t max_body = size_t(8) << 20;
   int max_open = 256;
   int64_t tokens_per_minute = 0;
@@ -44,13 +77,35 @@ int main(int argc, char** argv) {
   CLI::App app("Serves a base model and its LoRA adapters through the OpenAI-compatible HTTP API and Cap'n Proto RPC.", "myriad-node");
   cli::set_conventions(app);
   app.set_config("--config", "", "settings file (TOML or INI, keys named as the flags); flags override it");
-  app.add_option("--role", role, "all: the whole service in this process (gateway and worker roles come later)")
+  app.add_option("--role", role,
+                 "all: the whole service in this process; gateway: front ends and store, workers join on "
+                 "--cluster; worker: an engine that joins --join")
       ->option_text("ROLE")
-      ->check(CLI::IsMember({"all"}));
+      ->check(CLI::IsMember({"all", "gateway", "worker"}));
+  app.add_option("--cluster", cluster, "gateway: where workers join (default 127.0.0.1:7700; port 0 picks one)")
+      ->option_text("HOST:PORT");
+  app.add_option("--join", join, "worker: the gateway's --cluster address")->option_text("HOST:PORT");
+  app.add_option("--cluster-secret", secret_file,
+                 "gateway and worker: a file of at least 16 bytes shared by the cluster's members; without it "
+                 "joins come only from the gateway's host")
+      ->option_text("FILE");
+  app.add_option("--worker-id", worker_id, "worker: its id in the cluster (default HOST/PID)")->option_text("ID");
+  app.add_option("--heartbeat-timeout-ms", o.heartbeat_timeout_ms,
+                 "gateway: a worker silent this long is lost and its requests move (default 0: only a closed "
+                 "connection loses it)")
+      ->option_text("MS")
+      ->check(cli::at_least(0));
+  app.add_option("--max-wait-for-worker-ms", o.max_wait_for_worker_ms,
+                 "a request waits this long for a worker when none is up (default 30000)")
+      ->option_text("MS")
+      ->check(cli::at_least(0));
   app.add_option("--model", o.model_dir, "Hugging Face model folder (with tokenizer.json)")->option_text("DIR")->required();
   app.add_option("--model-name", o.model_name, "the base model's name in the API (default: the folder's name)")
       ->option_text("NAME");
-  app.add_option("--data", o.data_dir, "the adapter store's folder, created if missing")->option_text("DIR")->required();
+  app.add_option("--data", o.data_dir,
+                 "the adapter store's folder, created if missing (worker: its adapter cache; default a private "
+                 "temporary folder)")
+      ->option_text("DIR");
   app.add_option("--http", http, "HTTP address (default 127.0.0.1:8000; port 0 picks a free one)")
       ->option_text("HOST:PORT");
   app.add_option("--rpc", rpc, "Cap'n Proto RPC address (schema/api.capnp; default 127.0.0.1:8001; port 0 picks a free one)")
@@ -91,6 +146,40 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "myriad-node: %s\n", e.to_string().c_str());
     return code;
   };
+  auto secret = read_secret(secret_file);
+  if (!secret.ok()) return fail(secret.error(), 2);
+  o.role = role;
+  if (role == "worker") {
+    if (join.empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--role worker needs --join HOST:PORT"), 2);
+    auto join_addr = host_port("--join", join);
+    if (!join_addr.ok()) return fail(join_addr.error(), 2);
+    node::ClusterWorkerOptions wo;
+    wo.node = o;
+    wo.join_host = join_addr.value().first;
+    wo.join_port = join_addr.value().second;
+    wo.cluster_secret = secret.value();
+    wo.worker_id = worker_id;
+    sigset_t stop_signals = block_stop_signals();
+    auto worker = node::ClusterWorker::start(wo);
+    if (!worker.ok()) return fail(worker.error());
+    std::printf("myriad-node: worker %s joined %s\n", (*worker)->id().c_str(), join.c_str());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::printf("myriad-node: %s: leaving the cluster\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    std::fflush(stdout);
+    (*worker)->leave();  // waiting requests move to other workers; running ones finish
+    std::printf("myriad-node: stopped\n");
+    return 0;
+  }
+  if (o.data_dir.empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--data DIR is required"), 2);
+  if (role == "gateway") {
+    auto cluster_addr = host_port("--cluster", cluster);
+    if (!cluster_addr.ok()) return fail(cluster_addr.error(), 2);
+    o.cluster_host = cluster_addr.value().first;
+    o.cluster_port = cluster_addr.value().second;
+    o.cluster_secret = secret.value();
+  }
   auto http_addr = host_port("--http", http);
   if (!http_addr.ok()) return fail(http_addr.error(), 2);
   auto rpc_addr = host_port("--rpc", rpc);
@@ -98,12 +187,7 @@ int main(int argc, char** argv) {
   auto tenants = api_keys.empty() ? Result<node::Tenants>(node::Tenants::open_access()) : node::Tenants::load(api_keys);
   if (!tenants.ok()) return fail(tenants.error(), 2);
 
-  // Signals are taken by sigwait below: block them before any thread starts.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t stop_signals = block_stop_signals();
 
   auto service = node::NodeService::start(o);
   if (!service.ok()) return fail(service.error());
@@ -127,6 +211,8 @@ int main(int argc, char** argv) {
               unsigned((*server)->port()));
   std::printf("myriad-node: serving %s on rpc://%s:%u\n", (*service)->model_name().c_str(), ro.host.c_str(),
               unsigned((*rpc_server)->port()));
+  if (role == "gateway")
+    std::printf("myriad-node: workers join on %s:%u\n", o.cluster_host.c_str(), unsigned((*service)->cluster_port()));
   std::fflush(stdout);
 
   int sig = 0;

@@ -1,6 +1,7 @@
 #include "node_service.h"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "actors/attempt_filter.h"
+#include "actors/cluster_door.h"
 #include "actors/event_wire.h"
 #include "actors/gateway_actor.h"
 #include "actors/message_types.h"
@@ -16,6 +18,7 @@
 #include "actors/scheduler_actor.h"
 #include "actors/service_wire.h"
 #include "actors/worker_actor.h"
+#include "service_wiring.h"
 #include "gpu/cpu/cpu_executor.h"
 #include "runtime/chat_template.h"
 #include "runtime/log.h"
@@ -74,19 +77,6 @@ namespace {
 
 using namespace myriad::actors;
 
-caf::actor_system_config& service_config(caf::actor_system_config& cfg) {
-  register_message_types(cfg);
-  // The sharing policy: idle threads block on a condition variable. CAF
-  // 0.17's default work stealing polls, then sleeps up to 10 ms between
-  // polls: on a busy 2-core node it steals cycles from the executor while
-  // polling and adds up to 10 ms to every hop once relaxed.
-  cfg.set("scheduler.policy", caf::atom("sharing"));
-  cfg.set("scheduler.max-threads", 2);
-  cfg.set("logger.file-verbosity", caf::atom("quiet"));
-  cfg.set("logger.console-verbosity", caf::atom("quiet"));
-  return cfg;
-}
-
 // The front ends' event sink: decodes each event and hands it to Dispatch.
 event_sink_actor::behavior_type relay_behavior(std::shared_ptr<NodeService::Dispatch> dispatch);
 
@@ -97,16 +87,23 @@ struct NodeService::Actors {
   std::unique_ptr<caf::actor_system> system;
   registry_actor registry;
   gateway_actor gateway;
-  scheduler_actor scheduler;
+  scheduler_actor scheduler;  // role all: the one local worker's
   worker_actor worker;
   event_sink_actor relay;
+  cluster_door_actor door;  // role gateway: where workers join
 
-  // One request to an actor, answered on this thread.
+  // One request to an actor, answered on this thread; kUnavailable when no
+  // answer comes within a minute (a front end's thread must not hang on a
+  // lost answer).
   template <class Reply, class Handle, class... Ts>
   Result<Reply> ask(const Handle& to, Ts&&... xs) {
+    return ask_within<Reply>(std::chrono::seconds(60), to, std::forward<Ts>(xs)...);
+  }
+  template <class Reply, class Timeout, class Handle, class... Ts>
+  Result<Reply> ask_within(Timeout timeout, const Handle& to, Ts&&... xs) {
     caf::scoped_actor self{*system};
     Result<Reply> out = make_error(ErrorCode::kInternal, "no answer");
-    self->request(to, caf::infinite, std::forward<Ts>(xs)...)
+    self->request(to, timeout, std::forward<Ts>(xs)...)
         .receive([&](Reply& reply) { out = std::move(reply); },
                  [&](caf::error& err) { out = make_error(ErrorCode::kUnavailable, system->render(err)); });
     return out;
@@ -116,7 +113,7 @@ struct NodeService::Actors {
     if (!system) return;
     for (const auto& h : {caf::actor_cast<caf::actor>(gateway), caf::actor_cast<caf::actor>(scheduler),
                           caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(registry),
-                          caf::actor_cast<caf::actor>(relay)})
+                          caf::actor_cast<caf::actor>(relay), caf::actor_cast<caf::actor>(door)})
       if (h) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     // Drop every strong handle first: a detached actor's thread ends only
     // once nothing references the actor, and the system waits for it.
@@ -125,6 +122,7 @@ struct NodeService::Actors {
     worker = nullptr;
     registry = nullptr;
     relay = nullptr;
+    door = nullptr;
     system.reset();  // waits for every actor to quit
   }
 };
@@ -156,6 +154,34 @@ Result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
+caf::actor_system_config& service_config(caf::actor_system_config& cfg) {
+  register_message_types(cfg);
+  // The sharing policy: idle threads block on a condition variable. CAF
+  // 0.17's default work stealing polls, then sleeps up to 10 ms between
+  // polls: on a busy 2-core node it steals cycles from the executor while
+  // polling and adds up to 10 ms to every hop once relaxed.
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("scheduler.max-threads", 2);
+  cfg.set("logger.file-verbosity", caf::atom("quiet"));
+  cfg.set("logger.console-verbosity", caf::atom("quiet"));
+  return cfg;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+SchedulerActorOptions scheduler_options(const NodeOptions& o, const SchedulerConfig& sc, const ModelConfig& model,
+                                        const std::string& worker_id) {
+  SchedulerActorOptions so;
+  so.worker_id = worker_id;
+  so.limits = request_limits(sc);
+  so.limits.vocab_size = int32_t(model.vocab_size);
+  so.max_in_worker = uint32_t(std::max(o.max_running * 4, 64));
+  so.max_waiting = uint32_t(o.max_waiting);
+  return so;
+}
+
 SchedulerConfig worker_scheduler_config(const NodeOptions& o, const ModelConfig& model) {
   const int32_t block = 16;
   const int64_t ctx = model.max_position_embeddings > 0 ? model.max_position_embeddings : 2048;
@@ -171,6 +197,45 @@ SchedulerConfig worker_scheduler_config(const NodeOptions& o, const ModelConfig&
   sc.num_kv_blocks = kv_blocks;
   sc.max_seq_len = int32_t(std::min<int64_t>(ctx + 1, int64_t(kv_blocks) * block));
   return sc;
+}
+
+Result<std::string> base_fingerprint_of(const std::string& model_dir) {
+  auto config_json = read_file(model_dir + "/config.json");
+  if (!config_json.ok()) return config_json.error();
+  return sha256_hex(config_json.value());
+}
+
+Result<std::unique_ptr<Executor>> make_executor(const NodeOptions& o, std::shared_ptr<const Checkpoint> checkpoint,
+                                                const SchedulerConfig& sc) {
+  if (o.device == "cpu") {
+    gpu::cpu::CpuExecutorOptions eo;
+    eo.kv_block_size = sc.kv_block_size;
+    eo.kv_num_blocks = sc.num_kv_blocks;
+    eo.threads = o.threads;
+    eo.num_adapter_slots = o.slots;
+    eo.max_adapter_rank = o.max_adapter_rank;
+    auto ex = gpu::cpu::CpuExecutor::create(checkpoint, eo);
+    if (!ex.ok()) return ex.error();
+    return std::unique_ptr<Executor>(std::move(ex.value()));
+  }
+  if (o.device == "cuda") {
+#ifdef MYRIAD_HAVE_CUDA
+    gpu::cuda::CudaExecutorOptions eo;
+    eo.kv_block_size = sc.kv_block_size;
+    eo.kv_num_blocks = sc.num_kv_blocks;
+    eo.num_adapter_slots = o.slots;
+    eo.max_adapter_rank = o.max_adapter_rank;
+    eo.max_tokens_per_step = o.max_tokens_per_step;
+    eo.max_rows = o.max_running;
+    eo.cuda_graphs = true;
+    auto ex = gpu::cuda::CudaExecutor::create(checkpoint, eo);
+    if (!ex.ok()) return ex.error();
+    return std::unique_ptr<Executor>(std::move(ex.value()));
+#else
+    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA (no toolkit at build time)");
+#endif
+  }
+  return make_error(ErrorCode::kInvalidArgument, "--device " + o.device + ": expected cpu or cuda");
 }
 
 Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
@@ -192,84 +257,78 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
 
   // The store: adapters are checked against this base; its fingerprint is
   // the config.json's hash, so a store is never served over another model.
-  auto config_json = read_file(o.model_dir + "/config.json");
-  if (!config_json.ok()) return config_json.error();
+  auto fingerprint = base_fingerprint_of(o.model_dir);
+  if (!fingerprint.ok()) return fingerprint.error();
   std::error_code ec;
   std::filesystem::create_directories(o.data_dir, ec);
   if (ec) return make_error(ErrorCode::kIo, "cannot create --data " + o.data_dir + ": " + ec.message());
   AdapterStoreOptions so;
   so.max_rank = o.max_adapter_rank;
-  auto opened = AdapterStore::open(o.data_dir, cfg, sha256_hex(config_json.value()), so);
+  auto opened = AdapterStore::open(o.data_dir, cfg, fingerprint.value(), so);
   if (!opened.ok()) return opened.error();
   std::shared_ptr<AdapterStore> store = std::move(opened.value());
   s->base_fingerprint_ = store->base_fingerprint();
 
   // The engine configuration, and the executor with the same KV pool and slots.
   const SchedulerConfig sc = worker_scheduler_config(o, cfg);
-  const int32_t block = sc.kv_block_size;
   const int32_t kv_blocks = sc.num_kv_blocks;
   auto setup = std::make_shared<WorkerSetup>();
-  if (o.device == "cpu") {
-    gpu::cpu::CpuExecutorOptions eo;
-    eo.kv_block_size = block;
-    eo.kv_num_blocks = kv_blocks;
-    eo.threads = o.threads;
-    eo.num_adapter_slots = o.slots;
-    eo.max_adapter_rank = o.max_adapter_rank;
-    auto ex = gpu::cpu::CpuExecutor::create(s->checkpoint_, eo);
+  if (o.role == "all") {
+    auto ex = make_executor(o, s->checkpoint_, sc);
     if (!ex.ok()) return ex.error();
     setup->executor = std::move(ex.value());
-  } else if (o.device == "cuda") {
-#ifdef MYRIAD_HAVE_CUDA
-    gpu::cuda::CudaExecutorOptions eo;
-    eo.kv_block_size = block;
-    eo.kv_num_blocks = kv_blocks;
-    eo.num_adapter_slots = o.slots;
-    eo.max_adapter_rank = o.max_adapter_rank;
-    eo.max_tokens_per_step = o.max_tokens_per_step;
-    eo.max_rows = o.max_running;
-    eo.cuda_graphs = true;
-    auto ex = gpu::cuda::CudaExecutor::create(s->checkpoint_, eo);
-    if (!ex.ok()) return ex.error();
-    setup->executor = std::move(ex.value());
-#else
-    return make_error(ErrorCode::kUnsupported,
-                      "--device cuda: this build has no CUDA (no toolkit at build time)");
-#endif
-  } else {
-    return make_error(ErrorCode::kInvalidArgument, "--device " + o.device + ": expected cpu or cuda");
+  } else if (o.role != "gateway") {
+    return make_error(ErrorCode::kInvalidArgument, "--role " + o.role + ": expected all or gateway here");
   }
-  const std::string device = setup->executor->info().device;
+  const std::string device = setup->executor ? setup->executor->info().device : std::string("none (workers join)");
 
   // The actors: registry (detached: the store blocks on disk), gateway, and
   // for the one device a worker (detached: it waits for its step thread)
   // behind its scheduler.
   auto actors = std::make_unique<Actors>();
+  const bool gateway_role = o.role == "gateway";
+  if (gateway_role) {
+    if (o.cluster_secret.empty() && !is_loopback(o.cluster_host))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--cluster " + o.cluster_host +
+                            ": without --cluster-secret workers may join only from this host (a loopback address)");
+    actors->config.load<caf::io::middleman>();
+  }
   actors->system = std::make_unique<caf::actor_system>(service_config(actors->config));
   caf::actor_system& sys = *actors->system;
   actors->registry = sys.spawn<caf::detached>(registry_behavior, store, s->model_name_);
   GatewayOptions go;
   go.base_model = s->model_name_;
+  go.heartbeat_timeout_ms = o.heartbeat_timeout_ms;
+  go.max_wait_for_worker_ms = o.max_wait_for_worker_ms;
+  go.drain_workers = !gateway_role;
   actors->gateway = sys.spawn(gateway_behavior, actors->registry, go);
-  setup->worker_id = "local/" + o.device + "0";
-  setup->config = sc;
-  setup->tokenizer = s->tokenizer_;
-  setup->host_cache_bytes = o.host_cache_bytes;
-  setup->load_adapter = [store](const AdapterId& id) { return store->load(id); };
-  setup->registry = actors->registry;
-  auto worker = spawn_worker(sys, setup);
-  if (!worker.ok()) return worker.error();
-  actors->worker = worker.value();
-  SchedulerActorOptions so2;
-  so2.worker_id = setup->worker_id;
-  so2.limits = request_limits(sc);
-  so2.limits.vocab_size = int32_t(cfg.vocab_size);
-  so2.max_in_worker = uint32_t(std::max(o.max_running * 4, 64));
-  so2.max_waiting = uint32_t(o.max_waiting);
-  actors->scheduler =
-      sys.spawn(scheduler_behavior, actors->worker, caf::actor_cast<load_sink_actor>(actors->gateway), so2);
-  caf::anon_send(actors->worker, attach_atom::value, actors->scheduler);
-  caf::anon_send(actors->gateway, add_worker_atom::value, setup->worker_id, actors->scheduler);
+  if (gateway_role) {
+    ClusterDoorOptions door;
+    door.base_model = s->model_name_;
+    door.base_fingerprint = s->base_fingerprint_;
+    door.secret = o.cluster_secret;
+    actors->door = sys.spawn(cluster_door_behavior, actors->gateway, actors->registry, door);
+    auto port = sys.middleman().publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true);
+    if (!port)
+      return make_error(ErrorCode::kIo, "--cluster " + o.cluster_host + ":" + std::to_string(o.cluster_port) +
+                                            ": cannot listen: " + sys.render(port.error()));
+    s->cluster_port_ = *port;
+  } else {
+    setup->worker_id = "local/" + o.device + "0";
+    setup->config = sc;
+    setup->tokenizer = s->tokenizer_;
+    setup->host_cache_bytes = o.host_cache_bytes;
+    setup->load_adapter = [store](const AdapterId& id) { return store->load(id); };
+    setup->registry = caf::actor_cast<worker_registry_actor>(actors->registry);
+    auto worker = spawn_worker(sys, setup);
+    if (!worker.ok()) return worker.error();
+    actors->worker = worker.value();
+    actors->scheduler = sys.spawn(scheduler_behavior, actors->worker,
+                                  caf::actor_cast<load_sink_actor>(actors->gateway), scheduler_options(o, sc, cfg, setup->worker_id));
+    caf::anon_send(actors->worker, attach_atom::value, actors->scheduler);
+    caf::anon_send(actors->gateway, add_worker_atom::value, setup->worker_id, actors->scheduler);
+  }
   s->dispatch_ = std::make_shared<Dispatch>();
   actors->relay = sys.spawn(relay_behavior, s->dispatch_);
   s->actors_ = std::move(actors);
@@ -434,12 +493,25 @@ Result<std::vector<AdapterRecord>> NodeService::adapter_versions(const Caller& c
 
 void NodeService::drain() {
   draining_ = true;
-  (void)actors_->ask<bool>(actors_->gateway, drain_atom::value);
+  (void)actors_->ask_within<bool>(caf::infinite, actors_->gateway, drain_atom::value);  // as long as what runs
   dispatch_->wait_idle();  // the final events of what ran have reached their callbacks
 }
 
 EngineWorkerStats NodeService::stats() {
   EngineWorkerStats out;
+  out.in_flight = dispatch_->open();
+  out.stopping = draining_;
+  if (!actors_->worker) {  // gateway role: the sums of the workers' latest reports
+    auto g = actors_->ask<std::string>(actors_->gateway, metrics_atom::value);
+    auto json = nlohmann::json::parse(g ? g.value() : std::string("{}"), nullptr, false);
+    if (json.is_object() && json.contains("workers"))
+      for (const auto& w : json["workers"]) {
+        if (!w.value("up", false)) continue;
+        out.queued += w.value("queued", uint64_t(0));
+        out.running += w.value("running", uint64_t(0));
+      }
+    return out;
+  }
   auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);  // the gateway's view is not needed here
   auto json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, /*allow_exceptions=*/false);
   if (json.is_object() && json.contains("live")) {
@@ -448,21 +520,29 @@ EngineWorkerStats NodeService::stats() {
     out.queued = live.value("queued", uint64_t(0));
     out.running = live.value("running", uint64_t(0));
   }
-  out.in_flight = dispatch_->open();
-  out.stopping = draining_;
   return out;
 }
 
 std::string NodeService::metrics_json() {
-  auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);
-  auto json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, false);
-  if (!json.is_object()) json = nlohmann::json::object();
+  nlohmann::json json = nlohmann::json::object();
+  if (actors_->worker) {
+    auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);
+    json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, false);
+    if (!json.is_object()) json = nlohmann::json::object();
+  }
   // The gateway's view beside the engine's: the workers as placement sees them.
   if (auto gateway = actors_->ask<std::string>(actors_->gateway, metrics_atom::value)) {
     auto g = nlohmann::json::parse(gateway.value(), nullptr, false);
     if (g.is_object()) json["gateway"] = std::move(g);
   }
   return json.dump();
+}
+
+Status NodeService::drain_worker(const std::string& worker_id) {
+  auto found = actors_->ask<bool>(actors_->gateway, drain_atom::value, worker_id);
+  if (!found) return found.error();
+  if (!found.value()) return make_error(ErrorCode::kNotFound, "no worker '" + worker_id + "' is up");
+  return Status();
 }
 
 }  // namespace myriad::node

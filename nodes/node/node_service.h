@@ -37,6 +37,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/engine_events.h"
 #include "runtime/engine_worker.h"
+#include "runtime/executor.h"
 #include "runtime/sampling_params.h"
 #include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
@@ -45,6 +46,9 @@
 namespace myriad::node {
 
 struct NodeOptions {
+  // all: the whole service with one local worker. gateway: no local worker;
+  // workers join on `cluster_host:cluster_port` (ClusterWorker).
+  std::string role = "all";
   std::string model_dir;
   std::string model_name;      // "" = the model folder's name
   std::string data_dir;        // the adapter store (created if missing)
@@ -58,7 +62,21 @@ struct NodeOptions {
   double quantum_ms = 50.0;
   int threads = 0;  // CPU threads, 0 = every core
   size_t host_cache_bytes = size_t(2) << 30;
+  // gateway: where workers join (port 0 picks one) and the cluster secret
+  // (empty: joins from this host only, cluster_host must be a loopback address).
+  std::string cluster_host = "127.0.0.1";
+  uint16_t cluster_port = 0;
+  std::string cluster_secret;
+  double heartbeat_timeout_ms = 0;  // GatewayOptions::heartbeat_timeout_ms
+  double max_wait_for_worker_ms = 30000;  // GatewayOptions::max_wait_for_worker_ms
 };
+
+// The base model's fingerprint: sha256 of its config.json, which every stored
+// adapter records and every worker of a cluster must match.
+Result<std::string> base_fingerprint_of(const std::string& model_dir);
+// The executor (cpu or cuda) for these options, with the engine's KV pool and slots.
+Result<std::unique_ptr<Executor>> make_executor(const NodeOptions& options, std::shared_ptr<const Checkpoint> checkpoint,
+                                                const SchedulerConfig& config);
 
 // The worker's engine configuration for these options over this model: the
 // KV pool (enough for max_running requests of the whole context when that is
@@ -139,8 +157,15 @@ class NodeService {
   bool draining() const { return draining_.load(); }
   // Live counts of the worker (steps, in flight, queued, running).
   EngineWorkerStats stats();
-  // The engine's metrics (EngineMetrics::to_json) of the worker.
+  // The engine's metrics (EngineMetrics::to_json) of the worker, and the
+  // gateway's view of every worker ("gateway").
   std::string metrics_json();
+  // gateway role: the port workers join on (0 otherwise).
+  uint16_t cluster_port() const { return cluster_port_; }
+  // Drains one worker of the cluster by id (POST /admin/drain?worker=ID):
+  // placed on no more, its waiting requests move, its running ones finish.
+  // kNotFound when no worker of that id is up.
+  Status drain_worker(const std::string& worker_id);
 
  private:
   NodeService() = default;
@@ -155,6 +180,7 @@ class NodeService {
   std::unique_ptr<Actors> actors_;
   std::atomic<uint64_t> next_id_{0};
   std::atomic<bool> draining_{false};
+  uint16_t cluster_port_ = 0;
 };
 
 }  // namespace myriad::node

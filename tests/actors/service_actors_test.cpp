@@ -21,6 +21,7 @@
 #include "actors/adapter_info_wire.h"
 #include "actors/common_wire.h"
 #include "actors/event_wire.h"
+#include "actors/cluster_door.h"
 #include "actors/gateway_actor.h"
 #include "actors/message_types.h"
 #include "actors/registry_actor.h"
@@ -43,6 +44,8 @@ struct Log {
   std::vector<uint64_t> cancelled;
   std::vector<event_sink_actor> sinks;
   int drains = 0;
+  int leaves = 0;
+  std::vector<std::pair<uint64_t, uint32_t>> requeued;  // (id, attempt) handed back by a leaving scheduler
 };
 
 worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
@@ -56,6 +59,7 @@ worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
       },
       [](tick_atom) {},
       [](attach_atom, const scheduler_actor&) {},
+      [](attach_atom, const worker_registry_actor&) {},
       [log](drain_atom) {
         ++log->drains;
         return true;
@@ -83,14 +87,20 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
         ++log->drains;
         return true;
       },
+      [log](leave_atom) {
+        ++log->leaves;
+        return true;
+      },
+      [](attach_atom, const load_sink_actor&) {},
   };
 }
 
 // A gateway stand-in for a scheduler: ignores load reports and releases.
 // (It takes an argument: CAF 0.17 spawns an argument-less function through
 // a null pointer, which UBSan reports.)
-load_sink_actor::behavior_type ignoring_load_sink(std::shared_ptr<Log>) {
-  return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {}};
+load_sink_actor::behavior_type ignoring_load_sink(std::shared_ptr<Log> log) {
+  return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {},
+          [log](requeue_atom, uint64_t id, uint32_t attempt) { log->requeued.emplace_back(id, attempt); }};
 }
 
 // A front end's sink: every event it was sent, decoded.
@@ -632,6 +642,142 @@ TEST_F(ServiceActors, AWorkerFetchesAVersionsFilesFromTheRegistryByItsId) {
   ASSERT_TRUE(missing.ok());
   ASSERT_TRUE(missing->get().isError());
   EXPECT_EQ(read_error(missing->get().getError()).code, ErrorCode::kNotFound);
+}
+
+// The door: a join needs a fresh nonce, the proof of the secret over it and
+// the gateway's base fingerprint; only then does the gateway place there.
+TEST_F(ServiceActors, AWorkerJoinsThroughTheDoorOnlyWithTheSecretAndTheBase) {
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
+  ClusterDoorOptions o;
+  o.base_model = "tiny";
+  o.base_fingerprint = "base-fp";
+  o.secret = "sixteen-byte-secret!";
+  auto door = keep(sys_->spawn(cluster_door_behavior, gw, registry(), o));
+  auto w = std::make_shared<Log>();
+  auto s0 = keep(sys_->spawn(recording_scheduler, w));
+  auto hello = [&] {
+    self()->send(door, hello_atom::value);
+    sched().run();
+    return next<std::string>();
+  };
+  auto join = [&](const std::string& nonce, const std::string& proof, const std::string& fingerprint) {
+    self()->send(door, join_atom::value, JoinWire::from([&](schema::Join::Builder j) {
+                   j.setWorker("w0");
+                   j.setBaseFingerprint(fingerprint);
+                   j.setNonce(nonce);
+                   j.setProof(proof);
+                 }),
+                 s0);
+    sched().run();
+    Result<bool> out = make_error(ErrorCode::kInternal, "no answer");
+    self()->receive(
+        [&](JoinAnswerWire& a, load_sink_actor& sink, worker_registry_actor& reg) {
+          auto d = a.decode();
+          if (d->get().isError())
+            out = read_error(d->get().getError());
+          else
+            out = bool(sink) && bool(reg);
+        },
+        caf::after(std::chrono::seconds(0)) >> [] {});
+    return out;
+  };
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+
+  const std::string n1 = hello();
+  EXPECT_EQ(n1.size(), 32u);
+  auto wrong_secret = join(n1, join_proof("another-secret-entirely", n1, "w0"), "base-fp");
+  ASSERT_FALSE(wrong_secret.ok());
+  EXPECT_NE(wrong_secret.error().message.find("cluster secret"), std::string::npos) << wrong_secret.error().message;
+  auto reused = join(n1, join_proof(o.secret, n1, "w0"), "base-fp");  // that nonce is spent
+  ASSERT_FALSE(reused.ok());
+  EXPECT_NE(reused.error().message.find("nonce"), std::string::npos) << reused.error().message;
+  const std::string n2 = hello();
+  auto other_base = join(n2, join_proof(o.secret, n2, "w0"), "other-fp");
+  ASSERT_FALSE(other_base.ok());
+  EXPECT_NE(other_base.error().message.find("other-fp"), std::string::npos) << other_base.error().message;
+  EXPECT_NE(other_base.error().message.find("base-fp"), std::string::npos) << other_base.error().message;
+  // Refused joins placed nothing: with no worker the request is held.
+  ASSERT_TRUE(generate(gw, "default", "tiny", client).ok());
+  EXPECT_TRUE(w->submitted.empty());
+
+  const std::string n3 = hello();
+  auto joined = join(n3, join_proof(o.secret, n3, "w0"), "base-fp");
+  ASSERT_TRUE(joined.ok()) << joined.error().to_string();
+  EXPECT_TRUE(joined.value()) << "accepted: the load sink and the registry's worker face";
+  EXPECT_EQ(w->submitted.size(), 1u) << "the held request went to the worker that joined";
+}
+
+// A leaving worker: what waits in its scheduler goes back to the gateway
+// (requeue) and runs elsewhere as a newer attempt; what runs there finishes.
+TEST_F(ServiceActors, ALeavingWorkerHandsBackWhatWaitsAndTheGatewayPlacesItElsewhere) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
+  auto worker0 = keep(sys_->spawn(recording_worker, w0));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  o.max_in_worker = 1;
+  auto s0 = keep(sys_->spawn(scheduler_behavior, worker0, caf::actor_cast<load_sink_actor>(gw), o));
+  auto s1 = keep(sys_->spawn(recording_scheduler, w1));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
+  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
+  self()->send(gw, load_atom::value, load("w0", 1, 0, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 100000, {}));  // busy: w0 gets both
+  sched().run();
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto a = generate(gw, "default", "tiny", client);
+  auto b = generate(gw, "default", "tiny", client);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(w0->submitted, (std::vector<uint64_t>{a.value()}));  // b waits in w0's scheduler
+
+  self()->send(gw, drain_atom::value, std::string("nobody"));
+  sched().run();
+  EXPECT_FALSE(next<bool>());
+  self()->send(gw, drain_atom::value, std::string("w0"));
+  sched().run();
+  EXPECT_TRUE(next<bool>());
+  EXPECT_EQ(w1->submitted, (std::vector<uint64_t>{b.value()}));  // b moved
+  EXPECT_EQ(w1->attempts, (std::vector<uint32_t>{1}));
+  EXPECT_TRUE(w0->cancelled.empty()) << "a runs on to its end";
+  EXPECT_EQ(w0->drains, 0) << "the worker drains only once a has finished";
+  caf::anon_send(s0, released_atom::value, finished(a.value(), 8));
+  sched().run();
+  EXPECT_EQ(w0->drains, 1);
+  auto c = generate(gw, "default", "tiny", client);  // w0 takes no more, however idle
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(w1->submitted.size(), 2u);
+  EXPECT_TRUE(seen->events.empty()) << "the client saw none of this";
+}
+
+// A worker that refuses as unavailable (it began leaving before its report
+// said so): the gateway places the request on another one, not fails it.
+TEST_F(ServiceActors, ARequestRefusedByADrainingWorkerGoesToAnother) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
+  auto worker0 = keep(sys_->spawn(recording_worker, w0));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  auto s0 = keep(sys_->spawn(scheduler_behavior, worker0, keep(sys_->spawn(ignoring_load_sink, w0)), o));
+  auto s1 = keep(sys_->spawn(recording_scheduler, w1));
+  self()->send(s0, drain_atom::value);  // draining, but the gateway has not heard
+  sched().run();
+  EXPECT_TRUE(next<bool>());
+  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
+  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
+  self()->send(gw, load_atom::value, load("w0", 1, 0, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 100000, {}));
+  sched().run();
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto a = generate(gw, "default", "tiny", client);
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  EXPECT_TRUE(w0->submitted.empty());
+  EXPECT_EQ(w1->submitted, (std::vector<uint64_t>{a.value()}));
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

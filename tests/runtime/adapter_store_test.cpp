@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/fetched_adapters.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
 #include "runtime/sha256.h"
@@ -729,4 +730,47 @@ TEST(AdapterStoreCrash, KillDuringPublishLeavesAConsistentStore) {
 }
 
 }  // namespace
+// A worker's cache of fetched versions: the hashes are checked before
+// anything is written; a found blob is re-hashed, and a damaged one is
+// dropped to be fetched again.
+TEST(FetchedAdapters, KeepsOnlyVerifiedBlobsAndForgetsDamagedOnes) {
+  ScratchDir d;
+  auto store = open_store(d.data());
+  ASSERT_TRUE(store);
+  const AdapterRecord rec = publish_ok(*store, "alpha/chat", fixture("r4-qv"));
+  auto files = store->read_files(rec.id);
+  ASSERT_TRUE(files.ok()) << files.error().to_string();
+
+  auto cache = FetchedAdapters::open(d.path() + "/worker");
+  ASSERT_TRUE(cache.ok()) << cache.error().to_string();
+  FetchedAdapters& c = *cache.value();
+  EXPECT_FALSE(c.find(rec.id));
+
+  AdapterFiles tampered = files.value();
+  tampered.safetensors[tampered.safetensors.size() - 3] ^= 0x01;
+  expect_error(c.put(tampered), ErrorCode::kBadFile,
+               "fetched adapter alpha/chat@1: adapter_model.safetensors does not match its sha256 (sent " +
+                   files->weights_sha256 + ", received " + sha256_hex(tampered.safetensors) + ")");
+  AdapterFiles other_record = files.value();
+  other_record.record.sha256 = std::string(64, '0');
+  expect_error(c.put(other_record), ErrorCode::kBadFile, "not the record's");
+  EXPECT_FALSE(c.find(rec.id)) << "nothing was written for a refused fetch";
+  EXPECT_TRUE(fs::is_empty(d.path() + "/worker/blobs"));
+
+  auto folder = c.put(files.value());
+  ASSERT_TRUE(folder.ok()) << folder.error().to_string();
+  EXPECT_EQ(folder.value(), d.path() + "/worker/blobs/" + rec.sha256);  // content-addressed, as in the store
+  ASSERT_TRUE(c.find(rec.id));
+  EXPECT_EQ(*c.find(rec.id), folder.value());
+  EXPECT_TRUE(load_peft_adapter(folder.value(), base(), {}).ok());
+  EXPECT_TRUE(fs::is_empty(d.path() + "/worker/tmp")) << "no temporary file left";
+
+  write_bytes(folder.value() + "/adapter_model.safetensors", tampered.safetensors);
+  EXPECT_FALSE(c.find(rec.id)) << "a damaged blob is not served";
+  EXPECT_FALSE(fs::exists(folder.value())) << "and is dropped, to be fetched again";
+  ASSERT_TRUE(c.put(files.value()).ok());
+  EXPECT_TRUE(c.find(rec.id));
+}
+
 }  // namespace myriad
+

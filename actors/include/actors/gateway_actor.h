@@ -55,6 +55,10 @@ struct GatewayOptions {
   // worker, once lost, is not replaced. For clusters, set it above the
   // longest step.
   double heartbeat_timeout_ms = 0;
+  // drain: true (one node): drain every worker too; false (a cluster's
+  // gateway): stop taking requests, answer once every routed one has ended,
+  // and leave the workers serving (for the next gateway).
+  bool drain_workers = true;
 };
 
 struct GatewayState {
@@ -64,6 +68,8 @@ struct GatewayState {
     scheduler_actor scheduler;
     bool lost = false;  // its scheduler went down or its heartbeats stopped: never placed on again
     caf::actor_clock::time_point last_heard{};  // its join or its latest load report
+    uint32_t total_slots = 0;  // as last reported
+    float step_ms = 0;         // mean device time of its recent steps, as last reported
   };
   struct Route {
     event_sink_actor client;
@@ -72,6 +78,9 @@ struct GatewayState {
     uint32_t attempt = 0;
     Request request;  // as submitted, to place it again if its worker is lost
     std::chrono::steady_clock::time_point held_at{};  // when it began to wait for a worker (worker == kHeld)
+    // The front end's answer while the first worker has not answered the submit.
+    std::optional<caf::typed_response_promise<AcceptedWire>> answer{};
+    std::string model{};  // what runs, for that answer
   };
   static constexpr size_t kHeld = ~size_t(0);  // Route::worker of a request waiting for a worker
   GatewayOptions options;
@@ -82,6 +91,8 @@ struct GatewayState {
   bool draining = false;
   std::mt19937_64 draws{1};  // seeded from options.placement_seed
   std::deque<uint64_t> held;  // ids waiting for a worker, oldest first (cancelled ones linger until reached)
+  std::vector<caf::typed_response_promise<bool>> drains;
+  uint64_t placed_again = 0;  // requests placed on another worker after theirs was lost or left  // !options.drain_workers: answered once routes is empty
 };
 
 gateway_actor::behavior_type gateway_behavior(gateway_actor::stateful_pointer<GatewayState> self,

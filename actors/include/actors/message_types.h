@@ -30,6 +30,10 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterStatusWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::event_sink_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::scheduler_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::AdapterFilesWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::JoinWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::JoinAnswerWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::load_sink_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::worker_registry_actor))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

@@ -14,6 +14,7 @@
 //          ─ else, room here ──> WAITING ──> room in the worker ──> IN WORKER
 //          ─ else ─────────────────────────────> refused: overloaded
 //   drain: refuse new submits; once nothing waits or runs here, drain the worker, then answer.
+//   leave: hand each waiting request back to the gateway (requeue), then drain.
 // Linked to its worker: when either ends, both do, and the gateway (which
 // monitors the scheduler) places the worker's requests elsewhere.
 #pragma once

@@ -32,6 +32,8 @@ using PinWire = TypedWire<schema::Pin>;                      // registry -> adap
 using RetireWire = TypedWire<schema::Retire>;                // registry -> adapter actor
 using AdapterStatusWire = TypedWire<schema::AdapterStatus>;  // adapter actor -> whoever asks
 using AdapterFilesWire = TypedWire<schema::AdapterFiles>;    // registry -> a worker fetching an adapter
+using JoinWire = TypedWire<schema::Join>;                    // a worker -> the gateway's door
+using JoinAnswerWire = TypedWire<schema::JoinAnswer>;        // the door -> the worker
 
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
@@ -54,6 +56,16 @@ using released_atom = caf::atom_constant<caf::atom("released")>;
 using add_worker_atom = caf::atom_constant<caf::atom("addworker")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using join_atom = caf::atom_constant<caf::atom("join")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
+
+// What a worker uses of the registry: where versions are (residency) and a
+// version's files by id, fetched by a worker on another host.
+using worker_registry_actor =
+    caf::typed_actor<caf::reacts_to<residency_atom, ResidencyWire>,
+                     caf::replies_to<fetch_atom, RegistryCallWire>::with<AdapterFilesWire>>;
 
 // Receives one request's events: a front end's relay, or the gateway.
 using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>;
@@ -61,8 +73,11 @@ using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>
 // What a scheduler tells the gateway: its worker's load reports (for
 // placement) and each request's final event (to unpin its version and forget
 // its route).
+// A leaving worker's scheduler also hands back (requeue: id, attempt) each
+// request that waited there and never reached the worker, to place elsewhere.
 using load_sink_actor =
-    caf::typed_actor<caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>>;
+    caf::typed_actor<caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>,
+                     caf::reacts_to<requeue_atom, uint64_t, uint32_t>>;
 
 // Admission for one worker: checks a request against the worker's limits,
 // bounds what waits (overloaded beyond), feeds the worker.
@@ -70,7 +85,12 @@ using scheduler_actor =
     caf::typed_actor<caf::replies_to<submit_atom, SubmitWire, event_sink_actor>::with<AcceptedWire>,
                      caf::reacts_to<cancel_atom, CancelWire>,
                      caf::reacts_to<released_atom, EventWire>,  // the worker sent a request's final event
-                     caf::reacts_to<load_atom, WorkerLoadWire>, caf::replies_to<drain_atom>::with<bool>>;
+                     caf::reacts_to<load_atom, WorkerLoadWire>, caf::replies_to<drain_atom>::with<bool>,
+                     // the worker leaves the cluster: hand back what waits here (requeue), refuse new
+                     // submits, answer once what runs in the worker has finished
+                     caf::replies_to<leave_atom>::with<bool>,
+                     // wiring: where load reports, final events and requeues go (a rejoined gateway)
+                     caf::reacts_to<attach_atom, load_sink_actor>>;
 
 // One device: the Engine (with the runtime Scheduler's time-sliced active
 // set) and the Executor, stepped on the worker's own thread.
@@ -79,6 +99,7 @@ using worker_actor = caf::typed_actor<
     caf::reacts_to<cancel_atom, CancelWire>,                    // stop it (its final event says cancelled)
     caf::reacts_to<tick_atom>,                                  // report load and residency now
     caf::reacts_to<attach_atom, scheduler_actor>,       // wiring: where final events and load reports go
+    caf::reacts_to<attach_atom, worker_registry_actor>,  // wiring: where residency reports go (a rejoin)
     caf::replies_to<drain_atom>::with<bool>,            // finish what is in flight, then stop
     caf::replies_to<metrics_atom>::with<std::string>>;  // the engine's metrics (JSON)
 
@@ -107,6 +128,9 @@ using gateway_actor =
     caf::typed_actor<caf::replies_to<generate_atom, GenerateWire, event_sink_actor>::with<AcceptedWire>,
                      caf::reacts_to<cancel_atom, CancelWire>, caf::reacts_to<event_atom, EventWire>,
                      caf::reacts_to<load_atom, WorkerLoadWire>, caf::reacts_to<released_atom, EventWire>,
+                     caf::reacts_to<requeue_atom, uint64_t, uint32_t>,
+                     // one worker (by id) leaves: placed on no more; false when no such worker is up
+                     caf::replies_to<drain_atom, std::string>::with<bool>,
                      // wiring: a worker's id and its scheduler
                      caf::reacts_to<add_worker_atom, std::string, scheduler_actor>,
                      caf::replies_to<drain_atom>::with<bool>,
@@ -115,5 +139,14 @@ using gateway_actor =
                      caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<tick_atom>,
                      // its view of the workers (placement's load, liveness) and what it holds, as JSON
                      caf::replies_to<metrics_atom>::with<std::string>>;
+
+// Where workers join a gateway (published on --cluster): hello gives the
+// connection a one-time nonce; join proves the cluster secret over it
+// (JoinWire.proof), names the worker's base fingerprint and hands over its
+// scheduler. Accepted: the gateway's load sink and the registry's worker
+// face, the only handles a member receives.
+using cluster_door_actor = caf::typed_actor<
+    caf::replies_to<hello_atom>::with<std::string>,
+    caf::replies_to<join_atom, JoinWire, scheduler_actor>::with<JoinAnswerWire, load_sink_actor, worker_registry_actor>>;
 
 }  // namespace myriad::actors

@@ -47,6 +47,10 @@ PinWire pin_wire(const AdapterId& id, uint64_t request_id);
 RetireWire retire_wire(const std::string& tenant, const std::string& name,
                        const std::vector<uint64_t>& versions);
 
+// A worker's reading of the registry's fetch answer: the version's files and
+// their hashes as stored (checked again by the worker), or the registry's error.
+Result<AdapterFiles> read_adapter_files(const AdapterFilesWire& wire);
+
 // A request's final event that never reached a worker (cancelled while
 // waiting, or refused there), for its sink.
 EventWire final_event(uint64_t request_id, uint32_t attempt, const Error* error);

@@ -33,7 +33,7 @@ struct WorkerSetup {
   size_t host_cache_bytes = size_t(2) << 30;
   // Reads one adapter version's weights into host memory (from the store).
   std::function<Result<std::shared_ptr<const LoraWeights>>(const AdapterId&)> load_adapter;
-  registry_actor registry;  // residency reports go here
+  worker_registry_actor registry;  // residency reports go here (null: nowhere, until a join)
   double report_interval_ms = 100.0;
 };
 

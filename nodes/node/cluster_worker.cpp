@@ -1,0 +1,292 @@
+#include "cluster_worker.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "actors/cluster_door.h"
+#include "actors/common_wire.h"
+#include "actors/message_types.h"
+#include "actors/service_wire.h"
+#include "actors/worker_actor.h"
+#include "runtime/fetched_adapters.h"
+#include "runtime/log.h"
+#include "runtime/peft_adapter.h"
+#include "service_wiring.h"
+
+namespace myriad::node {
+
+using namespace myriad::actors;
+
+namespace {
+
+// Load reports and final events before the first join go nowhere. (An
+// argument: CAF 0.17 spawns an argument-less function through a null pointer.)
+load_sink_actor::behavior_type parked_sink(int) {
+  return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {},
+          [](requeue_atom, uint64_t, uint32_t) {}};
+}
+
+std::string default_worker_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "worker");
+  return std::string(host) + "/" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+// Fetches adapter versions from the gateway's registry (the handle of the
+// latest join) into the disk cache, and loads them. Called on the host
+// cache's fetch thread.
+class AdapterFetcher {
+ public:
+  AdapterFetcher(caf::actor_system& system, std::unique_ptr<FetchedAdapters> disk, ModelConfig base, int32_t max_rank)
+      : system_(system), disk_(std::move(disk)), base_(std::move(base)), max_rank_(max_rank) {}
+
+  void set_registry(worker_registry_actor registry) {
+    std::lock_guard lock(mu_);
+    registry_ = std::move(registry);
+  }
+
+  Result<std::shared_ptr<const LoraWeights>> load(const AdapterId& id) {
+    std::optional<std::string> folder = disk_->find(id);
+    if (!folder) {
+      worker_registry_actor registry;
+      {
+        std::lock_guard lock(mu_);
+        registry = registry_;
+      }
+      if (!registry)
+        return make_error(ErrorCode::kUnavailable, "adapter " + id.to_string() + ": no gateway to fetch it from");
+      Result<AdapterFiles> files = make_error(ErrorCode::kUnavailable, "no answer");
+      caf::scoped_actor self{system_};
+      self->request(registry, std::chrono::seconds(120), fetch_atom::value, registry_call("", true, id.to_string()))
+          .receive([&](const AdapterFilesWire& wire) { files = read_adapter_files(wire); },
+                   [&](caf::error& err) {
+                     files = make_error(ErrorCode::kUnavailable,
+                                        "adapter " + id.to_string() + ": the fetch failed: " + system_.render(err));
+                   });
+      if (!files.ok()) return files.error();
+      auto put = disk_->put(files.value());  // checks both hashes before anything is written
+      if (!put.ok()) return put.error();
+      folder = put.value();
+      log_info("worker: fetched adapter {} ({} bytes) into {}", id.to_string(),
+               files->config_json.size() + files->safetensors.size(), *folder);
+    }
+    PeftLoadOptions options;
+    options.max_rank = max_rank_;
+    options.name = id.to_string();
+    auto w = load_peft_adapter(*folder, base_, options);
+    if (!w.ok()) return make_error(w.error().code, "adapter " + id.to_string() + ": " + w.error().message);
+    return w;
+  }
+
+ private:
+  caf::actor_system& system_;
+  std::unique_ptr<FetchedAdapters> disk_;
+  ModelConfig base_;
+  int32_t max_rank_;
+  std::mutex mu_;
+  worker_registry_actor registry_;
+};
+
+struct ClusterWorker::Parts {
+  ClusterWorkerOptions options;
+  std::string fingerprint;
+  std::string device;
+  std::string private_dir;  // removed at exit (no --data)
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  std::shared_ptr<AdapterFetcher> fetcher;
+  worker_actor worker;
+  scheduler_actor scheduler;
+  load_sink_actor parked;
+  cluster_door_actor door;  // of the latest join
+  std::atomic<bool> stop{false};
+  std::thread rejoin;
+
+  // hello, then join; an Error when the door refuses or does not answer.
+  Status join(const cluster_door_actor& to) {
+    caf::scoped_actor self{*system};
+    const auto timeout = std::chrono::seconds(10);
+    Result<std::string> nonce = make_error(ErrorCode::kUnavailable, "no answer");
+    self->request(to, timeout, hello_atom::value)
+        .receive([&](std::string& n) { nonce = std::move(n); },
+                 [&](caf::error& e) { nonce = make_error(ErrorCode::kUnavailable, system->render(e)); });
+    if (!nonce.ok()) return nonce.error();
+    const std::string& id = setup_id;
+    JoinWire join = JoinWire::from([&](schema::Join::Builder j) {
+      j.setWorker(id);
+      j.setBaseFingerprint(fingerprint);
+      j.setDevice(device);
+      j.setSlots(uint32_t(options.node.slots));
+      j.setNonce(nonce.value());
+      if (!options.cluster_secret.empty()) j.setProof(join_proof(options.cluster_secret, nonce.value(), id));
+    });
+    Status out = make_error(ErrorCode::kUnavailable, "no answer");
+    self->request(to, timeout, join_atom::value, join, scheduler)
+        .receive(
+            [&](JoinAnswerWire& answer, load_sink_actor& sink, worker_registry_actor& registry) {
+              auto d = answer.decode();
+              if (!d) {
+                out = d.error();
+                return;
+              }
+              if (d->get().isError()) {
+                out = read_error(d->get().getError());
+                return;
+              }
+              caf::anon_send(scheduler, attach_atom::value, sink);
+              caf::anon_send(worker, attach_atom::value, registry);
+              fetcher->set_registry(registry);
+              out = Status();
+            },
+            [&](caf::error& e) { out = make_error(ErrorCode::kUnavailable, system->render(e)); });
+    return out;
+  }
+
+  // Connects and joins; a refusal (secret, fingerprint) is final, a gateway
+  // that is not up is waited for (every rejoin_interval_ms) unless `stop`.
+  Status connect_and_join() {
+    bool said = false;
+    while (!stop) {
+      auto door_handle = system->middleman().remote_actor<cluster_door_actor>(options.join_host, options.join_port);
+      if (door_handle) {
+        Status joined = join(*door_handle);
+        if (joined.ok()) {
+          door = *door_handle;
+          log_info("worker {}: joined the gateway at {}:{}", setup_id, options.join_host, options.join_port);
+          return joined;
+        }
+        if (joined.error().code != ErrorCode::kUnavailable) return joined;
+      } else if (!said) {
+        log_info("worker {}: waiting for the gateway at {}:{} ({})", setup_id, options.join_host, options.join_port,
+                 system->render(door_handle.error()));
+        said = true;
+      }
+      for (int i = 0; i < int(options.rejoin_interval_ms / 50) && !stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return make_error(ErrorCode::kCancelled, "stopped before it joined");
+  }
+
+  // The rejoin thread: waits for the gateway's connection to end, then joins again.
+  void watch() {
+    while (!stop) {
+      {
+        caf::scoped_actor self{*system};
+        self->monitor(door);
+        bool down = false;
+        while (!down && !stop)
+          self->receive([&](caf::down_msg&) { down = true; },
+                        caf::after(std::chrono::milliseconds(200)) >> [] {});
+        if (stop) return;
+      }
+      log_warn("worker {}: the gateway is gone; joining again", setup_id);
+      fetcher->set_registry(worker_registry_actor{});
+      caf::anon_send(scheduler, attach_atom::value, parked);
+      Status joined = connect_and_join();
+      if (!joined.ok() && !stop) {
+        log_error("worker {}: the gateway refused it: {}", setup_id, joined.error().to_string());
+        stop = true;
+      }
+    }
+  }
+
+  std::string setup_id;
+
+  ~Parts() {
+    stop = true;
+    if (rejoin.joinable()) rejoin.join();
+    if (system) {
+      for (const auto& h : {caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(scheduler),
+                            caf::actor_cast<caf::actor>(parked)})
+        if (h) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+      worker = nullptr;
+      scheduler = nullptr;
+      parked = nullptr;
+      door = nullptr;
+      fetcher.reset();
+      system.reset();
+    }
+    if (!private_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(private_dir, ec);
+    }
+  }
+};
+
+Result<std::unique_ptr<ClusterWorker>> ClusterWorker::start(const ClusterWorkerOptions& o) {
+  std::unique_ptr<ClusterWorker> w(new ClusterWorker());
+  w->parts_ = std::make_unique<Parts>();
+  Parts& p = *w->parts_;
+  p.options = o;
+  auto ck = Checkpoint::load(o.node.model_dir);
+  if (!ck.ok()) return ck.error();
+  auto tok = Tokenizer::load(o.node.model_dir);
+  if (!tok.ok()) return tok.error();
+  auto fingerprint = base_fingerprint_of(o.node.model_dir);
+  if (!fingerprint.ok()) return fingerprint.error();
+  p.fingerprint = fingerprint.value();
+  const ModelConfig& cfg = ck.value()->config();
+
+  std::string cache_dir = o.node.data_dir;
+  if (cache_dir.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "myriad-worker-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) return make_error(ErrorCode::kIo, "cannot make a temporary folder for adapters");
+    cache_dir = p.private_dir = tmpl;
+  }
+  auto disk = FetchedAdapters::open(cache_dir + "/adapters");
+  if (!disk.ok()) return disk.error();
+
+  const SchedulerConfig sc = worker_scheduler_config(o.node, cfg);
+  auto executor = make_executor(o.node, ck.value(), sc);
+  if (!executor.ok()) return executor.error();
+  p.device = executor.value()->info().device;
+
+  p.config.load<caf::io::middleman>();
+  p.system = std::make_unique<caf::actor_system>(service_config(p.config));
+  caf::actor_system& sys = *p.system;
+  p.fetcher = std::make_shared<AdapterFetcher>(sys, std::move(disk.value()), cfg, o.node.max_adapter_rank);
+  p.setup_id = w->id_ = o.worker_id.empty() ? default_worker_id() : o.worker_id;
+
+  auto setup = std::make_shared<WorkerSetup>();
+  setup->worker_id = w->id_;
+  setup->config = sc;
+  setup->executor = std::move(executor.value());
+  setup->tokenizer = tok.value();
+  setup->host_cache_bytes = o.node.host_cache_bytes;
+  setup->load_adapter = [fetcher = p.fetcher](const AdapterId& id) { return fetcher->load(id); };
+  auto worker = spawn_worker(sys, setup);
+  if (!worker.ok()) return worker.error();
+  p.worker = worker.value();
+  p.parked = sys.spawn(parked_sink, 0);
+  p.scheduler = sys.spawn(scheduler_behavior, p.worker, p.parked, scheduler_options(o.node, sc, cfg, w->id_));
+  caf::anon_send(p.worker, attach_atom::value, p.scheduler);
+
+  Status joined = p.connect_and_join();
+  if (!joined.ok()) return joined.error();
+  p.rejoin = std::thread([&p] { p.watch(); });
+  log_info("worker {}: device {}, {} adapter slots, {} KV blocks, adapters cached in {}", w->id_, p.device,
+           o.node.slots, sc.num_kv_blocks, cache_dir);
+  return w;
+}
+
+void ClusterWorker::leave() {
+  Parts& p = *parts_;
+  caf::scoped_actor self{*p.system};
+  self->request(p.scheduler, caf::infinite, leave_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
+  p.stop = true;
+}
+
+ClusterWorker::~ClusterWorker() = default;
+
+}  // namespace myriad::node
