@@ -255,6 +255,12 @@ struct WorkerStats {
   activeAdapters @6 :UInt32; # adapter slots in use
   totalSlots @7 :UInt32;     # adapter slots on the device
   stepMs @8 :Float32;        # mean device time of recent steps (ms)
+  up @9 :Bool;               # live (false once lost: its connection closed or its reports stopped)
+  draining @10 :Bool;        # takes no new requests (leaving, or drained by an operator)
+  pendingTokens @11 :UInt64; # tokens to compute for its queued and running requests
+  resident @12 :List(Text);  # adapter versions in its slots ("tenant/name@N")
+  hostCached @13 :List(Text); # adapter versions in its host memory
+  reportAgeMs @14 :Float64;  # since its latest load report (its heartbeat)
 }
 
 # Node-wide counters since start, and gauges now.

@@ -141,6 +141,7 @@ struct WorkerLoad {
   slots @12 :List(SlotContent);                # the occupied device slots (residency, for placement by affinity)
   pendingTokens @13 :UInt64;                   # tokens to compute for queued and running requests (prompt left to prefill + output to come): load for placement
   hostCached @14 :List(Common.AdapterId);      # versions in the worker's host memory: a slot load from there needs no fetch
+  device @15 :Text;                            # the executor, e.g. "cpu (2 threads, ...)" or the GPU's name
 }
 
 # ---- Appended with the service's actors (gateway, registry, adapter,

@@ -25,6 +25,19 @@ JoinAnswerWire refused_join(const Error& e, const std::string& base_model) {
   });
 }
 
+// What members receive instead of the registry's own handle: the registry
+// is detached (its own thread), and a handle sent to another node pins its
+// actor in CAF's actor registry, so the system's shutdown would wait on that
+// thread for good. This face, linked to the door, forwards the two calls.
+worker_registry_actor::behavior_type registry_face(worker_registry_actor::pointer self, registry_actor registry) {
+  return {
+      [self, registry](residency_atom, const ResidencyWire& wire) { self->send(registry, residency_atom::value, wire); },
+      [self, registry](fetch_atom, const RegistryCallWire& wire) {
+        return self->delegate(registry, fetch_atom::value, wire);
+      },
+  };
+}
+
 }  // namespace
 
 std::string join_proof(const std::string& secret, const std::string& nonce, const std::string& worker) {
@@ -35,8 +48,8 @@ cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stat
                                                         gateway_actor gateway, registry_actor registry,
                                                         ClusterDoorOptions options) {
   self->state.gateway = std::move(gateway);
-  self->state.registry = std::move(registry);
   self->state.options = std::move(options);
+  self->state.face = self->spawn<caf::linked>(registry_face, std::move(registry));
   using Joined = std::tuple<JoinAnswerWire, load_sink_actor, worker_registry_actor>;
   return {
       [self](hello_atom) {
@@ -80,7 +93,7 @@ cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stat
                   a.setAccepted();
                   a.setBaseModel(base);
                 }),
-                caf::actor_cast<load_sink_actor>(s.gateway), caf::actor_cast<worker_registry_actor>(s.registry)};
+                caf::actor_cast<load_sink_actor>(s.gateway), s.face};
       },
   };
 }

@@ -35,9 +35,17 @@ Result<size_t> place_now(Self self, const std::vector<AdapterUse>& adapters) {
 }
 
 // Placement's view of worker w counts the request until w's next report.
+// Also counts how warm the worker was for the request's adapter (the affinity hit rate).
 void count_placed(GatewayState& s, size_t w, const Request& request) {
-  ++s.workers[w].view.placed_since_report;
-  s.workers[w].view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
+  WorkerView& view = s.workers[w].view;
+  if (!request.adapters.empty()) {
+    ++s.placed_adapter;
+    const int tier = affinity_tier(view, request.adapters);
+    s.placed_resident += tier == 2;
+    s.placed_host_cached += tier == 1;
+  }
+  ++view.placed_since_report;
+  view.placed_tokens_since_report += request.prompt.size() + request.max_tokens;
 }
 
 std::vector<std::string> names(const std::vector<AdapterId>& ids) {
@@ -356,6 +364,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           w.view.pending_tokens = load.getPendingTokens();
           w.total_slots = load.getTotalSlots();
           w.step_ms = load.getStepMs();
+          w.device = as_string(load.getDevice());
           w.view.placed_since_report = 0;
           w.view.placed_tokens_since_report = 0;
           w.view.resident.clear();
@@ -430,12 +439,19 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                {"resident_adapters", names(w.view.resident)},
                {"host_cached_adapters", names(w.view.host_cached)},
                {"slots", w.total_slots},
+               {"device", w.device},
                {"step_ms", w.step_ms},
                {"report_age_ms", std::chrono::duration<double, std::milli>(now - w.last_heard).count()}});
         size_t held = 0;
         for (const auto& [id, route] : s.routes) held += route.worker == GatewayState::kHeld;
         return nlohmann::json{
-            {"workers", workers}, {"held", held}, {"routes", s.routes.size()}, {"placed_again", s.placed_again}}
+            {"workers", workers},
+            {"held", held},
+            {"routes", s.routes.size()},
+            {"placed_again", s.placed_again},
+            {"placed_adapter", s.placed_adapter},
+            {"placed_resident", s.placed_resident},
+            {"placed_host_cached", s.placed_host_cached}}
             .dump();
       },
       [self](tick_atom, uint64_t id) {

@@ -164,6 +164,7 @@ void report(Self self) {
     if (!scheduler) return;
     WorkerLoadWire load = WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
       w.setWorker(setup->worker_id);
+      w.setDevice(setup->device);
       w.setSeq(++*seq);
       w.setAtUnixMs(unix_ms());
       w.setQueued(uint32_t(sched.num_queued()));
@@ -261,6 +262,7 @@ Result<worker_actor> spawn_worker(caf::actor_system& system, std::shared_ptr<Wor
   // it refuses is an Error for the caller rather than an actor that quits.
   auto parts = std::make_shared<WorkerParts>();
   parts->setup = setup;
+  setup->device = setup->executor->info().device;
   parts->cache = std::make_unique<AdapterCache>(setup->host_cache_bytes);
   parts->source = std::make_unique<CachedAdapterSource>(*parts->cache);
   parts->routes = std::make_shared<Routes>();

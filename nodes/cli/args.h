@@ -113,6 +113,11 @@ struct AdaptersListArgs : ServerArgs {
   bool json = false;
 };
 
+// `myriad cluster ls`: the workers a gateway places on, and what each holds.
+struct ClusterListArgs : ServerArgs {
+  bool json = false;
+};
+
 struct AdaptersRemoveArgs : ServerArgs {
   std::string name;  // --name [tenant/]name[@N] (required)
 };

@@ -5,6 +5,7 @@
 //   myriad adapters add --server H:P [--api-key K] --name [tenant/]name --path DIR
 //   myriad adapters ls  --server H:P [--api-key K] [--json]
 //   myriad adapters rm  --server H:P [--api-key K] --name [tenant/]name[@N]
+//   myriad cluster ls   --server H:P [--api-key K] [--json]
 // chat and complete stream the text to stdout as the tokens arrive (--json:
 // {"ids", "text", "finish_reason", "model", "prompt_tokens",
 // "completion_tokens"} at the end instead). `adapters add` uploads
@@ -328,6 +329,44 @@ int cmd_adapters_remove(const AdaptersRemoveArgs& a) {
     auto r = res.getResult();
     if (r.isError()) return node_error(cmd, r.getError());
     for (auto info : r.getAdapters()) std::printf("deleted %s\n", qualified(info).c_str());
+    return 0;
+  });
+}
+
+int cmd_cluster_list(const ClusterListArgs& a) {
+  const char* cmd = "cluster ls";
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto res = session.statsRequest().send().wait(ws);
+    auto workers = res.getStats().getWorkers();
+    auto names = [](capnp::List<capnp::Text>::Reader list) {
+      std::vector<std::string> out;
+      for (auto t : list) out.push_back(text_of(t));
+      return out;
+    };
+    if (a.json) {
+      json out = json::array();
+      for (auto w : workers)
+        out.push_back({{"worker", text_of(w.getWorker())}, {"device", text_of(w.getDevice())}, {"up", w.getUp()},
+                       {"draining", w.getDraining()}, {"queued", w.getQueued()}, {"running", w.getRunning()},
+                       {"pending_tokens", w.getPendingTokens()}, {"slots", w.getTotalSlots()},
+                       {"step_ms", w.getStepMs()}, {"report_age_ms", w.getReportAgeMs()},
+                       {"resident", names(w.getResident())}, {"host_cached", names(w.getHostCached())}});
+      std::printf("%s\n", out.dump().c_str());
+      return 0;
+    }
+    std::printf("%-24s %-9s %6s %7s %9s %5s %8s %9s  %s\n", "WORKER", "STATE", "QUEUED", "RUNNING", "PENDING",
+                "SLOTS", "STEP_MS", "HEARD_MS", "RESIDENT (host-cached)");
+    for (auto w : workers) {
+      const char* state = !w.getUp() ? "lost" : w.getDraining() ? "draining" : "up";
+      std::string held;
+      for (const std::string& n : names(w.getResident())) held += (held.empty() ? "" : ",") + n;
+      std::string cached;
+      for (const std::string& n : names(w.getHostCached())) cached += (cached.empty() ? "" : ",") + n;
+      std::printf("%-24s %-9s %6u %7u %9llu %5u %8.2f %9.0f  %s%s\n", text_of(w.getWorker()).c_str(), state,
+                  w.getQueued(), w.getRunning(), static_cast<unsigned long long>(w.getPendingTokens()),
+                  w.getTotalSlots(), double(w.getStepMs()), w.getReportAgeMs(), held.empty() ? "-" : held.c_str(),
+                  cached.empty() ? "" : (" (" + cached + ")").c_str());
+    }
     return 0;
   });
 }

@@ -22,6 +22,7 @@ int cmd_remote_generate(const RemoteGenerateArgs& args);
 int cmd_adapters_add(const AdaptersAddArgs& args);
 int cmd_adapters_list(const AdaptersListArgs& args);
 int cmd_adapters_remove(const AdaptersRemoveArgs& args);
+int cmd_cluster_list(const ClusterListArgs& args);
 #endif
 
 }  // namespace myriad::cli

@@ -186,6 +186,18 @@ void add_adapters(CLI::App& app, AdaptersAddArgs& add, AdaptersListArgs& ls, Ada
   r->callback([&] { run = [&] { return cmd_adapters_remove(rm); }; });
   for (CLI::App* sub : {a, l, r}) add_log_level(*sub, log_level);
 }
+
+void add_cluster(CLI::App& app, ClusterListArgs& ls, std::function<int()>& run, myriad::LogLevel& log_level) {
+  auto* c = add_command(app, "cluster", "a node's workers over RPC: ls");
+  c->require_subcommand(1);
+  auto* l = add_command(*c, "ls",
+                        "the workers the gateway places on: state, queue, pending tokens, slots, step time, time "
+                        "since their last report, and the adapters each holds");
+  add_server_flags(*l, ls);
+  l->add_flag("--json", ls.json, "print a JSON array instead of a table");
+  l->callback([&] { run = [&] { return cmd_cluster_list(ls); }; });
+  add_log_level(*l, log_level);
+}
 #endif
 
 }  // namespace
@@ -220,10 +232,12 @@ int main(int argc, char** argv) {
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;
   AdaptersListArgs adapters_ls;
+  ClusterListArgs cluster_ls;
   AdaptersRemoveArgs adapters_rm;
   add_remote_generate(app, chat, /*chat=*/true, run);
   add_remote_generate(app, complete, /*chat=*/false, run);
   add_adapters(app, adapters_add, adapters_ls, adapters_rm, run, log_level);
+  add_cluster(app, cluster_ls, run, log_level);
 #endif
   for (CLI::App* cmd : app.get_subcommands({})) add_log_level(*cmd, log_level);
 

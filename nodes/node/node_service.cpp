@@ -296,12 +296,19 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   }
   actors->system = std::make_unique<caf::actor_system>(service_config(actors->config));
   caf::actor_system& sys = *actors->system;
-  actors->registry = sys.spawn<caf::detached>(registry_behavior, store, s->model_name_);
+  // The registry blocks on disk (publish: fsync, hashing), so it gets its
+  // own thread, except on a cluster's gateway: there a remote worker's
+  // messages can keep a reference to it after shutdown (CAF 0.17 then waits
+  // for a detached actor's destruction for good), and a publish may take
+  // one of the CAF threads for its duration instead.
+  actors->registry = gateway_role ? sys.spawn(registry_behavior, store, s->model_name_)
+                                  : sys.spawn<caf::detached>(registry_behavior, store, s->model_name_);
   GatewayOptions go;
   go.base_model = s->model_name_;
   go.heartbeat_timeout_ms = o.heartbeat_timeout_ms;
   go.max_wait_for_worker_ms = o.max_wait_for_worker_ms;
   go.drain_workers = !gateway_role;
+  go.placement.affinity = o.placement_affinity;
   actors->gateway = sys.spawn(gateway_behavior, actors->registry, go);
   if (gateway_role) {
     ClusterDoorOptions door;
@@ -536,6 +543,18 @@ std::string NodeService::metrics_json() {
     if (g.is_object()) json["gateway"] = std::move(g);
   }
   return json.dump();
+}
+
+std::pair<uint32_t, uint32_t> NodeService::worker_counts() {
+  auto g = actors_->ask<std::string>(actors_->gateway, metrics_atom::value);
+  auto json = nlohmann::json::parse(g ? g.value() : std::string("{}"), nullptr, false);
+  uint32_t up = 0, total = 0;
+  if (json.is_object() && json.contains("workers"))
+    for (const auto& w : json["workers"]) {
+      ++total;
+      up += w.value("up", false);
+    }
+  return {up, total};
 }
 
 Status NodeService::drain_worker(const std::string& worker_id) {

@@ -69,6 +69,7 @@ struct NodeOptions {
   std::string cluster_secret;
   double heartbeat_timeout_ms = 0;  // GatewayOptions::heartbeat_timeout_ms
   double max_wait_for_worker_ms = 30000;  // GatewayOptions::max_wait_for_worker_ms
+  bool placement_affinity = true;          // PlacementOptions::affinity (false: random, a baseline)
 };
 
 // The base model's fingerprint: sha256 of its config.json, which every stored
@@ -160,6 +161,8 @@ class NodeService {
   // The engine's metrics (EngineMetrics::to_json) of the worker, and the
   // gateway's view of every worker ("gateway").
   std::string metrics_json();
+  // Workers up and workers ever joined, as the gateway sees them.
+  std::pair<uint32_t, uint32_t> worker_counts();
   // gateway role: the port workers join on (0 otherwise).
   uint16_t cluster_port() const { return cluster_port_; }
   // Drains one worker of the cluster by id (POST /admin/drain?worker=ID):

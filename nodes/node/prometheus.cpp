@@ -136,8 +136,41 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   for (const json& w : workers)
     sample(out, "myriad_worker_report_age_seconds", "worker=\"" + label(w.value("id", "")) + "\"",
            num(w, "report_age_ms") / 1000.0);
+  metric(out, "myriad_worker_step_ms", "gauge", "Mean device time of the worker's recent steps, as last reported.");
+  for (const json& w : workers)
+    sample(out, "myriad_worker_step_ms", "worker=\"" + label(w.value("id", "")) + "\"", num(w, "step_ms"));
+  metric(out, "myriad_worker_draining", "gauge", "1 while the worker takes no new requests (leaving or drained).");
+  for (const json& w : workers)
+    sample(out, "myriad_worker_draining", "worker=\"" + label(w.value("id", "")) + "\"",
+           w.value("draining", false) ? 1.0 : 0.0);
   metric(out, "myriad_gateway_held_requests", "gauge", "Requests the gateway holds while no worker can take them.");
   sample(out, "myriad_gateway_held_requests", "", num(g, "held"));
+  // Cluster totals over the live workers.
+  double up = 0, queued = 0, running = 0, pending = 0;
+  for (const json& w : workers) {
+    if (!w.value("up", false)) continue;
+    up += 1;
+    queued += num(w, "queued");
+    running += num(w, "running");
+    pending += num(w, "pending_tokens");
+  }
+  for (const auto& [name, help, v] :
+       {std::tuple{"myriad_cluster_workers_up", "Workers taking part (not lost).", up},
+        std::tuple{"myriad_cluster_queued_requests", "Requests waiting in the live workers' engines.", queued},
+        std::tuple{"myriad_cluster_running_requests", "Requests in the live workers' running batches.", running},
+        std::tuple{"myriad_cluster_pending_tokens", "Tokens to compute on the live workers.", pending}}) {
+    metric(out, name, "gauge", help);
+    sample(out, name, "", v);
+  }
+  for (const auto& [name, key, help] :
+       {std::tuple{"myriad_gateway_placed_again_total", "placed_again",
+                   "Requests placed on another worker after theirs was lost or left."},
+        std::tuple{"myriad_gateway_adapter_placements_total", "placed_adapter", "Adapter requests placed on a worker."},
+        std::tuple{"myriad_gateway_resident_placements_total", "placed_resident",
+                   "Adapter requests placed on a worker that held the adapter in a slot (affinity hits)."}}) {
+    metric(out, name, "counter", help);
+    sample(out, name, "", num(g, key));
+  }
   return out;
 }
 

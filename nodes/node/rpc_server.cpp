@@ -556,8 +556,9 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
     h.setVersion("myriad");
     h.setUptimeMs(uint64_t(ms_between(s_.started, Clock::now())));
     h.setBaseModel(s_.service.model_name());
-    h.setWorkersUp(draining ? 0 : 1);
-    h.setWorkersTotal(1);
+    const auto [up, total] = s_.service.worker_counts();
+    h.setWorkersUp(draining ? 0 : up);
+    h.setWorkersTotal(total);
     return kj::READY_NOW;
   }
 
@@ -591,10 +592,32 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
     st.setTtftMsP99(num(ttft, "p99"));
     st.setItlMsP50(num(itl, "p50"));
     st.setItlMsP99(num(itl, "p99"));
-    auto workers = st.initWorkers(1);
-    workers[0].setWorker("node/" + s_.service.model_name());
-    workers[0].setQueued(uint32_t(w.queued));
-    workers[0].setRunning(uint32_t(w.running));
+    // Every worker as the gateway last heard from it (one for --role all).
+    const nlohmann::json gateway = m.is_object() && m.contains("gateway") ? m["gateway"] : nlohmann::json::object();
+    const nlohmann::json list = gateway.contains("workers") ? gateway["workers"] : nlohmann::json::array();
+    auto workers = st.initWorkers(uint32_t(list.size()));
+    for (uint32_t i = 0; i < list.size(); ++i) {
+      const nlohmann::json& g = list[i];
+      auto out = workers[i];
+      out.setWorker(g.value("id", ""));
+      out.setDevice(g.value("device", ""));
+      out.setQueued(g.value("queued", uint32_t(0)));
+      out.setRunning(g.value("running", uint32_t(0)));
+      out.setTotalSlots(g.value("slots", uint32_t(0)));
+      out.setActiveAdapters(g.value("resident", uint32_t(0)));
+      out.setStepMs(g.value("step_ms", 0.0f));
+      out.setUp(g.value("up", false));
+      out.setDraining(g.value("draining", false));
+      out.setPendingTokens(g.value("pending_tokens", uint64_t(0)));
+      out.setReportAgeMs(g.value("report_age_ms", 0.0));
+      // Adapter names are tenants' business: listed for an operator (or a node without keys) only.
+      const bool operator_view = !s_.tenants.requires_key() || (caller_ && caller_->admin);
+      for (const auto& [field, key] : {std::pair{0, "resident_adapters"}, std::pair{1, "host_cached_adapters"}}) {
+        const nlohmann::json names = g.contains(key) && operator_view ? g[key] : nlohmann::json::array();
+        auto to = field == 0 ? out.initResident(uint32_t(names.size())) : out.initHostCached(uint32_t(names.size()));
+        for (uint32_t j = 0; j < names.size(); ++j) to.set(j, names[j].get<std::string>());
+      }
+    }
     return kj::READY_NOW;
   }
 

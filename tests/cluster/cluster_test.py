@@ -17,165 +17,22 @@ address, with a cluster secret, as across hosts). Needs root and `ip netns`;
 exits 77 (ctest: skipped) with the reason where they are missing.
 """
 import argparse
-import http.client
-import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_procs import Cluster, make_model_and_adapters, placed_again, publish, run_clients, setup_netns  # noqa: E402
 
 SKIP = 77
 
 
 def log(*a):
     print(*a, flush=True)
-
-
-class Cluster:
-    def __init__(self, args, work):
-        self.args, self.work = args, work
-        self.workers = {}  # id -> Popen
-        self.netns = None
-        self.join_host = "127.0.0.1"
-
-    def start_gateway(self):
-        a = self.args
-        cmd = [a.node, "--role", "gateway", "--model", self.model, "--data", self.work + "/data",
-               "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--log-level", "warn"]
-        if self.netns:
-            cmd += ["--cluster", self.netns["gateway_ip"] + ":0", "--cluster-secret", self.secret]
-        else:
-            cmd += ["--cluster", "127.0.0.1:0"]
-        self.gateway_out = open(self.work + "/gateway.out", "w+")
-        self.gateway = subprocess.Popen(cmd, stdout=self.gateway_out, stderr=open(self.work + "/gateway.log", "w"))
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            self.gateway_out.seek(0)
-            text = self.gateway_out.read()
-            if "workers join on" in text:
-                self.http_port = int(text.split("http://")[1].split(":")[1].split()[0])
-                host_port = text.split("workers join on ")[1].split()[0]
-                self.join_host, self.cluster_port = host_port.rsplit(":", 1)
-                return
-            if self.gateway.poll() is not None:
-                break
-            time.sleep(0.05)
-        sys.exit("the gateway did not start:\n" + open(self.work + "/gateway.log").read())
-
-    def start_worker(self, wid):
-        a = self.args
-        cmd = [a.node, "--role", "worker", "--join", f"{self.join_host}:{self.cluster_port}", "--model", self.model,
-               "--threads", "1", "--slots", str(a.slots), "--worker-id", wid, "--log-level", "warn"]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd + ["--cluster-secret", self.secret]
-        self.workers[wid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                             stderr=open(f"{self.work}/{wid}.log", "a"))
-
-    def kill_worker(self, wid):
-        p = self.workers[wid]
-        p.send_signal(signal.SIGKILL)  # `ip netns exec` execs the node: the same pid
-        p.wait()
-
-    def cluster_view(self):
-        return get_json(self.http_port, "/admin/cluster")
-
-    def wait_workers_up(self, n, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            up = [w for w in self.cluster_view()["workers"] if w["up"]]
-            if len(up) >= n:
-                return
-            time.sleep(0.1)
-        sys.exit(f"fewer than {n} workers joined: {self.cluster_view()}")
-
-    def stop(self):
-        for p in self.workers.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-        if getattr(self, "gateway", None) and self.gateway.poll() is None:
-            self.gateway.send_signal(signal.SIGTERM)
-            try:
-                self.gateway.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
-        if self.netns:
-            teardown_netns(self.netns)
-
-
-def setup_netns(tag):
-    """A namespace for the workers and a veth pair to it; None and the reason where impossible."""
-    if os.geteuid() != 0:
-        return None, "not root"
-    if not shutil.which("ip"):
-        return None, "no `ip` command (iproute2)"
-    ns = {"name": f"myriad-{tag}", "host_if": f"myr{tag}a", "ns_if": f"myr{tag}b",
-          "gateway_ip": "10.231.0.1", "worker_ip": "10.231.0.2"}
-    steps = [["ip", "netns", "add", ns["name"]],
-             ["ip", "link", "add", ns["host_if"], "type", "veth", "peer", "name", ns["ns_if"]],
-             ["ip", "link", "set", ns["ns_if"], "netns", ns["name"]],
-             ["ip", "addr", "add", ns["gateway_ip"] + "/24", "dev", ns["host_if"]],
-             ["ip", "link", "set", ns["host_if"], "up"],
-             ["ip", "netns", "exec", ns["name"], "ip", "addr", "add", ns["worker_ip"] + "/24", "dev", ns["ns_if"]],
-             ["ip", "netns", "exec", ns["name"], "ip", "link", "set", ns["ns_if"], "up"],
-             ["ip", "netns", "exec", ns["name"], "ip", "link", "set", "lo", "up"]]
-    for s in steps:
-        r = subprocess.run(s, capture_output=True, text=True)
-        if r.returncode != 0:
-            teardown_netns(ns)
-            return None, f"`{' '.join(s)}` failed: {r.stderr.strip()}"
-    return ns, ""
-
-
-def teardown_netns(ns):
-    subprocess.run(["ip", "link", "del", ns["host_if"]], capture_output=True)
-    subprocess.run(["ip", "netns", "del", ns["name"]], capture_output=True)
-
-
-def get_json(port, path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", path)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return json.loads(body)
-
-
-def post_json(port, path, body, timeout=180):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    status = r.status
-    if body.get("stream"):
-        text, finals, error = "", 0, None
-        for raw in r:
-            line = raw.decode().strip()
-            if not line.startswith("data: "):
-                continue
-            data = line[6:]
-            if data == "[DONE]":
-                finals += 1
-                continue
-            ev = json.loads(data)
-            if "error" in ev:
-                error = ev["error"].get("message", "")
-                continue
-            for ch in ev.get("choices", []):
-                text += ch.get("text", "")
-        c.close()
-        if error is not None:
-            return status, None, error, finals
-        return status, text, None, finals
-    payload = json.loads(r.read())
-    c.close()
-    if status != 200:
-        return status, None, payload.get("error", {}).get("message", ""), 1
-    return status, payload["choices"][0]["text"], None, 1
 
 
 def main():
@@ -196,7 +53,7 @@ def main():
     log(f"cluster test: seed {args.seed} (MYRIAD_TEST_SEED to replay)")
 
     work = tempfile.mkdtemp(prefix="myriad-cluster-")
-    cl = Cluster(args, work)
+    cl = Cluster(args.node, work, work + "/tiny", slots=args.slots)
     if args.netns:
         ns, why = setup_netns(str(os.getpid() % 100000))
         if not ns:
@@ -215,9 +72,7 @@ def main():
 
 
 def run(cl, args, rng, work):
-    cl.model = work + "/tiny"
-    subprocess.run([args.cli, "make-model", "--shape", "tiny", "--seed", "1", "--dtype", "f32", "--out", cl.model],
-                   check=True, stdout=subprocess.DEVNULL)
+    _, folders = make_model_and_adapters(args.cli, work, args.adapters)
     cl.start_gateway()
     ids = [f"w{i}" for i in range(args.workers)]
     for wid in ids:
@@ -225,14 +80,8 @@ def run(cl, args, rng, work):
     cl.wait_workers_up(args.workers)
     log(f"gateway up, {args.workers} workers joined" +
         (f" over a veth pair ({cl.join_host}, namespace {cl.netns['name']})" if cl.netns else ""))
-
-    for i in range(args.adapters):
-        folder = f"{work}/adapter-{i}"
-        subprocess.run([args.cli, "make-adapter", "--model", cl.model, "--rank", "4", "--seed", str(i + 1),
-                        "--out", folder], check=True, stdout=subprocess.DEVNULL)
-        status, _, err, _ = (lambda r: r)(publish(cl.http_port, f"a{i}", folder))
-        if status != 200:
-            sys.exit(f"publishing a{i} failed: {err}")
+    for i, folder in enumerate(folders):
+        publish(cl.http_port, f"a{i}", folder)
     log(f"{args.adapters} adapters published")
 
     prompts = ["Hello, Myriad", "The cluster", "Once upon a time"]
@@ -249,46 +98,23 @@ def run(cl, args, rng, work):
             b.update(temperature=0.8, seed=seed)
         return b
 
-    def run_all(items):
-        results = [None] * len(items)
-        next_i = [0]
-        lock = threading.Lock()
-
-        def client():
-            while True:
-                with lock:
-                    i = next_i[0]
-                    next_i[0] += 1
-                if i >= len(items):
-                    return
-                m, p, s, st = items[i]
-                try:
-                    results[i] = post_json(cl.http_port, "/v1/completions", body(m, p, s, st))
-                except Exception as e:  # a dropped connection: the request had no clean end
-                    results[i] = (0, None, f"client error: {e!r}", 0)
-
-        threads = [threading.Thread(target=client) for _ in range(args.clients)]
-        for t in threads:
-            t.start()
-        return threads, results
-
     # The undisturbed pass: each distinct request once.
     distinct = sorted({(m, p, s) for m, p, s, _ in reqs}, key=str)
     t0 = time.time()
-    threads, ref_results = run_all([(m, p, s, False) for m, p, s in distinct])
+    threads, ref_results = run_clients(cl.http_port, [body(m, p, s, False) for m, p, s in distinct], args.clients)
     for t in threads:
         t.join()
     reference = {}
-    for key, (status, text, err, _) in zip(distinct, ref_results):
-        if status != 200 or text is None:
-            sys.exit(f"the undisturbed pass failed for {key}: {status} {err}")
-        reference[key] = text
+    for key, r in zip(distinct, ref_results):
+        if r["text"] is None:
+            sys.exit(f"the undisturbed pass failed for {key}: {r}")
+        reference[key] = r["text"]
     log(f"undisturbed pass: {len(distinct)} distinct requests in {time.time() - t0:.1f} s")
 
     # The measured pass, with workers killed at random moments and one restarted.
     replaced_before = placed_again(cl)
     t0 = time.time()
-    threads, results = run_all(reqs)
+    threads, results = run_clients(cl.http_port, [body(*r) for r in reqs], args.clients)
     victims = rng.sample(ids, min(args.kills, len(ids) - 1))
     events = []
 
@@ -321,21 +147,20 @@ def run(cl, args, rng, work):
     ok = errors = mismatched = lost = twice = 0
     error_samples, mismatch_samples = [], []
     for (m, p, s, st), r in zip(reqs, results):
-        status, text, err, finals = r
-        if st and finals != 1:
-            twice += finals > 1
-            lost += finals == 0 and err is None
-        if text is not None and status == 200:
-            if text == reference[(m, p, s)]:
+        if st and r["finals"] != 1:
+            twice += r["finals"] > 1
+            lost += r["finals"] == 0 and r["error"] is None
+        if r["text"] is not None:
+            if r["text"] == reference[(m, p, s)]:
                 ok += 1
             else:
                 mismatched += 1
                 if len(mismatch_samples) < 3:
-                    mismatch_samples.append(f"{m} {p!r} seed={s} stream={st}: {text!r} != {reference[(m, p, s)]!r}")
-        elif err:
+                    mismatch_samples.append(f"{m} {p!r} seed={s} stream={st}: {r['text']!r} != {reference[(m, p, s)]!r}")
+        elif r["error"]:
             errors += 1
             if len(error_samples) < 3:
-                error_samples.append(f"{status}: {err}")
+                error_samples.append(f"{r['status']}: {r['error']}")
         else:
             lost += 1
     replaced = placed_again(cl) - replaced_before
@@ -355,20 +180,6 @@ def run(cl, args, rng, work):
         log("note: no request was running on a killed worker (nothing was placed again)")
     log("PASS" if passed else "FAIL")
     return 0 if passed else 1
-
-
-def publish(port, name, folder):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    c.request("POST", "/v1/adapters", json.dumps({"name": name, "path": folder}),
-              {"Content-Type": "application/json"})
-    r = c.getresponse()
-    payload = r.read()
-    c.close()
-    return r.status, None, payload.decode(), 1
-
-
-def placed_again(cl):
-    return int(get_json(cl.http_port, "/admin/cluster").get("placed_again", 0))
 
 
 if __name__ == "__main__":

@@ -106,5 +106,22 @@ TEST(Placement, DrainingWorkersAreSkippedAndTiesGoToTheFirst) {
   EXPECT_FALSE(place(std::vector<WorkerView>{}, {}).ok());
 }
 
+TEST(Placement, WithoutAffinityEveryLiveWorkerIsDrawnUniformly) {
+  std::vector<WorkerView> w(3);
+  w[0].id = "w0";
+  w[0].resident = {AdapterId{"t", "a", 1}};
+  w[1].id = "w1";
+  w[2].id = "w2";
+  w[2].draining = true;
+  PlacementOptions o;
+  o.affinity = false;
+  const std::vector<AdapterUse> uses = {AdapterUse{AdapterId{"t", "a", 1}, 1.0f}};
+  std::vector<int> hits(3, 0);
+  for (uint64_t draw = 0; draw < 1000; ++draw) ++hits[place(w, uses, o, draw).value()];
+  EXPECT_EQ(hits[0], 500);  // the warm worker is not preferred
+  EXPECT_EQ(hits[1], 500);
+  EXPECT_EQ(hits[2], 0);  // a draining one is never drawn
+}
+
 }  // namespace
 }  // namespace myriad

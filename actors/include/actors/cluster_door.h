@@ -35,7 +35,8 @@ struct ClusterDoorState {
   static constexpr size_t kMaxNonces = 1024;
   ClusterDoorOptions options;
   gateway_actor gateway;
-  registry_actor registry;
+  worker_registry_actor face;  // what members get of the registry (linked: ends with the door); the door
+                               // keeps no registry handle of its own: see registry_face
   std::deque<std::string> nonces;  // given out by hello, not yet used; oldest first
   std::mt19937_64 rng{std::random_device{}()};
 };

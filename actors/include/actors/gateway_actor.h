@@ -70,6 +70,7 @@ struct GatewayState {
     caf::actor_clock::time_point last_heard{};  // its join or its latest load report
     uint32_t total_slots = 0;  // as last reported
     float step_ms = 0;         // mean device time of its recent steps, as last reported
+    std::string device;        // as last reported
   };
   struct Route {
     event_sink_actor client;
@@ -92,7 +93,10 @@ struct GatewayState {
   std::mt19937_64 draws{1};  // seeded from options.placement_seed
   std::deque<uint64_t> held;  // ids waiting for a worker, oldest first (cancelled ones linger until reached)
   std::vector<caf::typed_response_promise<bool>> drains;
-  uint64_t placed_again = 0;  // requests placed on another worker after theirs was lost or left  // !options.drain_workers: answered once routes is empty
+  uint64_t placed_again = 0;  // requests placed on another worker after theirs was lost or left
+  // Placements of adapter requests, and those onto a worker that held the
+  // adapter in a slot (resident) or only in host memory, by its latest report.
+  uint64_t placed_adapter = 0, placed_resident = 0, placed_host_cached = 0;  // !options.drain_workers: answered once routes is empty
 };
 
 gateway_actor::behavior_type gateway_behavior(gateway_actor::stateful_pointer<GatewayState> self,

@@ -35,6 +35,7 @@ struct WorkerSetup {
   std::function<Result<std::shared_ptr<const LoraWeights>>(const AdapterId&)> load_adapter;
   worker_registry_actor registry;  // residency reports go here (null: nowhere, until a join)
   double report_interval_ms = 100.0;
+  std::string device;  // set by spawn_worker from the executor, for load reports
 };
 
 // Starts the engine (EngineWorker::start's checks) and spawns the detached

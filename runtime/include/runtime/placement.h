@@ -52,6 +52,9 @@ struct PlacementOptions {
   // one gets the request (and a copy of its adapter).
   uint64_t replicate_above_tokens = 4096;
   bool power_of_two = true;
+  // false: ignore where adapters are and place uniformly at random among
+  // the workers taking requests (the baseline bench/cluster compares with).
+  bool affinity = true;
 };
 
 // How warm a worker is for these adapters: 2 = every one in a slot, 1 =

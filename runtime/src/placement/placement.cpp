@@ -32,6 +32,12 @@ Result<size_t> place(std::span<const WorkerView> workers, const std::vector<Adap
   if (least == kNone)
     return make_error(ErrorCode::kUnavailable,
                       workers.empty() ? "no worker is configured" : "every worker is draining");
+  if (!options.affinity) {
+    std::vector<size_t> live;
+    for (size_t i = 0; i < workers.size(); ++i)
+      if (!workers[i].draining) live.push_back(i);
+    return live[size_t(draw % live.size())];
+  }
   // The warmest tier with a worker inside the replication bound.
   const uint64_t bound = workers[least].load() + options.replicate_above_tokens;
   int tier = 0;

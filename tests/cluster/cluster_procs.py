@@ -1,0 +1,223 @@
+"""Processes and HTTP calls of a Myriad cluster on this machine, for
+tests/cluster/cluster_test.py and bench/cluster.py: a gateway, worker
+processes (optionally in their own network namespace over a veth pair), and
+the OpenAI-compatible calls the clients make."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+class Cluster:
+    """A gateway and its workers (myriad-node processes) over the model folder `model`."""
+
+    def __init__(self, node, work, model, slots=4, gateway_args=()):
+        self.node, self.work, self.model, self.slots = node, work, model, slots
+        self.gateway_args = list(gateway_args)
+        self.workers = {}  # id -> Popen
+        self.netns = None  # setup_netns()'s namespace, where the workers run
+        self.secret = None  # a cluster secret file (needed with netns: the gateway listens off loopback)
+        self.join_host = "127.0.0.1"
+
+    def start_gateway(self):
+        cmd = [self.node, "--role", "gateway", "--model", self.model, "--data", self.work + "/data",
+               "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--log-level", "warn"] + self.gateway_args
+        if self.netns:
+            cmd += ["--cluster", self.netns["gateway_ip"] + ":0", "--cluster-secret", self.secret]
+        else:
+            cmd += ["--cluster", "127.0.0.1:0"]
+        self.gateway_out = open(self.work + "/gateway.out", "w+")
+        self.gateway = subprocess.Popen(cmd, stdout=self.gateway_out, stderr=open(self.work + "/gateway.log", "w"))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            self.gateway_out.seek(0)
+            text = self.gateway_out.read()
+            if "workers join on" in text:
+                self.http_port = int(text.split("http://")[1].split(":")[1].split()[0])
+                host_port = text.split("workers join on ")[1].split()[0]
+                self.join_host, self.cluster_port = host_port.rsplit(":", 1)
+                return
+            if self.gateway.poll() is not None:
+                break
+            time.sleep(0.05)
+        sys.exit("the gateway did not start:\n" + open(self.work + "/gateway.log").read())
+
+    def start_worker(self, wid):
+        cmd = [self.node, "--role", "worker", "--join", f"{self.join_host}:{self.cluster_port}", "--model",
+               self.model, "--threads", "1", "--slots", str(self.slots), "--worker-id", wid, "--log-level", "warn"]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd + ["--cluster-secret", self.secret]
+        self.workers[wid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                             stderr=open(f"{self.work}/{wid}.log", "a"))
+
+    def kill_worker(self, wid):
+        p = self.workers[wid]
+        p.send_signal(signal.SIGKILL)  # `ip netns exec` execs the node: the same pid
+        p.wait()
+
+    def cluster_view(self):
+        return get_json(self.http_port, "/admin/cluster")
+
+    def wait_workers_up(self, n, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            up = [w for w in self.cluster_view()["workers"] if w["up"]]
+            if len(up) >= n:
+                return
+            time.sleep(0.1)
+        sys.exit(f"fewer than {n} workers joined: {self.cluster_view()}")
+
+    def stop(self):
+        for p in self.workers.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+        if getattr(self, "gateway", None) and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                self.gateway.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+        if self.netns:
+            teardown_netns(self.netns)
+
+
+def setup_netns(tag):
+    """A namespace for the workers and a veth pair to it; None and the reason where impossible."""
+    if os.geteuid() != 0:
+        return None, "not root"
+    if not shutil.which("ip"):
+        return None, "no `ip` command (iproute2)"
+    ns = {"name": f"myriad-{tag}", "host_if": f"myr{tag}a", "ns_if": f"myr{tag}b",
+          "gateway_ip": "10.231.0.1", "worker_ip": "10.231.0.2"}
+    steps = [["ip", "netns", "add", ns["name"]],
+             ["ip", "link", "add", ns["host_if"], "type", "veth", "peer", "name", ns["ns_if"]],
+             ["ip", "link", "set", ns["ns_if"], "netns", ns["name"]],
+             ["ip", "addr", "add", ns["gateway_ip"] + "/24", "dev", ns["host_if"]],
+             ["ip", "link", "set", ns["host_if"], "up"],
+             ["ip", "netns", "exec", ns["name"], "ip", "addr", "add", ns["worker_ip"] + "/24", "dev", ns["ns_if"]],
+             ["ip", "netns", "exec", ns["name"], "ip", "link", "set", ns["ns_if"], "up"],
+             ["ip", "netns", "exec", ns["name"], "ip", "link", "set", "lo", "up"]]
+    for s in steps:
+        r = subprocess.run(s, capture_output=True, text=True)
+        if r.returncode != 0:
+            teardown_netns(ns)
+            return None, f"`{' '.join(s)}` failed: {r.stderr.strip()}"
+    return ns, ""
+
+
+def teardown_netns(ns):
+    subprocess.run(["ip", "link", "del", ns["host_if"]], capture_output=True)
+    subprocess.run(["ip", "netns", "del", ns["name"]], capture_output=True)
+
+
+def get_json(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return json.loads(body)
+
+
+def post_json(port, path, body, timeout=180):
+    """One completion; a dict: status, text (None on error), error, finals ([DONE] lines when streamed),
+    ttft_s (seconds to the first streamed token), elapsed_s."""
+    t0 = time.time()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    out = {"status": r.status, "text": None, "error": None, "finals": 1, "ttft_s": None}
+    if body.get("stream") and r.status == 200:
+        text, finals = "", 0
+        for raw in r:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                finals += 1
+                continue
+            ev = json.loads(data)
+            if "error" in ev:
+                out["error"] = ev["error"].get("message", "") or "an error without a message"
+                continue
+            for ch in ev.get("choices", []):
+                if ch.get("text") and out["ttft_s"] is None:
+                    out["ttft_s"] = time.time() - t0
+                text += ch.get("text", "")
+        out["finals"] = finals
+        if out["error"] is None:
+            out["text"] = text
+    else:
+        payload = json.loads(r.read())
+        if r.status == 200:
+            out["text"] = payload["choices"][0]["text"]
+        else:
+            out["error"] = payload.get("error", {}).get("message", "") or f"HTTP {r.status} without a message"
+    c.close()
+    out["elapsed_s"] = time.time() - t0
+    return out
+
+
+def publish(port, name, folder):
+    """Publishes a PEFT folder on the gateway's host as `name`; exits naming the error otherwise."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/adapters", json.dumps({"name": name, "path": folder}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    payload = r.read().decode()
+    c.close()
+    if r.status != 200:
+        sys.exit(f"publishing {name} failed: {payload}")
+
+
+def placed_again(cl):
+    return int(cl.cluster_view().get("placed_again", 0))
+
+
+
+
+def make_model_and_adapters(cli, work, n_adapters):
+    """A tiny random model and n random rank-4 adapters (PEFT folders); the model folder and the folders."""
+    model = work + "/tiny"
+    subprocess.run([cli, "make-model", "--shape", "tiny", "--seed", "1", "--dtype", "f32", "--out", model],
+                   check=True, stdout=subprocess.DEVNULL)
+    folders = []
+    for i in range(n_adapters):
+        folder = f"{work}/adapter-{i}"
+        subprocess.run([cli, "make-adapter", "--model", model, "--rank", "4", "--seed", str(i + 1), "--out", folder],
+                       check=True, stdout=subprocess.DEVNULL)
+        folders.append(folder)
+    return model, folders
+
+
+def run_clients(port, bodies, clients):
+    """Posts every body to /v1/completions from `clients` threads; the threads (started) and the results list,
+    filled in as requests end (a dropped connection: status 0 and the exception)."""
+    results = [None] * len(bodies)
+    next_i = [0]
+    lock = threading.Lock()
+
+    def client():
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= len(bodies):
+                return
+            try:
+                results[i] = post_json(port, "/v1/completions", bodies[i])
+            except Exception as e:  # no clean end
+                results[i] = {"status": 0, "text": None, "error": None, "finals": 0, "ttft_s": None,
+                              "exception": repr(e)}
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    return threads, results
