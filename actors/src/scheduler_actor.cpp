@@ -20,6 +20,31 @@ void admit_waiting(Self self) {
   }
 }
 
+// What the gateway must hear (final events, requeues) waits here while the
+// scheduler has no sink (before its worker's join completes, or while its
+// gateway is gone), up to kMaxUnsent; load reports are only dropped.
+constexpr size_t kMaxUnsent = 4096;
+
+void tell_released(Self self, EventWire wire) {
+  auto& s = self->state;
+  if (s.load_sink) {
+    self->send(s.load_sink, released_atom::value, std::move(wire));
+    return;
+  }
+  if (s.unsent.size() >= kMaxUnsent) s.unsent.pop_front();
+  s.unsent.push_back({std::move(wire), 0, 0});
+}
+
+void tell_requeue(Self self, uint64_t id, uint32_t attempt) {
+  auto& s = self->state;
+  if (s.load_sink) {
+    self->send(s.load_sink, requeue_atom::value, id, attempt);
+    return;
+  }
+  if (s.unsent.size() >= kMaxUnsent) s.unsent.pop_front();
+  s.unsent.push_back({std::nullopt, id, attempt});
+}
+
 void settle_drain(Self self) {
   auto& s = self->state;
   if (!s.draining || s.drains.empty() || !s.waiting.empty() || !s.in_worker.empty()) return;
@@ -83,7 +108,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
           if (it->id != id) continue;
           EventWire cancelled = final_event(id, it->attempt, nullptr);
           self->send(it->sink, event_atom::value, cancelled);
-          self->send(self->state.load_sink, released_atom::value, std::move(cancelled));
+          tell_released(self, std::move(cancelled));
           waiting.erase(it);
           settle_drain(self);
           return;
@@ -94,7 +119,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         auto d = final_event.decode();
         if (!d) return;
         self->state.in_worker.erase(d->get().getRequestId());
-        self->send(self->state.load_sink, released_atom::value, final_event);
+        tell_released(self, final_event);
         admit_waiting(self);
         settle_drain(self);
       },
@@ -106,7 +131,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         auto load = message.getRoot<schema::WorkerLoad>();
         load.setQueued(load.getQueued() + uint32_t(self->state.waiting.size()));
         load.setDraining(load.getDraining() || self->state.draining);
-        self->send(self->state.load_sink, load_atom::value, WorkerLoadWire::encode(message));
+        if (self->state.load_sink) self->send(self->state.load_sink, load_atom::value, WorkerLoadWire::encode(message));
       },
       [self](drain_atom) -> caf::typed_response_promise<bool> {
         auto rp = self->make_response_promise<bool>();
@@ -119,7 +144,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         // What waits here goes back to the gateway to run elsewhere; what
         // runs in the worker finishes here.
         auto& s = self->state;
-        for (const auto& w : s.waiting) self->send(s.load_sink, requeue_atom::value, w.id, w.attempt);
+        for (const auto& w : s.waiting) tell_requeue(self, w.id, w.attempt);
         s.waiting.clear();
         auto rp = self->make_response_promise<bool>();
         s.draining = true;
@@ -127,7 +152,18 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         settle_drain(self);
         return rp;
       },
-      [self](attach_atom, const load_sink_actor& sink) { self->state.load_sink = sink; },
+      [self](attach_atom, const load_sink_actor& sink) {
+        auto& s = self->state;
+        s.load_sink = sink;
+        if (!sink) return;
+        for (auto& u : s.unsent) {
+          if (u.released)
+            self->send(sink, released_atom::value, std::move(*u.released));
+          else
+            self->send(sink, requeue_atom::value, u.id, u.attempt);
+        }
+        s.unsent.clear();
+      },
   };
 }
 

@@ -27,13 +27,6 @@ using namespace myriad::actors;
 
 namespace {
 
-// Load reports and final events before the first join go nowhere. (An
-// argument: CAF 0.17 spawns an argument-less function through a null pointer.)
-load_sink_actor::behavior_type parked_sink(int) {
-  return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {},
-          [](requeue_atom, uint64_t, uint32_t) {}};
-}
-
 std::string default_worker_id() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "worker");
@@ -107,7 +100,6 @@ struct ClusterWorker::Parts {
   std::shared_ptr<AdapterFetcher> fetcher;
   worker_actor worker;
   scheduler_actor scheduler;
-  load_sink_actor parked;
   cluster_door_actor door;  // of the latest join
   std::atomic<bool> stop{false};
   std::thread rejoin;
@@ -191,11 +183,13 @@ struct ClusterWorker::Parts {
       }
       log_warn("worker {}: the gateway is gone; joining again", setup_id);
       fetcher->set_registry(worker_registry_actor{});
-      caf::anon_send(scheduler, attach_atom::value, parked);
+      caf::anon_send(scheduler, attach_atom::value, load_sink_actor{});  // what it must tell waits for the next
       Status joined = connect_and_join();
       if (!joined.ok() && !stop) {
+        // A gateway that came back over another base model or secret: this worker cannot serve it.
         log_error("worker {}: the gateway refused it: {}", setup_id, joined.error().to_string());
-        stop = true;
+        std::fflush(nullptr);
+        std::_Exit(1);
       }
     }
   }
@@ -206,12 +200,10 @@ struct ClusterWorker::Parts {
     stop = true;
     if (rejoin.joinable()) rejoin.join();
     if (system) {
-      for (const auto& h : {caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(scheduler),
-                            caf::actor_cast<caf::actor>(parked)})
+      for (const auto& h : {caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(scheduler)})
         if (h) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
       worker = nullptr;
       scheduler = nullptr;
-      parked = nullptr;
       door = nullptr;
       fetcher.reset();
       system.reset();
@@ -267,8 +259,10 @@ Result<std::unique_ptr<ClusterWorker>> ClusterWorker::start(const ClusterWorkerO
   auto worker = spawn_worker(sys, setup);
   if (!worker.ok()) return worker.error();
   p.worker = worker.value();
-  p.parked = sys.spawn(parked_sink, 0);
-  p.scheduler = sys.spawn(scheduler_behavior, p.worker, p.parked, scheduler_options(o.node, sc, cfg, w->id_));
+  // No load sink until the join completes: the gateway may submit before the
+  // attach lands here, so final events wait in the scheduler (it buffers them).
+  p.scheduler =
+      sys.spawn(scheduler_behavior, p.worker, load_sink_actor{}, scheduler_options(o.node, sc, cfg, w->id_));
   caf::anon_send(p.worker, attach_atom::value, p.scheduler);
 
   Status joined = p.connect_and_join();

@@ -46,6 +46,7 @@ struct Log {
   int drains = 0;
   int leaves = 0;
   std::vector<std::pair<uint64_t, uint32_t>> requeued;  // (id, attempt) handed back by a leaving scheduler
+  std::vector<uint64_t> released;                       // final events a load sink was told of
 };
 
 worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
@@ -99,7 +100,8 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
 // (It takes an argument: CAF 0.17 spawns an argument-less function through
 // a null pointer, which UBSan reports.)
 load_sink_actor::behavior_type ignoring_load_sink(std::shared_ptr<Log> log) {
-  return {[](load_atom, const WorkerLoadWire&) {}, [](released_atom, const EventWire&) {},
+  return {[](load_atom, const WorkerLoadWire&) {},
+          [log](released_atom, const EventWire& e) { log->released.push_back(e.decode()->get().getRequestId()); },
           [log](requeue_atom, uint64_t id, uint32_t attempt) { log->requeued.emplace_back(id, attempt); }};
 }
 
@@ -778,6 +780,40 @@ TEST_F(ServiceActors, ARequestRefusedByADrainingWorkerGoesToAnother) {
   ASSERT_TRUE(a.ok()) << a.error().to_string();
   EXPECT_TRUE(w0->submitted.empty());
   EXPECT_EQ(w1->submitted, (std::vector<uint64_t>{a.value()}));
+}
+
+// A cluster worker's scheduler before its join completes (or while its
+// gateway is gone) has no load sink: final events and requeues wait for the
+// next one, so the gateway never keeps a route (and a pinned version) forever.
+TEST_F(ServiceActors, ASchedulerWithoutASinkKeepsFinalEventsForTheNextOne) {
+  auto w = std::make_shared<Log>(), sink_log = std::make_shared<Log>();
+  auto worker = keep(sys_->spawn(recording_worker, w));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  o.max_in_worker = 1;
+  auto sa = keep(sys_->spawn(scheduler_behavior, worker, load_sink_actor{}, o));
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  for (uint64_t id : {1u, 2u}) {
+    Request r = request();
+    r.id = id;
+    self()->send(sa, submit_atom::value, encode_submit(r), client);
+    sched().run();
+    ASSERT_TRUE(read_accepted(next<AcceptedWire>()).ok());
+  }
+  self()->send(sa, leave_atom::value);  // 2 waits: it is handed back
+  sched().run();
+  self()->send(sa, released_atom::value, finished(1, 8));    // 1 ends before any sink is attached
+  self()->send(sa, load_atom::value, load("w0", 1, 0, {}));  // a load report is only dropped
+  sched().run();
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1})) << "2 never reached the worker";
+  auto sink = keep(sys_->spawn(ignoring_load_sink, sink_log));
+  self()->send(sa, attach_atom::value, sink);
+  sched().run();
+  EXPECT_EQ(sink_log->released, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(sink_log->requeued, (std::vector<std::pair<uint64_t, uint32_t>>{{2, 0}}));
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

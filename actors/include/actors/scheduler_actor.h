@@ -15,11 +15,14 @@
 //          ─ else ─────────────────────────────> refused: overloaded
 //   drain: refuse new submits; once nothing waits or runs here, drain the worker, then answer.
 //   leave: hand each waiting request back to the gateway (requeue), then drain.
+// Its load sink may be null (a cluster worker before its join completes):
+// final events and requeues then wait here until attach names one.
 // Linked to its worker: when either ends, both do, and the gateway (which
 // monitors the scheduler) places the worker's requests elsewhere.
 #pragma once
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -51,6 +54,14 @@ struct SchedulerActorState {
   std::deque<Waiting> waiting;
   bool draining = false;
   std::vector<caf::typed_response_promise<bool>> drains;
+  // For the load sink while there is none (a null load_sink: a cluster
+  // worker not yet joined, or whose gateway is gone); sent on attach.
+  struct Unsent {
+    std::optional<EventWire> released;  // a final event, else a requeue of (id, attempt)
+    uint64_t id = 0;
+    uint32_t attempt = 0;
+  };
+  std::deque<Unsent> unsent;
 };
 
 scheduler_actor::behavior_type scheduler_behavior(scheduler_actor::stateful_pointer<SchedulerActorState> self,
