@@ -55,6 +55,16 @@ std::vector<std::string> names(const std::vector<AdapterId>& ids) {
   return out;
 }
 
+// The request as its next attempt gets it: its deadline counts from when the
+// gateway accepted it, so time spent held or on a lost worker is not given back.
+Request for_next_attempt(const GatewayState::Route& route) {
+  Request r = route.request;
+  if (r.timeout_ms != kNoDeadline)
+    r.timeout_ms = std::max(
+        1.0, r.timeout_ms - std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - route.since).count());
+  return r;
+}
+
 double held_ms(const GatewayState::Route& route) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - route.held_at).count();
 }
@@ -79,6 +89,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   if (!where) {
     // No worker up (none joined yet, or all lost): wait for one.
     s.routes[id] = GatewayState::Route{client, GatewayState::kHeld, pinned, 0, request};
+    s.routes[id].since = std::chrono::steady_clock::now();
     if (where.error().code == ErrorCode::kUnavailable && hold(self, id)) {
       rp.deliver(accepted(id, model));
       return;
@@ -96,6 +107,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   GatewayState::Route& route = s.routes[id] = GatewayState::Route{client, w, pinned, 0, request};
   route.answer = rp;
   route.model = model;
+  route.since = std::chrono::steady_clock::now();
   count_placed(s, w, request);
   // Events go from the worker straight to the client (one hop per token);
   // the final one also comes here, through the scheduler (released).
@@ -156,8 +168,8 @@ void submit_route(Self self, uint64_t id, size_t w) {
   const uint32_t attempt = route.attempt;
   route.worker = w;
   count_placed(s, w, route.request);
-  self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value, encode_submit(route.request, attempt),
-                route.client)
+  self->request(s.workers[w].scheduler, caf::infinite, submit_atom::value,
+                encode_submit(for_next_attempt(route), attempt), route.client)
       .then(
           [self, id, attempt](const AcceptedWire& answer) {
             auto ok = read_accepted(answer);
@@ -189,7 +201,7 @@ bool hold(Self self, uint64_t id) {
   route.held_at = std::chrono::steady_clock::now();
   s.held.push_back(id);
   double wait_ms = s.options.max_wait_for_worker_ms;
-  if (route.request.timeout_ms != kNoDeadline) wait_ms = std::min(wait_ms, route.request.timeout_ms);
+  if (route.request.timeout_ms != kNoDeadline) wait_ms = std::min(wait_ms, for_next_attempt(route).timeout_ms);
   self->delayed_send(self, ms(wait_ms), tick_atom::value, id);
   return true;
 }
@@ -208,8 +220,6 @@ void release_held(Self self) {
     auto where = place_now(self, it->second.request.adapters);
     if (!where) return;
     s.held.pop_front();
-    Request& r = it->second.request;
-    if (r.timeout_ms != kNoDeadline) r.timeout_ms = std::max(1.0, r.timeout_ms - held_ms(it->second));  // the wait counts
     submit_route(self, id, where.value());
   }
 }

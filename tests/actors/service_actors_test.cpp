@@ -8,13 +8,15 @@
 // request pinning its version; residency transitions (stale reports
 // ignored); backpressure and cancel in the scheduler actor; events relayed
 // straight to the client, cancel routed to the worker, stale events dropped;
-// drain.
+// drain; the cluster's door, a leaving worker, a worker without a sink yet,
+// deadlines across attempts.
 #include <gtest/gtest.h>
 
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <filesystem>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "actors/attempt_filter.h"
@@ -47,6 +49,7 @@ struct Log {
   int leaves = 0;
   std::vector<std::pair<uint64_t, uint32_t>> requeued;  // (id, attempt) handed back by a leaving scheduler
   std::vector<uint64_t> released;                       // final events a load sink was told of
+  std::vector<double> timeouts;                         // the timeout_ms of each submit
 };
 
 worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
@@ -76,6 +79,7 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
         const uint64_t id = wire.decode()->get().getRequestId();
         log->submitted.push_back(id);
         log->attempts.push_back(wire.decode()->get().getAttempt());
+        log->timeouts.push_back(read_submit(wire.decode()->get()).value().timeout_ms);
         log->sinks.push_back(sink);
         return accepted(id, {});
       },
@@ -814,6 +818,34 @@ TEST_F(ServiceActors, ASchedulerWithoutASinkKeepsFinalEventsForTheNextOne) {
   sched().run();
   EXPECT_EQ(sink_log->released, (std::vector<uint64_t>{1}));
   EXPECT_EQ(sink_log->requeued, (std::vector<std::pair<uint64_t, uint32_t>>{{2, 0}}));
+}
+
+// A request placed again keeps its deadline: the next attempt gets what is
+// left of its timeout, counted from when the gateway accepted it.
+TEST_F(ServiceActors, ARequestPlacedAgainKeepsItsDeadline) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
+  auto s0 = keep(sys_->spawn(recording_scheduler, w0));
+  auto s1 = keep(sys_->spawn(recording_scheduler, w1));
+  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
+  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
+  self()->send(gw, load_atom::value, load("w0", 1, 0, {}));
+  self()->send(gw, load_atom::value, load("w1", 1, 100000, {}));
+  sched().run();
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  Request r = request();
+  r.timeout_ms = 5000;
+  self()->send(gw, generate_atom::value, generate_wire("default", false, "tiny", r), client);
+  sched().run();
+  ASSERT_TRUE(read_accepted(next<AcceptedWire>()).ok());
+  ASSERT_EQ(w0->timeouts.size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // it ran on w0 a while
+  caf::anon_send_exit(s0, caf::exit_reason::kill);
+  sched().run();
+  ASSERT_EQ(w1->timeouts.size(), 1u);
+  EXPECT_LE(w1->timeouts[0], 5000.0 - 60.0) << "the time on the lost worker counts";
+  EXPECT_GT(w1->timeouts[0], 0.0);
 }
 
 TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored) {

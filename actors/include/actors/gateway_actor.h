@@ -79,6 +79,7 @@ struct GatewayState {
     uint32_t attempt = 0;
     Request request;  // as submitted, to place it again if its worker is lost
     std::chrono::steady_clock::time_point held_at{};  // when it began to wait for a worker (worker == kHeld)
+    std::chrono::steady_clock::time_point since{};    // when the gateway accepted it: its deadline counts from here
     // The front end's answer while the first worker has not answered the submit.
     std::optional<caf::typed_response_promise<AcceptedWire>> answer{};
     std::string model{};  // what runs, for that answer
