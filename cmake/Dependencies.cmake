@@ -73,6 +73,13 @@ endif()
 add_library(myriad::caf INTERFACE IMPORTED)
 target_include_directories(myriad::caf SYSTEM INTERFACE ${CAF_INCLUDE_DIR})
 target_link_libraries(myriad::caf INTERFACE ${CAF_IO_LIBRARY} ${CAF_CORE_LIBRARY} Threads::Threads)
+# CAF's OpenSSL module (in libcaf-dev): TLS between a cluster's gateway and workers.
+find_library(CAF_OPENSSL_LIBRARY caf_openssl)
+if(NOT CAF_OPENSSL_LIBRARY)
+  myriad_missing("CAF 0.17's OpenSSL module (libcaf_openssl)" "libcaf-dev")
+endif()
+add_library(myriad::caf_openssl INTERFACE IMPORTED)
+target_link_libraries(myriad::caf_openssl INTERFACE ${CAF_OPENSSL_LIBRARY} myriad::caf)
 
 find_package(CapnProto CONFIG QUIET)
 if(NOT CapnProto_FOUND)

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -149,7 +150,10 @@ struct ClusterWorker::Parts {
   Status connect_and_join() {
     bool said = false;
     while (!stop) {
-      auto door_handle = system->middleman().remote_actor<cluster_door_actor>(options.join_host, options.join_port);
+      auto door_handle =
+          options.node.cluster_tls.enabled()
+              ? caf::openssl::remote_actor<cluster_door_actor>(*system, options.join_host, options.join_port)
+              : system->middleman().remote_actor<cluster_door_actor>(options.join_host, options.join_port);
       if (door_handle) {
         Status joined = join(*door_handle);
         if (joined.ok()) {
@@ -243,7 +247,7 @@ Result<std::unique_ptr<ClusterWorker>> ClusterWorker::start(const ClusterWorkerO
   if (!executor.ok()) return executor.error();
   p.device = executor.value()->info().device;
 
-  p.config.load<caf::io::middleman>();
+  if (Status st = load_cluster_modules(p.config, o.node.cluster_tls); !st.ok()) return st.error();
   p.system = std::make_unique<caf::actor_system>(service_config(p.config));
   caf::actor_system& sys = *p.system;
   p.fetcher = std::make_shared<AdapterFetcher>(sys, std::move(disk.value()), cfg, o.node.max_adapter_rank);

@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
                  "gateway and worker: a file of at least 16 bytes shared by the cluster's members; without it "
                  "joins come only from the gateway's host")
       ->option_text("FILE");
+  app.add_option("--cluster-tls-cert", o.cluster_tls.certificate,
+                 "gateway and worker: this member's TLS certificate (PEM); with --cluster-tls-key and "
+                 "--cluster-tls-ca the cluster port speaks TLS and each side checks the other's certificate")
+      ->option_text("FILE");
+  app.add_option("--cluster-tls-key", o.cluster_tls.key, "gateway and worker: its private key (PEM)")->option_text("FILE");
+  app.add_option("--cluster-tls-ca", o.cluster_tls.ca, "gateway and worker: the cluster's CA certificate (PEM)")
+      ->option_text("FILE");
   app.add_option("--worker-id", worker_id, "worker: its id in the cluster (default HOST/PID)")->option_text("ID");
   app.add_option("--heartbeat-timeout-ms", o.heartbeat_timeout_ms,
                  "gateway: a worker silent this long is lost and its requests move (default 0: only a closed "

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -167,6 +168,21 @@ caf::actor_system_config& service_config(caf::actor_system_config& cfg) {
   return cfg;
 }
 
+Status load_cluster_modules(caf::actor_system_config& cfg, const ClusterTls& tls) {
+  cfg.load<caf::io::middleman>();
+  if (!tls.enabled()) return Status();
+  for (const auto& [flag, path] : {std::pair{"--cluster-tls-cert", &tls.certificate}, std::pair{"--cluster-tls-key", &tls.key},
+                                   std::pair{"--cluster-tls-ca", &tls.ca}}) {
+    if (path->empty()) return make_error(ErrorCode::kInvalidArgument, std::string(flag) + ": TLS needs a certificate, its key and the CA");
+    if (!std::ifstream(*path)) return make_error(ErrorCode::kNotFound, std::string(flag) + " " + *path + ": cannot open it");
+  }
+  cfg.openssl_certificate = tls.certificate;
+  cfg.openssl_key = tls.key;
+  cfg.openssl_cafile = tls.ca;
+  cfg.load<caf::openssl::manager>();
+  return Status();
+}
+
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -292,7 +308,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
       return make_error(ErrorCode::kInvalidArgument,
                         "--cluster " + o.cluster_host +
                             ": without --cluster-secret workers may join only from this host (a loopback address)");
-    actors->config.load<caf::io::middleman>();
+    if (Status st = load_cluster_modules(actors->config, o.cluster_tls); !st.ok()) return st.error();
   }
   actors->system = std::make_unique<caf::actor_system>(service_config(actors->config));
   caf::actor_system& sys = *actors->system;
@@ -316,7 +332,9 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     door.base_fingerprint = s->base_fingerprint_;
     door.secret = o.cluster_secret;
     actors->door = sys.spawn(cluster_door_behavior, actors->gateway, actors->registry, door);
-    auto port = sys.middleman().publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true);
+    auto port = o.cluster_tls.enabled()
+                    ? caf::openssl::publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true)
+                    : sys.middleman().publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true);
     if (!port)
       return make_error(ErrorCode::kIo, "--cluster " + o.cluster_host + ":" + std::to_string(o.cluster_port) +
                                             ": cannot listen: " + sys.render(port.error()));

@@ -45,6 +45,16 @@
 
 namespace myriad::node {
 
+// TLS between a cluster's gateway and workers (CAF's OpenSSL module): this
+// member's certificate and key, and the CA every member's certificate must
+// chain to (each side checks the other's). All three, or none (plain TCP).
+struct ClusterTls {
+  std::string certificate;  // PEM
+  std::string key;          // PEM, unencrypted
+  std::string ca;           // PEM: the cluster's CA
+  bool enabled() const { return !certificate.empty(); }
+};
+
 struct NodeOptions {
   // all: the whole service with one local worker. gateway: no local worker;
   // workers join on `cluster_host:cluster_port` (ClusterWorker).
@@ -67,6 +77,7 @@ struct NodeOptions {
   std::string cluster_host = "127.0.0.1";
   uint16_t cluster_port = 0;
   std::string cluster_secret;
+  ClusterTls cluster_tls;           // TLS on the cluster port (gateway and workers alike)
   double heartbeat_timeout_ms = 0;  // GatewayOptions::heartbeat_timeout_ms
   double max_wait_for_worker_ms = 30000;  // GatewayOptions::max_wait_for_worker_ms
   bool placement_affinity = true;          // PlacementOptions::affinity (false: random, a baseline)

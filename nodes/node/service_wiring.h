@@ -19,4 +19,8 @@ caf::actor_system_config& service_config(caf::actor_system_config& cfg);
 
 bool is_loopback(const std::string& host);
 
+// Loads CAF's middleman, and with TLS its OpenSSL module configured with
+// `tls`; an Error naming the file when one of them cannot be read.
+Status load_cluster_modules(caf::actor_system_config& cfg, const ClusterTls& tls);
+
 }  // namespace myriad::node

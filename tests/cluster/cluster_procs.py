@@ -22,6 +22,7 @@ class Cluster:
         self.workers = {}  # id -> Popen
         self.netns = None  # setup_netns()'s namespace, where the workers run
         self.secret = None  # a cluster secret file (needed with netns: the gateway listens off loopback)
+        self.tls_args = []  # --cluster-tls-* flags (make_tls_files), for the gateway and every worker
         self.join_host = "127.0.0.1"
 
     def start_gateway(self):
@@ -31,6 +32,7 @@ class Cluster:
             cmd += ["--cluster", self.netns["gateway_ip"] + ":0", "--cluster-secret", self.secret]
         else:
             cmd += ["--cluster", "127.0.0.1:0"]
+        cmd += self.tls_args
         self.gateway_out = open(self.work + "/gateway.out", "w+")
         self.gateway = subprocess.Popen(cmd, stdout=self.gateway_out, stderr=open(self.work + "/gateway.log", "w"))
         deadline = time.time() + 30
@@ -50,6 +52,7 @@ class Cluster:
     def start_worker(self, wid):
         cmd = [self.node, "--role", "worker", "--join", f"{self.join_host}:{self.cluster_port}", "--model",
                self.model, "--threads", "1", "--slots", str(self.slots), "--worker-id", wid, "--log-level", "warn"]
+        cmd += self.tls_args
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd + ["--cluster-secret", self.secret]
         self.workers[wid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
@@ -221,3 +224,24 @@ def run_clients(port, bodies, clients):
     for t in threads:
         t.start()
     return threads, results
+
+
+def make_tls_files(work):
+    """A throwaway CA and one member certificate signed by it (the openssl command); the --cluster-tls-* flags,
+    or None and the reason where openssl is missing."""
+    if not shutil.which("openssl"):
+        return None, "no `openssl` command"
+    d = work + "/tls"
+    os.makedirs(d, exist_ok=True)
+    steps = [["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/ca.key", "-out",
+              d + "/ca.pem", "-days", "2", "-subj", "/CN=myriad-test-ca"],
+             ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/member.key", "-out",
+              d + "/member.csr", "-subj", "/CN=myriad-member"],
+             ["openssl", "x509", "-req", "-in", d + "/member.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
+              "-CAcreateserial", "-out", d + "/member.pem", "-days", "2"]]
+    for step in steps:
+        r = subprocess.run(step, capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, f"`{' '.join(step)}` failed: {r.stderr.strip()}"
+    return ["--cluster-tls-cert", d + "/member.pem", "--cluster-tls-key", d + "/member.key",
+            "--cluster-tls-ca", d + "/ca.pem"], ""

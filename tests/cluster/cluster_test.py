@@ -11,6 +11,9 @@ with the undisturbed text (a request whose worker died mid-stream resumes on
 another worker and continues where it was) or a clear error, and that none
 is lost. The closing lines print the counts.
 
+--tls: the cluster port speaks TLS (CAF's OpenSSL module), with a throwaway
+CA and member certificate made by the openssl command.
+
 --netns: the workers run in their own network namespace, reached over a veth
 pair at 10.231.0.2 -> 10.231.0.1 (the gateway joins them at a non-loopback
 address, with a cluster secret, as across hosts). Needs root and `ip netns`;
@@ -26,7 +29,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import Cluster, make_model_and_adapters, placed_again, publish, run_clients, setup_netns  # noqa: E402
+from cluster_procs import (Cluster, make_model_and_adapters, make_tls_files, placed_again, publish,  # noqa: E402
+                           run_clients, setup_netns)
 
 SKIP = 77
 
@@ -48,6 +52,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("MYRIAD_TEST_SEED", "1")))
     ap.add_argument("--netns", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs of every process)")
+    ap.add_argument("--tls", action="store_true", help="TLS on the cluster port (a throwaway CA made with openssl)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     log(f"cluster test: seed {args.seed} (MYRIAD_TEST_SEED to replay)")
@@ -64,11 +70,21 @@ def main():
         cl.secret = work + "/cluster.secret"
         with open(cl.secret, "w") as f:
             f.write("%032x\n" % rng.getrandbits(128))
+    if args.tls:
+        flags, why = make_tls_files(work)
+        if not flags:
+            log(f"SKIPPED: cannot make TLS certificates here: {why}")
+            shutil.rmtree(work, ignore_errors=True)
+            return SKIP
+        cl.tls_args = flags
     try:
         return run(cl, args, rng, work)
     finally:
         cl.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(cl, args, rng, work):
@@ -79,7 +95,8 @@ def run(cl, args, rng, work):
         cl.start_worker(wid)
     cl.wait_workers_up(args.workers)
     log(f"gateway up, {args.workers} workers joined" +
-        (f" over a veth pair ({cl.join_host}, namespace {cl.netns['name']})" if cl.netns else ""))
+        (f" over a veth pair ({cl.join_host}, namespace {cl.netns['name']})" if cl.netns else "") +
+        (" over TLS" if cl.tls_args else ""))
     for i, folder in enumerate(folders):
         publish(cl.http_port, f"a{i}", folder)
     log(f"{args.adapters} adapters published")
