@@ -25,13 +25,13 @@ class Cluster:
         self.tls_args = []  # --cluster-tls-* flags (make_tls_files), for the gateway and every worker
         self.join_host = "127.0.0.1"
 
-    def start_gateway(self):
+    def start_gateway(self, cluster_port=0):
         cmd = [self.node, "--role", "gateway", "--model", self.model, "--data", self.work + "/data",
                "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--log-level", "warn"] + self.gateway_args
         if self.netns:
-            cmd += ["--cluster", self.netns["gateway_ip"] + ":0", "--cluster-secret", self.secret]
+            cmd += ["--cluster", f"{self.netns['gateway_ip']}:{cluster_port}", "--cluster-secret", self.secret]
         else:
-            cmd += ["--cluster", "127.0.0.1:0"]
+            cmd += ["--cluster", f"127.0.0.1:{cluster_port}"]
         cmd += self.tls_args
         self.gateway_out = open(self.work + "/gateway.out", "w+")
         self.gateway = subprocess.Popen(cmd, stdout=self.gateway_out, stderr=open(self.work + "/gateway.log", "w"))
@@ -57,6 +57,12 @@ class Cluster:
             cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd + ["--cluster-secret", self.secret]
         self.workers[wid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                              stderr=open(f"{self.work}/{wid}.log", "a"))
+
+    def restart_gateway(self):
+        """SIGKILL to the gateway, then a new one on the same data and cluster port (the workers join it again)."""
+        self.gateway.send_signal(signal.SIGKILL)
+        self.gateway.wait()
+        self.start_gateway(int(self.cluster_port))
 
     def kill_worker(self, wid):
         p = self.workers[wid]

@@ -6,7 +6,9 @@ A random adapters through the HTTP API, and runs R requests from C concurrent
 clients (greedy and seeded, streamed and not, over the adapters and the base).
 First an undisturbed pass records each distinct request's text; then the
 measured pass runs while K workers are killed with SIGKILL at random moments
-and one is started again. It checks that every request ends exactly once,
+and one is started again; then the gateway is killed and started again on
+the same port and store, and the surviving workers must join it again. It
+checks that every request ends exactly once,
 with the undisturbed text (a request whose worker died mid-stream resumes on
 another worker and continues where it was) or a clear error, and that none
 is lost. The closing lines print the counts.
@@ -182,17 +184,35 @@ def run(cl, args, rng, work):
             lost += 1
     replaced = placed_again(cl) - replaced_before
     view = cl.cluster_view()
+    alive = sorted(w["id"] for w in view["workers"] if w["up"])
+
+    # The gateway dies and comes back on the same port and store: the
+    # surviving workers join it again, and it serves the same texts.
+    cl.restart_gateway()
+    t1 = time.time()
+    cl.wait_workers_up(len(alive))
+    rejoin_s = time.time() - t1
+    sample = reqs[:args.clients]
+    threads, after_restart = run_clients(cl.http_port, [body(*r) for r in sample], args.clients)
+    for t in threads:
+        t.join()
+    restart_ok = sum(r["text"] == reference[(m, p, s)] for (m, p, s, _), r in zip(sample, after_restart))
+
     log(f"measured pass: {len(reqs)} requests from {args.clients} clients in {elapsed:.1f} s "
         f"({len(reqs) / elapsed:.0f} req/s), {len(victims)} workers killed, 1 restarted")
     log(f"  requests placed again after a worker was lost: {replaced}")
-    log(f"  workers up at the end: {sorted(w['id'] for w in view['workers'] if w['up'])}")
+    log(f"  workers up after the measured pass: {alive}")
+    log(f"gateway killed and restarted: {len(alive)} workers joined it again in {rejoin_s:.1f} s; "
+        f"{restart_ok} of {len(sample)} requests after it gave the undisturbed text")
     for e in error_samples:
         log(f"  error: {e}")
     for mm in mismatch_samples:
         log(f"  MISMATCH: {mm}")
     log(f"RESULT requests={len(reqs)} same_text={ok} clear_errors={errors} mismatched={mismatched} "
-        f"lost={lost} answered_twice={twice} placed_again={replaced}")
-    passed = ok + errors == len(reqs) and mismatched == 0 and lost == 0 and twice == 0
+        f"lost={lost} answered_twice={twice} placed_again={replaced} "
+        f"same_text_after_gateway_restart={restart_ok}/{len(sample)}")
+    passed = (ok + errors == len(reqs) and mismatched == 0 and lost == 0 and twice == 0 and
+              restart_ok == len(sample))
     if replaced == 0:
         log("note: no request was running on a killed worker (nothing was placed again)")
     log("PASS" if passed else "FAIL")
