@@ -327,9 +327,7 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
     }
     if (target == "/admin/cluster" && method == http::verb::get) {
       // The gateway's view of every worker: what `myriad cluster ls` prints.
-      auto metrics = json::parse(service.metrics_json(), nullptr, false);
-      json workers = metrics.is_object() && metrics.contains("gateway") ? metrics["gateway"] : json::object();
-      auto res_ = make_response(req, 200, workers.dump());
+      auto res_ = make_response(req, 200, service.cluster_view().dump());
       co_return co_await send(stream, std::move(res_));
     }
     if (target == "/admin/drain" && method == http::verb::post) {

@@ -522,19 +522,22 @@ void NodeService::drain() {
   dispatch_->wait_idle();  // the final events of what ran have reached their callbacks
 }
 
+nlohmann::json NodeService::cluster_view() {
+  auto g = actors_->ask<std::string>(actors_->gateway, metrics_atom::value);
+  auto json = nlohmann::json::parse(g ? g.value() : std::string("{}"), nullptr, /*allow_exceptions=*/false);
+  return json.is_object() ? json : nlohmann::json::object();
+}
+
 EngineWorkerStats NodeService::stats() {
   EngineWorkerStats out;
   out.in_flight = dispatch_->open();
   out.stopping = draining_;
   if (!actors_->worker) {  // gateway role: the sums of the workers' latest reports
-    auto g = actors_->ask<std::string>(actors_->gateway, metrics_atom::value);
-    auto json = nlohmann::json::parse(g ? g.value() : std::string("{}"), nullptr, false);
-    if (json.is_object() && json.contains("workers"))
-      for (const auto& w : json["workers"]) {
-        if (!w.value("up", false)) continue;
-        out.queued += w.value("queued", uint64_t(0));
-        out.running += w.value("running", uint64_t(0));
-      }
+    for (const auto& w : cluster_view().value("workers", nlohmann::json::array())) {
+      if (!w.value("up", false)) continue;
+      out.queued += w.value("queued", uint64_t(0));
+      out.running += w.value("running", uint64_t(0));
+    }
     return out;
   }
   auto engine = actors_->ask<std::string>(actors_->worker, metrics_atom::value);  // the gateway's view is not needed here
@@ -556,22 +559,16 @@ std::string NodeService::metrics_json() {
     if (!json.is_object()) json = nlohmann::json::object();
   }
   // The gateway's view beside the engine's: the workers as placement sees them.
-  if (auto gateway = actors_->ask<std::string>(actors_->gateway, metrics_atom::value)) {
-    auto g = nlohmann::json::parse(gateway.value(), nullptr, false);
-    if (g.is_object()) json["gateway"] = std::move(g);
-  }
+  if (nlohmann::json g = cluster_view(); !g.empty()) json["gateway"] = std::move(g);
   return json.dump();
 }
 
 std::pair<uint32_t, uint32_t> NodeService::worker_counts() {
-  auto g = actors_->ask<std::string>(actors_->gateway, metrics_atom::value);
-  auto json = nlohmann::json::parse(g ? g.value() : std::string("{}"), nullptr, false);
   uint32_t up = 0, total = 0;
-  if (json.is_object() && json.contains("workers"))
-    for (const auto& w : json["workers"]) {
-      ++total;
-      up += w.value("up", false);
-    }
+  for (const auto& w : cluster_view().value("workers", nlohmann::json::array())) {
+    ++total;
+    up += w.value("up", false);
+  }
   return {up, total};
 }
 

@@ -172,6 +172,9 @@ class NodeService {
   // The engine's metrics (EngineMetrics::to_json) of the worker, and the
   // gateway's view of every worker ("gateway").
   std::string metrics_json();
+  // The gateway's view of every worker (GET /admin/cluster): {"workers": [...],
+  // "held", "routes", "placed_again", ...}; asks only the gateway, not an engine.
+  nlohmann::json cluster_view();
   // Workers up and workers ever joined, as the gateway sees them.
   std::pair<uint32_t, uint32_t> worker_counts();
   // gateway role: the port workers join on (0 otherwise).
