@@ -233,6 +233,14 @@ class ServiceActors : public ::testing::Test {
     return read_accepted(next<AcceptedWire>());
   }
 
+  // Worker `id` joins the gateway behind scheduler `s` and reports its first
+  // load: `pending_tokens`, the adapters in its slots.
+  void join(const gateway_actor& gw, const std::string& id, const scheduler_actor& s, uint64_t pending_tokens,
+            const std::vector<AdapterId>& resident = {}) {
+    self()->send(gw, add_worker_atom::value, id, s);
+    self()->send(gw, load_atom::value, load(id, 1, pending_tokens, resident));
+  }
+
   static WorkerLoadWire load(const std::string& worker, uint64_t seq, uint64_t pending_tokens,
                              const std::vector<AdapterId>& resident, const std::vector<AdapterId>& cached = {}) {
     return WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
@@ -280,10 +288,8 @@ TEST_F(ServiceActors, PlacementPrefersTheWorkerHoldingTheAdapterUntilItIsTooBusy
   const AdapterRecord a = publish("alpha", "a", 1);
   auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
-  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
-  self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
-  self()->send(gw, load_atom::value, load("w0", 1, 500, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 2000, {a.id}));
+  join(gw, "w0", keep(sys_->spawn(recording_scheduler, w0)), 500);
+  join(gw, "w1", keep(sys_->spawn(recording_scheduler, w1)), 2000, {a.id});
   sched().run();
   auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
 
@@ -509,10 +515,8 @@ TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenWaitForOne) {
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   auto s0 = keep(sys_->spawn(recording_scheduler, w0));
   auto s1 = keep(sys_->spawn(recording_scheduler, w1));
-  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
-  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
-  self()->send(gw, load_atom::value, load("w0", 1, 100, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 3000, {}));
+  join(gw, "w0", s0, 100);
+  join(gw, "w1", s1, 3000);
   sched().run();
   auto seen = std::make_shared<Seen>();
   auto client = keep(sys_->spawn(recording_sink, seen));
@@ -596,10 +600,8 @@ TEST_F(ServiceActors, AHeldRequestFailsOnceItsWaitEnds) {
 TEST_F(ServiceActors, AWorkerWhoseHeartbeatsStopIsLostAndItsRequestsMove) {
   auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options(1000)));
-  self()->send(gw, add_worker_atom::value, std::string("w0"), keep(sys_->spawn(recording_scheduler, w0)));
-  self()->send(gw, add_worker_atom::value, std::string("w1"), keep(sys_->spawn(recording_scheduler, w1)));
-  self()->send(gw, load_atom::value, load("w0", 1, 100, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 3000, {}));
+  join(gw, "w0", keep(sys_->spawn(recording_scheduler, w0)), 100);
+  join(gw, "w1", keep(sys_->spawn(recording_scheduler, w1)), 3000);
   sched().run();
   auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
   auto a = generate(gw, "alpha", "tiny", client);
@@ -773,10 +775,8 @@ TEST_F(ServiceActors, ARequestRefusedByADrainingWorkerGoesToAnother) {
   self()->send(s0, drain_atom::value);  // draining, but the gateway has not heard
   sched().run();
   EXPECT_TRUE(next<bool>());
-  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
-  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
-  self()->send(gw, load_atom::value, load("w0", 1, 0, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 100000, {}));
+  join(gw, "w0", s0, 0);
+  join(gw, "w1", s1, 100000);
   sched().run();
   auto seen = std::make_shared<Seen>();
   auto client = keep(sys_->spawn(recording_sink, seen));
@@ -827,10 +827,8 @@ TEST_F(ServiceActors, ARequestPlacedAgainKeepsItsDeadline) {
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
   auto s0 = keep(sys_->spawn(recording_scheduler, w0));
   auto s1 = keep(sys_->spawn(recording_scheduler, w1));
-  self()->send(gw, add_worker_atom::value, std::string("w0"), s0);
-  self()->send(gw, add_worker_atom::value, std::string("w1"), s1);
-  self()->send(gw, load_atom::value, load("w0", 1, 0, {}));
-  self()->send(gw, load_atom::value, load("w1", 1, 100000, {}));
+  join(gw, "w0", s0, 0);
+  join(gw, "w1", s1, 100000);
   sched().run();
   auto seen = std::make_shared<Seen>();
   auto client = keep(sys_->spawn(recording_sink, seen));
