@@ -21,8 +21,8 @@ struct CliRun {
   std::string out;
 };
 
-inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
-  const std::string cmd = std::string(MYRIAD_CLI) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs a shell command; its stdout and exit code (-1 when it did not exit).
+inline CliRun run_process(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr);
   std::string out;
@@ -33,16 +33,11 @@ inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-// Runs a shell command; returns its stdout.
-inline std::string sh(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 1 << 16> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  pclose(p);
-  return out;
+inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
+  return run_process(std::string(MYRIAD_CLI) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
+
+// Runs a shell command; returns its stdout.
+inline std::string sh(const std::string& cmd) { return run_process(cmd).out; }
 
 }  // namespace myriad::testing_cli
