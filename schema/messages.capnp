@@ -48,6 +48,9 @@ struct SubmitRequest {
   promptLogits @8 :LogitsRequest;        # prompt logits wanted as `logits` events
   attempt @9 :UInt32;                    # 0 on the first placement, +1 each time the gateway places it again
                                          # (worker lost): events of an older attempt are stale and dropped
+  resumeOutput @10 :List(Int32);         # placed again mid-stream: the output tokens the client already has;
+                                         # prefilled with the prompt, not sent again; the output goes on at
+                                         # index resumeOutput.size() (runtime Request::resume_output)
 }
 
 # Stop a request; the worker answers with its final event (cancelled) if it
@@ -142,6 +145,9 @@ struct WorkerLoad {
   pendingTokens @13 :UInt64;                   # tokens to compute for queued and running requests (prompt left to prefill + output to come): load for placement
   hostCached @14 :List(Common.AdapterId);      # versions in the worker's host memory: a slot load from there needs no fetch
   device @15 :Text;                            # the executor, e.g. "cpu (2 threads, ...)" or the GPU's name
+  heartbeat @16 :Bool;                         # only a heartbeat: the worker is up but its step thread has not
+                                               # taken the last report yet (a long step); every other field but
+                                               # worker and atUnixMs is unset, and the gateway only notes the time
 }
 
 # ---- Appended with the service's actors (gateway, registry, adapter,
@@ -276,4 +282,15 @@ struct JoinAnswer {
     error @1 :Common.Error;  # invalidArgument: no or a wrong proof of the secret, another base model, an id in use
   }
   baseModel @2 :Text;        # the gateway's name of the base model
+}
+
+# ---- Appended with resuming a request on another worker. ----
+
+# Where a request's client is: the output tokens its sink passed on, asked by
+# the gateway before it places the request again (its worker was lost). The
+# sink drops every event of an attempt older than `attempt` from then on.
+struct ResumePoint {
+  requestId @0 :UInt64;     # the request
+  attempt @1 :UInt32;       # the attempt about to be placed
+  tokens @2 :List(Int32);   # output tokens the client has, indices [0, n); empty: none, or not known
 }

@@ -65,6 +65,10 @@ Request for_next_attempt(const GatewayState::Route& route) {
   return r;
 }
 
+double age_ms(caf::actor_clock::time_point now, caf::actor_clock::time_point then) {
+  return std::chrono::duration<double, std::milli>(now - then).count();
+}
+
 double held_ms(const GatewayState::Route& route) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - route.held_at).count();
 }
@@ -224,10 +228,15 @@ void release_held(Self self) {
   }
 }
 
-// A request whose worker was lost goes to another worker as attempt + 1,
-// from its prompt with the same seed (the front end's AttemptFilter passes
-// each token index to the client once); with no worker up, it waits for
-// one like a new request.
+void place_resumed(Self self, uint64_t id, uint32_t attempt, const std::string& lost, std::vector<int32_t> sent);
+
+// A request whose worker was lost goes to another worker as attempt + 1. Its
+// client's sink says first which output tokens the client has: the new
+// worker prefills them with the prompt and goes on after them, with the same
+// seed, so a greedy or seeded stream continues as it would have (without an
+// answer, it starts again from the prompt and the sink's AttemptFilter drops
+// the indices the client has). With no worker up, it waits for one like a
+// new request.
 void place_again(Self self, uint64_t id) {
   GatewayState& s = self->state;
   auto it = s.routes.find(id);
@@ -240,6 +249,32 @@ void place_again(Self self, uint64_t id) {
     route.answer->deliver(accepted(id, route.model));
     route.answer.reset();
   }
+  route.worker = GatewayState::kResuming;
+  const uint32_t attempt = route.attempt;
+  self->request(route.client, ms(s.options.resume_query_timeout_ms), resume_atom::value, id, attempt)
+      .then(
+          [self, id, attempt, lost](const ResumeWire& answer) {
+            auto sent = read_resume_point(answer, id);
+            if (!sent) log_warn("gateway: request {} resumes from its prompt: {}", id, sent.error().to_string());
+            place_resumed(self, id, attempt, lost, sent ? std::move(sent).value() : std::vector<int32_t>{});
+          },
+          [self, id, attempt, lost](caf::error& err) {
+            log_warn("gateway: request {} resumes from its prompt: its client's sink did not answer ({})", id,
+                     to_string(err));
+            place_resumed(self, id, attempt, lost, {});
+          });
+}
+
+void place_resumed(Self self, uint64_t id, uint32_t attempt, const std::string& lost, std::vector<int32_t> sent) {
+  GatewayState& s = self->state;
+  auto it = s.routes.find(id);
+  if (it == s.routes.end() || it->second.attempt != attempt) return;  // ended (cancelled) meanwhile
+  GatewayState::Route& route = it->second;
+  if (!sent.empty()) {
+    ++s.resumed;
+    s.resumed_tokens += sent.size();
+  }
+  route.request.resume_output = std::move(sent);
   auto where = place_now(self, route.request.adapters);
   if (where) {
     submit_route(self, id, where.value());
@@ -331,7 +366,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         const uint64_t id = d->get().getRequestId();
         auto it = self->state.routes.find(id);
         if (it == self->state.routes.end()) return;
-        if (it->second.worker == GatewayState::kHeld) {  // never reached a worker: ended here
+        if (!GatewayState::on_a_worker(it->second)) {  // waiting for a worker (or its resume point): ended here
           end_route(self, id, nullptr);
           return;
         }
@@ -365,9 +400,14 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         auto load = d->get();
         const std::string id = as_string(load.getWorker());
         for (auto& w : self->state.workers) {
-          if (w.view.id != id || load.getSeq() <= w.last_seq) continue;
+          if (w.view.id != id) continue;
+          if (load.getHeartbeat()) {  // up, inside a long step: no load figures
+            w.last_heard = self->clock().now();
+            continue;
+          }
+          if (load.getSeq() <= w.last_seq) continue;
           w.last_seq = load.getSeq();
-          w.last_heard = self->clock().now();
+          w.last_heard = w.last_report = self->clock().now();
           w.view.queued = load.getQueued();
           w.view.running = load.getRunning();
           w.view.draining = load.getDraining() || w.lost;  // a lost worker stays out of placement
@@ -387,7 +427,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         // A leaving worker's scheduler hands back a request that never reached its engine.
         auto it = self->state.routes.find(id);
         if (it == self->state.routes.end() || it->second.attempt != attempt ||
-            it->second.worker == GatewayState::kHeld)
+            !GatewayState::on_a_worker(it->second))
           return;
         self->state.workers[it->second.worker].view.draining = true;
         place_again(self, id);
@@ -412,7 +452,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         GatewayState::Worker w;
         w.view.id = id;
         w.scheduler = scheduler;
-        w.last_heard = self->clock().now();
+        w.last_heard = w.last_report = self->clock().now();
         self->monitor(scheduler);  // its down message re-places what ran there
         self->state.workers.push_back(std::move(w));
         release_held(self);
@@ -451,7 +491,11 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                {"slots", w.total_slots},
                {"device", w.device},
                {"step_ms", w.step_ms},
-               {"report_age_ms", std::chrono::duration<double, std::milli>(now - w.last_heard).count()}});
+               {"report_age_ms", age_ms(now, w.last_report)},
+               {"heartbeat_age_ms", age_ms(now, w.last_heard)},
+               {"heartbeats_missed",
+                w.lost ? 0
+                       : std::max(0, int(age_ms(now, w.last_heard) / s.options.heartbeat_interval_ms) - 1)}});
         size_t held = 0;
         for (const auto& [id, route] : s.routes) held += route.worker == GatewayState::kHeld;
         return nlohmann::json{
@@ -459,6 +503,8 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
             {"held", held},
             {"routes", s.routes.size()},
             {"placed_again", s.placed_again},
+            {"resumed", s.resumed},
+            {"resumed_tokens", s.resumed_tokens},
             {"placed_adapter", s.placed_adapter},
             {"placed_resident", s.placed_resident},
             {"placed_host_cached", s.placed_host_cached}}

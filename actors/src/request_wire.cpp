@@ -53,6 +53,8 @@ void write_submit(const Request& request, uint32_t attempt, schema::SubmitReques
   out.setTimeoutMs(request.timeout_ms);
   out.setPromptLogits(to_schema(request.prompt_logits));
   out.setAttempt(attempt);
+  auto resume = out.initResumeOutput(static_cast<unsigned>(request.resume_output.size()));
+  for (unsigned i = 0; i < resume.size(); ++i) resume.set(i, request.resume_output[i]);
 }
 
 Result<Request> read_submit(schema::SubmitRequest::Reader in) {
@@ -73,6 +75,7 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   auto logits = from_schema(in.getPromptLogits());
   if (!logits) return logits.error();
   r.prompt_logits = *logits;
+  r.resume_output = to_vector<int32_t>(in.getResumeOutput());
   return r;
 }
 

@@ -136,6 +136,25 @@ EventWire final_event(uint64_t request_id, uint32_t attempt, const Error* error)
   return encode_event(e, attempt);
 }
 
+ResumeWire resume_point(uint64_t request_id, uint32_t attempt, const std::vector<int32_t>& tokens) {
+  return ResumeWire::from([&](schema::ResumePoint::Builder out) {
+    out.setRequestId(request_id);
+    out.setAttempt(attempt);
+    auto list = out.initTokens(static_cast<unsigned>(tokens.size()));
+    for (unsigned i = 0; i < list.size(); ++i) list.set(i, tokens[i]);
+  });
+}
+
+Result<std::vector<int32_t>> read_resume_point(const ResumeWire& wire, uint64_t request_id) {
+  auto d = wire.decode();
+  if (!d) return d.error();
+  auto in = d->get();
+  if (in.getRequestId() != request_id)
+    return make_error(ErrorCode::kInvalidArgument, "resume point of request " + std::to_string(in.getRequestId()) +
+                                                       ", asked for " + std::to_string(request_id));
+  return to_vector<int32_t>(in.getTokens());
+}
+
 Result<AdapterFiles> read_adapter_files(const AdapterFilesWire& wire) {
   auto d = wire.decode();
   if (!d) return d.error();

@@ -1,5 +1,6 @@
 #include "actors/worker_actor.h"
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -94,6 +95,8 @@ struct WorkerActorState {
   // Read and written only inside inspect() callbacks, which run one at a time.
   std::shared_ptr<std::map<int32_t, SlotReport>> slots = std::make_shared<std::map<int32_t, SlotReport>>();
   std::shared_ptr<uint64_t> seq = std::make_shared<uint64_t>(0);
+  // A report waits for the step thread: the next tick sends a heartbeat instead.
+  std::shared_ptr<std::atomic<bool>> report_pending = std::make_shared<std::atomic<bool>>(false);
 };
 
 // What spawn_worker builds before the actor exists (it moves into the state).
@@ -135,7 +138,10 @@ void report(Self self) {
   auto seq = s.seq;
   auto routes = s.routes;
   const AdapterCache* cache = s.cache.get();  // outlives the engine's loop (state order)
-  s.engine->inspect([setup, slots, seq, routes, cache](const Engine& engine) {
+  auto pending = s.report_pending;
+  pending->store(true);
+  s.engine->inspect([setup, slots, seq, routes, cache, pending](const Engine& engine) {
+    pending->store(false);
     const Scheduler& sched = engine.scheduler();
     std::map<int32_t, SlotReport> now;
     for (int32_t slot = 0; slot < sched.config().num_slots; ++slot)
@@ -194,6 +200,19 @@ void report(Self self) {
   });
 }
 
+// From the actor's thread while the step thread is inside a long step: the
+// worker is up (its process, its link), so the gateway's heartbeat timeout
+// measures those, not the length of a step.
+void heartbeat(Self self) {
+  const auto scheduler = self->state.routes->scheduler();
+  if (!scheduler) return;
+  self->send(scheduler, load_atom::value, WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
+               w.setWorker(self->state.setup->worker_id);
+               w.setAtUnixMs(unix_ms());
+               w.setHeartbeat(true);
+             }));
+}
+
 }  // namespace
 
 worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerParts> parts) {
@@ -232,7 +251,10 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
         if (auto d = wire.decode()) self->state.engine->cancel(d->get().getRequestId());
       },
       [self](tick_atom) {
-        report(self);
+        if (self->state.report_pending->load())
+          heartbeat(self);
+        else
+          report(self);
         self->delayed_send(self,
                            std::chrono::microseconds(int64_t(self->state.setup->report_interval_ms * 1000)),
                            tick_atom::value);

@@ -97,11 +97,12 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-tls-ca", o.cluster_tls.ca, "gateway and worker: the cluster's CA certificate (PEM)")
       ->option_text("FILE");
   app.add_option("--worker-id", worker_id, "worker: its id in the cluster (default HOST/PID)")->option_text("ID");
-  app.add_option("--heartbeat-timeout-ms", o.heartbeat_timeout_ms,
-                 "gateway: a worker silent this long is lost and its requests move (default 0: only a closed "
-                 "connection loses it)")
-      ->option_text("MS")
-      ->check(cli::at_least(0));
+  auto* heartbeat_timeout =
+      app.add_option("--heartbeat-timeout-ms", o.heartbeat_timeout_ms,
+                     "gateway: a worker unheard this long is lost and its requests move (default 10000; 0: only a "
+                     "closed connection loses it)")
+          ->option_text("MS")
+          ->check(cli::at_least(0));
   std::string placement = "affinity";
   app.add_option("--placement", placement,
                  "gateway: affinity (a worker holding the adapter, else the least loaded; default) or random "
@@ -193,6 +194,9 @@ int main(int argc, char** argv) {
     o.cluster_host = cluster_addr.value().first;
     o.cluster_port = cluster_addr.value().second;
     o.cluster_secret = secret.value();
+    // Workers heartbeat every 100 ms also inside a long step, so 10 s of
+    // silence means a host or link gone without closing its connection.
+    if (heartbeat_timeout->count() == 0) o.heartbeat_timeout_ms = 10000;
   }
   auto http_addr = host_port("--http", http);
   if (!http_addr.ok()) return fail(http_addr.error(), 2);

@@ -139,8 +139,11 @@ event_sink_actor::behavior_type relay_behavior(std::shared_ptr<NodeService::Disp
         auto event = read_event(d->get());
         if (!event) return;
         const RequestEvent& e = event->view();
-        if (filter->pass(e.id, d->get().getAttempt(), e.is_final(), e.kind == EventKind::kToken, e.index))
+        if (filter->pass(e.id, d->get().getAttempt(), e.is_final(), e.kind == EventKind::kToken, e.index, e.token))
           dispatch->on_event(e);
+      },
+      [filter](resume_atom, uint64_t id, uint32_t attempt) {
+        return resume_point(id, attempt, filter->resume_point(id, attempt));
       },
   };
 }

@@ -124,7 +124,9 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
         std::tuple{"queued", "gauge", "Requests waiting in the worker's engine, as last reported."},
         std::tuple{"running", "gauge", "Requests in the worker's running batch, as last reported."},
         std::tuple{"resident", "gauge", "Adapter versions in the worker's slots, as last reported."},
-        std::tuple{"host_cached", "gauge", "Adapter versions in the worker's host memory, as last reported."}}) {
+        std::tuple{"host_cached", "gauge", "Adapter versions in the worker's host memory, as last reported."},
+        std::tuple{"heartbeats_missed", "gauge",
+                   "Heartbeats (one every 100 ms) missed since the worker was last heard; 0 for a lost one."}}) {
     const std::string name = std::string("myriad_worker_") + key;
     metric(out, name, type, help);
     for (const json& w : workers) {
@@ -132,7 +134,8 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
       sample(out, name, "worker=\"" + label(w.value("id", "")) + "\"", v);
     }
   }
-  metric(out, "myriad_worker_report_age_seconds", "gauge", "Time since the worker's latest load report (its heartbeat).");
+  metric(out, "myriad_worker_report_age_seconds", "gauge",
+         "Time since the worker's latest full load report (growing while it heartbeats: a long or hung step).");
   for (const json& w : workers)
     sample(out, "myriad_worker_report_age_seconds", "worker=\"" + label(w.value("id", "")) + "\"",
            num(w, "report_age_ms") / 1000.0);
@@ -165,6 +168,10 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   for (const auto& [name, key, help] :
        {std::tuple{"myriad_gateway_placed_again_total", "placed_again",
                    "Requests placed on another worker after theirs was lost or left."},
+        std::tuple{"myriad_gateway_resumed_total", "resumed",
+                   "Requests placed again after tokens their client had: resumed after them (prefilled, not sent again)."},
+        std::tuple{"myriad_gateway_resumed_tokens_total", "resumed_tokens",
+                   "Output tokens prefilled by resumed requests instead of computed again."},
         std::tuple{"myriad_gateway_adapter_placements_total", "placed_adapter", "Adapter requests placed on a worker."},
         std::tuple{"myriad_gateway_resident_placements_total", "placed_resident",
                    "Adapter requests placed on a worker that held the adapter in a slot (affinity hits)."}}) {

@@ -16,6 +16,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,8 @@
 #include "actors/gateway_actor.h"
 #include "actors/message_types.h"
 #include "actors/registry_actor.h"
+#include <nlohmann/json.hpp>
+
 #include "actors/request_wire.h"
 #include "actors/scheduler_actor.h"
 #include "actors/service_wire.h"
@@ -50,6 +53,7 @@ struct Log {
   std::vector<std::pair<uint64_t, uint32_t>> requeued;  // (id, attempt) handed back by a leaving scheduler
   std::vector<uint64_t> released;                       // final events a load sink was told of
   std::vector<double> timeouts;                         // the timeout_ms of each submit
+  std::vector<std::vector<int32_t>> resumed;            // the resume_output of each submit
 };
 
 worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
@@ -80,6 +84,7 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
         log->submitted.push_back(id);
         log->attempts.push_back(wire.decode()->get().getAttempt());
         log->timeouts.push_back(read_submit(wire.decode()->get()).value().timeout_ms);
+        log->resumed.push_back(read_submit(wire.decode()->get()).value().resume_output);
         log->sinks.push_back(sink);
         return accepted(id, {});
       },
@@ -110,9 +115,13 @@ load_sink_actor::behavior_type ignoring_load_sink(std::shared_ptr<Log> log) {
 }
 
 // A front end's sink: every event it was sent, decoded.
+// Asked where to resume, it answers with the tokens of the events it has,
+// like the node's relay (the AttemptFilter's part of it is tested alone).
 struct Seen {
   std::vector<RequestEvent> events;
   std::vector<std::string> texts;
+  std::vector<std::pair<uint64_t, uint32_t>> resume_queries;  // (request, attempt)
+  bool answer_resume = true;
 };
 event_sink_actor::behavior_type recording_sink(std::shared_ptr<Seen> seen) {
   return {
@@ -122,6 +131,14 @@ event_sink_actor::behavior_type recording_sink(std::shared_ptr<Seen> seen) {
         seen->events.push_back(e->view());
         seen->texts.emplace_back(e->view().text);
         seen->events.back().text = {};
+      },
+      [seen](resume_atom, uint64_t id, uint32_t attempt) -> caf::result<ResumeWire> {
+        seen->resume_queries.emplace_back(id, attempt);
+        if (!seen->answer_resume) return caf::sec::request_timeout;
+        std::vector<int32_t> tokens;
+        for (const RequestEvent& e : seen->events)
+          if (e.id == id && e.kind == EventKind::kToken && e.index == tokens.size()) tokens.push_back(e.token);
+        return resume_point(id, attempt, tokens);
       },
   };
 }
@@ -257,11 +274,12 @@ class ServiceActors : public ::testing::Test {
     });
   }
 
-  static EventWire token(uint64_t id, uint32_t index, const std::string& text, uint32_t attempt = 0) {
+  static EventWire token(uint64_t id, uint32_t index, const std::string& text, uint32_t attempt = 0,
+                         int32_t token_id = 7) {
     RequestEvent e;
     e.id = id;
     e.kind = EventKind::kToken;
-    e.token = 7;
+    e.token = token_id;
     e.index = index;
     e.text = text;
     return encode_event(e, attempt);
@@ -548,6 +566,53 @@ TEST_F(ServiceActors, RequestsOfALostWorkerArePlacedAgainThenWaitForOne) {
   }
 }
 
+// Lost mid-stream: the gateway asks the client's sink which tokens it has
+// and the next worker gets them to prefill (resume_output), as attempt 1.
+// A sink that does not answer: the request starts again from its prompt.
+TEST_F(ServiceActors, ARequestLostMidStreamResumesAfterTheTokensItsClientHas) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
+  auto s0 = keep(sys_->spawn(recording_scheduler, w0));
+  auto s1 = keep(sys_->spawn(recording_scheduler, w1));
+  join(gw, "w0", s0, 100);
+  join(gw, "w1", s1, 3000);
+  sched().run();
+  auto seen = std::make_shared<Seen>();
+  auto client = keep(sys_->spawn(recording_sink, seen));
+  auto a = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(w0->submitted, std::vector<uint64_t>{a.value()});
+  EXPECT_TRUE(w0->resumed[0].empty());
+  for (uint32_t i = 0; i < 3; ++i) self()->send(w0->sinks[0], event_atom::value, token(a.value(), i, "x", 0, 11 + int32_t(i)));
+  sched().run();
+  ASSERT_EQ(seen->events.size(), 3u);
+
+  caf::anon_send_exit(s0, caf::exit_reason::kill);
+  sched().run();
+  EXPECT_EQ(seen->resume_queries, (std::vector<std::pair<uint64_t, uint32_t>>{{a.value(), 1}}));
+  ASSERT_EQ(w1->submitted, std::vector<uint64_t>{a.value()});
+  EXPECT_EQ(w1->attempts, std::vector<uint32_t>{1});
+  EXPECT_EQ(w1->resumed[0], (std::vector<int32_t>{11, 12, 13}));
+  self()->send(gw, metrics_atom::value);
+  sched().run();
+  const auto metrics = nlohmann::json::parse(next<std::string>());
+  EXPECT_EQ(metrics["resumed"], 1);
+  EXPECT_EQ(metrics["resumed_tokens"], 3);
+
+  // The next worker is lost too, and the sink does not answer: from the prompt.
+  auto s2 = keep(sys_->spawn(recording_scheduler, w0));
+  join(gw, "w2", s2, 0);
+  sched().run();
+  seen->answer_resume = false;
+  caf::anon_send_exit(s1, caf::exit_reason::kill);
+  sched().run();
+  ASSERT_EQ(seen->resume_queries.size(), 2u);
+  EXPECT_EQ(seen->resume_queries[1], (std::pair<uint64_t, uint32_t>{a.value(), 2}));
+  ASSERT_EQ(w0->submitted.size(), 2u);
+  EXPECT_EQ(w0->attempts.back(), 2u);
+  EXPECT_TRUE(w0->resumed.back().empty());
+}
+
 TEST_F(ServiceActors, WithNoWorkerUpRequestsWaitForOneUntilTheirDeadline) {
   auto w0 = std::make_shared<Log>();
   auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options()));
@@ -625,6 +690,53 @@ TEST_F(ServiceActors, AWorkerWhoseHeartbeatsStopIsLostAndItsRequestsMove) {
   ASSERT_TRUE(generate(gw, "alpha", "tiny", client).ok());
   EXPECT_EQ(w0->submitted.size(), 1u);
   EXPECT_EQ(w1->submitted.size(), 2u);
+}
+
+// A worker inside a long step sends bare heartbeats (its step thread has not
+// taken a report): it stays up, its last load figures stay, and its report
+// age grows; once the heartbeats stop too, it is lost.
+TEST_F(ServiceActors, AWorkerInALongStepHeartbeatsAndStaysUp) {
+  auto w0 = std::make_shared<Log>(), w1 = std::make_shared<Log>();
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), gateway_options(1000)));
+  join(gw, "w0", keep(sys_->spawn(recording_scheduler, w0)), 100);
+  join(gw, "w1", keep(sys_->spawn(recording_scheduler, w1)), 3000);
+  sched().run();
+  auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
+  auto a = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(w0->submitted.size(), 1u);
+  auto heartbeat = [](const std::string& worker) {
+    return WorkerLoadWire::from([&](schema::WorkerLoad::Builder w) {
+      w.setWorker(worker);
+      w.setHeartbeat(true);
+    });
+  };
+  for (uint64_t k = 1; k <= 10; ++k) {  // 3 s of heartbeats only from w0, full reports from w1
+    sched().advance_time(std::chrono::milliseconds(300));
+    sched().run();
+    self()->send(gw, load_atom::value, heartbeat("w0"));
+    self()->send(gw, load_atom::value, load("w1", 1 + k, 3000, {}));
+    sched().run();
+  }
+  EXPECT_TRUE(w1->submitted.empty()) << "a worker that heartbeats is not lost";
+  self()->send(gw, metrics_atom::value);
+  sched().run();
+  const auto view = nlohmann::json::parse(next<std::string>());
+  const auto& w = view["workers"][0];
+  ASSERT_EQ(w["id"], "w0");
+  EXPECT_EQ(w["up"], true);
+  EXPECT_EQ(w["pending_tokens"], 100) << "a heartbeat carries no load figures";
+  EXPECT_GE(w["report_age_ms"].get<double>(), 2900.0);
+  EXPECT_LE(w["heartbeat_age_ms"].get<double>(), 1.0);
+  EXPECT_EQ(w["heartbeats_missed"], 0);
+  // The heartbeats stop: lost after the timeout, its request moves.
+  for (int k = 0; k < 4; ++k) {
+    sched().advance_time(std::chrono::milliseconds(300));
+    sched().run();
+    self()->send(gw, load_atom::value, load("w1", 20 + uint64_t(k), 3000, {}));
+    sched().run();
+  }
+  EXPECT_EQ(w1->submitted, std::vector<uint64_t>{a.value()});
 }
 
 TEST_F(ServiceActors, AWorkerFetchesAVersionsFilesFromTheRegistryByItsId) {
@@ -860,6 +972,22 @@ TEST(AttemptFilter, EachTokenIndexReachesTheClientOnceAndLostAttemptsAreIgnored)
   EXPECT_EQ(f.tracked(), 0u);
   EXPECT_TRUE(f.pass(8, 0, false, false, 0));  // not a token (prompt logits): passes
   EXPECT_EQ(f.tracked(), 1u);
+}
+
+TEST(AttemptFilter, TheResumePointIsTheTokensTheClientHasAndEndsTheLostAttempt) {
+  AttemptFilter f;
+  EXPECT_TRUE(f.resume_point(9, 1).empty());  // nothing came yet
+  EXPECT_FALSE(f.pass(9, 0, false, true, 0, 5)) << "the lost attempt's first token, late";
+  EXPECT_TRUE(f.pass(9, 1, true, false, 0));
+  EXPECT_TRUE(f.pass(7, 0, false, true, 0, 100));
+  EXPECT_TRUE(f.pass(7, 0, false, true, 1, 101));
+  EXPECT_EQ(f.resume_point(7, 1), (std::vector<int32_t>{100, 101}));
+  EXPECT_FALSE(f.pass(7, 0, false, true, 2, 102)) << "the lost attempt's late token would be a second branch";
+  EXPECT_FALSE(f.pass(7, 1, false, true, 1, 101));  // a resumed request cut back one token: sent again, dropped
+  EXPECT_TRUE(f.pass(7, 1, false, true, 2, 202));
+  EXPECT_EQ(f.resume_point(7, 2), (std::vector<int32_t>{100, 101, 202}));
+  EXPECT_TRUE(f.pass(7, 2, true, false, 0));
+  EXPECT_EQ(f.tracked(), 0u);
 }
 
 }  // namespace

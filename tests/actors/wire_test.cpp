@@ -37,6 +37,7 @@ Request full_request() {
   r.stop_token_ids = {2, 32001};
   r.stop = {"\n\n", "</s>", ""};
   r.timeout_ms = 2500.5;
+  r.resume_output = {17, 0, 31999};
   return r;
 }
 
@@ -60,6 +61,7 @@ void expect_same_request(const Request& a, const Request& b) {
   EXPECT_EQ(a.stop_token_ids, b.stop_token_ids);
   EXPECT_EQ(a.stop, b.stop);
   EXPECT_EQ(a.timeout_ms, b.timeout_ms);
+  EXPECT_EQ(a.resume_output, b.resume_output);
 }
 
 Request round_trip(const Request& in, uint32_t attempt, uint32_t* attempt_out = nullptr) {

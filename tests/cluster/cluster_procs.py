@@ -186,8 +186,11 @@ def publish(port, name, folder):
         sys.exit(f"publishing {name} failed: {payload}")
 
 
-def placed_again(cl):
-    return int(cl.cluster_view().get("placed_again", 0))
+def replacement_counts(cl):
+    """The gateway's counters of requests placed again: all of them, those resumed after
+    tokens their client had, and those tokens."""
+    view = cl.cluster_view()
+    return {k: int(view.get(k, 0)) for k in ("placed_again", "resumed", "resumed_tokens")}
 
 
 

@@ -31,7 +31,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import (Cluster, make_model_and_adapters, make_tls_files, placed_again, publish,  # noqa: E402
+from cluster_procs import (Cluster, make_model_and_adapters, make_tls_files, publish, replacement_counts,  # noqa: E402
                            run_clients, setup_netns)
 
 SKIP = 77
@@ -131,7 +131,7 @@ def run(cl, args, rng, work):
     log(f"undisturbed pass: {len(distinct)} distinct requests in {time.time() - t0:.1f} s")
 
     # The measured pass, with workers killed at random moments and one restarted.
-    replaced_before = placed_again(cl)
+    counts_before = replacement_counts(cl)
     t0 = time.time()
     threads, results = run_clients(cl.http_port, [body(*r) for r in reqs], args.clients)
     victims = rng.sample(ids, min(args.kills, len(ids) - 1))
@@ -182,7 +182,8 @@ def run(cl, args, rng, work):
                 error_samples.append(f"{r['status']}: {r['error']}")
         else:
             lost += 1
-    replaced = placed_again(cl) - replaced_before
+    counts = {k: v - counts_before[k] for k, v in replacement_counts(cl).items()}
+    replaced = counts["placed_again"]
     view = cl.cluster_view()
     alive = sorted(w["id"] for w in view["workers"] if w["up"])
 
@@ -200,7 +201,8 @@ def run(cl, args, rng, work):
 
     log(f"measured pass: {len(reqs)} requests from {args.clients} clients in {elapsed:.1f} s "
         f"({len(reqs) / elapsed:.0f} req/s), {len(victims)} workers killed, 1 restarted")
-    log(f"  requests placed again after a worker was lost: {replaced}")
+    log(f"  requests placed again after a worker was lost: {replaced}; of them resumed after tokens "
+        f"their client had: {counts['resumed']} ({counts['resumed_tokens']} tokens prefilled, not computed again)")
     log(f"  workers up after the measured pass: {alive}")
     log(f"gateway killed and restarted: {len(alive)} workers joined it again in {rejoin_s:.1f} s; "
         f"{restart_ok} of {len(sample)} requests after it gave the undisturbed text")
@@ -209,7 +211,7 @@ def run(cl, args, rng, work):
     for mm in mismatch_samples:
         log(f"  MISMATCH: {mm}")
     log(f"RESULT requests={len(reqs)} same_text={ok} clear_errors={errors} mismatched={mismatched} "
-        f"lost={lost} answered_twice={twice} placed_again={replaced} "
+        f"lost={lost} answered_twice={twice} placed_again={replaced} resumed={counts['resumed']} "
         f"same_text_after_gateway_restart={restart_ok}/{len(sample)}")
     passed = (ok + errors == len(reqs) and mismatched == 0 and lost == 0 and twice == 0 and
               restart_ok == len(sample))

@@ -60,5 +60,75 @@ TEST(EngineCpuSwap, SwapsPausesAndPreemptionNeverChangeOutputs) {
               (unsigned long long)totals.preemptions, (unsigned long long)totals.paused);
 }
 
+// Tokens and their output indices of one request run alone on a fresh engine.
+struct Alone {
+  std::vector<int32_t> tokens;
+  std::vector<uint32_t> indices;
+  int finals = 0;
+};
+Alone run_alone(Request r) {
+  Fixture& fx = fixture();
+  const SchedulerConfig cfg = base_config();
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.kv_num_blocks = cfg.num_kv_blocks;
+  eo.kv_block_size = cfg.kv_block_size;
+  eo.threads = 1;
+  eo.num_adapter_slots = cfg.num_slots;
+  eo.max_adapter_rank = 16;
+  auto ex = gpu::cpu::CpuExecutor::create(fx.ckpt, eo);
+  EXPECT_TRUE(ex.ok()) << ex.error().to_string();
+  struct Sink final : EventSink {
+    void on_event(const RequestEvent& e) override {
+      if (e.kind == EventKind::kToken) {
+        out.tokens.push_back(e.token);
+        out.indices.push_back(e.index);
+      }
+      out.finals += e.is_final();
+    }
+    Alone out;
+  } sink;
+  SteadyClock clock;
+  auto en = Engine::create(cfg, *ex.value(), fx.source, clock, sink);
+  EXPECT_TRUE(en.ok()) << en.error().to_string();
+  EXPECT_TRUE((*en)->submit(std::move(r)).ok());
+  EXPECT_TRUE((*en)->run_until_idle(100000).ok());
+  return sink.out;
+}
+
+// A request resumed on another worker after its client got k tokens (the
+// prompt and those k prefilled together) sends the tokens the undisturbed
+// run sent after them, at the same output indices: greedy, and seeded
+// sampling with a frequency penalty (the sampler's counter and the penalty's
+// counts go on from k).
+TEST(EngineCpuSwap, AResumedRequestContinuesAsItWouldHave) {
+  Fixture& fx = fixture();
+  ASSERT_NE(fx.ckpt, nullptr);
+  for (const std::string& v : {std::string(), std::string("r8-all")}) {
+    for (bool seeded : {false, true}) {
+      Request r;
+      r.id = 1;
+      r.adapters = testing::adapter_use(v);
+      r.prompt = fx.prompts.at("p33");
+      r.max_tokens = 24;
+      r.sampling.temperature = seeded ? 0.9f : 0.0f;
+      r.sampling.seed = 1234;
+      r.sampling.frequency_penalty = seeded ? 0.5f : 0.0f;
+      const Alone full = run_alone(r);
+      ASSERT_EQ(full.tokens.size(), 24u);
+      for (size_t k : {size_t(1), size_t(7), size_t(23)}) {
+        SCOPED_TRACE("variant '" + v + "', " + (seeded ? "seeded" : "greedy") + ", resumed after " +
+                     std::to_string(k));
+        Request again = r;
+        again.resume_output.assign(full.tokens.begin(), full.tokens.begin() + ptrdiff_t(k));
+        const Alone rest = run_alone(again);
+        EXPECT_EQ(rest.finals, 1);
+        EXPECT_EQ(rest.tokens, std::vector<int32_t>(full.tokens.begin() + ptrdiff_t(k), full.tokens.end()));
+        ASSERT_FALSE(rest.indices.empty());
+        EXPECT_EQ(rest.indices.front(), k);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace myriad

@@ -6,6 +6,7 @@
 // requests sample the same tokens.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ namespace {
 
 struct Output {
   std::vector<int32_t> ids;
+  std::vector<uint32_t> indices;  // each token's output index
   std::string text;
   FinishReason reason = FinishReason::kLength;
   int finals = 0;
@@ -31,7 +33,10 @@ class OutputSink final : public EventSink {
   void on_event(const RequestEvent& e) override {
     Output& o = out[e.id];
     o.text += e.text;
-    if (e.kind == EventKind::kToken) o.ids.push_back(e.token);
+    if (e.kind == EventKind::kToken) {
+      o.ids.push_back(e.token);
+      o.indices.push_back(e.index);
+    }
     if (e.is_final()) {
       ++o.finals;
       o.reason = e.reason;
@@ -131,6 +136,74 @@ TEST(EngineOutput, StopStringEndsTheRequestAtTheTokenThatCompletesIt) {
   // The other request is untouched.
   EXPECT_EQ(out.at(2).text, free_run.at(2).text);
   EXPECT_EQ(out.at(2).reason, FinishReason::kLength);
+}
+
+// The text a client had after tokens [0, k) of a request: what an output
+// processor released for them, without its finish().
+std::string text_released(const std::shared_ptr<const Tokenizer>& tok, const std::vector<int32_t>& ids, size_t k,
+                          std::vector<std::string> stop = {}) {
+  OutputProcessor p(tok, OutputOptions{std::move(stop)});
+  std::string text;
+  for (size_t i = 0; i < k; ++i) text += p.push(ids[i]);
+  return text;
+}
+
+// A request resumed on another engine with the tokens its client has (the
+// first k of an undisturbed run) sends the rest: the same tokens at the same
+// output indices, and text that continues the client's text exactly, also
+// text held back for a stop string. Tokens that had already ended the
+// request are cut back to the one that ended it, which comes again.
+TEST(EngineOutput, AResumedRequestContinuesWhereItsClientIs) {
+  const auto tok = shared_tokenizer("llama3");
+  ASSERT_NE(tok, nullptr);
+  const Output full = run_all({make_request("a", 32)}, tok).at(1);
+  ASSERT_EQ(full.ids.size(), 32u);
+  for (size_t k : {size_t(1), size_t(10), size_t(31), size_t(32)}) {
+    SCOPED_TRACE("resumed after " + std::to_string(k) + " tokens");
+    Request r = make_request("a", 32);
+    r.resume_output.assign(full.ids.begin(), full.ids.begin() + ptrdiff_t(k));
+    const Output o = run_all({r}, tok).at(1);
+    const size_t from = std::min<size_t>(k, 31);  // all 32 sent: the last comes again and ends it
+    EXPECT_EQ(o.finals, 1);
+    EXPECT_EQ(o.reason, FinishReason::kLength);
+    EXPECT_EQ(o.ids, std::vector<int32_t>(full.ids.begin() + ptrdiff_t(from), full.ids.end()));
+    ASSERT_FALSE(o.indices.empty());
+    EXPECT_EQ(o.indices.front(), from);
+    EXPECT_EQ(text_released(tok, full.ids, from) + o.text, full.text);
+  }
+  // A stop string: resumed before the token that completes it, and after it
+  // (that token comes again, then the stop).
+  std::string stop;
+  for (size_t i = full.text.size() / 2; i + 2 <= full.text.size() && stop.empty(); ++i) {
+    const std::string cand = full.text.substr(i, 2);
+    if (std::all_of(cand.begin(), cand.end(), [](char ch) { return ch > ' ' && ch < 127; })) stop = cand;
+  }
+  ASSERT_FALSE(stop.empty()) << "no ASCII pair in " << full.text;
+  Request with_stop = make_request("a", 32);
+  with_stop.stop = {stop};
+  const Output stopped = run_all({with_stop}, tok).at(1);
+  ASSERT_EQ(stopped.reason, FinishReason::kStop);
+  const size_t last = stopped.ids.size() - 1;  // the token that completed the stop string
+  for (size_t k : {last / 2, last, last + 1}) {
+    SCOPED_TRACE("with a stop string, resumed after " + std::to_string(k) + " tokens");
+    Request r = with_stop;
+    r.resume_output.assign(stopped.ids.begin(), stopped.ids.begin() + ptrdiff_t(k));
+    const Output o = run_all({r}, tok).at(1);
+    const size_t from = std::min(k, last);
+    EXPECT_EQ(o.finals, 1);
+    EXPECT_EQ(o.reason, FinishReason::kStop);
+    EXPECT_EQ(o.ids, std::vector<int32_t>(stopped.ids.begin() + ptrdiff_t(from), stopped.ids.end()));
+    EXPECT_EQ(text_released(tok, stopped.ids, from, {stop}) + o.text, stopped.text);
+  }
+  // A stop token among the sent ones: cut back to it.
+  const uint32_t at = uint32_t(std::find(full.ids.begin(), full.ids.end(), full.ids[20]) - full.ids.begin());
+  Request with_stop_id = make_request("a", 32);
+  with_stop_id.stop_token_ids = {full.ids[at]};
+  with_stop_id.resume_output = full.ids;
+  const Output o = run_all({with_stop_id}, tok).at(1);
+  EXPECT_EQ(o.reason, FinishReason::kStop);
+  EXPECT_EQ(o.ids, std::vector<int32_t>{full.ids[at]});
+  EXPECT_EQ(o.indices, std::vector<uint32_t>{at});
 }
 
 TEST(EngineOutput, StopStringsWithoutATokenizerAreRefused) {

@@ -47,14 +47,21 @@ struct GatewayOptions {
   // unavailable; at most max_held at once, beyond that refused at once.
   double max_wait_for_worker_ms = 30000;
   uint32_t max_held = 1024;
-  // A worker whose load reports (every 100 ms: its heartbeat) stop for this
-  // long is lost, as if its process had died (a hung device, a cut link);
-  // checked every half of it; 0 = never. Off by default: a worker reports
-  // between steps, so one step longer than the timeout (a long prefill of a
-  // large model on a CPU) would look like a death; and a node's only
-  // worker, once lost, is not replaced. For clusters, set it above the
-  // longest step.
+  // A worker unheard this long is lost, as if its process had died (a host
+  // gone without closing its connections, a cut link); checked every half
+  // of it; 0 = never. A worker reports every 100 ms: its load between steps,
+  // or, while its step thread is inside a long step, a bare heartbeat from
+  // its actor, so a long step is not a death (a hung device shows as a
+  // growing report age instead). Off in one node (its only worker, once
+  // lost, is not replaced); myriad-node's gateway role sets 10 s.
   double heartbeat_timeout_ms = 0;
+  // Before placing a request again, the gateway asks its client's sink which
+  // tokens the client has (to resume after them); without an answer this
+  // soon, it restarts from the prompt (the sink still sends each index once).
+  double resume_query_timeout_ms = 2000;
+  // How often workers report (WorkerSetup::report_interval_ms): heartbeats
+  // missed = time unheard / this, less one.
+  double heartbeat_interval_ms = 100;
   // drain: true (one node): drain every worker too; false (a cluster's
   // gateway): stop taking requests, answer once every routed one has ended,
   // and leave the workers serving (for the next gateway).
@@ -67,7 +74,8 @@ struct GatewayState {
     uint64_t last_seq = 0;
     scheduler_actor scheduler;
     bool lost = false;  // its scheduler went down or its heartbeats stopped: never placed on again
-    caf::actor_clock::time_point last_heard{};  // its join or its latest load report
+    caf::actor_clock::time_point last_heard{};   // its join or its latest load report or heartbeat
+    caf::actor_clock::time_point last_report{};  // its join or its latest full load report
     uint32_t total_slots = 0;  // as last reported
     float step_ms = 0;         // mean device time of its recent steps, as last reported
     std::string device;        // as last reported
@@ -85,6 +93,9 @@ struct GatewayState {
     std::string model{};  // what runs, for that answer
   };
   static constexpr size_t kHeld = ~size_t(0);  // Route::worker of a request waiting for a worker
+  // Route::worker while the gateway asks the client's sink where to resume (its worker was lost).
+  static constexpr size_t kResuming = ~size_t(0) - 1;
+  static bool on_a_worker(const Route& r) { return r.worker != kHeld && r.worker != kResuming; }
   GatewayOptions options;
   registry_actor registry;
   std::vector<Worker> workers;
@@ -95,6 +106,9 @@ struct GatewayState {
   std::deque<uint64_t> held;  // ids waiting for a worker, oldest first (cancelled ones linger until reached)
   std::vector<caf::typed_response_promise<bool>> drains;
   uint64_t placed_again = 0;  // requests placed on another worker after theirs was lost or left
+  // Of those, the ones resumed after tokens their client had (prefilled, not
+  // sent again), and those tokens.
+  uint64_t resumed = 0, resumed_tokens = 0;
   // Placements of adapter requests, and those onto a worker that held the
   // adapter in a slot (resident) or only in host memory, by its latest report.
   uint64_t placed_adapter = 0, placed_resident = 0, placed_host_cached = 0;  // !options.drain_workers: answered once routes is empty

@@ -34,6 +34,7 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::JoinWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::JoinAnswerWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::load_sink_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::worker_registry_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::ResumeWire))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

@@ -34,6 +34,7 @@ using AdapterStatusWire = TypedWire<schema::AdapterStatus>;  // adapter actor ->
 using AdapterFilesWire = TypedWire<schema::AdapterFiles>;    // registry -> a worker fetching an adapter
 using JoinWire = TypedWire<schema::Join>;                    // a worker -> the gateway's door
 using JoinAnswerWire = TypedWire<schema::JoinAnswer>;        // the door -> the worker
+using ResumeWire = TypedWire<schema::ResumePoint>;           // a front end's sink -> the gateway
 
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
@@ -60,6 +61,7 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using join_atom = caf::atom_constant<caf::atom("join")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 // What a worker uses of the registry: where versions are (residency) and a
 // version's files by id, fetched by a worker on another host.
@@ -67,8 +69,11 @@ using worker_registry_actor =
     caf::typed_actor<caf::reacts_to<residency_atom, ResidencyWire>,
                      caf::replies_to<fetch_atom, RegistryCallWire>::with<AdapterFilesWire>>;
 
-// Receives one request's events: a front end's relay, or the gateway.
-using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>>;
+// Receives requests' events: a front end's relay. Before the gateway places
+// a request again (its worker was lost), it asks the sink which output tokens
+// the client has (resume: request id, the new attempt), to resume from there.
+using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>,
+                                          caf::replies_to<resume_atom, uint64_t, uint32_t>::with<ResumeWire>>;
 
 // What a scheduler tells the gateway: its worker's load reports (for
 // placement) and each request's final event (to unpin its version and forget

@@ -55,4 +55,9 @@ Result<AdapterFiles> read_adapter_files(const AdapterFilesWire& wire);
 // waiting, or refused there), for its sink.
 EventWire final_event(uint64_t request_id, uint32_t attempt, const Error* error);
 
+// A sink's answer to resume: the output tokens its client has.
+ResumeWire resume_point(uint64_t request_id, uint32_t attempt, const std::vector<int32_t>& tokens);
+// The tokens, or an Error for a malformed answer or one about another request.
+Result<std::vector<int32_t>> read_resume_point(const ResumeWire& wire, uint64_t request_id);
+
 }  // namespace myriad::actors

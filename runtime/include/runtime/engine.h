@@ -104,10 +104,12 @@ class Engine {
     std::unique_ptr<OutputProcessor> output;  // with a tokenizer
     std::string text;                         // the delta the current event views
     std::vector<int32_t> stop_token_ids;      // their text is not shown
+    bool got_token = false;                   // its first token (TTFT) came
   };
 
   Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, AdapterSource& adapters, const Clock& clock,
          EventSink& sink, std::shared_ptr<const Tokenizer> tokenizer);
+  void prime_output(Request& request, Track& track);
   void start_fetches();
   void apply_completions(double now_ms);
   void dispatch_events();

@@ -71,7 +71,8 @@ class FakeExecutor final : public Executor {
   };
   struct SeqTrack {
     int32_t cached = 0;            // positions in the KV cache; -1 after its blocks were taken
-    uint32_t sampled = 0;          // tokens sampled so far
+    uint32_t sampled = 0;          // output index of its next sample
+    bool has_sampled = false;      // a resumed request's first sample may start past 0
     std::vector<int32_t> tokens;   // every token fed or sampled, by position
     std::vector<int32_t> table;    // block table of its last row
     std::string adapter;           // adapter name of its first row

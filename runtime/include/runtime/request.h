@@ -50,6 +50,14 @@ struct Request {
   // Relative to submission, so it means the same on every machine's clock:
   // unfinished this long after submit() => kDeadline.
   double timeout_ms = kNoDeadline;
+  // Resuming on another worker: the output tokens an earlier attempt already
+  // sent to the client. They are computed with the prompt (one prefill) and
+  // not emitted again; the output goes on at index resume_output.size(), with
+  // the sampler's counter there, so a greedy or seeded request continues as
+  // it would have. Cut back to the first token that would have ended the
+  // request (a stop token, max_tokens, a stop string): that token is then
+  // computed again and ends it.
+  std::vector<int32_t> resume_output;
 };
 
 // Why a request finished normally (failures are Errors, not reasons).

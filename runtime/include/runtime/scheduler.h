@@ -97,6 +97,12 @@ namespace myriad {
 double starvation_bound_ms(const SchedulerConfig& c, int32_t num_adapters, int32_t max_prompt_plus_output,
                            int32_t max_output, double step_ms, int32_t load_steps);
 
+// How many of a resumed request's tokens (Request::resume_output) are taken
+// as already sent: those before the first that would have ended it (a stop
+// token, or max_tokens reached), so the ending token is computed again.
+size_t resumable_prefix(const std::vector<int32_t>& resume_output, uint32_t max_tokens,
+                        const std::vector<int32_t>& stop_token_ids);
+
 enum class AdapterPhase : uint8_t { kIdle, kLoading, kActive, kDraining };
 const char* adapter_phase_name(AdapterPhase p);
 

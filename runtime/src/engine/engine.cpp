@@ -81,8 +81,11 @@ Result<RequestId> Engine::submit(Request request) {
     ++metrics_.overall.rejected;
     return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
   }
-  Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids};
-  if (tokenizer_) track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{std::move(request.stop)});
+  Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids, false};
+  if (tokenizer_) {
+    track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop});
+    if (!request.resume_output.empty()) prime_output(request, track);
+  }
   auto id = scheduler_->submit(std::move(request), now);
   if (!id.ok()) {
     // Per-adapter entries only for adapters that exist: junk names must not grow the map.
@@ -100,6 +103,25 @@ Result<RequestId> Engine::submit(Request request) {
   // adapter wait for a slot from now, as if it had never been away.
   apply_completions(now);
   return id;
+}
+
+// A resumed request's output processor takes the tokens the client already
+// has, so the text it holds back for a stop string and its UTF-8 state are
+// what they were on the first attempt. Where one of those tokens completed a
+// stop string, the request resumes before it (that token is computed again
+// and ends the request).
+void Engine::prime_output(Request& request, Track& track) {
+  size_t n = resumable_prefix(request.resume_output, request.max_tokens, request.stop_token_ids);
+  for (size_t i = 0; i < n; ++i) {
+    track.output->push(request.resume_output[i]);
+    if (track.output->stopped()) {
+      n = i;
+      track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop});
+      for (size_t j = 0; j < n; ++j) track.output->push(request.resume_output[j]);
+      break;
+    }
+  }
+  request.resume_output.resize(n);
 }
 
 void Engine::start_fetches() {
@@ -175,7 +197,8 @@ void Engine::record(const RequestEvent& e, Track& t) {
   RequestMetrics& a = *t.adapter;
   RequestMetrics& o = metrics_.overall;
   if (e.kind == EventKind::kToken) {
-    if (e.index == 0) {
+    if (!t.got_token) {  // the first token this engine made (a resumed request's index is > 0)
+      t.got_token = true;
       a.ttft_ms.record(e.time_ms - t.submit_ms);
       o.ttft_ms.record(e.time_ms - t.submit_ms);
     } else {

@@ -117,7 +117,10 @@ Status FakeExecutor::validate(const StepPlan& plan) {
     } else if (t.adapter != name) {
       violation(who + "ran on adapter '" + name + "', earlier on '" + t.adapter + "'");
     }
-    if (r.sample && r.output_index != t.sampled)
+    if (r.sample && !t.has_sampled && r.output_index >= t.tokens.size())
+      violation(who + "output_index " + std::to_string(r.output_index) + " with only " +
+                std::to_string(t.tokens.size()) + " tokens fed");
+    else if (r.sample && t.has_sampled && r.output_index != t.sampled)
       violation(who + "output_index " + std::to_string(r.output_index) + " after " + std::to_string(t.sampled) +
                 " sampled tokens");
     if (r.sample && size_t(end) != t.tokens.size())
@@ -191,7 +194,8 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
       t.tokens.push_back(tok);
-      ++t.sampled;
+      t.sampled = r.output_index + 1;
+      t.has_sampled = true;
     }
   }
   ++steps_;

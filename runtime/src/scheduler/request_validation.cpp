@@ -62,6 +62,12 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
       return bad("prompt token " + std::to_string(i) + ": token id " + std::to_string(t) +
                  " is outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
   }
+  for (size_t i = 0; i < request.resume_output.size(); ++i) {
+    const int32_t t = request.resume_output[i];
+    if (t < 0 || (limits.vocab_size > 0 && t >= limits.vocab_size))
+      return bad("resumed output token " + std::to_string(i) + ": token id " + std::to_string(t) +
+                 " is outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
+  }
   MYRIAD_TRY(check_sampling_params(request.sampling));
   const int64_t total = int64_t(prompt_len) + request.max_tokens;
   if (limits.max_seq_len > 0 && total > limits.max_seq_len)

@@ -70,6 +70,14 @@ void Scheduler::recycle(Sequence* s) {
   seq_free_.push_back(s);
 }
 
+size_t resumable_prefix(const std::vector<int32_t>& resume_output, uint32_t max_tokens,
+                        const std::vector<int32_t>& stop_token_ids) {
+  size_t n = std::min<size_t>(resume_output.size(), max_tokens > 0 ? max_tokens - 1 : 0);
+  for (size_t i = 0; i < n; ++i)
+    if (std::find(stop_token_ids.begin(), stop_token_ids.end(), resume_output[i]) != stop_token_ids.end()) return i;
+  return n;
+}
+
 Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   auto reject = [&](ErrorCode code, std::string msg) -> Error {
     ++stats_.rejected;
@@ -91,14 +99,19 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->tokens.reserve(size_t(total));
   s->tokens.assign(request.prompt.begin(), request.prompt.end());
   s->stop.assign(request.stop_token_ids.begin(), request.stop_token_ids.end());
+  const size_t resumed = resumable_prefix(request.resume_output, request.max_tokens, s->stop);
+  s->tokens.insert(s->tokens.end(), request.resume_output.begin(), request.resume_output.begin() + ptrdiff_t(resumed));
   s->blocks.reserve(size_t(blocks));
   s->sampling = sp;
   s->prompt_len = uint32_t(prompt_len);
   s->max_tokens = request.max_tokens;
-  s->generated = 0;
+  s->generated = uint32_t(resumed);
   s->num_computed = 0;
   s->prompt_logits = request.prompt_logits;
-  s->logits_reported = request.prompt_logits == LogitsRequest::kLast ? uint32_t(prompt_len) - 1 : 0;
+  // A resumed request's client has its prompt logits from the first attempt.
+  s->logits_reported = resumed > 0                                        ? uint32_t(prompt_len)
+                       : request.prompt_logits == LogitsRequest::kLast ? uint32_t(prompt_len) - 1
+                                                                         : 0;
   s->submit_ms = now_ms;
   s->first_admit_ms = -1.0;
   s->order = next_order_++;
