@@ -78,6 +78,12 @@ find_library(CAF_OPENSSL_LIBRARY caf_openssl)
 if(NOT CAF_OPENSSL_LIBRARY)
   myriad_missing("CAF 0.17's OpenSSL module (libcaf_openssl)" "libcaf-dev")
 endif()
+# OpenSSL itself: myriad-node interposes four libssl calls CAF 0.17 makes
+# (nodes/node/openssl_error_queue.cpp).
+find_package(OpenSSL QUIET COMPONENTS SSL Crypto)
+if(NOT OpenSSL_FOUND)
+  myriad_missing("OpenSSL (development files)" "libssl-dev")
+endif()
 add_library(myriad::caf_openssl INTERFACE IMPORTED)
 target_link_libraries(myriad::caf_openssl INTERFACE ${CAF_OPENSSL_LIBRARY} myriad::caf)
 

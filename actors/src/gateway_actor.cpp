@@ -301,10 +301,30 @@ void lose_worker(Self self, size_t w, const std::string& why) {
   for (uint64_t id : orphans) place_again(self, id);
 }
 
+// Forgets the oldest lost workers beyond options.max_lost_listed; the
+// routes' indices of later workers move down. Not inside a loop over workers.
+void prune_lost(Self self) {
+  GatewayState& s = self->state;
+  size_t lost = 0;
+  for (const auto& w : s.workers) lost += w.lost;
+  for (size_t w = 0; w < s.workers.size() && lost > s.options.max_lost_listed;) {
+    const bool routed = std::any_of(s.routes.begin(), s.routes.end(), [w](const auto& r) { return r.second.worker == w; });
+    if (!s.workers[w].lost || routed) {  // (lose_worker leaves no route on it)
+      ++w;
+      continue;
+    }
+    for (auto& [id, route] : s.routes)
+      if (GatewayState::on_a_worker(route) && route.worker > w) --route.worker;
+    s.workers.erase(s.workers.begin() + ptrdiff_t(w));
+    --lost;
+  }
+}
+
 void worker_lost(Self self, const caf::actor_addr& who) {
   GatewayState& s = self->state;
   for (size_t w = 0; w < s.workers.size(); ++w)
     if (caf::actor_cast<caf::actor_addr>(s.workers[w].scheduler) == who) lose_worker(self, w, "it went down");
+  prune_lost(self);
 }
 
 }  // namespace
@@ -455,6 +475,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         w.last_heard = w.last_report = self->clock().now();
         self->monitor(scheduler);  // its down message re-places what ran there
         self->state.workers.push_back(std::move(w));
+        prune_lost(self);
         release_held(self);
       },
       [self](tick_atom) {
@@ -469,6 +490,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                                                now - s.workers[w].last_heard)
                                                .count()) +
                             " ms");
+        prune_lost(self);
         self->delayed_send(self, timeout / 2, tick_atom::value);
       },
       [self](metrics_atom) {

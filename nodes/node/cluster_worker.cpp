@@ -1,5 +1,6 @@
 #include "cluster_worker.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -145,15 +147,56 @@ struct ClusterWorker::Parts {
     return out;
   }
 
+  // myriad-node blocks SIGTERM and SIGINT for its sigwait, which comes only
+  // after the first join: a worker still waiting for its gateway stops here
+  // (nothing runs on it yet, so there is nothing to drain).
+  void stop_if_asked() {
+    if (door) return;  // joined once: main's sigwait takes the signal, and leave() drains
+    sigset_t pending;
+    sigpending(&pending);
+    if (!sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT)) return;
+    log_info("worker {}: stopped before it joined the gateway", setup_id);
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
+
+  // CAF 0.17's remote_actor has no timeout: a gateway whose cluster port
+  // speaks TLS to a worker that does not (each waits for the other's first
+  // bytes), or one that accepts and never answers, would block it forever.
+  // Past options.handshake_timeout_ms the worker exits with why.
+  caf::expected<cluster_door_actor> connect_door() {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::thread watchdog([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      if (cv.wait_for(lock, std::chrono::microseconds(int64_t(options.handshake_timeout_ms * 1000)),
+                      [&] { return done; }))
+        return;
+      log_error("worker {}: the gateway at {}:{} accepted the connection but did not finish the cluster handshake "
+                "within {} ms: is TLS (--cluster-tls-*) configured on one side only?",
+                setup_id, options.join_host, options.join_port, options.handshake_timeout_ms);
+      std::fflush(nullptr);
+      std::_Exit(1);
+    });
+    auto handle = options.node.cluster_tls.enabled()
+                      ? caf::openssl::remote_actor<cluster_door_actor>(*system, options.join_host, options.join_port)
+                      : system->middleman().remote_actor<cluster_door_actor>(options.join_host, options.join_port);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+    }
+    cv.notify_one();
+    watchdog.join();
+    return handle;
+  }
+
   // Connects and joins; a refusal (secret, fingerprint) is final, a gateway
   // that is not up is waited for (every rejoin_interval_ms) unless `stop`.
   Status connect_and_join() {
     bool said = false;
     while (!stop) {
-      auto door_handle =
-          options.node.cluster_tls.enabled()
-              ? caf::openssl::remote_actor<cluster_door_actor>(*system, options.join_host, options.join_port)
-              : system->middleman().remote_actor<cluster_door_actor>(options.join_host, options.join_port);
+      auto door_handle = connect_door();
       if (door_handle) {
         Status joined = join(*door_handle);
         if (joined.ok()) {
@@ -162,13 +205,25 @@ struct ClusterWorker::Parts {
           return joined;
         }
         if (joined.error().code != ErrorCode::kUnavailable) return joined;
+      } else if (door_handle.error() == caf::sec::disconnect_during_handshake) {
+        // Something listens there but drops CAF's handshake: not a gateway
+        // that is still starting. Exits at once, as the watchdog does (CAF
+        // 0.17 may hang shutting down a system with a failed TLS link).
+        log_error("worker {}: the gateway at {}:{} closed the connection during the cluster handshake: is TLS "
+                  "(--cluster-tls-*) configured on one side only, or is this not its --cluster port?",
+                  setup_id, options.join_host, options.join_port);
+        std::fflush(nullptr);
+        std::_Exit(1);
       } else if (!said) {
-        log_info("worker {}: waiting for the gateway at {}:{} ({})", setup_id, options.join_host, options.join_port,
-                 system->render(door_handle.error()));
+        log_info("worker {}: waiting for the gateway at {}:{} ({}){}", setup_id, options.join_host, options.join_port,
+                 system->render(door_handle.error()),
+                 options.node.cluster_tls.enabled() ? "; if it is up, check that its cluster port speaks TLS too" : "");
         said = true;
       }
-      for (int i = 0; i < int(options.rejoin_interval_ms / 50) && !stop; ++i)
+      for (int i = 0; i < int(options.rejoin_interval_ms / 50) && !stop; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        stop_if_asked();
+      }
     }
     return make_error(ErrorCode::kCancelled, "stopped before it joined");
   }

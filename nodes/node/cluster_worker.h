@@ -32,6 +32,10 @@ struct ClusterWorkerOptions {
   std::string cluster_secret;  // the same bytes as the gateway's; empty when it has none
   std::string worker_id;       // "" = <hostname>/<pid>
   double rejoin_interval_ms = 1000;
+  // The gateway's cluster port must finish CAF's handshake within this; else
+  // the worker exits with an error (a gateway speaking TLS to a worker that
+  // does not, or one that accepts and never answers, would hang it forever).
+  double handshake_timeout_ms = 10000;
 };
 
 class ClusterWorker {

@@ -97,6 +97,12 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-tls-ca", o.cluster_tls.ca, "gateway and worker: the cluster's CA certificate (PEM)")
       ->option_text("FILE");
   app.add_option("--worker-id", worker_id, "worker: its id in the cluster (default HOST/PID)")->option_text("ID");
+  double join_timeout_ms = 10000;
+  app.add_option("--join-timeout-ms", join_timeout_ms,
+                 "worker: the gateway must finish the cluster handshake within this, else the worker exits with an "
+                 "error (TLS on one side only hangs it)")
+      ->option_text("MS")
+      ->check(cli::at_least(1));
   auto* heartbeat_timeout =
       app.add_option("--heartbeat-timeout-ms", o.heartbeat_timeout_ms,
                      "gateway: a worker unheard this long is lost and its requests move (default 10000; 0: only a "
@@ -174,6 +180,7 @@ int main(int argc, char** argv) {
     wo.join_port = join_addr.value().second;
     wo.cluster_secret = secret.value();
     wo.worker_id = worker_id;
+    wo.handshake_timeout_ms = join_timeout_ms;
     sigset_t stop_signals = block_stop_signals();
     auto worker = node::ClusterWorker::start(wo);
     if (!worker.ok()) return fail(worker.error());

@@ -739,6 +739,46 @@ TEST_F(ServiceActors, AWorkerInALongStepHeartbeatsAndStaysUp) {
   EXPECT_EQ(w1->submitted, std::vector<uint64_t>{a.value()});
 }
 
+// Workers that come and go do not grow the gateway's list without end: the
+// oldest lost ones beyond max_lost_listed are forgotten, and a request on a
+// later worker still reaches it (its index moved down).
+TEST_F(ServiceActors, TheOldestLostWorkersAreForgotten) {
+  GatewayOptions o = gateway_options();
+  o.max_lost_listed = 2;
+  auto gw = keep(sys_->spawn(gateway_behavior, registry(), o));
+  auto dead = std::make_shared<Log>(), live = std::make_shared<Log>();
+  std::vector<scheduler_actor> doomed;
+  for (int i = 0; i < 4; ++i) {
+    doomed.push_back(keep(sys_->spawn(recording_scheduler, dead)));
+    join(gw, "d" + std::to_string(i), doomed.back(), 0);
+  }
+  join(gw, "live", keep(sys_->spawn(recording_scheduler, live)), 10000);
+  sched().run();
+  for (const auto& d : doomed) caf::anon_send_exit(d, caf::exit_reason::kill);
+  sched().run();
+  auto client = keep(sys_->spawn(recording_sink, std::make_shared<Seen>()));
+  auto a = generate(gw, "alpha", "tiny", client);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(live->submitted, std::vector<uint64_t>{a.value()});
+  // One more comes and goes: the oldest lost one is forgotten, before "live" in the list.
+  auto d4 = keep(sys_->spawn(recording_scheduler, dead));
+  join(gw, "d4", d4, 0);
+  sched().run();
+  caf::anon_send_exit(d4, caf::exit_reason::kill);
+  sched().run();
+  self()->send(gw, metrics_atom::value);
+  sched().run();
+  const auto view = nlohmann::json::parse(next<std::string>());
+  std::vector<std::string> listed;
+  for (const auto& w : view["workers"]) listed.push_back(w["id"].get<std::string>() + (w["up"] ? "" : " (lost)"));
+  EXPECT_EQ(listed, (std::vector<std::string>{"d3 (lost)", "live", "d4 (lost)"}));
+  self()->send(gw, cancel_atom::value, CancelWire::from([&](schema::CancelRequest::Builder c) {
+                 c.setRequestId(a.value());
+               }));
+  sched().run();
+  EXPECT_EQ(live->cancelled, std::vector<uint64_t>{a.value()}) << "the cancel reaches the worker that runs it";
+}
+
 TEST_F(ServiceActors, AWorkerFetchesAVersionsFilesFromTheRegistryByItsId) {
   const AdapterRecord a = publish("alpha", "a", 1);
   self()->send(registry(), fetch_atom::value, registry_call("", true, a.id.to_string()));

@@ -59,6 +59,10 @@ struct GatewayOptions {
   // tokens the client has (to resume after them); without an answer this
   // soon, it restarts from the prompt (the sink still sends each index once).
   double resume_query_timeout_ms = 2000;
+  // Lost workers stay listed (the metrics and /admin/cluster show them down)
+  // up to this many; beyond it the oldest are forgotten, so workers that come
+  // and go do not grow the list without end.
+  size_t max_lost_listed = 16;
   // How often workers report (WorkerSetup::report_interval_ms): heartbeats
   // missed = time unheard / this, less one.
   double heartbeat_interval_ms = 100;
