@@ -111,10 +111,10 @@ int main(int argc, char** argv) {
           ->check(cli::at_least(0));
   std::string placement = "affinity";
   app.add_option("--placement", placement,
-                 "gateway: affinity (a worker holding the adapter, else the least loaded; default) or random "
-                 "(a baseline for bench/cluster)")
+                 "gateway: affinity (a worker holding the adapter, else the least loaded; default), least-loaded "
+                 "or random (baselines for bench/cluster)")
       ->option_text("P")
-      ->check(CLI::IsMember({"affinity", "random"}));
+      ->check(CLI::IsMember({"affinity", "least-loaded", "random"}));
   app.add_option("--max-wait-for-worker-ms", o.max_wait_for_worker_ms,
                  "a request waits this long for a worker when none is up (default 30000)")
       ->option_text("MS")
@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
   auto secret = read_secret(secret_file);
   if (!secret.ok()) return fail(secret.error(), 2);
   o.role = role;
-  o.placement_affinity = placement == "affinity";
+  o.placement = parse_placement_policy(placement).value();  // checked by IsMember
   if (role == "worker") {
     if (join.empty()) return fail(make_error(ErrorCode::kInvalidArgument, "--role worker needs --join HOST:PORT"), 2);
     auto join_addr = host_port("--join", join);

@@ -327,7 +327,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   go.heartbeat_timeout_ms = o.heartbeat_timeout_ms;
   go.max_wait_for_worker_ms = o.max_wait_for_worker_ms;
   go.drain_workers = !gateway_role;
-  go.placement.affinity = o.placement_affinity;
+  go.placement.policy = o.placement;
   actors->gateway = sys.spawn(gateway_behavior, actors->registry, go);
   if (gateway_role) {
     ClusterDoorOptions door;

@@ -38,6 +38,7 @@
 #include "runtime/engine_events.h"
 #include "runtime/engine_worker.h"
 #include "runtime/executor.h"
+#include "runtime/placement.h"
 #include "runtime/sampling_params.h"
 #include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
@@ -80,7 +81,7 @@ struct NodeOptions {
   ClusterTls cluster_tls;           // TLS on the cluster port (gateway and workers alike)
   double heartbeat_timeout_ms = 0;  // GatewayOptions::heartbeat_timeout_ms
   double max_wait_for_worker_ms = 30000;  // GatewayOptions::max_wait_for_worker_ms
-  bool placement_affinity = true;          // PlacementOptions::affinity (false: random, a baseline)
+  PlacementPolicy placement = PlacementPolicy::kAffinity;  // PlacementOptions::policy
 };
 
 // The base model's fingerprint: sha256 of its config.json, which every stored

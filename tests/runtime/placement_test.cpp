@@ -114,7 +114,7 @@ TEST(Placement, WithoutAffinityEveryLiveWorkerIsDrawnUniformly) {
   w[2].id = "w2";
   w[2].draining = true;
   PlacementOptions o;
-  o.affinity = false;
+  o.policy = PlacementPolicy::kRandom;
   const std::vector<AdapterUse> uses = {AdapterUse{AdapterId{"t", "a", 1}, 1.0f}};
   std::vector<int> hits(3, 0);
   for (uint64_t draw = 0; draw < 1000; ++draw) ++hits[place(w, uses, o, draw).value()];

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/adapter_id.h"
@@ -47,14 +48,19 @@ struct WorkerView {
   bool has_cached(const AdapterId& id) const;  // in host memory
 };
 
+// kAffinity: the policy above. kLeastLoaded: load only (step 3 over every
+// worker taking requests, wherever adapters are). kRandom: uniformly at
+// random among them (the baseline bench/cluster and the simulator compare with).
+enum class PlacementPolicy : uint8_t { kAffinity, kLeastLoaded, kRandom };
+const char* placement_policy_name(PlacementPolicy p);  // "affinity", "least-loaded", "random"
+Result<PlacementPolicy> parse_placement_policy(std::string_view s);
+
 struct PlacementOptions {
   // Tokens a warm worker may carry beyond the least loaded before a colder
   // one gets the request (and a copy of its adapter).
   uint64_t replicate_above_tokens = 4096;
   bool power_of_two = true;
-  // false: ignore where adapters are and place uniformly at random among
-  // the workers taking requests (the baseline bench/cluster compares with).
-  bool affinity = true;
+  PlacementPolicy policy = PlacementPolicy::kAffinity;
 };
 
 // How warm a worker is for these adapters: 2 = every one in a slot, 1 =

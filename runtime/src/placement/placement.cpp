@@ -23,6 +23,22 @@ int affinity_tier(const WorkerView& w, const std::vector<AdapterUse>& adapters) 
   return 0;
 }
 
+const char* placement_policy_name(PlacementPolicy p) {
+  switch (p) {
+    case PlacementPolicy::kAffinity: return "affinity";
+    case PlacementPolicy::kLeastLoaded: return "least-loaded";
+    case PlacementPolicy::kRandom: return "random";
+  }
+  return "?";
+}
+
+Result<PlacementPolicy> parse_placement_policy(std::string_view s) {
+  for (PlacementPolicy p : {PlacementPolicy::kAffinity, PlacementPolicy::kLeastLoaded, PlacementPolicy::kRandom})
+    if (s == placement_policy_name(p)) return p;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "placement '" + std::string(s) + "': expected affinity, least-loaded or random");
+}
+
 Result<size_t> place(std::span<const WorkerView> workers, const std::vector<AdapterUse>& adapters,
                      const PlacementOptions& options, uint64_t draw) {
   constexpr size_t kNone = std::numeric_limits<size_t>::max();
@@ -32,7 +48,7 @@ Result<size_t> place(std::span<const WorkerView> workers, const std::vector<Adap
   if (least == kNone)
     return make_error(ErrorCode::kUnavailable,
                       workers.empty() ? "no worker is configured" : "every worker is draining");
-  if (!options.affinity) {
+  if (options.policy == PlacementPolicy::kRandom) {
     std::vector<size_t> live;
     for (size_t i = 0; i < workers.size(); ++i)
       if (!workers[i].draining) live.push_back(i);
@@ -44,7 +60,7 @@ Result<size_t> place(std::span<const WorkerView> workers, const std::vector<Adap
   std::vector<int> tiers(workers.size(), -1);
   for (size_t i = 0; i < workers.size(); ++i) {
     if (workers[i].draining) continue;
-    tiers[i] = affinity_tier(workers[i], adapters);
+    tiers[i] = options.policy == PlacementPolicy::kAffinity ? affinity_tier(workers[i], adapters) : 0;
     if (tiers[i] > tier && workers[i].load() <= bound) tier = tiers[i];
   }
   std::vector<size_t> candidates;
