@@ -30,6 +30,7 @@ struct Settings {
   std::string policy = "timeslice", placement = "affinity", cost_model;
   std::string failures;  // "T:W,T:W": worker W dies at T seconds
   std::string write_trace;
+  std::string csv;  // append one row (a header first when the file is new)
   bool json = false;
 };
 
@@ -106,6 +107,8 @@ void add_flags(CLI::App& app, Settings& s) {
                  "replay a JSONL trace (bench/serve --trace's format) instead of drawing requests")
       ->option_text("FILE");
   app.add_option("--write-trace", s.write_trace, "also write the drawn requests as such a trace")->option_text("FILE");
+  app.add_option("--csv", s.csv, "append the settings and results as a CSV row (a header first in a new file)")
+      ->option_text("FILE");
   app.add_option("--fail", s.failures, "worker failures: T:W[,T:W...] (worker W dies at T s)")->option_text("LIST");
 }
 
@@ -122,6 +125,42 @@ Status parse_failures(const std::string& text, std::vector<sim::WorkerFailure>& 
     }
   }
   return ok_status();
+}
+
+// The settings that vary in sweeps, then every result field.
+Status append_csv(const Settings& s, const sim::SimResult& r) {
+  const bool fresh = !std::ifstream(s.csv).good();
+  std::ofstream out(s.csv, std::ios::app);
+  if (!out) return make_error(ErrorCode::kIo, "cannot append to " + s.csv);
+  const auto fields = sim::result_fields(r);
+  const std::vector<std::pair<std::string, std::string>> settings = {
+      {"adapters", std::to_string(s.workload.adapters)},
+      {"workers", std::to_string(s.fleet.workers)},
+      {"rate", std::to_string(s.workload.rate)},
+      {"duration_s", std::to_string(s.workload.duration_s)},
+      {"zipf", std::to_string(s.workload.zipf)},
+      {"policy", s.policy},
+      {"slots", std::to_string(s.fleet.engine.num_slots)},
+      {"quantum_ms", std::to_string(s.fleet.engine.quantum_ms)},
+      {"placement", s.placement},
+      {"cost_model", s.fleet.cost.name},
+      {"seed", std::to_string(s.workload.seed)}};
+  std::string header, row;
+  for (const auto& list : {settings, fields})
+    for (const auto& [k, v] : list) {
+      header += (header.empty() ? "" : ",") + k;
+      // Quote text that holds a comma or a quote (a cost model's name).
+      std::string cell = v;
+      if (cell.find_first_of(",\"") != std::string::npos) {
+        std::string q = "\"";
+        for (char c : cell) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+        cell = q + "\"";
+      }
+      row += (row.empty() ? "" : ",") + cell;
+    }
+  if (fresh) out << header << "\n";
+  out << row << "\n";
+  return out ? ok_status() : make_error(ErrorCode::kIo, "cannot append to " + s.csv);
 }
 
 void print_table(const sim::SimResult& r) {
@@ -192,6 +231,8 @@ int main(int argc, char** argv) {
   auto r = sim::simulate(s.fleet, s.workload, progress);
   if (bar) std::fprintf(stderr, "\r%60s\r", "");
   if (!r) return fail(r.error(), 2);
+  if (!s.csv.empty())
+    if (Status st = append_csv(s, r.value()); !st.ok()) return fail(st.error(), 1);
   if (s.json) {
     std::printf("%s\n", sim::to_json(r.value()).c_str());
   } else {

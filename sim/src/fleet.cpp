@@ -493,16 +493,12 @@ Result<SimResult> simulate(const FleetOptions& fleet, const WorkloadOptions& wor
   return f.run(progress);
 }
 
-std::string to_json(const SimResult& r) {
-  std::string out = "{";
+std::vector<std::pair<std::string, std::string>> result_fields(const SimResult& r) {
+  std::vector<std::pair<std::string, std::string>> out;
   auto field = [&](const char* key, double v, const char* fmt) {
     char buf[64];
     std::snprintf(buf, sizeof buf, fmt, v);
-    if (out.size() > 1) out += ", ";
-    out += "\"";
-    out += key;
-    out += "\": ";
-    out += buf;
+    out.emplace_back(key, buf);
   };
   auto count = [&](const char* key, uint64_t v) { field(key, double(v), "%.0f"); };
   auto ms = [&](const char* key, double v) { field(key, v, "%.3f"); };
@@ -537,6 +533,15 @@ std::string to_json(const SimResult& r) {
   field("affinity_hit_rate", r.affinity_hit_rate, "%.4f");
   count("events", r.events);
   field("wall_s", r.wall_s, "%.3f");
+  return out;
+}
+
+std::string to_json(const SimResult& r) {
+  std::string out = "{";
+  for (const auto& [key, value] : result_fields(r)) {
+    if (out.size() > 1) out += ", ";
+    out += "\"" + key + "\": " + value;
+  }
   return out + "}";
 }
 

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/latency_histogram.h"
@@ -80,5 +81,7 @@ Result<SimResult> simulate(const FleetOptions& fleet, const WorkloadOptions& wor
 // One JSON object, keys in a fixed order, numbers printed alike on every run
 // (so two runs with the same seed print the same bytes, wall_s aside).
 std::string to_json(const SimResult& r);
+// The same fields in the same order, as (name, formatted value): a CSV row.
+std::vector<std::pair<std::string, std::string>> result_fields(const SimResult& r);
 
 }  // namespace myriad::sim
