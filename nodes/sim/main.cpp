@@ -5,6 +5,7 @@
 //   myriad-sim [CONFIG] --adapters N --workers W --rate REQ_PER_S --duration-s S --zipf A
 //              --policy timeslice|fcfs|one-at-a-time [--slots N] [--quantum-ms Q]
 //              [--placement affinity|least-loaded|random] [--cost-model FILE] [--trace FILE] --seed S --json
+//   myriad-sim --convert-trace IN.jsonl OUT.fb
 //
 // CONFIG is a JSON file of the same settings by the flags' names without
 // dashes ("adapters", "duration-s", ...); flags override it. docs/simulator.md
@@ -31,6 +32,7 @@ struct Settings {
   std::string failures;  // "T:W,T:W": worker W dies at T seconds
   std::string write_trace;
   std::string csv;  // append one row (a header first when the file is new)
+  std::vector<std::string> convert;  // IN.jsonl OUT.fb
   bool json = false;
 };
 
@@ -106,7 +108,12 @@ void add_flags(CLI::App& app, Settings& s) {
   app.add_option("--trace", w.trace,
                  "replay a JSONL trace (bench/serve --trace's format) instead of drawing requests")
       ->option_text("FILE");
-  app.add_option("--write-trace", s.write_trace, "also write the drawn requests as such a trace")->option_text("FILE");
+  app.add_option("--write-trace", s.write_trace,
+                 "also write the requests as a trace: FlatBuffers when FILE ends in .fb, else JSONL")
+      ->option_text("FILE");
+  app.add_option("--convert-trace", s.convert, "convert a JSONL trace to a FlatBuffers one (.fb), then exit")
+      ->option_text("IN OUT")
+      ->expected(2);
   app.add_option("--csv", s.csv, "append the settings and results as a CSV row (a header first in a new file)")
       ->option_text("FILE");
   app.add_option("--fail", s.failures, "worker failures: T:W[,T:W...] (worker W dies at T s)")->option_text("LIST");
@@ -210,6 +217,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "myriad-sim: %s\n", e.message.c_str());
     return code;
   };
+  if (!s.convert.empty()) {
+    auto n = sim::convert_trace(s.convert[0], s.convert[1]);
+    if (!n) return fail(n.error(), 1);
+    std::printf("%zu requests -> %s\n", n.value(), s.convert[1].c_str());
+    return 0;
+  }
   s.fleet.engine.policy = parse_scheduler_policy(s.policy).value();
   s.fleet.placement.policy = parse_placement_policy(s.placement).value();
   s.fleet.placement_seed = s.workload.seed;

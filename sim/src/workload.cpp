@@ -7,7 +7,12 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "sim/trace_generated.h"
 
 namespace myriad::sim {
 
@@ -38,16 +43,102 @@ Result<SimRequest> parse_trace_line(const std::string& line, int32_t adapters) {
     } else if (!(a.is_string() && a.get<std::string>().empty())) {
       return bad("\"adapter\" must be an index or \"adapter-K\"");
     }
-    if (k >= 0 && adapters > 0) r.adapter = int32_t(k % adapters);
+    if (adapters < 0) r.adapter = k < 0 ? -1 : int32_t(k);  // kept as written (a conversion)
+    else if (k >= 0 && adapters > 0) r.adapter = int32_t(k % adapters);
   }
+  return r;
+}
+
+// A FlatBuffers trace's leading bytes: the root offset, then "MYTR".
+bool is_flatbuffers_trace(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  return in.read(head, sizeof head) && fb::TraceBufferHasIdentifier(head);
+}
+
+// Writes `bytes` to `path` whole or not at all: temp file, fsync, rename.
+Status write_atomically(const std::string& path, const void* bytes, size_t size) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(tmp.c_str(), "wb"), &std::fclose);
+    if (!out) return make_error(ErrorCode::kIo, "cannot write " + tmp);
+    if (std::fwrite(bytes, 1, size, out.get()) != size || std::fflush(out.get()) != 0 || fsync(fileno(out.get())) != 0)
+      return make_error(ErrorCode::kIo, "cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return make_error(ErrorCode::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  return ok_status();
+}
+
+Status write_flatbuffers_trace(const std::vector<fb::TraceRequest>& requests, const std::string& path) {
+  flatbuffers::FlatBufferBuilder b(64 + requests.size() * sizeof(fb::TraceRequest));
+  b.Finish(fb::CreateTrace(b, b.CreateVectorOfStructs(requests)), fb::TraceIdentifier());
+  return write_atomically(path, b.GetBufferPointer(), b.GetSize());
+}
+
+SimRequest from_flatbuffers(const fb::TraceRequest& t, int32_t adapters) {
+  SimRequest r;
+  r.arrival_ms = t.arrival_ms();
+  r.adapter = t.adapter() >= 0 && adapters > 0 ? t.adapter() % adapters : -1;
+  r.prompt_tokens = std::max<uint32_t>(t.prompt_len(), 1);
+  r.max_tokens = std::max<uint32_t>(t.output_len(), 1);
   return r;
 }
 
 }  // namespace
 
+// A FlatBuffers trace mapped read-only, verified once.
+class Workload::MappedTrace {
+ public:
+  static Result<std::shared_ptr<MappedTrace>> open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error(ErrorCode::kNotFound, "cannot open trace " + path);
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || st.st_size < 8) {
+      ::close(fd);
+      return make_error(ErrorCode::kBadFile, path + ": too short for a trace");
+    }
+    void* p = mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) return make_error(ErrorCode::kIo, "cannot map trace " + path);
+    auto t = std::shared_ptr<MappedTrace>(new MappedTrace(p, size_t(st.st_size)));
+    flatbuffers::Verifier v(static_cast<const uint8_t*>(p), size_t(st.st_size));
+    if (!fb::VerifyTraceBuffer(v) || fb::GetTrace(p)->requests() == nullptr)
+      return make_error(ErrorCode::kBadFile, path + ": not a valid trace (schema sim/schema/trace.fbs)");
+    t->trace_ = fb::GetTrace(p);
+    return t;
+  }
+  ~MappedTrace() { munmap(data_, size_); }
+  MappedTrace(const MappedTrace&) = delete;
+  MappedTrace& operator=(const MappedTrace&) = delete;
+  const flatbuffers::Vector<const fb::TraceRequest*>& requests() const { return *trace_->requests(); }
+
+ private:
+  MappedTrace(void* data, size_t size) : data_(data), size_(size) {}
+  void* data_;
+  size_t size_;
+  const fb::Trace* trace_ = nullptr;
+};
+
 Status validate(const WorkloadOptions& o) {
   auto bad = [](const std::string& m) { return make_error(ErrorCode::kInvalidArgument, m); };
-  if (!o.trace.empty()) {
+  if (!o.trace.empty() && is_flatbuffers_trace(o.trace)) {
+    auto t = Workload::MappedTrace::open(o.trace);
+    if (!t) return t.error();
+    double last = 0;
+    const auto& reqs = t.value()->requests();
+    for (uint32_t i = 0; i < reqs.size(); ++i) {
+      const fb::TraceRequest& r = *reqs.Get(i);
+      if (!(r.arrival_ms() >= last) || r.prompt_len() < 1 || r.output_len() < 1)
+        return make_error(ErrorCode::kBadFile, o.trace + ": request " + std::to_string(i) +
+                                                   ": arrival_ms must not go back in time, lengths must be >= 1");
+      last = r.arrival_ms();
+    }
+    if (o.adapters < 0) return bad("adapters must be >= 0");
+    if (!(o.duration_s > 0)) return bad("duration must be > 0 s");
+    return ok_status();
+  } else if (!o.trace.empty()) {
     std::ifstream in(o.trace);
     if (!in) return make_error(ErrorCode::kNotFound, "cannot open trace " + o.trace);
     std::string line;
@@ -132,7 +223,14 @@ double Rng::gamma(double shape, double scale) {
 }
 
 Workload::Workload(const WorkloadOptions& options) : o_(options), rng_(options.seed) {
-  if (!o_.trace.empty()) trace_ = std::make_unique<std::ifstream>(o_.trace);
+  if (!o_.trace.empty()) {
+    if (is_flatbuffers_trace(o_.trace)) {
+      auto t = MappedTrace::open(o_.trace);  // validate() opened it already
+      if (t) fb_trace_ = std::move(t).value();
+    } else {
+      trace_ = std::make_unique<std::ifstream>(o_.trace);
+    }
+  }
   zipf_cdf_.resize(size_t(o_.adapters));
   double sum = 0;
   for (int32_t k = 0; k < o_.adapters; ++k) zipf_cdf_[size_t(k)] = (sum += std::pow(double(k + 1), -o_.zipf));
@@ -166,6 +264,13 @@ int32_t Workload::draw_adapter() {
 }
 
 std::optional<SimRequest> Workload::next_from_trace() {
+  if (fb_trace_) {
+    const auto& reqs = fb_trace_->requests();
+    if (fb_next_ >= reqs.size()) return std::nullopt;
+    SimRequest r = from_flatbuffers(*reqs.Get(uint32_t(fb_next_++)), o_.adapters);
+    if (r.arrival_ms >= o_.duration_s * 1000.0) return std::nullopt;
+    return r;
+  }
   std::string line;
   while (std::getline(*trace_, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -178,6 +283,13 @@ std::optional<SimRequest> Workload::next_from_trace() {
 
 Status write_trace(const WorkloadOptions& o, const std::string& path) {
   MYRIAD_TRY(validate(o));
+  if (path.size() > 3 && path.compare(path.size() - 3, 3, ".fb") == 0) {
+    std::vector<fb::TraceRequest> requests;
+    Workload w(o);
+    while (auto r = w.next())
+      requests.emplace_back(r->arrival_ms, r->adapter, r->prompt_tokens, r->max_tokens);
+    return write_flatbuffers_trace(requests, path);
+  }
   const std::string tmp = path + ".tmp";
   {
     // Temp file, fsync, rename: a reader never sees half a trace.
@@ -198,7 +310,7 @@ Status write_trace(const WorkloadOptions& o, const std::string& path) {
 }
 
 std::optional<SimRequest> Workload::next() {
-  if (trace_) return next_from_trace();
+  if (trace_ || fb_trace_) return next_from_trace();
   for (;;) {
     const double gap = gap_ms(t_ms_);
     if (o_.diurnal.empty()) {
@@ -225,6 +337,29 @@ std::optional<SimRequest> Workload::next() {
   r.prompt_tokens = length(o_.prompt_mean, o_.prompt_max);
   r.max_tokens = length(o_.output_mean, o_.output_max);
   return r;
+}
+
+}  // namespace myriad::sim
+
+namespace myriad::sim {
+
+Result<size_t> convert_trace(const std::string& jsonl_path, const std::string& fb_path) {
+  std::ifstream in(jsonl_path);
+  if (!in) return make_error(ErrorCode::kNotFound, "cannot open trace " + jsonl_path);
+  std::vector<fb::TraceRequest> requests;
+  std::string line;
+  double last = 0;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto r = parse_trace_line(line, /*adapters=*/-1);
+    const std::string where = jsonl_path + ":" + std::to_string(n) + ": ";
+    if (!r) return make_error(ErrorCode::kBadFile, where + r.error().message);
+    if (r->arrival_ms < last) return make_error(ErrorCode::kBadFile, where + "arrival_ms goes back in time");
+    last = r->arrival_ms;
+    requests.emplace_back(r->arrival_ms, r->adapter, r->prompt_tokens, r->max_tokens);
+  }
+  MYRIAD_TRY(write_flatbuffers_trace(requests, fb_path));
+  return requests.size();
 }
 
 }  // namespace myriad::sim

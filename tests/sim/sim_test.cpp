@@ -4,7 +4,12 @@
 // to compare behaving as they should.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -89,6 +94,57 @@ TEST(SimWorkload, AQuietHourOfTheDayHasNoArrivals) {
   EXPECT_EQ(in_second, 0);
   o.diurnal = {0.0};
   EXPECT_FALSE(validate(o).ok());
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("sim_test." + std::to_string(getpid()) + "." + name)).string();
+}
+
+// The same requests from a JSONL trace, its FlatBuffers conversion and a
+// FlatBuffers trace written directly; a damaged one is refused by name.
+TEST(SimWorkload, TracesReplayTheSameRequestsInBothFormats) {
+  WorkloadOptions o;
+  o.seed = 21;
+  o.duration_s = 60;
+  o.adapters = 30;
+  const auto drawn = draw_all(o);
+  const std::string jsonl = temp_path("t.jsonl"), converted = temp_path("c.fb"), direct = temp_path("d.fb");
+  ASSERT_TRUE(write_trace(o, jsonl).ok());
+  auto n = convert_trace(jsonl, converted);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(n.value(), drawn.size());
+  ASSERT_TRUE(write_trace(o, direct).ok());
+  for (const std::string& path : {jsonl, converted, direct}) {
+    SCOPED_TRACE(path);
+    WorkloadOptions r = o;
+    r.trace = path;
+    ASSERT_TRUE(validate(r).ok()) << validate(r).error().message;
+    const auto replayed = draw_all(r);
+    ASSERT_EQ(replayed.size(), drawn.size());
+    for (size_t i = 0; i < drawn.size(); ++i) {
+      EXPECT_NEAR(replayed[i].arrival_ms, drawn[i].arrival_ms, 1e-3);  // JSONL keeps 3 decimals
+      EXPECT_EQ(replayed[i].adapter, drawn[i].adapter);
+      EXPECT_EQ(replayed[i].prompt_tokens, drawn[i].prompt_tokens);
+      EXPECT_EQ(replayed[i].max_tokens, drawn[i].max_tokens);
+    }
+  }
+  // A FlatBuffers trace cut short: refused, naming the file.
+  {
+    std::ifstream in(direct, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(converted, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size() / 2));
+  }
+  WorkloadOptions bad = o;
+  bad.trace = converted;
+  auto st = validate(bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find(converted), std::string::npos) << st.error().message;
+  std::ofstream(jsonl, std::ios::app) << "{\"arrival_ms\": 1, \"prompt_len\": 3}\n";
+  bad.trace = jsonl;
+  st = validate(bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("output_len"), std::string::npos) << st.error().message;
+  for (const std::string& path : {jsonl, converted, direct}) std::filesystem::remove(path);
 }
 
 TEST(SimCostModel, ChargesWhatAStepHoldsAndReadsItsJson) {

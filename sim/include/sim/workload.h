@@ -11,10 +11,15 @@
 //    probability `base_share`;
 //  - lengths: prompt and output tokens exponential with the given means,
 //    rounded up, within [1, max].
-// Or a trace replayed (`trace`): JSONL lines as bench/serve --trace reads
-// them, {"arrival_ms", "adapter", "prompt_len", "output_len"}, in arrival
-// order, read as the simulation goes; "adapter" is an index (taken modulo
-// `adapters`; negative or absent: the base model) or "adapter-K".
+// Or a trace replayed (`trace`), in either of two formats told apart by
+// their first bytes:
+//  - FlatBuffers (schema/trace.fbs, identifier "MYTR"): mapped into memory
+//    and read in place, so a million requests open without parsing;
+//  - JSONL lines as bench/serve --trace reads them, {"arrival_ms", "adapter",
+//    "prompt_len", "output_len"}, read as the simulation goes; "adapter" is
+//    an index or "adapter-K" (absent: the base model).
+// Either way in arrival order; adapter indices are taken modulo `adapters`
+// (negative: the base model).
 #pragma once
 
 #include <cstdint>
@@ -45,8 +50,11 @@ struct WorkloadOptions {
 
 // Also reads a trace through once, naming the first bad line.
 Status validate(const WorkloadOptions& o);
-// Writes `o`'s requests as a trace (bench/serve --trace replays it).
+// Writes `o`'s requests as a trace: FlatBuffers when `path` ends in ".fb",
+// else JSONL (bench/serve --trace replays that).
 Status write_trace(const WorkloadOptions& o, const std::string& path);
+// A JSONL trace as a FlatBuffers one (every line kept as it is); how many requests.
+Result<size_t> convert_trace(const std::string& jsonl_path, const std::string& fb_path);
 
 struct SimRequest {
   double arrival_ms = 0;
@@ -75,6 +83,7 @@ class Workload {
   // The next request by arrival time; nullopt past duration_s.
   std::optional<SimRequest> next();
   const WorkloadOptions& options() const { return o_; }
+  class MappedTrace;  // a FlatBuffers trace, mapped (workload.cpp)
 
  private:
   double gap_ms(double at_ms);
@@ -82,7 +91,9 @@ class Workload {
   std::optional<SimRequest> next_from_trace();
 
   WorkloadOptions o_;
-  std::unique_ptr<std::ifstream> trace_;
+  std::unique_ptr<std::ifstream> trace_;     // a JSONL trace
+  std::shared_ptr<MappedTrace> fb_trace_;    // a FlatBuffers trace
+  size_t fb_next_ = 0;
   Rng rng_;
   std::vector<double> zipf_cdf_;
   double t_ms_ = 0;
