@@ -33,6 +33,7 @@ struct Settings {
   std::string write_trace;
   std::string csv;  // append one row (a header first when the file is new)
   std::vector<std::string> convert;  // IN.jsonl OUT.fb
+  std::vector<std::string> groups;   // COUNT:SLOTS[:COST_MODEL]
   bool json = false;
 };
 
@@ -116,6 +117,11 @@ void add_flags(CLI::App& app, Settings& s) {
       ->expected(2);
   app.add_option("--csv", s.csv, "append the settings and results as a CSV row (a header first in a new file)")
       ->option_text("FILE");
+  cli::repeatable(app.add_option("--worker-group", s.groups,
+                                 "COUNT:SLOTS[:COST_MODEL_FILE]: that many of the workers with their own slots and "
+                                 "device (repeatable; the first workers, in order; the rest use --slots and "
+                                 "--cost-model)")
+                      ->option_text("GROUP"));
   app.add_option("--fail", s.failures, "worker failures: T:W[,T:W...] (worker W dies at T s)")->option_text("LIST");
 }
 
@@ -168,6 +174,34 @@ Status append_csv(const Settings& s, const sim::SimResult& r) {
   if (fresh) out << header << "\n";
   out << row << "\n";
   return out ? ok_status() : make_error(ErrorCode::kIo, "cannot append to " + s.csv);
+}
+
+// COUNT:SLOTS[:COST_MODEL_FILE]; without a file, the fleet's cost model.
+Result<sim::WorkerGroup> parse_group(const std::string& text, const sim::CostModel& fleet_cost) {
+  auto bad = [&] {
+    return make_error(ErrorCode::kInvalidArgument, "--worker-group: '" + text + "' is not COUNT:SLOTS[:COST_MODEL_FILE]");
+  };
+  const auto a = text.find(':');
+  if (a == std::string::npos) return bad();
+  const auto b = text.find(':', a + 1);
+  sim::WorkerGroup g;
+  try {
+    size_t used = 0;
+    g.count = std::stoi(text.substr(0, a), &used);
+    if (used != a) return bad();
+    const std::string slots = text.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+    g.slots = std::stoi(slots, &used);
+    if (used != slots.size()) return bad();
+  } catch (const std::exception&) {
+    return bad();
+  }
+  g.cost = fleet_cost;
+  if (b != std::string::npos) {
+    auto m = sim::load_cost_model(text.substr(b + 1));
+    if (!m) return m.error();
+    g.cost = m.value();
+  }
+  return g;
 }
 
 void print_table(const sim::SimResult& r) {
@@ -232,6 +266,11 @@ int main(int argc, char** argv) {
     s.fleet.cost = m.value();
   }
   if (Status st = parse_failures(s.failures, s.fleet.failures); !st.ok()) return fail(st.error(), 2);
+  for (const std::string& g : s.groups) {
+    auto group = parse_group(g, s.fleet.cost);
+    if (!group) return fail(group.error(), 2);
+    s.fleet.groups.push_back(group.value());
+  }
   if (!s.write_trace.empty())
     if (Status st = sim::write_trace(s.workload, s.write_trace); !st.ok()) return fail(st.error(), 1);
   const bool bar = isatty(STDERR_FILENO);

@@ -23,6 +23,15 @@ Status validate(const FleetOptions& o) {
   if (o.host_cache_adapters < 1) return bad("host cache must hold >= 1 adapter");
   if (o.adapter_rank < 1 || o.adapter_rank > o.device.max_adapter_rank)
     return bad("adapter rank must be in [1, " + std::to_string(o.device.max_adapter_rank) + "]");
+  int32_t grouped = 0;
+  for (const WorkerGroup& g : o.groups) {
+    if (g.count < 1 || g.slots < 0 || g.slots > 1024)
+      return bad("a worker group needs count >= 1 and slots in [0, 1024]");
+    grouped += g.count;
+  }
+  if (grouped > o.workers)
+    return bad("worker groups hold " + std::to_string(grouped) + " workers, more than --workers " +
+               std::to_string(o.workers));
   for (const WorkerFailure& f : o.failures)
     if (f.worker < 0 || f.worker >= o.workers || !(f.at_s >= 0))
       return bad("a failure names worker " + std::to_string(f.worker) + " at " + std::to_string(f.at_s) +
@@ -365,12 +374,24 @@ Result<SimResult> Fleet::run(const Progress& progress) {
   dev.num_adapter_slots = o_.engine.num_slots;
   dev.kv_num_blocks = o_.engine.num_kv_blocks;
   dev.kv_block_size = o_.engine.kv_block_size;
+  size_t group = 0;
+  int32_t left_in_group = o_.groups.empty() ? 0 : o_.groups[0].count;
   for (int32_t w = 0; w < n; ++w) {
     Worker& wk = workers_[size_t(w)];
-    wk.exec = std::make_unique<SimExecutor>(dev, o_.cost);
+    // This worker's slots and device: its group's, else the fleet's.
+    SchedulerConfig engine_config = o_.engine;
+    SimExecutorOptions worker_dev = dev;
+    const CostModel* cost = &o_.cost;
+    if (group < o_.groups.size()) {
+      const WorkerGroup& g = o_.groups[group];
+      engine_config.num_slots = worker_dev.num_adapter_slots = g.slots;
+      cost = &g.cost;
+      if (--left_in_group == 0 && ++group < o_.groups.size()) left_in_group = o_.groups[group].count;
+    }
+    wk.exec = std::make_unique<SimExecutor>(worker_dev, *cost);
     wk.source = std::make_unique<SimSource>(*this, w);
     wk.sink = std::make_unique<SimSink>(*this, w);
-    auto engine = Engine::create(o_.engine, *wk.exec, *wk.source, wk.clock, *wk.sink);
+    auto engine = Engine::create(engine_config, *wk.exec, *wk.source, wk.clock, *wk.sink);
     if (!engine) return engine.error();
     wk.engine = std::move(engine).value();
     char id[24];

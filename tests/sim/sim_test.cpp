@@ -295,6 +295,28 @@ TEST(SimFleet, AffinityPlacementFindsAdaptersResidentMoreOftenThanRandom) {
       << affinity->affinity_hit_rate << " vs " << random->affinity_hit_rate;
 }
 
+// A fleet of two device kinds: each group's workers run at their model's speed.
+TEST(SimFleet, WorkerGroupsHaveTheirOwnSlotsAndDevices) {
+  WorkloadOptions w = small_load(13);
+  w.rate = 30;
+  CostModel fast;  // the built-in model, ten times faster
+  for (double* c : {&fast.base_ms, &fast.prefill_token_ms, &fast.decode_row_ms, &fast.context_ktoken_ms,
+                    &fast.prefill_pair_mtoken_ms, &fast.adapter_ms, &fast.lora_token_ms})
+    *c /= 10;
+  FleetOptions slow = small_fleet(2), mixed = small_fleet(2), quick = small_fleet(2);
+  mixed.groups = {WorkerGroup{1, 4, fast}};
+  quick.groups = {WorkerGroup{2, 4, fast}};
+  auto a = simulate(slow, w), b = simulate(mixed, w), c = simulate(quick, w);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  for (const SimResult* r : {&*a, &*b, &*c}) EXPECT_EQ(r->completed, r->requests);
+  EXPECT_LT(c->ttft_ms.quantile_ms(0.5), b->ttft_ms.quantile_ms(0.5));
+  EXPECT_LT(b->ttft_ms.quantile_ms(0.5), a->ttft_ms.quantile_ms(0.5));
+  mixed.groups = {WorkerGroup{3, 4, fast}};
+  auto r = simulate(mixed, w);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("worker groups"), std::string::npos) << r.error().message;
+}
+
 TEST(SimFleet, BadSettingsAreRefusedNamingThem) {
   FleetOptions f = small_fleet(0);
   auto r = simulate(f, small_load(1));

@@ -40,8 +40,18 @@ struct WorkerFailure {
   int32_t worker = 0;
 };
 
+// Workers that differ from the fleet's defaults: `count` of them with their
+// own adapter slots and device (cost model). Groups take the first workers
+// in order; the rest use FleetOptions' engine and cost.
+struct WorkerGroup {
+  int32_t count = 1;
+  int32_t slots = 16;
+  CostModel cost;
+};
+
 struct FleetOptions {
   int32_t workers = 1;
+  std::vector<WorkerGroup> groups;
   SchedulerConfig engine;        // per worker: policy, slots, quantum, batch and KV sizes
   SimExecutorOptions device;     // per worker (slots and KV are taken from `engine`)
   CostModel cost;
