@@ -89,6 +89,11 @@ void add_flags(CLI::App& app, Settings& s) {
   app.add_option("--burstiness", w.burstiness, "gamma: coefficient of variation of gaps (default 1)")
       ->option_text("CV");
   app.add_option("--base-share", w.base_share, "share of requests to the base model (default 0)")->option_text("F");
+  app.add_option("--tenant-shares", w.tenant_shares,
+                 "tenants' shares of the requests, e.g. 0.6,0.3,0.1 (adapter k belongs to tenant k mod T; "
+                 "default one tenant)")
+      ->option_text("LIST")
+      ->delimiter(',');
   app.add_option("--prompt-mean", w.prompt_mean, "mean prompt tokens (default 256)")->option_text("T");
   app.add_option("--output-mean", w.output_mean, "mean output tokens (default 128)")->option_text("T");
   app.add_option("--prompt-max", w.prompt_max, "most prompt tokens (default 2048)")->option_text("T");

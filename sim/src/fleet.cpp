@@ -203,6 +203,7 @@ void Fleet::on_event(int32_t w, const RequestEvent& e) {
     if (t.delivered == 0) {
       const double ttft = now_ - t.req.arrival_ms;
       r_.ttft_ms.record(ttft);
+      r_.tenants[size_t(t.req.tenant)].ttft_ms.record(ttft);
       slo_met_ += ttft <= o_.slo_ttft_ms;
       if (t.req.adapter >= 0) {
         adapter_ttft_sum_[size_t(t.req.adapter)] += ttft;
@@ -214,6 +215,7 @@ void Fleet::on_event(int32_t w, const RequestEvent& e) {
     t.last_ms = now_;
     ++t.delivered;
     ++r_.output_tokens;
+    ++r_.tenants[size_t(t.req.tenant)].output_tokens;
     return;
   }
   if (!e.is_final()) return;
@@ -227,6 +229,7 @@ void Fleet::on_event(int32_t w, const RequestEvent& e) {
 void Fleet::finish(const Track& t, bool ok) {
   if (ok) {
     ++r_.completed;
+    ++r_.tenants[size_t(t.req.tenant)].completed;
     r_.e2e_ms.record(now_ - t.req.arrival_ms);
   } else {
     ++r_.failed;
@@ -237,6 +240,7 @@ void Fleet::finish(const Track& t, bool ok) {
 void Fleet::arrive(const SimRequest& req) {
   const RequestId id = next_id_++;
   ++r_.requests;
+  ++r_.tenants[size_t(req.tenant)].requests;
   tracks_[id] = Track{req, -1, 0, 0};
   place_and_submit(id);
 }
@@ -368,6 +372,7 @@ Result<SimResult> Fleet::run(const Progress& progress) {
   views_.resize(size_t(n));
   weights_.resize(size_t(std::max(workload_.options().adapters, 0)));
   ids_.resize(weights_.size());
+  r_.tenants.resize(std::max<size_t>(1, workload_.options().tenant_shares.size()));
   adapter_ttft_sum_.assign(weights_.size(), 0.0);
   adapter_ttft_count_.assign(weights_.size(), 0);
   SimExecutorOptions dev = o_.device;
@@ -562,6 +567,20 @@ std::string to_json(const SimResult& r) {
   for (const auto& [key, value] : result_fields(r)) {
     if (out.size() > 1) out += ", ";
     out += "\"" + key + "\": " + value;
+  }
+  if (r.tenants.size() > 1) {
+    out += ", \"tenants\": [";
+    for (size_t t = 0; t < r.tenants.size(); ++t) {
+      const TenantResult& x = r.tenants[t];
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "%s{\"tenant\": %zu, \"requests\": %llu, \"completed\": %llu, \"output_tokens\": %llu, "
+                    "\"ttft_ms_p50\": %.3f, \"ttft_ms_p99\": %.3f}",
+                    t ? ", " : "", t, (unsigned long long)x.requests, (unsigned long long)x.completed,
+                    (unsigned long long)x.output_tokens, x.ttft_ms.quantile_ms(0.5), x.ttft_ms.quantile_ms(0.99));
+      out += buf;
+    }
+    out += "]";
   }
   return out + "}";
 }

@@ -167,6 +167,8 @@ Status validate(const WorkloadOptions& o) {
   if (o.prompt_max < 1 || o.output_max < 1) return bad("prompt and output maxima must be >= 1");
   for (double f : o.diurnal)
     if (!(f >= 0)) return bad("diurnal factors must be >= 0");
+  for (double f : o.tenant_shares)
+    if (!(f > 0)) return bad("tenant shares must be > 0");
   if (!o.diurnal.empty() && std::all_of(o.diurnal.begin(), o.diurnal.end(), [](double f) { return f == 0; }))
     return bad("diurnal factors are all 0");
   return ok_status();
@@ -235,6 +237,19 @@ Workload::Workload(const WorkloadOptions& options) : o_(options), rng_(options.s
   double sum = 0;
   for (int32_t k = 0; k < o_.adapters; ++k) zipf_cdf_[size_t(k)] = (sum += std::pow(double(k + 1), -o_.zipf));
   for (double& c : zipf_cdf_) c /= sum;
+  if (o_.tenant_shares.size() > 1) {
+    const int32_t t_count = tenants();
+    double total = 0;
+    for (double share : o_.tenant_shares) tenant_cdf_.push_back(total += share);
+    for (double& c : tenant_cdf_) c /= total;
+    tenant_zipf_.resize(size_t(t_count));
+    for (int32_t t = 0; t < t_count; ++t) {
+      const int32_t n = o_.adapters > t ? (o_.adapters - t + t_count - 1) / t_count : 0;
+      double acc = 0;
+      for (int32_t k = 0; k < n; ++k) tenant_zipf_[size_t(t)].push_back(acc += std::pow(double(k + 1), -o_.zipf));
+      for (double& c : tenant_zipf_[size_t(t)]) c /= acc;
+    }
+  }
 }
 
 // The time to the next arrival at mean rate x the diurnal factor of the hour
@@ -258,6 +273,13 @@ double Workload::gap_ms(double at_ms) {
 
 int32_t Workload::draw_adapter() {
   if (o_.adapters == 0 || (o_.base_share > 0 && rng_.uniform() < o_.base_share)) return -1;
+  if (tenants() > 1) {
+    const auto t = int32_t(std::lower_bound(tenant_cdf_.begin(), tenant_cdf_.end(), rng_.uniform()) - tenant_cdf_.begin());
+    const auto& cdf = tenant_zipf_[size_t(std::min(t, tenants() - 1))];
+    if (cdf.empty()) return -1;  // a tenant with no adapter asks the base model
+    const auto rank = std::lower_bound(cdf.begin(), cdf.end(), rng_.uniform()) - cdf.begin();
+    return int32_t(std::min<ptrdiff_t>(rank, ptrdiff_t(cdf.size()) - 1)) * tenants() + std::min(t, tenants() - 1);
+  }
   const double u = rng_.uniform();
   const auto it = std::lower_bound(zipf_cdf_.begin(), zipf_cdf_.end(), u);
   return int32_t(std::min<ptrdiff_t>(it - zipf_cdf_.begin(), o_.adapters - 1));
@@ -268,6 +290,7 @@ std::optional<SimRequest> Workload::next_from_trace() {
     const auto& reqs = fb_trace_->requests();
     if (fb_next_ >= reqs.size()) return std::nullopt;
     SimRequest r = from_flatbuffers(*reqs.Get(uint32_t(fb_next_++)), o_.adapters);
+    r.tenant = tenant_of(r.adapter);
     if (r.arrival_ms >= o_.duration_s * 1000.0) return std::nullopt;
     return r;
   }
@@ -276,6 +299,7 @@ std::optional<SimRequest> Workload::next_from_trace() {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     auto r = parse_trace_line(line, o_.adapters);  // validate() read it through already
     if (!r || r->arrival_ms >= o_.duration_s * 1000.0) return std::nullopt;
+    r->tenant = tenant_of(r->adapter);
     return r.value();
   }
   return std::nullopt;
@@ -331,6 +355,7 @@ std::optional<SimRequest> Workload::next() {
   SimRequest r;
   r.arrival_ms = t_ms_;
   r.adapter = draw_adapter();
+  r.tenant = tenant_of(r.adapter);
   auto length = [&](double mean, uint32_t max) {
     return uint32_t(std::clamp(std::ceil(rng_.exponential(mean)), 1.0, double(max)));
   };

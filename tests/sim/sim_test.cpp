@@ -83,6 +83,45 @@ TEST(SimWorkload, DrawsFollowTheirDistributions) {
   EXPECT_NEAR(std::sqrt(sq / n - mean * mean) / mean, 3.0, 3.0 * 0.15);
 }
 
+// Tenants: requests by share, each tenant's among its own adapters (k mod T),
+// and a run's results per tenant add up to the whole.
+TEST(SimWorkload, TenantsGetTheirSharesOfTheirOwnAdapters) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  WorkloadOptions o;
+  o.seed = seed;
+  o.adapters = 300;
+  o.rate = 100;
+  o.duration_s = 100;
+  o.tenant_shares = {0.7, 0.2, 0.1};
+  const auto reqs = draw_all(o);
+  std::vector<int> by_tenant(3, 0);
+  for (const auto& r : reqs) {
+    ASSERT_GE(r.adapter, 0);
+    EXPECT_EQ(r.adapter % 3, r.tenant);
+    ++by_tenant[size_t(r.tenant)];
+  }
+  for (size_t t = 0; t < 3; ++t) EXPECT_NEAR(by_tenant[t] / double(reqs.size()), o.tenant_shares[t], 0.02);
+  o.rate = 10;
+  o.duration_s = 30;
+  o.prompt_mean = 64;
+  o.output_mean = 32;
+  auto run = simulate(FleetOptions{}, o);
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  ASSERT_EQ(run->tenants.size(), 3u);
+  uint64_t requests = 0, tokens = 0;
+  for (const TenantResult& t : run->tenants) {
+    requests += t.requests;
+    tokens += t.output_tokens;
+    EXPECT_EQ(t.completed, t.requests);
+  }
+  EXPECT_EQ(requests, run->requests);
+  EXPECT_EQ(tokens, run->output_tokens);
+  EXPECT_NE(to_json(*run).find("\"tenants\": [{\"tenant\": 0"), std::string::npos);
+  o.tenant_shares = {1.0, 0.0};
+  EXPECT_FALSE(validate(o).ok());
+}
+
 TEST(SimWorkload, AQuietHourOfTheDayHasNoArrivals) {
   WorkloadOptions o;
   o.duration_s = 2 * 3600;

@@ -66,6 +66,12 @@ struct FleetOptions {
 
 Status validate(const FleetOptions& o);
 
+// One tenant's share of a run (with several tenants: WorkloadOptions::tenant_shares).
+struct TenantResult {
+  uint64_t requests = 0, completed = 0, output_tokens = 0;
+  LatencyHistogram ttft_ms;
+};
+
 struct SimResult {
   uint64_t requests = 0, completed = 0, failed = 0, unfinished = 0, replaced = 0;
   uint64_t output_tokens = 0;
@@ -81,6 +87,7 @@ struct SimResult {
   double affinity_hit_rate = 0;  // adapter requests placed on a worker holding the adapter in a slot
   uint64_t events = 0;
   double wall_s = 0;
+  std::vector<TenantResult> tenants;  // one per tenant
 };
 
 // Progress: called now and then with the share of the simulated duration done.
@@ -89,7 +96,8 @@ using Progress = std::function<void(double share)>;
 Result<SimResult> simulate(const FleetOptions& fleet, const WorkloadOptions& workload, const Progress& progress = {});
 
 // One JSON object, keys in a fixed order, numbers printed alike on every run
-// (so two runs with the same seed print the same bytes, wall_s aside).
+// (so two runs with the same seed print the same bytes, wall_s aside); with
+// several tenants, a "tenants" array of their requests, tokens and TTFT.
 std::string to_json(const SimResult& r);
 // The same fields in the same order, as (name, formatted value): a CSV row.
 std::vector<std::pair<std::string, std::string>> result_fields(const SimResult& r);

@@ -9,6 +9,10 @@
 //  - which adapter: Zipf with exponent `zipf` over `adapters` adapters
 //    (0 = uniform; adapter 0 is the most popular), or the base model with
 //    probability `base_share`;
+//  - tenants (`tenant_shares`, empty = one): adapter k belongs to tenant
+//    k mod T; a request picks its tenant by share, then one of the tenant's
+//    adapters by Zipf among them (the base-model share comes first and
+//    counts as tenant 0);
 //  - lengths: prompt and output tokens exponential with the given means,
 //    rounded up, within [1, max].
 // Or a trace replayed (`trace`), in either of two formats told apart by
@@ -22,6 +26,7 @@
 // (negative: the base model).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -43,6 +48,7 @@ struct WorkloadOptions {
   double burstiness = 1.0;          // gamma: coefficient of variation of inter-arrival times
   std::vector<double> diurnal;      // rate factors per hour of the simulated day
   double base_share = 0.0;
+  std::vector<double> tenant_shares;  // relative shares of the requests by tenant (empty: one tenant)
   double prompt_mean = 256, output_mean = 128;
   uint32_t prompt_max = 2048, output_max = 1024;
   std::string trace;  // a JSONL trace to replay instead of drawing (arrivals past duration_s are dropped)
@@ -59,6 +65,7 @@ Result<size_t> convert_trace(const std::string& jsonl_path, const std::string& f
 struct SimRequest {
   double arrival_ms = 0;
   int32_t adapter = -1;  // -1: the base model
+  int32_t tenant = 0;    // adapter mod tenants (the base model's requests count as tenant 0)
   uint32_t prompt_tokens = 1;
   uint32_t max_tokens = 1;
 };
@@ -88,6 +95,8 @@ class Workload {
  private:
   double gap_ms(double at_ms);
   int32_t draw_adapter();
+  int32_t tenants() const { return std::max<int32_t>(1, int32_t(o_.tenant_shares.size())); }
+  int32_t tenant_of(int32_t adapter) const { return adapter >= 0 ? adapter % tenants() : 0; }
   std::optional<SimRequest> next_from_trace();
 
   WorkloadOptions o_;
@@ -96,6 +105,8 @@ class Workload {
   size_t fb_next_ = 0;
   Rng rng_;
   std::vector<double> zipf_cdf_;
+  std::vector<double> tenant_cdf_;                // by share
+  std::vector<std::vector<double>> tenant_zipf_;  // per tenant: Zipf over its adapters
   double t_ms_ = 0;
 };
 
