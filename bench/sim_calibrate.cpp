@@ -9,13 +9,19 @@
 // after a warm-up) and fits
 //   step_ms = base + prefill_token·P + decode_row·D + context_ktoken·C/1000 + prefill_pair_mtoken·Q/10^6
 //             + adapter·A + lora_token·L·rank/16   (Q: query-key pairs of prefill rows)
-// by least squares with every coefficient kept >= 0. Slot loads (host ->
+// by least squares with every coefficient kept >= 0; and the same model over
+// steps taken inside the real engine loop (requests kept in flight at
+// concurrency 1..16), which is what the simulator replays: both fits are
+// printed with their errors on both sets, and --fit picks the one written
+// (default: the grid's; on this machine it predicts the engine loop's steps
+// as well as their own fit does). Slot loads (host ->
 // slot) are timed for ranks 4..64 and fitted as base + per_rank·rank; fetches
 // (a PEFT folder read from disk into host memory) likewise. It prints each
 // grid point beside the fit (and the fit's worst relative error), then the
 // model as JSON (also to --out).
 //
-// usage: sim_calibrate --model DIR [--rank R] [--threads T] [--reps N] [--out FILE] [--name NAME]
+// usage: sim_calibrate --model DIR [--rank R] [--threads T] [--reps N] [--engine-steps N] [--fit engine|grid]
+//                      [--out FILE] [--name NAME]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,6 +30,7 @@
 #include <fstream>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -31,9 +38,11 @@
 #include "gpu/cpu/cpu_executor.h"
 #include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
+#include "runtime/engine.h"
 #include "runtime/model_factory.h"
 #include "runtime/peft_adapter.h"
 #include "sim/cost_model.h"
+#include "sim/workload.h"
 
 using namespace myriad;
 
@@ -135,6 +144,68 @@ std::vector<double> nonnegative_fit(const std::vector<std::vector<double>>& x, c
   return beta;
 }
 
+// Steps taken inside the real engine loop: `concurrency` requests kept in
+// flight (prompts 16..256 tokens, outputs 8..64, over 4 adapters of `rank`,
+// one in five on the base model), each step's plan features and the time
+// the executor took. Runs until `steps` steps have run rows.
+void engine_loop_samples(std::shared_ptr<const Checkpoint> ck, int threads, int rank, int concurrency, int steps,
+                         std::vector<std::vector<double>>& xs, std::vector<double>& ys) {
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.kv_num_blocks = 4096;
+  eo.kv_block_size = 16;
+  eo.threads = threads;
+  eo.num_adapter_slots = 4;
+  eo.max_adapter_rank = 64;
+  auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
+  if (!ex) return;
+  StaticAdapterSource source;
+  for (int a = 0; a < 4; ++a)
+    source.put(AdapterId{"calib", "a" + std::to_string(a), 1},
+               random_lora(ck->config(), rank, 2.0f * float(rank), uint64_t(200 + a), "a" + std::to_string(a)));
+  struct Counter final : EventSink {
+    void on_event(const RequestEvent& e) override { finished += e.is_final(); }
+    int finished = 0;
+  } sink;
+  SteadyClock clock;
+  SchedulerConfig sc;
+  sc.num_slots = 4;
+  sc.max_running_seqs = 16;
+  sc.max_tokens_per_step = 256;
+  sc.num_kv_blocks = 4096;
+  auto en = Engine::create(sc, *ex.value(), source, clock, sink);
+  if (!en) return;
+  Engine& engine = *en.value();
+  sim::Rng rng(uint64_t(concurrency) * 7919);
+  RequestId next = 1;
+  int in_flight = 0, taken = 0;
+  StepResult result;
+  while (taken < steps) {
+    for (; in_flight < concurrency; ++in_flight) {
+      Request r;
+      r.id = next++;
+      const int a = int(rng.next() % 5);
+      if (a < 4) r.adapters = {AdapterUse{AdapterId{"calib", "a" + std::to_string(a), 1}, 1.0f}};
+      r.prompt.assign(16 + rng.next() % 241, 5);
+      r.max_tokens = uint32_t(8 + rng.next() % 57);
+      if (!engine.submit(std::move(r)).ok()) return;
+    }
+    const int finished_before = sink.finished;
+    const StepPlan& plan = engine.plan_step(clock.now_ms());
+    const auto t0 = std::chrono::steady_clock::now();
+    const Status st = ex.value()->step(plan, result);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!plan.rows.empty()) {
+      xs.push_back(features(plan, rank));
+      ys.push_back(ms);
+      ++taken;
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));  // a slot load copies in the background
+    }
+    (void)engine.complete_step(st, result, clock.now_ms());
+    in_flight -= sink.finished - finished_before;
+  }
+}
+
 template <typename F>
 double median_ms(int reps, F&& run) {
   run();  // warm-up
@@ -178,6 +249,13 @@ int main(int argc, char** argv) {
       ->check(cli::at_least(1));
   app.add_option("--out", out, "write the model's JSON here too")->option_text("FILE");
   app.add_option("--name", name, "the profile's name (default cpu-<model folder>)")->option_text("NAME");
+  std::string fit_kind = "grid";
+  int engine_steps = 200;
+  app.add_option("--fit", fit_kind, "which fit to write: grid (default) or engine (steps inside the engine loop)")
+      ->option_text("F")
+      ->check(CLI::IsMember({"engine", "grid"}));
+  app.add_option("--engine-steps", engine_steps, "engine-loop steps per concurrency 1, 2, 4, 8, 16 (default 200)")
+      ->option_text("N");
   if (auto code = cli::parse(app, argc, argv, level)) return *code;
   auto fail = [](const Error& e) {
     std::fprintf(stderr, "sim_calibrate: %s\n", e.to_string().c_str());
@@ -236,7 +314,29 @@ int main(int argc, char** argv) {
     ys.push_back(median_ms(reps, [&] { (void)exec.step(plan, result); }));
     xs.push_back(features(plan, rank));
   }
-  const std::vector<double> beta = nonnegative_fit(xs, ys);
+  // The same fit over steps inside the engine loop: what the simulator
+  // replays. Both are printed; --fit chooses which one is written.
+  std::vector<std::vector<double>> lx;
+  std::vector<double> ly;
+  for (int c : {1, 2, 4, 8, 16}) engine_loop_samples(ck.value(), threads, rank, c, engine_steps, lx, ly);
+  if (ly.empty()) return fail(make_error(ErrorCode::kInternal, "the engine loop ran no step"));
+  const std::vector<double> grid_beta = nonnegative_fit(xs, ys);
+  const std::vector<double> loop_beta = nonnegative_fit(lx, ly);
+  auto mean_abs_error = [](const std::vector<double>& b, const std::vector<std::vector<double>>& x,
+                           const std::vector<double>& y) {
+    double sum = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+      double f = 0;
+      for (size_t j = 0; j < b.size(); ++j) f += b[j] * x[i][j];
+      sum += std::fabs(f - y[i]) / y[i];
+    }
+    return 100 * sum / double(y.size());
+  };
+  std::printf("engine loop: %zu steps; mean |error| on them: loop fit %.1f%%, grid fit %.1f%%; on the grid: loop fit "
+              "%.1f%%, grid fit %.1f%%\n",
+              ly.size(), mean_abs_error(loop_beta, lx, ly), mean_abs_error(grid_beta, lx, ly),
+              mean_abs_error(loop_beta, xs, ys), mean_abs_error(grid_beta, xs, ys));
+  const std::vector<double>& beta = fit_kind == "grid" ? grid_beta : loop_beta;
   sim::CostModel m;
   m.name = name.empty() ? "cpu-" + std::filesystem::path(model).filename().string() : name;
   m.base_ms = beta[0];
@@ -254,7 +354,7 @@ int main(int argc, char** argv) {
   double worst = 0, sum_sq = 0, sum_y = 0, sum_yy = 0;
   for (size_t i = 0; i < grid.size(); ++i) {
     double fit = 0;
-    for (size_t j = 0; j < beta.size(); ++j) fit += beta[j] * xs[i][j];
+    for (size_t j = 0; j < grid_beta.size(); ++j) fit += grid_beta[j] * xs[i][j];
     const double err = (fit - ys[i]) / ys[i];
     worst = std::max(worst, std::fabs(err));
     sum_sq += (fit - ys[i]) * (fit - ys[i]);
@@ -264,7 +364,7 @@ int main(int argc, char** argv) {
                 grid[i].adapters, ys[i], fit, 100 * err);
   }
   const double n = double(grid.size());
-  std::printf("fit over %zu steps: R^2 %.4f, worst relative error %.1f%%\n", grid.size(),
+  std::printf("grid fit over %zu steps: R^2 %.4f, worst relative error %.1f%%\n", grid.size(),
               1.0 - sum_sq / (sum_yy - sum_y * sum_y / n), 100 * worst);
   for (auto [r, ms] : load_pts) std::printf("slot load rank %-3.0f %8.3f ms\n", r, ms);
   for (auto [r, ms] : fetch_pts) std::printf("fetch     rank %-3.0f %8.3f ms\n", r, ms);
