@@ -80,25 +80,10 @@ void build(const Shape& s, int32_t block_size, StepPlan& plan) {
   if (s.prefill > 0) add_row(SeqId(1000), 0, s.prefill, s.adapters > 0 ? s.decode_rows % s.adapters : -1);
 }
 
-// The model's features of a plan, in the order of the coefficients fitted.
+// The model's features of a plan (sim::step_features), every adapter at `rank`.
 std::vector<double> features(const StepPlan& plan, int rank) {
-  double prefill = 0, decode = 0, context = 0, pairs = 0, lora = 0;
-  std::vector<int32_t> slots;
-  for (const SeqRow& r : plan.rows) {
-    if (r.num_tokens == 1 && r.start_pos > 0 && r.sample) {
-      decode += 1;
-    } else {
-      prefill += r.num_tokens;
-      pairs += double(r.num_tokens) * r.start_pos + double(r.num_tokens) * (r.num_tokens + 1) / 2.0;
-    }
-    context += double(r.start_pos) + r.num_tokens;
-    for (uint8_t k = 0; k < r.adapters.count; ++k) {
-      lora += double(r.num_tokens) * rank / 16.0;
-      if (std::find(slots.begin(), slots.end(), r.adapters.refs[k].slot) == slots.end())
-        slots.push_back(r.adapters.refs[k].slot);
-    }
-  }
-  return {1.0, prefill, decode, context / 1000.0, pairs / 1e6, double(slots.size()), lora};
+  const auto f = sim::step_features(plan, [rank](int32_t) { return rank; });
+  return {f.begin(), f.end()};
 }
 
 // Least squares with every coefficient >= 0: solve, pin the most negative
@@ -144,19 +129,27 @@ std::vector<double> nonnegative_fit(const std::vector<std::vector<double>>& x, c
   return beta;
 }
 
+constexpr int32_t kBlockSize = 16;
+
+// The executor every measurement uses: 4,096 KV blocks, adapters up to rank 64.
+Result<std::unique_ptr<gpu::cpu::CpuExecutor>> cpu_executor(std::shared_ptr<const Checkpoint> ck, int threads,
+                                                            int32_t slots) {
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.kv_num_blocks = 4096;
+  eo.kv_block_size = kBlockSize;
+  eo.threads = threads;
+  eo.num_adapter_slots = slots;
+  eo.max_adapter_rank = 64;
+  return gpu::cpu::CpuExecutor::create(std::move(ck), eo);
+}
+
 // Steps taken inside the real engine loop: `concurrency` requests kept in
 // flight (prompts 16..256 tokens, outputs 8..64, over 4 adapters of `rank`,
 // one in five on the base model), each step's plan features and the time
 // the executor took. Runs until `steps` steps have run rows.
 void engine_loop_samples(std::shared_ptr<const Checkpoint> ck, int threads, int rank, int concurrency, int steps,
                          std::vector<std::vector<double>>& xs, std::vector<double>& ys) {
-  gpu::cpu::CpuExecutorOptions eo;
-  eo.kv_num_blocks = 4096;
-  eo.kv_block_size = 16;
-  eo.threads = threads;
-  eo.num_adapter_slots = 4;
-  eo.max_adapter_rank = 64;
-  auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
+  auto ex = cpu_executor(ck, threads, 4);
   if (!ex) return;
   StaticAdapterSource source;
   for (int a = 0; a < 4; ++a)
@@ -264,13 +257,7 @@ int main(int argc, char** argv) {
   auto ck = Checkpoint::load(model);
   if (!ck) return fail(ck.error());
   const ModelConfig& mc = ck.value()->config();
-  gpu::cpu::CpuExecutorOptions eo;
-  eo.kv_num_blocks = 4096;
-  eo.kv_block_size = 16;
-  eo.threads = threads;
-  eo.num_adapter_slots = 8;
-  eo.max_adapter_rank = 64;
-  auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
+  auto ex = cpu_executor(ck.value(), threads, 8);
   if (!ex) return fail(ex.error());
   gpu::cpu::CpuExecutor& exec = *ex.value();
 
@@ -310,7 +297,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>> xs;
   std::vector<double> ys;
   for (const Shape& s : grid) {
-    build(s, eo.kv_block_size, plan);
+    build(s, kBlockSize, plan);
     ys.push_back(median_ms(reps, [&] { (void)exec.step(plan, result); }));
     xs.push_back(features(plan, rank));
   }

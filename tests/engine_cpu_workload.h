@@ -83,6 +83,19 @@ struct Job {
   std::string variant, prompt;
 };
 
+// A CpuExecutor on the fixture sized for `cfg` (one thread, rank <= 16).
+inline std::unique_ptr<gpu::cpu::CpuExecutor> make_executor(const SchedulerConfig& cfg) {
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.kv_num_blocks = cfg.num_kv_blocks;
+  eo.kv_block_size = cfg.kv_block_size;
+  eo.threads = 1;
+  eo.num_adapter_slots = cfg.num_slots;
+  eo.max_adapter_rank = 16;
+  auto ex = gpu::cpu::CpuExecutor::create(fixture().ckpt, eo);
+  EXPECT_TRUE(ex.ok()) << ex.error().to_string();
+  return ex.ok() ? std::move(ex).value() : nullptr;
+}
+
 // Runs `jobs` through one engine (arriving `arrive_per_step` a step; 0: all
 // at once; steps of 0.5-1.5 ms drawn from `seed`); returns each job's greedy
 // tokens and adds to `totals`, if given.
@@ -90,17 +103,10 @@ inline std::vector<std::vector<int32_t>> run(const std::vector<Job>& jobs, const
                                              uint64_t seed, double arrive_per_step,
                                              Totals* totals = nullptr) {
   Fixture& fx = fixture();
-  gpu::cpu::CpuExecutorOptions eo;
-  eo.kv_num_blocks = cfg.num_kv_blocks;
-  eo.kv_block_size = cfg.kv_block_size;
-  eo.threads = 1;
-  eo.num_adapter_slots = cfg.num_slots;
-  eo.max_adapter_rank = 16;
-  auto ex = gpu::cpu::CpuExecutor::create(fx.ckpt, eo);
-  EXPECT_TRUE(ex.ok()) << ex.error().to_string();
+  auto ex = make_executor(cfg);
   ManualClock clock;
   TokenSink sink;
-  auto en = Engine::create(cfg, *ex.value(), fx.source, clock, sink);
+  auto en = Engine::create(cfg, *ex, fx.source, clock, sink);
   EXPECT_TRUE(en.ok()) << en.error().to_string();
   Engine& engine = *en.value();
   std::mt19937_64 rng(seed);

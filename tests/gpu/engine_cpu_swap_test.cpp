@@ -70,14 +70,7 @@ struct Alone {
 Alone run_alone(Request r) {
   Fixture& fx = fixture();
   const SchedulerConfig cfg = base_config();
-  gpu::cpu::CpuExecutorOptions eo;
-  eo.kv_num_blocks = cfg.num_kv_blocks;
-  eo.kv_block_size = cfg.kv_block_size;
-  eo.threads = 1;
-  eo.num_adapter_slots = cfg.num_slots;
-  eo.max_adapter_rank = 16;
-  auto ex = gpu::cpu::CpuExecutor::create(fx.ckpt, eo);
-  EXPECT_TRUE(ex.ok()) << ex.error().to_string();
+  auto ex = make_executor(cfg);
   struct Sink final : EventSink {
     void on_event(const RequestEvent& e) override {
       if (e.kind == EventKind::kToken) {
@@ -89,7 +82,7 @@ Alone run_alone(Request r) {
     Alone out;
   } sink;
   SteadyClock clock;
-  auto en = Engine::create(cfg, *ex.value(), fx.source, clock, sink);
+  auto en = Engine::create(cfg, *ex, fx.source, clock, sink);
   EXPECT_TRUE(en.ok()) << en.error().to_string();
   Engine& engine = *en.value();
   EXPECT_TRUE(engine.submit(std::move(r)).ok());

@@ -16,6 +16,9 @@
 // An empty step (rows waiting for loads) costs nothing.
 #pragma once
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "runtime/result.h"
@@ -46,6 +49,14 @@ struct CostModel {
   double fetch_ms(int rank) const { return fetch_base_ms + fetch_per_rank_ms * rank; }
 };
 
+// What the model charges for in one step, in the order of its coefficients
+// (base, prefill tokens, decode rows, context / 1000, prefill pairs / 10^6,
+// distinct adapters, adapter tokens x rank / 16): the simulator prices it,
+// bench/sim_calibrate fits to it. `adapter_rank(slot)` gives a slot's rank.
+inline constexpr size_t kCostFeatures = 7;
+template <typename RankOf>
+std::array<double, kCostFeatures> step_features(const StepPlan& plan, RankOf&& adapter_rank);
+
 // The model as JSON (every coefficient by the field's name), and back: a
 // missing field keeps its default; an unknown one or a negative value is an
 // error naming it.
@@ -54,8 +65,7 @@ Result<CostModel> cost_model_from_json(const std::string& text);
 Result<CostModel> load_cost_model(const std::string& path);
 
 template <typename RankOf>
-double CostModel::step_ms(const StepPlan& plan, RankOf&& adapter_rank) const {
-  if (plan.rows.empty()) return 0.0;
+std::array<double, kCostFeatures> step_features(const StepPlan& plan, RankOf&& adapter_rank) {
   double prefill = 0, decode = 0, context = 0, pairs = 0, lora = 0;
   uint64_t slots_seen = 0;  // a bitmask of the first 64 slots, counted below
   int distinct = 0;
@@ -75,8 +85,18 @@ double CostModel::step_ms(const StepPlan& plan, RankOf&& adapter_rank) const {
       slots_seen |= bit;
     }
   }
-  return base_ms + prefill_token_ms * prefill + decode_row_ms * decode + context_ktoken_ms * context / 1000.0 +
-         prefill_pair_mtoken_ms * pairs / 1e6 + adapter_ms * distinct + lora_token_ms * lora;
+  return {1.0, prefill, decode, context / 1000.0, pairs / 1e6, double(distinct), lora};
+}
+
+template <typename RankOf>
+double CostModel::step_ms(const StepPlan& plan, RankOf&& adapter_rank) const {
+  if (plan.rows.empty()) return 0.0;
+  const auto f = step_features(plan, adapter_rank);
+  const double c[kCostFeatures] = {base_ms,          prefill_token_ms, decode_row_ms, context_ktoken_ms,
+                                   prefill_pair_mtoken_ms, adapter_ms, lora_token_ms};
+  double ms = 0;
+  for (size_t i = 0; i < kCostFeatures; ++i) ms += c[i] * f[i];
+  return ms;
 }
 
 }  // namespace myriad::sim
