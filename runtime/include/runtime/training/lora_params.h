@@ -1,0 +1,82 @@
+// A LoRA adapter's trainable tensors (and, with the same shape, their
+// gradients or an optimizer's moments) in a chosen precision: float for
+// training, double for the gradient checks. Plain value type; PEFT layout
+// (A [rank, in], B [out, rank]; delta y = scale * (x A^T) B^T).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/checkpoint.h"
+#include "runtime/lora_weights.h"
+
+namespace myriad {
+
+template <class Real>
+struct LoraModuleParams {
+  int32_t rank = 0;  // 0: the module is not trained in this layer
+  Real scale = 0;    // alpha / rank
+  std::vector<Real> a;  // [rank, in]
+  std::vector<Real> b;  // [out, rank]
+};
+
+template <class Real>
+struct LoraParams {
+  int32_t num_layers = 0;
+  std::vector<LoraModuleParams<Real>> modules;  // [layer * kNumLinearModules + module]
+
+  const LoraModuleParams<Real>& at(int layer, LinearModule m) const {
+    return modules[size_t(layer) * kNumLinearModules + size_t(m)];
+  }
+  LoraModuleParams<Real>& at(int layer, LinearModule m) { return modules[size_t(layer) * kNumLinearModules + size_t(m)]; }
+  // Number of trainable values (A and B of every targeted module).
+  int64_t size() const {
+    int64_t n = 0;
+    for (const auto& m : modules) n += int64_t(m.a.size() + m.b.size());
+    return n;
+  }
+  // The same shape with every value zero (a gradient or a moment buffer).
+  LoraParams zeros_like() const {
+    LoraParams z = *this;
+    for (auto& m : z.modules) {
+      std::fill(m.a.begin(), m.a.end(), Real(0));
+      std::fill(m.b.begin(), m.b.end(), Real(0));
+    }
+    return z;
+  }
+  void set_zero() {
+    for (auto& m : modules) {
+      std::fill(m.a.begin(), m.a.end(), Real(0));
+      std::fill(m.b.begin(), m.b.end(), Real(0));
+    }
+  }
+  // Calls f(value&) for every value in a fixed order (module order, A then B).
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& m : modules) {
+      for (auto& v : m.a) f(v);
+      for (auto& v : m.b) f(v);
+    }
+  }
+};
+
+// Which modules a job trains and at what rank (PEFT's target_modules over
+// every layer).
+struct LoraTargets {
+  int32_t rank = 8;
+  float alpha = 16.0f;
+  bool modules[kNumLinearModules] = {true, true, true, true, true, true, true};
+};
+
+// PEFT's initialisation: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in),
+// 1/sqrt(in)), B = 0 (the adapter starts as the base model). Seeded: the same
+// (config, targets, seed) give the same values.
+LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& targets, uint64_t seed);
+
+// To the serving representation (float32, same layout) and back.
+LoraWeights to_lora_weights(const LoraParams<float>& p, std::string name);
+LoraParams<float> lora_params_from(const LoraWeights& w);
+
+}  // namespace myriad

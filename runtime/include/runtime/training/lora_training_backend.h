@@ -1,0 +1,48 @@
+// What the training loop asks of a device: one forward and backward through
+// the frozen base for a batch of rows, each row on its own job's adapter
+// (the training counterpart of Executor). Implemented in gpu/ (CPU now).
+//
+// Rows of several jobs share one pass; a job's gradient comes from its rows
+// only, summed in row order, so packing jobs together does not change any
+// job's result beyond the base GEMMs' float rounding.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/result.h"
+#include "runtime/training/lora_params.h"
+
+namespace myriad {
+
+// One training sequence: targets[i] != 0 marks token i as predicted (its
+// loss is -log p(tokens[i] | tokens[<i])); targets[0] is ignored.
+struct TrainingRow {
+  int32_t job = 0;  // index into the jobs span
+  const std::vector<int32_t>* tokens = nullptr;
+  const std::vector<uint8_t>* targets = nullptr;
+};
+
+template <class Real>
+struct TrainingJobTensors {
+  const LoraParams<Real>* params = nullptr;
+  LoraParams<Real>* grads = nullptr;  // accumulated into (+=); null: loss only
+  double loss_weight = 1.0;           // each target token's loss is multiplied by it
+  // Out: the sum of the unweighted per-token losses and their count.
+  double loss_sum = 0;
+  int64_t loss_tokens = 0;
+};
+
+class LoraTrainingBackend {
+ public:
+  virtual ~LoraTrainingBackend() = default;
+  // Adds d(sum of weighted losses)/d(params) into each job's grads. Errors:
+  // a token out of the vocabulary, a row longer than the base's context, a
+  // job index out of range (nothing is accumulated then).
+  virtual Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) = 0;
+  // Whether activations are recomputed in the backward instead of kept.
+  virtual void set_recompute(bool on) = 0;
+};
+
+}  // namespace myriad

@@ -1,0 +1,132 @@
+// The training loop's logic (runtime/: no device code): a TrainingJob is one
+// adapter being trained (its dataset, tensors, AdamW state, schedule and
+// progress); a JobTrainer packs the rows of several jobs into each
+// forward/backward on a LoraTrainingBackend and steps each job's optimizer.
+//
+// Determinism: a job's micro-batches depend only on its dataset, its config
+// and its seed (an epoch's order is a seeded shuffle), its loss weight is
+// 1 / (target tokens of its optimizer step), and the backend keeps each
+// job's gradient to its own rows; so K jobs trained together give the
+// adapters each gives alone, up to the base GEMMs' float rounding.
+//
+// Not thread-safe: one thread drives a JobTrainer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/model_config.h"
+#include "runtime/training/lora_training_backend.h"
+#include "runtime/training/optimizer.h"
+#include "runtime/training/training_data.h"
+
+namespace myriad {
+
+struct TrainingJobConfig {
+  LoraTargets targets;
+  AdamWConfig adamw;
+  int64_t steps = 0;         // optimizer steps; 0: `epochs` passes over the data
+  double epochs = 1.0;
+  int64_t batch_tokens = 4096;  // tokens of one micro-batch (at least one example)
+  int64_t grad_accum = 1;       // micro-batches per optimizer step
+  int64_t warmup_steps = 0;     // < 0: 3% of the steps
+  double min_lr_ratio = 0.0;    // cosine floor
+  double max_grad_norm = 1.0;   // <= 0: no clipping
+  uint64_t seed = 0;
+};
+
+struct TrainingStepRecord {
+  int64_t step = 0;  // 1-based optimizer step
+  double loss = 0;   // mean loss per target token of the step
+  int64_t tokens = 0;  // tokens of its rows (prompt and targets)
+  int64_t target_tokens = 0;
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+};
+
+class TrainingJob {
+ public:
+  // Errors: an empty dataset, a config out of range.
+  static Result<std::unique_ptr<TrainingJob>> create(std::string name, const ModelConfig& base,
+                                                     TrainingJobConfig config, std::vector<TrainingExample> train,
+                                                     std::vector<TrainingExample> eval = {});
+
+  const std::string& name() const { return name_; }
+  const TrainingJobConfig& config() const { return config_; }
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_done() const { return step_; }
+  bool done() const { return step_ >= total_steps_; }
+  const LoraParams<float>& params() const { return params_; }
+  const std::vector<TrainingStepRecord>& history() const { return history_; }
+  const std::vector<TrainingExample>& eval_examples() const { return eval_; }
+
+  // The next micro-batch's rows (tagged `job_index`) and whether it ends an
+  // optimizer step. Call only when !done() and after the previous
+  // micro-batch was applied.
+  std::vector<TrainingRow> next_micro_batch(int32_t job_index);
+  // This micro-batch's tensors for the backend (grads accumulate across the
+  // optimizer step's micro-batches).
+  TrainingJobTensors<float> tensors();
+  // After the backend ran the micro-batch: records its loss; on the step's
+  // last micro-batch clips, updates and returns the step's record.
+  std::optional<TrainingStepRecord> apply(const TrainingJobTensors<float>& ran);
+
+ private:
+  TrainingJob(std::string name, TrainingJobConfig config, std::vector<TrainingExample> train,
+              std::vector<TrainingExample> eval, LoraParams<float> params);
+  // Example indices of micro-batch `n` (0-based, across epochs).
+  std::vector<size_t> micro_batch(int64_t n);
+  void plan_epoch(int64_t epoch);
+
+  std::string name_;
+  TrainingJobConfig config_;
+  std::vector<TrainingExample> train_, eval_;
+  LoraParams<float> params_, grads_;
+  AdamW adamw_;
+  LrSchedule schedule_;
+  int64_t total_steps_ = 0;
+  int64_t step_ = 0;         // optimizer steps done
+  int64_t micro_ = 0;        // micro-batches done
+  // The current optimizer step's micro-batches (example indices), planned
+  // together so the loss weight covers all of them.
+  std::vector<std::vector<size_t>> step_batches_;
+  double step_weight_ = 0;
+  double step_loss_sum_ = 0;
+  int64_t step_loss_tokens_ = 0, step_tokens_ = 0;
+  // Micro-batches in order: epoch e's shuffled examples packed to batch_tokens.
+  std::vector<std::vector<size_t>> planned_;
+  int64_t planned_epochs_ = 0;
+  std::vector<TrainingStepRecord> history_;
+};
+
+// Trains several jobs together: each round takes every active job's next
+// micro-batch and runs them as one forward/backward.
+class JobTrainer {
+ public:
+  explicit JobTrainer(LoraTrainingBackend& backend) : backend_(backend) {}
+  // Owned by the caller; must outlive its time here.
+  void add(TrainingJob* job) { jobs_.push_back(job); }
+  void remove(TrainingJob* job);
+  bool idle() const;
+  // One round; returns the records of jobs that finished an optimizer step.
+  Result<std::vector<std::pair<TrainingJob*, TrainingStepRecord>>> round();
+  // Mean loss per target token of `job`'s eval examples (forward only),
+  // micro-batched to batch_tokens; NaN without eval examples.
+  Result<double> evaluate(TrainingJob& job);
+  // Mean loss of arbitrary examples under `params` (forward only).
+  Result<double> loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
+                      int64_t batch_tokens);
+
+ private:
+  LoraTrainingBackend& backend_;
+  std::vector<TrainingJob*> jobs_;
+};
+
+// Mean of the first / last n records' losses (train_loss_first / _last).
+double mean_loss_first(const std::vector<TrainingStepRecord>& h, size_t n = 10);
+double mean_loss_last(const std::vector<TrainingStepRecord>& h, size_t n = 10);
+
+}  // namespace myriad

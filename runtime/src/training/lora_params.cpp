@@ -1,0 +1,60 @@
+#include "runtime/training/lora_params.h"
+
+#include <cmath>
+
+#include "runtime/counter_rng.h"
+
+namespace myriad {
+
+LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& targets, uint64_t seed) {
+  LoraParams<float> p;
+  p.num_layers = int32_t(base.num_layers);
+  p.modules.resize(size_t(base.num_layers) * kNumLinearModules);
+  uint64_t stream = splitmix64(seed ^ 0x4c6f5241496e6974ull);  // "LoRAInit"
+  for (int64_t l = 0; l < base.num_layers; ++l)
+    for (int m = 0; m < kNumLinearModules; ++m) {
+      if (!targets.modules[m]) continue;
+      const auto [out, in] = linear_module_shape(base, LinearModule(m));
+      auto& mp = p.at(int(l), LinearModule(m));
+      mp.rank = targets.rank;
+      mp.scale = targets.alpha / float(targets.rank);
+      mp.a.resize(size_t(targets.rank) * size_t(in));
+      mp.b.assign(size_t(out) * size_t(targets.rank), 0.0f);
+      const double bound = 1.0 / std::sqrt(double(in));
+      for (auto& v : mp.a) {
+        stream = splitmix64(stream);
+        const double u = double(stream >> 11) * (1.0 / 9007199254740992.0);
+        v = float((2.0 * u - 1.0) * bound);
+      }
+    }
+  return p;
+}
+
+LoraWeights to_lora_weights(const LoraParams<float>& p, std::string name) {
+  LoraWeights w;
+  w.name = std::move(name);
+  w.num_layers = p.num_layers;
+  w.modules.resize(p.modules.size());
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    w.modules[i].rank = p.modules[i].rank;
+    w.modules[i].scale = p.modules[i].scale;
+    w.modules[i].a = p.modules[i].a;
+    w.modules[i].b = p.modules[i].b;
+  }
+  return w;
+}
+
+LoraParams<float> lora_params_from(const LoraWeights& w) {
+  LoraParams<float> p;
+  p.num_layers = w.num_layers;
+  p.modules.resize(w.modules.size());
+  for (size_t i = 0; i < w.modules.size(); ++i) {
+    p.modules[i].rank = w.modules[i].rank;
+    p.modules[i].scale = w.modules[i].scale;
+    p.modules[i].a = w.modules[i].a;
+    p.modules[i].b = w.modules[i].b;
+  }
+  return p;
+}
+
+}  // namespace myriad

@@ -1,0 +1,210 @@
+#include "runtime/training/training_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "runtime/counter_rng.h"
+
+namespace myriad {
+
+namespace {
+
+Error bad_config(const std::string& what) { return make_error(ErrorCode::kInvalidArgument, "training job: " + what); }
+
+// Packs examples (in `order`) into micro-batches of at most batch_tokens
+// tokens; an example longer than that is a batch of its own.
+std::vector<std::vector<size_t>> pack(const std::vector<TrainingExample>& ex, const std::vector<size_t>& order,
+                                      int64_t batch_tokens) {
+  std::vector<std::vector<size_t>> out;
+  std::vector<size_t> cur;
+  int64_t tokens = 0;
+  for (size_t i : order) {
+    const int64_t n = int64_t(ex[i].tokens.size());
+    if (!cur.empty() && tokens + n > batch_tokens) {
+      out.push_back(std::move(cur));
+      cur.clear();
+      tokens = 0;
+    }
+    cur.push_back(i);
+    tokens += n;
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const ModelConfig& base,
+                                                         TrainingJobConfig config, std::vector<TrainingExample> train,
+                                                         std::vector<TrainingExample> eval) {
+  if (train.empty()) return bad_config("no training examples");
+  if (config.targets.rank < 1 || config.targets.rank > 256) return bad_config("rank must be in [1, 256]");
+  if (!(config.targets.alpha > 0)) return bad_config("alpha must be positive");
+  if (!std::any_of(std::begin(config.targets.modules), std::end(config.targets.modules), [](bool b) { return b; }))
+    return bad_config("no target module");
+  if (!(config.adamw.lr > 0) || !std::isfinite(config.adamw.lr)) return bad_config("the learning rate must be positive");
+  if (config.batch_tokens < 1) return bad_config("batch_tokens must be at least 1");
+  if (config.grad_accum < 1) return bad_config("grad_accum must be at least 1");
+  if (config.steps < 0) return bad_config("steps must be >= 0");
+  if (config.steps == 0 && !(config.epochs > 0 && config.epochs <= 1e6)) return bad_config("epochs must be positive");
+  auto params = init_lora_params(base, config.targets, config.seed);
+  std::unique_ptr<TrainingJob> job(
+      new TrainingJob(std::move(name), config, std::move(train), std::move(eval), std::move(params)));
+  if (config.steps > 0) {
+    job->total_steps_ = config.steps;
+  } else {
+    const int64_t full = int64_t(std::floor(config.epochs));
+    int64_t micro = 0;
+    for (int64_t e = 0; e < full; ++e) {
+      job->plan_epoch(e);
+      micro = int64_t(job->planned_.size());
+    }
+    const double frac = config.epochs - double(full);
+    if (frac > 0) {
+      const size_t before = job->planned_.size();
+      job->plan_epoch(full);
+      micro += int64_t(std::ceil(frac * double(job->planned_.size() - before)));
+    }
+    job->total_steps_ = std::max<int64_t>(1, (micro + config.grad_accum - 1) / config.grad_accum);
+  }
+  job->schedule_.peak = config.adamw.lr;
+  job->schedule_.total_steps = job->total_steps_;
+  job->schedule_.warmup_steps =
+      config.warmup_steps >= 0 ? config.warmup_steps : int64_t(std::ceil(0.03 * double(job->total_steps_)));
+  job->schedule_.min_ratio = config.min_lr_ratio;
+  return job;
+}
+
+TrainingJob::TrainingJob(std::string name, TrainingJobConfig config, std::vector<TrainingExample> train,
+                         std::vector<TrainingExample> eval, LoraParams<float> params)
+    : name_(std::move(name)),
+      config_(config),
+      train_(std::move(train)),
+      eval_(std::move(eval)),
+      params_(std::move(params)),
+      grads_(params_.zeros_like()),
+      adamw_(params_, config.adamw) {}
+
+void TrainingJob::plan_epoch(int64_t epoch) {
+  std::vector<size_t> order(train_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  uint64_t s = splitmix64(config_.seed ^ (0x5368756666ull + uint64_t(epoch) * 0x9e3779b97f4a7c15ull));
+  for (size_t i = order.size(); i > 1; --i) {
+    s = splitmix64(s);
+    std::swap(order[i - 1], order[size_t(s % i)]);
+  }
+  for (auto& b : pack(train_, order, config_.batch_tokens)) planned_.push_back(std::move(b));
+  planned_epochs_ = epoch + 1;
+}
+
+std::vector<size_t> TrainingJob::micro_batch(int64_t n) {
+  while (int64_t(planned_.size()) <= n) plan_epoch(planned_epochs_);
+  return planned_[size_t(n)];
+}
+
+std::vector<TrainingRow> TrainingJob::next_micro_batch(int32_t job_index) {
+  if (step_batches_.empty()) {
+    int64_t targets = 0;
+    for (int64_t k = 0; k < config_.grad_accum; ++k) {
+      step_batches_.push_back(micro_batch(micro_ + k));
+      for (size_t i : step_batches_.back()) targets += train_[i].target_count();
+    }
+    step_weight_ = targets > 0 ? 1.0 / double(targets) : 0.0;
+    grads_.set_zero();
+    step_loss_sum_ = 0;
+    step_loss_tokens_ = step_tokens_ = 0;
+  }
+  const size_t pos = size_t(micro_ % config_.grad_accum);
+  std::vector<TrainingRow> rows;
+  for (size_t i : step_batches_[pos]) rows.push_back({job_index, &train_[i].tokens, &train_[i].targets});
+  return rows;
+}
+
+TrainingJobTensors<float> TrainingJob::tensors() { return {&params_, &grads_, step_weight_, 0, 0}; }
+
+std::optional<TrainingStepRecord> TrainingJob::apply(const TrainingJobTensors<float>& ran) {
+  const size_t pos = size_t(micro_ % config_.grad_accum);
+  step_loss_sum_ += ran.loss_sum;
+  step_loss_tokens_ += ran.loss_tokens;
+  for (size_t i : step_batches_[pos]) step_tokens_ += int64_t(train_[i].tokens.size());
+  ++micro_;
+  if (pos + 1 < step_batches_.size()) return std::nullopt;
+  TrainingStepRecord rec;
+  rec.step = step_ + 1;
+  rec.loss = step_loss_tokens_ > 0 ? step_loss_sum_ / double(step_loss_tokens_) : 0.0;
+  rec.tokens = step_tokens_;
+  rec.target_tokens = step_loss_tokens_;
+  rec.lr = schedule_.at(step_);
+  rec.grad_norm = clip_grad_norm(grads_, config_.max_grad_norm);
+  adamw_.step(params_, grads_, rec.lr);
+  ++step_;
+  step_batches_.clear();
+  history_.push_back(rec);
+  return rec;
+}
+
+void JobTrainer::remove(TrainingJob* job) { jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end()); }
+
+bool JobTrainer::idle() const {
+  return std::none_of(jobs_.begin(), jobs_.end(), [](const TrainingJob* j) { return !j->done(); });
+}
+
+Result<std::vector<std::pair<TrainingJob*, TrainingStepRecord>>> JobTrainer::round() {
+  std::vector<TrainingJob*> active;
+  for (TrainingJob* j : jobs_)
+    if (!j->done()) active.push_back(j);
+  std::vector<TrainingRow> rows;
+  std::vector<TrainingJobTensors<float>> tensors;
+  for (size_t i = 0; i < active.size(); ++i) {
+    auto r = active[i]->next_micro_batch(int32_t(i));
+    rows.insert(rows.end(), r.begin(), r.end());
+    tensors.push_back(active[i]->tensors());
+  }
+  std::vector<std::pair<TrainingJob*, TrainingStepRecord>> out;
+  if (rows.empty()) return out;
+  MYRIAD_TRY(backend_.forward_backward(rows, tensors));
+  for (size_t i = 0; i < active.size(); ++i)
+    if (auto rec = active[i]->apply(tensors[i])) out.emplace_back(active[i], *rec);
+  return out;
+}
+
+Result<double> JobTrainer::loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
+                                int64_t batch_tokens) {
+  if (examples.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<size_t> order(examples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  double sum = 0;
+  int64_t n = 0;
+  for (const auto& batch : pack(examples, order, batch_tokens)) {
+    std::vector<TrainingRow> rows;
+    for (size_t i : batch) rows.push_back({0, &examples[i].tokens, &examples[i].targets});
+    TrainingJobTensors<float> t{&params, nullptr, 1.0, 0, 0};
+    MYRIAD_TRY(backend_.forward_backward(rows, std::span<TrainingJobTensors<float>>(&t, 1)));
+    sum += t.loss_sum;
+    n += t.loss_tokens;
+  }
+  return n > 0 ? sum / double(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+Result<double> JobTrainer::evaluate(TrainingJob& job) {
+  return loss(job.params(), job.eval_examples(), job.config().batch_tokens);
+}
+
+double mean_loss_first(const std::vector<TrainingStepRecord>& h, size_t n) {
+  const size_t k = std::min(n, h.size());
+  if (k == 0) return std::numeric_limits<double>::quiet_NaN();
+  double s = 0;
+  for (size_t i = 0; i < k; ++i) s += h[i].loss;
+  return s / double(k);
+}
+
+double mean_loss_last(const std::vector<TrainingStepRecord>& h, size_t n) {
+  const size_t k = std::min(n, h.size());
+  if (k == 0) return std::numeric_limits<double>::quiet_NaN();
+  double s = 0;
+  for (size_t i = h.size() - k; i < h.size(); ++i) s += h[i].loss;
+  return s / double(k);
+}
+
+}  // namespace myriad
