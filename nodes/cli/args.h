@@ -49,6 +49,30 @@ struct MakeAdapterArgs {
   std::string out;        // --out DIR (required)
 };
 
+// `myriad finetune`: train one LoRA adapter in-process on the CPU.
+struct FinetuneArgs {
+  std::string model;                   // --model DIR (required)
+  std::string data;                    // --data FILE.jsonl (required)
+  std::string out;                     // --out DIR (required): the PEFT folder written
+  std::optional<std::string> eval;     // --eval FILE.jsonl: its loss at the end
+  int64_t rank = 8;                    // --rank R
+  double alpha = 16.0;                 // --alpha A
+  std::string targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";  // --targets
+  int64_t steps = 0;                   // --steps N (0: --epochs)
+  double epochs = 1.0;                 // --epochs E
+  double lr = 2e-4;                    // --lr LR (peak)
+  int64_t batch_tokens = 2048;         // --batch-tokens T
+  int64_t grad_accum = 1;              // --grad-accum K
+  int64_t warmup_steps = -1;           // --warmup-steps (-1: 3% of the steps)
+  double max_grad_norm = 1.0;          // --max-grad-norm (0: off)
+  double weight_decay = 0.0;           // --weight-decay
+  int64_t seed = 0;                    // --seed S
+  int64_t max_tokens = 0;              // --max-tokens (0: the model's context)
+  std::string overflow = "truncate";   // --overflow truncate|reject
+  bool recompute = false;              // --recompute: activation checkpointing
+  int64_t threads = 0;                 // --threads N
+};
+
 struct LogitsArgs {
   std::string model;                  // --model DIR (required)
   std::optional<std::string> ids;     // --ids 1,2,3

@@ -77,6 +77,42 @@ void add_make_adapter(CLI::App& app, MakeAdapterArgs& a, std::function<int()>& r
   c->callback([&] { run = [&] { return cmd_make_adapter(a); }; });
 }
 
+void add_finetune(CLI::App& app, FinetuneArgs& a, std::function<int()>& run) {
+  auto* c = add_command(app, "finetune", "train one LoRA adapter on a JSONL dataset (CPU), written as a PEFT folder");
+  c->add_option("--model", a.model, "the base model folder")->option_text("DIR")->required();
+  c->add_option("--data", a.data, "training examples: {\"prompt\",\"completion\"} or {\"messages\"} a line")
+      ->option_text("FILE.jsonl")
+      ->required();
+  c->add_option("--out", a.out, "folder to write the adapter to (adapter_config.json, adapter_model.safetensors)")
+      ->option_text("DIR")
+      ->required();
+  c->add_option("--eval", a.eval, "held-out examples: their mean loss is reported at the end")->option_text("FILE.jsonl");
+  c->add_option("--rank", a.rank, "LoRA rank (default 8)")->option_text("R");
+  c->add_option("--alpha", a.alpha, "LoRA alpha; scale = alpha / rank (default 16)")->option_text("A");
+  c->add_option("--targets", a.targets, "modules to adapt in every layer (default: all seven projections)")
+      ->option_text("q_proj,v_proj,...");
+  c->add_option("--steps", a.steps, "optimizer steps (default: --epochs passes over the data)")->option_text("N");
+  c->add_option("--epochs", a.epochs, "passes over the data when --steps is not given (default 1)")->option_text("E");
+  c->add_option("--lr", a.lr, "peak learning rate: linear warmup, then cosine decay to 0 (default 2e-4)")
+      ->option_text("LR");
+  c->add_option("--batch-tokens", a.batch_tokens, "tokens of one micro-batch, whole examples (default 2048)")
+      ->option_text("T");
+  c->add_option("--grad-accum", a.grad_accum, "micro-batches per optimizer step (default 1)")->option_text("K");
+  c->add_option("--warmup-steps", a.warmup_steps, "warmup steps (default: 3% of the steps)")->option_text("N");
+  c->add_option("--max-grad-norm", a.max_grad_norm, "clip the gradients' global norm (default 1; 0: off)")
+      ->option_text("X");
+  c->add_option("--weight-decay", a.weight_decay, "AdamW weight decay (default 0)")->option_text("X");
+  c->add_option("--seed", a.seed, "initialisation and shuffling seed (default 0)")->option_text("S");
+  c->add_option("--max-tokens", a.max_tokens, "longest example in tokens (default: the model's context)")
+      ->option_text("N");
+  c->add_option("--overflow", a.overflow, "longer examples: truncate | reject (default truncate)")->option_text("P");
+  c->add_flag("--recompute", a.recompute, "recompute activations in the backward instead of keeping them");
+  add_threads(*c, a.threads, "compute threads");
+  c->footer("prints progress on stderr, then one JSON line on stdout: train_loss_first, train_loss_last (means of\n"
+            "10 steps), eval_loss (with --eval), steps, tokens_per_s, ...");
+  c->callback([&] { run = [&] { return cmd_finetune(a); }; });
+}
+
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
   auto* c = add_command(app, "logits", "logits of a prompt (JSON), optionally through LoRA adapters");
   c->add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
@@ -216,6 +252,7 @@ int main(int argc, char** argv) {
   MakeAdapterArgs make_adapter;
   LogitsArgs logits;
   GenerateArgs generate;
+  FinetuneArgs finetune;
 
   auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
   selfcheck->footer(
@@ -228,6 +265,7 @@ int main(int argc, char** argv) {
   add_make_adapter(app, make_adapter, run);
   add_logits(app, logits, run);
   add_generate(app, generate, run);
+  add_finetune(app, finetune, run);
 #ifdef MYRIAD_CLI_FULL
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;

@@ -8,10 +8,33 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "gpu/cpu/matmul.h"
 
 namespace myriad::gpu::cpu::train {
+
+// A dot product in 16 independent lanes (vectorised without -ffast-math).
+template <class Real>
+inline Real dot(const Real* a, const Real* b, int64_t n) {
+  Real acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
+  Real s = 0;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// out[k * ld_out + i] += scale * sum over the tokens t of `spans` (in order)
+// of u[t * ld_u + k] * v[t * ld_v + i], for k < nk and i in [i0, i1): the
+// outer-product sums of LoRA's dA (u = dz, v = x) and dBᵀ (u = z, v = dy).
+// Each element's sum runs over the tokens in order, whatever [i0, i1) is.
+template <class Real>
+void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, const Real* u, int64_t ld_u, int64_t nk,
+                      const Real* v, int64_t ld_v, int64_t i0, int64_t i1, Real scale, Real* out, int64_t ld_out);
 
 // y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), one row of n; returns r.
 template <class Real>
@@ -58,6 +81,12 @@ double cross_entropy_row(const Real* logits, int64_t vocab, int32_t target, doub
 // dx[T, in] (+= when accumulate, else =) dy[T, out] · W[out, in]: the input
 // gradient of y = x · W^T. W is read in its stored dtype, never expanded.
 void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, float* dx, bool accumulate);
+// The same with Wᵀ already made (transpose_weight): no pass over W per call.
+void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, const WeightView& wt,
+                       float* dx, bool accumulate);
+// W [out, in] as Wᵀ [in, out] in the same 2- or 4-byte dtype; `storage` holds
+// the elements (the view points into it). Other dtypes: an empty view.
+WeightView transpose_weight(ThreadPool& pool, const WeightView& w, std::vector<uint32_t>& storage);
 // Naive reference (double accumulation) for tests.
 void matmul_input_grad_reference(const float* dy, int64_t T, const WeightView& w, float* dx);
 

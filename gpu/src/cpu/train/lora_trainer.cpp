@@ -24,6 +24,7 @@ WeightView weight_view(const TensorView& t) { return WeightView{t.dtype, t.data,
 
 constexpr int64_t kHeadChunk = 256;  // logits positions computed at once (bounds [P, vocab])
 
+
 }  // namespace
 
 template <class Real>
@@ -128,12 +129,32 @@ void LlamaLoraTrainer<Real>::prepare(std::span<const TrainingRow> rows, std::spa
       pos_.push_back(int64_t(i));
     }
     rows_.push_back({b, int64_t(tokens_.size()), r.job, r.targets});
-    job_spans_[size_t(r.job)].emplace_back(b, int64_t(tokens_.size()));
+    auto& spans = job_spans_[size_t(r.job)];
+    if (!spans.empty() && spans.back().second == b) {
+      spans.back().second = int64_t(tokens_.size());  // contiguous with the job's previous row: one run
+    } else {
+      spans.emplace_back(b, int64_t(tokens_.size()));
+    }
   }
   rmax_ = 0;
   for (const auto& j : jobs)
     if (j.params)
       for (const auto& m : j.params->modules) rmax_ = std::max<int64_t>(rmax_, m.rank);
+  // Bᵀ of every adapted module of every job in the step (this step's values).
+  bt_.assign(jobs.size() * size_t(c.num_layers) * kNumLinearModules, {});
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    if (!jobs[j].params || job_spans_[j].empty()) continue;
+    for (int64_t l = 0; l < c.num_layers; ++l)
+      for (int m = 0; m < kNumLinearModules; ++m) {
+        const auto& p = jobs[j].params->at(int(l), LinearModule(m));
+        if (p.rank == 0) continue;
+        const int64_t r = p.rank, out = int64_t(p.b.size()) / r;
+        auto& bt = bt_[(j * size_t(c.num_layers) + size_t(l)) * kNumLinearModules + size_t(m)];
+        bt.resize(p.b.size());
+        for (int64_t o = 0; o < out; ++o)
+          for (int64_t k = 0; k < r; ++k) bt[size_t(k * out + o)] = p.b[size_t(o * r + k)];
+      }
+  }
   const int64_t half = c.head_dim / 2;
   cos_.resize(size_t(T_ * half));
   sin_.resize(size_t(T_ * half));
@@ -169,7 +190,16 @@ void LlamaLoraTrainer<Real>::base_matmul(const WeightView& w, const Real* x, int
 template <class Real>
 void LlamaLoraTrainer<Real>::base_input_grad(const WeightView& w, const Real* dy, int64_t T, Real* dx) {
   if constexpr (std::is_same_v<Real, float>) {
-    train::matmul_input_grad(pool_, dy, T, w, dx, /*accumulate=*/true);
+    if (!cache_transposed_ || T < 16) {
+      train::matmul_input_grad(pool_, dy, T, w, dx, /*accumulate=*/true);
+      return;
+    }
+    auto it = transposed_.find(w.data);
+    if (it == transposed_.end()) {
+      it = transposed_.emplace(w.data, std::pair<WeightView, std::vector<uint32_t>>{}).first;
+      it->second.first = train::transpose_weight(pool_, w, it->second.second);
+    }
+    train::matmul_input_grad(pool_, dy, T, w, it->second.first, dx, /*accumulate=*/true);
   } else {
     pool_.parallel_for(T, 1, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t)
@@ -193,27 +223,27 @@ void LlamaLoraTrainer<Real>::linear(int l, LinearModule m, const Real* x, Real* 
                                    : m == LinearModule::kV ? &L.v_bias
                                    : m == LinearModule::kO ? &L.o_bias
                                                            : nullptr;
+  if (bias && !bias->empty()) {
+    pool_.parallel_for(T_, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t)
+        for (int64_t o = 0; o < out; ++o) y[t * out + o] += Real((*bias)[size_t(o)]);
+    });
+  }
+  if (rmax_ == 0) return;
   pool_.parallel_for(T_, 4, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       Real* yt = y + t * out;
-      if (bias && !bias->empty())
-        for (int64_t o = 0; o < out; ++o) yt[o] += Real((*bias)[size_t(o)]);
       const auto& p = jobs_[size_t(job_of_[size_t(t)])].params->at(l, m);
       if (p.rank == 0) continue;
       const int64_t r = p.rank;
       Real* zt = z + t * rmax_;
       const Real* xt = x + t * in;
+      for (int64_t k = 0; k < r; ++k) zt[k] = train::dot(xt, p.a.data() + k * in, in);
+      const Real* bt = b_transposed(job_of_[size_t(t)], l, m);
       for (int64_t k = 0; k < r; ++k) {
-        const Real* a = p.a.data() + k * in;
-        Real s = 0;
-        for (int64_t i = 0; i < in; ++i) s += xt[i] * a[i];
-        zt[k] = s;
-      }
-      for (int64_t o = 0; o < out; ++o) {
-        const Real* bo = p.b.data() + o * r;
-        Real s = 0;
-        for (int64_t k = 0; k < r; ++k) s += zt[k] * bo[k];
-        yt[o] += p.scale * s;
+        const Real c = p.scale * zt[k];
+        const Real* btk = bt + k * out;
+        for (int64_t o = 0; o < out; ++o) yt[o] += c * btk[o];
       }
     }
   });
@@ -235,11 +265,8 @@ void LlamaLoraTrainer<Real>::linear_backward(int l, LinearModule m, const Real* 
       const int64_t r = p.rank;
       Real* dzt = dz_.data() + t * rmax_;
       const Real* dyt = dy + t * out;
-      for (int64_t o = 0; o < out; ++o) {
-        const Real g = dyt[o] * p.scale;
-        const Real* bo = p.b.data() + o * r;
-        for (int64_t k = 0; k < r; ++k) dzt[k] += g * bo[k];
-      }
+      const Real* bt = b_transposed(job_of_[size_t(t)], l, m);
+      for (int64_t k = 0; k < r; ++k) dzt[k] = p.scale * train::dot(dyt, bt + k * out, out);
       Real* dxt = dx + t * in;
       for (int64_t k = 0; k < r; ++k) {
         const Real* a = p.a.data() + k * in;
@@ -260,28 +287,14 @@ void LlamaLoraTrainer<Real>::linear_backward(int l, LinearModule m, const Real* 
     const int64_t r = p.rank;
     const auto& spans = job_spans_[j];
     pool_.parallel_for(in, 64, [&](int64_t b, int64_t e, int) {
-      for (const auto& [t0, t1] : spans)
-        for (int64_t t = t0; t < t1; ++t) {
-          const Real* xt = x + t * in;
-          const Real* dzt = dz_.data() + t * rmax_;
-          for (int64_t k = 0; k < r; ++k) {
-            Real* ga = gp.a.data() + k * in;
-            const Real d = dzt[k];
-            for (int64_t i = b; i < e; ++i) ga[i] += d * xt[i];
-          }
-        }
+      train::accumulate_outer(spans, dz_.data(), rmax_, r, x, in, b, e, Real(1), gp.a.data(), in);
     });
-    pool_.parallel_for(out, 64, [&](int64_t b, int64_t e, int) {
-      for (const auto& [t0, t1] : spans)
-        for (int64_t t = t0; t < t1; ++t) {
-          const Real* zt = z + t * rmax_;
-          const Real* dyt = dy + t * out;
-          for (int64_t o = b; o < e; ++o) {
-            const Real g = dyt[o] * p.scale;
-            Real* gb = gp.b.data() + o * r;
-            for (int64_t k = 0; k < r; ++k) gb[k] += g * zt[k];
-          }
-        }
+    // dBᵀ [r, out] first (rows of `out`: vectorised), then added into B's layout.
+    dbt_.assign(size_t(r * out), Real(0));
+    pool_.parallel_for(out, 256, [&](int64_t b, int64_t e, int) {
+      train::accumulate_outer(spans, z, rmax_, r, dy, out, b, e, p.scale, dbt_.data(), out);
+      for (int64_t o = b; o < e; ++o)
+        for (int64_t k = 0; k < r; ++k) gp.b[size_t(o * r + k)] += dbt_[size_t(k * out + o)];
     });
   }
 }
@@ -495,6 +508,13 @@ Status LlamaLoraTrainer<Real>::forward_backward(std::span<const TrainingRow> row
     backward_layer(l, a, dx_.data());
   }
   return ok_status();
+}
+
+template <class Real>
+size_t LlamaLoraTrainer<Real>::transposed_bytes() const {
+  size_t n = 0;
+  for (const auto& [_, t] : transposed_) n += t.second.size() * sizeof(uint32_t);
+  return n;
 }
 
 template class LlamaLoraTrainer<float>;

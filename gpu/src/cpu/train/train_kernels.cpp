@@ -84,10 +84,7 @@ void attention_forward(const AttentionShape& s, int64_t kv_head, const Real* q, 
       const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
       Real m = -std::numeric_limits<Real>::infinity();
       for (int64_t j = j0; j <= i; ++j) {
-        const Real* kj = k + j * ks + kv_head * d;
-        Real dot = 0;
-        for (int64_t c = 0; c < d; ++c) dot += qi[c] * kj[c];
-        p[size_t(j)] = dot * scale;
+        p[size_t(j)] = dot(qi, k + j * ks + kv_head * d, d) * scale;
         m = std::max(m, p[size_t(j)]);
       }
       Real sum = 0;
@@ -105,40 +102,94 @@ void attention_forward(const AttentionShape& s, int64_t kv_head, const Real* q, 
 }
 
 // p_ij = exp(s_ij - lse_i); dp_ij = do_i . v_j; D_i = do_i . o_i;
-// ds_ij = p_ij (dp_ij - D_i); dq_i += ds_ij k_j / sqrt(d); dk_j += ds_ij q_i / sqrt(d); dv_j += p_ij do_i.
+// ds_ij = p_ij (dp_ij - D_i) / sqrt(d); then dq_i = sum_j ds_ij k_j,
+// dk_j = sum_i ds_ij q_i, dv_j = sum_i p_ij do_i, each summed in a local
+// vector (so the loops vectorise) from P and dS kept for the head.
 template <class Real>
 void attention_backward(const AttentionShape& s, int64_t kv_head, const Real* q, const Real* k, const Real* v,
                         const Real* out, const Real* lse, const Real* d_out, Real* dq, Real* dk, Real* dv) {
-  const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads;
+  const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads, T = s.T;
   const int64_t qs = s.num_heads * d, ks = s.num_kv_heads * d;
   const Real scale = Real(1) / std::sqrt(Real(d));
+  thread_local std::vector<Real> P, dS, acc_k, acc_v;
+  P.resize(size_t(T * T));
+  dS.resize(size_t(T * T));
+  acc_k.resize(size_t(d));
+  acc_v.resize(size_t(d));
+  Real* ak = acc_k.data();
+  Real* av = acc_v.data();
+  auto first_key = [&](int64_t i) { return s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : int64_t(0); };
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
-    for (int64_t i = 0; i < s.T; ++i) {
+    for (int64_t i = 0; i < T; ++i) {
       const Real* qi = q + i * qs + h * d;
       const Real* doi = d_out + i * qs + h * d;
-      const Real* oi = out + i * qs + h * d;
-      Real* dqi = dq + i * qs + h * d;
-      Real D = 0;
-      for (int64_t c = 0; c < d; ++c) D += doi[c] * oi[c];
+      const Real D = dot(doi, out + i * qs + h * d, d);
       const Real l = lse[i * s.num_heads + h];
-      const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
-      for (int64_t j = j0; j <= i; ++j) {
+      Real* Pi = P.data() + i * T;
+      Real* dSi = dS.data() + i * T;
+      for (int64_t j = first_key(i); j <= i; ++j) {
+        const Real p = std::exp(dot(qi, k + j * ks + kv_head * d, d) * scale - l);
+        Pi[j] = p;
+        dSi[j] = p * (dot(doi, v + j * ks + kv_head * d, d) - D) * scale;
+      }
+      std::fill(ak, ak + d, Real(0));
+      for (int64_t j = first_key(i); j <= i; ++j) {
+        const Real g = dSi[j];
         const Real* kj = k + j * ks + kv_head * d;
-        const Real* vj = v + j * ks + kv_head * d;
-        Real dot = 0, dp = 0;
+        for (int64_t c = 0; c < d; ++c) ak[c] += g * kj[c];
+      }
+      Real* dqi = dq + i * qs + h * d;
+      for (int64_t c = 0; c < d; ++c) dqi[c] += ak[c];
+    }
+    for (int64_t j = 0; j < T; ++j) {
+      std::fill(ak, ak + d, Real(0));
+      std::fill(av, av + d, Real(0));
+      const int64_t i_end = s.window > 0 ? std::min(T, j + s.window) : T;
+      for (int64_t i = j; i < i_end; ++i) {
+        const Real g = dS[size_t(i * T + j)], p = P[size_t(i * T + j)];
+        const Real* qi = q + i * qs + h * d;
+        const Real* doi = d_out + i * qs + h * d;
         for (int64_t c = 0; c < d; ++c) {
-          dot += qi[c] * kj[c];
-          dp += doi[c] * vj[c];
+          ak[c] += g * qi[c];
+          av[c] += p * doi[c];
         }
-        const Real p = std::exp(dot * scale - l);
-        const Real ds = p * (dp - D) * scale;
-        Real* dkj = dk + j * ks + kv_head * d;
-        Real* dvj = dv + j * ks + kv_head * d;
-        for (int64_t c = 0; c < d; ++c) {
-          dqi[c] += ds * kj[c];
-          dkj[c] += ds * qi[c];
-          dvj[c] += p * doi[c];
+      }
+      Real* dkj = dk + j * ks + kv_head * d;
+      Real* dvj = dv + j * ks + kv_head * d;
+      for (int64_t c = 0; c < d; ++c) {
+        dkj[c] += ak[c];
+        dvj[c] += av[c];
+      }
+    }
+  }
+}
+
+template <class Real>
+void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, const Real* u, int64_t ld_u, int64_t nk,
+                      const Real* v, int64_t ld_v, int64_t i0, int64_t i1, Real scale, Real* out, int64_t ld_out) {
+  constexpr int64_t kW = 64, kK = 4;  // a 4 x 64 block of sums kept in registers
+  for (int64_t c0 = i0; c0 < i1; c0 += kW) {
+    const int64_t nc = std::min(kW, i1 - c0);
+    for (int64_t k0 = 0; k0 < nk; k0 += kK) {
+      const int64_t nkk = std::min(kK, nk - k0);
+      Real acc[kK][kW] = {};
+      for (const auto& [t0, t1] : spans)
+        for (int64_t t = t0; t < t1; ++t) {
+          const Real* vt = v + t * ld_v + c0;
+          const Real* ut = u + t * ld_u + k0;
+          Real d[kK];
+          for (int64_t k = 0; k < kK; ++k) d[k] = k < nkk ? ut[k] : Real(0);
+          if (nc == kW) {
+            for (int64_t k = 0; k < kK; ++k)
+              for (int64_t c = 0; c < kW; ++c) acc[k][c] += d[k] * vt[c];
+          } else {
+            for (int64_t k = 0; k < kK; ++k)
+              for (int64_t c = 0; c < nc; ++c) acc[k][c] += d[k] * vt[c];
+          }
         }
+      for (int64_t k = 0; k < nkk; ++k) {
+        Real* o = out + (k0 + k) * ld_out + c0;
+        for (int64_t c = 0; c < nc; ++c) o[c] += scale * acc[k][c];
       }
     }
   }
@@ -191,10 +242,13 @@ void load_row(const WeightView& w, int64_t o, int64_t c0, int64_t n, float* out)
 
 }  // namespace
 
-void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, float* dx, bool accumulate) {
+namespace {
+
+// dx (+)= dy · W read row by row: W is read once per 64 tokens, so this is
+// for a few tokens only (decode-sized steps).
+void input_grad_direct(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, float* dx, bool accumulate) {
   const int64_t out = w.rows, in = w.cols;
   const int64_t blocks = (in + kColBlock - 1) / kColBlock;
-  // Tasks: (column block, token tile of 64 tokens) so a small T still fills the pool.
   constexpr int64_t kTokChunk = 64;
   const int64_t chunks = (T + kTokChunk - 1) / kTokChunk;
   pool.parallel_for(blocks * chunks, 1, [&](int64_t b, int64_t e, int) {
@@ -211,7 +265,6 @@ void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const Weigh
           load_row(w, o, c0, n, wrow);
           for (int64_t t = 0; t < nt; ++t) {
             const float g = dy[(t0 + t) * out + o];
-            if (g == 0.0f) continue;
             float* a = acc[t];
             for (int64_t c = 0; c < kColBlock; ++c) a[c] += g * wrow[c];
           }
@@ -227,6 +280,69 @@ void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const Weigh
       }
     }
   });
+}
+
+// W [out, in] into Wt [in, out], same element type, in 32 x 32 tiles.
+template <class E>
+void transpose(ThreadPool& pool, const E* w, int64_t out, int64_t in, E* wt) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (out + kTile - 1) / kTile;
+  pool.parallel_for(row_tiles, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t rt = b; rt < e; ++rt) {
+      const int64_t o0 = rt * kTile, o1 = std::min(out, o0 + kTile);
+      for (int64_t i0 = 0; i0 < in; i0 += kTile) {
+        const int64_t i1 = std::min(in, i0 + kTile);
+        for (int64_t o = o0; o < o1; ++o)
+          for (int64_t i = i0; i < i1; ++i) wt[i * out + o] = w[o * in + i];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+WeightView transpose_weight(ThreadPool& pool, const WeightView& w, std::vector<uint32_t>& storage) {
+  const size_t elem = dtype_size(w.dtype);
+  if (elem != 2 && elem != 4) return {};
+  storage.resize((size_t(w.rows * w.cols) * elem + 3) / 4);
+  if (elem == 2) {
+    transpose(pool, static_cast<const uint16_t*>(w.data), w.rows, w.cols, reinterpret_cast<uint16_t*>(storage.data()));
+  } else {
+    transpose(pool, static_cast<const uint32_t*>(w.data), w.rows, w.cols, storage.data());
+  }
+  return WeightView{w.dtype, storage.data(), w.cols, w.rows};
+}
+
+// From 16 tokens the GEMM is worth the fast forward kernel over Wᵀ:
+// dx = dy · (Wᵀ)ᵀ through matmul.
+void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, const WeightView& wt,
+                       float* dx, bool accumulate) {
+  if (T < 16 || wt.data == nullptr) {
+    input_grad_direct(pool, dy, T, w, dx, accumulate);
+    return;
+  }
+  if (!accumulate) {
+    matmul(pool, dy, T, wt, dx);
+    return;
+  }
+  thread_local std::vector<float> tmp;
+  tmp.resize(size_t(T * w.cols));
+  matmul(pool, dy, T, wt, tmp.data());
+  const int64_t n = T * w.cols;
+  const float* add = tmp.data();  // not `tmp` inside the lambda: that names each worker's own (thread_local)
+  pool.parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) dx[i] += add[i];
+  });
+}
+
+void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const WeightView& w, float* dx, bool accumulate) {
+  if (T < 16) {
+    input_grad_direct(pool, dy, T, w, dx, accumulate);
+    return;
+  }
+  thread_local std::vector<uint32_t> storage;
+  const WeightView wt = transpose_weight(pool, w, storage);
+  matmul_input_grad(pool, dy, T, w, wt, dx, accumulate);
 }
 
 void matmul_input_grad_reference(const float* dy, int64_t T, const WeightView& w, float* dx) {
@@ -249,7 +365,9 @@ void matmul_input_grad_reference(const float* dy, int64_t T, const WeightView& w
                                         Real*, Real*);                                                              \
   template void attention_backward<Real>(const AttentionShape&, int64_t, const Real*, const Real*, const Real*,     \
                                          const Real*, const Real*, const Real*, Real*, Real*, Real*);               \
-  template double cross_entropy_row<Real>(const Real*, int64_t, int32_t, double, Real*);
+  template double cross_entropy_row<Real>(const Real*, int64_t, int32_t, double, Real*);                           \
+  template void accumulate_outer<Real>(const std::vector<std::pair<int64_t, int64_t>>&, const Real*, int64_t,       \
+                                       int64_t, const Real*, int64_t, int64_t, int64_t, Real, Real*, int64_t);
 
 MYRIAD_TRAIN_KERNELS(float)
 MYRIAD_TRAIN_KERNELS(double)

@@ -1,0 +1,237 @@
+// train: LoRA training throughput on the CPU against prefill on the same
+// machine, and what concurrent jobs cost in memory.
+//
+// In one run, each configuration in a child process of its own (so its peak
+// RSS is its own): (1) prefill tokens/s of the step's tokens through the
+// CpuExecutor (sequences of --seq-len tokens, --batch-tokens per step, best
+// of --reps); (2) training tokens/s of 1 job; (3) of --jobs concurrent jobs
+// (each its own adapter, optimizer and data, their rows packed into one
+// forward/backward per round). Training examples are --seq-len tokens whose
+// last quarter is the completion (the loss), as a fine-tuning set is.
+// A training step costs a forward, the input-gradient GEMMs (about one more
+// forward) and the LoRA and attention backward; the goal is at least 30% of
+// the prefill rate. Memory: peak RSS of the K-job process against K times
+// the 1-job process (the base weights and the activations are shared).
+//
+// usage: train [--model DIR] [--jobs K] [--steps N] [--batch-tokens T] [--seq-len L] [--rank R]
+//              [--threads N] [--reps N] [--recompute] [--json]
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpu/cpu/cpu_executor.h"
+#include "gpu/cpu/lora_trainer.h"
+#include "greedy_decode.h"
+#include "nodes/cli_app.h"
+#include "runtime/kv_block_allocator.h"
+#include "runtime/model_factory.h"
+#include "runtime/training/training_job.h"
+
+using namespace myriad;
+
+namespace {
+
+struct Options {
+  std::string model;
+  int64_t jobs = 8, steps = 4, batch_tokens = 512, seq_len = 128, rank = 16, threads = 0, reps = 3;
+  bool recompute = false, json = false;
+};
+
+struct Figures {
+  double tok_s = 0;
+  double peak_rss_mb = 0;
+  double activation_mb = 0;
+  double loss_first = 0, loss_last = 0;
+};
+
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+// Runs `fn` in a child process; returns what it wrote (a Figures) or nullopt.
+std::optional<Figures> in_child(const std::function<bool(Figures&)>& fn) {
+  int fds[2];
+  if (pipe(fds) != 0) return std::nullopt;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    Figures f;
+    const bool ok = fn(f);
+    f.peak_rss_mb = peak_rss_mb();
+    if (ok && write(fds[1], &f, sizeof f) != ssize_t(sizeof f)) _exit(1);
+    _exit(ok ? 0 : 1);
+  }
+  close(fds[1]);
+  Figures f;
+  const bool got = read(fds[0], &f, sizeof f) == ssize_t(sizeof f);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return f;
+}
+
+std::vector<TrainingExample> synthetic_examples(int64_t n, int64_t len, int64_t vocab, int salt) {
+  std::vector<TrainingExample> out;
+  for (int64_t i = 0; i < n; ++i) {
+    TrainingExample ex;
+    ex.tokens = bench::prompt(int(len), salt * 1000 + int(i), vocab);
+    ex.targets.assign(size_t(len), 0);
+    for (int64_t t = len - len / 4; t < len; ++t) ex.targets[size_t(t)] = 1;
+    out.push_back(std::move(ex));
+  }
+  return out;
+}
+
+bool prefill(const Options& o, std::shared_ptr<const Checkpoint> ck, Figures& f) {
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.threads = int(o.threads);
+  eo.kv_block_size = 16;
+  const int64_t seqs = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
+  eo.kv_num_blocks = int32_t(seqs * (o.seq_len / 16 + 2) + 8);
+  auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
+  if (!ex.ok()) return false;
+  StepPlan plan;
+  StepResult res;
+  for (int64_t rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
+    KvBlockAllocator alloc(eo.kv_num_blocks, 1);
+    std::vector<bench::DecodeSeq> s(static_cast<size_t>(seqs));
+    for (int64_t i = 0; i < seqs; ++i) s[size_t(i)].ids = bench::prompt(int(o.seq_len), int(i), ck->config().vocab_size);
+    const double t0 = bench::now_s();
+    if (!bench::greedy_step(*ex.value(), s, alloc, plan, res, "train")) return false;
+    if (rep > 0) f.tok_s = std::max(f.tok_s, double(seqs * o.seq_len) / (bench::now_s() - t0));
+  }
+  return true;
+}
+
+bool train(const Options& o, std::shared_ptr<const Checkpoint> ck, int64_t jobs, Figures& f) {
+  gpu::cpu::CpuLoraTrainingBackend backend(ck, int(o.threads));
+  backend.set_recompute(o.recompute);
+  JobTrainer trainer(backend);
+  std::vector<std::unique_ptr<TrainingJob>> owned;
+  const int64_t per_job = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
+  for (int64_t j = 0; j < jobs; ++j) {
+    TrainingJobConfig c;
+    c.targets.rank = int32_t(o.rank);
+    c.targets.alpha = float(2 * o.rank);
+    c.adamw.lr = 1e-3;
+    c.steps = o.steps + 1;  // the first is a warm-up
+    c.batch_tokens = o.batch_tokens;
+    c.seed = uint64_t(j);
+    auto job = TrainingJob::create("job" + std::to_string(j), ck->config(), c,
+                                   synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
+    if (!job.ok()) {
+      std::fprintf(stderr, "train: %s\n", job.error().to_string().c_str());
+      return false;
+    }
+    trainer.add(job.value().get());
+    owned.push_back(std::move(job.value()));
+  }
+  if (!trainer.round().ok()) return false;  // warm-up: first touch of the weights, the transposes
+  int64_t tokens = 0;
+  const double t0 = bench::now_s();
+  while (!trainer.idle()) {
+    auto r = trainer.round();
+    if (!r.ok()) {
+      std::fprintf(stderr, "train: %s\n", r.error().to_string().c_str());
+      return false;
+    }
+    for (const auto& [_, rec] : r.value()) tokens += rec.tokens;
+  }
+  f.tok_s = double(tokens) / (bench::now_s() - t0);
+  f.activation_mb = double(backend.activation_bytes()) / 1e6;
+  f.loss_first = owned[0]->history().front().loss;
+  f.loss_last = owned[0]->history().back().loss;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app("LoRA training throughput (1 and K concurrent jobs) against prefill, and the memory of K jobs.",
+               "train");
+  cli::set_conventions(app);
+  app.add_option("--model", o.model, "base model folder (default: a random llama-110m in bf16)")->option_text("DIR");
+  app.add_option("--jobs", o.jobs, "concurrent jobs of the second run (default 8)")->option_text("K");
+  app.add_option("--steps", o.steps, "timed optimizer steps per run (default 4)")->option_text("N");
+  app.add_option("--batch-tokens", o.batch_tokens, "tokens per job per step (default 512)")->option_text("T");
+  app.add_option("--seq-len", o.seq_len, "tokens per example (default 128)")->option_text("L");
+  app.add_option("--rank", o.rank, "LoRA rank on all seven modules (default 16)")->option_text("R");
+  app.add_option("--threads", o.threads, "compute threads (default: all)")->option_text("N");
+  app.add_option("--reps", o.reps, "prefill repetitions, best kept (default 3)")->option_text("N");
+  app.add_flag("--recompute", o.recompute, "recompute activations in the backward");
+  app.add_flag("--json", o.json, "print JSON instead of the table");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string model = o.model;
+  std::filesystem::path tmp;
+  if (model.empty()) {
+    tmp = std::filesystem::temp_directory_path() / ("myriad_bench_train_" + std::to_string(getpid()));
+    MakeModelOptions mo;
+    mo.shape = "llama-110m";
+    mo.seed = 1;
+    mo.dtype = DType::kBF16;
+    mo.out_dir = tmp.string();
+    if (Status st = make_model(mo); !st.ok()) {
+      std::fprintf(stderr, "train: %s\n", st.error().to_string().c_str());
+      return 1;
+    }
+    model = tmp.string();
+  }
+  auto ck = Checkpoint::load(model);
+  if (!ck.ok()) {
+    std::fprintf(stderr, "train: %s\n", ck.error().to_string().c_str());
+    return 1;
+  }
+  auto pre = in_child([&](Figures& f) { return prefill(o, ck.value(), f); });
+  auto one = in_child([&](Figures& f) { return train(o, ck.value(), 1, f); });
+  auto many = in_child([&](Figures& f) { return train(o, ck.value(), o.jobs, f); });
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
+  if (!pre || !one || !many) {
+    std::fprintf(stderr, "train: a run failed\n");
+    return 1;
+  }
+  const double ratio1 = one->tok_s / pre->tok_s, ratio_k = many->tok_s / pre->tok_s;
+  const double mem_ratio = many->peak_rss_mb / (double(o.jobs) * one->peak_rss_mb);
+  if (o.json) {
+    std::printf(
+        "{\"model\": \"%s\", \"kernel\": \"%s\", \"seq_len\": %lld, \"batch_tokens_per_job\": %lld, \"rank\": %lld, "
+        "\"recompute\": %s, \"prefill_tok_s\": %.1f, \"train_1_tok_s\": %.1f, \"train_%lld_tok_s\": %.1f, "
+        "\"train_1_vs_prefill\": %.3f, \"train_%lld_vs_prefill\": %.3f, \"rss_1_mb\": %.0f, \"rss_%lld_mb\": %.0f, "
+        "\"rss_%lld_vs_%lldx1\": %.3f, \"activation_mb_1\": %.1f, \"activation_mb_%lld\": %.1f}\n",
+        o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str(), gpu::cpu::matmul_kernel_name(),
+        (long long)o.seq_len, (long long)o.batch_tokens, (long long)o.rank, o.recompute ? "true" : "false", pre->tok_s,
+        one->tok_s, (long long)o.jobs, many->tok_s, ratio1, (long long)o.jobs, ratio_k, one->peak_rss_mb,
+        (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, (long long)o.jobs, mem_ratio, one->activation_mb,
+        (long long)o.jobs, many->activation_mb);
+    return 0;
+  }
+  std::printf("model %s, %s kernels, examples of %lld tokens, %lld tokens per job per step, rank %lld on 7 modules%s\n\n",
+              o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str(), gpu::cpu::matmul_kernel_name(),
+              (long long)o.seq_len, (long long)o.batch_tokens, (long long)o.rank, o.recompute ? ", recompute" : "");
+  std::printf("| run | tokens/s | vs prefill | peak RSS MB | activations MB |\n|---|---|---|---|---|\n");
+  std::printf("| prefill (%lld tokens a step) | %.0f | 1.00 | %.0f | |\n", (long long)o.batch_tokens, pre->tok_s,
+              pre->peak_rss_mb);
+  std::printf("| train, 1 job | %.0f | %.2f | %.0f | %.0f |\n", one->tok_s, ratio1, one->peak_rss_mb, one->activation_mb);
+  std::printf("| train, %lld jobs packed | %.0f | %.2f | %.0f | %.0f |\n", (long long)o.jobs, many->tok_s, ratio_k,
+              many->peak_rss_mb, many->activation_mb);
+  std::printf("\n%lld jobs in one process: %.0f MB peak RSS against %lld x %.0f = %.0f MB as separate processes (%.2fx)\n",
+              (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, one->peak_rss_mb,
+              double(o.jobs) * one->peak_rss_mb, mem_ratio);
+  return 0;
+}

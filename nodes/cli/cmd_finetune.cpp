@@ -1,0 +1,198 @@
+// `myriad finetune`: trains one LoRA adapter in-process on the CPU (the same
+// TrainingJob / JobTrainer a node runs), draws its progress on stderr and
+// writes the adapter as a PEFT folder (into a temporary sibling folder, then
+// renamed into place, so --out never holds half an adapter).
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gpu/cpu/lora_trainer.h"
+#include "runtime/checkpoint.h"
+#include "runtime/peft_adapter.h"
+#include "runtime/tokenizer.h"
+#include "runtime/training/training_job.h"
+
+namespace myriad::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int fail(const Error& e, int code) {
+  std::fprintf(stderr, "finetune: %s\n", e.to_string().c_str());
+  return code;
+}
+
+Error bad(const std::string& what) { return make_error(ErrorCode::kInvalidArgument, what); }
+
+Result<LoraTargets> parse_targets(const std::string& list, int64_t rank, double alpha) {
+  LoraTargets t;
+  t.rank = int32_t(rank);
+  t.alpha = float(alpha);
+  for (bool& m : t.modules) m = false;
+  std::stringstream ss(list);
+  std::string name;
+  while (std::getline(ss, name, ',')) {
+    if (name.empty()) continue;
+    bool found = false;
+    for (int m = 0; m < kNumLinearModules; ++m)
+      if (name == linear_module_name(LinearModule(m))) t.modules[m] = found = true;
+    if (!found)
+      return bad("--targets: unknown module '" + name +
+                 "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+  }
+  return t;
+}
+
+std::string clock_text(double seconds) {
+  const long s = long(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
+// Replaces `out` with the folder `tmp` (renames; the old one is removed after).
+Status move_into_place(const fs::path& tmp, const fs::path& out) {
+  std::error_code ec;
+  fs::path old;
+  if (fs::exists(out, ec)) {
+    old = out.string() + ".old-" + std::to_string(::getpid());
+    fs::rename(out, old, ec);
+    if (ec) return make_error(ErrorCode::kIo, out.string() + ": cannot move the old folder aside: " + ec.message());
+  }
+  fs::rename(tmp, out, ec);
+  if (ec) return make_error(ErrorCode::kIo, out.string() + ": cannot rename the new adapter into place: " + ec.message());
+  if (!old.empty()) fs::remove_all(old, ec);
+  return ok_status();
+}
+
+}  // namespace
+
+int cmd_finetune(const FinetuneArgs& a) {
+  if (a.rank < 1 || a.rank > 256) return fail(bad("--rank must be in [1, 256]"), 2);
+  if (!(a.alpha > 0)) return fail(bad("--alpha must be > 0"), 2);
+  if (a.steps < 0) return fail(bad("--steps must be >= 0"), 2);
+  if (a.steps == 0 && !(a.epochs > 0)) return fail(bad("--epochs must be > 0"), 2);
+  if (!(a.lr > 0) || !std::isfinite(a.lr)) return fail(bad("--lr must be > 0"), 2);
+  if (a.batch_tokens < 1) return fail(bad("--batch-tokens must be >= 1"), 2);
+  if (a.grad_accum < 1) return fail(bad("--grad-accum must be >= 1"), 2);
+  if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
+  if (a.overflow != "truncate" && a.overflow != "reject") return fail(bad("--overflow must be truncate or reject"), 2);
+  auto targets = parse_targets(a.targets, a.rank, a.alpha);
+  if (!targets.ok()) return fail(targets.error(), 2);
+
+  auto ckpt = Checkpoint::load(a.model);
+  if (!ckpt.ok()) return fail(ckpt.error(), 1);
+  auto tok = Tokenizer::load(a.model);
+  if (!tok.ok()) return fail(tok.error(), 1);
+  const ModelConfig& cfg = ckpt.value()->config();
+  DatasetOptions dopt;
+  dopt.max_tokens = a.max_tokens > 0 ? std::min(a.max_tokens, cfg.max_position_embeddings) : cfg.max_position_embeddings;
+  dopt.overflow = a.overflow == "reject" ? OverflowPolicy::kReject : OverflowPolicy::kTruncate;
+  if (!cfg.eos_token_ids.empty() && tok.value()->eos_ids().empty()) dopt.eos = int32_t(cfg.eos_token_ids[0]);
+  auto train = load_training_jsonl(a.data, *tok.value(), dopt);
+  if (!train.ok()) return fail(train.error(), 1);
+  std::vector<TrainingExample> eval;
+  if (a.eval) {
+    auto e = load_training_jsonl(*a.eval, *tok.value(), dopt);
+    if (!e.ok()) return fail(e.error(), 1);
+    eval = std::move(e.value());
+  }
+  const size_t n_train = train.value().size();
+
+  TrainingJobConfig jc;
+  jc.targets = targets.value();
+  jc.adamw.lr = a.lr;
+  jc.adamw.weight_decay = a.weight_decay;
+  jc.steps = a.steps;
+  jc.epochs = a.epochs;
+  jc.batch_tokens = a.batch_tokens;
+  jc.grad_accum = a.grad_accum;
+  jc.warmup_steps = a.warmup_steps;
+  jc.max_grad_norm = a.max_grad_norm;
+  jc.seed = uint64_t(a.seed);
+  auto job = TrainingJob::create(fs::path(a.out).filename().string(), cfg, jc, std::move(train.value()),
+                                 std::move(eval));
+  if (!job.ok()) return fail(job.error(), 2);
+  TrainingJob& j = *job.value();
+
+  gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
+  backend.set_recompute(a.recompute);
+  JobTrainer trainer(backend);
+  trainer.add(&j);
+
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  const int64_t total = j.total_steps();
+  const int64_t every = std::max<int64_t>(1, total / 20);
+  std::fprintf(stderr, "finetune: %zu examples, %lld steps, rank %lld, %lld trainable values\n", n_train,
+               (long long)total, (long long)a.rank, (long long)j.params().size());
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t tokens = 0;
+  while (!trainer.idle()) {
+    auto recs = trainer.round();
+    if (!recs.ok()) return fail(recs.error(), 1);
+    for (const auto& [_, rec] : recs.value()) {
+      tokens += rec.tokens;
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tps = secs > 0 ? double(tokens) / secs : 0.0;
+      const double eta = double(total - rec.step) * secs / double(rec.step);
+      if (tty) {
+        const int width = 30, filled = int(width * rec.step / total);
+        std::fprintf(stderr, "\r[%s%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ",
+                     std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
+                     (long long)rec.step, (long long)total, rec.loss, rec.lr, tps, clock_text(eta).c_str());
+        if (rec.step == total) std::fprintf(stderr, "\n");
+      } else if (rec.step % every == 0 || rec.step == total || rec.step == 1) {
+        std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e grad_norm %.3f tokens_per_s %.0f eta %s\n",
+                     (long long)rec.step, (long long)total, rec.loss, rec.lr, rec.grad_norm, tps,
+                     clock_text(eta).c_str());
+      }
+      std::fflush(stderr);
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  nlohmann::json out = {{"out", a.out},
+                        {"examples", n_train},
+                        {"steps", j.steps_done()},
+                        {"train_loss_first", mean_loss_first(j.history())},
+                        {"train_loss_last", mean_loss_last(j.history())},
+                        {"tokens", tokens},
+                        {"tokens_per_s", secs > 0 ? double(tokens) / secs : 0.0},
+                        {"seconds", secs},
+                        {"rank", a.rank},
+                        {"trainable_params", j.params().size()},
+                        {"activation_bytes", backend.activation_bytes()}};
+  if (!j.eval_examples().empty()) {
+    auto ev = trainer.evaluate(j);
+    if (!ev.ok()) return fail(ev.error(), 1);
+    out["eval_loss"] = ev.value();
+  }
+
+  // Written beside --out, checked by loading it back, then renamed into place.
+  const fs::path dest = fs::absolute(a.out);
+  const fs::path tmp = dest.string() + ".tmp-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  const LoraWeights w = to_lora_weights(j.params(), dest.filename().string());
+  if (Status st = save_peft_adapter(tmp.string(), w, a.model); !st.ok()) return fail(st.error(), 1);
+  PeftLoadOptions lo;
+  lo.max_rank = 256;
+  if (auto back = load_peft_adapter(tmp.string(), cfg, lo); !back.ok()) {
+    fs::remove_all(tmp, ec);
+    return fail(back.error(), 1);
+  }
+  if (Status st = move_into_place(tmp, dest); !st.ok()) return fail(st.error(), 1);
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace myriad::cli
