@@ -71,6 +71,8 @@ struct FinetuneArgs {
   std::string overflow = "truncate";   // --overflow truncate|reject
   bool recompute = false;              // --recompute: activation checkpointing
   int64_t threads = 0;                 // --threads N
+  std::optional<std::string> checkpoint_dir;  // --checkpoint-dir DIR: resume from / save to
+  int64_t checkpoint_every = 50;       // --checkpoint-every N steps
 };
 
 struct LogitsArgs {

@@ -124,6 +124,19 @@ int cmd_finetune(const FinetuneArgs& a) {
   if (!job.ok()) return fail(job.error(), 2);
   TrainingJob& j = *job.value();
 
+  std::string checkpoint;
+  if (a.checkpoint_dir) {
+    if (a.checkpoint_every < 1) return fail(bad("--checkpoint-every must be >= 1"), 2);
+    std::error_code ec;
+    fs::create_directories(*a.checkpoint_dir, ec);
+    if (ec) return fail(make_error(ErrorCode::kIo, *a.checkpoint_dir + ": " + ec.message()), 1);
+    checkpoint = *a.checkpoint_dir + "/checkpoint.safetensors";
+    auto resumed = j.load_checkpoint(checkpoint);
+    if (!resumed.ok()) return fail(resumed.error(), 1);
+    if (resumed.value())
+      std::fprintf(stderr, "finetune: resumed from %s at step %lld\n", checkpoint.c_str(), (long long)j.steps_done());
+  }
+
   gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
   backend.set_recompute(a.recompute);
   JobTrainer trainer(backend);
@@ -134,8 +147,10 @@ int cmd_finetune(const FinetuneArgs& a) {
   const int64_t every = std::max<int64_t>(1, total / 20);
   std::fprintf(stderr, "finetune: %zu examples, %lld steps, rank %lld, %lld trainable values\n", n_train,
                (long long)total, (long long)a.rank, (long long)j.params().size());
+  if (j.done()) std::fprintf(stderr, "finetune: the checkpoint is of the finished job; writing its adapter\n");
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0;
+  const int64_t first_step = j.steps_done();  // > 0 when resumed
   while (!trainer.idle()) {
     auto recs = trainer.round();
     if (!recs.ok()) return fail(recs.error(), 1);
@@ -143,7 +158,7 @@ int cmd_finetune(const FinetuneArgs& a) {
       tokens += rec.tokens;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tps = secs > 0 ? double(tokens) / secs : 0.0;
-      const double eta = double(total - rec.step) * secs / double(rec.step);
+      const double eta = double(total - rec.step) * secs / double(rec.step - first_step);
       if (tty) {
         const int width = 30, filled = int(width * rec.step / total);
         std::fprintf(stderr, "\r[%s%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ",
@@ -156,6 +171,8 @@ int cmd_finetune(const FinetuneArgs& a) {
                      clock_text(eta).c_str());
       }
       std::fflush(stderr);
+      if (!checkpoint.empty() && (rec.step % a.checkpoint_every == 0 || rec.step == total))
+        if (Status st = j.save_checkpoint(checkpoint); !st.ok()) return fail(st.error(), 1);
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

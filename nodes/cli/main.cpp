@@ -107,6 +107,10 @@ void add_finetune(CLI::App& app, FinetuneArgs& a, std::function<int()>& run) {
       ->option_text("N");
   c->add_option("--overflow", a.overflow, "longer examples: truncate | reject (default truncate)")->option_text("P");
   c->add_flag("--recompute", a.recompute, "recompute activations in the backward instead of keeping them");
+  c->add_option("--checkpoint-dir", a.checkpoint_dir,
+                "resume from DIR/checkpoint.safetensors when present; save it every --checkpoint-every steps")
+      ->option_text("DIR");
+  c->add_option("--checkpoint-every", a.checkpoint_every, "steps between checkpoints (default 50)")->option_text("N");
   add_threads(*c, a.threads, "compute threads");
   c->footer("prints progress on stderr, then one JSON line on stdout: train_loss_first, train_loss_last (means of\n"
             "10 steps), eval_loss (with --eval), steps, tokens_per_s, ...");

@@ -34,9 +34,14 @@ Result<TrainingExample> prompt_completion(const json& j, const Tokenizer& tok, c
   if (!p.is_string() || !c.is_string()) return bad(where, "\"prompt\" and \"completion\" must be strings");
   const std::string prompt = p.get<std::string>(), completion = c.get<std::string>();
   if (completion.empty()) return bad(where, "\"completion\" is empty: nothing to learn");
-  const std::optional<int32_t> eos = o.eos ? o.eos : (tok.eos_ids().empty() ? std::nullopt
-                                                                             : std::optional<int32_t>(tok.eos_ids()[0]));
-  if (!eos) return bad(where, "the tokenizer has no EOS token to end the completion with");
+  int32_t eos = 0;
+  if (o.eos) {
+    eos = *o.eos;
+  } else if (!tok.eos_ids().empty()) {
+    eos = tok.eos_ids()[0];
+  } else {
+    return bad(where, "the tokenizer has no EOS token to end the completion with");
+  }
   const std::vector<int32_t> prompt_ids = tok.encode(prompt, /*add_special_tokens=*/true);
   const std::vector<int32_t> full = tok.encode(prompt + completion, /*add_special_tokens=*/true);
   TrainingExample ex;
@@ -45,7 +50,7 @@ Result<TrainingExample> prompt_completion(const json& j, const Tokenizer& tok, c
     append(ex, std::vector<int32_t>(full.begin() + int64_t(prompt_ids.size()), full.end()), true);
   if (ex.tokens.size() == prompt_ids.size())
     return bad(where, "the completion adds no tokens after the prompt's");
-  append(ex, {*eos}, true);
+  append(ex, {eos}, true);
   return ex;
 }
 
@@ -70,20 +75,38 @@ Result<TrainingExample> messages(const json& j, const Tokenizer& tok, const std:
   auto full = render(m.size(), false);
   if (!full.ok()) return bad(where, "the chat template failed: " + full.error().message);
   const std::string& text = full.value();
-  // Character ranges of the assistant turns in the full text.
+  // Character ranges of the assistant turns in the full text: from the end of
+  // the generation prompt the template renders for the turn (when that is a
+  // prefix of the conversation) to the end of the answer's text, plus the
+  // special token that closes the turn (<|im_end|>, <|eot_id|>, </s>). The
+  // answer is searched for rather than rendered as a prefix because
+  // templates render earlier turns differently once later ones follow (Qwen3
+  // drops the empty think block of earlier answers; Llama 3 base appends the
+  // assistant header whatever add_generation_prompt says).
   std::vector<std::pair<size_t, size_t>> turns;
   for (size_t i = 0; i < m.size(); ++i) {
     if (m[i]["role"] != "assistant") continue;
     auto before = render(i, true);
-    auto after = render(i + 1, false);
-    if (!before.ok() || !after.ok())
-      return bad(where, "the chat template failed on the turns before message " + std::to_string(i));
+    if (!before.ok()) return bad(where, "the chat template failed on the turns before message " + std::to_string(i));
     const std::string& b = before.value();
-    const std::string& a = after.value();
-    if (text.compare(0, b.size(), b) != 0 || text.compare(0, a.size(), a) != 0 || a.size() < b.size())
-      return bad(where, "the chat template does not render the conversation's beginning as a prefix of it (message " +
-                            std::to_string(i) + "): assistant turns cannot be located");
-    turns.emplace_back(b.size(), a.size());
+    const size_t prev_end = turns.empty() ? 0 : turns.back().second;
+    const bool prompt_is_prefix = b.size() >= prev_end && text.compare(0, b.size(), b) == 0;
+    const size_t from = prompt_is_prefix ? b.size() : prev_end;
+    std::string content = m[i]["content"].get<std::string>();
+    size_t pos = text.find(content, from);
+    if (pos == std::string::npos) {  // templates that trim the content
+      const size_t f = content.find_first_not_of(" \t\n"), l = content.find_last_not_of(" \t\n");
+      content = f == std::string::npos ? std::string() : content.substr(f, l - f + 1);
+      pos = text.find(content, from);
+    }
+    if (pos == std::string::npos)
+      return bad(where, "assistant message " + std::to_string(i) +
+                            " cannot be located in the conversation the chat template renders");
+    size_t end = pos + content.size();
+    const std::vector<int32_t> next = tok.encode(std::string_view(text).substr(end, 64), false);
+    if (!next.empty() && tok.is_special(next[0]))
+      if (auto s = tok.id_to_token(next[0]); s && text.compare(end, s->size(), *s) == 0) end += s->size();
+    turns.emplace_back(prompt_is_prefix ? b.size() : pos, end);
   }
   TrainingExample ex;
   size_t at = 0;

@@ -1,10 +1,17 @@
 #include "runtime/training/training_job.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
 #include "runtime/counter_rng.h"
+#include "runtime/safetensors.h"
+#include "runtime/sha256.h"
 
 namespace myriad {
 
@@ -73,6 +80,24 @@ Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const
   job->schedule_.warmup_steps =
       config.warmup_steps >= 0 ? config.warmup_steps : int64_t(std::ceil(0.03 * double(job->total_steps_)));
   job->schedule_.min_ratio = config.min_lr_ratio;
+  {
+    Sha256 h;
+    const nlohmann::json cfg = {{"layers", base.num_layers}, {"hidden", base.hidden_size}, {"vocab", base.vocab_size},
+                                {"rank", config.targets.rank}, {"alpha", config.targets.alpha},
+                                {"modules", std::vector<bool>(std::begin(config.targets.modules),
+                                                              std::end(config.targets.modules))},
+                                {"lr", config.adamw.lr}, {"wd", config.adamw.weight_decay},
+                                {"steps", job->total_steps_}, {"batch_tokens", config.batch_tokens},
+                                {"grad_accum", config.grad_accum}, {"warmup", job->schedule_.warmup_steps},
+                                {"clip", config.max_grad_norm}, {"seed", config.seed}};
+    const std::string c = cfg.dump();
+    h.update(c.data(), c.size());
+    for (const auto& ex : job->train_) {
+      h.update(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t));
+      h.update(ex.targets.data(), ex.targets.size());
+    }
+    job->fingerprint_ = to_hex(h.finish());
+  }
   return job;
 }
 
@@ -142,6 +167,86 @@ std::optional<TrainingStepRecord> TrainingJob::apply(const TrainingJobTensors<fl
   step_batches_.clear();
   history_.push_back(rec);
   return rec;
+}
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "myriad-lora-training-checkpoint-1";
+
+void add_tensors(std::vector<TensorToWrite>& out, const LoraParams<float>& p, const std::string& prefix) {
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    const auto& m = p.modules[i];
+    if (m.rank == 0) continue;
+    out.push_back({prefix + std::to_string(i) + ".a", DType::kF32, {int64_t(m.a.size())}, std::as_bytes(std::span(m.a))});
+    out.push_back({prefix + std::to_string(i) + ".b", DType::kF32, {int64_t(m.b.size())}, std::as_bytes(std::span(m.b))});
+  }
+}
+
+Status read_tensors(const SafetensorsFile& f, LoraParams<float>& p, const std::string& prefix) {
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    auto& m = p.modules[i];
+    if (m.rank == 0) continue;
+    for (auto [name, dst] : {std::pair{prefix + std::to_string(i) + ".a", &m.a}, {prefix + std::to_string(i) + ".b", &m.b}}) {
+      const TensorView* t = f.find(name);
+      if (!t || t->dtype != DType::kF32 || size_t(t->numel()) != dst->size())
+        return make_error(ErrorCode::kBadFile, f.path() + ": tensor " + name + " is missing or misshaped");
+      std::memcpy(dst->data(), t->data, dst->size() * sizeof(float));
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status TrainingJob::save_checkpoint(const std::string& path) const {
+  MYRIAD_CHECK(step_batches_.empty(), "a checkpoint is taken between optimizer steps");
+  std::vector<TensorToWrite> tensors;
+  add_tensors(tensors, params_, "params.");
+  add_tensors(tensors, adamw_.first_moment(), "adam_m.");
+  add_tensors(tensors, adamw_.second_moment(), "adam_v.");
+  nlohmann::json hist = nlohmann::json::array();
+  for (const auto& r : history_) hist.push_back({r.step, r.loss, r.tokens, r.target_tokens, r.lr, r.grad_norm});
+  const nlohmann::json state = {{"fingerprint", fingerprint_}, {"step", step_},           {"micro", micro_},
+                                {"adam_steps", adamw_.steps()},  {"history", hist}};
+  return write_safetensors(path, tensors, {{"format", kCheckpointFormat}, {"state", state.dump()}});
+}
+
+Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  auto file = SafetensorsFile::open(path);
+  if (!file.ok()) return file.error();
+  const auto& meta = file.value()->metadata();
+  auto fmt = meta.find("format");
+  auto state_text = meta.find("state");
+  if (fmt == meta.end() || fmt->second != kCheckpointFormat || state_text == meta.end())
+    return make_error(ErrorCode::kBadFile, path + ": not a Myriad training checkpoint");
+  const nlohmann::json state = nlohmann::json::parse(state_text->second, nullptr, false);
+  auto integer = [&](const char* k) { return state.contains(k) && state[k].is_number_integer() && state[k] >= 0; };
+  if (!state.is_object() || !state.contains("fingerprint") || !integer("step") || !integer("micro") ||
+      !integer("adam_steps") || !state.contains("history") || !state["history"].is_array())
+    return make_error(ErrorCode::kBadFile, path + ": the checkpoint's state is malformed");
+  if (state["fingerprint"] != fingerprint_)
+    return make_error(ErrorCode::kInvalidArgument,
+                      path + ": the checkpoint is of another job (its config, base or data differ); not resumed");
+  LoraParams<float> params = params_, m = params_.zeros_like(), v = params_.zeros_like();
+  MYRIAD_TRY(read_tensors(*file.value(), params, "params."));
+  MYRIAD_TRY(read_tensors(*file.value(), m, "adam_m."));
+  MYRIAD_TRY(read_tensors(*file.value(), v, "adam_v."));
+  std::vector<TrainingStepRecord> history;
+  for (const auto& r : state["history"]) {
+    if (!r.is_array() || r.size() != 6 || !std::all_of(r.begin(), r.end(), [](const auto& x) { return x.is_number(); }))
+      return make_error(ErrorCode::kBadFile, path + ": a history record is malformed");
+    history.push_back({r[0].get<int64_t>(), r[1].get<double>(), r[2].get<int64_t>(), r[3].get<int64_t>(),
+                       r[4].get<double>(), r[5].get<double>()});
+  }
+  params_ = std::move(params);
+  adamw_.restore(std::move(m), std::move(v), state["adam_steps"].get<int64_t>());
+  step_ = state["step"].get<int64_t>();
+  micro_ = state["micro"].get<int64_t>();
+  history_ = std::move(history);
+  step_batches_.clear();
+  return true;
 }
 
 void JobTrainer::remove(TrainingJob* job) { jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end()); }

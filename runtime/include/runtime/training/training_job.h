@@ -74,6 +74,18 @@ class TrainingJob {
   // last micro-batch clips, updates and returns the step's record.
   std::optional<TrainingStepRecord> apply(const TrainingJobTensors<float>& ran);
 
+  // Everything a restarted process needs to go on exactly where this job is
+  // (adapter, AdamW moments and step, data position, loss history), in one
+  // safetensors file written atomically (temp, fsync, rename). Only between
+  // optimizer steps.
+  Status save_checkpoint(const std::string& path) const;
+  // Restores a checkpoint of this same job: same base shape, config and data
+  // (checked by a fingerprint; a mismatch or a damaged file is an error that
+  // changes nothing). Returns false when `path` does not exist.
+  Result<bool> load_checkpoint(const std::string& path);
+  // sha256 over the config and the dataset's tokens: what a checkpoint must match.
+  const std::string& fingerprint() const { return fingerprint_; }
+
  private:
   TrainingJob(std::string name, TrainingJobConfig config, std::vector<TrainingExample> train,
               std::vector<TrainingExample> eval, LoraParams<float> params);
@@ -100,6 +112,7 @@ class TrainingJob {
   std::vector<std::vector<size_t>> planned_;
   int64_t planned_epochs_ = 0;
   std::vector<TrainingStepRecord> history_;
+  std::string fingerprint_;
 };
 
 // Trains several jobs together: each round takes every active job's next

@@ -1,0 +1,174 @@
+// Training logic in runtime/training/: JSONL datasets (which tokens are
+// learned, errors naming the line), AdamW against its closed form, the
+// learning-rate schedule and gradient clipping.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/model_factory.h"
+#include "runtime/tokenizer.h"
+#include "runtime/tokenizer_config.h"
+#include "runtime/training/optimizer.h"
+#include "runtime/training/training_data.h"
+#include "test_fixtures.h"
+
+namespace myriad {
+namespace {
+
+using nlohmann::json;
+
+std::shared_ptr<const Tokenizer> builtin_tokenizer() {
+  auto cfg = parse_tokenizer_config(json::parse(builtin_tokenizer_config_json()), "builtin");
+  EXPECT_TRUE(cfg.ok());
+  auto tok = Tokenizer::from_json(json::parse(builtin_tokenizer_json()), cfg.value(), "builtin");
+  EXPECT_TRUE(tok.ok());
+  return tok.value();
+}
+
+std::shared_ptr<const Tokenizer> fixture_tokenizer(const std::string& name) {
+  auto tok = Tokenizer::load(testing::fixtures_dir() + "/tokenizers/" + name);
+  EXPECT_TRUE(tok.ok()) << tok.error().to_string();
+  return tok.value();
+}
+
+// The learned tokens of an example, decoded.
+std::string learned_text(const Tokenizer& tok, const TrainingExample& ex) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < ex.tokens.size(); ++i)
+    if (ex.targets[i]) ids.push_back(ex.tokens[i]);
+  return tok.decode(ids);
+}
+
+TEST(TrainingData, PromptCompletionLearnsTheCompletionAndEos) {
+  auto tok = fixture_tokenizer("llama3");
+  auto ex = encode_training_example(json{{"prompt", "The capital of France is"}, {"completion", " Paris."}}, *tok, {},
+                                    "x:1");
+  ASSERT_TRUE(ex.ok()) << ex.error().to_string();
+  const auto prompt_ids = tok->encode("The capital of France is", true);
+  ASSERT_GE(ex->tokens.size(), prompt_ids.size() + 2);
+  EXPECT_TRUE(std::equal(prompt_ids.begin(), prompt_ids.end(), ex->tokens.begin()));
+  for (size_t i = 0; i < prompt_ids.size(); ++i) EXPECT_EQ(ex->targets[i], 0) << i;
+  EXPECT_EQ(ex->tokens.back(), tok->eos_ids()[0]);
+  EXPECT_EQ(learned_text(*tok, *ex), " Paris.<|end_of_text|>");
+  // The completion's tokens are those of the whole text after the prompt's.
+  const auto full = tok->encode("The capital of France is Paris.", true);
+  EXPECT_TRUE(std::equal(full.begin(), full.end(), ex->tokens.begin()));
+}
+
+TEST(TrainingData, MessagesLearnEveryAssistantTurnWithItsEndOfTurn) {
+  // Qwen3's template renders an earlier answer differently once later turns
+  // follow (no empty think block); Llama 3's keeps every prefix.
+  for (const auto& [name, eot] : {std::pair<std::string, std::string>{"qwen3", "<|im_end|>"}, {"llama3", "<|eot_id|>"}}) {
+  SCOPED_TRACE(name);
+  auto tok = fixture_tokenizer(name);
+  const json line = {{"messages",
+                      {{{"role", "system"}, {"content", "Be brief."}},
+                       {{"role", "user"}, {"content", "2+2?"}},
+                       {{"role", "assistant"}, {"content", "4"}},
+                       {{"role", "user"}, {"content", "3+3?"}},
+                       {{"role", "assistant"}, {"content", "6"}}}}};
+  auto ex = encode_training_example(line, *tok, {}, "x:1");
+  ASSERT_TRUE(ex.ok()) << ex.error().to_string();
+  const std::string learned = learned_text(*tok, *ex);
+  EXPECT_NE(learned.find("4" + eot), std::string::npos) << learned;
+  EXPECT_NE(learned.find("6" + eot), std::string::npos) << learned;
+  EXPECT_EQ(learned.find("2+2"), std::string::npos) << learned;
+  EXPECT_EQ(learned.find("Be brief"), std::string::npos) << learned;
+  EXPECT_EQ(learned.find("assistant"), std::string::npos) << "the generation prompt is not learned: " << learned;
+  }
+}
+
+TEST(TrainingData, MalformedLinesAreErrorsNamingTheLine) {
+  auto tok = builtin_tokenizer();
+  struct Case {
+    std::string text, expect;
+  } cases[] = {
+      {"{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json}\n", "data.jsonl:2: not a JSON object"},
+      {"\n\n{\"prompt\": \"a\"}\n", "data.jsonl:3: needs both \"prompt\" and \"completion\""},
+      {"{\"prompt\": 1, \"completion\": \"b\"}\n", "data.jsonl:1: \"prompt\" and \"completion\" must be strings"},
+      {"{\"text\": \"a\"}\n", "data.jsonl:1: needs \"prompt\" and \"completion\" strings, or a \"messages\" list"},
+      {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n", "data.jsonl:1: \"messages\" has no assistant turn"},
+      {"{\"messages\": [{\"role\": \"user\"}]}\n", "data.jsonl:1: message 0 needs \"role\" and \"content\" strings"},
+      {"[1, 2]\n", "data.jsonl:1: an example must be a JSON object"},
+      {std::string(100, '[') + std::string(100, ']') + "\n", "data.jsonl:1: JSON nested deeper than"},
+      {"\n  \n", "data.jsonl: no examples"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_training_jsonl(c.text, *tok, {}, "data.jsonl");
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << r.error().message << "\nexpected: " << c.expect;
+  }
+}
+
+TEST(TrainingData, LongExamplesAreTruncatedOrRejectedBySetting) {
+  auto tok = builtin_tokenizer();
+  const json line = {{"prompt", "abcdef"}, {"completion", "ghijkl"}};
+  DatasetOptions o;
+  o.max_tokens = 9;
+  auto cut = encode_training_example(line, *tok, o, "d:4");
+  ASSERT_TRUE(cut.ok()) << cut.error().to_string();
+  EXPECT_EQ(cut->tokens.size(), 9u);
+  o.overflow = OverflowPolicy::kReject;
+  auto refused = encode_training_example(line, *tok, o, "d:4");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("d:4: "), std::string::npos);
+  EXPECT_NE(refused.error().message.find("exceed the limit of 9"), std::string::npos) << refused.error().message;
+  o.overflow = OverflowPolicy::kTruncate;
+  o.max_tokens = 4;  // the prompt alone is longer: nothing left to learn
+  auto empty = encode_training_example(line, *tok, o, "d:4");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.error().message.find("no token left to learn"), std::string::npos) << empty.error().message;
+}
+
+LoraParams<float> one_value(float v) {
+  LoraParams<float> p;
+  p.num_layers = 1;
+  p.modules.resize(kNumLinearModules);
+  p.modules[0].rank = 1;
+  p.modules[0].a = {v};
+  return p;
+}
+
+TEST(Optimizer, AdamWFollowsItsClosedForm) {
+  AdamWConfig c;
+  c.lr = 0.1;
+  c.weight_decay = 0.01;
+  auto p = one_value(1.0f);
+  AdamW opt(p, c);
+  const double grads[3] = {0.5, -0.2, 0.3};
+  double x = 1.0, m = 0, v = 0;
+  for (int t = 1; t <= 3; ++t) {
+    auto g = one_value(float(grads[t - 1]));
+    opt.step(p, g, c.lr);
+    const double gi = grads[t - 1];
+    m = 0.9 * m + 0.1 * gi;
+    v = 0.999 * v + 0.001 * gi * gi;
+    x -= c.lr * c.weight_decay * x;
+    x -= c.lr * (m / (1 - std::pow(0.9, t))) / (std::sqrt(v / (1 - std::pow(0.999, t))) + c.eps);
+    EXPECT_NEAR(p.modules[0].a[0], x, 1e-6) << "step " << t;
+  }
+  EXPECT_EQ(opt.steps(), 3);
+}
+
+TEST(Optimizer, WarmupThenCosineAndClipping) {
+  LrSchedule s{1.0, 10, 110, 0.1};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_NEAR(s.at(60), 0.1 + 0.9 * 0.5, 1e-12);  // half way through the decay
+  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(500), 0.1, 1e-12);
+  LoraParams<float> g = one_value(3.0f);
+  g.modules[0].b = {4.0f};
+  EXPECT_DOUBLE_EQ(clip_grad_norm(g, 1.0), 5.0);
+  EXPECT_NEAR(g.modules[0].a[0], 0.6, 1e-6);
+  EXPECT_NEAR(g.modules[0].b[0], 0.8, 1e-6);
+  EXPECT_NEAR(clip_grad_norm(g, 10.0), 1.0, 1e-6);  // under the limit: unchanged
+  EXPECT_NEAR(g.modules[0].a[0], 0.6, 1e-6);
+}
+
+}  // namespace
+}  // namespace myriad
