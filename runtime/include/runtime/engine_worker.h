@@ -16,6 +16,8 @@
 // Thread-safe: every public method may be called from any thread.
 #pragma once
 
+#include "runtime/background_work.h"
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -73,13 +75,21 @@ class EngineWorker {
   // actor's periodic load and residency reports. `fn` must be quick.
   void inspect(std::function<void(const Engine&)> fn);
   const RequestLimits& limits() const { return limits_; }
+  // Interleaves `work` (null: none) with the inference steps: while requests
+  // run it gets at most `share` (in (0, 1]) of the loop's recent busy time,
+  // one run_once() at a time; with no request it runs back to back. Applied
+  // between steps. `work` must outlive the worker (or be replaced first and
+  // the worker stopped).
+  void set_background(BackgroundWork* work, double share);
 
  private:
   struct Command {
-    enum class Kind : uint8_t { kSubmit, kCancel, kInspect } kind = Kind::kSubmit;
+    enum class Kind : uint8_t { kSubmit, kCancel, kInspect, kBackground } kind = Kind::kSubmit;
     Request request;
     RequestId id = 0;
     std::function<void(const Engine&)> inspect;
+    BackgroundWork* background = nullptr;
+    double share = 0;
   };
   // Tracks accepted ids so a cancel-stop can end them and stats can count them.
   class TrackingSink final : public EventSink {
@@ -103,6 +113,12 @@ class EngineWorker {
   EventSink& sink_;
   TrackingSink tracking_;
   std::unique_ptr<Engine> engine_;
+  // Worker thread only: the background work and the recent busy seconds of
+  // each kind (halved whenever their sum passes a second: a sliding window).
+  BackgroundWork* background_ = nullptr;
+  double background_share_ = 0;
+  double infer_s_ = 0, background_s_ = 0;
+  void account(double& bucket, double seconds);
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -81,6 +81,20 @@ std::string EngineWorker::metrics_json() {
   return answer.get();
 }
 
+void EngineWorker::set_background(BackgroundWork* work, double share) {
+  MYRIAD_CHECK(share > 0 && share <= 1, "background share must be in (0, 1]");
+  {
+    std::lock_guard lock(mu_);
+    Command c;
+    c.kind = Command::Kind::kBackground;
+    c.background = work;
+    c.share = share;
+    commands_.push_back(std::move(c));
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
 void EngineWorker::inspect(std::function<void(const Engine&)> fn) {
   {
     std::unique_lock lock(mu_);
@@ -148,6 +162,10 @@ bool EngineWorker::apply_commands() {
       }
       case Command::Kind::kCancel: (void)engine_->cancel(c.id); break;
       case Command::Kind::kInspect: c.inspect(*engine_); break;
+      case Command::Kind::kBackground:
+        background_ = c.background;
+        background_share_ = c.share;
+        break;
     }
   }
   if (stopping && mode == StopMode::kCancel) {
@@ -161,26 +179,46 @@ bool EngineWorker::apply_commands() {
   return !(stopping && !engine_->has_work());
 }
 
+void EngineWorker::account(double& bucket, double seconds) {
+  bucket += seconds;
+  if (infer_s_ + background_s_ > 1.0) {
+    infer_s_ *= 0.5;
+    background_s_ *= 0.5;
+  }
+}
+
 void EngineWorker::run() {
+  using Clock = std::chrono::steady_clock;
   for (;;) {
     if (!apply_commands()) break;
-    if (engine_->has_work()) {
+    const bool background = background_ && background_->has_work();
+    const bool background_due =
+        background && background_s_ <= background_share_ * (background_s_ + infer_s_);
+    if (engine_->has_work() && !background_due) {
+      const auto t0 = Clock::now();
       const Status st = engine_->step();
       if (!st.ok()) log_warn("worker: step failed: {}", st.error().to_string());
       const bool ran = !engine_->last_schedule().plan.rows.empty();
+      if (ran) account(infer_s_, std::chrono::duration<double>(Clock::now() - t0).count());
       {
         std::lock_guard lock(mu_);
         stats_.steps += ran;
         stats_.queued = engine_->scheduler().num_queued();
         stats_.running = engine_->scheduler().num_running();
       }
-      if (ran) continue;
+      if (ran || background) continue;
       // Nothing could run (adapters fetching or loading): wait for their
       // report or a command, with a short bound in case an executor reports
       // from its step only.
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return woken_; });
       woken_ = false;
+      continue;
+    }
+    if (background) {
+      const auto t0 = Clock::now();
+      background_->run_once();
+      account(background_s_, std::chrono::duration<double>(Clock::now() - t0).count());
       continue;
     }
     std::unique_lock lock(mu_);

@@ -121,10 +121,14 @@ extern template class LlamaLoraTrainer<float>;
 extern template class LlamaLoraTrainer<double>;
 
 // The LoraTrainingBackend of the CPU: a LlamaLoraTrainer<float> over its own
-// thread pool (threads <= 0: every hardware thread).
+// thread pool (threads <= 0: every hardware thread), or over a serving
+// CpuExecutor's pool when it trains beside it on the same thread (co-serving:
+// one set of threads for both, never two pools fighting for the cores).
 class CpuLoraTrainingBackend final : public LoraTrainingBackend {
  public:
   CpuLoraTrainingBackend(std::shared_ptr<const Checkpoint> ckpt, int threads);
+  // `shared` must outlive the backend and be used by one thread at a time.
+  CpuLoraTrainingBackend(std::shared_ptr<const Checkpoint> ckpt, ThreadPool& shared);
   Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) override {
     return trainer_.forward_backward(rows, jobs);
   }
@@ -132,7 +136,7 @@ class CpuLoraTrainingBackend final : public LoraTrainingBackend {
   size_t activation_bytes() const { return trainer_.activation_bytes(); }
 
  private:
-  ThreadPool pool_;
+  std::unique_ptr<ThreadPool> own_pool_;
   LlamaLoraTrainer<float> trainer_;
 };
 

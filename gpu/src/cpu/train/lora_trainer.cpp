@@ -521,6 +521,9 @@ template class LlamaLoraTrainer<float>;
 template class LlamaLoraTrainer<double>;
 
 CpuLoraTrainingBackend::CpuLoraTrainingBackend(std::shared_ptr<const Checkpoint> ckpt, int threads)
-    : pool_(threads), trainer_(std::move(ckpt), pool_) {}
+    : own_pool_(std::make_unique<ThreadPool>(threads)), trainer_(std::move(ckpt), *own_pool_) {}
+
+CpuLoraTrainingBackend::CpuLoraTrainingBackend(std::shared_ptr<const Checkpoint> ckpt, ThreadPool& shared)
+    : trainer_(std::move(ckpt), shared) {}
 
 }  // namespace myriad::gpu::cpu

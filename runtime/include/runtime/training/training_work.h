@@ -1,0 +1,68 @@
+// Training as an EngineWorker's background work: the worker's thread runs
+// one JobTrainer round at a time between inference steps, so jobs train on
+// the device that serves, and every `publish_every` steps (and when a job
+// ends) each job's adapter is handed to `publish` as a new version, from
+// memory: a caller puts it where the worker's adapter source finds it, so
+// the next request for that version is served from a slot copy, with no
+// file read. Requests already running keep the version they pinned.
+//
+// Jobs are added, paused and cancelled from any thread; those commands take
+// effect before the next round, so the others never notice.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/background_work.h"
+#include "runtime/lora_weights.h"
+#include "runtime/training/training_job.h"
+
+namespace myriad {
+
+class TrainingWork final : public BackgroundWork {
+ public:
+  // (job name, version starting at 1, the adapter), on the worker's thread; must be quick.
+  using Publish = std::function<void(const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights>)>;
+  // (job, its step record) after each optimizer step, on the worker's thread.
+  using Progress = std::function<void(const TrainingJob& job, const TrainingStepRecord& rec)>;
+
+  TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, Publish publish, Progress progress = nullptr);
+
+  // Thread-safe. Names must be unique among the jobs held.
+  void add(std::shared_ptr<TrainingJob> job);
+  void pause(const std::string& name, bool paused);
+  void cancel(const std::string& name);
+  // Jobs neither finished nor cancelled.
+  size_t active() const;
+
+  bool has_work() override;
+  void run_once() override;
+
+ private:
+  struct Held {
+    std::shared_ptr<TrainingJob> job;
+    bool paused = false;
+    uint64_t published = 0;  // versions handed out
+  };
+  void apply_pending();  // worker thread
+  void publish(Held& h);
+
+  JobTrainer trainer_;
+  int64_t publish_every_;
+  Publish publish_;
+  Progress progress_;
+  std::vector<Held> held_;  // worker thread
+
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<TrainingJob>> to_add_;
+  std::vector<std::pair<std::string, bool>> to_pause_;
+  std::vector<std::string> to_cancel_;
+  size_t active_ = 0;  // guarded by mu_
+};
+
+}  // namespace myriad

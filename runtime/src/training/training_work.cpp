@@ -1,0 +1,105 @@
+#include "runtime/training/training_work.h"
+
+#include <algorithm>
+
+#include "runtime/log.h"
+
+namespace myriad {
+
+TrainingWork::TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, Publish publish, Progress progress)
+    : trainer_(backend), publish_every_(std::max<int64_t>(1, publish_every)), publish_(std::move(publish)),
+      progress_(std::move(progress)) {}
+
+void TrainingWork::add(std::shared_ptr<TrainingJob> job) {
+  std::lock_guard lock(mu_);
+  to_add_.push_back(std::move(job));
+  ++active_;
+}
+
+void TrainingWork::pause(const std::string& name, bool paused) {
+  std::lock_guard lock(mu_);
+  to_pause_.emplace_back(name, paused);
+}
+
+void TrainingWork::cancel(const std::string& name) {
+  std::lock_guard lock(mu_);
+  to_cancel_.push_back(name);
+}
+
+size_t TrainingWork::active() const {
+  std::lock_guard lock(mu_);
+  return active_;
+}
+
+void TrainingWork::apply_pending() {
+  std::vector<std::shared_ptr<TrainingJob>> add;
+  std::vector<std::pair<std::string, bool>> pause;
+  std::vector<std::string> cancel;
+  {
+    std::lock_guard lock(mu_);
+    add.swap(to_add_);
+    pause.swap(to_pause_);
+    cancel.swap(to_cancel_);
+  }
+  for (auto& j : add) {
+    trainer_.add(j.get());
+    held_.push_back({std::move(j), false, 0});
+  }
+  for (const auto& [name, paused] : pause)
+    for (auto& h : held_)
+      if (h.job->name() == name && h.paused != paused) {
+        h.paused = paused;
+        if (paused) {
+          trainer_.remove(h.job.get());
+        } else {
+          trainer_.add(h.job.get());
+        }
+      }
+  for (const auto& name : cancel) {
+    auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job->name() == name; });
+    if (it == held_.end()) continue;
+    trainer_.remove(it->job.get());
+    const bool was_active = !it->job->done();
+    held_.erase(it);
+    if (was_active) {
+      std::lock_guard lock(mu_);
+      --active_;
+    }
+  }
+}
+
+bool TrainingWork::has_work() {
+  apply_pending();
+  return !trainer_.idle();
+}
+
+void TrainingWork::publish(Held& h) {
+  ++h.published;
+  if (publish_)
+    publish_(h.job->name(), h.published,
+             std::make_shared<const LoraWeights>(to_lora_weights(h.job->params(), h.job->name())));
+}
+
+void TrainingWork::run_once() {
+  auto recs = trainer_.round();
+  if (!recs.ok()) {
+    // A backend error is the job's data or a bug, never transient: stop them all loudly.
+    log_error("training: a round failed: {}", recs.error().to_string());
+    for (auto& h : held_) trainer_.remove(h.job.get());
+    std::lock_guard lock(mu_);
+    active_ = 0;
+    return;
+  }
+  for (const auto& [job, rec] : recs.value()) {
+    if (progress_) progress_(*job, rec);
+    auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job.get() == job; });
+    if (it == held_.end()) continue;
+    if (rec.step % publish_every_ == 0 || job->done()) publish(*it);
+    if (job->done()) {
+      std::lock_guard lock(mu_);
+      --active_;
+    }
+  }
+}
+
+}  // namespace myriad

@@ -1,0 +1,170 @@
+// Training beside serving in one EngineWorker (runtime/training/training_work.h):
+// requests are answered while a job trains on the same executor's threads,
+// and each published version is served from memory as soon as it exists.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "gpu/cpu/cpu_executor.h"
+#include "gpu/cpu/lora_trainer.h"
+#include "runtime/adapter_source.h"
+#include "runtime/engine_worker.h"
+#include "runtime/model_factory.h"
+#include "runtime/tokenizer.h"
+#include "runtime/training/training_work.h"
+#include "test_seed.h"
+
+namespace myriad {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CollectingSink final : public EventSink {
+ public:
+  void on_event(const RequestEvent& e) override {
+    std::lock_guard lock(mu);
+    if (e.kind == EventKind::kToken) tokens[e.id].push_back(e.token);
+    if (e.kind == EventKind::kFailed) failures.push_back(e.error.to_string());
+    if (e.is_final()) ++finals;
+  }
+  std::mutex mu;
+  std::map<RequestId, std::vector<int32_t>> tokens;
+  std::vector<std::string> failures;
+  int finals = 0;
+};
+
+std::vector<std::pair<std::string, std::string>> upper_last(uint64_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < n; ++i) {
+    std::string p;
+    for (size_t k = 0, len = 3 + rng() % 4; k < len; ++k) p += char('a' + rng() % 26);
+    out.emplace_back(p, std::string(1, char(p.back() - 'a' + 'A')));
+  }
+  return out;
+}
+
+TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  const fs::path dir = fs::temp_directory_path() / ("myriad_coserve_" + std::to_string(std::random_device{}()));
+  MakeModelOptions mo;
+  mo.shape = "tiny";
+  mo.seed = 11;
+  mo.dtype = DType::kF32;
+  mo.init_std = 0.08f;
+  mo.out_dir = dir.string();
+  ASSERT_TRUE(make_model(mo).ok());
+  auto ck = Checkpoint::load(dir.string());
+  auto tok = Tokenizer::load(dir.string());
+  ASSERT_TRUE(ck.ok() && tok.ok());
+
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.threads = 2;
+  eo.num_adapter_slots = 2;
+  eo.max_adapter_rank = 8;
+  eo.kv_num_blocks = 256;
+  auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
+  ASSERT_TRUE(ex.ok());
+  StaticAdapterSource source;
+  CollectingSink sink;
+  SchedulerConfig cfg;
+  cfg.num_slots = 2;
+  cfg.num_kv_blocks = 256;
+  cfg.kv_block_size = 16;
+  auto worker = EngineWorker::start(cfg, *ex.value(), source, sink, tok.value());
+  ASSERT_TRUE(worker.ok());
+
+  gpu::cpu::CpuLoraTrainingBackend backend(ck.value(), ex.value()->pool());
+  std::atomic<uint64_t> latest{0};
+  std::atomic<int64_t> steps{0};
+  TrainingWork work(
+      backend, /*publish_every=*/50,
+      [&](const std::string& name, uint64_t version, std::shared_ptr<const LoraWeights> w) {
+        source.put(AdapterId{"team", name, version}, std::move(w));
+        latest = version;
+      },
+      [&](const TrainingJob&, const TrainingStepRecord& rec) { steps = rec.step; });
+  worker.value()->set_background(&work, 0.5);
+
+  std::vector<TrainingExample> train;
+  for (const auto& [p, c] : upper_last(seed, 400)) {
+    auto e = encode_training_example(nlohmann::json{{"prompt", p}, {"completion", c}}, *tok.value(), {}, "task");
+    ASSERT_TRUE(e.ok());
+    train.push_back(e.value());
+  }
+  TrainingJobConfig jc;
+  jc.targets.rank = 8;
+  jc.adamw.lr = 1e-2;
+  jc.steps = 300;
+  jc.batch_tokens = 256;
+  jc.warmup_steps = 5;
+  jc.seed = seed;
+  auto job = TrainingJob::create("upper", ck.value()->config(), jc, std::move(train));
+  ASSERT_TRUE(job.ok());
+  work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
+
+  // Requests to the base and to the newest version while the job trains.
+  RequestId next = 1;
+  int answered_during_training = 0;
+  std::map<RequestId, uint64_t> version_of;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (work.active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    Request r;
+    r.id = next++;
+    r.prompt = tok.value()->encode("xyz", true);
+    r.max_tokens = 4;
+    r.sampling.temperature = 0.0f;
+    if (const uint64_t v = latest.load(); v > 0) {
+      r.adapters = {AdapterUse{AdapterId{"team", "upper", v}}};
+      version_of[r.id] = v;
+    }
+    ASSERT_TRUE(worker.value()->submit(std::move(r)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::lock_guard lock(sink.mu);
+    answered_during_training = sink.finals;
+  }
+  ASSERT_EQ(work.active(), 0u) << "training did not finish in time (step " << steps << ")";
+  EXPECT_EQ(steps.load(), 300);
+  EXPECT_EQ(latest.load(), 6u);  // every 50 steps
+  EXPECT_GT(answered_during_training, 10) << "inference starved while training";
+  std::set<uint64_t> versions_served;
+  for (const auto& [id, v] : version_of) versions_served.insert(v);
+  EXPECT_GE(versions_served.size(), 3u) << "requests reached the versions as they were published";
+
+  // The final version answers the rule on held-out prompts.
+  const auto held_out = upper_last(seed ^ 0x5eed, 50);
+  std::vector<RequestId> ids;
+  for (const auto& [p, c] : held_out) {
+    Request r;
+    r.id = next++;
+    r.prompt = tok.value()->encode(p, true);
+    r.max_tokens = 1;
+    r.sampling.temperature = 0.0f;
+    r.adapters = {AdapterUse{AdapterId{"team", "upper", latest.load()}}};
+    ids.push_back(r.id);
+    ASSERT_TRUE(worker.value()->submit(std::move(r)).ok());
+  }
+  worker.value()->stop(EngineWorker::StopMode::kDrain);
+  std::lock_guard lock(sink.mu);
+  EXPECT_TRUE(sink.failures.empty()) << sink.failures.front();
+  EXPECT_EQ(sink.finals, int(next - 1)) << "every request answered once";
+  int right = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    right += sink.tokens[ids[i]].size() == 1 && tok.value()->decode(sink.tokens[ids[i]]) == held_out[i].second;
+  std::printf("[ coserve  ] %d requests answered while training; versions served %zu; held-out %d/%zu right\n",
+              answered_during_training, versions_served.size(), right, ids.size());
+  EXPECT_GE(right, 40);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace myriad
