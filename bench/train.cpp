@@ -13,12 +13,25 @@
 // the prefill rate. Memory: peak RSS of the K-job process against K times
 // the 1-job process (the base weights and the activations are shared).
 //
+// Co-serving (--serve-seconds S > 0): one EngineWorker over the CpuExecutor
+// serves --streams greedy decode streams of the base (closed loop: a stream
+// that ends is replaced) for S seconds, first alone, then while
+// --serve-jobs jobs train beside it (TrainingWork on the executor's threads,
+// --serve-share of the busy time, --serve-batch-tokens per job per round);
+// the inter-token latency p50/p99 of both runs and the training tokens/s.
+//
 // usage: train [--model DIR] [--jobs K] [--steps N] [--batch-tokens T] [--seq-len L] [--rank R]
-//              [--threads N] [--reps N] [--recompute] [--json]
+//              [--threads N] [--reps N] [--recompute] [--serve-seconds S] [--streams N]
+//              [--serve-jobs K] [--serve-share X] [--serve-batch-tokens T] [--json]
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -35,7 +48,10 @@
 #include "nodes/cli_app.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/model_factory.h"
+#include "runtime/adapter_source.h"
+#include "runtime/engine_worker.h"
 #include "runtime/training/training_job.h"
+#include "runtime/training/training_work.h"
 
 using namespace myriad;
 
@@ -45,6 +61,8 @@ struct Options {
   std::string model;
   int64_t jobs = 8, steps = 4, batch_tokens = 512, seq_len = 128, rank = 16, threads = 0, reps = 3;
   bool recompute = false, json = false;
+  double serve_seconds = 6, serve_share = 0.25;
+  int64_t streams = 4, serve_jobs = 4, serve_batch_tokens = 128;
 };
 
 struct Figures {
@@ -52,6 +70,7 @@ struct Figures {
   double peak_rss_mb = 0;
   double activation_mb = 0;
   double loss_first = 0, loss_last = 0;
+  double itl_p50_ms = 0, itl_p99_ms = 0, itl_max_ms = 0, decode_tok_s = 0, ttft_p50_ms = 0, ttft_p99_ms = 0;
 };
 
 double peak_rss_mb() {
@@ -159,6 +178,113 @@ bool train(const Options& o, std::shared_ptr<const Checkpoint> ck, int64_t jobs,
   return true;
 }
 
+// Token times of every request, for inter-token latencies.
+class TimingSink final : public EventSink {
+ public:
+  void on_event(const RequestEvent& e) override {
+    std::lock_guard lock(mu);
+    const double t = bench::now_s();
+    if (e.kind == EventKind::kToken) {
+      auto it = last.find(e.id);
+      if (it != last.end()) {
+        gaps_ms.push_back((t - it->second) * 1e3);
+      } else if (auto s = submitted.find(e.id); s != submitted.end()) {
+        ttft_ms.push_back((t - s->second) * 1e3);
+      }
+      last[e.id] = t;
+      ++tokens;
+    }
+    if (e.is_final()) {
+      last.erase(e.id);
+      ++finished;
+    }
+  }
+  std::mutex mu;
+  std::map<RequestId, double> last, submitted;
+  std::vector<double> gaps_ms, ttft_ms;
+  int64_t tokens = 0, finished = 0;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[size_t(std::min<double>(double(v.size() - 1), p * double(v.size())))];
+}
+
+bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_training, Figures& f) {
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.threads = int(o.threads);
+  eo.kv_num_blocks = 512;
+  auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
+  if (!ex.ok()) return false;
+  StaticAdapterSource source;
+  TimingSink sink;
+  SchedulerConfig cfg;
+  cfg.num_slots = 0;
+  cfg.num_kv_blocks = 512;
+  auto worker = EngineWorker::start(cfg, *ex.value(), source, sink);
+  if (!worker.ok()) return false;
+  gpu::cpu::CpuLoraTrainingBackend backend(ck, ex.value()->pool());
+  std::atomic<int64_t> trained_tokens{0};
+  TrainingWork work(backend, 1 << 30, nullptr,
+                    [&](const TrainingJob&, const TrainingStepRecord& rec) { trained_tokens += rec.tokens; });
+  if (with_training) {
+    const int64_t per_job = std::max<int64_t>(1, o.serve_batch_tokens / o.seq_len);
+    for (int64_t j = 0; j < o.serve_jobs; ++j) {
+      TrainingJobConfig c;
+      c.targets.rank = int32_t(o.rank);
+      c.adamw.lr = 1e-3;
+      c.steps = 1 << 20;
+      c.batch_tokens = o.serve_batch_tokens;
+      c.seed = uint64_t(j);
+      auto job = TrainingJob::create("job" + std::to_string(j), ck->config(), c,
+                                     synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
+      if (!job.ok()) return false;
+      work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
+    }
+    worker.value()->set_background(&work, o.serve_share);
+  }
+  RequestId next = 1;
+  auto submit = [&] {
+    Request r;
+    r.id = next;
+    r.prompt = bench::prompt(32, int(next), ck->config().vocab_size);
+    r.max_tokens = 64;
+    r.sampling.temperature = 0.0f;
+    {
+      std::lock_guard lock(sink.mu);
+      sink.submitted[next] = bench::now_s();
+    }
+    ++next;
+    return worker.value()->submit(std::move(r)).ok();
+  };
+  for (int64_t i = 0; i < o.streams; ++i)
+    if (!submit()) return false;
+  const double t0 = bench::now_s();
+  int64_t seen_finished = 0;
+  while (bench::now_s() - t0 < o.serve_seconds) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    int64_t fin;
+    {
+      std::lock_guard lock(sink.mu);
+      fin = sink.finished;
+    }
+    for (; seen_finished < fin; ++seen_finished)
+      if (!submit()) return false;
+  }
+  const double secs = bench::now_s() - t0;
+  worker.value()->stop(EngineWorker::StopMode::kCancel);
+  std::lock_guard lock(sink.mu);
+  f.itl_p50_ms = percentile(sink.gaps_ms, 0.5);
+  f.itl_p99_ms = percentile(sink.gaps_ms, 0.99);
+  f.itl_max_ms = percentile(sink.gaps_ms, 1.0);
+  f.ttft_p50_ms = percentile(sink.ttft_ms, 0.5);
+  f.ttft_p99_ms = percentile(sink.ttft_ms, 0.99);
+  f.decode_tok_s = double(sink.tokens) / secs;
+  f.tok_s = double(trained_tokens.load()) / secs;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,6 +301,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "compute threads (default: all)")->option_text("N");
   app.add_option("--reps", o.reps, "prefill repetitions, best kept (default 3)")->option_text("N");
   app.add_flag("--recompute", o.recompute, "recompute activations in the backward");
+  app.add_option("--serve-seconds", o.serve_seconds, "co-serving runs' length; 0: skip them (default 6)")
+      ->option_text("S");
+  app.add_option("--streams", o.streams, "concurrent decode streams while serving (default 4)")->option_text("N");
+  app.add_option("--serve-jobs", o.serve_jobs, "jobs training beside serving (default 4)")->option_text("K");
+  app.add_option("--serve-share", o.serve_share, "training's share of the worker's busy time (default 0.25)")
+      ->option_text("X");
+  app.add_option("--serve-batch-tokens", o.serve_batch_tokens, "tokens per job per round beside serving (default 128)")
+      ->option_text("T");
   app.add_flag("--json", o.json, "print JSON instead of the table");
   CLI11_PARSE(app, argc, argv);
 
@@ -201,6 +335,15 @@ int main(int argc, char** argv) {
   auto pre = in_child([&](Figures& f) { return prefill(o, ck.value(), f); });
   auto one = in_child([&](Figures& f) { return train(o, ck.value(), 1, f); });
   auto many = in_child([&](Figures& f) { return train(o, ck.value(), o.jobs, f); });
+  std::optional<Figures> alone, beside;
+  if (o.serve_seconds > 0) {
+    alone = in_child([&](Figures& f) { return serve(o, ck.value(), false, f); });
+    beside = in_child([&](Figures& f) { return serve(o, ck.value(), true, f); });
+    if (!alone || !beside) {
+      std::fprintf(stderr, "train: a co-serving run failed\n");
+      return 1;
+    }
+  }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
   if (!pre || !one || !many) {
     std::fprintf(stderr, "train: a run failed\n");
@@ -213,12 +356,23 @@ int main(int argc, char** argv) {
         "{\"model\": \"%s\", \"kernel\": \"%s\", \"seq_len\": %lld, \"batch_tokens_per_job\": %lld, \"rank\": %lld, "
         "\"recompute\": %s, \"prefill_tok_s\": %.1f, \"train_1_tok_s\": %.1f, \"train_%lld_tok_s\": %.1f, "
         "\"train_1_vs_prefill\": %.3f, \"train_%lld_vs_prefill\": %.3f, \"rss_1_mb\": %.0f, \"rss_%lld_mb\": %.0f, "
-        "\"rss_%lld_vs_%lldx1\": %.3f, \"activation_mb_1\": %.1f, \"activation_mb_%lld\": %.1f}\n",
+        "\"rss_%lld_vs_%lldx1\": %.3f, \"activation_mb_1\": %.1f, \"activation_mb_%lld\": %.1f",
         o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str(), gpu::cpu::matmul_kernel_name(),
         (long long)o.seq_len, (long long)o.batch_tokens, (long long)o.rank, o.recompute ? "true" : "false", pre->tok_s,
         one->tok_s, (long long)o.jobs, many->tok_s, ratio1, (long long)o.jobs, ratio_k, one->peak_rss_mb,
         (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, (long long)o.jobs, mem_ratio, one->activation_mb,
         (long long)o.jobs, many->activation_mb);
+    if (alone)
+      std::printf(", \"serve\": {\"streams\": %lld, \"jobs\": %lld, \"share\": %.2f, \"itl_p50_ms\": %.2f, "
+                  "\"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, \"with_training\": "
+                  "{\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, "
+                  "\"train_tok_s\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f}, \"ttft_p50_ms\": %.1f, "
+                  "\"ttft_p99_ms\": %.1f, \"p99_ratio\": %.3f}",
+                  (long long)o.streams, (long long)o.serve_jobs, o.serve_share, alone->itl_p50_ms, alone->itl_p99_ms,
+                  alone->itl_max_ms, alone->decode_tok_s, beside->itl_p50_ms, beside->itl_p99_ms, beside->itl_max_ms,
+                  beside->decode_tok_s, beside->tok_s, beside->ttft_p50_ms, beside->ttft_p99_ms, alone->ttft_p50_ms,
+                  alone->ttft_p99_ms, beside->itl_p99_ms / alone->itl_p99_ms);
+    std::printf("}\n");
     return 0;
   }
   std::printf("model %s, %s kernels, examples of %lld tokens, %lld tokens per job per step, rank %lld on 7 modules%s\n\n",
@@ -233,5 +387,18 @@ int main(int argc, char** argv) {
   std::printf("\n%lld jobs in one process: %.0f MB peak RSS against %lld x %.0f = %.0f MB as separate processes (%.2fx)\n",
               (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, one->peak_rss_mb,
               double(o.jobs) * one->peak_rss_mb, mem_ratio);
+  if (alone) {
+    std::printf("\nco-serving: %lld greedy streams of the base, %lld jobs training beside them (share %.2f, %lld tokens "
+                "per job per round)\n\n",
+                (long long)o.streams, (long long)o.serve_jobs, o.serve_share, (long long)o.serve_batch_tokens);
+    std::printf("| run | ITL p50 ms | ITL p99 ms | ITL max ms | TTFT p50 ms | TTFT p99 ms | decode tok/s | train tok/s |\n"
+                "|---|---|---|---|---|---|---|---|\n");
+    std::printf("| serving alone | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | |\n", alone->itl_p50_ms, alone->itl_p99_ms,
+                alone->itl_max_ms, alone->ttft_p50_ms, alone->ttft_p99_ms, alone->decode_tok_s);
+    std::printf("| serving + training | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f |\n", beside->itl_p50_ms,
+                beside->itl_p99_ms, beside->itl_max_ms, beside->ttft_p50_ms, beside->ttft_p99_ms, beside->decode_tok_s,
+                beside->tok_s);
+    std::printf("\np99 with training / alone: %.2fx (goal 1.5x)\n", beside->itl_p99_ms / alone->itl_p99_ms);
+  }
   return 0;
 }

@@ -76,8 +76,9 @@ class EngineWorker {
   void inspect(std::function<void(const Engine&)> fn);
   const RequestLimits& limits() const { return limits_; }
   // Interleaves `work` (null: none) with the inference steps: while requests
-  // run it gets at most `share` (in (0, 1]) of the loop's recent busy time,
-  // one run_once() at a time; with no request it runs back to back. Applied
+  // run it gets at most `share` (in (0, 1]) of the loop's busy time (after a
+  // unit of d seconds, inference steps run for d (1 - share) / share before
+  // the next), one run_once() at a time; with no request it runs back to back. Applied
   // between steps. `work` must outlive the worker (or be replaced first and
   // the worker stopped).
   void set_background(BackgroundWork* work, double share);
@@ -113,12 +114,13 @@ class EngineWorker {
   EventSink& sink_;
   TrackingSink tracking_;
   std::unique_ptr<Engine> engine_;
-  // Worker thread only: the background work and the recent busy seconds of
-  // each kind (halved whenever their sum passes a second: a sliding window).
+  // Worker thread only: the background work, its share, and the inference
+  // seconds owed before its next unit: a unit of d seconds owes
+  // d (1 - share) / share of inference while requests are waiting, so the
+  // share holds whatever the units' lengths.
   BackgroundWork* background_ = nullptr;
   double background_share_ = 0;
-  double infer_s_ = 0, background_s_ = 0;
-  void account(double& bucket, double seconds);
+  double inference_owed_s_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -179,27 +179,18 @@ bool EngineWorker::apply_commands() {
   return !(stopping && !engine_->has_work());
 }
 
-void EngineWorker::account(double& bucket, double seconds) {
-  bucket += seconds;
-  if (infer_s_ + background_s_ > 1.0) {
-    infer_s_ *= 0.5;
-    background_s_ *= 0.5;
-  }
-}
-
 void EngineWorker::run() {
   using Clock = std::chrono::steady_clock;
   for (;;) {
     if (!apply_commands()) break;
     const bool background = background_ && background_->has_work();
-    const bool background_due =
-        background && background_s_ <= background_share_ * (background_s_ + infer_s_);
+    const bool background_due = background && inference_owed_s_ <= 0;
     if (engine_->has_work() && !background_due) {
       const auto t0 = Clock::now();
       const Status st = engine_->step();
       if (!st.ok()) log_warn("worker: step failed: {}", st.error().to_string());
       const bool ran = !engine_->last_schedule().plan.rows.empty();
-      if (ran) account(infer_s_, std::chrono::duration<double>(Clock::now() - t0).count());
+      if (ran) inference_owed_s_ -= std::chrono::duration<double>(Clock::now() - t0).count();
       {
         std::lock_guard lock(mu_);
         stats_.steps += ran;
@@ -218,7 +209,8 @@ void EngineWorker::run() {
     if (background) {
       const auto t0 = Clock::now();
       background_->run_once();
-      account(background_s_, std::chrono::duration<double>(Clock::now() - t0).count());
+      const double d = std::chrono::duration<double>(Clock::now() - t0).count();
+      inference_owed_s_ = d * (1.0 - background_share_) / background_share_;
       continue;
     }
     std::unique_lock lock(mu_);
