@@ -249,29 +249,49 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   return true;
 }
 
-void JobTrainer::remove(TrainingJob* job) { jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end()); }
+void JobTrainer::remove(TrainingJob* job) {
+  MYRIAD_CHECK(!in_flight_, "jobs change between rounds only");
+  jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end());
+}
 
 bool JobTrainer::idle() const {
   return std::none_of(jobs_.begin(), jobs_.end(), [](const TrainingJob* j) { return !j->done(); });
 }
 
-Result<std::vector<std::pair<TrainingJob*, TrainingStepRecord>>> JobTrainer::round() {
-  std::vector<TrainingJob*> active;
+Result<bool> JobTrainer::begin_round() {
+  MYRIAD_CHECK(!in_flight_, "a round is already in flight");
+  active_.clear();
+  rows_.clear();
+  tensors_.clear();
   for (TrainingJob* j : jobs_)
-    if (!j->done()) active.push_back(j);
-  std::vector<TrainingRow> rows;
-  std::vector<TrainingJobTensors<float>> tensors;
-  for (size_t i = 0; i < active.size(); ++i) {
-    auto r = active[i]->next_micro_batch(int32_t(i));
-    rows.insert(rows.end(), r.begin(), r.end());
-    tensors.push_back(active[i]->tensors());
+    if (!j->done()) active_.push_back(j);
+  for (size_t i = 0; i < active_.size(); ++i) {
+    auto r = active_[i]->next_micro_batch(int32_t(i));
+    rows_.insert(rows_.end(), r.begin(), r.end());
+    tensors_.push_back(active_[i]->tensors());
   }
-  std::vector<std::pair<TrainingJob*, TrainingStepRecord>> out;
-  if (rows.empty()) return out;
-  MYRIAD_TRY(backend_.forward_backward(rows, tensors));
-  for (size_t i = 0; i < active.size(); ++i)
-    if (auto rec = active[i]->apply(tensors[i])) out.emplace_back(active[i], *rec);
+  if (rows_.empty()) return false;
+  MYRIAD_TRY(backend_.begin(rows_, tensors_));
+  in_flight_ = true;
+  return true;
+}
+
+std::optional<JobTrainer::Records> JobTrainer::advance_round() {
+  MYRIAD_CHECK(in_flight_, "advance_round() without begin_round()");
+  if (!backend_.advance()) return std::nullopt;
+  in_flight_ = false;
+  Records out;
+  for (size_t i = 0; i < active_.size(); ++i)
+    if (auto rec = active_[i]->apply(tensors_[i])) out.emplace_back(active_[i], *rec);
   return out;
+}
+
+Result<JobTrainer::Records> JobTrainer::round() {
+  auto begun = begin_round();
+  if (!begun.ok()) return begun.error();
+  if (!begun.value()) return Records{};
+  for (;;)
+    if (auto recs = advance_round()) return std::move(*recs);
 }
 
 Result<double> JobTrainer::loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,

@@ -69,7 +69,8 @@ void TrainingWork::apply_pending() {
 }
 
 bool TrainingWork::has_work() {
-  apply_pending();
+  if (trainer_.round_in_flight()) return true;
+  apply_pending();  // jobs change between rounds only
   return !trainer_.idle();
 }
 
@@ -81,16 +82,21 @@ void TrainingWork::publish(Held& h) {
 }
 
 void TrainingWork::run_once() {
-  auto recs = trainer_.round();
-  if (!recs.ok()) {
-    // A backend error is the job's data or a bug, never transient: stop them all loudly.
-    log_error("training: a round failed: {}", recs.error().to_string());
-    for (auto& h : held_) trainer_.remove(h.job.get());
-    std::lock_guard lock(mu_);
-    active_ = 0;
-    return;
+  if (!trainer_.round_in_flight()) {
+    auto begun = trainer_.begin_round();
+    if (!begun.ok()) {
+      // A backend error is the job's data or a bug, never transient: stop them all loudly.
+      log_error("training: a round failed: {}", begun.error().to_string());
+      for (auto& h : held_) trainer_.remove(h.job.get());
+      std::lock_guard lock(mu_);
+      active_ = 0;
+      return;
+    }
+    if (!begun.value()) return;
   }
-  for (const auto& [job, rec] : recs.value()) {
+  const auto recs = trainer_.advance_round();  // one unit: a layer's forward or backward, or the head
+  if (!recs) return;
+  for (const auto& [job, rec] : *recs) {
     if (progress_) progress_(*job, rec);
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job.get() == job; });
     if (it == held_.end()) continue;

@@ -39,6 +39,13 @@ class LlamaLoraTrainer {
   // See LoraTrainingBackend::forward_backward. Jobs with null grads get
   // their loss only; when no job has grads the backward is skipped.
   Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
+  // The same pass a unit at a time (a layer's forward, the head, a layer's
+  // backward), so a serving loop can run inference steps between units:
+  // begin() validates and embeds; each advance() runs one unit and returns
+  // true after the last. `rows`, their tokens and `jobs` must stay valid and
+  // unchanged until then.
+  Status begin(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
+  bool advance();
 
   void set_recompute(bool on) { recompute_ = on; }
   // Keep Wᵀ of every base weight after its first backward (default on): the
@@ -91,6 +98,8 @@ class LlamaLoraTrainer {
   int64_t window_ = 0;
   bool recompute_ = false;
   bool cache_transposed_ = true;
+  bool backward_ = false, keep_all_ = false, in_flight_ = false;
+  int unit_ = 0;
   std::map<const void*, std::pair<WeightView, std::vector<uint32_t>>> transposed_;  // by W's data
   size_t activation_bytes_ = 0;
 
@@ -132,6 +141,10 @@ class CpuLoraTrainingBackend final : public LoraTrainingBackend {
   Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) override {
     return trainer_.forward_backward(rows, jobs);
   }
+  Status begin(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) override {
+    return trainer_.begin(rows, jobs);
+  }
+  bool advance() override { return trainer_.advance(); }
   void set_recompute(bool on) override { trainer_.set_recompute(on); }
   size_t activation_bytes() const { return trainer_.activation_bytes(); }
 

@@ -463,17 +463,25 @@ void LlamaLoraTrainer<Real>::head(const Real* x_last, Real* dx_last, bool backwa
 template <class Real>
 Status LlamaLoraTrainer<Real>::forward_backward(std::span<const TrainingRow> rows,
                                                 std::span<TrainingJobTensors<Real>> jobs) {
+  MYRIAD_TRY(begin(rows, jobs));
+  while (!advance()) {
+  }
+  return ok_status();
+}
+
+template <class Real>
+Status LlamaLoraTrainer<Real>::begin(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs) {
   MYRIAD_TRY(validate(rows, jobs));
   prepare(rows, jobs);
   const ModelConfig& c = ckpt_->config();
   const int nl = int(c.num_layers);
   const int64_t H = c.hidden_size;
-  bool backward = false;
-  for (const auto& j : jobs) backward = backward || j.grads != nullptr;
-  const bool keep_all = backward && !recompute_;
+  backward_ = false;
+  for (const auto& j : jobs) backward_ = backward_ || j.grads != nullptr;
+  keep_all_ = backward_ && !recompute_;
   xs_.resize(size_t(nl) + 1);
   for (auto& x : xs_) x.resize(size_t(T_ * H));
-  acts_.resize(keep_all ? size_t(nl) : 1);
+  acts_.resize(keep_all_ ? size_t(nl) : 1);
   for (auto& a : acts_) resize(a);
   // Embedding (the table is frozen: the backward stops at its output).
   Real* x0 = xs_[0].data();
@@ -483,10 +491,8 @@ Status LlamaLoraTrainer<Real>::forward_backward(std::span<const TrainingRow> row
     for (int64_t t = 0; t < T_; ++t)
       for (int64_t i = 0; i < H; ++i) x0[t * H + i] = weight_at(embed_, int64_t(tokens_[size_t(t)]) * H + i);
   }
-  for (int l = 0; l < nl; ++l)
-    forward_layer(l, xs_[size_t(l)].data(), acts_[keep_all ? size_t(l) : 0], xs_[size_t(l) + 1].data());
   activation_bytes_ = 0;
-  if (backward) {
+  if (backward_) {
     for (const auto& x : xs_) activation_bytes_ += x.size() * sizeof(Real);
     for (const auto& a : acts_) {
       for (const auto* v : {&a.x_in, &a.r1, &a.h1, &a.q, &a.k, &a.v, &a.lse, &a.attn, &a.x_mid, &a.r2, &a.h2, &a.g,
@@ -495,19 +501,39 @@ Status LlamaLoraTrainer<Real>::forward_backward(std::span<const TrainingRow> row
       for (const auto& z : a.z) activation_bytes_ += z.size() * sizeof(Real);
     }
   }
-  dx_.assign(size_t(T_ * H), Real(0));
-  head(xs_[size_t(nl)].data(), dx_.data(), backward);
-  if (!backward) return ok_status();
-  for (int l = nl - 1; l >= 0; --l) {
-    Acts& a = acts_[keep_all ? size_t(l) : 0];
-    if (!keep_all) {
-      // Recompute this layer's activations from its kept input (the output
-      // buffer of the layer above is free by now: its gradient is in dx_).
-      forward_layer(l, xs_[size_t(l)].data(), a, xs_[size_t(l) + 1].data());
-    }
-    backward_layer(l, a, dx_.data());
-  }
+  unit_ = 0;
+  in_flight_ = true;
   return ok_status();
+}
+
+// Units: 0..L-1 the layers' forward, L the head, then L+1..2L the layers'
+// backward from the last.
+template <class Real>
+bool LlamaLoraTrainer<Real>::advance() {
+  MYRIAD_CHECK(in_flight_, "advance() without begin()");
+  const ModelConfig& c = ckpt_->config();
+  const int nl = int(c.num_layers);
+  const int u = unit_++;
+  if (u < nl) {
+    forward_layer(u, xs_[size_t(u)].data(), acts_[keep_all_ ? size_t(u) : 0], xs_[size_t(u) + 1].data());
+    return false;
+  }
+  if (u == nl) {
+    dx_.assign(size_t(T_ * c.hidden_size), Real(0));
+    head(xs_[size_t(nl)].data(), dx_.data(), backward_);
+    in_flight_ = backward_;
+    return !backward_;
+  }
+  const int l = 2 * nl - u;
+  Acts& a = acts_[keep_all_ ? size_t(l) : 0];
+  if (!keep_all_) {
+    // Recompute this layer's activations from its kept input (the output
+    // buffer of the layer above is free by now: its gradient is in dx_).
+    forward_layer(l, xs_[size_t(l)].data(), a, xs_[size_t(l) + 1].data());
+  }
+  backward_layer(l, a, dx_.data());
+  in_flight_ = l > 0;
+  return l == 0;
 }
 
 template <class Real>

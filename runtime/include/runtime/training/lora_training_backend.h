@@ -41,6 +41,12 @@ class LoraTrainingBackend {
   // a token out of the vocabulary, a row longer than the base's context, a
   // job index out of range (nothing is accumulated then).
   virtual Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) = 0;
+  // The same pass in units (a layer's forward or backward, the head), for a
+  // serving loop that runs inference steps between them: begin() validates
+  // (the same errors; nothing accumulated on one), advance() runs one unit
+  // and returns true after the last. rows and jobs must stay valid until then.
+  virtual Status begin(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs) = 0;
+  virtual bool advance() = 0;
   // Whether activations are recomputed in the backward instead of kept.
   virtual void set_recompute(bool on) = 0;
 };

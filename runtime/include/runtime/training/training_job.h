@@ -124,8 +124,15 @@ class JobTrainer {
   void add(TrainingJob* job) { jobs_.push_back(job); }
   void remove(TrainingJob* job);
   bool idle() const;
+  using Records = std::vector<std::pair<TrainingJob*, TrainingStepRecord>>;
   // One round; returns the records of jobs that finished an optimizer step.
-  Result<std::vector<std::pair<TrainingJob*, TrainingStepRecord>>> round();
+  Result<Records> round();
+  // The same round a unit at a time: begin_round() (false: no active job),
+  // then advance_round() until it returns the records. No job may be added
+  // or removed while a round is in flight.
+  Result<bool> begin_round();
+  std::optional<Records> advance_round();
+  bool round_in_flight() const { return in_flight_; }
   // Mean loss per target token of `job`'s eval examples (forward only),
   // micro-batched to batch_tokens; NaN without eval examples.
   Result<double> evaluate(TrainingJob& job);
@@ -136,6 +143,11 @@ class JobTrainer {
  private:
   LoraTrainingBackend& backend_;
   std::vector<TrainingJob*> jobs_;
+  // The round in flight.
+  bool in_flight_ = false;
+  std::vector<TrainingJob*> active_;
+  std::vector<TrainingRow> rows_;
+  std::vector<TrainingJobTensors<float>> tensors_;
 };
 
 // Mean of the first / last n records' losses (train_loss_first / _last).

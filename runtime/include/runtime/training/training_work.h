@@ -1,5 +1,6 @@
 // Training as an EngineWorker's background work: the worker's thread runs
-// one JobTrainer round at a time between inference steps, so jobs train on
+// one unit of a JobTrainer round at a time (a layer's forward or backward, or
+// the head) between inference steps, so jobs train on
 // the device that serves, and every `publish_every` steps (and when a job
 // ends) each job's adapter is handed to `publish` as a new version, from
 // memory: a caller puts it where the worker's adapter source finds it, so
@@ -7,7 +8,7 @@
 // file read. Requests already running keep the version they pinned.
 //
 // Jobs are added, paused and cancelled from any thread; those commands take
-// effect before the next round, so the others never notice.
+// effect between rounds, so the others never notice.
 #pragma once
 
 #include <cstdint>
