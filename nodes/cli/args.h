@@ -38,6 +38,7 @@ struct MakeModelArgs {
   std::string out;        // --out DIR (required)
   std::string tokenizer;  // --tokenizer DIR; empty: the built-in byte-level one
   int64_t threads = 0;    // --threads N, in [0, 1024]; 0 = all cores
+  double init_std = 0.02;  // --init-std X: weights ~ N(0, X^2)
 };
 
 struct MakeAdapterArgs {

@@ -34,6 +34,9 @@ Result<MakeModelOptions> options_from(const MakeModelArgs& a) {
   if (a.threads < 0 || a.threads > 1024)
     return make_error(ErrorCode::kInvalidArgument, "--threads must be in [0, 1024], got " + std::to_string(a.threads));
   o.threads = int(a.threads);
+  if (!(a.init_std > 0) || !(a.init_std <= 1))
+    return make_error(ErrorCode::kInvalidArgument, "--init-std must be in (0, 1], got " + std::to_string(a.init_std));
+  o.init_std = float(a.init_std);
   return o;
 }
 

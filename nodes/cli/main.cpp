@@ -60,6 +60,10 @@ void add_make_model(CLI::App& app, MakeModelArgs& a, std::function<int()>& run) 
   c->add_option("--tokenizer", a.tokenizer,
                 "copy this tokenizer into the model folder (default: a byte-level tokenizer of its own)")
       ->option_text("DIR");
+  c->add_option("--init-std", a.init_std,
+                "standard deviation of the random weights (default 0.02; larger gives the tiny shape logits wide "
+                "enough to learn a task)")
+      ->option_text("X");
   add_threads(*c, a.threads, "threads that draw the weights");
   c->callback([&] { run = [&] { return cmd_make_model(a); }; });
 }

@@ -3,12 +3,20 @@
 // learning-rate schedule and gradient clipping.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "runtime/checkpoint.h"
 #include "runtime/model_factory.h"
+#include "runtime/peft_adapter.h"
+#include "runtime/safetensors.h"
 #include "runtime/tokenizer.h"
 #include "runtime/tokenizer_config.h"
 #include "runtime/training/optimizer.h"
@@ -168,6 +176,59 @@ TEST(Optimizer, WarmupThenCosineAndClipping) {
   EXPECT_NEAR(g.modules[0].b[0], 0.8, 1e-6);
   EXPECT_NEAR(clip_grad_norm(g, 10.0), 1.0, 1e-6);  // under the limit: unchanged
   EXPECT_NEAR(g.modules[0].a[0], 0.6, 1e-6);
+}
+
+// What a job publishes follows PEFT's conventions: the same tensor names,
+// shapes and dtype as an adapter PEFT itself saved for the same base (the
+// fixture r8-all), the config fields PEFT reads, and it loads back exactly.
+TEST(TrainingPublish, AJobsAdapterIsAPeftAdapterThatLoadsBackExactly) {
+  const std::string base_dir = testing::fixtures_dir() + "/tiny-llama";
+  auto base = Checkpoint::load(base_dir);
+  ASSERT_TRUE(base.ok()) << base.error().to_string();
+  LoraTargets t;
+  t.rank = 8;
+  t.alpha = 16;
+  auto p = init_lora_params(base.value()->config(), t, 3);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 0.1f);
+  for (auto& m : p.modules)
+    for (auto& v : m.b) v = nd(rng);  // a trained adapter has non-zero B
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("myriad_publish_" + std::to_string(std::random_device{}()));
+  ASSERT_TRUE(save_peft_adapter(dir.string(), to_lora_weights(p, "job"), base_dir).ok());
+
+  auto ours = SafetensorsFile::open((dir / "adapter_model.safetensors").string());
+  auto peft = SafetensorsFile::open(base_dir + "/adapters/r8-all/adapter_model.safetensors");
+  ASSERT_TRUE(ours.ok() && peft.ok());
+  ASSERT_EQ(ours.value()->tensors().size(), peft.value()->tensors().size());
+  for (const TensorView& theirs : peft.value()->tensors()) {
+    const TensorView* mine = ours.value()->find(theirs.name);
+    ASSERT_NE(mine, nullptr) << "PEFT's tensor " << theirs.name << " is missing";
+    EXPECT_EQ(mine->shape, theirs.shape) << theirs.name;
+    EXPECT_EQ(mine->dtype, theirs.dtype) << theirs.name;
+  }
+  std::ifstream a(dir / "adapter_config.json"), b(base_dir + "/adapters/r8-all/adapter_config.json");
+  const json mine = json::parse(a), theirs = json::parse(b);
+  for (const char* k : {"peft_type", "r", "lora_alpha", "bias", "fan_in_fan_out", "task_type", "use_dora", "use_rslora",
+                        "modules_to_save", "layers_to_transform", "rank_pattern", "alpha_pattern"})
+    EXPECT_EQ(mine.at(k), theirs.at(k)) << k;
+  auto sorted = [](json l) {
+    std::vector<std::string> v = l.get<std::vector<std::string>>();
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(mine["target_modules"]), sorted(theirs["target_modules"]));
+
+  auto back = load_peft_adapter(dir.string(), base.value()->config());
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  const LoraParams<float> again = lora_params_from(*back.value());
+  ASSERT_EQ(again.modules.size(), p.modules.size());
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    EXPECT_EQ(again.modules[i].a, p.modules[i].a) << i;
+    EXPECT_EQ(again.modules[i].b, p.modules[i].b) << i;
+    EXPECT_EQ(again.modules[i].scale, p.modules[i].scale) << i;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
