@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -18,6 +19,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/tokenizer.h"
+#include "runtime/training/loss_curve.h"
 #include "runtime/training/training_job.h"
 
 namespace myriad::cli {
@@ -201,6 +203,17 @@ int cmd_finetune(const FinetuneArgs& a) {
   fs::remove_all(tmp, ec);
   const LoraWeights w = to_lora_weights(j.params(), dest.filename().string());
   if (Status st = save_peft_adapter(tmp.string(), w, a.model); !st.ok()) return fail(st.error(), 1);
+  // The loss curve beside the adapter (PEFT ignores other files).
+  std::vector<std::pair<int64_t, double>> eval_points;
+  if (out.contains("eval_loss")) eval_points.emplace_back(j.steps_done(), out["eval_loss"].get<double>());
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"training_log.csv", loss_curve_csv(j.history())},
+                                   {"loss.svg", loss_curve_svg(j.history(), "loss of " + dest.filename().string(),
+                                                               eval_points)}}) {
+    std::ofstream f(tmp / name, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.close();
+    if (!f) return fail(make_error(ErrorCode::kIo, (tmp / name).string() + ": write failed"), 1);
+  }
   PeftLoadOptions lo;
   lo.max_rank = 256;
   if (auto back = load_peft_adapter(tmp.string(), cfg, lo); !back.ok()) {

@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -85,6 +87,21 @@ TEST(FinetuneCli, TrainsWritesAPeftFolderAndPrintsItsSummary) {
   EXPECT_EQ(back.value()->at(0, LinearModule::kK).rank, 0);
   for (const auto& e : fs::directory_iterator(w.dir))
     EXPECT_EQ(e.path().filename().string().find("adapter.tmp-"), std::string::npos) << "left behind: " << e.path();
+  // The loss curve beside it: one CSV row per step, an SVG line of 25 points.
+  std::ifstream csv(w / "adapter/training_log.csv");
+  std::string line;
+  int rows = 0;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,loss,lr,grad_norm,tokens,target_tokens");
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 25);
+  std::ifstream svg_file(w / "adapter/loss.svg");
+  const std::string svg((std::istreambuf_iterator<char>(svg_file)), std::istreambuf_iterator<char>());
+  const size_t pts = svg.find("points=\"");
+  ASSERT_NE(pts, std::string::npos);
+  const std::string points = svg.substr(pts + 8, svg.find('"', pts + 8) - pts - 8);
+  EXPECT_EQ(std::count(points.begin(), points.end(), ','), 25);
+  EXPECT_NE(svg.find("<circle"), std::string::npos) << "the eval loss is drawn";
   const auto g = run_cli("generate --model " + model + " --adapter " + (w / "adapter") + " --prompt abc --max-tokens 2");
   EXPECT_EQ(g.code, 0) << g.out;
 }
