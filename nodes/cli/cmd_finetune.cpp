@@ -2,12 +2,15 @@
 // TrainingJob / JobTrainer a node runs), draws its progress on stderr and
 // writes the adapter as a PEFT folder (into a temporary sibling folder, then
 // renamed into place, so --out never holds half an adapter).
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -73,6 +76,26 @@ Status move_into_place(const fs::path& tmp, const fs::path& out) {
   fs::rename(tmp, out, ec);
   if (ec) return make_error(ErrorCode::kIo, out.string() + ": cannot rename the new adapter into place: " + ec.message());
   if (!old.empty()) fs::remove_all(old, ec);
+  return ok_status();
+}
+
+// Writes `text` to `path` and fsyncs it (it is renamed into place after).
+Status write_synced(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(ErrorCode::kIo, path + ": cannot create: " + std::strerror(errno));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return make_error(ErrorCode::kIo, path + ": write failed: " + std::strerror(errno));
+    }
+    done += size_t(n);
+  }
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return make_error(ErrorCode::kIo, path + ": fsync failed");
   return ok_status();
 }
 
@@ -209,10 +232,7 @@ int cmd_finetune(const FinetuneArgs& a) {
   for (const auto& [name, text] : {std::pair<std::string, std::string>{"training_log.csv", loss_curve_csv(j.history())},
                                    {"loss.svg", loss_curve_svg(j.history(), "loss of " + dest.filename().string(),
                                                                eval_points)}}) {
-    std::ofstream f(tmp / name, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.close();
-    if (!f) return fail(make_error(ErrorCode::kIo, (tmp / name).string() + ": write failed"), 1);
+    if (Status st = write_synced((tmp / name).string(), text); !st.ok()) return fail(st.error(), 1);
   }
   PeftLoadOptions lo;
   lo.max_rank = 256;
@@ -221,7 +241,7 @@ int cmd_finetune(const FinetuneArgs& a) {
     return fail(back.error(), 1);
   }
   if (Status st = move_into_place(tmp, dest); !st.ok()) return fail(st.error(), 1);
-  std::printf("%s\n", out.dump().c_str());
+  std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "runtime/tokenizer_config.h"
 #include "runtime/training/optimizer.h"
 #include "runtime/training/training_data.h"
+#include "runtime/training/training_job.h"
 #include "test_fixtures.h"
 
 namespace myriad {
@@ -64,6 +65,14 @@ TEST(TrainingData, PromptCompletionLearnsTheCompletionAndEos) {
   // The completion's tokens are those of the whole text after the prompt's.
   const auto full = tok->encode("The capital of France is Paris.", true);
   EXPECT_TRUE(std::equal(full.begin(), full.end(), ex->tokens.begin()));
+  // A prompt ending in a space: its last token joins the answer's first word
+  // in the whole text, and that word is learned whole, not dropped.
+  auto spaced = encode_training_example(json{{"prompt", "Answer: "}, {"completion", "yes it is"}}, *tok, {}, "x:2");
+  ASSERT_TRUE(spaced.ok()) << spaced.error().to_string();
+  EXPECT_EQ(learned_text(*tok, *spaced), " yes it is<|end_of_text|>");
+  auto whole = tok->encode("Answer: yes it is", true);
+  whole.push_back(tok->eos_ids()[0]);
+  EXPECT_EQ(spaced->tokens, whole);
 }
 
 TEST(TrainingData, MessagesLearnEveryAssistantTurnWithItsEndOfTurn) {
@@ -129,6 +138,24 @@ TEST(TrainingData, LongExamplesAreTruncatedOrRejectedBySetting) {
   auto empty = encode_training_example(line, *tok, o, "d:4");
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.error().message.find("no token left to learn"), std::string::npos) << empty.error().message;
+}
+
+TEST(TrainingJobs, ExamplesThatDoNotFitTheBaseAreRefusedAtCreation) {
+  const ModelConfig base = model_shape("tiny").value();  // vocabulary 260, context 512
+  TrainingExample ok_ex{{1, 2, 3}, {0, 1, 1}, 1};
+  TrainingExample bad_token{{1, 999, 3}, {0, 1, 1}, 7};
+  TrainingExample too_long{std::vector<int32_t>(600, 5), std::vector<uint8_t>(600, 1), 9};
+  auto r = TrainingJob::create("j", base, {}, {ok_ex, bad_token});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("training example 2 (line 7): token 999 is outside the base's vocabulary"),
+            std::string::npos)
+      << r.error().message;
+  r = TrainingJob::create("j", base, {}, {ok_ex}, {too_long});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("eval example 1 (line 9): 600 tokens exceed the base's context of 512"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(TrainingJob::create("j", base, {}, {ok_ex}).ok());
 }
 
 LoraParams<float> one_value(float v) {

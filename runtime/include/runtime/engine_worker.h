@@ -76,7 +76,7 @@ class EngineWorker {
   void inspect(std::function<void(const Engine&)> fn);
   const RequestLimits& limits() const { return limits_; }
   // Interleaves `work` (null: none) with the inference steps: while requests
-  // run it gets at most `share` (in (0, 1]) of the loop's busy time (after a
+  // run it gets at most `share` (in (0, 1)) of the loop's busy time (after a
   // unit of d seconds, inference steps run for d (1 - share) / share before
   // the next), one run_once() at a time; with no request it runs back to back. Applied
   // between steps. `work` must outlive the worker (or be replaced first and

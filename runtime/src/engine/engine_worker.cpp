@@ -82,7 +82,7 @@ std::string EngineWorker::metrics_json() {
 }
 
 void EngineWorker::set_background(BackgroundWork* work, double share) {
-  MYRIAD_CHECK(share > 0 && share <= 1, "background share must be in (0, 1]");
+  MYRIAD_CHECK(share > 0 && share < 1, "background share must be in (0, 1)");
   {
     std::lock_guard lock(mu_);
     Command c;
@@ -197,7 +197,12 @@ void EngineWorker::run() {
         stats_.queued = engine_->scheduler().num_queued();
         stats_.running = engine_->scheduler().num_running();
       }
-      if (ran || background) continue;
+      if (ran) continue;
+      if (background) {
+        // Nothing could run (adapters loading): the idle time is training's.
+        inference_owed_s_ = 0;
+        continue;
+      }
       // Nothing could run (adapters fetching or loading): wait for their
       // report or a command, with a short bound in case an executor reports
       // from its step only.

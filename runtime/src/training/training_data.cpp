@@ -42,14 +42,19 @@ Result<TrainingExample> prompt_completion(const json& j, const Tokenizer& tok, c
   } else {
     return bad(where, "the tokenizer has no EOS token to end the completion with");
   }
+  // The tokens of the whole text; the loss starts where they leave the
+  // prompt's own tokenization (the prompt's length when its tokens are a
+  // prefix; earlier when the boundary merges, e.g. a prompt ending in a space
+  // whose token joins the completion's first word: splicing the two
+  // tokenizations would drop that word).
   const std::vector<int32_t> prompt_ids = tok.encode(prompt, /*add_special_tokens=*/true);
   const std::vector<int32_t> full = tok.encode(prompt + completion, /*add_special_tokens=*/true);
+  size_t common = 0;
+  while (common < prompt_ids.size() && common < full.size() && prompt_ids[common] == full[common]) ++common;
+  if (full.size() <= common) return bad(where, "the completion adds no tokens after the prompt's");
   TrainingExample ex;
-  append(ex, prompt_ids, false);
-  if (full.size() > prompt_ids.size())
-    append(ex, std::vector<int32_t>(full.begin() + int64_t(prompt_ids.size()), full.end()), true);
-  if (ex.tokens.size() == prompt_ids.size())
-    return bad(where, "the completion adds no tokens after the prompt's");
+  append(ex, std::vector<int32_t>(full.begin(), full.begin() + int64_t(common)), false);
+  append(ex, std::vector<int32_t>(full.begin() + int64_t(common), full.end()), true);
   append(ex, {eos}, true);
   return ex;
 }
@@ -137,6 +142,7 @@ Result<TrainingExample> encode_training_example(const json& j, const Tokenizer& 
   }
   if (!ex.ok()) return ex;
   TrainingExample& e = ex.value();
+  if (o.max_tokens < 2) return make_error(ErrorCode::kInvalidArgument, "max_tokens must be at least 2");
   if (int64_t(e.tokens.size()) > o.max_tokens) {
     if (o.overflow == OverflowPolicy::kReject)
       return bad(where, std::to_string(e.tokens.size()) + " tokens exceed the limit of " +

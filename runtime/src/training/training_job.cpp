@@ -55,6 +55,25 @@ Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const
   if (config.grad_accum < 1) return bad_config("grad_accum must be at least 1");
   if (config.steps < 0) return bad_config("steps must be >= 0");
   if (config.steps == 0 && !(config.epochs > 0 && config.epochs <= 1e6)) return bad_config("epochs must be positive");
+  if (config.grad_accum > 1'000'000 || config.steps > 1'000'000'000) return bad_config("steps or grad_accum too large");
+  if (!(config.adamw.weight_decay >= 0) || !(config.max_grad_norm >= 0) || !(config.min_lr_ratio >= 0) ||
+      !(config.min_lr_ratio <= 1))
+    return bad_config("weight decay, max_grad_norm and min_lr_ratio must be >= 0 (the ratio at most 1)");
+  // Every example must fit the base: a bad one would fail every round it shares.
+  for (const auto* set : {&train, &eval})
+    for (size_t i = 0; i < set->size(); ++i) {
+      const TrainingExample& ex = (*set)[i];
+      const std::string which = std::string(set == &train ? "training" : "eval") + " example " +
+                                std::to_string(i + 1) + (ex.line > 0 ? " (line " + std::to_string(ex.line) + ")" : "");
+      if (ex.tokens.empty() || ex.targets.size() != ex.tokens.size())
+        return bad_config(which + ": tokens and targets must be non-empty and of one length");
+      if (int64_t(ex.tokens.size()) > base.max_position_embeddings)
+        return bad_config(which + ": " + std::to_string(ex.tokens.size()) + " tokens exceed the base's context of " +
+                          std::to_string(base.max_position_embeddings));
+      for (int32_t t : ex.tokens)
+        if (t < 0 || t >= base.vocab_size)
+          return bad_config(which + ": token " + std::to_string(t) + " is outside the base's vocabulary");
+    }
   auto params = init_lora_params(base, config.targets, config.seed);
   std::unique_ptr<TrainingJob> job(
       new TrainingJob(std::move(name), config, std::move(train), std::move(eval), std::move(params)));
@@ -82,7 +101,13 @@ Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const
   job->schedule_.min_ratio = config.min_lr_ratio;
   {
     Sha256 h;
+    // The base by its shape (its weights are not hashed: a different base of
+    // the same shape is not detected), the config and the data's tokens.
     const nlohmann::json cfg = {{"layers", base.num_layers}, {"hidden", base.hidden_size}, {"vocab", base.vocab_size},
+                                {"heads", base.num_heads}, {"kv_heads", base.num_kv_heads},
+                                {"intermediate", base.intermediate_size}, {"rope_theta", base.rope_theta},
+                                {"beta1", config.adamw.beta1}, {"beta2", config.adamw.beta2},
+                                {"adam_eps", config.adamw.eps}, {"min_lr_ratio", config.min_lr_ratio},
                                 {"rank", config.targets.rank}, {"alpha", config.targets.alpha},
                                 {"modules", std::vector<bool>(std::begin(config.targets.modules),
                                                               std::end(config.targets.modules))},
@@ -205,6 +230,7 @@ Status TrainingJob::save_checkpoint(const std::string& path) const {
   add_tensors(tensors, adamw_.first_moment(), "adam_m.");
   add_tensors(tensors, adamw_.second_moment(), "adam_v.");
   nlohmann::json hist = nlohmann::json::array();
+  // JSON has no NaN or infinity: such values are written as null and read back as NaN.
   for (const auto& r : history_) hist.push_back({r.step, r.loss, r.tokens, r.target_tokens, r.lr, r.grad_norm});
   const nlohmann::json state = {{"fingerprint", fingerprint_}, {"step", step_},           {"micro", micro_},
                                 {"adam_steps", adamw_.steps()},  {"history", hist}};
@@ -222,7 +248,9 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   if (fmt == meta.end() || fmt->second != kCheckpointFormat || state_text == meta.end())
     return make_error(ErrorCode::kBadFile, path + ": not a Myriad training checkpoint");
   const nlohmann::json state = nlohmann::json::parse(state_text->second, nullptr, false);
-  auto integer = [&](const char* k) { return state.contains(k) && state[k].is_number_integer() && state[k] >= 0; };
+  auto integer = [&](const char* k) {  // non-negative JSON integers parse as unsigned
+    return state.contains(k) && state[k].is_number_unsigned() && state[k].get<uint64_t>() <= uint64_t(INT64_MAX);
+  };
   if (!state.is_object() || !state.contains("fingerprint") || !integer("step") || !integer("micro") ||
       !integer("adam_steps") || !state.contains("history") || !state["history"].is_array())
     return make_error(ErrorCode::kBadFile, path + ": the checkpoint's state is malformed");
@@ -235,11 +263,19 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   MYRIAD_TRY(read_tensors(*file.value(), v, "adam_v."));
   std::vector<TrainingStepRecord> history;
   for (const auto& r : state["history"]) {
-    if (!r.is_array() || r.size() != 6 || !std::all_of(r.begin(), r.end(), [](const auto& x) { return x.is_number(); }))
+    if (!r.is_array() || r.size() != 6 ||
+        !std::all_of(r.begin(), r.end(), [](const auto& x) { return x.is_number() || x.is_null(); }) ||
+        !r[0].is_number_integer() || !r[2].is_number_integer() || !r[3].is_number_integer())
       return make_error(ErrorCode::kBadFile, path + ": a history record is malformed");
-    history.push_back({r[0].get<int64_t>(), r[1].get<double>(), r[2].get<int64_t>(), r[3].get<int64_t>(),
-                       r[4].get<double>(), r[5].get<double>()});
+    auto real = [](const nlohmann::json& x) {
+      return x.is_null() ? std::numeric_limits<double>::quiet_NaN() : x.get<double>();
+    };
+    history.push_back({r[0].get<int64_t>(), real(r[1]), r[2].get<int64_t>(), r[3].get<int64_t>(), real(r[4]),
+                       real(r[5])});
   }
+  if (state["step"].get<int64_t>() > total_steps_ ||
+      state["micro"].get<int64_t>() != state["step"].get<int64_t>() * config_.grad_accum)
+    return make_error(ErrorCode::kBadFile, path + ": the checkpoint's step counters are inconsistent");
   params_ = std::move(params);
   adamw_.restore(std::move(m), std::move(v), state["adam_steps"].get<int64_t>());
   step_ = state["step"].get<int64_t>();

@@ -12,8 +12,15 @@ TrainingWork::TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, 
 
 void TrainingWork::add(std::shared_ptr<TrainingJob> job) {
   std::lock_guard lock(mu_);
+  if (!job->done()) ++active_;  // a job resumed at its end has nothing left to run
   to_add_.push_back(std::move(job));
-  ++active_;
+}
+
+void TrainingWork::release(Held& h) {
+  if (!h.counted) return;
+  h.counted = false;
+  std::lock_guard lock(mu_);
+  --active_;
 }
 
 void TrainingWork::pause(const std::string& name, bool paused) {
@@ -43,7 +50,8 @@ void TrainingWork::apply_pending() {
   }
   for (auto& j : add) {
     trainer_.add(j.get());
-    held_.push_back({std::move(j), false, 0});
+    const bool counted = !j->done();
+    held_.push_back({std::move(j), false, counted, 0});
   }
   for (const auto& [name, paused] : pause)
     for (auto& h : held_)
@@ -59,12 +67,8 @@ void TrainingWork::apply_pending() {
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job->name() == name; });
     if (it == held_.end()) continue;
     trainer_.remove(it->job.get());
-    const bool was_active = !it->job->done();
+    release(*it);
     held_.erase(it);
-    if (was_active) {
-      std::lock_guard lock(mu_);
-      --active_;
-    }
   }
 }
 
@@ -86,10 +90,13 @@ void TrainingWork::run_once() {
     auto begun = trainer_.begin_round();
     if (!begun.ok()) {
       // A backend error is the job's data or a bug, never transient: stop them all loudly.
+      // Jobs are validated against the base when created, so this is a bug:
+      // stop them all loudly rather than fail the same round forever.
       log_error("training: a round failed: {}", begun.error().to_string());
-      for (auto& h : held_) trainer_.remove(h.job.get());
-      std::lock_guard lock(mu_);
-      active_ = 0;
+      for (auto& h : held_) {
+        trainer_.remove(h.job.get());
+        release(h);
+      }
       return;
     }
     if (!begun.value()) return;
@@ -101,10 +108,7 @@ void TrainingWork::run_once() {
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job.get() == job; });
     if (it == held_.end()) continue;
     if (rec.step % publish_every_ == 0 || job->done()) publish(*it);
-    if (job->done()) {
-      std::lock_guard lock(mu_);
-      --active_;
-    }
+    if (job->done()) release(*it);
   }
 }
 

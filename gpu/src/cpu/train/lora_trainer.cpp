@@ -82,8 +82,11 @@ Status LlamaLoraTrainer<Real>::validate(std::span<const TrainingRow> rows,
   }
   for (const auto& j : jobs) {
     if (!j.params || !j.grads) continue;
-    if (j.grads->modules.size() != j.params->modules.size())
-      return make_error(ErrorCode::kInvalidArgument, "a job's gradients do not match its parameters");
+    bool same = j.grads->modules.size() == j.params->modules.size();
+    for (size_t m = 0; same && m < j.params->modules.size(); ++m)
+      same = j.grads->modules[m].a.size() == j.params->modules[m].a.size() &&
+             j.grads->modules[m].b.size() == j.params->modules[m].b.size();
+    if (!same) return make_error(ErrorCode::kInvalidArgument, "a job's gradients do not match its parameters");
   }
   return ok_status();
 }

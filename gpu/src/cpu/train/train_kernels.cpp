@@ -104,61 +104,68 @@ void attention_forward(const AttentionShape& s, int64_t kv_head, const Real* q, 
 // p_ij = exp(s_ij - lse_i); dp_ij = do_i . v_j; D_i = do_i . o_i;
 // ds_ij = p_ij (dp_ij - D_i) / sqrt(d); then dq_i = sum_j ds_ij k_j,
 // dk_j = sum_i ds_ij q_i, dv_j = sum_i p_ij do_i, each summed in a local
-// vector (so the loops vectorise) from P and dS kept for the head.
+// vector (so the loops vectorise). Queries go in blocks of 64 whose P and dS
+// rows are kept ([64, T]: memory linear in T, whatever the context).
 template <class Real>
 void attention_backward(const AttentionShape& s, int64_t kv_head, const Real* q, const Real* k, const Real* v,
                         const Real* out, const Real* lse, const Real* d_out, Real* dq, Real* dk, Real* dv) {
+  constexpr int64_t kBlock = 64;
   const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads, T = s.T;
   const int64_t qs = s.num_heads * d, ks = s.num_kv_heads * d;
   const Real scale = Real(1) / std::sqrt(Real(d));
   thread_local std::vector<Real> P, dS, acc_k, acc_v;
-  P.resize(size_t(T * T));
-  dS.resize(size_t(T * T));
+  P.resize(size_t(kBlock * T));
+  dS.resize(size_t(kBlock * T));
   acc_k.resize(size_t(d));
   acc_v.resize(size_t(d));
   Real* ak = acc_k.data();
   Real* av = acc_v.data();
   auto first_key = [&](int64_t i) { return s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : int64_t(0); };
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
-    for (int64_t i = 0; i < T; ++i) {
-      const Real* qi = q + i * qs + h * d;
-      const Real* doi = d_out + i * qs + h * d;
-      const Real D = dot(doi, out + i * qs + h * d, d);
-      const Real l = lse[i * s.num_heads + h];
-      Real* Pi = P.data() + i * T;
-      Real* dSi = dS.data() + i * T;
-      for (int64_t j = first_key(i); j <= i; ++j) {
-        const Real p = std::exp(dot(qi, k + j * ks + kv_head * d, d) * scale - l);
-        Pi[j] = p;
-        dSi[j] = p * (dot(doi, v + j * ks + kv_head * d, d) - D) * scale;
-      }
-      std::fill(ak, ak + d, Real(0));
-      for (int64_t j = first_key(i); j <= i; ++j) {
-        const Real g = dSi[j];
-        const Real* kj = k + j * ks + kv_head * d;
-        for (int64_t c = 0; c < d; ++c) ak[c] += g * kj[c];
-      }
-      Real* dqi = dq + i * qs + h * d;
-      for (int64_t c = 0; c < d; ++c) dqi[c] += ak[c];
-    }
-    for (int64_t j = 0; j < T; ++j) {
-      std::fill(ak, ak + d, Real(0));
-      std::fill(av, av + d, Real(0));
-      const int64_t i_end = s.window > 0 ? std::min(T, j + s.window) : T;
-      for (int64_t i = j; i < i_end; ++i) {
-        const Real g = dS[size_t(i * T + j)], p = P[size_t(i * T + j)];
+    for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+      const int64_t i1 = std::min(T, i0 + kBlock);
+      for (int64_t i = i0; i < i1; ++i) {
         const Real* qi = q + i * qs + h * d;
         const Real* doi = d_out + i * qs + h * d;
-        for (int64_t c = 0; c < d; ++c) {
-          ak[c] += g * qi[c];
-          av[c] += p * doi[c];
+        const Real D = dot(doi, out + i * qs + h * d, d);
+        const Real l = lse[i * s.num_heads + h];
+        Real* Pi = P.data() + (i - i0) * T;
+        Real* dSi = dS.data() + (i - i0) * T;
+        for (int64_t j = first_key(i); j <= i; ++j) {
+          const Real p = std::exp(dot(qi, k + j * ks + kv_head * d, d) * scale - l);
+          Pi[j] = p;
+          dSi[j] = p * (dot(doi, v + j * ks + kv_head * d, d) - D) * scale;
         }
+        std::fill(ak, ak + d, Real(0));
+        for (int64_t j = first_key(i); j <= i; ++j) {
+          const Real g = dSi[j];
+          const Real* kj = k + j * ks + kv_head * d;
+          for (int64_t c = 0; c < d; ++c) ak[c] += g * kj[c];
+        }
+        Real* dqi = dq + i * qs + h * d;
+        for (int64_t c = 0; c < d; ++c) dqi[c] += ak[c];
       }
-      Real* dkj = dk + j * ks + kv_head * d;
-      Real* dvj = dv + j * ks + kv_head * d;
-      for (int64_t c = 0; c < d; ++c) {
-        dkj[c] += ak[c];
-        dvj[c] += av[c];
+      // Keys this block of queries saw: j in [first_key(i0), i1).
+      for (int64_t j = first_key(i0); j < i1; ++j) {
+        std::fill(ak, ak + d, Real(0));
+        std::fill(av, av + d, Real(0));
+        const int64_t ib = std::max(i0, j);
+        const int64_t ie = s.window > 0 ? std::min(i1, j + s.window) : i1;
+        for (int64_t i = ib; i < ie; ++i) {
+          const Real g = dS[size_t((i - i0) * T + j)], p = P[size_t((i - i0) * T + j)];
+          const Real* qi = q + i * qs + h * d;
+          const Real* doi = d_out + i * qs + h * d;
+          for (int64_t c = 0; c < d; ++c) {
+            ak[c] += g * qi[c];
+            av[c] += p * doi[c];
+          }
+        }
+        Real* dkj = dk + j * ks + kv_head * d;
+        Real* dvj = dv + j * ks + kv_head * d;
+        for (int64_t c = 0; c < d; ++c) {
+          dkj[c] += ak[c];
+          dvj[c] += av[c];
+        }
       }
     }
   }
@@ -263,6 +270,7 @@ void input_grad_direct(ThreadPool& pool, const float* dy, int64_t T, const Weigh
         for (int64_t t = 0; t < nt; ++t) std::fill(acc[t], acc[t] + kColBlock, 0.0f);
         for (int64_t o = 0; o < out; ++o) {
           load_row(w, o, c0, n, wrow);
+          std::fill(wrow + n, wrow + kColBlock, 0.0f);  // the last block's tail: computed, discarded
           for (int64_t t = 0; t < nt; ++t) {
             const float g = dy[(t0 + t) * out + o];
             float* a = acc[t];

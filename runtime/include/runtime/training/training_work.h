@@ -48,8 +48,10 @@ class TrainingWork final : public BackgroundWork {
   struct Held {
     std::shared_ptr<TrainingJob> job;
     bool paused = false;
+    bool counted = false;     // in active_ (not finished, cancelled or stopped)
     uint64_t published = 0;  // versions handed out
   };
+  void release(Held& h);  // takes it out of active_, once
   void apply_pending();  // worker thread
   void publish(Held& h);
 
