@@ -39,8 +39,8 @@ class LlamaLoraTrainer {
   // See LoraTrainingBackend::forward_backward. Jobs with null grads get
   // their loss only; when no job has grads the backward is skipped.
   Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
-  // The same pass a unit at a time (a layer's forward, the head, a layer's
-  // backward), so a serving loop can run inference steps between units:
+  // The same pass a unit at a time (a layer's forward, the head, the MLP or
+  // attention half of a layer's backward), so a serving loop can run inference steps between units:
   // begin() validates and embeds; each advance() runs one unit and returns
   // true after the last. `rows`, their tokens and `jobs` must stay valid and
   // unchanged until then.
@@ -78,8 +78,10 @@ class LlamaLoraTrainer {
   void resize(Acts& a) const;
   // x_out = the layer's output for input x_in (a.x_in is set from it).
   void forward_layer(int l, const Real* x_in, Acts& a, Real* x_out);
-  // dx: the gradient of the layer's output on entry, of its input on exit.
-  void backward_layer(int l, Acts& a, Real* dx);
+  // dx: the gradient of the layer's output on entry, of its input after
+  // both halves (the MLP's, then the attention's: two units of a round).
+  void backward_mlp(int l, Acts& a, Real* dx);
+  void backward_attention(int l, Acts& a, Real* dx);
   // Loss (and dx_last += its gradient) over the target positions.
   void head(const Real* x_last, Real* dx_last, bool backward);
 

@@ -353,10 +353,10 @@ void LlamaLoraTrainer<Real>::forward_layer(int l, const Real* x_in, Acts& a, Rea
 }
 
 template <class Real>
-void LlamaLoraTrainer<Real>::backward_layer(int l, Acts& a, Real* dx) {
+void LlamaLoraTrainer<Real>::backward_mlp(int l, Acts& a, Real* dx) {
   const ModelConfig& c = ckpt_->config();
   const Layer& L = layers_[size_t(l)];
-  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), half = c.head_dim / 2;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
   // MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2)), h2 = rmsnorm(x_mid).
   dtmp_i1_.assign(size_t(T_ * I), Real(0));  // d act
   linear_backward(l, LinearModule::kDown, a.act.data(), a.z[int(LinearModule::kDown)].data(), dx, dtmp_i1_.data());
@@ -378,6 +378,13 @@ void LlamaLoraTrainer<Real>::backward_layer(int l, Acts& a, Real* dx) {
       train::rmsnorm_row_backward(a.x_mid.data() + t * H, L.post_attn_norm.data(), a.r2[size_t(t)],
                                   dtmp_h_.data() + t * H, H, dx + t * H);
   });
+}
+
+template <class Real>
+void LlamaLoraTrainer<Real>::backward_attention(int l, Acts& a, Real* dx) {
+  const ModelConfig& c = ckpt_->config();
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), half = c.head_dim / 2;
   // Attention: x_mid = x_in + o(attention(rope(q(h1)), rope(k(h1)), v(h1))), h1 = rmsnorm(x_in).
   dattn_.assign(size_t(T_ * Q), Real(0));
   linear_backward(l, LinearModule::kO, a.attn.data(), a.z[int(LinearModule::kO)].data(), dx, dattn_.data());
@@ -509,8 +516,9 @@ Status LlamaLoraTrainer<Real>::begin(std::span<const TrainingRow> rows, std::spa
   return ok_status();
 }
 
-// Units: 0..L-1 the layers' forward, L the head, then L+1..2L the layers'
-// backward from the last.
+// Units: 0..L-1 the layers' forward, L the head, then two per layer from
+// the last: its MLP's backward (after recomputing the layer, with recompute
+// on), then its attention's.
 template <class Real>
 bool LlamaLoraTrainer<Real>::advance() {
   MYRIAD_CHECK(in_flight_, "advance() without begin()");
@@ -527,14 +535,19 @@ bool LlamaLoraTrainer<Real>::advance() {
     in_flight_ = backward_;
     return !backward_;
   }
-  const int l = 2 * nl - u;
+  const int k = u - nl - 1;
+  const int l = nl - 1 - k / 2;
   Acts& a = acts_[keep_all_ ? size_t(l) : 0];
-  if (!keep_all_) {
-    // Recompute this layer's activations from its kept input (the output
-    // buffer of the layer above is free by now: its gradient is in dx_).
-    forward_layer(l, xs_[size_t(l)].data(), a, xs_[size_t(l) + 1].data());
+  if (k % 2 == 0) {
+    if (!keep_all_) {
+      // Recompute this layer's activations from its kept input (the output
+      // buffer of the layer above is free by now: its gradient is in dx_).
+      forward_layer(l, xs_[size_t(l)].data(), a, xs_[size_t(l) + 1].data());
+    }
+    backward_mlp(l, a, dx_.data());
+    return false;
   }
-  backward_layer(l, a, dx_.data());
+  backward_attention(l, a, dx_.data());
   in_flight_ = l > 0;
   return l == 0;
 }
