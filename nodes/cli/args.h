@@ -76,6 +76,21 @@ struct FinetuneArgs {
   int64_t checkpoint_every = 50;       // --checkpoint-every N steps
 };
 
+// `myriad moe create`: cluster a corpus, train one expert adapter per cluster.
+struct MoeCreateArgs {
+  std::string model;            // --model DIR (required)
+  std::string corpus;           // --corpus FILE.jsonl (required): {"text": ...} a line
+  int64_t k = 4;                // --k K
+  std::string out;              // --out DIR (required): the mixture folder
+  int64_t steps = 100;          // --steps N per expert
+  int64_t seed = 0;             // --seed S
+  int64_t rank = 8;             // --rank R
+  double lr = 1e-3;             // --lr LR
+  int64_t batch_tokens = 1024;  // --batch-tokens T per expert per step
+  int64_t embedding_dim = 1024; // --embedding-dim D (TF-IDF buckets)
+  int64_t threads = 0;          // --threads N
+};
+
 struct LogitsArgs {
   std::string model;                  // --model DIR (required)
   std::optional<std::string> ids;     // --ids 1,2,3

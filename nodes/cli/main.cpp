@@ -121,6 +121,26 @@ void add_finetune(CLI::App& app, FinetuneArgs& a, std::function<int()>& run) {
   c->callback([&] { run = [&] { return cmd_finetune(a); }; });
 }
 
+void add_moe(CLI::App& app, MoeCreateArgs& a, std::function<int()>& run) {
+  auto* m = add_command(app, "moe", "mixtures of expert adapters: create");
+  m->require_subcommand(1);
+  auto* c = add_command(*m, "create", "cluster a corpus and train one expert adapter per cluster (CPU)");
+  c->add_option("--model", a.model, "the base model folder")->option_text("DIR")->required();
+  c->add_option("--corpus", a.corpus, "{\"text\": ...} a line")->option_text("FILE.jsonl")->required();
+  c->add_option("--k", a.k, "clusters, one expert each (default 4)")->option_text("K");
+  c->add_option("--out", a.out, "the mixture folder to write")->option_text("DIR")->required();
+  c->add_option("--steps", a.steps, "optimizer steps per expert (default 100)")->option_text("N");
+  c->add_option("--seed", a.seed, "clustering and training seed (default 0)")->option_text("S");
+  c->add_option("--rank", a.rank, "experts' LoRA rank (default 8)")->option_text("R");
+  c->add_option("--lr", a.lr, "peak learning rate (default 1e-3)")->option_text("LR");
+  c->add_option("--batch-tokens", a.batch_tokens, "tokens per expert per step (default 1024)")->option_text("T");
+  c->add_option("--embedding-dim", a.embedding_dim, "TF-IDF hash buckets (default 1024)")->option_text("D");
+  add_threads(*c, a.threads, "compute threads");
+  c->footer("writes DIR/mixture.json (centroids, experts, sizes), DIR/assignments.json (the cluster of every corpus\n"
+            "line, in order) and DIR/expert-I/ (PEFT folders); prints one JSON line");
+  c->callback([&] { run = [&] { return cmd_moe_create(a); }; });
+}
+
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
   auto* c = add_command(app, "logits", "logits of a prompt (JSON), optionally through LoRA adapters");
   c->add_option("--model", a.model, "Hugging Face model folder")->option_text("DIR")->required();
@@ -261,6 +281,7 @@ int main(int argc, char** argv) {
   LogitsArgs logits;
   GenerateArgs generate;
   FinetuneArgs finetune;
+  MoeCreateArgs moe_create;
 
   auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
   selfcheck->footer(
@@ -274,6 +295,7 @@ int main(int argc, char** argv) {
   add_logits(app, logits, run);
   add_generate(app, generate, run);
   add_finetune(app, finetune, run);
+  add_moe(app, moe_create, run);
 #ifdef MYRIAD_CLI_FULL
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;
