@@ -2,11 +2,7 @@
 // TrainingJob / JobTrainer a node runs), draws its progress on stderr and
 // writes the adapter as a PEFT folder (into a temporary sibling folder, then
 // renamed into place, so --out never holds half an adapter).
-#include <fcntl.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "output_folder.h"
 #include "gpu/cpu/lora_trainer.h"
 #include "runtime/checkpoint.h"
 #include "runtime/peft_adapter.h"
@@ -62,41 +59,6 @@ std::string clock_text(double seconds) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
   return buf;
-}
-
-// Replaces `out` with the folder `tmp` (renames; the old one is removed after).
-Status move_into_place(const fs::path& tmp, const fs::path& out) {
-  std::error_code ec;
-  fs::path old;
-  if (fs::exists(out, ec)) {
-    old = out.string() + ".old-" + std::to_string(::getpid());
-    fs::rename(out, old, ec);
-    if (ec) return make_error(ErrorCode::kIo, out.string() + ": cannot move the old folder aside: " + ec.message());
-  }
-  fs::rename(tmp, out, ec);
-  if (ec) return make_error(ErrorCode::kIo, out.string() + ": cannot rename the new adapter into place: " + ec.message());
-  if (!old.empty()) fs::remove_all(old, ec);
-  return ok_status();
-}
-
-// Writes `text` to `path` and fsyncs it (it is renamed into place after).
-Status write_synced(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error(ErrorCode::kIo, path + ": cannot create: " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return make_error(ErrorCode::kIo, path + ": write failed: " + std::strerror(errno));
-    }
-    done += size_t(n);
-  }
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return make_error(ErrorCode::kIo, path + ": fsync failed");
-  return ok_status();
 }
 
 }  // namespace
@@ -221,9 +183,8 @@ int cmd_finetune(const FinetuneArgs& a) {
 
   // Written beside --out, checked by loading it back, then renamed into place.
   const fs::path dest = fs::absolute(a.out);
-  const fs::path tmp = dest.string() + ".tmp-" + std::to_string(::getpid());
+  const fs::path tmp = temp_sibling(dest);
   std::error_code ec;
-  fs::remove_all(tmp, ec);
   const LoraWeights w = to_lora_weights(j.params(), dest.filename().string());
   if (Status st = save_peft_adapter(tmp.string(), w, a.model); !st.ok()) return fail(st.error(), 1);
   // The loss curve beside the adapter (PEFT ignores other files).

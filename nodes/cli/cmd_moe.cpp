@@ -3,18 +3,16 @@
 // concurrently (one JobTrainer, each cluster a job), and writes the mixture
 // folder: mixture.json, assignments.json and expert-I/ PEFT folders, built in
 // a temporary sibling folder and renamed into place.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "output_folder.h"
 #include "gpu/cpu/lora_trainer.h"
 #include "runtime/checkpoint.h"
 #include "runtime/moe/clustering.h"
@@ -52,14 +50,6 @@ Result<std::vector<std::string>> read_corpus(const std::string& path) {
   }
   if (out.empty()) return make_error(ErrorCode::kBadFile, path + ": no lines");
   return out;
-}
-
-Status write_text(const fs::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  f.close();
-  if (!f) return make_error(ErrorCode::kIo, path.string() + ": write failed");
-  return ok_status();
 }
 
 }  // namespace
@@ -139,9 +129,8 @@ int cmd_moe_create(const MoeCreateArgs& a) {
 
   // The mixture folder, built beside --out and renamed into place.
   const fs::path dest = fs::absolute(a.out);
-  const fs::path tmp = dest.string() + ".tmp-" + std::to_string(::getpid());
+  const fs::path tmp = temp_sibling(dest);
   std::error_code ec;
-  fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return fail(make_error(ErrorCode::kIo, tmp.string() + ": " + ec.message()), 1);
   json experts = json::array(), centroids = json::array();
@@ -166,19 +155,10 @@ int cmd_moe_create(const MoeCreateArgs& a) {
                         {"silhouette", silhouette},
                         {"experts", experts},
                         {"centroids", centroids}};
-  if (Status st = write_text(tmp / "mixture.json", mixture.dump(1) + "\n"); !st.ok()) return fail(st.error(), 1);
-  if (Status st = write_text(tmp / "assignments.json", json(clusters->assignment).dump() + "\n"); !st.ok())
-    return fail(st.error(), 1);
-  if (fs::exists(dest, ec)) {
-    const fs::path old = dest.string() + ".old-" + std::to_string(::getpid());
-    fs::rename(dest, old, ec);
-    if (ec) return fail(make_error(ErrorCode::kIo, dest.string() + ": cannot move the old folder aside"), 1);
-    fs::rename(tmp, dest, ec);
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp, dest, ec);
-  }
-  if (ec) return fail(make_error(ErrorCode::kIo, dest.string() + ": cannot rename the mixture into place"), 1);
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"mixture.json", mixture.dump(1) + "\n"},
+                                   {"assignments.json", json(clusters->assignment).dump() + "\n"}})
+    if (Status st = write_synced((tmp / name).string(), text); !st.ok()) return fail(st.error(), 1);
+  if (Status st = move_into_place(tmp, dest); !st.ok()) return fail(st.error(), 1);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   json summary = {{"out", a.out}, {"lines", n}, {"k", a.k}, {"silhouette", silhouette}, {"sizes", clusters->sizes},
                   {"steps", a.steps}, {"tokens", tokens}, {"seconds", secs}};

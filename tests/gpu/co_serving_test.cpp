@@ -21,6 +21,7 @@
 #include "runtime/tokenizer.h"
 #include "runtime/training/training_work.h"
 #include "test_seed.h"
+#include "training_task.h"
 
 namespace myriad {
 namespace {
@@ -41,38 +42,23 @@ class CollectingSink final : public EventSink {
   int finals = 0;
 };
 
-std::vector<std::pair<std::string, std::string>> upper_last(uint64_t seed, size_t n) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::pair<std::string, std::string>> out;
-  for (size_t i = 0; i < n; ++i) {
-    std::string p;
-    for (size_t k = 0, len = 3 + rng() % 4; k < len; ++k) p += char('a' + rng() % 26);
-    out.emplace_back(p, std::string(1, char(p.back() - 'a' + 'A')));
-  }
-  return out;
-}
+using testing::upper_last_task;
 
 TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory) {
   const uint64_t seed = testing::test_seed();
   SCOPED_TRACE(testing::seed_note(seed));
-  const fs::path dir = fs::temp_directory_path() / ("myriad_coserve_" + std::to_string(std::random_device{}()));
-  MakeModelOptions mo;
-  mo.shape = "tiny";
-  mo.seed = 11;
-  mo.dtype = DType::kF32;
-  mo.init_std = 0.08f;
-  mo.out_dir = dir.string();
-  ASSERT_TRUE(make_model(mo).ok());
-  auto ck = Checkpoint::load(dir.string());
-  auto tok = Tokenizer::load(dir.string());
-  ASSERT_TRUE(ck.ok() && tok.ok());
+  const testing::TrainableTiny model = testing::make_trainable_tiny(11, "myriad_coserve");
+  ASSERT_TRUE(model.ckpt && model.tok);
+  const fs::path dir = model.dir;
+  const auto& ck = model.ckpt;
+  const auto& tok = model.tok;
 
   gpu::cpu::CpuExecutorOptions eo;
   eo.threads = 2;
   eo.num_adapter_slots = 2;
   eo.max_adapter_rank = 8;
   eo.kv_num_blocks = 256;
-  auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
+  auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
   ASSERT_TRUE(ex.ok());
   StaticAdapterSource source;
   CollectingSink sink;
@@ -80,10 +66,10 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   cfg.num_slots = 2;
   cfg.num_kv_blocks = 256;
   cfg.kv_block_size = 16;
-  auto worker = EngineWorker::start(cfg, *ex.value(), source, sink, tok.value());
+  auto worker = EngineWorker::start(cfg, *ex.value(), source, sink, tok);
   ASSERT_TRUE(worker.ok());
 
-  gpu::cpu::CpuLoraTrainingBackend backend(ck.value(), ex.value()->pool());
+  gpu::cpu::CpuLoraTrainingBackend backend(ck, ex.value()->pool());
   std::atomic<uint64_t> latest{0};
   std::atomic<int64_t> steps{0};
   TrainingWork work(
@@ -95,12 +81,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
       [&](const TrainingJob&, const TrainingStepRecord& rec) { steps = rec.step; });
   worker.value()->set_background(&work, 0.5);
 
-  std::vector<TrainingExample> train;
-  for (const auto& [p, c] : upper_last(seed, 400)) {
-    auto e = encode_training_example(nlohmann::json{{"prompt", p}, {"completion", c}}, *tok.value(), {}, "task");
-    ASSERT_TRUE(e.ok());
-    train.push_back(e.value());
-  }
+  std::vector<TrainingExample> train = testing::task_examples(upper_last_task(seed, 400), *tok);
   TrainingJobConfig jc;
   jc.targets.rank = 8;
   jc.adamw.lr = 1e-2;
@@ -108,7 +89,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   jc.batch_tokens = 256;
   jc.warmup_steps = 5;
   jc.seed = seed;
-  auto job = TrainingJob::create("upper", ck.value()->config(), jc, std::move(train));
+  auto job = TrainingJob::create("upper", ck->config(), jc, std::move(train));
   ASSERT_TRUE(job.ok());
   work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
 
@@ -120,7 +101,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   while (work.active() > 0 && std::chrono::steady_clock::now() < deadline) {
     Request r;
     r.id = next++;
-    r.prompt = tok.value()->encode("xyz", true);
+    r.prompt = tok->encode("xyz", true);
     r.max_tokens = 4;
     r.sampling.temperature = 0.0f;
     if (const uint64_t v = latest.load(); v > 0) {
@@ -141,12 +122,12 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   EXPECT_GE(versions_served.size(), 3u) << "requests reached the versions as they were published";
 
   // The final version answers the rule on held-out prompts.
-  const auto held_out = upper_last(seed ^ 0x5eed, 50);
+  const auto held_out = upper_last_task(seed ^ 0x5eed, 50);
   std::vector<RequestId> ids;
   for (const auto& [p, c] : held_out) {
     Request r;
     r.id = next++;
-    r.prompt = tok.value()->encode(p, true);
+    r.prompt = tok->encode(p, true);
     r.max_tokens = 1;
     r.sampling.temperature = 0.0f;
     r.adapters = {AdapterUse{AdapterId{"team", "upper", latest.load()}}};
@@ -159,7 +140,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   EXPECT_EQ(sink.finals, int(next - 1)) << "every request answered once";
   int right = 0;
   for (size_t i = 0; i < ids.size(); ++i)
-    right += sink.tokens[ids[i]].size() == 1 && tok.value()->decode(sink.tokens[ids[i]]) == held_out[i].second;
+    right += sink.tokens[ids[i]].size() == 1 && tok->decode(sink.tokens[ids[i]]) == held_out[i].second;
   std::printf("[ coserve  ] %d requests answered while training; versions served %zu; held-out %d/%zu right\n",
               answered_during_training, versions_served.size(), right, ids.size());
   EXPECT_GE(right, 40);
@@ -176,32 +157,21 @@ namespace {
 // others: a job paused for a while and resumed ends with the adapter it
 // would have had unpaused, and the active count stays exact.
 TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
-  const fs::path dir = fs::temp_directory_path() / ("myriad_trainwork_" + std::to_string(std::random_device{}()));
-  MakeModelOptions mo;
-  mo.shape = "tiny";
-  mo.seed = 4;
-  mo.dtype = DType::kF32;
-  mo.init_std = 0.08f;
-  mo.out_dir = dir.string();
-  ASSERT_TRUE(make_model(mo).ok());
-  auto ck = Checkpoint::load(dir.string());
-  auto tok = Tokenizer::load(dir.string());
-  ASSERT_TRUE(ck.ok() && tok.ok());
-  gpu::cpu::CpuLoraTrainingBackend backend(ck.value(), 2);
+  const testing::TrainableTiny model = testing::make_trainable_tiny(4, "myriad_trainwork");
+  ASSERT_TRUE(model.ckpt && model.tok);
+  const fs::path dir = model.dir;
+  const auto& ck = model.ckpt;
+  const auto& tok = model.tok;
+  gpu::cpu::CpuLoraTrainingBackend backend(ck, 2);
   auto make = [&](const std::string& name, uint64_t seed) {
-    std::vector<TrainingExample> data;
-    for (const auto& [p, c] : upper_last(seed, 40)) {
-      auto e = encode_training_example(nlohmann::json{{"prompt", p}, {"completion", c}}, *tok.value(), {}, "t");
-      EXPECT_TRUE(e.ok());
-      data.push_back(e.value());
-    }
+    std::vector<TrainingExample> data = testing::task_examples(upper_last_task(seed, 40), *tok);
     TrainingJobConfig jc;
     jc.targets.rank = 4;
     jc.adamw.lr = 5e-3;
     jc.steps = 12;
     jc.batch_tokens = 64;
     jc.seed = seed;
-    return std::shared_ptr<TrainingJob>(std::move(TrainingJob::create(name, ck.value()->config(), jc, data).value()));
+    return std::shared_ptr<TrainingJob>(std::move(TrainingJob::create(name, ck->config(), jc, data).value()));
   };
   // Reference: job "a" alone.
   auto a_alone = make("a", 1);

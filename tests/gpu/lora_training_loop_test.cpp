@@ -21,62 +21,22 @@
 #include "runtime/tokenizer.h"
 #include "runtime/training/training_job.h"
 #include "test_seed.h"
+#include "training_task.h"
 
 namespace myriad {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TinyModel {
-  std::string dir;
-  std::shared_ptr<const Checkpoint> ckpt;
-  std::shared_ptr<const Tokenizer> tok;
-};
+using testing::upper_last_task;
 
-const TinyModel& tiny() {
-  static TinyModel m = [] {
-    TinyModel t;
-    t.dir = (fs::temp_directory_path() / ("myriad_trainloop_tiny_" + std::to_string(std::random_device{}()))).string();
-    MakeModelOptions mo;
-    mo.shape = "tiny";
-    mo.seed = 11;
-    mo.dtype = DType::kF32;
-    mo.init_std = 0.08f;
-    mo.out_dir = t.dir;
-    EXPECT_TRUE(make_model(mo).ok());
-    auto c = Checkpoint::load(t.dir);
-    EXPECT_TRUE(c.ok());
-    auto k = Tokenizer::load(t.dir);
-    EXPECT_TRUE(k.ok());
-    t.ckpt = c.value();
-    t.tok = k.value();
-    return t;
-  }();
+const testing::TrainableTiny& tiny() {
+  static testing::TrainableTiny m = testing::make_trainable_tiny(11, "myriad_trainloop_tiny");
   return m;
 }
 
-// The rule: a run of 3-6 lowercase letters is answered with its last letter
-// in upper case ("kqzb" -> "B"). Prompts are drawn from `seed`.
-std::vector<std::pair<std::string, std::string>> upper_last_task(uint64_t seed, size_t n) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::pair<std::string, std::string>> out;
-  for (size_t i = 0; i < n; ++i) {
-    std::string p;
-    const size_t len = 3 + rng() % 4;
-    for (size_t k = 0; k < len; ++k) p += char('a' + rng() % 26);
-    out.emplace_back(p, std::string(1, char(p.back() - 'a' + 'A')));
-  }
-  return out;
-}
-
 std::vector<TrainingExample> examples(const std::vector<std::pair<std::string, std::string>>& pairs) {
-  std::vector<TrainingExample> out;
-  for (const auto& [p, c] : pairs) {
-    auto ex = encode_training_example(nlohmann::json{{"prompt", p}, {"completion", c}}, *tiny().tok, {}, "task");
-    EXPECT_TRUE(ex.ok()) << ex.error().to_string();
-    out.push_back(ex.value());
-  }
-  return out;
+  return testing::task_examples(pairs, *tiny().tok);
 }
 
 class Sink final : public EventSink {
