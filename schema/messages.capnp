@@ -169,6 +169,14 @@ struct Generate {
   admin @1 :Bool;            # an operator key: may name any tenant's adapter
   model @2 :Text;            # as GenerateRequest.model (api.capnp): base, tenant/name[@N], bare name
   request @3 :SubmitRequest; # the request; requestId and adapters are left for the gateway to fill
+  experts @4 :List(WeightedModel);  # non-empty: run a per-row mixture of these adapters instead of `model`
+                                    # (a routed mixture of experts); each is resolved and pinned like `model`
+}
+
+# One adapter of a weighted per-row mixture (Generate.experts).
+struct WeightedModel {
+  model @0 :Text;           # tenant/name@N (as Generate.model names an adapter)
+  weight @1 :Float32 = 1.0; # its mixing weight: the output adds weight * scale * B A x
 }
 
 # The gateway's (or a scheduler's) answer to a Generate (a SubmitRequest):

@@ -16,8 +16,8 @@ namespace {
 
 using Self = gateway_actor::stateful_pointer<GatewayState>;
 
-void unpin(Self self, const std::optional<AdapterId>& adapter, uint64_t id) {
-  if (adapter) self->send(self->state.registry, unpin_atom::value, pin_wire(*adapter, id));
+void unpin(Self self, const std::vector<AdapterId>& adapters, uint64_t id) {
+  for (const AdapterId& a : adapters) self->send(self->state.registry, unpin_atom::value, pin_wire(a, id));
 }
 
 bool hold(Self self, uint64_t id);
@@ -83,13 +83,18 @@ void settle_drain(Self self) {
 
 // Places a resolved request and submits it to its worker's scheduler.
 void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, Request request,
-                      event_sink_actor client, std::optional<AdapterRecord> adapter) {
+                      event_sink_actor client, std::vector<AdapterRecord> adapters) {
   GatewayState& s = self->state;
   const uint64_t id = request.id;
-  std::optional<AdapterId> pinned;
-  if (adapter) pinned = adapter->id;
+  std::vector<AdapterId> pinned;
+  std::string model;
+  for (const AdapterRecord& a : adapters) {
+    pinned.push_back(a.id);
+    if (!model.empty()) model += '+';
+    model += a.id.to_string();
+  }
+  if (adapters.empty()) model = s.options.base_model;
   auto where = place_now(self, request.adapters);
-  const std::string model = adapter ? adapter->id.to_string() : s.options.base_model;
   if (!where) {
     // No worker up (none joined yet, or all lost): wait for one.
     s.routes[id] = GatewayState::Route{client, GatewayState::kHeld, pinned, 0, request};
@@ -115,7 +120,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
   count_placed(s, w, request);
   // Events go from the worker straight to the client (one hop per token);
   // the final one also comes here, through the scheduler (released).
-  auto first_answer = [self, id, pinned, adapter](const Result<uint64_t>& ok, const AcceptedWire* refusal) {
+  auto first_answer = [self, id, pinned, adapters](const Result<uint64_t>& ok, const AcceptedWire* refusal) {
     auto route = self->state.routes.find(id);
     if (route == self->state.routes.end() || route->second.attempt != 0 || !route->second.answer)
       return;  // already placed again (its worker was lost) and answered then
@@ -131,7 +136,7 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
       Request again = std::move(route->second.request);
       event_sink_actor to = route->second.client;
       self->state.routes.erase(route);
-      place_and_submit(self, rp, std::move(again), std::move(to), adapter);
+      place_and_submit(self, rp, std::move(again), std::move(to), adapters);
       return;
     }
     self->state.routes.erase(route);
@@ -147,6 +152,46 @@ void place_and_submit(Self self, caf::typed_response_promise<AcceptedWire> rp, R
             });
 }
 
+// A mixture's experts, resolved (and pinned) one after another.
+struct ExpertResolution {
+  std::vector<std::pair<std::string, float>> wanted;  // model, weight
+  std::vector<AdapterRecord> resolved;
+};
+
+void resolve_experts(Self self, caf::typed_response_promise<AcceptedWire> rp, event_sink_actor client, Request request,
+                     std::string tenant, bool admin, std::shared_ptr<ExpertResolution> st) {
+  const size_t i = st->resolved.size();
+  if (i == st->wanted.size()) {
+    request.adapters.clear();
+    for (size_t k = 0; k < i; ++k) request.adapters.push_back(AdapterUse{st->resolved[k].id, st->wanted[k].second});
+    place_and_submit(self, rp, std::move(request), std::move(client), st->resolved);
+    return;
+  }
+  const uint64_t id = request.id;
+  auto give_up = [self, rp, st, id](const Error& e) mutable {
+    std::vector<AdapterId> pinned;
+    for (const AdapterRecord& r : st->resolved) pinned.push_back(r.id);
+    unpin(self, pinned, id);
+    rp.deliver(refused(e));
+  };
+  self->request(self->state.registry, caf::infinite, resolve_atom::value,
+                registry_call(tenant, admin, st->wanted[i].first, {}, id))
+      .then(
+          [self, rp, client, request = std::move(request), tenant, admin, st, give_up](
+              const AdapterAnswerWire& answer) mutable {
+            auto resolved = read_answer(answer);
+            if (!resolved) return give_up(resolved.error());
+            if (!resolved.value())
+              return give_up(make_error(ErrorCode::kInvalidArgument,
+                                        "expert " + st->wanted[st->resolved.size()].first + " is the base model"));
+            st->resolved.push_back(*resolved.value());
+            resolve_experts(self, rp, std::move(client), std::move(request), std::move(tenant), admin, st);
+          },
+          [give_up](caf::error& err) mutable {
+            give_up(make_error(ErrorCode::kUnavailable, "the registry did not answer: " + to_string(err)));
+          });
+}
+
 // Ends a request here, not on a worker: one final event to its client (failed
 // with `error`, else cancelled), from an attempt newer than any it has seen.
 void end_route(Self self, uint64_t id, const Error* error) {
@@ -157,7 +202,7 @@ void end_route(Self self, uint64_t id, const Error* error) {
     it->second.answer.reset();
   }
   self->send(it->second.client, event_atom::value, final_event(id, it->second.attempt + 1, error));
-  unpin(self, it->second.adapter, id);
+  unpin(self, it->second.adapters, id);
   self->state.routes.erase(it);
   settle_drain(self);
 }
@@ -359,6 +404,12 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         }
         if (request->id == 0 || s.routes.count(request->id) > 0) request->id = s.next_id++;
         auto g = d->get();
+        if (g.getExperts().size() > 0) {
+          auto st = std::make_shared<ExpertResolution>();
+          for (auto e : g.getExperts()) st->wanted.push_back({as_string(e.getModel()), e.getWeight()});
+          resolve_experts(self, rp, client, std::move(request).value(), as_string(g.getTenant()), g.getAdmin(), st);
+          return rp;
+        }
         self->request(s.registry, caf::infinite, resolve_atom::value,
                       registry_call(as_string(g.getTenant()), g.getAdmin(), as_string(g.getModel()), {},
                                     request->id))
@@ -371,8 +422,12 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                     return;
                   }
                   request.adapters.clear();
-                  if (resolved.value()) request.adapters = {AdapterUse{resolved.value()->id, 1.0f}};
-                  place_and_submit(self, rp, std::move(request), client, resolved.value());
+                  std::vector<AdapterRecord> records;
+                  if (resolved.value()) {
+                    request.adapters = {AdapterUse{resolved.value()->id, 1.0f}};
+                    records.push_back(*resolved.value());
+                  }
+                  place_and_submit(self, rp, std::move(request), client, std::move(records));
                 },
                 [rp](caf::error& err) mutable {
                   rp.deliver(refused(
@@ -400,7 +455,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         if (it == self->state.routes.end() || it->second.attempt != e.getAttempt()) return;  // stale
         self->send(it->second.client, event_atom::value, wire);
         if (e.isFinished() || e.isFailed()) {
-          unpin(self, it->second.adapter, e.getRequestId());
+          unpin(self, it->second.adapters, e.getRequestId());
           self->state.routes.erase(it);
           settle_drain(self);
         }
@@ -410,7 +465,7 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
         if (!d) return;
         auto it = self->state.routes.find(d->get().getRequestId());
         if (it == self->state.routes.end() || it->second.attempt != d->get().getAttempt()) return;
-        unpin(self, it->second.adapter, it->first);
+        unpin(self, it->second.adapters, it->first);
         self->state.routes.erase(it);
         settle_drain(self);
       },

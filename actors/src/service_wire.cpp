@@ -28,12 +28,17 @@ Result<uint64_t> read_accepted(const AcceptedWire& wire, std::string* model) {
 }
 
 GenerateWire generate_wire(const std::string& tenant, bool admin, const std::string& model,
-                           const Request& request) {
+                           const Request& request, const std::vector<std::pair<std::string, float>>& experts) {
   return GenerateWire::from([&](schema::Generate::Builder g) {
     g.setTenant(tenant);
     g.setAdmin(admin);
     g.setModel(model);
     write_submit(request, 0, g.initRequest());
+    auto e = g.initExperts(static_cast<unsigned>(experts.size()));
+    for (unsigned i = 0; i < e.size(); ++i) {
+      e[i].setModel(experts[i].first);
+      e[i].setWeight(experts[i].second);
+    }
   });
 }
 

@@ -76,6 +76,20 @@ struct FinetuneArgs {
   int64_t checkpoint_every = 50;       // --checkpoint-every N steps
 };
 
+// `--moe MIXTURE_DIR` of generate and logits: route each prompt to experts.
+struct MoeFlags {
+  std::optional<std::string> dir;     // --moe MIXTURE_DIR
+  std::optional<int64_t> top_k;       // --moe-top-k K (default: the mixture's routing.top_k)
+  std::optional<double> temperature;  // --moe-temperature T (default: the mixture's)
+  bool given() const { return dir || top_k || temperature; }
+};
+
+// `myriad moe inspect DIR`: a mixture's clusters.
+struct MoeInspectArgs {
+  std::string dir;    // the mixture folder (positional)
+  bool json = false;  // --json: the clusters as JSON
+};
+
 // `myriad moe create`: cluster a corpus, train one expert adapter per cluster.
 struct MoeCreateArgs {
   std::string model;            // --model DIR (required)
@@ -87,7 +101,11 @@ struct MoeCreateArgs {
   int64_t rank = 8;             // --rank R
   double lr = 1e-3;             // --lr LR
   int64_t batch_tokens = 1024;  // --batch-tokens T per expert per step
+  std::string embedding = "tfidf";  // --embedding tfidf|hidden
   int64_t embedding_dim = 1024; // --embedding-dim D (TF-IDF buckets)
+  std::optional<int64_t> embedding_layer;  // --embedding-layer L (hidden; default: half the layers)
+  int64_t top_k = 1;            // --top-k K: the mixture's default experts per request
+  double temperature = 0.05;    // --temperature T: of the routing softmax
   int64_t threads = 0;          // --threads N
 };
 
@@ -97,6 +115,7 @@ struct LogitsArgs {
   std::optional<std::string> batch;   // --batch FILE.json
   bool all_positions = false;         // --all-positions
   std::vector<std::string> adapter;   // --adapter DIR[:W], repeatable
+  MoeFlags moe;                       // --moe DIR [--moe-top-k K] [--moe-temperature T]
   std::string kv_cache_dtype = "auto";
   int64_t threads = 0;                // 0 = all cores
 };
@@ -116,6 +135,7 @@ struct GenerateArgs {
   std::vector<std::string> stop;     // --stop S, repeatable
   bool ignore_eos = false, json = false;
   std::vector<std::string> adapter;  // --adapter DIR[:W], repeatable
+  MoeFlags moe;                      // --moe DIR [--moe-top-k K] [--moe-temperature T]
   std::string kv_cache_dtype = "auto";
   int64_t threads = 0;               // 0 = all cores
 };

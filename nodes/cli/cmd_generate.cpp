@@ -18,7 +18,10 @@
 // text) unless --ignore-eos, at a stop string (the text ends before it; the
 // token that completed it is the last id), at --max-tokens (default 16), or
 // at max_position_embeddings. Several --adapter DIR:W flags are one adapter,
-// their weighted mixture (mix_lora).
+// their weighted mixture (mix_lora). --moe MIXTURE_DIR routes the prompt
+// (its text without special tokens, or --ids less a leading BOS) to the
+// mixture's experts, served as a per-row mixture of slots; --json adds
+// "experts": [{"name", "weight", "similarity"}], else they go to stderr.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -33,6 +36,7 @@
 #include "commands.h"
 #include "engine_run.h"
 #include "lora_cli.h"
+#include "moe_cli.h"
 #include "runtime/chat_template.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine_events.h"
@@ -157,12 +161,39 @@ int cmd_generate(const GenerateArgs& args) {
     new_tokens = std::min(new_tokens, cfg.max_position_embeddings - int64_t(prompt.size()) + 1);
   auto adapter = read_adapter_mixture(args.adapter, cfg);  // --adapter DIR[:w], repeatable
   if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+  if (args.moe.given() && !args.adapter.empty()) return fail(bad("give --adapter or --moe, not both"), 2);
+  std::optional<CliMixture> mixture;
+  if (args.moe.given()) {
+    auto m = CliMixture::read(args.moe, ckpt.value(), int(args.threads));
+    if (!m.ok()) return fail(m.error(), m.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+    mixture = std::move(m.value());
+  }
 
   const bool as_json = args.json;
   CliSink sink(/*stream_text=*/!as_json && tok != nullptr, /*stream_ids=*/!as_json && tok == nullptr);
+  CliRequest r;
+  r.adapter = *adapter;
+  std::optional<RoutedExperts> routed;
+  if (mixture) {
+    // Routed from what the user wrote, as the corpus lines were embedded.
+    const std::vector<int32_t> route_ids = has_prompt ? tok->encode(*args.prompt, /*add_special_tokens=*/false) : prompt;
+    auto chosen = mixture->route_into(route_ids, r);
+    if (!chosen.ok()) return fail(chosen.error());
+    routed = std::move(chosen.value());
+    if (!args.json) {
+      std::string line;
+      for (size_t i = 0; i < routed->names.size(); ++i)
+      {
+        char weight[32];
+        std::snprintf(weight, sizeof weight, " (%.3f)", routed->choices[i].weight);
+        if (i) line += ", ";
+        line += routed->names[i];
+        line += weight;
+      }
+      std::fprintf(stderr, "experts: %s\n", line.c_str());
+    }
+  }
   if (new_tokens > 0) {
-    CliRequest r;
-    r.adapter = *adapter;
     r.request.prompt = prompt;
     r.request.sampling = sp;
     r.request.max_tokens = uint32_t(new_tokens);
@@ -177,7 +208,8 @@ int cmd_generate(const GenerateArgs& args) {
   }
 
   if (as_json) {
-    const json j = {{"ids", sink.ids}, {"text", sink.text}};
+    json j = {{"ids", sink.ids}, {"text", sink.text}};
+    if (routed) j["experts"] = routed->json();
     std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");

@@ -4,15 +4,20 @@
 //                 [--kv-cache-dtype auto|f32|bf16|f16]
 //     -> {"logits": [[...vocab floats...], ...]}
 //   myriad logits --model DIR --batch FILE.json  (rows with their own adapters, batched; lora_cli.h)
+//   --moe MIXTURE_DIR [--moe-top-k K]: route the ids (less a leading BOS) to
+//     the mixture's experts (moe_cli.h); the output adds "experts" (in
+//     --batch: on each row that names no adapters)
 // One row per position: only the last position by default, every position
 // with --all-positions. Floats are printed with %.9g (round-trip exact).
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "args.h"
 #include "commands.h"
 #include "engine_run.h"
 #include "lora_cli.h"
+#include "moe_cli.h"
 #include "runtime/checkpoint.h"
 
 namespace myriad::cli {
@@ -32,7 +37,7 @@ int cmd_logits(const LogitsArgs& args) {
   if (args.batch) {
     if (args.ids || !args.adapter.empty() || args.all_positions)
       return fail(make_error(ErrorCode::kInvalidArgument, "--batch takes ids and adapters from the file"), 2);
-    return run_logits_batch(model, *args.batch, int(args.threads), kv_dtype.value());
+    return run_logits_batch(model, *args.batch, int(args.threads), kv_dtype.value(), args.moe);
   }
   if (!args.ids) return fail(make_error(ErrorCode::kInvalidArgument, "--ids is required"), 2);
   auto ids = parse_id_list(*args.ids);
@@ -48,9 +53,19 @@ int cmd_logits(const LogitsArgs& args) {
                                                             std::to_string(cfg.max_position_embeddings)), 2);
   auto adapter = read_adapter_mixture(args.adapter, cfg);
   if (!adapter.ok()) return fail(adapter.error(), adapter.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+  if (args.moe.given() && !args.adapter.empty())
+    return fail(make_error(ErrorCode::kInvalidArgument, "give --adapter or --moe, not both"), 2);
 
   std::vector<CliRequest> one(1);
   one[0].adapter = *adapter;
+  std::optional<RoutedExperts> routed;
+  if (args.moe.given()) {
+    auto mixture = CliMixture::read(args.moe, ckpt.value(), int(args.threads));
+    if (!mixture.ok()) return fail(mixture.error(), mixture.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+    auto chosen = mixture->route_into(ids.value(), one[0]);
+    if (!chosen.ok()) return fail(chosen.error());
+    routed = std::move(chosen.value());
+  }
   one[0].request.prompt = ids.value();
   one[0].request.max_tokens = 0;  // score the prompt only
   one[0].request.prompt_logits = args.all_positions ? LogitsRequest::kAll : LogitsRequest::kLast;
@@ -58,7 +73,9 @@ int cmd_logits(const LogitsArgs& args) {
   const Status st = run_on_engine(ckpt.value(), std::move(one), {int(args.threads), kv_dtype.value(), nullptr}, sink);
   if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   if (sink.error) return fail(*sink.error);
-  std::string out = "{\"logits\": [" + logits_rows_json(sink.logits[1], size_t(cfg.vocab_size)) + "]}\n";
+  std::string out = "{\"logits\": [" + logits_rows_json(sink.logits[1], size_t(cfg.vocab_size)) + "]";
+  if (routed) out += ", \"experts\": " + routed->json().dump();
+  out += "}\n";
   std::fputs(out.c_str(), stdout);
   return 0;
 }

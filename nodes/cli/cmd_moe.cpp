@@ -1,9 +1,15 @@
 // `myriad moe create`: embeds a corpus lexically (TF-IDF over hashed token
-// n-grams), clusters it with k-means, trains one expert adapter per cluster
+// n-grams; or with --embedding hidden, the base's mean hidden state after a
+// layer), clusters it with k-means, trains one expert adapter per cluster
 // concurrently (one JobTrainer, each cluster a job), and writes the mixture
 // folder: mixture.json, assignments.json and expert-I/ PEFT folders, built in
-// a temporary sibling folder and renamed into place.
+// a temporary sibling folder and renamed into place. `myriad moe inspect`
+// prints a mixture's clusters.
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <map>
+#include <numeric>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +23,10 @@
 #include "runtime/checkpoint.h"
 #include "runtime/moe/clustering.h"
 #include "runtime/moe/corpus.h"
+#include "runtime/moe/hidden_embedding.h"
+#include "runtime/moe/mixture.h"
 #include "runtime/peft_adapter.h"
+#include "runtime/step_plan.h"
 #include "runtime/tokenizer.h"
 #include "runtime/training/training_job.h"
 
@@ -52,12 +61,66 @@ Result<std::vector<std::string>> read_corpus(const std::string& path) {
   return out;
 }
 
+// Lower-cased words of a text (letters and digits).
+std::vector<std::string> words_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::string w;
+  for (char ch : text + " ") {
+    if (std::isalnum(static_cast<unsigned char>(ch))) {
+      w += char(std::tolower(static_cast<unsigned char>(ch)));
+    } else if (!w.empty()) {
+      out.push_back(std::move(w));
+      w.clear();
+    }
+  }
+  return out;
+}
+
+// Per cluster: up to `count` words in the largest share of its lines minus
+// their share of the other clusters' lines (frequent here, rarer elsewhere).
+std::vector<std::vector<std::string>> frequent_terms(const std::vector<std::string>& texts,
+                                                     const std::vector<int32_t>& assignment, int64_t k, size_t count) {
+  std::map<std::string, std::vector<int64_t>> lines_with;  // word -> lines containing it, per cluster
+  std::vector<int64_t> size(size_t(k), 0);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const int32_t c = assignment[i];
+    ++size[size_t(c)];
+    std::vector<std::string> ws = words_of(texts[i]);
+    std::sort(ws.begin(), ws.end());
+    ws.erase(std::unique(ws.begin(), ws.end()), ws.end());
+    for (const auto& w : ws) {
+      auto& v = lines_with[w];
+      if (v.empty()) v.assign(size_t(k), 0);
+      ++v[size_t(c)];
+    }
+  }
+  const int64_t total = int64_t(texts.size());
+  std::vector<std::vector<std::string>> out(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) {
+    std::vector<std::pair<double, std::string>> scored;
+    for (const auto& [w, v] : lines_with) {
+      const double here = double(v[size_t(c)]) / double(std::max<int64_t>(size[size_t(c)], 1));
+      const int64_t rest = total - size[size_t(c)];
+      const double elsewhere = rest > 0 ? double(std::accumulate(v.begin(), v.end(), int64_t(0)) - v[size_t(c)]) / double(rest) : 0.0;
+      if (here >= 0.2) scored.push_back({here - elsewhere, w});
+    }
+    std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    for (size_t i = 0; i < scored.size() && i < count; ++i) out[size_t(c)].push_back(scored[i].second);
+  }
+  return out;
+}
+
 }  // namespace
 
 int cmd_moe_create(const MoeCreateArgs& a) {
   if (a.k < 1 || a.k > 256) return fail(bad("--k must be in [1, 256]"), 2);
   if (a.steps < 1) return fail(bad("--steps must be >= 1"), 2);
   if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
+  if (a.top_k < 1 || a.top_k > std::min<int64_t>(a.k, kMaxAdaptersPerRow))
+    return fail(bad("--top-k must be in [1, min(--k, " + std::to_string(kMaxAdaptersPerRow) + ")]"), 2);
+  if (!(a.temperature > 0)) return fail(bad("--temperature must be > 0"), 2);
+  if (a.embedding != "tfidf" && a.embedding != "hidden") return fail(bad("--embedding must be tfidf or hidden"), 2);
+  if (a.embedding_layer && a.embedding != "hidden") return fail(bad("--embedding-layer needs --embedding hidden"), 2);
   if (a.embedding_dim < 16 || a.embedding_dim > (1 << 20)) return fail(bad("--embedding-dim must be in [16, 1048576]"), 2);
   auto ckpt = Checkpoint::load(a.model);
   if (!ckpt.ok()) return fail(ckpt.error(), 1);
@@ -73,13 +136,38 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   for (const auto& t : texts.value()) docs.push_back(tok.value()->encode(t, /*add_special_tokens=*/false));
   const int64_t n = int64_t(docs.size());
   if (a.k > n) return fail(bad("--k " + std::to_string(a.k) + " exceeds the corpus's " + std::to_string(n) + " lines"), 2);
-  const std::vector<float> emb = moe::tfidf_embed(docs, a.embedding_dim);
+  gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
+  moe::Mixture mixture;
+  mixture.base_model = a.model;
+  std::vector<float> emb;
+  int64_t dim = a.embedding_dim;
+  if (a.embedding == "tfidf") {
+    mixture.embedding = moe::TfidfModel::fit(docs, a.embedding_dim);
+    emb.reserve(docs.size() * size_t(a.embedding_dim));
+    for (const auto& d : docs) {
+      const std::vector<float> row = mixture.embedding.embed(d);
+      emb.insert(emb.end(), row.begin(), row.end());
+    }
+  } else {
+    const int64_t layer = a.embedding_layer.value_or(cfg.num_layers / 2);
+    if (layer < 0 || layer > cfg.num_layers)
+      return fail(bad("--embedding-layer must be in [0, " + std::to_string(cfg.num_layers) + "]"), 2);
+    for (size_t i = 0; i < docs.size(); ++i)
+      if (docs[i].empty()) return fail(bad(a.corpus + ":" + std::to_string(i + 1) + ": no tokens to embed"), 1);
+    auto h = moe::hidden_embed(backend, cfg, docs, int32_t(layer));
+    if (!h.ok()) return fail(h.error(), 1);
+    emb = std::move(h.value());
+    dim = cfg.hidden_size;
+    mixture.embedding_kind = moe::EmbeddingKind::kHiddenMean;
+    mixture.hidden_layer = int32_t(layer);
+    mixture.hidden_dim = dim;
+  }
   moe::KMeansOptions ko;
   ko.k = int32_t(a.k);
   ko.seed = uint64_t(a.seed);
-  auto clusters = moe::kmeans(emb, n, a.embedding_dim, ko);
+  auto clusters = moe::kmeans(emb, n, dim, ko);
   if (!clusters.ok()) return fail(clusters.error(), 1);
-  const double silhouette = moe::mean_silhouette(emb, n, a.embedding_dim, clusters->assignment, true);
+  const double silhouette = moe::mean_silhouette(emb, n, dim, clusters->assignment, true);
   std::fprintf(stderr, "moe create: %lld lines in %lld clusters (silhouette %.3f)\n", (long long)n, (long long)a.k,
                silhouette);
 
@@ -88,21 +176,13 @@ int cmd_moe_create(const MoeCreateArgs& a) {
                       : !cfg.eos_token_ids.empty() ? int32_t(cfg.eos_token_ids[0])
                                                    : -1;
   std::vector<std::unique_ptr<TrainingJob>> jobs;
-  gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
   JobTrainer trainer(backend);
   for (int64_t c = 0; c < a.k; ++c) {
     std::vector<TrainingExample> data;
-    for (int64_t i = 0; i < n; ++i) {
-      if (clusters->assignment[size_t(i)] != c) continue;
-      TrainingExample ex;
-      ex.tokens = tok.value()->encode(texts.value()[size_t(i)], /*add_special_tokens=*/true);
-      if (eos >= 0) ex.tokens.push_back(eos);
-      if (int64_t(ex.tokens.size()) > cfg.max_position_embeddings) ex.tokens.resize(size_t(cfg.max_position_embeddings));
-      ex.targets.assign(ex.tokens.size(), 1);
-      ex.targets[0] = 0;
-      ex.line = i + 1;
-      if (ex.tokens.size() >= 2) data.push_back(std::move(ex));
-    }
+    for (int64_t i = 0; i < n; ++i)
+      if (clusters->assignment[size_t(i)] == c)
+        if (auto ex = text_example(texts.value()[size_t(i)], *tok.value(), eos, cfg.max_position_embeddings, i + 1))
+          data.push_back(std::move(*ex));
     TrainingJobConfig jc;
     jc.targets.rank = int32_t(a.rank);
     jc.targets.alpha = float(2 * a.rank);
@@ -133,36 +213,69 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   std::error_code ec;
   fs::create_directories(tmp, ec);
   if (ec) return fail(make_error(ErrorCode::kIo, tmp.string() + ": " + ec.message()), 1);
-  json experts = json::array(), centroids = json::array();
+  mixture.cosine = true;
+  mixture.centroids = clusters->centroids;
+  mixture.silhouette = silhouette;
+  mixture.routing.top_k = int32_t(a.top_k);
+  mixture.routing.temperature = a.temperature;
+  const auto terms = frequent_terms(texts.value(), clusters->assignment, a.k, 8);
   for (int64_t c = 0; c < a.k; ++c) {
-    const std::string name = "expert-" + std::to_string(c);
-    if (Status st = save_peft_adapter((tmp / name).string(), to_lora_weights(jobs[size_t(c)]->params(), name), a.model);
+    moe::MixtureExpert e;
+    e.name = "expert-" + std::to_string(c);
+    if (Status st = save_peft_adapter((tmp / e.name).string(), to_lora_weights(jobs[size_t(c)]->params(), e.name), a.model);
         !st.ok())
       return fail(st.error(), 1);
-    experts.push_back({{"name", name},
-                       {"lines", clusters->sizes[size_t(c)]},
-                       {"train_loss_first", mean_loss_first(jobs[size_t(c)]->history())},
-                       {"train_loss_last", mean_loss_last(jobs[size_t(c)]->history())}});
-    centroids.push_back(std::vector<float>(clusters->centroids.begin() + c * a.embedding_dim,
-                                           clusters->centroids.begin() + (c + 1) * a.embedding_dim));
+    e.lines = clusters->sizes[size_t(c)];
+    for (int64_t i = 0; i < n && e.samples.size() < 3; ++i)
+      if (clusters->assignment[size_t(i)] == c) e.samples.push_back(texts.value()[size_t(i)]);
+    e.terms = terms[size_t(c)];
+    e.train_loss_first = mean_loss_first(jobs[size_t(c)]->history());
+    e.train_loss_last = mean_loss_last(jobs[size_t(c)]->history());
+    mixture.experts.push_back(std::move(e));
   }
-  const json mixture = {{"format", "myriad-mixture-1"},
-                        {"base_model", a.model},
-                        {"k", a.k},
-                        {"embedding", {{"kind", "tfidf-token-ngrams"}, {"dim", a.embedding_dim}, {"ngrams", 3}}},
-                        {"distance", "cosine"},
-                        {"routing", {{"top_k", 1}}},
-                        {"silhouette", silhouette},
-                        {"experts", experts},
-                        {"centroids", centroids}};
-  for (const auto& [name, text] : {std::pair<std::string, std::string>{"mixture.json", mixture.dump(1) + "\n"},
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"mixture.json", mixture.to_json().dump(1, ' ', false, json::error_handler_t::replace) + "\n"},
                                    {"assignments.json", json(clusters->assignment).dump() + "\n"}})
     if (Status st = write_synced((tmp / name).string(), text); !st.ok()) return fail(st.error(), 1);
   if (Status st = move_into_place(tmp, dest); !st.ok()) return fail(st.error(), 1);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json summary = {{"out", a.out}, {"lines", n}, {"k", a.k}, {"silhouette", silhouette}, {"sizes", clusters->sizes},
+  json summary = {{"out", a.out}, {"lines", n}, {"k", a.k}, {"embedding", a.embedding}, {"silhouette", silhouette},
+                  {"sizes", clusters->sizes},
                   {"steps", a.steps}, {"tokens", tokens}, {"seconds", secs}};
   std::printf("%s\n", summary.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  return 0;
+}
+
+int cmd_moe_inspect(const MoeInspectArgs& a) {
+  auto m = moe::Mixture::load(a.dir);
+  if (!m.ok()) {
+    std::fprintf(stderr, "moe inspect: %s\n", m.error().to_string().c_str());
+    return 1;
+  }
+  if (a.json) {
+    json clusters = json::array();
+    for (const auto& e : m->experts)
+      clusters.push_back({{"name", e.name}, {"lines", e.lines}, {"terms", e.terms}, {"samples", e.samples},
+                          {"train_loss_first", e.train_loss_first}, {"train_loss_last", e.train_loss_last}});
+    const json out = {{"k", m->k()}, {"silhouette", m->silhouette}, {"embedding_dim", m->dim()},
+                      {"routing", {{"top_k", m->routing.top_k}, {"temperature", m->routing.temperature}}},
+                      {"clusters", clusters}};
+    std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return 0;
+  }
+  std::printf("%lld experts, silhouette %.3f, TF-IDF dim %lld, routing top-%d (temperature %g)\n\n", (long long)m->k(),
+              m->silhouette, (long long)m->dim(), m->routing.top_k, m->routing.temperature);
+  std::printf("%-12s %6s %10s  %s\n", "expert", "lines", "loss", "frequent terms / a sample");
+  for (const auto& e : m->experts) {
+    std::string terms;
+    for (const auto& t : e.terms) {
+      if (!terms.empty()) terms += ", ";
+      terms += t;
+    }
+    char loss[32];
+    std::snprintf(loss, sizeof loss, "%.2f>%.2f", e.train_loss_first, e.train_loss_last);
+    std::printf("%-12s %6lld %10s  %s\n", e.name.c_str(), (long long)e.lines, loss, terms.c_str());
+    if (!e.samples.empty()) std::printf("%-12s %6s %10s  \"%s\"\n", "", "", "", e.samples[0].substr(0, 100).c_str());
+  }
   return 0;
 }
 

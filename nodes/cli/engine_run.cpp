@@ -50,14 +50,18 @@ Status run_on_engine(std::shared_ptr<const Checkpoint> checkpoint, std::vector<C
     CliRequest& r = requests[i];
     blocks += KvBlockAllocator::blocks_for(int32_t(r.request.prompt.size() + r.request.max_tokens), opt.kv_block_size);
     prompt_tokens += int32_t(r.request.prompt.size());
-    if (!r.adapter) continue;
-    auto it = std::find(distinct.begin(), distinct.end(), r.adapter.get());
-    const AdapterId id{"cli", "adapter-" + std::to_string(it - distinct.begin()), 1};
-    r.request.adapters = {AdapterUse{id, 1.0f}};
-    if (it == distinct.end()) {
-      distinct.push_back(r.adapter.get());
-      source.put(id, r.adapter);
-      opt.max_adapter_rank = std::max(opt.max_adapter_rank, r.adapter->max_rank());
+    std::vector<WeightedAdapter> uses = r.experts;
+    if (uses.empty() && r.adapter) uses.push_back({r.adapter, 1.0f});
+    r.request.adapters.clear();
+    for (const WeightedAdapter& u : uses) {
+      auto it = std::find(distinct.begin(), distinct.end(), u.weights.get());
+      const AdapterId id{"cli", "adapter-" + std::to_string(it - distinct.begin()), 1};
+      r.request.adapters.push_back(AdapterUse{id, u.weight});
+      if (it == distinct.end()) {
+        distinct.push_back(u.weights.get());
+        source.put(id, u.weights);
+        opt.max_adapter_rank = std::max(opt.max_adapter_rank, u.weights->max_rank());
+      }
     }
   }
   opt.kv_num_blocks = std::max(blocks, 1);

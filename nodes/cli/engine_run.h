@@ -21,9 +21,18 @@
 
 namespace myriad::cli {
 
+// One adapter of a per-row mixture of slots (a routed mixture of experts).
+struct WeightedAdapter {
+  std::shared_ptr<const LoraWeights> weights;
+  float weight = 1.0f;
+};
+
 struct CliRequest {
   Request request;                               // its `adapters` are set here
-  std::shared_ptr<const LoraWeights> adapter;    // null: the base model
+  std::shared_ptr<const LoraWeights> adapter;    // null: the base model (or `experts`)
+  // Non-empty: these adapters, each in its own slot, mixed per row by
+  // weight (instead of `adapter`); at most kMaxAdaptersPerRow.
+  std::vector<WeightedAdapter> experts;
 };
 
 struct EngineRunOptions {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "engine_run.h"
+#include "moe_cli.h"
 #include "runtime/peft_adapter.h"
 
 namespace myriad::cli {
@@ -153,7 +154,7 @@ Result<std::vector<BatchRow>> parse_batch(const std::string& path, int64_t vocab
 }  // namespace
 
 int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads,
-                     std::optional<DType> kv_dtype) {
+                     std::optional<DType> kv_dtype, const MoeFlags& moe) {
   auto ck = Checkpoint::load(model_dir);
   if (!ck.ok()) return fail(ck.error());
   const ModelConfig& c = (*ck)->config();
@@ -163,6 +164,13 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
   for (const auto& r : *rows) all.insert(all.end(), r.adapters.begin(), r.adapters.end());
   auto adapters = CliAdapters::read(all, c);
   if (!adapters.ok()) return fail(adapters.error());
+  std::optional<CliMixture> mixture;
+  if (moe.given()) {
+    auto m = CliMixture::read(moe, *ck, threads);
+    if (!m.ok()) return fail(m.error());
+    mixture = std::move(m.value());
+  }
+  std::vector<std::optional<RoutedExperts>> routed(rows->size());
 
   // Every row a scoring request; rows naming the same adapters share one
   // adapter (a mixture is merged, mix_lora). The engine batches them: rows
@@ -176,6 +184,11 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
     auto [it, fresh] = by_specs.try_emplace(key);
     if (fresh && !r.adapters.empty()) it->second = adapters->mixture(r.adapters);
     requests[i].adapter = it->second;
+    if (mixture && r.adapters.empty()) {
+      auto chosen = mixture->route_into(r.ids, requests[i]);
+      if (!chosen.ok()) return fail(chosen.error());
+      routed[i] = std::move(chosen.value());
+    }
     requests[i].request.prompt = r.ids;
     requests[i].request.max_tokens = 0;
     requests[i].request.prompt_logits = LogitsRequest::kLast;
@@ -187,7 +200,9 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
   std::string out = "{\"rows\": [";
   for (size_t i = 0; i < rows->size(); ++i) {
     out += i ? ", {\"logits\": " : "{\"logits\": ";
-    out += logits_rows_json(sink.logits[RequestId(i + 1)], size_t(c.vocab_size)) + "}";
+    out += logits_rows_json(sink.logits[RequestId(i + 1)], size_t(c.vocab_size));
+    if (routed[i]) out += ", \"experts\": " + routed[i]->json().dump();
+    out += "}";
   }
   out += "]}\n";
   std::fputs(out.c_str(), stdout);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "runtime/checkpoint.h"
 #include "runtime/dtype.h"
 #include "runtime/lora_weights.h"
@@ -53,8 +54,10 @@ Result<std::shared_ptr<const LoraWeights>> read_adapter_mixture(const std::vecto
 
 // `myriad logits --model DIR --batch FILE.json`: prints
 // {"rows": [{"logits": [...]}, ...]} (last position of each row), every row
-// in one forward step. Returns the process exit code.
+// in one forward step. With `moe` given, rows naming no adapters are routed
+// to the mixture's experts (their row adds "experts"). Returns the process
+// exit code.
 int run_logits_batch(const std::string& model_dir, const std::string& batch_file, int threads,
-                     std::optional<DType> kv_dtype);
+                     std::optional<DType> kv_dtype, const MoeFlags& moe);
 
 }  // namespace myriad::cli

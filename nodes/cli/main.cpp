@@ -121,8 +121,18 @@ void add_finetune(CLI::App& app, FinetuneArgs& a, std::function<int()>& run) {
   c->callback([&] { run = [&] { return cmd_finetune(a); }; });
 }
 
-void add_moe(CLI::App& app, MoeCreateArgs& a, std::function<int()>& run) {
-  auto* m = add_command(app, "moe", "mixtures of expert adapters: create");
+// --moe, --moe-top-k, --moe-temperature of generate and logits.
+void add_moe_flags(CLI::App& c, MoeFlags& a) {
+  c.add_option("--moe", a.dir, "route the prompt to the experts of this mixture (myriad moe create)")
+      ->option_text("MIXTURE_DIR");
+  c.add_option("--moe-top-k", a.top_k, "experts per prompt, softmax-weighted (default: the mixture's, 1)")
+      ->option_text("K");
+  c.add_option("--moe-temperature", a.temperature, "of the routing softmax (default: the mixture's, 0.05)")
+      ->option_text("T");
+}
+
+void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, std::function<int()>& run) {
+  auto* m = add_command(app, "moe", "mixtures of expert adapters: create, inspect");
   m->require_subcommand(1);
   auto* c = add_command(*m, "create", "cluster a corpus and train one expert adapter per cluster (CPU)");
   c->add_option("--model", a.model, "the base model folder")->option_text("DIR")->required();
@@ -134,11 +144,23 @@ void add_moe(CLI::App& app, MoeCreateArgs& a, std::function<int()>& run) {
   c->add_option("--rank", a.rank, "experts' LoRA rank (default 8)")->option_text("R");
   c->add_option("--lr", a.lr, "peak learning rate (default 1e-3)")->option_text("LR");
   c->add_option("--batch-tokens", a.batch_tokens, "tokens per expert per step (default 1024)")->option_text("T");
+  c->add_option("--embedding", a.embedding,
+                "tfidf (hashed token n-grams, the default) or hidden (the base's mean hidden state)")
+      ->option_text("tfidf|hidden");
   c->add_option("--embedding-dim", a.embedding_dim, "TF-IDF hash buckets (default 1024)")->option_text("D");
+  c->add_option("--embedding-layer", a.embedding_layer, "hidden: pool after this many layers (default: half)")
+      ->option_text("L");
+  c->add_option("--top-k", a.top_k, "experts a request is routed to by default (default 1)")->option_text("K");
+  c->add_option("--temperature", a.temperature, "of the softmax weighting top-k experts (default 0.05)")
+      ->option_text("T");
   add_threads(*c, a.threads, "compute threads");
   c->footer("writes DIR/mixture.json (centroids, experts, sizes), DIR/assignments.json (the cluster of every corpus\n"
             "line, in order) and DIR/expert-I/ (PEFT folders); prints one JSON line");
   c->callback([&] { run = [&] { return cmd_moe_create(a); }; });
+  auto* i = add_command(*m, "inspect", "a mixture's clusters: size, frequent terms, sample texts, losses");
+  i->add_option("dir", inspect.dir, "the mixture folder")->option_text("DIR")->required();
+  i->add_flag("--json", inspect.json, "print the clusters as JSON");
+  i->callback([&] { run = [&] { return cmd_moe_inspect(inspect); }; });
 }
 
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
@@ -149,6 +171,7 @@ void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
       ->option_text("FILE.json");
   c->add_flag("--all-positions", a.all_positions, "logits of every position, not only the last");
   add_adapter_flags(*c, a.adapter, a.kv_cache_dtype);
+  add_moe_flags(*c, a.moe);
   add_threads(*c, a.threads, "CPU threads");
   c->callback([&] { run = [&] { return cmd_logits(a); }; });
 }
@@ -174,8 +197,9 @@ void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& run) {
   repeatable(c->add_option("--stop", a.stop, "stop string (repeatable; not part of the output)"))->option_text("S");
   c->add_flag("--ignore-eos", a.ignore_eos, "keep going past EOS");
   add_adapter_flags(*c, a.adapter, a.kv_cache_dtype);
+  add_moe_flags(*c, a.moe);
   add_threads(*c, a.threads, "CPU threads");
-  c->add_flag("--json", a.json, "print {\"ids\": [generated ids], \"text\": \"...\"}");
+  c->add_flag("--json", a.json, "print {\"ids\": [generated ids], \"text\": \"...\"} (and \"experts\" with --moe)");
   c->callback([&] { run = [&] { return cmd_generate(a); }; });
 }
 
@@ -282,6 +306,7 @@ int main(int argc, char** argv) {
   GenerateArgs generate;
   FinetuneArgs finetune;
   MoeCreateArgs moe_create;
+  MoeInspectArgs moe_inspect;
 
   auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
   selfcheck->footer(
@@ -295,7 +320,7 @@ int main(int argc, char** argv) {
   add_logits(app, logits, run);
   add_generate(app, generate, run);
   add_finetune(app, finetune, run);
-  add_moe(app, moe_create, run);
+  add_moe(app, moe_create, moe_inspect, run);
 #ifdef MYRIAD_CLI_FULL
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;

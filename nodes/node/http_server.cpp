@@ -101,6 +101,14 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
+// A mixture as /v1/mixtures and /v1/models show it.
+json mixture_json(const MixtureRecord& m) {
+  json experts = json::array();
+  for (const AdapterId& e : m.experts) experts.push_back(e.to_string());
+  return {{"id", m.qualified_name()}, {"object", "mixture"}, {"created", m.created_unix_ms / 1000},
+          {"owned_by", m.tenant}, {"experts", experts}};
+}
+
 json adapter_json(const AdapterRecord& r) {
   return {{"id", r.id.to_string()},       {"tenant", r.id.tenant},        {"name", r.id.name},
           {"version", r.id.version},      {"rank", r.rank},               {"alpha", r.alpha},
@@ -233,6 +241,8 @@ struct HttpServer::Impl {
   net::awaitable<bool> generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 openai::Endpoint endpoint);
   net::awaitable<bool> models(beast::tcp_stream& stream, const Request& req, const Caller& caller);
+  net::awaitable<bool> mixtures(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                std::string_view path);
   net::awaitable<bool> adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 std::string_view path);
 };
@@ -352,6 +362,8 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (target == "/v1/chat/completions" && method == http::verb::post)
     co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kChatCompletions);
   if (target == "/v1/models" && method == http::verb::get) co_return co_await models(stream, req, caller.value());
+  if (target == "/v1/mixtures" || target.rfind("/v1/mixtures/", 0) == 0)
+    co_return co_await mixtures(stream, req, caller.value(), target);
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||
       target == "/v1/unload_lora_adapter")
     co_return co_await adapters(stream, req, caller.value(), target);
@@ -372,6 +384,8 @@ net::awaitable<bool> HttpServer::Impl::models(beast::tcp_stream& stream, const R
   for (const ModelRef& m : list.value()) {
     if (m.base) {
       data.push_back({{"id", service.model_name()}, {"object", "model"}, {"created", 0}, {"owned_by", "myriad"}});
+    } else if (m.mixture) {
+      data.push_back(mixture_json(m.mixture->record));
     } else {
       data.push_back({{"id", m.adapter.id.qualified_name()},
                       {"object", "model"},
@@ -385,6 +399,51 @@ net::awaitable<bool> HttpServer::Impl::models(beast::tcp_stream& stream, const R
       auto res_ = make_response(req, 200, json{{"object", "list"}, {"data", data}}.dump());
       co_return co_await send(stream, std::move(res_));
     }
+}
+
+net::awaitable<bool> HttpServer::Impl::mixtures(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                                std::string_view path) {
+  const auto method = req.method();
+  if (path == "/v1/mixtures" && method == http::verb::get) {
+    auto list = service.list_mixtures(caller);
+    if (!list.ok()) {
+      auto res_ = error_response(req, api_error_of(list.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
+    json data = json::array();
+    for (const MixtureRecord& m : list.value()) data.push_back(mixture_json(m));
+    auto res_ = make_response(req, 200, json{{"object", "list"}, {"data", data}}.dump());
+    co_return co_await send(stream, std::move(res_));
+  }
+  if (path == "/v1/mixtures" && method == http::verb::post) {
+    const json body = json::parse(req.body(), nullptr, false);
+    if (!body.is_object() || !body.contains("name") || !body["name"].is_string() || !body.contains("path") ||
+        !body["path"].is_string()) {
+      auto res_ = error_response(req, openai::invalid_request("name and path (strings) are required", "name",
+                                                              "missing_required_parameter"));
+      co_return co_await send(stream, std::move(res_));
+    }
+    auto rec = service.add_mixture_from_path(caller, body["name"].get<std::string>(), body["path"].get<std::string>());
+    if (!rec.ok()) {
+      auto res_ = error_response(req, rec.error().code == ErrorCode::kIo ? openai::internal_error(rec.error().message)
+                                                                          : openai::invalid_request(rec.error().message));
+      co_return co_await send(stream, std::move(res_));
+    }
+    auto res_ = make_response(req, 200, mixture_json(rec.value()).dump());
+    co_return co_await send(stream, std::move(res_));
+  }
+  if (path.rfind("/v1/mixtures/", 0) == 0 && method == http::verb::delete_) {
+    const std::string name = percent_decode(path.substr(std::string_view("/v1/mixtures/").size()));
+    if (Status st = service.delete_mixture(caller, name); !st.ok()) {
+      auto res_ = error_response(req, st.error().code == ErrorCode::kNotFound ? openai::model_not_found(name)
+                                                                               : api_error_of(st.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
+    auto res_ = make_response(req, 200, json{{"id", name}, {"object", "mixture"}, {"deleted", true}}.dump());
+    co_return co_await send(stream, std::move(res_));
+  }
+  auto res_ = error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
+  co_return co_await send(stream, std::move(res_));
 }
 
 net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
@@ -518,6 +577,8 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   std::string model;
   openai::GenerationOptions options;
   std::vector<int32_t> prompt;
+  // What a mixture of experts routes on: the last user message, or the prompt.
+  std::optional<std::string> route_text;
   if (chat) {
     auto call = openai::parse_chat_request(req.body(), limits);
     if (!call.ok()) {
@@ -526,6 +587,8 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     }
     model = call.value().model;
     options = call.value().options;
+    for (const auto& m : call.value().messages)
+      if (m.role == "user") route_text = m.content;
     auto ids = service.encode_chat(openai::template_messages(call.value().messages));
     if (!ids.ok()) {
       auto res_ = error_response(req, openai::invalid_request(ids.error().message, "messages"));
@@ -541,6 +604,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     model = call.value().model;
     options = call.value().options;
     if (const auto* text = std::get_if<std::string>(&call.value().prompt)) {
+      route_text = *text;
       auto ids = service.encode_prompt(*text);
       if (!ids.ok()) {
       auto res_ = error_response(req, api_error_of(ids.error()));
@@ -599,12 +663,21 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
 
   GenerateCall call;
   call.model = ref.value();
+  if (ref.value().mixture) {
+    auto experts = route_text ? service.route(ref.value(), *route_text) : service.route_ids(ref.value(), prompt);
+    if (!experts.ok()) {
+      auto res_ = error_response(req, api_error_of(experts.error()));
+      co_return co_await send(stream, std::move(res_));
+    }
+    call.experts = std::move(experts.value());
+  }
   call.prompt = std::move(prompt);
   call.sampling = options.sampling;
   if (!options.has_seed) call.sampling.seed = seeds();
   call.max_tokens = uint32_t(max_tokens);
   call.stop = options.stop;
   call.ignore_eos = options.ignore_eos;
+  const std::vector<RoutedExpert> call_experts = call.experts;
   auto relay = std::make_shared<Relay>(stream.get_executor());
   std::shared_ptr<Gate> g = gate;
   auto id = service.generate(std::move(call), [g, relay](const RequestEvent& e) {
@@ -635,6 +708,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
   meta.model = model;
+  for (const RoutedExpert& e : call_experts) meta.experts.push_back({e.name, e.weight});
   meta.logprobs = options.logprobs;
   meta.include_usage = options.include_usage;
   const openai::Usage usage0{uint32_t(prompt_len), 0};

@@ -1,5 +1,7 @@
 #include "node_service.h"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
@@ -287,6 +289,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   if (!opened.ok()) return opened.error();
   std::shared_ptr<AdapterStore> store = std::move(opened.value());
   s->base_fingerprint_ = store->base_fingerprint();
+  s->store_ = store;
 
   // The engine configuration, and the executor with the same KV pool and slots.
   const SchedulerConfig sc = worker_scheduler_config(o, cfg);
@@ -378,12 +381,109 @@ Result<ModelRef> NodeService::resolve(std::string_view model, const Caller& call
       actors_->registry, resolve_atom::value, registry_call(caller.tenant, caller.admin, std::string(model)));
   if (!answer) return answer.error();
   auto resolved = read_answer(answer.value());
-  if (!resolved) return resolved.error();
+  if (!resolved) {
+    if (resolved.error().code == ErrorCode::kNotFound) {
+      auto mixture = mixture_named(model, caller);
+      if (mixture.ok() && mixture.value()) {
+        ModelRef m;
+        m.base = false;
+        m.mixture = mixture.value();
+        return m;
+      }
+    }
+    return resolved.error();
+  }
   if (!resolved.value()) return ModelRef{};
   ModelRef m;
   m.base = false;
   m.adapter = *resolved.value();
   return m;
+}
+
+Result<std::shared_ptr<const MixtureRoute>> NodeService::mixture_named(std::string_view model,
+                                                                       const Caller& caller) const {
+  auto n = parse_adapter_name_for(model, caller.tenant, caller.admin);
+  if (!n.ok() || n.value().version != 0) return std::shared_ptr<const MixtureRoute>();
+  auto record = store_->find_mixture(n.value().tenant, n.value().name);
+  if (!record.ok()) return record.error();
+  if (!record.value()) return std::shared_ptr<const MixtureRoute>();
+  const std::string key = record.value()->qualified_name();
+  std::lock_guard lock(mixtures_mu_);
+  auto it = mixtures_.find(key);
+  if (it != mixtures_.end() && it->second->record.created_unix_ms == record.value()->created_unix_ms &&
+      it->second->record.experts == record.value()->experts)
+    return it->second;
+  const auto json = nlohmann::json::parse(record.value()->router_json, nullptr, /*allow_exceptions=*/false);
+  auto router = moe::Mixture::from_json(json, "mixture " + key);
+  if (!router.ok()) return router.error();
+  if (router.value().k() != int64_t(record.value()->experts.size()))
+    return make_error(ErrorCode::kBadFile, "mixture " + key + ": the router and the stored experts disagree");
+  auto route = std::make_shared<const MixtureRoute>(MixtureRoute{std::move(*record.value()), std::move(router.value())});
+  mixtures_[key] = route;
+  return route;
+}
+
+Result<MixtureRecord> NodeService::add_mixture_from_path(const Caller& caller, std::string_view name,
+                                                         const std::string& dir) {
+  auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
+  if (!n.ok()) return n.error();
+  if (n.value().version != 0)
+    return make_error(ErrorCode::kInvalidArgument, "a mixture's name has no version: " + std::string(name));
+  auto mixture = moe::Mixture::load(dir);
+  if (!mixture.ok()) return mixture.error();
+  if (mixture.value().embedding_kind != moe::EmbeddingKind::kTfidf)
+    return make_error(ErrorCode::kUnsupported,
+                      dir + ": a hidden-state mixture needs a base pass per request, which the node does not run "
+                            "(route it with myriad generate --moe, or create it with --embedding tfidf)");
+  std::vector<AdapterId> experts;
+  for (const moe::MixtureExpert& e : mixture.value().experts) {
+    auto rec = add_adapter_from_path(caller, n.value().tenant + "/" + n.value().name + "." + e.name,
+                                     (std::filesystem::path(dir) / e.name).string());
+    if (!rec.ok()) return rec.error();
+    experts.push_back(rec.value().id);
+  }
+  return store_->put_mixture(n.value().tenant, n.value().name, mixture.value().to_json().dump(), std::move(experts));
+}
+
+Result<std::vector<MixtureRecord>> NodeService::list_mixtures(const Caller& caller) const {
+  return store_->list_mixtures(caller.admin ? std::string_view() : std::string_view(caller.tenant));
+}
+
+Status NodeService::delete_mixture(const Caller& caller, std::string_view name) {
+  auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
+  if (!n.ok() || n.value().version != 0)
+    return make_error(ErrorCode::kNotFound, "mixture '" + std::string(name) + "' does not exist");
+  MYRIAD_TRY(store_->remove_mixture(n.value().tenant, n.value().name));
+  std::lock_guard lock(mixtures_mu_);
+  mixtures_.erase(n.value().tenant + "/" + n.value().name);
+  return ok_status();
+}
+
+Result<std::vector<RoutedExpert>> NodeService::route(const ModelRef& mixture, std::string_view text,
+                                                     std::optional<int32_t> top_k) const {
+  return route_ids(mixture, tokenizer_->encode(text, /*add_special_tokens=*/false), top_k);
+}
+
+Result<std::vector<RoutedExpert>> NodeService::route_ids(const ModelRef& mixture, std::vector<int32_t> ids,
+                                                         std::optional<int32_t> top_k) const {
+  if (!mixture.mixture) return make_error(ErrorCode::kInvalidArgument, "not a mixture: " + mixture.name());
+  const MixtureRoute& m = *mixture.mixture;
+  const auto& bos = checkpoint_->config().bos_token_ids;
+  if (!ids.empty() && std::find(bos.begin(), bos.end(), int64_t(ids[0])) != bos.end()) ids.erase(ids.begin());
+  moe::RoutingOptions options = m.router.routing;
+  if (top_k) {
+    const int64_t most = std::min<int64_t>(m.router.k(), kMaxAdaptersPerRow);
+    if (*top_k < 1 || *top_k > most)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "top_k must be in [1, " + std::to_string(most) + "] for mixture " + m.record.qualified_name());
+    options.top_k = *top_k;
+  }
+  auto choices = m.router.route(ids, options);
+  if (!choices.ok()) return choices.error();
+  std::vector<RoutedExpert> out;
+  for (const moe::ExpertChoice& c : choices.value())
+    out.push_back({m.record.experts[size_t(c.expert)], m.router.experts[size_t(c.expert)].name, c.weight});
+  return out;
 }
 
 Result<std::vector<ModelRef>> NodeService::models(const Caller& caller) const {
@@ -401,7 +501,14 @@ Result<std::vector<ModelRef>> NodeService::models(const Caller& caller) const {
       if (r.id.version > last.adapter.id.version) last.adapter = r;
       continue;
     }
-    out.push_back(ModelRef{false, r});
+    out.push_back(ModelRef{false, r, nullptr});
+  }
+  // Then the mixtures of experts.
+  auto mixtures = list_mixtures(caller);
+  if (!mixtures.ok()) return mixtures.error();
+  for (const MixtureRecord& m : mixtures.value()) {
+    auto route = mixture_named(m.qualified_name(), Caller{m.tenant, caller.admin});
+    if (route.ok() && route.value()) out.push_back(ModelRef{false, {}, route.value()});
   }
   return out;
 }
@@ -434,11 +541,20 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   const RequestId id = r.id;
   // The model was resolved for the caller; its pinned name resolves again
   // (and is pinned) in the gateway, within the adapter's own tenant.
-  const std::string tenant = call.model.base ? std::string() : call.model.adapter.id.tenant;
-  const std::string model = call.model.base ? model_name_ : call.model.adapter.id.to_string();
+  std::string tenant = call.model.base ? std::string() : call.model.adapter.id.tenant;
+  std::string model = call.model.base ? model_name_ : call.model.adapter.id.to_string();
+  std::vector<std::pair<std::string, float>> experts;
+  if (!call.experts.empty()) {
+    // A routed mixture: the experts' pinned versions, within their tenant.
+    tenant = call.experts[0].id.tenant;
+    model = call.model.name();
+    for (const RoutedExpert& e : call.experts) experts.push_back({e.id.to_string(), float(e.weight)});
+  } else if (call.model.mixture) {
+    return make_error(ErrorCode::kInvalidArgument, "a request to mixture " + call.model.name() + " needs its experts (route it)");
+  }
   dispatch_->add(id, std::move(on_event));
   auto answer = actors_->ask<AcceptedWire>(actors_->gateway, generate_atom::value,
-                                           generate_wire(tenant, false, model, r), actors_->relay);
+                                           generate_wire(tenant, false, model, r, experts), actors_->relay);
   auto accepted_id = answer ? read_accepted(answer.value()) : Result<uint64_t>(answer.error());
   if (!accepted_id.ok()) {
     dispatch_->remove(id);

@@ -38,6 +38,7 @@
 #include "runtime/engine_events.h"
 #include "runtime/engine_worker.h"
 #include "runtime/executor.h"
+#include "runtime/moe/mixture.h"
 #include "runtime/placement.h"
 #include "runtime/sampling_params.h"
 #include "runtime/scheduler_config.h"
@@ -97,15 +98,35 @@ Result<std::unique_ptr<Executor>> make_executor(const NodeOptions& options, std:
 // bench/service_load's bare-engine arm both size the engine with it.
 SchedulerConfig worker_scheduler_config(const NodeOptions& options, const ModelConfig& model);
 
-// What a request names: the base model or one published adapter version.
+// A stored mixture of expert adapters with its parsed router.
+struct MixtureRoute {
+  MixtureRecord record;
+  moe::Mixture router;
+};
+
+// What a request names: the base model, one published adapter version, or a
+// mixture of experts (routed per request: NodeService::route).
 struct ModelRef {
   bool base = true;
-  AdapterRecord adapter;  // when !base
-  std::string name() const { return base ? std::string() : adapter.id.to_string(); }
+  AdapterRecord adapter;                        // when !base and !mixture
+  std::shared_ptr<const MixtureRoute> mixture;  // a mixture (base is false)
+  std::string name() const {
+    return mixture ? mixture->record.qualified_name() : base ? std::string() : adapter.id.to_string();
+  }
+};
+
+// One expert a request to a mixture was routed to.
+struct RoutedExpert {
+  AdapterId id;        // the pinned expert version
+  std::string name;    // the expert's name in the mixture (expert-I)
+  double weight = 1;   // its mixing weight (they sum to 1)
 };
 
 struct GenerateCall {
   ModelRef model;
+  // Non-empty: a per-row mixture of these versions (a routed mixture of
+  // experts) instead of `model`'s adapter.
+  std::vector<RoutedExpert> experts;
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   uint32_t max_tokens = 16;
@@ -161,6 +182,22 @@ class NodeService {
   Result<std::vector<AdapterRecord>> list_adapters(const Caller& caller) const;
   // Every version of `name` (a version in the name is ignored), oldest first; kNotFound when none.
   Result<std::vector<AdapterRecord>> adapter_versions(const Caller& caller, std::string_view name) const;
+  // Mixtures of experts (docs/moe.md): `dir` is a `myriad moe create`
+  // folder on the node; each expert is published as the adapter
+  // "<name>.<expert-I>" and the router stored as tenant/name (replacing a
+  // mixture of that name). Only TF-IDF mixtures: hidden-state ones need a
+  // base pass per request that the node does not run (kUnsupported).
+  Result<MixtureRecord> add_mixture_from_path(const Caller& caller, std::string_view name, const std::string& dir);
+  Result<std::vector<MixtureRecord>> list_mixtures(const Caller& caller) const;
+  Status delete_mixture(const Caller& caller, std::string_view name);
+  // The experts for a prompt's text (embedded without special tokens, as
+  // the corpus was); top_k overrides the mixture's (1..its k, at most 4).
+  Result<std::vector<RoutedExpert>> route(const ModelRef& mixture, std::string_view text,
+                                          std::optional<int32_t> top_k = std::nullopt) const;
+  // The same from token ids (a leading BOS is skipped).
+  Result<std::vector<RoutedExpert>> route_ids(const ModelRef& mixture, std::vector<int32_t> ids,
+                                              std::optional<int32_t> top_k = std::nullopt) const;
+
   // The served base's fingerprint, which every stored adapter records.
   const std::string& base_fingerprint() const { return base_fingerprint_; }
 
@@ -187,6 +224,8 @@ class NodeService {
 
  private:
   NodeService() = default;
+  // The stored mixture `model` names for the caller (nullptr when none).
+  Result<std::shared_ptr<const MixtureRoute>> mixture_named(std::string_view model, const Caller& caller) const;
 
   std::string model_name_;
   std::shared_ptr<const Checkpoint> checkpoint_;
@@ -194,6 +233,10 @@ class NodeService {
   std::string chat_template_;
   std::string base_fingerprint_;
   std::vector<int32_t> eos_ids_;
+  std::shared_ptr<AdapterStore> store_;  // mixtures (adapters go through the registry actor)
+  // Parsed routers by tenant/name, valid while created_unix_ms matches the store's.
+  mutable std::mutex mixtures_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const MixtureRoute>> mixtures_;
   std::shared_ptr<Dispatch> dispatch_;
   std::unique_ptr<Actors> actors_;
   std::atomic<uint64_t> next_id_{0};

@@ -1,9 +1,15 @@
-// `myriad moe create` end to end on the synthetic four-domain corpus: the
-// mixture folder's files, the clusters against the hidden domains, and
-// experts that load as PEFT adapters.
+// `myriad moe create / inspect` and routing through `--moe` end to end on
+// the synthetic four-domain corpus: the mixture folder's files, the clusters
+// against the hidden domains, experts that load as PEFT adapters, a batch of
+// mixed-domain rows routed top-1 equal to each row sent to its expert, and
+// a weighted top-k equal to the weighted sum of the experts' deltas (the
+// merged mix_lora path).
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +18,7 @@
 #include "runtime/moe/clustering.h"
 #include "runtime/moe/corpus.h"
 #include "runtime/peft_adapter.h"
+#include "runtime/tokenizer.h"
 
 namespace myriad {
 namespace {
@@ -20,59 +27,249 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing_cli::run_cli;
 
-TEST(MoeCli, CreateClustersTheCorpusAndTrainsAnExpertPerCluster) {
-  const fs::path dir = fs::temp_directory_path() / ("myriad_moe_cli_" + std::to_string(std::random_device{}()));
-  fs::create_directories(dir);
-  const std::string model = (dir / "model").string();
-  ASSERT_EQ(run_cli("make-model --shape tiny --seed 2 --dtype f32 --init-std 0.08 --out " + model).code, 0);
-  const auto corpus = moe::synthetic_corpus(30, 7);
-  std::vector<int32_t> hidden;
-  {
-    std::ofstream f(dir / "corpus.jsonl");
-    for (const auto& l : corpus) {
-      f << json{{"text", l.text}}.dump() << "\n";
-      hidden.push_back(l.domain);
+class MoeCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("myriad_moe_cli_" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+    model_ = (dir_ / "model").string();
+    ASSERT_EQ(run_cli("make-model --shape tiny --seed 2 --dtype f32 --init-std 0.08 --out " + model_).code, 0);
+    corpus_ = moe::synthetic_corpus(30, 7);
+    {
+      std::ofstream f(dir_ / "corpus.jsonl");
+      for (const auto& l : corpus_) f << json{{"text", l.text}}.dump() << "\n";
     }
+    mix_ = (dir_ / "mix").string();
+    create_ = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                      " --k 4 --steps 30 --batch-tokens 512 --lr 5e-3 --seed 1 --out " + mix_);
   }
-  const std::string out = (dir / "mix").string();
-  const auto r = run_cli("moe create --model " + model + " --corpus " + (dir / "corpus.jsonl").string() +
-                         " --k 4 --steps 30 --batch-tokens 512 --lr 5e-3 --seed 1 --out " + out);
-  ASSERT_EQ(r.code, 0) << r.out;
-  const json summary = json::parse(r.out, nullptr, false);
-  ASSERT_TRUE(summary.is_object()) << r.out;
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  // Held-out lines (another seed), their ids without special tokens, cut to 48.
+  static std::vector<std::pair<int32_t, std::vector<int32_t>>> held_out(int per_domain) {
+    auto tok = Tokenizer::load(model_);
+    EXPECT_TRUE(tok.ok());
+    std::vector<std::pair<int32_t, std::vector<int32_t>>> out;
+    for (const auto& l : moe::synthetic_corpus(per_domain, 99)) {
+      auto ids = tok.value()->encode(l.text, false);
+      ids.resize(std::min<size_t>(ids.size(), 48));
+      out.push_back({l.domain, ids});
+    }
+    return out;
+  }
+
+  static json parse(const testing_cli::CliRun& r) {
+    EXPECT_EQ(r.code, 0) << r.out.substr(0, 2000);
+    const json j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out.substr(0, 2000);
+    return j;
+  }
+
+  static std::string ids_text(const std::vector<int32_t>& ids) {
+    std::string s;
+    for (int32_t id : ids) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(id);
+    }
+    return s;
+  }
+
+  static inline fs::path dir_;
+  static inline std::string model_, mix_;
+  static inline std::vector<moe::CorpusLine> corpus_;
+  static inline testing_cli::CliRun create_;
+};
+
+// |got - ref| <= atol + rtol |ref| over two logits rows; the largest error.
+double max_excess(const json& got, const json& ref, double atol, double rtol) {
+  EXPECT_EQ(got.size(), ref.size());
+  double worst = -1e30;
+  for (size_t i = 0; i < got.size() && i < ref.size(); ++i) {
+    const double g = got[i].get<double>(), r = ref[i].get<double>();
+    worst = std::max(worst, std::abs(g - r) - (atol + rtol * std::abs(r)));
+  }
+  return worst;
+}
+
+double max_abs_diff(const json& a, const json& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, std::abs(a[i].get<double>() - b[i].get<double>()));
+  return d;
+}
+
+TEST_F(MoeCli, CreateClustersTheCorpusAndTrainsAnExpertPerCluster) {
+  const json summary = parse(create_);
   EXPECT_EQ(summary["k"], 4);
   EXPECT_EQ(summary["lines"], 120);
 
-  std::ifstream af(out + "/assignments.json");
+  std::ifstream af(mix_ + "/assignments.json");
   const auto assignment = json::parse(af).get<std::vector<int32_t>>();
-  ASSERT_EQ(assignment.size(), corpus.size());
+  ASSERT_EQ(assignment.size(), corpus_.size());
+  std::vector<int32_t> hidden;
+  for (const auto& l : corpus_) hidden.push_back(l.domain);
   const double ari = moe::adjusted_rand_index(hidden, assignment);
   std::printf("[ moe      ] adjusted Rand index of the clusters vs the hidden domains: %.3f\n", ari);
   EXPECT_GE(ari, 0.9);
 
-  std::ifstream mf(out + "/mixture.json");
+  std::ifstream mf(mix_ + "/mixture.json");
   const json mixture = json::parse(mf);
   ASSERT_EQ(mixture["experts"].size(), 4u);
   ASSERT_EQ(mixture["centroids"].size(), 4u);
-  auto base = Checkpoint::load(model);
+  EXPECT_EQ(mixture["embedding"]["idf"].size(), 1024u);
+  auto base = Checkpoint::load(model_);
   ASSERT_TRUE(base.ok());
   for (const auto& e : mixture["experts"]) {
-    auto w = load_peft_adapter(out + "/" + e["name"].get<std::string>(), base.value()->config());
+    auto w = load_peft_adapter(mix_ + "/" + e["name"].get<std::string>(), base.value()->config());
     EXPECT_TRUE(w.ok()) << e;
     EXPECT_LT(e["train_loss_last"].get<double>(), e["train_loss_first"].get<double>()) << e;
   }
-  // A bad corpus line is an error naming it, and nothing is written.
+}
+
+TEST_F(MoeCli, InspectShowsEachClustersSizeTermsAndSamples) {
+  ASSERT_EQ(create_.code, 0);
+  const json j = parse(run_cli("moe inspect " + mix_ + " --json"));
+  ASSERT_EQ(j["clusters"].size(), 4u);
+  int64_t lines = 0;
+  std::set<std::string> first_terms;
+  for (const auto& c : j["clusters"]) {
+    lines += c["lines"].get<int64_t>();
+    ASSERT_FALSE(c["terms"].empty()) << c;
+    EXPECT_FALSE(c["samples"].empty()) << c;
+    first_terms.insert(c["terms"][0].get<std::string>());
+  }
+  EXPECT_EQ(lines, 120);
+  EXPECT_EQ(first_terms.size(), 4u) << j;  // each cluster's own vocabulary leads
+  const auto table = run_cli("moe inspect " + mix_);
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("expert-3"), std::string::npos) << table.out;
+  const auto missing = run_cli("moe inspect " + (dir_ / "nope").string(), true);
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("not a mixture folder"), std::string::npos) << missing.out;
+}
+
+TEST_F(MoeCli, ARoutedBatchGivesEachRowItsExpertsOutput) {
+  ASSERT_EQ(create_.code, 0);
+  const auto rows = held_out(2);  // 8 lines, two of each domain, shuffled
+  json batch = {{"rows", json::array()}};
+  for (const auto& [d, ids] : rows) batch["rows"].push_back({{"ids", ids}});
+  const std::string routed_file = (dir_ / "routed.json").string();
+  std::ofstream(routed_file) << batch.dump();
+  const json routed = parse(run_cli("logits --model " + model_ + " --batch " + routed_file + " --moe " + mix_));
+  ASSERT_EQ(routed["rows"].size(), rows.size());
+
+  // The same rows, each sent straight to its chosen expert, in one batch too.
+  json direct = {{"rows", json::array()}};
+  std::set<std::string> used;
+  std::map<int32_t, std::set<std::string>> expert_of_domain;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const json& experts = routed["rows"][i]["experts"];
+    ASSERT_EQ(experts.size(), 1u) << routed["rows"][i];
+    EXPECT_EQ(experts[0]["weight"], 1.0);
+    const std::string name = experts[0]["name"];
+    used.insert(name);
+    expert_of_domain[rows[i].first].insert(name);
+    direct["rows"].push_back({{"ids", rows[i].second}, {"adapters", {{{"path", mix_ + "/" + name}}}}});
+  }
+  EXPECT_EQ(used.size(), 4u) << "each domain has its own expert";
+  for (const auto& [d, names] : expert_of_domain) EXPECT_EQ(names.size(), 1u) << "domain " << d;
+  const std::string direct_file = (dir_ / "direct.json").string();
+  std::ofstream(direct_file) << direct.dump();
+  const json want = parse(run_cli("logits --model " + model_ + " --batch " + direct_file));
+  const json base = parse(run_cli("logits --model " + model_ + " --batch " + routed_file));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const json& got = routed["rows"][i]["logits"];  // a --batch row's logits: its last position
+    ASSERT_EQ(got.size(), 260u);
+    // f32 throughout; the same slot arithmetic, so equal up to reassociation.
+    EXPECT_LE(max_excess(got, want["rows"][i]["logits"], 1e-5, 1e-5), 0.0) << "row " << i;
+    EXPECT_GT(max_abs_diff(got, base["rows"][i]["logits"]), 1e-3) << "row " << i << ": the expert changes nothing";
+  }
+}
+
+TEST_F(MoeCli, WeightedTopKIsTheWeightedSumOfTheExpertsDeltas) {
+  ASSERT_EQ(create_.code, 0);
+  const std::string ids = ids_text(held_out(1)[0].second);
+  // A high temperature so both experts weigh in.
+  const json top2 = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + mix_ +
+                                  " --moe-top-k 2 --moe-temperature 5"));
+  ASSERT_EQ(top2["experts"].size(), 2u) << top2["experts"];
+  std::string flags;
+  double total = 0;
+  for (const auto& e : top2["experts"]) {
+    const double w = e["weight"].get<double>();
+    EXPECT_GT(w, 0.3) << top2["experts"];
+    total += w;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, ":%.9g", w);
+    flags += " --adapter " + mix_ + "/" + e["name"].get<std::string>() + buf;
+  }
+  EXPECT_NEAR(total, 1.0, 1e-12);
+  // Two slots mixed per row vs one adapter that concatenates both (mix_lora).
+  const json merged = parse(run_cli("logits --model " + model_ + " --ids " + ids + flags));
+  EXPECT_LE(max_excess(top2["logits"][0], merged["logits"][0], 1e-4, 1e-4), 0.0);
+  const json top1 = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + mix_));
+  ASSERT_EQ(top1["experts"].size(), 1u);
+  EXPECT_EQ(top1["experts"][0]["name"], top2["experts"][0]["name"]);
+  EXPECT_GT(max_abs_diff(top1["logits"][0], top2["logits"][0]), 1e-3) << "the second expert changes nothing";
+}
+
+TEST_F(MoeCli, GenerateReportsTheExpertsAndBadFlagsAreClearErrors) {
+  ASSERT_EQ(create_.code, 0);
+  const std::string prompt = "'KYC CHECK | client_id=123456 | document=passport'";
+  const json g = parse(run_cli("generate --model " + model_ + " --prompt " + prompt + " --moe " + mix_ +
+                               " --max-tokens 4 --temperature 0 --json"));
+  ASSERT_EQ(g["experts"].size(), 1u);
+  EXPECT_EQ(g["ids"].size(), 4u);
+  // The same as naming that expert directly.
+  const json d = parse(run_cli("generate --model " + model_ + " --prompt " + prompt + " --adapter " + mix_ + "/" +
+                               g["experts"][0]["name"].get<std::string>() + " --max-tokens 4 --temperature 0 --json"));
+  EXPECT_EQ(g["ids"], d["ids"]);
+
+  const auto both = run_cli("logits --model " + model_ + " --ids 1,2 --moe " + mix_ + " --adapter " + mix_ + "/expert-0", true);
+  EXPECT_EQ(both.code, 2);
+  EXPECT_NE(both.out.find("not both"), std::string::npos) << both.out;
+  const auto topk = run_cli("logits --model " + model_ + " --ids 1,2 --moe " + mix_ + " --moe-top-k 5", true);
+  EXPECT_EQ(topk.code, 2);
+  EXPECT_NE(topk.out.find("--moe-top-k must be in [1, 4]"), std::string::npos) << topk.out;
+  const auto lone = run_cli("logits --model " + model_ + " --ids 1,2 --moe-top-k 2", true);
+  EXPECT_EQ(lone.code, 2);
+  EXPECT_NE(lone.out.find("need --moe"), std::string::npos) << lone.out;
+}
+
+TEST_F(MoeCli, AHiddenStateMixtureRoutesWithABasePass) {
+  const std::string hidden = (dir_ / "hidden-mix").string();
+  const json summary = parse(run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                                     " --k 2 --steps 3 --batch-tokens 256 --embedding hidden --embedding-layer 1 --out " +
+                                     hidden));
+  EXPECT_EQ(summary["embedding"], "hidden");
+  std::ifstream mf(hidden + "/mixture.json");
+  const json mixture = json::parse(mf);
+  EXPECT_EQ(mixture["embedding"]["kind"], "hidden-mean");
+  EXPECT_EQ(mixture["embedding"]["layer"], 1);
+  EXPECT_EQ(mixture["centroids"][0].size(), mixture["embedding"]["dim"].get<size_t>());
+  const std::string ids = ids_text(held_out(1)[0].second);
+  const json routed = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden));
+  ASSERT_EQ(routed["experts"].size(), 1u);
+  const json direct = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --adapter " + hidden + "/" +
+                                    routed["experts"][0]["name"].get<std::string>()));
+  EXPECT_LE(max_excess(routed["logits"][0], direct["logits"][0], 1e-5, 1e-5), 0.0);
+  const auto bad = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                               " --k 2 --embedding hidden --embedding-layer 99 --out " + (dir_ / "x").string(),
+                           true);
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("--embedding-layer must be in [0, "), std::string::npos) << bad.out;
+}
+
+TEST_F(MoeCli, ABadCorpusIsAnErrorNamingTheLineAndWritesNothing) {
   {
-    std::ofstream f(dir / "bad.jsonl");
+    std::ofstream f(dir_ / "bad.jsonl");
     f << "{\"text\": \"ok\"}\n{\"txt\": 1}\n";
   }
-  const auto b = run_cli("moe create --model " + model + " --corpus " + (dir / "bad.jsonl").string() + " --k 1 --out " +
-                             (dir / "bad-mix").string(),
+  const auto b = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "bad.jsonl").string() +
+                             " --k 1 --out " + (dir_ / "bad-mix").string(),
                          true);
   EXPECT_EQ(b.code, 1);
   EXPECT_NE(b.out.find("bad.jsonl:2: needs a non-empty \"text\" string"), std::string::npos) << b.out;
-  EXPECT_FALSE(fs::exists(dir / "bad-mix"));
-  fs::remove_all(dir);
+  EXPECT_FALSE(fs::exists(dir_ / "bad-mix"));
 }
 
 }  // namespace

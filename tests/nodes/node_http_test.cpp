@@ -12,10 +12,14 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_run.h"
+#include "runtime/moe/corpus.h"
 
 namespace myriad::testing_cli {
 namespace {
@@ -90,6 +94,76 @@ class Node {
   pid_t pid_ = -1;
   bool reaped_ = false;
 };
+
+// The body of a "... HTTP200" answer as JSON (discarded when it is not).
+nlohmann::json body_of(const std::string& r) {
+  const size_t at = r.rfind(" HTTP");
+  return nlohmann::json::parse(r.substr(0, at), nullptr, false);
+}
+
+TEST(NodeHttp, AMixtureRoutesEachRequestToItsExpert) {
+  Node node({});
+  const std::string model = node.dir() + "/tiny", mix = node.dir() + "/mix";
+  {
+    std::ofstream f(node.dir() + "/corpus.jsonl");
+    for (const auto& l : moe::synthetic_corpus(20, 5)) f << nlohmann::json{{"text", l.text}}.dump() << "\n";
+  }
+  ASSERT_EQ(run_cli("moe create --model " + model + " --corpus " + node.dir() + "/corpus.jsonl --k 4 --steps 10 " +
+                    "--batch-tokens 256 --lr 1e-2 --seed 1 --out " + mix).code, 0);
+  std::string r = node.post("/v1/mixtures", "{\"name\": \"desk\", \"path\": \"" + mix + "\"}");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const auto added = body_of(r);
+  EXPECT_EQ(added["id"], "default/desk");
+  ASSERT_EQ(added["experts"].size(), 4u) << r;
+  EXPECT_EQ(added["experts"][0], "default/desk.expert-0@1");
+  r = sh("curl -s " + node.url() + "/v1/models");
+  EXPECT_NE(r.find("\"default/desk\""), std::string::npos) << r;
+  r = sh("curl -s " + node.url() + "/v1/mixtures");
+  EXPECT_NE(r.find("\"default/desk\""), std::string::npos) << r;
+
+  // Two domains' prompts: each routed top-1 to its own expert, whose output
+  // is what that expert adapter gives when named directly.
+  std::set<std::string> chosen;
+  for (const std::string prompt : {"KYC CHECK | client_id=482913 | document=passport | sanctions_screen=",
+                                   "Section 12.3 Policy summary: the Licensee shall indemnify and hold harmless any"}) {
+    const std::string req = "{\"model\": \"desk\", \"prompt\": \"" + prompt +
+                            "\", \"max_tokens\": 6, \"temperature\": 0}";
+    r = node.post("/v1/completions", req);
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    const auto got = body_of(r);
+    ASSERT_EQ(got["experts"].size(), 1u) << r;
+    EXPECT_EQ(got["experts"][0]["weight"], 1.0);
+    const std::string expert = got["experts"][0]["name"];
+    chosen.insert(expert);
+    r = node.post("/v1/completions", "{\"model\": \"desk." + expert + "\", \"prompt\": \"" + prompt +
+                                         "\", \"max_tokens\": 6, \"temperature\": 0}");
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    EXPECT_EQ(body_of(r)["choices"][0]["text"], got["choices"][0]["text"]) << expert;
+    EXPECT_EQ(body_of(r).count("experts"), 0u);
+  }
+  EXPECT_EQ(chosen.size(), 2u);
+  // Chat, streamed: the experts ride on every chunk.
+  r = node.post("/v1/chat/completions",
+                R"({"model": "desk", "messages": [{"role": "user", "content": "Weekly update, project Atlas: status"}],
+                    "max_tokens": 3, "stream": true})");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_NE(r.find("\"experts\":[{\"name\":\"expert-"), std::string::npos) << r;
+
+  // Bad input changes nothing; a name is an adapter or a mixture, not both.
+  r = node.post("/v1/mixtures", "{\"name\": \"other\", \"path\": \"" + node.dir() + "/nowhere\"}");
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("not a mixture folder"), std::string::npos) << r;
+  r = node.post("/v1/adapters", "{\"name\": \"desk\", \"path\": \"" + mix + "/expert-0\"}");
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("is a mixture"), std::string::npos) << r;
+  r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/mixtures/desk");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  r = node.post("/v1/completions", R"({"model": "desk", "prompt": "hi", "max_tokens": 2})");
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+  // Its experts stay adapters of their own.
+  r = node.post("/v1/completions", R"({"model": "desk.expert-1", "prompt": "hi", "max_tokens": 2})");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+}
 
 TEST(NodeHttp, BadInputGetsClearErrors) {
   Node node({"--max-body-bytes", "2000"});

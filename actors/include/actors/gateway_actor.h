@@ -87,7 +87,7 @@ struct GatewayState {
   struct Route {
     event_sink_actor client;
     size_t worker = 0;
-    std::optional<AdapterId> adapter;  // pinned; unpinned after the final event
+    std::vector<AdapterId> adapters;  // pinned (one, or a mixture's experts); unpinned after the final event
     uint32_t attempt = 0;
     Request request;  // as submitted, to place it again if its worker is lost
     std::chrono::steady_clock::time_point held_at{};  // when it began to wait for a worker (worker == kHeld)

@@ -19,8 +19,10 @@ AcceptedWire refused(const Error& error);
 // The id, or the refusal's Error (also for a malformed answer).
 Result<uint64_t> read_accepted(const AcceptedWire& wire, std::string* model = nullptr);
 
+// `experts` (model, weight), non-empty: a per-row mixture of those adapters.
 GenerateWire generate_wire(const std::string& tenant, bool admin, const std::string& model,
-                           const Request& request);
+                           const Request& request,
+                           const std::vector<std::pair<std::string, float>>& experts = {});
 
 RegistryCallWire registry_call(const std::string& tenant, bool admin, const std::string& name,
                                const std::string& path = {}, uint64_t pin_request = 0);

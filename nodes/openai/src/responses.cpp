@@ -97,6 +97,16 @@ ojson head(const ResponseMeta& meta, const char* object) {
   j["object"] = object;
   j["created"] = meta.created;
   j["model"] = meta.model;
+  if (!meta.experts.empty()) {
+    ojson experts = ojson::array();
+    for (const auto& [name, weight] : meta.experts) {
+      ojson e;
+      e["name"] = name;
+      e["weight"] = weight;
+      experts.push_back(std::move(e));
+    }
+    j["experts"] = std::move(experts);
+  }
   return j;
 }
 

@@ -57,6 +57,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <vector>
 
 #include "runtime/adapter_id.h"
@@ -76,6 +77,17 @@ struct AdapterRecord {
   std::string sha256;                       // the blob's name (see above), 64 hex digits
   uint64_t size_bytes = 0;                  // both files together
   int64_t created_unix_ms = 0;              // when the version was published
+};
+
+// A mixture of expert adapters (issue 22) as the store keeps it: the router
+// (mixture.json: embedding, centroids, routing settings, expert names) and
+// the published version of each expert, in the router's expert order.
+struct MixtureRecord {
+  std::string tenant, name;
+  std::string router_json;
+  std::vector<AdapterId> experts;
+  int64_t created_unix_ms = 0;
+  std::string qualified_name() const { return tenant + "/" + name; }
 };
 
 // A stored version's two files, as another host receives them: it checks
@@ -140,6 +152,18 @@ class AdapterStore {
   // The version's files as bytes, re-hashed the same way (kBadFile when one
   // no longer matches): what a worker on another host fetches.
   Result<AdapterFiles> read_files(const AdapterId& id) const;
+
+  // Mixtures: tenant/name shares the adapters' names (a name is one or the
+  // other: kInvalidArgument when an adapter has it). put replaces a mixture
+  // of that name whole; every expert must be a published version.
+  Result<MixtureRecord> put_mixture(std::string_view tenant, std::string_view name, std::string router_json,
+                                    std::vector<AdapterId> experts);
+  // nullopt when tenant/name is no mixture.
+  Result<std::optional<MixtureRecord>> find_mixture(std::string_view tenant, std::string_view name) const;
+  // tenant empty: every tenant's (an operator); ordered by tenant, name.
+  Result<std::vector<MixtureRecord>> list_mixtures(std::string_view tenant) const;
+  // kNotFound when there is none. The experts' versions stay (adapters of their own).
+  Status remove_mixture(std::string_view tenant, std::string_view name);
 
   const std::string& data_dir() const;
   const std::string& base_fingerprint() const;

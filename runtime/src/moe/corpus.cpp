@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "runtime/counter_rng.h"
+#include "runtime/moe/router.h"
 
 namespace myriad::moe {
 
@@ -81,32 +82,12 @@ std::vector<CorpusLine> synthetic_corpus(int32_t per_domain, uint64_t seed) {
 }
 
 std::vector<float> tfidf_embed(const std::vector<std::vector<int32_t>>& docs, int64_t dim) {
-  const size_t n = docs.size();
-  std::vector<std::unordered_map<int64_t, double>> tf(n);
-  std::unordered_map<int64_t, int64_t> df;
-  for (size_t d = 0; d < n; ++d) {
-    const auto& ids = docs[d];
-    for (size_t i = 0; i < ids.size(); ++i) {
-      uint64_t h = 0x9e3779b97f4a7c15ull;
-      for (size_t len = 1; len <= 3 && i + len <= ids.size(); ++len) {
-        h = splitmix64(h ^ uint64_t(uint32_t(ids[i + len - 1])) ^ (uint64_t(len) << 40));
-        tf[d][int64_t(h % uint64_t(dim))] += 1.0;
-      }
-    }
-    for (const auto& [bucket, _] : tf[d]) ++df[bucket];
-  }
-  std::vector<float> out(n * size_t(dim), 0.0f);
-  for (size_t d = 0; d < n; ++d) {
-    double norm = 0;
-    for (const auto& [bucket, count] : tf[d]) {
-      const double w = (1.0 + std::log(count)) * std::log((1.0 + double(n)) / (1.0 + double(df[bucket])) + 1.0);
-      out[d * size_t(dim) + size_t(bucket)] = float(w);
-      norm += w * w;
-    }
-    if (norm > 0) {
-      const float inv = float(1.0 / std::sqrt(norm));
-      for (int64_t j = 0; j < dim; ++j) out[d * size_t(dim) + size_t(j)] *= inv;
-    }
+  const TfidfModel model = TfidfModel::fit(docs, dim);
+  std::vector<float> out;
+  out.reserve(docs.size() * size_t(dim));
+  for (const auto& d : docs) {
+    const std::vector<float> row = model.embed(d);
+    out.insert(out.end(), row.begin(), row.end());
   }
   return out;
 }

@@ -253,6 +253,11 @@ Result<AdapterRecord> AdapterStore::publish(const AdapterName& name, std::string
   rec.created_unix_ms = now_unix_ms();
 
   std::lock_guard<std::mutex> lock(s.mu);
+  auto mixture = s.catalog->mixtures(name.tenant, name.name);
+  if (!mixture.ok()) return mixture.error();
+  if (!mixture->empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      qualified(name.tenant, name.name) + " is a mixture; an adapter needs a name of its own");
   // (3) Into blobs/ under its hash. A folder already there holds the same
   // bytes (published before, or left by a failed insert) unless it was
   // damaged: then these verified files replace its files one by one (a
@@ -298,6 +303,52 @@ Result<AdapterRecord> AdapterStore::publish_folder(const AdapterName& name, cons
   auto weights = store::read_file(dir + "/" + kWeightsFile, limit);
   if (!weights.ok()) return weights.error();
   return publish(name, *config, *weights);
+}
+
+Result<MixtureRecord> AdapterStore::put_mixture(std::string_view tenant, std::string_view name, std::string router_json,
+                                                std::vector<AdapterId> experts) {
+  MYRIAD_TRY(check_name(tenant, name));
+  if (experts.empty()) return make_error(ErrorCode::kInvalidArgument, "mixture " + qualified(tenant, name) + " has no experts");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto same_name = impl_->catalog->find(tenant, name, 0);
+  if (!same_name.ok()) return same_name.error();
+  if (same_name->has_value())
+    return make_error(ErrorCode::kInvalidArgument, qualified(tenant, name) + " is an adapter; a mixture needs a name of its own");
+  for (const AdapterId& e : experts) {
+    auto found = impl_->catalog->find(e.tenant, e.name, e.version);
+    if (!found.ok()) return found.error();
+    if (!found->has_value() || e.version == 0)
+      return make_error(ErrorCode::kNotFound, "mixture " + qualified(tenant, name) + ": expert " + e.to_string() +
+                                                  " is not a published version");
+  }
+  MixtureRecord m{std::string(tenant), std::string(name), std::move(router_json), std::move(experts), now_unix_ms()};
+  MYRIAD_TRY(impl_->catalog->put_mixture(m));
+  log_info("adapter store {}: mixture {} of {} experts", impl_->dir, m.qualified_name(), m.experts.size());
+  return m;
+}
+
+Result<std::optional<MixtureRecord>> AdapterStore::find_mixture(std::string_view tenant, std::string_view name) const {
+  MYRIAD_TRY(check_name(tenant, name));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto rows = impl_->catalog->mixtures(tenant, name);
+  if (!rows.ok()) return rows.error();
+  if (rows->empty()) return std::optional<MixtureRecord>();
+  return std::optional<MixtureRecord>(std::move(rows->front()));
+}
+
+Result<std::vector<MixtureRecord>> AdapterStore::list_mixtures(std::string_view tenant) const {
+  if (!tenant.empty()) MYRIAD_TRY(check_tenant(tenant));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->catalog->mixtures(tenant, "");
+}
+
+Status AdapterStore::remove_mixture(std::string_view tenant, std::string_view name) {
+  MYRIAD_TRY(check_name(tenant, name));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto removed = impl_->catalog->remove_mixture(tenant, name);
+  if (!removed.ok()) return removed.error();
+  if (!*removed) return make_error(ErrorCode::kNotFound, "mixture " + qualified(tenant, name) + " not found");
+  return ok_status();
 }
 
 Result<AdapterRecord> AdapterStore::resolve(const AdapterName& name) const {

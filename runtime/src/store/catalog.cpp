@@ -7,7 +7,7 @@
 namespace myriad::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;  // PRAGMA user_version of the schema below
+constexpr int kSchemaVersion = 2;  // PRAGMA user_version of the schema below (2: mixtures)
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS blobs("
@@ -31,6 +31,13 @@ constexpr const char* kSchema =
     "  tenant TEXT NOT NULL,"
     "  name TEXT NOT NULL,"
     "  last_version INTEGER NOT NULL,"
+    "  PRIMARY KEY (tenant, name));"
+    "CREATE TABLE IF NOT EXISTS mixtures("
+    "  tenant TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  router_json TEXT NOT NULL,"
+    "  experts TEXT NOT NULL,"
+    "  created_unix_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (tenant, name));";
 
 constexpr const char* kSelectRecord =
@@ -154,6 +161,19 @@ class Transaction {
   bool open_ = false;
 };
 
+MixtureRecord read_mixture(const Stmt& s) {
+  MixtureRecord m;
+  m.tenant = s.text(0);
+  m.name = s.text(1);
+  m.router_json = s.text(2);
+  for (const std::string& e : split_modules(s.text(3))) {
+    auto id = parse_adapter_id(e);
+    if (id.ok()) m.experts.push_back(id.value());
+  }
+  m.created_unix_ms = s.int64(4);
+  return m;
+}
+
 AdapterRecord read_record(const Stmt& s) {
   AdapterRecord r;
   r.id = AdapterId{s.text(0), s.text(1), uint64_t(s.int64(2))};
@@ -207,7 +227,7 @@ Result<std::unique_ptr<Catalog>> Catalog::open(const std::string& path) {
     Transaction t(db, c->path_);
     MYRIAD_TRY(t.begin());
     MYRIAD_TRY(exec(db, c->path_, kSchema));
-    MYRIAD_TRY(exec(db, c->path_, "PRAGMA user_version=1"));
+    MYRIAD_TRY(exec(db, c->path_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str()));
     MYRIAD_TRY(t.commit());
   }
   return c;
@@ -340,6 +360,46 @@ Result<Catalog::Removed> Catalog::remove(std::string_view tenant, std::string_vi
     Stmt s(db_, path_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM adapters)");
     MYRIAD_TRY(s.run());
   }
+  MYRIAD_TRY(t.commit());
+  return removed;
+}
+
+Status Catalog::put_mixture(const MixtureRecord& m) {
+  std::string experts;
+  for (const AdapterId& e : m.experts) {
+    if (!experts.empty()) experts += ',';
+    experts += e.to_string();
+  }
+  Transaction t(db_, path_);
+  MYRIAD_TRY(t.begin());
+  Stmt s(db_, path_,
+         "INSERT OR REPLACE INTO mixtures(tenant, name, router_json, experts, created_unix_ms) VALUES (?1, ?2, ?3, ?4, "
+         "?5)");
+  MYRIAD_TRY(s.bind(1, m.tenant).bind(2, m.name).bind(3, m.router_json).bind(4, experts).bind(5, m.created_unix_ms).run());
+  return t.commit();
+}
+
+Result<std::vector<MixtureRecord>> Catalog::mixtures(std::string_view tenant, std::string_view name) {
+  Stmt s(db_, path_,
+         "SELECT tenant, name, router_json, experts, created_unix_ms FROM mixtures WHERE (?1 = '' OR tenant = ?1) AND "
+         "(?2 = '' OR name = ?2) ORDER BY tenant, name");
+  s.bind(1, tenant).bind(2, name);
+  std::vector<MixtureRecord> out;
+  for (;;) {
+    auto row = s.step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(read_mixture(s));
+  }
+  return out;
+}
+
+Result<bool> Catalog::remove_mixture(std::string_view tenant, std::string_view name) {
+  Transaction t(db_, path_);
+  MYRIAD_TRY(t.begin());
+  Stmt s(db_, path_, "DELETE FROM mixtures WHERE tenant = ?1 AND name = ?2");
+  MYRIAD_TRY(s.bind(1, tenant).bind(2, name).run());
+  const bool removed = sqlite3_changes(db_) > 0;
   MYRIAD_TRY(t.commit());
   return removed;
 }

@@ -12,6 +12,8 @@
 //   version_counters(tenant, name, last_version; PK (tenant, name))
 //     -- the highest version ever given out; never decreases, so a removed
 //        version's number is never reused
+//   mixtures(tenant, name, router_json, experts "t/n@N,...", created_unix_ms;
+//            PK (tenant, name))  -- schema 2: a mixture of expert adapters
 //
 // Not thread-safe: the AdapterStore's mutex serializes it.
 #pragma once
@@ -67,6 +69,12 @@ class Catalog {
   // One transaction: deletes version `version` of tenant/name (0: every
   // version) and the blob rows left unreferenced.
   Result<Removed> remove(std::string_view tenant, std::string_view name, uint64_t version);
+
+  // Mixtures: one row per tenant/name, replaced whole by put_mixture.
+  Status put_mixture(const MixtureRecord& m);
+  // tenant empty: every tenant; name empty: every name of the tenant.
+  Result<std::vector<MixtureRecord>> mixtures(std::string_view tenant, std::string_view name);
+  Result<bool> remove_mixture(std::string_view tenant, std::string_view name);  // false: there was none
 
  private:
   Catalog(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

@@ -12,6 +12,19 @@ namespace myriad {
 
 using nlohmann::json;
 
+std::optional<TrainingExample> text_example(const std::string& text, const Tokenizer& tok, int32_t eos,
+                                            int64_t max_tokens, int64_t line) {
+  TrainingExample ex;
+  ex.tokens = tok.encode(text, /*add_special_tokens=*/true);
+  if (eos >= 0) ex.tokens.push_back(eos);
+  if (max_tokens > 0 && int64_t(ex.tokens.size()) > max_tokens) ex.tokens.resize(size_t(max_tokens));
+  if (ex.tokens.size() < 2) return std::nullopt;
+  ex.targets.assign(ex.tokens.size(), 1);
+  ex.targets[0] = 0;
+  ex.line = line;
+  return ex;
+}
+
 int64_t TrainingExample::target_count() const {
   int64_t n = 0;
   for (size_t i = 1; i < targets.size(); ++i) n += targets[i] != 0;

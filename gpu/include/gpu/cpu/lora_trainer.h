@@ -48,6 +48,9 @@ class LlamaLoraTrainer {
   bool advance();
 
   void set_recompute(bool on) { recompute_ = on; }
+  // See LoraTrainingBackend::mean_hidden (not while a pass is in flight).
+  Status mean_hidden(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs, int layers,
+                     std::vector<float>& out);
   // Keep Wᵀ of every base weight after its first backward (default on): the
   // input gradients then skip a transposing pass over each weight per step
   // (~11% of a llama-110m step) for the base weights' size again in memory.
@@ -74,6 +77,7 @@ class LlamaLoraTrainer {
   };
 
   Status validate(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs) const;
+  void embed_tokens(Real* x0) const;  // x0 [T, H] = the embedding rows of this step's tokens
   void prepare(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
   void resize(Acts& a) const;
   // x_out = the layer's output for input x_in (a.x_in is set from it).
@@ -148,6 +152,10 @@ class CpuLoraTrainingBackend final : public LoraTrainingBackend {
   }
   bool advance() override { return trainer_.advance(); }
   void set_recompute(bool on) override { trainer_.set_recompute(on); }
+  Status mean_hidden(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs, int layers,
+                     std::vector<float>& out) override {
+    return trainer_.mean_hidden(rows, jobs, layers, out);
+  }
   size_t activation_bytes() const { return trainer_.activation_bytes(); }
 
  private:

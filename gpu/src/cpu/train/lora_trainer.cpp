@@ -480,6 +480,49 @@ Status LlamaLoraTrainer<Real>::forward_backward(std::span<const TrainingRow> row
 }
 
 template <class Real>
+void LlamaLoraTrainer<Real>::embed_tokens(Real* x0) const {
+  const int64_t H = ckpt_->config().hidden_size;
+  if constexpr (std::is_same_v<Real, float>) {
+    embedding(embed_, tokens_.data(), T_, x0);
+  } else {
+    for (int64_t t = 0; t < T_; ++t)
+      for (int64_t i = 0; i < H; ++i) x0[t * H + i] = weight_at(embed_, int64_t(tokens_[size_t(t)]) * H + i);
+  }
+}
+
+template <class Real>
+Status LlamaLoraTrainer<Real>::mean_hidden(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs,
+                                           int layers, std::vector<float>& out) {
+  MYRIAD_CHECK(!in_flight_, "mean_hidden() while a pass is in flight");
+  const ModelConfig& c = ckpt_->config();
+  if (layers < 0 || layers > c.num_layers)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "layer " + std::to_string(layers) + " outside [0, " + std::to_string(c.num_layers) + "]");
+  MYRIAD_TRY(validate(rows, jobs));
+  prepare(rows, jobs);
+  backward_ = keep_all_ = false;
+  const int64_t H = c.hidden_size;
+  // Two buffers, ping-pong through the layers; begin() sizes them again.
+  xs_.resize(std::max<size_t>(xs_.size(), 2));
+  for (size_t i = 0; i < 2; ++i) xs_[i].resize(size_t(T_ * H));
+  acts_.resize(1);
+  resize(acts_[0]);
+  embed_tokens(xs_[0].data());
+  for (int l = 0; l < layers; ++l) forward_layer(l, xs_[size_t(l % 2)].data(), acts_[0], xs_[size_t((l + 1) % 2)].data());
+  const Real* x = xs_[size_t(layers % 2)].data();
+  out.assign(rows_.size() * size_t(H), 0.0f);
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    const double inv = 1.0 / double(rows_[r].end - rows_[r].begin);
+    for (int64_t i = 0; i < H; ++i) {
+      double sum = 0;
+      for (int64_t t = rows_[r].begin; t < rows_[r].end; ++t) sum += double(x[t * H + i]);
+      out[r * size_t(H) + size_t(i)] = float(sum * inv);
+    }
+  }
+  return ok_status();
+}
+
+template <class Real>
 Status LlamaLoraTrainer<Real>::begin(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs) {
   MYRIAD_TRY(validate(rows, jobs));
   prepare(rows, jobs);
@@ -494,13 +537,7 @@ Status LlamaLoraTrainer<Real>::begin(std::span<const TrainingRow> rows, std::spa
   acts_.resize(keep_all_ ? size_t(nl) : 1);
   for (auto& a : acts_) resize(a);
   // Embedding (the table is frozen: the backward stops at its output).
-  Real* x0 = xs_[0].data();
-  if constexpr (std::is_same_v<Real, float>) {
-    embedding(embed_, tokens_.data(), T_, x0);
-  } else {
-    for (int64_t t = 0; t < T_; ++t)
-      for (int64_t i = 0; i < H; ++i) x0[t * H + i] = weight_at(embed_, int64_t(tokens_[size_t(t)]) * H + i);
-  }
+  embed_tokens(xs_[0].data());
   activation_bytes_ = 0;
   if (backward_) {
     for (const auto& x : xs_) activation_bytes_ += x.size() * sizeof(Real);

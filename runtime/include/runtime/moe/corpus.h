@@ -23,8 +23,9 @@ const char* synthetic_domain_name(int32_t domain);
 // `per_domain` lines of each domain, interleaved in a seeded order.
 std::vector<CorpusLine> synthetic_corpus(int32_t per_domain, uint64_t seed);
 
-// [docs.size(), dim]: TF-IDF of hashed n-grams (n = 1..3) of each document's
-// token ids, each row L2-normalised (a row of zeros for an empty document).
+// [docs.size(), dim]: TfidfModel::fit(docs, dim) (router.h) embedding each
+// document: TF-IDF of hashed n-grams (n = 1..3) of its token ids, each row
+// L2-normalised (a row of zeros for an empty document).
 std::vector<float> tfidf_embed(const std::vector<std::vector<int32_t>>& docs, int64_t dim);
 
 }  // namespace myriad::moe

@@ -49,6 +49,14 @@ class LoraTrainingBackend {
   virtual bool advance() = 0;
   // Whether activations are recomputed in the backward instead of kept.
   virtual void set_recompute(bool on) = 0;
+  // Forward only: each row's hidden state after its first `layers` decoder
+  // layers (0: the token embeddings; num_layers: the last layer's output,
+  // before the final norm), averaged over the row's tokens, with the row's
+  // job's adapter: out = [rows, hidden_size]. Embeds text with the base
+  // itself (a mixture of experts' router). kInvalidArgument: layers outside
+  // [0, num_layers], or what forward_backward refuses.
+  virtual Status mean_hidden(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs, int layers,
+                             std::vector<float>& out) = 0;
 };
 
 }  // namespace myriad

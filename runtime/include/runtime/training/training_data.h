@@ -49,4 +49,10 @@ Result<std::vector<TrainingExample>> parse_training_jsonl(std::string_view text,
 Result<std::vector<TrainingExample>> load_training_jsonl(const std::string& path, const Tokenizer& tok,
                                                          const DatasetOptions& options);
 
+// Language modelling on a plain text (a corpus line): the text with the
+// tokenizer's special tokens (BOS), then `eos` (if >= 0), cut to max_tokens;
+// every token after the first is a target. Fewer than 2 tokens: nullopt.
+std::optional<TrainingExample> text_example(const std::string& text, const Tokenizer& tok, int32_t eos,
+                                            int64_t max_tokens, int64_t line);
+
 }  // namespace myriad

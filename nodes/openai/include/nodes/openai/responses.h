@@ -73,6 +73,9 @@ struct ResponseMeta {
   std::string model;           // the request's "model" as written
   bool logprobs = false;       // asked for: choices carry a logprobs object, else "logprobs":null
   bool include_usage = false;  // streams: "usage":null on each chunk, then usage_chunk
+  // A routed mixture of experts: "experts": [{"name", "weight"}] on the
+  // response and on every chunk (absent otherwise).
+  std::vector<std::pair<std::string, double>> experts;
 };
 
 // A finished, non-streamed choice.

@@ -1,0 +1,68 @@
+// A mixture of adapter experts as a folder (issue 22): DIR/mixture.json
+// holds the embedding (the fitted TF-IDF's idf values, or which layer of the
+// base model's hidden states is pooled: hidden_embedding.h), the centroids, the
+// routing settings and one entry per expert (its PEFT folder DIR/<name>,
+// cluster size, sample texts, frequent terms, training losses);
+// DIR/assignments.json the cluster of every corpus line. Written by
+// `myriad moe create`, read by everything that routes (generate / logits
+// --moe, the node). A value type; load() validates everything it reads, so
+// a hostile file is an error naming the field, never a bad index.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/moe/router.h"
+#include "runtime/result.h"
+
+namespace myriad::moe {
+
+inline constexpr const char* kMixtureFormat = "myriad-mixture-1";
+
+struct MixtureExpert {
+  std::string name;                  // its PEFT folder inside the mixture folder: [A-Za-z0-9._-]+, not "." or ".."
+  int64_t lines = 0;                 // corpus lines in its cluster
+  std::vector<std::string> samples;  // a few of them
+  std::vector<std::string> terms;    // words frequent in the cluster and rarer elsewhere
+  double train_loss_first = 0, train_loss_last = 0;
+};
+
+enum class EmbeddingKind : uint8_t {
+  kTfidf,       // "tfidf-token-ngrams": lexical, no model pass (the default)
+  kHiddenMean,  // "hidden-mean": the base's mean hidden state after `layer` layers
+};
+
+struct Mixture {
+  std::string base_model;            // the folder the experts were trained on (informational)
+  EmbeddingKind embedding_kind = EmbeddingKind::kTfidf;
+  TfidfModel embedding;              // kTfidf
+  int32_t hidden_layer = 0;          // kHiddenMean: decoder layers before pooling
+  int64_t hidden_dim = 0;            // kHiddenMean: the base's hidden size
+  bool cosine = true;                // else euclidean
+  std::vector<float> centroids;      // [k, dim]
+  RoutingOptions routing;            // the defaults a request may override
+  std::vector<MixtureExpert> experts;  // [k]
+  double silhouette = 0;
+
+  int64_t k() const { return int64_t(experts.size()); }
+  int64_t dim() const { return embedding_kind == EmbeddingKind::kTfidf ? embedding.dim() : hidden_dim; }
+
+  // kTfidf: the experts for a prompt's token ids (embedded as the corpus
+  // was). kHiddenMean needs the base pass: kUnsupported here.
+  Result<std::vector<ExpertChoice>> route(std::span<const int32_t> prompt, const RoutingOptions& options) const;
+  // The experts for an embedding made as the corpus's were ([dim()]).
+  Result<std::vector<ExpertChoice>> route_embedding(std::span<const float> embedding,
+                                                    const RoutingOptions& options) const;
+
+  nlohmann::json to_json() const;
+  // kBadFile naming `where` and the field for anything missing or malformed.
+  static Result<Mixture> from_json(const nlohmann::json& j, const std::string& where);
+  // Reads DIR/mixture.json; the experts' folders are checked to exist.
+  static Result<Mixture> load(const std::string& dir);
+};
+
+}  // namespace myriad::moe
