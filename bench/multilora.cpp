@@ -32,6 +32,7 @@
 
 #include "gpu/cpu/cpu_executor.h"
 #include "greedy_decode.h"
+#include "read_bandwidth.h"
 #include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/kv_block_allocator.h"
@@ -80,7 +81,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, dtype = "bf16", adapter_dtype = "f32", batch_list = "32,64";
+  std::string model, dtype = "bf16", adapter_dtype = "auto", batch_list = "32,64";
   bool json = false;
   int steps = 16, threads = 0, repeats = 3;
   LogLevel log_level = LogLevel::kWarn;
@@ -88,7 +89,8 @@ int main(int argc, char** argv) {
   cli::set_conventions(app);
   app.add_option("--model", model, "model folder (default: llama-110m, made in a temp folder)")->option_text("DIR");
   app.add_option("--dtype", dtype, "weights of the made model: bf16 | f32 (default bf16)")->option_text("D");
-  app.add_option("--adapter-dtype", adapter_dtype, "adapter weights in the slots: f32 | bf16 (default f32)")
+  app.add_option("--adapter-dtype", adapter_dtype,
+                 "adapter weights in the slots: auto (the model's: bf16 for a bf16 model) | f32 | bf16 (default auto)")
       ->option_text("D");
   app.add_option("--steps", steps, "timed decode steps per window, at least 1 (default 16)")->option_text("N");
   app.add_option("--repeats", repeats, "windows per D, the best kept; at least 1 (default 3)")->option_text("R");
@@ -140,7 +142,7 @@ int main(int argc, char** argv) {
   o.threads = threads;
   o.num_adapter_slots = max_batch + 1;  // +1: the load-timing slot
   o.max_adapter_rank = kRank;
-  o.adapter_dtype = adapter_dtype == "bf16" ? DType::kBF16 : DType::kF32;
+  if (adapter_dtype != "auto") o.adapter_dtype = adapter_dtype == "bf16" ? DType::kBF16 : DType::kF32;
   auto exr = CpuExecutor::create(*ck, o);
   if (!exr.ok()) {
     std::fprintf(stderr, "multilora: %s\n", exr.error().to_string().c_str());
@@ -254,21 +256,40 @@ int main(int argc, char** argv) {
     double predicted = 0;  // base step / (base step + LoRA alone)
   };
   std::vector<KernelRow> kernel_rows;
+  // The machine's read bandwidth, as bench/decode measures it (before and
+  // after the LoRA timings; the best kept).
+  bench::Bandwidth bandwidth(ex.pool(), size_t(512) << 20);
+  bandwidth.sample(3);
+  // Each kernel set this CPU runs, the best first; lora_sgmv's is the first.
+  std::vector<gpu::cpu::LoraIsa> isas;
+  for (int i = int(gpu::cpu::lora_best_isa()); i >= int(gpu::cpu::LoraIsa::kAvx2); --i)
+    isas.push_back(gpu::cpu::LoraIsa(i));
+  struct IsaRow {
+    gpu::cpu::LoraIsa isa;
+    int batch = 0;
+    double ms = 0;
+  };
+  std::vector<IsaRow> isa_rows;
   for (int batch : batches) {
     std::vector<AdapterMix> mixes(static_cast<size_t>(batch));
     for (int r = 0; r < batch; ++r) mixes[size_t(r)] = AdapterMix::single(r);
     const int64_t widest = std::max(c.hidden_size, c.intermediate_size);
     std::vector<float> x(size_t(batch * widest), 0.01f), y(size_t(batch * widest), 0.0f);
-    double best = 1e30;
-    for (int rep = 0; rep < 5 * repeats; ++rep) {
-      const double t0 = bench::now_s();
-      for (int l = 0; l < int(c.num_layers); ++l)
-        for (int m = 0; m < kNumLinearModules; ++m)
-          ex.lora_slots()->apply(l, LinearModule(m), x.data(), y.data(), mixes);
-      best = std::min(best, bench::now_s() - t0);
-    }
-    kernel_rows.push_back({batch, best * 1e3, double(batch) * double(adapter_bytes) / best / 1e9, 0.0});
+    std::vector<double> best(isas.size(), 1e30);
+    for (int rep = 0; rep < 5 * repeats; ++rep)  // the kernel sets interleaved
+      for (size_t i = 0; i < isas.size(); ++i) {
+        gpu::cpu::lora_limit_isa(isas[i]);
+        const double t0 = bench::now_s();
+        for (int l = 0; l < int(c.num_layers); ++l)
+          for (int m = 0; m < kNumLinearModules; ++m)
+            ex.lora_slots()->apply(l, LinearModule(m), x.data(), y.data(), mixes);
+        best[i] = std::min(best[i], bench::now_s() - t0);
+      }
+    gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa::kAvx512);
+    kernel_rows.push_back({batch, best[0] * 1e3, double(batch) * double(adapter_bytes) / best[0] / 1e9, 0.0});
+    for (size_t i = 1; i < isas.size(); ++i) isa_rows.push_back({isas[i], batch, best[i] * 1e3});
   }
+  bandwidth.sample(3);
 
   auto base_of = [&](int batch) {
     for (const auto& r : rows)
@@ -313,6 +334,12 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < kernel_rows.size(); ++i)
       std::printf("%s{\"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g, \"predicted_vs_base\": %.4g}",
                   i ? ", " : "", kernel_rows[i].batch, kernel_rows[i].ms, kernel_rows[i].gb_s, kernel_rows[i].predicted);
+    std::printf("], \"lora_isa\": \"%s\", \"read_bandwidth_gb_s\": %.4g, \"lora_only_other_isas\": [",
+                gpu::cpu::lora_isa_name(gpu::cpu::lora_isa()), bandwidth.best());
+    for (size_t i = 0; i < isa_rows.size(); ++i)
+      std::printf("%s{\"isa\": \"%s\", \"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g}", i ? ", " : "",
+                  gpu::cpu::lora_isa_name(isa_rows[i].isa), isa_rows[i].batch, isa_rows[i].ms,
+                  double(isa_rows[i].batch) * double(adapter_bytes) / isa_rows[i].ms / 1e6);
     std::printf("], \"one_adapter_per_row_vs_base\": {\"batch\": %d, \"ratio\": %.4g, \"target\": 0.8}}\n",
                 headline_batch, headline);
     return 0;
@@ -335,6 +362,24 @@ int main(int argc, char** argv) {
                 "base step %.1f ms => predicted %.1f%% of base\n",
                 k.batch, k.ms, k.gb_s, 1e3 * double(k.batch) / base_of(k.batch), 100.0 * k.predicted);
   }
+  std::printf("read bandwidth: %.1f GB/s (as bench/decode measures it, in this run); the LoRA part streams %s of it "
+              "(%s kernels)\n",
+              bandwidth.best(),
+              [&] {
+                std::string v;
+                for (const auto& k : kernel_rows) {
+                  if (!v.empty()) v += ", ";
+                  v += std::to_string(int(100.0 * k.gb_s / bandwidth.best() + 0.5));
+                  v += "% at batch ";
+                  v += std::to_string(k.batch);
+                }
+                return v;
+              }()
+                  .c_str(),
+              gpu::cpu::lora_isa_name(gpu::cpu::lora_isa()));
+  for (const IsaRow& r : isa_rows)
+    std::printf("  the same with the %s kernels, batch %d: %.2f ms per decode step (%.1f GB/s of adapter weights)\n",
+                gpu::cpu::lora_isa_name(r.isa), r.batch, r.ms, double(r.batch) * double(adapter_bytes) / r.ms / 1e6);
   std::printf("\none adapter per row at batch %d: %.1f%% of base-only throughput (target >= 80%%)\n", headline_batch,
               100.0 * headline);
   std::printf("bound: each distinct adapter adds %.2f MB of A/B read per step (vs %.0f MB of base weights read once "

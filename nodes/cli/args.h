@@ -84,6 +84,14 @@ struct MoeFlags {
   bool given() const { return dir || top_k || temperature; }
 };
 
+// `myriad moe corpus`: the synthetic multi-domain corpus as JSONL.
+struct MoeCorpusArgs {
+  int64_t per_domain = 50;            // --per-domain N lines of each domain
+  int64_t seed = 0;                   // --seed S
+  std::string out;                    // --out FILE.jsonl (required)
+  std::optional<std::string> labels;  // --labels FILE.json: the hidden domain of every line
+};
+
 // `myriad moe inspect DIR`: a mixture's clusters.
 struct MoeInspectArgs {
   std::string dir;    // the mixture folder (positional)
@@ -104,6 +112,7 @@ struct MoeCreateArgs {
   std::string embedding = "tfidf";  // --embedding tfidf|hidden
   int64_t embedding_dim = 1024; // --embedding-dim D (TF-IDF buckets)
   std::optional<int64_t> embedding_layer;  // --embedding-layer L (hidden; default: half the layers)
+  std::optional<std::string> labels;  // --labels FILE.json: known domains, to print the clusters' ARI
   int64_t top_k = 1;            // --top-k K: the mixture's default experts per request
   double temperature = 0.05;    // --temperature T: of the routing softmax
   int64_t threads = 0;          // --threads N

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,22 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   auto clusters = moe::kmeans(emb, n, dim, ko);
   if (!clusters.ok()) return fail(clusters.error(), 1);
   const double silhouette = moe::mean_silhouette(emb, n, dim, clusters->assignment, true);
+  std::optional<double> ari;
+  if (a.labels) {
+    std::ifstream lf(*a.labels, std::ios::binary);
+    const json labels = lf ? json::parse(lf, nullptr, /*allow_exceptions=*/false) : json();
+    if (!labels.is_array() || int64_t(labels.size()) != n)
+      return fail(make_error(ErrorCode::kBadFile, *a.labels + ": expected a JSON array of " + std::to_string(n) +
+                                                      " integers (one per corpus line)"), 1);
+    std::vector<int32_t> known;
+    for (const auto& v : labels) {
+      if (!v.is_number_integer())
+        return fail(make_error(ErrorCode::kBadFile, *a.labels + ": a label is not an integer"), 1);
+      known.push_back(v.get<int32_t>());
+    }
+    ari = moe::adjusted_rand_index(known, clusters->assignment);
+    std::fprintf(stderr, "moe create: adjusted Rand index against %s: %.3f\n", a.labels->c_str(), *ari);
+  }
   std::fprintf(stderr, "moe create: %lld lines in %lld clusters (silhouette %.3f)\n", (long long)n, (long long)a.k,
                silhouette);
 
@@ -241,7 +258,27 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   json summary = {{"out", a.out}, {"lines", n}, {"k", a.k}, {"embedding", a.embedding}, {"silhouette", silhouette},
                   {"sizes", clusters->sizes},
                   {"steps", a.steps}, {"tokens", tokens}, {"seconds", secs}};
+  if (ari) summary["ari"] = *ari;
   std::printf("%s\n", summary.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  return 0;
+}
+
+int cmd_moe_corpus(const MoeCorpusArgs& a) {
+  if (a.per_domain < 1 || a.per_domain > 1000000) return fail(bad("--per-domain must be in [1, 1000000]"), 2);
+  if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
+  const auto corpus = moe::synthetic_corpus(int32_t(a.per_domain), uint64_t(a.seed));
+  std::string lines;
+  std::vector<int32_t> labels;
+  for (const auto& l : corpus) {
+    lines += json{{"text", l.text}}.dump() + "\n";
+    labels.push_back(l.domain);
+  }
+  if (Status st = write_file_atomically(a.out, lines); !st.ok()) return fail(st.error(), 1);
+  if (a.labels)
+    if (Status st = write_file_atomically(*a.labels, json(labels).dump() + "\n"); !st.ok()) return fail(st.error(), 1);
+  json domains = json::array();
+  for (int32_t d = 0; d < moe::kSyntheticDomains; ++d) domains.push_back(moe::synthetic_domain_name(d));
+  std::printf("%s\n", json{{"out", a.out}, {"lines", corpus.size()}, {"domains", domains}}.dump().c_str());
   return 0;
 }
 

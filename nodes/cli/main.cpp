@@ -131,8 +131,9 @@ void add_moe_flags(CLI::App& c, MoeFlags& a) {
       ->option_text("T");
 }
 
-void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, std::function<int()>& run) {
-  auto* m = add_command(app, "moe", "mixtures of expert adapters: create, inspect");
+void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpusArgs& corpus,
+             std::function<int()>& run) {
+  auto* m = add_command(app, "moe", "mixtures of expert adapters: create, inspect, corpus");
   m->require_subcommand(1);
   auto* c = add_command(*m, "create", "cluster a corpus and train one expert adapter per cluster (CPU)");
   c->add_option("--model", a.model, "the base model folder")->option_text("DIR")->required();
@@ -150,6 +151,8 @@ void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, std::func
   c->add_option("--embedding-dim", a.embedding_dim, "TF-IDF hash buckets (default 1024)")->option_text("D");
   c->add_option("--embedding-layer", a.embedding_layer, "hidden: pool after this many layers (default: half)")
       ->option_text("L");
+  c->add_option("--labels", a.labels, "a JSON array of each line's known domain: prints the clusters' adjusted Rand index")
+      ->option_text("FILE.json");
   c->add_option("--top-k", a.top_k, "experts a request is routed to by default (default 1)")->option_text("K");
   c->add_option("--temperature", a.temperature, "of the softmax weighting top-k experts (default 0.05)")
       ->option_text("T");
@@ -161,6 +164,12 @@ void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, std::func
   i->add_option("dir", inspect.dir, "the mixture folder")->option_text("DIR")->required();
   i->add_flag("--json", inspect.json, "print the clusters as JSON");
   i->callback([&] { run = [&] { return cmd_moe_inspect(inspect); }; });
+  auto* g = add_command(*m, "corpus", "write the synthetic four-domain corpus (support chat, legal, KYC, project updates)");
+  g->add_option("--per-domain", corpus.per_domain, "lines of each domain (default 50)")->option_text("N");
+  g->add_option("--seed", corpus.seed, "(default 0)")->option_text("S");
+  g->add_option("--out", corpus.out, "{\"text\": ...} a line")->option_text("FILE.jsonl")->required();
+  g->add_option("--labels", corpus.labels, "also write each line's hidden domain (a JSON array)")->option_text("FILE.json");
+  g->callback([&] { run = [&] { return cmd_moe_corpus(corpus); }; });
 }
 
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
@@ -307,6 +316,7 @@ int main(int argc, char** argv) {
   FinetuneArgs finetune;
   MoeCreateArgs moe_create;
   MoeInspectArgs moe_inspect;
+  MoeCorpusArgs moe_corpus;
 
   auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
   selfcheck->footer(
@@ -320,7 +330,7 @@ int main(int argc, char** argv) {
   add_logits(app, logits, run);
   add_generate(app, generate, run);
   add_finetune(app, finetune, run);
-  add_moe(app, moe_create, moe_inspect, run);
+  add_moe(app, moe_create, moe_inspect, moe_corpus, run);
 #ifdef MYRIAD_CLI_FULL
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <thread>
 
@@ -26,8 +27,29 @@ void run_grid(LoraKernel kernel, const char* name) {
         }
 }
 
-TEST(LoraSgmv, FastMatchesReferenceGrid) { run_grid(lora_sgmv, "lora_sgmv"); }
+// Each ISA's loops on their own (where the CPU has them), not only the best.
+void sgmv_avx2(const LoraBatchPlan& p, std::span<const LoraModuleView> s, const float* x, int64_t in, float* y,
+               int64_t out, LoraScratch& sc, const LoraParallelFor& par) {
+  lora_sgmv_isa(LoraIsa::kAvx2, p, s, x, in, y, out, sc, par);
+}
+void sgmv_avx512(const LoraBatchPlan& p, std::span<const LoraModuleView> s, const float* x, int64_t in, float* y,
+                 int64_t out, LoraScratch& sc, const LoraParallelFor& par) {
+  lora_sgmv_isa(LoraIsa::kAvx512, p, s, x, in, y, out, sc, par);
+}
+
+TEST(LoraSgmv, FastMatchesReferenceGrid) {
+  std::printf("[ lora     ] fast kernels: %s\n", lora_isa_name(lora_best_isa()));
+  run_grid(lora_sgmv, "lora_sgmv");
+}
 TEST(LoraSgmv, PortableMatchesReferenceGrid) { run_grid(lora_sgmv_portable, "lora_sgmv_portable"); }
+TEST(LoraSgmv, Avx2MatchesReferenceGrid) {
+  if (lora_best_isa() < LoraIsa::kAvx2) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  run_grid(sgmv_avx2, "lora_sgmv_isa(avx2)");
+}
+TEST(LoraSgmv, Avx512MatchesReferenceGrid) {
+  if (lora_best_isa() < LoraIsa::kAvx512) GTEST_SKIP() << "no AVX-512F/BW on this CPU";
+  run_grid(sgmv_avx512, "lora_sgmv_isa(avx512)");
+}
 
 TEST(LoraSgmv, PlanGroupsRowsBySlotAndSkipsBase) {
   std::vector<AdapterMix> m(5);
@@ -77,8 +99,12 @@ TEST(LoraSgmv, MixtureIsWeightedSumOfSingleDeltas) {
 }
 
 TEST(LoraSgmv, RowResultIsBatchInvariant) {
-  std::mt19937 rng(9);
-  check_lora_batch_invariance(lora_sgmv, "lora_sgmv", DType::kF32, 24, 6, {16, 4}, 128, 256, rng);
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    std::mt19937 rng(9);
+    check_lora_batch_invariance(lora_sgmv, "lora_sgmv", dtype, 24, 6, {16, 4}, 128, 256, rng);
+    if (lora_best_isa() >= LoraIsa::kAvx2)
+      check_lora_batch_invariance(sgmv_avx2, "lora_sgmv_isa(avx2)", dtype, 24, 6, {16, 4}, 136, 300, rng);
+  }
 }
 
 }  // namespace

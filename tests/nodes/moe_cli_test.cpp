@@ -34,13 +34,13 @@ class MoeCli : public ::testing::Test {
     fs::create_directories(dir_);
     model_ = (dir_ / "model").string();
     ASSERT_EQ(run_cli("make-model --shape tiny --seed 2 --dtype f32 --init-std 0.08 --out " + model_).code, 0);
+    // The corpus as a user gets it: `moe corpus` (the same lines as synthetic_corpus).
     corpus_ = moe::synthetic_corpus(30, 7);
-    {
-      std::ofstream f(dir_ / "corpus.jsonl");
-      for (const auto& l : corpus_) f << json{{"text", l.text}}.dump() << "\n";
-    }
+    corpus_run_ = run_cli("moe corpus --per-domain 30 --seed 7 --out " + (dir_ / "corpus.jsonl").string() +
+                          " --labels " + (dir_ / "labels.json").string());
     mix_ = (dir_ / "mix").string();
     create_ = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                      " --labels " + (dir_ / "labels.json").string() +
                       " --k 4 --steps 30 --batch-tokens 512 --lr 5e-3 --seed 1 --out " + mix_);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
@@ -77,7 +77,7 @@ class MoeCli : public ::testing::Test {
   static inline fs::path dir_;
   static inline std::string model_, mix_;
   static inline std::vector<moe::CorpusLine> corpus_;
-  static inline testing_cli::CliRun create_;
+  static inline testing_cli::CliRun create_, corpus_run_;
 };
 
 // |got - ref| <= atol + rtol |ref| over two logits rows; the largest error.
@@ -97,10 +97,29 @@ double max_abs_diff(const json& a, const json& b) {
   return d;
 }
 
+TEST_F(MoeCli, CorpusWritesTheSyntheticLinesAndTheirHiddenDomains) {
+  const json summary = parse(corpus_run_);
+  EXPECT_EQ(summary["lines"], 120);
+  EXPECT_EQ(summary["domains"].size(), 4u);
+  std::ifstream cf(dir_ / "corpus.jsonl");
+  std::string line;
+  size_t i = 0;
+  for (; std::getline(cf, line); ++i) {
+    ASSERT_LT(i, corpus_.size());
+    EXPECT_EQ(json::parse(line)["text"], corpus_[i].text) << "line " << i + 1;
+  }
+  EXPECT_EQ(i, corpus_.size());
+  std::ifstream lf(dir_ / "labels.json");
+  const auto labels = json::parse(lf).get<std::vector<int32_t>>();
+  ASSERT_EQ(labels.size(), corpus_.size());
+  for (size_t k = 0; k < labels.size(); ++k) EXPECT_EQ(labels[k], corpus_[k].domain);
+}
+
 TEST_F(MoeCli, CreateClustersTheCorpusAndTrainsAnExpertPerCluster) {
   const json summary = parse(create_);
   EXPECT_EQ(summary["k"], 4);
   EXPECT_EQ(summary["lines"], 120);
+  EXPECT_GE(summary["ari"].get<double>(), 0.9) << summary;  // --labels: the clusters against the hidden domains
 
   std::ifstream af(mix_ + "/assignments.json");
   const auto assignment = json::parse(af).get<std::vector<int32_t>>();

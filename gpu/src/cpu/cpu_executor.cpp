@@ -71,7 +71,7 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const C
   const std::string slots = info.num_adapter_slots == 0
                                 ? std::string("no adapter slots")
                                 : fmt::format("{} adapter slots up to rank {} ({})", info.num_adapter_slots,
-                                              info.max_adapter_rank, dtype_name(o.adapter_dtype));
+                                              info.max_adapter_rank, dtype_name(ex->slots_->storage()));
   log_info("executor: {}; {} KV blocks of {} tokens ({:.2f} MiB); {}; ready in {:.3f} s", info.device,
            info.kv_num_blocks, info.kv_block_size, double(kv_bytes) / double(1 << 20), slots,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -166,7 +166,8 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
   if (o.num_adapter_slots > 0) {
-    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_, o.adapter_dtype);
+    slots_ = std::make_unique<CpuLoraSlots>(c, o.num_adapter_slots, o.max_adapter_rank, &pool_,
+                                            adapter_slot_dtype(o, ckpt_->dtype()));
     lora_ = slots_.get();
   }
 }

@@ -2,6 +2,7 @@
 #include "gpu/cpu/lora_sgmv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 
 #include "gpu/devices.h"
@@ -116,7 +117,8 @@ void expand_portable(const void* bt, DType dt, int32_t rank, const float* h, flo
 using ShrinkFn = void (*)(const void*, DType, int32_t, const float* const*, int, int64_t, float*);
 using ExpandFn = void (*)(const void*, DType, int32_t, const float*, float*, int64_t, int64_t, int64_t);
 
-// Output columns per expand work item: a multiple of 8 (one AVX2 vector).
+// Output columns per expand work item: a multiple of 128 (the AVX-512
+// expand's block; 32 AVX2 vectors), so a chunk boundary never changes a column's loop.
 constexpr int64_t kExpandChunk = 256;
 
 void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
@@ -137,10 +139,52 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
   if (scratch.h.size() < total) scratch.h.resize(total);
   float* h = scratch.h.data();
 
-  // Phase 1, shrink: work items are plan entries (rows of all slots), so one
-  // slot with many rows still spreads over threads; consecutive rows of one
-  // slot go through in blocks that share each load of A.
   const int64_t num_entries = int64_t(plan.rows.size());
+  // Shrinks entries [e, e + n) of segment g (rows of one slot sharing each
+  // load of A) into their block of h, scaled by scale x weight.
+  auto shrink_block = [&](uint32_t g, int64_t e, int n) {
+    const LoraSegment& seg = plan.segments[g];
+    const LoraModuleView& v = slots[size_t(seg.slot)];
+    const float* xs[detail::kShrinkRows];
+    for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
+    float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
+    shrink(v.a, v.dtype, v.rank, xs, n, in, hs);
+    for (int r = 0; r < n; ++r) {
+      const float f = v.scale * plan.weights[size_t(e + r)];
+      for (int32_t k = 0; k < v.rank; ++k) hs[r * v.rank + k] *= f;
+    }
+    return hs;
+  };
+
+  // Without mixtures every entry owns its row of y: one parallel pass over
+  // the entries (rows of all slots, so one slot with many rows still spreads
+  // over threads), each block of rows of one slot shrunk together (sharing
+  // each load of A), then expanded at once while its h is in L1 (Bᵀ streams
+  // through in order). One thread handoff per module instead of two.
+  if (!plan.has_mixture) {
+    run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1;) {
+        const uint32_t g = plan.segment_of[size_t(e)];
+        const LoraSegment& seg = plan.segments[g];
+        const LoraModuleView& v = slots[size_t(seg.slot)];
+        const int64_t end = std::min<int64_t>(e1, seg.end);
+        if (v.rank == 0) {
+          e = end;
+          continue;
+        }
+        for (; e < end;) {
+          const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
+          const float* hs = shrink_block(g, e, n);
+          for (int r = 0; r < n; ++r)
+            expand(v.bt, v.dtype, v.rank, hs + r * v.rank, y + int64_t(plan.rows[size_t(e + r)]) * out, 0, out, out);
+          e += n;
+        }
+      }
+    });
+    return;
+  }
+
+  // With mixtures, phase 1 shrinks every entry, as above; phase 2 expands.
   run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
     for (int64_t e = e0; e < e1;) {
       const uint32_t g = plan.segment_of[size_t(e)];
@@ -153,39 +197,17 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
       }
       for (; e < end;) {
         const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
-        const float* xs[detail::kShrinkRows];
-        for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
-        float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
-        shrink(v.a, v.dtype, v.rank, xs, n, in, hs);
-        for (int r = 0; r < n; ++r) {
-          const float f = v.scale * plan.weights[size_t(e + r)];
-          for (int32_t k = 0; k < v.rank; ++k) hs[r * v.rank + k] *= f;
-        }
+        shrink_block(g, e, n);
         e += n;
       }
     }
   });
 
-  // Phase 2, expand. Without mixtures every entry owns its row of y: work
-  // items are entries, each over all columns, so a slot's Bᵀ streams through
-  // in order. With mixtures, two entries may share a row: work items are
-  // wide column chunks with all segments in slot order inside, so those rows
-  // never race and always sum in one order. Per element the arithmetic is
-  // the same either way (FMAs over k in order), so results do not depend on
-  // the partition.
-  if (!plan.has_mixture) {
-    run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) {
-        const uint32_t g = plan.segment_of[size_t(e)];
-        const LoraSegment& seg = plan.segments[g];
-        const LoraModuleView& v = slots[size_t(seg.slot)];
-        if (v.rank == 0) continue;
-        const float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
-        expand(v.bt, v.dtype, v.rank, hs, y + int64_t(plan.rows[size_t(e)]) * out, 0, out, out);
-      }
-    });
-    return;
-  }
+  // Phase 2: two entries may share a row, so work items are wide column
+  // chunks with all segments in slot order inside: those rows never race and
+  // always sum in one order. Per element the arithmetic is the same as
+  // without mixtures (FMAs over k in order), so results do not depend on the
+  // partition.
   const int64_t num_chunks = (out + kExpandChunk - 1) / kExpandChunk;
   run_parallel(parallel, num_chunks, [&](int64_t c0, int64_t c1) {
     const int64_t o_begin = c0 * kExpandChunk;
@@ -209,14 +231,52 @@ void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleVie
   sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
 }
 
+LoraIsa lora_best_isa() {
+  static const LoraIsa best = [] {
+    if (!cpu_info().avx2_fma) return LoraIsa::kPortable;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return LoraIsa::kAvx512;
+#endif
+    return LoraIsa::kAvx2;
+  }();
+  return best;
+}
+
+namespace {
+std::atomic<LoraIsa> g_lora_isa_limit{LoraIsa::kAvx512};
+}  // namespace
+
+LoraIsa lora_isa() { return std::min(lora_best_isa(), g_lora_isa_limit.load(std::memory_order_relaxed)); }
+void lora_limit_isa(LoraIsa max) { g_lora_isa_limit.store(max); }
+
+const char* lora_isa_name(LoraIsa isa) {
+  switch (isa) {
+    case LoraIsa::kAvx512: return "avx512";
+    case LoraIsa::kAvx2: return "avx2";
+    case LoraIsa::kPortable: break;
+  }
+  return "portable";
+}
+
+void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
+                   int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
+  MYRIAD_CHECK(isa <= lora_best_isa(), std::string("LoRA kernels for ") + lora_isa_name(isa) + " on a CPU without them");
+  switch (isa) {
+    case LoraIsa::kAvx512:
+      sgmv(detail::lora_shrink_avx512, detail::lora_expand_avx512, plan, slots, x, in, y, out, scratch, parallel);
+      return;
+    case LoraIsa::kAvx2:
+      sgmv(detail::lora_shrink_avx2, detail::lora_expand_avx2, plan, slots, x, in, y, out, scratch, parallel);
+      return;
+    case LoraIsa::kPortable:
+      sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
+      return;
+  }
+}
+
 void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,
                float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
-  static const bool avx2 = cpu_info().avx2_fma;
-  if (avx2) {
-    sgmv(detail::lora_shrink_avx2, detail::lora_expand_avx2, plan, slots, x, in, y, out, scratch, parallel);
-  } else {
-    sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
-  }
+  lora_sgmv_isa(lora_isa(), plan, slots, x, in, y, out, scratch, parallel);
 }
 
 void lora_reference(std::span<const AdapterMix> per_token, std::span<const LoraModuleView> slots, const float* x,

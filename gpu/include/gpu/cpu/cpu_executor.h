@@ -50,12 +50,20 @@ struct CpuExecutorOptions {
   int threads = 0;  // 0 => the machine's hardware threads
   int32_t num_adapter_slots = 0;
   int32_t max_adapter_rank = 0;
-  DType adapter_dtype = DType::kF32;  // slot storage: kF32 (exact) or kBF16 (half the bytes)
+  // Slot storage: kF32 (exact) or kBF16 (half the bytes to stream per row).
+  // Unset: the model's precision, bf16 for a bf16 model (its own weights are
+  // bf16 already), else f32 (adapter_slot_dtype).
+  std::optional<DType> adapter_dtype;
   WeightPlacement weight_placement = WeightPlacement::kAuto;
   // Element type of the KV cache; unset: the linear weights' dtype (vLLM's
   // kv_cache_dtype "auto"). kF32 keeps K and V exact.
   std::optional<DType> kv_dtype;
 };
+
+// The slots' storage for these options over a model whose linear weights are `model_dtype`.
+inline DType adapter_slot_dtype(const CpuExecutorOptions& o, DType model_dtype) {
+  return o.adapter_dtype.value_or(model_dtype == DType::kBF16 ? DType::kBF16 : DType::kF32);
+}
 
 // The Llama graph (gpu/llama_graph.h) runs over its LlamaOps, privately:
 // callers see an Executor.

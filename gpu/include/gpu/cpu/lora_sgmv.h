@@ -70,11 +70,25 @@ struct LoraScratch {
   std::vector<uint32_t> h_offset;    // per segment: start of its block in h
 };
 
-// The fast kernel (AVX2+FMA when the CPU has it, else portable loops).
+// The fast kernel: AVX-512 where the CPU has AVX-512F/BW, else AVX2+FMA, else
+// portable loops (lora_isa()).
 // `slots[s]` is slot s's view of this (layer, module).
 // x: [T, in] row-major, y: [T, out] row-major (accumulated into).
 void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,
                float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel = {});
+
+// The instruction sets the shrink/expand loops come in, chosen at run time.
+enum class LoraIsa : uint8_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+LoraIsa lora_best_isa();
+const char* lora_isa_name(LoraIsa isa);  // "portable", "avx2", "avx512"
+// What lora_sgmv uses: lora_best_isa(), or less after lora_limit_isa (benches
+// comparing kernels in one run; process-wide).
+LoraIsa lora_isa();
+void lora_limit_isa(LoraIsa max);
+// lora_sgmv with one ISA's loops (tests and benches); `isa` must not be
+// above lora_best_isa() (checked).
+void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
+                   int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel = {});
 
 // Same contract, portable loops only (the fallback; also tested on AVX2 hosts).
 void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
@@ -96,6 +110,12 @@ inline constexpr int kShrinkRows = 4;
 void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h);
 void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
                       int64_t out);
+// AVX-512 variants (lora_sgmv_avx512.cpp, `#pragma GCC target`): the same
+// contract at 16 floats a vector.
+void lora_shrink_avx512(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,
+                        float* h);
+void lora_expand_avx512(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin,
+                        int64_t o_end, int64_t out);
 }  // namespace detail
 
 }  // namespace myriad::gpu::cpu
