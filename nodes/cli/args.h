@@ -92,6 +92,20 @@ struct MoeCorpusArgs {
   std::optional<std::string> labels;  // --labels FILE.json: the hidden domain of every line
 };
 
+// `myriad moe sweep`: clusters for a range of k, to choose one.
+struct MoeSweepArgs {
+  std::string model;                       // --model DIR (required): its tokenizer (and base, for hidden)
+  std::string corpus;                      // --corpus FILE.jsonl (required)
+  int64_t from = 2, to = 8;                // --from K, --to K
+  int64_t seed = 0;                        // --seed S
+  std::string embedding = "tfidf";         // --embedding tfidf|hidden
+  int64_t embedding_dim = 1024;            // --embedding-dim D
+  std::optional<int64_t> embedding_layer;  // --embedding-layer L
+  std::optional<std::string> labels;       // --labels FILE.json: adds the ARI column
+  bool json = false;                       // --json
+  int64_t threads = 0;                     // --threads N
+};
+
 // `myriad moe inspect DIR`: a mixture's clusters.
 struct MoeInspectArgs {
   std::string dir;    // the mixture folder (positional)

@@ -39,7 +39,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 int fail(const Error& e, int code) {
-  std::fprintf(stderr, "moe create: %s\n", e.to_string().c_str());
+  std::fprintf(stderr, "myriad moe: %s\n", e.to_string().c_str());
   return code;
 }
 
@@ -111,6 +111,63 @@ std::vector<std::vector<std::string>> frequent_terms(const std::vector<std::stri
   return out;
 }
 
+// The known domain of every corpus line (--labels: a JSON array of n integers).
+Result<std::vector<int32_t>> read_labels(const std::string& path, int64_t n) {
+  std::ifstream lf(path, std::ios::binary);
+  const json labels = lf ? json::parse(lf, nullptr, /*allow_exceptions=*/false) : json();
+  if (!labels.is_array() || int64_t(labels.size()) != n)
+    return make_error(ErrorCode::kBadFile,
+                      path + ": expected a JSON array of " + std::to_string(n) + " integers (one per corpus line)");
+  std::vector<int32_t> known;
+  for (const auto& v : labels) {
+    if (!v.is_number_integer()) return make_error(ErrorCode::kBadFile, path + ": a label is not an integer");
+    known.push_back(v.get<int32_t>());
+  }
+  return known;
+}
+
+// A corpus embedded as `moe create` and `moe sweep` do: TF-IDF over hashed
+// token n-grams (fitted here, kept in `mixture`), or the base's mean hidden
+// state after a layer. Errors name the flag or the line.
+struct EmbeddedCorpus {
+  std::vector<std::vector<int32_t>> docs;  // token ids without special tokens
+  std::vector<float> points;               // [n, dim]
+  int64_t dim = 0;
+};
+
+Result<EmbeddedCorpus> embed_corpus(const std::vector<std::string>& texts, const Tokenizer& tok, const ModelConfig& cfg,
+                                    LoraTrainingBackend& backend, const std::string& kind, int64_t tfidf_dim,
+                                    std::optional<int64_t> layer_flag, const std::string& corpus_path,
+                                    moe::Mixture& mixture) {
+  EmbeddedCorpus out;
+  for (const auto& t : texts) out.docs.push_back(tok.encode(t, /*add_special_tokens=*/false));
+  if (kind == "tfidf") {
+    mixture.embedding_kind = moe::EmbeddingKind::kTfidf;
+    mixture.embedding = moe::TfidfModel::fit(out.docs, tfidf_dim);
+    out.points.reserve(out.docs.size() * size_t(tfidf_dim));
+    for (const auto& d : out.docs) {
+      const std::vector<float> row = mixture.embedding.embed(d);
+      out.points.insert(out.points.end(), row.begin(), row.end());
+    }
+    out.dim = tfidf_dim;
+    return out;
+  }
+  const int64_t layer = layer_flag.value_or(cfg.num_layers / 2);
+  if (layer < 0 || layer > cfg.num_layers)
+    return bad("--embedding-layer must be in [0, " + std::to_string(cfg.num_layers) + "]");
+  for (size_t i = 0; i < out.docs.size(); ++i)
+    if (out.docs[i].empty())
+      return make_error(ErrorCode::kBadFile, corpus_path + ":" + std::to_string(i + 1) + ": no tokens to embed");
+  auto h = moe::hidden_embed(backend, cfg, out.docs, int32_t(layer));
+  if (!h.ok()) return h.error();
+  out.points = std::move(h.value());
+  out.dim = cfg.hidden_size;
+  mixture.embedding_kind = moe::EmbeddingKind::kHiddenMean;
+  mixture.hidden_layer = int32_t(layer);
+  mixture.hidden_dim = out.dim;
+  return out;
+}
+
 }  // namespace
 
 int cmd_moe_create(const MoeCreateArgs& a) {
@@ -133,36 +190,16 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   const ModelConfig& cfg = ckpt.value()->config();
 
   // Embed and cluster.
-  std::vector<std::vector<int32_t>> docs;
-  for (const auto& t : texts.value()) docs.push_back(tok.value()->encode(t, /*add_special_tokens=*/false));
-  const int64_t n = int64_t(docs.size());
+  const int64_t n = int64_t(texts.value().size());
   if (a.k > n) return fail(bad("--k " + std::to_string(a.k) + " exceeds the corpus's " + std::to_string(n) + " lines"), 2);
   gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
   moe::Mixture mixture;
   mixture.base_model = a.model;
-  std::vector<float> emb;
-  int64_t dim = a.embedding_dim;
-  if (a.embedding == "tfidf") {
-    mixture.embedding = moe::TfidfModel::fit(docs, a.embedding_dim);
-    emb.reserve(docs.size() * size_t(a.embedding_dim));
-    for (const auto& d : docs) {
-      const std::vector<float> row = mixture.embedding.embed(d);
-      emb.insert(emb.end(), row.begin(), row.end());
-    }
-  } else {
-    const int64_t layer = a.embedding_layer.value_or(cfg.num_layers / 2);
-    if (layer < 0 || layer > cfg.num_layers)
-      return fail(bad("--embedding-layer must be in [0, " + std::to_string(cfg.num_layers) + "]"), 2);
-    for (size_t i = 0; i < docs.size(); ++i)
-      if (docs[i].empty()) return fail(bad(a.corpus + ":" + std::to_string(i + 1) + ": no tokens to embed"), 1);
-    auto h = moe::hidden_embed(backend, cfg, docs, int32_t(layer));
-    if (!h.ok()) return fail(h.error(), 1);
-    emb = std::move(h.value());
-    dim = cfg.hidden_size;
-    mixture.embedding_kind = moe::EmbeddingKind::kHiddenMean;
-    mixture.hidden_layer = int32_t(layer);
-    mixture.hidden_dim = dim;
-  }
+  auto embedded = embed_corpus(texts.value(), *tok.value(), cfg, backend, a.embedding, a.embedding_dim,
+                               a.embedding_layer, a.corpus, mixture);
+  if (!embedded.ok()) return fail(embedded.error(), embedded.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+  const std::vector<float>& emb = embedded->points;
+  const int64_t dim = embedded->dim;
   moe::KMeansOptions ko;
   ko.k = int32_t(a.k);
   ko.seed = uint64_t(a.seed);
@@ -171,18 +208,9 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   const double silhouette = moe::mean_silhouette(emb, n, dim, clusters->assignment, true);
   std::optional<double> ari;
   if (a.labels) {
-    std::ifstream lf(*a.labels, std::ios::binary);
-    const json labels = lf ? json::parse(lf, nullptr, /*allow_exceptions=*/false) : json();
-    if (!labels.is_array() || int64_t(labels.size()) != n)
-      return fail(make_error(ErrorCode::kBadFile, *a.labels + ": expected a JSON array of " + std::to_string(n) +
-                                                      " integers (one per corpus line)"), 1);
-    std::vector<int32_t> known;
-    for (const auto& v : labels) {
-      if (!v.is_number_integer())
-        return fail(make_error(ErrorCode::kBadFile, *a.labels + ": a label is not an integer"), 1);
-      known.push_back(v.get<int32_t>());
-    }
-    ari = moe::adjusted_rand_index(known, clusters->assignment);
+    auto known = read_labels(*a.labels, n);
+    if (!known.ok()) return fail(known.error(), 1);
+    ari = moe::adjusted_rand_index(known.value(), clusters->assignment);
     std::fprintf(stderr, "moe create: adjusted Rand index against %s: %.3f\n", a.labels->c_str(), *ari);
   }
   std::fprintf(stderr, "moe create: %lld lines in %lld clusters (silhouette %.3f)\n", (long long)n, (long long)a.k,
@@ -260,6 +288,64 @@ int cmd_moe_create(const MoeCreateArgs& a) {
                   {"steps", a.steps}, {"tokens", tokens}, {"seconds", secs}};
   if (ari) summary["ari"] = *ari;
   std::printf("%s\n", summary.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  return 0;
+}
+
+int cmd_moe_sweep(const MoeSweepArgs& a) {
+  if (a.from < 1 || a.to < a.from || a.to > 256) return fail(bad("--from and --to must satisfy 1 <= from <= to <= 256"), 2);
+  if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
+  if (a.embedding != "tfidf" && a.embedding != "hidden") return fail(bad("--embedding must be tfidf or hidden"), 2);
+  if (a.embedding_layer && a.embedding != "hidden") return fail(bad("--embedding-layer needs --embedding hidden"), 2);
+  if (a.embedding_dim < 16 || a.embedding_dim > (1 << 20)) return fail(bad("--embedding-dim must be in [16, 1048576]"), 2);
+  auto ckpt = Checkpoint::load(a.model);
+  if (!ckpt.ok()) return fail(ckpt.error(), 1);
+  auto tok = Tokenizer::load(a.model);
+  if (!tok.ok()) return fail(tok.error(), 1);
+  auto texts = read_corpus(a.corpus);
+  if (!texts.ok()) return fail(texts.error(), 1);
+  const int64_t n = int64_t(texts.value().size());
+  if (a.to > n) return fail(bad("--to " + std::to_string(a.to) + " exceeds the corpus's " + std::to_string(n) + " lines"), 2);
+  std::optional<std::vector<int32_t>> known;
+  if (a.labels) {
+    auto l = read_labels(*a.labels, n);
+    if (!l.ok()) return fail(l.error(), 1);
+    known = std::move(l.value());
+  }
+  gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
+  moe::Mixture unused;
+  auto embedded = embed_corpus(texts.value(), *tok.value(), ckpt.value()->config(), backend, a.embedding,
+                               a.embedding_dim, a.embedding_layer, a.corpus, unused);
+  if (!embedded.ok()) return fail(embedded.error(), embedded.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+  json rows = json::array();
+  int64_t best_k = a.from;
+  double best_silhouette = -2;
+  if (!a.json) std::printf("| k | inertia | silhouette | sizes%s |\n|---|---|---|---%s|\n", known ? " | ARI vs --labels" : "",
+                           known ? "|---" : "");
+  for (int64_t k = a.from; k <= a.to; ++k) {
+    moe::KMeansOptions ko;
+    ko.k = int32_t(k);
+    ko.seed = uint64_t(a.seed);
+    auto r = moe::kmeans(embedded->points, n, embedded->dim, ko);
+    if (!r.ok()) return fail(r.error(), 1);
+    const double sil = moe::mean_silhouette(embedded->points, n, embedded->dim, r->assignment, true);
+    json row = {{"k", k}, {"inertia", r->inertia}, {"silhouette", sil}, {"sizes", r->sizes}};
+    if (known) row["ari"] = moe::adjusted_rand_index(*known, r->assignment);
+    if (sil > best_silhouette) {
+      best_silhouette = sil;
+      best_k = k;
+    }
+    if (!a.json) {
+      std::printf("| %lld | %.3f | %.3f | %s |", (long long)k, r->inertia, sil, json(r->sizes).dump().c_str());
+      if (known) std::printf(" %.3f |", row["ari"].get<double>());
+      std::printf("\n");
+    }
+    rows.push_back(std::move(row));
+  }
+  if (a.json) {
+    std::printf("%s\n", json{{"lines", n}, {"embedding", a.embedding}, {"best_k", best_k}, {"rows", rows}}.dump().c_str());
+  } else {
+    std::printf("\nthe silhouette peaks at k = %lld\n", (long long)best_k);
+  }
   return 0;
 }
 

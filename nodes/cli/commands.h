@@ -19,6 +19,7 @@ int cmd_finetune(const FinetuneArgs& args);
 int cmd_moe_create(const MoeCreateArgs& args);
 int cmd_moe_inspect(const MoeInspectArgs& args);
 int cmd_moe_corpus(const MoeCorpusArgs& args);
+int cmd_moe_sweep(const MoeSweepArgs& args);
 #ifdef MYRIAD_CLI_FULL
 // Clients of a node's RPC API (cmd_client.cpp); node errors print the
 // node's message and the error code, and exit 1.

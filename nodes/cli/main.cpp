@@ -131,9 +131,9 @@ void add_moe_flags(CLI::App& c, MoeFlags& a) {
       ->option_text("T");
 }
 
-void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpusArgs& corpus,
+void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpusArgs& corpus, MoeSweepArgs& sweep,
              std::function<int()>& run) {
-  auto* m = add_command(app, "moe", "mixtures of expert adapters: create, inspect, corpus");
+  auto* m = add_command(app, "moe", "mixtures of expert adapters: corpus, sweep, create, inspect");
   m->require_subcommand(1);
   auto* c = add_command(*m, "create", "cluster a corpus and train one expert adapter per cluster (CPU)");
   c->add_option("--model", a.model, "the base model folder")->option_text("DIR")->required();
@@ -170,6 +170,23 @@ void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpus
   g->add_option("--out", corpus.out, "{\"text\": ...} a line")->option_text("FILE.jsonl")->required();
   g->add_option("--labels", corpus.labels, "also write each line's hidden domain (a JSON array)")->option_text("FILE.json");
   g->callback([&] { run = [&] { return cmd_moe_corpus(corpus); }; });
+  auto* w = add_command(*m, "sweep", "cluster a corpus for each k in a range: inertia, silhouette (and ARI), to choose k");
+  w->add_option("--model", sweep.model, "the base model folder (its tokenizer; its weights for --embedding hidden)")
+      ->option_text("DIR")
+      ->required();
+  w->add_option("--corpus", sweep.corpus, "{\"text\": ...} a line")->option_text("FILE.jsonl")->required();
+  w->add_option("--from", sweep.from, "smallest k (default 2)")->option_text("K");
+  w->add_option("--to", sweep.to, "largest k (default 8)")->option_text("K");
+  w->add_option("--seed", sweep.seed, "clustering seed (default 0)")->option_text("S");
+  w->add_option("--embedding", sweep.embedding, "tfidf (default) or hidden")->option_text("tfidf|hidden");
+  w->add_option("--embedding-dim", sweep.embedding_dim, "TF-IDF hash buckets (default 1024)")->option_text("D");
+  w->add_option("--embedding-layer", sweep.embedding_layer, "hidden: pool after this many layers (default: half)")
+      ->option_text("L");
+  w->add_option("--labels", sweep.labels, "known domains (a JSON array): adds an adjusted Rand index column")
+      ->option_text("FILE.json");
+  w->add_flag("--json", sweep.json, "print {\"lines\", \"embedding\", \"best_k\", \"rows\": [...]}");
+  add_threads(*w, sweep.threads, "compute threads (--embedding hidden)");
+  w->callback([&] { run = [&] { return cmd_moe_sweep(sweep); }; });
 }
 
 void add_logits(CLI::App& app, LogitsArgs& a, std::function<int()>& run) {
@@ -317,6 +334,7 @@ int main(int argc, char** argv) {
   MoeCreateArgs moe_create;
   MoeInspectArgs moe_inspect;
   MoeCorpusArgs moe_corpus;
+  MoeSweepArgs moe_sweep;
 
   auto* selfcheck = add_command(app, "selfcheck", "report the compute backends found and check them numerically");
   selfcheck->footer(
@@ -330,7 +348,7 @@ int main(int argc, char** argv) {
   add_logits(app, logits, run);
   add_generate(app, generate, run);
   add_finetune(app, finetune, run);
-  add_moe(app, moe_create, moe_inspect, moe_corpus, run);
+  add_moe(app, moe_create, moe_inspect, moe_corpus, moe_sweep, run);
 #ifdef MYRIAD_CLI_FULL
   RemoteGenerateArgs chat, complete;
   AdaptersAddArgs adapters_add;

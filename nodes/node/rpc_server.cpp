@@ -689,11 +689,14 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
   if (s_.service.draining()) return fail(SCode::UNAVAILABLE, "the node is draining: it accepts no new requests");
   NodeService& service = s_.service;
 
-  // The prompt, as the HTTP API makes it.
+  // The prompt, as the HTTP API makes it; and what a mixture of experts
+  // routes on (the text, or the last user message; else the ids).
   std::vector<int32_t> prompt;
+  std::optional<std::string> route_text;
   const auto pr = req.getPrompt();
   switch (pr.which()) {
     case api::GenerateRequest::Prompt::TEXT: {
+      route_text = as_string(pr.getText());
       auto ids = service.encode_prompt(as_string(pr.getText()));
       if (!ids.ok()) return fail(code_of(ids.error()), ids.error().message);
       prompt = std::move(ids.value());
@@ -713,7 +716,10 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
     }
     case api::GenerateRequest::Prompt::CHAT: {
       nlohmann::json messages = nlohmann::json::array();
-      for (auto m : pr.getChat()) messages.push_back({{"role", as_string(m.getRole())}, {"content", as_string(m.getContent())}});
+      for (auto m : pr.getChat()) {
+        messages.push_back({{"role", as_string(m.getRole())}, {"content", as_string(m.getContent())}});
+        if (as_string(m.getRole()) == "user") route_text = as_string(m.getContent());
+      }
       auto ids = service.encode_chat(messages);
       if (!ids.ok()) return fail(code_of(ids.error()), ids.error().message);
       prompt = std::move(ids.value());
@@ -740,6 +746,11 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
 
   GenerateCall call;
   call.model = ref.value();
+  if (ref.value().mixture) {  // routed here, as over HTTP (the experts run as one per-row mixture)
+    auto experts = route_text ? service.route(ref.value(), *route_text) : service.route_ids(ref.value(), prompt);
+    if (!experts.ok()) return fail(code_of(experts.error()), experts.error().message);
+    call.experts = std::move(experts.value());
+  }
   call.prompt = std::move(prompt);
   // Unset sampling: the runtime's defaults with a fresh seed (as HTTP draws
   // one when the request names none); set: exactly as given.

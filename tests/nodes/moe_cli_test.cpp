@@ -115,6 +115,25 @@ TEST_F(MoeCli, CorpusWritesTheSyntheticLinesAndTheirHiddenDomains) {
   for (size_t k = 0; k < labels.size(); ++k) EXPECT_EQ(labels[k], corpus_[k].domain);
 }
 
+TEST_F(MoeCli, SweepFindsTheNumberOfDomains) {
+  const json sweep = parse(run_cli("moe sweep --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                                   " --labels " + (dir_ / "labels.json").string() + " --from 2 --to 6 --json"));
+  EXPECT_EQ(sweep["best_k"], 4) << sweep;  // the silhouette peaks at the hidden domains' number
+  ASSERT_EQ(sweep["rows"].size(), 5u);
+  EXPECT_EQ(sweep["rows"][2]["k"], 4);
+  EXPECT_GE(sweep["rows"][2]["ari"].get<double>(), 0.9) << sweep;
+  EXPECT_LT(sweep["rows"][0]["ari"].get<double>(), 0.9) << sweep;  // k = 2 merges domains
+  const auto table = run_cli("moe sweep --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                             " --from 3 --to 4");
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("the silhouette peaks at k = 4"), std::string::npos) << table.out;
+  const auto bad = run_cli("moe sweep --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                               " --from 5 --to 3",
+                           true);
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("--from and --to"), std::string::npos) << bad.out;
+}
+
 TEST_F(MoeCli, CreateClustersTheCorpusAndTrainsAnExpertPerCluster) {
   const json summary = parse(create_);
   EXPECT_EQ(summary["k"], 4);

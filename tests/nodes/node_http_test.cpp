@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -235,15 +236,23 @@ TEST(NodeHttp, ATenantPastItsTokensPerMinuteGets429) {
 
 TEST(NodeHttp, AClientThatHangsUpIsCancelledAndSigtermDrains) {
   Node node({"--max-running", "1"});
-  // One request at a time, and 20 long ones queued first: the stream below
+  // One request at a time, and 40 long ones queued first: the stream below
   // waits in the queue, its client hangs up, and the server notices at its
   // first write and cancels it (the tiny model is too quick to hang up on).
   std::thread queue([&] {
-    (void)sh("for i in $(seq 20); do curl -s -o /dev/null -H 'Content-Type: application/json' -d '{\"model\": "
+    (void)sh("for i in $(seq 40); do curl -s -o /dev/null -H 'Content-Type: application/json' -d '{\"model\": "
              "\"tiny\", \"prompt\": \"hi\", \"max_tokens\": 500, \"ignore_eos\": true}' " +
              node.url() + "/v1/completions & done; wait");
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The stream must queue behind many of them: a 500-token request takes
+  // ~30 ms on a fast CPU, so a fixed sleep let it run (and finish) before
+  // its client hung up when the curls started slowly.
+  for (int i = 0; i < 500; ++i) {
+    const std::string m = sh("curl -s " + node.url() + "/metrics");
+    const size_t at = m.find("\nmyriad_requests_in_flight ");
+    if (at != std::string::npos && std::atof(m.c_str() + at + 27) >= 15) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   (void)sh("curl -s -N -m 0.2 -H 'Content-Type: application/json' -d '{\"model\": \"tiny\", \"prompt\": \"hi\", "
            "\"max_tokens\": 500, \"stream\": true, \"ignore_eos\": true}' " +
            node.url() + "/v1/completions > /dev/null");
