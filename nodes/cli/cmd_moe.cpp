@@ -126,6 +126,14 @@ Result<std::vector<int32_t>> read_labels(const std::string& path, int64_t n) {
   return known;
 }
 
+// --embedding, --embedding-dim and --embedding-layer of `moe create` and `moe sweep`.
+Status check_embedding_flags(const std::string& kind, int64_t dim, const std::optional<int64_t>& layer) {
+  if (kind != "tfidf" && kind != "hidden") return bad("--embedding must be tfidf or hidden");
+  if (layer && kind != "hidden") return bad("--embedding-layer needs --embedding hidden");
+  if (dim < 16 || dim > (1 << 20)) return bad("--embedding-dim must be in [16, 1048576]");
+  return ok_status();
+}
+
 // A corpus embedded as `moe create` and `moe sweep` do: TF-IDF over hashed
 // token n-grams (fitted here, kept in `mixture`), or the base's mean hidden
 // state after a layer. Errors name the flag or the line.
@@ -177,9 +185,8 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   if (a.top_k < 1 || a.top_k > std::min<int64_t>(a.k, kMaxAdaptersPerRow))
     return fail(bad("--top-k must be in [1, min(--k, " + std::to_string(kMaxAdaptersPerRow) + ")]"), 2);
   if (!(a.temperature > 0)) return fail(bad("--temperature must be > 0"), 2);
-  if (a.embedding != "tfidf" && a.embedding != "hidden") return fail(bad("--embedding must be tfidf or hidden"), 2);
-  if (a.embedding_layer && a.embedding != "hidden") return fail(bad("--embedding-layer needs --embedding hidden"), 2);
-  if (a.embedding_dim < 16 || a.embedding_dim > (1 << 20)) return fail(bad("--embedding-dim must be in [16, 1048576]"), 2);
+  if (Status st = check_embedding_flags(a.embedding, a.embedding_dim, a.embedding_layer); !st.ok())
+    return fail(st.error(), 2);
   auto ckpt = Checkpoint::load(a.model);
   if (!ckpt.ok()) return fail(ckpt.error(), 1);
   auto tok = Tokenizer::load(a.model);
@@ -294,9 +301,8 @@ int cmd_moe_create(const MoeCreateArgs& a) {
 int cmd_moe_sweep(const MoeSweepArgs& a) {
   if (a.from < 1 || a.to < a.from || a.to > 256) return fail(bad("--from and --to must satisfy 1 <= from <= to <= 256"), 2);
   if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
-  if (a.embedding != "tfidf" && a.embedding != "hidden") return fail(bad("--embedding must be tfidf or hidden"), 2);
-  if (a.embedding_layer && a.embedding != "hidden") return fail(bad("--embedding-layer needs --embedding hidden"), 2);
-  if (a.embedding_dim < 16 || a.embedding_dim > (1 << 20)) return fail(bad("--embedding-dim must be in [16, 1048576]"), 2);
+  if (Status st = check_embedding_flags(a.embedding, a.embedding_dim, a.embedding_layer); !st.ok())
+    return fail(st.error(), 2);
   auto ckpt = Checkpoint::load(a.model);
   if (!ckpt.ok()) return fail(ckpt.error(), 1);
   auto tok = Tokenizer::load(a.model);

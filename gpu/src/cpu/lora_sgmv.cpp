@@ -161,46 +161,38 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
   // over threads), each block of rows of one slot shrunk together (sharing
   // each load of A), then expanded at once while its h is in L1 (Bᵀ streams
   // through in order). One thread handoff per module instead of two.
+  // Calls block(g, e, n) for the entries [e0, e1) in blocks of up to
+  // kShrinkRows rows of one slot (segment g), skipping slots of rank 0.
+  auto for_each_block = [&](int64_t e0, int64_t e1, const auto& block) {
+    for (int64_t e = e0; e < e1;) {
+      const uint32_t g = plan.segment_of[size_t(e)];
+      const int64_t end = std::min<int64_t>(e1, plan.segments[g].end);
+      if (slots[size_t(plan.segments[g].slot)].rank == 0) {
+        e = end;
+        continue;
+      }
+      for (; e < end;) {
+        const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
+        block(g, e, n);
+        e += n;
+      }
+    }
+  };
   if (!plan.has_mixture) {
     run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1;) {
-        const uint32_t g = plan.segment_of[size_t(e)];
-        const LoraSegment& seg = plan.segments[g];
-        const LoraModuleView& v = slots[size_t(seg.slot)];
-        const int64_t end = std::min<int64_t>(e1, seg.end);
-        if (v.rank == 0) {
-          e = end;
-          continue;
-        }
-        for (; e < end;) {
-          const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
-          const float* hs = shrink_block(g, e, n);
-          for (int r = 0; r < n; ++r)
-            expand(v.bt, v.dtype, v.rank, hs + r * v.rank, y + int64_t(plan.rows[size_t(e + r)]) * out, 0, out, out);
-          e += n;
-        }
-      }
+      for_each_block(e0, e1, [&](uint32_t g, int64_t e, int n) {
+        const LoraModuleView& v = slots[size_t(plan.segments[g].slot)];
+        const float* hs = shrink_block(g, e, n);
+        for (int r = 0; r < n; ++r)
+          expand(v.bt, v.dtype, v.rank, hs + r * v.rank, y + int64_t(plan.rows[size_t(e + r)]) * out, 0, out, out);
+      });
     });
     return;
   }
 
   // With mixtures, phase 1 shrinks every entry, as above; phase 2 expands.
   run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
-    for (int64_t e = e0; e < e1;) {
-      const uint32_t g = plan.segment_of[size_t(e)];
-      const LoraSegment& seg = plan.segments[g];
-      const LoraModuleView& v = slots[size_t(seg.slot)];
-      const int64_t end = std::min<int64_t>(e1, seg.end);
-      if (v.rank == 0) {
-        e = end;
-        continue;
-      }
-      for (; e < end;) {
-        const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
-        shrink_block(g, e, n);
-        e += n;
-      }
-    }
+    for_each_block(e0, e1, [&](uint32_t g, int64_t e, int n) { shrink_block(g, e, n); });
   });
 
   // Phase 2: two entries may share a row, so work items are wide column
