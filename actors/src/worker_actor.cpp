@@ -293,6 +293,7 @@ Result<worker_actor> spawn_worker(caf::actor_system& system, std::shared_ptr<Wor
       EngineWorker::start(setup->config, *setup->executor, *parts->source, *parts->routes, setup->tokenizer);
   if (!engine) return engine.error();
   parts->engine = std::move(engine.value());
+  if (setup->background) parts->engine->set_background(setup->background, setup->background_share);
   return system.spawn<caf::detached>(worker_behavior, std::move(parts));
 }
 

@@ -36,21 +36,13 @@ int fail(const Error& e, int code) {
 Error bad(const std::string& what) { return make_error(ErrorCode::kInvalidArgument, what); }
 
 Result<LoraTargets> parse_targets(const std::string& list, int64_t rank, double alpha) {
-  LoraTargets t;
-  t.rank = int32_t(rank);
-  t.alpha = float(alpha);
-  for (bool& m : t.modules) m = false;
+  std::vector<std::string> names;
   std::stringstream ss(list);
   std::string name;
-  while (std::getline(ss, name, ',')) {
-    if (name.empty()) continue;
-    bool found = false;
-    for (int m = 0; m < kNumLinearModules; ++m)
-      if (name == linear_module_name(LinearModule(m))) t.modules[m] = found = true;
-    if (!found)
-      return bad("--targets: unknown module '" + name +
-                 "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
-  }
+  while (std::getline(ss, name, ','))
+    if (!name.empty()) names.push_back(name);
+  auto t = lora_targets_named(names, int32_t(rank), float(alpha));
+  if (!t.ok()) return bad("--targets: " + t.error().message);
   return t;
 }
 

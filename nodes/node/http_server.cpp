@@ -137,6 +137,125 @@ Response error_response(const Request& req, const openai::ApiError& e, int retry
   return make_response(req, e.status, openai::to_json(e), "application/json", retry_after_s);
 }
 
+// "a=1&b=x" -> its fields, percent-decoded.
+std::map<std::string, std::string> query_fields(std::string_view target) {
+  std::map<std::string, std::string> out;
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return out;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view kv = rest.substr(0, amp);
+    const size_t eq = kv.find('=');
+    if (eq != std::string_view::npos) out[percent_decode(kv.substr(0, eq))] = percent_decode(kv.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    rest = rest.substr(amp + 1);
+  }
+  return out;
+}
+
+// /v1/files and /v1/fine_tuning/jobs (fine_tuning.h), answered in one plain
+// function (no coroutine: see above).
+Response fine_tuning_response(NodeService& service, const Request& req, const Caller& caller, std::string_view path) {
+  using json = nlohmann::json;
+  const auto method = req.method();
+  FineTuning* ft = service.fine_tuning();
+  if (!ft) {
+    openai::ApiError e = openai::invalid_request(service.fine_tuning_unavailable(), "", "unsupported_value");
+    return error_response(req, e);
+  }
+  const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
+  auto field = [&](const char* key) { auto it = query.find(key); return it == query.end() ? std::string() : it->second; };
+  int64_t limit = 20;
+  if (const std::string l = field("limit"); !l.empty()) {
+    char* end = nullptr;
+    limit = std::strtoll(l.c_str(), &end, 10);
+    if (*end != '\0' || limit < 1 || limit > 10000)
+      return error_response(req, openai::invalid_request("limit: expected an integer in [1, 10000]", "limit", "invalid_value"));
+  }
+  auto answer = [&](const Result<json>& r) {
+    if (!r.ok()) return error_response(req, api_error_of(r.error()));
+    return make_response(req, 200, r.value().dump());
+  };
+  // Files.
+  if (path == "/v1/files" && method == http::verb::post) {
+    auto ct = req.find(http::field::content_type);
+    const std::string_view content_type =
+        ct == req.end() ? std::string_view() : std::string_view(ct->value().data(), ct->value().size());
+    if (content_type.rfind("multipart/", 0) != 0)
+      return error_response(req, openai::invalid_request("expected a multipart/form-data upload with 'file' and 'purpose'", "file"));
+    auto parts = parse_multipart(content_type, req.body());
+    if (!parts.ok()) return error_response(req, openai::invalid_request(parts.error().message, "file"));
+    const FormPart* file = nullptr;
+    std::string purpose;
+    for (const FormPart& p : parts.value()) {
+      if (p.name == "file") file = &p;
+      if (p.name == "purpose") purpose = std::string(p.data);
+    }
+    if (!file) return error_response(req, openai::invalid_request("a 'file' part is required", "file", "missing_required_parameter"));
+    if (purpose.empty()) return error_response(req, openai::invalid_request("a 'purpose' field is required", "purpose", "missing_required_parameter"));
+    auto rec = ft->add_file(caller, std::string(file->filename), purpose, file->data);
+    if (!rec.ok()) return error_response(req, api_error_of(rec.error()));
+    auto got = ft->get_file(caller, rec.value().id);
+    return answer(got.ok() ? Result<json>(fine_tuning_file_json(got.value())) : Result<json>(got.error()));
+  }
+  if (path == "/v1/files" && method == http::verb::get) {
+    auto list = ft->list_files(caller);
+    if (!list.ok()) return error_response(req, api_error_of(list.error()));
+    json data = json::array();
+    for (const auto& f : list.value()) data.push_back(fine_tuning_file_json(f));
+    return make_response(req, 200, json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump());
+  }
+  constexpr std::string_view files = "/v1/files/";
+  if (path.rfind(files, 0) == 0) {
+    std::string id = percent_decode(path.substr(files.size()));
+    const bool content = id.size() > 8 && id.compare(id.size() - 8, 8, "/content") == 0;
+    if (content) id.resize(id.size() - 8);
+    if (method == http::verb::get && content) {
+      auto text = ft->file_content(caller, id);
+      if (!text.ok()) return error_response(req, api_error_of(text.error()));
+      return make_response(req, 200, std::move(text.value()), "application/octet-stream");
+    }
+    if (method == http::verb::get) {
+      auto f = ft->get_file(caller, id);
+      return answer(f.ok() ? Result<json>(fine_tuning_file_json(f.value())) : Result<json>(f.error()));
+    }
+    if (method == http::verb::delete_) {
+      if (Status st = ft->delete_file(caller, id); !st.ok()) return error_response(req, api_error_of(st.error()));
+      return make_response(req, 200, json{{"id", id}, {"object", "file"}, {"deleted", true}}.dump());
+    }
+  }
+  // Jobs.
+  constexpr std::string_view jobs = "/v1/fine_tuning/jobs";
+  if (path == jobs && method == http::verb::post) {
+    const json body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return error_response(req, openai::invalid_request("the body must be a JSON object", "", "invalid_json"));
+    return answer(ft->create_job(caller, body));
+  }
+  if (path == jobs && method == http::verb::get) return answer(ft->list_jobs(caller, field("after"), limit));
+  if (path.rfind(std::string(jobs) + "/", 0) == 0) {
+    std::string rest(path.substr(jobs.size() + 1));
+    std::string tail;
+    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+      tail = rest.substr(slash + 1);
+      rest.resize(slash);
+    }
+    const std::string id = percent_decode(rest);
+    if (tail.empty() && method == http::verb::get) return answer(ft->get_job(caller, id));
+    if (tail == "cancel" && method == http::verb::post) return answer(ft->cancel_job(caller, id));
+    if (tail == "events" && method == http::verb::get) return answer(ft->job_events(caller, id, field("after"), limit));
+    if (tail == "checkpoints" && method == http::verb::get) return answer(ft->job_checkpoints(caller, id));
+    if ((tail == "loss.csv" || tail == "loss.svg") && method == http::verb::get) {
+      const std::string format = tail.substr(5);
+      auto curve = ft->loss_curve(caller, id, format);
+      if (!curve.ok()) return error_response(req, api_error_of(curve.error()));
+      return make_response(req, 200, std::move(curve.value()), format == "csv" ? "text/csv" : "image/svg+xml");
+    }
+  }
+  return error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
+}
+
 net::awaitable<bool> send(beast::tcp_stream& stream, Response res) {
   beast::error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -362,6 +481,11 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (target == "/v1/chat/completions" && method == http::verb::post)
     co_return co_await generate(stream, req, caller.value(), openai::Endpoint::kChatCompletions);
   if (target == "/v1/models" && method == http::verb::get) co_return co_await models(stream, req, caller.value());
+  if (target == "/v1/files" || target.rfind("/v1/files/", 0) == 0 || target == "/v1/fine_tuning/jobs" ||
+      target.rfind("/v1/fine_tuning/jobs/", 0) == 0) {
+    auto res_ = fine_tuning_response(service, req, caller.value(), target);
+    co_return co_await send(stream, std::move(res_));
+  }
   if (target == "/v1/mixtures" || target.rfind("/v1/mixtures/", 0) == 0)
     co_return co_await mixtures(stream, req, caller.value(), target);
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||

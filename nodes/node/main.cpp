@@ -159,6 +159,18 @@ int main(int argc, char** argv) {
                  "prompt + max_tokens a tenant may ask for per minute (default 0: no limit; more: 429)")
       ->option_text("N")
       ->check(cli::at_least(0));
+  app.add_option("--publish-every", o.fine_tuning_publish_every,
+                 "fine-tuning: optimizer steps between a job's published versions (default 10)")
+      ->option_text("N")
+      ->check(cli::at_least(1));
+  app.add_option("--max-training-jobs", o.max_training_jobs,
+                 "fine-tuning jobs training at once; more wait queued (default 4)")
+      ->option_text("N")
+      ->check(cli::at_least(1));
+  app.add_option("--training-share", o.training_share,
+                 "fine-tuning's share of the worker's busy time while requests run (default 0.25)")
+      ->option_text("F")
+      ->check(CLI::Range(0.01, 0.99));
   cli::add_log_level(app, log_level);
   if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
 

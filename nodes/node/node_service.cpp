@@ -23,6 +23,7 @@
 #include "actors/worker_actor.h"
 #include "service_wiring.h"
 #include "gpu/cpu/cpu_executor.h"
+#include "gpu/cpu/lora_trainer.h"
 #include "runtime/chat_template.h"
 #include "runtime/log.h"
 #include "runtime/sha256.h"
@@ -299,6 +300,23 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     auto ex = make_executor(o, s->checkpoint_, sc);
     if (!ex.ok()) return ex.error();
     setup->executor = std::move(ex.value());
+    // Fine-tuning trains on the worker's thread between its steps, with the
+    // CPU executor's thread pool (one user at a time: that thread).
+    if (auto* cpu = dynamic_cast<gpu::cpu::CpuExecutor*>(setup->executor.get())) {
+      FineTuningOptions fo;
+      fo.data_dir = o.data_dir;
+      fo.base_model = s->model_name_;
+      fo.publish_every = o.fine_tuning_publish_every;
+      fo.max_running = o.max_training_jobs;
+      auto ft = FineTuning::open(fo, s->checkpoint_, s->tokenizer_,
+                                 std::make_unique<gpu::cpu::CpuLoraTrainingBackend>(s->checkpoint_, cpu->pool()));
+      if (!ft.ok()) return ft.error();
+      s->fine_tuning_ = std::move(ft.value());
+      setup->background = &s->fine_tuning_->work();
+      setup->background_share = o.training_share;
+    } else {
+      s->fine_tuning_unavailable_ = "fine-tuning runs on a CPU device only for now (--device cpu)";
+    }
   } else if (o.role != "gateway") {
     return make_error(ErrorCode::kInvalidArgument, "--role " + o.role + ": expected all or gateway here");
   }
@@ -350,7 +368,14 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     setup->config = sc;
     setup->tokenizer = s->tokenizer_;
     setup->host_cache_bytes = o.host_cache_bytes;
-    setup->load_adapter = [store](const AdapterId& id) { return store->load(id); };
+    // A version a fine-tuning job just published is served from the
+    // trainer's memory; every other one is read from the store.
+    FineTuning* ft = s->fine_tuning_.get();
+    setup->load_adapter = [store, ft](const AdapterId& id) -> Result<std::shared_ptr<const LoraWeights>> {
+      if (ft)
+        if (auto w = ft->fresh_version(id)) return w;
+      return store->load(id);
+    };
     setup->registry = caf::actor_cast<worker_registry_actor>(actors->registry);
     auto worker = spawn_worker(sys, setup);
     if (!worker.ok()) return worker.error();
@@ -363,6 +388,14 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   s->dispatch_ = std::make_shared<Dispatch>();
   actors->relay = sys.spawn(relay_behavior, s->dispatch_);
   s->actors_ = std::move(actors);
+  if (s->fine_tuning_) {
+    NodeService* self = s.get();
+    s->fine_tuning_->start([self](const Caller& caller, std::string_view name, const std::string& dir) {
+      return self->add_adapter_from_path(caller, name, dir);
+    });
+  } else if (gateway_role) {
+    s->fine_tuning_unavailable_ = "fine-tuning runs on a node with --role all for now, not on a cluster's gateway";
+  }
 
   // Ids unique across restarts: milliseconds since the epoch in the high bits.
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -374,7 +407,13 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   return s;
 }
 
-NodeService::~NodeService() = default;  // Actors: every actor exits, the worker cancels what is in flight
+NodeService::~NodeService() {
+  // The publisher first (it calls into the actors), then the actors (the
+  // worker cancels what is in flight and stops running the training work),
+  // then the fine-tuning state itself.
+  if (fine_tuning_) fine_tuning_->stop();
+  actors_.reset();
+}
 
 Result<ModelRef> NodeService::resolve(std::string_view model, const Caller& caller) const {
   auto answer = actors_->ask<AdapterAnswerWire>(

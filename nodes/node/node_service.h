@@ -43,6 +43,7 @@
 #include "runtime/sampling_params.h"
 #include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
+#include "fine_tuning.h"
 #include "tenants.h"
 
 namespace myriad::node {
@@ -83,6 +84,12 @@ struct NodeOptions {
   double heartbeat_timeout_ms = 0;  // GatewayOptions::heartbeat_timeout_ms
   double max_wait_for_worker_ms = 30000;  // GatewayOptions::max_wait_for_worker_ms
   PlacementPolicy placement = PlacementPolicy::kAffinity;  // PlacementOptions::policy
+  // Fine-tuning jobs (fine_tuning.h; role all on a CPU device): steps between
+  // published versions, jobs training at once, and training's share of the
+  // worker's busy time while requests run.
+  int64_t fine_tuning_publish_every = 10;
+  int32_t max_training_jobs = 4;
+  double training_share = 0.25;
 };
 
 // The base model's fingerprint: sha256 of its config.json, which every stored
@@ -198,6 +205,11 @@ class NodeService {
   Result<std::vector<RoutedExpert>> route_ids(const ModelRef& mixture, std::vector<int32_t> ids,
                                               std::optional<int32_t> top_k = std::nullopt) const;
 
+  // Fine-tuning jobs and their files: null where this node cannot train
+  // (fine_tuning_unavailable() says why).
+  FineTuning* fine_tuning() { return fine_tuning_.get(); }
+  const std::string& fine_tuning_unavailable() const { return fine_tuning_unavailable_; }
+
   // The served base's fingerprint, which every stored adapter records.
   const std::string& base_fingerprint() const { return base_fingerprint_; }
 
@@ -238,6 +250,9 @@ class NodeService {
   mutable std::mutex mixtures_mu_;
   mutable std::unordered_map<std::string, std::shared_ptr<const MixtureRoute>> mixtures_;
   std::shared_ptr<Dispatch> dispatch_;
+  // Before actors_: destroyed after the worker that runs its TrainingWork.
+  std::unique_ptr<FineTuning> fine_tuning_;
+  std::string fine_tuning_unavailable_;
   std::unique_ptr<Actors> actors_;
   std::atomic<uint64_t> next_id_{0};
   std::atomic<bool> draining_{false};

@@ -156,6 +156,41 @@ namespace {
 // Jobs pause, resume and are cancelled between rounds without disturbing the
 // others: a job paused for a while and resumed ends with the adapter it
 // would have had unpaused, and the active count stays exact.
+TEST(CoServing, AJobAddedToASleepingWorkerTrainsWithoutARequestToWakeIt) {
+  const testing::TrainableTiny model = testing::make_trainable_tiny(5, "myriad_coserve_wake");
+  ASSERT_TRUE(model.ckpt && model.tok);
+  gpu::cpu::CpuExecutorOptions eo;
+  eo.threads = 1;
+  eo.kv_num_blocks = 64;
+  auto ex = gpu::cpu::CpuExecutor::create(model.ckpt, eo);
+  ASSERT_TRUE(ex.ok());
+  StaticAdapterSource source;
+  CollectingSink sink;
+  SchedulerConfig cfg;
+  cfg.num_slots = 0;
+  cfg.num_kv_blocks = 64;
+  auto worker = EngineWorker::start(cfg, *ex.value(), source, sink, model.tok);
+  ASSERT_TRUE(worker.ok());
+  gpu::cpu::CpuLoraTrainingBackend backend(model.ckpt, ex.value()->pool());
+  std::atomic<int64_t> steps{0};
+  TrainingWork work(backend, 100, nullptr, [&](const TrainingJob&, const TrainingStepRecord& rec) { steps = rec.step; });
+  worker.value()->set_background(&work, 0.5);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // nothing to do: the worker sleeps
+  TrainingJobConfig jc;
+  jc.targets.rank = 4;
+  jc.steps = 3;
+  jc.batch_tokens = 64;
+  auto job = TrainingJob::create("late", model.ckpt->config(), jc,
+                                 testing::task_examples(upper_last_task(1, 20), *model.tok));
+  ASSERT_TRUE(job.ok());
+  work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (steps.load() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(steps.load(), 3) << "the job waited for a request to wake the worker";
+  worker.value()->stop(EngineWorker::StopMode::kDrain);
+}
+
 TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
   const testing::TrainableTiny model = testing::make_trainable_tiny(4, "myriad_trainwork");
   ASSERT_TRUE(model.ckpt && model.tok);

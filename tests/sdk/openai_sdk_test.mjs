@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -124,6 +124,48 @@ test('a wrong key is a 401 and a bad value a 400, as the SDK types them', async 
   await assert.rejects(client('alpha-key').completions.create({ model: 'chat', prompt: 'x', temperature: 5 }), (e) => {
     assert.ok(e instanceof OpenAI.BadRequestError, `expected BadRequestError, got ${e}`);
     assert.match(e.message, /temperature/);
+    return true;
+  });
+});
+
+test('fine-tuning: a file, a job, its events and checkpoints, and the model it makes', async () => {
+  const alpha = client('alpha-key');
+  const lines = [];
+  for (let i = 0; i < 12; i++) {
+    const p = String.fromCharCode(97 + (i * 7) % 26, 97 + (i * 3) % 26, 97 + (i * 11) % 26);
+    lines.push(JSON.stringify({ prompt: p, completion: p.at(-1).toUpperCase() }));
+  }
+  writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
+  const file = await alpha.files.create({ file: createReadStream(join(dir, 'train.jsonl')), purpose: 'fine-tune' });
+  assert.equal(file.object, 'file');
+  assert.equal(file.purpose, 'fine-tune');
+  const job = await alpha.fineTuning.jobs.create({
+    model: 'tiny', training_file: file.id, suffix: 'sdk', seed: 1,
+    method: { type: 'supervised', supervised: { hyperparameters: { n_epochs: 3, learning_rate_multiplier: 2 } } },
+  });
+  assert.equal(job.object, 'fine_tuning.job');
+  let j = job;
+  for (let i = 0; i < 1200 && (j.status === 'queued' || j.status === 'running'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    j = await alpha.fineTuning.jobs.retrieve(job.id);
+  }
+  assert.equal(j.status, 'succeeded', JSON.stringify(j));
+  assert.equal(j.fine_tuned_model, 'alpha/sdk');
+  assert.ok(j.trained_tokens > 0);
+  // The SDK pages through the events (newest first) with `after`.
+  const events = [];
+  for await (const e of alpha.fineTuning.jobs.listEvents(job.id, { limit: 2 })) events.push(e);
+  assert.equal(events[0].message, 'The job has successfully completed');
+  assert.ok(events.some((e) => e.type === 'metrics' && typeof e.data.train_loss === 'number'));
+  assert.equal(new Set(events.map((e) => e.id)).size, events.length);
+  const checkpoints = await alpha.fineTuning.jobs.checkpoints.list(job.id);
+  assert.equal(checkpoints.data[0].fine_tuned_model_checkpoint, 'alpha/sdk@1');
+  const listed = await alpha.fineTuning.jobs.list();
+  assert.equal(listed.data[0].id, job.id);
+  const out = await alpha.completions.create({ model: j.fine_tuned_model, prompt: 'abc', max_tokens: 2, temperature: 0 });
+  assert.equal(out.usage.completion_tokens, 2);
+  await assert.rejects(client('beta-key').fineTuning.jobs.retrieve(job.id), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, `expected NotFoundError, got ${e}`);
     return true;
   });
 });

@@ -19,6 +19,7 @@
 
 #include "actors/service_actors.h"
 #include "runtime/adapter_cache.h"
+#include "runtime/background_work.h"
 #include "runtime/executor.h"
 #include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
@@ -36,6 +37,10 @@ struct WorkerSetup {
   worker_registry_actor registry;  // residency reports go here (null: nowhere, until a join)
   double report_interval_ms = 100.0;
   std::string device;  // set by spawn_worker from the executor, for load reports
+  // Work the step loop interleaves with inference (fine-tuning jobs), at most
+  // `background_share` of its busy time while requests run; must outlive the worker.
+  BackgroundWork* background = nullptr;
+  double background_share = 0.25;
 };
 
 // Starts the engine (EngineWorker::start's checks) and spawns the detached

@@ -120,6 +120,7 @@ class EngineWorker {
   // share holds whatever the units' lengths.
   BackgroundWork* background_ = nullptr;
   double background_share_ = 0;
+  BackgroundWork* wakes_ = nullptr;  // guarded by mu_: the work whose wakeup calls wake()
   double inference_owed_s_ = 0;
 
   mutable std::mutex mu_;

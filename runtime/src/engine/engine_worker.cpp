@@ -1,5 +1,7 @@
 #include "runtime/engine_worker.h"
 
+#include <utility>
+
 #include <chrono>
 #include <future>
 #include <vector>
@@ -26,7 +28,16 @@ Result<std::unique_ptr<EngineWorker>> EngineWorker::start(const SchedulerConfig&
 EngineWorker::EngineWorker(const SchedulerConfig& config, EventSink& sink)
     : config_(config), limits_(request_limits(config)), sink_(sink), tracking_(sink, *this) {}
 
-EngineWorker::~EngineWorker() { stop(StopMode::kCancel); }
+EngineWorker::~EngineWorker() {
+  stop(StopMode::kCancel);
+  BackgroundWork* work = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    work = std::exchange(wakes_, nullptr);
+  }
+  // Outside mu_: a wakeup holds the work's lock, then takes mu_.
+  if (work) work->set_wakeup(nullptr);  // the work may outlive this worker
+}
 
 void EngineWorker::TrackingSink::on_event(const RequestEvent& e) {
   if (e.is_final()) {
@@ -83,6 +94,7 @@ std::string EngineWorker::metrics_json() {
 
 void EngineWorker::set_background(BackgroundWork* work, double share) {
   MYRIAD_CHECK(share > 0 && share < 1, "background share must be in (0, 1)");
+  BackgroundWork* previous = nullptr;
   {
     std::lock_guard lock(mu_);
     Command c;
@@ -91,7 +103,11 @@ void EngineWorker::set_background(BackgroundWork* work, double share) {
     c.share = share;
     commands_.push_back(std::move(c));
     woken_ = true;
+    previous = std::exchange(wakes_, work);
   }
+  // Outside mu_: a wakeup holds the work's lock, then takes mu_.
+  if (previous && previous != work) previous->set_wakeup(nullptr);
+  if (work) work->set_wakeup([this] { wake(); });
   cv_.notify_one();
 }
 

@@ -30,6 +30,24 @@ LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& t
   return p;
 }
 
+Result<LoraTargets> lora_targets_named(const std::vector<std::string>& names, int32_t rank, float alpha) {
+  LoraTargets t;
+  t.rank = rank;
+  t.alpha = alpha;
+  for (bool& m : t.modules) m = false;
+  bool any = false;
+  for (const std::string& name : names) {
+    bool found = false;
+    for (int m = 0; m < kNumLinearModules; ++m)
+      if (name == linear_module_name(LinearModule(m))) t.modules[m] = found = any = true;
+    if (!found)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "unknown module '" + name + "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+  }
+  if (!any) return make_error(ErrorCode::kInvalidArgument, "no target module named");
+  return t;
+}
+
 LoraWeights to_lora_weights(const LoraParams<float>& p, std::string name) {
   LoraWeights w;
   w.name = std::move(name);

@@ -11,9 +11,12 @@ TrainingWork::TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, 
       progress_(std::move(progress)) {}
 
 void TrainingWork::add(std::shared_ptr<TrainingJob> job) {
+  {
   std::lock_guard lock(mu_);
   if (!job->done()) ++active_;  // a job resumed at its end has nothing left to run
   to_add_.push_back(std::move(job));
+  }
+  wake_worker();
 }
 
 void TrainingWork::release(Held& h) {
@@ -24,8 +27,11 @@ void TrainingWork::release(Held& h) {
 }
 
 void TrainingWork::pause(const std::string& name, bool paused) {
-  std::lock_guard lock(mu_);
-  to_pause_.emplace_back(name, paused);
+  {
+    std::lock_guard lock(mu_);
+    to_pause_.emplace_back(name, paused);
+  }
+  wake_worker();
 }
 
 void TrainingWork::cancel(const std::string& name) {

@@ -11,6 +11,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/lora_weights.h"
+#include "runtime/result.h"
 
 namespace myriad {
 
@@ -69,6 +70,10 @@ struct LoraTargets {
   float alpha = 16.0f;
   bool modules[kNumLinearModules] = {true, true, true, true, true, true, true};
 };
+
+// Targets from module names ("q_proj", ..., "down_proj"): kInvalidArgument
+// naming an unknown one, or when none is named; rank and alpha as given.
+Result<LoraTargets> lora_targets_named(const std::vector<std::string>& names, int32_t rank, float alpha);
 
 // PEFT's initialisation: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in),
 // 1/sqrt(in)), B = 0 (the adapter starts as the base model). Seeded: the same

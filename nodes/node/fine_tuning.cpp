@@ -1,0 +1,921 @@
+#include "fine_tuning.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "runtime/log.h"
+#include "runtime/peft_adapter.h"
+#include "runtime/training/loss_curve.h"
+#include "runtime/training/training_data.h"
+
+namespace myriad::node {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr double kBaseLearningRate = 2e-4;  // learning_rate_multiplier 1 (myriad finetune's default --lr)
+constexpr double kAutoEpochs = 3;
+constexpr size_t kMaxEventsKept = 20000;  // per job; the loss curve keeps every step regardless
+
+int64_t unix_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double mono_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string random_hex(size_t n) {
+  static thread_local std::mt19937_64 gen{std::random_device{}()};
+  static const char* digits = "0123456789abcdef";
+  std::string out(n, '0');
+  for (char& c : out) c = digits[gen() % 16];
+  return out;
+}
+
+Error bad(std::string what) { return make_error(ErrorCode::kInvalidArgument, std::move(what)); }
+
+// temp file, fsync, rename, fsync of the folder: a reader sees the old file or the new one.
+Status write_atomically(const std::string& path, std::string_view bytes) {
+  const std::string tmp = path + ".tmp-" + random_hex(8);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(ErrorCode::kIo, tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return make_error(ErrorCode::kIo, tmp + ": write failed: " + why);
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return make_error(ErrorCode::kIo, tmp + ": fsync failed");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return make_error(ErrorCode::kIo, path + ": rename failed: " + why);
+  }
+  const std::string dir = fs::path(path).parent_path().string();
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status();
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::kIo, path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool visible(const Caller& caller, const std::string& tenant) { return caller.admin || caller.tenant == tenant; }
+
+bool in_progress(const std::string& status) { return status == "queued" || status == "running"; }
+
+// An integer field in [lo, hi], or "auto" (nullopt) when `allow_auto`.
+Result<std::optional<int64_t>> int_field(const json& obj, const char* key, int64_t lo, int64_t hi, bool allow_auto) {
+  if (!obj.contains(key) || obj[key].is_null()) return std::optional<int64_t>();
+  const json& v = obj[key];
+  if (allow_auto && v.is_string() && v.get<std::string>() == "auto") return std::optional<int64_t>();
+  if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+    return bad(std::string(key) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+               "]" + (allow_auto ? " or \"auto\"" : ""));
+  return std::optional<int64_t>(v.get<int64_t>());
+}
+
+Result<std::optional<double>> positive_field(const json& obj, const char* key, bool allow_auto) {
+  if (!obj.contains(key) || obj[key].is_null()) return std::optional<double>();
+  const json& v = obj[key];
+  if (allow_auto && v.is_string() && v.get<std::string>() == "auto") return std::optional<double>();
+  if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
+    return bad(std::string(key) + ": expected a positive number" + (allow_auto ? " or \"auto\"" : ""));
+  return std::optional<double>(v.get<double>());
+}
+
+// What a create request asks for, resolved (also from a stored request after a restart).
+struct JobSpec {
+  TrainingJobConfig config;
+  std::string suffix;
+  std::string training_file, validation_file;
+  std::optional<int64_t> batch_size;  // examples per micro-batch (OpenAI's batch_size)
+  double lr_multiplier = 1.0;
+};
+
+Result<JobSpec> parse_request(const json& body, const std::string& base_model, int32_t max_rank) {
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  JobSpec s;
+  if (!body.contains("model") || !body["model"].is_string())
+    return bad("model: required, the served base model '" + base_model + "'");
+  if (body["model"].get<std::string>() != base_model)
+    return bad("model: this node fine-tunes its served base '" + base_model + "', not '" +
+               body["model"].get<std::string>() + "'");
+  if (!body.contains("training_file") || !body["training_file"].is_string())
+    return bad("training_file: required, the id of a file uploaded with purpose fine-tune");
+  s.training_file = body["training_file"].get<std::string>();
+  if (body.contains("validation_file") && !body["validation_file"].is_null()) {
+    if (!body["validation_file"].is_string()) return bad("validation_file: expected a file id");
+    s.validation_file = body["validation_file"].get<std::string>();
+  }
+  if (body.contains("suffix") && !body["suffix"].is_null()) {
+    if (!body["suffix"].is_string()) return bad("suffix: expected a string");
+    s.suffix = body["suffix"].get<std::string>();
+    if (Status st = check_adapter_name(s.suffix); !st.ok()) return bad("suffix: " + st.error().message);
+  }
+  auto seed = int_field(body, "seed", 0, int64_t(1) << 53, false);
+  if (!seed.ok()) return seed.error();
+  s.config.seed = seed.value() ? uint64_t(*seed.value()) : 0;
+
+  // OpenAI's two places for the hyperparameters: top-level (older) and method.supervised.
+  json hp = json::object();
+  if (body.contains("hyperparameters") && !body["hyperparameters"].is_null()) {
+    if (!body["hyperparameters"].is_object()) return bad("hyperparameters: expected an object");
+    hp = body["hyperparameters"];
+  }
+  if (body.contains("method") && !body["method"].is_null()) {
+    const json& m = body["method"];
+    if (!m.is_object()) return bad("method: expected an object");
+    const std::string type = m.value("type", std::string("supervised"));
+    if (type != "supervised") return bad("method.type: only \"supervised\" is supported, not \"" + type + "\"");
+    if (m.contains("supervised") && m["supervised"].is_object() && m["supervised"].contains("hyperparameters")) {
+      const json& h = m["supervised"]["hyperparameters"];
+      if (!h.is_object()) return bad("method.supervised.hyperparameters: expected an object");
+      for (auto it = h.begin(); it != h.end(); ++it) hp[it.key()] = it.value();
+    }
+  }
+  static const char* known[] = {"n_epochs", "batch_size", "learning_rate_multiplier", "steps", "learning_rate",
+                                "batch_tokens", "rank", "alpha", "targets", "warmup_steps", "grad_accum",
+                                "weight_decay"};
+  for (auto it = hp.begin(); it != hp.end(); ++it)
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }) ==
+        std::end(known))
+      return bad("hyperparameters." + it.key() + ": unknown (n_epochs, batch_size, learning_rate_multiplier; "
+                 "Myriad's: steps, learning_rate, batch_tokens, rank, alpha, targets, warmup_steps, grad_accum, "
+                 "weight_decay)");
+  auto fail = [](const Error& e) { return bad("hyperparameters." + e.message); };
+  auto epochs = positive_field(hp, "n_epochs", true);
+  if (!epochs.ok()) return fail(epochs.error());
+  if (epochs.value() && *epochs.value() > 1000) return bad("hyperparameters.n_epochs: at most 1000");
+  s.config.epochs = epochs.value().value_or(kAutoEpochs);
+  auto batch = int_field(hp, "batch_size", 1, 4096, true);
+  if (!batch.ok()) return fail(batch.error());
+  s.batch_size = batch.value();
+  auto mult = positive_field(hp, "learning_rate_multiplier", true);
+  if (!mult.ok()) return fail(mult.error());
+  s.lr_multiplier = mult.value().value_or(1.0);
+  auto lr = positive_field(hp, "learning_rate", false);
+  if (!lr.ok()) return fail(lr.error());
+  s.config.adamw.lr = lr.value().value_or(kBaseLearningRate * s.lr_multiplier);
+  auto steps = int_field(hp, "steps", 1, 1000000, false);
+  if (!steps.ok()) return fail(steps.error());
+  s.config.steps = steps.value().value_or(0);
+  auto batch_tokens = int_field(hp, "batch_tokens", 1, int64_t(1) << 24, false);
+  if (!batch_tokens.ok()) return fail(batch_tokens.error());
+  if (batch_tokens.value()) s.config.batch_tokens = *batch_tokens.value();
+  auto rank = int_field(hp, "rank", 1, max_rank, false);
+  if (!rank.ok()) return fail(rank.error());
+  auto alpha = positive_field(hp, "alpha", false);
+  if (!alpha.ok()) return fail(alpha.error());
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  if (hp.contains("targets")) {
+    if (!hp["targets"].is_array()) return bad("hyperparameters.targets: expected an array of module names");
+    targets.clear();
+    for (const json& t : hp["targets"]) {
+      if (!t.is_string()) return bad("hyperparameters.targets: expected an array of module names");
+      targets.push_back(t.get<std::string>());
+    }
+  }
+  auto named = lora_targets_named(targets, int32_t(rank.value().value_or(8)), float(alpha.value().value_or(16.0)));
+  if (!named.ok()) return bad("hyperparameters.targets: " + named.error().message);
+  s.config.targets = named.value();
+  auto warmup = int_field(hp, "warmup_steps", 0, 1000000, false);
+  if (!warmup.ok()) return fail(warmup.error());
+  s.config.warmup_steps = warmup.value().value_or(0);
+  auto accum = int_field(hp, "grad_accum", 1, 1024, false);
+  if (!accum.ok()) return fail(accum.error());
+  s.config.grad_accum = accum.value().value_or(1);
+  if (hp.contains("weight_decay")) {
+    if (!hp["weight_decay"].is_number() || hp["weight_decay"].get<double>() < 0)
+      return bad("hyperparameters.weight_decay: expected a number >= 0");
+    s.config.adamw.weight_decay = hp["weight_decay"].get<double>();
+  }
+  return s;
+}
+
+Result<TrainingFileRecord> file_from_json(const json& j) {
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) return bad("not a file record");
+  TrainingFileRecord f;
+  f.id = j["id"].get<std::string>();
+  f.tenant = j.value("tenant", std::string());
+  f.filename = j.value("filename", std::string());
+  f.purpose = j.value("purpose", std::string("fine-tune"));
+  f.bytes = j.value("bytes", int64_t(0));
+  f.created_at = j.value("created_at", int64_t(0));
+  f.examples = j.value("examples", int64_t(0));
+  return f;
+}
+
+}  // namespace
+
+json fine_tuning_file_json(const TrainingFileRecord& f) {
+  return {{"id", f.id},
+          {"object", "file"},
+          {"bytes", f.bytes},
+          {"created_at", f.created_at},
+          {"filename", f.filename},
+          {"purpose", f.purpose},
+          {"status", "processed"},
+          {"status_details", nullptr},
+          {"myriad", {{"examples", f.examples}}}};
+}
+
+Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& options,
+                                                     std::shared_ptr<const Checkpoint> base,
+                                                     std::shared_ptr<const Tokenizer> tokenizer,
+                                                     std::unique_ptr<LoraTrainingBackend> backend) {
+  std::unique_ptr<FineTuning> ft(new FineTuning());
+  ft->options_ = options;
+  ft->base_ = std::move(base);
+  ft->tokenizer_ = std::move(tokenizer);
+  ft->backend_ = std::move(backend);
+  FineTuning* self = ft.get();
+  ft->work_ = std::make_unique<TrainingWork>(
+      *ft->backend_, std::max<int64_t>(1, options.publish_every),
+      [self](const std::string& job, uint64_t v, std::shared_ptr<const LoraWeights> w) {
+        self->on_publish(job, v, std::move(w));
+      },
+      [self](const TrainingJob& job, const TrainingStepRecord& rec) { self->on_progress(job, rec); });
+  std::error_code ec;
+  for (const std::string& dir : {ft->files_dir(), ft->job_dir("")}) {
+    fs::create_directories(dir, ec);
+    if (ec) return make_error(ErrorCode::kIo, "cannot create " + dir + ": " + ec.message());
+  }
+  for (const auto& entry : fs::directory_iterator(ft->files_dir(), ec)) {
+    if (entry.path().extension() != ".json") continue;
+    auto text = read_file(entry.path().string());
+    if (!text.ok()) return text.error();
+    auto rec = file_from_json(json::parse(text.value(), nullptr, false));
+    if (!rec.ok()) return make_error(ErrorCode::kBadFile, entry.path().string() + ": " + rec.error().message);
+    ft->files_[rec.value().id] = rec.value();
+  }
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (const auto& entry : fs::directory_iterator(ft->job_dir(""), ec)) {
+    const std::string path = (entry.path() / "job.json").string();
+    if (!fs::exists(path)) continue;  // a job whose creation never finished
+    auto text = read_file(path);
+    if (!text.ok()) return text.error();
+    const json j = json::parse(text.value(), nullptr, false);
+    if (!j.is_object() || !j.contains("id")) return make_error(ErrorCode::kBadFile, path + ": not a job record");
+    auto job = std::make_unique<Job>();
+    job->id = j["id"].get<std::string>();
+    job->tenant = j.value("tenant", std::string());
+    job->status = j.value("status", std::string("failed"));
+    job->error = j.value("error", json());
+    job->request = j.value("request", json::object());
+    job->training_file = j.value("training_file", std::string());
+    job->validation_file = j.value("validation_file", std::string());
+    job->adapter_name = j.value("adapter_name", std::string());
+    job->created_at = j.value("created_at", int64_t(0));
+    job->started_at = j.value("started_at", int64_t(0));
+    job->finished_at = j.value("finished_at", int64_t(0));
+    job->trained_tokens = j.value("trained_tokens", int64_t(0));
+    job->steps = j.value("steps", int64_t(0));
+    job->total_steps = j.value("total_steps", int64_t(0));
+    job->examples = j.value("examples", int64_t(0));
+    job->last_loss = j.value("train_loss", 0.0);
+    for (const json& e : j.value("events", json::array()))
+      job->events.push_back({e.value("seq", int64_t(0)), e.value("created_at", int64_t(0)),
+                             e.value("level", std::string("info")), e.value("type", std::string("message")),
+                             e.value("message", std::string()), e.value("data", json())});
+    for (const json& v : j.value("versions", json::array()))
+      job->versions.push_back({AdapterId{job->tenant, job->adapter_name, v.value("version", uint64_t(0))},
+                               v.value("step", int64_t(0)), v.value("train_loss", 0.0),
+                               v.value("created_at", int64_t(0))});
+    for (const json& r : j.value("curve", json::array()))
+      if (r.is_array() && r.size() == 6)
+        job->curve.push_back({r[0].get<int64_t>(), r[1].get<double>(), r[4].get<int64_t>(), r[5].get<int64_t>(),
+                              r[2].get<double>(), r[3].get<double>()});
+    auto spec = parse_request(job->request, options.base_model, 256);
+    if (spec.ok()) job->config = spec.value().config;
+    order.emplace_back(job->created_at, job->id);
+    ft->jobs_[job->id] = std::move(job);
+  }
+  std::sort(order.begin(), order.end());
+  for (auto& [_, id] : order) ft->job_order_.push_back(id);
+  return ft;
+}
+
+FineTuning::~FineTuning() { stop(); }
+
+void FineTuning::start(PublishFolder publish) {
+  std::lock_guard lock(mu_);
+  publish_ = std::move(publish);
+  stopping_ = false;
+  publisher_ = std::thread([this] { publisher_loop(); });
+  for (const std::string& id : job_order_) {
+    Job& job = *jobs_[id];
+    if (!in_progress(job.status)) continue;
+    if (job.status == "running") add_event(job, "info", "message", "The node restarted: resuming from the last version");
+    job.status = "queued";
+  }
+  admit_queued();
+}
+
+void FineTuning::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!publisher_.joinable()) return;
+    stopping_ = true;
+  }
+  pending_cv_.notify_all();
+  publisher_.join();
+}
+
+std::string FineTuning::files_dir() const { return options_.data_dir + "/fine_tuning/files"; }
+std::string FineTuning::job_dir(const std::string& id) const {
+  return options_.data_dir + "/fine_tuning/jobs" + (id.empty() ? "" : "/" + id);
+}
+
+std::shared_ptr<const LoraWeights> FineTuning::fresh_version(const AdapterId& id) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [_, job] : jobs_)
+    if (job->newest && !job->versions.empty() && job->versions.back().id == id) return job->newest;
+  return nullptr;
+}
+
+// ---- files ----
+
+Result<std::vector<TrainingExample>> FineTuning::examples_of(const std::string& file_id) const {
+  DatasetOptions o;
+  o.max_tokens = base_->config().max_position_embeddings;
+  if (!base_->config().eos_token_ids.empty() && tokenizer_->eos_ids().empty())
+    o.eos = int32_t(base_->config().eos_token_ids[0]);
+  auto text = read_file(files_dir() + "/" + file_id + ".jsonl");
+  if (!text.ok()) return text.error();
+  return parse_training_jsonl(text.value(), *tokenizer_, o, file_id);
+}
+
+Result<TrainingFileRecord> FineTuning::add_file(const Caller& caller, std::string filename, std::string purpose,
+                                                std::string_view bytes) {
+  if (purpose != "fine-tune")
+    return bad("purpose: this node keeps files for fine-tuning only (\"fine-tune\"), not \"" + purpose + "\"");
+  if (bytes.size() > options_.max_file_bytes)
+    return bad("file: " + std::to_string(bytes.size()) + " bytes, over the limit of " +
+               std::to_string(options_.max_file_bytes));
+  DatasetOptions o;
+  o.max_tokens = base_->config().max_position_embeddings;
+  if (!base_->config().eos_token_ids.empty() && tokenizer_->eos_ids().empty())
+    o.eos = int32_t(base_->config().eos_token_ids[0]);
+  auto examples = parse_training_jsonl(bytes, *tokenizer_, o, filename.empty() ? "file" : filename);
+  if (!examples.ok()) return bad(examples.error().message);
+  if (examples.value().empty()) return bad(filename + ": no training example (the file has no non-blank line)");
+  TrainingFileRecord f;
+  f.id = "file-" + random_hex(24);
+  f.tenant = caller.tenant;
+  f.filename = filename;
+  f.purpose = purpose;
+  f.bytes = int64_t(bytes.size());
+  f.created_at = unix_s();
+  f.examples = int64_t(examples.value().size());
+  // The contents first, then the record that makes them visible after a restart.
+  MYRIAD_TRY(write_atomically(files_dir() + "/" + f.id + ".jsonl", bytes));
+  json rec = fine_tuning_file_json(f);
+  rec["tenant"] = f.tenant;
+  rec["examples"] = f.examples;
+  MYRIAD_TRY(write_atomically(files_dir() + "/" + f.id + ".json", rec.dump()));
+  std::lock_guard lock(mu_);
+  files_[f.id] = f;
+  return f;
+}
+
+Result<std::vector<TrainingFileRecord>> FineTuning::list_files(const Caller& caller) const {
+  std::lock_guard lock(mu_);
+  std::vector<TrainingFileRecord> out;
+  for (const auto& [_, f] : files_)
+    if (visible(caller, f.tenant)) out.push_back(f);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.created_at != b.created_at ? a.created_at > b.created_at : a.id < b.id;
+  });
+  return out;
+}
+
+Result<TrainingFileRecord> FineTuning::get_file(const Caller& caller, const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto it = files_.find(id);
+  if (it == files_.end() || !visible(caller, it->second.tenant))
+    return make_error(ErrorCode::kNotFound, "no file '" + id + "'");
+  return it->second;
+}
+
+Result<std::string> FineTuning::file_content(const Caller& caller, const std::string& id) const {
+  MYRIAD_TRY(get_file(caller, id));
+  return read_file(files_dir() + "/" + id + ".jsonl");
+}
+
+Status FineTuning::delete_file(const Caller& caller, const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = files_.find(id);
+  if (it == files_.end() || !visible(caller, it->second.tenant))
+    return make_error(ErrorCode::kNotFound, "no file '" + id + "'");
+  for (const auto& [_, job] : jobs_)
+    if (in_progress(job->status) && (job->training_file == id || job->validation_file == id))
+      return bad("file '" + id + "' is in use by " + job->id + " (" + job->status + ")");
+  std::error_code ec;
+  fs::remove(files_dir() + "/" + id + ".json", ec);  // the record first: no record, no file
+  fs::remove(files_dir() + "/" + id + ".jsonl", ec);
+  files_.erase(it);
+  return Status();
+}
+
+// ---- jobs ----
+
+Result<std::shared_ptr<TrainingJob>> FineTuning::build_trainer(const Job& job) const {
+  auto spec = parse_request(job.request, options_.base_model, 256);
+  if (!spec.ok()) return spec.error();
+  auto train = examples_of(job.training_file);
+  if (!train.ok()) return train.error();
+  std::vector<TrainingExample> eval;
+  if (!job.validation_file.empty()) {
+    auto e = examples_of(job.validation_file);
+    if (!e.ok()) return e.error();
+    eval = std::move(e.value());
+  }
+  TrainingJobConfig config = spec.value().config;
+  if (spec.value().batch_size) {
+    // OpenAI's batch_size (examples per step) as a token budget: that many of the longest example.
+    size_t longest = 1;
+    for (const auto& ex : train.value()) longest = std::max(longest, ex.tokens.size());
+    config.batch_tokens = int64_t(longest) * *spec.value().batch_size;
+  }
+  auto created = TrainingJob::create(job.id, base_->config(), config, std::move(train.value()), std::move(eval));
+  if (!created.ok()) return created.error();
+  std::shared_ptr<TrainingJob> trainer(std::move(created.value()));
+  auto resumed = trainer->load_checkpoint(job_dir(job.id) + "/checkpoint.safetensors");
+  if (!resumed.ok()) return resumed.error();
+  return trainer;
+}
+
+void FineTuning::add_event(Job& job, std::string level, std::string type, std::string message, json data) {
+  const int64_t seq = job.events.empty() ? 1 : job.events.back().seq + 1;
+  job.events.push_back({seq, unix_s(), std::move(level), std::move(type), std::move(message), std::move(data)});
+  if (job.events.size() > kMaxEventsKept) job.events.erase(job.events.begin(), job.events.begin() + 1000);
+}
+
+void FineTuning::finish(Job& job, const std::string& status) {
+  if (job.status == "running") --running_;
+  job.status = status;
+  job.finished_at = unix_s();
+  if (job.trainer) work_->cancel(job.id);  // no-op for one that ended by itself
+  job.trainer.reset();
+}
+
+void FineTuning::admit_queued() {
+  for (const std::string& id : job_order_) {
+    if (running_ >= options_.max_running) return;
+    Job& job = *jobs_[id];
+    if (job.status != "queued") continue;
+    auto trainer = build_trainer(job);
+    if (!trainer.ok()) {
+      job.status = "running";  // so finish() counts it out evenly
+      ++running_;
+      job.error = {{"code", "invalid_training_file"}, {"message", trainer.error().message}, {"param", nullptr}};
+      add_event(job, "error", "message", "The job failed: " + trainer.error().message);
+      finish(job, "failed");
+      (void)save_job(job);
+      continue;
+    }
+    job.trainer = trainer.value();
+    job.total_steps = job.trainer->total_steps();
+    job.steps = job.trainer->steps_done();
+    if (job.steps > 0) {
+      job.curve = job.trainer->history();
+      if (!job.curve.empty()) job.last_loss = job.curve.back().loss;
+    }
+    job.status = "running";
+    ++running_;
+    if (job.started_at == 0) job.started_at = unix_s();
+    job.run_started = mono_s();
+    job.run_tokens = job.run_steps = 0;
+    add_event(job, "info", "message",
+              job.steps > 0 ? "Fine-tuning job resumed at step " + std::to_string(job.steps)
+                            : "Fine-tuning job started: " + std::to_string(job.total_steps) + " steps over " +
+                                  std::to_string(job.examples) + " examples");
+    (void)save_job(job);
+    if (job.trainer->done()) {
+      // Killed after its last step's checkpoint, before that version was
+      // out: nothing is left to train; publish it now.
+      Pending p;
+      p.job = job.id;
+      p.weights = std::make_shared<const LoraWeights>(to_lora_weights(job.trainer->params(), job.id));
+      p.step = job.steps;
+      p.train_loss = job.last_loss;
+      p.final = true;
+      pending_.push_back(std::move(p));
+      pending_cv_.notify_one();
+      continue;
+    }
+    work_->add(job.trainer);
+  }
+}
+
+Result<json> FineTuning::create_job(const Caller& caller, const json& request) {
+  auto spec = parse_request(request, options_.base_model, 256);
+  if (!spec.ok()) return spec.error();
+  json stored = request;
+  if (!stored.contains("seed") || stored["seed"].is_null()) {
+    stored["seed"] = int64_t(std::random_device{}() & 0x7fffffff);  // reported, as OpenAI does
+  }
+  auto job = std::make_unique<Job>();
+  job->id = "ftjob-" + random_hex(24);
+  job->tenant = caller.tenant;
+  job->request = stored;
+  job->config = spec.value().config;
+  job->config.seed = uint64_t(stored["seed"].get<int64_t>());
+  job->training_file = spec.value().training_file;
+  job->validation_file = spec.value().validation_file;
+  job->adapter_name = spec.value().suffix.empty() ? "ft-" + job->id.substr(6, 8) : spec.value().suffix;
+  job->created_at = unix_s();
+  {
+    std::lock_guard lock(mu_);
+    for (const std::string* f : {&job->training_file, &job->validation_file}) {
+      if (f->empty()) continue;
+      auto it = files_.find(*f);
+      if (it == files_.end() || it->second.tenant != caller.tenant)
+        return bad((f == &job->training_file ? "training_file" : "validation_file") + std::string(": no file '") +
+                   *f + "' of tenant " + caller.tenant);
+    }
+    job->examples = files_[job->training_file].examples;
+  }
+  // Built once here so that every error of the data or the config answers the create call.
+  auto trainer = build_trainer(*job);
+  if (!trainer.ok()) return bad(trainer.error().message);
+  job->total_steps = trainer.value()->total_steps();
+  std::error_code ec;
+  fs::create_directories(job_dir(job->id), ec);
+  if (ec) return make_error(ErrorCode::kIo, job_dir(job->id) + ": " + ec.message());
+  std::lock_guard lock(mu_);
+  job->status = "queued";
+  add_event(*job, "info", "message", "Created fine-tuning job: " + job->id);
+  add_event(*job, "info", "message",
+            "Validated training file: " + job->training_file + " (" + std::to_string(job->examples) + " examples)");
+  MYRIAD_TRY(save_job(*job));
+  Job& held = *job;
+  job_order_.push_back(job->id);
+  jobs_[job->id] = std::move(job);
+  if (publisher_.joinable()) admit_queued();
+  return job_json(held);
+}
+
+Result<FineTuning::Job*> FineTuning::job_of(const Caller& caller, const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || !visible(caller, it->second->tenant))
+    return make_error(ErrorCode::kNotFound, "no fine-tuning job '" + id + "'");
+  return it->second.get();
+}
+
+Result<const FineTuning::Job*> FineTuning::job_of(const Caller& caller, const std::string& id) const {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || !visible(caller, it->second->tenant))
+    return make_error(ErrorCode::kNotFound, "no fine-tuning job '" + id + "'");
+  return static_cast<const Job*>(it->second.get());
+}
+
+Result<json> FineTuning::list_jobs(const Caller& caller, const std::string& after, int64_t limit) const {
+  std::lock_guard lock(mu_);
+  json data = json::array();
+  bool skipping = !after.empty();
+  bool more = false;
+  for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
+    const Job& job = *jobs_.at(*it);
+    if (!visible(caller, job.tenant)) continue;
+    if (skipping) {
+      if (job.id == after) skipping = false;
+      continue;
+    }
+    if (int64_t(data.size()) == limit) {
+      more = true;
+      break;
+    }
+    data.push_back(job_json(job));
+  }
+  return json{{"object", "list"}, {"data", data}, {"has_more", more}};
+}
+
+Result<json> FineTuning::get_job(const Caller& caller, const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto job = job_of(caller, id);
+  if (!job.ok()) return job.error();
+  return job_json(*job.value());
+}
+
+Result<json> FineTuning::cancel_job(const Caller& caller, const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto found = job_of(caller, id);
+  if (!found.ok()) return found.error();
+  Job& job = *found.value();
+  if (in_progress(job.status)) {
+    add_event(job, "info", "message", "The job was cancelled at step " + std::to_string(job.steps));
+    finish(job, "cancelled");
+    (void)save_job(job);
+    admit_queued();
+  }
+  return job_json(job);
+}
+
+Result<json> FineTuning::job_events(const Caller& caller, const std::string& id, const std::string& after,
+                                    int64_t limit) const {
+  std::lock_guard lock(mu_);
+  auto found = job_of(caller, id);
+  if (!found.ok()) return found.error();
+  const Job& job = *found.value();
+  json data = json::array();
+  bool skipping = !after.empty(), more = false;
+  for (auto it = job.events.rbegin(); it != job.events.rend(); ++it) {
+    const std::string eid = "ftevent-" + job.id.substr(6) + "-" + std::to_string(it->seq);
+    if (skipping) {
+      if (eid == after) skipping = false;
+      continue;
+    }
+    if (int64_t(data.size()) == limit) {
+      more = true;
+      break;
+    }
+    data.push_back({{"object", "fine_tuning.job.event"},
+                    {"id", eid},
+                    {"created_at", it->created_at},
+                    {"level", it->level},
+                    {"message", it->message},
+                    {"data", it->data.is_null() ? json::object() : it->data},
+                    {"type", it->type}});
+  }
+  return json{{"object", "list"}, {"data", data}, {"has_more", more}};
+}
+
+Result<json> FineTuning::job_checkpoints(const Caller& caller, const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto found = job_of(caller, id);
+  if (!found.ok()) return found.error();
+  const Job& job = *found.value();
+  json data = json::array();
+  for (auto it = job.versions.rbegin(); it != job.versions.rend(); ++it)
+    data.push_back({{"object", "fine_tuning.job.checkpoint"},
+                    {"id", "ftckpt-" + job.id.substr(6) + "-" + std::to_string(it->id.version)},
+                    {"created_at", it->created_at},
+                    {"fine_tuned_model_checkpoint", it->id.to_string()},
+                    {"fine_tuning_job_id", job.id},
+                    {"step_number", it->step},
+                    {"metrics", {{"step", it->step}, {"train_loss", it->train_loss}}}});
+  json out = {{"object", "list"}, {"data", data}, {"has_more", false}};
+  if (!data.empty()) {
+    out["first_id"] = data.front()["id"];
+    out["last_id"] = data.back()["id"];
+  }
+  return out;
+}
+
+Result<std::string> FineTuning::loss_curve(const Caller& caller, const std::string& id,
+                                           const std::string& format) const {
+  std::lock_guard lock(mu_);
+  auto found = job_of(caller, id);
+  if (!found.ok()) return found.error();
+  const Job& job = *found.value();
+  if (format == "csv") return loss_curve_csv(job.curve);
+  if (format == "svg") return loss_curve_svg(job.curve, "training loss of " + job.tenant + "/" + job.adapter_name);
+  return bad("format: csv or svg, not '" + format + "'");
+}
+
+size_t FineTuning::jobs_in_progress() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [_, job] : jobs_) n += in_progress(job->status) ? 1 : 0;
+  return n;
+}
+
+json FineTuning::job_json(const Job& job) const {
+  const TrainingJobConfig& c = job.config;
+  json targets = json::array();
+  for (int m = 0; m < kNumLinearModules; ++m)
+    if (c.targets.modules[m]) targets.push_back(linear_module_name(LinearModule(m)));
+  const json hp_request = job.request.value("hyperparameters", json::object());
+  auto echo = [&](const char* key, json fallback) {
+    return hp_request.contains(key) && !hp_request[key].is_null() ? hp_request[key] : fallback;
+  };
+  const json hyper = {{"n_epochs", echo("n_epochs", c.steps > 0 ? json("auto") : json(c.epochs))},
+                      {"batch_size", echo("batch_size", "auto")},
+                      {"learning_rate_multiplier", echo("learning_rate_multiplier", c.adamw.lr / kBaseLearningRate)}};
+  json versions = json::array();
+  for (const Version& v : job.versions) versions.push_back(v.id.to_string());
+  json estimated = nullptr;
+  if (job.status == "running" && job.run_steps > 0 && job.total_steps > job.steps) {
+    const double per_step = (mono_s() - job.run_started) / double(job.run_steps);
+    estimated = unix_s() + int64_t(per_step * double(job.total_steps - job.steps));
+  }
+  return {{"object", "fine_tuning.job"},
+          {"id", job.id},
+          {"created_at", job.created_at},
+          {"error", job.error.is_null() ? json() : job.error},
+          {"fine_tuned_model", job.versions.empty() ? json() : json(job.tenant + "/" + job.adapter_name)},
+          {"finished_at", job.finished_at ? json(job.finished_at) : json()},
+          {"hyperparameters", hyper},
+          {"method", {{"type", "supervised"}, {"supervised", {{"hyperparameters", hyper}}}}},
+          {"model", options_.base_model},
+          {"organization_id", job.tenant},
+          {"result_files", json::array()},
+          {"status", job.status},
+          {"trained_tokens", job.trained_tokens},
+          {"training_file", job.training_file},
+          {"validation_file", job.validation_file.empty() ? json() : json(job.validation_file)},
+          {"integrations", json::array()},
+          {"seed", job.request.value("seed", int64_t(0))},
+          {"estimated_finish", estimated},
+          {"user_provided_suffix", job.request.value("suffix", json())},
+          {"myriad",
+           {{"adapter", job.tenant + "/" + job.adapter_name},
+            {"step", job.steps},
+            {"total_steps", job.total_steps},
+            {"train_loss", job.curve.empty() ? json() : json(job.last_loss)},
+            {"versions", versions},
+            {"examples", job.examples},
+            {"rank", c.targets.rank},
+            {"alpha", c.targets.alpha},
+            {"targets", targets},
+            {"learning_rate", c.adamw.lr},
+            {"batch_tokens", c.batch_tokens}}}};
+}
+
+Status FineTuning::save_job(const Job& job) const {
+  json events = json::array();
+  for (const Event& e : job.events)
+    events.push_back({{"seq", e.seq}, {"created_at", e.created_at}, {"level", e.level}, {"type", e.type},
+                      {"message", e.message}, {"data", e.data}});
+  json versions = json::array();
+  for (const Version& v : job.versions)
+    versions.push_back(
+        {{"version", v.id.version}, {"step", v.step}, {"train_loss", v.train_loss}, {"created_at", v.created_at}});
+  json curve = json::array();
+  for (const TrainingStepRecord& r : job.curve)
+    curve.push_back({r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.target_tokens});
+  const json j = {{"id", job.id},
+                  {"tenant", job.tenant},
+                  {"status", job.status},
+                  {"error", job.error},
+                  {"request", job.request},
+                  {"training_file", job.training_file},
+                  {"validation_file", job.validation_file},
+                  {"adapter_name", job.adapter_name},
+                  {"created_at", job.created_at},
+                  {"started_at", job.started_at},
+                  {"finished_at", job.finished_at},
+                  {"trained_tokens", job.trained_tokens},
+                  {"steps", job.steps},
+                  {"total_steps", job.total_steps},
+                  {"examples", job.examples},
+                  {"train_loss", job.last_loss},
+                  {"events", events},
+                  {"versions", versions},
+                  {"curve", curve}};
+  return write_atomically(job_dir(job.id) + "/job.json", j.dump());
+}
+
+// ---- the worker's callbacks and the publisher ----
+
+void FineTuning::on_progress(const TrainingJob& trainer, const TrainingStepRecord& rec) {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(trainer.name());
+  if (it == jobs_.end() || it->second->status != "running") return;
+  Job& job = *it->second;
+  job.steps = rec.step;
+  job.total_steps = trainer.total_steps();
+  job.trained_tokens += rec.tokens;
+  job.last_loss = rec.loss;
+  job.curve.push_back(rec);
+  job.run_tokens += rec.tokens;
+  ++job.run_steps;
+  const double secs = std::max(1e-9, mono_s() - job.run_started);
+  const double per_step = secs / double(job.run_steps);
+  char msg[160];
+  std::snprintf(msg, sizeof msg, "Step %lld/%lld: training loss=%.4f", (long long)rec.step,
+                (long long)job.total_steps, rec.loss);
+  add_event(job, "info", "metrics", msg,
+            {{"step", rec.step},
+             {"total_steps", job.total_steps},
+             {"train_loss", rec.loss},
+             {"learning_rate", rec.lr},
+             {"grad_norm", rec.grad_norm},
+             {"tokens", rec.tokens},
+             {"tokens_per_second", double(job.run_tokens) / secs},
+             {"eta_seconds", per_step * double(job.total_steps - rec.step)}});
+}
+
+void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<const LoraWeights> weights) {
+  std::shared_ptr<TrainingJob> trainer;
+  Pending p;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(name);
+    if (it == jobs_.end() || it->second->status != "running") return;
+    trainer = it->second->trainer;
+  }
+  if (!trainer) return;
+  // The worker thread owns the job: its step and loss are this version's.
+  p.job = name;
+  p.weights = std::move(weights);
+  p.step = trainer->steps_done();
+  p.train_loss = trainer->history().empty() ? 0.0 : trainer->history().back().loss;
+  p.final = trainer->done();
+  // Between optimizer steps, on the worker thread that owns the job: the
+  // checkpoint a restarted node resumes from, written before the version
+  // is announced, so a published version always has its checkpoint.
+  if (Status st = trainer->save_checkpoint(job_dir(name) + "/checkpoint.safetensors"); !st.ok())
+    log_error("fine-tuning {}: checkpoint not saved: {}", name, st.error().to_string());
+  std::lock_guard lock(mu_);
+  pending_.push_back(std::move(p));
+  pending_cv_.notify_one();
+}
+
+void FineTuning::publisher_loop() {
+  for (;;) {
+    Pending p;
+    {
+      std::unique_lock lock(mu_);
+      pending_cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (stopping_) return;
+      p = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    publish_one(p);
+  }
+}
+
+void FineTuning::publish_one(const Pending& p) {
+  std::string tenant, adapter;
+  const int64_t step = p.step;
+  const double loss = p.train_loss;
+  const bool final = p.final;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(p.job);
+    if (it == jobs_.end() || it->second->status != "running") return;
+    tenant = it->second->tenant;
+    adapter = it->second->adapter_name;
+  }
+  const std::string tmp = job_dir(p.job) + "/publish-" + random_hex(8);
+  Result<AdapterRecord> published = make_error(ErrorCode::kInternal, "not published");
+  if (Status st = save_peft_adapter(tmp, *p.weights, options_.base_model); !st.ok()) {
+    published = st.error();
+  } else {
+    published = publish_(Caller{tenant, false}, adapter, tmp);
+  }
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(p.job);
+  if (it == jobs_.end()) return;
+  Job& job = *it->second;
+  if (!published.ok()) {
+    log_error("fine-tuning {}: version not published: {}", job.id, published.error().to_string());
+    if (job.status == "running") {
+      job.error = {{"code", "publish_failed"}, {"message", published.error().message}, {"param", nullptr}};
+      add_event(job, "error", "message", "The job failed: " + published.error().message);
+      finish(job, "failed");
+      (void)save_job(job);
+      admit_queued();
+    }
+    return;
+  }
+  const AdapterId id = published.value().id;
+  job.versions.push_back({id, step, loss, unix_s()});
+  job.newest = p.weights;
+  add_event(job, "info", "message", "New fine-tuned model version: " + id.to_string() + " (step " +
+                                        std::to_string(step) + ")",
+            {{"step", step}, {"fine_tuned_model_checkpoint", id.to_string()}});
+  if (final && job.status == "running") {
+    add_event(job, "info", "message", "The job has successfully completed");
+    finish(job, "succeeded");
+    admit_queued();
+  }
+  (void)save_job(job);
+}
+
+}  // namespace myriad::node

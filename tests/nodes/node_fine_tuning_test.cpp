@@ -1,0 +1,285 @@
+// Fine-tuning jobs through a real myriad-node's HTTP API (OpenAI's shape),
+// driven with curl: a training file uploaded, a job that trains beside
+// inference and publishes versions that answer at once, its events,
+// checkpoints and loss curve, cancel, bad input, tenant isolation, and a
+// node killed with SIGKILL mid-job that resumes it to the same final loss
+// as an uninterrupted run.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_run.h"
+#include "node_process.h"
+
+namespace myriad::testing_cli {
+namespace {
+
+using json = nlohmann::json;
+
+// The rule the finetune CLI tests use: a lowercase word's answer is its last letter upper-cased.
+std::string write_task(const std::string& path, int seed, int n) {
+  std::ofstream f(path);
+  uint32_t x = uint32_t(seed) * 2654435761u + 1;
+  for (int i = 0; i < n; ++i) {
+    std::string p;
+    for (int k = 0; k < 3; ++k) {
+      x = x * 1664525u + 1013904223u;
+      p += char('a' + (x >> 24) % 26);
+    }
+    f << json{{"prompt", p}, {"completion", std::string(1, char(p.back() - 'a' + 'A'))}}.dump() << "\n";
+  }
+  return path;
+}
+
+std::string upload(Node& node, const std::string& file, const std::string& key = "") {
+  const std::string auth = key.empty() ? "" : " -H 'Authorization: Bearer " + key + "'";
+  return sh("curl -s -w ' HTTP%{http_code}'" + auth + " -F purpose=fine-tune -F file=@" + file + " " + node.url() +
+            "/v1/files");
+}
+
+json get(Node& node, const std::string& path, const std::string& key = "") {
+  const std::string auth = key.empty() ? "" : " -H 'Authorization: Bearer " + key + "'";
+  return body_of(sh("curl -s -w ' HTTP%{http_code}'" + auth + " '" + node.url() + path + "'"));
+}
+
+// Polls the job until it leaves queued/running (or 120 s pass).
+json wait_done(Node& node, const std::string& id) {
+  json job;
+  for (int i = 0; i < 1200; ++i) {
+    job = get(node, "/v1/fine_tuning/jobs/" + id);
+    const std::string st = job.value("status", "");
+    if (st != "queued" && st != "running") return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return job;
+}
+
+TEST(NodeFineTuning, AJobTrainsPublishesVersionsThatAnswerAndKeepsItsEventsAndCurve) {
+  Node node({"--publish-every", "5"});
+  const std::string train = write_task(node.dir() + "/train.jsonl", 1, 24);
+  std::string r = upload(node, train);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const json file = body_of(r);
+  EXPECT_EQ(file["object"], "file");
+  EXPECT_EQ(file["purpose"], "fine-tune");
+  EXPECT_EQ(file["myriad"]["examples"], 24);
+  const std::string file_id = file["id"];
+  EXPECT_EQ(get(node, "/v1/files")["data"][0]["id"], file_id);
+  EXPECT_EQ(sh("curl -s " + node.url() + "/v1/files/" + file_id + "/content").size(),
+            size_t(file["bytes"].get<int64_t>()));
+
+  r = node.post("/v1/fine_tuning/jobs",
+                json{{"model", "tiny"},
+                     {"training_file", file_id},
+                     {"suffix", "caps"},
+                     {"seed", 3},
+                     {"hyperparameters", {{"steps", 12}, {"learning_rate", 1e-2}, {"batch_tokens", 64}, {"rank", 4}}}}
+                    .dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const json created = body_of(r);
+  EXPECT_EQ(created["object"], "fine_tuning.job");
+  EXPECT_TRUE(created["status"] == "queued" || created["status"] == "running") << created;
+  EXPECT_EQ(created["myriad"]["total_steps"], 12);
+  const std::string id = created["id"];
+
+  const json done = wait_done(node, id);
+  ASSERT_EQ(done["status"], "succeeded") << done.dump(1) << slurp(node.dir() + "/node.err");
+  EXPECT_EQ(done["fine_tuned_model"], "default/caps");
+  EXPECT_GT(done["trained_tokens"].get<int64_t>(), 0);
+  EXPECT_EQ(done["myriad"]["step"], 12);
+  EXPECT_TRUE(done["finished_at"].is_number());
+  // Versions at steps 5, 10 and the last, 12; newest first, as OpenAI lists checkpoints.
+  ASSERT_EQ(done["myriad"]["versions"], json({"default/caps@1", "default/caps@2", "default/caps@3"})) << done;
+  const json ckpts = get(node, "/v1/fine_tuning/jobs/" + id + "/checkpoints");
+  ASSERT_EQ(ckpts["data"].size(), 3u) << ckpts;
+  EXPECT_EQ(ckpts["data"][0]["fine_tuned_model_checkpoint"], "default/caps@3");
+  EXPECT_EQ(ckpts["data"][0]["step_number"], 12);
+  EXPECT_EQ(ckpts["data"][2]["step_number"], 5);
+
+  // Events, newest first: the end, the last version, a metrics event per step.
+  const json events = get(node, "/v1/fine_tuning/jobs/" + id + "/events?limit=100");
+  ASSERT_GE(events["data"].size(), 12u + 3u + 3u) << events;
+  EXPECT_EQ(events["data"][0]["message"], "The job has successfully completed");
+  int metrics = 0;
+  for (const json& e : events["data"])
+    if (e["type"] == "metrics") {
+      ++metrics;
+      EXPECT_TRUE(e["data"]["train_loss"].is_number()) << e;
+      EXPECT_GT(e["data"]["tokens_per_second"].get<double>(), 0) << e;
+    }
+  EXPECT_EQ(metrics, 12);
+  // Paging: limit and after.
+  const json first = get(node, "/v1/fine_tuning/jobs/" + id + "/events?limit=2");
+  ASSERT_EQ(first["data"].size(), 2u);
+  EXPECT_TRUE(first["has_more"].get<bool>());
+  const json next = get(node, "/v1/fine_tuning/jobs/" + id + "/events?limit=1&after=" +
+                                  first["data"][1]["id"].get<std::string>());
+  EXPECT_EQ(next["data"][0]["id"], events["data"][2]["id"]);
+
+  // The loss curve: a CSV row per step and a chart; the loss went down.
+  const std::string csv = sh("curl -s " + node.url() + "/v1/fine_tuning/jobs/" + id + "/loss.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 13) << csv;
+  EXPECT_EQ(sh("curl -s " + node.url() + "/v1/fine_tuning/jobs/" + id + "/loss.svg").rfind("<svg", 0), 0u);
+  double first_loss = 0;
+  for (const json& e : events["data"])
+    if (e["type"] == "metrics" && e["data"]["step"] == 1) first_loss = e["data"]["train_loss"];
+  EXPECT_LT(done["myriad"]["train_loss"].get<double>(), first_loss);
+
+  // Each version answers, by its own name and as the adapter's newest.
+  for (const std::string model : {"caps", "default/caps@1", "default/caps@latest"}) {
+    r = node.post("/v1/completions", json{{"model", model}, {"prompt", "abc"}, {"max_tokens", 2}}.dump());
+    EXPECT_NE(r.find("HTTP200"), std::string::npos) << model << ": " << r;
+  }
+  EXPECT_EQ(get(node, "/v1/fine_tuning/jobs")["data"][0]["id"], id);
+  // A file a job trains on cannot be deleted while it runs; after, it can.
+  r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/files/" + file_id);
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+}
+
+TEST(NodeFineTuning, CancelStopsAJobAndBadInputIsAClearErrorThatChangesNothing) {
+  Node node({});
+  const std::string train = write_task(node.dir() + "/train.jsonl", 2, 16);
+  const json file = body_of(upload(node, train));
+  const std::string file_id = file["id"];
+  std::string r = node.post(
+      "/v1/fine_tuning/jobs",
+      json{{"model", "tiny"}, {"training_file", file_id}, {"hyperparameters", {{"steps", 100000}}}}.dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string id = body_of(r)["id"];
+  // In use: the file stays.
+  r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/files/" + file_id);
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("in use by " + id), std::string::npos) << r;
+  // Inference goes on beside the training job.
+  r = node.post("/v1/completions", R"({"model": "tiny", "prompt": "hello", "max_tokens": 4})");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  r = node.post("/v1/fine_tuning/jobs/" + id + "/cancel", "");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["status"], "cancelled");
+  EXPECT_EQ(get(node, "/v1/fine_tuning/jobs/" + id)["status"], "cancelled");
+  // (A version being published as the cancel came is still announced after it.)
+  const json events = get(node, "/v1/fine_tuning/jobs/" + id + "/events?limit=3");
+  bool cancelled = false;
+  for (const json& e : events["data"])
+    cancelled = cancelled || e["message"].get<std::string>().find("cancelled at step") != std::string::npos;
+  EXPECT_TRUE(cancelled) << events;
+
+  // Bad files: the line at fault is named, nothing is kept.
+  {
+    std::ofstream f(node.dir() + "/bad.jsonl");
+    f << json{{"prompt", "ab"}, {"completion", "B"}}.dump() << "\n{\"prompt\": \"x\"}\n";
+  }
+  r = upload(node, node.dir() + "/bad.jsonl");
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("bad.jsonl:2"), std::string::npos) << r;
+  r = sh("curl -s -w ' HTTP%{http_code}' -F purpose=assistants -F file=@" + train + " " + node.url() + "/v1/files");
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("purpose"), std::string::npos) << r;
+  EXPECT_EQ(get(node, "/v1/files")["data"].size(), 1u);
+  // Bad jobs: each names its field.
+  const std::vector<std::pair<json, std::string>> bad = {
+      {json{{"model", "other"}, {"training_file", file_id}}, "model"},
+      {json{{"model", "tiny"}, {"training_file", "file-nope"}}, "training_file"},
+      {json{{"model", "tiny"}}, "training_file"},
+      {json{{"model", "tiny"}, {"training_file", file_id}, {"hyperparameters", {{"n_epochs", -1}}}}, "n_epochs"},
+      {json{{"model", "tiny"}, {"training_file", file_id}, {"hyperparameters", {{"flux", 1}}}}, "flux"},
+      {json{{"model", "tiny"}, {"training_file", file_id}, {"hyperparameters", {{"targets", {"qq_proj"}}}}},
+       "qq_proj"},
+      {json{{"model", "tiny"}, {"training_file", file_id}, {"method", {{"type", "dpo"}}}}, "supervised"},
+      {json{{"model", "tiny"}, {"training_file", file_id}, {"suffix", "no/slash"}}, "suffix"}};
+  for (const auto& [body, names] : bad) {
+    r = node.post("/v1/fine_tuning/jobs", body.dump());
+    EXPECT_NE(r.find("HTTP400"), std::string::npos) << body << " -> " << r;
+    EXPECT_NE(r.find(names), std::string::npos) << body << " -> " << r;
+  }
+  EXPECT_EQ(get(node, "/v1/fine_tuning/jobs")["data"].size(), 1u);
+  r = sh("curl -s -w ' HTTP%{http_code}' " + node.url() + "/v1/fine_tuning/jobs/ftjob-nope");
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+}
+
+TEST(NodeFineTuning, ATenantSeesAndUsesOnlyItsOwnFilesAndJobs) {
+  Node probe({});  // for a folder with the tiny model
+  probe.keep();
+  const std::string dir = probe.dir();
+  probe.kill_now();
+  std::ofstream(dir + "/keys.json") << R"({"ka": "acme", "kb": "blue", "kadmin": {"tenant": "ops", "admin": true}})";
+  Node node({"--api-keys", dir + "/keys.json"}, dir);
+  const std::string train = write_task(dir + "/train.jsonl", 4, 8);
+  std::string r = upload(node, train, "ka");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string file_id = body_of(r)["id"];
+  EXPECT_NE(sh("curl -s -w ' HTTP%{http_code}' -H 'Authorization: Bearer kb' " + node.url() + "/v1/files/" + file_id)
+                .find("HTTP404"),
+            std::string::npos);
+  EXPECT_EQ(get(node, "/v1/files", "kb")["data"].size(), 0u);
+  EXPECT_EQ(get(node, "/v1/files", "kadmin")["data"].size(), 1u);
+  const std::string job = json{{"model", "tiny"}, {"training_file", file_id}, {"hyperparameters", {{"steps", 2}}}}.dump();
+  r = node.post("/v1/fine_tuning/jobs", job, "-H 'Authorization: Bearer kb'");
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  r = node.post("/v1/fine_tuning/jobs", job, "-H 'Authorization: Bearer ka'");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string id = body_of(r)["id"];
+  r = sh("curl -s -w ' HTTP%{http_code}' -H 'Authorization: Bearer kb' " + node.url() + "/v1/fine_tuning/jobs/" + id);
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+  r = sh("curl -s -w ' HTTP%{http_code}' -X POST -H 'Authorization: Bearer kb' " + node.url() +
+         "/v1/fine_tuning/jobs/" + id + "/cancel");
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+  EXPECT_EQ(get(node, "/v1/fine_tuning/jobs", "kb")["data"].size(), 0u);
+  r = sh("curl -s -w ' HTTP%{http_code}' " + node.url() + "/v1/fine_tuning/jobs");
+  EXPECT_NE(r.find("HTTP401"), std::string::npos) << r;
+}
+
+TEST(NodeFineTuning, ANodeKilledMidJobResumesItToTheSameFinalLoss) {
+  const json hp = {{"steps", 200}, {"learning_rate", 5e-3}, {"batch_tokens", 64}, {"rank", 4}};
+  auto job_body = [&](const std::string& file_id) {
+    return json{{"model", "tiny"}, {"training_file", file_id}, {"seed", 11}, {"hyperparameters", hp}}.dump();
+  };
+  // Uninterrupted.
+  double expected = 0;
+  {
+    Node node({"--publish-every", "5"});
+    const json file = body_of(upload(node, write_task(node.dir() + "/train.jsonl", 5, 20)));
+    const std::string id = body_of(node.post("/v1/fine_tuning/jobs", job_body(file["id"])))["id"];
+    const json done = wait_done(node, id);
+    ASSERT_EQ(done["status"], "succeeded") << done;
+    expected = done["myriad"]["train_loss"];
+  }
+  // Killed with SIGKILL once a version is out, then restarted over the same --data.
+  Node first({"--publish-every", "5"});
+  first.keep();
+  const std::string dir = first.dir();
+  const json file = body_of(upload(first, write_task(dir + "/train.jsonl", 5, 20)));
+  const std::string id = body_of(first.post("/v1/fine_tuning/jobs", job_body(file["id"])))["id"];
+  json seen;
+  for (int i = 0; i < 600; ++i) {
+    seen = get(first, "/v1/fine_tuning/jobs/" + id);
+    if (!seen["myriad"]["versions"].empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(seen["myriad"]["versions"].empty()) << seen;
+  first.kill_now();
+  Node second({"--publish-every", "5"}, dir);
+  const json done = wait_done(second, id);
+  ASSERT_EQ(done["status"], "succeeded") << done.dump(1) << slurp(dir + "/node.err");
+  EXPECT_EQ(done["myriad"]["step"], 200);
+  // One thread, the same seed and data: the resumed run is the uninterrupted one.
+  EXPECT_NEAR(done["myriad"]["train_loss"].get<double>(), expected, 1e-6 + 1e-5 * std::abs(expected));
+  const json events = get(second, "/v1/fine_tuning/jobs/" + id + "/events?limit=1000");
+  bool resumed = false;
+  for (const json& e : events["data"])
+    resumed = resumed || e["message"].get<std::string>().find("resumed at step") != std::string::npos;
+  EXPECT_TRUE(resumed) << events;
+  // Its versions keep counting: the newest answers.
+  const std::string r =
+      second.post("/v1/completions", json{{"model", done["fine_tuned_model"]}, {"prompt", "abc"}, {"max_tokens", 2}}.dump());
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace myriad::testing_cli
