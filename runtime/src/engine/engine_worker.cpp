@@ -28,16 +28,7 @@ Result<std::unique_ptr<EngineWorker>> EngineWorker::start(const SchedulerConfig&
 EngineWorker::EngineWorker(const SchedulerConfig& config, EventSink& sink)
     : config_(config), limits_(request_limits(config)), sink_(sink), tracking_(sink, *this) {}
 
-EngineWorker::~EngineWorker() {
-  stop(StopMode::kCancel);
-  BackgroundWork* work = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    work = std::exchange(wakes_, nullptr);
-  }
-  // Outside mu_: a wakeup holds the work's lock, then takes mu_.
-  if (work) work->set_wakeup(nullptr);  // the work may outlive this worker
-}
+EngineWorker::~EngineWorker() { stop(StopMode::kCancel); }
 
 void EngineWorker::TrackingSink::on_event(const RequestEvent& e) {
   if (e.is_final()) {
@@ -146,6 +137,14 @@ void EngineWorker::stop(StopMode mode) {
   cv_.notify_one();
   std::lock_guard join(join_mu_);
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  // The loop has ended: nothing is left to wake, and the work may outlive
+  // this worker (or, once stopped, be destroyed before it).
+  BackgroundWork* work = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) work = std::exchange(wakes_, nullptr);
+  }
+  if (work) work->set_wakeup(nullptr);  // outside mu_: a wakeup holds the work's lock, then takes mu_
 }
 
 // Applies queued commands on the worker thread; returns false when the loop
