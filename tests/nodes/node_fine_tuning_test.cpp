@@ -155,9 +155,22 @@ TEST(NodeFineTuning, CancelStopsAJobAndBadInputIsAClearErrorThatChangesNothing) 
   r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/files/" + file_id);
   EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
   EXPECT_NE(r.find("in use by " + id), std::string::npos) << r;
-  // Inference goes on beside the training job.
+  // Inference goes on beside the training job, and the job's adapter answers
+  // while it trains: its name is its newest version.
   r = node.post("/v1/completions", R"({"model": "tiny", "prompt": "hello", "max_tokens": 4})");
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  json running;
+  for (int i = 0; i < 500; ++i) {
+    running = get(node, "/v1/fine_tuning/jobs/" + id);
+    if (running["myriad"]["versions"].size() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(running["status"], "running") << running;
+  ASSERT_GE(running["myriad"]["versions"].size(), 2u) << running;
+  r = node.post("/v1/completions",
+                json{{"model", running["fine_tuned_model"]}, {"prompt", "abc"}, {"max_tokens", 2}}.dump());
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["model"], running["fine_tuned_model"]) << r;
   r = node.post("/v1/fine_tuning/jobs/" + id + "/cancel", "");
   ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
   EXPECT_EQ(body_of(r)["status"], "cancelled");
