@@ -61,6 +61,52 @@ interface Myriad {
   # found is false when no such request is running (finished, or another
   # tenant's: the two look alike).
   cancel @6 (requestId :Text) -> (found :Bool);
+
+  # This session's fine-tuning files and jobs (docs/training.md): what the
+  # HTTP API's /v1/files and /v1/fine_tuning/jobs do.
+  fineTuning @7 () -> (fineTuning :FineTuning);
+}
+
+# One tenant's fine-tuning files and jobs. Each answer is the JSON object the
+# HTTP API gives for the same call (OpenAI's "file", "fine_tuning.job", and
+# lists of them, of events and of checkpoints; docs/api.md), so a client
+# reads one format over both APIs; errors are the common Error.
+interface FineTuning {
+  # A training file (JSONL, checked against the served base; a bad line is
+  # invalidArgument naming FILE:LINE) uploaded from the client's host. Its
+  # size is bounded by the node's --max-body-bytes.
+  uploadFile @0 (filename :Text, content :Data) -> (result :JsonResult);
+
+  # The tenant's files, newest first ({"object": "list", "data": [...]}).
+  listFiles @1 () -> (result :JsonResult);
+
+  # Creates a job from OpenAI's request body (JSON text: model,
+  # training_file, hyperparameters, suffix, seed, ...); answers the job.
+  createJob @2 (requestJson :Text) -> (result :JsonResult);
+
+  # The tenant's jobs, newest first, after the job `after` ("" = from the
+  # newest), at most `limit` (0 = 20).
+  listJobs @3 (after :Text, limit :UInt32) -> (result :JsonResult);
+
+  # One job (notFound for another tenant's, as for a missing one).
+  getJob @4 (id :Text) -> (result :JsonResult);
+
+  # Cancels a queued or running job; answers it as it is then.
+  cancelJob @5 (id :Text) -> (result :JsonResult);
+
+  # A job's events, newest first, after the event `after`, at most `limit`
+  # (0 = 20): messages and one metrics event per optimizer step.
+  events @6 (id :Text, after :Text, limit :UInt32) -> (result :JsonResult);
+
+  # The versions a job published, newest first.
+  checkpoints @7 (id :Text) -> (result :JsonResult);
+}
+
+struct JsonResult {
+  union {
+    json @0 :Text;           # the HTTP API's JSON object for the same call
+    error @1 :Common.Error;  # invalidArgument (naming the field), notFound, unauthenticated, unsupported
+  }
 }
 
 # The client's receiver of one request's token events.

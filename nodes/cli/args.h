@@ -203,6 +203,32 @@ struct ClusterListArgs : ServerArgs {
   bool json = false;
 };
 
+// `myriad jobs ...`: a node's fine-tuning jobs over RPC (docs/training.md).
+struct JobsCreateArgs : ServerArgs {
+  std::string model;  // --model BASE (required): the node's base model
+  std::string file;   // --file FILE.jsonl (required): uploaded from this host
+  std::optional<std::string> validation_file;  // --validation-file FILE.jsonl
+  std::string suffix;                          // --suffix NAME: the adapter's name
+  std::optional<int64_t> steps, rank, batch_tokens, seed;
+  std::optional<double> epochs, lr, alpha;
+  std::string targets;  // --targets q_proj,v_proj,... ("" = all seven)
+  bool follow = false;  // --follow: draw its progress until it ends
+  bool json = false;
+};
+
+struct JobsListArgs : ServerArgs {
+  int64_t limit = 20;
+  bool json = false;
+};
+
+// jobs get | cancel | events: one job by id.
+struct JobArgs : ServerArgs {
+  std::string id;       // the positional job id (required)
+  int64_t limit = 20;   // events: how many (the newest)
+  bool follow = false;  // get / events: draw its progress until it ends
+  bool json = false;
+};
+
 struct AdaptersRemoveArgs : ServerArgs {
   std::string name;  // --name [tenant/]name[@N] (required)
 };

@@ -6,6 +6,8 @@
 //   myriad adapters ls  --server H:P [--api-key K] [--json]
 //   myriad adapters rm  --server H:P [--api-key K] --name [tenant/]name[@N]
 //   myriad cluster ls   --server H:P [--api-key K] [--json]
+//   myriad jobs create  --server H:P [--api-key K] --model BASE --file F.jsonl [hyperparameters] [--follow] [--json]
+//   myriad jobs ls|get|cancel|events --server H:P [--api-key K] [ID] [--follow] [--json]
 // chat and complete stream the text to stdout as the tokens arrive (--json:
 // {"ids", "text", "finish_reason", "model", "prompt_tokens",
 // "completion_tokens"} at the end instead). `adapters add` uploads
@@ -17,6 +19,7 @@
 #ifdef MYRIAD_CLI_FULL
 
 #include <capnp/ez-rpc.h>
+#include <unistd.h>
 #include <kj/debug.h>
 
 #include <cstdio>
@@ -29,6 +32,9 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "args.h"
@@ -368,6 +374,240 @@ int cmd_cluster_list(const ClusterListArgs& a) {
                   cached.empty() ? "" : (" (" + cached + ")").c_str());
     }
     return 0;
+  });
+}
+
+namespace {
+
+// A FineTuning call's answer: its JSON, or the node's error printed (nullopt).
+std::optional<json> json_answer(const char* cmd, api::JsonResult::Reader r, int& code) {
+  if (r.isError()) {
+    code = node_error(cmd, r.getError());
+    return std::nullopt;
+  }
+  json j = json::parse(text_of(r.getJson()), nullptr, false);
+  if (j.is_discarded()) {
+    std::fprintf(stderr, "myriad %s: the node answered something that is not JSON\n", cmd);
+    code = 1;
+    return std::nullopt;
+  }
+  return j;
+}
+
+std::string clock_text(double seconds) {
+  const long t = long(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+
+// Polls a job until it ends, drawing its progress on stderr (a bar on a
+// terminal, a line per change otherwise). Exit 0 when it succeeded.
+int follow_job(const char* cmd, api::FineTuning::Client& ft, kj::WaitScope& ws, const std::string& id) {
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  int64_t shown = -1;
+  for (;;) {
+    auto get = ft.getJobRequest();
+    get.setId(id);
+    auto res = get.send().wait(ws);
+    int code = 0;
+    auto job = json_answer(cmd, res.getResult(), code);
+    if (!job) return code;
+    const json& m = (*job)["myriad"];
+    const int64_t step = m.value("step", int64_t(0)), total = std::max<int64_t>(1, m.value("total_steps", int64_t(1)));
+    const std::string status = job->value("status", "");
+    if (step != shown) {
+      shown = step;
+      double tps = 0, eta = 0;
+      auto ev = ft.eventsRequest();
+      ev.setId(id);
+      ev.setLimit(10);
+      auto er = ev.send().wait(ws);
+      int ecode = 0;
+      if (auto events = json_answer(cmd, er.getResult(), ecode))
+        for (const json& e : (*events)["data"])
+          if (e.value("type", "") == "metrics") {
+            tps = e["data"].value("tokens_per_second", 0.0);
+            eta = e["data"].value("eta_seconds", 0.0);
+            break;
+          }
+      const double loss = m["train_loss"].is_number() ? m["train_loss"].get<double>() : 0.0;
+      if (tty) {
+        const int width = 30, filled = int(width * std::min(step, total) / total);
+        std::fprintf(stderr, "\r%s [%s%s] step %lld/%lld  loss %.4f  %.0f tok/s  ETA %s ", id.c_str(),
+                     std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
+                     (long long)step, (long long)total, loss, tps, clock_text(eta).c_str());
+      } else {
+        std::fprintf(stderr, "%s step %lld/%lld loss %.4f tokens_per_s %.0f eta %s\n", id.c_str(), (long long)step,
+                     (long long)total, loss, tps, clock_text(eta).c_str());
+      }
+      std::fflush(stderr);
+    }
+    if (status != "queued" && status != "running") {
+      if (tty) std::fprintf(stderr, "\n");
+      std::printf("%s %s%s\n", id.c_str(), status.c_str(),
+                  (*job)["fine_tuned_model"].is_string()
+                      ? (": " + (*job)["fine_tuned_model"].get<std::string>()).c_str()
+                      : "");
+      return status == "succeeded" ? 0 : 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
+}  // namespace
+
+int cmd_jobs_create(const JobsCreateArgs& a) {
+  const char* cmd = "jobs create";
+  auto read = [](const std::string& path) -> std::optional<std::string> {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const auto train = read(a.file);
+  if (!train) return usage_error(cmd, "--file " + a.file + ": cannot read it");
+  std::optional<std::string> validation;
+  if (a.validation_file) {
+    validation = read(*a.validation_file);
+    if (!validation) return usage_error(cmd, "--validation-file " + *a.validation_file + ": cannot read it");
+  }
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto ft = session.fineTuningRequest().send().getFineTuning();
+    int code = 0;
+    auto upload = [&](const std::string& path, const std::string& bytes) -> std::optional<std::string> {
+      auto req = ft.uploadFileRequest();
+      req.setFilename(std::filesystem::path(path).filename().string());
+      req.setContent(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+      auto res = req.send().wait(ws);
+      auto f = json_answer(cmd, res.getResult(), code);
+      if (!f) return std::nullopt;
+      return (*f)["id"].get<std::string>();
+    };
+    const auto file_id = upload(a.file, *train);
+    if (!file_id) return code;
+    json body = {{"model", a.model}, {"training_file", *file_id}};
+    if (validation) {
+      const auto vid = upload(*a.validation_file, *validation);
+      if (!vid) return code;
+      body["validation_file"] = *vid;
+    }
+    if (!a.suffix.empty()) body["suffix"] = a.suffix;
+    if (a.seed) body["seed"] = *a.seed;
+    json hp = json::object();
+    if (a.epochs) hp["n_epochs"] = *a.epochs;
+    if (a.steps) hp["steps"] = *a.steps;
+    if (a.lr) hp["learning_rate"] = *a.lr;
+    if (a.rank) hp["rank"] = *a.rank;
+    if (a.alpha) hp["alpha"] = *a.alpha;
+    if (a.batch_tokens) hp["batch_tokens"] = *a.batch_tokens;
+    if (!a.targets.empty()) {
+      json t = json::array();
+      std::stringstream ss(a.targets);
+      std::string name;
+      while (std::getline(ss, name, ','))
+        if (!name.empty()) t.push_back(name);
+      hp["targets"] = t;
+    }
+    body["hyperparameters"] = hp;
+    auto req = ft.createJobRequest();
+    req.setRequestJson(body.dump());
+    auto res = req.send().wait(ws);
+    auto job = json_answer(cmd, res.getResult(), code);
+    if (!job) return code;
+    if (a.json) {
+      std::printf("%s\n", job->dump().c_str());
+    } else {
+      std::printf("%s %s: %lld steps on %s (%lld examples), adapter %s\n", (*job)["id"].get<std::string>().c_str(),
+                  (*job)["status"].get<std::string>().c_str(), (long long)(*job)["myriad"]["total_steps"].get<int64_t>(),
+                  file_id->c_str(), (long long)(*job)["myriad"]["examples"].get<int64_t>(),
+                  (*job)["myriad"]["adapter"].get<std::string>().c_str());
+    }
+    std::fflush(stdout);
+    return a.follow ? follow_job(cmd, ft, ws, (*job)["id"].get<std::string>()) : 0;
+  });
+}
+
+int cmd_jobs_list(const JobsListArgs& a) {
+  const char* cmd = "jobs ls";
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto ft = session.fineTuningRequest().send().getFineTuning();
+    auto req = ft.listJobsRequest();
+    req.setLimit(uint32_t(std::clamp<int64_t>(a.limit, 1, 10000)));
+    auto res = req.send().wait(ws);
+    int code = 0;
+    auto list = json_answer(cmd, res.getResult(), code);
+    if (!list) return code;
+    if (a.json) {
+      std::printf("%s\n", (*list)["data"].dump().c_str());
+      return 0;
+    }
+    std::printf("%-32s %-10s %-28s %11s %8s %8s %s\n", "ID", "STATUS", "ADAPTER", "STEP", "LOSS", "VERSIONS", "CREATED");
+    for (const json& j : (*list)["data"]) {
+      const json& m = j["myriad"];
+      const std::string step = std::to_string(m.value("step", int64_t(0))) + "/" + std::to_string(m.value("total_steps", int64_t(0)));
+      char loss[32] = "-";
+      if (m["train_loss"].is_number()) std::snprintf(loss, sizeof loss, "%.4f", m["train_loss"].get<double>());
+      std::printf("%-32s %-10s %-28s %11s %8s %8zu %s\n", j["id"].get<std::string>().c_str(),
+                  j["status"].get<std::string>().c_str(), m["adapter"].get<std::string>().c_str(), step.c_str(), loss,
+                  m["versions"].size(), utc_time(j["created_at"].get<int64_t>() * 1000).c_str());
+    }
+    return 0;
+  });
+}
+
+int cmd_jobs_get(const JobArgs& a) {
+  const char* cmd = "jobs get";
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto ft = session.fineTuningRequest().send().getFineTuning();
+    if (a.follow) return follow_job(cmd, ft, ws, a.id);
+    auto req = ft.getJobRequest();
+    req.setId(a.id);
+    auto res = req.send().wait(ws);
+    int code = 0;
+    auto job = json_answer(cmd, res.getResult(), code);
+    if (!job) return code;
+    std::printf("%s\n", job->dump(a.json ? -1 : 2).c_str());
+    return 0;
+  });
+}
+
+int cmd_jobs_cancel(const JobArgs& a) {
+  const char* cmd = "jobs cancel";
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto ft = session.fineTuningRequest().send().getFineTuning();
+    auto req = ft.cancelJobRequest();
+    req.setId(a.id);
+    auto res = req.send().wait(ws);
+    int code = 0;
+    auto job = json_answer(cmd, res.getResult(), code);
+    if (!job) return code;
+    std::printf("%s %s at step %lld\n", a.id.c_str(), (*job)["status"].get<std::string>().c_str(),
+                (long long)(*job)["myriad"]["step"].get<int64_t>());
+    return 0;
+  });
+}
+
+int cmd_jobs_events(const JobArgs& a) {
+  const char* cmd = "jobs events";
+  return with_session(cmd, a, [&](api::Myriad::Client& session, kj::WaitScope& ws) {
+    auto ft = session.fineTuningRequest().send().getFineTuning();
+    auto req = ft.eventsRequest();
+    req.setId(a.id);
+    req.setLimit(uint32_t(std::clamp<int64_t>(a.limit, 1, 10000)));
+    auto res = req.send().wait(ws);
+    int code = 0;
+    auto events = json_answer(cmd, res.getResult(), code);
+    if (!events) return code;
+    const json& data = (*events)["data"];
+    if (a.json) {
+      std::printf("%s\n", data.dump().c_str());
+    } else {
+      for (auto it = data.rbegin(); it != data.rend(); ++it)  // oldest first, as a log reads
+        std::printf("%s %-5s %s\n", utc_time((*it)["created_at"].get<int64_t>() * 1000).c_str(),
+                    (*it)["level"].get<std::string>().c_str(), (*it)["message"].get<std::string>().c_str());
+    }
+    std::fflush(stdout);
+    return a.follow ? follow_job(cmd, ft, ws, a.id) : 0;
   });
 }
 

@@ -28,6 +28,11 @@ int cmd_adapters_add(const AdaptersAddArgs& args);
 int cmd_adapters_list(const AdaptersListArgs& args);
 int cmd_adapters_remove(const AdaptersRemoveArgs& args);
 int cmd_cluster_list(const ClusterListArgs& args);
+int cmd_jobs_create(const JobsCreateArgs& args);
+int cmd_jobs_list(const JobsListArgs& args);
+int cmd_jobs_get(const JobArgs& args);
+int cmd_jobs_cancel(const JobArgs& args);
+int cmd_jobs_events(const JobArgs& args);
 #endif
 
 }  // namespace myriad::cli

@@ -312,12 +312,62 @@ void add_cluster(CLI::App& app, ClusterListArgs& ls, std::function<int()>& run, 
   l->callback([&] { run = [&] { return cmd_cluster_list(ls); }; });
   add_log_level(*l, log_level);
 }
+
+void add_jobs(CLI::App& app, JobsCreateArgs& create, JobsListArgs& ls, JobArgs& get, JobArgs& cancel, JobArgs& events,
+              std::function<int()>& run, myriad::LogLevel& log_level) {
+  auto* c = add_command(app, "jobs", "a node's fine-tuning jobs over RPC: create, ls, get, cancel, events");
+  c->require_subcommand(1);
+  c->footer("myriad jobs <create|ls|get|cancel|events> --help prints that command's flags");
+  auto* n = add_command(*c, "create", "upload a JSONL dataset from this host and start a fine-tuning job on the node");
+  add_server_flags(*n, create);
+  n->add_option("--model", create.model, "the node's base model (its name in /v1/models)")->option_text("BASE")->required();
+  n->add_option("--file", create.file, "training data: JSONL of {prompt, completion} or {messages}")
+      ->option_text("FILE")
+      ->required();
+  n->add_option("--validation-file", create.validation_file, "held-out data in the same format")->option_text("FILE");
+  n->add_option("--suffix", create.suffix, "the adapter's name (default ft-<job>)")->option_text("NAME");
+  n->add_option("--steps", create.steps, "optimizer steps (default: --epochs passes)")->option_text("N");
+  n->add_option("--epochs", create.epochs, "passes over the data (default 3)")->option_text("E");
+  n->add_option("--lr", create.lr, "peak learning rate (default 2e-4)")->option_text("LR");
+  n->add_option("--rank", create.rank, "LoRA rank (default 8)")->option_text("R");
+  n->add_option("--alpha", create.alpha, "LoRA alpha (default 16)")->option_text("A");
+  n->add_option("--batch-tokens", create.batch_tokens, "tokens of one micro-batch (default 4096)")->option_text("T");
+  n->add_option("--targets", create.targets, "modules to train, comma-separated (default all seven)")
+      ->option_text("LIST");
+  n->add_option("--seed", create.seed, "the job's seed (default: one the node picks and reports)")->option_text("S");
+  n->add_flag("--follow", create.follow, "draw the job's progress until it ends (exit 0 when it succeeded)");
+  n->add_flag("--json", create.json, "print the created job as JSON");
+  n->callback([&] { run = [&] { return cmd_jobs_create(create); }; });
+  auto* l = add_command(*c, "ls", "the key's tenant's jobs, newest first: id, status, adapter, step, loss, versions");
+  add_server_flags(*l, ls);
+  l->add_option("--limit", ls.limit, "how many (default 20)")->option_text("N");
+  l->add_flag("--json", ls.json, "print a JSON array of the jobs");
+  l->callback([&] { run = [&] { return cmd_jobs_list(ls); }; });
+  auto* g = add_command(*c, "get", "one job as JSON");
+  add_server_flags(*g, get);
+  g->add_option("id", get.id, "the job's id (ftjob-...)")->required();
+  g->add_flag("--follow", get.follow, "draw its progress until it ends instead");
+  g->add_flag("--json", get.json, "one line instead of indented");
+  g->callback([&] { run = [&] { return cmd_jobs_get(get); }; });
+  auto* x = add_command(*c, "cancel", "stop a queued or running job");
+  add_server_flags(*x, cancel);
+  x->add_option("id", cancel.id, "the job's id")->required();
+  x->callback([&] { run = [&] { return cmd_jobs_cancel(cancel); }; });
+  auto* e = add_command(*c, "events", "a job's events, oldest first: created, started, each version, the end, a metrics line per step");
+  add_server_flags(*e, events);
+  e->add_option("id", events.id, "the job's id")->required();
+  e->add_option("--limit", events.limit, "the newest N (default 20)")->option_text("N");
+  e->add_flag("--follow", events.follow, "then draw its progress until it ends");
+  e->add_flag("--json", events.json, "print them as a JSON array, newest first");
+  e->callback([&] { run = [&] { return cmd_jobs_events(events); }; });
+  for (CLI::App* sub : {n, l, g, x, e}) add_log_level(*sub, log_level);
+}
 #endif
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("Myriad: serve many LoRA adapters over one base model. The local commands compute on the CPU; chat, complete and adapters call a node (myriad-node --rpc).", "myriad");
+  CLI::App app("Myriad: serve many LoRA adapters over one base model. The local commands compute on the CPU; chat, complete, adapters, cluster and jobs call a node (myriad-node --rpc).", "myriad");
   set_conventions(app);
   app.require_subcommand(1);
   app.footer("myriad <command> --help prints that command's flags");
@@ -359,6 +409,10 @@ int main(int argc, char** argv) {
   add_remote_generate(app, complete, /*chat=*/false, run);
   add_adapters(app, adapters_add, adapters_ls, adapters_rm, run, log_level);
   add_cluster(app, cluster_ls, run, log_level);
+  JobsCreateArgs jobs_create;
+  JobsListArgs jobs_ls;
+  JobArgs jobs_get, jobs_cancel, jobs_events;
+  add_jobs(app, jobs_create, jobs_ls, jobs_get, jobs_cancel, jobs_events, run, log_level);
 #endif
   for (CLI::App* cmd : app.get_subcommands({})) add_log_level(*cmd, log_level);
 

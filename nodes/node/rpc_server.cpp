@@ -120,6 +120,7 @@ struct RpcServer::Impl {
   class Session;
   class AdaptersImpl;
   class UploadImpl;
+  class FineTuningImpl;
   class GenerateOp;
 
   Impl(NodeService& s, const Tenants& t, const RpcOptions& o) : service(s), tenants(t), opts(o) {
@@ -499,6 +500,111 @@ class RpcServer::Impl::AdaptersImpl final : public api::Adapters::Server {
 // A `Myriad` capability: the bootstrap (a session of the `default` tenant
 // on a node without keys; on one with keys, only health/stats/login) or a
 // tenant's session from login.
+// One tenant's fine-tuning files and jobs (Myriad.fineTuning): the HTTP
+// API's JSON answers, from the same FineTuning.
+class RpcServer::Impl::FineTuningImpl final : public api::FineTuning::Server {
+ public:
+  FineTuningImpl(Impl& s, Caller caller) : s_(s), caller_(std::move(caller)) {}
+
+  kj::Promise<void> uploadFile(UploadFileContext context) override {
+    const auto p = context.getParams();
+    auto r = context.getResults().initResult();
+    FineTuning* ft = fine_tuning(r);
+    if (!ft) return kj::READY_NOW;
+    const auto content = p.getContent();
+    if (content.size() > s_.opts.max_upload_bytes) {
+      set_error(r, SCode::RESOURCE_EXHAUSTED,
+                "the file is " + std::to_string(content.size()) + " bytes; this node accepts at most " +
+                    std::to_string(s_.opts.max_upload_bytes) + " (--max-body-bytes)");
+      return kj::READY_NOW;
+    }
+    auto f = ft->add_file(caller_, as_string(p.getFilename()), "fine-tune",
+                          std::string_view(reinterpret_cast<const char*>(content.begin()), content.size()));
+    answer(r, f.ok() ? Result<nlohmann::json>(fine_tuning_file_json(f.value())) : Result<nlohmann::json>(f.error()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> listFiles(ListFilesContext context) override {
+    auto r = context.getResults().initResult();
+    FineTuning* ft = fine_tuning(r);
+    if (!ft) return kj::READY_NOW;
+    auto files = ft->list_files(caller_);
+    if (!files.ok()) {
+      answer(r, files.error());
+      return kj::READY_NOW;
+    }
+    nlohmann::json data = nlohmann::json::array();
+    for (const auto& f : files.value()) data.push_back(fine_tuning_file_json(f));
+    answer(r, nlohmann::json{{"object", "list"}, {"data", data}, {"has_more", false}});
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> createJob(CreateJobContext context) override {
+    auto r = context.getResults().initResult();
+    FineTuning* ft = fine_tuning(r);
+    if (!ft) return kj::READY_NOW;
+    const auto body = nlohmann::json::parse(as_string(context.getParams().getRequestJson()), nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      set_error(r, SCode::INVALID_ARGUMENT, "requestJson: not a JSON object");
+      return kj::READY_NOW;
+    }
+    answer(r, ft->create_job(caller_, body));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> listJobs(ListJobsContext context) override {
+    const auto p = context.getParams();
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r)) answer(r, ft->list_jobs(caller_, as_string(p.getAfter()), limit(p.getLimit())));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> getJob(GetJobContext context) override {
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r)) answer(r, ft->get_job(caller_, as_string(context.getParams().getId())));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> cancelJob(CancelJobContext context) override {
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r)) answer(r, ft->cancel_job(caller_, as_string(context.getParams().getId())));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> events(EventsContext context) override {
+    const auto p = context.getParams();
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r))
+      answer(r, ft->job_events(caller_, as_string(p.getId()), as_string(p.getAfter()), limit(p.getLimit())));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> checkpoints(CheckpointsContext context) override {
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r)) answer(r, ft->job_checkpoints(caller_, as_string(context.getParams().getId())));
+    return kj::READY_NOW;
+  }
+
+ private:
+  static int64_t limit(uint32_t n) { return n == 0 ? 20 : int64_t(std::min<uint32_t>(n, 10000)); }
+  // The node's FineTuning, or null after answering why there is none.
+  FineTuning* fine_tuning(api::JsonResult::Builder r) {
+    FineTuning* ft = s_.service.fine_tuning();
+    if (!ft) set_error(r, SCode::UNSUPPORTED, s_.service.fine_tuning_unavailable());
+    return ft;
+  }
+  static void answer(api::JsonResult::Builder r, const Result<nlohmann::json>& j) {
+    if (j.ok()) {
+      r.setJson(j.value().dump());
+    } else {
+      set_error(r, code_of(j.error()), j.error().message);
+    }
+  }
+
+  Impl& s_;
+  Caller caller_;
+};
+
 class RpcServer::Impl::Session final : public api::Myriad::Server {
  public:
   Session(Impl& s, std::optional<Caller> caller) : s_(s), caller_(std::move(caller)) {}
@@ -512,6 +618,15 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
       return kj::READY_NOW;
     }
     context.getResults().setAdapters(kj::heap<AdaptersImpl>(s_, *caller_));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> fineTuning(FineTuningContext context) override {
+    if (!caller_) {
+      context.getResults().setFineTuning(kj::heap<UnauthenticatedFineTuning>());
+      return kj::READY_NOW;
+    }
+    context.getResults().setFineTuning(kj::heap<FineTuningImpl>(s_, *caller_));
     return kj::READY_NOW;
   }
 
@@ -665,6 +780,23 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
     kj::Promise<void> get(GetContext c) override { return refuse(c); }
     kj::Promise<void> delete_(DeleteContext c) override { return refuse(c); }
     kj::Promise<void> versions(VersionsContext c) override { return refuse(c); }
+  };
+
+  // The FineTuning of a session without a key: every method answers unauthenticated.
+  class UnauthenticatedFineTuning final : public api::FineTuning::Server {
+    template <class Ctx>
+    static kj::Promise<void> refuse(Ctx& context) {
+      set_error(context.getResults().initResult(), SCode::UNAUTHENTICATED, kNeedsLogin);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> uploadFile(UploadFileContext c) override { return refuse(c); }
+    kj::Promise<void> listFiles(ListFilesContext c) override { return refuse(c); }
+    kj::Promise<void> createJob(CreateJobContext c) override { return refuse(c); }
+    kj::Promise<void> listJobs(ListJobsContext c) override { return refuse(c); }
+    kj::Promise<void> getJob(GetJobContext c) override { return refuse(c); }
+    kj::Promise<void> cancelJob(CancelJobContext c) override { return refuse(c); }
+    kj::Promise<void> events(EventsContext c) override { return refuse(c); }
+    kj::Promise<void> checkpoints(CheckpointsContext c) override { return refuse(c); }
   };
 
   Impl& s_;

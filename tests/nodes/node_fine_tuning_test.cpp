@@ -294,5 +294,56 @@ TEST(NodeFineTuning, ANodeKilledMidJobResumesItToTheSameFinalLoss) {
   fs::remove_all(dir);
 }
 
+TEST(NodeFineTuning, TheCliRunsJobsOverRpc) {
+  Node probe({});
+  probe.keep();
+  const std::string dir = probe.dir();
+  probe.kill_now();
+  std::ofstream(dir + "/keys.json") << R"({"ka": "acme", "kb": "blue"})";
+  Node node({"--api-keys", dir + "/keys.json", "--publish-every", "5"}, dir);
+  const std::string server = " --server " + node.rpc();
+  ASSERT_FALSE(node.rpc().empty());
+  const std::string train = write_task(dir + "/train.jsonl", 6, 24);
+  auto r = run_cli("jobs create" + server + " --api-key ka --model tiny --file " + train +
+                   " --suffix caps --steps 12 --lr 1e-2 --batch-tokens 64 --rank 4 --seed 2 --follow",
+              true);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("succeeded: acme/caps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step 12/12"), std::string::npos) << r.out;  // the progress, drawn as lines off a terminal
+  r = run_cli("jobs ls" + server + " --api-key ka --json");
+  ASSERT_EQ(r.code, 0);
+  const json jobs = json::parse(r.out);
+  ASSERT_EQ(jobs.size(), 1u) << r.out;
+  EXPECT_EQ(jobs[0]["myriad"]["versions"].size(), 3u);
+  const std::string id = jobs[0]["id"];
+  r = run_cli("jobs events" + server + " --api-key ka " + id + " --limit 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("The job has successfully completed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("acme/caps@3"), std::string::npos) << r.out;
+  r = run_cli("jobs get" + server + " --api-key ka " + id + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["status"], "succeeded");
+  // Another tenant sees none of it; without a key nothing answers; bad input names the field.
+  r = run_cli("jobs get" + server + " --api-key kb " + id, true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("notFound"), std::string::npos) << r.out;
+  r = run_cli("jobs ls" + server, true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unauthenticated"), std::string::npos) << r.out;
+  r = run_cli("jobs create" + server + " --api-key kb --model tiny --file " + train + " --targets qq_proj", true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("qq_proj"), std::string::npos) << r.out;
+  r = run_cli("jobs create" + server + " --api-key kb --model tiny --file " + dir + "/missing.jsonl", true);
+  EXPECT_EQ(r.code, 2);
+  // A long job, cancelled from the CLI.
+  r = run_cli("jobs create" + server + " --api-key kb --model tiny --file " + train + " --steps 100000 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string long_id = json::parse(r.out)["id"];
+  r = run_cli("jobs cancel" + server + " --api-key kb " + long_id);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(long_id + " cancelled at step"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace myriad::testing_cli

@@ -98,6 +98,12 @@ class Node {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   const std::string& url() const { return url_; }
+  // The RPC address (HOST:PORT) from the start line.
+  std::string rpc() const {
+    std::smatch m;
+    const std::string out = slurp(dir_ + "/node.out");
+    return std::regex_search(out, m, std::regex("rpc://(127\\.0\\.0\\.1:[0-9]+)")) ? m[1].str() : std::string();
+  }
   const std::string& dir() const { return dir_; }
 
  private:
