@@ -705,11 +705,15 @@ Result<std::string> FineTuning::loss_curve(const Caller& caller, const std::stri
   return bad("format: csv or svg, not '" + format + "'");
 }
 
-size_t FineTuning::jobs_in_progress() const {
+FineTuning::Counts FineTuning::counts() const {
   std::lock_guard lock(mu_);
-  size_t n = 0;
-  for (const auto& [_, job] : jobs_) n += in_progress(job->status) ? 1 : 0;
-  return n;
+  Counts c;
+  for (const char* status : {"queued", "running", "succeeded", "failed", "cancelled"}) c.jobs[status] = 0;
+  for (const auto& [_, job] : jobs_) ++c.jobs[job->status];
+  c.trained_tokens = trained_tokens_;
+  c.steps = steps_run_;
+  c.versions = versions_published_;
+  return c;
 }
 
 json FineTuning::job_json(const Job& job) const {
@@ -808,6 +812,8 @@ void FineTuning::on_progress(const TrainingJob& trainer, const TrainingStepRecor
   job.steps = rec.step;
   job.total_steps = trainer.total_steps();
   job.trained_tokens += rec.tokens;
+  trained_tokens_ += rec.tokens;
+  ++steps_run_;
   job.last_loss = rec.loss;
   job.curve.push_back(rec);
   job.run_tokens += rec.tokens;
@@ -906,6 +912,7 @@ void FineTuning::publish_one(const Pending& p) {
   }
   const AdapterId id = published.value().id;
   job.versions.push_back({id, step, loss, unix_s()});
+  ++versions_published_;
   job.newest = p.weights;
   add_event(job, "info", "message", "New fine-tuned model version: " + id.to_string() + " (step " +
                                         std::to_string(step) + ")",

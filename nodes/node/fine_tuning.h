@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -127,8 +128,14 @@ class FineTuning {
   // The loss curve: "csv" (one row per step) or "svg" (a chart).
   Result<std::string> loss_curve(const Caller& caller, const std::string& id, const std::string& format) const;
 
-  // Jobs queued or running, and steps trained since the node started (metrics).
-  size_t jobs_in_progress() const;
+  // For /metrics: jobs by status, and what they trained since the node started.
+  struct Counts {
+    std::map<std::string, int64_t> jobs;  // status -> jobs (every status, 0 included)
+    int64_t trained_tokens = 0;           // tokens of the rows of every step run
+    int64_t steps = 0;                    // optimizer steps run
+    int64_t versions = 0;                 // versions published
+  };
+  Counts counts() const;
 
  private:
   struct Event {
@@ -203,6 +210,7 @@ class FineTuning {
   std::unordered_map<std::string, std::unique_ptr<Job>> jobs_;
   std::vector<std::string> job_order_;  // creation order
   int32_t running_ = 0;
+  int64_t trained_tokens_ = 0, steps_run_ = 0, versions_published_ = 0;  // since start
   std::deque<Pending> pending_;
   std::condition_variable pending_cv_;
   bool stopping_ = false;

@@ -430,9 +430,12 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (target == "/metrics" && method == http::verb::get) {
     // The engine's figures are read between steps: this waits at most one step.
     {
-      auto res_ = make_response(req, 200,
-                             prometheus_text(service.metrics_json(), service.stats(), service.draining()),
-                             "text/plain; version=0.0.4");
+      std::string text = prometheus_text(service.metrics_json(), service.stats(), service.draining());
+      if (FineTuning* ft = service.fine_tuning()) {
+        const FineTuning::Counts c = ft->counts();
+        text += prometheus_fine_tuning_text(c.jobs, c.trained_tokens, c.steps, c.versions);
+      }
+      auto res_ = make_response(req, 200, std::move(text), "text/plain; version=0.0.4");
       co_return co_await send(stream, std::move(res_));
     }
   }

@@ -181,4 +181,21 @@ std::string prometheus_text(const std::string& metrics_json, const EngineWorkerS
   return out;
 }
 
+std::string prometheus_fine_tuning_text(const std::map<std::string, int64_t>& jobs_by_status, int64_t trained_tokens,
+                                        int64_t steps, int64_t versions) {
+  std::string out;
+  metric(out, "myriad_fine_tuning_jobs", "gauge", "Fine-tuning jobs on this node by status.");
+  for (const auto& [status, n] : jobs_by_status)
+    out += "myriad_fine_tuning_jobs{status=\"" + status + "\"} " + std::to_string(n) + "\n";
+  metric(out, "myriad_fine_tuning_trained_tokens_total", "counter",
+         "Tokens in the rows of every fine-tuning step run since the node started.");
+  out += "myriad_fine_tuning_trained_tokens_total " + std::to_string(trained_tokens) + "\n";
+  metric(out, "myriad_fine_tuning_steps_total", "counter", "Optimizer steps of fine-tuning jobs since the node started.");
+  out += "myriad_fine_tuning_steps_total " + std::to_string(steps) + "\n";
+  metric(out, "myriad_fine_tuning_versions_total", "counter",
+         "Adapter versions fine-tuning jobs published since the node started.");
+  out += "myriad_fine_tuning_versions_total " + std::to_string(versions) + "\n";
+  return out;
+}
+
 }  // namespace myriad::node

@@ -136,6 +136,14 @@ TEST(NodeFineTuning, AJobTrainsPublishesVersionsThatAnswerAndKeepsItsEventsAndCu
     EXPECT_NE(r.find("HTTP200"), std::string::npos) << model << ": " << r;
   }
   EXPECT_EQ(get(node, "/v1/fine_tuning/jobs")["data"][0]["id"], id);
+  // /metrics counts the jobs and what they trained.
+  const std::string prom = sh("curl -s " + node.url() + "/metrics");
+  EXPECT_NE(prom.find("myriad_fine_tuning_jobs{status=\"succeeded\"} 1\n"), std::string::npos) << prom;
+  EXPECT_NE(prom.find("myriad_fine_tuning_jobs{status=\"running\"} 0\n"), std::string::npos) << prom;
+  EXPECT_NE(prom.find("myriad_fine_tuning_steps_total 12\n"), std::string::npos) << prom;
+  EXPECT_NE(prom.find("myriad_fine_tuning_versions_total 3\n"), std::string::npos) << prom;
+  EXPECT_NE(prom.find("myriad_fine_tuning_trained_tokens_total " + std::to_string(done["trained_tokens"].get<int64_t>()) + "\n"),
+            std::string::npos) << prom;
   // A file a job trains on cannot be deleted while it runs; after, it can.
   r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/files/" + file_id);
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
