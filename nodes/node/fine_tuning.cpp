@@ -366,14 +366,18 @@ std::shared_ptr<const LoraWeights> FineTuning::fresh_version(const AdapterId& id
 
 // ---- files ----
 
-Result<std::vector<TrainingExample>> FineTuning::examples_of(const std::string& file_id) const {
+DatasetOptions FineTuning::dataset_options() const {
   DatasetOptions o;
   o.max_tokens = base_->config().max_position_embeddings;
   if (!base_->config().eos_token_ids.empty() && tokenizer_->eos_ids().empty())
     o.eos = int32_t(base_->config().eos_token_ids[0]);
+  return o;
+}
+
+Result<std::vector<TrainingExample>> FineTuning::examples_of(const std::string& file_id) const {
   auto text = read_file(files_dir() + "/" + file_id + ".jsonl");
   if (!text.ok()) return text.error();
-  return parse_training_jsonl(text.value(), *tokenizer_, o, file_id);
+  return parse_training_jsonl(text.value(), *tokenizer_, dataset_options(), file_id);
 }
 
 Result<TrainingFileRecord> FineTuning::add_file(const Caller& caller, std::string filename, std::string purpose,
@@ -383,11 +387,7 @@ Result<TrainingFileRecord> FineTuning::add_file(const Caller& caller, std::strin
   if (bytes.size() > options_.max_file_bytes)
     return bad("file: " + std::to_string(bytes.size()) + " bytes, over the limit of " +
                std::to_string(options_.max_file_bytes));
-  DatasetOptions o;
-  o.max_tokens = base_->config().max_position_embeddings;
-  if (!base_->config().eos_token_ids.empty() && tokenizer_->eos_ids().empty())
-    o.eos = int32_t(base_->config().eos_token_ids[0]);
-  auto examples = parse_training_jsonl(bytes, *tokenizer_, o, filename.empty() ? "file" : filename);
+  auto examples = parse_training_jsonl(bytes, *tokenizer_, dataset_options(), filename.empty() ? "file" : filename);
   if (!examples.ok()) return bad(examples.error().message);
   if (examples.value().empty()) return bad(filename + ": no training example (the file has no non-blank line)");
   TrainingFileRecord f;

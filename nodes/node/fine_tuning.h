@@ -192,6 +192,8 @@ class FineTuning {
   void finish(Job& job, const std::string& status);
   Status save_job(const Job& job) const;
   nlohmann::json job_json(const Job& job) const;
+  // How the served base reads a training file: its context, its EOS.
+  DatasetOptions dataset_options() const;
   Result<std::vector<TrainingExample>> examples_of(const std::string& file_id) const;
   std::string job_dir(const std::string& id) const;
   std::string files_dir() const;
