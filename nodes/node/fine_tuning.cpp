@@ -22,6 +22,12 @@ namespace myriad::node {
 
 namespace {
 
+// A loss that may be NaN (no validation file) as JSON: null then.
+nlohmann::json nan_as_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -311,7 +317,7 @@ Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& op
     for (const json& v : j.value("versions", json::array()))
       job->versions.push_back({AdapterId{job->tenant, job->adapter_name, v.value("version", uint64_t(0))},
                                v.value("step", int64_t(0)), v.value("train_loss", 0.0),
-                               v.value("created_at", int64_t(0))});
+                               v.value("created_at", int64_t(0)), number_or_nan(v, "valid_loss")});
     for (const json& r : j.value("curve", json::array()))
       if (r.is_array() && r.size() == 6)
         job->curve.push_back({r[0].get<int64_t>(), r[1].get<double>(), r[4].get<int64_t>(), r[5].get<int64_t>(),
@@ -685,7 +691,8 @@ Result<json> FineTuning::job_checkpoints(const Caller& caller, const std::string
                     {"fine_tuned_model_checkpoint", it->id.to_string()},
                     {"fine_tuning_job_id", job.id},
                     {"step_number", it->step},
-                    {"metrics", {{"step", it->step}, {"train_loss", it->train_loss}}}});
+                    {"metrics", {{"step", it->step}, {"train_loss", it->train_loss},
+                                 {"valid_loss", nan_as_null(it->valid_loss)}}}});
   json out = {{"object", "list"}, {"data", data}, {"has_more", false}};
   if (!data.empty()) {
     out["first_id"] = data.front()["id"];
@@ -700,8 +707,12 @@ Result<std::string> FineTuning::loss_curve(const Caller& caller, const std::stri
   auto found = job_of(caller, id);
   if (!found.ok()) return found.error();
   const Job& job = *found.value();
-  if (format == "csv") return loss_curve_csv(job.curve);
-  if (format == "svg") return loss_curve_svg(job.curve, "training loss of " + job.tenant + "/" + job.adapter_name);
+  std::vector<std::pair<int64_t, double>> eval;
+  for (const Version& v : job.versions)
+    if (!std::isnan(v.valid_loss)) eval.emplace_back(v.step, v.valid_loss);
+  if (format == "csv") return loss_curve_csv(job.curve, eval);
+  if (format == "svg")
+    return loss_curve_svg(job.curve, "training loss of " + job.tenant + "/" + job.adapter_name, eval);
   return bad("format: csv or svg, not '" + format + "'");
 }
 
@@ -759,6 +770,7 @@ json FineTuning::job_json(const Job& job) const {
             {"step", job.steps},
             {"total_steps", job.total_steps},
             {"train_loss", job.curve.empty() ? json() : json(job.last_loss)},
+            {"valid_loss", job.versions.empty() ? json() : nan_as_null(job.versions.back().valid_loss)},
             {"versions", versions},
             {"examples", job.examples},
             {"rank", c.targets.rank},
@@ -776,7 +788,8 @@ Status FineTuning::save_job(const Job& job) const {
   json versions = json::array();
   for (const Version& v : job.versions)
     versions.push_back(
-        {{"version", v.id.version}, {"step", v.step}, {"train_loss", v.train_loss}, {"created_at", v.created_at}});
+        {{"version", v.id.version}, {"step", v.step}, {"train_loss", v.train_loss}, {"created_at", v.created_at},
+         {"valid_loss", nan_as_null(v.valid_loss)}});
   json curve = json::array();
   for (const TrainingStepRecord& r : job.curve)
     curve.push_back({r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.target_tokens});
@@ -850,6 +863,14 @@ void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<c
   p.step = trainer->steps_done();
   p.train_loss = trainer->history().empty() ? 0.0 : trainer->history().back().loss;
   p.final = trainer->done();
+  // The validation file's loss under this version (forward only, between
+  // rounds: the backend is free). What the console's eval curve plots.
+  if (!trainer->eval_examples().empty()) {
+    JobTrainer evaluator(*backend_);
+    auto valid = evaluator.evaluate(*trainer);
+    if (valid.ok()) p.valid_loss = valid.value();
+    else log_error("fine-tuning {}: validation loss not computed: {}", name, valid.error().to_string());
+  }
   // Between optimizer steps, on the worker thread that owns the job: the
   // checkpoint a restarted node resumes from, written before the version
   // is announced, so a published version always has its checkpoint.
@@ -911,12 +932,12 @@ void FineTuning::publish_one(const Pending& p) {
     return;
   }
   const AdapterId id = published.value().id;
-  job.versions.push_back({id, step, loss, unix_s()});
+  job.versions.push_back({id, step, loss, unix_s(), p.valid_loss});
   ++versions_published_;
   job.newest = p.weights;
   add_event(job, "info", "message", "New fine-tuned model version: " + id.to_string() + " (step " +
                                         std::to_string(step) + ")",
-            {{"step", step}, {"fine_tuned_model_checkpoint", id.to_string()}});
+            {{"step", step}, {"fine_tuned_model_checkpoint", id.to_string()}, {"valid_loss", nan_as_null(p.valid_loss)}});
   if (final && job.status == "running") {
     add_event(job, "info", "message", "The job has successfully completed");
     finish(job, "succeeded");

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -151,6 +152,7 @@ class FineTuning {
     int64_t step = 0;
     double train_loss = 0;
     int64_t created_at = 0;
+    double valid_loss = std::numeric_limits<double>::quiet_NaN();  // on the validation file; NaN without one
   };
   struct Job {
     std::string id, tenant, training_file, validation_file, adapter_name, suffix;
@@ -175,6 +177,7 @@ class FineTuning {
     std::shared_ptr<const LoraWeights> weights;
     int64_t step = 0;     // the optimizer step it is of
     double train_loss = 0;
+    double valid_loss = std::numeric_limits<double>::quiet_NaN();
     bool final = false;   // the job's last step: publishing it ends the job
   };
 

@@ -14,6 +14,8 @@
 #include "nodes/openai/api_error.h"
 #include "nodes/openai/requests.h"
 #include "nodes/openai/responses.h"
+#include "console_api.h"
+#include "console_assets.h"
 #include "multipart.h"
 #include "prometheus.h"
 #include "runtime/log.h"
@@ -109,13 +111,6 @@ json mixture_json(const MixtureRecord& m) {
           {"owned_by", m.tenant}, {"experts", experts}};
 }
 
-json adapter_json(const AdapterRecord& r) {
-  return {{"id", r.id.to_string()},       {"tenant", r.id.tenant},        {"name", r.id.name},
-          {"version", r.id.version},      {"rank", r.rank},               {"alpha", r.alpha},
-          {"target_modules", r.target_modules}, {"sha256", r.sha256},     {"size_bytes", r.size_bytes},
-          {"created", r.created_unix_ms / 1000}};
-}
-
 using Response = http::response<http::string_body>;
 
 // Responses are built by plain functions and sent by one coroutine: GCC 12
@@ -152,6 +147,44 @@ std::map<std::string, std::string> query_fields(std::string_view target) {
     rest = rest.substr(amp + 1);
   }
   return out;
+}
+
+// GET / and /console/<file>: the web console's static files.
+Response console_file_response(const Request& req, std::optional<ConsoleFile> file, std::string_view path) {
+  if (!file) return error_response(req, openai::not_found_route("GET", path));
+  Response res = make_response(req, 200, std::move(file->body), file->content_type);
+  // The pages change with the binary: a browser checks back every time.
+  res.set(http::field::cache_control, "no-cache");
+  return res;
+}
+
+// GET /v1/adapters?limit=&after=&q= (a page of the caller's adapters) and
+// GET /v1/adapters/{name} (one), with residency and request figures (console_api.h).
+Response adapter_listing_response(NodeService& service, const Request& req, const Caller& caller,
+                                  std::string_view path) {
+  constexpr std::string_view prefix = "/v1/adapters/";
+  if (path.rfind(prefix, 0) == 0) {
+    const std::string name = percent_decode(path.substr(prefix.size()));
+    auto entry = adapter_entry(service, caller, name);
+    if (!entry.ok())
+      return error_response(req, entry.error().code == ErrorCode::kNotFound ? openai::model_not_found(name)
+                                                                            : api_error_of(entry.error()));
+    return make_response(req, 200, entry.value().dump());
+  }
+  const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
+  AdapterPageQuery page;
+  if (auto it = query.find("limit"); it != query.end()) {
+    char* end = nullptr;
+    const long long limit = std::strtoll(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0' || limit < 1 || limit > 1000)
+      return error_response(req, openai::invalid_request("limit: expected an integer in [1, 1000]", "limit", "invalid_value"));
+    page.limit = size_t(limit);
+  }
+  if (auto it = query.find("after"); it != query.end()) page.after = it->second;
+  if (auto it = query.find("q"); it != query.end()) page.contains = it->second;
+  auto listing = adapter_page(service, caller, page);
+  if (!listing.ok()) return error_response(req, api_error_of(listing.error()));
+  return make_response(req, 200, listing.value().dump());
 }
 
 // /v1/files and /v1/fine_tuning/jobs (fine_tuning.h), answered in one plain
@@ -338,7 +371,8 @@ std::vector<std::string> stream_chunks(StreamState& st, const Ev& ev, bool& done
 using WallClock = std::chrono::steady_clock;
 
 struct HttpServer::Impl {
-  Impl(NodeService& s, const Tenants& t, const HttpOptions& o) : service(s), tenants(t), opts(o) {
+  Impl(NodeService& s, const Tenants& t, const HttpOptions& o)
+      : service(s), tenants(t), opts(o), assets(o.console_dir) {
     if (!opts.limits) opts.limits = TenantLimits::create({});
     gate->io = &io;
   }
@@ -353,6 +387,11 @@ struct HttpServer::Impl {
   std::set<beast::tcp_stream*> open_streams;
   std::mt19937_64 seeds{std::random_device{}()};
   uint16_t bound_port = 0;
+  ConsoleAssets assets;
+  // The node's live view, shared by every console stream (io thread only):
+  // taken at most every kLiveMinAge, however many pages watch.
+  json live_cache;
+  std::chrono::steady_clock::time_point live_taken{};
 
   net::awaitable<void> listen();
   net::awaitable<void> session(tcp::socket socket);
@@ -364,6 +403,8 @@ struct HttpServer::Impl {
                                 std::string_view path);
   net::awaitable<bool> adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 std::string_view path);
+  net::awaitable<bool> console_live(beast::tcp_stream& stream, const Request& req, const Caller& caller);
+  const json& live_view();
 };
 
 net::awaitable<void> HttpServer::Impl::listen() {
@@ -417,6 +458,11 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   std::string_view target(req.target().data(), req.target().size());
   if (const size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   const auto method = req.method();
+  // The web console's pages: no key (the sign-in form is one of them).
+  if (method == http::verb::get && ConsoleAssets::serves(target)) {
+    auto res_ = console_file_response(req, assets.find(target), target);
+    co_return co_await send(stream, std::move(res_));
+  }
   if (target == "/health" && method == http::verb::get) {
     if (service.draining()) {
       auto res_ = make_response(req, 503, R"({"status":"draining"})");
@@ -444,6 +490,16 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   if (auto it = req.find(http::field::authorization); it != req.end()) {
     std::string_view v(it->value().data(), it->value().size());
     if (v.rfind("Bearer ", 0) == 0) key = v.substr(7);
+  }
+  // A browser's EventSource cannot set headers: the console's stream also
+  // takes the key as ?key=.
+  std::string query_key;
+  if (!key && target == "/v1/console/live") {
+    const auto fields = query_fields(std::string_view(req.target().data(), req.target().size()));
+    if (auto it = fields.find("key"); it != fields.end()) {
+      query_key = it->second;
+      key = query_key;
+    }
   }
   auto caller = tenants.authenticate(key);
   if (!caller.ok()) {
@@ -491,6 +547,8 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   }
   if (target == "/v1/mixtures" || target.rfind("/v1/mixtures/", 0) == 0)
     co_return co_await mixtures(stream, req, caller.value(), target);
+  if (target == "/v1/console/live" && method == http::verb::get)
+    co_return co_await console_live(stream, req, caller.value());
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||
       target == "/v1/unload_lora_adapter")
     co_return co_await adapters(stream, req, caller.value(), target);
@@ -655,6 +713,10 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
       auto res_ = make_response(req, 200, adapter_json(rec.value()).dump());
       co_return co_await send(stream, std::move(res_));
     }
+  }
+  if (req.method() == http::verb::get && (path == "/v1/adapters" || path.rfind("/v1/adapters/", 0) == 0)) {
+    auto res_ = adapter_listing_response(service, req, caller, path);
+    co_return co_await send(stream, std::move(res_));
   }
   std::string name;
   if (req.method() == http::verb::delete_ && path.rfind("/v1/adapters/", 0) == 0) {
@@ -893,6 +955,68 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   }
   co_await net::async_write(stream, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
   co_return !ec;
+}
+
+const json& HttpServer::Impl::live_view() {
+  constexpr auto kLiveMinAge = std::chrono::milliseconds(250);
+  const auto now = std::chrono::steady_clock::now();
+  if (live_cache.is_null() || now - live_taken >= kLiveMinAge) {
+    live_cache = live_snapshot(service);
+    live_taken = now;
+  }
+  return live_cache;
+}
+
+namespace {
+// ?interval_ms= of the console's stream: 1000 by default, 100..60000.
+std::optional<int64_t> live_interval_ms(const Request& req) {
+  const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
+  const auto it = query.find("interval_ms");
+  if (it == query.end()) return 1000;
+  char* end = nullptr;
+  const long long ms = std::strtoll(it->second.c_str(), &end, 10);
+  if (it->second.empty() || *end != '\0' || ms < 100 || ms > 60000) return std::nullopt;
+  return ms;
+}
+
+http::response<http::empty_body> event_stream_head(const Request& req) {
+  http::response<http::empty_body> head{http::status::ok, req.version()};
+  head.set(http::field::server, "myriad");
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-cache");
+  head.keep_alive(false);  // it ends only when the client goes
+  head.chunked(true);
+  return head;
+}
+
+std::string data_event(const json& j) { return "data: " + j.dump() + "\n\n"; }
+
+Response bad_interval(const Request& req) {
+  return error_response(req, openai::invalid_request("interval_ms: expected an integer in [100, 60000]",
+                                                     "interval_ms", "invalid_value"));
+}
+}  // namespace
+
+// GET /v1/console/live: one snapshot now, then one per interval, until the
+// client goes (noticed at the next write) or the server stops.
+net::awaitable<bool> HttpServer::Impl::console_live(beast::tcp_stream& stream, const Request& req,
+                                                    const Caller& caller) {
+  const std::optional<int64_t> interval = live_interval_ms(req);
+  if (!interval) {
+    auto res_ = bad_interval(req);
+    co_return co_await send(stream, std::move(res_));
+  }
+  auto head = event_stream_head(req);
+  http::response_serializer<http::empty_body> sr{head};
+  beast::error_code ec;
+  co_await http::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
+  net::steady_timer timer(io);
+  while (!ec) {
+    if (!co_await send_chunk(stream, data_event(live_for(live_view(), caller)))) break;
+    timer.expires_after(std::chrono::milliseconds(*interval));
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  co_return false;
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(NodeService& service, const Tenants& tenants,

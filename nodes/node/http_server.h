@@ -4,7 +4,9 @@
 // server-sent events or not), GET /v1/models, adapter management
 // (POST /v1/adapters {"name","path"}, DELETE /v1/adapters/{name}, vLLM's
 // POST /v1/load_lora_adapter and /v1/unload_lora_adapter), and, without a
-// key, GET /health and GET /metrics (Prometheus text). Requests parse and
+// key, GET /health and GET /metrics (Prometheus text), and the web console
+// (GET / and /console/*, console_assets.h; its data: GET /v1/adapters and
+// the stream GET /v1/console/live, console_api.h). Requests parse and
 // answer through the protocol layer (nodes/openai), errors in OpenAI's shape.
 // docs/api.md lists every field.
 //
@@ -33,6 +35,9 @@ struct HttpOptions {
   // Per-tenant limits (open requests, tokens per minute; over them: 429),
   // shared with the RPC server; null = the server's own, by default values.
   std::shared_ptr<TenantLimits> limits;
+  // The web console's files: "" = the copy built into the binary; a folder
+  // = read from it at each request (for working on the pages).
+  std::string console_dir;
 };
 
 class HttpServer {

@@ -151,6 +151,11 @@ int main(int argc, char** argv) {
   app.add_option("--kv-blocks", o.kv_blocks, "KV blocks of 16 tokens (default: sized from the context)")
       ->option_text("N")
       ->check(cli::at_least(0));
+  std::string console_dir;
+  app.add_option("--console-dir", console_dir,
+                 "serve the web console's files from this folder instead of the copy built in (for working on nodes/console)")
+      ->check(CLI::ExistingDirectory)
+      ->option_text("DIR");
   app.add_option("--max-body-bytes", max_body, "largest request body and RPC adapter upload (default 8 MiB; larger: 413 / resourceExhausted)")->option_text("N");
   app.add_option("--max-open-per-tenant", max_open, "requests a tenant may have open (default 256; more: 429)")
       ->option_text("N")
@@ -235,6 +240,7 @@ int main(int argc, char** argv) {
   ho.port = http_addr.value().second;
   ho.max_body_bytes = max_body;
   ho.limits = limits;
+  ho.console_dir = console_dir;
   auto server = node::HttpServer::start(**service, tenants.value(), ho);
   if (!server.ok()) return fail(server.error());
   node::RpcOptions ro;

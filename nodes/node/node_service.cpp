@@ -660,6 +660,47 @@ Result<std::vector<AdapterRecord>> NodeService::list_adapters(const Caller& call
   return read_list(answer.value());
 }
 
+Result<std::vector<VersionStatus>> NodeService::adapter_status(const Caller& caller,
+                                                               const AdapterId& adapter) const {
+  auto answer = actors_->ask<AdapterStatusWire>(
+      actors_->registry, status_atom::value,
+      registry_call(caller.tenant, caller.admin, adapter.tenant + "/" + adapter.name));
+  if (!answer) return answer.error();
+  auto decoded = answer.value().decode();
+  if (!decoded) return decoded.error();
+  std::vector<VersionStatus> out;
+  for (auto v : decoded->get().getVersions()) {
+    VersionStatus& s = out.emplace_back();
+    s.version = v.getVersion();
+    s.pins = v.getPins();
+    s.deleting = v.getDeleting();
+    for (auto r : v.getResidency()) {
+      VersionPlacement& p = s.residency.emplace_back();
+      p.worker = std::string(r.getWorker().cStr());
+      auto where = r.getWhere();
+      switch (where.which()) {
+        case schema::AdapterResidency::Where::STORE: p.where = "store"; break;
+        case schema::AdapterResidency::Where::FETCHING: p.where = "fetching"; break;
+        case schema::AdapterResidency::Where::HOST_CACHE: p.where = "host_cache"; break;
+        case schema::AdapterResidency::Where::LOADING:
+          p.where = "loading";
+          p.slot = int32_t(where.getLoading());
+          break;
+        case schema::AdapterResidency::Where::SLOT:
+          p.where = "slot";
+          p.slot = int32_t(where.getSlot());
+          break;
+        case schema::AdapterResidency::Where::EVICTED: p.where = "evicted"; break;
+        case schema::AdapterResidency::Where::FAILED:
+          p.where = "failed";
+          p.error = std::string(where.getFailed().getMessage().cStr());
+          break;
+      }
+    }
+  }
+  return out;
+}
+
 Result<std::vector<AdapterRecord>> NodeService::adapter_versions(const Caller& caller,
                                                                  std::string_view name) const {
   auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);

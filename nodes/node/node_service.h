@@ -129,6 +129,23 @@ struct RoutedExpert {
   double weight = 1;   // its mixing weight (they sum to 1)
 };
 
+// Where one adapter version is on one worker, as that worker last reported
+// (AdapterResidency in schema/messages.capnp).
+struct VersionPlacement {
+  std::string worker;  // "" = no worker has reported it: only in the store
+  std::string where;   // store | fetching | host_cache | loading | slot | evicted | failed
+  int32_t slot = -1;   // loading, slot
+  std::string error;   // failed: why
+};
+
+// One version of an adapter as its adapter actor knows it now.
+struct VersionStatus {
+  uint64_t version = 0;
+  uint32_t pins = 0;      // requests running on it
+  bool deleting = false;  // a delete waits for the pins to end
+  std::vector<VersionPlacement> residency;
+};
+
 struct GenerateCall {
   ModelRef model;
   // Non-empty: a per-row mixture of these versions (a routed mixture of
@@ -187,6 +204,9 @@ class NodeService {
   }
   // Every version of every adapter the caller may use, by tenant, name, version.
   Result<std::vector<AdapterRecord>> list_adapters(const Caller& caller) const;
+  // Pins and residency of every version of `tenant/name` (which the caller
+  // may use: list_adapters named it), from its adapter actor.
+  Result<std::vector<VersionStatus>> adapter_status(const Caller& caller, const AdapterId& adapter) const;
   // Every version of `name` (a version in the name is ignored), oldest first; kNotFound when none.
   Result<std::vector<AdapterRecord>> adapter_versions(const Caller& caller, std::string_view name) const;
   // Mixtures of experts (docs/moe.md): `dir` is a `myriad moe create`

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -147,6 +148,44 @@ TEST(NodeFineTuning, AJobTrainsPublishesVersionsThatAnswerAndKeepsItsEventsAndCu
   // A file a job trains on cannot be deleted while it runs; after, it can.
   r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + node.url() + "/v1/files/" + file_id);
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+}
+
+TEST(NodeFineTuning, AValidationFileGivesEachVersionAnEvalLoss) {
+  Node node({"--publish-every", "6"});
+  const json train = body_of(upload(node, write_task(node.dir() + "/train.jsonl", 1, 24)));
+  const json valid = body_of(upload(node, write_task(node.dir() + "/valid.jsonl", 2, 8)));
+  ASSERT_TRUE(train.contains("id") && valid.contains("id")) << train << valid;
+  const std::string r = node.post(
+      "/v1/fine_tuning/jobs",
+      json{{"model", "tiny"}, {"training_file", train["id"]}, {"validation_file", valid["id"]}, {"seed", 3},
+           {"hyperparameters", {{"steps", 12}, {"learning_rate", 1e-2}, {"batch_tokens", 64}, {"rank", 4}}}}
+          .dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string id = body_of(r)["id"];
+  const json done = wait_done(node, id);
+  ASSERT_EQ(done["status"], "succeeded") << done.dump(1);
+  EXPECT_EQ(done["validation_file"], valid["id"]);
+  // One eval loss per version (steps 6 and 12), and it fell: the rule generalizes.
+  const json ckpts = get(node, "/v1/fine_tuning/jobs/" + id + "/checkpoints");
+  ASSERT_EQ(ckpts["data"].size(), 2u) << ckpts;
+  const double last = ckpts["data"][0]["metrics"]["valid_loss"], first = ckpts["data"][1]["metrics"]["valid_loss"];
+  EXPECT_GT(first, 0.0);
+  EXPECT_LT(last, first);
+  EXPECT_EQ(done["myriad"]["valid_loss"].get<double>(), last);
+  // The CSV gains an eval_loss column, filled on the versions' steps only.
+  const std::string csv = sh("curl -s " + node.url() + "/v1/fine_tuning/jobs/" + id + "/loss.csv");
+  std::istringstream lines(csv);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line, "step,loss,lr,grad_norm,tokens,target_tokens,eval_loss");
+  int filled = 0;
+  while (std::getline(lines, line)) {
+    const std::string eval = line.substr(line.rfind(',') + 1);
+    const std::string step = line.substr(0, line.find(','));
+    EXPECT_EQ(!eval.empty(), step == "6" || step == "12") << line;
+    filled += !eval.empty();
+  }
+  EXPECT_EQ(filled, 2);
 }
 
 TEST(NodeFineTuning, CancelStopsAJobAndBadInputIsAClearErrorThatChangesNothing) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 namespace myriad {
 
@@ -30,13 +31,25 @@ std::string escape_xml(const std::string& s) {
 
 }  // namespace
 
-std::string loss_curve_csv(const std::vector<TrainingStepRecord>& history) {
-  std::string out = "step,loss,lr,grad_norm,tokens,target_tokens\n";
-  char buf[160];
+std::string loss_curve_csv(const std::vector<TrainingStepRecord>& history,
+                           const std::vector<std::pair<int64_t, double>>& eval_points) {
+  const bool eval = !eval_points.empty();
+  std::map<int64_t, double> eval_at(eval_points.begin(), eval_points.end());
+  std::string out = eval ? "step,loss,lr,grad_norm,tokens,target_tokens,eval_loss\n"
+                         : "step,loss,lr,grad_norm,tokens,target_tokens\n";
+  char buf[192];
   for (const auto& r : history) {
-    std::snprintf(buf, sizeof buf, "%lld,%.6g,%.6g,%.6g,%lld,%lld\n", (long long)r.step, r.loss, r.lr, r.grad_norm,
+    std::snprintf(buf, sizeof buf, "%lld,%.6g,%.6g,%.6g,%lld,%lld", (long long)r.step, r.loss, r.lr, r.grad_norm,
                   (long long)r.tokens, (long long)r.target_tokens);
     out += buf;
+    if (eval) {
+      out += ',';
+      if (auto it = eval_at.find(r.step); it != eval_at.end()) {
+        std::snprintf(buf, sizeof buf, "%.6g", it->second);
+        out += buf;
+      }
+    }
+    out += '\n';
   }
   return out;
 }
