@@ -148,6 +148,16 @@ struct WorkerLoad {
   heartbeat @16 :Bool;                         # only a heartbeat: the worker is up but its step thread has not
                                                # taken the last report yet (a long step); every other field but
                                                # worker and atUnixMs is unset, and the gateway only notes the time
+  # What it served since it started (counters and percentiles over its
+  # lifetime): the gateway's per-worker view, the web console's charts.
+  outputTokens @17 :UInt64;                    # tokens generated
+  requests @18 :UInt64;                        # requests accepted by its engine
+  ttftP50Ms @19 :Float32;                      # time to first token, median (ms; 0 before any)
+  ttftP99Ms @20 :Float32;                      # time to first token, 99th percentile (ms)
+  itlP50Ms @21 :Float32;                       # inter-token latency, median (ms; 0 before any)
+  itlP99Ms @22 :Float32;                       # inter-token latency, 99th percentile (ms)
+  slotLoads @23 :UInt64;                       # adapter loads into its device slots begun
+  swaps @24 :UInt64;                           # adapters swapped out at the end of their time slice
 }
 
 # ---- Appended with the service's actors (gateway, registry, adapter,

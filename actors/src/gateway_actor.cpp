@@ -490,6 +490,14 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
           w.total_slots = load.getTotalSlots();
           w.step_ms = load.getStepMs();
           w.device = as_string(load.getDevice());
+          w.output_tokens = load.getOutputTokens();
+          w.requests = load.getRequests();
+          w.slot_loads = load.getSlotLoads();
+          w.swaps = load.getSwaps();
+          w.ttft_p50_ms = load.getTtftP50Ms();
+          w.ttft_p99_ms = load.getTtftP99Ms();
+          w.itl_p50_ms = load.getItlP50Ms();
+          w.itl_p99_ms = load.getItlP99Ms();
           w.view.placed_since_report = 0;
           w.view.placed_tokens_since_report = 0;
           w.view.resident.clear();
@@ -568,6 +576,12 @@ gateway_actor::behavior_type gateway_behavior(Self self, registry_actor registry
                {"slots", w.total_slots},
                {"device", w.device},
                {"step_ms", w.step_ms},
+               {"output_tokens", w.output_tokens},
+               {"requests", w.requests},
+               {"slot_loads", w.slot_loads},
+               {"swaps", w.swaps},
+               {"ttft_ms", {{"p50", w.ttft_p50_ms}, {"p99", w.ttft_p99_ms}}},
+               {"itl_ms", {{"p50", w.itl_p50_ms}, {"p99", w.itl_p99_ms}}},
                {"report_age_ms", age_ms(now, w.last_report)},
                {"heartbeat_age_ms", age_ms(now, w.last_heard)},
                {"heartbeats_missed",

@@ -191,6 +191,15 @@ void report(Self self) {
       }
       const auto& steps = engine.metrics().step_device_ms;
       w.setStepMs(float(steps.mean_ms()));
+      const RequestMetrics& served = engine.metrics().overall;
+      w.setOutputTokens(served.output_tokens);
+      w.setRequests(served.submitted);
+      w.setTtftP50Ms(float(served.ttft_ms.quantile_ms(0.50)));
+      w.setTtftP99Ms(float(served.ttft_ms.quantile_ms(0.99)));
+      w.setItlP50Ms(float(served.itl_ms.quantile_ms(0.50)));
+      w.setItlP99Ms(float(served.itl_ms.quantile_ms(0.99)));
+      w.setSlotLoads(engine.metrics().slot_loads);
+      w.setSwaps(engine.metrics().swaps);
       w.setPendingTokens(sched.pending_tokens());
       const std::vector<AdapterId> cached = cache->cached_ids();
       auto host = w.initHostCached(uint32_t(cached.size()));

@@ -41,7 +41,7 @@ function ticks(lo, hi, count = 4) {
 const fmtTick = (v) => (Math.abs(v) >= 1000 ? `${+(v / 1000).toFixed(1)}k` : String(+v.toPrecision(3)));
 
 /**
- * Draws line series into `svg`: series = [{name, color, points: [[x, y|null], ...]}].
+ * Draws line series into `svg`: series = [{name, color, dashed?, points: [[x, y|null], ...]}].
  * A null y breaks the line. Options: xFormat(x) for the x tick labels,
  * zero (default true) to start the y axis at 0, unit after the y values.
  * svg.dataset.points and .max are the first series' point count and largest value (what tests watch).
@@ -90,6 +90,7 @@ export function drawLines(svg, series, { xFormat = fmtTick, zero = true, unit = 
       pen = true;
     }
     const path = svgEl('path', { d, class: 'chart-line', stroke: s.color, 'data-series': s.name });
+    if (s.dashed) path.setAttribute('stroke-dasharray', '5 3');
     path.dataset.n = String(s.points.filter((p) => p[1] !== null && Number.isFinite(p[1])).length);
     svg.append(path);
     // A lone point draws no line: mark it.

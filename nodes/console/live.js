@@ -10,6 +10,9 @@ const KEEP = 120;
 const STRIP_ROWS = 16;
 const INTERVAL_MS = 1000;
 const COLORS = { a: '#2563eb', b: '#db2777' };
+// Workers of a cluster, in the order the node lists them.
+const WORKER_COLORS = ['#16a34a', '#ea580c', '#7c3aed', '#0891b2', '#ca8a04', '#be123c'];
+const workerColor = (i) => WORKER_COLORS[i % WORKER_COLORS.length];
 
 export function mount(root) {
   const samples = []; // ring buffer: oldest first, at most KEEP
@@ -47,7 +50,8 @@ export function mount(root) {
 
   function add(snap) {
     const prev = samples.at(-1);
-    const s = { t: snap.time_ms ?? Date.now(), snap, tokensPerS: null, requestsPerS: null };
+    // workerTokensPerS: worker id -> its own rate (a cluster's gateway lists each worker).
+    const s = { t: snap.time_ms ?? Date.now(), snap, tokensPerS: null, requestsPerS: null, workerTokensPerS: {} };
     if (prev && s.t > prev.t) {
       const dt = (s.t - prev.t) / 1000;
       const d = (k) => (snap.totals?.[k] ?? 0) - (prev.snap.totals?.[k] ?? 0);
@@ -55,6 +59,11 @@ export function mount(root) {
       if (d('output_tokens') >= 0 && d('requests') >= 0) {
         s.tokensPerS = d('output_tokens') / dt;
         s.requestsPerS = d('requests') / dt;
+      }
+      for (const w of snap.workers ?? []) {
+        const before = (prev.snap.workers ?? []).find((p) => p.id === w.id);
+        const dw = (w.output_tokens ?? 0) - (before?.output_tokens ?? 0);
+        if (before && dw >= 0) s.workerTokensPerS[w.id] = dw / dt;
       }
     }
     samples.push(s);
@@ -86,17 +95,31 @@ export function mount(root) {
       const h = s.snap.latency?.[k];
       return h && h.count !== 0 ? h[p] ?? null : null;
     };
-    drawLines(charts.tokens, [{ name: 'tokens/s', color: COLORS.a, points: xy((s) => s.tokensPerS) }], { xFormat });
+    // A cluster: one line per worker beside the total.
+    const workerIds = (snap.workers ?? []).map((w) => w.id);
+    drawLines(charts.tokens, [
+      { name: workerIds.length > 1 ? 'all workers' : 'tokens/s', color: COLORS.a, points: xy((s) => s.tokensPerS) },
+      ...(workerIds.length > 1 ? workerIds.map((id, i) => ({
+        name: id, color: workerColor(i), points: xy((s) => s.workerTokensPerS[id] ?? null),
+      })) : []),
+    ], { xFormat });
     drawLines(charts.requests, [{ name: 'requests/s', color: COLORS.a, points: xy((s) => s.requestsPerS) }], { xFormat });
     drawLines(charts.queue, [
       { name: 'queued', color: COLORS.b, points: xy((s) => s.snap.totals?.queued ?? 0) },
       { name: 'running', color: COLORS.a, points: xy((s) => s.snap.totals?.running ?? 0) },
     ], { xFormat });
-    drawLines(charts.ttft, [
+    // A gateway runs no engine: its latency is each worker's (percentiles
+    // of different workers do not combine), p50 solid and p99 dashed.
+    const perWorker = !(snap.latency?.ttft_ms?.count > 0) && workerIds.length > 0;
+    const workerLat = (k) => workerIds.flatMap((id, i) => ['p50', 'p99'].map((p) => ({
+      name: `${id} ${p}`, color: workerColor(i), dashed: p === 'p99',
+      points: xy((s) => (s.snap.workers ?? []).find((w) => w.id === id)?.[k]?.[p] || null),
+    })));
+    drawLines(charts.ttft, perWorker ? workerLat('ttft_ms') : [
       { name: 'p50', color: COLORS.a, points: xy(lat('ttft_ms', 'p50')) },
       { name: 'p99', color: COLORS.b, points: xy(lat('ttft_ms', 'p99')) },
     ], { xFormat, unit: ' ms' });
-    drawLines(charts.itl, [
+    drawLines(charts.itl, perWorker ? workerLat('itl_ms') : [
       { name: 'p50', color: COLORS.a, points: xy(lat('itl_ms', 'p50')) },
       { name: 'p99', color: COLORS.b, points: xy(lat('itl_ms', 'p99')) },
     ], { xFormat, unit: ' ms' });
@@ -133,7 +156,9 @@ export function mount(root) {
         el('span', `${w.queued ?? 0} queued`),
         el('span', `${w.running ?? 0} running`),
         el('span', `${w.host_cached ?? 0} in host cache`),
-        el('span', `step ${formatMs(w.step_ms)}`)));
+        el('span', `step ${formatMs(w.step_ms)}`),
+        el('span', { testid: 'worker-tokens' }, `${formatNum(samples.at(-1)?.workerTokensPerS[w.id] ?? null)} tokens/s`),
+        el('span', `TTFT p50 ${w.ttft_ms?.p50 ? formatMs(w.ttft_ms.p50) : '—'}`)));
   }
 
   // Reads the stream until it ends or fails, then retries with a growing

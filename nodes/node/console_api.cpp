@@ -146,7 +146,7 @@ json live_snapshot(NodeService& service) {
   if (!engine.is_object()) engine = json::object();
   const json overall = engine.value("overall", json::object());
   json workers = json::array();
-  uint64_t queued = 0, running = 0;
+  uint64_t queued = 0, running = 0, worker_tokens = 0, worker_requests = 0, worker_slot_loads = 0, worker_swaps = 0;
   for (const json& w : view.value("workers", json::array())) {
     queued += w.value("queued", uint64_t(0));
     running += w.value("running", uint64_t(0));
@@ -159,8 +159,20 @@ json live_snapshot(NodeService& service) {
                        {"host_cached", w.value("host_cached", 0)},
                        {"queued", w.value("queued", 0)},
                        {"running", w.value("running", 0)},
-                       {"step_ms", w.value("step_ms", 0.0)}});
+                       {"step_ms", w.value("step_ms", 0.0)},
+                       {"output_tokens", w.value("output_tokens", uint64_t(0))},
+                       {"requests", w.value("requests", uint64_t(0))},
+                       {"slot_loads", w.value("slot_loads", uint64_t(0))},
+                       {"swaps", w.value("swaps", uint64_t(0))},
+                       {"ttft_ms", w.value("ttft_ms", json::object())},
+                       {"itl_ms", w.value("itl_ms", json::object())}});
+    worker_tokens += w.value("output_tokens", uint64_t(0));
+    worker_requests += w.value("requests", uint64_t(0));
+    worker_slot_loads += w.value("slot_loads", uint64_t(0));
+    worker_swaps += w.value("swaps", uint64_t(0));
   }
+  // A gateway runs no engine: its totals are its workers' (as last reported).
+  const bool local_engine = engine.contains("overall");
   json training = json::object();
   if (FineTuning* ft = service.fine_tuning())
     for (const auto& [status, n] : ft->counts().jobs) training[status] = n;
@@ -168,12 +180,12 @@ json live_snapshot(NodeService& service) {
   return {{"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now).count()},
           {"workers", std::move(workers)},
           {"totals",
-           {{"requests", overall.value("submitted", uint64_t(0))},
+           {{"requests", local_engine ? overall.value("submitted", uint64_t(0)) : worker_requests},
             {"finished", overall.value("finished", uint64_t(0))},
             {"failed", overall.value("failed", uint64_t(0))},
-            {"output_tokens", overall.value("output_tokens", uint64_t(0))},
-            {"swaps", engine.value("swaps", uint64_t(0))},
-            {"slot_loads", engine.value("slot_loads", uint64_t(0))},
+            {"output_tokens", local_engine ? overall.value("output_tokens", uint64_t(0)) : worker_tokens},
+            {"swaps", local_engine ? engine.value("swaps", uint64_t(0)) : worker_swaps},
+            {"slot_loads", local_engine ? engine.value("slot_loads", uint64_t(0)) : worker_slot_loads},
             {"steps", engine.value("steps", uint64_t(0))},
             {"queued", queued},
             {"running", running}}},

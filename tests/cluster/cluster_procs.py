@@ -195,6 +195,22 @@ def replacement_counts(cl):
 
 
 
+def live_snapshot(port):
+    """The first snapshot of the web console's stream (GET /v1/console/live)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/v1/console/live")
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"/v1/console/live: HTTP {r.status} {r.read()[:300]!r}")
+    line = b""
+    while not line.startswith(b"data: "):
+        line = r.fp.readline()
+        if not line:
+            raise RuntimeError("/v1/console/live ended before a snapshot")
+    c.close()
+    return json.loads(line[6:])
+
+
 def make_model_and_adapters(cli, work, n_adapters):
     """A tiny random model and n random rank-4 adapters (PEFT folders); the model folder and the folders."""
     model = work + "/tiny"

@@ -24,6 +24,7 @@ address, with a cluster secret, as across hosts). Needs root and `ip netns`;
 exits 77 (ctest: skipped) with the reason where they are missing.
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -34,8 +35,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import (Cluster, make_model_and_adapters, make_tls_files, publish, replacement_counts,  # noqa: E402
-                           run_clients, setup_netns)
+from cluster_procs import (Cluster, live_snapshot, make_model_and_adapters, make_tls_files, publish,  # noqa: E402
+                           replacement_counts, run_clients, setup_netns)
 
 SKIP = 77
 
@@ -144,6 +145,21 @@ def run(cl, args, rng, work):
             sys.exit(f"the undisturbed pass failed for {key}: {r}")
         reference[key] = r["text"]
     log(f"undisturbed pass: {len(distinct)} distinct requests in {time.time() - t0:.1f} s")
+
+    # The web console's live view of the cluster: each worker's own counters
+    # (from its load reports, every 100 ms) sum to exactly what was served.
+    want = len(distinct) * args.max_tokens  # ignore_eos: every request runs to max_tokens
+    for _ in range(50):
+        live = live_snapshot(cl.http_port)
+        if live["totals"]["output_tokens"] == want:
+            break
+        time.sleep(0.1)
+    per_worker = {w["id"]: w["output_tokens"] for w in live["workers"]}
+    log(f"live view: {len(per_worker)} workers, tokens {per_worker}, total {live['totals']['output_tokens']}")
+    if (live["totals"]["output_tokens"] != want or sum(per_worker.values()) != want or len(per_worker) != args.workers
+            or any(w["ttft_ms"]["p50"] <= 0 for w in live["workers"] if w["output_tokens"] > 0)):
+        log(f"FAIL: the live view does not add up to the {want} tokens served: {json.dumps(live)[:2000]}")
+        return 1
 
     # The measured pass, with workers killed at random moments and one restarted.
     counts_before = replacement_counts(cl)

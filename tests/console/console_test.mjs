@@ -140,7 +140,7 @@ after(async () => {
   }
   rmSync(dataDir, { recursive: true, force: true });
   // Everything but the screenshots (which stay in dir/artifacts unless MYRIAD_ARTIFACTS named a folder).
-  for (const f of ['tiny', 'a', 'b', 'c', 'broken', 'mix', 'chromium', 'keys.json', 'train.jsonl', 'corpus.jsonl']) rmSync(join(dir, f), { recursive: true, force: true });
+  for (const f of ['tiny', 'a', 'b', 'c', 'broken', 'mix', 'chromium', 'keys.json', 'train.jsonl', 'valid.jsonl', 'corpus.jsonl']) rmSync(join(dir, f), { recursive: true, force: true });
   if (process.env.MYRIAD_ARTIFACTS) rmSync(dir, { recursive: true, force: true });
   else console.log(`# screenshots left in ${artifacts}`);
 });
@@ -448,6 +448,86 @@ test('1,000 adapters: the first page shows quickly, with the total, and pages', 
   await page.waitForFunction(() => document.querySelector('[data-testid=adapters-total]').dataset.total === '100');
   assert.equal((await rowIds())[0], 'gamma/n0900');
   await shot('adapters-1000.png');
+});
+
+/** Spawns myriad-node with `args`; resolves with the process once `pattern` shows on its stdout (the match too). */
+async function startNode(args, pattern) {
+  const p = spawn(nodeBin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const m = await new Promise((resolve, reject) => {
+    p.stdout.on('data', (d) => {
+      out += d.toString();
+      const found = out.match(pattern);
+      if (found) resolve(found);
+    });
+    p.on('exit', () => reject(new Error(`myriad-node ${args.join(' ')} exited early: ${out}`)));
+  });
+  return { p, m };
+}
+
+test('a cluster: the live page charts each worker beside the total', async () => {
+  // A gateway (no engine of its own) and two workers that join it.
+  const clusterData = mkdtempSync(join(dataDir, 'cluster-'));
+  const gw = await startNode(['--role', 'gateway', '--model', join(dir, 'tiny'), '--data', clusterData,
+    '--http', '127.0.0.1:0', '--rpc', '127.0.0.1:0', '--cluster', '127.0.0.1:0', '--log-level', 'warn'],
+  /on (http:\/\/127\.0\.0\.1:\d+)[\s\S]*workers join on (127\.0\.0\.1:\d+)/);
+  const [gwUrl, join_] = [gw.m[1], gw.m[2]];
+  const workers = ['w0', 'w1'].map((id) => spawn(nodeBin, ['--role', 'worker', '--join', join_, '--model', join(dir, 'tiny'),
+    '--threads', '1', '--slots', '2', '--worker-id', id, '--log-level', 'warn'], { stdio: 'ignore' }));
+  try {
+    const get = async (path) => (await fetch(`${gwUrl}${path}`)).json();
+    for (let i = 0; i < 100 && (await get('/admin/cluster')).workers?.filter((w) => w.up).length !== 2; i++) await sleep(100);
+    for (const [name, folder] of [['x', 'a'], ['y', 'b'], ['z', 'c']]) {
+      const r = await fetch(`${gwUrl}/v1/adapters`, { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name, path: join(dir, folder) }) });
+      assert.equal(r.status, 200, await r.text());
+    }
+    await page.goto(`${gwUrl}/?key=any#/live`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=worker-card]').length === 2, { timeout: 10000 });
+    // Load for a few seconds: three adapters over two workers.
+    let stop = false;
+    const load = (async () => {
+      for (let i = 0; !stop; i++) {
+        await Promise.all(['x', 'y', 'z', 'tiny'].map((model) => fetch(`${gwUrl}/v1/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model, prompt: `request ${i}`, max_tokens: 48, ignore_eos: true }),
+        }).then((r) => r.text())));
+      }
+    })();
+    // One line per worker beside the total.
+    await page.waitForFunction(() => {
+      return document.querySelectorAll('[data-testid=chart-tokens] path[data-series]').length === 3 &&
+        Number(document.querySelector('[data-testid=chart-tokens]').dataset.points) >= 3;
+    }, { timeout: 15000 });
+    await sleep(2500);
+    stop = true;
+    await load;
+    const series = await page.$$eval('[data-testid=chart-tokens] path[data-series]', (ps) => ps.map((p) => p.dataset.series));
+    assert.deepEqual(series.sort(), ['all workers', 'w0', 'w1']);
+    // The totals the page charts are the workers' (the gateway runs no engine).
+    const live = await (async () => {
+      const r = await fetch(`${gwUrl}/v1/console/live`);
+      const reader = r.body.getReader();
+      let text = '';
+      while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+      reader.cancel();
+      return JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n')));
+    })();
+    const perWorker = live.workers.map((w) => w.output_tokens);
+    assert.ok(perWorker.every((t) => t > 0), `each worker served: ${JSON.stringify(perWorker)}`);
+    assert.equal(live.totals.output_tokens, perWorker[0] + perWorker[1]);
+    // Latency: each worker's own p50 and p99 (the gateway has no percentiles of its own).
+    const ttft = await page.$$eval('[data-testid=chart-ttft] path[data-series]', (ps) => ps.map((p) => p.dataset.series).sort());
+    assert.deepEqual(ttft, ['w0 p50', 'w0 p99', 'w1 p50', 'w1 p99']);
+    assert.ok(live.totals.slot_loads >= 3, `slot loads over the workers: ${live.totals.slot_loads}`);
+    const cards = await page.$$eval('[data-testid=worker-card]', (cs) => cs.map((c) => c.dataset.id).sort());
+    assert.deepEqual(cards, ['w0', 'w1']);
+    await shot('live-cluster.png');
+    await page.goto(`${base}/#/adapters`);
+  } finally {
+    for (const w of workers) w.kill('SIGKILL');
+    gw.p.kill('SIGKILL');
+  }
 });
 
 test('no script errors on any page, and SIGTERM stops the node', async () => {

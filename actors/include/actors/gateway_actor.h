@@ -83,6 +83,9 @@ struct GatewayState {
     uint32_t total_slots = 0;  // as last reported
     float step_ms = 0;         // mean device time of its recent steps, as last reported
     std::string device;        // as last reported
+    // What it served since it started, as last reported.
+    uint64_t output_tokens = 0, requests = 0, slot_loads = 0, swaps = 0;
+    float ttft_p50_ms = 0, ttft_p99_ms = 0, itl_p50_ms = 0, itl_p99_ms = 0;
   };
   struct Route {
     event_sink_actor client;
