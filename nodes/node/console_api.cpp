@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 
+#include "adapter_traffic.h"
 #include "fine_tuning.h"
 
 namespace myriad::node {
@@ -12,27 +13,21 @@ namespace {
 
 using json = nlohmann::json;
 
+json quantiles(const LatencyHistogram& h) {
+  return {{"p50", h.quantile_ms(0.50)}, {"p90", h.quantile_ms(0.90)}, {"p99", h.quantile_ms(0.99)}, {"count", h.count()}};
+}
+
 json quantiles(const json& hist) {
   auto q = [&](const char* k) { return hist.is_object() ? hist.value(k, 0.0) : 0.0; };
   return {{"p50", q("p50")}, {"p90", q("p90")}, {"p99", q("p99")}, {"count", hist.is_object() ? hist.value("count", uint64_t(0)) : 0}};
 }
 
-// An adapter's request figures from the engine's per-adapter metrics (zeros
-// where this node runs no engine, or the adapter had no request yet).
-json request_figures(const json& per_adapter, const std::string& qualified) {
-  const json m = per_adapter.is_object() && per_adapter.contains(qualified) ? per_adapter[qualified] : json::object();
-  auto count = [&](const char* k) { return m.value(k, uint64_t(0)); };
-  return {{"requests", count("submitted")},  {"finished", count("finished")},
-          {"failed", count("failed")},       {"cancelled", count("cancelled")},
-          {"output_tokens", count("output_tokens")},
-          {"ttft_ms", quantiles(m.value("ttft_ms", json()))},
-          {"itl_ms", quantiles(m.value("itl_ms", json()))},
-          {"e2e_ms", quantiles(m.value("e2e_ms", json()))}};
-}
-
-json per_adapter_metrics(NodeService& service) {
-  const json m = json::parse(service.metrics_json(), nullptr, /*allow_exceptions=*/false);
-  return m.is_object() && m.contains("per_adapter") ? m["per_adapter"] : json::object();
+// What clients got from an adapter (adapter_traffic.h): zeros before its first request.
+json request_figures(const AdapterTraffic& traffic, const std::string& qualified) {
+  const AdapterTraffic::Figures f = traffic.figures(qualified).value_or(AdapterTraffic::Figures{});
+  return {{"requests", f.requests},   {"finished", f.finished},           {"failed", f.failed},
+          {"cancelled", f.cancelled}, {"output_tokens", f.output_tokens}, {"ttft_ms", quantiles(f.ttft_ms)},
+          {"itl_ms", quantiles(f.itl_ms)}, {"e2e_ms", quantiles(f.e2e_ms)}};
 }
 
 std::string lower(std::string s) {
@@ -41,8 +36,7 @@ std::string lower(std::string s) {
 }
 
 // One adapter: its versions (oldest first) with where each is now.
-json adapter_with_status(NodeService& service, const Caller& caller, const std::vector<AdapterRecord>& versions,
-                         const json& per_adapter) {
+json adapter_with_status(NodeService& service, const Caller& caller, const std::vector<AdapterRecord>& versions) {
   const AdapterId& first = versions.front().id;
   std::map<uint64_t, VersionStatus> status;
   if (auto s = service.adapter_status(caller, first); s.ok())
@@ -75,7 +69,7 @@ json adapter_with_status(NodeService& service, const Caller& caller, const std::
           {"tenant", first.tenant},
           {"name", first.name},
           {"versions", std::move(list)},
-          {"metrics", request_figures(per_adapter, qualified)}};
+          {"metrics", request_figures(service.adapter_traffic(), qualified)}};
 }
 
 // The caller's adapters, each a run of its versions, sorted by tenant/name.
@@ -119,12 +113,11 @@ Result<json> adapter_page(NodeService& service, const Caller& caller, const Adap
   if (!query.after.empty())
     start = std::find_if(matching.begin(), matching.end(),
                          [&](const auto* v) { return v->front().id.qualified_name() > query.after; });
-  const json per_adapter = per_adapter_metrics(service);
   json data = json::array();
   std::string last_id;
   auto it = start;
   for (; it != matching.end() && data.size() < query.limit; ++it) {
-    data.push_back(adapter_with_status(service, caller, **it, per_adapter));
+    data.push_back(adapter_with_status(service, caller, **it));
     last_id = (*it)->front().id.qualified_name();
   }
   return json{{"object", "list"},
@@ -137,7 +130,7 @@ Result<json> adapter_page(NodeService& service, const Caller& caller, const Adap
 Result<json> adapter_entry(NodeService& service, const Caller& caller, std::string_view name) {
   auto versions = service.adapter_versions(caller, name);
   if (!versions.ok()) return versions.error();
-  return adapter_with_status(service, caller, versions.value(), per_adapter_metrics(service));
+  return adapter_with_status(service, caller, versions.value());
 }
 
 json live_snapshot(NodeService& service) {

@@ -21,6 +21,7 @@
 #include "actors/scheduler_actor.h"
 #include "actors/service_wire.h"
 #include "actors/worker_actor.h"
+#include "adapter_traffic.h"
 #include "service_wiring.h"
 #include "gpu/cpu/cpu_executor.h"
 #include "gpu/cpu/lora_trainer.h"
@@ -386,6 +387,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     caf::anon_send(actors->gateway, add_worker_atom::value, setup->worker_id, actors->scheduler);
   }
   s->dispatch_ = std::make_shared<Dispatch>();
+  s->traffic_ = std::make_shared<AdapterTraffic>();
   actors->relay = sys.spawn(relay_behavior, s->dispatch_);
   s->actors_ = std::move(actors);
   if (s->fine_tuning_) {
@@ -591,6 +593,11 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   } else if (call.model.mixture) {
     return make_error(ErrorCode::kInvalidArgument, "a request to mixture " + call.model.name() + " needs its experts (route it)");
   }
+  // Counted per adapter (or mixture) as the client sees it; the base is not an adapter.
+  const std::string counted = call.model.base ? std::string()
+                              : call.model.mixture ? call.model.name()
+                                                   : call.model.adapter.id.qualified_name();
+  if (!counted.empty()) on_event = traffic_->count(counted, std::move(on_event));
   dispatch_->add(id, std::move(on_event));
   auto answer = actors_->ask<AcceptedWire>(actors_->gateway, generate_atom::value,
                                            generate_wire(tenant, false, model, r, experts), actors_->relay);
@@ -599,6 +606,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
     dispatch_->remove(id);
     return accepted_id.error();
   }
+  if (!counted.empty()) traffic_->accepted(counted);
   return RequestId(accepted_id.value());
 }
 

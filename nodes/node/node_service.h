@@ -48,6 +48,8 @@
 
 namespace myriad::node {
 
+class AdapterTraffic;
+
 // TLS between a cluster's gateway and workers (CAF's OpenSSL module): this
 // member's certificate and key, and the CA every member's certificate must
 // chain to (each side checks the other's). All three, or none (plain TCP).
@@ -230,6 +232,9 @@ class NodeService {
   FineTuning* fine_tuning() { return fine_tuning_.get(); }
   const std::string& fine_tuning_unavailable() const { return fine_tuning_unavailable_; }
 
+  // What clients got from each adapter (adapter_traffic.h), on any role.
+  const AdapterTraffic& adapter_traffic() const { return *traffic_; }
+
   // The served base's fingerprint, which every stored adapter records.
   const std::string& base_fingerprint() const { return base_fingerprint_; }
 
@@ -270,6 +275,7 @@ class NodeService {
   mutable std::mutex mixtures_mu_;
   mutable std::unordered_map<std::string, std::shared_ptr<const MixtureRoute>> mixtures_;
   std::shared_ptr<Dispatch> dispatch_;
+  std::shared_ptr<AdapterTraffic> traffic_;
   // Before actors_: destroyed after the worker that runs its TrainingWork.
   std::unique_ptr<FineTuning> fine_tuning_;
   std::string fine_tuning_unavailable_;

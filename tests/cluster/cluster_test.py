@@ -35,8 +35,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import (Cluster, live_snapshot, make_model_and_adapters, make_tls_files, publish,  # noqa: E402
-                           replacement_counts, run_clients, setup_netns)
+from cluster_procs import (Cluster, get_json, live_snapshot, make_model_and_adapters, make_tls_files,  # noqa: E402
+                           publish, replacement_counts, run_clients, setup_netns)
 
 SKIP = 77
 
@@ -159,6 +159,15 @@ def run(cl, args, rng, work):
     if (live["totals"]["output_tokens"] != want or sum(per_worker.values()) != want or len(per_worker) != args.workers
             or any(w["ttft_ms"]["p50"] <= 0 for w in live["workers"] if w["output_tokens"] > 0)):
         log(f"FAIL: the live view does not add up to the {want} tokens served: {json.dumps(live)[:2000]}")
+        return 1
+    # The adapters' figures, measured where requests enter the gateway: every
+    # adapter request's tokens (the base's are not an adapter's).
+    listing = get_json(cl.http_port, "/v1/adapters?limit=1000")
+    adapter_tokens = sum(a["metrics"]["output_tokens"] for a in listing["data"])
+    want_adapters = sum(1 for m, _, _ in distinct if m != "tiny") * args.max_tokens
+    log(f"adapter figures on the gateway: {adapter_tokens} tokens over {listing['total']} adapters")
+    if adapter_tokens != want_adapters:
+        log(f"FAIL: the adapters' figures count {adapter_tokens} tokens, {want_adapters} were served")
         return 1
 
     # The measured pass, with workers killed at random moments and one restarted.
