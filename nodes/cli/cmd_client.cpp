@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "args.h"
+#include "clock_text.h"
 #include "commands.h"
 #include "schema/api.capnp.h"
 
@@ -392,13 +393,6 @@ std::optional<json> json_answer(const char* cmd, api::JsonResult::Reader r, int&
     return std::nullopt;
   }
   return j;
-}
-
-std::string clock_text(double seconds) {
-  const long t = long(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
-  return buf;
 }
 
 // Polls a job until it ends, drawing its progress on stderr (a bar on a

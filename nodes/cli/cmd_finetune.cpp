@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clock_text.h"
 #include "commands.h"
 #include "output_folder.h"
 #include "gpu/cpu/lora_trainer.h"
@@ -44,13 +45,6 @@ Result<LoraTargets> parse_targets(const std::string& list, int64_t rank, double 
   auto t = lora_targets_named(names, int32_t(rank), float(alpha));
   if (!t.ok()) return bad("--targets: " + t.error().message);
   return t;
-}
-
-std::string clock_text(double seconds) {
-  const long s = long(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // traffic refreshed every 2 s, an upload form and delete buttons.
 
 import { api } from './api.js';
-import { el, formatBytes, formatTime, formatMs, formatNum, debounce, poller, showError } from './util.js';
+import { el, formatBytes, formatTime, formatMs, formatNum, debounce, poller, showError, submitting } from './util.js';
 
 const PAGE = 50;
 const POLL_MS = 2000;
@@ -229,19 +229,13 @@ function uploadForm(onUploaded, error) {
     body.append('name', name.value.trim());
     body.append('adapter_config.json', config, 'adapter_config.json');
     body.append('adapter_model.safetensors', weights, 'adapter_model.safetensors');
-    submit.disabled = true;
-    status.textContent = `Uploading ${formatBytes(config.size + weights.size)}…`;
-    try {
+    await submitting({ submit, status, error }, async () => {
+      status.textContent = `Uploading ${formatBytes(config.size + weights.size)}…`;
       const added = await api('/v1/adapters', { form: body });
       status.textContent = `Added ${added.id}.`;
       form.reset();
       onUploaded();
-    } catch (err) {
-      status.textContent = '';
-      showError(error, err);
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   return form;
 }

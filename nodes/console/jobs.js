@@ -3,7 +3,7 @@
 // Everything polls every 2 s while a job is queued or running, and slowly otherwise.
 
 import { api } from './api.js';
-import { el, formatTime, formatNum, poller, showError } from './util.js';
+import { el, formatTime, formatNum, poller, showError, submitting } from './util.js';
 import { newChart, drawLines } from './charts.js';
 
 const POLL_MS = 2000;
@@ -153,11 +153,9 @@ function newJobForm(onCreated, error) {
       el('label', 'Rank', rank),
       el('div.actions', submit, status)));
 
-  form.addEventListener('submit', async (e) => {
+  form.addEventListener('submit', (e) => {
     e.preventDefault();
-    submit.disabled = true;
-    showError(error, null);
-    try {
+    submitting({ submit, status, error }, async () => {
       status.textContent = 'Uploading the file…';
       const upload = (f) => {
         const body = new FormData();
@@ -181,12 +179,7 @@ function newJobForm(onCreated, error) {
       file.value = '';
       validation.value = '';
       onCreated(job);
-    } catch (err) {
-      status.textContent = '';
-      showError(error, err);
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   return form;
 }

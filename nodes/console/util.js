@@ -102,3 +102,20 @@ export function showError(node, err) {
   node.hidden = !err;
   node.textContent = err ? (err.message || String(err)) : '';
 }
+
+/**
+ * Runs a form's `action`: its submit button disabled meanwhile, the error
+ * banner cleared, and on failure the status emptied and the error shown.
+ */
+export async function submitting({ submit, status, error }, action) {
+  submit.disabled = true;
+  showError(error, null);
+  try {
+    await action();
+  } catch (err) {
+    status.textContent = '';
+    showError(error, err);
+  } finally {
+    submit.disabled = false;
+  }
+}

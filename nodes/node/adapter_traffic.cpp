@@ -4,7 +4,7 @@
 
 namespace myriad::node {
 
-AdapterTraffic::EventCallback AdapterTraffic::count(std::string adapter, EventCallback inner) {
+AdapterTraffic::EventCallback AdapterTraffic::count(const std::string& adapter, EventCallback inner) {
   using Clock = std::chrono::steady_clock;
   // One request's clock: its events arrive one at a time, in order.
   struct Timing {
@@ -13,12 +13,18 @@ AdapterTraffic::EventCallback AdapterTraffic::count(std::string adapter, EventCa
     bool any_token = false;
   };
   auto timing = std::make_shared<Timing>();
-  return [this, adapter = std::move(adapter), inner = std::move(inner), timing](const RequestEvent& ev) {
+  // Found once: entries of an unordered_map stay where they are, and none is erased.
+  Figures* figures = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    figures = &by_adapter_[adapter];
+  }
+  return [this, figures, inner = std::move(inner), timing](const RequestEvent& ev) {
     const auto now = Clock::now();
     auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
     {
       std::lock_guard lock(mu_);
-      Figures& f = by_adapter_[adapter];
+      Figures& f = *figures;
       if (ev.kind == EventKind::kToken) {
         ++f.output_tokens;
         if (timing->any_token) f.itl_ms.record(ms(now - timing->last_token));

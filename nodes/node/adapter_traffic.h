@@ -38,10 +38,10 @@ class AdapterTraffic {
 
   // `inner` wrapped so the request's events are counted under `adapter`
   // ("tenant/name", every version together) as they pass; the clock starts now.
-  EventCallback count(std::string adapter, EventCallback inner);
+  EventCallback count(const std::string& adapter, EventCallback inner);
   // The request was accepted (its events will follow).
   void accepted(const std::string& adapter);
-  // nullopt: no request of it yet.
+  // nullopt: never counted.
   std::optional<Figures> figures(const std::string& adapter) const;
 
  private:

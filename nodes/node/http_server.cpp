@@ -149,6 +149,23 @@ std::map<std::string, std::string> query_fields(std::string_view target) {
   return out;
 }
 
+// Query field `key` as an integer in [lo, hi] into `out` (left as it is when
+// the field is absent); the 400 naming the field and the range when it is
+// not one.
+std::optional<openai::ApiError> query_int(const std::map<std::string, std::string>& query, const char* key,
+                                          int64_t lo, int64_t hi, int64_t& out) {
+  const auto it = query.find(key);
+  if (it == query.end()) return std::nullopt;
+  char* end = nullptr;
+  const long long v = std::strtoll(it->second.c_str(), &end, 10);
+  if (it->second.empty() || *end != '\0' || v < lo || v > hi)
+    return openai::invalid_request(std::string(key) + ": expected an integer in [" + std::to_string(lo) + ", " +
+                                       std::to_string(hi) + "]",
+                                   key, "invalid_value");
+  out = v;
+  return std::nullopt;
+}
+
 // GET / and /console/<file>: the web console's static files.
 Response console_file_response(const Request& req, std::optional<ConsoleFile> file, std::string_view path) {
   if (!file) return error_response(req, openai::not_found_route("GET", path));
@@ -173,13 +190,9 @@ Response adapter_listing_response(NodeService& service, const Request& req, cons
   }
   const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
   AdapterPageQuery page;
-  if (auto it = query.find("limit"); it != query.end()) {
-    char* end = nullptr;
-    const long long limit = std::strtoll(it->second.c_str(), &end, 10);
-    if (it->second.empty() || *end != '\0' || limit < 1 || limit > 1000)
-      return error_response(req, openai::invalid_request("limit: expected an integer in [1, 1000]", "limit", "invalid_value"));
-    page.limit = size_t(limit);
-  }
+  int64_t limit = int64_t(page.limit);
+  if (auto bad = query_int(query, "limit", 1, 1000, limit)) return error_response(req, *bad);
+  page.limit = size_t(limit);
   if (auto it = query.find("after"); it != query.end()) page.after = it->second;
   if (auto it = query.find("q"); it != query.end()) page.contains = it->second;
   auto listing = adapter_page(service, caller, page);
@@ -200,12 +213,8 @@ Response fine_tuning_response(NodeService& service, const Request& req, const Ca
   const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
   auto field = [&](const char* key) { auto it = query.find(key); return it == query.end() ? std::string() : it->second; };
   int64_t limit = 20;
-  if (const std::string l = field("limit"); !l.empty()) {
-    char* end = nullptr;
-    limit = std::strtoll(l.c_str(), &end, 10);
-    if (*end != '\0' || limit < 1 || limit > 10000)
-      return error_response(req, openai::invalid_request("limit: expected an integer in [1, 10000]", "limit", "invalid_value"));
-  }
+  if (!field("limit").empty())  // an empty limit= is the default
+    if (auto bad = query_int(query, "limit", 1, 10000, limit)) return error_response(req, *bad);
   auto answer = [&](const Result<json>& r) {
     if (!r.ok()) return error_response(req, api_error_of(r.error()));
     return make_response(req, 200, r.value().dump());
@@ -969,14 +978,10 @@ const json& HttpServer::Impl::live_view() {
 
 namespace {
 // ?interval_ms= of the console's stream: 1000 by default, 100..60000.
-std::optional<int64_t> live_interval_ms(const Request& req) {
-  const auto query = query_fields(std::string_view(req.target().data(), req.target().size()));
-  const auto it = query.find("interval_ms");
-  if (it == query.end()) return 1000;
-  char* end = nullptr;
-  const long long ms = std::strtoll(it->second.c_str(), &end, 10);
-  if (it->second.empty() || *end != '\0' || ms < 100 || ms > 60000) return std::nullopt;
-  return ms;
+std::optional<openai::ApiError> live_interval_ms(const Request& req, int64_t& ms) {
+  ms = 1000;
+  return query_int(query_fields(std::string_view(req.target().data(), req.target().size())), "interval_ms", 100,
+                   60000, ms);
 }
 
 http::response<http::empty_body> event_stream_head(const Request& req) {
@@ -991,19 +996,15 @@ http::response<http::empty_body> event_stream_head(const Request& req) {
 
 std::string data_event(const json& j) { return "data: " + j.dump() + "\n\n"; }
 
-Response bad_interval(const Request& req) {
-  return error_response(req, openai::invalid_request("interval_ms: expected an integer in [100, 60000]",
-                                                     "interval_ms", "invalid_value"));
-}
 }  // namespace
 
 // GET /v1/console/live: one snapshot now, then one per interval, until the
 // client goes (noticed at the next write) or the server stops.
 net::awaitable<bool> HttpServer::Impl::console_live(beast::tcp_stream& stream, const Request& req,
                                                     const Caller& caller) {
-  const std::optional<int64_t> interval = live_interval_ms(req);
-  if (!interval) {
-    auto res_ = bad_interval(req);
+  int64_t interval = 0;
+  if (auto bad = live_interval_ms(req, interval)) {
+    auto res_ = error_response(req, *bad);
     co_return co_await send(stream, std::move(res_));
   }
   auto head = event_stream_head(req);
@@ -1013,7 +1014,7 @@ net::awaitable<bool> HttpServer::Impl::console_live(beast::tcp_stream& stream, c
   net::steady_timer timer(io);
   while (!ec) {
     if (!co_await send_chunk(stream, data_event(live_for(live_view(), caller)))) break;
-    timer.expires_after(std::chrono::milliseconds(*interval));
+    timer.expires_after(std::chrono::milliseconds(interval));
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
   }
   co_return false;

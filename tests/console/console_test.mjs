@@ -101,17 +101,10 @@ before(async () => {
   const args = ['--model', join(dir, 'tiny'), '--data', dataDir, '--http', '127.0.0.1:0', '--rpc', '127.0.0.1:0',
     '--api-keys', join(dir, 'keys.json'), '--slots', '2', '--threads', '1', '--log-level', 'warn'];
   if (process.env.MYRIAD_CONSOLE_DIR) args.push('--console-dir', process.env.MYRIAD_CONSOLE_DIR);
-  server = spawn(nodeBin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
-  let out = '';
-  base = await new Promise((resolve, reject) => {
-    server.stdout.on('data', (d) => {
-      out += d.toString();
-      const m = out.match(/on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on('exit', () => reject(new Error(`myriad-node exited early: ${out}`)));
-  });
+  const started = await startNode(args, /on (http:\/\/127\.0\.0\.1:\d+)/);
+  server = started.p;
+  base = started.m[1];
+  exited = started.exited;
   // alpha's "chat"; beta's "chat" (the same name, other weights) and "secret".
   await call('alpha-key', '/v1/adapters', { name: 'chat', path: join(dir, 'a') });
   await call('beta-key', '/v1/adapters', { name: 'chat', path: join(dir, 'b') });
@@ -450,9 +443,13 @@ test('1,000 adapters: the first page shows quickly, with the total, and pages', 
   await shot('adapters-1000.png');
 });
 
-/** Spawns myriad-node with `args`; resolves with the process once `pattern` shows on its stdout (the match too). */
+/**
+ * Spawns myriad-node with `args`; resolves once `pattern` shows on its
+ * stdout with the process, the match, and a promise of its exit.
+ */
 async function startNode(args, pattern) {
   const p = spawn(nodeBin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
   let out = '';
   const m = await new Promise((resolve, reject) => {
     p.stdout.on('data', (d) => {
@@ -462,7 +459,7 @@ async function startNode(args, pattern) {
     });
     p.on('exit', () => reject(new Error(`myriad-node ${args.join(' ')} exited early: ${out}`)));
   });
-  return { p, m };
+  return { p, m, exited };
 }
 
 test('a cluster: the live page charts each worker beside the total', async () => {
