@@ -338,6 +338,7 @@ TEST(NodeFineTuning, ANodeKilledMidJobResumesItToTheSameFinalLoss) {
   const std::string r =
       second.post("/v1/completions", json{{"model", done["fine_tuned_model"]}, {"prompt", "abc"}, {"max_tokens", 2}}.dump());
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  second.kill_now();  // before its folder goes
   fs::remove_all(dir);
 }
 
@@ -389,6 +390,8 @@ TEST(NodeFineTuning, TheCliRunsJobsOverRpc) {
   r = run_cli("jobs cancel" + server + " --api-key kb " + long_id);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find(long_id + " cancelled at step"), std::string::npos) << r.out;
+  // Stopped first: its publisher may still be removing a version's temporary folder.
+  node.kill_now();
   fs::remove_all(dir);
 }
 
