@@ -63,6 +63,7 @@ struct Args {
   int threads = 0;
   double think_ms = 0;
   uint64_t seed = 1;
+  std::string admission = "timeslice";  // the node's --admission
   bool json = false;
 };
 
@@ -450,6 +451,9 @@ int main(int argc, char** argv) {
                  "arrivals then fall anywhere in an engine step rather than just after one ended")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", a.seed, "workload seed (default 1)");
+  app.add_option("--admission", a.admission,
+                 "the node's admission: timeslice (the scheduler actor's active set) or fifo (default timeslice)")
+      ->check(CLI::IsMember({"timeslice", "fifo"}));
   app.add_flag("--json", a.json, "print JSON instead of the table");
   cli::add_log_level(app, log_level);
   if (const auto code = cli::parse(app, argc, argv, log_level)) return *code;
@@ -482,6 +486,7 @@ int main(int argc, char** argv) {
   no.threads = a.threads;
   no.max_running = 64;
   no.quantum_ms = 20;
+  no.admission = a.admission;
   auto service = node::NodeService::start(no);
   if (!service.ok()) return fail(service.error());
   nlohmann::json keys = nlohmann::json::object();
@@ -587,6 +592,7 @@ int main(int argc, char** argv) {
     j["clients"] = a.clients;
     j["requests"] = total;
     j["adapters"] = a.adapters;
+    j["admission"] = a.admission;
     j["tenants"] = a.tenants;
     auto fig = [&](const std::vector<Figures>& v) {
       return nlohmann::json{{"tok_s", median(v, &Figures::tok_s)},
@@ -612,9 +618,9 @@ int main(int argc, char** argv) {
   } else {
     std::printf(
         "service_load: %d clients x %d requests (%d), %d adapters of %d tenants, prompt %d, output %d, "
-        "%d slots, think %.0f ms, %d rounds each after a warm-up, interleaved (medians)\n",
+        "%d slots, admission %s, think %.0f ms, %d rounds each after a warm-up, interleaved (medians)\n",
         a.clients, a.requests_per_client, total, a.adapters, a.tenants, a.prompt_len, a.output_len, a.slots,
-        a.think_ms, a.rounds);
+        a.admission.c_str(), a.think_ms, a.rounds);
     std::printf("  %-24s %11s %11s %11s %11s %11s\n", "", "engine", "actors", "actors+HTTP", "actors/eng",
                 "HTTP/eng");
     auto row = [&](const char* name, double Figures::*f) {

@@ -4,20 +4,36 @@
 #include "actors/request_wire.h"
 #include "actors/service_wire.h"
 
+#include <chrono>
+#include <cmath>
+
 namespace myriad::actors {
 
 namespace {
 
 using Self = scheduler_actor::stateful_pointer<SchedulerActorState>;
 
-void admit_waiting(Self self) {
+double now_ms(const SchedulerActorState& s) {
+  if (s.options.now_ms) return s.options.now_ms();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Decides the active set and admissions again: what may enter the worker
+// goes now; a timer is set for the next quantum's end the queue names.
+void pump(Self self) {
   auto& s = self->state;
-  while (!s.waiting.empty() && s.in_worker.size() < s.options.max_in_worker) {
-    SchedulerActorState::Waiting w = std::move(s.waiting.front());
-    s.waiting.pop_front();
-    s.in_worker.insert(w.id);
-    self->send(s.worker, submit_atom::value, w.submit, w.sink);
+  const double now = now_ms(s);
+  for (uint64_t id : s.queue->admit(now)) {
+    auto it = s.waiting.find(id);
+    if (it == s.waiting.end()) continue;  // cannot happen: the queue and the map change together
+    self->send(s.worker, submit_atom::value, std::move(it->second.submit), std::move(it->second.sink));
+    s.waiting.erase(it);
   }
+  const double at = s.queue->next_decision_ms(now);
+  if (!std::isfinite(at) || (s.timer_at_ms >= 0 && s.timer_at_ms <= at)) return;
+  s.timer_at_ms = at;
+  const auto delay = std::chrono::microseconds(int64_t((at - now) * 1000.0) + 1);
+  self->delayed_send(self, delay, tick_atom::value);
 }
 
 // What the gateway must hear (final events, requeues) waits here while the
@@ -47,7 +63,7 @@ void tell_requeue(Self self, uint64_t id, uint32_t attempt) {
 
 void settle_drain(Self self) {
   auto& s = self->state;
-  if (!s.draining || s.drains.empty() || !s.waiting.empty() || !s.in_worker.empty()) return;
+  if (!s.draining || s.drains.empty() || s.queue->num_waiting() > 0 || s.queue->num_in_worker() > 0) return;
   auto drains = std::move(s.drains);
   s.drains.clear();
   self->request(s.worker, caf::infinite, drain_atom::value)
@@ -70,6 +86,13 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
   if (self->state.worker) self->link_to(self->state.worker);
   self->state.load_sink = std::move(load_sink);
   self->state.options = std::move(options);
+  AdmissionConfig admission;
+  admission.num_slots = self->state.options.limits.num_slots;
+  admission.quantum_ms = self->state.options.quantum_ms;
+  admission.max_in_worker = self->state.options.max_in_worker;
+  admission.max_waiting = self->state.options.max_waiting;
+  admission.timeslice = self->state.options.timeslice;
+  self->state.queue = std::make_unique<AdmissionQueue>(admission);
   return {
       [self](submit_atom, const SubmitWire& wire, const event_sink_actor& sink) -> AcceptedWire {
         auto& s = self->state;
@@ -83,45 +106,63 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         if (Status st = validate_request(request.value(), s.options.limits); !st.ok())
           return refused(st.error());
         const uint64_t id = request->id;
-        if (s.in_worker.count(id) > 0)
-          return refused(make_error(ErrorCode::kInvalidArgument,
-                                    "request id " + std::to_string(id) + " is already running"));
-        if (s.in_worker.size() < s.options.max_in_worker && s.waiting.empty()) {
-          s.in_worker.insert(id);
-          self->send(s.worker, submit_atom::value, wire, sink);
-        } else if (s.waiting.size() < s.options.max_waiting) {
-          s.waiting.push_back({id, d->get().getAttempt(), wire, sink});
-        } else {
-          return refused(
-              make_error(ErrorCode::kOverloaded, "worker " + s.options.worker_id + " has " +
-                                                     std::to_string(s.waiting.size()) +
-                                                     " requests waiting, the most it queues; retry shortly"));
+        std::vector<std::string> versions;
+        for (const AdapterUse& use : request->adapters) versions.push_back(use.id.to_string());
+        const size_t named = versions.size();
+        const uint64_t tokens = request->prompt.size() + request->resume_output.size() + request->max_tokens;
+        switch (s.queue->push(id, std::move(versions), tokens, now_ms(s))) {
+          case AdmissionQueue::Push::kQueued: break;
+          case AdmissionQueue::Push::kDuplicate:
+            return refused(make_error(ErrorCode::kInvalidArgument,
+                                      "request id " + std::to_string(id) + " is already running"));
+          case AdmissionQueue::Push::kTooManyAdapters:
+            return refused(make_error(ErrorCode::kInvalidArgument,
+                                      "the request names " + std::to_string(named) + " adapter versions; worker " +
+                                          s.options.worker_id + " has " + std::to_string(s.options.limits.num_slots) +
+                                          " adapter slots"));
+          case AdmissionQueue::Push::kFull:
+            return refused(make_error(ErrorCode::kOverloaded,
+                                      "worker " + s.options.worker_id + " has " +
+                                          std::to_string(s.queue->num_waiting()) +
+                                          " requests waiting, the most it queues; retry shortly"));
         }
+        s.waiting[id] = SchedulerActorState::Waiting{d->get().getAttempt(), wire, sink};
+        pump(self);
+        // Still waiting for its set's turn: the worker fetches its adapters
+        // into host memory meanwhile, so the turn starts with a slot load only.
+        if (!request->adapters.empty() && s.queue->waits(id)) self->send(s.worker, fetch_atom::value, wire);
         return accepted(id, {});
       },
       [self](cancel_atom, const CancelWire& wire) {
         auto d = wire.decode();
         if (!d) return;
         const uint64_t id = d->get().getRequestId();
-        auto& waiting = self->state.waiting;
-        for (auto it = waiting.begin(); it != waiting.end(); ++it) {
-          if (it->id != id) continue;
-          EventWire cancelled = final_event(id, it->attempt, nullptr);
-          self->send(it->sink, event_atom::value, cancelled);
-          tell_released(self, std::move(cancelled));
-          waiting.erase(it);
+        auto& s = self->state;
+        if (s.queue->cancel(id)) {
+          auto it = s.waiting.find(id);
+          if (it != s.waiting.end()) {
+            EventWire cancelled = final_event(id, it->second.attempt, nullptr);
+            self->send(it->second.sink, event_atom::value, cancelled);
+            tell_released(self, std::move(cancelled));
+            s.waiting.erase(it);
+          }
+          pump(self);  // its set may have nothing left to wait for
           settle_drain(self);
           return;
         }
-        if (self->state.in_worker.count(id) > 0) self->send(self->state.worker, cancel_atom::value, wire);
+        if (s.queue->in_worker(id)) self->send(s.worker, cancel_atom::value, wire);
       },
       [self](released_atom, const EventWire& final_event) {
         auto d = final_event.decode();
         if (!d) return;
-        self->state.in_worker.erase(d->get().getRequestId());
+        self->state.queue->released(d->get().getRequestId());
         tell_released(self, final_event);
-        admit_waiting(self);
+        pump(self);
         settle_drain(self);
+      },
+      [self](tick_atom) {
+        self->state.timer_at_ms = -1;
+        pump(self);
       },
       [self](load_atom, const WorkerLoadWire& wire) {
         auto d = wire.decode();
@@ -129,7 +170,9 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         capnp::MallocMessageBuilder message;
         message.setRoot(d->get());
         auto load = message.getRoot<schema::WorkerLoad>();
-        load.setQueued(load.getQueued() + uint32_t(self->state.waiting.size()));
+        load.setQueued(load.getQueued() + uint32_t(self->state.queue->num_waiting()));
+        // What waits here is backlog too: placement balances tokens.
+        load.setPendingTokens(load.getPendingTokens() + self->state.queue->waiting_tokens());
         load.setDraining(load.getDraining() || self->state.draining);
         if (self->state.load_sink) self->send(self->state.load_sink, load_atom::value, WorkerLoadWire::encode(message));
       },
@@ -144,8 +187,12 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
         // What waits here goes back to the gateway to run elsewhere; what
         // runs in the worker finishes here.
         auto& s = self->state;
-        for (const auto& w : s.waiting) tell_requeue(self, w.id, w.attempt);
-        s.waiting.clear();
+        for (uint64_t id : s.queue->take_waiting()) {
+          auto it = s.waiting.find(id);
+          if (it == s.waiting.end()) continue;
+          tell_requeue(self, id, it->second.attempt);
+          s.waiting.erase(it);
+        }
         auto rp = self->make_response_promise<bool>();
         s.draining = true;
         s.drains.push_back(rp);

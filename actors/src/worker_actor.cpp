@@ -259,6 +259,22 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
       [self](cancel_atom, const CancelWire& wire) {
         if (auto d = wire.decode()) self->state.engine->cancel(d->get().getRequestId());
       },
+      [self](fetch_atom, const SubmitWire& wire) {
+        // A prefetch: the source reads on its own thread into the host
+        // cache; the engine's own fetch then finds it there.
+        WorkerActorState& st = self->state;
+        auto d = wire.decode();
+        if (!d) return;
+        auto request = read_submit(d->get());
+        if (!request) return;
+        for (const AdapterUse& use : request->adapters) {
+          if (!st.cache->registered(use.id)) {
+            auto load = st.setup->load_adapter;
+            (void)st.cache->add(use.id, [load, id = use.id] { return load(id); });
+          }
+          if (!st.cache->cached(use.id)) st.source->fetch(use.id, [](Result<std::shared_ptr<const LoraWeights>>) {});
+        }
+      },
       [self](tick_atom) {
         if (self->state.report_pending->load())
           heartbeat(self);

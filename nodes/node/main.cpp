@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   std::string role = "all", http = "127.0.0.1:8000", rpc = "127.0.0.1:8001", api_keys;
   std::string cluster = "127.0.0.1:7700", join, secret_file, worker_id;
   size_t max_body = size_t(8) << 20;
+  size_t rpc_max_buffered = 4096;
   int max_open = 256;
   int64_t tokens_per_minute = 0;
   LogLevel log_level = LogLevel::kInfo;
@@ -148,6 +149,12 @@ int main(int argc, char** argv) {
   app.add_option("--quantum-ms", o.quantum_ms, "time slice of the active adapters, ms (default 50)")
       ->option_text("MS")
       ->check(cli::at_least(0));
+  app.add_option("--admission", o.admission,
+                 "timeslice: the scheduler actor lets only its active set's adapters (at most --slots) into the "
+                 "engine, rotating them every --quantum-ms; fifo: arrival order, the engine time-slices what it holds "
+                 "(default timeslice)")
+      ->option_text("MODE")
+      ->check(CLI::IsMember({"timeslice", "fifo"}));
   app.add_option("--kv-blocks", o.kv_blocks, "KV blocks of 16 tokens (default: sized from the context)")
       ->option_text("N")
       ->check(cli::at_least(0));
@@ -157,6 +164,11 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory)
       ->option_text("DIR");
   app.add_option("--max-body-bytes", max_body, "largest request body and RPC adapter upload (default 8 MiB; larger: 413 / resourceExhausted)")->option_text("N");
+  app.add_option("--rpc-max-buffered-events", rpc_max_buffered,
+                 "token events of one RPC request that may wait for a client that stopped acknowledging (default "
+                 "4096; more: the request is cancelled and answered resourceExhausted)")
+      ->option_text("N")
+      ->check(cli::at_least(1));
   app.add_option("--max-open-per-tenant", max_open, "requests a tenant may have open (default 256; more: 429)")
       ->option_text("N")
       ->check(cli::at_least(1));
@@ -248,6 +260,7 @@ int main(int argc, char** argv) {
   ro.port = rpc_addr.value().second;
   ro.limits = limits;
   ro.max_upload_bytes = max_body;
+  ro.max_buffered_events = rpc_max_buffered;
   auto rpc_server = node::RpcServer::start(**service, tenants.value(), ro);
   if (!rpc_server.ok()) return fail(rpc_server.error());
   std::printf("myriad-node: serving %s on http://%s:%u\n", (*service)->model_name().c_str(), ho.host.c_str(),

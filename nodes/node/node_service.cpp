@@ -200,8 +200,15 @@ SchedulerActorOptions scheduler_options(const NodeOptions& o, const SchedulerCon
   so.worker_id = worker_id;
   so.limits = request_limits(sc);
   so.limits.vocab_size = int32_t(model.vocab_size);
-  so.max_in_worker = uint32_t(std::max(o.max_running * 4, 64));
   so.max_waiting = uint32_t(o.max_waiting);
+  so.quantum_ms = sc.quantum_ms;
+  so.timeslice = o.admission != "fifo";
+  // With the active set here, what enters the engine is what it can run
+  // soon: a rotated set's requests already inside finish before the next
+  // set's load, so a deep engine queue would stretch every turn. FIFO keeps
+  // the deeper queue the engine's own time-slicing chooses from.
+  so.max_in_worker = so.timeslice ? uint32_t(std::max(o.max_running * 2, 16))
+                                  : uint32_t(std::max(o.max_running * 4, 64));
   return so;
 }
 

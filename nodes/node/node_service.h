@@ -75,6 +75,10 @@ struct NodeOptions {
   int32_t max_waiting = 1024;  // requests queued ahead of the worker; more are refused (overloaded, 429)
   int32_t max_tokens_per_step = 512;
   double quantum_ms = 50.0;
+  // timeslice: the scheduler actor keeps each worker's active set (at most
+  // `slots` adapters' requests enter its engine); fifo: requests enter in
+  // arrival order and the engine time-slices what it holds.
+  std::string admission = "timeslice";
   int threads = 0;  // CPU threads, 0 = every core
   size_t host_cache_bytes = size_t(2) << 30;
   // gateway: where workers join (port 0 picks one) and the cluster secret

@@ -29,6 +29,7 @@ struct Settings {
   sim::WorkloadOptions workload;
   sim::FleetOptions fleet;
   std::string policy = "timeslice", placement = "affinity", cost_model;
+  std::string admission = "engine";
   std::string failures;  // "T:W,T:W": worker W dies at T seconds
   std::string write_trace;
   std::string csv;  // append one row (a header first when the file is new)
@@ -77,6 +78,15 @@ void add_flags(CLI::App& app, Settings& s) {
   app.add_option("--policy", s.policy, "scheduler policy: timeslice, fcfs or one-at-a-time (default timeslice)")
       ->option_text("P")
       ->check(CLI::IsMember({"timeslice", "fcfs", "one-at-a-time"}));
+  app.add_option("--admission", s.admission,
+                 "in front of each engine: engine (nothing; the engine time-slices all it is given), timeslice "
+                 "(the node's scheduler actor: its active set) or fifo (the node's --admission fifo) (default engine)")
+      ->option_text("A")
+      ->check(CLI::IsMember({"engine", "timeslice", "fifo"}));
+  app.add_option("--max-waiting", f.max_waiting,
+                 "with --admission timeslice|fifo: requests queued ahead of a worker's engine; more fail (default 1024)")
+      ->option_text("N")
+      ->check(cli::at_least(1));
   app.add_option("--slots", f.engine.num_slots, "adapter slots per worker (default 16)")->option_text("N");
   app.add_option("--quantum-ms", f.engine.quantum_ms, "time slice, ms (default 50, the node's)")->option_text("Q");
   app.add_option("--placement", s.placement, "affinity, least-loaded or random (default affinity)")
@@ -158,6 +168,7 @@ Status append_csv(const Settings& s, const sim::SimResult& r) {
       {"duration_s", std::to_string(s.workload.duration_s)},
       {"zipf", std::to_string(s.workload.zipf)},
       {"policy", s.policy},
+      {"admission", s.admission},
       {"slots", std::to_string(s.fleet.engine.num_slots)},
       {"quantum_ms", std::to_string(s.fleet.engine.quantum_ms)},
       {"placement", s.placement},
@@ -263,6 +274,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   s.fleet.engine.policy = parse_scheduler_policy(s.policy).value();
+  s.fleet.admission = sim::parse_sim_admission(s.admission).value();
   s.fleet.placement.policy = parse_placement_policy(s.placement).value();
   s.fleet.placement_seed = s.workload.seed;
   if (!s.cost_model.empty()) {

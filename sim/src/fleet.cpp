@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "runtime/admission_queue.h"
 #include "runtime/clock.h"
 #include "runtime/engine.h"
 
@@ -36,12 +37,30 @@ Status validate(const FleetOptions& o) {
     if (f.worker < 0 || f.worker >= o.workers || !(f.at_s >= 0))
       return bad("a failure names worker " + std::to_string(f.worker) + " at " + std::to_string(f.at_s) +
                  " s: the worker must exist and the time be >= 0");
+  if (o.max_waiting < 1) return bad("max waiting must be >= 1");
   return validate_scheduler_config(o.engine);
+}
+
+const char* sim_admission_name(SimAdmission a) {
+  switch (a) {
+    case SimAdmission::kEngine: return "engine";
+    case SimAdmission::kTimeslice: return "timeslice";
+    case SimAdmission::kFifo: return "fifo";
+  }
+  return "?";
+}
+
+Result<SimAdmission> parse_sim_admission(std::string_view s) {
+  if (s == "engine") return SimAdmission::kEngine;
+  if (s == "timeslice") return SimAdmission::kTimeslice;
+  if (s == "fifo") return SimAdmission::kFifo;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "unknown admission '" + std::string(s) + "' (engine, timeslice or fifo)");
 }
 
 namespace {
 
-enum class Kind : uint8_t { kArrival, kStepDone, kLoadDone, kFetchDone, kReport, kWake, kFailure };
+enum class Kind : uint8_t { kArrival, kStepDone, kLoadDone, kFetchDone, kReport, kWake, kFailure, kAdmit };
 
 struct Event {
   double t = 0;
@@ -91,6 +110,10 @@ struct Worker {
   std::unordered_map<int32_t, std::list<int32_t>::iterator> in_host;
   std::unordered_map<uint64_t, std::pair<int32_t, FetchDone>> fetches;  // in flight, by fetch number
   std::unordered_set<RequestId> requests;                              // in flight here
+  // The scheduler actor in front of the engine (null: SimAdmission::kEngine).
+  std::unique_ptr<AdmissionQueue> admission;
+  std::unordered_map<RequestId, Request> waiting;  // in the queue, not yet in the engine
+  double admit_at = -1;                            // an admit event is scheduled then (-1: none)
 };
 
 struct Track {
@@ -115,6 +138,8 @@ class Fleet {
   void arrive(const SimRequest& r);
   void place_and_submit(RequestId id);
   void try_start(int32_t w);
+  void admit(int32_t w);
+  void schedule_admit(int32_t w, double at);
   void schedule_load_event(int32_t w);
   void report(int32_t w);
   void fail_worker(int32_t w);
@@ -221,7 +246,14 @@ void Fleet::on_event(int32_t w, const RequestEvent& e) {
   if (!e.is_final()) return;
   const bool ok = e.kind == EventKind::kFinished &&
                   (e.reason == FinishReason::kLength || e.reason == FinishReason::kStop);
-  workers_[size_t(w)].requests.erase(e.id);
+  Worker& wk = workers_[size_t(w)];
+  wk.requests.erase(e.id);
+  if (wk.admission) {
+    // The released message: the queue decides again once this step is done
+    // (not from inside the engine's complete_step).
+    wk.admission->released(e.id);
+    schedule_admit(w, now_);
+  }
   finish(t, ok);
   tracks_.erase(it);
 }
@@ -272,6 +304,23 @@ void Fleet::place_and_submit(RequestId id) {
   request.max_tokens = t.req.max_tokens;
   Worker& wk = workers_[size_t(w)];
   t.worker = w;
+  if (wk.admission) {
+    std::vector<std::string> versions;
+    for (const AdapterUse& use : request.adapters) versions.push_back(use.id.to_string());
+    const uint64_t tokens = request.prompt.size() + request.resume_output.size() + request.max_tokens;
+    if (wk.admission->push(id, std::move(versions), tokens, now_) != AdmissionQueue::Push::kQueued) {
+      finish(t, false);  // overloaded (the node's 429)
+      tracks_.erase(id);
+      return;
+    }
+    // As the worker does on the scheduler's prefetch: the adapter's bytes
+    // come into host memory while the request waits for its set's turn.
+    for (const AdapterUse& use : request.adapters) fetch(w, use.id, [](auto&&) {});
+    wk.waiting.emplace(id, std::move(request));
+    wk.requests.insert(id);
+    admit(w);
+    return;
+  }
   wk.clock.set(now_);
   wk.exec->set_now(now_);
   auto ok = wk.engine->submit(std::move(request));
@@ -282,6 +331,38 @@ void Fleet::place_and_submit(RequestId id) {
   }
   wk.requests.insert(id);
   try_start(w);
+}
+
+// The scheduler actor's decision: what may enter the engine goes in now;
+// the next decision the queue asks for (a quantum's end) is scheduled.
+void Fleet::admit(int32_t w) {
+  Worker& wk = workers_[size_t(w)];
+  if (wk.dead) return;
+  wk.clock.set(now_);
+  wk.exec->set_now(now_);
+  const std::vector<uint64_t> in = wk.admission->admit(now_);  // a copy: a failed submit releases below
+  for (uint64_t id : in) {
+    auto it = wk.waiting.find(id);
+    Request request = std::move(it->second);
+    wk.waiting.erase(it);
+    if (!wk.engine->submit(std::move(request))) {
+      wk.admission->released(id);
+      wk.requests.erase(id);
+      finish(tracks_.at(id), false);
+      tracks_.erase(id);
+      schedule_admit(w, now_);
+    }
+  }
+  const double at = wk.admission->next_decision_ms(now_);
+  if (std::isfinite(at)) schedule_admit(w, at);
+  try_start(w);
+}
+
+void Fleet::schedule_admit(int32_t w, double at) {
+  Worker& wk = workers_[size_t(w)];
+  if (wk.admit_at >= 0 && wk.admit_at <= at) return;
+  wk.admit_at = at;
+  push(Kind::kAdmit, at, w);
 }
 
 void Fleet::schedule_load_event(int32_t w) {
@@ -330,6 +411,10 @@ void Fleet::report(int32_t w) {
   const Scheduler& s = wk.engine->scheduler();
   v.pending_tokens = s.pending_tokens();
   v.queued = uint32_t(s.num_queued());
+  if (wk.admission) {  // as the scheduler actor adds to the worker's report
+    v.pending_tokens += wk.admission->waiting_tokens();
+    v.queued += uint32_t(wk.admission->num_waiting());
+  }
   v.running = uint32_t(s.num_running());
   v.placed_since_report = 0;
   v.placed_tokens_since_report = 0;
@@ -399,6 +484,18 @@ Result<SimResult> Fleet::run(const Progress& progress) {
     auto engine = Engine::create(engine_config, *wk.exec, *wk.source, wk.clock, *wk.sink);
     if (!engine) return engine.error();
     wk.engine = std::move(engine).value();
+    if (o_.admission != SimAdmission::kEngine) {
+      const bool timeslice = o_.admission == SimAdmission::kTimeslice;
+      AdmissionConfig a;
+      a.num_slots = engine_config.num_slots;
+      a.quantum_ms = engine_config.quantum_ms;
+      a.timeslice = timeslice;
+      a.max_waiting = o_.max_waiting;
+      a.max_in_worker = o_.max_in_worker > 0 ? o_.max_in_worker
+                                             : uint32_t(std::max(engine_config.max_running_seqs * (timeslice ? 2 : 4),
+                                                                 timeslice ? 16 : 64));
+      wk.admission = std::make_unique<AdmissionQueue>(a);
+    }
     char id[24];
     std::snprintf(id, sizeof id, "sim/w%d", w);
     views_[size_t(w)].id = id;
@@ -478,6 +575,13 @@ Result<SimResult> Fleet::run(const Progress& progress) {
       case Kind::kFailure:
         fail_worker(e.worker);
         break;
+      case Kind::kAdmit: {
+        Worker& wk = workers_[size_t(e.worker)];
+        if (wk.admit_at != now_) break;  // superseded by an earlier one
+        wk.admit_at = -1;
+        admit(e.worker);
+        break;
+      }
     }
     if (done() && events_.empty()) break;
   }

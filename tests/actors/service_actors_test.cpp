@@ -54,6 +54,7 @@ struct Log {
   std::vector<uint64_t> released;                       // final events a load sink was told of
   std::vector<double> timeouts;                         // the timeout_ms of each submit
   std::vector<std::vector<int32_t>> resumed;            // the resume_output of each submit
+  std::vector<uint64_t> prefetched;                     // requests whose adapters a scheduler asked to fetch
 };
 
 worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
@@ -65,6 +66,7 @@ worker_actor::behavior_type recording_worker(std::shared_ptr<Log> log) {
       [log](cancel_atom, const CancelWire& wire) {
         log->cancelled.push_back(wire.decode()->get().getRequestId());
       },
+      [log](fetch_atom, const SubmitWire& wire) { log->prefetched.push_back(wire.decode()->get().getRequestId()); },
       [](tick_atom) {},
       [](attach_atom, const scheduler_actor&) {},
       [](attach_atom, const worker_registry_actor&) {},
@@ -102,6 +104,7 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
         return true;
       },
       [](attach_atom, const load_sink_actor&) {},
+      [](tick_atom) {},
   };
 }
 
@@ -477,6 +480,63 @@ TEST_F(ServiceActors, TheSchedulerBoundsWhatWaitsAndCancelsAWaiterItself) {
   EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 4}));  // 1 released: 4 admitted
   cancel(4);                                               // in the worker: the worker cancels it
   EXPECT_EQ(w->cancelled, (std::vector<uint64_t>{4}));
+}
+
+// The scheduler actor owns the time-sliced active set: with one slot only
+// the active adapter's requests reach the worker; when its quantum has
+// passed (the actor's own timer) it drains, and once its requests in the
+// worker have ended the adapter that waited takes the slot.
+TEST_F(ServiceActors, TheSchedulerLetsOnlyItsActiveSetIntoTheWorkerAndRotatesItAtTheQuantum) {
+  auto clock = std::make_shared<double>(0.0);
+  auto w = std::make_shared<Log>();
+  auto worker = keep(sys_->spawn(recording_worker, w));
+  SchedulerActorOptions o;
+  o.worker_id = "w0";
+  o.limits.vocab_size = 260;
+  o.limits.num_kv_blocks = 16;
+  o.limits.num_slots = 1;
+  o.quantum_ms = 50;
+  o.max_in_worker = 2;
+  o.now_ms = [clock] { return *clock; };
+  auto sa = keep(sys_->spawn(scheduler_behavior, worker, keep(sys_->spawn(ignoring_load_sink, w)), o));
+  auto seen = std::make_shared<Seen>();
+  auto sink = keep(sys_->spawn(recording_sink, seen));
+  auto submit = [&](uint64_t id, const char* adapter) {
+    Request r = request();
+    r.id = id;
+    r.adapters = {AdapterUse{AdapterId{"t", adapter, 1}, 1.0f}};
+    self()->send(sa, submit_atom::value, encode_submit(r), sink);
+    sched().run();
+    EXPECT_TRUE(read_accepted(next<AcceptedWire>()).ok());
+  };
+  auto release = [&](uint64_t id) {
+    self()->send(sa, released_atom::value, finished(id, 8));
+    sched().run();
+  };
+  submit(1, "a");
+  submit(2, "a");
+  submit(3, "a");  // no room in the worker: waits here
+  submit(4, "b");  // a is active with requests waiting: b waits for its quantum
+  submit(5, "a");
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(w->prefetched, (std::vector<uint64_t>{3, 4, 5})) << "what waits has its adapter fetched meanwhile";
+  release(1);
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 2, 3}));
+  *clock = 49;
+  self()->send(sa, tick_atom::value);
+  sched().run();
+  submit(6, "a");
+  release(2);  // room, but b may not enter yet; 5 of a does (6 keeps a's queue from running dry)
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 2, 3, 5}));
+  *clock = 50;
+  self()->send(sa, tick_atom::value);  // the timer the actor set for a's quantum: a drains
+  sched().run();
+  release(3);
+  EXPECT_EQ(w->submitted.size(), 4u) << "5 of a still runs in the worker; 6 waits for a's next turn";
+  release(5);
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 2, 3, 5, 4})) << "a drained: b's turn";
+  release(4);
+  EXPECT_EQ(w->submitted, (std::vector<uint64_t>{1, 2, 3, 5, 4, 6})) << "b has nothing left: a is back";
 }
 
 TEST_F(ServiceActors, EventsGoStraightToTheClientCancelReachesTheWorkerAndDrainWaits) {

@@ -415,6 +415,38 @@ TEST(NodeRpc, AClientThatStopsReadingNeverStallsTheStepLoop) {
   EXPECT_TRUE(node.alive());
 }
 
+// A client that stops acknowledging for longer than its buffer allows
+// loses that request, not the node: past --rpc-max-buffered-events the
+// request is cancelled (its KV freed, no more tokens generated) and the
+// call answers resourceExhausted naming the limit.
+TEST(NodeRpc, ASlowReaderPastItsBufferIsCancelledWithResourceExhausted) {
+  RpcNode node({"--max-running", "4", "--rpc-max-buffered-events", "8"});
+  capnp::EzRpcClient client(node.rpc());
+  auto& ws = client.getWaitScope();
+  auto root = client.getMain<api::Myriad>();
+  int got = 0;
+  auto req = root.generateRequest();
+  auto g = req.initRequest();
+  g.setModel("tiny");
+  g.getPrompt().setText("hi");
+  g.setMaxTokens(500);
+  g.setIgnoreEos(true);
+  req.setSink(kj::heap<CountingSink>(got, /*stall=*/true));
+  auto response = req.send().wait(ws);
+  auto result = response.getResult();
+  ASSERT_TRUE(result.isError()) << "a stalled reader of 500 tokens with room for 8 must be cut off";
+  EXPECT_EQ(result.getError().getCode(), schema::ErrorCode::RESOURCE_EXHAUSTED);
+  const std::string message = text_of(result.getError().getMessage());
+  EXPECT_NE(message.find("8 events"), std::string::npos) << message;
+  EXPECT_LT(result.getCompletionTokens(), 500u);
+  // Cancelled, not run to its end: the engine stops short of 500 tokens.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_LT(output_tokens(node.metrics()), 500) << node.metrics();
+  const CliRun after = node.client("complete", "--model tiny --prompt hi --max-tokens 4 --ignore-eos --json", true);
+  EXPECT_EQ(after.code, 0) << after.out;
+  EXPECT_TRUE(node.alive());
+}
+
 TEST(NodeRpc, AHostileUploadIsRejectedAndChangesNothing) {
   RpcNode node({"--max-body-bytes", "200000"});
   const std::string good = node.make_adapter("good", 11);

@@ -322,6 +322,45 @@ TEST(SimFleet, ThePoliciesDiffer) {
   EXPECT_GT(one->ttft_ms.quantile_ms(0.99), timeslice->ttft_ms.quantile_ms(0.99));
 }
 
+// With the node's scheduler actor in front (--admission timeslice), each
+// engine is given at most its slots' worth of adapters, so its own time
+// slice never swaps one out: the rotation happens in the AdmissionQueue.
+// Every request is still answered once, also when a worker fails, and the
+// same tokens come out as without it.
+TEST(SimFleet, TheSchedulerActorsActiveSetLeavesTheEngineNothingToSwap) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  WorkloadOptions w = small_load(seed);
+  w.zipf = 0;
+  w.rate = 60;
+  FleetOptions f = small_fleet(2);
+  f.engine.quantum_ms = 5;
+  auto engine = simulate(f, w);
+  f.admission = SimAdmission::kTimeslice;
+  auto actor = simulate(f, w);
+  ASSERT_TRUE(engine.ok() && actor.ok());
+  EXPECT_GT(engine->swaps, 0u) << "the workload makes adapters wait for slots";
+  EXPECT_EQ(actor->swaps, 0u) << "the engine never held more adapters than slots";
+  EXPECT_GT(actor->slot_loads, 0u);
+  EXPECT_EQ(actor->completed, actor->requests);
+  EXPECT_EQ(actor->failed + actor->unfinished, 0u);
+  EXPECT_EQ(actor->output_tokens, engine->output_tokens);
+  f.failures = {{10.0, 1}};
+  f.max_waiting = 100000;  // one worker left is overloaded: nothing may be refused here (the node's 429)
+  auto failing = simulate(f, w);
+  ASSERT_TRUE(failing.ok());
+  EXPECT_EQ(failing->completed, failing->requests)
+      << "failed " << failing->failed << " unfinished " << failing->unfinished << " replaced " << failing->replaced;
+  EXPECT_EQ(failing->output_tokens, engine->output_tokens);
+  f.failures.clear();
+  f.admission = SimAdmission::kFifo;
+  auto fifo = simulate(f, w);
+  ASSERT_TRUE(fifo.ok());
+  EXPECT_EQ(fifo->completed, fifo->requests);
+  EXPECT_EQ(parse_sim_admission("timeslice").value(), SimAdmission::kTimeslice);
+  EXPECT_FALSE(parse_sim_admission("lifo").ok());
+}
+
 TEST(SimFleet, AffinityPlacementFindsAdaptersResidentMoreOftenThanRandom) {
   WorkloadOptions w = small_load(4);
   w.rate = 40;

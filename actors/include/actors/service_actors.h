@@ -95,13 +95,18 @@ using scheduler_actor =
                      // submits, answer once what runs in the worker has finished
                      caf::replies_to<leave_atom>::with<bool>,
                      // wiring: where load reports, final events and requeues go (a rejoined gateway)
-                     caf::reacts_to<attach_atom, load_sink_actor>>;
+                     caf::reacts_to<attach_atom, load_sink_actor>,
+                     // its own timer: an active set's quantum has passed (decide the active set again)
+                     caf::reacts_to<tick_atom>>;
 
-// One device: the Engine (with the runtime Scheduler's time-sliced active
-// set) and the Executor, stepped on the worker's own thread.
+// One device: the Engine and the Executor, stepped on the worker's own
+// thread; what enters it is the scheduler actor's active set.
 using worker_actor = caf::typed_actor<
     caf::reacts_to<submit_atom, SubmitWire, event_sink_actor>,  // run it; events go to the sink
     caf::reacts_to<cancel_atom, CancelWire>,                    // stop it (its final event says cancelled)
+    // the request waits in the scheduler for its adapters' turn: bring their
+    // bytes into host memory meanwhile (nothing is answered)
+    caf::reacts_to<fetch_atom, SubmitWire>,
     caf::reacts_to<tick_atom>,                                  // report load and residency now
     caf::reacts_to<attach_atom, scheduler_actor>,       // wiring: where final events and load reports go
     caf::reacts_to<attach_atom, worker_registry_actor>,  // wiring: where residency reports go (a rejoin)

@@ -1,6 +1,8 @@
 // The simulator: W workers, each the real runtime Engine (its Scheduler's
 // time-sliced active set, admission, KV blocks, deadlines) over a
-// SimExecutor, behind runtime's placement, driven by one discrete-event loop
+// SimExecutor, optionally behind the scheduler actor's AdmissionQueue
+// (runtime/admission_queue.h, as the node runs it: FleetOptions::admission),
+// behind runtime's placement, driven by one discrete-event loop
 // on a virtual clock. Nothing here sleeps or spawns a thread, so a run is a
 // pure function of its options and seed.
 //
@@ -13,6 +15,9 @@
 //   load done      a slot load ends (the executor's copy engine)
 //   fetch done     an adapter reaches the worker's host cache (an LRU of
 //                  host_cache_adapters adapters; a hit answers at once)
+//   admit          the worker's AdmissionQueue decides again (after a
+//                  request ended there, as the released message does, or at
+//                  the quantum's end it asked for)
 //   report         every report_interval_ms each worker's load, slots and
 //                  host-cached adapters become what placement sees (the
 //                  gateway's lag), as WorkerLoad does in the service
@@ -23,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,8 +55,23 @@ struct WorkerGroup {
   CostModel cost;
 };
 
+// What stands between placement and each worker's engine.
+enum class SimAdmission : uint8_t {
+  kEngine,     // nothing: every request goes straight into the engine, whose time slice chooses
+  kTimeslice,  // the node's scheduler actor (--admission timeslice): its AdmissionQueue's active set
+  kFifo,       // the node's --admission fifo: a FIFO, at most max_in_worker in the engine
+};
+const char* sim_admission_name(SimAdmission a);  // "engine", "timeslice", "fifo"
+Result<SimAdmission> parse_sim_admission(std::string_view s);
+
 struct FleetOptions {
   int32_t workers = 1;
+  SimAdmission admission = SimAdmission::kEngine;
+  // Requests in a worker's engine at once under kTimeslice / kFifo; 0: the
+  // node's rule (2 x or 4 x max_running_seqs). More wait, up to max_waiting;
+  // beyond that a request fails (the node's 429).
+  uint32_t max_in_worker = 0;
+  uint32_t max_waiting = 1024;
   std::vector<WorkerGroup> groups;
   SchedulerConfig engine;        // per worker: policy, slots, quantum, batch and KV sizes
   SimExecutorOptions device;     // per worker (slots and KV are taken from `engine`)
