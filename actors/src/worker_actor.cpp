@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -90,11 +91,15 @@ struct WorkerActorState {
   std::shared_ptr<WorkerSetup> setup;
   std::unique_ptr<AdapterCache> cache;
   std::unique_ptr<CachedAdapterSource> source;
+  std::unique_ptr<AdapterSource> reporting;  // over `source`: what the engine and prefetches use
   std::shared_ptr<Routes> routes;
   std::unique_ptr<EngineWorker> engine;  // destroyed first (declared last): it stops before the executor goes
   // Read and written only inside inspect() callbacks, which run one at a time.
   std::shared_ptr<std::map<int32_t, SlotReport>> slots = std::make_shared<std::map<int32_t, SlotReport>>();
-  std::shared_ptr<uint64_t> seq = std::make_shared<uint64_t>(0);
+  // Also taken by the fetch thread's reports (ReportingSource).
+  std::shared_ptr<std::atomic<uint64_t>> seq;
+  // The versions in host memory at the last report (inspect() callbacks only).
+  std::shared_ptr<std::set<AdapterId>> host = std::make_shared<std::set<AdapterId>>();
   // A report waits for the step thread: the next tick sends a heartbeat instead.
   std::shared_ptr<std::atomic<bool>> report_pending = std::make_shared<std::atomic<bool>>(false);
 };
@@ -104,6 +109,8 @@ struct WorkerParts {
   std::shared_ptr<WorkerSetup> setup;
   std::unique_ptr<AdapterCache> cache;
   std::unique_ptr<CachedAdapterSource> source;
+  std::unique_ptr<AdapterSource> reporting;  // over `source`: what the engine and prefetches use
+  std::shared_ptr<std::atomic<uint64_t>> seq;
   std::shared_ptr<Routes> routes;
   std::unique_ptr<EngineWorker> engine;
 };
@@ -112,23 +119,68 @@ namespace {
 
 using Self = worker_actor::stateful_pointer<WorkerActorState>;
 
-// `now`: where the version is (its slot, loading or resident); null: it left
-// every slot (swapped out; its host copy stays cached until evicted).
-ResidencyWire residency(const std::string& worker, uint64_t seq, const AdapterId& id, int32_t slot,
-                        const SlotReport* now) {
+// One residency report of `id` on `worker`; `where` fills its union.
+ResidencyWire residency(const std::string& worker, uint64_t seq, const AdapterId& id,
+                        const std::function<void(schema::AdapterResidency::Where::Builder)>& where) {
   return ResidencyWire::from([&](schema::AdapterResidency::Builder r) {
     write_adapter_id(id, r.initAdapter());
     r.setWorker(worker);
     r.setSeq(seq);
     r.setAtUnixMs(unix_ms());
-    if (!now)
-      r.getWhere().setHostCache();
-    else if (now->loading)
-      r.getWhere().setLoading(uint32_t(slot));
-    else
-      r.getWhere().setSlot(uint32_t(slot));
+    where(r.getWhere());
   });
 }
+
+// `now`: where the version is (its slot, loading or resident).
+ResidencyWire in_slot(const std::string& worker, uint64_t seq, const AdapterId& id, int32_t slot,
+                      const SlotReport& now) {
+  return residency(worker, seq, id, [&](schema::AdapterResidency::Where::Builder w) {
+    if (now.loading)
+      w.setLoading(uint32_t(slot));
+    else
+      w.setSlot(uint32_t(slot));
+  });
+}
+
+// The engine's adapter source: the cache's, reporting to the registry what
+// the next tick would be late to tell, a fetch starting (fetching) and a
+// fetch failing (failed, with the error: a damaged stored file, a worker
+// that cannot reach its gateway). fetch() runs on the step thread (and the
+// actor's, for a prefetch); its callback on the fetch thread, possibly while
+// the worker is torn down, so it holds shared state only.
+class ReportingSource final : public AdapterSource {
+ public:
+  ReportingSource(AdapterSource& inner, const AdapterCache& cache, std::shared_ptr<Routes> routes,
+                  std::string worker, std::shared_ptr<std::atomic<uint64_t>> seq)
+      : inner_(inner), cache_(cache), routes_(std::move(routes)), worker_(std::move(worker)), seq_(std::move(seq)) {}
+
+  void fetch(const AdapterId& id, FetchDone done) override {
+    if (!cache_.cached(id))
+      tell(routes_, residency(worker_, ++*seq_, id, [](schema::AdapterResidency::Where::Builder w) { w.setFetching(); }));
+    inner_.fetch(id, [done = std::move(done), id, routes = routes_, worker = worker_,
+                      seq = seq_](Result<std::shared_ptr<const LoraWeights>> r) {
+      if (!r.ok() && r.error().code != ErrorCode::kCancelled) {
+        const Error error = r.error();
+        tell(routes, residency(worker, ++*seq, id, [&error](schema::AdapterResidency::Where::Builder w) {
+               write_error(error, w.initFailed());
+             }));
+      }
+      done(std::move(r));
+    });
+  }
+
+ private:
+  static void tell(const std::shared_ptr<Routes>& routes, ResidencyWire wire) {
+    if (const worker_registry_actor registry = routes->registry())
+      caf::anon_send(registry, residency_atom::value, std::move(wire));
+  }
+
+  AdapterSource& inner_;
+  const AdapterCache& cache_;
+  std::shared_ptr<Routes> routes_;
+  std::string worker_;
+  std::shared_ptr<std::atomic<uint64_t>> seq_;
+};
 
 // On the step thread: the load report and the residency changes since the last one.
 void report(Self self) {
@@ -136,11 +188,12 @@ void report(Self self) {
   auto setup = s.setup;
   auto slots = s.slots;
   auto seq = s.seq;
+  auto host = s.host;
   auto routes = s.routes;
   const AdapterCache* cache = s.cache.get();  // outlives the engine's loop (state order)
   auto pending = s.report_pending;
   pending->store(true);
-  s.engine->inspect([setup, slots, seq, routes, cache, pending](const Engine& engine) {
+  s.engine->inspect([setup, slots, seq, host, routes, cache, pending](const Engine& engine) {
     pending->store(false);
     const Scheduler& sched = engine.scheduler();
     std::map<int32_t, SlotReport> now;
@@ -149,22 +202,40 @@ void report(Self self) {
     for (int32_t slot : sched.loading_slots())
       if (auto it = now.find(slot); it != now.end()) it->second.loading = true;
 
-    // A version whose slot state changed: where it is now; one that left every slot: swapped out.
+    // A version whose slot state changed: where it is now. One that left
+    // every slot: in host memory (swapped out), or evicted when the host
+    // cache dropped it too. One that left the host cache, in no slot: evicted.
     const worker_registry_actor registry = routes->registry();
+    const std::vector<AdapterId> cached = cache->cached_ids();
+    const std::set<AdapterId> cached_now(cached.begin(), cached.end());
+    auto in_a_slot = [&now](const AdapterId& id) {
+      for (const auto& [slot, r] : now)
+        if (r.id == id) return true;
+      return false;
+    };
+    auto tell = [&](ResidencyWire wire) {
+      if (registry) caf::anon_send(registry, residency_atom::value, std::move(wire));
+    };
+    auto host_cache = [](schema::AdapterResidency::Where::Builder w) { w.setHostCache(); };
+    auto evicted = [](schema::AdapterResidency::Where::Builder w) { w.setEvicted(); };
     for (const auto& [slot, r] : now) {
       auto before = slots->find(slot);
       if (before != slots->end() && before->second == r) continue;
-      if (registry)
-        caf::anon_send(registry, residency_atom::value, residency(setup->worker_id, ++*seq, r.id, slot, &r));
+      tell(in_slot(setup->worker_id, ++*seq, r.id, slot, r));
     }
+    std::set<AdapterId> told;
     for (const auto& [slot, r] : *slots) {
-      bool still = false;
-      for (const auto& [s2, r2] : now) still = still || r2.id == r.id;
-      if (!still && registry)
-        caf::anon_send(registry, residency_atom::value,
-                       residency(setup->worker_id, ++*seq, r.id, slot, nullptr));
+      if (in_a_slot(r.id) || !told.insert(r.id).second) continue;
+      if (cached_now.count(r.id))
+        tell(residency(setup->worker_id, ++*seq, r.id, host_cache));
+      else
+        tell(residency(setup->worker_id, ++*seq, r.id, evicted));
     }
+    for (const AdapterId& id : *host)
+      if (!cached_now.count(id) && !in_a_slot(id) && !told.count(id))
+        tell(residency(setup->worker_id, ++*seq, id, evicted));
     *slots = now;
+    *host = cached_now;
 
     const auto scheduler = routes->scheduler();
     if (!scheduler) return;
@@ -201,9 +272,8 @@ void report(Self self) {
       w.setSlotLoads(engine.metrics().slot_loads);
       w.setSwaps(engine.metrics().swaps);
       w.setPendingTokens(sched.pending_tokens());
-      const std::vector<AdapterId> cached = cache->cached_ids();
-      auto host = w.initHostCached(uint32_t(cached.size()));
-      for (uint32_t i = 0; i < cached.size(); ++i) write_adapter_id(cached[i], host[i]);
+      auto in_host = w.initHostCached(uint32_t(cached.size()));
+      for (uint32_t i = 0; i < cached.size(); ++i) write_adapter_id(cached[i], in_host[i]);
     });
     caf::anon_send(scheduler, load_atom::value, std::move(load));
   });
@@ -229,6 +299,8 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
   s.setup = parts->setup;
   s.cache = std::move(parts->cache);
   s.source = std::move(parts->source);
+  s.reporting = std::move(parts->reporting);
+  s.seq = parts->seq;
   s.routes = parts->routes;
   s.engine = std::move(parts->engine);
   self->send(self, tick_atom::value);
@@ -272,7 +344,8 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
             auto load = st.setup->load_adapter;
             (void)st.cache->add(use.id, [load, id = use.id] { return load(id); });
           }
-          if (!st.cache->cached(use.id)) st.source->fetch(use.id, [](Result<std::shared_ptr<const LoraWeights>>) {});
+          if (!st.cache->cached(use.id))
+            st.reporting->fetch(use.id, [](Result<std::shared_ptr<const LoraWeights>>) {});
         }
       },
       [self](tick_atom) {
@@ -312,10 +385,13 @@ Result<worker_actor> spawn_worker(caf::actor_system& system, std::shared_ptr<Wor
   setup->device = setup->executor->info().device;
   parts->cache = std::make_unique<AdapterCache>(setup->host_cache_bytes);
   parts->source = std::make_unique<CachedAdapterSource>(*parts->cache);
+  parts->seq = std::make_shared<std::atomic<uint64_t>>(0);
   parts->routes = std::make_shared<Routes>();
   parts->routes->attach(setup->registry);
+  parts->reporting =
+      std::make_unique<ReportingSource>(*parts->source, *parts->cache, parts->routes, setup->worker_id, parts->seq);
   auto engine =
-      EngineWorker::start(setup->config, *setup->executor, *parts->source, *parts->routes, setup->tokenizer);
+      EngineWorker::start(setup->config, *setup->executor, *parts->reporting, *parts->routes, setup->tokenizer);
   if (!engine) return engine.error();
   parts->engine = std::move(engine.value());
   if (setup->background) parts->engine->set_background(setup->background, setup->background_share);

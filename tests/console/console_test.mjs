@@ -272,6 +272,8 @@ test('the playground streams a reply token by token, compares two models, and sh
   assert.ok(text.length >= 3, `the reply stayed short: ${JSON.stringify(text)}`);
   assert.ok(intermediate.size >= 2, `the reply did not grow token by token: lengths ${JSON.stringify(lengths)}, final ${text.length}`);
   await shot('playground.png');
+  // The turns so far (one, or more when a reply ended at once and was asked again).
+  const turns = await page.$$eval('[data-testid=messages-a] [data-testid=user-message]', (m) => m.length);
 
   // Compare: the same message to alpha/chat and to the base model at once.
   await page.click('[data-testid=compare-toggle]');
@@ -293,10 +295,10 @@ test('the playground streams a reply token by token, compares two models, and sh
     return done('a') && done('b') && !document.querySelector('[data-state=streaming]');
   }, { timeout: 15000 });
   assert.equal(await page.evaluate(() => window.__streaming), 2, 'the two replies did not stream at the same time');
-  // Both columns hold the whole conversation: two user turns and two replies each.
+  // Both columns hold the whole conversation: the earlier turns and this one, each with its reply.
   for (const col of ['a', 'b']) {
-    assert.equal(await page.$$eval(`[data-testid=messages-${col}] [data-testid=user-message]`, (m) => m.length), 2, col);
-    assert.equal(await page.$$eval(`[data-testid=messages-${col}] [data-testid=assistant-message]`, (m) => m.length), 2, col);
+    assert.equal(await page.$$eval(`[data-testid=messages-${col}] [data-testid=user-message]`, (m) => m.length), turns + 1, col);
+    assert.equal(await page.$$eval(`[data-testid=messages-${col}] [data-testid=assistant-message]`, (m) => m.length), turns + 1, col);
   }
   await shot('playground-compare.png');
 

@@ -156,6 +156,41 @@ TEST(NodeConsole, AdapterListingIsPagedPerTenantWithResidencyAndFigures) {
   EXPECT_EQ(body_of(get(node, "/v1/adapters/a1", "beta-key"))["metrics"]["requests"], 0);
 }
 
+// Residency is reported as it happens, not only by the worker's timer: a
+// stored file damaged on disk makes the worker's fetch fail, and the
+// version's residency says "failed" with the store's reason, while the
+// request gets that error and the node keeps serving the others.
+TEST(NodeConsole, AFetchThatFailsShowsAsFailedResidencyWithItsReason) {
+  Node node({"--slots", "2"});
+  const std::string a = node.dir() + "/dmg-src";
+  ASSERT_EQ(run_cli("make-adapter --model " + node.dir() + "/tiny --rank 4 --seed 5 --out " + a).code, 0);
+  ASSERT_NE(node.post("/v1/adapters", R"({"name": "dmg", "path": ")" + a + "\"}").find("HTTP200"),
+            std::string::npos);
+  // Damage the stored weights in place: same size, other bytes.
+  std::string blob;
+  for (const auto& e : fs::recursive_directory_iterator(node.dir() + "/data"))
+    if (e.path().filename() == "adapter_model.safetensors") blob = e.path().string();
+  ASSERT_FALSE(blob.empty());
+  {
+    std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-16, std::ios::end);
+    f.write("damaged-bytes!!!", 16);
+  }
+  const std::string r = node.post("/v1/completions", R"({"model": "dmg", "prompt": "hi", "max_tokens": 3})");
+  EXPECT_NE(r.find("sha256"), std::string::npos) << r;
+  json one;
+  for (int i = 0; i < 40; ++i) {
+    one = body_of(get(node, "/v1/adapters/dmg"));
+    if (one["versions"][0]["residency"][0]["where"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const json where = one["versions"][0]["residency"][0];
+  EXPECT_EQ(where["where"], "failed") << one.dump();
+  EXPECT_NE(where.value("error", std::string()).find("sha256"), std::string::npos) << one.dump();
+  const std::string base = node.post("/v1/completions", R"({"model": "tiny", "prompt": "hi", "max_tokens": 3})");
+  EXPECT_NE(base.find("HTTP200"), std::string::npos) << base;
+}
+
 TEST(NodeConsole, TheLiveStreamSendsSnapshotsAndHidesOtherTenantsAdapters) {
   KeysAndAdapter k;
   Node node({"--api-keys", k.dir + "/keys.json", "--slots", "2"});

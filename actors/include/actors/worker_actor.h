@@ -9,8 +9,9 @@
 // sent to the sink its submit named; a final event also goes to the
 // scheduler actor (released). Every `report_interval_ms` it reports its load
 // (WorkerLoad, with the occupied slots) to its scheduler and, for every
-// version that entered, changed or left a slot, an AdapterResidency to the
-// registry.
+// version that entered, changed or left a slot or left the host cache, an
+// AdapterResidency to the registry (loading, slot, hostCache, evicted); a
+// fetch that starts or fails is reported at once (fetching, failed).
 #pragma once
 
 #include <functional>
