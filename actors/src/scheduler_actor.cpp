@@ -6,6 +6,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "runtime/engine_metrics.h"
 
 namespace myriad::actors {
 
@@ -126,7 +129,8 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
                                           std::to_string(s.queue->num_waiting()) +
                                           " requests waiting, the most it queues; retry shortly"));
         }
-        s.waiting[id] = SchedulerActorState::Waiting{d->get().getAttempt(), wire, sink};
+        s.waiting[id] =
+            SchedulerActorState::Waiting{d->get().getAttempt(), wire, sink, adapter_metrics_name(request->adapters)};
         pump(self);
         // Still waiting for its set's turn: the worker fetches its adapters
         // into host memory meanwhile, so the turn starts with a slot load only.
@@ -144,6 +148,7 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
             EventWire cancelled = final_event(id, it->second.attempt, nullptr);
             self->send(it->second.sink, event_atom::value, cancelled);
             tell_released(self, std::move(cancelled));
+            ++s.cancelled_waiting[it->second.metrics_name];
             s.waiting.erase(it);
           }
           pump(self);  // its set may have nothing left to wait for
@@ -163,6 +168,11 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, worker_actor worker
       [self](tick_atom) {
         self->state.timer_at_ms = -1;
         pump(self);
+      },
+      [self](metrics_atom) {
+        nlohmann::json per = nlohmann::json::object();
+        for (const auto& [name, n] : self->state.cancelled_waiting) per[name.empty() ? "(base)" : name] = n;
+        return nlohmann::json{{"cancelled_waiting", per}}.dump();
       },
       [self](load_atom, const WorkerLoadWire& wire) {
         auto d = wire.decode();

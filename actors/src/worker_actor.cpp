@@ -204,7 +204,8 @@ void report(Self self) {
 
     // A version whose slot state changed: where it is now. One that left
     // every slot: in host memory (swapped out), or evicted when the host
-    // cache dropped it too. One that left the host cache, in no slot: evicted.
+    // cache dropped it too. One that left the host cache, in no slot:
+    // evicted; one that came into it, in no slot: hostCache.
     const worker_registry_actor registry = routes->registry();
     const std::vector<AdapterId> cached = cache->cached_ids();
     const std::set<AdapterId> cached_now(cached.begin(), cached.end());
@@ -234,6 +235,11 @@ void report(Self self) {
     for (const AdapterId& id : *host)
       if (!cached_now.count(id) && !in_a_slot(id) && !told.count(id))
         tell(residency(setup->worker_id, ++*seq, id, evicted));
+    // Newly in host memory and in no slot: fetched (by a prefetch, or used
+    // and swapped out again between two ticks), so "fetching" is over.
+    for (const AdapterId& id : cached_now)
+      if (!host->count(id) && !in_a_slot(id) && !told.count(id))
+        tell(residency(setup->worker_id, ++*seq, id, host_cache));
     *slots = now;
     *host = cached_now;
 

@@ -772,6 +772,19 @@ std::string NodeService::metrics_json() {
     json = nlohmann::json::parse(engine ? engine.value() : std::string("{}"), nullptr, false);
     if (!json.is_object()) json = nlohmann::json::object();
   }
+  // Requests cancelled while they waited in the scheduler actor never
+  // reached the engine: count them as submitted and cancelled there too.
+  if (actors_->scheduler) {
+    auto here = actors_->ask<std::string>(actors_->scheduler, metrics_atom::value);
+    const auto j = nlohmann::json::parse(here ? here.value() : std::string("{}"), nullptr, false);
+    if (j.is_object() && j.contains("cancelled_waiting") && j["cancelled_waiting"].is_object())
+      for (const auto& [name, n] : j["cancelled_waiting"].items()) {
+        if (!n.is_number_unsigned()) continue;
+        for (nlohmann::json* figures : {&json["per_adapter"][name], &json["overall"]})
+          for (const char* field : {"submitted", "cancelled"})
+            (*figures)[field] = (*figures).value(field, uint64_t(0)) + n.get<uint64_t>();
+      }
+  }
   // The gateway's view beside the engine's: the workers as placement sees them.
   if (nlohmann::json g = cluster_view(); !g.empty()) json["gateway"] = std::move(g);
   return json.dump();

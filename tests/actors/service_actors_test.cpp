@@ -105,6 +105,7 @@ scheduler_actor::behavior_type recording_scheduler(std::shared_ptr<Log> log) {
       },
       [](attach_atom, const load_sink_actor&) {},
       [](tick_atom) {},
+      [](metrics_atom) { return std::string("{}"); },
   };
 }
 

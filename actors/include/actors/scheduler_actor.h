@@ -32,6 +32,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,11 +60,15 @@ struct SchedulerActorState {
     uint32_t attempt = 0;
     SubmitWire submit;
     event_sink_actor sink;
+    std::string metrics_name;  // adapter_metrics_name: where a cancel here is counted
   };
   SchedulerActorOptions options;
   std::unique_ptr<AdmissionQueue> queue;
   std::unordered_map<uint64_t, Waiting> waiting;  // what the queue holds, by id
   double timer_at_ms = -1;                        // a decision tick is due then (< 0: none)
+  // Requests cancelled while they waited here (the engine never saw them),
+  // by adapter_metrics_name: the node adds them to the engine's figures.
+  std::map<std::string, uint64_t> cancelled_waiting;
   worker_actor worker;
   load_sink_actor load_sink;
   bool draining = false;

@@ -97,7 +97,9 @@ using scheduler_actor =
                      // wiring: where load reports, final events and requeues go (a rejoined gateway)
                      caf::reacts_to<attach_atom, load_sink_actor>,
                      // its own timer: an active set's quantum has passed (decide the active set again)
-                     caf::reacts_to<tick_atom>>;
+                     caf::reacts_to<tick_atom>,
+                     // what it answered itself (requests cancelled while they waited here), as JSON
+                     caf::replies_to<metrics_atom>::with<std::string>>;
 
 // One device: the Engine and the Executor, stepped on the worker's own
 // thread; what enters it is the scheduler actor's active set.

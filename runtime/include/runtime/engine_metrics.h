@@ -9,10 +9,16 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/latency_histogram.h"
+#include "runtime/request.h"
 
 namespace myriad {
+
+// The key of a request's per-adapter figures: "tenant/name" across
+// versions, a mixture's experts joined by '+', "" for the base model.
+std::string adapter_metrics_name(const std::vector<AdapterUse>& adapters);
 
 struct RequestMetrics {
   LatencyHistogram ttft_ms;    // submit -> first token event

@@ -62,18 +62,6 @@ Engine::Engine(std::unique_ptr<Scheduler> scheduler, Executor& executor, Adapter
   tracks_.reserve(size_t(c.max_running_seqs) * 4);
 }
 
-namespace {
-// Metrics are per adapter name across versions; a mixture by its experts.
-std::string adapter_metrics_name(const std::vector<AdapterUse>& adapters) {
-  std::string name;
-  for (const AdapterUse& a : adapters) {
-    if (!name.empty()) name += '+';
-    name += a.id.qualified_name();
-  }
-  return name;
-}
-}  // namespace
-
 Result<RequestId> Engine::submit(Request request) {
   const double now = clock_.now_ms();
   std::string name = adapter_metrics_name(request.adapters);

@@ -4,6 +4,15 @@
 
 namespace myriad {
 
+std::string adapter_metrics_name(const std::vector<AdapterUse>& adapters) {
+  std::string name;
+  for (const AdapterUse& a : adapters) {
+    if (!name.empty()) name += '+';
+    name += a.id.qualified_name();
+  }
+  return name;
+}
+
 namespace {
 nlohmann::json hist_json(const LatencyHistogram& h) {
   return {{"count", h.count()},          {"mean", h.mean_ms()},         {"min", h.min_ms()},
