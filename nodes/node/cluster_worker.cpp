@@ -193,8 +193,14 @@ struct ClusterWorker::Parts {
 
   // Connects and joins; a refusal (secret, fingerprint) is final, a gateway
   // that is not up is waited for (every rejoin_interval_ms) unless `stop`.
+  // A dropped handshake is final on the first join (a TLS mismatch or the
+  // wrong port); on a rejoin it is a gateway dying or starting again (its
+  // dying listener still completes a connection, then resets it), so it is
+  // waited through, up to kMaxDroppedHandshakes in a row.
   Status connect_and_join() {
+    static constexpr int kMaxDroppedHandshakes = 10;
     bool said = false;
+    int dropped_handshakes = 0;
     while (!stop) {
       auto door_handle = connect_door();
       if (door_handle) {
@@ -205,6 +211,11 @@ struct ClusterWorker::Parts {
           return joined;
         }
         if (joined.error().code != ErrorCode::kUnavailable) return joined;
+      } else if (door_handle.error() == caf::sec::disconnect_during_handshake && door &&
+                 ++dropped_handshakes < kMaxDroppedHandshakes) {
+        log_info("worker {}: the gateway at {}:{} closed the connection during the cluster handshake; it may be "
+                 "restarting, trying again ({} of {})",
+                 setup_id, options.join_host, options.join_port, dropped_handshakes, kMaxDroppedHandshakes);
       } else if (door_handle.error() == caf::sec::disconnect_during_handshake) {
         // Something listens there but drops CAF's handshake: not a gateway
         // that is still starting. Exits at once, as the watchdog does (CAF

@@ -27,7 +27,7 @@ class Cluster:
 
     def start_gateway(self, cluster_port=0):
         cmd = [self.node, "--role", "gateway", "--model", self.model, "--data", self.work + "/data",
-               "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--log-level", "warn"] + self.gateway_args
+               "--http", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--log-level", "info"] + self.gateway_args
         if self.netns:
             cmd += ["--cluster", f"{self.netns['gateway_ip']}:{cluster_port}", "--cluster-secret", self.secret]
         else:
@@ -51,7 +51,7 @@ class Cluster:
 
     def start_worker(self, wid):
         cmd = [self.node, "--role", "worker", "--join", f"{self.join_host}:{self.cluster_port}", "--model",
-               self.model, "--threads", "1", "--slots", str(self.slots), "--worker-id", wid, "--log-level", "warn"]
+               self.model, "--threads", "1", "--slots", str(self.slots), "--worker-id", wid, "--log-level", "info"]
         cmd += self.tls_args
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd + ["--cluster-secret", self.secret]
@@ -79,7 +79,20 @@ class Cluster:
             if len(up) >= n:
                 return
             time.sleep(0.1)
-        sys.exit(f"fewer than {n} workers joined: {self.cluster_view()}")
+        sys.exit(f"fewer than {n} workers joined: {self.cluster_view()}\n{self.log_tails()}")
+
+    def log_tails(self, lines=15):
+        """The last lines of every process's log: why a worker did not join is in its own."""
+        out = []
+        for name in ["gateway"] + sorted(self.workers):
+            try:
+                with open(f"{self.work}/{name}.log") as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError as e:
+                tail = [f"(no log: {e})"]
+            state = "" if name == "gateway" else f" (exit code {self.workers[name].poll()})"
+            out.append(f"--- {name}.log{state}, last {len(tail)} lines:\n" + "\n".join(tail))
+        return "\n".join(out)
 
     def stop(self):
         for p in self.workers.values():
