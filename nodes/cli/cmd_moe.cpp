@@ -6,14 +6,12 @@
 // a temporary sibling folder and renamed into place. `myriad moe inspect`
 // prints a mixture's clusters.
 #include <algorithm>
-#include <cctype>
 #include <chrono>
-#include <map>
-#include <numeric>
 #include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +22,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/moe/clustering.h"
 #include "runtime/moe/corpus.h"
+#include "runtime/moe/corpus_clusters.h"
 #include "runtime/moe/hidden_embedding.h"
 #include "runtime/moe/mixture.h"
 #include "runtime/peft_adapter.h"
@@ -45,70 +44,13 @@ int fail(const Error& e, int code) {
 
 Error bad(const std::string& what) { return make_error(ErrorCode::kInvalidArgument, what); }
 
-// The "text" of every non-blank line; errors name the line.
+// The corpus file's lines ({"text": ...} each); errors name the line.
 Result<std::vector<std::string>> read_corpus(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(ErrorCode::kNotFound, path + ": cannot open the corpus");
-  std::vector<std::string> out;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object() || !j.contains("text") || !j["text"].is_string() || j["text"].get<std::string>().empty())
-      return make_error(ErrorCode::kBadFile, path + ":" + std::to_string(n) + ": needs a non-empty \"text\" string");
-    out.push_back(j["text"].get<std::string>());
-  }
-  if (out.empty()) return make_error(ErrorCode::kBadFile, path + ": no lines");
-  return out;
-}
-
-// Lower-cased words of a text (letters and digits).
-std::vector<std::string> words_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::string w;
-  for (char ch : text + " ") {
-    if (std::isalnum(static_cast<unsigned char>(ch))) {
-      w += char(std::tolower(static_cast<unsigned char>(ch)));
-    } else if (!w.empty()) {
-      out.push_back(std::move(w));
-      w.clear();
-    }
-  }
-  return out;
-}
-
-// Per cluster: up to `count` words in the largest share of its lines minus
-// their share of the other clusters' lines (frequent here, rarer elsewhere).
-std::vector<std::vector<std::string>> frequent_terms(const std::vector<std::string>& texts,
-                                                     const std::vector<int32_t>& assignment, int64_t k, size_t count) {
-  std::map<std::string, std::vector<int64_t>> lines_with;  // word -> lines containing it, per cluster
-  std::vector<int64_t> size(size_t(k), 0);
-  for (size_t i = 0; i < texts.size(); ++i) {
-    const int32_t c = assignment[i];
-    ++size[size_t(c)];
-    std::vector<std::string> ws = words_of(texts[i]);
-    std::sort(ws.begin(), ws.end());
-    ws.erase(std::unique(ws.begin(), ws.end()), ws.end());
-    for (const auto& w : ws) {
-      auto& v = lines_with[w];
-      if (v.empty()) v.assign(size_t(k), 0);
-      ++v[size_t(c)];
-    }
-  }
-  const int64_t total = int64_t(texts.size());
-  std::vector<std::vector<std::string>> out(static_cast<size_t>(k));
-  for (int64_t c = 0; c < k; ++c) {
-    std::vector<std::pair<double, std::string>> scored;
-    for (const auto& [w, v] : lines_with) {
-      const double here = double(v[size_t(c)]) / double(std::max<int64_t>(size[size_t(c)], 1));
-      const int64_t rest = total - size[size_t(c)];
-      const double elsewhere = rest > 0 ? double(std::accumulate(v.begin(), v.end(), int64_t(0)) - v[size_t(c)]) / double(rest) : 0.0;
-      if (here >= 0.2) scored.push_back({here - elsewhere, w});
-    }
-    std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-    for (size_t i = 0; i < scored.size() && i < count; ++i) out[size_t(c)].push_back(scored[i].second);
-  }
-  return out;
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return moe::parse_corpus_jsonl(bytes.str(), path);
 }
 
 // The known domain of every corpus line (--labels: a JSON array of n integers).
@@ -270,20 +212,14 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   mixture.silhouette = silhouette;
   mixture.routing.top_k = int32_t(a.top_k);
   mixture.routing.temperature = a.temperature;
-  const auto terms = frequent_terms(texts.value(), clusters->assignment, a.k, 8);
+  moe::describe_clusters(mixture, texts.value(), clusters->assignment, a.k);
   for (int64_t c = 0; c < a.k; ++c) {
-    moe::MixtureExpert e;
-    e.name = "expert-" + std::to_string(c);
+    moe::MixtureExpert& e = mixture.experts[size_t(c)];
     if (Status st = save_peft_adapter((tmp / e.name).string(), to_lora_weights(jobs[size_t(c)]->params(), e.name), a.model);
         !st.ok())
       return fail(st.error(), 1);
-    e.lines = clusters->sizes[size_t(c)];
-    for (int64_t i = 0; i < n && e.samples.size() < 3; ++i)
-      if (clusters->assignment[size_t(i)] == c) e.samples.push_back(texts.value()[size_t(i)]);
-    e.terms = terms[size_t(c)];
     e.train_loss_first = mean_loss_first(jobs[size_t(c)]->history());
     e.train_loss_last = mean_loss_last(jobs[size_t(c)]->history());
-    mixture.experts.push_back(std::move(e));
   }
   for (const auto& [name, text] : {std::pair<std::string, std::string>{"mixture.json", mixture.to_json().dump(1, ' ', false, json::error_handler_t::replace) + "\n"},
                                    {"assignments.json", json(clusters->assignment).dump() + "\n"}})

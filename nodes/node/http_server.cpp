@@ -298,6 +298,45 @@ Response fine_tuning_response(NodeService& service, const Request& req, const Ca
   return error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
 }
 
+// POST /v1/mixtures with a "training_file", and /v1/mixture_builds
+// (mixture_builds.h), answered in one plain function (no coroutine).
+Response mixture_build_response(NodeService& service, const Request& req, const Caller& caller, std::string_view path) {
+  using json = nlohmann::json;
+  const auto method = req.method();
+  MixtureBuilds* builds = service.mixture_builds();
+  if (!builds) {
+    const std::string why = service.fine_tuning_unavailable().empty()
+                                ? std::string("building a mixture needs fine-tuning, unavailable on this node")
+                                : "building a mixture trains its experts, and " + service.fine_tuning_unavailable();
+    return error_response(req, openai::invalid_request(why, "", "unsupported_value"));
+  }
+  auto answer = [&](const Result<json>& r) {
+    if (!r.ok()) return error_response(req, api_error_of(r.error()));
+    return make_response(req, 200, r.value().dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  constexpr std::string_view root = "/v1/mixture_builds";
+  if (path == "/v1/mixtures" || (path == root && method == http::verb::post)) {
+    const json body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return error_response(req, openai::invalid_request("the body must be a JSON object", "", "invalid_json"));
+    return answer(builds->create(caller, body));
+  }
+  if (path == root && method == http::verb::get) return answer(builds->list(caller));
+  if (path.rfind(std::string(root) + "/", 0) == 0) {
+    std::string rest(path.substr(root.size() + 1));
+    std::string tail;
+    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+      tail = rest.substr(slash + 1);
+      rest.resize(slash);
+    }
+    const std::string id = percent_decode(rest);
+    if (tail.empty() && method == http::verb::get) return answer(builds->get(caller, id));
+    if (tail == "cancel" && method == http::verb::post) return answer(builds->cancel(caller, id));
+    if (tail == "assignments" && method == http::verb::get) return answer(builds->assignments(caller, id));
+  }
+  return error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
+}
+
 net::awaitable<bool> send(beast::tcp_stream& stream, Response res) {
   beast::error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -554,6 +593,10 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
     auto res_ = fine_tuning_response(service, req, caller.value(), target);
     co_return co_await send(stream, std::move(res_));
   }
+  if (target == "/v1/mixture_builds" || target.rfind("/v1/mixture_builds/", 0) == 0) {
+    auto res_ = mixture_build_response(service, req, caller.value(), target);
+    co_return co_await send(stream, std::move(res_));
+  }
   if (target == "/v1/mixtures" || target.rfind("/v1/mixtures/", 0) == 0)
     co_return co_await mixtures(stream, req, caller.value(), target);
   if (target == "/v1/console/live" && method == http::verb::get)
@@ -611,9 +654,13 @@ net::awaitable<bool> HttpServer::Impl::mixtures(beast::tcp_stream& stream, const
   }
   if (path == "/v1/mixtures" && method == http::verb::post) {
     const json body = json::parse(req.body(), nullptr, false);
+    if (body.is_object() && body.contains("training_file") && !body.contains("path")) {
+      auto res_ = mixture_build_response(service, req, caller, path);
+      co_return co_await send(stream, std::move(res_));
+    }
     if (!body.is_object() || !body.contains("name") || !body["name"].is_string() || !body.contains("path") ||
         !body["path"].is_string()) {
-      auto res_ = error_response(req, openai::invalid_request("name and path (strings) are required", "name",
+      auto res_ = error_response(req, openai::invalid_request("name and path (strings) are required, or name, training_file and k to build one", "name",
                                                               "missing_required_parameter"));
       co_return co_await send(stream, std::move(res_));
     }
@@ -699,7 +746,7 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
       {
       auto res_ = error_response(req,
           openai::invalid_request(vllm ? "lora_name and lora_path (strings) are required"
-                                       : "name and path (strings) are required",
+                                       : "name and path (strings) are required, or name, training_file and k to build one",
                                   vllm ? "lora_name" : "name", "missing_required_parameter"));
       co_return co_await send(stream, std::move(res_));
     }

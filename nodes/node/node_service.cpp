@@ -402,6 +402,18 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     s->fine_tuning_->start([self](const Caller& caller, std::string_view name, const std::string& dir) {
       return self->add_adapter_from_path(caller, name, dir);
     });
+    MixtureBuilds::Hooks hooks;
+    hooks.check_name = [self](const Caller& caller, std::string_view name) {
+      return self->check_mixture_name(caller, name);
+    };
+    hooks.store_mixture = [self](const Caller& caller, std::string_view name, const moe::Mixture& router,
+                                 std::vector<AdapterId> experts) {
+      return self->add_mixture(caller, name, router, std::move(experts));
+    };
+    auto builds = MixtureBuilds::open(o.data_dir, s->model_name_, *s->fine_tuning_, s->tokenizer_, std::move(hooks));
+    if (!builds.ok()) return builds.error();
+    s->mixture_builds_ = std::move(builds.value());
+    s->mixture_builds_->start();
   } else if (gateway_role) {
     s->fine_tuning_unavailable_ = "fine-tuning runs on a node with --role all for now, not on a cluster's gateway";
   }
@@ -420,6 +432,7 @@ NodeService::~NodeService() {
   // The publisher first (it calls into the actors), then the actors (the
   // worker cancels what is in flight and stops running the training work),
   // then the fine-tuning state itself.
+  mixture_builds_.reset();  // its watcher stores mixtures through this service
   if (fine_tuning_) fine_tuning_->stop();
   actors_.reset();
 }
@@ -490,7 +503,32 @@ Result<MixtureRecord> NodeService::add_mixture_from_path(const Caller& caller, s
     if (!rec.ok()) return rec.error();
     experts.push_back(rec.value().id);
   }
-  return store_->put_mixture(n.value().tenant, n.value().name, mixture.value().to_json().dump(), std::move(experts));
+  return add_mixture(caller, name, mixture.value(), std::move(experts));
+}
+
+Result<MixtureRecord> NodeService::add_mixture(const Caller& caller, std::string_view name, const moe::Mixture& router,
+                                               std::vector<AdapterId> experts) {
+  auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
+  if (!n.ok()) return n.error();
+  if (n.value().version != 0)
+    return make_error(ErrorCode::kInvalidArgument, "a mixture's name has no version: " + std::string(name));
+  if (router.embedding_kind != moe::EmbeddingKind::kTfidf)
+    return make_error(ErrorCode::kUnsupported, "mixture " + std::string(name) +
+                                                   ": a hidden-state router needs a base pass per request, which "
+                                                   "the node does not run");
+  return store_->put_mixture(n.value().tenant, n.value().name, router.to_json().dump(), std::move(experts));
+}
+
+Status NodeService::check_mixture_name(const Caller& caller, std::string_view name) const {
+  auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
+  if (!n.ok()) return n.error();
+  if (n.value().version != 0)
+    return make_error(ErrorCode::kInvalidArgument, "a mixture's name has no version: " + std::string(name));
+  auto versions = store_->versions(n.value().tenant, n.value().name);
+  if (versions.ok() && !versions.value().empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "'" + n.value().tenant + "/" + n.value().name + "' is an adapter: a name is one or the other");
+  return ok_status();
 }
 
 Result<std::vector<MixtureRecord>> NodeService::list_mixtures(const Caller& caller) const {

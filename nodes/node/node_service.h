@@ -44,6 +44,7 @@
 #include "runtime/scheduler_config.h"
 #include "runtime/tokenizer.h"
 #include "fine_tuning.h"
+#include "mixture_builds.h"
 #include "tenants.h"
 
 namespace myriad::node {
@@ -221,6 +222,13 @@ class NodeService {
   // mixture of that name). Only TF-IDF mixtures: hidden-state ones need a
   // base pass per request that the node does not run (kUnsupported).
   Result<MixtureRecord> add_mixture_from_path(const Caller& caller, std::string_view name, const std::string& dir);
+  // Stores `router` as tenant/name over experts already published (a
+  // mixture build's jobs published them); kUnsupported for a hidden-state router.
+  Result<MixtureRecord> add_mixture(const Caller& caller, std::string_view name, const moe::Mixture& router,
+                                    std::vector<AdapterId> experts);
+  // kInvalidArgument when `name` cannot name a new mixture of the caller's
+  // (malformed, versioned, or an adapter's name).
+  Status check_mixture_name(const Caller& caller, std::string_view name) const;
   Result<std::vector<MixtureRecord>> list_mixtures(const Caller& caller) const;
   Status delete_mixture(const Caller& caller, std::string_view name);
   // The experts for a prompt's text (embedded without special tokens, as
@@ -235,6 +243,9 @@ class NodeService {
   // (fine_tuning_unavailable() says why).
   FineTuning* fine_tuning() { return fine_tuning_.get(); }
   const std::string& fine_tuning_unavailable() const { return fine_tuning_unavailable_; }
+  // Mixtures built on this node from an uploaded corpus (mixture_builds.h):
+  // null where fine-tuning is unavailable.
+  MixtureBuilds* mixture_builds() { return mixture_builds_.get(); }
 
   // What clients got from each adapter (adapter_traffic.h), on any role.
   const AdapterTraffic& adapter_traffic() const { return *traffic_; }
@@ -282,6 +293,7 @@ class NodeService {
   std::shared_ptr<AdapterTraffic> traffic_;
   // Before actors_: destroyed after the worker that runs its TrainingWork.
   std::unique_ptr<FineTuning> fine_tuning_;
+  std::unique_ptr<MixtureBuilds> mixture_builds_;  // after fine_tuning_: destroyed first (it watches the jobs)
   std::string fine_tuning_unavailable_;
   std::unique_ptr<Actors> actors_;
   std::atomic<uint64_t> next_id_{0};

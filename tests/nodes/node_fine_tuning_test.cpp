@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -16,6 +17,8 @@
 
 #include "cli_run.h"
 #include "node_process.h"
+#include "runtime/moe/clustering.h"
+#include "runtime/moe/corpus.h"
 
 namespace myriad::testing_cli {
 namespace {
@@ -188,6 +191,137 @@ TEST(NodeFineTuning, AValidationFileGivesEachVersionAnEvalLoss) {
   EXPECT_EQ(filled, 2);
 }
 
+// Polls a mixture build until it leaves "training" (or 300 s pass).
+json wait_build(Node& node, const std::string& id) {
+  json b;
+  for (int i = 0; i < 3000; ++i) {
+    b = get(node, "/v1/mixture_builds/" + id);
+    if (b.value("status", "") != "training") return b;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return b;
+}
+
+TEST(NodeFineTuning, AMixtureBuiltFromAnUploadedCorpusRoutesEachDomainToTheExpertItTrained) {
+  Node node({});
+  const auto corpus = moe::synthetic_corpus(20, 5);
+  std::vector<int32_t> domains;
+  {
+    std::ofstream f(node.dir() + "/corpus.jsonl");
+    for (const auto& l : corpus) {
+      f << json{{"text", l.text}}.dump() << "\n";
+      domains.push_back(l.domain);
+    }
+  }
+  std::string r = upload(node, node.dir() + "/corpus.jsonl");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string file_id = body_of(r)["id"];
+  const json hyper = {{"steps", 10}, {"learning_rate", 1e-2}, {"batch_tokens", 256}, {"rank", 8}};
+  const size_t jobs_before = get(node, "/v1/fine_tuning/jobs?limit=100")["data"].size();
+  {
+    std::ofstream f(node.dir() + "/small.jsonl");
+    for (int i = 0; i < 3; ++i) f << json{{"text", corpus[size_t(i)].text}}.dump() << "\n";
+  }
+  const std::string small_id = body_of(upload(node, node.dir() + "/small.jsonl"))["id"];
+
+  // Bad requests answer at once, naming the field, and make nothing.
+  struct Bad {
+    json body;
+    std::string expect;
+  } bad[] = {
+      {{{"name", "desk"}, {"training_file", file_id}, {"k", 0}}, "k: required"},
+      {{{"name", "desk"}, {"training_file", small_id}, {"k", 4}}, "k must be in [1, 3]"},
+      {{{"name", "desk"}, {"training_file", "file-nope"}, {"k", 2}}, "training_file: "},
+      {{{"name", "desk"}, {"training_file", file_id}, {"k", 2}, {"top_k", 3}}, "top_k: expected an integer in [1, 2]"},
+      {{{"name", "other/desk"}, {"training_file", file_id}, {"k", 2}}, "own tenant"},
+      {{{"name", "desk"}, {"training_file", file_id}, {"k", 2}, {"hyperparameters", {{"steps", -1}}}},
+       "hyperparameters.steps"},
+  };
+  for (const Bad& b : bad) {
+    r = node.post("/v1/mixtures", b.body.dump());
+    EXPECT_NE(r.find("HTTP400"), std::string::npos) << b.body << " -> " << r;
+    EXPECT_NE(r.find(b.expect), std::string::npos) << b.body << " -> " << r;
+  }
+  const std::string qa = write_task(node.dir() + "/qa.jsonl", 1, 4);  // prompt/completion lines: no "text"
+  const std::string qa_id = body_of(upload(node, qa))["id"];
+  r = node.post("/v1/mixtures", json{{"name", "desk"}, {"training_file", qa_id}, {"k", 2}}.dump());
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find(qa_id + ":1: needs a non-empty \\\"text\\\" string"), std::string::npos) << r;
+  EXPECT_EQ(get(node, "/v1/fine_tuning/jobs?limit=100")["data"].size(), jobs_before);
+  EXPECT_EQ(get(node, "/v1/mixture_builds")["data"].size(), 0u);
+
+  // The build: clusters at once (the domains, unlabelled), then one job per cluster.
+  r = node.post("/v1/mixtures", json{{"name", "desk"}, {"training_file", file_id}, {"k", 4}, {"seed", 1},
+                                     {"hyperparameters", hyper}}.dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const json created = body_of(r);
+  EXPECT_EQ(created["object"], "mixture.build");
+  EXPECT_EQ(created["status"], "training");
+  EXPECT_EQ(created["name"], "default/desk");
+  EXPECT_EQ(created["lines"], 80);
+  ASSERT_EQ(created["clusters"].size(), 4u) << created;
+  int64_t lines = 0;
+  for (const json& c : created["clusters"]) {
+    lines += c["lines"].get<int64_t>();
+    EXPECT_FALSE(c["terms"].empty()) << c;
+    EXPECT_EQ(c["samples"].size(), 3u) << c;
+    EXPECT_EQ(c["total_steps"], 10) << c;
+  }
+  EXPECT_EQ(lines, 80);
+  const std::string id = created["id"];
+  const json assignments = get(node, "/v1/mixture_builds/" + id + "/assignments");
+  ASSERT_EQ(assignments.size(), domains.size()) << assignments;
+  const double ari = moe::adjusted_rand_index(domains, assignments.get<std::vector<int32_t>>());
+  EXPECT_GE(ari, 0.9) << "adjusted Rand index of the clusters against the hidden domains";
+
+  const json done = wait_build(node, id);
+  ASSERT_EQ(done["status"], "succeeded") << done.dump(1) << slurp(node.dir() + "/node.err");
+  EXPECT_EQ(done["mixture"], "default/desk");
+  EXPECT_EQ(done["progress"]["step"], 40);
+  EXPECT_EQ(done["progress"]["total_steps"], 40);
+  ASSERT_EQ(done["experts"].size(), 4u);
+  EXPECT_EQ(done["experts"][0], "default/desk.expert-0@1") << done;
+  r = sh("curl -s " + node.url() + "/v1/mixtures");
+  EXPECT_NE(r.find("\"default/desk\""), std::string::npos) << r;
+
+  // Each domain's prompt goes to one expert, whose output is what that
+  // expert's adapter gives when named directly.
+  std::set<std::string> chosen;
+  for (const std::string prompt : {"KYC CHECK | client_id=482913 | document=passport | sanctions_screen=",
+                                   "Section 12.3 Policy summary: the Licensee shall indemnify and hold harmless any"}) {
+    r = node.post("/v1/completions",
+                  json{{"model", "desk"}, {"prompt", prompt}, {"max_tokens", 6}, {"temperature", 0}}.dump());
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    const json got = body_of(r);
+    ASSERT_EQ(got["experts"].size(), 1u) << r;
+    const std::string expert = got["experts"][0]["name"];
+    chosen.insert(expert);
+    r = node.post("/v1/completions", json{{"model", "desk." + expert}, {"prompt", prompt}, {"max_tokens", 6},
+                                          {"temperature", 0}}.dump());
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    EXPECT_EQ(body_of(r)["choices"][0]["text"], got["choices"][0]["text"]) << expert;
+  }
+  EXPECT_EQ(chosen.size(), 2u);
+
+  // A name that is an adapter's cannot be a mixture's; a build cancelled
+  // mid-training cancels its jobs and stores nothing.
+  r = node.post("/v1/mixtures", json{{"name", "desk.expert-0"}, {"training_file", file_id}, {"k", 2}}.dump());
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("is an adapter"), std::string::npos) << r;
+  r = node.post("/v1/mixtures", json{{"name", "slow"}, {"training_file", file_id}, {"k", 2},
+                                     {"hyperparameters", {{"steps", 100000}, {"batch_tokens", 64}}}}.dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const json slow = body_of(r);
+  r = node.post("/v1/mixture_builds/" + slow["id"].get<std::string>() + "/cancel", "");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["status"], "cancelled");
+  for (const json& c : slow["clusters"])
+    EXPECT_EQ(wait_done(node, c["job"])["status"], "cancelled") << c;
+  r = node.post("/v1/completions", R"({"model": "slow", "prompt": "hi", "max_tokens": 2})");
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+  EXPECT_EQ(get(node, "/v1/mixture_builds")["data"].size(), 2u);
+}
+
 TEST(NodeFineTuning, CancelStopsAJobAndBadInputIsAClearErrorThatChangesNothing) {
   Node node({});
   const std::string train = write_task(node.dir() + "/train.jsonl", 2, 16);
@@ -339,6 +473,39 @@ TEST(NodeFineTuning, ANodeKilledMidJobResumesItToTheSameFinalLoss) {
       second.post("/v1/completions", json{{"model", done["fine_tuned_model"]}, {"prompt", "abc"}, {"max_tokens", 2}}.dump());
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
   second.kill_now();  // before its folder goes
+  fs::remove_all(dir);
+}
+
+TEST(NodeFineTuning, AMixtureBuildOfANodeKilledMidTrainingEndsAfterTheRestart) {
+  Node first({"--publish-every", "5"});
+  first.keep();
+  const std::string dir = first.dir();
+  {
+    std::ofstream f(dir + "/corpus.jsonl");
+    for (const auto& l : moe::synthetic_corpus(10, 3)) f << json{{"text", l.text}}.dump() << "\n";
+  }
+  const std::string file_id = body_of(upload(first, dir + "/corpus.jsonl"))["id"];
+  std::string r = first.post("/v1/mixtures", json{{"name", "desk"}, {"training_file", file_id}, {"k", 2},
+                                                  {"hyperparameters", {{"steps", 200}, {"batch_tokens", 64}, {"rank", 4}}}}
+                                                 .dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string id = body_of(r)["id"];
+  json seen;
+  for (int i = 0; i < 600; ++i) {
+    seen = get(first, "/v1/mixture_builds/" + id);
+    if (seen["progress"]["step"].get<int64_t>() >= 10) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(seen["status"], "training") << seen;
+  first.kill_now();
+  Node second({"--publish-every", "5"}, dir);
+  const json done = wait_build(second, id);
+  ASSERT_EQ(done["status"], "succeeded") << done.dump(1) << slurp(dir + "/node.err");
+  EXPECT_EQ(done["progress"]["step"], 400);
+  r = second.post("/v1/completions", R"({"model": "desk", "prompt": "KYC CHECK | client_id=1", "max_tokens": 2})");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_NE(r.find("\"experts\""), std::string::npos) << r;
+  second.kill_now();
   fs::remove_all(dir);
 }
 

@@ -98,6 +98,21 @@ TEST(TrainingData, MessagesLearnEveryAssistantTurnWithItsEndOfTurn) {
   }
 }
 
+TEST(TrainingData, ATextLineIsLanguageModellingOnAllOfItAsTheCorpusLinesOfAMixture) {
+  auto tok = builtin_tokenizer();
+  auto r = parse_training_jsonl("{\"text\": \"hello world\"}\n", *tok, {}, "corpus.jsonl");
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1u);
+  const int32_t eos = tok->eos_ids().at(0);
+  auto want = text_example("hello world", *tok, eos, 0, 1);
+  ASSERT_TRUE(want.has_value());
+  EXPECT_EQ((*r)[0].tokens, want->tokens);
+  EXPECT_EQ((*r)[0].targets, want->targets);
+  EXPECT_EQ((*r)[0].tokens.back(), eos);
+  EXPECT_EQ((*r)[0].target_count(), int64_t(want->tokens.size()) - 1);
+  EXPECT_EQ((*r)[0].line, 1);
+}
+
 TEST(TrainingData, MalformedLinesAreErrorsNamingTheLine) {
   auto tok = builtin_tokenizer();
   struct Case {
@@ -106,7 +121,10 @@ TEST(TrainingData, MalformedLinesAreErrorsNamingTheLine) {
       {"{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json}\n", "data.jsonl:2: not a JSON object"},
       {"\n\n{\"prompt\": \"a\"}\n", "data.jsonl:3: needs both \"prompt\" and \"completion\""},
       {"{\"prompt\": 1, \"completion\": \"b\"}\n", "data.jsonl:1: \"prompt\" and \"completion\" must be strings"},
-      {"{\"text\": \"a\"}\n", "data.jsonl:1: needs \"prompt\" and \"completion\" strings, or a \"messages\" list"},
+      {"{\"input\": \"a\"}\n",
+       "data.jsonl:1: needs \"prompt\" and \"completion\" strings, a \"messages\" list, or a \"text\" string"},
+      {"{\"text\": \"\"}\n", "data.jsonl:1: \"text\" must be a non-empty string"},
+      {"{\"text\": 3}\n", "data.jsonl:1: \"text\" must be a non-empty string"},
       {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n", "data.jsonl:1: \"messages\" has no assistant turn"},
       {"{\"messages\": [{\"role\": \"user\"}]}\n", "data.jsonl:1: message 0 needs \"role\" and \"content\" strings"},
       {"[1, 2]\n", "data.jsonl:1: an example must be a JSON object"},

@@ -72,6 +72,18 @@ Result<TrainingExample> prompt_completion(const json& j, const Tokenizer& tok, c
   return ex;
 }
 
+// {"text": T}: language modelling on the whole text (a corpus line, as a
+// mixture's experts train), as text_example.
+Result<TrainingExample> plain_text(const json& j, const Tokenizer& tok, const DatasetOptions& o,
+                                   const std::string& where) {
+  const auto& t = j.at("text");
+  if (!t.is_string() || t.get<std::string>().empty()) return bad(where, "\"text\" must be a non-empty string");
+  const int32_t eos = o.eos ? *o.eos : !tok.eos_ids().empty() ? tok.eos_ids()[0] : -1;
+  auto ex = text_example(t.get<std::string>(), tok, eos, /*max_tokens=*/0, 0);
+  if (!ex) return bad(where, "\"text\" has fewer than 2 tokens: nothing to learn");
+  return std::move(*ex);
+}
+
 Result<TrainingExample> messages(const json& j, const Tokenizer& tok, const std::string& where) {
   const auto& m = j.at("messages");
   if (!m.is_array() || m.empty()) return bad(where, "\"messages\" must be a non-empty list");
@@ -147,11 +159,15 @@ Result<TrainingExample> encode_training_example(const json& j, const Tokenizer& 
     if (!j.contains("prompt") || !j.contains("completion"))
       return bad(where, "needs both \"prompt\" and \"completion\"");
     if (j.contains("messages")) return bad(where, "has both \"messages\" and \"prompt\"/\"completion\"");
+    if (j.contains("text")) return bad(where, "has both \"text\" and \"prompt\"/\"completion\"");
     ex = prompt_completion(j, tok, o, where);
   } else if (j.contains("messages")) {
+    if (j.contains("text")) return bad(where, "has both \"messages\" and \"text\"");
     ex = messages(j, tok, where);
+  } else if (j.contains("text")) {
+    ex = plain_text(j, tok, o, where);
   } else {
-    return bad(where, "needs \"prompt\" and \"completion\" strings, or a \"messages\" list");
+    return bad(where, "needs \"prompt\" and \"completion\" strings, a \"messages\" list, or a \"text\" string");
   }
   if (!ex.ok()) return ex;
   TrainingExample& e = ex.value();

@@ -8,6 +8,9 @@
 //       apply_chat_template); loss on the assistant turns, each from the end
 //       of the prompt the template renders for it (add_generation_prompt) to
 //       the end of the turn (its end-of-turn tokens included).
+//   {"text": T}  language modelling on T (a corpus line): its tokens with the
+//       special tokens the tokenizer adds, then EOS; loss on every token
+//       after the first (text_example). The corpus of a mixture of experts.
 // Malformed lines are errors naming the file, the line and what is wrong;
 // blank lines are skipped. Stateless; thread-safe.
 #pragma once
