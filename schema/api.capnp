@@ -100,6 +100,47 @@ interface FineTuning {
 
   # The versions a job published, newest first.
   checkpoints @7 (id :Text) -> (result :JsonResult);
+
+  # A training loop this session drives (docs/training.md, "Training runs"):
+  # a LoRA adapter on the served base, trained by the client's own calls on
+  # the worker that serves, beside everyone else's traffic and jobs.
+  # requestJson: {"name" (the adapter its versions are published as),
+  # "rank"?, "alpha"?, "targets"?, "seed"?, "weight_decay"?, "beta1"?,
+  # "beta2"?, "eps"?}. result: {"object": "training_run", "adapter", ...};
+  # run is null on an error. Dropping the run forgets its gradients and
+  # optimizer state; its published versions stay adapters.
+  trainingRun @8 (requestJson :Text) -> (run :TrainingRun, result :JsonResult);
+}
+
+# One client-driven training run. Calls run in the order sent, on the
+# worker's thread between its inference steps; each answers JSON.
+interface TrainingRun {
+  # Each example a JSON object in a training file's formats ({"prompt",
+  # "completion"}, {"messages"}, {"text"}). Adds the gradient of the batch's
+  # mean loss per target token to the gradients held; answers {"loss",
+  # "tokens", "target_tokens"}. A bad example is invalidArgument naming
+  # "example N" and changes nothing.
+  forwardBackward @0 (examples :List(Text)) -> (result :JsonResult);
+
+  # Clips the held gradients to maxGradNorm (global L2 norm; 0: no
+  # clipping), one AdamW step at learningRate, then zeroes them; answers
+  # {"step", "grad_norm" (before clipping), "accumulated" (forwardBackward
+  # calls applied)}. invalidArgument without a forwardBackward since the
+  # last step.
+  optimStep @1 (learningRate :Float64, maxGradNorm :Float64 = 1.0) -> (result :JsonResult);
+
+  # Publishes the adapter as it is now as the next version of its name
+  # (PEFT files in the store; served from memory at once); answers
+  # {"adapter": "tenant/name@N", "step"}.
+  publish @2 () -> (result :JsonResult);
+
+  # One completion of `prompt` (text, tokenized as a completion's) from the
+  # newest published version; answers {"text", "adapter", "finish_reason",
+  # "completion_tokens"}. invalidArgument before the first publish.
+  sample @3 (prompt :Text, maxTokens :UInt32 = 16, temperature :Float32 = 0, seed :UInt64) -> (result :JsonResult);
+
+  # The run as trainingRun answered it, with its newest published version.
+  describe @4 () -> (result :JsonResult);
 }
 
 struct JsonResult {

@@ -72,6 +72,28 @@ Result<std::optional<double>> positive_field(const json& obj, const char* key, b
   return std::optional<double>(v.get<double>());
 }
 
+// "rank" (default 8), "alpha" (16) and "targets" (module names; default all
+// seven) of `obj`; errors name the field after `prefix`.
+Result<LoraTargets> lora_targets_field(const json& obj, const std::string& prefix, int32_t max_rank) {
+  auto fail = [&](const Error& e) { return bad(prefix + e.message); };
+  auto rank = int_field(obj, "rank", 1, max_rank, false);
+  if (!rank.ok()) return fail(rank.error());
+  auto alpha = positive_field(obj, "alpha", false);
+  if (!alpha.ok()) return fail(alpha.error());
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  if (obj.contains("targets")) {
+    if (!obj["targets"].is_array()) return bad(prefix + "targets: expected an array of module names");
+    targets.clear();
+    for (const json& t : obj["targets"]) {
+      if (!t.is_string()) return bad(prefix + "targets: expected an array of module names");
+      targets.push_back(t.get<std::string>());
+    }
+  }
+  auto named = lora_targets_named(targets, int32_t(rank.value().value_or(8)), float(alpha.value().value_or(16.0)));
+  if (!named.ok()) return bad(prefix + "targets: " + named.error().message);
+  return named.value();
+}
+
 // What a create request asks for, resolved (also from a stored request after a restart).
 struct JobSpec {
   TrainingJobConfig config;
@@ -151,21 +173,8 @@ Result<JobSpec> parse_request(const json& body, const std::string& base_model, i
   auto batch_tokens = int_field(hp, "batch_tokens", 1, int64_t(1) << 24, false);
   if (!batch_tokens.ok()) return fail(batch_tokens.error());
   if (batch_tokens.value()) s.config.batch_tokens = *batch_tokens.value();
-  auto rank = int_field(hp, "rank", 1, max_rank, false);
-  if (!rank.ok()) return fail(rank.error());
-  auto alpha = positive_field(hp, "alpha", false);
-  if (!alpha.ok()) return fail(alpha.error());
-  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  if (hp.contains("targets")) {
-    if (!hp["targets"].is_array()) return bad("hyperparameters.targets: expected an array of module names");
-    targets.clear();
-    for (const json& t : hp["targets"]) {
-      if (!t.is_string()) return bad("hyperparameters.targets: expected an array of module names");
-      targets.push_back(t.get<std::string>());
-    }
-  }
-  auto named = lora_targets_named(targets, int32_t(rank.value().value_or(8)), float(alpha.value().value_or(16.0)));
-  if (!named.ok()) return bad("hyperparameters.targets: " + named.error().message);
+  auto named = lora_targets_field(hp, "hyperparameters.", max_rank);
+  if (!named.ok()) return named.error();
   s.config.targets = named.value();
   auto warmup = int_field(hp, "warmup_steps", 0, 1000000, false);
   if (!warmup.ok()) return fail(warmup.error());
@@ -319,7 +328,79 @@ std::shared_ptr<const LoraWeights> FineTuning::fresh_version(const AdapterId& id
   std::lock_guard lock(mu_);
   for (const auto& [_, job] : jobs_)
     if (job->newest && !job->versions.empty() && job->versions.back().id == id) return job->newest;
+  if (auto it = run_versions_.find(id.tenant + "/" + id.name); it != run_versions_.end() && it->second.first == id)
+    return it->second.second;
   return nullptr;
+}
+
+// ---- training runs ----
+
+Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& r) {
+  if (!r.is_object()) return bad("the request must be a JSON object");
+  if (!r.contains("name") || !r["name"].is_string())
+    return bad("name: required, the adapter the run publishes versions of");
+  TrainingRunOptions o;
+  o.tenant = caller.tenant;
+  o.adapter = r["name"].get<std::string>();
+  if (Status st = check_adapter_name(o.adapter); !st.ok()) return bad("name: " + st.error().message);
+  auto targets = lora_targets_field(r, "", 256);
+  if (!targets.ok()) return targets.error();
+  o.targets = targets.value();
+  auto seed = int_field(r, "seed", 0, int64_t(1) << 53, false);
+  if (!seed.ok()) return seed.error();
+  o.seed = seed.value() ? uint64_t(*seed.value()) : 0;
+  for (const char* key : {"weight_decay", "beta1", "beta2", "eps"}) {
+    if (!r.contains(key) || r[key].is_null()) continue;
+    const json& v = r[key];
+    const bool is_decay = std::string_view(key) == "weight_decay";
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 ||
+        (!is_decay && (v.get<double>() <= 0 || (key[0] == 'b' && v.get<double>() >= 1))))
+      return bad(std::string(key) + ": out of range");
+    double& field = is_decay ? o.adamw.weight_decay
+                    : std::string_view(key) == "beta1" ? o.adamw.beta1
+                    : std::string_view(key) == "beta2" ? o.adamw.beta2
+                                                         : o.adamw.eps;
+    field = v.get<double>();
+  }
+  return std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
+}
+
+Result<std::vector<TrainingExample>> FineTuning::parse_examples(const std::vector<std::string>& lines) const {
+  if (lines.empty()) return bad("examples: the batch has no examples");
+  std::vector<TrainingExample> out;
+  const DatasetOptions o = dataset_options();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string where = "example " + std::to_string(i);
+    const json j = json::parse(lines[i], nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return bad(where + ": not JSON");
+    auto e = encode_training_example(j, *tokenizer_, o, where);
+    if (!e.ok()) return bad(e.error().message);
+    out.push_back(std::move(e.value()));
+  }
+  return out;
+}
+
+Result<AdapterRecord> FineTuning::publish_run(TrainingRun& run, std::shared_ptr<const LoraWeights> weights,
+                                              int64_t step) {
+  if (!publish_) return make_error(ErrorCode::kUnavailable, "the node is not serving yet");
+  std::error_code ec;
+  const std::string runs_dir = options_.data_dir + "/fine_tuning/runs";
+  fs::create_directories(runs_dir, ec);
+  const std::string tmp = runs_dir + "/publish-" + random_hex(8);
+  Result<AdapterRecord> published = make_error(ErrorCode::kInternal, "not published");
+  if (Status st = save_peft_adapter(tmp, *weights, options_.base_model); !st.ok()) {
+    published = st.error();
+  } else {
+    published = publish_(Caller{run.options().tenant, false}, run.options().adapter, tmp);
+  }
+  fs::remove_all(tmp, ec);
+  if (!published.ok()) return published.error();
+  run.set_published(published.value().id);
+  std::lock_guard lock(mu_);
+  run_versions_[run.adapter_name()] = {published.value().id, std::move(weights)};
+  ++versions_published_;
+  log_info("training run {}: published {} at step {}", run.adapter_name(), published.value().id.to_string(), step);
+  return published;
 }
 
 // ---- files ----

@@ -53,6 +53,7 @@
 #include "runtime/training/training_job.h"
 #include "runtime/training/training_work.h"
 #include "tenants.h"
+#include "training_run.h"
 
 namespace myriad::node {
 
@@ -138,6 +139,18 @@ class FineTuning {
   };
   Counts counts() const;
 
+  // Training runs a client drives (training_run.h; the RPC API's
+  // FineTuning.trainingRun). `request`: {"name" (the adapter its versions
+  // are published as), "rank"?, "alpha"?, "targets"?, "seed"?,
+  // "weight_decay"?, "beta1"?, "beta2"?, "eps"?}; errors name the field.
+  Result<std::shared_ptr<TrainingRun>> open_run(const Caller& caller, const nlohmann::json& request);
+  // A batch given as JSON lines in the training file formats; errors name "example N".
+  Result<std::vector<TrainingExample>> parse_examples(const std::vector<std::string>& lines) const;
+  // Publishes a run's snapshot as the next version of its adapter (written
+  // to the store in PEFT format) and serves that version from memory. On
+  // the caller's thread: it writes files.
+  Result<AdapterRecord> publish_run(TrainingRun& run, std::shared_ptr<const LoraWeights> weights, int64_t step);
+
  private:
   struct Event {
     int64_t seq = 0;
@@ -216,6 +229,8 @@ class FineTuning {
   std::vector<std::string> job_order_;  // creation order
   int32_t running_ = 0;
   int64_t trained_tokens_ = 0, steps_run_ = 0, versions_published_ = 0;  // since start
+  // The newest version of each training run's adapter (tenant/name), served from memory.
+  std::unordered_map<std::string, std::pair<AdapterId, std::shared_ptr<const LoraWeights>>> run_versions_;
   std::deque<Pending> pending_;
   std::condition_variable pending_cv_;
   bool stopping_ = false;

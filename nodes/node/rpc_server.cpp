@@ -121,6 +121,7 @@ struct RpcServer::Impl {
   class AdaptersImpl;
   class UploadImpl;
   class FineTuningImpl;
+  class TrainingRunImpl;
   class GenerateOp;
 
   Impl(NodeService& s, const Tenants& t, const RpcOptions& o) : service(s), tenants(t), opts(o) {
@@ -585,6 +586,8 @@ class RpcServer::Impl::FineTuningImpl final : public api::FineTuning::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> trainingRun(TrainingRunContext context) override;
+
  private:
   static int64_t limit(uint32_t n) { return n == 0 ? 20 : int64_t(std::min<uint32_t>(n, 10000)); }
   // The node's FineTuning, or null after answering why there is none.
@@ -604,6 +607,196 @@ class RpcServer::Impl::FineTuningImpl final : public api::FineTuning::Server {
   Impl& s_;
   Caller caller_;
 };
+
+// One client-driven training run (FineTuning.trainingRun): each call is
+// posted to the worker's thread and answered on this loop through a
+// cross-thread promise.
+class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
+ public:
+  TrainingRunImpl(Impl& s, Caller caller, std::shared_ptr<TrainingRun> run)
+      : s_(s), caller_(std::move(caller)), run_(std::move(run)) {}
+
+  kj::Promise<void> forwardBackward(ForwardBackwardContext context) override {
+    FineTuning* ft = s_.service.fine_tuning();
+    std::vector<std::string> lines;
+    for (auto e : context.getParams().getExamples()) lines.push_back(as_string(e));
+    auto batch = ft->parse_examples(lines);
+    if (!batch.ok()) return answered(context, batch.error());
+    auto h = std::make_shared<Handoff>();
+    auto promise = h->promise();
+    run_->forward_backward(std::move(batch.value()), [h](Result<ForwardBackwardResult> r) {
+      if (!r.ok()) return h->set(r.error());
+      h->set(nlohmann::json{
+          {"loss", r.value().loss}, {"tokens", r.value().tokens}, {"target_tokens", r.value().target_tokens}});
+    });
+    return promise.then([context, h]() mutable { answer(context.getResults().initResult(), h->take()); });
+  }
+
+  kj::Promise<void> optimStep(OptimStepContext context) override {
+    const auto p = context.getParams();
+    auto h = std::make_shared<Handoff>();
+    auto promise = h->promise();
+    run_->optim_step(p.getLearningRate(), p.getMaxGradNorm(), [h](Result<OptimStepResult> r) {
+      if (!r.ok()) return h->set(r.error());
+      h->set(nlohmann::json{
+          {"step", r.value().step}, {"grad_norm", r.value().grad_norm}, {"accumulated", r.value().accumulated}});
+    });
+    return promise.then([context, h]() mutable { answer(context.getResults().initResult(), h->take()); });
+  }
+
+  kj::Promise<void> publish(PublishContext context) override {
+    auto h = std::make_shared<Handoff>();
+    auto promise = h->promise();
+    run_->snapshot([h](std::shared_ptr<const LoraWeights> w, int64_t step) {
+      {
+        std::lock_guard lock(h->mu);
+        h->weights = std::move(w);
+        h->step = step;
+      }
+      h->set(nlohmann::json());
+    });
+    // The files are written here, off the worker's thread.
+    return promise.then([this, context, h]() mutable {
+      std::lock_guard lock(h->mu);
+      auto rec = s_.service.fine_tuning()->publish_run(*run_, std::move(h->weights), h->step);
+      answer(context.getResults().initResult(),
+             rec.ok() ? Result<nlohmann::json>(nlohmann::json{{"adapter", rec.value().id.to_string()}, {"step", h->step}})
+                      : Result<nlohmann::json>(rec.error()));
+    });
+  }
+
+  kj::Promise<void> sample(SampleContext context) override;
+
+  kj::Promise<void> describe(DescribeContext context) override {
+    answer(context.getResults().initResult(), run_->describe());
+    return kj::READY_NOW;
+  }
+
+ private:
+  // An answer made on another thread (the worker's, or the engine's event
+  // callback) for this loop: a void promise (GCC 12 warns falsely on kj's
+  // storage of a promised json) and the value beside it.
+  struct Handoff {
+    std::mutex mu;
+    Result<nlohmann::json> result = make_error(ErrorCode::kInternal, "no answer");
+    std::shared_ptr<const LoraWeights> weights;  // publish's snapshot
+    int64_t step = 0;
+    bool done = false;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+    kj::Promise<void> promise() {
+      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+      fulfiller = kj::mv(paf.fulfiller);
+      return kj::mv(paf.promise);
+    }
+    // Once; later calls are ignored.
+    void set(Result<nlohmann::json> r) {
+      std::lock_guard lock(mu);
+      if (done) return;
+      done = true;
+      result = std::move(r);
+      fulfiller->fulfill();
+    }
+    Result<nlohmann::json> take() {
+      std::lock_guard lock(mu);
+      return std::move(result);
+    }
+  };
+  template <class Ctx>
+  static kj::Promise<void> answered(Ctx& context, const Result<nlohmann::json>& j) {
+    answer(context.getResults().initResult(), j);
+    return kj::READY_NOW;
+  }
+  static void answer(api::JsonResult::Builder r, const Result<nlohmann::json>& j) {
+    if (j.ok()) {
+      r.setJson(j.value().dump());
+    } else {
+      set_error(r, code_of(j.error()), j.error().message);
+    }
+  }
+
+  Impl& s_;
+  Caller caller_;
+  std::shared_ptr<TrainingRun> run_;
+};
+
+// Generates from the run's newest published version and answers the whole
+// text once the request's final event arrives; dropping the call cancels it.
+kj::Promise<void> RpcServer::Impl::TrainingRunImpl::sample(SampleContext context) {
+  const auto p = context.getParams();
+  const auto version = run_->published();
+  if (!version)
+    return answered(context, make_error(ErrorCode::kInvalidArgument, "nothing published yet: call publish first"));
+  NodeService& service = s_.service;
+  auto model = service.resolve(version->to_string(), caller_);
+  if (!model.ok()) return answered(context, model.error());
+  auto prompt = service.encode_prompt(as_string(p.getPrompt()));
+  if (!prompt.ok()) return answered(context, prompt.error());
+  if (p.getMaxTokens() < 1 || p.getMaxTokens() > 4096)
+    return answered(context, make_error(ErrorCode::kInvalidArgument, "maxTokens must be in [1, 4096]"));
+  GenerateCall call;
+  call.model = model.value();
+  call.prompt = std::move(prompt.value());
+  call.max_tokens = p.getMaxTokens();
+  call.sampling.temperature = p.getTemperature();
+  call.sampling.seed = p.getSeed();
+  struct Collected {
+    std::mutex mu;
+    std::string text;
+    uint32_t tokens = 0;
+    bool ended = false;
+  };
+  auto collected = std::make_shared<Collected>();
+  auto h = std::make_shared<Handoff>();
+  auto promise = h->promise();
+  const std::string adapter = version->to_string();
+  auto id = service.generate(std::move(call), [collected, h, adapter](const RequestEvent& e) {
+    std::lock_guard lock(collected->mu);
+    if (e.kind == EventKind::kToken) {
+      collected->text.append(e.text);
+      ++collected->tokens;
+      return;
+    }
+    if (!e.is_final() || collected->ended) return;
+    collected->ended = true;
+    if (e.kind == EventKind::kFailed) return h->set(e.error);
+    collected->text.append(e.text);
+    h->set(nlohmann::json{{"text", collected->text},
+                          {"adapter", adapter},
+                          {"finish_reason", finish_reason_name(e.reason)},
+                          {"completion_tokens", collected->tokens}});
+  });
+  if (!id.ok()) return answered(context, id.error());
+  auto cancel_if_dropped = kj::defer([&service, rid = id.value(), collected] {
+    bool ended = false;
+    {
+      std::lock_guard lock(collected->mu);
+      ended = collected->ended;
+    }
+    if (!ended) service.cancel(rid);  // unlocked: the cancel's final event takes the lock
+  });
+  return promise.then([context, h, guard = kj::mv(cancel_if_dropped)]() mutable {
+    answer(context.getResults().initResult(), h->take());
+  });
+}
+
+kj::Promise<void> RpcServer::Impl::FineTuningImpl::trainingRun(TrainingRunContext context) {
+  auto r = context.getResults().initResult();
+  FineTuning* ft = fine_tuning(r);
+  if (!ft) return kj::READY_NOW;
+  const auto body = nlohmann::json::parse(as_string(context.getParams().getRequestJson()), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    set_error(r, SCode::INVALID_ARGUMENT, "requestJson: not a JSON object");
+    return kj::READY_NOW;
+  }
+  auto run = ft->open_run(caller_, body);
+  if (!run.ok()) {
+    answer(r, run.error());
+    return kj::READY_NOW;
+  }
+  answer(r, run.value()->describe());
+  context.getResults().setRun(kj::heap<TrainingRunImpl>(s_, caller_, run.value()));
+  return kj::READY_NOW;
+}
 
 class RpcServer::Impl::Session final : public api::Myriad::Server {
  public:
@@ -797,6 +990,7 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
     kj::Promise<void> cancelJob(CancelJobContext c) override { return refuse(c); }
     kj::Promise<void> events(EventsContext c) override { return refuse(c); }
     kj::Promise<void> checkpoints(CheckpointsContext c) override { return refuse(c); }
+    kj::Promise<void> trainingRun(TrainingRunContext c) override { return refuse(c); }
   };
 
   Impl& s_;

@@ -4,6 +4,7 @@
 // checkpoints and loss curve, cancel, bad input, tenant isolation, and a
 // node killed with SIGKILL mid-job that resumes it to the same final loss
 // as an uninterrupted run.
+#include <capnp/ez-rpc.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include "node_process.h"
 #include "runtime/moe/clustering.h"
 #include "runtime/moe/corpus.h"
+#include "schema/api.capnp.h"
 
 namespace myriad::testing_cli {
 namespace {
@@ -508,6 +510,110 @@ TEST(NodeFineTuning, AMixtureBuildOfANodeKilledMidTrainingEndsAfterTheRestart) {
   second.kill_now();
   fs::remove_all(dir);
 }
+
+#ifdef MYRIAD_TRAINING_LOOP
+// A JsonResult's answer, or {"error": code name, "message"}.
+json json_of(myriad::schema::api::JsonResult::Reader r) {
+  if (r.isError()) return {{"error", int(r.getError().getCode())}, {"message", r.getError().getMessage().cStr()}};
+  return json::parse(r.getJson().cStr());
+}
+
+TEST(NodeFineTuning, ATrainingRunDrivenOverRpcLearnsPublishesAndSamplesItsNewestVersion) {
+  namespace api = myriad::schema::api;
+  // A tiny model wide enough to learn a rule (tests/training_task.h says why).
+  const std::string dir = (fs::temp_directory_path() / ("myriad-training-run-" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  ASSERT_EQ(run_cli("make-model --shape tiny --seed 11 --dtype f32 --init-std 0.08 --out " + dir + "/tiny").code, 0);
+  Node node({}, dir);
+  // The docs' example client: its own loop of forwardBackward + optimStep,
+  // then publish and sample held-out words it never trained on.
+  const auto out = run_process(std::string(MYRIAD_TRAINING_LOOP) + " --server " + node.rpc() + " --name letters 2>&1");
+  ASSERT_EQ(out.code, 0) << out.out << slurp(dir + "/node.err");
+  const json summary = json::parse(out.out.substr(out.out.rfind('{')));
+  std::printf("[ example  ] %s\n", summary.dump().c_str());
+  EXPECT_EQ(summary["adapter"], "default/letters@2") << summary;
+  EXPECT_LE(summary["held_out_correct_before"].get<int>(), 3) << summary;  // chance: 1 in 26
+  EXPECT_GE(summary["held_out_correct"].get<int>(), 13) << summary;       // at least 80% of 16
+  EXPECT_LT(summary["loss_last"].get<double>(), 0.5 * summary["loss_first"].get<double>()) << summary;
+
+  capnp::EzRpcClient client(node.rpc());
+  auto& ws = client.getWaitScope();
+  auto ft = client.getMain<api::Myriad>().fineTuningRequest().send().wait(ws).getFineTuning();
+  auto open = [&](const json& request) {
+    auto req = ft.trainingRunRequest();
+    req.setRequestJson(request.dump());
+    return req.send().wait(ws);
+  };
+  auto fb = [&](api::TrainingRun::Client& run, const std::vector<std::string>& examples) {
+    auto req = run.forwardBackwardRequest();
+    auto list = req.initExamples(unsigned(examples.size()));
+    for (size_t i = 0; i < examples.size(); ++i) list.set(unsigned(i), examples[i]);
+    return json_of(req.send().wait(ws).getResult());
+  };
+  auto step = [&](api::TrainingRun::Client& run, double lr) {
+    auto req = run.optimStepRequest();
+    req.setLearningRate(lr);
+    return json_of(req.send().wait(ws).getResult());
+  };
+  auto sample = [&](api::TrainingRun::Client& run, const std::string& prompt) {
+    auto req = run.sampleRequest();
+    req.setPrompt(prompt);
+    req.setMaxTokens(4);
+    return json_of(req.send().wait(ws).getResult());
+  };
+  const std::vector<std::string> batch = {json{{"prompt", "abc ->"}, {"completion", " C"}}.dump(),
+                                          json{{"text", "the quick brown fox"}}.dump()};
+
+  // Bad requests are errors naming what is wrong, and change nothing.
+  EXPECT_NE(json_of(open({{"rank", 4}}).getResult()).value("message", "").find("name: required"), std::string::npos);
+  EXPECT_NE(json_of(open({{"name", "x"}, {"rank", 0}}).getResult()).value("message", "").find("rank"),
+            std::string::npos);
+  auto opened = open({{"name", "probe"}, {"rank", 4}, {"seed", 3}});
+  ASSERT_FALSE(opened.getResult().isError());
+  EXPECT_EQ(json_of(opened.getResult())["adapter"], "default/probe");
+  auto run = opened.getRun();
+  EXPECT_NE(step(run, 0.01).value("message", "").find("no forward_backward"), std::string::npos);
+  EXPECT_NE(sample(run, "abc ->").value("message", "").find("nothing published yet"), std::string::npos);
+  EXPECT_NE(fb(run, {batch[0], "{\"prompt\": 1}"}).value("message", "").find("example 1: "), std::string::npos);
+  EXPECT_NE(fb(run, {}).value("message", "").find("no examples"), std::string::npos);
+
+  // The same seed and batches give the same losses: nothing of one run leaks into another.
+  auto twin = open({{"name", "probe-twin"}, {"rank", 4}, {"seed", 3}}).getRun();
+  std::vector<double> losses, twin_losses;
+  for (int i = 0; i < 3; ++i) {
+    const json a = fb(run, batch), b = fb(twin, batch);
+    ASSERT_TRUE(a.contains("loss")) << a;
+    EXPECT_EQ(a["target_tokens"], b["target_tokens"]);
+    losses.push_back(a["loss"]);
+    twin_losses.push_back(b["loss"]);
+    EXPECT_EQ(step(run, 0.02)["step"], i + 1);
+    EXPECT_EQ(step(twin, 0.02)["accumulated"], 1);
+  }
+  EXPECT_EQ(losses, twin_losses);
+  EXPECT_LT(losses.back(), losses.front());
+
+  // publish: the next version, which sample and the HTTP API both answer with.
+  const json pub = json_of(run.publishRequest().send().wait(ws).getResult());
+  ASSERT_EQ(pub["adapter"], "default/probe@1") << pub;
+  EXPECT_EQ(pub["step"], 3);
+  const json sampled = sample(run, "abc ->");
+  ASSERT_TRUE(sampled.contains("text")) << sampled;
+  EXPECT_EQ(sampled["adapter"], "default/probe@1");
+  EXPECT_EQ(sampled["completion_tokens"], 4);
+  const std::string r = node.post("/v1/completions", json{{"model", "default/probe@1"}, {"prompt", "abc ->"},
+                                                          {"max_tokens", 4}, {"temperature", 0}}.dump());
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["choices"][0]["text"], sampled["text"]);
+  // Training goes on; the next publish is version 2, and describe names it.
+  (void)fb(run, batch);
+  (void)step(run, 0.02);
+  EXPECT_EQ(json_of(run.publishRequest().send().wait(ws).getResult())["adapter"], "default/probe@2");
+  EXPECT_EQ(json_of(run.describeRequest().send().wait(ws).getResult())["published"], "default/probe@2");
+  EXPECT_EQ(sample(run, "abc ->")["adapter"], "default/probe@2");
+  node.kill_now();
+  fs::remove_all(dir);
+}
+#endif
 
 TEST(NodeFineTuning, TheCliRunsJobsOverRpc) {
   Node probe({});

@@ -39,6 +39,14 @@ void TrainingWork::cancel(const std::string& name) {
   to_cancel_.push_back(name);
 }
 
+void TrainingWork::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  wake_worker();
+}
+
 size_t TrainingWork::active() const {
   std::lock_guard lock(mu_);
   return active_;
@@ -80,6 +88,10 @@ void TrainingWork::apply_pending() {
 
 bool TrainingWork::has_work() {
   if (trainer_.round_in_flight()) return true;
+  {
+    std::lock_guard lock(mu_);
+    if (!tasks_.empty()) return true;
+  }
   apply_pending();  // jobs change between rounds only
   return !trainer_.idle();
 }
@@ -93,6 +105,18 @@ void TrainingWork::publish(Held& h) {
 
 void TrainingWork::run_once() {
   if (!trainer_.round_in_flight()) {
+    std::function<void()> task;
+    {
+      std::lock_guard lock(mu_);
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+    }
+    if (task) {
+      task();
+      return;
+    }
     auto begun = trainer_.begin_round();
     if (!begun.ok()) {
       // A backend error is the job's data or a bug, never transient: stop them all loudly.

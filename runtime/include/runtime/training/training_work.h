@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,10 @@ class TrainingWork final : public BackgroundWork {
   void cancel(const std::string& name);
   // Jobs neither finished nor cancelled.
   size_t active() const;
+  // Runs `task` on the worker's thread between rounds, in the order posted
+  // (a client-driven training run's forward/backward or optimizer step:
+  // the backend is free then). Thread-safe.
+  void post(std::function<void()> task);
 
   bool has_work() override;
   void run_once() override;
@@ -65,6 +70,7 @@ class TrainingWork final : public BackgroundWork {
   std::vector<std::shared_ptr<TrainingJob>> to_add_;
   std::vector<std::pair<std::string, bool>> to_pause_;
   std::vector<std::string> to_cancel_;
+  std::deque<std::function<void()>> tasks_;
   size_t active_ = 0;  // guarded by mu_
 };
 

@@ -1,0 +1,101 @@
+#include "training_run.h"
+
+#include <cmath>
+#include <utility>
+
+#include "runtime/checkpoint.h"
+
+namespace myriad::node {
+
+TrainingRun::TrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work,
+                         LoraTrainingBackend& backend)
+    : options_(std::move(options)), work_(work), backend_(backend) {
+  params_ = init_lora_params(base, options_.targets, options_.seed);
+  grads_ = params_.zeros_like();
+  adamw_ = AdamW(params_, options_.adamw);
+}
+
+void TrainingRun::forward_backward(std::vector<TrainingExample> batch,
+                                   std::function<void(Result<ForwardBackwardResult>)> done) {
+  if (batch.empty()) {
+    done(make_error(ErrorCode::kInvalidArgument, "the batch has no examples"));
+    return;
+  }
+  work_.post([self = shared_from_this(), batch = std::move(batch), done = std::move(done)] {
+    std::vector<TrainingRow> rows;
+    int64_t tokens = 0, targets = 0;
+    for (const TrainingExample& e : batch) {
+      rows.push_back(TrainingRow{0, &e.tokens, &e.targets});
+      tokens += int64_t(e.tokens.size());
+      targets += e.target_count();
+    }
+    // The gradient of the batch's mean loss per target token; the client
+    // sums batches by calling again before optim_step.
+    TrainingJobTensors<float> t;
+    t.params = &self->params_;
+    t.grads = &self->grads_;
+    t.loss_weight = targets > 0 ? 1.0 / double(targets) : 1.0;
+    Status st = self->backend_.forward_backward(rows, std::span<TrainingJobTensors<float>>(&t, 1));
+    if (!st.ok()) {
+      done(st.error());
+      return;
+    }
+    ++self->accumulated_;
+    done(ForwardBackwardResult{t.loss_tokens > 0 ? t.loss_sum / double(t.loss_tokens) : 0.0, tokens, targets});
+  });
+}
+
+void TrainingRun::optim_step(double learning_rate, double max_grad_norm,
+                             std::function<void(Result<OptimStepResult>)> done) {
+  if (!(learning_rate > 0) || !std::isfinite(learning_rate)) {
+    done(make_error(ErrorCode::kInvalidArgument, "learning_rate must be a positive number"));
+    return;
+  }
+  work_.post([self = shared_from_this(), learning_rate, max_grad_norm, done = std::move(done)] {
+    if (self->accumulated_ == 0) {
+      done(make_error(ErrorCode::kInvalidArgument, "no forward_backward since the last optim_step: no gradient to apply"));
+      return;
+    }
+    OptimStepResult r;
+    r.grad_norm = clip_grad_norm(self->grads_, max_grad_norm);
+    self->adamw_.step(self->params_, self->grads_, learning_rate);
+    self->grads_.set_zero();
+    r.accumulated = self->accumulated_;
+    self->accumulated_ = 0;
+    r.step = ++self->steps_;
+    done(r);
+  });
+}
+
+void TrainingRun::snapshot(std::function<void(std::shared_ptr<const LoraWeights>, int64_t)> done) {
+  work_.post([self = shared_from_this(), done = std::move(done)] {
+    done(std::make_shared<const LoraWeights>(to_lora_weights(self->params_, self->options_.adapter)), self->steps_);
+  });
+}
+
+void TrainingRun::set_published(const AdapterId& id) {
+  std::lock_guard lock(mu_);
+  published_ = id;
+}
+
+std::optional<AdapterId> TrainingRun::published() const {
+  std::lock_guard lock(mu_);
+  return published_;
+}
+
+nlohmann::json TrainingRun::describe() const {
+  nlohmann::json targets = nlohmann::json::array();
+  for (int m = 0; m < kNumLinearModules; ++m)
+    if (options_.targets.modules[m]) targets.push_back(linear_module_name(LinearModule(m)));
+  const auto pub = published();
+  return {{"object", "training_run"},
+          {"adapter", adapter_name()},
+          {"rank", options_.targets.rank},
+          {"alpha", options_.targets.alpha},
+          {"targets", targets},
+          {"seed", options_.seed},
+          {"weight_decay", options_.adamw.weight_decay},
+          {"published", pub ? nlohmann::json(pub->to_string()) : nlohmann::json()}};
+}
+
+}  // namespace myriad::node

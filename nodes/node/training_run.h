@@ -1,0 +1,99 @@
+// A training loop its client drives (issue 20's TrainingRun, in the spirit
+// of Tinker's API): the client sends batches and decides when to step, when
+// to publish and what to sample, while the node keeps the adapter, its
+// gradients and AdamW state on the worker that serves, beside everyone
+// else's traffic and jobs.
+//
+//   forward_backward(batch)  loss of the batch (mean per target token) and
+//                            its gradient, added to the gradients held
+//   optim_step(lr, clip)     clips the held gradients (global norm), one
+//                            AdamW step at lr, then zeroes them
+//   snapshot()               the adapter as it is now (FineTuning publishes
+//                            it as the next version of tenant/name, served
+//                            from memory)
+//
+// Every call runs on the worker's thread between training rounds and
+// inference steps (TrainingWork::post), in the order posted, and answers
+// through its callback there: the run's tensors are touched by that thread
+// only. A forward_backward is one whole pass (not split into units as a
+// job's round is), so it holds the worker for its duration.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/adapter_id.h"
+#include "runtime/lora_weights.h"
+#include "runtime/model_config.h"
+#include "runtime/result.h"
+#include "runtime/training/lora_params.h"
+#include "runtime/training/lora_training_backend.h"
+#include "runtime/training/optimizer.h"
+#include "runtime/training/training_data.h"
+#include "runtime/training/training_work.h"
+
+namespace myriad::node {
+
+struct TrainingRunOptions {
+  std::string tenant;
+  std::string adapter;  // its versions are published as tenant/adapter@N
+  LoraTargets targets;
+  AdamWConfig adamw;  // betas, eps, weight decay; the rate comes with each step
+  uint64_t seed = 0;  // of the adapter's initialisation (PEFT's)
+};
+
+struct ForwardBackwardResult {
+  double loss = 0;  // mean per target token of the batch
+  int64_t tokens = 0, target_tokens = 0;
+};
+
+struct OptimStepResult {
+  int64_t step = 0;       // optimizer steps done, this one included
+  double grad_norm = 0;   // of the held gradients, before clipping
+  int64_t accumulated = 0;  // forward_backward calls whose gradients it applied
+};
+
+class TrainingRun : public std::enable_shared_from_this<TrainingRun> {
+ public:
+  // `work` and `backend` must outlive every call posted.
+  TrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work, LoraTrainingBackend& backend);
+
+  const TrainingRunOptions& options() const { return options_; }
+  std::string adapter_name() const { return options_.tenant + "/" + options_.adapter; }
+
+  // Empty batches, tokens out of the vocabulary and rows past the context
+  // are errors that change nothing.
+  void forward_backward(std::vector<TrainingExample> batch,
+                        std::function<void(Result<ForwardBackwardResult>)> done);
+  // learning_rate > 0; max_grad_norm <= 0: no clipping. kInvalidArgument
+  // when no forward_backward came since the last step.
+  void optim_step(double learning_rate, double max_grad_norm, std::function<void(Result<OptimStepResult>)> done);
+  void snapshot(std::function<void(std::shared_ptr<const LoraWeights>, int64_t step)> done);
+
+  // The newest version published from this run (empty before the first).
+  void set_published(const AdapterId& id);
+  std::optional<AdapterId> published() const;
+
+  // {"object": "training_run", "adapter", "rank", "alpha", "targets", "seed", ...}
+  nlohmann::json describe() const;
+
+ private:
+  TrainingRunOptions options_;
+  TrainingWork& work_;
+  LoraTrainingBackend& backend_;
+  // The worker thread's.
+  LoraParams<float> params_, grads_;
+  AdamW adamw_;
+  int64_t steps_ = 0;
+  int64_t accumulated_ = 0;  // forward_backward calls since the last step
+  mutable std::mutex mu_;
+  std::optional<AdapterId> published_;
+};
+
+}  // namespace myriad::node
