@@ -13,7 +13,9 @@
 //     k * --steps steps (the same total steps, tokens per step and rank);
 //  3. per domain, the held-out loss (mean per target token) of the base, the
 //     one adapter, and the mixture routed top-1 (each held-out line embedded
-//     from its own tokens and scored under its chosen expert), and the share
+//     from its own tokens and scored under its chosen expert) and top-k
+//     (--top-k, at each of --temperature T1,T2,...: scored under the weighted
+//     sum of its chosen experts' deltas, what serving computes per row), and the share
 //     of held-out lines routed to the cluster that holds most of their
 //     domain's training lines;
 //  4. what routing costs per request (embed + nearest centroids), next to a
@@ -23,7 +25,7 @@
 //     what its base pass up to the layer costs a request.
 //
 // usage: moe [--model DIR] [--per-domain N] [--held-out N] [--k K] [--steps N] [--batch-tokens T]
-//            [--rank R] [--lr LR] [--seed S] [--threads N] [--json]
+//            [--rank R] [--lr LR] [--top-k K] [--temperature T,...] [--seed S] [--threads N] [--json]
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,7 +50,9 @@
 #include "runtime/moe/corpus.h"
 #include "runtime/moe/hidden_embedding.h"
 #include "runtime/moe/mixture.h"
+#include "runtime/step_plan.h"
 #include "runtime/tokenizer.h"
+#include "runtime/training/lora_params.h"
 #include "runtime/training/training_job.h"
 
 using namespace myriad;
@@ -58,7 +62,9 @@ namespace {
 struct Options {
   std::string model;
   int64_t per_domain = 48, held_out = 16, k = 4, steps = 30, batch_tokens = 512, rank = 8, seed = 1, threads = 0;
+  int64_t top_k = 2;
   double lr = 2e-3;
+  std::vector<double> temperatures = {0.05};
   bool json = false;
 };
 
@@ -111,11 +117,21 @@ int main(int argc, char** argv) {
   app.add_option("--batch-tokens", o.batch_tokens, "tokens per job per step (default 512)")->option_text("T");
   app.add_option("--rank", o.rank, "LoRA rank of every adapter (default 8)")->option_text("R");
   app.add_option("--lr", o.lr, "peak learning rate of every job (default 2e-3)")->option_text("LR");
+  app.add_option("--top-k", o.top_k, "experts of the weighted mixture scored beside top-1 (default 2)")
+      ->option_text("K");
+  app.add_option("--temperature", o.temperatures,
+                 "of the routing softmax over the top-k; several, comma-separated, each scored (default 0.05)")
+      ->delimiter(',')
+      ->option_text("T,...");
   app.add_option("--seed", o.seed, "corpus, clustering and training seed (default 1)")->option_text("S");
   app.add_option("--threads", o.threads, "compute threads (default: all)")->option_text("N");
   app.add_flag("--json", o.json, "print JSON instead of the table");
   CLI11_PARSE(app, argc, argv);
   if (o.k < 1 || o.per_domain < 2 || o.held_out < 1 || o.steps < 1) return fail("bad flags");
+  if (o.top_k < 1 || o.top_k > std::min<int64_t>(o.k, kMaxAdaptersPerRow) || o.temperatures.empty() ||
+      std::any_of(o.temperatures.begin(), o.temperatures.end(), [](double t) { return !(t > 0); }))
+    return fail("--top-k must be in [1, min(k, 4)] and every --temperature > 0");
+  const size_t nt = o.temperatures.size();
 
   std::string model = o.model;
   std::filesystem::path tmp;
@@ -217,6 +233,8 @@ int main(int argc, char** argv) {
   // 3. Held-out loss per domain.
   const LoraParams<float> base_params = init_lora_params(cfg, experts[0]->config().targets, 0);
   std::vector<int32_t> routed(test.size());
+  // [temperature][line]: each line's top-k at each temperature.
+  std::vector<std::vector<std::vector<moe::ExpertChoice>>> routed_k(nt, std::vector<std::vector<moe::ExpertChoice>>(test.size()));
   double route_s = 0;
   for (size_t i = 0; i < test.size(); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -224,15 +242,26 @@ int main(int argc, char** argv) {
     route_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!r.ok()) return fail(r.error().to_string());
     routed[i] = (*r)[0].expert;
+    for (size_t t = 0; t < nt; ++t) {
+      auto rk = mixture.route(test[i].ids, moe::RoutingOptions{int32_t(o.top_k), o.temperatures[t]});
+      if (!rk.ok()) return fail(rk.error().to_string());
+      routed_k[t][i] = std::move(rk.value());
+    }
   }
+  std::vector<double> second_weight(nt, 0.0);  // the mean weight of the experts past the first
+  for (size_t t = 0; t < nt; ++t)
+    for (const auto& choices : routed_k[t])
+      for (size_t c = 1; c < choices.size(); ++c) second_weight[t] += choices[c].weight / double(test.size());
   struct Row {
     std::string domain;
     int64_t lines = 0, routed_right = 0;
     double base = 0, whole = 0, mixture = 0;
+    std::vector<double> mixture_k;  // per temperature
   };
   std::vector<Row> rows;
   for (int32_t d = 0; d < moe::kSyntheticDomains; ++d) {
-    Row row{moe::synthetic_domain_name(d)};
+    Row row;
+    row.domain = moe::synthetic_domain_name(d);
     std::vector<const Line*> lines;
     std::vector<std::vector<const Line*>> by_expert(static_cast<size_t>(o.k));
     for (size_t i = 0; i < test.size(); ++i) {
@@ -251,6 +280,21 @@ int main(int argc, char** argv) {
       if (!m.ok()) return fail(m.error().to_string());
       mix.sum += m->sum;
       mix.tokens += m->tokens;
+    }
+    // Top-k: each line under the weighted sum of its chosen experts.
+    for (size_t t = 0; t < nt; ++t) {
+      LossSum mix_k;
+      for (size_t i = 0; i < test.size(); ++i) {
+        if (test[i].domain != d) continue;
+        std::vector<std::pair<const LoraParams<float>*, double>> parts;
+        for (const moe::ExpertChoice& c : routed_k[t][i])
+          parts.emplace_back(&experts[size_t(c.expert)]->params(), c.weight);
+        auto m = loss_of(trainer, weighted_sum(parts), {&test[i]}, o.batch_tokens);
+        if (!m.ok()) return fail(m.error().to_string());
+        mix_k.sum += m->sum;
+        mix_k.tokens += m->tokens;
+      }
+      row.mixture_k.push_back(mix_k.mean());
     }
     row.base = b->mean();
     row.whole = w->mean();
@@ -315,13 +359,15 @@ int main(int argc, char** argv) {
                         {"batch_tokens", o.batch_tokens}, {"rank", o.rank}, {"ari", ari},
                         {"routed_right", right}, {"held_out", total}, {"route_us", route_us},
                         {"prefill_ms_per_line", prefill_ms}, {"train_seconds", train_s}, {"domains_won", wins},
-                        {"tfidf_silhouette", tfidf_silhouette}};
+                        {"tfidf_silhouette", tfidf_silhouette}, {"top_k", o.top_k}, {"temperatures", o.temperatures},
+                        {"top_k_mean_weight_past_first", second_weight}};
     for (const HiddenRow& h : hidden_rows)
       j["hidden_embedding"].push_back(
           {{"layer", h.layer}, {"ari", h.ari}, {"silhouette", h.silhouette}, {"route_ms", h.route_ms}});
     for (const Row& r : rows)
       j["domains"].push_back({{"domain", r.domain}, {"lines", r.lines}, {"routed_right", r.routed_right},
-                              {"base", r.base}, {"one_adapter", r.whole}, {"mixture_top1", r.mixture}});
+                              {"base", r.base}, {"one_adapter", r.whole}, {"mixture_top1", r.mixture},
+                              {"mixture_top_k", r.mixture_k}});
     std::printf("%s\n", j.dump(1).c_str());
   } else {
     std::printf("moe: %s, %lld train + %lld held-out lines, k %lld, rank %lld, %lld tokens/step\n",
@@ -330,11 +376,20 @@ int main(int argc, char** argv) {
     std::printf("clusters vs hidden domains: adjusted Rand index %.3f\n", ari);
     std::printf("experts %lld steps each; one adapter %lld steps; trained together in %.0f s\n\n", (long long)o.steps,
                 (long long)(o.k * o.steps), train_s);
-    std::printf("| domain | held-out lines | routed to its cluster | base loss | one adapter | mixture (top-1) |\n");
-    std::printf("|---|---|---|---|---|---|\n");
-    for (const Row& r : rows)
-      std::printf("| %s | %lld | %lld | %.4f | %.4f | %.4f |\n", r.domain.c_str(), (long long)r.lines,
+    std::printf("| domain | held-out lines | routed to its cluster | base loss | one adapter | mixture (top-1) |");
+    for (double t : o.temperatures) std::printf(" top-%lld, T %g |", (long long)o.top_k, t);
+    std::printf("\n|---|---|---|---|---|---|");
+    for (size_t t = 0; t < nt; ++t) std::printf("---|");
+    std::printf("\n");
+    for (const Row& r : rows) {
+      std::printf("| %s | %lld | %lld | %.4f | %.4f | %.4f |", r.domain.c_str(), (long long)r.lines,
                   (long long)r.routed_right, r.base, r.whole, r.mixture);
+      for (double m : r.mixture_k) std::printf(" %.4f |", m);
+      std::printf("\n");
+    }
+    for (size_t t = 0; t < nt; ++t)
+      std::printf("top-%lld at T %g: the experts past the first carry %.4f of a line's weight on average\n",
+                  (long long)o.top_k, o.temperatures[t], second_weight[t]);
     std::printf("\nmixture beats the one adapter on %lld of %zu domains\n", (long long)wins, rows.size());
     std::printf("routing (TF-IDF embed + nearest centroid): %.1f us a request; a prefill of the same lines: %.1f ms a "
                 "line (%.4f%% of it)\n",

@@ -23,6 +23,7 @@
 #include "runtime/training/training_data.h"
 #include "runtime/training/training_job.h"
 #include "test_fixtures.h"
+#include "test_seed.h"
 
 namespace myriad {
 namespace {
@@ -221,6 +222,50 @@ TEST(Optimizer, WarmupThenCosineAndClipping) {
   EXPECT_NEAR(g.modules[0].b[0], 0.8, 1e-6);
   EXPECT_NEAR(clip_grad_norm(g, 10.0), 1.0, 1e-6);  // under the limit: unchanged
   EXPECT_NEAR(g.modules[0].a[0], 0.6, 1e-6);
+}
+
+// A weighted sum of adapters (a mixture's top-k as one adapter) has, module
+// by module, the weighted sum of their deltas: scale · B A = Σ w_i scale_i B_i A_i.
+TEST(TrainingParams, AWeightedSumsDeltaIsTheWeightedSumOfTheDeltas) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  auto base = Checkpoint::load(testing::fixtures_dir() + "/tiny-llama");
+  ASSERT_TRUE(base.ok()) << base.error().to_string();
+  std::mt19937 rng{uint32_t(seed)};
+  std::normal_distribution<float> nd(0.f, 0.1f);
+  auto random_params = [&](int32_t rank, float alpha, bool only_q) {
+    LoraTargets t;
+    t.rank = rank;
+    t.alpha = alpha;
+    if (only_q) std::fill(std::begin(t.modules) + 1, std::end(t.modules), false);
+    auto p = init_lora_params(base.value()->config(), t, rng());
+    for (auto& m : p.modules)
+      for (auto& v : m.b) v = nd(rng);
+    return p;
+  };
+  const auto x = random_params(4, 8, false), y = random_params(8, 32, true);
+  const double wx = 0.3, wy = 0.7;
+  const LoraParams<float> sum = weighted_sum({{&x, wx}, {&y, wy}});
+  ASSERT_EQ(sum.modules.size(), x.modules.size());
+  auto delta = [](const LoraModuleParams<float>& m, size_t r, size_t c) {  // scale · (B A)[r, c]
+    if (m.rank == 0) return 0.0;
+    const size_t in = m.a.size() / size_t(m.rank);
+    double d = 0;
+    for (int32_t k = 0; k < m.rank; ++k) d += double(m.b[r * size_t(m.rank) + size_t(k)]) * m.a[size_t(k) * in + c];
+    return d * m.scale;
+  };
+  for (size_t i = 0; i < sum.modules.size(); ++i) {
+    const LoraModuleParams<float>& mx = x.modules[i];
+    const LoraModuleParams<float>& my = y.modules[i];
+    const LoraModuleParams<float>& ms = sum.modules[i];
+    EXPECT_EQ(ms.rank, mx.rank + my.rank) << i;
+    const size_t in = mx.a.size() / size_t(mx.rank), out = mx.b.size() / size_t(mx.rank);
+    for (size_t r = 0; r < out; r += 7)
+      for (size_t c = 0; c < in; c += 5) {
+        const double want = wx * delta(mx, r, c) + wy * delta(my, r, c);
+        EXPECT_NEAR(delta(ms, r, c), want, 1e-6 + 1e-5 * std::abs(want)) << "module " << i << " [" << r << "," << c << "]";
+      }
+  }
 }
 
 // What a job publishes follows PEFT's conventions: the same tensor names,

@@ -62,6 +62,40 @@ LoraWeights to_lora_weights(const LoraParams<float>& p, std::string name) {
   return w;
 }
 
+LoraParams<float> weighted_sum(const std::vector<std::pair<const LoraParams<float>*, double>>& parts) {
+  LoraParams<float> out;
+  if (parts.empty()) return out;
+  out.num_layers = parts[0].first->num_layers;
+  out.modules.resize(parts[0].first->modules.size());
+  for (size_t m = 0; m < out.modules.size(); ++m) {
+    LoraModuleParams<float>& o = out.modules[m];
+    size_t in = 0, out_dim = 0;
+    for (const auto& [p, w] : parts) {
+      const LoraModuleParams<float>& x = p->modules[m];
+      if (x.rank == 0) continue;
+      o.rank += x.rank;
+      in = x.a.size() / size_t(x.rank);
+      out_dim = x.b.size() / size_t(x.rank);
+    }
+    if (o.rank == 0) continue;
+    o.scale = 1.0f;
+    o.a.reserve(size_t(o.rank) * in);
+    o.b.assign(out_dim * size_t(o.rank), 0.0f);
+    int32_t col = 0;
+    for (const auto& [p, w] : parts) {
+      const LoraModuleParams<float>& x = p->modules[m];
+      if (x.rank == 0) continue;
+      o.a.insert(o.a.end(), x.a.begin(), x.a.end());
+      const float f = float(w) * x.scale;
+      for (size_t r = 0; r < out_dim; ++r)
+        for (int32_t c = 0; c < x.rank; ++c)
+          o.b[r * size_t(o.rank) + size_t(col + c)] = f * x.b[r * size_t(x.rank) + size_t(c)];
+      col += x.rank;
+    }
+  }
+  return out;
+}
+
 LoraParams<float> lora_params_from(const LoraWeights& w) {
   LoraParams<float> p;
   p.num_layers = w.num_layers;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/checkpoint.h"
@@ -79,6 +80,13 @@ Result<LoraTargets> lora_targets_named(const std::vector<std::string>& names, in
 // 1/sqrt(in)), B = 0 (the adapter starts as the base model). Seeded: the same
 // (config, targets, seed) give the same values.
 LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& targets, uint64_t seed);
+
+// One adapter whose delta is the weighted sum of the parts' deltas,
+// sum_i w_i · scale_i · B_i A_i (a mixture of experts' top-k, as serving
+// mixes their slots per row): per module, A stacks the parts' A rows
+// (rank = the sum of their ranks), B their columns times w_i · scale_i,
+// and the scale is 1. The parts must have one shape (the same base).
+LoraParams<float> weighted_sum(const std::vector<std::pair<const LoraParams<float>*, double>>& parts);
 
 // To the serving representation (float32, same layout) and back.
 LoraWeights to_lora_weights(const LoraParams<float>& p, std::string name);
