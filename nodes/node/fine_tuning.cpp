@@ -37,10 +37,6 @@ constexpr double kBaseLearningRate = 2e-4;  // learning_rate_multiplier 1 (myria
 constexpr double kAutoEpochs = 3;
 constexpr size_t kMaxEventsKept = 20000;  // per job; the loss curve keeps every step regardless
 
-int64_t unix_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double mono_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -48,7 +44,6 @@ double mono_s() {
 
 Error bad(std::string what) { return make_error(ErrorCode::kInvalidArgument, std::move(what)); }
 
-bool visible(const Caller& caller, const std::string& tenant) { return caller.admin || caller.tenant == tenant; }
 
 bool in_progress(const std::string& status) { return status == "queued" || status == "running"; }
 
@@ -452,7 +447,7 @@ Result<std::vector<TrainingFileRecord>> FineTuning::list_files(const Caller& cal
   std::lock_guard lock(mu_);
   std::vector<TrainingFileRecord> out;
   for (const auto& [_, f] : files_)
-    if (visible(caller, f.tenant)) out.push_back(f);
+    if (caller.sees(f.tenant)) out.push_back(f);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return a.created_at != b.created_at ? a.created_at > b.created_at : a.id < b.id;
   });
@@ -462,7 +457,7 @@ Result<std::vector<TrainingFileRecord>> FineTuning::list_files(const Caller& cal
 Result<TrainingFileRecord> FineTuning::get_file(const Caller& caller, const std::string& id) const {
   std::lock_guard lock(mu_);
   auto it = files_.find(id);
-  if (it == files_.end() || !visible(caller, it->second.tenant))
+  if (it == files_.end() || !caller.sees(it->second.tenant))
     return make_error(ErrorCode::kNotFound, "no file '" + id + "'");
   return it->second;
 }
@@ -475,7 +470,7 @@ Result<std::string> FineTuning::file_content(const Caller& caller, const std::st
 Status FineTuning::delete_file(const Caller& caller, const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = files_.find(id);
-  if (it == files_.end() || !visible(caller, it->second.tenant))
+  if (it == files_.end() || !caller.sees(it->second.tenant))
     return make_error(ErrorCode::kNotFound, "no file '" + id + "'");
   for (const auto& [_, job] : jobs_)
     if (in_progress(job->status) && (job->training_file == id || job->validation_file == id))
@@ -628,14 +623,14 @@ Result<json> FineTuning::create_job(const Caller& caller, const json& request) {
 
 Result<FineTuning::Job*> FineTuning::job_of(const Caller& caller, const std::string& id) {
   auto it = jobs_.find(id);
-  if (it == jobs_.end() || !visible(caller, it->second->tenant))
+  if (it == jobs_.end() || !caller.sees(it->second->tenant))
     return make_error(ErrorCode::kNotFound, "no fine-tuning job '" + id + "'");
   return it->second.get();
 }
 
 Result<const FineTuning::Job*> FineTuning::job_of(const Caller& caller, const std::string& id) const {
   auto it = jobs_.find(id);
-  if (it == jobs_.end() || !visible(caller, it->second->tenant))
+  if (it == jobs_.end() || !caller.sees(it->second->tenant))
     return make_error(ErrorCode::kNotFound, "no fine-tuning job '" + id + "'");
   return static_cast<const Job*>(it->second.get());
 }
@@ -647,7 +642,7 @@ Result<json> FineTuning::list_jobs(const Caller& caller, const std::string& afte
   bool more = false;
   for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
     const Job& job = *jobs_.at(*it);
-    if (!visible(caller, job.tenant)) continue;
+    if (!caller.sees(job.tenant)) continue;
     if (skipping) {
       if (job.id == after) skipping = false;
       continue;

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -200,6 +201,19 @@ Response adapter_listing_response(NodeService& service, const Request& req, cons
   return make_response(req, 200, listing.value().dump());
 }
 
+// "<root>/ID[/TAIL]": ID percent-decoded and TAIL; nullopt when `path` is not under root.
+std::optional<std::pair<std::string, std::string>> id_and_tail(std::string_view path, std::string_view root) {
+  if (path.size() <= root.size() || path.substr(0, root.size()) != root || path[root.size()] != '/')
+    return std::nullopt;
+  std::string_view rest = path.substr(root.size() + 1);
+  std::string_view tail;
+  if (const size_t slash = rest.find('/'); slash != std::string_view::npos) {
+    tail = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  return std::make_pair(percent_decode(rest), std::string(tail));
+}
+
 // /v1/files and /v1/fine_tuning/jobs (fine_tuning.h), answered in one plain
 // function (no coroutine: see above).
 Response fine_tuning_response(NodeService& service, const Request& req, const Caller& caller, std::string_view path) {
@@ -276,14 +290,8 @@ Response fine_tuning_response(NodeService& service, const Request& req, const Ca
     return answer(ft->create_job(caller, body));
   }
   if (path == jobs && method == http::verb::get) return answer(ft->list_jobs(caller, field("after"), limit));
-  if (path.rfind(std::string(jobs) + "/", 0) == 0) {
-    std::string rest(path.substr(jobs.size() + 1));
-    std::string tail;
-    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
-      tail = rest.substr(slash + 1);
-      rest.resize(slash);
-    }
-    const std::string id = percent_decode(rest);
+  if (auto sub = id_and_tail(path, jobs)) {
+    const auto& [id, tail] = *sub;
     if (tail.empty() && method == http::verb::get) return answer(ft->get_job(caller, id));
     if (tail == "cancel" && method == http::verb::post) return answer(ft->cancel_job(caller, id));
     if (tail == "events" && method == http::verb::get) return answer(ft->job_events(caller, id, field("after"), limit));
@@ -322,14 +330,8 @@ Response mixture_build_response(NodeService& service, const Request& req, const 
     return answer(builds->create(caller, body));
   }
   if (path == root && method == http::verb::get) return answer(builds->list(caller));
-  if (path.rfind(std::string(root) + "/", 0) == 0) {
-    std::string rest(path.substr(root.size() + 1));
-    std::string tail;
-    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
-      tail = rest.substr(slash + 1);
-      rest.resize(slash);
-    }
-    const std::string id = percent_decode(rest);
+  if (auto sub = id_and_tail(path, root)) {
+    const auto& [id, tail] = *sub;
     if (tail.empty() && method == http::verb::get) return answer(builds->get(caller, id));
     if (tail == "cancel" && method == http::verb::post) return answer(builds->cancel(caller, id));
     if (tail == "assignments" && method == http::verb::get) return answer(builds->assignments(caller, id));

@@ -18,14 +18,9 @@ using json = nlohmann::json;
 
 constexpr int64_t kMaxExperts = 64;
 
-int64_t unix_now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Error bad(std::string what) { return make_error(ErrorCode::kInvalidArgument, std::move(what)); }
 
-bool visible(const Caller& caller, const std::string& tenant) { return caller.admin || caller.tenant == tenant; }
 
 bool ended(const std::string& status) { return status != "training"; }
 
@@ -160,7 +155,7 @@ json MixtureBuilds::build_json(const Build& b) const {
 
 Result<MixtureBuilds::Build*> MixtureBuilds::build_of(const Caller& caller, const std::string& id) const {
   auto it = builds_.find(id);
-  if (it == builds_.end() || !visible(caller, it->second->tenant))
+  if (it == builds_.end() || !caller.sees(it->second->tenant))
     return make_error(ErrorCode::kNotFound, "no mixture build '" + id + "'");
   return it->second.get();
 }
@@ -218,7 +213,7 @@ Result<json> MixtureBuilds::create(const Caller& caller, const json& r) {
   b->id = "mixbuild-" + random_hex(24);
   b->tenant = caller.tenant;
   b->name = name;
-  b->created_at = unix_now_s();
+  b->created_at = unix_s();
   b->request = r;
   b->router = std::move(clustered->mixture);
   b->router.base_model = base_model_;
@@ -272,7 +267,7 @@ Result<json> MixtureBuilds::list(const Caller& caller) const {
   json data = json::array();
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
     const Build& b = *builds_.at(*it);
-    if (visible(caller, b.tenant)) data.push_back(build_json(b));
+    if (caller.sees(b.tenant)) data.push_back(build_json(b));
   }
   return json{{"object", "list"}, {"data", data}, {"has_more", false}};
 }
@@ -299,7 +294,7 @@ Result<json> MixtureBuilds::cancel(const Caller& caller, const std::string& id) 
   if (!ended(b.status)) {
     for (const std::string& j : b.jobs) (void)jobs_->cancel_job(Caller{b.tenant, false}, j);
     b.status = "cancelled";
-    b.finished_at = unix_now_s();
+    b.finished_at = unix_s();
     if (Status st = save(b); !st.ok()) return st.error();
   }
   return build_json(b);
@@ -357,16 +352,24 @@ void MixtureBuilds::advance(Build& b) {
     b.error = {{"code", "expert_failed"}, {"message", failure}};
     log_warn("mixture build {}: failed: {}", b.id, failure);
   }
-  b.finished_at = unix_now_s();
+  b.finished_at = unix_s();
   if (Status st = save(b); !st.ok()) log_error("mixture build {}: {}", b.id, st.error().to_string());
 }
 
 void MixtureBuilds::watch_loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    for (auto& [id, b] : builds_)
+    bool training = false;
+    for (auto& [id, b] : builds_) {
       if (!ended(b->status)) advance(*b);
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
+      training = training || !ended(b->status);
+    }
+    // Polls its jobs while a build trains; else sleeps until create() adds one.
+    if (training) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+    } else {
+      cv_.wait(lock);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,11 @@
 namespace myriad::node {
 
 namespace fs = std::filesystem;
+
+int64_t unix_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string random_hex(size_t n) {
   static thread_local std::mt19937_64 gen{std::random_device{}()};

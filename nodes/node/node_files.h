@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,7 @@ Status write_atomically(const std::string& path, std::string_view bytes);
 Result<std::string> read_file(const std::string& path);
 // n random hex digits (ids: not secrets).
 std::string random_hex(size_t n);
+// Seconds since the epoch (the API's created_at fields).
+int64_t unix_s();
 
 }  // namespace myriad::node

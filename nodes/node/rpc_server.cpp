@@ -51,6 +51,15 @@ void set_error(Builder result, SCode code, const std::string& message) {
 
 SCode code_of(const Error& e) { return actors::to_schema(e.code); }
 
+// A JsonResult: the JSON text, or the error (the FineTuning and TrainingRun answers).
+void answer(api::JsonResult::Builder r, const Result<nlohmann::json>& j) {
+  if (j.ok()) {
+    r.setJson(j.value().dump());
+  } else {
+    set_error(r, code_of(j.error()), j.error().message);
+  }
+}
+
 const char* arch_name(ModelArch a) {
   switch (a) {
     case ModelArch::kLlama: return "LlamaForCausalLM";
@@ -596,13 +605,6 @@ class RpcServer::Impl::FineTuningImpl final : public api::FineTuning::Server {
     if (!ft) set_error(r, SCode::UNSUPPORTED, s_.service.fine_tuning_unavailable());
     return ft;
   }
-  static void answer(api::JsonResult::Builder r, const Result<nlohmann::json>& j) {
-    if (j.ok()) {
-      r.setJson(j.value().dump());
-    } else {
-      set_error(r, code_of(j.error()), j.error().message);
-    }
-  }
 
   Impl& s_;
   Caller caller_;
@@ -705,13 +707,6 @@ class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
   static kj::Promise<void> answered(Ctx& context, const Result<nlohmann::json>& j) {
     answer(context.getResults().initResult(), j);
     return kj::READY_NOW;
-  }
-  static void answer(api::JsonResult::Builder r, const Result<nlohmann::json>& j) {
-    if (j.ok()) {
-      r.setJson(j.value().dump());
-    } else {
-      set_error(r, code_of(j.error()), j.error().message);
-    }
   }
 
   Impl& s_;

@@ -20,6 +20,8 @@ namespace myriad::node {
 struct Caller {
   std::string tenant;
   bool admin = false;
+  // What the caller may see of a record of `owner`: its own tenant's, or all as an admin.
+  bool sees(const std::string& owner) const { return admin || tenant == owner; }
 };
 
 class Tenants {
