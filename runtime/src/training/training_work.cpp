@@ -43,6 +43,7 @@ void TrainingWork::post(std::function<void()> task) {
   {
     std::lock_guard lock(mu_);
     tasks_.push_back(std::move(task));
+    queued_tasks_.store(tasks_.size(), std::memory_order_release);
   }
   wake_worker();
 }
@@ -88,10 +89,7 @@ void TrainingWork::apply_pending() {
 
 bool TrainingWork::has_work() {
   if (trainer_.round_in_flight()) return true;
-  {
-    std::lock_guard lock(mu_);
-    if (!tasks_.empty()) return true;
-  }
+  if (queued_tasks_.load(std::memory_order_acquire) > 0) return true;  // no lock on the worker's every pass
   apply_pending();  // jobs change between rounds only
   return !trainer_.idle();
 }
@@ -111,6 +109,7 @@ void TrainingWork::run_once() {
       if (!tasks_.empty()) {
         task = std::move(tasks_.front());
         tasks_.pop_front();
+        queued_tasks_.store(tasks_.size(), std::memory_order_release);
       }
     }
     if (task) {

@@ -11,6 +11,7 @@
 // effect between rounds, so the others never notice.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -71,6 +72,7 @@ class TrainingWork final : public BackgroundWork {
   std::vector<std::pair<std::string, bool>> to_pause_;
   std::vector<std::string> to_cancel_;
   std::deque<std::function<void()>> tasks_;
+  std::atomic<size_t> queued_tasks_{0};  // tasks_.size(), read by has_work() without the lock
   size_t active_ = 0;  // guarded by mu_
 };
 
