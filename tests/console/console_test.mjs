@@ -471,8 +471,16 @@ test('a cluster: the live page charts each worker beside the total', async () =>
     '--http', '127.0.0.1:0', '--rpc', '127.0.0.1:0', '--cluster', '127.0.0.1:0', '--log-level', 'warn'],
   /on (http:\/\/127\.0\.0\.1:\d+)[\s\S]*workers join on (127\.0\.0\.1:\d+)/);
   const [gwUrl, join_] = [gw.m[1], gw.m[2]];
-  const workers = ['w0', 'w1'].map((id) => spawn(nodeBin, ['--role', 'worker', '--join', join_, '--model', join(dir, 'tiny'),
-    '--threads', '1', '--slots', '2', '--worker-id', id, '--log-level', 'warn'], { stdio: 'ignore' }));
+  // The workers' logs (info: joining, retries) are printed if the test fails
+  // (the gateway's stderr is the test's own).
+  const logs = { w0: '', w1: '' };
+  const workers = ['w0', 'w1'].map((id) => {
+    const w = spawn(nodeBin, ['--role', 'worker', '--join', join_, '--model', join(dir, 'tiny'),
+      '--threads', '1', '--slots', '2', '--worker-id', id, '--log-level', 'info'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    w.stderr.on('data', (d) => { logs[id] += d; });
+    w.on('exit', (code, signal) => { logs[id] += `\n[exited: ${code ?? signal}]`; });
+    return w;
+  });
   try {
     const get = async (path) => (await fetch(`${gwUrl}${path}`)).json();
     for (let i = 0; i < 100 && (await get('/admin/cluster')).workers?.filter((w) => w.up).length !== 2; i++) await sleep(100);
@@ -523,6 +531,9 @@ test('a cluster: the live page charts each worker beside the total', async () =>
     assert.deepEqual(cards, ['w0', 'w1']);
     await shot('live-cluster.png');
     await page.goto(`${base}/#/adapters`);
+  } catch (e) {
+    for (const [who, text] of Object.entries(logs)) console.log(`# ${who}'s log:\n${text.split('\n').slice(-30).map((l) => `#   ${l}`).join('\n')}`);
+    throw e;
   } finally {
     for (const w of workers) w.kill('SIGKILL');
     gw.p.kill('SIGKILL');

@@ -11,7 +11,7 @@ namespace myriad::moe {
 
 namespace {
 
-struct Rng {
+struct LineRng {
   uint64_t s;
   uint64_t next() { return s = splitmix64(s); }
   size_t below(size_t n) { return size_t(next() % n); }
@@ -26,7 +26,7 @@ const std::vector<std::string> kShared = {"the", "account", "report", "date", "t
                                           "status", "update", "contract", "payment", "policy", "risk", "project",
                                           "service", "record", "issue", "approval", "schedule"};
 
-std::string support_line(Rng& r) {
+std::string support_line(LineRng& r) {
   static const std::vector<std::string> problems = {"cannot log in", "was charged twice", "lost my order",
                                                     "need a refund", "app keeps crashing", "password reset fails"};
   static const std::vector<std::string> replies = {"I am sorry to hear that", "Thanks for reaching out",
@@ -36,7 +36,7 @@ std::string support_line(Rng& r) {
          " is open. Is there anything else I can help you with today?";
 }
 
-std::string legal_line(Rng& r) {
+std::string legal_line(LineRng& r) {
   static const std::vector<std::string> parties = {"the Licensee", "the Supplier", "the Employer", "the Tenant"};
   static const std::vector<std::string> duties = {"shall indemnify and hold harmless", "shall not disclose",
                                                   "shall maintain in confidence", "shall terminate upon notice"};
@@ -45,7 +45,7 @@ std::string legal_line(Rng& r) {
          "the foregoing, pursuant to clause " + std::to_string(1 + r.below(20)) + " herein.";
 }
 
-std::string kyc_line(Rng& r) {
+std::string kyc_line(LineRng& r) {
   static const std::vector<std::string> results = {"PASS", "FAIL", "MANUAL REVIEW"};
   static const std::vector<std::string> docs = {"passport", "utility bill", "bank statement", "national ID"};
   return "KYC CHECK | client_id=" + std::to_string(100000 + r.below(900000)) + " | document=" + r.pick(docs) +
@@ -54,7 +54,7 @@ std::string kyc_line(Rng& r) {
          " | verdict=" + r.pick(results);
 }
 
-std::string ops_line(Rng& r) {
+std::string ops_line(LineRng& r) {
   static const std::vector<std::string> projects = {"Atlas", "Beacon", "Cobalt", "Delta", "Ember"};
   static const std::vector<std::string> states = {"on track", "at risk", "blocked", "done"};
   return "Weekly update, project " + r.pick(projects) + ": status " + r.pick(states) + ". Done this week: " +
@@ -70,7 +70,7 @@ const char* synthetic_domain_name(int32_t domain) {
 }
 
 std::vector<CorpusLine> synthetic_corpus(int32_t per_domain, uint64_t seed) {
-  Rng r{splitmix64(seed ^ 0x636f72707573ull)};
+  LineRng r{splitmix64(seed ^ 0x636f72707573ull)};
   std::vector<CorpusLine> out;
   for (int32_t d = 0; d < kSyntheticDomains; ++d)
     for (int32_t i = 0; i < per_domain; ++i) {
