@@ -62,8 +62,8 @@ namespace {
 struct Options {
   std::string model;
   int64_t jobs = 8, steps = 4, batch_tokens = 512, seq_len = 128, rank = 16, threads = 0, reps = 3;
-  bool recompute = false, json = false;
-  double serve_seconds = 20, serve_share = 0.25;
+  bool recompute = false, json = false, serve_only = false;
+  double serve_seconds = 20, serve_share = 0.25, serve_unit_ms = 2.0;
   int64_t streams = 4, serve_jobs = 4, serve_batch_tokens = 128;
 };
 
@@ -73,6 +73,8 @@ struct Figures {
   double activation_mb = 0;
   double loss_first = 0, loss_last = 0;
   double itl_p50_ms = 0, itl_p99_ms = 0, itl_max_ms = 0, decode_tok_s = 0, ttft_p50_ms = 0, ttft_p99_ms = 0;
+  double unit_p50_ms = 0, unit_p99_ms = 0, unit_max_ms = 0;  // training's units beside serving
+  double train_time_share = 0;  // of the wall time, in them
 };
 
 double peak_rss_mb() {
@@ -207,6 +209,38 @@ class TimingSink final : public EventSink {
   int64_t tokens = 0, finished = 0;
 };
 
+// The training work as the worker sees it, timing each unit (run_once):
+// what a waiting decode step waits for.
+class TimedWork final : public BackgroundWork {
+ public:
+  explicit TimedWork(BackgroundWork& inner) : inner_(inner) {
+    inner_.set_wakeup([this] { wake_worker(); });
+  }
+  bool has_work() override { return inner_.has_work(); }
+  void run_once() override {
+    const double t0 = bench::now_s();
+    inner_.run_once();
+    const double ms = (bench::now_s() - t0) * 1e3;
+    std::lock_guard lock(mu_);
+    if (recording_) unit_ms_.push_back(ms);
+  }
+  void record() {
+    std::lock_guard lock(mu_);
+    recording_ = true;
+    unit_ms_.clear();
+  }
+  std::vector<double> unit_ms() {
+    std::lock_guard lock(mu_);
+    return unit_ms_;
+  }
+
+ private:
+  BackgroundWork& inner_;
+  std::mutex mu_;
+  bool recording_ = false;
+  std::vector<double> unit_ms_;
+};
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -230,6 +264,8 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
   std::atomic<int64_t> trained_tokens{0};
   TrainingWork work(backend, 1 << 30, nullptr,
                     [&](const TrainingJob&, const TrainingStepRecord& rec) { trained_tokens += rec.tokens; });
+  work.set_unit_budget_ms(o.serve_unit_ms);
+  TimedWork timed(work);
   if (with_training) {
     const int64_t per_job = std::max<int64_t>(1, o.serve_batch_tokens / o.seq_len);
     for (int64_t j = 0; j < o.serve_jobs; ++j) {
@@ -244,13 +280,14 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
       if (!job.ok()) return false;
       work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
     }
-    worker.value()->set_background(&work, o.serve_share);
+    worker.value()->set_background(&timed, o.serve_share);
     // Measure in steady state: the first round also transposes every base
     // weight once (the input-gradient cache), a one-time cost.
     const double w0 = bench::now_s();
     while (trained_tokens.load() == 0 && bench::now_s() - w0 < 120)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     trained_tokens = 0;
+    timed.record();
   }
   RequestId next = 1;
   auto submit = [&] {
@@ -290,6 +327,13 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
   f.ttft_p99_ms = percentile(sink.ttft_ms, 0.99);
   f.decode_tok_s = double(sink.tokens) / secs;
   f.tok_s = double(trained_tokens.load()) / secs;
+  const std::vector<double> units = timed.unit_ms();
+  f.unit_p50_ms = percentile(units, 0.5);
+  f.unit_p99_ms = percentile(units, 0.99);
+  f.unit_max_ms = percentile(units, 1.0);
+  double unit_total_ms = 0;
+  for (double u : units) unit_total_ms += u;
+  f.train_time_share = unit_total_ms / (secs * 1e3);
   return true;
 }
 
@@ -318,6 +362,10 @@ int main(int argc, char** argv) {
   app.add_option("--serve-batch-tokens", o.serve_batch_tokens, "tokens per job per round beside serving (default 128)")
       ->option_text("T");
   app.add_flag("--json", o.json, "print JSON instead of the table");
+  app.add_option("--serve-unit-ms", o.serve_unit_ms,
+                 "training's time per turn beside serving (TrainingWork's unit budget; default 2)")
+      ->option_text("MS");
+  app.add_flag("--serve-only", o.serve_only, "only the co-serving runs (no throughput or memory runs)");
   CLI11_PARSE(app, argc, argv);
 
   std::string model = o.model;
@@ -340,9 +388,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train: %s\n", ck.error().to_string().c_str());
     return 1;
   }
-  auto pre = in_child([&](Figures& f) { return prefill(o, ck.value(), f); });
-  auto one = in_child([&](Figures& f) { return train(o, ck.value(), 1, f); });
-  auto many = in_child([&](Figures& f) { return train(o, ck.value(), o.jobs, f); });
+  std::optional<Figures> pre, one, many;
+  if (!o.serve_only) {
+    pre = in_child([&](Figures& f) { return prefill(o, ck.value(), f); });
+    one = in_child([&](Figures& f) { return train(o, ck.value(), 1, f); });
+    many = in_child([&](Figures& f) { return train(o, ck.value(), o.jobs, f); });
+  }
   std::optional<Figures> alone, beside;
   if (o.serve_seconds > 0) {
     alone = in_child([&](Figures& f) { return serve(o, ck.value(), false, f); });
@@ -353,48 +404,65 @@ int main(int argc, char** argv) {
     }
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
-  if (!pre || !one || !many) {
+  if (!o.serve_only && (!pre || !one || !many)) {
     std::fprintf(stderr, "train: a run failed\n");
     return 1;
   }
-  const double ratio1 = one->tok_s / pre->tok_s, ratio_k = many->tok_s / pre->tok_s;
-  const double mem_ratio = many->peak_rss_mb / (double(o.jobs) * one->peak_rss_mb);
+  if (o.serve_only && !alone) {
+    std::fprintf(stderr, "train: --serve-only needs --serve-seconds > 0\n");
+    return 2;
+  }
+  const char* model_name = o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str();
   if (o.json) {
-    std::printf(
-        "{\"model\": \"%s\", \"kernel\": \"%s\", \"seq_len\": %lld, \"batch_tokens_per_job\": %lld, \"rank\": %lld, "
-        "\"recompute\": %s, \"prefill_tok_s\": %.1f, \"train_1_tok_s\": %.1f, \"train_%lld_tok_s\": %.1f, "
-        "\"train_1_vs_prefill\": %.3f, \"train_%lld_vs_prefill\": %.3f, \"rss_1_mb\": %.0f, \"rss_%lld_mb\": %.0f, "
-        "\"rss_%lld_vs_%lldx1\": %.3f, \"activation_mb_1\": %.1f, \"activation_mb_%lld\": %.1f",
-        o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str(), gpu::cpu::matmul_kernel_name(),
-        (long long)o.seq_len, (long long)o.batch_tokens, (long long)o.rank, o.recompute ? "true" : "false", pre->tok_s,
-        one->tok_s, (long long)o.jobs, many->tok_s, ratio1, (long long)o.jobs, ratio_k, one->peak_rss_mb,
-        (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, (long long)o.jobs, mem_ratio, one->activation_mb,
-        (long long)o.jobs, many->activation_mb);
+    std::printf("{\"model\": \"%s\", \"kernel\": \"%s\", \"seq_len\": %lld, \"rank\": %lld", model_name,
+                gpu::cpu::matmul_kernel_name(), (long long)o.seq_len, (long long)o.rank);
+    if (pre) {
+      const double ratio1 = one->tok_s / pre->tok_s, ratio_k = many->tok_s / pre->tok_s;
+      const double mem_ratio = many->peak_rss_mb / (double(o.jobs) * one->peak_rss_mb);
+      std::printf(
+          ", \"batch_tokens_per_job\": %lld, \"recompute\": %s, \"prefill_tok_s\": %.1f, \"train_1_tok_s\": %.1f, "
+          "\"train_%lld_tok_s\": %.1f, \"train_1_vs_prefill\": %.3f, \"train_%lld_vs_prefill\": %.3f, "
+          "\"rss_1_mb\": %.0f, \"rss_%lld_mb\": %.0f, \"rss_%lld_vs_%lldx1\": %.3f, \"activation_mb_1\": %.1f, "
+          "\"activation_mb_%lld\": %.1f",
+          (long long)o.batch_tokens, o.recompute ? "true" : "false", pre->tok_s, one->tok_s, (long long)o.jobs,
+          many->tok_s, ratio1, (long long)o.jobs, ratio_k, one->peak_rss_mb, (long long)o.jobs, many->peak_rss_mb,
+          (long long)o.jobs, (long long)o.jobs, mem_ratio, one->activation_mb, (long long)o.jobs, many->activation_mb);
+    }
     if (alone)
-      std::printf(", \"serve\": {\"streams\": %lld, \"jobs\": %lld, \"share\": %.2f, \"itl_p50_ms\": %.2f, "
-                  "\"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, \"with_training\": "
-                  "{\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, "
-                  "\"train_tok_s\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f}, \"ttft_p50_ms\": %.1f, "
+      std::printf(", \"serve\": {\"streams\": %lld, \"jobs\": %lld, \"share\": %.2f, \"batch_tokens_per_job\": %lld, "
+                  "\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, "
+                  "\"with_training\": {\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, "
+                  "\"decode_tok_s\": %.1f, \"train_tok_s\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f, "
+                  "\"unit_p50_ms\": %.2f, \"unit_p99_ms\": %.2f, \"unit_max_ms\": %.2f, \"time_share\": %.3f}, "
+                  "\"ttft_p50_ms\": %.1f, "
                   "\"ttft_p99_ms\": %.1f, \"p99_ratio\": %.3f}",
-                  (long long)o.streams, (long long)o.serve_jobs, o.serve_share, alone->itl_p50_ms, alone->itl_p99_ms,
-                  alone->itl_max_ms, alone->decode_tok_s, beside->itl_p50_ms, beside->itl_p99_ms, beside->itl_max_ms,
-                  beside->decode_tok_s, beside->tok_s, beside->ttft_p50_ms, beside->ttft_p99_ms, alone->ttft_p50_ms,
-                  alone->ttft_p99_ms, beside->itl_p99_ms / alone->itl_p99_ms);
+                  (long long)o.streams, (long long)o.serve_jobs, o.serve_share, (long long)o.serve_batch_tokens,
+                  alone->itl_p50_ms, alone->itl_p99_ms, alone->itl_max_ms, alone->decode_tok_s, beside->itl_p50_ms,
+                  beside->itl_p99_ms, beside->itl_max_ms, beside->decode_tok_s, beside->tok_s, beside->ttft_p50_ms,
+                  beside->ttft_p99_ms, beside->unit_p50_ms, beside->unit_p99_ms, beside->unit_max_ms,
+                  beside->train_time_share, alone->ttft_p50_ms, alone->ttft_p99_ms, beside->itl_p99_ms / alone->itl_p99_ms);
     std::printf("}\n");
     return 0;
   }
-  std::printf("model %s, %s kernels, examples of %lld tokens, %lld tokens per job per step, rank %lld on 7 modules%s\n\n",
-              o.model.empty() ? "llama-110m bf16 (random)" : o.model.c_str(), gpu::cpu::matmul_kernel_name(),
-              (long long)o.seq_len, (long long)o.batch_tokens, (long long)o.rank, o.recompute ? ", recompute" : "");
-  std::printf("| run | tokens/s | vs prefill | peak RSS MB | activations MB |\n|---|---|---|---|---|\n");
-  std::printf("| prefill (%lld tokens a step) | %.0f | 1.00 | %.0f | |\n", (long long)o.batch_tokens, pre->tok_s,
-              pre->peak_rss_mb);
-  std::printf("| train, 1 job | %.0f | %.2f | %.0f | %.0f |\n", one->tok_s, ratio1, one->peak_rss_mb, one->activation_mb);
-  std::printf("| train, %lld jobs packed | %.0f | %.2f | %.0f | %.0f |\n", (long long)o.jobs, many->tok_s, ratio_k,
-              many->peak_rss_mb, many->activation_mb);
-  std::printf("\n%lld jobs in one process: %.0f MB peak RSS against %lld x %.0f = %.0f MB as separate processes (%.2fx)\n",
-              (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, one->peak_rss_mb,
-              double(o.jobs) * one->peak_rss_mb, mem_ratio);
+  std::printf("model %s, %s kernels, examples of %lld tokens, rank %lld on 7 modules%s\n", model_name,
+              gpu::cpu::matmul_kernel_name(), (long long)o.seq_len, (long long)o.rank,
+              o.recompute ? ", recompute" : "");
+  if (pre) {
+    const double ratio1 = one->tok_s / pre->tok_s, ratio_k = many->tok_s / pre->tok_s;
+    const double mem_ratio = many->peak_rss_mb / (double(o.jobs) * one->peak_rss_mb);
+    std::printf("\n%lld tokens per job per step\n\n", (long long)o.batch_tokens);
+    std::printf("| run | tokens/s | vs prefill | peak RSS MB | activations MB |\n|---|---|---|---|---|\n");
+    std::printf("| prefill (%lld tokens a step) | %.0f | 1.00 | %.0f | |\n", (long long)o.batch_tokens, pre->tok_s,
+                pre->peak_rss_mb);
+    std::printf("| train, 1 job | %.0f | %.2f | %.0f | %.0f |\n", one->tok_s, ratio1, one->peak_rss_mb,
+                one->activation_mb);
+    std::printf("| train, %lld jobs packed | %.0f | %.2f | %.0f | %.0f |\n", (long long)o.jobs, many->tok_s, ratio_k,
+                many->peak_rss_mb, many->activation_mb);
+    std::printf(
+        "\n%lld jobs in one process: %.0f MB peak RSS against %lld x %.0f = %.0f MB as separate processes (%.2fx)\n",
+        (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, one->peak_rss_mb, double(o.jobs) * one->peak_rss_mb,
+        mem_ratio);
+  }
   if (alone) {
     std::printf("\nco-serving: %lld greedy streams of the base, %lld jobs training beside them (share %.2f, %lld tokens "
                 "per job per round)\n\n",
@@ -406,7 +474,10 @@ int main(int argc, char** argv) {
     std::printf("| serving + training | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f |\n", beside->itl_p50_ms,
                 beside->itl_p99_ms, beside->itl_max_ms, beside->ttft_p50_ms, beside->ttft_p99_ms, beside->decode_tok_s,
                 beside->tok_s);
-    std::printf("\np99 with training / alone: %.2fx (goal 1.5x)\n", beside->itl_p99_ms / alone->itl_p99_ms);
+    std::printf("\ntraining's units (what a waiting step waits for): p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+                "%.0f%% of the time in them\n",
+                beside->unit_p50_ms, beside->unit_p99_ms, beside->unit_max_ms, 100 * beside->train_time_share);
+    std::printf("p99 with training / alone: %.2fx (goal 1.5x)\n", beside->itl_p99_ms / alone->itl_p99_ms);
   }
   return 0;
 }

@@ -220,6 +220,7 @@ TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
   TrainingWork work(backend, 4, [&](const std::string& name, uint64_t v, std::shared_ptr<const LoraWeights>) {
     published[name] = v;
   });
+  work.set_unit_budget_ms(0);  // one unit per run_once(): the commands below land mid-round
   work.add(a);
   work.add(b);
   work.add(c);

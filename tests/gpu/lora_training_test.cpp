@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/cpu/lora_sgmv.h"
 #include "gpu/cpu/lora_trainer.h"
 #include "gpu/cpu/train_kernels.h"
 #include "runtime/model_factory.h"
@@ -165,6 +166,46 @@ TEST(TrainKernels, InputGradientMatchesItsReference) {
         ASSERT_LE(std::abs(got[i] - 1.0f - ref[i]), 1e-4f + 1e-5f * std::abs(ref[i]))
             << "T " << T << " dtype " << dtype_name(dt) << " element " << i;
     }
+}
+
+// LoRA's dA/dB sums (accumulate_outer) on every instruction set this CPU
+// has (AVX-512 FMAs or the portable loops) against a double reference:
+// odd widths and ranks (masked tails), several spans, a column sub-range.
+TEST(TrainKernels, OuterProductSumsMatchTheirReferenceOnEveryIsa) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t T = 50, ld_u = 19, ld_v = 203;
+  std::vector<float> u(size_t(T * ld_u)), v(size_t(T * ld_v));
+  for (auto& x : u) x = nd(rng);
+  for (auto& x : v) x = nd(rng);
+  const std::vector<std::pair<int64_t, int64_t>> spans = {{0, 7}, {12, 30}, {31, 50}};
+  std::vector<gpu::cpu::LoraIsa> isas = {gpu::cpu::LoraIsa::kPortable};
+  if (gpu::cpu::lora_best_isa() == gpu::cpu::LoraIsa::kAvx512) isas.push_back(gpu::cpu::LoraIsa::kAvx512);
+  for (gpu::cpu::LoraIsa isa : isas)
+    for (int64_t nk : {1, 3, 4, 17})
+      for (auto [i0, i1] : {std::pair<int64_t, int64_t>{0, 203}, {5, 69}, {64, 128}}) {
+        gpu::cpu::lora_limit_isa(isa);
+        const float scale = 0.75f;
+        std::vector<float> got(size_t(nk * ld_v), 0.5f);
+        train::accumulate_outer(spans, u.data(), ld_u, nk, v.data(), ld_v, i0, i1, scale, got.data(), ld_v);
+        gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa::kAvx512);
+        for (int64_t k = 0; k < nk; ++k)
+          for (int64_t i = 0; i < ld_v; ++i) {
+            double ref = 0.5;
+            if (i >= i0 && i < i1) {
+              double sum = 0;
+              for (const auto& [t0, t1] : spans)
+                for (int64_t t = t0; t < t1; ++t) sum += double(u[size_t(t * ld_u + k)]) * double(v[size_t(t * ld_v + i)]);
+              ref += double(scale) * sum;
+            }
+            // float32 sums of up to 50 unit-variance products: atol 1e-4 covers their rounding.
+            ASSERT_LE(std::abs(double(got[size_t(k * ld_v + i)]) - ref), 1e-4 + 1e-5 * std::abs(ref))
+                << gpu::cpu::lora_isa_name(isa) << " nk " << nk << " columns [" << i0 << ", " << i1 << ") k " << k
+                << " i " << i;
+          }
+      }
 }
 
 // A random-weight tiny model (4 heads over 2 kv heads) in float32, made once.

@@ -207,6 +207,40 @@ TEST(Optimizer, AdamWFollowsItsClosedForm) {
   EXPECT_EQ(opt.steps(), 3);
 }
 
+// The step in pieces (a serving loop's units) is the same step, bit for bit.
+TEST(Optimizer, AdamWInModuleRangesIsBitIdenticalToOneStep) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  std::mt19937 rng{uint32_t(seed)};
+  std::normal_distribution<float> nd(0.f, 1.f);
+  LoraParams<float> p;
+  p.num_layers = 2;
+  p.modules.resize(2 * kNumLinearModules);
+  for (auto& m : p.modules) {
+    m.rank = 2;
+    m.a.resize(6);
+    m.b.resize(8);
+    for (auto& x : m.a) x = nd(rng);
+    for (auto& x : m.b) x = nd(rng);
+  }
+  AdamWConfig c;
+  c.weight_decay = 0.01;
+  LoraParams<float> whole = p, pieces = p;
+  AdamW a(p, c), b(p, c);
+  for (int step = 0; step < 3; ++step) {
+    LoraParams<float> g = p.zeros_like();
+    g.for_each([&](float& x) { x = nd(rng); });
+    a.step(whole, g, 1e-2);
+    b.begin_step();
+    for (size_t m0 = 0; m0 < pieces.modules.size(); m0 += 5) b.update(pieces, g, 1e-2, m0, m0 + 5);
+    for (size_t m = 0; m < p.modules.size(); ++m) {
+      ASSERT_EQ(whole.modules[m].a, pieces.modules[m].a) << "step " << step << " module " << m;
+      ASSERT_EQ(whole.modules[m].b, pieces.modules[m].b) << "step " << step << " module " << m;
+    }
+  }
+  EXPECT_EQ(b.steps(), 3);
+}
+
 TEST(Optimizer, WarmupThenCosineAndClipping) {
   LrSchedule s{1.0, 10, 110, 0.1};
   EXPECT_DOUBLE_EQ(s.at(0), 0.1);

@@ -14,10 +14,19 @@ double LrSchedule::at(int64_t step) const {
 }
 
 void AdamW::step(LoraParams<float>& params, const LoraParams<float>& grads, double lr) {
+  begin_step();
+  update(params, grads, lr, 0, params.modules.size());
+}
+
+void AdamW::begin_step() {
   ++t_;
-  const double c1 = 1.0 - std::pow(config_.beta1, double(t_));
-  const double c2 = 1.0 - std::pow(config_.beta2, double(t_));
-  for (size_t mi = 0; mi < params.modules.size(); ++mi) {
+  c1_ = 1.0 - std::pow(config_.beta1, double(t_));
+  c2_ = 1.0 - std::pow(config_.beta2, double(t_));
+}
+
+void AdamW::update(LoraParams<float>& params, const LoraParams<float>& grads, double lr, size_t m0, size_t m1) {
+  const double c1 = c1_, c2 = c2_;
+  for (size_t mi = m0; mi < m1 && mi < params.modules.size(); ++mi) {
     auto update = [&](std::vector<float>& p, const std::vector<float>& g, std::vector<float>& m, std::vector<float>& v) {
       for (size_t i = 0; i < p.size(); ++i) {
         const double gi = g[i];

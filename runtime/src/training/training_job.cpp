@@ -161,7 +161,7 @@ std::vector<TrainingRow> TrainingJob::next_micro_batch(int32_t job_index) {
       for (size_t i : step_batches_.back()) targets += train_[i].target_count();
     }
     step_weight_ = targets > 0 ? 1.0 / double(targets) : 0.0;
-    grads_.set_zero();
+    if (!grads_zero_) grads_.set_zero();  // step_unit() zeroes them as it goes
     step_loss_sum_ = 0;
     step_loss_tokens_ = step_tokens_ = 0;
   }
@@ -171,27 +171,55 @@ std::vector<TrainingRow> TrainingJob::next_micro_batch(int32_t job_index) {
   return rows;
 }
 
-TrainingJobTensors<float> TrainingJob::tensors() { return {&params_, &grads_, step_weight_, 0, 0}; }
+TrainingJobTensors<float> TrainingJob::tensors() {
+  grads_zero_ = false;  // the backend adds into them
+  return {&params_, &grads_, step_weight_, 0, 0};
+}
 
 std::optional<TrainingStepRecord> TrainingJob::apply(const TrainingJobTensors<float>& ran) {
+  if (!accumulate(ran)) return std::nullopt;
+  for (;;)
+    if (auto rec = step_unit()) return rec;
+}
+
+bool TrainingJob::accumulate(const TrainingJobTensors<float>& ran) {
   const size_t pos = size_t(micro_ % config_.grad_accum);
   step_loss_sum_ += ran.loss_sum;
   step_loss_tokens_ += ran.loss_tokens;
   for (size_t i : step_batches_[pos]) step_tokens_ += int64_t(train_[i].tokens.size());
   ++micro_;
-  if (pos + 1 < step_batches_.size()) return std::nullopt;
-  TrainingStepRecord rec;
-  rec.step = step_ + 1;
-  rec.loss = step_loss_tokens_ > 0 ? step_loss_sum_ / double(step_loss_tokens_) : 0.0;
-  rec.tokens = step_tokens_;
-  rec.target_tokens = step_loss_tokens_;
-  rec.lr = schedule_.at(step_);
-  rec.grad_norm = clip_grad_norm(grads_, config_.max_grad_norm);
-  adamw_.step(params_, grads_, rec.lr);
+  return pos + 1 >= step_batches_.size();
+}
+
+std::optional<TrainingStepRecord> TrainingJob::step_unit() {
+  if (step_module_ < 0) {
+    stepping_ = TrainingStepRecord{};
+    stepping_.step = step_ + 1;
+    stepping_.loss = step_loss_tokens_ > 0 ? step_loss_sum_ / double(step_loss_tokens_) : 0.0;
+    stepping_.tokens = step_tokens_;
+    stepping_.target_tokens = step_loss_tokens_;
+    stepping_.lr = schedule_.at(step_);
+    stepping_.grad_norm = clip_grad_norm(grads_, config_.max_grad_norm);
+    adamw_.begin_step();
+    step_module_ = 0;
+    return std::nullopt;
+  }
+  size_t end = size_t(step_module_);
+  for (int64_t n = 0; end < params_.modules.size() && n < kStepUnitParams; ++end)
+    n += int64_t(params_.modules[end].a.size() + params_.modules[end].b.size());
+  adamw_.update(params_, grads_, stepping_.lr, size_t(step_module_), end);
+  for (size_t m = size_t(step_module_); m < end; ++m) {  // while they are in cache: the next step starts from zero
+    std::fill(grads_.modules[m].a.begin(), grads_.modules[m].a.end(), 0.0f);
+    std::fill(grads_.modules[m].b.begin(), grads_.modules[m].b.end(), 0.0f);
+  }
+  step_module_ = int64_t(end);
+  if (end < params_.modules.size()) return std::nullopt;
+  step_module_ = -1;
+  grads_zero_ = true;
   ++step_;
   step_batches_.clear();
-  history_.push_back(rec);
-  return rec;
+  history_.push_back(stepping_);
+  return stepping_;
 }
 
 namespace {
@@ -314,12 +342,30 @@ Result<bool> JobTrainer::begin_round() {
 
 std::optional<JobTrainer::Records> JobTrainer::advance_round() {
   MYRIAD_CHECK(in_flight_, "advance_round() without begin_round()");
-  if (!backend_.advance()) return std::nullopt;
+  if (applying_ < 0) {
+    if (!backend_.advance()) return std::nullopt;
+    applying_ = 0;
+    stepping_ = false;
+    records_.clear();
+    return std::nullopt;  // the optimizer steps are units of their own
+  }
+  while (size_t(applying_) < active_.size()) {
+    TrainingJob* job = active_[size_t(applying_)];
+    if (!stepping_ && !job->accumulate(tensors_[size_t(applying_)])) {
+      ++applying_;  // a micro-batch inside its optimizer step: nothing to update
+      continue;
+    }
+    stepping_ = true;
+    auto rec = job->step_unit();
+    if (!rec) return std::nullopt;
+    records_.emplace_back(job, *rec);
+    stepping_ = false;
+    ++applying_;
+    if (size_t(applying_) < active_.size()) return std::nullopt;
+  }
   in_flight_ = false;
-  Records out;
-  for (size_t i = 0; i < active_.size(); ++i)
-    if (auto rec = active_[i]->apply(tensors_[i])) out.emplace_back(active_[i], *rec);
-  return out;
+  applying_ = -1;
+  return std::move(records_);
 }
 
 Result<JobTrainer::Records> JobTrainer::round() {

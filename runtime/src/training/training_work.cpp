@@ -1,6 +1,7 @@
 #include "runtime/training/training_work.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "runtime/log.h"
 
@@ -102,6 +103,17 @@ void TrainingWork::publish(Held& h) {
 }
 
 void TrainingWork::run_once() {
+  // Units of a round back to back up to the budget: small ones (a norm, a
+  // chunk of a small linear) are not worth an inference step each, and the
+  // worker's share is of the time this call takes.
+  const auto t0 = std::chrono::steady_clock::now();
+  do {
+    run_unit();
+  } while (trainer_.round_in_flight() &&
+           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < unit_budget_ms_);
+}
+
+void TrainingWork::run_unit() {
   if (!trainer_.round_in_flight()) {
     std::function<void()> task;
     {

@@ -18,11 +18,14 @@
 // Not thread-safe: one caller at a time; it uses the pool it is given.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "gpu/cpu/lora_sgmv.h"
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/thread_pool.h"
 #include "runtime/checkpoint.h"
@@ -39,8 +42,8 @@ class LlamaLoraTrainer {
   // See LoraTrainingBackend::forward_backward. Jobs with null grads get
   // their loss only; when no job has grads the backward is skipped.
   Status forward_backward(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
-  // The same pass a unit at a time (a layer's forward, the head, the MLP or
-  // attention half of a layer's backward), so a serving loop can run inference steps between units:
+  // The same pass a unit at a time (at most about one linear over
+  // kUnitTokens tokens each), so a serving loop can run inference steps between units:
   // begin() validates and embeds; each advance() runs one unit and returns
   // true after the last. `rows`, their tokens and `jobs` must stay valid and
   // unchanged until then.
@@ -73,26 +76,45 @@ class LlamaLoraTrainer {
   // What one layer's backward needs, for all T tokens.
   struct Acts {
     std::vector<Real> x_in, r1, h1, q, k, v, lse, attn, x_mid, r2, h2, g, u, act;
-    std::vector<Real> z[kNumLinearModules];  // [T, rmax]: x·Aᵀ of each token's adapter
+    std::vector<Real> z[kNumLinearModules];  // [T, rmax]: s·x·Aᵀ of each token's adapter (s: its scale)
   };
 
   Status validate(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs) const;
   void embed_tokens(Real* x0) const;  // x0 [T, H] = the embedding rows of this step's tokens
   void prepare(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<Real>> jobs);
   void resize(Acts& a) const;
-  // x_out = the layer's output for input x_in (a.x_in is set from it).
-  void forward_layer(int l, const Real* x_in, Acts& a, Real* x_out);
-  // dx: the gradient of the layer's output on entry, of its input after
-  // both halves (the MLP's, then the attention's: two units of a round).
-  void backward_mlp(int l, Acts& a, Real* dx);
-  void backward_attention(int l, Acts& a, Real* dx);
-  // Loss (and dx_last += its gradient) over the target positions.
-  void head(const Real* x_last, Real* dx_last, bool backward);
+  // A pass is a list of units (closures run in order), each at most one
+  // linear over kUnitTokens tokens, or the element-wise work or attention
+  // of the whole step, so a serving loop waits for little: a layer's
+  // forward, the head (a kHeadSlice of lm_head at a time), a layer's
+  // backward (a linear's input gradient a chunk of tokens at a time, then
+  // its weight gradients over all of them: a job's sums never depend on
+  // the chunking).
+  static constexpr int64_t kUnitTokens = 128;
+  void plan_forward(std::vector<std::function<void()>>& units, int l, const Real* x_in, Acts& a, Real* x_out);
+  void forward_layer(int l, const Real* x_in, Acts& a, Real* x_out);  // all of plan_forward's units now
+  void plan_backward(int l, Acts& a);
+  std::vector<std::pair<int64_t, int64_t>> row_groups() const;  // [r0, r1) of rows_
+  void plan_linear_backward(int l, LinearModule m, Acts& a, const Real* x, const Real* dy, Real* dx);
+  Acts& acts_of(int l) { return acts_[keep_all_ ? size_t(l) : 0]; }
+  // The head over the target positions [c0, c0 + kHeadChunk): final norm,
+  // logits a slice of the vocabulary at a time, the loss (and dlogits),
+  // then dx_ += their gradient, a slice at a time.
+  void plan_head();
+  void head_norm(size_t c0);
+  void head_logits(size_t c0, int64_t v0);
+  void head_cross_entropy(size_t c0, int64_t p0, int64_t p1);
+  void head_loss(size_t c0);
+  void head_input_grad(size_t c0, int64_t v0);
+  void head_norm_backward(size_t c0);
 
-  // y = x·Wᵀ (+ bias) + each token's LoRA delta; z = x·Aᵀ is kept.
-  void linear(int l, LinearModule m, const Real* x, Real* y, Real* z);
-  // dx += dy·W + the LoRA path's input gradient; the jobs' dA, dB +=.
-  void linear_backward(int l, LinearModule m, const Real* x, const Real* z, const Real* dy, Real* dx);
+  // For chunk c's tokens: y = x·Wᵀ (+ bias) + each token's LoRA delta;
+  // z = s·x·Aᵀ is kept.
+  void linear_rows(int l, LinearModule m, const Real* x, Real* y, Real* z, int64_t c);
+  // For chunk c's tokens: dx += dy·W + the LoRA path's input gradient, its
+  // dz kept in dz_; then, over all tokens, the jobs' dA, dB +=.
+  void input_grad_rows(int l, LinearModule m, const Real* dy, Real* dx, int64_t c);
+  void weight_grads(int l, LinearModule m, const Real* x, const Real* z, const Real* dy);
   void base_matmul(const WeightView& w, const Real* x, int64_t T, Real* y);
   void base_input_grad(const WeightView& w, const Real* dy, int64_t T, Real* dx);
 
@@ -105,7 +127,8 @@ class LlamaLoraTrainer {
   bool recompute_ = false;
   bool cache_transposed_ = true;
   bool backward_ = false, keep_all_ = false, in_flight_ = false;
-  int unit_ = 0;
+  std::vector<std::function<void()>> plan_;  // this pass's units, in order
+  size_t next_unit_ = 0;
   std::map<const void*, std::pair<WeightView, std::vector<uint32_t>>> transposed_;  // by W's data
   size_t activation_bytes_ = 0;
 
@@ -124,12 +147,30 @@ class LlamaLoraTrainer {
   std::vector<std::vector<std::pair<int64_t, int64_t>>> job_spans_;  // per job: its rows' token ranges in order
   std::vector<Real> cos_, sin_;  // [T, head_dim / 2]
   std::vector<std::vector<Real>> bt_;  // [job][layer][module]: Bᵀ [rank, out] for this step
+  std::vector<char> bt_ready_;         // [layer]: its Bᵀ are made (transpose_b)
+  void transpose_b(int l);
   const Real* b_transposed(int32_t job, int l, LinearModule m) const {
     return bt_[(size_t(job) * layers_.size() + size_t(l)) * kNumLinearModules + size_t(m)].data();
   }
+  // The float path's LoRA runs through lora_sgmv (the serving kernels, AVX-512
+  // or AVX2), each job a slot: this step's tokens grouped by job.
+  std::vector<LoraBatchPlan> lora_plans_;  // per chunk of kUnitTokens
+  LoraScratch lora_scratch_;
+  std::vector<LoraModuleView> lora_views_;
+  LoraParallelFor lora_parallel_;
+  // lora_views_ of (l, m): A and Bᵀ of each job, swapped for the backward.
+  void set_lora_views(int l, LinearModule m, bool backward);
+  // lora_sgmv over chunk c's tokens (x, y, dst at its first token) with
+  // lora_views_; then each token's shrink result (s·x·Aᵀ) into dst[t * rmax_ ...].
+  void lora_delta(int64_t c, const float* x, int64_t in, float* y, int64_t out, float* dst);
   std::vector<std::vector<Real>> xs_;  // [L + 1][T, H]: every layer's input, then the last output
   std::vector<Acts> acts_;             // [L], or [1] scratch with recompute
   std::vector<Real> dx_, dg_, dbt_, dtmp_h_, dtmp_i1_, dtmp_i2_, dq_, dk_, dv_, dattn_, dz_;
+  // The head's: target positions (token t predicts t + 1), and per chunk of
+  // them the normed inputs and inverse RMS, logits, dlogits, d(normed).
+  std::vector<int64_t> head_positions_;
+  std::vector<Real> head_x_, head_r_, head_logits_, head_dlogits_, head_dx_, head_slice_;
+  std::vector<double> head_loss_;
 };
 
 extern template class LlamaLoraTrainer<float>;

@@ -36,6 +36,14 @@ template <class Real>
 void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, const Real* u, int64_t ld_u, int64_t nk,
                       const Real* v, int64_t ld_v, int64_t i0, int64_t i1, Real scale, Real* out, int64_t ld_out);
 
+// The float sums on AVX-512 (train_kernels_avx512.cpp; accumulate_outer
+// calls it where lora_isa() is kAvx512): the same contract, FMAs.
+namespace detail {
+void accumulate_outer_avx512(const std::pair<int64_t, int64_t>* spans, int64_t num_spans, const float* u, int64_t ld_u,
+                             int64_t nk, const float* v, int64_t ld_v, int64_t i0, int64_t i1, float scale, float* out,
+                             int64_t ld_out);
+}  // namespace detail
+
 // y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), one row of n; returns r.
 template <class Real>
 Real rmsnorm_row(const Real* x, const float* w, int64_t n, double eps, Real* y);

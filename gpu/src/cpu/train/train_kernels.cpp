@@ -1,12 +1,16 @@
-// Training kernels (train_kernels.h). Plain loops the compiler vectorises;
-// the expensive part of a training step is the GEMMs (matmul.h and
-// matmul_input_grad below), not these.
+// Training kernels (train_kernels.h). Plain loops the compiler vectorises
+// (LoRA's dA/dB sums on AVX-512: train_kernels_avx512.cpp; its shrink and
+// expand go through lora_sgmv); the expensive part of a training step is
+// the GEMMs (matmul.h and matmul_input_grad below).
 #include "gpu/cpu/train_kernels.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#include "gpu/cpu/lora_sgmv.h"
 
 namespace myriad::gpu::cpu::train {
 
@@ -174,6 +178,13 @@ void attention_backward(const AttentionShape& s, int64_t kv_head, const Real* q,
 template <class Real>
 void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, const Real* u, int64_t ld_u, int64_t nk,
                       const Real* v, int64_t ld_v, int64_t i0, int64_t i1, Real scale, Real* out, int64_t ld_out) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (lora_isa() == LoraIsa::kAvx512) {
+      detail::accumulate_outer_avx512(spans.data(), int64_t(spans.size()), u, ld_u, nk, v, ld_v, i0, i1, scale, out,
+                                      ld_out);
+      return;
+    }
+  }
   constexpr int64_t kW = 64, kK = 4;  // a 4 x 64 block of sums kept in registers
   for (int64_t c0 = i0; c0 < i1; c0 += kW) {
     const int64_t nc = std::min(kW, i1 - c0);

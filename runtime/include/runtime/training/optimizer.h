@@ -5,6 +5,7 @@
 // values; one per job.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "runtime/training/lora_params.h"
@@ -34,6 +35,11 @@ class AdamW {
   AdamW(const LoraParams<float>& like, AdamWConfig config) : config_(config), m_(like.zeros_like()), v_(like.zeros_like()) {}
   // params -= lr * (m̂ / (sqrt(v̂) + eps) + weight_decay * params), with the step counter advanced.
   void step(LoraParams<float>& params, const LoraParams<float>& grads, double lr);
+  // The same step in pieces (a serving loop runs inference between them):
+  // begin_step() advances the counter, then update() once over each module
+  // range [m0, m1) until every module is done. Bit-identical to step().
+  void begin_step();
+  void update(LoraParams<float>& params, const LoraParams<float>& grads, double lr, size_t m0, size_t m1);
   int64_t steps() const { return t_; }
   const LoraParams<float>& first_moment() const { return m_; }
   const LoraParams<float>& second_moment() const { return v_; }
@@ -49,6 +55,7 @@ class AdamW {
   AdamWConfig config_;
   LoraParams<float> m_, v_;
   int64_t t_ = 0;
+  double c1_ = 1, c2_ = 1;  // this step's bias corrections
 };
 
 // The gradients' global L2 norm (before clipping); when it exceeds max_norm

@@ -73,6 +73,13 @@ class TrainingJob {
   // After the backend ran the micro-batch: records its loss; on the step's
   // last micro-batch clips, updates and returns the step's record.
   std::optional<TrainingStepRecord> apply(const TrainingJobTensors<float>& ran);
+  // apply() in pieces, for a serving loop's units: accumulate(ran) records
+  // the micro-batch's loss and returns whether it ends an optimizer step;
+  // then step_unit() until it returns the step's record: the clipping, then
+  // AdamW over about kStepUnitParams parameters at a time. Same result.
+  static constexpr int64_t kStepUnitParams = int64_t(1) << 19;
+  bool accumulate(const TrainingJobTensors<float>& ran);
+  std::optional<TrainingStepRecord> step_unit();
 
   // Everything a restarted process needs to go on exactly where this job is
   // (adapter, AdamW moments and step, data position, loss history), in one
@@ -108,6 +115,11 @@ class TrainingJob {
   double step_weight_ = 0;
   double step_loss_sum_ = 0;
   int64_t step_loss_tokens_ = 0, step_tokens_ = 0;
+  // The optimizer step in progress (step_unit): its record, and the first
+  // module AdamW has not updated yet (-1: not clipped yet).
+  TrainingStepRecord stepping_;
+  int64_t step_module_ = -1;
+  bool grads_zero_ = true;  // grads_ hold nothing since the last step (or ever)
   // Micro-batches in order: epoch e's shuffled examples packed to batch_tokens.
   std::vector<std::vector<size_t>> planned_;
   int64_t planned_epochs_ = 0;
@@ -128,7 +140,8 @@ class JobTrainer {
   // One round; returns the records of jobs that finished an optimizer step.
   Result<Records> round();
   // The same round a unit at a time: begin_round() (false: no active job),
-  // then advance_round() until it returns the records. No job may be added
+  // then advance_round() until it returns the records (a unit: one of the
+  // backend's, or a piece of one job's optimizer step). No job may be added
   // or removed while a round is in flight.
   Result<bool> begin_round();
   std::optional<Records> advance_round();
@@ -148,6 +161,11 @@ class JobTrainer {
   std::vector<TrainingJob*> active_;
   std::vector<TrainingRow> rows_;
   std::vector<TrainingJobTensors<float>> tensors_;
+  // After the backend's last unit: the jobs' optimizer steps, one piece per
+  // advance_round(), from active_[applying_] on (-1: the backend's pass).
+  int64_t applying_ = -1;
+  bool stepping_ = false;  // active_[applying_] is between step_unit() calls
+  Records records_;
 };
 
 // Mean of the first / last n records' losses (train_loss_first / _last).

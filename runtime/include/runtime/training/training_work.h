@@ -1,6 +1,7 @@
 // Training as an EngineWorker's background work: the worker's thread runs
-// one unit of a JobTrainer round at a time (a layer's forward or backward, or
-// the head) between inference steps, so jobs train on
+// a few milliseconds of a JobTrainer round's units at a time (a linear over
+// a chunk of tokens, attention, a piece of the head or of an optimizer step)
+// between inference steps, so jobs train on
 // the device that serves, and every `publish_every` steps (and when a job
 // ends) each job's adapter is handed to `publish` as a new version, from
 // memory: a caller puts it where the worker's adapter source finds it, so
@@ -47,6 +48,12 @@ class TrainingWork final : public BackgroundWork {
   // the backend is free then). Thread-safe.
   void post(std::function<void()> task);
 
+  // What one run_once() takes at least while a round is in flight (units
+  // back to back): the unit a waiting inference step waits for is this
+  // plus at most one unit (a linear over a chunk of tokens). Worker thread
+  // only, or before the worker starts.
+  void set_unit_budget_ms(double ms) { unit_budget_ms_ = ms; }
+
   bool has_work() override;
   void run_once() override;
 
@@ -60,6 +67,9 @@ class TrainingWork final : public BackgroundWork {
   void release(Held& h);  // takes it out of active_, once
   void apply_pending();  // worker thread
   void publish(Held& h);
+  void run_unit();
+
+  double unit_budget_ms_ = 2.0;
 
   JobTrainer trainer_;
   int64_t publish_every_;
