@@ -95,6 +95,8 @@ class LlamaLoraTrainer {
   void forward_layer(int l, const Real* x_in, Acts& a, Real* x_out);  // all of plan_forward's units now
   void plan_backward(int l, Acts& a);
   std::vector<std::pair<int64_t, int64_t>> row_groups() const;  // [r0, r1) of rows_
+  template <class Fn>
+  void for_each_row_head(int64_t r0, int64_t r1, const Fn& fn);
   void plan_linear_backward(int l, LinearModule m, Acts& a, const Real* x, const Real* dy, Real* dx);
   Acts& acts_of(int l) { return acts_[keep_all_ ? size_t(l) : 0]; }
   // The head over the target positions [c0, c0 + kHeadChunk): final norm,

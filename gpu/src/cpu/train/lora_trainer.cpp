@@ -403,6 +403,21 @@ std::vector<std::pair<int64_t, int64_t>> LlamaLoraTrainer<Real>::row_groups() co
   return groups;
 }
 
+// fn(row, its attention shape, kv head) for every kv head of rows [r0, r1),
+// in parallel: attention's tasks (each writes its own part of the outputs).
+template <class Real>
+template <class Fn>
+void LlamaLoraTrainer<Real>::for_each_row_head(int64_t r0, int64_t r1, const Fn& fn) {
+  const ModelConfig& c = ckpt_->config();
+  const int64_t G = c.num_kv_heads;
+  pool_.parallel_for((r1 - r0) * G, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t task = b; task < e; ++task) {
+      const Segment& s = rows_[size_t(r0 + task / G)];
+      fn(s, train::AttentionShape{s.end - s.begin, c.num_heads, c.num_kv_heads, c.head_dim, window_}, task % G);
+    }
+  });
+}
+
 template <class Real>
 void LlamaLoraTrainer<Real>::plan_forward(std::vector<std::function<void()>>& units, int l, const Real* x_in, Acts& a,
                                           Real* x_out) {
@@ -438,15 +453,10 @@ void LlamaLoraTrainer<Real>::plan_forward(std::vector<std::function<void()>>& un
   });
   for (const auto& [r0, r1] : row_groups())
     units.push_back([this, &c, ap, Q, KV, r0, r1] {
-      const int64_t G = c.num_kv_heads;
-      pool_.parallel_for((r1 - r0) * G, 1, [&](int64_t b, int64_t e, int) {
-        for (int64_t task = b; task < e; ++task) {
-          const Segment& s = rows_[size_t(r0 + task / G)];
-          const train::AttentionShape shape{s.end - s.begin, c.num_heads, c.num_kv_heads, c.head_dim, window_};
-          train::attention_forward(shape, task % G, ap->q.data() + s.begin * Q, ap->k.data() + s.begin * KV,
-                                   ap->v.data() + s.begin * KV, ap->attn.data() + s.begin * Q,
-                                   ap->lse.data() + s.begin * c.num_heads);
-        }
+      for_each_row_head(r0, r1, [&](const Segment& s, const train::AttentionShape& shape, int64_t kv_head) {
+        train::attention_forward(shape, kv_head, ap->q.data() + s.begin * Q, ap->k.data() + s.begin * KV,
+                                 ap->v.data() + s.begin * KV, ap->attn.data() + s.begin * Q,
+                                 ap->lse.data() + s.begin * c.num_heads);
       });
     });
   each_chunk(LinearModule::kO, a.attn.data(), a.x_mid.data());
@@ -535,16 +545,11 @@ void LlamaLoraTrainer<Real>::plan_backward(int l, Acts& a) {
   // Rows (each kv head of each) write disjoint parts of dq, dk, dv.
   for (const auto& [r0, r1] : row_groups())
     plan_.push_back([this, &c, ap, Q, KV, r0, r1] {
-      const int64_t G = c.num_kv_heads;
-      pool_.parallel_for((r1 - r0) * G, 1, [&](int64_t b, int64_t e, int) {
-        for (int64_t task = b; task < e; ++task) {
-          const Segment& s = rows_[size_t(r0 + task / G)];
-          const train::AttentionShape shape{s.end - s.begin, c.num_heads, c.num_kv_heads, c.head_dim, window_};
-          train::attention_backward(shape, task % G, ap->q.data() + s.begin * Q, ap->k.data() + s.begin * KV,
-                                    ap->v.data() + s.begin * KV, ap->attn.data() + s.begin * Q,
-                                    ap->lse.data() + s.begin * c.num_heads, dattn_.data() + s.begin * Q,
-                                    dq_.data() + s.begin * Q, dk_.data() + s.begin * KV, dv_.data() + s.begin * KV);
-        }
+      for_each_row_head(r0, r1, [&](const Segment& s, const train::AttentionShape& shape, int64_t kv_head) {
+        train::attention_backward(shape, kv_head, ap->q.data() + s.begin * Q, ap->k.data() + s.begin * KV,
+                                  ap->v.data() + s.begin * KV, ap->attn.data() + s.begin * Q,
+                                  ap->lse.data() + s.begin * c.num_heads, dattn_.data() + s.begin * Q,
+                                  dq_.data() + s.begin * Q, dk_.data() + s.begin * KV, dv_.data() + s.begin * KV);
       });
     });
   plan_.push_back([this, &c, Q, KV, half] {
