@@ -22,19 +22,23 @@
 //     prefill of the same lines through the CpuExecutor;
 //  5. the other embedding: the base's mean hidden state after 0, L/2 and L
 //     layers (moe/hidden_embedding.h), its clusters' adjusted Rand index and
-//     what its base pass up to the layer costs a request.
+//     what its base pass up to the layer costs a request;
+//  6. what routing by the hidden state after L/2 layers costs inside the
+//     request's own prefill (PrefillRouter), against that base pass.
 //
 // usage: moe [--model DIR] [--per-domain N] [--held-out N] [--k K] [--steps N] [--batch-tokens T]
 //            [--rank R] [--lr LR] [--top-k K] [--temperature T,...] [--seed S] [--threads N] [--json]
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -329,12 +333,15 @@ int main(int argc, char** argv) {
     double ari = 0, silhouette = 0, route_ms = 0;
   };
   std::vector<HiddenRow> hidden_rows;
-  for (int32_t layer : {0, int32_t(cfg.num_layers / 2), int32_t(cfg.num_layers)}) {
+  const int32_t mid_layer = int32_t(cfg.num_layers / 2);
+  std::vector<float> mid_centroids;
+  for (int32_t layer : {0, mid_layer, int32_t(cfg.num_layers)}) {
     HiddenRow h{layer};
     auto he = moe::hidden_embed(backend, cfg, docs, layer);
     if (!he.ok()) return fail(he.error().to_string());
     auto hk = moe::kmeans(he.value(), int64_t(docs.size()), cfg.hidden_size, ko);
     if (!hk.ok()) return fail(hk.error().to_string());
+    if (layer == mid_layer) mid_centroids = hk->centroids;
     h.ari = moe::adjusted_rand_index(hidden, hk->assignment);
     h.silhouette = moe::mean_silhouette(he.value(), int64_t(docs.size()), cfg.hidden_size, hk->assignment, true);
     const auto t0 = std::chrono::steady_clock::now();
@@ -344,6 +351,67 @@ int main(int argc, char** argv) {
     hidden_rows.push_back(h);
   }
   const double tfidf_silhouette = moe::mean_silhouette(emb, int64_t(docs.size()), dim, km->assignment, true);
+
+  // 6. Routing by hidden state in the request's own prefill (no second
+  // pass; PrefillRouter): each held-out line's prefill with its route at the
+  // middle layer against the same prefill run straight on one expert (what
+  // follows a base-pass route), interleaved, best of 3. Timing only: these
+  // experts adapt every layer, so the routed rows are not those of a
+  // mixture trained with --expert-layers above.
+  double prefill_routed_ms = -1, prefill_direct_ms = -1;
+  if (o.k <= kMaxAdaptersPerRow) {
+    gpu::cpu::CpuExecutorOptions eo;
+    eo.threads = int(o.threads);
+    eo.kv_block_size = 16;
+    eo.kv_num_blocks = 8;
+    for (const Line& l : test) eo.kv_num_blocks = std::max(eo.kv_num_blocks, int32_t(l.ids.size() / 16 + 2));
+    eo.num_adapter_slots = int32_t(o.k);
+    eo.max_adapter_rank = int32_t(o.rank);
+    auto ex = gpu::cpu::CpuExecutor::create(ck.value(), eo);
+    if (!ex.ok()) return fail(ex.error().to_string());
+    for (int64_t c = 0; c < o.k; ++c) {
+      auto w = std::make_shared<const LoraWeights>(to_lora_weights(experts[size_t(c)]->params(), "expert"));
+      std::atomic<bool> done{false};
+      if (Status st = ex.value()->begin_load_adapter(int32_t(c), w, [&](Status) { done = true; }); !st.ok())
+        return fail(st.error().to_string());
+      while (!done) std::this_thread::yield();
+    }
+    PrefillRouter router;
+    router.layer = mid_layer;
+    router.dim = int32_t(cfg.hidden_size);
+    router.centroids = mid_centroids;
+    KvBlockAllocator alloc(eo.kv_num_blocks, 1);
+    StepPlan plan;
+    StepResult res;
+    double best_routed = 1e300, best_direct = 1e300;
+    for (int rep = 0; rep < 3; ++rep) {
+      double routed_s = 0, direct_s = 0;
+      for (size_t i = 0; i < test.size(); ++i)
+        for (bool in_prefill : {true, false}) {
+          std::vector<bench::DecodeSeq> one(1);
+          one[0].ids = test[i].ids;
+          one[0].mix = AdapterMix::single(routed[i]);
+          if (Status st = plan_greedy_step(one, alloc, eo.kv_block_size, plan); !st.ok()) return fail(st.error().to_string());
+          if (in_prefill) {
+            RowRoute route;
+            route.router = &router;
+            route.num_tokens = uint32_t(test[i].ids.size());
+            for (int64_t c = 0; c < o.k; ++c) route.expert_slots[size_t(c)] = int32_t(c);
+            plan.routes.push_back(route);
+            plan.rows[0].adapters = AdapterMix::none();
+            plan.rows[0].route = 0;
+          }
+          const double t0 = bench::now_s();
+          if (Status st = ex.value()->step(plan, res); !st.ok()) return fail(st.error().to_string());
+          (in_prefill ? routed_s : direct_s) += bench::now_s() - t0;
+          alloc.release(one[0].blocks);
+        }
+      best_routed = std::min(best_routed, routed_s);
+      best_direct = std::min(best_direct, direct_s);
+    }
+    prefill_routed_ms = 1e3 * best_routed / double(test.size());
+    prefill_direct_ms = 1e3 * best_direct / double(test.size());
+  }
 
   const double route_us = 1e6 * route_s / double(test.size());
   const double prefill_ms = 1e3 * prefill_s / double(test.size());
@@ -360,7 +428,9 @@ int main(int argc, char** argv) {
                         {"routed_right", right}, {"held_out", total}, {"route_us", route_us},
                         {"prefill_ms_per_line", prefill_ms}, {"train_seconds", train_s}, {"domains_won", wins},
                         {"tfidf_silhouette", tfidf_silhouette}, {"top_k", o.top_k}, {"temperatures", o.temperatures},
-                        {"top_k_mean_weight_past_first", second_weight}};
+                        {"top_k_mean_weight_past_first", second_weight},
+                        {"prefill_routed_ms_per_line", prefill_routed_ms},
+                        {"prefill_direct_ms_per_line", prefill_direct_ms}};
     for (const HiddenRow& h : hidden_rows)
       j["hidden_embedding"].push_back(
           {{"layer", h.layer}, {"ari", h.ari}, {"silhouette", h.silhouette}, {"route_ms", h.route_ms}});
@@ -399,6 +469,14 @@ int main(int argc, char** argv) {
     for (const HiddenRow& h : hidden_rows)
       std::printf("| base hidden state, mean after layer %d | %.3f | %.3f | %.2f ms (a base pass to the layer) |\n",
                   h.layer, h.ari, h.silhouette, h.route_ms);
+    if (prefill_routed_ms >= 0) {
+      const HiddenRow& mid = hidden_rows[1];
+      std::printf("\nhidden state after layer %d, routed in the request's own prefill: a prefill %.2f ms a line against "
+                  "%.2f ms straight on one expert (+%.2f ms, %.1f%%); by a base pass first: +%.2f ms (%.0f%%)\n",
+                  mid_layer, prefill_routed_ms, prefill_direct_ms, prefill_routed_ms - prefill_direct_ms,
+                  100.0 * (prefill_routed_ms - prefill_direct_ms) / prefill_direct_ms, mid.route_ms,
+                  100.0 * mid.route_ms / prefill_direct_ms);
+    }
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
   return 0;

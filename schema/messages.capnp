@@ -51,6 +51,21 @@ struct SubmitRequest {
   resumeOutput @10 :List(Int32);         # placed again mid-stream: the output tokens the client already has;
                                          # prefilled with the prompt, not sent again; the output goes on at
                                          # index resumeOutput.size() (runtime Request::resume_output)
+  prefillRouter @11 :PrefillRouter;      # set: a mixture of experts routed by hidden state in this request's
+                                         # own prefill; `adapters` are its experts (runtime Request::prefill_router)
+}
+
+# How a request picks its experts at a layer of its own prefill; mirrors
+# runtime PrefillRouter (step_plan.h).
+struct PrefillRouter {
+  layer @0 :Int32;              # the hidden state after this many decoder layers
+  skipTokens @1 :UInt32;        # leading prompt tokens attended to but not averaged (a BOS)
+  maxTokens @2 :UInt32;         # prompt tokens averaged at most (0: all)
+  dim @3 :Int32;                # the model's hidden size
+  centroids @4 :List(Float32);  # [experts, dim], expert e = adapters[e]
+  cosine @5 :Bool = true;       # else minus the squared euclidean distance
+  topK @6 :Int32 = 1;           # experts chosen per request
+  temperature @7 :Float64 = 0.05;  # of the softmax over the chosen experts' similarities
 }
 
 # Stop a request; the worker answers with its final event (cancelled) if it
@@ -104,6 +119,7 @@ struct RequestEvent {
     finished @5 :Finished;     # final: done, with a reason
     failed @6 :Failed;         # final: an error
   }
+  expertWeights @7 :List(Float32);  # a request routed in its prefill, once routed: each adapter's weight (0: not chosen)
 }
 
 # Where one adapter version is on one worker, reported by that worker when it

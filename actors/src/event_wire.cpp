@@ -8,6 +8,10 @@ void write_event(const RequestEvent& event, uint32_t attempt, schema::RequestEve
   out.setRequestId(event.id);
   out.setAttempt(attempt);
   out.setTimeMs(event.time_ms);
+  if (event.num_expert_weights > 0) {
+    auto w = out.initExpertWeights(event.num_expert_weights);
+    for (unsigned i = 0; i < w.size(); ++i) w.set(i, event.expert_weights[i]);
+  }
   const capnp::Text::Reader text(event.text.data(), event.text.size());
   switch (event.kind) {
     case EventKind::kToken: {
@@ -54,6 +58,12 @@ Result<OwnedEvent> read_event(schema::RequestEvent::Reader in) {
   e.id = in.getRequestId();
   e.time_ms = in.getTimeMs();
   o.attempt_ = in.getAttempt();
+  auto weights = in.getExpertWeights();
+  if (weights.size() > e.expert_weights.size())
+    return make_error(ErrorCode::kInvalidArgument, "RequestEvent.expertWeights: " + std::to_string(weights.size()) +
+                                                       " weights; at most " + std::to_string(e.expert_weights.size()));
+  e.num_expert_weights = uint8_t(weights.size());
+  for (unsigned i = 0; i < weights.size(); ++i) e.expert_weights[i] = weights[i];
   switch (in.which()) {
     case schema::RequestEvent::TOKEN: {
       auto t = in.getToken();

@@ -55,6 +55,18 @@ void write_submit(const Request& request, uint32_t attempt, schema::SubmitReques
   out.setAttempt(attempt);
   auto resume = out.initResumeOutput(static_cast<unsigned>(request.resume_output.size()));
   for (unsigned i = 0; i < resume.size(); ++i) resume.set(i, request.resume_output[i]);
+  if (const PrefillRouter* r = request.prefill_router.get()) {
+    auto w = out.initPrefillRouter();
+    w.setLayer(r->layer);
+    w.setSkipTokens(r->skip_tokens);
+    w.setMaxTokens(r->max_tokens);
+    w.setDim(r->dim);
+    auto c = w.initCentroids(static_cast<unsigned>(r->centroids.size()));
+    for (unsigned i = 0; i < c.size(); ++i) c.set(i, r->centroids[i]);
+    w.setCosine(r->cosine);
+    w.setTopK(r->top_k);
+    w.setTemperature(r->temperature);
+  }
 }
 
 Result<Request> read_submit(schema::SubmitRequest::Reader in) {
@@ -76,6 +88,20 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   if (!logits) return logits.error();
   r.prompt_logits = *logits;
   r.resume_output = to_vector<int32_t>(in.getResumeOutput());
+  if (in.hasPrefillRouter()) {
+    // Its shape against the request, validate_request checks.
+    auto w = in.getPrefillRouter();
+    auto router = std::make_shared<PrefillRouter>();
+    router->layer = w.getLayer();
+    router->skip_tokens = w.getSkipTokens();
+    router->max_tokens = w.getMaxTokens();
+    router->dim = w.getDim();
+    router->centroids = to_vector<float>(w.getCentroids());
+    router->cosine = w.getCosine();
+    router->top_k = w.getTopK();
+    router->temperature = w.getTemperature();
+    r.prefill_router = std::move(router);
+  }
   return r;
 }
 

@@ -81,7 +81,11 @@ struct MoeFlags {
   std::optional<std::string> dir;     // --moe MIXTURE_DIR
   std::optional<int64_t> top_k;       // --moe-top-k K (default: the mixture's routing.top_k)
   std::optional<double> temperature;  // --moe-temperature T (default: the mixture's)
-  bool given() const { return dir || top_k || temperature; }
+  // --moe-route auto|prefill|pass: a hidden-state mixture routes from the
+  // request's own prefill, or by a base pass before it (auto: the prefill
+  // where the experts allow it).
+  std::optional<std::string> route;
+  bool given() const { return dir || top_k || temperature || route; }
 };
 
 // `myriad moe corpus`: the synthetic multi-domain corpus as JSONL.
@@ -126,6 +130,10 @@ struct MoeCreateArgs {
   std::string embedding = "tfidf";  // --embedding tfidf|hidden
   int64_t embedding_dim = 1024; // --embedding-dim D (TF-IDF buckets)
   std::optional<int64_t> embedding_layer;  // --embedding-layer L (hidden; default: half the layers)
+  // --expert-layers all|above: the experts adapt every layer, or only the
+  // routing layer and those above it, so requests route from their own
+  // prefill (default: above for hidden, all for tfidf).
+  std::optional<std::string> expert_layers;
   std::optional<std::string> labels;  // --labels FILE.json: known domains, to print the clusters' ARI
   int64_t top_k = 1;            // --top-k K: the mixture's default experts per request
   double temperature = 0.05;    // --temperature T: of the routing softmax

@@ -56,6 +56,19 @@ Error bad(const std::string& msg) { return make_error(ErrorCode::kInvalidArgumen
 
 
 // Prints each text delta as it comes (unless --json) and keeps the ids.
+// "experts: expert-2 (1.000), ..." on stderr.
+void print_experts(const RoutedExperts& routed) {
+  std::string line;
+  for (size_t i = 0; i < routed.names.size(); ++i) {
+    char weight[32];
+    std::snprintf(weight, sizeof weight, " (%.3f)", routed.choices[i].weight);
+    if (i) line += ", ";
+    line += routed.names[i];
+    line += weight;
+  }
+  std::fprintf(stderr, "experts: %s%s\n", line.c_str(), routed.in_prefill ? " (routed in the prefill)" : "");
+}
+
 class CliSink final : public EventSink {
  public:
   CliSink(bool stream_text, bool stream_ids) : stream_text_(stream_text), stream_ids_(stream_ids) {}
@@ -70,8 +83,11 @@ class CliSink final : public EventSink {
     text += e.text;
     if (stream_text_) print(e.text);
     if (e.kind == EventKind::kFailed) error = e.error;
+    if (e.num_expert_weights > 0)
+      expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
   }
   std::vector<int32_t> ids;
+  std::vector<float> expert_weights;  // routed in the prefill: each expert's weight
   std::string text;
   std::optional<Error> error;
 
@@ -177,21 +193,12 @@ int cmd_generate(const GenerateArgs& args) {
   if (mixture) {
     // Routed from what the user wrote, as the corpus lines were embedded.
     const std::vector<int32_t> route_ids = has_prompt ? tok->encode(*args.prompt, /*add_special_tokens=*/false) : prompt;
-    auto chosen = mixture->route_into(route_ids, r);
+    auto chosen = mixture->route_into(route_ids, prompt, r);
     if (!chosen.ok()) return fail(chosen.error());
     routed = std::move(chosen.value());
-    if (!args.json) {
-      std::string line;
-      for (size_t i = 0; i < routed->names.size(); ++i)
-      {
-        char weight[32];
-        std::snprintf(weight, sizeof weight, " (%.3f)", routed->choices[i].weight);
-        if (i) line += ", ";
-        line += routed->names[i];
-        line += weight;
-      }
-      std::fprintf(stderr, "experts: %s\n", line.c_str());
-    }
+    if (routed->in_prefill && new_tokens == 0)
+      return fail(bad("--max-tokens 0 runs no prefill to route in (give --moe-route pass)"), 2);
+    if (!args.json && !routed->in_prefill) print_experts(*routed);
   }
   if (new_tokens > 0) {
     r.request.prompt = prompt;
@@ -205,6 +212,10 @@ int cmd_generate(const GenerateArgs& args) {
     const Status st = run_on_engine(ckpt.value(), std::move(one), {int(args.threads), kv_dtype.value(), tok}, sink);
     if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
     if (sink.error) return fail(*sink.error);
+  }
+  if (routed && routed->in_prefill) {
+    mixture->resolve(*routed, sink.expert_weights);
+    if (!args.json) print_experts(*routed);
   }
 
   if (as_json) {

@@ -59,12 +59,14 @@ int cmd_logits(const LogitsArgs& args) {
   std::vector<CliRequest> one(1);
   one[0].adapter = *adapter;
   std::optional<RoutedExperts> routed;
+  std::optional<CliMixture> mixture_kept;  // to resolve a route made in the prefill
   if (args.moe.given()) {
     auto mixture = CliMixture::read(args.moe, ckpt.value(), int(args.threads));
     if (!mixture.ok()) return fail(mixture.error(), mixture.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
-    auto chosen = mixture->route_into(ids.value(), one[0]);
+    auto chosen = mixture->route_into(ids.value(), ids.value(), one[0]);
     if (!chosen.ok()) return fail(chosen.error());
     routed = std::move(chosen.value());
+    if (routed->in_prefill) mixture_kept = std::move(mixture.value());
   }
   one[0].request.prompt = ids.value();
   one[0].request.max_tokens = 0;  // score the prompt only
@@ -73,6 +75,7 @@ int cmd_logits(const LogitsArgs& args) {
   const Status st = run_on_engine(ckpt.value(), std::move(one), {int(args.threads), kv_dtype.value(), nullptr}, sink);
   if (!st.ok()) return fail(st.error(), st.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
   if (sink.error) return fail(*sink.error);
+  if (routed && routed->in_prefill) mixture_kept->resolve(*routed, sink.expert_weights[1]);
   std::string out = "{\"logits\": [" + logits_rows_json(sink.logits[1], size_t(cfg.vocab_size)) + "]";
   if (routed) out += ", \"experts\": " + routed->json().dump();
   out += "}\n";

@@ -108,8 +108,18 @@ Result<EmbeddedCorpus> embed_corpus(const std::vector<std::string>& texts, const
   for (size_t i = 0; i < out.docs.size(); ++i)
     if (out.docs[i].empty())
       return make_error(ErrorCode::kBadFile, corpus_path + ":" + std::to_string(i + 1) + ": no tokens to embed");
-  auto h = moe::hidden_embed(backend, cfg, out.docs, int32_t(layer));
+  // Each line behind the special tokens the tokenizer puts before a prompt
+  // (a BOS), as a request's own prefill sees it, averaged without them.
+  const std::vector<int32_t> prefix = tok.encode("", /*add_special_tokens=*/true);
+  std::vector<std::vector<int32_t>> in_context;
+  in_context.reserve(out.docs.size());
+  for (const auto& d : out.docs) {
+    in_context.push_back(prefix);
+    in_context.back().insert(in_context.back().end(), d.begin(), d.end());
+  }
+  auto h = moe::hidden_embed(backend, cfg, in_context, int32_t(layer), 4096, int32_t(prefix.size()));
   if (!h.ok()) return h.error();
+  mixture.hidden_context = int32_t(prefix.size());
   out.points = std::move(h.value());
   out.dim = cfg.hidden_size;
   mixture.embedding_kind = moe::EmbeddingKind::kHiddenMean;
@@ -147,6 +157,20 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   auto embedded = embed_corpus(texts.value(), *tok.value(), cfg, backend, a.embedding, a.embedding_dim,
                                a.embedding_layer, a.corpus, mixture);
   if (!embedded.ok()) return fail(embedded.error(), embedded.error().code == ErrorCode::kInvalidArgument ? 2 : 1);
+  // Experts above the routing layer leave the layers below it to the base,
+  // so a request's own prefill can route it (no second pass).
+  const std::string expert_layers = a.expert_layers.value_or(a.embedding == "hidden" ? "above" : "all");
+  int32_t expert_first_layer = 0;
+  if (expert_layers == "above") {
+    if (a.embedding != "hidden") return fail(bad("--expert-layers above needs --embedding hidden"), 2);
+    expert_first_layer = mixture.hidden_layer;
+    if (expert_first_layer >= cfg.num_layers)
+      return fail(bad("--expert-layers above leaves no layer after --embedding-layer " +
+                      std::to_string(expert_first_layer) + " (give a lower layer or --expert-layers all)"),
+                  2);
+  } else if (expert_layers != "all") {
+    return fail(bad("--expert-layers must be all or above"), 2);
+  }
   const std::vector<float>& emb = embedded->points;
   const int64_t dim = embedded->dim;
   moe::KMeansOptions ko;
@@ -178,6 +202,7 @@ int cmd_moe_create(const MoeCreateArgs& a) {
         if (auto ex = text_example(texts.value()[size_t(i)], *tok.value(), eos, cfg.max_position_embeddings, i + 1))
           data.push_back(std::move(*ex));
     TrainingJobConfig jc;
+    jc.targets.first_layer = expert_first_layer;
     jc.targets.rank = int32_t(a.rank);
     jc.targets.alpha = float(2 * a.rank);
     jc.adamw.lr = a.lr;
@@ -227,7 +252,7 @@ int cmd_moe_create(const MoeCreateArgs& a) {
   if (Status st = move_into_place(tmp, dest); !st.ok()) return fail(st.error(), 1);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   json summary = {{"out", a.out}, {"lines", n}, {"k", a.k}, {"embedding", a.embedding}, {"silhouette", silhouette},
-                  {"sizes", clusters->sizes},
+                  {"sizes", clusters->sizes}, {"expert_layers", expert_layers},
                   {"steps", a.steps}, {"tokens", tokens}, {"seconds", secs}};
   if (ari) summary["ari"] = *ari;
   std::printf("%s\n", summary.dump(-1, ' ', false, json::error_handler_t::replace).c_str());

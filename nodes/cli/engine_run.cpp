@@ -14,6 +14,8 @@
 namespace myriad::cli {
 
 void LogitsCollector::on_event(const RequestEvent& e) {
+  if (e.num_expert_weights > 0)
+    expert_weights[e.id].assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
   if (e.kind == EventKind::kLogits) {
     auto& v = logits[e.id];
     v.insert(v.end(), e.logits.begin(), e.logits.end());

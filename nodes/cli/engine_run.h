@@ -46,6 +46,7 @@ class LogitsCollector final : public EventSink {
  public:
   void on_event(const RequestEvent& e) override;
   std::map<RequestId, std::vector<float>> logits;  // [positions, vocab] per request
+  std::map<RequestId, std::vector<float>> expert_weights;  // requests routed in their prefill
   std::optional<Error> error;
 };
 

@@ -185,7 +185,7 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
     if (fresh && !r.adapters.empty()) it->second = adapters->mixture(r.adapters);
     requests[i].adapter = it->second;
     if (mixture && r.adapters.empty()) {
-      auto chosen = mixture->route_into(r.ids, requests[i]);
+      auto chosen = mixture->route_into(r.ids, r.ids, requests[i]);
       if (!chosen.ok()) return fail(chosen.error());
       routed[i] = std::move(chosen.value());
     }
@@ -201,6 +201,7 @@ int run_logits_batch(const std::string& model_dir, const std::string& batch_file
   for (size_t i = 0; i < rows->size(); ++i) {
     out += i ? ", {\"logits\": " : "{\"logits\": ";
     out += logits_rows_json(sink.logits[RequestId(i + 1)], size_t(c.vocab_size));
+    if (routed[i] && routed[i]->in_prefill) mixture->resolve(*routed[i], sink.expert_weights[RequestId(i + 1)]);
     if (routed[i]) out += ", \"experts\": " + routed[i]->json().dump();
     out += "}";
   }

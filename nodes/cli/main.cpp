@@ -129,6 +129,10 @@ void add_moe_flags(CLI::App& c, MoeFlags& a) {
       ->option_text("K");
   c.add_option("--moe-temperature", a.temperature, "of the routing softmax (default: the mixture's, 0.05)")
       ->option_text("T");
+  c.add_option("--moe-route", a.route,
+               "hidden-state mixtures: route from the prompt's own prefill, or by a base pass before it "
+               "(default auto: the prefill where the experts adapt no layer below the routing layer)")
+      ->option_text("auto|prefill|pass");
 }
 
 void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpusArgs& corpus, MoeSweepArgs& sweep,
@@ -149,6 +153,10 @@ void add_moe(CLI::App& app, MoeCreateArgs& a, MoeInspectArgs& inspect, MoeCorpus
                 "tfidf (hashed token n-grams, the default) or hidden (the base's mean hidden state)")
       ->option_text("tfidf|hidden");
   c->add_option("--embedding-dim", a.embedding_dim, "TF-IDF hash buckets (default 1024)")->option_text("D");
+  c->add_option("--expert-layers", a.expert_layers,
+                "the experts adapt all layers, or the routing layer and above, so requests route from their "
+                "own prefill (default: above for --embedding hidden, all for tfidf)")
+      ->option_text("all|above");
   c->add_option("--embedding-layer", a.embedding_layer, "hidden: pool after this many layers (default: half)")
       ->option_text("L");
   c->add_option("--labels", a.labels, "a JSON array of each line's known domain: prints the clusters' adjusted Rand index")

@@ -12,10 +12,14 @@ namespace myriad::cli {
 
 nlohmann::json RoutedExperts::json() const {
   nlohmann::json out = nlohmann::json::array();
-  for (size_t i = 0; i < choices.size(); ++i)
-    out.push_back({{"name", names[i]}, {"weight", choices[i].weight}, {"similarity", choices[i].similarity}});
+  for (size_t i = 0; i < choices.size(); ++i) {
+    nlohmann::json e = {{"name", names[i]}, {"weight", choices[i].weight}};
+    if (!in_prefill) e["similarity"] = choices[i].similarity;
+    out.push_back(std::move(e));
+  }
   return out;
 }
+
 
 Result<CliMixture> CliMixture::read(const MoeFlags& flags, std::shared_ptr<const Checkpoint> checkpoint, int threads) {
   const ModelConfig& base = checkpoint->config();
@@ -47,24 +51,74 @@ Result<CliMixture> CliMixture::read(const MoeFlags& flags, std::shared_ptr<const
                                                          std::to_string(m->hidden_dim) + "; the base has " +
                                                          std::to_string(base.num_layers) + " layers of width " +
                                                          std::to_string(base.hidden_size));
-    out.hidden_pass_ = std::make_shared<gpu::cpu::CpuLoraTrainingBackend>(checkpoint, threads);
+    const std::string route = flags.route.value_or("auto");
+    if (route != "auto" && route != "prefill" && route != "pass")
+      return make_error(ErrorCode::kInvalidArgument, "--moe-route must be auto, prefill or pass");
+    const std::string why_not = m->why_not_routed_in_prefill(out.experts_);
+    if (route == "prefill" && !why_not.empty())
+      return make_error(ErrorCode::kInvalidArgument, "--moe-route prefill: " + *flags.dir + " cannot: " + why_not);
+    if (route != "pass" && why_not.empty()) {
+      out.prefill_router_ = m->prefill_router(out.options_);
+    } else {
+      out.hidden_pass_ = std::make_shared<gpu::cpu::CpuLoraTrainingBackend>(checkpoint, threads);
+    }
+  } else if (flags.route && *flags.route != "auto") {
+    return make_error(ErrorCode::kInvalidArgument, "--moe-route " + *flags.route + ": " + *flags.dir +
+                                                       " routes by TF-IDF (no model pass to choose)");
   }
   out.mixture_ = std::move(m.value());
   out.bos_ids_ = base.bos_token_ids;
+  // The context the lines were embedded behind: the base's BOS, as many as
+  // the mixture says (0 in mixtures made before it said).
+  if (out.mixture_.hidden_context > 0 && !base.bos_token_ids.empty())
+    out.context_.assign(size_t(out.mixture_.hidden_context), int32_t(base.bos_token_ids[0]));
   out.base_ = base;
   return out;
 }
 
-Result<RoutedExperts> CliMixture::route_into(std::span<const int32_t> prompt, CliRequest& r) const {
-  if (!prompt.empty() && std::find(bos_ids_.begin(), bos_ids_.end(), int64_t(prompt[0])) != bos_ids_.end())
-    prompt = prompt.subspan(1);
+Result<RoutedExperts> CliMixture::route_into(std::span<const int32_t> route_ids, std::span<const int32_t> prompt,
+                                             CliRequest& r) const {
+  auto starts_with_bos = [&](std::span<const int32_t> ids) {
+    return !ids.empty() && std::find(bos_ids_.begin(), bos_ids_.end(), int64_t(ids[0])) != bos_ids_.end();
+  };
+  if (prefill_router_) {
+    // The prompt's leading BOS is context, not averaged, as the corpus lines'
+    // was (mixture.hidden_context).
+    auto router = std::make_shared<PrefillRouter>(*prefill_router_);
+    router->skip_tokens = starts_with_bos(prompt) && prompt.size() > 1 ? 1 : 0;
+    r.adapter = nullptr;
+    r.experts.clear();
+    for (const auto& w : experts_) r.experts.push_back({w, 0.0f});
+    r.request.prefill_router = std::move(router);
+    RoutedExperts out;
+    out.in_prefill = true;
+    return out;
+  }
+  std::span<const int32_t> prompt_ids = route_ids;
+  if (starts_with_bos(prompt_ids)) prompt_ids = prompt_ids.subspan(1);
+  return route_ids_into(prompt_ids, r);
+}
+
+void CliMixture::resolve(RoutedExperts& routed, std::span<const float> weights) const {
+  routed.choices.clear();
+  routed.names.clear();
+  for (size_t e = 0; e < weights.size() && e < mixture_.experts.size(); ++e)
+    if (weights[e] != 0.0f) routed.choices.push_back({int32_t(e), double(weights[e]), 0.0});
+  std::stable_sort(routed.choices.begin(), routed.choices.end(),
+                   [](const moe::ExpertChoice& a, const moe::ExpertChoice& b) { return a.weight > b.weight; });
+  for (const auto& c : routed.choices) routed.names.push_back(mixture_.experts[size_t(c.expert)].name);
+}
+
+Result<RoutedExperts> CliMixture::route_ids_into(std::span<const int32_t> prompt, CliRequest& r) const {
   Result<std::vector<moe::ExpertChoice>> choices = make_error(ErrorCode::kInvalidArgument, "the prompt is empty");
   if (mixture_.embedding_kind == moe::EmbeddingKind::kTfidf) {
     choices = mixture_.route(prompt, options_);
   } else if (!prompt.empty()) {
-    // The base-only pass up to the routing layer.
-    auto e = moe::hidden_embed(*hidden_pass_, base_, {std::vector<int32_t>(prompt.begin(), prompt.end())},
-                               mixture_.hidden_layer);
+    // The base-only pass up to the routing layer, behind the context the
+    // corpus lines were embedded behind.
+    std::vector<int32_t> doc(context_.begin(), context_.end());
+    doc.insert(doc.end(), prompt.begin(), prompt.end());
+    auto e = moe::hidden_embed(*hidden_pass_, base_, {doc}, mixture_.hidden_layer, 4096, int32_t(context_.size()));
     if (!e.ok()) return e.error();
     choices = mixture_.route_embedding(e.value(), options_);
   }

@@ -2,6 +2,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -49,6 +50,7 @@ struct Ev {
   FinishReason reason = FinishReason::kStop;
   uint32_t num_output_tokens = 0;
   Error error;
+  std::vector<float> expert_weights;  // routed in the prefill: each expert's weight
 };
 struct Relay {
   explicit Relay(net::any_io_executor ex) : timer(ex) {}
@@ -385,6 +387,17 @@ struct StreamState {
 // back); `done` after the final one. A plain function: the coroutine that
 // sends them keeps no locals across its awaits but the chunk list (GCC 12
 // miscompiles `continue` past locals in coroutine loops).
+// The experts a request routed in its prefill chose, heaviest first, from
+// its events' weights over every expert of the mixture.
+std::vector<std::pair<std::string, double>> chosen_experts(const std::vector<RoutedExpert>& all,
+                                                           const std::vector<float>& weights) {
+  std::vector<std::pair<std::string, double>> out;
+  for (size_t e = 0; e < all.size() && e < weights.size(); ++e)
+    if (weights[e] != 0.0f) out.push_back({all[e].name, double(weights[e])});
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
+
 std::vector<std::string> stream_chunks(StreamState& st, const Ev& ev, bool& done) {
   std::vector<std::string> out;
   if (ev.kind == EventKind::kLogits) return out;
@@ -917,7 +930,9 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
       co_return co_await send(stream, std::move(res_));
     }
     call.experts = std::move(experts.value());
+    call.prefill_router = service.prefill_router(ref.value(), prompt);
   }
+  const bool routed_in_prefill = call.prefill_router != nullptr;
   call.prompt = std::move(prompt);
   call.sampling = options.sampling;
   if (!options.has_seed) call.sampling.seed = seeds();
@@ -936,6 +951,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     ev.reason = e.reason;
     ev.num_output_tokens = e.num_output_tokens;
     ev.error = e.error;
+    ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
     std::lock_guard lock(g->mu);
     if (!g->open) return;
     net::post(*g->io, [relay, ev = std::move(ev)]() mutable {
@@ -955,7 +971,9 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
   meta.model = model;
-  for (const RoutedExpert& e : call_experts) meta.experts.push_back({e.name, e.weight});
+  // Routed in the prefill: the experts are known from its first event on.
+  if (!routed_in_prefill)
+    for (const RoutedExpert& e : call_experts) meta.experts.push_back({e.name, e.weight});
   meta.logprobs = options.logprobs;
   meta.include_usage = options.include_usage;
   const openai::Usage usage0{uint32_t(prompt_len), 0};
@@ -965,6 +983,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     for (;;) {
       co_await wait_for_event(relay);
       Ev ev = pop_event(*relay);
+      if (routed_in_prefill && !ev.expert_weights.empty()) meta.experts = chosen_experts(call_experts, ev.expert_weights);
       if (ev.kind == EventKind::kToken) {
         choice.text += ev.text;
         if (options.logprobs) choice.logprobs.push_back({ev.text, ev.logprob, {}});
@@ -1004,7 +1023,9 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   bool done = false;
   while (alive && !done) {
     co_await wait_for_event(relay);
-    const std::vector<std::string> chunks = stream_chunks(st, pop_event(*relay), done);
+    const Ev ev = pop_event(*relay);
+    if (routed_in_prefill && !ev.expert_weights.empty()) st.meta.experts = chosen_experts(call_experts, ev.expert_weights);
+    const std::vector<std::string> chunks = stream_chunks(st, ev, done);
     for (size_t i = 0; alive && i < chunks.size(); ++i) alive = co_await send_chunk(stream, chunks[i]);
   }
   if (!alive) {

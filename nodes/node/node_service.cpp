@@ -27,6 +27,7 @@
 #include "gpu/cpu/lora_trainer.h"
 #include "runtime/chat_template.h"
 #include "runtime/log.h"
+#include "runtime/peft_adapter.h"
 #include "runtime/sha256.h"
 #ifdef MYRIAD_HAVE_CUDA
 #include "gpu/cuda/cuda_executor.h"
@@ -277,6 +278,7 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   if (!tok.ok()) return tok.error();
   s->tokenizer_ = tok.value();
   if (auto t = chat_template_from_config(s->tokenizer_->config().raw); t.ok()) s->chat_template_ = t.value();
+  s->device_ = o.device;
   s->model_name_ =
       o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
   if (s->model_name_.empty())
@@ -479,7 +481,11 @@ Result<std::shared_ptr<const MixtureRoute>> NodeService::mixture_named(std::stri
   if (!router.ok()) return router.error();
   if (router.value().k() != int64_t(record.value()->experts.size()))
     return make_error(ErrorCode::kBadFile, "mixture " + key + ": the router and the stored experts disagree");
-  auto route = std::make_shared<const MixtureRoute>(MixtureRoute{std::move(*record.value()), std::move(router.value())});
+  std::shared_ptr<const PrefillRouter> in_prefill;
+  if (router.value().embedding_kind == moe::EmbeddingKind::kHiddenMean)
+    in_prefill = router.value().prefill_router(router.value().routing);
+  auto route = std::make_shared<const MixtureRoute>(
+      MixtureRoute{std::move(*record.value()), std::move(router.value()), std::move(in_prefill)});
   mixtures_[key] = route;
   return route;
 }
@@ -492,10 +498,8 @@ Result<MixtureRecord> NodeService::add_mixture_from_path(const Caller& caller, s
     return make_error(ErrorCode::kInvalidArgument, "a mixture's name has no version: " + std::string(name));
   auto mixture = moe::Mixture::load(dir);
   if (!mixture.ok()) return mixture.error();
-  if (mixture.value().embedding_kind != moe::EmbeddingKind::kTfidf)
-    return make_error(ErrorCode::kUnsupported,
-                      dir + ": a hidden-state mixture needs a base pass per request, which the node does not run "
-                            "(route it with myriad generate --moe, or create it with --embedding tfidf)");
+  if (mixture.value().embedding_kind == moe::EmbeddingKind::kHiddenMean)
+    MYRIAD_TRY(check_routes_in_prefill(mixture.value(), dir));
   std::vector<AdapterId> experts;
   for (const moe::MixtureExpert& e : mixture.value().experts) {
     auto rec = add_adapter_from_path(caller, n.value().tenant + "/" + n.value().name + "." + e.name,
@@ -506,16 +510,39 @@ Result<MixtureRecord> NodeService::add_mixture_from_path(const Caller& caller, s
   return add_mixture(caller, name, mixture.value(), std::move(experts));
 }
 
+// A hidden-state mixture on this node routes in each request's own prefill
+// (the node runs no base pass): its shape must be the base's, its experts
+// must leave the layers below the routing layer to the base, and the
+// device must route in the prefill.
+Status NodeService::check_routes_in_prefill(const moe::Mixture& mixture, const std::string& dir) const {
+  const ModelConfig& c = checkpoint_->config();
+  if (mixture.hidden_dim != c.hidden_size || mixture.hidden_layer > c.num_layers)
+    return make_error(ErrorCode::kInvalidArgument,
+                      dir + ": the mixture pools layer " + std::to_string(mixture.hidden_layer) + " of width " +
+                          std::to_string(mixture.hidden_dim) + "; the base has " + std::to_string(c.num_layers) +
+                          " layers of width " + std::to_string(c.hidden_size));
+  if (device_ != "cpu")
+    return make_error(ErrorCode::kUnsupported, dir + ": a hidden-state mixture routes in the prefill, which the " +
+                                                   device_ + " executor does not (use a CPU node or --embedding tfidf)");
+  std::vector<std::shared_ptr<const LoraWeights>> weights;
+  for (const moe::MixtureExpert& e : mixture.experts) {
+    auto w = load_peft_adapter((std::filesystem::path(dir) / e.name).string(), c);
+    if (!w.ok()) return w.error();
+    weights.push_back(std::move(w.value()));
+  }
+  if (const std::string why = mixture.why_not_routed_in_prefill(weights); !why.empty())
+    return make_error(ErrorCode::kUnsupported,
+                      dir + ": the node routes a hidden-state mixture in each request's prefill, and this one "
+                            "cannot be: " + why);
+  return ok_status();
+}
+
 Result<MixtureRecord> NodeService::add_mixture(const Caller& caller, std::string_view name, const moe::Mixture& router,
                                                std::vector<AdapterId> experts) {
   auto n = parse_adapter_name_for(name, caller.tenant, caller.admin);
   if (!n.ok()) return n.error();
   if (n.value().version != 0)
     return make_error(ErrorCode::kInvalidArgument, "a mixture's name has no version: " + std::string(name));
-  if (router.embedding_kind != moe::EmbeddingKind::kTfidf)
-    return make_error(ErrorCode::kUnsupported, "mixture " + std::string(name) +
-                                                   ": a hidden-state router needs a base pass per request, which "
-                                                   "the node does not run");
   return store_->put_mixture(n.value().tenant, n.value().name, router.to_json().dump(), std::move(experts));
 }
 
@@ -564,12 +591,29 @@ Result<std::vector<RoutedExpert>> NodeService::route_ids(const ModelRef& mixture
                         "top_k must be in [1, " + std::to_string(most) + "] for mixture " + m.record.qualified_name());
     options.top_k = *top_k;
   }
+  std::vector<RoutedExpert> out;
+  if (m.in_prefill) {
+    for (size_t e = 0; e < m.record.experts.size(); ++e) out.push_back({m.record.experts[e], m.router.experts[e].name, 0.0});
+    return out;
+  }
   auto choices = m.router.route(ids, options);
   if (!choices.ok()) return choices.error();
-  std::vector<RoutedExpert> out;
   for (const moe::ExpertChoice& c : choices.value())
     out.push_back({m.record.experts[size_t(c.expert)], m.router.experts[size_t(c.expert)].name, c.weight});
   return out;
+}
+
+std::shared_ptr<const PrefillRouter> NodeService::prefill_router(const ModelRef& mixture,
+                                                                 const std::vector<int32_t>& prompt,
+                                                                 std::optional<int32_t> top_k) const {
+  if (!mixture.mixture || !mixture.mixture->in_prefill) return nullptr;
+  const auto& bos = checkpoint_->config().bos_token_ids;
+  const bool after_bos = prompt.size() > 1 && std::find(bos.begin(), bos.end(), int64_t(prompt[0])) != bos.end();
+  if (!after_bos && !top_k) return mixture.mixture->in_prefill;
+  auto router = std::make_shared<PrefillRouter>(*mixture.mixture->in_prefill);
+  router->skip_tokens = after_bos ? 1 : 0;
+  if (top_k) router->top_k = *top_k;
+  return router;
 }
 
 Result<std::vector<ModelRef>> NodeService::models(const Caller& caller) const {
@@ -624,6 +668,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;
   r.stop_token_ids.insert(r.stop_token_ids.end(), call.stop_token_ids.begin(), call.stop_token_ids.end());
   r.timeout_ms = call.timeout_ms;
+  r.prefill_router = std::move(call.prefill_router);
   const RequestId id = r.id;
   // The model was resolved for the caller; its pinned name resolves again
   // (and is pinned) in the gateway, within the adapter's own tenant.

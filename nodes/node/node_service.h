@@ -116,6 +116,8 @@ SchedulerConfig worker_scheduler_config(const NodeOptions& options, const ModelC
 struct MixtureRoute {
   MixtureRecord record;
   moe::Mixture router;
+  // A hidden-state mixture: routed in each request's own prefill (skip_tokens 0).
+  std::shared_ptr<const PrefillRouter> in_prefill;
 };
 
 // What a request names: the base model, one published adapter version, or a
@@ -158,6 +160,9 @@ struct GenerateCall {
   // Non-empty: a per-row mixture of these versions (a routed mixture of
   // experts) instead of `model`'s adapter.
   std::vector<RoutedExpert> experts;
+  // Set: `experts` are all of a hidden-state mixture's (weights 0), chosen
+  // by this router in the request's own prefill; its events carry the choice.
+  std::shared_ptr<const PrefillRouter> prefill_router;
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   uint32_t max_tokens = 16;
@@ -223,7 +228,7 @@ class NodeService {
   // base pass per request that the node does not run (kUnsupported).
   Result<MixtureRecord> add_mixture_from_path(const Caller& caller, std::string_view name, const std::string& dir);
   // Stores `router` as tenant/name over experts already published (a
-  // mixture build's jobs published them); kUnsupported for a hidden-state router.
+  // mixture build's jobs published them).
   Result<MixtureRecord> add_mixture(const Caller& caller, std::string_view name, const moe::Mixture& router,
                                     std::vector<AdapterId> experts);
   // kInvalidArgument when `name` cannot name a new mixture of the caller's
@@ -233,9 +238,14 @@ class NodeService {
   Status delete_mixture(const Caller& caller, std::string_view name);
   // The experts for a prompt's text (embedded without special tokens, as
   // the corpus was); top_k overrides the mixture's (1..its k, at most 4).
+  // A hidden-state mixture: all its experts, weight 0 (prefill_router picks).
   Result<std::vector<RoutedExpert>> route(const ModelRef& mixture, std::string_view text,
                                           std::optional<int32_t> top_k = std::nullopt) const;
   // The same from token ids (a leading BOS is skipped).
+  // A hidden-state mixture's router for a request running `prompt` (its
+  // leading BOS attended to, not averaged); null for a TF-IDF mixture.
+  std::shared_ptr<const PrefillRouter> prefill_router(const ModelRef& mixture, const std::vector<int32_t>& prompt,
+                                                      std::optional<int32_t> top_k = std::nullopt) const;
   Result<std::vector<RoutedExpert>> route_ids(const ModelRef& mixture, std::vector<int32_t> ids,
                                               std::optional<int32_t> top_k = std::nullopt) const;
 
@@ -278,8 +288,10 @@ class NodeService {
   NodeService() = default;
   // The stored mixture `model` names for the caller (nullptr when none).
   Result<std::shared_ptr<const MixtureRoute>> mixture_named(std::string_view model, const Caller& caller) const;
+  Status check_routes_in_prefill(const moe::Mixture& mixture, const std::string& dir) const;
 
   std::string model_name_;
+  std::string device_;  // NodeOptions::device
   std::shared_ptr<const Checkpoint> checkpoint_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::string chat_template_;

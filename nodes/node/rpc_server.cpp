@@ -1071,6 +1071,7 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
     auto experts = route_text ? service.route(ref.value(), *route_text) : service.route_ids(ref.value(), prompt);
     if (!experts.ok()) return fail(code_of(experts.error()), experts.error().message);
     call.experts = std::move(experts.value());
+    call.prefill_router = service.prefill_router(ref.value(), prompt);
   }
   call.prompt = std::move(prompt);
   // Unset sampling: the runtime's defaults with a fresh seed (as HTTP draws

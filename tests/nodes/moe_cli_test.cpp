@@ -273,7 +273,13 @@ TEST_F(MoeCli, GenerateReportsTheExpertsAndBadFlagsAreClearErrors) {
   EXPECT_NE(lone.out.find("need --moe"), std::string::npos) << lone.out;
 }
 
-TEST_F(MoeCli, AHiddenStateMixtureRoutesWithABasePass) {
+// A hidden-state mixture's experts adapt the routing layer and above
+// (--expert-layers above, the default), so a request routes in its own
+// prefill: the same experts and weights, and the same logits, as the base
+// pass up to the layer (--moe-route pass) and as the expert named directly.
+// With experts on every layer the CLI routes by the base pass and refuses
+// --moe-route prefill naming why.
+TEST_F(MoeCli, AHiddenStateMixtureRoutesInThePrefillOrWithABasePass) {
   const std::string hidden = (dir_ / "hidden-mix").string();
   const json summary = parse(run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
                                      " --k 2 --steps 3 --batch-tokens 256 --embedding hidden --embedding-layer 1 --out " +
@@ -284,12 +290,57 @@ TEST_F(MoeCli, AHiddenStateMixtureRoutesWithABasePass) {
   EXPECT_EQ(mixture["embedding"]["kind"], "hidden-mean");
   EXPECT_EQ(mixture["embedding"]["layer"], 1);
   EXPECT_EQ(mixture["centroids"][0].size(), mixture["embedding"]["dim"].get<size_t>());
+  EXPECT_EQ(summary["expert_layers"], "above");
+  std::ifstream ef(hidden + "/expert-0/adapter_config.json");
+  EXPECT_EQ(json::parse(ef)["layers_to_transform"], json::array({1}));  // tiny: layers 0 and 1
+  for (const auto& [domain, line] : held_out(1)) {
+    SCOPED_TRACE("domain " + std::to_string(domain));
+    const std::string ids = ids_text(line);
+    const json routed = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden));
+    const json passed = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden +
+                                      " --moe-route pass"));
+    ASSERT_EQ(routed["experts"].size(), 1u);
+    EXPECT_FALSE(routed["experts"][0].contains("similarity")) << "routed in the prefill: " << routed["experts"];
+    EXPECT_TRUE(passed["experts"][0].contains("similarity")) << passed["experts"];
+    EXPECT_EQ(routed["experts"][0]["name"], passed["experts"][0]["name"]);
+    const json direct = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --adapter " + hidden + "/" +
+                                      routed["experts"][0]["name"].get<std::string>()));
+    EXPECT_LE(max_excess(routed["logits"][0], direct["logits"][0], 1e-5, 1e-5), 0.0);
+    EXPECT_LE(max_excess(passed["logits"][0], direct["logits"][0], 1e-5, 1e-5), 0.0);
+    // Soft top-2: the weights of both routes agree (the pooled states agree in f32).
+    const std::string soft = " --moe-top-k 2 --moe-temperature 1";
+    const json r2 = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden + soft));
+    const json p2 = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden + soft +
+                                  " --moe-route pass"));
+    ASSERT_EQ(r2["experts"].size(), 2u);
+    for (size_t e = 0; e < 2; ++e) {
+      EXPECT_EQ(r2["experts"][e]["name"], p2["experts"][e]["name"]);
+      EXPECT_NEAR(r2["experts"][e]["weight"].get<double>(), p2["experts"][e]["weight"].get<double>(), 1e-5);
+    }
+    EXPECT_LE(max_excess(r2["logits"][0], p2["logits"][0], 1e-5, 1e-5), 0.0);
+  }
+  const std::string everywhere = (dir_ / "hidden-all").string();
+  parse(run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                " --k 2 --steps 2 --batch-tokens 256 --embedding hidden --embedding-layer 1 --expert-layers all --out " +
+                everywhere));
   const std::string ids = ids_text(held_out(1)[0].second);
-  const json routed = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + hidden));
-  ASSERT_EQ(routed["experts"].size(), 1u);
-  const json direct = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --adapter " + hidden + "/" +
-                                    routed["experts"][0]["name"].get<std::string>()));
-  EXPECT_LE(max_excess(routed["logits"][0], direct["logits"][0], 1e-5, 1e-5), 0.0);
+  const json by_pass = parse(run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + everywhere));
+  EXPECT_TRUE(by_pass["experts"][0].contains("similarity")) << "auto routes these by the base pass";
+  const auto refused = run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + everywhere +
+                                   " --moe-route prefill",
+                               true);
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_NE(refused.out.find("adapts layer 0, below the routing layer 1"), std::string::npos) << refused.out;
+  const auto tfidf = run_cli("logits --model " + model_ + " --ids " + ids + " --moe " + mix_ + " --moe-route prefill",
+                             true);
+  EXPECT_EQ(tfidf.code, 2);
+  EXPECT_NE(tfidf.out.find("routes by TF-IDF"), std::string::npos) << tfidf.out;
+  const auto above_tfidf = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
+                                       " --k 2 --expert-layers above --out " + (dir_ / "y").string(),
+                                   true);
+  EXPECT_EQ(above_tfidf.code, 2);
+  EXPECT_NE(above_tfidf.out.find("--expert-layers above needs --embedding hidden"), std::string::npos)
+      << above_tfidf.out;
   const auto bad = run_cli("moe create --model " + model_ + " --corpus " + (dir_ / "corpus.jsonl").string() +
                                " --k 2 --embedding hidden --embedding-layer 99 --out " + (dir_ / "x").string(),
                            true);

@@ -90,6 +90,59 @@ TEST(NodeHttp, AMixtureRoutesEachRequestToItsExpert) {
   EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
 }
 
+// A hidden-state mixture whose experts adapt the routing layer and above
+// routes in each request's own prefill on the node: the experts it reports
+// are those the CLI's base pass picks, and its output is the chosen expert's
+// named directly. Experts on every layer are refused, saying why.
+TEST(NodeHttp, AHiddenStateMixtureRoutesInEachRequestsPrefill) {
+  Node node({});
+  const std::string model = node.dir() + "/tiny", mix = node.dir() + "/mixh";
+  {
+    std::ofstream f(node.dir() + "/corpus.jsonl");
+    for (const auto& l : moe::synthetic_corpus(20, 5)) f << nlohmann::json{{"text", l.text}}.dump() << "\n";
+  }
+  const std::string create = "moe create --model " + model + " --corpus " + node.dir() +
+                             "/corpus.jsonl --k 4 --steps 10 --batch-tokens 256 --lr 1e-2 --seed 1 "
+                             "--embedding hidden --embedding-layer 1 --out ";
+  ASSERT_EQ(run_cli(create + mix).code, 0);
+  std::string r = node.post("/v1/mixtures", "{\"name\": \"desk\", \"path\": \"" + mix + "\"}");
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  std::set<std::string> chosen;
+  for (const std::string prompt : {"KYC CHECK | client_id=482913 | document=passport | sanctions_screen=",
+                                   "Section 12.3 Policy summary: the Licensee shall indemnify and hold harmless any"}) {
+    SCOPED_TRACE(prompt);
+    r = node.post("/v1/completions",
+                  "{\"model\": \"desk\", \"prompt\": \"" + prompt + "\", \"max_tokens\": 6, \"temperature\": 0}");
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    const auto got = body_of(r);
+    ASSERT_EQ(got["experts"].size(), 1u) << r;
+    EXPECT_EQ(got["experts"][0]["weight"], 1.0);
+    const std::string expert = got["experts"][0]["name"];
+    chosen.insert(expert);
+    const auto cli = run_cli("generate --model " + model + " --moe " + mix + " --moe-route pass --prompt '" + prompt +
+                             "' --max-tokens 1 --temperature 0 --json");
+    ASSERT_EQ(cli.code, 0) << cli.out;
+    EXPECT_EQ(nlohmann::json::parse(cli.out)["experts"][0]["name"], expert) << "the base pass routes alike";
+    r = node.post("/v1/completions", "{\"model\": \"desk." + expert + "\", \"prompt\": \"" + prompt +
+                                         "\", \"max_tokens\": 6, \"temperature\": 0}");
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    EXPECT_EQ(body_of(r)["choices"][0]["text"], got["choices"][0]["text"]) << expert;
+  }
+  EXPECT_EQ(chosen.size(), 2u) << "two domains, two experts";
+  // Streamed: the chunks carry the experts once the prefill has chosen them.
+  r = node.post("/v1/completions", R"({"model": "desk", "prompt": "Weekly update, project Atlas: status",
+                                       "max_tokens": 3, "stream": true})");
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_NE(r.find("\"experts\":[{\"name\":\"expert-"), std::string::npos) << r;
+
+  ASSERT_EQ(run_cli(create + node.dir() + "/mixall --expert-layers all").code, 0);
+  r = node.post("/v1/mixtures", "{\"name\": \"desk2\", \"path\": \"" + node.dir() + "/mixall\"}");
+  EXPECT_EQ(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_NE(r.find("adapts layer 0, below the routing layer 1"), std::string::npos) << r;
+  r = node.post("/v1/completions", R"({"model": "desk2", "prompt": "hi", "max_tokens": 2})");
+  EXPECT_NE(r.find("HTTP404"), std::string::npos) << r;
+}
+
 TEST(NodeHttp, BadInputGetsClearErrors) {
   Node node({"--max-body-bytes", "2000"});
   const std::string big(5000, 'x');

@@ -9,6 +9,7 @@
 //
 //   embed                          x = E[tokens]
 //   for each layer l:
+//     after_layers(l)              rows routed in their prefill pick their experts (l: layers done)
 //     attn_norm(l)                 x += mlp_out (l > 0);  h = rmsnorm(x) · w_in
 //     qkv(l)                       q|k|v = h · Wqkv (+ bias: Qwen2 / attention_bias) + LoRA_q,k,v
 //     rope_and_cache(l)            RoPE(q, k) at each token's position; k, v into the paged KV cache
@@ -19,6 +20,7 @@
 //     gate_up(l)                   g|u = h · Wgu + LoRA_gate,up
 //     act(l)                       a = silu(g) · u
 //     down(l)                      mlp_out = a · Wdown + LoRA_down
+//   after_layers(num_layers)
 //   head                           x += mlp_out at the logits positions; logits = rmsnorm(x) · W_lm
 //
 // Sampling follows the graph (each backend's sampler, one counter RNG).
@@ -43,6 +45,10 @@ class LlamaOps {
   virtual Status act(int layer) = 0;
   virtual Status down(int layer) = 0;
   virtual Status head() = 0;
+  // Between layers, once `layers_done` layers are complete (0 before the
+  // first, num_layers before head): where rows routed in their prefill pick
+  // their experts (PrefillRouter). A backend that takes no routes has nothing to do.
+  virtual Status after_layers(int /*layers_done*/) { return ok_status(); }
 };
 
 // The forward pass of `num_layers` layers over `ops`, stopping at the first
@@ -50,6 +56,7 @@ class LlamaOps {
 inline Status run_llama_forward(LlamaOps& ops, int num_layers) {
   MYRIAD_TRY(ops.embed());
   for (int l = 0; l < num_layers; ++l) {
+    MYRIAD_TRY(ops.after_layers(l));
     MYRIAD_TRY(ops.attn_norm(l));
     MYRIAD_TRY(ops.qkv(l));
     MYRIAD_TRY(ops.rope_and_cache(l));
@@ -60,6 +67,7 @@ inline Status run_llama_forward(LlamaOps& ops, int num_layers) {
     MYRIAD_TRY(ops.act(l));
     MYRIAD_TRY(ops.down(l));
   }
+  MYRIAD_TRY(ops.after_layers(num_layers));
   return ops.head();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "gpu/cpu/paged_attention.h"
 #include "gpu/devices.h"
 #include "runtime/log.h"
+#include "runtime/moe/router.h"
 #include "runtime/plan_validation.h"
 
 namespace myriad::gpu::cpu {
@@ -163,6 +165,9 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
                    (weights_copied() ? "copied, " + std::to_string(huge >> 20) + " MiB in huge pages" : "mapped") +
                    ", KV " + dtype_name(kv_.dtype()) + ")";
   }
+  info_.routes_in_prefill = o.num_adapter_slots > 0;
+  info_.hidden_size = int32_t(c.hidden_size);
+  info_.num_layers = int32_t(c.num_layers);
   inv_freq_ = rope_inv_freq(c);
   if (c.use_sliding_window && c.sliding_window) window_ = *c.sliding_window;
   if (o.num_adapter_slots > 0) {
@@ -329,6 +334,51 @@ Status CpuExecutor::head() {
   return ok_status();
 }
 
+// Rows routed in their prefill whose router reads the hidden state after
+// `layers_done` layers: their routed tokens' mean hidden state (the residual
+// stream: x_ plus the previous layer's MLP output, still in o_), normalised
+// as moe::hidden_embed does, picks their experts; the chosen slots apply to
+// the row's tokens from this layer on.
+Status CpuExecutor::after_layers(int layers_done) {
+  const StepPlan& plan = *plan_;
+  if (plan.routes.empty()) return ok_status();
+  const int64_t H = ckpt_->config().hidden_size;
+  route_embedding_.resize(size_t(H));
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    const SeqRow& r = plan.rows[i];
+    if (r.route < 0) continue;
+    const RowRoute& route = plan.routes[size_t(r.route)];
+    const PrefillRouter& router = *route.router;
+    if (router.layer != layers_done) continue;
+    const int64_t first = attn_rows_[i].token_begin + route.first_token, n = route.num_tokens;
+    const double inv_n = 1.0 / double(n);
+    double norm = 0;
+    for (int64_t k = 0; k < H; ++k) {
+      double sum = 0;
+      for (int64_t t = first; t < first + n; ++t)
+        sum += double(x_[size_t(t * H + k)]) + (layers_done > 0 ? double(o_[size_t(t * H + k)]) : 0.0);
+      const float mean = float(sum * inv_n);
+      route_embedding_[size_t(k)] = mean;
+      norm += double(mean) * double(mean);
+    }
+    const float inv_norm = norm > 0 ? float(1.0 / std::sqrt(norm)) : 0.0f;
+    for (float& v : route_embedding_) v *= inv_norm;
+    auto choices = moe::route(route_embedding_, router.centroids, router.num_experts(), router.cosine,
+                              moe::RoutingOptions{router.top_k, router.temperature});
+    if (!choices.ok()) return choices.error();
+    AdapterMix mix;
+    RoutedRow& out = routed_.emplace_back();
+    out.row = uint32_t(i);
+    for (const moe::ExpertChoice& c : choices.value()) {
+      mix.refs[mix.count++] = {route.expert_slots[size_t(c.expert)], float(c.weight)};
+      out.weights[size_t(c.expert)] = float(c.weight);
+      out.similarities[size_t(c.expert)] = float(c.similarity);
+    }
+    for (int64_t t = attn_rows_[i].token_begin; t < attn_rows_[i].token_begin + r.num_tokens; ++t) mix_[size_t(t)] = mix;
+  }
+  return ok_status();
+}
+
 Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   const auto t0 = std::chrono::steady_clock::now();  // the CPU is the device: its step time is wall time
   out.clear();
@@ -362,7 +412,7 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
     int64_t t = 0;
     for (size_t i = 0; i < plan.rows.size(); ++i) {
       const SeqRow& r = plan.rows[i];
-      any_adapter_ |= r.adapters.count > 0;
+      any_adapter_ |= r.adapters.count > 0 || r.route >= 0;
       for (uint32_t j = 0; j < r.num_tokens; ++j, ++t) {
         pos_[size_t(t)] = int64_t(r.start_pos) + j;
         row_of_[size_t(t)] = int32_t(i);
@@ -385,9 +435,12 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
   }
   plan_ = &plan;
   T_ = T;
+  routed_.clear();
   const Status forward = run_llama_forward(*this, int(layers_.size()));
   plan_ = nullptr;
   MYRIAD_TRY(forward);
+  std::sort(routed_.begin(), routed_.end(), [](const RoutedRow& a, const RoutedRow& b) { return a.row < b.row; });
+  out.routed.assign(routed_.begin(), routed_.end());
   const int64_t P = int64_t(logit_tokens_.size());
   if (P == 0) {
     out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -5,6 +5,7 @@
 // messages; tests record them).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -44,6 +45,10 @@ struct RequestEvent {
   uint32_t num_output_tokens = 0;  // tokens emitted before this event
   double queue_ms = -1.0;          // submit -> first admission into the batch; -1 if never admitted
   Error error;                     // kFailed only
+  // A request with a prefill_router, on every event once it has routed: the
+  // weight each of its adapters got (0: not chosen), in Request::adapters order.
+  uint8_t num_expert_weights = 0;
+  std::array<float, kMaxAdaptersPerRow> expert_weights{};
 
   bool is_final() const { return kind == EventKind::kFinished || kind == EventKind::kFailed; }
 };

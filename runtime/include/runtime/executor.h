@@ -31,6 +31,12 @@ struct ExecutorInfo {
   int32_t max_tokens_per_step = 0;  // sum of the rows' new tokens
   int32_t max_rows = 0;             // rows (sequences) in one plan
   int32_t max_logits_rows = 0;      // logits positions returned (kLast: 1 a row, kAll: its tokens)
+  // Rows that pick their experts at a layer of their own prefill
+  // (PrefillRouter): an executor that takes them says so and gives the
+  // model's shape the routers must match.
+  bool routes_in_prefill = false;
+  int32_t hidden_size = 0;
+  int32_t num_layers = 0;
 };
 
 // Called exactly once per accepted load, from any thread (the executor's

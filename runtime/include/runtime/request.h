@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,11 @@ struct Request {
   // request (a stop token, max_tokens, a stop string): that token is then
   // computed again and ends it.
   std::vector<int32_t> resume_output;
+  // A mixture of experts routed by hidden state from this request's own
+  // prefill: `adapters` are the router's experts (their weights unused), and
+  // the executor picks among them after router->layer layers (an executor
+  // with routes_in_prefill only). Null: the adapters apply as weighted.
+  std::shared_ptr<const PrefillRouter> prefill_router;
 };
 
 // Why a request finished normally (failures are Errors, not reasons).

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "runtime/executor.h"
 #include "runtime/request.h"
 #include "runtime/result.h"
 #include "runtime/scheduler_config.h"
@@ -27,5 +28,11 @@ RequestLimits request_limits(const SchedulerConfig& config);
 // on an engine without slots). Does not check id uniqueness or whether the
 // adapters exist: those are the scheduler's and the registry's.
 Status validate_request(const Request& request, const RequestLimits& limits);
+
+// A request's prefill_router against the executor that would run it:
+// kUnsupported where the executor does not route in prefill, kInvalidArgument
+// where the router's layer or width does not fit the model. (Its shape
+// against the request, validate_request checks.)
+Status check_prefill_router_fits(const Request& request, const ExecutorInfo& info);
 
 }  // namespace myriad

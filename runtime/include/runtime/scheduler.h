@@ -224,6 +224,8 @@ class Scheduler {
   void preempt(Sequence& s);
   bool reclaim_paused(const Sequence* keep);
 
+  RequestEvent& new_event(const Sequence& s);  // its id and, once routed, its experts' weights
+  bool apply_routes(const StepResult& result, double now_ms);  // false: the step failed
   void finish(Sequence& s, FinishReason reason, double now_ms);  // removes from queue, not from running_
   void fail(Sequence& s, const Error& error, double now_ms);
   void retire(Sequence& s);  // frees blocks, unpins, unindexes, recycles

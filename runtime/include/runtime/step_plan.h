@@ -39,6 +39,37 @@ struct AdapterMix {
 
 enum class LogitsRequest : uint8_t { kNone, kLast, kAll };
 
+// How a request to a mixture of experts routed by hidden state picks its
+// experts during its own prefill, with no second pass: after `layer` decoder
+// layers, the row's hidden states (the residual stream) over its routed
+// tokens are averaged, L2-normalised and matched to the centroids; the top_k
+// experts, softmax-weighted by similarity / temperature, apply from that
+// layer on (moe::route). Below `layer` the row runs as the base model, so
+// this equals routing by a base pass only when the experts adapt no layer
+// below it (PEFT's layers_to_transform). Immutable once made; a request
+// shares it with its rows.
+struct PrefillRouter {
+  int32_t layer = 0;            // in [0, num_layers]
+  uint32_t skip_tokens = 0;     // leading prompt tokens not averaged (a BOS)
+  uint32_t max_tokens = 0;      // prompt tokens averaged at most after the skipped ones (0: all)
+  int32_t dim = 0;              // the model's hidden size
+  std::vector<float> centroids;  // [experts, dim]; expert e is the request's adapters[e]
+  bool cosine = true;           // else minus the squared euclidean distance
+  int32_t top_k = 1;
+  double temperature = 0.05;
+  int32_t num_experts() const { return dim > 0 ? int32_t(centroids.size() / size_t(dim)) : 0; }
+};
+
+// A row that routes in this step: its tokens [first_token, first_token +
+// num_tokens) are averaged, and the chosen experts' slots replace the row's
+// adapters (none until then) from router->layer on.
+struct RowRoute {
+  const PrefillRouter* router = nullptr;  // owned by the request, alive during step()
+  uint32_t first_token = 0;
+  uint32_t num_tokens = 0;
+  std::array<int32_t, kMaxAdaptersPerRow> expert_slots{};  // the slot of expert e
+};
+
 struct SeqRow {
   SeqId seq = 0;
   uint32_t token_offset = 0;  // into StepPlan::tokens
@@ -54,6 +85,7 @@ struct SeqRow {
   uint32_t history_offset = 0;  // into StepPlan::history: prompt + generated ids, for penalties only
   uint32_t history_len = 0;
   uint32_t prompt_len = 0;      // the first prompt_len ids of history are the prompt (frequency/presence count outputs only)
+  int32_t route = -1;           // into StepPlan::routes: the row picks its experts during this step
 };
 
 struct StepPlan {
@@ -61,12 +93,14 @@ struct StepPlan {
   std::vector<int32_t> tokens;     // all rows' new token ids
   std::vector<int32_t> block_ids;  // all rows' block tables
   std::vector<int32_t> history;    // penalty histories
+  std::vector<RowRoute> routes;    // rows routing in their prefill (see PrefillRouter)
 
   void clear() {
     rows.clear();
     tokens.clear();
     block_ids.clear();
     history.clear();
+    routes.clear();
   }
   size_t num_tokens() const { return tokens.size(); }
 };
@@ -77,11 +111,20 @@ struct SampledToken {
   float logprob = 0.0f;  // log-softmax of the chosen token under the (penalized, temperature-scaled) distribution
 };
 
+// The experts a routing row chose: each expert's weight (0: not chosen) and
+// similarity, in the router's expert order.
+struct RoutedRow {
+  uint32_t row = 0;  // index into plan.rows
+  std::array<float, kMaxAdaptersPerRow> weights{};
+  std::array<float, kMaxAdaptersPerRow> similarities{};
+};
+
 struct StepResult {
   std::vector<SampledToken> sampled;  // one per row with sample=true, in row order
   // Logits of rows that asked, in row order: kLast gives 1 row, kAll gives num_tokens rows.
   std::vector<float> logits;          // [sum of positions, vocab]
   std::vector<uint32_t> logits_rows;  // index into plan.rows for each logits position block start
+  std::vector<RoutedRow> routed;      // one per plan row with a route, in row order
   // What the step took on the device, as the executor measured it (-1 =
   // not measured); the engine records it in its metrics.
   double device_ms = -1.0;
@@ -91,6 +134,7 @@ struct StepResult {
     sampled.clear();
     logits.clear();
     logits_rows.clear();
+    routed.clear();
   }
 };
 

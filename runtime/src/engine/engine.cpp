@@ -5,6 +5,7 @@
 #include <string>
 
 #include "runtime/log.h"
+#include "runtime/request_validation.h"
 #include "runtime/scheduler_config.h"
 
 namespace myriad {
@@ -68,6 +69,10 @@ Result<RequestId> Engine::submit(Request request) {
   if (!request.stop.empty() && !tokenizer_) {
     ++metrics_.overall.rejected;
     return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
+  }
+  if (Status st = check_prefill_router_fits(request, executor_.info()); !st.ok()) {
+    ++metrics_.overall.rejected;
+    return st.error();
   }
   Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids, false};
   if (tokenizer_) {

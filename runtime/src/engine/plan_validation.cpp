@@ -18,6 +18,39 @@ Status check_sampling_params(const SamplingParams& sp) {
   return ok_status();
 }
 
+namespace {
+
+template <class Bad>
+Status check_route(const StepPlan& plan, const SeqRow& r, const ExecutorInfo& info,
+                   const std::function<bool(int32_t)>& slot_ready, const Bad& bad) {
+  if (!info.routes_in_prefill) return bad("routes in its prefill, which this executor does not");
+  if (size_t(r.route) >= plan.routes.size())
+    return bad("route " + std::to_string(r.route) + " past plan.routes (" + std::to_string(plan.routes.size()) + ")");
+  if (r.adapters.count != 0) return bad("routes in its prefill but already names adapters");
+  const RowRoute& route = plan.routes[size_t(r.route)];
+  const PrefillRouter* router = route.router;
+  if (router == nullptr) return bad("route without a router");
+  const int32_t n = router->num_experts();
+  if (n < 1 || n > kMaxAdaptersPerRow)
+    return bad("router of " + std::to_string(n) + " experts (1 to " + std::to_string(kMaxAdaptersPerRow) + ")");
+  if (router->dim != info.hidden_size)
+    return bad("router of width " + std::to_string(router->dim) + " for hidden size " + std::to_string(info.hidden_size));
+  if (router->layer < 0 || router->layer > info.num_layers)
+    return bad("router layer " + std::to_string(router->layer) + " outside [0, " + std::to_string(info.num_layers) + "]");
+  if (router->top_k < 1 || router->top_k > n) return bad("router top_k " + std::to_string(router->top_k));
+  if (route.num_tokens == 0 || size_t(route.first_token) + route.num_tokens > r.num_tokens)
+    return bad("routed tokens [" + std::to_string(route.first_token) + ", +" + std::to_string(route.num_tokens) +
+               ") outside the row's " + std::to_string(r.num_tokens));
+  for (int32_t e = 0; e < n; ++e) {
+    const int32_t slot = route.expert_slots[size_t(e)];
+    if (slot < 0 || slot >= info.num_adapter_slots || !slot_ready(slot))
+      return bad("expert " + std::to_string(e) + "'s slot " + std::to_string(slot) + " is out of range or not ready");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
 Status validate_plan(const StepPlan& plan, const ExecutorInfo& info, const std::function<bool(int32_t)>& slot_ready) {
   const int64_t bs = info.kv_block_size;
   if (info.max_rows > 0 && plan.rows.size() > size_t(info.max_rows))
@@ -69,6 +102,7 @@ Status validate_plan(const StepPlan& plan, const ExecutorInfo& info, const std::
       if (!std::isfinite(ref.weight)) return bad("adapter slot " + std::to_string(ref.slot) + ": weight is not finite");
       if (!slot_ready(ref.slot)) return bad("adapter slot " + std::to_string(ref.slot) + " is not ready (loading or empty)");
     }
+    if (r.route >= 0) MYRIAD_TRY(check_route(plan, r, info, slot_ready, bad));
     tokens += r.num_tokens;
   }
   if (info.max_tokens_per_step > 0 && tokens > size_t(info.max_tokens_per_step))

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -457,13 +458,22 @@ Status save_peft_adapter(const std::string& dir, const LoraWeights& w, const std
     }
   }
   ojson rank_pattern = ojson::object(), alpha_pattern = ojson::object();
-  std::vector<int64_t> layers_seen;
+  // The layers with any module: all of them, or a subset that PEFT's
+  // layers_to_transform names.
+  std::vector<int64_t> layers;
+  for (int32_t l = 0; l < w.num_layers; ++l)
+    for (LinearModule m : kAllModules)
+      if (w.at(l, m).rank != 0) {
+        layers.push_back(l);
+        break;
+      }
   for (int32_t l = 0; l < w.num_layers; ++l) {
+    const bool adapted_layer = std::find(layers.begin(), layers.end(), int64_t(l)) != layers.end();
     for (LinearModule m : kAllModules) {
       const LoraModuleWeights& mw = w.at(l, m);
-      // Every layer of a targeted module type must have it (PEFT targets by name).
+      // Every adapted layer has every targeted module type (PEFT targets by name).
       if (mw.rank == 0) {
-        if (targets.count(linear_module_name(m))) {
+        if (adapted_layer && targets.count(linear_module_name(m))) {
           return make_error(ErrorCode::kInvalidArgument, "adapter '" + w.name + "': " + peft_module_path(l, m) +
                                                              " is not adapted while other layers' " +
                                                              linear_module_name(m) + " are");
@@ -487,7 +497,7 @@ Status save_peft_adapter(const std::string& dir, const LoraWeights& w, const std
                {"fan_in_fan_out", false},
                {"inference_mode", true},
                {"init_lora_weights", true},
-               {"layers_to_transform", nullptr},
+               {"layers_to_transform", layers.size() == size_t(w.num_layers) ? ojson(nullptr) : ojson(layers)},
                {"lora_alpha", alpha},
                {"lora_dropout", 0.0},
                {"modules_to_save", nullptr},

@@ -1,5 +1,6 @@
 #include "runtime/moe/hidden_embedding.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/training/lora_params.h"
@@ -8,12 +9,15 @@ namespace myriad::moe {
 
 Result<std::vector<float>> hidden_embed(LoraTrainingBackend& backend, const ModelConfig& base,
                                         const std::vector<std::vector<int32_t>>& docs, int32_t layer,
-                                        int64_t batch_tokens) {
+                                        int64_t batch_tokens, int32_t context_tokens) {
   if (layer < 0 || layer > base.num_layers)
     return make_error(ErrorCode::kInvalidArgument,
                       "embedding layer " + std::to_string(layer) + " outside [0, " + std::to_string(base.num_layers) + "]");
+  if (context_tokens < 0) return make_error(ErrorCode::kInvalidArgument, "context_tokens is negative");
   for (size_t d = 0; d < docs.size(); ++d)
-    if (docs[d].empty()) return make_error(ErrorCode::kInvalidArgument, "document " + std::to_string(d) + " is empty");
+    if (docs[d].size() <= size_t(context_tokens))
+      return make_error(ErrorCode::kInvalidArgument, "document " + std::to_string(d) + " is empty" +
+                                                         (context_tokens > 0 ? " after its context tokens" : ""));
   // No adapter: every module at rank 0.
   LoraParams<float> none;
   none.num_layers = int32_t(base.num_layers);
@@ -22,7 +26,11 @@ Result<std::vector<float>> hidden_embed(LoraTrainingBackend& backend, const Mode
   job.params = &none;
   std::vector<TrainingJobTensors<float>> jobs = {job};
   std::vector<std::vector<uint8_t>> targets(docs.size());
-  for (size_t d = 0; d < docs.size(); ++d) targets[d].assign(docs[d].size(), 0);
+  // Marked positions are the averaged ones (all, when none is marked).
+  for (size_t d = 0; d < docs.size(); ++d) {
+    targets[d].assign(docs[d].size(), context_tokens > 0 ? 1 : 0);
+    std::fill(targets[d].begin(), targets[d].begin() + context_tokens, uint8_t(0));
+  }
 
   const size_t H = size_t(base.hidden_size);
   std::vector<float> out;

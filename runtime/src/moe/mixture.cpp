@@ -59,6 +59,31 @@ Result<std::vector<ExpertChoice>> Mixture::route_embedding(std::span<const float
   return moe::route(e, centroids, k(), cosine, options);
 }
 
+std::string Mixture::why_not_routed_in_prefill(const std::vector<std::shared_ptr<const LoraWeights>>& weights) const {
+  if (embedding_kind != EmbeddingKind::kHiddenMean) return "it routes by TF-IDF, not by hidden state";
+  if (k() > kMaxAdaptersPerRow)
+    return "its " + std::to_string(k()) + " experts exceed the " + std::to_string(kMaxAdaptersPerRow) +
+           " adapters of one row";
+  for (size_t e = 0; e < weights.size() && e < experts.size(); ++e)
+    for (int l = 0; l < hidden_layer && l < weights[e]->num_layers; ++l)
+      for (int m = 0; m < kNumLinearModules; ++m)
+        if (weights[e]->at(l, LinearModule(m)).rank != 0)
+          return experts[e].name + " adapts layer " + std::to_string(l) + ", below the routing layer " +
+                 std::to_string(hidden_layer) + " (moe create --expert-layers above avoids it)";
+  return "";
+}
+
+std::shared_ptr<PrefillRouter> Mixture::prefill_router(const RoutingOptions& options) const {
+  auto router = std::make_shared<PrefillRouter>();
+  router->layer = hidden_layer;
+  router->dim = int32_t(hidden_dim);
+  router->centroids = centroids;
+  router->cosine = cosine;
+  router->top_k = options.top_k;
+  router->temperature = options.temperature;
+  return router;
+}
+
 json Mixture::to_json() const {
   json experts_j = json::array(), centroids_j = json::array();
   for (int64_t c = 0; c < k(); ++c) {
@@ -78,7 +103,7 @@ json Mixture::to_json() const {
                  {"ngrams", TfidfModel::kNgrams},
                  {"num_docs", embedding.num_docs()},
                  {"idf", embedding.idf()}}
-          : json{{"kind", "hidden-mean"}, {"dim", dim()}, {"layer", hidden_layer}};
+          : json{{"kind", "hidden-mean"}, {"dim", dim()}, {"layer", hidden_layer}, {"context_tokens", hidden_context}};
   return {{"format", kMixtureFormat},
           {"base_model", base_model},
           {"k", k()},
@@ -121,6 +146,12 @@ Result<Mixture> Mixture::from_json(const json& j, const std::string& where) {
       return bad(where, "embedding.dim must be a positive integer");
     m.hidden_layer = int32_t(emb["layer"].get<int64_t>());
     m.hidden_dim = emb["dim"].get<int64_t>();
+    if (emb.contains("context_tokens")) {
+      if (!emb["context_tokens"].is_number_integer() || emb["context_tokens"].get<int64_t>() < 0 ||
+          emb["context_tokens"].get<int64_t>() > 16)
+        return bad(where, "embedding.context_tokens must be an integer in [0, 16]");
+      m.hidden_context = int32_t(emb["context_tokens"].get<int64_t>());
+    }
   } else {
     return bad(where, "embedding.kind must be \"tfidf-token-ngrams\" or \"hidden-mean\"");
   }

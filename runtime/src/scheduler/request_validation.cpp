@@ -44,7 +44,44 @@ Status check_adapters(const Request& request, const RequestLimits& limits) {
   return ok_status();
 }
 
+Status check_prefill_router(const Request& request) {
+  const PrefillRouter* r = request.prefill_router.get();
+  if (r == nullptr) return ok_status();
+  auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, "prefill router: " + std::move(msg)); };
+  if (r->dim <= 0) return bad("dim " + std::to_string(r->dim) + " is not positive");
+  if (r->centroids.empty() || r->centroids.size() % size_t(r->dim) != 0)
+    return bad(std::to_string(r->centroids.size()) + " centroid values are not a whole number of rows of " +
+               std::to_string(r->dim));
+  if (size_t(r->num_experts()) != request.adapters.size())
+    return bad(std::to_string(r->num_experts()) + " centroids for " + std::to_string(request.adapters.size()) +
+               " adapters (one expert each)");
+  for (float v : r->centroids)
+    if (!std::isfinite(v)) return bad("a centroid value is not finite");
+  if (r->top_k < 1 || r->top_k > r->num_experts())
+    return bad("top_k " + std::to_string(r->top_k) + " outside [1, " + std::to_string(r->num_experts()) + "]");
+  if (!(r->temperature > 0) || !std::isfinite(r->temperature))
+    return bad("temperature " + std::to_string(r->temperature) + " must be > 0");
+  if (r->layer < 0) return bad("layer " + std::to_string(r->layer) + " is negative");
+  return ok_status();
+}
+
 }  // namespace
+
+Status check_prefill_router_fits(const Request& request, const ExecutorInfo& info) {
+  const PrefillRouter* r = request.prefill_router.get();
+  if (r == nullptr) return ok_status();
+  if (!info.routes_in_prefill)
+    return make_error(ErrorCode::kUnsupported,
+                      "executor '" + info.device + "' does not route a mixture of experts in the prefill");
+  if (r->dim != info.hidden_size)
+    return make_error(ErrorCode::kInvalidArgument, "prefill router: centroids of width " + std::to_string(r->dim) +
+                                                       " but the model's hidden size is " +
+                                                       std::to_string(info.hidden_size));
+  if (r->layer > info.num_layers)
+    return make_error(ErrorCode::kInvalidArgument, "prefill router: layer " + std::to_string(r->layer) +
+                                                       " but the model has " + std::to_string(info.num_layers));
+  return ok_status();
+}
 
 Status validate_request(const Request& request, const RequestLimits& limits) {
   auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, std::move(msg)); };
@@ -79,7 +116,8 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
                       "prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +
                           ") needs " + std::to_string(blocks) + " KV blocks; the pool has " +
                           std::to_string(limits.num_kv_blocks));
-  return check_adapters(request, limits);
+  MYRIAD_TRY(check_adapters(request, limits));
+  return check_prefill_router(request);
 }
 
 }  // namespace myriad

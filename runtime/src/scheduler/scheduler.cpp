@@ -63,6 +63,8 @@ Scheduler::Sequence* Scheduler::new_sequence() {
 void Scheduler::recycle(Sequence* s) {
   s->tokens.clear();  // capacities kept: a recycled sequence allocates nothing
   s->stop.clear();
+  s->router.reset();
+  s->routed = false;
   s->blocks.clear();
   s->adapter = nullptr;
   s->state = SeqState::kDone;
@@ -118,6 +120,20 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->state = SeqState::kQueued;
   s->in_running = false;
   s->was_paused = false;
+  s->router = request.prefill_router;
+  s->routed = false;
+  if (s->router) {
+    // The routed tokens come in the first chunk, so the route is the same
+    // whatever else shares the step; a chunk never exceeds these limits.
+    uint32_t end = s->prompt_len;
+    const uint32_t skip = std::min(s->router->skip_tokens, s->prompt_len - 1);
+    if (s->router->max_tokens > 0) end = std::min(end, skip + s->router->max_tokens);
+    end = std::min(end, uint32_t(config_.max_tokens_per_step));
+    if (config_.max_prefill_chunk > 0) end = std::min(end, uint32_t(config_.max_prefill_chunk));
+    s->route_end = end;
+    // Until it routes, no expert weighs anything.
+    s->weights.fill(0.0f);
+  }
   by_id_.emplace(s->id, s);
   a->queue.push_back(s);
   count_queued(*s);
@@ -183,9 +199,19 @@ void Scheduler::retire(Sequence& s) {
   if (!s.in_running) recycle(&s);  // else compact_running() recycles it
 }
 
-void Scheduler::finish(Sequence& s, FinishReason reason, double now_ms) {
+RequestEvent& Scheduler::new_event(const Sequence& s) {
   RequestEvent& e = events_.emplace_back();
   e.id = s.id;
+  if (s.router && s.routed) {
+    const size_t n = s.adapter->members.size();
+    e.num_expert_weights = uint8_t(n);
+    for (size_t i = 0; i < n; ++i) e.expert_weights[i] = s.weights[size_t(s.member_of_adapter[i])];
+  }
+  return e;
+}
+
+void Scheduler::finish(Sequence& s, FinishReason reason, double now_ms) {
+  RequestEvent& e = new_event(s);
   e.kind = EventKind::kFinished;
   e.time_ms = now_ms;
   e.reason = reason;
@@ -195,8 +221,7 @@ void Scheduler::finish(Sequence& s, FinishReason reason, double now_ms) {
 }
 
 void Scheduler::fail(Sequence& s, const Error& error, double now_ms) {
-  RequestEvent& e = events_.emplace_back();
-  e.id = s.id;
+  RequestEvent& e = new_event(s);
   e.kind = EventKind::kFailed;
   e.time_ms = now_ms;
   e.num_output_tokens = s.generated;
@@ -268,6 +293,7 @@ void Scheduler::update(const StepResult& result, double now_ms) {
               now_ms);
     return;
   }
+  if (!apply_routes(result, now_ms)) return;
   size_t si = 0;
   size_t logits_pos = 0;  // into result.logits, in positions
   const size_t vocab = config_.vocab_size > 0 ? size_t(config_.vocab_size) : 0;
@@ -293,8 +319,7 @@ void Scheduler::update(const StepResult& result, double now_ms) {
     }
     s.tokens.push_back(t->token);
     ++s.generated;
-    RequestEvent& e = events_.emplace_back();
-    e.id = s.id;
+    RequestEvent& e = new_event(s);
     e.kind = EventKind::kToken;
     e.time_ms = now_ms;
     e.token = t->token;
@@ -310,6 +335,27 @@ void Scheduler::update(const StepResult& result, double now_ms) {
   compact_running();
 }
 
+// The experts each routing row chose become its weights. An executor that
+// answers a route other than as asked fails the step.
+bool Scheduler::apply_routes(const StepResult& result, double now_ms) {
+  const StepPlan& plan = out_.plan;
+  size_t j = 0;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    if (plan.rows[i].route < 0) continue;
+    if (j >= result.routed.size() || result.routed[j].row != i) {
+      fail_step(make_error(ErrorCode::kInternal, "executor did not route plan row " + std::to_string(i)), now_ms);
+      return false;
+    }
+    const RoutedRow& routed = result.routed[j++];
+    Sequence& s = *step_seqs_[i];
+    if (s.state != SeqState::kRunning || s.id != plan.rows[i].seq || !s.router) continue;
+    const size_t n = s.adapter->members.size();
+    for (size_t e = 0; e < n; ++e) s.weights[size_t(s.member_of_adapter[e])] = routed.weights[e];
+    s.routed = true;
+  }
+  return true;
+}
+
 // A kLogits event for the prompt positions of `row` not reported before
 // (positions past the prompt, recomputed after a preemption, are not).
 void Scheduler::report_logits(Sequence& s, const SeqRow& row, const StepResult& result, size_t first_pos,
@@ -323,8 +369,7 @@ void Scheduler::report_logits(Sequence& s, const SeqRow& row, const StepResult& 
   const size_t offset = (first_pos + (from - first)) * vocab;
   MYRIAD_CHECK(offset + size_t(to - from) * vocab <= result.logits.size(),
                "executor returned " + std::to_string(result.logits.size()) + " logits, fewer than the plan asked");
-  RequestEvent& e = events_.emplace_back();
-  e.id = s.id;
+  RequestEvent& e = new_event(s);
   e.kind = EventKind::kLogits;
   e.time_ms = now_ms;
   e.logits_start = from;

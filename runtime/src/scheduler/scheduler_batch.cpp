@@ -59,8 +59,24 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
   plan.block_ids.insert(plan.block_ids.end(), s.blocks.begin(), s.blocks.end());
   row.adapters = AdapterMix::none();
   const auto& members = s.adapter->members;
-  for (size_t i = 0; i < members.size(); ++i) row.adapters.refs[i] = {members[i]->slot, s.weights[i]};
-  row.adapters.count = uint8_t(members.size());
+  row.route = -1;
+  if (!s.router) {
+    for (size_t i = 0; i < members.size(); ++i) row.adapters.refs[i] = {members[i]->slot, s.weights[i]};
+    row.adapters.count = uint8_t(members.size());
+  } else if (s.routed) {
+    for (size_t i = 0; i < members.size(); ++i)
+      if (s.weights[i] != 0.0f) row.adapters.refs[row.adapters.count++] = {members[i]->slot, s.weights[i]};
+  } else {
+    // Routes in this step: the base model until the router's layer.
+    MYRIAD_CHECK(s.num_computed == 0, "request " + std::to_string(s.id) + " continues its prefill unrouted");
+    RowRoute& route = plan.routes.emplace_back();
+    route.router = s.router.get();
+    route.first_token = std::min(s.router->skip_tokens, s.route_end - 1);
+    route.num_tokens = s.route_end - route.first_token;
+    for (size_t e = 0; e < members.size(); ++e)
+      route.expert_slots[e] = members[size_t(s.member_of_adapter[e])]->slot;
+    row.route = int32_t(plan.routes.size() - 1);
+  }
   row.sample = s.num_computed + chunk == s.tokens.size() && s.max_tokens > 0;
   row.logits = LogitsRequest::kNone;
   if (s.prompt_logits != LogitsRequest::kNone && s.num_computed + chunk > s.logits_reported &&
@@ -160,6 +176,11 @@ void Scheduler::plan_admissions() {
     chunk = std::min(chunk, fits());
     if (chunk <= 0) {
       admit_block_ = WaitReason::kKvBlocks;
+      return;
+    }
+    if (s.router && !s.routed && s.num_computed == 0 && chunk < int64_t(s.route_end)) {
+      // Its routed tokens must come in one chunk: wait for the budget.
+      admit_block_ = fits() < int64_t(s.route_end) ? WaitReason::kKvBlocks : WaitReason::kTokenBudget;
       return;
     }
     const int32_t need =

@@ -37,6 +37,7 @@ Scheduler::AdapterState* Scheduler::set_for(const std::vector<AdapterUse>& adapt
     if (i) key += '+';
     key += sorted[i]->id.to_string();
     s.weights[i] = sorted[i]->weight;
+    s.member_of_adapter[size_t(sorted[i] - adapters.data())] = int8_t(i);
   }
   auto it = adapters_.find(key);
   if (it != adapters_.end()) return it->second.get();

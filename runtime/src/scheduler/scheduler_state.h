@@ -30,6 +30,14 @@ struct Scheduler::Sequence {
   std::vector<int32_t> stop;
   std::vector<int32_t> blocks;  // KV block table
   std::array<float, kMaxAdaptersPerRow> weights{};  // mixing weight per member of its set
+  // A request routed in its prefill (Request::prefill_router): its set is
+  // all the experts; until its first step has routed it, its rows carry a
+  // RowRoute over its first route_end prompt tokens, then the chosen
+  // experts' weights (the others 0, left out of its rows).
+  std::shared_ptr<const PrefillRouter> router;
+  std::array<int8_t, kMaxAdaptersPerRow> member_of_adapter{};  // Request::adapters[i] is members[member_of_adapter[i]]
+  uint32_t route_end = 0;
+  bool routed = false;
   SamplingParams sampling;
   uint32_t prompt_len = 0;
   uint32_t max_tokens = 0;

@@ -11,7 +11,7 @@ LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& t
   p.num_layers = int32_t(base.num_layers);
   p.modules.resize(size_t(base.num_layers) * kNumLinearModules);
   uint64_t stream = splitmix64(seed ^ 0x4c6f5241496e6974ull);  // "LoRAInit"
-  for (int64_t l = 0; l < base.num_layers; ++l)
+  for (int64_t l = targets.first_layer; l < base.num_layers; ++l)
     for (int m = 0; m < kNumLinearModules; ++m) {
       if (!targets.modules[m]) continue;
       const auto [out, in] = linear_module_shape(base, LinearModule(m));

@@ -50,6 +50,9 @@ Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const
   if (!(config.targets.alpha > 0)) return bad_config("alpha must be positive");
   if (!std::any_of(std::begin(config.targets.modules), std::end(config.targets.modules), [](bool b) { return b; }))
     return bad_config("no target module");
+  if (config.targets.first_layer < 0 || config.targets.first_layer >= base.num_layers)
+    return bad_config("first_layer " + std::to_string(config.targets.first_layer) + " outside [0, " +
+                      std::to_string(base.num_layers) + ")");
   if (!(config.adamw.lr > 0) || !std::isfinite(config.adamw.lr)) return bad_config("the learning rate must be positive");
   if (config.batch_tokens < 1) return bad_config("batch_tokens must be at least 1");
   if (config.grad_accum < 1) return bad_config("grad_accum must be at least 1");
@@ -115,7 +118,10 @@ Result<std::unique_ptr<TrainingJob>> TrainingJob::create(std::string name, const
                                 {"steps", job->total_steps_}, {"batch_tokens", config.batch_tokens},
                                 {"grad_accum", config.grad_accum}, {"warmup", job->schedule_.warmup_steps},
                                 {"clip", config.max_grad_norm}, {"seed", config.seed}};
-    const std::string c = cfg.dump();
+    nlohmann::json keyed = cfg;
+    // Only when set, so jobs from before the setting keep their fingerprint.
+    if (config.targets.first_layer > 0) keyed["first_layer"] = config.targets.first_layer;
+    const std::string c = keyed.dump();
     h.update(c.data(), c.size());
     for (const auto& ex : job->train_) {
       h.update(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t));

@@ -119,6 +119,7 @@ class CpuExecutor final : public Executor, private LlamaOps {
   Status act(int layer) override;
   Status down(int layer) override;
   Status head() override;
+  Status after_layers(int layers_done) override;
   int64_t token_grain() const;
 
   std::shared_ptr<const Checkpoint> ckpt_;
@@ -152,6 +153,8 @@ class CpuExecutor final : public Executor, private LlamaOps {
   std::vector<AttentionRow> attn_rows_;
   std::vector<AdapterMix> mix_;   // [T] when adapters are in use
   bool any_adapter_ = false;
+  std::vector<RoutedRow> routed_;  // the step's routing rows' choices
+  std::vector<float> route_embedding_;  // [hidden]
   std::vector<int64_t> logit_tokens_;  // tokens whose logits are computed
   std::vector<float> lh_, logits_;     // [P, hidden], [P, vocab]
   // Rows that sample are sampled in parallel, one Sampler (scratch) per worker.

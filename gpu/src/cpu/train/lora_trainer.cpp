@@ -716,10 +716,17 @@ Status LlamaLoraTrainer<Real>::mean_hidden(std::span<const TrainingRow> rows, st
   const Real* x = xs_[size_t(layers % 2)].data();
   out.assign(rows_.size() * size_t(H), 0.0f);
   for (size_t r = 0; r < rows_.size(); ++r) {
-    const double inv = 1.0 / double(rows_[r].end - rows_[r].begin);
+    // The positions the row's targets mark (all of them when none is).
+    const Segment& seg = rows_[r];
+    const auto& marks = *seg.targets;
+    const bool marked = std::any_of(marks.begin(), marks.end(), [](uint8_t m) { return m != 0; });
+    int64_t n = 0;
+    for (int64_t t = seg.begin; t < seg.end; ++t) n += !marked || marks[size_t(t - seg.begin)] != 0;
+    const double inv = 1.0 / double(n);
     for (int64_t i = 0; i < H; ++i) {
       double sum = 0;
-      for (int64_t t = rows_[r].begin; t < rows_[r].end; ++t) sum += double(x[t * H + i]);
+      for (int64_t t = seg.begin; t < seg.end; ++t)
+        if (!marked || marks[size_t(t - seg.begin)] != 0) sum += double(x[t * H + i]);
       out[r * size_t(H) + size_t(i)] = float(sum * inv);
     }
   }

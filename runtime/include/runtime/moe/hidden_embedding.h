@@ -17,10 +17,12 @@ namespace myriad::moe {
 
 // [docs.size(), hidden_size]: each document's mean hidden state after
 // `layer` decoder layers, L2-normalised; documents are packed into passes of
-// about `batch_tokens` tokens. An empty document is refused (kInvalidArgument
-// naming it), as is a layer outside [0, num_layers].
+// about `batch_tokens` tokens. The first `context_tokens` of each document
+// (a BOS, as the model sees a prompt) are attended to but not averaged. A
+// document with nothing to average is refused (kInvalidArgument naming it),
+// as is a layer outside [0, num_layers].
 Result<std::vector<float>> hidden_embed(LoraTrainingBackend& backend, const ModelConfig& base,
                                         const std::vector<std::vector<int32_t>>& docs, int32_t layer,
-                                        int64_t batch_tokens = 4096);
+                                        int64_t batch_tokens = 4096, int32_t context_tokens = 0);
 
 }  // namespace myriad::moe

@@ -10,14 +10,17 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/lora_weights.h"
 #include "runtime/moe/router.h"
 #include "runtime/result.h"
+#include "runtime/step_plan.h"
 
 namespace myriad::moe {
 
@@ -42,6 +45,10 @@ struct Mixture {
   TfidfModel embedding;              // kTfidf
   int32_t hidden_layer = 0;          // kHiddenMean: decoder layers before pooling
   int64_t hidden_dim = 0;            // kHiddenMean: the base's hidden size
+  // kHiddenMean: leading special tokens (a BOS) each line was embedded
+  // behind, attended to but not averaged: a request's prompt is pooled the
+  // same way (its own prefill sees its BOS). 0 in mixtures made before.
+  int32_t hidden_context = 0;
   bool cosine = true;                // else euclidean
   std::vector<float> centroids;      // [k, dim]
   RoutingOptions routing;            // the defaults a request may override
@@ -57,6 +64,15 @@ struct Mixture {
   // The experts for an embedding made as the corpus's were ([dim()]).
   Result<std::vector<ExpertChoice>> route_embedding(std::span<const float> embedding,
                                                     const RoutingOptions& options) const;
+
+  // A hidden-state mixture routed in each request's own prefill: why it
+  // cannot be ("" when it can). It can when it has at most
+  // kMaxAdaptersPerRow experts (one row mixes them all) and `experts` (its
+  // experts' weights, in order) adapt no layer below hidden_layer, where a
+  // routing row still runs as the base.
+  std::string why_not_routed_in_prefill(const std::vector<std::shared_ptr<const LoraWeights>>& experts) const;
+  // The PrefillRouter of such a mixture (routing as given; skip_tokens 0).
+  std::shared_ptr<PrefillRouter> prefill_router(const RoutingOptions& options) const;
 
   nlohmann::json to_json() const;
   // kBadFile naming `where` and the field for anything missing or malformed.

@@ -70,6 +70,10 @@ struct LoraTargets {
   int32_t rank = 8;
   float alpha = 16.0f;
   bool modules[kNumLinearModules] = {true, true, true, true, true, true, true};
+  // Layers [first_layer, num_layers) only (PEFT's layers_to_transform): a
+  // mixture's experts routed from the prefill at that layer leave the layers
+  // below it to the base.
+  int32_t first_layer = 0;
 };
 
 // Targets from module names ("q_proj", ..., "down_proj"): kInvalidArgument

@@ -51,7 +51,8 @@ class LoraTrainingBackend {
   virtual void set_recompute(bool on) = 0;
   // Forward only: each row's hidden state after its first `layers` decoder
   // layers (0: the token embeddings; num_layers: the last layer's output,
-  // before the final norm), averaged over the row's tokens, with the row's
+  // before the final norm), averaged over the row's tokens (those its
+  // targets mark, when it marks any: the others are context only), with the row's
   // job's adapter: out = [rows, hidden_size]. Embeds text with the base
   // itself (a mixture of experts' router). kInvalidArgument: layers outside
   // [0, num_layers], or what forward_backward refuses.
