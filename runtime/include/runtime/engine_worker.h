@@ -76,9 +76,10 @@ class EngineWorker {
   void inspect(std::function<void(const Engine&)> fn);
   const RequestLimits& limits() const { return limits_; }
   // Interleaves `work` (null: none) with the inference steps: while requests
-  // run it gets at most `share` (in (0, 1)) of the loop's busy time (after a
-  // unit of d seconds, inference steps run for d (1 - share) / share before
-  // the next), one run_once() at a time; with no request it runs back to back. Applied
+  // run it gets `share` (in (0, 1)) of the loop's busy time (a unit of d
+  // seconds owes inference steps d (1 - share) / share; units run while
+  // nothing is owed, the credit a long step earns capped at about one
+  // step), one run_once() at a time; with no request it runs back to back. Applied
   // between steps. `work` must outlive the worker (or be replaced first and
   // the worker stopped).
   void set_background(BackgroundWork* work, double share);
@@ -115,13 +116,17 @@ class EngineWorker {
   TrackingSink tracking_;
   std::unique_ptr<Engine> engine_;
   // Worker thread only: the background work, its share, and the inference
-  // seconds owed before its next unit: a unit of d seconds owes
-  // d (1 - share) / share of inference while requests are waiting, so the
-  // share holds whatever the units' lengths.
+  // seconds owed before its next unit: a unit of d seconds adds
+  // d (1 - share) / share of inference while requests are waiting and a
+  // step of d seconds takes d off, so the share holds whatever the units'
+  // and the steps' lengths (several units follow a step longer than one
+  // unit's due). The balance owed to the work is capped at about one step
+  // (step_ewma_s_, an average of step times).
   BackgroundWork* background_ = nullptr;
   double background_share_ = 0;
   BackgroundWork* wakes_ = nullptr;  // guarded by mu_: the work whose wakeup calls wake()
   double inference_owed_s_ = 0;
+  double step_ewma_s_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

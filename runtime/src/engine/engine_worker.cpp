@@ -1,9 +1,9 @@
 #include "runtime/engine_worker.h"
 
-#include <utility>
-
+#include <algorithm>
 #include <chrono>
 #include <future>
+#include <utility>
 #include <vector>
 
 #include "runtime/log.h"
@@ -205,7 +205,14 @@ void EngineWorker::run() {
       const Status st = engine_->step();
       if (!st.ok()) log_warn("worker: step failed: {}", st.error().to_string());
       const bool ran = !engine_->last_schedule().plan.rows.empty();
-      if (ran) inference_owed_s_ -= std::chrono::duration<double>(Clock::now() - t0).count();
+      if (ran) {
+        const double d = std::chrono::duration<double>(Clock::now() - t0).count();
+        step_ewma_s_ = step_ewma_s_ > 0 ? 0.9 * step_ewma_s_ + 0.1 * d : d;
+        // A step longer than the units owed earns the work the difference,
+        // up to about one typical step: a long step (a prefill) does not buy
+        // a long run of units that would hold back the next decode step.
+        inference_owed_s_ = std::max(inference_owed_s_ - d, -step_ewma_s_);
+      }
       {
         std::lock_guard lock(mu_);
         stats_.steps += ran;
@@ -230,7 +237,10 @@ void EngineWorker::run() {
       const auto t0 = Clock::now();
       background_->run_once();
       const double d = std::chrono::duration<double>(Clock::now() - t0).count();
-      inference_owed_s_ = d * (1.0 - background_share_) / background_share_;
+      // What a long step earned is spent first; at most this unit is owed
+      // (running with no request waiting owes nothing more).
+      const double owe = d * (1.0 - background_share_) / background_share_;
+      inference_owed_s_ = std::min(inference_owed_s_ + owe, owe);
       continue;
     }
     std::unique_lock lock(mu_);
