@@ -899,11 +899,11 @@ void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<c
     if (valid.ok()) p.valid_loss = valid.value();
     else log_error("fine-tuning {}: validation loss not computed: {}", name, valid.error().to_string());
   }
-  // Between optimizer steps, on the worker thread that owns the job: the
-  // checkpoint a restarted node resumes from, written before the version
-  // is announced, so a published version always has its checkpoint.
-  if (Status st = trainer->save_checkpoint(job_dir(name) + "/checkpoint.safetensors"); !st.ok())
-    log_error("fine-tuning {}: checkpoint not saved: {}", name, st.error().to_string());
+  // Between optimizer steps, on the worker thread that owns the job: a copy
+  // of the checkpoint a restarted node resumes from. The publisher writes it
+  // (and fsyncs it) before it announces the version, so a published version
+  // always has its checkpoint and the worker does not wait for the disk.
+  p.checkpoint = std::make_shared<const TrainingJob::Snapshot>(trainer->snapshot());
   std::lock_guard lock(mu_);
   pending_.push_back(std::move(p));
   pending_cv_.notify_one();
@@ -935,6 +935,9 @@ void FineTuning::publish_one(const Pending& p) {
     tenant = it->second->tenant;
     adapter = it->second->adapter_name;
   }
+  if (p.checkpoint)
+    if (Status st = p.checkpoint->save(job_dir(p.job) + "/checkpoint.safetensors"); !st.ok())
+      log_error("fine-tuning {}: checkpoint not saved: {}", p.job, st.error().to_string());
   const std::string tmp = job_dir(p.job) + "/publish-" + random_hex(8);
   Result<AdapterRecord> published = make_error(ErrorCode::kInternal, "not published");
   if (Status st = save_peft_adapter(tmp, *p.weights, options_.base_model); !st.ok()) {

@@ -192,6 +192,9 @@ class FineTuning {
     double train_loss = 0;
     double valid_loss = std::numeric_limits<double>::quiet_NaN();
     bool final = false;   // the job's last step: publishing it ends the job
+    // Its checkpoint, copied on the worker thread and written by the
+    // publisher before the version is announced.
+    std::shared_ptr<const TrainingJob::Snapshot> checkpoint;
   };
 
   FineTuning() = default;

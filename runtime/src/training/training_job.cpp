@@ -257,19 +257,30 @@ Status read_tensors(const SafetensorsFile& f, LoraParams<float>& p, const std::s
 
 }  // namespace
 
-Status TrainingJob::save_checkpoint(const std::string& path) const {
+TrainingJob::Snapshot TrainingJob::snapshot() const {
   MYRIAD_CHECK(step_batches_.empty(), "a checkpoint is taken between optimizer steps");
-  std::vector<TensorToWrite> tensors;
-  add_tensors(tensors, params_, "params.");
-  add_tensors(tensors, adamw_.first_moment(), "adam_m.");
-  add_tensors(tensors, adamw_.second_moment(), "adam_v.");
+  Snapshot s;
+  s.params_ = params_;
+  s.m_ = adamw_.first_moment();
+  s.v_ = adamw_.second_moment();
   nlohmann::json hist = nlohmann::json::array();
   // JSON has no NaN or infinity: such values are written as null and read back as NaN.
   for (const auto& r : history_) hist.push_back({r.step, r.loss, r.tokens, r.target_tokens, r.lr, r.grad_norm});
   const nlohmann::json state = {{"fingerprint", fingerprint_}, {"step", step_},           {"micro", micro_},
                                 {"adam_steps", adamw_.steps()},  {"history", hist}};
-  return write_safetensors(path, tensors, {{"format", kCheckpointFormat}, {"state", state.dump()}});
+  s.state_ = state.dump();
+  return s;
 }
+
+Status TrainingJob::Snapshot::save(const std::string& path) const {
+  std::vector<TensorToWrite> tensors;
+  add_tensors(tensors, params_, "params.");
+  add_tensors(tensors, m_, "adam_m.");
+  add_tensors(tensors, v_, "adam_v.");
+  return write_safetensors(path, tensors, {{"format", kCheckpointFormat}, {"state", state_}});
+}
+
+Status TrainingJob::save_checkpoint(const std::string& path) const { return snapshot().save(path); }
 
 Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   struct stat st;

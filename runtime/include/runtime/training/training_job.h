@@ -86,6 +86,18 @@ class TrainingJob {
   // safetensors file written atomically (temp, fsync, rename). Only between
   // optimizer steps.
   Status save_checkpoint(const std::string& path) const;
+  // The same, copied now and written later (on another thread: the copy is
+  // quick, the write and its fsync are not).
+  class Snapshot {
+   public:
+    Status save(const std::string& path) const;
+
+   private:
+    friend class TrainingJob;
+    LoraParams<float> params_, m_, v_;
+    std::string state_;
+  };
+  Snapshot snapshot() const;
   // Restores a checkpoint of this same job: same base shape, config and data
   // (checked by a fingerprint; a mismatch or a damaged file is an error that
   // changes nothing). Returns false when `path` does not exist.
