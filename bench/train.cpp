@@ -22,6 +22,10 @@
 // (measured after the first training round, which also fills the cache of
 // transposed base weights).
 //
+// Also timed in the parent: attention forward + backward of one example of
+// --seq-len and of 512 tokens with each kernel set the CPU runs (portable
+// loops, AVX2, AVX-512), interleaved.
+//
 // usage: train [--model DIR] [--jobs K] [--steps N] [--batch-tokens T] [--seq-len L] [--rank R]
 //              [--threads N] [--reps N] [--recompute] [--serve-seconds S] [--streams N]
 //              [--serve-jobs K] [--serve-share X] [--serve-batch-tokens T] [--json]
@@ -41,11 +45,14 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "gpu/cpu/cpu_executor.h"
+#include "gpu/cpu/lora_sgmv.h"
 #include "gpu/cpu/lora_trainer.h"
+#include "gpu/cpu/train_kernels.h"
 #include "greedy_decode.h"
 #include "nodes/cli_app.h"
 #include "runtime/kv_block_allocator.h"
@@ -241,6 +248,46 @@ class TimedWork final : public BackgroundWork {
   std::vector<double> unit_ms_;
 };
 
+// Attention forward + backward of one example of `len` tokens (all heads of
+// the model, one thread), per kernel set this CPU runs, the sets interleaved
+// and the best of 5 kept: what the vector kernels save of a training step.
+struct AttentionTiming {
+  gpu::cpu::LoraIsa isa;
+  int64_t len;
+  double ms;
+};
+
+std::vector<AttentionTiming> attention_timings(const ModelConfig& c, std::vector<int64_t> lens) {
+  namespace train = gpu::cpu::train;
+  std::vector<AttentionTiming> out;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t len : lens) {
+    train::AttentionShape sh;
+    sh.T = len, sh.num_heads = c.num_heads, sh.num_kv_heads = c.num_kv_heads, sh.head_dim = c.head_dim;
+    const size_t nq = size_t(len * c.q_dim()), nkv = size_t(len * c.kv_dim());
+    std::vector<float> q(nq), k(nkv), v(nkv), d_out(nq), o(nq), lse(size_t(len * c.num_heads)), dq(nq), dk(nkv),
+        dv(nkv);
+    for (auto* t : {&q, &k, &v, &d_out})
+      for (float& x : *t) x = nd(rng);
+    std::vector<double> best(size_t(gpu::cpu::lora_best_isa()) + 1, 1e30);
+    for (int rep = 0; rep < 5; ++rep)
+      for (size_t i = 0; i < best.size(); ++i) {
+        gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa(i));
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t kv = 0; kv < c.num_kv_heads; ++kv)
+          train::attention_forward(sh, kv, q.data(), k.data(), v.data(), o.data(), lse.data());
+        for (int64_t kv = 0; kv < c.num_kv_heads; ++kv)
+          train::attention_backward(sh, kv, q.data(), k.data(), v.data(), o.data(), lse.data(), d_out.data(),
+                                    dq.data(), dk.data(), dv.data());
+        best[i] = std::min(best[i], std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+    gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa::kAvx512);
+    for (size_t i = 0; i < best.size(); ++i) out.push_back({gpu::cpu::LoraIsa(i), len, best[i]});
+  }
+  return out;
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -389,7 +436,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::optional<Figures> pre, one, many;
+  std::vector<AttentionTiming> attention;
   if (!o.serve_only) {
+    attention = attention_timings(ck.value()->config(),
+                                  o.seq_len == 512 ? std::vector<int64_t>{512} : std::vector<int64_t>{o.seq_len, 512});
     pre = in_child([&](Figures& f) { return prefill(o, ck.value(), f); });
     one = in_child([&](Figures& f) { return train(o, ck.value(), 1, f); });
     many = in_child([&](Figures& f) { return train(o, ck.value(), o.jobs, f); });
@@ -428,6 +478,13 @@ int main(int argc, char** argv) {
           many->tok_s, ratio1, (long long)o.jobs, ratio_k, one->peak_rss_mb, (long long)o.jobs, many->peak_rss_mb,
           (long long)o.jobs, (long long)o.jobs, mem_ratio, one->activation_mb, (long long)o.jobs, many->activation_mb);
     }
+    if (!attention.empty()) {
+      std::printf(", \"attention_fwd_bwd_ms\": [");
+      for (size_t i = 0; i < attention.size(); ++i)
+        std::printf("%s{\"kernels\": \"%s\", \"tokens\": %lld, \"ms\": %.3f}", i ? ", " : "",
+                    gpu::cpu::lora_isa_name(attention[i].isa), (long long)attention[i].len, attention[i].ms);
+      std::printf("]");
+    }
     if (alone)
       std::printf(", \"serve\": {\"streams\": %lld, \"jobs\": %lld, \"share\": %.2f, \"batch_tokens_per_job\": %lld, "
                   "\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, "
@@ -462,6 +519,18 @@ int main(int argc, char** argv) {
         "\n%lld jobs in one process: %.0f MB peak RSS against %lld x %.0f = %.0f MB as separate processes (%.2fx)\n",
         (long long)o.jobs, many->peak_rss_mb, (long long)o.jobs, one->peak_rss_mb, double(o.jobs) * one->peak_rss_mb,
         mem_ratio);
+  }
+  if (!attention.empty()) {
+    std::printf("\nattention forward + backward of one example, all heads, one thread (kernel sets interleaved, best of 5):\n");
+    auto fastest_ms = [&](int64_t len) {
+      for (const AttentionTiming& a : attention)
+        if (a.len == len && a.isa == gpu::cpu::lora_best_isa()) return a.ms;
+      return 0.0;
+    };
+    for (const AttentionTiming& a : attention)
+      std::printf("  %lld tokens, %s: %.2f ms (%.2fx the %s kernels' time)\n", (long long)a.len,
+                  gpu::cpu::lora_isa_name(a.isa), a.ms, a.ms / fastest_ms(a.len),
+                  gpu::cpu::lora_isa_name(gpu::cpu::lora_best_isa()));
   }
   if (alone) {
     std::printf("\nco-serving: %lld greedy streams of the base, %lld jobs training beside them (share %.2f, %lld tokens "

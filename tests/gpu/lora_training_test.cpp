@@ -171,6 +171,65 @@ TEST(TrainKernels, InputGradientMatchesItsReference) {
 // LoRA's dA/dB sums (accumulate_outer) on every instruction set this CPU
 // has (AVX-512 FMAs or the portable loops) against a double reference:
 // odd widths and ranks (masked tails), several spans, a column sub-range.
+// The kernel sets this CPU runs, portable first.
+std::vector<gpu::cpu::LoraIsa> every_isa() {
+  std::vector<gpu::cpu::LoraIsa> isas;
+  for (int i = 0; i <= int(gpu::cpu::lora_best_isa()); ++i) isas.push_back(gpu::cpu::LoraIsa(i));
+  return isas;
+}
+
+// float attention (forward: out, lse; backward: dq, dk, dv) on each kernel
+// set against the same kernels in double (which the finite-difference test
+// above checks): causal and windowed, grouped heads, head dims that do and do
+// not take the vector path, sequences across the backward's 64-query blocks.
+TEST(TrainKernels, AttentionInFloatMatchesDoubleOnEveryIsa) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  std::mt19937_64 rng(seed);
+  for (gpu::cpu::LoraIsa isa : every_isa())
+    for (int64_t T : {1, 7, 70, 131})
+      for (int64_t d : {8, 12, 64})
+        for (int64_t window : {0, 5}) {
+          train::AttentionShape sh;
+          sh.T = T, sh.num_heads = 4, sh.num_kv_heads = 2, sh.head_dim = d, sh.window = window;
+          const size_t nq = size_t(T * 4 * d), nkv = size_t(T * 2 * d);
+          const std::vector<double> q = randn(rng, nq), k = randn(rng, nkv), v = randn(rng, nkv), dout = randn(rng, nq);
+          auto to_float = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
+          // Each side gets inputs of the same values (the float ones, widened).
+          const std::vector<float> qf = to_float(q), kf = to_float(k), vf = to_float(v), df = to_float(dout);
+          const std::vector<double> qd(qf.begin(), qf.end()), kd(kf.begin(), kf.end()), vd(vf.begin(), vf.end()),
+              dd(df.begin(), df.end());
+          std::vector<double> out_d(nq), lse_d(size_t(T * 4)), dq_d(nq, 0.0), dk_d(nkv, 0.0), dv_d(nkv, 0.0);
+          std::vector<float> out_f(nq), lse_f(size_t(T * 4)), dq_f(nq, 0.f), dk_f(nkv, 0.f), dv_f(nkv, 0.f);
+          gpu::cpu::lora_limit_isa(isa);
+          for (int64_t kv = 0; kv < 2; ++kv) {
+            train::attention_forward(sh, kv, qd.data(), kd.data(), vd.data(), out_d.data(), lse_d.data());
+            train::attention_forward(sh, kv, qf.data(), kf.data(), vf.data(), out_f.data(), lse_f.data());
+          }
+          for (int64_t kv = 0; kv < 2; ++kv) {
+            train::attention_backward(sh, kv, qd.data(), kd.data(), vd.data(), out_d.data(), lse_d.data(), dd.data(),
+                                      dq_d.data(), dk_d.data(), dv_d.data());
+            train::attention_backward(sh, kv, qf.data(), kf.data(), vf.data(), out_f.data(), lse_f.data(), df.data(),
+                                      dq_f.data(), dk_f.data(), dv_f.data());
+          }
+          gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa::kAvx512);
+          // float32 dot products of up to 64 unit-variance terms and sums of
+          // up to 131 weighted rows, exp to ~2e-7 relative: 1e-4 + 1e-4 |ref|
+          // holds them with a margin of ~10x over what was observed.
+          auto check = [&](const std::vector<float>& got, const std::vector<double>& ref, const char* what) {
+            for (size_t i = 0; i < ref.size(); ++i)
+              ASSERT_LE(std::abs(double(got[i]) - ref[i]), 1e-4 + 1e-4 * std::abs(ref[i]))
+                  << gpu::cpu::lora_isa_name(isa) << " " << what << "[" << i << "] T " << T << " d " << d
+                  << " window " << window;
+          };
+          check(out_f, out_d, "out");
+          check(lse_f, lse_d, "lse");
+          check(dq_f, dq_d, "dq");
+          check(dk_f, dk_d, "dk");
+          check(dv_f, dv_d, "dv");
+        }
+}
+
 TEST(TrainKernels, OuterProductSumsMatchTheirReferenceOnEveryIsa) {
   const uint64_t seed = testing::test_seed();
   SCOPED_TRACE(testing::seed_note(seed));
@@ -181,9 +240,7 @@ TEST(TrainKernels, OuterProductSumsMatchTheirReferenceOnEveryIsa) {
   for (auto& x : u) x = nd(rng);
   for (auto& x : v) x = nd(rng);
   const std::vector<std::pair<int64_t, int64_t>> spans = {{0, 7}, {12, 30}, {31, 50}};
-  std::vector<gpu::cpu::LoraIsa> isas = {gpu::cpu::LoraIsa::kPortable};
-  if (gpu::cpu::lora_best_isa() == gpu::cpu::LoraIsa::kAvx512) isas.push_back(gpu::cpu::LoraIsa::kAvx512);
-  for (gpu::cpu::LoraIsa isa : isas)
+  for (gpu::cpu::LoraIsa isa : every_isa())
     for (int64_t nk : {1, 3, 4, 17})
       for (auto [i0, i1] : {std::pair<int64_t, int64_t>{0, 203}, {5, 69}, {64, 128}}) {
         gpu::cpu::lora_limit_isa(isa);

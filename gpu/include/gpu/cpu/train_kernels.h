@@ -36,14 +36,6 @@ template <class Real>
 void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, const Real* u, int64_t ld_u, int64_t nk,
                       const Real* v, int64_t ld_v, int64_t i0, int64_t i1, Real scale, Real* out, int64_t ld_out);
 
-// The float sums on AVX-512 (train_kernels_avx512.cpp; accumulate_outer
-// calls it where lora_isa() is kAvx512): the same contract, FMAs.
-namespace detail {
-void accumulate_outer_avx512(const std::pair<int64_t, int64_t>* spans, int64_t num_spans, const float* u, int64_t ld_u,
-                             int64_t nk, const float* v, int64_t ld_v, int64_t i0, int64_t i1, float scale, float* out,
-                             int64_t ld_out);
-}  // namespace detail
-
 // y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), one row of n; returns r.
 template <class Real>
 Real rmsnorm_row(const Real* x, const float* w, int64_t n, double eps, Real* y);
@@ -97,5 +89,27 @@ void matmul_input_grad(ThreadPool& pool, const float* dy, int64_t T, const Weigh
 WeightView transpose_weight(ThreadPool& pool, const WeightView& w, std::vector<uint32_t>& storage);
 // Naive reference (double accumulation) for tests.
 void matmul_input_grad_reference(const float* dy, int64_t T, const WeightView& w, float* dx);
+
+// The float kernels on AVX-512 / AVX2+FMA (train_kernels_avx512.cpp,
+// train_kernels_avx2.cpp; the templates call them for float where
+// lora_isa() has them): the same contracts, FMAs.
+namespace detail {
+// Queries per block of attention_backward (its P and dS rows: [block, T]).
+inline constexpr int64_t kAttentionBackwardBlock = 64;
+void accumulate_outer_avx2(const std::pair<int64_t, int64_t>* spans, int64_t num_spans, const float* u, int64_t ld_u,
+                           int64_t nk, const float* v, int64_t ld_v, int64_t i0, int64_t i1, float scale, float* out,
+                           int64_t ld_out);
+// head_dim a multiple of 8. p: [T] scratch.
+void attention_forward_avx2(const AttentionShape& s, int64_t kv_head, const float* q, const float* k, const float* v,
+                            float* out, float* lse, float* p);
+// head_dim a multiple of 8. P, dS: [kAttentionBackwardBlock, T], column:
+// [2 * kAttentionBackwardBlock] scratch.
+void attention_backward_avx2(const AttentionShape& s, int64_t kv_head, const float* q, const float* k, const float* v,
+                             const float* out, const float* lse, const float* d_out, float* dq, float* dk, float* dv,
+                             float* P, float* dS, float* column);
+void accumulate_outer_avx512(const std::pair<int64_t, int64_t>* spans, int64_t num_spans, const float* u, int64_t ld_u,
+                             int64_t nk, const float* v, int64_t ld_v, int64_t i0, int64_t i1, float scale, float* out,
+                             int64_t ld_out);
+}  // namespace detail
 
 }  // namespace myriad::gpu::cpu::train

@@ -1,6 +1,7 @@
 // Training kernels (train_kernels.h). Plain loops the compiler vectorises
-// (LoRA's dA/dB sums on AVX-512: train_kernels_avx512.cpp; its shrink and
-// expand go through lora_sgmv); the expensive part of a training step is
+// (for float, attention on AVX2 and LoRA's dA/dB sums on AVX2 or AVX-512:
+// train_kernels_avx2.cpp, train_kernels_avx512.cpp; LoRA's shrink and expand
+// go through lora_sgmv); the expensive part of a training step is
 // the GEMMs (matmul.h and matmul_input_grad below).
 #include "gpu/cpu/train_kernels.h"
 
@@ -78,6 +79,14 @@ void silu_mul_row_backward(const Real* g, const Real* u, const Real* da, int64_t
 template <class Real>
 void attention_forward(const AttentionShape& s, int64_t kv_head, const Real* q, const Real* k, const Real* v, Real* out,
                        Real* lse) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (lora_isa() >= LoraIsa::kAvx2 && s.head_dim % 8 == 0) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(size_t(s.T));
+      detail::attention_forward_avx2(s, kv_head, q, k, v, out, lse, scratch.data());
+      return;
+    }
+  }
   const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads;
   const int64_t qs = s.num_heads * d, ks = s.num_kv_heads * d;
   const Real scale = Real(1) / std::sqrt(Real(d));
@@ -113,13 +122,21 @@ void attention_forward(const AttentionShape& s, int64_t kv_head, const Real* q, 
 template <class Real>
 void attention_backward(const AttentionShape& s, int64_t kv_head, const Real* q, const Real* k, const Real* v,
                         const Real* out, const Real* lse, const Real* d_out, Real* dq, Real* dk, Real* dv) {
-  constexpr int64_t kBlock = 64;
+  constexpr int64_t kBlock = detail::kAttentionBackwardBlock;
   const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads, T = s.T;
   const int64_t qs = s.num_heads * d, ks = s.num_kv_heads * d;
   const Real scale = Real(1) / std::sqrt(Real(d));
   thread_local std::vector<Real> P, dS, acc_k, acc_v;
   P.resize(size_t(kBlock * T));
   dS.resize(size_t(kBlock * T));
+  if constexpr (std::is_same_v<Real, float>) {
+    if (lora_isa() >= LoraIsa::kAvx2 && d % 8 == 0) {
+      acc_k.resize(size_t(2 * kBlock));
+      detail::attention_backward_avx2(s, kv_head, q, k, v, out, lse, d_out, dq, dk, dv, P.data(), dS.data(),
+                                      acc_k.data());
+      return;
+    }
+  }
   acc_k.resize(size_t(d));
   acc_v.resize(size_t(d));
   Real* ak = acc_k.data();
@@ -182,6 +199,11 @@ void accumulate_outer(const std::vector<std::pair<int64_t, int64_t>>& spans, con
     if (lora_isa() == LoraIsa::kAvx512) {
       detail::accumulate_outer_avx512(spans.data(), int64_t(spans.size()), u, ld_u, nk, v, ld_v, i0, i1, scale, out,
                                       ld_out);
+      return;
+    }
+    if (lora_isa() == LoraIsa::kAvx2) {
+      detail::accumulate_outer_avx2(spans.data(), int64_t(spans.size()), u, ld_u, nk, v, ld_v, i0, i1, scale, out,
+                                    ld_out);
       return;
     }
   }
