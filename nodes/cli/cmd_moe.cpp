@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "output_folder.h"
 #include "gpu/cpu/lora_trainer.h"
+#include "runtime/atomic_file.h"
 #include "runtime/checkpoint.h"
 #include "runtime/moe/clustering.h"
 #include "runtime/moe/corpus.h"

@@ -78,34 +78,23 @@ Result<CliMixture> CliMixture::read(const MoeFlags& flags, std::shared_ptr<const
 
 Result<RoutedExperts> CliMixture::route_into(std::span<const int32_t> route_ids, std::span<const int32_t> prompt,
                                              CliRequest& r) const {
-  auto starts_with_bos = [&](std::span<const int32_t> ids) {
-    return !ids.empty() && std::find(bos_ids_.begin(), bos_ids_.end(), int64_t(ids[0])) != bos_ids_.end();
-  };
   if (prefill_router_) {
-    // The prompt's leading BOS is context, not averaged, as the corpus lines'
-    // was (mixture.hidden_context).
-    auto router = std::make_shared<PrefillRouter>(*prefill_router_);
-    router->skip_tokens = starts_with_bos(prompt) && prompt.size() > 1 ? 1 : 0;
     r.adapter = nullptr;
     r.experts.clear();
     for (const auto& w : experts_) r.experts.push_back({w, 0.0f});
-    r.request.prefill_router = std::move(router);
+    r.request.prefill_router = moe::router_for_prompt(prefill_router_, prompt, bos_ids_);
     RoutedExperts out;
     out.in_prefill = true;
     return out;
   }
   std::span<const int32_t> prompt_ids = route_ids;
-  if (starts_with_bos(prompt_ids)) prompt_ids = prompt_ids.subspan(1);
+  if (moe::starts_with_bos(prompt_ids, bos_ids_)) prompt_ids = prompt_ids.subspan(1);
   return route_ids_into(prompt_ids, r);
 }
 
 void CliMixture::resolve(RoutedExperts& routed, std::span<const float> weights) const {
-  routed.choices.clear();
+  routed.choices = moe::choices_of_weights(weights.first(std::min(weights.size(), mixture_.experts.size())));
   routed.names.clear();
-  for (size_t e = 0; e < weights.size() && e < mixture_.experts.size(); ++e)
-    if (weights[e] != 0.0f) routed.choices.push_back({int32_t(e), double(weights[e]), 0.0});
-  std::stable_sort(routed.choices.begin(), routed.choices.end(),
-                   [](const moe::ExpertChoice& a, const moe::ExpertChoice& b) { return a.weight > b.weight; });
   for (const auto& c : routed.choices) routed.names.push_back(mixture_.experts[size_t(c.expert)].name);
 }
 

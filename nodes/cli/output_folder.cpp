@@ -29,22 +29,6 @@ Status write_synced(const std::string& path, const std::string& text) {
   return ok_status();
 }
 
-Status write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  if (Status st = write_synced(tmp, text); !st.ok()) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    return st;
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return make_error(ErrorCode::kIo, path + ": cannot rename into place: " + ec.message());
-  }
-  return ok_status();
-}
-
 fs::path temp_sibling(const fs::path& dest) {
   const fs::path tmp = dest.string() + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;

@@ -13,10 +13,6 @@ namespace myriad::cli {
 // Writes `text` to `path` and fsyncs it.
 Status write_synced(const std::string& path, const std::string& text);
 
-// Writes `text` to a fsynced temporary sibling of `path`, then renames it
-// over `path`: a reader sees the old file or the whole new one.
-Status write_file_atomically(const std::string& path, const std::string& text);
-
 // `dest` + ".tmp-<pid>", emptied: where to build the folder.
 std::filesystem::path temp_sibling(const std::filesystem::path& dest);
 

@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "runtime/atomic_file.h"
 #include "runtime/log.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/training/loss_curve.h"
@@ -433,11 +434,11 @@ Result<TrainingFileRecord> FineTuning::add_file(const Caller& caller, std::strin
   f.created_at = unix_s();
   f.examples = int64_t(examples.value().size());
   // The contents first, then the record that makes them visible after a restart.
-  MYRIAD_TRY(write_atomically(files_dir() + "/" + f.id + ".jsonl", bytes));
+  MYRIAD_TRY(write_file_atomically(files_dir() + "/" + f.id + ".jsonl", bytes));
   json rec = fine_tuning_file_json(f);
   rec["tenant"] = f.tenant;
   rec["examples"] = f.examples;
-  MYRIAD_TRY(write_atomically(files_dir() + "/" + f.id + ".json", rec.dump()));
+  MYRIAD_TRY(write_file_atomically(files_dir() + "/" + f.id + ".json", rec.dump()));
   std::lock_guard lock(mu_);
   files_[f.id] = f;
   return f;
@@ -840,7 +841,7 @@ Status FineTuning::save_job(const Job& job) const {
                   {"events", events},
                   {"versions", versions},
                   {"curve", curve}};
-  return write_atomically(job_dir(job.id) + "/job.json", j.dump());
+  return write_file_atomically(job_dir(job.id) + "/job.json", j.dump());
 }
 
 // ---- the worker's callbacks and the publisher ----

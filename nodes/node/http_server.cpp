@@ -21,6 +21,7 @@
 #include "multipart.h"
 #include "prometheus.h"
 #include "runtime/log.h"
+#include "runtime/moe/router.h"
 
 namespace myriad::node {
 
@@ -392,9 +393,8 @@ struct StreamState {
 std::vector<std::pair<std::string, double>> chosen_experts(const std::vector<RoutedExpert>& all,
                                                            const std::vector<float>& weights) {
   std::vector<std::pair<std::string, double>> out;
-  for (size_t e = 0; e < all.size() && e < weights.size(); ++e)
-    if (weights[e] != 0.0f) out.push_back({all[e].name, double(weights[e])});
-  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  for (const moe::ExpertChoice& c : moe::choices_of_weights(std::span(weights).first(std::min(weights.size(), all.size()))))
+    out.push_back({all[size_t(c.expert)].name, c.weight});
   return out;
 }
 

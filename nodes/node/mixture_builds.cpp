@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "node_files.h"
+#include "runtime/atomic_file.h"
 #include "runtime/log.h"
 #include "runtime/moe/corpus_clusters.h"
 #include "runtime/step_plan.h"
@@ -111,7 +112,7 @@ Status MixtureBuilds::save(const Build& b) const {
                   {"finished_at", b.finished_at}, {"request", b.request}, {"router", b.router.to_json()},
                   {"assignment", b.assignment},   {"jobs", b.jobs},       {"files", b.files},
                   {"mixture", b.mixture},         {"experts", b.experts}};
-  return write_atomically(dir_ + "/" + b.id + ".json", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  return write_file_atomically(dir_ + "/" + b.id + ".json", j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 json MixtureBuilds::build_json(const Build& b) const {

@@ -1,5 +1,6 @@
 // Small file and id helpers the node's stores of records share (fine-tuning
-// jobs, mixture builds): atomic writes and random ids.
+// jobs, mixture builds): reads and random ids (atomic writes:
+// runtime/atomic_file.h).
 #pragma once
 
 #include <cstddef>
@@ -11,8 +12,6 @@
 
 namespace myriad::node {
 
-// Temp file, fsync, rename, fsync of the folder: a reader sees the old file or the new one.
-Status write_atomically(const std::string& path, std::string_view bytes);
 // kIo naming the path when it cannot be read.
 Result<std::string> read_file(const std::string& path);
 // n random hex digits (ids: not secrets).

@@ -607,13 +607,7 @@ std::shared_ptr<const PrefillRouter> NodeService::prefill_router(const ModelRef&
                                                                  const std::vector<int32_t>& prompt,
                                                                  std::optional<int32_t> top_k) const {
   if (!mixture.mixture || !mixture.mixture->in_prefill) return nullptr;
-  const auto& bos = checkpoint_->config().bos_token_ids;
-  const bool after_bos = prompt.size() > 1 && std::find(bos.begin(), bos.end(), int64_t(prompt[0])) != bos.end();
-  if (!after_bos && !top_k) return mixture.mixture->in_prefill;
-  auto router = std::make_shared<PrefillRouter>(*mixture.mixture->in_prefill);
-  router->skip_tokens = after_bos ? 1 : 0;
-  if (top_k) router->top_k = *top_k;
-  return router;
+  return moe::router_for_prompt(mixture.mixture->in_prefill, prompt, checkpoint_->config().bos_token_ids, top_k);
 }
 
 Result<std::vector<ModelRef>> NodeService::models(const Caller& caller) const {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sim/trace_generated.h"
+#include "runtime/atomic_file.h"
 
 namespace myriad::sim {
 
@@ -56,25 +57,10 @@ bool is_flatbuffers_trace(const std::string& path) {
   return in.read(head, sizeof head) && fb::TraceBufferHasIdentifier(head);
 }
 
-// Writes `bytes` to `path` whole or not at all: temp file, fsync, rename.
-Status write_atomically(const std::string& path, const void* bytes, size_t size) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(tmp.c_str(), "wb"), &std::fclose);
-    if (!out) return make_error(ErrorCode::kIo, "cannot write " + tmp);
-    if (std::fwrite(bytes, 1, size, out.get()) != size || std::fflush(out.get()) != 0 || fsync(fileno(out.get())) != 0)
-      return make_error(ErrorCode::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return make_error(ErrorCode::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
-  return ok_status();
-}
-
 Status write_flatbuffers_trace(const std::vector<fb::TraceRequest>& requests, const std::string& path) {
   flatbuffers::FlatBufferBuilder b(64 + requests.size() * sizeof(fb::TraceRequest));
   b.Finish(fb::CreateTrace(b, b.CreateVectorOfStructs(requests)), fb::TraceIdentifier());
-  return write_atomically(path, b.GetBufferPointer(), b.GetSize());
+  return write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
 }
 
 SimRequest from_flatbuffers(const fb::TraceRequest& t, int32_t adapters) {

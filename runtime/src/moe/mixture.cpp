@@ -84,6 +84,22 @@ std::shared_ptr<PrefillRouter> Mixture::prefill_router(const RoutingOptions& opt
   return router;
 }
 
+bool starts_with_bos(std::span<const int32_t> prompt, std::span<const int64_t> bos_ids) {
+  return !prompt.empty() && std::find(bos_ids.begin(), bos_ids.end(), int64_t(prompt[0])) != bos_ids.end();
+}
+
+std::shared_ptr<const PrefillRouter> router_for_prompt(const std::shared_ptr<const PrefillRouter>& router,
+                                                       std::span<const int32_t> prompt,
+                                                       std::span<const int64_t> bos_ids,
+                                                       std::optional<int32_t> top_k) {
+  const bool after_bos = prompt.size() > 1 && starts_with_bos(prompt, bos_ids);
+  if (!router || (!after_bos && !top_k)) return router;
+  auto out = std::make_shared<PrefillRouter>(*router);
+  out->skip_tokens = after_bos ? 1 : 0;
+  if (top_k) out->top_k = *top_k;
+  return out;
+}
+
 json Mixture::to_json() const {
   json experts_j = json::array(), centroids_j = json::array();
   for (int64_t c = 0; c < k(); ++c) {

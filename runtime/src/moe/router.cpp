@@ -105,4 +105,12 @@ Result<std::vector<ExpertChoice>> route(std::span<const float> embedding, std::s
   return out;
 }
 
+std::vector<ExpertChoice> choices_of_weights(std::span<const float> weights) {
+  std::vector<ExpertChoice> out;
+  for (size_t e = 0; e < weights.size(); ++e)
+    if (weights[e] != 0.0f) out.push_back({int32_t(e), double(weights[e]), 0.0});
+  std::stable_sort(out.begin(), out.end(), [](const ExpertChoice& a, const ExpertChoice& b) { return a.weight > b.weight; });
+  return out;
+}
+
 }  // namespace myriad::moe

@@ -98,6 +98,9 @@ class LlamaLoraTrainer {
   template <class Fn>
   void for_each_row_head(int64_t r0, int64_t r1, const Fn& fn);
   void plan_linear_backward(int l, LinearModule m, Acts& a, const Real* x, const Real* dy, Real* dx);
+  // dx += the input gradient of RMSNorm(x; w) of every token, given the
+  // gradient of its output in dtmp_h_ and its inverse RMS r.
+  void rmsnorm_backward_rows(const Real* x, const float* w, const std::vector<Real>& r, Real* dx);
   Acts& acts_of(int l) { return acts_[keep_all_ ? size_t(l) : 0]; }
   // The head over the target positions [c0, c0 + kHeadChunk): final norm,
   // logits a slice of the vocabulary at a time, the loss (and dlogits),

@@ -511,7 +511,7 @@ template <class Real>
 void LlamaLoraTrainer<Real>::plan_backward(int l, Acts& a) {
   const ModelConfig& c = ckpt_->config();
   const Layer& L = layers_[size_t(l)];
-  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), half = c.head_dim / 2;
+  const int64_t I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), half = c.head_dim / 2;
   Acts* ap = &a;
   Real* dx = dx_.data();
   plan_.push_back([this] { std::fill(dtmp_i1_.begin(), dtmp_i1_.end(), Real(0)); });  // d act
@@ -528,12 +528,8 @@ void LlamaLoraTrainer<Real>::plan_backward(int l, Acts& a) {
   });
   plan_linear_backward(l, LinearModule::kGate, a, a.h2.data(), dg_.data(), dtmp_h_.data());
   plan_linear_backward(l, LinearModule::kUp, a, a.h2.data(), dtmp_i2_.data(), dtmp_h_.data());
-  plan_.push_back([this, &L, ap, dx, H] {
-    pool_.parallel_for(T_, 8, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        train::rmsnorm_row_backward(ap->x_mid.data() + t * H, L.post_attn_norm.data(), ap->r2[size_t(t)],
-                                    dtmp_h_.data() + t * H, H, dx + t * H);
-    });
+  plan_.push_back([this, &L, ap, dx] {
+    rmsnorm_backward_rows(ap->x_mid.data(), L.post_attn_norm.data(), ap->r2, dx);
     std::fill(dattn_.begin(), dattn_.end(), Real(0));
   });
   plan_linear_backward(l, LinearModule::kO, a, a.attn.data(), dx, dattn_.data());
@@ -566,12 +562,16 @@ void LlamaLoraTrainer<Real>::plan_backward(int l, Acts& a) {
   plan_linear_backward(l, LinearModule::kQ, a, a.h1.data(), dq_.data(), dtmp_h_.data());
   plan_linear_backward(l, LinearModule::kK, a, a.h1.data(), dk_.data(), dtmp_h_.data());
   plan_linear_backward(l, LinearModule::kV, a, a.h1.data(), dv_.data(), dtmp_h_.data());
-  plan_.push_back([this, &L, ap, dx, H] {
-    pool_.parallel_for(T_, 8, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        train::rmsnorm_row_backward(ap->x_in.data() + t * H, L.input_norm.data(), ap->r1[size_t(t)],
-                                    dtmp_h_.data() + t * H, H, dx + t * H);
-    });
+  plan_.push_back([this, &L, ap, dx] { rmsnorm_backward_rows(ap->x_in.data(), L.input_norm.data(), ap->r1, dx); });
+}
+
+template <class Real>
+void LlamaLoraTrainer<Real>::rmsnorm_backward_rows(const Real* x, const float* w, const std::vector<Real>& r,
+                                                   Real* dx) {
+  const int64_t H = ckpt_->config().hidden_size;
+  pool_.parallel_for(T_, 8, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t)
+      train::rmsnorm_row_backward(x + t * H, w, r[size_t(t)], dtmp_h_.data() + t * H, H, dx + t * H);
   });
 }
 

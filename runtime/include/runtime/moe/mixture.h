@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -80,5 +81,16 @@ struct Mixture {
   // Reads DIR/mixture.json; the experts' folders are checked to exist.
   static Result<Mixture> load(const std::string& dir);
 };
+
+// Whether `prompt` starts with one of the base's BOS ids (`bos_ids`).
+bool starts_with_bos(std::span<const int32_t> prompt, std::span<const int64_t> bos_ids);
+
+// `router` for one prompt: a leading BOS (when more follows) is context, not
+// averaged, as the corpus lines' was (Mixture::hidden_context), and top_k is
+// the request's where it gives one. `router` itself when neither applies.
+std::shared_ptr<const PrefillRouter> router_for_prompt(const std::shared_ptr<const PrefillRouter>& router,
+                                                       std::span<const int32_t> prompt,
+                                                       std::span<const int64_t> bos_ids,
+                                                       std::optional<int32_t> top_k = std::nullopt);
 
 }  // namespace myriad::moe

@@ -57,4 +57,9 @@ struct ExpertChoice {
 Result<std::vector<ExpertChoice>> route(std::span<const float> embedding, std::span<const float> centroids, int64_t k,
                                         bool cosine, const RoutingOptions& options);
 
+// The choices a routed request's per-expert weights ([k], 0 = not chosen; as
+// a prefill route reports them) stand for: heaviest first (ties: lower
+// index), similarity unknown (0).
+std::vector<ExpertChoice> choices_of_weights(std::span<const float> weights);
+
 }  // namespace myriad::moe
