@@ -225,8 +225,8 @@ Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& op
   FineTuning* self = ft.get();
   ft->work_ = std::make_unique<TrainingWork>(
       *ft->backend_, std::max<int64_t>(1, options.publish_every),
-      [self](const std::string& job, uint64_t v, std::shared_ptr<const LoraWeights> w) {
-        self->on_publish(job, v, std::move(w));
+      [self](const std::string& job, uint64_t v, std::shared_ptr<const LoraWeights> w, double eval_loss) {
+        self->on_publish(job, v, std::move(w), eval_loss);
       },
       [self](const TrainingJob& job, const TrainingStepRecord& rec) { self->on_progress(job, rec); });
   std::error_code ec;
@@ -876,7 +876,8 @@ void FineTuning::on_progress(const TrainingJob& trainer, const TrainingStepRecor
              {"eta_seconds", per_step * double(job.total_steps - rec.step)}});
 }
 
-void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<const LoraWeights> weights) {
+void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<const LoraWeights> weights,
+                            double eval_loss) {
   std::shared_ptr<TrainingJob> trainer;
   Pending p;
   {
@@ -892,14 +893,9 @@ void FineTuning::on_publish(const std::string& name, uint64_t, std::shared_ptr<c
   p.step = trainer->steps_done();
   p.train_loss = trainer->history().empty() ? 0.0 : trainer->history().back().loss;
   p.final = trainer->done();
-  // The validation file's loss under this version (forward only, between
-  // rounds: the backend is free). What the console's eval curve plots.
-  if (!trainer->eval_examples().empty()) {
-    JobTrainer evaluator(*backend_);
-    auto valid = evaluator.evaluate(*trainer);
-    if (valid.ok()) p.valid_loss = valid.value();
-    else log_error("fine-tuning {}: validation loss not computed: {}", name, valid.error().to_string());
-  }
+  // The validation file's loss under this version (TrainingWork ran it in
+  // units before handing the version out). What the console's eval curve plots.
+  p.valid_loss = eval_loss;
   // Between optimizer steps, on the worker thread that owns the job: a copy
   // of the checkpoint a restarted node resumes from. The publisher writes it
   // (and fsyncs it) before it announces the version, so a published version

@@ -200,7 +200,7 @@ class FineTuning {
   FineTuning() = default;
   // Worker thread.
   void on_progress(const TrainingJob& job, const TrainingStepRecord& rec);
-  void on_publish(const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights> weights);
+  void on_publish(const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights> weights, double eval_loss);
   void publisher_loop();
   void publish_one(const Pending& p);
   // Under mu_.

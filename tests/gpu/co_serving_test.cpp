@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -74,7 +75,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   std::atomic<int64_t> steps{0};
   TrainingWork work(
       backend, /*publish_every=*/50,
-      [&](const std::string& name, uint64_t version, std::shared_ptr<const LoraWeights> w) {
+      [&](const std::string& name, uint64_t version, std::shared_ptr<const LoraWeights> w, double) {
         source.put(AdapterId{"team", name, version}, std::move(w));
         latest = version;
       },
@@ -217,7 +218,7 @@ TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
   }
   auto a = make("a", 1), b = make("b", 2), c = make("c", 3);
   std::map<std::string, uint64_t> published;
-  TrainingWork work(backend, 4, [&](const std::string& name, uint64_t v, std::shared_ptr<const LoraWeights>) {
+  TrainingWork work(backend, 4, [&](const std::string& name, uint64_t v, std::shared_ptr<const LoraWeights>, double) {
     published[name] = v;
   });
   work.set_unit_budget_ms(0);  // one unit per run_once(): the commands below land mid-round
@@ -257,6 +258,77 @@ TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
     for (size_t i = 0; i < a->params().modules[m].b.size(); ++i)
       ASSERT_NEAR(a->params().modules[m].b[i], a_alone->params().modules[m].b[i], 1e-5) << "module " << m;
   fs::remove_all(dir);
+}
+
+// A job with eval examples: each version's eval loss is computed in units
+// (run_once() calls of one unit each between the round that ends the step
+// and the publication), equals a whole forward pass's, and belongs to the
+// version (the job trains no further meanwhile); a job without eval examples
+// publishes at once with NaN.
+TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
+  const testing::TrainableTiny model = testing::make_trainable_tiny(6, "myriad_trainwork_eval");
+  ASSERT_TRUE(model.ckpt && model.tok);
+  gpu::cpu::CpuLoraTrainingBackend backend(model.ckpt, 2);
+  TrainingJobConfig jc;
+  jc.targets.rank = 4;
+  jc.adamw.lr = 5e-3;
+  jc.steps = 6;
+  jc.batch_tokens = 64;
+  auto with_eval = std::shared_ptr<TrainingJob>(std::move(
+      TrainingJob::create("e", model.ckpt->config(), jc, testing::task_examples(upper_last_task(1, 30), *model.tok),
+                          testing::task_examples(upper_last_task(2, 12), *model.tok))
+          .value()));
+  auto without = std::shared_ptr<TrainingJob>(std::move(
+      TrainingJob::create("n", model.ckpt->config(), jc, testing::task_examples(upper_last_task(3, 30), *model.tok))
+          .value()));
+  int calls = 0;
+  std::map<std::pair<std::string, int64_t>, int> step_ended_at;  // (job, step) -> run_once call
+  struct Published {
+    std::string job;
+    uint64_t version;
+    double eval_loss, whole_pass;
+    int64_t step;
+    int at;
+  };
+  std::vector<Published> published;
+  TrainingWork work(
+      backend, 3,
+      [&](const std::string& name, uint64_t v, std::shared_ptr<const LoraWeights>, double eval_loss) {
+        TrainingJob& job = name == "e" ? *with_eval : *without;
+        // The backend is free here (between rounds): the same pass whole.
+        const double whole = job.eval_examples().empty()
+                                 ? std::numeric_limits<double>::quiet_NaN()
+                                 : JobTrainer(backend).evaluate(job).value();
+        published.push_back({name, v, eval_loss, whole, job.steps_done(), calls});
+      },
+      [&](const TrainingJob& job, const TrainingStepRecord& rec) { step_ended_at[{job.name(), rec.step}] = calls; });
+  work.set_unit_budget_ms(0);  // one unit per run_once()
+  work.add(with_eval);
+  work.add(without);
+  for (int guard = 0; guard < 100000 && work.has_work(); ++guard) {
+    ++calls;
+    work.run_once();
+  }
+  ASSERT_TRUE(with_eval->done());
+  ASSERT_TRUE(without->done());
+  int evaluated = 0;
+  for (const Published& p : published) {
+    SCOPED_TRACE(p.job + " version " + std::to_string(p.version));
+    EXPECT_EQ(p.step, int64_t(3 * p.version)) << "the version is the step it was published at";
+    const int ended = step_ended_at.at({p.job, p.step});
+    if (p.job == "n") {
+      EXPECT_TRUE(std::isnan(p.eval_loss));
+      EXPECT_EQ(p.at, ended) << "no eval examples: published in the call that ended the step";
+      continue;
+    }
+    ++evaluated;
+    EXPECT_TRUE(std::isfinite(p.eval_loss));
+    EXPECT_NEAR(p.eval_loss, p.whole_pass, 1e-9 * std::abs(p.whole_pass)) << "units and a whole pass disagree";
+    EXPECT_GE(p.at - ended, 3) << "the eval pass ran in units: begin, then the layers";
+  }
+  EXPECT_EQ(evaluated, 2);  // steps 3 and 6
+  EXPECT_EQ(published.size(), 4u);
+  fs::remove_all(model.dir);
 }
 
 }  // namespace

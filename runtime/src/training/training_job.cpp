@@ -341,6 +341,7 @@ bool JobTrainer::idle() const {
 
 Result<bool> JobTrainer::begin_round() {
   MYRIAD_CHECK(!in_flight_, "a round is already in flight");
+  MYRIAD_CHECK(!loss_.active, "a round cannot begin during a loss pass");
   active_.clear();
   rows_.clear();
   tensors_.clear();
@@ -409,6 +410,44 @@ Result<double> JobTrainer::loss(const LoraParams<float>& params, const std::vect
     n += t.loss_tokens;
   }
   return n > 0 ? sum / double(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+void JobTrainer::begin_loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
+                            int64_t batch_tokens) {
+  MYRIAD_CHECK(!in_flight_, "a loss pass begins between rounds only");
+  std::vector<size_t> order(examples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  loss_ = LossPass{};
+  loss_.active = true;
+  loss_.params = &params;
+  loss_.examples = &examples;
+  loss_.batches = pack(examples, order, batch_tokens);
+}
+
+std::optional<Result<double>> JobTrainer::advance_loss() {
+  LossPass& p = loss_;
+  if (!p.active) return std::nullopt;
+  if (!p.batch_begun) {
+    if (p.next < p.batches.size()) {
+      p.rows.clear();
+      for (size_t i : p.batches[p.next]) p.rows.push_back({0, &(*p.examples)[i].tokens, &(*p.examples)[i].targets});
+      p.tensors = TrainingJobTensors<float>{p.params, nullptr, 1.0, 0, 0};
+      if (Status st = backend_.begin(p.rows, std::span<TrainingJobTensors<float>>(&p.tensors, 1)); !st.ok()) {
+        p.active = false;
+        return Result<double>(st.error());
+      }
+      p.batch_begun = true;
+      return std::nullopt;
+    }
+  } else if (backend_.advance()) {
+    p.sum += p.tensors.loss_sum;
+    p.tokens += p.tensors.loss_tokens;
+    p.batch_begun = false;
+    ++p.next;
+  }
+  if (p.batch_begun || p.next < p.batches.size()) return std::nullopt;
+  p.active = false;
+  return Result<double>(p.tokens > 0 ? p.sum / double(p.tokens) : std::numeric_limits<double>::quiet_NaN());
 }
 
 Result<double> JobTrainer::evaluate(TrainingJob& job) {

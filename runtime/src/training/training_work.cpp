@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "runtime/log.h"
 
@@ -89,7 +90,7 @@ void TrainingWork::apply_pending() {
 }
 
 bool TrainingWork::has_work() {
-  if (trainer_.round_in_flight()) return true;
+  if (trainer_.round_in_flight() || evaluating()) return true;  // jobs change after both
   if (queued_tasks_.load(std::memory_order_acquire) > 0) return true;  // no lock on the worker's every pass
   apply_pending();  // jobs change between rounds only
   return !trainer_.idle();
@@ -97,9 +98,34 @@ bool TrainingWork::has_work() {
 
 void TrainingWork::publish(Held& h) {
   ++h.published;
-  if (publish_)
-    publish_(h.job->name(), h.published,
-             std::make_shared<const LoraWeights>(to_lora_weights(h.job->params(), h.job->name())));
+  auto weights = std::make_shared<const LoraWeights>(to_lora_weights(h.job->params(), h.job->name()));
+  if (!h.job->eval_examples().empty()) {
+    trainer_.remove(h.job.get());  // back when its eval pass has ended (run_eval_unit)
+    evals_.push_back({h.job, h.published, std::move(weights)});
+    return;
+  }
+  if (publish_) publish_(h.job->name(), h.published, std::move(weights), std::numeric_limits<double>::quiet_NaN());
+}
+
+void TrainingWork::run_eval_unit() {
+  Evaluation& e = evals_.front();
+  if (!trainer_.loss_in_flight())
+    trainer_.begin_loss(e.job->params(), e.job->eval_examples(), e.job->config().batch_tokens);
+  const auto loss = trainer_.advance_loss();
+  if (!loss) return;
+  double eval_loss = std::numeric_limits<double>::quiet_NaN();
+  if (loss->ok()) {
+    eval_loss = loss->value();
+  } else {
+    log_error("training {}: the eval loss of version {} failed: {}", e.job->name(), e.version,
+              loss->error().to_string());
+  }
+  if (publish_) publish_(e.job->name(), e.version, e.weights, eval_loss);
+  // Back into the rounds unless it has ended; pauses and cancels wait for
+  // the passes (apply_pending runs only when none is left).
+  auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job == e.job; });
+  if (it != held_.end() && !it->paused && !e.job->done()) trainer_.add(e.job.get());
+  evals_.pop_front();
 }
 
 void TrainingWork::run_once() {
@@ -109,11 +135,15 @@ void TrainingWork::run_once() {
   const auto t0 = std::chrono::steady_clock::now();
   do {
     run_unit();
-  } while (trainer_.round_in_flight() &&
+  } while ((trainer_.round_in_flight() || evaluating()) &&
            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < unit_budget_ms_);
 }
 
 void TrainingWork::run_unit() {
+  if (!trainer_.round_in_flight() && evaluating()) {
+    run_eval_unit();
+    return;
+  }
   if (!trainer_.round_in_flight()) {
     std::function<void()> task;
     {

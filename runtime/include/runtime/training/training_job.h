@@ -164,6 +164,14 @@ class JobTrainer {
   // Mean loss of arbitrary examples under `params` (forward only).
   Result<double> loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
                       int64_t batch_tokens);
+  // loss() a unit at a time, like a round, for a serving loop: begin_loss()
+  // (`examples` not empty), then advance_loss() until it returns the mean
+  // loss (the same number loss() gives) or the backend's error. params and
+  // examples must stay valid meanwhile; no round may begin or be in flight.
+  void begin_loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
+                  int64_t batch_tokens);
+  std::optional<Result<double>> advance_loss();
+  bool loss_in_flight() const { return loss_.active; }
 
  private:
   LoraTrainingBackend& backend_;
@@ -173,6 +181,20 @@ class JobTrainer {
   std::vector<TrainingJob*> active_;
   std::vector<TrainingRow> rows_;
   std::vector<TrainingJobTensors<float>> tensors_;
+  // The loss pass in flight (begin_loss).
+  struct LossPass {
+    bool active = false;
+    const LoraParams<float>* params = nullptr;
+    const std::vector<TrainingExample>* examples = nullptr;
+    std::vector<std::vector<size_t>> batches;
+    size_t next = 0;          // the batch begun or to begin
+    bool batch_begun = false;
+    std::vector<TrainingRow> rows;
+    TrainingJobTensors<float> tensors;
+    double sum = 0;
+    int64_t tokens = 0;
+  };
+  LossPass loss_;
   // After the backend's last unit: the jobs' optimizer steps, one piece per
   // advance_round(), from active_[applying_] on (-1: the backend's pass).
   int64_t applying_ = -1;

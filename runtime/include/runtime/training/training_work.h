@@ -8,6 +8,10 @@
 // the next request for that version is served from a slot copy, with no
 // file read. Requests already running keep the version they pinned.
 //
+// A job with eval examples is evaluated under each version before it is
+// handed out, in units too (forward only), and sits out the rounds
+// meanwhile, so the version, its step and its loss all belong together.
+//
 // Jobs are added, paused and cancelled from any thread; those commands take
 // effect between rounds, so the others never notice.
 #pragma once
@@ -30,8 +34,11 @@ namespace myriad {
 
 class TrainingWork final : public BackgroundWork {
  public:
-  // (job name, version starting at 1, the adapter), on the worker's thread; must be quick.
-  using Publish = std::function<void(const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights>)>;
+  // (job name, version starting at 1, the adapter, the mean loss of the
+  // job's eval examples under it: NaN without any, or when the pass failed),
+  // on the worker's thread; must be quick.
+  using Publish = std::function<void(const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights>,
+                                     double eval_loss)>;
   // (job, its step record) after each optimizer step, on the worker's thread.
   using Progress = std::function<void(const TrainingJob& job, const TrainingStepRecord& rec)>;
 
@@ -68,6 +75,8 @@ class TrainingWork final : public BackgroundWork {
   void apply_pending();  // worker thread
   void publish(Held& h);
   void run_unit();
+  void run_eval_unit();
+  bool evaluating() const { return trainer_.loss_in_flight() || !evals_.empty(); }
 
   double unit_budget_ms_ = 2.0;
 
@@ -76,6 +85,14 @@ class TrainingWork final : public BackgroundWork {
   Publish publish_;
   Progress progress_;
   std::vector<Held> held_;  // worker thread
+  // Versions waiting for (the first: under) their eval pass, oldest first;
+  // their jobs are out of the rounds until it ends. Worker thread.
+  struct Evaluation {
+    std::shared_ptr<TrainingJob> job;
+    uint64_t version = 0;
+    std::shared_ptr<const LoraWeights> weights;
+  };
+  std::deque<Evaluation> evals_;
 
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<TrainingJob>> to_add_;
