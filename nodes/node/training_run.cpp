@@ -21,27 +21,44 @@ void TrainingRun::forward_backward(std::vector<TrainingExample> batch,
     done(make_error(ErrorCode::kInvalidArgument, "the batch has no examples"));
     return;
   }
-  work_.post([self = shared_from_this(), batch = std::move(batch), done = std::move(done)] {
+  // One pass in the backend's units, a turn each between inference steps
+  // (TrainingWork::post_units), like a job's round: a large batch no longer
+  // holds the worker for a whole pass.
+  struct Pass {
+    std::vector<TrainingExample> batch;
     std::vector<TrainingRow> rows;
+    TrainingJobTensors<float> tensors;
     int64_t tokens = 0, targets = 0;
-    for (const TrainingExample& e : batch) {
-      rows.push_back(TrainingRow{0, &e.tokens, &e.targets});
-      tokens += int64_t(e.tokens.size());
-      targets += e.target_count();
+    bool begun = false;
+  };
+  auto pass = std::make_shared<Pass>();
+  pass->batch = std::move(batch);
+  work_.post_units([self = shared_from_this(), pass, done = std::move(done)]() -> bool {
+    if (!pass->begun) {
+      for (const TrainingExample& e : pass->batch) {
+        pass->rows.push_back(TrainingRow{0, &e.tokens, &e.targets});
+        pass->tokens += int64_t(e.tokens.size());
+        pass->targets += e.target_count();
+      }
+      // The gradient of the batch's mean loss per target token; the client
+      // sums batches by calling again before optim_step.
+      pass->tensors.params = &self->params_;
+      pass->tensors.grads = &self->grads_;
+      pass->tensors.loss_weight = pass->targets > 0 ? 1.0 / double(pass->targets) : 1.0;
+      Status st = self->backend_.begin(pass->rows, std::span<TrainingJobTensors<float>>(&pass->tensors, 1));
+      if (!st.ok()) {
+        done(st.error());  // validated before anything is accumulated: nothing changed
+        return true;
+      }
+      pass->begun = true;
+      return false;
     }
-    // The gradient of the batch's mean loss per target token; the client
-    // sums batches by calling again before optim_step.
-    TrainingJobTensors<float> t;
-    t.params = &self->params_;
-    t.grads = &self->grads_;
-    t.loss_weight = targets > 0 ? 1.0 / double(targets) : 1.0;
-    Status st = self->backend_.forward_backward(rows, std::span<TrainingJobTensors<float>>(&t, 1));
-    if (!st.ok()) {
-      done(st.error());
-      return;
-    }
+    if (!self->backend_.advance()) return false;
     ++self->accumulated_;
-    done(ForwardBackwardResult{t.loss_tokens > 0 ? t.loss_sum / double(t.loss_tokens) : 0.0, tokens, targets});
+    const TrainingJobTensors<float>& t = pass->tensors;
+    done(ForwardBackwardResult{t.loss_tokens > 0 ? t.loss_sum / double(t.loss_tokens) : 0.0, pass->tokens,
+                               pass->targets});
+    return true;
   });
 }
 

@@ -15,8 +15,9 @@
 // Every call runs on the worker's thread between training rounds and
 // inference steps (TrainingWork::post), in the order posted, and answers
 // through its callback there: the run's tensors are touched by that thread
-// only. A forward_backward is one whole pass (not split into units as a
-// job's round is), so it holds the worker for its duration.
+// only. A forward_backward runs in the backend's units, a turn at a time
+// like a job's round (TrainingWork::post_units), so inference steps go on
+// between them.
 #pragma once
 
 #include <cstdint>

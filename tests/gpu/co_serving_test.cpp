@@ -331,5 +331,53 @@ TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
   fs::remove_all(model.dir);
 }
 
+// Posted work in units (a client's forward/backward): posted while the job
+// trains, it runs one unit per run_once() with nothing else between its
+// units (it owns the backend), the tasks posted after it wait their turn,
+// and then the rounds go on.
+TEST(TrainingWorkJobs, APostedTaskInUnitsOwnsTheBackendFromItsFirstUnitToItsLast) {
+  const testing::TrainableTiny model = testing::make_trainable_tiny(7, "myriad_trainwork_units");
+  ASSERT_TRUE(model.ckpt && model.tok);
+  gpu::cpu::CpuLoraTrainingBackend backend(model.ckpt, 2);
+  TrainingJobConfig jc;
+  jc.targets.rank = 4;
+  jc.steps = 3;
+  jc.batch_tokens = 64;
+  auto job = std::shared_ptr<TrainingJob>(std::move(
+      TrainingJob::create("j", model.ckpt->config(), jc, testing::task_examples(upper_last_task(1, 20), *model.tok))
+          .value()));
+  int calls = 0;
+  std::vector<int> step_ended_at, unit_calls;
+  int task_call = -1;
+  TrainingWork work(backend, 100, nullptr,
+                    [&](const TrainingJob&, const TrainingStepRecord&) { step_ended_at.push_back(calls); });
+  work.set_unit_budget_ms(0);  // one unit per run_once()
+  work.add(job);
+  for (int i = 0; i < 3; ++i) {
+    ++calls;
+    work.run_once();  // the job is training
+  }
+  ASSERT_TRUE(step_ended_at.empty());
+  work.post_units([&] {
+    unit_calls.push_back(calls);
+    return unit_calls.size() == 5;
+  });
+  work.post([&] { task_call = calls; });
+  for (int guard = 0; guard < 100000 && work.has_work(); ++guard) {
+    ++calls;
+    work.run_once();
+  }
+  ASSERT_TRUE(job->done());
+  ASSERT_EQ(step_ended_at.size(), 3u);
+  ASSERT_EQ(unit_calls.size(), 5u);
+  for (size_t i = 1; i < unit_calls.size(); ++i) EXPECT_EQ(unit_calls[i], unit_calls[i - 1] + 1) << "unit " << i;
+  for (int ended : step_ended_at)
+    EXPECT_FALSE(ended >= unit_calls.front() && ended <= unit_calls.back())
+        << "a round ended at call " << ended << ", inside the task's units";
+  EXPECT_EQ(task_call, unit_calls.back() + 1) << "the task posted after it ran next";
+  EXPECT_GT(step_ended_at[1], task_call) << "the rounds went on after both";
+  fs::remove_all(model.dir);
+}
+
 }  // namespace
 }  // namespace myriad

@@ -42,9 +42,16 @@ void TrainingWork::cancel(const std::string& name) {
 }
 
 void TrainingWork::post(std::function<void()> task) {
+  post_units([task = std::move(task)] {
+    task();
+    return true;
+  });
+}
+
+void TrainingWork::post_units(std::function<bool()> unit) {
   {
     std::lock_guard lock(mu_);
-    tasks_.push_back(std::move(task));
+    tasks_.push_back(std::move(unit));
     queued_tasks_.store(tasks_.size(), std::memory_order_release);
   }
   wake_worker();
@@ -90,7 +97,7 @@ void TrainingWork::apply_pending() {
 }
 
 bool TrainingWork::has_work() {
-  if (trainer_.round_in_flight() || evaluating()) return true;  // jobs change after both
+  if (trainer_.round_in_flight() || evaluating() || task_) return true;  // jobs change after all three
   if (queued_tasks_.load(std::memory_order_acquire) > 0) return true;  // no lock on the worker's every pass
   apply_pending();  // jobs change between rounds only
   return !trainer_.idle();
@@ -135,32 +142,34 @@ void TrainingWork::run_once() {
   const auto t0 = std::chrono::steady_clock::now();
   do {
     run_unit();
-  } while ((trainer_.round_in_flight() || evaluating()) &&
+  } while ((trainer_.round_in_flight() || evaluating() || task_) &&
            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < unit_budget_ms_);
 }
 
+bool TrainingWork::take_task() {
+  std::lock_guard lock(mu_);
+  if (tasks_.empty()) return false;
+  task_ = std::move(tasks_.front());
+  tasks_.pop_front();
+  queued_tasks_.store(tasks_.size(), std::memory_order_release);
+  return true;
+}
+
 void TrainingWork::run_unit() {
-  if (!trainer_.round_in_flight() && evaluating()) {
-    run_eval_unit();
-    return;
-  }
+  // What is in flight goes on first (each owns the backend until it ends):
+  // a round, a posted task, an eval pass; else a new one: a posted task
+  // first (a client waits for it), then a version's eval, then a round.
   if (!trainer_.round_in_flight()) {
-    std::function<void()> task;
-    {
-      std::lock_guard lock(mu_);
-      if (!tasks_.empty()) {
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-        queued_tasks_.store(tasks_.size(), std::memory_order_release);
-      }
+    if (task_ || (!trainer_.loss_in_flight() && take_task())) {
+      if (task_()) task_ = nullptr;
+      return;
     }
-    if (task) {
-      task();
+    if (evaluating()) {
+      run_eval_unit();
       return;
     }
     auto begun = trainer_.begin_round();
     if (!begun.ok()) {
-      // A backend error is the job's data or a bug, never transient: stop them all loudly.
       // Jobs are validated against the base when created, so this is a bug:
       // stop them all loudly rather than fail the same round forever.
       log_error("training: a round failed: {}", begun.error().to_string());

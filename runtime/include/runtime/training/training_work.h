@@ -51,9 +51,13 @@ class TrainingWork final : public BackgroundWork {
   // Jobs neither finished nor cancelled.
   size_t active() const;
   // Runs `task` on the worker's thread between rounds, in the order posted
-  // (a client-driven training run's forward/backward or optimizer step:
-  // the backend is free then). Thread-safe.
+  // (a client-driven training run's optimizer step: the backend is free
+  // then). Thread-safe.
   void post(std::function<void()> task);
+  // The same for work in units (a client-driven forward/backward): `unit`
+  // is called once per turn, like a round's units, until it returns true;
+  // nothing else uses the backend from its first call to its last.
+  void post_units(std::function<bool()> unit);
 
   // What one run_once() takes at least while a round is in flight (units
   // back to back): the unit a waiting inference step waits for is this
@@ -76,6 +80,7 @@ class TrainingWork final : public BackgroundWork {
   void publish(Held& h);
   void run_unit();
   void run_eval_unit();
+  bool take_task();  // the next posted task into task_, if any
   bool evaluating() const { return trainer_.loss_in_flight() || !evals_.empty(); }
 
   double unit_budget_ms_ = 2.0;
@@ -98,7 +103,8 @@ class TrainingWork final : public BackgroundWork {
   std::vector<std::shared_ptr<TrainingJob>> to_add_;
   std::vector<std::pair<std::string, bool>> to_pause_;
   std::vector<std::string> to_cancel_;
-  std::deque<std::function<void()>> tasks_;
+  std::deque<std::function<bool()>> tasks_;
+  std::function<bool()> task_;  // the task in flight (worker thread)
   std::atomic<size_t> queued_tasks_{0};  // tasks_.size(), read by has_work() without the lock
   size_t active_ = 0;  // guarded by mu_
 };
