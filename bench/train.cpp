@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -72,6 +73,8 @@ struct Options {
   bool recompute = false, json = false, serve_only = false;
   double serve_seconds = 20, serve_share = 0.25, serve_unit_ms = 2.0;
   int64_t streams = 4, serve_jobs = 4, serve_batch_tokens = 128;
+  int64_t serve_eval = 0, serve_publish_every = 5;
+  bool serve_eval_whole = false;
 };
 
 struct Figures {
@@ -82,6 +85,7 @@ struct Figures {
   double itl_p50_ms = 0, itl_p99_ms = 0, itl_max_ms = 0, decode_tok_s = 0, ttft_p50_ms = 0, ttft_p99_ms = 0;
   double unit_p50_ms = 0, unit_p99_ms = 0, unit_max_ms = 0;  // training's units beside serving
   double train_time_share = 0;  // of the wall time, in them
+  int64_t evals = 0;             // eval passes done beside serving
 };
 
 double peak_rss_mb() {
@@ -308,9 +312,21 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
   auto worker = EngineWorker::start(cfg, *ex.value(), source, sink);
   if (!worker.ok()) return false;
   gpu::cpu::CpuLoraTrainingBackend backend(ck, ex.value()->pool());
-  std::atomic<int64_t> trained_tokens{0};
-  TrainingWork work(backend, 1 << 30, nullptr,
-                    [&](const TrainingJob&, const TrainingStepRecord& rec) { trained_tokens += rec.tokens; });
+  std::atomic<int64_t> trained_tokens{0}, evals{0};
+  // With --serve-eval: each job's eval examples, and its TrainingJob (for
+  // --serve-eval-whole, which evaluates in the publish callback, whole, as
+  // a node did before the pass ran in units).
+  std::map<std::string, std::pair<std::shared_ptr<TrainingJob>, std::vector<TrainingExample>>> eval_of;
+  TrainingWork work(
+      backend, o.serve_eval > 0 ? o.serve_publish_every : 1 << 30,
+      [&](const std::string& name, uint64_t, std::shared_ptr<const LoraWeights>, double eval_loss) {
+        if (o.serve_eval_whole) {
+          auto& [job, examples] = eval_of.at(name);
+          eval_loss = JobTrainer(backend).loss(job->params(), examples, job->config().batch_tokens).value();
+        }
+        if (!std::isnan(eval_loss)) ++evals;
+      },
+      [&](const TrainingJob&, const TrainingStepRecord& rec) { trained_tokens += rec.tokens; });
   work.set_unit_budget_ms(o.serve_unit_ms);
   TimedWork timed(work);
   if (with_training) {
@@ -322,10 +338,16 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
       c.steps = 1 << 20;
       c.batch_tokens = o.serve_batch_tokens;
       c.seed = uint64_t(j);
-      auto job = TrainingJob::create("job" + std::to_string(j), ck->config(), c,
-                                     synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
+      const std::string name = "job" + std::to_string(j);
+      std::vector<TrainingExample> eval =
+          synthetic_examples(o.serve_eval, o.seq_len, ck->config().vocab_size, int(1000 + j));
+      auto job = TrainingJob::create(name, ck->config(), c,
+                                     synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)),
+                                     o.serve_eval_whole ? std::vector<TrainingExample>{} : eval);
       if (!job.ok()) return false;
-      work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
+      std::shared_ptr<TrainingJob> held(std::move(job.value()));
+      eval_of[name] = {held, std::move(eval)};
+      work.add(std::move(held));
     }
     worker.value()->set_background(&timed, o.serve_share);
     // Measure in steady state: the first round also transposes every base
@@ -381,6 +403,7 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
   double unit_total_ms = 0;
   for (double u : units) unit_total_ms += u;
   f.train_time_share = unit_total_ms / (secs * 1e3);
+  f.evals = evals.load();
   return true;
 }
 
@@ -413,6 +436,15 @@ int main(int argc, char** argv) {
                  "training's time per turn beside serving (TrainingWork's unit budget; default 2)")
       ->option_text("MS");
   app.add_flag("--serve-only", o.serve_only, "only the co-serving runs (no throughput or memory runs)");
+  app.add_option("--serve-eval", o.serve_eval,
+                 "eval examples per co-serving job (of --seq-len tokens); each published version is evaluated on "
+                 "them (default 0: none, and no versions)")
+      ->option_text("N");
+  app.add_option("--serve-publish-every", o.serve_publish_every, "with --serve-eval: steps between versions (default 5)")
+      ->option_text("N");
+  app.add_flag("--serve-eval-whole", o.serve_eval_whole,
+               "with --serve-eval: evaluate each version whole in the publish callback, as a node did before the "
+               "pass ran in units (the baseline to compare with)");
   CLI11_PARSE(app, argc, argv);
 
   std::string model = o.model;
@@ -490,14 +522,15 @@ int main(int argc, char** argv) {
                   "\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, \"decode_tok_s\": %.1f, "
                   "\"with_training\": {\"itl_p50_ms\": %.2f, \"itl_p99_ms\": %.2f, \"itl_max_ms\": %.2f, "
                   "\"decode_tok_s\": %.1f, \"train_tok_s\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f, "
-                  "\"unit_p50_ms\": %.2f, \"unit_p99_ms\": %.2f, \"unit_max_ms\": %.2f, \"time_share\": %.3f}, "
+                  "\"unit_p50_ms\": %.2f, \"unit_p99_ms\": %.2f, \"unit_max_ms\": %.2f, \"time_share\": %.3f, "
+                  "\"evals\": %lld}, "
                   "\"ttft_p50_ms\": %.1f, "
                   "\"ttft_p99_ms\": %.1f, \"p99_ratio\": %.3f}",
                   (long long)o.streams, (long long)o.serve_jobs, o.serve_share, (long long)o.serve_batch_tokens,
                   alone->itl_p50_ms, alone->itl_p99_ms, alone->itl_max_ms, alone->decode_tok_s, beside->itl_p50_ms,
                   beside->itl_p99_ms, beside->itl_max_ms, beside->decode_tok_s, beside->tok_s, beside->ttft_p50_ms,
                   beside->ttft_p99_ms, beside->unit_p50_ms, beside->unit_p99_ms, beside->unit_max_ms,
-                  beside->train_time_share, alone->ttft_p50_ms, alone->ttft_p99_ms, beside->itl_p99_ms / alone->itl_p99_ms);
+                  beside->train_time_share, (long long)beside->evals, alone->ttft_p50_ms, alone->ttft_p99_ms, beside->itl_p99_ms / alone->itl_p99_ms);
     std::printf("}\n");
     return 0;
   }
@@ -547,6 +580,10 @@ int main(int argc, char** argv) {
                 "%.0f%% of the time in them\n",
                 beside->unit_p50_ms, beside->unit_p99_ms, beside->unit_max_ms, 100 * beside->train_time_share);
     std::printf("p99 with training / alone: %.2fx (goal 1.5x)\n", beside->itl_p99_ms / alone->itl_p99_ms);
+    if (o.serve_eval > 0)
+      std::printf("eval passes beside serving: %lld (%lld examples each, a version every %lld steps, %s)\n",
+                  (long long)beside->evals, (long long)o.serve_eval, (long long)o.serve_publish_every,
+                  o.serve_eval_whole ? "whole, in the publish callback" : "in units");
   }
   return 0;
 }

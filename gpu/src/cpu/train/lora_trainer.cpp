@@ -709,7 +709,7 @@ Status LlamaLoraTrainer<Real>::mean_hidden(std::span<const TrainingRow> rows, st
   // Two buffers, ping-pong through the layers; begin() sizes them again.
   xs_.resize(std::max<size_t>(xs_.size(), 2));
   for (size_t i = 0; i < 2; ++i) xs_[i].resize(size_t(T_ * H));
-  acts_.resize(1);
+  if (acts_.empty()) acts_.resize(1);  // never shrunk (begin())
   resize(acts_[0]);
   embed_tokens(xs_[0].data());
   for (int l = 0; l < layers; ++l) forward_layer(l, xs_[size_t(l % 2)].data(), acts_[0], xs_[size_t((l + 1) % 2)].data());
@@ -745,14 +745,19 @@ Status LlamaLoraTrainer<Real>::begin(std::span<const TrainingRow> rows, std::spa
   keep_all_ = backward_ && !recompute_;
   xs_.resize(size_t(nl) + 1);
   for (auto& x : xs_) x.resize(size_t(T_ * H));
-  acts_.resize(keep_all_ ? size_t(nl) : 1);
-  for (auto& a : acts_) resize(a);
+  // Never shrunk: a forward-only pass between training rounds (a version's
+  // eval) would free every layer's activations, which the next round then
+  // allocates and zeroes again (80-90 ms for llama-110m, in one unit).
+  const size_t kept = keep_all_ ? size_t(nl) : 1;
+  if (acts_.size() < kept) acts_.resize(kept);
+  for (size_t i = 0; i < kept; ++i) resize(acts_[i]);
   // Embedding (the table is frozen: the backward stops at its output).
   embed_tokens(xs_[0].data());
   activation_bytes_ = 0;
   if (backward_) {
     for (const auto& x : xs_) activation_bytes_ += x.size() * sizeof(Real);
-    for (const auto& a : acts_) {
+    for (size_t i = 0; i < kept; ++i) {
+      const Acts& a = acts_[i];
       for (const auto* v : {&a.x_in, &a.r1, &a.h1, &a.q, &a.k, &a.v, &a.lse, &a.attn, &a.x_mid, &a.r2, &a.h2, &a.g,
                             &a.u, &a.act})
         activation_bytes_ += v->size() * sizeof(Real);
