@@ -291,6 +291,8 @@ TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
     int at;
   };
   std::vector<Published> published;
+  size_t active_at_last_version = 0;
+  TrainingWork* work_ptr = nullptr;
   TrainingWork work(
       backend, 3,
       [&](const std::string& name, uint64_t v, std::shared_ptr<const LoraWeights>, double eval_loss) {
@@ -300,8 +302,10 @@ TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
                                  ? std::numeric_limits<double>::quiet_NaN()
                                  : JobTrainer(backend).evaluate(job).value();
         published.push_back({name, v, eval_loss, whole, job.steps_done(), calls});
+        if (name == "e" && job.done()) active_at_last_version = work_ptr->active();
       },
       [&](const TrainingJob& job, const TrainingStepRecord& rec) { step_ended_at[{job.name(), rec.step}] = calls; });
+  work_ptr = &work;
   work.set_unit_budget_ms(0);  // one unit per run_once()
   work.add(with_eval);
   work.add(without);
@@ -328,6 +332,8 @@ TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
   }
   EXPECT_EQ(evaluated, 2);  // steps 3 and 6
   EXPECT_EQ(published.size(), 4u);
+  EXPECT_EQ(active_at_last_version, 1u) << "a finished job is active until its last version is out ('n' is not)";
+  EXPECT_EQ(work.active(), 0u);
   fs::remove_all(model.dir);
 }
 

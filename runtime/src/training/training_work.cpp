@@ -133,6 +133,10 @@ void TrainingWork::run_eval_unit() {
   auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job == e.job; });
   if (it != held_.end() && !it->paused && !e.job->done()) trainer_.add(e.job.get());
   evals_.pop_front();
+  // A finished job stays active until its last version is out.
+  if (it != held_.end() && e.job->done() &&
+      std::none_of(evals_.begin(), evals_.end(), [&](const Evaluation& o) { return o.job == e.job; }))
+    release(*it);
 }
 
 void TrainingWork::run_once() {
@@ -188,7 +192,9 @@ void TrainingWork::run_unit() {
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job.get() == job; });
     if (it == held_.end()) continue;
     if (rec.step % publish_every_ == 0 || job->done()) publish(*it);
-    if (job->done()) release(*it);
+    const bool evaluating_it =
+        std::any_of(evals_.begin(), evals_.end(), [&](const Evaluation& e) { return e.job.get() == job; });
+    if (job->done() && !evaluating_it) release(*it);  // else once its last eval pass has published
   }
 }
 
