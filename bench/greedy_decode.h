@@ -1,16 +1,19 @@
-// Shared by the CPU decode benchmarks (bench/decode.cpp, bench/multilora.cpp):
-// sequences fed greedily one step at a time through a CpuExecutor, and the
+// Shared by the decode and training benchmarks (bench/decode.cpp,
+// bench/multilora.cpp, bench/train.cpp, bench/cuda_train.cpp): sequences fed
+// greedily one step at a time through an executor, and the
 // deterministic prompts both use, so their figures are comparable.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
-#include "gpu/cpu/cpu_executor.h"
 #include "runtime/bench_plans.h"
+#include "runtime/executor.h"
 #include "runtime/kv_block_allocator.h"
+#include "runtime/training/training_data.h"
 
 namespace myriad::bench {
 
@@ -30,7 +33,7 @@ inline std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
 // One step: every seq feeds its uncached tokens and samples greedily; the
 // sampled token is appended. False (with a message naming `who`) when the
 // KV pool is full or the step fails.
-inline bool greedy_step(gpu::cpu::CpuExecutor& ex, std::vector<DecodeSeq>& seqs, KvBlockAllocator& alloc,
+inline bool greedy_step(Executor& ex, std::vector<DecodeSeq>& seqs, KvBlockAllocator& alloc,
                         StepPlan& plan, StepResult& res, const char* who) {
   Status st = plan_greedy_step(seqs, alloc, ex.info().kv_block_size, plan);
   if (st.ok()) st = ex.step(plan, res);
@@ -40,6 +43,20 @@ inline bool greedy_step(gpu::cpu::CpuExecutor& ex, std::vector<DecodeSeq>& seqs,
   }
   absorb_greedy_step(seqs, res);
   return true;
+}
+
+// n training examples of len tokens whose last quarter is the completion
+// (the loss), as a fine-tuning set is; salt varies the tokens.
+inline std::vector<TrainingExample> synthetic_examples(int64_t n, int64_t len, int64_t vocab, int salt) {
+  std::vector<TrainingExample> out;
+  for (int64_t i = 0; i < n; ++i) {
+    TrainingExample ex;
+    ex.tokens = prompt(int(len), salt * 1000 + int(i), vocab);
+    ex.targets.assign(size_t(len), 0);
+    for (int64_t t = len - len / 4; t < len; ++t) ex.targets[size_t(t)] = 1;
+    out.push_back(std::move(ex));
+  }
+  return out;
 }
 
 }  // namespace myriad::bench

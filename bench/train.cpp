@@ -119,18 +119,6 @@ std::optional<Figures> in_child(const std::function<bool(Figures&)>& fn) {
   return f;
 }
 
-std::vector<TrainingExample> synthetic_examples(int64_t n, int64_t len, int64_t vocab, int salt) {
-  std::vector<TrainingExample> out;
-  for (int64_t i = 0; i < n; ++i) {
-    TrainingExample ex;
-    ex.tokens = bench::prompt(int(len), salt * 1000 + int(i), vocab);
-    ex.targets.assign(size_t(len), 0);
-    for (int64_t t = len - len / 4; t < len; ++t) ex.targets[size_t(t)] = 1;
-    out.push_back(std::move(ex));
-  }
-  return out;
-}
-
 bool prefill(const Options& o, std::shared_ptr<const Checkpoint> ck, Figures& f) {
   gpu::cpu::CpuExecutorOptions eo;
   eo.threads = int(o.threads);
@@ -167,7 +155,7 @@ bool train(const Options& o, std::shared_ptr<const Checkpoint> ck, int64_t jobs,
     c.batch_tokens = o.batch_tokens;
     c.seed = uint64_t(j);
     auto job = TrainingJob::create("job" + std::to_string(j), ck->config(), c,
-                                   synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
+                                   bench::synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
     if (!job.ok()) {
       std::fprintf(stderr, "train: %s\n", job.error().to_string().c_str());
       return false;
@@ -340,9 +328,9 @@ bool serve(const Options& o, std::shared_ptr<const Checkpoint> ck, bool with_tra
       c.seed = uint64_t(j);
       const std::string name = "job" + std::to_string(j);
       std::vector<TrainingExample> eval =
-          synthetic_examples(o.serve_eval, o.seq_len, ck->config().vocab_size, int(1000 + j));
+          bench::synthetic_examples(o.serve_eval, o.seq_len, ck->config().vocab_size, int(1000 + j));
       auto job = TrainingJob::create(name, ck->config(), c,
-                                     synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)),
+                                     bench::synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)),
                                      o.serve_eval_whole ? std::vector<TrainingExample>{} : eval);
       if (!job.ok()) return false;
       std::shared_ptr<TrainingJob> held(std::move(job.value()));

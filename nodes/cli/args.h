@@ -72,6 +72,7 @@ struct FinetuneArgs {
   std::string overflow = "truncate";   // --overflow truncate|reject
   bool recompute = false;              // --recompute: activation checkpointing
   int64_t threads = 0;                 // --threads N
+  std::string device = "cpu";          // --device cpu|cuda: where the passes run
   std::optional<std::string> checkpoint_dir;  // --checkpoint-dir DIR: resume from / save to
   int64_t checkpoint_every = 50;       // --checkpoint-every N steps
 };

@@ -1,4 +1,5 @@
-// `myriad finetune`: trains one LoRA adapter in-process on the CPU (the same
+// `myriad finetune`: trains one LoRA adapter in-process on the CPU or a CUDA
+// device (--device; the same
 // TrainingJob / JobTrainer a node runs), draws its progress on stderr and
 // writes the adapter as a PEFT folder (into a temporary sibling folder, then
 // renamed into place, so --out never holds half an adapter).
@@ -8,15 +9,17 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "clock_text.h"
 #include "commands.h"
-#include "output_folder.h"
 #include "gpu/cpu/lora_trainer.h"
+#include "output_folder.h"
+#ifdef MYRIAD_HAVE_CUDA
+#include "gpu/cuda/lora_trainer.h"
+#endif
 #include "runtime/checkpoint.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/tokenizer.h"
@@ -47,6 +50,23 @@ Result<LoraTargets> parse_targets(const std::string& list, int64_t rank, double 
   return t;
 }
 
+Result<std::unique_ptr<LoraTrainingBackend>> make_backend(const std::string& device,
+                                                          std::shared_ptr<const Checkpoint> ckpt,
+                                                          int threads) {
+  if (device == "cuda") {
+#ifdef MYRIAD_HAVE_CUDA
+    auto b = gpu::cuda::CudaLoraTrainingBackend::create(std::move(ckpt));
+    if (!b.ok()) return make_error(b.error().code, "--device cuda: " + b.error().message);
+    return std::unique_ptr<LoraTrainingBackend>(std::move(b.value()));
+#else
+    return make_error(ErrorCode::kUnsupported,
+                      "--device cuda: this build has no CUDA (no toolkit at build time)");
+#endif
+  }
+  return std::unique_ptr<LoraTrainingBackend>(
+      std::make_unique<gpu::cpu::CpuLoraTrainingBackend>(std::move(ckpt), threads));
+}
+
 }  // namespace
 
 int cmd_finetune(const FinetuneArgs& a) {
@@ -58,7 +78,10 @@ int cmd_finetune(const FinetuneArgs& a) {
   if (a.batch_tokens < 1) return fail(bad("--batch-tokens must be >= 1"), 2);
   if (a.grad_accum < 1) return fail(bad("--grad-accum must be >= 1"), 2);
   if (a.seed < 0) return fail(bad("--seed must be >= 0"), 2);
-  if (a.overflow != "truncate" && a.overflow != "reject") return fail(bad("--overflow must be truncate or reject"), 2);
+  if (a.overflow != "truncate" && a.overflow != "reject")
+    return fail(bad("--overflow must be truncate or reject"), 2);
+  if (a.device != "cpu" && a.device != "cuda")
+    return fail(bad("--device " + a.device + ": expected cpu or cuda"), 2);
   auto targets = parse_targets(a.targets, a.rank, a.alpha);
   if (!targets.ok()) return fail(targets.error(), 2);
 
@@ -68,7 +91,8 @@ int cmd_finetune(const FinetuneArgs& a) {
   if (!tok.ok()) return fail(tok.error(), 1);
   const ModelConfig& cfg = ckpt.value()->config();
   DatasetOptions dopt;
-  dopt.max_tokens = a.max_tokens > 0 ? std::min(a.max_tokens, cfg.max_position_embeddings) : cfg.max_position_embeddings;
+  dopt.max_tokens =
+      a.max_tokens > 0 ? std::min(a.max_tokens, cfg.max_position_embeddings) : cfg.max_position_embeddings;
   dopt.overflow = a.overflow == "reject" ? OverflowPolicy::kReject : OverflowPolicy::kTruncate;
   if (!cfg.eos_token_ids.empty() && tok.value()->eos_ids().empty()) dopt.eos = int32_t(cfg.eos_token_ids[0]);
   auto train = load_training_jsonl(a.data, *tok.value(), dopt);
@@ -107,10 +131,13 @@ int cmd_finetune(const FinetuneArgs& a) {
     auto resumed = j.load_checkpoint(checkpoint);
     if (!resumed.ok()) return fail(resumed.error(), 1);
     if (resumed.value())
-      std::fprintf(stderr, "finetune: resumed from %s at step %lld\n", checkpoint.c_str(), (long long)j.steps_done());
+      std::fprintf(stderr, "finetune: resumed from %s at step %lld\n", checkpoint.c_str(),
+                   (long long)j.steps_done());
   }
 
-  gpu::cpu::CpuLoraTrainingBackend backend(ckpt.value(), int(a.threads));
+  auto made = make_backend(a.device, ckpt.value(), int(a.threads));
+  if (!made.ok()) return fail(made.error(), 1);
+  LoraTrainingBackend& backend = *made.value();
   backend.set_recompute(a.recompute);
   JobTrainer trainer(backend);
   trainer.add(&j);
@@ -120,7 +147,8 @@ int cmd_finetune(const FinetuneArgs& a) {
   const int64_t every = std::max<int64_t>(1, total / 20);
   std::fprintf(stderr, "finetune: %zu examples, %lld steps, rank %lld, %lld trainable values\n", n_train,
                (long long)total, (long long)a.rank, (long long)j.params().size());
-  if (j.done()) std::fprintf(stderr, "finetune: the checkpoint is of the finished job; writing its adapter\n");
+  if (j.done())
+    std::fprintf(stderr, "finetune: the checkpoint is of the finished job; writing its adapter\n");
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0;
   const int64_t first_step = j.steps_done();  // > 0 when resumed
@@ -135,8 +163,9 @@ int cmd_finetune(const FinetuneArgs& a) {
       if (tty) {
         const int width = 30, filled = int(width * rec.step / total);
         std::fprintf(stderr, "\r[%s%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ",
-                     std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
-                     (long long)rec.step, (long long)total, rec.loss, rec.lr, tps, clock_text(eta).c_str());
+                     std::string(size_t(filled), '#').c_str(),
+                     std::string(size_t(width - filled), '.').c_str(), (long long)rec.step, (long long)total,
+                     rec.loss, rec.lr, tps, clock_text(eta).c_str());
         if (rec.step == total) std::fprintf(stderr, "\n");
       } else if (rec.step % every == 0 || rec.step == total || rec.step == 1) {
         std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e grad_norm %.3f tokens_per_s %.0f eta %s\n",
@@ -176,9 +205,9 @@ int cmd_finetune(const FinetuneArgs& a) {
   // The loss curve beside the adapter (PEFT ignores other files).
   std::vector<std::pair<int64_t, double>> eval_points;
   if (out.contains("eval_loss")) eval_points.emplace_back(j.steps_done(), out["eval_loss"].get<double>());
-  for (const auto& [name, text] : {std::pair<std::string, std::string>{"training_log.csv", loss_curve_csv(j.history())},
-                                   {"loss.svg", loss_curve_svg(j.history(), "loss of " + dest.filename().string(),
-                                                               eval_points)}}) {
+  for (const auto& [name, text] :
+       {std::pair<std::string, std::string>{"training_log.csv", loss_curve_csv(j.history())},
+        {"loss.svg", loss_curve_svg(j.history(), "loss of " + dest.filename().string(), eval_points)}}) {
     if (Status st = write_synced((tmp / name).string(), text); !st.ok()) return fail(st.error(), 1);
   }
   PeftLoadOptions lo;

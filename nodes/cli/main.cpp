@@ -116,6 +116,8 @@ void add_finetune(CLI::App& app, FinetuneArgs& a, std::function<int()>& run) {
       ->option_text("DIR");
   c->add_option("--checkpoint-every", a.checkpoint_every, "steps between checkpoints (default 50)")->option_text("N");
   add_threads(*c, a.threads, "compute threads");
+  c->add_option("--device", a.device, "cpu | cuda: where the forward and backward passes run (default cpu)")
+      ->option_text("D");
   c->footer("prints progress on stderr, then one JSON line on stdout: train_loss_first, train_loss_last (means of\n"
             "10 steps), eval_loss (with --eval), steps, tokens_per_s, ...");
   c->callback([&] { run = [&] { return cmd_finetune(a); }; });

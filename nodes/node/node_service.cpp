@@ -31,6 +31,7 @@
 #include "runtime/sha256.h"
 #ifdef MYRIAD_HAVE_CUDA
 #include "gpu/cuda/cuda_executor.h"
+#include "gpu/cuda/lora_trainer.h"
 #endif
 
 namespace myriad::node {
@@ -310,22 +311,36 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     auto ex = make_executor(o, s->checkpoint_, sc);
     if (!ex.ok()) return ex.error();
     setup->executor = std::move(ex.value());
-    // Fine-tuning trains on the worker's thread between its steps, with the
-    // CPU executor's thread pool (one user at a time: that thread).
+    // Fine-tuning trains on the worker's thread between its steps: on a CPU
+    // device with the executor's thread pool (one user at a time: that
+    // thread), on a CUDA device with its own stream beside the executor's.
+    std::unique_ptr<LoraTrainingBackend> trainer;
     if (auto* cpu = dynamic_cast<gpu::cpu::CpuExecutor*>(setup->executor.get())) {
+      trainer = std::make_unique<gpu::cpu::CpuLoraTrainingBackend>(s->checkpoint_, cpu->pool());
+    } else {
+#ifdef MYRIAD_HAVE_CUDA
+      // Without room for the trainer's float32 base the node still serves.
+      auto made = gpu::cuda::CudaLoraTrainingBackend::create(s->checkpoint_);
+      if (made.ok()) {
+        trainer = std::move(made.value());
+      } else {
+        s->fine_tuning_unavailable_ = "fine-tuning on this CUDA device: " + made.error().to_string();
+      }
+#else
+      s->fine_tuning_unavailable_ = "fine-tuning needs a CPU or CUDA device";
+#endif
+    }
+    if (trainer) {
       FineTuningOptions fo;
       fo.data_dir = o.data_dir;
       fo.base_model = s->model_name_;
       fo.publish_every = o.fine_tuning_publish_every;
       fo.max_running = o.max_training_jobs;
-      auto ft = FineTuning::open(fo, s->checkpoint_, s->tokenizer_,
-                                 std::make_unique<gpu::cpu::CpuLoraTrainingBackend>(s->checkpoint_, cpu->pool()));
+      auto ft = FineTuning::open(fo, s->checkpoint_, s->tokenizer_, std::move(trainer));
       if (!ft.ok()) return ft.error();
       s->fine_tuning_ = std::move(ft.value());
       setup->background = &s->fine_tuning_->work();
       setup->background_share = o.training_share;
-    } else {
-      s->fine_tuning_unavailable_ = "fine-tuning runs on a CPU device only for now (--device cpu)";
     }
   } else if (o.role != "gateway") {
     return make_error(ErrorCode::kInvalidArgument, "--role " + o.role + ": expected all or gateway here");

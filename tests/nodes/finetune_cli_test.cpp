@@ -16,6 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_run.h"
+#ifdef MYRIAD_HAVE_CUDA
+#include "gpu/cuda/device_memory.h"
+#endif
 #include "runtime/checkpoint.h"
 #include "runtime/peft_adapter.h"
 
@@ -141,6 +144,14 @@ TEST(FinetuneCli, AKilledRunResumesFromItsCheckpointToTheSameAdapter) {
             "same\n");
 }
 
+bool has_cuda_device() {
+#ifdef MYRIAD_HAVE_CUDA
+  return !gpu::cuda::device_unavailable_reason();
+#else
+  return false;
+#endif
+}
+
 TEST(FinetuneCli, BadInputIsAClearErrorThatWritesNothing) {
   Workdir w;
   const std::string model = tiny_model(w);
@@ -156,9 +167,20 @@ TEST(FinetuneCli, BadInputIsAClearErrorThatWritesNothing) {
               true);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("unknown module 'x_proj'"), std::string::npos) << r.out;
+  write_task(w / "t1.jsonl", 1, 30);
+  r = run_cli("finetune --model " + model + " --data " + (w / "t1.jsonl") + " --out " + (w / "a") + " --device tpu",
+              true);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--device tpu: expected cpu or cuda"), std::string::npos) << r.out;
+  if (!has_cuda_device()) {  // (on a GPU machine it trains)
+    r = run_cli("finetune --model " + model + " --data " + (w / "t1.jsonl") + " --out " + (w / "a") +
+                    " --steps 2 --device cuda",
+                true);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("--device cuda"), std::string::npos) << r.out;
+  }
   EXPECT_FALSE(fs::exists(w / "a"));
   // A checkpoint of another job is refused, not resumed.
-  write_task(w / "t1.jsonl", 1, 30);
   write_task(w / "t2.jsonl", 2, 30);
   ASSERT_EQ(run_cli("finetune --model " + model + " --data " + (w / "t1.jsonl") + " --out " + (w / "a") +
                     " --steps 3 --checkpoint-dir " + (w / "ck"))

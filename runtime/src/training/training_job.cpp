@@ -394,22 +394,14 @@ Result<JobTrainer::Records> JobTrainer::round() {
     if (auto recs = advance_round()) return std::move(*recs);
 }
 
+// The pass in units, run back to back: one copy of the batching and the sums.
 Result<double> JobTrainer::loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,
                                 int64_t batch_tokens) {
   if (examples.empty()) return std::numeric_limits<double>::quiet_NaN();
-  std::vector<size_t> order(examples.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  double sum = 0;
-  int64_t n = 0;
-  for (const auto& batch : pack(examples, order, batch_tokens)) {
-    std::vector<TrainingRow> rows;
-    for (size_t i : batch) rows.push_back({0, &examples[i].tokens, &examples[i].targets});
-    TrainingJobTensors<float> t{&params, nullptr, 1.0, 0, 0};
-    MYRIAD_TRY(backend_.forward_backward(rows, std::span<TrainingJobTensors<float>>(&t, 1)));
-    sum += t.loss_sum;
-    n += t.loss_tokens;
-  }
-  return n > 0 ? sum / double(n) : std::numeric_limits<double>::quiet_NaN();
+  MYRIAD_CHECK(!loss_.active, "loss() while a loss pass is in flight");
+  begin_loss(params, examples, batch_tokens);
+  for (;;)
+    if (auto mean = advance_loss()) return std::move(*mean);
 }
 
 void JobTrainer::begin_loss(const LoraParams<float>& params, const std::vector<TrainingExample>& examples,

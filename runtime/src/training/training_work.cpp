@@ -174,7 +174,8 @@ void TrainingWork::run_unit() {
     }
     auto begun = trainer_.begin_round();
     if (!begun.ok()) {
-      // Jobs are validated against the base when created, so this is a bug:
+      // Jobs are validated against the base when created, so this is a bug
+      // or a device fault (a CUDA trainer that failed once refuses every pass):
       // stop them all loudly rather than fail the same round forever.
       log_error("training: a round failed: {}", begun.error().to_string());
       for (auto& h : held_) {

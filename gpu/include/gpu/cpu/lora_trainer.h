@@ -202,7 +202,7 @@ class CpuLoraTrainingBackend final : public LoraTrainingBackend {
                      std::vector<float>& out) override {
     return trainer_.mean_hidden(rows, jobs, layers, out);
   }
-  size_t activation_bytes() const { return trainer_.activation_bytes(); }
+  size_t activation_bytes() const override { return trainer_.activation_bytes(); }
 
  private:
   std::unique_ptr<ThreadPool> own_pool_;

@@ -1,12 +1,14 @@
 // What the training loop asks of a device: one forward and backward through
 // the frozen base for a batch of rows, each row on its own job's adapter
-// (the training counterpart of Executor). Implemented in gpu/ (CPU now).
+// (the training counterpart of Executor). Implemented in gpu/: the CPU's
+// (gpu/cpu/lora_trainer.h) and a CUDA device's (gpu/cuda/lora_trainer.h).
 //
 // Rows of several jobs share one pass; a job's gradient comes from its rows
 // only, summed in row order, so packing jobs together does not change any
 // job's result beyond the base GEMMs' float rounding.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -58,6 +60,8 @@ class LoraTrainingBackend {
   // [0, num_layers], or what forward_backward refuses.
   virtual Status mean_hidden(std::span<const TrainingRow> rows, std::span<TrainingJobTensors<float>> jobs, int layers,
                              std::vector<float>& out) = 0;
+  // Bytes of the last pass's saved activations (what a backward keeps).
+  virtual size_t activation_bytes() const = 0;
 };
 
 }  // namespace myriad
