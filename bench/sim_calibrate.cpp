@@ -1,11 +1,14 @@
 // sim_calibrate: fits the simulator's cost model (sim/cost_model.h) to the
-// real CPU executor on this machine, and writes it as JSON for myriad-sim
-// --cost-model (sim/cost_models/ keeps the profiles; the built-in default is
-// the CPU one).
+// real executor on this machine (--device cpu, or cuda: an H100/H200), and
+// writes it as JSON for myriad-sim --cost-model (sim/cost_models/ keeps the
+// profiles; the built-in default is the CPU one). It needs only sim's cost
+// model (no FlatBuffers), so the GPU-only build makes it too
+// (scripts/gpu-check --sim-calibrate SHAPE runs it there).
 //
 // Over a grid of synthetic steps (decode batches of 1..32 rows at contexts
 // 64..1024, prefill chunks of 16..256 tokens, mixes of both, with 0, 1 or 4
-// distinct adapters in the step) it times Executor::step (median of --reps
+// distinct adapters in the step; on CUDA also 64-row decodes and prefills of
+// 512 and 1024 tokens) it times Executor::step (median of --reps
 // after a warm-up) and fits
 //   step_ms = base + prefill_token·P + decode_row·D + context_ktoken·C/1000 + prefill_pair_mtoken·Q/10^6
 //             + adapter·A + lora_token·L·rank/16   (Q: query-key pairs of prefill rows)
@@ -20,8 +23,8 @@
 // grid point beside the fit (and the fit's worst relative error), then the
 // model as JSON (also to --out).
 //
-// usage: sim_calibrate --model DIR [--rank R] [--threads T] [--reps N] [--engine-steps N] [--fit engine|grid]
-//                      [--out FILE] [--name NAME]
+// usage: sim_calibrate --model DIR [--device cpu|cuda] [--rank R] [--threads T] [--reps N] [--engine-steps N]
+//                      [--fit engine|grid] [--out FILE] [--name NAME]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,13 +40,15 @@
 #include <unistd.h>
 
 #include "gpu/cpu/cpu_executor.h"
+#ifdef MYRIAD_HAVE_CUDA
+#include "gpu/cuda/cuda_executor.h"
+#endif
 #include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
 #include "runtime/model_factory.h"
 #include "runtime/peft_adapter.h"
 #include "sim/cost_model.h"
-#include "sim/workload.h"
 
 using namespace myriad;
 
@@ -131,25 +137,45 @@ std::vector<double> nonnegative_fit(const std::vector<std::vector<double>>& x, c
 
 constexpr int32_t kBlockSize = 16;
 
-// The executor every measurement uses: 4,096 KV blocks, adapters up to rank 64.
-Result<std::unique_ptr<gpu::cpu::CpuExecutor>> cpu_executor(std::shared_ptr<const Checkpoint> ck, int threads,
-                                                            int32_t slots) {
+// The executor every measurement uses: 4,096 KV blocks, adapters up to rank
+// 64; on CUDA with the graphs a node uses.
+Result<std::unique_ptr<Executor>> make_executor(const std::string& device, std::shared_ptr<const Checkpoint> ck,
+                                                int threads, int32_t slots) {
+  if (device == "cuda") {
+#ifdef MYRIAD_HAVE_CUDA
+    gpu::cuda::CudaExecutorOptions eo;
+    eo.kv_num_blocks = 4096;
+    eo.kv_block_size = kBlockSize;
+    eo.num_adapter_slots = slots;
+    eo.max_adapter_rank = 64;
+    eo.max_tokens_per_step = 2048;
+    eo.max_rows = 128;
+    eo.cuda_graphs = true;
+    auto ex = gpu::cuda::CudaExecutor::create(std::move(ck), eo);
+    if (!ex.ok()) return ex.error();
+    return std::unique_ptr<Executor>(std::move(ex.value()));
+#else
+    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA");
+#endif
+  }
   gpu::cpu::CpuExecutorOptions eo;
   eo.kv_num_blocks = 4096;
   eo.kv_block_size = kBlockSize;
   eo.threads = threads;
   eo.num_adapter_slots = slots;
   eo.max_adapter_rank = 64;
-  return gpu::cpu::CpuExecutor::create(std::move(ck), eo);
+  auto ex = gpu::cpu::CpuExecutor::create(std::move(ck), eo);
+  if (!ex.ok()) return ex.error();
+  return std::unique_ptr<Executor>(std::move(ex.value()));
 }
 
 // Steps taken inside the real engine loop: `concurrency` requests kept in
 // flight (prompts 16..256 tokens, outputs 8..64, over 4 adapters of `rank`,
 // one in five on the base model), each step's plan features and the time
 // the executor took. Runs until `steps` steps have run rows.
-void engine_loop_samples(std::shared_ptr<const Checkpoint> ck, int threads, int rank, int concurrency, int steps,
-                         std::vector<std::vector<double>>& xs, std::vector<double>& ys) {
-  auto ex = cpu_executor(ck, threads, 4);
+void engine_loop_samples(const std::string& device, std::shared_ptr<const Checkpoint> ck, int threads, int rank,
+                         int concurrency, int steps, std::vector<std::vector<double>>& xs, std::vector<double>& ys) {
+  auto ex = make_executor(device, ck, threads, 4);
   if (!ex) return;
   StaticAdapterSource source;
   for (int a = 0; a < 4; ++a)
@@ -168,7 +194,7 @@ void engine_loop_samples(std::shared_ptr<const Checkpoint> ck, int threads, int 
   auto en = Engine::create(sc, *ex.value(), source, clock, sink);
   if (!en) return;
   Engine& engine = *en.value();
-  sim::Rng rng(uint64_t(concurrency) * 7919);
+  std::mt19937_64 rng(uint64_t(concurrency) * 7919);
   RequestId next = 1;
   int in_flight = 0, taken = 0;
   StepResult result;
@@ -176,10 +202,10 @@ void engine_loop_samples(std::shared_ptr<const Checkpoint> ck, int threads, int 
     for (; in_flight < concurrency; ++in_flight) {
       Request r;
       r.id = next++;
-      const int a = int(rng.next() % 5);
+      const int a = int(rng() % 5);
       if (a < 4) r.adapters = {AdapterUse{AdapterId{"calib", "a" + std::to_string(a), 1}, 1.0f}};
-      r.prompt.assign(16 + rng.next() % 241, 5);
-      r.max_tokens = uint32_t(8 + rng.next() % 57);
+      r.prompt.assign(16 + rng() % 241, 5);
+      r.max_tokens = uint32_t(8 + rng() % 57);
       if (!engine.submit(std::move(r)).ok()) return;
     }
     const int finished_before = sink.finished;
@@ -229,19 +255,21 @@ std::pair<double, double> line_fit(const std::vector<std::pair<double, double>>&
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Fits the simulator's cost model to the CPU executor on this machine.", "sim_calibrate"};
+  CLI::App app{"Fits the simulator's cost model to the executor of this machine's CPU or CUDA device.",
+               "sim_calibrate"};
   cli::set_conventions(app);
-  std::string model, out, name;
+  std::string model, out, name, device = "cpu";
   int rank = 16, threads = 0, reps = 5;
   LogLevel level = LogLevel::kWarn;
   cli::add_log_level(app, level);
   app.add_option("--model", model, "Hugging Face model folder")->required()->option_text("DIR");
+  app.add_option("--device", device, "cpu (default) or cuda")->option_text("D")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--rank", rank, "the adapters' rank in the step grid (default 16)")->option_text("R");
   app.add_option("--threads", threads, "executor threads (default: all cores)")->option_text("T");
   app.add_option("--reps", reps, "timed runs per point, the median kept (default 5)")->option_text("N")
       ->check(cli::at_least(1));
   app.add_option("--out", out, "write the model's JSON here too")->option_text("FILE");
-  app.add_option("--name", name, "the profile's name (default cpu-<model folder>)")->option_text("NAME");
+  app.add_option("--name", name, "the profile's name (default <device>-<model folder>)")->option_text("NAME");
   std::string fit_kind = "grid";
   int engine_steps = 200;
   app.add_option("--fit", fit_kind, "which fit to write: grid (default) or engine (steps inside the engine loop)")
@@ -257,9 +285,9 @@ int main(int argc, char** argv) {
   auto ck = Checkpoint::load(model);
   if (!ck) return fail(ck.error());
   const ModelConfig& mc = ck.value()->config();
-  auto ex = cpu_executor(ck.value(), threads, 8);
+  auto ex = make_executor(device, ck.value(), threads, 8);
   if (!ex) return fail(ex.error());
-  gpu::cpu::CpuExecutor& exec = *ex.value();
+  Executor& exec = *ex.value();
 
   // Slot loads: ranks 4..64, each into slot 7, waited for.
   std::vector<std::pair<double, double>> load_pts, fetch_pts;
@@ -291,6 +319,11 @@ int main(int argc, char** argv) {
       for (int ctx : {64, 256, 1024}) grid.push_back({0, b, ctx, a});
     for (int p : {16, 64, 128, 256}) grid.push_back({p, 0, 0, a});
     for (int b : {4, 16}) grid.push_back({128, b, 256, a});
+    if (device == "cuda") {  // a GPU's steps stay flat far past a CPU's: where they bend
+      for (int ctx : {256, 1024}) grid.push_back({0, 64, ctx, a});
+      for (int p : {512, 1024}) grid.push_back({p, 0, 0, a});
+      grid.push_back({512, 32, 512, a});
+    }
   }
   StepPlan plan;
   StepResult result;
@@ -305,7 +338,7 @@ int main(int argc, char** argv) {
   // replays. Both are printed; --fit chooses which one is written.
   std::vector<std::vector<double>> lx;
   std::vector<double> ly;
-  for (int c : {1, 2, 4, 8, 16}) engine_loop_samples(ck.value(), threads, rank, c, engine_steps, lx, ly);
+  for (int c : {1, 2, 4, 8, 16}) engine_loop_samples(device, ck.value(), threads, rank, c, engine_steps, lx, ly);
   if (ly.empty()) return fail(make_error(ErrorCode::kInternal, "the engine loop ran no step"));
   const std::vector<double> grid_beta = nonnegative_fit(xs, ys);
   const std::vector<double> loop_beta = nonnegative_fit(lx, ly);
@@ -325,7 +358,7 @@ int main(int argc, char** argv) {
               mean_abs_error(loop_beta, xs, ys), mean_abs_error(grid_beta, xs, ys));
   const std::vector<double>& beta = fit_kind == "grid" ? grid_beta : loop_beta;
   sim::CostModel m;
-  m.name = name.empty() ? "cpu-" + std::filesystem::path(model).filename().string() : name;
+  m.name = name.empty() ? device + "-" + std::filesystem::path(model).filename().string() : name;
   m.base_ms = beta[0];
   m.prefill_token_ms = beta[1];
   m.decode_row_ms = beta[2];

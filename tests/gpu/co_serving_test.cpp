@@ -192,22 +192,42 @@ TEST(CoServing, AJobAddedToASleepingWorkerTrainsWithoutARequestToWakeIt) {
   worker.value()->stop(EngineWorker::StopMode::kDrain);
 }
 
+// A rank-4 job of the upper-case task (64-token micro-batches) for the
+// TrainingWork tests: `examples` task pairs of `data_seed`, and held-out ones
+// of `eval_seed` when `eval_examples` > 0.
+struct TaskJob {
+  std::string name;
+  uint64_t data_seed = 1;
+  size_t examples = 30;
+  int64_t steps = 6;
+  uint64_t seed = 0;  // the job's own (initialisation, shuffling)
+  size_t eval_examples = 0;
+  uint64_t eval_seed = 0;
+};
+std::shared_ptr<TrainingJob> make_task_job(const testing::TrainableTiny& model, const TaskJob& t) {
+  TrainingJobConfig jc;
+  jc.targets.rank = 4;
+  jc.adamw.lr = 5e-3;
+  jc.steps = t.steps;
+  jc.batch_tokens = 64;
+  jc.seed = t.seed;
+  std::vector<TrainingExample> eval;
+  if (t.eval_examples > 0) eval = testing::task_examples(upper_last_task(t.eval_seed, t.eval_examples), *model.tok);
+  auto job = TrainingJob::create(t.name, model.ckpt->config(), jc,
+                                 testing::task_examples(upper_last_task(t.data_seed, t.examples), *model.tok),
+                                 std::move(eval));
+  EXPECT_TRUE(job.ok()) << job.error().to_string();
+  return std::shared_ptr<TrainingJob>(std::move(job.value()));
+}
+
 TEST(TrainingWorkJobs, PauseAndCancelLeaveTheOtherJobsAsIfAlone) {
   const testing::TrainableTiny model = testing::make_trainable_tiny(4, "myriad_trainwork");
   ASSERT_TRUE(model.ckpt && model.tok);
   const fs::path dir = model.dir;
   const auto& ck = model.ckpt;
-  const auto& tok = model.tok;
   gpu::cpu::CpuLoraTrainingBackend backend(ck, 2);
   auto make = [&](const std::string& name, uint64_t seed) {
-    std::vector<TrainingExample> data = testing::task_examples(upper_last_task(seed, 40), *tok);
-    TrainingJobConfig jc;
-    jc.targets.rank = 4;
-    jc.adamw.lr = 5e-3;
-    jc.steps = 12;
-    jc.batch_tokens = 64;
-    jc.seed = seed;
-    return std::shared_ptr<TrainingJob>(std::move(TrainingJob::create(name, ck->config(), jc, data).value()));
+    return make_task_job(model, {.name = name, .data_seed = seed, .examples = 40, .steps = 12, .seed = seed});
   };
   // Reference: job "a" alone.
   auto a_alone = make("a", 1);
@@ -269,18 +289,8 @@ TEST(TrainingWorkJobs, AVersionsEvalLossRunsInUnitsAndEqualsAWholePass) {
   const testing::TrainableTiny model = testing::make_trainable_tiny(6, "myriad_trainwork_eval");
   ASSERT_TRUE(model.ckpt && model.tok);
   gpu::cpu::CpuLoraTrainingBackend backend(model.ckpt, 2);
-  TrainingJobConfig jc;
-  jc.targets.rank = 4;
-  jc.adamw.lr = 5e-3;
-  jc.steps = 6;
-  jc.batch_tokens = 64;
-  auto with_eval = std::shared_ptr<TrainingJob>(std::move(
-      TrainingJob::create("e", model.ckpt->config(), jc, testing::task_examples(upper_last_task(1, 30), *model.tok),
-                          testing::task_examples(upper_last_task(2, 12), *model.tok))
-          .value()));
-  auto without = std::shared_ptr<TrainingJob>(std::move(
-      TrainingJob::create("n", model.ckpt->config(), jc, testing::task_examples(upper_last_task(3, 30), *model.tok))
-          .value()));
+  auto with_eval = make_task_job(model, {.name = "e", .data_seed = 1, .eval_examples = 12, .eval_seed = 2});
+  auto without = make_task_job(model, {.name = "n", .data_seed = 3});
   int calls = 0;
   std::map<std::pair<std::string, int64_t>, int> step_ended_at;  // (job, step) -> run_once call
   struct Published {
@@ -345,13 +355,7 @@ TEST(TrainingWorkJobs, APostedTaskInUnitsOwnsTheBackendFromItsFirstUnitToItsLast
   const testing::TrainableTiny model = testing::make_trainable_tiny(7, "myriad_trainwork_units");
   ASSERT_TRUE(model.ckpt && model.tok);
   gpu::cpu::CpuLoraTrainingBackend backend(model.ckpt, 2);
-  TrainingJobConfig jc;
-  jc.targets.rank = 4;
-  jc.steps = 3;
-  jc.batch_tokens = 64;
-  auto job = std::shared_ptr<TrainingJob>(std::move(
-      TrainingJob::create("j", model.ckpt->config(), jc, testing::task_examples(upper_last_task(1, 20), *model.tok))
-          .value()));
+  auto job = make_task_job(model, {.name = "j", .data_seed = 1, .examples = 20, .steps = 3});
   int calls = 0;
   std::vector<int> step_ended_at, unit_calls;
   int task_call = -1;
