@@ -20,6 +20,7 @@
 #include "console_assets.h"
 #include "multipart.h"
 #include "prometheus.h"
+#include "training_runs.h"
 #include "runtime/log.h"
 #include "runtime/moe/router.h"
 
@@ -360,6 +361,39 @@ net::awaitable<void> wait_for_event(std::shared_ptr<Relay> relay) {
   }
 }
 
+// An answer made on another thread (the worker's, for a training run's
+// call), handed to the io thread: the session waits on the timer, which the
+// answer's arrival cancels.
+struct RunAnswer {
+  explicit RunAnswer(net::any_io_executor ex) : timer(ex) {}
+  net::steady_timer timer;
+  std::optional<Result<json>> result;          // set on the io thread
+  std::shared_ptr<const LoraWeights> weights;  // publish's snapshot
+  int64_t step = 0;
+};
+
+// Hands `result` (and a snapshot) to the io thread; dropped once the server closes.
+void deliver(const std::shared_ptr<Gate>& g, const std::shared_ptr<RunAnswer>& a, Result<json> result,
+             std::shared_ptr<const LoraWeights> weights = nullptr, int64_t step = 0) {
+  std::lock_guard lock(g->mu);
+  if (!g->open) return;
+  net::post(*g->io, [a, result = std::move(result), weights = std::move(weights), step]() mutable {
+    a->result = std::move(result);
+    a->weights = std::move(weights);
+    a->step = step;
+    a->timer.cancel();
+  });
+}
+
+// A plain function, not a lambda, for GCC 12's coroutines (wait_for_event says why).
+net::awaitable<void> wait_for_answer(std::shared_ptr<RunAnswer> a) {
+  while (!a->result) {
+    a->timer.expires_at(net::steady_timer::time_point::max());
+    beast::error_code ec;
+    co_await a->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
 Ev pop_event(Relay& relay) {
   Ev ev = std::move(relay.events.front());
   relay.events.pop_front();
@@ -455,6 +489,7 @@ struct HttpServer::Impl {
   // taken at most every kLiveMinAge, however many pages watch.
   json live_cache;
   std::chrono::steady_clock::time_point live_taken{};
+  TrainingRuns training_runs;  // those opened over HTTP (the RPC API's are its connections')
 
   net::awaitable<void> listen();
   net::awaitable<void> session(tcp::socket socket);
@@ -467,6 +502,8 @@ struct HttpServer::Impl {
   net::awaitable<bool> adapters(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 std::string_view path);
   net::awaitable<bool> console_live(beast::tcp_stream& stream, const Request& req, const Caller& caller);
+  net::awaitable<bool> training_run_call(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                         std::string_view path);
   const json& live_view();
 };
 
@@ -614,6 +651,8 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
   }
   if (target == "/v1/mixtures" || target.rfind("/v1/mixtures/", 0) == 0)
     co_return co_await mixtures(stream, req, caller.value(), target);
+  if (target == "/v1/training_runs" || target.rfind("/v1/training_runs/", 0) == 0)
+    co_return co_await training_run_call(stream, req, caller.value(), target);
   if (target == "/v1/console/live" && method == http::verb::get)
     co_return co_await console_live(stream, req, caller.value());
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||
@@ -699,6 +738,119 @@ net::awaitable<bool> HttpServer::Impl::mixtures(beast::tcp_stream& stream, const
     co_return co_await send(stream, std::move(res_));
   }
   auto res_ = error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
+  co_return co_await send(stream, std::move(res_));
+}
+
+// A training loop the client drives over HTTP (the RPC API's TrainingRun,
+// docs/training.md): POST /v1/training_runs opens one; GET lists them or
+// describes one; DELETE closes one; POST /v1/training_runs/{id}/
+// forward_backward, optim_step and publish are its calls, each answered
+// once the worker has run it (between inference steps, in the order
+// posted). Sampling goes through /v1/completions with the published model.
+net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stream, const Request& req,
+                                                         const Caller& caller, std::string_view path) {
+  const auto method = req.method();
+  FineTuning* ft = service.fine_tuning();
+  if (!ft) {
+    auto res_ = error_response(req, openai::invalid_request(service.fine_tuning_unavailable(), "", "unsupported_value"));
+    co_return co_await send(stream, std::move(res_));
+  }
+  const json body = req.body().empty() ? json::object() : json::parse(req.body(), nullptr, false);
+  Result<json> answer = make_error(ErrorCode::kInternal, "unanswered");
+  constexpr std::string_view root = "/v1/training_runs";
+  if (path == root) {
+    if (method == http::verb::post) {
+      auto run = body.is_object() ? ft->open_run(caller, body)
+                                  : Result<std::shared_ptr<TrainingRun>>(
+                                        make_error(ErrorCode::kInvalidArgument, "the body must be a JSON object"));
+      answer = run.ok() ? training_runs.add(caller, run.value()) : Result<json>(run.error());
+    } else if (method == http::verb::get) {
+      answer = training_runs.list(caller);
+    } else {
+      answer = make_error(ErrorCode::kNotFound, std::string(http::to_string(method)) + " " + std::string(path));
+    }
+  } else {
+    std::string_view rest = path.substr(root.size() + 1);
+    const size_t slash = rest.find('/');
+    const std::string id(rest.substr(0, slash));
+    const std::string_view call = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    auto run = training_runs.get(caller, id);
+    if (!run.ok()) {
+      answer = run.error();
+    } else if (call.empty() && method == http::verb::get) {
+      answer = training_runs.describe(caller, id);
+    } else if (call.empty() && method == http::verb::delete_) {
+      const Status st = training_runs.close(caller, id);
+      answer = st.ok() ? Result<json>(json{{"id", id}, {"object", "training_run"}, {"deleted", true}})
+                       : Result<json>(st.error());
+    } else if (method == http::verb::post && (call == "forward_backward" || call == "optim_step" || call == "publish")) {
+      auto waiting = std::make_shared<RunAnswer>(stream.get_executor());
+      auto g = gate;
+      bool posted = true;
+      if (call == "forward_backward") {
+        std::vector<std::string> lines;
+        if (body.is_object() && body.contains("examples") && body["examples"].is_array())
+          for (const json& e : body["examples"]) lines.push_back(e.is_string() ? e.get<std::string>() : e.dump());
+        auto batch = body.is_object() && body.contains("examples") && body["examples"].is_array()
+                         ? ft->parse_examples(lines)
+                         : Result<std::vector<TrainingExample>>(make_error(
+                               ErrorCode::kInvalidArgument, "examples: required, an array of training examples"));
+        if (!batch.ok()) {
+          answer = batch.error();
+          posted = false;
+        } else {
+          run.value()->forward_backward(std::move(batch.value()), [g, waiting](Result<ForwardBackwardResult> r) {
+            deliver(g, waiting,
+                    r.ok() ? Result<json>(json{{"loss", r.value().loss},
+                                               {"tokens", r.value().tokens},
+                                               {"target_tokens", r.value().target_tokens}})
+                           : Result<json>(r.error()));
+          });
+        }
+      } else if (call == "optim_step") {
+        const bool has_lr = body.is_object() && body.contains("learning_rate") && body["learning_rate"].is_number();
+        const bool bad_clip = body.is_object() && body.contains("max_grad_norm") && !body["max_grad_norm"].is_number();
+        if (!has_lr || bad_clip) {
+          answer = make_error(ErrorCode::kInvalidArgument,
+                              has_lr ? "max_grad_norm: a number (0: no clipping; default 1)"
+                                     : "learning_rate: required, a number > 0");
+          posted = false;
+        } else {
+          run.value()->optim_step(body["learning_rate"].get<double>(), body.value("max_grad_norm", 1.0),
+                                  [g, waiting](Result<OptimStepResult> r) {
+                                    deliver(g, waiting,
+                                            r.ok() ? Result<json>(json{{"step", r.value().step},
+                                                                       {"grad_norm", r.value().grad_norm},
+                                                                       {"accumulated", r.value().accumulated}})
+                                                   : Result<json>(r.error()));
+                                  });
+        }
+      } else {
+        run.value()->snapshot([g, waiting](std::shared_ptr<const LoraWeights> w, int64_t step) {
+          deliver(g, waiting, json(), std::move(w), step);
+        });
+      }
+      if (posted) {
+        co_await wait_for_answer(waiting);
+        answer = std::move(*waiting->result);
+        if (call == "publish" && answer.ok()) {
+          // Written here, off the worker's thread (as the RPC API does on its loop).
+          auto rec = ft->publish_run(*run.value(), std::move(waiting->weights), waiting->step);
+          answer = rec.ok() ? Result<json>(json{{"model", rec.value().id.to_string()},
+                                                {"adapter", rec.value().id.to_string()},
+                                                {"step", waiting->step}})
+                            : Result<json>(rec.error());
+        }
+      }
+    } else {
+      answer = make_error(ErrorCode::kNotFound, std::string(http::to_string(method)) + " " + std::string(path));
+    }
+  }
+  if (!answer.ok()) {
+    auto res_ = error_response(req, api_error_of(answer.error()));
+    co_return co_await send(stream, std::move(res_));
+  }
+  auto res_ = make_response(req, 200, answer.value().dump());
   co_return co_await send(stream, std::move(res_));
 }
 

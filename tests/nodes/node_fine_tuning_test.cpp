@@ -615,6 +615,125 @@ TEST(NodeFineTuning, ATrainingRunDrivenOverRpcLearnsPublishesAndSamplesItsNewest
 }
 #endif
 
+// The same loop over HTTP (/v1/training_runs, curl): a run opened by id,
+// errors that name what is wrong and change nothing, two runs of one seed
+// giving the same losses, a rule learnt (held-out words answered through
+// /v1/completions with the published version), list, describe, close, and
+// another tenant's key seeing none of it.
+TEST(NodeFineTuning, ATrainingRunDrivenOverHttpLearnsAndPublishesVersionsTheCompletionsApiServes) {
+  const std::string dir = (fs::temp_directory_path() / ("myriad-http-run-" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  ASSERT_EQ(run_cli("make-model --shape tiny --seed 11 --dtype f32 --init-std 0.08 --out " + dir + "/tiny").code, 0);
+  std::ofstream(dir + "/keys.json") << R"({"ka": "acme", "kb": "blue"})";
+  Node node({"--api-keys", dir + "/keys.json"}, dir);
+  const std::string ka = "-H 'Authorization: Bearer ka'", kb = "-H 'Authorization: Bearer kb'";
+  auto call = [&](const std::string& path, const json& body, const std::string& key) {
+    return node.post(path, body.dump(), key);
+  };
+  auto get_as = [&](const std::string& path, const std::string& key) {
+    return sh("curl -s -w ' HTTP%{http_code}' " + key + " '" + node.url() + path + "'");
+  };
+  uint32_t x = 7;
+  auto word = [&] {
+    std::string w;
+    x = x * 1664525u + 1013904223u;
+    const unsigned len = 3 + (x >> 24) % 4;
+    for (unsigned i = 0; i < len; ++i) {
+      x = x * 1664525u + 1013904223u;
+      w += char('a' + (x >> 24) % 26);
+    }
+    return w;
+  };
+  auto answer_of = [](const std::string& w) { return std::string(1, char(w.back() - 'a' + 'A')); };
+  auto batch_of = [&](int n) {
+    json examples = json::array();
+    for (int i = 0; i < n; ++i) {
+      const std::string w = word();
+      examples.push_back({{"prompt", w}, {"completion", answer_of(w)}});
+    }
+    return json{{"examples", examples}};
+  };
+
+  // Bad requests are errors naming what is wrong.
+  std::string r = call("/v1/training_runs", {{"rank", 4}}, ka);
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("name: required"), std::string::npos) << r;
+  r = call("/v1/training_runs", {{"name", "letters"}, {"rank", 8}, {"alpha", 16}, {"seed", 3}}, ka);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const json opened = body_of(r);
+  const std::string id = opened["id"];
+  EXPECT_EQ(opened["adapter"], "acme/letters");
+  EXPECT_EQ(opened["object"], "training_run");
+  const std::string run = "/v1/training_runs/" + id;
+  r = call(run + "/optim_step", {{"learning_rate", 0.01}}, ka);
+  EXPECT_NE(r.find("no forward_backward"), std::string::npos) << r;
+  r = call(run + "/forward_backward", {{"examples", {{{"prompt", "abc"}, {"completion", "C"}}, {{"prompt", 1}}}}}, ka);
+  EXPECT_NE(r.find("HTTP400"), std::string::npos) << r;
+  EXPECT_NE(r.find("example 1: "), std::string::npos) << r;
+  r = call(run + "/forward_backward", json::object(), ka);
+  EXPECT_NE(r.find("examples: required"), std::string::npos) << r;
+  r = call(run + "/optim_step", json::object(), ka);
+  EXPECT_NE(r.find("learning_rate: required"), std::string::npos) << r;
+  // Another tenant sees nothing of it.
+  EXPECT_NE(get_as(run, kb).find("HTTP404"), std::string::npos);
+  EXPECT_NE(call(run + "/forward_backward", batch_of(2), kb).find("HTTP404"), std::string::npos);
+  EXPECT_EQ(body_of(get_as("/v1/training_runs", kb))["data"].size(), 0u);
+
+  // Two runs of one seed fed the same batches: the same losses.
+  r = call("/v1/training_runs", {{"name", "letters-twin"}, {"rank", 8}, {"alpha", 16}, {"seed", 3}}, ka);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  const std::string twin = "/v1/training_runs/" + body_of(r)["id"].get<std::string>();
+  for (int i = 0; i < 2; ++i) {
+    const json b = batch_of(8);
+    const json a = body_of(call(run + "/forward_backward", b, ka)), t = body_of(call(twin + "/forward_backward", b, ka));
+    ASSERT_TRUE(a.contains("loss")) << a;
+    EXPECT_EQ(a["loss"], t["loss"]);
+    EXPECT_EQ(body_of(call(run + "/optim_step", {{"learning_rate", 0.01}}, ka))["step"], i + 1);
+    EXPECT_EQ(body_of(call(twin + "/optim_step", {{"learning_rate", 0.01}}, ka))["accumulated"], 1);
+  }
+  EXPECT_EQ(body_of(get_as("/v1/training_runs", ka))["data"].size(), 2u);
+  r = sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + ka + " " + node.url() + twin);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["deleted"], true);
+  EXPECT_NE(get_as(twin, ka).find("HTTP404"), std::string::npos);
+
+  // The loop: a fresh batch of the rule each step, then publish and ask the
+  // completions API about words it never trained on.
+  std::vector<std::string> held_out;
+  for (int i = 0; i < 16; ++i) held_out.push_back(word());
+  auto held_out_correct = [&](const std::string& model) {
+    int correct = 0;
+    for (const std::string& w : held_out) {
+      const std::string c = node.post(
+          "/v1/completions", json{{"model", model}, {"prompt", w}, {"max_tokens", 1}, {"temperature", 0}}.dump(), ka);
+      correct += body_of(c)["choices"][0]["text"] == answer_of(w);
+    }
+    return correct;
+  };
+  const int correct_before = held_out_correct("tiny");  // the base
+  double first = 0, last = 0;
+  for (int step = 3; step <= 300; ++step) {
+    const json fb = body_of(call(run + "/forward_backward", batch_of(32), ka));
+    ASSERT_TRUE(fb.contains("loss")) << fb;
+    if (step == 3) first = fb["loss"];
+    last = fb["loss"];
+    ASSERT_EQ(body_of(call(run + "/optim_step", {{"learning_rate", 0.01}, {"max_grad_norm", 1.0}}, ka))["step"], step);
+  }
+  r = call(run + "/publish", json::object(), ka);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["model"], "acme/letters@1");
+  EXPECT_EQ(body_of(r)["step"], 300);
+  const int correct = held_out_correct("acme/letters@1");
+  std::printf("[ http run ] loss %.3f -> %.3f in 300 steps; held-out %d/16 right (the base: %d)\n", first, last,
+              correct, correct_before);
+  EXPECT_LE(correct_before, 3);
+  EXPECT_LT(last, 0.5 * first);
+  EXPECT_GE(correct, 13);  // 80% of 16; chance is 1 in 26
+  EXPECT_EQ(body_of(get_as(run, ka))["published"], "acme/letters@1");
+  node.kill_now();
+  fs::remove_all(dir);
+}
+
 TEST(NodeFineTuning, TheCliRunsJobsOverRpc) {
   Node probe({});
   probe.keep();
