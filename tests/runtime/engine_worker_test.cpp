@@ -189,5 +189,83 @@ TEST(EngineWorker, SleepsWhenIdleAndWakesForAFetchedAdapter) {
   EXPECT_NE((*w)->metrics_json().find("\"steps\""), std::string::npos);  // also once stopped
 }
 
+// Steps that take real time (a row of more than one token: a prefill of
+// `prefill_ms`; otherwise `decode_ms`), logged ('S') in the order they run
+// beside the background's units ('u').
+class TimedExecutor final : public Executor {
+ public:
+  TimedExecutor(FakeExecutor& inner, int prefill_ms, int decode_ms, std::string& log)
+      : inner_(inner), prefill_ms_(prefill_ms), decode_ms_(decode_ms), log_(log) {}
+  const ExecutorInfo& info() const override { return inner_.info(); }
+  Status step(const StepPlan& plan, StepResult& out) override {
+    bool prefill = false;
+    for (const SeqRow& r : plan.rows) prefill = prefill || r.num_tokens > 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(prefill ? prefill_ms_ : decode_ms_));
+    log_ += prefill ? 'P' : 'S';
+    return inner_.step(plan, out);
+  }
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override {
+    return inner_.begin_load_adapter(slot, std::move(weights), std::move(done));
+  }
+  void unload_adapter(int32_t slot) override { inner_.unload_adapter(slot); }
+
+ private:
+  FakeExecutor& inner_;
+  int prefill_ms_, decode_ms_;
+  std::string& log_;  // the worker's thread only, while it runs
+};
+
+class OneMsUnits final : public BackgroundWork {
+ public:
+  explicit OneMsUnits(std::string& log) : log_(log) {}
+  bool has_work() override { return true; }
+  void run_once() override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    log_ += 'u';
+  }
+
+ private:
+  std::string& log_;
+};
+
+// Background work beside requests: a step earns the work at most about one
+// decode step of units, whatever it cost: the first step of a worker (a
+// prefill of 60 ms here) once bought 60 ms of units before the stream's
+// second token; now one unit (its share's due) runs between any two steps
+// and at most a decode step's worth after a prefill.
+TEST(EngineWorker, ALongPrefillBuysTheBackgroundNoMoreThanADecodeStepOfUnits) {
+  AdapterCache cache(1 << 20);
+  CachedAdapterSource source(cache);
+  FakeExecutor fake(FakeExecutorOptions{.kv_block_size = 4, .kv_num_blocks = 512, .num_adapter_slots = 2});
+  std::string log;
+  TimedExecutor exec(fake, 60, 4, log);
+  LockedSink sink;
+  auto w = EngineWorker::start(config(), exec, source, sink);
+  ASSERT_TRUE(w.ok());
+  OneMsUnits units(log);
+  (*w)->set_background(&units, 0.25);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the work alone: units only
+  Request r = request(1, "", 12);
+  r.adapters.clear();  // the base model
+  r.prompt.assign(16, 3);
+  ASSERT_TRUE((*w)->submit(std::move(r)).ok());
+  ASSERT_TRUE(wait_for([&] { return sink.num_final() == 1; }));
+  (*w)->stop(EngineWorker::StopMode::kDrain);
+  const size_t first = log.find_first_of("PS");
+  ASSERT_NE(first, std::string::npos);
+  ASSERT_EQ(log[first], 'P') << log;
+  const std::string steps = log.substr(first);
+  size_t longest = 0, run = 0;
+  for (char c : steps) {
+    run = c == 'u' ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  // Each 1 ms unit owes 3 ms of inference at share 0.25; a 4 ms decode step
+  // pays that and earns at most one more: two units in a row at most (and
+  // sleeps overshoot, so three); the old credit of the 60 ms prefill was ~20.
+  EXPECT_LE(longest, 3u) << log;
+  EXPECT_EQ(sink.tokens[1].size(), 12u);
+}
+
 }  // namespace
 }  // namespace myriad::testing

@@ -120,13 +120,15 @@ class EngineWorker {
   // d (1 - share) / share of inference while requests are waiting and a
   // step of d seconds takes d off, so the share holds whatever the units'
   // and the steps' lengths (several units follow a step longer than one
-  // unit's due). The balance owed to the work is capped at about one step
-  // (step_ewma_s_, an average of step times).
+  // unit's due). The balance owed to the work is capped at about one decode
+  // step (decode_ewma_s_, an average of the times of steps that ran no
+  // prefill; 0, so no credit, before the first): a prefill, however long,
+  // never buys a run of units longer than a decode step.
   BackgroundWork* background_ = nullptr;
   double background_share_ = 0;
   BackgroundWork* wakes_ = nullptr;  // guarded by mu_: the work whose wakeup calls wake()
   double inference_owed_s_ = 0;
-  double step_ewma_s_ = 0;
+  double decode_ewma_s_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

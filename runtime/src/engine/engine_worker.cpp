@@ -207,11 +207,15 @@ void EngineWorker::run() {
       const bool ran = !engine_->last_schedule().plan.rows.empty();
       if (ran) {
         const double d = std::chrono::duration<double>(Clock::now() - t0).count();
-        step_ewma_s_ = step_ewma_s_ > 0 ? 0.9 * step_ewma_s_ + 0.1 * d : d;
         // A step longer than the units owed earns the work the difference,
-        // up to about one typical step: a long step (a prefill) does not buy
+        // up to about one decode step: a long step (a prefill) does not buy
         // a long run of units that would hold back the next decode step.
-        inference_owed_s_ = std::max(inference_owed_s_ - d, -step_ewma_s_);
+        // Only decode steps set that bound (the first step of a node is a
+        // prefill: 60 units once ran between a stream's first two tokens).
+        inference_owed_s_ = std::max(inference_owed_s_ - d, -decode_ewma_s_);
+        const auto& rows = engine_->last_schedule().plan.rows;
+        if (std::all_of(rows.begin(), rows.end(), [](const SeqRow& r) { return r.num_tokens == 1; }))
+          decode_ewma_s_ = decode_ewma_s_ > 0 ? 0.9 * decode_ewma_s_ + 0.1 * d : d;
       }
       {
         std::lock_guard lock(mu_);
