@@ -3,6 +3,8 @@
 // with pwrite, so memory stays at a few MiB per thread even for 16 GB.
 #include "runtime/model_factory.h"
 
+#include "runtime/atomic_file.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,20 +89,6 @@ std::string read_text(const std::string& path, Status* st) {
   ss << in.rdbuf();
   *st = ok_status();
   return ss.str();
-}
-
-Status write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return make_error(ErrorCode::kIo, tmp + ": cannot create");
-    out << text;
-    out.flush();
-    if (!out) return make_error(ErrorCode::kIo, tmp + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return make_error(ErrorCode::kIo, path + ": rename failed: " + std::strerror(errno));
-  return ok_status();
 }
 
 // GPT-2's byte -> printable code point table.
@@ -449,18 +437,18 @@ Status make_model(const MakeModelOptions& o) {
   }
   if (shards.size() > 1) {
     json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    MYRIAD_TRY(write_text_atomic(o.out_dir + "/model.safetensors.index.json", index.dump(2) + "\n"));
+    MYRIAD_TRY(write_file_atomically(o.out_dir + "/model.safetensors.index.json", index.dump(2) + "\n"));
   }
   json gen = json::object();
   gen["_from_model_config"] = true;
   if (!c.bos_token_ids.empty()) gen["bos_token_id"] = c.bos_token_ids[0];
   if (c.eos_token_ids.size() == 1) gen["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) gen["eos_token_id"] = c.eos_token_ids;
-  MYRIAD_TRY(write_text_atomic(o.out_dir + "/tokenizer.json", tok_json));
-  MYRIAD_TRY(write_text_atomic(o.out_dir + "/tokenizer_config.json", tok_cfg));
-  MYRIAD_TRY(write_text_atomic(o.out_dir + "/generation_config.json", gen.dump(2) + "\n"));
+  MYRIAD_TRY(write_file_atomically(o.out_dir + "/tokenizer.json", tok_json));
+  MYRIAD_TRY(write_file_atomically(o.out_dir + "/tokenizer_config.json", tok_cfg));
+  MYRIAD_TRY(write_file_atomically(o.out_dir + "/generation_config.json", gen.dump(2) + "\n"));
   // config.json last: a folder with a config.json is complete.
-  return write_text_atomic(o.out_dir + "/config.json", config_text);
+  return write_file_atomically(o.out_dir + "/config.json", config_text);
 }
 
 std::shared_ptr<LoraWeights> random_lora(const ModelConfig& base, int32_t rank, float alpha, uint64_t seed,

@@ -5,6 +5,8 @@
 // covered exactly (no holes, no overlaps, nothing trailing).
 #include "runtime/safetensors.h"
 
+#include "runtime/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -354,17 +356,6 @@ Status write_at(int fd, const void* p, size_t n, uint64_t off, const std::string
   return ok_status();
 }
 
-namespace {
-
-std::string dir_of(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-}  // namespace
-
 Result<std::string> safetensors_header(const std::vector<TensorSpec>& tensors,
                                        const std::unordered_map<std::string, std::string>& metadata) {
   json h = json::object();
@@ -403,44 +394,23 @@ Status write_safetensors_streamed(const std::string& path, const std::vector<Ten
                                   const std::function<Status(size_t index, int fd, uint64_t file_offset)>& write_tensor) {
   auto header = safetensors_header(tensors, metadata);
   if (!header.ok()) return header.error();
-  std::string tmpl = path + ".tmp.XXXXXX";
-  const int fd = mkstemp(tmpl.data());
-  if (fd < 0) return make_error(ErrorCode::kIo, path + ": cannot create a temporary file: " + std::strerror(errno));
-  auto fail = [&](Error e) -> Status {
-    ::close(fd);
-    ::unlink(tmpl.c_str());
-    return e;
-  };
-  uint8_t len[8];
-  const uint64_t n = header->size();
-  for (int i = 0; i < 8; ++i) len[i] = uint8_t(n >> (8 * i));
-  if (auto s = write_all(fd, len, 8, tmpl); !s.ok()) return fail(s.error());
-  if (auto s = write_all(fd, header->data(), header->size(), tmpl); !s.ok()) return fail(s.error());
-  uint64_t offset = 8 + n;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (auto s = write_tensor(i, fd, offset); !s.ok()) return fail(s.error());
-    offset += tensor_spec_nbytes(tensors[i]);
-  }
-  if (::ftruncate(fd, off_t(offset)) != 0)
-    return fail(make_error(ErrorCode::kIo, tmpl + ": truncate failed: " + std::strerror(errno)));
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0)
-    return fail(make_error(ErrorCode::kIo, tmpl + ": fsync failed: " + std::strerror(errno)));
-  if (::close(fd) != 0) {
-    ::unlink(tmpl.c_str());
-    return make_error(ErrorCode::kIo, tmpl + ": close failed: " + std::strerror(errno));
-  }
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmpl.c_str());
-    return make_error(ErrorCode::kIo, path + ": rename failed: " + std::strerror(e));
-  }
-  // Make the rename itself durable.
-  const int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return ok_status();
+  // Written whole or not at all (runtime/atomic_file.h).
+  return write_file_atomically_with(path, [&](int fd, const std::string& tmp) -> Status {
+    uint8_t len[8];
+    const uint64_t n = header->size();
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(n >> (8 * i));
+    MYRIAD_TRY(write_all(fd, len, 8, tmp));
+    MYRIAD_TRY(write_all(fd, header->data(), header->size(), tmp));
+    uint64_t offset = 8 + n;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      MYRIAD_TRY(write_tensor(i, fd, offset));
+      offset += tensor_spec_nbytes(tensors[i]);
+    }
+    // Tensors are written at their offsets: the file ends where the last one does.
+    if (::ftruncate(fd, off_t(offset)) != 0)
+      return make_error(ErrorCode::kIo, tmp + ": truncate failed: " + std::strerror(errno));
+    return ok_status();
+  });
 }
 
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

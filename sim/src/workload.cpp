@@ -1,6 +1,7 @@
 #include "sim/workload.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -300,23 +301,32 @@ Status write_trace(const WorkloadOptions& o, const std::string& path) {
       requests.emplace_back(r->arrival_ms, r->adapter, r->prompt_tokens, r->max_tokens);
     return write_flatbuffers_trace(requests, path);
   }
-  const std::string tmp = path + ".tmp";
-  {
-    // Temp file, fsync, rename: a reader never sees half a trace.
-    std::unique_ptr<FILE, int (*)(FILE*)> out(std::fopen(tmp.c_str(), "w"), &std::fclose);
-    if (!out) return make_error(ErrorCode::kIo, "cannot write " + tmp);
+  // Written whole or not at all (runtime/atomic_file.h): a reader never sees half a trace.
+  return write_file_atomically_with(path, [&](int fd, const std::string& tmp) -> Status {
+    std::string chunk;
+    auto flush = [&]() -> bool {
+      size_t done = 0;
+      while (done < chunk.size()) {
+        const ssize_t n = ::write(fd, chunk.data() + done, chunk.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        done += size_t(n);
+      }
+      chunk.clear();
+      return true;
+    };
     Workload w(o);
-    bool ok = true;
-    while (auto r = w.next())
-      ok = ok && std::fprintf(out.get(), "{\"arrival_ms\": %.3f, \"adapter\": %d, \"prompt_len\": %u, \"output_len\": %u}\n",
-                              r->arrival_ms, r->adapter, r->prompt_tokens, r->max_tokens) > 0;
-    ok = ok && std::fflush(out.get()) == 0 && fsync(fileno(out.get())) == 0;
-    if (!ok) return make_error(ErrorCode::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return make_error(ErrorCode::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
-  return ok_status();
+    char line[160];
+    while (auto r = w.next()) {
+      const int n = std::snprintf(line, sizeof line,
+                                  "{\"arrival_ms\": %.3f, \"adapter\": %d, \"prompt_len\": %u, \"output_len\": %u}\n",
+                                  r->arrival_ms, r->adapter, r->prompt_tokens, r->max_tokens);
+      chunk.append(line, size_t(n));
+      if (chunk.size() >= (1u << 20) && !flush()) return make_error(ErrorCode::kIo, "cannot write " + tmp);
+    }
+    if (!flush()) return make_error(ErrorCode::kIo, "cannot write " + tmp);
+    return ok_status();
+  });
 }
 
 std::optional<SimRequest> Workload::next() {
