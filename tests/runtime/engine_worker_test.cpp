@@ -231,8 +231,7 @@ class OneMsUnits final : public BackgroundWork {
 // Background work beside requests: a step earns the work at most about one
 // decode step of units, whatever it cost: the first step of a worker (a
 // prefill of 60 ms here) once bought 60 ms of units before the stream's
-// second token; now one unit (its share's due) runs between any two steps
-// and at most a decode step's worth after a prefill.
+// second token; now only the unit its share is due.
 TEST(EngineWorker, ALongPrefillBuysTheBackgroundNoMoreThanADecodeStepOfUnits) {
   AdapterCache cache(1 << 20);
   CachedAdapterSource source(cache);
@@ -255,15 +254,20 @@ TEST(EngineWorker, ALongPrefillBuysTheBackgroundNoMoreThanADecodeStepOfUnits) {
   ASSERT_NE(first, std::string::npos);
   ASSERT_EQ(log[first], 'P') << log;
   const std::string steps = log.substr(first);
+  // Right after the prefill, before any decode step set the bound: the
+  // unit its share is due and no more (the old credit of the prefill's
+  // 60 ms ran ~18), whatever the machine's load does to the sleeps.
+  const size_t after_prefill = steps.find_first_not_of('u', 1) - 1;
+  EXPECT_LE(after_prefill, 2u) << log;
+  // Anywhere: each 1 ms unit owes 3 ms of inference at share 0.25, so a
+  // 4 ms decode step earns about one unit; a loaded machine's slower steps a
+  // few more, never a prefill's worth.
   size_t longest = 0, run = 0;
   for (char c : steps) {
     run = c == 'u' ? run + 1 : 0;
     longest = std::max(longest, run);
   }
-  // Each 1 ms unit owes 3 ms of inference at share 0.25; a 4 ms decode step
-  // pays that and earns at most one more: two units in a row at most (and
-  // sleeps overshoot, so three); the old credit of the 60 ms prefill was ~20.
-  EXPECT_LE(longest, 3u) << log;
+  EXPECT_LE(longest, 8u) << log;
   EXPECT_EQ(sink.tokens[1].size(), 12u);
 }
 
