@@ -106,7 +106,8 @@ interface FineTuning {
   # the worker that serves, beside everyone else's traffic and jobs.
   # requestJson: {"name" (the adapter its versions are published as),
   # "rank"?, "alpha"?, "targets"?, "seed"?, "weight_decay"?, "beta1"?,
-  # "beta2"?, "eps"?}. result: {"object": "training_run", "adapter", ...};
+  # "beta2"?, "eps"?}, or {"name", "from_checkpoint": "ckpt-..."} to go on
+  # from a saved state (TrainingRun.saveState). result: {"object": "training_run", "adapter", ...};
   # run is null on an error. Dropping the run forgets its gradients and
   # optimizer state; its published versions stay adapters.
   trainingRun @8 (requestJson :Text) -> (run :TrainingRun, result :JsonResult);
@@ -141,6 +142,13 @@ interface TrainingRun {
 
   # The run as trainingRun answered it, with its newest published version.
   describe @4 () -> (result :JsonResult);
+
+  # Saves the run's state (adapter, AdamW moments, step count; not the
+  # gradients accumulated since the last optimStep) as a checkpoint of the
+  # tenant that survives the node; answers {"object":
+  # "training_run.checkpoint", "id": "ckpt-...", "step", "adapter"}. A run
+  # opened with {"name", "from_checkpoint": id} goes on from it.
+  saveState @5 () -> (result :JsonResult);
 }
 
 struct JsonResult {

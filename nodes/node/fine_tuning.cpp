@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -331,10 +334,46 @@ std::shared_ptr<const LoraWeights> FineTuning::fresh_version(const AdapterId& id
 
 // ---- training runs ----
 
-Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& r) {
-  if (!r.is_object()) return bad("the request must be a JSON object");
-  if (!r.contains("name") || !r["name"].is_string())
+namespace {
+constexpr const char* kRunCheckpointFormat = "myriad-training-run-checkpoint-1";
+
+// A checkpoint id as save_run_state makes them ("ckpt-" and hex digits): no
+// path can be smuggled through one.
+bool is_checkpoint_id(const std::string& id) {
+  return id.size() > 5 && id.size() <= 64 && id.rfind("ckpt-", 0) == 0 &&
+         std::all_of(id.begin() + 5, id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+}  // namespace
+
+Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& request) {
+  if (!request.is_object()) return bad("the request must be a JSON object");
+  if (!request.contains("name") || !request["name"].is_string())
     return bad("name: required, the adapter the run publishes versions of");
+  json r = request;
+  std::shared_ptr<SafetensorsFile> from;
+  if (request.contains("from_checkpoint")) {
+    const json& c = request["from_checkpoint"];
+    if (!c.is_string() || !is_checkpoint_id(c.get<std::string>()))
+      return bad("from_checkpoint: a checkpoint id as save_state answers it (ckpt-...)");
+    for (const auto& [key, _] : request.items())
+      if (key != "name" && key != "from_checkpoint")
+        return bad(key + ": comes from the checkpoint (give only name and from_checkpoint)");
+    const std::string id = c.get<std::string>();
+    const std::string path = options_.data_dir + "/fine_tuning/run_checkpoints/" + id + ".safetensors";
+    const Error missing = make_error(ErrorCode::kNotFound, "no checkpoint " + id);
+    if (!std::filesystem::exists(path)) return missing;
+    auto file = SafetensorsFile::open(path);
+    if (!file.ok()) return file.error();
+    const auto& meta = file.value()->metadata();
+    auto format = meta.find("format"), tenant = meta.find("tenant"), saved = meta.find("request");
+    if (format == meta.end() || format->second != kRunCheckpointFormat || tenant == meta.end() || saved == meta.end())
+      return make_error(ErrorCode::kBadFile, path + ": not a training run checkpoint");
+    if (!caller.sees(tenant->second)) return missing;  // another tenant's is as missing
+    r = json::parse(saved->second, nullptr, false);
+    if (!r.is_object()) return make_error(ErrorCode::kBadFile, path + ": its request is malformed");
+    r["name"] = request["name"];
+    from = std::move(file.value());
+  }
   TrainingRunOptions o;
   o.tenant = caller.tenant;
   o.adapter = r["name"].get<std::string>();
@@ -358,7 +397,57 @@ Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, 
                                                          : o.adamw.eps;
     field = v.get<double>();
   }
-  return std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
+  o.request = r;
+  o.request.erase("name");
+  if (!from) return std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
+  // The saved state, read into the shape these options give (a tensor of
+  // another shape is an error; nothing is made then).
+  TrainingRunState state;
+  state.params = init_lora_params(base_->config(), o.targets, o.seed);
+  state.m = state.params.zeros_like();
+  state.v = state.params.zeros_like();
+  MYRIAD_TRY(read_lora_tensors(*from, state.params, "params."));
+  MYRIAD_TRY(read_lora_tensors(*from, state.m, "adam_m."));
+  MYRIAD_TRY(read_lora_tensors(*from, state.v, "adam_v."));
+  auto steps = from->metadata().find("steps");
+  if (steps == from->metadata().end() || steps->second.empty() ||
+      !std::all_of(steps->second.begin(), steps->second.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      steps->second.size() > 15)
+    return make_error(ErrorCode::kBadFile, from->path() + ": its step count is malformed");
+  state.steps = std::stoll(steps->second);
+  auto run = std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
+  run->restore(std::move(state));
+  return run;
+}
+
+Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRunState& state) {
+  const std::string dir = options_.data_dir + "/fine_tuning/run_checkpoints";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return make_error(ErrorCode::kIo, dir + ": " + ec.message());
+  // Unique and ordered: the clock's microseconds, then a counter.
+  static std::atomic<uint64_t> counter{0};
+  const auto now = std::chrono::system_clock::now();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  char id[48];
+  std::snprintf(id, sizeof id, "ckpt-%016llx%04llx", (unsigned long long)us,
+                (unsigned long long)(counter.fetch_add(1) & 0xffff));
+  std::vector<TensorToWrite> tensors;
+  add_lora_tensors(tensors, state.params, "params.");
+  add_lora_tensors(tensors, state.m, "adam_m.");
+  add_lora_tensors(tensors, state.v, "adam_v.");
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  MYRIAD_TRY(write_safetensors(dir + "/" + id + ".safetensors", tensors,
+                               {{"format", kRunCheckpointFormat},
+                                {"tenant", run.options().tenant},
+                                {"adapter", run.adapter_name()},
+                                {"steps", std::to_string(state.steps)},
+                                {"request", run.options().request.dump()}}));
+  return json{{"object", "training_run.checkpoint"},
+              {"id", id},
+              {"step", state.steps},
+              {"adapter", run.adapter_name()},
+              {"created_at", created}};
 }
 
 Result<std::vector<TrainingExample>> FineTuning::parse_examples(const std::vector<std::string>& lines) const {

@@ -143,7 +143,15 @@ class FineTuning {
   // FineTuning.trainingRun). `request`: {"name" (the adapter its versions
   // are published as), "rank"?, "alpha"?, "targets"?, "seed"?,
   // "weight_decay"?, "beta1"?, "beta2"?, "eps"?}; errors name the field.
+  // With "from_checkpoint": "ckpt-..." (and a name, nothing else) the run
+  // starts from a saved state (save_run_state) of the caller's tenant: its
+  // shape, optimizer settings, adapter, AdamW moments and step count.
   Result<std::shared_ptr<TrainingRun>> open_run(const Caller& caller, const nlohmann::json& request);
+  // Writes a run's state (TrainingRun::state) as a checkpoint of its tenant,
+  // <data>/fine_tuning/run_checkpoints/<id>.safetensors (atomically), which
+  // survives the node; answers {"object": "training_run.checkpoint", "id",
+  // "step", "adapter", "created_at"}. On the caller's thread: it writes files.
+  Result<nlohmann::json> save_run_state(const TrainingRun& run, const TrainingRunState& state);
   // A batch given as JSON lines in the training file formats; errors name "example N".
   Result<std::vector<TrainingExample>> parse_examples(const std::vector<std::string>& lines) const;
   // Publishes a run's snapshot as the next version of its adapter (written

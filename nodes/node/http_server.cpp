@@ -370,17 +370,21 @@ struct RunAnswer {
   std::optional<Result<json>> result;          // set on the io thread
   std::shared_ptr<const LoraWeights> weights;  // publish's snapshot
   int64_t step = 0;
+  std::shared_ptr<const TrainingRunState> state;  // save_state's copy
 };
 
 // Hands `result` (and a snapshot) to the io thread; dropped once the server closes.
 void deliver(const std::shared_ptr<Gate>& g, const std::shared_ptr<RunAnswer>& a, Result<json> result,
-             std::shared_ptr<const LoraWeights> weights = nullptr, int64_t step = 0) {
+             std::shared_ptr<const LoraWeights> weights = nullptr, int64_t step = 0,
+             std::shared_ptr<const TrainingRunState> state = nullptr) {
   std::lock_guard lock(g->mu);
   if (!g->open) return;
-  net::post(*g->io, [a, result = std::move(result), weights = std::move(weights), step]() mutable {
+  net::post(*g->io, [a, result = std::move(result), weights = std::move(weights), step,
+                     state = std::move(state)]() mutable {
     a->result = std::move(result);
     a->weights = std::move(weights);
     a->step = step;
+    a->state = std::move(state);
     a->timer.cancel();
   });
 }
@@ -744,7 +748,7 @@ net::awaitable<bool> HttpServer::Impl::mixtures(beast::tcp_stream& stream, const
 // A training loop the client drives over HTTP (the RPC API's TrainingRun,
 // docs/training.md): POST /v1/training_runs opens one; GET lists them or
 // describes one; DELETE closes one; POST /v1/training_runs/{id}/
-// forward_backward, optim_step and publish are its calls, each answered
+// forward_backward, optim_step, publish and save_state are its calls, each answered
 // once the worker has run it (between inference steps, in the order
 // posted). Sampling goes through /v1/completions with the published model.
 net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stream, const Request& req,
@@ -783,7 +787,8 @@ net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stre
       const Status st = training_runs.close(caller, id);
       answer = st.ok() ? Result<json>(json{{"id", id}, {"object", "training_run"}, {"deleted", true}})
                        : Result<json>(st.error());
-    } else if (method == http::verb::post && (call == "forward_backward" || call == "optim_step" || call == "publish")) {
+    } else if (method == http::verb::post && (call == "forward_backward" || call == "optim_step" ||
+                                              call == "publish" || call == "save_state")) {
       auto waiting = std::make_shared<RunAnswer>(stream.get_executor());
       auto g = gate;
       bool posted = true;
@@ -825,6 +830,10 @@ net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stre
                                                    : Result<json>(r.error()));
                                   });
         }
+      } else if (call == "save_state") {
+        run.value()->state([g, waiting](std::shared_ptr<const TrainingRunState> state) {
+          deliver(g, waiting, json(), nullptr, 0, std::move(state));
+        });
       } else {
         run.value()->snapshot([g, waiting](std::shared_ptr<const LoraWeights> w, int64_t step) {
           deliver(g, waiting, json(), std::move(w), step);
@@ -841,6 +850,7 @@ net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stre
                                                 {"step", waiting->step}})
                             : Result<json>(rec.error());
         }
+        if (call == "save_state" && answer.ok()) answer = ft->save_run_state(*run.value(), *waiting->state);
       }
     } else {
       answer = make_error(ErrorCode::kNotFound, std::string(http::to_string(method)) + " " + std::string(path));

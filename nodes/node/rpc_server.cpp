@@ -669,6 +669,23 @@ class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
 
   kj::Promise<void> sample(SampleContext context) override;
 
+  kj::Promise<void> saveState(SaveStateContext context) override {
+    auto h = std::make_shared<Handoff>();
+    auto promise = h->promise();
+    run_->state([h](std::shared_ptr<const TrainingRunState> state) {
+      {
+        std::lock_guard lock(h->mu);
+        h->state = std::move(state);
+      }
+      h->set(nlohmann::json());
+    });
+    // The file is written here, off the worker's thread.
+    return promise.then([this, context, h]() mutable {
+      std::lock_guard lock(h->mu);
+      answer(context.getResults().initResult(), s_.service.fine_tuning()->save_run_state(*run_, *h->state));
+    });
+  }
+
   kj::Promise<void> describe(DescribeContext context) override {
     answer(context.getResults().initResult(), run_->describe());
     return kj::READY_NOW;
@@ -683,6 +700,7 @@ class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
     Result<nlohmann::json> result = make_error(ErrorCode::kInternal, "no answer");
     std::shared_ptr<const LoraWeights> weights;  // publish's snapshot
     int64_t step = 0;
+    std::shared_ptr<const TrainingRunState> state;  // saveState's copy
     bool done = false;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
     kj::Promise<void> promise() {

@@ -90,6 +90,23 @@ void TrainingRun::snapshot(std::function<void(std::shared_ptr<const LoraWeights>
   });
 }
 
+void TrainingRun::state(std::function<void(std::shared_ptr<const TrainingRunState>)> done) {
+  work_.post([self = shared_from_this(), done = std::move(done)] {
+    auto s = std::make_shared<TrainingRunState>();
+    s->params = self->params_;
+    s->m = self->adamw_.first_moment();
+    s->v = self->adamw_.second_moment();
+    s->steps = self->steps_;
+    done(std::move(s));
+  });
+}
+
+void TrainingRun::restore(TrainingRunState state) {
+  params_ = std::move(state.params);
+  adamw_.restore(std::move(state.m), std::move(state.v), state.steps);
+  steps_ = state.steps;
+}
+
 void TrainingRun::set_published(const AdapterId& id) {
   std::lock_guard lock(mu_);
   published_ = id;

@@ -47,11 +47,21 @@ struct TrainingRunOptions {
   LoraTargets targets;
   AdamWConfig adamw;  // betas, eps, weight decay; the rate comes with each step
   uint64_t seed = 0;  // of the adapter's initialisation (PEFT's)
+  // The open request it was made from, less its name: what a checkpoint of
+  // it keeps, so a run opened from that checkpoint has the same shape.
+  nlohmann::json request = nlohmann::json::object();
 };
 
 struct ForwardBackwardResult {
   double loss = 0;  // mean per target token of the batch
   int64_t tokens = 0, target_tokens = 0;
+};
+
+// What a run is between calls: its adapter, AdamW's moments and its step
+// count (gradients accumulated since the last optim_step are not part of it).
+struct TrainingRunState {
+  LoraParams<float> params, m, v;
+  int64_t steps = 0;
 };
 
 struct OptimStepResult {
@@ -76,6 +86,12 @@ class TrainingRun : public std::enable_shared_from_this<TrainingRun> {
   // when no forward_backward came since the last step.
   void optim_step(double learning_rate, double max_grad_norm, std::function<void(Result<OptimStepResult>)> done);
   void snapshot(std::function<void(std::shared_ptr<const LoraWeights>, int64_t step)> done);
+  // A copy of the run's state, made on the worker's thread between calls
+  // (FineTuning::save_run_state writes it, off that thread).
+  void state(std::function<void(std::shared_ptr<const TrainingRunState>)> done);
+  // Puts a saved state in place; only before the run's first call (it must
+  // have the run's shape: FineTuning::open_run checks the file against it).
+  void restore(TrainingRunState state);
 
   // The newest version published from this run (empty before the first).
   void set_published(const AdapterId& id);

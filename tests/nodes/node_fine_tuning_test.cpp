@@ -591,6 +591,13 @@ TEST(NodeFineTuning, ATrainingRunDrivenOverRpcLearnsPublishesAndSamplesItsNewest
   }
   EXPECT_EQ(losses, twin_losses);
   EXPECT_LT(losses.back(), losses.front());
+  // saveState: a run opened from the checkpoint has the same adapter (the same loss of a batch).
+  const json saved = json_of(run.saveStateRequest().send().wait(ws).getResult());
+  ASSERT_EQ(saved["step"], 3) << saved;
+  auto resumed = open({{"name", "probe-resumed"}, {"from_checkpoint", saved["id"]}});
+  ASSERT_FALSE(resumed.getResult().isError()) << json_of(resumed.getResult());
+  auto resumed_run = resumed.getRun();
+  EXPECT_EQ(fb(resumed_run, batch)["loss"], fb(twin, batch)["loss"]);
 
   // publish: the next version, which sample and the HTTP API both answer with.
   const json pub = json_of(run.publishRequest().send().wait(ws).getResult());
@@ -730,6 +737,70 @@ TEST(NodeFineTuning, ATrainingRunDrivenOverHttpLearnsAndPublishesVersionsTheComp
   EXPECT_LT(last, 0.5 * first);
   EXPECT_GE(correct, 13);  // 80% of 16; chance is 1 in 26
   EXPECT_EQ(body_of(get_as(run, ka))["published"], "acme/letters@1");
+  node.kill_now();
+  fs::remove_all(dir);
+}
+
+// A run's saved state outlives the node: save_state, SIGKILL, restart, a run
+// opened from the checkpoint gives the next batch the very loss the first
+// run gave it and counts its steps on; the checkpoint is its tenant's only.
+TEST(NodeFineTuning, ARunsSavedStateOutlivesTheNodeAndGoesOnExactly) {
+  const std::string dir = (fs::temp_directory_path() / ("myriad-run-state-" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  ASSERT_EQ(run_cli("make-model --shape tiny --seed 11 --dtype f32 --init-std 0.08 --out " + dir + "/tiny").code, 0);
+  std::ofstream(dir + "/keys.json") << R"({"ka": "acme", "kb": "blue"})";
+  const std::string ka = "-H 'Authorization: Bearer ka'", kb = "-H 'Authorization: Bearer kb'";
+  std::vector<json> batches;
+  for (int b = 0; b < 4; ++b) {
+    json examples = json::array();
+    for (int i = 0; i < 8; ++i) {
+      std::string w;
+      for (int k = 0; k < 4; ++k) w += char('a' + (b * 7 + i * 5 + k * 3) % 26);
+      examples.push_back({{"prompt", w}, {"completion", std::string(1, char(w.back() - 'a' + 'A'))}});
+    }
+    batches.push_back({{"examples", examples}});
+  }
+  std::string ckpt;
+  json next_loss, loss_after_step;
+  {
+    Node node({"--api-keys", dir + "/keys.json"}, dir);
+    std::string r = node.post("/v1/training_runs", json{{"name", "carry"}, {"rank", 4}, {"seed", 5}}.dump(), ka);
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    const std::string run = "/v1/training_runs/" + body_of(r)["id"].get<std::string>();
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(body_of(node.post(run + "/forward_backward", batches[size_t(i)].dump(), ka)).contains("loss"));
+      ASSERT_EQ(body_of(node.post(run + "/optim_step", json{{"learning_rate", 0.02}}.dump(), ka))["step"], i + 1);
+    }
+    r = node.post(run + "/save_state", "{}", ka);
+    ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+    const json saved = body_of(r);
+    EXPECT_EQ(saved["object"], "training_run.checkpoint");
+    EXPECT_EQ(saved["step"], 3);
+    ckpt = saved["id"];
+    next_loss = body_of(node.post(run + "/forward_backward", batches[3].dump(), ka))["loss"];
+    ASSERT_TRUE(next_loss.is_number());
+    // One more AdamW step: its size depends on the moments and the step count.
+    ASSERT_EQ(body_of(node.post(run + "/optim_step", json{{"learning_rate", 0.02}}.dump(), ka))["step"], 4);
+    loss_after_step = body_of(node.post(run + "/forward_backward", batches[0].dump(), ka))["loss"];
+    node.kill_now();
+  }
+  Node node({"--api-keys", dir + "/keys.json"}, dir);
+  auto open = [&](const json& req, const std::string& key) { return node.post("/v1/training_runs", req.dump(), key); };
+  // Another tenant's checkpoint is as missing as one that never was.
+  EXPECT_NE(open({{"name", "stolen"}, {"from_checkpoint", ckpt}}, kb).find("HTTP404"), std::string::npos);
+  EXPECT_NE(open({{"name", "x"}, {"from_checkpoint", "ckpt-00ff"}}, ka).find("HTTP404"), std::string::npos);
+  std::string r = open({{"name", "x"}, {"from_checkpoint", "../../etc/passwd"}}, ka);
+  EXPECT_NE(r.find("from_checkpoint: a checkpoint id"), std::string::npos) << r;
+  r = open({{"name", "x"}, {"from_checkpoint", ckpt}, {"rank", 8}}, ka);
+  EXPECT_NE(r.find("rank: comes from the checkpoint"), std::string::npos) << r;
+  r = open({{"name", "carry2"}, {"from_checkpoint", ckpt}}, ka);
+  ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r)["adapter"], "acme/carry2");
+  EXPECT_EQ(body_of(r)["rank"], 4);
+  const std::string run = "/v1/training_runs/" + body_of(r)["id"].get<std::string>();
+  EXPECT_EQ(body_of(node.post(run + "/forward_backward", batches[3].dump(), ka))["loss"], next_loss);
+  EXPECT_EQ(body_of(node.post(run + "/optim_step", json{{"learning_rate", 0.02}}.dump(), ka))["step"], 4);
+  EXPECT_EQ(body_of(node.post(run + "/forward_backward", batches[0].dump(), ka))["loss"], loss_after_step);
   node.kill_now();
   fs::remove_all(dir);
 }

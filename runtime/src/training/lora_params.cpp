@@ -1,6 +1,8 @@
 #include "runtime/training/lora_params.h"
 
 #include <cmath>
+#include <cstring>
+#include <span>
 
 #include "runtime/counter_rng.h"
 
@@ -107,6 +109,30 @@ LoraParams<float> lora_params_from(const LoraWeights& w) {
     p.modules[i].b = w.modules[i].b;
   }
   return p;
+}
+
+
+void add_lora_tensors(std::vector<TensorToWrite>& out, const LoraParams<float>& p, const std::string& prefix) {
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    const auto& m = p.modules[i];
+    if (m.rank == 0) continue;
+    out.push_back({prefix + std::to_string(i) + ".a", DType::kF32, {int64_t(m.a.size())}, std::as_bytes(std::span(m.a))});
+    out.push_back({prefix + std::to_string(i) + ".b", DType::kF32, {int64_t(m.b.size())}, std::as_bytes(std::span(m.b))});
+  }
+}
+
+Status read_lora_tensors(const SafetensorsFile& f, LoraParams<float>& p, const std::string& prefix) {
+  for (size_t i = 0; i < p.modules.size(); ++i) {
+    auto& m = p.modules[i];
+    if (m.rank == 0) continue;
+    for (auto [name, dst] : {std::pair{prefix + std::to_string(i) + ".a", &m.a}, {prefix + std::to_string(i) + ".b", &m.b}}) {
+      const TensorView* t = f.find(name);
+      if (!t || t->dtype != DType::kF32 || size_t(t->numel()) != dst->size())
+        return make_error(ErrorCode::kBadFile, f.path() + ": tensor " + name + " is missing or misshaped");
+      std::memcpy(dst->data(), t->data, dst->size() * sizeof(float));
+    }
+  }
+  return ok_status();
 }
 
 }  // namespace myriad

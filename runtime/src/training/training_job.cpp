@@ -232,29 +232,6 @@ namespace {
 
 constexpr const char* kCheckpointFormat = "myriad-lora-training-checkpoint-1";
 
-void add_tensors(std::vector<TensorToWrite>& out, const LoraParams<float>& p, const std::string& prefix) {
-  for (size_t i = 0; i < p.modules.size(); ++i) {
-    const auto& m = p.modules[i];
-    if (m.rank == 0) continue;
-    out.push_back({prefix + std::to_string(i) + ".a", DType::kF32, {int64_t(m.a.size())}, std::as_bytes(std::span(m.a))});
-    out.push_back({prefix + std::to_string(i) + ".b", DType::kF32, {int64_t(m.b.size())}, std::as_bytes(std::span(m.b))});
-  }
-}
-
-Status read_tensors(const SafetensorsFile& f, LoraParams<float>& p, const std::string& prefix) {
-  for (size_t i = 0; i < p.modules.size(); ++i) {
-    auto& m = p.modules[i];
-    if (m.rank == 0) continue;
-    for (auto [name, dst] : {std::pair{prefix + std::to_string(i) + ".a", &m.a}, {prefix + std::to_string(i) + ".b", &m.b}}) {
-      const TensorView* t = f.find(name);
-      if (!t || t->dtype != DType::kF32 || size_t(t->numel()) != dst->size())
-        return make_error(ErrorCode::kBadFile, f.path() + ": tensor " + name + " is missing or misshaped");
-      std::memcpy(dst->data(), t->data, dst->size() * sizeof(float));
-    }
-  }
-  return ok_status();
-}
-
 }  // namespace
 
 TrainingJob::Snapshot TrainingJob::snapshot() const {
@@ -274,9 +251,9 @@ TrainingJob::Snapshot TrainingJob::snapshot() const {
 
 Status TrainingJob::Snapshot::save(const std::string& path) const {
   std::vector<TensorToWrite> tensors;
-  add_tensors(tensors, params_, "params.");
-  add_tensors(tensors, m_, "adam_m.");
-  add_tensors(tensors, v_, "adam_v.");
+  add_lora_tensors(tensors, params_, "params.");
+  add_lora_tensors(tensors, m_, "adam_m.");
+  add_lora_tensors(tensors, v_, "adam_v.");
   return write_safetensors(path, tensors, {{"format", kCheckpointFormat}, {"state", state_}});
 }
 
@@ -303,9 +280,9 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
     return make_error(ErrorCode::kInvalidArgument,
                       path + ": the checkpoint is of another job (its config, base or data differ); not resumed");
   LoraParams<float> params = params_, m = params_.zeros_like(), v = params_.zeros_like();
-  MYRIAD_TRY(read_tensors(*file.value(), params, "params."));
-  MYRIAD_TRY(read_tensors(*file.value(), m, "adam_m."));
-  MYRIAD_TRY(read_tensors(*file.value(), v, "adam_v."));
+  MYRIAD_TRY(read_lora_tensors(*file.value(), params, "params."));
+  MYRIAD_TRY(read_lora_tensors(*file.value(), m, "adam_m."));
+  MYRIAD_TRY(read_lora_tensors(*file.value(), v, "adam_v."));
   std::vector<TrainingStepRecord> history;
   for (const auto& r : state["history"]) {
     if (!r.is_array() || r.size() != 6 ||

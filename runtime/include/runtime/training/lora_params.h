@@ -13,6 +13,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/lora_weights.h"
 #include "runtime/result.h"
+#include "runtime/safetensors.h"
 
 namespace myriad {
 
@@ -84,6 +85,15 @@ Result<LoraTargets> lora_targets_named(const std::vector<std::string>& names, in
 // 1/sqrt(in)), B = 0 (the adapter starts as the base model). Seeded: the same
 // (config, targets, seed) give the same values.
 LoraParams<float> init_lora_params(const ModelConfig& base, const LoraTargets& targets, uint64_t seed);
+
+// Every trained module's A and B as float32 tensors "<prefix><module>.a" and
+// ".b" (views into `p`: keep it alive until they are written), for the
+// checkpoints of jobs and of training runs.
+void add_lora_tensors(std::vector<TensorToWrite>& out, const LoraParams<float>& p, const std::string& prefix);
+// Reads them back into `p`, whose shape says what must be there; kBadFile
+// naming a tensor that is missing or misshaped (nothing else changes then
+// only if the caller reads into a copy).
+Status read_lora_tensors(const SafetensorsFile& f, LoraParams<float>& p, const std::string& prefix);
 
 // One adapter whose delta is the weighted sum of the parts' deltas,
 // sum_i w_i · scale_i · B_i A_i (a mixture of experts' top-k, as serving
