@@ -328,3 +328,48 @@ struct ResumePoint {
   attempt @1 :UInt32;       # the attempt about to be placed
   tokens @2 :List(Int32);   # output tokens the client has, indices [0, n); empty: none, or not known
 }
+
+# ---- Appended with fine-tuning jobs on a cluster. ----
+#
+#   gateway  --TrainJob-->      a worker's trainer (train it, from its checkpoint when it has one)
+#   trainer  --TrainProgress--> gateway  (each optimizer step)
+#   trainer  --TrainVersion-->  gateway  (each published version: its checkpoint, from which the
+#                                         gateway publishes the adapter and resumes the job elsewhere)
+
+# One training sequence: token ids and which of them are learnt (a byte each,
+# 1 = learnt; the first is ignored), as runtime's TrainingExample.
+struct TrainingSequence {
+  tokens @0 :List(Int32);
+  targets @1 :Data;
+}
+
+# A fine-tuning job for a worker to train: the gateway tokenized its files.
+struct TrainJob {
+  job @0 :Text;                      # the job's id: how progress and versions name it
+  configJson @1 :Text;               # runtime TrainingJobConfig as JSON (training_job_config_json)
+  train @2 :List(TrainingSequence);
+  eval @3 :List(TrainingSequence);   # the validation file's: each version's eval loss
+  checkpoint @4 :Data;               # the job's checkpoint (safetensors bytes) to resume from; empty: from the start
+  publishEvery @5 :Int64;            # optimizer steps between versions (the gateway's --publish-every)
+}
+
+# One optimizer step of a job, as runtime's TrainingStepRecord.
+struct TrainProgress {
+  job @0 :Text;
+  step @1 :Int64;
+  loss @2 :Float64;
+  tokens @3 :Int64;
+  targetTokens @4 :Int64;
+  lr @5 :Float64;
+  gradNorm @6 :Float64;
+}
+
+# A version a job published: its whole checkpoint (adapter, AdamW state, data
+# position, loss history) at that step, and its validation loss (NaN without
+# a validation file).
+struct TrainVersion {
+  job @0 :Text;
+  version @1 :UInt64;
+  evalLoss @2 :Float64;
+  checkpoint @3 :Data;
+}

@@ -46,8 +46,9 @@ std::string join_proof(const std::string& secret, const std::string& nonce, cons
 
 cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stateful_pointer<ClusterDoorState> self,
                                                         gateway_actor gateway, registry_actor registry,
-                                                        ClusterDoorOptions options) {
+                                                        ClusterDoorOptions options, job_host_actor jobs) {
   self->state.gateway = std::move(gateway);
+  self->state.jobs = std::move(jobs);
   self->state.options = std::move(options);
   self->state.face = self->spawn<caf::linked>(registry_face, std::move(registry));
   using Joined = std::tuple<JoinAnswerWire, load_sink_actor, worker_registry_actor>;
@@ -61,7 +62,7 @@ cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stat
         s.nonces.emplace_back(hex);
         return std::string(hex);
       },
-      [self](join_atom, const JoinWire& wire, const scheduler_actor& scheduler) -> Joined {
+      [self](join_atom, const JoinWire& wire, const scheduler_actor& scheduler, const trainer_actor& trainer) -> Joined {
         auto& s = self->state;
         const std::string& base = s.options.base_model;
         auto d = wire.decode();
@@ -89,6 +90,7 @@ cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stat
         log_info("cluster: worker '{}' joined ({}, {} slots)", worker, as_string(join.getDevice()),
                  join.getSlots());
         self->send(s.gateway, add_worker_atom::value, worker, scheduler);
+        if (trainer && s.jobs) self->send(s.jobs, add_worker_atom::value, worker, trainer);
         return {JoinAnswerWire::from([&](schema::JoinAnswer::Builder a) {
                   a.setAccepted();
                   a.setBaseModel(base);

@@ -9,6 +9,8 @@
 #include <caf/openssl/all.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -18,10 +20,17 @@
 #include "actors/common_wire.h"
 #include "actors/message_types.h"
 #include "actors/service_wire.h"
+#include "actors/training_wire.h"
 #include "actors/worker_actor.h"
+#include "gpu/cpu/cpu_executor.h"
+#include "gpu/cpu/lora_trainer.h"
+#ifdef MYRIAD_HAVE_CUDA
+#include "gpu/cuda/lora_trainer.h"
+#endif
 #include "runtime/fetched_adapters.h"
 #include "runtime/log.h"
 #include "runtime/peft_adapter.h"
+#include "runtime/training/training_work.h"
 #include "service_wiring.h"
 
 namespace myriad::node {
@@ -93,6 +102,169 @@ class AdapterFetcher {
   worker_registry_actor registry_;
 };
 
+// The jobs a gateway sends this worker (its trainer actor): each a
+// TrainingJob in a TrainingWork that the worker's step thread runs beside its
+// inference; each step and each version (with the job's whole checkpoint,
+// made on a thread of its own: the worker thread only copies it) go back to
+// the sink the job came with.
+class WorkerTraining {
+ public:
+  WorkerTraining(std::unique_ptr<LoraTrainingBackend> backend, const ModelConfig& base, int64_t publish_every)
+      : backend_(std::move(backend)),
+        base_(base),
+        work_(*backend_, std::max<int64_t>(1, publish_every),
+              [this](const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights>, double eval_loss) {
+                on_version(job, version, eval_loss);
+              },
+              [this](const TrainingJob& job, const TrainingStepRecord& rec) { on_step(job, rec); }) {
+    sender_ = std::thread([this] { send_loop(); });
+  }
+  ~WorkerTraining() { stop(); }
+
+  // Drops every sink (before the actor system goes) and stops the sender;
+  // steps and versions after it go nowhere. Idempotent.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      jobs_.clear();
+      outgoing_.clear();
+    }
+    cv_.notify_one();
+    if (sender_.joinable()) sender_.join();
+  }
+
+  TrainingWork& work() { return work_; }
+
+  // The trainer actor's thread.
+  Status train(const TrainJobWire& wire, job_sink_actor sink) {
+    auto spec = read_train_job(wire);
+    if (!spec.ok()) return spec.error();
+    auto job = TrainingJob::create(spec->job, base_, spec->config, std::move(spec->train), std::move(spec->eval));
+    if (!job.ok()) return job.error();
+    std::shared_ptr<TrainingJob> shared = std::move(job.value());
+    if (!spec->checkpoint.empty()) MYRIAD_TRY(shared->load_checkpoint_bytes(spec->checkpoint));
+    {
+      std::lock_guard lock(mu_);
+      if (jobs_.count(spec->job)) work_.cancel(spec->job);  // sent again (its gateway came back): the newest wins
+      jobs_[spec->job] = Held{shared, std::move(sink)};
+    }
+    log_info("worker: training job {} from step {}", spec->job, shared->steps_done());
+    work_.add(std::move(shared), spec->publish_every);
+    return ok_status();
+  }
+  void cancel(const std::string& job) {
+    work_.cancel(job);
+    std::lock_guard lock(mu_);
+    jobs_.erase(job);
+  }
+  // Every job of a sink that went down (its gateway is gone: the next one sends them again).
+  void cancel_all_of(const caf::actor_addr& sink) {
+    std::vector<std::string> gone;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [name, held] : jobs_)
+        if (caf::actor_cast<caf::actor_addr>(held.sink) == sink) gone.push_back(name);
+    }
+    for (const std::string& name : gone) cancel(name);
+  }
+
+ private:
+  struct Held {
+    std::shared_ptr<TrainingJob> job;
+    job_sink_actor sink;
+  };
+  struct Outgoing {
+    std::string job;
+    uint64_t version = 0;
+    double eval_loss = 0;
+    std::shared_ptr<const TrainingJob::Snapshot> snapshot;
+    job_sink_actor sink;
+    bool last = false;
+  };
+
+  // The worker's thread.
+  void on_step(const TrainingJob& job, const TrainingStepRecord& rec) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(job.name());
+    if (it != jobs_.end()) caf::anon_send(it->second.sink, progress_atom::value, train_progress_wire(job.name(), rec));
+  }
+  void on_version(const std::string& name, uint64_t version, double eval_loss) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(name);
+    if (it == jobs_.end()) return;
+    // Between optimizer steps, on the thread that owns the job: a copy.
+    outgoing_.push_back({name, version, eval_loss, std::make_shared<const TrainingJob::Snapshot>(it->second.job->snapshot()),
+                         it->second.sink, it->second.job->done()});
+    if (it->second.job->done()) jobs_.erase(it);
+    cv_.notify_one();
+  }
+  void send_loop() {
+    for (;;) {
+      Outgoing o;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !outgoing_.empty(); });
+        if (stopping_) return;
+        o = std::move(outgoing_.front());
+        outgoing_.pop_front();
+      }
+      auto bytes = o.snapshot->to_bytes();
+      if (!bytes.ok()) {
+        log_error("worker: job {}: version {} could not be sent: {}", o.job, o.version, bytes.error().to_string());
+        continue;
+      }
+      caf::anon_send(o.sink, version_atom::value, train_version_wire(o.job, o.version, o.eval_loss, bytes.value()));
+      if (o.last) log_info("worker: job {} finished", o.job);
+    }
+  }
+
+  std::unique_ptr<LoraTrainingBackend> backend_;
+  ModelConfig base_;
+  TrainingWork work_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Held> jobs_;
+  std::deque<Outgoing> outgoing_;
+  bool stopping_ = false;
+  std::thread sender_;
+};
+
+namespace {
+
+struct TrainerState {
+  WorkerTraining* training = nullptr;
+};
+
+trainer_actor::behavior_type trainer_behavior(trainer_actor::stateful_pointer<TrainerState> self,
+                                              WorkerTraining* training) {
+  self->state.training = training;
+  // The gateway that sent jobs is gone: they stop (its successor sends them again).
+  self->set_down_handler([self](caf::down_msg& msg) { self->state.training->cancel_all_of(msg.source); });
+  return {
+      [self](train_atom, const TrainJobWire& wire, const job_sink_actor& sink) {
+        self->monitor(sink);
+        if (Status st = self->state.training->train(wire, sink); !st.ok())
+          log_error("worker: a training job was refused: {}", st.error().to_string());
+      },
+      [self](cancel_atom, const std::string& job) { self->state.training->cancel(job); },
+  };
+}
+
+// The trainer this worker's device can run (none: it serves only).
+std::unique_ptr<LoraTrainingBackend> training_backend(Executor& executor, std::shared_ptr<const Checkpoint> ck) {
+  if (auto* cpu = dynamic_cast<gpu::cpu::CpuExecutor*>(&executor))
+    return std::make_unique<gpu::cpu::CpuLoraTrainingBackend>(std::move(ck), cpu->pool());
+#ifdef MYRIAD_HAVE_CUDA
+  auto made = gpu::cuda::CudaLoraTrainingBackend::create(std::move(ck));
+  if (made.ok()) return std::move(made.value());
+  log_warn("worker: it will not train jobs: {}", made.error().to_string());
+#endif
+  return nullptr;
+}
+
+}  // namespace
+
 struct ClusterWorker::Parts {
   ClusterWorkerOptions options;
   std::string fingerprint;
@@ -101,6 +273,8 @@ struct ClusterWorker::Parts {
   caf::actor_system_config config;
   std::unique_ptr<caf::actor_system> system;
   std::shared_ptr<AdapterFetcher> fetcher;
+  std::unique_ptr<WorkerTraining> training;  // null: this worker does not train
+  trainer_actor trainer;
   worker_actor worker;
   scheduler_actor scheduler;
   cluster_door_actor door;  // of the latest join
@@ -126,7 +300,7 @@ struct ClusterWorker::Parts {
       if (!options.cluster_secret.empty()) j.setProof(join_proof(options.cluster_secret, nonce.value(), id));
     });
     Status out = make_error(ErrorCode::kUnavailable, "no answer");
-    self->request(to, timeout, join_atom::value, join, scheduler)
+    self->request(to, timeout, join_atom::value, join, scheduler, trainer)
         .receive(
             [&](JoinAnswerWire& answer, load_sink_actor& sink, worker_registry_actor& registry) {
               auto d = answer.decode();
@@ -270,10 +444,13 @@ struct ClusterWorker::Parts {
     stop = true;
     if (rejoin.joinable()) rejoin.join();
     if (system) {
-      for (const auto& h : {caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(scheduler)})
+      for (const auto& h : {caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(scheduler),
+                            caf::actor_cast<caf::actor>(trainer)})
         if (h) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
       worker = nullptr;
       scheduler = nullptr;
+      trainer = nullptr;
+      if (training) training->stop();
       door = nullptr;
       fetcher.reset();
       system.reset();
@@ -326,6 +503,13 @@ Result<std::unique_ptr<ClusterWorker>> ClusterWorker::start(const ClusterWorkerO
   setup->tokenizer = tok.value();
   setup->host_cache_bytes = o.node.host_cache_bytes;
   setup->load_adapter = [fetcher = p.fetcher](const AdapterId& id) { return fetcher->load(id); };
+  // Fine-tuning jobs the gateway sends train here between inference steps.
+  if (auto backend = training_backend(*setup->executor, ck.value())) {
+    p.training = std::make_unique<WorkerTraining>(std::move(backend), cfg, o.node.fine_tuning_publish_every);
+    setup->background = &p.training->work();
+    setup->background_share = o.node.training_share;
+    p.trainer = sys.spawn(trainer_behavior, p.training.get());
+  }
   auto worker = spawn_worker(sys, setup);
   if (!worker.ok()) return worker.error();
   p.worker = worker.value();

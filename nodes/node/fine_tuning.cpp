@@ -216,6 +216,22 @@ json fine_tuning_file_json(const TrainingFileRecord& f) {
           {"myriad", {{"examples", f.examples}}}};
 }
 
+TrainingWork::Publish FineTuning::publish_callback() {
+  return [this](const std::string& job, uint64_t v, std::shared_ptr<const LoraWeights> w, double eval_loss) {
+    on_publish(job, v, std::move(w), eval_loss);
+  };
+}
+
+TrainingWork::Progress FineTuning::progress_callback() {
+  return [this](const TrainingJob& job, const TrainingStepRecord& rec) { on_progress(job, rec); };
+}
+
+void FineTuning::set_runner(std::unique_ptr<JobRunner> runner) {
+  MYRIAD_CHECK(!work_ && !publish_, "a runner is set on a node without a trainer of its own, before start()");
+  remote_ = std::move(runner);
+  runner_ = remote_.get();
+}
+
 Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& options,
                                                      std::shared_ptr<const Checkpoint> base,
                                                      std::shared_ptr<const Tokenizer> tokenizer,
@@ -225,13 +241,12 @@ Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& op
   ft->base_ = std::move(base);
   ft->tokenizer_ = std::move(tokenizer);
   ft->backend_ = std::move(backend);
-  FineTuning* self = ft.get();
-  ft->work_ = std::make_unique<TrainingWork>(
-      *ft->backend_, std::max<int64_t>(1, options.publish_every),
-      [self](const std::string& job, uint64_t v, std::shared_ptr<const LoraWeights> w, double eval_loss) {
-        self->on_publish(job, v, std::move(w), eval_loss);
-      },
-      [self](const TrainingJob& job, const TrainingStepRecord& rec) { self->on_progress(job, rec); });
+  if (ft->backend_) {
+    ft->work_ = std::make_unique<TrainingWork>(*ft->backend_, std::max<int64_t>(1, options.publish_every),
+                                               ft->publish_callback(), ft->progress_callback());
+    ft->local_ = std::make_unique<LocalJobs>(*ft->work_);
+    ft->runner_ = ft->local_.get();
+  }
   std::error_code ec;
   for (const std::string& dir : {ft->files_dir(), ft->job_dir("")}) {
     fs::create_directories(dir, ec);
@@ -295,6 +310,7 @@ Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& op
 FineTuning::~FineTuning() { stop(); }
 
 void FineTuning::start(PublishFolder publish) {
+  MYRIAD_CHECK(runner_, "start(): a node without a backend needs set_runner() first");
   std::lock_guard lock(mu_);
   publish_ = std::move(publish);
   stopping_ = false;
@@ -309,6 +325,7 @@ void FineTuning::start(PublishFolder publish) {
 }
 
 void FineTuning::stop() {
+  if (remote_) remote_->stop();  // its actor handles go before the actor system does
   {
     std::lock_guard lock(mu_);
     if (!publisher_.joinable()) return;
@@ -346,6 +363,10 @@ bool is_checkpoint_id(const std::string& id) {
 }  // namespace
 
 Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& request) {
+  if (!work_)
+    return make_error(ErrorCode::kUnsupported,
+                      "training runs need a node that trains on its own device (--role all); a cluster's gateway "
+                      "trains jobs on its workers only");
   if (!request.is_object()) return bad("the request must be a JSON object");
   if (!request.contains("name") || !request["name"].is_string())
     return bad("name: required, the adapter the run publishes versions of");
@@ -610,7 +631,7 @@ void FineTuning::finish(Job& job, const std::string& status) {
   if (job.status == "running") --running_;
   job.status = status;
   job.finished_at = unix_s();
-  if (job.trainer) work_->cancel(job.id);  // no-op for one that ended by itself
+  if (job.trainer) runner_->cancel(job.id);  // no-op for one that ended by itself
   job.trainer.reset();
 }
 
@@ -659,7 +680,7 @@ void FineTuning::admit_queued() {
       pending_cv_.notify_one();
       continue;
     }
-    work_->add(job.trainer);
+    runner_->add(job.trainer);
   }
 }
 
@@ -946,6 +967,9 @@ void FineTuning::on_progress(const TrainingJob& trainer, const TrainingStepRecor
   trained_tokens_ += rec.tokens;
   ++steps_run_;
   job.last_loss = rec.loss;
+  // A step trained again (a cluster's job resumed on another worker from its
+  // last version) replaces what its first run recorded from there on.
+  while (!job.curve.empty() && job.curve.back().step >= rec.step) job.curve.pop_back();
   job.curve.push_back(rec);
   job.run_tokens += rec.tokens;
   ++job.run_steps;

@@ -79,6 +79,31 @@ struct TrainingFileRecord {
 // A file as OpenAI's API shows it ("object": "file", status "processed").
 nlohmann::json fine_tuning_file_json(const TrainingFileRecord& f);
 
+// Where a node's jobs train. FineTuning hands each job's TrainingJob to its
+// runner and hears back through its publish and progress callbacks, called
+// by whichever thread owns the job: the local worker's TrainingWork
+// (LocalJobs), or a cluster's workers (cluster_jobs.h), which train a copy
+// and report each step and version of it.
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  virtual void add(std::shared_ptr<TrainingJob> job) = 0;
+  virtual void cancel(const std::string& name) = 0;
+  // Lets go of what it holds of other threads and processes (before the
+  // actor system stops); idempotent. Jobs added after it wait forever.
+  virtual void stop() {}
+};
+
+class LocalJobs final : public JobRunner {
+ public:
+  explicit LocalJobs(TrainingWork& work) : work_(work) {}
+  void add(std::shared_ptr<TrainingJob> job) override { work_.add(std::move(job)); }
+  void cancel(const std::string& name) override { work_.cancel(name); }
+
+ private:
+  TrainingWork& work_;
+};
+
 class FineTuning {
  public:
   // Publishes a version of `name` for `caller` from a PEFT folder on this host.
@@ -87,19 +112,29 @@ class FineTuning {
 
   // Reads what <data>/fine_tuning holds; jobs that were queued or running
   // are resumed once the worker runs (start()). The backend trains on the
-  // worker's thread only.
+  // worker's thread only. Without a backend (a cluster's gateway) jobs train
+  // where set_runner() says, and training runs are refused.
   static Result<std::unique_ptr<FineTuning>> open(const FineTuningOptions& options,
                                                   std::shared_ptr<const Checkpoint> base,
                                                   std::shared_ptr<const Tokenizer> tokenizer,
                                                   std::unique_ptr<LoraTrainingBackend> backend);
   ~FineTuning();  // stop()
 
-  // What the worker's step loop runs between inference steps.
-  TrainingWork& work() { return *work_; }
+  // What the worker's step loop runs between inference steps (a node with a backend).
+  TrainingWork& work() {
+    MYRIAD_CHECK(work_, "work(): this node trains elsewhere");
+    return *work_;
+  }
+  // A node without a backend: where its jobs train; before start().
+  void set_runner(std::unique_ptr<JobRunner> runner);
+  // What a runner reports through (on the thread that owns the job).
+  TrainingWork::Publish publish_callback();
+  TrainingWork::Progress progress_callback();
   // Starts publishing through `publish` and resumes the stored unfinished jobs.
   void start(PublishFolder publish);
   // Stops the publisher thread (versions not yet published are dropped; the
-  // jobs resume from their last checkpoint on the next start). Idempotent.
+  // jobs resume from their last checkpoint on the next start) and a remote
+  // runner (set_runner). Idempotent.
   void stop();
 
   // A version published by a job, from memory (null when not one of them).
@@ -231,7 +266,10 @@ class FineTuning {
   std::shared_ptr<const Checkpoint> base_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<LoraTrainingBackend> backend_;
-  std::unique_ptr<TrainingWork> work_;
+  std::unique_ptr<TrainingWork> work_;  // with a backend
+  std::unique_ptr<LocalJobs> local_;    // over work_
+  std::unique_ptr<JobRunner> remote_;   // without one (set_runner)
+  JobRunner* runner_ = nullptr;         // local_ or remote_
   PublishFolder publish_;
 
   mutable std::mutex mu_;

@@ -6,6 +6,7 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 #include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 
 #include "actors/attempt_filter.h"
 #include "actors/cluster_door.h"
+#include "cluster_jobs.h"
 #include "actors/event_wire.h"
 #include "actors/gateway_actor.h"
 #include "actors/message_types.h"
@@ -98,6 +100,9 @@ struct NodeService::Actors {
   worker_actor worker;
   event_sink_actor relay;
   cluster_door_actor door;  // role gateway: where workers join
+  // Run first when these actors go: what else holds actor handles lets go
+  // (a gateway's fine-tuning runner), so nothing outlives the system.
+  std::function<void()> before_shutdown;
 
   // One request to an actor, answered on this thread; kUnavailable when no
   // answer comes within a minute (a front end's thread must not hang on a
@@ -117,6 +122,7 @@ struct NodeService::Actors {
   }
 
   ~Actors() {
+    if (before_shutdown) before_shutdown();
     if (!system) return;
     for (const auto& h : {caf::actor_cast<caf::actor>(gateway), caf::actor_cast<caf::actor>(scheduler),
                           caf::actor_cast<caf::actor>(worker), caf::actor_cast<caf::actor>(registry),
@@ -342,7 +348,18 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
       setup->background = &s->fine_tuning_->work();
       setup->background_share = o.training_share;
     }
-  } else if (o.role != "gateway") {
+  } else if (o.role == "gateway") {
+    // Jobs train on the workers (cluster_jobs.h); the gateway keeps their
+    // records, checkpoints and versions. Its runner needs the actor system.
+    FineTuningOptions fo;
+    fo.data_dir = o.data_dir;
+    fo.base_model = s->model_name_;
+    fo.publish_every = o.fine_tuning_publish_every;
+    fo.max_running = o.max_training_jobs;
+    auto ft = FineTuning::open(fo, s->checkpoint_, s->tokenizer_, nullptr);
+    if (!ft.ok()) return ft.error();
+    s->fine_tuning_ = std::move(ft.value());
+  } else {
     return make_error(ErrorCode::kInvalidArgument, "--role " + o.role + ": expected all or gateway here");
   }
   const std::string device = setup->executor ? setup->executor->info().device : std::string("none (workers join)");
@@ -380,7 +397,15 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     door.base_model = s->model_name_;
     door.base_fingerprint = s->base_fingerprint_;
     door.secret = o.cluster_secret;
-    actors->door = sys.spawn(cluster_door_behavior, actors->gateway, actors->registry, door);
+    job_host_actor jobs;
+    if (s->fine_tuning_) {
+      auto runner = std::make_unique<ClusterJobs>(sys, o.fine_tuning_publish_every, s->fine_tuning_->publish_callback(),
+                                                  s->fine_tuning_->progress_callback());
+      jobs = runner->host();
+      s->fine_tuning_->set_runner(std::move(runner));
+      actors->before_shutdown = [ft = s->fine_tuning_.get()] { ft->stop(); };
+    }
+    actors->door = sys.spawn(cluster_door_behavior, actors->gateway, actors->registry, door, jobs);
     auto port = o.cluster_tls.enabled()
                     ? caf::openssl::publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true)
                     : sys.middleman().publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true);
@@ -431,8 +456,6 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
     if (!builds.ok()) return builds.error();
     s->mixture_builds_ = std::move(builds.value());
     s->mixture_builds_->start();
-  } else if (gateway_role) {
-    s->fine_tuning_unavailable_ = "fine-tuning runs on a node with --role all for now, not on a cluster's gateway";
   }
 
   // Ids unique across restarts: milliseconds since the epoch in the high bits.

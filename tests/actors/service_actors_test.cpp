@@ -873,7 +873,7 @@ TEST_F(ServiceActors, AWorkerJoinsThroughTheDoorOnlyWithTheSecretAndTheBase) {
   o.base_model = "tiny";
   o.base_fingerprint = "base-fp";
   o.secret = "sixteen-byte-secret!";
-  auto door = keep(sys_->spawn(cluster_door_behavior, gw, registry(), o));
+  auto door = keep(sys_->spawn(cluster_door_behavior, gw, registry(), o, job_host_actor{}));
   auto w = std::make_shared<Log>();
   auto s0 = keep(sys_->spawn(recording_scheduler, w));
   auto hello = [&] {
@@ -888,7 +888,7 @@ TEST_F(ServiceActors, AWorkerJoinsThroughTheDoorOnlyWithTheSecretAndTheBase) {
                    j.setNonce(nonce);
                    j.setProof(proof);
                  }),
-                 s0);
+                 s0, trainer_actor{});
     sched().run();
     Result<bool> out = make_error(ErrorCode::kInternal, "no answer");
     self()->receive(

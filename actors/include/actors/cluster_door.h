@@ -11,6 +11,7 @@
 //        ─ wrong proof (with a secret) ─> refused (invalidArgument, "cluster secret")
 //        ─ other base fingerprint ──────> refused (invalidArgument, both fingerprints named)
 //        ─ else ─> gateway: add_worker(id, scheduler) ─> accepted
+//                  (and its trainer, when it has one, to the job host)
 //
 // Without a secret no proof is asked: the caller then publishes the door on
 // a loopback address only (nodes/node: "none means loopback-only joins").
@@ -35,6 +36,7 @@ struct ClusterDoorState {
   static constexpr size_t kMaxNonces = 1024;
   ClusterDoorOptions options;
   gateway_actor gateway;
+  job_host_actor jobs;  // where joining workers' trainers go (null: the gateway runs no fine-tuning)
   worker_registry_actor face;  // what members get of the registry (linked: ends with the door); the door
                                // keeps no registry handle of its own: see registry_face
   std::deque<std::string> nonces;  // given out by hello, not yet used; oldest first
@@ -47,6 +49,6 @@ std::string join_proof(const std::string& secret, const std::string& nonce, cons
 
 cluster_door_actor::behavior_type cluster_door_behavior(cluster_door_actor::stateful_pointer<ClusterDoorState> self,
                                                         gateway_actor gateway, registry_actor registry,
-                                                        ClusterDoorOptions options);
+                                                        ClusterDoorOptions options, job_host_actor jobs);
 
 }  // namespace myriad::actors

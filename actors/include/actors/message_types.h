@@ -35,6 +35,11 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::JoinAnswerWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::load_sink_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::worker_registry_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::ResumeWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::TrainJobWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::TrainProgressWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::TrainVersionWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::job_sink_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::trainer_actor))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

@@ -17,5 +17,8 @@ using ResidencyWire =
     TypedWire<schema::AdapterResidency>;               // worker -> adapter actor, gateway: where a version is
 using WorkerLoadWire = TypedWire<schema::WorkerLoad>;  // worker -> gateway: load, for placement
 using AdapterInfoWire = TypedWire<schema::api::AdapterInfo>;  // registry -> gateway: one published version
+using TrainJobWire = TypedWire<schema::TrainJob>;            // gateway -> a worker's trainer: train this job
+using TrainProgressWire = TypedWire<schema::TrainProgress>;  // trainer -> gateway: one optimizer step
+using TrainVersionWire = TypedWire<schema::TrainVersion>;    // trainer -> gateway: a version and its checkpoint
 
 }  // namespace myriad::actors

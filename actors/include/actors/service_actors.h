@@ -62,6 +62,9 @@ using join_atom = caf::atom_constant<caf::atom("join")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using train_atom = caf::atom_constant<caf::atom("train")>;
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+using version_atom = caf::atom_constant<caf::atom("version")>;
 
 // What a worker uses of the registry: where versions are (residency) and a
 // version's files by id, fetched by a worker on another host.
@@ -74,6 +77,24 @@ using worker_registry_actor =
 // the client has (resume: request id, the new attempt), to resume from there.
 using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>,
                                           caf::replies_to<resume_atom, uint64_t, uint32_t>::with<ResumeWire>>;
+
+// Where a worker's trainer reports a job's steps and versions (the
+// gateway's job host).
+using job_sink_actor =
+    caf::typed_actor<caf::reacts_to<progress_atom, TrainProgressWire>, caf::reacts_to<version_atom, TrainVersionWire>>;
+
+// A worker's trainer: trains the jobs a gateway sends it beside its
+// inference (TrainingWork on the worker's thread), reporting to the sink
+// given with each; cancel stops one (by its id). Jobs of a sink that goes
+// down (the gateway lost) stop too: the next gateway sends them again.
+using trainer_actor =
+    caf::typed_actor<caf::reacts_to<train_atom, TrainJobWire, job_sink_actor>, caf::reacts_to<cancel_atom, std::string>>;
+
+// The gateway's job host: trainers join through the door (add_worker: the
+// worker's id and its trainer), and it is every trainer's job sink.
+using job_host_actor =
+    caf::typed_actor<caf::reacts_to<progress_atom, TrainProgressWire>, caf::reacts_to<version_atom, TrainVersionWire>,
+                     caf::reacts_to<add_worker_atom, std::string, trainer_actor>>;
 
 // What a scheduler tells the gateway: its worker's load reports (for
 // placement) and each request's final event (to unpin its version and forget
@@ -157,8 +178,10 @@ using gateway_actor =
 // (JoinWire.proof), names the worker's base fingerprint and hands over its
 // scheduler. Accepted: the gateway's load sink and the registry's worker
 // face, the only handles a member receives.
+// The worker's trainer (null when it does not train) goes to the job host.
 using cluster_door_actor = caf::typed_actor<
     caf::replies_to<hello_atom>::with<std::string>,
-    caf::replies_to<join_atom, JoinWire, scheduler_actor>::with<JoinAnswerWire, load_sink_actor, worker_registry_actor>>;
+    caf::replies_to<join_atom, JoinWire, scheduler_actor, trainer_actor>::with<JoinAnswerWire, load_sink_actor,
+                                                                               worker_registry_actor>>;
 
 }  // namespace myriad::actors

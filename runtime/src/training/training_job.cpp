@@ -1,14 +1,22 @@
 #include "runtime/training/training_job.h"
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <cstring>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/atomic_file.h"
 #include "runtime/counter_rng.h"
 #include "runtime/safetensors.h"
 #include "runtime/sha256.h"
@@ -259,6 +267,46 @@ Status TrainingJob::Snapshot::save(const std::string& path) const {
 
 Status TrainingJob::save_checkpoint(const std::string& path) const { return snapshot().save(path); }
 
+namespace {
+// A temporary file name of this process, unique across its threads.
+std::string temp_checkpoint_path() {
+  static std::atomic<uint64_t> counter{0};
+  return (std::filesystem::temp_directory_path() /
+          ("myriad-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".safetensors"))
+      .string();
+}
+}  // namespace
+
+Result<std::string> TrainingJob::Snapshot::to_bytes() const {
+  const std::string path = temp_checkpoint_path();
+  Status saved = save(path);
+  Result<std::string> out = make_error(ErrorCode::kIo, path + ": not read");
+  if (saved.ok()) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    out = in || in.eof() ? Result<std::string>(ss.str()) : Result<std::string>(make_error(ErrorCode::kIo, path + ": read failed"));
+  } else {
+    out = saved.error();
+  }
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  return out;
+}
+
+Status TrainingJob::load_checkpoint_bytes(std::string_view bytes) {
+  const std::string path = temp_checkpoint_path();
+  Status st = write_file_atomically(path, bytes);
+  if (st.ok()) {
+    auto loaded = load_checkpoint(path);
+    if (!loaded.ok()) st = loaded.error();
+    else if (!loaded.value()) st = make_error(ErrorCode::kIo, path + ": vanished before it was read");
+  }
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  return st;
+}
+
 Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return false;
@@ -437,6 +485,61 @@ double mean_loss_last(const std::vector<TrainingStepRecord>& h, size_t n) {
   double s = 0;
   for (size_t i = h.size() - k; i < h.size(); ++i) s += h[i].loss;
   return s / double(k);
+}
+
+
+nlohmann::json training_job_config_json(const TrainingJobConfig& c) {
+  nlohmann::json modules = nlohmann::json::array();
+  for (bool m : c.targets.modules) modules.push_back(m);
+  return {{"rank", c.targets.rank},
+          {"alpha", c.targets.alpha},
+          {"modules", modules},
+          {"first_layer", c.targets.first_layer},
+          {"lr", c.adamw.lr},
+          {"beta1", c.adamw.beta1},
+          {"beta2", c.adamw.beta2},
+          {"eps", c.adamw.eps},
+          {"weight_decay", c.adamw.weight_decay},
+          {"steps", c.steps},
+          {"epochs", c.epochs},
+          {"batch_tokens", c.batch_tokens},
+          {"grad_accum", c.grad_accum},
+          {"warmup_steps", c.warmup_steps},
+          {"min_lr_ratio", c.min_lr_ratio},
+          {"max_grad_norm", c.max_grad_norm},
+          {"seed", c.seed}};
+}
+
+Result<TrainingJobConfig> training_job_config_from_json(const nlohmann::json& j) {
+  auto missing = [](const char* k) {
+    return make_error(ErrorCode::kInvalidArgument, std::string("training job config: ") + k + " is missing or not a number");
+  };
+  if (!j.is_object()) return make_error(ErrorCode::kInvalidArgument, "training job config: not a JSON object");
+  TrainingJobConfig c;
+  auto num = [&](const char* k, auto& out) -> bool {
+    if (!j.contains(k) || !j[k].is_number()) return false;
+    out = j[k].get<std::remove_reference_t<decltype(out)>>();
+    return true;
+  };
+  for (auto [k, ok] : {std::pair{"rank", num("rank", c.targets.rank)}, {"alpha", num("alpha", c.targets.alpha)},
+                       {"first_layer", num("first_layer", c.targets.first_layer)}, {"lr", num("lr", c.adamw.lr)},
+                       {"beta1", num("beta1", c.adamw.beta1)}, {"beta2", num("beta2", c.adamw.beta2)},
+                       {"eps", num("eps", c.adamw.eps)}, {"weight_decay", num("weight_decay", c.adamw.weight_decay)},
+                       {"steps", num("steps", c.steps)}, {"epochs", num("epochs", c.epochs)},
+                       {"batch_tokens", num("batch_tokens", c.batch_tokens)},
+                       {"grad_accum", num("grad_accum", c.grad_accum)},
+                       {"warmup_steps", num("warmup_steps", c.warmup_steps)},
+                       {"min_lr_ratio", num("min_lr_ratio", c.min_lr_ratio)},
+                       {"max_grad_norm", num("max_grad_norm", c.max_grad_norm)}, {"seed", num("seed", c.seed)}})
+    if (!ok) return missing(k);
+  if (!j.contains("modules") || !j["modules"].is_array() || j["modules"].size() != size_t(kNumLinearModules))
+    return make_error(ErrorCode::kInvalidArgument, "training job config: modules must be 7 booleans");
+  for (int m = 0; m < kNumLinearModules; ++m) {
+    if (!j["modules"][size_t(m)].is_boolean())
+      return make_error(ErrorCode::kInvalidArgument, "training job config: modules must be 7 booleans");
+    c.targets.modules[m] = j["modules"][size_t(m)].get<bool>();
+  }
+  return c;
 }
 
 }  // namespace myriad

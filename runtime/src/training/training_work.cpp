@@ -12,11 +12,11 @@ TrainingWork::TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, 
     : trainer_(backend), publish_every_(std::max<int64_t>(1, publish_every)), publish_(std::move(publish)),
       progress_(std::move(progress)) {}
 
-void TrainingWork::add(std::shared_ptr<TrainingJob> job) {
+void TrainingWork::add(std::shared_ptr<TrainingJob> job, int64_t publish_every) {
   {
   std::lock_guard lock(mu_);
   if (!job->done()) ++active_;  // a job resumed at its end has nothing left to run
-  to_add_.push_back(std::move(job));
+  to_add_.emplace_back(std::move(job), publish_every);
   }
   wake_worker();
 }
@@ -63,7 +63,7 @@ size_t TrainingWork::active() const {
 }
 
 void TrainingWork::apply_pending() {
-  std::vector<std::shared_ptr<TrainingJob>> add;
+  std::vector<std::pair<std::shared_ptr<TrainingJob>, int64_t>> add;
   std::vector<std::pair<std::string, bool>> pause;
   std::vector<std::string> cancel;
   {
@@ -72,10 +72,10 @@ void TrainingWork::apply_pending() {
     pause.swap(to_pause_);
     cancel.swap(to_cancel_);
   }
-  for (auto& j : add) {
+  for (auto& [j, every] : add) {
     trainer_.add(j.get());
     const bool counted = !j->done();
-    held_.push_back({std::move(j), false, counted, 0});
+    held_.push_back({std::move(j), false, counted, 0, every > 0 ? every : publish_every_});
   }
   for (const auto& [name, paused] : pause)
     for (auto& h : held_)
@@ -192,7 +192,7 @@ void TrainingWork::run_unit() {
     if (progress_) progress_(*job, rec);
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.job.get() == job; });
     if (it == held_.end()) continue;
-    if (rec.step % publish_every_ == 0 || job->done()) publish(*it);
+    if (rec.step % it->publish_every == 0 || job->done()) publish(*it);
     const bool evaluating_it =
         std::any_of(evals_.begin(), evals_.end(), [&](const Evaluation& e) { return e.job.get() == job; });
     if (job->done() && !evaluating_it) release(*it);  // else once its last eval pass has published

@@ -16,7 +16,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "runtime/model_config.h"
 #include "runtime/training/lora_training_backend.h"
@@ -62,6 +65,7 @@ class TrainingJob {
   const LoraParams<float>& params() const { return params_; }
   const std::vector<TrainingStepRecord>& history() const { return history_; }
   const std::vector<TrainingExample>& eval_examples() const { return eval_; }
+  const std::vector<TrainingExample>& train_examples() const { return train_; }
 
   // The next micro-batch's rows (tagged `job_index`) and whether it ends an
   // optimizer step. Call only when !done() and after the previous
@@ -91,6 +95,8 @@ class TrainingJob {
   class Snapshot {
    public:
     Status save(const std::string& path) const;
+    // The checkpoint file's bytes (what a cluster's worker sends its gateway).
+    Result<std::string> to_bytes() const;
 
    private:
     friend class TrainingJob;
@@ -102,6 +108,8 @@ class TrainingJob {
   // (checked by a fingerprint; a mismatch or a damaged file is an error that
   // changes nothing). Returns false when `path` does not exist.
   Result<bool> load_checkpoint(const std::string& path);
+  // The same from a checkpoint file's bytes (Snapshot::to_bytes).
+  Status load_checkpoint_bytes(std::string_view bytes);
   // sha256 over the config and the dataset's tokens: what a checkpoint must match.
   const std::string& fingerprint() const { return fingerprint_; }
 
@@ -201,6 +209,12 @@ class JobTrainer {
   bool stepping_ = false;  // active_[applying_] is between step_unit() calls
   Records records_;
 };
+
+// A job's config as JSON and back (a cluster's gateway ships jobs to its
+// workers this way): every field, doubles to the last bit. kInvalidArgument
+// naming a field that is missing or of the wrong type.
+nlohmann::json training_job_config_json(const TrainingJobConfig& c);
+Result<TrainingJobConfig> training_job_config_from_json(const nlohmann::json& j);
 
 // Mean of the first / last n records' losses (train_loss_first / _last).
 double mean_loss_first(const std::vector<TrainingStepRecord>& h, size_t n = 10);

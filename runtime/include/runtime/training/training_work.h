@@ -44,8 +44,9 @@ class TrainingWork final : public BackgroundWork {
 
   TrainingWork(LoraTrainingBackend& backend, int64_t publish_every, Publish publish, Progress progress = nullptr);
 
-  // Thread-safe. Names must be unique among the jobs held.
-  void add(std::shared_ptr<TrainingJob> job);
+  // Thread-safe. Names must be unique among the jobs held. publish_every > 0
+  // overrides the work's for this job (a cluster's gateway decides it).
+  void add(std::shared_ptr<TrainingJob> job, int64_t publish_every = 0);
   void pause(const std::string& name, bool paused);
   void cancel(const std::string& name);
   // Jobs neither finished nor cancelled.
@@ -74,6 +75,7 @@ class TrainingWork final : public BackgroundWork {
     bool paused = false;
     bool counted = false;     // in active_ (not finished, cancelled or stopped)
     uint64_t published = 0;  // versions handed out
+    int64_t publish_every = 1;
   };
   void release(Held& h);  // takes it out of active_, once
   void apply_pending();  // worker thread
@@ -100,7 +102,7 @@ class TrainingWork final : public BackgroundWork {
   std::deque<Evaluation> evals_;
 
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<TrainingJob>> to_add_;
+  std::vector<std::pair<std::shared_ptr<TrainingJob>, int64_t>> to_add_;  // and its publish_every (0: the work's)
   std::vector<std::pair<std::string, bool>> to_pause_;
   std::vector<std::string> to_cancel_;
   std::deque<std::function<bool()>> tasks_;

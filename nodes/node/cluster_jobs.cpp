@@ -1,0 +1,160 @@
+// ClusterJobs (cluster_jobs.h) and its job host actor.
+#include "cluster_jobs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "actors/training_wire.h"
+#include "runtime/log.h"
+
+namespace myriad::node {
+
+using namespace myriad::actors;
+
+namespace {
+
+struct HostState {
+  ClusterJobs* jobs = nullptr;
+};
+
+job_host_actor::behavior_type job_host_behavior(job_host_actor::stateful_pointer<HostState> self, ClusterJobs* jobs) {
+  self->state.jobs = jobs;
+  // A trainer's link went down (its worker died or left): its jobs move.
+  self->set_down_handler([self](caf::down_msg& msg) { self->state.jobs->lost(msg.source); });
+  return {
+      [self](progress_atom, const TrainProgressWire& wire) { self->state.jobs->progressed(wire); },
+      [self](version_atom, const TrainVersionWire& wire) { self->state.jobs->published(wire); },
+      [self](add_worker_atom, const std::string& worker, const trainer_actor& trainer) {
+        self->monitor(trainer);
+        self->state.jobs->joined(worker, trainer);
+      },
+  };
+}
+
+}  // namespace
+
+ClusterJobs::ClusterJobs(caf::actor_system& system, int64_t publish_every, TrainingWork::Publish publish,
+                         TrainingWork::Progress progress)
+    : publish_every_(std::max<int64_t>(1, publish_every)), publish_(std::move(publish)), progress_(std::move(progress)) {
+  host_ = system.spawn(job_host_behavior, this);
+}
+
+ClusterJobs::~ClusterJobs() = default;
+
+void ClusterJobs::stop() {
+  std::lock_guard lock(mu_);
+  stopped_ = true;
+  trainers_.clear();
+  if (host_) caf::anon_send_exit(host_, caf::exit_reason::user_shutdown);
+  host_ = nullptr;
+}
+
+void ClusterJobs::add(std::shared_ptr<TrainingJob> job) {
+  std::lock_guard lock(mu_);
+  const std::string name = job->name();
+  jobs_[name] = Job{std::move(job), ""};
+  dispatch();
+}
+
+void ClusterJobs::cancel(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return;
+  for (const Trainer& t : trainers_)
+    if (t.worker == it->second.worker) caf::anon_send(t.handle, cancel_atom::value, name);
+  jobs_.erase(it);
+}
+
+void ClusterJobs::joined(const std::string& worker, trainer_actor trainer) {
+  std::lock_guard lock(mu_);
+  if (stopped_) return;
+  // A worker joining again (its gateway came back, or a new process under
+  // its id) replaces what was known of it.
+  trainers_.erase(std::remove_if(trainers_.begin(), trainers_.end(), [&](const Trainer& t) { return t.worker == worker; }),
+                  trainers_.end());
+  trainers_.push_back({worker, std::move(trainer)});
+  log_info("fine-tuning: worker '{}' trains jobs ({} trainer(s))", worker, trainers_.size());
+  dispatch();
+}
+
+void ClusterJobs::lost(const caf::actor_addr& trainer) {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(trainers_.begin(), trainers_.end(),
+                         [&](const Trainer& t) { return caf::actor_cast<caf::actor_addr>(t.handle) == trainer; });
+  if (it == trainers_.end()) return;
+  const std::string worker = it->worker;
+  trainers_.erase(it);
+  for (auto& [name, job] : jobs_)
+    if (job.worker == worker) {
+      log_warn("fine-tuning: job {} lost its worker '{}'; it goes on elsewhere from step {}", name, worker,
+               job.mirror->steps_done());
+      job.worker.clear();
+    }
+  dispatch();
+}
+
+void ClusterJobs::dispatch() {
+  if (stopped_ || trainers_.empty() || !host_) return;
+  for (auto& [name, job] : jobs_) {
+    if (!job.worker.empty()) continue;
+    auto fewest = std::min_element(trainers_.begin(), trainers_.end(), [&](const Trainer& a, const Trainer& b) {
+      auto count = [&](const Trainer& t) {
+        return std::count_if(jobs_.begin(), jobs_.end(), [&](const auto& j) { return j.second.worker == t.worker; });
+      };
+      return count(a) < count(b);
+    });
+    // From the mirror's newest version (its checkpoint), or from the start.
+    std::string checkpoint;
+    if (job.mirror->steps_done() > 0) {
+      auto bytes = job.mirror->snapshot().to_bytes();
+      if (!bytes.ok()) {
+        log_error("fine-tuning: job {}: its checkpoint could not be made: {}", name, bytes.error().to_string());
+        continue;
+      }
+      checkpoint = std::move(bytes.value());
+    }
+    caf::anon_send(fewest->handle, train_atom::value, train_job_wire(*job.mirror, checkpoint, publish_every_),
+                   caf::actor_cast<job_sink_actor>(host_));
+    job.worker = fewest->worker;
+    log_info("fine-tuning: job {} sent to worker '{}' (from step {})", name, job.worker, job.mirror->steps_done());
+  }
+}
+
+void ClusterJobs::progressed(const TrainProgressWire& wire) {
+  auto rec = read_train_progress(wire);
+  if (!rec.ok()) return log_warn("fine-tuning: a progress report was refused: {}", rec.error().to_string());
+  std::shared_ptr<TrainingJob> mirror;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(rec->first);
+    if (it == jobs_.end()) return;  // cancelled meanwhile
+    mirror = it->second.mirror;
+  }
+  if (progress_) progress_(*mirror, rec->second);
+}
+
+void ClusterJobs::published(const TrainVersionWire& wire) {
+  auto v = read_train_version(wire);
+  if (!v.ok()) return log_warn("fine-tuning: a version was refused: {}", v.error().to_string());
+  std::shared_ptr<TrainingJob> mirror;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(v->job);
+    if (it == jobs_.end()) return;  // cancelled meanwhile
+    mirror = it->second.mirror;
+  }
+  // The mirror takes the version's state (its fingerprint must match: the
+  // same config, base and data), then FineTuning publishes it from there.
+  if (Status st = mirror->load_checkpoint_bytes(v->checkpoint); !st.ok())
+    return log_error("fine-tuning: job {}: a version's checkpoint was refused: {}", v->job, st.error().to_string());
+  if (publish_)
+    publish_(v->job, v->version, std::make_shared<const LoraWeights>(to_lora_weights(mirror->params(), v->job)),
+             v->eval_loss);
+  if (mirror->done()) {
+    std::lock_guard lock(mu_);
+    jobs_.erase(v->job);
+  }
+}
+
+}  // namespace myriad::node
