@@ -15,6 +15,8 @@
 #include "actors/common_wire.h"
 #include "actors/event_wire.h"
 #include "actors/request_wire.h"
+#include "actors/training_wire.h"
+#include "runtime/model_factory.h"
 
 namespace myriad::actors {
 namespace {
@@ -350,6 +352,104 @@ TEST(TypedWire, ALargeMessageStaysReadableAfterTheFullCheck) {
   auto out = read_submit(decoded->get());
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ(out->prompt.size(), big.prompt.size());
+}
+
+
+// A fine-tuning job's spec (cluster_jobs.h): config (every field, doubles to
+// the bit), examples and checkpoint bytes round-trip; a ragged sequence or
+// no publish interval is an Error.
+TEST(TrainJobWire, ConfigExamplesAndCheckpointRoundTrip) {
+  ModelConfig base = model_shape("tiny").value();
+  TrainingJobConfig c;
+  c.targets.rank = 5;
+  c.targets.alpha = 7.25f;
+  c.targets.modules[int(LinearModule::kK)] = false;
+  c.targets.first_layer = 1;
+  c.adamw.lr = 1.0 / 3.0;
+  c.adamw.beta1 = 0.8;
+  c.adamw.weight_decay = 0.01;
+  c.steps = 17;
+  c.epochs = 2.5;
+  c.batch_tokens = 77;
+  c.grad_accum = 3;
+  c.warmup_steps = -1;
+  c.min_lr_ratio = 0.1;
+  c.max_grad_norm = 0.0;
+  c.seed = 0xffff'ffff'ffff'fff0ULL;
+  std::vector<TrainingExample> train(2), eval(1);
+  train[0].tokens = {1, 2, 3};
+  train[0].targets = {0, 1, 1};
+  train[1].tokens = {4, 5};
+  train[1].targets = {0, 1};
+  eval[0].tokens = {9, 8, 7, 6};
+  eval[0].targets = {0, 0, 1, 1};
+  auto job = TrainingJob::create("ftjob-1", base, c, train, eval);
+  ASSERT_TRUE(job.ok()) << job.error().to_string();
+  const std::string checkpoint("\x01\x02safetensors bytes\x00!", 24);
+  auto back = read_train_job(train_job_wire(*job.value(), checkpoint, 20));
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  EXPECT_EQ(back->job, "ftjob-1");
+  EXPECT_EQ(back->checkpoint, checkpoint);
+  EXPECT_EQ(back->publish_every, 20);
+  EXPECT_EQ(training_job_config_json(back->config), training_job_config_json(c));
+  EXPECT_EQ(back->config.adamw.lr, c.adamw.lr);
+  EXPECT_EQ(back->config.seed, c.seed);
+  EXPECT_FALSE(back->config.targets.modules[int(LinearModule::kK)]);
+  ASSERT_EQ(back->train.size(), 2u);
+  EXPECT_EQ(back->train[1].tokens, train[1].tokens);
+  EXPECT_EQ(back->train[1].targets, train[1].targets);
+  ASSERT_EQ(back->eval.size(), 1u);
+  EXPECT_EQ(back->eval[0].targets, eval[0].targets);
+  // The job built from it on a worker is the same job (its checkpoints fit).
+  auto rebuilt = TrainingJob::create(back->job, base, back->config, back->train, back->eval);
+  ASSERT_TRUE(rebuilt.ok());
+  EXPECT_EQ(rebuilt.value()->fingerprint(), job.value()->fingerprint());
+
+  auto ragged = TrainJobWire::from([](schema::TrainJob::Builder b) {
+    b.setJob("j");
+    b.setConfigJson(training_job_config_json(TrainingJobConfig{}).dump());
+    auto seq = b.initTrain(1)[0];
+    seq.initTokens(3);
+    seq.setTargets(kj::arrayPtr(reinterpret_cast<const kj::byte*>("\x01"), 1));
+    b.setPublishEvery(1);
+  });
+  auto bad = read_train_job(ragged);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("differ in length"), std::string::npos) << bad.error().message;
+  auto never = read_train_job(train_job_wire(*job.value(), "", 0));
+  ASSERT_FALSE(never.ok());
+  EXPECT_NE(never.error().message.find("publishEvery"), std::string::npos);
+  auto no_config = TrainJobWire::from([](schema::TrainJob::Builder b) {
+    b.setJob("j");
+    b.setConfigJson("{\"rank\": 4}");
+    b.setPublishEvery(1);
+  });
+  EXPECT_FALSE(read_train_job(no_config).ok());
+}
+
+TEST(TrainProgressAndVersionWires, RoundTripAndRefuseWhatCannotBe) {
+  TrainingStepRecord rec{12, 1.0 / 7.0, 300, 41, 2e-4, 0.125};
+  auto p = read_train_progress(train_progress_wire("ftjob-2", rec));
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  EXPECT_EQ(p->first, "ftjob-2");
+  EXPECT_EQ(p->second.step, 12);
+  EXPECT_EQ(p->second.loss, rec.loss);
+  EXPECT_EQ(p->second.tokens, 300);
+  EXPECT_EQ(p->second.target_tokens, 41);
+  EXPECT_EQ(p->second.lr, rec.lr);
+  EXPECT_EQ(p->second.grad_norm, rec.grad_norm);
+  rec.step = 0;
+  EXPECT_FALSE(read_train_progress(train_progress_wire("ftjob-2", rec)).ok());
+  auto v = read_train_version(train_version_wire("ftjob-2", 3, std::numeric_limits<double>::quiet_NaN(), "ck"));
+  ASSERT_TRUE(v.ok()) << v.error().to_string();
+  EXPECT_EQ(v->version, 3u);
+  EXPECT_TRUE(std::isnan(v->eval_loss));
+  EXPECT_EQ(v->checkpoint, "ck");
+  EXPECT_FALSE(read_train_version(train_version_wire("ftjob-2", 3, 0.5, "")).ok());
+  // Another kind is refused before any field is read.
+  EXPECT_FALSE(read_train_version(TrainVersionWire::adopt(TrainProgressWire::kKind,
+                                                          train_progress_wire("x", TrainingStepRecord{1}).bytes()))
+                   .ok());
 }
 
 }  // namespace
