@@ -146,6 +146,7 @@ class WorkerTraining {
     if (!spec->checkpoint.empty()) MYRIAD_TRY(shared->load_checkpoint_bytes(spec->checkpoint));
     {
       std::lock_guard lock(mu_);
+      if (stopping_) return make_error(ErrorCode::kUnavailable, "the worker is stopping");
       if (jobs_.count(spec->job)) work_.cancel(spec->job);  // sent again (its gateway came back): the newest wins
       jobs_[spec->job] = Held{shared, std::move(sink)};
     }
