@@ -83,19 +83,9 @@ Trained train(const Options& o, gpu::cuda::CudaLoraTrainingBackend& backend, con
   backend.set_recompute(o.recompute);
   JobTrainer trainer(backend);
   std::vector<std::unique_ptr<TrainingJob>> owned;
-  const int64_t per_job = std::max<int64_t>(1, o.batch_tokens / seq_len);
   for (int64_t j = 0; j < jobs; ++j) {
-    TrainingJobConfig c;
-    c.targets.rank = int32_t(o.rank);
-    c.targets.alpha = float(2 * o.rank);
-    c.adamw.lr = 1e-3;
-    c.steps = o.steps + 1;  // the first is a warm-up
-    c.batch_tokens = o.batch_tokens;
-    c.seed = uint64_t(j);
-    auto job =
-        must(TrainingJob::create("job" + std::to_string(j), cfg, c,
-                                 bench::synthetic_examples(per_job * 4, seq_len, cfg.vocab_size, int(j))),
-             "TrainingJob");
+    // The first step is a warm-up.
+    auto job = must(bench::synthetic_job(cfg, j, o.rank, o.steps + 1, o.batch_tokens, seq_len), "TrainingJob");
     trainer.add(job.get());
     owned.push_back(std::move(job));
   }

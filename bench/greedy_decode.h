@@ -6,7 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "runtime/executor.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/training/training_data.h"
+#include "runtime/training/training_job.h"
 
 namespace myriad::bench {
 
@@ -57,6 +61,23 @@ inline std::vector<TrainingExample> synthetic_examples(int64_t n, int64_t len, i
     out.push_back(std::move(ex));
   }
   return out;
+}
+
+// Job j of a training throughput run: rank `rank` on all seven modules
+// (alpha 2·rank), lr 1e-3, `steps` optimizer steps of `batch_tokens`, over
+// 4 batches' worth of synthetic examples of `seq_len` tokens.
+inline Result<std::unique_ptr<TrainingJob>> synthetic_job(const ModelConfig& cfg, int64_t j, int64_t rank,
+                                                          int64_t steps, int64_t batch_tokens, int64_t seq_len) {
+  TrainingJobConfig c;
+  c.targets.rank = int32_t(rank);
+  c.targets.alpha = float(2 * rank);
+  c.adamw.lr = 1e-3;
+  c.steps = steps;
+  c.batch_tokens = batch_tokens;
+  c.seed = uint64_t(j);
+  const int64_t per_job = std::max<int64_t>(1, batch_tokens / seq_len);
+  return TrainingJob::create("job" + std::to_string(j), cfg, c,
+                             synthetic_examples(per_job * 4, seq_len, cfg.vocab_size, int(j)));
 }
 
 }  // namespace myriad::bench

@@ -145,17 +145,9 @@ bool train(const Options& o, std::shared_ptr<const Checkpoint> ck, int64_t jobs,
   backend.set_recompute(o.recompute);
   JobTrainer trainer(backend);
   std::vector<std::unique_ptr<TrainingJob>> owned;
-  const int64_t per_job = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
   for (int64_t j = 0; j < jobs; ++j) {
-    TrainingJobConfig c;
-    c.targets.rank = int32_t(o.rank);
-    c.targets.alpha = float(2 * o.rank);
-    c.adamw.lr = 1e-3;
-    c.steps = o.steps + 1;  // the first is a warm-up
-    c.batch_tokens = o.batch_tokens;
-    c.seed = uint64_t(j);
-    auto job = TrainingJob::create("job" + std::to_string(j), ck->config(), c,
-                                   bench::synthetic_examples(per_job * 4, o.seq_len, ck->config().vocab_size, int(j)));
+    // The first step is a warm-up.
+    auto job = bench::synthetic_job(ck->config(), j, o.rank, o.steps + 1, o.batch_tokens, o.seq_len);
     if (!job.ok()) {
       std::fprintf(stderr, "train: %s\n", job.error().to_string().c_str());
       return false;

@@ -19,6 +19,7 @@
 #include "runtime/model_factory.h"
 #include "runtime/tokenizer.h"
 #include "runtime/training/training_data.h"
+#include "runtime/training/training_job.h"
 
 namespace myriad::testing {
 
@@ -58,6 +59,20 @@ inline std::vector<std::pair<std::string, std::string>> upper_last_task(uint64_t
     out.emplace_back(p, std::string(1, char(p.back() - 'a' + 'A')));
   }
   return out;
+}
+
+// The job that learns the task on the trainable tiny model: rank 8 (alpha
+// 16) on every module, lr 1e-2 with 5 warmup steps, 300 steps of 256 tokens.
+inline TrainingJobConfig task_job_config(uint64_t seed) {
+  TrainingJobConfig c;
+  c.targets.rank = 8;
+  c.targets.alpha = 16;
+  c.adamw.lr = 1e-2;
+  c.steps = 300;
+  c.batch_tokens = 256;
+  c.warmup_steps = 5;
+  c.seed = seed;
+  return c;
 }
 
 // The pairs as prompt/completion training examples.

@@ -446,18 +446,12 @@ Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRu
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error(ErrorCode::kIo, dir + ": " + ec.message());
-  // Unique and ordered: the clock's microseconds, then a counter.
-  static std::atomic<uint64_t> counter{0};
-  const auto now = std::chrono::system_clock::now();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
-  char id[48];
-  std::snprintf(id, sizeof id, "ckpt-%016llx%04llx", (unsigned long long)us,
-                (unsigned long long)(counter.fetch_add(1) & 0xffff));
+  const std::string id = "ckpt-" + random_hex(24);
   std::vector<TensorToWrite> tensors;
   add_lora_tensors(tensors, state.params, "params.");
   add_lora_tensors(tensors, state.m, "adam_m.");
   add_lora_tensors(tensors, state.v, "adam_v.");
-  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const int64_t created = unix_s();
   MYRIAD_TRY(write_safetensors(dir + "/" + id + ".safetensors", tensors,
                                {{"format", kRunCheckpointFormat},
                                 {"tenant", run.options().tenant},

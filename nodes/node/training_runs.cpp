@@ -1,8 +1,11 @@
 // TrainingRuns (training_runs.h).
 #include "training_runs.h"
 
-#include <chrono>
-#include <cstdio>
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "node_files.h"
 
 namespace myriad::node {
 
@@ -21,13 +24,8 @@ Result<nlohmann::json> TrainingRuns::add(const Caller& caller, std::shared_ptr<T
   if (runs_.size() >= max_open_)
     return make_error(ErrorCode::kResourceExhausted, "this node holds " + std::to_string(max_open_) +
                                                          " training runs, its limit: close one first (DELETE)");
-  // Unique within the process and ordered: the clock's microseconds, then a counter.
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-  char id[48];
-  std::snprintf(id, sizeof id, "run-%016llx%04llx", (unsigned long long)us, (unsigned long long)(next_++ & 0xffff));
-  runs_[id] = Open{caller.tenant, std::move(run)};
+  const std::string id = "run-" + random_hex(24);
+  runs_[id] = Open{caller.tenant, std::move(run), next_++};
   return with_id(id, *runs_[id].run);
 }
 
@@ -46,9 +44,12 @@ Result<nlohmann::json> TrainingRuns::describe(const Caller& caller, const std::s
 
 nlohmann::json TrainingRuns::list(const Caller& caller) const {
   std::lock_guard lock(mu_);
-  nlohmann::json data = nlohmann::json::array();
+  std::vector<std::pair<uint64_t, nlohmann::json>> seen;
   for (const auto& [id, open] : runs_)
-    if (caller.sees(open.tenant)) data.push_back(with_id(id, *open.run));
+    if (caller.sees(open.tenant)) seen.emplace_back(open.opened, with_id(id, *open.run));
+  std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  nlohmann::json data = nlohmann::json::array();
+  for (auto& [_, j] : seen) data.push_back(std::move(j));
   return {{"object", "list"}, {"data", data}};
 }
 

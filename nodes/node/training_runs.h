@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,12 +41,13 @@ class TrainingRuns {
   struct Open {
     std::string tenant;
     std::shared_ptr<TrainingRun> run;
+    uint64_t opened = 0;  // the order of add(): what list() answers in
   };
   static nlohmann::json with_id(const std::string& id, const TrainingRun& run);
 
   size_t max_open_;
   mutable std::mutex mu_;
-  std::map<std::string, Open> runs_;  // by id; ids grow with time, so this is creation order
+  std::map<std::string, Open> runs_;  // by id
   uint64_t next_ = 1;
 };
 

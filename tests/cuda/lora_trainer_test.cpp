@@ -299,16 +299,8 @@ TEST(CudaLoraTrainer, AJobTrainsOnTheDeviceAsOnTheCpu) {
   auto tiny = testing::make_trainable_tiny(3, "myriad_cuda_train_loop");
   ASSERT_TRUE(tiny.ckpt && tiny.tok);
   const auto examples = testing::task_examples(testing::upper_last_task(seed, 300), *tiny.tok);
-  TrainingJobConfig config;
-  config.targets.rank = 8;
-  config.targets.alpha = 16;
-  config.adamw.lr = 1e-2;
-  config.steps = 300;
-  config.batch_tokens = 256;
-  config.warmup_steps = 5;
-  config.seed = seed;
   auto run = [&](LoraTrainingBackend& backend, int64_t steps) {
-    auto c = config;
+    auto c = testing::task_job_config(seed);
     c.steps = steps;
     auto job = TrainingJob::create("upper", tiny.ckpt->config(), c, examples);
     EXPECT_TRUE(job.ok()) << job.error().to_string();

@@ -83,14 +83,7 @@ TEST(CoServing, RequestsAreAnsweredWhileAJobTrainsAndItsVersionsServeFromMemory)
   worker.value()->set_background(&work, 0.5);
 
   std::vector<TrainingExample> train = testing::task_examples(upper_last_task(seed, 400), *tok);
-  TrainingJobConfig jc;
-  jc.targets.rank = 8;
-  jc.adamw.lr = 1e-2;
-  jc.steps = 300;
-  jc.batch_tokens = 256;
-  jc.warmup_steps = 5;
-  jc.seed = seed;
-  auto job = TrainingJob::create("upper", ck->config(), jc, std::move(train));
+  auto job = TrainingJob::create("upper", ck->config(), testing::task_job_config(seed), std::move(train));
   ASSERT_TRUE(job.ok());
   work.add(std::shared_ptr<TrainingJob>(std::move(job.value())));
 

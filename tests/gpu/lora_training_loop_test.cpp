@@ -97,25 +97,13 @@ double accuracy(const std::vector<std::pair<std::string, std::string>>& held_out
   return double(right) / double(held_out.size());
 }
 
-TrainingJobConfig task_config(uint64_t seed) {
-  TrainingJobConfig c;
-  c.targets.rank = 8;
-  c.targets.alpha = 16;
-  c.adamw.lr = 1e-2;
-  c.steps = 300;
-  c.batch_tokens = 256;
-  c.warmup_steps = 5;
-  c.seed = seed;
-  return c;
-}
-
 TEST(TrainingLoop, AnAdapterLearnsARuleTheBaseCannotFollow) {
   const uint64_t seed = testing::test_seed();
   SCOPED_TRACE(testing::seed_note(seed));
   const auto train = upper_last_task(seed, 400);
   const auto held_out = upper_last_task(seed ^ 0x5eed, 100);
   gpu::cpu::CpuLoraTrainingBackend backend(tiny().ckpt, 2);
-  auto job = TrainingJob::create("upper", tiny().ckpt->config(), task_config(seed), examples(train), examples(held_out));
+  auto job = TrainingJob::create("upper", tiny().ckpt->config(), testing::task_job_config(seed), examples(train), examples(held_out));
   ASSERT_TRUE(job.ok()) << job.error().to_string();
   JobTrainer trainer(backend);
   trainer.add(job.value().get());
@@ -139,7 +127,7 @@ TEST(TrainingLoop, JobsPackedTogetherTrainAsEachAlone) {
   SCOPED_TRACE(testing::seed_note(seed));
   gpu::cpu::CpuLoraTrainingBackend backend(tiny().ckpt, 2);
   auto make = [&](uint64_t s, int32_t rank) {
-    auto c = task_config(s);
+    auto c = testing::task_job_config(s);
     c.steps = 6;
     c.targets.rank = rank;
     c.batch_tokens = 64;
