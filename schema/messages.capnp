@@ -373,3 +373,54 @@ struct TrainVersion {
   evalLoss @2 :Float64;
   checkpoint @3 :Data;
 }
+
+# ---- Appended with training runs on a cluster. ----
+#
+#   gateway  --RunCall-->   a worker's trainer (open, forwardBackward, optimStep, snapshot, state, close)
+#   trainer  --RunAnswer--> gateway (one per call but close, naming the call)
+#
+# The run's adapter, gradients and AdamW state live on the worker; the
+# gateway keeps the run's id, its tenant and what it published.
+
+struct RunCall {
+  run @0 :Text;     # the run's id (the gateway's)
+  call @1 :UInt64;  # the gateway's number for this call: its answer names it
+  union {
+    open :group {
+      optionsJson @2 :Text;  # tenant, adapter, and the TrainingJobConfig JSON of its targets, AdamW and seed
+      state @3 :Data;        # a saved state (safetensors: params., adam_m., adam_v.) to go on from; empty: fresh
+      steps @4 :Int64;       # the saved state's optimizer steps
+    }
+    forwardBackward @5 :List(TrainingSequence);
+    optimStep :group {
+      learningRate @6 :Float64;
+      maxGradNorm @7 :Float64;
+    }
+    snapshot @8 :Void;
+    state @9 :Void;
+    close @10 :Void;
+  }
+}
+
+struct RunAnswer {
+  run @0 :Text;
+  call @1 :UInt64;
+  error @2 :Common.Error;   # set (hasError) when the call failed; nothing changed then
+  union {
+    none @3 :Void;          # open
+    forwardBackward :group {
+      loss @4 :Float64;
+      tokens @5 :Int64;
+      targetTokens @6 :Int64;
+    }
+    optimStep :group {
+      step @7 :Int64;
+      gradNorm @8 :Float64;
+      accumulated @9 :Int64;
+    }
+    tensors :group {        # snapshot (params. only) and state (params., adam_m., adam_v.)
+      safetensors @10 :Data;
+      steps @11 :Int64;
+    }
+  }
+}

@@ -20,7 +20,7 @@ void write_sequences(const std::vector<TrainingExample>& examples,
 }
 
 Result<std::vector<TrainingExample>> read_sequences(capnp::List<schema::TrainingSequence>::Reader in,
-                                                    const char* what) {
+                                                    const std::string& what) {
   std::vector<TrainingExample> out;
   out.reserve(in.size());
   for (auto seq : in) {
@@ -30,7 +30,7 @@ Result<std::vector<TrainingExample>> read_sequences(capnp::List<schema::Training
     ex.targets.assign(targets.begin(), targets.end());
     if (ex.tokens.empty() || ex.targets.size() != ex.tokens.size())
       return make_error(ErrorCode::kInvalidArgument,
-                        std::string("TrainJob.") + what + ": a sequence's tokens and targets differ in length");
+                        what + ": a sequence's tokens and targets differ in length");
     out.push_back(std::move(ex));
   }
   return out;
@@ -60,10 +60,10 @@ Result<TrainJobSpec> read_train_job(const TrainJobWire& wire) {
   auto c = training_job_config_from_json(config);
   if (!c.ok()) return c.error();
   s.config = c.value();
-  auto train = read_sequences(r.getTrain(), "train");
+  auto train = read_sequences(r.getTrain(), "TrainJob.train");
   if (!train.ok()) return train.error();
   s.train = std::move(train.value());
-  auto eval = read_sequences(r.getEval(), "eval");
+  auto eval = read_sequences(r.getEval(), "TrainJob.eval");
   if (!eval.ok()) return eval.error();
   s.eval = std::move(eval.value());
   auto ck = r.getCheckpoint();
@@ -121,6 +121,150 @@ Result<TrainVersionMsg> read_train_version(const TrainVersionWire& wire) {
   auto ck = r.getCheckpoint();
   m.checkpoint.assign(reinterpret_cast<const char*>(ck.begin()), ck.size());
   if (m.checkpoint.empty()) return make_error(ErrorCode::kInvalidArgument, "TrainVersion.checkpoint: empty");
+  return m;
+}
+
+namespace {
+kj::ArrayPtr<const kj::byte> as_bytes(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+std::string bytes_of(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+}  // namespace
+
+RunCallWire run_call_wire(const RunCallMsg& msg) {
+  return RunCallWire::from([&](schema::RunCall::Builder b) {
+    b.setRun(msg.run);
+    b.setCall(msg.call);
+    switch (msg.op) {
+      case RunOp::kOpen: {
+        auto open = b.initOpen();
+        open.setOptionsJson(msg.options_json);
+        open.setState(as_bytes(msg.state));
+        open.setSteps(msg.steps);
+        break;
+      }
+      case RunOp::kForwardBackward:
+        write_sequences(msg.batch, b.initForwardBackward(unsigned(msg.batch.size())));
+        break;
+      case RunOp::kOptimStep: {
+        auto step = b.initOptimStep();
+        step.setLearningRate(msg.learning_rate);
+        step.setMaxGradNorm(msg.max_grad_norm);
+        break;
+      }
+      case RunOp::kSnapshot: b.setSnapshot(); break;
+      case RunOp::kState: b.setState(); break;
+      case RunOp::kClose: b.setClose(); break;
+    }
+  });
+}
+
+Result<RunCallMsg> read_run_call(const RunCallWire& wire) {
+  auto d = wire.decode();
+  if (!d.ok()) return d.error();
+  auto r = d->get();
+  RunCallMsg m;
+  m.run = as_string(r.getRun());
+  m.call = r.getCall();
+  if (m.run.empty()) return make_error(ErrorCode::kInvalidArgument, "RunCall.run: empty");
+  switch (r.which()) {
+    case schema::RunCall::OPEN: {
+      m.op = RunOp::kOpen;
+      auto open = r.getOpen();
+      m.options_json = as_string(open.getOptionsJson());
+      m.state = bytes_of(open.getState());
+      m.steps = open.getSteps();
+      if (m.steps < 0) return make_error(ErrorCode::kInvalidArgument, "RunCall.open.steps: negative");
+      break;
+    }
+    case schema::RunCall::FORWARD_BACKWARD: {
+      m.op = RunOp::kForwardBackward;
+      auto batch = read_sequences(r.getForwardBackward(), "RunCall.forwardBackward");
+      if (!batch.ok()) return batch.error();
+      m.batch = std::move(batch.value());
+      break;
+    }
+    case schema::RunCall::OPTIM_STEP:
+      m.op = RunOp::kOptimStep;
+      m.learning_rate = r.getOptimStep().getLearningRate();
+      m.max_grad_norm = r.getOptimStep().getMaxGradNorm();
+      break;
+    case schema::RunCall::SNAPSHOT: m.op = RunOp::kSnapshot; break;
+    case schema::RunCall::STATE: m.op = RunOp::kState; break;
+    case schema::RunCall::CLOSE: m.op = RunOp::kClose; break;
+    default: return make_error(ErrorCode::kInvalidArgument, "RunCall: a call this build does not know");
+  }
+  return m;
+}
+
+RunAnswerWire run_answer_wire(const RunAnswerMsg& msg) {
+  return RunAnswerWire::from([&](schema::RunAnswer::Builder b) {
+    b.setRun(msg.run);
+    b.setCall(msg.call);
+    if (msg.error) write_error(*msg.error, b.initError());
+    switch (msg.kind) {
+      case RunAnswerMsg::Kind::kNone: b.setNone(); break;
+      case RunAnswerMsg::Kind::kForwardBackward: {
+        auto fb = b.initForwardBackward();
+        fb.setLoss(msg.loss);
+        fb.setTokens(msg.tokens);
+        fb.setTargetTokens(msg.target_tokens);
+        break;
+      }
+      case RunAnswerMsg::Kind::kOptimStep: {
+        auto step = b.initOptimStep();
+        step.setStep(msg.step);
+        step.setGradNorm(msg.grad_norm);
+        step.setAccumulated(msg.accumulated);
+        break;
+      }
+      case RunAnswerMsg::Kind::kTensors: {
+        auto t = b.initTensors();
+        t.setSafetensors(as_bytes(msg.safetensors));
+        t.setSteps(msg.steps);
+        break;
+      }
+    }
+  });
+}
+
+Result<RunAnswerMsg> read_run_answer(const RunAnswerWire& wire) {
+  auto d = wire.decode();
+  if (!d.ok()) return d.error();
+  auto r = d->get();
+  RunAnswerMsg m;
+  m.run = as_string(r.getRun());
+  m.call = r.getCall();
+  if (r.hasError()) m.error = read_error(r.getError());
+  switch (r.which()) {
+    case schema::RunAnswer::NONE: m.kind = RunAnswerMsg::Kind::kNone; break;
+    case schema::RunAnswer::FORWARD_BACKWARD: {
+      m.kind = RunAnswerMsg::Kind::kForwardBackward;
+      auto fb = r.getForwardBackward();
+      m.loss = fb.getLoss();
+      m.tokens = fb.getTokens();
+      m.target_tokens = fb.getTargetTokens();
+      break;
+    }
+    case schema::RunAnswer::OPTIM_STEP: {
+      m.kind = RunAnswerMsg::Kind::kOptimStep;
+      auto step = r.getOptimStep();
+      m.step = step.getStep();
+      m.grad_norm = step.getGradNorm();
+      m.accumulated = step.getAccumulated();
+      break;
+    }
+    case schema::RunAnswer::TENSORS: {
+      m.kind = RunAnswerMsg::Kind::kTensors;
+      auto t = r.getTensors();
+      m.safetensors = bytes_of(t.getSafetensors());
+      m.steps = t.getSteps();
+      if (m.safetensors.empty() && !m.error)
+        return make_error(ErrorCode::kInvalidArgument, "RunAnswer.tensors.safetensors: empty");
+      break;
+    }
+    default: return make_error(ErrorCode::kInvalidArgument, "RunAnswer: an answer this build does not know");
+  }
   return m;
 }
 

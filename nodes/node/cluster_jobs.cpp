@@ -29,6 +29,7 @@ job_host_actor::behavior_type job_host_behavior(job_host_actor::stateful_pointer
         self->monitor(trainer);
         self->state.jobs->joined(worker, trainer);
       },
+      [self](run_atom, const RunAnswerWire& wire) { self->state.jobs->run_answered(wire); },
   };
 }
 
@@ -38,11 +39,13 @@ ClusterJobs::ClusterJobs(caf::actor_system& system, int64_t publish_every, Train
                          TrainingWork::Progress progress)
     : publish_every_(std::max<int64_t>(1, publish_every)), publish_(std::move(publish)), progress_(std::move(progress)) {
   host_ = system.spawn(job_host_behavior, this);
+  runs_ = std::make_shared<ClusterRuns>(caf::actor_cast<run_sink_actor>(host_));
 }
 
 ClusterJobs::~ClusterJobs() = default;
 
 void ClusterJobs::stop() {
+  runs_->stop();
   std::lock_guard lock(mu_);
   stopped_ = true;
   trainers_.clear();
@@ -66,13 +69,21 @@ void ClusterJobs::cancel(const std::string& name) {
   jobs_.erase(it);
 }
 
+Result<std::shared_ptr<TrainingRun>> ClusterJobs::open_run(TrainingRunOptions options, const ModelConfig& base,
+                                                           std::optional<TrainingRunState> from) {
+  return runs_->open(std::move(options), base, std::move(from));
+}
+
 void ClusterJobs::joined(const std::string& worker, trainer_actor trainer) {
   std::lock_guard lock(mu_);
   if (stopped_) return;
   // A worker joining again (its gateway came back, or a new process under
   // its id) replaces what was known of it.
-  trainers_.erase(std::remove_if(trainers_.begin(), trainers_.end(), [&](const Trainer& t) { return t.worker == worker; }),
-                  trainers_.end());
+  // Its runs were the old process's: their calls in flight fail.
+  auto old = std::remove_if(trainers_.begin(), trainers_.end(), [&](const Trainer& t) { return t.worker == worker; });
+  if (old != trainers_.end()) runs_->lost(worker);
+  trainers_.erase(old, trainers_.end());
+  runs_->joined(worker, trainer);
   trainers_.push_back({worker, std::move(trainer)});
   log_info("fine-tuning: worker '{}' trains jobs ({} trainer(s))", worker, trainers_.size());
   dispatch();
@@ -85,6 +96,7 @@ void ClusterJobs::lost(const caf::actor_addr& trainer) {
   if (it == trainers_.end()) return;
   const std::string worker = it->worker;
   trainers_.erase(it);
+  runs_->lost(worker);  // fails its runs' calls in flight: callbacks, but none into this object
   for (auto& [name, job] : jobs_)
     if (job.worker == worker) {
       log_warn("fine-tuning: job {} lost its worker '{}'; it goes on elsewhere from step {}", name, worker,

@@ -1,4 +1,5 @@
-// Fine-tuning jobs on a cluster's workers: the gateway's JobRunner. The
+// Fine-tuning jobs on a cluster's workers: the gateway's JobRunner (its
+// training runs: ClusterRuns, cluster_training_runs.h). The
 // gateway keeps every job's bookkeeping (FineTuning: files, records, events,
 // the store, checkpoints) and a mirror TrainingJob of each; a worker's
 // trainer trains the job itself (TrainingWork beside its inference) and
@@ -28,6 +29,7 @@
 #include <caf/all.hpp>
 
 #include "actors/service_actors.h"
+#include "cluster_training_runs.h"
 #include "fine_tuning.h"
 
 namespace myriad::node {
@@ -43,6 +45,9 @@ class ClusterJobs final : public JobRunner {
 
   void add(std::shared_ptr<TrainingJob> job) override;
   void cancel(const std::string& name) override;
+  // A run on a worker (ClusterRuns: cluster_training_runs.h).
+  Result<std::shared_ptr<TrainingRun>> open_run(TrainingRunOptions options, const ModelConfig& base,
+                                                std::optional<TrainingRunState> from) override;
   // Stops the job host and drops every actor handle (before the actor
   // system goes: FineTuning::stop, and the node's teardown on a failed start).
   void stop() override;
@@ -54,6 +59,7 @@ class ClusterJobs final : public JobRunner {
   void lost(const caf::actor_addr& trainer);
   void progressed(const actors::TrainProgressWire& wire);
   void published(const actors::TrainVersionWire& wire);
+  void run_answered(const actors::RunAnswerWire& wire) { runs_->answered(wire); }
 
  private:
   struct Job {
@@ -71,6 +77,7 @@ class ClusterJobs final : public JobRunner {
   TrainingWork::Publish publish_;
   TrainingWork::Progress progress_;
   actors::job_host_actor host_;
+  std::shared_ptr<ClusterRuns> runs_;  // shared with the runs open (they may outlive this)
   std::mutex mu_;
   std::map<std::string, Job> jobs_;
   std::vector<Trainer> trainers_;

@@ -9,6 +9,7 @@
 #include <caf/openssl/all.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include "actors/service_wire.h"
 #include "actors/training_wire.h"
 #include "actors/worker_actor.h"
+#include "cluster_training_runs.h"
 #include "gpu/cpu/cpu_executor.h"
 #include "gpu/cpu/lora_trainer.h"
 #ifdef MYRIAD_HAVE_CUDA
@@ -128,6 +130,7 @@ class WorkerTraining {
       std::lock_guard lock(mu_);
       stopping_ = true;
       jobs_.clear();
+      runs_.clear();
       outgoing_.clear();
     }
     cv_.notify_one();
@@ -159,15 +162,106 @@ class WorkerTraining {
     std::lock_guard lock(mu_);
     jobs_.erase(job);
   }
-  // Every job of a sink that went down (its gateway is gone: the next one sends them again).
+  // Every job of a sink that went down (its gateway is gone: the next one
+  // sends them again), and its training runs (their clients went with it).
   void cancel_all_of(const caf::actor_addr& sink) {
     std::vector<std::string> gone;
     {
       std::lock_guard lock(mu_);
       for (const auto& [name, held] : jobs_)
         if (caf::actor_cast<caf::actor_addr>(held.sink) == sink) gone.push_back(name);
+      for (auto it = runs_.begin(); it != runs_.end();)
+        it = caf::actor_cast<caf::actor_addr>(it->second.sink) == sink ? runs_.erase(it) : std::next(it);
     }
     for (const std::string& name : gone) cancel(name);
+  }
+
+  // A training run's call (the trainer actor's thread). Each is answered to
+  // its sink from the worker's thread, where the run's calls run in order.
+  // True when it opened a run (the actor then monitors the sink).
+  bool run_call(const RunCallWire& wire, run_sink_actor sink) {
+    auto msg = read_run_call(wire);
+    if (!msg.ok()) {
+      log_error("worker: a training run call was refused: {}", msg.error().to_string());
+      return false;
+    }
+    RunAnswerMsg base;
+    base.run = msg->run;
+    base.call = msg->call;
+    auto fail = [sink, base](const Error& e) mutable {
+      base.error = e;
+      caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+    };
+    if (msg->op == RunOp::kOpen) {
+      auto run = open_run(msg.value());
+      if (!run.ok()) {
+        fail(run.error());
+        return false;
+      }
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        fail(make_error(ErrorCode::kUnavailable, "the worker is stopping"));
+        return false;
+      }
+      runs_[msg->run] = HeldRun{std::move(run.value()), sink};
+      log_info("worker: training run {} of {} opened (step {})", msg->run, runs_[msg->run].run->adapter_name(),
+               msg->steps);
+      caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+      return true;
+    }
+    std::shared_ptr<LocalTrainingRun> run;
+    {
+      std::lock_guard lock(mu_);
+      auto it = runs_.find(msg->run);
+      if (it != runs_.end()) run = it->second.run;
+      if (run && msg->op == RunOp::kClose) runs_.erase(it);  // calls posted before keep it until they answer
+    }
+    if (msg->op == RunOp::kClose) return false;
+    if (!run) {
+      fail(make_error(ErrorCode::kUnavailable, "training run " + msg->run +
+                                                   " is not open on this worker (it restarted, or the run failed to "
+                                                   "open): open it again from a saved state"));
+      return false;
+    }
+    switch (msg->op) {
+      case RunOp::kForwardBackward:
+        run->forward_backward(std::move(msg->batch), [sink, base, fail](Result<ForwardBackwardResult> r) mutable {
+          if (!r.ok()) return fail(r.error());
+          base.kind = RunAnswerMsg::Kind::kForwardBackward;
+          base.loss = r->loss;
+          base.tokens = r->tokens;
+          base.target_tokens = r->target_tokens;
+          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+        });
+        break;
+      case RunOp::kOptimStep:
+        run->optim_step(msg->learning_rate, msg->max_grad_norm, [sink, base, fail](Result<OptimStepResult> r) mutable {
+          if (!r.ok()) return fail(r.error());
+          base.kind = RunAnswerMsg::Kind::kOptimStep;
+          base.step = r->step;
+          base.grad_norm = r->grad_norm;
+          base.accumulated = r->accumulated;
+          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+        });
+        break;
+      case RunOp::kSnapshot:
+      case RunOp::kState: {
+        const bool with_moments = msg->op == RunOp::kState;
+        run->state([sink, base, fail, with_moments](Result<std::shared_ptr<const TrainingRunState>> r) mutable {
+          if (!r.ok()) return fail(r.error());
+          // A few MB of copies for a rank-16 adapter, between steps.
+          auto bytes = safetensors_bytes(run_state_tensors(*r.value(), with_moments));
+          if (!bytes.ok()) return fail(bytes.error());
+          base.kind = RunAnswerMsg::Kind::kTensors;
+          base.safetensors = std::move(bytes.value());
+          base.steps = r.value()->steps;
+          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+        });
+        break;
+      }
+      default: break;
+    }
+    return false;
   }
 
  private:
@@ -175,6 +269,31 @@ class WorkerTraining {
     std::shared_ptr<TrainingJob> job;
     job_sink_actor sink;
   };
+  struct HeldRun {
+    std::shared_ptr<LocalTrainingRun> run;
+    run_sink_actor sink;
+  };
+
+  Result<std::shared_ptr<LocalTrainingRun>> open_run(const RunCallMsg& msg) {
+    auto options = run_options_from_json(msg.options_json);
+    if (!options.ok()) return options.error();
+    // The gateway checked them; a hostile or newer sender is refused here too.
+    const LoraTargets& t = options->targets;
+    if (t.rank < 1 || t.rank > 256 || !(t.alpha > 0) || t.first_layer < 0 || t.first_layer >= base_.num_layers ||
+        std::none_of(std::begin(t.modules), std::end(t.modules), [](bool m) { return m; }))
+      return make_error(ErrorCode::kInvalidArgument, "RunCall.open: the run's targets are out of range");
+    auto run = std::make_shared<LocalTrainingRun>(options.value(), base_, work_, *backend_);
+    if (msg.state.empty()) return run;
+    std::vector<std::byte> bytes(msg.state.size());
+    std::memcpy(bytes.data(), msg.state.data(), bytes.size());
+    auto file = SafetensorsFile::from_bytes(std::move(bytes), "training run " + msg.run + "'s saved state");
+    if (!file.ok()) return file.error();
+    TrainingRunState state = initial_run_state(base_, options.value());
+    MYRIAD_TRY(read_run_state_tensors(*file.value(), state, true));
+    state.steps = msg.steps;
+    run->restore(std::move(state));
+    return run;
+  }
   struct Outgoing {
     std::string job;
     uint64_t version = 0;
@@ -226,6 +345,7 @@ class WorkerTraining {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Held> jobs_;
+  std::map<std::string, HeldRun> runs_;  // by the gateway's run id
   std::deque<Outgoing> outgoing_;
   bool stopping_ = false;
   std::thread sender_;
@@ -249,6 +369,9 @@ trainer_actor::behavior_type trainer_behavior(trainer_actor::stateful_pointer<Tr
           log_error("worker: a training job was refused: {}", st.error().to_string());
       },
       [self](cancel_atom, const std::string& job) { self->state.training->cancel(job); },
+      [self](run_atom, const RunCallWire& wire, const run_sink_actor& sink) {
+        if (self->state.training->run_call(wire, sink)) self->monitor(sink);
+      },
   };
 }
 

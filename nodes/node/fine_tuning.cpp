@@ -244,7 +244,7 @@ Result<std::unique_ptr<FineTuning>> FineTuning::open(const FineTuningOptions& op
   if (ft->backend_) {
     ft->work_ = std::make_unique<TrainingWork>(*ft->backend_, std::max<int64_t>(1, options.publish_every),
                                                ft->publish_callback(), ft->progress_callback());
-    ft->local_ = std::make_unique<LocalJobs>(*ft->work_);
+    ft->local_ = std::make_unique<LocalJobs>(*ft->work_, *ft->backend_);
     ft->runner_ = ft->local_.get();
   }
   std::error_code ec;
@@ -363,10 +363,7 @@ bool is_checkpoint_id(const std::string& id) {
 }  // namespace
 
 Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& request) {
-  if (!work_)
-    return make_error(ErrorCode::kUnsupported,
-                      "training runs need a node that trains on its own device (--role all); a cluster's gateway "
-                      "trains jobs on its workers only");
+  if (!runner_) return make_error(ErrorCode::kUnavailable, "the node is not training yet");
   if (!request.is_object()) return bad("the request must be a JSON object");
   if (!request.contains("name") || !request["name"].is_string())
     return bad("name: required, the adapter the run publishes versions of");
@@ -420,25 +417,18 @@ Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, 
   }
   o.request = r;
   o.request.erase("name");
-  if (!from) return std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
+  if (!from) return runner_->open_run(std::move(o), base_->config(), std::nullopt);
   // The saved state, read into the shape these options give (a tensor of
   // another shape is an error; nothing is made then).
-  TrainingRunState state;
-  state.params = init_lora_params(base_->config(), o.targets, o.seed);
-  state.m = state.params.zeros_like();
-  state.v = state.params.zeros_like();
-  MYRIAD_TRY(read_lora_tensors(*from, state.params, "params."));
-  MYRIAD_TRY(read_lora_tensors(*from, state.m, "adam_m."));
-  MYRIAD_TRY(read_lora_tensors(*from, state.v, "adam_v."));
+  TrainingRunState state = initial_run_state(base_->config(), o);
+  MYRIAD_TRY(read_run_state_tensors(*from, state, true));
   auto steps = from->metadata().find("steps");
   if (steps == from->metadata().end() || steps->second.empty() ||
       !std::all_of(steps->second.begin(), steps->second.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       steps->second.size() > 15)
     return make_error(ErrorCode::kBadFile, from->path() + ": its step count is malformed");
   state.steps = std::stoll(steps->second);
-  auto run = std::make_shared<TrainingRun>(std::move(o), base_->config(), *work_, *backend_);
-  run->restore(std::move(state));
-  return run;
+  return runner_->open_run(std::move(o), base_->config(), std::move(state));
 }
 
 Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRunState& state) {
@@ -447,10 +437,7 @@ Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRu
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error(ErrorCode::kIo, dir + ": " + ec.message());
   const std::string id = "ckpt-" + random_hex(24);
-  std::vector<TensorToWrite> tensors;
-  add_lora_tensors(tensors, state.params, "params.");
-  add_lora_tensors(tensors, state.m, "adam_m.");
-  add_lora_tensors(tensors, state.v, "adam_v.");
+  const std::vector<TensorToWrite> tensors = run_state_tensors(state, true);
   const int64_t created = unix_s();
   MYRIAD_TRY(write_safetensors(dir + "/" + id + ".safetensors", tensors,
                                {{"format", kRunCheckpointFormat},

@@ -89,6 +89,10 @@ class JobRunner {
   virtual ~JobRunner() = default;
   virtual void add(std::shared_ptr<TrainingJob> job) = 0;
   virtual void cancel(const std::string& name) = 0;
+  // A training run of `options` on `base`, going on from `from` (a saved
+  // state of that shape) or fresh.
+  virtual Result<std::shared_ptr<TrainingRun>> open_run(TrainingRunOptions options, const ModelConfig& base,
+                                                        std::optional<TrainingRunState> from) = 0;
   // Lets go of what it holds of other threads and processes (before the
   // actor system stops); idempotent. Jobs added after it wait forever.
   virtual void stop() {}
@@ -96,12 +100,19 @@ class JobRunner {
 
 class LocalJobs final : public JobRunner {
  public:
-  explicit LocalJobs(TrainingWork& work) : work_(work) {}
+  LocalJobs(TrainingWork& work, LoraTrainingBackend& backend) : work_(work), backend_(backend) {}
   void add(std::shared_ptr<TrainingJob> job) override { work_.add(std::move(job)); }
   void cancel(const std::string& name) override { work_.cancel(name); }
+  Result<std::shared_ptr<TrainingRun>> open_run(TrainingRunOptions options, const ModelConfig& base,
+                                                std::optional<TrainingRunState> from) override {
+    auto run = std::make_shared<LocalTrainingRun>(std::move(options), base, work_, backend_);
+    if (from) run->restore(std::move(*from));
+    return std::shared_ptr<TrainingRun>(std::move(run));
+  }
 
  private:
   TrainingWork& work_;
+  LoraTrainingBackend& backend_;
 };
 
 class FineTuning {

@@ -831,12 +831,14 @@ net::awaitable<bool> HttpServer::Impl::training_run_call(beast::tcp_stream& stre
                                   });
         }
       } else if (call == "save_state") {
-        run.value()->state([g, waiting](std::shared_ptr<const TrainingRunState> state) {
-          deliver(g, waiting, json(), nullptr, 0, std::move(state));
+        run.value()->state([g, waiting](Result<std::shared_ptr<const TrainingRunState>> state) {
+          if (!state.ok()) return deliver(g, waiting, state.error());
+          deliver(g, waiting, json(), nullptr, 0, std::move(state.value()));
         });
       } else {
-        run.value()->snapshot([g, waiting](std::shared_ptr<const LoraWeights> w, int64_t step) {
-          deliver(g, waiting, json(), std::move(w), step);
+        run.value()->snapshot([g, waiting](Result<RunSnapshot> snap) {
+          if (!snap.ok()) return deliver(g, waiting, snap.error());
+          deliver(g, waiting, json(), std::move(snap.value().weights), snap.value().step);
         });
       }
       if (posted) {

@@ -649,17 +649,19 @@ class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
   kj::Promise<void> publish(PublishContext context) override {
     auto h = std::make_shared<Handoff>();
     auto promise = h->promise();
-    run_->snapshot([h](std::shared_ptr<const LoraWeights> w, int64_t step) {
+    run_->snapshot([h](Result<RunSnapshot> snap) {
+      if (!snap.ok()) return h->set(snap.error());
       {
         std::lock_guard lock(h->mu);
-        h->weights = std::move(w);
-        h->step = step;
+        h->weights = std::move(snap.value().weights);
+        h->step = snap.value().step;
       }
       h->set(nlohmann::json());
     });
     // The files are written here, off the worker's thread.
     return promise.then([this, context, h]() mutable {
       std::lock_guard lock(h->mu);
+      if (!h->weights) return answer(context.getResults().initResult(), std::move(h->result));
       auto rec = s_.service.fine_tuning()->publish_run(*run_, std::move(h->weights), h->step);
       answer(context.getResults().initResult(),
              rec.ok() ? Result<nlohmann::json>(nlohmann::json{{"adapter", rec.value().id.to_string()}, {"step", h->step}})
@@ -672,16 +674,18 @@ class RpcServer::Impl::TrainingRunImpl final : public api::TrainingRun::Server {
   kj::Promise<void> saveState(SaveStateContext context) override {
     auto h = std::make_shared<Handoff>();
     auto promise = h->promise();
-    run_->state([h](std::shared_ptr<const TrainingRunState> state) {
+    run_->state([h](Result<std::shared_ptr<const TrainingRunState>> state) {
+      if (!state.ok()) return h->set(state.error());
       {
         std::lock_guard lock(h->mu);
-        h->state = std::move(state);
+        h->state = std::move(state.value());
       }
       h->set(nlohmann::json());
     });
     // The file is written here, off the worker's thread.
     return promise.then([this, context, h]() mutable {
       std::lock_guard lock(h->mu);
+      if (!h->state) return answer(context.getResults().initResult(), std::move(h->result));
       answer(context.getResults().initResult(), s_.service.fine_tuning()->save_run_state(*run_, *h->state));
     });
   }

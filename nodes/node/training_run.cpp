@@ -7,15 +7,40 @@
 
 namespace myriad::node {
 
-TrainingRun::TrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work,
-                         LoraTrainingBackend& backend)
-    : options_(std::move(options)), work_(work), backend_(backend) {
+std::vector<TensorToWrite> run_state_tensors(const TrainingRunState& state, bool with_moments) {
+  std::vector<TensorToWrite> tensors;
+  add_lora_tensors(tensors, state.params, "params.");
+  if (with_moments) {
+    add_lora_tensors(tensors, state.m, "adam_m.");
+    add_lora_tensors(tensors, state.v, "adam_v.");
+  }
+  return tensors;
+}
+
+Status read_run_state_tensors(const SafetensorsFile& file, TrainingRunState& state, bool with_moments) {
+  MYRIAD_TRY(read_lora_tensors(file, state.params, "params."));
+  if (!with_moments) return ok_status();
+  MYRIAD_TRY(read_lora_tensors(file, state.m, "adam_m."));
+  return read_lora_tensors(file, state.v, "adam_v.");
+}
+
+TrainingRunState initial_run_state(const ModelConfig& base, const TrainingRunOptions& options) {
+  TrainingRunState state;
+  state.params = init_lora_params(base, options.targets, options.seed);
+  state.m = state.params.zeros_like();
+  state.v = state.params.zeros_like();
+  return state;
+}
+
+LocalTrainingRun::LocalTrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work,
+                                   LoraTrainingBackend& backend)
+    : TrainingRun(std::move(options)), work_(work), backend_(backend) {
   params_ = init_lora_params(base, options_.targets, options_.seed);
   grads_ = params_.zeros_like();
   adamw_ = AdamW(params_, options_.adamw);
 }
 
-void TrainingRun::forward_backward(std::vector<TrainingExample> batch,
+void LocalTrainingRun::forward_backward(std::vector<TrainingExample> batch,
                                    std::function<void(Result<ForwardBackwardResult>)> done) {
   if (batch.empty()) {
     done(make_error(ErrorCode::kInvalidArgument, "the batch has no examples"));
@@ -33,7 +58,7 @@ void TrainingRun::forward_backward(std::vector<TrainingExample> batch,
   };
   auto pass = std::make_shared<Pass>();
   pass->batch = std::move(batch);
-  work_.post_units([self = shared_from_this(), pass, done = std::move(done)]() -> bool {
+  work_.post_units([self = self(), pass, done = std::move(done)]() -> bool {
     if (!pass->begun) {
       for (const TrainingExample& e : pass->batch) {
         pass->rows.push_back(TrainingRow{0, &e.tokens, &e.targets});
@@ -62,13 +87,13 @@ void TrainingRun::forward_backward(std::vector<TrainingExample> batch,
   });
 }
 
-void TrainingRun::optim_step(double learning_rate, double max_grad_norm,
+void LocalTrainingRun::optim_step(double learning_rate, double max_grad_norm,
                              std::function<void(Result<OptimStepResult>)> done) {
   if (!(learning_rate > 0) || !std::isfinite(learning_rate)) {
     done(make_error(ErrorCode::kInvalidArgument, "learning_rate must be a positive number"));
     return;
   }
-  work_.post([self = shared_from_this(), learning_rate, max_grad_norm, done = std::move(done)] {
+  work_.post([self = self(), learning_rate, max_grad_norm, done = std::move(done)] {
     if (self->accumulated_ == 0) {
       done(make_error(ErrorCode::kInvalidArgument, "no forward_backward since the last optim_step: no gradient to apply"));
       return;
@@ -84,24 +109,25 @@ void TrainingRun::optim_step(double learning_rate, double max_grad_norm,
   });
 }
 
-void TrainingRun::snapshot(std::function<void(std::shared_ptr<const LoraWeights>, int64_t)> done) {
-  work_.post([self = shared_from_this(), done = std::move(done)] {
-    done(std::make_shared<const LoraWeights>(to_lora_weights(self->params_, self->options_.adapter)), self->steps_);
+void LocalTrainingRun::snapshot(std::function<void(Result<RunSnapshot>)> done) {
+  work_.post([self = self(), done = std::move(done)] {
+    done(RunSnapshot{std::make_shared<const LoraWeights>(to_lora_weights(self->params_, self->options_.adapter)),
+                     self->steps_});
   });
 }
 
-void TrainingRun::state(std::function<void(std::shared_ptr<const TrainingRunState>)> done) {
-  work_.post([self = shared_from_this(), done = std::move(done)] {
+void LocalTrainingRun::state(std::function<void(Result<std::shared_ptr<const TrainingRunState>>)> done) {
+  work_.post([self = self(), done = std::move(done)] {
     auto s = std::make_shared<TrainingRunState>();
     s->params = self->params_;
     s->m = self->adamw_.first_moment();
     s->v = self->adamw_.second_moment();
     s->steps = self->steps_;
-    done(std::move(s));
+    done(std::shared_ptr<const TrainingRunState>(std::move(s)));
   });
 }
 
-void TrainingRun::restore(TrainingRunState state) {
+void LocalTrainingRun::restore(TrainingRunState state) {
   params_ = std::move(state.params);
   adamw_.restore(std::move(state.m), std::move(state.v), state.steps);
   steps_ = state.steps;

@@ -12,18 +12,17 @@
 //                            it as the next version of tenant/name, served
 //                            from memory)
 //
-// Every call runs on the worker's thread between training rounds and
-// inference steps (TrainingWork::post), in the order posted, and answers
-// through its callback there: the run's tensors are touched by that thread
-// only. A forward_backward runs in the backend's units, a turn at a time
-// like a job's round (TrainingWork::post_units), so inference steps go on
-// between them.
+// Calls run in the order posted, each answered through its callback. A
+// LocalTrainingRun holds its tensors on this node's worker; a cluster's
+// gateway holds ClusterTrainingRuns (cluster_training_run.h), whose tensors
+// are a worker's LocalTrainingRun.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +32,7 @@
 #include "runtime/lora_weights.h"
 #include "runtime/model_config.h"
 #include "runtime/result.h"
+#include "runtime/safetensors.h"
 #include "runtime/training/lora_params.h"
 #include "runtime/training/lora_training_backend.h"
 #include "runtime/training/optimizer.h"
@@ -70,38 +70,82 @@ struct OptimStepResult {
   int64_t accumulated = 0;  // forward_backward calls whose gradients it applied
 };
 
+struct RunSnapshot {
+  std::shared_ptr<const LoraWeights> weights;
+  int64_t step = 0;  // optimizer steps done
+};
+
+// The state's tensors as safetensors bytes ("params.", and with
+// `with_moments` "adam_m." and "adam_v."): a run checkpoint's and the
+// cluster's messages' layout.
+std::vector<TensorToWrite> run_state_tensors(const TrainingRunState& state, bool with_moments);
+// Reads them into `state`, shaped for the run (init_lora_params); kBadFile
+// naming a tensor that is missing or misshaped.
+Status read_run_state_tensors(const SafetensorsFile& file, TrainingRunState& state, bool with_moments);
+// A state shaped for a run of `options` on `base`: its initial adapter, zero moments.
+TrainingRunState initial_run_state(const ModelConfig& base, const TrainingRunOptions& options);
+
 class TrainingRun : public std::enable_shared_from_this<TrainingRun> {
  public:
-  // `work` and `backend` must outlive every call posted.
-  TrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work, LoraTrainingBackend& backend);
+  explicit TrainingRun(TrainingRunOptions options) : options_(std::move(options)) {}
+  virtual ~TrainingRun() = default;
 
   const TrainingRunOptions& options() const { return options_; }
   std::string adapter_name() const { return options_.tenant + "/" + options_.adapter; }
 
   // Empty batches, tokens out of the vocabulary and rows past the context
   // are errors that change nothing.
-  void forward_backward(std::vector<TrainingExample> batch,
-                        std::function<void(Result<ForwardBackwardResult>)> done);
+  virtual void forward_backward(std::vector<TrainingExample> batch,
+                                std::function<void(Result<ForwardBackwardResult>)> done) = 0;
   // learning_rate > 0; max_grad_norm <= 0: no clipping. kInvalidArgument
   // when no forward_backward came since the last step.
-  void optim_step(double learning_rate, double max_grad_norm, std::function<void(Result<OptimStepResult>)> done);
-  void snapshot(std::function<void(std::shared_ptr<const LoraWeights>, int64_t step)> done);
-  // A copy of the run's state, made on the worker's thread between calls
-  // (FineTuning::save_run_state writes it, off that thread).
-  void state(std::function<void(std::shared_ptr<const TrainingRunState>)> done);
-  // Puts a saved state in place; only before the run's first call (it must
-  // have the run's shape: FineTuning::open_run checks the file against it).
-  void restore(TrainingRunState state);
+  virtual void optim_step(double learning_rate, double max_grad_norm,
+                          std::function<void(Result<OptimStepResult>)> done) = 0;
+  virtual void snapshot(std::function<void(Result<RunSnapshot>)> done) = 0;
+  // A copy of the run's state, made between calls (FineTuning::save_run_state
+  // writes it).
+  virtual void state(std::function<void(Result<std::shared_ptr<const TrainingRunState>>)> done) = 0;
 
   // The newest version published from this run (empty before the first).
   void set_published(const AdapterId& id);
   std::optional<AdapterId> published() const;
 
   // {"object": "training_run", "adapter", "rank", "alpha", "targets", "seed", ...}
-  nlohmann::json describe() const;
+  virtual nlohmann::json describe() const;
+
+ protected:
+  TrainingRunOptions options_;
 
  private:
-  TrainingRunOptions options_;
+  mutable std::mutex mu_;
+  std::optional<AdapterId> published_;
+};
+
+// A run on this node's worker: every call runs on the worker's thread
+// between training rounds and inference steps (TrainingWork::post), and
+// answers there; the run's tensors are touched by that thread only. A
+// forward_backward runs in the backend's units, a turn at a time like a
+// job's round (TrainingWork::post_units), so inference steps go on between
+// them.
+class LocalTrainingRun final : public TrainingRun {
+ public:
+  // `work` and `backend` must outlive every call posted.
+  LocalTrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work,
+                   LoraTrainingBackend& backend);
+
+  void forward_backward(std::vector<TrainingExample> batch,
+                        std::function<void(Result<ForwardBackwardResult>)> done) override;
+  void optim_step(double learning_rate, double max_grad_norm,
+                  std::function<void(Result<OptimStepResult>)> done) override;
+  void snapshot(std::function<void(Result<RunSnapshot>)> done) override;
+  void state(std::function<void(Result<std::shared_ptr<const TrainingRunState>>)> done) override;
+  // Puts a saved state in place; only before the run's first call (it must
+  // have the run's shape: FineTuning::open_run checks the file against it).
+  void restore(TrainingRunState state);
+
+ private:
+  std::shared_ptr<LocalTrainingRun> self() { return std::static_pointer_cast<LocalTrainingRun>(shared_from_this()); }
+
   TrainingWork& work_;
   LoraTrainingBackend& backend_;
   // The worker thread's.
@@ -109,8 +153,6 @@ class TrainingRun : public std::enable_shared_from_this<TrainingRun> {
   AdamW adamw_;
   int64_t steps_ = 0;
   int64_t accumulated_ = 0;  // forward_backward calls since the last step
-  mutable std::mutex mu_;
-  std::optional<AdapterId> published_;
 };
 
 }  // namespace myriad::node

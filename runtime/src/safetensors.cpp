@@ -413,8 +413,9 @@ Status write_safetensors_streamed(const std::string& path, const std::vector<Ten
   });
 }
 
-Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                         const std::unordered_map<std::string, std::string>& metadata) {
+namespace {
+// The specs of tensors whose buffers match their shapes.
+Result<std::vector<TensorSpec>> specs_of(const std::vector<TensorToWrite>& tensors) {
   std::vector<TensorSpec> specs;
   specs.reserve(tensors.size());
   for (const auto& t : tensors) {
@@ -426,6 +427,32 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
                         "tensor " + quote_name(t.name) + ": " + std::to_string(t.data.size()) + " bytes given, shape needs " +
                             std::to_string(tensor_spec_nbytes(specs.back())));
   }
+  return specs;
+}
+}  // namespace
+
+Result<std::string> safetensors_bytes(const std::vector<TensorToWrite>& tensors,
+                                      const std::unordered_map<std::string, std::string>& metadata) {
+  auto specs = specs_of(tensors);
+  if (!specs.ok()) return specs.error();
+  auto header = safetensors_header(specs.value(), metadata);
+  if (!header.ok()) return header.error();
+  size_t total = 8 + header->size();
+  for (const auto& t : tensors) total += t.data.size();
+  std::string out;
+  out.reserve(total);
+  const uint64_t n = header->size();
+  for (int i = 0; i < 8; ++i) out.push_back(char(uint8_t(n >> (8 * i))));
+  out += header.value();
+  for (const auto& t : tensors) out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  return out;
+}
+
+Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                         const std::unordered_map<std::string, std::string>& metadata) {
+  auto specs_or = specs_of(tensors);
+  if (!specs_or.ok()) return specs_or.error();
+  const std::vector<TensorSpec>& specs = specs_or.value();
   return write_safetensors_streamed(path, specs, metadata, [&](size_t i, int fd, uint64_t offset) {
     return write_at(fd, tensors[i].data.data(), tensors[i].data.size(), offset, path);
   });

@@ -452,5 +452,117 @@ TEST(TrainProgressAndVersionWires, RoundTripAndRefuseWhatCannotBe) {
                    .ok());
 }
 
+TEST(RunCallWire, EveryCallRoundTrips) {
+  RunCallMsg open;
+  open.run = "wrun-1";
+  open.call = 7;
+  open.op = RunOp::kOpen;
+  open.options_json = R"({"tenant":"acme"})";
+  open.state = std::string("\0st\xff", 4);
+  open.steps = 12;
+  auto o = read_run_call(run_call_wire(open));
+  ASSERT_TRUE(o.ok()) << o.error().to_string();
+  EXPECT_EQ(o->op, RunOp::kOpen);
+  EXPECT_EQ(o->run, "wrun-1");
+  EXPECT_EQ(o->call, 7u);
+  EXPECT_EQ(o->options_json, open.options_json);
+  EXPECT_EQ(o->state, open.state);
+  EXPECT_EQ(o->steps, 12);
+
+  RunCallMsg fb;
+  fb.run = "wrun-1";
+  fb.op = RunOp::kForwardBackward;
+  TrainingExample ex;
+  ex.tokens = {1, 2, 3};
+  ex.targets = {0, 1, 1};
+  fb.batch.push_back(ex);
+  auto f = read_run_call(run_call_wire(fb));
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  ASSERT_EQ(f->batch.size(), 1u);
+  EXPECT_EQ(f->batch[0].tokens, fb.batch[0].tokens);
+  EXPECT_EQ(f->batch[0].targets, fb.batch[0].targets);
+
+  RunCallMsg step;
+  step.run = "wrun-1";
+  step.op = RunOp::kOptimStep;
+  step.learning_rate = 1e-3;
+  step.max_grad_norm = 0.5;
+  auto s = read_run_call(run_call_wire(step));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->op, RunOp::kOptimStep);
+  EXPECT_EQ(s->learning_rate, 1e-3);
+  EXPECT_EQ(s->max_grad_norm, 0.5);
+  for (RunOp op : {RunOp::kSnapshot, RunOp::kState, RunOp::kClose}) {
+    RunCallMsg m;
+    m.run = "wrun-1";
+    m.op = op;
+    auto r = read_run_call(run_call_wire(m));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->op, op);
+  }
+  // Refused: no run, negative steps, a ragged sequence.
+  RunCallMsg bad = open;
+  bad.run = "";
+  EXPECT_FALSE(read_run_call(run_call_wire(bad)).ok());
+  bad = open;
+  bad.steps = -1;
+  EXPECT_FALSE(read_run_call(run_call_wire(bad)).ok());
+  bad = fb;
+  bad.batch[0].targets.pop_back();
+  EXPECT_FALSE(read_run_call(run_call_wire(bad)).ok());
+}
+
+TEST(RunAnswerWire, EveryAnswerAndAnErrorRoundTrip) {
+  RunAnswerMsg fb;
+  fb.run = "wrun-1";
+  fb.call = 3;
+  fb.kind = RunAnswerMsg::Kind::kForwardBackward;
+  fb.loss = 1.0 / 3.0;
+  fb.tokens = 40;
+  fb.target_tokens = 9;
+  auto f = read_run_answer(run_answer_wire(fb));
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  EXPECT_FALSE(f->error);
+  EXPECT_EQ(f->kind, RunAnswerMsg::Kind::kForwardBackward);
+  EXPECT_EQ(f->call, 3u);
+  EXPECT_EQ(f->loss, fb.loss);
+  EXPECT_EQ(f->tokens, 40);
+  EXPECT_EQ(f->target_tokens, 9);
+
+  RunAnswerMsg step;
+  step.run = "wrun-1";
+  step.kind = RunAnswerMsg::Kind::kOptimStep;
+  step.step = 5;
+  step.grad_norm = 0.25;
+  step.accumulated = 2;
+  auto s = read_run_answer(run_answer_wire(step));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->step, 5);
+  EXPECT_EQ(s->grad_norm, 0.25);
+  EXPECT_EQ(s->accumulated, 2);
+
+  RunAnswerMsg tensors;
+  tensors.run = "wrun-1";
+  tensors.kind = RunAnswerMsg::Kind::kTensors;
+  tensors.safetensors = "bytes";
+  tensors.steps = 17;
+  auto t = read_run_answer(run_answer_wire(tensors));
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->safetensors, "bytes");
+  EXPECT_EQ(t->steps, 17);
+  tensors.safetensors.clear();
+  EXPECT_FALSE(read_run_answer(run_answer_wire(tensors)).ok());
+
+  RunAnswerMsg failed;
+  failed.run = "wrun-1";
+  failed.call = 4;
+  failed.error = make_error(ErrorCode::kInvalidArgument, "no forward_backward since the last optim_step");
+  auto e = read_run_answer(run_answer_wire(failed));
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e->error);
+  EXPECT_EQ(e->error->code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(e->error->message, failed.error->message);
+}
+
 }  // namespace
 }  // namespace myriad::actors

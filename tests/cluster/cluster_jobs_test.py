@@ -16,7 +16,6 @@ checkpoint it kept and succeeds.
 import argparse
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -25,20 +24,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import Cluster, get_json, post_json  # noqa: E402
+from cluster_procs import Cluster, get_json, last_letter as answer_of, letter_words as words, post_json  # noqa: E402
 
 
 def log(*a):
     print("[cluster-jobs]", *a, flush=True)
-
-
-def words(seed, n):
-    rng = random.Random(seed)
-    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6))) for _ in range(n)]
-
-
-def answer_of(w):
-    return w[-1].upper()
 
 
 def curl_json(args):

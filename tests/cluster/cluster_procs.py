@@ -5,6 +5,7 @@ the OpenAI-compatible calls the clients make."""
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -145,6 +146,27 @@ def get_json(port, path):
     body = r.read()
     c.close()
     return json.loads(body)
+
+
+def call_json(port, method, path, body=None, timeout=120):
+    """Any JSON call: (HTTP status, the JSON answer)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request(method, path, None if body is None else json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    payload = json.loads(r.read() or b"null")
+    c.close()
+    return r.status, payload
+
+
+# The rule-based task the fine-tuning tests teach (the base cannot do it):
+# a random lower-case word -> its last letter, upper-cased.
+def letter_words(seed, n):
+    rng = random.Random(seed)
+    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6))) for _ in range(n)]
+
+
+def last_letter(w):
+    return w[-1].upper()
 
 
 def post_json(port, path, body, timeout=180):

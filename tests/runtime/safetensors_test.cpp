@@ -190,6 +190,33 @@ TEST(Safetensors, WriterRejectsBadInput) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 0);
 }
 
+TEST(Safetensors, InMemoryBytesAreTheFilesBytesAndReadBack) {
+  TempDir dir;
+  std::mt19937 rng(5);
+  std::vector<float> a(6);
+  std::vector<uint16_t> b(3);
+  for (float& x : a) x = float(rng()) / 1e9f;
+  for (uint16_t& x : b) x = uint16_t(rng());
+  const std::vector<TensorToWrite> ts = {{"a", DType::kF32, {2, 3}, std::as_bytes(std::span(a))},
+                                         {"b", DType::kBF16, {3}, std::as_bytes(std::span(b))}};
+  const std::unordered_map<std::string, std::string> meta = {{"format", "pt"}};
+  auto bytes = safetensors_bytes(ts, meta);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().to_string();
+  ASSERT_TRUE(write_safetensors(dir.sub("w.safetensors"), ts, meta).ok());
+  std::ifstream in(dir.sub("w.safetensors"), std::ios::binary);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes.value(), file);
+  std::vector<std::byte> image(bytes->size());
+  std::memcpy(image.data(), bytes->data(), image.size());
+  auto back = SafetensorsFile::from_bytes(std::move(image), "mem");
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  auto t = back.value()->find("a");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(std::memcmp(t->data, a.data(), a.size() * sizeof(float)), 0);
+  // The same checks as the file writer's.
+  EXPECT_FALSE(safetensors_bytes({{"a", DType::kF32, {7}, std::as_bytes(std::span(a))}}).ok());
+}
+
 TEST(Safetensors, MissingFileIsNotFound) {
   TempDir dir;
   auto f = SafetensorsFile::open(dir.sub("nope.safetensors"));

@@ -40,6 +40,9 @@ CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::TrainProgressWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::TrainVersionWire))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::job_sink_actor))
 CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::trainer_actor))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::RunCallWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::RunAnswerWire))
+CAF_ADD_TYPE_ID(myriad_actors, (myriad::actors::run_sink_actor))
 CAF_END_TYPE_ID_BLOCK(myriad_actors)
 
 namespace myriad::actors {

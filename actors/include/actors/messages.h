@@ -20,5 +20,7 @@ using AdapterInfoWire = TypedWire<schema::api::AdapterInfo>;  // registry -> gat
 using TrainJobWire = TypedWire<schema::TrainJob>;            // gateway -> a worker's trainer: train this job
 using TrainProgressWire = TypedWire<schema::TrainProgress>;  // trainer -> gateway: one optimizer step
 using TrainVersionWire = TypedWire<schema::TrainVersion>;    // trainer -> gateway: a version and its checkpoint
+using RunCallWire = TypedWire<schema::RunCall>;              // gateway -> a worker's trainer: a training run's call
+using RunAnswerWire = TypedWire<schema::RunAnswer>;          // trainer -> gateway: that call's answer
 
 }  // namespace myriad::actors

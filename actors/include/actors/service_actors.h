@@ -65,6 +65,7 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using train_atom = caf::atom_constant<caf::atom("train")>;
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
 using version_atom = caf::atom_constant<caf::atom("version")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
 
 // What a worker uses of the registry: where versions are (residency) and a
 // version's files by id, fetched by a worker on another host.
@@ -83,18 +84,25 @@ using event_sink_actor = caf::typed_actor<caf::reacts_to<event_atom, EventWire>,
 using job_sink_actor =
     caf::typed_actor<caf::reacts_to<progress_atom, TrainProgressWire>, caf::reacts_to<version_atom, TrainVersionWire>>;
 
+// Where a worker's trainer answers a training run's calls (the gateway's job host).
+using run_sink_actor = caf::typed_actor<caf::reacts_to<run_atom, RunAnswerWire>>;
+
 // A worker's trainer: trains the jobs a gateway sends it beside its
 // inference (TrainingWork on the worker's thread), reporting to the sink
 // given with each; cancel stops one (by its id). Jobs of a sink that goes
 // down (the gateway lost) stop too: the next gateway sends them again.
+// It also holds training runs a client drives through the gateway (run:
+// each call answered to the sink given with it, in the order sent); the
+// runs of a sink that goes down are closed.
 using trainer_actor =
-    caf::typed_actor<caf::reacts_to<train_atom, TrainJobWire, job_sink_actor>, caf::reacts_to<cancel_atom, std::string>>;
+    caf::typed_actor<caf::reacts_to<train_atom, TrainJobWire, job_sink_actor>, caf::reacts_to<cancel_atom, std::string>,
+                     caf::reacts_to<run_atom, RunCallWire, run_sink_actor>>;
 
 // The gateway's job host: trainers join through the door (add_worker: the
 // worker's id and its trainer), and it is every trainer's job sink.
 using job_host_actor =
     caf::typed_actor<caf::reacts_to<progress_atom, TrainProgressWire>, caf::reacts_to<version_atom, TrainVersionWire>,
-                     caf::reacts_to<add_worker_atom, std::string, trainer_actor>>;
+                     caf::reacts_to<add_worker_atom, std::string, trainer_actor>, caf::reacts_to<run_atom, RunAnswerWire>>;
 
 // What a scheduler tells the gateway: its worker's load reports (for
 // placement) and each request's final event (to unpin its version and forget

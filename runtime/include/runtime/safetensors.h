@@ -83,6 +83,11 @@ struct TensorToWrite {
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::unordered_map<std::string, std::string>& metadata = {{"format", "pt"}});
 
+// The bytes write_safetensors would write, in memory (for messages; read
+// them back with SafetensorsFile::from_bytes).
+Result<std::string> safetensors_bytes(const std::vector<TensorToWrite>& tensors,
+                                      const std::unordered_map<std::string, std::string>& metadata = {});
+
 // Streaming writer for tensors too large to hold in memory at once.
 struct TensorSpec {
   std::string name;
