@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -167,6 +168,58 @@ TEST(TrainingLoop, JobsPackedTogetherTrainAsEachAlone) {
     for (size_t s = 0; s < alone[k]->history().size(); ++s)
       EXPECT_NEAR(alone[k]->history()[s].loss, packed[k]->history()[s].loss, 1e-4) << "job " << k << " step " << s;
     std::printf("[ packed   ] job %zu: largest parameter difference alone vs packed %.3g\n", k, worst);
+  }
+}
+
+// A job's checkpoint as bytes (what a cluster's worker and gateway send):
+// the file's bytes exactly, and a job loaded from them trains on as the
+// original does, bit for bit; damaged bytes or another job's change nothing.
+TEST(TrainingLoop, ACheckpointsBytesAreItsFileAndResumeExactly) {
+  const uint64_t seed = testing::test_seed();
+  SCOPED_TRACE(testing::seed_note(seed));
+  gpu::cpu::CpuLoraTrainingBackend backend(tiny().ckpt, 2);
+  auto make = [&](uint64_t s) {
+    auto c = testing::task_job_config(s);
+    c.steps = 6;
+    c.targets.rank = 4;
+    c.batch_tokens = 64;
+    return std::move(TrainingJob::create("j", tiny().ckpt->config(), c, examples(upper_last_task(s, 40))).value());
+  };
+  auto train = [&](TrainingJob& j, int steps) {
+    JobTrainer t(backend);
+    t.add(&j);
+    for (int i = 0; i < steps; ++i) ASSERT_TRUE(t.round().ok());
+  };
+  auto original = make(seed), resumed = make(seed), other = make(seed + 1);
+  train(*original, 3);
+  auto bytes = original->snapshot().to_bytes();
+  ASSERT_TRUE(bytes.ok()) << bytes.error().to_string();
+  const fs::path file = fs::temp_directory_path() / ("myriad_ckpt_bytes_" + std::to_string(seed) + ".safetensors");
+  ASSERT_TRUE(original->save_checkpoint(file.string()).ok());
+  {
+    std::ifstream in(file, std::ios::binary);
+    const std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(on_disk, bytes.value());
+  }
+  fs::remove(file);
+
+  EXPECT_FALSE(resumed->load_checkpoint_bytes(std::string_view(bytes.value()).substr(0, bytes->size() / 2)).ok());
+  const Status foreign = other->load_checkpoint_bytes(bytes.value());
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().code, ErrorCode::kInvalidArgument) << foreign.error().message;
+  EXPECT_EQ(resumed->steps_done(), 0);
+  ASSERT_TRUE(resumed->load_checkpoint_bytes(bytes.value()).ok());
+  EXPECT_EQ(resumed->steps_done(), 3);
+  train(*original, 3);
+  train(*resumed, 3);
+  ASSERT_EQ(original->history().size(), resumed->history().size());
+  for (size_t s = 0; s < original->history().size(); ++s)
+    EXPECT_EQ(original->history()[s].loss, resumed->history()[s].loss) << "step " << s;
+  const auto& a = original->params();
+  const auto& b = resumed->params();
+  for (size_t m = 0; m < a.modules.size(); ++m) {
+    EXPECT_EQ(a.modules[m].a, b.modules[m].a) << "module " << m;
+    EXPECT_EQ(a.modules[m].b, b.modules[m].b) << "module " << m;
   }
 }
 

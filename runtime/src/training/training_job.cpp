@@ -1,10 +1,6 @@
 #include "runtime/training/training_job.h"
 
 #include <algorithm>
-#include <atomic>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <cstring>
 #include <cmath>
 #include <limits>
@@ -12,11 +8,9 @@
 #include <utility>
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/atomic_file.h"
 #include "runtime/counter_rng.h"
 #include "runtime/safetensors.h"
 #include "runtime/sha256.h"
@@ -257,54 +251,31 @@ TrainingJob::Snapshot TrainingJob::snapshot() const {
   return s;
 }
 
-Status TrainingJob::Snapshot::save(const std::string& path) const {
+std::vector<TensorToWrite> TrainingJob::Snapshot::tensors() const {
   std::vector<TensorToWrite> tensors;
   add_lora_tensors(tensors, params_, "params.");
   add_lora_tensors(tensors, m_, "adam_m.");
   add_lora_tensors(tensors, v_, "adam_v.");
-  return write_safetensors(path, tensors, {{"format", kCheckpointFormat}, {"state", state_}});
+  return tensors;
+}
+
+Status TrainingJob::Snapshot::save(const std::string& path) const {
+  return write_safetensors(path, tensors(), {{"format", kCheckpointFormat}, {"state", state_}});
 }
 
 Status TrainingJob::save_checkpoint(const std::string& path) const { return snapshot().save(path); }
 
-namespace {
-// A temporary file name of this process, unique across its threads.
-std::string temp_checkpoint_path() {
-  static std::atomic<uint64_t> counter{0};
-  return (std::filesystem::temp_directory_path() /
-          ("myriad-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".safetensors"))
-      .string();
-}
-}  // namespace
-
 Result<std::string> TrainingJob::Snapshot::to_bytes() const {
-  const std::string path = temp_checkpoint_path();
-  Status saved = save(path);
-  Result<std::string> out = make_error(ErrorCode::kIo, path + ": not read");
-  if (saved.ok()) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    out = in || in.eof() ? Result<std::string>(ss.str()) : Result<std::string>(make_error(ErrorCode::kIo, path + ": read failed"));
-  } else {
-    out = saved.error();
-  }
-  std::error_code ec;
-  std::filesystem::remove(path, ec);
-  return out;
+  return safetensors_bytes(tensors(), {{"format", kCheckpointFormat}, {"state", state_}});
 }
 
 Status TrainingJob::load_checkpoint_bytes(std::string_view bytes) {
-  const std::string path = temp_checkpoint_path();
-  Status st = write_file_atomically(path, bytes);
-  if (st.ok()) {
-    auto loaded = load_checkpoint(path);
-    if (!loaded.ok()) st = loaded.error();
-    else if (!loaded.value()) st = make_error(ErrorCode::kIo, path + ": vanished before it was read");
-  }
-  std::error_code ec;
-  std::filesystem::remove(path, ec);
-  return st;
+  std::vector<std::byte> image(bytes.size());
+  std::memcpy(image.data(), bytes.data(), bytes.size());
+  const std::string where = "a checkpoint of job " + name_ + " (" + std::to_string(bytes.size()) + " bytes)";
+  auto file = SafetensorsFile::from_bytes(std::move(image), where);
+  if (!file.ok()) return file.error();
+  return load_checkpoint_file(*file.value(), where);
 }
 
 Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
@@ -312,7 +283,12 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return false;
   auto file = SafetensorsFile::open(path);
   if (!file.ok()) return file.error();
-  const auto& meta = file.value()->metadata();
+  MYRIAD_TRY(load_checkpoint_file(*file.value(), path));
+  return true;
+}
+
+Status TrainingJob::load_checkpoint_file(const SafetensorsFile& file, const std::string& path) {
+  const auto& meta = file.metadata();
   auto fmt = meta.find("format");
   auto state_text = meta.find("state");
   if (fmt == meta.end() || fmt->second != kCheckpointFormat || state_text == meta.end())
@@ -328,9 +304,9 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
     return make_error(ErrorCode::kInvalidArgument,
                       path + ": the checkpoint is of another job (its config, base or data differ); not resumed");
   LoraParams<float> params = params_, m = params_.zeros_like(), v = params_.zeros_like();
-  MYRIAD_TRY(read_lora_tensors(*file.value(), params, "params."));
-  MYRIAD_TRY(read_lora_tensors(*file.value(), m, "adam_m."));
-  MYRIAD_TRY(read_lora_tensors(*file.value(), v, "adam_v."));
+  MYRIAD_TRY(read_lora_tensors(file, params, "params."));
+  MYRIAD_TRY(read_lora_tensors(file, m, "adam_m."));
+  MYRIAD_TRY(read_lora_tensors(file, v, "adam_v."));
   std::vector<TrainingStepRecord> history;
   for (const auto& r : state["history"]) {
     if (!r.is_array() || r.size() != 6 ||
@@ -352,7 +328,7 @@ Result<bool> TrainingJob::load_checkpoint(const std::string& path) {
   micro_ = state["micro"].get<int64_t>();
   history_ = std::move(history);
   step_batches_.clear();
-  return true;
+  return ok_status();
 }
 
 void JobTrainer::remove(TrainingJob* job) {

@@ -100,6 +100,7 @@ class TrainingJob {
 
    private:
     friend class TrainingJob;
+    std::vector<TensorToWrite> tensors() const;  // views of the copies below
     LoraParams<float> params_, m_, v_;
     std::string state_;
   };
@@ -116,6 +117,8 @@ class TrainingJob {
  private:
   TrainingJob(std::string name, TrainingJobConfig config, std::vector<TrainingExample> train,
               std::vector<TrainingExample> eval, LoraParams<float> params);
+  // load_checkpoint's reading; errors name `where`.
+  Status load_checkpoint_file(const SafetensorsFile& file, const std::string& where);
   // Example indices of micro-batch `n` (0-based, across epochs).
   std::vector<size_t> micro_batch(int64_t n);
   void plan_epoch(int64_t epoch);
