@@ -111,6 +111,14 @@ interface FineTuning {
   # run is null on an error. Dropping the run forgets its gradients and
   # optimizer state; its published versions stay adapters.
   trainingRun @8 (requestJson :Text) -> (run :TrainingRun, result :JsonResult);
+
+  # The tenant's saved run states (TrainingRun.saveState), newest first:
+  # {"object": "list", "data": [{"object": "training_run.checkpoint", "id",
+  # "step", "adapter", "created_at"}, ...]}.
+  listRunCheckpoints @9 () -> (result :JsonResult);
+
+  # Deletes one (notFound for another tenant's, as for a missing one).
+  deleteRunCheckpoint @10 (id :Text) -> (result :JsonResult);
 }
 
 # One client-driven training run. Calls run in the order sent, on the

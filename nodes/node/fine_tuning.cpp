@@ -444,12 +444,65 @@ Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRu
                                 {"tenant", run.options().tenant},
                                 {"adapter", run.adapter_name()},
                                 {"steps", std::to_string(state.steps)},
+                                {"created_at", std::to_string(created)},
                                 {"request", run.options().request.dump()}}));
   return json{{"object", "training_run.checkpoint"},
               {"id", id},
               {"step", state.steps},
               {"adapter", run.adapter_name()},
               {"created_at", created}};
+}
+
+json FineTuning::list_run_checkpoints(const Caller& caller) const {
+  const std::string dir = options_.data_dir + "/fine_tuning/run_checkpoints";
+  std::vector<json> seen;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string id = entry.path().stem().string();
+    if (entry.path().extension() != ".safetensors" || !is_checkpoint_id(id)) continue;  // temp files too
+    auto file = SafetensorsFile::open(entry.path().string());
+    if (!file.ok()) continue;  // unreadable: open_run says why when it is named
+    const auto& meta = file.value()->metadata();
+    auto tenant = meta.find("tenant"), adapter = meta.find("adapter"), steps = meta.find("steps"),
+         created = meta.find("created_at");
+    if (tenant == meta.end() || !caller.sees(tenant->second)) continue;
+    int64_t created_at = 0;
+    if (created != meta.end() && !created->second.empty() && created->second.size() < 16 &&
+        std::all_of(created->second.begin(), created->second.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      created_at = std::stoll(created->second);
+    else  // saved before the metadata kept it
+      created_at = int64_t(std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::file_clock::to_sys(fs::last_write_time(entry.path(), ec)).time_since_epoch())
+                               .count());
+    int64_t step = 0;
+    if (steps != meta.end() && !steps->second.empty() && steps->second.size() < 16 &&
+        std::all_of(steps->second.begin(), steps->second.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      step = std::stoll(steps->second);
+    seen.push_back({{"object", "training_run.checkpoint"},
+                    {"id", id},
+                    {"step", step},
+                    {"adapter", adapter == meta.end() ? "" : adapter->second},
+                    {"created_at", created_at}});
+  }
+  std::sort(seen.begin(), seen.end(), [](const json& a, const json& b) {
+    return a["created_at"] != b["created_at"] ? a["created_at"] > b["created_at"] : a["id"] > b["id"];
+  });
+  return {{"object", "list"}, {"data", seen}};
+}
+
+Result<json> FineTuning::delete_run_checkpoint(const Caller& caller, const std::string& id) {
+  const Error missing = make_error(ErrorCode::kNotFound, "no checkpoint " + id);
+  if (!is_checkpoint_id(id)) return missing;
+  const std::string path = options_.data_dir + "/fine_tuning/run_checkpoints/" + id + ".safetensors";
+  {
+    auto file = SafetensorsFile::open(path);
+    if (!file.ok()) return missing;
+    auto tenant = file.value()->metadata().find("tenant");
+    if (tenant == file.value()->metadata().end() || !caller.sees(tenant->second)) return missing;
+  }  // unmapped before it goes
+  std::error_code ec;
+  if (!fs::remove(path, ec)) return ec ? make_error(ErrorCode::kIo, path + ": " + ec.message()) : missing;
+  return json{{"id", id}, {"object", "training_run.checkpoint"}, {"deleted", true}};
 }
 
 Result<std::vector<TrainingExample>> FineTuning::parse_examples(const std::vector<std::string>& lines) const {

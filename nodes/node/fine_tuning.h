@@ -198,6 +198,13 @@ class FineTuning {
   // survives the node; answers {"object": "training_run.checkpoint", "id",
   // "step", "adapter", "created_at"}. On the caller's thread: it writes files.
   Result<nlohmann::json> save_run_state(const TrainingRun& run, const TrainingRunState& state);
+  // The caller's saved run states, newest first: {"object": "list", "data":
+  // [{"object": "training_run.checkpoint", "id", "step", "adapter",
+  // "created_at"}, ...]} (an admin sees every tenant's).
+  nlohmann::json list_run_checkpoints(const Caller& caller) const;
+  // Deletes one: {"id", "object": "training_run.checkpoint", "deleted": true};
+  // another tenant's is kNotFound like a missing one.
+  Result<nlohmann::json> delete_run_checkpoint(const Caller& caller, const std::string& id);
   // A batch given as JSON lines in the training file formats; errors name "example N".
   Result<std::vector<TrainingExample>> parse_examples(const std::vector<std::string>& lines) const;
   // Publishes a run's snapshot as the next version of its adapter (written

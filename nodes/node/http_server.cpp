@@ -343,6 +343,23 @@ Response mixture_build_response(NodeService& service, const Request& req, const 
   return error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
 }
 
+// The saved states of training runs (FineTuning::save_run_state): GET
+// /v1/training_run_checkpoints lists the caller's, DELETE .../{id} removes one.
+Response run_checkpoints_response(NodeService& service, const Request& req, const Caller& caller,
+                                  std::string_view path) {
+  FineTuning* ft = service.fine_tuning();
+  if (!ft) return error_response(req, openai::invalid_request(service.fine_tuning_unavailable(), "", "unsupported_value"));
+  constexpr std::string_view root = "/v1/training_run_checkpoints";
+  const auto method = req.method();
+  if (path == root && method == http::verb::get) return make_response(req, 200, ft->list_run_checkpoints(caller).dump());
+  if (auto sub = id_and_tail(path, root); sub && sub->second.empty() && method == http::verb::delete_) {
+    auto r = ft->delete_run_checkpoint(caller, sub->first);
+    if (!r.ok()) return error_response(req, api_error_of(r.error()));
+    return make_response(req, 200, r.value().dump());
+  }
+  return error_response(req, openai::not_found_route(std::string(http::to_string(method)), path));
+}
+
 net::awaitable<bool> send(beast::tcp_stream& stream, Response res) {
   beast::error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -657,6 +674,10 @@ net::awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& stream, Request
     co_return co_await mixtures(stream, req, caller.value(), target);
   if (target == "/v1/training_runs" || target.rfind("/v1/training_runs/", 0) == 0)
     co_return co_await training_run_call(stream, req, caller.value(), target);
+  if (target == "/v1/training_run_checkpoints" || target.rfind("/v1/training_run_checkpoints/", 0) == 0) {
+    auto res_ = run_checkpoints_response(service, req, caller.value(), target);
+    co_return co_await send(stream, std::move(res_));
+  }
   if (target == "/v1/console/live" && method == http::verb::get)
     co_return co_await console_live(stream, req, caller.value());
   if (target == "/v1/adapters" || target.rfind("/v1/adapters/", 0) == 0 || target == "/v1/load_lora_adapter" ||

@@ -597,6 +597,19 @@ class RpcServer::Impl::FineTuningImpl final : public api::FineTuning::Server {
 
   kj::Promise<void> trainingRun(TrainingRunContext context) override;
 
+  kj::Promise<void> listRunCheckpoints(ListRunCheckpointsContext context) override {
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r)) answer(r, ft->list_run_checkpoints(caller_));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> deleteRunCheckpoint(DeleteRunCheckpointContext context) override {
+    auto r = context.getResults().initResult();
+    if (FineTuning* ft = fine_tuning(r))
+      answer(r, ft->delete_run_checkpoint(caller_, as_string(context.getParams().getId())));
+    return kj::READY_NOW;
+  }
+
  private:
   static int64_t limit(uint32_t n) { return n == 0 ? 20 : int64_t(std::min<uint32_t>(n, 10000)); }
   // The node's FineTuning, or null after answering why there is none.
@@ -1008,6 +1021,8 @@ class RpcServer::Impl::Session final : public api::Myriad::Server {
     kj::Promise<void> events(EventsContext c) override { return refuse(c); }
     kj::Promise<void> checkpoints(CheckpointsContext c) override { return refuse(c); }
     kj::Promise<void> trainingRun(TrainingRunContext c) override { return refuse(c); }
+    kj::Promise<void> listRunCheckpoints(ListRunCheckpointsContext c) override { return refuse(c); }
+    kj::Promise<void> deleteRunCheckpoint(DeleteRunCheckpointContext c) override { return refuse(c); }
   };
 
   Impl& s_;

@@ -598,6 +598,14 @@ TEST(NodeFineTuning, ATrainingRunDrivenOverRpcLearnsPublishesAndSamplesItsNewest
   ASSERT_FALSE(resumed.getResult().isError()) << json_of(resumed.getResult());
   auto resumed_run = resumed.getRun();
   EXPECT_EQ(fb(resumed_run, batch)["loss"], fb(twin, batch)["loss"]);
+  // Saved states are listed and deleted over RPC as over HTTP.
+  const json saves = json_of(ft.listRunCheckpointsRequest().send().wait(ws).getResult());
+  ASSERT_EQ(saves["data"].size(), 1u) << saves;
+  EXPECT_EQ(saves["data"][0]["id"], saved["id"]);
+  auto del = ft.deleteRunCheckpointRequest();
+  del.setId(saved["id"].get<std::string>());
+  EXPECT_EQ(json_of(del.send().wait(ws).getResult())["deleted"], true);
+  EXPECT_TRUE(json_of(ft.listRunCheckpointsRequest().send().wait(ws).getResult())["data"].empty());
 
   // publish: the next version, which sample and the HTTP API both answer with.
   const json pub = json_of(run.publishRequest().send().wait(ws).getResult());
@@ -801,6 +809,25 @@ TEST(NodeFineTuning, ARunsSavedStateOutlivesTheNodeAndGoesOnExactly) {
   EXPECT_EQ(body_of(node.post(run + "/forward_backward", batches[3].dump(), ka))["loss"], next_loss);
   EXPECT_EQ(body_of(node.post(run + "/optim_step", json{{"learning_rate", 0.02}}.dump(), ka))["step"], 4);
   EXPECT_EQ(body_of(node.post(run + "/forward_backward", batches[0].dump(), ka))["loss"], loss_after_step);
+
+  // The tenant lists its saved states and deletes them; another sees none of them.
+  const json listed = get(node, "/v1/training_run_checkpoints", "ka");
+  ASSERT_EQ(listed["data"].size(), 1u) << listed;
+  EXPECT_EQ(listed["data"][0]["id"], ckpt);
+  EXPECT_EQ(listed["data"][0]["step"], 3);
+  EXPECT_EQ(listed["data"][0]["adapter"], "acme/carry");
+  EXPECT_GT(listed["data"][0]["created_at"].get<int64_t>(), 1700000000);
+  EXPECT_TRUE(get(node, "/v1/training_run_checkpoints", "kb")["data"].empty());
+  auto del = [&](const std::string& id, const std::string& key) {
+    return sh("curl -s -w ' HTTP%{http_code}' -X DELETE " + key + " " + node.url() + "/v1/training_run_checkpoints/" + id);
+  };
+  EXPECT_NE(del(ckpt, kb).find("HTTP404"), std::string::npos);
+  EXPECT_NE(del("../keys", ka).find("HTTP404"), std::string::npos);
+  r = del(ckpt, ka);
+  EXPECT_NE(r.find("HTTP200"), std::string::npos) << r;
+  EXPECT_NE(r.find("\"deleted\":true"), std::string::npos) << r;
+  EXPECT_TRUE(get(node, "/v1/training_run_checkpoints", "ka")["data"].empty());
+  EXPECT_NE(open({{"name", "x"}, {"from_checkpoint", ckpt}}, ka).find("HTTP404"), std::string::npos);
   node.kill_now();
   fs::remove_all(dir);
 }
