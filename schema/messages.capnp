@@ -362,6 +362,7 @@ struct TrainProgress {
   targetTokens @4 :Int64;
   lr @5 :Float64;
   gradNorm @6 :Float64;
+  worker @7 :Text;   # the reporting worker's id: a report from one that no longer has the job is ignored
 }
 
 # A version a job published: its whole checkpoint (adapter, AdamW state, data
@@ -372,6 +373,7 @@ struct TrainVersion {
   version @1 :UInt64;
   evalLoss @2 :Float64;
   checkpoint @3 :Data;
+  worker @4 :Text;   # as TrainProgress.worker
 }
 
 # ---- Appended with training runs on a cluster. ----

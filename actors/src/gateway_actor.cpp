@@ -338,6 +338,7 @@ void lose_worker(Self self, size_t w, const std::string& why) {
   if (worker.lost) return;
   log_warn("gateway: worker {} lost ({}); placing its requests again", worker.view.id, why);
   worker.lost = true;
+  if (s.options.job_host) caf::anon_send(s.options.job_host, leave_atom::value, worker.view.id);
   worker.view.draining = true;  // placement skips it
   std::vector<uint64_t> orphans;
   for (const auto& [id, route] : s.routes)

@@ -73,9 +73,10 @@ Result<TrainJobSpec> read_train_job(const TrainJobWire& wire) {
   return s;
 }
 
-TrainProgressWire train_progress_wire(const std::string& job, const TrainingStepRecord& rec) {
+TrainProgressWire train_progress_wire(const std::string& job, const std::string& worker, const TrainingStepRecord& rec) {
   return TrainProgressWire::from([&](schema::TrainProgress::Builder b) {
     b.setJob(job);
+    b.setWorker(worker);
     b.setStep(rec.step);
     b.setLoss(rec.loss);
     b.setTokens(rec.tokens);
@@ -85,7 +86,7 @@ TrainProgressWire train_progress_wire(const std::string& job, const TrainingStep
   });
 }
 
-Result<std::pair<std::string, TrainingStepRecord>> read_train_progress(const TrainProgressWire& wire) {
+Result<TrainProgressMsg> read_train_progress(const TrainProgressWire& wire) {
   auto d = wire.decode();
   if (!d.ok()) return d.error();
   auto r = d->get();
@@ -97,13 +98,14 @@ Result<std::pair<std::string, TrainingStepRecord>> read_train_progress(const Tra
   rec.lr = r.getLr();
   rec.grad_norm = r.getGradNorm();
   if (rec.step < 1) return make_error(ErrorCode::kInvalidArgument, "TrainProgress.step: must be >= 1");
-  return std::pair{as_string(r.getJob()), rec};
+  return TrainProgressMsg{as_string(r.getJob()), as_string(r.getWorker()), rec};
 }
 
-TrainVersionWire train_version_wire(const std::string& job, uint64_t version, double eval_loss,
-                                    std::string_view checkpoint) {
+TrainVersionWire train_version_wire(const std::string& job, const std::string& worker, uint64_t version,
+                                    double eval_loss, std::string_view checkpoint) {
   return TrainVersionWire::from([&](schema::TrainVersion::Builder b) {
     b.setJob(job);
+    b.setWorker(worker);
     b.setVersion(version);
     b.setEvalLoss(eval_loss);
     b.setCheckpoint(kj::arrayPtr(reinterpret_cast<const kj::byte*>(checkpoint.data()), checkpoint.size()));
@@ -116,6 +118,7 @@ Result<TrainVersionMsg> read_train_version(const TrainVersionWire& wire) {
   auto r = d->get();
   TrainVersionMsg m;
   m.job = as_string(r.getJob());
+  m.worker = as_string(r.getWorker());
   m.version = r.getVersion();
   m.eval_loss = r.getEvalLoss();
   auto ck = r.getCheckpoint();

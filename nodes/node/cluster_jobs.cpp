@@ -30,6 +30,7 @@ job_host_actor::behavior_type job_host_behavior(job_host_actor::stateful_pointer
         self->state.jobs->joined(worker, trainer);
       },
       [self](run_atom, const RunAnswerWire& wire) { self->state.jobs->run_answered(wire); },
+      [self](leave_atom, const std::string& worker) { self->state.jobs->unheard(worker); },
   };
 }
 
@@ -93,17 +94,42 @@ void ClusterJobs::lost(const caf::actor_addr& trainer) {
   std::lock_guard lock(mu_);
   auto it = std::find_if(trainers_.begin(), trainers_.end(),
                          [&](const Trainer& t) { return caf::actor_cast<caf::actor_addr>(t.handle) == trainer; });
+  if (it != trainers_.end()) lose(it, "its link went down");
+}
+
+void ClusterJobs::unheard(const std::string& worker) {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(trainers_.begin(), trainers_.end(), [&](const Trainer& t) { return t.worker == worker; });
   if (it == trainers_.end()) return;
+  // Its link is up but it stopped answering (a hung host): should it wake,
+  // the cancels queued here stop what it trained, and its late reports are
+  // ignored (they name a worker that no longer has the job).
+  for (const auto& [name, job] : jobs_)
+    if (job.worker == worker) caf::anon_send(it->handle, cancel_atom::value, name);
+  lose(it, "its heartbeats stopped");
+}
+
+void ClusterJobs::lose(std::vector<Trainer>::iterator it, const char* why) {
   const std::string worker = it->worker;
   trainers_.erase(it);
   runs_->lost(worker);  // fails its runs' calls in flight: callbacks, but none into this object
   for (auto& [name, job] : jobs_)
     if (job.worker == worker) {
-      log_warn("fine-tuning: job {} lost its worker '{}'; it goes on elsewhere from step {}", name, worker,
+      log_warn("fine-tuning: job {} lost its worker '{}' ({}); it goes on elsewhere from step {}", name, worker, why,
                job.mirror->steps_done());
       job.worker.clear();
     }
   dispatch();
+}
+
+// Under mu_: whether `worker` trains `job` now; a late report of a worker
+// that lost it (its heartbeats stopped, then it woke) is dropped.
+bool ClusterJobs::reported_by_owner(const std::string& job, const std::string& worker, const char* what) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return false;  // cancelled or finished meanwhile
+  if (it->second.worker == worker) return true;
+  log_warn("fine-tuning: job {}: a {} from worker '{}', which no longer trains it, was ignored", job, what, worker);
+  return false;
 }
 
 void ClusterJobs::dispatch() {
@@ -139,11 +165,10 @@ void ClusterJobs::progressed(const TrainProgressWire& wire) {
   std::shared_ptr<TrainingJob> mirror;
   {
     std::lock_guard lock(mu_);
-    auto it = jobs_.find(rec->first);
-    if (it == jobs_.end()) return;  // cancelled meanwhile
-    mirror = it->second.mirror;
+    if (!reported_by_owner(rec->job, rec->worker, "progress report")) return;
+    mirror = jobs_.at(rec->job).mirror;
   }
-  if (progress_) progress_(*mirror, rec->second);
+  if (progress_) progress_(*mirror, rec->record);
 }
 
 void ClusterJobs::published(const TrainVersionWire& wire) {
@@ -152,9 +177,8 @@ void ClusterJobs::published(const TrainVersionWire& wire) {
   std::shared_ptr<TrainingJob> mirror;
   {
     std::lock_guard lock(mu_);
-    auto it = jobs_.find(v->job);
-    if (it == jobs_.end()) return;  // cancelled meanwhile
-    mirror = it->second.mirror;
+    if (!reported_by_owner(v->job, v->worker, "version")) return;
+    mirror = jobs_.at(v->job).mirror;
   }
   // The mirror takes the version's state (its fingerprint must match: the
   // same config, base and data), then FineTuning publishes it from there.

@@ -12,7 +12,7 @@
 //
 //   add(job) ─ no trainer joined ─> waiting ─ a trainer joins ─┐
 //            └──────────────────────────────────────────────────┴─> sent to the trainer with the fewest jobs
-//   version (the last) ─> published, forgotten      trainer down ─> its jobs waiting again (from their last version)
+//   version (the last) ─> published, forgotten      trainer down or unheard ─> its jobs waiting again (from their last version)
 //   cancel ─> the trainer stops it, forgotten
 //
 // Thread-safe: add and cancel come from FineTuning's threads, the reports
@@ -57,6 +57,9 @@ class ClusterJobs final : public JobRunner {
   // The job host actor's thread.
   void joined(const std::string& worker, actors::trainer_actor trainer);
   void lost(const caf::actor_addr& trainer);
+  // The gateway stopped hearing `worker` (its heartbeat timeout) while its
+  // link stayed up: its jobs move and its runs fail as if it were gone.
+  void unheard(const std::string& worker);
   void progressed(const actors::TrainProgressWire& wire);
   void published(const actors::TrainVersionWire& wire);
   void run_answered(const actors::RunAnswerWire& wire) { runs_->answered(wire); }
@@ -72,6 +75,9 @@ class ClusterJobs final : public JobRunner {
   };
   // Under mu_: sends every waiting job to the trainer with the fewest.
   void dispatch();
+  // Under mu_: forgets a trainer; its jobs wait for another.
+  void lose(std::vector<Trainer>::iterator it, const char* why);
+  bool reported_by_owner(const std::string& job, const std::string& worker, const char* what);
 
   int64_t publish_every_;
   TrainingWork::Publish publish_;

@@ -111,9 +111,11 @@ class AdapterFetcher {
 // the sink the job came with.
 class WorkerTraining {
  public:
-  WorkerTraining(std::unique_ptr<LoraTrainingBackend> backend, const ModelConfig& base, int64_t publish_every)
+  WorkerTraining(std::unique_ptr<LoraTrainingBackend> backend, const ModelConfig& base, int64_t publish_every,
+                 std::string worker_id)
       : backend_(std::move(backend)),
         base_(base),
+        worker_id_(std::move(worker_id)),
         work_(*backend_, std::max<int64_t>(1, publish_every),
               [this](const std::string& job, uint64_t version, std::shared_ptr<const LoraWeights>, double eval_loss) {
                 on_version(job, version, eval_loss);
@@ -160,7 +162,7 @@ class WorkerTraining {
   void cancel(const std::string& job) {
     work_.cancel(job);
     std::lock_guard lock(mu_);
-    jobs_.erase(job);
+    if (jobs_.erase(job)) log_info("worker: job {} stopped here (the gateway cancelled it or moved it)", job);
   }
   // Every job of a sink that went down (its gateway is gone: the next one
   // sends them again), and its training runs (their clients went with it).
@@ -307,7 +309,7 @@ class WorkerTraining {
   void on_step(const TrainingJob& job, const TrainingStepRecord& rec) {
     std::lock_guard lock(mu_);
     auto it = jobs_.find(job.name());
-    if (it != jobs_.end()) caf::anon_send(it->second.sink, progress_atom::value, train_progress_wire(job.name(), rec));
+    if (it != jobs_.end()) caf::anon_send(it->second.sink, progress_atom::value, train_progress_wire(job.name(), worker_id_, rec));
   }
   void on_version(const std::string& name, uint64_t version, double eval_loss) {
     std::lock_guard lock(mu_);
@@ -334,13 +336,14 @@ class WorkerTraining {
         log_error("worker: job {}: version {} could not be sent: {}", o.job, o.version, bytes.error().to_string());
         continue;
       }
-      caf::anon_send(o.sink, version_atom::value, train_version_wire(o.job, o.version, o.eval_loss, bytes.value()));
+      caf::anon_send(o.sink, version_atom::value, train_version_wire(o.job, worker_id_, o.version, o.eval_loss, bytes.value()));
       if (o.last) log_info("worker: job {} finished", o.job);
     }
   }
 
   std::unique_ptr<LoraTrainingBackend> backend_;
   ModelConfig base_;
+  std::string worker_id_;  // what its reports say they come from
   TrainingWork work_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -629,7 +632,7 @@ Result<std::unique_ptr<ClusterWorker>> ClusterWorker::start(const ClusterWorkerO
   setup->load_adapter = [fetcher = p.fetcher](const AdapterId& id) { return fetcher->load(id); };
   // Fine-tuning jobs the gateway sends train here between inference steps.
   if (auto backend = training_backend(*setup->executor, ck.value())) {
-    p.training = std::make_unique<WorkerTraining>(std::move(backend), cfg, o.node.fine_tuning_publish_every);
+    p.training = std::make_unique<WorkerTraining>(std::move(backend), cfg, o.node.fine_tuning_publish_every, w->id_);
     setup->background = &p.training->work();
     setup->background_share = o.node.training_share;
     p.trainer = sys.spawn(trainer_behavior, p.training.get());

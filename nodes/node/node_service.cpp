@@ -391,20 +391,21 @@ Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {
   go.max_wait_for_worker_ms = o.max_wait_for_worker_ms;
   go.drain_workers = !gateway_role;
   go.placement.policy = o.placement;
+  job_host_actor jobs;
+  if (gateway_role && s->fine_tuning_) {
+    auto runner = std::make_unique<ClusterJobs>(sys, o.fine_tuning_publish_every, s->fine_tuning_->publish_callback(),
+                                                s->fine_tuning_->progress_callback());
+    jobs = runner->host();
+    s->fine_tuning_->set_runner(std::move(runner));
+    actors->before_shutdown = [ft = s->fine_tuning_.get()] { ft->stop(); };
+    go.job_host = jobs;
+  }
   actors->gateway = sys.spawn(gateway_behavior, actors->registry, go);
   if (gateway_role) {
     ClusterDoorOptions door;
     door.base_model = s->model_name_;
     door.base_fingerprint = s->base_fingerprint_;
     door.secret = o.cluster_secret;
-    job_host_actor jobs;
-    if (s->fine_tuning_) {
-      auto runner = std::make_unique<ClusterJobs>(sys, o.fine_tuning_publish_every, s->fine_tuning_->publish_callback(),
-                                                  s->fine_tuning_->progress_callback());
-      jobs = runner->host();
-      s->fine_tuning_->set_runner(std::move(runner));
-      actors->before_shutdown = [ft = s->fine_tuning_.get()] { ft->stop(); };
-    }
     actors->door = sys.spawn(cluster_door_behavior, actors->gateway, actors->registry, door, jobs);
     auto port = o.cluster_tls.enabled()
                     ? caf::openssl::publish(actors->door, o.cluster_port, o.cluster_host.c_str(), /*reuse=*/true)

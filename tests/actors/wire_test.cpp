@@ -429,26 +429,28 @@ TEST(TrainJobWire, ConfigExamplesAndCheckpointRoundTrip) {
 
 TEST(TrainProgressAndVersionWires, RoundTripAndRefuseWhatCannotBe) {
   TrainingStepRecord rec{12, 1.0 / 7.0, 300, 41, 2e-4, 0.125};
-  auto p = read_train_progress(train_progress_wire("ftjob-2", rec));
+  auto p = read_train_progress(train_progress_wire("ftjob-2", "w7", rec));
   ASSERT_TRUE(p.ok()) << p.error().to_string();
-  EXPECT_EQ(p->first, "ftjob-2");
-  EXPECT_EQ(p->second.step, 12);
-  EXPECT_EQ(p->second.loss, rec.loss);
-  EXPECT_EQ(p->second.tokens, 300);
-  EXPECT_EQ(p->second.target_tokens, 41);
-  EXPECT_EQ(p->second.lr, rec.lr);
-  EXPECT_EQ(p->second.grad_norm, rec.grad_norm);
+  EXPECT_EQ(p->job, "ftjob-2");
+  EXPECT_EQ(p->worker, "w7");
+  EXPECT_EQ(p->record.step, 12);
+  EXPECT_EQ(p->record.loss, rec.loss);
+  EXPECT_EQ(p->record.tokens, 300);
+  EXPECT_EQ(p->record.target_tokens, 41);
+  EXPECT_EQ(p->record.lr, rec.lr);
+  EXPECT_EQ(p->record.grad_norm, rec.grad_norm);
   rec.step = 0;
-  EXPECT_FALSE(read_train_progress(train_progress_wire("ftjob-2", rec)).ok());
-  auto v = read_train_version(train_version_wire("ftjob-2", 3, std::numeric_limits<double>::quiet_NaN(), "ck"));
+  EXPECT_FALSE(read_train_progress(train_progress_wire("ftjob-2", "w7", rec)).ok());
+  auto v = read_train_version(train_version_wire("ftjob-2", "w7", 3, std::numeric_limits<double>::quiet_NaN(), "ck"));
   ASSERT_TRUE(v.ok()) << v.error().to_string();
+  EXPECT_EQ(v->worker, "w7");
   EXPECT_EQ(v->version, 3u);
   EXPECT_TRUE(std::isnan(v->eval_loss));
   EXPECT_EQ(v->checkpoint, "ck");
-  EXPECT_FALSE(read_train_version(train_version_wire("ftjob-2", 3, 0.5, "")).ok());
+  EXPECT_FALSE(read_train_version(train_version_wire("ftjob-2", "w7", 3, 0.5, "")).ok());
   // Another kind is refused before any field is read.
   EXPECT_FALSE(read_train_version(TrainVersionWire::adopt(TrainProgressWire::kKind,
-                                                          train_progress_wire("x", TrainingStepRecord{1}).bytes()))
+                                                          train_progress_wire("x", "w7", TrainingStepRecord{1}).bytes()))
                    .ok());
 }
 

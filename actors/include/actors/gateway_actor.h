@@ -70,6 +70,10 @@ struct GatewayOptions {
   // gateway): stop taking requests, answer once every routed one has ended,
   // and leave the workers serving (for the next gateway).
   bool drain_workers = true;
+  // A cluster's fine-tuning job host, told (leave) of each worker lost by
+  // its heartbeats, so its jobs move too (one lost by its link going down,
+  // the job host sees itself). Null: none.
+  job_host_actor job_host;
 };
 
 struct GatewayState {

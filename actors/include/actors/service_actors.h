@@ -99,10 +99,12 @@ using trainer_actor =
                      caf::reacts_to<run_atom, RunCallWire, run_sink_actor>>;
 
 // The gateway's job host: trainers join through the door (add_worker: the
-// worker's id and its trainer), and it is every trainer's job sink.
+// worker's id and its trainer), and it is every trainer's job sink; the
+// gateway tells it (leave: the worker's id) of a worker it stopped hearing.
 using job_host_actor =
     caf::typed_actor<caf::reacts_to<progress_atom, TrainProgressWire>, caf::reacts_to<version_atom, TrainVersionWire>,
-                     caf::reacts_to<add_worker_atom, std::string, trainer_actor>, caf::reacts_to<run_atom, RunAnswerWire>>;
+                     caf::reacts_to<add_worker_atom, std::string, trainer_actor>, caf::reacts_to<run_atom, RunAnswerWire>,
+                     caf::reacts_to<leave_atom, std::string>>;
 
 // What a scheduler tells the gateway: its worker's load reports (for
 // placement) and each request's final event (to unpin its version and forget

@@ -28,17 +28,22 @@ struct TrainJobSpec {
 TrainJobWire train_job_wire(const TrainingJob& job, std::string_view checkpoint, int64_t publish_every);
 Result<TrainJobSpec> read_train_job(const TrainJobWire& wire);
 
-TrainProgressWire train_progress_wire(const std::string& job, const TrainingStepRecord& rec);
-Result<std::pair<std::string, TrainingStepRecord>> read_train_progress(const TrainProgressWire& wire);
+// Reports name the worker that sends them (`worker`).
+struct TrainProgressMsg {
+  std::string job, worker;
+  TrainingStepRecord record;
+};
+TrainProgressWire train_progress_wire(const std::string& job, const std::string& worker, const TrainingStepRecord& rec);
+Result<TrainProgressMsg> read_train_progress(const TrainProgressWire& wire);
 
 struct TrainVersionMsg {
-  std::string job;
+  std::string job, worker;
   uint64_t version = 0;
   double eval_loss = 0;
   std::string checkpoint;
 };
-TrainVersionWire train_version_wire(const std::string& job, uint64_t version, double eval_loss,
-                                    std::string_view checkpoint);
+TrainVersionWire train_version_wire(const std::string& job, const std::string& worker, uint64_t version,
+                                    double eval_loss, std::string_view checkpoint);
 Result<TrainVersionMsg> read_train_version(const TrainVersionWire& wire);
 
 // A training run's call (the gateway's) and its answer (the trainer's).
