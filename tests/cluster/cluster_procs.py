@@ -42,6 +42,7 @@ class Cluster:
             text = self.gateway_out.read()
             if "workers join on" in text:
                 self.http_port = int(text.split("http://")[1].split(":")[1].split()[0])
+                self.rpc_port = int(text.split("rpc://")[1].split(":")[1].split()[0]) if "rpc://" in text else None
                 host_port = text.split("workers join on ")[1].split()[0]
                 self.join_host, self.cluster_port = host_port.rsplit(":", 1)
                 return

@@ -7,11 +7,15 @@ base cannot do, publish makes a version the gateway's /v1/completions serves,
 and save_state keeps its state on the gateway. The run's worker is then killed
 with SIGKILL: the run's next call answers 503 naming the lost worker, and a run
 opened from the saved state on the other worker goes on exactly (the same loss
-on the same batch, bit for bit, and the next step number).
+on the same batch, bit for bit, and the next step number). With
+--training-loop, the RPC API's example client trains its own run through the
+gateway too.
 
-  cluster_runs_test.py --cli build/nodes/myriad --node build/nodes/myriad-node
+  cluster_runs_test.py --cli build/nodes/myriad --node build/nodes/myriad-node \
+      [--training-loop build/nodes/myriad-training-loop]
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +35,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", required=True)
     ap.add_argument("--node", required=True)
+    ap.add_argument("--training-loop", help="nodes/examples' RPC client, run through the gateway too")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="myriad-cluster-runs-")
     model = work + "/tiny"
@@ -128,6 +133,16 @@ def main():
         assert fb["loss"] == probe_loss, (fb["loss"], probe_loss)
         code, st = call("optim_step", {"learning_rate": 0.01})
         assert code == 200 and st["step"] == steps + 1, (code, st)
+
+        # The RPC API's TrainingRun through the gateway: the example client's loop.
+        if a.training_loop:
+            r = subprocess.run([a.training_loop, "--server", f"127.0.0.1:{cl.rpc_port}", "--name", "letters-rpc"],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, (r.stdout, r.stderr, cl.log_tails())
+            summary = json.loads(r.stdout[r.stdout.rfind("{"):])
+            log("RPC loop through the gateway:", json.dumps(summary))
+            assert summary["adapter"] == "default/letters-rpc@2", summary
+            assert summary["held_out_correct"] >= 13 and summary["held_out_correct_before"] <= 3, summary
 
         code, listed = call_json(port, "GET", "/v1/training_runs")
         assert code == 200 and len(listed["data"]) == 2, listed
