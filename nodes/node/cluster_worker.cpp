@@ -178,37 +178,36 @@ class WorkerTraining {
     for (const std::string& name : gone) cancel(name);
   }
 
-  // A training run's call (the trainer actor's thread). Each is answered to
-  // its sink from the worker's thread, where the run's calls run in order.
-  // True when it opened a run (the actor then monitors the sink).
-  bool run_call(const RunCallWire& wire, run_sink_actor sink) {
+  // A training run's call (the trainer actor's thread). Each runs on the
+  // worker's thread, in the order sent, and is answered from there to the
+  // run's sink (looked up then: the closures hold no actor handle, so none
+  // outlives stop()). True when it opened a run (the actor then monitors
+  // the sink).
+  bool run_call(const RunCallWire& wire, const run_sink_actor& sink) {
     auto msg = read_run_call(wire);
     if (!msg.ok()) {
       log_error("worker: a training run call was refused: {}", msg.error().to_string());
       return false;
     }
-    RunAnswerMsg base;
-    base.run = msg->run;
-    base.call = msg->call;
-    auto fail = [sink, base](const Error& e) mutable {
-      base.error = e;
-      caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+    RunAnswerMsg head;
+    head.run = msg->run;
+    head.call = msg->call;
+    auto refuse = [&](const Error& e) {
+      RunAnswerMsg m = head;
+      m.error = e;
+      caf::anon_send(sink, run_atom::value, run_answer_wire(m));
+      return false;
     };
     if (msg->op == RunOp::kOpen) {
       auto run = open_run(msg.value());
-      if (!run.ok()) {
-        fail(run.error());
-        return false;
+      if (!run.ok()) return refuse(run.error());
+      {
+        std::lock_guard lock(mu_);
+        if (stopping_) return refuse(make_error(ErrorCode::kUnavailable, "the worker is stopping"));
+        runs_[msg->run] = HeldRun{run.value(), sink};
       }
-      std::lock_guard lock(mu_);
-      if (stopping_) {
-        fail(make_error(ErrorCode::kUnavailable, "the worker is stopping"));
-        return false;
-      }
-      runs_[msg->run] = HeldRun{std::move(run.value()), sink};
-      log_info("worker: training run {} of {} opened (step {})", msg->run, runs_[msg->run].run->adapter_name(),
-               msg->steps);
-      caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+      log_info("worker: training run {} of {} opened (step {})", msg->run, run.value()->adapter_name(), msg->steps);
+      caf::anon_send(sink, run_atom::value, run_answer_wire(head));
       return true;
     }
     std::shared_ptr<LocalTrainingRun> run;
@@ -216,48 +215,47 @@ class WorkerTraining {
       std::lock_guard lock(mu_);
       auto it = runs_.find(msg->run);
       if (it != runs_.end()) run = it->second.run;
-      if (run && msg->op == RunOp::kClose) runs_.erase(it);  // calls posted before keep it until they answer
+      // Calls posted before keep the run until they ran; nobody waits for their answers.
+      if (run && msg->op == RunOp::kClose) runs_.erase(it);
     }
     if (msg->op == RunOp::kClose) return false;
-    if (!run) {
-      fail(make_error(ErrorCode::kUnavailable, "training run " + msg->run +
-                                                   " is not open on this worker (it restarted, or the run failed to "
-                                                   "open): open it again from a saved state"));
-      return false;
-    }
+    if (!run)
+      return refuse(make_error(ErrorCode::kUnavailable, "training run " + msg->run +
+                                                            " is not open on this worker (it restarted, or the run "
+                                                            "failed to open): open it again from a saved state"));
     switch (msg->op) {
       case RunOp::kForwardBackward:
-        run->forward_backward(std::move(msg->batch), [sink, base, fail](Result<ForwardBackwardResult> r) mutable {
-          if (!r.ok()) return fail(r.error());
-          base.kind = RunAnswerMsg::Kind::kForwardBackward;
-          base.loss = r->loss;
-          base.tokens = r->tokens;
-          base.target_tokens = r->target_tokens;
-          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+        run->forward_backward(std::move(msg->batch), [this, head](Result<ForwardBackwardResult> r) mutable {
+          if (!r.ok()) return answer_error(std::move(head), r.error());
+          head.kind = RunAnswerMsg::Kind::kForwardBackward;
+          head.loss = r->loss;
+          head.tokens = r->tokens;
+          head.target_tokens = r->target_tokens;
+          answer(head);
         });
         break;
       case RunOp::kOptimStep:
-        run->optim_step(msg->learning_rate, msg->max_grad_norm, [sink, base, fail](Result<OptimStepResult> r) mutable {
-          if (!r.ok()) return fail(r.error());
-          base.kind = RunAnswerMsg::Kind::kOptimStep;
-          base.step = r->step;
-          base.grad_norm = r->grad_norm;
-          base.accumulated = r->accumulated;
-          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+        run->optim_step(msg->learning_rate, msg->max_grad_norm, [this, head](Result<OptimStepResult> r) mutable {
+          if (!r.ok()) return answer_error(std::move(head), r.error());
+          head.kind = RunAnswerMsg::Kind::kOptimStep;
+          head.step = r->step;
+          head.grad_norm = r->grad_norm;
+          head.accumulated = r->accumulated;
+          answer(head);
         });
         break;
       case RunOp::kSnapshot:
       case RunOp::kState: {
         const bool with_moments = msg->op == RunOp::kState;
-        run->state([sink, base, fail, with_moments](Result<std::shared_ptr<const TrainingRunState>> r) mutable {
-          if (!r.ok()) return fail(r.error());
+        run->state([this, head, with_moments](Result<std::shared_ptr<const TrainingRunState>> r) mutable {
+          if (!r.ok()) return answer_error(std::move(head), r.error());
           // A few MB of copies for a rank-16 adapter, between steps.
           auto bytes = safetensors_bytes(run_state_tensors(*r.value(), with_moments));
-          if (!bytes.ok()) return fail(bytes.error());
-          base.kind = RunAnswerMsg::Kind::kTensors;
-          base.safetensors = std::move(bytes.value());
-          base.steps = r.value()->steps;
-          caf::anon_send(sink, run_atom::value, run_answer_wire(base));
+          if (!bytes.ok()) return answer_error(std::move(head), bytes.error());
+          head.kind = RunAnswerMsg::Kind::kTensors;
+          head.safetensors = std::move(bytes.value());
+          head.steps = r.value()->steps;
+          answer(head);
         });
         break;
       }
@@ -275,6 +273,22 @@ class WorkerTraining {
     std::shared_ptr<LocalTrainingRun> run;
     run_sink_actor sink;
   };
+
+  // To the sink of the answer's run, unless it was closed or the worker stops.
+  void answer(const RunAnswerMsg& m) {
+    run_sink_actor sink;
+    {
+      std::lock_guard lock(mu_);
+      auto it = runs_.find(m.run);
+      if (stopping_ || it == runs_.end()) return;
+      sink = it->second.sink;
+    }
+    caf::anon_send(sink, run_atom::value, run_answer_wire(m));
+  }
+  void answer_error(RunAnswerMsg m, const Error& e) {
+    m.error = e;
+    answer(m);
+  }
 
   Result<std::shared_ptr<LocalTrainingRun>> open_run(const RunCallMsg& msg) {
     auto options = run_options_from_json(msg.options_json);
@@ -309,7 +323,8 @@ class WorkerTraining {
   void on_step(const TrainingJob& job, const TrainingStepRecord& rec) {
     std::lock_guard lock(mu_);
     auto it = jobs_.find(job.name());
-    if (it != jobs_.end()) caf::anon_send(it->second.sink, progress_atom::value, train_progress_wire(job.name(), worker_id_, rec));
+    if (it != jobs_.end())
+      caf::anon_send(it->second.sink, progress_atom::value, train_progress_wire(job.name(), worker_id_, rec));
   }
   void on_version(const std::string& name, uint64_t version, double eval_loss) {
     std::lock_guard lock(mu_);
@@ -336,7 +351,8 @@ class WorkerTraining {
         log_error("worker: job {}: version {} could not be sent: {}", o.job, o.version, bytes.error().to_string());
         continue;
       }
-      caf::anon_send(o.sink, version_atom::value, train_version_wire(o.job, worker_id_, o.version, o.eval_loss, bytes.value()));
+      caf::anon_send(o.sink, version_atom::value,
+                     train_version_wire(o.job, worker_id_, o.version, o.eval_loss, bytes.value()));
       if (o.last) log_info("worker: job {} finished", o.job);
     }
   }
