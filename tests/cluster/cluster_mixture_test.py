@@ -9,19 +9,16 @@ adapter's own when named directly.
 
   cluster_mixture_test.py --cli build/nodes/myriad --node build/nodes/myriad-node
 """
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from math import comb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_procs import Cluster, call_json  # noqa: E402
+from cluster_procs import call_json, run_tiny_cluster_test  # noqa: E402
 
 
 def log(*a):
@@ -37,84 +34,62 @@ def adjusted_rand_index(a, b):
     return (sum_ij - expected) / ((sum_a + sum_b) / 2 - expected)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cli", required=True)
-    ap.add_argument("--node", required=True)
-    a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="myriad-cluster-mixture-")
-    model = work + "/tiny"
-    for cmd in ([a.cli, "make-model", "--shape", "tiny", "--seed", "11", "--dtype", "f32", "--init-std", "0.08",
-                 "--out", model],
-                [a.cli, "moe", "corpus", "--per-domain", "20", "--seed", "5", "--out", work + "/corpus.jsonl",
-                 "--labels", work + "/labels.json"]):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(" ".join(cmd[:3]) + " failed: " + r.stderr)
-    cl = Cluster(a.node, work, model, slots=4)
-    ok = False
-    try:
-        cl.start_gateway()
-        for wid in ("w1", "w2"):
-            cl.start_worker(wid)
-        cl.wait_workers_up(2)
-        port = cl.http_port
-        r = subprocess.run(["curl", "-s", "-F", "purpose=fine-tune", "-F", "file=@" + work + "/corpus.jsonl",
-                            f"http://127.0.0.1:{port}/v1/files"], capture_output=True, text=True, timeout=60)
-        file_id = json.loads(r.stdout)["id"]
-        code, build = call_json(port, "POST", "/v1/mixtures", {
-            "name": "desk", "training_file": file_id, "k": 4, "seed": 1,
-            "hyperparameters": {"steps": 10, "learning_rate": 1e-2, "batch_tokens": 256, "rank": 8}})
-        assert code == 200 and build["status"] == "training", (code, build)
-        code, assignments = call_json(port, "GET", f"/v1/mixture_builds/{build['id']}/assignments")
-        with open(work + "/labels.json") as f:
-            labels = json.load(f)
-        ari = adjusted_rand_index(labels, assignments)
-        log(f"build {build['id']}: {build['lines']} lines in {len(build['clusters'])} clusters, ARI {ari:.3f}")
-        assert ari >= 0.9, ari
+def scenario(cl, work, a):
+    r = subprocess.run([a.cli, "moe", "corpus", "--per-domain", "20", "--seed", "5", "--out", work + "/corpus.jsonl",
+                        "--labels", work + "/labels.json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cl.start_gateway()
+    for wid in ("w1", "w2"):
+        cl.start_worker(wid)
+    cl.wait_workers_up(2)
+    port = cl.http_port
+    r = subprocess.run(["curl", "-s", "-F", "purpose=fine-tune", "-F", "file=@" + work + "/corpus.jsonl",
+                        f"http://127.0.0.1:{port}/v1/files"], capture_output=True, text=True, timeout=60)
+    file_id = json.loads(r.stdout)["id"]
+    code, build = call_json(port, "POST", "/v1/mixtures", {
+        "name": "desk", "training_file": file_id, "k": 4, "seed": 1,
+        "hyperparameters": {"steps": 10, "learning_rate": 1e-2, "batch_tokens": 256, "rank": 8}})
+    assert code == 200 and build["status"] == "training", (code, build)
+    code, assignments = call_json(port, "GET", f"/v1/mixture_builds/{build['id']}/assignments")
+    with open(work + "/labels.json") as f:
+        labels = json.load(f)
+    ari = adjusted_rand_index(labels, assignments)
+    log(f"build {build['id']}: {build['lines']} lines in {len(build['clusters'])} clusters, ARI {ari:.3f}")
+    assert ari >= 0.9, ari
 
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            code, done = call_json(port, "GET", "/v1/mixture_builds/" + build["id"])
-            if done["status"] != "training":
-                break
-            time.sleep(0.2)
-        log("build:", done["status"], done["experts"], done["progress"])
-        assert done["status"] == "succeeded", (done, cl.log_tails())
-        assert done["progress"]["step"] == 40 and len(done["experts"]) == 4, done
-        # Its four jobs trained on both workers.
-        trained_on = set()
-        for wid in cl.workers:
-            with open(f"{work}/{wid}.log") as f:
-                if "worker: training job" in f.read():
-                    trained_on.add(wid)
-        assert trained_on == {"w1", "w2"}, trained_on
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        code, done = call_json(port, "GET", "/v1/mixture_builds/" + build["id"])
+        if done["status"] != "training":
+            break
+        time.sleep(0.2)
+    log("build:", done["status"], done["experts"], done["progress"])
+    assert done["status"] == "succeeded", (done, cl.log_tails())
+    assert done["progress"]["step"] == 40 and len(done["experts"]) == 4, done
+    # Its four jobs trained on both workers.
+    trained_on = set()
+    for wid in cl.workers:
+        with open(f"{work}/{wid}.log") as f:
+            if "worker: training job" in f.read():
+                trained_on.add(wid)
+    assert trained_on == {"w1", "w2"}, trained_on
 
-        chosen = set()
-        for prompt in ("KYC CHECK | client_id=482913 | document=passport | sanctions_screen=",
-                       "Section 12.3 Policy summary: the Licensee shall indemnify and hold harmless any"):
-            body = {"model": "desk", "prompt": prompt, "max_tokens": 6, "temperature": 0}
-            code, got = call_json(port, "POST", "/v1/completions", body)
-            assert code == 200 and len(got["experts"]) == 1, (code, got)
-            expert = got["experts"][0]["name"]
-            chosen.add(expert)
-            code, direct = call_json(port, "POST", "/v1/completions", dict(body, model="desk." + expert))
-            assert code == 200, (code, direct)
-            log(f"{prompt[:24]!r} -> {expert}: {got['choices'][0]['text']!r}, named directly "
-                f"{direct['choices'][0]['text']!r}")
-            assert got["choices"][0]["text"] == direct["choices"][0]["text"], (got, direct)
-        assert len(chosen) == 2, chosen
-        ok = True
-        log("passed")
-    finally:
-        cl.stop()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            log("left", work)
-            print(cl.log_tails(), flush=True)
-    return 0 if ok else 1
+    chosen = set()
+    for prompt in ("KYC CHECK | client_id=482913 | document=passport | sanctions_screen=",
+                   "Section 12.3 Policy summary: the Licensee shall indemnify and hold harmless any"):
+        body = {"model": "desk", "prompt": prompt, "max_tokens": 6, "temperature": 0}
+        code, got = call_json(port, "POST", "/v1/completions", body)
+        assert code == 200 and len(got["experts"]) == 1, (code, got)
+        expert = got["experts"][0]["name"]
+        chosen.add(expert)
+        code, direct = call_json(port, "POST", "/v1/completions", dict(body, model="desk." + expert))
+        assert code == 200, (code, direct)
+        log(f"{prompt[:24]!r} -> {expert}: {got['choices'][0]['text']!r}, named directly "
+            f"{direct['choices'][0]['text']!r}")
+        assert got["choices"][0]["text"] == direct["choices"][0]["text"], (got, direct)
+    assert len(chosen) == 2, chosen
+    log("passed")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tiny_cluster_test("mixture", scenario, slots=4))

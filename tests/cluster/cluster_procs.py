@@ -2,6 +2,7 @@
 tests/cluster/cluster_test.py and bench/cluster.py: a gateway, worker
 processes (optionally in their own network namespace over a veth pair), and
 the OpenAI-compatible calls the clients make."""
+import argparse
 import http.client
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -170,6 +172,16 @@ def last_letter(w):
     return w[-1].upper()
 
 
+def letters_right(port, model, words):
+    """How many of `words` `model` answers with their last letter (one greedy token each)."""
+    n = 0
+    for w in words:
+        out = post_json(port, "/v1/completions", {"model": model, "prompt": w, "max_tokens": 1, "temperature": 0})
+        assert out["error"] is None, out
+        n += out["text"] == last_letter(w)
+    return n
+
+
 def post_json(port, path, body, timeout=180):
     """One completion; a dict: status, text (None on error), error, finals ([DONE] lines when streamed),
     ttft_s (seconds to the first streamed token), elapsed_s."""
@@ -306,3 +318,35 @@ def make_tls_files(work):
             return None, f"`{' '.join(step)}` failed: {r.stderr.strip()}"
     return ["--cluster-tls-cert", d + "/member.pem", "--cluster-tls-key", d + "/member.key",
             "--cluster-tls-ca", d + "/ca.pem"], ""
+
+
+def run_tiny_cluster_test(tag, body, slots=2, gateway_args=(), options=()):
+    """The frame of the fine-tuning cluster tests: flags --cli and --node (and `options`, (flag, help) pairs),
+    a random tiny model (seed 11, f32, init std 0.08: one the letter task can teach) in a fresh folder, and a
+    Cluster over it (not started) for body(cl, work, args). The folder goes when body returns; when it
+    raises, the folder stays and the processes' log tails are printed. Every process is stopped either way.
+    Returns the exit status."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--node", required=True)
+    for flag, help_text in options:
+        ap.add_argument(flag, help=help_text)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix=f"myriad-cluster-{tag}-")
+    r = subprocess.run([args.cli, "make-model", "--shape", "tiny", "--seed", "11", "--dtype", "f32", "--init-std",
+                        "0.08", "--out", work + "/tiny"], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("make-model failed: " + r.stderr)
+    cl = Cluster(args.node, work, work + "/tiny", slots=slots, gateway_args=gateway_args)
+    ok = False
+    try:
+        body(cl, work, args)
+        ok = True
+    finally:
+        cl.stop()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"[cluster-{tag}] left", work, flush=True)
+            print(cl.log_tails(), flush=True)
+    return 0 if ok else 1
