@@ -64,7 +64,16 @@ void ClusterRuns::lost(const std::string& worker) {
   std::vector<Pending> failed;
   {
     std::lock_guard lock(mu_);
-    trainers_.erase(worker);
+    if (auto t = trainers_.find(worker); t != trainers_.end()) {
+      // Queued for a worker that only hung: should it wake, it frees them.
+      for (const std::string& run : open_runs_[worker]) {
+        RunCallMsg close;
+        close.run = run;
+        close.op = RunOp::kClose;
+        caf::anon_send(t->second, actors::run_atom::value, actors::run_call_wire(close), sink_);
+      }
+      trainers_.erase(t);
+    }
     open_runs_.erase(worker);
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second.worker != worker) {
@@ -125,10 +134,10 @@ void ClusterRuns::call(const std::string& worker, RunCallMsg msg, std::function<
   if (done) done(stopped ? make_error(ErrorCode::kUnavailable, "the gateway is stopping") : worker_gone(worker, msg.run));
 }
 
-void ClusterRuns::closed(const std::string& worker) {
+void ClusterRuns::closed(const std::string& worker, const std::string& run) {
   std::lock_guard lock(mu_);
   auto it = open_runs_.find(worker);
-  if (it != open_runs_.end() && it->second > 0) --it->second;
+  if (it != open_runs_.end()) it->second.erase(run);
 }
 
 Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions options, const ModelConfig& base,
@@ -138,19 +147,22 @@ Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions option
     std::lock_guard lock(mu_);
     if (stopped_) return make_error(ErrorCode::kUnavailable, "the gateway is stopping");
     for (const auto& [name, _] : trainers_)
-      if (worker.empty() || open_runs_[name] < open_runs_[worker]) worker = name;
+      if (worker.empty() || open_runs_[name].size() < open_runs_[worker].size()) worker = name;
     if (worker.empty())
       return make_error(ErrorCode::kUnavailable, "no worker that trains has joined this gateway yet");
-    ++open_runs_[worker];
   }
   RunCallMsg msg;
   msg.run = "wrun-" + random_hex(24);
+  {
+    std::lock_guard lock(mu_);
+    open_runs_[worker].insert(msg.run);
+  }
   msg.op = RunOp::kOpen;
   msg.options_json = run_options_json(options);
   if (from) {
     auto bytes = safetensors_bytes(run_state_tensors(*from, true));
     if (!bytes.ok()) {
-      closed(worker);
+      closed(worker, msg.run);
       return bytes.error();
     }
     msg.state = std::move(bytes.value());
@@ -178,7 +190,7 @@ ClusterTrainingRun::~ClusterTrainingRun() {
   msg.run = id_;
   msg.op = RunOp::kClose;
   runs_->call(worker_, std::move(msg), nullptr);
-  runs_->closed(worker_);
+  runs_->closed(worker_, id_);
 }
 
 void ClusterTrainingRun::forward_backward(std::vector<TrainingExample> batch,

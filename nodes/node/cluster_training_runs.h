@@ -9,6 +9,8 @@
 //   forward_backward | optim_step | snapshot | state ─> that trainer ─> answer
 //   the run dropped (DELETE, the RPC capability released) ─> close
 //   the worker lost ─> its calls in flight and every later call: kUnavailable
+//                      (a close of each of its runs is sent first: a hung
+//                      worker that wakes lets go of their state)
 //
 // A run does not move when its worker is lost: its state was on that worker
 // only. The client opens a new run from its last saved state (save_state,
@@ -25,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <caf/all.hpp>
@@ -59,7 +62,7 @@ class ClusterRuns : public std::enable_shared_from_this<ClusterRuns> {
   void call(const std::string& worker, actors::RunCallMsg msg,
             std::function<void(Result<actors::RunAnswerMsg>)> done);
   // Forgets a closed run of `worker` (fewer open runs there).
-  void closed(const std::string& worker);
+  void closed(const std::string& worker, const std::string& run);
 
  private:
   struct Pending {
@@ -70,7 +73,7 @@ class ClusterRuns : public std::enable_shared_from_this<ClusterRuns> {
   std::mutex mu_;
   actors::run_sink_actor sink_;
   std::map<std::string, actors::trainer_actor> trainers_;  // by worker
-  std::map<std::string, int64_t> open_runs_;              // by worker
+  std::map<std::string, std::set<std::string>> open_runs_;  // by worker: its runs' ids
   std::map<uint64_t, Pending> pending_;                   // by call
   uint64_t next_call_ = 1;
   bool stopped_ = false;

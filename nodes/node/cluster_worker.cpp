@@ -218,7 +218,10 @@ class WorkerTraining {
       // Calls posted before keep the run until they ran; nobody waits for their answers.
       if (run && msg->op == RunOp::kClose) runs_.erase(it);
     }
-    if (msg->op == RunOp::kClose) return false;
+    if (msg->op == RunOp::kClose) {
+      if (run) log_info("worker: training run {} of {} closed", msg->run, run->adapter_name());
+      return false;
+    }
     if (!run)
       return refuse(make_error(ErrorCode::kUnavailable, "training run " + msg->run +
                                                             " is not open on this worker (it restarted, or the run "

@@ -5,8 +5,8 @@ on a cluster of a gateway and two worker processes on 127.0.0.1. Once the
 gateway's heartbeat timeout passes, the job goes on on the other worker from
 its last version and the run's waiting call answers 503 naming the hung
 worker. When the hung worker wakes (SIGCONT) it stops the job it had (the
-gateway's cancel waited for it), nothing it reports late counts, and the job
-ends with exactly its steps and versions.
+gateway's cancel waited for it) and closes the run it held, nothing it
+reports late counts, and the job ends with exactly its steps and versions.
 
   cluster_hung_test.py --cli build/nodes/myriad --node build/nodes/myriad-node
 """
@@ -108,7 +108,10 @@ def scenario(cl, work, a):
     assert len(done["myriad"]["versions"]) == 40, done["myriad"]["versions"]
     time.sleep(0.5)
     with open(f"{work}/{victim}.log") as f:
-        assert f"worker: job {job['id']} stopped here" in f.read(), cl.log_tails()
+        text = f.read()
+    assert f"worker: job {job['id']} stopped here" in text, cl.log_tails()
+    # It let go of the run it held too (a close waited for it).
+    assert re.search("worker: training run wrun-[0-9a-f]+ of default/probe closed", text), cl.log_tails()
     events = get_json(port, "/v1/fine_tuning/jobs/" + job["id"] + "/events?limit=10000")["data"]
     steps = sorted(e["data"]["step"] for e in events if e.get("type") == "metrics")
     assert steps[-1] == 400, steps[-5:]
