@@ -385,7 +385,8 @@ TEST(TrainJobWire, ConfigExamplesAndCheckpointRoundTrip) {
   eval[0].targets = {0, 0, 1, 1};
   auto job = TrainingJob::create("ftjob-1", base, c, train, eval);
   ASSERT_TRUE(job.ok()) << job.error().to_string();
-  const std::string checkpoint("\x01\x02safetensors bytes\x00!", 24);
+  constexpr char kBytes[] = "\x01\x02safetensors bytes\x00!";  // an embedded NUL: the length is the array's
+  const std::string checkpoint(kBytes, sizeof kBytes - 1);
   auto back = read_train_job(train_job_wire(*job.value(), checkpoint, 20));
   ASSERT_TRUE(back.ok()) << back.error().to_string();
   EXPECT_EQ(back->job, "ftjob-1");
