@@ -18,8 +18,9 @@ using actors::RunOp;
 
 namespace {
 Error worker_gone(const std::string& worker, const std::string& run) {
-  return make_error(ErrorCode::kUnavailable, "worker '" + worker + "', which held training run " + run +
-                                                 ", is gone: open a new run from its last saved state (save_state)");
+  return make_error(ErrorCode::kUnavailable,
+                    "worker '" + worker + "', which held training run " + run +
+                        ", is gone: open a new run from its last saved state (save_state)");
 }
 }  // namespace
 
@@ -84,8 +85,7 @@ void ClusterRuns::lost(const std::string& worker) {
       it = pending_.erase(it);
     }
   }
-  for (Pending& p : failed)
-    if (p.done) p.done(worker_gone(p.worker, p.run));
+  for (Pending& p : failed) p.done(worker_gone(p.worker, p.run));
 }
 
 void ClusterRuns::stop() {
@@ -98,8 +98,7 @@ void ClusterRuns::stop() {
     for (auto& [_, p] : pending_) failed.push_back(std::move(p));
     pending_.clear();
   }
-  for (Pending& p : failed)
-    if (p.done) p.done(make_error(ErrorCode::kUnavailable, "the gateway is stopping"));
+  for (Pending& p : failed) p.done(make_error(ErrorCode::kUnavailable, "the gateway is stopping"));
 }
 
 void ClusterRuns::answered(const actors::RunAnswerWire& wire) {
@@ -109,16 +108,17 @@ void ClusterRuns::answered(const actors::RunAnswerWire& wire) {
   {
     std::lock_guard lock(mu_);
     auto it = pending_.find(answer->call);
-    if (it == pending_.end() || it->second.run != answer->run) return;  // failed meanwhile (its worker was lost)
+    if (it == pending_.end() || it->second.run != answer->run)
+      return;  // failed meanwhile (its worker was lost)
     p = std::move(it->second);
     pending_.erase(it);
   }
-  if (!p.done) return;
   if (answer->error) return p.done(*answer->error);
   p.done(std::move(answer.value()));
 }
 
-void ClusterRuns::call(const std::string& worker, RunCallMsg msg, std::function<void(Result<RunAnswerMsg>)> done) {
+void ClusterRuns::call(const std::string& worker, RunCallMsg msg,
+                       std::function<void(Result<RunAnswerMsg>)> done) {
   bool stopped;
   {
     std::lock_guard lock(mu_);
@@ -126,12 +126,14 @@ void ClusterRuns::call(const std::string& worker, RunCallMsg msg, std::function<
     auto it = trainers_.find(worker);
     if (!stopped && it != trainers_.end()) {
       msg.call = next_call_++;
-      pending_[msg.call] = Pending{worker, msg.run, std::move(done)};
+      if (done) pending_[msg.call] = Pending{worker, msg.run, std::move(done)};  // a close has no answer
       caf::anon_send(it->second, actors::run_atom::value, actors::run_call_wire(msg), sink_);
       return;
     }
   }
-  if (done) done(stopped ? make_error(ErrorCode::kUnavailable, "the gateway is stopping") : worker_gone(worker, msg.run));
+  if (done)
+    done(stopped ? make_error(ErrorCode::kUnavailable, "the gateway is stopping")
+                 : worker_gone(worker, msg.run));
 }
 
 void ClusterRuns::closed(const std::string& worker, const std::string& run) {
@@ -168,12 +170,15 @@ Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions option
     msg.state = std::move(bytes.value());
     msg.steps = from->steps;
   }
-  auto run = std::make_shared<ClusterTrainingRun>(std::move(options), base, msg.run, worker, shared_from_this());
+  auto run =
+      std::make_shared<ClusterTrainingRun>(std::move(options), base, msg.run, worker, shared_from_this());
   // Its later calls queue behind the open on the trainer; a failed open
   // (the worker stopping) makes each of them answer why.
   const std::string name = run->adapter_name(), id = msg.run;
   call(worker, std::move(msg), [name, id, worker](Result<RunAnswerMsg> r) {
-    if (!r.ok()) log_warn("training run {} ({}) did not open on worker '{}': {}", name, id, worker, r.error().to_string());
+    if (!r.ok())
+      log_warn("training run {} ({}) did not open on worker '{}': {}", name, id, worker,
+               r.error().to_string());
   });
   log_info("training run {} ({}) opened on worker '{}'", name, id, worker);
   return std::shared_ptr<TrainingRun>(std::move(run));
@@ -183,7 +188,11 @@ Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions option
 
 ClusterTrainingRun::ClusterTrainingRun(TrainingRunOptions options, const ModelConfig& base, std::string id,
                                        std::string worker, std::shared_ptr<ClusterRuns> runs)
-    : TrainingRun(std::move(options)), base_(base), id_(std::move(id)), worker_(std::move(worker)), runs_(std::move(runs)) {}
+    : TrainingRun(std::move(options)),
+      base_(base),
+      id_(std::move(id)),
+      worker_(std::move(worker)),
+      runs_(std::move(runs)) {}
 
 ClusterTrainingRun::~ClusterTrainingRun() {
   RunCallMsg msg;
@@ -225,7 +234,8 @@ void ClusterTrainingRun::optim_step(double learning_rate, double max_grad_norm,
   });
 }
 
-Result<TrainingRunState> ClusterTrainingRun::read_tensors(const RunAnswerMsg& answer, bool with_moments) const {
+Result<TrainingRunState> ClusterTrainingRun::read_tensors(const RunAnswerMsg& answer,
+                                                          bool with_moments) const {
   if (answer.kind != RunAnswerMsg::Kind::kTensors)
     return make_error(ErrorCode::kInternal, "the worker answered another call");
   std::vector<std::byte> bytes(answer.safetensors.size());
@@ -247,8 +257,9 @@ void ClusterTrainingRun::snapshot(std::function<void(Result<RunSnapshot>)> done)
     if (!r.ok()) return done(r.error());
     auto state = self->read_tensors(r.value(), false);
     if (!state.ok()) return done(state.error());
-    done(RunSnapshot{std::make_shared<const LoraWeights>(to_lora_weights(state->params, self->options_.adapter)),
-                     state->steps});
+    done(RunSnapshot{
+        std::make_shared<const LoraWeights>(to_lora_weights(state->params, self->options_.adapter)),
+        state->steps});
   });
 }
 

@@ -21,6 +21,7 @@
 // caller's thread when the call cannot be sent), never under the lock.
 #pragma once
 
+#include <caf/all.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -29,8 +30,6 @@
 #include <optional>
 #include <set>
 #include <string>
-
-#include <caf/all.hpp>
 
 #include "actors/service_actors.h"
 #include "actors/training_wire.h"
@@ -72,9 +71,9 @@ class ClusterRuns : public std::enable_shared_from_this<ClusterRuns> {
 
   std::mutex mu_;
   actors::run_sink_actor sink_;
-  std::map<std::string, actors::trainer_actor> trainers_;  // by worker
+  std::map<std::string, actors::trainer_actor> trainers_;   // by worker
   std::map<std::string, std::set<std::string>> open_runs_;  // by worker: its runs' ids
-  std::map<uint64_t, Pending> pending_;                   // by call
+  std::map<uint64_t, Pending> pending_;                     // by call
   uint64_t next_call_ = 1;
   bool stopped_ = false;
 };
