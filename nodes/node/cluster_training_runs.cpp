@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -144,6 +143,16 @@ void ClusterRuns::closed(const std::string& worker, const std::string& run) {
 
 Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions options, const ModelConfig& base,
                                                        std::optional<TrainingRunState> from) {
+  RunCallMsg msg;
+  msg.run = "wrun-" + random_hex(24);
+  msg.op = RunOp::kOpen;
+  msg.options_json = run_options_json(options);
+  if (from) {
+    auto bytes = safetensors_bytes(run_state_tensors(*from, true));
+    if (!bytes.ok()) return bytes.error();
+    msg.state = std::move(bytes.value());
+    msg.steps = from->steps;
+  }
   std::string worker;
   {
     std::lock_guard lock(mu_);
@@ -152,23 +161,7 @@ Result<std::shared_ptr<TrainingRun>> ClusterRuns::open(TrainingRunOptions option
       if (worker.empty() || open_runs_[name].size() < open_runs_[worker].size()) worker = name;
     if (worker.empty())
       return make_error(ErrorCode::kUnavailable, "no worker that trains has joined this gateway yet");
-  }
-  RunCallMsg msg;
-  msg.run = "wrun-" + random_hex(24);
-  {
-    std::lock_guard lock(mu_);
     open_runs_[worker].insert(msg.run);
-  }
-  msg.op = RunOp::kOpen;
-  msg.options_json = run_options_json(options);
-  if (from) {
-    auto bytes = safetensors_bytes(run_state_tensors(*from, true));
-    if (!bytes.ok()) {
-      closed(worker, msg.run);
-      return bytes.error();
-    }
-    msg.state = std::move(bytes.value());
-    msg.steps = from->steps;
   }
   auto run =
       std::make_shared<ClusterTrainingRun>(std::move(options), base, msg.run, worker, shared_from_this());
@@ -234,45 +227,32 @@ void ClusterTrainingRun::optim_step(double learning_rate, double max_grad_norm,
   });
 }
 
-Result<TrainingRunState> ClusterTrainingRun::read_tensors(const RunAnswerMsg& answer,
-                                                          bool with_moments) const {
-  if (answer.kind != RunAnswerMsg::Kind::kTensors)
-    return make_error(ErrorCode::kInternal, "the worker answered another call");
-  std::vector<std::byte> bytes(answer.safetensors.size());
-  std::memcpy(bytes.data(), answer.safetensors.data(), bytes.size());
-  auto file = SafetensorsFile::from_bytes(std::move(bytes), "training run " + id_ + "'s tensors");
-  if (!file.ok()) return file.error();
-  TrainingRunState state = initial_run_state(base_, options_);
-  MYRIAD_TRY(read_run_state_tensors(*file.value(), state, with_moments));
-  state.steps = answer.steps;
-  return state;
+void ClusterTrainingRun::fetch_state(RunOp op, std::function<void(Result<TrainingRunState>)> done) {
+  RunCallMsg msg;
+  msg.run = id_;
+  msg.op = op;
+  const bool with_moments = op == RunOp::kState;  // a snapshot carries the adapter alone
+  auto self = std::static_pointer_cast<ClusterTrainingRun>(shared_from_this());
+  runs_->call(worker_, std::move(msg), [self, with_moments, done = std::move(done)](Result<RunAnswerMsg> r) {
+    if (!r.ok()) return done(r.error());
+    if (r->kind != RunAnswerMsg::Kind::kTensors)
+      return done(make_error(ErrorCode::kInternal, "the worker answered another call"));
+    done(run_state_from_bytes(r->safetensors, "training run " + self->id_ + "'s tensors", self->base_,
+                              self->options_, with_moments, r->steps));
+  });
 }
 
 void ClusterTrainingRun::snapshot(std::function<void(Result<RunSnapshot>)> done) {
-  RunCallMsg msg;
-  msg.run = id_;
-  msg.op = RunOp::kSnapshot;
-  auto self = std::static_pointer_cast<ClusterTrainingRun>(shared_from_this());
-  runs_->call(worker_, std::move(msg), [self, done = std::move(done)](Result<RunAnswerMsg> r) {
-    if (!r.ok()) return done(r.error());
-    auto state = self->read_tensors(r.value(), false);
-    if (!state.ok()) return done(state.error());
-    done(RunSnapshot{
-        std::make_shared<const LoraWeights>(to_lora_weights(state->params, self->options_.adapter)),
-        state->steps});
+  fetch_state(RunOp::kSnapshot, [adapter = options_.adapter, done = std::move(done)](Result<TrainingRunState> s) {
+    if (!s.ok()) return done(s.error());
+    done(RunSnapshot{std::make_shared<const LoraWeights>(to_lora_weights(s->params, adapter)), s->steps});
   });
 }
 
 void ClusterTrainingRun::state(std::function<void(Result<std::shared_ptr<const TrainingRunState>>)> done) {
-  RunCallMsg msg;
-  msg.run = id_;
-  msg.op = RunOp::kState;
-  auto self = std::static_pointer_cast<ClusterTrainingRun>(shared_from_this());
-  runs_->call(worker_, std::move(msg), [self, done = std::move(done)](Result<RunAnswerMsg> r) {
-    if (!r.ok()) return done(r.error());
-    auto state = self->read_tensors(r.value(), true);
-    if (!state.ok()) return done(state.error());
-    done(std::make_shared<const TrainingRunState>(std::move(state.value())));
+  fetch_state(RunOp::kState, [done = std::move(done)](Result<TrainingRunState> s) {
+    if (!s.ok()) return done(s.error());
+    done(std::make_shared<const TrainingRunState>(std::move(s.value())));
   });
 }
 

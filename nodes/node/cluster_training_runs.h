@@ -97,8 +97,9 @@ class ClusterTrainingRun final : public TrainingRun {
   const std::string& worker() const { return worker_; }
 
  private:
-  // The answer's tensors read into a state of this run's shape.
-  Result<TrainingRunState> read_tensors(const actors::RunAnswerMsg& answer, bool with_moments) const;
+  // The run's state as the worker has it (kSnapshot: the adapter alone,
+  // zero moments; kState: with its AdamW moments).
+  void fetch_state(actors::RunOp op, std::function<void(Result<TrainingRunState>)> done);
 
   ModelConfig base_;
   std::string id_, worker_;

@@ -9,7 +9,6 @@
 #include <caf/openssl/all.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <cstdlib>
@@ -303,14 +302,10 @@ class WorkerTraining {
       return make_error(ErrorCode::kInvalidArgument, "RunCall.open: the run's targets are out of range");
     auto run = std::make_shared<LocalTrainingRun>(options.value(), base_, work_, *backend_);
     if (msg.state.empty()) return run;
-    std::vector<std::byte> bytes(msg.state.size());
-    std::memcpy(bytes.data(), msg.state.data(), bytes.size());
-    auto file = SafetensorsFile::from_bytes(std::move(bytes), "training run " + msg.run + "'s saved state");
-    if (!file.ok()) return file.error();
-    TrainingRunState state = initial_run_state(base_, options.value());
-    MYRIAD_TRY(read_run_state_tensors(*file.value(), state, true));
-    state.steps = msg.steps;
-    run->restore(std::move(state));
+    auto state = run_state_from_bytes(msg.state, "training run " + msg.run + "'s saved state", base_, options.value(),
+                                      true, msg.steps);
+    if (!state.ok()) return state.error();
+    run->restore(std::move(state.value()));
     return run;
   }
   struct Outgoing {

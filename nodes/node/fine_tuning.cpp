@@ -360,6 +360,16 @@ bool is_checkpoint_id(const std::string& id) {
   return id.size() > 5 && id.size() <= 64 && id.rfind("ckpt-", 0) == 0 &&
          std::all_of(id.begin() + 5, id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
+
+// A non-negative count a run checkpoint's metadata keeps under `key` as
+// decimal digits ("steps", "created_at"); nullopt when absent or malformed.
+std::optional<int64_t> metadata_count(const SafetensorsFile& file, const char* key) {
+  auto it = file.metadata().find(key);
+  if (it == file.metadata().end() || it->second.empty() || it->second.size() > 15 ||
+      !std::all_of(it->second.begin(), it->second.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(it->second);
+}
 }  // namespace
 
 Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, const json& request) {
@@ -420,15 +430,12 @@ Result<std::shared_ptr<TrainingRun>> FineTuning::open_run(const Caller& caller, 
   if (!from) return runner_->open_run(std::move(o), base_->config(), std::nullopt);
   // The saved state, read into the shape these options give (a tensor of
   // another shape is an error; nothing is made then).
-  TrainingRunState state = initial_run_state(base_->config(), o);
-  MYRIAD_TRY(read_run_state_tensors(*from, state, true));
-  auto steps = from->metadata().find("steps");
-  if (steps == from->metadata().end() || steps->second.empty() ||
-      !std::all_of(steps->second.begin(), steps->second.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      steps->second.size() > 15)
-    return make_error(ErrorCode::kBadFile, from->path() + ": its step count is malformed");
-  state.steps = std::stoll(steps->second);
-  return runner_->open_run(std::move(o), base_->config(), std::move(state));
+  auto state = read_run_state(*from, base_->config(), o, true, 0);
+  if (!state.ok()) return state.error();
+  const auto steps = metadata_count(*from, "steps");
+  if (!steps) return make_error(ErrorCode::kBadFile, from->path() + ": its step count is malformed");
+  state->steps = *steps;
+  return runner_->open_run(std::move(o), base_->config(), std::move(state.value()));
 }
 
 Result<json> FineTuning::save_run_state(const TrainingRun& run, const TrainingRunState& state) {
@@ -463,24 +470,16 @@ json FineTuning::list_run_checkpoints(const Caller& caller) const {
     auto file = SafetensorsFile::open(entry.path().string());
     if (!file.ok()) continue;  // unreadable: open_run says why when it is named
     const auto& meta = file.value()->metadata();
-    auto tenant = meta.find("tenant"), adapter = meta.find("adapter"), steps = meta.find("steps"),
-         created = meta.find("created_at");
+    auto tenant = meta.find("tenant"), adapter = meta.find("adapter");
     if (tenant == meta.end() || !caller.sees(tenant->second)) continue;
-    int64_t created_at = 0;
-    if (created != meta.end() && !created->second.empty() && created->second.size() < 16 &&
-        std::all_of(created->second.begin(), created->second.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      created_at = std::stoll(created->second);
-    else  // saved before the metadata kept it
-      created_at = int64_t(std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::file_clock::to_sys(fs::last_write_time(entry.path(), ec)).time_since_epoch())
-                               .count());
-    int64_t step = 0;
-    if (steps != meta.end() && !steps->second.empty() && steps->second.size() < 16 &&
-        std::all_of(steps->second.begin(), steps->second.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      step = std::stoll(steps->second);
+    // Saved before the metadata kept its time: the file's.
+    const int64_t created_at = metadata_count(*file.value(), "created_at").value_or(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::file_clock::to_sys(fs::last_write_time(entry.path(), ec)).time_since_epoch())
+            .count());
     seen.push_back({{"object", "training_run.checkpoint"},
                     {"id", id},
-                    {"step", step},
+                    {"step", metadata_count(*file.value(), "steps").value_or(0)},
                     {"adapter", adapter == meta.end() ? "" : adapter->second},
                     {"created_at", created_at}});
   }

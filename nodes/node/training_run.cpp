@@ -17,19 +17,26 @@ std::vector<TensorToWrite> run_state_tensors(const TrainingRunState& state, bool
   return tensors;
 }
 
-Status read_run_state_tensors(const SafetensorsFile& file, TrainingRunState& state, bool with_moments) {
-  MYRIAD_TRY(read_lora_tensors(file, state.params, "params."));
-  if (!with_moments) return ok_status();
-  MYRIAD_TRY(read_lora_tensors(file, state.m, "adam_m."));
-  return read_lora_tensors(file, state.v, "adam_v.");
-}
-
-TrainingRunState initial_run_state(const ModelConfig& base, const TrainingRunOptions& options) {
+Result<TrainingRunState> read_run_state(const SafetensorsFile& file, const ModelConfig& base,
+                                        const TrainingRunOptions& options, bool with_moments, int64_t steps) {
   TrainingRunState state;
-  state.params = init_lora_params(base, options.targets, options.seed);
+  state.params = init_lora_params(base, options.targets, options.seed);  // the shape to read into
   state.m = state.params.zeros_like();
   state.v = state.params.zeros_like();
+  MYRIAD_TRY(read_lora_tensors(file, state.params, "params."));
+  if (with_moments) {
+    MYRIAD_TRY(read_lora_tensors(file, state.m, "adam_m."));
+    MYRIAD_TRY(read_lora_tensors(file, state.v, "adam_v."));
+  }
+  state.steps = steps;
   return state;
+}
+
+Result<TrainingRunState> run_state_from_bytes(std::string_view bytes, const std::string& what, const ModelConfig& base,
+                                              const TrainingRunOptions& options, bool with_moments, int64_t steps) {
+  auto file = SafetensorsFile::from_bytes(bytes, what);
+  if (!file.ok()) return file.error();
+  return read_run_state(*file.value(), base, options, with_moments, steps);
 }
 
 LocalTrainingRun::LocalTrainingRun(TrainingRunOptions options, const ModelConfig& base, TrainingWork& work,

@@ -79,11 +79,14 @@ struct RunSnapshot {
 // `with_moments` "adam_m." and "adam_v."): a run checkpoint's and the
 // cluster's messages' layout.
 std::vector<TensorToWrite> run_state_tensors(const TrainingRunState& state, bool with_moments);
-// Reads them into `state`, shaped for the run (init_lora_params); kBadFile
-// naming a tensor that is missing or misshaped.
-Status read_run_state_tensors(const SafetensorsFile& file, TrainingRunState& state, bool with_moments);
-// A state shaped for a run of `options` on `base`: its initial adapter, zero moments.
-TrainingRunState initial_run_state(const ModelConfig& base, const TrainingRunOptions& options);
+// Reads them into a state shaped for a run of `options` on `base` (without
+// `with_moments`, its AdamW moments stay zero), with `steps`; kBadFile naming
+// a tensor that is missing or misshaped.
+Result<TrainingRunState> read_run_state(const SafetensorsFile& file, const ModelConfig& base,
+                                        const TrainingRunOptions& options, bool with_moments, int64_t steps);
+// The same from safetensors bytes (a cluster message's); errors name `what`.
+Result<TrainingRunState> run_state_from_bytes(std::string_view bytes, const std::string& what, const ModelConfig& base,
+                                              const TrainingRunOptions& options, bool with_moments, int64_t steps);
 
 class TrainingRun : public std::enable_shared_from_this<TrainingRun> {
  public:

@@ -182,6 +182,12 @@ Result<std::shared_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   return f;
 }
 
+Result<std::shared_ptr<SafetensorsFile>> SafetensorsFile::from_bytes(std::string_view bytes, const std::string& name) {
+  std::vector<std::byte> copy(bytes.size());
+  if (!bytes.empty()) std::memcpy(copy.data(), bytes.data(), bytes.size());
+  return from_bytes(std::move(copy), name);
+}
+
 Result<std::shared_ptr<SafetensorsFile>> SafetensorsFile::from_bytes(std::vector<std::byte> bytes,
                                                                      const std::string& name) {
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());

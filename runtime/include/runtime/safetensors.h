@@ -48,6 +48,8 @@ class SafetensorsFile {
   static Result<std::shared_ptr<SafetensorsFile>> open(const std::string& path);
   // Parses an in-memory image (the fuzz target and tests use this).
   static Result<std::shared_ptr<SafetensorsFile>> from_bytes(std::vector<std::byte> bytes, const std::string& name);
+  // The same over a copy of `bytes` (a message's payload, safetensors_bytes' output).
+  static Result<std::shared_ptr<SafetensorsFile>> from_bytes(std::string_view bytes, const std::string& name);
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;

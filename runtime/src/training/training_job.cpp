@@ -270,10 +270,8 @@ Result<std::string> TrainingJob::Snapshot::to_bytes() const {
 }
 
 Status TrainingJob::load_checkpoint_bytes(std::string_view bytes) {
-  std::vector<std::byte> image(bytes.size());
-  std::memcpy(image.data(), bytes.data(), bytes.size());
   const std::string where = "a checkpoint of job " + name_ + " (" + std::to_string(bytes.size()) + " bytes)";
-  auto file = SafetensorsFile::from_bytes(std::move(image), where);
+  auto file = SafetensorsFile::from_bytes(bytes, where);
   if (!file.ok()) return file.error();
   return load_checkpoint_file(*file.value(), where);
 }
