@@ -254,6 +254,8 @@ int main(int argc, char** argv) {
     int batch = 0;
     double ms = 0, gb_s = 0;
     double predicted = 0;  // base step / (base step + LoRA alone)
+    double shared_ms = 0;  // the same with one adapter shared by all rows
+    double shared_predicted = 0;
   };
   std::vector<KernelRow> kernel_rows;
   // The machine's read bandwidth, as bench/decode measures it (before and
@@ -261,33 +263,68 @@ int main(int argc, char** argv) {
   bench::Bandwidth bandwidth(ex.pool(), size_t(512) << 20);
   bandwidth.sample(3);
   // Each kernel set this CPU runs, the best first; lora_sgmv's is the first.
-  std::vector<gpu::cpu::LoraIsa> isas;
-  for (int i = int(gpu::cpu::lora_best_isa()); i >= int(gpu::cpu::LoraIsa::kAvx2); --i)
-    isas.push_back(gpu::cpu::LoraIsa(i));
-  struct IsaRow {
+  // The best set also runs module by module (no stacked q|k|v and gate|up
+  // pass), the way every step ran before the groups, interleaved likewise.
+  struct Variant {
     gpu::cpu::LoraIsa isa;
+    bool grouped = true;
+  };
+  std::vector<Variant> variants{{gpu::cpu::lora_best_isa(), true}, {gpu::cpu::lora_best_isa(), false}};
+  for (int i = int(gpu::cpu::lora_best_isa()) - 1; i >= int(gpu::cpu::LoraIsa::kAvx2); --i)
+    variants.push_back({gpu::cpu::LoraIsa(i), true});
+  struct IsaRow {
+    Variant variant;
     int batch = 0;
     double ms = 0;
   };
   std::vector<IsaRow> isa_rows;
+  auto variant_name = [](const Variant& v) {
+    return std::string(gpu::cpu::lora_isa_name(v.isa)) + (v.grouped ? "" : " module-by-module");
+  };
+  constexpr LinearModule kQkv[] = {LinearModule::kQ, LinearModule::kK, LinearModule::kV};
+  constexpr LinearModule kGateUp[] = {LinearModule::kGate, LinearModule::kUp};
   for (int batch : batches) {
-    std::vector<AdapterMix> mixes(static_cast<size_t>(batch));
-    for (int r = 0; r < batch; ++r) mixes[size_t(r)] = AdapterMix::single(r);
+    std::vector<AdapterMix> one_per_row(static_cast<size_t>(batch)), shared(static_cast<size_t>(batch));
+    for (int r = 0; r < batch; ++r) {
+      one_per_row[size_t(r)] = AdapterMix::single(r);
+      shared[size_t(r)] = AdapterMix::single(0);
+    }
     const int64_t widest = std::max(c.hidden_size, c.intermediate_size);
-    std::vector<float> x(size_t(batch * widest), 0.01f), y(size_t(batch * widest), 0.0f);
-    std::vector<double> best(isas.size(), 1e30);
-    for (int rep = 0; rep < 5 * repeats; ++rep)  // the kernel sets interleaved
-      for (size_t i = 0; i < isas.size(); ++i) {
-        gpu::cpu::lora_limit_isa(isas[i]);
+    std::vector<float> x(size_t(batch * widest), 0.01f);
+    std::vector<std::vector<float>> y(3, std::vector<float>(size_t(batch * widest), 0.0f));
+    float* const ys[] = {y[0].data(), y[1].data(), y[2].data()};
+    gpu::cpu::CpuLoraSlots& slots = *ex.lora_slots();
+    // One decode step's LoRA part, as the executor calls it.
+    auto step = [&](bool grouped, const std::vector<AdapterMix>& mixes) {
+      for (int l = 0; l < int(c.num_layers); ++l) {
+        if (grouped) {
+          slots.apply_group(l, kQkv, x.data(), ys, mixes);
+          slots.apply(l, LinearModule::kO, x.data(), ys[0], mixes);
+          slots.apply_group(l, kGateUp, x.data(), std::span<float* const>(ys, 2), mixes);
+          slots.apply(l, LinearModule::kDown, x.data(), ys[0], mixes);
+        } else {
+          for (int m = 0; m < kNumLinearModules; ++m) slots.apply(l, LinearModule(m), x.data(), ys[0], mixes);
+        }
+      }
+    };
+    std::vector<double> best(variants.size(), 1e30);
+    double best_shared = 1e30;
+    for (int rep = 0; rep < 5 * repeats; ++rep) {  // the variants interleaved
+      for (size_t i = 0; i < variants.size(); ++i) {
+        gpu::cpu::lora_limit_isa(variants[i].isa);
         const double t0 = bench::now_s();
-        for (int l = 0; l < int(c.num_layers); ++l)
-          for (int m = 0; m < kNumLinearModules; ++m)
-            ex.lora_slots()->apply(l, LinearModule(m), x.data(), y.data(), mixes);
+        step(variants[i].grouped, one_per_row);
         best[i] = std::min(best[i], bench::now_s() - t0);
       }
+      gpu::cpu::lora_limit_isa(variants[0].isa);
+      const double t0 = bench::now_s();
+      step(true, shared);
+      best_shared = std::min(best_shared, bench::now_s() - t0);
+    }
     gpu::cpu::lora_limit_isa(gpu::cpu::LoraIsa::kAvx512);
-    kernel_rows.push_back({batch, best[0] * 1e3, double(batch) * double(adapter_bytes) / best[0] / 1e9, 0.0});
-    for (size_t i = 1; i < isas.size(); ++i) isa_rows.push_back({isas[i], batch, best[i] * 1e3});
+    kernel_rows.push_back({batch, best[0] * 1e3, double(batch) * double(adapter_bytes) / best[0] / 1e9, 0.0,
+                           best_shared * 1e3, 0.0});
+    for (size_t i = 1; i < variants.size(); ++i) isa_rows.push_back({variants[i], batch, best[i] * 1e3});
   }
   bandwidth.sample(3);
 
@@ -299,6 +336,7 @@ int main(int argc, char** argv) {
   for (auto& k : kernel_rows) {
     const double base_ms = 1e3 * double(k.batch) / base_of(k.batch);
     k.predicted = base_ms / (base_ms + k.ms);
+    k.shared_predicted = base_ms / (base_ms + k.shared_ms);
   }
   double headline = 0;
   int headline_batch = 0;
@@ -332,13 +370,16 @@ int main(int argc, char** argv) {
     }
     std::printf("], \"lora_only_one_per_row\": [");
     for (size_t i = 0; i < kernel_rows.size(); ++i)
-      std::printf("%s{\"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g, \"predicted_vs_base\": %.4g}",
-                  i ? ", " : "", kernel_rows[i].batch, kernel_rows[i].ms, kernel_rows[i].gb_s, kernel_rows[i].predicted);
+      std::printf(
+          "%s{\"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g, \"predicted_vs_base\": %.4g, "
+          "\"shared_ms_per_step\": %.4g, \"shared_predicted_vs_base\": %.4g}",
+          i ? ", " : "", kernel_rows[i].batch, kernel_rows[i].ms, kernel_rows[i].gb_s,
+          kernel_rows[i].predicted, kernel_rows[i].shared_ms, kernel_rows[i].shared_predicted);
     std::printf("], \"lora_isa\": \"%s\", \"read_bandwidth_gb_s\": %.4g, \"lora_only_other_isas\": [",
                 gpu::cpu::lora_isa_name(gpu::cpu::lora_isa()), bandwidth.best());
     for (size_t i = 0; i < isa_rows.size(); ++i)
-      std::printf("%s{\"isa\": \"%s\", \"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g}", i ? ", " : "",
-                  gpu::cpu::lora_isa_name(isa_rows[i].isa), isa_rows[i].batch, isa_rows[i].ms,
+      std::printf("%s{\"isa\": \"%s\", \"batch\": %d, \"ms_per_step\": %.4g, \"adapter_gb_s\": %.4g}",
+                  i ? ", " : "", variant_name(isa_rows[i].variant).c_str(), isa_rows[i].batch, isa_rows[i].ms,
                   double(isa_rows[i].batch) * double(adapter_bytes) / isa_rows[i].ms / 1e6);
     std::printf("], \"one_adapter_per_row_vs_base\": {\"batch\": %d, \"ratio\": %.4g, \"target\": 0.8}}\n",
                 headline_batch, headline);
@@ -362,29 +403,39 @@ int main(int argc, char** argv) {
                 "base step %.1f ms => predicted %.1f%% of base\n",
                 k.batch, k.ms, k.gb_s, 1e3 * double(k.batch) / base_of(k.batch), 100.0 * k.predicted);
   }
-  std::printf("read bandwidth: %.1f GB/s (as bench/decode measures it, in this run); the LoRA part streams %s of it "
-              "(%s kernels)\n",
-              bandwidth.best(),
-              [&] {
-                std::string v;
-                for (const auto& k : kernel_rows) {
-                  if (!v.empty()) v += ", ";
-                  v += std::to_string(int(100.0 * k.gb_s / bandwidth.best() + 0.5));
-                  v += "% at batch ";
-                  v += std::to_string(k.batch);
-                }
-                return v;
-              }()
-                  .c_str(),
-              gpu::cpu::lora_isa_name(gpu::cpu::lora_isa()));
+  for (const auto& k : kernel_rows) {
+    std::printf(
+        "LoRA part alone, one adapter shared by all rows, batch %d: %.2f ms per decode step => predicted "
+        "%.1f%% "
+        "of base\n",
+        k.batch, k.shared_ms, 100.0 * k.shared_predicted);
+  }
+  std::printf(
+      "read bandwidth: %.1f GB/s (as bench/decode measures it, in this run); the LoRA part streams %s of it "
+      "(%s kernels)\n",
+      bandwidth.best(),
+      [&] {
+        std::string v;
+        for (const auto& k : kernel_rows) {
+          if (!v.empty()) v += ", ";
+          v += std::to_string(int(100.0 * k.gb_s / bandwidth.best() + 0.5));
+          v += "% at batch ";
+          v += std::to_string(k.batch);
+        }
+        return v;
+      }()
+          .c_str(),
+      gpu::cpu::lora_isa_name(gpu::cpu::lora_isa()));
   for (const IsaRow& r : isa_rows)
-    std::printf("  the same with the %s kernels, batch %d: %.2f ms per decode step (%.1f GB/s of adapter weights)\n",
-                gpu::cpu::lora_isa_name(r.isa), r.batch, r.ms, double(r.batch) * double(adapter_bytes) / r.ms / 1e6);
-  std::printf("\none adapter per row at batch %d: %.1f%% of base-only throughput (target >= 80%%)\n", headline_batch,
-              100.0 * headline);
-  std::printf("bound: each distinct adapter adds %.2f MB of A/B read per step (vs %.0f MB of base weights read once "
-              "for all rows) and %.2f%% extra MACs per row; with one adapter per row the adapter bytes grow with the "
-              "batch while the base bytes do not.\n",
-              double(adapter_bytes) / 1e6, base_bytes / 1e6, 100.0 * lora_macs / base_macs);
+    std::printf(
+        "  the same with the %s kernels, batch %d: %.2f ms per decode step (%.1f GB/s of adapter weights)\n",
+        variant_name(r.variant).c_str(), r.batch, r.ms, double(r.batch) * double(adapter_bytes) / r.ms / 1e6);
+  std::printf("\none adapter per row at batch %d: %.1f%% of base-only throughput (target >= 80%%)\n",
+              headline_batch, 100.0 * headline);
+  std::printf(
+      "bound: each distinct adapter adds %.2f MB of A/B read per step (vs %.0f MB of base weights read once "
+      "for all rows) and %.2f%% extra MACs per row; with one adapter per row the adapter bytes grow with the "
+      "batch while the base bytes do not.\n",
+      double(adapter_bytes) / 1e6, base_bytes / 1e6, 100.0 * lora_macs / base_macs);
   return 0;
 }

@@ -1,15 +1,18 @@
 // Multi-LoRA kernels against the plain double reference: a grid of
 // batch x adapters x rank (ranks differ between slots), rows with no adapter,
-// weighted mixtures, threaded partitions, and batch invariance.
+// weighted mixtures, threaded partitions, and batch invariance; the stacked
+// group pass (q|k|v, gate|up) bit for bit against one pass per module.
+#include "gpu/cpu/lora_sgmv.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <thread>
 
 #include "cpu_kernel_checks.h"
-#include "gpu/cpu/lora_sgmv.h"
 #include "gpu/devices.h"
 
 namespace myriad::gpu::cpu {
@@ -107,5 +110,118 @@ TEST(LoraSgmv, RowResultIsBatchInvariant) {
   }
 }
 
+// Module groups: `modules` modules reading one x (in columns), each of its
+// own width; per slot, module m has rank ranks[(slot + m) % size] (0 = not
+// targeted), its A stacked in one buffer as CpuLoraSlots stores them.
+struct GroupSlots {
+  std::vector<std::vector<float>> a32, bt32;  // [slot]: stacked A; [slot * modules + m]: Bᵀ
+  std::vector<std::vector<uint16_t>> a16, bt16;
+  std::vector<LoraGroupView> groups;               // [slot]
+  std::vector<std::vector<LoraModuleView>> views;  // [m][slot]
+};
+
+GroupSlots make_group_slots(std::mt19937& rng, DType dtype, int slots, int64_t in,
+                            const std::vector<int64_t>& outs, const std::vector<int>& ranks) {
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  const int modules = int(outs.size());
+  GroupSlots g;
+  g.a32.resize(size_t(slots));
+  g.bt32.resize(size_t(slots * modules));
+  g.views.assign(size_t(modules), std::vector<LoraModuleView>(size_t(slots)));
+  g.groups.resize(size_t(slots));
+  auto rank_of = [&](int s, int m) { return ranks[size_t(s + m) % ranks.size()]; };
+  for (int s = 0; s < slots; ++s) {
+    for (int m = 0; m < modules; ++m) {
+      for (int64_t i = 0; i < rank_of(s, m) * in; ++i) g.a32[size_t(s)].push_back(nd(rng));
+      for (int64_t i = 0; i < rank_of(s, m) * outs[size_t(m)]; ++i)
+        g.bt32[size_t(s * modules + m)].push_back(nd(rng));
+    }
+  }
+  if (dtype == DType::kBF16) {
+    for (const auto& v : g.a32)
+      g.a16.emplace_back(v.size()), std::transform(v.begin(), v.end(), g.a16.back().begin(), f32_to_bf16);
+    for (const auto& v : g.bt32)
+      g.bt16.emplace_back(v.size()), std::transform(v.begin(), v.end(), g.bt16.back().begin(), f32_to_bf16);
+  }
+  const size_t esize = dtype_size(dtype);
+  for (int s = 0; s < slots; ++s) {
+    const auto* a = reinterpret_cast<const std::byte*>(
+        dtype == DType::kBF16 ? static_cast<const void*>(g.a16[size_t(s)].data()) : g.a32[size_t(s)].data());
+    LoraGroupView& gv = g.groups[size_t(s)];
+    gv.a = a;
+    gv.dtype = dtype;
+    gv.num_modules = modules;
+    for (int m = 0; m < modules; ++m) {
+      const int r = rank_of(s, m);
+      const size_t bi = size_t(s * modules + m);
+      const void* bt =
+          dtype == DType::kBF16 ? static_cast<const void*>(g.bt16[bi].data()) : g.bt32[bi].data();
+      const LoraModuleView v =
+          r == 0 ? LoraModuleView{} : LoraModuleView{a, bt, r, 8.0f / float(r + m), dtype};
+      gv.modules[m] = v;
+      g.views[size_t(m)][size_t(s)] = v;
+      gv.rank_total += r;
+      a += size_t(r) * size_t(in) * esize;
+    }
+  }
+  return g;
+}
+
+void check_group(LoraIsa isa, DType dtype, bool mixtures, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t in = 72;
+  const std::vector<int64_t> outs{200, 72, 136};
+  const int slots = 6;
+  // Slot ranks differ per module; some modules untargeted (0); slot 5 with
+  // ranks {0, 0, 0} would target nothing (rank_total 0) at modules 0..2.
+  const GroupSlots g = make_group_slots(rng, dtype, slots, in, outs, {16, 0, 4, 8, 1, 0, 0});
+  for (int64_t t : {1, 5, 33}) {
+    std::vector<AdapterMix> mixes = make_mixes(rng, t, slots);
+    if (!mixtures)
+      for (auto& m : mixes)
+        if (m.count > 1) m.count = 1;
+    std::vector<float> x(size_t(t * in));
+    for (auto& e : x) e = nd(rng);
+    std::vector<std::vector<float>> y(outs.size());
+    for (size_t m = 0; m < outs.size(); ++m) {
+      y[m].resize(size_t(t * outs[m]));
+      for (auto& e : y[m]) e = nd(rng);
+    }
+    LoraBatchPlan plan;
+    plan.build(mixes);
+    LoraScratch scratch;
+    for (int threads : {1, 3}) {
+      const LoraParallelFor par = threads == 1 ? LoraParallelFor{} : thread_parallel(threads);
+      std::vector<std::vector<float>> got = y, each = y;
+      std::vector<float*> ys;
+      for (auto& v : got) ys.push_back(v.data());
+      lora_sgmv_group_isa(isa, plan, g.groups, x.data(), in, ys, outs, scratch, par);
+      for (size_t m = 0; m < outs.size(); ++m) {
+        lora_sgmv_isa(isa, plan, g.views[m], x.data(), in, each[m].data(), outs[m], scratch, par);
+        std::vector<float> ref = y[m];
+        lora_reference(mixes, g.views[m], x.data(), in, ref.data(), outs[m]);
+        const std::string what = std::string("group ") + lora_isa_name(isa) + " " + dtype_name(dtype) +
+                                 " seed=" + std::to_string(seed) + " T=" + std::to_string(t) +
+                                 " threads=" + std::to_string(threads) + " module " + std::to_string(m);
+        for (size_t i = 0; i < ref.size(); ++i)
+          ASSERT_EQ(got[m][i], each[m][i]) << what << " vs one pass, at " << i;
+        expect_lora_close(got[m], ref, what + " vs reference");
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(LoraSgmv, GroupPassEqualsOnePassPerModuleBitForBit) {
+  for (LoraIsa isa : {LoraIsa::kPortable, LoraIsa::kAvx2, LoraIsa::kAvx512}) {
+    if (isa > lora_best_isa()) continue;
+    for (DType dtype : {DType::kF32, DType::kBF16})
+      for (bool mixtures : {false, true}) {
+        check_group(isa, dtype, mixtures, 1000u + uint32_t(isa) * 10u + uint32_t(mixtures));
+        if (HasFatalFailure()) return;
+      }
+  }
+}
 }  // namespace
 }  // namespace myriad::gpu::cpu

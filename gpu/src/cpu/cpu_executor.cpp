@@ -232,9 +232,11 @@ Status CpuExecutor::qkv(int li) {
   if (!L.q_bias.empty()) add_bias(q_.data(), L.q_bias.data(), T_, c.q_dim());
   if (!L.k_bias.empty()) add_bias(k_.data(), L.k_bias.data(), T_, c.kv_dim());
   if (!L.v_bias.empty()) add_bias(v_.data(), L.v_bias.data(), T_, c.kv_dim());
-  lora(li, LinearModule::kQ, h_.data(), q_.data());
-  lora(li, LinearModule::kK, h_.data(), k_.data());
-  lora(li, LinearModule::kV, h_.data(), v_.data());
+  if (lora_ && any_adapter_) {
+    constexpr LinearModule kQkv[] = {LinearModule::kQ, LinearModule::kK, LinearModule::kV};
+    float* const ys[] = {q_.data(), k_.data(), v_.data()};
+    lora_->apply_group(li, kQkv, h_.data(), ys, mix_);
+  }
   return ok_status();
 }
 
@@ -285,8 +287,11 @@ Status CpuExecutor::gate_up(int li) {
   const Layer& L = layers_[size_t(li)];
   const MatmulTarget gu[] = {{L.gate, gate_.data()}, {L.up, up_.data()}};
   matmul_many(pool_, h_.data(), T_, gu);
-  lora(li, LinearModule::kGate, h_.data(), gate_.data());
-  lora(li, LinearModule::kUp, h_.data(), up_.data());
+  if (lora_ && any_adapter_) {
+    constexpr LinearModule kGateUp[] = {LinearModule::kGate, LinearModule::kUp};
+    float* const ys[] = {gate_.data(), up_.data()};
+    lora_->apply_group(li, kGateUp, h_.data(), ys, mix_);
+  }
   return ok_status();
 }
 

@@ -116,14 +116,53 @@ void expand_portable(const void* bt, DType dt, int32_t rank, const float* h, flo
 
 using ShrinkFn = void (*)(const void*, DType, int32_t, const float* const*, int, int64_t, float*);
 using ExpandFn = void (*)(const void*, DType, int32_t, const float*, float*, int64_t, int64_t, int64_t);
+using ExpandRowsFn = void (*)(const void*, DType, int32_t, const float* const*, float* const*, int, int64_t,
+                              int64_t, int64_t);
+
+// A rows-expand made of one-row expands (the kernel sets without their own).
+template <ExpandFn expand>
+void expand_each_row(const void* bt, DType dt, int32_t rank, const float* const* hs, float* const* ys,
+                     int nrows, int64_t o_begin, int64_t o_end, int64_t out) {
+  for (int r = 0; r < nrows; ++r) expand(bt, dt, rank, hs[r], ys[r], o_begin, o_end, out);
+}
+
+// The loops of one kernel set.
+struct Kernels {
+  ShrinkFn shrink;
+  ExpandFn expand;
+  ExpandRowsFn expand_rows;  // no-mixture pass: a block of rows of one slot at once
+};
+
+// Calls block(g, e, n) for the entries [e0, e1) in blocks of up to
+// kShrinkRows rows of one slot (segment g), skipping slots whose rank_of is 0.
+template <class RankOf, class Block>
+void for_each_row_block(const LoraBatchPlan& plan, int64_t e0, int64_t e1, const RankOf& rank_of,
+                        const Block& block) {
+  for (int64_t e = e0; e < e1;) {
+    const uint32_t g = plan.segment_of[size_t(e)];
+    const int64_t end = std::min<int64_t>(e1, plan.segments[g].end);
+    if (rank_of(plan.segments[g].slot) == 0) {
+      e = end;
+      continue;
+    }
+    for (; e < end;) {
+      const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
+      block(g, e, n);
+      e += n;
+    }
+  }
+}
 
 // Output columns per expand work item: a multiple of 128 (the AVX-512
 // expand's block; 32 AVX2 vectors), so a chunk boundary never changes a column's loop.
 constexpr int64_t kExpandChunk = 256;
 
-void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
-          const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
+void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
+          const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch,
+          const LoraParallelFor& parallel) {
   if (plan.empty()) return;
+  const ShrinkFn shrink = kern.shrink;
+  const ExpandFn expand = kern.expand;
   // Offsets of each segment's block of h ([entries, rank]) at true rank.
   scratch.h_offset.resize(plan.segments.size() + 1);
   uint32_t total = 0;
@@ -161,30 +200,22 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
   // over threads), each block of rows of one slot shrunk together (sharing
   // each load of A), then expanded at once while its h is in L1 (Bᵀ streams
   // through in order). One thread handoff per module instead of two.
-  // Calls block(g, e, n) for the entries [e0, e1) in blocks of up to
-  // kShrinkRows rows of one slot (segment g), skipping slots of rank 0.
   auto for_each_block = [&](int64_t e0, int64_t e1, const auto& block) {
-    for (int64_t e = e0; e < e1;) {
-      const uint32_t g = plan.segment_of[size_t(e)];
-      const int64_t end = std::min<int64_t>(e1, plan.segments[g].end);
-      if (slots[size_t(plan.segments[g].slot)].rank == 0) {
-        e = end;
-        continue;
-      }
-      for (; e < end;) {
-        const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
-        block(g, e, n);
-        e += n;
-      }
-    }
+    for_each_row_block(
+        plan, e0, e1, [&](int32_t slot) { return slots[size_t(slot)].rank; }, block);
   };
   if (!plan.has_mixture) {
     run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
       for_each_block(e0, e1, [&](uint32_t g, int64_t e, int n) {
         const LoraModuleView& v = slots[size_t(plan.segments[g].slot)];
         const float* hs = shrink_block(g, e, n);
-        for (int r = 0; r < n; ++r)
-          expand(v.bt, v.dtype, v.rank, hs + r * v.rank, y + int64_t(plan.rows[size_t(e + r)]) * out, 0, out, out);
+        const float* hr[detail::kShrinkRows];
+        float* yr[detail::kShrinkRows];
+        for (int r = 0; r < n; ++r) {
+          hr[r] = hs + r * v.rank;
+          yr[r] = y + int64_t(plan.rows[size_t(e + r)]) * out;
+        }
+        kern.expand_rows(v.bt, v.dtype, v.rank, hr, yr, n, 0, out, out);
       });
     });
     return;
@@ -216,11 +247,95 @@ void sgmv(ShrinkFn shrink, ExpandFn expand, const LoraBatchPlan& plan, std::span
   });
 }
 
+// lora_sgmv over a group of modules sharing x (see LoraGroupView).
+void sgmv_group(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
+                const float* x, int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+                LoraScratch& scratch, const LoraParallelFor& parallel) {
+  if (plan.empty()) return;
+  const size_t num_modules = ys.size();
+  MYRIAD_CHECK(outs.size() == num_modules && num_modules <= size_t(kMaxGroupModules),
+               "LoRA group of " + std::to_string(num_modules) + " outputs and " +
+                   std::to_string(outs.size()) + " widths");
+  for (const LoraSegment& seg : plan.segments) {
+    MYRIAD_CHECK(seg.slot >= 0 && size_t(seg.slot) < slots.size(),
+                 "LoRA plan uses slot " + std::to_string(seg.slot) + " of " + std::to_string(slots.size()));
+    const LoraGroupView& v = slots[size_t(seg.slot)];
+    MYRIAD_CHECK(v.rank_total == 0 || size_t(v.num_modules) == num_modules,
+                 "LoRA group view of " + std::to_string(v.num_modules) + " modules for " +
+                     std::to_string(num_modules) + " outputs");
+  }
+  if (plan.has_mixture) {
+    // Rows summing several slots expand in column chunks (sgmv's phase 2);
+    // the stacked shrink would save little there: one module at a time.
+    for (size_t m = 0; m < num_modules; ++m) {
+      scratch.module_views.assign(slots.size(), LoraModuleView{});
+      for (size_t s = 0; s < slots.size(); ++s)
+        if (slots[s].rank_total > 0) scratch.module_views[s] = slots[s].modules[m];
+      sgmv(kern, plan, scratch.module_views, x, in, ys[m], outs[m], scratch, parallel);
+    }
+    return;
+  }
+  scratch.h_offset.resize(plan.segments.size() + 1);
+  uint32_t total = 0;
+  for (size_t s = 0; s < plan.segments.size(); ++s) {
+    const LoraSegment& seg = plan.segments[s];
+    scratch.h_offset[s] = total;
+    total += (seg.end - seg.begin) * uint32_t(slots[size_t(seg.slot)].rank_total);
+  }
+  scratch.h_offset.back() = total;
+  if (total == 0) return;
+  if (scratch.h.size() < total) scratch.h.resize(total);
+  float* h = scratch.h.data();
+  // As sgmv without mixtures: each block of rows of one slot shrunk through
+  // the stacked A, scaled per module, then each module expanded in order.
+  run_parallel(parallel, int64_t(plan.rows.size()), [&](int64_t e0, int64_t e1) {
+    for_each_row_block(
+        plan, e0, e1, [&](int32_t slot) { return slots[size_t(slot)].rank_total; },
+        [&](uint32_t g, int64_t e, int n) {
+          const LoraSegment& seg = plan.segments[g];
+          const LoraGroupView& v = slots[size_t(seg.slot)];
+          const int32_t R = v.rank_total;
+          const float* xs[detail::kShrinkRows];
+          for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
+          float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(R);
+          kern.shrink(v.a, v.dtype, R, xs, n, in, hs);
+          for (int r = 0; r < n; ++r) {
+            const float w = plan.weights[size_t(e + r)];
+            float* hr = hs + r * R;
+            for (size_t m = 0; m < num_modules; ++m) {
+              const float f = v.modules[m].scale * w;
+              for (int32_t k = 0; k < v.modules[m].rank; ++k) hr[k] *= f;
+              hr += v.modules[m].rank;
+            }
+          }
+          int32_t offset = 0;  // of module m's h in a row's R
+          for (size_t m = 0; m < num_modules; ++m) {
+            const LoraModuleView& mv = v.modules[m];
+            if (mv.rank == 0) continue;
+            const float* hr[detail::kShrinkRows];
+            float* yr[detail::kShrinkRows];
+            for (int r = 0; r < n; ++r) {
+              hr[r] = hs + r * R + offset;
+              yr[r] = ys[m] + int64_t(plan.rows[size_t(e + r)]) * outs[m];
+            }
+            kern.expand_rows(mv.bt, mv.dtype, mv.rank, hr, yr, n, 0, outs[m], outs[m]);
+            offset += mv.rank;
+          }
+        });
+  });
+}
+
+const Kernels kPortableKernels{shrink_portable, expand_portable, expand_each_row<expand_portable>};
+const Kernels kAvx2Kernels{detail::lora_shrink_avx2, detail::lora_expand_avx2, detail::lora_expand_rows_avx2};
+const Kernels kAvx512Kernels{detail::lora_shrink_avx512, detail::lora_expand_avx512,
+                             expand_each_row<detail::lora_expand_avx512>};
+
 }  // namespace
 
 void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
-                        int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
-  sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
+                        int64_t in, float* y, int64_t out, LoraScratch& scratch,
+                        const LoraParallelFor& parallel) {
+  sgmv(kPortableKernels, plan, slots, x, in, y, out, scratch, parallel);
 }
 
 LoraIsa lora_best_isa() {
@@ -250,20 +365,40 @@ const char* lora_isa_name(LoraIsa isa) {
   return "portable";
 }
 
-void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
-                   int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel) {
-  MYRIAD_CHECK(isa <= lora_best_isa(), std::string("LoRA kernels for ") + lora_isa_name(isa) + " on a CPU without them");
+namespace {
+const Kernels& kernels_for(LoraIsa isa) {
+  MYRIAD_CHECK(isa <= lora_best_isa(),
+               std::string("LoRA kernels for ") + lora_isa_name(isa) + " on a CPU without them");
   switch (isa) {
     case LoraIsa::kAvx512:
-      sgmv(detail::lora_shrink_avx512, detail::lora_expand_avx512, plan, slots, x, in, y, out, scratch, parallel);
-      return;
+      return kAvx512Kernels;
     case LoraIsa::kAvx2:
-      sgmv(detail::lora_shrink_avx2, detail::lora_expand_avx2, plan, slots, x, in, y, out, scratch, parallel);
-      return;
+      return kAvx2Kernels;
     case LoraIsa::kPortable:
-      sgmv(shrink_portable, expand_portable, plan, slots, x, in, y, out, scratch, parallel);
-      return;
+      break;
   }
+  return kPortableKernels;
+}
+
+}  // namespace
+
+void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
+                   const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch,
+                   const LoraParallelFor& parallel) {
+  sgmv(kernels_for(isa), plan, slots, x, in, y, out, scratch, parallel);
+}
+
+void lora_sgmv_group_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
+                         const float* x, int64_t in, std::span<float* const> ys,
+                         std::span<const int64_t> outs, LoraScratch& scratch,
+                         const LoraParallelFor& parallel) {
+  sgmv_group(kernels_for(isa), plan, slots, x, in, ys, outs, scratch, parallel);
+}
+
+void lora_sgmv_group(const LoraBatchPlan& plan, std::span<const LoraGroupView> slots, const float* x,
+                     int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+                     LoraScratch& scratch, const LoraParallelFor& parallel) {
+  lora_sgmv_group_isa(lora_isa(), plan, slots, x, in, ys, outs, scratch, parallel);
 }
 
 void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,

@@ -114,6 +114,58 @@ void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
   }
 }
 
+// expand_any for nrows rows of one slot at once: each load of Bᵀ serves
+// every row (with one adapter shared by many rows, expand was one load per
+// FMA). Per element of y the same FMAs over k in order, so the bits do not
+// depend on how rows are blocked.
+template <class W, int N>
+void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int64_t o_begin,
+                   int64_t o_end, int64_t out) {
+  int64_t o = o_begin;
+  for (; o + 16 <= o_end; o += 16) {
+    __m256 acc[N][2];
+    for (int r = 0; r < N; ++r) {
+      acc[r][0] = _mm256_loadu_ps(ys[r] + o);
+      acc[r][1] = _mm256_loadu_ps(ys[r] + o + 8);
+    }
+    for (int32_t k = 0; k < rank; ++k) {
+      const W* b = bt + int64_t(k) * out + o;
+      if ((o * int64_t(sizeof(W))) % 64 == 0)
+        _mm_prefetch(reinterpret_cast<const char*>(b + 128), _MM_HINT_T0);
+      const __m256 b0 = load8(b), b1 = load8(b + 8);
+      for (int r = 0; r < N; ++r) {
+        const __m256 hk = _mm256_broadcast_ss(hs[r] + k);
+        acc[r][0] = _mm256_fmadd_ps(hk, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(hk, b1, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < N; ++r) {
+      _mm256_storeu_ps(ys[r] + o, acc[r][0]);
+      _mm256_storeu_ps(ys[r] + o + 8, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < N; ++r) expand_any(bt, rank, hs[r], ys[r], o, o_end, out);
+}
+
+template <class W>
+void expand_rows_any(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int nrows,
+                     int64_t o_begin, int64_t o_end, int64_t out) {
+  switch (nrows) {
+    case 4:
+      expand_rows_n<W, 4>(bt, rank, hs, ys, o_begin, o_end, out);
+      break;
+    case 3:
+      expand_rows_n<W, 3>(bt, rank, hs, ys, o_begin, o_end, out);
+      break;
+    case 2:
+      expand_rows_n<W, 2>(bt, rank, hs, ys, o_begin, o_end, out);
+      break;
+    default:
+      expand_any(bt, rank, hs[0], ys[0], o_begin, o_end, out);
+      break;  // 64-column blocks
+  }
+}
+
 }  // namespace
 
 void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
@@ -130,6 +182,15 @@ void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, fl
     expand_any(static_cast<const uint16_t*>(bt), rank, h, y, o_begin, o_end, out);
   } else {
     expand_any(static_cast<const float*>(bt), rank, h, y, o_begin, o_end, out);
+  }
+}
+
+void lora_expand_rows_avx2(const void* bt, DType dt, int32_t rank, const float* const* hs, float* const* ys,
+                           int nrows, int64_t o_begin, int64_t o_end, int64_t out) {
+  if (dt == DType::kBF16) {
+    expand_rows_any(static_cast<const uint16_t*>(bt), rank, hs, ys, nrows, o_begin, o_end, out);
+  } else {
+    expand_rows_any(static_cast<const float*>(bt), rank, hs, ys, nrows, o_begin, o_end, out);
   }
 }
 

@@ -1,18 +1,30 @@
 // Adapter slots for the CPU executor (see gpu/cpu/lora_slots.h).
 #include "gpu/cpu/lora_slots.h"
 
-#include "runtime/log.h"
-
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iterator>
 #include <new>
 #include <utility>
 
-#include <cmath>
-#include <cstring>
+#include "runtime/log.h"
 
 namespace myriad::gpu::cpu {
 
 namespace {
+// The modules of a layer in input-sharing groups, in module order.
+struct ModuleGroup {
+  int first, count;
+};
+constexpr ModuleGroup kGroups[] = {{int(LinearModule::kQ), 3},
+                                   {int(LinearModule::kO), 1},
+                                   {int(LinearModule::kGate), 2},
+                                   {int(LinearModule::kDown), 1}};
+constexpr int kGroupsPerLayer = int(std::size(kGroups));
+constexpr int group_of(int m) { return m < 3 ? 0 : (m == 3 ? 1 : (m < 6 ? 2 : 3)); }
+static_assert(group_of(int(LinearModule::kUp)) == 2 && group_of(int(LinearModule::kDown)) == 3);
+
 // Field-wise (AdapterMix has padding bytes, so no memcmp).
 bool same_mixes(std::span<const AdapterMix> a, const std::vector<AdapterMix>& b) {
   if (a.size() != b.size()) return false;
@@ -34,14 +46,19 @@ CpuLoraSlots::CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t
       pool_(pool),
       storage_(storage == DType::kBF16 ? DType::kBF16 : DType::kF32) {
   const size_t n = size_t(config.num_layers) * kNumLinearModules;
-  module_offset_.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const auto [out, in] = linear_module_shape(config, LinearModule(i % kNumLinearModules));
-    module_offset_[i] = slot_elems_;
-    slot_elems_ += size_t(max_rank) * size_t(in + out);  // A [r, in] then Bᵀ [r, out]
+  // Per group: every module's A [r, in] stacked, then every module's Bᵀ [r, out].
+  group_offset_.resize(size_t(config.num_layers) * kGroupsPerLayer);
+  for (size_t i = 0; i < group_offset_.size(); ++i) {
+    group_offset_[i] = slot_elems_;
+    const ModuleGroup& g = kGroups[i % kGroupsPerLayer];
+    for (int m = g.first; m < g.first + g.count; ++m) {
+      const auto [out, in] = linear_module_shape(config, LinearModule(m));
+      slot_elems_ += size_t(max_rank) * size_t(in + out);
+    }
   }
   buffers_.resize(size_t(num_slots));
   views_.assign(n, std::vector<LoraModuleView>(size_t(num_slots)));
+  group_views_.assign(group_offset_.size(), std::vector<LoraGroupView>(size_t(num_slots)));
   state_ = std::make_unique<std::atomic<int>[]>(size_t(num_slots));
   for (int32_t s = 0; s < num_slots; ++s) state_[size_t(s)].store(kEmpty);
   if (pool_) {
@@ -117,6 +134,7 @@ void CpuLoraSlots::unload(int32_t slot) {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return state_[size_t(slot)].load(std::memory_order_acquire) != kLoading; });
   for (auto& v : views_) v[size_t(slot)] = LoraModuleView{};
+  for (auto& v : group_views_) v[size_t(slot)] = LoraGroupView{};
   state_[size_t(slot)].store(kEmpty, std::memory_order_release);
 }
 
@@ -194,35 +212,78 @@ void CpuLoraSlots::copy_into(int32_t slot, const LoraWeights& w) {
     if (!r.ok()) throw std::bad_alloc();  // as the plain allocation it replaces
     buf = std::move(*r);
   }
-  for (size_t i = 0; i < w.modules.size(); ++i) {
-    const LoraModuleWeights& mw = w.modules[i];
-    LoraModuleView& v = views_[i][size_t(slot)];
-    if (mw.rank == 0) {
-      v = LoraModuleView{};
-      continue;
+  for (size_t gi = 0; gi < group_offset_.size(); ++gi) {
+    const int layer = int(gi / kGroupsPerLayer);
+    const ModuleGroup& g = kGroups[gi % kGroupsPerLayer];
+    // A of the group's modules at their true ranks, back to back, then their
+    // Bᵀ likewise: one run of bytes per slot and group, whatever max_rank.
+    const int64_t in = linear_module_shape(config_, LinearModule(g.first)).second;
+    size_t rank_total = 0;
+    for (int j = 0; j < g.count; ++j)
+      rank_total += size_t(w.modules[size_t(layer) * kNumLinearModules + size_t(g.first + j)].rank);
+    std::byte* a = static_cast<std::byte*>(buf.data()) + group_offset_[gi] * esize;
+    std::byte* bt = a + rank_total * size_t(in) * esize;
+    LoraGroupView gv{a, 0, storage_, g.count, {}};
+    for (int j = 0; j < g.count; ++j) {
+      const size_t i = size_t(layer) * kNumLinearModules + size_t(g.first + j);
+      const LoraModuleWeights& mw = w.modules[i];
+      LoraModuleView& v = views_[i][size_t(slot)];
+      if (mw.rank == 0) {
+        v = LoraModuleView{};
+        gv.modules[j] = v;
+        continue;
+      }
+      const int64_t out = linear_module_shape(config_, LinearModule(g.first + j)).first;
+      if (storage_ == DType::kBF16) {
+        copy_module(mw, in, out, reinterpret_cast<uint16_t*>(a), reinterpret_cast<uint16_t*>(bt),
+                    f32_to_bf16);
+      } else {
+        copy_module(mw, in, out, reinterpret_cast<float*>(a), reinterpret_cast<float*>(bt),
+                    [](float f) { return f; });
+      }
+      v = LoraModuleView{a, bt, mw.rank, mw.scale, storage_};
+      gv.modules[j] = v;
+      gv.rank_total += mw.rank;
+      a += size_t(mw.rank) * size_t(in) * esize;
+      bt += size_t(mw.rank) * size_t(out) * esize;
     }
-    const auto [out, in] = linear_module_shape(config_, LinearModule(i % kNumLinearModules));
-    std::byte* a = static_cast<std::byte*>(buf.data()) + module_offset_[i] * esize;
-    std::byte* bt = a + size_t(max_rank_) * size_t(in) * esize;
-    if (storage_ == DType::kBF16) {
-      copy_module(mw, in, out, reinterpret_cast<uint16_t*>(a), reinterpret_cast<uint16_t*>(bt), f32_to_bf16);
-    } else {
-      copy_module(mw, in, out, reinterpret_cast<float*>(a), reinterpret_cast<float*>(bt), [](float f) { return f; });
-    }
-    v = LoraModuleView{a, bt, mw.rank, mw.scale, storage_};
+    group_views_[gi][size_t(slot)] = gv;
   }
 }
 
-void CpuLoraSlots::apply(int layer, LinearModule m, const float* x, float* y, std::span<const AdapterMix> per_token) {
+void CpuLoraSlots::plan_for(std::span<const AdapterMix> per_token) {
   // The same mixes reach all 7 * layers calls of a step: group once.
   if (!same_mixes(per_token, plan_mixes_)) {
     plan_mixes_.assign(per_token.begin(), per_token.end());
     plan_.build(per_token);
   }
+}
+
+void CpuLoraSlots::apply(int layer, LinearModule m, const float* x, float* y,
+                         std::span<const AdapterMix> per_token) {
+  plan_for(per_token);
   if (plan_.empty()) return;
   const auto [out, in] = linear_module_shape(config_, m);
   const auto& views = views_[size_t(layer) * kNumLinearModules + size_t(m)];
   lora_sgmv(plan_, views, x, in, y, out, scratch_, parallel_);
+}
+
+void CpuLoraSlots::apply_group(int layer, std::span<const LinearModule> ms, const float* x,
+                               std::span<float* const> ys, std::span<const AdapterMix> per_token) {
+  const int g = ms.empty() ? -1 : group_of(int(ms[0]));
+  bool whole_group = g >= 0 && int(ms.size()) == kGroups[g].count && int(ms[0]) == kGroups[g].first;
+  for (size_t i = 1; whole_group && i < ms.size(); ++i) whole_group = int(ms[i]) == int(ms[0]) + int(i);
+  if (!whole_group) {
+    CpuLoraHook::apply_group(layer, ms, x, ys, per_token);
+    return;
+  }
+  plan_for(per_token);
+  if (plan_.empty()) return;
+  int64_t outs[kMaxGroupModules];
+  for (size_t i = 0; i < ms.size(); ++i) outs[i] = linear_module_shape(config_, ms[i]).first;
+  const int64_t in = linear_module_shape(config_, ms[0]).second;
+  lora_sgmv_group(plan_, group_views_[size_t(layer) * kGroupsPerLayer + size_t(g)], x, in, ys,
+                  std::span<const int64_t>(outs, ms.size()), scratch_, parallel_);
 }
 
 }  // namespace myriad::gpu::cpu

@@ -66,8 +66,9 @@ struct LoraBatchPlan {
 using LoraParallelFor = std::function<void(int64_t n, const std::function<void(int64_t, int64_t)>& body)>;
 
 struct LoraScratch {
-  std::vector<float> h;              // [sum over plan entries of their slot's rank]
-  std::vector<uint32_t> h_offset;    // per segment: start of its block in h
+  std::vector<float> h;                      // [sum over plan entries of their slot's rank]
+  std::vector<uint32_t> h_offset;            // per segment: start of its block in h
+  std::vector<LoraModuleView> module_views;  // lora_sgmv_group with mixtures: one module's views
 };
 
 // The fast kernel: AVX-512 where the CPU has AVX-512F/BW, else AVX2+FMA, else
@@ -76,6 +77,30 @@ struct LoraScratch {
 // x: [T, in] row-major, y: [T, out] row-major (accumulated into).
 void lora_sgmv(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x, int64_t in,
                float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel = {});
+
+// Modules of one layer that read the same input (q, k and v; gate and up),
+// stored so that one slot's A matrices are one block: [Σ rank, in], module
+// after module at their true ranks, then their Bᵀ one after another. One
+// shrink over the stacked A gives every module's h at once, so a row reads
+// its adapter's bytes of the whole group in one run instead of a short run
+// per module (with one adapter per row, the runs' length bounds the rate).
+// Per (row, k) the arithmetic is that of lora_sgmv, so the results are
+// bit-identical to one lora_sgmv call per module.
+inline constexpr int kMaxGroupModules = 3;
+struct LoraGroupView {
+  const void* a = nullptr;  // [rank_total, in]: module 0's A rows, then module 1's, ...
+  int32_t rank_total = 0;   // 0 => the slot's adapter targets none of the group
+  DType dtype = DType::kF32;
+  int32_t num_modules = 0;
+  LoraModuleView modules[kMaxGroupModules];  // each module's own view (its a points into the stack)
+};
+
+// For each module m of the group: ys[m] ([T, outs[m]]) += that module's delta,
+// as lora_sgmv(plan, <views of m>, x, in, ys[m], outs[m]) would add it.
+// ys.size() == outs.size() == every slot's num_modules (or the slot is empty).
+void lora_sgmv_group(const LoraBatchPlan& plan, std::span<const LoraGroupView> slots, const float* x,
+                     int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+                     LoraScratch& scratch, const LoraParallelFor& parallel = {});
 
 // The instruction sets the shrink/expand loops come in, chosen at run time.
 enum class LoraIsa : uint8_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -87,8 +112,14 @@ LoraIsa lora_isa();
 void lora_limit_isa(LoraIsa max);
 // lora_sgmv with one ISA's loops (tests and benches); `isa` must not be
 // above lora_best_isa() (checked).
-void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
-                   int64_t in, float* y, int64_t out, LoraScratch& scratch, const LoraParallelFor& parallel = {});
+void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
+                   const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch,
+                   const LoraParallelFor& parallel = {});
+
+void lora_sgmv_group_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
+                         const float* x, int64_t in, std::span<float* const> ys,
+                         std::span<const int64_t> outs, LoraScratch& scratch,
+                         const LoraParallelFor& parallel = {});
 
 // Same contract, portable loops only (the fallback; also tested on AVX2 hosts).
 void lora_sgmv_portable(const LoraBatchPlan& plan, std::span<const LoraModuleView> slots, const float* x,
@@ -107,9 +138,15 @@ namespace detail {
 // (row, k) is one FMA chain in a fixed order, so grouping never changes a
 // row's result.
 inline constexpr int kShrinkRows = 4;
-void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h);
-void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
-                      int64_t out);
+void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,
+                      float* h);
+void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin,
+                      int64_t o_end, int64_t out);
+// lora_expand_avx2 for nrows (<= kShrinkRows) rows of one slot: ys[r] +=
+// hs[r] · Bᵀ, each load of Bᵀ shared by the rows; per element the same
+// arithmetic as one row alone.
+void lora_expand_rows_avx2(const void* bt, DType dt, int32_t rank, const float* const* hs, float* const* ys,
+                           int nrows, int64_t o_begin, int64_t o_end, int64_t out);
 // AVX-512 variants (lora_sgmv_avx512.cpp, `#pragma GCC target`): the same
 // contract at 16 floats a vector.
 void lora_shrink_avx512(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,

@@ -1,7 +1,10 @@
 // N adapter slots on the CPU "device": each holds one adapter's A and Bᵀ for
 // every (layer, module) at the adapter's TRUE rank (capacity max_rank),
 // laid out for the lora_sgmv kernels, plus the hook the forward pass calls
-// after each linear projection to add every row's delta.
+// after each linear projection to add every row's delta. Modules sharing an
+// input (q, k, v; gate, up) are stored as a LoraGroupView: their A stacked,
+// then their Bᵀ, so apply_group reads a slot's bytes of the group in one run
+// (o and down are groups of one: A then Bᵀ, adjacent at the true rank).
 //
 // Slot lifecycle (per slot, an atomic state):
 //   empty --begin_load--> loading --(loader thread copies)--> ready --unload--> empty
@@ -61,7 +64,11 @@ class CpuLoraSlots final : public CpuLoraHook {
   Status validate(std::span<const AdapterMix> per_token) const;
 
   // CpuLoraHook: y[t] += delta of row t's mix, for module m of `layer`.
-  void apply(int layer, LinearModule m, const float* x, float* y, std::span<const AdapterMix> per_token) override;
+  void apply(int layer, LinearModule m, const float* x, float* y,
+             std::span<const AdapterMix> per_token) override;
+  // One stacked pass for {q, k, v} and {gate, up} (any other list: apply per module).
+  void apply_group(int layer, std::span<const LinearModule> ms, const float* x, std::span<float* const> ys,
+                   std::span<const AdapterMix> per_token) override;
 
   int32_t num_slots() const { return num_slots_; }
   int32_t max_rank() const { return max_rank_; }
@@ -80,20 +87,23 @@ class CpuLoraSlots final : public CpuLoraHook {
   };
   void loader_loop();
   void copy_into(int32_t slot, const LoraWeights& w);
+  // Regroups the step's rows when the mixes change (once per step).
+  void plan_for(std::span<const AdapterMix> per_token);
 
   const ModelConfig config_;
   const int32_t num_slots_;
   const int32_t max_rank_;
   ThreadPool* pool_;
   const DType storage_;
-  std::vector<size_t> module_offset_;  // [layer * 7 + m] elements into a slot's buffer (capacity max_rank)
+  std::vector<size_t> group_offset_;  // [layer * kGroupsPerLayer + g] elements into a slot's buffer
   size_t slot_elems_ = 0;
 
   // [slot], allocated on first load (loader thread); huge pages, as every
   // step of a batch with one adapter per row streams the slots like weights.
   std::vector<HugePageBuffer> buffers_;
-  std::vector<std::vector<LoraModuleView>> views_;   // [layer * 7 + m][slot]
-  std::unique_ptr<std::atomic<int>[]> state_;        // [slot]
+  std::vector<std::vector<LoraModuleView>> views_;       // [layer * 7 + m][slot]
+  std::vector<std::vector<LoraGroupView>> group_views_;  // [layer * kGroupsPerLayer + g][slot]
+  std::unique_ptr<std::atomic<int>[]> state_;            // [slot]
 
   // Per-step: the rows grouped by slot, rebuilt when the mixes change.
   std::vector<AdapterMix> plan_mixes_;
