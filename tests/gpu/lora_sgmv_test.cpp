@@ -69,8 +69,21 @@ TEST(LoraSgmv, PlanGroupsRowsBySlotAndSkipsBase) {
   EXPECT_EQ(std::vector<uint32_t>(p.rows.begin(), p.rows.end()), (std::vector<uint32_t>{2, 3, 0, 3}));
   EXPECT_EQ(p.weights[1], 0.25f);
   EXPECT_EQ(p.weights[3], 0.5f);
+  ASSERT_EQ(p.blocks.size(), 2u);  // one block per slot here
+  // Blocks: up to kLoraBlockRows entries of one slot, never across slots.
+  std::vector<AdapterMix> many(11);
+  for (int t = 0; t < 11; ++t) many[size_t(t)] = AdapterMix::single(t < 6 ? 1 : 3);
+  p.build(many);
+  ASSERT_EQ(p.blocks.size(), 4u);
+  const uint32_t want[4][3] = {{0, 0, 4}, {0, 4, 2}, {1, 6, 4}, {1, 10, 1}};
+  for (size_t b = 0; b < 4; ++b) {
+    EXPECT_EQ(p.blocks[b].segment, want[b][0]) << "block " << b;
+    EXPECT_EQ(p.blocks[b].begin, want[b][1]) << "block " << b;
+    EXPECT_EQ(p.blocks[b].count, want[b][2]) << "block " << b;
+  }
   p.build(std::vector<AdapterMix>(4));
   EXPECT_TRUE(p.empty());
+  EXPECT_TRUE(p.blocks.empty());
 }
 
 TEST(LoraSgmv, MixtureIsWeightedSumOfSingleDeltas) {

@@ -22,6 +22,7 @@ void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
   weights.clear();
   segments.clear();
   segment_of.clear();
+  blocks.clear();
   has_mixture = false;
   num_rows = uint32_t(per_token.size());
   // Counting sort by slot: entries of slot s are contiguous, rows ascending.
@@ -59,6 +60,8 @@ void LoraBatchPlan::build(std::span<const AdapterMix> per_token) {
   segment_of.resize(total);
   for (size_t g = 0; g < segments.size(); ++g) {
     for (uint32_t e = segments[g].begin; e < segments[g].end; ++e) segment_of[e] = uint32_t(g);
+    for (uint32_t e = segments[g].begin; e < segments[g].end; e += kLoraBlockRows)
+      blocks.push_back({uint32_t(g), e, std::min<uint32_t>(kLoraBlockRows, segments[g].end - e)});
   }
 }
 
@@ -133,24 +136,19 @@ struct Kernels {
   ExpandRowsFn expand_rows;  // no-mixture pass: a block of rows of one slot at once
 };
 
-// Calls block(g, e, n) for the entries [e0, e1) in blocks of up to
-// kShrinkRows rows of one slot (segment g), skipping slots whose rank_of is 0.
+// Runs block(g, e, n) for each of the plan's blocks of rows (segment g,
+// entries [e, e + n)) in parallel, skipping slots whose rank_of is 0. Work
+// items are whole blocks, so the rows of one slot share each load of its
+// weights also when the pass is split over threads.
 template <class RankOf, class Block>
-void for_each_row_block(const LoraBatchPlan& plan, int64_t e0, int64_t e1, const RankOf& rank_of,
-                        const Block& block) {
-  for (int64_t e = e0; e < e1;) {
-    const uint32_t g = plan.segment_of[size_t(e)];
-    const int64_t end = std::min<int64_t>(e1, plan.segments[g].end);
-    if (rank_of(plan.segments[g].slot) == 0) {
-      e = end;
-      continue;
+void for_each_block(const LoraParallelFor& parallel, const LoraBatchPlan& plan, const RankOf& rank_of,
+                    const Block& block) {
+  run_parallel(parallel, int64_t(plan.blocks.size()), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const LoraBlock& blk = plan.blocks[size_t(b)];
+      if (rank_of(plan.segments[blk.segment].slot) != 0) block(blk.segment, int64_t(blk.begin), int(blk.count));
     }
-    for (; e < end;) {
-      const int n = int(std::min<int64_t>(detail::kShrinkRows, end - e));
-      block(g, e, n);
-      e += n;
-    }
-  }
+  });
 }
 
 // Output columns per expand work item: a multiple of 128 (the AVX-512
@@ -178,7 +176,6 @@ void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraMo
   if (scratch.h.size() < total) scratch.h.resize(total);
   float* h = scratch.h.data();
 
-  const int64_t num_entries = int64_t(plan.rows.size());
   // Shrinks entries [e, e + n) of segment g (rows of one slot sharing each
   // load of A) into their block of h, scaled by scale x weight.
   auto shrink_block = [&](uint32_t g, int64_t e, int n) {
@@ -200,31 +197,24 @@ void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraMo
   // over threads), each block of rows of one slot shrunk together (sharing
   // each load of A), then expanded at once while its h is in L1 (Bᵀ streams
   // through in order). One thread handoff per module instead of two.
-  auto for_each_block = [&](int64_t e0, int64_t e1, const auto& block) {
-    for_each_row_block(
-        plan, e0, e1, [&](int32_t slot) { return slots[size_t(slot)].rank; }, block);
-  };
+  auto rank_of = [&](int32_t slot) { return slots[size_t(slot)].rank; };
   if (!plan.has_mixture) {
-    run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
-      for_each_block(e0, e1, [&](uint32_t g, int64_t e, int n) {
-        const LoraModuleView& v = slots[size_t(plan.segments[g].slot)];
-        const float* hs = shrink_block(g, e, n);
-        const float* hr[detail::kShrinkRows];
-        float* yr[detail::kShrinkRows];
-        for (int r = 0; r < n; ++r) {
-          hr[r] = hs + r * v.rank;
-          yr[r] = y + int64_t(plan.rows[size_t(e + r)]) * out;
-        }
-        kern.expand_rows(v.bt, v.dtype, v.rank, hr, yr, n, 0, out, out);
-      });
+    for_each_block(parallel, plan, rank_of, [&](uint32_t g, int64_t e, int n) {
+      const LoraModuleView& v = slots[size_t(plan.segments[g].slot)];
+      const float* hs = shrink_block(g, e, n);
+      const float* hr[detail::kShrinkRows];
+      float* yr[detail::kShrinkRows];
+      for (int r = 0; r < n; ++r) {
+        hr[r] = hs + r * v.rank;
+        yr[r] = y + int64_t(plan.rows[size_t(e + r)]) * out;
+      }
+      kern.expand_rows(v.bt, v.dtype, v.rank, hr, yr, n, 0, out, out);
     });
     return;
   }
 
   // With mixtures, phase 1 shrinks every entry, as above; phase 2 expands.
-  run_parallel(parallel, num_entries, [&](int64_t e0, int64_t e1) {
-    for_each_block(e0, e1, [&](uint32_t g, int64_t e, int n) { shrink_block(g, e, n); });
-  });
+  for_each_block(parallel, plan, rank_of, [&](uint32_t g, int64_t e, int n) { shrink_block(g, e, n); });
 
   // Phase 2: two entries may share a row, so work items are wide column
   // chunks with all segments in slot order inside: those rows never race and
@@ -288,41 +278,39 @@ void sgmv_group(const Kernels& kern, const LoraBatchPlan& plan, std::span<const 
   float* h = scratch.h.data();
   // As sgmv without mixtures: each block of rows of one slot shrunk through
   // the stacked A, scaled per module, then each module expanded in order.
-  run_parallel(parallel, int64_t(plan.rows.size()), [&](int64_t e0, int64_t e1) {
-    for_each_row_block(
-        plan, e0, e1, [&](int32_t slot) { return slots[size_t(slot)].rank_total; },
-        [&](uint32_t g, int64_t e, int n) {
-          const LoraSegment& seg = plan.segments[g];
-          const LoraGroupView& v = slots[size_t(seg.slot)];
-          const int32_t R = v.rank_total;
-          const float* xs[detail::kShrinkRows];
-          for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
-          float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(R);
-          kern.shrink(v.a, v.dtype, R, xs, n, in, hs);
-          for (int r = 0; r < n; ++r) {
-            const float w = plan.weights[size_t(e + r)];
-            float* hr = hs + r * R;
-            for (size_t m = 0; m < num_modules; ++m) {
-              const float f = v.modules[m].scale * w;
-              for (int32_t k = 0; k < v.modules[m].rank; ++k) hr[k] *= f;
-              hr += v.modules[m].rank;
-            }
-          }
-          int32_t offset = 0;  // of module m's h in a row's R
+  for_each_block(
+      parallel, plan, [&](int32_t slot) { return slots[size_t(slot)].rank_total; },
+      [&](uint32_t g, int64_t e, int n) {
+        const LoraSegment& seg = plan.segments[g];
+        const LoraGroupView& v = slots[size_t(seg.slot)];
+        const int32_t R = v.rank_total;
+        const float* xs[detail::kShrinkRows];
+        for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
+        float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(R);
+        kern.shrink(v.a, v.dtype, R, xs, n, in, hs);
+        for (int r = 0; r < n; ++r) {
+          const float w = plan.weights[size_t(e + r)];
+          float* hr = hs + r * R;
           for (size_t m = 0; m < num_modules; ++m) {
-            const LoraModuleView& mv = v.modules[m];
-            if (mv.rank == 0) continue;
-            const float* hr[detail::kShrinkRows];
-            float* yr[detail::kShrinkRows];
-            for (int r = 0; r < n; ++r) {
-              hr[r] = hs + r * R + offset;
-              yr[r] = ys[m] + int64_t(plan.rows[size_t(e + r)]) * outs[m];
-            }
-            kern.expand_rows(mv.bt, mv.dtype, mv.rank, hr, yr, n, 0, outs[m], outs[m]);
-            offset += mv.rank;
+            const float f = v.modules[m].scale * w;
+            for (int32_t k = 0; k < v.modules[m].rank; ++k) hr[k] *= f;
+            hr += v.modules[m].rank;
           }
-        });
-  });
+        }
+        int32_t offset = 0;  // of module m's h in a row's R
+        for (size_t m = 0; m < num_modules; ++m) {
+          const LoraModuleView& mv = v.modules[m];
+          if (mv.rank == 0) continue;
+          const float* hr[detail::kShrinkRows];
+          float* yr[detail::kShrinkRows];
+          for (int r = 0; r < n; ++r) {
+            hr[r] = hs + r * R + offset;
+            yr[r] = ys[m] + int64_t(plan.rows[size_t(e + r)]) * outs[m];
+          }
+          kern.expand_rows(mv.bt, mv.dtype, mv.rank, hr, yr, n, 0, outs[m], outs[m]);
+          offset += mv.rank;
+        }
+      });
 }
 
 const Kernels kPortableKernels{shrink_portable, expand_portable, expand_each_row<expand_portable>};

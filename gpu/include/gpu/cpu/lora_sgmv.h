@@ -46,11 +46,23 @@ struct LoraSegment {
   uint32_t begin = 0, end = 0;  // range in LoraBatchPlan::rows / weights
 };
 
+// Rows of one slot that the kernels take together: each load of A and Bᵀ
+// serves all of them.
+inline constexpr int kLoraBlockRows = 4;
+struct LoraBlock {
+  uint32_t segment = 0;
+  uint32_t begin = 0;  // entry index
+  uint32_t count = 0;  // 1..kLoraBlockRows
+};
+
 struct LoraBatchPlan {
   std::vector<uint32_t> rows;         // token row index, grouped by slot (ascending rows within a slot)
   std::vector<float> weights;         // mixture weight of that row for that slot
   std::vector<LoraSegment> segments;  // ascending slot
   std::vector<uint32_t> segment_of;   // per entry: index into segments
+  // The entries cut into blocks of up to kLoraBlockRows of one segment: the
+  // kernels' parallel work items (a slot's rows stay together on a thread).
+  std::vector<LoraBlock> blocks;
   bool has_mixture = false;           // some row appears in several segments
   uint32_t num_rows = 0;              // T, rows of the step (with or without adapters)
 
@@ -137,7 +149,7 @@ namespace detail {
 // Up to kShrinkRows rows sharing one A: h[r, k] = A[k, :] · xs[r]. Each
 // (row, k) is one FMA chain in a fixed order, so grouping never changes a
 // row's result.
-inline constexpr int kShrinkRows = 4;
+inline constexpr int kShrinkRows = kLoraBlockRows;
 void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,
                       float* h);
 void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin,
