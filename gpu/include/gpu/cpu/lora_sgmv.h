@@ -128,6 +128,7 @@ void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraM
                    const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch,
                    const LoraParallelFor& parallel = {});
 
+// lora_sgmv_group likewise.
 void lora_sgmv_group_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
                          const float* x, int64_t in, std::span<float* const> ys,
                          std::span<const int64_t> outs, LoraScratch& scratch,
