@@ -155,13 +155,29 @@ void for_each_block(const LoraParallelFor& parallel, const LoraBatchPlan& plan, 
 // expand's block; 32 AVX2 vectors), so a chunk boundary never changes a column's loop.
 constexpr int64_t kExpandChunk = 256;
 
+template <class ViewOf>
+void rows_pass(const Kernels& kern, const LoraBatchPlan& plan, size_t num_slots, const ViewOf& view_of,
+               const float* x, int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+               LoraScratch& scratch, const LoraParallelFor& parallel);
+
 void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
           const float* x, int64_t in, float* y, int64_t out, LoraScratch& scratch,
           const LoraParallelFor& parallel) {
   if (plan.empty()) return;
-  const ShrinkFn shrink = kern.shrink;
-  const ExpandFn expand = kern.expand;
-  // Offsets of each segment's block of h ([entries, rank]) at true rank.
+  if (!plan.has_mixture) {
+    float* const ys[] = {y};
+    const int64_t outs[] = {out};
+    rows_pass(
+        kern, plan, slots.size(),
+        [&](int32_t slot) {
+          const LoraModuleView& v = slots[size_t(slot)];
+          return LoraGroupView{v.a, v.rank, v.dtype, 1, {v}};
+        },
+        x, in, ys, outs, scratch, parallel);
+    return;
+  }
+  // With mixtures, phase 1 shrinks every entry into its block of h (at the
+  // slot's true rank), scaled by scale x weight; phase 2 expands.
   scratch.h_offset.resize(plan.segments.size() + 1);
   uint32_t total = 0;
   for (size_t s = 0; s < plan.segments.size(); ++s) {
@@ -175,46 +191,20 @@ void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraMo
   if (total == 0) return;  // no slot targets this module
   if (scratch.h.size() < total) scratch.h.resize(total);
   float* h = scratch.h.data();
-
-  // Shrinks entries [e, e + n) of segment g (rows of one slot sharing each
-  // load of A) into their block of h, scaled by scale x weight.
-  auto shrink_block = [&](uint32_t g, int64_t e, int n) {
-    const LoraSegment& seg = plan.segments[g];
-    const LoraModuleView& v = slots[size_t(seg.slot)];
-    const float* xs[detail::kShrinkRows];
-    for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
-    float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
-    shrink(v.a, v.dtype, v.rank, xs, n, in, hs);
-    for (int r = 0; r < n; ++r) {
-      const float f = v.scale * plan.weights[size_t(e + r)];
-      for (int32_t k = 0; k < v.rank; ++k) hs[r * v.rank + k] *= f;
-    }
-    return hs;
-  };
-
-  // Without mixtures every entry owns its row of y: one parallel pass over
-  // the entries (rows of all slots, so one slot with many rows still spreads
-  // over threads), each block of rows of one slot shrunk together (sharing
-  // each load of A), then expanded at once while its h is in L1 (Bᵀ streams
-  // through in order). One thread handoff per module instead of two.
-  auto rank_of = [&](int32_t slot) { return slots[size_t(slot)].rank; };
-  if (!plan.has_mixture) {
-    for_each_block(parallel, plan, rank_of, [&](uint32_t g, int64_t e, int n) {
-      const LoraModuleView& v = slots[size_t(plan.segments[g].slot)];
-      const float* hs = shrink_block(g, e, n);
-      const float* hr[detail::kShrinkRows];
-      float* yr[detail::kShrinkRows];
-      for (int r = 0; r < n; ++r) {
-        hr[r] = hs + r * v.rank;
-        yr[r] = y + int64_t(plan.rows[size_t(e + r)]) * out;
-      }
-      kern.expand_rows(v.bt, v.dtype, v.rank, hr, yr, n, 0, out, out);
-    });
-    return;
-  }
-
-  // With mixtures, phase 1 shrinks every entry, as above; phase 2 expands.
-  for_each_block(parallel, plan, rank_of, [&](uint32_t g, int64_t e, int n) { shrink_block(g, e, n); });
+  for_each_block(
+      parallel, plan, [&](int32_t slot) { return slots[size_t(slot)].rank; },
+      [&](uint32_t g, int64_t e, int n) {
+        const LoraSegment& seg = plan.segments[g];
+        const LoraModuleView& v = slots[size_t(seg.slot)];
+        const float* xs[detail::kShrinkRows];
+        for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
+        float* hs = h + scratch.h_offset[g] + size_t(e - seg.begin) * size_t(v.rank);
+        kern.shrink(v.a, v.dtype, v.rank, xs, n, in, hs);
+        for (int r = 0; r < n; ++r) {
+          const float f = v.scale * plan.weights[size_t(e + r)];
+          for (int32_t k = 0; k < v.rank; ++k) hs[r * v.rank + k] *= f;
+        }
+      });
 
   // Phase 2: two entries may share a row, so work items are wide column
   // chunks with all segments in slot order inside: those rows never race and
@@ -231,58 +221,49 @@ void sgmv(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraMo
       if (v.rank == 0) continue;
       const float* hs = h + scratch.h_offset[s];
       for (uint32_t e = seg.begin; e < seg.end; ++e, hs += v.rank) {
-        expand(v.bt, v.dtype, v.rank, hs, y + int64_t(plan.rows[e]) * out, o_begin, o_end, out);
+        kern.expand(v.bt, v.dtype, v.rank, hs, y + int64_t(plan.rows[e]) * out, o_begin, o_end, out);
       }
     }
   });
 }
 
-// lora_sgmv over a group of modules sharing x (see LoraGroupView).
-void sgmv_group(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
-                const float* x, int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
-                LoraScratch& scratch, const LoraParallelFor& parallel) {
-  if (plan.empty()) return;
+// Without mixtures every entry owns its row of each y: one parallel pass
+// over the plan's blocks (rows of all slots, so one slot with many rows still
+// spreads over threads). Each block of rows of one slot is shrunk together
+// through the slot's (stacked) A, sharing each load; h is scaled per module,
+// then each module is expanded at once while h is in L1 (Bᵀ streams through
+// in order). One thread handoff per call. view_of(slot) gives the slot's
+// LoraGroupView (one module for lora_sgmv).
+template <class ViewOf>
+void rows_pass(const Kernels& kern, const LoraBatchPlan& plan, size_t num_slots, const ViewOf& view_of,
+               const float* x, int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+               LoraScratch& scratch, const LoraParallelFor& parallel) {
   const size_t num_modules = ys.size();
   MYRIAD_CHECK(outs.size() == num_modules && num_modules <= size_t(kMaxGroupModules),
                "LoRA group of " + std::to_string(num_modules) + " outputs and " +
                    std::to_string(outs.size()) + " widths");
-  for (const LoraSegment& seg : plan.segments) {
-    MYRIAD_CHECK(seg.slot >= 0 && size_t(seg.slot) < slots.size(),
-                 "LoRA plan uses slot " + std::to_string(seg.slot) + " of " + std::to_string(slots.size()));
-    const LoraGroupView& v = slots[size_t(seg.slot)];
-    MYRIAD_CHECK(v.rank_total == 0 || size_t(v.num_modules) == num_modules,
-                 "LoRA group view of " + std::to_string(v.num_modules) + " modules for " +
-                     std::to_string(num_modules) + " outputs");
-  }
-  if (plan.has_mixture) {
-    // Rows summing several slots expand in column chunks (sgmv's phase 2);
-    // the stacked shrink would save little there: one module at a time.
-    for (size_t m = 0; m < num_modules; ++m) {
-      scratch.module_views.assign(slots.size(), LoraModuleView{});
-      for (size_t s = 0; s < slots.size(); ++s)
-        if (slots[s].rank_total > 0) scratch.module_views[s] = slots[s].modules[m];
-      sgmv(kern, plan, scratch.module_views, x, in, ys[m], outs[m], scratch, parallel);
-    }
-    return;
-  }
   scratch.h_offset.resize(plan.segments.size() + 1);
   uint32_t total = 0;
   for (size_t s = 0; s < plan.segments.size(); ++s) {
     const LoraSegment& seg = plan.segments[s];
+    MYRIAD_CHECK(seg.slot >= 0 && size_t(seg.slot) < num_slots,
+                 "LoRA plan uses slot " + std::to_string(seg.slot) + " of " + std::to_string(num_slots));
+    const auto& v = view_of(seg.slot);
+    MYRIAD_CHECK(v.rank_total == 0 || size_t(v.num_modules) == num_modules,
+                 "LoRA group view of " + std::to_string(v.num_modules) + " modules for " +
+                     std::to_string(num_modules) + " outputs");
     scratch.h_offset[s] = total;
-    total += (seg.end - seg.begin) * uint32_t(slots[size_t(seg.slot)].rank_total);
+    total += (seg.end - seg.begin) * uint32_t(v.rank_total);
   }
   scratch.h_offset.back() = total;
-  if (total == 0) return;
+  if (total == 0) return;  // no slot targets these modules
   if (scratch.h.size() < total) scratch.h.resize(total);
   float* h = scratch.h.data();
-  // As sgmv without mixtures: each block of rows of one slot shrunk through
-  // the stacked A, scaled per module, then each module expanded in order.
   for_each_block(
-      parallel, plan, [&](int32_t slot) { return slots[size_t(slot)].rank_total; },
+      parallel, plan, [&](int32_t slot) { return view_of(slot).rank_total; },
       [&](uint32_t g, int64_t e, int n) {
         const LoraSegment& seg = plan.segments[g];
-        const LoraGroupView& v = slots[size_t(seg.slot)];
+        const auto& v = view_of(seg.slot);
         const int32_t R = v.rank_total;
         const float* xs[detail::kShrinkRows];
         for (int r = 0; r < n; ++r) xs[r] = x + int64_t(plan.rows[size_t(e + r)]) * in;
@@ -311,6 +292,27 @@ void sgmv_group(const Kernels& kern, const LoraBatchPlan& plan, std::span<const 
           offset += mv.rank;
         }
       });
+}
+
+// lora_sgmv over a group of modules sharing x (see LoraGroupView).
+void sgmv_group(const Kernels& kern, const LoraBatchPlan& plan, std::span<const LoraGroupView> slots,
+                const float* x, int64_t in, std::span<float* const> ys, std::span<const int64_t> outs,
+                LoraScratch& scratch, const LoraParallelFor& parallel) {
+  if (plan.empty()) return;
+  if (plan.has_mixture) {
+    // Rows summing several slots expand in column chunks (sgmv's phase 2);
+    // the stacked shrink would save little there: one module at a time.
+    for (size_t m = 0; m < ys.size(); ++m) {
+      scratch.module_views.assign(slots.size(), LoraModuleView{});
+      for (size_t s = 0; s < slots.size(); ++s)
+        if (slots[s].rank_total > 0) scratch.module_views[s] = slots[s].modules[m];
+      sgmv(kern, plan, scratch.module_views, x, in, ys[m], outs[m], scratch, parallel);
+    }
+    return;
+  }
+  rows_pass(
+      kern, plan, slots.size(), [&](int32_t slot) -> const LoraGroupView& { return slots[size_t(slot)]; }, x,
+      in, ys, outs, scratch, parallel);
 }
 
 const Kernels kPortableKernels{shrink_portable, expand_portable, expand_each_row<expand_portable>};

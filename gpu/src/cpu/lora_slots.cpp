@@ -22,7 +22,11 @@ constexpr ModuleGroup kGroups[] = {{int(LinearModule::kQ), 3},
                                    {int(LinearModule::kGate), 2},
                                    {int(LinearModule::kDown), 1}};
 constexpr int kGroupsPerLayer = int(std::size(kGroups));
-constexpr int group_of(int m) { return m < 3 ? 0 : (m == 3 ? 1 : (m < 6 ? 2 : 3)); }
+constexpr int group_of(int m) {
+  for (int g = 0; g < kGroupsPerLayer; ++g)
+    if (m < kGroups[g].first + kGroups[g].count) return g;
+  return -1;
+}
 static_assert(group_of(int(LinearModule::kUp)) == 2 && group_of(int(LinearModule::kDown)) == 3);
 
 // Field-wise (AdapterMix has padding bytes, so no memcmp).

@@ -107,6 +107,7 @@ class CpuExecutor final : public Executor, private LlamaOps {
   void copy_linear_weights();
   Status validate(const StepPlan& plan) const;
   void lora(int layer, LinearModule m, const float* x, float* y);
+  void lora_group(int layer, std::span<const LinearModule> ms, const float* x, std::span<float* const> ys);
   // LlamaOps over this step's plan_ and T_ tokens (x_, h_, q_/k_/v_, attn_, o_, gate_/up_).
   Status embed() override;
   Status attn_norm(int layer) override;
