@@ -137,7 +137,9 @@ TEST(NodeConsole, AdapterListingIsPagedPerTenantWithResidencyAndFigures) {
   ASSERT_EQ(one["versions"].size(), 1u) << one.dump();
   EXPECT_EQ(one["versions"][0]["residency"][0]["where"], "store") << one.dump();
   EXPECT_EQ(one["metrics"]["requests"], 0);
-  r = post_as(node, "alpha-key", "/v1/completions", R"({"model": "a1", "prompt": "hi", "max_tokens": 5})");
+  // ignore_eos: sampled at temperature 1, a random-weight model can end early on EOS.
+  r = post_as(node, "alpha-key", "/v1/completions",
+              R"({"model": "a1", "prompt": "hi", "max_tokens": 5, "ignore_eos": true})");
   ASSERT_NE(r.find("HTTP200"), std::string::npos) << r;
   // Residency comes from the worker's reports (a timer): poll for the slot.
   for (int i = 0; i < 40; ++i) {
@@ -198,7 +200,8 @@ TEST(NodeConsole, TheLiveStreamSendsSnapshotsAndHidesOtherTenantsAdapters) {
   ASSERT_EQ(run_cli("make-adapter --model " + node.dir() + "/tiny --rank 4 --seed 2 --out " + a).code, 0);
   ASSERT_NE(post_as(node, "beta-key", "/v1/adapters", R"({"name": "b", "path": ")" + a + "\"}").find("HTTP200"),
             std::string::npos);
-  ASSERT_NE(post_as(node, "beta-key", "/v1/completions", R"({"model": "b", "prompt": "hi", "max_tokens": 4})")
+  ASSERT_NE(post_as(node, "beta-key", "/v1/completions",
+                    R"({"model": "b", "prompt": "hi", "max_tokens": 4, "ignore_eos": true})")  // totals count 4
                 .find("HTTP200"), std::string::npos);
   // The worker reports its slots on a timer: wait for the report to show b.
   std::vector<json> admin;
