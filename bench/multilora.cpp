@@ -264,12 +264,16 @@ int main(int argc, char** argv) {
   bandwidth.sample(3);
   // Each kernel set this CPU runs, the best first; lora_sgmv's is the first.
   // The best set also runs module by module (no stacked q|k|v and gate|up
-  // pass), the way every step ran before the groups, interleaved likewise.
+  // pass), the way every step ran before the groups, and without prefetching
+  // the next block's weights, interleaved likewise.
   struct Variant {
     gpu::cpu::LoraIsa isa;
     bool grouped = true;
+    bool prefetch_next = true;
   };
-  std::vector<Variant> variants{{gpu::cpu::lora_best_isa(), true}, {gpu::cpu::lora_best_isa(), false}};
+  std::vector<Variant> variants{{gpu::cpu::lora_best_isa(), true, true},
+                                {gpu::cpu::lora_best_isa(), false, true},
+                                {gpu::cpu::lora_best_isa(), true, false}};
   for (int i = int(gpu::cpu::lora_best_isa()) - 1; i >= int(gpu::cpu::LoraIsa::kAvx2); --i)
     variants.push_back({gpu::cpu::LoraIsa(i), true});
   struct IsaRow {
@@ -279,7 +283,8 @@ int main(int argc, char** argv) {
   };
   std::vector<IsaRow> isa_rows;
   auto variant_name = [](const Variant& v) {
-    return std::string(gpu::cpu::lora_isa_name(v.isa)) + (v.grouped ? "" : " module-by-module");
+    return std::string(gpu::cpu::lora_isa_name(v.isa)) + (v.grouped ? "" : " module-by-module") +
+           (v.prefetch_next ? "" : " no-next-block-prefetch");
   };
   constexpr LinearModule kQkv[] = {LinearModule::kQ, LinearModule::kK, LinearModule::kV};
   constexpr LinearModule kGateUp[] = {LinearModule::kGate, LinearModule::kUp};
@@ -312,10 +317,12 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < 5 * repeats; ++rep) {  // the variants interleaved
       for (size_t i = 0; i < variants.size(); ++i) {
         gpu::cpu::lora_limit_isa(variants[i].isa);
+        gpu::cpu::lora_prefetch_next_block(variants[i].prefetch_next);
         const double t0 = bench::now_s();
         step(variants[i].grouped, one_per_row);
         best[i] = std::min(best[i], bench::now_s() - t0);
       }
+      gpu::cpu::lora_prefetch_next_block(true);
       gpu::cpu::lora_limit_isa(variants[0].isa);
       const double t0 = bench::now_s();
       step(true, shared);

@@ -1,7 +1,8 @@
 // Multi-LoRA kernels against the plain double reference: a grid of
 // batch x adapters x rank (ranks differ between slots), rows with no adapter,
 // weighted mixtures, threaded partitions, and batch invariance; the stacked
-// group pass (q|k|v, gate|up) bit for bit against one pass per module.
+// group pass (q|k|v, gate|up) bit for bit against one pass per module and
+// against itself without the next-block prefetch.
 #include "gpu/cpu/lora_sgmv.h"
 
 #include <gtest/gtest.h>
@@ -210,7 +211,16 @@ void check_group(LoraIsa isa, DType dtype, bool mixtures, uint32_t seed) {
       std::vector<float*> ys;
       for (auto& v : got) ys.push_back(v.data());
       lora_sgmv_group_isa(isa, plan, g.groups, x.data(), in, ys, outs, scratch, par);
+      // Prefetching the next block's weights changes no bit.
+      std::vector<std::vector<float>> unprefetched = y;
+      std::vector<float*> ys_unprefetched;
+      for (auto& v : unprefetched) ys_unprefetched.push_back(v.data());
+      lora_prefetch_next_block(false);
+      lora_sgmv_group_isa(isa, plan, g.groups, x.data(), in, ys_unprefetched, outs, scratch, par);
+      lora_prefetch_next_block(true);
       for (size_t m = 0; m < outs.size(); ++m) {
+        ASSERT_EQ(got[m], unprefetched[m]) << "group without next-block prefetch, seed=" << seed << " T=" << t
+                                           << " threads=" << threads << " module " << m;
         lora_sgmv_isa(isa, plan, g.views[m], x.data(), in, each[m].data(), outs[m], scratch, par);
         std::vector<float> ref = y[m];
         lora_reference(mixes, g.views[m], x.data(), in, ref.data(), outs[m]);

@@ -32,16 +32,69 @@ inline __m256 load8(const uint16_t* p) {
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }
 
+// A kernel's cursor over its LoraPrefetch, in locals so that the inner loops
+// keep it in registers: with nothing to prefetch (one slot shared by the
+// rows, where the loops are compute-bound) a tick is one compare.
+class PrefetchCursor {
+ public:
+  explicit PrefetchCursor(LoraPrefetch* pf) : pf_(pf) {
+    if (pf_ != nullptr && pf_->current < pf_->count) {
+      at_ = pf_->at[pf_->current];
+      end_ = pf_->end[pf_->current];
+      budget_ = pf_->budget;
+    }
+  }
+  ~PrefetchCursor() {
+    if (pf_ != nullptr && pf_->current < pf_->count) {
+      pf_->at[pf_->current] = at_;
+      pf_->budget = budget_;
+    }
+  }
+  PrefetchCursor(const PrefetchCursor&) = delete;
+  PrefetchCursor& operator=(const PrefetchCursor&) = delete;
+
+  // `bytes` of weights were just read: prefetch as many of the spans' (into
+  // L1: a probe on the AVX2 EPYC found T0 a little ahead of T1 and NTA).
+  void read(int64_t bytes) {
+    if (at_ == end_) return;
+    budget_ += bytes;
+    while (budget_ >= 64) {
+      _mm_prefetch(at_, _MM_HINT_T0);
+      at_ += 64;
+      budget_ -= 64;
+      if (at_ >= end_ && !next_span()) return;
+    }
+  }
+
+ private:
+  bool next_span() {
+    if (++pf_->current < pf_->count) {
+      at_ = pf_->at[pf_->current];
+      end_ = pf_->end[pf_->current];
+      return true;
+    }
+    at_ = end_ = nullptr;
+    return false;
+  }
+
+  LoraPrefetch* pf_;
+  const char* at_ = nullptr;
+  const char* end_ = nullptr;
+  int64_t budget_ = 0;
+};
+
 // h[r, k] = A[k, :] · xs[r] for KB rows of A and N rows of x at once: each
 // (row, k) pair is one FMA chain in a fixed order, whatever the grouping.
 template <class W, int N, int KB>
-void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, const float* const* xs, float* h) {
+void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, const float* const* xs, float* h,
+                  LoraPrefetch* pf) {
   __m256 s[N][KB];
   for (int r = 0; r < N; ++r)
     for (int j = 0; j < KB; ++j) s[r][j] = _mm256_setzero_ps();
   // The same columns of the next KB rows (contiguous after these): KB
   // interleaved row streams get no help from the hardware prefetcher.
   const W* next = a + int64_t(k + KB) * in;
+  PrefetchCursor cursor(pf);
   for (int64_t i = 0; i < n8; i += 8) {
     __m256 xv[N];
     for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
@@ -51,6 +104,7 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
       const __m256 av = load8(a + int64_t(k + j) * in + i);
       for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
     }
+    cursor.read(KB * 8 * int64_t(sizeof(W)));
   }
   for (int r = 0; r < N; ++r) {
     for (int j = 0; j < KB; ++j) {
@@ -63,31 +117,34 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
 }
 
 template <class W, int N>
-void shrink_rows(const W* a, int32_t rank, const float* const* xs, int64_t in, float* h) {
+void shrink_rows(const W* a, int32_t rank, const float* const* xs, int64_t in, float* h, LoraPrefetch* pf) {
   constexpr int KB = N == 1 ? 8 : (N == 2 ? 4 : 2);  // >= 8 independent chains hide FMA latency
   const int64_t n8 = in & ~int64_t(7);
   int32_t k = 0;
-  for (; k + KB <= rank; k += KB) shrink_block<W, N, KB>(a, k, in, n8, rank, xs, h);
+  for (; k + KB <= rank; k += KB) shrink_block<W, N, KB>(a, k, in, n8, rank, xs, h, pf);
   if constexpr (KB > 2) {
-    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2>(a, k, in, n8, rank, xs, h);
+    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2>(a, k, in, n8, rank, xs, h, pf);
   }
-  for (; k < rank; ++k) shrink_block<W, N, 1>(a, k, in, n8, rank, xs, h);
+  for (; k < rank; ++k) shrink_block<W, N, 1>(a, k, in, n8, rank, xs, h, pf);
 }
 
 template <class W>
-void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h,
+                LoraPrefetch* pf) {
   switch (nrows) {
-    case 4: shrink_rows<W, 4>(a, rank, xs, in, h); break;
-    case 3: shrink_rows<W, 3>(a, rank, xs, in, h); break;
-    case 2: shrink_rows<W, 2>(a, rank, xs, in, h); break;
-    default: shrink_rows<W, 1>(a, rank, xs, in, h); break;
+    case 4: shrink_rows<W, 4>(a, rank, xs, in, h, pf); break;
+    case 3: shrink_rows<W, 3>(a, rank, xs, in, h, pf); break;
+    case 2: shrink_rows<W, 2>(a, rank, xs, in, h, pf); break;
+    default: shrink_rows<W, 1>(a, rank, xs, in, h, pf); break;
   }
 }
 
 // y[o] += sum_k h[k] * Bt[k, o] for o in [o_begin, o_end), k ascending.
 template <class W>
-void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out) {
+void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out,
+                LoraPrefetch* pf) {
   int64_t o = o_begin;
+  PrefetchCursor cursor(pf);
   // 64 columns at a time: 8 independent accumulator chains.
   for (; o + 64 <= o_end; o += 64) {
     __m256 acc[8];
@@ -99,6 +156,7 @@ void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
       for (int l = 0; l < 64 * int(sizeof(W)); l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(b + 128) + l, _MM_HINT_T0);
       for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(hk, load8(b + 8 * j), acc[j]);
+      cursor.read(64 * int64_t(sizeof(W)));
     }
     for (int j = 0; j < 8; ++j) _mm256_storeu_ps(y + o + 8 * j, acc[j]);
   }
@@ -120,8 +178,9 @@ void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
 // depend on how rows are blocked.
 template <class W, int N>
 void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int64_t o_begin,
-                   int64_t o_end, int64_t out) {
+                   int64_t o_end, int64_t out, LoraPrefetch* pf) {
   int64_t o = o_begin;
+  PrefetchCursor cursor(pf);
   for (; o + 16 <= o_end; o += 16) {
     __m256 acc[N][2];
     for (int r = 0; r < N; ++r) {
@@ -138,59 +197,61 @@ void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* con
         acc[r][0] = _mm256_fmadd_ps(hk, b0, acc[r][0]);
         acc[r][1] = _mm256_fmadd_ps(hk, b1, acc[r][1]);
       }
+      cursor.read(16 * int64_t(sizeof(W)));
     }
     for (int r = 0; r < N; ++r) {
       _mm256_storeu_ps(ys[r] + o, acc[r][0]);
       _mm256_storeu_ps(ys[r] + o + 8, acc[r][1]);
     }
   }
-  for (int r = 0; r < N; ++r) expand_any(bt, rank, hs[r], ys[r], o, o_end, out);
+  for (int r = 0; r < N; ++r) expand_any(bt, rank, hs[r], ys[r], o, o_end, out, nullptr);
 }
 
 template <class W>
 void expand_rows_any(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int nrows,
-                     int64_t o_begin, int64_t o_end, int64_t out) {
+                     int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* pf) {
   switch (nrows) {
     case 4:
-      expand_rows_n<W, 4>(bt, rank, hs, ys, o_begin, o_end, out);
+      expand_rows_n<W, 4>(bt, rank, hs, ys, o_begin, o_end, out, pf);
       break;
     case 3:
-      expand_rows_n<W, 3>(bt, rank, hs, ys, o_begin, o_end, out);
+      expand_rows_n<W, 3>(bt, rank, hs, ys, o_begin, o_end, out, pf);
       break;
     case 2:
-      expand_rows_n<W, 2>(bt, rank, hs, ys, o_begin, o_end, out);
+      expand_rows_n<W, 2>(bt, rank, hs, ys, o_begin, o_end, out, pf);
       break;
     default:
-      expand_any(bt, rank, hs[0], ys[0], o_begin, o_end, out);
+      expand_any(bt, rank, hs[0], ys[0], o_begin, o_end, out, pf);
       break;  // 64-column blocks
   }
 }
 
 }  // namespace
 
-void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h) {
+void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h,
+                      LoraPrefetch* prefetch) {
   if (dt == DType::kBF16) {
-    shrink_any(static_cast<const uint16_t*>(a), rank, xs, nrows, in, h);
+    shrink_any(static_cast<const uint16_t*>(a), rank, xs, nrows, in, h, prefetch);
   } else {
-    shrink_any(static_cast<const float*>(a), rank, xs, nrows, in, h);
+    shrink_any(static_cast<const float*>(a), rank, xs, nrows, in, h, prefetch);
   }
 }
 
 void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end,
-                      int64_t out) {
+                      int64_t out, LoraPrefetch* prefetch) {
   if (dt == DType::kBF16) {
-    expand_any(static_cast<const uint16_t*>(bt), rank, h, y, o_begin, o_end, out);
+    expand_any(static_cast<const uint16_t*>(bt), rank, h, y, o_begin, o_end, out, prefetch);
   } else {
-    expand_any(static_cast<const float*>(bt), rank, h, y, o_begin, o_end, out);
+    expand_any(static_cast<const float*>(bt), rank, h, y, o_begin, o_end, out, prefetch);
   }
 }
 
 void lora_expand_rows_avx2(const void* bt, DType dt, int32_t rank, const float* const* hs, float* const* ys,
-                           int nrows, int64_t o_begin, int64_t o_end, int64_t out) {
+                           int nrows, int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* prefetch) {
   if (dt == DType::kBF16) {
-    expand_rows_any(static_cast<const uint16_t*>(bt), rank, hs, ys, nrows, o_begin, o_end, out);
+    expand_rows_any(static_cast<const uint16_t*>(bt), rank, hs, ys, nrows, o_begin, o_end, out, prefetch);
   } else {
-    expand_rows_any(static_cast<const float*>(bt), rank, hs, ys, nrows, o_begin, o_end, out);
+    expand_rows_any(static_cast<const float*>(bt), rank, hs, ys, nrows, o_begin, o_end, out, prefetch);
   }
 }
 

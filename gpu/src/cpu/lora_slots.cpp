@@ -66,8 +66,12 @@ CpuLoraSlots::CpuLoraSlots(const ModelConfig& config, int32_t num_slots, int32_t
   state_ = std::make_unique<std::atomic<int>[]>(size_t(num_slots));
   for (int32_t s = 0; s < num_slots; ++s) state_[size_t(s)].store(kEmpty);
   if (pool_) {
+    // Each thread walks its own contiguous share of the work items, one at a
+    // time (the rest balanced from the back of the largest share): the item a
+    // thread takes next is usually the one after, whose weights the kernels
+    // prefetch (detail::LoraPrefetch).
     parallel_ = [this](int64_t n_items, const std::function<void(int64_t, int64_t)>& body) {
-      pool_->parallel_for(n_items, 1, [&](int64_t b, int64_t e, int) { body(b, e); });
+      pool_->parallel_for_shares(n_items, 1, 1, [&](int64_t b, int64_t e, int) { body(b, e); });
     };
   }
   loader_ = std::thread([this] { loader_loop(); });

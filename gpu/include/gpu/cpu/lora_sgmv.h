@@ -122,6 +122,10 @@ const char* lora_isa_name(LoraIsa isa);  // "portable", "avx2", "avx512"
 // comparing kernels in one run; process-wide).
 LoraIsa lora_isa();
 void lora_limit_isa(LoraIsa max);
+// Whether the no-mixture pass prefetches the next block's weights while it
+// computes a block (detail::LoraPrefetch; on by default). Process-wide; for
+// benches timing both in one run. Results are the same either way.
+void lora_prefetch_next_block(bool on);
 // lora_sgmv with one ISA's loops (tests and benches); `isa` must not be
 // above lora_best_isa() (checked).
 void lora_sgmv_isa(LoraIsa isa, const LoraBatchPlan& plan, std::span<const LoraModuleView> slots,
@@ -151,17 +155,36 @@ namespace detail {
 // (row, k) is one FMA chain in a fixed order, so grouping never changes a
 // row's result.
 inline constexpr int kShrinkRows = kLoraBlockRows;
+
+// The weights of the block a thread takes next (another slot's), pulled into
+// the cache while this block's are read: a kernel given one prefetches a line
+// of the spans for each line of weights it reads. With one adapter per row,
+// the loads of a block alone leave the memory idle while they are computed
+// on; this keeps the next block's bytes streaming meanwhile. Prefetching
+// changes no result. Plain data: the kernels advance it (lora_sgmv_avx2.cpp).
+struct LoraPrefetch {
+  static constexpr int kMaxSpans = 1 + kMaxGroupModules;  // the stacked A, each Bᵀ
+  const char* at[kMaxSpans] = {};
+  const char* end[kMaxSpans] = {};
+  int count = 0;       // spans added
+  int current = 0;     // the span being prefetched
+  int64_t budget = 0;  // bytes read and not yet matched by a prefetch
+
+  void add(const void* p, int64_t bytes);  // ignored past kMaxSpans or when empty
+};
+
 void lora_shrink_avx2(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,
-                      float* h);
+                      float* h, LoraPrefetch* prefetch);
 void lora_expand_avx2(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin,
-                      int64_t o_end, int64_t out);
+                      int64_t o_end, int64_t out, LoraPrefetch* prefetch);
 // lora_expand_avx2 for nrows (<= kShrinkRows) rows of one slot: ys[r] +=
 // hs[r] · Bᵀ, each load of Bᵀ shared by the rows; per element the same
 // arithmetic as one row alone.
 void lora_expand_rows_avx2(const void* bt, DType dt, int32_t rank, const float* const* hs, float* const* ys,
-                           int nrows, int64_t o_begin, int64_t o_end, int64_t out);
+                           int nrows, int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* prefetch);
 // AVX-512 variants (lora_sgmv_avx512.cpp, `#pragma GCC target`): the same
-// contract at 16 floats a vector.
+// contract at 16 floats a vector. They take no LoraPrefetch (not yet measured
+// on an AVX-512 machine).
 void lora_shrink_avx512(const void* a, DType dt, int32_t rank, const float* const* xs, int nrows, int64_t in,
                         float* h);
 void lora_expand_avx512(const void* bt, DType dt, int32_t rank, const float* h, float* y, int64_t o_begin,
