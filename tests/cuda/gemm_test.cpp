@@ -21,19 +21,19 @@ void gemm_ref(const std::vector<float>& x, int ldx, const std::vector<float>& w,
     }
 }
 
-struct Case {
+struct GemmCase {
   DType in, out;
   int M, N, K;
   int x_pad, y_pad;  // extra columns in x's and y's rows
   float beta;
 };
 
-class GemmTest : public ::testing::TestWithParam<Case> {};
+class GemmTest : public ::testing::TestWithParam<GemmCase> {};
 
 TEST_P(GemmTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
-  const Case c = GetParam();
+  const GemmCase c = GetParam();
   const int ldx = c.K + c.x_pad, ldy = c.N + c.y_pad;
   const float scale = 1.0f / std::sqrt(float(c.K));  // keeps outputs O(1) so atol means something
   auto x = randn(size_t(c.M) * ldx, c.in);
@@ -75,8 +75,8 @@ TEST(Gemm, RejectsBadArguments) {
   EXPECT_FALSE(none.gemm(DType::kF32, DType::kF32, nullptr, 4, nullptr, nullptr, 4, 1, 4, 4).ok());
 }
 
-std::vector<Case> cases() {
-  std::vector<Case> v;
+std::vector<GemmCase> gemm_cases() {
+  std::vector<GemmCase> v;
   const std::pair<DType, DType> types[] = {
       {DType::kF32, DType::kF32}, {DType::kBF16, DType::kBF16}, {DType::kBF16, DType::kF32}};
   for (auto [in, out] : types) {
@@ -90,8 +90,8 @@ std::vector<Case> cases() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(Grid, GemmTest, ::testing::ValuesIn(cases()), [](const auto& info) {
-  const Case& c = info.param;
+INSTANTIATE_TEST_SUITE_P(Grid, GemmTest, ::testing::ValuesIn(gemm_cases()), [](const auto& info) {
+  const GemmCase& c = info.param;
   return std::string(dtype_name(c.in)) + "_to_" + dtype_name(c.out) + "_" + std::to_string(c.M) + "x" +
          std::to_string(c.N) + "x" + std::to_string(c.K) + (c.y_pad ? "_slice" : "") + (c.beta != 0 ? "_acc" : "");
 });

@@ -13,7 +13,7 @@
 namespace myriad::cuda_test {
 namespace {
 
-struct Case {
+struct LoraCase {
   DType dtype;
   int tokens, slots, max_rank;
   int in, out;
@@ -24,7 +24,7 @@ struct Slots {
   std::vector<int32_t> ranks;
 };
 
-Slots make_slots(const Case& c) {
+Slots make_slots(const LoraCase& c) {
   Slots s;
   s.a = randn(size_t(c.slots) * c.max_rank * c.in, c.dtype, 1.0f / std::sqrt(float(c.in)));
   s.b = randn(size_t(c.slots) * c.out * c.max_rank, c.dtype, 1.0f / std::sqrt(float(c.max_rank)));
@@ -38,7 +38,7 @@ Slots make_slots(const Case& c) {
 }
 
 // y[tok] += w * scale * B (A x); returns v[0:rank] too.
-void lora_ref(const Case& c, const Slots& s, const std::vector<float>& x, int tok, int slot, float w,
+void lora_ref(const LoraCase& c, const Slots& s, const std::vector<float>& x, int tok, int slot, float w,
               std::vector<float>& y, std::vector<double>* v_out) {
   const int r = s.ranks[slot];
   std::vector<double> v(r);
@@ -57,23 +57,23 @@ void lora_ref(const Case& c, const Slots& s, const std::vector<float>& x, int to
 
 struct Device {
   DeviceBuffer a, b, ranks, scales;
-  gpu::cuda::LoraModuleSlots view(const Case& c) const {
+  gpu::cuda::LoraModuleSlots view(const LoraCase& c) const {
     return {.a = a.data(), .b = b.data(), .ranks = ranks.as<int32_t>(), .scales = scales.as<float>(),
             .meta_stride = 1, .num_slots = c.slots, .max_rank = c.max_rank, .in = c.in, .out = c.out};
   }
 };
-Device upload_slots(const Case& c, const Slots& s) {
+Device upload_slots(const LoraCase& c, const Slots& s) {
   return {upload(s.a, c.dtype), upload(s.b, c.dtype), upload_raw(s.ranks), upload(s.scales, DType::kF32)};
 }
 
 Tol lora_tol(DType t) { return t == DType::kF32 ? Tol{2e-4f, 2e-4f} : Tol{3e-2f, 2e-2f}; }
 
-class LoraTest : public ::testing::TestWithParam<Case> {};
+class LoraTest : public ::testing::TestWithParam<LoraCase> {};
 
 TEST_P(LoraTest, BgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
-  const Case c = GetParam();
+  const LoraCase c = GetParam();
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);
   auto y = randn(size_t(c.tokens) * c.out, c.dtype);
@@ -111,7 +111,7 @@ TEST_P(LoraTest, BgmvMatchesReference) {
 TEST_P(LoraTest, SgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
-  const Case c = GetParam();
+  const LoraCase c = GetParam();
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);
   auto y = randn(size_t(c.tokens) * c.out, c.dtype);
@@ -177,8 +177,8 @@ TEST_P(LoraTest, SgmvMatchesReference) {
     }
 }
 
-std::vector<Case> cases() {
-  std::vector<Case> v;
+std::vector<LoraCase> lora_cases() {
+  std::vector<LoraCase> v;
   for (DType t : {DType::kF32, DType::kBF16})
     for (int tokens : {1, 4, 37})
       for (int slots : {1, 4, 16})
@@ -190,8 +190,8 @@ std::vector<Case> cases() {
   }
   return v;
 }
-INSTANTIATE_TEST_SUITE_P(Grid, LoraTest, ::testing::ValuesIn(cases()), [](const auto& info) {
-  const Case& c = info.param;
+INSTANTIATE_TEST_SUITE_P(Grid, LoraTest, ::testing::ValuesIn(lora_cases()), [](const auto& info) {
+  const LoraCase& c = info.param;
   return std::string(dtype_name(c.dtype)) + "_t" + std::to_string(c.tokens) + "_s" + std::to_string(c.slots) + "_r" +
          std::to_string(c.max_rank) + "_" + std::to_string(c.in) + "x" + std::to_string(c.out);
 });

@@ -79,7 +79,7 @@ std::shared_ptr<const Checkpoint> load_variant(const Variant& v, uint64_t seed) 
 // gradients asked for at loss weight 0 (they must come out zero). B is
 // random (A's gradient is zero while B is). Rows of 6, 4, 9, 40 (past the
 // window) and 7 tokens.
-struct Batch {
+struct TrainerBatch {
   LoraParams<float> p[4];
   LoraParams<float> g[4];
   std::vector<std::vector<int32_t>> tokens;
@@ -93,8 +93,8 @@ struct Batch {
   }
 };
 
-Batch make_batch(uint64_t seed, const ModelConfig& c) {
-  Batch b;
+TrainerBatch make_batch(uint64_t seed, const ModelConfig& c) {
+  TrainerBatch b;
   LoraTargets t0, t1, t2;
   t0.rank = 4;
   t0.alpha = 8;
@@ -149,7 +149,7 @@ TEST(CudaLoraTrainer, LossesAndGradientsEqualTheCpuTrainer) {
   // The CPU's side first (it runs without a device too): each variant is what
   // it says (the factory and the loader keep these), and its reference pass.
   std::vector<std::shared_ptr<const Checkpoint>> models;
-  std::vector<Batch> refs;
+  std::vector<TrainerBatch> refs;
   std::vector<std::vector<TrainingJobTensors<float>>> ref_jobs;
   refs.reserve(variants().size());
   for (const Variant& v : variants()) {
@@ -175,7 +175,7 @@ TEST(CudaLoraTrainer, LossesAndGradientsEqualTheCpuTrainer) {
     SCOPED_TRACE(variants()[i].name);
     auto backend = CudaLoraTrainingBackend::create(models[i]);
     ASSERT_TRUE(backend.ok()) << backend.error().to_string();
-    Batch dev = make_batch(seed, models[i]->config());
+    TrainerBatch dev = make_batch(seed, models[i]->config());
     auto dev_jobs = dev.jobs();
     MYRIAD_ASSERT_OK(backend.value()->forward_backward(dev.rows, dev_jobs));
     const auto& cpu_jobs = ref_jobs[i];
@@ -202,18 +202,18 @@ TEST(CudaLoraTrainer, UnitsRecomputeAndAccumulationGiveTheSameGradients) {
   auto backend = CudaLoraTrainingBackend::create(ck);
   ASSERT_TRUE(backend.ok()) << backend.error().to_string();
   CudaLoraTrainingBackend& b = *backend.value();
-  Batch whole = make_batch(seed, ck->config());
+  TrainerBatch whole = make_batch(seed, ck->config());
   auto whole_jobs = whole.jobs();
   MYRIAD_ASSERT_OK(b.forward_backward(whole.rows, whole_jobs));
   // In units: every layer's forward, the head, every layer's backward, the gradients.
-  Batch units = make_batch(seed, ck->config());
+  TrainerBatch units = make_batch(seed, ck->config());
   auto unit_jobs = units.jobs();
   MYRIAD_ASSERT_OK(b.begin(units.rows, unit_jobs));
   int n = 1;
   while (!b.advance()) ++n;
   EXPECT_EQ(n, 2 * int(ck->config().num_layers) + 2);
   // Recomputing activations: the same kernels on the same inputs, bit for bit.
-  Batch recomputed = make_batch(seed, ck->config());
+  TrainerBatch recomputed = make_batch(seed, ck->config());
   auto recomputed_jobs = recomputed.jobs();
   b.set_recompute(true);
   MYRIAD_ASSERT_OK(b.forward_backward(recomputed.rows, recomputed_jobs));
@@ -244,7 +244,7 @@ TEST(CudaLoraTrainer, MeanHiddenEqualsTheCpus) {
   auto backend = CudaLoraTrainingBackend::create(ck);
   ASSERT_TRUE(backend.ok()) << backend.error().to_string();
   gpu::cpu::CpuLoraTrainingBackend reference(ck, 2);
-  Batch batch = make_batch(seed, ck->config());
+  TrainerBatch batch = make_batch(seed, ck->config());
   for (int layers = 0; layers <= int(ck->config().num_layers); ++layers) {
     auto jobs = batch.jobs();
     std::vector<float> got, ref;

@@ -13,7 +13,7 @@
 namespace myriad::cuda_test {
 namespace {
 
-struct Case {
+struct AttentionCase {
   DType dtype;
   int heads, kv_heads, head_dim, block_size;
 };
@@ -21,12 +21,12 @@ struct Row {
   int start, n;
 };
 
-class PagedAttentionTest : public ::testing::TestWithParam<Case> {};
+class PagedAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(PagedAttentionTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
-  const Case c = GetParam();
+  const AttentionCase c = GetParam();
   const DType t = c.dtype;
   const std::vector<Row> rows = {{0, 1}, {40, 1}, {0, 33}, {20, 13}, {130, 1}, {7, 1}, {0, 5}};
   const int H = c.heads, KV = c.kv_heads, D = c.head_dim, BS = c.block_size, group = H / KV;
@@ -117,8 +117,8 @@ TEST_P(PagedAttentionTest, MatchesCpuReference) {
       ASSERT_EQ(kc_got[size_t(slots[i]) * width + e], K[tok_row[i]][size_t(tok_pos[i]) * width + e]) << "token " << i;
 }
 
-std::vector<Case> cases() {
-  std::vector<Case> v;
+std::vector<AttentionCase> attention_cases() {
+  std::vector<AttentionCase> v;
   for (DType t : {DType::kF32, DType::kBF16})
     for (int bs : {16, 5}) {
       v.push_back({t, 4, 2, 16, bs});    // the fixtures' shape
@@ -128,8 +128,8 @@ std::vector<Case> cases() {
     }
   return v;
 }
-INSTANTIATE_TEST_SUITE_P(Grid, PagedAttentionTest, ::testing::ValuesIn(cases()), [](const auto& info) {
-  const Case& c = info.param;
+INSTANTIATE_TEST_SUITE_P(Grid, PagedAttentionTest, ::testing::ValuesIn(attention_cases()), [](const auto& info) {
+  const AttentionCase& c = info.param;
   return std::string(dtype_name(c.dtype)) + "_h" + std::to_string(c.heads) + "_kv" + std::to_string(c.kv_heads) +
          "_d" + std::to_string(c.head_dim) + "_bs" + std::to_string(c.block_size);
 });

@@ -30,18 +30,18 @@ void rmsnorm_ref(DType t, std::vector<float>& out, std::vector<float>* residual,
   }
 }
 
-struct Case {
+struct RmsNormCase {
   DType dtype;
   int rows, hidden;
   bool residual;
 };
 
-class RmsNormTest : public ::testing::TestWithParam<Case> {};
+class RmsNormTest : public ::testing::TestWithParam<RmsNormCase> {};
 
 TEST_P(RmsNormTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
-  const Case c = GetParam();
+  const RmsNormCase c = GetParam();
   const float eps = 1e-6f;
   const size_t n = size_t(c.rows) * c.hidden;
   auto x = randn(n, c.dtype, 2.0f);
@@ -83,8 +83,8 @@ TEST(RmsNorm, RejectsF16AndBadShape) {
   EXPECT_FALSE(gpu::cuda::rmsnorm(DType::kF32, nullptr, nullptr, nullptr, nullptr, 1, 0, 1e-6f, nullptr).ok());
 }
 
-std::vector<Case> cases() {
-  std::vector<Case> v;
+std::vector<RmsNormCase> rms_norm_cases() {
+  std::vector<RmsNormCase> v;
   for (DType t : {DType::kF32, DType::kBF16})
     for (int hidden : {64, 100, 768, 2048, 4096})
       for (int rows : {1, 7, 64})
@@ -92,8 +92,8 @@ std::vector<Case> cases() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(Grid, RmsNormTest, ::testing::ValuesIn(cases()), [](const auto& info) {
-  const Case& c = info.param;
+INSTANTIATE_TEST_SUITE_P(Grid, RmsNormTest, ::testing::ValuesIn(rms_norm_cases()), [](const auto& info) {
+  const RmsNormCase& c = info.param;
   return std::string(dtype_name(c.dtype)) + "_r" + std::to_string(c.rows) + "_h" + std::to_string(c.hidden) +
          (c.residual ? "_res" : "");
 });

@@ -112,13 +112,13 @@ bool token_acceptable(const std::vector<float>& l, const SampleRow& p, const std
   return r.target >= before - slack && r.target <= before + r.e[size_t(tok)] + slack;
 }
 
-struct Batch {
+struct SamplingBatch {
   std::vector<float> logits;  // [rows, V]
   std::vector<SampleRow> rows;
   std::vector<int32_t> history;
 };
 
-void run(const Batch& b, int V, std::vector<int32_t>& tokens, std::vector<float>& logprobs) {
+void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vector<float>& logprobs) {
   const int R = int(b.rows.size());
   auto dl = upload(b.logits, DType::kF32);
   auto dw = poisoned(size_t(R) * V, DType::kF32);
@@ -155,7 +155,7 @@ TEST_P(SamplingTest, MatchesCpuReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
   const int V = GetParam();
-  Batch b;
+  SamplingBatch b;
   std::vector<SampleRow> kinds = {row(0, 0, 1, 0, 0),      row(1.0f, 0, 1, 0, 0),   row(0.7f, 0, 1, 0, 0),
                                   row(1.0f, 5, 1, 0, 0),   row(1.0f, 0, 0.9f, 0, 0), row(0.8f, 50, 0.8f, 0, 0),
                                   row(1.3f, 1, 1, 0, 0),   row(1.0f, 0, 0.3f, 0, 0)};
@@ -206,7 +206,7 @@ TEST(Sampling, TokenIndependentOfBatch) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
   const int V = 1000;
-  Batch a, b;
+  SamplingBatch a, b;
   auto l = randn(V, DType::kF32, 1.0f);
   const SampleRow target = row(0.9f, 40, 0.95f, 12345, 7);
   a.rows = {target};
@@ -235,7 +235,7 @@ TEST(Sampling, DrawsFollowTheDistribution) {
   MYRIAD_REQUIRE_CUDA();
   const int V = 8, N = 4000;
   const std::vector<float> l = {0.0f, 1.0f, -1.0f, 2.0f, 0.5f, -3.0f, 1.5f, 0.0f};
-  Batch b;
+  SamplingBatch b;
   for (int i = 0; i < N; ++i) {
     b.rows.push_back(row(1.0f, 0, 1, 99, uint32_t(i)));
     b.logits.insert(b.logits.end(), l.begin(), l.end());

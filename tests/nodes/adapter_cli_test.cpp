@@ -21,16 +21,16 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 
-struct CliRun {
+struct AdapterCliRun {
   int code = -1;
   std::string out, err;
 };
 
-CliRun run_cli(const std::string& args) {
+AdapterCliRun run_adapter_cli(const std::string& args) {
   static int n = 0;
   const std::string err_path = (fs::temp_directory_path() / ("myriad_cli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++))).string();
   const std::string cmd = std::string(MYRIAD_CLI) + " " + args + " 2>" + err_path;
-  CliRun r;
+  AdapterCliRun r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   std::array<char, 65536> buf;
@@ -73,7 +73,7 @@ TEST(AdapterCli, BatchRowsWithOwnAdaptersMatchPeftGoldensInOneStep) {
   batch["rows"].push_back({{"ids", g["prompts"]["p7"]},
                            {"adapters", {{{"path", ad + "r8-all"}, {"weight", 0.5}}, {{"path", ad + "r4-qv"}, {"weight", 0.5}}}}});
   const std::string file = write_temp("myriad_batch.json", batch.dump());
-  CliRun r = run_cli("logits --model " + model + " --batch " + file);
+  AdapterCliRun r = run_adapter_cli("logits --model " + model + " --batch " + file);
   ASSERT_EQ(r.code, 0) << r.err;
   const json out = json::parse(r.out);
   ASSERT_EQ(out["rows"].size(), cases.size() + 1);
@@ -84,7 +84,7 @@ TEST(AdapterCli, BatchRowsWithOwnAdaptersMatchPeftGoldensInOneStep) {
   // The mixture row alone equals itself in the batch, and differs from its parts.
   json alone = {{"rows", {batch["rows"].back()}}};
   const std::string file2 = write_temp("myriad_batch_alone.json", alone.dump());
-  CliRun r2 = run_cli("logits --model " + model + " --batch " + file2);
+  AdapterCliRun r2 = run_adapter_cli("logits --model " + model + " --batch " + file2);
   ASSERT_EQ(r2.code, 0) << r2.err;
   const json out2 = json::parse(r2.out);
   EXPECT_LE(max_diff(out2["rows"][0]["logits"], out["rows"].back()["logits"]), 1e-5);
@@ -106,7 +106,7 @@ TEST(AdapterCli, HostileAdapterIsRefusedWithAClearMessage) {
   std::ofstream(dir + "/adapter_config.json") << cfg.dump();
   json batch = {{"rows", {{{"ids", {1, 2, 3}}, {"adapters", {{{"path", dir}}}}}}}};
   const std::string file = write_temp("myriad_batch_dora.json", batch.dump());
-  CliRun r = run_cli("logits --model " + model + " --batch " + file);
+  AdapterCliRun r = run_adapter_cli("logits --model " + model + " --batch " + file);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("DoRA"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
@@ -123,14 +123,14 @@ TEST(AdapterCli, AdapterFlagMatchesGolden) {
     if (!ids.empty()) ids += ',';
     ids += std::to_string(id.get<int>());
   }
-  CliRun r = run_cli("logits --model " + model + " --ids " + ids + " --adapter " + model + "/adapters/r8-all:1.0");
+  AdapterCliRun r = run_adapter_cli("logits --model " + model + " --ids " + ids + " --adapter " + model + "/adapters/r8-all:1.0");
   ASSERT_EQ(r.code, 0) << r.err;
   const json out = json::parse(r.out);
   ASSERT_TRUE(out.contains("logits")) << r.out.substr(0, 200);
   ASSERT_EQ(out["logits"].size(), 1u);
   EXPECT_LE(max_diff(out["logits"][0], g["results"]["r8-all"]["p7"]["last_logits"]), 1e-4);
   // Two --adapter flags with weights: a mixture, different from r8-all alone.
-  CliRun m = run_cli("logits --model " + model + " --ids " + ids + " --adapter " + model + "/adapters/r8-all:0.5 --adapter " +
+  AdapterCliRun m = run_adapter_cli("logits --model " + model + " --ids " + ids + " --adapter " + model + "/adapters/r8-all:0.5 --adapter " +
                      model + "/adapters/r4-qv:0.5");
   ASSERT_EQ(m.code, 0) << m.err;
   EXPECT_GT(max_diff(json::parse(m.out)["logits"][0], out["logits"][0]), 0.05);
@@ -145,7 +145,7 @@ TEST(AdapterCli, GenerateWithAdapterMatchesGreedyGolden) {
     if (!ids.empty()) ids += ',';
     ids += std::to_string(id.get<int>());
   }
-  CliRun r = run_cli("generate --model " + model + " --ids " + ids + " --adapter " + model +
+  AdapterCliRun r = run_adapter_cli("generate --model " + model + " --ids " + ids + " --adapter " + model +
                      "/adapters/r16-rslora-o-down --max-tokens 24 --temperature 0 --ignore-eos --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["ids"], g["results"]["r16-rslora-o-down"]["p33"]["greedy_tokens"]);

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "test_fixtures.h"
@@ -39,5 +40,15 @@ inline CliRun run_cli(const std::string& args, bool with_stderr = false) {
 
 // Runs a shell command; returns its stdout.
 inline std::string sh(const std::string& cmd) { return run_process(cmd).out; }
+
+// A JSON array of token ids as the CLI's --ids flag takes it: "1,2,3".
+inline std::string id_list(const nlohmann::json& ids) {
+  std::string s;
+  for (const auto& id : ids) {
+    if (!s.empty()) s.push_back(',');
+    s.append(std::to_string(id.get<int>()));
+  }
+  return s;
+}
 
 }  // namespace myriad::testing_cli

@@ -24,16 +24,8 @@ namespace fs = std::filesystem;
 
 using testing_cli::CliRun;
 using testing_cli::fixtures_dir;
+using testing_cli::id_list;
 using testing_cli::run_cli;
-
-std::string id_list(const nlohmann::json& ids) {
-  std::string s;
-  for (const auto& id : ids) {
-    if (!s.empty()) s.push_back(',');
-    s.append(std::to_string(id.get<int>()));
-  }
-  return s;
-}
 
 // Single-quoted for the shell.
 std::string q(const std::string& s) {

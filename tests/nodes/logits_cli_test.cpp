@@ -18,20 +18,12 @@ namespace {
 
 using testing_cli::CliRun;
 using testing_cli::fixtures_dir;
+using testing_cli::id_list;
 using testing_cli::run_cli;
 
 nlohmann::json golden(const std::string& model) {
   std::ifstream f(fixtures_dir() + "/" + model + "/golden.json");
   return nlohmann::json::parse(f);
-}
-
-std::string id_list(const nlohmann::json& ids) {
-  std::string s;
-  for (const auto& id : ids) {
-    if (!s.empty()) s.push_back(',');
-    s.append(std::to_string(id.get<int>()));
-  }
-  return s;
 }
 
 double max_diff(const nlohmann::json& got, const nlohmann::json& want) {

@@ -23,12 +23,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
+struct MakeModelRun {
   int code;
   std::string out;  // stdout + stderr
 };
 
-CliRun run_cli(const std::string& args) {
+MakeModelRun run_make_model(const std::string& args) {
   const std::string cmd = std::string(MYRIAD_CLI) + " make-model " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr);
@@ -62,7 +62,7 @@ class MakeModelCli : public ::testing::Test {
 };
 
 TEST_F(MakeModelCli, TinyBf16LoadsAndIsDeterministic) {
-  CliRun r = run_cli("--shape tiny --seed 11 --dtype bf16 --out " + sub("a"));
+  MakeModelRun r = run_make_model("--shape tiny --seed 11 --dtype bf16 --out " + sub("a"));
   ASSERT_EQ(r.code, 0) << r.out;
   const auto summary = nlohmann::json::parse(r.out);
   EXPECT_EQ(summary["parameters"], 125760);  // 2 x 260 x 64 embed/head + 2 x 46208 layer + 64 norm
@@ -79,14 +79,14 @@ TEST_F(MakeModelCli, TinyBf16LoadsAndIsDeterministic) {
   const TensorView& q = (*ck)->layers()[1].q;
   EXPECT_EQ(q.at(17), bf16_to_f32(f32_to_bf16(random_weight(11, q.name, 17, 0.02f))));
 
-  ASSERT_EQ(run_cli("--shape tiny --seed 11 --dtype bf16 --out " + sub("b")).code, 0);
-  ASSERT_EQ(run_cli("--shape tiny --seed 12 --dtype bf16 --out " + sub("c")).code, 0);
+  ASSERT_EQ(run_make_model("--shape tiny --seed 11 --dtype bf16 --out " + sub("b")).code, 0);
+  ASSERT_EQ(run_make_model("--shape tiny --seed 12 --dtype bf16 --out " + sub("c")).code, 0);
   EXPECT_EQ(slurp(sub("a/model.safetensors")), slurp(sub("b/model.safetensors")));
   EXPECT_NE(slurp(sub("a/model.safetensors")), slurp(sub("c/model.safetensors")));
 }
 
 TEST_F(MakeModelCli, F32WithAGivenTokenizer) {
-  CliRun r = run_cli("--shape tiny --seed 1 --dtype f32 --out " + sub("m") + " --tokenizer " + fixtures_dir() +
+  MakeModelRun r = run_make_model("--shape tiny --seed 1 --dtype f32 --out " + sub("m") + " --tokenizer " + fixtures_dir() +
                   "/tokenizers/mistral");
   ASSERT_EQ(r.code, 0) << r.out;
   auto ck = Checkpoint::load(sub("m"));
@@ -114,11 +114,11 @@ TEST_F(MakeModelCli, BadArgumentsNameTheFlag) {
       {"--shape tiny --seed 1 --dtype bf16 --out X --colour red", "--colour"},
   };
   for (const Case& c : cases) {
-    CliRun r = run_cli(c.args);
+    MakeModelRun r = run_make_model(c.args);
     EXPECT_EQ(r.code, 2) << c.args << ": " << r.out;
     EXPECT_NE(r.out.find(c.needle), std::string::npos) << c.args << ": " << r.out;
   }
-  CliRun r = run_cli("--shape tiny --seed 1 --dtype bf16 --out " + sub("t") + " --tokenizer " + sub("none"));
+  MakeModelRun r = run_make_model("--shape tiny --seed 1 --dtype bf16 --out " + sub("t") + " --tokenizer " + sub("none"));
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find(sub("none") + "/tokenizer.json"), std::string::npos) << r.out;
 }
