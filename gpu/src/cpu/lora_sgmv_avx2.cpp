@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "gpu/cpu/lora_sgmv.h"
 #include "runtime/dtype.h"
@@ -32,60 +33,69 @@ inline __m256 load8(const uint16_t* p) {
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }
 
-// A kernel's cursor over its LoraPrefetch, in locals so that the inner loops
-// keep it in registers: with nothing to prefetch (one slot shared by the
-// rows, where the loops are compute-bound) a tick is one compare.
+// A kernel's cursor over its LoraPrefetch (never null), in locals so that
+// the inner loops keep it in registers. A kernel moves to the next span only
+// when it starts (a loop or a call in the tick costs more); within one it
+// prefetches up to the end of its span and carries the rest of its budget.
+// GCC 12 still stores the accumulators of these loops every iteration (not
+// the ones without a cursor, below); they run where memory is the bound
+// (a block followed by another slot's), and measured no slower than before.
 class PrefetchCursor {
  public:
   explicit PrefetchCursor(LoraPrefetch* pf) : pf_(pf) {
-    if (pf_ != nullptr && pf_->current < pf_->count) {
+    while (pf_->current < pf_->count && pf_->at[pf_->current] >= pf_->end[pf_->current]) ++pf_->current;
+    if (pf_->current < pf_->count) {
       at_ = pf_->at[pf_->current];
       end_ = pf_->end[pf_->current];
-      budget_ = pf_->budget;
     }
+    budget_ = pf_->budget;
   }
   ~PrefetchCursor() {
-    if (pf_ != nullptr && pf_->current < pf_->count) {
-      pf_->at[pf_->current] = at_;
-      pf_->budget = budget_;
-    }
+    if (pf_->current < pf_->count) pf_->at[pf_->current] = at_;
+    pf_->budget = budget_;
   }
   PrefetchCursor(const PrefetchCursor&) = delete;
   PrefetchCursor& operator=(const PrefetchCursor&) = delete;
 
-  // `bytes` of weights were just read: prefetch as many of the spans' (into
-  // L1: a probe on the AVX2 EPYC found T0 a little ahead of T1 and NTA).
+  // `bytes` (at most 128: the loops' ticks) of weights were just read:
+  // prefetch as many of the span's, two lines at most (into L1: a probe on
+  // the AVX2 EPYC found T0 a little ahead of T1 and NTA).
   void read(int64_t bytes) {
-    if (at_ == end_) return;
     budget_ += bytes;
-    while (budget_ >= 64) {
+    if (budget_ >= 64 && at_ < end_) {
       _mm_prefetch(at_, _MM_HINT_T0);
       at_ += 64;
       budget_ -= 64;
-      if (at_ >= end_ && !next_span()) return;
+      if (budget_ >= 64 && at_ < end_) {
+        _mm_prefetch(at_, _MM_HINT_T0);
+        at_ += 64;
+        budget_ -= 64;
+      }
     }
   }
 
  private:
-  bool next_span() {
-    if (++pf_->current < pf_->count) {
-      at_ = pf_->at[pf_->current];
-      end_ = pf_->end[pf_->current];
-      return true;
-    }
-    at_ = end_ = nullptr;
-    return false;
-  }
-
   LoraPrefetch* pf_;
   const char* at_ = nullptr;
   const char* end_ = nullptr;
   int64_t budget_ = 0;
 };
 
+// The loops without a prefetch to run (one slot shared by the rows, or f32
+// slots): no cursor at all. With the cursor in the loop, even with nothing
+// to do, GCC 12 kept the accumulators in memory (perf annotate of the
+// shared-adapter pass: the 4-row shrink spent most of its time on those
+// stores and reloads).
+struct NoPrefetch {
+  explicit NoPrefetch(LoraPrefetch*) {}
+  void read(int64_t) {}
+};
+template <bool kPf>
+using Cursor = std::conditional_t<kPf, PrefetchCursor, NoPrefetch>;
+
 // h[r, k] = A[k, :] · xs[r] for KB rows of A and N rows of x at once: each
 // (row, k) pair is one FMA chain in a fixed order, whatever the grouping.
-template <class W, int N, int KB>
+template <class W, int N, int KB, bool kPf>
 void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, const float* const* xs, float* h,
                   LoraPrefetch* pf) {
   __m256 s[N][KB];
@@ -94,15 +104,29 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
   // The same columns of the next KB rows (contiguous after these): KB
   // interleaved row streams get no help from the hardware prefetcher.
   const W* next = a + int64_t(k + KB) * in;
-  PrefetchCursor cursor(pf);
+  Cursor<kPf> cursor(pf);
   for (int64_t i = 0; i < n8; i += 8) {
-    __m256 xv[N];
-    for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
     if ((i * int64_t(sizeof(W))) % 64 == 0)
       for (int j = 0; j < KB; ++j) _mm_prefetch(reinterpret_cast<const char*>(next + int64_t(j) * in + i), _MM_HINT_T0);
-    for (int j = 0; j < KB; ++j) {
-      const __m256 av = load8(a + int64_t(k + j) * in + i);
-      for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
+    // 16 vector registers: the N·KB accumulators and either the N rows of x
+    // (then one row of A at a time) or the KB rows of A (then one row of x at
+    // a time). A spilled accumulator makes its chain a store and a reload an
+    // iteration (perf annotate: 4 x 3 with x held spilled one and ran at the
+    // speed of that chain).
+    if constexpr (N * KB + N + 1 <= 16) {
+      __m256 xv[N];
+      for (int r = 0; r < N; ++r) xv[r] = _mm256_loadu_ps(xs[r] + i);
+      for (int j = 0; j < KB; ++j) {
+        const __m256 av = load8(a + int64_t(k + j) * in + i);
+        for (int r = 0; r < N; ++r) s[r][j] = _mm256_fmadd_ps(av, xv[r], s[r][j]);
+      }
+    } else {
+      __m256 av[KB];
+      for (int j = 0; j < KB; ++j) av[j] = load8(a + int64_t(k + j) * in + i);
+      for (int r = 0; r < N; ++r) {
+        const __m256 xv = _mm256_loadu_ps(xs[r] + i);
+        for (int j = 0; j < KB; ++j) s[r][j] = _mm256_fmadd_ps(av[j], xv, s[r][j]);
+      }
     }
     cursor.read(KB * 8 * int64_t(sizeof(W)));
   }
@@ -116,35 +140,57 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
   }
 }
 
-template <class W, int N>
+// Rows of A a block takes per row count: >= 8 independent chains hide the
+// FMA latency, and the more rows of x share each converted row of A, the
+// fewer loads and bf16 shifts an FMA costs. Measured on the AVX2 EPYC
+// (Zen 3), the loops alone with A in L2, bf16: 4 rows x 3 took 0.20-0.23 ns
+// an FMA against 0.35-0.53 for 4 x 2, 3 rows x 4 0.23 against 0.31 for
+// 3 x 2. With the loops of N x KB = 12 holding no accumulator in memory
+// (shrink_block, expand_rows_n), the LoRA part of a decode step with one
+// bf16 adapter shared by 32 rows went from 4.47 to 2.78 ms on one thread.
+template <int N>
+constexpr int shrink_k_block() {
+  return N == 1 ? 8 : (N == 2 ? 4 : (N == 3 ? 4 : 3));
+}
+
+template <class W, int N, bool kPf>
 void shrink_rows(const W* a, int32_t rank, const float* const* xs, int64_t in, float* h, LoraPrefetch* pf) {
-  constexpr int KB = N == 1 ? 8 : (N == 2 ? 4 : 2);  // >= 8 independent chains hide FMA latency
+  constexpr int KB = shrink_k_block<N>();
   const int64_t n8 = in & ~int64_t(7);
   int32_t k = 0;
-  for (; k + KB <= rank; k += KB) shrink_block<W, N, KB>(a, k, in, n8, rank, xs, h, pf);
+  for (; k + KB <= rank; k += KB) shrink_block<W, N, KB, kPf>(a, k, in, n8, rank, xs, h, pf);
   if constexpr (KB > 2) {
-    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2>(a, k, in, n8, rank, xs, h, pf);
+    for (; k + 2 <= rank; k += 2) shrink_block<W, N, 2, kPf>(a, k, in, n8, rank, xs, h, pf);
   }
-  for (; k < rank; ++k) shrink_block<W, N, 1>(a, k, in, n8, rank, xs, h, pf);
+  for (; k < rank; ++k) shrink_block<W, N, 1, kPf>(a, k, in, n8, rank, xs, h, pf);
+}
+
+template <class W, bool kPf>
+void shrink_n(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h, LoraPrefetch* pf) {
+  switch (nrows) {
+    case 4: shrink_rows<W, 4, kPf>(a, rank, xs, in, h, pf); break;
+    case 3: shrink_rows<W, 3, kPf>(a, rank, xs, in, h, pf); break;
+    case 2: shrink_rows<W, 2, kPf>(a, rank, xs, in, h, pf); break;
+    default: shrink_rows<W, 1, kPf>(a, rank, xs, in, h, pf); break;
+  }
 }
 
 template <class W>
 void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h,
                 LoraPrefetch* pf) {
-  switch (nrows) {
-    case 4: shrink_rows<W, 4>(a, rank, xs, in, h, pf); break;
-    case 3: shrink_rows<W, 3>(a, rank, xs, in, h, pf); break;
-    case 2: shrink_rows<W, 2>(a, rank, xs, in, h, pf); break;
-    default: shrink_rows<W, 1>(a, rank, xs, in, h, pf); break;
+  if (pf != nullptr) {
+    shrink_n<W, true>(a, rank, xs, nrows, in, h, pf);
+  } else {
+    shrink_n<W, false>(a, rank, xs, nrows, in, h, nullptr);
   }
 }
 
 // y[o] += sum_k h[k] * Bt[k, o] for o in [o_begin, o_end), k ascending.
-template <class W>
-void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out,
+template <class W, bool kPf>
+void expand_one(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out,
                 LoraPrefetch* pf) {
   int64_t o = o_begin;
-  PrefetchCursor cursor(pf);
+  Cursor<kPf> cursor(pf);
   // 64 columns at a time: 8 independent accumulator chains.
   for (; o + 64 <= o_end; o += 64) {
     __m256 acc[8];
@@ -172,57 +218,87 @@ void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
   }
 }
 
-// expand_any for nrows rows of one slot at once: each load of Bᵀ serves
-// every row (with one adapter shared by many rows, expand was one load per
-// FMA). Per element of y the same FMAs over k in order, so the bits do not
-// depend on how rows are blocked.
-template <class W, int N>
+template <class W>
+void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out,
+                LoraPrefetch* pf) {
+  if (pf != nullptr) {
+    expand_one<W, true>(bt, rank, h, y, o_begin, o_end, out, pf);
+  } else {
+    expand_one<W, false>(bt, rank, h, y, o_begin, o_end, out, nullptr);
+  }
+}
+
+// expand_any for N rows of one slot at once: each load of Bᵀ serves every
+// row (with one adapter shared by many rows, expand was one load per FMA).
+// Q vectors (8Q columns) a row: N·Q accumulators, Q converted loads and N
+// broadcasts for N·Q FMAs. Measured on the AVX2 EPYC (Zen 3), bf16 Bᵀ in
+// L2: 4 rows x 24 columns 0.23 ns an FMA against 0.34 for x 16, 3 rows
+// x 24 0.30 against 0.51, 2 rows x 32 0.36 against 0.87. Per element of y
+// the same FMAs over k in order, so the bits do not depend on how rows or
+// columns are blocked.
+template <int N>
+constexpr int expand_vectors() {
+  return N == 2 ? 4 : 3;
+}
+
+template <class W, int N, bool kPf>
 void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int64_t o_begin,
                    int64_t o_end, int64_t out, LoraPrefetch* pf) {
+  constexpr int Q = expand_vectors<N>();
+  constexpr int64_t C = 8 * Q;
   int64_t o = o_begin;
-  PrefetchCursor cursor(pf);
-  for (; o + 16 <= o_end; o += 16) {
-    __m256 acc[N][2];
-    for (int r = 0; r < N; ++r) {
-      acc[r][0] = _mm256_loadu_ps(ys[r] + o);
-      acc[r][1] = _mm256_loadu_ps(ys[r] + o + 8);
-    }
+  Cursor<kPf> cursor(pf);
+  for (; o + C <= o_end; o += C) {
+    __m256 acc[N][Q];
+    for (int r = 0; r < N; ++r)
+      for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_loadu_ps(ys[r] + o + 8 * q);
     for (int32_t k = 0; k < rank; ++k) {
       const W* b = bt + int64_t(k) * out + o;
-      if ((o * int64_t(sizeof(W))) % 64 == 0)
-        _mm_prefetch(reinterpret_cast<const char*>(b + 128), _MM_HINT_T0);
-      const __m256 b0 = load8(b), b1 = load8(b + 8);
+      // rank row streams, `out` apart: this row's columns 128 on, every line
+      // of them (one a line of this block's bytes: a repeat is cheap next to
+      // the N·Q FMAs).
+      for (int l = 0; l < C * int(sizeof(W)); l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(b + 128) + l, _MM_HINT_T0);
+      __m256 bv[Q];
+      for (int q = 0; q < Q; ++q) bv[q] = load8(b + 8 * q);
       for (int r = 0; r < N; ++r) {
         const __m256 hk = _mm256_broadcast_ss(hs[r] + k);
-        acc[r][0] = _mm256_fmadd_ps(hk, b0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(hk, b1, acc[r][1]);
+        for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_fmadd_ps(hk, bv[q], acc[r][q]);
       }
-      cursor.read(16 * int64_t(sizeof(W)));
+      cursor.read(C * int64_t(sizeof(W)));
     }
-    for (int r = 0; r < N; ++r) {
-      _mm256_storeu_ps(ys[r] + o, acc[r][0]);
-      _mm256_storeu_ps(ys[r] + o + 8, acc[r][1]);
-    }
+    for (int r = 0; r < N; ++r)
+      for (int q = 0; q < Q; ++q) _mm256_storeu_ps(ys[r] + o + 8 * q, acc[r][q]);
   }
-  for (int r = 0; r < N; ++r) expand_any(bt, rank, hs[r], ys[r], o, o_end, out, nullptr);
+  for (int r = 0; r < N; ++r) expand_one<W, false>(bt, rank, hs[r], ys[r], o, o_end, out, nullptr);
+}
+
+template <class W, bool kPf>
+void expand_rows_pf(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int nrows,
+                    int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* pf) {
+  switch (nrows) {
+    case 4:
+      expand_rows_n<W, 4, kPf>(bt, rank, hs, ys, o_begin, o_end, out, pf);
+      break;
+    case 3:
+      expand_rows_n<W, 3, kPf>(bt, rank, hs, ys, o_begin, o_end, out, pf);
+      break;
+    case 2:
+      expand_rows_n<W, 2, kPf>(bt, rank, hs, ys, o_begin, o_end, out, pf);
+      break;
+    default:
+      expand_one<W, kPf>(bt, rank, hs[0], ys[0], o_begin, o_end, out, pf);
+      break;  // 64-column blocks
+  }
 }
 
 template <class W>
 void expand_rows_any(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int nrows,
                      int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* pf) {
-  switch (nrows) {
-    case 4:
-      expand_rows_n<W, 4>(bt, rank, hs, ys, o_begin, o_end, out, pf);
-      break;
-    case 3:
-      expand_rows_n<W, 3>(bt, rank, hs, ys, o_begin, o_end, out, pf);
-      break;
-    case 2:
-      expand_rows_n<W, 2>(bt, rank, hs, ys, o_begin, o_end, out, pf);
-      break;
-    default:
-      expand_any(bt, rank, hs[0], ys[0], o_begin, o_end, out, pf);
-      break;  // 64-column blocks
+  if (pf != nullptr) {
+    expand_rows_pf<W, true>(bt, rank, hs, ys, nrows, o_begin, o_end, out, pf);
+  } else {
+    expand_rows_pf<W, false>(bt, rank, hs, ys, nrows, o_begin, o_end, out, nullptr);
   }
 }
 
