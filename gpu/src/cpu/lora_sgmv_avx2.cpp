@@ -5,6 +5,7 @@
 // result is batch-invariant.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -33,62 +34,49 @@ inline __m256 load8(const uint16_t* p) {
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }
 
-// A kernel's cursor over its LoraPrefetch (never null), in locals so that
-// the inner loops keep it in registers. A kernel moves to the next span only
-// when it starts (a loop or a call in the tick costs more); within one it
-// prefetches up to the end of its span and carries the rest of its budget.
-// GCC 12 still stores the accumulators of these loops every iteration (not
-// the ones without a cursor, below); they run where memory is the bound
-// (a block followed by another slot's), and measured no slower than before.
+// A kernel's place in its LoraPrefetch (never null): where it starts (the
+// span with bytes left; a kernel moves to the next span only when it
+// starts), ticks on plain locals in the loop, and where it stopped. A tick is
+// straight-line code (two prefetches and a min) on locals: with the state in
+// an object, or a branch in the tick, GCC 12 kept the kernels' accumulators
+// in memory, storing each one every iteration. Each tick covers the next 128
+// bytes, so every line of a tick's bytes (at most 128) is prefetched.
 class PrefetchCursor {
  public:
   explicit PrefetchCursor(LoraPrefetch* pf) : pf_(pf) {
     while (pf_->current < pf_->count && pf_->at[pf_->current] >= pf_->end[pf_->current]) ++pf_->current;
-    if (pf_->current < pf_->count) {
-      at_ = pf_->at[pf_->current];
-      end_ = pf_->end[pf_->current];
-    }
-    budget_ = pf_->budget;
   }
-  ~PrefetchCursor() {
-    if (pf_->current < pf_->count) pf_->at[pf_->current] = at_;
-    pf_->budget = budget_;
+  // The span's next byte and its last byte (a cached line when none is left).
+  const char* at() const {
+    return pf_->current < pf_->count ? pf_->at[pf_->current] : reinterpret_cast<const char*>(pf_);
   }
-  PrefetchCursor(const PrefetchCursor&) = delete;
-  PrefetchCursor& operator=(const PrefetchCursor&) = delete;
-
+  const char* last() const {
+    return pf_->current < pf_->count ? pf_->end[pf_->current] - 1 : reinterpret_cast<const char*>(pf_);
+  }
+  void stop_at(const char* at) {
+    if (pf_->current < pf_->count) pf_->at[pf_->current] = at < last() ? at : pf_->end[pf_->current];
+  }
   // `bytes` (at most 128: the loops' ticks) of weights were just read:
-  // prefetch as many of the span's, two lines at most (into L1: a probe on
-  // the AVX2 EPYC found T0 a little ahead of T1 and NTA).
-  void read(int64_t bytes) {
-    budget_ += bytes;
-    if (budget_ >= 64 && at_ < end_) {
-      _mm_prefetch(at_, _MM_HINT_T0);
-      at_ += 64;
-      budget_ -= 64;
-      if (budget_ >= 64 && at_ < end_) {
-        _mm_prefetch(at_, _MM_HINT_T0);
-        at_ += 64;
-        budget_ -= 64;
-      }
-    }
+  // prefetch the next 128 of the span (into L1: a probe on the AVX2 EPYC
+  // found T0 a little ahead of T1 and NTA); returns the new place.
+  static const char* tick(const char* at, const char* last, int64_t bytes) {
+    _mm_prefetch(at, _MM_HINT_T0);
+    _mm_prefetch(at + 64, _MM_HINT_T0);
+    return std::min(at + bytes, last);
   }
 
  private:
   LoraPrefetch* pf_;
-  const char* at_ = nullptr;
-  const char* end_ = nullptr;
-  int64_t budget_ = 0;
 };
 
 // The loops without a prefetch to run (one slot shared by the rows, or f32
-// slots): no cursor at all. With the cursor in the loop, even with nothing
-// to do, GCC 12 kept the accumulators in memory (perf annotate of the
-// shared-adapter pass: the 4-row shrink spent most of its time on those
-// stores and reloads).
+// slots) tick nothing; kPf selects the build of each loop.
 struct NoPrefetch {
   explicit NoPrefetch(LoraPrefetch*) {}
-  void read(int64_t) {}
+  const char* at() const { return nullptr; }
+  const char* last() const { return nullptr; }
+  void stop_at(const char*) {}
+  static const char* tick(const char* at, const char*, int64_t) { return at; }
 };
 template <bool kPf>
 using Cursor = std::conditional_t<kPf, PrefetchCursor, NoPrefetch>;
@@ -105,6 +93,8 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
   // interleaved row streams get no help from the hardware prefetcher.
   const W* next = a + int64_t(k + KB) * in;
   Cursor<kPf> cursor(pf);
+  const char* pf_at = cursor.at();
+  const char* const pf_last = cursor.last();
   for (int64_t i = 0; i < n8; i += 8) {
     if ((i * int64_t(sizeof(W))) % 64 == 0)
       for (int j = 0; j < KB; ++j) _mm_prefetch(reinterpret_cast<const char*>(next + int64_t(j) * in + i), _MM_HINT_T0);
@@ -128,8 +118,9 @@ void shrink_block(const W* a, int32_t k, int64_t in, int64_t n8, int32_t rank, c
         for (int j = 0; j < KB; ++j) s[r][j] = _mm256_fmadd_ps(av[j], xv, s[r][j]);
       }
     }
-    cursor.read(KB * 8 * int64_t(sizeof(W)));
+    pf_at = cursor.tick(pf_at, pf_last, KB * 8 * int64_t(sizeof(W)));
   }
+  cursor.stop_at(pf_at);
   for (int r = 0; r < N; ++r) {
     for (int j = 0; j < KB; ++j) {
       const W* ak = a + int64_t(k + j) * in;
@@ -191,6 +182,8 @@ void expand_one(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
                 LoraPrefetch* pf) {
   int64_t o = o_begin;
   Cursor<kPf> cursor(pf);
+  const char* pf_at = cursor.at();
+  const char* const pf_last = cursor.last();
   // 64 columns at a time: 8 independent accumulator chains.
   for (; o + 64 <= o_end; o += 64) {
     __m256 acc[8];
@@ -202,10 +195,11 @@ void expand_one(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
       for (int l = 0; l < 64 * int(sizeof(W)); l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(b + 128) + l, _MM_HINT_T0);
       for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(hk, load8(b + 8 * j), acc[j]);
-      cursor.read(64 * int64_t(sizeof(W)));
+      pf_at = cursor.tick(pf_at, pf_last, 64 * int64_t(sizeof(W)));
     }
     for (int j = 0; j < 8; ++j) _mm256_storeu_ps(y + o + 8 * j, acc[j]);
   }
+  cursor.stop_at(pf_at);
   for (; o + 8 <= o_end; o += 8) {
     __m256 y0 = _mm256_loadu_ps(y + o);
     for (int32_t k = 0; k < rank; ++k) y0 = _mm256_fmadd_ps(_mm256_set1_ps(h[k]), load8(bt + int64_t(k) * out + o), y0);
@@ -248,6 +242,8 @@ void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* con
   constexpr int64_t C = 8 * Q;
   int64_t o = o_begin;
   Cursor<kPf> cursor(pf);
+  const char* pf_at = cursor.at();
+  const char* const pf_last = cursor.last();
   for (; o + C <= o_end; o += C) {
     __m256 acc[N][Q];
     for (int r = 0; r < N; ++r)
@@ -265,11 +261,12 @@ void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* con
         const __m256 hk = _mm256_broadcast_ss(hs[r] + k);
         for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_fmadd_ps(hk, bv[q], acc[r][q]);
       }
-      cursor.read(C * int64_t(sizeof(W)));
+      pf_at = cursor.tick(pf_at, pf_last, C * int64_t(sizeof(W)));
     }
     for (int r = 0; r < N; ++r)
       for (int q = 0; q < Q; ++q) _mm256_storeu_ps(ys[r] + o + 8 * q, acc[r][q]);
   }
+  cursor.stop_at(pf_at);
   for (int r = 0; r < N; ++r) expand_one<W, false>(bt, rank, hs[r], ys[r], o, o_end, out, nullptr);
 }
 

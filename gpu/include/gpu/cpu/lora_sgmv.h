@@ -157,8 +157,9 @@ namespace detail {
 inline constexpr int kShrinkRows = kLoraBlockRows;
 
 // The weights of the block a thread takes next (another slot's), pulled into
-// the cache while this block's are read: a kernel given one prefetches a line
-// of the spans for each line of weights it reads. With one adapter per row,
+// the cache while this block's are read: a kernel given one prefetches about
+// as many bytes of the spans as it reads (the next 128 bytes per tick of its
+// loop, so a little ahead). With one adapter per row,
 // the loads of a block alone leave the memory idle while they are computed
 // on; this keeps the next block's bytes streaming meanwhile. Prefetching
 // changes no result. Plain data: the kernels advance it (lora_sgmv_avx2.cpp).
@@ -166,9 +167,8 @@ struct LoraPrefetch {
   static constexpr int kMaxSpans = 1 + kMaxGroupModules;  // the stacked A, each Bᵀ
   const char* at[kMaxSpans] = {};
   const char* end[kMaxSpans] = {};
-  int count = 0;       // spans added
-  int current = 0;     // the span being prefetched
-  int64_t budget = 0;  // bytes read and not yet matched by a prefetch
+  int count = 0;    // spans added
+  int current = 0;  // the span being prefetched
 
   void add(const void* p, int64_t bytes);  // ignored past kMaxSpans or when empty
 };
