@@ -7,15 +7,12 @@
 #endif
 
 #include <algorithm>
-#include <chrono>
 #include <vector>
+
+#include "greedy_decode.h"  // now_s
 
 namespace myriad::bench {
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Sums of buf[b, e) with the widest loads the CPU has: a loop with fewer
 // instructions per cache line keeps more lines in flight, and on these VMs

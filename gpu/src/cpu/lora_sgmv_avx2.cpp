@@ -81,6 +81,17 @@ struct NoPrefetch {
 template <bool kPf>
 using Cursor = std::conditional_t<kPf, PrefetchCursor, NoPrefetch>;
 
+// Calls run(std::bool_constant<pf != nullptr>): the build of the loops with
+// the prefetch when there is one to run.
+template <class Run>
+void with_prefetch(LoraPrefetch* pf, Run&& run) {
+  if (pf != nullptr) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
+}
+
 // h[r, k] = A[k, :] · xs[r] for KB rows of A and N rows of x at once: each
 // (row, k) pair is one FMA chain in a fixed order, whatever the grouping.
 template <class W, int N, int KB, bool kPf>
@@ -169,11 +180,7 @@ void shrink_n(const W* a, int32_t rank, const float* const* xs, int nrows, int64
 template <class W>
 void shrink_any(const W* a, int32_t rank, const float* const* xs, int nrows, int64_t in, float* h,
                 LoraPrefetch* pf) {
-  if (pf != nullptr) {
-    shrink_n<W, true>(a, rank, xs, nrows, in, h, pf);
-  } else {
-    shrink_n<W, false>(a, rank, xs, nrows, in, h, nullptr);
-  }
+  with_prefetch(pf, [&](auto kPf) { shrink_n<W, kPf()>(a, rank, xs, nrows, in, h, pf); });
 }
 
 // y[o] += sum_k h[k] * Bt[k, o] for o in [o_begin, o_end), k ascending.
@@ -215,11 +222,7 @@ void expand_one(const W* bt, int32_t rank, const float* h, float* y, int64_t o_b
 template <class W>
 void expand_any(const W* bt, int32_t rank, const float* h, float* y, int64_t o_begin, int64_t o_end, int64_t out,
                 LoraPrefetch* pf) {
-  if (pf != nullptr) {
-    expand_one<W, true>(bt, rank, h, y, o_begin, o_end, out, pf);
-  } else {
-    expand_one<W, false>(bt, rank, h, y, o_begin, o_end, out, nullptr);
-  }
+  with_prefetch(pf, [&](auto kPf) { expand_one<W, kPf()>(bt, rank, h, y, o_begin, o_end, out, pf); });
 }
 
 // expand_any for N rows of one slot at once: each load of Bᵀ serves every
@@ -250,9 +253,9 @@ void expand_rows_n(const W* bt, int32_t rank, const float* const* hs, float* con
       for (int q = 0; q < Q; ++q) acc[r][q] = _mm256_loadu_ps(ys[r] + o + 8 * q);
     for (int32_t k = 0; k < rank; ++k) {
       const W* b = bt + int64_t(k) * out + o;
-      // rank row streams, `out` apart: this row's columns 128 on, every line
-      // of them (one a line of this block's bytes: a repeat is cheap next to
-      // the N·Q FMAs).
+      // rank row streams, `out` apart: this row's columns 128 on, a prefetch
+      // per 64 bytes of the block's (some lines twice: cheap next to the
+      // N·Q FMAs).
       for (int l = 0; l < C * int(sizeof(W)); l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(b + 128) + l, _MM_HINT_T0);
       __m256 bv[Q];
@@ -292,11 +295,7 @@ void expand_rows_pf(const W* bt, int32_t rank, const float* const* hs, float* co
 template <class W>
 void expand_rows_any(const W* bt, int32_t rank, const float* const* hs, float* const* ys, int nrows,
                      int64_t o_begin, int64_t o_end, int64_t out, LoraPrefetch* pf) {
-  if (pf != nullptr) {
-    expand_rows_pf<W, true>(bt, rank, hs, ys, nrows, o_begin, o_end, out, pf);
-  } else {
-    expand_rows_pf<W, false>(bt, rank, hs, ys, nrows, o_begin, o_end, out, nullptr);
-  }
+  with_prefetch(pf, [&](auto kPf) { expand_rows_pf<W, kPf()>(bt, rank, hs, ys, nrows, o_begin, o_end, out, pf); });
 }
 
 }  // namespace
