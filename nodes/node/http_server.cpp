@@ -12,10 +12,13 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <variant>
 
 #include "nodes/openai/api_error.h"
 #include "nodes/openai/requests.h"
 #include "nodes/openai/responses.h"
+#include "api_error_of.h"
+#include "completion_choices.h"
 #include "console_api.h"
 #include "console_assets.h"
 #include "multipart.h"
@@ -43,52 +46,12 @@ struct Gate {
   net::io_context* io = nullptr;
 };
 
-// One request's events, handed from the worker thread to its session.
-struct Ev {
-  EventKind kind = EventKind::kToken;
-  int32_t token = 0;
-  float logprob = 0.0f;
-  std::string text;
-  FinishReason reason = FinishReason::kStop;
-  uint32_t num_output_tokens = 0;
-  Error error;
-  std::vector<float> expert_weights;  // routed in the prefill: each expert's weight
-};
+// One request's events (of all its choices), handed from the worker thread to its session.
 struct Relay {
   explicit Relay(net::any_io_executor ex) : timer(ex) {}
-  std::deque<Ev> events;
+  std::deque<ChoiceEvent> events;
   net::steady_timer timer;  // cancelled when an event arrives
 };
-
-int status_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument:
-    case ErrorCode::kUnsupported:
-    case ErrorCode::kBadFile:
-    case ErrorCode::kResourceExhausted: return 400;
-    case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kCancelled:
-    case ErrorCode::kUnavailable: return 503;
-    case ErrorCode::kOverloaded: return 429;
-    default: return 500;
-  }
-}
-
-openai::ApiError api_error_of(const Error& e) {
-  const int status = status_for(e.code);
-  if (status == 429) return openai::rate_limited(e.message);
-  if (status == 503) return openai::overloaded(e.message);
-  if (status == 500) return openai::internal_error(e.message);
-  openai::ApiError a = openai::invalid_request(e.message);
-  a.status = status;
-  return a;
-}
-
-uint32_t code_points(std::string_view s) {
-  uint32_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
 
 std::string percent_decode(std::string_view s) {
   std::string out;
@@ -415,11 +378,6 @@ net::awaitable<void> wait_for_answer(std::shared_ptr<RunAnswer> a) {
   }
 }
 
-Ev pop_event(Relay& relay) {
-  Ev ev = std::move(relay.events.front());
-  relay.events.pop_front();
-  return ev;
-}
 
 // One server-sent event as one HTTP chunk; false once the client is gone.
 net::awaitable<bool> send_chunk(beast::tcp_stream& stream, std::string data) {
@@ -428,21 +386,6 @@ net::awaitable<bool> send_chunk(beast::tcp_stream& stream, std::string data) {
   co_return !ec;
 }
 
-// What one request's stream has said so far, and what an event adds to it.
-struct StreamState {
-  bool chat = false;
-  openai::Endpoint endpoint = openai::Endpoint::kCompletions;
-  openai::ResponseMeta meta;
-  bool logprobs = false;
-  bool include_usage = false;
-  openai::Usage usage;
-  uint32_t offset = 0;  // code points of text sent
-};
-
-// The SSE chunks an event becomes (none for a token whose text is held
-// back); `done` after the final one. A plain function: the coroutine that
-// sends them keeps no locals across its awaits but the chunk list (GCC 12
-// miscompiles `continue` past locals in coroutine loops).
 // The experts a request routed in its prefill chose, heaviest first, from
 // its events' weights over every expert of the mixture.
 std::vector<std::pair<std::string, double>> chosen_experts(const std::vector<RoutedExpert>& all,
@@ -453,36 +396,57 @@ std::vector<std::pair<std::string, double>> chosen_experts(const std::vector<Rou
   return out;
 }
 
-std::vector<std::string> stream_chunks(StreamState& st, const Ev& ev, bool& done) {
-  std::vector<std::string> out;
-  if (ev.kind == EventKind::kLogits) return out;
-  if (ev.kind == EventKind::kFailed) {
-    out.push_back(openai::sse_event(openai::to_json(api_error_of(ev.error))));
-    out.emplace_back(openai::sse_done());
-    done = true;
-    return out;
+// How a mixture request's experts are named on the response: routed before
+// submission (fixed), or in the prefill (from its events' weights).
+struct ExpertNames {
+  std::vector<RoutedExpert> experts;
+  bool routed_in_prefill = false;
+};
+
+// Takes the events queued so far into `choices`; true once all choices have
+// finished or one failed. A plain function: the coroutine that waits keeps
+// no locals across its awaits (GCC 12 miscompiles `continue` and `break`
+// past locals in coroutine loops).
+bool take_events(Relay& relay, CompletionChoices& choices, const ExpertNames& names) {
+  bool over = false;
+  while (!relay.events.empty() && !over) {
+    const ChoiceEvent& ev = relay.events.front();
+    if (names.routed_in_prefill && !ev.expert_weights.empty())
+      choices.meta().experts = chosen_experts(names.experts, ev.expert_weights);
+    over = choices.add(ev);
+    relay.events.pop_front();
   }
-  if (ev.kind == EventKind::kToken && ev.text.empty() && !st.logprobs) return out;
-  std::vector<openai::TokenLogprob> lp;
-  if (st.logprobs && ev.kind == EventKind::kToken) lp.push_back({ev.text, ev.logprob, {}});
-  openai::Delta d;
-  d.text = ev.text;
-  d.logprobs = lp;
-  d.text_offset = st.offset;
-  if (ev.kind == EventKind::kFinished) d.finish_reason = ev.reason;
-  out.push_back(openai::sse_event(st.chat ? openai::chat_chunk(st.meta, d) : openai::completion_chunk(st.meta, d)));
-  st.offset += code_points(ev.text);
-  if (ev.kind == EventKind::kFinished) {
-    if (st.include_usage) {
-      openai::Usage u = st.usage;
-      u.completion_tokens = ev.num_output_tokens;
-      out.push_back(openai::sse_event(openai::usage_chunk(st.endpoint, st.meta, u)));
-    }
-    out.emplace_back(openai::sse_done());
-    done = true;
+  return over;
+}
+
+// The SSE chunks of the events queued so far; `done` after the last.
+std::vector<std::string> stream_events(Relay& relay, CompletionChoices& choices, const ExpertNames& names,
+                                       bool& done) {
+  std::vector<std::string> out;
+  while (!relay.events.empty() && !done) {
+    const ChoiceEvent& ev = relay.events.front();
+    if (names.routed_in_prefill && !ev.expert_weights.empty())
+      choices.meta().experts = chosen_experts(names.experts, ev.expert_weights);
+    for (std::string& c : choices.chunks(ev, done)) out.push_back(std::move(c));
+    relay.events.pop_front();
   }
   return out;
 }
+
+// A generation request parsed, checked against the model and admitted:
+// what generate() submits, one engine request per choice.
+struct PreparedGeneration {
+  openai::Endpoint endpoint = openai::Endpoint::kCompletions;
+  std::string model;  // as the client wrote it
+  ModelRef ref;
+  openai::GenerationOptions options;
+  uint32_t max_tokens = 0;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::optional<std::string>> route_texts;  // per prompt: what a mixture routes on
+  bool echo = false;
+  std::vector<EchoedPrompt> echoed;  // per prompt, with echo
+  std::optional<TenantLimits::Ticket> ticket;
+};
 
 }  // namespace
 
@@ -517,6 +481,13 @@ struct HttpServer::Impl {
   net::awaitable<bool> handle(beast::tcp_stream& stream, Request& req);
   net::awaitable<bool> generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 openai::Endpoint endpoint);
+  std::variant<PreparedGeneration, Response> prepare_generation(const Request& req, const Caller& caller,
+                                                                openai::Endpoint endpoint);
+  // Submits every choice, events to `relay`; their ids, or the error answer
+  // (the choices submitted before it are cancelled).
+  std::variant<std::vector<RequestId>, Response> submit_choices(const Request& req, PreparedGeneration& g,
+                                                                const std::shared_ptr<Relay>& relay,
+                                                                ExpertNames& names);
   net::awaitable<bool> models(beast::tcp_stream& stream, const Request& req, const Caller& caller);
   net::awaitable<bool> mixtures(beast::tcp_stream& stream, const Request& req, const Caller& caller,
                                 std::string_view path);
@@ -1014,182 +985,218 @@ net::awaitable<bool> HttpServer::Impl::adapters(beast::tcp_stream& stream, const
     }
 }
 
-net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
-                                                openai::Endpoint endpoint) {
+std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(const Request& req,
+                                                                              const Caller& caller,
+                                                                              openai::Endpoint endpoint) {
   const bool chat = endpoint == openai::Endpoint::kChatCompletions;
+  const char* prompt_param = chat ? "messages" : "prompt";
   openai::ProtocolLimits limits;
   limits.max_body_bytes = opts.max_body_bytes;
-  std::string model;
-  openai::GenerationOptions options;
-  std::vector<int32_t> prompt;
-  // What a mixture of experts routes on: the last user message, or the prompt.
-  std::optional<std::string> route_text;
+  PreparedGeneration g;
+  g.endpoint = endpoint;
   if (chat) {
     auto call = openai::parse_chat_request(req.body(), limits);
-    if (!call.ok()) {
-      auto res_ = error_response(req, call.error());
-      co_return co_await send(stream, std::move(res_));
-    }
-    model = call.value().model;
-    options = call.value().options;
+    if (!call.ok()) return error_response(req, call.error());
+    g.model = call.value().model;
+    g.options = call.value().options;
+    std::optional<std::string> route_text;  // a mixture routes on the last user message
     for (const auto& m : call.value().messages)
       if (m.role == "user") route_text = m.content;
     auto ids = service.encode_chat(openai::template_messages(call.value().messages));
-    if (!ids.ok()) {
-      auto res_ = error_response(req, openai::invalid_request(ids.error().message, "messages"));
-      co_return co_await send(stream, std::move(res_));
-    }
-    prompt = std::move(ids.value());
+    if (!ids.ok()) return error_response(req, openai::invalid_request(ids.error().message, "messages"));
+    g.prompts.push_back(std::move(ids.value()));
+    g.route_texts.push_back(std::move(route_text));
   } else {
     auto call = openai::parse_completion_request(req.body(), limits);
-    if (!call.ok()) {
-      auto res_ = error_response(req, call.error());
-      co_return co_await send(stream, std::move(res_));
-    }
-    model = call.value().model;
-    options = call.value().options;
-    if (const auto* text = std::get_if<std::string>(&call.value().prompt)) {
-      route_text = *text;
-      auto ids = service.encode_prompt(*text);
-      if (!ids.ok()) {
-      auto res_ = error_response(req, api_error_of(ids.error()));
-      co_return co_await send(stream, std::move(res_));
-    }
-      prompt = std::move(ids.value());
-    } else {
-      prompt = std::get<std::vector<int32_t>>(call.value().prompt);
-      const int64_t vocab = service.model_config().vocab_size;
-      for (size_t i = 0; i < prompt.size(); ++i)
-        if (prompt[i] < 0 || prompt[i] >= vocab)
-          {
-      auto res_ = error_response(req,
-              openai::invalid_request("prompt token " + std::to_string(i) + " is " + std::to_string(prompt[i]) +
-                                          ", outside the vocabulary [0, " + std::to_string(vocab) + ")",
-                                      "prompt", "invalid_value"));
-      co_return co_await send(stream, std::move(res_));
-    }
+    if (!call.ok()) return error_response(req, call.error());
+    g.model = call.value().model;
+    g.options = call.value().options;
+    g.echo = call.value().echo;
+    const int64_t vocab = service.model_config().vocab_size;
+    const bool several = call.value().prompts.size() > 1;
+    for (size_t p = 0; p < call.value().prompts.size(); ++p) {
+      const openai::PromptInput& in = call.value().prompts[p];
+      const std::string param = several ? "prompt[" + std::to_string(p) + "]" : std::string("prompt");
+      std::vector<int32_t> ids;
+      if (const auto* text = std::get_if<std::string>(&in)) {
+        auto encoded = service.encode_prompt(*text);
+        if (!encoded.ok()) return error_response(req, api_error_of(encoded.error()));
+        ids = std::move(encoded.value());
+        g.route_texts.push_back(*text);
+      } else {
+        ids = std::get<std::vector<int32_t>>(in);
+        for (size_t i = 0; i < ids.size(); ++i)
+          if (ids[i] < 0 || ids[i] >= vocab)
+            return error_response(
+                req, openai::invalid_request(param + " token " + std::to_string(i) + " is " + std::to_string(ids[i]) +
+                                                 ", outside the vocabulary [0, " + std::to_string(vocab) + ")",
+                                             param, "invalid_value"));
+        g.route_texts.push_back(std::nullopt);
+      }
+      if (g.echo) {
+        EchoedPrompt e;
+        const auto* text = std::get_if<std::string>(&in);
+        e.text = text ? *text : service.tokenizer().decode(ids);
+        // Each token's piece of the text as decoding the whole prompt makes
+        // it (a leading-space marker reads as a space after the first).
+        if (g.options.logprobs)
+          for (size_t i = 0; i < ids.size(); ++i)
+            e.tokens.push_back(service.tokenizer().decode_bytes(std::span(ids).subspan(i, 1), false, i == 0));
+        g.echoed.push_back(std::move(e));
+      }
+      g.prompts.push_back(std::move(ids));
     }
   }
-  auto ref = service.resolve(model, caller);
-  if (!ref.ok()) {
-      auto res_ = error_response(req, openai::model_not_found(model));
-      co_return co_await send(stream, std::move(res_));
-    }
-  if (prompt.empty()) {
-      auto res_ = error_response(req, openai::invalid_request("the prompt is empty", "prompt"));
-      co_return co_await send(stream, std::move(res_));
-    }
+  auto ref = service.resolve(g.model, caller);
+  if (!ref.ok()) return error_response(req, openai::model_not_found(g.model));
+  g.ref = std::move(ref.value());
+  if (g.ref.mixture && g.prompts.size() > 1)
+    return error_response(req, openai::invalid_request("a mixture routes each request to its experts: send " +
+                                                           g.ref.name() + " one prompt per request, not " +
+                                                           std::to_string(g.prompts.size()),
+                                                       "prompt", "invalid_value"));
   const int64_t context = service.context_length() > 0 ? service.context_length() : int64_t(1) << 30;
-  const int64_t prompt_len = int64_t(prompt.size());
-  if (prompt_len >= context)
-    {
-      auto res_ = error_response(req,
-                                   openai::invalid_request("the prompt has " + std::to_string(prompt_len) +
-                                                           " tokens; the model's context is " + std::to_string(context),
-                                                           chat ? "messages" : "prompt"));
-      co_return co_await send(stream, std::move(res_));
-    }
-  const int64_t left = context - prompt_len;
-  const int64_t max_tokens = options.max_tokens ? int64_t(*options.max_tokens) : (chat ? left : 16);
+  const bool several = g.prompts.size() > 1;
+  int64_t longest = 0, prompt_tokens = 0;
+  for (size_t p = 0; p < g.prompts.size(); ++p) {
+    const std::string param = several ? "prompt[" + std::to_string(p) + "]" : std::string(prompt_param);
+    const int64_t len = int64_t(g.prompts[p].size());
+    if (len == 0) return error_response(req, openai::invalid_request("the prompt is empty", param));
+    if (len >= context)
+      return error_response(req, openai::invalid_request("the prompt has " + std::to_string(len) +
+                                                             " tokens; the model's context is " +
+                                                             std::to_string(context),
+                                                         param));
+    longest = std::max(longest, len);
+    prompt_tokens += len;
+  }
+  const int64_t left = context - longest;
+  const int64_t max_tokens = g.options.max_tokens ? int64_t(*g.options.max_tokens) : (chat ? left : 16);
   if (max_tokens > left)
-    {
-      auto res_ = error_response(req,
-        openai::invalid_request("max_tokens " + std::to_string(max_tokens) + " exceeds the context left, " +
-                                    std::to_string(left) + " (the prompt has " + std::to_string(prompt_len) +
-                                    " of the model's " + std::to_string(context) + " tokens)",
-                                chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
-      co_return co_await send(stream, std::move(res_));
-    }
-  auto [ticket, refused] = opts.limits->admit(caller.tenant, prompt_len + max_tokens);
-  if (refused) {
-    auto res_ = error_response(req, openai::rate_limited(refused->message), refused->retry_after_s);
-    co_return co_await send(stream, std::move(res_));
-  }
+    return error_response(
+        req, openai::invalid_request("max_tokens " + std::to_string(max_tokens) + " exceeds the context left, " +
+                                         std::to_string(left) + " (the " + (several ? "longest " : "") +
+                                         "prompt has " + std::to_string(longest) + " of the model's " +
+                                         std::to_string(context) + " tokens)",
+                                     chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
+  g.max_tokens = uint32_t(max_tokens);
+  const int64_t cost = (prompt_tokens + int64_t(g.prompts.size()) * max_tokens) * int64_t(g.options.n);
+  auto [ticket, refused] = opts.limits->admit(caller.tenant, cost);
+  if (refused) return error_response(req, openai::rate_limited(refused->message), refused->retry_after_s);
+  g.ticket = std::move(ticket);
+  return g;
+}
 
-  GenerateCall call;
-  call.model = ref.value();
-  if (ref.value().mixture) {
-    auto experts = route_text ? service.route(ref.value(), *route_text) : service.route_ids(ref.value(), prompt);
-    if (!experts.ok()) {
-      auto res_ = error_response(req, api_error_of(experts.error()));
-      co_return co_await send(stream, std::move(res_));
+std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(const Request& req,
+                                                                               PreparedGeneration& g,
+                                                                               const std::shared_ptr<Relay>& relay,
+                                                                               ExpertNames& names) {
+  std::vector<RequestId> ids;
+  const auto give_up = [&](const openai::ApiError& e, int retry_after_s) {
+    for (const RequestId id : ids) service.cancel(id);
+    return error_response(req, e, retry_after_s);
+  };
+  const bool prompt_logprobs = g.echo && g.options.logprobs;
+  for (size_t p = 0; p < g.prompts.size(); ++p) {
+    GenerateCall base;
+    base.model = g.ref;
+    if (g.ref.mixture) {
+      auto experts =
+          g.route_texts[p] ? service.route(g.ref, *g.route_texts[p]) : service.route_ids(g.ref, g.prompts[p]);
+      if (!experts.ok()) return give_up(api_error_of(experts.error()), 0);
+      base.experts = std::move(experts.value());
+      base.prefill_router = service.prefill_router(g.ref, g.prompts[p]);
+      names.experts = base.experts;
+      names.routed_in_prefill = base.prefill_router != nullptr;
     }
-    call.experts = std::move(experts.value());
-    call.prefill_router = service.prefill_router(ref.value(), prompt);
-  }
-  const bool routed_in_prefill = call.prefill_router != nullptr;
-  call.prompt = std::move(prompt);
-  call.sampling = options.sampling;
-  if (!options.has_seed) call.sampling.seed = seeds();
-  call.max_tokens = uint32_t(max_tokens);
-  call.stop = options.stop;
-  call.ignore_eos = options.ignore_eos;
-  const std::vector<RoutedExpert> call_experts = call.experts;
-  auto relay = std::make_shared<Relay>(stream.get_executor());
-  std::shared_ptr<Gate> g = gate;
-  auto id = service.generate(std::move(call), [g, relay](const RequestEvent& e) {
-    Ev ev;
-    ev.kind = e.kind;
-    ev.token = e.token;
-    ev.logprob = e.logprob;
-    ev.text = std::string(e.text);
-    ev.reason = e.reason;
-    ev.num_output_tokens = e.num_output_tokens;
-    ev.error = e.error;
-    ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
-    std::lock_guard lock(g->mu);
-    if (!g->open) return;
-    net::post(*g->io, [relay, ev = std::move(ev)]() mutable {
-      relay->events.push_back(std::move(ev));
-      relay->timer.cancel();
-    });
-  });
-  if (!id.ok()) {
+    base.prompt = g.prompts[p];
+    base.sampling = g.options.sampling;
+    base.max_tokens = g.max_tokens;
+    base.stop = g.options.stop;
+    base.ignore_eos = g.options.ignore_eos;
+    // Scoring the prompt only still asks for something to compute.
+    base.prompt_logits = prompt_logprobs ? LogitsRequest::kAll
+                         : g.max_tokens == 0 ? LogitsRequest::kLast
+                                             : LogitsRequest::kNone;
+    const auto prompt = prompt_logprobs ? std::make_shared<const std::vector<int32_t>>(g.prompts[p]) : nullptr;
+    for (uint32_t j = 0; j < g.options.n; ++j) {
+      GenerateCall call = base;
+      // n samples of one seed differ as vLLM's do: sample j draws from seed + j.
+      call.sampling.seed = g.options.has_seed ? g.options.sampling.seed + j : seeds();
+      const uint32_t choice = uint32_t(p) * g.options.n + j;
+      std::shared_ptr<Gate> gate_ = gate;
+      auto id = service.generate(std::move(call), [gate_, relay, choice, prompt](const RequestEvent& e) {
+        if (e.kind == EventKind::kLogits && !prompt) return;  // asked for only to score an empty output
+        ChoiceEvent ev;
+        ev.choice = choice;
+        ev.kind = e.kind;
+        ev.token = e.token;
+        ev.logprob = e.logprob;
+        ev.text = std::string(e.text);
+        ev.reason = e.reason;
+        ev.num_output_tokens = e.num_output_tokens;
+        ev.error = e.error;
+        ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
+        if (e.kind == EventKind::kLogits) {
+          // Reduced here, on the worker's thread: a prompt's logits are
+          // positions x vocabulary floats; its logprobs one per token.
+          ev.prompt_start = e.logits_start + 1;
+          ev.prompt_logprobs = prompt_logprobs_of(e.logits, e.logits_start, e.logits_count, *prompt);
+        }
+        std::lock_guard lock(gate_->mu);
+        if (!gate_->open) return;
+        net::post(*gate_->io, [relay, ev = std::move(ev)]() mutable {
+          relay->events.push_back(std::move(ev));
+          relay->timer.cancel();
+        });
+      });
       // A full worker queue (overloaded) asks the client to retry in a second.
-      auto res_ = error_response(req, api_error_of(id.error()), id.error().code == ErrorCode::kOverloaded ? 1 : 0);
-      co_return co_await send(stream, std::move(res_));
+      if (!id.ok()) return give_up(api_error_of(id.error()), id.error().code == ErrorCode::kOverloaded ? 1 : 0);
+      ids.push_back(id.value());
     }
+  }
+  return ids;
+}
+
+net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const Request& req, const Caller& caller,
+                                                openai::Endpoint endpoint) {
+  auto prepared = prepare_generation(req, caller, endpoint);
+  if (Response* refused = std::get_if<Response>(&prepared)) co_return co_await send(stream, std::move(*refused));
+  PreparedGeneration& g = std::get<PreparedGeneration>(prepared);
+  auto relay = std::make_shared<Relay>(stream.get_executor());
+  ExpertNames names;
+  auto submitted = submit_choices(req, g, relay, names);
+  if (Response* refused = std::get_if<Response>(&submitted)) co_return co_await send(stream, std::move(*refused));
+  const std::vector<RequestId> ids = std::get<std::vector<RequestId>>(submitted);
 
   openai::ResponseMeta meta;
-  meta.id = openai::response_id(endpoint, id.value());
+  meta.id = openai::response_id(endpoint, ids.front());
   meta.created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
-  meta.model = model;
+  meta.model = g.model;
   // Routed in the prefill: the experts are known from its first event on.
-  if (!routed_in_prefill)
-    for (const RoutedExpert& e : call_experts) meta.experts.push_back({e.name, e.weight});
-  meta.logprobs = options.logprobs;
-  meta.include_usage = options.include_usage;
-  const openai::Usage usage0{uint32_t(prompt_len), 0};
+  if (!names.routed_in_prefill)
+    for (const RoutedExpert& e : names.experts) meta.experts.push_back({e.name, e.weight});
+  meta.logprobs = g.options.logprobs;
+  meta.include_usage = g.options.include_usage;
+  std::vector<uint32_t> prompt_tokens;
+  for (const auto& p : g.prompts) prompt_tokens.push_back(uint32_t(p.size()));
+  CompletionChoices choices(endpoint, std::move(meta), g.options.n, std::move(prompt_tokens), std::move(g.echoed));
 
-  if (!options.stream) {
-    openai::Choice choice;
-    for (;;) {
+  if (!g.options.stream) {
+    bool over = false;
+    while (!over) {
       co_await wait_for_event(relay);
-      Ev ev = pop_event(*relay);
-      if (routed_in_prefill && !ev.expert_weights.empty()) meta.experts = chosen_experts(call_experts, ev.expert_weights);
-      if (ev.kind == EventKind::kToken) {
-        choice.text += ev.text;
-        if (options.logprobs) choice.logprobs.push_back({ev.text, ev.logprob, {}});
-      } else if (ev.kind == EventKind::kFinished) {
-        choice.text += ev.text;
-        choice.finish_reason = ev.reason;
-        openai::Usage u = usage0;
-        u.completion_tokens = ev.num_output_tokens;
-        {
-      auto res_ = make_response(req, 200,
-                                 chat ? openai::chat_completion_response(meta, choice, u)
-                                      : openai::completion_response(meta, choice, u));
+      over = take_events(*relay, choices, names);
+    }
+    if (choices.failure()) {
+      for (const RequestId id : ids) service.cancel(id);  // the others' answers are moot
+      auto res_ = error_response(req, api_error_of(*choices.failure()));
       co_return co_await send(stream, std::move(res_));
     }
-      } else if (ev.kind == EventKind::kFailed) {
-        {
-      auto res_ = error_response(req, api_error_of(ev.error));
-      co_return co_await send(stream, std::move(res_));
-    }
-      }
-    }
+    auto res_ = make_response(req, 200, choices.body());
+    co_return co_await send(stream, std::move(res_));
   }
 
   // Streamed: server-sent events in one chunked response.
@@ -1203,20 +1210,18 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   beast::error_code ec;
   co_await http::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
   bool alive = !ec;
-  if (alive && chat) alive = co_await send_chunk(stream, openai::sse_event(openai::chat_role_chunk(meta)));
-  StreamState st{chat, endpoint, meta, options.logprobs, options.include_usage, usage0};
+  const std::vector<std::string> opening = choices.opening_chunks();
+  for (size_t i = 0; alive && i < opening.size(); ++i) alive = co_await send_chunk(stream, opening[i]);
   bool done = false;
   while (alive && !done) {
     co_await wait_for_event(relay);
-    const Ev ev = pop_event(*relay);
-    if (routed_in_prefill && !ev.expert_weights.empty()) st.meta.experts = chosen_experts(call_experts, ev.expert_weights);
-    const std::vector<std::string> chunks = stream_chunks(st, ev, done);
+    const std::vector<std::string> chunks = stream_events(*relay, choices, names, done);
     for (size_t i = 0; alive && i < chunks.size(); ++i) alive = co_await send_chunk(stream, chunks[i]);
   }
-  if (!alive) {
-    service.cancel(id.value());  // the client is gone: free its KV and its place in the batch
-    co_return false;
-  }
+  // The client is gone, or a choice failed: free the others' KV and places in the batch.
+  if (!alive || choices.failure())
+    for (const RequestId id : ids) service.cancel(id);
+  if (!alive) co_return false;
   co_await net::async_write(stream, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
   co_return !ec;
 }

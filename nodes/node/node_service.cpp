@@ -701,6 +701,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;
   r.stop_token_ids.insert(r.stop_token_ids.end(), call.stop_token_ids.begin(), call.stop_token_ids.end());
   r.timeout_ms = call.timeout_ms;
+  r.prompt_logits = call.prompt_logits;
   r.prefill_router = std::move(call.prefill_router);
   const RequestId id = r.id;
   // The model was resolved for the caller; its pinned name resolves again

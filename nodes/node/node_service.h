@@ -170,6 +170,9 @@ struct GenerateCall {
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids (those only without ignore_eos)
   bool ignore_eos = false;
   double timeout_ms = kNoDeadline;
+  // Logits of the prompt's positions as kLogits events (echo with logprobs);
+  // with it max_tokens may be 0 (score the prompt only).
+  LogitsRequest prompt_logits = LogitsRequest::kNone;
 };
 
 class NodeService {

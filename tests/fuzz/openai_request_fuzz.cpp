@@ -26,7 +26,7 @@ void check_error(const ApiError& e) {
   if (j.is_discarded() || !j["error"]["message"].is_string()) std::abort();
 }
 
-void check_options(const GenerationOptions& o, const ProtocolLimits& limits) {
+void check_options(const GenerationOptions& o, const ProtocolLimits& limits, bool echo = false) {
   const auto& s = o.sampling;
   if (!(s.temperature >= 0 && s.temperature <= 2) || !(s.top_p > 0 && s.top_p <= 1) || s.top_k < 0)
     std::abort();
@@ -34,7 +34,8 @@ void check_options(const GenerationOptions& o, const ProtocolLimits& limits) {
       !(s.frequency_penalty >= -2 && s.frequency_penalty <= 2))
     std::abort();
   if (!(s.repetition_penalty > 0)) std::abort();
-  if (o.max_tokens && *o.max_tokens == 0) std::abort();
+  if (o.max_tokens && *o.max_tokens == 0 && !echo) std::abort();  // 0 only scores an echoed prompt
+  if (o.n < 1 || o.n > limits.max_choices) std::abort();
   if (o.stop.size() > limits.max_stop_strings) std::abort();
   for (const auto& stop : o.stop)
     if (stop.empty()) std::abort();
@@ -53,7 +54,7 @@ void build_responses(const std::string& model, std::string_view text, bool logpr
   ResponseMeta m{response_id(Endpoint::kChatCompletions, 7), 1, model, logprobs, true};
   (void)resolve_model_field(model, "base", "tenant");
   const TokenLogprob tok{std::string(text), -0.5f, {{std::string(text), -0.5f}}};
-  Choice c{std::string(text), myriad::FinishReason::kStop, {tok}};
+  Choice c{1, std::string(text), myriad::FinishReason::kStop, {tok}};
   check_reads_back(chat_completion_response(m, c, {1, 1}));
   check_reads_back(completion_response(m, c, {1, 1}));
   check_reads_back(chat_chunk(m, {.text = text, .logprobs = {&tok, 1}}));
@@ -72,9 +73,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!c.ok()) {
     check_error(c.error());
   } else {
-    check_options(c->options, limits);
+    check_options(c->options, limits, c->echo);
     if (c->model.empty() || !c->options.max_tokens) std::abort();
-    const auto* text = std::get_if<std::string>(&c->prompt);
+    if (c->prompts.empty() || c->prompts.size() * c->options.n > limits.max_choices) std::abort();
+    const auto* text = std::get_if<std::string>(&c->prompts[0]);
     build_responses(c->model, text ? *text : std::string_view("x"), c->options.logprobs);
   }
 

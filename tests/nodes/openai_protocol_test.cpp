@@ -83,10 +83,13 @@ void expect_400(const ApiError& e, const std::string& param, const std::string& 
 TEST(OpenAiRequest, CompletionDefaultsAreOpenAis) {
   const CompletionCall c = completion(cbody(""));
   EXPECT_EQ(c.model, "alpha/chat");
-  ASSERT_TRUE(std::holds_alternative<std::string>(c.prompt));
-  EXPECT_EQ(std::get<std::string>(c.prompt), "Hi");
+  ASSERT_EQ(c.prompts.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<std::string>(c.prompts[0]));
+  EXPECT_EQ(std::get<std::string>(c.prompts[0]), "Hi");
+  EXPECT_FALSE(c.echo);
   const GenerationOptions& o = c.options;
   EXPECT_EQ(o.max_tokens, 16u);
+  EXPECT_EQ(o.n, 1u);
   EXPECT_EQ(o.sampling.temperature, 1.0f);
   EXPECT_EQ(o.sampling.top_p, 1.0f);
   EXPECT_EQ(o.sampling.top_k, 0);
@@ -127,15 +130,40 @@ TEST(OpenAiRequest, CompletionReadsEveryField) {
   EXPECT_TRUE(o.include_usage);
 }
 
+// The one prompt of a body that has one.
+PromptInput one_prompt(const std::string& body) {
+  const CompletionCall c = completion(body);
+  EXPECT_EQ(c.prompts.size(), 1u) << body;
+  return c.prompts.empty() ? PromptInput{} : c.prompts[0];
+}
+
 TEST(OpenAiRequest, CompletionPromptForms) {
-  EXPECT_EQ(std::get<std::string>(completion(R"({"model":"m","prompt":""})").prompt), "");
-  EXPECT_EQ(std::get<std::vector<int32_t>>(completion(R"({"model":"m","prompt":[1,2,3]})").prompt),
+  EXPECT_EQ(std::get<std::string>(one_prompt(R"({"model":"m","prompt":""})")), "");
+  EXPECT_EQ(std::get<std::vector<int32_t>>(one_prompt(R"({"model":"m","prompt":[1,2,3]})")),
             (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_EQ(std::get<std::string>(completion(R"({"model":"m","prompt":["only"]})").prompt), "only");
-  EXPECT_EQ(std::get<std::vector<int32_t>>(completion(R"({"model":"m","prompt":[[4,5]]})").prompt),
+  EXPECT_EQ(std::get<std::string>(one_prompt(R"({"model":"m","prompt":["only"]})")), "only");
+  EXPECT_EQ(std::get<std::vector<int32_t>>(one_prompt(R"({"model":"m","prompt":[[4,5]]})")),
             (std::vector<int32_t>{4, 5}));
-  EXPECT_EQ(std::get<std::vector<int32_t>>(completion(R"({"model":"m","prompt":[7.0]})").prompt),
+  EXPECT_EQ(std::get<std::vector<int32_t>>(one_prompt(R"({"model":"m","prompt":[7.0]})")),
             (std::vector<int32_t>{7}));
+}
+
+TEST(OpenAiRequest, SeveralPromptsAreReadInOrder) {
+  const CompletionCall texts = completion(R"({"model":"m","prompt":["a","b",""]})");
+  ASSERT_EQ(texts.prompts.size(), 3u);
+  EXPECT_EQ(std::get<std::string>(texts.prompts[0]), "a");
+  EXPECT_EQ(std::get<std::string>(texts.prompts[1]), "b");
+  EXPECT_EQ(std::get<std::string>(texts.prompts[2]), "");
+  const CompletionCall ids = completion(R"({"model":"m","prompt":[[1],[2,3]]})");
+  ASSERT_EQ(ids.prompts.size(), 2u);
+  EXPECT_EQ(std::get<std::vector<int32_t>>(ids.prompts[1]), (std::vector<int32_t>{2, 3}));
+  // Mixed forms, and a bad token anywhere, name the prompt.
+  expect_400(completion_error(R"({"model":"m","prompt":["a",[1]]})"), "prompt[1]", "invalid_type",
+             "a string, as prompt[0] is");
+  expect_400(completion_error(R"({"model":"m","prompt":[[1],"a"]})"), "prompt[1]", "invalid_type",
+             "an array of token ids");
+  expect_400(completion_error(R"({"model":"m","prompt":[[1],[2,-3]]})"), "prompt[1][1]", "invalid_value", ">= 0");
+  expect_400(completion_error(R"({"model":"m","prompt":[[1],[]]})"), "prompt[1]", "invalid_value", "empty");
 }
 
 TEST(OpenAiRequest, CompletionPromptErrorsNameThePrompt) {
@@ -145,10 +173,6 @@ TEST(OpenAiRequest, CompletionPromptErrorsNameThePrompt) {
   expect_400(completion_error(R"({"model":"m","prompt":5})"), "prompt", "invalid_type", "got an integer");
   expect_400(completion_error(R"({"model":"m","prompt":{}})"), "prompt", "invalid_type", "got an object");
   expect_400(completion_error(R"({"model":"m","prompt":[]})"), "prompt", "invalid_value", "empty");
-  expect_400(completion_error(R"({"model":"m","prompt":["a","b"]})"), "prompt", "unsupported_value",
-             "batched prompts are not supported");
-  expect_400(completion_error(R"({"model":"m","prompt":[[1],[2]]})"), "prompt", "unsupported_value",
-             "batched prompts are not supported");
   expect_400(completion_error(R"({"model":"m","prompt":[1,"a"]})"), "prompt[1]", "invalid_type",
              "an integer");
   expect_400(completion_error(R"({"model":"m","prompt":[1,-1]})"), "prompt[1]", "invalid_value", ">= 0");
@@ -197,7 +221,8 @@ TEST(OpenAiRequest, EveryFieldOutOfRangeOrMistypedIsA400NamingIt) {
       {R"("stop":["a",1])", "invalid_type", "stop[1]: expected a string, got an integer"},
       {R"("stop":["a",""])", "invalid_value", "stop[1] \"\" is empty"},
       {R"("stop":["a","b","c","d","e"])", "invalid_value", "stop has 5 strings; at most 4"},
-      {R"("n":0)", "invalid_value", "n 0 is out of range: must be >= 1"},
+      {R"("n":0)", "invalid_value", "n 0 is out of range: must be in [1, 128]"},
+      {R"("n":129)", "invalid_value", "n 129 is out of range: must be in [1, 128]"},
       {R"("n":"1")", "invalid_type", "n: expected an integer"},
       {R"("stream":"yes")", "invalid_type", "stream: expected a boolean, got a string"},
       {R"("stream":1)", "invalid_type", "stream: expected a boolean, got an integer"},
@@ -254,19 +279,30 @@ TEST(OpenAiRequest, StopIsAStringOrUpToFourStrings) {
   EXPECT_TRUE(completion(cbody(R"("stop":[])")).options.stop.empty());
 }
 
-TEST(OpenAiRequest, OnlyOneChoiceIsSupported) {
-  EXPECT_TRUE(completion(cbody(R"("n":1)")).options.max_tokens.has_value());
-  expect_400(completion_error(cbody(R"("n":2)")), "n", "unsupported_value",
-             "n 2 is not supported yet: only n = 1");
-  expect_400(chat_error(chbody(R"("n":3)")), "n", "unsupported_value", "only n = 1");
+TEST(OpenAiRequest, ChoicesAreNTimesThePromptsUpToTheLimit) {
+  EXPECT_EQ(completion(cbody(R"("n":1)")).options.n, 1u);
+  EXPECT_EQ(completion(cbody(R"("n":128)")).options.n, 128u);
+  EXPECT_EQ(chat(chbody(R"("n":3)")).options.n, 3u);
+  EXPECT_EQ(completion(R"({"model":"m","prompt":["a","b"],"n":64})").options.n, 64u);
+  expect_400(completion_error(R"({"model":"m","prompt":["a","b","c"],"n":50})"), "prompt", "invalid_value",
+             "3 prompts times n 50 make 150 choices; at most 128");
+  ProtocolLimits four;
+  four.max_choices = 4;
+  expect_400(chat_error(chbody(R"("n":5)"), four), "n", "invalid_value", "n 5 is out of range: must be in [1, 4]");
   expect_400(completion_error(cbody(R"("best_of":2)")), "best_of", "unsupported_value", "not supported yet");
 }
 
-TEST(OpenAiRequest, EchoIsRefusedWhenTrue) {
-  EXPECT_TRUE(completion(cbody(R"("echo":false)")).options.max_tokens.has_value());
-  expect_400(completion_error(cbody(R"("echo":true)")), "echo", "unsupported_value",
-             "echo true is not supported yet");
+TEST(OpenAiRequest, EchoIsABooleanAndLetsMaxTokensBeZero) {
+  EXPECT_FALSE(completion(cbody(R"("echo":false)")).echo);
+  const CompletionCall c = completion(cbody(R"("echo":true,"max_tokens":0)"));
+  EXPECT_TRUE(c.echo);
+  EXPECT_EQ(c.options.max_tokens, 0u);
   expect_400(completion_error(cbody(R"("echo":1)")), "echo", "invalid_type", "echo: expected a boolean");
+  // Without echo there is nothing to return for 0 tokens.
+  expect_400(completion_error(cbody(R"("max_tokens":0)")), "max_tokens", "invalid_value",
+             "max_tokens 0 is out of range: must be in [1, ");
+  expect_400(completion_error(cbody(R"("echo":true,"max_tokens":-1)")), "max_tokens", "invalid_value",
+             "must be in [0, ");
 }
 
 TEST(OpenAiRequest, UnsupportedFieldsAre400NamingTheField) {
@@ -757,6 +793,41 @@ TEST(OpenAiResponse, EveryBuilderRoundTripsThroughNlohmann) {
   }
   EXPECT_EQ(sse_event("{}"), "data: {}\n\n");
   EXPECT_EQ(sse_done(), "data: [DONE]\n\n");
+}
+
+TEST(OpenAiResponse, SeveralChoicesKeepTheirIndices) {
+  std::vector<Choice> cs(2);
+  cs[0].text = "a";
+  cs[1].index = 1;
+  cs[1].text = "b";
+  cs[1].finish_reason = FinishReason::kLength;
+  EXPECT_EQ(
+      completion_response(meta(Endpoint::kCompletions), cs, {2, 3}),
+      R"({"id":"cmpl-000000000000002a","object":"text_completion","created":1694268190,"model":"alpha/chat@3",)"
+      R"("choices":[{"text":"a","index":0,"logprobs":null,"finish_reason":"stop"},)"
+      R"({"text":"b","index":1,"logprobs":null,"finish_reason":"length"}],)"
+      R"("usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}})");
+  const json chat = json::parse(chat_completion_response(meta(Endpoint::kChatCompletions), cs, {2, 3}));
+  ASSERT_EQ(chat["choices"].size(), 2u);
+  EXPECT_EQ(chat["choices"][1]["index"], 1);
+  EXPECT_EQ(chat["choices"][1]["message"]["content"], "b");
+  const ResponseMeta m = meta(Endpoint::kChatCompletions);
+  EXPECT_EQ(json::parse(chat_role_chunk(m, 3))["choices"][0]["index"], 3);
+  EXPECT_EQ(json::parse(chat_chunk(m, {.text = "x", .index = 2}))["choices"][0]["index"], 2);
+  const json chunk = json::parse(completion_chunk(meta(Endpoint::kCompletions), {.text = "x", .index = 5}));
+  EXPECT_EQ(chunk["choices"][0]["index"], 5);
+}
+
+TEST(OpenAiResponse, AnEchoedPromptsFirstTokenHasNullLogprobs) {
+  Choice c;
+  c.text = "ab!";
+  c.logprobs = {{"a", std::nullopt, {}}, {"b", -1.5f, {}}, {"!", -0.5f, {}}};
+  EXPECT_EQ(
+      completion_response(meta(Endpoint::kCompletions, true), c, {2, 1}),
+      R"({"id":"cmpl-000000000000002a","object":"text_completion","created":1694268190,"model":"alpha/chat@3",)"
+      R"("choices":[{"text":"ab!","index":0,"logprobs":{"tokens":["a","b","!"],"token_logprobs":[null,-1.5,-0.5],)"
+      R"("top_logprobs":[null,{},{}],"text_offset":[0,1,2]},"finish_reason":"stop"}],)"
+      R"("usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}})");
 }
 
 }  // namespace

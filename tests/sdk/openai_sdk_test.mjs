@@ -170,6 +170,89 @@ test('fine-tuning: a file, a job, its events and checkpoints, and the model it m
   });
 });
 
+test('n samples of several prompts: each choice is the request it stands for, streamed or not', async () => {
+  const alpha = client('alpha-key');
+  const req = { model: 'chat', max_tokens: 6, temperature: 0.9, seed: 5 };
+  const many = await alpha.completions.create({ ...req, prompt: ['Hello', 'Bye now'], n: 2 });
+  assert.deepEqual(many.choices.map((c) => c.index), [0, 1, 2, 3]);
+  // Choice prompt * n + j samples prompt with seed + j, as one request would.
+  const single = [];
+  for (const [prompt, seed] of [['Hello', 5], ['Hello', 6], ['Bye now', 5], ['Bye now', 6]])
+    single.push(await alpha.completions.create({ ...req, prompt, seed }));
+  for (let i = 0; i < 4; i++) assert.equal(many.choices[i].text, single[i].choices[0].text, `choice ${i}`);
+  assert.notEqual(many.choices[0].text, many.choices[1].text);
+  assert.equal(many.usage.prompt_tokens, single[0].usage.prompt_tokens + single[2].usage.prompt_tokens);
+  assert.equal(many.usage.completion_tokens, single.reduce((n, r) => n + r.usage.completion_tokens, 0));
+  const texts = ['', '', '', ''];
+  let usage = null;
+  const stream = await alpha.completions.create({
+    ...req, prompt: ['Hello', 'Bye now'], n: 2, stream: true, stream_options: { include_usage: true },
+  });
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) texts[c.index] += c.text;
+  }
+  assert.deepEqual(texts, many.choices.map((c) => c.text));
+  assert.deepEqual(usage, many.usage);
+  // Chat: n messages, and a streamed role for each.
+  const messages = [{ role: 'user', content: 'Hi there' }];
+  const chat = await alpha.chat.completions.create({ model: 'chat', messages, max_tokens: 4, n: 3, seed: 1 });
+  assert.deepEqual(chat.choices.map((c) => c.index), [0, 1, 2]);
+  const roles = new Set();
+  const chatStream = await alpha.chat.completions.create({ model: 'chat', messages, max_tokens: 4, n: 3, seed: 1, stream: true });
+  const contents = ['', '', ''];
+  for await (const chunk of chatStream) {
+    for (const c of chunk.choices) {
+      if (c.delta.role) roles.add(c.index);
+      contents[c.index] += c.delta.content ?? '';
+    }
+  }
+  assert.deepEqual([...roles].sort(), [0, 1, 2]);
+  assert.deepEqual(contents, chat.choices.map((c) => c.message.content));
+  await assert.rejects(alpha.completions.create({ ...req, prompt: ['a', 'b'], n: 65 }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, `expected BadRequestError, got ${e}`);
+    assert.match(e.message, /130 choices; at most 128/);
+    return true;
+  });
+});
+
+test('echo returns the prompt with its logprobs, as the logits of `myriad logits` give them', async () => {
+  const ids = [1, 17, 42, 99, 5, 200];
+  const scored = await client('beta-key').completions.create({
+    model: 'tiny', prompt: ids, echo: true, logprobs: 0, max_tokens: 0, temperature: 0,
+  });
+  const lp = scored.choices[0].logprobs;
+  assert.equal(scored.usage.completion_tokens, 0);
+  assert.equal(lp.tokens.length, ids.length);
+  assert.equal(lp.token_logprobs[0], null);
+  const out = execFileSync(cli, ['logits', '--model', join(dir, 'tiny'), '--ids', ids.join(','), '--all-positions']);
+  const rows = JSON.parse(out.toString()).logits;
+  for (let i = 1; i < ids.length; i++) {
+    const row = rows[i - 1];
+    const max = Math.max(...row);
+    const lse = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+    const ref = row[ids[i]] - lse;
+    // Both are the CPU executor's f32 forward; batching may reorder sums.
+    assert.ok(Math.abs(lp.token_logprobs[i] - ref) <= 1e-4 + 1e-4 * Math.abs(ref), `token ${i}: ${lp.token_logprobs[i]} vs ${ref}`);
+  }
+  // With generated tokens: the prompt first, then the output, offsets running on.
+  const more = await client('beta-key').completions.create({
+    model: 'tiny', prompt: ids, echo: true, logprobs: 0, max_tokens: 3, temperature: 0,
+  });
+  const m = more.choices[0].logprobs;
+  assert.equal(m.token_logprobs[0], null);
+  for (let i = 1; i < ids.length; i++) assert.ok(Math.abs(m.token_logprobs[i] - lp.token_logprobs[i]) <= 1e-5, `token ${i}`);
+  assert.equal(m.tokens.length, ids.length + 3);
+  assert.ok(more.choices[0].text.startsWith(scored.choices[0].text));
+  for (let i = 1; i < m.text_offset.length; i++) assert.ok(m.text_offset[i] >= m.text_offset[i - 1]);
+  // A text prompt echoes as written, streamed too.
+  let streamed = '';
+  const stream = await client('alpha-key').completions.create({ model: 'chat', prompt: 'Hello', echo: true, max_tokens: 4, temperature: 0, stream: true });
+  for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? '';
+  const plain = await client('alpha-key').completions.create({ model: 'chat', prompt: 'Hello', max_tokens: 4, temperature: 0 });
+  assert.equal(streamed, 'Hello' + plain.choices[0].text);
+});
+
 test('SIGTERM drains and exits 0', async () => {
   server.kill('SIGTERM');
   const { code } = await exited;

@@ -263,13 +263,9 @@ Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptio
   }
   MYRIAD_API_TRY(read_stop(o, limits, opt.stop));
   std::optional<int64_t> n;
-  MYRIAD_API_TRY(
-      read_int(o, "n", 1, std::numeric_limits<int64_t>::max(), "is out of range: must be >= 1", n));
-  if (n && *n != 1)
-    return unsupported_value("n",
-                             "n " + std::to_string(*n) +
-                                 " is not supported yet: only n = 1 (one choice per request); send several "
-                                 "requests instead");
+  const std::string n_rule = "is out of range: must be in [1, " + std::to_string(limits.max_choices) + "]";
+  MYRIAD_API_TRY(read_int(o, "n", 1, limits.max_choices, n_rule.c_str(), n));
+  if (n) opt.n = uint32_t(*n);
   MYRIAD_API_TRY(read_bool(o, "stream", opt.stream));
   MYRIAD_API_TRY(read_bool(o, "ignore_eos", opt.ignore_eos));  // vLLM's extension
   if (const json* so = field(o, "stream_options")) {
@@ -299,17 +295,17 @@ Problem check_top_logprobs(const char* param, int64_t k, const ProtocolLimits& l
 }
 
 Problem read_max_tokens(const json& o, const char* key, const ProtocolLimits& limits,
-                        std::optional<uint32_t>& out) {
+                        std::optional<uint32_t>& out, int64_t lo = 1) {
   const int64_t hi =
       limits.max_tokens != 0 ? int64_t(limits.max_tokens) : int64_t(std::numeric_limits<uint32_t>::max());
-  const std::string rule = "is out of range: must be in [1, " + std::to_string(hi) + "]";
+  const std::string rule = "is out of range: must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
   std::optional<int64_t> v;
-  MYRIAD_API_TRY(read_int_value(key, field(o, key), 1, hi, rule.c_str(), v));
+  MYRIAD_API_TRY(read_int_value(key, field(o, key), lo, hi, rule.c_str(), v));
   if (v) out = uint32_t(*v);
   return std::nullopt;
 }
 
-// prompt: "text", [ids...], ["text"] or [[ids...]]; several prompts are a 400.
+// prompt: "text", [ids...], or an array of several: ["text", ...] or [[ids...], ...].
 Problem read_token_ids(const json& arr, const std::string& param, std::vector<int32_t>& out) {
   if (arr.empty()) return invalid_request(param + " is an empty token array", param, "invalid_value");
   out.reserve(arr.size());
@@ -324,34 +320,38 @@ Problem read_token_ids(const json& arr, const std::string& param, std::vector<in
   return std::nullopt;
 }
 
-Problem read_prompt(const json& o, std::variant<std::string, std::vector<int32_t>>& out) {
+Problem read_prompts(const json& o, std::vector<PromptInput>& out) {
   const json* v = field(o, "prompt");
   if (!v) return invalid_request("prompt is required", "prompt", "missing_required_parameter");
   if (v->is_string()) {
-    out = v->get<std::string>();
+    out.emplace_back(v->get<std::string>());
     return std::nullopt;
   }
   if (!v->is_array()) return wrong_type("prompt", "a string or an array of token ids", *v);
   if (v->empty()) return invalid_request("prompt is an empty array", "prompt", "invalid_value");
-  const json& first = v->front();
-  if (first.is_number()) {
+  if (v->front().is_number()) {
     std::vector<int32_t> ids;
     MYRIAD_API_TRY(read_token_ids(*v, "prompt", ids));
-    out = std::move(ids);
+    out.emplace_back(std::move(ids));
     return std::nullopt;
   }
-  if (!first.is_string() && !first.is_array())
-    return wrong_type("prompt[0]", "a string, a token id or an array of token ids", first);
-  if (v->size() > 1)
-    return unsupported_value("prompt", "batched prompts are not supported: prompt has " +
-                                           std::to_string(v->size()) + " prompts; send one per request");
-  if (first.is_string()) {
-    out = first.get<std::string>();
-    return std::nullopt;
+  // Several prompts, all strings or all token arrays (as OpenAI's schema has it).
+  const bool strings = v->front().is_string();
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& p = (*v)[i];
+    const std::string param = "prompt[" + std::to_string(i) + "]";
+    if (strings) {
+      if (!p.is_string()) return wrong_type(param, "a string, as prompt[0] is", p);
+      out.emplace_back(p.get<std::string>());
+    } else {
+      if (!p.is_array())
+        return wrong_type(param, i == 0 ? "a string, a token id or an array of token ids" : "an array of token ids",
+                          p);
+      std::vector<int32_t> ids;
+      MYRIAD_API_TRY(read_token_ids(p, param, ids));
+      out.emplace_back(std::move(ids));
+    }
   }
-  std::vector<int32_t> ids;
-  MYRIAD_API_TRY(read_token_ids(first, "prompt[0]", ids));
-  out = std::move(ids);
   return std::nullopt;
 }
 
@@ -431,11 +431,19 @@ ApiResult<CompletionCall> parse_completion_request(std::string_view body, const 
   const json& o = root.value();
   CompletionCall call;
   MYRIAD_API_TRY(read_model(o, call.model));
-  MYRIAD_API_TRY(read_prompt(o, call.prompt));
+  MYRIAD_API_TRY(read_prompts(o, call.prompts));
   MYRIAD_API_TRY(check_unsupported(o, kSuffix));
   GenerationOptions& opt = call.options;
   MYRIAD_API_TRY(read_common(o, limits, opt));
-  MYRIAD_API_TRY(read_max_tokens(o, "max_tokens", limits, opt.max_tokens));
+  if (call.prompts.size() * opt.n > limits.max_choices) {
+    std::string m = std::to_string(call.prompts.size()) + " prompts times n " + std::to_string(opt.n) + " make " +
+                    std::to_string(call.prompts.size() * opt.n) + " choices; at most " +
+                    std::to_string(limits.max_choices) + " per request";
+    return invalid_request(std::move(m), "prompt", "invalid_value");
+  }
+  MYRIAD_API_TRY(read_bool(o, "echo", call.echo));
+  // With echo, max_tokens 0 scores the prompt and generates nothing (as vLLM allows).
+  MYRIAD_API_TRY(read_max_tokens(o, "max_tokens", limits, opt.max_tokens, call.echo ? 0 : 1));
   if (!opt.max_tokens) opt.max_tokens = 16;  // OpenAI's default for completions
   // logprobs: how many top alternatives per token (OpenAI allows 0..5).
   std::optional<int64_t> lp;
@@ -445,10 +453,6 @@ ApiResult<CompletionCall> parse_completion_request(std::string_view body, const 
     opt.logprobs = true;
     opt.top_logprobs = uint32_t(*lp);
   }
-  bool echo = false;
-  MYRIAD_API_TRY(read_bool(o, "echo", echo));
-  if (echo)
-    return unsupported_value("echo", "echo true is not supported yet: the prompt is not returned; remove it");
   std::optional<int64_t> best_of;
   MYRIAD_API_TRY(read_int(o, "best_of", 1, std::numeric_limits<int64_t>::max(),
                           "is out of range: must be >= 1", best_of));

@@ -42,11 +42,16 @@ ojson completion_logprobs(std::span<const TokenLogprob> tokens, uint32_t text_of
   ojson toks = ojson::array(), lps = ojson::array(), tops = ojson::array(), offs = ojson::array();
   for (const TokenLogprob& t : tokens) {
     toks.push_back(t.token);
-    lps.push_back(wire_logprob(t.logprob));
-    ojson top = ojson::object();
-    for (const TopLogprob& a : t.top)
-      if (!top.contains(a.token)) top[a.token] = wire_logprob(a.logprob);  // the likelier of equal texts
-    tops.push_back(std::move(top));
+    if (!t.logprob) {  // an echoed prompt's first token
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+    } else {
+      lps.push_back(wire_logprob(*t.logprob));
+      ojson top = ojson::object();
+      for (const TopLogprob& a : t.top)
+        if (!top.contains(a.token)) top[a.token] = wire_logprob(a.logprob);  // the likelier of equal texts
+      tops.push_back(std::move(top));
+    }
     offs.push_back(text_offset);
     text_offset += code_points(t.token);
   }
@@ -64,7 +69,7 @@ ojson chat_logprobs(std::span<const TokenLogprob> tokens) {
   for (const TokenLogprob& t : tokens) {
     ojson e;
     e["token"] = t.token;
-    e["logprob"] = wire_logprob(t.logprob);
+    e["logprob"] = wire_logprob(t.logprob.value_or(-9999.0f));  // chat echoes no prompt
     e["bytes"] = byte_list(t.token);
     ojson top = ojson::array();
     for (const TopLogprob& a : t.top) {
@@ -145,39 +150,48 @@ const char* finish_reason_string(FinishReason reason) {
   return "abort";
 }
 
-std::string completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage) {
-  ojson c;
-  c["text"] = choice.text;
-  c["index"] = 0;
-  c["logprobs"] = meta.logprobs ? completion_logprobs(choice.logprobs, 0) : ojson(nullptr);
-  c["finish_reason"] = finish_reason_string(choice.finish_reason);
+std::string completion_response(const ResponseMeta& meta, std::span<const Choice> choices, const Usage& usage) {
+  ojson list = ojson::array();
+  for (const Choice& choice : choices) {
+    ojson c;
+    c["text"] = choice.text;
+    c["index"] = choice.index;
+    c["logprobs"] = meta.logprobs ? completion_logprobs(choice.logprobs, 0) : ojson(nullptr);
+    c["finish_reason"] = finish_reason_string(choice.finish_reason);
+    list.push_back(std::move(c));
+  }
   ojson j = head(meta, "text_completion");
-  j["choices"] = ojson::array({std::move(c)});
+  j["choices"] = std::move(list);
   j["usage"] = usage_json(usage);
   return dump_json(j);
 }
 
-std::string chat_completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage) {
-  ojson message;
-  message["role"] = "assistant";
-  message["content"] = choice.text;
-  ojson c;
-  c["index"] = 0;
-  c["message"] = std::move(message);
-  c["logprobs"] = meta.logprobs ? chat_logprobs(choice.logprobs) : ojson(nullptr);
-  c["finish_reason"] = finish_reason_string(choice.finish_reason);
+std::string chat_completion_response(const ResponseMeta& meta, std::span<const Choice> choices,
+                                     const Usage& usage) {
+  ojson list = ojson::array();
+  for (const Choice& choice : choices) {
+    ojson message;
+    message["role"] = "assistant";
+    message["content"] = choice.text;
+    ojson c;
+    c["index"] = choice.index;
+    c["message"] = std::move(message);
+    c["logprobs"] = meta.logprobs ? chat_logprobs(choice.logprobs) : ojson(nullptr);
+    c["finish_reason"] = finish_reason_string(choice.finish_reason);
+    list.push_back(std::move(c));
+  }
   ojson j = head(meta, "chat.completion");
-  j["choices"] = ojson::array({std::move(c)});
+  j["choices"] = std::move(list);
   j["usage"] = usage_json(usage);
   return dump_json(j);
 }
 
-std::string chat_role_chunk(const ResponseMeta& meta) {
+std::string chat_role_chunk(const ResponseMeta& meta, uint32_t index) {
   ojson delta;
   delta["role"] = "assistant";
   delta["content"] = "";
   ojson c;
-  c["index"] = 0;
+  c["index"] = index;
   c["delta"] = std::move(delta);
   c["logprobs"] = nullptr;
   c["finish_reason"] = nullptr;
@@ -188,7 +202,7 @@ std::string chat_chunk(const ResponseMeta& meta, const Delta& d) {
   ojson delta = ojson::object();
   if (!d.text.empty() || !d.finish_reason) delta["content"] = d.text;
   ojson c;
-  c["index"] = 0;
+  c["index"] = d.index;
   c["delta"] = std::move(delta);
   c["logprobs"] = meta.logprobs && !d.logprobs.empty() ? chat_logprobs(d.logprobs) : ojson(nullptr);
   c["finish_reason"] = finish_json(d.finish_reason);
@@ -198,7 +212,7 @@ std::string chat_chunk(const ResponseMeta& meta, const Delta& d) {
 std::string completion_chunk(const ResponseMeta& meta, const Delta& d) {
   ojson c;
   c["text"] = d.text;
-  c["index"] = 0;
+  c["index"] = d.index;
   c["logprobs"] =
       meta.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, d.text_offset) : ojson(nullptr);
   c["finish_reason"] = finish_json(d.finish_reason);

@@ -6,7 +6,7 @@
 // - every field a client may send is type- and range-checked, and an error
 //   names it ("temperature 3 is out of range [0, 2]", param "temperature");
 // - fields Myriad does not implement yet (tools, response_format,
-//   logit_bias, suffix, echo, n > 1, several prompts...) are a 400 naming
+//   logit_bias, suffix, best_of > 1...) are a 400 naming
 //   the field, never silently dropped; null (and a neutral value such as
 //   "tools": []) counts as absent;
 // - unknown fields are ignored, as vLLM and OpenAI do;
@@ -43,6 +43,9 @@ struct ProtocolLimits {
   uint32_t max_top_logprobs = 0;
   uint32_t max_tokens =
       0;  // 0 = not checked here (the gateway checks prompt + max_tokens against the context)
+  // Choices one request may ask for: n, times the prompts of a completion
+  // (OpenAI's limit on n is 128).
+  uint32_t max_choices = 128;
 };
 
 // What both endpoints share once parsed. Defaults are OpenAI's.
@@ -50,7 +53,9 @@ struct GenerationOptions {
   // Completions: 16 when absent (OpenAI's documented default). Chat: empty
   // when absent, meaning "until the context is full" (the gateway decides).
   // Chat takes max_completion_tokens over the deprecated max_tokens.
+  // Completions with echo may ask for 0: the prompt is scored, nothing generated.
   std::optional<uint32_t> max_tokens;
+  uint32_t n = 1;                 // choices per prompt, each sampled on its own
   SamplingParams sampling;        // temperature 1, top_p 1, top_k off, no penalties
   bool has_seed = false;          // false: sampling.seed is 0 and the gateway picks one
   std::vector<std::string> stop;  // each non-empty
@@ -61,11 +66,15 @@ struct GenerationOptions {
   bool ignore_eos = false;     // vLLM's extension: generate max_tokens even past the end-of-sequence token
 };
 
+// A prompt: text to tokenize, or token ids as given (range-checked against
+// the vocabulary by the gateway).
+using PromptInput = std::variant<std::string, std::vector<int32_t>>;
+
 struct CompletionCall {
   std::string model;  // as written
-  // The one prompt: text to tokenize, or token ids as given (range-checked
-  // against the vocabulary by the gateway).
-  std::variant<std::string, std::vector<int32_t>> prompt;
+  // At least one; choice i * n + j is sample j of prompt i (OpenAI's order).
+  std::vector<PromptInput> prompts;
+  bool echo = false;  // each choice's text (and logprobs) starts with its prompt
   GenerationOptions options;
 };
 

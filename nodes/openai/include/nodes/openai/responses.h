@@ -53,11 +53,12 @@ struct TopLogprob {
   float logprob = 0.0f;
 };
 
-// One output token with its logprob and, when asked, the most likely
-// alternatives at its position (most likely first).
+// One token with its logprob and, when asked, the most likely alternatives
+// at its position (most likely first). An echoed prompt's first token has
+// no logprob (nothing precedes it): null on the wire, as vLLM sends it.
 struct TokenLogprob {
   std::string token;
-  float logprob = 0.0f;
+  std::optional<float> logprob = 0.0f;
   std::vector<TopLogprob> top;
 };
 
@@ -80,13 +81,22 @@ struct ResponseMeta {
 
 // A finished, non-streamed choice.
 struct Choice {
+  uint32_t index = 0;  // completions: prompt * n + sample; chat: the sample
   std::string text;
   FinishReason finish_reason = FinishReason::kStop;
   std::vector<TokenLogprob> logprobs;  // read when meta.logprobs
 };
 
-std::string completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage);
-std::string chat_completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage);
+// The choices in the order given (callers sort them by index).
+std::string completion_response(const ResponseMeta& meta, std::span<const Choice> choices, const Usage& usage);
+std::string chat_completion_response(const ResponseMeta& meta, std::span<const Choice> choices,
+                                     const Usage& usage);
+inline std::string completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage) {
+  return completion_response(meta, std::span(&choice, 1), usage);
+}
+inline std::string chat_completion_response(const ResponseMeta& meta, const Choice& choice, const Usage& usage) {
+  return chat_completion_response(meta, std::span(&choice, 1), usage);
+}
 
 // One step of a stream. The engine hands out whole UTF-8 characters, so
 // `text` is valid UTF-8.
@@ -97,10 +107,11 @@ struct Delta {
   // Completions: code points of output text sent before this delta, so
   // "text_offset" continues across chunks (Python's len(), as clients slice).
   uint32_t text_offset = 0;
+  uint32_t index = 0;  // the choice this delta belongs to
 };
 
 // Chat: the first chunk, {"role":"assistant","content":""}.
-std::string chat_role_chunk(const ResponseMeta& meta);
+std::string chat_role_chunk(const ResponseMeta& meta, uint32_t index = 0);
 // Chat: {"content": text}; with empty text and a finish_reason, the empty
 // delta {} OpenAI ends a stream with.
 std::string chat_chunk(const ResponseMeta& meta, const Delta& delta);
