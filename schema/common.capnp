@@ -62,4 +62,5 @@ struct SamplingParams {
   repetitionPenalty @4 :Float32 = 1.0;  # HF/CTRL style: divide positive logits, multiply negative; 1 => off
   presencePenalty @5 :Float32 = 0.0;    # OpenAI style: subtracted once if the token occurred in the output
   frequencyPenalty @6 :Float32 = 0.0;   # OpenAI style: subtracted per occurrence in the output
+  topLogprobs @7 :UInt32 = 0;           # report this many most likely tokens beside each sampled one
 }

@@ -82,6 +82,13 @@ struct SampledToken {
   token @1 :Int32;     # the token id
   logprob @2 :Float32; # its log-probability under the sampling distribution
   text @3 :Text;       # the text this token released (UTF-8-whole; may be empty: held back for a stop string)
+  top @4 :List(TopToken);  # the request's topLogprobs most likely tokens here, most likely first
+}
+
+# One of the most likely tokens at a sampled position.
+struct TopToken {
+  token @0 :Int32;
+  logprob @1 :Float32;
 }
 
 # Logits of a range of prompt positions; runtime RequestEvent with kind kLogits.

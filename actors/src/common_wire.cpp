@@ -114,6 +114,7 @@ void write_sampling(const SamplingParams& params, schema::SamplingParams::Builde
   out.setRepetitionPenalty(params.repetition_penalty);
   out.setPresencePenalty(params.presence_penalty);
   out.setFrequencyPenalty(params.frequency_penalty);
+  out.setTopLogprobs(params.top_logprobs);
 }
 
 SamplingParams read_sampling(schema::SamplingParams::Reader in) {
@@ -125,6 +126,7 @@ SamplingParams read_sampling(schema::SamplingParams::Reader in) {
   p.repetition_penalty = in.getRepetitionPenalty();
   p.presence_penalty = in.getPresencePenalty();
   p.frequency_penalty = in.getFrequencyPenalty();
+  p.top_logprobs = in.getTopLogprobs();
   return p;
 }
 

@@ -20,6 +20,13 @@ void write_event(const RequestEvent& event, uint32_t attempt, schema::RequestEve
       t.setToken(event.token);
       t.setLogprob(event.logprob);
       t.setText(text);
+      if (event.top.count > 0) {
+        auto top = t.initTop(event.top.count);
+        for (unsigned i = 0; i < top.size(); ++i) {
+          top[i].setToken(event.top.entries[i].token);
+          top[i].setLogprob(event.top.entries[i].logprob);
+        }
+      }
       break;
     }
     case EventKind::kLogits: {
@@ -71,6 +78,12 @@ Result<OwnedEvent> read_event(schema::RequestEvent::Reader in) {
       e.index = t.getIndex();
       e.token = t.getToken();
       e.logprob = t.getLogprob();
+      auto top = t.getTop();
+      if (top.size() > e.top.entries.size())
+        return make_error(ErrorCode::kInvalidArgument, "SampledToken.top: " + std::to_string(top.size()) +
+                                                           " tokens; at most " + std::to_string(e.top.entries.size()));
+      e.top.count = uint8_t(top.size());
+      for (unsigned i = 0; i < top.size(); ++i) e.top.entries[i] = {top[i].getToken(), top[i].getLogprob()};
       o.text_ = as_string(t.getText());
       return o;
     }

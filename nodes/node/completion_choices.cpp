@@ -22,7 +22,7 @@ constexpr float kNotSeen = std::numeric_limits<float>::quiet_NaN();
 }  // namespace
 
 std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t start, uint32_t count,
-                                      std::span<const int32_t> prompt) {
+                                      std::span<const int32_t> prompt, uint32_t top_k, std::vector<TopLogprobs>* top) {
   std::vector<float> out;
   if (count == 0 || logits.size() % count != 0) return out;
   const size_t vocab = logits.size() / count;
@@ -31,25 +31,36 @@ std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t st
     const int32_t next = prompt[size_t(start) + i + 1];
     if (next < 0 || size_t(next) >= vocab) {
       out.push_back(kNotSeen);
+      if (top_k > 0 && top) top->emplace_back();
       continue;
     }
     // log_softmax in double: the sum over 32k-150k exponentials.
     const float mx = *std::max_element(row.begin(), row.end());
     double sum = 0.0;
     for (float v : row) sum += std::exp(double(v) - double(mx));
-    out.push_back(float(double(row[size_t(next)]) - double(mx) - std::log(sum)));
+    const double lse = double(mx) + std::log(sum);
+    out.push_back(float(double(row[size_t(next)]) - lse));
+    if (top_k > 0 && top) top_logprobs_of(row, lse, top_k, top->emplace_back());
   }
   return out;
 }
 
 CompletionChoices::CompletionChoices(openai::Endpoint endpoint, openai::ResponseMeta meta, uint32_t n,
-                                     std::vector<uint32_t> prompt_tokens, std::vector<EchoedPrompt> echoed)
-    : endpoint_(endpoint), meta_(std::move(meta)), prompt_tokens_(std::move(prompt_tokens)), echo_(std::move(echoed)) {
+                                     std::vector<uint32_t> prompt_tokens, std::vector<EchoedPrompt> echoed,
+                                     TokenText token_text)
+    : endpoint_(endpoint),
+      meta_(std::move(meta)),
+      prompt_tokens_(std::move(prompt_tokens)),
+      echo_(std::move(echoed)),
+      token_text_(std::move(token_text)) {
   choices_.resize(prompt_tokens_.size() * n);
   for (size_t i = 0; i < choices_.size(); ++i) {
     State& c = choices_[i];
     c.prompt = uint32_t(i / n);
-    if (echo() && meta_.logprobs) c.prompt_logprobs.assign(prompt_tokens_[c.prompt], kNotSeen);
+    if (echo() && meta_.logprobs) {
+      c.prompt_logprobs.assign(prompt_tokens_[c.prompt], kNotSeen);
+      c.prompt_top.resize(prompt_tokens_[c.prompt]);
+    }
   }
 }
 
@@ -57,6 +68,19 @@ void CompletionChoices::take_logits(State& c, const ChoiceEvent& ev) {
   for (size_t i = 0; i < ev.prompt_logprobs.size(); ++i)
     if (size_t(ev.prompt_start) + i < c.prompt_logprobs.size())
       c.prompt_logprobs[ev.prompt_start + i] = ev.prompt_logprobs[i];
+  for (size_t i = 0; i < ev.prompt_top.size(); ++i)
+    if (size_t(ev.prompt_start) + i < c.prompt_top.size()) c.prompt_top[ev.prompt_start + i] = ev.prompt_top[i];
+}
+
+std::vector<openai::TopLogprob> CompletionChoices::named(const TopLogprobs& top) const {
+  std::vector<openai::TopLogprob> out;
+  for (const TopLogprobs::Entry& e : top.view())
+    out.push_back({token_text_ ? token_text_(e.token) : std::to_string(e.token), e.logprob});
+  return out;
+}
+
+openai::TokenLogprob CompletionChoices::output_logprob(const ChoiceEvent& ev) const {
+  return {ev.text, ev.logprob, named(ev.top)};
 }
 
 Result<std::vector<openai::TokenLogprob>> CompletionChoices::echo_logprobs(const State& c) const {
@@ -72,6 +96,7 @@ Result<std::vector<openai::TokenLogprob>> CompletionChoices::echo_logprobs(const
       return make_error(ErrorCode::kUnavailable,
                         "the prompt's logprobs were lost when the request moved to another worker; send it again");
     out[i].logprob = c.prompt_logprobs[i];
+    if (i < c.prompt_top.size()) out[i].top = named(c.prompt_top[i]);
   }
   return out;
 }
@@ -92,7 +117,7 @@ bool CompletionChoices::add(const ChoiceEvent& ev) {
       break;
     case EventKind::kToken:
       c.text += ev.text;
-      if (meta_.logprobs) c.output.push_back({ev.text, ev.logprob, {}});
+      if (meta_.logprobs) c.output.push_back(output_logprob(ev));
       break;
     case EventKind::kFinished:
       c.text += ev.text;
@@ -175,7 +200,7 @@ std::vector<std::string> CompletionChoices::chunks(const ChoiceEvent& ev, bool& 
   }
   if (ev.kind == EventKind::kToken && ev.text.empty() && !meta_.logprobs) return out;
   std::vector<openai::TokenLogprob> lp;
-  if (meta_.logprobs && ev.kind == EventKind::kToken) lp.push_back({ev.text, ev.logprob, {}});
+  if (meta_.logprobs && ev.kind == EventKind::kToken) lp.push_back(output_logprob(ev));
   openai::Delta d;
   d.text = ev.text;
   d.logprobs = lp;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +19,7 @@
 #include "nodes/openai/responses.h"
 #include "runtime/engine_events.h"
 #include "runtime/result.h"
+#include "runtime/top_logprobs.h"
 
 namespace myriad::node {
 
@@ -32,18 +34,26 @@ struct ChoiceEvent {
   uint32_t num_output_tokens = 0;
   Error error;
   std::vector<float> expert_weights;  // routed in the prefill: each expert's weight
+  TopLogprobs top;                    // kToken: the alternatives asked for
   // kLogits of an echo with logprobs: prompt_logprobs[i] is the logprob of
-  // prompt token prompt_start + i (prompt_logprobs_of made them).
+  // prompt token prompt_start + i (prompt_logprobs_of made them), and
+  // prompt_top[i] the alternatives at its position when asked for.
   uint32_t prompt_start = 0;
   std::vector<float> prompt_logprobs;
+  std::vector<TopLogprobs> prompt_top;
 };
 
 // What a kLogits event over prompt positions [start, start + count) tells
 // of the prompt: the logprob of each prompt token it predicts (position p
-// predicts token p + 1), in order from token start + 1. `logits` is
+// predicts token p + 1), in order from token start + 1, and with top_k the
+// k most likely tokens at each of those positions into *top. `logits` is
 // row-major [count, vocab].
 std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t start, uint32_t count,
-                                      std::span<const int32_t> prompt);
+                                      std::span<const int32_t> prompt, uint32_t top_k = 0,
+                                      std::vector<TopLogprobs>* top = nullptr);
+
+// A token's text as a logprobs entry shows it.
+using TokenText = std::function<std::string(int32_t token)>;
 
 // A prompt as echo returns it.
 struct EchoedPrompt {
@@ -55,8 +65,10 @@ class CompletionChoices {
  public:
   // prompt_tokens: each prompt's length. echoed: one per prompt, or empty
   // (no echo).
+  // token_text names the alternatives of top_logprobs.
   CompletionChoices(openai::Endpoint endpoint, openai::ResponseMeta meta, uint32_t n,
-                    std::vector<uint32_t> prompt_tokens, std::vector<EchoedPrompt> echoed);
+                    std::vector<uint32_t> prompt_tokens, std::vector<EchoedPrompt> echoed,
+                    TokenText token_text = {});
 
   size_t size() const { return choices_.size(); }
   openai::ResponseMeta& meta() { return meta_; }
@@ -79,6 +91,7 @@ class CompletionChoices {
     std::string text;                          // generated so far (non-streamed)
     std::vector<openai::TokenLogprob> output;  // generated tokens' logprobs (non-streamed)
     std::vector<float> prompt_logprobs;        // echo with logprobs: per prompt token (NaN: not seen)
+    std::vector<TopLogprobs> prompt_top;       // and the alternatives at each
     bool finished = false;
     FinishReason reason = FinishReason::kStop;
     uint32_t output_tokens = 0;
@@ -94,11 +107,14 @@ class CompletionChoices {
   openai::Usage usage() const;
   std::string chunk(const openai::Delta& d) const;
   std::vector<std::string> fail(const Error& e, bool& done);
+  std::vector<openai::TopLogprob> named(const TopLogprobs& top) const;
+  openai::TokenLogprob output_logprob(const ChoiceEvent& ev) const;
 
   openai::Endpoint endpoint_;
   openai::ResponseMeta meta_;
   std::vector<uint32_t> prompt_tokens_;
   std::vector<EchoedPrompt> echo_;
+  TokenText token_text_;
   std::vector<State> choices_;
   size_t finished_ = 0;
   std::optional<Error> failure_;

@@ -992,6 +992,7 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
   const char* prompt_param = chat ? "messages" : "prompt";
   openai::ProtocolLimits limits;
   limits.max_body_bytes = opts.max_body_bytes;
+  limits.max_top_logprobs = service.max_top_logprobs();
   PreparedGeneration g;
   g.endpoint = endpoint;
   if (chat) {
@@ -1111,6 +1112,7 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
     }
     base.prompt = g.prompts[p];
     base.sampling = g.options.sampling;
+    base.sampling.top_logprobs = g.options.top_logprobs;
     base.max_tokens = g.max_tokens;
     base.stop = g.options.stop;
     base.ignore_eos = g.options.ignore_eos;
@@ -1125,7 +1127,8 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
       call.sampling.seed = g.options.has_seed ? g.options.sampling.seed + j : seeds();
       const uint32_t choice = uint32_t(p) * g.options.n + j;
       std::shared_ptr<Gate> gate_ = gate;
-      auto id = service.generate(std::move(call), [gate_, relay, choice, prompt](const RequestEvent& e) {
+      const uint32_t top_k = g.options.top_logprobs;
+      auto id = service.generate(std::move(call), [gate_, relay, choice, prompt, top_k](const RequestEvent& e) {
         if (e.kind == EventKind::kLogits && !prompt) return;  // asked for only to score an empty output
         ChoiceEvent ev;
         ev.choice = choice;
@@ -1137,11 +1140,13 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
         ev.num_output_tokens = e.num_output_tokens;
         ev.error = e.error;
         ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
+        ev.top = e.top;
         if (e.kind == EventKind::kLogits) {
           // Reduced here, on the worker's thread: a prompt's logits are
           // positions x vocabulary floats; its logprobs one per token.
           ev.prompt_start = e.logits_start + 1;
-          ev.prompt_logprobs = prompt_logprobs_of(e.logits, e.logits_start, e.logits_count, *prompt);
+          ev.prompt_logprobs =
+              prompt_logprobs_of(e.logits, e.logits_start, e.logits_count, *prompt, top_k, &ev.prompt_top);
         }
         std::lock_guard lock(gate_->mu);
         if (!gate_->open) return;
@@ -1182,7 +1187,11 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   meta.include_usage = g.options.include_usage;
   std::vector<uint32_t> prompt_tokens;
   for (const auto& p : g.prompts) prompt_tokens.push_back(uint32_t(p.size()));
-  CompletionChoices choices(endpoint, std::move(meta), g.options.n, std::move(prompt_tokens), std::move(g.echoed));
+  // An alternative's text: the piece its token adds after earlier text.
+  const Tokenizer* tokenizer = &service.tokenizer();
+  auto token_text = [tokenizer](int32_t id) { return tokenizer->decode_bytes(std::span(&id, 1), false, false); };
+  CompletionChoices choices(endpoint, std::move(meta), g.options.n, std::move(prompt_tokens), std::move(g.echoed),
+                            token_text);
 
   if (!g.options.stream) {
     bool over = false;

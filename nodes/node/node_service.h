@@ -188,6 +188,9 @@ class NodeService {
   const ModelConfig& model_config() const { return checkpoint_->config(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   int64_t context_length() const { return checkpoint_->config().max_position_embeddings; }
+  // Alternatives per token (top_logprobs) this node's executor reports: the
+  // CPU's sampler gives up to kMaxTopLogprobs, the CUDA one none yet.
+  uint32_t max_top_logprobs() const { return device_ == "cpu" ? kMaxTopLogprobs : 0; }
 
   // "base-name", "tenant/name", "tenant/name@N", "tenant/name@latest", or a
   // bare "name" of the caller's tenant. kNotFound names the model.

@@ -34,6 +34,7 @@ Request full_request() {
   r.sampling.repetition_penalty = 1.1f;
   r.sampling.presence_penalty = 0.5f;
   r.sampling.frequency_penalty = -0.25f;
+  r.sampling.top_logprobs = 7;
   r.max_tokens = 123;
   r.prompt_logits = LogitsRequest::kAll;
   r.stop_token_ids = {2, 32001};
@@ -58,6 +59,7 @@ void expect_same_request(const Request& a, const Request& b) {
   EXPECT_EQ(a.sampling.repetition_penalty, b.sampling.repetition_penalty);
   EXPECT_EQ(a.sampling.presence_penalty, b.sampling.presence_penalty);
   EXPECT_EQ(a.sampling.frequency_penalty, b.sampling.frequency_penalty);
+  EXPECT_EQ(a.sampling.top_logprobs, b.sampling.top_logprobs);
   EXPECT_EQ(a.max_tokens, b.max_tokens);
   EXPECT_EQ(a.prompt_logits, b.prompt_logits);
   EXPECT_EQ(a.stop_token_ids, b.stop_token_ids);
@@ -147,7 +149,27 @@ TEST(EventWire, TokenRoundTrips) {
   EXPECT_EQ(out.logprob, in.logprob);
   EXPECT_EQ(out.index, in.index);
   EXPECT_EQ(out.text, in.text);
+  EXPECT_EQ(out.top.count, 0);
   EXPECT_FALSE(out.is_final());
+}
+
+TEST(EventWire, ATokensTopLogprobsRoundTrip) {
+  RequestEvent in;
+  in.id = 5;
+  in.kind = EventKind::kToken;
+  in.token = 9;
+  in.logprob = -0.5f;
+  in.top.count = 3;
+  in.top.entries[0] = {9, -0.5f};
+  in.top.entries[1] = {31999, -1.25f};
+  in.top.entries[2] = {0, -7.0f};
+  const OwnedEvent owned = event_round_trip(in, 0);
+  const RequestEvent out = owned.view();
+  ASSERT_EQ(out.top.count, 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(out.top.entries[size_t(i)].token, in.top.entries[size_t(i)].token) << i;
+    EXPECT_EQ(out.top.entries[size_t(i)].logprob, in.top.entries[size_t(i)].logprob) << i;
+  }
 }
 
 TEST(EventWire, LogitsRoundTrip) {
@@ -234,6 +256,14 @@ TEST(EventWire, AnUnknownFinishReasonOrRaggedLogitsAreErrors) {
   auto e2 = read_event(d2->get());
   ASSERT_FALSE(e2.ok());
   EXPECT_NE(e2.error().message.find("not a whole number of rows"), std::string::npos) << e2.error().message;
+
+  auto too_many = EventWire::from([](schema::RequestEvent::Builder b) { b.initToken().initTop(21); });
+  auto d3 = too_many.decode();
+  ASSERT_TRUE(d3.ok()) << d3.error().message;
+  auto e3 = read_event(d3->get());
+  ASSERT_FALSE(e3.ok());
+  EXPECT_NE(e3.error().message.find("SampledToken.top: 21 tokens; at most 20"), std::string::npos)
+      << e3.error().message;
 }
 
 TEST(ErrorWire, UnauthenticatedAndUnknownCodesBecomeInternalKeepingTheirName) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -16,29 +17,39 @@
 namespace myriad::gpu::cpu {
 namespace {
 
-// Straightforward reading of the semantics in sampler.h, in double.
-Sampled reference(const std::vector<float>& logits, const SamplingParams& p, uint32_t idx,
-                  const std::vector<int32_t>& history, uint32_t prompt_len) {
-  const size_t V = logits.size();
+// The penalized logits, temperature-scaled unless greedy: the distribution
+// the logprob (and top_logprobs) is taken from, in double.
+std::vector<double> reference_distribution(const std::vector<float>& logits, const SamplingParams& p,
+                                           const std::vector<int32_t>& history, uint32_t prompt_len) {
   std::vector<double> z(logits.begin(), logits.end());
   std::set<int32_t> seen(history.begin(), history.end());
   for (int32_t id : seen) z[size_t(id)] = z[size_t(id)] > 0 ? z[size_t(id)] / p.repetition_penalty : z[size_t(id)] * p.repetition_penalty;
   std::map<int32_t, int> counts;
   for (size_t i = prompt_len; i < history.size(); ++i) counts[history[i]]++;
   for (auto [id, n] : counts) z[size_t(id)] -= p.frequency_penalty * n + p.presence_penalty;
-  auto lse = [&](const std::vector<double>& v) {
-    double m = *std::max_element(v.begin(), v.end()), s = 0;
-    for (double x : v) s += std::exp(x - m);
-    return m + std::log(s);
-  };
+  if (p.temperature > 0)
+    for (auto& x : z) x /= p.temperature;
+  return z;
+}
+
+double reference_lse(const std::vector<double>& v) {
+  double m = *std::max_element(v.begin(), v.end()), s = 0;
+  for (double x : v) s += std::exp(x - m);
+  return m + std::log(s);
+}
+
+// Straightforward reading of the semantics in sampler.h, in double.
+Sampled reference(const std::vector<float>& logits, const SamplingParams& p, uint32_t idx,
+                  const std::vector<int32_t>& history, uint32_t prompt_len) {
+  const size_t V = logits.size();
+  const std::vector<double> z = reference_distribution(logits, p, history, prompt_len);
   if (p.temperature == 0) {
     size_t best = 0;
     for (size_t i = 1; i < V; ++i)
       if (z[i] > z[best]) best = i;
-    return {int32_t(best), float(z[best] - lse(z))};
+    return {int32_t(best), float(z[best] - reference_lse(z)), {}};
   }
-  for (auto& x : z) x /= p.temperature;
-  const double l = lse(z);
+  const double l = reference_lse(z);
   std::vector<double> prob(V);
   for (size_t i = 0; i < V; ++i) prob[i] = std::exp(z[i] - l);
   std::vector<int32_t> order(V);
@@ -69,9 +80,9 @@ Sampled reference(const std::vector<float>& logits, const SamplingParams& p, uin
     if (!kept[i]) continue;
     c += prob[i];
     last = int32_t(i);
-    if (c > u) return {int32_t(i), float(z[i] - l)};
+    if (c > u) return {int32_t(i), float(z[i] - l), {}};
   }
-  return {last, float(z[size_t(last)] - l)};
+  return {last, float(z[size_t(last)] - l), {}};
 }
 
 TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
@@ -109,6 +120,77 @@ TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
     ASSERT_NEAR(got.logprob, want.logprob, 1e-4 * (1 + std::fabs(want.logprob))) << "trial " << trial;
   }
   EXPECT_LE(mismatches, 1);
+}
+
+TEST(CpuSampler, TopLogprobsAreTheMostLikelyOfTheDistributionTheLogprobIsFrom) {
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  Sampler s;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int V = 1 + int(rng() % 400);
+    std::normal_distribution<float> nd(0.0f, 1.0f + float(rng() % 4));
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (auto& x : logits) x = nd(rng);
+    if (V > 4) logits[3] = logits[1];  // a tie: the lower id first
+    SamplingParams p;
+    p.seed = rng();
+    p.temperature = trial % 3 == 0 ? 0.0f : 0.2f + float(rng() % 20) / 10.0f;
+    if (rng() % 2) p.top_k = 1 + int(rng() % uint32_t(V + 3));
+    if (rng() % 2) p.repetition_penalty = 0.7f + float(rng() % 10) / 10.0f;
+    if (rng() % 2) p.presence_penalty = float(rng() % 20) / 10.0f - 0.5f;
+    std::vector<int32_t> hist(rng() % 20);
+    for (auto& h : hist) h = int32_t(rng() % uint32_t(std::min(V, 30)));
+    const uint32_t prompt_len = hist.empty() ? 0 : uint32_t(rng() % (hist.size() + 1));
+    const uint32_t idx = rng() % 1000;
+    const Sampled plain = s.sample(logits.data(), V, p, idx, hist, prompt_len);
+    p.top_logprobs = 1 + uint32_t(rng() % kMaxTopLogprobs);
+    const Sampled got = s.sample(logits.data(), V, p, idx, hist, prompt_len);
+    // Asking for alternatives changes nothing about the draw.
+    ASSERT_EQ(got.token, plain.token) << "trial " << trial;
+    ASSERT_EQ(got.logprob, plain.logprob) << "trial " << trial;
+    ASSERT_EQ(plain.top.count, 0) << "trial " << trial;
+    const std::vector<double> z = reference_distribution(logits, p, hist, prompt_len);
+    const double lse = reference_lse(z);
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int i = 0; i < V; ++i) order[size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return z[size_t(a)] > z[size_t(b)]; });
+    ASSERT_EQ(got.top.count, std::min<uint32_t>(p.top_logprobs, uint32_t(V))) << "trial " << trial;
+    for (uint32_t i = 0; i < got.top.count; ++i) {
+      const double want = z[size_t(order[i])] - lse;
+      // float penalties against double ones: values agree to ~1e-6; an id
+      // may differ only where two values are that close.
+      ASSERT_NEAR(got.top.entries[i].logprob, want, 1e-4 * (1 + std::fabs(want)))
+          << "trial " << trial << " rank " << i;
+      const int32_t id = got.top.entries[i].token;
+      if (id != order[i]) {
+        ASSERT_NEAR(z[size_t(id)], z[size_t(order[i])], 1e-5 * (1 + std::fabs(z[size_t(id)])))
+            << "trial " << trial << " rank " << i;
+      }
+    }
+    // The sampled token's logprob is one of the distribution's: no alternative beats the top one.
+    ASSERT_LE(got.logprob, got.top.entries[0].logprob + 1e-6f) << "trial " << trial;
+    if (p.temperature == 0 && got.top.count > 0) {
+      ASSERT_EQ(got.top.entries[0].token, got.token) << "trial " << trial;
+    }
+  }
+}
+
+TEST(TopLogprobsOf, KeepsTheLowerIdOfEqualValuesAndSkipsNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> z = {1.0f, nan, 3.0f, 3.0f, -2.0f, 3.0f};
+  TopLogprobs top;
+  top_logprobs_of(z, 0.5, 4, top);
+  ASSERT_EQ(top.count, 4);
+  const int32_t want[] = {2, 3, 5, 0};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(top.entries[size_t(i)].token, want[i]) << i;
+  EXPECT_FLOAT_EQ(top.entries[0].logprob, 2.5f);
+  EXPECT_FLOAT_EQ(top.entries[3].logprob, 0.5f);
+  top_logprobs_of(z, 0.0, 20, top);  // more than there are (NaN not counted)
+  EXPECT_EQ(top.count, 5);
+  top_logprobs_of(z, 0.0, 0, top);
+  EXPECT_EQ(top.count, 0);
 }
 
 TEST(CpuSampler, LogSumExpMatchesDoubleReferenceOnEveryIsa) {

@@ -141,6 +141,38 @@ TEST(CompletionChoices, EchoStartsEachChoiceWithItsPromptAndItsLogprobs) {
   EXPECT_EQ(j["usage"]["completion_tokens"], 1);
 }
 
+TEST(CompletionChoices, AlternativesAreNamedByTheirTokensText) {
+  std::vector<EchoedPrompt> echo(1);
+  echo[0].text = "xy";
+  echo[0].tokens = {"x", "y"};
+  CompletionChoices c(openai::Endpoint::kCompletions, choice_meta(true), 1, {2}, echo,
+                      [](int32_t id) { return "t" + std::to_string(id); });
+  ChoiceEvent prompt = logits_event(0, 1, {-0.5f});
+  prompt.prompt_top.resize(1);
+  prompt.prompt_top[0].count = 2;
+  prompt.prompt_top[0].entries[0] = {7, -0.25f};
+  prompt.prompt_top[0].entries[1] = {8, -0.5f};
+  EXPECT_FALSE(c.add(prompt));
+  ChoiceEvent tok = token_event(0, "!", -1.0f);
+  tok.top.count = 1;
+  tok.top.entries[0] = {3, -1.0f};
+  EXPECT_FALSE(c.add(tok));
+  EXPECT_TRUE(c.add(finished_event(0, 1)));
+  const json lp = json::parse(c.body())["choices"][0]["logprobs"];
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  EXPECT_EQ(lp["top_logprobs"][1], json({{"t7", -0.25}, {"t8", -0.5}}));
+  EXPECT_EQ(lp["top_logprobs"][2], json({{"t3", -1.0}}));
+  // Chat lists them in order, streamed too.
+  CompletionChoices chat(openai::Endpoint::kChatCompletions, choice_meta(true), 1, {2}, {},
+                         [](int32_t id) { return "t" + std::to_string(id); });
+  bool done = false;
+  const std::vector<json> got = sse_objects(chat.chunks(tok, done));
+  ASSERT_EQ(got.size(), 1u);
+  const json& entry = got[0]["choices"][0]["logprobs"]["content"][0];
+  EXPECT_EQ(entry["top_logprobs"][0]["token"], "t3");
+  EXPECT_EQ(entry["top_logprobs"][0]["logprob"], -1.0);
+}
+
 TEST(CompletionChoices, AnEchoWhoseLogprobsNeverCameIsAnErrorNotAGuess) {
   std::vector<EchoedPrompt> echo(1);
   echo[0].text = "xy";

@@ -331,7 +331,7 @@ TEST(OpenAiRequest, UnsupportedFieldsAre400NamingTheField) {
 }
 
 TEST(OpenAiRequest, LogprobsAreBoundedByWhatTheServerReturns) {
-  // Today the engine reports the sampled token's logprob only (limit 0).
+  // The limit is the executor's (CPU 20, CUDA 0 so far); the default limits say 0.
   const CompletionCall c = completion(cbody(R"("logprobs":0)"));
   EXPECT_TRUE(c.options.logprobs);
   EXPECT_EQ(c.options.top_logprobs, 0u);

@@ -93,6 +93,32 @@ TEST(EngineLoop, MetricsFollowTheInjectedClock) {
   EXPECT_DOUBLE_EQ(sink.all.back().time_ms, 35.0);
 }
 
+TEST(EngineLoop, TopLogprobsBeyondWhatTheExecutorReportsAreRefusedAtSubmit) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 16;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32});
+  StaticAdapterSource source;
+  RecordingSink sink;
+  auto e = Engine::create(c, exec, source, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  Request r;
+  r.id = 1;
+  r.prompt = {1, 2, 3};
+  r.sampling.top_logprobs = 2;  // the fake executor reports none
+  auto refused = e.value()->submit(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnsupported);
+  EXPECT_NE(refused.error().message.find("top_logprobs 2: executor"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("reports at most 0 alternatives"), std::string::npos);
+  r.sampling.top_logprobs = 0;
+  EXPECT_TRUE(e.value()->submit(r).ok());
+}
+
 TEST(EngineLoop, ConfigMustFitTheExecutor) {
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 100, .num_adapter_slots = 2});
   StaticAdapterSource source;

@@ -253,6 +253,41 @@ test('echo returns the prompt with its logprobs, as the logits of `myriad logits
   assert.equal(streamed, 'Hello' + plain.choices[0].text);
 });
 
+test('top_logprobs: alternatives most likely first, the prompt\'s as `myriad logits` ranks them', async () => {
+  const beta = client('beta-key');
+  const chat = await beta.chat.completions.create({
+    model: 'tiny', messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const content = chat.choices[0].logprobs.content;
+  assert.equal(content.length, 5);
+  for (const t of content) {
+    assert.equal(t.top_logprobs.length, 3);
+    // Greedy takes the most likely token: the first alternative is the token itself (its
+    // bytes are the token's own; the entry's text is what it released, whole characters).
+    assert.equal(t.top_logprobs[0].logprob, t.logprob);
+    for (let i = 1; i < 3; i++) assert.ok(t.top_logprobs[i].logprob <= t.top_logprobs[i - 1].logprob);
+  }
+  const ids = [1, 17, 42, 99, 5, 200];
+  const scored = await beta.completions.create({ model: 'tiny', prompt: ids, echo: true, logprobs: 2, max_tokens: 1, temperature: 0 });
+  const lp = scored.choices[0].logprobs;
+  const rows = JSON.parse(execFileSync(cli, ['logits', '--model', join(dir, 'tiny'), '--ids', ids.join(','), '--all-positions']).toString()).logits;
+  assert.equal(lp.top_logprobs[0], null);
+  for (let i = 1; i <= ids.length; i++) {
+    const row = rows[i - 1];
+    const max = Math.max(...row);
+    const lse = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+    const best = [...row].sort((a, b) => b - a).slice(0, 2).map((v) => v - lse);
+    // Equal texts share a key (the likelier kept), so one or two entries.
+    const got = Object.values(lp.top_logprobs[i]).sort((a, b) => b - a);
+    assert.ok(got.length >= 1 && got.length <= 2, `position ${i}: ${JSON.stringify(lp.top_logprobs[i])}`);
+    assert.ok(Math.abs(got[0] - best[0]) <= 1e-4 + 1e-4 * Math.abs(best[0]), `position ${i}: ${got[0]} vs ${best[0]}`);
+    if (got.length === 2) assert.ok(Math.abs(got[1] - best[1]) <= 1e-4 + 1e-4 * Math.abs(best[1]), `position ${i}`);
+  }
+  await assert.rejects(beta.chat.completions.create({
+    model: 'tiny', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 21,
+  }), (e) => e instanceof OpenAI.BadRequestError && /top_logprobs/.test(e.message));
+});
+
 test('SIGTERM drains and exits 0', async () => {
   server.kill('SIGTERM');
   const { code } = await exited;

@@ -166,6 +166,7 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
                    ", KV " + dtype_name(kv_.dtype()) + ")";
   }
   info_.routes_in_prefill = o.num_adapter_slots > 0;
+  info_.max_top_logprobs = int32_t(kMaxTopLogprobs);
   info_.hidden_size = int32_t(c.hidden_size);
   info_.num_layers = int32_t(c.num_layers);
   inv_freq_ = rope_inv_freq(c);
@@ -488,7 +489,8 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
       }
     });
     for (size_t j = 0; j < sample_jobs_.size(); ++j)
-      out.sampled.push_back({plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob});
+      out.sampled.push_back(
+          {plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob, sampled_[j].top});
   }
   out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return ok_status();

@@ -67,21 +67,34 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std:
 
 Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
                         std::span<const int32_t> history, uint32_t prompt_len) {
+  const float* z = nullptr;
+  double lse = 0.0;
+  Sampled s = pick(logits, vocab, p, output_index, history, prompt_len, z, lse);
+  if (p.top_logprobs > 0) top_logprobs_of(std::span(z, size_t(vocab)), lse, p.top_logprobs, s.top);
+  return s;
+}
+
+Sampled Sampler::pick(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+                      std::span<const int32_t> history, uint32_t prompt_len, const float*& dist, double& lse) {
   const bool penalize = p.needs_history() && !history.empty();
   if (p.temperature <= 0.0f && !penalize) {  // plain greedy reads the logits in place
     const int32_t tok = int32_t(argmax(logits, vocab));  // its logit is the max: no second max pass
-    return {tok, float(double(logits[tok]) - log_sum_exp_given_max(logits, vocab, logits[tok]))};
+    dist = logits;
+    lse = log_sum_exp_given_max(logits, vocab, logits[tok]);
+    return {tok, float(double(logits[tok]) - lse), {}};
   }
   work_.assign(logits, logits + vocab);  // penalties and scaling change a copy
   float* z = work_.data();
+  dist = z;
   apply_penalties(z, vocab, p, history, prompt_len, counts_);
   if (p.temperature <= 0.0f) {
     const int32_t tok = int32_t(argmax(z, vocab));
-    return {tok, float(double(z[tok]) - log_sum_exp(z, vocab))};
+    lse = log_sum_exp(z, vocab);
+    return {tok, float(double(z[tok]) - lse), {}};
   }
   const float inv_t = 1.0f / p.temperature;
   for (int64_t i = 0; i < vocab; ++i) z[i] *= inv_t;
-  const double lse = log_sum_exp(z, vocab);
+  lse = log_sum_exp(z, vocab);
   const double u = counter_uniform(p.seed, output_index);
 
   const bool top_k = p.top_k > 0 && p.top_k < vocab;
@@ -96,11 +109,11 @@ Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams
     target = u * total;
     for (int64_t i = 0; i < vocab; ++i) {
       c += probs_[size_t(i)];
-      if (c > target) return {int32_t(i), float(double(z[i]) - lse)};
+      if (c > target) return {int32_t(i), float(double(z[i]) - lse), {}};
     }
     int64_t last = vocab - 1;  // rounding: the last token with nonzero probability
     while (last > 0 && probs_[size_t(last)] == 0) --last;
-    return {int32_t(last), float(double(z[last]) - lse)};
+    return {int32_t(last), float(double(z[last]) - lse), {}};
   }
 
   // Kept set: the best tokens by (logit desc, id asc).
@@ -135,10 +148,10 @@ Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams
   for (int64_t i = 0; i < kept; ++i) {
     const int32_t id = order_[size_t(i)];
     c += probs_[size_t(id)];
-    if (c > target) return {id, float(double(z[id]) - lse)};
+    if (c > target) return {id, float(double(z[id]) - lse), {}};
   }
   const int32_t id = order_[size_t(kept - 1)];
-  return {id, float(double(z[id]) - lse)};
+  return {id, float(double(z[id]) - lse), {}};
 }
 
 }  // namespace myriad::gpu::cpu

@@ -12,6 +12,7 @@
 
 #include "runtime/request.h"
 #include "runtime/result.h"
+#include "runtime/top_logprobs.h"
 
 namespace myriad {
 
@@ -30,6 +31,7 @@ struct RequestEvent {
   int32_t token = -1;
   float logprob = 0.0f;
   uint32_t index = 0;            // output index of this token (0 = first)
+  TopLogprobs top;               // the request's sampling.top_logprobs most likely tokens here
   // kToken and kFinished, from an engine with a tokenizer: the text this
   // token released (the output processor holds back partial characters and
   // what may become a stop string); on kFinished, whatever was held back.

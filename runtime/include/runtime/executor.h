@@ -37,6 +37,9 @@ struct ExecutorInfo {
   bool routes_in_prefill = false;
   int32_t hidden_size = 0;
   int32_t num_layers = 0;
+  // Alternatives a sampled token can report (SamplingParams::top_logprobs);
+  // a request asking for more is refused at submit.
+  int32_t max_top_logprobs = 0;
 };
 
 // Called exactly once per accepted load, from any thread (the executor's

@@ -34,5 +34,8 @@ Status validate_request(const Request& request, const RequestLimits& limits);
 // where the router's layer or width does not fit the model. (Its shape
 // against the request, validate_request checks.)
 Status check_prefill_router_fits(const Request& request, const ExecutorInfo& info);
+// kUnsupported when the request asks for more top_logprobs than the
+// executor reports (ExecutorInfo::max_top_logprobs).
+Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info);
 
 }  // namespace myriad

@@ -17,6 +17,10 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // HF/CTRL style: divide positive logits, multiply negative
   float presence_penalty = 0.0f;    // OpenAI style: subtract once if the token occurred
   float frequency_penalty = 0.0f;   // OpenAI style: subtract per occurrence
+  // Report this many of the most likely tokens beside each sampled one
+  // (top_logprobs.h; at most kMaxTopLogprobs, and what the executor offers:
+  // ExecutorInfo::max_top_logprobs). Does not change which token is drawn.
+  uint32_t top_logprobs = 0;
 
   bool needs_history() const {
     return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/sampling_params.h"
+#include "runtime/top_logprobs.h"
 
 namespace myriad {
 
@@ -109,6 +110,7 @@ struct SampledToken {
   SeqId seq = 0;
   int32_t token = -1;
   float logprob = 0.0f;  // log-softmax of the chosen token under the (penalized, temperature-scaled) distribution
+  TopLogprobs top;       // the row's sampling.top_logprobs most likely tokens, under the same distribution
 };
 
 // The experts a routing row chose: each expert's weight (0: not chosen) and

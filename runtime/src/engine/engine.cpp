@@ -74,6 +74,10 @@ Result<RequestId> Engine::submit(Request request) {
     ++metrics_.overall.rejected;
     return st.error();
   }
+  if (Status st = check_top_logprobs_fit(request, executor_.info()); !st.ok()) {
+    ++metrics_.overall.rejected;
+    return st.error();
+  }
   Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids, false};
   if (tokenizer_) {
     track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop});

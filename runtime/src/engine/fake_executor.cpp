@@ -190,7 +190,7 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
     }
     if (!r.sample) continue;
     const int32_t tok = token_for(r.seq, r.output_index, row_adapter(r, name_scratch_), opt_.vocab_size);
-    out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8)});
+    out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8), {}});
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
       t.tokens.push_back(tok);

@@ -15,6 +15,9 @@ Status check_sampling_params(const SamplingParams& sp) {
     return bad("repetition_penalty = " + std::to_string(sp.repetition_penalty) + ": must be > 0");
   if (!std::isfinite(sp.presence_penalty)) return bad("presence_penalty is not finite");
   if (!std::isfinite(sp.frequency_penalty)) return bad("frequency_penalty is not finite");
+  if (sp.top_logprobs > kMaxTopLogprobs)
+    return bad("top_logprobs = " + std::to_string(sp.top_logprobs) + ": must be at most " +
+               std::to_string(kMaxTopLogprobs));
   return ok_status();
 }
 

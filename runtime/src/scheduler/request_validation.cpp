@@ -83,6 +83,14 @@ Status check_prefill_router_fits(const Request& request, const ExecutorInfo& inf
   return ok_status();
 }
 
+Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info) {
+  const uint32_t asked = request.sampling.top_logprobs;
+  if (asked <= uint32_t(std::max(info.max_top_logprobs, 0))) return ok_status();
+  return make_error(ErrorCode::kUnsupported, "top_logprobs " + std::to_string(asked) + ": executor '" + info.device +
+                                                 "' reports at most " + std::to_string(info.max_top_logprobs) +
+                                                 " alternatives per token");
+}
+
 Status validate_request(const Request& request, const RequestLimits& limits) {
   auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, std::move(msg)); };
   if (request.id == 0) return bad("request id 0: the caller assigns ids, never 0");

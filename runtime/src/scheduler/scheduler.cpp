@@ -324,6 +324,7 @@ void Scheduler::update(const StepResult& result, double now_ms) {
     e.time_ms = now_ms;
     e.token = t->token;
     e.logprob = t->logprob;
+    e.top = t->top;
     e.index = s.generated - 1;
     if (std::find(s.stop.begin(), s.stop.end(), t->token) != s.stop.end()) {
       finish(s, FinishReason::kStop, now_ms);

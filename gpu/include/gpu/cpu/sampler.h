@@ -13,7 +13,8 @@
 //
 // logprob: log-softmax of the chosen token under the penalized,
 // temperature-scaled distribution before top-k/top-p truncation (greedy:
-// under the penalized logits, no temperature).
+// under the penalized logits, no temperature). With p.top_logprobs, the
+// most likely tokens of that same distribution come with it.
 //
 // A Sampler holds scratch buffers: one per thread.
 #pragma once
@@ -23,12 +24,14 @@
 #include <vector>
 
 #include "runtime/sampling_params.h"
+#include "runtime/top_logprobs.h"
 
 namespace myriad::gpu::cpu {
 
 struct Sampled {
   int32_t token = -1;
   float logprob = 0.0f;
+  TopLogprobs top;  // p.top_logprobs most likely tokens under the distribution logprob is taken from
 };
 
 // log(sum_i exp(z[i])) of n >= 1 values: float exponentials (vectorized
@@ -50,6 +53,11 @@ class Sampler {
                  std::span<const int32_t> history, uint32_t prompt_len);
 
  private:
+  // The token and its logprob; `dist` and `lse` are the distribution it was
+  // drawn from (the logits or the scratch copy) and its log-sum-exp.
+  Sampled pick(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
+               std::span<const int32_t> history, uint32_t prompt_len, const float*& dist, double& lse);
+
   std::vector<float> work_;
   std::vector<int32_t> counts_;
   std::vector<int32_t> order_;

@@ -37,8 +37,8 @@ struct ProtocolLimits {
   size_t max_body_bytes = size_t(8) << 20;  // larger: 413 (the HTTP server checks first too)
   int max_json_depth = 64;                  // deeper: 400; a stack guard (real bodies nest <= 5)
   size_t max_stop_strings = 4;              // OpenAI's limit
-  // Alternatives per token the engine can report for logprobs/top_logprobs.
-  // 0 today: the engine returns the sampled token's logprob only, so asking
+  // Alternatives per token the engine can report for logprobs/top_logprobs
+  // (the server sets its executor's: NodeService::max_top_logprobs). Asking
   // for more is refused instead of answered with fewer.
   uint32_t max_top_logprobs = 0;
   uint32_t max_tokens =
