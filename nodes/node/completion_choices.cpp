@@ -17,7 +17,6 @@ uint32_t code_points(std::string_view s) {
   return n;
 }
 
-constexpr float kNotSeen = std::numeric_limits<float>::quiet_NaN();
 
 }  // namespace
 
@@ -30,7 +29,7 @@ std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t st
     const std::span<const float> row = logits.subspan(size_t(i) * vocab, vocab);
     const int32_t next = prompt[size_t(start) + i + 1];
     if (next < 0 || size_t(next) >= vocab) {
-      out.push_back(kNotSeen);
+      out.push_back(std::numeric_limits<float>::quiet_NaN());  // sent as -9999, as any non-finite logprob
       if (top_k > 0 && top) top->emplace_back();
       continue;
     }
@@ -58,7 +57,8 @@ CompletionChoices::CompletionChoices(openai::Endpoint endpoint, openai::Response
     State& c = choices_[i];
     c.prompt = uint32_t(i / n);
     if (echo() && meta_.logprobs) {
-      c.prompt_logprobs.assign(prompt_tokens_[c.prompt], kNotSeen);
+      c.prompt_logprobs.assign(prompt_tokens_[c.prompt], 0.0f);
+      c.prompt_seen.assign(prompt_tokens_[c.prompt], false);
       c.prompt_top.resize(prompt_tokens_[c.prompt]);
     }
   }
@@ -66,8 +66,10 @@ CompletionChoices::CompletionChoices(openai::Endpoint endpoint, openai::Response
 
 void CompletionChoices::take_logits(State& c, const ChoiceEvent& ev) {
   for (size_t i = 0; i < ev.prompt_logprobs.size(); ++i)
-    if (size_t(ev.prompt_start) + i < c.prompt_logprobs.size())
+    if (size_t(ev.prompt_start) + i < c.prompt_logprobs.size()) {
       c.prompt_logprobs[ev.prompt_start + i] = ev.prompt_logprobs[i];
+      c.prompt_seen[ev.prompt_start + i] = true;
+    }
   for (size_t i = 0; i < ev.prompt_top.size(); ++i)
     if (size_t(ev.prompt_start) + i < c.prompt_top.size()) c.prompt_top[ev.prompt_start + i] = ev.prompt_top[i];
 }
@@ -92,7 +94,7 @@ Result<std::vector<openai::TokenLogprob>> CompletionChoices::echo_logprobs(const
       out[i].logprob = std::nullopt;  // nothing precedes the first token
       continue;
     }
-    if (i >= c.prompt_logprobs.size() || std::isnan(c.prompt_logprobs[i]))
+    if (i >= c.prompt_seen.size() || !c.prompt_seen[i])
       return make_error(ErrorCode::kUnavailable,
                         "the prompt's logprobs were lost when the request moved to another worker; send it again");
     out[i].logprob = c.prompt_logprobs[i];
@@ -196,7 +198,13 @@ std::vector<std::string> CompletionChoices::chunks(const ChoiceEvent& ev, bool& 
     d.logprobs = lp;
     d.index = ev.choice;
     out.push_back(chunk(d));
-    c.offset = code_points(d.text);
+    // Output offsets continue from the echoed tokens' pieces, as in the
+    // non-streamed body (they can differ from the prompt text: a BOS piece).
+    c.offset = 0;
+    if (meta_.logprobs)
+      for (const openai::TokenLogprob& t : lp) c.offset += code_points(t.token);
+    else
+      c.offset = code_points(d.text);
   }
   if (ev.kind == EventKind::kToken && ev.text.empty() && !meta_.logprobs) return out;
   std::vector<openai::TokenLogprob> lp;

@@ -90,7 +90,8 @@ class CompletionChoices {
     uint32_t prompt = 0;
     std::string text;                          // generated so far (non-streamed)
     std::vector<openai::TokenLogprob> output;  // generated tokens' logprobs (non-streamed)
-    std::vector<float> prompt_logprobs;        // echo with logprobs: per prompt token (NaN: not seen)
+    std::vector<float> prompt_logprobs;        // echo with logprobs: per prompt token
+    std::vector<bool> prompt_seen;             // which of them arrived
     std::vector<TopLogprobs> prompt_top;       // and the alternatives at each
     bool finished = false;
     FinishReason reason = FinishReason::kStop;
@@ -102,7 +103,8 @@ class CompletionChoices {
   bool echo() const { return !echo_.empty(); }
   void take_logits(State& c, const ChoiceEvent& ev);
   // The echoed prompt's logprobs; an error if some never arrived (a request
-  // resumed on another worker does not repeat them).
+  // resumed on another worker does not repeat them, nor does a prompt logit
+  // row the executor could not return whole).
   Result<std::vector<openai::TokenLogprob>> echo_logprobs(const State& c) const;
   openai::Usage usage() const;
   std::string chunk(const openai::Delta& d) const;

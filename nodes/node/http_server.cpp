@@ -1082,7 +1082,8 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
                                      chat ? "max_completion_tokens" : "max_tokens", "invalid_value"));
   g.max_tokens = uint32_t(max_tokens);
   const int64_t cost = (prompt_tokens + int64_t(g.prompts.size()) * max_tokens) * int64_t(g.options.n);
-  auto [ticket, refused] = opts.limits->admit(caller.tenant, cost);
+  // Each choice is an engine request and counts as an open one.
+  auto [ticket, refused] = opts.limits->admit(caller.tenant, cost, int(g.prompts.size() * g.options.n));
   if (refused) return error_response(req, openai::rate_limited(refused->message), refused->retry_after_s);
   g.ticket = std::move(ticket);
   return g;
@@ -1142,8 +1143,9 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
         ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
         ev.top = e.top;
         if (e.kind == EventKind::kLogits) {
-          // Reduced here, on the worker's thread: a prompt's logits are
-          // positions x vocabulary floats; its logprobs one per token.
+          // Reduced here, in the node's event relay, while the logits are
+          // at hand: positions x vocabulary floats become one logprob (and
+          // the alternatives asked for) per token.
           ev.prompt_start = e.logits_start + 1;
           ev.prompt_logprobs =
               prompt_logprobs_of(e.logits, e.logits_start, e.logits_count, *prompt, top_k, &ev.prompt_top);

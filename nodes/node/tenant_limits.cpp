@@ -7,6 +7,7 @@ TenantLimits::Ticket& TenantLimits::Ticket::operator=(Ticket&& other) noexcept {
     release();
     owner_ = std::move(other.owner_);
     tenant_ = std::move(other.tenant_);
+    requests_ = other.requests_;
     other.owner_.reset();
   }
   return *this;
@@ -14,7 +15,7 @@ TenantLimits::Ticket& TenantLimits::Ticket::operator=(Ticket&& other) noexcept {
 
 void TenantLimits::Ticket::release() {
   if (!owner_) return;
-  owner_->close(tenant_);
+  owner_->close(tenant_, requests_);
   owner_.reset();
 }
 
@@ -26,12 +27,17 @@ std::shared_ptr<TenantLimits> TenantLimits::create(TenantLimitOptions options,
 }
 
 std::pair<std::optional<TenantLimits::Ticket>, std::optional<TenantLimits::Refusal>> TenantLimits::admit(
-    const std::string& tenant, int64_t cost) {
+    const std::string& tenant, int64_t cost, int requests) {
   std::lock_guard lock(mu_);
   int& open = open_[tenant];
-  if (open >= options_.max_open)
-    return {std::nullopt, Refusal{"tenant '" + tenant + "' has " + std::to_string(open) +
-                                      " requests open, the most it may; retry shortly",
+  if (requests > options_.max_open)  // can never pass: retrying does not help
+    return {std::nullopt, Refusal{"this request runs " + std::to_string(requests) + " requests (n times the prompts); tenant '" +
+                                      tenant + "' may have at most " + std::to_string(options_.max_open) + " open",
+                                  60}};
+  if (open + requests > options_.max_open)
+    return {std::nullopt, Refusal{"tenant '" + tenant + "' has " + std::to_string(open) + " requests open" +
+                                      (requests > 1 ? " and this one runs " + std::to_string(requests) : std::string()) +
+                                      "; at most " + std::to_string(options_.max_open) + " may be; retry shortly",
                                   1}};
   if (options_.tokens_per_minute > 0) {
     auto& log = asked_[tenant];
@@ -52,10 +58,11 @@ std::pair<std::optional<TenantLimits::Ticket>, std::optional<TenantLimits::Refus
     }
     log.emplace_back(now, cost);
   }
-  ++open;
+  open += requests;
   Ticket t;
   t.owner_ = self_.lock();
   t.tenant_ = tenant;
+  t.requests_ = requests;
   return {std::move(t), std::nullopt};
 }
 
@@ -65,10 +72,10 @@ int TenantLimits::open(const std::string& tenant) const {
   return it == open_.end() ? 0 : it->second;
 }
 
-void TenantLimits::close(const std::string& tenant) {
+void TenantLimits::close(const std::string& tenant, int requests) {
   std::lock_guard lock(mu_);
   auto it = open_.find(tenant);
-  if (it != open_.end() && --it->second <= 0) open_.erase(it);
+  if (it != open_.end() && (it->second -= requests) <= 0) open_.erase(it);
 }
 
 }  // namespace myriad::node

@@ -50,22 +50,25 @@ class TenantLimits {
     friend class TenantLimits;
     std::shared_ptr<TenantLimits> owner_;
     std::string tenant_;
+    int requests_ = 1;
   };
 
   static std::shared_ptr<TenantLimits> create(TenantLimitOptions options,
                                               std::function<Clock::time_point()> now = Clock::now);
 
-  // A request of `cost` tokens for `tenant`: a ticket (it counts as open
+  // A request of `cost` tokens for `tenant` that runs as `requests` engine
+  // requests (n choices of several prompts): a ticket (they count as open
   // until the ticket ends; its tokens stay in the minute's window either
   // way), or why not.
-  std::pair<std::optional<Ticket>, std::optional<Refusal>> admit(const std::string& tenant, int64_t cost);
+  std::pair<std::optional<Ticket>, std::optional<Refusal>> admit(const std::string& tenant, int64_t cost,
+                                                                 int requests = 1);
   int open(const std::string& tenant) const;
   const TenantLimitOptions& options() const { return options_; }
 
  private:
   TenantLimits(TenantLimitOptions options, std::function<Clock::time_point()> now)
       : options_(options), now_(std::move(now)) {}
-  void close(const std::string& tenant);
+  void close(const std::string& tenant, int requests);
 
   const TenantLimitOptions options_;
   const std::function<Clock::time_point()> now_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -171,6 +172,32 @@ TEST(CompletionChoices, AlternativesAreNamedByTheirTokensText) {
   const json& entry = got[0]["choices"][0]["logprobs"]["content"][0];
   EXPECT_EQ(entry["top_logprobs"][0]["token"], "t3");
   EXPECT_EQ(entry["top_logprobs"][0]["logprob"], -1.0);
+}
+
+TEST(CompletionChoices, EchoOffsetsAgreeStreamedAndNotWhenThePiecesAreNotTheText) {
+  // A BOS piece the prompt text does not show: offsets run over the pieces in both forms.
+  std::vector<EchoedPrompt> echo(1);
+  echo[0].text = "xy";
+  echo[0].tokens = {"<s>", "x", "y"};
+  const auto events = [] {
+    std::vector<ChoiceEvent> ev = {logits_event(0, 1, {-0.5f, std::numeric_limits<float>::quiet_NaN()}),
+                                   token_event(0, "!", -1.0f), finished_event(0, 1)};
+    return ev;
+  }();
+  CompletionChoices whole(openai::Endpoint::kCompletions, choice_meta(true), 1, {3}, echo);
+  for (const ChoiceEvent& e : events) whole.add(e);
+  ASSERT_FALSE(whole.failure()) << "a NaN logprob arrived: it is sent, not taken for a lost one";
+  const json lp = json::parse(whole.body())["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["text_offset"], json({0, 3, 4, 5}));
+  EXPECT_EQ(lp["token_logprobs"][2], -9999.0);
+  CompletionChoices streamed(openai::Endpoint::kCompletions, choice_meta(true), 1, {3}, echo);
+  bool done = false;
+  std::vector<json> chunks;
+  for (const ChoiceEvent& e : events)
+    for (json& j : sse_objects(streamed.chunks(e, done))) chunks.push_back(std::move(j));
+  ASSERT_GE(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0]["choices"][0]["logprobs"]["text_offset"], json({0, 3, 4}));
+  EXPECT_EQ(chunks[1]["choices"][0]["logprobs"]["text_offset"], json({5}));
 }
 
 TEST(CompletionChoices, AnEchoWhoseLogprobsNeverCameIsAnErrorNotAGuess) {

@@ -31,6 +31,26 @@ TEST(TenantLimits, OpenRequestsAreBoundedPerTenantUntilTheirTicketsEnd) {
   EXPECT_TRUE(limits->admit("alpha", 10).first);
 }
 
+TEST(TenantLimits, ARequestOfSeveralChoicesCountsEachAsOpen) {
+  auto limits = TenantLimits::create({4, 0});
+  auto [three, no] = limits->admit("alpha", 10, 3);
+  ASSERT_TRUE(three);
+  EXPECT_EQ(limits->open("alpha"), 3);
+  auto [two, refused] = limits->admit("alpha", 10, 2);
+  EXPECT_FALSE(two);
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->message.find("has 3 requests open and this one runs 2; at most 4"), std::string::npos)
+      << refused->message;
+  auto [five, never] = limits->admit("beta", 10, 5);
+  EXPECT_FALSE(five);
+  ASSERT_TRUE(never);
+  EXPECT_NE(never->message.find("runs 5 requests"), std::string::npos) << never->message;
+  EXPECT_EQ(never->retry_after_s, 60);
+  EXPECT_TRUE(limits->admit("alpha", 10, 1).first);
+  { auto moved = std::move(*three); }
+  EXPECT_EQ(limits->open("alpha"), 0) << "the ticket gave back all three";
+}
+
 TEST(TenantLimits, TokensPerMinuteSlideAndSayWhenToRetry) {
   Clock::time_point now{};
   auto limits = TenantLimits::create({100, 100}, [&] { return now; });
