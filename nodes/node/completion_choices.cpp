@@ -1,24 +1,11 @@
 #include "completion_choices.h"
 
-#include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "api_error_of.h"
+#include "gpu/cpu/sampler.h"
 
 namespace myriad::node {
-
-namespace {
-
-// Code points of UTF-8 text (Python's len(), as clients slice by text_offset).
-uint32_t code_points(std::string_view s) {
-  uint32_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-
-}  // namespace
 
 std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t start, uint32_t count,
                                       std::span<const int32_t> prompt, uint32_t top_k, std::vector<TopLogprobs>* top) {
@@ -33,11 +20,7 @@ std::vector<float> prompt_logprobs_of(std::span<const float> logits, uint32_t st
       if (top_k > 0 && top) top->emplace_back();
       continue;
     }
-    // log_softmax in double: the sum over 32k-150k exponentials.
-    const float mx = *std::max_element(row.begin(), row.end());
-    double sum = 0.0;
-    for (float v : row) sum += std::exp(double(v) - double(mx));
-    const double lse = double(mx) + std::log(sum);
+    const double lse = gpu::cpu::log_sum_exp(row.data(), int64_t(vocab));  // the sampler's: vectorized, double sum
     out.push_back(float(double(row[size_t(next)]) - lse));
     if (top_k > 0 && top) top_logprobs_of(row, lse, top_k, top->emplace_back());
   }
@@ -103,6 +86,13 @@ Result<std::vector<openai::TokenLogprob>> CompletionChoices::echo_logprobs(const
   return out;
 }
 
+void CompletionChoices::finish(State& c, const ChoiceEvent& ev) {
+  c.reason = ev.reason;
+  c.output_tokens = ev.num_output_tokens;
+  if (!c.finished) ++finished_;
+  c.finished = true;
+}
+
 openai::Usage CompletionChoices::usage() const {
   openai::Usage u;
   for (uint32_t t : prompt_tokens_) u.prompt_tokens += t;
@@ -123,10 +113,7 @@ bool CompletionChoices::add(const ChoiceEvent& ev) {
       break;
     case EventKind::kFinished:
       c.text += ev.text;
-      c.reason = ev.reason;
-      c.output_tokens = ev.num_output_tokens;
-      if (!c.finished) ++finished_;
-      c.finished = true;
+      finish(c, ev);
       if (echo() && meta_.logprobs)
         if (auto lp = echo_logprobs(c); !lp.ok()) {
           failure_ = lp.error();
@@ -202,9 +189,9 @@ std::vector<std::string> CompletionChoices::chunks(const ChoiceEvent& ev, bool& 
     // non-streamed body (they can differ from the prompt text: a BOS piece).
     c.offset = 0;
     if (meta_.logprobs)
-      for (const openai::TokenLogprob& t : lp) c.offset += code_points(t.token);
+      for (const openai::TokenLogprob& t : lp) c.offset += openai::code_points(t.token);
     else
-      c.offset = code_points(d.text);
+      c.offset = openai::code_points(d.text);
   }
   if (ev.kind == EventKind::kToken && ev.text.empty() && !meta_.logprobs) return out;
   std::vector<openai::TokenLogprob> lp;
@@ -216,11 +203,9 @@ std::vector<std::string> CompletionChoices::chunks(const ChoiceEvent& ev, bool& 
   d.index = ev.choice;
   if (ev.kind == EventKind::kFinished) d.finish_reason = ev.reason;
   out.push_back(chunk(d));
-  c.offset += code_points(ev.text);
+  c.offset += openai::code_points(ev.text);
   if (ev.kind == EventKind::kFinished) {
-    c.output_tokens = ev.num_output_tokens;
-    if (!c.finished) ++finished_;
-    c.finished = true;
+    finish(c, ev);
     if (finished_ == choices_.size()) {
       if (meta_.include_usage) out.push_back(openai::sse_event(openai::usage_chunk(endpoint_, meta_, usage())));
       out.emplace_back(openai::sse_done());

@@ -102,6 +102,7 @@ class CompletionChoices {
 
   bool echo() const { return !echo_.empty(); }
   void take_logits(State& c, const ChoiceEvent& ev);
+  void finish(State& c, const ChoiceEvent& ev);
   // The echoed prompt's logprobs; an error if some never arrived (a request
   // resumed on another worker does not repeat them, nor does a prompt logit
   // row the executor could not return whole).

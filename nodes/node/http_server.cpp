@@ -989,7 +989,10 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
                                                                               const Caller& caller,
                                                                               openai::Endpoint endpoint) {
   const bool chat = endpoint == openai::Endpoint::kChatCompletions;
-  const char* prompt_param = chat ? "messages" : "prompt";
+  // What an error about prompt p of `count` names.
+  const auto prompt_param = [chat](size_t p, size_t count) {
+    return chat ? std::string("messages") : count > 1 ? "prompt[" + std::to_string(p) + "]" : std::string("prompt");
+  };
   openai::ProtocolLimits limits;
   limits.max_body_bytes = opts.max_body_bytes;
   limits.max_top_logprobs = service.max_top_logprobs();
@@ -1014,10 +1017,9 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
     g.options = call.value().options;
     g.echo = call.value().echo;
     const int64_t vocab = service.model_config().vocab_size;
-    const bool several = call.value().prompts.size() > 1;
     for (size_t p = 0; p < call.value().prompts.size(); ++p) {
       const openai::PromptInput& in = call.value().prompts[p];
-      const std::string param = several ? "prompt[" + std::to_string(p) + "]" : std::string("prompt");
+      const std::string param = prompt_param(p, call.value().prompts.size());
       std::vector<int32_t> ids;
       if (const auto* text = std::get_if<std::string>(&in)) {
         auto encoded = service.encode_prompt(*text);
@@ -1060,7 +1062,7 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
   const bool several = g.prompts.size() > 1;
   int64_t longest = 0, prompt_tokens = 0;
   for (size_t p = 0; p < g.prompts.size(); ++p) {
-    const std::string param = several ? "prompt[" + std::to_string(p) + "]" : std::string(prompt_param);
+    const std::string param = prompt_param(p, g.prompts.size());
     const int64_t len = int64_t(g.prompts[p].size());
     if (len == 0) return error_response(req, openai::invalid_request("the prompt is empty", param));
     if (len >= context)

@@ -30,13 +30,6 @@ ojson byte_list(std::string_view s) {
   return b;
 }
 
-// Code points of UTF-8 text: every byte that is not a continuation byte.
-uint32_t code_points(std::string_view s) {
-  uint32_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
 // {"tokens":[...],"token_logprobs":[...],"top_logprobs":[{tok:lp,...}],"text_offset":[...]}
 ojson completion_logprobs(std::span<const TokenLogprob> tokens, uint32_t text_offset) {
   ojson toks = ojson::array(), lps = ojson::array(), tops = ojson::array(), offs = ojson::array();
@@ -224,6 +217,12 @@ std::string usage_chunk(Endpoint endpoint, const ResponseMeta& meta, const Usage
   j["choices"] = ojson::array();
   j["usage"] = usage_json(usage);
   return dump_json(j);
+}
+
+uint32_t code_points(std::string_view s) {
+  uint32_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
 }
 
 std::string sse_event(std::string_view json) {

@@ -121,6 +121,10 @@ std::string completion_chunk(const ResponseMeta& meta, const Delta& delta);
 // include_usage is set.
 std::string usage_chunk(Endpoint endpoint, const ResponseMeta& meta, const Usage& usage);
 
+// Code points of UTF-8 text (Python's len(), as clients slice text by
+// text_offset): every byte that is not a continuation byte.
+uint32_t code_points(std::string_view s);
+
 // "data: " + json + "\n\n"
 std::string sse_event(std::string_view json);
 // "data: [DONE]\n\n", the stream's last event.
