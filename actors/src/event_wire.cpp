@@ -20,11 +20,11 @@ void write_event(const RequestEvent& event, uint32_t attempt, schema::RequestEve
       t.setToken(event.token);
       t.setLogprob(event.logprob);
       t.setText(text);
-      if (event.top.count > 0) {
-        auto top = t.initTop(event.top.count);
+      if (!event.top.empty()) {
+        auto top = t.initTop(static_cast<unsigned>(event.top.size()));
         for (unsigned i = 0; i < top.size(); ++i) {
-          top[i].setToken(event.top.entries[i].token);
-          top[i].setLogprob(event.top.entries[i].logprob);
+          top[i].setToken(event.top[i].token);
+          top[i].setLogprob(event.top[i].logprob);
         }
       }
       break;
@@ -79,11 +79,11 @@ Result<OwnedEvent> read_event(schema::RequestEvent::Reader in) {
       e.token = t.getToken();
       e.logprob = t.getLogprob();
       auto top = t.getTop();
-      if (top.size() > e.top.entries.size())
+      if (top.size() > o.top_.entries.size())
         return make_error(ErrorCode::kInvalidArgument, "SampledToken.top: " + std::to_string(top.size()) +
-                                                           " tokens; at most " + std::to_string(e.top.entries.size()));
-      e.top.count = uint8_t(top.size());
-      for (unsigned i = 0; i < top.size(); ++i) e.top.entries[i] = {top[i].getToken(), top[i].getLogprob()};
+                                                           " tokens; at most " + std::to_string(o.top_.entries.size()));
+      o.top_.count = uint8_t(top.size());
+      for (unsigned i = 0; i < top.size(); ++i) o.top_.entries[i] = {top[i].getToken(), top[i].getLogprob()};
       o.text_ = as_string(t.getText());
       return o;
     }

@@ -57,9 +57,9 @@ void CompletionChoices::take_logits(State& c, const ChoiceEvent& ev) {
     if (size_t(ev.prompt_start) + i < c.prompt_top.size()) c.prompt_top[ev.prompt_start + i] = ev.prompt_top[i];
 }
 
-std::vector<openai::TopLogprob> CompletionChoices::named(const TopLogprobs& top) const {
+std::vector<openai::TopLogprob> CompletionChoices::named(std::span<const TopLogprobs::Entry> top) const {
   std::vector<openai::TopLogprob> out;
-  for (const TopLogprobs::Entry& e : top.view())
+  for (const TopLogprobs::Entry& e : top)
     out.push_back({token_text_ ? token_text_(e.token) : std::to_string(e.token), e.logprob});
   return out;
 }
@@ -81,7 +81,7 @@ Result<std::vector<openai::TokenLogprob>> CompletionChoices::echo_logprobs(const
       return make_error(ErrorCode::kUnavailable,
                         "the prompt's logprobs were lost when the request moved to another worker; send it again");
     out[i].logprob = c.prompt_logprobs[i];
-    if (i < c.prompt_top.size()) out[i].top = named(c.prompt_top[i]);
+    if (i < c.prompt_top.size()) out[i].top = named(c.prompt_top[i].view());
   }
   return out;
 }

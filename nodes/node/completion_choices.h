@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nodes/openai/responses.h"
+#include "event_copy.h"
 #include "runtime/engine_events.h"
 #include "runtime/result.h"
 #include "runtime/top_logprobs.h"
@@ -24,17 +25,8 @@
 namespace myriad::node {
 
 // One engine event of one choice, copied out of the engine's callback.
-struct ChoiceEvent {
+struct ChoiceEvent : EventCopy {
   uint32_t choice = 0;
-  EventKind kind = EventKind::kToken;
-  int32_t token = 0;
-  float logprob = 0.0f;
-  std::string text;
-  FinishReason reason = FinishReason::kStop;
-  uint32_t num_output_tokens = 0;
-  Error error;
-  std::vector<float> expert_weights;  // routed in the prefill: each expert's weight
-  TopLogprobs top;                    // kToken: the alternatives asked for
   // kLogits of an echo with logprobs: prompt_logprobs[i] is the logprob of
   // prompt token prompt_start + i (prompt_logprobs_of made them), and
   // prompt_top[i] the alternatives at its position when asked for.
@@ -110,7 +102,7 @@ class CompletionChoices {
   openai::Usage usage() const;
   std::string chunk(const openai::Delta& d) const;
   std::vector<std::string> fail(const Error& e, bool& done);
-  std::vector<openai::TopLogprob> named(const TopLogprobs& top) const;
+  std::vector<openai::TopLogprob> named(std::span<const TopLogprobs::Entry> top) const;
   openai::TokenLogprob output_logprob(const ChoiceEvent& ev) const;
 
   openai::Endpoint endpoint_;

@@ -2,6 +2,9 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <algorithm>
 #include <chrono>
 #include <deque>
@@ -50,7 +53,52 @@ struct Gate {
 struct Relay {
   explicit Relay(net::any_io_executor ex) : timer(ex) {}
   std::deque<ChoiceEvent> events;
-  net::steady_timer timer;  // cancelled when an event arrives
+  net::steady_timer timer;  // cancelled when an event arrives, or the client hangs up
+  bool client_gone = false;  // HangupWatch saw the connection close
+};
+
+// Watches a request's connection while its answer is pending, so a client
+// that hangs up frees its choices' places in the batch at once rather than
+// when the answer is written (a non-streamed one) or at its next token (a
+// streamed one still queued). Closed (EOF) or reset: relay.client_gone, and
+// the session wakes. Bytes of a pipelined next request end the watch,
+// unread. Runs on the session's (only) io thread; the destructor disarms
+// it before the socket can go.
+class HangupWatch {
+ public:
+  HangupWatch(tcp::socket& socket, std::shared_ptr<Relay> relay)
+      : socket_(socket), state_(std::make_shared<State>(State{std::move(relay)})) {
+    arm(socket_, state_);
+  }
+  ~HangupWatch() {
+    state_->armed = false;
+    beast::error_code ignored;
+    socket_.cancel(ignored);
+  }
+  HangupWatch(const HangupWatch&) = delete;
+  HangupWatch& operator=(const HangupWatch&) = delete;
+
+ private:
+  struct State {
+    std::shared_ptr<Relay> relay;
+    bool armed = true;
+  };
+  // The handler touches the socket only while armed, i.e. while the
+  // session, and so the socket, lives.
+  static void arm(tcp::socket& socket, std::shared_ptr<State> state) {
+    socket.async_wait(tcp::socket::wait_read, [&socket, state](const beast::error_code& ec) {
+      if (ec || !state->armed) return;
+      char byte = 0;
+      const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request: the session reads it next
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return arm(socket, state);
+      state->relay->client_gone = true;
+      state->relay->timer.cancel();
+    });
+  }
+
+  tcp::socket& socket_;
+  std::shared_ptr<State> state_;
 };
 
 std::string percent_decode(std::string_view s) {
@@ -334,7 +382,7 @@ net::awaitable<bool> send(beast::tcp_stream& stream, Response res) {
 // returned through co_await in a loop twice (it crashed here), and it
 // mishandles lambda coroutines, so this is a plain function.
 net::awaitable<void> wait_for_event(std::shared_ptr<Relay> relay) {
-  while (relay->events.empty()) {
+  while (relay->events.empty() && !relay->client_gone) {
     relay->timer.expires_at(net::steady_timer::time_point::max());
     beast::error_code ec;
     co_await relay->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
@@ -1134,16 +1182,8 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
       auto id = service.generate(std::move(call), [gate_, relay, choice, prompt, top_k](const RequestEvent& e) {
         if (e.kind == EventKind::kLogits && !prompt) return;  // asked for only to score an empty output
         ChoiceEvent ev;
+        static_cast<EventCopy&>(ev) = EventCopy::of(e);
         ev.choice = choice;
-        ev.kind = e.kind;
-        ev.token = e.token;
-        ev.logprob = e.logprob;
-        ev.text = std::string(e.text);
-        ev.reason = e.reason;
-        ev.num_output_tokens = e.num_output_tokens;
-        ev.error = e.error;
-        ev.expert_weights.assign(e.expert_weights.begin(), e.expert_weights.begin() + e.num_expert_weights);
-        ev.top = e.top;
         if (e.kind == EventKind::kLogits) {
           // Reduced here, in the node's event relay, while the logits are
           // at hand: positions x vocabulary floats become one logprob (and
@@ -1197,11 +1237,16 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
   CompletionChoices choices(endpoint, std::move(meta), g.options.n, std::move(prompt_tokens), std::move(g.echoed),
                             token_text);
 
+  const HangupWatch watch(stream.socket(), relay);
   if (!g.options.stream) {
     bool over = false;
-    while (!over) {
+    while (!over && !relay->client_gone) {
       co_await wait_for_event(relay);
       over = take_events(*relay, choices, names);
+    }
+    if (relay->client_gone) {
+      for (const RequestId id : ids) service.cancel(id);  // nobody to answer: free their places in the batch
+      co_return false;
     }
     if (choices.failure()) {
       for (const RequestId id : ids) service.cancel(id);  // the others' answers are moot
@@ -1230,6 +1275,7 @@ net::awaitable<bool> HttpServer::Impl::generate(beast::tcp_stream& stream, const
     co_await wait_for_event(relay);
     const std::vector<std::string> chunks = stream_events(*relay, choices, names, done);
     for (size_t i = 0; alive && i < chunks.size(); ++i) alive = co_await send_chunk(stream, chunks[i]);
+    alive = alive && !relay->client_gone;
   }
   // The client is gone, or a choice failed: free the others' KV and places in the batch.
   if (!alive || choices.failure())

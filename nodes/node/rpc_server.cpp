@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "event_copy.h"
 #include "actors/adapter_info_wire.h"
 #include "actors/common_wire.h"
 #include "runtime/adapter_id.h"
@@ -69,19 +70,6 @@ const char* arch_name(ModelArch a) {
   return "unknown";
 }
 
-// One request's event as copied off the worker thread.
-struct Ev {
-  EventKind kind = EventKind::kToken;
-  int32_t token = 0;
-  float logprob = 0.0f;
-  uint32_t index = 0;
-  std::string text;
-  FinishReason reason = FinishReason::kStop;
-  uint32_t num_output_tokens = 0;
-  double queue_ms = -1.0;
-  Error error;
-};
-
 // Where the worker thread leaves one request's events for the loop thread.
 // Bounded: past `limit` waiting token events the request has overflowed
 // (its client does not acknowledge its stream); tokens are then dropped and
@@ -89,7 +77,7 @@ struct Ev {
 // destroyed on the loop thread only (under `mu`); the worker only fulfils.
 struct Mailbox {
   std::mutex mu;
-  std::deque<Ev> events;
+  std::deque<EventCopy> events;
   size_t limit = 0;
   bool closed = false;    // the loop side is gone: drop everything
   bool overflow = false;
@@ -98,18 +86,10 @@ struct Mailbox {
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> overflowed;  // fulfilled once, at the first overflow
 
   void post(const RequestEvent& e) {
-    Ev ev;
-    ev.kind = e.kind;
-    ev.token = e.token;
-    ev.logprob = e.logprob;
-    ev.index = e.index;
-    ev.text = std::string(e.text);
-    ev.reason = e.reason;
-    ev.num_output_tokens = e.num_output_tokens;
-    ev.queue_ms = e.queue_ms;
-    ev.error = e.error;
+    if (e.kind == EventKind::kLogits) return;
+    EventCopy ev = EventCopy::of(e);
     std::lock_guard lock(mu);
-    if (closed || e.kind == EventKind::kLogits) return;
+    if (closed) return;
     if (!e.is_final() && events.size() >= limit) {
       if (!overflow && overflowed) overflowed->fulfill();
       overflow = true;
@@ -273,7 +253,7 @@ class RpcServer::Impl::GenerateOp {
   // send's promise resolves when the flow-control window has room).
   kj::Promise<void> send_pending() {
     while (!pending_.empty()) {
-      Ev ev = std::move(pending_.front());
+      EventCopy ev = std::move(pending_.front());
       pending_.pop_front();
       if (ev.kind != EventKind::kToken) {
         final_ = std::move(ev);
@@ -307,10 +287,10 @@ class RpcServer::Impl::GenerateOp {
   bool registered_ = false, overflowed_ = false, logprobs_ = false;
   const Clock::time_point accepted_at_ = Clock::now();
   std::optional<Clock::time_point> first_token_;
-  std::deque<Ev> pending_;  // taken from the mailbox, not yet sent
-  std::vector<Ev> tokens_;  // every token, without a sink
+  std::deque<EventCopy> pending_;  // taken from the mailbox, not yet sent
+  std::vector<EventCopy> tokens_;  // every token, without a sink
   uint32_t sent_ = 0;
-  std::optional<Ev> final_;
+  std::optional<EventCopy> final_;
 };
 
 // One adapter upload in progress (Adapters.beginUpload).

@@ -26,7 +26,7 @@ Status SimExecutor::step(const StepPlan& plan, StepResult& out) {
     // 0 (requests here name no stop token anyway).
     uint64_t h = (r.seq + 0x9e3779b97f4a7c15ULL) * 0xbf58476d1ce4e5b9ULL ^ (uint64_t(r.output_index) << 17);
     h ^= h >> 31;
-    out.sampled.push_back({r.seq, int32_t(1 + h % uint64_t(std::max(info_.vocab_size - 1, 1))), 0.0f, {}});
+    out.add_sampled(r.seq, int32_t(1 + h % uint64_t(std::max(info_.vocab_size - 1, 1))), 0.0f);
   }
   out.device_ms = cost_.step_ms(plan, [this](int32_t slot) {
     return slot >= 0 && size_t(slot) < slot_rank_.size() ? slot_rank_[size_t(slot)] : 0;

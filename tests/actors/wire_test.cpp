@@ -149,7 +149,7 @@ TEST(EventWire, TokenRoundTrips) {
   EXPECT_EQ(out.logprob, in.logprob);
   EXPECT_EQ(out.index, in.index);
   EXPECT_EQ(out.text, in.text);
-  EXPECT_EQ(out.top.count, 0);
+  EXPECT_TRUE(out.top.empty());
   EXPECT_FALSE(out.is_final());
 }
 
@@ -159,16 +159,15 @@ TEST(EventWire, ATokensTopLogprobsRoundTrip) {
   in.kind = EventKind::kToken;
   in.token = 9;
   in.logprob = -0.5f;
-  in.top.count = 3;
-  in.top.entries[0] = {9, -0.5f};
-  in.top.entries[1] = {31999, -1.25f};
-  in.top.entries[2] = {0, -7.0f};
+  const TopLogprobs::Entry top[] = {{9, -0.5f}, {31999, -1.25f}, {0, -7.0f}};
+  in.top = top;
   const OwnedEvent owned = event_round_trip(in, 0);
   const RequestEvent out = owned.view();
-  ASSERT_EQ(out.top.count, 3);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(out.top.entries[size_t(i)].token, in.top.entries[size_t(i)].token) << i;
-    EXPECT_EQ(out.top.entries[size_t(i)].logprob, in.top.entries[size_t(i)].logprob) << i;
+  ASSERT_EQ(out.top.size(), 3u);
+  EXPECT_NE(out.top.data(), in.top.data());  // owned by the event read, not a view on the sender's
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(out.top[i].token, top[i].token) << i;
+    EXPECT_EQ(out.top[i].logprob, top[i].logprob) << i;
   }
 }
 

@@ -155,8 +155,7 @@ TEST(CompletionChoices, AlternativesAreNamedByTheirTokensText) {
   prompt.prompt_top[0].entries[1] = {8, -0.5f};
   EXPECT_FALSE(c.add(prompt));
   ChoiceEvent tok = token_event(0, "!", -1.0f);
-  tok.top.count = 1;
-  tok.top.entries[0] = {3, -1.0f};
+  tok.top = {{3, -1.0f}};
   EXPECT_FALSE(c.add(tok));
   EXPECT_TRUE(c.add(finished_event(0, 1)));
   const json lp = json::parse(c.body())["choices"][0]["logprobs"];

@@ -1,8 +1,8 @@
 // A real myriad-node process on 127.0.0.1, driven with curl: bad input and
 // overload get clear errors (413, 400 naming the numbers, 429 with
-// Retry-After), a client that hangs up mid-stream has its request cancelled,
-// and SIGTERM drains: new requests get 503 while a running one finishes,
-// then the process exits 0.
+// Retry-After), a client that hangs up has its request cancelled, streamed
+// or not, and SIGTERM drains: new requests get 503 while a running one
+// finishes, then the process exits 0.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -214,8 +214,8 @@ TEST(NodeHttp, ATenantPastItsTokensPerMinuteGets429) {
 TEST(NodeHttp, AClientThatHangsUpIsCancelledAndSigtermDrains) {
   Node node({"--max-running", "1"});
   // One request at a time, and 40 long ones queued first: the stream below
-  // waits in the queue, its client hangs up, and the server notices at its
-  // first write and cancels it (the tiny model is too quick to hang up on).
+  // waits in the queue, its client hangs up, and the server sees the closed
+  // connection and cancels it (the tiny model is too quick to hang up on).
   std::thread queue([&] {
     (void)sh("for i in $(seq 40); do curl -s -o /dev/null -H 'Content-Type: application/json' -d '{\"model\": "
              "\"tiny\", \"prompt\": \"hi\", \"max_tokens\": 500, \"ignore_eos\": true}' " +
@@ -233,14 +233,20 @@ TEST(NodeHttp, AClientThatHangsUpIsCancelledAndSigtermDrains) {
   (void)sh("curl -s -N -m 0.2 -H 'Content-Type: application/json' -d '{\"model\": \"tiny\", \"prompt\": \"hi\", "
            "\"max_tokens\": 500, \"stream\": true, \"ignore_eos\": true}' " +
            node.url() + "/v1/completions > /dev/null");
+  // A whole-body request of two choices, also queued, whose client hangs
+  // up: nothing will be written to it, so the server must see the closed
+  // connection itself, and both choices are cancelled.
+  (void)sh("curl -s -m 0.2 -H 'Content-Type: application/json' -d '{\"model\": \"tiny\", \"prompt\": \"hi\", "
+           "\"max_tokens\": 500, \"n\": 2, \"ignore_eos\": true}' " +
+           node.url() + "/v1/completions > /dev/null");
   queue.join();
   std::string metrics;
   for (int i = 0; i < 100; ++i) {
     metrics = sh("curl -s " + node.url() + "/metrics");
-    if (metrics.find("outcome=\"cancelled\"} 1") != std::string::npos) break;
+    if (metrics.find("outcome=\"cancelled\"} 3") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_NE(metrics.find("outcome=\"cancelled\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("outcome=\"cancelled\"} 3"), std::string::npos) << metrics;
   // The gateway's view of its worker, and the step's device and host times.
   EXPECT_NE(metrics.find("myriad_worker_up{worker=\"local/cpu0\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("myriad_worker_pending_tokens{worker=\"local/cpu0\"}"), std::string::npos) << metrics;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "scheduler_trace.h"
@@ -117,6 +118,93 @@ TEST(EngineLoop, TopLogprobsBeyondWhatTheExecutorReportsAreRefusedAtSubmit) {
   EXPECT_NE(refused.error().message.find("reports at most 0 alternatives"), std::string::npos);
   r.sampling.top_logprobs = 0;
   EXPECT_TRUE(e.value()->submit(r).ok());
+}
+
+// The alternatives of a token view the step's result: a sink that keeps
+// them copies them in on_event.
+class TopRecordingSink final : public EventSink {
+ public:
+  void on_event(const RequestEvent& e) override {
+    if (e.kind == EventKind::kToken) {
+      tokens[e.id].push_back(e.token);
+      tops[e.id].emplace_back(e.top.begin(), e.top.end());
+    }
+    if (e.is_final()) finals[e.id] = e;
+  }
+  std::map<RequestId, std::vector<int32_t>> tokens;
+  std::map<RequestId, std::vector<std::vector<TopLogprobs::Entry>>> tops;
+  std::map<RequestId, RequestEvent> finals;
+};
+
+TEST(EngineLoop, EachTokenCarriesTheAlternativesItsRequestAskedFor) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 64;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  FakeExecutor exec(FakeExecutorOptions{.vocab_size = 50, .kv_block_size = 16, .kv_num_blocks = 32,
+                                        .max_top_logprobs = 5});
+  StaticAdapterSource source;
+  TopRecordingSink sink;
+  auto e = Engine::create(c, exec, source, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  const uint32_t asked[] = {3, 0, 5, 1};  // in one batch, so their entries share each step's result
+  for (RequestId id = 1; id <= 4; ++id) {
+    Request r;
+    r.id = id;
+    r.prompt = {1, 2, int32_t(id)};
+    r.max_tokens = 6;
+    r.sampling.top_logprobs = asked[id - 1];
+    ASSERT_TRUE(e.value()->submit(r).ok());
+  }
+  ASSERT_TRUE(e.value()->run_until_idle(100).ok());
+  for (RequestId id = 1; id <= 4; ++id) {
+    const uint32_t k = asked[id - 1];
+    ASSERT_EQ(sink.tokens[id].size(), 6u) << "request " << id;
+    for (size_t i = 0; i < 6; ++i) {
+      const int32_t tok = sink.tokens[id][i];
+      const auto& top = sink.tops[id][i];
+      ASSERT_EQ(top.size(), k) << "request " << id << " token " << i;
+      for (uint32_t j = 0; j < k; ++j) {
+        EXPECT_EQ(top[j].token, (tok + int32_t(j)) % 50) << "request " << id << " token " << i << " alt " << j;
+        EXPECT_EQ(top[j].logprob, -0.125f * float(tok % 8) - float(j)) << "request " << id << " token " << i;
+      }
+    }
+  }
+}
+
+TEST(EngineLoop, AlternativesOutsideTheStepsEntriesFailOnlyTheirRequest) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 64;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32, .max_top_logprobs = 2});
+  StaticAdapterSource source;
+  TopRecordingSink sink;
+  auto e = Engine::create(c, exec, source, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  for (RequestId id = 1; id <= 2; ++id) {
+    Request r;
+    r.id = id;
+    r.prompt = {1, 2, 3};
+    r.max_tokens = 4;
+    r.sampling.top_logprobs = id == 1 ? 2 : 0;
+    ASSERT_TRUE(e.value()->submit(r).ok());
+  }
+  exec.misplace_next_top();
+  ASSERT_TRUE(e.value()->run_until_idle(100).ok());
+  ASSERT_EQ(sink.finals[1].kind, EventKind::kFailed);
+  EXPECT_EQ(sink.finals[1].error.code, ErrorCode::kInternal);
+  EXPECT_NE(sink.finals[1].error.message.find("alternatives [2, +2) outside its 2 entries"), std::string::npos)
+      << sink.finals[1].error.message;
+  EXPECT_TRUE(sink.tokens[1].empty());
+  EXPECT_EQ(sink.finals[2].kind, EventKind::kFinished);
+  EXPECT_EQ(sink.tokens[2].size(), 4u);
 }
 
 TEST(EngineLoop, ConfigMustFitTheExecutor) {

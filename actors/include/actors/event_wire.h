@@ -18,25 +18,28 @@ namespace myriad::actors {
 void write_event(const RequestEvent& event, uint32_t attempt, schema::RequestEvent::Builder out);
 EventWire encode_event(const RequestEvent& event, uint32_t attempt = 0);
 
-// A RequestEvent read from a message, owning the text and logits its views
-// point into (a runtime RequestEvent only views its engine's buffers).
+// A RequestEvent read from a message, owning the text, logits and
+// alternatives its views point into (a runtime RequestEvent only views its
+// engine's buffers).
 class OwnedEvent {
  public:
-  // The event, its text and logits viewing this object's storage: valid
-  // while this lives and is not moved.
+  // The event, its views on this object's storage: valid while this lives
+  // and is not moved.
   RequestEvent view() const {
     RequestEvent e = event_;
     e.text = text_;
     e.logits = logits_;
+    e.top = top_.view();
     return e;
   }
   uint32_t attempt() const { return attempt_; }
 
  private:
   friend Result<OwnedEvent> read_event(schema::RequestEvent::Reader in);
-  RequestEvent event_;  // text and logits left empty; view() fills them
+  RequestEvent event_;  // views left empty; view() fills them
   std::string text_;
   std::vector<float> logits_;
+  TopLogprobs top_;
   uint32_t attempt_ = 0;
 };
 

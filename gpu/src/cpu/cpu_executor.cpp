@@ -489,8 +489,7 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
       }
     });
     for (size_t j = 0; j < sample_jobs_.size(); ++j)
-      out.sampled.push_back(
-          {plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob, sampled_[j].top});
+      out.add_sampled(plan.rows[sample_jobs_[j].row].seq, sampled_[j].token, sampled_[j].logprob, sampled_[j].top.view());
   }
   out.device_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return ok_status();

@@ -226,7 +226,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
       qi += n;
     }
     if (r.sample) {
-      out.sampled.push_back({r.seq, tok_h[si], lp_h[si], {}});
+      out.add_sampled(r.seq, tok_h[si], lp_h[si]);
       ++si;
     }
   }

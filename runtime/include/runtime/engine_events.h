@@ -31,7 +31,9 @@ struct RequestEvent {
   int32_t token = -1;
   float logprob = 0.0f;
   uint32_t index = 0;            // output index of this token (0 = first)
-  TopLogprobs top;               // the request's sampling.top_logprobs most likely tokens here
+  // The request's sampling.top_logprobs most likely tokens here; valid
+  // during on_event only (it views the step's result).
+  std::span<const TopLogprobs::Entry> top;
   // kToken and kFinished, from an engine with a tokenizer: the text this
   // token released (the output processor holds back partial characters and
   // what may become a stop string); on kFinished, whatever was held back.

@@ -36,6 +36,9 @@ struct FakeExecutorOptions {
   double step_ms = 0.0;
   double per_token_ms = 0.0;
   double load_ms = 0.0;         // advanced once per begin_load_adapter
+  // Alternatives it reports per sampled token (ExecutorInfo::max_top_logprobs):
+  // alternative i of token t is (t + i) mod vocab, logprob(t) - i.
+  int32_t max_top_logprobs = 0;
 };
 
 class FakeExecutor final : public Executor {
@@ -55,6 +58,8 @@ class FakeExecutor final : public Executor {
   // Fault injection.
   void fail_next_step(Error e) { fail_step_ = std::move(e); fail_step_armed_ = true; }
   void fail_loads_of(std::string adapter_name) { fail_loads_of_ = std::move(adapter_name); }
+  // The next step's first token with alternatives points past top_entries.
+  void misplace_next_top() { misplace_top_ = true; }
 
   const std::vector<std::string>& violations() const { return violations_; }
   uint64_t steps() const { return steps_; }
@@ -93,6 +98,7 @@ class FakeExecutor final : public Executor {
   std::vector<uint32_t> step_mark_;  // [block] step stamp, for duplicates within one step
   std::vector<std::string> violations_;
   bool fail_step_armed_ = false;
+  bool misplace_top_ = false;
   Error fail_step_;
   std::string fail_loads_of_;
   uint64_t steps_ = 0;

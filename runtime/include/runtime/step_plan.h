@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "runtime/sampling_params.h"
@@ -110,7 +111,11 @@ struct SampledToken {
   SeqId seq = 0;
   int32_t token = -1;
   float logprob = 0.0f;  // log-softmax of the chosen token under the (penalized, temperature-scaled) distribution
-  TopLogprobs top;       // the row's sampling.top_logprobs most likely tokens, under the same distribution
+  // The row's sampling.top_logprobs most likely tokens, under the same
+  // distribution: StepResult::top_entries[top_offset, top_offset + top_count).
+  // Kept out of line so a token that asked for none costs no more to carry.
+  uint32_t top_offset = 0;
+  uint32_t top_count = 0;
 };
 
 // The experts a routing row chose: each expert's weight (0: not chosen) and
@@ -123,6 +128,7 @@ struct RoutedRow {
 
 struct StepResult {
   std::vector<SampledToken> sampled;  // one per row with sample=true, in row order
+  std::vector<TopLogprobs::Entry> top_entries;  // the sampled tokens' alternatives (SampledToken::top_offset)
   // Logits of rows that asked, in row order: kLast gives 1 row, kAll gives num_tokens rows.
   std::vector<float> logits;          // [sum of positions, vocab]
   std::vector<uint32_t> logits_rows;  // index into plan.rows for each logits position block start
@@ -131,9 +137,22 @@ struct StepResult {
   // not measured); the engine records it in its metrics.
   double device_ms = -1.0;
 
+  // Appends a sampled token and its alternatives.
+  void add_sampled(SeqId seq, int32_t token, float logprob, std::span<const TopLogprobs::Entry> top = {}) {
+    sampled.push_back({seq, token, logprob, uint32_t(top_entries.size()), uint32_t(top.size())});
+    top_entries.insert(top_entries.end(), top.begin(), top.end());
+  }
+  // A sampled token's alternatives; empty when its range is out of
+  // top_entries (the scheduler checks ranges before it reads them).
+  std::span<const TopLogprobs::Entry> top_of(const SampledToken& t) const {
+    if (t.top_offset > top_entries.size() || t.top_count > top_entries.size() - t.top_offset) return {};
+    return {top_entries.data() + t.top_offset, t.top_count};
+  }
+
   void clear() {
     device_ms = -1.0;
     sampled.clear();
+    top_entries.clear();
     logits.clear();
     logits_rows.clear();
     routed.clear();

@@ -1,6 +1,7 @@
 #include "runtime/fake_executor.h"
 
 #include <algorithm>
+#include <array>
 #include <string>
 
 #include "runtime/kv_block_allocator.h"
@@ -30,6 +31,7 @@ FakeExecutor::FakeExecutor(const FakeExecutorOptions& options) : opt_(options) {
   info_.max_adapter_rank = 64;
   info_.max_tokens_per_step = opt_.max_tokens_per_step;
   info_.max_rows = opt_.max_rows;
+  info_.max_top_logprobs = opt_.max_top_logprobs;
   slots_.resize(size_t(opt_.num_adapter_slots));
   block_owner_.assign(size_t(opt_.kv_num_blocks), 0);
   step_mark_.assign(size_t(opt_.kv_num_blocks), 0);
@@ -190,7 +192,20 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
     }
     if (!r.sample) continue;
     const int32_t tok = token_for(r.seq, r.output_index, row_adapter(r, name_scratch_), opt_.vocab_size);
-    out.sampled.push_back({r.seq, tok, -0.125f * float(tok % 8), {}});
+    const float logprob = -0.125f * float(tok % 8);
+    const uint32_t k = std::min(r.sampling.top_logprobs, uint32_t(std::max(opt_.max_top_logprobs, 0)));
+    if (k == 0) {
+      out.add_sampled(r.seq, tok, logprob);
+    } else {
+      std::array<TopLogprobs::Entry, kMaxTopLogprobs> top{};
+      for (uint32_t i = 0; i < k && i < top.size(); ++i)
+        top[i] = {int32_t((int64_t(tok) + i) % opt_.vocab_size), logprob - float(i)};
+      out.add_sampled(r.seq, tok, logprob, std::span(top.data(), std::min<size_t>(k, top.size())));
+      if (misplace_top_) {
+        misplace_top_ = false;
+        out.sampled.back().top_offset = uint32_t(out.top_entries.size());
+      }
+    }
     if (opt_.validate) {
       SeqTrack& t = seqs_[r.seq];
       t.tokens.push_back(tok);

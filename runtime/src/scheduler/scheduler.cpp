@@ -317,6 +317,14 @@ void Scheduler::update(const StepResult& result, double now_ms) {
            now_ms);
       continue;
     }
+    const std::span<const TopLogprobs::Entry> top = result.top_of(*t);
+    if (top.size() != t->top_count) {
+      fail(s, make_error(ErrorCode::kInternal, "executor returned alternatives [" + std::to_string(t->top_offset) +
+                                                   ", +" + std::to_string(t->top_count) + ") outside its " +
+                                                   std::to_string(result.top_entries.size()) + " entries"),
+           now_ms);
+      continue;
+    }
     s.tokens.push_back(t->token);
     ++s.generated;
     RequestEvent& e = new_event(s);
@@ -324,7 +332,7 @@ void Scheduler::update(const StepResult& result, double now_ms) {
     e.time_ms = now_ms;
     e.token = t->token;
     e.logprob = t->logprob;
-    e.top = t->top;
+    e.top = top;
     e.index = s.generated - 1;
     if (std::find(s.stop.begin(), s.stop.end(), t->token) != s.stop.end()) {
       finish(s, FinishReason::kStop, now_ms);
