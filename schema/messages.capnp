@@ -53,6 +53,13 @@ struct SubmitRequest {
                                          # index resumeOutput.size() (runtime Request::resume_output)
   prefillRouter @11 :PrefillRouter;      # set: a mixture of experts routed by hidden state in this request's
                                          # own prefill; `adapters` are its experts (runtime Request::prefill_router)
+  logitBias @12 :List(LogitBias);        # added to these tokens' logits before each sample (runtime Request::logit_bias)
+}
+
+# A bias on one token's logit; mirrors runtime LogitBias (logit_bias.h).
+struct LogitBias {
+  token @0 :Int32;
+  bias @1 :Float32;
 }
 
 # How a request picks its experts at a layer of its own prefill; mirrors

@@ -55,6 +55,13 @@ void write_submit(const Request& request, uint32_t attempt, schema::SubmitReques
   out.setAttempt(attempt);
   auto resume = out.initResumeOutput(static_cast<unsigned>(request.resume_output.size()));
   for (unsigned i = 0; i < resume.size(); ++i) resume.set(i, request.resume_output[i]);
+  if (!request.logit_bias.empty()) {
+    auto bias = out.initLogitBias(static_cast<unsigned>(request.logit_bias.size()));
+    for (unsigned i = 0; i < bias.size(); ++i) {
+      bias[i].setToken(request.logit_bias[i].token);
+      bias[i].setBias(request.logit_bias[i].bias);
+    }
+  }
   if (const PrefillRouter* r = request.prefill_router.get()) {
     auto w = out.initPrefillRouter();
     w.setLayer(r->layer);
@@ -88,6 +95,10 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   if (!logits) return logits.error();
   r.prompt_logits = *logits;
   r.resume_output = to_vector<int32_t>(in.getResumeOutput());
+  // Its length and values, validate_request checks.
+  auto bias = in.getLogitBias();
+  r.logit_bias.reserve(bias.size());
+  for (auto b : bias) r.logit_bias.push_back({b.getToken(), b.getBias()});
   if (in.hasPrefillRouter()) {
     // Its shape against the request, validate_request checks.
     auto w = in.getPrefillRouter();

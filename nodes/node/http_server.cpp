@@ -1044,6 +1044,7 @@ std::variant<PreparedGeneration, Response> HttpServer::Impl::prepare_generation(
   openai::ProtocolLimits limits;
   limits.max_body_bytes = opts.max_body_bytes;
   limits.max_top_logprobs = service.max_top_logprobs();
+  limits.applies_logit_bias = service.applies_logit_bias();
   PreparedGeneration g;
   g.endpoint = endpoint;
   if (chat) {
@@ -1164,6 +1165,7 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
     base.prompt = g.prompts[p];
     base.sampling = g.options.sampling;
     base.sampling.top_logprobs = g.options.top_logprobs;
+    base.logit_bias = g.options.logit_bias;
     base.max_tokens = g.max_tokens;
     base.stop = g.options.stop;
     base.ignore_eos = g.options.ignore_eos;

@@ -696,6 +696,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   r.id = next_id_.fetch_add(1);
   r.prompt = std::move(call.prompt);
   r.sampling = call.sampling;
+  r.logit_bias = std::move(call.logit_bias);
   r.max_tokens = call.max_tokens;
   r.stop = std::move(call.stop);
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;

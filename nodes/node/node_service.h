@@ -165,6 +165,7 @@ struct GenerateCall {
   std::shared_ptr<const PrefillRouter> prefill_router;
   std::vector<int32_t> prompt;
   SamplingParams sampling;
+  std::vector<LogitBias> logit_bias;  // Request::logit_bias
   uint32_t max_tokens = 16;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids (those only without ignore_eos)
@@ -191,6 +192,9 @@ class NodeService {
   // Alternatives per token (top_logprobs) this node's executor reports: the
   // CPU's sampler gives up to kMaxTopLogprobs, the CUDA one none yet.
   uint32_t max_top_logprobs() const { return device_ == "cpu" ? kMaxTopLogprobs : 0; }
+  // Whether this node's executor applies logit_bias (the CPU's does, the
+  // CUDA one not yet).
+  bool applies_logit_bias() const { return device_ == "cpu"; }
 
   // "base-name", "tenant/name", "tenant/name@N", "tenant/name@latest", or a
   // bare "name" of the caller's tenant. kNotFound names the model.

@@ -41,6 +41,7 @@ Request full_request() {
   r.stop = {"\n\n", "</s>", ""};
   r.timeout_ms = 2500.5;
   r.resume_output = {17, 0, 31999};
+  r.logit_bias = {{50256, -100.0f}, {3, 2.5f}, {0, 0.0f}};
   return r;
 }
 
@@ -66,6 +67,11 @@ void expect_same_request(const Request& a, const Request& b) {
   EXPECT_EQ(a.stop, b.stop);
   EXPECT_EQ(a.timeout_ms, b.timeout_ms);
   EXPECT_EQ(a.resume_output, b.resume_output);
+  ASSERT_EQ(a.logit_bias.size(), b.logit_bias.size());
+  for (size_t i = 0; i < a.logit_bias.size(); ++i) {
+    EXPECT_EQ(a.logit_bias[i].token, b.logit_bias[i].token) << i;
+    EXPECT_EQ(a.logit_bias[i].bias, b.logit_bias[i].bias) << i;
+  }
 }
 
 Request round_trip(const Request& in, uint32_t attempt, uint32_t* attempt_out = nullptr) {

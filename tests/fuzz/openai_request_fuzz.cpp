@@ -4,6 +4,7 @@
 // an accepted call holds only values in the documented ranges, and the
 // response builders turn whatever the call carried (the model string, the
 // prompt text, the raw input as a delta) into JSON that reads back.
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,9 @@
 namespace {
 
 using namespace myriad::openai;
+using myriad::kMaxLogitBias;
+using myriad::kMaxLogitBiasValue;
+using myriad::LogitBias;
 
 void check_error(const ApiError& e) {
   if ((e.status != 400 && e.status != 413) || e.message.empty() || e.type != "invalid_request_error")
@@ -41,6 +45,9 @@ void check_options(const GenerationOptions& o, const ProtocolLimits& limits, boo
     if (stop.empty()) std::abort();
   if (o.top_logprobs > limits.max_top_logprobs || (o.top_logprobs > 0 && !o.logprobs)) std::abort();
   if (o.include_usage && !o.stream) std::abort();
+  if (o.logit_bias.size() > kMaxLogitBias || (!o.logit_bias.empty() && !limits.applies_logit_bias)) std::abort();
+  for (const LogitBias& b : o.logit_bias)
+    if (b.token < 0 || !(std::fabs(b.bias) <= kMaxLogitBiasValue)) std::abort();
 }
 
 void check_reads_back(const std::string& text) {
@@ -67,6 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   ProtocolLimits limits;
   limits.max_top_logprobs = 5;
+  limits.applies_logit_bias = size % 2 == 0;  // both answers to a bias, from the same corpus
   limits.max_body_bytes = 1 << 20;
 
   auto c = parse_completion_request(body, limits);

@@ -17,11 +17,14 @@
 namespace myriad::gpu::cpu {
 namespace {
 
-// The penalized logits, temperature-scaled unless greedy: the distribution
-// the logprob (and top_logprobs) is taken from, in double.
+// The biased, penalized logits, temperature-scaled unless greedy: the
+// distribution the logprob (and top_logprobs) is taken from, in double.
 std::vector<double> reference_distribution(const std::vector<float>& logits, const SamplingParams& p,
-                                           const std::vector<int32_t>& history, uint32_t prompt_len) {
+                                           const std::vector<int32_t>& history, uint32_t prompt_len,
+                                           const std::vector<LogitBias>& bias = {}) {
   std::vector<double> z(logits.begin(), logits.end());
+  // float, as the sampler adds it: a double sum could round the other way at a tie.
+  for (const LogitBias& b : bias) z[size_t(b.token)] = double(logits[size_t(b.token)] + b.bias);
   std::set<int32_t> seen(history.begin(), history.end());
   for (int32_t id : seen) z[size_t(id)] = z[size_t(id)] > 0 ? z[size_t(id)] / p.repetition_penalty : z[size_t(id)] * p.repetition_penalty;
   std::map<int32_t, int> counts;
@@ -40,9 +43,9 @@ double reference_lse(const std::vector<double>& v) {
 
 // Straightforward reading of the semantics in sampler.h, in double.
 Sampled reference(const std::vector<float>& logits, const SamplingParams& p, uint32_t idx,
-                  const std::vector<int32_t>& history, uint32_t prompt_len) {
+                  const std::vector<int32_t>& history, uint32_t prompt_len, const std::vector<LogitBias>& bias = {}) {
   const size_t V = logits.size();
-  const std::vector<double> z = reference_distribution(logits, p, history, prompt_len);
+  const std::vector<double> z = reference_distribution(logits, p, history, prompt_len, bias);
   if (p.temperature == 0) {
     size_t best = 0;
     for (size_t i = 1; i < V; ++i)
@@ -108,9 +111,14 @@ TEST(CpuSampler, MatchesNaiveReferenceOnRandomCases) {
     for (auto& h : hist) h = int32_t(rng() % uint32_t(std::min(V, 30)));  // repeats likely
     const uint32_t prompt_len = hist.empty() ? 0 : uint32_t(rng() % (hist.size() + 1));
     const uint32_t idx = rng() % 1000;
+    std::vector<LogitBias> bias;  // distinct tokens, some among the history's
+    if (rng() % 3 == 0)
+      for (int32_t t = int32_t(rng() % 7); t < V && bias.size() < 6; t += 1 + int32_t(rng() % 50))
+        bias.push_back({t, float(int(rng() % 401) - 200) / 2.0f});  // [-100, 100]
     auto work = logits;
-    const Sampled got = s.sample(work.data(), V, p, idx, hist, prompt_len);
-    const Sampled want = reference(logits, p, idx, hist, prompt_len);
+    const Sampled got = s.sample(work.data(), V, p, idx, hist, prompt_len, bias);
+    EXPECT_EQ(work, logits) << "trial " << trial << ": the logits are left as they were";
+    const Sampled want = reference(logits, p, idx, hist, prompt_len, bias);
     // float vs double penalties can only flip a draw that lands within ~1e-7
     // of a boundary: allow no more than one such case in the whole run.
     if (got.token != want.token) {
@@ -174,6 +182,36 @@ TEST(CpuSampler, TopLogprobsAreTheMostLikelyOfTheDistributionTheLogprobIsFrom) {
     if (p.temperature == 0 && got.top.count > 0) {
       ASSERT_EQ(got.top.entries[0].token, got.token) << "trial " << trial;
     }
+  }
+}
+
+TEST(CpuSampler, LogitBiasForcesOrBansATokenAndTheLogprobIsUnderTheBiasedDistribution) {
+  const uint64_t seed = myriad::testing::test_seed();
+  SCOPED_TRACE(myriad::testing::seed_note(seed));
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  Sampler s;
+  for (int trial = 0; trial < 100; ++trial) {
+    const int V = 50 + int(rng() % 500);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (auto& x : logits) x = nd(rng);
+    SamplingParams p;
+    p.seed = rng();
+    p.temperature = trial % 2 ? 0.0f : 1.0f;
+    p.top_logprobs = 3;
+    const int32_t forced = int32_t(rng() % uint32_t(V));
+    const std::vector<LogitBias> force = {{forced, 100.0f}};
+    const Sampled f = s.sample(logits.data(), V, p, uint32_t(trial), {}, 0, force);
+    ASSERT_EQ(f.token, forced) << "trial " << trial;
+    ASSERT_GT(f.logprob, -1e-3f) << "trial " << trial << ": +100 leaves nearly all the mass on it";
+    ASSERT_EQ(f.top.entries[0].token, forced) << "trial " << trial;
+    // -100 on the unbiased greedy choice: another token wins.
+    p.temperature = 0.0f;
+    const Sampled plain = s.sample(logits.data(), V, p, 0, {}, 0);
+    const std::vector<LogitBias> ban = {{plain.token, -100.0f}};
+    const Sampled b = s.sample(logits.data(), V, p, 0, {}, 0, ban);
+    ASSERT_NE(b.token, plain.token) << "trial " << trial;
+    for (uint32_t i = 0; i < b.top.count; ++i) ASSERT_NE(b.top.entries[i].token, plain.token) << "trial " << trial;
   }
 }
 

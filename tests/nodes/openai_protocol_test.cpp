@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@ namespace {
 using nlohmann::json;
 using namespace myriad::openai;
 using myriad::FinishReason;
+using myriad::LogitBias;
 
 const ProtocolLimits kLimits{};
 
@@ -314,7 +316,6 @@ TEST(OpenAiRequest, UnsupportedFieldsAre400NamingTheField) {
       {"tool_choice", R"("tool_choice":{"type":"function","function":{"name":"f"}})"},
       {"functions", R"("functions":[{"name":"f"}])"},
       {"function_call", R"("function_call":"auto")"},
-      {"logit_bias", R"("logit_bias":{"50256":-100})"},
   };
   for (const auto& [param, field] : refused) {
     SCOPED_TRACE(field);
@@ -328,6 +329,39 @@ TEST(OpenAiRequest, UnsupportedFieldsAre400NamingTheField) {
   chat(chbody(R"("response_format":{"type":"text"},"tools":[],"tool_choice":"none","functions":[],)"
               R"("function_call":"none","logit_bias":{})"));
   completion(cbody(R"("suffix":"","logit_bias":{})"));
+}
+
+TEST(OpenAiRequest, LogitBiasIsTokenIdsToBiasesWithinBounds) {
+  ProtocolLimits applies;
+  applies.applies_logit_bias = true;
+  const CompletionCall c = completion(cbody(R"("logit_bias":{"50256":-100,"7":2.5,"0":100})"), applies);
+  ASSERT_EQ(c.options.logit_bias.size(), 3u);
+  std::map<int32_t, float> got;
+  for (const LogitBias& b : c.options.logit_bias) got[b.token] = b.bias;
+  EXPECT_EQ(got, (std::map<int32_t, float>{{0, 100.0f}, {7, 2.5f}, {50256, -100.0f}}));
+  EXPECT_EQ(chat(chbody(R"("logit_bias":{"3":-1})"), applies).options.logit_bias.size(), 1u);
+  EXPECT_TRUE(completion(cbody(R"("logit_bias":{})")).options.logit_bias.empty());  // what absence means
+
+  auto refused = [&](const std::string& field, const std::string& param, const std::string& code,
+                     const std::string& words) {
+    SCOPED_TRACE(field.substr(0, 60));
+    expect_400(completion_error(cbody(field), applies), param, code, words);
+  };
+  refused(R"("logit_bias":[1,2])", "logit_bias", "invalid_type", "logit_bias: expected an object, got an array");
+  refused(R"("logit_bias":{"abc":1})", "logit_bias", "invalid_value", "logit_bias key \"abc\" is not a token id");
+  refused(R"("logit_bias":{"-3":1})", "logit_bias", "invalid_value", "logit_bias key \"-3\" is not a token id");
+  refused(R"("logit_bias":{"12x":1})", "logit_bias", "invalid_value", "logit_bias key \"12x\" is not a token id");
+  refused(R"("logit_bias":{"99999999999":1})", "logit_bias", "invalid_value", "is not a token id");
+  refused(R"("logit_bias":{"5":100.5})", "logit_bias[\"5\"]", "invalid_value",
+          "logit_bias[\"5\"] 100.5 is out of range: must be in [-100, 100]");
+  refused(R"("logit_bias":{"5":"1"})", "logit_bias[\"5\"]", "invalid_type",
+          "logit_bias[\"5\"]: expected a number, got a string");
+  std::string many = R"("logit_bias":{)";
+  for (int i = 0; i <= 300; ++i) many += (i ? "," : "") + ("\"" + std::to_string(i) + "\":1");
+  refused(many + "}", "logit_bias", "invalid_value", "logit_bias has 301 tokens; at most 300");
+  // An executor that does not apply one (CUDA so far) refuses it rather than ignore it.
+  expect_400(completion_error(cbody(R"("logit_bias":{"5":1})")), "logit_bias", "unsupported_value",
+             "logit_bias is not supported by this server's executor yet");
 }
 
 TEST(OpenAiRequest, LogprobsAreBoundedByWhatTheServerReturns) {

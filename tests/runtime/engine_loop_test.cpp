@@ -207,6 +207,93 @@ TEST(EngineLoop, AlternativesOutsideTheStepsEntriesFailOnlyTheirRequest) {
   EXPECT_EQ(sink.tokens[2].size(), 4u);
 }
 
+// Each sampling row carries its request's biases in the plan; a prefill
+// chunk that does not sample carries none.
+TEST(EngineLoop, EachSamplingRowCarriesItsRequestsLogitBias) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 8;  // the long prompt takes chunks that do not sample
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32, .applies_logit_bias = true});
+  StaticAdapterSource source;
+  RecordingSink sink;
+  auto e = Engine::create(c, exec, source, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  const std::map<RequestId, std::vector<LogitBias>> biases = {
+      {1, {{5, -100.0f}, {9, 2.5f}}}, {2, {}}, {3, {{0, 100.0f}}}};
+  for (const auto& [id, bias] : biases) {
+    Request r;
+    r.id = id;
+    r.prompt.assign(id == 3 ? 20 : 3, 1);
+    r.max_tokens = 3;
+    r.logit_bias = bias;
+    ASSERT_TRUE(e.value()->submit(r).ok());
+  }
+  StepResult result;
+  int sampled_with_bias = 0, chunks_without_sample = 0;
+  for (int step = 0; step < 50 && e.value()->has_work(); ++step) {
+    const StepPlan& plan = e.value()->plan_step(clock.now_ms());
+    for (const SeqRow& row : plan.rows) {
+      ASSERT_LE(size_t(row.bias_offset) + row.bias_count, plan.logit_bias.size());
+      const std::vector<LogitBias> got(plan.logit_bias.begin() + row.bias_offset,
+                                       plan.logit_bias.begin() + row.bias_offset + row.bias_count);
+      const std::vector<LogitBias>& want = row.sample ? biases.at(row.seq) : std::vector<LogitBias>{};
+      ASSERT_EQ(got.size(), want.size()) << "step " << step << " seq " << row.seq;
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].token, want[i].token);
+        EXPECT_EQ(got[i].bias, want[i].bias);
+      }
+      sampled_with_bias += row.sample && !want.empty();
+      chunks_without_sample += !row.sample;
+    }
+    const Status st = plan.rows.empty() ? ok_status() : exec.step(plan, result);
+    if (plan.rows.empty()) result.clear();
+    ASSERT_TRUE(e.value()->complete_step(st, result, clock.now_ms()).ok());
+  }
+  EXPECT_EQ(sampled_with_bias, 6);  // 3 tokens each of requests 1 and 3
+  EXPECT_GT(chunks_without_sample, 0);
+  EXPECT_TRUE(exec.violations().empty());
+}
+
+TEST(EngineLoop, LogitBiasIsValidatedAndRefusedByAnExecutorThatDoesNotApplyIt) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 16;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  auto check = [&](bool applies, std::vector<LogitBias> bias, ErrorCode code, const std::string& words) {
+    FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32,
+                                          .applies_logit_bias = applies});
+    StaticAdapterSource source;
+    RecordingSink sink;
+    auto e = Engine::create(c, exec, source, clock, sink);
+    ASSERT_TRUE(e.ok()) << e.error().to_string();
+    Request r;
+    r.id = 1;
+    r.prompt = {1, 2, 3};
+    r.logit_bias = std::move(bias);
+    auto st = e.value()->submit(r);
+    ASSERT_FALSE(st.ok()) << words;
+    EXPECT_EQ(st.error().code, code) << st.error().message;
+    EXPECT_NE(st.error().message.find(words), std::string::npos) << st.error().message;
+  };
+  check(false, {{5, 1.0f}}, ErrorCode::kUnsupported, "logit_bias: executor 'fake' does not apply one");
+  check(true, {{1000, 1.0f}}, ErrorCode::kInvalidArgument,
+        "logit_bias of token 1000: outside the vocabulary [0, 1000)");
+  check(true, {{-1, 1.0f}}, ErrorCode::kInvalidArgument, "logit_bias of token -1: outside the vocabulary");
+  check(true, {{7, 100.5f}}, ErrorCode::kInvalidArgument, "logit_bias of token 7 = 100.5");
+  check(true, {{7, std::nanf("")}}, ErrorCode::kInvalidArgument, "must be in [-100, 100]");
+  check(true, {{7, 1.0f}, {3, 2.0f}, {7, -1.0f}}, ErrorCode::kInvalidArgument, "logit_bias lists token 7 twice");
+  std::vector<LogitBias> many(kMaxLogitBias + 1);
+  for (size_t i = 0; i < many.size(); ++i) many[i].token = int32_t(i);
+  check(true, many, ErrorCode::kInvalidArgument, "logit_bias has 301 tokens; at most 300");
+}
+
 TEST(EngineLoop, ConfigMustFitTheExecutor) {
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 100, .num_adapter_slots = 2});
   StaticAdapterSource source;

@@ -288,6 +288,38 @@ test('top_logprobs: alternatives most likely first, the prompt\'s as `myriad log
   }), (e) => e instanceof OpenAI.BadRequestError && /top_logprobs/.test(e.message));
 });
 
+test('logit_bias: -100 bans the greedy token, +100 forces one, as `myriad logits` says', async () => {
+  const beta = client('beta-key');
+  const ids = [3, 141, 59, 26];
+  const row = JSON.parse(execFileSync(cli, ['logits', '--model', join(dir, 'tiny'), '--ids', ids.join(',')]).toString()).logits[0];
+  const argmax = row.indexOf(Math.max(...row));
+  // Banned, the next best is taken, its logprob under the biased distribution.
+  const biased = row.map((v, i) => (i === argmax ? v - 100 : v));
+  const max = Math.max(...biased);
+  const lse = max + Math.log(biased.reduce((s, v) => s + Math.exp(v - max), 0));
+  const banned = await beta.completions.create({
+    model: 'tiny', prompt: ids, max_tokens: 1, temperature: 0, logprobs: 1, logit_bias: { [argmax]: -100 },
+  });
+  const got = banned.choices[0].logprobs.token_logprobs[0];
+  assert.ok(Math.abs(got - (max - lse)) <= 1e-4 + 1e-4 * Math.abs(max - lse), `${got} vs ${max - lse}`);
+  const plain = await beta.completions.create({ model: 'tiny', prompt: ids, max_tokens: 1, temperature: 0, logprobs: 1 });
+  // (Token texts can be equal: the tiny model's byte tokens all read as U+FFFD.)
+  assert.ok(plain.choices[0].logprobs.token_logprobs[0] > got, 'the banned token was the likelier one');
+  // Forced, sampled at temperature 1: every token is the same one, with nearly all the mass.
+  const forced = await beta.completions.create({
+    model: 'tiny', prompt: ids, max_tokens: 3, temperature: 1, seed: 9, logprobs: 0, logit_bias: { 42: 100 },
+    ignore_eos: true,
+  });
+  const lp = forced.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 3);
+  for (const t of lp.tokens) assert.equal(t, lp.tokens[0]);
+  for (const l of lp.token_logprobs) assert.ok(l > -1e-3, `${l}`);
+  await assert.rejects(beta.completions.create({ model: 'tiny', prompt: 'x', logit_bias: { 9999999: 5 } }),
+    (e) => e instanceof OpenAI.BadRequestError && /logit_bias of token 9999999: outside the vocabulary/.test(e.message));
+  await assert.rejects(beta.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], logit_bias: { 5: 101 } }),
+    (e) => e instanceof OpenAI.BadRequestError && /out of range/.test(e.message));
+});
+
 test('SIGTERM drains and exits 0', async () => {
   server.kill('SIGTERM');
   const { code } = await exited;

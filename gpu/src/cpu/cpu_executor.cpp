@@ -167,6 +167,7 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const Checkpoint> ckpt, const CpuExecut
   }
   info_.routes_in_prefill = o.num_adapter_slots > 0;
   info_.max_top_logprobs = int32_t(kMaxTopLogprobs);
+  info_.applies_logit_bias = true;
   info_.hidden_size = int32_t(c.hidden_size);
   info_.num_layers = int32_t(c.num_layers);
   inv_freq_ = rope_inv_freq(c);
@@ -485,7 +486,9 @@ Status CpuExecutor::step(const StepPlan& plan, StepResult& out) {
         const SeqRow& r = plan.rows[sample_jobs_[size_t(j)].row];
         const float* last = logits_.data() + sample_jobs_[size_t(j)].logits_pos * V;
         const std::span<const int32_t> hist(plan.history.data() + r.history_offset, r.history_len);
-        sampled_[size_t(j)] = samplers_[size_t(w)].sample(last, V, r.sampling, r.output_index, hist, r.prompt_len);
+        const std::span<const LogitBias> bias(plan.logit_bias.data() + r.bias_offset, r.bias_count);
+        sampled_[size_t(j)] =
+            samplers_[size_t(w)].sample(last, V, r.sampling, r.output_index, hist, r.prompt_len, bias);
       }
     });
     for (size_t j = 0; j < sample_jobs_.size(); ++j)

@@ -66,26 +66,29 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std:
 }
 
 Sampled Sampler::sample(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
-                        std::span<const int32_t> history, uint32_t prompt_len) {
+                        std::span<const int32_t> history, uint32_t prompt_len, std::span<const LogitBias> bias) {
   const float* z = nullptr;
   double lse = 0.0;
-  Sampled s = pick(logits, vocab, p, output_index, history, prompt_len, z, lse);
+  Sampled s = pick(logits, vocab, p, output_index, history, prompt_len, bias, z, lse);
   if (p.top_logprobs > 0) top_logprobs_of(std::span(z, size_t(vocab)), lse, p.top_logprobs, s.top);
   return s;
 }
 
 Sampled Sampler::pick(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
-                      std::span<const int32_t> history, uint32_t prompt_len, const float*& dist, double& lse) {
+                      std::span<const int32_t> history, uint32_t prompt_len, std::span<const LogitBias> bias,
+                      const float*& dist, double& lse) {
   const bool penalize = p.needs_history() && !history.empty();
-  if (p.temperature <= 0.0f && !penalize) {  // plain greedy reads the logits in place
+  if (p.temperature <= 0.0f && !penalize && bias.empty()) {  // plain greedy reads the logits in place
     const int32_t tok = int32_t(argmax(logits, vocab));  // its logit is the max: no second max pass
     dist = logits;
     lse = log_sum_exp_given_max(logits, vocab, logits[tok]);
     return {tok, float(double(logits[tok]) - lse), {}};
   }
-  work_.assign(logits, logits + vocab);  // penalties and scaling change a copy
+  work_.assign(logits, logits + vocab);  // bias, penalties and scaling change a copy
   float* z = work_.data();
   dist = z;
+  for (const LogitBias& b : bias)
+    if (b.token >= 0 && b.token < vocab) z[b.token] += b.bias;
   apply_penalties(z, vocab, p, history, prompt_len, counts_);
   if (p.temperature <= 0.0f) {
     const int32_t tok = int32_t(argmax(z, vocab));

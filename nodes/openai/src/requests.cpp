@@ -1,5 +1,6 @@
 #include "nodes/openai/requests.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -181,7 +182,6 @@ constexpr Unsupported kUnsupported[] = {
     {"tool_choice", is_none, "tool calling is not implemented; remove it or send \"none\""},
     {"functions", empty_container, "function calling is not implemented; remove the field"},
     {"function_call", is_none, "function calling is not implemented; remove it or send \"none\""},
-    {"logit_bias", empty_container, "remove it or send {}"},
 };
 constexpr Unsupported kSuffix = {"suffix", empty_string, "insertion is not implemented; remove it"};
 
@@ -227,6 +227,38 @@ Problem read_stop(const json& o, const ProtocolLimits& limits, std::vector<std::
 }
 
 // The fields both endpoints read the same way.
+// {"token id": bias}: ids as decimal strings (as OpenAI's), biases in
+// [-100, 100]. Ids against the vocabulary, the gateway checks.
+Problem read_logit_bias(const json& o, const ProtocolLimits& limits, std::vector<LogitBias>& out) {
+  const json* v = field(o, "logit_bias");
+  if (!v) return std::nullopt;
+  if (!v->is_object()) return wrong_type("logit_bias", "an object", *v);
+  if (v->empty()) return std::nullopt;
+  if (!limits.applies_logit_bias)
+    return unsupported_value("logit_bias",
+                             "logit_bias is not supported by this server's executor yet; remove it or send {}");
+  if (v->size() > kMaxLogitBias)
+    return invalid_request("logit_bias has " + std::to_string(v->size()) + " tokens; at most " +
+                               std::to_string(kMaxLogitBias),
+                           "logit_bias", "invalid_value");
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    const std::string& key = it.key();
+    int32_t token = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), token);
+    if (key.empty() || ec != std::errc() || end != key.data() + key.size() || token < 0)
+      return invalid_request("logit_bias key " + shown(json(key)) + " is not a token id (a decimal integer >= 0)",
+                             "logit_bias", "invalid_value");
+    const std::string param = "logit_bias[" + shown(json(key)) + "]";
+    const json& b = it.value();
+    if (!b.is_number()) return wrong_type(param, "a number", b);
+    const double x = b.get<double>();
+    if (!(std::fabs(x) <= double(kMaxLogitBiasValue)))
+      return bad_value(param, b, "is out of range: must be in [-100, 100]");
+    out.push_back({token, float(x)});
+  }
+  return std::nullopt;
+}
+
 Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptions& opt) {
   MYRIAD_API_TRY(check_all_unsupported(o));
   SamplingParams& sp = opt.sampling;
@@ -262,6 +294,7 @@ Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptio
     opt.has_seed = true;
   }
   MYRIAD_API_TRY(read_stop(o, limits, opt.stop));
+  MYRIAD_API_TRY(read_logit_bias(o, limits, opt.logit_bias));
   std::optional<int64_t> n;
   const std::string n_rule = "is out of range: must be in [1, " + std::to_string(limits.max_choices) + "]";
   MYRIAD_API_TRY(read_int(o, "n", 1, limits.max_choices, n_rule.c_str(), n));

@@ -40,6 +40,9 @@ struct ExecutorInfo {
   // Alternatives a sampled token can report (SamplingParams::top_logprobs);
   // a request asking for more is refused at submit.
   int32_t max_top_logprobs = 0;
+  // Whether its sampler adds Request::logit_bias; a request with a bias is
+  // refused at submit by one that does not.
+  bool applies_logit_bias = false;
 };
 
 // Called exactly once per accepted load, from any thread (the executor's

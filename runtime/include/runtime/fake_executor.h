@@ -39,6 +39,7 @@ struct FakeExecutorOptions {
   // Alternatives it reports per sampled token (ExecutorInfo::max_top_logprobs):
   // alternative i of token t is (t + i) mod vocab, logprob(t) - i.
   int32_t max_top_logprobs = 0;
+  bool applies_logit_bias = false;  // ExecutorInfo's; the fake's tokens ignore it
 };
 
 class FakeExecutor final : public Executor {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/adapter_id.h"
+#include "runtime/logit_bias.h"
 #include "runtime/sampling_params.h"
 #include "runtime/step_plan.h"
 
@@ -40,6 +41,9 @@ struct Request {
   std::vector<AdapterUse> adapters;
   std::vector<int32_t> prompt;       // token ids, at least one
   SamplingParams sampling;
+  // Added to these tokens' logits before each sample (distinct tokens, at
+  // most kMaxLogitBias; an executor with ExecutorInfo::applies_logit_bias).
+  std::vector<LogitBias> logit_bias;
   uint32_t max_tokens = 16;          // output tokens at most (>= 1; 0 with prompt_logits: score the prompt only)
   // Logits of the prompt's last position (kLast) or of every prompt position
   // (kAll), as kLogits events while the prompt is computed.

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "runtime/logit_bias.h"
 #include "runtime/sampling_params.h"
 #include "runtime/top_logprobs.h"
 
@@ -87,6 +88,8 @@ struct SeqRow {
   uint32_t history_offset = 0;  // into StepPlan::history: prompt + generated ids, for penalties only
   uint32_t history_len = 0;
   uint32_t prompt_len = 0;      // the first prompt_len ids of history are the prompt (frequency/presence count outputs only)
+  uint32_t bias_offset = 0;     // into StepPlan::logit_bias: added to the logits before the row samples
+  uint32_t bias_count = 0;
   int32_t route = -1;           // into StepPlan::routes: the row picks its experts during this step
 };
 
@@ -96,6 +99,7 @@ struct StepPlan {
   std::vector<int32_t> block_ids;  // all rows' block tables
   std::vector<int32_t> history;    // penalty histories
   std::vector<RowRoute> routes;    // rows routing in their prefill (see PrefillRouter)
+  std::vector<LogitBias> logit_bias;  // sampling rows' biases (SeqRow::bias_offset)
 
   void clear() {
     rows.clear();
@@ -103,6 +107,7 @@ struct StepPlan {
     block_ids.clear();
     history.clear();
     routes.clear();
+    logit_bias.clear();
   }
   size_t num_tokens() const { return tokens.size(); }
 };
@@ -140,7 +145,7 @@ struct StepResult {
   // Appends a sampled token and its alternatives.
   void add_sampled(SeqId seq, int32_t token, float logprob, std::span<const TopLogprobs::Entry> top = {}) {
     sampled.push_back({seq, token, logprob, uint32_t(top_entries.size()), uint32_t(top.size())});
-    top_entries.insert(top_entries.end(), top.begin(), top.end());
+    if (!top.empty()) top_entries.insert(top_entries.end(), top.begin(), top.end());
   }
   // A sampled token's alternatives; empty when its range is out of
   // top_entries (the scheduler checks ranges before it reads them).

@@ -74,7 +74,9 @@ Result<RequestId> Engine::submit(Request request) {
     ++metrics_.overall.rejected;
     return st.error();
   }
-  if (Status st = check_top_logprobs_fit(request, executor_.info()); !st.ok()) {
+  Status fits = check_top_logprobs_fit(request, executor_.info());
+  if (fits.ok()) fits = check_logit_bias_fits(request, executor_.info());
+  if (Status st = std::move(fits); !st.ok()) {
     ++metrics_.overall.rejected;
     return st.error();
   }

@@ -32,6 +32,7 @@ FakeExecutor::FakeExecutor(const FakeExecutorOptions& options) : opt_(options) {
   info_.max_tokens_per_step = opt_.max_tokens_per_step;
   info_.max_rows = opt_.max_rows;
   info_.max_top_logprobs = opt_.max_top_logprobs;
+  info_.applies_logit_bias = opt_.applies_logit_bias;
   slots_.resize(size_t(opt_.num_adapter_slots));
   block_owner_.assign(size_t(opt_.kv_num_blocks), 0);
   step_mark_.assign(size_t(opt_.kv_num_blocks), 0);

@@ -90,6 +90,15 @@ Status validate_plan(const StepPlan& plan, const ExecutorInfo& info, const std::
     }
     if (size_t(r.history_offset) + r.history_len > plan.history.size()) return bad("history slice past plan.history");
     if (r.prompt_len > r.history_len) return bad("prompt_len exceeds history_len");
+    if (size_t(r.bias_offset) + r.bias_count > plan.logit_bias.size()) return bad("bias slice past plan.logit_bias");
+    if (r.bias_count > 0 && !info.applies_logit_bias)
+      return bad("has a logit bias, which this executor does not apply");
+    for (uint32_t j = 0; j < r.bias_count; ++j) {
+      const int32_t t = plan.logit_bias[r.bias_offset + j].token;
+      if (t < 0 || t >= info.vocab_size)
+        return bad("logit bias on token " + std::to_string(t) + " outside the vocabulary [0, " +
+                   std::to_string(info.vocab_size) + ")");
+    }
     if (r.sample) {
       if (Status st = check_sampling_params(r.sampling); !st.ok()) return bad("sampling: " + st.error().message);
     }

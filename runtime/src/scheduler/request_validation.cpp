@@ -91,6 +91,38 @@ Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info) 
                                                  " alternatives per token");
 }
 
+Status check_logit_bias_fits(const Request& request, const ExecutorInfo& info) {
+  if (request.logit_bias.empty() || info.applies_logit_bias) return ok_status();
+  return make_error(ErrorCode::kUnsupported, "logit_bias: executor '" + info.device + "' does not apply one yet");
+}
+
+namespace {
+
+Status check_logit_bias(const Request& request, const RequestLimits& limits) {
+  const std::vector<LogitBias>& biases = request.logit_bias;
+  if (biases.size() > kMaxLogitBias)
+    return make_error(ErrorCode::kInvalidArgument, "logit_bias has " + std::to_string(biases.size()) +
+                                                       " tokens; at most " + std::to_string(kMaxLogitBias));
+  for (const LogitBias& b : biases) {
+    const std::string name = "logit_bias of token " + std::to_string(b.token);
+    if (b.token < 0 || (limits.vocab_size > 0 && b.token >= limits.vocab_size))
+      return make_error(ErrorCode::kInvalidArgument,
+                        name + ": outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
+    if (!(std::fabs(b.bias) <= kMaxLogitBiasValue))
+      return make_error(ErrorCode::kInvalidArgument, name + " = " + std::to_string(b.bias) + ": must be in [-" +
+                                                         std::to_string(int(kMaxLogitBiasValue)) + ", " +
+                                                         std::to_string(int(kMaxLogitBiasValue)) + "]");
+  }
+  std::vector<int32_t> tokens(biases.size());
+  for (size_t i = 0; i < biases.size(); ++i) tokens[i] = biases[i].token;
+  std::sort(tokens.begin(), tokens.end());
+  if (auto dup = std::adjacent_find(tokens.begin(), tokens.end()); dup != tokens.end())
+    return make_error(ErrorCode::kInvalidArgument, "logit_bias lists token " + std::to_string(*dup) + " twice");
+  return ok_status();
+}
+
+}  // namespace
+
 Status validate_request(const Request& request, const RequestLimits& limits) {
   auto bad = [](std::string msg) { return make_error(ErrorCode::kInvalidArgument, std::move(msg)); };
   if (request.id == 0) return bad("request id 0: the caller assigns ids, never 0");
@@ -114,6 +146,7 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
                  " is outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
   }
   MYRIAD_TRY(check_sampling_params(request.sampling));
+  MYRIAD_TRY(check_logit_bias(request, limits));
   const int64_t total = int64_t(prompt_len) + request.max_tokens;
   if (limits.max_seq_len > 0 && total > limits.max_seq_len)
     return bad("prompt (" + std::to_string(prompt_len) + ") + max_tokens (" + std::to_string(request.max_tokens) +

@@ -96,6 +96,12 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
     row.prompt_len = s.prompt_len;
     plan.history.insert(plan.history.end(), s.tokens.begin(), s.tokens.end());
   }
+  row.bias_offset = uint32_t(plan.logit_bias.size());
+  row.bias_count = 0;
+  if (row.sample && !s.logit_bias.empty()) {
+    row.bias_count = uint32_t(s.logit_bias.size());
+    plan.logit_bias.insert(plan.logit_bias.end(), s.logit_bias.begin(), s.logit_bias.end());
+  }
   step_seqs_.push_back(&s);
   budget_left_ -= int32_t(chunk);
   const bool decode = chunk == 1 && s.generated > 0 && s.num_computed + 1 == s.tokens.size();

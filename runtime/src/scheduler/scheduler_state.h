@@ -39,6 +39,7 @@ struct Scheduler::Sequence {
   uint32_t route_end = 0;
   bool routed = false;
   SamplingParams sampling;
+  std::vector<LogitBias> logit_bias;
   uint32_t prompt_len = 0;
   uint32_t max_tokens = 0;
   uint32_t generated = 0;

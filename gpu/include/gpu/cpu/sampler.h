@@ -1,7 +1,8 @@
 // Token selection on the CPU backend: penalties, greedy / temperature /
 // top-k / top-p sampling and the chosen token's logprob.
 //
-// Order (as vLLM): repetition penalty (HF semantics, over prompt + output),
+// Order (as vLLM): logit bias (added to its tokens' logits), repetition
+// penalty (HF semantics, over prompt + output),
 // presence and frequency penalties (OpenAI semantics, over output tokens
 // only, i.e. history[prompt_len:]), then temperature, then top-k, then top-p.
 // Randomness is one uniform draw u = counter_uniform(seed, output_index), so
@@ -11,9 +12,9 @@
 // cumulative probability exceeds u * (sum of kept probabilities); that
 // definition is independent of how the kept set was found.
 //
-// logprob: log-softmax of the chosen token under the penalized,
+// logprob: log-softmax of the chosen token under the biased, penalized,
 // temperature-scaled distribution before top-k/top-p truncation (greedy:
-// under the penalized logits, no temperature). With p.top_logprobs, the
+// under the biased, penalized logits, no temperature). With p.top_logprobs, the
 // most likely tokens of that same distribution come with it.
 //
 // A Sampler holds scratch buffers: one per thread.
@@ -23,6 +24,7 @@
 #include <span>
 #include <vector>
 
+#include "runtime/logit_bias.h"
 #include "runtime/sampling_params.h"
 #include "runtime/top_logprobs.h"
 
@@ -47,16 +49,18 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p, std:
 
 class Sampler {
  public:
-  // `logits` [vocab] is left as it is: penalties and temperature apply to a
-  // copy, which plain greedy (no penalties) does not need.
+  // `logits` [vocab] is left as it is: bias, penalties and temperature apply
+  // to a copy, which plain greedy (none of them) does not need. Bias tokens
+  // are in [0, vocab) (the plan's validation checks).
   Sampled sample(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
-                 std::span<const int32_t> history, uint32_t prompt_len);
+                 std::span<const int32_t> history, uint32_t prompt_len, std::span<const LogitBias> bias = {});
 
  private:
   // The token and its logprob; `dist` and `lse` are the distribution it was
   // drawn from (the logits or the scratch copy) and its log-sum-exp.
   Sampled pick(const float* logits, int64_t vocab, const SamplingParams& p, uint32_t output_index,
-               std::span<const int32_t> history, uint32_t prompt_len, const float*& dist, double& lse);
+               std::span<const int32_t> history, uint32_t prompt_len, std::span<const LogitBias> bias,
+               const float*& dist, double& lse);
 
   std::vector<float> work_;
   std::vector<int32_t> counts_;

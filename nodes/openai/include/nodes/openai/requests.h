@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "nodes/openai/api_error.h"
+#include "runtime/logit_bias.h"
 #include "runtime/sampling_params.h"
 
 namespace myriad::openai {
@@ -41,6 +42,9 @@ struct ProtocolLimits {
   // (the server sets its executor's: NodeService::max_top_logprobs). Asking
   // for more is refused instead of answered with fewer.
   uint32_t max_top_logprobs = 0;
+  // Whether the engine applies logit_bias (NodeService::applies_logit_bias);
+  // if not, a non-empty one is refused.
+  bool applies_logit_bias = false;
   uint32_t max_tokens =
       0;  // 0 = not checked here (the gateway checks prompt + max_tokens against the context)
   // Choices one request may ask for: n, times the prompts of a completion
@@ -57,6 +61,7 @@ struct GenerationOptions {
   std::optional<uint32_t> max_tokens;
   uint32_t n = 1;                 // choices per prompt, each sampled on its own
   SamplingParams sampling;        // temperature 1, top_p 1, top_k off, no penalties
+  std::vector<LogitBias> logit_bias;  // added to these tokens' logits (ids not yet checked against the vocabulary)
   bool has_seed = false;          // false: sampling.seed is 0 and the gateway picks one
   std::vector<std::string> stop;  // each non-empty
   bool logprobs = false;          // return the sampled tokens' logprobs
