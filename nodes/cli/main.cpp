@@ -51,7 +51,7 @@ void add_detokenize(CLI::App& app, DetokenizeArgs& a, std::function<int()>& run)
 
 void add_make_model(CLI::App& app, MakeModelArgs& a, std::function<int()>& run) {
   auto* c = add_command(app, "make-model", "write a random-weight Llama checkpoint in Hugging Face format");
-  c->add_option("--shape", a.shape, "tiny | llama-110m | tinyllama-1.1b | llama3-8b")->option_text("S")->required();
+  c->add_option("--shape", a.shape, "tiny | llama-110m | tinyllama-1.1b | llama-7b | llama3-8b")->option_text("S")->required();
   c->add_option("--seed", a.seed, "weight seed, >= 0 (same seed, same bytes)")->option_text("S")->required();
   c->add_option("--dtype", a.dtype, "bf16 | f32")->option_text("D")->required();
   c->add_option("--out", a.out, "folder to write (config.json, model.safetensors, ...)")

@@ -330,6 +330,9 @@ Result<ModelConfig> model_shape(std::string_view name) {
     c.max_position_embeddings = 1024;
   } else if (name == "tinyllama-1.1b") {
     set(2048, 22, 32, 4, 5632, 32000);
+  } else if (name == "llama-7b") {  // Llama-2-7B: multi-head attention, as S-LoRA measured
+    set(4096, 32, 32, 32, 11008, 32000);
+    c.max_position_embeddings = 4096;
   } else if (name == "llama3-8b") {
     set(4096, 32, 32, 8, 14336, 128256);
     c.rope_theta = 500000.0f;
@@ -337,7 +340,7 @@ Result<ModelConfig> model_shape(std::string_view name) {
     c.rope_scaling = RopeScaling{"llama3", 8.0f, 1.0f, 4.0f, 8192};
   } else {
     return make_error(ErrorCode::kInvalidArgument,
-                      "unknown model shape '" + std::string(name) + "' (tiny, llama-110m, tinyllama-1.1b, llama3-8b)");
+                      "unknown model shape '" + std::string(name) + "' (tiny, llama-110m, tinyllama-1.1b, llama-7b, llama3-8b)");
   }
   return c;
 }

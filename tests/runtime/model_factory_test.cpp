@@ -86,9 +86,21 @@ TEST(ModelFactory, Shapes) {
     params += n;
   }
   EXPECT_EQ(params, 8030261248);
-  auto bad = model_shape("llama-7b");
+  // Llama-2-7B, as S-LoRA measured it: multi-head attention, 6.74 B parameters.
+  auto l7 = model_shape("llama-7b");
+  ASSERT_TRUE(l7.ok());
+  EXPECT_EQ(l7->num_kv_heads, l7->num_heads);
+  EXPECT_EQ(l7->max_position_embeddings, 4096);
+  params = 0;
+  for (const auto& e : expected_tensors(*l7)) {
+    int64_t n = 1;
+    for (int64_t d : e.shape) n *= d;
+    params += n;
+  }
+  EXPECT_EQ(params, 6738415616);
+  auto bad = model_shape("llama-13b");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().message.find("llama-7b"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("llama-13b"), std::string::npos);
 }
 
 TEST(ModelFactory, ConfigJsonRoundTrips) {

@@ -19,7 +19,7 @@
 namespace myriad {
 
 struct MakeModelOptions {
-  std::string shape = "tiny";            // tiny | llama-110m | tinyllama-1.1b | llama3-8b
+  std::string shape = "tiny";            // tiny | llama-110m | tinyllama-1.1b | llama-7b | llama3-8b
   std::optional<ModelConfig> config;     // overrides `shape` (any llama/mistral/qwen2 config)
   uint64_t seed = 0;
   DType dtype = DType::kBF16;
