@@ -54,6 +54,7 @@ struct SubmitRequest {
   prefillRouter @11 :PrefillRouter;      # set: a mixture of experts routed by hidden state in this request's
                                          # own prefill; `adapters` are its experts (runtime Request::prefill_router)
   logitBias @12 :List(LogitBias);        # added to these tokens' logits before each sample (runtime Request::logit_bias)
+  minTokens @13 :UInt32;                 # stop tokens and strings end nothing before this many (Request::min_tokens)
 }
 
 # A bias on one token's logit; mirrors runtime LogitBias (logit_bias.h).

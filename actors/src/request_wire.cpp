@@ -46,6 +46,7 @@ void write_submit(const Request& request, uint32_t attempt, schema::SubmitReques
   for (unsigned i = 0; i < prompt.size(); ++i) prompt.set(i, request.prompt[i]);
   write_sampling(request.sampling, out.initSampling());
   out.setMaxTokens(request.max_tokens);
+  out.setMinTokens(request.min_tokens);
   auto stop_ids = out.initStopTokenIds(static_cast<unsigned>(request.stop_token_ids.size()));
   for (unsigned i = 0; i < stop_ids.size(); ++i) stop_ids.set(i, request.stop_token_ids[i]);
   auto stop = out.initStop(static_cast<unsigned>(request.stop.size()));
@@ -86,6 +87,7 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   r.prompt = to_vector<int32_t>(in.getPrompt());
   r.sampling = read_sampling(in.getSampling());
   r.max_tokens = in.getMaxTokens();
+  r.min_tokens = in.getMinTokens();
   r.stop_token_ids = to_vector<int32_t>(in.getStopTokenIds());
   auto stop = in.getStop();
   r.stop.reserve(stop.size());

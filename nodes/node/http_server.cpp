@@ -1166,6 +1166,8 @@ std::variant<std::vector<RequestId>, Response> HttpServer::Impl::submit_choices(
     base.sampling = g.options.sampling;
     base.sampling.top_logprobs = g.options.top_logprobs;
     base.logit_bias = g.options.logit_bias;
+    base.min_tokens = g.options.min_tokens;
+    base.stop_token_ids = g.options.stop_token_ids;
     base.max_tokens = g.max_tokens;
     base.stop = g.options.stop;
     base.ignore_eos = g.options.ignore_eos;

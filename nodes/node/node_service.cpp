@@ -698,6 +698,7 @@ Result<RequestId> NodeService::generate(GenerateCall call, EventCallback on_even
   r.sampling = call.sampling;
   r.logit_bias = std::move(call.logit_bias);
   r.max_tokens = call.max_tokens;
+  r.min_tokens = call.min_tokens;
   r.stop = std::move(call.stop);
   if (!call.ignore_eos) r.stop_token_ids = eos_ids_;
   r.stop_token_ids.insert(r.stop_token_ids.end(), call.stop_token_ids.begin(), call.stop_token_ids.end());

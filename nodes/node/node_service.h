@@ -169,6 +169,7 @@ struct GenerateCall {
   uint32_t max_tokens = 16;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids (those only without ignore_eos)
+  uint32_t min_tokens = 0;              // Request::min_tokens
   bool ignore_eos = false;
   double timeout_ms = kNoDeadline;
   // Logits of the prompt's positions as kLogits events (echo with logprobs);

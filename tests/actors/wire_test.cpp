@@ -36,6 +36,7 @@ Request full_request() {
   r.sampling.frequency_penalty = -0.25f;
   r.sampling.top_logprobs = 7;
   r.max_tokens = 123;
+  r.min_tokens = 17;
   r.prompt_logits = LogitsRequest::kAll;
   r.stop_token_ids = {2, 32001};
   r.stop = {"\n\n", "</s>", ""};
@@ -62,6 +63,7 @@ void expect_same_request(const Request& a, const Request& b) {
   EXPECT_EQ(a.sampling.frequency_penalty, b.sampling.frequency_penalty);
   EXPECT_EQ(a.sampling.top_logprobs, b.sampling.top_logprobs);
   EXPECT_EQ(a.max_tokens, b.max_tokens);
+  EXPECT_EQ(a.min_tokens, b.min_tokens);
   EXPECT_EQ(a.prompt_logits, b.prompt_logits);
   EXPECT_EQ(a.stop_token_ids, b.stop_token_ids);
   EXPECT_EQ(a.stop, b.stop);

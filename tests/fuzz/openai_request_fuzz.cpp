@@ -48,6 +48,10 @@ void check_options(const GenerationOptions& o, const ProtocolLimits& limits, boo
   if (o.logit_bias.size() > kMaxLogitBias || (!o.logit_bias.empty() && !limits.applies_logit_bias)) std::abort();
   for (const LogitBias& b : o.logit_bias)
     if (b.token < 0 || !(std::fabs(b.bias) <= kMaxLogitBiasValue)) std::abort();
+  if (o.stop_token_ids.size() > limits.max_stop_token_ids) std::abort();
+  for (const int32_t id : o.stop_token_ids)
+    if (id < 0) std::abort();
+  if (o.min_tokens > 0 && (!limits.applies_logit_bias || (o.max_tokens && o.min_tokens > *o.max_tokens))) std::abort();
 }
 
 void check_reads_back(const std::string& text) {

@@ -364,6 +364,31 @@ TEST(OpenAiRequest, LogitBiasIsTokenIdsToBiasesWithinBounds) {
              "logit_bias is not supported by this server's executor yet");
 }
 
+TEST(OpenAiRequest, StopTokenIdsAndMinTokensAreVllmsExtensions) {
+  ProtocolLimits applies;
+  applies.applies_logit_bias = true;
+  const CompletionCall c = completion(cbody(R"("stop_token_ids":[2,128001],"min_tokens":3,"max_tokens":10)"), applies);
+  EXPECT_EQ(c.options.stop_token_ids, (std::vector<int32_t>{2, 128001}));
+  EXPECT_EQ(c.options.min_tokens, 3u);
+  EXPECT_EQ(chat(chbody(R"("min_tokens":0)")).options.min_tokens, 0u);  // 0 needs nothing of the executor
+  EXPECT_EQ(chat(chbody(R"("max_completion_tokens":5,"min_tokens":5)"), applies).options.min_tokens, 5u);
+  expect_400(completion_error(cbody(R"("stop_token_ids":2)")), "stop_token_ids", "invalid_type",
+             "stop_token_ids: expected an array of token ids");
+  expect_400(completion_error(cbody(R"("stop_token_ids":[1,-2])")), "stop_token_ids[1]", "invalid_value",
+             "stop_token_ids[1] -2 is out of range");
+  std::string many = R"("stop_token_ids":[)";
+  for (int i = 0; i <= 64; ++i) many += (i ? "," : "") + std::to_string(i);
+  expect_400(completion_error(cbody(many + "]")), "stop_token_ids", "invalid_value",
+             "stop_token_ids has 65 ids; at most 64");
+  expect_400(completion_error(cbody(R"("min_tokens":20,"max_tokens":10)"), applies), "min_tokens", "invalid_value",
+             "min_tokens 20 exceeds max_tokens 10");
+  expect_400(completion_error(cbody(R"("min_tokens":17)"), applies), "min_tokens", "invalid_value",
+             "min_tokens 17 exceeds max_tokens 16");  // completions' default max_tokens
+  expect_400(chat_error(chbody(R"("min_tokens":-1)"), applies), "min_tokens", "invalid_value", "must be >= 0");
+  expect_400(completion_error(cbody(R"("min_tokens":2)")), "min_tokens", "unsupported_value",
+             "min_tokens is not supported by this server's executor yet");
+}
+
 TEST(OpenAiRequest, LogprobsAreBoundedByWhatTheServerReturns) {
   // The limit is the executor's (CPU 20, CUDA 0 so far); the default limits say 0.
   const CompletionCall c = completion(cbody(R"("logprobs":0)"));

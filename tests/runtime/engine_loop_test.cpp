@@ -258,6 +258,54 @@ TEST(EngineLoop, EachSamplingRowCarriesItsRequestsLogitBias) {
   EXPECT_TRUE(exec.violations().empty());
 }
 
+// min_tokens: until that many tokens are out, a sampling row's bias gives
+// its stop tokens -inf (after the request's own biases); from then on not.
+TEST(EngineLoop, MinTokensMasksTheStopTokensUntilThatManyAreOut) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = 64;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  ManualClock clock;
+  FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32,
+                                        .applies_logit_bias = true});
+  StaticAdapterSource source;
+  RecordingSink sink;
+  auto e = Engine::create(c, exec, source, clock, sink);
+  ASSERT_TRUE(e.ok()) << e.error().to_string();
+  Request r;
+  r.id = 1;
+  r.prompt = {1, 2, 3};
+  r.max_tokens = 6;
+  r.min_tokens = 4;
+  r.stop_token_ids = {7, 5000, 2};  // 5000 is outside the vocabulary: never sampled, never masked
+  r.logit_bias = {{9, 1.5f}};
+  ASSERT_TRUE(e.value()->submit(r).ok());
+  StepResult result;
+  std::vector<size_t> masked;  // per sample: how many -inf entries
+  for (int step = 0; step < 20 && e.value()->has_work(); ++step) {
+    const StepPlan& plan = e.value()->plan_step(clock.now_ms());
+    for (const SeqRow& row : plan.rows) {
+      if (!row.sample) continue;
+      ASSERT_GE(row.bias_count, 1u);
+      EXPECT_EQ(plan.logit_bias[row.bias_offset].token, 9);  // its own bias first
+      size_t n = 0;
+      for (uint32_t i = 1; i < row.bias_count; ++i) {
+        const LogitBias& b = plan.logit_bias[row.bias_offset + i];
+        EXPECT_TRUE(b.token == 7 || b.token == 2) << b.token;
+        EXPECT_TRUE(std::isinf(b.bias) && b.bias < 0);
+        ++n;
+      }
+      masked.push_back(n);
+    }
+    const Status st = plan.rows.empty() ? ok_status() : exec.step(plan, result);
+    if (plan.rows.empty()) result.clear();
+    ASSERT_TRUE(e.value()->complete_step(st, result, clock.now_ms()).ok());
+  }
+  EXPECT_EQ(masked, (std::vector<size_t>{2, 2, 2, 2, 0, 0}));
+}
+
 TEST(EngineLoop, LogitBiasIsValidatedAndRefusedByAnExecutorThatDoesNotApplyIt) {
   SchedulerConfig c;
   c.num_slots = 0;
@@ -283,6 +331,30 @@ TEST(EngineLoop, LogitBiasIsValidatedAndRefusedByAnExecutorThatDoesNotApplyIt) {
     EXPECT_NE(st.error().message.find(words), std::string::npos) << st.error().message;
   };
   check(false, {{5, 1.0f}}, ErrorCode::kUnsupported, "logit_bias: executor 'fake' does not apply one");
+  {  // min_tokens holds stop tokens back with a bias: refused where none applies; bounded by max_tokens
+    FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32});
+    StaticAdapterSource source;
+    RecordingSink sink;
+    auto e = Engine::create(c, exec, source, clock, sink);
+    ASSERT_TRUE(e.ok());
+    Request r;
+    r.id = 1;
+    r.prompt = {1, 2, 3};
+    r.max_tokens = 8;
+    r.min_tokens = 3;
+    r.stop_token_ids = {2};
+    auto st = e.value()->submit(r);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().code, ErrorCode::kUnsupported);
+    EXPECT_NE(st.error().message.find("min_tokens: executor 'fake' cannot keep the stop tokens"), std::string::npos);
+    r.stop_token_ids.clear();  // nothing to hold back: only stop strings wait, which the engine does itself
+    EXPECT_TRUE(e.value()->submit(r).ok());
+    r.id = 2;
+    r.min_tokens = 9;
+    st = e.value()->submit(r);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("min_tokens = 9 exceeds max_tokens = 8"), std::string::npos);
+  }
   check(true, {{1000, 1.0f}}, ErrorCode::kInvalidArgument,
         "logit_bias of token 1000: outside the vocabulary [0, 1000)");
   check(true, {{-1, 1.0f}}, ErrorCode::kInvalidArgument, "logit_bias of token -1: outside the vocabulary");

@@ -320,6 +320,33 @@ test('logit_bias: -100 bans the greedy token, +100 forces one, as `myriad logits
     (e) => e instanceof OpenAI.BadRequestError && /out of range/.test(e.message));
 });
 
+test('stop_token_ids and min_tokens (vLLM\'s): the stop token ends a choice, but not before min_tokens', async () => {
+  const beta = client('beta-key');
+  const ids = [3, 141, 59, 26];
+  const row = JSON.parse(execFileSync(cli, ['logits', '--model', join(dir, 'tiny'), '--ids', ids.join(',')]).toString()).logits[0];
+  const argmax = row.indexOf(Math.max(...row));
+  const stopped = await beta.completions.create({
+    model: 'tiny', prompt: ids, max_tokens: 6, temperature: 0, stop_token_ids: [argmax],
+  });
+  assert.equal(stopped.choices[0].finish_reason, 'stop');
+  assert.equal(stopped.usage.completion_tokens, 1);  // the stop token itself is sent
+  // With min_tokens the stop token cannot be sampled first: the next best is, with its logprob
+  // under the distribution without it (ignore_eos: the model's end-of-sequence ids, otherwise
+  // held back as well, stay in it).
+  const held = await beta.completions.create({
+    model: 'tiny', prompt: ids, max_tokens: 6, temperature: 0, stop_token_ids: [argmax], min_tokens: 3, logprobs: 0,
+    ignore_eos: true,
+  });
+  assert.ok(held.usage.completion_tokens >= 3, `${held.usage.completion_tokens} tokens`);
+  const others = row.filter((_, i) => i !== argmax);
+  const max = Math.max(...others);
+  const lse = max + Math.log(others.reduce((s, v) => s + Math.exp(v - max), 0));
+  const got = held.choices[0].logprobs.token_logprobs[0];
+  assert.ok(Math.abs(got - (max - lse)) <= 1e-4 + 1e-4 * Math.abs(max - lse), `${got} vs ${max - lse}`);
+  await assert.rejects(beta.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 4, min_tokens: 5 }),
+    (e) => e instanceof OpenAI.BadRequestError && /min_tokens 5 exceeds max_tokens 4/.test(e.message));
+});
+
 test('SIGTERM drains and exits 0', async () => {
   server.kill('SIGTERM');
   const { code } = await exited;

@@ -226,7 +226,6 @@ Problem read_stop(const json& o, const ProtocolLimits& limits, std::vector<std::
   return std::nullopt;
 }
 
-// The fields both endpoints read the same way.
 // {"token id": bias}: ids as decimal strings (as OpenAI's), biases in
 // [-100, 100]. Ids against the vocabulary, the gateway checks.
 Problem read_logit_bias(const json& o, const ProtocolLimits& limits, std::vector<LogitBias>& out) {
@@ -259,6 +258,34 @@ Problem read_logit_bias(const json& o, const ProtocolLimits& limits, std::vector
   return std::nullopt;
 }
 
+// vLLM's stop_token_ids: token ids >= 0 (against the vocabulary, the gateway
+// checks nothing: an id the model cannot sample never stops it).
+Problem read_stop_token_ids(const json& o, const ProtocolLimits& limits, std::vector<int32_t>& out) {
+  const json* v = field(o, "stop_token_ids");
+  if (!v) return std::nullopt;
+  if (!v->is_array()) return wrong_type("stop_token_ids", "an array of token ids", *v);
+  if (v->size() > limits.max_stop_token_ids)
+    return invalid_request("stop_token_ids has " + std::to_string(v->size()) + " ids; at most " +
+                               std::to_string(limits.max_stop_token_ids),
+                           "stop_token_ids", "invalid_value");
+  for (size_t i = 0; i < v->size(); ++i) {
+    std::optional<int64_t> id;
+    MYRIAD_API_TRY(read_int_value("stop_token_ids[" + std::to_string(i) + "]", &(*v)[i], 0,
+                                  std::numeric_limits<int32_t>::max(), "is out of range: must be a token id >= 0", id));
+    out.push_back(int32_t(*id));
+  }
+  return std::nullopt;
+}
+
+// min_tokens against the max_tokens read (none: the gateway checks).
+Problem check_min_tokens(const GenerationOptions& opt) {
+  if (!opt.max_tokens || opt.min_tokens <= *opt.max_tokens) return std::nullopt;
+  return invalid_request("min_tokens " + std::to_string(opt.min_tokens) + " exceeds max_tokens " +
+                             std::to_string(*opt.max_tokens),
+                         "min_tokens", "invalid_value");
+}
+
+// The fields both endpoints read the same way.
 Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptions& opt) {
   MYRIAD_API_TRY(check_all_unsupported(o));
   SamplingParams& sp = opt.sampling;
@@ -295,6 +322,16 @@ Problem read_common(const json& o, const ProtocolLimits& limits, GenerationOptio
   }
   MYRIAD_API_TRY(read_stop(o, limits, opt.stop));
   MYRIAD_API_TRY(read_logit_bias(o, limits, opt.logit_bias));
+  MYRIAD_API_TRY(read_stop_token_ids(o, limits, opt.stop_token_ids));
+  std::optional<int64_t> min_tokens;  // vLLM's extension; checked against max_tokens once that is read
+  MYRIAD_API_TRY(read_int(o, "min_tokens", 0, std::numeric_limits<int32_t>::max(), "is out of range: must be >= 0",
+                          min_tokens));
+  if (min_tokens && *min_tokens > 0) {
+    if (!limits.applies_logit_bias)
+      return unsupported_value("min_tokens", "min_tokens is not supported by this server's executor yet (it cannot "
+                                             "keep the stop tokens from being sampled); remove it or send 0");
+    opt.min_tokens = uint32_t(*min_tokens);
+  }
   std::optional<int64_t> n;
   const std::string n_rule = "is out of range: must be in [1, " + std::to_string(limits.max_choices) + "]";
   MYRIAD_API_TRY(read_int(o, "n", 1, limits.max_choices, n_rule.c_str(), n));
@@ -478,6 +515,7 @@ ApiResult<CompletionCall> parse_completion_request(std::string_view body, const 
   // With echo, max_tokens 0 scores the prompt and generates nothing (as vLLM allows).
   MYRIAD_API_TRY(read_max_tokens(o, "max_tokens", limits, opt.max_tokens, call.echo ? 0 : 1));
   if (!opt.max_tokens) opt.max_tokens = 16;  // OpenAI's default for completions
+  MYRIAD_API_TRY(check_min_tokens(opt));
   // logprobs: how many top alternatives per token (OpenAI allows 0..5).
   std::optional<int64_t> lp;
   MYRIAD_API_TRY(read_int(o, "logprobs", 0, 5, "is out of range: must be in [0, 5]", lp));
@@ -510,6 +548,7 @@ ApiResult<ChatCall> parse_chat_request(std::string_view body, const ProtocolLimi
   std::optional<uint32_t> mct;
   MYRIAD_API_TRY(read_max_tokens(o, "max_completion_tokens", limits, mct));
   if (mct) opt.max_tokens = mct;
+  MYRIAD_API_TRY(check_min_tokens(opt));
   MYRIAD_API_TRY(read_bool(o, "logprobs", opt.logprobs));
   std::optional<int64_t> top;
   MYRIAD_API_TRY(read_int(o, "top_logprobs", 0, 20, "is out of range: must be in [0, 20]", top));

@@ -28,6 +28,9 @@ namespace myriad {
 struct OutputOptions {
   std::vector<std::string> stop;    // stop strings; empty ones are ignored
   bool skip_special_tokens = true;  // special tokens (BOS, chat markers) add no text
+  // vLLM's min_tokens: a stop string matches only where it ends in the text
+  // of token min_tokens or later (none ends the output earlier).
+  uint32_t min_tokens = 0;
 };
 
 class OutputProcessor {
@@ -52,6 +55,9 @@ class OutputProcessor {
   size_t hold_ = 0;      // longest stop string - 1: text that may still start one
   std::string text_;     // decoded text kept (cut at a stop string)
   size_t released_ = 0;  // bytes of text_ returned so far
+  uint32_t min_tokens_ = 0;
+  uint32_t pushed_ = 0;  // ids pushed
+  size_t match_after_ = 0;  // a stop string counts only if it ends past this byte of text_ (npos: none yet)
   bool stopped_ = false;
   bool finished_ = false;
 };

@@ -37,8 +37,9 @@ Status check_prefill_router_fits(const Request& request, const ExecutorInfo& inf
 // kUnsupported when the request asks for more top_logprobs than the
 // executor reports (ExecutorInfo::max_top_logprobs).
 Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info);
-// kUnsupported when the request has a logit_bias and the executor does not
-// apply one (ExecutorInfo::applies_logit_bias).
+// kUnsupported when the request has a logit_bias, or a min_tokens with stop
+// tokens to hold back, and the executor does not apply a bias
+// (ExecutorInfo::applies_logit_bias).
 Status check_logit_bias_fits(const Request& request, const ExecutorInfo& info);
 
 }  // namespace myriad

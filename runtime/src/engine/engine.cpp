@@ -82,7 +82,8 @@ Result<RequestId> Engine::submit(Request request) {
   }
   Track track{now, now, nullptr, nullptr, {}, request.stop_token_ids, false};
   if (tokenizer_) {
-    track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop});
+    track.output =
+        std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop, true, request.min_tokens});
     if (!request.resume_output.empty()) prime_output(request, track);
   }
   auto id = scheduler_->submit(std::move(request), now);
@@ -115,7 +116,8 @@ void Engine::prime_output(Request& request, Track& track) {
     track.output->push(request.resume_output[i]);
     if (track.output->stopped()) {
       n = i;
-      track.output = std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop});
+      track.output =
+        std::make_unique<OutputProcessor>(tokenizer_, OutputOptions{request.stop, true, request.min_tokens});
       for (size_t j = 0; j < n; ++j) track.output->push(request.resume_output[j]);
       break;
     }

@@ -6,7 +6,9 @@
 namespace myriad {
 
 OutputProcessor::OutputProcessor(std::shared_ptr<const Tokenizer> tokenizer, OutputOptions options)
-    : decoder_(std::move(tokenizer), options.skip_special_tokens) {
+    : decoder_(std::move(tokenizer), options.skip_special_tokens),
+      min_tokens_(options.min_tokens),
+      match_after_(options.min_tokens > 0 ? std::string::npos : 0) {
   for (std::string& s : options.stop) {
     if (s.empty()) continue;
     hold_ = std::max(hold_, s.size() - 1);
@@ -28,7 +30,9 @@ std::string OutputProcessor::scan(const std::string& piece) {
   text_ += piece;
   size_t cut = std::string::npos;
   for (const std::string& s : stops_) {
-    const size_t from = released_ > s.size() ? released_ - s.size() : 0;
+    if (match_after_ == std::string::npos) break;  // min_tokens not reached
+    size_t from = released_ > s.size() ? released_ - s.size() : 0;
+    if (match_after_ >= s.size()) from = std::max(from, match_after_ - s.size() + 1);  // ends past match_after_
     const size_t at = text_.find(s, from);
     if (at != std::string::npos && at < cut) cut = at;
   }
@@ -46,6 +50,8 @@ std::string OutputProcessor::scan(const std::string& piece) {
 
 std::string OutputProcessor::push(int32_t id) {
   if (stopped_ || finished_) return {};
+  // The min_tokens-th id: stop strings may end in its text on.
+  if (++pushed_ == min_tokens_) match_after_ = text_.size();
   return scan(decoder_.push(id));
 }
 

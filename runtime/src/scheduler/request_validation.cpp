@@ -92,8 +92,14 @@ Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info) 
 }
 
 Status check_logit_bias_fits(const Request& request, const ExecutorInfo& info) {
-  if (request.logit_bias.empty() || info.applies_logit_bias) return ok_status();
-  return make_error(ErrorCode::kUnsupported, "logit_bias: executor '" + info.device + "' does not apply one yet");
+  if (info.applies_logit_bias) return ok_status();
+  if (!request.logit_bias.empty())
+    return make_error(ErrorCode::kUnsupported, "logit_bias: executor '" + info.device + "' does not apply one yet");
+  if (request.min_tokens > 0 && !request.stop_token_ids.empty())
+    return make_error(ErrorCode::kUnsupported, "min_tokens: executor '" + info.device +
+                                                   "' cannot keep the stop tokens from being sampled yet (it "
+                                                   "applies no logit bias)");
+  return ok_status();
 }
 
 namespace {
@@ -131,6 +137,9 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
   if (prompt_len == 0) return bad("request has an empty prompt");
   if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
     return bad("max_tokens = 0: must be >= 1 (or ask for prompt_logits)");
+  if (request.min_tokens > request.max_tokens)
+    return bad("min_tokens = " + std::to_string(request.min_tokens) + " exceeds max_tokens = " +
+               std::to_string(request.max_tokens));
   if (request.prompt_logits != LogitsRequest::kNone && limits.vocab_size <= 0)
     return bad("prompt_logits needs the scheduler's vocab_size");
   for (size_t i = 0; i < prompt_len; ++i) {

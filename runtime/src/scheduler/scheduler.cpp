@@ -102,6 +102,7 @@ Result<RequestId> Scheduler::submit(Request request, double now_ms) {
   s->tokens.assign(request.prompt.begin(), request.prompt.end());
   s->stop.assign(request.stop_token_ids.begin(), request.stop_token_ids.end());
   s->logit_bias.assign(request.logit_bias.begin(), request.logit_bias.end());
+  s->min_tokens = request.min_tokens;
   const size_t resumed = resumable_prefix(request.resume_output, request.max_tokens, s->stop);
   s->tokens.insert(s->tokens.end(), request.resume_output.begin(), request.resume_output.begin() + ptrdiff_t(resumed));
   s->blocks.reserve(size_t(blocks));

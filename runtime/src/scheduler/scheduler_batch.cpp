@@ -1,6 +1,8 @@
 // The batch planner: the step's rows (running rows first with their
 // guaranteed share, then admissions), KV blocks, preemption and reclaiming
 // paused requests' KV, the waiting report, forgetting idle sets.
+#include <limits>
+
 #include "scheduler_state.h"
 
 namespace myriad {
@@ -97,11 +99,14 @@ void Scheduler::write_row(Sequence& s, uint32_t chunk) {
     plan.history.insert(plan.history.end(), s.tokens.begin(), s.tokens.end());
   }
   row.bias_offset = uint32_t(plan.logit_bias.size());
-  row.bias_count = 0;
-  if (row.sample && !s.logit_bias.empty()) {
-    row.bias_count = uint32_t(s.logit_bias.size());
+  if (row.sample) {
     plan.logit_bias.insert(plan.logit_bias.end(), s.logit_bias.begin(), s.logit_bias.end());
+    if (s.generated < s.min_tokens)  // min_tokens: the stop tokens cannot be sampled yet
+      for (const int32_t id : s.stop)
+        if (id >= 0 && (config_.vocab_size <= 0 || id < config_.vocab_size))
+          plan.logit_bias.push_back({id, -std::numeric_limits<float>::infinity()});
   }
+  row.bias_count = uint32_t(plan.logit_bias.size() - row.bias_offset);
   step_seqs_.push_back(&s);
   budget_left_ -= int32_t(chunk);
   const bool decode = chunk == 1 && s.generated > 0 && s.num_computed + 1 == s.tokens.size();

@@ -40,6 +40,7 @@ struct Scheduler::Sequence {
   bool routed = false;
   SamplingParams sampling;
   std::vector<LogitBias> logit_bias;
+  uint32_t min_tokens = 0;  // until then its stop tokens get -inf in its rows' bias
   uint32_t prompt_len = 0;
   uint32_t max_tokens = 0;
   uint32_t generated = 0;

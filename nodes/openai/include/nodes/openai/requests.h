@@ -38,6 +38,7 @@ struct ProtocolLimits {
   size_t max_body_bytes = size_t(8) << 20;  // larger: 413 (the HTTP server checks first too)
   int max_json_depth = 64;                  // deeper: 400; a stack guard (real bodies nest <= 5)
   size_t max_stop_strings = 4;              // OpenAI's limit
+  size_t max_stop_token_ids = 64;
   // Alternatives per token the engine can report for logprobs/top_logprobs
   // (the server sets its executor's: NodeService::max_top_logprobs). Asking
   // for more is refused instead of answered with fewer.
@@ -64,6 +65,8 @@ struct GenerationOptions {
   std::vector<LogitBias> logit_bias;  // added to these tokens' logits (ids not yet checked against the vocabulary)
   bool has_seed = false;          // false: sampling.seed is 0 and the gateway picks one
   std::vector<std::string> stop;  // each non-empty
+  std::vector<int32_t> stop_token_ids;  // vLLM's extension: sampling one ends the choice (the token is kept)
+  uint32_t min_tokens = 0;              // vLLM's extension: no stop token or string ends a choice before this many
   bool logprobs = false;          // return the sampled tokens' logprobs
   uint32_t top_logprobs = 0;      // and this many alternatives per token
   bool stream = false;
