@@ -197,6 +197,9 @@ struct GenerateRequest {
   timeoutMs @9 :UInt32;             # unfinished this long after the node accepted it => finishReason deadline; 0 = none
   requestId @10 :Text;              # optional client-chosen id: echoed in the result, used by `cancel` and in the node's logs
   ignoreEos @11 :Bool;              # keep going past the model's end-of-sequence ids (HTTP's ignore_eos)
+  logitBias @12 :List(Common.LogitBias); # added to these tokens' logits before sampling (OpenAI's logit_bias): distinct
+                                    # ids of the vocabulary, each in [-100, 100], at most 300; a CPU node's executor only
+  minTokens @13 :UInt32;            # vLLM's min_tokens: stop tokens and strings end nothing before this many (<= maxTokens)
 }
 
 # One token as streamed to the client.
@@ -205,6 +208,7 @@ struct TokenEvent {
   tokenId @1 :Int32;   # the sampled token id
   text @2 :Text;       # the text this token released (may be empty while a partial character or a possible stop string is held back)
   logprob @3 :Float32; # the token's log-probability, when the request asked for logprobs; else 0
+  top @4 :List(Common.TopToken); # sampling.topLogprobs most likely tokens here, most likely first (a CPU node's)
 }
 
 # The final outcome of one generate call.

@@ -64,3 +64,15 @@ struct SamplingParams {
   frequencyPenalty @6 :Float32 = 0.0;   # OpenAI style: subtracted per occurrence in the output
   topLogprobs @7 :UInt32 = 0;           # report this many most likely tokens beside each sampled one
 }
+
+# One of the most likely tokens at a sampled position.
+struct TopToken {
+  token @0 :Int32;
+  logprob @1 :Float32;
+}
+
+# A bias on one token's logit; mirrors runtime LogitBias (logit_bias.h).
+struct LogitBias {
+  token @0 :Int32;
+  bias @1 :Float32;
+}

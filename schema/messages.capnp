@@ -53,15 +53,10 @@ struct SubmitRequest {
                                          # index resumeOutput.size() (runtime Request::resume_output)
   prefillRouter @11 :PrefillRouter;      # set: a mixture of experts routed by hidden state in this request's
                                          # own prefill; `adapters` are its experts (runtime Request::prefill_router)
-  logitBias @12 :List(LogitBias);        # added to these tokens' logits before each sample (runtime Request::logit_bias)
+  logitBias @12 :List(Common.LogitBias);        # added to these tokens' logits before each sample (runtime Request::logit_bias)
   minTokens @13 :UInt32;                 # stop tokens and strings end nothing before this many (Request::min_tokens)
 }
 
-# A bias on one token's logit; mirrors runtime LogitBias (logit_bias.h).
-struct LogitBias {
-  token @0 :Int32;
-  bias @1 :Float32;
-}
 
 # How a request picks its experts at a layer of its own prefill; mirrors
 # runtime PrefillRouter (step_plan.h).
@@ -90,14 +85,9 @@ struct SampledToken {
   token @1 :Int32;     # the token id
   logprob @2 :Float32; # its log-probability under the sampling distribution
   text @3 :Text;       # the text this token released (UTF-8-whole; may be empty: held back for a stop string)
-  top @4 :List(TopToken);  # the request's topLogprobs most likely tokens here, most likely first
+  top @4 :List(Common.TopToken);  # the request's topLogprobs most likely tokens here, most likely first
 }
 
-# One of the most likely tokens at a sampled position.
-struct TopToken {
-  token @0 :Int32;
-  logprob @1 :Float32;
-}
 
 # Logits of a range of prompt positions; runtime RequestEvent with kind kLogits.
 struct PromptLogits {

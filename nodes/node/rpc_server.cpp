@@ -70,6 +70,16 @@ const char* arch_name(ModelArch a) {
   return "unknown";
 }
 
+// A token's alternatives (sampling.topLogprobs) into its TokenEvent.
+void write_top(const EventCopy& ev, api::TokenEvent::Builder out) {
+  if (ev.top.empty()) return;
+  auto top = out.initTop(static_cast<unsigned>(ev.top.size()));
+  for (unsigned i = 0; i < top.size(); ++i) {
+    top[i].setToken(ev.top[i].token);
+    top[i].setLogprob(ev.top[i].logprob);
+  }
+}
+
 // Where the worker thread leaves one request's events for the loop thread.
 // Bounded: past `limit` waiting token events the request has overflowed
 // (its client does not acknowledge its stream); tokens are then dropped and
@@ -204,6 +214,7 @@ class RpcServer::Impl::GenerateOp {
         list[uint32_t(i)].setTokenId(tokens_[i].token);
         list[uint32_t(i)].setText(tokens_[i].text);
         list[uint32_t(i)].setLogprob(tokens_[i].logprob);
+        write_top(tokens_[i], list[uint32_t(i)]);
       }
     }
     if (overflowed_) {
@@ -272,6 +283,7 @@ class RpcServer::Impl::GenerateOp {
       e.setTokenId(ev.token);
       e.setText(ev.text);
       e.setLogprob(ev.logprob);
+      write_top(ev, e);
       return req.send().then([this] { return send_pending(); });
     }
     return pump();
@@ -1102,6 +1114,9 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
   for (auto s : req.getStop()) call.stop.push_back(as_string(s));
   for (int32_t t : req.getStopTokenIds()) call.stop_token_ids.push_back(t);
   call.ignore_eos = req.getIgnoreEos();
+  // Their bounds, the engine checks (as for a request from HTTP).
+  for (auto b : req.getLogitBias()) call.logit_bias.push_back({b.getToken(), b.getBias()});
+  call.min_tokens = req.getMinTokens();
   if (req.getTimeoutMs() > 0) call.timeout_ms = double(req.getTimeoutMs());
 
   std::optional<api::TokenSink::Client> sink;

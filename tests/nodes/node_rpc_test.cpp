@@ -179,6 +179,56 @@ TEST(NodeRpc, GenerateEqualsTheLocalGenerateForTheBaseAndAnAdapter) {
   EXPECT_GE(r.getTtftMs(), 0.0);
 }
 
+// The RPC API takes logit_bias and min_tokens and returns top alternatives
+// as the HTTP API does: one engine request underneath.
+TEST(NodeRpc, LogitBiasMinTokensAndTopAlternativesAsOverHttp) {
+  RpcNode node;
+  capnp::EzRpcClient client(node.rpc());
+  auto& ws = client.getWaitScope();
+  auto root = client.getMain<api::Myriad>();
+  auto ask = [&](int32_t forced, uint32_t min_tokens, uint32_t max_tokens) {
+    auto req = root.generateRequest();
+    auto g = req.initRequest();
+    g.setModel("tiny");
+    g.getPrompt().setText("Hello there");
+    g.setMaxTokens(max_tokens);
+    g.setIgnoreEos(true);
+    g.setLogprobs(true);
+    auto s = g.initSampling();
+    s.setTemperature(1.0f);
+    s.setSeed(3);
+    s.setTopLogprobs(3);
+    auto bias = g.initLogitBias(1);
+    bias[0].setToken(forced);
+    bias[0].setBias(100.0f);
+    g.setMinTokens(min_tokens);
+    return req.send().wait(ws);
+  };
+  auto forced = ask(42, 2, 4);
+  auto r = forced.getResult();
+  ASSERT_FALSE(r.isError()) << text_of(r.getError().getMessage());
+  ASSERT_EQ(r.getTokens().size(), 4u);
+  for (auto t : r.getTokens()) {
+    EXPECT_EQ(t.getTokenId(), 42);
+    EXPECT_GT(t.getLogprob(), -1e-3f) << "+100 leaves nearly all the mass on it";
+    ASSERT_EQ(t.getTop().size(), 3u);
+    EXPECT_EQ(t.getTop()[0].getToken(), 42);
+    EXPECT_NEAR(t.getTop()[0].getLogprob(), t.getLogprob(), 1e-6);
+    EXPECT_LE(t.getTop()[1].getLogprob(), t.getTop()[0].getLogprob());
+    EXPECT_LE(t.getTop()[2].getLogprob(), t.getTop()[1].getLogprob());
+  }
+  auto too_many = ask(42, 5, 4);
+  ASSERT_TRUE(too_many.getResult().isError());
+  EXPECT_NE(text_of(too_many.getResult().getError().getMessage()).find("min_tokens = 5 exceeds max_tokens = 4"),
+            std::string::npos)
+      << text_of(too_many.getResult().getError().getMessage());
+  auto outside = ask(9999999, 0, 4);
+  ASSERT_TRUE(outside.getResult().isError());
+  EXPECT_NE(text_of(outside.getResult().getError().getMessage()).find("logit_bias of token 9999999: outside"),
+            std::string::npos)
+      << text_of(outside.getResult().getError().getMessage());
+}
+
 TEST(NodeRpc, CliUploadsServesListsAndDeletesAnAdapter) {
   RpcNode node;
   const std::string a = node.make_adapter("a", 5);
