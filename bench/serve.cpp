@@ -572,7 +572,10 @@ int main(int argc, char** argv) {
     j["modules"] = args.modules.empty() ? "all" : args.modules;
     j["host_cache_mb"] = args.host_cache_mb;
     j["lazy_adapters"] = args.lazy_adapters;
-    j["adapter_bytes"] = args.adapters > 0 ? random_adapter(mc, args.rank, mask.value(), args.seed, 0)->bytes() : 0;
+    size_t adapter_bytes = 0;  // host bytes of one (all are alike)
+    if (args.adapters > 0)
+      if (auto w = cache.get(adapter_id(0)); w.ok()) adapter_bytes = w.value()->bytes();
+    j["adapter_bytes"] = adapter_bytes;
     j["cold_requests"] = ttft_cold.size();
     j["warm_requests"] = ttft_warm.size();
     j["ttft_cold_ms_p50"] = quantile(ttft_cold, 0.5);

@@ -88,7 +88,11 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   r.sampling = read_sampling(in.getSampling());
   r.max_tokens = in.getMaxTokens();
   r.min_tokens = in.getMinTokens();
-  r.stop_token_ids = to_vector<int32_t>(in.getStopTokenIds());
+  auto stop_ids = in.getStopTokenIds();
+  if (stop_ids.size() > kMaxStopTokenIds)
+    return make_error(ErrorCode::kInvalidArgument, "SubmitRequest.stopTokenIds: " + std::to_string(stop_ids.size()) +
+                                                       " ids; at most " + std::to_string(kMaxStopTokenIds));
+  r.stop_token_ids = to_vector<int32_t>(stop_ids);
   auto stop = in.getStop();
   r.stop.reserve(stop.size());
   for (auto s : stop) r.stop.push_back(as_string(s));
@@ -97,8 +101,11 @@ Result<Request> read_submit(schema::SubmitRequest::Reader in) {
   if (!logits) return logits.error();
   r.prompt_logits = *logits;
   r.resume_output = to_vector<int32_t>(in.getResumeOutput());
-  // Its length and values, validate_request checks.
+  // Its values, validate_request checks; its length here, before a copy.
   auto bias = in.getLogitBias();
+  if (bias.size() > kMaxLogitBias)
+    return make_error(ErrorCode::kInvalidArgument, "SubmitRequest.logitBias: " + std::to_string(bias.size()) +
+                                                       " tokens; at most " + std::to_string(kMaxLogitBias));
   r.logit_bias.reserve(bias.size());
   for (auto b : bias) r.logit_bias.push_back({b.getToken(), b.getBias()});
   if (in.hasPrefillRouter()) {

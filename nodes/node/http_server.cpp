@@ -68,7 +68,9 @@ class HangupWatch {
  public:
   HangupWatch(tcp::socket& socket, std::shared_ptr<Relay> relay)
       : socket_(socket), state_(std::make_shared<State>(State{std::move(relay)})) {
-    arm(socket_, state_);
+    // Looked at once before waiting: the reactor is edge-triggered, and a
+    // close that came with the request's bytes raised no edge of its own.
+    check(socket_, state_);
   }
   ~HangupWatch() {
     state_->armed = false;
@@ -83,17 +85,21 @@ class HangupWatch {
     std::shared_ptr<Relay> relay;
     bool armed = true;
   };
+  // Closed, reset, still open (then waits for the next readiness) or a
+  // pipelined request (then stops watching: the session reads it next).
+  static void check(tcp::socket& socket, const std::shared_ptr<State>& state) {
+    char byte = 0;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return arm(socket, state);
+    state->relay->client_gone = true;
+    state->relay->timer.cancel();
+  }
   // The handler touches the socket only while armed, i.e. while the
   // session, and so the socket, lives.
   static void arm(tcp::socket& socket, std::shared_ptr<State> state) {
     socket.async_wait(tcp::socket::wait_read, [&socket, state](const beast::error_code& ec) {
-      if (ec || !state->armed) return;
-      char byte = 0;
-      const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0) return;  // a pipelined request: the session reads it next
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return arm(socket, state);
-      state->relay->client_gone = true;
-      state->relay->timer.cancel();
+      if (!ec && state->armed) check(socket, state);
     });
   }
 

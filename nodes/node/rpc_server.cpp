@@ -1112,10 +1112,18 @@ kj::Promise<void> RpcServer::Impl::Session::generate(GenerateContext context) {
   }
   call.max_tokens = uint32_t(max_tokens);
   for (auto s : req.getStop()) call.stop.push_back(as_string(s));
+  if (req.getStopTokenIds().size() > kMaxStopTokenIds)
+    return fail(SCode::INVALID_ARGUMENT, "stopTokenIds has " + std::to_string(req.getStopTokenIds().size()) +
+                                             " ids; at most " + std::to_string(kMaxStopTokenIds));
   for (int32_t t : req.getStopTokenIds()) call.stop_token_ids.push_back(t);
   call.ignore_eos = req.getIgnoreEos();
-  // Their bounds, the engine checks (as for a request from HTTP).
-  for (auto b : req.getLogitBias()) call.logit_bias.push_back({b.getToken(), b.getBias()});
+  // Their values, the engine checks (as for a request from HTTP); the
+  // lists' lengths here, before a copy.
+  auto bias = req.getLogitBias();
+  if (bias.size() > kMaxLogitBias)
+    return fail(SCode::INVALID_ARGUMENT, "logitBias has " + std::to_string(bias.size()) + " tokens; at most " +
+                                             std::to_string(kMaxLogitBias));
+  for (auto b : bias) call.logit_bias.push_back({b.getToken(), b.getBias()});
   call.min_tokens = req.getMinTokens();
   if (req.getTimeoutMs() > 0) call.timeout_ms = double(req.getTimeoutMs());
 

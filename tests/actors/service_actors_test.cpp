@@ -134,7 +134,8 @@ event_sink_actor::behavior_type recording_sink(std::shared_ptr<Seen> seen) {
         auto e = read_event(d->get());
         seen->events.push_back(e->view());
         seen->texts.emplace_back(e->view().text);
-        seen->events.back().text = {};
+        seen->events.back().text = {};  // views on `e`, gone after this call
+        seen->events.back().top = {};
       },
       [seen](resume_atom, uint64_t id, uint32_t attempt) -> caf::result<ResumeWire> {
         seen->resume_queries.emplace_back(id, attempt);

@@ -357,10 +357,24 @@ TEST(EngineLoop, LogitBiasIsValidatedAndRefusedByAnExecutorThatDoesNotApplyIt) {
   }
   check(true, {{1000, 1.0f}}, ErrorCode::kInvalidArgument,
         "logit_bias of token 1000: outside the vocabulary [0, 1000)");
-  check(true, {{-1, 1.0f}}, ErrorCode::kInvalidArgument, "logit_bias of token -1: outside the vocabulary");
-  check(true, {{7, 100.5f}}, ErrorCode::kInvalidArgument, "logit_bias of token 7 = 100.5");
+  check(true, {{-1, 1.0f}}, ErrorCode::kInvalidArgument, "logit_bias of token -1: a token id is >= 0");
+  check(true, {{7, 100.5f}}, ErrorCode::kInvalidArgument, "logit_bias of token 7 = 100.5: must be in [-100, 100]");
   check(true, {{7, std::nanf("")}}, ErrorCode::kInvalidArgument, "must be in [-100, 100]");
   check(true, {{7, 1.0f}, {3, 2.0f}, {7, -1.0f}}, ErrorCode::kInvalidArgument, "logit_bias lists token 7 twice");
+  {
+    FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32});
+    StaticAdapterSource source;
+    RecordingSink sink;
+    auto e = Engine::create(c, exec, source, clock, sink);
+    ASSERT_TRUE(e.ok());
+    Request r;
+    r.id = 1;
+    r.prompt = {1, 2, 3};
+    r.stop_token_ids.assign(kMaxStopTokenIds + 1, 2);
+    auto st = e.value()->submit(r);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("stop_token_ids has 1025 ids; at most 1024"), std::string::npos);
+  }
   std::vector<LogitBias> many(kMaxLogitBias + 1);
   for (size_t i = 0; i < many.size(); ++i) many[i].token = int32_t(i);
   check(true, many, ErrorCode::kInvalidArgument, "logit_bias has 301 tokens; at most 300");

@@ -115,30 +115,30 @@ TEST(OutputProcessor, StopStringAtTheVeryEndIsCut) {
   EXPECT_EQ(r.text, "one two ");
 }
 
-// vLLM's min_tokens: a stop string that ends in the text of an id before the
-// min_tokens-th does not stop the output; the first one ending at or after
-// it does.
-TEST(OutputProcessor, MinTokensLetsOnlyAStopStringEndingInItsTokensOrLaterMatch) {
+// vLLM's min_tokens: a stop string that ends in the text of one of the first
+// min_tokens ids does not stop the output; the first one ending later does.
+TEST(OutputProcessor, MinTokensLetsOnlyAStopStringEndingAfterItsTokensMatch) {
   const auto tok = shared_tokenizer("llama3");
   ASSERT_NE(tok, nullptr);
   const std::string text = "The answer is 42. END of the story, and more text after END.";
   const auto ids = tok->encode(text, false);
   const Streamed first = stream(tok, ids, {"END"});
   ASSERT_TRUE(first.stopped);
-  // min_tokens at the id that completes the first END: it still matches.
+  // The first END completes in id number first.pushed: min_tokens one less
+  // still lets it match.
+  const Streamed before = stream(tok, ids, {"END"}, uint32_t(first.pushed) - 1);
+  EXPECT_TRUE(before.stopped);
+  EXPECT_EQ(before.text, "The answer is 42. ");
+  // min_tokens at that id: the first END is skipped, the text runs to the second.
   const Streamed at = stream(tok, ids, {"END"}, uint32_t(first.pushed));
   EXPECT_TRUE(at.stopped);
-  EXPECT_EQ(at.text, "The answer is 42. ");
-  // One later: the first END is skipped, the text runs to the second.
-  const Streamed later = stream(tok, ids, {"END"}, uint32_t(first.pushed) + 1);
-  EXPECT_TRUE(later.stopped);
-  EXPECT_EQ(later.text, "The answer is 42. END of the story, and more text after ");
+  EXPECT_EQ(at.text, "The answer is 42. END of the story, and more text after ");
   // Past every END: nothing stops it, and the text is whole.
   const Streamed past = stream(tok, ids, {"END"}, uint32_t(ids.size()) + 5);
   EXPECT_FALSE(past.stopped);
   EXPECT_EQ(past.text, text);
-  // min_tokens 1 is no constraint at all.
-  EXPECT_EQ(stream(tok, ids, {"END"}, 1).text, first.text);
+  // min_tokens 0 is no constraint at all.
+  EXPECT_EQ(stream(tok, ids, {"END"}, 0).text, first.text);
 }
 
 }  // namespace

@@ -15,6 +15,9 @@ struct LogitBias {
 };
 
 inline constexpr size_t kMaxLogitBias = 300;        // entries in one request
+// Stop token ids of one request (its model's end-of-sequence ids included):
+// while min_tokens holds them back, each is a bias entry of every step.
+inline constexpr size_t kMaxStopTokenIds = 1024;
 inline constexpr float kMaxLogitBiasValue = 100.0f;  // |bias| at most this
 
 }  // namespace myriad

@@ -29,7 +29,7 @@ struct OutputOptions {
   std::vector<std::string> stop;    // stop strings; empty ones are ignored
   bool skip_special_tokens = true;  // special tokens (BOS, chat markers) add no text
   // vLLM's min_tokens: a stop string matches only where it ends in the text
-  // of token min_tokens or later (none ends the output earlier).
+  // of a token after the first min_tokens (none ends the output earlier).
   uint32_t min_tokens = 0;
 };
 

@@ -51,7 +51,7 @@ struct Request {
   std::vector<int32_t> stop_token_ids;  // sampling one ends the request (reason kStop); the token is emitted
   // vLLM's min_tokens: until this many tokens are out, the stop tokens are
   // not sampled (their logits get -inf: an executor with applies_logit_bias)
-  // and stop strings do not match. At most max_tokens.
+  // and no stop string ends in their text. At most max_tokens.
   uint32_t min_tokens = 0;
   // Stop strings (needs an engine with a tokenizer): the request ends (reason
   // kStop) at the token whose text completes one; the text ends before it.

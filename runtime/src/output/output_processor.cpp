@@ -50,8 +50,9 @@ std::string OutputProcessor::scan(const std::string& piece) {
 
 std::string OutputProcessor::push(int32_t id) {
   if (stopped_ || finished_) return {};
-  // The min_tokens-th id: stop strings may end in its text on.
-  if (++pushed_ == min_tokens_) match_after_ = text_.size();
+  // The id after the first min_tokens: stop strings may end in its text on
+  // (vLLM's: none is checked while the output has min_tokens or fewer).
+  if (++pushed_ == min_tokens_ + 1 && min_tokens_ > 0) match_after_ = text_.size();
   return scan(decoder_.push(id));
 }
 

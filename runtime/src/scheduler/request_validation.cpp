@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "runtime/plan_validation.h"
@@ -111,13 +112,15 @@ Status check_logit_bias(const Request& request, const RequestLimits& limits) {
                                                        " tokens; at most " + std::to_string(kMaxLogitBias));
   for (const LogitBias& b : biases) {
     const std::string name = "logit_bias of token " + std::to_string(b.token);
-    if (b.token < 0 || (limits.vocab_size > 0 && b.token >= limits.vocab_size))
+    if (b.token < 0) return make_error(ErrorCode::kInvalidArgument, name + ": a token id is >= 0");
+    if (limits.vocab_size > 0 && b.token >= limits.vocab_size)
       return make_error(ErrorCode::kInvalidArgument,
                         name + ": outside the vocabulary [0, " + std::to_string(limits.vocab_size) + ")");
-    if (!(std::fabs(b.bias) <= kMaxLogitBiasValue))
-      return make_error(ErrorCode::kInvalidArgument, name + " = " + std::to_string(b.bias) + ": must be in [-" +
-                                                         std::to_string(int(kMaxLogitBiasValue)) + ", " +
-                                                         std::to_string(int(kMaxLogitBiasValue)) + "]");
+    if (!(std::fabs(b.bias) <= kMaxLogitBiasValue)) {
+      char shown[32];
+      std::snprintf(shown, sizeof shown, "%g", double(b.bias));
+      return make_error(ErrorCode::kInvalidArgument, name + " = " + shown + ": must be in [-100, 100]");
+    }
   }
   std::vector<int32_t> tokens(biases.size());
   for (size_t i = 0; i < biases.size(); ++i) tokens[i] = biases[i].token;
@@ -137,6 +140,9 @@ Status validate_request(const Request& request, const RequestLimits& limits) {
   if (prompt_len == 0) return bad("request has an empty prompt");
   if (request.max_tokens < 1 && request.prompt_logits == LogitsRequest::kNone)
     return bad("max_tokens = 0: must be >= 1 (or ask for prompt_logits)");
+  if (request.stop_token_ids.size() > kMaxStopTokenIds)
+    return bad("stop_token_ids has " + std::to_string(request.stop_token_ids.size()) + " ids; at most " +
+               std::to_string(kMaxStopTokenIds));
   if (request.min_tokens > request.max_tokens)
     return bad("min_tokens = " + std::to_string(request.min_tokens) + " exceeds max_tokens = " +
                std::to_string(request.max_tokens));

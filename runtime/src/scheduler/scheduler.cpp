@@ -327,6 +327,13 @@ void Scheduler::update(const StepResult& result, double now_ms) {
            now_ms);
       continue;
     }
+    if (t->top_count > row.sampling.top_logprobs) {
+      fail(s, make_error(ErrorCode::kInternal, "executor returned " + std::to_string(t->top_count) +
+                                                   " alternatives; the request asked for " +
+                                                   std::to_string(row.sampling.top_logprobs)),
+           now_ms);
+      continue;
+    }
     s.tokens.push_back(t->token);
     ++s.generated;
     RequestEvent& e = new_event(s);
