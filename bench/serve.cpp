@@ -50,16 +50,13 @@
 #include <thread>
 #include <vector>
 
-#include "gpu/cpu/cpu_executor.h"
+#include "gpu/executor_factory.h"
 #include "nodes/cli_app.h"
 #include "runtime/adapter_cache.h"
 #include "runtime/adapter_source.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
 #include "runtime/model_factory.h"
-#ifdef MYRIAD_HAVE_CUDA
-#include "gpu/cuda/cuda_executor.h"
-#endif
 
 namespace {
 
@@ -340,42 +337,19 @@ class ServeSink final : public EventSink {
   std::string first_error;
 };
 
+// The executor as a node makes it (gpu/executor_factory.h).
 Result<std::unique_ptr<Executor>> make_executor(const Args& a, const SchedulerConfig& sc,
                                                 std::shared_ptr<const Checkpoint> ck, const ModelConfig& mc) {
-  if (a.device == "cpu") {
-    if (!ck)
-      return make_error(ErrorCode::kInvalidArgument,
-                        "--shape needs --device cuda: the CPU executor reads a checkpoint (myriad make-model makes one)");
-    gpu::cpu::CpuExecutorOptions eo;
-    eo.kv_block_size = sc.kv_block_size;
-    eo.kv_num_blocks = sc.num_kv_blocks;
-    eo.threads = a.threads;
-    eo.num_adapter_slots = sc.num_slots;
-    eo.max_adapter_rank = a.rank;
-    auto ex = gpu::cpu::CpuExecutor::create(ck, eo);
-    if (!ex.ok()) return ex.error();
-    return std::unique_ptr<Executor>(std::move(ex.value()));
-  }
-  if (a.device == "cuda") {
-#ifdef MYRIAD_HAVE_CUDA
-    // As a node makes it (nodes/node/node_service.cpp make_executor).
-    gpu::cuda::CudaExecutorOptions eo;
-    eo.kv_block_size = sc.kv_block_size;
-    eo.kv_num_blocks = sc.num_kv_blocks;
-    eo.num_adapter_slots = sc.num_slots;
-    eo.max_adapter_rank = a.rank;
-    eo.max_tokens_per_step = sc.max_tokens_per_step;
-    eo.max_rows = sc.max_running_seqs;
-    eo.cuda_graphs = true;
-    auto ex = ck ? gpu::cuda::CudaExecutor::create(ck, eo) : gpu::cuda::CudaExecutor::create_random(mc, eo, a.seed + 1);
-    if (!ex.ok()) return ex.error();
-    return std::unique_ptr<Executor>(std::move(ex.value()));
-#else
-    (void)mc;
-    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA (no toolkit at build time)");
-#endif
-  }
-  return make_error(ErrorCode::kInvalidArgument, "--device " + a.device + ": expected cpu or cuda");
+  gpu::ExecutorSpec spec;
+  spec.device = a.device;
+  spec.kv_block_size = sc.kv_block_size;
+  spec.kv_num_blocks = sc.num_kv_blocks;
+  spec.threads = a.threads;
+  spec.num_adapter_slots = sc.num_slots;
+  spec.max_adapter_rank = a.rank;
+  spec.max_tokens_per_step = sc.max_tokens_per_step;
+  spec.max_rows = sc.max_running_seqs;
+  return ck ? gpu::make_executor(spec, std::move(ck)) : gpu::make_random_executor(spec, mc, a.seed + 1);
 }
 
 }  // namespace

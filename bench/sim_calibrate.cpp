@@ -39,10 +39,7 @@
 
 #include <unistd.h>
 
-#include "gpu/cpu/cpu_executor.h"
-#ifdef MYRIAD_HAVE_CUDA
-#include "gpu/cuda/cuda_executor.h"
-#endif
+#include "gpu/executor_factory.h"
 #include "nodes/cli_app.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
@@ -141,32 +138,16 @@ constexpr int32_t kBlockSize = 16;
 // 64; on CUDA with the graphs a node uses.
 Result<std::unique_ptr<Executor>> make_executor(const std::string& device, std::shared_ptr<const Checkpoint> ck,
                                                 int threads, int32_t slots) {
-  if (device == "cuda") {
-#ifdef MYRIAD_HAVE_CUDA
-    gpu::cuda::CudaExecutorOptions eo;
-    eo.kv_num_blocks = 4096;
-    eo.kv_block_size = kBlockSize;
-    eo.num_adapter_slots = slots;
-    eo.max_adapter_rank = 64;
-    eo.max_tokens_per_step = 2048;
-    eo.max_rows = 128;
-    eo.cuda_graphs = true;
-    auto ex = gpu::cuda::CudaExecutor::create(std::move(ck), eo);
-    if (!ex.ok()) return ex.error();
-    return std::unique_ptr<Executor>(std::move(ex.value()));
-#else
-    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA");
-#endif
-  }
-  gpu::cpu::CpuExecutorOptions eo;
-  eo.kv_num_blocks = 4096;
-  eo.kv_block_size = kBlockSize;
-  eo.threads = threads;
-  eo.num_adapter_slots = slots;
-  eo.max_adapter_rank = 64;
-  auto ex = gpu::cpu::CpuExecutor::create(std::move(ck), eo);
-  if (!ex.ok()) return ex.error();
-  return std::unique_ptr<Executor>(std::move(ex.value()));
+  gpu::ExecutorSpec spec;
+  spec.device = device;
+  spec.kv_num_blocks = 4096;
+  spec.kv_block_size = kBlockSize;
+  spec.threads = threads;
+  spec.num_adapter_slots = slots;
+  spec.max_adapter_rank = 64;
+  spec.max_tokens_per_step = 2048;
+  spec.max_rows = 128;
+  return gpu::make_executor(spec, std::move(ck));
 }
 
 // Steps taken inside the real engine loop: `concurrency` requests kept in

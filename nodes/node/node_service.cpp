@@ -26,6 +26,7 @@
 #include "adapter_traffic.h"
 #include "service_wiring.h"
 #include "gpu/cpu/cpu_executor.h"
+#include "gpu/executor_factory.h"
 #include "gpu/cpu/lora_trainer.h"
 #include "runtime/chat_template.h"
 #include "runtime/log.h"
@@ -245,35 +246,16 @@ Result<std::string> base_fingerprint_of(const std::string& model_dir) {
 
 Result<std::unique_ptr<Executor>> make_executor(const NodeOptions& o, std::shared_ptr<const Checkpoint> checkpoint,
                                                 const SchedulerConfig& sc) {
-  if (o.device == "cpu") {
-    gpu::cpu::CpuExecutorOptions eo;
-    eo.kv_block_size = sc.kv_block_size;
-    eo.kv_num_blocks = sc.num_kv_blocks;
-    eo.threads = o.threads;
-    eo.num_adapter_slots = o.slots;
-    eo.max_adapter_rank = o.max_adapter_rank;
-    auto ex = gpu::cpu::CpuExecutor::create(checkpoint, eo);
-    if (!ex.ok()) return ex.error();
-    return std::unique_ptr<Executor>(std::move(ex.value()));
-  }
-  if (o.device == "cuda") {
-#ifdef MYRIAD_HAVE_CUDA
-    gpu::cuda::CudaExecutorOptions eo;
-    eo.kv_block_size = sc.kv_block_size;
-    eo.kv_num_blocks = sc.num_kv_blocks;
-    eo.num_adapter_slots = o.slots;
-    eo.max_adapter_rank = o.max_adapter_rank;
-    eo.max_tokens_per_step = o.max_tokens_per_step;
-    eo.max_rows = o.max_running;
-    eo.cuda_graphs = true;
-    auto ex = gpu::cuda::CudaExecutor::create(checkpoint, eo);
-    if (!ex.ok()) return ex.error();
-    return std::unique_ptr<Executor>(std::move(ex.value()));
-#else
-    return make_error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA (no toolkit at build time)");
-#endif
-  }
-  return make_error(ErrorCode::kInvalidArgument, "--device " + o.device + ": expected cpu or cuda");
+  gpu::ExecutorSpec spec;
+  spec.device = o.device;
+  spec.kv_block_size = sc.kv_block_size;
+  spec.kv_num_blocks = sc.num_kv_blocks;
+  spec.threads = o.threads;
+  spec.num_adapter_slots = o.slots;
+  spec.max_adapter_rank = o.max_adapter_rank;
+  spec.max_tokens_per_step = o.max_tokens_per_step;
+  spec.max_rows = o.max_running;
+  return gpu::make_executor(spec, std::move(checkpoint));
 }
 
 Result<std::unique_ptr<NodeService>> NodeService::start(const NodeOptions& o) {

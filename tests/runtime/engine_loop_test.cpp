@@ -13,6 +13,17 @@
 namespace myriad::testing {
 namespace {
 
+// The base model only (no slots), 4 rows of a 32-block pool of 16.
+SchedulerConfig base_only_config(int32_t max_tokens_per_step) {
+  SchedulerConfig c;
+  c.num_slots = 0;
+  c.max_tokens_per_step = max_tokens_per_step;
+  c.max_running_seqs = 4;
+  c.num_kv_blocks = 32;
+  c.kv_block_size = 16;
+  return c;
+}
+
 TEST(LatencyHistogramTest, QuantilesWithinThreePercentOfExact) {
   std::mt19937_64 rng(7);
   std::lognormal_distribution<double> dist(0.0, 2.5);  // spans µs .. seconds
@@ -95,12 +106,7 @@ TEST(EngineLoop, MetricsFollowTheInjectedClock) {
 }
 
 TEST(EngineLoop, TopLogprobsBeyondWhatTheExecutorReportsAreRefusedAtSubmit) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 16;
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(16);
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32});
   StaticAdapterSource source;
@@ -137,12 +143,7 @@ class TopRecordingSink final : public EventSink {
 };
 
 TEST(EngineLoop, EachTokenCarriesTheAlternativesItsRequestAskedFor) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 64;
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(64);
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.vocab_size = 50, .kv_block_size = 16, .kv_num_blocks = 32,
                                         .max_top_logprobs = 5});
@@ -176,12 +177,7 @@ TEST(EngineLoop, EachTokenCarriesTheAlternativesItsRequestAskedFor) {
 }
 
 TEST(EngineLoop, AlternativesOutsideTheStepsEntriesFailOnlyTheirRequest) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 64;
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(64);
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32, .max_top_logprobs = 2});
   StaticAdapterSource source;
@@ -210,12 +206,7 @@ TEST(EngineLoop, AlternativesOutsideTheStepsEntriesFailOnlyTheirRequest) {
 // Each sampling row carries its request's biases in the plan; a prefill
 // chunk that does not sample carries none.
 TEST(EngineLoop, EachSamplingRowCarriesItsRequestsLogitBias) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 8;  // the long prompt takes chunks that do not sample
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(8);  // the long prompt takes chunks that do not sample
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.kv_block_size = 16, .kv_num_blocks = 32, .applies_logit_bias = true});
   StaticAdapterSource source;
@@ -261,12 +252,7 @@ TEST(EngineLoop, EachSamplingRowCarriesItsRequestsLogitBias) {
 // min_tokens: until that many tokens are out, a sampling row's bias gives
 // its stop tokens -inf (after the request's own biases); from then on not.
 TEST(EngineLoop, MinTokensMasksTheStopTokensUntilThatManyAreOut) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 64;
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(64);
   ManualClock clock;
   FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32,
                                         .applies_logit_bias = true});
@@ -307,12 +293,7 @@ TEST(EngineLoop, MinTokensMasksTheStopTokensUntilThatManyAreOut) {
 }
 
 TEST(EngineLoop, LogitBiasIsValidatedAndRefusedByAnExecutorThatDoesNotApplyIt) {
-  SchedulerConfig c;
-  c.num_slots = 0;
-  c.max_tokens_per_step = 16;
-  c.max_running_seqs = 4;
-  c.num_kv_blocks = 32;
-  c.kv_block_size = 16;
+  SchedulerConfig c = base_only_config(16);
   ManualClock clock;
   auto check = [&](bool applies, std::vector<LogitBias> bias, ErrorCode code, const std::string& words) {
     FakeExecutor exec(FakeExecutorOptions{.vocab_size = 1000, .kv_block_size = 16, .kv_num_blocks = 32,
