@@ -55,6 +55,7 @@
 #include "runtime/adapter_cache.h"
 #include "runtime/adapter_source.h"
 #include "runtime/checkpoint.h"
+#include "runtime/counter_rng.h"
 #include "runtime/engine.h"
 #include "runtime/model_factory.h"
 
@@ -168,10 +169,8 @@ std::shared_ptr<const LoraWeights> random_adapter(const ModelConfig& c, int rank
   uint64_t state = seed * 1000003ull + uint64_t(k) + 1;
   const float half_width = 0.02f * std::sqrt(3.0f);
   auto next = [&state, half_width] {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    const uint64_t z = splitmix64(state);  // the splitmix64 stream: state steps by the golden gamma
+    state += 0x9e3779b97f4a7c15ull;
     return (float(z >> 40) * (2.0f / 16777216.0f) - 1.0f) * half_width;
   };
   for (int64_t l = 0; l < c.num_layers; ++l)
