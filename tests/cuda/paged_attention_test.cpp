@@ -3,6 +3,9 @@
 // cache position no row owns is NaN, so reading a wrong block fails. The new
 // tokens' K/V go in through kv_cache_write (their slots start as NaN too).
 // Rows mix decode (1 token), whole prefill and chunked prefill (start_pos > 0).
+// Each batch runs unsplit, with the device's split-K choice and with forced
+// split counts (flash-decoding shares, some of them empty), all against the
+// same reference.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -23,12 +26,8 @@ struct Row {
 
 class PagedAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
-TEST_P(PagedAttentionTest, MatchesCpuReference) {
-  MYRIAD_REQUIRE_CUDA();
-  MYRIAD_CUDA_TEST_SEED();
-  const AttentionCase c = GetParam();
+void check_against_reference(const AttentionCase& c, const std::vector<Row>& rows) {
   const DType t = c.dtype;
-  const std::vector<Row> rows = {{0, 1}, {40, 1}, {0, 33}, {20, 13}, {130, 1}, {7, 1}, {0, 5}};
   const int H = c.heads, KV = c.kv_heads, D = c.head_dim, BS = c.block_size, group = H / KV;
   const int width = KV * D;
   // Block tables over a shuffled pool.
@@ -82,11 +81,8 @@ TEST_P(PagedAttentionTest, MatchesCpuReference) {
   MYRIAD_ASSERT_OK(gpu::cuda::kv_cache_write(t, dk.data(), dv.data(), static_cast<char*>(dqkv.data()) + H * D * esz,
                                              stride, static_cast<char*>(dqkv.data()) + (H * D + width) * esz, stride,
                                              dslots.as<int32_t>(), tokens, KV, D, nullptr));
-  auto dout = poisoned(size_t(tokens) * H * D, t);
   gpu::cuda::AttentionBatch b{dpos.as<int32_t>(), drow.as<int32_t>(), doff.as<int32_t>(), dblocks.as<int32_t>()};
   const float scale = 1.0f / std::sqrt(float(D));
-  MYRIAD_ASSERT_OK(gpu::cuda::paged_attention(t, dout.data(), H * D, dqkv.data(), stride, dk.data(), dv.data(), b,
-                                              tokens, H, KV, D, BS, scale, nullptr));
   std::vector<float> ref(size_t(tokens) * H * D);
   for (int i = 0; i < tokens; ++i) {
     const int r = tok_row[i], p = tok_pos[i];
@@ -109,12 +105,41 @@ TEST_P(PagedAttentionTest, MatchesCpuReference) {
       }
     }
   }
-  EXPECT_TRUE(all_close(download(dout, ref.size(), t), ref, tol_for(t), "attention out"));
+  for (int splits : {-1, 0, 3, gpu::cuda::kMaxAttentionSplits}) {  // -1: no workspace
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    gpu::cuda::AttentionWorkspace ws;
+    DeviceBuffer dws;
+    if (splits >= 0) {
+      auto n = gpu::cuda::paged_attention_workspace_floats(tokens, H, KV, D, splits);
+      MYRIAD_ASSERT_OK(n);
+      dws = poisoned(size_t(std::max<int64_t>(n.value(), 1)), DType::kF32);
+      ws = {dws.as<float>(), n.value(), splits};
+    }
+    auto dout = poisoned(size_t(tokens) * H * D, t);
+    MYRIAD_ASSERT_OK(gpu::cuda::paged_attention(t, dout.data(), H * D, dqkv.data(), stride, dk.data(), dv.data(), b,
+                                                tokens, H, KV, D, BS, scale, nullptr, ws));
+    EXPECT_TRUE(all_close(download(dout, ref.size(), t), ref, tol_for(t), "attention out"));
+  }
   // The cache now holds the new tokens at their slots.
   const auto kc_got = download(dk, kc.size(), t);
   for (int i = 0; i < tokens; ++i)
     for (int e = 0; e < width; ++e)
       ASSERT_EQ(kc_got[size_t(slots[i]) * width + e], K[tok_row[i]][size_t(tok_pos[i]) * width + e]) << "token " << i;
+}
+
+TEST_P(PagedAttentionTest, MatchesCpuReference) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  check_against_reference(GetParam(), {{0, 1}, {40, 1}, {0, 33}, {20, 13}, {130, 1}, {7, 1}, {0, 5}, {2000, 1}});
+}
+
+// Decode at batch 1 and 2 over long contexts: the launches the device's
+// split-K choice is for.
+TEST_P(PagedAttentionTest, SmallDecodeBatchesMatchCpuReference) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  check_against_reference(GetParam(), {{4095, 1}});
+  check_against_reference(GetParam(), {{511, 1}, {37, 1}});
 }
 
 std::vector<AttentionCase> attention_cases() {

@@ -97,6 +97,7 @@ struct CudaExecutor::Impl final : LlamaOps {
   // Scratch
   DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
   DeviceBuffer sample_out;  // tokens [max_rows] i32, then logprobs [max_rows] f32
+  DeviceBuffer attn_ws;     // split-K attention partials, sized for the largest split launch
 
   // Metadata
   PinnedBuffer meta_h;

@@ -83,9 +83,11 @@ Status CudaExecutor::Impl::rope_and_cache(int li) {
 
 Status CudaExecutor::Impl::attention(int li) {
   const AttentionBatch ab{pos.dev, tok_row.dev, row_block_off.dev, block_ids.dev};
+  const AttentionWorkspace ws{attn_ws.as<float>(), int64_t(attn_ws.bytes() / sizeof(float)),
+                              opt.attention_splits};
   return paged_attention(dt, attn.data(), Q, qkvbuf.data(), QKV, k_cache[size_t(li)].data(),
                          v_cache[size_t(li)].data(), ab, step_T, cfg.num_heads, cfg.num_kv_heads, D,
-                         opt.kv_block_size, 1.0f / std::sqrt(float(D)), compute.get());
+                         opt.kv_block_size, 1.0f / std::sqrt(float(D)), compute.get(), ws);
 }
 
 Status CudaExecutor::Impl::out_proj(int li) {

@@ -3,7 +3,10 @@
 // device pointers never change (CUDA graphs replay them).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "cuda_executor_impl.cuh"
+#include "gpu/cuda/paged_attention.h"
 
 namespace myriad::gpu::cuda {
 
@@ -30,6 +33,15 @@ Status CudaExecutor::Impl::alloc_runtime() {
   MYRIAD_ASSIGN(logits, alloc_dev(P * V * sizeof(float), ignore));
   MYRIAD_ASSIGN(sample_work, alloc_dev(size_t(opt.max_rows) * V * sizeof(float), ignore));
   MYRIAD_ASSIGN(sample_out, alloc_dev(size_t(opt.max_rows) * 8, ignore));
+  if (opt.attention_splits != 1) {
+    int64_t ws = 0;  // only small launches split, so this loop's maximum is reached early
+    for (int64_t t = 1; t <= int64_t(T); ++t) {
+      auto n = paged_attention_workspace_floats(t, cfg.num_heads, cfg.num_kv_heads, D, opt.attention_splits);
+      if (!n.ok()) return n.error();
+      ws = std::max(ws, n.value());
+    }
+    if (ws > 0) MYRIAD_ASSIGN(attn_ws, alloc_dev(size_t(ws) * sizeof(float), ignore));
+  }
 
   // LoRA slots.
   if (slots > 0) {

@@ -8,6 +8,7 @@
 
 #include "cuda_executor_impl.cuh"
 #include "gpu/cuda/elementwise.h"
+#include "gpu/cuda/paged_attention.h"
 #include "gpu/cuda/rope.h"
 
 namespace myriad::gpu::cuda {
@@ -19,7 +20,8 @@ Status CudaExecutor::Impl::init_common(const ModelConfig& c, const CudaExecutorO
                       std::string("CudaExecutor: compute dtype ") + dtype_name(o.compute) + " (BF16 or F32)");
   if (o.kv_num_blocks <= 0 || o.kv_block_size <= 0 || o.max_tokens_per_step <= 0 || o.max_rows <= 0 ||
       o.max_logits_rows < 0 || o.max_history < 0 || o.num_adapter_slots < 0 || o.max_adapter_rank < 0 ||
-      o.max_adapter_rank > kMaxLoraRank || (o.num_adapter_slots > 0 && o.max_adapter_rank == 0))
+      o.max_adapter_rank > kMaxLoraRank || (o.num_adapter_slots > 0 && o.max_adapter_rank == 0) ||
+      o.attention_splits < 0 || o.attention_splits > kMaxAttentionSplits)
     return make_error(ErrorCode::kInvalidArgument, "CudaExecutor: options out of range (kv_num_blocks " +
                                                        std::to_string(o.kv_num_blocks) + ", max_adapter_rank " +
                                                        std::to_string(o.max_adapter_rank) + ")");

@@ -8,8 +8,15 @@
 // broadcasts it with the probability for the V pass, so the table lookup is
 // off the serial chain and the unrolled V loop keeps several loads in flight.
 //
-// No split over blocks (flash-decoding): a long context at batch 1 uses only
-// num_heads blocks of kWarps warps. See docs/cuda-backend.md.
+// Split-K (flash-decoding): when a launch has fewer blocks than it takes to
+// fill the device, grid.y splits each (token, head)'s keys [0, pos] into
+// equal shares (rounded up to whole 32-key tiles); each block writes its
+// unnormalized partial (max, sum, acc) to the workspace and
+// attention_combine_kernel rescales the shares to their common max. The
+// split count depends on the launch shape only, so graphs replay it.
+// See docs/cuda-backend.md.
+#include <algorithm>
+
 #include "cuda_check.cuh"
 #include "gpu/cuda/paged_attention.h"
 #include "kernel_common.cuh"
@@ -47,14 +54,18 @@ __device__ __forceinline__ void accumulate_v(float (&acc)[DPL], const T* __restr
 }
 
 // Combines a block's per-warp partial softmaxes for one head (running max m,
-// sum l, unnormalized acc over this lane's dims) into out_row[0, head_dim):
-// every warp publishes its partials in shared memory, then the block rescales
-// them to the common max. A warp without keys has m = -inf, l = 0 and acc = 0,
-// so it adds nothing; warp 0 always has key 0. part_acc is [kWarps][stride].
-// The caller must barrier before reusing part_* for another head.
+// sum l, unnormalized acc over this lane's dims) into out_row[0, head_dim),
+// or, for a split share (split_out != null), into its partial
+// [max, sum, acc[head_dim]] left unnormalized. Every warp publishes its
+// partials in shared memory, then the block rescales them to the common max.
+// A warp without keys has m = -inf, l = 0 and acc = 0, so it adds nothing;
+// unsplit, warp 0 always has key 0; a share may have no key at all (max
+// -inf), which the merge weighs 0. part_acc is [kWarps][stride]. The caller
+// must barrier before reusing part_* for another head.
 template <class T, int DPL>
-__device__ __forceinline__ void combine_warp_partials(float m, float l, const float (&acc)[DPL], int warp, int lane, int head_dim,
-                                      float* part_m, float* part_l, float* part_acc, int stride, T* out_row) {
+__device__ __forceinline__ void combine_warp_partials(float m, float l, const float (&acc)[DPL], int warp, int lane,
+                                                      int head_dim, float* part_m, float* part_l, float* part_acc,
+                                                      int stride, T* out_row, float* split_out) {
   if (lane == 0) {
     part_m[warp] = m;
     part_l[warp] = l;
@@ -68,11 +79,22 @@ __device__ __forceinline__ void combine_warp_partials(float m, float l, const fl
   float mt = part_m[0];
 #pragma unroll
   for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, part_m[w]);
+  const bool no_keys = mt == -INFINITY;  // only a split share
   float f[kWarps], lt = 0.0f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) {
-    f[w] = expf(part_m[w] - mt);
+    f[w] = no_keys ? 0.0f : expf(part_m[w] - mt);
     lt += part_l[w] * f[w];
+  }
+  if (split_out) {
+    if (threadIdx.x == 0) split_out[0] = mt, split_out[1] = lt;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      float a = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) a += part_acc[w * stride + d] * f[w];
+      split_out[2 + d] = a;
+    }
+    return;
   }
   const float inv = 1.0f / lt;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
@@ -83,12 +105,33 @@ __device__ __forceinline__ void combine_warp_partials(float m, float l, const fl
   }
 }
 
+// This block's keys [begin, end) of a query at position pos: all of them
+// unsplit, else share blockIdx.y of gridDim.y (whole 32-key tiles; the last
+// shares may be empty).
+struct KeyRange {
+  int begin, end;
+};
+__device__ __forceinline__ KeyRange key_range(int pos) {
+  if (gridDim.y == 1) return {0, pos + 1};
+  const int share = ((pos + int(gridDim.y)) / int(gridDim.y) + 31) / 32 * 32;  // ceil((pos+1)/splits) in tiles
+  const int begin = int(blockIdx.y) * share;
+  return {begin, min(pos + 1, begin + share)};
+}
+
+// Where a split share of (token t, head h) leaves its partial: the
+// workspace is [tokens * heads, splits, head_dim + 2]. Null unsplit.
+__device__ __forceinline__ float* split_slot(float* ws, int t, int h, int num_heads, int head_dim) {
+  if (gridDim.y == 1) return nullptr;
+  return ws + ((int64_t(t) * num_heads + h) * gridDim.y + blockIdx.y) * (head_dim + 2);
+}
+
 template <class T, int DPL>  // DPL: output dims per lane = ceil(head_dim / 32)
 __global__ void __launch_bounds__(kWarps * 32)
     paged_attention_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
                            const T* __restrict__ k_cache, const T* __restrict__ v_cache, AttentionBatch b,
                            int num_heads, int num_kv_heads, int head_dim, int block_size, float scale,
-                           bool vec) {  // vec: head_dim % kVec<T> == 0 and 16-byte aligned caches
+                           bool vec,  // vec: head_dim % kVec<T> == 0 and 16-byte aligned caches
+                           float* __restrict__ ws) {  // split partials (gridDim.y > 1)
   __shared__ float qs[kMaxHeadDim];
   __shared__ float part_m[kWarps], part_l[kWarps];
   __shared__ float part_acc[kWarps][kMaxHeadDim];
@@ -110,11 +153,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int j = 0; j < DPL; ++j) acc[j] = 0.0f;
 
-  for (int t0 = warp * 32; t0 <= pos; t0 += kWarps * 32) {
+  const KeyRange kr = key_range(pos);
+  for (int t0 = kr.begin + warp * 32; t0 < kr.end; t0 += kWarps * 32) {
     const int key = t0 + lane;
     float s = -INFINITY;
     int64_t off = 0;
-    if (key <= pos) {
+    if (key < kr.end) {
       off = (int64_t(table[key / block_size]) * block_size + key % block_size) * kv_row;
       const T* kp = kbase + off;
       float dot = 0.0f;
@@ -133,14 +177,14 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
       s = dot;
     }
-    const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 <= pos
+    const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 < end
     const float corr = expf(m - m_new);          // 0 on the warp's first tile (m = -inf)
-    const float p = key <= pos ? expf(s - m_new) : 0.0f;
+    const float p = key < kr.end ? expf(s - m_new) : 0.0f;
     l = l * corr + warp_sum(p);
 #pragma unroll
     for (int j = 0; j < DPL; ++j) acc[j] *= corr;
     m = m_new;
-    const int n = min(32, pos - t0 + 1);
+    const int n = min(32, kr.end - t0);
     if (n == 32) {
 #pragma unroll 16
       for (int kk = 0; kk < 32; ++kk) accumulate_v<T, DPL>(acc, vbase, p, off, kk, lane, head_dim);
@@ -150,7 +194,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 
   combine_warp_partials<T, DPL>(m, l, acc, warp, lane, head_dim, part_m, part_l, &part_acc[0][0], kMaxHeadDim,
-                                out + int64_t(t) * out_stride + int64_t(h) * head_dim);
+                                out + int64_t(t) * out_stride + int64_t(h) * head_dim,
+                                split_slot(ws, t, h, num_heads, head_dim));
 }
 
 // GQA form for batches with many (token, kv head) pairs: one block per
@@ -162,7 +207,8 @@ template <class T, int DPL, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     paged_attention_gqa_kernel(T* __restrict__ out, int64_t out_stride, const T* __restrict__ q, int64_t q_stride,
                                const T* __restrict__ k_cache, const T* __restrict__ v_cache, AttentionBatch b,
-                               int num_kv_heads, int head_dim, int block_size, float scale, bool vec) {
+                               int num_kv_heads, int head_dim, int block_size, float scale, bool vec,
+                               float* __restrict__ ws) {
   __shared__ float qs[G][DPL * 32];
   __shared__ float part_m[kWarps], part_l[kWarps];
   __shared__ float part_acc[kWarps][DPL * 32];
@@ -188,9 +234,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int j = 0; j < DPL; ++j) acc[g][j] = 0.0f;
   }
 
-  for (int t0 = warp * 32; t0 <= pos; t0 += kWarps * 32) {
+  const KeyRange kr = key_range(pos);
+  for (int t0 = kr.begin + warp * 32; t0 < kr.end; t0 += kWarps * 32) {
     const int key = t0 + lane;
-    const bool valid = key <= pos;
+    const bool valid = key < kr.end;
     int sp = 0;  // cache position (block * block_size + offset); the pool has < 2^31 positions
     float s[G];
 #pragma unroll
@@ -221,7 +268,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       const float sg = valid ? s[g] : -INFINITY;
-      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: key t0 <= pos
+      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: key t0 < end
       const float corr = expf(m[g] - m_new);           // 0 on the warp's first tile
       p[g] = valid ? expf(sg - m_new) : 0.0f;
       l[g] = l[g] * corr + warp_sum(p[g]);
@@ -229,7 +276,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int j = 0; j < DPL; ++j) acc[g][j] *= corr;
       m[g] = m_new;
     }
-    const int n = min(32, pos - t0 + 1);
+    const int n = min(32, kr.end - t0);
 #pragma unroll 8
     for (int kk = 0; kk < 32; ++kk) {
       if (kk >= n) break;  // uniform
@@ -254,7 +301,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     combine_warp_partials<T, DPL>(m[g], l[g], acc[g], warp, lane, head_dim, part_m, part_l, &part_acc[0][0], DPL * 32,
-                                  out + int64_t(t) * out_stride + int64_t(h0 + g) * head_dim);
+                                  out + int64_t(t) * out_stride + int64_t(h0 + g) * head_dim,
+                                  split_slot(ws, t, h0 + g, num_kv_heads * G, head_dim));
     __syncthreads();  // the next head reuses part_*
   }
 }
@@ -263,24 +311,76 @@ __global__ void __launch_bounds__(kWarps * 32)
 // empty (batch-1 decode), so per-head blocks are used.
 constexpr int64_t kGqaMinBlocks = 128;
 
+// Merges the split shares of one (token, head) (blockIdx.x = t * heads + h):
+// out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s. A
+// share without keys has m = -inf and weighs 0; share 0 always has key 0.
+template <class T>
+__global__ void attention_combine_kernel(T* __restrict__ out, int64_t out_stride, const float* __restrict__ ws,
+                                         int num_heads, int head_dim, int splits) {
+  const int t = int(blockIdx.x / unsigned(num_heads)), h = int(blockIdx.x % unsigned(num_heads));
+  const int64_t stride = head_dim + 2;
+  const float* p = ws + int64_t(blockIdx.x) * splits * stride;
+  float mt = -INFINITY;
+  for (int s = 0; s < splits; ++s) mt = fmaxf(mt, p[s * stride]);
+  float lt = 0.0f;
+  for (int s = 0; s < splits; ++s) lt += p[s * stride + 1] * expf(p[s * stride] - mt);
+  const float inv = 1.0f / lt;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s) a += p[s * stride + 2 + d] * expf(p[s * stride] - mt);
+    out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(a * inv);
+  }
+}
+
+bool uses_gqa_form(int64_t tokens, int64_t heads, int64_t kv_heads) {
+  const int64_t group = heads / kv_heads;
+  return tokens * kv_heads >= kGqaMinBlocks && (group == 4 || group == 8);
+}
+
+// Two blocks of kWarps warps an SM: below that, shares of the keys fill it.
+Result<int64_t> fill_blocks() {
+  static const Result<int64_t> n = []() -> Result<int64_t> {
+    int dev = 0, sms = 0;
+    MYRIAD_CUDA_TRY(cudaGetDevice(&dev));
+    MYRIAD_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return int64_t(2) * std::max(sms, 1);
+  }();
+  return n;
+}
+
+// The split count of a launch: `forced` if nonzero, else enough shares for
+// its blocks to fill the device.
+Result<int> split_count(int64_t tokens, int64_t heads, int64_t kv_heads, int forced) {
+  if (forced != 0) return forced;
+  const int64_t blocks = tokens * (uses_gqa_form(tokens, heads, kv_heads) ? kv_heads : heads);
+  const Result<int64_t> target = fill_blocks();
+  if (!target.ok()) return target.error();
+  if (blocks <= 0 || blocks >= target.value()) return 1;
+  return int(std::min<int64_t>(kMaxAttentionSplits, (target.value() + blocks - 1) / blocks));
+}
+
 template <class T, int DPL>
 void launch_attention(T* out, int64_t out_stride, const T* q, int64_t q_stride, const T* k, const T* v,
                       const AttentionBatch& b, int tokens, int heads, int kv_heads, int head_dim, int block_size,
-                      float scale, cudaStream_t s) {
+                      float scale, int splits, float* ws, cudaStream_t s) {
   const bool vec = head_dim % kVec<T> == 0 && aligned16(k);
   const int group = heads / kv_heads;
-  const unsigned kv_blocks = unsigned(int64_t(tokens) * kv_heads);
-  if (int64_t(kv_blocks) >= kGqaMinBlocks && (group == 4 || group == 8)) {
+  if (uses_gqa_form(tokens, heads, kv_heads)) {
+    const dim3 grid(unsigned(int64_t(tokens) * kv_heads), unsigned(splits));
     if (group == 4)
-      paged_attention_gqa_kernel<T, DPL, 4><<<kv_blocks, 32 * kWarps, 0, s>>>(
-          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec);
+      paged_attention_gqa_kernel<T, DPL, 4><<<grid, 32 * kWarps, 0, s>>>(
+          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec, ws);
     else
-      paged_attention_gqa_kernel<T, DPL, 8><<<kv_blocks, 32 * kWarps, 0, s>>>(
-          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec);
-    return;
+      paged_attention_gqa_kernel<T, DPL, 8><<<grid, 32 * kWarps, 0, s>>>(
+          out, out_stride, q, q_stride, k, v, b, kv_heads, head_dim, block_size, scale, vec, ws);
+  } else {
+    const dim3 grid(unsigned(int64_t(tokens) * heads), unsigned(splits));
+    paged_attention_kernel<T, DPL><<<grid, 32 * kWarps, 0, s>>>(out, out_stride, q, q_stride, k, v, b, heads,
+                                                                kv_heads, head_dim, block_size, scale, vec, ws);
   }
-  paged_attention_kernel<T, DPL><<<unsigned(int64_t(tokens) * heads), 32 * kWarps, 0, s>>>(
-      out, out_stride, q, q_stride, k, v, b, heads, kv_heads, head_dim, block_size, scale, vec);
+  if (splits > 1)
+    attention_combine_kernel<T><<<unsigned(int64_t(tokens) * heads), 128, 0, s>>>(out, out_stride, ws, heads,
+                                                                                   head_dim, splits);
 }
 
 }  // namespace
@@ -306,7 +406,7 @@ Status kv_cache_write(DType dtype, void* k_cache, void* v_cache, const void* k, 
 Status paged_attention(DType dtype, void* out, int64_t out_stride, const void* q, int64_t q_stride,
                        const void* k_cache, const void* v_cache, const AttentionBatch& batch, int64_t tokens,
                        int64_t num_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_size, float scale,
-                       StreamHandle stream) {
+                       StreamHandle stream, const AttentionWorkspace& workspace) {
   if (tokens < 0 || tokens > INT32_MAX || num_kv_heads <= 0 || num_heads <= 0 || num_heads % num_kv_heads != 0 ||
       head_dim <= 0 || head_dim > kMaxHeadDim || block_size <= 0 || tokens * num_heads > INT32_MAX ||
       q_stride < num_heads * head_dim || out_stride < num_heads * head_dim)
@@ -315,6 +415,21 @@ Status paged_attention(DType dtype, void* out, int64_t out_stride, const void* q
                           std::to_string(num_heads) + " kv_heads=" + std::to_string(num_kv_heads) +
                           " head_dim=" + std::to_string(head_dim) + " block_size=" + std::to_string(block_size));
   if (tokens == 0) return ok_status();
+  if (workspace.splits < 0 || workspace.splits > kMaxAttentionSplits)
+    return make_error(ErrorCode::kInvalidArgument, "paged_attention: splits " + std::to_string(workspace.splits) +
+                                                       " outside [0, " + std::to_string(kMaxAttentionSplits) + "]");
+  int splits = 1;
+  if (workspace.floats > 0 || workspace.splits > 1) {
+    const Result<int> n = split_count(tokens, num_heads, num_kv_heads, workspace.splits);
+    if (!n.ok()) return n.error();
+    splits = n.value();
+    const int64_t need = splits > 1 ? tokens * num_heads * splits * (head_dim + 2) : 0;
+    if (need > workspace.floats || (need > 0 && !workspace.partials))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "paged_attention: " + std::to_string(splits) + " splits need a workspace of " +
+                            std::to_string(need) + " floats, got " + std::to_string(workspace.floats));
+  }
+  float* ws = workspace.partials;
   return MYRIAD_DISPATCH_DTYPE(dtype, "paged_attention", {
     auto* o = static_cast<T*>(out);
     auto* qq = static_cast<const T*>(q);
@@ -322,16 +437,26 @@ Status paged_attention(DType dtype, void* out, int64_t out_stride, const void* q
     auto* vc = static_cast<const T*>(v_cache);
     const int args[] = {int(tokens), int(num_heads), int(num_kv_heads), int(head_dim), int(block_size)};
     if (head_dim <= 32)
-      launch_attention<T, 1>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, stream);
+      launch_attention<T, 1>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, splits, ws, stream);
     else if (head_dim <= 64)
-      launch_attention<T, 2>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, stream);
+      launch_attention<T, 2>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, splits, ws, stream);
     else if (head_dim <= 128)
-      launch_attention<T, 4>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, stream);
+      launch_attention<T, 4>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, splits, ws, stream);
     else
-      launch_attention<T, 8>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, stream);
+      launch_attention<T, 8>(o, out_stride, qq, q_stride, kc, vc, batch, args[0], args[1], args[2], args[3], args[4], scale, splits, ws, stream);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
+}
+
+Result<int64_t> paged_attention_workspace_floats(int64_t tokens, int64_t num_heads, int64_t num_kv_heads,
+                                                 int64_t head_dim, int splits) {
+  if (tokens <= 0 || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 || splits < 0 ||
+      splits > kMaxAttentionSplits)
+    return make_error(ErrorCode::kInvalidArgument, "paged_attention_workspace_floats: bad shape");
+  const Result<int> n = split_count(tokens, num_heads, num_kv_heads, splits);
+  if (!n.ok()) return n.error();
+  return n.value() > 1 ? tokens * num_heads * n.value() * (head_dim + 2) : int64_t(0);
 }
 
 }  // namespace myriad::gpu::cuda

@@ -44,6 +44,10 @@ struct CudaExecutorOptions {
   int32_t num_adapter_slots = 0;
   int32_t max_adapter_rank = 0;        // <= 128
   bool cuda_graphs = false;
+  // Split-K attention (flash-decoding) for launches too small to fill the
+  // device: 0 lets the kernel choose per launch shape, 1 never splits (the
+  // benches' A/B), 2..16 forces that many shares.
+  int32_t attention_splits = 0;
 };
 
 class CudaExecutor final : public Executor {

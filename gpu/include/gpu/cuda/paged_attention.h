@@ -35,6 +35,25 @@ struct AttentionBatch {
   const int32_t* block_ids = nullptr;         // all rows' block tables
 };
 
+// Split-K (flash-decoding) scratch. When a launch's (token, head) blocks are
+// too few to fill the device (decode at small batch), each block takes one of
+// `splits` equal shares of its key range and writes an unnormalized partial
+// softmax here; a second kernel merges them. Without a workspace (floats == 0)
+// attention never splits. splits == 0 picks the count for this device from
+// the launch shape only (never from positions), so a captured CUDA graph
+// stays valid as contexts grow; tests force a count.
+struct AttentionWorkspace {
+  float* partials = nullptr;  // device, >= paged_attention_workspace_floats(...) floats
+  int64_t floats = 0;
+  int splits = 0;             // 0: chosen for the device; else 1..kMaxAttentionSplits
+};
+inline constexpr int kMaxAttentionSplits = 16;
+
+// Floats the workspace needs for this launch shape with `splits` (0: the
+// device's choice; needs a device). 0 when the launch does not split.
+Result<int64_t> paged_attention_workspace_floats(int64_t tokens, int64_t num_heads, int64_t num_kv_heads,
+                                                 int64_t head_dim, int splits = 0);
+
 // out[t, h*D:(h+1)*D] = softmax(scale * q[t,h] . K[0..pos_t]^T) . V[0..pos_t],
 // float32 scores and softmax. The keys of position pos_t must already be in
 // the cache (kv_cache_write first). head_dim <= 256.
@@ -42,6 +61,6 @@ Status paged_attention(DType dtype, void* out, int64_t out_stride,  // [tokens, 
                        const void* q, int64_t q_stride,              // [tokens, q_stride]
                        const void* k_cache, const void* v_cache, const AttentionBatch& batch, int64_t tokens,
                        int64_t num_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_size, float scale,
-                       StreamHandle stream);
+                       StreamHandle stream, const AttentionWorkspace& workspace = {});
 
 }  // namespace myriad::gpu::cuda
