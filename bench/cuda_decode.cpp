@@ -5,9 +5,16 @@
 //
 //   cuda_decode [--json] [--models llama-110m,tinyllama-1.1b,llama3-8b]
 //               [--batches 1,16,64] [--ctx 512] [--steps 20] [--adapters 1000] [--no-lora]
+//               [--prefill 512,2048] [--no-profile]
 //
 // floor = (weight bytes + KV bytes read) / bandwidth, where bandwidth is a
 // device-to-device copy measured in the same run (read + write bytes / time).
+// Rows per model: plain steps, graph steps, and graph steps with split-K
+// attention off ("graph nosplit", the A/B of flash-decoding); "ops": one
+// profiled decode step per batch (CudaExecutor::profile_step, ms per
+// operation summed over layers); "prefill N": one N-token prompt against the
+// bf16 GEMM rate measured in the same run (row "gemm bf16"; FLOPs counted as
+// 2 x linear weights x tokens + causal attention + the last token's lm_head).
 // Multi-LoRA: tinyllama-1.1b, --adapters resident rank-16 adapters on all
 // seven modules, batch 64, 1/8/32/64 distinct adapters per step and
 // Zipf(1.0) over all of them; floor adds the distinct adapters' bytes.
@@ -26,6 +33,7 @@
 
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/gemm.h"
 #include "nodes/cli_app.h"
 #include "runtime/bench_plans.h"
 #include "runtime/model_factory.h"
@@ -111,6 +119,36 @@ double time_steps(CudaExecutor& ex, DecodeBatch& b, int steps) {
   return (now_ms() - t0) / steps;
 }
 
+// TFLOP/s of an M = N = K = n bf16 GEMM (bf16 out, f32 accumulation), the
+// compute roof prefill is held against.
+double measure_gemm_tflops(int64_t n) {
+  auto blas = must(Blas::create(nullptr), "blas");
+  const size_t bytes = size_t(n) * n * 2;
+  auto a = must(DeviceBuffer::alloc(bytes), "alloc"), w = must(DeviceBuffer::alloc(bytes), "alloc"),
+       y = must(DeviceBuffer::alloc(bytes), "alloc");
+  must(fill_bytes(a.data(), 0x3c, bytes), "fill");  // bf16 0x3c3c ~ 0.0115: finite products
+  must(fill_bytes(w.data(), 0x3c, bytes), "fill");
+  auto e0 = must(Event::create(true), "event"), e1 = must(Event::create(true), "event");
+  for (int i = 0; i < 2; ++i) must(blas.gemm(DType::kBF16, DType::kBF16, a.data(), n, w.data(), y.data(), n, n, n, n), "warm");
+  const int reps = 10;
+  must(e0.record(nullptr), "rec");
+  for (int i = 0; i < reps; ++i)
+    must(blas.gemm(DType::kBF16, DType::kBF16, a.data(), n, w.data(), y.data(), n, n, n, n), "gemm");
+  must(e1.record(nullptr), "rec");
+  must(e1.synchronize(), "sync");
+  return 2.0 * double(n) * n * n * reps / (double(must(elapsed_ms(e0, e1), "ms")) * 1e9);
+}
+
+// FLOPs of one prefill of `tokens` tokens from position 0.
+double prefill_flops(const ModelConfig& c, int64_t tokens) {
+  const double H = double(c.hidden_size), Q = double(c.num_heads) * c.head_dim,
+               KV = double(c.num_kv_heads) * c.head_dim, I = double(c.intermediate_size);
+  const double linear = H * (Q + 2 * KV) + Q * H + H * 2 * I + I * H;  // per layer
+  const double t = double(tokens);
+  const double attention = 2.0 * 2.0 * Q * t * (t + 1) / 2;  // QK^T and PV over the causal half, per layer
+  return double(c.num_layers) * (2.0 * linear * t + attention) + 2.0 * H * double(c.vocab_size);
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> v;
   std::stringstream ss(s);
@@ -122,8 +160,8 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json = false, no_lora = false;
-  std::string models = "llama-110m,tinyllama-1.1b,llama3-8b", batch_list = "1,16,64";
+  bool json = false, no_lora = false, no_profile = false;
+  std::string models = "llama-110m,tinyllama-1.1b,llama3-8b", batch_list = "1,16,64", prefill_list = "512,2048";
   int ctx = 512, steps = 20, num_adapters = 1000;
   LogLevel log_level = LogLevel::kWarn;
   CLI::App app("CUDA decode step time against its memory-bandwidth floor; multi-LoRA decode; adapter upload.",
@@ -139,6 +177,10 @@ int main(int argc, char** argv) {
   app.add_option("--adapters", num_adapters, "resident adapters of the multi-LoRA cases (default 1000)")
       ->option_text("N");
   app.add_flag("--no-lora", no_lora, "skip the multi-LoRA cases");
+  app.add_option("--prefill", prefill_list, "prompt lengths of the prefill rows, comma-separated; empty: none "
+                                            "(default 512,2048)")
+      ->option_text("512,2048");
+  app.add_flag("--no-profile", no_profile, "skip the per-operation breakdown of a decode step");
   cli::add_log_level(app, log_level);
   if (const auto exit_code = cli::parse(app, argc, argv, log_level)) return *exit_code;
   const bool lora = !no_lora;
@@ -157,22 +199,43 @@ int main(int argc, char** argv) {
     r.add("h2d_pinned_GBps", h2d, 1);
     g_rows.push_back(r);
   }
-  std::vector<int> batches;
+  std::vector<int> batches, prefills;
   for (const auto& b : split(batch_list)) batches.push_back(std::stoi(b));
   for (int b : batches)
     if (b < 1 || b > 64) die("--batches: each batch must be in [1, 64]");
+  for (const auto& p : split(prefill_list)) prefills.push_back(std::stoi(p));
+  int max_prefill = 0;
+  for (int p : prefills) {
+    if (p < 1 || p > 8192) die("--prefill: each length must be in [1, 8192]");
+    max_prefill = std::max(max_prefill, p);
+  }
+  double gemm_tflops = 0;
+  if (!prefills.empty()) {
+    gemm_tflops = measure_gemm_tflops(8192);
+    Row r;
+    r.name = "gemm bf16 8192";
+    r.add("tflops", gemm_tflops, 1);
+    g_rows.push_back(r);
+  }
+  struct Variant {
+    const char* suffix;
+    bool graphs;
+    int32_t attention_splits;
+  };
+  const Variant variants[] = {{"", false, 0}, {" graph", true, 0}, {" graph nosplit", true, 1}};
   for (const auto& name : split(models)) {
     const ModelConfig cfg = must(model_shape(name), "model_shape");
-    for (bool graphs : {false, true}) {
+    for (const Variant& v : variants) {
       CudaExecutorOptions o;
       o.compute = DType::kBF16;
       o.kv_block_size = 16;
-      o.kv_num_blocks = 64 * ((ctx + steps + 8 + 15) / 16) + 16;
-      o.max_tokens_per_step = 64;
+      o.kv_num_blocks = std::max(64 * ((ctx + steps + 8 + 15) / 16), (max_prefill + 15) / 16) + 16;
+      o.max_tokens_per_step = std::max(64, max_prefill);
       o.max_rows = 64;
       o.max_logits_rows = 0;
       o.max_history = 1;
-      o.cuda_graphs = graphs;
+      o.cuda_graphs = v.graphs;
+      o.attention_splits = v.attention_splits;
       auto ex = must(CudaExecutor::create_random(cfg, o, 1), "create_random");
       for (int batch : batches) {
         DecodeBatch b;
@@ -181,11 +244,55 @@ int main(int argc, char** argv) {
         const double bytes = double(ex->weight_bytes()) + double(batch) * (ctx + steps / 2.0) * ex->kv_bytes_per_token();
         const double floor_ms = bytes / (bw * 1e6);
         Row r;
-        r.name = name + " b" + std::to_string(batch) + (graphs ? " graph" : "");
+        r.name = name + " b" + std::to_string(batch) + v.suffix;
         r.add("step_ms", ms);
         r.add("floor_ms", floor_ms);
         r.add("floor_frac", floor_ms / ms);
         r.add("tok_per_s", batch * 1000.0 / ms, 0);
+        g_rows.push_back(r);
+      }
+      if (v.graphs) continue;
+      if (!no_profile)
+        for (int batch : batches) {  // where a plain step's time goes
+          DecodeBatch b;
+          b.build(batch, ctx, steps + 8, {});
+          StepResult res;
+          std::vector<std::pair<std::string, double>> ops;
+          for (int i = 0; i < 3; ++i) {  // the last of three: warm caches and events
+            must(ex->profile_step(b.plan, res, ops), "profile_step");
+            b.advance();
+          }
+          Row r;
+          r.name = name + " b" + std::to_string(batch) + " ops";
+          double total = 0;
+          for (const auto& [op, ms] : ops) total += ms;
+          r.add("total_ms", total);
+          for (auto [op, ms] : ops) {
+            std::replace(op.begin(), op.end(), ' ', '_');
+            r.add(op + "_ms", ms, 4);
+          }
+          g_rows.push_back(r);
+        }
+      for (int n : prefills) {
+        StepPlan plan;
+        StepResult res;
+        plan_prefill(n, o.kv_block_size, plan);
+        must(ex->step(plan, res), "prefill warm-up");
+        std::vector<double> times;
+        for (int i = 0; i < 5; ++i) {
+          const double t0 = now_ms();
+          must(ex->step(plan, res), "prefill");
+          times.push_back(now_ms() - t0);
+        }
+        std::sort(times.begin(), times.end());
+        const double ms = times[times.size() / 2];
+        const double tflops = prefill_flops(cfg, n) / (ms * 1e9);
+        Row r;
+        r.name = name + " prefill " + std::to_string(n);
+        r.add("ms", ms);
+        r.add("tok_per_s", n * 1000.0 / ms, 0);
+        r.add("tflops", tflops, 1);
+        r.add("gemm_frac", tflops / gemm_tflops);
         g_rows.push_back(r);
       }
     }

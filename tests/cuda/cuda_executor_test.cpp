@@ -3,7 +3,8 @@
 // model and all three PEFT adapters loaded into slots; all 16 (prompt,
 // variant) rows in one mixed batch with chunked prefills equal their goldens;
 // the BF16 serving path within bf16 tolerance; decode through CUDA graphs
-// equals decode without. Blocks come from a shuffled KvBlockAllocator.
+// equals decode without; split-K attention equals unsplit; a profiled step
+// equals a plain one. Blocks come from a shuffled KvBlockAllocator.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,12 +14,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cuda_test_util.h"
 #include "gpu/cuda/cuda_executor.h"
+#include "gpu/cuda/paged_attention.h"
 #include "runtime/kv_block_allocator.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
@@ -44,7 +47,8 @@ std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, co
   return w.ok() ? *w : nullptr;
 }
 
-std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false) {
+std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false,
+                                            int32_t attention_splits = 0) {
   auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
@@ -58,6 +62,7 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   o.num_adapter_slots = 4;
   o.max_adapter_rank = 16;
   o.cuda_graphs = graphs;
+  o.attention_splits = attention_splits;
   auto ex = CudaExecutor::create(*ck, o);
   EXPECT_TRUE(ex.ok()) << (ex.ok() ? "" : ex.error().to_string());
   if (!ex.ok()) return nullptr;
@@ -269,6 +274,102 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
     for (size_t k = 0; k < a[i].logits.size(); ++k)
       EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-5f, 0}, "graph vs plain"));
   }
+}
+
+// Every row's keys in 16 shares (flash-decoding) against never splitting:
+// the same tokens, logits within float32 reassociation.
+TEST_P(CudaGolden, SplitAttentionEqualsUnsplitAttention) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto unsplit = make_executor(model, DType::kF32, false, 1);
+  auto split = make_executor(model, DType::kF32, true, gpu::cuda::kMaxAttentionSplits);
+  ASSERT_TRUE(unsplit && split);
+  const auto g = golden(model);
+  auto make = [&] {
+    std::vector<Seq> seqs;
+    for (const auto& [variant, results] : g["results"].items())
+      for (const auto& [name, prompt] : g["prompts"].items()) {
+        Seq s;
+        s.id = seqs.size() + 1;
+        s.prompt = prompt.get<std::vector<int32_t>>();
+        s.slot = slot_of(variant);
+        s.max_new = 40;  // past one 32-key tile, so several shares hold keys
+        seqs.push_back(s);
+      }
+    return seqs;
+  };
+  auto a = make(), b = make();
+  KvBlockAllocator al(unsplit->info().kv_num_blocks, 11), bl(split->info().kv_num_blocks, 12);
+  run(*unsplit, a, al);
+  run(*split, b, bl);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
+    for (size_t k = 0; k < a[i].logits.size(); ++k)
+      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-4f, 1e-4f}, "split vs unsplit"));
+  }
+}
+
+// Runs every step through CudaExecutor::profile_step and keeps the names.
+class ProfilingExecutor final : public Executor {
+ public:
+  explicit ProfilingExecutor(CudaExecutor& ex) : ex_(ex) {}
+  const ExecutorInfo& info() const override { return ex_.info(); }
+  Status step(const StepPlan& plan, StepResult& out) override {
+    std::vector<std::pair<std::string, double>> ms;
+    MYRIAD_TRY(ex_.profile_step(plan, out, ms));
+    for (const auto& [name, t] : ms) {
+      names.insert(name);
+      if (!(t >= 0.0)) negative_or_nan = true;
+    }
+    return ok_status();
+  }
+  Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> w, LoadDone done) override {
+    return ex_.begin_load_adapter(slot, std::move(w), std::move(done));
+  }
+  void unload_adapter(int32_t slot) override { ex_.unload_adapter(slot); }
+
+  std::set<std::string> names;
+  bool negative_or_nan = false;
+
+ private:
+  CudaExecutor& ex_;
+};
+
+// profile_step computes what step() computes, never from a graph, and times
+// every operation of the forward (LoRA ones too, with adapters in the batch).
+TEST_P(CudaGolden, ProfiledStepsEqualPlainStepsAndTimeEveryOperation) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto plain = make_executor(model, DType::kF32, false);
+  auto graphs = make_executor(model, DType::kF32, true);
+  ASSERT_TRUE(plain && graphs);
+  ProfilingExecutor profiled(*graphs);
+  const auto g = golden(model);
+  auto make = [&] {
+    std::vector<Seq> seqs;
+    for (const auto& [variant, results] : g["results"].items()) {
+      Seq s;
+      s.id = seqs.size() + 1;
+      s.prompt = g["prompts"]["p7"].get<std::vector<int32_t>>();
+      s.slot = slot_of(variant);
+      seqs.push_back(s);
+    }
+    return seqs;
+  };
+  auto a = make(), b = make();
+  KvBlockAllocator al(plain->info().kv_num_blocks, 3), bl(graphs->info().kv_num_blocks, 4);
+  run(*plain, a, al);
+  run(profiled, b, bl);
+  EXPECT_EQ(graphs->graphs_captured(), 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
+    for (size_t k = 0; k < a[i].logits.size(); ++k)
+      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-6f, 0}, "profiled vs plain"));
+  }
+  for (const char* op : {"embed", "rmsnorm", "qkv gemm", "rope", "kv write", "attention", "o gemm", "gate_up gemm",
+                         "silu_mul", "down gemm", "gather", "lm_head", "sample", "lora shrink", "lora expand"})
+    EXPECT_EQ(profiled.names.count(op), 1u) << op;
+  EXPECT_FALSE(profiled.negative_or_nan);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::Values("tiny-llama", "tiny-qwen2"),

@@ -195,7 +195,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   cudaStream_t s = m.compute.get();
   // Every kernel argument that changes between such steps lives in the fixed
   // device metadata arrays; the launch shapes depend only on the key.
-  const bool graphable = m.opt.cuda_graphs && all_decode && mode != kSgmv;
+  const bool graphable = m.opt.cuda_graphs && all_decode && mode != kSgmv && !m.profiling;
   if (graphable) {
     MYRIAD_TRY(m.graphs.launch({T, S, Qn, mode == kBgmv}, s, [&] { return m.forward(T, P, S, mode); }));
   } else {
@@ -229,6 +229,38 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
       out.add_sampled(r.seq, tok_h[si], lp_h[si]);
       ++si;
     }
+  }
+  return ok_status();
+}
+
+Status CudaExecutor::Impl::mark(const char* what) {
+  if (!profiling) return ok_status();
+  if (marks_used == marks.size()) {
+    Event e;
+    MYRIAD_ASSIGN(e, Event::create(true));
+    marks.push_back(std::move(e));
+    mark_names.push_back(nullptr);
+  }
+  mark_names[marks_used] = what;
+  return marks[marks_used++].record(compute.get());
+}
+
+Status CudaExecutor::profile_step(const StepPlan& plan, StepResult& out,
+                                  std::vector<std::pair<std::string, double>>& ms_by_op) {
+  Impl& m = *impl_;
+  ms_by_op.clear();
+  m.profiling = true;
+  m.marks_used = 0;
+  const Status st = step(plan, out);  // synchronizes the compute stream before it returns
+  m.profiling = false;
+  MYRIAD_TRY(st);
+  for (size_t i = 1; i < m.marks_used; ++i) {
+    const Result<float> ms = elapsed_ms(m.marks[i - 1], m.marks[i]);
+    if (!ms.ok()) return ms.error();
+    const std::string name = m.mark_names[i];
+    auto it = std::find_if(ms_by_op.begin(), ms_by_op.end(), [&](const auto& p) { return p.first == name; });
+    if (it == ms_by_op.end()) ms_by_op.emplace_back(name, double(ms.value()));
+    else it->second += double(ms.value());
   }
   return ok_status();
 }

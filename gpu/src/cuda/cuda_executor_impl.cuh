@@ -114,6 +114,15 @@ struct CudaExecutor::Impl final : LlamaOps {
 
   GraphCache graphs;  // decode steps' captured graphs
 
+  // profile_step's timing events: marks[i] closes the operation named
+  // mark_names[i] (string literals); only a profiled step records them.
+  bool profiling = false;
+  std::vector<Event> marks;
+  std::vector<const char*> mark_names;
+  size_t marks_used = 0;
+  // Records the end of operation `what` on the compute stream when profiling.
+  Status mark(const char* what);
+
   // ---- setup ----
   Status init_common(const ModelConfig& c, const CudaExecutorOptions& o);
   Status alloc_weights();

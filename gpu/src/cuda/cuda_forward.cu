@@ -1,5 +1,7 @@
 // The shared Llama graph's operations on the CUDA backend (LlamaOps), in
 // order on the compute stream, and LoRA application (BGMV or SGMV levels).
+// mark(name) after each piece of work names it for profile_step (a no-op
+// in any other step).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -30,13 +32,17 @@ Status CudaExecutor::Impl::apply_lora(int layer, LinearModule m, const void* x, 
   float* v = lora_v.as<float>();
   if (mode == kBgmv) {
     MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot.dev, T, compute.get()));
-    return bgmv_expand(dt, y, ldy, v, w, token_slot.dev, T, compute.get());
+    MYRIAD_TRY(mark("lora shrink"));
+    MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot.dev, T, compute.get()));
+    return mark("lora expand");
   }
   for (int l = 0; l < levels; ++l) {
     SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
                 max_seg_len[l]};
     MYRIAD_TRY(sgmv_shrink(dt, v, x, ldx, w, b, compute.get()));
+    MYRIAD_TRY(mark("lora shrink"));
     MYRIAD_TRY(sgmv_expand(dt, y, ldy, v, w, b, compute.get()));
+    MYRIAD_TRY(mark("lora expand"));
   }
   return ok_status();
 }
@@ -45,28 +51,36 @@ Status CudaExecutor::Impl::forward(int64_t T, int64_t P, int64_t S, int mode) {
   step_T = T;
   step_P = P;
   step_mode = mode;
+  MYRIAD_TRY(mark("begin"));  // the reference point; the names after it are timed
   MYRIAD_TRY(run_llama_forward(*this, int(L)));
   if (P == 0 || S == 0) return ok_status();
-  return sample(logits.as<float>(), V, sample_work.as<float>(), sample_rows.dev, history.dev, S, V,
-                sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get());
+  MYRIAD_TRY(sample(logits.as<float>(), V, sample_work.as<float>(), sample_rows.dev, history.dev, S, V,
+                    sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get()));
+  return mark("sample");
 }
 
 Status CudaExecutor::Impl::embed() {
-  return embedding(dt, res.data(), embed_w.data(), tokens.dev, step_T, H, V, compute.get());
+  MYRIAD_TRY(embedding(dt, res.data(), embed_w.data(), tokens.dev, step_T, H, V, compute.get()));
+  return mark("embed");
 }
 
 Status CudaExecutor::Impl::attn_norm(int li) {
   const LayerDev& w = layers[size_t(li)];
   // Layer 0 normalizes the embeddings; later layers first add the previous MLP output (proj).
-  return rmsnorm(dt, hbuf.data(), li == 0 ? nullptr : res.data(), li == 0 ? res.data() : proj.data(),
-                 w.in_norm.data(), step_T, H, cfg.rms_norm_eps, compute.get());
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), li == 0 ? nullptr : res.data(), li == 0 ? res.data() : proj.data(),
+                     w.in_norm.data(), step_T, H, cfg.rms_norm_eps, compute.get()));
+  return mark("rmsnorm");
 }
 
 Status CudaExecutor::Impl::qkv(int li) {
   const LayerDev& w = layers[size_t(li)];
   char* q = static_cast<char*>(qkvbuf.data());
   MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w.qkv.data(), q, QKV, step_T, QKV, H));
-  if (w.qkv_bias.data()) MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
+  MYRIAD_TRY(mark("qkv gemm"));
+  if (w.qkv_bias.data()) {
+    MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
+    MYRIAD_TRY(mark("bias"));
+  }
   MYRIAD_TRY(apply_lora(li, LinearModule::kQ, hbuf.data(), H, q, QKV, step_T, step_mode));
   MYRIAD_TRY(apply_lora(li, LinearModule::kK, hbuf.data(), H, q + Q * esz, QKV, step_T, step_mode));
   return apply_lora(li, LinearModule::kV, hbuf.data(), H, q + (Q + KV) * esz, QKV, step_T, step_mode);
@@ -77,42 +91,55 @@ Status CudaExecutor::Impl::rope_and_cache(int li) {
   cudaStream_t s = compute.get();
   MYRIAD_TRY(rope(dt, q, QKV, q + Q * esz, QKV, pos.dev, inv_freq.as<float>(), step_T, cfg.num_heads,
                   cfg.num_kv_heads, D, s));
-  return kv_cache_write(dt, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(), q + Q * esz, QKV,
-                        q + (Q + KV) * esz, QKV, slot_map.dev, step_T, cfg.num_kv_heads, D, s);
+  MYRIAD_TRY(mark("rope"));
+  MYRIAD_TRY(kv_cache_write(dt, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(), q + Q * esz, QKV,
+                            q + (Q + KV) * esz, QKV, slot_map.dev, step_T, cfg.num_kv_heads, D, s));
+  return mark("kv write");
 }
 
 Status CudaExecutor::Impl::attention(int li) {
   const AttentionBatch ab{pos.dev, tok_row.dev, row_block_off.dev, block_ids.dev};
   const AttentionWorkspace ws{attn_ws.as<float>(), int64_t(attn_ws.bytes() / sizeof(float)),
                               opt.attention_splits};
-  return paged_attention(dt, attn.data(), Q, qkvbuf.data(), QKV, k_cache[size_t(li)].data(),
-                         v_cache[size_t(li)].data(), ab, step_T, cfg.num_heads, cfg.num_kv_heads, D,
-                         opt.kv_block_size, 1.0f / std::sqrt(float(D)), compute.get(), ws);
+  MYRIAD_TRY(paged_attention(dt, attn.data(), Q, qkvbuf.data(), QKV, k_cache[size_t(li)].data(),
+                             v_cache[size_t(li)].data(), ab, step_T, cfg.num_heads, cfg.num_kv_heads, D,
+                             opt.kv_block_size, 1.0f / std::sqrt(float(D)), compute.get(), ws));
+  return mark("attention");
 }
 
 Status CudaExecutor::Impl::out_proj(int li) {
   const LayerDev& w = layers[size_t(li)];
   MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), proj.data(), H, step_T, H, Q));
-  if (w.o_bias.data()) MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), step_T, H, compute.get()));
+  MYRIAD_TRY(mark("o gemm"));
+  if (w.o_bias.data()) {
+    MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), step_T, H, compute.get()));
+    MYRIAD_TRY(mark("bias"));
+  }
   return apply_lora(li, LinearModule::kO, attn.data(), Q, proj.data(), H, step_T, step_mode);
 }
 
 Status CudaExecutor::Impl::mlp_norm(int li) {
-  return rmsnorm(dt, hbuf.data(), res.data(), proj.data(), layers[size_t(li)].post_norm.data(), step_T, H,
-                 cfg.rms_norm_eps, compute.get());
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), layers[size_t(li)].post_norm.data(), step_T, H,
+                     cfg.rms_norm_eps, compute.get()));
+  return mark("rmsnorm");
 }
 
 Status CudaExecutor::Impl::gate_up(int li) {
   char* gu = static_cast<char*>(gate_up_buf.data());
   MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, layers[size_t(li)].gate_up.data(), gu, 2 * I, step_T, 2 * I, H));
+  MYRIAD_TRY(mark("gate_up gemm"));
   MYRIAD_TRY(apply_lora(li, LinearModule::kGate, hbuf.data(), H, gu, 2 * I, step_T, step_mode));
   return apply_lora(li, LinearModule::kUp, hbuf.data(), H, gu + I * esz, 2 * I, step_T, step_mode);
 }
 
-Status CudaExecutor::Impl::act(int /*layer*/) { return silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get()); }
+Status CudaExecutor::Impl::act(int /*layer*/) {
+  MYRIAD_TRY(silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get()));
+  return mark("silu_mul");
+}
 
 Status CudaExecutor::Impl::down(int li) {
   MYRIAD_TRY(blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), proj.data(), H, step_T, H, I));
+  MYRIAD_TRY(mark("down gemm"));
   return apply_lora(li, LinearModule::kDown, act_buf.data(), I, proj.data(), H, step_T, step_mode);
 }
 
@@ -121,9 +148,12 @@ Status CudaExecutor::Impl::down(int li) {
 Status CudaExecutor::Impl::head() {
   cudaStream_t s = compute.get();
   MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), final_norm.data(), step_T, H, cfg.rms_norm_eps, s));
+  MYRIAD_TRY(mark("rmsnorm"));
   if (step_P == 0) return ok_status();
   MYRIAD_TRY(embedding(dt, lh.data(), hbuf.data(), logit_idx.dev, step_P, H, step_T, s));  // gather rows
-  return blas.gemm(dt, DType::kF32, lh.data(), H, lm_head, logits.data(), V, step_P, V, H);
+  MYRIAD_TRY(mark("gather"));
+  MYRIAD_TRY(blas.gemm(dt, DType::kF32, lh.data(), H, lm_head, logits.data(), V, step_P, V, H));
+  return mark("lm_head");
 }
 
 }  // namespace myriad::gpu::cuda

@@ -37,4 +37,9 @@ void plan_decode_batch(int batch, int ctx, int steps, int32_t block_size, std::s
 // Moves every row one position on, as after a decode step.
 void advance_decode_batch(StepPlan& plan);
 
+// One sequence's whole prompt of `tokens` tokens from position 0, in blocks
+// [0, ceil(tokens / block_size)), sampling greedily after its last token
+// (timing only: the token ids are arbitrary).
+void plan_prefill(int tokens, int32_t block_size, StepPlan& plan);
+
 }  // namespace myriad

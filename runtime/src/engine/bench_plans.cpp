@@ -66,4 +66,17 @@ void advance_decode_batch(StepPlan& plan) {
   }
 }
 
+void plan_prefill(int tokens, int32_t block_size, StepPlan& plan) {
+  plan.clear();
+  SeqRow row;
+  row.seq = 1;
+  row.num_tokens = uint32_t(tokens);
+  row.num_blocks = uint32_t((tokens + block_size - 1) / block_size);
+  for (uint32_t b = 0; b < row.num_blocks; ++b) plan.block_ids.push_back(int32_t(b));
+  row.sample = true;
+  row.sampling.temperature = 0.0f;
+  plan.rows.push_back(row);
+  for (int t = 0; t < tokens; ++t) plan.tokens.push_back(int32_t(t % 100 + 1));
+}
+
 }  // namespace myriad

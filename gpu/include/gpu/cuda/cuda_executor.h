@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "runtime/checkpoint.h"
 #include "runtime/dtype.h"
@@ -82,6 +84,12 @@ class CudaExecutor final : public Executor {
   Status clone_adapter_slot(int32_t src, int32_t dst);
   // Waits for the upload stream (tests and benches).
   Status wait_for_uploads();
+  // Benchmarks: runs one step as step() does but never from a graph, with a
+  // timing event after each operation (GEMM, LoRA, attention, ...), and
+  // gives milliseconds per operation name summed over the layers, in the
+  // order the names first ran. Each event costs a few microseconds of its
+  // own, so the shares are what to read, not the total.
+  Status profile_step(const StepPlan& plan, StepResult& out, std::vector<std::pair<std::string, double>>& ms_by_op);
 
   struct Impl;
 
