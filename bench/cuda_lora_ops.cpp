@@ -1,9 +1,12 @@
 // Achieved bandwidth of the SGMV and BGMV LoRA kernels (shrink + expand of
 // one module) on tinyllama-1.1b shapes, bf16, rank 16, batch 64, with 1, 8 and
 // 64 distinct adapters: bytes = distinct adapters' A and B + x read + y read
-// and written, over the kernels' time (CUDA events, 50 repetitions).
+// and written, over the kernels' time (CUDA events, 50 repetitions). Then
+// tinyllama's q|k|v (2048 -> 2048 | 256 | 256) as one group launch pair
+// against three launch pairs, BGMV, same data (the A/B of grouping).
 //
 //   cuda_lora_ops [--json]
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -112,6 +115,65 @@ int main(int argc, char** argv) {
                       form == 0 ? "bgmv" : "sgmv", sh.name, distinct, us, bytes / (us * 1e3), bytes / 1e6);
         rows.push_back(buf);
       }
+    }
+  }
+  {  // q|k|v: one group against each module alone
+    const int64_t in = 2048, outs[3] = {2048, 256, 256}, width = 2560;
+    std::vector<DeviceBuffer> as, bs;
+    auto ranks = up(std::vector<int32_t>(slots, R));
+    auto scales = up(std::vector<float>(slots, 1.0f));
+    LoraGroupSlots g;
+    g.count = 3;
+    for (int i = 0; i < 3; ++i) {
+      as.push_back(must(DeviceBuffer::alloc(size_t(slots) * R * in * 2)));
+      bs.push_back(must(DeviceBuffer::alloc(size_t(slots) * outs[i] * R * 2)));
+      must(fill_random(DType::kBF16, as.back().data(), int64_t(as.back().bytes() / 2), 0.05f, 21 + i, nullptr));
+      must(fill_random(DType::kBF16, bs.back().data(), int64_t(bs.back().bytes() / 2), 0.05f, 31 + i, nullptr));
+      g.member[i] = {as.back().data(), bs.back().data(), ranks.as<int32_t>(), scales.as<float>(), 1, slots, R, in,
+                     outs[i]};
+    }
+    auto x = must(DeviceBuffer::alloc(size_t(T) * in * 2));
+    auto y = must(DeviceBuffer::alloc(size_t(T) * width * 2));
+    must(fill_random(DType::kBF16, x.data(), int64_t(x.bytes() / 2), 1.0f, 41, nullptr));
+    must(fill_random(DType::kBF16, y.data(), int64_t(y.bytes() / 2), 1.0f, 42, nullptr));
+    auto v = must(DeviceBuffer::alloc(size_t(T) * 3 * R * 4));
+    for (int distinct : {1, 8, 64}) {
+      std::vector<int32_t> token_slot(T);
+      for (int t = 0; t < T; ++t) token_slot[size_t(t)] = t % distinct;
+      auto dts = up(token_slot);
+      double us[2] = {0, 0};
+      for (int round = 0; round < 3; ++round)  // interleaved: grouped, separate, grouped, ...
+        for (int form = 0; form < 2; ++form) {
+          auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
+          auto launch = [&] {
+            if (form == 0) {
+              must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), in, g, dts.as<int32_t>(), T, nullptr));
+              must(bgmv_expand(DType::kBF16, y.data(), width, v.as<float>(), g, dts.as<int32_t>(), T, nullptr));
+              return;
+            }
+            char* yc = static_cast<char*>(y.data());
+            int64_t col = 0;
+            for (int i = 0; i < 3; ++i) {
+              must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), in, g.member[i], dts.as<int32_t>(), T, nullptr));
+              must(bgmv_expand(DType::kBF16, yc + col * 2, width, v.as<float>(), g.member[i], dts.as<int32_t>(), T,
+                               nullptr));
+              col += outs[i];
+            }
+          };
+          launch();
+          must(e0.record(nullptr));
+          for (int i = 0; i < reps; ++i) launch();
+          must(e1.record(nullptr));
+          must(e1.synchronize());
+          const double t = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+          us[form] = round == 0 ? t : std::min(us[form], t);
+        }
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "{\"case\":\"bgmv qkv b64 %d distinct\",\"grouped_us\":%.1f,\"separate_us\":%.1f,"
+                    "\"grouped_vs_separate\":%.3f}",
+                    distinct, us[0], us[1], us[0] / us[1]);
+      rows.push_back(buf);
     }
   }
   if (json) {

@@ -3,6 +3,8 @@
 // between slots in one launch (some 0 = module not targeted), some rows have
 // no adapter (-1) and must come out unchanged, SGMV rows carry mixing weights
 // and some rows mix two adapters (expand launched once per mixture level).
+// Groups (q|k|v, gate|up in one launch pair) against each member's reference
+// on its own columns of the fused output.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -194,6 +196,127 @@ INSTANTIATE_TEST_SUITE_P(Grid, LoraTest, ::testing::ValuesIn(lora_cases()), [](c
   const LoraCase& c = info.param;
   return std::string(dtype_name(c.dtype)) + "_t" + std::to_string(c.tokens) + "_s" + std::to_string(c.slots) + "_r" +
          std::to_string(c.max_rank) + "_" + std::to_string(c.in) + "x" + std::to_string(c.out);
+});
+
+struct GroupCase {
+  DType dtype;
+  int tokens, max_rank;
+  std::vector<int> outs;  // the members' output widths (adjacent columns of y)
+  bool sgmv;
+};
+
+class LoraGroupTest : public ::testing::TestWithParam<GroupCase> {};
+
+// One launch pair over a group equals each member applied alone (the CPU
+// reference) on its own columns of the fused output; a member a slot does not
+// target (rank 0) and the padding columns past the group stay untouched.
+TEST_P(LoraGroupTest, OneLaunchPairEqualsEachMemberAlone) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const GroupCase gc = GetParam();
+  const int count = int(gc.outs.size()), slots = 5, in = 256, pad = 8;
+  int width = 0;
+  for (int o : gc.outs) width += o;
+  const int ldy = width + pad;
+  std::vector<LoraCase> cases;
+  std::vector<Slots> host;
+  std::vector<Device> dev;
+  gpu::cuda::LoraGroupSlots g;
+  g.count = count;
+  for (int i = 0; i < count; ++i) {
+    cases.push_back({gc.dtype, gc.tokens, slots, gc.max_rank, in, gc.outs[size_t(i)]});
+    host.push_back(make_slots(cases.back()));
+  }
+  host[size_t(count) - 1].ranks[0] = 0;  // slot 0 leaves the last member untargeted
+  for (int i = 0; i < count; ++i) {
+    dev.push_back(upload_slots(cases[size_t(i)], host[size_t(i)]));
+    g.member[i] = dev.back().view(cases[size_t(i)]);
+  }
+  auto x = randn(size_t(gc.tokens) * in, gc.dtype);
+  auto y = randn(size_t(gc.tokens) * ldy, gc.dtype);
+  // Every token one slot (or none); SGMV entries sorted by slot, with weights.
+  std::vector<int32_t> slot(size_t(gc.tokens));
+  for (auto& v : slot) v = int32_t(rng()() % (slots + 1)) - 1;
+  slot[0] = 0;
+  std::vector<float> weight(size_t(gc.tokens), 1.0f);
+  if (gc.sgmv)
+    for (auto& w : weight) w = 0.25f + float(rng()() % 100) / 100.0f;
+  auto dx = upload(x, gc.dtype), dy = upload(y, gc.dtype);
+  auto dv = poisoned(size_t(gc.tokens) * count * gc.max_rank, DType::kF32);
+  if (gc.sgmv) {
+    std::vector<int> order;
+    for (int t = 0; t < gc.tokens; ++t)
+      if (slot[size_t(t)] >= 0) order.push_back(t);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return slot[size_t(a)] < slot[size_t(b)]; });
+    std::vector<int32_t> seg_slot, seg_start, entry_token;
+    std::vector<float> entry_weight;
+    int max_len = 0;
+    for (size_t e = 0; e < order.size(); ++e) {
+      if (e == 0 || slot[size_t(order[e])] != slot[size_t(order[e - 1])]) {
+        seg_slot.push_back(slot[size_t(order[e])]);
+        seg_start.push_back(int32_t(e));
+      }
+      entry_token.push_back(order[e]);
+      entry_weight.push_back(weight[size_t(order[e])]);
+    }
+    seg_start.push_back(int32_t(order.size()));
+    for (size_t k = 0; k + 1 < seg_start.size(); ++k) max_len = std::max(max_len, seg_start[k + 1] - seg_start[k]);
+    auto ds = upload_raw(seg_slot), dst = upload_raw(seg_start), dt = upload_raw(entry_token);
+    auto dw = upload(entry_weight, DType::kF32);
+    gpu::cuda::SgmvBatch b{ds.as<int32_t>(), dst.as<int32_t>(), dt.as<int32_t>(), dw.as<float>(),
+                           int32_t(seg_slot.size()), max_len};
+    MYRIAD_ASSERT_OK(gpu::cuda::sgmv_shrink(gc.dtype, dv.as<float>(), dx.data(), in, g, b, nullptr));
+    MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand(gc.dtype, dy.data(), ldy, dv.as<float>(), g, b, nullptr));
+  } else {
+    auto dslot = upload_raw(slot);
+    MYRIAD_ASSERT_OK(
+        gpu::cuda::bgmv_shrink(gc.dtype, dv.as<float>(), dx.data(), in, g, dslot.as<int32_t>(), gc.tokens, nullptr));
+    MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(gc.dtype, dy.data(), ldy, dv.as<float>(), g, dslot.as<int32_t>(),
+                                            gc.tokens, nullptr));
+  }
+  // Reference: member i alone on columns [col0_i, col0_i + out_i).
+  std::vector<float> ref = y;
+  int col0 = 0;
+  for (int i = 0; i < count; ++i) {
+    const LoraCase& c = cases[size_t(i)];
+    std::vector<float> yi(size_t(gc.tokens) * c.out);
+    for (int t = 0; t < gc.tokens; ++t)
+      std::copy_n(&y[size_t(t) * ldy + col0], c.out, &yi[size_t(t) * c.out]);
+    for (int t = 0; t < gc.tokens; ++t)
+      if (slot[size_t(t)] >= 0) lora_ref(c, host[size_t(i)], x, t, slot[size_t(t)], weight[size_t(t)], yi, nullptr);
+    for (int t = 0; t < gc.tokens; ++t)
+      std::copy_n(&yi[size_t(t) * c.out], c.out, &ref[size_t(t) * ldy + col0]);
+    col0 += c.out;
+  }
+  const auto got = download(dy, y.size(), gc.dtype);
+  EXPECT_TRUE(all_close(got, ref, lora_tol(gc.dtype), "y"));
+  for (int t = 0; t < gc.tokens; ++t) {
+    for (int o = width; o < ldy; ++o) {
+      ASSERT_EQ(got[size_t(t) * ldy + o], y[size_t(t) * ldy + o]) << "pad, row " << t;
+    }
+    if (slot[size_t(t)] != 0) continue;
+    for (int o = width - gc.outs.back(); o < width; ++o)  // the untargeted last member's columns are unchanged
+      ASSERT_EQ(got[size_t(t) * ldy + o], y[size_t(t) * ldy + o]) << "untargeted member, row " << t;
+  }
+}
+
+std::vector<GroupCase> group_cases() {
+  std::vector<GroupCase> v;
+  for (DType t : {DType::kF32, DType::kBF16})
+    for (bool sgmv : {false, true})
+      for (int tokens : {1, 9, 64}) {
+        v.push_back({t, tokens, 16, {256, 64, 64}, sgmv});  // q|k|v with GQA
+        v.push_back({t, tokens, 8, {320, 320}, sgmv});      // gate|up
+        v.push_back({t, tokens, 4, {40, 24, 24}, sgmv});    // widths off the 256-thread blocks
+      }
+  return v;
+}
+INSTANTIATE_TEST_SUITE_P(Grid, LoraGroupTest, ::testing::ValuesIn(group_cases()), [](const auto& info) {
+  const GroupCase& c = info.param;
+  std::string outs;
+  for (int o : c.outs) outs += "_" + std::to_string(o);
+  return std::string(dtype_name(c.dtype)) + (c.sgmv ? "_sgmv" : "_bgmv") + "_t" + std::to_string(c.tokens) + "_r" +
+         std::to_string(c.max_rank) + outs;
 });
 
 }  // namespace

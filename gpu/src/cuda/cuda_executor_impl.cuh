@@ -148,8 +148,10 @@ struct CudaExecutor::Impl final : LlamaOps {
   Status act(int layer) override;
   Status down(int layer) override;
   Status head() override;
-  Status apply_lora(int layer, LinearModule m, const void* x, int64_t ldx, void* y, int64_t ldy, int64_t T,
-                    int lora_mode);
+  // LoRA of `count` consecutive modules from `first` that read x and write
+  // adjacent column ranges of y (q|k|v, gate|up), in one launch pair.
+  Status apply_lora(int layer, LinearModule first, int count, const void* x, int64_t ldx, void* y, int64_t ldy,
+                    int64_t T, int lora_mode);
   template <class T>
   Status upload_meta(const MetaArray<T>& a, size_t n) {
     return copy_h2d(a.dev, a.host, n * sizeof(T), compute.get());

@@ -14,21 +14,25 @@
 
 namespace myriad::gpu::cuda {
 
-Status CudaExecutor::Impl::apply_lora(int layer, LinearModule m, const void* x, int64_t ldx, void* y, int64_t ldy,
-                                      int64_t T, int mode) {
+Status CudaExecutor::Impl::apply_lora(int layer, LinearModule first, int count, const void* x, int64_t ldx, void* y,
+                                      int64_t ldy, int64_t T, int mode) {
   if (mode == kNoLora) return ok_status();
-  const int idx = layer * kNumLinearModules + int(m);
-  const LoraDev& d = lora[size_t(idx)];
-  LoraModuleSlots w;
-  w.a = d.a.data();
-  w.b = d.b.data();
-  w.ranks = lora_ranks.as<int32_t>() + idx;
-  w.scales = lora_scales.as<float>() + idx;
-  w.meta_stride = int32_t(L * kNumLinearModules);
-  w.num_slots = slots;
-  w.max_rank = R;
-  w.in = d.in;
-  w.out = d.out;
+  LoraGroupSlots w;
+  w.count = count;
+  for (int i = 0; i < count; ++i) {
+    const int idx = layer * kNumLinearModules + int(first) + i;
+    const LoraDev& d = lora[size_t(idx)];
+    LoraModuleSlots& m = w.member[i];
+    m.a = d.a.data();
+    m.b = d.b.data();
+    m.ranks = lora_ranks.as<int32_t>() + idx;
+    m.scales = lora_scales.as<float>() + idx;
+    m.meta_stride = int32_t(L * kNumLinearModules);
+    m.num_slots = slots;
+    m.max_rank = R;
+    m.in = d.in;
+    m.out = d.out;
+  }
   float* v = lora_v.as<float>();
   if (mode == kBgmv) {
     MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot.dev, T, compute.get()));
@@ -81,9 +85,8 @@ Status CudaExecutor::Impl::qkv(int li) {
     MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
     MYRIAD_TRY(mark("bias"));
   }
-  MYRIAD_TRY(apply_lora(li, LinearModule::kQ, hbuf.data(), H, q, QKV, step_T, step_mode));
-  MYRIAD_TRY(apply_lora(li, LinearModule::kK, hbuf.data(), H, q + Q * esz, QKV, step_T, step_mode));
-  return apply_lora(li, LinearModule::kV, hbuf.data(), H, q + (Q + KV) * esz, QKV, step_T, step_mode);
+  // q, k and v: one group over hbuf writing qkvbuf's adjacent column ranges.
+  return apply_lora(li, LinearModule::kQ, 3, hbuf.data(), H, q, QKV, step_T, step_mode);
 }
 
 Status CudaExecutor::Impl::rope_and_cache(int li) {
@@ -115,7 +118,7 @@ Status CudaExecutor::Impl::out_proj(int li) {
     MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), step_T, H, compute.get()));
     MYRIAD_TRY(mark("bias"));
   }
-  return apply_lora(li, LinearModule::kO, attn.data(), Q, proj.data(), H, step_T, step_mode);
+  return apply_lora(li, LinearModule::kO, 1, attn.data(), Q, proj.data(), H, step_T, step_mode);
 }
 
 Status CudaExecutor::Impl::mlp_norm(int li) {
@@ -128,8 +131,7 @@ Status CudaExecutor::Impl::gate_up(int li) {
   char* gu = static_cast<char*>(gate_up_buf.data());
   MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, layers[size_t(li)].gate_up.data(), gu, 2 * I, step_T, 2 * I, H));
   MYRIAD_TRY(mark("gate_up gemm"));
-  MYRIAD_TRY(apply_lora(li, LinearModule::kGate, hbuf.data(), H, gu, 2 * I, step_T, step_mode));
-  return apply_lora(li, LinearModule::kUp, hbuf.data(), H, gu + I * esz, 2 * I, step_T, step_mode);
+  return apply_lora(li, LinearModule::kGate, 2, hbuf.data(), H, gu, 2 * I, step_T, step_mode);  // gate|up
 }
 
 Status CudaExecutor::Impl::act(int /*layer*/) {
@@ -140,7 +142,7 @@ Status CudaExecutor::Impl::act(int /*layer*/) {
 Status CudaExecutor::Impl::down(int li) {
   MYRIAD_TRY(blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), proj.data(), H, step_T, H, I));
   MYRIAD_TRY(mark("down gemm"));
-  return apply_lora(li, LinearModule::kDown, act_buf.data(), I, proj.data(), H, step_T, step_mode);
+  return apply_lora(li, LinearModule::kDown, 1, act_buf.data(), I, proj.data(), H, step_T, step_mode);
 }
 
 // Final norm over every token (with the last MLP residual), then lm_head on

@@ -72,7 +72,7 @@ Status CudaExecutor::Impl::alloc_runtime() {
       MYRIAD_ASSIGN(e, Event::create());
       slot_event.push_back(std::move(e));
     }
-    MYRIAD_ASSIGN(lora_v, alloc_dev(T * R * sizeof(float), ignore));
+    MYRIAD_ASSIGN(lora_v, alloc_dev(T * kMaxLoraGroup * R * sizeof(float), ignore));  // a group's v rows
   }
 
   // Metadata layout (fixed offsets, 16-byte aligned).

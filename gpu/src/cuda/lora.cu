@@ -1,7 +1,11 @@
 // SGMV and BGMV share their kernels through a "batch view" that maps a grid
 // segment to (slot, first entry, entries) and an entry to (token, weight).
 //
-// shrink: block = (segment, rank row r, tile of kEntries entries). Threads
+// Both take a group of modules over one input (q|k|v, gate|up; one module is
+// a group of one): grid.y spans every member's rank rows (shrink) or output
+// columns (expand), so the group costs one launch each.
+//
+// shrink: block = (segment, member and rank row r, tile of kEntries entries). Threads
 //   stride over `in` in 16-byte chunks (scalar when rows are not aligned), one
 //   A_slot[r] chunk against kEntries x rows, then a fixed-order block
 //   reduction per entry (deterministic).
@@ -39,17 +43,27 @@ struct GatheredView {
   __device__ float weight(int) const { return 1.0f; }
 };
 
+// Member mi of the group (mi < g.count), picked with selects rather than a
+// dynamic index into the kernel's parameters.
+__device__ __forceinline__ const LoraModuleSlots& member(const LoraGroupSlots& g, int mi) {
+  return mi == 0 ? g.member[0] : mi == 1 ? g.member[1] : g.member[2];
+}
+
+// blockIdx.y = member * max_rank + rank row; v rows are count * max_rank wide.
 template <class T, class View>
-__global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, int64_t ldx, LoraModuleSlots w,
+__global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, int64_t ldx, LoraGroupSlots g,
                               View view, bool vec) {  // vec: 16-byte loads of A and x rows are aligned
   __shared__ float scratch[33];
-  const int seg = blockIdx.x, r = blockIdx.y;
+  const int seg = blockIdx.x;
+  const int max_rank = g.member[0].max_rank;
+  const int mi = int(blockIdx.y) / max_rank, r = int(blockIdx.y) % max_rank;
+  const LoraModuleSlots& w = member(g, mi);
   const int slot = view.slot(seg);
   if (slot < 0 || slot >= w.num_slots || r >= w.ranks[int64_t(slot) * w.meta_stride]) return;  // uniform per block
   const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
   const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
   if (n <= 0) return;
-  const T* a = static_cast<const T*>(w.a) + (int64_t(slot) * w.max_rank + r) * w.in;
+  const T* a = static_cast<const T*>(w.a) + (int64_t(slot) * max_rank + r) * w.in;
   int tok[kEntries];
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) tok[e] = e < n ? view.token(e0 + e) : 0;
@@ -78,33 +92,42 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
         if (e < n) acc[e] += ak * to_f32(x[int64_t(tok[e]) * ldx + k]);
     }
   }
+  const int64_t v_stride = int64_t(g.count) * max_rank;
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) {
     if (e >= n) break;  // n is uniform across the block
     const float s = block_sum(acc[e], scratch);
-    if (threadIdx.x == 0) v[int64_t(e0 + e) * w.max_rank + r] = s;
+    if (threadIdx.x == 0) v[int64_t(e0 + e) * v_stride + blockIdx.y] = s;
   }
 }
 
+// Output columns o of the whole group: member mi owns [col0, col0 + out_mi).
 template <class T, class View>
-__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraModuleSlots w, View view,
+__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g, View view,
                               bool vec) {  // vec: 16-byte loads of B rows are aligned
-  extern __shared__ float vs[];  // [kEntries, max_rank]
+  extern __shared__ float vs[];  // [kEntries, count * max_rank]
   const int seg = blockIdx.x;
   const int slot = view.slot(seg);
-  if (slot < 0 || slot >= w.num_slots) return;
-  const int rank = w.ranks[int64_t(slot) * w.meta_stride];
-  if (rank <= 0) return;
+  const int max_rank = g.member[0].max_rank;
+  if (slot < 0 || slot >= g.member[0].num_slots) return;  // uniform per block
   const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
   const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
   if (n <= 0) return;
-  for (int i = threadIdx.x; i < n * rank; i += blockDim.x)
-    vs[(i / rank) * w.max_rank + i % rank] = v[int64_t(e0 + i / rank) * w.max_rank + i % rank];
+  const int vw = g.count * max_rank;
+  for (int i = threadIdx.x; i < n * vw; i += blockDim.x) vs[i] = v[int64_t(e0) * vw + i];
   __syncthreads();
-  const int64_t o = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (o >= w.out) return;
-  const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * w.max_rank;
+  int64_t o = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  int mi = 0;
+  while (mi + 1 < g.count && o >= member(g, mi).out) o -= member(g, mi++).out;  // o: the member's own column
+  const LoraModuleSlots& w = member(g, mi);
+  if (o >= w.out) return;  // past the group's last column
+  const int rank = w.ranks[int64_t(slot) * w.meta_stride];
+  if (rank <= 0) return;
+  int64_t col0 = 0;
+  for (int j = 0; j < mi; ++j) col0 += member(g, j).out;
+  const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * max_rank;
   const float scale = w.scales[int64_t(slot) * w.meta_stride];
+  const float* vm = vs + mi * max_rank;
   // B_slot[o, 0:rank] is read once (16-byte chunks when vec) and used for every
   // entry of the tile; d[e] sums over r in ascending order either way.
   float d[kEntries];
@@ -121,7 +144,7 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
         if (e < n) {
 #pragma unroll
           for (int i = 0; i < V; ++i)
-            if (c + i < rank) d[e] += bf[i] * vs[e * w.max_rank + c + i];
+            if (c + i < rank) d[e] += bf[i] * vm[e * vw + c + i];
         }
     }
   } else {
@@ -129,56 +152,75 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
       const float br = to_f32(b[r]);
 #pragma unroll
       for (int e = 0; e < kEntries; ++e)
-        if (e < n) d[e] += br * vs[e * w.max_rank + r];
+        if (e < n) d[e] += br * vm[e * vw + r];
     }
   }
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) {
     if (e >= n) break;
-    T* yp = y + int64_t(view.token(e0 + e)) * ldy + o;
+    T* yp = y + int64_t(view.token(e0 + e)) * ldy + col0 + o;
     *yp = from_f32<T>(to_f32(*yp) + view.weight(e0 + e) * scale * d[e]);
   }
 }
 
-Status check_slots(const char* k, const LoraModuleSlots& w) {
-  if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0 || w.meta_stride <= 0)
-    return make_error(ErrorCode::kInvalidArgument,
-                      std::string(k) + ": bad slots max_rank=" + std::to_string(w.max_rank) + " in=" +
-                          std::to_string(w.in) + " out=" + std::to_string(w.out) + " slots=" +
-                          std::to_string(w.num_slots));
+Status check_group(const char* k, const LoraGroupSlots& g) {
+  if (g.count < 1 || g.count > kMaxLoraGroup)
+    return make_error(ErrorCode::kInvalidArgument, std::string(k) + ": group of " + std::to_string(g.count) +
+                                                       " modules (1.." + std::to_string(kMaxLoraGroup) + ")");
+  for (int i = 0; i < g.count; ++i) {
+    const LoraModuleSlots& w = g.member[i];
+    if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0 ||
+        w.meta_stride <= 0)
+      return make_error(ErrorCode::kInvalidArgument,
+                        std::string(k) + ": bad slots max_rank=" + std::to_string(w.max_rank) + " in=" +
+                            std::to_string(w.in) + " out=" + std::to_string(w.out) + " slots=" +
+                            std::to_string(w.num_slots));
+    if (w.max_rank != g.member[0].max_rank || w.in != g.member[0].in || w.num_slots != g.member[0].num_slots)
+      return make_error(ErrorCode::kInvalidArgument,
+                        std::string(k) + ": group member " + std::to_string(i) +
+                            " differs from member 0 in max_rank, in or num_slots");
+  }
   return ok_status();
 }
 
+int64_t group_out(const LoraGroupSlots& g) {
+  int64_t n = 0;
+  for (int i = 0; i < g.count; ++i) n += g.member[i].out;
+  return n;
+}
+
 template <class View>
-Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w, View view, int64_t segs,
+Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g, View view, int64_t segs,
               int64_t max_len, StreamHandle stream) {
-  MYRIAD_TRY(check_slots("lora shrink", w));
-  if (ldx < w.in) return make_error(ErrorCode::kInvalidArgument, "lora shrink: ldx < in");
+  MYRIAD_TRY(check_group("lora shrink", g));
+  if (ldx < g.member[0].in) return make_error(ErrorCode::kInvalidArgument, "lora shrink: ldx < in");
   if (segs == 0 || max_len == 0) return ok_status();
   if (segs < 0 || segs > INT32_MAX || max_len < 0)
     return make_error(ErrorCode::kInvalidArgument, "lora shrink: bad segment count " + std::to_string(segs));
-  const dim3 grid(unsigned(segs), unsigned(w.max_rank), ceil_div(max_len, kEntries));
+  const dim3 grid(unsigned(segs), unsigned(g.count * g.member[0].max_rank), ceil_div(max_len, kEntries));
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora shrink", {
-    const bool vec = w.in % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x) && aligned16(w.a);
-    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, w, view, vec);
+    bool vec = g.member[0].in % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x);
+    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].a);
+    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
 }
 
 template <class View>
-Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w, View view, int64_t segs,
+Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g, View view, int64_t segs,
               int64_t max_len, StreamHandle stream) {
-  MYRIAD_TRY(check_slots("lora expand", w));
-  if (ldy < w.out) return make_error(ErrorCode::kInvalidArgument, "lora expand: ldy < out");
+  MYRIAD_TRY(check_group("lora expand", g));
+  if (ldy < group_out(g)) return make_error(ErrorCode::kInvalidArgument, "lora expand: ldy < the group's outputs");
   if (segs == 0 || max_len == 0) return ok_status();
   if (segs < 0 || segs > INT32_MAX || max_len < 0)
     return make_error(ErrorCode::kInvalidArgument, "lora expand: bad segment count " + std::to_string(segs));
-  const dim3 grid(unsigned(segs), ceil_div(w.out, kExpandThreads), ceil_div(max_len, kEntries));
-  const size_t smem = sizeof(float) * kEntries * size_t(w.max_rank);
+  const dim3 grid(unsigned(segs), ceil_div(group_out(g), kExpandThreads), ceil_div(max_len, kEntries));
+  const size_t smem = sizeof(float) * kEntries * size_t(g.count) * size_t(g.member[0].max_rank);
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
-    const bool vec = w.max_rank % kVec<T> == 0 && aligned16(w.b);
-    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, w, view, vec);
+    bool vec = g.member[0].max_rank % kVec<T> == 0;
+    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b);
+    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
@@ -186,21 +228,38 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModul
 
 }  // namespace
 
+Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
+                   const SgmvBatch& batch, StreamHandle stream) {
+  return shrink(dtype, v, x, ldx, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+}
+Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
+                   const SgmvBatch& batch, StreamHandle stream) {
+  return expand(dtype, y, ldy, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+}
+Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
+  return shrink(dtype, v, x, ldx, g, GatheredView{token_slot}, tokens, 1, stream);
+}
+Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
+  return expand(dtype, y, ldy, v, g, GatheredView{token_slot}, tokens, 1, stream);
+}
+
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
                    const SgmvBatch& batch, StreamHandle stream) {
-  return shrink(dtype, v, x, ldx, w, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+  return sgmv_shrink(dtype, v, x, ldx, lora_group(w), batch, stream);
 }
 Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
                    const SgmvBatch& batch, StreamHandle stream) {
-  return expand(dtype, y, ldy, v, w, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+  return sgmv_expand(dtype, y, ldy, v, lora_group(w), batch, stream);
 }
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
-  return shrink(dtype, v, x, ldx, w, GatheredView{token_slot}, tokens, 1, stream);
+  return bgmv_shrink(dtype, v, x, ldx, lora_group(w), token_slot, tokens, stream);
 }
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
-  return expand(dtype, y, ldy, v, w, GatheredView{token_slot}, tokens, 1, stream);
+  return bgmv_expand(dtype, y, ldy, v, lora_group(w), token_slot, tokens, stream);
 }
 
 }  // namespace myriad::gpu::cuda

@@ -47,6 +47,36 @@ struct SgmvBatch {  // device arrays except the two counts
   int32_t max_segment_len = 0;            // longest segment (sizes the grid)
 };
 
+// Modules that read one input and write adjacent column ranges of one
+// output (q|k|v into the fused qkv buffer, gate|up into gate_up): one shrink
+// and one expand launch for all of them instead of one each, since a
+// launch, not its bytes, is what a small LoRA module costs. Members share
+// num_slots, max_rank and in; member i writes y's columns from
+// sum_{j<i} out_j on; v is [entries, count * max_rank] with member i's ranks
+// at columns [i * max_rank, (i + 1) * max_rank).
+inline constexpr int kMaxLoraGroup = 3;
+struct LoraGroupSlots {
+  LoraModuleSlots member[kMaxLoraGroup];
+  int32_t count = 0;
+};
+// A group of one module.
+inline LoraGroupSlots lora_group(const LoraModuleSlots& w) {
+  LoraGroupSlots g;
+  g.member[0] = w;
+  g.count = 1;
+  return g;
+}
+
+Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
+                   const SgmvBatch& batch, StreamHandle stream);
+Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
+                   const SgmvBatch& batch, StreamHandle stream);
+Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+
+// One module: v is [entries, max_rank].
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
                    const SgmvBatch& batch, StreamHandle stream);
 Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
