@@ -22,7 +22,9 @@
 // Adapters: rank R on --modules (default all seven), generated from (seed,
 // k) as they enter the host cache (AdapterCache of --host-cache-mb, 0 = no
 // bound, in front of the engine's fetches), so thousands need not be
-// stored; by default every one is generated before the run (on all cores),
+// stored, and staged for the executor there (Executor::stage_adapter; CUDA:
+// bf16 slot images in pinned memory) as a node's host cache stages them;
+// by default every one is generated before the run (on all cores),
 // so the run measures slot loads from host memory as S-LoRA does, and with
 // --lazy-adapters on its first fetch. A request is cold when no slot held
 // or was loading its adapter at its arrival.
@@ -428,9 +430,11 @@ int main(int argc, char** argv) {
                                             : std::numeric_limits<size_t>::max());
   for (int k = 0; k < args.adapters; ++k) {
     const uint32_t modules = mask.value();
-    Status added = cache.add(adapter_id(k), [&mc, rank = args.rank, modules, seed = args.seed, k] {
+    // Staged for the executor as it enters (CUDA: the bf16 slot image, pinned), as a node's cache does.
+    AdapterLoader make = [&mc, rank = args.rank, modules, seed = args.seed, k] {
       return Result<std::shared_ptr<const LoraWeights>>(random_adapter(mc, rank, modules, seed, k));
-    });
+    };
+    Status added = cache.add(adapter_id(k), staging_loader(std::move(make), *ex.value()));
     if (!added.ok()) return fail(added.error());
   }
   if (!args.lazy_adapters) {

@@ -298,6 +298,15 @@ void heartbeat(Self self) {
              }));
 }
 
+// How the host cache reads an adapter: the setup's loader (the store), then
+// the executor's staging, so that the cache holds what a slot load copies
+// (CUDA: the slot image in bf16, pinned) and no load converts on the step
+// thread. Runs on the cache's fetch thread; stage_adapter is thread-safe.
+AdapterLoader cache_loader(const std::shared_ptr<WorkerSetup>& setup, const AdapterId& id) {
+  // The inner loader holds the setup, so the executor outlives the calls.
+  return staging_loader([setup, id] { return setup->load_adapter(id); }, *setup->executor);
+}
+
 }  // namespace
 
 worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerParts> parts) {
@@ -320,10 +329,7 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
         Status accepted = request ? Status() : Status(request.error());
         if (accepted.ok()) {
           for (const AdapterUse& use : request->adapters)
-            if (!st.cache->registered(use.id)) {
-              auto load = st.setup->load_adapter;
-              (void)st.cache->add(use.id, [load, id = use.id] { return load(id); });
-            }
+            if (!st.cache->registered(use.id)) (void)st.cache->add(use.id, cache_loader(st.setup, use.id));
           st.routes->add(id, sink, attempt);
           accepted = st.engine->submit(std::move(request).value());
         }
@@ -346,10 +352,7 @@ worker_actor::behavior_type worker_behavior(Self self, std::shared_ptr<WorkerPar
         auto request = read_submit(d->get());
         if (!request) return;
         for (const AdapterUse& use : request->adapters) {
-          if (!st.cache->registered(use.id)) {
-            auto load = st.setup->load_adapter;
-            (void)st.cache->add(use.id, [load, id = use.id] { return load(id); });
-          }
+          if (!st.cache->registered(use.id)) (void)st.cache->add(use.id, cache_loader(st.setup, use.id));
           if (!st.cache->cached(use.id))
             st.reporting->fetch(use.id, [](Result<std::shared_ptr<const LoraWeights>>) {});
         }

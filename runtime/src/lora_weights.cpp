@@ -50,9 +50,15 @@ LoraWeights mix_lora(const std::vector<LoraMixPart>& parts, std::string name) {
 }
 
 size_t LoraWeights::bytes() const {
-  size_t n = 0;
+  size_t n = staged ? staged->bytes() : 0;
   for (const auto& m : modules) n += (m.a.size() + m.b.size()) * sizeof(float);
   return n;
+}
+
+bool LoraWeights::has_host_weights() const {
+  for (const auto& m : modules)
+    if (m.rank > 0 && (m.a.empty() || m.b.empty())) return false;
+  return true;
 }
 
 }  // namespace myriad

@@ -47,8 +47,10 @@ std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, co
   return w.ok() ? *w : nullptr;
 }
 
+// staged: every adapter goes through stage_adapter first (the host cache's
+// form: a pinned slot image) rather than being written at load time.
 std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false,
-                                            int32_t attention_splits = 0) {
+                                            int32_t attention_splits = 0, bool staged = false) {
   auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
@@ -73,6 +75,13 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   for (int s = 0; s < 3; ++s) {
     auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/" + names[s]);
     if (!w) return nullptr;
+    if (staged) {
+      auto st = (*ex)->stage_adapter(w);
+      EXPECT_TRUE(st.ok()) << st.error().to_string();
+      if (!st.ok()) return nullptr;
+      EXPECT_TRUE((*st)->staged && !(*st)->has_host_weights());
+      w = *st;
+    }
     auto st = (*ex)->begin_load_adapter(s, w, [reports](Status done) {
       EXPECT_TRUE(done.ok());
       ++*reports;
@@ -197,10 +206,7 @@ TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
     }
 }
 
-TEST_P(CudaGolden, MixedBatchOfAllVariantsWithChunkedPrefillsMatchesGoldens) {
-  MYRIAD_REQUIRE_CUDA();
-  const std::string model = GetParam();
-  auto ex = make_executor(model, DType::kF32);
+void expect_mixed_batch_matches_goldens(CudaExecutor* ex, const std::string& model) {
   ASSERT_TRUE(ex);
   const auto g = golden(model);
   std::vector<Seq> seqs;
@@ -221,6 +227,50 @@ TEST_P(CudaGolden, MixedBatchOfAllVariantsWithChunkedPrefillsMatchesGoldens) {
     EXPECT_EQ(seqs[i].outputs, want[i]["greedy_tokens"].get<std::vector<int32_t>>()) << "row " << i;
     EXPECT_TRUE(logits_close(seqs[i].logits[0], want[i]["last_logits"], Tol{1e-4f, 0}, "row " + std::to_string(i)));
   }
+}
+
+TEST_P(CudaGolden, MixedBatchOfAllVariantsWithChunkedPrefillsMatchesGoldens) {
+  MYRIAD_REQUIRE_CUDA();
+  expect_mixed_batch_matches_goldens(make_executor(GetParam(), DType::kF32).get(), GetParam());
+}
+
+// Adapters staged as the host cache stages them (pinned slot images, the
+// float32 copies dropped) load with one copy and give the same goldens.
+TEST_P(CudaGolden, StagedAdaptersMatchGoldens) {
+  MYRIAD_REQUIRE_CUDA();
+  expect_mixed_batch_matches_goldens(make_executor(GetParam(), DType::kF32, false, 0, true).get(), GetParam());
+}
+
+// An image staged for another slot layout cannot be loaded (its float32
+// copy is gone): a clear error, the slot stays free.
+TEST_P(CudaGolden, AnAdapterStagedForAnotherLayoutIsRefused) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
+  ASSERT_TRUE(ck.ok());
+  CudaExecutorOptions o;
+  o.compute = DType::kF32;
+  o.kv_num_blocks = 64;
+  o.max_tokens_per_step = 64;
+  o.max_rows = 4;
+  o.max_logits_rows = 4;
+  o.num_adapter_slots = 2;
+  o.max_adapter_rank = 16;
+  auto r16 = CudaExecutor::create(*ck, o);
+  o.max_adapter_rank = 32;
+  auto r32 = CudaExecutor::create(*ck, o);
+  ASSERT_TRUE(r16.ok() && r32.ok());
+  auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/r8-all");
+  ASSERT_TRUE(w);
+  auto staged = (*r16)->stage_adapter(w);
+  ASSERT_TRUE(staged.ok()) << staged.error().to_string();
+  const Status st = (*r32)->begin_load_adapter(0, *staged, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("no float32 A/B"), std::string::npos) << st.error().to_string();
+  EXPECT_TRUE((*r32)->begin_load_adapter(0, w, nullptr).ok());  // the slot was left free
+  EXPECT_TRUE((*r16)->begin_load_adapter(0, *staged, nullptr).ok());
+  EXPECT_TRUE((*r16)->wait_for_uploads().ok());
+  EXPECT_TRUE((*r16)->adapter_ready(0));
 }
 
 TEST_P(CudaGolden, Bf16ServingPathWithinBf16Tolerance) {

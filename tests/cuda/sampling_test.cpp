@@ -1,5 +1,6 @@
 // Device sampling vs a plain CPU reference: greedy (ties to the lowest id),
-// temperature, top-k, top-p, both, and the three penalties; the draw is
+// temperature, top-k, top-p, both, the three penalties and logit bias
+// (forcing, banning with -inf, an id biased twice); the draw is
 // counter-based, so the reference predicts the exact token from (seed,
 // output_index). Also: the token does not depend on the batch around the row,
 // and 4000 draws of one distribution match its probabilities.
@@ -26,8 +27,13 @@ struct RefResult {
 
 // The CPU twin. Penalties and scaling in float like the device (x = l * (1/T));
 // sums in double.
-RefResult sample_ref(std::vector<float> l, const SampleRow& p, const std::vector<int32_t>& hist, float top_p_slack) {
+RefResult sample_ref(std::vector<float> l, const SampleRow& p, const std::vector<int32_t>& hist, float top_p_slack,
+                     const std::vector<LogitBias>& bias = {}) {
   const int V = int(l.size());
+  for (uint32_t i = 0; i < p.bias_count; ++i) {
+    const LogitBias& b = bias[p.bias_offset + i];
+    if (b.token >= 0 && b.token < V) l[size_t(b.token)] += b.bias;
+  }
   if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
     std::map<int, int> count;
     std::vector<int> order;
@@ -101,10 +107,11 @@ RefResult sample_ref(std::vector<float> l, const SampleRow& p, const std::vector
 // True if `tok` is what the reference would draw up to float rounding: kept
 // (with a little top-p slack) and the target falls in its cumulative interval
 // (with a little slack).
-bool token_acceptable(const std::vector<float>& l, const SampleRow& p, const std::vector<int32_t>& h, int tok) {
-  const RefResult r = sample_ref(l, p, h, 1.0f);
+bool token_acceptable(const std::vector<float>& l, const SampleRow& p, const std::vector<int32_t>& h, int tok,
+                      const std::vector<LogitBias>& bias = {}) {
+  const RefResult r = sample_ref(l, p, h, 1.0f, bias);
   if (tok == r.token) return true;
-  const RefResult loose = sample_ref(l, p, h, 1.0f + 1e-4f);
+  const RefResult loose = sample_ref(l, p, h, 1.0f + 1e-4f, bias);
   if (tok < 0 || tok >= int(l.size()) || !loose.kept[size_t(tok)]) return false;
   double before = 0, zk = 0;
   for (size_t i = 0; i < l.size(); ++i) if (r.kept[i]) { zk += r.e[i]; if (int(i) < tok) before += r.e[i]; }
@@ -116,6 +123,7 @@ struct SamplingBatch {
   std::vector<float> logits;  // [rows, V]
   std::vector<SampleRow> rows;
   std::vector<int32_t> history;
+  std::vector<LogitBias> bias;
 };
 
 void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vector<float>& logprobs) {
@@ -124,10 +132,11 @@ void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vecto
   auto dw = poisoned(size_t(R) * V, DType::kF32);
   auto dp = upload_raw(b.rows);
   auto dh = upload_raw(b.history);
+  auto db = upload_raw(b.bias.empty() ? std::vector<LogitBias>(1) : b.bias);
   auto dt = poisoned(R, DType::kF32);  // NaN bytes: 0xFFFFFFFF = -1 as int32
   auto dlp = poisoned(R, DType::kF32);
   auto st = gpu::cuda::sample(dl.as<float>(), V, dw.as<float>(), dp.as<SampleRow>(), dh.as<int32_t>(), R, V,
-                              dt.as<int32_t>(), dlp.as<float>(), nullptr);
+                              dt.as<int32_t>(), dlp.as<float>(), nullptr, db.as<LogitBias>());
   ASSERT_TRUE(st.ok()) << st.error().to_string();
   tokens = download_raw<int32_t>(dt, R);
   logprobs = download(dlp, R, DType::kF32);
@@ -159,10 +168,20 @@ TEST_P(SamplingTest, MatchesCpuReference) {
   std::vector<SampleRow> kinds = {row(0, 0, 1, 0, 0),      row(1.0f, 0, 1, 0, 0),   row(0.7f, 0, 1, 0, 0),
                                   row(1.0f, 5, 1, 0, 0),   row(1.0f, 0, 0.9f, 0, 0), row(0.8f, 50, 0.8f, 0, 0),
                                   row(1.3f, 1, 1, 0, 0),   row(1.0f, 0, 0.3f, 0, 0)};
-  for (int rep = 0; rep < 4; ++rep)
+  for (int rep = 0; rep < 5; ++rep)
     for (auto k : kinds) {
       k.seed = rng()();
       k.output_index = uint32_t(rng()() % 1000);
+      if (rep == 4) {  // logit bias: a boost, a ban of the whole top, an id biased twice
+        k.bias_offset = uint32_t(b.bias.size());
+        const int32_t boosted = int32_t(rng()() % uint64_t(V)), twice = int32_t(rng()() % uint64_t(V));
+        b.bias.push_back({boosted, 6.0f});
+        b.bias.push_back({twice, 3.0f});
+        b.bias.push_back({twice, -1.5f});
+        b.bias.push_back({int32_t(V / 3), -INFINITY});  // the greedy rows' tied maximum, banned
+        b.bias.push_back({int32_t(V + 5), 50.0f});      // outside the vocabulary: ignored
+        k.bias_count = uint32_t(b.bias.size()) - k.bias_offset;
+      }
       if (rep == 3) {  // penalties over a history with repeats
         k.history_offset = uint32_t(b.history.size());
         k.history_len = 40;
@@ -187,12 +206,16 @@ TEST_P(SamplingTest, MatchesCpuReference) {
   run(b, V, tok, lp);
   for (size_t r = 0; r < b.rows.size(); ++r) {
     const std::vector<float> l(b.logits.begin() + r * V, b.logits.begin() + (r + 1) * V);
-    const RefResult ref = sample_ref(l, b.rows[r], b.history, 1.0f);
-    EXPECT_TRUE(token_acceptable(l, b.rows[r], b.history, tok[r]))
+    const RefResult ref = sample_ref(l, b.rows[r], b.history, 1.0f, b.bias);
+    EXPECT_TRUE(token_acceptable(l, b.rows[r], b.history, tok[r], b.bias))
         << "row " << r << ": got " << tok[r] << ", reference " << ref.token << " (T=" << b.rows[r].temperature
         << " k=" << b.rows[r].top_k << " p=" << b.rows[r].top_p << ")";
-    if (b.rows[r].temperature == 0) {
+    if (b.rows[r].temperature == 0 && b.rows[r].bias_count == 0) {
       EXPECT_EQ(tok[r], V / 3) << "greedy tie must go to the lowest id";
+    }
+    if (b.rows[r].temperature == 0 && b.rows[r].bias_count > 0) {  // the banned V/3 is never drawn
+      EXPECT_NE(tok[r], V / 3);
+      EXPECT_EQ(tok[r], ref.token);
     }
     if (tok[r] == ref.token) {
       EXPECT_NEAR(lp[r], ref.logprob, 1e-4 + 1e-5 * std::fabs(ref.logprob)) << "row " << r;

@@ -1,5 +1,6 @@
 // Host adapter cache: byte budget, LRU eviction, pinning, unload, sharing
-// one load between concurrent callers, failures keep nothing.
+// one load between concurrent callers, failures keep nothing; a staging
+// loader keeps the executor's staged form and counts its bytes.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 #include <thread>
 
 #include "runtime/adapter_cache.h"
+#include "runtime/fake_executor.h"
 
 namespace myriad {
 namespace {
@@ -125,6 +127,44 @@ TEST(AdapterCache, ConcurrentGetsShareOneLoad) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 4);
   EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(AdapterCache, AStagingLoaderKeepsTheStagedFormAndCountsItsBytes) {
+  FakeExecutorOptions o;
+  o.stages_adapters = true;
+  FakeExecutor ex(o);
+  AdapterCache c(1 << 20);
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(c.add({"t", "a", 0}, staging_loader(fake_loader(4096, &calls), ex)).ok());
+  auto w = c.get({"t", "a", 0});
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  ASSERT_TRUE((*w)->staged);
+  EXPECT_TRUE((*w)->modules[0].a.empty());  // the float32 copy is gone
+  EXPECT_EQ((*w)->modules[0].rank, 1);      // ranks stay: the engine sizes loads by them
+  EXPECT_EQ(c.bytes_used(), 4096 * sizeof(float) / 2);
+  // A second get is a hit on the staged form; nothing is read or staged again.
+  auto again = c.get({"t", "a", 0});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), w->get());
+  EXPECT_EQ(calls.load(), 1);
+  // The executor loads what the cache holds as staged.
+  ASSERT_TRUE(ex.begin_load_adapter(0, *w, nullptr).ok());
+  EXPECT_EQ(ex.staged_loads(), 1u);
+}
+
+TEST(AdapterCache, AStagingLoaderPassesLoadFailuresThrough) {
+  FakeExecutorOptions o;
+  o.stages_adapters = true;
+  FakeExecutor ex(o);
+  AdapterCache c(1 << 20);
+  AdapterLoader failing = []() -> Result<std::shared_ptr<const LoraWeights>> {
+    return make_error(ErrorCode::kBadFile, "adapter_model.safetensors truncated");
+  };
+  ASSERT_TRUE(c.add({"t", "bad", 0}, staging_loader(failing, ex)).ok());
+  auto w = c.get({"t", "bad", 0});
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, ErrorCode::kBadFile);
+  EXPECT_EQ(c.bytes_used(), 0u);
 }
 
 }  // namespace

@@ -104,6 +104,9 @@ Status CpuLoraSlots::begin_load(int32_t slot, std::shared_ptr<const LoraWeights>
                                                        "); unload it first");
   }
   const std::string who = "adapter '" + w->name + "'";
+  if (!w->has_host_weights())
+    return make_error(ErrorCode::kInvalidArgument,
+                      who + " was staged for another executor, which dropped its float32 weights");
   if (w->num_layers != config_.num_layers || w->modules.size() != size_t(config_.num_layers) * kNumLinearModules) {
     return make_error(ErrorCode::kInvalidArgument, who + " has " + std::to_string(w->num_layers) +
                                                        " layers; the base model has " +

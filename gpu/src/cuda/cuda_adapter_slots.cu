@@ -1,6 +1,8 @@
-// CudaExecutor's adapter slots: a load is converted into the pinned staging
-// buffer and copied on the upload stream, then reported by a host callback;
-// clone and unload.
+// CudaExecutor's adapter slots: stage_adapter writes an adapter's slot image
+// into pinned memory once (as it enters the host cache); a load copies the
+// image's span on the upload stream (an unstaged adapter is first written
+// into the staging buffer), then a host callback reports it; clone and
+// unload.
 #include <cuda_runtime.h>
 
 #include <cstring>
@@ -17,7 +19,53 @@ void CUDART_CB report_load(void* user) {
   std::unique_ptr<LoadDone> done(static_cast<LoadDone*>(user));
   (*done)(ok_status());
 }
+
+// An adapter's slot image in pinned memory (stage_adapter): what a load
+// copies as is.
+class CudaStagedAdapter final : public StagedAdapter {
+ public:
+  CudaStagedAdapter(PinnedBuffer image, uint64_t layout_id, ByteSpan span)
+      : image_(std::move(image)), layout_id_(layout_id), span_(span) {}
+  size_t bytes() const override { return image_.bytes(); }
+  const std::byte* data() const { return static_cast<const std::byte*>(image_.data()); }
+  uint64_t layout_id() const { return layout_id_; }
+  ByteSpan span() const { return span_; }
+
+ private:
+  PinnedBuffer image_;
+  uint64_t layout_id_;
+  ByteSpan span_;
+};
 }  // namespace
+
+Result<std::shared_ptr<const LoraWeights>> CudaExecutor::stage_adapter(std::shared_ptr<const LoraWeights> w) const {
+  const Impl& m = *impl_;
+  if (!w) return make_error(ErrorCode::kInvalidArgument, "no adapter weights");
+  if (m.slots == 0) return w;  // nowhere to load it: nothing to stage for
+  if (auto* s = dynamic_cast<const CudaStagedAdapter*>(w->staged.get()); s && s->layout_id() == m.lora_layout.id)
+    return w;
+  if (!w->has_host_weights())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "adapter " + w->name + " has no float32 A/B to load (staged for another slot layout?)");
+  MYRIAD_TRY(check_fits(m.lora_layout, *w));
+  const ByteSpan span = used_span(m.lora_layout, *w);
+  const size_t bytes = image_bytes(m.lora_layout, span);
+  auto image = PinnedBuffer::alloc(bytes);
+  if (!image.ok()) return image.error();
+  write_slot_image(m.lora_layout, *w, std::span<std::byte>(static_cast<std::byte*>(image.value().data()), bytes));
+  // Ranks and scales stay (the engine sizes the adapter by them); A and B
+  // live only in the image now.
+  auto staged = std::make_shared<LoraWeights>();
+  staged->name = w->name;
+  staged->num_layers = w->num_layers;
+  staged->modules.resize(w->modules.size());
+  for (size_t i = 0; i < w->modules.size(); ++i) {
+    staged->modules[i].rank = w->modules[i].rank;
+    staged->modules[i].scale = w->modules[i].scale;
+  }
+  staged->staged = std::make_shared<CudaStagedAdapter>(std::move(image.value()), m.lora_layout.id, span);
+  return std::shared_ptr<const LoraWeights>(std::move(staged));
+}
 
 Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> w, LoadDone done) {
   Impl& m = *impl_;
@@ -27,66 +75,49 @@ Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
   if (m.slot_state[size_t(slot)] != Impl::SlotState::kEmpty)
     return make_error(ErrorCode::kInvalidArgument, "adapter slot " + std::to_string(slot) + " is busy");
   if (!w) return make_error(ErrorCode::kInvalidArgument, "no adapter weights");
-  if (w->num_layers != m.L || w->modules.size() != size_t(m.L) * kNumLinearModules)
-    return make_error(ErrorCode::kInvalidArgument, "adapter " + w->name + ": " + std::to_string(w->num_layers) +
-                                                       " layers, base model has " + std::to_string(m.L));
-  for (int64_t li = 0; li < m.L; ++li)
-    for (int mi = 0; mi < kNumLinearModules; ++mi) {
-      const LoraModuleWeights& mw = w->at(int(li), LinearModule(mi));
-      const LoraDev& d = m.lora[size_t(li) * kNumLinearModules + mi];
-      if (mw.rank < 0 || mw.rank > m.R)
-        return make_error(ErrorCode::kResourceExhausted,
-                          "adapter " + w->name + ": rank " + std::to_string(mw.rank) + " of layer " +
-                              std::to_string(li) + " " + linear_module_name(LinearModule(mi)) +
-                              " exceeds the slots' max rank " + std::to_string(m.R));
-      if (mw.rank > 0 && (mw.a.size() != size_t(mw.rank) * d.in || mw.b.size() != size_t(d.out) * mw.rank))
-        return make_error(ErrorCode::kInvalidArgument, "adapter " + w->name + ": layer " + std::to_string(li) + " " +
-                                                           linear_module_name(LinearModule(mi)) +
-                                                           " A/B sizes do not match rank and shape");
-    }
-  // The staging buffer may still feed the previous upload.
-  if (m.staging_used) MYRIAD_TRY(m.staging_event.synchronize());
-  char* st = static_cast<char*>(m.staging.data());
-  size_t off = 0, bytes = 0;
-  const size_t L7 = size_t(m.L) * kNumLinearModules;
-  auto put = [&](float f) {
-    if (m.dt == DType::kF32) {
-      std::memcpy(st + off, &f, 4);
-    } else {
-      const uint16_t h = f32_to_bf16(f);
-      std::memcpy(st + off, &h, 2);
-    }
-    off += m.esz;
-  };
+  const LoraSlotLayout& layout = m.lora_layout;
+  // The image to copy from: the staged one, else this adapter written into
+  // the staging buffer now (which may still feed the previous such upload).
+  const auto* staged = dynamic_cast<const CudaStagedAdapter*>(w->staged.get());
+  if (staged && staged->layout_id() != layout.id) staged = nullptr;
+  const std::byte* image = nullptr;
+  ByteSpan span;
+  if (staged) {
+    image = staged->data();
+    span = staged->span();
+  } else {
+    if (!w->has_host_weights())
+      return make_error(ErrorCode::kInvalidArgument,
+                        "adapter " + w->name + " has no float32 A/B to load (staged for another slot layout?)");
+    MYRIAD_TRY(check_fits(layout, *w));
+    if (m.staging_used) MYRIAD_TRY(m.staging_event.synchronize());
+    auto* st = static_cast<std::byte*>(m.staging.data());
+    span = used_span(layout, *w);
+    write_slot_image(layout, *w, std::span<std::byte>(st, image_bytes(layout, span)));
+    image = st;
+  }
   cudaStream_t us = m.upload.get();
   MYRIAD_TRY(m.compute_mark.record(m.compute.get()));
   MYRIAD_TRY(m.compute_mark.wait_in(us));
-  for (size_t idx = 0; idx < L7; ++idx) {
-    const LoraModuleWeights& mw = w->modules[idx];
-    if (mw.rank == 0) continue;
-    const LoraDev& d = m.lora[idx];
-    const size_t a_off = off;
-    for (float f : mw.a) put(f);
-    const size_t b_off = off;
-    for (int64_t o = 0; o < d.out; ++o)
-      for (int32_t r = 0; r < m.R; ++r) put(r < mw.rank ? mw.b[size_t(o) * mw.rank + r] : 0.0f);
-    MYRIAD_TRY(copy_h2d(static_cast<char*>(d.a.data()) + size_t(slot) * m.R * d.in * m.esz, st + a_off, b_off - a_off, us));
-    MYRIAD_TRY(copy_h2d(static_cast<char*>(d.b.data()) + size_t(slot) * d.out * m.R * m.esz, st + b_off, off - b_off, us));
-    bytes += size_t(mw.rank) * (d.in + d.out) * m.esz;
-  }
-  off = (off + 15) / 16 * 16;
-  auto* ranks = reinterpret_cast<int32_t*>(st + off);
-  auto* scales = reinterpret_cast<float*>(st + off + L7 * 4);
-  for (size_t idx = 0; idx < L7; ++idx) {
-    ranks[idx] = w->modules[idx].rank;
-    scales[idx] = w->modules[idx].scale;
-  }
+  // One copy of the adapter's span of the slot image.
+  char* slot_base = static_cast<char*>(m.lora_pool.data()) + size_t(slot) * layout.slot_bytes;
+  if (span.size() > 0) MYRIAD_TRY(copy_h2d(slot_base + span.begin, image, span.size(), us));
+  const size_t L7 = layout.table_entries();
   // Ranks last: until they land, the slot contributes nothing.
-  MYRIAD_TRY(copy_h2d(m.lora_scales.as<float>() + size_t(slot) * L7, scales, L7 * 4, us));
-  MYRIAD_TRY(copy_h2d(m.lora_ranks.as<int32_t>() + size_t(slot) * L7, ranks, L7 * 4, us));
+  MYRIAD_TRY(copy_h2d(m.lora_scales.as<float>() + size_t(slot) * L7, image_scales(layout, span, image), L7 * 4, us));
+  MYRIAD_TRY(copy_h2d(m.lora_ranks.as<int32_t>() + size_t(slot) * L7, image_ranks(layout, span, image), L7 * 4, us));
   MYRIAD_TRY(m.slot_event[size_t(slot)].record(us));
-  MYRIAD_TRY(m.staging_event.record(us));
-  m.staging_used = true;
+  if (staged) {
+    m.slot_source[size_t(slot)] = w->staged;  // alive until the copy lands
+  } else {
+    MYRIAD_TRY(m.staging_event.record(us));
+    m.staging_used = true;
+  }
+  size_t bytes = 0;
+  for (size_t i = 0; i < L7; ++i) {
+    const int mod = int(i % kNumLinearModules);
+    bytes += size_t(w->modules[i].rank) * size_t(layout.in[mod] + layout.out[mod]) * layout.element_bytes();
+  }
   m.slot_state[size_t(slot)] = Impl::SlotState::kLoading;
   m.slot_bytes[size_t(slot)] = bytes;
   if (done) {
@@ -109,13 +140,9 @@ Status CudaExecutor::clone_adapter_slot(int32_t src, int32_t dst) {
     return make_error(ErrorCode::kInvalidArgument,
                       "clone_adapter_slot: bad slots " + std::to_string(src) + " -> " + std::to_string(dst));
   cudaStream_t us = m.upload.get();
-  const size_t L7 = size_t(m.L) * kNumLinearModules;
-  for (size_t idx = 0; idx < L7; ++idx) {
-    const LoraDev& d = m.lora[idx];
-    const size_t a = size_t(m.R) * d.in * m.esz, b = size_t(d.out) * m.R * m.esz;
-    MYRIAD_TRY(copy_d2d(static_cast<char*>(d.a.data()) + dst * a, static_cast<char*>(d.a.data()) + src * a, a, us));
-    MYRIAD_TRY(copy_d2d(static_cast<char*>(d.b.data()) + dst * b, static_cast<char*>(d.b.data()) + src * b, b, us));
-  }
+  const size_t L7 = m.lora_layout.table_entries(), sb = m.lora_layout.slot_bytes;
+  char* pool = static_cast<char*>(m.lora_pool.data());
+  MYRIAD_TRY(copy_d2d(pool + size_t(dst) * sb, pool + size_t(src) * sb, sb, us));
   MYRIAD_TRY(copy_d2d(m.lora_scales.as<float>() + dst * L7, m.lora_scales.as<float>() + src * L7, L7 * 4, us));
   MYRIAD_TRY(copy_d2d(m.lora_ranks.as<int32_t>() + dst * L7, m.lora_ranks.as<int32_t>() + src * L7, L7 * 4, us));
   MYRIAD_TRY(m.slot_event[size_t(dst)].record(us));
@@ -128,7 +155,10 @@ bool CudaExecutor::adapter_ready(int32_t slot) {
   Impl& m = *impl_;
   if (slot < 0 || slot >= m.slots) return false;
   auto& st = m.slot_state[size_t(slot)];
-  if (st == Impl::SlotState::kLoading && m.slot_event[size_t(slot)].done()) st = Impl::SlotState::kReady;
+  if (st == Impl::SlotState::kLoading && m.slot_event[size_t(slot)].done()) {
+    st = Impl::SlotState::kReady;
+    m.slot_source[size_t(slot)].reset();  // the copy has landed
+  }
   return st == Impl::SlotState::kReady;
 }
 
@@ -141,6 +171,7 @@ void CudaExecutor::unload_adapter(int32_t slot) {
   (void)fill_bytes(m.lora_ranks.as<int32_t>() + size_t(slot) * L7, 0, L7 * 4, m.compute.get());
   m.slot_state[size_t(slot)] = Impl::SlotState::kEmpty;
   m.slot_bytes[size_t(slot)] = 0;
+  m.slot_source[size_t(slot)].reset();
 }
 
 }  // namespace myriad::gpu::cuda

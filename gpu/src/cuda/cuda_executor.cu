@@ -20,8 +20,10 @@ namespace myriad::gpu::cuda {
 
 Status CudaExecutor::Impl::validate(const StepPlan& plan) const {
   MYRIAD_TRY(validate_plan(plan, info, [this](int32_t s) { return slot_state[size_t(s)] == SlotState::kReady; }));
-  if (plan.block_ids.size() > block_ids.capacity || plan.history.size() > history.capacity)
-    return make_error(ErrorCode::kResourceExhausted, "step's block tables or penalty history exceed capacity");
+  if (plan.block_ids.size() > block_ids.capacity || plan.history.size() > history.capacity ||
+      plan.logit_bias.size() > logit_bias.capacity)
+    return make_error(ErrorCode::kResourceExhausted,
+                      "step's block tables, penalty history or logit bias entries exceed capacity");
   return ok_status();
 }
 
@@ -97,6 +99,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   if (T == 0) return ok_status();
   std::copy(plan.block_ids.begin(), plan.block_ids.end(), m.block_ids.host);
   std::copy(plan.history.begin(), plan.history.end(), m.history.host);
+  std::copy(plan.logit_bias.begin(), plan.logit_bias.end(), m.logit_bias.host);
 
   // Logits positions: sampled rows' last tokens first (S), then requested ones (Qn).
   int64_t S = 0, Qn = 0;
@@ -117,6 +120,8 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
         p.history_offset = r.history_offset;
         p.history_len = r.history_len;
         p.prompt_len = r.prompt_len;
+        p.bias_offset = r.bias_offset;
+        p.bias_count = r.bias_count;
         ++S;
       }
       t += r.num_tokens;
@@ -137,11 +142,8 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   if (any_adapter) mode = (mixture || !all_decode) ? kSgmv : kBgmv;
   m.levels = 0;
   if (mode == kSgmv) {
-    struct Entry {
-      int32_t slot, token;
-      float weight;
-    };
-    std::vector<Entry> entries;  // small; this allocation is host-side only
+    using Entry = Impl::SgmvEntry;
+    std::vector<Entry>& entries = m.sgmv_entries;  // reused: no allocation once warm
     for (int l = 0; l < kLevels; ++l) {
       entries.clear();
       int64_t t = 0;
@@ -182,6 +184,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   MYRIAD_TRY(m.upload_meta(m.logit_idx, size_t(P)));
   MYRIAD_TRY(m.upload_meta(m.sample_rows, size_t(S)));
   if (!plan.history.empty()) MYRIAD_TRY(m.upload_meta(m.history, plan.history.size()));
+  if (!plan.logit_bias.empty()) MYRIAD_TRY(m.upload_meta(m.logit_bias, plan.logit_bias.size()));
   if (mode == kBgmv) MYRIAD_TRY(m.upload_meta(m.token_slot, size_t(T)));
   for (int l = 0; l < m.levels; ++l) {
     const size_t n = size_t(m.seg_start[l].host[m.num_segments[l]]);

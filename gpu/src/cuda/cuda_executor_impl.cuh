@@ -21,6 +21,7 @@
 #include "gpu/cuda/lora.h"
 #include "gpu/cuda/sampling.h"
 #include "gpu/llama_graph.h"
+#include "gpu/lora_slot_image.h"
 
 namespace myriad::gpu::cuda {
 
@@ -34,11 +35,6 @@ struct LayerDev {
   DeviceBuffer o_bias;              // [H] or empty
   DeviceBuffer gate_up;             // [2I, H]
   DeviceBuffer down;                // [H, I]
-};
-
-struct LoraDev {  // one (layer, module), all slots
-  DeviceBuffer a, b;  // [slots, R, in], [slots, out, R]
-  int64_t in = 0, out = 0;
 };
 
 // A typed array at a fixed offset of the pinned host / device metadata areas.
@@ -81,15 +77,19 @@ struct CudaExecutor::Impl final : LlamaOps {
   const void* lm_head = nullptr;
   std::vector<DeviceBuffer> k_cache, v_cache;
 
-  // LoRA slots
+  // LoRA slots: one pool of whole-slot images (gpu/lora_slot_image.h), so a
+  // load is one copy of the adapter's span.
   int32_t slots = 0, R = 0;
-  std::vector<LoraDev> lora;               // [L * 7]
+  LoraSlotLayout lora_layout;
+  DeviceBuffer lora_pool;                  // [slots, lora_layout.slot_bytes]
   DeviceBuffer lora_ranks, lora_scales;    // [slots, L * 7]
   enum class SlotState : uint8_t { kEmpty, kLoading, kReady };
   std::vector<SlotState> slot_state;
   std::vector<Event> slot_event;
   std::vector<size_t> slot_bytes;
-  PinnedBuffer staging;
+  // What a load in flight copies from, kept alive until the copy lands.
+  std::vector<std::shared_ptr<const StagedAdapter>> slot_source;
+  PinnedBuffer staging;  // image of an adapter that came unstaged
   Event staging_event;
   Event compute_mark;  // uploads wait for work queued on compute (e.g. an unload's rank reset)
   bool staging_used = false;
@@ -104,10 +104,16 @@ struct CudaExecutor::Impl final : LlamaOps {
   DeviceBuffer meta_d;
   MetaArray<int32_t> tokens, pos, tok_row, slot_map, row_block_off, block_ids, logit_idx, history, token_slot;
   MetaArray<SampleRow> sample_rows;
+  MetaArray<LogitBias> logit_bias;  // the sampling rows' bias entries (SampleRow::bias_offset)
   MetaArray<int32_t> seg_slot[kLevels], seg_start[kLevels], entry_token[kLevels];
   MetaArray<float> entry_weight[kLevels];
   int32_t num_segments[kLevels] = {}, max_seg_len[kLevels] = {};
   int levels = 0;
+  struct SgmvEntry {
+    int32_t slot, token;
+    float weight;
+  };
+  std::vector<SgmvEntry> sgmv_entries;  // one level's entries while step() sorts them
 
   // Results
   PinnedBuffer out_h;  // tokens [Rmax] i32, logprobs [Rmax] f32, logits [max_logits_rows, V] f32

@@ -21,17 +21,18 @@ Status CudaExecutor::Impl::apply_lora(int layer, LinearModule first, int count, 
   w.count = count;
   for (int i = 0; i < count; ++i) {
     const int idx = layer * kNumLinearModules + int(first) + i;
-    const LoraDev& d = lora[size_t(idx)];
+    const int mod = int(first) + i;
     LoraModuleSlots& m = w.member[i];
-    m.a = d.a.data();
-    m.b = d.b.data();
+    m.a = static_cast<const char*>(lora_pool.data()) + lora_layout.a_offset[size_t(idx)];
+    m.b = static_cast<const char*>(lora_pool.data()) + lora_layout.b_offset[size_t(idx)];
+    m.slot_stride = int64_t(lora_layout.slot_bytes / esz);
     m.ranks = lora_ranks.as<int32_t>() + idx;
     m.scales = lora_scales.as<float>() + idx;
     m.meta_stride = int32_t(L * kNumLinearModules);
     m.num_slots = slots;
     m.max_rank = R;
-    m.in = d.in;
-    m.out = d.out;
+    m.in = lora_layout.in[mod];
+    m.out = lora_layout.out[mod];
   }
   float* v = lora_v.as<float>();
   if (mode == kBgmv) {
@@ -59,7 +60,7 @@ Status CudaExecutor::Impl::forward(int64_t T, int64_t P, int64_t S, int mode) {
   MYRIAD_TRY(run_llama_forward(*this, int(L)));
   if (P == 0 || S == 0) return ok_status();
   MYRIAD_TRY(sample(logits.as<float>(), V, sample_work.as<float>(), sample_rows.dev, history.dev, S, V,
-                    sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get()));
+                    sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get(), logit_bias.dev));
   return mark("sample");
 }
 

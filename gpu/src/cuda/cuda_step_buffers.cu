@@ -45,28 +45,19 @@ Status CudaExecutor::Impl::alloc_runtime() {
 
   // LoRA slots.
   if (slots > 0) {
-    lora.resize(size_t(L) * kNumLinearModules);
-    size_t stage = 0;
-    for (int64_t li = 0; li < L; ++li)
-      for (int m = 0; m < kNumLinearModules; ++m) {
-        auto [out, in] = linear_module_shape(cfg, LinearModule(m));
-        LoraDev& d = lora[size_t(li) * kNumLinearModules + m];
-        d.in = in;
-        d.out = out;
-        MYRIAD_ASSIGN(d.a, alloc_dev(size_t(slots) * R * in * esz, ignore));
-        MYRIAD_ASSIGN(d.b, alloc_dev(size_t(slots) * out * R * esz, ignore));
-        stage += size_t(R) * (in + out) * esz;
-      }
+    MYRIAD_ASSIGN(lora_layout, LoraSlotLayout::make(cfg, R, dt));
+    MYRIAD_ASSIGN(lora_pool, alloc_dev(size_t(slots) * lora_layout.slot_bytes, ignore));
     const size_t L7 = size_t(L) * kNumLinearModules;
     MYRIAD_ASSIGN(lora_ranks, alloc_dev(size_t(slots) * L7 * sizeof(int32_t), ignore));
     MYRIAD_ASSIGN(lora_scales, alloc_dev(size_t(slots) * L7 * sizeof(float), ignore));
     MYRIAD_TRY(fill_bytes(lora_ranks.data(), 0, lora_ranks.bytes(), compute.get()));
     MYRIAD_TRY(fill_bytes(lora_scales.data(), 0, lora_scales.bytes(), compute.get()));
-    MYRIAD_ASSIGN(staging, PinnedBuffer::alloc(stage + 16 + L7 * (sizeof(int32_t) + sizeof(float))));  // 16: alignment of the rank table
+    MYRIAD_ASSIGN(staging, PinnedBuffer::alloc(lora_layout.max_image_bytes()));
     MYRIAD_ASSIGN(staging_event, Event::create());
     MYRIAD_ASSIGN(compute_mark, Event::create());
     slot_state.assign(size_t(slots), SlotState::kEmpty);
     slot_bytes.assign(size_t(slots), 0);
+    slot_source.assign(size_t(slots), nullptr);
     for (int32_t s = 0; s < slots; ++s) {
       Event e;
       MYRIAD_ASSIGN(e, Event::create());
@@ -100,6 +91,8 @@ Status CudaExecutor::Impl::alloc_runtime() {
     place(entry_weight[l], T);
   }
   place(history, std::max<size_t>(1, size_t(opt.max_history)));
+  // Every row at a request's most: its logit_bias and min_tokens' stop-id bans.
+  place(logit_bias, rows * (kMaxLogitBias + kMaxStopTokenIds));
   MYRIAD_ASSIGN(meta_h, PinnedBuffer::alloc(off));
   MYRIAD_ASSIGN(meta_d, alloc_dev(off, ignore));
   auto bind = [&](auto& a) {
@@ -108,7 +101,7 @@ Status CudaExecutor::Impl::alloc_runtime() {
     a.dev = reinterpret_cast<E*>(static_cast<char*>(meta_d.data()) + a.offset);
   };
   bind(tokens), bind(pos), bind(tok_row), bind(slot_map), bind(row_block_off), bind(block_ids), bind(logit_idx);
-  bind(sample_rows), bind(token_slot), bind(history);
+  bind(sample_rows), bind(token_slot), bind(history), bind(logit_bias);
   for (int l = 0; l < kLevels; ++l) bind(seg_slot[l]), bind(seg_start[l]), bind(entry_token[l]), bind(entry_weight[l]);
   MYRIAD_ASSIGN(out_h, PinnedBuffer::alloc(rows * 8 + size_t(opt.max_logits_rows) * V * sizeof(float) + 16));
   return sync_stream(compute.get());

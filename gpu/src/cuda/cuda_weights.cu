@@ -61,6 +61,7 @@ Status CudaExecutor::Impl::init_common(const ModelConfig& c, const CudaExecutorO
   info.max_tokens_per_step = o.max_tokens_per_step;
   info.max_rows = o.max_rows;
   info.max_logits_rows = o.max_logits_rows;
+  info.applies_logit_bias = true;  // the sampler adds each row's entries (sampling.h), so min_tokens works too
   return ok_status();
 }
 

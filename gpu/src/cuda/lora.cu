@@ -14,6 +14,8 @@
 //   once (16-byte chunks when max_rank allows) for all the tile's entries and
 //   updates y[token, o] (each (token, o) has one writer per launch, so no
 //   atomics).
+#include <algorithm>
+
 #include "cuda_check.cuh"
 #include "gpu/cuda/lora.h"
 #include "kernel_common.cuh"
@@ -43,6 +45,14 @@ struct GatheredView {
   __device__ float weight(int) const { return 1.0f; }
 };
 
+// Where a slot's A and B start (elements), dense or pooled (slot_stride).
+__device__ __forceinline__ int64_t a_slot_stride(const LoraModuleSlots& w) {
+  return w.slot_stride ? w.slot_stride : int64_t(w.max_rank) * w.in;
+}
+__device__ __forceinline__ int64_t b_slot_stride(const LoraModuleSlots& w) {
+  return w.slot_stride ? w.slot_stride : w.out * int64_t(w.max_rank);
+}
+
 // Member mi of the group (mi < g.count), picked with selects rather than a
 // dynamic index into the kernel's parameters.
 __device__ __forceinline__ const LoraModuleSlots& member(const LoraGroupSlots& g, int mi) {
@@ -63,7 +73,7 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
   const int e0 = view.start(seg) + int(blockIdx.z) * kEntries;
   const int n = min(kEntries, view.start(seg) + view.len(seg) - e0);
   if (n <= 0) return;
-  const T* a = static_cast<const T*>(w.a) + (int64_t(slot) * max_rank + r) * w.in;
+  const T* a = static_cast<const T*>(w.a) + int64_t(slot) * a_slot_stride(w) + int64_t(r) * w.in;
   int tok[kEntries];
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) tok[e] = e < n ? view.token(e0 + e) : 0;
@@ -125,7 +135,7 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
   if (rank <= 0) return;
   int64_t col0 = 0;
   for (int j = 0; j < mi; ++j) col0 += member(g, j).out;
-  const T* b = static_cast<const T*>(w.b) + (int64_t(slot) * w.out + o) * max_rank;
+  const T* b = static_cast<const T*>(w.b) + int64_t(slot) * b_slot_stride(w) + o * max_rank;
   const float scale = w.scales[int64_t(slot) * w.meta_stride];
   const float* vm = vs + mi * max_rank;
   // B_slot[o, 0:rank] is read once (16-byte chunks when vec) and used for every
@@ -170,7 +180,8 @@ Status check_group(const char* k, const LoraGroupSlots& g) {
   for (int i = 0; i < g.count; ++i) {
     const LoraModuleSlots& w = g.member[i];
     if (w.max_rank <= 0 || w.max_rank > kMaxLoraRank || w.in <= 0 || w.out <= 0 || w.num_slots <= 0 ||
-        w.meta_stride <= 0)
+        w.meta_stride <= 0 || w.slot_stride < 0 ||
+        (w.slot_stride > 0 && w.slot_stride < std::max(int64_t(w.max_rank) * w.in, w.out * w.max_rank)))
       return make_error(ErrorCode::kInvalidArgument,
                         std::string(k) + ": bad slots max_rank=" + std::to_string(w.max_rank) + " in=" +
                             std::to_string(w.in) + " out=" + std::to_string(w.out) + " slots=" +
@@ -200,7 +211,7 @@ Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroup
   const dim3 grid(unsigned(segs), unsigned(g.count * g.member[0].max_rank), ceil_div(max_len, kEntries));
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora shrink", {
     bool vec = g.member[0].in % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x);
-    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].a);
+    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].a) && g.member[i].slot_stride % kVec<T> == 0;
     shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
@@ -219,7 +230,7 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroup
   const size_t smem = sizeof(float) * kEntries * size_t(g.count) * size_t(g.member[0].max_rank);
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
     bool vec = g.member[0].max_rank % kVec<T> == 0;
-    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b);
+    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
     expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();

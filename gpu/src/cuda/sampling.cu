@@ -67,7 +67,8 @@ __device__ float block_exclusive_scan(float v, float* scratch, float* total) {
 }
 
 __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, const SampleRow* params,
-                              const int32_t* history, int vocab, int32_t* tokens, float* logprobs) {
+                              const int32_t* history, const LogitBias* bias, int vocab, int32_t* tokens,
+                              float* logprobs) {
   __shared__ float scratch[33];
   __shared__ unsigned long long scratch64[33];
   __shared__ int chosen;
@@ -75,6 +76,17 @@ __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, c
   const SampleRow p = params[row];
   float* logits = logits_all + int64_t(row) * ldl;
   float* e = work_all + int64_t(row) * vocab;
+
+  // 0. Logit bias, by one thread in order: an id may appear twice (a
+  // request's bias and min_tokens' ban), so parallel adds would race.
+  if (p.bias_count > 0) {
+    if (threadIdx.x == 0)
+      for (uint32_t i = 0; i < p.bias_count; ++i) {
+        const LogitBias b = bias[p.bias_offset + i];
+        if (b.token >= 0 && b.token < vocab) logits[b.token] += b.bias;
+      }
+    __syncthreads();
+  }
 
   // 1. Penalties: each distinct history id is updated by the thread holding
   // its first occurrence.
@@ -206,13 +218,14 @@ __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, c
 }  // namespace
 
 Status sample(float* logits, int64_t ldl, float* work, const SampleRow* params, const int32_t* history,
-              int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream) {
+              int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream,
+              const LogitBias* bias) {
   if (rows < 0 || rows > INT32_MAX || vocab <= 0 || vocab >= (1 << 24) || ldl < vocab)
     return make_error(ErrorCode::kInvalidArgument,
                       "sample: bad shape rows=" + std::to_string(rows) + " vocab=" + std::to_string(vocab));
   if (rows == 0) return ok_status();
-  sample_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, ldl, work, params, history, int(vocab), tokens,
-                                                         logprobs);
+  sample_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, ldl, work, params, history, bias, int(vocab),
+                                                         tokens, logprobs);
   MYRIAD_CUDA_TRY_LAUNCH();
   return ok_status();
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "runtime/adapter_id.h"
+#include "runtime/executor.h"
 #include "runtime/lora_weights.h"
 #include "runtime/result.h"
 
@@ -33,6 +34,11 @@ namespace myriad {
 
 // Reads and validates an adapter (e.g. load_peft_adapter on its folder).
 using AdapterLoader = std::function<Result<std::shared_ptr<const LoraWeights>>()>;
+
+// `load`, then `executor`'s staging (Executor::stage_adapter), so the cache
+// holds the form a slot load copies (and counts its bytes). The executor
+// must outlive every call (hold what owns it in `load`).
+AdapterLoader staging_loader(AdapterLoader load, const Executor& executor);
 
 class AdapterCache {
  public:

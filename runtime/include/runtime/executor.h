@@ -71,6 +71,17 @@ class Executor {
   // Frees the slot's contents (waiting for a load in flight into it). The
   // caller guarantees no row uses it.
   virtual void unload_adapter(int32_t slot) = 0;
+
+  // The form of `weights` this executor loads fastest, made once as the
+  // adapter enters the host cache rather than at every load (CUDA: the
+  // slot's bytes in the device dtype, in pinned memory, so a load is one
+  // copy; the float32 A and B are dropped). Thread-safe, unlike the rest:
+  // the host cache's fetch thread calls it while steps run. An adapter that
+  // does not fit the slots is an error naming why. The default stages
+  // nothing and returns `weights` as they are.
+  virtual Result<std::shared_ptr<const LoraWeights>> stage_adapter(std::shared_ptr<const LoraWeights> weights) const {
+    return weights;
+  }
 };
 
 }  // namespace myriad

@@ -40,6 +40,10 @@ struct FakeExecutorOptions {
   // alternative i of token t is (t + i) mod vocab, logprob(t) - i.
   int32_t max_top_logprobs = 0;
   bool applies_logit_bias = false;  // ExecutorInfo's; the fake's tokens ignore it
+  // stage_adapter drops A and B and attaches a staged form of half their
+  // bytes (as the CUDA executor does with bf16 images), so tests can follow
+  // staged adapters from the host cache into slots.
+  bool stages_adapters = false;
 };
 
 class FakeExecutor final : public Executor {
@@ -55,6 +59,7 @@ class FakeExecutor final : public Executor {
   Status step(const StepPlan& plan, StepResult& out) override;
   Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override;
   void unload_adapter(int32_t slot) override;
+  Result<std::shared_ptr<const LoraWeights>> stage_adapter(std::shared_ptr<const LoraWeights> weights) const override;
 
   // Fault injection.
   void fail_next_step(Error e) { fail_step_ = std::move(e); fail_step_armed_ = true; }
@@ -65,6 +70,7 @@ class FakeExecutor final : public Executor {
   const std::vector<std::string>& violations() const { return violations_; }
   uint64_t steps() const { return steps_; }
   uint64_t loads() const { return loads_; }
+  uint64_t staged_loads() const { return staged_loads_; }  // loads of weights it staged
   // Name of the adapter each slot holds ("" = free or base).
   std::string slot_name(int32_t slot) const;
 
@@ -104,6 +110,7 @@ class FakeExecutor final : public Executor {
   std::string fail_loads_of_;
   uint64_t steps_ = 0;
   uint64_t loads_ = 0;
+  uint64_t staged_loads_ = 0;
   std::string name_scratch_;  // row_adapter's join of a mixture's names
 };
 

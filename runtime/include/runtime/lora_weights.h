@@ -19,10 +19,25 @@ struct LoraModuleWeights {
   std::vector<float> b;       // [out_features, rank]
 };
 
+// An adapter already laid out as one executor's slots hold it (its dtype,
+// padded to its slots' max rank) in memory it copies from fastest (pinned
+// for CUDA), made by Executor::stage_adapter as the adapter enters the host
+// cache, so that a slot load is one copy. Opaque outside that executor.
+// Immutable; freed when the last LoraWeights holding it goes.
+class StagedAdapter {
+ public:
+  virtual ~StagedAdapter() = default;
+  virtual size_t bytes() const = 0;  // host memory it holds
+};
+
 struct LoraWeights {
   std::string name;           // adapter name (or path)
   int32_t num_layers = 0;
-  std::vector<LoraModuleWeights> modules;  // [layer * kNumLinearModules + module]
+  // [layer * kNumLinearModules + module]. Staged weights keep every module's
+  // rank and scale but may drop A and B (has_host_weights() is then false):
+  // only the executor that staged them can load them.
+  std::vector<LoraModuleWeights> modules;
+  std::shared_ptr<const StagedAdapter> staged;  // null unless an executor staged them
 
   const LoraModuleWeights& at(int layer, LinearModule m) const {
     return modules[size_t(layer) * kNumLinearModules + size_t(m)];
@@ -31,7 +46,9 @@ struct LoraWeights {
     return modules[size_t(layer) * kNumLinearModules + size_t(m)];
   }
   int32_t max_rank() const;
-  size_t bytes() const;  // host bytes of A and B
+  size_t bytes() const;  // host bytes of A and B, and of the staged form
+  // Whether every targeted module's A and B are here in float32.
+  bool has_host_weights() const;
 };
 
 // One part of a weighted mixture of adapters over the same base.

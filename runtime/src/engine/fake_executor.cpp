@@ -7,8 +7,17 @@
 #include "runtime/kv_block_allocator.h"
 
 namespace myriad {
-
 namespace {
+// What FakeExecutor::stage_adapter attaches: only a size.
+class FakeStagedAdapter final : public StagedAdapter {
+ public:
+  explicit FakeStagedAdapter(size_t bytes) : bytes_(bytes) {}
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  size_t bytes_;
+};
+
 uint64_t mix(uint64_t x) {  // splitmix64 finalizer
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -219,6 +228,16 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
   return ok_status();
 }
 
+Result<std::shared_ptr<const LoraWeights>> FakeExecutor::stage_adapter(std::shared_ptr<const LoraWeights> w) const {
+  if (!opt_.stages_adapters || !w || dynamic_cast<const FakeStagedAdapter*>(w->staged.get())) return w;
+  auto staged = std::make_shared<LoraWeights>();
+  staged->name = w->name;
+  staged->num_layers = w->num_layers;
+  for (const LoraModuleWeights& m : w->modules) staged->modules.push_back({m.rank, m.scale, {}, {}});
+  staged->staged = std::make_shared<FakeStagedAdapter>(w->bytes() / 2);
+  return std::shared_ptr<const LoraWeights>(std::move(staged));
+}
+
 Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) {
   if (slot < 0 || size_t(slot) >= slots_.size())
     return make_error(ErrorCode::kInvalidArgument, "slot " + std::to_string(slot) + " out of range");
@@ -230,11 +249,13 @@ Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
   const std::string name = weights ? weights->name : std::string();
   if (!fail_loads_of_.empty() && name == fail_loads_of_)
     return make_error(ErrorCode::kBadFile, "injected load failure for adapter '" + name + "'");
+  const bool staged = weights && dynamic_cast<const FakeStagedAdapter*>(weights->staged.get());
   s.state = Slot::State::kLoading;
   s.steps_left = opt_.load_steps;
   s.name = name;
   s.done = std::move(done);
   ++loads_;
+  if (staged) ++staged_loads_;
   if (opt_.clock) opt_.clock->advance(opt_.load_ms);
   return ok_status();
 }

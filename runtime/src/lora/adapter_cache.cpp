@@ -3,6 +3,14 @@
 
 namespace myriad {
 
+AdapterLoader staging_loader(AdapterLoader load, const Executor& executor) {
+  return [load = std::move(load), &executor]() -> Result<std::shared_ptr<const LoraWeights>> {
+    auto weights = load();
+    if (!weights.ok()) return weights;
+    return executor.stage_adapter(std::move(weights).value());
+  };
+}
+
 Status AdapterCache::add(const AdapterId& key, AdapterLoader loader) {
   std::lock_guard lock(mu_);
   if (entries_.count(key)) return make_error(ErrorCode::kInvalidArgument, "adapter " + key.to_string() + " is already registered");

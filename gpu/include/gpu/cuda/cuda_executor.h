@@ -7,13 +7,14 @@
 // the options, pinned host staging. step() never allocates. Compute dtype is
 // BF16 (serving; float32 accumulation) or F32 (TF32 off: the fixtures' goldens).
 //
-// Adapters: begin_load_adapter converts into a pinned staging buffer and
-// copies on a separate upload stream, recording an event, then queues a host
-// callback on that stream which reports the load (LoadDone) once the copies
-// have landed; adapter_ready(slot) is the event's completion. A step waits
-// (on the device) for the events of
-// the slots it uses. One staging buffer: a second load waits on the host for
-// the previous copy to finish.
+// Adapters: the slots are one device pool of whole-slot images
+// (gpu/lora_slot_image.h). stage_adapter writes an adapter's image into
+// pinned memory once, as it enters the host cache; begin_load_adapter then
+// copies the image's span on a separate upload stream (an unstaged adapter
+// is first written into one pinned staging buffer, and a second such load
+// waits on the host for the previous copy), records an event, and queues a
+// host callback on that stream which reports the load (LoadDone) once the
+// copies have landed; adapter_ready(slot) is the event's completion.
 //
 // Decode steps (every row 1 token, LoRA by BGMV or none) may be replayed from
 // CUDA graphs keyed by (tokens, sampled rows, logits rows, LoRA on/off) when
@@ -71,6 +72,10 @@ class CudaExecutor final : public Executor {
   Status step(const StepPlan& plan, StepResult& out) override;
   Status begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) override;
   void unload_adapter(int32_t slot) override;
+  // The adapter's slot image (device dtype, padded to the slots' max rank) in
+  // pinned memory, its float32 A and B dropped: a load of the result is one
+  // copy with no conversion. Thread-safe (reads only the fixed slot layout).
+  Result<std::shared_ptr<const LoraWeights>> stage_adapter(std::shared_ptr<const LoraWeights> weights) const override;
   // Whether the copies into `slot` have landed (tests, clone_adapter_slot).
   bool adapter_ready(int32_t slot);
 

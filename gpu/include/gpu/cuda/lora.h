@@ -27,14 +27,18 @@ namespace myriad::gpu::cuda {
 
 // All slots' weights of one (layer, module), device memory, dtype of the call.
 struct LoraModuleSlots {
-  const void* a = nullptr;          // [num_slots, max_rank, in]
-  const void* b = nullptr;          // [num_slots, out, max_rank]
+  const void* a = nullptr;          // per slot [max_rank, in]
+  const void* b = nullptr;          // per slot [out, max_rank]
   const int32_t* ranks = nullptr;   // ranks[slot * meta_stride]; 0 => no contribution
   const float* scales = nullptr;    // scales[slot * meta_stride]: alpha / r (or alpha / sqrt(r))
   int32_t meta_stride = 1;          // lets ranks/scales be a column of a [slots, modules] table
   int32_t num_slots = 0;
   int32_t max_rank = 0;             // <= kMaxLoraRank
   int64_t in = 0, out = 0;
+  // Elements from one slot's A (and B) to the next slot's: 0 for dense
+  // [num_slots, max_rank, in] / [num_slots, out, max_rank] arrays; a pool of
+  // whole-slot images (gpu/lora_slot_image.h) gives its slot size.
+  int64_t slot_stride = 0;
 };
 inline constexpr int32_t kMaxLoraRank = 128;
 

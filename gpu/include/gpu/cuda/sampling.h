@@ -1,4 +1,6 @@
 // Token sampling on the device, one block per row, from float32 logits:
+//   0. the row's logit bias entries added in order (OpenAI logit_bias, and
+//      the -inf bans of min_tokens; a token may appear twice), in place;
 //   1. penalties over the row's history (HF repetition penalty over prompt +
 //      outputs; OpenAI presence/frequency over outputs only), in place;
 //   2. temperature 0 => greedy: argmax, ties to the lowest id;
@@ -18,6 +20,7 @@
 
 #include "gpu/cuda/device_memory.h"
 #include "runtime/counter_rng.h"
+#include "runtime/logit_bias.h"
 #include "runtime/result.h"
 
 namespace myriad::gpu::cuda {
@@ -39,12 +42,16 @@ struct SampleRow {  // plain data, uploaded per step
   uint32_t history_offset = 0;  // into the history array
   uint32_t history_len = 0;
   uint32_t prompt_len = 0;      // first prompt_len history ids are the prompt
+  uint32_t bias_offset = 0;     // into the bias array
+  uint32_t bias_count = 0;
 };
 
 // logits: [rows, ldl] float32, penalized in place; work: [rows, vocab] float32
 // scratch; params: [rows] SampleRow; history: ids for penalties (may be null
-// when no row has penalties). Writes tokens[rows] and logprobs[rows].
+// when no row has penalties); bias: the rows' logit bias entries (may be
+// null when no row has any). Writes tokens[rows] and logprobs[rows].
 Status sample(float* logits, int64_t ldl, float* work, const SampleRow* params, const int32_t* history,
-              int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream);
+              int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream,
+              const LogitBias* bias = nullptr);
 
 }  // namespace myriad::gpu::cuda
