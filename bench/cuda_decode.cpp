@@ -9,8 +9,10 @@
 //
 // floor = (weight bytes + KV bytes read) / bandwidth, where bandwidth is a
 // device-to-device copy measured in the same run (read + write bytes / time).
-// Rows per model: plain steps, graph steps, and graph steps with split-K
-// attention off ("graph nosplit", the A/B of flash-decoding); "ops": one
+// Rows per model: plain steps, graph steps, graph steps with split-K
+// attention off ("graph nosplit", the A/B of flash-decoding) and with every
+// GEMM on cuBLAS ("graph cublas", the A/B of the tuned small_gemm GEMV;
+// small_gemm_choices says how many (shape, M) the tuning gave it); "ops": one
 // profiled decode step per batch (CudaExecutor::profile_step, ms per
 // operation summed over layers); "prefill N": one N-token prompt against the
 // bf16 GEMM rate measured in the same run (row "gemm bf16"; FLOPs counted as
@@ -222,9 +224,10 @@ int main(int argc, char** argv) {
   struct Variant {
     const char* suffix;
     bool graphs;
-    int32_t attention_splits;
+    int32_t attention_splits, small_gemm;
   };
-  const Variant variants[] = {{"", false, 0}, {" graph", true, 0}, {" graph nosplit", true, 1}};
+  const Variant variants[] = {
+      {"", false, 0, 0}, {" graph", true, 0, 0}, {" graph nosplit", true, 1, 0}, {" graph cublas", true, 0, 1}};
   for (const auto& name : split(models)) {
     const ModelConfig cfg = must(model_shape(name), "model_shape");
     for (const Variant& v : variants) {
@@ -238,6 +241,7 @@ int main(int argc, char** argv) {
       o.max_history = 1;
       o.cuda_graphs = v.graphs;
       o.attention_splits = v.attention_splits;
+      o.small_gemm = v.small_gemm;
       auto ex = must(CudaExecutor::create_random(cfg, o, 1), "create_random");
       for (int batch : batches) {
         DecodeBatch b;
@@ -251,6 +255,7 @@ int main(int argc, char** argv) {
         r.add("floor_ms", floor_ms);
         r.add("floor_frac", floor_ms / ms);
         r.add("tok_per_s", batch * 1000.0 / ms, 0);
+        if (v.small_gemm == 0) r.add("small_gemm_choices", double(ex->small_gemm_choices()), 0);
         g_rows.push_back(r);
       }
       if (v.graphs) continue;

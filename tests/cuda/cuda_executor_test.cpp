@@ -47,10 +47,18 @@ std::shared_ptr<const LoraWeights> load_fixture_adapter(const Checkpoint& ck, co
   return w.ok() ? *w : nullptr;
 }
 
-// staged: every adapter goes through stage_adapter first (the host cache's
-// form: a pinned slot image) rather than being written at load time.
-std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, bool graphs = false,
-                                            int32_t attention_splits = 0, bool staged = false) {
+struct MakeOptions {
+  bool graphs = false;
+  int32_t attention_splits = 0;  // CudaExecutorOptions'
+  // Executors whose outputs a test compares to 1e-5 force one GEMM kernel:
+  // create-time tuning may pick differently in each.
+  int32_t small_gemm = 0;
+  // Every adapter goes through stage_adapter first (the host cache's form:
+  // a pinned slot image) rather than being written at load time.
+  bool staged = false;
+};
+
+std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, const MakeOptions& m = {}) {
   auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
   EXPECT_TRUE(ck.ok()) << (ck.ok() ? "" : ck.error().to_string());
   if (!ck.ok()) return nullptr;
@@ -63,8 +71,9 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   o.max_logits_rows = 128;
   o.num_adapter_slots = 4;
   o.max_adapter_rank = 16;
-  o.cuda_graphs = graphs;
-  o.attention_splits = attention_splits;
+  o.cuda_graphs = m.graphs;
+  o.attention_splits = m.attention_splits;
+  o.small_gemm = m.small_gemm;
   auto ex = CudaExecutor::create(*ck, o);
   EXPECT_TRUE(ex.ok()) << (ex.ok() ? "" : ex.error().to_string());
   if (!ex.ok()) return nullptr;
@@ -75,7 +84,7 @@ std::unique_ptr<CudaExecutor> make_executor(const std::string& model, DType dt, 
   for (int s = 0; s < 3; ++s) {
     auto w = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/" + names[s]);
     if (!w) return nullptr;
-    if (staged) {
+    if (m.staged) {
       auto st = (*ex)->stage_adapter(w);
       EXPECT_TRUE(st.ok()) << st.error().to_string();
       if (!st.ok()) return nullptr;
@@ -238,7 +247,36 @@ TEST_P(CudaGolden, MixedBatchOfAllVariantsWithChunkedPrefillsMatchesGoldens) {
 // float32 copies dropped) load with one copy and give the same goldens.
 TEST_P(CudaGolden, StagedAdaptersMatchGoldens) {
   MYRIAD_REQUIRE_CUDA();
-  expect_mixed_batch_matches_goldens(make_executor(GetParam(), DType::kF32, false, 0, true).get(), GetParam());
+  expect_mixed_batch_matches_goldens(make_executor(GetParam(), DType::kF32, {.staged = true}).get(), GetParam());
+}
+
+// Every decode GEMM of up to 8 rows on small_gemm (the goldens' single rows
+// decode through it; the 16-row mixed batch stays on cuBLAS): the same
+// goldens, so whichever kernel the tuning picks computes the model.
+TEST_P(CudaGolden, SmallGemmDecodeMatchesGoldens) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ex = make_executor(model, DType::kF32, {.small_gemm = 2});
+  ASSERT_TRUE(ex);
+  const auto g = golden(model);
+  for (const auto& [variant, results] : g["results"].items())
+    for (const auto& [name, prompt] : g["prompts"].items()) {
+      KvBlockAllocator alloc(ex->info().kv_num_blocks, 0x5eed + name.size());
+      std::vector<Seq> seqs(1);
+      seqs[0].id = 1;
+      seqs[0].prompt = prompt.get<std::vector<int32_t>>();
+      seqs[0].slot = slot_of(variant);
+      run(*ex, seqs, alloc);
+      const auto& want = results[name];
+      const std::string what = model + " " + variant + " " + name + " (small_gemm)";
+      EXPECT_EQ(seqs[0].outputs, want["greedy_tokens"].get<std::vector<int32_t>>()) << what;
+      if (!want.contains("greedy_step_logits")) continue;
+      for (size_t k = 0; k < seqs[0].logits.size(); ++k) {
+        EXPECT_TRUE(logits_close(seqs[0].logits[k], want["greedy_step_logits"][k], Tol{1e-4f, 0},
+                                 what + " step " + std::to_string(k)));
+      }
+    }
+  expect_mixed_batch_matches_goldens(ex.get(), model);
 }
 
 // An image staged for another slot layout cannot be loaded (its float32
@@ -299,8 +337,8 @@ TEST_P(CudaGolden, Bf16ServingPathWithinBf16Tolerance) {
 TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();
-  auto plain = make_executor(model, DType::kF32, false);
-  auto graphs = make_executor(model, DType::kF32, true);
+  auto plain = make_executor(model, DType::kF32, {.small_gemm = 1});
+  auto graphs = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
   ASSERT_TRUE(plain && graphs);
   const auto g = golden(model);
   auto make = [&] {
@@ -331,8 +369,9 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
 TEST_P(CudaGolden, SplitAttentionEqualsUnsplitAttention) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();
-  auto unsplit = make_executor(model, DType::kF32, false, 1);
-  auto split = make_executor(model, DType::kF32, true, gpu::cuda::kMaxAttentionSplits);
+  auto unsplit = make_executor(model, DType::kF32, {.attention_splits = 1, .small_gemm = 1});
+  auto split = make_executor(
+      model, DType::kF32, {.graphs = true, .attention_splits = gpu::cuda::kMaxAttentionSplits, .small_gemm = 1});
   ASSERT_TRUE(unsplit && split);
   const auto g = golden(model);
   auto make = [&] {
@@ -390,8 +429,8 @@ class ProfilingExecutor final : public Executor {
 TEST_P(CudaGolden, ProfiledStepsEqualPlainStepsAndTimeEveryOperation) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();
-  auto plain = make_executor(model, DType::kF32, false);
-  auto graphs = make_executor(model, DType::kF32, true);
+  auto plain = make_executor(model, DType::kF32, {.small_gemm = 1});
+  auto graphs = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
   ASSERT_TRUE(plain && graphs);
   ProfilingExecutor profiled(*graphs);
   const auto g = golden(model);

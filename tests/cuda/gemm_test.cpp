@@ -1,10 +1,12 @@
-// cuBLAS GEMM wrapper (y = alpha * x . W^T + beta * y) vs a double-precision
+// The GEMM wrapper (y = alpha * x . W^T + beta * y) vs a double-precision
 // CPU reference: F32 (TF32 off) and BF16 in, same-dtype or F32 out, odd shapes,
-// column slices (ldx/ldy wider than the matrix) and beta = 1 accumulation.
+// column slices (ldx/ldy wider than the matrix) and beta = 1 accumulation;
+// each case on cuBLAS alone, on small_gemm wherever M <= 8, and as tuned.
 #include <cmath>
 
 #include "cuda_test_util.h"
 #include "gpu/cuda/gemm.h"
+#include "gpu/cuda/small_gemm.h"
 
 namespace myriad::cuda_test {
 namespace {
@@ -30,17 +32,10 @@ struct GemmCase {
 
 class GemmTest : public ::testing::TestWithParam<GemmCase> {};
 
-TEST_P(GemmTest, MatchesCpuReference) {
-  MYRIAD_REQUIRE_CUDA();
-  MYRIAD_CUDA_TEST_SEED();
-  const GemmCase c = GetParam();
+// One gemm of case c through `bt` as it is set, against the reference.
+void check_case(gpu::cuda::Blas& bt, const GemmCase& c, const std::vector<float>& x, const std::vector<float>& w,
+                const DeviceBuffer& dx, const DeviceBuffer& dw) {
   const int ldx = c.K + c.x_pad, ldy = c.N + c.y_pad;
-  const float scale = 1.0f / std::sqrt(float(c.K));  // keeps outputs O(1) so atol means something
-  auto x = randn(size_t(c.M) * ldx, c.in);
-  auto w = randn(size_t(c.N) * c.K, c.in, scale);
-  auto dx = upload(x, c.in), dw = upload(w, c.in);
-  auto bt = gpu::cuda::Blas::create(nullptr);
-  MYRIAD_ASSERT_OK(bt);
   std::vector<float> y;
   DeviceBuffer dy;
   if (c.beta != 0.0f) {
@@ -50,7 +45,7 @@ TEST_P(GemmTest, MatchesCpuReference) {
     y.assign(size_t(c.M) * ldy, std::nanf(""));  // padding must stay NaN; the matrix must be written
     dy = poisoned(y.size(), c.out);
   }
-  MYRIAD_ASSERT_OK(bt->gemm(c.in, c.out, dx.data(), ldx, dw.data(), dy.data(), ldy, c.M, c.N, c.K, 1.0f, c.beta));
+  MYRIAD_ASSERT_OK(bt.gemm(c.in, c.out, dx.data(), ldx, dw.data(), dy.data(), ldy, c.M, c.N, c.K, 1.0f, c.beta));
   gemm_ref(x, ldx, w, y, ldy, c.M, c.N, c.K, 1.0f, c.beta, c.out);
   auto got = download(dy, y.size(), c.out);
   std::vector<float> g, r;  // compare the matrix part; check the padding was not touched
@@ -70,9 +65,48 @@ TEST_P(GemmTest, MatchesCpuReference) {
   EXPECT_TRUE(all_close(g, r, tol, "y"));
 }
 
+TEST_P(GemmTest, MatchesCpuReference) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const GemmCase c = GetParam();
+  const int ldx = c.K + c.x_pad;
+  const float scale = 1.0f / std::sqrt(float(c.K));  // keeps outputs O(1) so atol means something
+  auto x = randn(size_t(c.M) * ldx, c.in);
+  auto w = randn(size_t(c.N) * c.K, c.in, scale);
+  auto dx = upload(x, c.in), dw = upload(w, c.in);
+  auto bt = gpu::cuda::Blas::create(nullptr);
+  MYRIAD_ASSERT_OK(bt);
+  using Mode = gpu::cuda::Blas::SmallGemm;
+  {
+    SCOPED_TRACE("cuBLAS");
+    bt->set_small_gemm(Mode::kNever);
+    check_case(*bt, c, x, w, dx, dw);
+  }
+  {
+    SCOPED_TRACE("small_gemm wherever M <= 8");
+    bt->set_small_gemm(Mode::kAlways);
+    check_case(*bt, c, x, w, dx, dw);
+  }
+  {
+    SCOPED_TRACE("as tuned");  // tuning runs on scratch of the case's shape
+    bt->set_small_gemm(Mode::kTuned);
+    const int64_t rows = gpu::cuda::kSmallGemmMaxRows;
+    auto xs = poisoned(size_t(rows) * ldx, c.in), ys = poisoned(size_t(rows) * c.N, c.out);
+    MYRIAD_ASSERT_OK(bt->tune_small_gemm(c.in, c.out, xs.data(), ldx, dw.data(), ys.data(), c.N, rows, c.N, c.K));
+    check_case(*bt, c, x, w, dx, dw);
+  }
+}
+
 TEST(Gemm, RejectsBadArguments) {
   gpu::cuda::Blas none;  // no handle: argument errors must not touch CUDA
   EXPECT_FALSE(none.gemm(DType::kF32, DType::kF32, nullptr, 4, nullptr, nullptr, 4, 1, 4, 4).ok());
+  // small_gemm takes at most kSmallGemmMaxRows rows and checks before it launches.
+  EXPECT_FALSE(gpu::cuda::small_gemm(DType::kF32, DType::kF32, nullptr, 4, nullptr, nullptr, 4,
+                                     gpu::cuda::kSmallGemmMaxRows + 1, 4, 4, 1.0f, 0.0f, nullptr)
+                   .ok());
+  EXPECT_FALSE(gpu::cuda::small_gemm(DType::kBF16, DType::kF16, nullptr, 4, nullptr, nullptr, 4, 1, 4, 4, 1.0f, 0.0f,
+                                     nullptr)
+                   .ok());
 }
 
 std::vector<GemmCase> gemm_cases() {
@@ -86,6 +120,9 @@ std::vector<GemmCase> gemm_cases() {
       v.push_back({in, out, 64, 2048, 2048, 0, 0, 0.0f});
       v.push_back({in, out, 5, 96, 2048, 0, 32, 0.0f});  // column slice of a wider buffer
       v.push_back({in, out, 16, 256, 128, 0, 0, 1.0f});  // accumulate
+      v.push_back({in, out, 8, 300, 520, 8, 4, 1.0f});   // small_gemm's largest M, sliced, accumulating
+      v.push_back({in, out, 3, 77, 61, 3, 0, 0.0f});     // K and ldx off the 16-byte chunks: scalar path
+      v.push_back({in, out, 2, 4096, 4096, 0, 0, 0.0f});
   }
   return v;
 }

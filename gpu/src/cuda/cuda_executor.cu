@@ -66,6 +66,7 @@ size_t CudaExecutor::adapter_bytes(int32_t slot) const {
   return slot >= 0 && slot < impl_->slots ? impl_->slot_bytes[size_t(slot)] : 0;
 }
 int CudaExecutor::graphs_captured() const { return int(impl_->graphs.size()); }
+int CudaExecutor::small_gemm_choices() const { return impl_->small_gemm_choices; }
 Status CudaExecutor::wait_for_uploads() { return sync_stream(impl_->upload.get()); }
 
 Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {

@@ -136,6 +136,9 @@ struct CudaExecutor::Impl final : LlamaOps {
   Status random_weights(uint64_t seed);
   Status upload_tensor(void* dst, const TensorView& t);
   Status alloc_runtime();
+  // Chooses cuBLAS or small_gemm per decode GEMM shape (options.small_gemm).
+  Status tune_gemms();
+  int small_gemm_choices = 0;
 
   // ---- step ----
   Status validate(const StepPlan& plan) const;

@@ -7,6 +7,7 @@
 
 #include "cuda_executor_impl.cuh"
 #include "gpu/cuda/paged_attention.h"
+#include "gpu/cuda/small_gemm.h"
 
 namespace myriad::gpu::cuda {
 
@@ -104,7 +105,40 @@ Status CudaExecutor::Impl::alloc_runtime() {
   bind(sample_rows), bind(token_slot), bind(history), bind(logit_bias);
   for (int l = 0; l < kLevels; ++l) bind(seg_slot[l]), bind(seg_start[l]), bind(entry_token[l]), bind(entry_weight[l]);
   MYRIAD_ASSIGN(out_h, PinnedBuffer::alloc(rows * 8 + size_t(opt.max_logits_rows) * V * sizeof(float) + 16));
+  MYRIAD_TRY(tune_gemms());
   return sync_stream(compute.get());
+}
+
+// Each linear layer of a decode step, timed on scratch of its shape (the
+// buffers step() uses; their contents are garbage here and overwritten).
+Status CudaExecutor::Impl::tune_gemms() {
+  if (opt.small_gemm != 0) {
+    blas.set_small_gemm(opt.small_gemm == 1 ? Blas::SmallGemm::kNever : Blas::SmallGemm::kAlways);
+    return ok_status();
+  }
+  const int64_t rows = std::min<int64_t>({kSmallGemmMaxRows, opt.max_tokens_per_step, opt.max_rows});
+  const LayerDev& l0 = layers[0];  // every layer has the same shapes
+  struct Shape {
+    const void *x, *w;
+    void* y;
+    int64_t ldx, ldy, N, K, max_rows;
+    DType out;
+  };
+  const int64_t P = opt.max_rows + opt.max_logits_rows;
+  const Shape shapes[] = {
+      {hbuf.data(), l0.qkv.data(), qkvbuf.data(), H, QKV, QKV, H, rows, dt},
+      {attn.data(), l0.o.data(), proj.data(), Q, H, H, Q, rows, dt},
+      {hbuf.data(), l0.gate_up.data(), gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt},
+      {act_buf.data(), l0.down.data(), proj.data(), I, H, H, I, rows, dt},
+      {lh.data(), lm_head, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32},
+  };
+  small_gemm_choices = 0;
+  for (const Shape& s : shapes) {
+    auto n = blas.tune_small_gemm(dt, s.out, s.x, s.ldx, s.w, s.y, s.ldy, s.max_rows, s.N, s.K);
+    if (!n.ok()) return n.error();
+    small_gemm_choices += n.value();
+  }
+  return ok_status();
 }
 
 }  // namespace myriad::gpu::cuda

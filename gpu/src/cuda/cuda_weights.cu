@@ -21,7 +21,7 @@ Status CudaExecutor::Impl::init_common(const ModelConfig& c, const CudaExecutorO
   if (o.kv_num_blocks <= 0 || o.kv_block_size <= 0 || o.max_tokens_per_step <= 0 || o.max_rows <= 0 ||
       o.max_logits_rows < 0 || o.max_history < 0 || o.num_adapter_slots < 0 || o.max_adapter_rank < 0 ||
       o.max_adapter_rank > kMaxLoraRank || (o.num_adapter_slots > 0 && o.max_adapter_rank == 0) ||
-      o.attention_splits < 0 || o.attention_splits > kMaxAttentionSplits)
+      o.attention_splits < 0 || o.attention_splits > kMaxAttentionSplits || o.small_gemm < 0 || o.small_gemm > 2)
     return make_error(ErrorCode::kInvalidArgument, "CudaExecutor: options out of range (kv_num_blocks " +
                                                        std::to_string(o.kv_num_blocks) + ", max_adapter_rank " +
                                                        std::to_string(o.max_adapter_rank) + ")");

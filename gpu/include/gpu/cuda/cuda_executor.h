@@ -51,6 +51,11 @@ struct CudaExecutorOptions {
   // device: 0 lets the kernel choose per launch shape, 1 never splits (the
   // benches' A/B), 2..16 forces that many shares.
   int32_t attention_splits = 0;
+  // Decode GEMMs (M <= 8 rows) as weight-streaming GEMV (small_gemm.h): 0
+  // times it against cuBLAS at create() for each of the model's linear
+  // shapes and M and keeps the faster, 1 never (cuBLAS only; the benches'
+  // A/B), 2 always.
+  int32_t small_gemm = 0;
 };
 
 class CudaExecutor final : public Executor {
@@ -84,6 +89,7 @@ class CudaExecutor final : public Executor {
   size_t kv_bytes_per_token() const;      // K+V, all layers
   size_t adapter_bytes(int32_t slot) const;  // A and B bytes actually used by the slot's ranks
   int graphs_captured() const;
+  int small_gemm_choices() const;  // (shape, M) pairs the create-time tuning gave to small_gemm
   // Benchmarks: makes `dst` (empty) a device-side copy of the ready slot
   // `src` (D2D on the upload stream; ready once uploads are waited for).
   Status clone_adapter_slot(int32_t src, int32_t dst);

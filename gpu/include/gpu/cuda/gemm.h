@@ -7,12 +7,18 @@
 // CUBLAS_COMPUTE_32F_PEDANTIC, i.e. true float32 with TF32 off (the fixtures'
 // goldens need it). The output is the input dtype or F32 (bf16 logits in fp32).
 //
+// Decode shapes (M <= kSmallGemmMaxRows) may go to small_gemm (a
+// weight-streaming GEMV, small_gemm.h) instead: per shape where
+// tune_small_gemm measured it faster, or always / never (set_small_gemm).
+//
 // Owner: one executor (or test) per Blas. Not thread-safe: a cuBLAS handle is
 // bound to one stream at a time. The workspace is allocated once in create(),
 // so gemm() never allocates and may be captured in a CUDA graph.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <set>
 
 #include "gpu/cuda/device_memory.h"
 #include "runtime/dtype.h"
@@ -43,9 +49,30 @@ class Blas {
               void* y, int64_t ldy,         // [M, N]
               int64_t M, int64_t N, int64_t K, float alpha = 1.0f, float beta = 0.0f) const;
 
+  enum class SmallGemm : uint8_t {
+    kTuned,   // small_gemm for the shapes tune_small_gemm chose, cuBLAS otherwise
+    kNever,   // cuBLAS only
+    kAlways,  // small_gemm for every M <= kSmallGemmMaxRows
+  };
+  void set_small_gemm(SmallGemm mode) { small_mode_ = mode; }
+  // Times cuBLAS and small_gemm on y = x . W^T for each M in [1, max_rows]
+  // (at most kSmallGemmMaxRows; interleaved, best of 3 rounds of 5) on this
+  // Blas's stream and keeps small_gemm for the M where it was faster. x, W
+  // and y are scratch of those shapes (y is overwritten). Not during graph
+  // capture. Returns how many M chose small_gemm.
+  Result<int> tune_small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
+                              int64_t max_rows, int64_t N, int64_t K);
+
  private:
+  using ShapeKey = std::array<int64_t, 5>;  // in, out, M, N, K
+  Status cublas_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
+                     int64_t N, int64_t K, float alpha, float beta) const;
+
   cublasContext* handle_ = nullptr;
   DeviceBuffer workspace_;
+  StreamHandle stream_ = nullptr;
+  SmallGemm small_mode_ = SmallGemm::kTuned;
+  std::set<ShapeKey> small_wins_;  // shapes tuned to small_gemm
 };
 
 }  // namespace myriad::gpu::cuda

@@ -1,0 +1,30 @@
+// Decode's linear layers as weight-streaming GEMV: for a few rows (M <=
+// kSmallGemmMaxRows) a step reads every weight once and computes little, so
+// the kernel's job is to keep the device's memory bandwidth busy, which
+// cuBLAS's GEMM tiles do not at M = 1..8 (issue 18: the fused qkv GEMM of
+// tinyllama-1.1b read 10.5 MB at 0.72 TB/s on an H200).
+//
+//   y[M, N] = alpha * x[M, K] . W[N, K]^T + beta * y     (same layout as Blas::gemm)
+//
+// One warp per output feature: its lanes stream W[n, :] in 16-byte chunks
+// (scalar when K or the pointers are not aligned) against the M rows of x
+// (read through L1, shared by the block's warps), float32 accumulation, a
+// warp reduction in a fixed order (deterministic). In: F32 or BF16; out: the
+// input dtype or F32. Blas::gemm routes a shape here when its tuning measured
+// it faster (gemm.h). Stateless; thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/cuda/device_memory.h"
+#include "runtime/dtype.h"
+#include "runtime/result.h"
+
+namespace myriad::gpu::cuda {
+
+inline constexpr int64_t kSmallGemmMaxRows = 8;
+
+Status small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
+                  int64_t N, int64_t K, float alpha, float beta, StreamHandle stream);
+
+}  // namespace myriad::gpu::cuda
