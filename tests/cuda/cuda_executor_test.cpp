@@ -455,7 +455,7 @@ TEST_P(CudaGolden, ProfiledStepsEqualPlainStepsAndTimeEveryOperation) {
     for (size_t k = 0; k < a[i].logits.size(); ++k)
       EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-6f, 0}, "profiled vs plain"));
   }
-  for (const char* op : {"embed", "rmsnorm", "qkv gemm", "rope", "kv write", "attention", "o gemm", "gate_up gemm",
+  for (const char* op : {"embed", "rmsnorm", "qkv gemm", "rope+kv write", "attention", "o gemm", "gate_up gemm",
                          "silu_mul", "down gemm", "gather", "lm_head", "sample", "lora shrink", "lora expand"})
     EXPECT_EQ(profiled.names.count(op), 1u) << op;
   EXPECT_FALSE(profiled.negative_or_nan);

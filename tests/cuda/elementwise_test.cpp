@@ -1,9 +1,12 @@
 // RoPE (rotate-half, plain and llama3-scaled frequencies), SiLU-mul,
-// embedding lookup and bias add on the device vs plain CPU references.
+// embedding lookup and bias add on the device vs plain CPU references; the
+// fused RoPE + KV write vs the two kernels it replaces, bit for bit.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda_test_util.h"
 #include "gpu/cuda/elementwise.h"
+#include "gpu/cuda/paged_attention.h"
 #include "gpu/cuda/rope.h"
 
 namespace myriad::cuda_test {
@@ -75,6 +78,53 @@ TEST_P(RopeTest, MatchesCpuReference) {
     }
   // v columns must be untouched (exactly equal).
   EXPECT_TRUE(all_close(download(d, qkv.size(), c.dtype), ref, tol_for(c.dtype), "qkv"));
+}
+
+// The fused RoPE + KV write equals rope() then kv_cache_write() bit for bit:
+// the same qkv buffer afterwards and the same cache, every slot included
+// (scattered slots, one token skipped with -1, unowned slots left NaN).
+TEST_P(RopeTest, FusedKvWriteEqualsRopeThenKvWrite) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const RopeCase c = GetParam();
+  const int qw = c.heads * c.head_dim, kw = c.kv_heads * c.head_dim, stride = qw + 2 * kw + 8;  // + padding
+  auto qkv = randn(size_t(c.tokens) * stride, c.dtype);
+  std::vector<int32_t> pos(c.tokens), slots(c.tokens);
+  const int pool = c.tokens * 3;
+  std::vector<int32_t> perm(pool);
+  for (int i = 0; i < pool; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng());
+  for (int t = 0; t < c.tokens; ++t) {
+    pos[t] = int32_t(rng()() % 9000);
+    slots[t] = perm[t];
+  }
+  slots[size_t(c.tokens) / 2] = -1;
+  const auto inv = gpu::cuda::rope_inv_freq(rope_config(c.head_dim, c.llama3));
+  const std::vector<float> nan_cache(size_t(pool) * kw, std::nanf(""));
+  auto a = upload(qkv, c.dtype), b = upload(qkv, c.dtype);
+  auto ka = upload(nan_cache, c.dtype), va = upload(nan_cache, c.dtype);
+  auto kb = upload(nan_cache, c.dtype), vb = upload(nan_cache, c.dtype);
+  auto dpos = upload_raw(pos), dslots = upload_raw(slots);
+  auto dinv = upload(inv, DType::kF32);
+  const size_t esz = dtype_size(c.dtype);
+  char* ak = static_cast<char*>(a.data()) + qw * esz;
+  MYRIAD_ASSERT_OK(gpu::cuda::rope(c.dtype, a.data(), stride, ak, stride, dpos.as<int32_t>(), dinv.as<float>(),
+                                   c.tokens, c.heads, c.kv_heads, c.head_dim, nullptr));
+  MYRIAD_ASSERT_OK(gpu::cuda::kv_cache_write(c.dtype, ka.data(), va.data(), ak, stride, ak + kw * esz, stride,
+                                             dslots.as<int32_t>(), c.tokens, c.kv_heads, c.head_dim, nullptr));
+  MYRIAD_ASSERT_OK(gpu::cuda::rope_kv_write(c.dtype, b.data(), stride, dpos.as<int32_t>(), dinv.as<float>(),
+                                            kb.data(), vb.data(), dslots.as<int32_t>(), c.tokens, c.heads, c.kv_heads,
+                                            c.head_dim, nullptr));
+  auto same = [&](const DeviceBuffer& x, const DeviceBuffer& y, size_t n, const char* what) {
+    const auto gx = download(x, n, c.dtype), gy = download(y, n, c.dtype);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE((std::isnan(gx[i]) && std::isnan(gy[i])) || gx[i] == gy[i])
+          << what << " element " << i << ": " << gx[i] << " vs " << gy[i];
+    }
+  };
+  same(a, b, qkv.size(), "qkv");
+  same(ka, kb, nan_cache.size(), "k cache");
+  same(va, vb, nan_cache.size(), "v cache");
 }
 
 std::vector<RopeCase> rope_cases() {

@@ -1,6 +1,6 @@
 // CudaExecutor: see the header. One step runs, on the compute stream:
 //   embedding -> per layer [rmsnorm (fused residual add) -> qkv GEMM (+bias)
-//   (+LoRA q,k,v) -> RoPE -> KV write -> paged attention -> o GEMM (+LoRA)
+//   (+LoRA q|k|v) -> RoPE fused with the KV write -> paged attention -> o GEMM (+LoRA)
 //   -> rmsnorm (fused residual add) -> gate|up GEMM (+LoRA) -> SiLU-mul ->
 //   down GEMM (+LoRA)] -> final rmsnorm -> gather logits positions -> lm_head
 //   GEMM (float32 out) -> sampling.

@@ -93,12 +93,9 @@ Status CudaExecutor::Impl::qkv(int li) {
 Status CudaExecutor::Impl::rope_and_cache(int li) {
   char* q = static_cast<char*>(qkvbuf.data());
   cudaStream_t s = compute.get();
-  MYRIAD_TRY(rope(dt, q, QKV, q + Q * esz, QKV, pos.dev, inv_freq.as<float>(), step_T, cfg.num_heads,
-                  cfg.num_kv_heads, D, s));
-  MYRIAD_TRY(mark("rope"));
-  MYRIAD_TRY(kv_cache_write(dt, k_cache[size_t(li)].data(), v_cache[size_t(li)].data(), q + Q * esz, QKV,
-                            q + (Q + KV) * esz, QKV, slot_map.dev, step_T, cfg.num_kv_heads, D, s));
-  return mark("kv write");
+  MYRIAD_TRY(rope_kv_write(dt, q, QKV, pos.dev, inv_freq.as<float>(), k_cache[size_t(li)].data(),
+                           v_cache[size_t(li)].data(), slot_map.dev, step_T, cfg.num_heads, cfg.num_kv_heads, D, s));
+  return mark("rope+kv write");
 }
 
 Status CudaExecutor::Impl::attention(int li) {

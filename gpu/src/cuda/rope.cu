@@ -1,5 +1,6 @@
 // One block per token; one thread per (head, pair). Each pair (i, i + d/2) is
 // read and written by the same thread, so in-place is race-free.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda_check.cuh"
@@ -55,7 +56,63 @@ __global__ void rope_kernel(T* q, int64_t q_stride, T* k, int64_t k_stride, cons
   }
 }
 
+// One block per token: threads over the (head, pair)s rotate q and k in
+// place, writing the rotated k into the cache too; then over v's width.
+template <class T>
+__global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __restrict__ positions,
+                                     const float* __restrict__ inv_freq, T* __restrict__ k_cache,
+                                     T* __restrict__ v_cache, const int32_t* __restrict__ slots, int num_heads,
+                                     int num_kv_heads, int head_dim) {
+  const int t = blockIdx.x;
+  const int half = head_dim / 2;
+  const float pos = float(positions[t]);
+  const int32_t slot = slots[t];
+  const int64_t width = int64_t(num_kv_heads) * head_dim;
+  T* q = qkv + int64_t(t) * stride;
+  T* k = q + int64_t(num_heads) * head_dim;
+  const T* v = k + width;
+  const int pairs = (num_heads + num_kv_heads) * half;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int head = p / half, i = p % half;
+    T* base = q + int64_t(head) * head_dim;  // k's heads follow q's
+    float s, c;
+    sincosf(pos * inv_freq[i], &s, &c);
+    const float x1 = to_f32(base[i]), x2 = to_f32(base[i + half]);
+    const T r1 = from_f32<T>(x1 * c - x2 * s), r2 = from_f32<T>(x2 * c + x1 * s);
+    base[i] = r1;
+    base[i + half] = r2;
+    if (head >= num_heads && slot >= 0) {
+      T* kc = k_cache + int64_t(slot) * width + int64_t(head - num_heads) * head_dim;
+      kc[i] = r1;
+      kc[i + half] = r2;
+    }
+  }
+  if (slot < 0) return;
+  for (int64_t e = threadIdx.x; e < width; e += blockDim.x) v_cache[int64_t(slot) * width + e] = v[e];
+}
+
 }  // namespace
+
+Status rope_kv_write(DType dtype, void* qkv, int64_t qkv_stride, const int32_t* positions, const float* inv_freq,
+                     void* k_cache, void* v_cache, const int32_t* slot_mapping, int64_t tokens, int64_t num_heads,
+                     int64_t num_kv_heads, int64_t head_dim, StreamHandle stream) {
+  if (tokens == 0) return ok_status();
+  if (tokens < 0 || tokens > INT32_MAX || head_dim <= 0 || head_dim % 2 != 0 || num_heads <= 0 ||
+      num_kv_heads <= 0 || qkv_stride < (num_heads + 2 * num_kv_heads) * head_dim)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "rope_kv_write: bad shape tokens=" + std::to_string(tokens) + " heads=" +
+                          std::to_string(num_heads) + " kv_heads=" + std::to_string(num_kv_heads) +
+                          " head_dim=" + std::to_string(head_dim) + " stride=" + std::to_string(qkv_stride));
+  const int64_t work = std::max((num_heads + num_kv_heads) * head_dim / 2, num_kv_heads * head_dim);
+  const int threads = work >= 256 ? 256 : int((work + 31) / 32 * 32);
+  return MYRIAD_DISPATCH_DTYPE(dtype, "rope_kv_write", {
+    rope_kv_write_kernel<T><<<unsigned(tokens), threads, 0, stream>>>(
+        static_cast<T*>(qkv), qkv_stride, positions, inv_freq, static_cast<T*>(k_cache), static_cast<T*>(v_cache),
+        slot_mapping, int(num_heads), int(num_kv_heads), int(head_dim));
+    MYRIAD_CUDA_TRY_LAUNCH();
+    return ok_status();
+  });
+}
 
 Status rope(DType dtype, void* q, int64_t q_stride, void* k, int64_t k_stride, const int32_t* positions,
             const float* inv_freq, int64_t tokens, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
