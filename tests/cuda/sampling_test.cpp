@@ -1,6 +1,7 @@
 // Device sampling vs a plain CPU reference: greedy (ties to the lowest id),
 // temperature, top-k, top-p, both, the three penalties and logit bias
-// (forcing, banning with -inf, an id biased twice); the draw is
+// (forcing, banning with -inf, an id biased twice) and the top_logprobs
+// alternatives; the draw is
 // counter-based, so the reference predicts the exact token from (seed,
 // output_index). Also: the token does not depend on the batch around the row,
 // and 4000 draws of one distribution match its probabilities.
@@ -23,6 +24,8 @@ struct RefResult {
   std::vector<bool> kept;
   std::vector<double> e;
   double target;
+  std::vector<float> x;  // the scaled logits the logprobs are under
+  double log_norm;       // their log-sum-exp
 };
 
 // The CPU twin. Penalties and scaling in float like the device (x = l * (1/T));
@@ -57,6 +60,8 @@ RefResult sample_ref(std::vector<float> l, const SampleRow& p, const std::vector
   r.e.resize(V);
   double z = 0;
   for (int i = 0; i < V; ++i) z += (r.e[i] = std::exp(double(x[i]) - x[am]));
+  r.x = x;
+  r.log_norm = double(x[am]) + std::log(z);
   const bool greedy = !(p.temperature > 0) || p.top_k == 1 || !(p.top_p > 0);
   r.kept.assign(V, true);
   if (greedy) {
@@ -126,7 +131,10 @@ struct SamplingBatch {
   std::vector<LogitBias> bias;
 };
 
-void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vector<float>& logprobs) {
+using TopEntry = TopLogprobs::Entry;
+
+void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vector<float>& logprobs,
+         std::vector<TopEntry>* top = nullptr) {
   const int R = int(b.rows.size());
   auto dl = upload(b.logits, DType::kF32);
   auto dw = poisoned(size_t(R) * V, DType::kF32);
@@ -135,11 +143,13 @@ void run(const SamplingBatch& b, int V, std::vector<int32_t>& tokens, std::vecto
   auto db = upload_raw(b.bias.empty() ? std::vector<LogitBias>(1) : b.bias);
   auto dt = poisoned(R, DType::kF32);  // NaN bytes: 0xFFFFFFFF = -1 as int32
   auto dlp = poisoned(R, DType::kF32);
+  auto dtop = poisoned(size_t(R) * kMaxTopLogprobs * 2, DType::kF32);
   auto st = gpu::cuda::sample(dl.as<float>(), V, dw.as<float>(), dp.as<SampleRow>(), dh.as<int32_t>(), R, V,
-                              dt.as<int32_t>(), dlp.as<float>(), nullptr, db.as<LogitBias>());
+                              dt.as<int32_t>(), dlp.as<float>(), nullptr, db.as<LogitBias>(), dtop.as<TopEntry>());
   ASSERT_TRUE(st.ok()) << st.error().to_string();
   tokens = download_raw<int32_t>(dt, R);
   logprobs = download(dlp, R, DType::kF32);
+  if (top) *top = download_raw<TopEntry>(dtop, size_t(R) * kMaxTopLogprobs);
 }
 
 SampleRow row(float t, int k, float p, uint64_t seed, uint32_t idx) {
@@ -181,7 +191,9 @@ TEST_P(SamplingTest, MatchesCpuReference) {
         b.bias.push_back({int32_t(V / 3), -INFINITY});  // the greedy rows' tied maximum, banned
         b.bias.push_back({int32_t(V + 5), 50.0f});      // outside the vocabulary: ignored
         k.bias_count = uint32_t(b.bias.size()) - k.bias_offset;
+        k.top_logprobs = kMaxTopLogprobs;
       }
+      if (rep == 3) k.top_logprobs = 5;  // under the penalized distribution
       if (rep == 3) {  // penalties over a history with repeats
         k.history_offset = uint32_t(b.history.size());
         k.history_len = 40;
@@ -203,7 +215,8 @@ TEST_P(SamplingTest, MatchesCpuReference) {
   if (b.history.empty()) b.history.push_back(0);
   std::vector<int32_t> tok;
   std::vector<float> lp;
-  run(b, V, tok, lp);
+  std::vector<TopEntry> top;
+  run(b, V, tok, lp, &top);
   for (size_t r = 0; r < b.rows.size(); ++r) {
     const std::vector<float> l(b.logits.begin() + r * V, b.logits.begin() + (r + 1) * V);
     const RefResult ref = sample_ref(l, b.rows[r], b.history, 1.0f, b.bias);
@@ -219,6 +232,23 @@ TEST_P(SamplingTest, MatchesCpuReference) {
     }
     if (tok[r] == ref.token) {
       EXPECT_NEAR(lp[r], ref.logprob, 1e-4 + 1e-5 * std::fabs(ref.logprob)) << "row " << r;
+    }
+    // Alternatives: the k largest scaled logits, equal ones by lower id,
+    // under the logprob's distribution.
+    const uint32_t k = b.rows[r].top_logprobs;
+    std::vector<int> order(size_t(V), 0);
+    for (int i = 0; i < V; ++i) order[size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return ref.x[size_t(a)] > ref.x[size_t(c)]; });
+    for (uint32_t j = 0; j < k; ++j) {
+      const TopEntry& got = top[r * kMaxTopLogprobs + j];
+      const int want = order[j];
+      ASSERT_EQ(got.token, want) << "row " << r << " alternative " << j;
+      const double want_lp = double(ref.x[size_t(want)]) - ref.log_norm;
+      if (std::isinf(want_lp)) {
+        EXPECT_TRUE(std::isinf(got.logprob) && got.logprob < 0) << "row " << r << " alternative " << j;
+      } else {
+        EXPECT_NEAR(got.logprob, want_lp, 1e-4 + 1e-5 * std::fabs(want_lp)) << "row " << r << " alternative " << j;
+      }
     }
   }
 }

@@ -104,6 +104,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
 
   // Logits positions: sampled rows' last tokens first (S), then requested ones (Qn).
   int64_t S = 0, Qn = 0;
+  bool any_top = false;
   {
     int64_t t = 0;
     for (const SeqRow& r : plan.rows) {
@@ -123,6 +124,8 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
         p.prompt_len = r.prompt_len;
         p.bias_offset = r.bias_offset;
         p.bias_count = r.bias_count;
+        p.top_logprobs = r.sampling.top_logprobs;
+        any_top |= r.sampling.top_logprobs > 0;
         ++S;
       }
       t += r.num_tokens;
@@ -214,6 +217,9 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   if (S > 0) {
     MYRIAD_TRY(copy_d2h(tok_h, m.sample_out.as<int32_t>(), size_t(S) * 4, s));
     MYRIAD_TRY(copy_d2h(lp_h, m.sample_out.as<float>() + m.opt.max_rows, size_t(S) * 4, s));
+    if (any_top)
+      MYRIAD_TRY(copy_d2h(m.top_h.data(), m.sample_top.data(), size_t(S) * kMaxTopLogprobs * sizeof(TopLogprobs::Entry),
+                          s));
   }
   if (Qn > 0) MYRIAD_TRY(copy_d2h(logits_h, m.logits.as<float>() + size_t(S) * m.V, size_t(Qn) * m.V * 4, s));
   MYRIAD_TRY(sync_stream(s));
@@ -230,7 +236,9 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
       qi += n;
     }
     if (r.sample) {
-      out.add_sampled(r.seq, tok_h[si], lp_h[si]);
+      const uint32_t k = std::min<uint32_t>(r.sampling.top_logprobs, uint32_t(m.V));
+      const auto* top = static_cast<const TopLogprobs::Entry*>(m.top_h.data()) + si * kMaxTopLogprobs;
+      out.add_sampled(r.seq, tok_h[si], lp_h[si], std::span<const TopLogprobs::Entry>(top, k));
       ++si;
     }
   }

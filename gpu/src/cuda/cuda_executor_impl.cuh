@@ -97,6 +97,7 @@ struct CudaExecutor::Impl final : LlamaOps {
   // Scratch
   DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
   DeviceBuffer sample_out;  // tokens [max_rows] i32, then logprobs [max_rows] f32
+  DeviceBuffer sample_top;  // [max_rows, kMaxTopLogprobs] alternatives of the rows that ask
   DeviceBuffer attn_ws;     // split-K attention partials, sized for the largest split launch
 
   // Metadata
@@ -117,6 +118,7 @@ struct CudaExecutor::Impl final : LlamaOps {
 
   // Results
   PinnedBuffer out_h;  // tokens [Rmax] i32, logprobs [Rmax] f32, logits [max_logits_rows, V] f32
+  PinnedBuffer top_h;  // [Rmax, kMaxTopLogprobs] alternatives
 
   GraphCache graphs;  // decode steps' captured graphs
 

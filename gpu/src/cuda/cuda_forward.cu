@@ -60,7 +60,8 @@ Status CudaExecutor::Impl::forward(int64_t T, int64_t P, int64_t S, int mode) {
   MYRIAD_TRY(run_llama_forward(*this, int(L)));
   if (P == 0 || S == 0) return ok_status();
   MYRIAD_TRY(sample(logits.as<float>(), V, sample_work.as<float>(), sample_rows.dev, history.dev, S, V,
-                    sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get(), logit_bias.dev));
+                    sample_out.as<int32_t>(), sample_out.as<float>() + opt.max_rows, compute.get(), logit_bias.dev,
+                    sample_top.as<TopLogprobs::Entry>()));
   return mark("sample");
 }
 

@@ -34,6 +34,9 @@ Status CudaExecutor::Impl::alloc_runtime() {
   MYRIAD_ASSIGN(logits, alloc_dev(P * V * sizeof(float), ignore));
   MYRIAD_ASSIGN(sample_work, alloc_dev(size_t(opt.max_rows) * V * sizeof(float), ignore));
   MYRIAD_ASSIGN(sample_out, alloc_dev(size_t(opt.max_rows) * 8, ignore));
+  const size_t top_bytes = size_t(opt.max_rows) * kMaxTopLogprobs * sizeof(TopLogprobs::Entry);
+  MYRIAD_ASSIGN(sample_top, alloc_dev(top_bytes, ignore));
+  MYRIAD_ASSIGN(top_h, PinnedBuffer::alloc(top_bytes));
   if (opt.attention_splits != 1) {
     int64_t ws = 0;  // only small launches split, so this loop's maximum is reached early
     for (int64_t t = 1; t <= int64_t(T); ++t) {

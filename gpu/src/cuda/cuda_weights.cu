@@ -62,6 +62,7 @@ Status CudaExecutor::Impl::init_common(const ModelConfig& c, const CudaExecutorO
   info.max_rows = o.max_rows;
   info.max_logits_rows = o.max_logits_rows;
   info.applies_logit_bias = true;  // the sampler adds each row's entries (sampling.h), so min_tokens works too
+  info.max_top_logprobs = int32_t(kMaxTopLogprobs);
   return ok_status();
 }
 

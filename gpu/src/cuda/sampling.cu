@@ -68,7 +68,7 @@ __device__ float block_exclusive_scan(float v, float* scratch, float* total) {
 
 __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, const SampleRow* params,
                               const int32_t* history, const LogitBias* bias, int vocab, int32_t* tokens,
-                              float* logprobs) {
+                              float* logprobs, TopLogprobs::Entry* top) {
   __shared__ float scratch[33];
   __shared__ unsigned long long scratch64[33];
   __shared__ int chosen;
@@ -127,6 +127,30 @@ __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, c
     z += ei;
   }
   z = block_sum(z, scratch);
+  // The most likely tokens, one block-wide max a round: each round takes
+  // the largest (value, lower id) key below the previous round's.
+  if (p.top_logprobs > 0) {
+    const float lz = logf(z);
+    unsigned long long prev = ~0ull;
+    const uint32_t n = min(p.top_logprobs, uint32_t(vocab));
+    for (uint32_t j = 0; j < n; ++j) {
+      unsigned long long round_best = 0;
+      for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float x = logits[i] * inv_t;
+        if (x != x) continue;  // NaN: skipped, as the CPU does
+        const unsigned long long k = (static_cast<unsigned long long>(order_key(x)) << 32) | uint32_t(~uint32_t(i));
+        if (k < prev && k > round_best) round_best = k;
+      }
+      round_best = block_max_u64(round_best, scratch64);
+      prev = round_best;
+      if (threadIdx.x == 0) {
+        const int id = int(~uint32_t(round_best & 0xffffffffu));
+        TopLogprobs::Entry& out = top[int64_t(row) * kMaxTopLogprobs + j];
+        out.token = round_best == 0 ? -1 : id;  // 0: no key left (all NaN)
+        out.logprob = round_best == 0 ? -INFINITY : logits[id] * inv_t - m - lz;
+      }
+    }
+  }
   if (greedy) {
     if (threadIdx.x == 0) {
       tokens[row] = argmax;
@@ -219,13 +243,13 @@ __global__ void sample_kernel(float* logits_all, int64_t ldl, float* work_all, c
 
 Status sample(float* logits, int64_t ldl, float* work, const SampleRow* params, const int32_t* history,
               int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream,
-              const LogitBias* bias) {
+              const LogitBias* bias, TopLogprobs::Entry* top) {
   if (rows < 0 || rows > INT32_MAX || vocab <= 0 || vocab >= (1 << 24) || ldl < vocab)
     return make_error(ErrorCode::kInvalidArgument,
                       "sample: bad shape rows=" + std::to_string(rows) + " vocab=" + std::to_string(vocab));
   if (rows == 0) return ok_status();
   sample_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, ldl, work, params, history, bias, int(vocab),
-                                                         tokens, logprobs);
+                                                         tokens, logprobs, top);
   MYRIAD_CUDA_TRY_LAUNCH();
   return ok_status();
 }

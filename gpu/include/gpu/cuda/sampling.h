@@ -13,7 +13,10 @@
 // The draw depends only on (seed, output_index) and the row's own logits, so a
 // sequence samples the same token whatever it is batched with. logprob is the
 // chosen token's log-softmax under the penalized, temperature-scaled (T = 1
-// for greedy), untruncated distribution. Stateless; thread-safe.
+// for greedy), untruncated distribution; a row asking for top_logprobs gets
+// its that many most likely tokens under that same distribution (most likely
+// first, equal ones by lower id, as the CPU's top_logprobs_of). Stateless;
+// thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include "gpu/cuda/device_memory.h"
 #include "runtime/counter_rng.h"
 #include "runtime/logit_bias.h"
+#include "runtime/top_logprobs.h"
 #include "runtime/result.h"
 
 namespace myriad::gpu::cuda {
@@ -44,14 +48,17 @@ struct SampleRow {  // plain data, uploaded per step
   uint32_t prompt_len = 0;      // first prompt_len history ids are the prompt
   uint32_t bias_offset = 0;     // into the bias array
   uint32_t bias_count = 0;
+  uint32_t top_logprobs = 0;    // alternatives to report, <= kMaxTopLogprobs
 };
 
 // logits: [rows, ldl] float32, penalized in place; work: [rows, vocab] float32
 // scratch; params: [rows] SampleRow; history: ids for penalties (may be null
 // when no row has penalties); bias: the rows' logit bias entries (may be
-// null when no row has any). Writes tokens[rows] and logprobs[rows].
+// null when no row has any). Writes tokens[rows] and logprobs[rows], and
+// row r's min(top_logprobs, vocab) alternatives at top[r * kMaxTopLogprobs]
+// (top: [rows, kMaxTopLogprobs]; may be null when no row asks).
 Status sample(float* logits, int64_t ldl, float* work, const SampleRow* params, const int32_t* history,
               int64_t rows, int64_t vocab, int32_t* tokens, float* logprobs, StreamHandle stream,
-              const LogitBias* bias = nullptr);
+              const LogitBias* bias = nullptr, TopLogprobs::Entry* top = nullptr);
 
 }  // namespace myriad::gpu::cuda
