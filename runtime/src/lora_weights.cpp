@@ -12,6 +12,8 @@ int32_t LoraWeights::max_rank() const {
 }
 
 LoraWeights mix_lora(const std::vector<LoraMixPart>& parts, std::string name) {
+  for (const LoraMixPart& p : parts)  // staged parts keep no float32 A/B to mix (only the CLI mixes, unstaged)
+    MYRIAD_CHECK(p.weights && p.weights->has_host_weights(), "mix_lora: a part without float32 weights");
   LoraWeights out;
   out.name = std::move(name);
   if (parts.empty()) return out;

@@ -250,9 +250,10 @@ TEST_P(CudaGolden, StagedAdaptersMatchGoldens) {
   expect_mixed_batch_matches_goldens(make_executor(GetParam(), DType::kF32, {.staged = true}).get(), GetParam());
 }
 
-// Every decode GEMM of up to 8 rows on small_gemm (the goldens' single rows
-// decode through it; the 16-row mixed batch stays on cuBLAS): the same
-// goldens, so whichever kernel the tuning picks computes the model.
+// Every GEMM of up to 8 rows on small_gemm (the goldens' single rows decode
+// through it; the 16-row mixed batch uses cuBLAS until 8 or fewer rows are
+// left): the same goldens, so whichever kernel the tuning picks computes the
+// model.
 TEST_P(CudaGolden, SmallGemmDecodeMatchesGoldens) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();

@@ -92,7 +92,8 @@ TEST_P(GemmTest, MatchesCpuReference) {
     bt->set_small_gemm(Mode::kTuned);
     const int64_t rows = gpu::cuda::kSmallGemmMaxRows;
     auto xs = poisoned(size_t(rows) * ldx, c.in), ys = poisoned(size_t(rows) * c.N, c.out);
-    MYRIAD_ASSERT_OK(bt->tune_small_gemm(c.in, c.out, xs.data(), ldx, dw.data(), ys.data(), c.N, rows, c.N, c.K));
+    const void* weights[] = {dw.data()};
+    MYRIAD_ASSERT_OK(bt->tune_small_gemm(c.in, c.out, xs.data(), ldx, weights, ys.data(), c.N, rows, c.N, c.K));
     check_case(*bt, c, x, w, dx, dw);
   }
 }

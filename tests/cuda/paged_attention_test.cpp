@@ -133,13 +133,17 @@ TEST_P(PagedAttentionTest, MatchesCpuReference) {
   check_against_reference(GetParam(), {{0, 1}, {40, 1}, {0, 33}, {20, 13}, {130, 1}, {7, 1}, {0, 5}, {2000, 1}});
 }
 
-// Decode at batch 1 and 2 over long contexts: the launches the device's
-// split-K choice is for.
+// Decode at batch 1 and 2 over long contexts, and 40 rows (the GQA form with
+// the device's split choice for groups of 4 or 8 kv heads): the launches
+// split-K is for.
 TEST_P(PagedAttentionTest, SmallDecodeBatchesMatchCpuReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
   check_against_reference(GetParam(), {{4095, 1}});
   check_against_reference(GetParam(), {{511, 1}, {37, 1}});
+  std::vector<Row> forty;
+  for (int i = 0; i < 40; ++i) forty.push_back({int(rng()() % 700), 1});
+  check_against_reference(GetParam(), forty);
 }
 
 std::vector<AttentionCase> attention_cases() {

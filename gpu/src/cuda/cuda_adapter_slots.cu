@@ -97,22 +97,30 @@ Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
     image = st;
   }
   cudaStream_t us = m.upload.get();
-  MYRIAD_TRY(m.compute_mark.record(m.compute.get()));
-  MYRIAD_TRY(m.compute_mark.wait_in(us));
-  // One copy of the adapter's span of the slot image.
-  char* slot_base = static_cast<char*>(m.lora_pool.data()) + size_t(slot) * layout.slot_bytes;
-  if (span.size() > 0) MYRIAD_TRY(copy_h2d(slot_base + span.begin, image, span.size(), us));
   const size_t L7 = layout.table_entries();
-  // Ranks last: until they land, the slot contributes nothing.
-  MYRIAD_TRY(copy_h2d(m.lora_scales.as<float>() + size_t(slot) * L7, image_scales(layout, span, image), L7 * 4, us));
-  MYRIAD_TRY(copy_h2d(m.lora_ranks.as<int32_t>() + size_t(slot) * L7, image_ranks(layout, span, image), L7 * 4, us));
-  MYRIAD_TRY(m.slot_event[size_t(slot)].record(us));
-  if (staged) {
-    m.slot_source[size_t(slot)] = w->staged;  // alive until the copy lands
-  } else {
-    MYRIAD_TRY(m.staging_event.record(us));
-    m.staging_used = true;
+  char* slot_base = static_cast<char*>(m.lora_pool.data()) + size_t(slot) * layout.slot_bytes;
+  const auto enqueue = [&]() -> Status {
+    MYRIAD_TRY(m.compute_mark.record(m.compute.get()));
+    MYRIAD_TRY(m.compute_mark.wait_in(us));
+    // One copy of the adapter's span of the slot image, then its tables;
+    // ranks last: until they land, the slot contributes nothing.
+    if (span.size() > 0) MYRIAD_TRY(copy_h2d(slot_base + span.begin, image, span.size(), us));
+    MYRIAD_TRY(copy_h2d(m.lora_scales.as<float>() + size_t(slot) * L7, image_scales(layout, span, image), L7 * 4, us));
+    MYRIAD_TRY(copy_h2d(m.lora_ranks.as<int32_t>() + size_t(slot) * L7, image_ranks(layout, span, image), L7 * 4, us));
+    MYRIAD_TRY(m.slot_event[size_t(slot)].record(us));
+    if (!staged) MYRIAD_TRY(m.staging_event.record(us));
+    return ok_status();
+  };
+  if (Status st = enqueue(); !st.ok()) {
+    // Copies already queued still read the image: let them finish before
+    // the caller may free it (or the next load rewrites the staging buffer).
+    (void)cudaStreamSynchronize(us);
+    return st;
   }
+  if (staged)
+    m.slot_source[size_t(slot)] = w->staged;  // alive until the copy lands
+  else
+    m.staging_used = true;
   size_t bytes = 0;
   for (size_t i = 0; i < L7; ++i) {
     const int mod = int(i % kNumLinearModules);

@@ -120,24 +120,33 @@ Status CudaExecutor::Impl::tune_gemms() {
     return ok_status();
   }
   const int64_t rows = std::min<int64_t>({kSmallGemmMaxRows, opt.max_tokens_per_step, opt.max_rows});
-  const LayerDev& l0 = layers[0];  // every layer has the same shapes
+  // Every layer's weights in turn, so timings stream them from memory as a step does.
+  std::vector<const void*> qkv_w, o_w, gate_up_w, down_w;
+  for (const LayerDev& l : layers) {
+    qkv_w.push_back(l.qkv.data());
+    o_w.push_back(l.o.data());
+    gate_up_w.push_back(l.gate_up.data());
+    down_w.push_back(l.down.data());
+  }
+  const std::vector<const void*> head_w = {lm_head};
   struct Shape {
-    const void *x, *w;
+    const void* x;
+    const std::vector<const void*>* w;
     void* y;
     int64_t ldx, ldy, N, K, max_rows;
     DType out;
   };
   const int64_t P = opt.max_rows + opt.max_logits_rows;
   const Shape shapes[] = {
-      {hbuf.data(), l0.qkv.data(), qkvbuf.data(), H, QKV, QKV, H, rows, dt},
-      {attn.data(), l0.o.data(), proj.data(), Q, H, H, Q, rows, dt},
-      {hbuf.data(), l0.gate_up.data(), gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt},
-      {act_buf.data(), l0.down.data(), proj.data(), I, H, H, I, rows, dt},
-      {lh.data(), lm_head, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32},
+      {hbuf.data(), &qkv_w, qkvbuf.data(), H, QKV, QKV, H, rows, dt},
+      {attn.data(), &o_w, proj.data(), Q, H, H, Q, rows, dt},
+      {hbuf.data(), &gate_up_w, gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt},
+      {act_buf.data(), &down_w, proj.data(), I, H, H, I, rows, dt},
+      {lh.data(), &head_w, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32},
   };
   small_gemm_choices = 0;
   for (const Shape& s : shapes) {
-    auto n = blas.tune_small_gemm(dt, s.out, s.x, s.ldx, s.w, s.y, s.ldy, s.max_rows, s.N, s.K);
+    auto n = blas.tune_small_gemm(dt, s.out, s.x, s.ldx, *s.w, s.y, s.ldy, s.max_rows, s.N, s.K);
     if (!n.ok()) return n.error();
     small_gemm_choices += n.value();
   }

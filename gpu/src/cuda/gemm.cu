@@ -87,8 +87,11 @@ Status Blas::cublas_gemm(DType in, DType out, const void* x, int64_t ldx, const 
   return ok_status();
 }
 
-Result<int> Blas::tune_small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y,
-                                  int64_t ldy, int64_t max_rows, int64_t N, int64_t K) {
+Result<int> Blas::tune_small_gemm(DType in, DType out, const void* x, int64_t ldx,
+                                  std::span<const void* const> weights, void* y, int64_t ldy, int64_t max_rows,
+                                  int64_t N, int64_t K) {
+  if (weights.empty()) return make_error(ErrorCode::kInvalidArgument, "tune_small_gemm: no weights");
+  size_t next = 0;
   auto e0 = Event::create(true), e1 = Event::create(true);
   if (!e0.ok()) return e0.error();
   if (!e1.ok()) return e1.error();
@@ -98,6 +101,7 @@ Result<int> Blas::tune_small_gemm(DType in, DType out, const void* x, int64_t ld
     for (int round = 0; round < 3; ++round)
       for (int k = 0; k < 2; ++k) {
         auto run = [&]() -> Status {
+          const void* w = weights[next++ % weights.size()];
           return k == 0 ? cublas_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f)
                         : small_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f, stream_);
         };

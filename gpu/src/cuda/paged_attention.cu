@@ -16,6 +16,7 @@
 // split count depends on the launch shape only, so graphs replay it.
 // See docs/cuda-backend.md.
 #include <algorithm>
+#include <atomic>
 
 #include "cuda_check.cuh"
 #include "gpu/cuda/paged_attention.h"
@@ -317,18 +318,23 @@ constexpr int64_t kGqaMinBlocks = 128;
 template <class T>
 __global__ void attention_combine_kernel(T* __restrict__ out, int64_t out_stride, const float* __restrict__ ws,
                                          int num_heads, int head_dim, int splits) {
+  __shared__ float weight[kMaxAttentionSplits];  // e^(m_s - M) / sum_s l_s e^(m_s - M)
   const int t = int(blockIdx.x / unsigned(num_heads)), h = int(blockIdx.x % unsigned(num_heads));
   const int64_t stride = head_dim + 2;
   const float* p = ws + int64_t(blockIdx.x) * splits * stride;
-  float mt = -INFINITY;
-  for (int s = 0; s < splits; ++s) mt = fmaxf(mt, p[s * stride]);
-  float lt = 0.0f;
-  for (int s = 0; s < splits; ++s) lt += p[s * stride + 1] * expf(p[s * stride] - mt);
-  const float inv = 1.0f / lt;
+  if (threadIdx.x == 0) {
+    float mt = -INFINITY;
+    for (int s = 0; s < splits; ++s) mt = fmaxf(mt, p[s * stride]);
+    float lt = 0.0f;
+    for (int s = 0; s < splits; ++s) lt += p[s * stride + 1] * (weight[s] = expf(p[s * stride] - mt));
+    const float inv = 1.0f / lt;
+    for (int s = 0; s < splits; ++s) weight[s] *= inv;
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float a = 0.0f;
-    for (int s = 0; s < splits; ++s) a += p[s * stride + 2 + d] * expf(p[s * stride] - mt);
-    out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(a * inv);
+    for (int s = 0; s < splits; ++s) a += p[s * stride + 2 + d] * weight[s];
+    out[int64_t(t) * out_stride + int64_t(h) * head_dim + d] = from_f32<T>(a);
   }
 }
 
@@ -337,14 +343,18 @@ bool uses_gqa_form(int64_t tokens, int64_t heads, int64_t kv_heads) {
   return tokens * kv_heads >= kGqaMinBlocks && (group == 4 || group == 8);
 }
 
-// Two blocks of kWarps warps an SM: below that, shares of the keys fill it.
+// Two blocks of kWarps warps an SM of the current device: below that,
+// shares of the keys fill it. Cached per device once known (errors are not).
 Result<int64_t> fill_blocks() {
-  static const Result<int64_t> n = []() -> Result<int64_t> {
-    int dev = 0, sms = 0;
-    MYRIAD_CUDA_TRY(cudaGetDevice(&dev));
-    MYRIAD_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    return int64_t(2) * std::max(sms, 1);
-  }();
+  constexpr int kDevices = 64;
+  static std::atomic<int64_t> known[kDevices] = {};
+  int dev = 0, sms = 0;
+  MYRIAD_CUDA_TRY(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < kDevices)
+    if (const int64_t n = known[dev].load(std::memory_order_relaxed); n > 0) return n;
+  MYRIAD_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t n = int64_t(2) * std::max(sms, 1);
+  if (dev >= 0 && dev < kDevices) known[dev].store(n, std::memory_order_relaxed);
   return n;
 }
 

@@ -37,6 +37,19 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
 
 namespace {
 
+// Rotates the pair (base[i], base[i + half]) by angle pos * inv_freq: the one
+// expression both kernels use, so the fused one is bit-identical.
+template <class T>
+__device__ __forceinline__ void rotate_pair(T* base, int i, int half, float pos, float inv_freq, T& r1, T& r2) {
+  float s, c;
+  sincosf(pos * inv_freq, &s, &c);
+  const float x1 = to_f32(base[i]), x2 = to_f32(base[i + half]);
+  r1 = from_f32<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+  r2 = from_f32<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+  base[i] = r1;
+  base[i + half] = r2;
+}
+
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_stride, T* k, int64_t k_stride, const int32_t* __restrict__ positions,
                             const float* __restrict__ inv_freq, int num_heads, int num_kv_heads, int head_dim) {
@@ -48,11 +61,8 @@ __global__ void rope_kernel(T* q, int64_t q_stride, T* k, int64_t k_stride, cons
     const int head = p / half, i = p % half;
     T* base = head < num_heads ? q + size_t(t) * q_stride + size_t(head) * head_dim
                                : k + size_t(t) * k_stride + size_t(head - num_heads) * head_dim;
-    float s, c;
-    sincosf(pos * inv_freq[i], &s, &c);
-    const float x1 = to_f32(base[i]), x2 = to_f32(base[i + half]);
-    base[i] = from_f32<T>(x1 * c - x2 * s);
-    base[i + half] = from_f32<T>(x2 * c + x1 * s);
+    T r1, r2;
+    rotate_pair(base, i, half, pos, inv_freq[i], r1, r2);
   }
 }
 
@@ -75,12 +85,8 @@ __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __re
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
     const int head = p / half, i = p % half;
     T* base = q + int64_t(head) * head_dim;  // k's heads follow q's
-    float s, c;
-    sincosf(pos * inv_freq[i], &s, &c);
-    const float x1 = to_f32(base[i]), x2 = to_f32(base[i + half]);
-    const T r1 = from_f32<T>(x1 * c - x2 * s), r2 = from_f32<T>(x2 * c + x1 * s);
-    base[i] = r1;
-    base[i + half] = r2;
+    T r1, r2;
+    rotate_pair(base, i, half, pos, inv_freq[i], r1, r2);
     if (head >= num_heads && slot >= 0) {
       T* kc = k_cache + int64_t(slot) * width + int64_t(head - num_heads) * head_dim;
       kc[i] = r1;

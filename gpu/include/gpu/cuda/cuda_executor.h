@@ -49,7 +49,9 @@ struct CudaExecutorOptions {
   bool cuda_graphs = false;
   // Split-K attention (flash-decoding) for launches too small to fill the
   // device: 0 lets the kernel choose per launch shape, 1 never splits (the
-  // benches' A/B), 2..16 forces that many shares.
+  // benches' A/B), 2..16 forces that many shares on every launch, prefill
+  // included (tests), whose workspace then grows with max_tokens_per_step
+  // (tokens x heads x splits x (head_dim + 2) floats).
   int32_t attention_splits = 0;
   // Decode GEMMs (M <= 8 rows) as weight-streaming GEMV (small_gemm.h): 0
   // times it against cuBLAS at create() for each of the model's linear

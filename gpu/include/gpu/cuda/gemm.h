@@ -19,6 +19,7 @@
 #include <array>
 #include <cstdint>
 #include <set>
+#include <span>
 
 #include "gpu/cuda/device_memory.h"
 #include "runtime/dtype.h"
@@ -57,11 +58,13 @@ class Blas {
   void set_small_gemm(SmallGemm mode) { small_mode_ = mode; }
   // Times cuBLAS and small_gemm on y = x . W^T for each M in [1, max_rows]
   // (at most kSmallGemmMaxRows; interleaved, best of 3 rounds of 5) on this
-  // Blas's stream and keeps small_gemm for the M where it was faster. x, W
-  // and y are scratch of those shapes (y is overwritten). Not during graph
+  // Blas's stream and keeps small_gemm for the M where it was faster. Each
+  // call takes the next of `weights` (all of one shape: e.g. every layer's,
+  // so they stream from memory as in a step rather than sit in L2). x and y
+  // are scratch of those shapes (y is overwritten). Not during graph
   // capture. Returns how many M chose small_gemm.
-  Result<int> tune_small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
-                              int64_t max_rows, int64_t N, int64_t K);
+  Result<int> tune_small_gemm(DType in, DType out, const void* x, int64_t ldx, std::span<const void* const> weights,
+                              void* y, int64_t ldy, int64_t max_rows, int64_t N, int64_t K);
 
  private:
   using ShapeKey = std::array<int64_t, 5>;  // in, out, M, N, K
