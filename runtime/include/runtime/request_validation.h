@@ -41,5 +41,7 @@ Status check_top_logprobs_fit(const Request& request, const ExecutorInfo& info);
 // tokens to hold back, and the executor does not apply a bias
 // (ExecutorInfo::applies_logit_bias).
 Status check_logit_bias_fits(const Request& request, const ExecutorInfo& info);
+// The three above in that order: what Engine::submit asks of its executor.
+Status check_fits_executor(const Request& request, const ExecutorInfo& info);
 
 }  // namespace myriad

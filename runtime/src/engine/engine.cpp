@@ -70,13 +70,7 @@ Result<RequestId> Engine::submit(Request request) {
     ++metrics_.overall.rejected;
     return make_error(ErrorCode::kInvalidArgument, "stop strings need a tokenizer, and this engine has none");
   }
-  if (Status st = check_prefill_router_fits(request, executor_.info()); !st.ok()) {
-    ++metrics_.overall.rejected;
-    return st.error();
-  }
-  Status fits = check_top_logprobs_fit(request, executor_.info());
-  if (fits.ok()) fits = check_logit_bias_fits(request, executor_.info());
-  if (Status st = std::move(fits); !st.ok()) {
+  if (Status st = check_fits_executor(request, executor_.info()); !st.ok()) {
     ++metrics_.overall.rejected;
     return st.error();
   }

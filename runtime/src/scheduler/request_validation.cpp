@@ -103,6 +103,12 @@ Status check_logit_bias_fits(const Request& request, const ExecutorInfo& info) {
   return ok_status();
 }
 
+Status check_fits_executor(const Request& request, const ExecutorInfo& info) {
+  MYRIAD_TRY(check_prefill_router_fits(request, info));
+  MYRIAD_TRY(check_top_logprobs_fit(request, info));
+  return check_logit_bias_fits(request, info);
+}
+
 namespace {
 
 Status check_logit_bias(const Request& request, const RequestLimits& limits) {

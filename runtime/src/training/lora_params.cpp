@@ -99,6 +99,7 @@ LoraParams<float> weighted_sum(const std::vector<std::pair<const LoraParams<floa
 }
 
 LoraParams<float> lora_params_from(const LoraWeights& w) {
+  MYRIAD_CHECK(w.has_host_weights(), "lora_params_from: adapter " + w.name + " keeps no float32 A/B (staged)");
   LoraParams<float> p;
   p.num_layers = w.num_layers;
   p.modules.resize(w.modules.size());
