@@ -341,15 +341,10 @@ class ServeSink final : public EventSink {
 // The executor as a node makes it (gpu/executor_factory.h).
 Result<std::unique_ptr<Executor>> make_executor(const Args& a, const SchedulerConfig& sc,
                                                 std::shared_ptr<const Checkpoint> ck, const ModelConfig& mc) {
-  gpu::ExecutorSpec spec;
+  gpu::ExecutorSpec spec = gpu::executor_spec_for(sc);
   spec.device = a.device;
-  spec.kv_block_size = sc.kv_block_size;
-  spec.kv_num_blocks = sc.num_kv_blocks;
   spec.threads = a.threads;
-  spec.num_adapter_slots = sc.num_slots;
   spec.max_adapter_rank = a.rank;
-  spec.max_tokens_per_step = sc.max_tokens_per_step;
-  spec.max_rows = sc.max_running_seqs;
   return ck ? gpu::make_executor(spec, std::move(ck)) : gpu::make_random_executor(spec, mc, a.seed + 1);
 }
 

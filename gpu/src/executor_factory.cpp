@@ -41,6 +41,16 @@ Result<std::unique_ptr<Executor>> as_executor(Result<std::unique_ptr<E>> made) {
 
 }  // namespace
 
+ExecutorSpec executor_spec_for(const SchedulerConfig& sc) {
+  ExecutorSpec spec;
+  spec.kv_block_size = sc.kv_block_size;
+  spec.kv_num_blocks = sc.num_kv_blocks;
+  spec.num_adapter_slots = sc.num_slots;
+  spec.max_tokens_per_step = sc.max_tokens_per_step;
+  spec.max_rows = sc.max_running_seqs;
+  return spec;
+}
+
 Result<std::unique_ptr<Executor>> make_executor(const ExecutorSpec& spec, std::shared_ptr<const Checkpoint> checkpoint) {
   MYRIAD_TRY(check_device(spec));
 #ifdef MYRIAD_HAVE_CUDA

@@ -246,15 +246,10 @@ Result<std::string> base_fingerprint_of(const std::string& model_dir) {
 
 Result<std::unique_ptr<Executor>> make_executor(const NodeOptions& o, std::shared_ptr<const Checkpoint> checkpoint,
                                                 const SchedulerConfig& sc) {
-  gpu::ExecutorSpec spec;
+  gpu::ExecutorSpec spec = gpu::executor_spec_for(sc);  // o's slots, step and rows (worker_scheduler_config)
   spec.device = o.device;
-  spec.kv_block_size = sc.kv_block_size;
-  spec.kv_num_blocks = sc.num_kv_blocks;
   spec.threads = o.threads;
-  spec.num_adapter_slots = o.slots;
   spec.max_adapter_rank = o.max_adapter_rank;
-  spec.max_tokens_per_step = o.max_tokens_per_step;
-  spec.max_rows = o.max_running;
   return gpu::make_executor(spec, std::move(checkpoint));
 }
 

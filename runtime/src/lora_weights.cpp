@@ -63,4 +63,17 @@ bool LoraWeights::has_host_weights() const {
   return true;
 }
 
+std::shared_ptr<const LoraWeights> staged_lora(const LoraWeights& w, std::shared_ptr<const StagedAdapter> staged) {
+  auto out = std::make_shared<LoraWeights>();
+  out->name = w.name;
+  out->num_layers = w.num_layers;
+  out->modules.resize(w.modules.size());
+  for (size_t i = 0; i < w.modules.size(); ++i) {
+    out->modules[i].rank = w.modules[i].rank;
+    out->modules[i].scale = w.modules[i].scale;
+  }
+  out->staged = std::move(staged);
+  return out;
+}
+
 }  // namespace myriad

@@ -186,12 +186,43 @@ void run(Executor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc) {
   return all_close(got, want.get<std::vector<float>>(), tol, what);
 }
 
+// One sequence per adapter variant of the golden on prompt p7, or with
+// every_prompt one per (variant, prompt); each generates max_new tokens.
+std::vector<Seq> variant_seqs(const nlohmann::json& g, bool every_prompt, int max_new = 24) {
+  std::vector<Seq> seqs;
+  for (const auto& [variant, results] : g["results"].items())
+    for (const auto& [name, prompt] : g["prompts"].items()) {
+      if (!every_prompt && name != "p7") continue;
+      Seq s;
+      s.id = seqs.size() + 1;
+      s.prompt = prompt.get<std::vector<int32_t>>();
+      s.slot = slot_of(variant);
+      s.max_new = max_new;
+      seqs.push_back(s);
+    }
+  return seqs;
+}
+
+// Runs `seqs` through a and through b (blocks from pools shuffled by the two
+// seeds) and expects the same tokens, and b's logits within tol of a's.
+void expect_same_runs(Executor& a, Executor& b, const std::vector<Seq>& seqs, Tol tol, const std::string& what,
+                      uint64_t seed_a, uint64_t seed_b) {
+  std::vector<Seq> ra = seqs, rb = seqs;
+  KvBlockAllocator al(a.info().kv_num_blocks, seed_a), bl(b.info().kv_num_blocks, seed_b);
+  run(a, ra, al);
+  run(b, rb, bl);
+  for (size_t i = 0; i < ra.size(); ++i) {
+    EXPECT_EQ(ra[i].outputs, rb[i].outputs) << "row " << i;
+    for (size_t k = 0; k < ra[i].logits.size(); ++k)
+      EXPECT_TRUE(all_close(rb[i].logits[k], ra[i].logits[k], tol, what));
+  }
+}
+
 class CudaGolden : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
-  MYRIAD_REQUIRE_CUDA();
-  const std::string model = GetParam();
-  auto ex = make_executor(model, DType::kF32);
+// Each (variant, prompt) of the golden alone through `ex` (F32): greedy
+// tokens exact, last and per-step logits within 1e-4.
+void expect_single_rows_match_goldens(CudaExecutor* ex, const std::string& model, const std::string& tag) {
   ASSERT_TRUE(ex);
   const auto g = golden(model);
   for (const auto& [variant, results] : g["results"].items())
@@ -203,7 +234,7 @@ TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
       seqs[0].slot = slot_of(variant);
       run(*ex, seqs, alloc);
       const auto& want = results[name];
-      const std::string what = model + " " + variant + " " + name;
+      const std::string what = model + " " + variant + " " + name + tag;
       EXPECT_EQ(seqs[0].outputs, want["greedy_tokens"].get<std::vector<int32_t>>()) << what;
       EXPECT_TRUE(logits_close(seqs[0].logits[0], want["last_logits"], Tol{1e-4f, 0}, what + " last_logits"));
       if (want.contains("greedy_step_logits")) {
@@ -213,6 +244,11 @@ TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
         }
       }
     }
+}
+
+TEST_P(CudaGolden, F32MatchesHuggingFaceForBaseAndEveryAdapter) {
+  MYRIAD_REQUIRE_CUDA();
+  expect_single_rows_match_goldens(make_executor(GetParam(), DType::kF32).get(), GetParam(), "");
 }
 
 void expect_mixed_batch_matches_goldens(CudaExecutor* ex, const std::string& model) {
@@ -258,25 +294,7 @@ TEST_P(CudaGolden, SmallGemmDecodeMatchesGoldens) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();
   auto ex = make_executor(model, DType::kF32, {.small_gemm = 2});
-  ASSERT_TRUE(ex);
-  const auto g = golden(model);
-  for (const auto& [variant, results] : g["results"].items())
-    for (const auto& [name, prompt] : g["prompts"].items()) {
-      KvBlockAllocator alloc(ex->info().kv_num_blocks, 0x5eed + name.size());
-      std::vector<Seq> seqs(1);
-      seqs[0].id = 1;
-      seqs[0].prompt = prompt.get<std::vector<int32_t>>();
-      seqs[0].slot = slot_of(variant);
-      run(*ex, seqs, alloc);
-      const auto& want = results[name];
-      const std::string what = model + " " + variant + " " + name + " (small_gemm)";
-      EXPECT_EQ(seqs[0].outputs, want["greedy_tokens"].get<std::vector<int32_t>>()) << what;
-      if (!want.contains("greedy_step_logits")) continue;
-      for (size_t k = 0; k < seqs[0].logits.size(); ++k) {
-        EXPECT_TRUE(logits_close(seqs[0].logits[k], want["greedy_step_logits"][k], Tol{1e-4f, 0},
-                                 what + " step " + std::to_string(k)));
-      }
-    }
+  expect_single_rows_match_goldens(ex.get(), model, " (small_gemm)");
   expect_mixed_batch_matches_goldens(ex.get(), model);
 }
 
@@ -341,28 +359,8 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
   auto plain = make_executor(model, DType::kF32, {.small_gemm = 1});
   auto graphs = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
   ASSERT_TRUE(plain && graphs);
-  const auto g = golden(model);
-  auto make = [&] {
-    std::vector<Seq> seqs;
-    for (const auto& [variant, results] : g["results"].items()) {
-      Seq s;
-      s.id = seqs.size() + 1;
-      s.prompt = g["prompts"]["p7"].get<std::vector<int32_t>>();
-      s.slot = slot_of(variant);
-      seqs.push_back(s);
-    }
-    return seqs;
-  };
-  auto a = make(), b = make();
-  KvBlockAllocator al(plain->info().kv_num_blocks, 1), bl(graphs->info().kv_num_blocks, 2);
-  run(*plain, a, al);
-  run(*graphs, b, bl);
+  expect_same_runs(*plain, *graphs, variant_seqs(golden(model), false), Tol{1e-5f, 0}, "graph vs plain", 1, 2);
   EXPECT_GT(graphs->graphs_captured(), 0);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
-    for (size_t k = 0; k < a[i].logits.size(); ++k)
-      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-5f, 0}, "graph vs plain"));
-  }
 }
 
 // Every row's keys in 16 shares (flash-decoding) against never splitting:
@@ -374,29 +372,9 @@ TEST_P(CudaGolden, SplitAttentionEqualsUnsplitAttention) {
   auto split = make_executor(
       model, DType::kF32, {.graphs = true, .attention_splits = gpu::cuda::kMaxAttentionSplits, .small_gemm = 1});
   ASSERT_TRUE(unsplit && split);
-  const auto g = golden(model);
-  auto make = [&] {
-    std::vector<Seq> seqs;
-    for (const auto& [variant, results] : g["results"].items())
-      for (const auto& [name, prompt] : g["prompts"].items()) {
-        Seq s;
-        s.id = seqs.size() + 1;
-        s.prompt = prompt.get<std::vector<int32_t>>();
-        s.slot = slot_of(variant);
-        s.max_new = 40;  // past one 32-key tile, so several shares hold keys
-        seqs.push_back(s);
-      }
-    return seqs;
-  };
-  auto a = make(), b = make();
-  KvBlockAllocator al(unsplit->info().kv_num_blocks, 11), bl(split->info().kv_num_blocks, 12);
-  run(*unsplit, a, al);
-  run(*split, b, bl);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
-    for (size_t k = 0; k < a[i].logits.size(); ++k)
-      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-4f, 1e-4f}, "split vs unsplit"));
-  }
+  // 40 tokens: past one 32-key tile, so several shares hold keys.
+  expect_same_runs(*unsplit, *split, variant_seqs(golden(model), true, 40), Tol{1e-4f, 1e-4f}, "split vs unsplit",
+                   11, 12);
 }
 
 // Runs every step through CudaExecutor::profile_step and keeps the names.
@@ -434,28 +412,8 @@ TEST_P(CudaGolden, ProfiledStepsEqualPlainStepsAndTimeEveryOperation) {
   auto graphs = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
   ASSERT_TRUE(plain && graphs);
   ProfilingExecutor profiled(*graphs);
-  const auto g = golden(model);
-  auto make = [&] {
-    std::vector<Seq> seqs;
-    for (const auto& [variant, results] : g["results"].items()) {
-      Seq s;
-      s.id = seqs.size() + 1;
-      s.prompt = g["prompts"]["p7"].get<std::vector<int32_t>>();
-      s.slot = slot_of(variant);
-      seqs.push_back(s);
-    }
-    return seqs;
-  };
-  auto a = make(), b = make();
-  KvBlockAllocator al(plain->info().kv_num_blocks, 3), bl(graphs->info().kv_num_blocks, 4);
-  run(*plain, a, al);
-  run(profiled, b, bl);
+  expect_same_runs(*plain, profiled, variant_seqs(golden(model), false), Tol{1e-6f, 0}, "profiled vs plain", 3, 4);
   EXPECT_EQ(graphs->graphs_captured(), 0);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].outputs, b[i].outputs) << "row " << i;
-    for (size_t k = 0; k < a[i].logits.size(); ++k)
-      EXPECT_TRUE(all_close(b[i].logits[k], a[i].logits[k], Tol{1e-6f, 0}, "profiled vs plain"));
-  }
   for (const char* op : {"embed", "rmsnorm", "qkv gemm", "rope+kv write", "attention", "o gemm", "gate_up gemm",
                          "silu_mul", "down gemm", "gather", "lm_head", "sample", "lora shrink", "lora expand"})
     EXPECT_EQ(profiled.names.count(op), 1u) << op;

@@ -12,6 +12,7 @@
 #include "runtime/executor.h"
 #include "runtime/model_config.h"
 #include "runtime/result.h"
+#include "runtime/scheduler_config.h"
 
 namespace myriad::gpu {
 
@@ -25,6 +26,11 @@ struct ExecutorSpec {
   int32_t max_tokens_per_step = 2048;  // cuda: scratch for one step's new tokens
   int32_t max_rows = 256;              // cuda: rows of one step
 };
+
+// The capacities an engine configured by `sc` plans against: its KV pool,
+// adapter slots, and a step's tokens and rows. Device, threads and
+// max_adapter_rank stay the defaults for the caller to set.
+ExecutorSpec executor_spec_for(const SchedulerConfig& sc);
 
 // Over a checkpoint's weights. kInvalidArgument for a device other than cpu
 // and cuda (named as the flag `--device`), kUnsupported for cuda in a build

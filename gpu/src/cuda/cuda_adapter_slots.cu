@@ -36,6 +36,14 @@ class CudaStagedAdapter final : public StagedAdapter {
   uint64_t layout_id_;
   ByteSpan span_;
 };
+// Whether `w` can be written into a slot image of `layout`: float32 A/B at
+// hand (not dropped by staging for another layout) and fitting the slots.
+Status check_writable(const LoraSlotLayout& layout, const LoraWeights& w) {
+  if (!w.has_host_weights())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "adapter " + w.name + " has no float32 A/B to load (staged for another slot layout?)");
+  return check_fits(layout, w);
+}
 }  // namespace
 
 Result<std::shared_ptr<const LoraWeights>> CudaExecutor::stage_adapter(std::shared_ptr<const LoraWeights> w) const {
@@ -44,27 +52,13 @@ Result<std::shared_ptr<const LoraWeights>> CudaExecutor::stage_adapter(std::shar
   if (m.slots == 0) return w;  // nowhere to load it: nothing to stage for
   if (auto* s = dynamic_cast<const CudaStagedAdapter*>(w->staged.get()); s && s->layout_id() == m.lora_layout.id)
     return w;
-  if (!w->has_host_weights())
-    return make_error(ErrorCode::kInvalidArgument,
-                      "adapter " + w->name + " has no float32 A/B to load (staged for another slot layout?)");
-  MYRIAD_TRY(check_fits(m.lora_layout, *w));
+  MYRIAD_TRY(check_writable(m.lora_layout, *w));
   const ByteSpan span = used_span(m.lora_layout, *w);
   const size_t bytes = image_bytes(m.lora_layout, span);
   auto image = PinnedBuffer::alloc(bytes);
   if (!image.ok()) return image.error();
   write_slot_image(m.lora_layout, *w, std::span<std::byte>(static_cast<std::byte*>(image.value().data()), bytes));
-  // Ranks and scales stay (the engine sizes the adapter by them); A and B
-  // live only in the image now.
-  auto staged = std::make_shared<LoraWeights>();
-  staged->name = w->name;
-  staged->num_layers = w->num_layers;
-  staged->modules.resize(w->modules.size());
-  for (size_t i = 0; i < w->modules.size(); ++i) {
-    staged->modules[i].rank = w->modules[i].rank;
-    staged->modules[i].scale = w->modules[i].scale;
-  }
-  staged->staged = std::make_shared<CudaStagedAdapter>(std::move(image.value()), m.lora_layout.id, span);
-  return std::shared_ptr<const LoraWeights>(std::move(staged));
+  return staged_lora(*w, std::make_shared<CudaStagedAdapter>(std::move(image.value()), m.lora_layout.id, span));
 }
 
 Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> w, LoadDone done) {
@@ -86,10 +80,7 @@ Status CudaExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const Lora
     image = staged->data();
     span = staged->span();
   } else {
-    if (!w->has_host_weights())
-      return make_error(ErrorCode::kInvalidArgument,
-                        "adapter " + w->name + " has no float32 A/B to load (staged for another slot layout?)");
-    MYRIAD_TRY(check_fits(layout, *w));
+    MYRIAD_TRY(check_writable(layout, *w));
     if (m.staging_used) MYRIAD_TRY(m.staging_event.synchronize());
     auto* st = static_cast<std::byte*>(m.staging.data());
     span = used_span(layout, *w);

@@ -51,6 +51,10 @@ struct LoraWeights {
   bool has_host_weights() const;
 };
 
+// What Executor::stage_adapter returns: `w`'s name, layers, ranks and scales
+// (the engine sizes loads by them) with `staged` in place of A and B.
+std::shared_ptr<const LoraWeights> staged_lora(const LoraWeights& w, std::shared_ptr<const StagedAdapter> staged);
+
 // One part of a weighted mixture of adapters over the same base.
 struct LoraMixPart {
   std::shared_ptr<const LoraWeights> weights;

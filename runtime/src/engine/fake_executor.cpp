@@ -230,12 +230,7 @@ Status FakeExecutor::step(const StepPlan& plan, StepResult& out) {
 
 Result<std::shared_ptr<const LoraWeights>> FakeExecutor::stage_adapter(std::shared_ptr<const LoraWeights> w) const {
   if (!opt_.stages_adapters || !w || dynamic_cast<const FakeStagedAdapter*>(w->staged.get())) return w;
-  auto staged = std::make_shared<LoraWeights>();
-  staged->name = w->name;
-  staged->num_layers = w->num_layers;
-  for (const LoraModuleWeights& m : w->modules) staged->modules.push_back({m.rank, m.scale, {}, {}});
-  staged->staged = std::make_shared<FakeStagedAdapter>(w->bytes() / 2);
-  return std::shared_ptr<const LoraWeights>(std::move(staged));
+  return staged_lora(*w, std::make_shared<FakeStagedAdapter>(w->bytes() / 2));
 }
 
 Status FakeExecutor::begin_load_adapter(int32_t slot, std::shared_ptr<const LoraWeights> weights, LoadDone done) {
