@@ -1,0 +1,99 @@
+// small_gemm (the M <= 8 weight-streaming GEMV) called directly, against a
+// double-precision CPU reference: every row count 1..8, output widths that do
+// not fill a block, K on the 16-byte path and off it (odd K, a misaligned x),
+// alpha and beta, padded rows (the padding must stay untouched), and the
+// shapes it refuses. gemm_test covers it again behind Blas's choice.
+#include <cmath>
+
+#include "cuda_test_util.h"
+#include "gpu/cuda/small_gemm.h"
+
+namespace myriad::cuda_test {
+namespace {
+
+struct SmallGemmCase {
+  DType in, out;
+  int N, K;
+  int x_offset;  // elements: 1 makes x misaligned, forcing the scalar path
+};
+
+class SmallGemmTest : public ::testing::TestWithParam<SmallGemmCase> {};
+
+TEST_P(SmallGemmTest, EveryRowCountMatchesCpuReference) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const SmallGemmCase c = GetParam();
+  const int ldx = c.K + 8, ldy = c.N + 3;
+  const float alpha = 0.5f;
+  auto w = randn(size_t(c.N) * c.K, c.in, 1.0f / std::sqrt(float(c.K)));
+  auto dw = upload(w, c.in);
+  for (int M = 1; M <= int(gpu::cuda::kSmallGemmMaxRows); ++M) {
+    for (float beta : {0.0f, 1.0f}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + " beta=" + std::to_string(beta));
+      auto x = randn(size_t(c.x_offset) + size_t(M) * ldx, c.in);
+      auto dx = upload(x, c.in);
+      std::vector<float> y;
+      DeviceBuffer dy;
+      if (beta != 0.0f) {
+        y = randn(size_t(M) * ldy, c.out);
+        dy = upload(y, c.out);
+      } else {
+        y.assign(size_t(M) * ldy, std::nanf(""));
+        dy = poisoned(y.size(), c.out);
+      }
+      const size_t esz = dtype_size(c.in);
+      MYRIAD_ASSERT_OK(gpu::cuda::small_gemm(c.in, c.out, static_cast<char*>(dx.data()) + c.x_offset * esz, ldx,
+                                             dw.data(), dy.data(), ldy, M, c.N, c.K, alpha, beta, nullptr));
+      const auto got = download(dy, y.size(), c.out);
+      std::vector<float> g, r;
+      for (int m = 0; m < M; ++m)
+        for (int n = 0; n < ldy; ++n) {
+          const size_t i = size_t(m) * ldy + size_t(n);
+          if (n >= c.N) {
+            if (beta == 0.0f) {
+              EXPECT_TRUE(std::isnan(got[i])) << "padding written at row " << m << " col " << n;
+            }
+            continue;
+          }
+          double s = 0;
+          for (int k = 0; k < c.K; ++k)
+            s += double(x[size_t(c.x_offset) + size_t(m) * ldx + size_t(k)]) * w[size_t(n) * c.K + size_t(k)];
+          g.push_back(got[i]);
+          r.push_back(round_to(c.out, float(alpha * s + double(beta) * (beta != 0.0f ? y[i] : 0.0f))));
+        }
+      const Tol tol = c.out == DType::kF32 && c.in == DType::kF32 ? Tol{1e-4f, 1e-4f}
+                      : c.out == DType::kF32                      ? Tol{1e-3f, 1e-3f}  // exact inputs, f32 sums
+                                                                  : tol_for(DType::kBF16);
+      EXPECT_TRUE(all_close(g, r, tol, "y"));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SmallGemmTest,
+                         ::testing::Values(SmallGemmCase{DType::kF32, DType::kF32, 33, 64, 0},
+                                           SmallGemmCase{DType::kF32, DType::kF32, 7, 257, 0},
+                                           SmallGemmCase{DType::kBF16, DType::kBF16, 96, 128, 0},
+                                           SmallGemmCase{DType::kBF16, DType::kBF16, 9, 100, 0},
+                                           SmallGemmCase{DType::kBF16, DType::kF32, 1, 256, 0},
+                                           SmallGemmCase{DType::kBF16, DType::kF32, 40, 64, 1}));
+
+TEST(SmallGemm, RefusesShapesItCannotRunAndWritesNothing) {
+  MYRIAD_REQUIRE_CUDA();
+  auto x = poisoned(16 * 9, DType::kF32), w = poisoned(16 * 4, DType::kF32), y = poisoned(9 * 4, DType::kF32);
+  using gpu::cuda::small_gemm;
+  auto too_many_rows = small_gemm(DType::kF32, DType::kF32, x.data(), 16, w.data(), y.data(), 4, 9, 4, 16, 1, 0,
+                                  nullptr);
+  ASSERT_FALSE(too_many_rows.ok());
+  EXPECT_EQ(too_many_rows.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(too_many_rows.error().message.find("M=9"), std::string::npos) << too_many_rows.error().message;
+  auto short_ldx = small_gemm(DType::kF32, DType::kF32, x.data(), 8, w.data(), y.data(), 4, 2, 4, 16, 1, 0, nullptr);
+  EXPECT_FALSE(short_ldx.ok());
+  auto narrowing = small_gemm(DType::kF32, DType::kBF16, x.data(), 16, w.data(), y.data(), 4, 2, 4, 16, 1, 0, nullptr);
+  ASSERT_FALSE(narrowing.ok());
+  EXPECT_EQ(narrowing.error().code, ErrorCode::kUnsupported);
+  MYRIAD_ASSERT_OK(small_gemm(DType::kF32, DType::kF32, x.data(), 16, w.data(), y.data(), 4, 0, 4, 16, 1, 0, nullptr));
+  for (float v : download(y, 9 * 4, DType::kF32)) ASSERT_TRUE(std::isnan(v)) << "a refused or empty call wrote y";
+}
+
+}  // namespace
+}  // namespace myriad::cuda_test
