@@ -158,20 +158,29 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
         t += r.num_tokens;
       }
       if (entries.empty()) break;
-      std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.slot < b.slot; });
+      // Grouped by slot, tokens in order within a slot: a counting sort
+      // (validate() bounds the slots) over vectors kept warm, where
+      // std::stable_sort took a temporary buffer every step.
+      std::vector<int32_t>& next = m.sgmv_slot_next;
+      next.assign(size_t(m.slots) + 1, 0);
+      for (const Entry& e : entries) ++next[size_t(e.slot) + 1];
+      for (size_t i = 1; i < next.size(); ++i) next[i] += next[i - 1];
+      std::vector<Entry>& sorted = m.sgmv_sorted;
+      sorted.resize(entries.size());
+      for (const Entry& e : entries) sorted[size_t(next[size_t(e.slot)]++)] = e;
       int32_t segs = 0, max_len = 0;
-      for (size_t e = 0; e < entries.size(); ++e) {
-        if (e == 0 || entries[e].slot != entries[e - 1].slot) {
+      for (size_t e = 0; e < sorted.size(); ++e) {
+        if (e == 0 || sorted[e].slot != sorted[e - 1].slot) {
           if (segs > 0) max_len = std::max(max_len, int32_t(e) - m.seg_start[l].host[segs - 1]);
-          m.seg_slot[l].host[segs] = entries[e].slot;
+          m.seg_slot[l].host[segs] = sorted[e].slot;
           m.seg_start[l].host[segs] = int32_t(e);
           ++segs;
         }
-        m.entry_token[l].host[e] = entries[e].token;
-        m.entry_weight[l].host[e] = entries[e].weight;
+        m.entry_token[l].host[e] = sorted[e].token;
+        m.entry_weight[l].host[e] = sorted[e].weight;
       }
-      m.seg_start[l].host[segs] = int32_t(entries.size());
-      max_len = std::max(max_len, int32_t(entries.size()) - m.seg_start[l].host[segs - 1]);
+      m.seg_start[l].host[segs] = int32_t(sorted.size());
+      max_len = std::max(max_len, int32_t(sorted.size()) - m.seg_start[l].host[segs - 1]);
       m.num_segments[l] = segs;
       m.max_seg_len[l] = max_len;
       m.levels = l + 1;

@@ -114,7 +114,8 @@ struct CudaExecutor::Impl final : LlamaOps {
     int32_t slot, token;
     float weight;
   };
-  std::vector<SgmvEntry> sgmv_entries;  // one level's entries while step() sorts them
+  std::vector<SgmvEntry> sgmv_entries, sgmv_sorted;  // one level's entries, then grouped by slot
+  std::vector<int32_t> sgmv_slot_next;                // the counting sort's next index per slot
 
   // Results
   PinnedBuffer out_h;  // tokens [Rmax] i32, logprobs [Rmax] f32, logits [max_logits_rows, V] f32
