@@ -23,6 +23,7 @@
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/paged_attention.h"
 #include "runtime/kv_block_allocator.h"
+#include "runtime/lora_weights.h"
 #include "runtime/peft_adapter.h"
 #include "runtime/safetensors.h"
 #include "test_fixtures.h"
@@ -116,6 +117,7 @@ struct Seq {
   std::vector<int32_t> prompt;
   std::vector<int> chunks;
   int slot = -1;
+  AdapterMix mix;  // used instead of slot when it names any adapter
   int max_new = 24;
   std::vector<int32_t> ids, blocks, outputs;
   int32_t cached = 0;
@@ -153,7 +155,7 @@ void run(Executor& ex, std::vector<Seq>& seqs, KvBlockAllocator& alloc) {
       r.logits = r.sample ? LogitsRequest::kLast : LogitsRequest::kNone;
       r.sampling.temperature = 0.0f;
       r.output_index = uint32_t(s.outputs.size());
-      r.adapters = AdapterMix::single(s.slot);
+      r.adapters = s.mix.count > 0 ? s.mix : AdapterMix::single(s.slot);
       plan.rows.push_back(r);
       in_step.push_back(&s);
     }
@@ -361,6 +363,54 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
   ASSERT_TRUE(plain && graphs);
   expect_same_runs(*plain, *graphs, variant_seqs(golden(model), false), Tol{1e-5f, 0}, "graph vs plain", 1, 2);
   EXPECT_GT(graphs->graphs_captured(), 0);
+}
+
+// A weighted mixture of two adapters decodes on the graph path (one BGMV
+// level per adapter, captured like single-adapter steps) as the one adapter
+// mix_lora merges them into (their ranks stacked): equal in real arithmetic,
+// so the same greedy tokens and logits within float32 reassociation. Its
+// prefill chunks take the SGMV path, so both paths run.
+TEST_P(CudaGolden, MixtureDecodeOnTheGraphPathEqualsItsMergedAdapter) {
+  MYRIAD_REQUIRE_CUDA();
+  const std::string model = GetParam();
+  auto ex = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
+  ASSERT_TRUE(ex);
+  auto ck = Checkpoint::load(fixtures_dir() + "/" + model);
+  ASSERT_TRUE(ck.ok());
+  auto qv = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/r4-qv");  // slot 0
+  auto all = load_fixture_adapter(**ck, fixtures_dir() + "/" + model + "/adapters/r8-all");  // slot 1
+  ASSERT_TRUE(qv && all);
+  const float w_qv = 0.75f, w_all = -0.5f;
+  auto merged = std::make_shared<const LoraWeights>(mix_lora({{qv, w_qv}, {all, w_all}}, "merged"));
+  MYRIAD_ASSERT_OK(ex->begin_load_adapter(3, merged, nullptr));
+  MYRIAD_ASSERT_OK(ex->wait_for_uploads());
+  ASSERT_TRUE(ex->adapter_ready(3));
+
+  const auto g = golden(model);
+  std::vector<Seq> mixed, as_one;
+  for (const char* name : {"p7", "p33"}) {
+    Seq s;
+    s.id = mixed.size() + 1;
+    s.prompt = g["prompts"][name].get<std::vector<int32_t>>();
+    s.max_new = 12;
+    s.mix.count = 2;
+    s.mix.refs[0] = {0, w_qv};
+    s.mix.refs[1] = {1, w_all};
+    mixed.push_back(s);
+    s.mix = {};
+    s.slot = 3;
+    as_one.push_back(s);
+  }
+  KvBlockAllocator al(ex->info().kv_num_blocks, 7), bl(ex->info().kv_num_blocks, 8);
+  run(*ex, mixed, al);
+  EXPECT_GT(ex->graphs_captured(), 0) << "the mixture's decode steps were not captured";
+  run(*ex, as_one, bl);
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    EXPECT_EQ(mixed[i].outputs, as_one[i].outputs) << "row " << i;
+    for (size_t k = 0; k < mixed[i].logits.size(); ++k)
+      EXPECT_TRUE(all_close(mixed[i].logits[k], as_one[i].logits[k], Tol{1e-4f, 1e-4f},
+                            model + " mixture vs merged, row " + std::to_string(i) + " step " + std::to_string(k)));
+  }
 }
 
 // Every row's keys in 16 shares (flash-decoding) against never splitting:

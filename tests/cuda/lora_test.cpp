@@ -110,6 +110,36 @@ TEST_P(LoraTest, BgmvMatchesReference) {
     }
 }
 
+// A decode step's mixture level: each token's slot and its weight in the
+// mixture (the expand adds w * scale * B A x), as the executor's BGMV levels.
+TEST_P(LoraTest, BgmvWithTokenWeightsMatchesReference) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const LoraCase c = GetParam();
+  const Slots s = make_slots(c);
+  auto x = randn(size_t(c.tokens) * c.in, c.dtype);
+  auto y = randn(size_t(c.tokens) * c.out, c.dtype);
+  std::vector<int32_t> slot(c.tokens);
+  std::vector<float> weight(c.tokens);
+  for (int t = 0; t < c.tokens; ++t) {
+    slot[t] = int32_t(rng()() % (c.slots + 1)) - 1;
+    weight[t] = float(int(rng()() % 12) - 4) / 4.0f;  // -1 .. 1.75, 0 included
+  }
+  slot[0] = 0;
+  weight[0] = 0.25f;
+  auto dev = upload_slots(c, s);
+  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype), dslot = upload_raw(slot), dw = upload_raw(weight);
+  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
+  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c), dslot.as<int32_t>(),
+                                          c.tokens, nullptr));
+  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c),
+                                          dslot.as<int32_t>(), c.tokens, nullptr, dw.as<float>()));
+  std::vector<float> ref = y;
+  for (int t = 0; t < c.tokens; ++t)
+    if (slot[t] >= 0) lora_ref(c, s, x, t, slot[t], weight[t], ref, nullptr);
+  EXPECT_TRUE(all_close(download(dy, y.size(), c.dtype), ref, lora_tol(c.dtype), "y"));
+}
+
 TEST_P(LoraTest, SgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();

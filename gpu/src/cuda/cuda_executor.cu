@@ -82,11 +82,13 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   // Token-level metadata.
   int64_t T = 0;
   bool any_adapter = false, mixture = false, all_decode = true;
+  int most_adapters = 0;  // in one row: the BGMV levels of a decode step
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const SeqRow& r = plan.rows[i];
     m.row_block_off.host[i] = int32_t(r.block_offset);
     any_adapter |= r.adapters.count > 0;
     mixture |= r.adapters.count > 1 || (r.adapters.count == 1 && r.adapters.refs[0].weight != 1.0f);
+    most_adapters = std::max(most_adapters, int(r.adapters.count));
     all_decode &= r.num_tokens == 1;
     for (uint32_t j = 0; j < r.num_tokens; ++j, ++T) {
       const int32_t p = r.start_pos + int32_t(j);
@@ -94,7 +96,11 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
       m.pos.host[T] = p;
       m.tok_row.host[T] = int32_t(i);
       m.slot_map.host[T] = plan.block_ids[r.block_offset + uint32_t(p / bs)] * int32_t(bs) + p % int32_t(bs);
-      m.token_slot.host[T] = r.adapters.count > 0 ? r.adapters.refs[0].slot : -1;
+      for (int l = 0; l < kLevels; ++l) {
+        const bool has = r.adapters.count > l;
+        m.token_slot[l].host[T] = has ? r.adapters.refs[l].slot : -1;
+        m.token_weight[l].host[T] = has ? r.adapters.refs[l].weight : 0.0f;
+      }
     }
   }
   if (T == 0) return ok_status();
@@ -142,8 +148,14 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   const int64_t P = S + Qn;
 
   // LoRA form.
+  // Decode steps gather one adapter per token and level (BGMV), mixtures
+  // included, so their launch shapes depend on T and the level count only
+  // and they replay from graphs; steps with prompt tokens group them by
+  // adapter (SGMV segments).
   int mode = kNoLora;
-  if (any_adapter) mode = (mixture || !all_decode) ? kSgmv : kBgmv;
+  if (any_adapter) mode = all_decode ? kBgmv : kSgmv;
+  m.bgmv_levels = mode == kBgmv ? most_adapters : 0;
+  m.bgmv_weighted = mode == kBgmv && mixture;  // else every weight is 1: no weights uploaded or read
   m.levels = 0;
   if (mode == kSgmv) {
     using Entry = Impl::SgmvEntry;
@@ -198,7 +210,10 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   MYRIAD_TRY(m.upload_meta(m.sample_rows, size_t(S)));
   if (!plan.history.empty()) MYRIAD_TRY(m.upload_meta(m.history, plan.history.size()));
   if (!plan.logit_bias.empty()) MYRIAD_TRY(m.upload_meta(m.logit_bias, plan.logit_bias.size()));
-  if (mode == kBgmv) MYRIAD_TRY(m.upload_meta(m.token_slot, size_t(T)));
+  for (int l = 0; l < m.bgmv_levels; ++l) {
+    MYRIAD_TRY(m.upload_meta(m.token_slot[l], size_t(T)));
+    if (m.bgmv_weighted) MYRIAD_TRY(m.upload_meta(m.token_weight[l], size_t(T)));
+  }
   for (int l = 0; l < m.levels; ++l) {
     const size_t n = size_t(m.seg_start[l].host[m.num_segments[l]]);
     MYRIAD_TRY(m.upload_meta(m.seg_slot[l], size_t(m.num_segments[l])));
@@ -213,7 +228,8 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   // device metadata arrays; the launch shapes depend only on the key.
   const bool graphable = m.opt.cuda_graphs && all_decode && mode != kSgmv && !m.profiling;
   if (graphable) {
-    MYRIAD_TRY(m.graphs.launch({T, S, Qn, mode == kBgmv}, s, [&] { return m.forward(T, P, S, mode); }));
+    MYRIAD_TRY(m.graphs.launch({T, S, Qn, m.bgmv_levels, m.bgmv_weighted}, s,
+                               [&] { return m.forward(T, P, S, mode); }));
   } else {
     MYRIAD_TRY(m.forward(T, P, S, mode));
   }

@@ -25,7 +25,7 @@
 
 namespace myriad::gpu::cuda {
 
-inline constexpr int kLevels = kMaxAdaptersPerRow;  // SGMV mixture levels
+inline constexpr int kLevels = kMaxAdaptersPerRow;  // mixture levels (BGMV and SGMV)
 
 struct LayerDev {
   DeviceBuffer in_norm, post_norm;  // [H]
@@ -103,7 +103,12 @@ struct CudaExecutor::Impl final : LlamaOps {
   // Metadata
   PinnedBuffer meta_h;
   DeviceBuffer meta_d;
-  MetaArray<int32_t> tokens, pos, tok_row, slot_map, row_block_off, block_ids, logit_idx, history, token_slot;
+  MetaArray<int32_t> tokens, pos, tok_row, slot_map, row_block_off, block_ids, logit_idx, history;
+  // BGMV (decode steps): level l is each token's l-th adapter (-1: none) and its mixture weight.
+  MetaArray<int32_t> token_slot[kLevels];
+  MetaArray<float> token_weight[kLevels];
+  int bgmv_levels = 0;
+  bool bgmv_weighted = false;  // a mixture in the step: the expands read token_weight
   MetaArray<SampleRow> sample_rows;
   MetaArray<LogitBias> logit_bias;  // the sampling rows' bias entries (SampleRow::bias_offset)
   MetaArray<int32_t> seg_slot[kLevels], seg_start[kLevels], entry_token[kLevels];

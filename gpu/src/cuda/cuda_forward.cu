@@ -36,10 +36,14 @@ Status CudaExecutor::Impl::apply_lora(int layer, LinearModule first, int count, 
   }
   float* v = lora_v.as<float>();
   if (mode == kBgmv) {
-    MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot.dev, T, compute.get()));
-    MYRIAD_TRY(mark("lora shrink"));
-    MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot.dev, T, compute.get()));
-    return mark("lora expand");
+    for (int l = 0; l < bgmv_levels; ++l) {
+      MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot[l].dev, T, compute.get()));
+      MYRIAD_TRY(mark("lora shrink"));
+      MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot[l].dev, T, compute.get(),
+                             bgmv_weighted ? token_weight[l].dev : nullptr));
+      MYRIAD_TRY(mark("lora expand"));
+    }
+    return ok_status();
   }
   for (int l = 0; l < levels; ++l) {
     SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],

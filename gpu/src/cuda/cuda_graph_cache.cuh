@@ -1,5 +1,7 @@
 // Captured CUDA graphs of decode steps, keyed by what fixes their launch
-// shapes (tokens, sampled rows, logits rows, LoRA on/off); every argument
+// shapes (tokens, sampled rows, logits rows, LoRA levels: 0 without LoRA, 1
+// for one adapter a row, up to kMaxAdaptersPerRow for mixtures, and whether
+// the expands read mixture weights); every argument
 // that changes between such steps lives in fixed device arrays, so a graph
 // replays any later step with the same key. Owns the graph executables.
 // Not thread-safe: the executor's step.
@@ -18,7 +20,8 @@ namespace myriad::gpu::cuda {
 
 class GraphCache {
  public:
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool>;  // tokens, sampled rows, logits rows, LoRA
+  // tokens, sampled rows, logits rows, LoRA levels, mixture weights
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
 
   GraphCache() = default;
   GraphCache(const GraphCache&) = delete;

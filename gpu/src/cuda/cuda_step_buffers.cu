@@ -87,8 +87,9 @@ Status CudaExecutor::Impl::alloc_runtime() {
   place(block_ids, std::max(blocks, 2 * size_t(opt.kv_num_blocks)));
   place(logit_idx, P);
   place(sample_rows, rows);
-  place(token_slot, T);
   for (int l = 0; l < kLevels; ++l) {
+    place(token_slot[l], T);
+    place(token_weight[l], T);
     place(seg_slot[l], T);
     place(seg_start[l], T + 1);
     place(entry_token[l], T);
@@ -105,8 +106,11 @@ Status CudaExecutor::Impl::alloc_runtime() {
     a.dev = reinterpret_cast<E*>(static_cast<char*>(meta_d.data()) + a.offset);
   };
   bind(tokens), bind(pos), bind(tok_row), bind(slot_map), bind(row_block_off), bind(block_ids), bind(logit_idx);
-  bind(sample_rows), bind(token_slot), bind(history), bind(logit_bias);
-  for (int l = 0; l < kLevels; ++l) bind(seg_slot[l]), bind(seg_start[l]), bind(entry_token[l]), bind(entry_weight[l]);
+  bind(sample_rows), bind(history), bind(logit_bias);
+  for (int l = 0; l < kLevels; ++l) {
+    bind(token_slot[l]), bind(token_weight[l]);
+    bind(seg_slot[l]), bind(seg_start[l]), bind(entry_token[l]), bind(entry_weight[l]);
+  }
   MYRIAD_ASSIGN(out_h, PinnedBuffer::alloc(rows * 8 + size_t(opt.max_logits_rows) * V * sizeof(float) + 16));
   MYRIAD_TRY(tune_gemms());
   return sync_stream(compute.get());

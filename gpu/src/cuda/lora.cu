@@ -38,11 +38,12 @@ struct SegmentedView {
 
 struct GatheredView {
   const int32_t* token_slot;
+  const float* token_weight;  // nullptr: 1 for every token
   __device__ int slot(int seg) const { return token_slot[seg]; }
   __device__ int start(int seg) const { return seg; }
   __device__ int len(int) const { return 1; }
   __device__ int token(int e) const { return e; }
-  __device__ float weight(int) const { return 1.0f; }
+  __device__ float weight(int e) const { return token_weight ? token_weight[e] : 1.0f; }
 };
 
 // Where a slot's A and B start (elements), dense or pooled (slot_stride).
@@ -249,11 +250,11 @@ Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const Lora
 }
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
-  return shrink(dtype, v, x, ldx, g, GatheredView{token_slot}, tokens, 1, stream);
+  return shrink(dtype, v, x, ldx, g, GatheredView{token_slot, nullptr}, tokens, 1, stream);
 }
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
-                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
-  return expand(dtype, y, ldy, v, g, GatheredView{token_slot}, tokens, 1, stream);
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
+  return expand(dtype, y, ldy, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
 }
 
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
@@ -269,8 +270,8 @@ Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
   return bgmv_shrink(dtype, v, x, ldx, lora_group(w), token_slot, tokens, stream);
 }
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
-                   const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
-  return bgmv_expand(dtype, y, ldy, v, lora_group(w), token_slot, tokens, stream);
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
+  return bgmv_expand(dtype, y, ldy, v, lora_group(w), token_slot, tokens, stream, token_weight);
 }
 
 }  // namespace myriad::gpu::cuda

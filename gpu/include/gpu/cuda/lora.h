@@ -75,10 +75,13 @@ Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
                    const SgmvBatch& batch, StreamHandle stream);
 Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
                    const SgmvBatch& batch, StreamHandle stream);
+// token_weight (optional, [tokens]): each token's weight in a mixture (the
+// expand adds weight * scale * B v); nullptr means 1 for every token.
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream);
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
-                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream,
+                   const float* token_weight = nullptr);
 
 // One module: v is [entries, max_rank].
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
@@ -90,6 +93,7 @@ Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const Lora
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream);
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraModuleSlots& w,
-                   const int32_t* token_slot, int64_t tokens, StreamHandle stream);
+                   const int32_t* token_slot, int64_t tokens, StreamHandle stream,
+                   const float* token_weight = nullptr);
 
 }  // namespace myriad::gpu::cuda
