@@ -69,6 +69,65 @@ TEST_P(SmallGemmTest, EveryRowCountMatchesCpuReference) {
   }
 }
 
+// small_gemm_rmsnorm: the GEMV of RMSNorm(x) * gamma, each element rounded
+// to the input dtype as rmsnorm() stores it, and the normalized rows written
+// (every block its slice) where asked.
+TEST_P(SmallGemmTest, NormalizedInputMatchesRmsnormThenGemv) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const SmallGemmCase c = GetParam();
+  const int ldx = c.K + 8, ldy = c.N + 3, ldn = c.K + 4;
+  const float eps = 1e-5f, alpha = 1.0f, beta = 1.0f;
+  auto w = randn(size_t(c.N) * c.K, c.in, 1.0f / std::sqrt(float(c.K)));
+  auto gamma = randn(size_t(c.K), c.in, 0.5f);
+  auto dw = upload(w, c.in), dg = upload(gamma, c.in);
+  for (int M : {1, 3, 8}) {
+    for (bool write_normed : {true, false}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + (write_normed ? " writing n" : ""));
+      auto x = randn(size_t(c.x_offset) + size_t(M) * ldx, c.in, 3.0f);
+      auto y = randn(size_t(M) * ldy, c.out);
+      auto dx = upload(x, c.in), dy = upload(y, c.out);
+      auto dn = poisoned(size_t(M) * ldn, c.in);
+      const size_t esz = dtype_size(c.in);
+      MYRIAD_ASSERT_OK(gpu::cuda::small_gemm_rmsnorm(c.in, c.out, static_cast<char*>(dx.data()) + c.x_offset * esz,
+                                                     ldx, dg.data(), eps, write_normed ? dn.data() : nullptr, ldn,
+                                                     dw.data(), dy.data(), ldy, M, c.N, c.K, alpha, beta, nullptr));
+      std::vector<float> n_ref(size_t(M) * c.K), y_ref, y_got, n_got;
+      for (int m = 0; m < M; ++m) {
+        const float* xr = x.data() + c.x_offset + size_t(m) * ldx;
+        double ss = 0;
+        for (int k = 0; k < c.K; ++k) ss += double(xr[k]) * xr[k];
+        const float rstd = float(1.0 / std::sqrt(ss / c.K + eps));
+        for (int k = 0; k < c.K; ++k) n_ref[size_t(m) * c.K + k] = round_to(c.in, xr[k] * rstd * gamma[size_t(k)]);
+      }
+      const auto got = download(dy, y.size(), c.out);
+      const auto normed = download(dn, size_t(M) * ldn, c.in);
+      for (int m = 0; m < M; ++m) {
+        for (int n = 0; n < c.N; ++n) {
+          double d = 0;
+          for (int k = 0; k < c.K; ++k) d += double(n_ref[size_t(m) * c.K + k]) * w[size_t(n) * c.K + size_t(k)];
+          const size_t i = size_t(m) * ldy + size_t(n);
+          y_ref.push_back(round_to(c.out, float(alpha * d + beta * y[i])));
+          y_got.push_back(got[i]);
+        }
+        for (int k = 0; k < ldn; ++k) {
+          const float v = normed[size_t(m) * ldn + size_t(k)];
+          if (!write_normed || k >= c.K) {
+            ASSERT_TRUE(std::isnan(v)) << "n written at row " << m << " col " << k;
+          } else {
+            n_got.push_back(v);
+          }
+        }
+      }
+      const Tol tol = c.in == DType::kF32 && c.out == DType::kF32 ? Tol{1e-4f, 1e-4f} : tol_for(DType::kBF16);
+      EXPECT_TRUE(all_close(y_got, y_ref, tol, "y"));
+      if (write_normed) {
+        EXPECT_TRUE(all_close(n_got, n_ref, tol_for(c.in), "n"));
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, SmallGemmTest,
                          ::testing::Values(SmallGemmCase{DType::kF32, DType::kF32, 33, 64, 0},
                                            SmallGemmCase{DType::kF32, DType::kF32, 7, 257, 0},

@@ -95,7 +95,8 @@ struct CudaExecutor::Impl final : LlamaOps {
   bool staging_used = false;
 
   // Scratch
-  DeviceBuffer res, hbuf, proj, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
+  // res: the residual stream (o_proj and down accumulate into it); hbuf: its RMSNorm.
+  DeviceBuffer res, hbuf, qkvbuf, attn, gate_up_buf, act_buf, lh, logits, sample_work, lora_v;
   DeviceBuffer sample_out;  // tokens [max_rows] i32, then logprobs [max_rows] f32
   DeviceBuffer sample_top;  // [max_rows, kMaxTopLogprobs] alternatives of the rows that ask
   DeviceBuffer attn_ws;     // split-K attention partials, sized for the largest split launch
@@ -155,6 +156,11 @@ struct CudaExecutor::Impl final : LlamaOps {
   int64_t step_T = 0, step_P = 0;
   int step_mode = 0;
   Status embed() override;
+  // Whether this step's GEMV of N outputs over the hidden state runs on
+  // small_gemm, which then normalizes as it reads (small_gemm_rmsnorm): the
+  // norm's own launch is skipped.
+  bool norm_fused_into(int64_t N) const;
+  Status normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* name);
   Status attn_norm(int layer) override;
   Status qkv(int layer) override;
   Status rope_and_cache(int layer) override;

@@ -11,6 +11,7 @@
 #include "gpu/cuda/paged_attention.h"
 #include "gpu/cuda/rmsnorm.h"
 #include "gpu/cuda/rope.h"
+#include "gpu/cuda/small_gemm.h"
 
 namespace myriad::gpu::cuda {
 
@@ -74,19 +75,34 @@ Status CudaExecutor::Impl::embed() {
   return mark("embed");
 }
 
+bool CudaExecutor::Impl::norm_fused_into(int64_t N) const { return blas.uses_small_gemm(dt, dt, step_T, N, H); }
+
+// hbuf = RMSNorm(res) * norm_w, then y = hbuf . w^T: one small_gemm_rmsnorm
+// launch when the GEMV is small_gemm's (it writes hbuf too when LoRA will
+// read it), else the norm's launch (attn_norm, mlp_norm) then the GEMM.
+Status CudaExecutor::Impl::normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* name) {
+  if (!norm_fused_into(N)) {
+    MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w, y, N, step_T, N, H));
+    return mark(name);
+  }
+  MYRIAD_TRY(small_gemm_rmsnorm(dt, dt, res.data(), H, norm_w, cfg.rms_norm_eps,
+                                step_mode == kNoLora ? nullptr : hbuf.data(), H, w, y, N, step_T, N, H, 1.0f, 0.0f,
+                                compute.get()));
+  return mark(name);
+}
+
 Status CudaExecutor::Impl::attn_norm(int li) {
-  const LayerDev& w = layers[size_t(li)];
-  // Layer 0 normalizes the embeddings; later layers first add the previous MLP output (proj).
-  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), li == 0 ? nullptr : res.data(), li == 0 ? res.data() : proj.data(),
-                     w.in_norm.data(), step_T, H, cfg.rms_norm_eps, compute.get()));
+  if (norm_fused_into(QKV)) return ok_status();  // qkv() normalizes as it reads
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), nullptr, res.data(), layers[size_t(li)].in_norm.data(), step_T, H,
+                     cfg.rms_norm_eps, compute.get()));
   return mark("rmsnorm");
 }
 
 Status CudaExecutor::Impl::qkv(int li) {
   const LayerDev& w = layers[size_t(li)];
   char* q = static_cast<char*>(qkvbuf.data());
-  MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w.qkv.data(), q, QKV, step_T, QKV, H));
-  MYRIAD_TRY(mark("qkv gemm"));
+  MYRIAD_TRY(
+      normed_gemm(w.in_norm.data(), w.qkv.data(), q, QKV, norm_fused_into(QKV) ? "rmsnorm+qkv gemm" : "qkv gemm"));
   if (w.qkv_bias.data()) {
     MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
     MYRIAD_TRY(mark("bias"));
@@ -113,27 +129,31 @@ Status CudaExecutor::Impl::attention(int li) {
   return mark("attention");
 }
 
+// The residual adds ride on the GEMMs: o_proj (and its bias and LoRA) add
+// into res (beta = 1), as down does, so no norm has a residual to add.
 Status CudaExecutor::Impl::out_proj(int li) {
   const LayerDev& w = layers[size_t(li)];
-  MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), proj.data(), H, step_T, H, Q));
+  MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), res.data(), H, step_T, H, Q, 1.0f, 1.0f));
   MYRIAD_TRY(mark("o gemm"));
   if (w.o_bias.data()) {
-    MYRIAD_TRY(add_bias(dt, proj.data(), H, w.o_bias.data(), step_T, H, compute.get()));
+    MYRIAD_TRY(add_bias(dt, res.data(), H, w.o_bias.data(), step_T, H, compute.get()));
     MYRIAD_TRY(mark("bias"));
   }
-  return apply_lora(li, LinearModule::kO, 1, attn.data(), Q, proj.data(), H, step_T, step_mode);
+  return apply_lora(li, LinearModule::kO, 1, attn.data(), Q, res.data(), H, step_T, step_mode);
 }
 
 Status CudaExecutor::Impl::mlp_norm(int li) {
-  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), layers[size_t(li)].post_norm.data(), step_T, H,
+  if (norm_fused_into(2 * I)) return ok_status();  // gate_up() normalizes as it reads
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), nullptr, res.data(), layers[size_t(li)].post_norm.data(), step_T, H,
                      cfg.rms_norm_eps, compute.get()));
   return mark("rmsnorm");
 }
 
 Status CudaExecutor::Impl::gate_up(int li) {
+  const LayerDev& w = layers[size_t(li)];
   char* gu = static_cast<char*>(gate_up_buf.data());
-  MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, layers[size_t(li)].gate_up.data(), gu, 2 * I, step_T, 2 * I, H));
-  MYRIAD_TRY(mark("gate_up gemm"));
+  MYRIAD_TRY(normed_gemm(w.post_norm.data(), w.gate_up.data(), gu, 2 * I,
+                         norm_fused_into(2 * I) ? "rmsnorm+gate_up gemm" : "gate_up gemm"));
   return apply_lora(li, LinearModule::kGate, 2, hbuf.data(), H, gu, 2 * I, step_T, step_mode);  // gate|up
 }
 
@@ -143,16 +163,16 @@ Status CudaExecutor::Impl::act(int /*layer*/) {
 }
 
 Status CudaExecutor::Impl::down(int li) {
-  MYRIAD_TRY(blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), proj.data(), H, step_T, H, I));
+  MYRIAD_TRY(
+      blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), res.data(), H, step_T, H, I, 1.0f, 1.0f));
   MYRIAD_TRY(mark("down gemm"));
-  return apply_lora(li, LinearModule::kDown, 1, act_buf.data(), I, proj.data(), H, step_T, step_mode);
+  return apply_lora(li, LinearModule::kDown, 1, act_buf.data(), I, res.data(), H, step_T, step_mode);
 }
 
-// Final norm over every token (with the last MLP residual), then lm_head on
-// the gathered logits rows only.
+// Final norm over every token, then lm_head on the gathered logits rows only.
 Status CudaExecutor::Impl::head() {
   cudaStream_t s = compute.get();
-  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), res.data(), proj.data(), final_norm.data(), step_T, H, cfg.rms_norm_eps, s));
+  MYRIAD_TRY(rmsnorm(dt, hbuf.data(), nullptr, res.data(), final_norm.data(), step_T, H, cfg.rms_norm_eps, s));
   MYRIAD_TRY(mark("rmsnorm"));
   if (step_P == 0) return ok_status();
   MYRIAD_TRY(embedding(dt, lh.data(), hbuf.data(), logit_idx.dev, step_P, H, step_T, s));  // gather rows

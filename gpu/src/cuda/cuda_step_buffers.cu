@@ -25,7 +25,6 @@ Status CudaExecutor::Impl::alloc_runtime() {
   const size_t P = size_t(opt.max_rows) + size_t(opt.max_logits_rows);
   MYRIAD_ASSIGN(res, alloc_dev(T * H * esz, ignore));
   MYRIAD_ASSIGN(hbuf, alloc_dev(T * H * esz, ignore));
-  MYRIAD_ASSIGN(proj, alloc_dev(T * H * esz, ignore));
   MYRIAD_ASSIGN(qkvbuf, alloc_dev(T * QKV * esz, ignore));
   MYRIAD_ASSIGN(attn, alloc_dev(T * Q * esz, ignore));
   MYRIAD_ASSIGN(gate_up_buf, alloc_dev(T * 2 * I * esz, ignore));
@@ -143,9 +142,9 @@ Status CudaExecutor::Impl::tune_gemms() {
   const int64_t P = opt.max_rows + opt.max_logits_rows;
   const Shape shapes[] = {
       {hbuf.data(), &qkv_w, qkvbuf.data(), H, QKV, QKV, H, rows, dt},
-      {attn.data(), &o_w, proj.data(), Q, H, H, Q, rows, dt},
+      {attn.data(), &o_w, res.data(), Q, H, H, Q, rows, dt},
       {hbuf.data(), &gate_up_w, gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt},
-      {act_buf.data(), &down_w, proj.data(), I, H, H, I, rows, dt},
+      {act_buf.data(), &down_w, res.data(), I, H, H, I, rows, dt},
       {lh.data(), &head_w, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32},
   };
   small_gemm_choices = 0;

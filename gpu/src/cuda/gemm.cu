@@ -71,11 +71,14 @@ Status Blas::gemm(DType in, DType out, const void* x, int64_t ldx, const void* w
                       "gemm: bad shape M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
                           std::to_string(K) + " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy));
   if (M == 0) return ok_status();
-  if (M <= kSmallGemmMaxRows &&
-      (small_mode_ == SmallGemm::kAlways ||
-       (small_mode_ == SmallGemm::kTuned && small_wins_.count({int64_t(in), int64_t(out), M, N, K}))))
-    return small_gemm(in, out, x, ldx, w, y, ldy, M, N, K, alpha, beta, stream_);
+  if (uses_small_gemm(in, out, M, N, K)) return small_gemm(in, out, x, ldx, w, y, ldy, M, N, K, alpha, beta, stream_);
   return cublas_gemm(in, out, x, ldx, w, y, ldy, M, N, K, alpha, beta);
+}
+
+bool Blas::uses_small_gemm(DType in, DType out, int64_t M, int64_t N, int64_t K) const {
+  return M >= 1 && M <= kSmallGemmMaxRows &&
+         (small_mode_ == SmallGemm::kAlways ||
+          (small_mode_ == SmallGemm::kTuned && small_wins_.count({int64_t(in), int64_t(out), M, N, K})));
 }
 
 Status Blas::cublas_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,

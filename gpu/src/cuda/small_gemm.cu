@@ -12,17 +12,52 @@ namespace {
 
 constexpr int kWarps = 8;
 
+// Norm: the optional RMSNorm of the input rows (small_gemm_rmsnorm).
+template <class T>
+struct Norm {
+  const T* gamma = nullptr;  // nullptr: x is used as it is
+  float eps = 0.0f;
+  T* normed = nullptr;  // where block b writes its slice of the normalized rows
+  int64_t ldn = 0;
+};
+
 template <class T, class O, int MR>
 __global__ void __launch_bounds__(kWarps * 32)
     small_gemm_kernel(const T* __restrict__ x, int64_t ldx, const T* __restrict__ w, O* __restrict__ y, int64_t ldy,
-                      int N, int K, float alpha, float beta, bool vec) {  // vec: 16-byte chunks are aligned
+                      int N, int K, float alpha, float beta, bool vec, Norm<T> norm) {  // vec: 16-byte chunks aligned
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float rstd[MR > 0 ? MR : 1];
+  if (norm.gamma) {  // every thread, before any warp leaves
+    __shared__ float scratch[33];
+    for (int m = 0; m < MR; ++m) {
+      float ss = 0.0f;
+      for (int k = threadIdx.x; k < K; k += blockDim.x) {
+        const float v = to_f32(x[int64_t(m) * ldx + k]);
+        ss += v * v;
+      }
+      ss = block_sum(ss, scratch);
+      if (threadIdx.x == 0) rstd[m] = 1.0f / sqrtf(ss / float(K) + norm.eps);
+    }
+    __syncthreads();
+    if (norm.normed) {
+      const int slice = int((int64_t(K) + gridDim.x - 1) / gridDim.x), k0 = int(blockIdx.x) * slice;
+      const int k1 = min(K, k0 + slice);
+      for (int m = 0; m < MR; ++m)
+        for (int k = k0 + int(threadIdx.x); k < k1; k += int(blockDim.x))
+          norm.normed[int64_t(m) * norm.ldn + k] =
+              from_f32<T>(to_f32(x[int64_t(m) * ldx + k]) * rstd[m] * to_f32(norm.gamma[k]));
+    }
+  }
   const int n = int(blockIdx.x) * kWarps + warp;
   if (n >= N) return;  // the whole warp
   const T* wr = w + int64_t(n) * K;
   float acc[MR];
 #pragma unroll
   for (int m = 0; m < MR; ++m) acc[m] = 0.0f;
+  // x[m, k] as the GEMV reads it: normalized and rounded as rmsnorm() stores it.
+  auto input = [&](int m, int k, float v) {
+    return norm.gamma ? to_f32(from_f32<T>(v * rstd[m] * to_f32(norm.gamma[k]))) : v;
+  };
   if (vec) {
     constexpr int V = kVec<T>;
 #pragma unroll 4
@@ -34,14 +69,14 @@ __global__ void __launch_bounds__(kWarps * 32)
         float xf[V];
         load16(x + int64_t(m) * ldx + k, xf);
 #pragma unroll
-        for (int i = 0; i < V; ++i) acc[m] += wf[i] * xf[i];
+        for (int i = 0; i < V; ++i) acc[m] += wf[i] * input(m, k + i, xf[i]);
       }
     }
   } else {
     for (int k = lane; k < K; k += 32) {
       const float wk = to_f32(wr[k]);
 #pragma unroll
-      for (int m = 0; m < MR; ++m) acc[m] += wk * to_f32(x[int64_t(m) * ldx + k]);
+      for (int m = 0; m < MR; ++m) acc[m] += wk * input(m, k, to_f32(x[int64_t(m) * ldx + k]));
     }
   }
 #pragma unroll
@@ -59,13 +94,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <class T, class O>
 void launch(const T* x, int64_t ldx, const T* w, O* y, int64_t ldy, int M, int N, int K, float alpha, float beta,
-            cudaStream_t s) {
+            Norm<T> norm, cudaStream_t s) {
   const bool vec = K % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x) && aligned16(w);
   const unsigned blocks = ceil_div(N, kWarps);
   switch (M) {
 #define MYRIAD_SMALL_GEMM_CASE(R) \
   case R:                         \
-    small_gemm_kernel<T, O, R><<<blocks, kWarps * 32, 0, s>>>(x, ldx, w, y, ldy, N, K, alpha, beta, vec); \
+    small_gemm_kernel<T, O, R><<<blocks, kWarps * 32, 0, s>>>(x, ldx, w, y, ldy, N, K, alpha, beta, vec, norm); \
     break;
     MYRIAD_SMALL_GEMM_CASE(1)
     MYRIAD_SMALL_GEMM_CASE(2)
@@ -81,29 +116,52 @@ void launch(const T* x, int64_t ldx, const T* w, O* y, int64_t ldy, int M, int N
   }
 }
 
-}  // namespace
-
-Status small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
-                  int64_t N, int64_t K, float alpha, float beta, StreamHandle stream) {
+Status check_shape(const char* what, DType in, DType out, int64_t ldx, int64_t ldy, int64_t M, int64_t N,
+                   int64_t K) {
   if (M < 0 || M > kSmallGemmMaxRows || N <= 0 || K <= 0 || ldx < K || ldy < N || N > INT32_MAX || K > INT32_MAX)
     return make_error(ErrorCode::kInvalidArgument,
-                      "small_gemm: bad shape M=" + std::to_string(M) + " (at most " +
+                      std::string(what) + ": bad shape M=" + std::to_string(M) + " (at most " +
                           std::to_string(kSmallGemmMaxRows) + ") N=" + std::to_string(N) + " K=" +
                           std::to_string(K) + " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy));
   if (out != in && out != DType::kF32)
     return make_error(ErrorCode::kUnsupported,
-                      std::string("small_gemm: output dtype ") + dtype_name(out) + " for input " + dtype_name(in));
+                      std::string(what) + ": output dtype " + dtype_name(out) + " for input " + dtype_name(in));
+  return ok_status();
+}
+
+Status run(const char* what, DType in, DType out, const void* x, int64_t ldx, const void* gamma, float eps,
+           void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N, int64_t K,
+           float alpha, float beta, StreamHandle stream) {
+  MYRIAD_TRY(check_shape(what, in, out, ldx, ldy, M, N, K));
+  if (normed && ldn < K)
+    return make_error(ErrorCode::kInvalidArgument, std::string(what) + ": ldn " + std::to_string(ldn) + " < K");
   if (M == 0) return ok_status();
-  return MYRIAD_DISPATCH_DTYPE(in, "small_gemm", {
+  return MYRIAD_DISPATCH_DTYPE(in, what, {
     const T* xt = static_cast<const T*>(x);
     const T* wt = static_cast<const T*>(w);
+    const Norm<T> norm{static_cast<const T*>(gamma), eps, static_cast<T*>(normed), ldn};
     if (out == DType::kF32)
-      launch<T, float>(xt, ldx, wt, static_cast<float*>(y), ldy, int(M), int(N), int(K), alpha, beta, stream);
+      launch<T, float>(xt, ldx, wt, static_cast<float*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm, stream);
     else
-      launch<T, T>(xt, ldx, wt, static_cast<T*>(y), ldy, int(M), int(N), int(K), alpha, beta, stream);
+      launch<T, T>(xt, ldx, wt, static_cast<T*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm, stream);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
+}
+
+}  // namespace
+
+Status small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
+                  int64_t N, int64_t K, float alpha, float beta, StreamHandle stream) {
+  return run("small_gemm", in, out, x, ldx, nullptr, 0.0f, nullptr, 0, w, y, ldy, M, N, K, alpha, beta, stream);
+}
+
+Status small_gemm_rmsnorm(DType in, DType out, const void* x, int64_t ldx, const void* gamma, float eps,
+                          void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N,
+                          int64_t K, float alpha, float beta, StreamHandle stream) {
+  if (!gamma) return make_error(ErrorCode::kInvalidArgument, "small_gemm_rmsnorm: no norm weights");
+  return run("small_gemm_rmsnorm", in, out, x, ldx, gamma, eps, normed, ldn, w, y, ldy, M, N, K, alpha, beta,
+             stream);
 }
 
 }  // namespace myriad::gpu::cuda

@@ -56,6 +56,9 @@ class Blas {
     kAlways,  // small_gemm for every M <= kSmallGemmMaxRows
   };
   void set_small_gemm(SmallGemm mode) { small_mode_ = mode; }
+  // Whether gemm() sends this shape to small_gemm (callers that fuse work
+  // into small_gemm's input, e.g. small_gemm_rmsnorm, follow the same choice).
+  bool uses_small_gemm(DType in, DType out, int64_t M, int64_t N, int64_t K) const;
   // Times cuBLAS and small_gemm on y = x . W^T for each M in [1, max_rows]
   // (at most kSmallGemmMaxRows; interleaved, best of 3 rounds of 5) on this
   // Blas's stream and keeps small_gemm for the M where it was faster. Each

@@ -27,4 +27,15 @@ inline constexpr int64_t kSmallGemmMaxRows = 8;
 Status small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
                   int64_t N, int64_t K, float alpha, float beta, StreamHandle stream);
 
+// The same GEMV on RMSNorm(x) (decode's norm fused into the GEMV after it, one
+// launch fewer per norm): y = alpha * n . W^T + beta * y with
+// n[m, k] = in(x[m, k] * rstd_m * gamma[k]), rstd_m = 1 / sqrt(mean_k x[m, k]^2 + eps),
+// rounded to the input dtype as rmsnorm() stores it. Every block forms rstd
+// itself; block b writes its slice of n to `normed` ([M, ldn], when not
+// null) for later readers (LoRA), so the result equals rmsnorm() then
+// small_gemm() up to the order of the sum of squares.
+Status small_gemm_rmsnorm(DType in, DType out, const void* x, int64_t ldx, const void* gamma, float eps,
+                          void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N,
+                          int64_t K, float alpha, float beta, StreamHandle stream);
+
 }  // namespace myriad::gpu::cuda
