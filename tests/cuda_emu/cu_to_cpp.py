@@ -12,6 +12,7 @@ Everything else (__global__, __shared__, threadIdx, shuffles) is the header's.
 
 usage: cu_to_cpp.py IN.cu OUT.cpp
 """
+import os
 import re
 import sys
 
@@ -77,7 +78,6 @@ def main():
     escaped = src.replace("\\", "\\\\").replace('"', '\\"')
     with open(dst + ".tmp", "w", encoding="utf-8") as f:
         f.write(f'#line 1 "{escaped}"\n' + text)
-    import os
     os.replace(dst + ".tmp", dst)
 
 

@@ -25,6 +25,7 @@
 // `extern __shared__`).
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -156,16 +157,8 @@ T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   return ::cuda_emu::shuffle_from(v, src < base + width ? src : lane);
 }
 
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline unsigned __float_as_uint(float f) {
-  unsigned u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+inline float __uint_as_float(unsigned u) { return std::bit_cast<float>(u); }
+inline unsigned __float_as_uint(float f) { return std::bit_cast<unsigned>(f); }
 // The _rn intrinsics are IEEE operations that nvcc never contracts into an FMA;
 // the emulated sources build with -ffp-contract=off, so plain operators match.
 inline float __fmul_rn(float a, float b) { return a * b; }

@@ -160,7 +160,8 @@ struct CudaExecutor::Impl final : LlamaOps {
   // small_gemm, which then normalizes as it reads (small_gemm_rmsnorm): the
   // norm's own launch is skipped.
   bool norm_fused_into(int64_t N) const;
-  Status normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* name);
+  Status normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* gemm_name,
+                     const char* fused_name);
   Status attn_norm(int layer) override;
   Status qkv(int layer) override;
   Status rope_and_cache(int layer) override;

@@ -80,15 +80,16 @@ bool CudaExecutor::Impl::norm_fused_into(int64_t N) const { return blas.uses_sma
 // hbuf = RMSNorm(res) * norm_w, then y = hbuf . w^T: one small_gemm_rmsnorm
 // launch when the GEMV is small_gemm's (it writes hbuf too when LoRA will
 // read it), else the norm's launch (attn_norm, mlp_norm) then the GEMM.
-Status CudaExecutor::Impl::normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* name) {
+Status CudaExecutor::Impl::normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* gemm_name,
+                                       const char* fused_name) {
   if (!norm_fused_into(N)) {
     MYRIAD_TRY(blas.gemm(dt, dt, hbuf.data(), H, w, y, N, step_T, N, H));
-    return mark(name);
+    return mark(gemm_name);
   }
   MYRIAD_TRY(small_gemm_rmsnorm(dt, dt, res.data(), H, norm_w, cfg.rms_norm_eps,
                                 step_mode == kNoLora ? nullptr : hbuf.data(), H, w, y, N, step_T, N, H, 1.0f, 0.0f,
                                 compute.get()));
-  return mark(name);
+  return mark(fused_name);
 }
 
 Status CudaExecutor::Impl::attn_norm(int li) {
@@ -101,8 +102,7 @@ Status CudaExecutor::Impl::attn_norm(int li) {
 Status CudaExecutor::Impl::qkv(int li) {
   const LayerDev& w = layers[size_t(li)];
   char* q = static_cast<char*>(qkvbuf.data());
-  MYRIAD_TRY(
-      normed_gemm(w.in_norm.data(), w.qkv.data(), q, QKV, norm_fused_into(QKV) ? "rmsnorm+qkv gemm" : "qkv gemm"));
+  MYRIAD_TRY(normed_gemm(w.in_norm.data(), w.qkv.data(), q, QKV, "qkv gemm", "rmsnorm+qkv gemm"));
   if (w.qkv_bias.data()) {
     MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
     MYRIAD_TRY(mark("bias"));
@@ -152,8 +152,7 @@ Status CudaExecutor::Impl::mlp_norm(int li) {
 Status CudaExecutor::Impl::gate_up(int li) {
   const LayerDev& w = layers[size_t(li)];
   char* gu = static_cast<char*>(gate_up_buf.data());
-  MYRIAD_TRY(normed_gemm(w.post_norm.data(), w.gate_up.data(), gu, 2 * I,
-                         norm_fused_into(2 * I) ? "rmsnorm+gate_up gemm" : "gate_up gemm"));
+  MYRIAD_TRY(normed_gemm(w.post_norm.data(), w.gate_up.data(), gu, 2 * I, "gate_up gemm", "rmsnorm+gate_up gemm"));
   return apply_lora(li, LinearModule::kGate, 2, hbuf.data(), H, gu, 2 * I, step_T, step_mode);  // gate|up
 }
 
