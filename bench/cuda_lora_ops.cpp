@@ -3,7 +3,9 @@
 // 64 distinct adapters: bytes = distinct adapters' A and B + x read + y read
 // and written, over the kernels' time (CUDA events, 50 repetitions). Then
 // tinyllama's q|k|v (2048 -> 2048 | 256 | 256) as one group launch pair
-// against three launch pairs, BGMV, same data (the A/B of grouping).
+// against three launch pairs, BGMV, same data (the A/B of grouping). Rows
+// "shrink ...": BGMV's shrink (a warp per rank row) against the segmented
+// shrink on one-token segments (BGMV's kernel until 2026-12-07), interleaved.
 //
 //   cuda_lora_ops [--json]
 #include <algorithm>
@@ -113,6 +115,37 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf,
                       "{\"case\":\"%s %s b64 %d distinct\",\"us\":%.1f,\"GBps\":%.0f,\"MB\":%.2f}",
                       form == 0 ? "bgmv" : "sgmv", sh.name, distinct, us, bytes / (us * 1e3), bytes / 1e6);
+        rows.push_back(buf);
+      }
+      {  // BGMV's shrink kernel (a warp a rank row) against the segmented one on one-token segments
+        std::vector<int32_t> one_start(size_t(T) + 1), one_token(T);
+        for (int t = 0; t <= T; ++t) one_start[size_t(t)] = t;
+        for (int t = 0; t < T; ++t) one_token[size_t(t)] = t;
+        auto d_start = up(one_start), d_token = up(one_token), d_weight = up(std::vector<float>(T, 1.0f));
+        SgmvBatch ones{dts.as<int32_t>(), d_start.as<int32_t>(), d_token.as<int32_t>(), d_weight.as<float>(), T, 1};
+        double us[2] = {0, 0};
+        for (int round = 0; round < 3; ++round)
+          for (int form = 0; form < 2; ++form) {
+            auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
+            auto launch = [&] {
+              if (form == 0)
+                must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
+              else
+                must(sgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, ones, nullptr));
+            };
+            launch();
+            must(e0.record(nullptr));
+            for (int i = 0; i < reps; ++i) launch();
+            must(e1.record(nullptr));
+            must(e1.synchronize());
+            const double t = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+            us[form] = round == 0 ? t : std::min(us[form], t);
+          }
+        char buf[256];
+        std::snprintf(buf, sizeof buf,
+                      "{\"case\":\"shrink %s b64 %d distinct\",\"warp_rows_us\":%.1f,\"segmented_us\":%.1f,"
+                      "\"warp_vs_segmented\":%.3f}",
+                      sh.name, distinct, us[0], us[1], us[0] / us[1]);
         rows.push_back(buf);
       }
     }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "cuda_test_util.h"
+#include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/small_gemm.h"
 
 namespace myriad::cuda_test {
@@ -128,6 +129,79 @@ TEST_P(SmallGemmTest, NormalizedInputMatchesRmsnormThenGemv) {
   }
 }
 
+// small_gemm_silu_mul: W's gate rows then up rows, the outputs silu(g) * u
+// with g and u rounded to the dtype as the GEMV stores them; with the norm
+// (gamma) and without it, every row count, feature counts that leave a
+// block's warps idle (inter % 4 != 0), and the padding past inter untouched;
+// and the same bits as the launches it replaces.
+// The case's N is inter; its output dtype is unused (the input's).
+TEST_P(SmallGemmTest, GatedOutputMatchesGemvThenSiluMul) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const SmallGemmCase c = GetParam();
+  const DType dt = c.in;
+  const int inter = c.N, ldx = c.K + 8, ldy = inter + 3;
+  const float eps = 1e-5f;
+  auto w = randn(size_t(2 * inter) * c.K, dt, 1.0f / std::sqrt(float(c.K)));
+  auto gamma = randn(size_t(c.K), dt, 0.5f);
+  auto dw = upload(w, dt), dg = upload(gamma, dt);
+  for (int M = 1; M <= int(gpu::cuda::kSmallGemmMaxRows); ++M) {
+    for (bool norm : {true, false}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + (norm ? " with the norm" : ""));
+      auto x = randn(size_t(c.x_offset) + size_t(M) * ldx, dt, 2.0f);
+      auto dx = upload(x, dt);
+      auto dy = poisoned(size_t(M) * ldy, dt);
+      MYRIAD_ASSERT_OK(gpu::cuda::small_gemm_silu_mul(dt, static_cast<char*>(dx.data()) + c.x_offset * dtype_size(dt),
+                                                      ldx, norm ? dg.data() : nullptr, eps, dw.data(), dy.data(), ldy,
+                                                      M, inter, c.K, nullptr));
+      const auto got = download(dy, size_t(M) * ldy, dt);
+      // The unfused pair it replaces, on the device: the same bits.
+      auto gu = poisoned(size_t(M) * 2 * inter, dt), act = poisoned(size_t(M) * inter, dt);
+      const void* xp = static_cast<char*>(dx.data()) + c.x_offset * dtype_size(dt);
+      if (norm) {
+        MYRIAD_ASSERT_OK(gpu::cuda::small_gemm_rmsnorm(dt, dt, xp, ldx, dg.data(), eps, nullptr, 0, dw.data(),
+                                                       gu.data(), 2 * inter, M, 2 * inter, c.K, 1.0f, 0.0f, nullptr));
+      } else {
+        MYRIAD_ASSERT_OK(gpu::cuda::small_gemm(dt, dt, xp, ldx, dw.data(), gu.data(), 2 * inter, M, 2 * inter, c.K,
+                                               1.0f, 0.0f, nullptr));
+      }
+      MYRIAD_ASSERT_OK(gpu::cuda::silu_mul(dt, act.data(), gu.data(), M, inter, nullptr));
+      const auto unfused = download(act, size_t(M) * inter, dt);
+      for (int m = 0; m < M; ++m)
+        for (int j = 0; j < inter; ++j)
+          ASSERT_EQ(got[size_t(m) * ldy + size_t(j)], unfused[size_t(m) * inter + size_t(j)])
+              << "row " << m << " feature " << j << ": not the bits of small_gemm then silu_mul";
+      std::vector<float> y_got, y_ref;
+      for (int m = 0; m < M; ++m) {
+        const float* xr = x.data() + c.x_offset + size_t(m) * ldx;
+        std::vector<float> n(xr, xr + c.K);
+        if (norm) {
+          double ss = 0;
+          for (int k = 0; k < c.K; ++k) ss += double(xr[k]) * xr[k];
+          const float rstd = float(1.0 / std::sqrt(ss / c.K + eps));
+          for (int k = 0; k < c.K; ++k) n[size_t(k)] = round_to(dt, xr[k] * rstd * gamma[size_t(k)]);
+        }
+        auto dot = [&](int row) {
+          double d = 0;
+          for (int k = 0; k < c.K; ++k) d += double(n[size_t(k)]) * w[size_t(row) * c.K + size_t(k)];
+          return round_to(dt, float(d));
+        };
+        for (int j = 0; j < ldy; ++j) {
+          const float v = got[size_t(m) * ldy + size_t(j)];
+          if (j >= inter) {
+            ASSERT_TRUE(std::isnan(v)) << "padding written at row " << m << " col " << j;
+            continue;
+          }
+          const float g = dot(j), u = dot(inter + j);
+          y_ref.push_back(round_to(dt, g / (1.0f + std::exp(-g)) * u));
+          y_got.push_back(v);
+        }
+      }
+      EXPECT_TRUE(all_close(y_got, y_ref, tol_for(dt), "silu(g) * u"));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, SmallGemmTest,
                          ::testing::Values(SmallGemmCase{DType::kF32, DType::kF32, 33, 64, 0},
                                            SmallGemmCase{DType::kF32, DType::kF32, 7, 257, 0},
@@ -151,6 +225,13 @@ TEST(SmallGemm, RefusesShapesItCannotRunAndWritesNothing) {
   ASSERT_FALSE(narrowing.ok());
   EXPECT_EQ(narrowing.error().code, ErrorCode::kUnsupported);
   MYRIAD_ASSERT_OK(small_gemm(DType::kF32, DType::kF32, x.data(), 16, w.data(), y.data(), 4, 0, 4, 16, 1, 0, nullptr));
+  auto gated_short_ldy = gpu::cuda::small_gemm_silu_mul(DType::kF32, x.data(), 16, nullptr, 0.0f, w.data(), y.data(),
+                                                        1, 2, 2, 16, nullptr);  // y needs inter = 2 columns
+  ASSERT_FALSE(gated_short_ldy.ok());
+  EXPECT_NE(gated_short_ldy.error().message.find("small_gemm_silu_mul"), std::string::npos);
+  EXPECT_FALSE(gpu::cuda::small_gemm_silu_mul(DType::kF32, x.data(), 16, nullptr, 0.0f, w.data(), y.data(), 4, 2, 0,
+                                              16, nullptr)
+                   .ok());
   for (float v : download(y, 9 * 4, DType::kF32)) ASSERT_TRUE(std::isnan(v)) << "a refused or empty call wrote y";
 }
 

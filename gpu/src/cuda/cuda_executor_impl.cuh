@@ -162,6 +162,10 @@ struct CudaExecutor::Impl final : LlamaOps {
   bool norm_fused_into(int64_t N) const;
   Status normed_gemm(const void* norm_w, const void* w, void* y, int64_t N, const char* gemm_name,
                      const char* fused_name);
+  // Whether gate|up's GEMV applies SiLU-mul as it stores (small_gemm_silu_mul):
+  // its GEMV is small_gemm's and no LoRA is added to gate or up before the
+  // activation. act() is then skipped.
+  bool act_fused_into_gate_up() const;
   Status attn_norm(int layer) override;
   Status qkv(int layer) override;
   Status rope_and_cache(int layer) override;

@@ -149,14 +149,22 @@ Status CudaExecutor::Impl::mlp_norm(int li) {
   return mark("rmsnorm");
 }
 
+bool CudaExecutor::Impl::act_fused_into_gate_up() const { return step_mode == kNoLora && norm_fused_into(2 * I); }
+
 Status CudaExecutor::Impl::gate_up(int li) {
   const LayerDev& w = layers[size_t(li)];
+  if (act_fused_into_gate_up()) {
+    MYRIAD_TRY(small_gemm_silu_mul(dt, res.data(), H, w.post_norm.data(), cfg.rms_norm_eps, w.gate_up.data(),
+                                   act_buf.data(), I, step_T, I, H, compute.get()));
+    return mark("rmsnorm+gate_up gemm+silu_mul");
+  }
   char* gu = static_cast<char*>(gate_up_buf.data());
   MYRIAD_TRY(normed_gemm(w.post_norm.data(), w.gate_up.data(), gu, 2 * I, "gate_up gemm", "rmsnorm+gate_up gemm"));
   return apply_lora(li, LinearModule::kGate, 2, hbuf.data(), H, gu, 2 * I, step_T, step_mode);  // gate|up
 }
 
 Status CudaExecutor::Impl::act(int /*layer*/) {
+  if (act_fused_into_gate_up()) return ok_status();  // gate_up() stored silu(gate) * up
   MYRIAD_TRY(silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get()));
   return mark("silu_mul");
 }

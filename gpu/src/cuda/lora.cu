@@ -9,12 +9,18 @@
 //   stride over `in` in 16-byte chunks (scalar when rows are not aligned), one
 //   A_slot[r] chunk against kEntries x rows, then a fixed-order block
 //   reduction per entry (deterministic).
+// BGMV shrink (one token a segment, decode): block = (token, kShrinkWarps
+//   rank rows of the group), a warp per row streaming A_slot[r] against the
+//   token's x row with a warp reduction: eight rows of work a block and no
+//   block barrier, where the segmented form spent a block and two barriers
+//   on each (token, row) dot product.
 // expand: block = (segment, 256 output features, tile of kEntries entries).
 //   The tile's v rows sit in shared memory; thread o reads B_slot[o, 0:r]
 //   once (16-byte chunks when max_rank allows) for all the tile's entries and
 //   updates y[token, o] (each (token, o) has one writer per launch, so no
 //   atomics).
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda_check.cuh"
 #include "gpu/cuda/lora.h"
@@ -26,6 +32,7 @@ namespace {
 constexpr int kEntries = 8;
 constexpr int kShrinkThreads = 256;
 constexpr int kExpandThreads = 256;
+constexpr int kShrinkWarps = 8;  // rank rows per block of the BGMV shrink
 
 struct SegmentedView {
   SgmvBatch b;
@@ -110,6 +117,39 @@ __global__ void shrink_kernel(float* __restrict__ v, const T* __restrict__ x, in
     const float s = block_sum(acc[e], scratch);
     if (threadIdx.x == 0) v[int64_t(e0 + e) * v_stride + blockIdx.y] = s;
   }
+}
+
+// blockIdx.x = token, row = blockIdx.y * kShrinkWarps + warp = member * max_rank + rank row.
+template <class T>
+__global__ void __launch_bounds__(kShrinkWarps * 32)
+    gathered_shrink_kernel(float* __restrict__ v, const T* __restrict__ x, int64_t ldx, LoraGroupSlots g,
+                           const int32_t* __restrict__ token_slot, bool vec) {  // vec: as shrink_kernel's
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const int token = int(blockIdx.x), max_rank = g.member[0].max_rank;
+  const int row = int(blockIdx.y) * kShrinkWarps + warp;
+  if (row >= g.count * max_rank) return;  // the whole warp
+  const int mi = row / max_rank, r = row % max_rank;
+  const LoraModuleSlots& w = member(g, mi);
+  const int slot = token_slot[token];
+  if (slot < 0 || slot >= w.num_slots || r >= w.ranks[int64_t(slot) * w.meta_stride]) return;
+  const T* a = static_cast<const T*>(w.a) + int64_t(slot) * a_slot_stride(w) + int64_t(r) * w.in;
+  const T* xr = x + int64_t(token) * ldx;
+  float acc = 0.0f;
+  if (vec) {
+    constexpr int V = kVec<T>;
+#pragma unroll 4
+    for (int64_t k = int64_t(lane) * V; k < w.in; k += 32 * V) {
+      float af[V], xf[V];
+      load16(a + k, af);
+      load16(xr + k, xf);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc += af[i] * xf[i];
+    }
+  } else {
+    for (int64_t k = lane; k < w.in; k += 32) acc += to_f32(a[k]) * to_f32(xr[k]);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) v[int64_t(token) * g.count * max_rank + row] = acc;
 }
 
 // Output columns o of the whole group: member mi owns [col0, col0 + out_mi).
@@ -209,11 +249,18 @@ Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroup
   if (segs == 0 || max_len == 0) return ok_status();
   if (segs < 0 || segs > INT32_MAX || max_len < 0)
     return make_error(ErrorCode::kInvalidArgument, "lora shrink: bad segment count " + std::to_string(segs));
-  const dim3 grid(unsigned(segs), unsigned(g.count * g.member[0].max_rank), ceil_div(max_len, kEntries));
+  constexpr bool gathered = std::is_same_v<View, GatheredView>;
+  const int rows = g.count * g.member[0].max_rank;
+  const dim3 grid = gathered ? dim3(unsigned(segs), ceil_div(rows, kShrinkWarps))
+                             : dim3(unsigned(segs), unsigned(rows), ceil_div(max_len, kEntries));
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora shrink", {
     bool vec = g.member[0].in % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x);
     for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].a) && g.member[i].slot_stride % kVec<T> == 0;
-    shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, g, view, vec);
+    if constexpr (gathered)
+      gathered_shrink_kernel<T><<<grid, kShrinkWarps * 32, 0, stream>>>(v, static_cast<const T*>(x), ldx, g,
+                                                                        view.token_slot, vec);
+    else
+      shrink_kernel<T, View><<<grid, kShrinkThreads, 0, stream>>>(v, static_cast<const T*>(x), ldx, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

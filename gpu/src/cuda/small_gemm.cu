@@ -1,6 +1,10 @@
 // Block = kWarps warps = kWarps consecutive output features; lane l of a warp
 // takes chunks l, l + 32, ... of its weight row, so each warp-wide load is
 // 512 contiguous bytes (bf16) and the unrolled loop keeps several in flight.
+// Gated (small_gemm_silu_mul): a block's first kWarps / 2 warps take gate
+// rows j and the others up rows inter + j of the same kWarps / 2 features, so
+// the block holds both halves of each of its outputs and applies SiLU-mul
+// itself.
 #include <string>
 
 #include "cuda_check.cuh"
@@ -11,6 +15,7 @@ namespace myriad::gpu::cuda {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kGatedFeatures = kWarps / 2;  // outputs per block when gated
 
 // Norm: the optional RMSNorm of the input rows (small_gemm_rmsnorm).
 template <class T>
@@ -24,7 +29,8 @@ struct Norm {
 template <class T, class O, int MR>
 __global__ void __launch_bounds__(kWarps * 32)
     small_gemm_kernel(const T* __restrict__ x, int64_t ldx, const T* __restrict__ w, O* __restrict__ y, int64_t ldy,
-                      int N, int K, float alpha, float beta, bool vec, Norm<T> norm) {  // vec: 16-byte chunks aligned
+                      int N, int K, float alpha, float beta, bool vec, Norm<T> norm,
+                      int inter) {  // vec: 16-byte chunks aligned; inter > 0: gated, N = 2 * inter
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   __shared__ float rstd[MR > 0 ? MR : 1];
   if (norm.gamma) {  // every thread, before any warp leaves
@@ -48,12 +54,17 @@ __global__ void __launch_bounds__(kWarps * 32)
               from_f32<T>(to_f32(x[int64_t(m) * ldx + k]) * rstd[m] * to_f32(norm.gamma[k]));
     }
   }
-  const int n = int(blockIdx.x) * kWarps + warp;
-  if (n >= N) return;  // the whole warp
-  const T* wr = w + int64_t(n) * K;
+  const int feature = int(blockIdx.x) * kGatedFeatures + warp % kGatedFeatures;  // gated only
+  const int n = inter == 0                ? int(blockIdx.x) * kWarps + warp
+                : feature >= inter        ? N  // past the last feature: no row, but at the barrier below
+                : warp < kGatedFeatures ? feature
+                                          : inter + feature;
+  if (n >= N && inter == 0) return;  // the whole warp
+  const T* wr = w + int64_t(n < N ? n : 0) * K;
   float acc[MR];
 #pragma unroll
   for (int m = 0; m < MR; ++m) acc[m] = 0.0f;
+  const int k_end = n < N ? K : 0;  // a gated block's idle warps skip the loops
   // x[m, k] as the GEMV reads it: normalized and rounded as rmsnorm() stores it.
   auto input = [&](int m, int k, float v) {
     return norm.gamma ? to_f32(from_f32<T>(v * rstd[m] * to_f32(norm.gamma[k]))) : v;
@@ -61,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (vec) {
     constexpr int V = kVec<T>;
 #pragma unroll 4
-    for (int k = lane * V; k < K; k += 32 * V) {
+    for (int k = lane * V; k < k_end; k += 32 * V) {
       float wf[V];
       load16(wr + k, wf);
 #pragma unroll
@@ -73,7 +84,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   } else {
-    for (int k = lane; k < K; k += 32) {
+    for (int k = lane; k < k_end; k += 32) {
       const float wk = to_f32(wr[k]);
 #pragma unroll
       for (int m = 0; m < MR; ++m) acc[m] += wk * input(m, k, to_f32(x[int64_t(m) * ldx + k]));
@@ -81,6 +92,23 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 #pragma unroll
   for (int m = 0; m < MR; ++m) acc[m] = warp_sum(acc[m]);
+  if (inter > 0) {
+    // y[m, j] = silu(g) * u, g and u rounded to O as the GEMV would store them
+    // and SiLU-mul computed as silu_mul() does, so the result is the same bits.
+    __shared__ float gate_up[kWarps][MR > 0 ? MR : 1];
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < MR; ++m) gate_up[warp][m] = alpha * acc[m];
+    }
+    __syncthreads();
+    const int f = int(threadIdx.x) % kGatedFeatures, m = int(threadIdx.x) / kGatedFeatures;
+    const int j = int(blockIdx.x) * kGatedFeatures + f;
+    if (m < MR && j < inter) {
+      const float g = to_f32(from_f32<O>(gate_up[f][m])), u = to_f32(from_f32<O>(gate_up[kGatedFeatures + f][m]));
+      y[int64_t(m) * ldy + j] = from_f32<O>(g / (1.0f + expf(-g)) * u);
+    }
+    return;
+  }
   if (lane == 0) {
 #pragma unroll
     for (int m = 0; m < MR; ++m) {
@@ -94,13 +122,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <class T, class O>
 void launch(const T* x, int64_t ldx, const T* w, O* y, int64_t ldy, int M, int N, int K, float alpha, float beta,
-            Norm<T> norm, cudaStream_t s) {
+            Norm<T> norm, int inter, cudaStream_t s) {
   const bool vec = K % kVec<T> == 0 && ldx % kVec<T> == 0 && aligned16(x) && aligned16(w);
-  const unsigned blocks = ceil_div(N, kWarps);
+  const unsigned blocks = inter > 0 ? ceil_div(inter, kGatedFeatures) : ceil_div(N, kWarps);
   switch (M) {
 #define MYRIAD_SMALL_GEMM_CASE(R) \
   case R:                         \
-    small_gemm_kernel<T, O, R><<<blocks, kWarps * 32, 0, s>>>(x, ldx, w, y, ldy, N, K, alpha, beta, vec, norm); \
+    small_gemm_kernel<T, O, R><<<blocks, kWarps * 32, 0, s>>>(x, ldx, w, y, ldy, N, K, alpha, beta, vec, norm, inter); \
     break;
     MYRIAD_SMALL_GEMM_CASE(1)
     MYRIAD_SMALL_GEMM_CASE(2)
@@ -116,9 +144,11 @@ void launch(const T* x, int64_t ldx, const T* w, O* y, int64_t ldy, int M, int N
   }
 }
 
+// y_cols: the columns written, N (or N / 2 gated).
 Status check_shape(const char* what, DType in, DType out, int64_t ldx, int64_t ldy, int64_t M, int64_t N,
-                   int64_t K) {
-  if (M < 0 || M > kSmallGemmMaxRows || N <= 0 || K <= 0 || ldx < K || ldy < N || N > INT32_MAX || K > INT32_MAX)
+                   int64_t K, int64_t y_cols) {
+  if (M < 0 || M > kSmallGemmMaxRows || N <= 0 || K <= 0 || ldx < K || ldy < y_cols || N > INT32_MAX ||
+      K > INT32_MAX)
     return make_error(ErrorCode::kInvalidArgument,
                       std::string(what) + ": bad shape M=" + std::to_string(M) + " (at most " +
                           std::to_string(kSmallGemmMaxRows) + ") N=" + std::to_string(N) + " K=" +
@@ -131,8 +161,8 @@ Status check_shape(const char* what, DType in, DType out, int64_t ldx, int64_t l
 
 Status run(const char* what, DType in, DType out, const void* x, int64_t ldx, const void* gamma, float eps,
            void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N, int64_t K,
-           float alpha, float beta, StreamHandle stream) {
-  MYRIAD_TRY(check_shape(what, in, out, ldx, ldy, M, N, K));
+           float alpha, float beta, int64_t inter, StreamHandle stream) {
+  MYRIAD_TRY(check_shape(what, in, out, ldx, ldy, M, N, K, inter > 0 ? inter : N));
   if (normed && ldn < K)
     return make_error(ErrorCode::kInvalidArgument, std::string(what) + ": ldn " + std::to_string(ldn) + " < K");
   if (M == 0) return ok_status();
@@ -141,9 +171,11 @@ Status run(const char* what, DType in, DType out, const void* x, int64_t ldx, co
     const T* wt = static_cast<const T*>(w);
     const Norm<T> norm{static_cast<const T*>(gamma), eps, static_cast<T*>(normed), ldn};
     if (out == DType::kF32)
-      launch<T, float>(xt, ldx, wt, static_cast<float*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm, stream);
+      launch<T, float>(xt, ldx, wt, static_cast<float*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm,
+                       int(inter), stream);
     else
-      launch<T, T>(xt, ldx, wt, static_cast<T*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm, stream);
+      launch<T, T>(xt, ldx, wt, static_cast<T*>(y), ldy, int(M), int(N), int(K), alpha, beta, norm, int(inter),
+                   stream);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
@@ -153,15 +185,23 @@ Status run(const char* what, DType in, DType out, const void* x, int64_t ldx, co
 
 Status small_gemm(DType in, DType out, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t M,
                   int64_t N, int64_t K, float alpha, float beta, StreamHandle stream) {
-  return run("small_gemm", in, out, x, ldx, nullptr, 0.0f, nullptr, 0, w, y, ldy, M, N, K, alpha, beta, stream);
+  return run("small_gemm", in, out, x, ldx, nullptr, 0.0f, nullptr, 0, w, y, ldy, M, N, K, alpha, beta, 0, stream);
 }
 
 Status small_gemm_rmsnorm(DType in, DType out, const void* x, int64_t ldx, const void* gamma, float eps,
                           void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N,
                           int64_t K, float alpha, float beta, StreamHandle stream) {
   if (!gamma) return make_error(ErrorCode::kInvalidArgument, "small_gemm_rmsnorm: no norm weights");
-  return run("small_gemm_rmsnorm", in, out, x, ldx, gamma, eps, normed, ldn, w, y, ldy, M, N, K, alpha, beta,
+  return run("small_gemm_rmsnorm", in, out, x, ldx, gamma, eps, normed, ldn, w, y, ldy, M, N, K, alpha, beta, 0,
              stream);
+}
+
+Status small_gemm_silu_mul(DType dtype, const void* x, int64_t ldx, const void* gamma, float eps, const void* w,
+                           void* y, int64_t ldy, int64_t M, int64_t inter, int64_t K, StreamHandle stream) {
+  if (inter <= 0 || inter > INT32_MAX / 2)
+    return make_error(ErrorCode::kInvalidArgument, "small_gemm_silu_mul: bad inter " + std::to_string(inter));
+  return run("small_gemm_silu_mul", dtype, dtype, x, ldx, gamma, eps, nullptr, 0, w, y, ldy, M, 2 * inter, K, 1.0f,
+             0.0f, inter, stream);
 }
 
 }  // namespace myriad::gpu::cuda

@@ -38,4 +38,14 @@ Status small_gemm_rmsnorm(DType in, DType out, const void* x, int64_t ldx, const
                           void* normed, int64_t ldn, const void* w, void* y, int64_t ldy, int64_t M, int64_t N,
                           int64_t K, float alpha, float beta, StreamHandle stream);
 
+// Decode's gate|up GEMV with SiLU-mul as its epilogue (the activation's launch
+// and the gate|up buffer's round trip fused away): W is [2 * inter, K], gate
+// rows then up rows, and
+//   y[m, j] = in(silu(g) * u), g = in(n_m . W[j]), u = in(n_m . W[inter + j])
+// with n = x, or RMSNorm(x) * gamma as small_gemm_rmsnorm forms it when gamma
+// is not null; each value rounded where small_gemm then silu_mul() store
+// them, so the result is theirs. y is [M, ldy >= inter] of the input dtype.
+Status small_gemm_silu_mul(DType dtype, const void* x, int64_t ldx, const void* gamma, float eps, const void* w,
+                           void* y, int64_t ldy, int64_t M, int64_t inter, int64_t K, StreamHandle stream);
+
 }  // namespace myriad::gpu::cuda
