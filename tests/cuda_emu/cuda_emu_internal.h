@@ -11,9 +11,13 @@ namespace cuda_emu {
 
 // Records e as the last error (cudaGetLastError) unless it is cudaSuccess; returns e.
 cudaError_t report(cudaError_t e);
-// Stream order: runs op now (every operation completes at its call), or
-// appends it to the graph the stream is capturing.
+// Stream order: queues op on the stream (it runs when the host or another
+// stream needs the stream's work: cuda_emu_runtime.cpp), runs it now on the
+// legacy stream (nullptr), or appends it to the graph the stream is capturing.
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> op);
+// Runs the stream's queued work (and what it waits for) / every stream's.
+void synchronize_stream(cudaStream_t stream);
+void synchronize_device();
 // A call a device refuses while this thread captures a graph (allocation,
 // synchronous copies, synchronization): cudaErrorStreamCaptureUnsupported, and
 // the capture is invalidated, as on a device; otherwise cudaSuccess.

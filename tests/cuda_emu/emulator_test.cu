@@ -1,10 +1,12 @@
 // cuda_emu's own tests: what the kernels' tests rely on it for (indices,
 // shared memory and barriers, shuffles as the CUDA programming guide defines
-// them, launch and copy errors as on a device) and the misuse it stops on.
+// them, launch and copy errors as on a device, streams that run as late as
+// their waits allow, captures forked over streams) and the misuse it stops on.
 #include <cuda_runtime.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
@@ -168,6 +170,137 @@ TEST(CudaEmu, CopiesAndMemsetsOutsideAnAllocationAreRefused) {
       << "a host pointer as a copy's device source";
   EXPECT_EQ(cudaMemset(d.ptr + 8, 0, 8 * sizeof(int)), cudaSuccess);
   (void)cudaGetLastError();
+}
+
+__global__ void add_to(int* data, int n, int v) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) data[i] += v;
+}
+__global__ void copy_ints(int* dst, const int* src, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) dst[i] = src[i];
+}
+
+// Two non-blocking streams and two events, destroyed at the end.
+struct TwoStreams {
+  TwoStreams() {
+    EXPECT_EQ(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking), cudaSuccess);
+    EXPECT_EQ(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking), cudaSuccess);
+    EXPECT_EQ(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
+    EXPECT_EQ(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
+  }
+  ~TwoStreams() {
+    EXPECT_EQ(cudaEventDestroy(fork), cudaSuccess);
+    EXPECT_EQ(cudaEventDestroy(join), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(a), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
+  }
+  cudaStream_t a = nullptr, b = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+};
+
+// A stream's work runs as late as the program's waits allow, so a consumer
+// on another stream that does not wait reads what was there before (a
+// device may run it first); with the wait it reads the producer's result.
+TEST(CudaEmu, AStreamThatDoesNotWaitDoesNotSeeAnotherStreamsWork) {
+  TwoStreams st;
+  DeviceArray<int> x(4, std::vector<int>(4, 0)), y(4, std::vector<int>(4, -1));
+  add_to<<<1, 4, 0, st.a>>>(x.ptr, 4, 5);
+  copy_ints<<<1, 4, 0, st.b>>>(y.ptr, x.ptr, 4);  // no wait on a
+  ASSERT_EQ(cudaStreamSynchronize(st.b), cudaSuccess);
+  EXPECT_EQ(y.get(), std::vector<int>(4, 0));
+  add_to<<<1, 4, 0, st.a>>>(x.ptr, 4, 5);
+  ASSERT_EQ(cudaEventRecord(st.fork, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(st.b, st.fork, 0), cudaSuccess);
+  copy_ints<<<1, 4, 0, st.b>>>(y.ptr, x.ptr, 4);
+  ASSERT_EQ(cudaStreamSynchronize(st.b), cudaSuccess);
+  EXPECT_EQ(y.get(), std::vector<int>(4, 10));
+}
+
+// A capture forked onto a second stream and joined back replays the branch
+// where its join needs it, as many times as it is launched.
+TEST(CudaEmu, ACaptureForksAndJoinsStreams) {
+  TwoStreams st;
+  DeviceArray<int> x(4, std::vector<int>(4, 0)), y(4, std::vector<int>(4, -1));
+  ASSERT_EQ(cudaStreamBeginCapture(st.a, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  add_to<<<1, 4, 0, st.a>>>(x.ptr, 4, 1);
+  ASSERT_EQ(cudaEventRecord(st.fork, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(st.b, st.fork, 0), cudaSuccess);  // b joins the capture
+  add_to<<<1, 4, 0, st.b>>>(x.ptr, 4, 10);
+  ASSERT_EQ(cudaEventRecord(st.join, st.b), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(st.a, st.join, 0), cudaSuccess);
+  copy_ints<<<1, 4, 0, st.a>>>(y.ptr, x.ptr, 4);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(st.a, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  EXPECT_EQ(x.get(), std::vector<int>(4, 0)) << "captured work ran at capture";
+  ASSERT_EQ(cudaGraphLaunch(exec, st.a), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(st.a), cudaSuccess);
+  EXPECT_EQ(y.get(), std::vector<int>(4, 22));
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+}
+
+// In a replay the branch runs no earlier than its join: a read on the
+// origin before the join sees x without the branch's add.
+TEST(CudaEmu, AReplayRunsABranchNoEarlierThanItsJoin) {
+  TwoStreams st;
+  DeviceArray<int> x(4, std::vector<int>(4, 0)), y(4, std::vector<int>(4, -1));
+  ASSERT_EQ(cudaStreamBeginCapture(st.a, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  add_to<<<1, 4, 0, st.a>>>(x.ptr, 4, 1);
+  ASSERT_EQ(cudaEventRecord(st.fork, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(st.b, st.fork, 0), cudaSuccess);
+  add_to<<<1, 4, 0, st.b>>>(x.ptr, 4, 10);
+  ASSERT_EQ(cudaEventRecord(st.join, st.b), cudaSuccess);
+  copy_ints<<<1, 4, 0, st.a>>>(y.ptr, x.ptr, 4);  // reads x before waiting for the branch
+  ASSERT_EQ(cudaStreamWaitEvent(st.a, st.join, 0), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(st.a, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(st.a), cudaSuccess);
+  EXPECT_EQ(y.get(), std::vector<int>(4, 1));
+  EXPECT_EQ(x.get(), std::vector<int>(4, 11));
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+}
+
+TEST(CudaEmu, ACaptureWithABranchNotJoinedBackIsRefused) {
+  TwoStreams st;
+  DeviceArray<int> x(4, std::vector<int>(4, 0));
+  ASSERT_EQ(cudaStreamBeginCapture(st.a, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(st.fork, st.a), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(st.b, st.fork, 0), cudaSuccess);
+  add_to<<<1, 4, 0, st.b>>>(x.ptr, 4, 10);
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(st.a, &graph), cudaErrorStreamCaptureUnjoined);
+  EXPECT_EQ(graph, nullptr);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorStreamCaptureUnjoined);
+  add_to<<<1, 4, 0, st.b>>>(x.ptr, 4, 1);  // b has left the capture: its work runs again
+  ASSERT_EQ(cudaStreamSynchronize(st.b), cudaSuccess);
+  EXPECT_EQ(x.get(), std::vector<int>(4, 1));
+}
+
+// As on a device: a copy from pageable memory takes the bytes at the call;
+// pinned memory is read when the stream gets there.
+TEST(CudaEmu, CopiesFromPageableMemoryTakeTheBytesAtTheCall) {
+  TwoStreams st;
+  DeviceArray<int> x(4), y(4);
+  std::vector<int> pageable(4, 7);
+  int* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), 4 * sizeof(int)), cudaSuccess);
+  std::fill(pinned, pinned + 4, 7);
+  ASSERT_EQ(cudaMemcpyAsync(x.ptr, pageable.data(), 4 * sizeof(int), cudaMemcpyHostToDevice, st.a), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(y.ptr, pinned, 4 * sizeof(int), cudaMemcpyHostToDevice, st.a), cudaSuccess);
+  pageable.assign(4, 9);
+  std::fill(pinned, pinned + 4, 9);
+  ASSERT_EQ(cudaStreamSynchronize(st.a), cudaSuccess);
+  EXPECT_EQ(x.get(), std::vector<int>(4, 7));
+  EXPECT_EQ(y.get(), std::vector<int>(4, 9));
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
 }
 
 __global__ void divergent_barrier(float* out) {

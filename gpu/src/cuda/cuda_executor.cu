@@ -228,7 +228,7 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   // device metadata arrays; the launch shapes depend only on the key.
   const bool graphable = m.opt.cuda_graphs && all_decode && mode != kSgmv && !m.profiling;
   if (graphable) {
-    MYRIAD_TRY(m.graphs.launch({T, S, Qn, m.bgmv_levels, m.bgmv_weighted}, s,
+    MYRIAD_TRY(m.graphs.launch({T, S, Qn, m.bgmv_levels, m.bgmv_weighted, m.bgmv_levels > 0 && m.lora_side_stream}, s,
                                [&] { return m.forward(T, P, S, mode); }));
   } else {
     MYRIAD_TRY(m.forward(T, P, S, mode));
@@ -281,6 +281,8 @@ Status CudaExecutor::Impl::mark(const char* what) {
   mark_names[marks_used] = what;
   return marks[marks_used++].record(compute.get());
 }
+
+void CudaExecutor::set_lora_side_stream(bool on) { impl_->lora_side_stream = on; }
 
 Status CudaExecutor::profile_step(const StepPlan& plan, StepResult& out,
                                   std::vector<std::pair<std::string, double>>& ms_by_op) {

@@ -93,6 +93,13 @@ struct CudaExecutor::Impl final : LlamaOps {
   Event staging_event;
   Event compute_mark;  // uploads wait for work queued on compute (e.g. an unload's rank reset)
   bool staging_used = false;
+  // LoRA shrinks run on lora_side beside their group's base GEMM (both only
+  // read the input), forked from and joined back into compute by events, so
+  // graphs capture them as a parallel branch; set_lora_side_stream toggles.
+  Stream lora_side;
+  Event lora_fork, lora_join;
+  bool lora_side_stream = true;
+  bool lora_joined = true;  // no shrink is in flight on lora_side
 
   // Scratch
   // res: the residual stream (o_proj and down accumulate into it); hbuf: its RMSNorm.
@@ -177,9 +184,13 @@ struct CudaExecutor::Impl final : LlamaOps {
   Status down(int layer) override;
   Status head() override;
   // LoRA of `count` consecutive modules from `first` that read x and write
-  // adjacent column ranges of y (q|k|v, gate|up), in one launch pair.
-  Status apply_lora(int layer, LinearModule first, int count, const void* x, int64_t ldx, void* y, int64_t ldy,
-                    int64_t T, int lora_mode);
+  // adjacent column ranges of y (q|k|v, gate|up): one shrink and one expand
+  // launch a level. lora_shrink (every level's v rows) goes before the base
+  // GEMM when x is ready then, on lora_side unless profiling; lora_expand
+  // after the GEMM joins it back first.
+  LoraGroupSlots lora_group_slots(int layer, LinearModule first, int count) const;
+  Status lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx, bool beside_gemm);
+  Status lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy);
   template <class T>
   Status upload_meta(const MetaArray<T>& a, size_t n) {
     return copy_h2d(a.dev, a.host, n * sizeof(T), compute.get());

@@ -1,5 +1,6 @@
 // The shared Llama graph's operations on the CUDA backend (LlamaOps), in
-// order on the compute stream, and LoRA application (BGMV or SGMV levels).
+// order on the compute stream, and LoRA application (BGMV or SGMV levels),
+// whose shrinks run beside their base GEMMs on a second stream.
 // mark(name) after each piece of work names it for profile_step (a no-op
 // in any other step).
 #include <cuda_runtime.h>
@@ -15,9 +16,7 @@
 
 namespace myriad::gpu::cuda {
 
-Status CudaExecutor::Impl::apply_lora(int layer, LinearModule first, int count, const void* x, int64_t ldx, void* y,
-                                      int64_t ldy, int64_t T, int mode) {
-  if (mode == kNoLora) return ok_status();
+LoraGroupSlots CudaExecutor::Impl::lora_group_slots(int layer, LinearModule first, int count) const {
   LoraGroupSlots w;
   w.count = count;
   for (int i = 0; i < count; ++i) {
@@ -35,23 +34,56 @@ Status CudaExecutor::Impl::apply_lora(int layer, LinearModule first, int count, 
     m.in = lora_layout.in[mod];
     m.out = lora_layout.out[mod];
   }
-  float* v = lora_v.as<float>();
-  if (mode == kBgmv) {
-    for (int l = 0; l < bgmv_levels; ++l) {
-      MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot[l].dev, T, compute.get()));
-      MYRIAD_TRY(mark("lora shrink"));
-      MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot[l].dev, T, compute.get(),
-                             bgmv_weighted ? token_weight[l].dev : nullptr));
-      MYRIAD_TRY(mark("lora expand"));
-    }
-    return ok_status();
+  return w;
+}
+
+// Level l's v rows: [T, count * R] floats at l * lora_v_level.
+Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx,
+                                       bool beside_gemm) {
+  if (step_mode == kNoLora) return ok_status();
+  const LoraGroupSlots w = lora_group_slots(layer, first, count);
+  const bool side = beside_gemm && lora_side_stream && !profiling;
+  cudaStream_t s = compute.get();
+  if (side) {
+    MYRIAD_TRY(lora_fork.record(s));
+    MYRIAD_TRY(lora_fork.wait_in(lora_side.get()));
+    s = lora_side.get();
+    lora_joined = false;
   }
-  for (int l = 0; l < levels; ++l) {
-    SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
-                max_seg_len[l]};
-    MYRIAD_TRY(sgmv_shrink(dt, v, x, ldx, w, b, compute.get()));
+  const int64_t level_floats = step_T * kMaxLoraGroup * R;
+  for (int l = 0; l < (step_mode == kBgmv ? bgmv_levels : levels); ++l) {
+    float* v = lora_v.as<float>() + l * level_floats;
+    if (step_mode == kBgmv) {
+      MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot[l].dev, step_T, s));
+    } else {
+      SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
+                  max_seg_len[l]};
+      MYRIAD_TRY(sgmv_shrink(dt, v, x, ldx, w, b, s));
+    }
     MYRIAD_TRY(mark("lora shrink"));
-    MYRIAD_TRY(sgmv_expand(dt, y, ldy, v, w, b, compute.get()));
+  }
+  if (side) MYRIAD_TRY(lora_join.record(s));
+  return ok_status();
+}
+
+Status CudaExecutor::Impl::lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy) {
+  if (step_mode == kNoLora) return ok_status();
+  if (!lora_joined) {
+    MYRIAD_TRY(lora_join.wait_in(compute.get()));
+    lora_joined = true;
+  }
+  const LoraGroupSlots w = lora_group_slots(layer, first, count);
+  const int64_t level_floats = step_T * kMaxLoraGroup * R;
+  for (int l = 0; l < (step_mode == kBgmv ? bgmv_levels : levels); ++l) {
+    const float* v = lora_v.as<float>() + l * level_floats;
+    if (step_mode == kBgmv) {
+      MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot[l].dev, step_T, compute.get(),
+                             bgmv_weighted ? token_weight[l].dev : nullptr));
+    } else {
+      SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
+                  max_seg_len[l]};
+      MYRIAD_TRY(sgmv_expand(dt, y, ldy, v, w, b, compute.get()));
+    }
     MYRIAD_TRY(mark("lora expand"));
   }
   return ok_status();
@@ -102,13 +134,17 @@ Status CudaExecutor::Impl::attn_norm(int li) {
 Status CudaExecutor::Impl::qkv(int li) {
   const LayerDev& w = layers[size_t(li)];
   char* q = static_cast<char*>(qkvbuf.data());
+  // q, k and v: one group over hbuf writing qkvbuf's adjacent column ranges.
+  // hbuf is ready before the GEMM unless the GEMM's fused norm writes it.
+  const bool hbuf_ready = !norm_fused_into(QKV);
+  if (hbuf_ready) MYRIAD_TRY(lora_shrink(li, LinearModule::kQ, 3, hbuf.data(), H, true));
   MYRIAD_TRY(normed_gemm(w.in_norm.data(), w.qkv.data(), q, QKV, "qkv gemm", "rmsnorm+qkv gemm"));
+  if (!hbuf_ready) MYRIAD_TRY(lora_shrink(li, LinearModule::kQ, 3, hbuf.data(), H, false));
   if (w.qkv_bias.data()) {
     MYRIAD_TRY(add_bias(dt, q, QKV, w.qkv_bias.data(), step_T, QKV, compute.get()));
     MYRIAD_TRY(mark("bias"));
   }
-  // q, k and v: one group over hbuf writing qkvbuf's adjacent column ranges.
-  return apply_lora(li, LinearModule::kQ, 3, hbuf.data(), H, q, QKV, step_T, step_mode);
+  return lora_expand(li, LinearModule::kQ, 3, q, QKV);
 }
 
 Status CudaExecutor::Impl::rope_and_cache(int li) {
@@ -133,13 +169,14 @@ Status CudaExecutor::Impl::attention(int li) {
 // into res (beta = 1), as down does, so no norm has a residual to add.
 Status CudaExecutor::Impl::out_proj(int li) {
   const LayerDev& w = layers[size_t(li)];
+  MYRIAD_TRY(lora_shrink(li, LinearModule::kO, 1, attn.data(), Q, true));
   MYRIAD_TRY(blas.gemm(dt, dt, attn.data(), Q, w.o.data(), res.data(), H, step_T, H, Q, 1.0f, 1.0f));
   MYRIAD_TRY(mark("o gemm"));
   if (w.o_bias.data()) {
     MYRIAD_TRY(add_bias(dt, res.data(), H, w.o_bias.data(), step_T, H, compute.get()));
     MYRIAD_TRY(mark("bias"));
   }
-  return apply_lora(li, LinearModule::kO, 1, attn.data(), Q, res.data(), H, step_T, step_mode);
+  return lora_expand(li, LinearModule::kO, 1, res.data(), H);
 }
 
 Status CudaExecutor::Impl::mlp_norm(int li) {
@@ -159,8 +196,11 @@ Status CudaExecutor::Impl::gate_up(int li) {
     return mark("rmsnorm+gate_up gemm+silu_mul");
   }
   char* gu = static_cast<char*>(gate_up_buf.data());
+  const bool hbuf_ready = !norm_fused_into(2 * I);  // as in qkv()
+  if (hbuf_ready) MYRIAD_TRY(lora_shrink(li, LinearModule::kGate, 2, hbuf.data(), H, true));  // gate|up
   MYRIAD_TRY(normed_gemm(w.post_norm.data(), w.gate_up.data(), gu, 2 * I, "gate_up gemm", "rmsnorm+gate_up gemm"));
-  return apply_lora(li, LinearModule::kGate, 2, hbuf.data(), H, gu, 2 * I, step_T, step_mode);  // gate|up
+  if (!hbuf_ready) MYRIAD_TRY(lora_shrink(li, LinearModule::kGate, 2, hbuf.data(), H, false));
+  return lora_expand(li, LinearModule::kGate, 2, gu, 2 * I);
 }
 
 Status CudaExecutor::Impl::act(int /*layer*/) {
@@ -170,10 +210,11 @@ Status CudaExecutor::Impl::act(int /*layer*/) {
 }
 
 Status CudaExecutor::Impl::down(int li) {
+  MYRIAD_TRY(lora_shrink(li, LinearModule::kDown, 1, act_buf.data(), I, true));
   MYRIAD_TRY(
       blas.gemm(dt, dt, act_buf.data(), I, layers[size_t(li)].down.data(), res.data(), H, step_T, H, I, 1.0f, 1.0f));
   MYRIAD_TRY(mark("down gemm"));
-  return apply_lora(li, LinearModule::kDown, 1, act_buf.data(), I, res.data(), H, step_T, step_mode);
+  return lora_expand(li, LinearModule::kDown, 1, res.data(), H);
 }
 
 // Final norm over every token, then lm_head on the gathered logits rows only.

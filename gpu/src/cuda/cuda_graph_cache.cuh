@@ -1,7 +1,8 @@
 // Captured CUDA graphs of decode steps, keyed by what fixes their launch
 // shapes (tokens, sampled rows, logits rows, LoRA levels: 0 without LoRA, 1
-// for one adapter a row, up to kMaxAdaptersPerRow for mixtures, and whether
-// the expands read mixture weights); every argument
+// for one adapter a row, up to kMaxAdaptersPerRow for mixtures, whether
+// the expands read mixture weights, and whether LoRA shrinks run on the side
+// stream, which changes the graph's shape); every argument
 // that changes between such steps lives in fixed device arrays, so a graph
 // replays any later step with the same key. Owns the graph executables.
 // Not thread-safe: the executor's step.
@@ -20,8 +21,8 @@ namespace myriad::gpu::cuda {
 
 class GraphCache {
  public:
-  // tokens, sampled rows, logits rows, LoRA levels, mixture weights
-  using Key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
+  // tokens, sampled rows, logits rows, LoRA levels, mixture weights, LoRA side stream
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, bool, bool>;
 
   GraphCache() = default;
   GraphCache(const GraphCache&) = delete;

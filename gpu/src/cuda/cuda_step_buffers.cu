@@ -66,7 +66,11 @@ Status CudaExecutor::Impl::alloc_runtime() {
       MYRIAD_ASSIGN(e, Event::create());
       slot_event.push_back(std::move(e));
     }
-    MYRIAD_ASSIGN(lora_v, alloc_dev(T * kMaxLoraGroup * R * sizeof(float), ignore));  // a group's v rows
+    // A group's v rows for every level: each level's shrink runs before any expand.
+    MYRIAD_ASSIGN(lora_v, alloc_dev(kLevels * T * kMaxLoraGroup * R * sizeof(float), ignore));
+    MYRIAD_ASSIGN(lora_side, Stream::create());
+    MYRIAD_ASSIGN(lora_fork, Event::create());
+    MYRIAD_ASSIGN(lora_join, Event::create());
   }
 
   // Metadata layout (fixed offsets, 16-byte aligned).

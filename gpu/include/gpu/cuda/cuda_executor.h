@@ -103,6 +103,10 @@ class CudaExecutor final : public Executor {
   // order the names first ran. Each event costs a few microseconds of its
   // own, so the shares are what to read, not the total.
   Status profile_step(const StepPlan& plan, StepResult& out, std::vector<std::pair<std::string, double>>& ms_by_op);
+  // LoRA shrinks beside their base GEMMs on a second stream (default), or
+  // in line on the compute stream (false): the benches' A/B. Same results;
+  // steps under either setting replay their own graphs.
+  void set_lora_side_stream(bool on);
 
   struct Impl;
 
