@@ -4,8 +4,9 @@
 // and written, over the kernels' time (CUDA events, 50 repetitions). Then
 // tinyllama's q|k|v (2048 -> 2048 | 256 | 256) as one group launch pair
 // against three launch pairs, BGMV, same data (the A/B of grouping). Rows
-// "shrink ...": BGMV's shrink (a warp per rank row) against the segmented
-// shrink on one-token segments (BGMV's kernel until 2026-12-07), interleaved.
+// "shrink ..." / "expand ...": BGMV's shrink (a warp per rank row) and
+// expand (4 tokens a block) against the segmented kernels on one-token
+// segments (BGMV's until 2026-12-08), interleaved.
 //
 //   cuda_lora_ops [--json]
 #include <algorithm>
@@ -117,21 +118,26 @@ int main(int argc, char** argv) {
                       form == 0 ? "bgmv" : "sgmv", sh.name, distinct, us, bytes / (us * 1e3), bytes / 1e6);
         rows.push_back(buf);
       }
-      {  // BGMV's shrink kernel (a warp a rank row) against the segmented one on one-token segments
+      {  // BGMV's kernels (shrink: a warp a rank row; expand: 4 tokens a block) against the segmented
+         // ones on one-token segments, which BGMV used before
         std::vector<int32_t> one_start(size_t(T) + 1), one_token(T);
         for (int t = 0; t <= T; ++t) one_start[size_t(t)] = t;
         for (int t = 0; t < T; ++t) one_token[size_t(t)] = t;
         auto d_start = up(one_start), d_token = up(one_token), d_weight = up(std::vector<float>(T, 1.0f));
         SgmvBatch ones{dts.as<int32_t>(), d_start.as<int32_t>(), d_token.as<int32_t>(), d_weight.as<float>(), T, 1};
-        double us[2] = {0, 0};
+        double us[4] = {0, 0, 0, 0};
         for (int round = 0; round < 3; ++round)
-          for (int form = 0; form < 2; ++form) {
+          for (int form = 0; form < 4; ++form) {
             auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
             auto launch = [&] {
               if (form == 0)
                 must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
-              else
+              else if (form == 1)
                 must(sgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, ones, nullptr));
+              else if (form == 2)
+                must(bgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, dts.as<int32_t>(), T, nullptr));
+              else
+                must(sgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, ones, nullptr));
             };
             launch();
             must(e0.record(nullptr));
@@ -146,6 +152,11 @@ int main(int argc, char** argv) {
                       "{\"case\":\"shrink %s b64 %d distinct\",\"warp_rows_us\":%.1f,\"segmented_us\":%.1f,"
                       "\"warp_vs_segmented\":%.3f}",
                       sh.name, distinct, us[0], us[1], us[0] / us[1]);
+        rows.push_back(buf);
+        std::snprintf(buf, sizeof buf,
+                      "{\"case\":\"expand %s b64 %d distinct\",\"token_tiles_us\":%.1f,\"segmented_us\":%.1f,"
+                      "\"tiles_vs_segmented\":%.3f}",
+                      sh.name, distinct, us[2], us[3], us[2] / us[3]);
         rows.push_back(buf);
       }
     }

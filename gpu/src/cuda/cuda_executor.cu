@@ -77,6 +77,10 @@ Status CudaExecutor::step(const StepPlan& plan, StepResult& out) {
   for (const SeqRow& r : plan.rows)  // promote finished loads (validate requires ready slots)
     for (uint8_t a = 0; a < r.adapters.count && a < kMaxAdaptersPerRow; ++a) (void)adapter_ready(r.adapters.refs[a].slot);
   MYRIAD_TRY(m.validate(plan));
+  if (!m.lora_joined) {  // a step that failed left a shrink on the side stream: let it end first
+    MYRIAD_TRY(sync_stream(m.lora_side.get()));
+    m.lora_joined = true;
+  }
   const int64_t bs = m.opt.kv_block_size;
 
   // Token-level metadata.

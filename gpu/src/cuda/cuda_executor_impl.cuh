@@ -189,6 +189,8 @@ struct CudaExecutor::Impl final : LlamaOps {
   // GEMM when x is ready then, on lora_side unless profiling; lora_expand
   // after the GEMM joins it back first.
   LoraGroupSlots lora_group_slots(int layer, LinearModule first, int count) const;
+  SgmvBatch sgmv_batch(int level) const;
+  float* lora_v_level(int level) const;
   Status lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx, bool beside_gemm);
   Status lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy);
   template <class T>

@@ -37,7 +37,16 @@ LoraGroupSlots CudaExecutor::Impl::lora_group_slots(int layer, LinearModule firs
   return w;
 }
 
-// Level l's v rows: [T, count * R] floats at l * lora_v_level.
+SgmvBatch CudaExecutor::Impl::sgmv_batch(int level) const {
+  return {seg_slot[level].dev,    seg_start[level].dev,    entry_token[level].dev,
+          entry_weight[level].dev, num_segments[level], max_seg_len[level]};
+}
+
+// lora_v holds a slice per level (its shrink's v rows, count * R floats a token).
+float* CudaExecutor::Impl::lora_v_level(int level) const {
+  return lora_v.as<float>() + int64_t(level) * step_T * kMaxLoraGroup * R;
+}
+
 Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx,
                                        bool beside_gemm) {
   if (step_mode == kNoLora) return ok_status();
@@ -50,15 +59,11 @@ Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count,
     s = lora_side.get();
     lora_joined = false;
   }
-  const int64_t level_floats = step_T * kMaxLoraGroup * R;
   for (int l = 0; l < (step_mode == kBgmv ? bgmv_levels : levels); ++l) {
-    float* v = lora_v.as<float>() + l * level_floats;
     if (step_mode == kBgmv) {
-      MYRIAD_TRY(bgmv_shrink(dt, v, x, ldx, w, token_slot[l].dev, step_T, s));
+      MYRIAD_TRY(bgmv_shrink(dt, lora_v_level(l), x, ldx, w, token_slot[l].dev, step_T, s));
     } else {
-      SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
-                  max_seg_len[l]};
-      MYRIAD_TRY(sgmv_shrink(dt, v, x, ldx, w, b, s));
+      MYRIAD_TRY(sgmv_shrink(dt, lora_v_level(l), x, ldx, w, sgmv_batch(l), s));
     }
     MYRIAD_TRY(mark("lora shrink"));
   }
@@ -73,16 +78,12 @@ Status CudaExecutor::Impl::lora_expand(int layer, LinearModule first, int count,
     lora_joined = true;
   }
   const LoraGroupSlots w = lora_group_slots(layer, first, count);
-  const int64_t level_floats = step_T * kMaxLoraGroup * R;
   for (int l = 0; l < (step_mode == kBgmv ? bgmv_levels : levels); ++l) {
-    const float* v = lora_v.as<float>() + l * level_floats;
     if (step_mode == kBgmv) {
-      MYRIAD_TRY(bgmv_expand(dt, y, ldy, v, w, token_slot[l].dev, step_T, compute.get(),
+      MYRIAD_TRY(bgmv_expand(dt, y, ldy, lora_v_level(l), w, token_slot[l].dev, step_T, compute.get(),
                              bgmv_weighted ? token_weight[l].dev : nullptr));
     } else {
-      SgmvBatch b{seg_slot[l].dev, seg_start[l].dev, entry_token[l].dev, entry_weight[l].dev, num_segments[l],
-                  max_seg_len[l]};
-      MYRIAD_TRY(sgmv_expand(dt, y, ldy, v, w, b, compute.get()));
+      MYRIAD_TRY(sgmv_expand(dt, y, ldy, lora_v_level(l), w, sgmv_batch(l), compute.get()));
     }
     MYRIAD_TRY(mark("lora expand"));
   }

@@ -1,5 +1,6 @@
-// SGMV and BGMV share their kernels through a "batch view" that maps a grid
-// segment to (slot, first entry, entries) and an entry to (token, weight).
+// SGMV's kernels read a "batch view" that maps a grid segment to (slot,
+// first entry, entries) and an entry to (token, weight); BGMV (decode: each
+// token its own segment) has kernels shaped for that (gathered_*).
 //
 // Both take a group of modules over one input (q|k|v, gate|up; one module is
 // a group of one): grid.y spans every member's rank rows (shrink) or output
@@ -14,6 +15,11 @@
 //   token's x row with a warp reduction: eight rows of work a block and no
 //   block barrier, where the segmented form spent a block and two barriers
 //   on each (token, row) dot product.
+// BGMV expand: block = (kExpandTokens consecutive tokens, 256 output
+//   features), each token with its own slot: thread o loads the tile's y
+//   values up front, then adds each token's B_slot[o, 0:r] . v (the B row
+//   comes from L1 after the first token of a slot), the same sums in the same
+//   order as one token a block did, in a quarter of the blocks.
 // expand: block = (segment, 256 output features, tile of kEntries entries).
 //   The tile's v rows sit in shared memory; thread o reads B_slot[o, 0:r]
 //   once (16-byte chunks when max_rank allows) for all the tile's entries and
@@ -32,7 +38,8 @@ namespace {
 constexpr int kEntries = 8;
 constexpr int kShrinkThreads = 256;
 constexpr int kExpandThreads = 256;
-constexpr int kShrinkWarps = 8;  // rank rows per block of the BGMV shrink
+constexpr int kShrinkWarps = 8;   // rank rows per block of the BGMV shrink
+constexpr int kExpandTokens = 4;  // tokens per block of the BGMV expand
 
 struct SegmentedView {
   SgmvBatch b;
@@ -43,14 +50,12 @@ struct SegmentedView {
   __device__ float weight(int e) const { return b.entry_weight[e]; }
 };
 
+// BGMV's tokens, each its own segment (the gathered_* kernels read it).
 struct GatheredView {
   const int32_t* token_slot;
   const float* token_weight;  // nullptr: 1 for every token
-  __device__ int slot(int seg) const { return token_slot[seg]; }
-  __device__ int start(int seg) const { return seg; }
-  __device__ int len(int) const { return 1; }
-  __device__ int token(int e) const { return e; }
-  __device__ float weight(int e) const { return token_weight ? token_weight[e] : 1.0f; }
+  __device__ int slot(int token) const { return token_slot[token]; }
+  __device__ float weight(int token) const { return token_weight ? token_weight[token] : 1.0f; }
 };
 
 // Where a slot's A and B start (elements), dense or pooled (slot_stride).
@@ -214,6 +219,60 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
   }
 }
 
+// B_slot[o, 0:rank] . vm[0:rank], ascending r (16-byte chunks of B when vec).
+template <class T>
+__device__ __forceinline__ float b_row_dot(const T* b, const float* vm, int rank, bool vec) {
+  float d = 0.0f;
+  if (vec) {
+    constexpr int V = kVec<T>;
+#pragma unroll 4
+    for (int c = 0; c < rank; c += V) {
+      float bf[V];
+      load16(b + c, bf);
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        if (c + i < rank) d += bf[i] * vm[c + i];
+    }
+  } else {
+    for (int r = 0; r < rank; ++r) d += to_f32(b[r]) * vm[r];
+  }
+  return d;
+}
+
+// blockIdx.x = tile of kExpandTokens tokens, blockIdx.y = 256 of the group's output columns.
+template <class T>
+__global__ void gathered_expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
+                                       GatheredView view, int tokens, bool vec) {  // vec: as expand_kernel's
+  extern __shared__ float vs[];  // [kExpandTokens, count * max_rank]
+  const int max_rank = g.member[0].max_rank, vw = g.count * max_rank;
+  const int e0 = int(blockIdx.x) * kExpandTokens, n = min(kExpandTokens, tokens - e0);
+  for (int i = threadIdx.x; i < n * vw; i += blockDim.x) vs[i] = v[int64_t(e0) * vw + i];
+  __syncthreads();
+  int64_t o = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  int mi = 0;
+  while (mi + 1 < g.count && o >= member(g, mi).out) o -= member(g, mi++).out;
+  const LoraModuleSlots& w = member(g, mi);
+  if (o >= w.out) return;
+  int64_t col0 = 0;
+  for (int j = 0; j < mi; ++j) col0 += member(g, j).out;
+  float yv[kExpandTokens];
+#pragma unroll
+  for (int e = 0; e < kExpandTokens; ++e)
+    if (e < n) yv[e] = to_f32(y[int64_t(e0 + e) * ldy + col0 + o]);  // all in flight at once
+#pragma unroll
+  for (int e = 0; e < kExpandTokens; ++e) {
+    if (e >= n) break;
+    const int slot = view.slot(e0 + e);
+    if (slot < 0 || slot >= w.num_slots) continue;
+    const int rank = w.ranks[int64_t(slot) * w.meta_stride];
+    if (rank <= 0) continue;
+    const T* b = static_cast<const T*>(w.b) + int64_t(slot) * b_slot_stride(w) + o * max_rank;
+    const float scale = w.scales[int64_t(slot) * w.meta_stride];
+    const float d = b_row_dot(b, vs + e * vw + mi * max_rank, rank, vec);
+    y[int64_t(e0 + e) * ldy + col0 + o] = from_f32<T>(yv[e] + view.weight(e0 + e) * scale * d);
+  }
+}
+
 Status check_group(const char* k, const LoraGroupSlots& g) {
   if (g.count < 1 || g.count > kMaxLoraGroup)
     return make_error(ErrorCode::kInvalidArgument, std::string(k) + ": group of " + std::to_string(g.count) +
@@ -274,12 +333,20 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroup
   if (segs == 0 || max_len == 0) return ok_status();
   if (segs < 0 || segs > INT32_MAX || max_len < 0)
     return make_error(ErrorCode::kInvalidArgument, "lora expand: bad segment count " + std::to_string(segs));
-  const dim3 grid(unsigned(segs), ceil_div(group_out(g), kExpandThreads), ceil_div(max_len, kEntries));
-  const size_t smem = sizeof(float) * kEntries * size_t(g.count) * size_t(g.member[0].max_rank);
+  constexpr bool gathered = std::is_same_v<View, GatheredView>;
+  const int64_t tile = gathered ? kExpandTokens : kEntries;
+  const unsigned col_blocks = ceil_div(group_out(g), kExpandThreads);
+  const dim3 grid = gathered ? dim3(ceil_div(segs, kExpandTokens), col_blocks)
+                             : dim3(unsigned(segs), col_blocks, ceil_div(max_len, kEntries));
+  const size_t smem = sizeof(float) * size_t(tile) * size_t(g.count) * size_t(g.member[0].max_rank);
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
     bool vec = g.member[0].max_rank % kVec<T> == 0;
     for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
-    expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
+    if constexpr (gathered)
+      gathered_expand_kernel<T><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view,
+                                                                        int(segs), vec);
+    else
+      expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
