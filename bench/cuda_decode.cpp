@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_must.h"
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/gemm.h"
@@ -60,19 +61,6 @@ struct Row {
   void add(const std::string& k, const std::string& v) { kv.emplace_back(k, "\"" + v + "\""); }
 };
 std::vector<Row> g_rows;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "cuda_decode: %s\n", what.c_str());
-  std::exit(1);
-}
-template <class T>
-T must(Result<T> r, const char* what) {
-  if (!r.ok()) die(std::string(what) + ": " + r.error().to_string());
-  return std::move(r.value());
-}
-void must(const Status& s, const char* what) {
-  if (!s.ok()) die(std::string(what) + ": " + s.error().to_string());
-}
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();

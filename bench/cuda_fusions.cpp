@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_must.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/rmsnorm.h"
@@ -39,18 +40,6 @@ namespace {
 constexpr int kReps = 20, kRounds = 5;
 constexpr size_t kRotationBytes = 256ull << 20;
 
-[[noreturn]] void die(const std::string& w) {
-  std::fprintf(stderr, "cuda_fusions: %s\n", w.c_str());
-  std::exit(1);
-}
-template <class T>
-T must(Result<T> r) {
-  if (!r.ok()) die(r.error().to_string());
-  return std::move(r.value());
-}
-void must(const Status& s) {
-  if (!s.ok()) die(s.error().to_string());
-}
 void must_cuda(cudaError_t e, const char* what) {
   if (e != cudaSuccess) die(std::string(what) + ": " + cudaGetErrorString(e));
 }

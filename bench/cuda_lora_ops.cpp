@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_must.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/lora.h"
@@ -23,17 +24,17 @@ using namespace myriad;
 using namespace myriad::gpu::cuda;
 
 namespace {
-[[noreturn]] void die(const std::string& w) {
-  std::fprintf(stderr, "cuda_lora_ops: %s\n", w.c_str());
-  std::exit(1);
-}
-template <class T>
-T must(Result<T> r) {
-  if (!r.ok()) die(r.error().to_string());
-  return std::move(r.value());
-}
-void must(const Status& s) {
-  if (!s.ok()) die(s.error().to_string());
+// Microseconds a call of launch() takes: reps calls after one to warm up,
+// between two CUDA events on the legacy stream.
+template <class F>
+double time_us(const F& launch, int reps) {
+  auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
+  launch();
+  must(e0.record(nullptr));
+  for (int i = 0; i < reps; ++i) launch();
+  must(e1.record(nullptr));
+  must(e1.synchronize());
+  return must(elapsed_ms(e0, e1)) * 1000.0 / reps;
 }
 template <class T>
 DeviceBuffer up(const std::vector<T>& v) {
@@ -96,7 +97,6 @@ int main(int argc, char** argv) {
       SgmvBatch sb{dss.as<int32_t>(), dst.as<int32_t>(), det.as<int32_t>(), dew.as<float>(), distinct, T / distinct};
       const double bytes = double(distinct) * R * (sh.in + sh.out) * 2 + double(T) * sh.in * 2 + 2.0 * T * sh.out * 2;
       for (int form = 0; form < 2; ++form) {
-        auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
         auto launch = [&] {
           if (form == 0) {
             must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
@@ -106,12 +106,7 @@ int main(int argc, char** argv) {
             must(sgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, sb, nullptr));
           }
         };
-        launch();
-        must(e0.record(nullptr));
-        for (int i = 0; i < reps; ++i) launch();
-        must(e1.record(nullptr));
-        must(e1.synchronize());
-        const double us = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+        const double us = time_us(launch, reps);
         char buf[256];
         std::snprintf(buf, sizeof buf,
                       "{\"case\":\"%s %s b64 %d distinct\",\"us\":%.1f,\"GBps\":%.0f,\"MB\":%.2f}",
@@ -128,7 +123,6 @@ int main(int argc, char** argv) {
         double us[4] = {0, 0, 0, 0};
         for (int round = 0; round < 3; ++round)
           for (int form = 0; form < 4; ++form) {
-            auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
             auto launch = [&] {
               if (form == 0)
                 must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
@@ -139,12 +133,7 @@ int main(int argc, char** argv) {
               else
                 must(sgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, ones, nullptr));
             };
-            launch();
-            must(e0.record(nullptr));
-            for (int i = 0; i < reps; ++i) launch();
-            must(e1.record(nullptr));
-            must(e1.synchronize());
-            const double t = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+            const double t = time_us(launch, reps);
             us[form] = round == 0 ? t : std::min(us[form], t);
           }
         char buf[256];
@@ -188,7 +177,6 @@ int main(int argc, char** argv) {
       double us[2] = {0, 0};
       for (int round = 0; round < 3; ++round)  // interleaved: grouped, separate, grouped, ...
         for (int form = 0; form < 2; ++form) {
-          auto e0 = must(Event::create(true)), e1 = must(Event::create(true));
           auto launch = [&] {
             if (form == 0) {
               must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), in, g, dts.as<int32_t>(), T, nullptr));
@@ -204,12 +192,7 @@ int main(int argc, char** argv) {
               col += outs[i];
             }
           };
-          launch();
-          must(e0.record(nullptr));
-          for (int i = 0; i < reps; ++i) launch();
-          must(e1.record(nullptr));
-          must(e1.synchronize());
-          const double t = must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+          const double t = time_us(launch, reps);
           us[form] = round == 0 ? t : std::min(us[form], t);
         }
       char buf[256];

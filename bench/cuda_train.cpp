@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_must.h"
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/lora_trainer.h"
@@ -39,16 +40,6 @@ struct Options {
   std::string shape = "llama-110m", seq_lens = "128,512";
   int64_t jobs = 8, steps = 5, batch_tokens = 2048, rank = 16, reps = 3;
 };
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "cuda_train: %s\n", what.c_str());
-  std::exit(1);
-}
-template <class T>
-T must(Result<T> r, const char* what) {
-  if (!r.ok()) die(std::string(what) + ": " + r.error().to_string());
-  return std::move(r.value());
-}
 
 double prefill_tok_s(const Options& o, std::shared_ptr<const Checkpoint> ck, int64_t seq_len) {
   gpu::cuda::CudaExecutorOptions eo;

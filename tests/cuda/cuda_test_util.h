@@ -140,6 +140,19 @@ std::vector<T> download_raw(const DeviceBuffer& b, size_t n) {
   return v;
 }
 
+// The GEMM reference, in double: y[m, n] = out(alpha * sum_k x[m*ldx + k] *
+// w[n*K + k] + beta * y[m*ldy + n]) (y's old value not read when beta is 0).
+inline void gemm_ref(const std::vector<float>& x, int ldx, const std::vector<float>& w, std::vector<float>& y,
+                     int ldy, int M, int N, int K, float alpha, float beta, DType out) {
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += double(x[size_t(m) * ldx + k]) * w[size_t(n) * K + k];
+      float& d = y[size_t(m) * ldy + n];
+      d = round_to(out, float(alpha * s + (beta != 0.0f ? double(beta) * d : 0.0)));
+    }
+}
+
 // Tolerances by dtype for float32-accumulated results: f32 leaves only
 // summation-order differences; bf16 rounds the output (8 bits of mantissa:
 // relative error 2^-8 = 3.9e-3) and possibly intermediates, so 2e-2 relative.

@@ -11,18 +11,6 @@
 namespace myriad::cuda_test {
 namespace {
 
-// y[m, n] = alpha * sum_k x[m*ldx + k] * w[n*K + k] + beta * y[m*ldy + n]
-void gemm_ref(const std::vector<float>& x, int ldx, const std::vector<float>& w, std::vector<float>& y, int ldy,
-              int M, int N, int K, float alpha, float beta, DType out) {
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      double s = 0;
-      for (int k = 0; k < K; ++k) s += double(x[size_t(m) * ldx + k]) * w[size_t(n) * K + k];
-      float& d = y[size_t(m) * ldy + n];
-      d = round_to(out, float(alpha * s + (beta != 0.0f ? double(beta) * d : 0.0)));
-    }
-}
-
 struct GemmCase {
   DType in, out;
   int M, N, K;

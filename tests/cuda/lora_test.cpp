@@ -72,6 +72,27 @@ Tol lora_tol(DType t) { return t == DType::kF32 ? Tol{2e-4f, 2e-4f} : Tol{3e-2f,
 
 class LoraTest : public ::testing::TestWithParam<LoraCase> {};
 
+// One BGMV shrink and expand over the case's tokens (`weight` null: 1 each),
+// v poisoned first; v and y as the device left them.
+struct BgmvResult {
+  std::vector<float> v, y;
+};
+BgmvResult run_bgmv(const LoraCase& c, const Slots& s, const std::vector<float>& x, const std::vector<float>& y,
+                    const std::vector<int32_t>& slot, const std::vector<float>* weight) {
+  auto dev = upload_slots(c, s);
+  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype), dslot = upload_raw(slot);
+  DeviceBuffer dw = weight ? upload_raw(*weight) : DeviceBuffer{};
+  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
+  const Status shrink = gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c),
+                                               dslot.as<int32_t>(), c.tokens, nullptr);
+  EXPECT_TRUE(shrink.ok()) << shrink.error().to_string();
+  const Status expand = gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c),
+                                               dslot.as<int32_t>(), c.tokens, nullptr,
+                                               weight ? dw.as<float>() : nullptr);
+  EXPECT_TRUE(expand.ok()) << expand.error().to_string();
+  return {download(dv, size_t(c.tokens) * c.max_rank, DType::kF32), download(dy, y.size(), c.dtype)};
+}
+
 TEST_P(LoraTest, BgmvMatchesReference) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
@@ -83,15 +104,9 @@ TEST_P(LoraTest, BgmvMatchesReference) {
   for (auto& v : slot) v = int32_t(rng()() % (c.slots + 1)) - 1;  // -1 .. slots-1
   slot[0] = -1;
   if (c.tokens > 1) slot[1] = 0;
-  auto dev = upload_slots(c, s);
-  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype), dslot = upload_raw(slot);
-  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
-  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c), dslot.as<int32_t>(),
-                                          c.tokens, nullptr));
-  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c),
-                                          dslot.as<int32_t>(), c.tokens, nullptr));
-  std::vector<float> ref = y, vgot = download(dv, size_t(c.tokens) * c.max_rank, DType::kF32);
-  std::vector<float> vg, vr;
+  const BgmvResult out = run_bgmv(c, s, x, y, slot, nullptr);
+  const std::vector<float>& vgot = out.v;
+  std::vector<float> ref = y, vg, vr;
   for (int t = 0; t < c.tokens; ++t) {
     if (slot[t] < 0) continue;
     std::vector<double> v;
@@ -102,7 +117,7 @@ TEST_P(LoraTest, BgmvMatchesReference) {
     }
   }
   EXPECT_TRUE(all_close(vg, vr, Tol{1e-4f, 1e-4f}, "v (shrink)"));
-  const auto got = download(dy, y.size(), c.dtype);
+  const std::vector<float>& got = out.y;
   EXPECT_TRUE(all_close(got, ref, lora_tol(c.dtype), "y"));
   for (int t = 0; t < c.tokens; ++t)
     if (slot[t] < 0 || s.ranks[slot[t]] == 0) {
@@ -127,17 +142,11 @@ TEST_P(LoraTest, BgmvWithTokenWeightsMatchesReference) {
   }
   slot[0] = 0;
   weight[0] = 0.25f;
-  auto dev = upload_slots(c, s);
-  auto dx = upload(x, c.dtype), dy = upload(y, c.dtype), dslot = upload_raw(slot), dw = upload_raw(weight);
-  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
-  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, dev.view(c), dslot.as<int32_t>(),
-                                          c.tokens, nullptr));
-  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), dev.view(c),
-                                          dslot.as<int32_t>(), c.tokens, nullptr, dw.as<float>()));
+  const BgmvResult out = run_bgmv(c, s, x, y, slot, &weight);
   std::vector<float> ref = y;
   for (int t = 0; t < c.tokens; ++t)
     if (slot[t] >= 0) lora_ref(c, s, x, t, slot[t], weight[t], ref, nullptr);
-  EXPECT_TRUE(all_close(download(dy, y.size(), c.dtype), ref, lora_tol(c.dtype), "y"));
+  EXPECT_TRUE(all_close(out.y, ref, lora_tol(c.dtype), "y"));
 }
 
 TEST_P(LoraTest, SgmvMatchesReference) {

@@ -3,6 +3,7 @@
 // not fill a block, K on the 16-byte path and off it (odd K, a misaligned x),
 // alpha and beta, padded rows (the padding must stay untouched), and the
 // shapes it refuses. gemm_test covers it again behind Blas's choice.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda_test_util.h"
@@ -46,6 +47,8 @@ TEST_P(SmallGemmTest, EveryRowCountMatchesCpuReference) {
       MYRIAD_ASSERT_OK(gpu::cuda::small_gemm(c.in, c.out, static_cast<char*>(dx.data()) + c.x_offset * esz, ldx,
                                              dw.data(), dy.data(), ldy, M, c.N, c.K, alpha, beta, nullptr));
       const auto got = download(dy, y.size(), c.out);
+      std::vector<float> ref = y;
+      gemm_ref(std::vector<float>(x.begin() + c.x_offset, x.end()), ldx, w, ref, ldy, M, c.N, c.K, alpha, beta, c.out);
       std::vector<float> g, r;
       for (int m = 0; m < M; ++m)
         for (int n = 0; n < ldy; ++n) {
@@ -56,11 +59,8 @@ TEST_P(SmallGemmTest, EveryRowCountMatchesCpuReference) {
             }
             continue;
           }
-          double s = 0;
-          for (int k = 0; k < c.K; ++k)
-            s += double(x[size_t(c.x_offset) + size_t(m) * ldx + size_t(k)]) * w[size_t(n) * c.K + size_t(k)];
           g.push_back(got[i]);
-          r.push_back(round_to(c.out, float(alpha * s + double(beta) * (beta != 0.0f ? y[i] : 0.0f))));
+          r.push_back(ref[i]);
         }
       const Tol tol = c.out == DType::kF32 && c.in == DType::kF32 ? Tol{1e-4f, 1e-4f}
                       : c.out == DType::kF32                      ? Tol{1e-3f, 1e-3f}  // exact inputs, f32 sums
@@ -103,12 +103,12 @@ TEST_P(SmallGemmTest, NormalizedInputMatchesRmsnormThenGemv) {
       }
       const auto got = download(dy, y.size(), c.out);
       const auto normed = download(dn, size_t(M) * ldn, c.in);
+      std::vector<float> ref = y;
+      gemm_ref(n_ref, c.K, w, ref, ldy, M, c.N, c.K, alpha, beta, c.out);
       for (int m = 0; m < M; ++m) {
         for (int n = 0; n < c.N; ++n) {
-          double d = 0;
-          for (int k = 0; k < c.K; ++k) d += double(n_ref[size_t(m) * c.K + k]) * w[size_t(n) * c.K + size_t(k)];
           const size_t i = size_t(m) * ldy + size_t(n);
-          y_ref.push_back(round_to(c.out, float(alpha * d + beta * y[i])));
+          y_ref.push_back(ref[i]);
           y_got.push_back(got[i]);
         }
         for (int k = 0; k < ldn; ++k) {
@@ -171,28 +171,28 @@ TEST_P(SmallGemmTest, GatedOutputMatchesGemvThenSiluMul) {
         for (int j = 0; j < inter; ++j)
           ASSERT_EQ(got[size_t(m) * ldy + size_t(j)], unfused[size_t(m) * inter + size_t(j)])
               << "row " << m << " feature " << j << ": not the bits of small_gemm then silu_mul";
-      std::vector<float> y_got, y_ref;
+      std::vector<float> y_got, y_ref, n(size_t(M) * c.K), gu_ref(size_t(M) * 2 * inter);
       for (int m = 0; m < M; ++m) {
         const float* xr = x.data() + c.x_offset + size_t(m) * ldx;
-        std::vector<float> n(xr, xr + c.K);
+        float* nr = n.data() + size_t(m) * c.K;
+        std::copy(xr, xr + c.K, nr);
         if (norm) {
           double ss = 0;
           for (int k = 0; k < c.K; ++k) ss += double(xr[k]) * xr[k];
           const float rstd = float(1.0 / std::sqrt(ss / c.K + eps));
-          for (int k = 0; k < c.K; ++k) n[size_t(k)] = round_to(dt, xr[k] * rstd * gamma[size_t(k)]);
+          for (int k = 0; k < c.K; ++k) nr[k] = round_to(dt, xr[k] * rstd * gamma[size_t(k)]);
         }
-        auto dot = [&](int row) {
-          double d = 0;
-          for (int k = 0; k < c.K; ++k) d += double(n[size_t(k)]) * w[size_t(row) * c.K + size_t(k)];
-          return round_to(dt, float(d));
-        };
+      }
+      gemm_ref(n, c.K, w, gu_ref, 2 * inter, M, 2 * inter, c.K, 1.0f, 0.0f, dt);
+      for (int m = 0; m < M; ++m) {
+        const float* gu = gu_ref.data() + size_t(m) * 2 * inter;
         for (int j = 0; j < ldy; ++j) {
           const float v = got[size_t(m) * ldy + size_t(j)];
           if (j >= inter) {
             ASSERT_TRUE(std::isnan(v)) << "padding written at row " << m << " col " << j;
             continue;
           }
-          const float g = dot(j), u = dot(inter + j);
+          const float g = gu[j], u = gu[inter + j];
           y_ref.push_back(round_to(dt, g / (1.0f + std::exp(-g)) * u));
           y_got.push_back(v);
         }
