@@ -86,6 +86,46 @@ TEST_P(GemmTest, MatchesCpuReference) {
   }
 }
 
+// tune_small_gemm times each path as the step runs it: work the cuBLAS path
+// runs around its GEMM counts against cuBLAS, a heavier small_gemm path
+// against small_gemm. The extra work is 30 launches of the same kind as the
+// other path, so the choice cannot go the other way on any device or on
+// cuda_emu.
+TEST(Gemm, TuningTimesEachPathAsTheStepRunsIt) {
+  MYRIAD_REQUIRE_CUDA();
+  const int N = 64, K = 64, rows = 2;
+  auto bt = gpu::cuda::Blas::create(nullptr);
+  MYRIAD_ASSERT_OK(bt);
+  auto w = upload(randn(size_t(N) * K, DType::kF32), DType::kF32);
+  auto x = upload(randn(size_t(rows) * K, DType::kF32), DType::kF32);
+  auto y = poisoned(size_t(rows) * N, DType::kF32), y2 = poisoned(size_t(rows) * N, DType::kF32);
+  const void* weights[] = {w.data()};
+  auto small_gemms = [&](int64_t M, int count) -> Status {
+    for (int i = 0; i < count; ++i)
+      MYRIAD_TRY(gpu::cuda::small_gemm(DType::kF32, DType::kF32, x.data(), K, w.data(), y2.data(), N, M, N, K, 1.0f,
+                                       0.0f, nullptr));
+    return ok_status();
+  };
+  int calls = 0;
+  gpu::cuda::Blas::TunedPaths heavy_cublas;
+  heavy_cublas.cublas_after = [&](int64_t M) {
+    ++calls;
+    return small_gemms(M, 30);
+  };
+  auto chose = bt->tune_small_gemm(DType::kF32, DType::kF32, x.data(), K, weights, y.data(), N, rows, N, K,
+                                   heavy_cublas);
+  MYRIAD_ASSERT_OK(chose);
+  EXPECT_EQ(chose.value(), rows);
+  EXPECT_GT(calls, 0);
+  for (int M = 1; M <= rows; ++M) EXPECT_TRUE(bt->uses_small_gemm(DType::kF32, DType::kF32, M, N, K)) << M;
+  gpu::cuda::Blas::TunedPaths heavy_small;
+  heavy_small.small = [&](int64_t M, const void*) { return small_gemms(M, 31); };
+  chose = bt->tune_small_gemm(DType::kF32, DType::kF32, x.data(), K, weights, y.data(), N, rows, N, K, heavy_small);
+  MYRIAD_ASSERT_OK(chose);
+  EXPECT_EQ(chose.value(), 0);
+  for (int M = 1; M <= rows; ++M) EXPECT_FALSE(bt->uses_small_gemm(DType::kF32, DType::kF32, M, N, K)) << M;
+}
+
 TEST(Gemm, RejectsBadArguments) {
   gpu::cuda::Blas none;  // no handle: argument errors must not touch CUDA
   EXPECT_FALSE(none.gemm(DType::kF32, DType::kF32, nullptr, 4, nullptr, nullptr, 4, 1, 4, 4).ok());

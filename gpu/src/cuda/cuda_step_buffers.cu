@@ -6,7 +6,9 @@
 #include <algorithm>
 
 #include "cuda_executor_impl.cuh"
+#include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/paged_attention.h"
+#include "gpu/cuda/rmsnorm.h"
 #include "gpu/cuda/small_gemm.h"
 
 namespace myriad::gpu::cuda {
@@ -142,18 +144,40 @@ Status CudaExecutor::Impl::tune_gemms() {
     void* y;
     int64_t ldx, ldy, N, K, max_rows;
     DType out;
+    Blas::TunedPaths paths;
+  };
+  // qkv and gate|up as a step without LoRA runs them (cuda_forward.cu): on
+  // small_gemm the norm (and gate|up's SiLU-mul) fused in, on cuBLAS their
+  // own launches around the GEMM; the scratch rows are the residual stream.
+  cudaStream_t cs = compute.get();
+  const void* norm_w = layers[0].in_norm.data();
+  auto norm_into_hbuf = [this, cs, norm_w](int64_t M) {
+    return rmsnorm(dt, hbuf.data(), nullptr, res.data(), norm_w, M, H, cfg.rms_norm_eps, cs);
+  };
+  Blas::TunedPaths qkv_paths, gate_up_paths;
+  qkv_paths.cublas_before = norm_into_hbuf;
+  qkv_paths.small = [this, cs, norm_w](int64_t M, const void* w) {
+    return small_gemm_rmsnorm(dt, dt, res.data(), H, norm_w, cfg.rms_norm_eps, nullptr, 0, w, qkvbuf.data(), QKV, M,
+                              QKV, H, 1.0f, 0.0f, cs);
+  };
+  gate_up_paths.cublas_before = norm_into_hbuf;
+  gate_up_paths.cublas_after = [this, cs](int64_t M) {
+    return silu_mul(dt, act_buf.data(), gate_up_buf.data(), M, I, cs);
+  };
+  gate_up_paths.small = [this, cs, norm_w](int64_t M, const void* w) {
+    return small_gemm_silu_mul(dt, res.data(), H, norm_w, cfg.rms_norm_eps, w, act_buf.data(), I, M, I, H, cs);
   };
   const int64_t P = opt.max_rows + opt.max_logits_rows;
   const Shape shapes[] = {
-      {hbuf.data(), &qkv_w, qkvbuf.data(), H, QKV, QKV, H, rows, dt},
-      {attn.data(), &o_w, res.data(), Q, H, H, Q, rows, dt},
-      {hbuf.data(), &gate_up_w, gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt},
-      {act_buf.data(), &down_w, res.data(), I, H, H, I, rows, dt},
-      {lh.data(), &head_w, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32},
+      {hbuf.data(), &qkv_w, qkvbuf.data(), H, QKV, QKV, H, rows, dt, qkv_paths},
+      {attn.data(), &o_w, res.data(), Q, H, H, Q, rows, dt, {}},
+      {hbuf.data(), &gate_up_w, gate_up_buf.data(), H, 2 * I, 2 * I, H, rows, dt, gate_up_paths},
+      {act_buf.data(), &down_w, res.data(), I, H, H, I, rows, dt, {}},
+      {lh.data(), &head_w, logits.data(), H, V, V, H, std::min(rows, P), DType::kF32, {}},
   };
   small_gemm_choices = 0;
   for (const Shape& s : shapes) {
-    auto n = blas.tune_small_gemm(dt, s.out, s.x, s.ldx, *s.w, s.y, s.ldy, s.max_rows, s.N, s.K);
+    auto n = blas.tune_small_gemm(dt, s.out, s.x, s.ldx, *s.w, s.y, s.ldy, s.max_rows, s.N, s.K, s.paths);
     if (!n.ok()) return n.error();
     small_gemm_choices += n.value();
   }

@@ -92,7 +92,7 @@ Status Blas::cublas_gemm(DType in, DType out, const void* x, int64_t ldx, const 
 
 Result<int> Blas::tune_small_gemm(DType in, DType out, const void* x, int64_t ldx,
                                   std::span<const void* const> weights, void* y, int64_t ldy, int64_t max_rows,
-                                  int64_t N, int64_t K) {
+                                  int64_t N, int64_t K, const TunedPaths& paths) {
   if (weights.empty()) return make_error(ErrorCode::kInvalidArgument, "tune_small_gemm: no weights");
   size_t next = 0;
   auto e0 = Event::create(true), e1 = Event::create(true);
@@ -105,8 +105,11 @@ Result<int> Blas::tune_small_gemm(DType in, DType out, const void* x, int64_t ld
       for (int k = 0; k < 2; ++k) {
         auto run = [&]() -> Status {
           const void* w = weights[next++ % weights.size()];
-          return k == 0 ? cublas_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f)
-                        : small_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f, stream_);
+          if (k == 1 && paths.small) return paths.small(M, w);
+          if (k == 1) return small_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f, stream_);
+          if (paths.cublas_before) MYRIAD_TRY(paths.cublas_before(M));
+          MYRIAD_TRY(cublas_gemm(in, out, x, ldx, w, y, ldy, M, N, K, 1.0f, 0.0f));
+          return paths.cublas_after ? paths.cublas_after(M) : ok_status();
         };
         MYRIAD_TRY(run());  // warm
         MYRIAD_TRY(e0->record(stream_));

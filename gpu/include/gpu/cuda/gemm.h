@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <span>
 
@@ -66,8 +67,19 @@ class Blas {
   // so they stream from memory as in a step rather than sit in L2). x and y
   // are scratch of those shapes (y is overwritten). Not during graph
   // capture. Returns how many M chose small_gemm.
+  //
+  // `paths` times each side as a step runs it where the two differ in more
+  // than the GEMM: small_gemm's path may be a fused kernel (small_gemm_rmsnorm,
+  // small_gemm_silu_mul) whose separate launches the cuBLAS path runs around
+  // its GEMM (the norm before, SiLU-mul after), so the fusion's saved launches
+  // count in the choice.
+  struct TunedPaths {
+    std::function<Status(int64_t M)> cublas_before, cublas_after;  // null: nothing
+    std::function<Status(int64_t M, const void* w)> small;          // null: small_gemm
+  };
   Result<int> tune_small_gemm(DType in, DType out, const void* x, int64_t ldx, std::span<const void* const> weights,
-                              void* y, int64_t ldy, int64_t max_rows, int64_t N, int64_t K);
+                              void* y, int64_t ldy, int64_t max_rows, int64_t N, int64_t K,
+                              const TunedPaths& paths = {});
 
  private:
   using ShapeKey = std::array<int64_t, 5>;  // in, out, M, N, K
