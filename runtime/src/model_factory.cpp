@@ -469,8 +469,9 @@ std::shared_ptr<LoraWeights> random_lora(const ModelConfig& base, int32_t rank, 
       mw.scale = alpha / float(rank);
       mw.a.resize(size_t(rank) * size_t(in));
       mw.b.resize(size_t(out) * size_t(rank));
-      for (size_t i = 0; i < mw.a.size(); ++i) mw.a[i] = random_weight(seed, key + ".A", i, std);
-      for (size_t i = 0; i < mw.b.size(); ++i) mw.b[i] = random_weight(seed, key + ".B", i, std);
+      // random_weight's values, a pair per draw and the name hashed once a tensor.
+      fill_normal(tensor_key(seed, key + ".A"), 0, mw.a.size(), std, mw.a.data());
+      fill_normal(tensor_key(seed, key + ".B"), 0, mw.b.size(), std, mw.b.data());
     }
   }
   return w;

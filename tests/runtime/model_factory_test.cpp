@@ -142,6 +142,27 @@ TEST(ModelFactory, RandomWeightsAreStandardNormalScaled) {
   EXPECT_EQ(random_weight(7, "t", 5, 0.02f), random_weight(7, "t", 5, 1.0f) * 0.02f);
 }
 
+// random_lora's A and B are random_weight's streams of "<layer>.<module>.A"
+// and ".B", every element (odd and even, each tensor's last), with rank,
+// scale and name as asked.
+TEST(ModelFactory, RandomLoraElementsAreRandomWeights) {
+  const ModelConfig cfg = *model_shape("tiny");
+  const auto w = random_lora(cfg, 4, 8.0f, 3, "x", 0.05f);
+  ASSERT_EQ(w->name, "x");
+  ASSERT_EQ(w->modules.size(), size_t(cfg.num_layers) * kNumLinearModules);
+  for (int64_t l = 0; l < cfg.num_layers; ++l)
+    for (int m = 0; m < kNumLinearModules; ++m) {
+      const LoraModuleWeights& mw = w->at(int(l), LinearModule(m));
+      const std::string key = std::to_string(l) + "." + linear_module_name(LinearModule(m));
+      ASSERT_EQ(mw.rank, 4);
+      ASSERT_EQ(mw.scale, 2.0f);
+      for (size_t i = 0; i < mw.a.size(); ++i)
+        ASSERT_EQ(mw.a[i], random_weight(3, key + ".A", i, 0.05f)) << key << ".A[" << i << "]";
+      for (size_t i = 0; i < mw.b.size(); ++i)
+        ASSERT_EQ(mw.b[i], random_weight(3, key + ".B", i, 0.05f)) << key << ".B[" << i << "]";
+    }
+}
+
 // Every element equals random_weight (rounded to the dtype) or 1 for norms.
 void expect_exact_contents(const Checkpoint& ck, uint64_t seed) {
   for (const auto& e : expected_tensors(ck.config())) {
