@@ -37,7 +37,7 @@
 #include <string>
 #include <vector>
 
-#include "bench_must.h"
+#include "bench_common.h"
 #include "gpu/cuda/cuda_executor.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/gemm.h"

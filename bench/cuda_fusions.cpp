@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "bench_must.h"
+#include "bench_common.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/rmsnorm.h"
@@ -198,12 +198,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (json) {
-    std::printf("{\"rows\":[");
-    for (size_t i = 0; i < rows.size(); ++i) std::printf("%s%s", i ? "," : "", rows[i].c_str());
-    std::printf("]}\n");
-  } else {
-    for (auto& r : rows) std::printf("%s\n", r.c_str());
-  }
+  print_rows(rows, json);
   return 0;
 }

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "bench_must.h"
+#include "bench_common.h"
 #include "gpu/cuda/device_memory.h"
 #include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/lora.h"
@@ -35,6 +35,15 @@ double time_us(const F& launch, int reps) {
   must(e1.record(nullptr));
   must(e1.synchronize());
   return must(elapsed_ms(e0, e1)) * 1000.0 / reps;
+}
+// Each form's best time_us over 3 rounds, the forms interleaved in each.
+template <class F>
+std::vector<double> best_of_rounds(int forms, const F& launch_form, int reps) {
+  std::vector<double> us(size_t(forms), 1e30);
+  for (int round = 0; round < 3; ++round)
+    for (int form = 0; form < forms; ++form)
+      us[size_t(form)] = std::min(us[size_t(form)], time_us([&] { launch_form(form); }, reps));
+  return us;
 }
 template <class T>
 DeviceBuffer up(const std::vector<T>& v) {
@@ -120,10 +129,9 @@ int main(int argc, char** argv) {
         for (int t = 0; t < T; ++t) one_token[size_t(t)] = t;
         auto d_start = up(one_start), d_token = up(one_token), d_weight = up(std::vector<float>(T, 1.0f));
         SgmvBatch ones{dts.as<int32_t>(), d_start.as<int32_t>(), d_token.as<int32_t>(), d_weight.as<float>(), T, 1};
-        double us[4] = {0, 0, 0, 0};
-        for (int round = 0; round < 3; ++round)
-          for (int form = 0; form < 4; ++form) {
-            auto launch = [&] {
+        const auto us = best_of_rounds(
+            4,
+            [&](int form) {
               if (form == 0)
                 must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), sh.in, w, dts.as<int32_t>(), T, nullptr));
               else if (form == 1)
@@ -132,10 +140,8 @@ int main(int argc, char** argv) {
                 must(bgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, dts.as<int32_t>(), T, nullptr));
               else
                 must(sgmv_expand(DType::kBF16, y.data(), sh.out, v.as<float>(), w, ones, nullptr));
-            };
-            const double t = time_us(launch, reps);
-            us[form] = round == 0 ? t : std::min(us[form], t);
-          }
+            },
+            reps);
         char buf[256];
         std::snprintf(buf, sizeof buf,
                       "{\"case\":\"shrink %s b64 %d distinct\",\"warp_rows_us\":%.1f,\"segmented_us\":%.1f,"
@@ -174,10 +180,9 @@ int main(int argc, char** argv) {
       std::vector<int32_t> token_slot(T);
       for (int t = 0; t < T; ++t) token_slot[size_t(t)] = t % distinct;
       auto dts = up(token_slot);
-      double us[2] = {0, 0};
-      for (int round = 0; round < 3; ++round)  // interleaved: grouped, separate, grouped, ...
-        for (int form = 0; form < 2; ++form) {
-          auto launch = [&] {
+      const auto us = best_of_rounds(  // form 0 grouped, 1 separate
+          2,
+          [&](int form) {
             if (form == 0) {
               must(bgmv_shrink(DType::kBF16, v.as<float>(), x.data(), in, g, dts.as<int32_t>(), T, nullptr));
               must(bgmv_expand(DType::kBF16, y.data(), width, v.as<float>(), g, dts.as<int32_t>(), T, nullptr));
@@ -191,10 +196,8 @@ int main(int argc, char** argv) {
                                nullptr));
               col += outs[i];
             }
-          };
-          const double t = time_us(launch, reps);
-          us[form] = round == 0 ? t : std::min(us[form], t);
-        }
+          },
+          reps);
       char buf[256];
       std::snprintf(buf, sizeof buf,
                     "{\"case\":\"bgmv qkv b64 %d distinct\",\"grouped_us\":%.1f,\"separate_us\":%.1f,"
@@ -203,12 +206,6 @@ int main(int argc, char** argv) {
       rows.push_back(buf);
     }
   }
-  if (json) {
-    std::printf("{\"rows\":[");
-    for (size_t i = 0; i < rows.size(); ++i) std::printf("%s%s", i ? "," : "", rows[i].c_str());
-    std::printf("]}\n");
-  } else {
-    for (auto& r : rows) std::printf("%s\n", r.c_str());
-  }
+  print_rows(rows, json);
   return 0;
 }
