@@ -20,8 +20,9 @@
 // Multi-LoRA: tinyllama-1.1b, --adapters resident rank-16 adapters on all
 // seven modules, batch 64, 1/8/32/64 distinct adapters per step and
 // Zipf(1.0) over all of them; floor adds the distinct adapters' bytes; each
-// row times steps with the LoRA shrinks beside their GEMMs (step_ms, best of
-// 2) against shrinks in line (in_line_shrink_step_ms), interleaved.
+// row times steps with LoRA beside the GEMMs on the side stream (step_ms, best
+// of 2) against LoRA in line (in_line_shrink_step_ms, the name kept from when
+// only the shrinks moved), interleaved.
 // Adapter upload: one adapter from its staged form (the host cache's pinned
 // bf16 slot image) vs bytes / measured H2D rate; and from float32 weights
 // converted at load time ("unstaged").
@@ -385,8 +386,8 @@ int main(int argc, char** argv) {
       std::set<int32_t> distinct(slots.begin(), slots.end());
       DecodeBatch b;
       b.build(batch, ctx, steps * 6 + 40, slots);
-      // A/B, interleaved: LoRA shrinks beside their GEMMs on the side stream
-      // (the default) and in line on the compute stream; the best of 2 each.
+      // A/B, interleaved: LoRA beside the GEMMs on the side stream (the
+      // default) and in line on the compute stream; the best of 2 each.
       double ms = 1e30, in_line_ms = 1e30;
       for (int round = 0; round < 2; ++round) {
         ex->set_lora_side_stream(true);

@@ -365,23 +365,31 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
   EXPECT_GT(graphs->graphs_captured(), 0);
 }
 
-// LoRA shrinks beside their base GEMMs (a second stream forked and joined by
-// events, a parallel branch when captured) compute what shrinks in line on
-// the compute stream do, in plain steps and from graphs. cuda_emu runs a
+// LoRA beside the base GEMMs (a second stream forked and joined by events, a
+// parallel branch when captured: the shrinks, and with one adapter level and
+// unfused norms the expands too, into a float32 delta the GEMM output's
+// consumer adds) computes what LoRA in line on the compute stream does, bit
+// for bit, in F32 and BF16 (the delta is added with the one rounding an
+// in-line expand makes), in plain steps and from graphs. cuda_emu runs a
 // stream's work as late as its waits allow, so a join placed after its
-// expand fails here (and every LoRA golden).
+// expand, or a consumer that does not wait for the delta, fails here (and
+// every LoRA golden). small_gemm = 1 leaves every norm unfused, so the
+// prefill (SGMV) and decode (BGMV) steps both take the delta.
 TEST_P(CudaGolden, LoraShrinksOnTheSideStreamEqualShrinksInLine) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();
-  auto in_line = make_executor(model, DType::kF32, {.small_gemm = 1});
-  auto side_plain = make_executor(model, DType::kF32, {.small_gemm = 1});
-  auto side_graphs = make_executor(model, DType::kF32, {.graphs = true, .small_gemm = 1});
-  ASSERT_TRUE(in_line && side_plain && side_graphs);
-  in_line->set_lora_side_stream(false);
   const auto seqs = variant_seqs(golden(model), false);
-  expect_same_runs(*in_line, *side_plain, seqs, Tol{1e-5f, 0}, "side stream vs in line", 5, 6);
-  expect_same_runs(*in_line, *side_graphs, seqs, Tol{1e-5f, 0}, "side stream graphs vs in line", 7, 8);
-  EXPECT_GT(side_graphs->graphs_captured(), 0);
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto in_line = make_executor(model, dt, {.small_gemm = 1});
+    auto side_plain = make_executor(model, dt, {.small_gemm = 1});
+    auto side_graphs = make_executor(model, dt, {.graphs = true, .small_gemm = 1});
+    ASSERT_TRUE(in_line && side_plain && side_graphs);
+    in_line->set_lora_side_stream(false);
+    expect_same_runs(*in_line, *side_plain, seqs, Tol{0, 0}, "side stream vs in line", 5, 6);
+    expect_same_runs(*in_line, *side_graphs, seqs, Tol{0, 0}, "side stream graphs vs in line", 7, 8);
+    EXPECT_GT(side_graphs->graphs_captured(), 0);
+  }
 }
 
 // A weighted mixture of two adapters decodes on the graph path (one BGMV

@@ -125,6 +125,20 @@ TEST_P(LoraTest, BgmvMatchesReference) {
     }
 }
 
+// Each token's slot (-1: none) and mixture weight (-1 .. 1.75, 0 included);
+// token 0 on slot 0 at weight 0.25.
+std::pair<std::vector<int32_t>, std::vector<float>> token_slots(const LoraCase& c) {
+  std::vector<int32_t> slot(c.tokens);
+  std::vector<float> weight(c.tokens);
+  for (int t = 0; t < c.tokens; ++t) {
+    slot[t] = int32_t(rng()() % (c.slots + 1)) - 1;
+    weight[t] = float(int(rng()() % 12) - 4) / 4.0f;
+  }
+  slot[0] = 0;
+  weight[0] = 0.25f;
+  return {slot, weight};
+}
+
 // A decode step's mixture level: each token's slot and its weight in the
 // mixture (the expand adds w * scale * B A x), as the executor's BGMV levels.
 TEST_P(LoraTest, BgmvWithTokenWeightsMatchesReference) {
@@ -134,14 +148,7 @@ TEST_P(LoraTest, BgmvWithTokenWeightsMatchesReference) {
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);
   auto y = randn(size_t(c.tokens) * c.out, c.dtype);
-  std::vector<int32_t> slot(c.tokens);
-  std::vector<float> weight(c.tokens);
-  for (int t = 0; t < c.tokens; ++t) {
-    slot[t] = int32_t(rng()() % (c.slots + 1)) - 1;
-    weight[t] = float(int(rng()() % 12) - 4) / 4.0f;  // -1 .. 1.75, 0 included
-  }
-  slot[0] = 0;
-  weight[0] = 0.25f;
+  const auto [slot, weight] = token_slots(c);
   const BgmvResult out = run_bgmv(c, s, x, y, slot, &weight);
   std::vector<float> ref = y;
   for (int t = 0; t < c.tokens; ++t)
@@ -216,6 +223,74 @@ TEST_P(LoraTest, SgmvMatchesReference) {
     if (!touched[t]) {
       for (int o = 0; o < c.out; ++o) ASSERT_EQ(got[size_t(t) * c.out + o], y[size_t(t) * c.out + o]) << "row " << t;
     }
+}
+
+// The expands into a float32 delta (what the executor runs beside its base
+// GEMMs) hold exactly what the expands into y add: y + delta rounded once to
+// the dtype is the in-line expand's y bit for bit, BGMV (weighted, rows
+// without adapter) and SGMV alike, and rows nothing touches keep a zero delta.
+TEST_P(LoraTest, ExpandsIntoAFloatDeltaGiveTheInLineBits) {
+  MYRIAD_REQUIRE_CUDA();
+  MYRIAD_CUDA_TEST_SEED();
+  const LoraCase c = GetParam();
+  const Slots s = make_slots(c);
+  auto x = randn(size_t(c.tokens) * c.in, c.dtype);
+  auto y = randn(size_t(c.tokens) * c.out, c.dtype);
+  const auto [slot, weight] = token_slots(c);
+  // SGMV: one level, segments by slot, the same weights.
+  std::vector<int32_t> order(c.tokens), seg_slot, seg_start, entry_token;
+  std::vector<float> entry_weight;
+  for (int t = 0; t < c.tokens; ++t) order[t] = t;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return slot[a] < slot[b]; });
+  int max_len = 0;
+  for (int t : order) {
+    if (slot[t] < 0) continue;
+    if (seg_slot.empty() || seg_slot.back() != slot[t]) {
+      seg_slot.push_back(slot[t]);
+      seg_start.push_back(int32_t(entry_token.size()));
+    }
+    entry_token.push_back(t);
+    entry_weight.push_back(weight[t]);
+  }
+  seg_start.push_back(int32_t(entry_token.size()));
+  for (size_t g = 0; g + 1 < seg_start.size(); ++g) max_len = std::max(max_len, seg_start[g + 1] - seg_start[g]);
+  auto dev = upload_slots(c, s);
+  auto dx = upload(x, c.dtype), dslot = upload_raw(slot), dw = upload(weight, DType::kF32);
+  auto ds = upload_raw(seg_slot), dst = upload_raw(seg_start), det = upload_raw(entry_token);
+  auto dew = upload(entry_weight, DType::kF32);
+  const gpu::cuda::SgmvBatch b{ds.as<int32_t>(), dst.as<int32_t>(), det.as<int32_t>(), dew.as<float>(),
+                               int32_t(seg_slot.size()), max_len};
+  const auto g = gpu::cuda::lora_group(dev.view(c));
+  const size_t n = y.size();
+  for (bool sgmv : {false, true}) {
+    SCOPED_TRACE(sgmv ? "sgmv" : "bgmv");
+    auto dy = upload(y, c.dtype);
+    auto delta = upload(std::vector<float>(n, 0.0f), DType::kF32);
+    auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
+    if (sgmv) {
+      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, g, b, nullptr));
+      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), g, b, nullptr));
+      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand_f32(c.dtype, delta.as<float>(), c.out, dv.as<float>(), g, b, nullptr));
+    } else {
+      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, g, dslot.as<int32_t>(),
+                                              c.tokens, nullptr));
+      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), g, dslot.as<int32_t>(),
+                                              c.tokens, nullptr, dw.as<float>()));
+      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand_f32(c.dtype, delta.as<float>(), c.out, dv.as<float>(), g,
+                                                  dslot.as<int32_t>(), c.tokens, nullptr, dw.as<float>()));
+    }
+    const auto got_y = download(dy, n, c.dtype), got_d = download(delta, n, DType::kF32);
+    for (int t = 0; t < c.tokens; ++t) {
+      const bool untouched = slot[t] < 0 || s.ranks[slot[t]] == 0;
+      for (int o = 0; o < c.out; ++o) {
+        const size_t i = size_t(t) * c.out + o;
+        ASSERT_EQ(round_to(c.dtype, y[i] + got_d[i]), got_y[i]) << "token " << t << " column " << o;
+        if (untouched) {
+          ASSERT_EQ(got_d[i], 0.0f) << "token " << t << " column " << o;
+        }
+      }
+    }
+  }
 }
 
 std::vector<LoraCase> lora_cases() {

@@ -26,6 +26,9 @@
 namespace myriad::gpu::cuda {
 
 inline constexpr int kLevels = kMaxAdaptersPerRow;  // mixture levels (BGMV and SGMV)
+// Steps of up to this many tokens (decode batches) may run LoRA into
+// lora_delta; longer prefills, compute-bound, expand in line.
+inline constexpr int64_t kLoraDeltaRows = 256;
 
 struct LayerDev {
   DeviceBuffer in_norm, post_norm;  // [H]
@@ -100,6 +103,14 @@ struct CudaExecutor::Impl final : LlamaOps {
   Event lora_fork, lora_join;
   bool lora_side_stream = true;
   bool lora_joined = true;  // no shrink is in flight on lora_side
+  // In steps of up to lora_delta_rows tokens with one adapter level, unfused
+  // norms and the side stream on (lora_into_delta()), a group's expand runs
+  // on lora_side too, after its shrink, into lora_delta (float32, zeroed
+  // first); the consumer of the GEMM's output (RoPE + KV write, SiLU-mul, the
+  // next RMSNorm) joins and adds it, so no LoRA launch waits in line.
+  DeviceBuffer lora_delta;  // [lora_delta_rows, max(QKV, 2I, H)]
+  int64_t lora_delta_rows = 0;
+  bool delta_pending = false;  // lora_delta holds a sum its consumer has not taken
 
   // Scratch
   // res: the residual stream (o_proj and down accumulate into it); hbuf: its RMSNorm.
@@ -193,6 +204,11 @@ struct CudaExecutor::Impl final : LlamaOps {
   float* lora_v_level(int level) const;
   Status lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx, bool beside_gemm);
   Status lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy);
+  bool lora_into_delta() const;
+  // The pending delta (joined into compute first), or nullptr when none is.
+  Status take_lora_delta(const float*& delta);
+  // rmsnorm of res into hbuf, adding a pending delta into res first.
+  Status norm_res(const void* norm_w);
   template <class T>
   Status upload_meta(const MetaArray<T>& a, size_t n) {
     return copy_h2d(a.dev, a.host, n * sizeof(T), compute.get());

@@ -157,9 +157,17 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
   if (lane == 0) v[int64_t(token) * g.count * max_rank + row] = acc;
 }
 
+// y + weight * scale * d with the product rounded before the add (no FMA
+// contraction), so an expand into a float32 delta that a consumer adds to y
+// later gives the same bits as an expand into y.
+__device__ __forceinline__ float lora_add(float y, float weight, float scale, float d) {
+  return __fadd_rn(y, __fmul_rn(__fmul_rn(weight, scale), d));
+}
+
 // Output columns o of the whole group: member mi owns [col0, col0 + out_mi).
-template <class T, class View>
-__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g, View view,
+// T: the weights' dtype; Y: y's (T, or float for a delta).
+template <class T, class Y, class View>
+__global__ void expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g, View view,
                               bool vec) {  // vec: 16-byte loads of B rows are aligned
   extern __shared__ float vs[];  // [kEntries, count * max_rank]
   const int seg = blockIdx.x;
@@ -214,8 +222,8 @@ __global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, Lo
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) {
     if (e >= n) break;
-    T* yp = y + int64_t(view.token(e0 + e)) * ldy + col0 + o;
-    *yp = from_f32<T>(to_f32(*yp) + view.weight(e0 + e) * scale * d[e]);
+    Y* yp = y + int64_t(view.token(e0 + e)) * ldy + col0 + o;
+    *yp = from_f32<Y>(lora_add(to_f32(*yp), view.weight(e0 + e), scale, d[e]));
   }
 }
 
@@ -240,8 +248,8 @@ __device__ __forceinline__ float b_row_dot(const T* b, const float* vm, int rank
 }
 
 // blockIdx.x = tile of kExpandTokens tokens, blockIdx.y = 256 of the group's output columns.
-template <class T>
-__global__ void gathered_expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
+template <class T, class Y>
+__global__ void gathered_expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
                                        GatheredView view, int tokens, bool vec) {  // vec: as expand_kernel's
   extern __shared__ float vs[];  // [kExpandTokens, count * max_rank]
   const int max_rank = g.member[0].max_rank, vw = g.count * max_rank;
@@ -269,7 +277,7 @@ __global__ void gathered_expand_kernel(T* y, int64_t ldy, const float* __restric
     const T* b = static_cast<const T*>(w.b) + int64_t(slot) * b_slot_stride(w) + o * max_rank;
     const float scale = w.scales[int64_t(slot) * w.meta_stride];
     const float d = b_row_dot(b, vs + e * vw + mi * max_rank, rank, vec);
-    y[int64_t(e0 + e) * ldy + col0 + o] = from_f32<T>(yv[e] + view.weight(e0 + e) * scale * d);
+    y[int64_t(e0 + e) * ldy + col0 + o] = from_f32<Y>(lora_add(yv[e], view.weight(e0 + e), scale, d));
   }
 }
 
@@ -325,9 +333,10 @@ Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroup
   });
 }
 
+// f32_out: y is a float32 delta rather than the weights' dtype.
 template <class View>
-Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g, View view, int64_t segs,
-              int64_t max_len, StreamHandle stream) {
+Status expand(DType dtype, void* y, int64_t ldy, bool f32_out, const float* v, const LoraGroupSlots& g, View view,
+              int64_t segs, int64_t max_len, StreamHandle stream) {
   MYRIAD_TRY(check_group("lora expand", g));
   if (ldy < group_out(g)) return make_error(ErrorCode::kInvalidArgument, "lora expand: ldy < the group's outputs");
   if (segs == 0 || max_len == 0) return ok_status();
@@ -342,11 +351,17 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroup
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
     bool vec = g.member[0].max_rank % kVec<T> == 0;
     for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
-    if constexpr (gathered)
-      gathered_expand_kernel<T><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view,
-                                                                        int(segs), vec);
+    auto launch = [&](auto* out) {
+      using Y = std::remove_pointer_t<decltype(out)>;
+      if constexpr (gathered)
+        gathered_expand_kernel<T, Y><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, int(segs), vec);
+      else
+        expand_kernel<T, Y, View><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, vec);
+    };
+    if (f32_out)
+      launch(static_cast<float*>(y));
     else
-      expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
+      launch(static_cast<T*>(y));
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
@@ -360,7 +375,11 @@ Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
 }
 Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
                    const SgmvBatch& batch, StreamHandle stream) {
-  return expand(dtype, y, ldy, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+  return expand(dtype, y, ldy, false, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+}
+Status sgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
+                       const SgmvBatch& batch, StreamHandle stream) {
+  return expand(dtype, delta, ld, true, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
 }
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
@@ -368,7 +387,11 @@ Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
 }
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
-  return expand(dtype, y, ldy, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
+  return expand(dtype, y, ldy, false, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
+}
+Status bgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
+                       const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
+  return expand(dtype, delta, ld, true, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
 }
 
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,

@@ -1,6 +1,8 @@
 // One block per row: pass 1 forms (and stores) the residual sum and its sum of
 // squares, a fixed-order block reduction gives the scale, pass 2 writes out.
 // A thread reads back only the residual elements it wrote itself.
+#include <string>
+
 #include "cuda_check.cuh"
 #include "gpu/cuda/rmsnorm.h"
 #include "kernel_common.cuh"
@@ -8,8 +10,9 @@
 namespace myriad::gpu::cuda {
 namespace {
 
-template <class T>
-__global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, const T* x,
+// X: x's type (T, or float for a LoRA delta added into the residual).
+template <class T, class X>
+__global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, const X* x,
                                const T* __restrict__ w, int hidden, float eps) {
   __shared__ float scratch[33];
   const size_t base = size_t(blockIdx.x) * hidden;
@@ -31,19 +34,39 @@ __global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, co
   }
 }
 
+Status check_shape(const char* what, int64_t rows, int64_t hidden) {
+  if (rows < 0 || hidden <= 0 || rows > INT32_MAX || hidden > INT32_MAX)
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(what) + ": bad shape [" + std::to_string(rows) + ", " + std::to_string(hidden) + "]");
+  return ok_status();
+}
+
+int threads_for(int64_t hidden) { return hidden >= 1024 ? 1024 : int((hidden + 31) / 32 * 32); }
+
 }  // namespace
 
 Status rmsnorm(DType dtype, void* out, void* residual, const void* x, const void* weight, int64_t rows,
                int64_t hidden, float eps, StreamHandle stream) {
   if (rows == 0) return ok_status();
-  if (rows < 0 || hidden <= 0 || rows > INT32_MAX || hidden > INT32_MAX)
-    return make_error(ErrorCode::kInvalidArgument,
-                      "rmsnorm: bad shape [" + std::to_string(rows) + ", " + std::to_string(hidden) + "]");
-  const int threads = hidden >= 1024 ? 1024 : int((hidden + 31) / 32 * 32);
+  MYRIAD_TRY(check_shape("rmsnorm", rows, hidden));
   return MYRIAD_DISPATCH_DTYPE(dtype, "rmsnorm", {
-    rmsnorm_kernel<T><<<unsigned(rows), threads, 0, stream>>>(
+    rmsnorm_kernel<T, T><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
         static_cast<T*>(out), static_cast<T*>(residual), static_cast<const T*>(x),
         static_cast<const T*>(weight), int(hidden), eps);
+    MYRIAD_CUDA_TRY_LAUNCH();
+    return ok_status();
+  });
+}
+
+Status rmsnorm_add_f32(DType dtype, void* out, void* residual, const float* delta, const void* weight, int64_t rows,
+                       int64_t hidden, float eps, StreamHandle stream) {
+  if (rows == 0) return ok_status();
+  MYRIAD_TRY(check_shape("rmsnorm_add_f32", rows, hidden));
+  if (residual == nullptr || delta == nullptr)
+    return make_error(ErrorCode::kInvalidArgument, "rmsnorm_add_f32: residual and delta are required");
+  return MYRIAD_DISPATCH_DTYPE(dtype, "rmsnorm_add_f32", {
+    rmsnorm_kernel<T, float><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
+        static_cast<T*>(out), static_cast<T*>(residual), delta, static_cast<const T*>(weight), int(hidden), eps);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

@@ -23,4 +23,11 @@ Status rmsnorm(DType dtype,
                const void* weight,    // [hidden]
                int64_t rows, int64_t hidden, float eps, StreamHandle stream);
 
+// rmsnorm() with a float32 x: residual = dtype(residual + delta); out =
+// rmsnorm(residual). The executor's LoRA of o_proj and down, computed beside
+// their GEMMs into a float32 delta, lands in the residual stream here, with
+// the one rounding an expand into the residual would have made.
+Status rmsnorm_add_f32(DType dtype, void* out, void* residual, const float* delta, const void* weight,
+                       int64_t rows, int64_t hidden, float eps, StreamHandle stream);
+
 }  // namespace myriad::gpu::cuda
