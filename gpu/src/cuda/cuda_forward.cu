@@ -83,11 +83,11 @@ Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count,
     int64_t width = 0;
     for (int i = 0; i < count; ++i) width += w.member[i].out;
     float* delta = lora_delta.as<float>();
-    MYRIAD_TRY(fill_bytes(delta, 0, size_t(step_T * width) * sizeof(float), s));
-    if (step_mode == kBgmv) {
+    if (step_mode == kBgmv) {  // writes every element
       MYRIAD_TRY(bgmv_expand_f32(dt, delta, width, lora_v_level(0), w, token_slot[0].dev, step_T, s,
                                  bgmv_weighted ? token_weight[0].dev : nullptr));
-    } else {
+    } else {  // adds into the entries' rows only
+      MYRIAD_TRY(fill_bytes(delta, 0, size_t(step_T * width) * sizeof(float), s));
       MYRIAD_TRY(sgmv_expand_f32(dt, delta, width, lora_v_level(0), w, sgmv_batch(0), s));
     }
     delta_pending = true;

@@ -248,7 +248,9 @@ __device__ __forceinline__ float b_row_dot(const T* b, const float* vm, int rank
 }
 
 // blockIdx.x = tile of kExpandTokens tokens, blockIdx.y = 256 of the group's output columns.
-template <class T, class Y>
+// kWrite (a float32 delta): every element of the tile is written, the addend
+// or zero where no adapter applies, and y is not read (no zeroing pass first).
+template <class T, class Y, bool kWrite>
 __global__ void gathered_expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
                                        GatheredView view, int tokens, bool vec) {  // vec: as expand_kernel's
   extern __shared__ float vs[];  // [kExpandTokens, count * max_rank]
@@ -266,18 +268,21 @@ __global__ void gathered_expand_kernel(Y* y, int64_t ldy, const float* __restric
   float yv[kExpandTokens];
 #pragma unroll
   for (int e = 0; e < kExpandTokens; ++e)
-    if (e < n) yv[e] = to_f32(y[int64_t(e0 + e) * ldy + col0 + o]);  // all in flight at once
+    if (e < n) yv[e] = kWrite ? 0.0f : to_f32(y[int64_t(e0 + e) * ldy + col0 + o]);  // all in flight at once
 #pragma unroll
   for (int e = 0; e < kExpandTokens; ++e) {
     if (e >= n) break;
+    Y* yp = y + int64_t(e0 + e) * ldy + col0 + o;
     const int slot = view.slot(e0 + e);
-    if (slot < 0 || slot >= w.num_slots) continue;
-    const int rank = w.ranks[int64_t(slot) * w.meta_stride];
-    if (rank <= 0) continue;
+    const int rank = slot < 0 || slot >= w.num_slots ? 0 : w.ranks[int64_t(slot) * w.meta_stride];
+    if (rank <= 0) {
+      if (kWrite) *yp = from_f32<Y>(0.0f);
+      continue;
+    }
     const T* b = static_cast<const T*>(w.b) + int64_t(slot) * b_slot_stride(w) + o * max_rank;
     const float scale = w.scales[int64_t(slot) * w.meta_stride];
     const float d = b_row_dot(b, vs + e * vw + mi * max_rank, rank, vec);
-    y[int64_t(e0 + e) * ldy + col0 + o] = from_f32<Y>(lora_add(yv[e], view.weight(e0 + e), scale, d));
+    *yp = from_f32<Y>(lora_add(yv[e], view.weight(e0 + e), scale, d));
   }
 }
 
@@ -353,9 +358,14 @@ Status expand(DType dtype, void* y, int64_t ldy, bool f32_out, const float* v, c
     for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
     auto launch = [&](auto* out) {
       using Y = std::remove_pointer_t<decltype(out)>;
-      if constexpr (gathered)
-        gathered_expand_kernel<T, Y><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, int(segs), vec);
-      else
+      if constexpr (gathered) {
+        if (f32_out)  // writes the whole delta: no zeroing pass
+          gathered_expand_kernel<T, Y, true><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, int(segs),
+                                                                                      vec);
+        else
+          gathered_expand_kernel<T, Y, false><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view,
+                                                                                       int(segs), vec);
+      } else
         expand_kernel<T, Y, View><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, vec);
     };
     if (f32_out)

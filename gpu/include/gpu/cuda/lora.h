@@ -83,12 +83,15 @@ Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const Lora
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream,
                    const float* token_weight = nullptr);
 
-// The expands into a float32 delta [tokens, ld] instead of y:
-// delta[token, col] += weight * scale * (B v) as the expands above add it
-// into y (the product rounded before the add, no FMA), so adding the delta
-// to y afterwards in y's dtype gives their bits exactly. The executor runs a
-// whole LoRA group beside its base GEMM this way (on a second stream into a
-// zeroed delta) and the GEMM output's consumer adds it. dtype: the weights'.
+// The expands into a float32 delta [tokens, ld] instead of y: the addend
+// weight * scale * (B v) as the expands above add it into y (the product
+// rounded before the add, no FMA), so adding the delta to y afterwards in
+// y's dtype gives their bits exactly. sgmv_expand_f32 adds into delta (zero
+// it first: tokens without an entry are not visited); bgmv_expand_f32
+// writes every element of its [tokens, group outputs], zero where no
+// adapter applies, without reading it. The executor runs a whole LoRA group
+// beside its base GEMM this way (on a second stream) and the GEMM output's
+// consumer adds the delta. dtype: the weights'.
 Status sgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
                        const SgmvBatch& batch, StreamHandle stream);
 Status bgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
