@@ -365,16 +365,15 @@ TEST_P(CudaGolden, CudaGraphDecodeEqualsPlainDecode) {
   EXPECT_GT(graphs->graphs_captured(), 0);
 }
 
-// LoRA beside the base GEMMs (a second stream forked and joined by events, a
-// parallel branch when captured: the shrinks, and with one adapter level and
-// unfused norms the expands too, into a float32 delta the GEMM output's
-// consumer adds) computes what LoRA in line on the compute stream does, bit
-// for bit, in F32 and BF16 (the delta is added with the one rounding an
-// in-line expand makes), in plain steps and from graphs. cuda_emu runs a
-// stream's work as late as its waits allow, so a join placed after its
-// expand, or a consumer that does not wait for the delta, fails here (and
-// every LoRA golden). small_gemm = 1 leaves every norm unfused, so the
-// prefill (SGMV) and decode (BGMV) steps both take the delta.
+// LoRA out of line (the shrinks on a second stream forked and joined by
+// events, a parallel branch when captured; in decode steps with one adapter
+// level and unfused norms the expands as epilogues of the kernels that read
+// the GEMM outputs) computes what LoRA in line on the compute stream does,
+// bit for bit, in F32 and BF16, in plain steps and from graphs. cuda_emu runs
+// a stream's work as late as its waits allow, so a join placed after its
+// expand, or an epilogue applied before the join, fails here (and every LoRA
+// golden). small_gemm = 1 leaves every norm unfused, so the decode steps take
+// the epilogues (the prefills' expands stay launches after the side shrinks).
 TEST_P(CudaGolden, LoraShrinksOnTheSideStreamEqualShrinksInLine) {
   MYRIAD_REQUIRE_CUDA();
   const std::string model = GetParam();

@@ -10,7 +10,10 @@
 #include <map>
 
 #include "cuda_test_util.h"
+#include "gpu/cuda/elementwise.h"
 #include "gpu/cuda/lora.h"
+#include "gpu/cuda/rmsnorm.h"
+#include "gpu/cuda/rope.h"
 
 namespace myriad::cuda_test {
 namespace {
@@ -225,73 +228,93 @@ TEST_P(LoraTest, SgmvMatchesReference) {
     }
 }
 
-// The expands into a float32 delta (what the executor runs beside its base
-// GEMMs) hold exactly what the expands into y add: y + delta rounded once to
-// the dtype is the in-line expand's y bit for bit, BGMV (weighted, rows
-// without adapter) and SGMV alike, and rows nothing touches have a zero
-// delta (BGMV writes them over poison: it needs no zeroing pass).
-TEST_P(LoraTest, ExpandsIntoAFloatDeltaGiveTheInLineBits) {
+// BGMV's expand as an epilogue of the kernel that consumes the GEMM output
+// (what the executor's decode steps run) gives the bits of bgmv_expand into
+// that output followed by the plain kernel: RMSNorm into the residual (o_proj,
+// down), SiLU-mul over gate|up, RoPE + KV write over q|k|v. The case's `out`
+// columns are the residual's width, gate|up's, and q|k|v's (kv heads of 1).
+TEST_P(LoraTest, EpiloguesInTheConsumersEqualTheExpandThenTheConsumer) {
   MYRIAD_REQUIRE_CUDA();
   MYRIAD_CUDA_TEST_SEED();
   const LoraCase c = GetParam();
   const Slots s = make_slots(c);
   auto x = randn(size_t(c.tokens) * c.in, c.dtype);
-  auto y = randn(size_t(c.tokens) * c.out, c.dtype);
+  auto y0 = randn(size_t(c.tokens) * c.out, c.dtype);
   const auto [slot, weight] = token_slots(c);
-  // SGMV: one level, segments by slot, the same weights.
-  std::vector<int32_t> order(c.tokens), seg_slot, seg_start, entry_token;
-  std::vector<float> entry_weight;
-  for (int t = 0; t < c.tokens; ++t) order[t] = t;
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return slot[a] < slot[b]; });
-  int max_len = 0;
-  for (int t : order) {
-    if (slot[t] < 0) continue;
-    if (seg_slot.empty() || seg_slot.back() != slot[t]) {
-      seg_slot.push_back(slot[t]);
-      seg_start.push_back(int32_t(entry_token.size()));
-    }
-    entry_token.push_back(t);
-    entry_weight.push_back(weight[t]);
-  }
-  seg_start.push_back(int32_t(entry_token.size()));
-  for (size_t g = 0; g + 1 < seg_start.size(); ++g) max_len = std::max(max_len, seg_start[g + 1] - seg_start[g]);
   auto dev = upload_slots(c, s);
   auto dx = upload(x, c.dtype), dslot = upload_raw(slot), dw = upload(weight, DType::kF32);
-  auto ds = upload_raw(seg_slot), dst = upload_raw(seg_start), det = upload_raw(entry_token);
-  auto dew = upload(entry_weight, DType::kF32);
-  const gpu::cuda::SgmvBatch b{ds.as<int32_t>(), dst.as<int32_t>(), det.as<int32_t>(), dew.as<float>(),
-                               int32_t(seg_slot.size()), max_len};
+  auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
   const auto g = gpu::cuda::lora_group(dev.view(c));
-  const size_t n = y.size();
-  for (bool sgmv : {false, true}) {
-    SCOPED_TRACE(sgmv ? "sgmv" : "bgmv");
-    auto dy = upload(y, c.dtype);
-    // BGMV writes every element (poisoned here); SGMV adds into a zeroed delta.
-    auto delta = sgmv ? upload(std::vector<float>(n, 0.0f), DType::kF32) : poisoned(n, DType::kF32);
-    auto dv = poisoned(size_t(c.tokens) * c.max_rank, DType::kF32);
-    if (sgmv) {
-      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, g, b, nullptr));
-      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), g, b, nullptr));
-      MYRIAD_ASSERT_OK(gpu::cuda::sgmv_expand_f32(c.dtype, delta.as<float>(), c.out, dv.as<float>(), g, b, nullptr));
-    } else {
-      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, g, dslot.as<int32_t>(),
-                                              c.tokens, nullptr));
-      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand(c.dtype, dy.data(), c.out, dv.as<float>(), g, dslot.as<int32_t>(),
-                                              c.tokens, nullptr, dw.as<float>()));
-      MYRIAD_ASSERT_OK(gpu::cuda::bgmv_expand_f32(c.dtype, delta.as<float>(), c.out, dv.as<float>(), g,
-                                                  dslot.as<int32_t>(), c.tokens, nullptr, dw.as<float>()));
+  MYRIAD_ASSERT_OK(gpu::cuda::bgmv_shrink(c.dtype, dv.as<float>(), dx.data(), c.in, g, dslot.as<int32_t>(), c.tokens,
+                                          nullptr));
+  auto ep = gpu::cuda::lora_epilogue(c.dtype, g, dv.as<float>(), dslot.as<int32_t>(), dw.as<float>());
+  ASSERT_TRUE(ep.ok()) << ep.error().to_string();
+  const size_t n = y0.size();
+  auto expanded = [&]() {  // y0 with bgmv_expand applied, on the device
+    DeviceBuffer y = upload(y0, c.dtype);
+    EXPECT_TRUE(gpu::cuda::bgmv_expand(c.dtype, y.data(), c.out, dv.as<float>(), g, dslot.as<int32_t>(), c.tokens,
+                                       nullptr, dw.as<float>())
+                    .ok());
+    return y;
+  };
+  auto same = [&](const DeviceBuffer& a, const DeviceBuffer& b, size_t count, const std::string& what) {
+    const auto ga = download(a, count, c.dtype), gb = download(b, count, c.dtype);
+    for (size_t i = 0; i < count; ++i) {
+      ASSERT_TRUE((std::isnan(ga[i]) && std::isnan(gb[i])) || ga[i] == gb[i])
+          << what << " element " << i << ": " << ga[i] << " vs " << gb[i];
     }
-    const auto got_y = download(dy, n, c.dtype), got_d = download(delta, n, DType::kF32);
+  };
+  {  // RMSNorm into the residual
+    std::vector<float> w(size_t(c.out));
+    for (auto& e : w) e = round_to(c.dtype, 1.0f + 0.1f * randn(1, DType::kF32)[0]);
+    auto dnorm = upload(w, c.dtype);
+    DeviceBuffer ref_res = expanded(), ref_out = poisoned(n, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::rmsnorm(c.dtype, ref_out.data(), nullptr, ref_res.data(), dnorm.data(), c.tokens,
+                                        c.out, 1e-6f, nullptr));
+    DeviceBuffer res = upload(y0, c.dtype), out = poisoned(n, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::rmsnorm_add_lora(c.dtype, out.data(), res.data(), ep.value(), dnorm.data(), c.tokens,
+                                                 c.out, 1e-6f, nullptr));
+    same(ref_res, res, n, "rmsnorm residual");
+    same(ref_out, out, n, "rmsnorm out");
+  }
+  {  // SiLU-mul over gate|up (out = 2 x inter); gate_up itself stays
+    const int64_t inter = c.out / 2;
+    DeviceBuffer ref_gu = expanded(), ref_out = poisoned(size_t(c.tokens) * inter, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::silu_mul(c.dtype, ref_out.data(), ref_gu.data(), c.tokens, inter, nullptr));
+    DeviceBuffer gu = upload(y0, c.dtype), out = poisoned(size_t(c.tokens) * inter, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::silu_mul(c.dtype, out.data(), gu.data(), c.tokens, inter, nullptr, &ep.value()));
+    same(ref_out, out, size_t(c.tokens) * inter, "silu_mul");
+    same(upload(y0, c.dtype), gu, n, "gate_up (unchanged)");
+  }
+  {  // RoPE + KV write over q|k|v: q and k rotated in place, k and v into the cache; v's columns stay
+    const int hd = c.out >= 64 ? 16 : 4, kv = 1, heads = c.out / hd - 2 * kv, kvw = kv * hd;
+    ASSERT_EQ((heads + 2 * kv) * hd, c.out);
+    std::vector<float> inv(size_t(hd / 2));
+    for (int i = 0; i < hd / 2; ++i) inv[size_t(i)] = 1.0f / std::pow(10000.0f, float(2 * i) / float(hd));
+    std::vector<int32_t> pos(c.tokens), cache_slot(c.tokens);
     for (int t = 0; t < c.tokens; ++t) {
-      const bool untouched = slot[t] < 0 || s.ranks[slot[t]] == 0;
-      for (int o = 0; o < c.out; ++o) {
-        const size_t i = size_t(t) * c.out + o;
-        ASSERT_EQ(round_to(c.dtype, y[i] + got_d[i]), got_y[i]) << "token " << t << " column " << o;
-        if (untouched) {
-          ASSERT_EQ(got_d[i], 0.0f) << "token " << t << " column " << o;
-        }
-      }
+      pos[t] = int32_t(rng()() % 4096);
+      cache_slot[t] = c.tokens - 1 - t;
     }
+    auto dinv = upload(inv, DType::kF32);
+    auto dpos = upload_raw(pos), dcs = upload_raw(cache_slot);
+    const std::vector<float> nan_cache(size_t(c.tokens) * kvw, std::nanf(""));
+    DeviceBuffer ref_qkv = expanded(), ref_k = upload(nan_cache, c.dtype), ref_v = upload(nan_cache, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::rope_kv_write(c.dtype, ref_qkv.data(), c.out, dpos.as<int32_t>(), dinv.as<float>(),
+                                              ref_k.data(), ref_v.data(), dcs.as<int32_t>(), c.tokens, heads, kv, hd,
+                                              nullptr));
+    DeviceBuffer qkv = upload(y0, c.dtype), k = upload(nan_cache, c.dtype), v = upload(nan_cache, c.dtype);
+    MYRIAD_ASSERT_OK(gpu::cuda::rope_kv_write(c.dtype, qkv.data(), c.out, dpos.as<int32_t>(), dinv.as<float>(),
+                                              k.data(), v.data(), dcs.as<int32_t>(), c.tokens, heads, kv, hd, nullptr,
+                                              &ep.value()));
+    same(ref_k, k, nan_cache.size(), "k cache");
+    same(ref_v, v, nan_cache.size(), "v cache");
+    const auto got = download(qkv, n, c.dtype), want = download(ref_qkv, n, c.dtype);
+    for (int t = 0; t < c.tokens; ++t)
+      for (int e = 0; e < c.out; ++e) {
+        const size_t i = size_t(t) * c.out + e;
+        ASSERT_EQ(got[i], e < c.out - kvw ? want[i] : y0[i]) << "qkv token " << t << " column " << e;
+      }
   }
 }
 

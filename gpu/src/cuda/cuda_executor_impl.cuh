@@ -26,9 +26,6 @@
 namespace myriad::gpu::cuda {
 
 inline constexpr int kLevels = kMaxAdaptersPerRow;  // mixture levels (BGMV and SGMV)
-// Steps of up to this many tokens (decode batches) may run LoRA into
-// lora_delta; longer prefills, compute-bound, expand in line.
-inline constexpr int64_t kLoraDeltaRows = 256;
 
 struct LayerDev {
   DeviceBuffer in_norm, post_norm;  // [H]
@@ -103,14 +100,13 @@ struct CudaExecutor::Impl final : LlamaOps {
   Event lora_fork, lora_join;
   bool lora_side_stream = true;
   bool lora_joined = true;  // no shrink is in flight on lora_side
-  // In steps of up to lora_delta_rows tokens with one adapter level, unfused
-  // norms and the side stream on (lora_into_delta()), a group's expand runs
-  // on lora_side too, after its shrink, into lora_delta (float32, zeroed
-  // first); the consumer of the GEMM's output (RoPE + KV write, SiLU-mul, the
-  // next RMSNorm) joins and adds it, so no LoRA launch waits in line.
-  DeviceBuffer lora_delta;  // [lora_delta_rows, max(QKV, 2I, H)]
-  int64_t lora_delta_rows = 0;
-  bool delta_pending = false;  // lora_delta holds a sum its consumer has not taken
+  // In decode steps with one adapter level, unfused norms and the side stream
+  // on (lora_as_epilogue()), a group's expand is no launch of its own: the
+  // consumer of the GEMM's output (RoPE + KV write, SiLU-mul, the next
+  // RMSNorm) joins the shrink and applies it as an epilogue (lora.h), so no
+  // LoRA launch waits in line on the compute stream.
+  LoraEpilogue pending_lora;
+  bool lora_pending = false;  // pending_lora awaits its consumer
 
   // Scratch
   // res: the residual stream (o_proj and down accumulate into it); hbuf: its RMSNorm.
@@ -204,10 +200,10 @@ struct CudaExecutor::Impl final : LlamaOps {
   float* lora_v_level(int level) const;
   Status lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx, bool beside_gemm);
   Status lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy);
-  bool lora_into_delta() const;
-  // The pending delta (joined into compute first), or nullptr when none is.
-  Status take_lora_delta(const float*& delta);
-  // rmsnorm of res into hbuf, adding a pending delta into res first.
+  bool lora_as_epilogue() const;
+  // The pending epilogue (its shrink joined into compute first), or nullptr.
+  Status take_lora_epilogue(const LoraEpilogue*& lora);
+  // rmsnorm of res into hbuf, applying a pending epilogue to res first.
   Status norm_res(const void* norm_w);
   template <class T>
   Status upload_meta(const MetaArray<T>& a, size_t n) {

@@ -1,8 +1,8 @@
 // The shared Llama graph's operations on the CUDA backend (LlamaOps), in
 // order on the compute stream, and LoRA application (BGMV or SGMV levels),
-// whose shrinks run beside their base GEMMs on a second stream, and in
-// decode steps with one adapter level their expands too, into a float32
-// delta the GEMM output's consumer adds (lora_into_delta).
+// whose shrinks run beside their base GEMMs on a second stream; in decode
+// steps with one adapter level the expands are epilogues of the kernels that
+// read the GEMMs' outputs (lora_as_epilogue).
 // mark(name) after each piece of work names it for profile_step (a no-op
 // in any other step).
 #include <cuda_runtime.h>
@@ -49,13 +49,13 @@ float* CudaExecutor::Impl::lora_v_level(int level) const {
   return lora_v.as<float>() + int64_t(level) * step_T * kMaxLoraGroup * R;
 }
 
-// Every LoRA group of the step goes whole to the side stream, or none: the
-// consumers that add the delta (RoPE + KV write, SiLU-mul, the RMSNorms) are
-// all unfused and the step has one level (the in-line expands round after
-// each level; a delta would sum them unrounded).
-bool CudaExecutor::Impl::lora_into_delta() const {
-  return step_mode != kNoLora && lora_side_stream && !profiling && step_T <= lora_delta_rows &&
-         (step_mode == kBgmv ? bgmv_levels : levels) == 1 && !norm_fused_into(QKV) && !norm_fused_into(2 * I);
+// Every LoRA group of the step is an epilogue, or none: the consumers that
+// apply them (RoPE + KV write, SiLU-mul, the RMSNorms) are all unfused, the
+// step is BGMV's (a token's slot is all a consumer needs) with one level (an
+// epilogue applies one; mixtures expand each level in line).
+bool CudaExecutor::Impl::lora_as_epilogue() const {
+  return step_mode == kBgmv && bgmv_levels == 1 && lora_side_stream && !profiling && !norm_fused_into(QKV) &&
+         !norm_fused_into(2 * I);
 }
 
 Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count, const void* x, int64_t ldx,
@@ -63,7 +63,7 @@ Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count,
   if (step_mode == kNoLora) return ok_status();
   const LoraGroupSlots w = lora_group_slots(layer, first, count);
   const bool side = beside_gemm && lora_side_stream && !profiling;
-  if (delta_pending) return make_error(ErrorCode::kInternal, "lora: a delta was left untaken before a new group");
+  if (lora_pending) return make_error(ErrorCode::kInternal, "lora: an epilogue was left unapplied before a new group");
   cudaStream_t s = compute.get();
   if (side) {
     MYRIAD_TRY(lora_fork.record(s));
@@ -79,25 +79,17 @@ Status CudaExecutor::Impl::lora_shrink(int layer, LinearModule first, int count,
     }
     MYRIAD_TRY(mark("lora shrink"));
   }
-  if (side && lora_into_delta()) {
-    int64_t width = 0;
-    for (int i = 0; i < count; ++i) width += w.member[i].out;
-    float* delta = lora_delta.as<float>();
-    if (step_mode == kBgmv) {  // writes every element
-      MYRIAD_TRY(bgmv_expand_f32(dt, delta, width, lora_v_level(0), w, token_slot[0].dev, step_T, s,
-                                 bgmv_weighted ? token_weight[0].dev : nullptr));
-    } else {  // adds into the entries' rows only
-      MYRIAD_TRY(fill_bytes(delta, 0, size_t(step_T * width) * sizeof(float), s));
-      MYRIAD_TRY(sgmv_expand_f32(dt, delta, width, lora_v_level(0), w, sgmv_batch(0), s));
-    }
-    delta_pending = true;
+  if (side && lora_as_epilogue()) {
+    MYRIAD_ASSIGN(pending_lora, lora_epilogue(dt, w, lora_v_level(0), token_slot[0].dev,
+                                              bgmv_weighted ? token_weight[0].dev : nullptr));
+    lora_pending = true;
   }
   if (side) MYRIAD_TRY(lora_join.record(s));
   return ok_status();
 }
 
 Status CudaExecutor::Impl::lora_expand(int layer, LinearModule first, int count, void* y, int64_t ldy) {
-  if (step_mode == kNoLora || delta_pending) return ok_status();  // a pending delta: the consumer adds it
+  if (step_mode == kNoLora || lora_pending) return ok_status();  // the consumer applies it
   if (!lora_joined) {
     MYRIAD_TRY(lora_join.wait_in(compute.get()));
     lora_joined = true;
@@ -115,21 +107,21 @@ Status CudaExecutor::Impl::lora_expand(int layer, LinearModule first, int count,
   return ok_status();
 }
 
-Status CudaExecutor::Impl::take_lora_delta(const float*& delta) {
-  delta = nullptr;
-  if (!delta_pending) return ok_status();
-  delta_pending = false;
+Status CudaExecutor::Impl::take_lora_epilogue(const LoraEpilogue*& lora) {
+  lora = nullptr;
+  if (!lora_pending) return ok_status();
+  lora_pending = false;
   MYRIAD_TRY(lora_join.wait_in(compute.get()));
   lora_joined = true;
-  delta = lora_delta.as<float>();
+  lora = &pending_lora;
   return ok_status();
 }
 
 Status CudaExecutor::Impl::norm_res(const void* norm_w) {
-  const float* delta = nullptr;
-  MYRIAD_TRY(take_lora_delta(delta));
-  if (delta)
-    return rmsnorm_add_f32(dt, hbuf.data(), res.data(), delta, norm_w, step_T, H, cfg.rms_norm_eps, compute.get());
+  const LoraEpilogue* lora = nullptr;
+  MYRIAD_TRY(take_lora_epilogue(lora));
+  if (lora)
+    return rmsnorm_add_lora(dt, hbuf.data(), res.data(), *lora, norm_w, step_T, H, cfg.rms_norm_eps, compute.get());
   return rmsnorm(dt, hbuf.data(), nullptr, res.data(), norm_w, step_T, H, cfg.rms_norm_eps, compute.get());
 }
 
@@ -137,7 +129,7 @@ Status CudaExecutor::Impl::forward(int64_t T, int64_t P, int64_t S, int mode) {
   step_T = T;
   step_P = P;
   step_mode = mode;
-  delta_pending = false;  // a failed step's delta is void (step() joined its side stream)
+  lora_pending = false;  // a failed step's epilogue is void (step() joined its side stream)
   MYRIAD_TRY(mark("begin"));  // the reference point; the names after it are timed
   MYRIAD_TRY(run_llama_forward(*this, int(L)));
   if (P == 0 || S == 0) return ok_status();
@@ -169,7 +161,7 @@ Status CudaExecutor::Impl::normed_gemm(const void* norm_w, const void* w, void* 
   return mark(fused_name);
 }
 
-// A pending delta here is the previous layer's down LoRA (lora_into_delta
+// A pending epilogue here is the previous layer's down LoRA (lora_as_epilogue
 // rules out the fused norm then).
 Status CudaExecutor::Impl::attn_norm(int li) {
   if (norm_fused_into(QKV)) return ok_status();  // qkv() normalizes as it reads
@@ -196,11 +188,11 @@ Status CudaExecutor::Impl::qkv(int li) {
 Status CudaExecutor::Impl::rope_and_cache(int li) {
   char* q = static_cast<char*>(qkvbuf.data());
   cudaStream_t s = compute.get();
-  const float* delta = nullptr;  // q|k|v's LoRA when it ran beside the GEMM
-  MYRIAD_TRY(take_lora_delta(delta));
+  const LoraEpilogue* lora = nullptr;  // q|k|v's expand when it is an epilogue
+  MYRIAD_TRY(take_lora_epilogue(lora));
   MYRIAD_TRY(rope_kv_write(dt, q, QKV, pos.dev, inv_freq.as<float>(), k_cache[size_t(li)].data(),
                            v_cache[size_t(li)].data(), slot_map.dev, step_T, cfg.num_heads, cfg.num_kv_heads, D, s,
-                           delta));
+                           lora));
   return mark("rope+kv write");
 }
 
@@ -228,7 +220,7 @@ Status CudaExecutor::Impl::out_proj(int li) {
   return lora_expand(li, LinearModule::kO, 1, res.data(), H);
 }
 
-// A pending delta here is o_proj's LoRA.
+// A pending epilogue here is o_proj's LoRA.
 Status CudaExecutor::Impl::mlp_norm(int li) {
   if (norm_fused_into(2 * I)) return ok_status();  // gate_up() normalizes as it reads
   MYRIAD_TRY(norm_res(layers[size_t(li)].post_norm.data()));
@@ -254,9 +246,9 @@ Status CudaExecutor::Impl::gate_up(int li) {
 
 Status CudaExecutor::Impl::act(int /*layer*/) {
   if (act_fused_into_gate_up()) return ok_status();  // gate_up() stored silu(gate) * up
-  const float* delta = nullptr;  // gate|up's LoRA when it ran beside the GEMM
-  MYRIAD_TRY(take_lora_delta(delta));
-  MYRIAD_TRY(silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get(), delta));
+  const LoraEpilogue* lora = nullptr;  // gate|up's expand when it is an epilogue
+  MYRIAD_TRY(take_lora_epilogue(lora));
+  MYRIAD_TRY(silu_mul(dt, act_buf.data(), gate_up_buf.data(), step_T, I, compute.get(), lora));
   return mark("silu_mul");
 }
 
@@ -271,7 +263,7 @@ Status CudaExecutor::Impl::down(int li) {
 // Final norm over every token, then lm_head on the gathered logits rows only.
 Status CudaExecutor::Impl::head() {
   cudaStream_t s = compute.get();
-  MYRIAD_TRY(norm_res(final_norm.data()));  // with the last down's LoRA when it is a delta
+  MYRIAD_TRY(norm_res(final_norm.data()));  // with the last down's LoRA when it is an epilogue
   MYRIAD_TRY(mark("rmsnorm"));
   if (step_P == 0) return ok_status();
   MYRIAD_TRY(embedding(dt, lh.data(), hbuf.data(), logit_idx.dev, step_P, H, step_T, s));  // gather rows

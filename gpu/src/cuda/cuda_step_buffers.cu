@@ -70,9 +70,6 @@ Status CudaExecutor::Impl::alloc_runtime() {
     }
     // A group's v rows for every level: each level's shrink runs before any expand.
     MYRIAD_ASSIGN(lora_v, alloc_dev(kLevels * T * kMaxLoraGroup * R * sizeof(float), ignore));
-    lora_delta_rows = std::min<int64_t>(int64_t(T), kLoraDeltaRows);
-    const int64_t delta_width = std::max({QKV, 2 * I, H});
-    MYRIAD_ASSIGN(lora_delta, alloc_dev(size_t(lora_delta_rows * delta_width) * sizeof(float), ignore));
     MYRIAD_ASSIGN(lora_side, Stream::create());
     MYRIAD_ASSIGN(lora_fork, Event::create());
     MYRIAD_ASSIGN(lora_join, Event::create());

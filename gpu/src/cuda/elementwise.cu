@@ -1,19 +1,21 @@
 #include "cuda_check.cuh"
 #include "gpu/cuda/elementwise.h"
 #include "kernel_common.cuh"
+#include "lora_device.cuh"
 
 namespace myriad::gpu::cuda {
 namespace {
 
 template <class T>
 __global__ void silu_mul_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t tokens, int64_t inter,
-                                const float* __restrict__ delta) {
+                                LoraEpilogue ep) {
   const int64_t n = tokens * inter;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / inter, j = i % inter, gi = t * 2 * inter + j, ui = gi + inter;
-    // The sum is rounded to T first, as it would be stored by an expand into gate_up.
-    const float g = to_f32(delta ? from_f32<T>(to_f32(gate_up[gi]) + delta[gi]) : gate_up[gi]);
-    const float u = to_f32(delta ? from_f32<T>(to_f32(gate_up[ui]) + delta[ui]) : gate_up[ui]);
+    // With LoRA the sum is rounded to T first, as an expand into gate_up stores it.
+    const float g = to_f32(ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, int(t), j, to_f32(gate_up[gi]))) : gate_up[gi]);
+    const float u =
+        to_f32(ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, int(t), inter + j, to_f32(gate_up[ui]))) : gate_up[ui]);
     out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
   }
 }
@@ -69,12 +71,12 @@ Error bad(const char* k, int64_t a, int64_t b) {
 }  // namespace
 
 Status silu_mul(DType dtype, void* out, const void* gate_up, int64_t tokens, int64_t inter, StreamHandle stream,
-                const float* delta) {
+                const LoraEpilogue* lora) {
   if (tokens < 0 || inter <= 0) return bad("silu_mul", tokens, inter);
   if (tokens == 0) return ok_status();
   return MYRIAD_DISPATCH_DTYPE(dtype, "silu_mul", {
     silu_mul_kernel<T><<<grid_for(tokens * inter, 256), 256, 0, stream>>>(
-        static_cast<T*>(out), static_cast<const T*>(gate_up), tokens, inter, delta);
+        static_cast<T*>(out), static_cast<const T*>(gate_up), tokens, inter, lora ? *lora : LoraEpilogue{});
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

@@ -31,6 +31,7 @@
 #include "cuda_check.cuh"
 #include "gpu/cuda/lora.h"
 #include "kernel_common.cuh"
+#include "lora_device.cuh"
 
 namespace myriad::gpu::cuda {
 namespace {
@@ -57,20 +58,6 @@ struct GatheredView {
   __device__ int slot(int token) const { return token_slot[token]; }
   __device__ float weight(int token) const { return token_weight ? token_weight[token] : 1.0f; }
 };
-
-// Where a slot's A and B start (elements), dense or pooled (slot_stride).
-__device__ __forceinline__ int64_t a_slot_stride(const LoraModuleSlots& w) {
-  return w.slot_stride ? w.slot_stride : int64_t(w.max_rank) * w.in;
-}
-__device__ __forceinline__ int64_t b_slot_stride(const LoraModuleSlots& w) {
-  return w.slot_stride ? w.slot_stride : w.out * int64_t(w.max_rank);
-}
-
-// Member mi of the group (mi < g.count), picked with selects rather than a
-// dynamic index into the kernel's parameters.
-__device__ __forceinline__ const LoraModuleSlots& member(const LoraGroupSlots& g, int mi) {
-  return mi == 0 ? g.member[0] : mi == 1 ? g.member[1] : g.member[2];
-}
 
 // blockIdx.y = member * max_rank + rank row; v rows are count * max_rank wide.
 template <class T, class View>
@@ -157,17 +144,9 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
   if (lane == 0) v[int64_t(token) * g.count * max_rank + row] = acc;
 }
 
-// y + weight * scale * d with the product rounded before the add (no FMA
-// contraction), so an expand into a float32 delta that a consumer adds to y
-// later gives the same bits as an expand into y.
-__device__ __forceinline__ float lora_add(float y, float weight, float scale, float d) {
-  return __fadd_rn(y, __fmul_rn(__fmul_rn(weight, scale), d));
-}
-
 // Output columns o of the whole group: member mi owns [col0, col0 + out_mi).
-// T: the weights' dtype; Y: y's (T, or float for a delta).
-template <class T, class Y, class View>
-__global__ void expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g, View view,
+template <class T, class View>
+__global__ void expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g, View view,
                               bool vec) {  // vec: 16-byte loads of B rows are aligned
   extern __shared__ float vs[];  // [kEntries, count * max_rank]
   const int seg = blockIdx.x;
@@ -222,36 +201,14 @@ __global__ void expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, Lo
 #pragma unroll
   for (int e = 0; e < kEntries; ++e) {
     if (e >= n) break;
-    Y* yp = y + int64_t(view.token(e0 + e)) * ldy + col0 + o;
-    *yp = from_f32<Y>(lora_add(to_f32(*yp), view.weight(e0 + e), scale, d[e]));
+    T* yp = y + int64_t(view.token(e0 + e)) * ldy + col0 + o;
+    *yp = from_f32<T>(lora_add(to_f32(*yp), view.weight(e0 + e), scale, d[e]));
   }
-}
-
-// B_slot[o, 0:rank] . vm[0:rank], ascending r (16-byte chunks of B when vec).
-template <class T>
-__device__ __forceinline__ float b_row_dot(const T* b, const float* vm, int rank, bool vec) {
-  float d = 0.0f;
-  if (vec) {
-    constexpr int V = kVec<T>;
-#pragma unroll 4
-    for (int c = 0; c < rank; c += V) {
-      float bf[V];
-      load16(b + c, bf);
-#pragma unroll
-      for (int i = 0; i < V; ++i)
-        if (c + i < rank) d += bf[i] * vm[c + i];
-    }
-  } else {
-    for (int r = 0; r < rank; ++r) d += to_f32(b[r]) * vm[r];
-  }
-  return d;
 }
 
 // blockIdx.x = tile of kExpandTokens tokens, blockIdx.y = 256 of the group's output columns.
-// kWrite (a float32 delta): every element of the tile is written, the addend
-// or zero where no adapter applies, and y is not read (no zeroing pass first).
-template <class T, class Y, bool kWrite>
-__global__ void gathered_expand_kernel(Y* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
+template <class T>
+__global__ void gathered_expand_kernel(T* y, int64_t ldy, const float* __restrict__ v, LoraGroupSlots g,
                                        GatheredView view, int tokens, bool vec) {  // vec: as expand_kernel's
   extern __shared__ float vs[];  // [kExpandTokens, count * max_rank]
   const int max_rank = g.member[0].max_rank, vw = g.count * max_rank;
@@ -268,21 +225,18 @@ __global__ void gathered_expand_kernel(Y* y, int64_t ldy, const float* __restric
   float yv[kExpandTokens];
 #pragma unroll
   for (int e = 0; e < kExpandTokens; ++e)
-    if (e < n) yv[e] = kWrite ? 0.0f : to_f32(y[int64_t(e0 + e) * ldy + col0 + o]);  // all in flight at once
+    if (e < n) yv[e] = to_f32(y[int64_t(e0 + e) * ldy + col0 + o]);  // all in flight at once
 #pragma unroll
   for (int e = 0; e < kExpandTokens; ++e) {
     if (e >= n) break;
-    Y* yp = y + int64_t(e0 + e) * ldy + col0 + o;
     const int slot = view.slot(e0 + e);
-    const int rank = slot < 0 || slot >= w.num_slots ? 0 : w.ranks[int64_t(slot) * w.meta_stride];
-    if (rank <= 0) {
-      if (kWrite) *yp = from_f32<Y>(0.0f);
-      continue;
-    }
+    if (slot < 0 || slot >= w.num_slots) continue;
+    const int rank = w.ranks[int64_t(slot) * w.meta_stride];
+    if (rank <= 0) continue;
     const T* b = static_cast<const T*>(w.b) + int64_t(slot) * b_slot_stride(w) + o * max_rank;
     const float scale = w.scales[int64_t(slot) * w.meta_stride];
     const float d = b_row_dot(b, vs + e * vw + mi * max_rank, rank, vec);
-    *yp = from_f32<Y>(lora_add(yv[e], view.weight(e0 + e), scale, d));
+    y[int64_t(e0 + e) * ldy + col0 + o] = from_f32<T>(lora_add(yv[e], view.weight(e0 + e), scale, d));
   }
 }
 
@@ -338,10 +292,9 @@ Status shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroup
   });
 }
 
-// f32_out: y is a float32 delta rather than the weights' dtype.
 template <class View>
-Status expand(DType dtype, void* y, int64_t ldy, bool f32_out, const float* v, const LoraGroupSlots& g, View view,
-              int64_t segs, int64_t max_len, StreamHandle stream) {
+Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g, View view, int64_t segs,
+              int64_t max_len, StreamHandle stream) {
   MYRIAD_TRY(check_group("lora expand", g));
   if (ldy < group_out(g)) return make_error(ErrorCode::kInvalidArgument, "lora expand: ldy < the group's outputs");
   if (segs == 0 || max_len == 0) return ok_status();
@@ -356,22 +309,11 @@ Status expand(DType dtype, void* y, int64_t ldy, bool f32_out, const float* v, c
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
     bool vec = g.member[0].max_rank % kVec<T> == 0;
     for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
-    auto launch = [&](auto* out) {
-      using Y = std::remove_pointer_t<decltype(out)>;
-      if constexpr (gathered) {
-        if (f32_out)  // writes the whole delta: no zeroing pass
-          gathered_expand_kernel<T, Y, true><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, int(segs),
-                                                                                      vec);
-        else
-          gathered_expand_kernel<T, Y, false><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view,
-                                                                                       int(segs), vec);
-      } else
-        expand_kernel<T, Y, View><<<grid, kExpandThreads, smem, stream>>>(out, ldy, v, g, view, vec);
-    };
-    if (f32_out)
-      launch(static_cast<float*>(y));
+    if constexpr (gathered)
+      gathered_expand_kernel<T><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view,
+                                                                        int(segs), vec);
     else
-      launch(static_cast<T*>(y));
+      expand_kernel<T, View><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view, vec);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
@@ -385,11 +327,7 @@ Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
 }
 Status sgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
                    const SgmvBatch& batch, StreamHandle stream) {
-  return expand(dtype, y, ldy, false, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
-}
-Status sgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
-                       const SgmvBatch& batch, StreamHandle stream) {
-  return expand(dtype, delta, ld, true, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
+  return expand(dtype, y, ldy, v, g, SegmentedView{batch}, batch.num_segments, batch.max_segment_len, stream);
 }
 Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream) {
@@ -397,11 +335,26 @@ Status bgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const Lora
 }
 Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroupSlots& g,
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
-  return expand(dtype, y, ldy, false, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
+  return expand(dtype, y, ldy, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
 }
-Status bgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
-                       const int32_t* token_slot, int64_t tokens, StreamHandle stream, const float* token_weight) {
-  return expand(dtype, delta, ld, true, v, g, GatheredView{token_slot, token_weight}, tokens, 1, stream);
+
+Result<LoraEpilogue> lora_epilogue(DType dtype, const LoraGroupSlots& g, const float* v, const int32_t* token_slot,
+                                   const float* token_weight) {
+  MYRIAD_TRY(check_group("lora epilogue", g));
+  if (v == nullptr || token_slot == nullptr)
+    return make_error(ErrorCode::kInvalidArgument, "lora epilogue: v and token_slot are required");
+  LoraEpilogue ep;
+  ep.g = g;
+  ep.v = v;
+  ep.token_slot = token_slot;
+  ep.token_weight = token_weight;
+  MYRIAD_TRY(MYRIAD_DISPATCH_DTYPE(dtype, "lora epilogue", {
+    ep.vec = g.member[0].max_rank % kVec<T> == 0;  // as expand()'s
+    for (int i = 0; i < g.count; ++i)
+      ep.vec = ep.vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
+    return ok_status();
+  }));
+  return ep;
 }
 
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,

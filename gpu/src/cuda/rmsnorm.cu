@@ -6,23 +6,31 @@
 #include "cuda_check.cuh"
 #include "gpu/cuda/rmsnorm.h"
 #include "kernel_common.cuh"
+#include "lora_device.cuh"
 
 namespace myriad::gpu::cuda {
 namespace {
 
-// X: x's type (T, or float for a LoRA delta added into the residual).
-template <class T, class X>
-__global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, const X* x,
-                               const T* __restrict__ w, int hidden, float eps) {
+// ep.v set (rmsnorm_add_lora): the residual gains LoRA's addends (x unused).
+template <class T>
+__global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, const T* x,
+                               const T* __restrict__ w, int hidden, float eps, LoraEpilogue ep) {
   __shared__ float scratch[33];
   const size_t base = size_t(blockIdx.x) * hidden;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    float v = to_f32(x[base + i]);
-    if (residual) {
-      const T r = from_f32<T>(v + to_f32(residual[base + i]));
+    float v = 0.0f;
+    if (ep.v) {
+      const T r = from_f32<T>(lora_epilogue_apply<T>(ep, int(blockIdx.x), i, to_f32(residual[base + i])));
       residual[base + i] = r;
       v = to_f32(r);
+    } else {
+      v = to_f32(x[base + i]);
+      if (residual) {
+        const T r = from_f32<T>(v + to_f32(residual[base + i]));
+        residual[base + i] = r;
+        v = to_f32(r);
+      }
     }
     ss += v * v;
   }
@@ -50,23 +58,24 @@ Status rmsnorm(DType dtype, void* out, void* residual, const void* x, const void
   if (rows == 0) return ok_status();
   MYRIAD_TRY(check_shape("rmsnorm", rows, hidden));
   return MYRIAD_DISPATCH_DTYPE(dtype, "rmsnorm", {
-    rmsnorm_kernel<T, T><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
+    rmsnorm_kernel<T><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
         static_cast<T*>(out), static_cast<T*>(residual), static_cast<const T*>(x),
-        static_cast<const T*>(weight), int(hidden), eps);
+        static_cast<const T*>(weight), int(hidden), eps, LoraEpilogue{});
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });
 }
 
-Status rmsnorm_add_f32(DType dtype, void* out, void* residual, const float* delta, const void* weight, int64_t rows,
-                       int64_t hidden, float eps, StreamHandle stream) {
+Status rmsnorm_add_lora(DType dtype, void* out, void* residual, const LoraEpilogue& lora, const void* weight,
+                        int64_t rows, int64_t hidden, float eps, StreamHandle stream) {
   if (rows == 0) return ok_status();
-  MYRIAD_TRY(check_shape("rmsnorm_add_f32", rows, hidden));
-  if (residual == nullptr || delta == nullptr)
-    return make_error(ErrorCode::kInvalidArgument, "rmsnorm_add_f32: residual and delta are required");
-  return MYRIAD_DISPATCH_DTYPE(dtype, "rmsnorm_add_f32", {
-    rmsnorm_kernel<T, float><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
-        static_cast<T*>(out), static_cast<T*>(residual), delta, static_cast<const T*>(weight), int(hidden), eps);
+  MYRIAD_TRY(check_shape("rmsnorm_add_lora", rows, hidden));
+  if (residual == nullptr || lora.v == nullptr)
+    return make_error(ErrorCode::kInvalidArgument, "rmsnorm_add_lora: residual and lora.v are required");
+  return MYRIAD_DISPATCH_DTYPE(dtype, "rmsnorm_add_lora", {
+    rmsnorm_kernel<T><<<unsigned(rows), threads_for(hidden), 0, stream>>>(
+        static_cast<T*>(out), static_cast<T*>(residual), nullptr, static_cast<const T*>(weight), int(hidden), eps,
+        lora);
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

@@ -6,6 +6,7 @@
 #include "cuda_check.cuh"
 #include "gpu/cuda/rope.h"
 #include "kernel_common.cuh"
+#include "lora_device.cuh"
 
 namespace myriad::gpu::cuda {
 
@@ -72,7 +73,7 @@ template <class T>
 __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __restrict__ positions,
                                      const float* __restrict__ inv_freq, T* __restrict__ k_cache,
                                      T* __restrict__ v_cache, const int32_t* __restrict__ slots, int num_heads,
-                                     int num_kv_heads, int head_dim, const float* __restrict__ delta) {
+                                     int num_kv_heads, int head_dim, LoraEpilogue ep) {
   const int t = blockIdx.x;
   const int half = head_dim / 2;
   const float pos = float(positions[t]);
@@ -85,10 +86,10 @@ __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __re
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
     const int head = p / half, i = p % half;
     T* base = q + int64_t(head) * head_dim;  // k's heads follow q's
-    if (delta) {  // the pair is this thread's alone
-      const float* d = delta + int64_t(t) * stride + int64_t(head) * head_dim;
-      base[i] = from_f32<T>(to_f32(base[i]) + d[i]);
-      base[i + half] = from_f32<T>(to_f32(base[i + half]) + d[i + half]);
+    if (ep.v) {  // q|k's LoRA (the pair is this thread's alone)
+      const int64_t col = int64_t(head) * head_dim + i;
+      base[i] = from_f32<T>(lora_epilogue_apply<T>(ep, t, col, to_f32(base[i])));
+      base[i + half] = from_f32<T>(lora_epilogue_apply<T>(ep, t, col + half, to_f32(base[i + half])));
     }
     T r1, r2;
     rotate_pair(base, i, half, pos, inv_freq[i], r1, r2);
@@ -99,16 +100,16 @@ __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __re
     }
   }
   if (slot < 0) return;
-  const float* dv = delta ? delta + int64_t(t) * stride + int64_t(num_heads + num_kv_heads) * head_dim : nullptr;
+  const int64_t v_col = int64_t(num_heads + num_kv_heads) * head_dim;
   for (int64_t e = threadIdx.x; e < width; e += blockDim.x)
-    v_cache[int64_t(slot) * width + e] = dv ? from_f32<T>(to_f32(v[e]) + dv[e]) : v[e];
+    v_cache[int64_t(slot) * width + e] = ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, t, v_col + e, to_f32(v[e]))) : v[e];
 }
 
 }  // namespace
 
 Status rope_kv_write(DType dtype, void* qkv, int64_t qkv_stride, const int32_t* positions, const float* inv_freq,
                      void* k_cache, void* v_cache, const int32_t* slot_mapping, int64_t tokens, int64_t num_heads,
-                     int64_t num_kv_heads, int64_t head_dim, StreamHandle stream, const float* delta) {
+                     int64_t num_kv_heads, int64_t head_dim, StreamHandle stream, const LoraEpilogue* lora) {
   if (tokens == 0) return ok_status();
   if (tokens < 0 || tokens > INT32_MAX || head_dim <= 0 || head_dim % 2 != 0 || num_heads <= 0 ||
       num_kv_heads <= 0 || qkv_stride < (num_heads + 2 * num_kv_heads) * head_dim)
@@ -121,7 +122,7 @@ Status rope_kv_write(DType dtype, void* qkv, int64_t qkv_stride, const int32_t* 
   return MYRIAD_DISPATCH_DTYPE(dtype, "rope_kv_write", {
     rope_kv_write_kernel<T><<<unsigned(tokens), threads, 0, stream>>>(
         static_cast<T*>(qkv), qkv_stride, positions, inv_freq, static_cast<T*>(k_cache), static_cast<T*>(v_cache),
-        slot_mapping, int(num_heads), int(num_kv_heads), int(head_dim), delta);
+        slot_mapping, int(num_heads), int(num_kv_heads), int(head_dim), lora ? *lora : LoraEpilogue{});
     MYRIAD_CUDA_TRY_LAUNCH();
     return ok_status();
   });

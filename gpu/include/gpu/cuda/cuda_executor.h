@@ -103,10 +103,11 @@ class CudaExecutor final : public Executor {
   // order the names first ran. Each event costs a few microseconds of its
   // own, so the shares are what to read, not the total.
   Status profile_step(const StepPlan& plan, StepResult& out, std::vector<std::pair<std::string, double>>& ms_by_op);
-  // LoRA beside the base GEMMs on a second stream (default: the shrinks, and
-  // in decode steps with one adapter level the expands too, into a delta the
-  // consumer adds), or in line on the compute stream (false): the benches'
-  // A/B. The same bits; steps under either setting replay their own graphs.
+  // LoRA out of line (default: the shrinks beside their base GEMMs on a
+  // second stream, and in decode steps with one adapter level the expands as
+  // epilogues of the kernels that read the GEMMs' outputs), or in line on
+  // the compute stream (false): the benches' A/B. The same bits; steps under
+  // either setting replay their own graphs.
   void set_lora_side_stream(bool on);
 
   struct Impl;

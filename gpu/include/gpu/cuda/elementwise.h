@@ -6,18 +6,18 @@
 #include <cstdint>
 
 #include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/lora.h"
 #include "runtime/dtype.h"
 #include "runtime/result.h"
 
 namespace myriad::gpu::cuda {
 
 // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i], silu(x) = x / (1 + e^-x).
-// delta (optional, float32 [tokens, 2 * inter]): LoRA's gate|up computed
-// beside the GEMM, added to gate_up in its dtype (one rounding, as an expand
-// into gate_up makes) before the activation; gate_up itself is not written.
+// lora (optional): gate|up's BGMV expand as an epilogue over gate_up's
+// columns (lora.h), applied before the activation; gate_up is not written.
 Status silu_mul(DType dtype, void* out,   // [tokens, inter]
                 const void* gate_up,      // [tokens, 2 * inter]: gate then up
-                int64_t tokens, int64_t inter, StreamHandle stream, const float* delta = nullptr);
+                int64_t tokens, int64_t inter, StreamHandle stream, const LoraEpilogue* lora = nullptr);
 
 // out[t, :] = table[ids[t], :]. ids must be in [0, vocab) (the executor
 // validates them on the host); an id outside writes zeros.

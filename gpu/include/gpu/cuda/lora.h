@@ -83,20 +83,24 @@ Status bgmv_expand(DType dtype, void* y, int64_t ldy, const float* v, const Lora
                    const int32_t* token_slot, int64_t tokens, StreamHandle stream,
                    const float* token_weight = nullptr);
 
-// The expands into a float32 delta [tokens, ld] instead of y: the addend
-// weight * scale * (B v) as the expands above add it into y (the product
-// rounded before the add, no FMA), so adding the delta to y afterwards in
-// y's dtype gives their bits exactly. sgmv_expand_f32 adds into delta (zero
-// it first: tokens without an entry are not visited); bgmv_expand_f32
-// writes every element of its [tokens, group outputs], zero where no
-// adapter applies, without reading it. The executor runs a whole LoRA group
-// beside its base GEMM this way (on a second stream) and the GEMM output's
-// consumer adds the delta. dtype: the weights'.
-Status sgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
-                       const SgmvBatch& batch, StreamHandle stream);
-Status bgmv_expand_f32(DType dtype, float* delta, int64_t ld, const float* v, const LoraGroupSlots& g,
-                       const int32_t* token_slot, int64_t tokens, StreamHandle stream,
-                       const float* token_weight = nullptr);
+// BGMV's expand fused into the kernel that consumes the base GEMM's output
+// (the executor's decode steps: RoPE + KV write for q|k|v, SiLU-mul for
+// gate|up, the next RMSNorm for o_proj and down into the residual): that
+// kernel adds to output column col of token t what bgmv_expand would add
+// there, from the shrink's v and the slot's B row, before it uses the value,
+// rounding the sum once to the dtype as the expand stores it. So the expand
+// costs no launch and no pass over the output of its own, and the results
+// are bgmv_expand's bits. A kernel taking one reads ep.v == nullptr as none.
+struct LoraEpilogue {
+  LoraGroupSlots g;
+  const float* v = nullptr;             // [tokens, g.count * max_rank], bgmv_shrink's
+  const int32_t* token_slot = nullptr;  // [tokens], -1: no adapter
+  const float* token_weight = nullptr;  // [tokens] or nullptr: 1 each
+  bool vec = false;                     // 16-byte loads of B rows (lora_epilogue sets it)
+};
+// Checks g as the expands do. dtype: the weights'.
+Result<LoraEpilogue> lora_epilogue(DType dtype, const LoraGroupSlots& g, const float* v, const int32_t* token_slot,
+                                   const float* token_weight = nullptr);
 
 // One module: v is [entries, max_rank].
 Status sgmv_shrink(DType dtype, float* v, const void* x, int64_t ldx, const LoraModuleSlots& w,

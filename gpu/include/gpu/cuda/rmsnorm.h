@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/lora.h"
 #include "runtime/dtype.h"
 #include "runtime/result.h"
 
@@ -23,11 +24,11 @@ Status rmsnorm(DType dtype,
                const void* weight,    // [hidden]
                int64_t rows, int64_t hidden, float eps, StreamHandle stream);
 
-// rmsnorm() with a float32 x: residual = dtype(residual + delta); out =
-// rmsnorm(residual). The executor's LoRA of o_proj and down, computed beside
-// their GEMMs into a float32 delta, lands in the residual stream here, with
-// the one rounding an expand into the residual would have made.
-Status rmsnorm_add_f32(DType dtype, void* out, void* residual, const float* delta, const void* weight,
-                       int64_t rows, int64_t hidden, float eps, StreamHandle stream);
+// residual = bgmv_expand(residual) as an epilogue (lora.h: the LoRA of
+// o_proj or down, whose GEMMs accumulate into the residual stream, applied
+// where the next norm reads it); out = rmsnorm(residual). The same bits as
+// bgmv_expand into residual, then rmsnorm() without a residual.
+Status rmsnorm_add_lora(DType dtype, void* out, void* residual, const LoraEpilogue& lora, const void* weight,
+                        int64_t rows, int64_t hidden, float eps, StreamHandle stream);
 
 }  // namespace myriad::gpu::cuda

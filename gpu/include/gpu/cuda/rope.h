@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpu/cuda/device_memory.h"
+#include "gpu/cuda/lora.h"
 #include "runtime/dtype.h"
 #include "runtime/model_config.h"
 #include "runtime/result.h"
@@ -30,12 +31,12 @@ Status rope(DType dtype, void* q, int64_t q_stride, void* k, int64_t k_stride, c
 // then the k heads, then v) followed by kv_cache_write of the rotated k and
 // v (paged_attention.h's layout; slot_mapping[t] < 0 skips a token), in one
 // launch instead of two (decode runs it once per layer). Bit-identical to
-// the two kernels in sequence. delta (optional, float32 [tokens,
-// qkv_stride], laid out as qkv): LoRA's q|k|v computed beside the GEMM,
-// added to each element in the dtype first (one rounding, as an expand into
-// qkv makes); q and k then hold the rotated sums, v's go to the cache only.
+// the two kernels in sequence. lora (optional): q|k|v's BGMV expand as an
+// epilogue over qkv's columns (lora.h), applied before the rotation; q and k
+// then hold the rotated sums, v's go to the cache only.
 Status rope_kv_write(DType dtype, void* qkv, int64_t qkv_stride, const int32_t* positions, const float* inv_freq,
                      void* k_cache, void* v_cache, const int32_t* slot_mapping, int64_t tokens, int64_t num_heads,
-                     int64_t num_kv_heads, int64_t head_dim, StreamHandle stream, const float* delta = nullptr);
+                     int64_t num_kv_heads, int64_t head_dim, StreamHandle stream,
+                     const LoraEpilogue* lora = nullptr);
 
 }  // namespace myriad::gpu::cuda
