@@ -12,10 +12,8 @@ __global__ void silu_mul_kernel(T* __restrict__ out, const T* __restrict__ gate_
   const int64_t n = tokens * inter;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / inter, j = i % inter, gi = t * 2 * inter + j, ui = gi + inter;
-    // With LoRA the sum is rounded to T first, as an expand into gate_up stores it.
-    const float g = to_f32(ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, int(t), j, to_f32(gate_up[gi]))) : gate_up[gi]);
-    const float u =
-        to_f32(ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, int(t), inter + j, to_f32(gate_up[ui]))) : gate_up[ui]);
+    const float g = to_f32(lora_epilogue_value(ep, int(t), j, gate_up[gi]));
+    const float u = to_f32(lora_epilogue_value(ep, int(t), inter + j, gate_up[ui]));
     out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
   }
 }

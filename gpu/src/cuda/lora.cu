@@ -261,6 +261,15 @@ Status check_group(const char* k, const LoraGroupSlots& g) {
   return ok_status();
 }
 
+// Whether every member's B rows take 16-byte loads (max_rank, base and slot
+// stride aligned): the expands' and the epilogue's `vec`.
+template <class T>
+bool b_rows_vec(const LoraGroupSlots& g) {
+  bool vec = g.member[0].max_rank % kVec<T> == 0;
+  for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
+  return vec;
+}
+
 int64_t group_out(const LoraGroupSlots& g) {
   int64_t n = 0;
   for (int i = 0; i < g.count; ++i) n += g.member[i].out;
@@ -307,8 +316,7 @@ Status expand(DType dtype, void* y, int64_t ldy, const float* v, const LoraGroup
                              : dim3(unsigned(segs), col_blocks, ceil_div(max_len, kEntries));
   const size_t smem = sizeof(float) * size_t(tile) * size_t(g.count) * size_t(g.member[0].max_rank);
   return MYRIAD_DISPATCH_DTYPE(dtype, "lora expand", {
-    bool vec = g.member[0].max_rank % kVec<T> == 0;
-    for (int i = 0; i < g.count; ++i) vec = vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
+    const bool vec = b_rows_vec<T>(g);
     if constexpr (gathered)
       gathered_expand_kernel<T><<<grid, kExpandThreads, smem, stream>>>(static_cast<T*>(y), ldy, v, g, view,
                                                                         int(segs), vec);
@@ -349,9 +357,7 @@ Result<LoraEpilogue> lora_epilogue(DType dtype, const LoraGroupSlots& g, const f
   ep.token_slot = token_slot;
   ep.token_weight = token_weight;
   MYRIAD_TRY(MYRIAD_DISPATCH_DTYPE(dtype, "lora epilogue", {
-    ep.vec = g.member[0].max_rank % kVec<T> == 0;  // as expand()'s
-    for (int i = 0; i < g.count; ++i)
-      ep.vec = ep.vec && aligned16(g.member[i].b) && g.member[i].slot_stride % kVec<T> == 0;
+    ep.vec = b_rows_vec<T>(g);
     return ok_status();
   }));
   return ep;

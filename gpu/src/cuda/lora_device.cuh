@@ -68,4 +68,11 @@ __device__ __forceinline__ float lora_epilogue_apply(const LoraEpilogue& ep, int
   return lora_add(y, weight, w.scales[int64_t(slot) * w.meta_stride], b_row_dot(b, vm, rank, ep.vec));
 }
 
+// x after the epilogue, rounded to T as an expand stores it; x itself when
+// the kernel was given none (ep.v null).
+template <class T>
+__device__ __forceinline__ T lora_epilogue_value(const LoraEpilogue& ep, int token, int64_t col, T x) {
+  return ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, token, col, to_f32(x))) : x;
+}
+
 }  // namespace myriad::gpu::cuda

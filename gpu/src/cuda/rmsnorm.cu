@@ -21,7 +21,7 @@ __global__ void rmsnorm_kernel(T* __restrict__ out, T* __restrict__ residual, co
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
     float v = 0.0f;
     if (ep.v) {
-      const T r = from_f32<T>(lora_epilogue_apply<T>(ep, int(blockIdx.x), i, to_f32(residual[base + i])));
+      const T r = lora_epilogue_value(ep, int(blockIdx.x), i, residual[base + i]);
       residual[base + i] = r;
       v = to_f32(r);
     } else {

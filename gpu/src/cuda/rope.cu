@@ -88,8 +88,8 @@ __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __re
     T* base = q + int64_t(head) * head_dim;  // k's heads follow q's
     if (ep.v) {  // q|k's LoRA (the pair is this thread's alone)
       const int64_t col = int64_t(head) * head_dim + i;
-      base[i] = from_f32<T>(lora_epilogue_apply<T>(ep, t, col, to_f32(base[i])));
-      base[i + half] = from_f32<T>(lora_epilogue_apply<T>(ep, t, col + half, to_f32(base[i + half])));
+      base[i] = lora_epilogue_value(ep, t, col, base[i]);
+      base[i + half] = lora_epilogue_value(ep, t, col + half, base[i + half]);
     }
     T r1, r2;
     rotate_pair(base, i, half, pos, inv_freq[i], r1, r2);
@@ -102,7 +102,7 @@ __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* __re
   if (slot < 0) return;
   const int64_t v_col = int64_t(num_heads + num_kv_heads) * head_dim;
   for (int64_t e = threadIdx.x; e < width; e += blockDim.x)
-    v_cache[int64_t(slot) * width + e] = ep.v ? from_f32<T>(lora_epilogue_apply<T>(ep, t, v_col + e, to_f32(v[e]))) : v[e];
+    v_cache[int64_t(slot) * width + e] = lora_epilogue_value(ep, t, v_col + e, v[e]);
 }
 
 }  // namespace
